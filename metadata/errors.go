@@ -1,0 +1,35 @@
+package metadata
+
+import "errors"
+
+// Sentinel errors callers act on. Errors returned by this package wrap one of
+// these with %w and add what failed and why.
+var (
+	// ErrInvalidPath: an entry path is absolute, not clean, contains "..",
+	// or is otherwise not a relative path inside the tree.
+	ErrInvalidPath = errors.New("invalid path")
+	// ErrUnsupportedEntry: a device, fifo, socket or hard link leaving the tree.
+	ErrUnsupportedEntry = errors.New("unsupported entry")
+	// ErrDuplicatePath: two entries share one path.
+	ErrDuplicatePath = errors.New("duplicate path")
+	// ErrSymlinkEscape: a symlink target leaves the tree.
+	ErrSymlinkEscape = errors.New("symlink leaves the tree")
+	// ErrTooLarge: a size, count or length passes a configured limit.
+	ErrTooLarge = errors.New("too large")
+	// ErrMalformed: bytes do not decode as the expected structure.
+	ErrMalformed = errors.New("malformed")
+	// ErrHashMismatch: bytes do not match the hash or CID that names them.
+	ErrHashMismatch = errors.New("hash mismatch")
+	// ErrNotFound: a name, version, target or file does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: NAME@VERSION is already published with other content.
+	ErrExists = errors.New("already exists")
+	// ErrExpired: signed metadata is past its expiry.
+	ErrExpired = errors.New("expired")
+	// ErrRollback: signed metadata is older than what is already trusted.
+	ErrRollback = errors.New("rollback")
+	// ErrSignature: a signature is missing, wrong, or below threshold.
+	ErrSignature = errors.New("bad signature")
+	// ErrDependency: a dependency cycle or unsatisfiable constraint.
+	ErrDependency = errors.New("dependency error")
+)
