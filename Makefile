@@ -1,0 +1,58 @@
+# Stork build, test and demo targets. `make test` is what CI runs.
+GO        ?= go
+BIN       := bin/stork
+CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
+FUZZTIME  ?= 30s
+
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/stork
+
+# The full suite: formatting, vet, every test, and the race detector on the
+# core packages (short mode, so the largest round trips run once, without it).
+test: fmt-check vet
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -race -short -timeout 20m $(CORE_PKGS)
+
+test-short:
+	$(GO) test -short ./...
+
+race:
+	$(GO) test -race $(CORE_PKGS)
+
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+lint: fmt-check vet
+	@if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; \
+	else echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@2025.1.1); skipped"; fi
+
+# End to end on loopback with embedded defaults: see scripts in testdata/demo.
+demo: build
+	bash testdata/demo/demo.sh $(BIN)
+
+# Benchmarks report ratios against a baseline measured in the same run.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchtime=3x ./metadata/ ./transfer/
+
+bench-get:
+	$(GO) test -run='^$$' -bench=BenchmarkGetVsCurl -benchtime=3x ./transfer/
+
+# Each fuzz target in turn, FUZZTIME each.
+fuzz:
+	@for pkg in ./metadata ./transfer; do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+// TestCommandTree walks every command: usage text present, every flag has
+// usage text, a STORK_ environment variable and a category, and no flag name
+// repeats within a command.
+func TestCommandTree(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := strings.TrimSpace(path + " " + c.Name)
+			if c.Usage == "" {
+				t.Errorf("command %q has no usage text", name)
+			}
+			seen := map[string]bool{}
+			for _, f := range c.Flags {
+				for _, n := range f.Names() {
+					if seen[n] {
+						t.Errorf("command %q: flag %q defined twice", name, n)
+					}
+					seen[n] = true
+				}
+				df, ok := f.(cli.DocGenerationFlag)
+				if !ok || df.GetUsage() == "" {
+					t.Errorf("command %q: flag %q has no usage text", name, f.Names()[0])
+				}
+				if ok {
+					envs := df.GetEnvVars()
+					if len(envs) == 0 || !strings.HasPrefix(envs[0], "STORK_") {
+						t.Errorf("command %q: flag %q has no STORK_ environment variable", name, f.Names()[0])
+					}
+				}
+				if cf, ok := f.(cli.CategorizableFlag); !ok || cf.GetCategory() == "" {
+					t.Errorf("command %q: flag %q has no category", name, f.Names()[0])
+				}
+			}
+			if len(c.Subcommands) == 0 && c.Action == nil {
+				t.Errorf("command %q has neither subcommands nor an action", name)
+			}
+			walk(name, c.Subcommands)
+		}
+	}
+	walk("", app.Commands)
+}
+
+func TestErrorsAreOneLine(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown key file", []string{"stork", "keys", "id", "--key", "/nonexistent/key.json"}, "key"},
+		{"get without name", []string{"stork", "get", "--repo", "http://127.0.0.1:1", "--root", "/nonexistent", "--out", "/tmp/x"}, "NAME"},
+		{"bad chunk size", []string{"stork", "repo", "add", "--dir", "/nonexistent", "--key", "/nonexistent", "--name", "a", "--version", "1.0.0", "--chunk-size", "lots", "p"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run(tt.args, io.Discard, &stderr)
+			if code != 1 {
+				t.Fatalf("run(%q) = %d, want 1", tt.args, code)
+			}
+			msg := stderr.String()
+			if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "stork: ") {
+				t.Errorf("run(%q) stderr = %q, want one line starting with \"stork: \"", tt.args, msg)
+			}
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("run(%q) stderr = %q, want it to mention %q", tt.args, msg, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"90s", "1m30s", true}, {"30d", "720h0m0s", true}, {"2w", "336h0m0s", true},
+		{"-1d", "", false}, {"soon", "", false}, {"0s", "", false},
+	}
+	for _, tt := range tests {
+		got, err := parseDuration(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && got.String() != tt.want) {
+			t.Errorf("parseDuration(%q) = %v, %v; want %s ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}

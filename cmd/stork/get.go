@@ -1,0 +1,111 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer"
+)
+
+func getCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "download and verify a package over HTTP, without a daemon",
+		UsageText: "stork get --repo URL --root ROOT.json NAME[@VERSION] --out DIR",
+		Flags: []cli.Flag{
+			stringFlag("repo", "repository base `URL`", catRepo, true),
+			stringFlag("root", "trusted root metadata `FILE` (root.json) for a first use", catRepo, true),
+			stringFlag("out", "write the package tree to `DIR` (must not exist yet)", catOutput, true),
+			stringFlag("state", "keep trusted metadata in `DIR` (default: a per-repository directory in the user cache)", catStore, false),
+			intFlag("parallel", "concurrent chunk requests", catNetwork, 8),
+			stringFlag("stall-timeout", "abandon a request that sends nothing for `DURATION`", catNetwork, "15s"),
+			boolFlag("json", "print a JSON summary instead of a line", catOutput),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError(c, "want exactly one NAME[@VERSION], got %d arguments", c.NArg())
+			}
+			ref := c.Args().First()
+			stall, err := parseDuration(c.String("stall-timeout"))
+			if err != nil {
+				return fmt.Errorf("--stall-timeout: %w", err)
+			}
+			root, err := os.ReadFile(c.String("root"))
+			if err != nil {
+				return fmt.Errorf("read root metadata: %w", err)
+			}
+			state := c.String("state")
+			if state == "" {
+				if state, err = defaultStateDir(c.String("repo")); err != nil {
+					return err
+				}
+			}
+			origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: c.String("repo"), StallTimeout: stall, UserAgent: "stork/" + version})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+
+			start := time.Now()
+			client, err := metadata.NewClient(metadata.ClientConfig{Dir: state, Root: root, Fetcher: origin})
+			if err != nil {
+				return err
+			}
+			if err := client.Refresh(ctx); err != nil {
+				return fmt.Errorf("update repository metadata from %s: %w", c.String("repo"), err)
+			}
+			pkg, err := client.Resolve(ctx, ref)
+			if err != nil {
+				return err
+			}
+			bar := newProgress(c, fmt.Sprintf("%s@%s", pkg.Name, pkg.Version), pkg.Manifest.TotalSize())
+			res, err := transfer.Get(ctx, transfer.GetOptions{
+				Manifest: pkg.Manifest,
+				Source:   origin,
+				OutDir:   c.String("out"),
+				Parallel: c.Int("parallel"),
+				Progress: bar.Set,
+			})
+			bar.Finish()
+			if err != nil {
+				return fmt.Errorf("get %s@%s: %w", pkg.Name, pkg.Version, err)
+			}
+			elapsed := time.Since(start)
+			if c.Bool("json") {
+				return printJSON(c, map[string]any{
+					"name": pkg.Name, "version": pkg.Version, "manifest": pkg.ManifestCID.String(),
+					"out": c.String("out"), "bytes": res.Bytes, "files": res.Files, "chunks": res.Chunks,
+					"depends": pkg.Depends, "seconds": elapsed.Seconds(),
+					"mb_per_s": float64(res.Bytes) / 1e6 / elapsed.Seconds(),
+				})
+			}
+			if !bar.Visible() {
+				return nil
+			}
+			fmt.Fprintf(c.App.ErrWriter, "%s@%s: %d files, %d bytes verified into %s in %.1fs\n",
+				pkg.Name, pkg.Version, res.Files, res.Bytes, c.String("out"), elapsed.Seconds())
+			return nil
+		},
+	}
+}
+
+// defaultStateDir is where `stork get` keeps the trusted metadata of one
+// repository between runs, so a rollback is refused across invocations.
+func defaultStateDir(repoURL string) (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find a cache directory for trusted metadata (use --state): %w", err)
+	}
+	sum := sha256.Sum256([]byte(repoURL))
+	return filepath.Join(base, "stork", "get", hex.EncodeToString(sum[:8])), nil
+}
