@@ -1,0 +1,677 @@
+package transfer
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+)
+
+// Defaults for GetOptions.
+const (
+	DefaultParallel = 8
+	DefaultRetries  = 3
+)
+
+// GetOptions says what Get downloads, from where, and into where.
+type GetOptions struct {
+	// Manifest is the package content, already verified against signed
+	// metadata and validated by the caller. Get checks its paths again.
+	Manifest *metadata.Manifest
+	// Source delivers chunk bytes. Get verifies each chunk by CID.
+	Source ChunkSource
+	// OutDir must not exist, or be an empty directory; its parent must
+	// exist. It appears complete, or not at all.
+	OutDir string
+	// Parallel is the number of concurrent chunk requests. Default 8.
+	Parallel int
+	// Retries is the number of further attempts per chunk after a transient
+	// error. 0 means the default (3); negative means none. A chunk that
+	// fails its hash, or is longer than expected, is retried at most once.
+	Retries int
+	// Progress, if set, is called with the bytes written into files so far
+	// and Manifest.TotalSize(). Calls are serialised and throttled (about
+	// every 100ms, and once at the end).
+	Progress func(done, total int64)
+}
+
+// GetResult describes a finished Get.
+type GetResult struct {
+	Bytes   int64         // bytes of files written (Manifest.TotalSize)
+	Fetched int64         // bytes fetched from Source (each unique chunk once)
+	Chunks  int           // unique chunks fetched
+	Files   int           // regular files written
+	Elapsed time.Duration // wall time of Get
+}
+
+// Get downloads the tree described by opts.Manifest into opts.OutDir.
+//
+// It fetches every unique chunk once, Parallel at a time, verifies each by
+// CID, and writes it at every offset of every file that uses it. Files are
+// created in a hidden staging directory beside OutDir and verified whole
+// (Entry.Hash) and fsynced; then symlinks are made, modes applied (files,
+// then directories deepest first) and the staging directory renamed to
+// OutDir. On any error or cancellation the staging directory is removed:
+// OutDir is left as it was.
+func Get(ctx context.Context, opts GetOptions) (*GetResult, error) {
+	start := time.Now()
+	if opts.Manifest == nil {
+		return nil, errors.New("get: no manifest")
+	}
+	if opts.Source == nil {
+		return nil, errors.New("get: no chunk source")
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = DefaultParallel
+	}
+	switch {
+	case opts.Retries == 0:
+		opts.Retries = DefaultRetries
+	case opts.Retries < 0:
+		opts.Retries = 0
+	}
+	p, err := newPlan(opts.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	out, err := checkOutDir(opts.OutDir)
+	if err != nil {
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	staging, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".stork-partial-")
+	if err != nil {
+		return nil, fmt.Errorf("get: create staging directory: %w", err)
+	}
+	g := &getter{opts: opts, plan: p, staging: staging, progressTotal: opts.Manifest.TotalSize()}
+	if err := g.run(ctx); err != nil {
+		if rerr := removeTree(staging); rerr != nil {
+			err = fmt.Errorf("%w (and removing %s: %v)", err, staging, rerr)
+		}
+		return nil, fmt.Errorf("get %s: %w", opts.OutDir, err)
+	}
+	if err := ctx.Err(); err != nil {
+		_ = removeTree(staging)
+		return nil, fmt.Errorf("get %s: %w", opts.OutDir, err)
+	}
+	if err := os.Rename(staging, out); err != nil {
+		_ = removeTree(staging)
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+			err = fmt.Errorf("%w: %v", ErrOutDirExists, err)
+		}
+		return nil, fmt.Errorf("get %s: %w", opts.OutDir, err)
+	}
+	syncDir(filepath.Dir(out))
+	return &GetResult{
+		Bytes:   g.progressTotal,
+		Fetched: g.fetched,
+		Chunks:  len(p.unique),
+		Files:   len(p.files),
+		Elapsed: time.Since(start),
+	}, nil
+}
+
+// use is one place a chunk goes: a file and an offset in it.
+type use struct {
+	file   int // index into plan.files
+	offset int64
+	length int64
+}
+
+type fileItem struct {
+	entry    *metadata.Entry
+	dev, ino uint64 // of the file Get created, checked on every reopen
+}
+
+// plan is a checked manifest, arranged for Get.
+type plan struct {
+	rootMode *uint32           // mode of the "." entry, if any
+	dirs     []*metadata.Entry // sorted by path: parents first
+	files    []fileItem
+	links    []*metadata.Entry
+	unique   []metadata.ChunkRef
+	uses     map[cid.Cid][]use
+}
+
+// newPlan checks every entry again (defence in depth: the caller validated
+// the manifest) and arranges the work.
+func newPlan(m *metadata.Manifest) (*plan, error) {
+	p := &plan{uses: make(map[cid.Cid][]use)}
+	types := make(map[string]metadata.EntryType, len(m.Entries))
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Path == "." && e.Type == metadata.TypeDir {
+			if p.rootMode != nil {
+				return nil, fmt.Errorf("entry %q: %w", e.Path, metadata.ErrDuplicatePath)
+			}
+			mode := e.Mode
+			p.rootMode = &mode
+			continue
+		}
+		if err := checkRelPath(e.Path); err != nil {
+			return nil, fmt.Errorf("entry %q: %w", e.Path, err)
+		}
+		if _, dup := types[e.Path]; dup {
+			return nil, fmt.Errorf("entry %q: %w", e.Path, metadata.ErrDuplicatePath)
+		}
+		types[e.Path] = e.Type
+	}
+	fileIndex := make(map[int]int) // entry index -> files index
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Path == "." {
+			continue
+		}
+		// Every ancestor that the manifest lists must be a directory: no
+		// file is ever created through a symlink or below a file.
+		for dir := path.Dir(e.Path); dir != "."; dir = path.Dir(dir) {
+			if t, ok := types[dir]; ok && t != metadata.TypeDir {
+				return nil, fmt.Errorf("entry %q: %w: parent %q is a %s", e.Path, ErrUnsafePath, dir, t)
+			}
+		}
+		switch e.Type {
+		case metadata.TypeDir:
+			p.dirs = append(p.dirs, e)
+		case metadata.TypeSymlink:
+			if err := checkLinkTarget(e.Path, e.Target); err != nil {
+				return nil, fmt.Errorf("entry %q: %w", e.Path, err)
+			}
+			p.links = append(p.links, e)
+		case metadata.TypeFile:
+			if e.Size < 0 {
+				return nil, fmt.Errorf("entry %q: %w: size %d", e.Path, metadata.ErrMalformed, e.Size)
+			}
+			var want int64
+			if e.Size > 0 {
+				if m.ChunkSize <= 0 || m.ChunkSize > MaxChunkSize {
+					return nil, fmt.Errorf("manifest: %w: chunk size %d", metadata.ErrMalformed, m.ChunkSize)
+				}
+				want = (e.Size + m.ChunkSize - 1) / m.ChunkSize
+			}
+			if int64(len(e.Chunks)) != want {
+				return nil, fmt.Errorf("entry %q: %w: %d chunks for %d bytes, want %d", e.Path, metadata.ErrMalformed, len(e.Chunks), e.Size, want)
+			}
+			for _, s := range e.Chunks {
+				if _, _, err := metadata.ParseCID(s); err != nil {
+					return nil, fmt.Errorf("entry %q: %w", e.Path, err)
+				}
+			}
+			fileIndex[i] = len(p.files)
+			p.files = append(p.files, fileItem{entry: e})
+		default:
+			return nil, fmt.Errorf("entry %q: %w: type %q", e.Path, metadata.ErrUnsupportedEntry, e.Type)
+		}
+	}
+	sort.Slice(p.dirs, func(i, j int) bool { return p.dirs[i].Path < p.dirs[j].Path })
+	for _, r := range m.ChunkRefs() {
+		if r.Length <= 0 {
+			return nil, fmt.Errorf("entry %q: %w: empty chunk %d", m.Entries[r.Entry].Path, metadata.ErrMalformed, r.Index)
+		}
+		if _, seen := p.uses[r.CID]; !seen {
+			p.unique = append(p.unique, r)
+		}
+		p.uses[r.CID] = append(p.uses[r.CID], use{file: fileIndex[r.Entry], offset: r.Offset, length: r.Length})
+	}
+	return p, nil
+}
+
+// checkLinkTarget refuses a symlink whose target is absolute or, read
+// lexically from the link's directory, leaves the tree.
+func checkLinkTarget(p, target string) error {
+	if target == "" || strings.ContainsRune(target, 0) {
+		return fmt.Errorf("%w: empty symlink target", metadata.ErrMalformed)
+	}
+	if path.IsAbs(target) {
+		return fmt.Errorf("%w: absolute target %q", metadata.ErrSymlinkEscape, target)
+	}
+	dir := path.Dir(p)
+	for _, seg := range strings.Split(target, "/") {
+		switch seg {
+		case "", ".":
+		case "..":
+			if dir == "." {
+				return fmt.Errorf("%w: target %q", metadata.ErrSymlinkEscape, target)
+			}
+			dir = path.Dir(dir)
+		default:
+			dir = path.Join(dir, seg)
+		}
+	}
+	return nil
+}
+
+// checkOutDir returns the absolute OutDir after checking that it does not
+// exist (or is an empty directory, not a symlink) and that its parent is a
+// directory.
+func checkOutDir(dir string) (string, error) {
+	if dir == "" {
+		return "", errors.New("no output directory")
+	}
+	out, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("output directory %q: %w", dir, err)
+	}
+	if out == filepath.Dir(out) {
+		return "", fmt.Errorf("output directory %q: %w: the file system root", dir, ErrOutDirExists)
+	}
+	if fi, err := os.Stat(filepath.Dir(out)); err != nil {
+		return "", fmt.Errorf("output directory %q: parent: %w", dir, err)
+	} else if !fi.IsDir() {
+		return "", fmt.Errorf("output directory %q: parent is not a directory", dir)
+	}
+	fi, err := os.Lstat(out)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return out, nil
+	case err != nil:
+		return "", fmt.Errorf("output directory %q: %w", dir, err)
+	case !fi.IsDir():
+		return "", fmt.Errorf("output directory %q: %w (a %s)", dir, ErrOutDirExists, fi.Mode().Type())
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		return "", fmt.Errorf("output directory %q: %w", dir, err)
+	}
+	defer f.Close()
+	if names, _ := f.Readdirnames(1); len(names) > 0 {
+		return "", fmt.Errorf("output directory %q: %w", dir, ErrOutDirExists)
+	}
+	return out, nil
+}
+
+// getter is one Get in progress.
+type getter struct {
+	opts    GetOptions
+	plan    *plan
+	staging string
+	root    *os.Root
+
+	mu            sync.Mutex // guards the fields below
+	fetched       int64
+	written       int64
+	progressTotal int64
+	lastProgress  time.Time
+}
+
+func (g *getter) run(ctx context.Context) error {
+	root, err := os.OpenRoot(g.staging)
+	if err != nil {
+		return fmt.Errorf("open staging directory: %w", err)
+	}
+	defer root.Close()
+	g.root = root
+
+	// 1. Directories, owner-writable while they are filled.
+	for _, e := range g.plan.dirs {
+		if err := root.MkdirAll(e.Path, 0o700); err != nil {
+			return fmt.Errorf("create directory %q: %w", e.Path, err)
+		}
+	}
+	// 2. Files, created exclusively (never through a symlink) and pre-sized.
+	for i := range g.plan.files {
+		if err := g.createFile(&g.plan.files[i]); err != nil {
+			return err
+		}
+	}
+	// 3. Chunks.
+	if err := g.fetchAll(ctx); err != nil {
+		return err
+	}
+	g.reportProgress(true)
+	// 4. Whole files: verify and fsync.
+	if err := g.forEachFile(ctx, g.verifyFile); err != nil {
+		return err
+	}
+	// 5. Symlinks, last, so nothing above was written through one.
+	for _, e := range g.plan.links {
+		if dir := path.Dir(e.Path); dir != "." {
+			if err := root.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("create directory %q: %w", dir, err)
+			}
+		}
+		if err := root.Symlink(e.Target, e.Path); err != nil {
+			return fmt.Errorf("create symlink %q: %w", e.Path, err)
+		}
+	}
+	// 6. Modes: files, then directories deepest first, then the top.
+	for _, f := range g.plan.files {
+		if err := g.chmod(f.entry.Path, f.entry.Mode); err != nil {
+			return err
+		}
+	}
+	for i := len(g.plan.dirs) - 1; i >= 0; i-- {
+		e := g.plan.dirs[i]
+		syncDir(filepath.Join(g.staging, filepath.FromSlash(e.Path)))
+		if err := g.chmod(e.Path, e.Mode); err != nil {
+			return err
+		}
+	}
+	rootMode := uint32(0o755)
+	if g.plan.rootMode != nil {
+		rootMode = *g.plan.rootMode
+	}
+	syncDir(g.staging)
+	if err := os.Chmod(g.staging, fileMode(rootMode)); err != nil {
+		return fmt.Errorf("chmod top directory: %w", err)
+	}
+	return ctx.Err()
+}
+
+func (g *getter) createFile(fi *fileItem) error {
+	p := fi.entry.Path
+	if dir := path.Dir(p); dir != "." {
+		if err := g.root.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create directory %q: %w", dir, err)
+		}
+	}
+	f, err := g.root.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("create file %q: %w", p, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("create file %q: %w", p, err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("create file %q: no inode information", p)
+	}
+	fi.dev, fi.ino = uint64(sys.Dev), sys.Ino
+	if fi.entry.Size > 0 {
+		if err := f.Truncate(fi.entry.Size); err != nil {
+			return fmt.Errorf("size file %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// openFile reopens a file Get created, refusing anything else at its path.
+func (g *getter) openFile(fi *fileItem, flag int) (*os.File, error) {
+	f, err := g.root.OpenFile(fi.entry.Path, flag|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %q: %w", fi.entry.Path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open %q: %w", fi.entry.Path, err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || !st.Mode().IsRegular() || uint64(sys.Dev) != fi.dev || sys.Ino != fi.ino {
+		f.Close()
+		return nil, fmt.Errorf("open %q: %w: not the file Get created", fi.entry.Path, ErrUnsafePath)
+	}
+	return f, nil
+}
+
+func (g *getter) chmod(p string, mode uint32) error {
+	if err := g.root.Chmod(p, fileMode(mode)); err != nil {
+		return fmt.Errorf("chmod %q: %w", p, err)
+	}
+	return nil
+}
+
+// fileMode turns manifest permission bits (0o7777) into an os.FileMode.
+func fileMode(m uint32) os.FileMode {
+	mode := os.FileMode(m & 0o777)
+	if m&0o4000 != 0 {
+		mode |= os.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		mode |= os.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		mode |= os.ModeSticky
+	}
+	return mode
+}
+
+// fetchAll fetches the unique chunks, opts.Parallel at a time; the first
+// error cancels the rest.
+func (g *getter) fetchAll(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	n := min(g.opts.Parallel, len(g.plan.unique))
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if err := g.fetchChunk(ctx, g.plan.unique[i]); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for i := range g.plan.unique {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// fetchChunk fetches, verifies and writes one unique chunk, retrying
+// transient failures.
+func (g *getter) fetchChunk(ctx context.Context, ref metadata.ChunkRef) error {
+	where := fmt.Sprintf("chunk %s (%q at offset %d)", ref.CID, g.opts.Manifest.Entries[ref.Entry].Path, ref.Offset)
+	backoff := 100 * time.Millisecond
+	var data []byte
+	for attempt := 0; ; attempt++ {
+		var err error
+		data, err = g.opts.Source.FetchChunk(ctx, ref.CID, ref.Length)
+		if err == nil {
+			if int64(len(data)) != ref.Length {
+				err = fmt.Errorf("%w: %d bytes, want %d", metadata.ErrHashMismatch, len(data), ref.Length)
+			} else {
+				err = metadata.VerifyCID(ref.CID, data)
+			}
+		}
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if attempt >= g.maxAttempts(err) {
+			return fmt.Errorf("%s: %w (after %d attempts)", where, err, attempt+1)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	for _, u := range g.plan.uses[ref.CID] {
+		if u.length != int64(len(data)) {
+			return fmt.Errorf("%s: %w: used with length %d", where, metadata.ErrMalformed, u.length)
+		}
+		if err := g.writeAt(&g.plan.files[u.file], data, u.offset); err != nil {
+			return err
+		}
+	}
+	g.mu.Lock()
+	g.fetched += int64(len(data))
+	g.mu.Unlock()
+	return nil
+}
+
+// maxAttempts is how many retries an error deserves.
+func (g *getter) maxAttempts(err error) int {
+	var se *StatusError
+	switch {
+	case errors.Is(err, metadata.ErrNotFound), errors.Is(err, ErrUnsafePath):
+		return 0
+	case errors.As(err, &se) && !se.Temporary():
+		return 0
+	case errors.Is(err, metadata.ErrHashMismatch), errors.Is(err, metadata.ErrTooLarge):
+		return min(1, g.opts.Retries)
+	}
+	return g.opts.Retries
+}
+
+func (g *getter) writeAt(fi *fileItem, data []byte, off int64) error {
+	f, err := g.openFile(fi, os.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(data, off); err != nil {
+		f.Close()
+		return fmt.Errorf("write %q at %d: %w", fi.entry.Path, off, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %q: %w", fi.entry.Path, err)
+	}
+	g.mu.Lock()
+	g.written += int64(len(data))
+	g.mu.Unlock()
+	g.reportProgress(false)
+	return nil
+}
+
+// reportProgress calls opts.Progress, at most every 100ms unless final.
+func (g *getter) reportProgress(final bool) {
+	if g.opts.Progress == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	if !final && now.Sub(g.lastProgress) < 100*time.Millisecond {
+		return
+	}
+	g.lastProgress = now
+	g.opts.Progress(g.written, g.progressTotal)
+}
+
+// forEachFile runs fn on every file, opts.Parallel at a time.
+func (g *getter) forEachFile(ctx context.Context, fn func(*fileItem) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range min(g.opts.Parallel, len(g.plan.files)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := fn(&g.plan.files[i]); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+feed:
+	for i := range g.plan.files {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// verifyFile checks a written file against its whole-file hash and
+// fsyncs it.
+func (g *getter) verifyFile(fi *fileItem) error {
+	f, err := g.openFile(fi, os.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := verifyFileHash(f, fi.entry); err != nil {
+		return fmt.Errorf("file %q: %w", fi.entry.Path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fsync %q: %w", fi.entry.Path, err)
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory, best effort: durability of the names, not
+// correctness, depends on it.
+func syncDir(dir string) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	_ = f.Sync()
+	_ = f.Close()
+}
+
+// removeTree removes dir and everything below it, first making directories
+// writable (applied modes such as 0555 would stop os.RemoveAll). It never
+// follows symlinks.
+func removeTree(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		} else if err != nil && p != dir {
+			// The parent was unreadable: make it readable and go on.
+			_ = os.Chmod(filepath.Dir(p), 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
+
+// verifyFileHash checks that r holds exactly e.Size bytes whose hash is
+// e.Hash, the whole-file hash of metadata.Entry: the CID (CIDv1 raw
+// sha2-256) of the file's content.
+func verifyFileHash(r io.Reader, e *metadata.Entry) error {
+	h := sha256.New()
+	buf := make([]byte, min(max(e.Size+1, 512), 1<<20))
+	n, err := io.CopyBuffer(h, io.LimitReader(r, e.Size+1), buf)
+	if err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if n != e.Size {
+		return fmt.Errorf("%w: %d bytes, want %d", metadata.ErrHashMismatch, n, e.Size)
+	}
+	if got := metadata.CIDFromSHA256(h.Sum(nil)).String(); got != e.Hash {
+		return fmt.Errorf("%w: whole-file hash %s, want %s", metadata.ErrHashMismatch, got, e.Hash)
+	}
+	return nil
+}
