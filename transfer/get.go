@@ -110,7 +110,9 @@ func Get(ctx context.Context, opts GetOptions) (*GetResult, error) {
 		_ = removeTree(staging)
 		return nil, fmt.Errorf("get %s: %w", opts.OutDir, err)
 	}
-	if err := os.Rename(staging, out); err != nil {
+	// rename(2), not os.Rename, which refuses to replace an empty directory.
+	if err := syscall.Rename(staging, out); err != nil {
+		err = &os.LinkError{Op: "rename", Old: staging, New: out, Err: err}
 		_ = removeTree(staging)
 		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
 			err = fmt.Errorf("%w: %v", ErrOutDirExists, err)
@@ -216,6 +218,16 @@ func newPlan(m *metadata.Manifest) (*plan, error) {
 			p.files = append(p.files, fileItem{entry: e})
 		default:
 			return nil, fmt.Errorf("entry %q: %w: type %q", e.Path, metadata.ErrUnsupportedEntry, e.Type)
+		}
+	}
+	// Parents the manifest does not list get 0755, like a mkdir -p would.
+	for _, e := range m.Entries {
+		for dir := path.Dir(e.Path); dir != "." && dir != "/"; dir = path.Dir(dir) {
+			if _, ok := types[dir]; ok {
+				continue
+			}
+			types[dir] = metadata.TypeDir
+			p.dirs = append(p.dirs, &metadata.Entry{Path: dir, Type: metadata.TypeDir, Mode: 0o755})
 		}
 	}
 	sort.Slice(p.dirs, func(i, j int) bool { return p.dirs[i].Path < p.dirs[j].Path })
