@@ -1,0 +1,538 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"github.com/ipfs/go-cid"
+	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+)
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// Dir holds the trusted metadata (created 0700). Trusted metadata is
+	// persisted here so that rollback is refused after a restart too. Empty
+	// means memory only: no rollback protection across restarts.
+	Dir string
+	// Root is the initial trusted root.json, used only when Dir holds no
+	// trusted root yet.
+	Root []byte
+	// Fetcher reads repository files (untrusted).
+	Fetcher Fetcher
+	// Limits bound manifests; zero fields take defaults.
+	Limits Limits
+	// Now is the clock used for expiry; nil means time.Now.
+	Now func() time.Time
+	// MaxMetadataSize bounds a targets or delegated role file whose length
+	// the snapshot does not state; 0 means 64 MiB.
+	MaxMetadataSize int64
+}
+
+// Client is the verifying side: it follows the TUF client workflow (go-tuf's
+// updater) to obtain trusted metadata, then resolves packages and fetches
+// their manifests, checking every byte against signed targets. It is safe
+// for concurrent use (calls are serialised).
+type Client struct {
+	mu    sync.Mutex
+	cfg   ClientConfig
+	lim   Limits
+	now   func() time.Time
+	up    *updater.Updater
+	ad    *tufFetcher
+	index map[string][]*pkgEntry // by name
+}
+
+// pkgEntry is one visible signed package target.
+type pkgEntry struct {
+	info   PackageInfo
+	ver    *semver.Version
+	target *tufmeta.TargetFiles
+	err    error // a malformed custom field: reported when resolved
+}
+
+// Resolved is a package version with its verified manifest.
+type Resolved struct {
+	Name, Version string
+	ManifestCID   cid.Cid
+	ManifestBytes []byte
+	Manifest      *Manifest
+	Depends       []string
+	Length        int64 // manifest bytes, as signed
+	Size          int64 // file content bytes, as signed
+	Role          string
+}
+
+// NewClient checks cfg and the trusted root; it does not touch the network.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Fetcher == nil {
+		return nil, errors.New("new client: no fetcher")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxMetadataSize <= 0 {
+		cfg.MaxMetadataSize = 64 << 20
+	}
+	c := &Client{cfg: cfg, lim: cfg.Limits.withDefaults(), now: cfg.Now}
+	if cfg.Dir != "" {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("new client: %w", err)
+		}
+	}
+	root, err := c.trustedRoot()
+	if err != nil {
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	m, err := new(tufmeta.Metadata[tufmeta.RootType]).FromBytes(root)
+	if err != nil {
+		return nil, fmt.Errorf("new client: trusted root: %w: %v", ErrMalformed, err)
+	}
+	if err := m.VerifyDelegate(tufmeta.ROOT, m); err != nil {
+		return nil, mapTUFError("new client: trusted root", err)
+	}
+	return c, nil
+}
+
+// trustedRoot returns the newest trusted root: Dir/root.json, else cfg.Root.
+func (c *Client) trustedRoot() ([]byte, error) {
+	if c.cfg.Dir != "" {
+		b, err := os.ReadFile(filepath.Join(c.cfg.Dir, "root.json"))
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("trusted root: %w", err)
+		}
+	}
+	if len(c.cfg.Root) == 0 {
+		return nil, fmt.Errorf("trusted root: %w: none in %q and none configured", ErrNotFound, c.cfg.Dir)
+	}
+	return c.cfg.Root, nil
+}
+
+// Refresh runs the TUF client workflow: newer roots one by one, then
+// timestamp, snapshot and targets, then every delegated role, all checked
+// for signatures, versions (rollback), expiry (freeze), lengths and hashes
+// (mix-and-match, endless data). Errors wrap ErrExpired, ErrRollback,
+// ErrSignature, ErrHashMismatch, ErrTooLarge, ErrNotFound or ErrMalformed.
+// On error the client holds no trusted view until a Refresh succeeds.
+func (c *Client) Refresh(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refreshLocked(ctx)
+}
+
+func (c *Client) refreshLocked(ctx context.Context) error {
+	c.up, c.index = nil, nil
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	root, err := c.trustedRoot()
+	if err != nil {
+		return fmt.Errorf("refresh metadata: %w", err)
+	}
+	ucfg, err := config.New(remoteBase+MetadataDir, root)
+	if err != nil {
+		return fmt.Errorf("refresh metadata: %w", err)
+	}
+	ad := &tufFetcher{f: c.cfg.Fetcher, ctx: ctx}
+	ucfg.Fetcher = ad
+	ucfg.RemoteTargetsURL = remoteBase + "targets"
+	ucfg.TargetsMaxLength = c.cfg.MaxMetadataSize
+	ucfg.SnapshotMaxLength = c.cfg.MaxMetadataSize
+	if c.cfg.Dir == "" {
+		ucfg.DisableLocalCache = true
+	} else {
+		ucfg.LocalMetadataDir = c.cfg.Dir
+		ucfg.LocalTargetsDir = c.cfg.Dir
+	}
+	up, err := updater.New(ucfg)
+	if err != nil {
+		return mapTUFError("refresh metadata: trusted root", err)
+	}
+	up.UnsafeSetRefTime(c.now().UTC())
+	if err := up.Refresh(); err != nil {
+		return mapTUFError("refresh metadata", err)
+	}
+	if err := c.loadDelegations(ctx, up); err != nil {
+		return err
+	}
+	idx, err := buildIndex(up)
+	if err != nil {
+		return err
+	}
+	c.up, c.ad, c.index = up, ad, idx
+	return nil
+}
+
+// loadDelegations verifies and loads every delegated role reachable from
+// top-level targets (breadth first), so that the package list is complete.
+// A delegated role the snapshot does not list yet (no package published) is
+// skipped.
+func (c *Client) loadDelegations(ctx context.Context, up *updater.Updater) error {
+	tm := up.GetTrustedMetadataSet() // shares Root, Snapshot and the Targets map
+	type edge struct{ role, parent string }
+	visited := map[string]bool{tufmeta.TARGETS: true}
+	var queue []edge
+	push := func(parent string) {
+		if d := tm.Targets[parent].Signed.Delegations; d != nil {
+			for _, dr := range d.Roles {
+				queue = append(queue, edge{dr.Name, parent})
+			}
+		}
+	}
+	push(tufmeta.TARGETS)
+	const maxRoles = 1024
+	for len(queue) > 0 && len(visited) < maxRoles {
+		e := queue[0]
+		queue = queue[1:]
+		if visited[e.role] {
+			continue
+		}
+		visited[e.role] = true
+		if _, ok := tm.Targets[e.role]; !ok {
+			mf, ok := tm.Snapshot.Signed.Meta[e.role+".json"]
+			if !ok {
+				continue
+			}
+			n := mf.Length
+			if n == 0 {
+				n = c.cfg.MaxMetadataSize
+			}
+			p := fmt.Sprintf("%s/%d.%s.json", MetadataDir, mf.Version, url.PathEscape(e.role))
+			data, err := c.cfg.Fetcher.Fetch(ctx, p, n)
+			if err != nil {
+				return mapTUFError("refresh metadata: role "+e.role, err)
+			}
+			if _, err := tm.UpdateDelegatedTargets(data, e.role, e.parent); err != nil {
+				return mapTUFError("refresh metadata: role "+e.role, err)
+			}
+		}
+		push(e.role)
+	}
+	return nil
+}
+
+// buildIndex lists the packages visible under the delegation rules: every
+// packages/NAME/VERSION path named by any loaded role is looked up through
+// the updater (GetTargetInfo walks delegations as TUF prescribes), so a
+// role listing a path outside its patterns is ignored.
+func buildIndex(up *updater.Updater) (map[string][]*pkgEntry, error) {
+	tm := up.GetTrustedMetadataSet()
+	roles := sortedKeys(tm.Targets)
+	seen := map[string]bool{}
+	idx := map[string][]*pkgEntry{}
+	for _, role := range roles {
+		for _, p := range sortedKeys(tm.Targets[role].Signed.Targets) {
+			if seen[p] || !strings.HasPrefix(p, TargetPrefix) {
+				continue
+			}
+			seen[p] = true
+			name, version, ok := ParseTargetPath(p)
+			if !ok {
+				continue
+			}
+			tf, err := up.GetTargetInfo(p)
+			if err != nil {
+				continue // not delegated to the role that lists it
+			}
+			e := &pkgEntry{target: tf}
+			e.info, e.err = packageInfo(p, tf)
+			e.info.Name, e.info.Version = name, version
+			e.ver, _ = semver.NewVersion(version)
+			for _, r := range roles {
+				if tm.Targets[r].Signed.Targets[p] == tf {
+					e.info.Role = r
+					break
+				}
+			}
+			idx[name] = append(idx[name], e)
+		}
+	}
+	return idx, nil
+}
+
+// ensure refreshes once if the client holds no trusted view.
+func (c *Client) ensure(ctx context.Context) error {
+	if c.up == nil {
+		return c.refreshLocked(ctx)
+	}
+	c.ad.ctx = ctx
+	return nil
+}
+
+// Packages lists every signed package version visible to the client,
+// sorted by name then version. It refreshes first if needed.
+func (c *Client) Packages(ctx context.Context) ([]PackageInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ensure(ctx); err != nil {
+		return nil, err
+	}
+	var out []PackageInfo
+	for _, es := range c.index {
+		for _, e := range es {
+			if e.err == nil {
+				out = append(out, e.info)
+			}
+		}
+	}
+	sortPackages(out)
+	return out, nil
+}
+
+// Resolve finds ref ("NAME" or "NAME@VERSION") in the signed metadata,
+// fetches its manifest and verifies it against the signed target (length,
+// hashes, and the manifest CID in the target's custom field), then decodes
+// it within the client's limits. Without a version it picks the newest
+// release (a pre-release only if there is no release). An unknown name or
+// version wraps ErrNotFound.
+func (c *Client) Resolve(ctx context.Context, ref string) (*Resolved, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ensure(ctx); err != nil {
+		return nil, err
+	}
+	name, version, err := ParseRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: %w", err)
+	}
+	e, err := c.pick(name, version, nil)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	return c.fetchManifest(ctx, e)
+}
+
+// pick selects a version of name: exactly version if given, else the
+// newest allowed by cons.
+func (c *Client) pick(name, version string, cons []Dependency) (*pkgEntry, error) {
+	es := c.index[name]
+	if len(es) == 0 {
+		return nil, fmt.Errorf("package %s: %w in signed metadata", name, ErrNotFound)
+	}
+	if version != "" {
+		for _, e := range es {
+			if e.info.Version == version {
+				return e, nil
+			}
+		}
+		return nil, fmt.Errorf("package %s@%s: %w in signed metadata", name, version, ErrNotFound)
+	}
+	vs := make([]*semver.Version, len(es))
+	for i, e := range es {
+		vs[i] = e.ver
+	}
+	i := newest(vs, cons)
+	if i < 0 {
+		return nil, fmt.Errorf("package %s: %w: no version satisfies the constraints", name, ErrNotFound)
+	}
+	return es[i], nil
+}
+
+// fetchManifest fetches and verifies the manifest of a signed target.
+func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, error) {
+	ref := e.info.Name + "@" + e.info.Version
+	if e.err != nil {
+		return nil, fmt.Errorf("package %s: %w", ref, e.err)
+	}
+	n := e.target.Length
+	if n <= 0 || n > c.lim.MaxManifestSize {
+		return nil, fmt.Errorf("package %s: manifest: %w: signed length %d, limit %d", ref, ErrTooLarge, n, c.lim.MaxManifestSize)
+	}
+	mc := e.info.ManifestCID
+	data, err := c.cfg.Fetcher.Fetch(ctx, ManifestsDir+"/"+mc.String(), n)
+	if err != nil {
+		return nil, fmt.Errorf("package %s: manifest %s: %w", ref, mc, err)
+	}
+	if err := e.target.VerifyLengthHashes(data); err != nil {
+		return nil, fmt.Errorf("package %s: manifest %s: %w: %v", ref, mc, ErrHashMismatch, err)
+	}
+	if err := VerifyCID(mc, data); err != nil {
+		return nil, fmt.Errorf("package %s: manifest: %w", ref, err)
+	}
+	m, err := DecodeManifest(data, c.lim)
+	if err != nil {
+		return nil, fmt.Errorf("package %s: manifest %s: %w", ref, mc, err)
+	}
+	return &Resolved{
+		Name: e.info.Name, Version: e.info.Version, ManifestCID: mc,
+		ManifestBytes: data, Manifest: m, Depends: e.info.Depends,
+		Length: n, Size: e.info.Size, Role: e.info.Role,
+	}, nil
+}
+
+// ResolveClosure resolves ref and its whole dependency closure from signed
+// metadata (see doc.go, "Dependencies"). The result lists ref first, then
+// the dependencies in breadth-first order; it is deterministic. Conflicts,
+// unsatisfiable constraints, missing packages and cycles wrap ErrDependency
+// (a missing package also wraps ErrNotFound).
+func (c *Client) ResolveClosure(ctx context.Context, ref string) ([]*Resolved, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ensure(ctx); err != nil {
+		return nil, err
+	}
+	name, version, err := ParseRef(ref)
+	if err != nil {
+		return nil, fmt.Errorf("resolve: %w", err)
+	}
+	first, err := c.pick(name, version, nil)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	plan, err := c.plan(first)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", ref, err)
+	}
+	out := make([]*Resolved, 0, len(plan))
+	for _, e := range plan {
+		r, err := c.fetchManifest(ctx, e)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", ref, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// requirement is a constraint on a package and who imposes it.
+type requirement struct {
+	dep Dependency
+	by  string // NAME@VERSION
+}
+
+// plan is the resolver: breadth first from root. A name is picked when it
+// leaves the queue, as the newest version satisfying every constraint
+// gathered for it by then; a constraint met later must accept the version
+// already picked. Then the picked graph must be acyclic.
+func (c *Client) plan(root *pkgEntry) ([]*pkgEntry, error) {
+	picked := map[string]*pkgEntry{root.info.Name: root}
+	order := []*pkgEntry{root}
+	reqs := map[string][]requirement{}
+	var queue []string // names waiting to be picked
+	process := func(e *pkgEntry) error {
+		if e.err != nil {
+			return fmt.Errorf("package %s@%s: %w", e.info.Name, e.info.Version, e.err)
+		}
+		by := e.info.Name + "@" + e.info.Version
+		deps, _, err := ParseDependencies(e.info.Name, e.info.Depends)
+		if err != nil {
+			return fmt.Errorf("package %s: %w", by, err)
+		}
+		for _, d := range deps {
+			if p, ok := picked[d.Name]; ok {
+				if !d.Allows(p.ver) {
+					return fmt.Errorf("%w: %s needs %s, but %s@%s was already chosen (required by %s)",
+						ErrDependency, by, d, d.Name, p.info.Version, describe(reqs[d.Name], root))
+				}
+				continue
+			}
+			if len(reqs[d.Name]) == 0 {
+				queue = append(queue, d.Name)
+			}
+			reqs[d.Name] = append(reqs[d.Name], requirement{dep: d, by: by})
+		}
+		return nil
+	}
+	if err := process(root); err != nil {
+		return nil, err
+	}
+	for len(queue) > 0 {
+		name := queue[0]
+		queue = queue[1:]
+		rs := reqs[name]
+		if len(c.index[name]) == 0 {
+			return nil, fmt.Errorf("%w: %s needs %s: %w in signed metadata", ErrDependency, rs[0].by, rs[0].dep, ErrNotFound)
+		}
+		cons := make([]Dependency, len(rs))
+		for i, r := range rs {
+			cons[i] = r.dep
+		}
+		e, err := c.pick(name, "", cons)
+		if err != nil {
+			var parts []string
+			for _, r := range rs {
+				parts = append(parts, r.by+" needs "+r.dep.String())
+			}
+			return nil, fmt.Errorf("%w: no version of %s satisfies: %s", ErrDependency, name, strings.Join(parts, "; "))
+		}
+		picked[name] = e
+		order = append(order, e)
+		if err := process(e); err != nil {
+			return nil, err
+		}
+	}
+	if cyc := findCycle(order, picked); cyc != nil {
+		return nil, fmt.Errorf("%w: dependency cycle %s", ErrDependency, strings.Join(cyc, " -> "))
+	}
+	return order, nil
+}
+
+func describe(rs []requirement, root *pkgEntry) string {
+	if len(rs) == 0 {
+		return "the request for " + root.info.Name
+	}
+	var parts []string
+	for _, r := range rs {
+		parts = append(parts, r.by)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// findCycle returns a dependency cycle among the picked packages as a list
+// of names (first repeated at the end), or nil.
+func findCycle(order []*pkgEntry, picked map[string]*pkgEntry) []string {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var stack []string
+	var cycle []string
+	var visit func(name string) bool
+	visit = func(name string) bool {
+		color[name] = grey
+		stack = append(stack, name)
+		deps, _, _ := ParseDependencies(name, picked[name].info.Depends)
+		for _, d := range deps {
+			if _, ok := picked[d.Name]; !ok {
+				continue
+			}
+			switch color[d.Name] {
+			case grey:
+				for i, s := range stack {
+					if s == d.Name {
+						cycle = append(append([]string{}, stack[i:]...), d.Name)
+						return true
+					}
+				}
+			case white:
+				if visit(d.Name) {
+					return true
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[name] = black
+		return false
+	}
+	for _, e := range order {
+		if color[e.info.Name] == white && visit(e.info.Name) {
+			return cycle
+		}
+	}
+	return nil
+}

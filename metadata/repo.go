@@ -1,0 +1,1104 @@
+package metadata
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// ErrMissingKey: the caller does not hold the threshold of signing keys a
+// role needs, or holds no key allowed to publish a name.
+var ErrMissingKey = errors.New("missing signing key")
+
+// Default metadata lifetimes.
+const (
+	DefaultRootExpires      = 365 * 24 * time.Hour
+	DefaultTargetsExpires   = 90 * 24 * time.Hour
+	DefaultSnapshotExpires  = 7 * 24 * time.Hour
+	DefaultTimestampExpires = 24 * time.Hour
+)
+
+// RepoConfig configures a new repository (InitRepo).
+type RepoConfig struct {
+	// Signing keys per role; the CLI passes one key for all by default.
+	// Every role needs at least its threshold of keys.
+	RootKeys, TargetsKeys, SnapshotKeys, TimestampKeys []*PrivateKey
+	// Signature thresholds; 0 means 1.
+	RootThreshold, TargetsThreshold, SnapshotThreshold, TimestampThreshold int
+	// Lifetimes of each role's metadata; 0 means 365d, 90d, 7d, 1d.
+	RootExpires, TargetsExpires, SnapshotExpires, TimestampExpires time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Repo is a repository directory on disk, the publisher's side:
+//
+//	DIR/metadata/N.root.json       every root version (consistent snapshots)
+//	DIR/metadata/root.json         copy of the newest root, for convenience
+//	DIR/metadata/timestamp.json    the only unversioned role file
+//	DIR/metadata/N.snapshot.json
+//	DIR/metadata/N.targets.json
+//	DIR/metadata/N.<role>.json     delegated (publisher) roles
+//	DIR/manifests/<CID>            canonical manifest bytes
+//	DIR/chunks/<CID>               chunk bytes
+//	DIR/stork-repo.json            unsigned local settings (lifetimes)
+//
+// Every file is written atomically (temporary file and rename), in the
+// order chunks, manifest, role metadata, snapshot, timestamp: a reader that
+// starts from timestamp.json never finds a file it points at missing. A Repo
+// serialises its own operations; two processes must not write one
+// repository at the same time.
+type Repo struct {
+	mu      sync.Mutex
+	dir     string
+	now     func() time.Time
+	keys    map[string]*PrivateKey
+	expires map[string]time.Duration // role -> lifetime
+
+	root      *tufmeta.Metadata[tufmeta.RootType]
+	targets   map[string]*tufmeta.Metadata[tufmeta.TargetsType] // "targets" and delegated roles
+	snapshot  *tufmeta.Metadata[tufmeta.SnapshotType]
+	timestamp *tufmeta.Metadata[tufmeta.TimestampType]
+}
+
+type repoSettings struct {
+	Format  int               `json:"stork_repo"`
+	Expires map[string]string `json:"expires"`
+}
+
+// targetCustom is the custom field of a package target.
+type targetCustom struct {
+	Manifest string   `json:"manifest"`
+	Size     int64    `json:"size"`
+	Depends  []string `json:"depends,omitempty"`
+}
+
+// PackageInfo describes one signed package version.
+type PackageInfo struct {
+	Name, Version string
+	ManifestCID   cid.Cid
+	Size          int64 // bytes of file content in the tree
+	ManifestSize  int64 // bytes of the manifest (the signed target length)
+	Depends       []string
+	Role          string // the targets role that signs it
+}
+
+func keyMap(keys ...[]*PrivateKey) map[string]*PrivateKey {
+	m := map[string]*PrivateKey{}
+	for _, ks := range keys {
+		for _, k := range ks {
+			if k != nil {
+				m[k.ID()] = k
+			}
+		}
+	}
+	return m
+}
+
+// InitRepo creates a repository in dir (created if missing) with version 1
+// of root, targets (empty), snapshot and timestamp. It refuses a directory
+// that already holds repository metadata (ErrExists).
+func InitRepo(dir string, cfg RepoConfig) (*Repo, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	mdDir := filepath.Join(dir, MetadataDir)
+	if ents, err := os.ReadDir(mdDir); err == nil && len(ents) > 0 {
+		return nil, fmt.Errorf("init repository %s: %w: %s is not empty", dir, ErrExists, mdDir)
+	}
+	exp := map[string]time.Duration{
+		tufmeta.ROOT:      orDur(cfg.RootExpires, DefaultRootExpires),
+		tufmeta.TARGETS:   orDur(cfg.TargetsExpires, DefaultTargetsExpires),
+		tufmeta.SNAPSHOT:  orDur(cfg.SnapshotExpires, DefaultSnapshotExpires),
+		tufmeta.TIMESTAMP: orDur(cfg.TimestampExpires, DefaultTimestampExpires),
+	}
+	now := cfg.Now()
+	root := tufmeta.Root(expiry(now, exp[tufmeta.ROOT]))
+	roleKeys := []struct {
+		role      string
+		keys      []*PrivateKey
+		threshold int
+	}{
+		{tufmeta.ROOT, cfg.RootKeys, cfg.RootThreshold},
+		{tufmeta.TARGETS, cfg.TargetsKeys, cfg.TargetsThreshold},
+		{tufmeta.SNAPSHOT, cfg.SnapshotKeys, cfg.SnapshotThreshold},
+		{tufmeta.TIMESTAMP, cfg.TimestampKeys, cfg.TimestampThreshold},
+	}
+	for _, rk := range roleKeys {
+		th := rk.threshold
+		if th == 0 {
+			th = 1
+		}
+		ids := map[string]bool{}
+		for _, k := range rk.keys {
+			if k == nil {
+				continue
+			}
+			ids[k.ID()] = true
+			if err := root.Signed.AddKey(k.Public(), rk.role); err != nil {
+				return nil, fmt.Errorf("init repository: role %s: %w", rk.role, err)
+			}
+		}
+		if th < 1 || len(ids) < th {
+			return nil, fmt.Errorf("init repository: role %s: %w: %d distinct keys for threshold %d", rk.role, ErrMissingKey, len(ids), th)
+		}
+		root.Signed.Roles[rk.role].Threshold = th
+	}
+	r := &Repo{
+		dir:     dir,
+		now:     cfg.Now,
+		keys:    keyMap(cfg.RootKeys, cfg.TargetsKeys, cfg.SnapshotKeys, cfg.TimestampKeys),
+		expires: exp,
+		targets: map[string]*tufmeta.Metadata[tufmeta.TargetsType]{},
+	}
+	rootSigners, err := r.signers(tufmeta.ROOT, root.Signed.Roles[tufmeta.ROOT])
+	if err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
+	if err := signMeta(root, rootSigners); err != nil {
+		return nil, fmt.Errorf("init repository: sign root: %w", err)
+	}
+	r.root = root
+	// Version 0 placeholders: commit bumps each to version 1.
+	tg := tufmeta.Targets(expiry(now, exp[tufmeta.TARGETS]))
+	tg.Signed.Version = 0
+	r.targets[tufmeta.TARGETS] = tg
+	r.snapshot = tufmeta.Snapshot(expiry(now, exp[tufmeta.SNAPSHOT]))
+	r.snapshot.Signed.Version = 0
+	r.snapshot.Signed.Meta = map[string]*tufmeta.MetaFiles{}
+	r.timestamp = tufmeta.Timestamp(expiry(now, exp[tufmeta.TIMESTAMP]))
+	r.timestamp.Signed.Version = 0
+
+	for _, d := range []string{mdDir, filepath.Join(dir, ManifestsDir), filepath.Join(dir, ChunksDir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("init repository: %w", err)
+		}
+	}
+	if err := r.saveSettings(); err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
+	if err := r.commit(commitSpec{root: root, roles: map[string]*tufmeta.Metadata[tufmeta.TargetsType]{tufmeta.TARGETS: tg}}); err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
+	return r, nil
+}
+
+func orDur(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// OpenRepo opens the repository in dir. keys are whatever signing keys the
+// caller holds; each operation needs the threshold of keys of every role it
+// re-signs and fails with ErrMissingKey naming the role otherwise. now nil
+// means time.Now.
+func OpenRepo(dir string, keys []*PrivateKey, now func() time.Time) (*Repo, error) {
+	if now == nil {
+		now = time.Now
+	}
+	r := &Repo{dir: dir, now: now, keys: keyMap(keys)}
+	if err := r.load(); err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", dir, err)
+	}
+	return r, nil
+}
+
+// Dir returns the repository directory.
+func (r *Repo) Dir() string { return r.dir }
+
+func (r *Repo) saveSettings() error {
+	s := repoSettings{Format: 1, Expires: map[string]string{}}
+	for role, d := range r.expires {
+		s.Expires[role] = d.String()
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(r.dir, repoConfigFile), append(b, '\n'), 0o644)
+}
+
+func (r *Repo) load() error {
+	r.expires = map[string]time.Duration{
+		tufmeta.ROOT:      DefaultRootExpires,
+		tufmeta.TARGETS:   DefaultTargetsExpires,
+		tufmeta.SNAPSHOT:  DefaultSnapshotExpires,
+		tufmeta.TIMESTAMP: DefaultTimestampExpires,
+	}
+	if b, err := os.ReadFile(filepath.Join(r.dir, repoConfigFile)); err == nil {
+		var s repoSettings
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("%s: %w: %v", repoConfigFile, ErrMalformed, err)
+		}
+		for role, v := range s.Expires {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("%s: %w: expires %s=%q", repoConfigFile, ErrMalformed, role, v)
+			}
+			r.expires[role] = d
+		}
+	}
+	mdDir := filepath.Join(r.dir, MetadataDir)
+	ents, err := os.ReadDir(mdDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: no repository here (missing %s)", ErrNotFound, mdDir)
+	}
+	if err != nil {
+		return err
+	}
+	var rootVer int64
+	for _, e := range ents {
+		v, ok := strings.CutSuffix(e.Name(), ".root.json")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > rootVer {
+			rootVer = n
+		}
+	}
+	if rootVer == 0 {
+		return fmt.Errorf("%w: no repository here (no N.root.json in %s)", ErrNotFound, mdDir)
+	}
+	if r.root, err = loadRole[tufmeta.RootType](rolePath(r.dir, rootVer, tufmeta.ROOT)); err != nil {
+		return err
+	}
+	if r.timestamp, err = loadRole[tufmeta.TimestampType](filepath.Join(mdDir, "timestamp.json")); err != nil {
+		return err
+	}
+	sm, ok := r.timestamp.Signed.Meta["snapshot.json"]
+	if !ok {
+		return fmt.Errorf("timestamp.json: %w: no snapshot.json entry", ErrMalformed)
+	}
+	if r.snapshot, err = loadRole[tufmeta.SnapshotType](rolePath(r.dir, sm.Version, tufmeta.SNAPSHOT)); err != nil {
+		return err
+	}
+	r.targets = map[string]*tufmeta.Metadata[tufmeta.TargetsType]{}
+	for name, mf := range r.snapshot.Signed.Meta {
+		role, ok := strings.CutSuffix(name, ".json")
+		if !ok {
+			continue
+		}
+		t, err := loadRole[tufmeta.TargetsType](rolePath(r.dir, mf.Version, role))
+		if err != nil {
+			return err
+		}
+		r.targets[role] = t
+	}
+	if r.targets[tufmeta.TARGETS] == nil {
+		return fmt.Errorf("snapshot: %w: no targets.json entry", ErrMalformed)
+	}
+	return nil
+}
+
+func loadRole[T tufmeta.Roles](path string) (*tufmeta.Metadata[T], error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Base(path), err)
+	}
+	m, err := new(tufmeta.Metadata[T]).FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", filepath.Base(path), ErrMalformed, err)
+	}
+	return m, nil
+}
+
+// signers returns the held keys among role's key IDs, or ErrMissingKey
+// naming the role if they are fewer than its threshold.
+func (r *Repo) signers(role string, spec *tufmeta.Role) ([]*PrivateKey, error) {
+	if spec == nil {
+		return nil, fmt.Errorf("role %s: %w: role not defined", role, ErrNotFound)
+	}
+	return r.signersFor(role, spec.KeyIDs, spec.Threshold)
+}
+
+func (r *Repo) signersFor(role string, keyIDs []string, threshold int) ([]*PrivateKey, error) {
+	var out []*PrivateKey
+	for _, id := range keyIDs {
+		if k, ok := r.keys[id]; ok {
+			out = append(out, k)
+		}
+	}
+	if threshold < 1 {
+		threshold = 1
+	}
+	if len(out) < threshold {
+		return nil, fmt.Errorf("role %s: %w: have %d of the %d keys needed to sign it", role, ErrMissingKey, len(out), threshold)
+	}
+	return out, nil
+}
+
+// delegation finds the delegation entry for a delegated role and the role
+// that delegates it.
+func (r *Repo) delegation(role string) (*tufmeta.DelegatedRole, string) {
+	names := make([]string, 0, len(r.targets))
+	for n := range r.targets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, parent := range names {
+		d := r.targets[parent].Signed.Delegations
+		if d == nil {
+			continue
+		}
+		for i := range d.Roles {
+			if d.Roles[i].Name == role {
+				return &d.Roles[i], parent
+			}
+		}
+	}
+	return nil, ""
+}
+
+// roleSigners returns the keys to sign targets role role with.
+func (r *Repo) roleSigners(role string, roles map[string]*tufmeta.Metadata[tufmeta.TargetsType], root *tufmeta.Metadata[tufmeta.RootType]) ([]*PrivateKey, error) {
+	if role == tufmeta.TARGETS {
+		return r.signers(role, root.Signed.Roles[role])
+	}
+	// Look in the pending (possibly changed) parents first.
+	for _, parent := range sortedKeys(roles) {
+		if d := roles[parent].Signed.Delegations; d != nil {
+			for _, dr := range d.Roles {
+				if dr.Name == role {
+					return r.signersFor(role, dr.KeyIDs, dr.Threshold)
+				}
+			}
+		}
+	}
+	dr, _ := r.delegation(role)
+	if dr == nil {
+		return nil, fmt.Errorf("role %s: %w: not delegated", role, ErrNotFound)
+	}
+	return r.signersFor(role, dr.KeyIDs, dr.Threshold)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// commitSpec says what a commit changes. Changed roles get version+1 and a
+// new expiry and are re-signed; snapshot and timestamp always are.
+type commitSpec struct {
+	root  *tufmeta.Metadata[tufmeta.RootType] // new root (already signed), or nil
+	roles map[string]*tufmeta.Metadata[tufmeta.TargetsType]
+}
+
+// commit signs everything first (so a missing key fails before any write),
+// then writes roles, snapshot and timestamp in that order and updates r.
+func (r *Repo) commit(spec commitSpec) error {
+	now := r.now()
+	root := r.root
+	if spec.root != nil {
+		root = spec.root
+	}
+	type file struct {
+		path string
+		data []byte
+	}
+	var files []file
+	if spec.root != nil {
+		b, err := spec.root.ToBytes(true)
+		if err != nil {
+			return err
+		}
+		files = append(files,
+			file{rolePath(r.dir, spec.root.Signed.Version, tufmeta.ROOT), b},
+			file{filepath.Join(r.dir, MetadataDir, "root.json"), b})
+	}
+	snap, err := cloneMeta(r.snapshot)
+	if err != nil {
+		return err
+	}
+	if snap.Signed.Meta == nil {
+		snap.Signed.Meta = map[string]*tufmeta.MetaFiles{}
+	}
+	for _, role := range sortedKeys(spec.roles) {
+		m := spec.roles[role]
+		m.Signed.Version++
+		m.Signed.Expires = expiry(now, r.roleExpires(role))
+		keys, err := r.roleSigners(role, spec.roles, root)
+		if err != nil {
+			return err
+		}
+		if err := signMeta(m, keys); err != nil {
+			return fmt.Errorf("sign %s: %w", role, err)
+		}
+		b, err := m.ToBytes(true)
+		if err != nil {
+			return err
+		}
+		files = append(files, file{rolePath(r.dir, m.Signed.Version, role), b})
+		snap.Signed.Meta[role+".json"] = metaFileFor(m.Signed.Version, b)
+	}
+	snap.Signed.Version++
+	snap.Signed.Expires = expiry(now, r.expires[tufmeta.SNAPSHOT])
+	keys, err := r.signers(tufmeta.SNAPSHOT, root.Signed.Roles[tufmeta.SNAPSHOT])
+	if err != nil {
+		return err
+	}
+	if err := signMeta(snap, keys); err != nil {
+		return fmt.Errorf("sign snapshot: %w", err)
+	}
+	snapBytes, err := snap.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	files = append(files, file{rolePath(r.dir, snap.Signed.Version, tufmeta.SNAPSHOT), snapBytes})
+
+	ts, err := cloneMeta(r.timestamp)
+	if err != nil {
+		return err
+	}
+	ts.Signed.Version++
+	ts.Signed.Expires = expiry(now, r.expires[tufmeta.TIMESTAMP])
+	ts.Signed.Meta = map[string]*tufmeta.MetaFiles{"snapshot.json": metaFileFor(snap.Signed.Version, snapBytes)}
+	if keys, err = r.signers(tufmeta.TIMESTAMP, root.Signed.Roles[tufmeta.TIMESTAMP]); err != nil {
+		return err
+	}
+	if err := signMeta(ts, keys); err != nil {
+		return fmt.Errorf("sign timestamp: %w", err)
+	}
+	tsBytes, err := ts.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	files = append(files, file{filepath.Join(r.dir, MetadataDir, "timestamp.json"), tsBytes})
+
+	for _, f := range files {
+		if err := writeFileAtomic(f.path, f.data, 0o644); err != nil {
+			return err
+		}
+	}
+	syncDir(filepath.Join(r.dir, MetadataDir))
+	if spec.root != nil {
+		r.root = spec.root
+	}
+	for role, m := range spec.roles {
+		r.targets[role] = m
+	}
+	r.snapshot = snap
+	r.timestamp = ts
+	return nil
+}
+
+func (r *Repo) roleExpires(role string) time.Duration {
+	if d, ok := r.expires[role]; ok {
+		return d
+	}
+	return DefaultTargetsExpires
+}
+
+// AddOptions says what Add publishes.
+type AddOptions struct {
+	// Name: [a-z0-9][a-z0-9+._-]*, at most 128 bytes. Version: a semantic
+	// version, published in canonical form (see ParseVersion).
+	Name, Version string
+	// Source is the path passed to Import (directory, archive or file).
+	Source string
+	// Depends lists dependencies, "NAME" followed by an optional
+	// Masterminds constraint: "libfoo>=1.2", "bar", "baz=2.0.1",
+	// "qux>=1,<2". Validated at add time; signed with the target.
+	Depends []string
+	// Import configures the import (chunk size, limits, source kind).
+	Import ImportOptions
+}
+
+// AddResult reports what Add did.
+type AddResult struct {
+	Name, Version string
+	ManifestCID   cid.Cid
+	Size          int64 // bytes of file content
+	Chunks        int   // chunks of the tree (with repeats)
+	NewChunks     int   // chunks written that the repository did not have
+	Unchanged     bool  // the same NAME@VERSION with the same content was already published
+	Role          string
+}
+
+// chunkWriter stores imported chunks under DIR/chunks, skipping existing ones.
+type chunkWriter struct {
+	dir        string
+	total, new int
+}
+
+func (w *chunkWriter) PutChunk(c cid.Cid, data []byte) error {
+	w.total++
+	if err := VerifyCID(c, data); err != nil {
+		return err
+	}
+	p := filepath.Join(w.dir, c.String())
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	if err := writeFileAtomic(p, data, 0o644); err != nil {
+		return err
+	}
+	w.new++
+	return nil
+}
+
+// publishRole picks the targets role that signs path: a delegated role that
+// covers it and whose keys the caller holds, else top-level targets if the
+// caller holds its keys, else ErrMissingKey.
+func (r *Repo) publishRole(path string) (string, error) {
+	var covering []string
+	if d := r.targets[tufmeta.TARGETS].Signed.Delegations; d != nil {
+		for _, dr := range d.Roles {
+			ok, _ := dr.IsDelegatedPath(path)
+			if !ok {
+				continue
+			}
+			covering = append(covering, dr.Name)
+			if _, err := r.signersFor(dr.Name, dr.KeyIDs, dr.Threshold); err == nil {
+				return dr.Name, nil
+			}
+		}
+	}
+	if _, err := r.signers(tufmeta.TARGETS, r.root.Signed.Roles[tufmeta.TARGETS]); err == nil {
+		return tufmeta.TARGETS, nil
+	}
+	if len(covering) == 0 {
+		return "", fmt.Errorf("publish %s: %w: no key for role targets, and no delegated role you hold keys for covers this name", path, ErrMissingKey)
+	}
+	return "", fmt.Errorf("publish %s: %w: no key for role targets nor for delegated role %s", path, ErrMissingKey, strings.Join(covering, ", "))
+}
+
+// findTarget returns the role and target that publish path, if any.
+func (r *Repo) findTarget(path string) (string, *tufmeta.TargetFiles) {
+	for _, role := range sortedKeys(r.targets) {
+		if t, ok := r.targets[role].Signed.Targets[path]; ok {
+			return role, t
+		}
+	}
+	return "", nil
+}
+
+// Add imports opts.Source, stores its chunks and manifest, and publishes
+// packages/NAME/VERSION signed by the role that covers it (see Delegate),
+// then re-signs snapshot and timestamp. Adding the same NAME@VERSION with
+// the same content and dependencies again changes nothing (Unchanged);
+// with other content it fails with ErrExists.
+func (r *Repo) Add(ctx context.Context, opts AddOptions) (*AddResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := ValidateName(opts.Name); err != nil {
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	version, err := CanonicalVersion(opts.Version)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", opts.Name, err)
+	}
+	_, depends, err := ParseDependencies(opts.Name, opts.Depends)
+	if err != nil {
+		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
+	}
+	tpath := TargetPath(opts.Name, version)
+	role, err := r.publishRole(tpath)
+	if err != nil {
+		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
+	}
+	// Check every key the commit needs before the import does any work.
+	for _, rl := range []string{tufmeta.SNAPSHOT, tufmeta.TIMESTAMP} {
+		if _, err := r.signers(rl, r.root.Signed.Roles[rl]); err != nil {
+			return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
+		}
+	}
+	sink := &chunkWriter{dir: filepath.Join(r.dir, ChunksDir)}
+	if err := os.MkdirAll(sink.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
+	}
+	m, err := Import(ctx, opts.Source, opts.Import, sink)
+	if err != nil {
+		return nil, fmt.Errorf("add %s@%s: import %s: %w", opts.Name, version, opts.Source, err)
+	}
+	mb, err := m.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
+	}
+	// Publish only what a client will accept.
+	if _, err := DecodeManifest(mb, opts.Import.Limits); err != nil {
+		return nil, fmt.Errorf("add %s@%s: manifest: %w", opts.Name, version, err)
+	}
+	mc := SumCID(mb)
+	res := &AddResult{
+		Name: opts.Name, Version: version, ManifestCID: mc, Size: m.TotalSize(),
+		Chunks: sink.total, NewChunks: sink.new, Role: role,
+	}
+	custom, err := json.Marshal(targetCustom{Manifest: mc.String(), Size: res.Size, Depends: depends})
+	if err != nil {
+		return nil, err
+	}
+	tf := &tufmeta.TargetFiles{Length: int64(len(mb)), Hashes: targetHashes(mb), Path: tpath}
+	raw := json.RawMessage(custom)
+	tf.Custom = &raw
+
+	if oldRole, old := r.findTarget(tpath); old != nil {
+		if old.Equal(*tf) && old.Custom != nil && sameCustom(*old.Custom, custom) {
+			res.Unchanged, res.Role = true, oldRole
+			return res, nil
+		}
+		return nil, fmt.Errorf("add %s@%s: %w: published (by role %s) with other content or dependencies", opts.Name, version, ErrExists, oldRole)
+	}
+	if err := writeFileAtomic(filepath.Join(r.dir, ManifestsDir, mc.String()), mb, 0o644); err != nil {
+		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
+	}
+	tm, err := r.roleForUpdate(role)
+	if err != nil {
+		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
+	}
+	if tm.Signed.Targets == nil {
+		tm.Signed.Targets = map[string]*tufmeta.TargetFiles{}
+	}
+	tm.Signed.Targets[tpath] = tf
+	if err := r.commit(commitSpec{roles: map[string]*tufmeta.Metadata[tufmeta.TargetsType]{role: tm}}); err != nil {
+		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
+	}
+	return res, nil
+}
+
+func sameCustom(a, b []byte) bool {
+	var ca, cb targetCustom
+	if json.Unmarshal(a, &ca) != nil || json.Unmarshal(b, &cb) != nil {
+		return false
+	}
+	if ca.Manifest != cb.Manifest || ca.Size != cb.Size || len(ca.Depends) != len(cb.Depends) {
+		return false
+	}
+	for i := range ca.Depends {
+		if ca.Depends[i] != cb.Depends[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// roleForUpdate returns a copy of a targets role to modify, or a new empty
+// one (version 0) for a delegated role not published yet.
+func (r *Repo) roleForUpdate(role string) (*tufmeta.Metadata[tufmeta.TargetsType], error) {
+	if m, ok := r.targets[role]; ok {
+		return cloneMeta(m)
+	}
+	m := tufmeta.Targets(r.now().UTC())
+	m.Signed.Version = 0
+	return m, nil
+}
+
+// Refresh re-signs the timestamp with a new version and expiry (needs the
+// timestamp key). It also re-signs, when they are past half their lifetime
+// and the caller holds their keys, targets and delegated roles; and the
+// snapshot when any role was re-signed or it is past half its lifetime. Root
+// is never re-signed here (see UpdateRoot).
+func (r *Repo) Refresh(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := r.signers(tufmeta.TIMESTAMP, r.root.Signed.Roles[tufmeta.TIMESTAMP]); err != nil {
+		return fmt.Errorf("refresh: %w", err)
+	}
+	now := r.now()
+	due := func(expires time.Time, life time.Duration) bool {
+		return expires.Sub(now) < life/2
+	}
+	roles := map[string]*tufmeta.Metadata[tufmeta.TargetsType]{}
+	for _, role := range sortedKeys(r.targets) {
+		m := r.targets[role]
+		if !due(m.Signed.Expires, r.roleExpires(role)) {
+			continue
+		}
+		if _, err := r.roleSigners(role, r.targets, r.root); err != nil {
+			continue // not ours to re-sign
+		}
+		c, err := cloneMeta(m)
+		if err != nil {
+			return err
+		}
+		roles[role] = c
+	}
+	snapDue := len(roles) > 0 || due(r.snapshot.Signed.Expires, r.expires[tufmeta.SNAPSHOT])
+	if snapDue {
+		if _, err := r.signers(tufmeta.SNAPSHOT, r.root.Signed.Roles[tufmeta.SNAPSHOT]); err != nil {
+			return fmt.Errorf("refresh: %w", err)
+		}
+		return r.commit(commitSpec{roles: roles})
+	}
+	return r.commitTimestamp()
+}
+
+// commitTimestamp re-signs only the timestamp.
+func (r *Repo) commitTimestamp() error {
+	ts, err := cloneMeta(r.timestamp)
+	if err != nil {
+		return err
+	}
+	ts.Signed.Version++
+	ts.Signed.Expires = expiry(r.now(), r.expires[tufmeta.TIMESTAMP])
+	keys, err := r.signers(tufmeta.TIMESTAMP, r.root.Signed.Roles[tufmeta.TIMESTAMP])
+	if err != nil {
+		return err
+	}
+	if err := signMeta(ts, keys); err != nil {
+		return fmt.Errorf("sign timestamp: %w", err)
+	}
+	b, err := ts.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(r.dir, MetadataDir, "timestamp.json"), b, 0o644); err != nil {
+		return err
+	}
+	r.timestamp = ts
+	return nil
+}
+
+// DelegateOptions describes a delegation from top-level targets to a
+// publisher role.
+type DelegateOptions struct {
+	// Role names the delegated role: [a-z0-9][a-z0-9._-]*, not a top-level
+	// role name. Delegating an existing role replaces its keys and patterns.
+	Role string
+	// Patterns are target path globs of the form "packages/<glob>/*", e.g.
+	// "packages/alice-*/*"; a bare name glob "alice-*" is expanded to that.
+	Patterns []string
+	// Keys are the publisher's public keys; Threshold (0 means 1) of them
+	// must sign the role.
+	Keys      []*tufmeta.Key
+	Threshold int
+	// Expires is the lifetime of the role's metadata (0 means 90 days).
+	Expires time.Duration
+}
+
+var roleRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+// Delegate lets a publisher key sign packages whose names match patterns:
+// it re-signs top-level targets (needs the targets keys), snapshot and
+// timestamp. The publisher then runs Add holding its own key plus the
+// snapshot and timestamp keys; its role file N.<role>.json appears with its
+// first package (or at once if the caller holds the publisher's keys too).
+func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !roleRE.MatchString(opts.Role) || len(opts.Role) > MaxNameLen {
+		return fmt.Errorf("delegate %q: %w: role name must match [a-z0-9][a-z0-9._-]*", opts.Role, ErrMalformed)
+	}
+	for _, top := range tufmeta.TOP_LEVEL_ROLE_NAMES {
+		if opts.Role == top {
+			return fmt.Errorf("delegate %q: %w: a top-level role name", opts.Role, ErrMalformed)
+		}
+	}
+	if len(opts.Patterns) == 0 {
+		return fmt.Errorf("delegate %s: %w: no patterns", opts.Role, ErrMalformed)
+	}
+	var patterns []string
+	for _, p := range opts.Patterns {
+		if !strings.Contains(p, "/") {
+			p = TargetPrefix + p + "/*"
+		}
+		parts := strings.Split(p, "/")
+		if len(parts) != 3 || parts[0]+"/" != TargetPrefix || parts[1] == "" || parts[2] == "" {
+			return fmt.Errorf("delegate %s: pattern %q: %w: want packages/<name glob>/<version glob>", opts.Role, p, ErrMalformed)
+		}
+		for _, part := range parts[1:] {
+			if _, err := filepath.Match(part, ""); err != nil {
+				return fmt.Errorf("delegate %s: pattern %q: %w: %v", opts.Role, p, ErrMalformed, err)
+			}
+		}
+		patterns = append(patterns, p)
+	}
+	th := opts.Threshold
+	if th == 0 {
+		th = 1
+	}
+	var ids []string
+	keys := map[string]*tufmeta.Key{}
+	for _, k := range opts.Keys {
+		if k == nil {
+			continue
+		}
+		id, err := k.ID()
+		if err != nil {
+			return fmt.Errorf("delegate %s: %w", opts.Role, err)
+		}
+		if _, dup := keys[id]; !dup {
+			ids = append(ids, id)
+		}
+		keys[id] = k
+	}
+	if th < 1 || len(ids) < th {
+		return fmt.Errorf("delegate %s: %w: %d distinct keys for threshold %d", opts.Role, ErrMissingKey, len(ids), th)
+	}
+	if _, err := r.signers(tufmeta.TARGETS, r.root.Signed.Roles[tufmeta.TARGETS]); err != nil {
+		return fmt.Errorf("delegate %s: %w", opts.Role, err)
+	}
+	tg, err := cloneMeta(r.targets[tufmeta.TARGETS])
+	if err != nil {
+		return err
+	}
+	if tg.Signed.Delegations == nil {
+		tg.Signed.Delegations = &tufmeta.Delegations{Keys: map[string]*tufmeta.Key{}}
+	}
+	d := tg.Signed.Delegations
+	if d.Keys == nil {
+		d.Keys = map[string]*tufmeta.Key{}
+	}
+	for id, k := range keys {
+		d.Keys[id] = k
+	}
+	dr := tufmeta.DelegatedRole{Name: opts.Role, KeyIDs: ids, Threshold: th, Paths: patterns}
+	replaced := false
+	for i := range d.Roles {
+		if d.Roles[i].Name == opts.Role {
+			d.Roles[i] = dr
+			replaced = true
+		}
+	}
+	if !replaced {
+		d.Roles = append(d.Roles, dr)
+	}
+	pruneDelegationKeys(d)
+	roles := map[string]*tufmeta.Metadata[tufmeta.TargetsType]{tufmeta.TARGETS: tg}
+	if _, exists := r.targets[opts.Role]; !exists {
+		if _, err := r.signersFor(opts.Role, ids, th); err == nil {
+			m, _ := r.roleForUpdate(opts.Role)
+			roles[opts.Role] = m
+		}
+	}
+	old, hadOld := r.expires[opts.Role]
+	r.expires[opts.Role] = orDur(opts.Expires, DefaultTargetsExpires)
+	if err := r.commit(commitSpec{roles: roles}); err != nil {
+		if hadOld {
+			r.expires[opts.Role] = old
+		} else {
+			delete(r.expires, opts.Role)
+		}
+		return fmt.Errorf("delegate %s: %w", opts.Role, err)
+	}
+	return r.saveSettings()
+}
+
+// pruneDelegationKeys drops keys no delegated role uses.
+func pruneDelegationKeys(d *tufmeta.Delegations) {
+	used := map[string]bool{}
+	for _, dr := range d.Roles {
+		for _, id := range dr.KeyIDs {
+			used[id] = true
+		}
+	}
+	for id := range d.Keys {
+		if !used[id] {
+			delete(d.Keys, id)
+		}
+	}
+}
+
+// RootUpdate changes root metadata: the keys and thresholds of roles, and
+// its lifetime. Nil key lists and zero thresholds keep what root has.
+type RootUpdate struct {
+	RootKeys, TargetsKeys, SnapshotKeys, TimestampKeys                     []*tufmeta.Key
+	RootThreshold, TargetsThreshold, SnapshotThreshold, TimestampThreshold int
+	Expires                                                                time.Duration // 0: the repository's root lifetime
+}
+
+// UpdateRoot writes root version N+1, signed by a threshold of the old root
+// keys and a threshold of the new ones (so clients follow the rotation),
+// and re-signs every top-level role whose keys changed plus snapshot and
+// timestamp. The caller must hold all those keys (ErrMissingKey otherwise).
+func (r *Repo) UpdateRoot(ctx context.Context, u RootUpdate) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	nr, err := cloneMeta(r.root)
+	if err != nil {
+		return err
+	}
+	nr.Signed.Version++
+	nr.Signed.Expires = expiry(r.now(), orDur(u.Expires, r.expires[tufmeta.ROOT]))
+	changes := []struct {
+		role      string
+		keys      []*tufmeta.Key
+		threshold int
+	}{
+		{tufmeta.ROOT, u.RootKeys, u.RootThreshold},
+		{tufmeta.TARGETS, u.TargetsKeys, u.TargetsThreshold},
+		{tufmeta.SNAPSHOT, u.SnapshotKeys, u.SnapshotThreshold},
+		{tufmeta.TIMESTAMP, u.TimestampKeys, u.TimestampThreshold},
+	}
+	keysChanged := map[string]bool{}
+	for _, c := range changes {
+		role := nr.Signed.Roles[c.role]
+		if c.keys != nil {
+			var ids []string
+			for _, k := range c.keys {
+				id, err := k.ID()
+				if err != nil {
+					return fmt.Errorf("update root: role %s: %w", c.role, err)
+				}
+				if !contains(ids, id) {
+					ids = append(ids, id)
+				}
+				nr.Signed.Keys[id] = k
+			}
+			if !sameSet(ids, role.KeyIDs) {
+				keysChanged[c.role] = true
+			}
+			role.KeyIDs = ids
+		}
+		if c.threshold > 0 {
+			role.Threshold = c.threshold
+		}
+		if len(role.KeyIDs) < role.Threshold {
+			return fmt.Errorf("update root: role %s: %w: %d keys for threshold %d", c.role, ErrMissingKey, len(role.KeyIDs), role.Threshold)
+		}
+	}
+	// Drop keys no role uses any more.
+	used := map[string]bool{}
+	for _, role := range nr.Signed.Roles {
+		for _, id := range role.KeyIDs {
+			used[id] = true
+		}
+	}
+	for id := range nr.Signed.Keys {
+		if !used[id] {
+			delete(nr.Signed.Keys, id)
+		}
+	}
+	oldSigners, err := r.signers("root (current keys)", r.root.Signed.Roles[tufmeta.ROOT])
+	if err != nil {
+		return fmt.Errorf("update root: %w", err)
+	}
+	newSigners, err := r.signers("root (new keys)", nr.Signed.Roles[tufmeta.ROOT])
+	if err != nil {
+		return fmt.Errorf("update root: %w", err)
+	}
+	nr.ClearSignatures()
+	if err := addSignatures(nr, append(oldSigners, newSigners...)); err != nil {
+		return fmt.Errorf("update root: %w", err)
+	}
+	roles := map[string]*tufmeta.Metadata[tufmeta.TargetsType]{}
+	if keysChanged[tufmeta.TARGETS] || u.TargetsThreshold > 0 {
+		tg, err := cloneMeta(r.targets[tufmeta.TARGETS])
+		if err != nil {
+			return err
+		}
+		roles[tufmeta.TARGETS] = tg
+	}
+	if err := r.commit(commitSpec{root: nr, roles: roles}); err != nil {
+		return fmt.Errorf("update root: %w", err)
+	}
+	return nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// Packages lists the published packages as the repository signs them: every
+// target packages/NAME/VERSION of top-level targets, and of a delegated
+// role only where its patterns cover the path. Sorted by name then version.
+func (r *Repo) Packages() ([]PackageInfo, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []PackageInfo
+	seen := map[string]bool{}
+	for _, role := range append([]string{tufmeta.TARGETS}, sortedKeys(r.targets)...) {
+		m := r.targets[role]
+		if m == nil || (role == tufmeta.TARGETS && seen[role]) {
+			continue
+		}
+		var dr *tufmeta.DelegatedRole
+		if role != tufmeta.TARGETS {
+			if dr, _ = r.delegation(role); dr == nil {
+				continue
+			}
+		}
+		for _, p := range sortedKeys(m.Signed.Targets) {
+			if seen[p] {
+				continue
+			}
+			if dr != nil {
+				if ok, _ := dr.IsDelegatedPath(p); !ok {
+					continue
+				}
+			}
+			pi, err := packageInfo(p, m.Signed.Targets[p])
+			if err != nil {
+				continue
+			}
+			pi.Role = role
+			seen[p] = true
+			out = append(out, pi)
+		}
+		seen[role] = true
+	}
+	sortPackages(out)
+	return out, nil
+}
+
+// packageInfo decodes a package target.
+func packageInfo(p string, tf *tufmeta.TargetFiles) (PackageInfo, error) {
+	name, version, ok := ParseTargetPath(p)
+	if !ok {
+		return PackageInfo{}, fmt.Errorf("target %q: %w: not packages/NAME/VERSION", p, ErrMalformed)
+	}
+	if tf.Custom == nil {
+		return PackageInfo{}, fmt.Errorf("target %s: %w: no custom field", p, ErrMalformed)
+	}
+	var c targetCustom
+	dec := json.NewDecoder(bytes.NewReader(*tf.Custom))
+	if err := dec.Decode(&c); err != nil {
+		return PackageInfo{}, fmt.Errorf("target %s: %w: custom: %v", p, ErrMalformed, err)
+	}
+	mc, _, err := ParseCID(c.Manifest)
+	if err != nil {
+		return PackageInfo{}, fmt.Errorf("target %s: %w", p, err)
+	}
+	if _, _, err := ParseDependencies(name, c.Depends); err != nil {
+		return PackageInfo{}, fmt.Errorf("target %s: %w", p, err)
+	}
+	return PackageInfo{
+		Name: name, Version: version, ManifestCID: mc, Size: c.Size,
+		ManifestSize: tf.Length, Depends: c.Depends,
+	}, nil
+}
