@@ -231,10 +231,12 @@ func TestSlowRetrieval(t *testing.T) {
 	srv := httptest.NewServer(transfertest.TrickleHandler(100 * time.Millisecond))
 	defer srv.Close()
 	o := newTestOrigin(t, srv.URL, transfer.OriginConfig{StallTimeout: 300 * time.Millisecond, MinRate: 1024})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // fail, not hang, without the defence
+	defer cancel()
 	for name, call := range map[string]func() error{
-		"Fetch": func() error { _, err := o.Fetch(context.Background(), "metadata/timestamp.json", 0); return err },
+		"Fetch": func() error { _, err := o.Fetch(ctx, "metadata/timestamp.json", 0); return err },
 		"FetchChunk": func() error {
-			_, err := o.FetchChunk(context.Background(), metadata.SumCID([]byte("x")), 1<<20)
+			_, err := o.FetchChunk(ctx, metadata.SumCID([]byte("x")), 1<<20)
 			return err
 		},
 	} {
@@ -256,8 +258,10 @@ func TestStall(t *testing.T) {
 	for _, headersToo := range []bool{false, true} {
 		srv := httptest.NewServer(transfertest.StallHandler(headersToo))
 		o := newTestOrigin(t, srv.URL, transfer.OriginConfig{StallTimeout: 300 * time.Millisecond, MinRate: 1})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		start := time.Now()
-		_, err := o.FetchChunk(context.Background(), metadata.SumCID([]byte("x")), 1000000)
+		_, err := o.FetchChunk(ctx, metadata.SumCID([]byte("x")), 1000000)
+		cancel()
 		el := time.Since(start)
 		srv.Close()
 		if !errors.Is(err, transfer.ErrStalled) {
