@@ -6,9 +6,10 @@
 // # Trust
 //
 // Nothing a source says is trusted. A ChunkSource only delivers bytes; Get
-// checks every chunk against its CID (which the signed manifest pins), every
-// file against its whole-file hash, and every path again even though the
-// caller validated the manifest. Unverified bytes are never left behind.
+// checks every chunk against its CID and length (which the signed manifest
+// pins), every file's whole-file hash (the chunk-list hash, see
+// metadata.FileHash) against its chunks, and every path again even though
+// the caller validated the manifest. Unverified bytes are never left behind.
 //
 // # The origin
 //
@@ -27,7 +28,9 @@
 // Get rebuilds a tree from a manifest:
 //
 //  1. Check the manifest's paths (clean, relative, no "..", parents are
-//     directories, symlink targets stay inside) and OutDir (absent or empty).
+//     directories, symlink targets stay inside), each Entry.Hash against its
+//     chunk list (so a file whose chunks all verify is the file the manifest
+//     names), and OutDir (absent or empty).
 //  2. Make a hidden staging directory ".NAME.stork-partial-XXXX" beside
 //     OutDir, so the final rename is atomic, and open it as an os.Root: no
 //     operation below can leave it.
@@ -35,11 +38,12 @@
 //     O_CREAT|O_EXCL|O_NOFOLLOW, pre-sized with Truncate; remember each
 //     file's inode, and refuse to write through any later reopen that finds
 //     another one.
-//  4. Fetch each unique chunk once, Parallel at a time, verify its CID, and
+//  4. Fetch each unique chunk once, Parallel at a time, verify its CID and
+//     length, and
 //     pwrite it at every offset of every file that uses it. Transient errors
 //     are retried with backoff; a hash mismatch or an over-long body at most
 //     once; a missing chunk never.
-//  5. Verify every file against Entry.Hash and fsync it.
+//  5. Fsync every file.
 //  6. Create symlinks, only now, so nothing was ever written through one.
 //  7. Apply modes: files, then directories deepest first, then the top, so a
 //     read-only directory never stops its own population.

@@ -2,10 +2,8 @@ package transfer
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -60,12 +58,13 @@ type GetResult struct {
 
 // Get downloads the tree described by opts.Manifest into opts.OutDir.
 //
-// It fetches every unique chunk once, Parallel at a time, verifies each by
-// CID, and writes it at every offset of every file that uses it. Files are
-// created in a hidden staging directory beside OutDir and verified whole
-// (Entry.Hash) and fsynced; then symlinks are made, modes applied (files,
-// then directories deepest first) and the staging directory renamed to
-// OutDir. On any error or cancellation the staging directory is removed:
+// It checks every file's whole-file hash (Entry.Hash, the chunk-list hash)
+// against its chunk list, fetches every unique chunk once, Parallel at a
+// time, verifies each by CID and length, and writes it at every offset of
+// every file that uses it: every file is then the one the manifest names.
+// Files are created in a hidden staging directory beside OutDir and
+// fsynced; then symlinks are made, modes applied (files, then directories
+// deepest first) and the staging directory renamed to OutDir. On any error or cancellation the staging directory is removed:
 // OutDir is left as it was.
 func Get(ctx context.Context, opts GetOptions) (*GetResult, error) {
 	start := time.Now()
@@ -201,7 +200,7 @@ func newPlan(m *metadata.Manifest) (*plan, error) {
 			}
 			var want int64
 			if e.Size > 0 {
-				if m.ChunkSize <= 0 || m.ChunkSize > MaxChunkSize {
+				if m.ChunkSize <= 0 || m.ChunkSize > metadata.MaxChunkSize {
 					return nil, fmt.Errorf("manifest: %w: chunk size %d", metadata.ErrMalformed, m.ChunkSize)
 				}
 				want = (e.Size + m.ChunkSize - 1) / m.ChunkSize
@@ -213,6 +212,9 @@ func newPlan(m *metadata.Manifest) (*plan, error) {
 				if _, _, err := metadata.ParseCID(s); err != nil {
 					return nil, fmt.Errorf("entry %q: %w", e.Path, err)
 				}
+			}
+			if err := verifyFileHash(e); err != nil {
+				return nil, err
 			}
 			fileIndex[i] = len(p.files)
 			p.files = append(p.files, fileItem{entry: e})
@@ -346,8 +348,8 @@ func (g *getter) run(ctx context.Context) error {
 		return err
 	}
 	g.reportProgress(true)
-	// 4. Whole files: verify and fsync.
-	if err := g.forEachFile(ctx, g.verifyFile); err != nil {
+	// 4. Whole files: every chunk matched; fsync.
+	if err := g.forEachFile(ctx, g.syncFile); err != nil {
 		return err
 	}
 	// 5. Symlinks, last, so nothing above was written through one.
@@ -500,11 +502,7 @@ func (g *getter) fetchChunk(ctx context.Context, ref metadata.ChunkRef) error {
 		var err error
 		data, err = g.opts.Source.FetchChunk(ctx, ref.CID, ref.Length)
 		if err == nil {
-			if int64(len(data)) != ref.Length {
-				err = fmt.Errorf("%w: %d bytes, want %d", metadata.ErrHashMismatch, len(data), ref.Length)
-			} else {
-				err = metadata.VerifyCID(ref.CID, data)
-			}
+			err = ref.Verify(data) // length and CID
 		}
 		if err == nil {
 			break
@@ -622,17 +620,14 @@ feed:
 	return nil
 }
 
-// verifyFile checks a written file against its whole-file hash and
-// fsyncs it.
-func (g *getter) verifyFile(fi *fileItem) error {
+// syncFile fsyncs a written file (its chunks and whole-file hash are
+// already verified).
+func (g *getter) syncFile(fi *fileItem) error {
 	f, err := g.openFile(fi, os.O_RDONLY)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := verifyFileHash(f, fi.entry); err != nil {
-		return fmt.Errorf("file %q: %w", fi.entry.Path, err)
-	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync %q: %w", fi.entry.Path, err)
 	}
@@ -669,21 +664,10 @@ func removeTree(dir string) error {
 	return os.RemoveAll(dir)
 }
 
-// verifyFileHash checks that r holds exactly e.Size bytes whose hash is
-// e.Hash, the whole-file hash of metadata.Entry: the CID (CIDv1 raw
-// sha2-256) of the file's content.
-func verifyFileHash(r io.Reader, e *metadata.Entry) error {
-	h := sha256.New()
-	buf := make([]byte, min(max(e.Size+1, 512), 1<<20))
-	n, err := io.CopyBuffer(h, io.LimitReader(r, e.Size+1), buf)
-	if err != nil {
-		return fmt.Errorf("read: %w", err)
-	}
-	if n != e.Size {
-		return fmt.Errorf("%w: %d bytes, want %d", metadata.ErrHashMismatch, n, e.Size)
-	}
-	if got := metadata.CIDFromSHA256(h.Sum(nil)).String(); got != e.Hash {
-		return fmt.Errorf("%w: whole-file hash %s, want %s", metadata.ErrHashMismatch, got, e.Hash)
-	}
-	return nil
+// verifyFileHash checks e.Hash, the whole-file hash. Entry.Hash is the
+// chunk-list hash (metadata.FileHash: the sha2-256 of the file's chunk
+// digests), so once every chunk has matched its CID and length, checking the
+// hash against the chunk list proves the file without reading it again.
+func verifyFileHash(e *metadata.Entry) error {
+	return e.VerifyHash()
 }

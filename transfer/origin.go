@@ -35,9 +35,6 @@ const (
 	DefaultMinRate      = 16 << 10 // bytes per second
 	DefaultMaxMetadata  = 32 << 20 // bytes
 	DefaultUserAgent    = "stork"
-	// MaxChunkSize bounds the size FetchChunk accepts, whatever the manifest
-	// says: a chunk buffer is allocated up front.
-	MaxChunkSize = 256 << 20
 )
 
 // OriginConfig configures an Origin. Zero fields take the defaults above.
@@ -150,8 +147,8 @@ func (o *Origin) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte,
 	if !c.Defined() {
 		return nil, errors.New("origin fetch chunk: undefined CID")
 	}
-	if size < 0 || size > MaxChunkSize {
-		return nil, fmt.Errorf("origin fetch chunk %s: size %d: %w (max %d)", c, size, metadata.ErrTooLarge, MaxChunkSize)
+	if size < 0 || size > metadata.MaxChunkSize {
+		return nil, fmt.Errorf("origin fetch chunk %s: size %d: %w (max %d)", c, size, metadata.ErrTooLarge, metadata.MaxChunkSize)
 	}
 	data, err := o.get(ctx, "chunks/"+c.String(), size, true)
 	if err != nil {

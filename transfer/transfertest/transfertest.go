@@ -29,7 +29,8 @@ type Entry struct {
 
 // BuildManifest builds a sorted manifest of entries, split into chunks of
 // chunkSize, and returns it with every chunk's bytes by CID. It computes
-// hashes the way metadata documents them (chunk and whole-file CIDs).
+// hashes the way metadata documents them: chunk CIDs, and Entry.Hash as the
+// chunk-list hash (metadata.FileHash).
 func BuildManifest(chunkSize int64, entries []Entry) (*metadata.Manifest, map[cid.Cid][]byte) {
 	m := &metadata.Manifest{Format: metadata.ManifestFormat, ChunkSize: chunkSize}
 	chunks := make(map[cid.Cid][]byte)
@@ -44,15 +45,17 @@ func BuildManifest(chunkSize int64, entries []Entry) (*metadata.Manifest, map[ci
 				me.Mode = 0o644
 			}
 			me.Size = int64(len(e.Data))
-			sum := sha256.Sum256(e.Data)
-			me.Hash = metadata.CIDFromSHA256(sum[:]).String()
+			var digests [][]byte
 			for off := int64(0); off < me.Size; off += chunkSize {
 				end := min(off+chunkSize, me.Size)
 				b := e.Data[off:end]
 				c := metadata.SumCID(b)
 				chunks[c] = b
 				me.Chunks = append(me.Chunks, c.String())
+				sum := sha256.Sum256(b)
+				digests = append(digests, sum[:])
 			}
+			me.Hash = metadata.FileHash(digests).String()
 		case metadata.TypeDir:
 			if me.Mode == 0 {
 				me.Mode = 0o755
