@@ -163,6 +163,9 @@ func TestGetRoundTrip(t *testing.T) {
 	t.Parallel()
 	entries := testTree()
 	m, chunks := transfertest.BuildManifest(testChunk, entries)
+	if err := m.Validate(metadata.Limits{}); err != nil {
+		t.Fatalf("Validate(test manifest) error: %v", err)
+	}
 	var mu sync.Mutex
 	requests := map[string]int{}
 	origin := repoOf(t, chunks, func(h http.Handler) http.Handler {
@@ -510,6 +513,108 @@ func TestGetManyFiles(t *testing.T) {
 		got, err := os.ReadFile(filepath.Join(out, e.Path))
 		if err != nil || !bytes.Equal(got, e.Data) {
 			t.Fatalf("file %q differs: %v", e.Path, err)
+		}
+	}
+}
+
+// TestGetImportRoundTrip: a real directory, imported with metadata.Import
+// into a repository, served, and fetched back with Get, is identical bit for
+// bit, modes and symlinks included.
+func TestGetImportRoundTrip(t *testing.T) {
+	t.Parallel()
+	src := filepath.Join(t.TempDir(), "src")
+	makeWritable(t, filepath.Dir(src))
+	mkdir := func(p string, mode os.FileMode) {
+		t.Helper()
+		must(t, os.MkdirAll(filepath.Join(src, p), 0o755))
+		must(t, os.Chmod(filepath.Join(src, p), mode))
+	}
+	write := func(p string, data []byte, mode os.FileMode) {
+		t.Helper()
+		must(t, os.WriteFile(filepath.Join(src, p), data, 0o600))
+		must(t, os.Chmod(filepath.Join(src, p), mode))
+	}
+	mkdir(".", 0o755)
+	mkdir("usr/bin", 0o755)
+	mkdir("usr/share/doc/pkg", 0o755)
+	mkdir("etc", 0o750)
+	write("usr/bin/tool", randBytes(10, 50000), 0o755)
+	write("usr/share/doc/pkg/README", []byte("hello\n"), 0o644)
+	write("usr/share/doc/pkg/copy", randBytes(11, 3*testChunk), 0o644)
+	write("usr/share/doc/pkg/copy2", randBytes(11, 3*testChunk), 0o444)
+	write("usr/share/doc/pkg/empty", nil, 0o644)
+	write("etc/conf", bytes.Repeat([]byte("k=v\n"), 5000), 0o640)
+	must(t, os.Symlink("../share/doc/pkg/README", filepath.Join(src, "usr/bin/readme")))
+	mkdir("ro", 0o755)
+	write("ro/data", randBytes(12, 7000), 0o444)
+	must(t, os.Chmod(filepath.Join(src, "ro"), 0o555))
+
+	repo := t.TempDir()
+	m, err := metadata.Import(context.Background(), src, metadata.ImportOptions{ChunkSize: testChunk}, transfertest.DirSink{Dir: repo})
+	if err != nil {
+		t.Fatalf("Import(%s) error: %v", src, err)
+	}
+	if err := m.Validate(metadata.Limits{}); err != nil {
+		t.Fatalf("Validate(imported manifest) error: %v", err)
+	}
+	origin := newTestOrigin(t, serveRepo(t, repo, nil).URL, transfer.OriginConfig{})
+	out := filepath.Join(t.TempDir(), "out")
+	makeWritable(t, filepath.Dir(out))
+	if _, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: origin, OutDir: out}); err != nil {
+		t.Fatalf("Get() error: %v", err)
+	}
+	compareTrees(t, src, out)
+}
+
+// compareTrees fails unless the trees at a and b hold the same entries with
+// the same types, permission bits, contents and symlink targets.
+func compareTrees(t *testing.T, a, b string) {
+	t.Helper()
+	list := func(root string) map[string]string {
+		out := map[string]string{}
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			fi, err := os.Lstat(p)
+			if err != nil {
+				return err
+			}
+			desc := fi.Mode().String()
+			switch {
+			case fi.Mode().IsRegular():
+				data, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				desc += fmt.Sprintf(" %x", metadata.SumCID(data).Hash())
+			case fi.Mode()&os.ModeSymlink != 0:
+				target, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				desc += " -> " + target
+			}
+			out[rel] = desc
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("walk %s: %v", root, err)
+		}
+		return out
+	}
+	la, lb := list(a), list(b)
+	for p, da := range la {
+		if db, ok := lb[p]; !ok {
+			t.Errorf("%q missing from the copy", p)
+		} else if da != db {
+			t.Errorf("%q differs: %s, copy %s", p, da, db)
+		}
+	}
+	for p := range lb {
+		if _, ok := la[p]; !ok {
+			t.Errorf("%q only in the copy", p)
 		}
 	}
 }

@@ -201,3 +201,35 @@ func StallHandler(headersToo bool) http.Handler {
 		<-r.Context().Done()
 	})
 }
+
+// DirSink is a metadata.ChunkSink writing each chunk to Dir/chunks/<cid>,
+// the repository layout. It is safe for concurrent use.
+type DirSink struct{ Dir string }
+
+// PutChunk implements metadata.ChunkSink.
+func (s DirSink) PutChunk(c cid.Cid, data []byte) error {
+	p := filepath.Join(s.Dir, "chunks", c.String())
+	if _, err := os.Lstat(p); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
+}
