@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -29,10 +30,14 @@ const (
 //
 // Path is slash-separated, relative, clean, and inside the tree. Mode holds
 // the permission bits (0o7777 mask; setuid/setgid/sticky kept). For a file,
-// Size is its length, Hash the CID (CIDv1 raw sha2-256) of its whole content
-// and Chunks the CIDs of its consecutive chunks of Manifest.ChunkSize bytes
-// (the last one shorter; none for an empty file). For a symlink, Target is
-// the link text, which must resolve inside the tree.
+// Size is its length and Chunks the CIDs (CIDv1 raw sha2-256, the IPFS CID of
+// the bytes) of its consecutive chunks of Manifest.ChunkSize bytes (the last
+// one shorter; none for an empty file). Hash is the file's chunk-list hash
+// (see FileHash): the sha2-256 of the concatenated 32-byte digests of its
+// chunks, wrapped as a CIDv1 raw. It is NOT the IPFS CID of the file's
+// content (except for an empty file), it depends on the chunk size, and it is
+// computed in the same pass as the chunks at no extra cost. For a symlink,
+// Target is the link text, which must resolve inside the tree.
 type Entry struct {
 	Path   string    `json:"path"`
 	Type   EntryType `json:"type"`
@@ -68,6 +73,12 @@ func (m *Manifest) Encode() ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
+	if m.Entries == nil {
+		// An empty tree has one encoding, "entries":[], never null.
+		c := *m
+		c.Entries = []Entry{}
+		m = &c
+	}
 	if err := enc.Encode(m); err != nil {
 		return nil, fmt.Errorf("encode manifest: %w", err)
 	}
@@ -135,4 +146,55 @@ func (m *Manifest) UniqueChunks() []ChunkRef {
 		out = append(out, r)
 	}
 	return out
+}
+
+// FileHash returns the chunk-list hash of a file whose chunks have the given
+// sha2-256 digests, in order: the CIDv1 raw sha2-256 of the concatenation of
+// the 32-byte digests. An empty file (no chunks) gets SumCID(nil). Two files
+// share a FileHash exactly when they have the same chunk list, i.e. the same
+// content cut at the same chunk size.
+func FileHash(chunkDigests [][]byte) cid.Cid {
+	h := sha256.New()
+	for _, d := range chunkDigests {
+		h.Write(d)
+	}
+	return CIDFromSHA256(h.Sum(nil))
+}
+
+// ChunkListHash recomputes e's chunk-list hash from e.Chunks (see FileHash).
+func (e *Entry) ChunkListHash() (cid.Cid, error) {
+	h := sha256.New()
+	for j, s := range e.Chunks {
+		_, d, err := ParseCID(s)
+		if err != nil {
+			return cid.Undef, entryError(e.Path, ErrMalformed, "chunk %d: %v", j, err)
+		}
+		h.Write(d)
+	}
+	return CIDFromSHA256(h.Sum(nil)), nil
+}
+
+// VerifyHash checks that e.Hash is the chunk-list hash of e.Chunks. With it,
+// a file whose every chunk matched its CID (and length, see ChunkRef.Verify)
+// is known to be the file the manifest names.
+func (e *Entry) VerifyHash() error {
+	want, err := e.ChunkListHash()
+	if err != nil {
+		return err
+	}
+	if e.Hash != want.String() {
+		return entryError(e.Path, ErrHashMismatch, "hash %s, chunk list gives %s", e.Hash, want)
+	}
+	return nil
+}
+
+// Verify checks that data is the chunk r names: its length is r.Length and
+// it hashes to r.CID. Both matter: a manifest does not promise that the
+// chunk a CID names has the length Size and ChunkSize imply, and checking it
+// keeps a rebuilt file at its declared size.
+func (r ChunkRef) Verify(data []byte) error {
+	if int64(len(data)) != r.Length {
+		return fmt.Errorf("chunk %s (entry %d, index %d): %w: %d bytes, want %d", r.CID, r.Entry, r.Index, ErrHashMismatch, len(data), r.Length)
+	}
+	return VerifyCID(r.CID, data)
 }

@@ -1,0 +1,92 @@
+// Package metadata is Stork's content model and its signed repository
+// metadata: what a package is (a tree of files cut into chunks, listed in a
+// manifest named by its CID), how a package source becomes one (Import), how
+// untrusted manifest bytes are checked (DecodeManifest, Validate), and the
+// TUF metadata, keys and policies that sign manifests (see the repo, client
+// and keys files).
+//
+// # Content model
+//
+// A package is a tree of entries: files, directories and symlinks, each with
+// its permission bits (mode & 0o7777). The root is implicit and never listed.
+// Paths are slash-separated, relative, clean, with no ".." element, no NUL,
+// no backslash, valid UTF-8, and at most Limits.MaxPathLen bytes
+// (ValidatePath). Every parent directory of an entry is itself a directory
+// entry, so a path never passes through a file or a symlink. Device files,
+// fifos and sockets do not exist in the model. A symlink's target is
+// relative and, resolved the way the kernel would (relative to the link's
+// directory, following the tree's own symlinks met on the way), never climbs
+// above the root; symlink loops are refused. Symlinks carry mode 0777.
+//
+// Each file is cut into consecutive chunks of Manifest.ChunkSize bytes (the
+// last one shorter, none for an empty file; ChunkSize within [MinChunkSize,
+// MaxChunkSize]). A chunk is named by its CIDv1, codec raw, multihash
+// sha2-256: the CID any IPFS tool computes for the same bytes. Chunks need
+// no signature: the manifest pins them.
+//
+// # The file hash
+//
+// Entry.Hash is the file's chunk-list hash (FileHash): the sha2-256 of the
+// concatenation of the 32-byte sha2-256 digests of its chunks, in order,
+// wrapped as a CIDv1 raw sha2-256. For an empty file that is SumCID(nil).
+// It is NOT the IPFS CID of the file's content (the two differ for every
+// non-empty file), and the same content cut at another chunk size has
+// another Hash. Two files have the same Hash exactly when they have the same
+// chunk list, which (sha2-256 being collision resistant) means the same
+// content at the same chunk size; so Hash is a sound name for a file in a
+// store. It is defined this way so that an import hashes every byte once:
+// the chunk CIDs need a sha2-256 of every chunk anyway, and a sha2-256 of
+// the whole content on top would hash every byte twice and halve import
+// throughput (sha2-256 is the bottleneck). The chunk-list hash costs 32
+// bytes of hashing per chunk. Validate recomputes it from Chunks, so a
+// manifest cannot carry a Hash that disagrees with its chunks, and whoever
+// has verified every chunk of a file has verified its Hash (Entry.VerifyHash,
+// FileHash). Hash is not defined as the content CID for single-chunk files
+// either: mixing the two definitions would let a small file whose content is
+// the digest list of a large one share the large file's Hash. Stores should
+// still keep file hashes and chunk CIDs in separate namespaces: a chunk
+// whose bytes are a digest list has a CID equal to some file's Hash.
+//
+// # Manifests
+//
+// A Manifest holds the format version, the chunk size and the entries,
+// sorted by path, with no duplicates. Encode gives its one canonical
+// encoding (compact JSON in field order) and CID the CID of those bytes,
+// which names the package content: the same tree always gives the same
+// bytes. DecodeManifest accepts untrusted bytes only if they are within
+// Limits.MaxManifestSize, strict JSON (no unknown fields, no trailing data),
+// pass Validate, and are byte for byte the canonical encoding of what they
+// decode to; so a manifest has exactly one accepted encoding.
+//
+// Validate checks all of the above: format, chunk size, order, paths,
+// parents, types, modes, for files the size limit, the chunk count
+// (ceil(Size/ChunkSize)), every CID (CIDv1 raw sha2-256 in canonical base32)
+// and the chunk-list hash, for symlinks the target, and the entry count and
+// total size limits. Every error is one line naming the entry and the
+// reason, wrapping a sentinel of errors.go.
+//
+// # Import
+//
+// Import reads a package source: a directory (walked without following
+// symlinks), a tar, tar.gz or tar.zst archive, a .deb (an ar archive whose
+// data.tar, data.tar.gz, data.tar.xz or data.tar.zst member holds the tree),
+// or a single file (a one-file tree). It refuses what the model refuses
+// (absolute or ".." paths, devices, fifos, sockets, escaping symlinks,
+// duplicate paths, hard links to anything but an earlier regular file of the
+// archive) rather than dropping or rewriting it; the only rewrites are
+// stripping a leading "./" and a directory's trailing "/", skipping the root
+// entry, and making up missing parent directories with mode 0755. A hard
+// link becomes a file with the content and mode of its target.
+//
+// Limits hold while streaming: a file or tree passing its size limit, or an
+// archive passing the entry limit, is refused when the bytes that pass it
+// arrive, so neither a lying header nor an endless stream can run memory
+// away. One chunk buffer is reused for the whole import; each chunk is
+// hashed once, in cache-sized pieces as it is read, pushed to the ChunkSink,
+// and named in the manifest. Decompressors are bounded (zstd window and
+// memory; gzip is bounded by its format), and after a tar's end marker at
+// most a small padding is read, through to the end of the compressed stream
+// so that its checksum is checked. The returned manifest is sorted and
+// passes Validate, and the same input always gives the same manifest: a
+// directory and a tar of it with the same modes give the same bytes.
+package metadata
