@@ -43,7 +43,8 @@
 //     pwrite it at every offset of every file that uses it. Transient errors
 //     are retried with backoff; a hash mismatch or an over-long body at most
 //     once; a missing chunk never.
-//  5. Fsync every file.
+//  5. Fsync each file as soon as its last chunk is written (overlapping the
+//     rest of the download); empty files at the end.
 //  6. Create symlinks, only now, so nothing was ever written through one.
 //  7. Apply modes: files, then directories deepest first, then the top, so a
 //     read-only directory never stops its own population.

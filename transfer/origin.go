@@ -66,7 +66,13 @@ type Origin struct {
 	cfg    OriginConfig
 }
 
-var _ ChunkSource = (*Origin)(nil)
+var (
+	_ ChunkSource     = (*Origin)(nil)
+	_ verifyingSource = (*Origin)(nil)
+)
+
+// verifiesChunks marks Origin as checking each chunk's CID in FetchChunk.
+func (o *Origin) verifiesChunks() {}
 
 // NewOrigin checks cfg, fills in defaults and returns an Origin.
 func NewOrigin(cfg OriginConfig) (*Origin, error) {
