@@ -59,9 +59,9 @@ type RepoConfig struct {
 //
 // Every file is written atomically (temporary file and rename), in the
 // order chunks, manifest, role metadata, snapshot, timestamp: a reader that
-// starts from timestamp.json never finds a file it points at missing. A Repo
-// serialises its own operations; two processes must not write one
-// repository at the same time.
+// starts from timestamp.json never finds a file it points at missing. Each
+// operation re-reads the metadata from disk first, so several Repo values
+// (or processes) may take turns; two must not write at the same time.
 type Repo struct {
 	mu      sync.Mutex
 	dir     string
@@ -600,6 +600,9 @@ func (r *Repo) findTarget(path string) (string, *tufmeta.TargetFiles) {
 func (r *Repo) Add(ctx context.Context, opts AddOptions) (*AddResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.load(); err != nil {
+		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
+	}
 	if err := ValidateName(opts.Name); err != nil {
 		return nil, fmt.Errorf("add: %w", err)
 	}
@@ -710,6 +713,9 @@ func (r *Repo) roleForUpdate(role string) (*tufmeta.Metadata[tufmeta.TargetsType
 func (r *Repo) Refresh(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.load(); err != nil {
+		return fmt.Errorf("repository %s: %w", r.dir, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -798,6 +804,9 @@ var roleRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.load(); err != nil {
+		return fmt.Errorf("repository %s: %w", r.dir, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -929,6 +938,9 @@ type RootUpdate struct {
 func (r *Repo) UpdateRoot(ctx context.Context, u RootUpdate) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.load(); err != nil {
+		return fmt.Errorf("repository %s: %w", r.dir, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -1040,6 +1052,9 @@ func sameSet(a, b []string) bool {
 func (r *Repo) Packages() ([]PackageInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.load(); err != nil {
+		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
+	}
 	var out []PackageInfo
 	seen := map[string]bool{}
 	for _, role := range append([]string{tufmeta.TARGETS}, sortedKeys(r.targets)...) {
