@@ -1,0 +1,228 @@
+package share
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Index keys. Every record lives under a one-letter prefix:
+//
+//	p/<manifest CID>                 package record (JSON pkgRecord)
+//	m/<manifest CID>                 manifest bytes
+//	n/<name>\x00<version>            manifest CID string (Lookup)
+//	o/<object name>                  object record (JSON objRecord)
+//	c/<partial id>/<chunk CID>       chunk present (durably written) in a partial file
+//	k/<chunk CID>/<partial id>       where a chunk lives: offset and length (16 bytes)
+//	i/<vm>\x00<manifest CID>         VM install (JSON installRecord)
+//	r/<manifest CID>/<vm>            reverse of i/: the package's references
+const (
+	prefixPackage  = "p/"
+	prefixManifest = "m/"
+	prefixName     = "n/"
+	prefixObject   = "o/"
+	prefixPresence = "c/"
+	prefixChunkLoc = "k/"
+	prefixInstall  = "i/"
+	prefixRef      = "r/"
+)
+
+// PackageState says whether a package's tree is built.
+type PackageState string
+
+// Package states.
+const (
+	StatePartial  PackageState = "partial"
+	StateComplete PackageState = "complete"
+)
+
+type pkgRecord struct {
+	Name    string       `json:"name"`
+	Version string       `json:"version"`
+	State   PackageState `json:"state"`
+	Keep    bool         `json:"keep"`
+	Created time.Time    `json:"created"`
+}
+
+type objRecord struct {
+	Hash      string   `json:"hash"`
+	Size      int64    `json:"size"`
+	Perm      uint32   `json:"perm"`
+	ChunkSize int64    `json:"chunk_size"`
+	Chunks    []string `json:"chunks"`
+}
+
+type installRecord struct {
+	VM          string    `json:"vm"`
+	ManifestCID string    `json:"manifest"`
+	Into        string    `json:"into"`
+	Mode        string    `json:"mode"`
+	Created     time.Time `json:"created"`
+}
+
+func nameKey(name, version string) []byte {
+	return []byte(prefixName + name + "\x00" + version)
+}
+
+func presenceKey(id, chunk string) []byte { return []byte(prefixPresence + id + "/" + chunk) }
+
+func chunkLocKey(chunk, id string) []byte { return []byte(prefixChunkLoc + chunk + "/" + id) }
+
+// splitPresenceKey parses c/<id>/<chunk>.
+func splitPresenceKey(k []byte) (id, chunk string, ok bool) {
+	rest := strings.TrimPrefix(string(k), prefixPresence)
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	return rest[:i], rest[i+1:], true
+}
+
+// splitChunkLocKey parses k/<chunk>/<id>.
+func splitChunkLocKey(k []byte) (chunk, id string, ok bool) {
+	rest := strings.TrimPrefix(string(k), prefixChunkLoc)
+	i := strings.IndexByte(rest, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	return rest[:i], rest[i+1:], true
+}
+
+// hashOfPartialID returns the hash part of "<hash>-<size>".
+func hashOfPartialID(id string) string {
+	if i := strings.LastIndexByte(id, '-'); i >= 0 {
+		return id[:i]
+	}
+	return id
+}
+
+func encodeLoc(off, n int64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, uint64(off))
+	binary.BigEndian.PutUint64(b[8:], uint64(n))
+	return b
+}
+
+func decodeLoc(b []byte) (off, n int64, ok bool) {
+	if len(b) != 16 {
+		return 0, 0, false
+	}
+	return int64(binary.BigEndian.Uint64(b)), int64(binary.BigEndian.Uint64(b[8:])), true
+}
+
+// getJSON reads key into v; found is false if the key is absent.
+func getJSON(txn *badger.Txn, key []byte, v any) (found bool, err error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, item.Value(func(b []byte) error {
+		if err := json.Unmarshal(b, v); err != nil {
+			return fmt.Errorf("index record %q: %w", key, err)
+		}
+		return nil
+	})
+}
+
+func setJSON(txn *badger.Txn, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return txn.Set(key, b)
+}
+
+func exists(txn *badger.Txn, key []byte) (bool, error) {
+	_, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// scanKeys calls fn for every key with the given prefix. The key slice is
+// only valid during the call.
+func scanKeys(txn *badger.Txn, prefix string, fn func(k []byte, item *badger.Item) error) error {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = []byte(prefix)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
+		item := it.Item()
+		if err := fn(item.Key(), item); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// update runs fn in a read-write transaction, retrying on conflicts.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	for i := 0; ; i++ {
+		err := s.db.Update(fn)
+		if errors.Is(err, badger.ErrConflict) && i < 100 {
+			continue
+		}
+		return err
+	}
+}
+
+// deleteKeys removes keys in batches (not atomically: every caller deletes
+// records whose absence is safe at any point).
+func (s *Store) deleteKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// deletePrefix removes every key with the given prefix.
+func (s *Store) deletePrefix(prefix []byte) error {
+	var keys [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, string(prefix), func(k []byte, _ *badger.Item) error {
+			keys = append(keys, bytes.Clone(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	return s.deleteKeys(keys)
+}
+
+// findObject returns the records of every stored variant (permission) of
+// the object with the given hash.
+func findObject(txn *badger.Txn, hash string) ([]objRecord, error) {
+	var out []objRecord
+	err := scanKeys(txn, prefixObject+hash, func(k []byte, item *badger.Item) error {
+		name := strings.TrimPrefix(string(k), prefixObject)
+		if name != hash && !strings.HasPrefix(name, hash+".") {
+			return nil
+		}
+		var r objRecord
+		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &r) }); err != nil {
+			return fmt.Errorf("index record %q: %w", k, err)
+		}
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,483 @@
+package share
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+)
+
+// PackageInfo describes a package in the store.
+type PackageInfo struct {
+	ManifestCID cid.Cid
+	Name        string
+	Version     string
+	State       PackageState
+	Keep        bool  // kept without installs (see SetKeep)
+	Size        int64 // bytes of all files (metadata.Manifest.TotalSize)
+	Have        int64 // bytes of them the store holds
+	Files       int   // file entries
+	TreePath    string
+	Installs    []string // VMs that installed it, sorted
+}
+
+// Install is one VM's use of a package.
+type Install struct {
+	VM          string
+	ManifestCID cid.Cid
+	Into        string // where the VM sees the tree
+	Mode        string // a ViewMode
+	Created     time.Time
+}
+
+// Package describes the package whose manifest is manifestCID.
+func (s *Store) Package(manifestCID cid.Cid) (*PackageInfo, error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	var info *PackageInfo
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		info, err = s.packageInfo(txn, manifestCID)
+		return err
+	})
+	return info, err
+}
+
+// Packages describes every package in the store, sorted by name and version.
+func (s *Store) Packages() ([]PackageInfo, error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	var out []PackageInfo
+	err := s.db.View(func(txn *badger.Txn) error {
+		var cids []cid.Cid
+		err := scanKeys(txn, prefixPackage, func(k []byte, _ *badger.Item) error {
+			c, err := cid.Decode(strings.TrimPrefix(string(k), prefixPackage))
+			if err == nil {
+				cids = append(cids, c)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range cids {
+			info, err := s.packageInfo(txn, c)
+			if err != nil {
+				return err
+			}
+			out = append(out, *info)
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Version < out[j].Version
+	})
+	return out, err
+}
+
+// Lookup describes the package registered as NAME@VERSION.
+func (s *Store) Lookup(name, version string) (*PackageInfo, error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	var info *PackageInfo
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(nameKey(name, version))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("package %s@%s: %w", name, version, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		c, err := cid.Decode(string(v))
+		if err != nil {
+			return fmt.Errorf("package %s@%s: index: %w", name, version, err)
+		}
+		info, err = s.packageInfo(txn, c)
+		return err
+	})
+	return info, err
+}
+
+func (s *Store) packageInfo(txn *badger.Txn, c cid.Cid) (*PackageInfo, error) {
+	key := c.String()
+	var rec pkgRecord
+	found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("package %s: %w", c, ErrNotFound)
+	}
+	m, _, err := manifestTxn(txn, c, s.lim)
+	if err != nil {
+		return nil, err
+	}
+	info := &PackageInfo{ManifestCID: c, Name: rec.Name, Version: rec.Version, State: rec.State, Keep: rec.Keep, Size: m.TotalSize()}
+	if rec.State == StateComplete {
+		info.TreePath = s.TreePath(c)
+	}
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Type != metadata.TypeFile {
+			continue
+		}
+		info.Files++
+		if rec.State == StateComplete {
+			continue
+		}
+		n, err := haveBytes(txn, e, m.ChunkSize)
+		if err != nil {
+			return nil, err
+		}
+		info.Have += n
+	}
+	if rec.State == StateComplete {
+		info.Have = info.Size
+	}
+	err = scanKeys(txn, prefixRef+key+"/", func(k []byte, _ *badger.Item) error {
+		info.Installs = append(info.Installs, strings.TrimPrefix(string(k), prefixRef+key+"/"))
+		return nil
+	})
+	return info, err
+}
+
+// haveBytes counts the bytes of e the store holds: all of them if its
+// object exists, else those of the chunks recorded present.
+func haveBytes(txn *badger.Txn, e *metadata.Entry, chunkSize int64) (int64, error) {
+	recs, err := findObject(txn, e.Hash)
+	if err != nil {
+		return 0, err
+	}
+	if len(recs) > 0 {
+		return e.Size, nil
+	}
+	id := partialID(e.Hash, e.Size)
+	var n int64
+	for j, cs := range e.Chunks {
+		ok, err := exists(txn, presenceKey(id, cs))
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			n += min(chunkSize, e.Size-int64(j)*chunkSize)
+		}
+	}
+	return n, nil
+}
+
+// Manifest returns the manifest of a package in the store and its bytes.
+func (s *Store) Manifest(manifestCID cid.Cid) (*metadata.Manifest, []byte, error) {
+	if s.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	var m *metadata.Manifest
+	var b []byte
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		m, b, err = manifestTxn(txn, manifestCID, s.lim)
+		return err
+	})
+	return m, b, err
+}
+
+func manifestTxn(txn *badger.Txn, c cid.Cid, lim metadata.Limits) (*metadata.Manifest, []byte, error) {
+	item, err := txn.Get([]byte(prefixManifest + c.String()))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil, fmt.Errorf("package %s: manifest: %w", c, ErrNotFound)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := metadata.DecodeManifest(b, lim)
+	if err != nil {
+		return nil, nil, fmt.Errorf("package %s: stored manifest: %w: %w", c, ErrBadManifest, err)
+	}
+	return m, b, nil
+}
+
+// SetKeep marks a package kept (GC leaves it even without installs) or not.
+// BeginPackage sets it; RemovePackage clears it with the package.
+func (s *Store) SetKeep(manifestCID cid.Cid, keep bool) error {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.isClosed() {
+		return ErrClosed
+	}
+	key := []byte(prefixPackage + manifestCID.String())
+	return s.update(func(txn *badger.Txn) error {
+		var rec pkgRecord
+		found, err := getJSON(txn, key, &rec)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("package %s: %w", manifestCID, ErrNotFound)
+		}
+		rec.Keep = keep
+		return setJSON(txn, key, &rec)
+	})
+}
+
+// RemovePackage removes a package's record, manifest and tree at once. It
+// refuses with ErrInUse while any VM install references it. Its objects and
+// partial files are left to GC, which removes those no other package uses.
+func (s *Store) RemovePackage(manifestCID cid.Cid) error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.isClosed() {
+		return ErrClosed
+	}
+	key := manifestCID.String()
+	err := s.update(func(txn *badger.Txn) error {
+		var vms []string
+		if err := scanKeys(txn, prefixRef+key+"/", func(k []byte, _ *badger.Item) error {
+			vms = append(vms, strings.TrimPrefix(string(k), prefixRef+key+"/"))
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(vms) > 0 {
+			return fmt.Errorf("package %s: %w: installed in VMs %s", manifestCID, ErrInUse, strings.Join(vms, ", "))
+		}
+		return deletePackageTxn(txn, key)
+	})
+	if err != nil {
+		return err
+	}
+	s.dropDownload(key)
+	if err := removeAll(s.TreePath(manifestCID)); err != nil {
+		return fmt.Errorf("package %s: remove tree: %w", manifestCID, err)
+	}
+	s.log.Info("package removed", "manifest", manifestCID)
+	return nil
+}
+
+// deletePackageTxn deletes a package's records (not its tree).
+func deletePackageTxn(txn *badger.Txn, key string) error {
+	var rec pkgRecord
+	found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("package %s: %w", key, ErrNotFound)
+	}
+	item, err := txn.Get(nameKey(rec.Name, rec.Version))
+	if err == nil {
+		if v, err := item.ValueCopy(nil); err == nil && string(v) == key {
+			if err := txn.Delete(nameKey(rec.Name, rec.Version)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := txn.Delete([]byte(prefixManifest + key)); err != nil {
+		return err
+	}
+	return txn.Delete([]byte(prefixPackage + key))
+}
+
+// dropDownload forgets the in-memory download of a removed package.
+func (s *Store) dropDownload(key string) {
+	s.mu.Lock()
+	d := s.downloads[key]
+	delete(s.downloads, key)
+	s.mu.Unlock()
+	if d != nil {
+		d.removed.Store(true)
+		d.release()
+	}
+}
+
+// AddInstall records that VM vm uses the package, seen at into through a
+// view of the given mode. An install pins the package: neither GC nor
+// RemovePackage removes it. Adding the same install again updates it.
+func (s *Store) AddInstall(vm string, manifestCID cid.Cid, into string, mode string) error {
+	if err := checkVM(vm); err != nil {
+		return err
+	}
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.isClosed() {
+		return ErrClosed
+	}
+	key := manifestCID.String()
+	return s.update(func(txn *badger.Txn) error {
+		ok, err := exists(txn, []byte(prefixPackage+key))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("install %s in VM %s: package %w", manifestCID, vm, ErrNotFound)
+		}
+		rec := installRecord{VM: vm, ManifestCID: key, Into: into, Mode: mode, Created: time.Now().UTC()}
+		if err := setJSON(txn, installKey(vm, key), &rec); err != nil {
+			return err
+		}
+		return txn.Set([]byte(prefixRef+key+"/"+vm), []byte{})
+	})
+}
+
+// RemoveInstall drops VM vm's install of the package.
+func (s *Store) RemoveInstall(vm string, manifestCID cid.Cid) error {
+	if err := checkVM(vm); err != nil {
+		return err
+	}
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.isClosed() {
+		return ErrClosed
+	}
+	key := manifestCID.String()
+	return s.update(func(txn *badger.Txn) error {
+		ok, err := exists(txn, installKey(vm, key))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("install of %s in VM %s: %w", manifestCID, vm, ErrNotFound)
+		}
+		if err := txn.Delete(installKey(vm, key)); err != nil {
+			return err
+		}
+		return txn.Delete([]byte(prefixRef + key + "/" + vm))
+	})
+}
+
+// Installs lists VM vm's installs; vm "" lists every VM's.
+func (s *Store) Installs(vm string) ([]Install, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	prefix := prefixInstall
+	if vm != "" {
+		prefix += vm + "\x00"
+	}
+	var out []Install
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, prefix, func(k []byte, item *badger.Item) error {
+			var r installRecord
+			if err := jsonUnmarshal(item, &r); err != nil {
+				return err
+			}
+			c, err := cid.Decode(r.ManifestCID)
+			if err != nil {
+				return fmt.Errorf("install record %q: %w", k, err)
+			}
+			out = append(out, Install{VM: r.VM, ManifestCID: c, Into: r.Into, Mode: r.Mode, Created: r.Created})
+			return nil
+		})
+	})
+	return out, err
+}
+
+func installKey(vm, key string) []byte { return []byte(prefixInstall + vm + "\x00" + key) }
+
+func checkVM(vm string) error {
+	if vm == "" || len(vm) > 255 || strings.ContainsAny(vm, "/\x00") {
+		return fmt.Errorf("VM id %q: %w: want 1 to 255 bytes, no '/' or NUL", vm, ErrInvalid)
+	}
+	return nil
+}
+
+// ReadChunk returns chunk c from an object or from a partial file where it
+// is recorded present, re-verified against c. ErrNotFound if the store does
+// not hold it (or holds only bytes that no longer verify).
+func (s *Store) ReadChunk(c cid.Cid) ([]byte, error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	cs := c.String()
+	type loc struct {
+		path    string
+		off, n  int64
+		partial bool
+	}
+	var locs []loc
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, prefixChunkLoc+cs+"/", func(k []byte, item *badger.Item) error {
+			_, id, ok := splitChunkLocKey(k)
+			if !ok {
+				return nil
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			off, n, ok := decodeLoc(v)
+			if !ok {
+				return nil
+			}
+			recs, err := findObject(txn, hashOfPartialID(id))
+			if err != nil {
+				return err
+			}
+			for _, r := range recs {
+				locs = append(locs, loc{path: s.ObjectPath(r.Hash, os.FileMode(r.Perm)), off: off, n: n})
+			}
+			if len(recs) == 0 {
+				if ok, err := exists(txn, presenceKey(id, cs)); err != nil {
+					return err
+				} else if ok {
+					locs = append(locs, loc{path: s.partialPath(id), off: off, n: n, partial: true})
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range locs {
+		data, err := readAt(l.path, l.off, l.n)
+		if err != nil {
+			s.log.Debug("read chunk", "chunk", c, "path", l.path, "err", err)
+			continue
+		}
+		if err := metadata.VerifyCID(c, data); err != nil {
+			s.log.Warn("stored chunk fails verification", "chunk", c, "path", l.path)
+			continue
+		}
+		return data, nil
+	}
+	return nil, fmt.Errorf("chunk %s: %w", c, ErrNotFound)
+}
+
+func readAt(p string, off, n int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}

@@ -1,0 +1,290 @@
+package share
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+)
+
+// Sub-directories of a store's data directory.
+const (
+	objectsDir = "objects"
+	treesDir   = "trees"
+	partialDir = "partial"
+	indexDir   = "index"
+	tmpDir     = "tmp"
+)
+
+// Config configures a Store. Only Dir is required.
+type Config struct {
+	// Dir is the data directory; the store's layout is created under it.
+	Dir string
+	// Logger receives the store's events (and badger's warnings and errors).
+	// Nil discards them.
+	Logger *slog.Logger
+	// Limits bound the manifests BeginPackage accepts; zero fields take
+	// metadata's defaults.
+	Limits metadata.Limits
+	// SyncWrites makes every object, partial chunk, tree and index record
+	// durable (fsync) before it is relied upon. It is the default: the zero
+	// Config syncs too, and only UnsafeNoSync turns syncing off. The field
+	// exists so that callers can say what they rely on.
+	SyncWrites bool
+	// UnsafeNoSync skips every fsync. The store still survives the process
+	// being killed (the page cache outlives it) but not a power cut or a
+	// kernel crash. For tests and benchmarks only.
+	UnsafeNoSync bool
+}
+
+// Store is the per-host store. All methods are safe for concurrent use.
+type Store struct {
+	dir  string
+	log  *slog.Logger
+	lim  metadata.Limits
+	sync bool
+	db   *badger.DB
+
+	// life is held shared by every operation that reads or writes objects,
+	// partial files or trees, and exclusively by GC, RemovePackage and
+	// Close, so that those never race a download's commit.
+	life sync.RWMutex
+	// beginMu serialises BeginPackage so that one package has one Download.
+	beginMu sync.Mutex
+
+	mu        sync.Mutex // guards the fields below
+	closed    bool
+	downloads map[string]*Download    // by manifest CID string
+	partials  map[string]*partialFile // by partial id
+}
+
+// Open opens (creating if needed) the store under cfg.Dir and recovers from
+// a crash: it empties tmp/ and drops chunk-presence records of partial files
+// that no longer exist (their file was moved into objects/ just before the
+// crash). Nothing else needs repair: see the package documentation.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("open store: %w: empty data directory", ErrInvalid)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		dir:       cfg.Dir,
+		log:       log,
+		lim:       cfg.Limits,
+		sync:      !cfg.UnsafeNoSync,
+		downloads: make(map[string]*Download),
+		partials:  make(map[string]*partialFile),
+	}
+	for _, d := range []struct {
+		name string
+		mode os.FileMode
+	}{{"", 0o755}, {objectsDir, 0o755}, {treesDir, 0o755}, {partialDir, 0o700}, {indexDir, 0o700}, {tmpDir, 0o700}} {
+		if err := os.MkdirAll(s.path(d.name), d.mode); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
+		}
+	}
+	opts := badger.DefaultOptions(s.path(indexDir)).
+		WithLogger(badgerLogger{log.With("component", "badger")}).
+		WithSyncWrites(s.sync).
+		WithMetricsEnabled(false).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(16 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: index: %w", cfg.Dir, err)
+	}
+	s.db = db
+	// Only now, holding badger's directory lock, is tmp/ ours to empty.
+	if err := removeAll(s.path(tmpDir)); err == nil {
+		err = os.Mkdir(s.path(tmpDir), 0o700)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: clear tmp: %w", cfg.Dir, err)
+	}
+	if err := s.recover(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: recover: %w", cfg.Dir, err)
+	}
+	log.Debug("store opened", "dir", cfg.Dir, "sync", s.sync)
+	return s, nil
+}
+
+// recover drops presence records whose partial file is gone.
+func (s *Store) recover() error {
+	ids := make(map[string]bool)
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, prefixPresence, func(k []byte, _ *badger.Item) error {
+			id, _, ok := splitPresenceKey(k)
+			if ok {
+				ids[id] = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for id := range ids {
+		if _, err := os.Lstat(s.partialPath(id)); errors.Is(err, fs.ErrNotExist) {
+			s.log.Info("dropping presence records of a finished partial file", "partial", id)
+			if err := s.deletePrefix([]byte(prefixPresence + id + "/")); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Close closes the index and every open partial file. Downloads handed out
+// before become unusable.
+func (s *Store) Close() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	pfs := make([]*partialFile, 0, len(s.partials))
+	for _, pf := range s.partials {
+		pfs = append(pfs, pf)
+	}
+	s.partials = nil
+	s.downloads = nil
+	s.mu.Unlock()
+	var errs []error
+	for _, pf := range pfs {
+		pf.mu.Lock()
+		if pf.f != nil {
+			errs = append(errs, pf.f.Close())
+			pf.f = nil
+		}
+		pf.mu.Unlock()
+	}
+	errs = append(errs, s.db.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close store %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Dir returns the store's data directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) path(elem ...string) string {
+	return filepath.Join(append([]string{s.dir}, elem...)...)
+}
+
+// TreePath returns where the tree of a committed package lives:
+// DIR/trees/<manifest CID>. The directory exists once Commit has returned.
+func (s *Store) TreePath(manifestCID cid.Cid) string {
+	return s.path(treesDir, manifestCID.String())
+}
+
+// ObjectPath returns the path of the object holding the file with the given
+// hash (Entry.Hash) at permission perm (see ObjectPerm).
+func (s *Store) ObjectPath(hash string, perm os.FileMode) string {
+	return s.path(objectsDir, fanout(hash), objectName(hash, perm))
+}
+
+func (s *Store) partialPath(id string) string { return s.path(partialDir, id) }
+
+// fanout is the sub-directory of objects/ for a hash: its last two
+// characters (base32 CIDs all start alike, they end at random).
+func fanout(hash string) string {
+	if len(hash) < 2 {
+		return "__"
+	}
+	return hash[len(hash)-2:]
+}
+
+// ObjectPerm is the permission an object gets for an entry of mode m: the
+// read and execute bits only. Write bits never reach the store, nor do
+// setuid, setgid and sticky (a VM must not gain privileges from a package).
+func ObjectPerm(m uint32) os.FileMode { return os.FileMode(m & 0o555) }
+
+// objectName is an object's file name: the hash for the common 0444, else
+// the hash and the octal permission ("<hash>.555"). The same content is
+// stored once per distinct permission, since a hard link shares its mode.
+func objectName(hash string, perm os.FileMode) string {
+	if perm == 0o444 {
+		return hash
+	}
+	return fmt.Sprintf("%s.%o", hash, perm)
+}
+
+// partialID names a partial file: the hash and the size ("<hash>-<size>"),
+// because two manifests may claim one hash with different sizes and only
+// one of them can be right.
+func partialID(hash string, size int64) string { return fmt.Sprintf("%s-%d", hash, size) }
+
+// syncDir fsyncs a directory so that entries created in it are durable.
+func (s *Store) syncDir(dir string) error {
+	if !s.sync {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// removeAll removes path even where the store made directories read-only.
+func removeAll(path string) error {
+	err := os.RemoveAll(path)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	// Make every directory writable, then retry.
+	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(path)
+}
+
+// badgerLogger adapts badger's logger to slog at warn: badger's info and
+// debug chatter is dropped.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trimNL(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trimNL(fmt.Sprintf(f, a...))) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}
+
+func trimNL(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '\n' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
