@@ -374,7 +374,10 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 }
 
 // ResolveClosure resolves ref and its whole dependency closure from signed
-// metadata (see doc.go, "Dependencies"). The result lists ref first, then
+// metadata: breadth first from ref, each dependency name is picked when its
+// turn comes as the newest version satisfying every constraint gathered for
+// it so far; a constraint seen after the pick must accept the picked
+// version. The result lists ref first, then
 // the dependencies in breadth-first order; it is deterministic. Conflicts,
 // unsatisfiable constraints, missing packages and cycles wrap ErrDependency
 // (a missing package also wraps ErrNotFound).
