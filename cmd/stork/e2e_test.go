@@ -273,7 +273,9 @@ func TestEndToEndNewestVersionAndDependencies(t *testing.T) {
 	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "liba", "--version", "1.2.0", a1)
 	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "liba", "--version", "1.10.0", a2)
 	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "app", "--version", "0.1.0", "--depends", "liba>=1.2", a1)
-	storkFail(t, "nosuch", "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "app2", "--version", "0.1.0", "--depends", "nosuch>=1", a1)
+	// publishing before a dependency exists is allowed; resolving is not
+	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "app2", "--version", "0.1.0", "--depends", "nosuch>=1", a1)
+	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "app3", "--version", "0.1.0", "--depends", "liba>=2", a1)
 
 	url := serve(t, r.dir)
 	state := filepath.Join(t.TempDir(), "state")
@@ -285,6 +287,14 @@ func TestEndToEndNewestVersionAndDependencies(t *testing.T) {
 		t.Errorf("get --json app = %s, want its signed dependency liba>=1.2", summary)
 	}
 	storkFail(t, "nosuch", "get", "--repo", url, "--root", r.root, "--state", state, "--out", filepath.Join(t.TempDir(), "x"), "nosuch")
+	storkFail(t, "nosuch", "get", "--repo", url, "--root", r.root, "--state", state, "--out", filepath.Join(t.TempDir(), "x"), "app2")
+	storkFail(t, "liba", "get", "--repo", url, "--root", r.root, "--state", state, "--out", filepath.Join(t.TempDir(), "x"), "app3")
+
+	// --with-deps writes the whole closure, one tree per package
+	all := filepath.Join(t.TempDir(), "all")
+	stork(t, "get", "--repo", url, "--root", r.root, "--state", state, "--out", all, "--with-deps", "app")
+	compareTrees(t, a1, filepath.Join(all, "app"))
+	compareTrees(t, a2, filepath.Join(all, "liba"))
 }
 
 func TestEndToEndPublishRules(t *testing.T) {

@@ -27,7 +27,8 @@ func getCommand() *cli.Command {
 			stringFlag("out", "write the package tree to `DIR` (must not exist yet)", catOutput, true),
 			stringFlag("state", "keep trusted metadata in `DIR` (default: a per-repository directory in the user cache)", catStore, false),
 			intFlag("parallel", "concurrent chunk requests", catNetwork, 8),
-			stringFlag("stall-timeout", "abandon a request that sends nothing for `DURATION`", catNetwork, "15s"),
+			&cli.StringFlag{Name: "stall-timeout", Usage: "abandon a request that sends nothing for `DURATION`", Category: catNetwork, EnvVars: env("stall-timeout"), Value: "15s"},
+			boolFlag("with-deps", "write the whole dependency closure, each package at DIR/NAME", catOutput),
 			boolFlag("json", "print a JSON summary instead of a line", catOutput),
 		},
 		Action: func(c *cli.Context) error {
@@ -64,36 +65,72 @@ func getCommand() *cli.Command {
 			if err := client.Refresh(ctx); err != nil {
 				return fmt.Errorf("update repository metadata from %s: %w", c.String("repo"), err)
 			}
-			pkg, err := client.Resolve(ctx, ref)
+			// The whole closure is resolved even without --with-deps, so that
+			// an unsatisfiable or cyclic dependency is reported here.
+			closure, err := client.ResolveClosure(ctx, ref)
 			if err != nil {
 				return err
 			}
-			bar := newProgress(c, fmt.Sprintf("%s@%s", pkg.Name, pkg.Version), pkg.Manifest.TotalSize())
-			res, err := transfer.Get(ctx, transfer.GetOptions{
-				Manifest: pkg.Manifest,
-				Source:   origin,
-				OutDir:   c.String("out"),
-				Parallel: c.Int("parallel"),
-				Progress: bar.Set,
-			})
-			bar.Finish()
-			if err != nil {
-				return fmt.Errorf("get %s@%s: %w", pkg.Name, pkg.Version, err)
+			pkg := closure[0]
+			type job struct {
+				pkg *metadata.Resolved
+				out string
 			}
+			jobs := []job{{pkg, c.String("out")}}
+			if c.Bool("with-deps") {
+				jobs = jobs[:0]
+				if err := os.Mkdir(c.String("out"), 0o755); err != nil {
+					return fmt.Errorf("get --with-deps: %w", err)
+				}
+				for _, p := range closure {
+					jobs = append(jobs, job{p, filepath.Join(c.String("out"), p.Name)})
+				}
+			}
+			var total, bytes int64
+			var files, chunks int
+			for _, j := range jobs {
+				total += j.pkg.Manifest.TotalSize()
+			}
+			bar := newProgress(c, ref, total)
+			for _, j := range jobs {
+				base := bytes
+				res, err := transfer.Get(ctx, transfer.GetOptions{
+					Manifest: j.pkg.Manifest,
+					Source:   origin,
+					OutDir:   j.out,
+					Parallel: c.Int("parallel"),
+					Progress: func(done, _ int64) { bar.Set(base+done, total) },
+				})
+				if err != nil {
+					bar.Finish()
+					if c.Bool("with-deps") {
+						_ = os.RemoveAll(c.String("out"))
+					}
+					return fmt.Errorf("get %s@%s: %w", j.pkg.Name, j.pkg.Version, err)
+				}
+				bytes += res.Bytes
+				files += res.Files
+				chunks += res.Chunks
+			}
+			bar.Finish()
 			elapsed := time.Since(start)
+			deps := make([]string, 0, len(closure)-1)
+			for _, p := range closure[1:] {
+				deps = append(deps, p.Name+"@"+p.Version)
+			}
 			if c.Bool("json") {
 				return printJSON(c, map[string]any{
 					"name": pkg.Name, "version": pkg.Version, "manifest": pkg.ManifestCID.String(),
-					"out": c.String("out"), "bytes": res.Bytes, "files": res.Files, "chunks": res.Chunks,
-					"depends": pkg.Depends, "seconds": elapsed.Seconds(),
-					"mb_per_s": float64(res.Bytes) / 1e6 / elapsed.Seconds(),
+					"out": c.String("out"), "bytes": bytes, "files": files, "chunks": chunks,
+					"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(),
+					"mb_per_s": float64(bytes) / 1e6 / elapsed.Seconds(),
 				})
 			}
 			if !bar.Visible() {
 				return nil
 			}
 			fmt.Fprintf(c.App.ErrWriter, "%s@%s: %d files, %d bytes verified into %s in %.1fs\n",
-				pkg.Name, pkg.Version, res.Files, res.Bytes, c.String("out"), elapsed.Seconds())
+				pkg.Name, pkg.Version, files, bytes, c.String("out"), elapsed.Seconds())
 			return nil
 		},
 	}

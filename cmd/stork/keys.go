@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -28,7 +29,15 @@ func keysCommand() *cli.Command {
 					if err := k.Save(c.String("out")); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "key %s written to %s\n", k.ID(), c.String("out"))
+					pub, err := k.MarshalPublic()
+					if err != nil {
+						return err
+					}
+					pubPath := c.String("out") + ".pub"
+					if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
+						return fmt.Errorf("write public key: %w", err)
+					}
+					fmt.Fprintf(c.App.Writer, "key %s written to %s (public key in %s)\n", k.ID(), c.String("out"), pubPath)
 					return nil
 				},
 			},

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/urfave/cli/v2"
 
 	"github.com/storkpm/stork/metadata"
@@ -227,7 +229,7 @@ func repoDelegateCommand() *cli.Command {
 				opts.Patterns = append(opts.Patterns, "packages/"+p+"/*")
 			}
 			for _, f := range c.StringSlice("publisher") {
-				k, err := metadata.LoadPublicKey(f)
+				k, err := loadPublicKey(f)
 				if err != nil {
 					return err
 				}
@@ -315,6 +317,7 @@ func repoServeCommand() *cli.Command {
 func printJSON(c *cli.Context, v any) error {
 	enc := json.NewEncoder(c.App.Writer)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 
@@ -324,4 +327,18 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, d)
+}
+
+// loadPublicKey reads a public key file (or a private key file, whose
+// private half is ignored).
+func loadPublicKey(path string) (*tufmeta.Key, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read public key: %w", err)
+	}
+	k, err := metadata.ParsePublicKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("public key %s: %w", path, err)
+	}
+	return k, nil
 }
