@@ -618,3 +618,29 @@ func compareTrees(t *testing.T, a, b string) {
 		}
 	}
 }
+
+// FuzzGetPaths: whatever paths and symlink targets a manifest holds, Get
+// either refuses it or writes only inside OutDir; nothing appears beside it.
+func FuzzGetPaths(f *testing.F) {
+	f.Add("a/b", "l", "../x")
+	f.Add("../x", "l", "a")
+	f.Add("l/x", "l", "/tmp")
+	f.Add("a/f", "a/l", "..")
+	f.Add("f", "g", "f")
+	f.Fuzz(func(t *testing.T, file, link, target string) {
+		m, chunks := transfertest.BuildManifest(testChunk, []transfertest.Entry{
+			{Path: file, Data: []byte("data")},
+			{Path: link, Type: metadata.TypeSymlink, Target: target},
+		})
+		parent := t.TempDir()
+		out := filepath.Join(parent, "out")
+		_, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: out})
+		ents, _ := os.ReadDir(parent)
+		if err != nil && len(ents) != 0 {
+			t.Fatalf("Get(%q, %q -> %q) failed (%v) but left %d entries", file, link, target, err, len(ents))
+		}
+		if err == nil && (len(ents) != 1 || ents[0].Name() != "out") {
+			t.Fatalf("Get(%q, %q -> %q) wrote beside OutDir: %v", file, link, target, ents)
+		}
+	})
+}

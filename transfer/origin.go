@@ -129,6 +129,10 @@ func defaultTransport() *http.Transport {
 	}
 }
 
+// CloseIdleConnections closes the keep-alive connections the Origin's
+// client holds; call it when done with the Origin.
+func (o *Origin) CloseIdleConnections() { o.client.CloseIdleConnections() }
+
 // URL returns the repository base URL.
 func (o *Origin) URL() string { return o.base.String() }
 
