@@ -67,8 +67,9 @@ type Origin struct {
 }
 
 var (
-	_ ChunkSource     = (*Origin)(nil)
-	_ verifyingSource = (*Origin)(nil)
+	_ ChunkSource      = (*Origin)(nil)
+	_ verifyingSource  = (*Origin)(nil)
+	_ metadata.Fetcher = (*Origin)(nil)
 )
 
 // verifiesChunks marks Origin as checking each chunk's CID in FetchChunk.
