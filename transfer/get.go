@@ -468,78 +468,30 @@ func fileMode(m uint32) os.FileMode {
 	return mode
 }
 
-// fetchAll fetches the unique chunks, opts.Parallel at a time; the first
-// error cancels the rest.
+// fetchAll moves the unique chunks through Fetch into the staging files.
 func (g *getter) fetchAll(ctx context.Context) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	n := min(g.opts.Parallel, len(g.plan.unique))
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				if err := g.fetchChunk(ctx, g.plan.unique[i]); err != nil {
-					cancel(err)
-				}
-			}
-		}()
+	retries := g.opts.Retries // already normalised: 0 means none here
+	if retries == 0 {
+		retries = -1
 	}
-feed:
-	for i := range g.plan.unique {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	return nil
+	_, err := Fetch(ctx, FetchOptions{
+		Chunks:   g.plan.unique,
+		Source:   g.opts.Source,
+		Sink:     getSink{g},
+		Parallel: g.opts.Parallel,
+		Retries:  retries,
+	})
+	return err
 }
 
-// fetchChunk fetches, verifies and writes one unique chunk, retrying
-// transient failures.
-func (g *getter) fetchChunk(ctx context.Context, ref metadata.ChunkRef) error {
-	where := fmt.Sprintf("chunk %s (%q at offset %d)", ref.CID, g.opts.Manifest.Entries[ref.Entry].Path, ref.Offset)
-	backoff := 100 * time.Millisecond
-	var data []byte
-	for attempt := 0; ; attempt++ {
-		var err error
-		data, err = g.opts.Source.FetchChunk(ctx, ref.CID, ref.Length)
-		if err == nil {
-			if _, ok := g.opts.Source.(verifyingSource); ok && int64(len(data)) == ref.Length {
-				// The source has just checked the CID itself.
-			} else {
-				err = ref.Verify(data) // length and CID
-			}
-		}
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		if attempt >= g.maxAttempts(err) {
-			return fmt.Errorf("%s: %w (after %d attempts)", where, err, attempt+1)
-		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
-	for _, u := range g.plan.uses[ref.CID] {
+// getSink writes a verified chunk at every offset of every file using it.
+type getSink struct{ g *getter }
+
+func (s getSink) PutChunk(c cid.Cid, data []byte) error {
+	g := s.g
+	for _, u := range g.plan.uses[c] {
 		if u.length != int64(len(data)) {
-			return fmt.Errorf("%s: %w: used with length %d", where, metadata.ErrMalformed, u.length)
+			return fmt.Errorf("chunk %s: %w: used with length %d", c, metadata.ErrMalformed, u.length)
 		}
 		if err := g.writeAt(g.plan.files[u.file], data, u.offset); err != nil {
 			return err
@@ -549,20 +501,6 @@ func (g *getter) fetchChunk(ctx context.Context, ref metadata.ChunkRef) error {
 	g.fetched += int64(len(data))
 	g.mu.Unlock()
 	return nil
-}
-
-// maxAttempts is how many retries an error deserves.
-func (g *getter) maxAttempts(err error) int {
-	var se *StatusError
-	switch {
-	case errors.Is(err, metadata.ErrNotFound), errors.Is(err, ErrUnsafePath):
-		return 0
-	case errors.As(err, &se) && !se.Temporary():
-		return 0
-	case errors.Is(err, metadata.ErrHashMismatch), errors.Is(err, metadata.ErrTooLarge):
-		return min(1, g.opts.Retries)
-	}
-	return g.opts.Retries
 }
 
 func (g *getter) writeAt(fi *fileItem, data []byte, off int64) error {

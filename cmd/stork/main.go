@@ -49,6 +49,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			keysCommand(),
 			repoCommand(),
 			getCommand(),
+			daemonCommand(),
+			fetchCommand(),
+			installCommand(),
+			uninstallCommand(),
+			listCommand(),
+			statusCommand(),
+			gcCommand(),
+			vmCommand(),
 		},
 	}
 }

@@ -54,3 +54,17 @@ func (p *progress) Finish() {
 
 // Visible says whether a bar is drawn (a terminal is attached).
 func (p *progress) Visible() bool { return p.bar != nil }
+
+// SetTotal records done bytes and a total that may grow (the daemon learns
+// it as it resolves); safe for concurrent use.
+func (p *progress) SetTotal(done, total int64) {
+	if p.bar == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if total > 0 && total != p.bar.GetMax64() {
+		p.bar.ChangeMax64(total)
+	}
+	_ = p.bar.Set64(done)
+}

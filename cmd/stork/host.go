@@ -1,0 +1,254 @@
+package main
+
+import (
+	"fmt"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/storkpm/stork/node"
+)
+
+// Commands that talk to a running daemon through its admin socket.
+
+func fetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "fetch",
+		Usage:     "bring a package and its dependencies into the host store (through the daemon)",
+		UsageText: "stork fetch --data DIR NAME[@VERSION]",
+		Flags:     []cli.Flag{dataFlag(), boolFlag("json", "print the result as JSON", catOutput)},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError(c, "want exactly one NAME[@VERSION], got %d arguments", c.NArg())
+			}
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			bar := newProgress(c, c.Args().First(), 0)
+			pkgs, err := node.NewClient(c.String("data")).Fetch(ctx, c.Args().First(), bar.SetTotal)
+			bar.Finish()
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, pkgs)
+			}
+			for _, p := range pkgs {
+				fmt.Fprintf(c.App.Writer, "%s@%s %s %s (%d bytes)\n", p.Name, p.Version, p.State, p.ManifestCID, p.Size)
+			}
+			return nil
+		},
+	}
+}
+
+func installCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "install",
+		Usage:     "expose a package and its dependencies read-only in a VM's view (DIR/NAME each)",
+		UsageText: "stork install --data DIR --vm ID NAME[@VERSION] --into DIR [--mode bind|overlay|link]",
+		Flags: []cli.Flag{
+			dataFlag(),
+			stringFlag("vm", "VM `ID`", catStore, true),
+			stringFlag("into", "view `DIR`; each package appears at DIR/NAME", catStore, true),
+			&cli.StringFlag{Name: "mode", Usage: "view `MODE`: bind (read-only bind mount), overlay (copy-on-write upper layer), link (hard links)", Category: catStore, EnvVars: env("mode"), Value: "bind"},
+			boolFlag("json", "print the result as JSON", catOutput),
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError(c, "want exactly one NAME[@VERSION], got %d arguments", c.NArg())
+			}
+			into, err := filepath.Abs(c.String("into"))
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			bar := newProgress(c, c.Args().First(), 0)
+			insts, err := node.NewClient(c.String("data")).Install(ctx, node.InstallRequest{
+				VM: c.String("vm"), Ref: c.Args().First(), Into: into, Mode: c.String("mode"),
+			}, bar.SetTotal)
+			bar.Finish()
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, insts)
+			}
+			for _, in := range insts {
+				fmt.Fprintf(c.App.Writer, "%s@%s -> %s (%s, vm %s)\n", in.Name, in.Version, in.Path, in.Mode, in.VM)
+			}
+			return nil
+		},
+	}
+}
+
+func uninstallCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "uninstall",
+		Usage:     "remove a package from a VM's view",
+		UsageText: "stork uninstall --data DIR --vm ID NAME",
+		Flags:     []cli.Flag{dataFlag(), stringFlag("vm", "VM `ID`", catStore, true)},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageError(c, "want exactly one NAME, got %d arguments", c.NArg())
+			}
+			out, err := node.NewClient(c.String("data")).Uninstall(c.Context, c.String("vm"), c.Args().First())
+			if err != nil {
+				return err
+			}
+			for _, in := range out {
+				fmt.Fprintf(c.App.Writer, "removed %s@%s from %s (vm %s)\n", in.Name, in.Version, in.Path, in.VM)
+			}
+			return nil
+		},
+	}
+}
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "list packages in the host store, or one VM's installs",
+		UsageText: "stork list --data DIR [--vm ID] [--json]",
+		Flags:     []cli.Flag{dataFlag(), stringFlag("vm", "only this VM's installs (`ID`)", catStore, false), boolFlag("json", "print JSON", catOutput)},
+		Action: func(c *cli.Context) error {
+			cl := node.NewClient(c.String("data"))
+			if vm := c.String("vm"); vm != "" {
+				insts, err := cl.Installs(c.Context, vm)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c, insts)
+				}
+				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tVERSION\tPATH\tMODE")
+				for _, in := range insts {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", in.Name, in.Version, in.Path, in.Mode)
+				}
+				return tw.Flush()
+			}
+			st, err := cl.Status(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, st.Packages)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVERSION\tSTATE\tSIZE\tVMS\tMANIFEST")
+			for _, p := range st.Packages {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.State, p.Size, strings.Join(p.Installs, ","), p.ManifestCID)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show the daemon's peers, byte counters and packages",
+		UsageText: "stork status --data DIR [--json]",
+		Flags:     []cli.Flag{dataFlag(), boolFlag("json", "print JSON", catOutput)},
+		Action: func(c *cli.Context) error {
+			st, err := node.NewClient(c.String("data")).Status(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, st)
+			}
+			fmt.Fprintf(c.App.Writer, "peer %s, %d peers, from peers %d B, from origin %d B, uploaded %d B, %d packages, %d VMs\n",
+				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.VMs))
+			return nil
+		},
+	}
+}
+
+func gcCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "gc",
+		Usage:     "remove objects and trees that no package or VM install references",
+		UsageText: "stork gc --data DIR",
+		Flags:     []cli.Flag{dataFlag()},
+		Action: func(c *cli.Context) error {
+			res, err := node.NewClient(c.String("data")).GC(c.Context)
+			if err != nil {
+				return err
+			}
+			return printJSON(c, res)
+		},
+	}
+}
+
+func vmCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "vm",
+		Usage: "register VMs and what they may install",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "add",
+				Usage:     "register a VM with the package name patterns it may request through its own socket",
+				UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] --root DIR [--mode bind|overlay|link]",
+				Flags: []cli.Flag{
+					dataFlag(),
+					&cli.StringSliceFlag{Name: "allow", Usage: "package name `PATTERN` the VM may request (shell-style, repeat)", Category: catStore, EnvVars: env("allow"), Required: true},
+					stringFlag("root", "host `DIR` where the VM's packages appear (DIR/NAME)", catStore, true),
+					&cli.StringFlag{Name: "mode", Usage: "view `MODE` for this VM: bind, overlay or link", Category: catStore, EnvVars: env("mode"), Value: "bind"},
+				},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError(c, "want exactly one VM ID, got %d arguments", c.NArg())
+					}
+					root, err := filepath.Abs(c.String("root"))
+					if err != nil {
+						return err
+					}
+					sock, err := node.NewClient(c.String("data")).AddVM(c.Context, node.VM{
+						ID: c.Args().First(), Allow: c.StringSlice("allow"), Root: root, Mode: c.String("mode"),
+					})
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "vm %s registered; its socket is %s\n", c.Args().First(), sock)
+					return nil
+				},
+			},
+			{
+				Name:      "remove",
+				Usage:     "unregister a VM and remove its views",
+				UsageText: "stork vm remove --data DIR ID",
+				Flags:     []cli.Flag{dataFlag()},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return usageError(c, "want exactly one VM ID, got %d arguments", c.NArg())
+					}
+					return node.NewClient(c.String("data")).RemoveVM(c.Context, c.Args().First())
+				},
+			},
+			{
+				Name:      "list",
+				Usage:     "list registered VMs",
+				UsageText: "stork vm list --data DIR",
+				Flags:     []cli.Flag{dataFlag()},
+				Action: func(c *cli.Context) error {
+					vms, err := node.NewClient(c.String("data")).VMs(c.Context)
+					if err != nil {
+						return err
+					}
+					return printJSON(c, vms)
+				},
+			},
+		},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,313 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/share"
+)
+
+// maxRequestBody caps every API request body.
+const maxRequestBody = 64 << 10
+
+// Status is what `stork status --json` prints.
+type Status struct {
+	PeerID          string          `json:"peer_id"`
+	Addrs           []string        `json:"addrs"`
+	Peers           int             `json:"peers"`
+	BytesFromPeers  int64           `json:"bytes_from_peers"`
+	BytesFromOrigin int64           `json:"bytes_from_origin"`
+	BytesUploaded   int64           `json:"bytes_uploaded"`
+	Repo            string          `json:"repo"`
+	DataDir         string          `json:"data_dir"`
+	Packages        []PackageStatus `json:"packages"`
+	VMs             []VM            `json:"vms"`
+}
+
+// PackageStatus is one package in the store.
+type PackageStatus struct {
+	Name        string   `json:"name"`
+	Version     string   `json:"version"`
+	ManifestCID string   `json:"manifest"`
+	State       string   `json:"state"`
+	Size        int64    `json:"size"`
+	Have        int64    `json:"have"`
+	Files       int      `json:"files"`
+	Installs    []string `json:"installs"`
+}
+
+// Status reports the daemon's counters and store.
+func (d *Daemon) Status() (*Status, error) {
+	pkgs, err := d.store.Packages()
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{
+		Addrs:           []string{},
+		BytesFromPeers:  d.bytesFromPeers.Load(),
+		BytesFromOrigin: d.bytesFromOrigin.Load(),
+		BytesUploaded:   d.bytesUploaded.Load(),
+		Repo:            d.cfg.RepoURL,
+		DataDir:         d.cfg.DataDir,
+		Packages:        []PackageStatus{},
+		VMs:             d.vms.list(),
+	}
+	for _, p := range pkgs {
+		installs := p.Installs
+		if installs == nil {
+			installs = []string{}
+		}
+		st.Packages = append(st.Packages, PackageStatus{
+			Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID.String(), State: string(p.State),
+			Size: p.Size, Have: p.Have, Files: p.Files, Installs: installs,
+		})
+	}
+	return st, nil
+}
+
+func (d *Daemon) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st, err := d.Status()
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("POST /v1/fetch", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Ref string `json:"ref"`
+		}
+		if err := decodeRequest(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		streamProgress(w, r, func(p Progress) (any, error) {
+			infos, err := d.Fetch(r.Context(), req.Ref, p)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]PackageStatus, 0, len(infos))
+			for _, i := range infos {
+				out = append(out, PackageStatus{Name: i.Name, Version: i.Version, ManifestCID: i.ManifestCID.String(), State: string(i.State), Size: i.Size, Have: i.Have, Files: i.Files})
+			}
+			return out, nil
+		})
+	})
+	mux.HandleFunc("POST /v1/install", func(w http.ResponseWriter, r *http.Request) {
+		var req InstallRequest
+		if err := decodeRequest(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		streamProgress(w, r, func(p Progress) (any, error) { return d.Install(r.Context(), req, p) })
+	})
+	mux.HandleFunc("POST /v1/uninstall", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			VM   string `json:"vm"`
+			Name string `json:"name"`
+		}
+		if err := decodeRequest(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		out, err := d.Uninstall(r.Context(), req.VM, req.Name)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/installs", func(w http.ResponseWriter, r *http.Request) {
+		out, err := d.listInstalls(r.URL.Query().Get("vm"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/gc", func(w http.ResponseWriter, r *http.Request) {
+		res, err := d.store.GC(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("GET /v1/vms", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.vms.list())
+	})
+	mux.HandleFunc("POST /v1/vms", func(w http.ResponseWriter, r *http.Request) {
+		var v VM
+		if err := decodeRequest(r, &v); err != nil {
+			writeError(w, err)
+			return
+		}
+		if err := d.AddVM(v); err != nil {
+			writeError(w, err)
+			return
+		}
+		v, _ = d.vms.get(v.ID)
+		writeJSON(w, http.StatusOK, map[string]any{"vm": v, "socket": VMSocketPath(d.cfg.DataDir, v.ID)})
+	})
+	mux.HandleFunc("DELETE /v1/vms/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if err := d.RemoveVM(r.Context(), r.PathValue("id")); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")})
+	})
+	return limitBody(mux)
+}
+
+func (d *Daemon) listInstalls(vm string) ([]Installed, error) {
+	var ids []string
+	if vm != "" {
+		if err := validVMID(vm); err != nil {
+			return nil, err
+		}
+		ids = []string{vm}
+	} else {
+		seen := map[string]bool{}
+		pkgs, err := d.store.Packages()
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range pkgs {
+			for _, id := range p.Installs {
+				if !seen[id] {
+					seen[id] = true
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	out := []Installed{}
+	for _, id := range ids {
+		insts, err := d.store.Installs(id)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range insts {
+			info, err := d.store.Package(in.ManifestCID)
+			if err != nil {
+				continue
+			}
+			out = append(out, Installed{VM: id, Name: info.Name, Version: info.Version, ManifestCID: info.ManifestCID.String(), Path: in.Into, Mode: in.Mode})
+		}
+	}
+	return out, nil
+}
+
+func limitBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// decodeRequest strictly decodes one JSON object from the request body.
+func decodeRequest(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("request body: %w: over %d bytes", ErrBadRequest, maxRequestBody)
+		}
+		return fmt.Errorf("request body: %w: %v", ErrBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("request body: %w: trailing data", ErrBadRequest)
+	}
+	if _, err := io.Copy(io.Discard, r.Body); err != nil {
+		return fmt.Errorf("request body: %w: %v", ErrBadRequest, err)
+	}
+	return nil
+}
+
+// apiError is the body of every error response.
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
+}
+
+func errorCode(err error) (int, string) {
+	switch {
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, ErrUnknownVM), errors.Is(err, metadata.ErrNotFound), errors.Is(err, share.ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, ErrBadRequest), errors.Is(err, metadata.ErrMalformed):
+		return http.StatusBadRequest, "bad_request"
+	case errors.Is(err, share.ErrInUse):
+		return http.StatusConflict, "in_use"
+	}
+	return http.StatusInternalServerError, "failed"
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, code := errorCode(err)
+	writeJSON(w, status, apiError{Error: err.Error(), Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// progressLine is one line of a streamed (NDJSON) long-running request:
+// progress lines, then exactly one line with result or error.
+type progressLine struct {
+	Done   int64           `json:"done,omitempty"`
+	Total  int64           `json:"total,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  string          `json:"error,omitempty"`
+	Code   string          `json:"code,omitempty"`
+}
+
+// streamProgress runs fn, streaming its progress as NDJSON lines and ending
+// with its result or error.
+func streamProgress(w http.ResponseWriter, r *http.Request, fn func(Progress) (any, error)) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	last := time.Time{}
+	emit := func(l progressLine) {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = enc.Encode(l)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	res, err := fn(func(done, total int64) {
+		if time.Since(last) < 100*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		emit(progressLine{Done: done, Total: total})
+	})
+	if err != nil {
+		_, code := errorCode(err)
+		emit(progressLine{Error: err.Error(), Code: code})
+		return
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		emit(progressLine{Error: err.Error()})
+		return
+	}
+	emit(progressLine{Result: bytes.TrimSpace(b)})
+}

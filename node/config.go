@@ -1,0 +1,72 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/storkpm/stork/transfer"
+)
+
+// Config configures a Daemon. Zero fields take the defaults filled in by
+// withDefaults.
+type Config struct {
+	// DataDir holds the store, the trusted metadata, the sockets and the
+	// identity. Required.
+	DataDir string
+	// RepoURL is the repository (origin) base URL. Required.
+	RepoURL string
+	// Root is the initial trusted root.json, used only until DataDir holds
+	// trusted metadata of its own. Required on first start.
+	Root []byte
+	// Parallel is how many chunk requests run at once per download (default 8).
+	Parallel int
+	// RefreshInterval is how long fetched repository metadata is used before
+	// the next request refreshes it (default 30s).
+	RefreshInterval time.Duration
+	// StallTimeout abandons an origin response that sends nothing this long.
+	StallTimeout time.Duration
+	// Source overrides the chunk source (tests); default: the HTTP origin.
+	Source transfer.ChunkSource
+	// Logger receives the daemon's logs (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.DataDir == "" {
+		return c, fmt.Errorf("daemon config: data directory is required")
+	}
+	if c.RepoURL == "" {
+		return c, fmt.Errorf("daemon config: repository URL is required")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return c, fmt.Errorf("daemon config: data directory %q: %w", c.DataDir, err)
+	}
+	c.DataDir = abs
+	if c.Parallel <= 0 {
+		c.Parallel = 8
+	}
+	if c.RefreshInterval <= 0 {
+		c.RefreshInterval = 30 * time.Second
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = 15 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// SocketPath is the admin API socket of a data directory.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, "stork.sock") }
+
+// VMSocketPath is the socket through which VM id talks to the daemon.
+func VMSocketPath(dataDir, id string) string { return filepath.Join(dataDir, "vms", id+".sock") }

@@ -1,0 +1,222 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/share"
+	"github.com/storkpm/stork/transfer"
+)
+
+// Daemon is the host daemon: one per physical host and data directory.
+type Daemon struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *share.Store
+	origin *transfer.Origin
+	source transfer.ChunkSource
+	meta   *metaClient
+	vms    *vmRegistry
+	fl     flights
+
+	bytesFromOrigin atomic.Int64
+	bytesFromPeers  atomic.Int64
+	bytesUploaded   atomic.Int64
+
+	// bg owns downloads that outlive the request that started them.
+	bg     context.Context
+	bgWG   sync.WaitGroup
+	serveM sync.Mutex
+	vmSrv  map[string]*vmServer
+}
+
+// New checks cfg; Run opens the store and serves.
+func New(cfg Config) (*Daemon, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: cfg.RepoURL, StallTimeout: cfg.StallTimeout, UserAgent: "stork-daemon"})
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, origin: origin, source: cfg.Source, vmSrv: map[string]*vmServer{}}
+	if d.source == nil {
+		d.source = origin
+	}
+	return d, nil
+}
+
+// Run opens the data directory, serves the admin socket and every VM socket,
+// and returns when ctx ends, having closed everything it opened.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := os.MkdirAll(d.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data directory %s: %w", d.cfg.DataDir, err)
+	}
+	unlock, err := lockDataDir(d.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	store, err := share.Open(share.Config{Dir: filepath.Join(d.cfg.DataDir, "store"), Logger: d.log.With("component", "share")})
+	if err != nil {
+		return err
+	}
+	d.store = store
+	defer store.Close()
+
+	meta, err := newMetaClient(d.cfg, d.origin)
+	if err != nil {
+		return err
+	}
+	d.meta = meta
+	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
+		return err
+	}
+
+	bg, cancelBG := context.WithCancel(context.Background())
+	d.bg = bg
+	defer func() {
+		cancelBG()
+		d.bgWG.Wait()
+	}()
+
+	sock := SocketPath(d.cfg.DataDir)
+	ln, err := listenUnix(sock, 0o600)
+	if err != nil {
+		return err
+	}
+	admin := &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- admin.Serve(ln) }()
+
+	for _, vm := range d.vms.list() {
+		if err := d.startVM(vm); err != nil {
+			d.log.Warn("vm socket not started", "vm", vm.ID, "err", err)
+		}
+	}
+	d.log.Info("daemon started", "data", d.cfg.DataDir, "socket", sock, "repo", d.cfg.RepoURL)
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		d.log.Error("admin server stopped", "err", err)
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = admin.Shutdown(shutdown)
+	d.stopVMs(shutdown)
+	_ = os.Remove(sock)
+	d.log.Info("daemon stopped")
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// lockDataDir makes sure one daemon owns a data directory.
+func lockDataDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another daemon", dir)
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// listenUnix listens on a Unix socket with the given mode, replacing a stale
+// socket file left by a daemon that died.
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("socket %s: another daemon answers there", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+	}
+	// Create the socket with no permissions for others, then set the mode:
+	// there is no window in which another user could connect.
+	old := unix.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// metaClient serialises use of the TUF client and refreshes it at most once
+// per RefreshInterval.
+type metaClient struct {
+	mu        sync.Mutex
+	c         *metadata.Client
+	interval  time.Duration
+	now       func() time.Time
+	refreshed time.Time
+}
+
+func newMetaClient(cfg Config, f metadata.Fetcher) (*metaClient, error) {
+	c, err := metadata.NewClient(metadata.ClientConfig{
+		Dir: filepath.Join(cfg.DataDir, "tuf"), Root: cfg.Root, Fetcher: f, Now: cfg.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &metaClient{c: c, interval: cfg.RefreshInterval, now: cfg.Now}, nil
+}
+
+func (m *metaClient) refreshLocked(ctx context.Context) error {
+	if !m.refreshed.IsZero() && m.now().Sub(m.refreshed) < m.interval {
+		return nil
+	}
+	if err := m.c.Refresh(ctx); err != nil {
+		return fmt.Errorf("update repository metadata: %w", err)
+	}
+	m.refreshed = m.now()
+	return nil
+}
+
+// closure resolves ref and its dependencies from fresh signed metadata.
+func (m *metaClient) closure(ctx context.Context, ref string) ([]*metadata.Resolved, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.refreshLocked(ctx); err != nil {
+		return nil, err
+	}
+	return m.c.ResolveClosure(ctx, ref)
+}
+
+// packages lists what signed metadata publishes.
+func (m *metaClient) packages(ctx context.Context) ([]metadata.PackageInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.refreshLocked(ctx); err != nil {
+		return nil, err
+	}
+	return m.c.Packages(ctx)
+}

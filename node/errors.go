@@ -1,0 +1,15 @@
+package node
+
+import "errors"
+
+// Sentinel errors callers act on.
+var (
+	// ErrForbidden: a VM asked for something its policy does not allow.
+	ErrForbidden = errors.New("forbidden")
+	// ErrUnknownVM: no VM is registered under that ID.
+	ErrUnknownVM = errors.New("unknown vm")
+	// ErrBadRequest: a request is malformed.
+	ErrBadRequest = errors.New("bad request")
+	// ErrNotRunning: no daemon answers on the data directory's socket.
+	ErrNotRunning = errors.New("daemon not running")
+)

@@ -1,0 +1,402 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer"
+)
+
+// origin is a repository served over HTTP with counters.
+type origin struct {
+	dir        string
+	root       []byte
+	url        string
+	chunkBytes atomic.Int64
+	chunkReqs  atomic.Int64
+	// corrupt, when set, flips a byte of every chunk served.
+	corrupt atomic.Bool
+	// delay slows every chunk response.
+	delay atomic.Int64
+	repo  *metadata.Repo
+}
+
+func newOrigin(t *testing.T) *origin {
+	t.Helper()
+	o := &origin{dir: filepath.Join(t.TempDir(), "repo")}
+	key, err := metadata.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []*metadata.PrivateKey{key}
+	o.repo, err = metadata.InitRepo(o.dir, metadata.RepoConfig{RootKeys: keys, TargetsKeys: keys, SnapshotKeys: keys, TimestampKeys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.root, err = os.ReadFile(filepath.Join(o.dir, "metadata", "1.root.json")); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: o.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		o.chunkReqs.Add(1)
+		if d := o.delay.Load(); d > 0 {
+			time.Sleep(time.Duration(d))
+		}
+		b, err := os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(strings.TrimPrefix(r.URL.Path, "/"))))
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		if o.corrupt.Load() && len(b) > 0 {
+			b = append([]byte{}, b...)
+			b[len(b)/2] ^= 0xff
+		}
+		o.chunkBytes.Add(int64(len(b)))
+		w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(ts.Close)
+	o.url = ts.URL
+	return o
+}
+
+// publish adds a package made of the given files (path -> size of random bytes).
+func (o *origin) publish(t *testing.T, name, version string, files map[string]int, depends ...string) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), name+"-"+version)
+	for p, n := range files {
+		full := filepath.Join(src, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, n)
+		_, _ = rand.Read(b)
+		if err := os.WriteFile(full, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := o.repo.Add(context.Background(), metadata.AddOptions{Name: name, Version: version, Source: src, Depends: depends}); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// startDaemon runs a daemon on a fresh data directory until the test ends.
+func startDaemon(t *testing.T, o *origin, dataDir string) *Client {
+	t.Helper()
+	if dataDir == "" {
+		// Unix socket paths are limited to 108 bytes: keep the data dir short.
+		var err error
+		dataDir, err = os.MkdirTemp("", "stork-node-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dataDir) })
+	}
+	d, err := New(Config{DataDir: dataDir, RepoURL: o.url, Root: o.root, RefreshInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("daemon Run = %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("daemon did not stop within 20s")
+		}
+	})
+	c := NewClient(dataDir)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := c.Status(context.Background()); err == nil {
+			return c
+		} else if time.Now().After(deadline) {
+			t.Fatalf("daemon did not answer within 20s: %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("daemon exited: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func TestConcurrentRequestsOneDownload(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "big", "1.0.0", map[string]int{"a.bin": 3<<20 + 5, "b/c.bin": 700_000, "b/d.txt": 10})
+	o.delay.Store(int64(20 * time.Millisecond)) // keep the download in flight while requests pile up
+	c := startDaemon(t, o, "")
+	n := 300
+	if testing.Short() {
+		n = 100
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pkgs, err := c.Fetch(context.Background(), "big", nil)
+			if err == nil && (len(pkgs) != 1 || pkgs[0].State != "complete") {
+				err = fmt.Errorf("Fetch = %+v, want one complete package", pkgs)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	const size = 3<<20 + 5 + 700_000 + 10
+	if got := o.chunkBytes.Load(); got != size {
+		t.Errorf("origin sent %d chunk bytes for %d concurrent requests, want exactly one copy (%d)", got, n, size)
+	}
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BytesFromOrigin != size {
+		t.Errorf("status bytes_from_origin = %d, want %d", st.BytesFromOrigin, size)
+	}
+}
+
+func TestFailedDownloadReachesEveryWaiter(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "p", "1.0.0", map[string]int{"f": 2 << 20})
+	o.corrupt.Store(true)
+	c := startDaemon(t, o, "")
+	vmRoot := t.TempDir()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, err := c.Install(context.Background(), InstallRequest{VM: fmt.Sprintf("vm%d", i), Ref: "p", Into: filepath.Join(vmRoot, fmt.Sprint(i)), Mode: "link"}, nil)
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "hash") {
+			t.Errorf("Install from a corrupting origin = %v, want a hash mismatch error", err)
+		}
+	}
+	entries, _ := os.ReadDir(vmRoot)
+	for _, e := range entries {
+		if sub, _ := os.ReadDir(filepath.Join(vmRoot, e.Name())); len(sub) > 0 {
+			t.Errorf("half-installed view left at %s: %v", e.Name(), sub)
+		}
+	}
+	st, _ := c.Status(context.Background())
+	for _, p := range st.Packages {
+		if p.State == "complete" || len(p.Installs) > 0 {
+			t.Errorf("package %+v recorded after a failed download", p)
+		}
+	}
+	// The origin recovers: the same request now succeeds.
+	o.corrupt.Store(false)
+	if _, err := c.Install(context.Background(), InstallRequest{VM: "vm0", Ref: "p", Into: filepath.Join(vmRoot, "0"), Mode: "link"}, nil); err != nil {
+		t.Fatalf("Install after the origin recovered = %v", err)
+	}
+}
+
+func TestInstallClosureLinkView(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "lib", "1.0.0", map[string]int{"lib.so": 100_000})
+	appSrc := o.publish(t, "app", "2.0.0", map[string]int{"bin/app": 5000}, "lib>=1")
+	c := startDaemon(t, o, "")
+	into := filepath.Join(t.TempDir(), "view")
+	insts, err := c.Install(context.Background(), InstallRequest{VM: "vm1", Ref: "app", Into: into, Mode: "link"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(insts) != 2 || insts[0].Name != "app" || insts[1].Name != "lib" {
+		t.Fatalf("Install(app) = %+v, want app and its dependency lib", insts)
+	}
+	want, _ := os.ReadFile(filepath.Join(appSrc, "bin", "app"))
+	got, err := os.ReadFile(filepath.Join(into, "app", "bin", "app"))
+	if err != nil || string(got) != string(want) {
+		t.Errorf("view app/bin/app: %v (%d bytes, want %d)", err, len(got), len(want))
+	}
+	if _, err := os.Stat(filepath.Join(into, "lib", "lib.so")); err != nil {
+		t.Errorf("dependency not in the view: %v", err)
+	}
+	// A second VM shares the same inodes: one copy on disk.
+	into2 := filepath.Join(t.TempDir(), "view2")
+	if _, err := c.Install(context.Background(), InstallRequest{VM: "vm2", Ref: "app", Into: into2, Mode: "link"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.Stat(filepath.Join(into, "lib", "lib.so"))
+	b, _ := os.Stat(filepath.Join(into2, "lib", "lib.so"))
+	if !os.SameFile(a, b) {
+		t.Error("two VMs' views of one file are different inodes, want one shared copy")
+	}
+	// GC keeps what is installed.
+	if _, err := c.GC(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(into, "lib", "lib.so")); err != nil {
+		t.Errorf("GC removed an installed file: %v", err)
+	}
+	if _, err := c.Uninstall(context.Background(), "vm1", "app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(into, "app")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("view still present after uninstall: %v", err)
+	}
+	if _, err := c.Uninstall(context.Background(), "vm1", "app"); err == nil {
+		t.Error("second uninstall succeeded, want not found")
+	}
+}
+
+func TestVMEndpointPolicy(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "hello", "1.0.0", map[string]int{"hello.txt": 1000})
+	o.publish(t, "secret", "1.0.0", map[string]int{"secret.txt": 1000})
+	c := startDaemon(t, o, "")
+	rootA, rootB := t.TempDir(), t.TempDir()
+	sockA, err := c.AddVM(context.Background(), VM{ID: "vmA", Allow: []string{"hell*"}, Root: rootA, Mode: "link"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sockB, err := c.AddVM(context.Background(), VM{ID: "vmB", Allow: []string{"*"}, Root: rootB, Mode: "link"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(sockA); err != nil || fi.Mode().Perm()&0o007 != 0 {
+		t.Errorf("vm socket %s: %v mode %v, want no access for others", sockA, err, fi.Mode())
+	}
+	vmA, vmB := NewSocketClient(sockA), NewSocketClient(sockB)
+	ctx := context.Background()
+
+	pkgs, err := vmA.VMPackages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkgs) != 1 || pkgs[0].Name != "hello" {
+		t.Errorf("vmA packages = %+v, want only hello", pkgs)
+	}
+	if _, err := vmB.VMInstall(ctx, "secret", nil); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := c.Status(ctx)
+
+	tests := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"outside policy", func() error { _, err := vmA.VMInstall(ctx, "secret", nil); return err }, ErrForbidden},
+		{"outside policy with version", func() error { _, err := vmA.VMInstall(ctx, "secret@1.0.0", nil); return err }, ErrForbidden},
+		{"admin endpoint on vm socket", func() error { _, err := vmA.Status(ctx); return err }, ErrForbidden},
+		{"another vm's installs via admin path", func() error { _, err := vmA.Installs(ctx, "vmB"); return err }, ErrForbidden},
+		{"host path in request", func() error {
+			return vmA.call(ctx, http.MethodPost, "/v1/install", map[string]string{"ref": "hello", "into": "/etc"}, nil)
+		}, ErrBadRequest},
+		{"url in request", func() error {
+			return vmA.call(ctx, http.MethodPost, "/v1/install", map[string]string{"ref": "hello", "repo": "http://evil"}, nil)
+		}, ErrBadRequest},
+		{"malformed json", func() error { return vmA.call(ctx, http.MethodPost, "/v1/install", []byte("{"), nil) }, ErrBadRequest},
+		{"oversized body", func() error {
+			return vmA.call(ctx, http.MethodPost, "/v1/install", map[string]string{"ref": strings.Repeat("a", maxRequestBody)}, nil)
+		}, ErrBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); !errors.Is(err, tt.want) {
+				t.Errorf("%s = %v, want %v", tt.name, err, tt.want)
+			}
+		})
+	}
+	// vmA sees none of vmB's installs.
+	mine, err := vmA.VMInstalled(ctx)
+	if err != nil || len(mine) != 0 {
+		t.Errorf("vmA installed = %+v, %v; want none (vmB's install is not its business)", mine, err)
+	}
+	after, _ := c.Status(ctx)
+	if len(after.Packages) != len(before.Packages) {
+		t.Errorf("refused requests changed the store: %d packages, want %d", len(after.Packages), len(before.Packages))
+	}
+	// What vmA may have, it gets, under its own root.
+	got, err := vmA.VMInstall(ctx, "hello", nil)
+	if err != nil || len(got) != 1 || got[0].Path != "hello" {
+		t.Fatalf("vmA install hello = %+v, %v", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(rootA, "hello", "hello.txt")); err != nil {
+		t.Errorf("hello not in vmA's root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(rootA, "secret")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("secret visible in vmA's root: %v", err)
+	}
+}
+
+func TestDaemonRestartKeepsStore(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "p", "1.0.0", map[string]int{"f": 1 << 20})
+	dataDir, err := os.MkdirTemp("", "stork-node-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dataDir)
+	d, err := New(Config{DataDir: dataDir, RepoURL: o.url, Root: o.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- d.Run(ctx) }()
+		c := NewClient(dataDir)
+		var pkgs []PackageStatus
+		for i := 0; i < 200; i++ {
+			if pkgs, err = c.Fetch(context.Background(), "p", nil); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil || len(pkgs) != 1 {
+			t.Fatalf("round %d: Fetch = %+v, %v", round, pkgs, err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("round %d: Run = %v", round, err)
+		}
+		if d, err = New(Config{DataDir: dataDir, RepoURL: o.url}); err != nil { // no root: trusted metadata is on disk
+			t.Fatal(err)
+		}
+	}
+	if got := o.chunkBytes.Load(); got != 1<<20 {
+		t.Errorf("origin sent %d bytes over two daemon runs, want one copy (%d)", got, 1<<20)
+	}
+}

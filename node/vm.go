@@ -1,0 +1,334 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// VM is a registered VM: its ID, the package name patterns it may request,
+// where its packages appear on the host (ROOT/NAME) and how.
+type VM struct {
+	ID    string   `json:"id"`
+	Allow []string `json:"allow"`
+	Root  string   `json:"root"`
+	Mode  string   `json:"mode"`
+}
+
+var vmIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+func validVMID(id string) error {
+	if !vmIDPattern.MatchString(id) {
+		return fmt.Errorf("vm id %q: %w: want 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit", id, ErrBadRequest)
+	}
+	return nil
+}
+
+// Validate checks a VM registration.
+func (v *VM) Validate() error {
+	if err := validVMID(v.ID); err != nil {
+		return err
+	}
+	if len(v.Allow) == 0 {
+		return fmt.Errorf("vm %s: %w: at least one --allow pattern is required", v.ID, ErrBadRequest)
+	}
+	for _, p := range v.Allow {
+		if _, err := path.Match(p, "x"); err != nil || p == "" || strings.Contains(p, "/") {
+			return fmt.Errorf("vm %s: allow pattern %q: %w: want a shell pattern over package names", v.ID, p, ErrBadRequest)
+		}
+	}
+	if v.Root == "" || !filepath.IsAbs(v.Root) || filepath.Clean(v.Root) != v.Root {
+		return fmt.Errorf("vm %s: root %q: %w: want a clean absolute directory", v.ID, v.Root, ErrBadRequest)
+	}
+	if _, err := parseViewMode(v.Mode); err != nil {
+		return fmt.Errorf("vm %s: %w", v.ID, err)
+	}
+	return nil
+}
+
+// Allows reports whether the VM's policy lets it request package name.
+func (v *VM) Allows(name string) bool {
+	for _, p := range v.Allow {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// vmRegistry is the set of VMs, persisted as JSON (written atomically).
+type vmRegistry struct {
+	mu   sync.Mutex
+	path string
+	vms  map[string]VM
+}
+
+func loadVMRegistry(p string) (*vmRegistry, error) {
+	r := &vmRegistry{path: p, vms: map[string]VM{}}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read vm registry: %w", err)
+	}
+	var list []VM
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("vm registry %s: malformed: %w", p, err)
+	}
+	for _, v := range list {
+		r.vms[v.ID] = v
+	}
+	return r, nil
+}
+
+func (r *vmRegistry) list() []VM {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]VM, 0, len(r.vms))
+	for _, v := range r.vms {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (r *vmRegistry) get(id string) (VM, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.vms[id]
+	return v, ok
+}
+
+func (r *vmRegistry) put(v VM) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.vms[v.ID] = v
+	return r.saveLocked()
+}
+
+func (r *vmRegistry) remove(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.vms, id)
+	return r.saveLocked()
+}
+
+func (r *vmRegistry) saveLocked() error {
+	list := make([]VM, 0, len(r.vms))
+	for _, v := range r.vms {
+		list = append(list, v)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := r.path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write vm registry: %w", err)
+	}
+	return os.Rename(tmp, r.path)
+}
+
+// vmServer serves one VM's socket. The VM's identity is the socket it
+// connects to; nothing in a request can name another VM.
+type vmServer struct {
+	srv *http.Server
+}
+
+// AddVM registers (or updates) a VM and starts its socket.
+func (d *Daemon) AddVM(v VM) error {
+	if v.Mode == "" {
+		v.Mode = "bind"
+	}
+	if err := v.Validate(); err != nil {
+		return err
+	}
+	if err := d.vms.put(v); err != nil {
+		return err
+	}
+	d.stopVM(v.ID)
+	return d.startVM(v)
+}
+
+// RemoveVM unregisters a VM, stops its socket and removes its views.
+func (d *Daemon) RemoveVM(ctx context.Context, id string) error {
+	if _, ok := d.vms.get(id); !ok {
+		return fmt.Errorf("vm %s: %w", id, ErrUnknownVM)
+	}
+	d.stopVM(id)
+	insts, err := d.store.Installs(id)
+	if err != nil {
+		return err
+	}
+	names := map[string]bool{}
+	for _, in := range insts {
+		if info, err := d.store.Package(in.ManifestCID); err == nil {
+			names[info.Name] = true
+		}
+	}
+	for n := range names {
+		if _, err := d.Uninstall(ctx, id, n); err != nil {
+			return err
+		}
+	}
+	return d.vms.remove(id)
+}
+
+func (d *Daemon) startVM(v VM) error {
+	ln, err := listenUnix(VMSocketPath(d.cfg.DataDir, v.ID), 0o660)
+	if err != nil {
+		return err
+	}
+	s := &vmServer{srv: &http.Server{Handler: d.vmHandler(v.ID), ReadHeaderTimeout: 10 * time.Second}}
+	d.serveM.Lock()
+	d.vmSrv[v.ID] = s
+	d.serveM.Unlock()
+	go func() { _ = s.srv.Serve(ln) }()
+	return nil
+}
+
+func (d *Daemon) stopVM(id string) {
+	d.serveM.Lock()
+	s := d.vmSrv[id]
+	delete(d.vmSrv, id)
+	d.serveM.Unlock()
+	if s != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(ctx)
+		_ = os.Remove(VMSocketPath(d.cfg.DataDir, id))
+	}
+}
+
+func (d *Daemon) stopVMs(ctx context.Context) {
+	d.serveM.Lock()
+	ids := make([]string, 0, len(d.vmSrv))
+	for id := range d.vmSrv {
+		ids = append(ids, id)
+	}
+	d.serveM.Unlock()
+	for _, id := range ids {
+		d.stopVM(id)
+	}
+}
+
+// VMPackage is what a VM sees of a package: no host paths.
+type VMPackage struct {
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+	Installed bool   `json:"installed"`
+	Path      string `json:"path,omitempty"` // relative to the VM's package root
+}
+
+// vmHandler is the API a VM reaches through its own socket.
+func (d *Daemon) vmHandler(id string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/packages", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := d.vms.get(id)
+		if !ok {
+			writeError(w, fmt.Errorf("vm %s: %w", id, ErrUnknownVM))
+			return
+		}
+		pkgs, err := d.meta.packages(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		installed := d.vmInstalled(id, v)
+		var out []VMPackage
+		for _, p := range pkgs {
+			if !v.Allows(p.Name) {
+				continue
+			}
+			vp := VMPackage{Name: p.Name, Version: p.Version}
+			if rel, ok := installed[p.ManifestCID.String()]; ok {
+				vp.Installed, vp.Path = true, rel
+			}
+			out = append(out, vp)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/installed", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := d.vms.get(id)
+		if !ok {
+			writeError(w, fmt.Errorf("vm %s: %w", id, ErrUnknownVM))
+			return
+		}
+		insts, err := d.store.Installs(id)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		out := []VMPackage{}
+		for _, in := range insts {
+			info, err := d.store.Package(in.ManifestCID)
+			if err != nil {
+				continue
+			}
+			rel, _ := filepath.Rel(v.Root, in.Into)
+			out = append(out, VMPackage{Name: info.Name, Version: info.Version, Installed: true, Path: rel})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/install", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := d.vms.get(id)
+		if !ok {
+			writeError(w, fmt.Errorf("vm %s: %w", id, ErrUnknownVM))
+			return
+		}
+		var req struct {
+			Ref string `json:"ref"`
+		}
+		if err := decodeRequest(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		name, _, _ := strings.Cut(req.Ref, "@")
+		if !v.Allows(name) {
+			writeError(w, fmt.Errorf("vm %s may not install %q: %w by its policy %v", id, req.Ref, ErrForbidden, v.Allow))
+			return
+		}
+		streamProgress(w, r, func(p Progress) (any, error) {
+			insts, err := d.Install(r.Context(), InstallRequest{VM: id, Ref: req.Ref, Into: v.Root, Mode: v.Mode}, p)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]VMPackage, 0, len(insts))
+			for _, in := range insts {
+				rel, _ := filepath.Rel(v.Root, in.Path)
+				out = append(out, VMPackage{Name: in.Name, Version: in.Version, Installed: true, Path: rel})
+			}
+			return out, nil
+		})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fmt.Errorf("%s %s: %w: no such VM endpoint", r.Method, r.URL.Path, ErrForbidden))
+	})
+	return limitBody(mux)
+}
+
+// vmInstalled maps manifest CID -> path relative to the VM root.
+func (d *Daemon) vmInstalled(id string, v VM) map[string]string {
+	out := map[string]string{}
+	insts, err := d.store.Installs(id)
+	if err != nil {
+		return out
+	}
+	for _, in := range insts {
+		rel, _ := filepath.Rel(v.Root, in.Into)
+		out[in.ManifestCID.String()] = rel
+	}
+	return out
+}
