@@ -1,8 +1,77 @@
-// Package share is the per-host store: each distinct file once under
-// objects/ (named by its hash, read-only), package trees as directories of
-// hard links to objects, a badger index of objects, packages, partial
-// downloads, VM installs and reference counts, atomic commit and garbage
-// collection, and the read-only views through which VMs see trees.
+// Package share is the per-host store: every distinct file once, package
+// trees built from hard links to those files, a badger index, atomic
+// commit, garbage collection, and the read-only views through which VMs
+// see trees.
+//
+// # Layout
+//
+// Under the data directory:
+//
+//	objects/<xx>/<hash>[.<perm>]  finished files, named by Entry.Hash (the
+//	                              chunk-list hash, metadata.FileHash); <xx> is
+//	                              the hash's last two characters. Read-only:
+//	                              0444, or the entry's read/exec bits as a
+//	                              suffix (".555") since a hard link shares
+//	                              its inode's mode. Never written in place.
+//	trees/<manifest CID>/         a committed package: real directories
+//	                              (manifest mode minus write bits), hard links
+//	                              to objects, symlinks
+//	partial/<hash>-<size>         files being downloaded, shared by every
+//	                              download that needs them
+//	index/                        badger: packages and their state, manifests,
+//	                              name@version lookup, objects, chunk presence
+//	                              in partial files, chunk locations, VM
+//	                              installs and their reverse references
+//	tmp/                          trees and object copies being built;
+//	                              emptied by Open
+//
+// Objects and trees carry no setuid, setgid or write bit; directories keep
+// sticky and setgid. Identical files (same hash, same permission) are
+// stored once whatever package or version they come from, so every tree and
+// every VM that uses them shares one inode, on disk and in the page cache.
+//
+// # Downloads and the commit protocol
+//
+// BeginPackage checks the manifest bytes against their CID and decodes them
+// with metadata.DecodeManifest, and records the package. Its Download needs
+// no chunk of a file whose object exists; for the others it opens (or
+// creates, sized) the partial file. PutChunk checks the chunk against its
+// CID and length before anything else, then pwrites it at every offset of
+// every partial file that uses it, fdatasyncs, and only then records the
+// chunk present in badger (synced). When a file has all its chunks it is
+// read back, every chunk and the whole-file hash (metadata.FileHash) are
+// checked, and it is fsynced, made read-only and renamed into objects/ with
+// RENAME_NOREPLACE (an existing object is never replaced, only an
+// unindexed one that fails verification); then the object is indexed and
+// the presence records dropped. Commit needs every object, builds the tree
+// in tmp/, syncs the file system, renames the tree into trees/ and marks
+// the package complete.
+//
+// Crash safety follows from the order: data is durable before any record
+// says it exists, and a record is dropped before the data it names. After a
+// crash at any point, Open empties tmp/ and drops presence records of
+// partial files that are gone; a download resumes from the presence records
+// (fetching only what was not recorded); an object renamed into place but
+// not yet indexed is verified and adopted by the next BeginPackage or GC; a
+// partial file whose recorded chunks no longer verify loses those records
+// and fetches them again.
+//
+// # Garbage collection and installs
+//
+// An install (AddInstall) pins a package; so does the Keep flag that
+// BeginPackage sets and SetKeep or RemovePackage clear; so does an open
+// download. GC removes the other packages, then objects no live package
+// uses, partial files no unfinished live package needs, index records that
+// lead nowhere, and any stray file. RemovePackage refuses an installed
+// package (ErrInUse). Reference counts are the r/ records written in the
+// same transaction as the installs they mirror, so they cannot drift.
+//
+// # Views
+//
+// MountView shows a tree to a VM: a read-only, nosuid, nodev bind mount; an
+// overlayfs whose only lower layer is the tree, with a VM-private upper
+// directory taking every change; or a hard-link farm for file systems
+// without mounts, which is safe only for unprivileged VMs (see ViewLink).
 //
 // share imports metadata only; it never imports transfer or node.
 package share

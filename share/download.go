@@ -747,3 +747,5 @@ func jsonUnmarshal(item *badger.Item, v any) error {
 		return nil
 	})
 }
+
+var _ metadata.ChunkSink = (*Download)(nil)
