@@ -116,6 +116,8 @@ type dlFile struct {
 	count int          // how many entries hold it
 	size  int64        // bytes
 	pf    *partialFile // nil when the object already existed
+	// released: the download no longer holds pf (guarded by Store.mu).
+	released bool
 }
 
 // partialFile is a file being assembled under partial/, shared by every
@@ -209,24 +211,30 @@ func (s *Store) newDownload(c cid.Cid, m *metadata.Manifest, name, version strin
 }
 
 // release drops the download's hold on its partial files.
+// Lock order is pf.mu before s.mu (finalize), so files are closed after
+// s.mu is released.
 func (d *Download) release() {
 	s := d.s
+	var unused []*partialFile
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, f := range d.files {
 		pf := f.pf
-		if pf == nil {
+		if pf == nil || f.released {
 			continue
 		}
-		f.pf = nil
+		f.released = true
 		if pf.refs--; pf.refs > 0 {
 			continue
 		}
 		if s.partials[pf.id] == pf {
 			delete(s.partials, pf.id)
 		}
+		unused = append(unused, pf)
+	}
+	s.mu.Unlock()
+	for _, pf := range unused {
 		pf.mu.Lock()
-		if pf.f != nil {
+		if pf.f != nil && !pf.done {
 			pf.f.Close()
 			pf.f = nil
 		}

@@ -98,6 +98,13 @@ func openStore(t testing.TB, dir string) *Store {
 // twice, in random order.
 func putAll(t testing.TB, d *Download, p *testPkg, workers int, seed int64) {
 	t.Helper()
+	if err := putAllErr(d, p, workers, seed); err != nil {
+		t.Fatalf("PutChunk = %v", err)
+	}
+}
+
+// putAllErr is putAll for goroutines other than the test's.
+func putAllErr(d *Download, p *testPkg, workers int, seed int64) error {
 	var cids []cid.Cid
 	for c := range p.chunks {
 		cids = append(cids, c, c)
@@ -124,9 +131,10 @@ func putAll(t testing.TB, d *Download, p *testPkg, workers int, seed int64) {
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			t.Fatalf("PutChunk = %v", err)
+			return err
 		}
 	}
+	return nil
 }
 
 // install downloads and commits p as name@version.

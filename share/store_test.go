@@ -287,3 +287,41 @@ func TestReadChunk(t *testing.T) {
 		t.Errorf("Verify finds nothing wrong with a modified object")
 	}
 }
+
+// TestConcurrentDownloadsShareFile: two packages downloading one file at
+// the same time share its partial file and end with one object.
+func TestConcurrentDownloadsShareFile(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewSource(13))
+	shared := randBytes(r, 9*testChunk+7)
+	a := makePkg(t, testChunk, file("lib", 0o644, shared), file("a", 0o644, []byte("a")))
+	b := makePkg(t, testChunk, file("lib", 0o644, shared), file("b", 0o644, []byte("b")))
+	s := openStore(t, t.TempDir())
+	da, err := s.BeginPackage("a", "1", a.cid, a.bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := s.BeginPackage("b", "1", b.cid, b.bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- putAllErr(db, b, 4, 2) }()
+	putAll(t, da, a, 4, 1)
+	if err := <-done; err != nil {
+		t.Fatalf("PutChunk into b = %v", err)
+	}
+	for _, d := range []*Download{da, db} {
+		if err := d.Commit(); err != nil {
+			t.Fatalf("Commit = %v", err)
+		}
+	}
+	x, _ := os.Stat(filepath.Join(s.TreePath(a.cid), "lib"))
+	y, _ := os.Stat(filepath.Join(s.TreePath(b.cid), "lib"))
+	if x == nil || y == nil || !os.SameFile(x, y) {
+		t.Errorf("lib of a and b are not one inode")
+	}
+	checkTree(t, s.TreePath(a.cid), a)
+	checkTree(t, s.TreePath(b.cid), b)
+	verifyClean(t, s)
+}
