@@ -220,3 +220,19 @@ func (m *metaClient) packages(ctx context.Context) ([]metadata.PackageInfo, erro
 	}
 	return m.c.Packages(ctx)
 }
+
+// VerifyStore re-hashes every object and tree of a data directory's store
+// while no daemon runs on it, and returns the problems found.
+func VerifyStore(ctx context.Context, dataDir string) ([]string, error) {
+	unlock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	store, err := share.Open(share.Config{Dir: filepath.Join(dataDir, "store")})
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	return store.Verify(ctx)
+}

@@ -252,3 +252,26 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "re-hash every object and tree in a host store (daemon stopped)",
+		UsageText: "stork verify --data DIR",
+		Flags:     []cli.Flag{dataFlag()},
+		Action: func(c *cli.Context) error {
+			problems, err := node.VerifyStore(c.Context, c.String("data"))
+			if err != nil {
+				return err
+			}
+			for _, p := range problems {
+				fmt.Fprintln(c.App.ErrWriter, p)
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("store %s: %d problems (first: %s)", c.String("data"), len(problems), problems[0])
+			}
+			fmt.Fprintf(c.App.Writer, "store %s verified\n", c.String("data"))
+			return nil
+		},
+	}
+}

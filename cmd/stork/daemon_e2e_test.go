@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/storkpm/stork/node"
+)
+
+// slowOrigin serves a repository directory, delaying every chunk, and counts
+// the chunk bytes it sends.
+type slowOrigin struct {
+	url        string
+	chunkBytes atomic.Int64
+}
+
+func newSlowOrigin(t *testing.T, dir string, delay time.Duration) *slowOrigin {
+	t.Helper()
+	o := &slowOrigin{}
+	fs := http.FileServer(http.Dir(dir))
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/chunks/") {
+			time.Sleep(delay)
+			b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(r.URL.Path, "/"))))
+			if err != nil {
+				http.NotFound(w, r)
+				return
+			}
+			o.chunkBytes.Add(int64(len(b)))
+			_, _ = w.Write(b)
+			return
+		}
+		fs.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	o.url = ts.URL
+	return o
+}
+
+// daemonProc is a `stork daemon` process.
+type daemonProc struct {
+	cmd  *exec.Cmd
+	data string
+	done chan error
+}
+
+func startDaemonProc(t *testing.T, data, repoURL, root string) *daemonProc {
+	t.Helper()
+	cmd := exec.Command(storkBin, "daemon", "--data", data, "--repo", repoURL, "--root", root, "--refresh-interval", "1h")
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &daemonProc{cmd: cmd, data: data, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() { p.kill() })
+	c := node.NewClient(data)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := c.Status(context.Background()); err == nil {
+			return p
+		}
+		select {
+		case err := <-p.done:
+			t.Fatalf("daemon exited at start: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("daemon did not answer within 30s")
+		}
+	}
+}
+
+func (p *daemonProc) kill() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+func (p *daemonProc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("daemon exit after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("daemon did not stop within 20s of SIGTERM")
+		p.kill()
+	}
+}
+
+// TestKillNineDuringDownload kills the daemon with SIGKILL at random points
+// of a download, over and over: every time the store must open, every
+// object must verify, and the download must resume without re-fetching what
+// was verified; in the end the package is complete and bit-exact.
+func TestKillNineDuringDownload(t *testing.T) {
+	trials := 20
+	if s := os.Getenv("STORK_SOAK_TRIALS"); s != "" {
+		fmt.Sscan(s, &trials)
+	}
+	r := newRepo(t)
+	src := sampleTree(t, 8<<20+333, 40)
+	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "p", "--version", "1.0.0", "--chunk-size", "64K", src)
+	origin := newSlowOrigin(t, r.dir, 50*time.Millisecond)
+	data, err := os.MkdirTemp("", "stork-kill-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(data)
+
+	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	completed, killed := false, 0
+	for i := 0; i < trials && !completed; i++ {
+		d := startDaemonProc(t, data, origin.url, r.root)
+		fetchDone := make(chan error, 1)
+		go func() {
+			_, err := node.NewClient(data).Fetch(context.Background(), "p", nil)
+			fetchDone <- err
+		}()
+		select {
+		case err := <-fetchDone:
+			if err == nil {
+				completed = true // finished before the kill: the resumes did their job
+			}
+		case <-time.After(time.Duration(20+rng.IntN(150)) * time.Millisecond):
+			killed++
+		}
+		d.kill()
+		if out, errOut, err := storkRun(t, "verify", "--data", data); err != nil {
+			t.Fatalf("trial %d: store does not verify after kill -9: %v\n%s%s", i, err, out, errOut)
+		}
+	}
+	d := startDaemonProc(t, data, origin.url, r.root)
+	if _, err := node.NewClient(data).Fetch(context.Background(), "p", nil); err != nil {
+		t.Fatalf("fetch after %d kills: %v", trials, err)
+	}
+	out := t.TempDir()
+	stork(t, "install", "--data", data, "--vm", "check", "--mode", "link", "--into", out, "p")
+	compareStoreView(t, src, filepath.Join(out, "p"))
+	d.stop(t)
+
+	// Each kill may lose at most the chunks in flight (8 parallel requests of 64 KiB).
+	size := int64(8<<20 + 333 + 40*16)
+	limit := size + int64(trials)*8*64<<10
+	if got := origin.chunkBytes.Load(); got > limit {
+		t.Errorf("origin sent %d bytes over %d killed runs for a %d-byte package, want at most %d: verified chunks were fetched again", got, trials, size, limit)
+	}
+	t.Logf("origin sent %d bytes for a %d-byte package; %d of %d runs killed mid-download", origin.chunkBytes.Load(), size, killed, trials)
+	if killed < trials/2 {
+		t.Errorf("only %d of %d runs were killed mid-download: the test no longer exercises crashes", killed, trials)
+	}
+}
+
+// TestDaemonCLI drives the daemon through the CLI: vm add, install, list,
+// status --json, uninstall, gc, and the errors of a missing daemon.
+func TestDaemonCLI(t *testing.T) {
+	r := newRepo(t)
+	src := sampleTree(t, 300_000, 10)
+	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "tool", "--version", "1.0.0", src)
+	url := serve(t, r.dir)
+	data, err := os.MkdirTemp("", "stork-cli-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(data)
+	storkFail(t, "daemon", "status", "--data", data)
+
+	d := startDaemonProc(t, data, url, r.root)
+	if fi, err := os.Stat(node.SocketPath(data)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin socket: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	}
+	stork(t, "fetch", "--data", data, "tool")
+	views := t.TempDir()
+	for i := 0; i < 3; i++ {
+		stork(t, "install", "--data", data, "--vm", fmt.Sprintf("vm%d", i), "--mode", "link", "--into", filepath.Join(views, fmt.Sprint(i)), "tool@1.0.0")
+		compareStoreView(t, src, filepath.Join(views, fmt.Sprint(i), "tool"))
+	}
+	status := stork(t, "status", "--data", data, "--json")
+	for _, field := range []string{`"peer_id"`, `"addrs"`, `"peers"`, `"bytes_from_peers"`, `"bytes_from_origin"`, `"bytes_uploaded"`, `"packages"`, `"state": "complete"`} {
+		if !strings.Contains(status, field) {
+			t.Errorf("status --json lacks %s:\n%s", field, status)
+		}
+	}
+	list := stork(t, "list", "--data", data)
+	if !strings.Contains(list, "vm0,vm1,vm2") {
+		t.Errorf("list = %q, want the three VMs using tool", list)
+	}
+	stork(t, "uninstall", "--data", data, "--vm", "vm1", "tool")
+	storkFail(t, "vm1", "uninstall", "--data", data, "--vm", "vm1", "tool")
+	storkFail(t, "nosuch", "install", "--data", data, "--vm", "vm9", "--into", filepath.Join(views, "9"), "nosuch")
+	storkFail(t, "mode", "install", "--data", data, "--vm", "vm9", "--mode", "sideways", "--into", filepath.Join(views, "9"), "tool")
+	stork(t, "gc", "--data", data)
+	compareStoreView(t, src, filepath.Join(views, "0", "tool"))
+	d.stop(t)
+	stork(t, "verify", "--data", data)
+}
