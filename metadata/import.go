@@ -413,10 +413,7 @@ func (b *builder) chunk(e *Entry, r io.Reader) error {
 			break
 		}
 		if rerr != nil {
-			if errors.Is(rerr, ErrTooLarge) {
-				return rerr
-			}
-			return entryError(e.Path, ErrMalformed, "read: %v", rerr)
+			return rerr
 		}
 	}
 	b.sum = b.list.Sum(b.sum[:0])
@@ -432,7 +429,8 @@ const readPiece = 64 << 10
 // the buffer is full or r fails. Unlike io.ReadFull it passes r's error
 // through unchanged (io.EOF at the end), so a source's own
 // io.ErrUnexpectedEOF (a truncated archive) is not mistaken for a short last
-// chunk. It counts the bytes into e.Size and stops at the size limits.
+// chunk. It counts the bytes into e.Size and stops at the size limits. Its
+// errors other than io.EOF name the entry.
 func (b *builder) fill(e *Entry, r io.Reader) (int, error) {
 	n := 0
 	for n < len(b.buf) {
@@ -446,8 +444,13 @@ func (b *builder) fill(e *Entry, r io.Reader) (int, error) {
 				return 0, lerr
 			}
 		}
-		if err != nil {
+		switch {
+		case err == io.EOF:
 			return n, err
+		case errors.Is(err, ErrTooLarge): // a bounded decompressor
+			return n, fmt.Errorf("entry %q: %w", e.Path, err)
+		case err != nil:
+			return n, entryError(e.Path, ErrMalformed, "read: %v", err)
 		}
 	}
 	return n, nil

@@ -5,8 +5,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-
-	"github.com/ulikunitz/xz"
 )
 
 // arMagic opens every ar archive, and so every .deb.
@@ -160,13 +158,4 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
-}
-
-// newXZReader opens an xz stream.
-func newXZReader(r io.Reader) (io.Reader, error) {
-	xr, err := xz.NewReader(r)
-	if err != nil {
-		return nil, fmt.Errorf("xz: %w: %v", ErrMalformed, err)
-	}
-	return xr, nil
 }

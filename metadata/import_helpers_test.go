@@ -26,12 +26,14 @@ type tarEntry struct {
 	size int64 // header size if > 0 and body is shorter (a lying header)
 }
 
-func file(name, body string) tarEntry { return tarEntry{name: name, typ: tar.TypeReg, mode: 0o644, body: body} }
-func dir(name string) tarEntry        { return tarEntry{name: name, typ: tar.TypeDir, mode: 0o755} }
-func symlink(name, target string) tarEntry {
+func tarFile(name, body string) tarEntry {
+	return tarEntry{name: name, typ: tar.TypeReg, mode: 0o644, body: body}
+}
+func tarDirEntry(name string) tarEntry { return tarEntry{name: name, typ: tar.TypeDir, mode: 0o755} }
+func tarSymlink(name, target string) tarEntry {
 	return tarEntry{name: name, typ: tar.TypeSymlink, mode: 0o777, link: target}
 }
-func hardlink(name, target string) tarEntry {
+func tarHardlink(name, target string) tarEntry {
 	return tarEntry{name: name, typ: tar.TypeLink, mode: 0o644, link: target}
 }
 
@@ -127,7 +129,7 @@ func makeAr(members ...arMember) []byte {
 // makeDeb wraps a data member (already compressed as its name says).
 func makeDeb(t testing.TB, dataName string, data []byte) []byte {
 	t.Helper()
-	control := gzipBytes(t, makeTar(t, file("control", "Package: x\n")))
+	control := gzipBytes(t, makeTar(t, tarFile("control", "Package: x\n")))
 	return makeAr(
 		arMember{"debian-binary", []byte("2.0\n")},
 		arMember{"control.tar.gz", control},
@@ -144,7 +146,7 @@ func importBytes(data []byte, kind SourceKind, opts ImportOptions) (*Manifest, e
 }
 
 // writeFile writes data to name under dir, making parents.
-func writeFile(t testing.TB, dir, name string, data []byte, mode os.FileMode) string {
+func writeTestFile(t testing.TB, dir, name string, data []byte, mode os.FileMode) string {
 	t.Helper()
 	p := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -161,7 +163,7 @@ func writeFile(t testing.TB, dir, name string, data []byte, mode os.FileMode) st
 
 // tarDir archives the directory root with the tar headers os.Lstat gives,
 // directories first ("./" root entry included), as GNU tar would.
-func tarDir(t testing.TB, root string) []byte {
+func tarOfDir(t testing.TB, root string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -225,7 +227,7 @@ func (s *recordSink) PutChunk(c cid.Cid, data []byte) error {
 }
 
 // encode returns m's canonical bytes or fails the test.
-func encode(t testing.TB, m *Manifest) []byte {
+func mustEncode(t testing.TB, m *Manifest) []byte {
 	t.Helper()
 	b, err := m.Encode()
 	if err != nil {

@@ -3,6 +3,7 @@ package metadata
 import (
 	"archive/tar"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -31,6 +32,9 @@ func (b *builder) importTar(r io.Reader) error {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
+		}
+		if errors.Is(err, ErrTooLarge) {
+			return fmt.Errorf("tar: %w", err)
 		}
 		if err != nil {
 			return fmt.Errorf("tar: %w: %v", ErrMalformed, err)

@@ -26,43 +26,43 @@ func TestImportTarRefusals(t *testing.T) {
 		limits  Limits
 		want    error
 	}{
-		{"absolute path", makeTar(t, file("/etc/passwd", "x")), Limits{}, ErrInvalidPath},
-		{"dotdot", makeTar(t, file("../evil", "x")), Limits{}, ErrInvalidPath},
-		{"dotdot inside", makeTar(t, file("a/../../evil", "x")), Limits{}, ErrInvalidPath},
-		{"unclean", makeTar(t, file("a//b", "x")), Limits{}, ErrInvalidPath},
-		{"backslash", makeTar(t, file(`a\b`, "x")), Limits{}, ErrInvalidPath},
-		{"NUL-free but not UTF-8", makeTar(t, file("a\xff", "x")), Limits{}, ErrInvalidPath},
-		{"path too long", makeTar(t, file(strings.Repeat("a", 300), "x")), Limits{MaxPathLen: 255}, ErrInvalidPath},
+		{"absolute path", makeTar(t, tarFile("/etc/passwd", "x")), Limits{}, ErrInvalidPath},
+		{"dotdot", makeTar(t, tarFile("../evil", "x")), Limits{}, ErrInvalidPath},
+		{"dotdot inside", makeTar(t, tarFile("a/../../evil", "x")), Limits{}, ErrInvalidPath},
+		{"unclean", makeTar(t, tarFile("a//b", "x")), Limits{}, ErrInvalidPath},
+		{"backslash", makeTar(t, tarFile(`a\b`, "x")), Limits{}, ErrInvalidPath},
+		{"NUL-free but not UTF-8", makeTar(t, tarFile("a\xff", "x")), Limits{}, ErrInvalidPath},
+		{"path too long", makeTar(t, tarFile(strings.Repeat("a", 300), "x")), Limits{MaxPathLen: 255}, ErrInvalidPath},
 		{"char device", makeTar(t, tarEntry{name: "null", typ: tar.TypeChar, mode: 0o666}), Limits{}, ErrUnsupportedEntry},
 		{"block device", makeTar(t, tarEntry{name: "sda", typ: tar.TypeBlock, mode: 0o660}), Limits{}, ErrUnsupportedEntry},
 		{"fifo", makeTar(t, tarEntry{name: "pipe", typ: tar.TypeFifo, mode: 0o644}), Limits{}, ErrUnsupportedEntry},
-		{"hard link outside", makeTar(t, hardlink("h", "../etc/passwd")), Limits{}, ErrUnsupportedEntry},
-		{"hard link absolute", makeTar(t, hardlink("h", "/etc/passwd")), Limits{}, ErrUnsupportedEntry},
-		{"hard link unknown", makeTar(t, hardlink("h", "nothere")), Limits{}, ErrUnsupportedEntry},
-		{"hard link to later file", makeTar(t, hardlink("h", "f"), file("f", "x")), Limits{}, ErrUnsupportedEntry},
-		{"hard link to dir", makeTar(t, dir("d/"), hardlink("h", "d")), Limits{}, ErrUnsupportedEntry},
-		{"hard link to symlink", makeTar(t, file("f", "x"), symlink("s", "f"), hardlink("h", "s")), Limits{}, ErrUnsupportedEntry},
-		{"symlink up two", makeTar(t, symlink("a/l", "../../etc")), Limits{}, ErrSymlinkEscape},
-		{"symlink up one from root", makeTar(t, symlink("l", "..")), Limits{}, ErrSymlinkEscape},
-		{"symlink absolute", makeTar(t, symlink("l", "/etc/passwd")), Limits{}, ErrSymlinkEscape},
-		{"symlink through symlink", makeTar(t, symlink("a/up", ".."), symlink("a/x", "up/..")), Limits{}, ErrSymlinkEscape},
-		{"symlink loop", makeTar(t, symlink("a", "b"), symlink("b", "a/x")), Limits{}, ErrSymlinkEscape},
-		{"write through symlink", makeTar(t, symlink("l", "."), file("l/f", "x")), Limits{}, ErrInvalidPath},
-		{"file under file", makeTar(t, file("f", "x"), file("f/g", "y")), Limits{}, ErrInvalidPath},
-		{"duplicate file", makeTar(t, file("f", "x"), file("f", "y")), Limits{}, ErrDuplicatePath},
-		{"duplicate dir", makeTar(t, dir("d/"), dir("d/")), Limits{}, ErrDuplicatePath},
-		{"dir over file", makeTar(t, file("f", "x"), dir("f/")), Limits{}, ErrDuplicatePath},
-		{"symlink over implicit dir", makeTar(t, file("d/f", "x"), symlink("d", "e")), Limits{}, ErrDuplicatePath},
-		{"file over limit", makeTar(t, file("f", big)), Limits{MaxFileSize: 9999}, ErrTooLarge},
-		{"total over limit", makeTar(t, file("f", big), file("g", big)), Limits{MaxTotalSize: 19999}, ErrTooLarge},
-		{"hard link over total", makeTar(t, file("f", big), hardlink("g", "f")), Limits{MaxTotalSize: 19999}, ErrTooLarge},
-		{"too many entries", makeTar(t, file("a", ""), file("b", ""), file("c", "")), Limits{MaxEntries: 2}, ErrTooLarge},
-		{"implicit dirs count", makeTar(t, file("a/b/c", "")), Limits{MaxEntries: 2}, ErrTooLarge},
+		{"hard link outside", makeTar(t, tarHardlink("h", "../etc/passwd")), Limits{}, ErrUnsupportedEntry},
+		{"hard link absolute", makeTar(t, tarHardlink("h", "/etc/passwd")), Limits{}, ErrUnsupportedEntry},
+		{"hard link unknown", makeTar(t, tarHardlink("h", "nothere")), Limits{}, ErrUnsupportedEntry},
+		{"hard link to later file", makeTar(t, tarHardlink("h", "f"), tarFile("f", "x")), Limits{}, ErrUnsupportedEntry},
+		{"hard link to dir", makeTar(t, tarDirEntry("d/"), tarHardlink("h", "d")), Limits{}, ErrUnsupportedEntry},
+		{"hard link to symlink", makeTar(t, tarFile("f", "x"), tarSymlink("s", "f"), tarHardlink("h", "s")), Limits{}, ErrUnsupportedEntry},
+		{"symlink up two", makeTar(t, tarSymlink("a/l", "../../etc")), Limits{}, ErrSymlinkEscape},
+		{"symlink up one from root", makeTar(t, tarSymlink("l", "..")), Limits{}, ErrSymlinkEscape},
+		{"symlink absolute", makeTar(t, tarSymlink("l", "/etc/passwd")), Limits{}, ErrSymlinkEscape},
+		{"symlink through symlink", makeTar(t, tarSymlink("a/up", ".."), tarSymlink("a/x", "up/..")), Limits{}, ErrSymlinkEscape},
+		{"symlink loop", makeTar(t, tarSymlink("a", "b"), tarSymlink("b", "a/x")), Limits{}, ErrSymlinkEscape},
+		{"write through symlink", makeTar(t, tarSymlink("l", "."), tarFile("l/f", "x")), Limits{}, ErrInvalidPath},
+		{"file under file", makeTar(t, tarFile("f", "x"), tarFile("f/g", "y")), Limits{}, ErrInvalidPath},
+		{"duplicate file", makeTar(t, tarFile("f", "x"), tarFile("f", "y")), Limits{}, ErrDuplicatePath},
+		{"duplicate dir", makeTar(t, tarDirEntry("d/"), tarDirEntry("d/")), Limits{}, ErrDuplicatePath},
+		{"dir over file", makeTar(t, tarFile("f", "x"), tarDirEntry("f/")), Limits{}, ErrDuplicatePath},
+		{"symlink over implicit dir", makeTar(t, tarFile("d/f", "x"), tarSymlink("d", "e")), Limits{}, ErrDuplicatePath},
+		{"file over limit", makeTar(t, tarFile("f", big)), Limits{MaxFileSize: 9999}, ErrTooLarge},
+		{"total over limit", makeTar(t, tarFile("f", big), tarFile("g", big)), Limits{MaxTotalSize: 19999}, ErrTooLarge},
+		{"hard link over total", makeTar(t, tarFile("f", big), tarHardlink("g", "f")), Limits{MaxTotalSize: 19999}, ErrTooLarge},
+		{"too many entries", makeTar(t, tarFile("a", ""), tarFile("b", ""), tarFile("c", "")), Limits{MaxEntries: 2}, ErrTooLarge},
+		{"implicit dirs count", makeTar(t, tarFile("a/b/c", "")), Limits{MaxEntries: 2}, ErrTooLarge},
 		{"header claims more bytes", makeTar(t, tarEntry{name: "f", typ: tar.TypeReg, mode: 0o644, body: "short", size: 1000}), Limits{}, ErrMalformed},
 		{"header claims huge size", makeTar(t, tarEntry{name: "f", typ: tar.TypeReg, mode: 0o644, body: "short", size: 1 << 40}), Limits{}, ErrTooLarge},
 		{"unknown type", makeTar(t, tarEntry{name: "c", typ: tar.TypeCont, mode: 0o644}), Limits{}, ErrUnsupportedEntry},
 		{"garbage", bytes.Repeat([]byte("garbage!"), 100), Limits{}, ErrMalformed},
-		{"too much after the end", append(makeTar(t, file("f", "x")), bytes.Repeat([]byte{0}, trailingLimit+1)...), Limits{}, ErrMalformed},
+		{"too much after the end", append(makeTar(t, tarFile("f", "x")), bytes.Repeat([]byte{0}, trailingLimit+1)...), Limits{}, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,7 +82,7 @@ func TestImportTarRefusals(t *testing.T) {
 
 func TestImportCompressedRefusals(t *testing.T) {
 	t.Parallel()
-	tarball := makeTar(t, file("a/f", strings.Repeat("hello ", 5000)), symlink("a/l", "f"))
+	tarball := makeTar(t, tarFile("a/f", strings.Repeat("hello ", 5000)), tarSymlink("a/l", "f"))
 	gz := gzipBytes(t, tarball)
 	zs := zstdBytes(t, tarball)
 	badCRC := bytes.Clone(gz)
@@ -134,7 +134,7 @@ func zstdHugeWindow(t testing.TB) []byte {
 
 func TestImportDebRefusals(t *testing.T) {
 	t.Parallel()
-	data := makeTar(t, file("usr/bin/x", "binary"))
+	data := makeTar(t, tarFile("usr/bin/x", "binary"))
 	tests := []struct {
 		name string
 		data []byte
@@ -161,10 +161,10 @@ func TestImportDebRefusals(t *testing.T) {
 	}
 }
 
-// endless is a stream that never ends.
-type endless struct{}
+// endlessReader is a stream that never ends.
+type endlessReader struct{}
 
-func (endless) Read(p []byte) (int, error) {
+func (endlessReader) Read(p []byte) (int, error) {
 	for i := range p {
 		p[i] = 'z'
 	}
@@ -174,14 +174,14 @@ func (endless) Read(p []byte) (int, error) {
 func TestImportEndlessStream(t *testing.T) {
 	t.Parallel()
 	opts := ImportOptions{Limits: Limits{MaxFileSize: 8 << 20}}
-	_, err := ImportReader(context.Background(), endless{}, KindFile, "f", opts, DiscardSink{})
+	_, err := ImportReader(context.Background(), endlessReader{}, KindFile, "f", opts, DiscardSink{})
 	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("ImportReader(endless) = %v, want %v", err, ErrTooLarge)
+		t.Fatalf("ImportReader(endlessReader) = %v, want %v", err, ErrTooLarge)
 	}
 	opts = ImportOptions{Limits: Limits{MaxTotalSize: 8 << 20}}
-	_, err = ImportReader(context.Background(), endless{}, KindFile, "f", opts, DiscardSink{})
+	_, err = ImportReader(context.Background(), endlessReader{}, KindFile, "f", opts, DiscardSink{})
 	if !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("ImportReader(endless, total) = %v, want %v", err, ErrTooLarge)
+		t.Fatalf("ImportReader(endlessReader, total) = %v, want %v", err, ErrTooLarge)
 	}
 }
 
@@ -189,7 +189,7 @@ func TestImportCancel(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := ImportReader(ctx, endless{}, KindFile, "f", ImportOptions{}, DiscardSink{})
+	_, err := ImportReader(ctx, endlessReader{}, KindFile, "f", ImportOptions{}, DiscardSink{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("ImportReader(cancelled) = %v, want %v", err, context.Canceled)
 	}
@@ -197,7 +197,7 @@ func TestImportCancel(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	sink := &cancelSink{after: 3, cancel: cancel}
-	_, err = ImportReader(ctx, endless{}, KindFile, "f", smallOpts, sink)
+	_, err = ImportReader(ctx, endlessReader{}, KindFile, "f", smallOpts, sink)
 	if !errors.Is(err, context.Canceled) || sink.n != 3 {
 		t.Fatalf("ImportReader(cancel after 3 chunks) = %v after %d chunks, want %v after 3", err, sink.n, context.Canceled)
 	}
@@ -303,12 +303,12 @@ func TestImportTarShapes(t *testing.T) {
 	t.Parallel()
 	m, err := importBytes(makeTar(t,
 		tarEntry{name: "./", typ: tar.TypeDir, mode: 0o700},
-		file("./a/b/c", "c"),
+		tarFile("./a/b/c", "c"),
 		tarEntry{name: "./a/", typ: tar.TypeDir, mode: 0o750},
-		file("f", "shared"),
+		tarFile("f", "shared"),
 		tarEntry{name: "setuid", typ: tar.TypeReg, mode: 0o4755, body: "s"},
-		hardlink("./a/h", "./f"),
-		symlink("a/b/l", "../../f"),
+		tarHardlink("./a/h", "./f"),
+		tarSymlink("a/b/l", "../../f"),
 		tarEntry{name: "g", typ: tar.TypeXGlobalHeader},
 	), KindTar, smallOpts)
 	if err != nil {
@@ -349,10 +349,10 @@ func TestImportTarShapes(t *testing.T) {
 func buildTree(t testing.TB) string {
 	t.Helper()
 	root := t.TempDir()
-	writeFile(t, root, "bin/tool", benchData(3*MinChunkSize+17), 0o755)
-	writeFile(t, root, "share/doc/README", []byte("read me\n"), 0o644)
-	writeFile(t, root, "share/doc/empty", nil, 0o600)
-	writeFile(t, root, "share/copy", benchData(3*MinChunkSize+17), 0o644)
+	writeTestFile(t, root, "bin/tool", benchData(3*MinChunkSize+17), 0o755)
+	writeTestFile(t, root, "share/doc/README", []byte("read me\n"), 0o644)
+	writeTestFile(t, root, "share/doc/empty", nil, 0o600)
+	writeTestFile(t, root, "share/copy", benchData(3*MinChunkSize+17), 0o644)
 	if err := os.MkdirAll(filepath.Join(root, "var/empty"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -376,15 +376,15 @@ func TestImportSameTreeSameManifest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Import(%q) = %v", root, err)
 	}
-	want := encode(t, fromDir)
+	want := mustEncode(t, fromDir)
 	again, err := Import(ctx, root, smallOpts, DiscardSink{})
-	if err != nil || !bytes.Equal(encode(t, again), want) {
+	if err != nil || !bytes.Equal(mustEncode(t, again), want) {
 		t.Fatalf("Import(%q) twice gave different manifests (%v)", root, err)
 	}
 	if got := fromDir.Entries; len(got) != 11 {
 		t.Fatalf("Import(%q) = %d entries, want 11: %+v", root, len(got), got)
 	}
-	tarball := tarDir(t, root)
+	tarball := tarOfDir(t, root)
 	xzData, zstData := xzBytes(t, tarball), zstdBytes(t, tarball)
 	files := t.TempDir()
 	sources := map[string][]byte{
@@ -403,13 +403,13 @@ func TestImportSameTreeSameManifest(t *testing.T) {
 		"magic-deb":   makeDeb(t, "data.tar.xz", xzData),
 	}
 	for name, data := range sources {
-		p := writeFile(t, files, name, data, 0o644)
+		p := writeTestFile(t, files, name, data, 0o644)
 		m, err := Import(ctx, p, smallOpts, DiscardSink{})
 		if err != nil {
 			t.Errorf("Import(%q) = %v", name, err)
 			continue
 		}
-		if got := encode(t, m); !bytes.Equal(got, want) {
+		if got := mustEncode(t, m); !bytes.Equal(got, want) {
 			t.Errorf("Import(%q) =\n%s\nwant (from the directory)\n%s", name, got, want)
 		}
 	}
@@ -419,7 +419,7 @@ func TestImportSingleFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	data := benchData(2*MinChunkSize + 1)
-	p := writeFile(t, dir, "tool.bin", data, 0o750)
+	p := writeTestFile(t, dir, "tool.bin", data, 0o750)
 	m, err := Import(context.Background(), p, smallOpts, DiscardSink{})
 	if err != nil {
 		t.Fatalf("Import(%q) = %v", p, err)
@@ -484,18 +484,18 @@ func TestImportDirRefusals(t *testing.T) {
 			os.Symlink("/etc/passwd", filepath.Join(root, "l"))
 		}, Limits{}, ErrSymlinkEscape},
 		{"backslash name", func(t *testing.T, root string) {
-			writeFile(t, root, `a\b`, []byte("x"), 0o644)
+			writeTestFile(t, root, `a\b`, []byte("x"), 0o644)
 		}, Limits{}, ErrInvalidPath},
 		{"file over limit", func(t *testing.T, root string) {
-			writeFile(t, root, "big", make([]byte, 5000), 0o644)
+			writeTestFile(t, root, "big", make([]byte, 5000), 0o644)
 		}, Limits{MaxFileSize: 4999}, ErrTooLarge},
 		{"total over limit", func(t *testing.T, root string) {
-			writeFile(t, root, "a", make([]byte, 3000), 0o644)
-			writeFile(t, root, "b", make([]byte, 3000), 0o644)
+			writeTestFile(t, root, "a", make([]byte, 3000), 0o644)
+			writeTestFile(t, root, "b", make([]byte, 3000), 0o644)
 		}, Limits{MaxTotalSize: 5999}, ErrTooLarge},
 		{"too many entries", func(t *testing.T, root string) {
 			for _, n := range []string{"a", "b", "c/d"} {
-				writeFile(t, root, n, nil, 0o644)
+				writeTestFile(t, root, n, nil, 0o644)
 			}
 		}, Limits{MaxEntries: 3}, ErrTooLarge},
 	}
@@ -503,7 +503,7 @@ func TestImportDirRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			root := t.TempDir()
-			writeFile(t, root, "ok/file", []byte("fine"), 0o644)
+			writeTestFile(t, root, "ok/file", []byte("fine"), 0o644)
 			tt.setup(t, root)
 			opts := smallOpts
 			opts.Limits = tt.limits
@@ -517,7 +517,7 @@ func TestImportDirRefusals(t *testing.T) {
 func TestImportDirDoesNotFollowSymlinks(t *testing.T) {
 	t.Parallel()
 	outside := t.TempDir()
-	writeFile(t, outside, "secret", []byte("secret"), 0o600)
+	writeTestFile(t, outside, "secret", []byte("secret"), 0o600)
 	root := t.TempDir()
 	if err := os.Symlink(outside, filepath.Join(root, "out")); err != nil {
 		t.Fatal(err)
@@ -543,10 +543,10 @@ func TestImportReaderNilSinkAndEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ImportReader(empty tar) = %v", err)
 	}
-	if got, want := string(encode(t, m)), `{"stork_manifest":1,"chunk_size":1048576,"entries":[]}`; got != want {
+	if got, want := string(mustEncode(t, m)), `{"stork_manifest":1,"chunk_size":1048576,"entries":[]}`; got != want {
 		t.Errorf("ImportReader(empty tar) = %s, want %s", got, want)
 	}
-	if _, err := DecodeManifest(encode(t, m), Limits{}); err != nil {
+	if _, err := DecodeManifest(mustEncode(t, m), Limits{}); err != nil {
 		t.Errorf("DecodeManifest(empty) = %v", err)
 	}
 	var r io.Reader = strings.NewReader("")
