@@ -58,6 +58,9 @@ func getCommand() *cli.Command {
 			defer stop()
 
 			start := time.Now()
+			if err := os.MkdirAll(filepath.Dir(filepath.Clean(c.String("out"))), 0o755); err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
 			client, err := metadata.NewClient(metadata.ClientConfig{Dir: state, Root: root, Fetcher: origin})
 			if err != nil {
 				return err

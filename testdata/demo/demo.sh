@@ -54,4 +54,28 @@ fi
 test ! -e "$WORK/out/tampered" && echo "refused, and no partial tree at out/tampered"
 cp "$WORK/chunk.bak" "$WORK/repo/chunks/$CHUNK"
 
+say "host daemon: one download, one copy, read-only views for three VMs"
+DATA="$(mktemp -d /tmp/stork-demo-data.XXXXXX)"
+"$STORK" daemon --data "$DATA" --repo "http://127.0.0.1:$PORT" --root "$WORK/repo/metadata/1.root.json" 2> "$WORK/daemon.log" &
+DAEMON=$!
+PIDS=("$DAEMON" "${PIDS[@]}")
+for _ in $(seq 100); do "$STORK" status --data "$DATA" >/dev/null 2>&1 && break; sleep 0.1; done
+MODE=link
+if [ "$(id -u)" = 0 ]; then MODE=bind; fi
+INSTALLS=()
+for vm in vm1 vm2 vm3; do
+	"$STORK" install --data "$DATA" --vm "$vm" --mode "$MODE" --into "$WORK/vms/$vm" hello-tools &
+	INSTALLS+=($!)
+done
+for pid in "${INSTALLS[@]}"; do wait "$pid"; done
+"$STORK" list --data "$DATA"
+ls -li "$WORK/vms/vm1/hello/lib/libhello.so.1" "$WORK/vms/vm3/hello/lib/libhello.so.1" | awk '{print "inode", $1, $NF}'
+if echo x > "$WORK/vms/vm2/hello/bin/hello" 2>/dev/null; then echo "demo: a VM wrote into the store" >&2; exit 1; fi
+echo "a VM cannot write through its view ($MODE mode)"
+"$STORK" status --data "$DATA"
+for vm in vm1 vm2 vm3; do "$STORK" uninstall --data "$DATA" --vm "$vm" hello >/dev/null; "$STORK" uninstall --data "$DATA" --vm "$vm" hello-tools >/dev/null; done
+kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true
+"$STORK" verify --data "$DATA"
+rm -rf "$DATA"
+
 say "demo done"
