@@ -84,7 +84,9 @@
 // away. One chunk buffer is reused for the whole import; each chunk is
 // hashed once, in cache-sized pieces as it is read, pushed to the ChunkSink,
 // and named in the manifest. Decompressors are bounded (zstd window and
-// memory; gzip is bounded by its format), and after a tar's end marker at
+// memory; xz blocks asking for an LZMA2 dictionary over 64 MiB, which the
+// decoder would allocate at once, are refused; gzip is bounded by its
+// format), and after a tar's end marker at
 // most a small padding is read, through to the end of the compressed stream
 // so that its checksum is checked. The returned manifest is sorted and
 // passes Validate, and the same input always gives the same manifest: a
