@@ -47,7 +47,7 @@ bench-get:
 
 # Each fuzz target in turn, FUZZTIME each.
 fuzz:
-	@for pkg in ./metadata ./transfer; do \
+	@for pkg in ./metadata ./transfer ./node; do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "== $$pkg $$f"; \
 			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
