@@ -467,3 +467,58 @@ func copyDir(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestEndToEndDelegationAndRefresh: the repository hands names matching
+// alice-* to Alice's key; Alice publishes those and nothing else; clients
+// accept what she signs; refresh extends the timestamp.
+func TestEndToEndDelegationAndRefresh(t *testing.T) {
+	r := newRepo(t)
+	alice := filepath.Join(t.TempDir(), "alice.key")
+	stork(t, "keys", "gen", "--out", alice)
+	stork(t, "repo", "delegate", "--dir", r.dir, "--key", r.key, "--role", "alice", "--pattern", "alice-*", "--publisher", alice+".pub")
+	src := sampleTree(t, 5000, 3)
+	// Alice signs her role; the repository's online key re-signs snapshot and timestamp.
+	stork(t, "repo", "add", "--dir", r.dir, "--key", alice, "--key", r.key, "--name", "alice-tool", "--version", "1.0.0", src)
+	// Alice alone cannot publish outside her pattern.
+	storkFail(t, "bob-tool", "repo", "add", "--dir", r.dir, "--key", alice, "--name", "bob-tool", "--version", "1.0.0", src)
+	storkFail(t, "", "keys", "gen", "--out", alice) // never overwrites a key
+
+	list := stork(t, "repo", "list", "--dir", r.dir, "--json")
+	if !strings.Contains(list, `"alice-tool"`) || strings.Contains(list, "bob-tool") {
+		t.Errorf("repo list = %s, want alice-tool and no bob-tool", list)
+	}
+	url := serve(t, r.dir)
+	state := filepath.Join(t.TempDir(), "state")
+	out := filepath.Join(t.TempDir(), "out")
+	stork(t, "get", "--repo", url, "--root", r.root, "--state", state, "--out", out, "alice-tool")
+	compareTrees(t, src, out)
+
+	before, err := os.ReadFile(filepath.Join(r.dir, "metadata", "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stork(t, "repo", "refresh", "--dir", r.dir, "--key", r.key)
+	after, _ := os.ReadFile(filepath.Join(r.dir, "metadata", "timestamp.json"))
+	if bytes.Equal(before, after) {
+		t.Error("repo refresh left timestamp.json unchanged")
+	}
+	stork(t, "get", "--repo", url, "--root", r.root, "--state", state, "--out", filepath.Join(t.TempDir(), "again"), "alice-tool@1.0.0")
+}
+
+// TestEndToEndExpiredTimestamp: a repository whose timestamp expired
+// (indefinite freeze) is refused until it is refreshed.
+func TestEndToEndExpiredTimestamp(t *testing.T) {
+	t.Parallel()
+	d := t.TempDir()
+	key := filepath.Join(d, "k")
+	stork(t, "keys", "gen", "--out", key)
+	repo := filepath.Join(d, "repo")
+	stork(t, "repo", "init", "--dir", repo, "--key", key, "--expires", "timestamp=5s")
+	stork(t, "repo", "add", "--dir", repo, "--key", key, "--name", "p", "--version", "1.0.0", sampleTree(t, 10, 1))
+	url := serve(t, repo)
+	root := filepath.Join(repo, "metadata", "1.root.json")
+	time.Sleep(5500 * time.Millisecond)
+	storkFail(t, "expired", "get", "--repo", url, "--root", root, "--state", filepath.Join(d, "s1"), "--out", filepath.Join(d, "o1"), "p")
+	stork(t, "repo", "refresh", "--dir", repo, "--key", key)
+	stork(t, "get", "--repo", url, "--root", root, "--state", filepath.Join(d, "s2"), "--out", filepath.Join(d, "o2"), "p")
+}
