@@ -152,6 +152,9 @@ func (d *Daemon) AddVM(v VM) error {
 	if v.Mode == "" {
 		v.Mode = "bind"
 	}
+	if v.Root == "" {
+		v.Root = filepath.Join(d.cfg.DataDir, "views", v.ID)
+	}
 	if err := v.Validate(); err != nil {
 		return err
 	}

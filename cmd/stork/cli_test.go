@@ -96,3 +96,22 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestInterspersedFlags(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	tests := []struct {
+		in, want string
+	}{
+		{"stork install --data D --vm v hello --into /x", "stork install --data D --vm v --into /x hello"},
+		{"stork vm add --data D guest --allow a* --allow b", "stork vm add --data D --allow a* --allow b guest"},
+		{"stork --debug get NAME --out o --json --repo=u", "stork --debug get --out o --json --repo=u NAME"},
+		{"stork repo add --dir R PATH --name n -- --weird", "stork repo add --dir R --name n PATH -- --weird"},
+		{"stork keys gen --out k", "stork keys gen --out k"},
+	}
+	for _, tt := range tests {
+		got := strings.Join(interspersed(app, strings.Fields(tt.in)), " ")
+		if got != tt.want {
+			t.Errorf("interspersed(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -190,7 +190,8 @@ func TestDaemonCLI(t *testing.T) {
 	stork(t, "fetch", "--data", data, "tool")
 	views := t.TempDir()
 	for i := 0; i < 3; i++ {
-		stork(t, "install", "--data", data, "--vm", fmt.Sprintf("vm%d", i), "--mode", "link", "--into", filepath.Join(views, fmt.Sprint(i)), "tool@1.0.0")
+		// the contract's order: NAME before --into
+		stork(t, "install", "--data", data, "--vm", fmt.Sprintf("vm%d", i), "--mode", "link", "tool@1.0.0", "--into", filepath.Join(views, fmt.Sprint(i)))
 		compareStoreView(t, src, filepath.Join(views, fmt.Sprint(i), "tool"))
 	}
 	status := stork(t, "status", "--data", data, "--json")
@@ -207,6 +208,22 @@ func TestDaemonCLI(t *testing.T) {
 	storkFail(t, "vm1", "uninstall", "--data", data, "--vm", "vm1", "tool")
 	storkFail(t, "nosuch", "install", "--data", data, "--vm", "vm9", "--into", filepath.Join(views, "9"), "nosuch")
 	storkFail(t, "mode", "install", "--data", data, "--vm", "vm9", "--mode", "sideways", "--into", filepath.Join(views, "9"), "tool")
+	// A VM registered through the CLI asks for packages through its socket.
+	out := stork(t, "vm", "add", "--data", data, "guest", "--allow", "to*", "--mode", "link")
+	if !strings.Contains(out, node.VMSocketPath(data, "guest")) {
+		t.Errorf("vm add printed %q, want the VM's socket path", out)
+	}
+	guest := node.NewSocketClient(node.VMSocketPath(data, "guest"))
+	if _, err := guest.VMInstall(context.Background(), "tool", nil); err != nil {
+		t.Fatalf("guest install tool: %v", err)
+	}
+	compareStoreView(t, src, filepath.Join(data, "views", "guest", "tool"))
+	storkFail(t, "allow", "vm", "add", "--data", data, "bad", "--allow", "a/b")
+	stork(t, "vm", "remove", "--data", data, "guest")
+	if _, err := os.Stat(filepath.Join(data, "views", "guest", "tool")); !os.IsNotExist(err) {
+		t.Errorf("guest's view survived vm remove: %v", err)
+	}
+
 	stork(t, "gc", "--data", data)
 	compareStoreView(t, src, filepath.Join(views, "0", "tool"))
 	d.stop(t)

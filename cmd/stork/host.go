@@ -192,20 +192,24 @@ func vmCommand() *cli.Command {
 			{
 				Name:      "add",
 				Usage:     "register a VM with the package name patterns it may request through its own socket",
-				UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] --root DIR [--mode bind|overlay|link]",
+				UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] [--root DIR] [--mode bind|overlay|link]",
 				Flags: []cli.Flag{
 					dataFlag(),
 					&cli.StringSliceFlag{Name: "allow", Usage: "package name `PATTERN` the VM may request (shell-style, repeat)", Category: catStore, EnvVars: env("allow"), Required: true},
-					stringFlag("root", "host `DIR` where the VM's packages appear (DIR/NAME)", catStore, true),
+					stringFlag("root", "host `DIR` where the VM's packages appear as DIR/NAME (default DATA/views/ID)", catStore, false),
 					&cli.StringFlag{Name: "mode", Usage: "view `MODE` for this VM: bind, overlay or link", Category: catStore, EnvVars: env("mode"), Value: "bind"},
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
 						return usageError(c, "want exactly one VM ID, got %d arguments", c.NArg())
 					}
-					root, err := filepath.Abs(c.String("root"))
-					if err != nil {
-						return err
+					root := c.String("root")
+					if root != "" {
+						abs, err := filepath.Abs(root)
+						if err != nil {
+							return err
+						}
+						root = abs
 					}
 					sock, err := node.NewClient(c.String("data")).AddVM(c.Context, node.VM{
 						ID: c.Args().First(), Allow: c.StringSlice("allow"), Root: root, Mode: c.String("mode"),

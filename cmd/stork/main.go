@@ -25,7 +25,7 @@ func main() {
 // success, 1 with a one-line error on stderr otherwise.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	if err := app.Run(args); err != nil {
+	if err := app.Run(interspersed(app, args)); err != nil {
 		fmt.Fprintf(stderr, "stork: %s\n", oneLine(err))
 		return 1
 	}
