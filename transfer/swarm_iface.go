@@ -1,0 +1,56 @@
+package transfer
+
+import (
+	"context"
+	"io"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+)
+
+// The small interfaces the swarm needs from the daemon. node implements
+// them with libp2p (streams, Kademlia DHT) and the host store; tests use the
+// in-memory fakes in transfertest.
+
+// PeerID names a peer: the string form of its libp2p peer ID.
+type PeerID string
+
+// Stream is one bidirectional swarm-protocol stream to a peer.
+type Stream interface {
+	io.ReadWriteCloser
+	// Reset aborts the stream in both directions (a protocol violation).
+	Reset() error
+}
+
+// Network opens swarm-protocol streams (SwarmProtocol) to peers and can
+// drop a peer altogether (a banned peer).
+type Network interface {
+	OpenStream(ctx context.Context, p PeerID) (Stream, error)
+	// ClosePeer closes every connection to p.
+	ClosePeer(p PeerID) error
+}
+
+// Discovery announces that this host holds (or is fetching) a package and
+// finds the other hosts that do: one record per package (its manifest CID),
+// never per chunk.
+type Discovery interface {
+	Provide(ctx context.Context, manifest cid.Cid) error
+	// FindProviders streams peers that announced manifest; the channel
+	// closes when the search ends or ctx does.
+	FindProviders(ctx context.Context, manifest cid.Cid) <-chan PeerID
+}
+
+// ChunkStore is what this host can upload: verified chunks only.
+type ChunkStore interface {
+	// Manifest returns a package's manifest if this host knows it.
+	Manifest(manifest cid.Cid) (*metadata.Manifest, error)
+	// ReadChunk returns a verified chunk's bytes (metadata.ErrNotFound, or
+	// an error wrapping it, when this host does not hold it).
+	ReadChunk(c cid.Cid) ([]byte, error)
+	// HasChunk reports whether ReadChunk would succeed.
+	HasChunk(c cid.Cid) bool
+}
+
+// SwarmProtocol is the libp2p protocol ID of the swarm wire protocol.
+const SwarmProtocol = "/stork/swarm/1.0.0"
