@@ -4,7 +4,7 @@ BIN       := bin/stork
 CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get fuzz clean
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share soak fuzz clean
 
 all: build
 
@@ -44,6 +44,16 @@ bench:
 
 bench-get:
 	$(GO) test -run='^$$' -bench=BenchmarkGetVsCurl -benchtime=3x ./transfer/
+
+# The sharing figures (disk, page cache, install time, concurrent installs),
+# one fixed-size experiment per benchmark. Mount-based parts need root and
+# skip without it.
+bench-share:
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./share/ ./node/
+
+# kill -9 during download, STORK_SOAK_TRIALS times.
+soak:
+	STORK_SOAK_TRIALS=200 $(GO) test -count=1 -run TestKillNineDuringDownload -timeout 30m ./cmd/stork/
 
 # Each fuzz target in turn, FUZZTIME each.
 fuzz:
