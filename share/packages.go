@@ -481,3 +481,39 @@ func readAt(p string, off, n int64) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// HasChunk reports whether the store holds chunk c, in an object or
+// recorded present in a partial file, without reading it. ReadChunk still
+// re-verifies the bytes before it returns them.
+func (s *Store) HasChunk(c cid.Cid) bool {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.isClosed() {
+		return false
+	}
+	cs := c.String()
+	found := false
+	_ = s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, prefixChunkLoc+cs+"/", func(k []byte, _ *badger.Item) error {
+			if found {
+				return nil
+			}
+			_, id, ok := splitChunkLocKey(k)
+			if !ok {
+				return nil
+			}
+			recs, err := findObject(txn, hashOfPartialID(id))
+			if err != nil {
+				return err
+			}
+			if len(recs) > 0 {
+				found = true
+				return nil
+			}
+			ok, err = exists(txn, presenceKey(id, cs))
+			found = err == nil && ok
+			return err
+		})
+	})
+	return found
+}

@@ -325,3 +325,40 @@ func TestConcurrentDownloadsShareFile(t *testing.T) {
 	checkTree(t, s.TreePath(b.cid), b)
 	verifyClean(t, s)
 }
+
+func TestHasChunk(t *testing.T) {
+	p := makePkg(t, testChunk,
+		file("a", 0o644, bytes.Repeat([]byte("a"), 3*int(testChunk))),
+		file("b", 0o644, []byte("bee")))
+	s := openStore(t, t.TempDir())
+	d, err := s.BeginPackage("p", "1.0.0", p.cid, p.bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := p.m.UniqueChunks()
+	for _, r := range refs {
+		if s.HasChunk(r.CID) {
+			t.Fatalf("HasChunk(%s) = true before any chunk was stored", r.CID)
+		}
+	}
+	first := refs[0]
+	if err := d.PutChunk(first.CID, p.chunks[first.CID]); err != nil {
+		t.Fatal(err)
+	}
+	if !s.HasChunk(first.CID) {
+		t.Errorf("HasChunk(%s) = false for a chunk recorded in a partial file", first.CID)
+	}
+	for _, r := range refs {
+		if err := d.PutChunk(r.CID, p.chunks[r.CID]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refs {
+		if !s.HasChunk(r.CID) {
+			t.Errorf("HasChunk(%s) = false after commit", r.CID)
+		}
+	}
+}

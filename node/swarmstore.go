@@ -1,0 +1,36 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/share"
+	"github.com/storkpm/stork/transfer"
+)
+
+// swarmStore lets the swarm upload what the host store holds: verified
+// chunks only, of packages whose manifests the store knows.
+type swarmStore struct{ s *share.Store }
+
+var _ transfer.ChunkStore = swarmStore{}
+
+func (a swarmStore) Manifest(c cid.Cid) (*metadata.Manifest, error) {
+	m, _, err := a.s.Manifest(c)
+	if errors.Is(err, share.ErrNotFound) {
+		return nil, fmt.Errorf("manifest %s: %w", c, metadata.ErrNotFound)
+	}
+	return m, err
+}
+
+func (a swarmStore) ReadChunk(c cid.Cid) ([]byte, error) {
+	b, err := a.s.ReadChunk(c)
+	if errors.Is(err, share.ErrNotFound) {
+		return nil, fmt.Errorf("chunk %s: %w", c, metadata.ErrNotFound)
+	}
+	return b, err
+}
+
+func (a swarmStore) HasChunk(c cid.Cid) bool { return a.s.HasChunk(c) }
