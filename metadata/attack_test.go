@@ -213,9 +213,13 @@ func TestAttackWrongSoftware(t *testing.T) {
 	a := e.add("alpha", "1.0.0", "aaaa")
 	b := e.add("bravo", "1.0.0", "bbbb")
 	c := e.client("")
+	warm := e.client("")
 	ctx := context.Background()
-	if _, err := c.Resolve(ctx, "alpha"); err != nil {
+	if _, err := warm.Resolve(ctx, "alpha"); err != nil {
 		t.Fatalf("control: Resolve(alpha) = %v", err)
+	}
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
 	}
 	pa, pb := ManifestsDir+"/"+a.ManifestCID.String(), ManifestsDir+"/"+b.ManifestCID.String()
 	ma, mb := e.read(pa), e.read(pb)
@@ -228,6 +232,11 @@ func TestAttackWrongSoftware(t *testing.T) {
 		if r, err := c.Resolve(ctx, ref); !errors.Is(err, ErrHashMismatch) {
 			t.Errorf("Resolve(%q) = %+v, %v, want ErrHashMismatch", ref, r, err)
 		}
+	}
+	// A client that verified alpha's manifest before the swap keeps using
+	// the verified bytes: the swapped file is never even read.
+	if r, err := warm.Resolve(ctx, "alpha"); err != nil || !bytes.Equal(r.ManifestBytes, ma) {
+		t.Errorf("warm Resolve(alpha) = %v; want the genuine, cached manifest", err)
 	}
 	// A manifest edited in place (another chunk list) is refused too.
 	e.write(pa, bytes.Replace(ma, []byte(`"mode":420`), []byte(`"mode":493`), 1))

@@ -51,7 +51,20 @@ type Client struct {
 	up    *updater.Updater
 	ad    *tufFetcher
 	index map[string][]*pkgEntry // by name
+
+	// manifests caches verified manifests by CID: content-addressed, so an
+	// entry stays right; it is still checked against the signed target's
+	// hashes on every use.
+	manifests map[cid.Cid]cachedManifest
 }
+
+type cachedManifest struct {
+	data []byte
+	m    *Manifest
+}
+
+// maxCachedManifests bounds the manifest cache.
+const maxCachedManifests = 64
 
 // pkgEntry is one visible signed package target.
 type pkgEntry struct {
@@ -352,6 +365,13 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 		return nil, fmt.Errorf("package %s: manifest: %w: signed length %d, limit %d", ref, ErrTooLarge, n, c.lim.MaxManifestSize)
 	}
 	mc := e.info.ManifestCID
+	if hit, ok := c.manifests[mc]; ok && e.target.VerifyLengthHashes(hit.data) == nil {
+		return &Resolved{
+			Name: e.info.Name, Version: e.info.Version, ManifestCID: mc,
+			ManifestBytes: hit.data, Manifest: hit.m, Depends: e.info.Depends,
+			Length: n, Size: e.info.Size, Role: e.info.Role,
+		}, nil
+	}
 	data, err := c.cfg.Fetcher.Fetch(ctx, ManifestsDir+"/"+mc.String(), n)
 	if err != nil {
 		return nil, fmt.Errorf("package %s: manifest %s: %w", ref, mc, err)
@@ -366,6 +386,10 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 	if err != nil {
 		return nil, fmt.Errorf("package %s: manifest %s: %w", ref, mc, err)
 	}
+	if c.manifests == nil || len(c.manifests) >= maxCachedManifests {
+		c.manifests = make(map[cid.Cid]cachedManifest)
+	}
+	c.manifests[mc] = cachedManifest{data: data, m: m}
 	return &Resolved{
 		Name: e.info.Name, Version: e.info.Version, ManifestCID: mc,
 		ManifestBytes: data, Manifest: m, Depends: e.info.Depends,

@@ -130,7 +130,7 @@ func (s *Store) packageInfo(txn *badger.Txn, c cid.Cid) (*PackageInfo, error) {
 	if !found {
 		return nil, fmt.Errorf("package %s: %w", c, ErrNotFound)
 	}
-	m, _, err := manifestTxn(txn, c, s.lim)
+	m, _, err := s.manifestTxn(txn, c)
 	if err != nil {
 		return nil, err
 	}
@@ -195,11 +195,42 @@ func (s *Store) Manifest(manifestCID cid.Cid) (*metadata.Manifest, []byte, error
 	var m *metadata.Manifest
 	var b []byte
 	err := s.db.View(func(txn *badger.Txn) (err error) {
-		m, b, err = manifestTxn(txn, manifestCID, s.lim)
+		m, b, err = s.manifestTxn(txn, manifestCID)
 		return err
 	})
 	return m, b, err
 }
+
+// manifestTxn returns a stored manifest, decoded once and then cached by
+// CID (manifests are content-addressed and immutable). Callers must not
+// modify the returned manifest.
+func (s *Store) manifestTxn(txn *badger.Txn, c cid.Cid) (*metadata.Manifest, []byte, error) {
+	s.mcMu.Lock()
+	hit, ok := s.mcache[c]
+	s.mcMu.Unlock()
+	if ok {
+		return hit.m, hit.b, nil
+	}
+	m, b, err := manifestTxn(txn, c, s.lim)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mcMu.Lock()
+	if s.mcache == nil || len(s.mcache) >= maxCachedManifests {
+		s.mcache = make(map[cid.Cid]cachedManifest)
+	}
+	s.mcache[c] = cachedManifest{m: m, b: b}
+	s.mcMu.Unlock()
+	return m, b, nil
+}
+
+type cachedManifest struct {
+	m *metadata.Manifest
+	b []byte
+}
+
+// maxCachedManifests bounds the decoded-manifest cache.
+const maxCachedManifests = 64
 
 func manifestTxn(txn *badger.Txn, c cid.Cid, lim metadata.Limits) (*metadata.Manifest, []byte, error) {
 	item, err := txn.Get([]byte(prefixManifest + c.String()))

@@ -53,6 +53,9 @@ type Store struct {
 	sync bool
 	db   *badger.DB
 
+	mcMu   sync.Mutex                 // guards mcache
+	mcache map[cid.Cid]cachedManifest // decoded manifests by CID
+
 	// life is held shared by every operation that reads or writes objects,
 	// partial files or trees, and exclusively by GC, RemovePackage and
 	// Close, so that those never race a download's commit.
