@@ -1,0 +1,1202 @@
+package transfer
+
+import (
+	"errors"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// This file is the swarm's piece-selection and origin policy. It is pure
+// code: no I/O, no goroutines, no clock (every call that needs the time is
+// given it), and deterministic for a given *rand.Rand, so that the
+// discrete-event simulator in package simulations drives exactly the code
+// the daemon runs. A Picker is not safe for concurrent use; the swarm engine
+// guards each one with its download's lock.
+
+// OriginPeer is the pseudo-peer that names the HTTP origin in Requested,
+// Received and Failed. It is never a real peer (libp2p peer IDs are
+// multihashes), and PeerJoined refuses it.
+const OriginPeer PeerID = "origin"
+
+// Defaults for PickerConfig.
+const (
+	DefaultEndgameThreshold    = 4
+	DefaultEndgameDuplicates   = 2
+	DefaultMaxInflightPerPeer  = 64
+	DefaultOriginParallel      = DefaultParallel
+	DefaultOriginInitialWindow = 2
+	DefaultRequestTimeout      = 10 * time.Second
+	DefaultInitialBDP          = 1 << 20 // bytes assumed in flight before a peer is measured
+	scoreAlpha                 = 0.25    // EWMA weight of a new sample
+)
+
+// PickerConfig configures a Picker. Zero fields take the defaults.
+type PickerConfig struct {
+	// NumChunks is the number of chunks to download: the package's unique
+	// chunks, indexed 0..NumChunks-1 in metadata.Manifest.UniqueChunks
+	// order. Required.
+	NumChunks int
+	// ChunkLen returns chunk i's length; only its mean is used (to size
+	// pipelines). Nil: every chunk is metadata.DefaultChunkSize long.
+	ChunkLen func(i int) int64
+	// Rand drives every random choice: tie-breaks and this host's private
+	// origin order. Required for determinism; nil uses a fixed seed.
+	Rand *rand.Rand
+	// EndgameThreshold: once at most this many chunks are missing, a chunk
+	// already requested from one peer may also be requested from another.
+	// Default 4; negative disables the end game.
+	EndgameThreshold int
+	// EndgameDuplicates caps the outstanding requests of one chunk in the
+	// end game (origin included). Default 2.
+	EndgameDuplicates int
+	// MaxInflightPerPeer caps PipelineDepth. Default 64.
+	MaxInflightPerPeer int
+	// InitialBDP is the bandwidth-delay product (bytes) assumed for a peer
+	// not yet measured. Default 1 MiB.
+	InitialBDP int64
+	// OriginParallel caps concurrent origin requests. Default 8.
+	OriginParallel int
+	// OriginInitialWindow is the origin window while no peer is known; it
+	// grows by one per chunk the origin delivers, up to OriginParallel
+	// (slow start: hosts starting together do not all fire OriginParallel
+	// requests before they know of each other). Default 2.
+	OriginInitialWindow int
+	// RequestTimeout: a peer request older than this is returned by Timeouts
+	// and forgotten. Default 10s.
+	RequestTimeout time.Duration
+	// StallTimeout: a peer request older than this makes its chunk eligible
+	// for the origin as well (the request stays open). Default
+	// RequestTimeout/2.
+	StallTimeout time.Duration
+	// PendingTimeout: a peer's claim that it is fetching a chunk from the
+	// origin (PeerPending) keeps us off the origin for that chunk at most
+	// this long. Default RequestTimeout.
+	PendingTimeout time.Duration
+}
+
+// Request is one outstanding request, as Timeouts reports it.
+type Request struct {
+	Chunk int
+	Peer  PeerID
+	At    time.Time
+}
+
+// PeerScore is what a Picker knows of a peer's service.
+type PeerScore struct {
+	// Throughput is an EWMA of bytes/s, each sample a chunk's bytes over
+	// the time the peer spent on it (since it was asked or since the
+	// previous chunk from the peer arrived, whichever is later).
+	Throughput float64
+	// RTT is an EWMA of request-to-arrival times of requests made while
+	// nothing else was in flight to the peer (latency plus one chunk).
+	RTT time.Duration
+	// Chunks and Bytes received from the peer.
+	Chunks int64
+	Bytes  int64
+	// Failures (Failed) and Timeouts in all; Strikes counts consecutive
+	// ones and is reset by a received chunk.
+	Failures int
+	Timeouts int
+	Strikes  int
+}
+
+// Value orders peers: throughput, halved for each strike.
+func (s PeerScore) Value() float64 {
+	return s.Throughput / float64(int(1)<<min(s.Strikes, 30))
+}
+
+// Picker decides, for one download, which chunk to ask next and from whom.
+//
+// Piece selection is rarest first: among the chunks a peer has, that we
+// lack and that nobody is being asked for, it takes one of those held by
+// the fewest known peers, breaking ties at random. Chunks are kept in one
+// bitset per availability level (with a summary word per 64 words), so a
+// pick scans only the non-empty words of the lowest levels, ANDed with the
+// peer's have-map, and availability changes are O(1).
+//
+// The origin is asked only for chunks that no known peer has and that no
+// peer said it is fetching (PeerPending), or whose peer request stalled
+// (older than StallTimeout), in an order private to this host (a random
+// permutation drawn at NewPicker), so that hosts starting together ask the
+// origin for different chunks and then trade them. Its window is
+// OriginParallel shared among the known peers: OriginParallel/(peers+1),
+// at least one; with no peer known it starts at OriginInitialWindow and
+// grows per delivered chunk.
+//
+// End game: once at most EndgameThreshold chunks are missing, a peer with
+// nothing new to offer may be asked for a chunk already requested
+// elsewhere (the least requested first, at most EndgameDuplicates
+// outstanding); Received returns the other requests to cancel.
+type Picker struct {
+	cfg     PickerConfig
+	rng     *rand.Rand
+	n       int
+	avgLen  float64
+	epoch   time.Time
+	started bool
+
+	have      Bitfield
+	remaining int
+	missing   indexSet // chunks we lack, for the end game
+
+	avail    []int32 // known peers holding each chunk
+	pend     []int32 // peers fetching each chunk from the origin
+	reqCount []uint8 // outstanding requests per chunk
+	origReq  Bitfield
+	reqHead  []int32 // first request record per chunk, -1 none
+	levels   []levelSet
+
+	// origin order: rank[i] is chunk i's place in this host's permutation;
+	// heap holds candidates by rank (lazy deletion; inHeap avoids copies).
+	rank           []int32
+	heap           []int32
+	inHeap         Bitfield
+	stalled        []int32
+	originInflight int
+	originDone     int
+
+	peers    map[PeerID]int32
+	slots    []peerSlot
+	free     []int32
+	numPeers int
+
+	recs     []reqRec
+	freeRecs []int32
+	stallQ   fifo
+	timeQ    fifo
+	pendQ    []pendEntry
+	pendHead int
+
+	cancelBuf []PeerID
+}
+
+type peerSlot struct {
+	id       PeerID
+	have     Bitfield
+	pending  Bitfield
+	gen      uint32
+	live     bool
+	inflight int
+	lastRecv int64
+	score    PeerScore
+}
+
+type reqRec struct {
+	chunk   int32
+	peer    int32 // slot, or -1 for the origin
+	next    int32
+	gen     uint32
+	live    bool
+	stalled bool
+	alone   bool // nothing else was in flight to the peer when asked
+	at      int64
+}
+
+type fifoEntry struct {
+	id  int32
+	gen uint32
+}
+
+type fifo struct {
+	q    []fifoEntry
+	head int
+}
+
+func (f *fifo) push(e fifoEntry) { f.q = append(f.q, e) }
+func (f *fifo) peek() (fifoEntry, bool) {
+	if f.head >= len(f.q) {
+		return fifoEntry{}, false
+	}
+	return f.q[f.head], true
+}
+func (f *fifo) pop() {
+	f.head++
+	if f.head == len(f.q) {
+		f.q, f.head = f.q[:0], 0
+	} else if f.head > 1024 && f.head*2 > len(f.q) {
+		f.q = f.q[:copy(f.q, f.q[f.head:])]
+		f.head = 0
+	}
+}
+
+type pendEntry struct {
+	slot  int32
+	gen   uint32
+	chunk int32
+	at    int64
+}
+
+// NewPicker returns a Picker for cfg.NumChunks chunks, none of which we
+// have yet (see SetHave) and no peer is known to have.
+func NewPicker(cfg PickerConfig) *Picker {
+	n := max(cfg.NumChunks, 0)
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(1, 2))
+	}
+	if cfg.EndgameThreshold == 0 {
+		cfg.EndgameThreshold = DefaultEndgameThreshold
+	}
+	if cfg.EndgameDuplicates <= 0 {
+		cfg.EndgameDuplicates = DefaultEndgameDuplicates
+	}
+	if cfg.MaxInflightPerPeer <= 0 {
+		cfg.MaxInflightPerPeer = DefaultMaxInflightPerPeer
+	}
+	cfg.MaxInflightPerPeer = max(cfg.MaxInflightPerPeer, 2)
+	if cfg.InitialBDP <= 0 {
+		cfg.InitialBDP = DefaultInitialBDP
+	}
+	if cfg.OriginParallel <= 0 {
+		cfg.OriginParallel = DefaultOriginParallel
+	}
+	if cfg.OriginInitialWindow <= 0 {
+		cfg.OriginInitialWindow = DefaultOriginInitialWindow
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = cfg.RequestTimeout / 2
+	}
+	if cfg.PendingTimeout <= 0 {
+		cfg.PendingTimeout = cfg.RequestTimeout
+	}
+	p := &Picker{
+		cfg:       cfg,
+		rng:       cfg.Rand,
+		n:         n,
+		have:      NewBitfield(n),
+		remaining: n,
+		avail:     make([]int32, n),
+		pend:      make([]int32, n),
+		reqCount:  make([]uint8, n),
+		origReq:   NewBitfield(n),
+		reqHead:   make([]int32, n),
+		rank:      make([]int32, n),
+		heap:      make([]int32, n),
+		inHeap:    NewBitfield(n),
+		peers:     make(map[PeerID]int32),
+	}
+	var total float64
+	for i := range n {
+		p.reqHead[i] = -1
+		if cfg.ChunkLen != nil {
+			total += float64(cfg.ChunkLen(i))
+		}
+	}
+	if cfg.ChunkLen == nil || n == 0 {
+		p.avgLen = float64(1 << 20)
+	} else {
+		p.avgLen = max(total/float64(n), 1)
+	}
+	p.missing.init(n)
+	for i := range n {
+		p.missing.add(int32(i))
+	}
+	// The permutation sorted by rank is already a valid min-heap.
+	for k, i := range p.rng.Perm(n) {
+		p.rank[i] = int32(k)
+		p.heap[k] = int32(i)
+		p.inHeap.Set(i)
+	}
+	p.levels = make([]levelSet, 1, 8)
+	p.levels[0].init(n)
+	for i := range n {
+		p.levels[0].add(i)
+	}
+	return p
+}
+
+// t converts now to nanoseconds since the first time the Picker was given.
+func (p *Picker) t(now time.Time) int64 {
+	if !p.started {
+		p.epoch, p.started = now, true
+	}
+	return int64(now.Sub(p.epoch))
+}
+
+// NumChunks returns the number of chunks.
+func (p *Picker) NumChunks() int { return p.n }
+
+// Remaining returns how many chunks we still lack.
+func (p *Picker) Remaining() int { return p.remaining }
+
+// Done reports whether we have every chunk.
+func (p *Picker) Done() bool { return p.remaining == 0 }
+
+// Have reports whether we have chunk i.
+func (p *Picker) Have(i int) bool { return p.valid(i) && p.have.Has(i) }
+
+// Availability returns how many known peers have chunk i.
+func (p *Picker) Availability(i int) int {
+	if !p.valid(i) {
+		return 0
+	}
+	return int(p.avail[i])
+}
+
+// Outstanding returns how many requests for chunk i are open.
+func (p *Picker) Outstanding(i int) int {
+	if !p.valid(i) {
+		return 0
+	}
+	return int(p.reqCount[i])
+}
+
+// Peers returns how many peers are known.
+func (p *Picker) Peers() int { return p.numPeers }
+
+// OriginInflight returns the open origin requests.
+func (p *Picker) OriginInflight() int { return p.originInflight }
+
+func (p *Picker) valid(i int) bool { return i >= 0 && i < p.n }
+
+func (p *Picker) pickable(i int) bool { return !p.have.Has(i) && p.reqCount[i] == 0 }
+
+// originEligible: no peer has it or is fetching it, nobody is asked for it.
+func (p *Picker) originEligible(i int) bool {
+	return p.pickable(i) && p.avail[i] == 0 && p.pend[i] == 0
+}
+
+func (p *Picker) level(a int32) *levelSet {
+	for int(a) >= len(p.levels) {
+		p.levels = append(p.levels, levelSet{})
+	}
+	l := &p.levels[a]
+	if l.words == nil {
+		l.init(p.n)
+	}
+	return l
+}
+
+// makePickable puts i back at its level after its last request ended.
+func (p *Picker) makePickable(i int) {
+	p.level(p.avail[i]).add(i)
+	p.maybeOrigin(i)
+}
+
+func (p *Picker) maybeOrigin(i int) {
+	if p.originEligible(i) && !p.inHeap.Has(i) {
+		p.heapPush(int32(i))
+	}
+}
+
+// setAvail moves chunk i to availability a.
+func (p *Picker) setAvail(i int, a int32) {
+	old := p.avail[i]
+	p.avail[i] = a
+	if p.pickable(i) {
+		p.levels[old].remove(i)
+		p.level(a).add(i)
+	}
+	if a == 0 {
+		p.maybeOrigin(i)
+	}
+}
+
+// SetHave records that we hold a verified chunk i (already stored, or just
+// received). Open requests for it stay open; Received cancels them.
+func (p *Picker) SetHave(i int) {
+	if !p.valid(i) || p.have.Has(i) {
+		return
+	}
+	if p.reqCount[i] == 0 {
+		p.levels[p.avail[i]].remove(i)
+	}
+	p.have.Set(i)
+	p.remaining--
+	p.missing.remove(int32(i))
+}
+
+// PeerJoined records a peer and its have-map (copied; nil: nothing). A
+// known peer's have-map is replaced.
+func (p *Picker) PeerJoined(peer PeerID, have Bitfield) {
+	if peer == OriginPeer {
+		return
+	}
+	if _, ok := p.peers[peer]; ok {
+		p.PeerLeft(peer)
+	}
+	var s int32
+	if k := len(p.free); k > 0 {
+		s = p.free[k-1]
+		p.free = p.free[:k-1]
+	} else {
+		p.slots = append(p.slots, peerSlot{})
+		s = int32(len(p.slots) - 1)
+	}
+	sl := &p.slots[s]
+	gen := sl.gen + 1
+	hb, pb := sl.have, sl.pending
+	if hb == nil {
+		hb, pb = NewBitfield(p.n), NewBitfield(p.n)
+	} else {
+		clear(hb)
+		clear(pb)
+	}
+	*sl = peerSlot{id: peer, have: hb, pending: pb, gen: gen, live: true}
+	p.peers[peer] = s
+	p.numPeers++
+	for w, x := range have {
+		if w >= len(hb) {
+			break
+		}
+		x &= hb.mask(w, p.n)
+		for x != 0 {
+			b := bits.TrailingZeros64(x)
+			x &= x - 1
+			i := w*64 + b
+			hb.Set(i)
+			p.setAvail(i, p.avail[i]+1)
+		}
+	}
+}
+
+// PeerHave records that peer has chunk i (a HaveUpdate). It also ends the
+// peer's PeerPending claim on i.
+func (p *Picker) PeerHave(peer PeerID, i int) {
+	s, ok := p.peers[peer]
+	if !ok || !p.valid(i) {
+		return
+	}
+	sl := &p.slots[s]
+	if sl.pending.Has(i) {
+		sl.pending.Clear(i)
+		p.pend[i]--
+	}
+	if sl.have.Has(i) {
+		return
+	}
+	sl.have.Set(i)
+	p.setAvail(i, p.avail[i]+1)
+}
+
+// PeerLacks records that peer does not have chunk i after all (it rejected
+// a request for it).
+func (p *Picker) PeerLacks(peer PeerID, i int) {
+	s, ok := p.peers[peer]
+	if !ok || !p.valid(i) || !p.slots[s].have.Has(i) {
+		return
+	}
+	p.slots[s].have.Clear(i)
+	p.setAvail(i, p.avail[i]-1)
+}
+
+// PeerPending records that peer said it is fetching chunk i from the
+// origin: we leave i to it (and fetch it from the peer once it has it)
+// unless the claim is older than PendingTimeout.
+func (p *Picker) PeerPending(peer PeerID, i int, now time.Time) {
+	s, ok := p.peers[peer]
+	if !ok || !p.valid(i) {
+		return
+	}
+	sl := &p.slots[s]
+	if sl.have.Has(i) || sl.pending.Has(i) {
+		return
+	}
+	sl.pending.Set(i)
+	p.pend[i]++
+	p.pendQ = append(p.pendQ, pendEntry{slot: s, gen: sl.gen, chunk: int32(i), at: p.t(now)})
+}
+
+// PeerLeft forgets a peer (gone, dropped or banned): its chunks no longer
+// count, and its open requests are dropped (their chunks become pickable).
+func (p *Picker) PeerLeft(peer PeerID) {
+	s, ok := p.peers[peer]
+	if !ok {
+		return
+	}
+	sl := &p.slots[s]
+	// Open requests first, so their chunks return at the right level.
+	for _, i := range p.missing.items {
+		for id := p.reqHead[i]; id >= 0; {
+			r := &p.recs[id]
+			next := r.next
+			if r.peer == s {
+				p.endRequest(id)
+			}
+			id = next
+		}
+		if sl.inflight == 0 {
+			break
+		}
+	}
+	for w, x := range sl.have {
+		for x != 0 {
+			b := bits.TrailingZeros64(x)
+			x &= x - 1
+			i := w*64 + b
+			p.setAvail(i, p.avail[i]-1)
+		}
+	}
+	for w, x := range sl.pending {
+		for x != 0 {
+			b := bits.TrailingZeros64(x)
+			x &= x - 1
+			i := w*64 + b
+			p.pend[i]--
+			p.maybeOrigin(i)
+		}
+	}
+	sl.live = false
+	sl.gen++
+	sl.id = ""
+	delete(p.peers, peer)
+	p.free = append(p.free, s)
+	p.numPeers--
+}
+
+// PeerHas reports whether peer is known to have chunk i.
+func (p *Picker) PeerHas(peer PeerID, i int) bool {
+	s, ok := p.peers[peer]
+	return ok && p.valid(i) && p.slots[s].have.Has(i)
+}
+
+// Score returns what the Picker knows of peer.
+func (p *Picker) Score(peer PeerID) PeerScore {
+	if s, ok := p.peers[peer]; ok {
+		return p.slots[s].score
+	}
+	return PeerScore{}
+}
+
+// Inflight returns the open requests to peer (OriginPeer: the origin).
+func (p *Picker) Inflight(peer PeerID) int {
+	if peer == OriginPeer {
+		return p.originInflight
+	}
+	if s, ok := p.peers[peer]; ok {
+		return p.slots[s].inflight
+	}
+	return 0
+}
+
+// PipelineDepth is how many requests to keep open to peer so that its link
+// stays busy: one bandwidth-delay product of chunks plus one,
+// clamp(ceil(throughput*rtt/chunkLen)+1, 2, MaxInflightPerPeer), where
+// chunkLen is the mean chunk length. An unmeasured peer is assumed to have
+// a bandwidth-delay product of InitialBDP.
+func (p *Picker) PipelineDepth(peer PeerID) int {
+	s, ok := p.peers[peer]
+	if !ok {
+		return 0
+	}
+	sc := p.slots[s].score
+	bdp := float64(p.cfg.InitialBDP)
+	if sc.Throughput > 0 && sc.RTT > 0 {
+		bdp = sc.Throughput * sc.RTT.Seconds()
+	}
+	d := math.Ceil(bdp/p.avgLen) + 1
+	if d > float64(p.cfg.MaxInflightPerPeer) {
+		return p.cfg.MaxInflightPerPeer
+	}
+	return max(int(d), 2)
+}
+
+// RankPeers sorts peers (known ones only are kept) best first by
+// PeerScore.Value, and returns the slice.
+func (p *Picker) RankPeers(peers []PeerID) []PeerID {
+	out := peers[:0]
+	for _, id := range peers {
+		if _, ok := p.peers[id]; ok {
+			out = append(out, id)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b PeerID) int {
+		va, vb := p.slots[p.peers[a]].score.Value(), p.slots[p.peers[b]].score.Value()
+		switch {
+		case va > vb:
+			return -1
+		case va < vb:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Endgame reports whether the end game is on.
+func (p *Picker) Endgame() bool {
+	return p.cfg.EndgameThreshold >= 0 && p.remaining > 0 && p.remaining <= p.cfg.EndgameThreshold
+}
+
+// NextForPeer returns the chunk to request next from peer, or false if the
+// peer has nothing we need that is not requested already, or its pipeline
+// is full (Inflight >= PipelineDepth). It changes nothing: call Requested
+// for the chunk actually asked for.
+func (p *Picker) NextForPeer(peer PeerID, now time.Time) (int, bool) {
+	s, ok := p.peers[peer]
+	if !ok || p.remaining == 0 {
+		return 0, false
+	}
+	sl := &p.slots[s]
+	if sl.inflight >= p.PipelineDepth(peer) {
+		return 0, false
+	}
+	for a := 1; a < len(p.levels); a++ {
+		if p.levels[a].count == 0 {
+			continue
+		}
+		if i, ok := p.levels[a].pick(sl.have, p.rng); ok {
+			return i, true
+		}
+	}
+	if !p.Endgame() {
+		return 0, false
+	}
+	// End game: the least-requested missing chunk this peer has and was
+	// not asked for, starting at a random place.
+	best, bestN := -1, p.cfg.EndgameDuplicates
+	m := len(p.missing.items)
+	start := p.rng.IntN(m)
+	for k := range m {
+		i := int(p.missing.items[(start+k)%m])
+		if !sl.have.Has(i) || int(p.reqCount[i]) >= bestN || p.askedFrom(i, s) {
+			continue
+		}
+		best, bestN = i, int(p.reqCount[i])
+	}
+	return best, best >= 0
+}
+
+func (p *Picker) askedFrom(i int, s int32) bool {
+	for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+		if p.recs[id].peer == s {
+			return true
+		}
+	}
+	return false
+}
+
+// originWindow is how many origin requests may be open now.
+func (p *Picker) originWindow() int {
+	if p.numPeers == 0 {
+		return min(p.cfg.OriginParallel, p.cfg.OriginInitialWindow+p.originDone)
+	}
+	return max(1, p.cfg.OriginParallel/(p.numPeers+1))
+}
+
+// OriginWindow returns how many origin requests may be open at once now.
+func (p *Picker) OriginWindow() int { return p.originWindow() }
+
+// NextForOrigin returns the chunk to request next from the origin, or
+// false if none qualifies or the origin window is full. Stalled chunks come
+// first, then chunks no known peer has or fetches, in this host's private
+// random order. It changes nothing but expiring stalls and PeerPending
+// claims: call Requested(i, OriginPeer, now).
+func (p *Picker) NextForOrigin(now time.Time) (int, bool) {
+	p.advance(p.t(now))
+	if p.remaining == 0 || p.originInflight >= p.originWindow() {
+		return 0, false
+	}
+	for len(p.stalled) > 0 {
+		i := int(p.stalled[0])
+		if !p.have.Has(i) && !p.origReq.Has(i) && p.reqCount[i] > 0 {
+			return i, true
+		}
+		p.stalled = p.stalled[1:]
+	}
+	for len(p.heap) > 0 {
+		i := int(p.heap[0])
+		if p.originEligible(i) {
+			return i, true
+		}
+		p.heapPop()
+		p.inHeap.Clear(i)
+	}
+	return 0, false
+}
+
+// advance expires PeerPending claims and marks stalled peer requests.
+func (p *Picker) advance(t int64) {
+	for p.pendHead < len(p.pendQ) {
+		e := p.pendQ[p.pendHead]
+		if t-e.at < int64(p.cfg.PendingTimeout) {
+			break
+		}
+		p.pendHead++
+		sl := &p.slots[e.slot]
+		if sl.live && sl.gen == e.gen && sl.pending.Has(int(e.chunk)) {
+			sl.pending.Clear(int(e.chunk))
+			p.pend[e.chunk]--
+			p.maybeOrigin(int(e.chunk))
+		}
+	}
+	if p.pendHead == len(p.pendQ) {
+		p.pendQ, p.pendHead = p.pendQ[:0], 0
+	}
+	for {
+		e, ok := p.stallQ.peek()
+		if !ok {
+			break
+		}
+		r := &p.recs[e.id]
+		if r.live && r.gen == e.gen && t-r.at < int64(p.cfg.StallTimeout) {
+			break
+		}
+		p.stallQ.pop()
+		if r.live && r.gen == e.gen && !r.stalled {
+			r.stalled = true
+			p.stalled = append(p.stalled, r.chunk)
+		}
+	}
+}
+
+// Requested records a request for chunk i sent to from (OriginPeer for the
+// origin) at now.
+func (p *Picker) Requested(i int, from PeerID, now time.Time) {
+	if !p.valid(i) || p.have.Has(i) {
+		return
+	}
+	t := p.t(now)
+	s := int32(-1)
+	if from == OriginPeer {
+		if p.origReq.Has(i) {
+			return
+		}
+		p.origReq.Set(i)
+		p.originInflight++
+	} else {
+		var ok bool
+		if s, ok = p.peers[from]; !ok || p.askedFrom(i, s) {
+			return
+		}
+	}
+	if p.reqCount[i] == 0 {
+		p.levels[p.avail[i]].remove(i)
+	}
+	if p.reqCount[i] < math.MaxUint8 {
+		p.reqCount[i]++
+	}
+	var id int32
+	if k := len(p.freeRecs); k > 0 {
+		id = p.freeRecs[k-1]
+		p.freeRecs = p.freeRecs[:k-1]
+	} else {
+		p.recs = append(p.recs, reqRec{})
+		id = int32(len(p.recs) - 1)
+	}
+	r := &p.recs[id]
+	*r = reqRec{chunk: int32(i), peer: s, next: p.reqHead[i], gen: r.gen + 1, live: true, at: t}
+	p.reqHead[i] = id
+	if s >= 0 {
+		sl := &p.slots[s]
+		r.alone = sl.inflight == 0
+		sl.inflight++
+		p.stallQ.push(fifoEntry{id, r.gen})
+		p.timeQ.push(fifoEntry{id, r.gen})
+	}
+}
+
+// findReq returns the open request of chunk i to slot s (-1: origin).
+func (p *Picker) findReq(i int, s int32) int32 {
+	for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+		if p.recs[id].peer == s {
+			return id
+		}
+	}
+	return -1
+}
+
+// endRequest closes request id; its chunk becomes pickable again if it was
+// the last one and we still lack the chunk.
+func (p *Picker) endRequest(id int32) {
+	r := &p.recs[id]
+	i := int(r.chunk)
+	// unlink
+	if p.reqHead[i] == id {
+		p.reqHead[i] = r.next
+	} else {
+		for q := p.reqHead[i]; q >= 0; q = p.recs[q].next {
+			if p.recs[q].next == id {
+				p.recs[q].next = r.next
+				break
+			}
+		}
+	}
+	if r.peer < 0 {
+		p.origReq.Clear(i)
+		p.originInflight--
+	} else {
+		p.slots[r.peer].inflight--
+	}
+	r.live = false
+	r.gen++
+	p.freeRecs = append(p.freeRecs, id)
+	p.reqCount[i]--
+	if p.reqCount[i] == 0 && !p.have.Has(i) {
+		p.makePickable(i)
+	}
+}
+
+func (p *Picker) slotOf(from PeerID) (int32, bool) {
+	if from == OriginPeer {
+		return -1, true
+	}
+	s, ok := p.peers[from]
+	return s, ok
+}
+
+// Received records that chunk i arrived from from (verified, bytes long)
+// and marks it had. It returns the other peers (OriginPeer included) still
+// asked for i, whose requests it closed: the caller should cancel them. The
+// slice is reused by the next call. A chunk we did not ask from for is
+// still taken (SetHave) and counted.
+func (p *Picker) Received(i int, from PeerID, now time.Time, bytes int64) []PeerID {
+	p.cancelBuf = p.cancelBuf[:0]
+	if !p.valid(i) {
+		return nil
+	}
+	t := p.t(now)
+	s, ok := p.slotOf(from)
+	if ok {
+		if id := p.findReq(i, s); id >= 0 {
+			r := p.recs[id]
+			if s >= 0 {
+				sl := &p.slots[s]
+				start := max(r.at, sl.lastRecv)
+				if dt := t - start; dt > 0 {
+					tp := float64(bytes) / (float64(dt) / 1e9)
+					sl.score.Throughput = ewma(sl.score.Throughput, tp)
+				}
+				if r.alone {
+					rtt := time.Duration(t - r.at)
+					if sl.score.RTT == 0 {
+						sl.score.RTT = rtt
+					} else {
+						sl.score.RTT = time.Duration(ewma(float64(sl.score.RTT), float64(rtt)))
+					}
+				}
+			} else {
+				p.originDone++
+			}
+			p.endRequest(id)
+		}
+		if s >= 0 {
+			sl := &p.slots[s]
+			sl.lastRecv = t
+			sl.score.Chunks++
+			sl.score.Bytes += bytes
+			sl.score.Strikes = 0
+		}
+	}
+	p.SetHave(i)
+	for id := p.reqHead[i]; id >= 0; {
+		r := &p.recs[id]
+		next := r.next
+		if r.peer < 0 {
+			p.cancelBuf = append(p.cancelBuf, OriginPeer)
+		} else {
+			p.cancelBuf = append(p.cancelBuf, p.slots[r.peer].id)
+		}
+		p.endRequest(id)
+		id = next
+	}
+	return p.cancelBuf
+}
+
+func ewma(old, sample float64) float64 {
+	if old == 0 {
+		return sample
+	}
+	return old + scoreAlpha*(sample-old)
+}
+
+// Failed records that the request of chunk i to from failed (an error, a
+// Reject, a chunk that failed its hash, a cancelled origin request): the
+// chunk becomes pickable again and the peer takes a strike. It returns the
+// peer's consecutive strikes.
+func (p *Picker) Failed(i int, from PeerID) int {
+	if !p.valid(i) {
+		return 0
+	}
+	s, ok := p.slotOf(from)
+	if !ok {
+		return 0
+	}
+	if id := p.findReq(i, s); id >= 0 {
+		p.endRequest(id)
+	}
+	if s < 0 {
+		return 0
+	}
+	sc := &p.slots[s].score
+	sc.Failures++
+	sc.Strikes++
+	return sc.Strikes
+}
+
+// Cancelled closes the request of chunk i to from without blame (we
+// cancelled it ourselves).
+func (p *Picker) Cancelled(i int, from PeerID) {
+	if !p.valid(i) {
+		return
+	}
+	if s, ok := p.slotOf(from); ok {
+		if id := p.findReq(i, s); id >= 0 {
+			p.endRequest(id)
+		}
+	}
+}
+
+// Timeouts closes every peer request older than RequestTimeout, gives each
+// peer a strike (PeerScore.Timeouts), and appends the closed requests to
+// dst: the caller should cancel them and may drop a peer with many
+// strikes. Origin requests never time out here (the origin has its own
+// stall and rate limits).
+func (p *Picker) Timeouts(now time.Time, dst []Request) []Request {
+	t := p.t(now)
+	p.advance(t)
+	for {
+		e, ok := p.timeQ.peek()
+		if !ok {
+			break
+		}
+		r := &p.recs[e.id]
+		if r.live && r.gen == e.gen && t-r.at < int64(p.cfg.RequestTimeout) {
+			break
+		}
+		p.timeQ.pop()
+		if !r.live || r.gen != e.gen {
+			continue
+		}
+		sl := &p.slots[r.peer]
+		dst = append(dst, Request{Chunk: int(r.chunk), Peer: sl.id, At: p.epoch.Add(time.Duration(r.at))})
+		sl.score.Timeouts++
+		sl.score.Strikes++
+		p.endRequest(e.id)
+	}
+	return dst
+}
+
+// heap of chunk indices ordered by rank.
+
+func (p *Picker) heapPush(i int32) {
+	p.inHeap.Set(int(i))
+	h := append(p.heap, i)
+	k := len(h) - 1
+	for k > 0 {
+		parent := (k - 1) / 2
+		if p.rank[h[parent]] <= p.rank[h[k]] {
+			break
+		}
+		h[parent], h[k] = h[k], h[parent]
+		k = parent
+	}
+	p.heap = h
+}
+
+func (p *Picker) heapPop() {
+	h := p.heap
+	last := len(h) - 1
+	h[0] = h[last]
+	h = h[:last]
+	k := 0
+	for {
+		l := 2*k + 1
+		if l >= len(h) {
+			break
+		}
+		c := l
+		if r := l + 1; r < len(h) && p.rank[h[r]] < p.rank[h[l]] {
+			c = r
+		}
+		if p.rank[h[k]] <= p.rank[h[c]] {
+			break
+		}
+		h[k], h[c] = h[c], h[k]
+		k = c
+	}
+	p.heap = h
+}
+
+// levelSet is a set of chunk indices: a bitset plus a summary bit per
+// non-empty word, so that scans skip empty stretches 64 words at a time.
+type levelSet struct {
+	words   []uint64
+	summary []uint64
+	count   int
+}
+
+func (l *levelSet) init(n int) {
+	w := (n + 63) / 64
+	l.words = make([]uint64, w)
+	l.summary = make([]uint64, (w+63)/64)
+}
+
+func (l *levelSet) add(i int) {
+	w := i >> 6
+	if l.words[w]&(1<<(i&63)) != 0 {
+		return
+	}
+	l.words[w] |= 1 << (i & 63)
+	l.summary[w>>6] |= 1 << (w & 63)
+	l.count++
+}
+
+func (l *levelSet) remove(i int) {
+	w := i >> 6
+	if l.words[w]&(1<<(i&63)) == 0 {
+		return
+	}
+	l.words[w] &^= 1 << (i & 63)
+	if l.words[w] == 0 {
+		l.summary[w>>6] &^= 1 << (w & 63)
+	}
+	l.count--
+}
+
+// pick returns a member also in mask, chosen from a random starting word
+// and at random within the first matching word.
+func (l *levelSet) pick(mask Bitfield, rng *rand.Rand) (int, bool) {
+	nw := len(l.words)
+	if nw == 0 || l.count == 0 {
+		return 0, false
+	}
+	start := rng.IntN(nw)
+	try := func(w int) (int, bool) {
+		x := l.words[w] & mask[w]
+		if x == 0 {
+			return 0, false
+		}
+		k := rng.IntN(bits.OnesCount64(x))
+		for ; k > 0; k-- {
+			x &= x - 1
+		}
+		return w*64 + bits.TrailingZeros64(x), true
+	}
+	// Scan summary words from start's, wrapping once; within the first
+	// summary word only words >= start, and those < start at the end.
+	ns := len(l.summary)
+	s0 := start >> 6
+	for k := 0; k <= ns; k++ {
+		sw := (s0 + k) % ns
+		x := l.summary[sw]
+		switch {
+		case k == 0:
+			x &= ^uint64(0) << (start & 63)
+		case k == ns:
+			x &= (uint64(1) << (start & 63)) - 1
+		}
+		for x != 0 {
+			b := bits.TrailingZeros64(x)
+			x &= x - 1
+			if i, ok := try(sw*64 + b); ok {
+				return i, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// indexSet is a set of int32 with O(1) add, remove and iteration.
+type indexSet struct {
+	items []int32
+	pos   []int32 // index in items, -1 if absent
+}
+
+func (s *indexSet) init(n int) {
+	s.items = make([]int32, 0, n)
+	s.pos = make([]int32, n)
+	for i := range s.pos {
+		s.pos[i] = -1
+	}
+}
+
+func (s *indexSet) add(i int32) {
+	if s.pos[i] >= 0 {
+		return
+	}
+	s.pos[i] = int32(len(s.items))
+	s.items = append(s.items, i)
+}
+
+func (s *indexSet) remove(i int32) {
+	k := s.pos[i]
+	if k < 0 {
+		return
+	}
+	last := s.items[len(s.items)-1]
+	s.items[k] = last
+	s.pos[last] = k
+	s.items = s.items[:len(s.items)-1]
+	s.pos[i] = -1
+}
+
+// Bitfield is a set of chunk indices, bit i of word i/64. Its wire form
+// (Bytes) is one bit per chunk, bit i in byte i/8 at bit i%8 (LSB first),
+// with zero padding.
+type Bitfield []uint64
+
+// NewBitfield returns an empty Bitfield for n chunks.
+func NewBitfield(n int) Bitfield { return make(Bitfield, (max(n, 0)+63)/64) }
+
+// Set adds i.
+func (b Bitfield) Set(i int) { b[i>>6] |= 1 << (i & 63) }
+
+// Clear removes i.
+func (b Bitfield) Clear(i int) { b[i>>6] &^= 1 << (i & 63) }
+
+// Has reports whether i is in b (false when out of range).
+func (b Bitfield) Has(i int) bool {
+	return i >= 0 && i>>6 < len(b) && b[i>>6]&(1<<(i&63)) != 0
+}
+
+// Count returns the number of members.
+func (b Bitfield) Count() int {
+	n := 0
+	for _, w := range b {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// mask returns the valid bits of word w for n chunks.
+func (b Bitfield) mask(w, n int) uint64 {
+	if rem := n - w*64; rem < 64 {
+		if rem <= 0 {
+			return 0
+		}
+		return (1 << rem) - 1
+	}
+	return ^uint64(0)
+}
+
+// AppendBytes appends the wire form of b for n chunks to dst.
+func (b Bitfield) AppendBytes(dst []byte, n int) []byte {
+	for k := range (n + 7) / 8 {
+		var x byte
+		if w := k / 8; w < len(b) {
+			x = byte(b[w] >> (8 * (k % 8)))
+		}
+		if rem := n - 8*k; rem < 8 {
+			x &= byte(1<<rem) - 1
+		}
+		dst = append(dst, x)
+	}
+	return dst
+}
+
+// BitfieldFromBytes decodes the wire form of a Bitfield of n chunks. data
+// must be exactly (n+7)/8 bytes long with zero padding bits.
+func BitfieldFromBytes(data []byte, n int) (Bitfield, error) {
+	if n < 0 || len(data) != (n+7)/8 {
+		return nil, errBitfieldLen
+	}
+	if n%8 != 0 && data[len(data)-1]>>(n%8) != 0 {
+		return nil, errBitfieldPad
+	}
+	b := NewBitfield(n)
+	for k, x := range data {
+		b[k/8] |= uint64(x) << (8 * (k % 8))
+	}
+	return b, nil
+}
+
+var (
+	errBitfieldLen = errors.New("bitfield length does not match the chunk count")
+	errBitfieldPad = errors.New("bitfield padding bits set")
+)
