@@ -18,7 +18,7 @@ func newTestPicker(n int, seed uint64, mod func(*PickerConfig)) *Picker {
 }
 
 // deepPipes lets a peer take 100 requests at once.
-func deepPipes(c *PickerConfig) { c.MaxInflightPerPeer, c.InitialBDP = 100, 100 << 20 }
+func deepPipes(c *PickerConfig) { c.MaxInflightPerPeer, c.InitialBDP = 100, 100<<20 }
 
 func bitsOf(n int, idx ...int) Bitfield {
 	b := NewBitfield(n)
