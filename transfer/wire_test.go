@@ -1,0 +1,164 @@
+package transfer
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+
+	"github.com/storkpm/stork/metadata"
+)
+
+var testManifestCID = metadata.SumCID([]byte("manifest"))
+
+func wireSamples() []*Message {
+	have := NewBitfield(13)
+	have.Set(0)
+	have.Set(12)
+	return []*Message{
+		{Type: MsgHello, Manifest: testManifestCID},
+		{Type: MsgHave, Manifest: testManifestCID, Count: 13, Have: have},
+		{Type: MsgHave, Manifest: testManifestCID, Count: 0, Have: Bitfield{}},
+		{Type: MsgHaveUpdate, Index: 300},
+		{Type: MsgRequest, Indices: []uint32{0, 1, 2, 1 << 31}},
+		{Type: MsgChunk, Index: 7, Data: []byte("chunk bytes")},
+		{Type: MsgChunk, Index: 0, Data: []byte{}},
+		{Type: MsgCancel, Indices: []uint32{5}},
+		{Type: MsgReject, Reason: RejectBusy, Indices: []uint32{1, 2}},
+		{Type: MsgFetching, Indices: []uint32{9, 10}},
+	}
+}
+
+func encodeMsg(t testing.TB, m *Message) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := WriteMessage(&buf, m); err != nil {
+		t.Fatalf("WriteMessage(%s): %v", m.Type, err)
+	}
+	b, err := AppendMessage(nil, m)
+	if err != nil || !bytes.Equal(b, buf.Bytes()) {
+		t.Fatalf("AppendMessage(%s) = %x, %v; WriteMessage wrote %x", m.Type, b, err, buf.Bytes())
+	}
+	return b
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, m := range wireSamples() {
+		t.Run(m.Type.String(), func(t *testing.T) {
+			b := encodeMsg(t, m)
+			got, err := ReadMessage(bufio.NewReader(bytes.NewReader(b)), WireLimits{})
+			if err != nil {
+				t.Fatalf("ReadMessage(%x): %v", b, err)
+			}
+			if got.Type == MsgChunk && len(got.Data) == 0 {
+				got.Data = m.Data
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Fatalf("ReadMessage = %+v, want %+v", got, m)
+			}
+		})
+	}
+}
+
+func msgBytes(n uint64, typ byte, payload ...byte) []byte {
+	b := binary.AppendUvarint(nil, n)
+	b = append(b, typ)
+	return append(b, payload...)
+}
+
+func TestWireRejects(t *testing.T) {
+	t.Parallel()
+	cidb := testManifestCID.Bytes()
+	hello := append([]byte{byte(len(cidb))}, cidb...)
+	cases := []struct {
+		name   string
+		in     []byte
+		limits WireLimits
+	}{
+		{"empty", []byte{0}, WireLimits{}},
+		{"unknown type", msgBytes(1, 99), WireLimits{}},
+		{"control too large", msgBytes(2<<20, byte(MsgRequest)), WireLimits{}},
+		{"chunk too large", msgBytes(metadata.MaxChunkSize+100, byte(MsgChunk)), WireLimits{}},
+		{"chunk over a small limit", msgBytes(12, byte(MsgChunk), append([]byte{1}, make([]byte, 10)...)...), WireLimits{MaxChunk: 8}},
+		{"truncated", msgBytes(10, byte(MsgHaveUpdate), 1), WireLimits{}},
+		{"trailing bytes", msgBytes(3, byte(MsgHaveUpdate), 1, 2), WireLimits{}},
+		{"long varint", msgBytes(3, byte(MsgHaveUpdate), 0x81, 0x00), WireLimits{}},
+		{"long length", []byte{0x82, 0x00, byte(MsgHaveUpdate), 1}, WireLimits{}},
+		{"index over 32 bits", msgBytes(6, byte(MsgHaveUpdate), 0x80, 0x80, 0x80, 0x80, 0x10), WireLimits{}},
+		{"no indices", msgBytes(2, byte(MsgRequest), 0), WireLimits{}},
+		{"more indices than bytes", msgBytes(3, byte(MsgRequest), 100, 1), WireLimits{}},
+		{"bad reason", msgBytes(4, byte(MsgReject), 9, 1, 1), WireLimits{}},
+		{"bad cid", msgBytes(4, byte(MsgHello), 2, 1, 2), WireLimits{}},
+		{"have count too big", msgBytes(uint64(2+len(hello)), byte(MsgHave), append(hello, 100)...), WireLimits{}},
+		{"have padding", msgBytes(uint64(3+len(hello)), byte(MsgHave), append(hello, 3, 0xff)...), WireLimits{}},
+		{"varint overflow", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, WireLimits{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadMessage(bufio.NewReader(bytes.NewReader(tc.in)), tc.limits)
+			if err == nil {
+				t.Fatalf("ReadMessage(%x) succeeded, want an error", tc.in)
+			}
+			if !errors.Is(err, ErrProtocol) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("ReadMessage(%x) = %v, want ErrProtocol or ErrUnexpectedEOF", tc.in, err)
+			}
+		})
+	}
+	if _, err := ReadMessage(bufio.NewReader(bytes.NewReader(nil)), WireLimits{}); err != io.EOF {
+		t.Fatalf("ReadMessage(empty stream) = %v, want io.EOF", err)
+	}
+}
+
+// TestWireNoAllocBeforeLimit: a declared length over the limit is refused
+// before anything is allocated for it (a 1 TiB make would not return).
+func TestWireNoAllocBeforeLimit(t *testing.T) {
+	in := msgBytes(1<<40, byte(MsgChunk))
+	allocs := testing.AllocsPerRun(10, func() {
+		_, err := ReadMessage(bufio.NewReaderSize(bytes.NewReader(in), 16), WireLimits{})
+		if err == nil {
+			t.Fatal("a 1 TiB chunk message was accepted")
+		}
+	})
+	if allocs > 20 {
+		t.Fatalf("rejecting an oversized message made %v allocations", allocs)
+	}
+}
+
+func FuzzReadMessage(f *testing.F) {
+	for _, m := range wireSamples() {
+		f.Add(encodeMsg(f, m))
+	}
+	f.Add([]byte{0})
+	f.Add(msgBytes(1<<30, byte(MsgChunk)))
+	f.Add(msgBytes(3, byte(MsgHaveUpdate), 0x81, 0x00))
+	limits := WireLimits{MaxControl: 4096, MaxChunk: 8192}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := bufio.NewReader(bytes.NewReader(in))
+		consumed := 0
+		for {
+			m, err := ReadMessage(r, limits)
+			if err != nil {
+				return
+			}
+			if m.Type == MsgChunk && len(m.Data) > limits.MaxChunk {
+				t.Fatalf("chunk of %d bytes over the limit %d", len(m.Data), limits.MaxChunk)
+			}
+			b, err := AppendMessage(nil, m)
+			if err != nil {
+				t.Fatalf("AppendMessage(decoded %+v): %v", m, err)
+			}
+			if m.Type != MsgChunk && len(b) > limits.MaxControl+binary.MaxVarintLen64 {
+				t.Fatalf("control message of %d bytes over the limit", len(b))
+			}
+			// Shortest-form varints: the encoding is unique.
+			if !bytes.Equal(b, in[consumed:consumed+len(b)]) {
+				t.Fatalf("re-encoding %+v = %x, input was %x", m, b, in[consumed:consumed+len(b)])
+			}
+			consumed += len(b)
+		}
+	})
+}
