@@ -1,0 +1,416 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/storkpm/stork/transfer"
+)
+
+// Discovery: how a host finds the others that hold a package.
+//
+// Two sources run side by side for every FindProviders:
+//
+//  1. The Kademlia DHT of the /stork overlay (kad-dht's classic provide:
+//     IpfsDHT.Provide stores the record locally, then PUTs it on the k=20
+//     closest peers a lookup finds; FindProvidersAsync asks the local
+//     store, then walks towards the key). This is what scales.
+//  2. /stork/have, a one-question protocol asked of every directly
+//     connected peer: "who provides this multihash?" The peer answers
+//     with itself if it announced it and with the provider records the
+//     DHT stored on it.
+//
+// Why both: in a 2-3 host overlay the DHT alone is fragile. A Provide made
+// before the routing table fills (the first host of a testbed, or a host
+// whose identify exchange has not finished) fails with "failed to find any
+// peer in table" and stores the record nowhere but locally; a lookup run
+// from an empty routing table returns nothing; DHT clients (hosts AutoNAT
+// finds unreachable) are never asked. So: Provide keeps every announced
+// CID and treats that failure as "pending"; announcements are pushed again
+// every ProvideInterval and, while the routing table holds fewer than k
+// peers (the only case in which a newcomer may be among the k closest for
+// every key), whenever a DHT peer joins, with retries while no peer is
+// there yet; and /stork/have covers whatever the DHT misses among
+// neighbours. kad-dht v0.38's newer "provider" package (the sweeping
+// reprovider) is not used: it schedules by keyspace region and needs a
+// network-size estimate that a 3-host overlay cannot give.
+//
+// Nothing learnt here is trusted: a provider is only a peer to ask, and
+// every chunk it sends is checked against the manifest.
+
+// HaveProtocol is the libp2p protocol ID of the neighbour provider query.
+//
+// Wire format, one question per stream: the asker writes a uvarint length
+// and a binary CID (at most maxHaveRequest bytes); the answerer writes a
+// uvarint length and a JSON array of peer.AddrInfo (at most maxHaveAnswer
+// bytes, maxHaveProviders entries), then closes the stream.
+const HaveProtocol = "/stork/have/1.0.0"
+
+const (
+	maxHaveRequest   = 256
+	maxHaveAnswer    = 64 << 10
+	maxHaveProviders = 32
+	haveTimeout      = 5 * time.Second
+	provideTimeout   = time.Minute
+)
+
+// Provide announces that this host holds (or is fetching) the package
+// named by manifest. The announcement is kept and repeated; when the DHT
+// has no peer yet it is held locally (and answered on /stork/have) until
+// one joins, and Provide returns nil.
+func (p *P2P) Provide(ctx context.Context, manifest cid.Cid) error {
+	if !manifest.Defined() {
+		return errors.New("provide: undefined CID")
+	}
+	p.mu.Lock()
+	p.provided[string(manifest.Hash())] = manifest
+	p.mu.Unlock()
+	err := p.provideDHT(ctx, manifest)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kb.ErrLookupFailure):
+		p.log.Debug("no DHT peer yet; provide pending", "cid", manifest.String())
+		p.wakeReprovide()
+		return nil
+	}
+	return fmt.Errorf("provide %s: %w", manifest, err)
+}
+
+func (p *P2P) provideDHT(ctx context.Context, c cid.Cid) error {
+	ctx, cancel := context.WithTimeout(ctx, provideTimeout)
+	defer cancel()
+	return p.dht.Provide(ctx, c, true)
+}
+
+// wakeReprovide asks the re-provide loop for a round soon.
+func (p *P2P) wakeReprovide() {
+	select {
+	case p.joined <- struct{}{}:
+	default:
+	}
+}
+
+// reprovideLoop announces everything again every ProvideInterval, and
+// shortly after a wake-up; a round that found no DHT peer retries with
+// backoff (1s … 1m).
+func (p *P2P) reprovideLoop() {
+	tick := time.NewTicker(p.cfg.ProvideInterval)
+	defer tick.Stop()
+	retry := time.NewTimer(0)
+	if !retry.Stop() {
+		<-retry.C
+	}
+	backoff := time.Second
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-tick.C:
+		case <-retry.C:
+		case <-p.joined:
+			// Let the routing table settle: a peer that joins often
+			// brings others with it.
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		if p.reprovideAll() {
+			retry.Reset(backoff)
+			backoff = min(2*backoff, time.Minute)
+		} else {
+			backoff = time.Second
+		}
+	}
+}
+
+// reprovideAll announces every held CID, 8 at a time, and reports whether
+// some found no DHT peer.
+func (p *P2P) reprovideAll() (noPeers bool) {
+	p.mu.Lock()
+	cids := make([]cid.Cid, 0, len(p.provided))
+	for _, c := range p.provided {
+		cids = append(cids, c)
+	}
+	p.mu.Unlock()
+	if len(cids) == 0 {
+		return false
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, 8)
+		ok  int
+	)
+	for _, c := range cids {
+		select {
+		case sem <- struct{}{}:
+		case <-p.ctx.Done():
+			wg.Wait()
+			return false
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := p.provideDHT(p.ctx, c)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, kb.ErrLookupFailure):
+				noPeers = true
+			case p.ctx.Err() == nil:
+				p.log.Warn("re-provide failed", "cid", c.String(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	p.log.Debug("re-provided", "announced", ok, "of", len(cids))
+	return noPeers && p.ctx.Err() == nil
+}
+
+// FindProviders streams the peers (never this host, never a blocked peer)
+// that announced manifest, each once, as the DHT and the neighbours'
+// /stork/have answers find them; their addresses go into the peerstore so
+// that OpenStream can dial them. The channel closes when both searches end,
+// ctx ends, or the host closes. Callers that need more peers later call it
+// again.
+func (p *P2P) FindProviders(ctx context.Context, manifest cid.Cid) <-chan transfer.PeerID {
+	out := make(chan transfer.PeerID)
+	if !manifest.Defined() || !p.track() {
+		close(out)
+		return out
+	}
+	go func() {
+		defer p.wg.Done()
+		defer close(out)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(p.ctx, cancel)
+		defer stop()
+
+		found := make(chan peer.AddrInfo)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			p.awaitRoutingTable(ctx)
+			for ai := range p.dht.FindProvidersAsync(ctx, manifest, 0) {
+				select {
+				case found <- ai:
+				case <-ctx.Done():
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if !p.dhtOnly {
+				p.askNeighbours(ctx, manifest, found)
+			}
+		}()
+		go func() {
+			wg.Wait()
+			close(found)
+		}()
+
+		seen := map[peer.ID]bool{p.host.ID(): true}
+		// Keep reading found until it closes, so that no sender is left
+		// blocked; once ctx ends nothing more is sent on out.
+		for ai := range found {
+			if seen[ai.ID] || ctx.Err() != nil || p.gater.blocked(ai.ID) {
+				continue
+			}
+			seen[ai.ID] = true
+			if len(ai.Addrs) > 0 {
+				p.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.RecentlyConnectedAddrTTL)
+			}
+			select {
+			case out <- transfer.PeerID(ai.ID.String()):
+			case <-ctx.Done():
+			}
+		}
+	}()
+	return out
+}
+
+// awaitRoutingTable waits, up to 2s, for a first peer in the DHT routing
+// table when the host is connected (or bootstrapping) but identify has not
+// yet put anyone there: a lookup from an empty table ends at once, empty.
+func (p *P2P) awaitRoutingTable(ctx context.Context) {
+	if len(p.host.Network().Peers()) == 0 && len(p.cfg.Bootstrap) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for p.dht.RoutingTable().Size() == 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// askNeighbours asks every connected peer that speaks HaveProtocol, 16 at
+// a time, and sends what they answer on found.
+func (p *P2P) askNeighbours(ctx context.Context, c cid.Cid, found chan<- peer.AddrInfo) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, id := range p.host.Network().Peers() {
+		// Skip a peer identify showed not to speak the protocol; one not
+		// yet identified is asked anyway (NewStream negotiates).
+		if protos, err := p.host.Peerstore().GetProtocols(id); err != nil || (len(protos) > 0 && !slices.Contains(protos, HaveProtocol)) {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			infos, err := p.askHave(ctx, id, c)
+			if err != nil {
+				p.log.Debug("have query failed", "peer", id.String(), "cid", c.String(), "err", err)
+				return
+			}
+			for _, ai := range infos {
+				select {
+				case found <- ai:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// askHave asks one connected peer who provides c.
+func (p *P2P) askHave(ctx context.Context, id peer.ID, c cid.Cid) ([]peer.AddrInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, haveTimeout)
+	defer cancel()
+	s, err := p.host.NewStream(network.WithNoDial(ctx, "have"), id, HaveProtocol)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+	if err := writeFrame(s, c.Bytes()); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return nil, err
+	}
+	b, err := readFrame(bufio.NewReader(s), maxHaveAnswer)
+	if err != nil {
+		s.Reset()
+		return nil, err
+	}
+	var infos []peer.AddrInfo
+	if err := json.Unmarshal(b, &infos); err != nil {
+		s.Reset()
+		return nil, fmt.Errorf("have answer from %s: %w", id, err)
+	}
+	if len(infos) > maxHaveProviders {
+		infos = infos[:maxHaveProviders]
+	}
+	return infos, nil
+}
+
+// handleHave answers one HaveProtocol question.
+func (p *P2P) handleHave(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(haveTimeout))
+	b, err := readFrame(bufio.NewReader(s), maxHaveRequest)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	c, err := cid.Cast(b)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	key := c.Hash()
+	var infos []peer.AddrInfo
+	p.mu.Lock()
+	_, mine := p.provided[string(key)]
+	p.mu.Unlock()
+	self := p.host.ID()
+	if mine {
+		infos = append(infos, peer.AddrInfo{ID: self, Addrs: p.host.Addrs()})
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, haveTimeout)
+	defer cancel()
+	if recs, err := p.dht.ProviderStore().GetProviders(ctx, key); err == nil {
+		for _, ai := range recs {
+			if len(infos) == maxHaveProviders {
+				break
+			}
+			if ai.ID == self || ai.ID == s.Conn().RemotePeer() {
+				continue
+			}
+			infos = append(infos, ai)
+		}
+	}
+	if infos == nil {
+		infos = []peer.AddrInfo{}
+	}
+	out, err := json.Marshal(infos)
+	if err != nil || len(out) > maxHaveAnswer {
+		s.Reset()
+		return
+	}
+	if err := writeFrame(s, out); err != nil {
+		s.Reset()
+	}
+}
+
+func writeFrame(w io.Writer, b []byte) error {
+	buf := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(b)), uint64(len(b)))
+	_, err := w.Write(append(buf, b...))
+	return err
+}
+
+func readFrame(r *bufio.Reader, limit int) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, fmt.Errorf("frame of %d bytes exceeds %d", n, limit)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
