@@ -411,7 +411,7 @@ func (p *P2P) Ping(ctx context.Context, to transfer.PeerID) (time.Duration, erro
 		return 0, fmt.Errorf("ping %q: %w", to, err)
 	}
 	for attempt := 0; ; attempt++ {
-		rtt, err := pingOnce(ctx, p.host, id)
+		rtt, err := pingRTT(ctx, p.host, id)
 		var se *network.StreamError
 		if err == nil || attempt == 2 || !errors.As(err, &se) || ctx.Err() != nil {
 			return rtt, err
@@ -424,7 +424,8 @@ func (p *P2P) Ping(ctx context.Context, to transfer.PeerID) (time.Duration, erro
 	}
 }
 
-func pingOnce(ctx context.Context, h host.Host, id peer.ID) (time.Duration, error) {
+// pingRTT measures one round trip to id.
+func pingRTT(ctx context.Context, h host.Host, id peer.ID) (time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	res, ok := <-ping.Ping(ctx, h, id)
