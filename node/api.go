@@ -50,7 +50,8 @@ func (d *Daemon) Status() (*Status, error) {
 		return nil, err
 	}
 	st := &Status{
-		Addrs:           []string{},
+		PeerID:          d.peerID(),
+		Addrs:           d.addrs(),
 		BytesFromPeers:  d.bytesFromPeers.Load(),
 		BytesFromOrigin: d.bytesFromOrigin.Load(),
 		BytesUploaded:   d.bytesUploaded.Load(),
@@ -58,6 +59,13 @@ func (d *Daemon) Status() (*Status, error) {
 		DataDir:         d.cfg.DataDir,
 		Packages:        []PackageStatus{},
 		VMs:             d.vms.list(),
+	}
+	if d.swarm != nil {
+		ss := d.swarm.Stats()
+		st.BytesFromPeers += ss.BytesFromPeers
+		st.BytesFromOrigin += ss.BytesFromOrigin
+		st.BytesUploaded += ss.BytesUploaded
+		st.Peers = len(d.p2p.Peers())
 	}
 	for _, p := range pkgs {
 		installs := p.Installs
@@ -81,6 +89,13 @@ func (d *Daemon) adminHandler() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
+		peers := []PeerInfo{}
+		if d.p2p != nil {
+			peers = d.p2p.Peers()
+		}
+		writeJSON(w, http.StatusOK, peers)
 	})
 	mux.HandleFunc("POST /v1/fetch", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {

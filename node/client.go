@@ -222,3 +222,9 @@ func (c *Client) VMInstalled(ctx context.Context) ([]VMPackage, error) {
 	var out []VMPackage
 	return out, c.call(ctx, http.MethodGet, "/v1/installed", nil, &out)
 }
+
+// Peers lists the daemon's connected peers with their latency.
+func (c *Client) Peers(ctx context.Context) ([]PeerInfo, error) {
+	var out []PeerInfo
+	return out, c.call(ctx, http.MethodGet, "/v1/peers", nil, &out)
+}

@@ -29,6 +29,14 @@ type Config struct {
 	StallTimeout time.Duration
 	// Source overrides the chunk source (tests); default: the HTTP origin.
 	Source transfer.ChunkSource
+	// P2P configures the libp2p host, the /stork DHT and the swarm; nil
+	// runs the daemon without peers (every chunk from the origin). Its
+	// DataDir and Logger are filled in from this Config.
+	P2P *P2PConfig
+	// UploadRate and DownloadRate cap swarm traffic in bytes/s (0: none).
+	UploadRate, DownloadRate int64
+	// MaxPeersPerDownload caps the peers one download trades with (default 32).
+	MaxPeersPerDownload int
 	// Logger receives the daemon's logs (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).

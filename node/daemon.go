@@ -29,6 +29,8 @@ type Daemon struct {
 	source transfer.ChunkSource
 	meta   *metaClient
 	vms    *vmRegistry
+	p2p    *P2P            // nil without a swarm
+	swarm  *transfer.Swarm // nil without a swarm
 	fl     flights
 
 	bytesFromOrigin atomic.Int64
@@ -78,6 +80,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.store = store
 	defer store.Close()
 
+	if d.cfg.P2P != nil {
+		stopSwarm, err := d.startSwarm(ctx)
+		if err != nil {
+			return err
+		}
+		defer stopSwarm()
+	}
+
 	meta, err := newMetaClient(d.cfg, d.origin)
 	if err != nil {
 		return err
@@ -108,7 +118,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Warn("vm socket not started", "vm", vm.ID, "err", err)
 		}
 	}
-	d.log.Info("daemon started", "data", d.cfg.DataDir, "socket", sock, "repo", d.cfg.RepoURL)
+	d.log.Info("daemon started", "data", d.cfg.DataDir, "socket", sock, "repo", d.cfg.RepoURL, "peer", d.peerID(), "addrs", d.addrs())
 
 	select {
 	case <-ctx.Done():
@@ -125,6 +135,75 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// startSwarm starts the libp2p host and the swarm on it, announces every
+// complete package in the store, and returns the function that stops both.
+func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
+	pc := *d.cfg.P2P
+	pc.DataDir = d.cfg.DataDir
+	pc.Logger = d.log.With("component", "p2p")
+	p2p, err := NewP2P(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	sw, err := transfer.NewSwarm(transfer.SwarmConfig{
+		Self:                p2p.ID(),
+		Network:             p2p,
+		Discovery:           p2p,
+		Store:               swarmStore{d.store},
+		Origin:              d.source,
+		Logger:              d.log.With("component", "swarm"),
+		UploadRate:          d.cfg.UploadRate,
+		DownloadRate:        d.cfg.DownloadRate,
+		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
+	})
+	if err != nil {
+		p2p.Close()
+		return nil, err
+	}
+	p2p.SetStreamHandler(sw.HandleStream)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := sw.Run(runCtx); err != nil {
+			d.log.Warn("swarm stopped", "err", err)
+		}
+	}()
+	d.p2p, d.swarm = p2p, sw
+	pkgs, err := d.store.Packages()
+	if err != nil {
+		cancel()
+		<-done
+		p2p.Close()
+		return nil, err
+	}
+	for _, p := range pkgs {
+		if p.State == share.StateComplete {
+			sw.Announce(p.ManifestCID)
+		}
+	}
+	return func() {
+		p2p.SetStreamHandler(nil)
+		cancel()
+		<-done
+		p2p.Close()
+	}, nil
+}
+
+func (d *Daemon) peerID() string {
+	if d.p2p == nil {
+		return ""
+	}
+	return string(d.p2p.ID())
+}
+
+func (d *Daemon) addrs() []string {
+	if d.p2p == nil {
+		return []string{}
+	}
+	return d.p2p.Addrs()
 }
 
 // lockDataDir makes sure one daemon owns a data directory.

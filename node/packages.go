@@ -81,15 +81,33 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	f.total.Store(total)
 	missing := dl.Missing()
 	d.log.Info("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "missing_chunks", len(missing), "have", have, "total", total)
-	sink := &countingSink{dl: dl, f: f, counter: &d.bytesFromOrigin}
-	if _, err := transfer.Fetch(ctx, transfer.FetchOptions{
-		Chunks:   missing,
-		Source:   d.source,
-		Sink:     sink,
-		Parallel: d.cfg.Parallel,
-	}); err != nil {
-		d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
-		return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
+	if d.swarm != nil {
+		stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
+			Manifest: r.ManifestCID,
+			M:        r.Manifest,
+			Have:     dl.Have,
+			Sink:     dl,
+			Progress: func(done, total int64) {
+				f.have.Store(done)
+				f.total.Store(total)
+			},
+		})
+		if err != nil {
+			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
+			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
+		}
+		d.log.Info("swarm download", "package", r.Name+"@"+r.Version, "from_peers", stats.FromPeers, "from_origin", stats.FromOrigin, "peers", stats.Peers, "banned", len(stats.Banned))
+	} else {
+		sink := &countingSink{dl: dl, f: f, counter: &d.bytesFromOrigin}
+		if _, err := transfer.Fetch(ctx, transfer.FetchOptions{
+			Chunks:   missing,
+			Source:   d.source,
+			Sink:     sink,
+			Parallel: d.cfg.Parallel,
+		}); err != nil {
+			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
+			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
+		}
 	}
 	if err := dl.Commit(); err != nil {
 		return fmt.Errorf("commit %s@%s: %w", r.Name, r.Version, err)
@@ -97,6 +115,9 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	// A fetched package stays until an operator removes it; installs pin it too.
 	if err := d.store.SetKeep(r.ManifestCID, true); err != nil {
 		return err
+	}
+	if d.swarm != nil {
+		d.swarm.Announce(r.ManifestCID)
 	}
 	d.log.Info("download complete", "package", r.Name+"@"+r.Version, "seconds", time.Since(start).Seconds())
 	return nil

@@ -19,13 +19,22 @@ func daemonCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "daemon",
 		Usage:     "run the host daemon in the foreground",
-		UsageText: "stork daemon --data DIR --repo URL --root ROOT.json",
+		UsageText: "stork daemon --data DIR --listen MULTIADDR --repo URL --root ROOT.json [--bootstrap MULTIADDR ...]",
 		Flags: []cli.Flag{
 			dataFlag(),
 			stringFlag("repo", "repository (origin) base `URL`", catRepo, true),
 			stringFlag("root", "trusted root metadata `FILE` (used until DIR holds trusted metadata)", catRepo, false),
 			intFlag("parallel", "concurrent chunk requests per download", catNetwork, 8),
 			&cli.StringFlag{Name: "refresh-interval", Usage: "reuse repository metadata this long (`DURATION`) before refreshing", Category: catRepo, EnvVars: env("refresh-interval"), Value: "30s"},
+			&cli.StringSliceFlag{Name: "listen", Usage: "libp2p listen `MULTIADDR` (repeat; default TCP and QUIC on all interfaces, any port)", Category: catNetwork, EnvVars: env("listen")},
+			stringSliceFlag("bootstrap", "join the overlay through this peer's `MULTIADDR` (with /p2p/ID; repeat); none: first node of a testbed", catNetwork),
+			stringSliceFlag("announce", "also announce this public `MULTIADDR` (repeat)", catNetwork),
+			&cli.StringFlag{Name: "dht-mode", Usage: "DHT `MODE`: auto (server where reachable), server or client", Category: catNetwork, EnvVars: env("dht-mode"), Value: "auto"},
+			boolFlag("no-swarm", "no libp2p host: fetch every chunk from the origin", catNetwork),
+			boolFlag("no-nat", "turn off AutoNAT, hole punching and circuit relay (testbeds on one network)", catNetwork),
+			stringFlag("upload-rate", "cap swarm uploads at `RATE` bytes/s (e.g. 10M); default unlimited", catLimits, false),
+			stringFlag("download-rate", "cap swarm downloads at `RATE` bytes/s (e.g. 10M); default unlimited", catLimits, false),
+			intFlag("max-peers", "peers one download trades with at most", catLimits, 32),
 		},
 		Action: func(c *cli.Context) error {
 			var root []byte
@@ -40,14 +49,36 @@ func daemonCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--refresh-interval: %w", err)
 			}
-			d, err := node.New(node.Config{
-				DataDir:         c.String("data"),
-				RepoURL:         c.String("repo"),
-				Root:            root,
-				Parallel:        c.Int("parallel"),
-				RefreshInterval: interval,
-				Logger:          newLogger(c),
-			})
+			cfg := node.Config{
+				DataDir:             c.String("data"),
+				RepoURL:             c.String("repo"),
+				Root:                root,
+				Parallel:            c.Int("parallel"),
+				RefreshInterval:     interval,
+				Logger:              newLogger(c),
+				MaxPeersPerDownload: c.Int("max-peers"),
+			}
+			for name, dst := range map[string]*int64{"upload-rate": &cfg.UploadRate, "download-rate": &cfg.DownloadRate} {
+				if s := c.String(name); s != "" {
+					if *dst, err = parseSize(s); err != nil {
+						return fmt.Errorf("--%s: %w", name, err)
+					}
+				}
+			}
+			if !c.Bool("no-swarm") {
+				pc := node.DefaultP2PConfig(c.String("data"))
+				if l := c.StringSlice("listen"); len(l) > 0 {
+					pc.Listen = l
+				}
+				pc.Bootstrap = c.StringSlice("bootstrap")
+				pc.Announce = c.StringSlice("announce")
+				pc.DHTMode = c.String("dht-mode")
+				if c.Bool("no-nat") {
+					pc.EnableAutoNAT, pc.EnableHolePunching, pc.EnableRelay = false, false, false
+				}
+				cfg.P2P = &pc
+			}
+			d, err := node.New(cfg)
 			if err != nil {
 				return err
 			}

@@ -55,9 +55,13 @@ type daemonProc struct {
 	done chan error
 }
 
-func startDaemonProc(t *testing.T, data, repoURL, root string) *daemonProc {
+// loopback keeps a test daemon's libp2p host on 127.0.0.1, NAT traversal off.
+var loopback = []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1", "--no-nat"}
+
+func startDaemonProc(t *testing.T, data, repoURL, root string, extra ...string) *daemonProc {
 	t.Helper()
-	cmd := exec.Command(storkBin, "daemon", "--data", data, "--repo", repoURL, "--root", root, "--refresh-interval", "1h")
+	args := append([]string{"daemon", "--data", data, "--repo", repoURL, "--root", root, "--refresh-interval", "1h"}, loopback...)
+	cmd := exec.Command(storkBin, append(args, extra...)...)
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
