@@ -28,6 +28,8 @@ type origin struct {
 	chunkReqs  atomic.Int64
 	// corrupt, when set, flips a byte of every chunk served.
 	corrupt atomic.Bool
+	// failChunks, when set, answers every chunk request with 503.
+	failChunks atomic.Bool
 	// delay slows every chunk response.
 	delay atomic.Int64
 	repo  *metadata.Repo
@@ -59,6 +61,10 @@ func newOrigin(t *testing.T) *origin {
 			return
 		}
 		o.chunkReqs.Add(1)
+		if o.failChunks.Load() {
+			http.Error(w, "origin down", http.StatusServiceUnavailable)
+			return
+		}
 		if d := o.delay.Load(); d > 0 {
 			time.Sleep(time.Duration(d))
 		}
