@@ -89,6 +89,12 @@ func newOrigin(t *testing.T) *origin {
 // publish adds a package made of the given files (path -> size of random bytes).
 func (o *origin) publish(t *testing.T, name, version string, files map[string]int, depends ...string) string {
 	t.Helper()
+	return o.publishChunked(t, name, version, 0, files, depends...)
+}
+
+// publishChunked is publish with a chunk size (0: the default).
+func (o *origin) publishChunked(t *testing.T, name, version string, chunkSize int64, files map[string]int, depends ...string) string {
+	t.Helper()
 	src := filepath.Join(t.TempDir(), name+"-"+version)
 	for p, n := range files {
 		full := filepath.Join(src, filepath.FromSlash(p))
@@ -101,7 +107,7 @@ func (o *origin) publish(t *testing.T, name, version string, files map[string]in
 			t.Fatal(err)
 		}
 	}
-	if _, err := o.repo.Add(context.Background(), metadata.AddOptions{Name: name, Version: version, Source: src, Depends: depends}); err != nil {
+	if _, err := o.repo.Add(context.Background(), metadata.AddOptions{Name: name, Version: version, Source: src, Depends: depends, Import: metadata.ImportOptions{ChunkSize: chunkSize}}); err != nil {
 		t.Fatal(err)
 	}
 	return src

@@ -82,12 +82,12 @@ func (n *swarmNode) addrs(t *testing.T) []string {
 // fetching at once: each gets a bit-exact copy, and the origin sends little
 // more than one copy because the swarm spreads it.
 func TestSwarmTenNodes(t *testing.T) {
-	size := 64 << 20
+	size, chunk := 64<<20, int64(1<<20)
 	if testing.Short() {
-		size = 16 << 20
+		size, chunk = 16<<20, 256<<10 // as many chunks per host, less data
 	}
 	o := newOrigin(t)
-	src := o.publish(t, "big", "1.0.0", map[string]int{"blob": size})
+	src := o.publishChunked(t, "big", "1.0.0", chunk, map[string]int{"blob": size})
 	first := startSwarmNode(t, o, nil)
 	boot := first.addrs(t)
 	nodes := []*swarmNode{first}
