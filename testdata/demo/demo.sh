@@ -54,28 +54,58 @@ fi
 test ! -e "$WORK/out/tampered" && echo "refused, and no partial tree at out/tampered"
 cp "$WORK/chunk.bak" "$WORK/repo/chunks/$CHUNK"
 
-say "host daemon: one download, one copy, read-only views for three VMs"
-DATA="$(mktemp -d /tmp/stork-demo-data.XXXXXX)"
-"$STORK" daemon --data "$DATA" --repo "http://127.0.0.1:$PORT" --root "$WORK/repo/metadata/1.root.json" 2> "$WORK/daemon.log" &
-DAEMON=$!
-PIDS=("$DAEMON" "${PIDS[@]}")
-for _ in $(seq 100); do "$STORK" status --data "$DATA" >/dev/null 2>&1 && break; sleep 0.1; done
+say "five host daemons on loopback swarm one package; the origin is the last resort"
+LOOP=(--listen /ip4/127.0.0.1/tcp/0 --no-nat --refresh-interval 1h)
+field() { sed -n "s/.*\"$2\": \([0-9]*\).*/\1/p" "$1" | head -1; }
+start_daemon() { # NAME [BOOTSTRAP]
+	local data="$WORK/hosts/$1"
+	mkdir -p "$data"
+	local boot=()
+	if [ -n "${2:-}" ]; then boot=(--bootstrap "$2"); fi
+	"$STORK" daemon --data "$data" --repo "http://127.0.0.1:$PORT" --root "$WORK/repo/metadata/1.root.json" "${LOOP[@]}" "${boot[@]}" 2> "$WORK/$1.log" &
+	PIDS=("$!" "${PIDS[@]}")
+	for _ in $(seq 100); do "$STORK" status --data "$data" >/dev/null 2>&1 && return 0; sleep 0.1; done
+	echo "demo: daemon $1 did not start" >&2; cat "$WORK/$1.log" >&2; exit 1
+}
+start_daemon h1
+BOOT=$("$STORK" status --data "$WORK/hosts/h1" --json | sed -n 's/^ *"\(\/ip4\/127.0.0.1\/tcp\/[^"]*\)".*/\1/p' | head -1)
+echo "first host: $BOOT"
+for h in h2 h3 h4 h5; do start_daemon "$h" "$BOOT"; done
+sleep 1
+FETCHES=()
+for h in h1 h2 h3 h4 h5; do
+	"$STORK" fetch --data "$WORK/hosts/$h" hello > "$WORK/$h.fetch" &
+	FETCHES+=($!)
+done
+for pid in "${FETCHES[@]}"; do wait "$pid"; done
+SIZE=25165885
+ORIGIN=0; PEERS=0
+for h in h1 h2 h3 h4 h5; do
+	"$STORK" status --data "$WORK/hosts/$h" --json > "$WORK/$h.status"
+	o=$(field "$WORK/$h.status" bytes_from_origin); p=$(field "$WORK/$h.status" bytes_from_peers); u=$(field "$WORK/$h.status" bytes_uploaded)
+	printf '%s: %10d B from origin, %10d B from peers, %10d B uploaded\n' "$h" "$o" "$p" "$u"
+	ORIGIN=$((ORIGIN + o)); PEERS=$((PEERS + p))
+done
+awk -v o="$ORIGIN" -v s="$SIZE" -v n=5 'BEGIN { printf "repository offload: %.1f%% (origin sent %.2f copies for %d hosts; HTTP-only would send %d)\n", 100*(1-o/(s*n)), o/s, n, n }'
+"$STORK" peers --data "$WORK/hosts/h3"
+
+say "one download, one copy, read-only views for three VMs on host h1"
+DATA="$WORK/hosts/h1"
 MODE=link
 if [ "$(id -u)" = 0 ]; then MODE=bind; fi
 INSTALLS=()
 for vm in vm1 vm2 vm3; do
-	"$STORK" install --data "$DATA" --vm "$vm" --mode "$MODE" --into "$WORK/vms/$vm" hello-tools &
+	"$STORK" install --data "$DATA" --vm "$vm" --mode "$MODE" hello-tools --into "$WORK/vms/$vm" > /dev/null &
 	INSTALLS+=($!)
 done
 for pid in "${INSTALLS[@]}"; do wait "$pid"; done
 "$STORK" list --data "$DATA"
 ls -li "$WORK/vms/vm1/hello/lib/libhello.so.1" "$WORK/vms/vm3/hello/lib/libhello.so.1" | awk '{print "inode", $1, $NF}'
-if echo x > "$WORK/vms/vm2/hello/bin/hello" 2>/dev/null; then echo "demo: a VM wrote into the store" >&2; exit 1; fi
+if (echo x > "$WORK/vms/vm2/hello/bin/hello") 2>/dev/null; then echo "demo: a VM wrote into the store" >&2; exit 1; fi
 echo "a VM cannot write through its view ($MODE mode)"
-"$STORK" status --data "$DATA"
 for vm in vm1 vm2 vm3; do "$STORK" uninstall --data "$DATA" --vm "$vm" hello >/dev/null; "$STORK" uninstall --data "$DATA" --vm "$vm" hello-tools >/dev/null; done
-kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+PIDS=()
 "$STORK" verify --data "$DATA"
-rm -rf "$DATA"
 
 say "demo done"
