@@ -233,3 +233,73 @@ func TestDaemonCLI(t *testing.T) {
 	d.stop(t)
 	stork(t, "verify", "--data", data)
 }
+
+// TestSwarmProcesses: four `stork daemon` processes on loopback, the first
+// the bootstrap of the others; all fetch one package at once through the
+// swarm; every copy is exact, the origin sends little more than one copy,
+// and status and peers report the swarm.
+func TestSwarmProcesses(t *testing.T) {
+	r := newRepo(t)
+	src := sampleTree(t, 12<<20, 20)
+	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "p", "--version", "1.0.0", "--chunk-size", "256K", src)
+	origin := newSlowOrigin(t, r.dir, 0)
+	var datas []string
+	for i := 0; i < 4; i++ {
+		d, err := os.MkdirTemp("", "stork-swarm-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(d)
+		datas = append(datas, d)
+	}
+	first := startDaemonProc(t, datas[0], origin.url, r.root)
+	st, err := node.NewClient(datas[0]).Status(context.Background())
+	if err != nil || len(st.Addrs) == 0 || st.PeerID == "" {
+		t.Fatalf("first daemon status = %+v, %v; want a peer ID and addresses", st, err)
+	}
+	procs := []*daemonProc{first}
+	for _, d := range datas[1:] {
+		procs = append(procs, startDaemonProc(t, d, origin.url, r.root, "--bootstrap", st.Addrs[0]))
+	}
+	errs := make(chan error, len(datas))
+	for _, d := range datas {
+		go func() {
+			_, err := node.NewClient(d).Fetch(context.Background(), "p", nil)
+			errs <- err
+		}()
+	}
+	for range datas {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var size, fromPeers int64
+	for i, d := range datas {
+		view := t.TempDir()
+		stork(t, "install", "--data", d, "--vm", "check", "--mode", "link", "p", "--into", view)
+		compareStoreView(t, src, filepath.Join(view, "p"))
+		st, err := node.NewClient(d).Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		size = st.Packages[0].Size
+		fromPeers += st.BytesFromPeers
+		if i > 0 && st.Peers == 0 {
+			t.Errorf("daemon %d reports no peers", i)
+		}
+	}
+	copies := float64(origin.chunkBytes.Load()) / float64(size)
+	t.Logf("4 daemons: origin sent %.2f copies; %d bytes moved between peers", copies, fromPeers)
+	if copies > 1.5 {
+		t.Errorf("origin sent %.2f copies for 4 hosts, want <= 1.5", copies)
+	}
+	if fromPeers == 0 {
+		t.Error("no bytes moved between peers")
+	}
+	if out := stork(t, "peers", "--data", datas[1]); !strings.Contains(out, "/ip4/127.0.0.1/") {
+		t.Errorf("stork peers = %q, want peers on loopback", out)
+	}
+	for _, p := range procs {
+		p.stop(t)
+	}
+}
