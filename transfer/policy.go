@@ -27,8 +27,9 @@ const (
 	DefaultEndgameDuplicates   = 2
 	DefaultMaxInflightPerPeer  = 64
 	DefaultOriginParallel      = DefaultParallel
-	DefaultOriginInitialWindow = 2
+	DefaultOriginInitialWindow = 1
 	DefaultRequestTimeout      = 10 * time.Second
+	DefaultOriginJitter        = 50 * time.Millisecond
 	DefaultInitialBDP          = 1 << 20 // bytes assumed in flight before a peer is measured
 	scoreAlpha                 = 0.25    // EWMA weight of a new sample
 )
@@ -62,14 +63,25 @@ type PickerConfig struct {
 	// OriginInitialWindow is the origin window while no peer is known; it
 	// grows by one per chunk the origin delivers, up to OriginParallel
 	// (slow start: hosts starting together do not all fire OriginParallel
-	// requests before they know of each other). Default 2.
+	// requests before they know of each other). Default 1.
 	OriginInitialWindow int
-	// RequestTimeout: a peer request older than this is returned by Timeouts
-	// and forgotten. Default 10s.
+	// OriginJitter: with peers known, after each origin request starts or
+	// ends the next may start only after a random delay, uniform in
+	// [0, J*(peers+1)/k] (at most RequestTimeout/4) for k chunks left for
+	// the origin, where J is the larger of OriginJitter and the mean time
+	// peers take to answer a request (messages, PeerPending among them,
+	// queue behind chunks): hosts whose requests end together do not all
+	// pick at once, and hear each other's Fetching first; the first of
+	// peers+1 hosts takes a chunk after about J/k. Default 50ms.
+	OriginJitter time.Duration
+	// RequestTimeout: a peer request is returned by Timeouts and forgotten
+	// once it is this old AND the peer delivered nothing for this long (a
+	// peer busy with the rest of a pipeline is slow, not stalled). Default
+	// 10s.
 	RequestTimeout time.Duration
-	// StallTimeout: a peer request older than this makes its chunk eligible
-	// for the origin as well (the request stays open). Default
-	// RequestTimeout/2.
+	// StallTimeout: a peer request this old, from a peer that delivered
+	// nothing for this long, makes its chunk eligible for the origin as
+	// well (the request stays open). Default RequestTimeout/2.
 	StallTimeout time.Duration
 	// PendingTimeout: a peer's claim that it is fetching a chunk from the
 	// origin (PeerPending) keeps us off the origin for that chunk at most
@@ -122,9 +134,11 @@ func (s PeerScore) Value() float64 {
 // (older than StallTimeout), in an order private to this host (a random
 // permutation drawn at NewPicker), so that hosts starting together ask the
 // origin for different chunks and then trade them. Its window is
-// OriginParallel shared among the known peers: OriginParallel/(peers+1),
-// at least one; with no peer known it starts at OriginInitialWindow and
-// grows per delivered chunk.
+// OriginParallel shared among the known peers, OriginParallel/(peers+1)
+// but at least one, and never more than a slow-start window that opens at
+// OriginInitialWindow and grows by one per chunk the origin delivers (so
+// that hosts starting together do not flood the origin before they know
+// of each other).
 //
 // End game: once at most EndgameThreshold chunks are missing, a peer with
 // nothing new to offer may be asked for a chunk already requested
@@ -137,6 +151,7 @@ type Picker struct {
 	avgLen  float64
 	epoch   time.Time
 	started bool
+	lastT   int64 // the latest time given
 
 	have      Bitfield
 	remaining int
@@ -157,6 +172,9 @@ type Picker struct {
 	stalled        []int32
 	originInflight int
 	originDone     int
+	elig           int     // chunks no peer has, fetches or is asked for
+	originGate     int64   // no origin start before (with peers)
+	lat            float64 // EWMA of peer request-to-arrival times, ns
 
 	peers    map[PeerID]int32
 	slots    []peerSlot
@@ -198,6 +216,7 @@ type reqRec struct {
 type fifoEntry struct {
 	id  int32
 	gen uint32
+	due int64 // when to look at the request again
 }
 
 type fifo struct {
@@ -258,6 +277,9 @@ func NewPicker(cfg PickerConfig) *Picker {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
+	if cfg.OriginJitter <= 0 {
+		cfg.OriginJitter = DefaultOriginJitter
+	}
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = cfg.RequestTimeout / 2
 	}
@@ -279,6 +301,7 @@ func NewPicker(cfg PickerConfig) *Picker {
 		heap:      make([]int32, n),
 		inHeap:    NewBitfield(n),
 		peers:     make(map[PeerID]int32),
+		elig:      n,
 	}
 	var total float64
 	for i := range n {
@@ -315,7 +338,8 @@ func (p *Picker) t(now time.Time) int64 {
 	if !p.started {
 		p.epoch, p.started = now, true
 	}
-	return int64(now.Sub(p.epoch))
+	p.lastT = int64(now.Sub(p.epoch))
+	return p.lastT
 }
 
 // NumChunks returns the number of chunks.
@@ -361,6 +385,24 @@ func (p *Picker) originEligible(i int) bool {
 	return p.pickable(i) && p.avail[i] == 0 && p.pend[i] == 0
 }
 
+// addPend changes the PeerPending claims on chunk i.
+func (p *Picker) addPend(i int, delta int32) {
+	was := p.originEligible(i)
+	p.pend[i] += delta
+	p.updElig(i, was)
+}
+
+// updElig keeps elig (the number of origin-eligible chunks) after a change
+// to chunk i, which was eligible before it or not.
+func (p *Picker) updElig(i int, was bool) {
+	switch now := p.originEligible(i); {
+	case now && !was:
+		p.elig++
+	case was && !now:
+		p.elig--
+	}
+}
+
 func (p *Picker) level(a int32) *levelSet {
 	for int(a) >= len(p.levels) {
 		p.levels = append(p.levels, levelSet{})
@@ -387,7 +429,9 @@ func (p *Picker) maybeOrigin(i int) {
 // setAvail moves chunk i to availability a.
 func (p *Picker) setAvail(i int, a int32) {
 	old := p.avail[i]
+	was := p.originEligible(i)
 	p.avail[i] = a
+	p.updElig(i, was)
 	if p.pickable(i) {
 		p.levels[old].remove(i)
 		p.level(a).add(i)
@@ -406,19 +450,37 @@ func (p *Picker) SetHave(i int) {
 	if p.reqCount[i] == 0 {
 		p.levels[p.avail[i]].remove(i)
 	}
+	was := p.originEligible(i)
 	p.have.Set(i)
+	p.updElig(i, was)
 	p.remaining--
 	p.missing.remove(int32(i))
 }
 
-// PeerJoined records a peer and its have-map (copied; nil: nothing). A
-// known peer's have-map is replaced.
+// PeerJoined records a peer and its have-map (copied; nil: nothing). For
+// a known peer the have-map is replaced in place: its open requests and
+// PeerPending claims stay.
 func (p *Picker) PeerJoined(peer PeerID, have Bitfield) {
 	if peer == OriginPeer {
 		return
 	}
-	if _, ok := p.peers[peer]; ok {
-		p.PeerLeft(peer)
+	if s, ok := p.peers[peer]; ok {
+		hb := p.slots[s].have
+		for w := range hb {
+			var x uint64
+			if w < len(have) {
+				x = have[w] & hb.mask(w, p.n)
+			}
+			for d := x ^ hb[w]; d != 0; d &= d - 1 {
+				i := w*64 + bits.TrailingZeros64(d)
+				if x&(1<<(i&63)) != 0 {
+					p.PeerHave(peer, i)
+				} else {
+					p.PeerLacks(peer, i)
+				}
+			}
+		}
+		return
 	}
 	var s int32
 	if k := len(p.free); k > 0 {
@@ -465,7 +527,7 @@ func (p *Picker) PeerHave(peer PeerID, i int) {
 	sl := &p.slots[s]
 	if sl.pending.Has(i) {
 		sl.pending.Clear(i)
-		p.pend[i]--
+		p.addPend(i, -1)
 	}
 	if sl.have.Has(i) {
 		return
@@ -498,8 +560,31 @@ func (p *Picker) PeerPending(peer PeerID, i int, now time.Time) {
 		return
 	}
 	sl.pending.Set(i)
-	p.pend[i]++
+	p.addPend(i, 1)
 	p.pendQ = append(p.pendQ, pendEntry{slot: s, gen: sl.gen, chunk: int32(i), at: p.t(now)})
+}
+
+// DropRequests closes every open request to peer without blame (the
+// stream carrying them was replaced); the peer's have-map and claims stay.
+// It returns how many it closed.
+func (p *Picker) DropRequests(peer PeerID) int {
+	s, ok := p.peers[peer]
+	if !ok {
+		return 0
+	}
+	n := 0
+	for k := 0; k < len(p.missing.items) && p.slots[s].inflight > 0; k++ {
+		i := p.missing.items[k]
+		for id := p.reqHead[i]; id >= 0; {
+			next := p.recs[id].next
+			if p.recs[id].peer == s {
+				p.endRequest(id)
+				n++
+			}
+			id = next
+		}
+	}
+	return n
 }
 
 // PeerLeft forgets a peer (gone, dropped or banned): its chunks no longer
@@ -511,19 +596,7 @@ func (p *Picker) PeerLeft(peer PeerID) {
 	}
 	sl := &p.slots[s]
 	// Open requests first, so their chunks return at the right level.
-	for _, i := range p.missing.items {
-		for id := p.reqHead[i]; id >= 0; {
-			r := &p.recs[id]
-			next := r.next
-			if r.peer == s {
-				p.endRequest(id)
-			}
-			id = next
-		}
-		if sl.inflight == 0 {
-			break
-		}
-	}
+	p.DropRequests(peer)
 	for w, x := range sl.have {
 		for x != 0 {
 			b := bits.TrailingZeros64(x)
@@ -537,7 +610,7 @@ func (p *Picker) PeerLeft(peer PeerID) {
 			b := bits.TrailingZeros64(x)
 			x &= x - 1
 			i := w*64 + b
-			p.pend[i]--
+			p.addPend(i, -1)
 			p.maybeOrigin(i)
 		}
 	}
@@ -554,6 +627,19 @@ func (p *Picker) PeerHas(peer PeerID, i int) bool {
 	s, ok := p.peers[peer]
 	return ok && p.valid(i) && p.slots[s].have.Has(i)
 }
+
+// Asked reports whether a request for chunk i to from (a peer or
+// OriginPeer) is open.
+func (p *Picker) Asked(i int, from PeerID) bool {
+	if !p.valid(i) {
+		return false
+	}
+	s, ok := p.slotOf(from)
+	return ok && p.findReq(i, s) >= 0
+}
+
+// HaveMap appends a copy of our have-map to dst[:0].
+func (p *Picker) HaveMap(dst Bitfield) Bitfield { return append(dst[:0], p.have...) }
 
 // Score returns what the Picker knows of peer.
 func (p *Picker) Score(peer PeerID) PeerScore {
@@ -673,10 +759,21 @@ func (p *Picker) askedFrom(i int, s int32) bool {
 
 // originWindow is how many origin requests may be open now.
 func (p *Picker) originWindow() int {
-	if p.numPeers == 0 {
-		return min(p.cfg.OriginParallel, p.cfg.OriginInitialWindow+p.originDone)
+	w := min(p.cfg.OriginParallel, p.cfg.OriginInitialWindow+p.originDone)
+	if p.numPeers > 0 {
+		w = min(w, max(1, p.cfg.OriginParallel/(p.numPeers+1)))
 	}
-	return max(1, p.cfg.OriginParallel/(p.numPeers+1))
+	return w
+}
+
+// jitterOrigin closes the origin gate for a random while (OriginJitter).
+func (p *Picker) jitterOrigin(t int64) {
+	if p.numPeers == 0 {
+		return
+	}
+	j := max(float64(p.cfg.OriginJitter), p.lat) * float64(p.numPeers+1) / float64(max(p.elig, 1))
+	j = min(j, float64(p.cfg.RequestTimeout/4))
+	p.originGate = t + int64(p.rng.Float64()*j)
 }
 
 // OriginWindow returns how many origin requests may be open at once now.
@@ -688,7 +785,8 @@ func (p *Picker) OriginWindow() int { return p.originWindow() }
 // random order. It changes nothing but expiring stalls and PeerPending
 // claims: call Requested(i, OriginPeer, now).
 func (p *Picker) NextForOrigin(now time.Time) (int, bool) {
-	p.advance(p.t(now))
+	t := p.t(now)
+	p.advance(t)
 	if p.remaining == 0 || p.originInflight >= p.originWindow() {
 		return 0, false
 	}
@@ -698,6 +796,13 @@ func (p *Picker) NextForOrigin(now time.Time) (int, bool) {
 			return i, true
 		}
 		p.stalled = p.stalled[1:]
+	}
+	// Hosts that pick at the same moment (before hearing each other's
+	// Fetching) collide at random, and hosts whose origin requests end
+	// together pick together. With peers around, each start is delayed by
+	// a random jitter (see OriginJitter), so starts spread out in time.
+	if p.numPeers > 0 && t < p.originGate {
+		return 0, false
 	}
 	for len(p.heap) > 0 {
 		i := int(p.heap[0])
@@ -721,7 +826,7 @@ func (p *Picker) advance(t int64) {
 		sl := &p.slots[e.slot]
 		if sl.live && sl.gen == e.gen && sl.pending.Has(int(e.chunk)) {
 			sl.pending.Clear(int(e.chunk))
-			p.pend[e.chunk]--
+			p.addPend(int(e.chunk), -1)
 			p.maybeOrigin(int(e.chunk))
 		}
 	}
@@ -733,15 +838,20 @@ func (p *Picker) advance(t int64) {
 		if !ok {
 			break
 		}
-		r := &p.recs[e.id]
-		if r.live && r.gen == e.gen && t-r.at < int64(p.cfg.StallTimeout) {
+		if e.due > t {
 			break
 		}
 		p.stallQ.pop()
-		if r.live && r.gen == e.gen && !r.stalled {
-			r.stalled = true
-			p.stalled = append(p.stalled, r.chunk)
+		r := &p.recs[e.id]
+		if !r.live || r.gen != e.gen || r.stalled {
+			continue
 		}
+		if quiet := max(r.at, p.slots[r.peer].lastRecv); t-quiet < int64(p.cfg.StallTimeout) {
+			p.stallQ.push(fifoEntry{e.id, e.gen, quiet + int64(p.cfg.StallTimeout)})
+			continue
+		}
+		r.stalled = true
+		p.stalled = append(p.stalled, r.chunk)
 	}
 }
 
@@ -759,6 +869,7 @@ func (p *Picker) Requested(i int, from PeerID, now time.Time) {
 		}
 		p.origReq.Set(i)
 		p.originInflight++
+		p.jitterOrigin(t)
 	} else {
 		var ok bool
 		if s, ok = p.peers[from]; !ok || p.askedFrom(i, s) {
@@ -768,9 +879,11 @@ func (p *Picker) Requested(i int, from PeerID, now time.Time) {
 	if p.reqCount[i] == 0 {
 		p.levels[p.avail[i]].remove(i)
 	}
+	was := p.originEligible(i)
 	if p.reqCount[i] < math.MaxUint8 {
 		p.reqCount[i]++
 	}
+	p.updElig(i, was)
 	var id int32
 	if k := len(p.freeRecs); k > 0 {
 		id = p.freeRecs[k-1]
@@ -786,8 +899,8 @@ func (p *Picker) Requested(i int, from PeerID, now time.Time) {
 		sl := &p.slots[s]
 		r.alone = sl.inflight == 0
 		sl.inflight++
-		p.stallQ.push(fifoEntry{id, r.gen})
-		p.timeQ.push(fifoEntry{id, r.gen})
+		p.stallQ.push(fifoEntry{id, r.gen, t + int64(p.cfg.StallTimeout)})
+		p.timeQ.push(fifoEntry{id, r.gen, t + int64(p.cfg.RequestTimeout)})
 	}
 }
 
@@ -820,13 +933,16 @@ func (p *Picker) endRequest(id int32) {
 	if r.peer < 0 {
 		p.origReq.Clear(i)
 		p.originInflight--
+		p.jitterOrigin(p.lastT)
 	} else {
 		p.slots[r.peer].inflight--
 	}
 	r.live = false
 	r.gen++
 	p.freeRecs = append(p.freeRecs, id)
+	was := p.originEligible(i)
 	p.reqCount[i]--
+	p.updElig(i, was)
 	if p.reqCount[i] == 0 && !p.have.Has(i) {
 		p.makePickable(i)
 	}
@@ -862,6 +978,7 @@ func (p *Picker) Received(i int, from PeerID, now time.Time, bytes int64) []Peer
 					tp := float64(bytes) / (float64(dt) / 1e9)
 					sl.score.Throughput = ewma(sl.score.Throughput, tp)
 				}
+				p.lat = ewma(p.lat, float64(t-r.at))
 				if r.alone {
 					rtt := time.Duration(t - r.at)
 					if sl.score.RTT == 0 {
@@ -955,15 +1072,21 @@ func (p *Picker) Timeouts(now time.Time, dst []Request) []Request {
 		if !ok {
 			break
 		}
-		r := &p.recs[e.id]
-		if r.live && r.gen == e.gen && t-r.at < int64(p.cfg.RequestTimeout) {
+		if e.due > t {
 			break
 		}
 		p.timeQ.pop()
+		r := &p.recs[e.id]
 		if !r.live || r.gen != e.gen {
 			continue
 		}
 		sl := &p.slots[r.peer]
+		if quiet := max(r.at, sl.lastRecv); t-quiet < int64(p.cfg.RequestTimeout) {
+			// The peer is delivering (other chunks of the pipeline): not
+			// timed out, look again later.
+			p.timeQ.push(fifoEntry{e.id, e.gen, quiet + int64(p.cfg.RequestTimeout)})
+			continue
+		}
 		dst = append(dst, Request{Chunk: int(r.chunk), Peer: sl.id, At: p.epoch.Add(time.Duration(r.at))})
 		sl.score.Timeouts++
 		sl.score.Strikes++

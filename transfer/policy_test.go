@@ -65,6 +65,15 @@ func checkPicker(t *testing.T, p *Picker) {
 			}
 		}
 	}
+	elig := 0
+	for i := range p.n {
+		if p.originEligible(i) {
+			elig++
+		}
+	}
+	if elig != p.elig {
+		t.Fatalf("elig = %d, brute force %d", p.elig, elig)
+	}
 	for l := range p.levels {
 		if c := Bitfield(p.levels[l].words).Count(); c != p.levels[l].count {
 			t.Fatalf("level %d count = %d, bits %d", l, p.levels[l].count, c)
@@ -131,7 +140,7 @@ func TestPickerTieBreakDiffersAcrossSeeds(t *testing.T) {
 func TestPickerOriginOnlyForUnavailable(t *testing.T) {
 	t.Parallel()
 	const n = 16
-	p := newTestPicker(n, 7, func(c *PickerConfig) { c.OriginParallel = 100; c.OriginInitialWindow = 100 })
+	p := newTestPicker(n, 7, func(c *PickerConfig) { c.OriginParallel, c.OriginInitialWindow, c.OriginJitter = 100, 100, 1 })
 	p.PeerJoined("a", bitsOf(n, 0, 1, 2, 3, 4, 5, 6, 7))
 	got := map[int]bool{}
 	for {
@@ -225,6 +234,11 @@ func TestPickerOriginWindow(t *testing.T) {
 	if w := p.OriginWindow(); w != 1 {
 		t.Fatalf("window with 9 peers = %d, want 1", w)
 	}
+	i, ok := p.NextForOrigin(t0)
+	if !ok {
+		t.Fatalf("NextForOrigin with a free slot found nothing")
+	}
+	p.Requested(i, OriginPeer, t0)
 	if _, ok := p.NextForOrigin(t0); ok {
 		t.Fatalf("NextForOrigin with the window full found a chunk")
 	}
@@ -234,7 +248,7 @@ func TestPickerPendingKeepsOriginAway(t *testing.T) {
 	t.Parallel()
 	const n = 4
 	p := newTestPicker(n, 5, func(c *PickerConfig) {
-		c.OriginParallel, c.OriginInitialWindow, c.RequestTimeout = 8, 8, 10*time.Second
+		c.OriginParallel, c.OriginInitialWindow, c.RequestTimeout, c.OriginJitter = 8, 8, 10*time.Second, 1
 	})
 	p.PeerJoined("a", nil)
 	p.PeerPending("a", 0, t0)

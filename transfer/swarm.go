@@ -1,0 +1,355 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/time/rate"
+
+	"github.com/storkpm/stork/metadata"
+)
+
+// Defaults for SwarmConfig.
+const (
+	DefaultMaxPeersPerDownload = 32
+	DefaultReprovideInterval   = 10 * time.Minute
+	DefaultFindInterval        = 5 * time.Second
+	DefaultMaxStrikes          = 3
+	DefaultNoProgressTimeout   = 2 * time.Minute
+	maxUploadQueue             = 1024 // queued chunk requests per stream
+	rateBurst                  = 256 << 10
+	ratePiece                  = 64 << 10
+)
+
+// Swarm errors.
+var (
+	// ErrNoSource: a download made no progress for NoProgressTimeout (no
+	// peer served and the origin failed or is absent).
+	ErrNoSource = errors.New("no source can serve the package")
+	// ErrSwarmClosed: the Swarm was closed.
+	ErrSwarmClosed = errors.New("swarm closed")
+	// ErrDownloading: a download of the same package is already running.
+	ErrDownloading = errors.New("package already downloading")
+)
+
+// SwarmConfig configures a Swarm. Zero fields take the defaults.
+type SwarmConfig struct {
+	// Self is this host's peer ID. Required.
+	Self PeerID
+	// Network opens streams to peers. Required.
+	Network Network
+	// Discovery announces and finds package holders. Required.
+	Discovery Discovery
+	// Store is what this host serves: verified chunks only. Required.
+	Store ChunkStore
+	// Origin is the repository; nil means none (peers only).
+	Origin ChunkSource
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// UploadRate and DownloadRate cap this host's swarm traffic in
+	// bytes/s (token buckets shared by every stream); 0 is unlimited. The
+	// origin is not counted.
+	UploadRate, DownloadRate int64
+	// RequestTimeout: a peer request unanswered this long is abandoned and
+	// the peer takes a strike. Default 10s. Peer requests older than half
+	// of it may be duplicated to the origin.
+	RequestTimeout time.Duration
+	// MaxPeersPerDownload caps the peers a download trades with. Default 32.
+	MaxPeersPerDownload int
+	// OriginParallel caps concurrent origin requests per download. Default 8.
+	OriginParallel int
+	// MaxStrikes: a peer with this many consecutive failures or timeouts is
+	// dropped from the download. Default 3.
+	MaxStrikes int
+	// FindInterval: while downloading, look for providers again this often.
+	// Default 5s.
+	FindInterval time.Duration
+	// ReprovideInterval: Run provides held packages again this often.
+	// Default 10m.
+	ReprovideInterval time.Duration
+	// NoProgressTimeout: a download that receives no chunk this long fails
+	// with ErrNoSource. Default 2m.
+	NoProgressTimeout time.Duration
+	// Seed, if non-zero, seeds the per-download random choices (tests);
+	// otherwise they are seeded randomly.
+	Seed uint64
+}
+
+// Swarm trades package chunks with peers over the swarm protocol and uses
+// the origin for what no peer can serve. It is safe for concurrent use.
+// See the package documentation for the algorithm.
+type Swarm struct {
+	cfg    SwarmConfig
+	log    *slog.Logger
+	up     *rate.Limiter
+	down   *rate.Limiter
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	seq    atomic.Uint64
+
+	mu        sync.Mutex
+	closed    bool
+	downloads map[cid.Cid]*download
+	sessions  map[cid.Cid]map[PeerID]*session
+	pkgs      map[cid.Cid]*pkgInfo
+	held      map[cid.Cid]bool
+	peerStats map[PeerID]*PeerStats
+
+	bytesFromPeers  atomic.Int64
+	bytesFromOrigin atomic.Int64
+	bytesUploaded   atomic.Int64
+}
+
+// PeerStats counts the chunk bytes exchanged with one peer.
+type PeerStats struct {
+	Downloaded int64
+	Uploaded   int64
+}
+
+// SwarmStats is a snapshot of a Swarm's counters.
+type SwarmStats struct {
+	BytesFromPeers  int64
+	BytesFromOrigin int64
+	BytesUploaded   int64
+	// Sessions is the number of open swarm streams.
+	Sessions int
+	Peers    map[PeerID]PeerStats
+}
+
+// pkgInfo is what the swarm knows of a package: its unique chunks.
+type pkgInfo struct {
+	refs     []metadata.ChunkRef
+	maxChunk int
+}
+
+func newPkgInfo(m *metadata.Manifest) *pkgInfo {
+	pi := &pkgInfo{refs: m.UniqueChunks()}
+	for _, r := range pi.refs {
+		pi.maxChunk = max(pi.maxChunk, int(r.Length))
+	}
+	return pi
+}
+
+// NewSwarm checks cfg and returns a Swarm. Call Run (or Close) to stop it.
+func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
+	switch {
+	case cfg.Self == "":
+		return nil, errors.New("swarm: no Self peer ID")
+	case cfg.Network == nil:
+		return nil, errors.New("swarm: no Network")
+	case cfg.Discovery == nil:
+		return nil, errors.New("swarm: no Discovery")
+	case cfg.Store == nil:
+		return nil, errors.New("swarm: no Store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	if cfg.MaxPeersPerDownload <= 0 {
+		cfg.MaxPeersPerDownload = DefaultMaxPeersPerDownload
+	}
+	if cfg.OriginParallel <= 0 {
+		cfg.OriginParallel = DefaultOriginParallel
+	}
+	if cfg.MaxStrikes <= 0 {
+		cfg.MaxStrikes = DefaultMaxStrikes
+	}
+	if cfg.FindInterval <= 0 {
+		cfg.FindInterval = DefaultFindInterval
+	}
+	if cfg.ReprovideInterval <= 0 {
+		cfg.ReprovideInterval = DefaultReprovideInterval
+	}
+	if cfg.NoProgressTimeout <= 0 {
+		cfg.NoProgressTimeout = DefaultNoProgressTimeout
+	}
+	s := &Swarm{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "swarm"),
+		downloads: make(map[cid.Cid]*download),
+		sessions:  make(map[cid.Cid]map[PeerID]*session),
+		pkgs:      make(map[cid.Cid]*pkgInfo),
+		held:      make(map[cid.Cid]bool),
+		peerStats: make(map[PeerID]*PeerStats),
+	}
+	if cfg.UploadRate > 0 {
+		s.up = rate.NewLimiter(rate.Limit(cfg.UploadRate), rateBurst)
+	}
+	if cfg.DownloadRate > 0 {
+		s.down = rate.NewLimiter(rate.Limit(cfg.DownloadRate), rateBurst)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// goroutine runs f as a goroutine owned by the Swarm, unless it is closed.
+func (s *Swarm) goroutine(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Run provides the held packages every ReprovideInterval until ctx ends,
+// then closes the Swarm (every stream, every download) and returns nil.
+func (s *Swarm) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.ReprovideInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return nil
+		case <-s.ctx.Done():
+			s.Close()
+			return nil
+		case <-t.C:
+			s.mu.Lock()
+			var cs []cid.Cid
+			for c := range s.held {
+				cs = append(cs, c)
+			}
+			s.mu.Unlock()
+			for _, c := range cs {
+				s.provide(c)
+			}
+		}
+	}
+}
+
+// Close stops the Swarm: running downloads fail with ErrSwarmClosed, every
+// stream is reset, and every goroutine it started has returned when Close
+// does.
+func (s *Swarm) Close() {
+	s.mu.Lock()
+	s.closed = true
+	var ss []*session
+	for _, m := range s.sessions {
+		for _, x := range m {
+			ss = append(ss, x)
+		}
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, x := range ss {
+		x.close(ErrSwarmClosed)
+	}
+	s.wg.Wait()
+}
+
+// Announce records that this host holds manifest completely (the store
+// serves it) and provides it now, in the background, and on every
+// ReprovideInterval.
+func (s *Swarm) Announce(manifest cid.Cid) {
+	s.mu.Lock()
+	s.held[manifest] = true
+	s.mu.Unlock()
+	s.provide(manifest)
+}
+
+func (s *Swarm) provide(c cid.Cid) {
+	s.goroutine(func() {
+		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+		defer cancel()
+		if err := s.cfg.Discovery.Provide(ctx, c); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("provide failed", "manifest", c, "err", err)
+		}
+	})
+}
+
+// Stats returns a snapshot of the Swarm's counters.
+func (s *Swarm) Stats() SwarmStats {
+	st := SwarmStats{
+		BytesFromPeers:  s.bytesFromPeers.Load(),
+		BytesFromOrigin: s.bytesFromOrigin.Load(),
+		BytesUploaded:   s.bytesUploaded.Load(),
+		Peers:           make(map[PeerID]PeerStats),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.sessions {
+		st.Sessions += len(m)
+	}
+	for p, ps := range s.peerStats {
+		st.Peers[p] = *ps
+	}
+	return st
+}
+
+func (s *Swarm) countPeer(p PeerID, down, up int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.peerStats[p]
+	if ps == nil {
+		ps = &PeerStats{}
+		s.peerStats[p] = ps
+	}
+	ps.Downloaded += down
+	ps.Uploaded += up
+}
+
+// pkg returns what is known of manifest c: a running download's package,
+// or one the store holds.
+func (s *Swarm) pkg(c cid.Cid) (*pkgInfo, *download, error) {
+	s.mu.Lock()
+	if d := s.downloads[c]; d != nil {
+		s.mu.Unlock()
+		return d.pkg, d, nil
+	}
+	if pi := s.pkgs[c]; pi != nil {
+		s.mu.Unlock()
+		return pi, nil, nil
+	}
+	s.mu.Unlock()
+	m, err := s.cfg.Store.Manifest(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if got, err := m.CID(); err != nil || !got.Equals(c) {
+		return nil, nil, fmt.Errorf("store manifest %s: %w", c, metadata.ErrHashMismatch)
+	}
+	pi := newPkgInfo(m)
+	s.mu.Lock()
+	if len(s.pkgs) > 256 {
+		clear(s.pkgs)
+	}
+	s.pkgs[c] = pi
+	s.mu.Unlock()
+	return pi, nil, nil
+}
+
+// HandleStream serves an inbound swarm stream from p: it reads the Hello,
+// answers with this host's have-map of that package, serves p's requests
+// from the Store (at most UploadRate), and, if this host is downloading
+// the package too, uses p as a source. It returns when the stream ends;
+// call it from the network's stream-handler goroutine.
+func (s *Swarm) HandleStream(p PeerID, st Stream) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		st.Reset()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	ss := newSession(s, p, st, false)
+	ss.run(cid.Undef)
+}

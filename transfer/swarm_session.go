@@ -1,0 +1,503 @@
+package transfer
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/time/rate"
+)
+
+// maxUnsolicited chunks a peer may send that we did not ask it for (late
+// answers to cancelled or timed-out requests) before it is cut off.
+const maxUnsolicited = 64
+
+var errDuplicateSession = errors.New("duplicate session")
+
+// session is one swarm stream with a peer about one package. Its reader
+// runs in the goroutine that called run (the stream handler, or a
+// connector owned by the Swarm); its writer is a goroutine owned by the
+// Swarm. It serves the peer's requests whatever happens to our download,
+// and feeds our download (dl) while one runs and it is attached.
+type session struct {
+	s        *Swarm
+	peer     PeerID
+	st       Stream
+	outbound bool
+	manifest cid.Cid
+	pkg      *pkgInfo
+	dl       atomic.Pointer[download]
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wake   chan struct{}
+	chunks chan *Message // received chunks, verified and stored by deliverLoop
+
+	mu          sync.Mutex
+	closed      bool
+	closeErr    error
+	ctrl        []*Message
+	uploads     []uint32
+	remoteHave  Bitfield
+	remoteCount int
+	gotHave     bool
+	ourFull     bool
+	unsolicited int
+}
+
+func newSession(s *Swarm, p PeerID, st Stream, outbound bool) *session {
+	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1), chunks: make(chan *Message, 4)}
+	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
+	return ss
+}
+
+// send queues a control message.
+func (ss *session) send(m *Message) {
+	ss.mu.Lock()
+	if !ss.closed {
+		ss.ctrl = append(ss.ctrl, m)
+	}
+	ss.mu.Unlock()
+	ss.poke()
+}
+
+func (ss *session) poke() {
+	select {
+	case ss.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the session: gracefully (err nil) or with a reset.
+func (ss *session) close(err error) {
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		return
+	}
+	ss.closed = true
+	ss.closeErr = err
+	ss.mu.Unlock()
+	ss.cancel()
+	if err == nil {
+		ss.st.Close()
+	} else {
+		ss.st.Reset()
+	}
+}
+
+// run drives the session until the stream ends. manifest is the package
+// for an outbound session (cid.Undef: read the peer's Hello).
+func (ss *session) run(manifest cid.Cid) {
+	s := ss.s
+	var br *bufio.Reader
+	var r io.Reader = ss.st
+	if s.down != nil {
+		r = &limitedReader{r: ss.st, lim: s.down, ctx: ss.ctx}
+	}
+	br = bufio.NewReaderSize(r, 64<<10)
+	var d *download
+	if manifest.Defined() {
+		ss.manifest = manifest
+		var err error
+		if ss.pkg, d, err = s.pkg(manifest); err != nil {
+			ss.close(err)
+			return
+		}
+	} else {
+		t := time.AfterFunc(s.cfg.RequestTimeout, func() { ss.st.Reset() })
+		m, err := ReadMessage(br, WireLimits{MaxChunk: 1})
+		t.Stop()
+		if err != nil || m.Type != MsgHello {
+			if err == nil {
+				err = fmt.Errorf("%w: %s message before hello", ErrProtocol, m.Type)
+			}
+			s.log.Debug("inbound stream refused", "peer", ss.peer, "err", err)
+			ss.close(err)
+			return
+		}
+		ss.manifest = m.Manifest
+		if ss.pkg, d, err = s.pkg(m.Manifest); err != nil {
+			s.log.Debug("inbound stream for an unknown package", "peer", ss.peer, "manifest", m.Manifest, "err", err)
+			ss.close(err)
+			return
+		}
+	}
+	if !s.register(ss, d) {
+		ss.close(errDuplicateSession)
+		ss.teardown()
+		return
+	}
+	if !s.goroutine(ss.writeLoop) || !s.goroutine(ss.deliverLoop) {
+		ss.close(ErrSwarmClosed)
+	}
+	err := ss.readLoop(br)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if err != nil && ss.ctx.Err() == nil {
+		s.log.Debug("swarm stream ended", "peer", ss.peer, "manifest", ss.manifest, "err", err)
+	}
+	ss.close(err)
+	ss.teardown()
+}
+
+// teardown unregisters the session and detaches it from our download.
+func (ss *session) teardown() {
+	s := ss.s
+	s.mu.Lock()
+	if m := s.sessions[ss.manifest]; m != nil && m[ss.peer] == ss {
+		delete(m, ss.peer)
+		if len(m) == 0 {
+			delete(s.sessions, ss.manifest)
+		}
+	}
+	s.mu.Unlock()
+	if d := ss.dl.Load(); d != nil {
+		d.detach(ss)
+	}
+}
+
+// register adds ss to the Swarm's sessions, attaches it to d (our running
+// download of the package, if any) and queues Hello (outbound) and our
+// have-map. It returns false if ss must close instead: the peer is banned
+// from d, the Swarm is closed, or another session with the peer wins (the
+// one opened by the smaller peer ID, which both sides agree on).
+func (s *Swarm) register(ss *session, d *download) bool {
+	n := len(ss.pkg.refs)
+	var have Bitfield
+	if d != nil {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.banned[ss.peer] || d.dropped[ss.peer] {
+			return false
+		}
+		have = d.picker.HaveMap(nil)
+	} else {
+		have = NewBitfield(n)
+		for i, r := range ss.pkg.refs {
+			if s.cfg.Store.HasChunk(r.CID) {
+				have.Set(i)
+			}
+		}
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	m := s.sessions[ss.manifest]
+	if m == nil {
+		m = make(map[PeerID]*session)
+		s.sessions[ss.manifest] = m
+	}
+	old := m[ss.peer]
+	if old != nil && ss.outbound != (s.cfg.Self < ss.peer) {
+		s.mu.Unlock()
+		return false
+	}
+	m[ss.peer] = ss
+	s.mu.Unlock()
+	if old != nil {
+		old.close(errDuplicateSession)
+	}
+	var fetching []uint32
+	if d != nil && !d.finished {
+		if cur := d.peers[ss.peer]; cur != nil {
+			// The replaced stream's requests are lost with it; what the
+			// peer has is not.
+			cur.dl.CompareAndSwap(d, nil)
+			d.picker.DropRequests(ss.peer)
+			d.peers[ss.peer] = ss
+			ss.dl.Store(d)
+		} else if len(d.peers) < s.cfg.MaxPeersPerDownload {
+			d.peers[ss.peer] = ss
+			d.peersSeen[ss.peer] = true
+			ss.dl.Store(d)
+		}
+		for i := range d.originCancel {
+			fetching = append(fetching, uint32(i))
+		}
+	}
+	ss.mu.Lock()
+	if ss.outbound {
+		ss.ctrl = append(ss.ctrl, &Message{Type: MsgHello, Manifest: ss.manifest})
+	}
+	ss.ctrl = append(ss.ctrl, &Message{Type: MsgHave, Manifest: ss.manifest, Count: n, Have: have})
+	if len(fetching) > 0 {
+		ss.ctrl = append(ss.ctrl, &Message{Type: MsgFetching, Indices: fetching})
+	}
+	ss.ourFull = have.Count() == n
+	ss.mu.Unlock()
+	ss.poke()
+	return true
+}
+
+func (ss *session) readLoop(br *bufio.Reader) error {
+	limits := WireLimits{MaxChunk: max(ss.pkg.maxChunk, 1)}
+	n := len(ss.pkg.refs)
+	for {
+		m, err := ReadMessage(br, limits)
+		if err != nil {
+			return err
+		}
+		if err := ss.handle(m, n); err != nil {
+			return err
+		}
+	}
+}
+
+func (ss *session) handle(m *Message, n int) error {
+	checkIdx := func(idx ...uint32) error {
+		for _, i := range idx {
+			if int64(i) >= int64(n) {
+				return fmt.Errorf("%w: %s of chunk %d, package has %d", ErrProtocol, m.Type, i, n)
+			}
+		}
+		return nil
+	}
+	ss.mu.Lock()
+	gotHave := ss.gotHave
+	ss.mu.Unlock()
+	if !gotHave && m.Type != MsgHave {
+		return fmt.Errorf("%w: %s message before have", ErrProtocol, m.Type)
+	}
+	switch m.Type {
+	case MsgHello:
+		return fmt.Errorf("%w: second hello", ErrProtocol)
+	case MsgHave:
+		if gotHave || !m.Manifest.Equals(ss.manifest) || m.Count != n {
+			return fmt.Errorf("%w: have for %s of %d chunks on a stream about %s (%d chunks)", ErrProtocol, m.Manifest, m.Count, ss.manifest, n)
+		}
+		ss.mu.Lock()
+		ss.gotHave = true
+		ss.remoteHave = m.Have
+		ss.remoteCount = m.Have.Count()
+		ss.mu.Unlock()
+		if d := ss.dl.Load(); d != nil {
+			d.peerJoined(ss, m.Have)
+		}
+		ss.maybeIdle()
+	case MsgHaveUpdate:
+		if err := checkIdx(m.Index); err != nil {
+			return err
+		}
+		ss.mu.Lock()
+		if !ss.remoteHave.Has(int(m.Index)) {
+			ss.remoteHave.Set(int(m.Index))
+			ss.remoteCount++
+		}
+		ss.mu.Unlock()
+		if d := ss.dl.Load(); d != nil {
+			d.peerHave(ss, int(m.Index))
+		}
+		ss.maybeIdle()
+	case MsgFetching:
+		if err := checkIdx(m.Indices...); err != nil {
+			return err
+		}
+		if d := ss.dl.Load(); d != nil {
+			d.peerPending(ss, m.Indices)
+		}
+	case MsgRequest:
+		if err := checkIdx(m.Indices...); err != nil {
+			return err
+		}
+		var busy []uint32
+		ss.mu.Lock()
+		for _, i := range m.Indices {
+			if len(ss.uploads) >= maxUploadQueue {
+				busy = append(busy, i)
+				continue
+			}
+			ss.uploads = append(ss.uploads, i)
+		}
+		if len(busy) > 0 {
+			ss.ctrl = append(ss.ctrl, &Message{Type: MsgReject, Reason: RejectBusy, Indices: busy})
+		}
+		ss.mu.Unlock()
+		ss.poke()
+	case MsgCancel:
+		if err := checkIdx(m.Indices...); err != nil {
+			return err
+		}
+		ss.mu.Lock()
+		for _, c := range m.Indices {
+			for k, i := range ss.uploads {
+				if i == c {
+					ss.uploads = append(ss.uploads[:k], ss.uploads[k+1:]...)
+					break
+				}
+			}
+		}
+		ss.mu.Unlock()
+	case MsgReject:
+		if err := checkIdx(m.Indices...); err != nil {
+			return err
+		}
+		if d := ss.dl.Load(); d != nil {
+			d.rejected(ss, m.Indices, m.Reason)
+		}
+	case MsgChunk:
+		if err := checkIdx(m.Index); err != nil {
+			return err
+		}
+		// Hashing and storing happen in deliverLoop, so that control
+		// messages behind this chunk (Fetching, HaveUpdate) are not held up.
+		select {
+		case ss.chunks <- m:
+		case <-ss.ctx.Done():
+			return ss.ctx.Err()
+		}
+		ss.mu.Lock()
+		u := ss.unsolicited
+		ss.mu.Unlock()
+		if u > maxUnsolicited {
+			return fmt.Errorf("%w: %d chunks sent unasked", ErrProtocol, u)
+		}
+	}
+	return nil
+}
+
+// deliverLoop verifies and stores the chunks the reader hands over.
+func (ss *session) deliverLoop() {
+	for {
+		select {
+		case <-ss.ctx.Done():
+			return
+		case m := <-ss.chunks:
+			d := ss.dl.Load()
+			if d == nil || !d.chunk(ss, int(m.Index), m.Data) {
+				ss.mu.Lock()
+				ss.unsolicited++
+				ss.mu.Unlock()
+			}
+		}
+	}
+}
+
+// setOurFull records that we now hold the whole package.
+func (ss *session) setOurFull() {
+	ss.mu.Lock()
+	ss.ourFull = true
+	ss.mu.Unlock()
+	ss.maybeIdle()
+}
+
+// maybeIdle closes the session once neither side needs the other: both
+// hold the whole package and nothing is queued.
+func (ss *session) maybeIdle() {
+	ss.mu.Lock()
+	idle := ss.gotHave && ss.ourFull && ss.remoteCount == len(ss.pkg.refs) && len(ss.uploads) == 0 && !ss.closed
+	ss.mu.Unlock()
+	if idle {
+		ss.close(nil)
+	}
+}
+
+// writeLoop sends queued control messages first, then one queued upload
+// at a time, flushing whenever the queues run dry.
+func (ss *session) writeLoop() {
+	bw := bufio.NewWriterSize(ss.st, 64<<10)
+	for {
+		select {
+		case <-ss.ctx.Done():
+			return
+		case <-ss.wake:
+		}
+		for {
+			ss.mu.Lock()
+			ctrl := ss.ctrl
+			ss.ctrl = nil
+			up := -1
+			if len(ss.uploads) > 0 {
+				up = int(ss.uploads[0])
+				ss.uploads = ss.uploads[1:]
+			}
+			ss.mu.Unlock()
+			if len(ctrl) == 0 && up < 0 {
+				break
+			}
+			var err error
+			for _, m := range ctrl {
+				if err = WriteMessage(bw, m); err != nil {
+					break
+				}
+			}
+			if err == nil && up >= 0 {
+				err = ss.upload(bw, up)
+			}
+			if err == nil {
+				err = bw.Flush()
+			}
+			if err != nil {
+				ss.close(fmt.Errorf("write to %s: %w", ss.peer, err))
+				return
+			}
+		}
+		ss.maybeIdle()
+	}
+}
+
+// upload sends chunk i from the Store, or a Reject if we do not hold it,
+// paced by the upload rate limit.
+func (ss *session) upload(bw *bufio.Writer, i int) error {
+	ref := ss.pkg.refs[i]
+	data, err := ss.s.cfg.Store.ReadChunk(ref.CID)
+	if err == nil && int64(len(data)) != ref.Length {
+		err = fmt.Errorf("stored chunk %s has %d bytes, want %d", ref.CID, len(data), ref.Length)
+	}
+	if err != nil {
+		ss.s.log.Debug("cannot serve chunk", "peer", ss.peer, "chunk", ref.CID, "err", err)
+		return WriteMessage(bw, &Message{Type: MsgReject, Reason: RejectNotHave, Indices: []uint32{uint32(i)}})
+	}
+	var hdr [2*binary.MaxVarintLen64 + 1]byte
+	idx := binary.AppendUvarint(nil, uint64(i))
+	h := binary.AppendUvarint(hdr[:0], uint64(1+len(idx)+len(data)))
+	h = append(h, byte(MsgChunk))
+	h = append(h, idx...)
+	if _, err := bw.Write(h); err != nil {
+		return err
+	}
+	for off := 0; off < len(data); off += ratePiece {
+		piece := data[off:min(off+ratePiece, len(data))]
+		if ss.s.up != nil {
+			if err := ss.s.up.WaitN(ss.ctx, len(piece)); err != nil {
+				return err
+			}
+		}
+		if _, err := bw.Write(piece); err != nil {
+			return err
+		}
+	}
+	ss.s.bytesUploaded.Add(int64(len(data)))
+	ss.s.countPeer(ss.peer, 0, int64(len(data)))
+	return nil
+}
+
+// limitedReader paces reads to a shared download rate.
+type limitedReader struct {
+	r   io.Reader
+	lim *rate.Limiter
+	ctx context.Context
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if len(p) > ratePiece {
+		p = p[:ratePiece]
+	}
+	n, err := l.r.Read(p)
+	if n > 0 {
+		if werr := l.lim.WaitN(l.ctx, n); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return n, err
+}

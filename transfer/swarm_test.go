@@ -1,0 +1,575 @@
+package transfer_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/time/rate"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/transfertest"
+)
+
+// testPackage is a package with its chunks.
+type testPackage struct {
+	m      *metadata.Manifest
+	c      cid.Cid
+	chunks map[cid.Cid][]byte
+	size   int64 // bytes of unique chunks
+}
+
+func newTestPackage(t testing.TB, seed uint64, chunkSize int64, files ...int) *testPackage {
+	t.Helper()
+	rng := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)})
+	var entries []transfertest.Entry
+	for k, n := range files {
+		data := make([]byte, n)
+		rng.Read(data)
+		entries = append(entries, transfertest.Entry{Path: fmt.Sprintf("f%05d", k), Data: data})
+	}
+	m, chunks := transfertest.BuildManifest(chunkSize, entries)
+	c, err := m.CID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testPackage{m: m, c: c, chunks: chunks}
+	for _, b := range chunks {
+		p.size += int64(len(b))
+	}
+	return p
+}
+
+// swarmOrigin is a ChunkSource with a shared bandwidth, a per-request
+// latency, a byte counter, and an off switch.
+type swarmOrigin struct {
+	src     *transfertest.FakeSource
+	lim     *rate.Limiter
+	latency time.Duration
+	bytes   atomic.Int64
+	reqs    atomic.Int64
+	down    atomic.Bool
+}
+
+func newSwarmOrigin(p *testPackage, bytesPerSec int64, latency time.Duration) *swarmOrigin {
+	o := &swarmOrigin{src: transfertest.NewFakeSource(p.chunks), latency: latency}
+	if bytesPerSec > 0 {
+		o.lim = rate.NewLimiter(rate.Limit(bytesPerSec), 256<<10)
+	}
+	return o
+}
+
+var errOriginDown = errors.New("test origin: 503")
+
+func (o *swarmOrigin) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
+	o.reqs.Add(1)
+	if o.down.Load() {
+		return nil, errOriginDown
+	}
+	t := time.NewTimer(o.latency)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return nil, ctx.Err()
+	case <-t.C:
+	}
+	b, err := o.src.FetchChunk(ctx, c, size)
+	if err != nil {
+		return nil, err
+	}
+	if o.lim != nil {
+		for off := 0; off < len(b); off += 64 << 10 {
+			if err := o.lim.WaitN(ctx, min(64<<10, len(b)-off)); err != nil {
+				return nil, err
+			}
+			o.bytes.Add(int64(min(64<<10, len(b)-off)))
+		}
+	} else {
+		o.bytes.Add(int64(len(b)))
+	}
+	return b, nil
+}
+
+// cluster is a set of swarm nodes on one in-memory network.
+type cluster struct {
+	t     *testing.T
+	net   *transfertest.MemNet
+	disc  *transfertest.MemDiscovery
+	nodes []*node
+	wg    sync.WaitGroup
+}
+
+type node struct {
+	id     transfer.PeerID
+	mn     *transfertest.MemNode
+	store  *transfertest.MemStore
+	swarm  *transfer.Swarm
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newCluster(t *testing.T, shape transfertest.LinkShape) *cluster {
+	c := &cluster{t: t, net: transfertest.NewMemNet(shape), disc: transfertest.NewMemDiscovery()}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.stop()
+		}
+		c.net.Wait()
+	})
+	return c
+}
+
+func (c *cluster) add(id string, origin transfer.ChunkSource, mod func(*transfer.SwarmConfig)) *node {
+	c.t.Helper()
+	n := &node{id: transfer.PeerID(id), store: transfertest.NewMemStore(), done: make(chan struct{})}
+	n.mn = c.net.Node(n.id, nil)
+	cfg := transfer.SwarmConfig{
+		Self:           n.id,
+		Network:        n.mn,
+		Discovery:      c.disc.For(n.id),
+		Store:          n.store,
+		Origin:         origin,
+		RequestTimeout: 2 * time.Second,
+		FindInterval:   200 * time.Millisecond,
+		Seed:           uint64(len(c.nodes) + 1),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := transfer.NewSwarm(cfg)
+	if err != nil {
+		c.t.Fatalf("NewSwarm: %v", err)
+	}
+	n.swarm = s
+	n.mn.SetHandler(s.HandleStream)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() {
+		defer close(n.done)
+		s.Run(ctx)
+	}()
+	c.nodes = append(c.nodes, n)
+	return n
+}
+
+func (n *node) stop() {
+	n.cancel()
+	<-n.done
+}
+
+// seed makes n hold p completely and announce it.
+func (n *node) seed(p *testPackage) {
+	n.store.AddManifest(p.c, p.m)
+	n.store.AddChunks(p.chunks)
+	n.swarm.Announce(p.c)
+}
+
+func (n *node) download(ctx context.Context, p *testPackage) (*transfer.DownloadStats, error) {
+	n.store.AddManifest(p.c, p.m)
+	return n.swarm.Download(ctx, transfer.DownloadRequest{Manifest: p.c, M: p.m, Sink: n.store, Have: n.store.Has})
+}
+
+// checkCopy checks that n's store holds exactly p's chunks.
+func checkCopy(t *testing.T, n *node, p *testPackage) {
+	t.Helper()
+	for c, want := range p.chunks {
+		got, err := n.store.ReadChunk(c)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("node %s: chunk %s: %d bytes, err %v; want the %d-byte original", n.id, c, len(got), err, len(want))
+		}
+	}
+	if k := n.store.Corrupt(); k != 0 {
+		t.Fatalf("node %s: %d corrupt chunks reached the sink", n.id, k)
+	}
+}
+
+func TestSwarmManyNodesOneOriginCopy(t *testing.T) {
+	// Not parallel: it keeps the CPU busy, and timing tests elsewhere in
+	// the package would feel it.
+	const nodes = 10
+	size := 64 << 20
+	if testing.Short() {
+		size = 16 << 20
+	}
+	p := newTestPackage(t, 1, 1<<20, size/2, size/2)
+	// Peer links: 1 ms, 50 MiB/s per stream direction; the origin: 20 ms
+	// per request, 40 MiB/s in all. (Faster links make the test CPU-bound
+	// on small machines: messages then queue behind hashing, which is not
+	// what a real swarm sees.)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond, Rate: 50 << 20})
+	origin := newSwarmOrigin(p, 40<<20, 20*time.Millisecond)
+	for k := range nodes {
+		// The default request timeout: under the race detector on a small
+		// machine a busy peer may well send nothing for a second or two.
+		c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *transfer.SwarmConfig) { cfg.RequestTimeout = 0 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	stats := make([]*transfer.DownloadStats, nodes)
+	errs := make([]error, nodes)
+	for k, n := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stats[k], errs[k] = n.download(ctx, p)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var fromPeers, fromOrigin int64
+	for k, n := range c.nodes {
+		if errs[k] != nil {
+			t.Fatalf("node %s: Download: %v", n.id, errs[k])
+		}
+		checkCopy(t, n, p)
+		fromPeers += stats[k].FromPeers
+		fromOrigin += stats[k].FromOrigin
+	}
+	ratio := float64(origin.bytes.Load()) / float64(p.size)
+	t.Logf("%d nodes, %d MiB package: origin sent %.2fx the package (%d requests), peers %d MiB, elapsed %v",
+		nodes, p.size>>20, ratio, origin.reqs.Load(), fromPeers>>20, elapsed.Round(time.Millisecond))
+	if fromOrigin+fromPeers != int64(nodes)*p.size {
+		t.Fatalf("nodes got %d bytes from peers and %d from the origin, want %d in all", fromPeers, fromOrigin, int64(nodes)*p.size)
+	}
+	// Hosts that start together know nothing of each other for their
+	// first origin pick, so with 10 hosts and only 16 chunks (-short) about
+	// 2.4 of the first 10 picks collide, and under the race detector on a
+	// small machine messages lag: the 1.5x bound is for the full-size run.
+	limit := 1.5
+	if testing.Short() {
+		limit = 2
+	}
+	if ratio > limit {
+		t.Fatalf("origin sent %.2fx the package, want <= %.1fx", ratio, limit)
+	}
+	var up int64
+	for _, n := range c.nodes {
+		up += n.swarm.Stats().BytesUploaded
+	}
+	if up < fromPeers {
+		t.Fatalf("uploads %d < bytes from peers %d", up, fromPeers)
+	}
+}
+
+func TestSwarmNoPeersOriginOnly(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 2, 256<<10, 3<<20, 100, 0)
+	c := newCluster(t, transfertest.LinkShape{})
+	c.disc.Delay = 3 * time.Second // a slow DHT must not delay the origin
+	origin := newSwarmOrigin(p, 0, 5*time.Millisecond)
+	n := c.add("alone", origin, nil)
+	var first atomic.Int64
+	start := time.Now()
+	n.store.AddManifest(p.c, p.m)
+	st, err := n.swarm.Download(context.Background(), transfer.DownloadRequest{
+		Manifest: p.c, M: p.m, Sink: n.store,
+		Progress: func(done, total int64) {
+			if done > 0 {
+				first.CompareAndSwap(0, int64(time.Since(start)))
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	checkCopy(t, n, p)
+	if st.FromOrigin != p.size || st.FromPeers != 0 {
+		t.Fatalf("stats %+v, want all %d bytes from the origin", st, p.size)
+	}
+	if ttfb := time.Duration(first.Load()); ttfb > 500*time.Millisecond || st.Elapsed > 2*time.Second {
+		t.Fatalf("first chunk after %v, done after %v: the origin waited for discovery", ttfb, st.Elapsed)
+	}
+}
+
+func TestSwarmOriginDownAfterFirstCopy(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 3, 256<<10, 4<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, time.Millisecond)
+	first := c.add("first", origin, nil)
+	if _, err := first.download(context.Background(), p); err != nil {
+		t.Fatalf("first Download: %v", err)
+	}
+	origin.down.Store(true)
+	var rest []*node
+	for k := range 5 {
+		rest = append(rest, c.add(fmt.Sprint("later", k), origin, nil))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, n := range rest {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := n.download(ctx, p)
+			if err != nil {
+				t.Errorf("node %s: Download: %v", n.id, err)
+				return
+			}
+			if st.FromOrigin != 0 {
+				t.Errorf("node %s: %d bytes from a dead origin", n.id, st.FromOrigin)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, n := range rest {
+		checkCopy(t, n, p)
+	}
+	if got := origin.bytes.Load(); got != p.size {
+		t.Fatalf("origin sent %d bytes, want %d (one copy)", got, p.size)
+	}
+}
+
+// rawPeer is a hostile peer speaking the wire protocol by hand: it claims
+// every chunk, and answers requests with corrupt bytes (corrupt) or never.
+func rawPeer(p *testPackage, corrupt bool) transfertest.StreamHandler {
+	refs := p.m.UniqueChunks()
+	return func(from transfer.PeerID, st transfer.Stream) {
+		defer st.Close()
+		br := bufio.NewReader(st)
+		m, err := transfer.ReadMessage(br, transfer.WireLimits{})
+		if err != nil || m.Type != transfer.MsgHello {
+			st.Reset()
+			return
+		}
+		all := transfer.NewBitfield(len(refs))
+		for i := range refs {
+			all.Set(i)
+		}
+		bw := bufio.NewWriter(st)
+		transfer.WriteMessage(bw, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: all})
+		if bw.Flush() != nil {
+			return
+		}
+		for {
+			m, err := transfer.ReadMessage(br, transfer.WireLimits{})
+			if err != nil {
+				return
+			}
+			if m.Type != transfer.MsgRequest || !corrupt {
+				continue
+			}
+			for _, i := range m.Indices {
+				data := slices.Clone(p.chunks[refs[i].CID])
+				data[len(data)/2] ^= 0xff
+				transfer.WriteMessage(bw, &transfer.Message{Type: transfer.MsgChunk, Index: i, Data: data})
+			}
+			if bw.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func TestSwarmMaliciousPeers(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 4, 256<<10, 8<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	// Both liars announce the package before anyone starts.
+	for id, corrupt := range map[string]bool{"corrupter": true, "silent": false} {
+		mn := c.net.Node(transfer.PeerID(id), rawPeer(p, corrupt))
+		c.disc.For(mn.ID()).Provide(context.Background(), p.c)
+	}
+	origin := newSwarmOrigin(p, 50<<20, 5*time.Millisecond)
+	var honest []*node
+	for k := range 4 {
+		honest = append(honest, c.add(fmt.Sprint("honest", k), origin, func(cfg *transfer.SwarmConfig) {
+			cfg.RequestTimeout = 500 * time.Millisecond
+		}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, n := range honest {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := n.download(ctx, p)
+			if err != nil {
+				t.Errorf("node %s: Download: %v", n.id, err)
+				return
+			}
+			t.Logf("node %s: banned %v, dropped %v, from peers %d, from origin %d", n.id, st.Banned, st.Dropped, st.FromPeers, st.FromOrigin)
+			for _, b := range st.Banned {
+				if b != "corrupter" {
+					t.Errorf("node %s banned %s", n.id, b)
+				}
+			}
+			if slices.Contains(st.Dropped, "corrupter") || slices.Contains(st.Banned, "silent") {
+				t.Errorf("node %s: banned %v dropped %v: wrong verdicts", n.id, st.Banned, st.Dropped)
+			}
+			if ps := n.swarm.Stats().Peers; ps["corrupter"].Downloaded != 0 || ps["silent"].Downloaded != 0 {
+				t.Errorf("node %s: bytes counted from a bad peer: %+v", n.id, ps)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, n := range honest {
+		checkCopy(t, n, p)
+	}
+}
+
+func TestSwarmSilentPeerDropped(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 8, 256<<10, 4<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	mn := c.net.Node("silent", rawPeer(p, false))
+	c.disc.For(mn.ID()).Provide(context.Background(), p.c)
+	origin := newSwarmOrigin(p, 2<<20, 5*time.Millisecond) // 2 s for the package
+	n := c.add("leech", origin, func(cfg *transfer.SwarmConfig) { cfg.RequestTimeout = 200 * time.Millisecond })
+	st, err := n.download(context.Background(), p)
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	checkCopy(t, n, p)
+	if !slices.Contains(st.Dropped, "silent") || st.FromOrigin != p.size {
+		t.Fatalf("stats %+v: want the silent peer dropped and every byte from the origin", st)
+	}
+}
+
+func TestSwarmNodeRemovedMidTransfer(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 5, 256<<10, 16<<20)
+	// Slow links so that the transfer is still running when a node goes.
+	c := newCluster(t, transfertest.LinkShape{Latency: 2 * time.Millisecond, Rate: 20 << 20})
+	origin := newSwarmOrigin(p, 20<<20, 5*time.Millisecond)
+	seed := c.add("seed", nil, nil)
+	seed.seed(p)
+	var nodes []*node
+	for k := range 5 {
+		nodes = append(nodes, c.add(fmt.Sprint("n", k), origin, nil))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	victimCtx, victimCancel := context.WithCancel(ctx)
+	defer victimCancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for k, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dctx := ctx
+			if k == 0 {
+				dctx = victimCtx
+			}
+			_, errs[k] = n.download(dctx, p)
+		}()
+	}
+	// Remove the victim (and the seed, the best source) once chunks flow.
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		if nodes[0].swarm.Stats().BytesUploaded > 0 || time.Since(start) > 5*time.Second {
+			break
+		}
+	}
+	c.net.Remove(nodes[0].id)
+	c.net.Remove(seed.id)
+	c.disc.Forget(nodes[0].id)
+	c.disc.Forget(seed.id)
+	victimCancel()
+	wg.Wait()
+	for k, n := range nodes[1:] {
+		if errs[k+1] != nil {
+			t.Fatalf("node %s: Download: %v", n.id, errs[k+1])
+		}
+		checkCopy(t, n, p)
+	}
+}
+
+func TestSwarmSmallFilesBatched(t *testing.T) {
+	t.Parallel()
+	files := make([]int, 2000)
+	for k := range files {
+		files[k] = 1 + k%2000
+	}
+	p := newTestPackage(t, 6, 1<<20, files...)
+	// 20 ms links: one round trip per chunk would take 40 s.
+	c := newCluster(t, transfertest.LinkShape{Latency: 10 * time.Millisecond})
+	seed := c.add("seed", nil, nil)
+	seed.seed(p)
+	n := c.add("leech", nil, nil)
+	st, err := n.download(context.Background(), p)
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	checkCopy(t, n, p)
+	t.Logf("%d small chunks in %v", len(p.chunks), st.Elapsed)
+	if st.Elapsed > 10*time.Second || st.FromPeers != p.size {
+		t.Fatalf("stats %+v: want all %d bytes from the seed, well under 10s", st, p.size)
+	}
+}
+
+func TestSwarmMalformedMessages(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 7, 64<<10, 1<<20)
+	c := newCluster(t, transfertest.LinkShape{})
+	server := c.add("server", nil, nil)
+	server.seed(p)
+	attacker := c.net.Node("attacker", func(transfer.PeerID, transfer.Stream) {})
+	hello, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHello, Manifest: p.c})
+	refs := p.m.UniqueChunks()
+	have, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: transfer.NewBitfield(len(refs))})
+	wrongCount, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: 3, Have: transfer.NewBitfield(3)})
+	badIndex, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgRequest, Indices: []uint32{uint32(len(refs))}})
+	cases := []struct {
+		name string
+		in   []byte
+	}{
+		{"garbage", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
+		{"oversized control", []byte{0x80, 0x80, 0x80, 0x08, byte(transfer.MsgHello)}},
+		{"chunk before hello", []byte{0x80, 0x80, 0x80, 0x08, byte(transfer.MsgChunk)}},
+		{"request before have", append(slices.Clone(hello), badIndex...)},
+		{"have of the wrong size", append(slices.Clone(hello), wrongCount...)},
+		{"index out of range", append(append(slices.Clone(hello), have...), badIndex...)},
+		{"oversized chunk", append(append(slices.Clone(hello), have...), 0x80, 0x80, 0x80, 0x40, byte(transfer.MsgChunk))},
+		{"unknown type", append(append(slices.Clone(hello), have...), 0x01, 0x63)},
+	}
+	for _, tc := range cases {
+		st, err := attacker.OpenStream(context.Background(), server.id)
+		if err != nil {
+			t.Fatalf("%s: OpenStream: %v", tc.name, err)
+		}
+		st.Write(tc.in)
+		// The server resets the stream: reads end in an error, never hang.
+		done := make(chan error, 1)
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				if _, err := st.Read(buf); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, transfertest.ErrStreamReset) {
+				t.Errorf("%s: stream ended with %v, want a reset", tc.name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the server did not reset the stream", tc.name)
+		}
+		st.Reset()
+	}
+	// The server still serves honest peers.
+	n := c.add("honest", nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := n.download(ctx, p); err != nil {
+		t.Fatalf("honest Download after the attacks: %v", err)
+	}
+	checkCopy(t, n, p)
+}

@@ -1,0 +1,561 @@
+package transfertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer"
+)
+
+// In-memory swarm plumbing: a Network of buffered streams with optional
+// per-link latency and rate, a shared Discovery table, and a ChunkStore,
+// so that multi-node swarm tests run in one process.
+
+// ErrStreamReset is what a reset stream's reads and writes return.
+var ErrStreamReset = errors.New("memnet: stream reset")
+
+// LinkShape shapes one direction of a link: each write arrives Latency
+// after it is made, and a direction carries at most Rate bytes/s (0:
+// unlimited).
+type LinkShape struct {
+	Latency time.Duration
+	Rate    int64
+}
+
+// StreamHandler receives an inbound stream (the swarm's HandleStream).
+type StreamHandler func(from transfer.PeerID, st transfer.Stream)
+
+// MemNet connects MemNodes. It is safe for concurrent use.
+type MemNet struct {
+	mu       sync.Mutex
+	nodes    map[transfer.PeerID]*MemNode
+	shape    LinkShape
+	shapes   map[[2]transfer.PeerID]LinkShape
+	handlers sync.WaitGroup
+	opened   int
+}
+
+// NewMemNet returns an empty network whose links have the default shape.
+func NewMemNet(def LinkShape) *MemNet {
+	return &MemNet{nodes: make(map[transfer.PeerID]*MemNode), shape: def, shapes: make(map[[2]transfer.PeerID]LinkShape)}
+}
+
+// SetLink shapes the direction from -> to.
+func (n *MemNet) SetLink(from, to transfer.PeerID, s LinkShape) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.shapes[[2]transfer.PeerID{from, to}] = s
+}
+
+func (n *MemNet) linkShape(from, to transfer.PeerID) LinkShape {
+	if s, ok := n.shapes[[2]transfer.PeerID{from, to}]; ok {
+		return s
+	}
+	return n.shape
+}
+
+// Node adds a node named id whose inbound streams go to h (set later with
+// SetHandler if nil).
+func (n *MemNet) Node(id transfer.PeerID, h StreamHandler) *MemNode {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	nd := &MemNode{net: n, id: id, handler: h, streams: make(map[*memStream]transfer.PeerID)}
+	n.nodes[id] = nd
+	return nd
+}
+
+// Remove takes node id off the network: every stream it has is reset and
+// nobody can reach it any more.
+func (n *MemNet) Remove(id transfer.PeerID) {
+	n.mu.Lock()
+	nd := n.nodes[id]
+	delete(n.nodes, id)
+	n.mu.Unlock()
+	if nd != nil {
+		nd.mu.Lock()
+		nd.removed = true
+		nd.mu.Unlock()
+		nd.resetAll(func(transfer.PeerID) bool { return true })
+	}
+}
+
+// Wait waits for every inbound-stream handler to return.
+func (n *MemNet) Wait() { n.handlers.Wait() }
+
+// StreamsOpened returns how many streams were opened in all.
+func (n *MemNet) StreamsOpened() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.opened
+}
+
+// MemNode is one node's transfer.Network.
+type MemNode struct {
+	net *MemNet
+	id  transfer.PeerID
+
+	mu      sync.Mutex
+	handler StreamHandler
+	removed bool
+	streams map[*memStream]transfer.PeerID // our ends, by remote
+}
+
+var _ transfer.Network = (*MemNode)(nil)
+
+// ID returns the node's peer ID.
+func (nd *MemNode) ID() transfer.PeerID { return nd.id }
+
+// SetHandler sets the inbound stream handler.
+func (nd *MemNode) SetHandler(h StreamHandler) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	nd.handler = h
+}
+
+// OpenStream implements transfer.Network: it runs the remote's handler in
+// a new goroutine with the other end.
+func (nd *MemNode) OpenStream(ctx context.Context, p transfer.PeerID) (transfer.Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	nd.net.mu.Lock()
+	remote := nd.net.nodes[p]
+	self := nd.net.nodes[nd.id]
+	out, in := nd.net.linkShape(nd.id, p), nd.net.linkShape(p, nd.id)
+	if remote != nil && self == nd {
+		nd.net.opened++
+	}
+	nd.net.mu.Unlock()
+	if self != nd {
+		return nil, fmt.Errorf("memnet: %s is not on the network", nd.id)
+	}
+	if remote == nil {
+		return nil, fmt.Errorf("memnet: no route to %s", p)
+	}
+	remote.mu.Lock()
+	h := remote.handler
+	remote.mu.Unlock()
+	if h == nil {
+		return nil, fmt.Errorf("memnet: %s has no handler", p)
+	}
+	ab, ba := newPipe(out), newPipe(in)
+	a := &memStream{r: ba, w: ab}
+	b := &memStream{r: ab, w: ba}
+	if !nd.track(a, p) || !remote.track(b, nd.id) {
+		a.Reset()
+		b.Reset()
+		return nil, fmt.Errorf("memnet: no route to %s", p)
+	}
+	a.onEnd = func() { nd.untrack(a) }
+	b.onEnd = func() { remote.untrack(b) }
+	nd.net.handlers.Add(1)
+	go func() {
+		defer nd.net.handlers.Done()
+		h(nd.id, b)
+	}()
+	return a, nil
+}
+
+func (nd *MemNode) track(s *memStream, p transfer.PeerID) bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.removed {
+		return false
+	}
+	nd.streams[s] = p
+	return true
+}
+
+func (nd *MemNode) untrack(s *memStream) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	delete(nd.streams, s)
+}
+
+func (nd *MemNode) resetAll(match func(transfer.PeerID) bool) {
+	nd.mu.Lock()
+	var ss []*memStream
+	for s, p := range nd.streams {
+		if match(p) {
+			ss = append(ss, s)
+		}
+	}
+	nd.mu.Unlock()
+	for _, s := range ss {
+		s.Reset()
+	}
+}
+
+// ClosePeer implements transfer.Network: it resets every stream to p.
+func (nd *MemNode) ClosePeer(p transfer.PeerID) error {
+	nd.resetAll(func(q transfer.PeerID) bool { return q == p })
+	return nil
+}
+
+// memStream is one end of a stream: it reads one pipe and writes the
+// other.
+type memStream struct {
+	r, w  *pipe
+	once  sync.Once
+	onEnd func()
+}
+
+func (s *memStream) Read(p []byte) (int, error)  { return s.r.read(p) }
+func (s *memStream) Write(p []byte) (int, error) { return s.w.write(p) }
+
+// Close ends our writing (the remote reads EOF) and our reading.
+func (s *memStream) Close() error {
+	s.w.closeWrite()
+	s.r.fail(io.ErrClosedPipe)
+	s.end()
+	return nil
+}
+
+// Reset aborts both directions at both ends.
+func (s *memStream) Reset() error {
+	s.w.fail(ErrStreamReset)
+	s.r.fail(ErrStreamReset)
+	s.end()
+	return nil
+}
+
+func (s *memStream) end() {
+	s.once.Do(func() {
+		if s.onEnd != nil {
+			s.onEnd()
+		}
+	})
+}
+
+// pipe is one direction: writes are queued as segments that become
+// readable at their arrival time. A writer blocks while more than
+// pipeWindow bytes are queued, and is paced to the link's rate.
+type pipe struct {
+	shape LinkShape
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	segs    []segment
+	queued  int
+	nextOut time.Time // when the link is free for the next write (rate)
+	eof     bool
+	err     error
+	timer   *time.Timer
+}
+
+type segment struct {
+	data   []byte
+	arrive time.Time
+}
+
+const pipeWindow = 4 << 20
+
+func newPipe(shape LinkShape) *pipe {
+	p := &pipe{shape: shape}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+func (p *pipe) write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		piece := b
+		if len(piece) > 64<<10 {
+			piece = piece[:64<<10]
+		}
+		p.mu.Lock()
+		for p.err == nil && !p.eof && p.queued >= pipeWindow {
+			p.cond.Wait()
+		}
+		if p.err != nil || p.eof {
+			err := p.err
+			p.mu.Unlock()
+			if err == nil {
+				err = io.ErrClosedPipe
+			}
+			return written, err
+		}
+		now := time.Now()
+		var wait time.Duration
+		if p.shape.Rate > 0 {
+			start := now
+			if p.nextOut.After(start) {
+				start = p.nextOut
+			}
+			p.nextOut = start.Add(time.Duration(float64(len(piece)) / float64(p.shape.Rate) * float64(time.Second)))
+			wait = p.nextOut.Sub(now)
+		}
+		arrive := now.Add(wait + p.shape.Latency)
+		p.segs = append(p.segs, segment{data: append([]byte(nil), piece...), arrive: arrive})
+		p.queued += len(piece)
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		if wait > 0 {
+			// The sender's link is busy for wait: pace it.
+			time.Sleep(wait)
+		}
+		written += len(piece)
+		b = b[len(piece):]
+	}
+	return written, nil
+}
+
+func (p *pipe) read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		if p.err != nil {
+			return 0, p.err
+		}
+		if len(p.segs) > 0 {
+			s := &p.segs[0]
+			if d := time.Until(s.arrive); d > 0 {
+				if p.timer == nil {
+					p.timer = time.AfterFunc(d, func() {
+						p.mu.Lock()
+						p.timer = nil
+						p.cond.Broadcast()
+						p.mu.Unlock()
+					})
+				}
+				p.cond.Wait()
+				continue
+			}
+			n := copy(b, s.data)
+			s.data = s.data[n:]
+			if len(s.data) == 0 {
+				p.segs = p.segs[1:]
+			}
+			p.queued -= n
+			p.cond.Broadcast()
+			return n, nil
+		}
+		if p.eof {
+			return 0, io.EOF
+		}
+		p.cond.Wait()
+	}
+}
+
+func (p *pipe) closeWrite() {
+	p.mu.Lock()
+	p.eof = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+func (p *pipe) fail(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.segs = nil
+	p.queued = 0
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// MemDiscovery is a provider table shared by every node. It is safe for
+// concurrent use.
+type MemDiscovery struct {
+	mu        sync.Mutex
+	providers map[cid.Cid][]transfer.PeerID
+	provides  int
+	// Delay, if set, delays every FindProviders answer (a slow DHT).
+	Delay time.Duration
+}
+
+// NewMemDiscovery returns an empty table.
+func NewMemDiscovery() *MemDiscovery {
+	return &MemDiscovery{providers: make(map[cid.Cid][]transfer.PeerID)}
+}
+
+// For returns node self's view: Provide records self; FindProviders
+// never returns self.
+func (d *MemDiscovery) For(self transfer.PeerID) transfer.Discovery {
+	return memDiscoveryView{d: d, self: self}
+}
+
+// Provides returns how many Provide calls were made.
+func (d *MemDiscovery) Provides() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.provides
+}
+
+// Forget removes p from every provider list.
+func (d *MemDiscovery) Forget(p transfer.PeerID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for c, ps := range d.providers {
+		out := ps[:0]
+		for _, q := range ps {
+			if q != p {
+				out = append(out, q)
+			}
+		}
+		d.providers[c] = out
+	}
+}
+
+type memDiscoveryView struct {
+	d    *MemDiscovery
+	self transfer.PeerID
+}
+
+func (v memDiscoveryView) Provide(ctx context.Context, c cid.Cid) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v.d.mu.Lock()
+	defer v.d.mu.Unlock()
+	v.d.provides++
+	for _, p := range v.d.providers[c] {
+		if p == v.self {
+			return nil
+		}
+	}
+	v.d.providers[c] = append(v.d.providers[c], v.self)
+	return nil
+}
+
+func (v memDiscoveryView) FindProviders(ctx context.Context, c cid.Cid) <-chan transfer.PeerID {
+	v.d.mu.Lock()
+	ps := append([]transfer.PeerID(nil), v.d.providers[c]...)
+	delay := v.d.Delay
+	v.d.mu.Unlock()
+	ch := make(chan transfer.PeerID, len(ps))
+	if delay <= 0 {
+		for _, p := range ps {
+			if p != v.self {
+				ch <- p
+			}
+		}
+		close(ch)
+		return ch
+	}
+	go func() {
+		defer close(ch)
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, p := range ps {
+			if p != v.self {
+				ch <- p
+			}
+		}
+	}()
+	return ch
+}
+
+// MemStore is an in-memory ChunkStore and ChunkSink: PutChunk verifies
+// each chunk against its CID, counts any that fails (Corrupt) and keeps
+// the rest. It is safe for concurrent use.
+type MemStore struct {
+	mu        sync.Mutex
+	manifests map[cid.Cid]*metadata.Manifest
+	chunks    map[cid.Cid][]byte
+	puts      int
+	corrupt   int
+}
+
+var (
+	_ transfer.ChunkStore = (*MemStore)(nil)
+	_ metadata.ChunkSink  = (*MemStore)(nil)
+)
+
+// NewMemStore returns an empty store.
+func NewMemStore() *MemStore {
+	return &MemStore{manifests: make(map[cid.Cid]*metadata.Manifest), chunks: make(map[cid.Cid][]byte)}
+}
+
+// AddManifest records a manifest under its CID.
+func (s *MemStore) AddManifest(c cid.Cid, m *metadata.Manifest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.manifests[c] = m
+}
+
+// AddChunks stores chunks as they are (no verification: a test seeding a
+// store knows them good, or wants them bad).
+func (s *MemStore) AddChunks(chunks map[cid.Cid][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c, b := range chunks {
+		s.chunks[c] = append([]byte(nil), b...)
+	}
+}
+
+// Manifest implements transfer.ChunkStore.
+func (s *MemStore) Manifest(c cid.Cid) (*metadata.Manifest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.manifests[c]; ok {
+		return m, nil
+	}
+	return nil, fmt.Errorf("memstore: manifest %s: %w", c, metadata.ErrNotFound)
+}
+
+// ReadChunk implements transfer.ChunkStore.
+func (s *MemStore) ReadChunk(c cid.Cid) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.chunks[c]; ok {
+		return b, nil
+	}
+	return nil, fmt.Errorf("memstore: chunk %s: %w", c, metadata.ErrNotFound)
+}
+
+// HasChunk implements transfer.ChunkStore.
+func (s *MemStore) HasChunk(c cid.Cid) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.chunks[c]
+	return ok
+}
+
+// PutChunk implements metadata.ChunkSink: a chunk that does not match c is
+// counted (Corrupt) and refused with metadata.ErrHashMismatch.
+func (s *MemStore) PutChunk(c cid.Cid, data []byte) error {
+	if err := metadata.VerifyCID(c, data); err != nil {
+		s.mu.Lock()
+		s.corrupt++
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.puts++
+	if _, ok := s.chunks[c]; !ok {
+		s.chunks[c] = append([]byte(nil), data...)
+	}
+	return nil
+}
+
+// Corrupt returns how many chunks PutChunk refused.
+func (s *MemStore) Corrupt() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.corrupt
+}
+
+// Puts returns how many chunks PutChunk accepted (duplicates included).
+func (s *MemStore) Puts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.puts
+}
+
+// Has reports whether the store holds chunk c (a DownloadRequest.Have).
+func (s *MemStore) Has(c cid.Cid) bool { return s.HasChunk(c) }
