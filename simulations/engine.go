@@ -1,0 +1,599 @@
+package simulations
+
+import "math"
+
+// This file is the simulator's clock and network: a heap of timed
+// messages, and flows whose rates follow max-min fair sharing at each
+// sender. See doc.go for the model.
+
+// event is a timed message. kind says what it is; a, b, c its arguments
+// (usually the receiving host, the sending host, a chunk).
+type event struct {
+	t    float64
+	seq  uint64
+	kind uint8
+	a    int32
+	b    int32
+	c    int32
+}
+
+type eventHeap []event
+
+func (h eventHeap) less(i, j int) bool {
+	if h[i].t != h[j].t {
+		return h[i].t < h[j].t
+	}
+	return h[i].seq < h[j].seq
+}
+
+func (h *eventHeap) push(e event) {
+	*h = append(*h, e)
+	q := *h
+	k := len(q) - 1
+	for k > 0 {
+		p := (k - 1) / 2
+		if !q.less(k, p) {
+			break
+		}
+		q[k], q[p] = q[p], q[k]
+		k = p
+	}
+}
+
+func (h *eventHeap) pop() event {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q = q[:last]
+	k := 0
+	for {
+		l := 2*k + 1
+		if l >= len(q) {
+			break
+		}
+		c := l
+		if r := l + 1; r < len(q) && q.less(r, l) {
+			c = r
+		}
+		if !q.less(c, k) {
+			break
+		}
+		q[k], q[c] = q[c], q[k]
+		k = c
+	}
+	*h = q
+	return top
+}
+
+// flow is one transfer in progress: a chunk from a host (or the origin)
+// to a host, or a whole package from the origin in the baselines.
+type flow struct {
+	srv   int32 // sending server
+	dst   int32 // receiving host
+	chunk int32 // chunk index; -1 for a whole-package baseline flow
+	vm    int32 // baseline: VM index on dst
+	size  float64
+	cap   float64 // rate cap: the receiver's and the site links' shares
+	// In the server's shared set (inA): finishes when the server's
+	// virtual clock reaches finV. In its capped set: rem bytes left at
+	// lastT, finishing at finT.
+	finV  float64
+	rem   float64
+	lastT float64
+	finT  float64
+	inA   bool
+	live  bool
+	p0    int32 // positions in the server's two heaps of its set
+	p1    int32
+	inPos int32 // position in the receiver's list of incoming flows
+	su    int32 // site uplink crossed, -1 none
+	sd    int32 // site downlink crossed, -1 none
+	suPos int32
+	sdPos int32
+}
+
+// server is a sender's upload link. Its flows share capacity max-min
+// fairly given their caps: flows capped below the fair level (set B) get
+// their cap; the rest (set A) share what is left equally, at rate lambda.
+// Set A progresses by one virtual clock V (bytes each A flow has received
+// since the clock began), so a change of lambda costs O(1) for the whole
+// set, and any add, remove or cap change O(log n).
+type server struct {
+	capacity float64
+	lambda   float64
+	v        float64 // virtual clock
+	vT       float64 // time of v
+	sumB     float64 // sum of caps in B
+	sent     float64 // bytes sent in all (integral of the total rate)
+	nA, nB   int32
+	aFin     fheap // A by finV
+	aCap     fheap // A by cap (min)
+	bFin     fheap // B by finT
+	bCap     fheap // B by -cap (max cap first)
+	hpos     int32 // position in the engine's server heap
+	next     float64
+}
+
+// fheap is a min-heap of flow ids by key, with positions kept in the
+// flows (slot 0: p0, slot 1: p1).
+type fheap struct {
+	id   []int32
+	key  []float64
+	slot uint8
+}
+
+func (e *engine) fpos(id int32, slot uint8) *int32 {
+	if slot == 0 {
+		return &e.flows[id].p0
+	}
+	return &e.flows[id].p1
+}
+
+func (h *fheap) swap(e *engine, i, j int) {
+	h.id[i], h.id[j] = h.id[j], h.id[i]
+	h.key[i], h.key[j] = h.key[j], h.key[i]
+	*e.fpos(h.id[i], h.slot) = int32(i)
+	*e.fpos(h.id[j], h.slot) = int32(j)
+}
+
+func (h *fheap) less(i, j int) bool {
+	if h.key[i] != h.key[j] {
+		return h.key[i] < h.key[j]
+	}
+	return h.id[i] < h.id[j]
+}
+
+func (h *fheap) up(e *engine, k int) {
+	for k > 0 {
+		p := (k - 1) / 2
+		if !h.less(k, p) {
+			break
+		}
+		h.swap(e, k, p)
+		k = p
+	}
+}
+
+func (h *fheap) down(e *engine, k int) {
+	n := len(h.id)
+	for {
+		l := 2*k + 1
+		if l >= n {
+			return
+		}
+		c := l
+		if r := l + 1; r < n && h.less(r, l) {
+			c = r
+		}
+		if !h.less(c, k) {
+			return
+		}
+		h.swap(e, k, c)
+		k = c
+	}
+}
+
+func (h *fheap) push(e *engine, id int32, key float64) {
+	h.id = append(h.id, id)
+	h.key = append(h.key, key)
+	k := len(h.id) - 1
+	*e.fpos(id, h.slot) = int32(k)
+	h.up(e, k)
+}
+
+func (h *fheap) remove(e *engine, id int32) {
+	k := int(*e.fpos(id, h.slot))
+	last := len(h.id) - 1
+	if k != last {
+		h.swap(e, k, last)
+	}
+	h.id = h.id[:last]
+	h.key = h.key[:last]
+	if k < last {
+		h.down(e, k)
+		h.up(e, k)
+	}
+}
+
+func (h *fheap) update(e *engine, id int32, key float64) {
+	k := int(*e.fpos(id, h.slot))
+	h.key[k] = key
+	h.down(e, k)
+	h.up(e, k)
+}
+
+func (h *fheap) min() (int32, float64) { return h.id[0], h.key[0] }
+
+// link is a site's uplink or downlink: flows crossing it share it equally.
+// Its share is refreshed on every flow of the link only when the flow
+// count drifts by more than linkDrift from the count of the last refresh;
+// in between, new flows get the current share and old ones keep theirs.
+type link struct {
+	capacity float64
+	share    float64 // capacity / flows (+Inf: unlimited)
+	flows    []int32
+	nRef     int
+}
+
+func (l *link) reshare() {
+	if l.capacity <= 0 {
+		l.share = math.Inf(1)
+		return
+	}
+	l.share = l.capacity / float64(max(len(l.flows), 1))
+}
+
+const linkDrift = 0.1
+
+// engine owns the clock, the message heap, the servers and the flows.
+type engine struct {
+	now    float64
+	seq    uint64
+	events eventHeap
+	srvs   []server
+	sheap  []int32 // servers by next completion
+	flows  []flow
+	free   []int32
+	links  []link
+	nEv    int64
+	// recvShare returns a receiving host's per-flow download share.
+	recvShare func(dst int32) float64
+}
+
+func (e *engine) schedule(t float64, kind uint8, a, b, c int32) {
+	e.seq++
+	e.events.push(event{t: t, seq: e.seq, kind: kind, a: a, b: b, c: c})
+}
+
+// server heap (by next completion time, then id).
+
+func (e *engine) sless(i, j int) bool {
+	a, b := e.sheap[i], e.sheap[j]
+	if e.srvs[a].next != e.srvs[b].next {
+		return e.srvs[a].next < e.srvs[b].next
+	}
+	return a < b
+}
+
+func (e *engine) sswap(i, j int) {
+	e.sheap[i], e.sheap[j] = e.sheap[j], e.sheap[i]
+	e.srvs[e.sheap[i]].hpos = int32(i)
+	e.srvs[e.sheap[j]].hpos = int32(j)
+}
+
+func (e *engine) sfix(k int) {
+	for k > 0 {
+		p := (k - 1) / 2
+		if !e.sless(k, p) {
+			break
+		}
+		e.sswap(k, p)
+		k = p
+	}
+	n := len(e.sheap)
+	for {
+		l := 2*k + 1
+		if l >= n {
+			return
+		}
+		c := l
+		if r := l + 1; r < n && e.sless(r, l) {
+			c = r
+		}
+		if !e.sless(c, k) {
+			return
+		}
+		e.sswap(k, c)
+		k = c
+	}
+}
+
+func (e *engine) addServer(capacity float64) int32 {
+	id := int32(len(e.srvs))
+	e.srvs = append(e.srvs, server{
+		capacity: capacity, next: math.Inf(1), hpos: int32(len(e.sheap)),
+		aFin: fheap{slot: 0}, aCap: fheap{slot: 1}, bFin: fheap{slot: 0}, bCap: fheap{slot: 1},
+	})
+	e.sheap = append(e.sheap, id)
+	return id
+}
+
+// advance brings server s's virtual clock and byte count to now.
+func (e *engine) advance(s *server) {
+	dt := e.now - s.vT
+	if dt <= 0 {
+		return
+	}
+	rate := s.sumB
+	if s.nA > 0 {
+		s.v += s.lambda * dt
+		rate += s.lambda * float64(s.nA)
+	}
+	s.sent += rate * dt
+	s.vT = e.now
+}
+
+// remaining returns flow f's bytes left (its server advanced).
+func (e *engine) remaining(f *flow) float64 {
+	s := &e.srvs[f.srv]
+	if f.inA {
+		return max(f.finV-s.v, 0)
+	}
+	return max(f.rem-f.cap*(e.now-f.lastT), 0)
+}
+
+func (e *engine) insertA(s *server, id int32, rem float64) {
+	f := &e.flows[id]
+	f.inA = true
+	f.finV = s.v + rem
+	s.nA++
+	s.aFin.push(e, id, f.finV)
+	s.aCap.push(e, id, f.cap)
+}
+
+func (e *engine) insertB(s *server, id int32, rem float64) {
+	f := &e.flows[id]
+	f.inA = false
+	f.rem, f.lastT = rem, e.now
+	f.finT = e.now + rem/f.cap
+	s.nB++
+	s.sumB += f.cap
+	s.bFin.push(e, id, f.finT)
+	s.bCap.push(e, id, -f.cap)
+}
+
+// detach takes flow id out of its server's sets and returns its bytes
+// left.
+func (e *engine) detach(s *server, id int32) float64 {
+	rem := e.remaining(&e.flows[id])
+	f := &e.flows[id]
+	if f.inA {
+		s.aFin.remove(e, id)
+		s.aCap.remove(e, id)
+		s.nA--
+	} else {
+		s.bFin.remove(e, id)
+		s.bCap.remove(e, id)
+		s.nB--
+		s.sumB -= f.cap
+		if s.nB == 0 {
+			s.sumB = 0
+		}
+	}
+	return rem
+}
+
+// rebalance restores the water-filling invariant of s: every B cap below
+// lambda, every A cap at or above it, lambda = (capacity-sumB)/nA.
+func (e *engine) rebalance(s *server) {
+	eps := 1e-9 * s.capacity
+	for range 1 << 20 {
+		free := s.capacity - s.sumB
+		if s.nA > 0 {
+			id, c := s.aCap.min()
+			if c*float64(s.nA) < free-eps && e.flows[id].cap != c {
+				s.aCap.update(e, id, e.flows[id].cap) // stale key
+				continue
+			}
+			if c*float64(s.nA) < free-eps {
+				rem := e.detach(s, id)
+				e.insertB(s, id, rem)
+				continue
+			}
+		}
+		if s.nB > 0 {
+			id, nc := s.bCap.min()
+			if c := -nc; c*float64(s.nA) >= free+eps {
+				rem := e.detach(s, id)
+				e.insertA(s, id, rem)
+				continue
+			}
+		}
+		break
+	}
+	if s.nA > 0 {
+		s.lambda = max(s.capacity-s.sumB, 0) / float64(s.nA)
+	} else {
+		s.lambda = 0
+	}
+}
+
+// reschedule recomputes s's next completion and its place in the heap.
+func (e *engine) reschedule(sid int32) {
+	s := &e.srvs[sid]
+	next := math.Inf(1)
+	if s.nA > 0 && s.lambda > 0 {
+		_, fv := s.aFin.min()
+		next = s.vT + max(fv-s.v, 0)/s.lambda
+	}
+	if s.nB > 0 {
+		if _, ft := s.bFin.min(); ft < next {
+			next = ft
+		}
+	}
+	s.next = next
+	e.sfix(int(s.hpos))
+}
+
+// startFlow starts a flow of size bytes from server sid to host dst,
+// crossing site links su and sd (-1: none). The caller has counted it in
+// the receiver's flows; its cap is set by recap.
+func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32) int32 {
+	var id int32
+	if k := len(e.free); k > 0 {
+		id = e.free[k-1]
+		e.free = e.free[:k-1]
+	} else {
+		e.flows = append(e.flows, flow{})
+		id = int32(len(e.flows) - 1)
+	}
+	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, su: su, sd: sd}
+	f := &e.flows[id]
+	if su >= 0 {
+		l := &e.links[su]
+		f.suPos = int32(len(l.flows))
+		l.flows = append(l.flows, id)
+	}
+	if sd >= 0 {
+		l := &e.links[sd]
+		f.sdPos = int32(len(l.flows))
+		l.flows = append(l.flows, id)
+	}
+	if su >= 0 {
+		e.links[su].reshare()
+	}
+	if sd >= 0 {
+		e.links[sd].reshare()
+	}
+	f.cap = e.flowCap(id)
+	s := &e.srvs[sid]
+	e.advance(s)
+	e.insertA(s, id, size)
+	e.rebalance(s)
+	e.reschedule(sid)
+	e.linkChanged(su)
+	e.linkChanged(sd)
+	return id
+}
+
+// endFlow removes flow id (finished or aborted) and returns the bytes it
+// had left.
+func (e *engine) endFlow(id int32) float64 {
+	f := &e.flows[id]
+	sid := f.srv
+	s := &e.srvs[sid]
+	e.advance(s)
+	rem := e.detach(s, id)
+	e.rebalance(s)
+	e.reschedule(sid)
+	su, sd := f.su, f.sd
+	if su >= 0 {
+		e.linkRemove(su, id, f.suPos)
+	}
+	if sd >= 0 {
+		e.linkRemove(sd, id, e.flows[id].sdPos)
+	}
+	e.flows[id].live = false
+	e.free = append(e.free, id)
+	e.linkChanged(su)
+	e.linkChanged(sd)
+	return rem
+}
+
+func (e *engine) linkRemove(lid, id, pos int32) {
+	l := &e.links[lid]
+	last := l.flows[len(l.flows)-1]
+	l.flows[pos] = last
+	if last != id {
+		if lf := &e.flows[last]; lf.su == lid {
+			lf.suPos = pos
+		} else {
+			lf.sdPos = pos
+		}
+	}
+	l.flows = l.flows[:len(l.flows)-1]
+}
+
+// linkChanged refreshes every flow of a link whose count drifted.
+func (e *engine) linkChanged(lid int32) {
+	if lid < 0 {
+		return
+	}
+	l := &e.links[lid]
+	l.reshare()
+	if l.capacity <= 0 {
+		return
+	}
+	n := len(l.flows)
+	if float64(n) <= float64(l.nRef)*(1+linkDrift)+1 && float64(n) >= float64(l.nRef)/(1+linkDrift)-1 {
+		return
+	}
+	l.nRef = n
+	for k := 0; k < len(e.links[lid].flows); k++ {
+		e.setCap(e.links[lid].flows[k], -1)
+	}
+}
+
+// flowCap is a flow's cap: its receiver's share and the current shares
+// of the site links it crosses.
+func (e *engine) flowCap(id int32) float64 {
+	return e.capWith(id, e.recvShare(e.flows[id].dst))
+}
+
+// capWith is flow id's cap given its receiver's share rs.
+func (e *engine) capWith(id int32, rs float64) float64 {
+	f := &e.flows[id]
+	c := rs
+	if f.su >= 0 {
+		c = min(c, e.links[f.su].share)
+	}
+	if f.sd >= 0 {
+		c = min(c, e.links[f.sd].share)
+	}
+	return max(c, 1) // never zero: a stuck flow would never end
+}
+
+// setCap recomputes flow id's cap (c < 0: from its receiver and links).
+func (e *engine) setCap(id int32, c float64) {
+	if c < 0 {
+		c = e.flowCap(id)
+	}
+	f := &e.flows[id]
+	if c == f.cap {
+		return
+	}
+	sid := f.srv
+	s := &e.srvs[sid]
+	if f.inA && c >= s.lambda && f.cap >= s.lambda {
+		// still sharing at the fair level: only its cap key changes,
+		// and a key lower than the cap (a lower bound) is fixed lazily
+		// by rebalance
+		if c < s.aCap.key[f.p1] {
+			s.aCap.update(e, id, c)
+		}
+		f.cap = c
+		return
+	}
+	e.advance(s)
+	rem := e.detach(s, id)
+	e.flows[id].cap = c
+	e.insertA(s, id, rem)
+	e.rebalance(s)
+	e.reschedule(sid)
+}
+
+// nextServer returns the server whose flow ends first and when.
+func (e *engine) nextServer() (int32, float64) {
+	if len(e.sheap) == 0 {
+		return -1, math.Inf(1)
+	}
+	sid := e.sheap[0]
+	return sid, e.srvs[sid].next
+}
+
+// finishing returns the flow of server sid that ends now.
+func (e *engine) finishing(sid int32) int32 {
+	s := &e.srvs[sid]
+	e.advance(s)
+	tA, tB := math.Inf(1), math.Inf(1)
+	var a, b int32 = -1, -1
+	if s.nA > 0 && s.lambda > 0 {
+		id, fv := s.aFin.min()
+		a, tA = id, s.vT+max(fv-s.v, 0)/s.lambda
+	}
+	if s.nB > 0 {
+		b, tB = s.bFin.min()
+	}
+	if tA <= tB {
+		return a
+	}
+	return b
+}
+
+// sentNow returns server sid's bytes sent up to now.
+func (e *engine) sentNow(sid int32) float64 {
+	s := &e.srvs[sid]
+	e.advance(s)
+	return s.sent
+}

@@ -1,0 +1,1271 @@
+package simulations
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/storkpm/stork/transfer"
+)
+
+// Strategy is how hosts get the package.
+type Strategy string
+
+// The strategies.
+const (
+	// OriginPerVM: every VM downloads the whole package from the origin.
+	OriginPerVM Strategy = "origin-per-vm"
+	// OriginPerHost: one HTTP download per host (a per-host cache) of the
+	// chunks the host's store lacks; the VMs share it.
+	OriginPerHost Strategy = "origin-per-host"
+	// Swarm: the Stork swarm, transfer.Picker choosing chunks and
+	// sources, random peers, the origin as last resort.
+	Swarm Strategy = "swarm"
+	// SwarmLocality: the swarm with peers chosen in the host's site first
+	// (at most Policy.CrossSitePeers elsewhere), requests sent to same-site
+	// peers first, and a chunk asked from another site only if no
+	// same-site peer has it.
+	SwarmLocality Strategy = "swarm-locality"
+)
+
+// Strategies returns every strategy, baselines first.
+func Strategies() []Strategy { return []Strategy{OriginPerVM, OriginPerHost, Swarm, SwarmLocality} }
+
+// ParseStrategy checks a strategy name.
+func ParseStrategy(s string) (Strategy, error) {
+	for _, x := range Strategies() {
+		if string(x) == s {
+			return x, nil
+		}
+	}
+	return "", fmt.Errorf("unknown strategy %q (origin-per-vm, origin-per-host, swarm, swarm-locality)", s)
+}
+
+// ErrUnfinished: the simulation hit its time or event limit before every
+// host finished.
+var ErrUnfinished = errors.New("simulation did not finish")
+
+// event kinds
+const (
+	evArrive uint8 = iota
+	evDiscover
+	evHello
+	evRequest
+	evChunk
+	evReject
+	evCancel
+	evHave
+	evFetching
+	evOriginReq
+	evBaseDone
+	evTick
+	evLeave
+	evRejoin
+	evPeerGone
+	evSample
+)
+
+// host states
+const (
+	stIdle uint8 = iota // not arrived yet
+	stActive
+	stDone
+	stGone
+)
+
+type session struct {
+	peer    int32
+	rev     int32 // index of the reverse session in the peer's list
+	flow    int32 // our upload flow to the peer, -1 none
+	known   bool  // the peer is in this host's Picker
+	dropped bool  // dropped for strikes: never known again
+	local   bool  // same site
+	wpos    int32 // known: our place in the peer's watchers
+	queue   []int32
+}
+
+// watcher is a peer whose Picker knows this host: it hears our
+// HaveUpdates and Fetching messages. k is its session with us.
+type watcher struct {
+	q     int32
+	k     int32
+	local bool
+}
+
+type host struct {
+	site     int32
+	vms      int32
+	state    uint8
+	up, down float64
+	arrival  float64
+	done     float64
+	picker   *transfer.Picker
+	have     transfer.Bitfield
+	oreq     transfer.Bitfield // open origin requests
+	sess     []session
+	watch    []watcher
+	in       []int32 // incoming flows
+	lastFind float64
+	lastFull float64
+	rejoin   bool
+	left     bool // left for good
+
+	// baselines: bytes left per download (per VM or one)
+	baseLeft []float64
+
+	fromOrigin, fromSite, fromWAN, dup, uploaded float64
+}
+
+// HostResult is one host's outcome.
+type HostResult struct {
+	Host    int
+	Site    int
+	VMs     int
+	Upload  float64 // bytes/s
+	Down    float64 // bytes/s
+	Arrival float64 // seconds
+	// Done: when the host had the whole package; NaN if it never did
+	// (left for good).
+	Done float64
+	// Bytes received from the origin, from peers of the same site, from
+	// peers of other sites; duplicates (received but already held);
+	// bytes uploaded to peers (aborted flows count what was sent).
+	FromOrigin, FromSite, FromWAN, Duplicate, Uploaded float64
+}
+
+// Sample is the origin's cumulative bytes at a time.
+type Sample struct {
+	T     float64
+	Bytes float64
+}
+
+// Result is what one run measured.
+type Result struct {
+	Scenario string
+	Strategy Strategy
+	Hosts    int
+	VMs      int
+	// PackageBytes is the package's size S.
+	PackageBytes float64
+	// OriginBytes: bytes the origin sent (aborted transfers count what
+	// was sent).
+	OriginBytes float64
+	// Delivered = S × the VMs of the hosts that finished: what the VMs
+	// received, and what origin-per-vm pulls from the origin.
+	Delivered float64
+	// HostDelivered = S × the hosts that finished.
+	HostDelivered float64
+	// Offload = 1 - OriginBytes/Delivered; HostOffload = 1 -
+	// OriginBytes/HostDelivered (what sharing between hosts saves,
+	// without the per-host cache's share).
+	Offload, HostOffload float64
+	// Peer bytes: same site, across sites; duplicates.
+	SiteBytes, WANBytes, DuplicateBytes float64
+	// Completion times (seconds from arrival) of the hosts that finished.
+	P50, P95, Max float64
+	// Makespan: when the last host finished (seconds from time 0).
+	Makespan float64
+	// Bound: FluidBound(scenario); Ratio = Makespan / Bound (meaningful
+	// for flash crowds).
+	Bound, Ratio float64
+	// Finished and Departed hosts (left for good).
+	Finished, Departed int
+	Events             int64
+	PerHost            []HostResult `json:"-"`
+	Origin             []Sample     `json:"-"`
+	// Wall and PeakHeap measure the simulator (RunMeasured only).
+	Wall     time.Duration `json:"-"`
+	PeakHeap uint64        `json:"-"`
+}
+
+type sim struct {
+	engine
+	sc       Scenario
+	strat    Strategy
+	rng      *rand.Rand
+	n        int32
+	nChunks  int
+	chunkLen []int32
+	pkgBytes float64
+	origin   int32 // origin server id
+	hosts    []host
+	ids      []transfer.PeerID
+	present  []int32 // hosts active or done
+	presPos  []int32
+	siteHost [][]int32 // present hosts by site
+	sitePos  []int32
+	pending  int // hosts that still have to finish
+	old      transfer.Bitfield
+	epoch    time.Time
+	tmo      []transfer.Request
+	samples  []Sample
+	pcfg     transfer.PickerConfig
+	latSite  float64
+	latWAN   float64
+	latOrig  float64
+	locality bool
+	swarm    bool
+	finished bool
+	maxT     float64
+	sampleDt float64
+	onMany   func() // called every memSampleEveryEvts events
+}
+
+// Run simulates strategy st on scenario sc.
+func Run(sc Scenario, st Strategy) (*Result, error) {
+	if err := sc.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := ParseStrategy(string(st)); err != nil {
+		return nil, err
+	}
+	sc = sc.withDefaults()
+	s := newSim(sc, st)
+	if err := s.run(); err != nil {
+		return nil, err
+	}
+	return s.result(), nil
+}
+
+func newSim(sc Scenario, st Strategy) *sim {
+	n := int32(sc.Hosts)
+	s := &sim{
+		sc: sc, strat: st, n: n,
+		rng:      rand.New(rand.NewPCG(sc.Seed, 0x5715)),
+		nChunks:  sc.NumChunks(),
+		pkgBytes: float64(sc.PackageSize),
+		epoch:    time.Unix(0, 0),
+		latSite:  sc.Latency.Site.Seconds(),
+		latWAN:   sc.Latency.WAN.Seconds(),
+		latOrig:  sc.Latency.Origin.Seconds(),
+		locality: st == SwarmLocality,
+		swarm:    st == Swarm || st == SwarmLocality,
+	}
+	s.recvShare = func(dst int32) float64 {
+		h := &s.hosts[dst]
+		return h.down / float64(max(len(h.in), 1))
+	}
+	s.chunkLen = make([]int32, s.nChunks)
+	for i := range s.nChunks {
+		s.chunkLen[i] = int32(min(int64(sc.ChunkSize), int64(sc.PackageSize)-int64(i)*int64(sc.ChunkSize)))
+	}
+	// Which chunks version 1 already has: the same on every host.
+	s.old = transfer.NewBitfield(s.nChunks)
+	if sc.NewVersion.Reuse > 0 {
+		vr := rand.New(rand.NewPCG(sc.Seed, 0x01d))
+		for i := range s.nChunks {
+			if vr.Float64() < sc.NewVersion.Reuse {
+				s.old.Set(i)
+			}
+		}
+	}
+	s.pcfg = transfer.PickerConfig{
+		NumChunks:          s.nChunks,
+		ChunkLen:           func(i int) int64 { return int64(s.chunkLen[i]) },
+		OriginParallel:     sc.Policy.OriginParallel,
+		RequestTimeout:     time.Duration(sc.Policy.RequestTimeout),
+		MaxInflightPerPeer: sc.Policy.MaxInflightPerPeer,
+		EndgameThreshold:   sc.Policy.EndgameThreshold,
+	}
+	s.hosts = make([]host, n)
+	s.ids = make([]transfer.PeerID, n)
+	s.presPos = make([]int32, n)
+	s.sitePos = make([]int32, n)
+	s.siteHost = make([][]int32, sc.Sites)
+	for h := range n {
+		hs := &s.hosts[h]
+		hs.site = h % int32(sc.Sites)
+		hs.vms = int32(sc.VMsPerHost)
+		hs.up = sc.HostUpload.draw(s.rng.Float64())
+		hs.down = sc.HostDownload.draw(s.rng.Float64())
+		hs.done = math.NaN()
+		s.ids[h] = transfer.PeerID("h" + strconv.Itoa(int(h)))
+		s.presPos[h] = -1
+		s.sitePos[h] = -1
+		s.addServer(hs.up)
+	}
+	s.origin = s.addServer(float64(sc.OriginUpload))
+	s.links = make([]link, 2*sc.Sites)
+	for k := range sc.Sites {
+		s.links[2*k].capacity = float64(sc.SiteUplink)
+		s.links[2*k+1].capacity = float64(sc.SiteDownlink)
+	}
+	for k := range s.links {
+		s.links[k].reshare()
+	}
+	s.pending = int(n)
+	// Arrivals.
+	for h := range n {
+		t := 0.0
+		if sc.Arrival.Pattern == ArrivalStaggered {
+			t = s.rng.Float64() * sc.Arrival.Over.Seconds()
+		}
+		s.hosts[h].arrival = t
+		s.schedule(t, evArrive, h, 0, 0)
+	}
+	// Churn.
+	if sc.Churn.Fraction > 0 {
+		for h := range n {
+			if s.rng.Float64() >= sc.Churn.Fraction {
+				continue
+			}
+			t := sc.Churn.From.Seconds() + s.rng.Float64()*(sc.Churn.To.Seconds()-sc.Churn.From.Seconds())
+			s.schedule(max(t, s.hosts[h].arrival), evLeave, h, 0, 0)
+		}
+	}
+	s.schedule(0, evSample, 0, 0, 0)
+	// A generous limit: a hundred times the slowest plausible run.
+	b := FluidBound(sc)
+	perVM := float64(sc.Hosts*sc.VMsPerHost) * s.pkgBytes / float64(sc.OriginUpload)
+	// Samples: SampleInterval, or about 500 over the expected run.
+	s.sampleDt = sc.SampleInterval.Seconds()
+	if sc.SampleInterval == 0 {
+		est := 5 * b
+		switch st {
+		case OriginPerVM:
+			est = perVM
+		case OriginPerHost:
+			est = perVM / float64(sc.VMsPerHost)
+		}
+		s.sampleDt = max(0.05, est/500)
+	}
+	s.maxT = 100*max(b, perVM) + sc.Arrival.Over.Seconds() + sc.Churn.To.Seconds() + sc.Churn.RejoinAfter.Seconds() + 600
+	return s
+}
+
+func (s *sim) at(t float64) time.Time { return s.epoch.Add(time.Duration(t * 1e9)) }
+
+// lat is the one-way delay between two hosts.
+func (s *sim) lat(a, b int32) float64 {
+	if s.hosts[a].site == s.hosts[b].site {
+		return s.latSite
+	}
+	return s.latWAN
+}
+
+func (s *sim) run() error {
+	for !s.finished {
+		sid, ts := s.nextServer()
+		if len(s.events) == 0 && math.IsInf(ts, 1) {
+			return fmt.Errorf("%w: %s, %d hosts: nothing left to happen with %d hosts unfinished", ErrUnfinished, s.strat, s.n, s.pending)
+		}
+		if len(s.events) > 0 && s.events[0].t <= ts {
+			ev := s.events.pop()
+			s.now = max(s.now, ev.t)
+			s.handle(ev)
+		} else {
+			s.now = max(s.now, ts)
+			s.flowDone(s.finishing(sid))
+		}
+		s.nEv++
+		if s.onMany != nil && s.nEv%memSampleEveryEvts == 0 {
+			s.onMany()
+		}
+		if s.now > s.maxT {
+			return fmt.Errorf("%w: %s, %d hosts: %d unfinished at t=%.0fs", ErrUnfinished, s.strat, s.n, s.pending, s.now)
+		}
+	}
+	return nil
+}
+
+func (s *sim) handle(ev event) {
+	switch ev.kind {
+	case evArrive:
+		s.arrive(ev.a, false)
+	case evRejoin:
+		s.arrive(ev.a, true)
+	case evDiscover:
+		s.discover(ev.a)
+	case evHello:
+		s.hello(ev.a, ev.b)
+	case evRequest:
+		s.request(ev.a, ev.b, ev.c)
+	case evChunk:
+		s.chunk(ev.a, ev.b, ev.c)
+	case evReject:
+		s.reject(ev.a, ev.b, ev.c)
+	case evCancel:
+		s.cancel(ev.a, ev.b, ev.c)
+	case evHave:
+		s.haveUpdate(ev.a, ev.b, ev.c)
+	case evFetching:
+		s.fetching(ev.a, ev.b, ev.c)
+	case evOriginReq:
+		s.originReq(ev.a, ev.b, ev.c)
+	case evBaseDone:
+		s.baseDone(ev.a, ev.b)
+	case evTick:
+		s.tick(ev.a)
+	case evLeave:
+		s.leave(ev.a)
+	case evPeerGone:
+		s.peerGone(ev.a, ev.b)
+	case evSample:
+		s.samples = append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)})
+		s.schedule(s.now+s.sampleDt, evSample, 0, 0, 0)
+	}
+}
+
+// presence lists
+
+func (s *sim) setPresent(h int32, on bool) {
+	site := s.hosts[h].site
+	if on {
+		if s.presPos[h] >= 0 {
+			return
+		}
+		s.presPos[h] = int32(len(s.present))
+		s.present = append(s.present, h)
+		s.sitePos[h] = int32(len(s.siteHost[site]))
+		s.siteHost[site] = append(s.siteHost[site], h)
+		return
+	}
+	if s.presPos[h] < 0 {
+		return
+	}
+	rm := func(list []int32, pos []int32, h int32) []int32 {
+		k := pos[h]
+		last := list[len(list)-1]
+		list[k] = last
+		pos[last] = k
+		pos[h] = -1
+		return list[:len(list)-1]
+	}
+	s.present = rm(s.present, s.presPos, h)
+	s.siteHost[site] = rm(s.siteHost[site], s.sitePos, h)
+}
+
+func (s *sim) arrive(h int32, rejoin bool) {
+	hs := &s.hosts[h]
+	if !rejoin && hs.state != stIdle {
+		return
+	}
+	if rejoin {
+		hs.rejoin = true
+	}
+	done := hs.state == stDone || (rejoin && !math.IsNaN(hs.done))
+	s.setPresent(h, true)
+	if done {
+		hs.state = stDone
+		return
+	}
+	hs.state = stActive
+	if !s.swarm {
+		s.baseStart(h)
+		return
+	}
+	if hs.have == nil {
+		hs.have = transfer.NewBitfield(s.nChunks)
+		copy(hs.have, s.old)
+	}
+	cfg := s.pcfg
+	cfg.Rand = rand.New(rand.NewPCG(s.sc.Seed^0x9e3779b97f4a7c15, uint64(h)<<1|b2u(rejoin)))
+	p := transfer.NewPicker(cfg)
+	for w, x := range hs.have {
+		for b := range 64 {
+			if x&(1<<b) != 0 {
+				p.SetHave(w*64 + b)
+			}
+		}
+	}
+	hs.picker = p
+	hs.oreq = transfer.NewBitfield(s.nChunks)
+	if p.Done() {
+		s.hostDone(h)
+		return
+	}
+	s.schedule(s.now+s.sc.Policy.DiscoveryDelay.Seconds(), evDiscover, h, 0, 0)
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ---- baselines ----
+
+func (s *sim) baseStart(h int32) {
+	hs := &s.hosts[h]
+	if hs.baseLeft == nil {
+		k := 1
+		if s.strat == OriginPerVM {
+			k = int(hs.vms)
+		}
+		hs.baseLeft = make([]float64, k)
+		for v := range hs.baseLeft {
+			hs.baseLeft[v] = s.pkgBytes
+			if s.strat == OriginPerHost {
+				// the store already holds version 1's chunks
+				var missing float64
+				for i := range s.nChunks {
+					if !s.old.Has(i) {
+						missing += float64(s.chunkLen[i])
+					}
+				}
+				hs.baseLeft[v] = missing
+			}
+		}
+	}
+	for v, left := range hs.baseLeft {
+		if left > 0 {
+			s.schedule(s.now+s.latOrig, evOriginReq, h, int32(v), -1)
+		}
+	}
+	s.checkBaseDone(h)
+}
+
+func (s *sim) checkBaseDone(h int32) {
+	hs := &s.hosts[h]
+	for _, left := range hs.baseLeft {
+		if left > 0 {
+			return
+		}
+	}
+	s.hostDone(h)
+}
+
+func (s *sim) baseDone(h, vm int32) {
+	hs := &s.hosts[h]
+	if hs.state != stActive {
+		return
+	}
+	hs.baseLeft[vm] = 0
+	s.checkBaseDone(h)
+}
+
+// ---- flows ----
+
+func (s *sim) siteLinks(from, to int32) (su, sd int32) {
+	su, sd = -1, -1
+	if from < 0 {
+		return -1, 2*s.hosts[to].site + 1
+	}
+	a, b := s.hosts[from].site, s.hosts[to].site
+	if a != b {
+		su, sd = 2*a, 2*b+1
+	}
+	return su, sd
+}
+
+// open starts a flow to host dst from host src (-1: the origin).
+func (s *sim) open(src, dst, chunk, vm int32, size float64) int32 {
+	su, sd := s.siteLinks(src, dst)
+	sid := s.origin
+	if src >= 0 {
+		sid = src
+	}
+	hs := &s.hosts[dst]
+	hs.in = append(hs.in, -1) // counted before the cap is computed
+	id := s.startFlow(sid, dst, chunk, vm, size, su, sd)
+	hs = &s.hosts[dst]
+	hs.in[len(hs.in)-1] = id
+	s.flows[id].inPos = int32(len(hs.in) - 1)
+	s.recap(dst)
+	return id
+}
+
+// close ends flow id and returns the bytes it moved.
+func (s *sim) close(id int32) float64 {
+	f := s.flows[id]
+	rem := s.endFlow(id)
+	hs := &s.hosts[f.dst]
+	last := hs.in[len(hs.in)-1]
+	hs.in[f.inPos] = last
+	s.flows[last].inPos = f.inPos
+	hs.in = hs.in[:len(hs.in)-1]
+	s.recap(f.dst)
+	moved := f.size - rem
+	if f.srv == s.origin {
+		hs.fromOrigin += moved
+	} else {
+		s.hosts[f.srv].uploaded += moved
+	}
+	return moved
+}
+
+// recap refreshes the caps of host h's incoming flows.
+func (s *sim) recap(h int32) {
+	hs := &s.hosts[h]
+	rs := hs.down / float64(max(len(hs.in), 1))
+	for k := 0; k < len(s.hosts[h].in); k++ {
+		id := s.hosts[h].in[k]
+		s.setCap(id, s.capWith(id, rs))
+	}
+}
+
+func (s *sim) flowDone(id int32) {
+	f := s.flows[id]
+	s.close(id)
+	switch {
+	case f.chunk < 0: // baseline download
+		s.hosts[f.dst].baseLeft[f.vm] = 0
+		s.schedule(s.now+s.latOrig, evBaseDone, f.dst, f.vm, 0)
+	case f.srv == s.origin:
+		s.schedule(s.now+s.latOrig, evChunk, f.dst, -1, f.chunk)
+	default:
+		src := f.srv
+		se := &s.hosts[src].sess[f.vm]
+		se.flow = -1
+		s.schedule(s.now+s.lat(src, f.dst), evChunk, f.dst, src, f.chunk)
+		s.startUpload(src, int(f.vm))
+	}
+}
+
+// ---- the swarm ----
+
+func (s *sim) sessionOf(h, peer int32) int {
+	for k := range s.hosts[h].sess {
+		if s.hosts[h].sess[k].peer == peer {
+			return k
+		}
+	}
+	return -1
+}
+
+// connect opens a session between h and q (if none) and returns h's index.
+func (s *sim) connect(h, q int32) int {
+	if k := s.sessionOf(h, q); k >= 0 {
+		return k
+	}
+	hs, qs := &s.hosts[h], &s.hosts[q]
+	local := hs.site == qs.site
+	kh, kq := len(hs.sess), len(qs.sess)
+	hs.sess = append(hs.sess, session{peer: q, rev: int32(kq), flow: -1, local: local})
+	qs.sess = append(qs.sess, session{peer: h, rev: int32(kh), flow: -1, local: local})
+	return kh
+}
+
+func (s *sim) knowPeer(h int32, k int) {
+	hs := &s.hosts[h]
+	se := &hs.sess[k]
+	if se.known || se.dropped || hs.picker == nil {
+		return
+	}
+	se.known = true
+	ps := &s.hosts[se.peer]
+	se.wpos = int32(len(ps.watch))
+	ps.watch = append(ps.watch, watcher{q: h, k: int32(k), local: se.local})
+	hs.picker.PeerJoined(s.ids[se.peer], ps.have)
+}
+
+// unknow takes h's session k out of its peer's watchers.
+func (s *sim) unknow(h int32, k int) {
+	se := &s.hosts[h].sess[k]
+	if !se.known {
+		return
+	}
+	se.known = false
+	ps := &s.hosts[se.peer]
+	w := int(se.wpos)
+	if w >= len(ps.watch) || ps.watch[w].q != h {
+		return // the peer left and forgot its watchers
+	}
+	last := ps.watch[len(ps.watch)-1]
+	ps.watch[w] = last
+	s.hosts[last.q].sess[last.k].wpos = int32(w)
+	ps.watch = ps.watch[:len(ps.watch)-1]
+}
+
+func (s *sim) discover(h int32) {
+	hs := &s.hosts[h]
+	if hs.state != stActive || hs.picker == nil {
+		return
+	}
+	hs.lastFind = s.now
+	want := s.sc.Policy.MaxPeers - hs.picker.Peers()
+	if want > 0 {
+		var cand []int32
+		if s.locality {
+			local := want - s.sc.Policy.CrossSitePeers
+			if local > 0 {
+				cand = s.sample(s.siteHost[hs.site], h, local, nil)
+			}
+			cand = s.sample(s.present, h, want-len(cand), cand)
+		} else {
+			cand = s.sample(s.present, h, want, nil)
+		}
+		for _, q := range cand {
+			k := s.connect(h, q)
+			s.knowPeer(h, k)
+			s.schedule(s.now+s.lat(h, q), evHello, q, h, 0)
+		}
+	}
+	hs.lastFull = s.now
+	s.fillAll(h)
+	s.schedule(s.now+s.sc.Policy.Tick.Seconds(), evTick, h, 0, 0)
+}
+
+// sample appends up to k random hosts of list to dst, excluding h, the
+// hosts already in dst, and h's known or dropped peers.
+func (s *sim) sample(list []int32, h int32, k int, dst []int32) []int32 {
+	if k <= 0 {
+		return dst
+	}
+	ok := func(q int32) bool {
+		if q == h {
+			return false
+		}
+		for _, x := range dst {
+			if x == q {
+				return false
+			}
+		}
+		if j := s.sessionOf(h, q); j >= 0 && (s.hosts[h].sess[j].known || s.hosts[h].sess[j].dropped) {
+			return false
+		}
+		return true
+	}
+	n := len(list)
+	if n <= 4*k {
+		perm := s.rng.Perm(n)
+		for _, j := range perm {
+			if k == 0 {
+				break
+			}
+			if q := list[j]; ok(q) {
+				dst = append(dst, q)
+				k--
+			}
+		}
+		return dst
+	}
+	for tries := 0; k > 0 && tries < 8*k+16; tries++ {
+		if q := list[s.rng.IntN(n)]; ok(q) {
+			dst = append(dst, q)
+			k--
+		}
+	}
+	return dst
+}
+
+func (s *sim) hello(q, h int32) {
+	qs := &s.hosts[q]
+	if qs.state == stGone || s.hosts[h].state == stGone {
+		return
+	}
+	k := s.sessionOf(q, h)
+	if k < 0 || qs.picker == nil || qs.picker.Peers() >= s.sc.Policy.MaxPeers {
+		return
+	}
+	if s.locality && !qs.sess[k].local && s.crossKnown(q) >= s.sc.Policy.CrossSitePeers {
+		return
+	}
+	s.knowPeer(q, k)
+	s.fillPeer(q, k)
+	s.fillOrigin(q)
+}
+
+func (s *sim) crossKnown(h int32) int {
+	n := 0
+	for _, se := range s.hosts[h].sess {
+		if se.known && !se.local {
+			n++
+		}
+	}
+	return n
+}
+
+// fillAll asks every known peer (same-site ones first with locality) and
+// the origin for what the Picker says.
+func (s *sim) fillAll(h int32) {
+	if s.hosts[h].picker == nil {
+		return
+	}
+	if s.locality {
+		for k := range s.hosts[h].sess {
+			if s.hosts[h].sess[k].local {
+				s.fillPeer(h, k)
+			}
+		}
+		for k := range s.hosts[h].sess {
+			if !s.hosts[h].sess[k].local {
+				s.fillPeer(h, k)
+			}
+		}
+	} else {
+		for k := range s.hosts[h].sess {
+			s.fillPeer(h, k)
+		}
+	}
+	s.fillOrigin(h)
+}
+
+func (s *sim) fillPeer(h int32, k int) {
+	hs := &s.hosts[h]
+	p := hs.picker
+	if p == nil || k < 0 || !hs.sess[k].known {
+		return
+	}
+	q := hs.sess[k].peer
+	pid := s.ids[q]
+	now := s.at(s.now)
+	for range s.nChunks + 1 {
+		i, ok := p.NextForPeer(pid, now)
+		if !ok {
+			return
+		}
+		if s.locality && !hs.sess[k].local && s.localHas(h, i) {
+			return // a same-site peer will serve it
+		}
+		p.Requested(i, pid, now)
+		s.schedule(s.now+s.lat(h, q), evRequest, q, h, int32(i))
+	}
+}
+
+// localHas reports whether a known same-site peer of h has chunk i.
+func (s *sim) localHas(h int32, i int) bool {
+	for _, se := range s.hosts[h].sess {
+		if se.known && se.local && s.hosts[se.peer].have.Has(i) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *sim) fillOrigin(h int32) {
+	hs := &s.hosts[h]
+	p := hs.picker
+	if p == nil {
+		return
+	}
+	now := s.at(s.now)
+	for range s.nChunks + 1 {
+		i, ok := p.NextForOrigin(now)
+		if !ok {
+			return
+		}
+		p.Requested(i, transfer.OriginPeer, now)
+		if hs.oreq.Has(i) {
+			continue // a stalled chunk already on its way from the origin
+		}
+		hs.oreq.Set(i)
+		s.schedule(s.now+s.latOrig, evOriginReq, h, 0, int32(i))
+		s.broadcast(h, evFetching, int32(i))
+	}
+}
+
+// broadcast sends a HaveUpdate or Fetching about chunk i to every session
+// of h: one event per latency class.
+func (s *sim) broadcast(h int32, kind uint8, i int32) {
+	var local, remote bool
+	for _, se := range s.hosts[h].watch {
+		if se.local {
+			local = true
+		} else {
+			remote = true
+		}
+	}
+	if local {
+		s.schedule(s.now+s.latSite, kind, h, 0, i)
+	}
+	if remote {
+		s.schedule(s.now+s.latWAN, kind, h, 1, i)
+	}
+}
+
+func (s *sim) originReq(h, vm, i int32) {
+	hs := &s.hosts[h]
+	if hs.state != stActive {
+		return
+	}
+	if i < 0 { // baseline
+		if left := hs.baseLeft[vm]; left > 0 {
+			s.open(-1, h, -1, vm, left)
+		}
+		return
+	}
+	if hs.oreq == nil || !hs.oreq.Has(int(i)) {
+		return // cancelled meanwhile
+	}
+	s.open(-1, h, i, 0, float64(s.chunkLen[i]))
+}
+
+// cancelOrigin aborts h's origin request for chunk i.
+func (s *sim) cancelOrigin(h, i int32) {
+	hs := &s.hosts[h]
+	if hs.oreq != nil {
+		hs.oreq.Clear(int(i))
+	}
+	for _, id := range hs.in {
+		if f := &s.flows[id]; f.srv == s.origin && f.chunk == i {
+			s.close(id)
+			return
+		}
+	}
+}
+
+func (s *sim) request(src, dst, i int32) {
+	ss := &s.hosts[src]
+	if ss.state == stGone || s.hosts[dst].state == stGone {
+		return
+	}
+	k := s.sessionOf(src, dst)
+	if k < 0 {
+		return
+	}
+	if !ss.have.Has(int(i)) {
+		s.schedule(s.now+s.lat(src, dst), evReject, dst, src, i)
+		return
+	}
+	ss.sess[k].queue = append(ss.sess[k].queue, i)
+	if ss.sess[k].flow < 0 {
+		s.startUpload(src, k)
+	}
+}
+
+func (s *sim) startUpload(src int32, k int) {
+	se := &s.hosts[src].sess[k]
+	if se.flow >= 0 || len(se.queue) == 0 {
+		return
+	}
+	i := se.queue[0]
+	se.queue = se.queue[1:]
+	if len(se.queue) == 0 {
+		se.queue = nil
+	}
+	dst := se.peer
+	id := s.open(src, dst, i, int32(k), float64(s.chunkLen[i]))
+	s.hosts[src].sess[k].flow = id
+}
+
+func (s *sim) cancel(src, dst, i int32) {
+	k := s.sessionOf(src, dst)
+	if k < 0 {
+		return
+	}
+	q := s.hosts[src].sess[k].queue
+	for j, c := range q {
+		if c == i {
+			s.hosts[src].sess[k].queue = append(q[:j], q[j+1:]...)
+			return
+		}
+	}
+}
+
+func (s *sim) reject(h, src, i int32) {
+	hs := &s.hosts[h]
+	if hs.picker == nil {
+		return
+	}
+	pid := s.ids[src]
+	hs.picker.PeerLacks(pid, int(i))
+	if hs.picker.Failed(int(i), pid) >= s.sc.Policy.MaxStrikes {
+		s.drop(h, s.sessionOf(h, src))
+	}
+	s.fillAll(h)
+}
+
+// drop forgets peer session k of h for this download (strikes).
+func (s *sim) drop(h int32, k int) {
+	hs := &s.hosts[h]
+	if k < 0 || !hs.sess[k].known {
+		return
+	}
+	s.unknow(h, k)
+	hs.sess[k].dropped = true
+	hs.picker.PeerLeft(s.ids[hs.sess[k].peer])
+}
+
+func (s *sim) peerOf(id transfer.PeerID) int32 {
+	n, err := strconv.Atoi(string(id[1:]))
+	if err != nil {
+		panic(fmt.Sprintf("simulations: bad peer id %q", id))
+	}
+	return int32(n)
+}
+
+func (s *sim) chunk(h, src, i int32) {
+	hs := &s.hosts[h]
+	size := float64(s.chunkLen[i])
+	if hs.state == stGone {
+		return
+	}
+	if src >= 0 {
+		if hs.site == s.hosts[src].site {
+			hs.fromSite += size
+		} else {
+			hs.fromWAN += size
+		}
+	}
+	p := hs.picker
+	if p == nil || hs.have.Has(int(i)) {
+		hs.dup += size
+		if p != nil {
+			s.closeRequest(h, src, i)
+		}
+		return
+	}
+	from := transfer.OriginPeer
+	if src >= 0 {
+		from = s.ids[src]
+	} else {
+		hs.oreq.Clear(int(i))
+	}
+	for _, c := range p.Received(int(i), from, s.at(s.now), int64(size)) {
+		if c == transfer.OriginPeer {
+			s.cancelOrigin(h, i)
+		} else {
+			q := s.peerOf(c)
+			s.schedule(s.now+s.lat(h, q), evCancel, q, h, i)
+		}
+	}
+	hs.have.Set(int(i))
+	s.broadcast(h, evHave, i)
+	if p.Done() {
+		s.hostDone(h)
+		return
+	}
+	if p.Endgame() {
+		s.fillAll(h) // duplicates may go to any peer with room
+		return
+	}
+	if src >= 0 {
+		s.fillPeer(h, s.sessionOf(h, src))
+	}
+	s.fillOrigin(h)
+}
+
+// closeRequest closes the request of a chunk we already had.
+func (s *sim) closeRequest(h, src, i int32) {
+	p := s.hosts[h].picker
+	if src < 0 {
+		s.hosts[h].oreq.Clear(int(i))
+		p.Cancelled(int(i), transfer.OriginPeer)
+		return
+	}
+	p.Cancelled(int(i), s.ids[src])
+}
+
+func (s *sim) hostDone(h int32) {
+	hs := &s.hosts[h]
+	hs.state = stDone
+	hs.done = s.now
+	hs.picker = nil
+	hs.oreq = nil
+	for k := range hs.sess {
+		s.unknow(h, k)
+	}
+	s.pending--
+	if s.pending == 0 {
+		s.finished = true
+	}
+}
+
+func (s *sim) haveUpdate(h, class, i int32) {
+	if s.hosts[h].state == stGone {
+		return
+	}
+	pid := s.ids[h]
+	for _, w := range s.hosts[h].watch {
+		if w.local != (class == 0) {
+			continue
+		}
+		qs := &s.hosts[w.q]
+		// A HaveUpdate for a chunk the watcher holds changes none of its
+		// Picker's decisions (availability only matters for missing
+		// chunks), so it is skipped: the fan-out is most of the work.
+		if qs.have.Has(int(i)) {
+			continue
+		}
+		qs.picker.PeerHave(pid, int(i))
+		s.fillPeer(w.q, int(w.k))
+		s.fillOrigin(w.q) // the daemon schedules after every HaveUpdate
+	}
+}
+
+func (s *sim) fetching(h, class, i int32) {
+	if s.hosts[h].state == stGone {
+		return
+	}
+	now := s.at(s.now)
+	pid := s.ids[h]
+	for _, w := range s.hosts[h].watch {
+		if w.local != (class == 0) {
+			continue
+		}
+		if qs := &s.hosts[w.q]; !qs.have.Has(int(i)) {
+			qs.picker.PeerPending(pid, int(i), now)
+		}
+	}
+}
+
+func (s *sim) tick(h int32) {
+	hs := &s.hosts[h]
+	if hs.state != stActive || hs.picker == nil {
+		return
+	}
+	p := hs.picker
+	s.tmo = p.Timeouts(s.at(s.now), s.tmo[:0])
+	full := len(s.tmo) > 0 || s.now >= hs.lastFull+1
+	for _, r := range s.tmo {
+		q := s.peerOf(r.Peer)
+		s.schedule(s.now+s.lat(h, q), evCancel, q, h, int32(r.Chunk))
+		if p.Score(r.Peer).Strikes >= s.sc.Policy.MaxStrikes {
+			s.drop(h, s.sessionOf(h, q))
+		}
+	}
+	if p.Peers() < s.sc.Policy.MaxPeers && s.now-hs.lastFind >= s.sc.Policy.FindInterval.Seconds() {
+		s.discover(h) // fills and schedules the next tick
+		return
+	}
+	if full {
+		hs.lastFull = s.now
+		s.fillAll(h)
+	} else {
+		s.fillOrigin(h)
+	}
+	s.schedule(s.now+s.sc.Policy.Tick.Seconds(), evTick, h, 0, 0)
+}
+
+// ---- churn ----
+
+func (s *sim) leave(h int32) {
+	hs := &s.hosts[h]
+	if hs.state == stGone {
+		return
+	}
+	wasIdle := hs.state == stIdle
+	if hs.state == stActive {
+		// the host's own download is interrupted
+		if s.sc.Churn.RejoinAfter == 0 {
+			s.pending--
+			hs.left = true
+		}
+	} else if wasIdle && s.sc.Churn.RejoinAfter == 0 {
+		s.pending--
+		hs.left = true
+	}
+	hs.state = stGone
+	s.setPresent(h, false)
+	// abort every flow into h and out of h
+	for len(hs.in) > 0 {
+		id := hs.in[len(hs.in)-1]
+		f := s.flows[id]
+		moved := s.close(id)
+		if f.chunk < 0 {
+			hs.baseLeft[f.vm] -= moved
+		} else if f.srv != s.origin {
+			s.hosts[f.srv].sess[f.vm].flow = -1
+		}
+		hs = &s.hosts[h]
+	}
+	for k := range hs.sess {
+		if id := hs.sess[k].flow; id >= 0 {
+			s.close(id)
+			hs.sess[k].flow = -1
+		}
+	}
+	for _, se := range hs.sess {
+		s.schedule(s.now+s.lat(h, se.peer), evPeerGone, se.peer, h, 0)
+	}
+	for k := range hs.sess {
+		s.unknow(h, k)
+	}
+	hs.sess = nil
+	hs.watch = nil
+	hs.picker = nil
+	hs.oreq = nil
+	if s.sc.Churn.RejoinAfter > 0 {
+		s.schedule(s.now+max(s.sc.Churn.RejoinAfter.Seconds(), 2*s.latWAN+s.latOrig), evRejoin, h, 0, 0)
+	}
+	if s.pending == 0 {
+		s.finished = true
+	}
+}
+
+func (s *sim) peerGone(q, h int32) {
+	qs := &s.hosts[q]
+	k := s.sessionOf(q, h)
+	if k < 0 {
+		return
+	}
+	if qs.sess[k].known && qs.picker != nil {
+		qs.picker.PeerLeft(s.ids[h])
+	}
+	s.unknow(q, k)
+	// forget h among q's watchers too
+	for j := 0; j < len(qs.watch); j++ {
+		if qs.watch[j].q == h {
+			last := qs.watch[len(qs.watch)-1]
+			qs.watch[j] = last
+			s.hosts[last.q].sess[last.k].wpos = int32(j)
+			qs.watch = qs.watch[:len(qs.watch)-1]
+			break
+		}
+	}
+	// swap-remove session k
+	last := len(qs.sess) - 1
+	if k != last {
+		m := qs.sess[last]
+		qs.sess[k] = m
+		if ps := &s.hosts[m.peer]; int(m.rev) < len(ps.sess) && ps.sess[m.rev].peer == q {
+			ps.sess[m.rev].rev = int32(k)
+		}
+		if m.flow >= 0 {
+			s.flows[m.flow].vm = int32(k)
+		}
+		if m.known {
+			if ps := &s.hosts[m.peer]; int(m.wpos) < len(ps.watch) && ps.watch[m.wpos].q == q {
+				ps.watch[m.wpos].k = int32(k)
+			}
+		}
+		// q's watchers that are m.peer point at m.peer's own session, not ours
+	}
+	qs.sess = qs.sess[:last]
+	if qs.state == stActive {
+		s.fillAll(q)
+	}
+}
+
+// ---- results ----
+
+func (s *sim) result() *Result {
+	r := &Result{
+		Scenario:     s.sc.Name,
+		Strategy:     s.strat,
+		Hosts:        int(s.n),
+		VMs:          int(s.n) * s.sc.VMsPerHost,
+		PackageBytes: s.pkgBytes,
+		OriginBytes:  s.sentNow(s.origin),
+		Bound:        FluidBound(s.sc),
+		Events:       s.nEv,
+		Origin:       append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)}),
+	}
+	var times []float64
+	for h := range s.hosts {
+		hs := &s.hosts[h]
+		hr := HostResult{
+			Host: h, Site: int(hs.site), VMs: int(hs.vms), Upload: hs.up, Down: hs.down,
+			Arrival: hs.arrival, Done: hs.done,
+			FromOrigin: hs.fromOrigin, FromSite: hs.fromSite, FromWAN: hs.fromWAN,
+			Duplicate: hs.dup, Uploaded: hs.uploaded,
+		}
+		r.PerHost = append(r.PerHost, hr)
+		r.SiteBytes += hs.fromSite
+		r.WANBytes += hs.fromWAN
+		r.DuplicateBytes += hs.dup
+		if math.IsNaN(hs.done) {
+			r.Departed++
+			continue
+		}
+		r.Finished++
+		r.Delivered += s.pkgBytes * float64(hs.vms)
+		r.HostDelivered += s.pkgBytes
+		times = append(times, hs.done-hs.arrival)
+		r.Makespan = max(r.Makespan, hs.done)
+	}
+	if r.Delivered > 0 {
+		r.Offload = 1 - r.OriginBytes/r.Delivered
+		r.HostOffload = 1 - r.OriginBytes/r.HostDelivered
+	}
+	r.P50, r.P95, r.Max = quantile(times, 0.5), quantile(times, 0.95), quantile(times, 1)
+	if r.Bound > 0 {
+		r.Ratio = r.Makespan / r.Bound
+	}
+	return r
+}
