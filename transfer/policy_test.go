@@ -607,3 +607,33 @@ func BenchmarkPickerSwarm(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/chunk")
 }
+
+func TestPickerOriginJitter(t *testing.T) {
+	t.Parallel()
+	const n = 64
+	p := newTestPicker(n, 13, func(c *PickerConfig) {
+		c.OriginInitialWindow, c.OriginParallel, c.OriginJitter = 8, 8, 100*time.Millisecond
+	})
+	p.PeerJoined("a", nil) // a peer: window 8/2 = 4, starts jittered
+	i, ok := p.NextForOrigin(t0)
+	if !ok {
+		t.Fatal("first NextForOrigin found nothing")
+	}
+	p.Requested(i, OriginPeer, t0)
+	// The gate is random in [0, 100ms*2/63]: closed for a moment at most.
+	if gate := time.Duration(p.originGate); gate > 100*time.Millisecond*2/63+time.Microsecond {
+		t.Fatalf("origin gate %v after one start, want <= %v", gate, 100*time.Millisecond*2/63)
+	}
+	if _, ok := p.NextForOrigin(t0.Add(4 * time.Millisecond)); !ok {
+		t.Fatal("NextForOrigin after the jitter found nothing")
+	}
+	// Few chunks left for the origin: the jitter widens.
+	for k := range n - 2 {
+		p.PeerHave("a", k)
+	}
+	p.Received(i, OriginPeer, t0.Add(5*time.Millisecond), 1)
+	if lo := time.Duration(p.originGate) - 5*time.Millisecond; lo < 0 || lo > 100*time.Millisecond*2 {
+		t.Fatalf("origin gate %v after the start with 1-2 chunks left, want within [0, 200ms]", lo)
+	}
+	checkPicker(t, p)
+}
