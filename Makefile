@@ -4,7 +4,7 @@ BIN       := bin/stork
 CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share soak fuzz clean
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share soak fuzz clean sim sim-report
 
 all: build
 
@@ -66,3 +66,11 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# Simulations: the checked-in report (plots in simulations/report/), and the
+# simulator's tests.
+sim-report: build
+	$(BIN) sim sweep --hosts 10,100,1000,10000 --report simulations/REPORT.md
+
+sim:
+	$(GO) test -count=1 ./simulations/

@@ -1,7 +1,103 @@
 // Package simulations is a discrete-event simulation of many hosts that
-// drives the real piece-selection and origin policy code from transfer, to
-// measure repository offload and completion time at scales no single
-// machine can run.
+// drives the real piece-selection and origin policy code from transfer
+// (transfer.Picker), to measure repository offload and completion time at
+// scales no single machine can run: 10 to 10,000 hosts.
 //
-// simulations imports transfer and metadata only.
+// simulations imports transfer (and plotting) only. It never copies the
+// policy: every simulated host owns a transfer.Picker and makes every
+// choice the daemon's download makes through it (NextForPeer, NextForOrigin,
+// Requested, Received, Timeouts, PeerJoined, PeerHave, PeerPending,
+// PeerLeft, Failed, Cancelled).
+//
+// # Scenarios and strategies
+//
+// A Scenario (JSON, see ParseScenario) gives the hosts (VMs per host,
+// upload and download capacity drawn from discrete distributions), the
+// sites they sit in (round-robin), the site links, the origin's upload
+// capacity, one-way latencies (within a site, across sites, to the
+// origin), the package (size, chunk size), the arrival pattern (flash
+// crowd, or staggered uniformly over a window), a new version over an old
+// one (a fraction of the chunks, the same on every host, already held),
+// churn (a fraction of hosts leaving at random times, dropping their
+// transfers but keeping their store, and coming back later or never) and
+// the swarm's tuning. A seed makes the run deterministic: the same
+// scenario and seed write the same CSV bytes.
+//
+// Strategies: origin-per-vm (every VM downloads the whole package from the
+// origin), origin-per-host (one download per host of what its store
+// lacks; its VMs share it), swarm (the Stork swarm) and swarm-locality
+// (the swarm with peers chosen in the host's site first, same-site peers
+// asked first, and a chunk asked across sites only if no known same-site
+// peer has it).
+//
+// # The swarm, as simulated
+//
+// Each host joins (arrival), discovers up to Policy.MaxPeers random hosts
+// that are present (downloading or holding the package; the DHT's
+// providers), opens a session with each (both sides serve each other; a
+// side whose Picker already knows MaxPeers peers does not add the other,
+// as the daemon does), and learns their have-maps. From then on it acts as
+// the daemon's download loop: after every chunk, HaveUpdate, new peer and
+// on a tick (Policy.Tick) it asks its Picker for chunks to request from
+// peers (pipelines bounded by PipelineDepth) and from the origin, sends
+// Fetching for origin chunks, HaveUpdates for chunks received, cancels
+// what Received says to cancel, expires requests with Timeouts and drops
+// peers with MaxStrikes strikes, and looks for more peers every
+// FindInterval while it has fewer than MaxPeers. A sender serves each
+// session's requests in order, one chunk at a time per session, all
+// sessions at once (the daemon's writeLoop); a host keeps serving after it
+// finishes. Messages other than chunks (requests, cancels, HaveUpdates,
+// Fetching) take one one-way latency and no bandwidth.
+//
+// One shortcut is taken for speed and changes no decision: a HaveUpdate
+// for a chunk the receiving host already holds is not passed to its Picker
+// (availability only steers the choice among missing chunks, and a claim
+// of PeerPending only matters for them too). The daemon calls its full
+// schedule (every peer, in RankPeers order, then the origin) after each
+// event; the simulator asks only the peer concerned, the origin, and every
+// peer on the tick, at most once a second, after a timeout, and in the end
+// game. RankPeers order is not used: pipelines open one at a time in a
+// discrete-event run, so the order rarely matters.
+//
+// # The network model
+//
+// Flow level, not packet level: each chunk in transit (or, for the
+// baselines, each whole download) is a flow from a sender (a host's
+// upload link, or the origin) to a receiver, at a rate set as follows.
+//
+//   - A receiver splits its download capacity equally among its incoming
+//     flows; a flow crossing sites is also limited to an equal share of
+//     the sender site's uplink and the receiver site's downlink (origin
+//     flows cross the receiver site's downlink). The smallest of these is
+//     the flow's cap.
+//   - A sender shares its upload capacity max-min fairly among its flows
+//     given their caps (exact water-filling): flows capped below the fair
+//     level get their cap, the others share the rest equally.
+//
+// This is max-min fairness at every sender and an equal split at
+// receivers and site links: a receiver does not hand a share that one
+// slow sender leaves unused to its other flows. Rates change only when a
+// flow starts or ends, and only for the flows of the hosts involved: the
+// sender's flows are re-levelled in O(log n) (its shared flows progress by
+// one virtual clock, its capped flows each at their cap, each set in a
+// heap by finishing point), and the receiver's incoming flows get new
+// caps. Site-link shares are recomputed for every flow of a link only when
+// its flow count drifts by more than 10% since the last recomputation; in
+// between, a new flow gets the current share and old ones keep theirs, so
+// a site link may be over- or under-committed by about 10%. Latency is
+// added once per message and once per chunk (the chunk's last byte
+// reaches the receiver one one-way latency after the sender sent it);
+// there is no TCP slow start and no loss.
+//
+// # Figures
+//
+// Delivered = package size × VMs of the hosts that finished (what the
+// VMs received). Offload = 1 − origin bytes ÷ delivered; host offload = 1
+// − origin bytes ÷ (package size × hosts), the saving that sharing between
+// hosts brings on top of the per-host store. FluidBound gives the fluid
+// lower bound of a flash crowd's completion time, max(S/U_origin,
+// S/D_host, N·S/(U_origin + ΣU_hosts)); a run reports its makespan over
+// it. Sweep runs host counts × strategies; WriteCSV, WritePlots and
+// WriteReport write the outputs that `stork sim run` and `stork sim
+// sweep` produce; `make sim-report` regenerates REPORT.md.
 package simulations

@@ -117,7 +117,8 @@ type Policy struct {
 	// Tick: how often a downloading host checks timeouts and asks
 	// NextForOrigin again, besides after every chunk, HaveUpdate and new
 	// peer (a full pass over its peers runs at most once a second unless
-	// a request timed out). The daemon ticks every 20ms; default 50ms.
+	// a request timed out). The daemon ticks every 20ms; default 250ms (events
+	// call NextForOrigin far more often than that while a host downloads).
 	Tick Duration `json:"tick,omitempty"`
 	// FindInterval: how often a host with fewer than MaxPeers peers looks
 	// for more. Default 5s.
@@ -200,7 +201,7 @@ func (s Scenario) withDefaults() Scenario {
 		p.MaxStrikes = 3
 	}
 	if p.Tick == 0 {
-		p.Tick = Duration(50 * time.Millisecond)
+		p.Tick = Duration(250 * time.Millisecond)
 	}
 	if p.FindInterval == 0 {
 		p.FindInterval = Duration(5 * time.Second)
