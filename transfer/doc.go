@@ -1,7 +1,40 @@
 // Package transfer moves chunks: the HTTP origin fetcher, the verified
-// download of a whole package tree (Get), and the static repository server
-// behind `stork repo serve`. The libp2p swarm protocol, piece selection and
-// peer scoring will join it; they plug in through ChunkSource.
+// download of a whole package tree (Get), the static repository server
+// behind `stork repo serve`, and the swarm: its wire protocol, its engine
+// (Swarm) and its policy (Picker), which is pure code so that package
+// simulations runs the very same decisions as the daemon.
+//
+// transfer declares the small interfaces it needs and never imports libp2p
+// or the store: Network and Stream (node implements them with libp2p
+// streams on /stork/swarm/1.0.0), Discovery (the /stork DHT: one provider
+// record per package), ChunkStore (what this host may upload: verified
+// chunks only) and ChunkSource (the HTTP origin, or a fake).
+//
+// # The swarm
+//
+// A Download announces the package (Provide) and looks for holders
+// (FindProviders) in the background; neither ever delays the origin, so a
+// package with no peers starts at once. With each peer found it opens a
+// stream, says Hello for the manifest and exchanges have-maps (a bitfield
+// over the manifest's unique chunks); HaveUpdate follows every verified
+// chunk, so a host uploads while its own download still runs. Requests are
+// batched (many small chunks in one message) and pipelined per peer to
+// depth ceil(throughput x RTT / chunk length) + 1; every chunk is verified
+// against its CID before the sink sees it; a peer whose chunk fails is
+// banned for the package (ClosePeer), a peer that stays silent past
+// RequestTimeout takes strikes and is dropped.
+//
+// The Picker decides. Rarest first: chunks sit in one bitset per
+// availability level; a pick takes the lowest level the peer can serve,
+// from a random word and bit, so ties break randomly and concurrent hosts
+// spread out. End game: with at most EndgameThreshold chunks left, idle
+// peers may duplicate in-flight requests and the losers are cancelled. The
+// origin is one more source, asked only for chunks that no known peer has
+// or is fetching (peers say Fetching before they go to the origin), or
+// whose peer request stalled; each host walks those in its own random
+// order, with a window of OriginParallel/(peers+1) that opens with slow
+// start and small jitter, so hosts that start together fetch different
+// chunks and the origin sends about one copy however many hosts start.
 //
 // # Trust
 //
