@@ -303,3 +303,61 @@ func TestSwarmProcesses(t *testing.T) {
 		p.stop(t)
 	}
 }
+
+// TestSwarmPeerKilledAndRestarted: three daemons fetch together from a slow
+// origin; one is killed with SIGKILL mid-transfer. The others lose a source
+// and still complete; the killed one restarts, resumes from its store and
+// completes too.
+func TestSwarmPeerKilledAndRestarted(t *testing.T) {
+	r := newRepo(t)
+	src := sampleTree(t, 6<<20, 5)
+	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "p", "--version", "1.0.0", "--chunk-size", "128K", src)
+	origin := newSlowOrigin(t, r.dir, 100*time.Millisecond)
+	var datas []string
+	for i := 0; i < 3; i++ {
+		d, err := os.MkdirTemp("", "stork-kill-swarm-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(d)
+		datas = append(datas, d)
+	}
+	first := startDaemonProc(t, datas[0], origin.url, r.root)
+	st, err := node.NewClient(datas[0]).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := st.Addrs[0]
+	victim := startDaemonProc(t, datas[1], origin.url, r.root, "--bootstrap", boot)
+	third := startDaemonProc(t, datas[2], origin.url, r.root, "--bootstrap", boot)
+	errs := make([]chan error, 3)
+	for i, d := range datas {
+		errs[i] = make(chan error, 1)
+		go func() {
+			_, err := node.NewClient(d).Fetch(context.Background(), "p", nil)
+			errs[i] <- err
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	victim.kill()
+	if err := <-errs[1]; err == nil {
+		t.Fatal("the victim finished before it was killed: the test did not kill it mid-transfer")
+	}
+	for _, i := range []int{0, 2} {
+		if err := <-errs[i]; err != nil {
+			t.Fatalf("daemon %d after its peer was killed: %v", i, err)
+		}
+	}
+	victim = startDaemonProc(t, datas[1], origin.url, r.root, "--bootstrap", boot)
+	if _, err := node.NewClient(datas[1]).Fetch(context.Background(), "p", nil); err != nil {
+		t.Fatalf("restarted daemon: %v", err)
+	}
+	for _, d := range datas {
+		view := t.TempDir()
+		stork(t, "install", "--data", d, "--vm", "check", "--mode", "link", "p", "--into", view)
+		compareStoreView(t, src, filepath.Join(view, "p"))
+	}
+	for _, p := range []*daemonProc{first, victim, third} {
+		p.stop(t)
+	}
+}
