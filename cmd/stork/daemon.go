@@ -35,6 +35,9 @@ func daemonCommand() *cli.Command {
 			stringFlag("upload-rate", "cap swarm uploads at `RATE` bytes/s (e.g. 10M); default unlimited", catLimits, false),
 			stringFlag("download-rate", "cap swarm downloads at `RATE` bytes/s (e.g. 10M); default unlimited", catLimits, false),
 			intFlag("max-peers", "peers one download trades with at most", catLimits, 32),
+			intFlag("conn-low", "connection manager low watermark (connections kept when trimming)", catLimits, 64),
+			intFlag("conn-high", "connection manager high watermark (trimming starts above it)", catLimits, 256),
+			stringFlag("max-memory", "libp2p resource manager memory `LIMIT` (e.g. 1G)", catLimits, false),
 		},
 		Action: func(c *cli.Context) error {
 			var root []byte
@@ -73,6 +76,12 @@ func daemonCommand() *cli.Command {
 				pc.Bootstrap = c.StringSlice("bootstrap")
 				pc.Announce = c.StringSlice("announce")
 				pc.DHTMode = c.String("dht-mode")
+				pc.ConnLow, pc.ConnHigh = c.Int("conn-low"), c.Int("conn-high")
+				if s := c.String("max-memory"); s != "" {
+					if pc.MaxMemory, err = parseSize(s); err != nil {
+						return fmt.Errorf("--max-memory: %w", err)
+					}
+				}
 				if c.Bool("no-nat") {
 					pc.EnableAutoNAT, pc.EnableHolePunching, pc.EnableRelay = false, false, false
 				}
