@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -212,6 +213,8 @@ type sim struct {
 	maxT     float64
 	sampleDt float64
 	onMany   func() // called every memSampleEveryEvts events
+	hv       []watcher
+	par      *helper
 }
 
 // Run simulates strategy st on scenario sc.
@@ -347,6 +350,10 @@ func (s *sim) lat(a, b int32) float64 {
 }
 
 func (s *sim) run() error {
+	if s.swarm && runtime.GOMAXPROCS(0) > 1 && s.n >= 1000 {
+		s.par = newHelper()
+		defer s.par.stop()
+	}
 	for !s.finished {
 		sid, ts := s.nextServer()
 		if len(s.events) == 0 && math.IsInf(ts, 1) {
@@ -1061,20 +1068,77 @@ func (s *sim) haveUpdate(h, class, i int32) {
 		return
 	}
 	pid := s.ids[h]
+	// A HaveUpdate for a chunk the watcher holds changes none of its
+	// Picker's decisions (availability only matters for missing chunks),
+	// so it is skipped: the fan-out is most of the work.
+	s.hv = s.hv[:0]
 	for _, w := range s.hosts[h].watch {
-		if w.local != (class == 0) {
-			continue
+		if w.local == (class == 0) && !s.hosts[w.q].have.Has(int(i)) {
+			s.hv = append(s.hv, w)
 		}
-		qs := &s.hosts[w.q]
-		// A HaveUpdate for a chunk the watcher holds changes none of its
-		// Picker's decisions (availability only matters for missing
-		// chunks), so it is skipped: the fan-out is most of the work.
-		if qs.have.Has(int(i)) {
-			continue
+	}
+	// PeerHave touches only the watcher's own Picker: half of them are
+	// updated by the helper goroutine, in the same order per Picker as
+	// sequentially, so the run stays deterministic.
+	if s.par != nil && len(s.hv) >= parMin {
+		half := len(s.hv) / 2
+		s.par.start(s.hosts, s.hv[:half], pid, int(i))
+		for _, w := range s.hv[half:] {
+			s.hosts[w.q].picker.PeerHave(pid, int(i))
 		}
-		qs.picker.PeerHave(pid, int(i))
+		s.par.wait()
+	} else {
+		for _, w := range s.hv {
+			s.hosts[w.q].picker.PeerHave(pid, int(i))
+		}
+	}
+	for _, w := range s.hv {
 		s.fillPeer(w.q, int(w.k))
-		s.fillOrigin(w.q) // the daemon schedules after every HaveUpdate
+	}
+}
+
+// parMin is the fan-out from which PeerHave calls are split between two
+// goroutines.
+const parMin = 8
+
+// helper runs PeerHave on a batch of watchers in its own goroutine, owned
+// by the run that started it.
+type helper struct {
+	work chan helperJob
+	done chan struct{}
+}
+
+type helperJob struct {
+	hosts []host
+	ws    []watcher
+	pid   transfer.PeerID
+	i     int
+}
+
+func newHelper() *helper {
+	hp := &helper{work: make(chan helperJob), done: make(chan struct{})}
+	go func() {
+		for j := range hp.work {
+			for _, w := range j.ws {
+				j.hosts[w.q].picker.PeerHave(j.pid, j.i)
+			}
+			hp.done <- struct{}{}
+		}
+		close(hp.done)
+	}()
+	return hp
+}
+
+func (hp *helper) start(hosts []host, ws []watcher, pid transfer.PeerID, i int) {
+	hp.work <- helperJob{hosts, ws, pid, i}
+}
+
+func (hp *helper) wait() { <-hp.done }
+
+// stop ends the goroutine and waits for it.
+func (hp *helper) stop() {
+	close(hp.work)
+	for range hp.done {
 	}
 }
 
