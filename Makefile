@@ -4,7 +4,7 @@ BIN       := bin/stork
 CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share soak fuzz clean sim sim-report
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share bench-swarm soak fuzz clean sim sim-report
 
 all: build
 
@@ -50,6 +50,16 @@ bench-get:
 # skip without it.
 bench-share:
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./share/ ./node/
+
+# The swarm figures, one run, side by side (testdata/bench/swarm.sh): two
+# in-process daemons against a raw libp2p stream, many small files against
+# one file, then 8 daemon processes on loopback against 8 `stork get` and
+# aria2c BitTorrent. Results: $(BENCH_SWARM_DIR)/bench-swarm.txt.
+BENCH_SWARM_DIR ?= /tmp/stork-bench-swarm
+bench-swarm: build
+	mkdir -p $(BENCH_SWARM_DIR)
+	bash -o pipefail -c "$(GO) test -run='^$$' -bench='TwoNode|ManySmall' -benchtime=1x -timeout 30m ./node/ | tee $(BENCH_SWARM_DIR)/go-bench.txt"
+	bash testdata/bench/swarm.sh $(BIN) $(BENCH_SWARM_DIR)
 
 # kill -9 during download, STORK_SOAK_TRIALS times.
 soak:
