@@ -49,7 +49,8 @@ bench-get:
 # one fixed-size experiment per benchmark. Mount-based parts need root and
 # skip without it.
 bench-share:
-	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./share/ ./node/
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout 30m ./share/
+	$(GO) test -run='^$$' -bench='Install|Thousand' -benchtime=1x -timeout 30m ./node/
 
 # The swarm figures, one run, side by side (testdata/bench/swarm.sh): two
 # in-process daemons against a raw libp2p stream, many small files against
