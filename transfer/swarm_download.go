@@ -76,6 +76,27 @@ type download struct {
 	totalBytes   int64
 	timeouts     []Request
 	rank         []PeerID
+
+	// sem bounds the chunks being verified and stored at once, across the
+	// download's sessions (deliverParallel).
+	sem chan struct{}
+}
+
+// Per session, deliverWorkers goroutines verify and store received chunks
+// concurrently and deliverQueue more chunks may wait for them; per
+// download, at most deliverParallel chunks are being verified and stored
+// at once (more would only share the CPU and make every chunk late).
+const (
+	deliverWorkers  = 4
+	deliverQueue    = 4
+	deliverParallel = 8
+)
+
+// VerifiedChunkSink is an optional ChunkSink extension: a sink that
+// implements it is handed chunks Download already verified against their
+// CID and length, so it need not hash them again.
+type VerifiedChunkSink interface {
+	PutVerifiedChunk(c cid.Cid, data []byte) error
 }
 
 // Download fetches the package req names: from peers found through
@@ -118,6 +139,7 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		storing:      NewBitfield(n),
 		originCancel: make(map[int]context.CancelFunc),
 		lastProgress: start,
+		sem:          make(chan struct{}, deliverParallel),
 	}
 	d.picker = NewPicker(PickerConfig{
 		NumChunks:      n,
@@ -449,7 +471,12 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 	}
 	d.storing.Set(i)
 	d.mu.Unlock()
-	err := d.req.Sink.PutChunk(ref.CID, data)
+	var err error
+	if vs, ok := d.req.Sink.(VerifiedChunkSink); ok {
+		err = vs.PutVerifiedChunk(ref.CID, data)
+	} else {
+		err = d.req.Sink.PutChunk(ref.CID, data)
+	}
 	d.mu.Lock()
 	d.storing.Clear(i)
 	if d.finished {

@@ -38,7 +38,7 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wake   chan struct{}
-	chunks chan *Message // received chunks, verified and stored by deliverLoop
+	chunks chan *Message // received chunks, verified and stored by the deliverLoops
 
 	mu          sync.Mutex
 	closed      bool
@@ -53,7 +53,7 @@ type session struct {
 }
 
 func newSession(s *Swarm, p PeerID, st Stream, outbound bool) *session {
-	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1), chunks: make(chan *Message, 4)}
+	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1), chunks: make(chan *Message, deliverQueue)}
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
 	return ss
 }
@@ -135,7 +135,11 @@ func (ss *session) run(manifest cid.Cid) {
 		ss.teardown()
 		return
 	}
-	if !s.goroutine(ss.writeLoop) || !s.goroutine(ss.deliverLoop) {
+	ok := s.goroutine(ss.writeLoop)
+	for k := 0; ok && k < deliverWorkers; k++ {
+		ok = s.goroutine(ss.deliverLoop)
+	}
+	if !ok {
 		ss.close(ErrSwarmClosed)
 	}
 	err := ss.readLoop(br)
@@ -366,7 +370,12 @@ func (ss *session) handle(m *Message, n int) error {
 	return nil
 }
 
-// deliverLoop verifies and stores the chunks the reader hands over.
+// deliverLoop verifies and stores the chunks the reader hands over;
+// deliverWorkers of them run per session, so that the store's latency
+// overlaps with the network and with itself (the Sink may be called
+// concurrently). ss.chunks is bounded: a reader that gets ahead of them
+// blocks, which backpressures the stream, and at most
+// deliverQueue+deliverWorkers chunks per session wait in memory.
 func (ss *session) deliverLoop() {
 	for {
 		select {
@@ -374,7 +383,18 @@ func (ss *session) deliverLoop() {
 			return
 		case m := <-ss.chunks:
 			d := ss.dl.Load()
-			if d == nil || !d.chunk(ss, int(m.Index), m.Data) {
+			if d != nil {
+				select {
+				case d.sem <- struct{}{}:
+				case <-ss.ctx.Done():
+					return
+				}
+			}
+			ok := d != nil && d.chunk(ss, int(m.Index), m.Data)
+			if d != nil {
+				<-d.sem
+			}
+			if !ok {
 				ss.mu.Lock()
 				ss.unsolicited++
 				ss.mu.Unlock()
@@ -403,7 +423,8 @@ func (ss *session) maybeIdle() {
 }
 
 // writeLoop sends queued control messages first, then one queued upload
-// at a time, flushing whenever the queues run dry.
+// at a time, flushing whenever the queues run dry (a full buffer is
+// written out as it fills).
 func (ss *session) writeLoop() {
 	bw := bufio.NewWriterSize(ss.st, 64<<10)
 	for {
@@ -423,6 +444,12 @@ func (ss *session) writeLoop() {
 			}
 			ss.mu.Unlock()
 			if len(ctrl) == 0 && up < 0 {
+				// Flush only when the queues run dry: small chunks and
+				// control messages share frames instead of one write each.
+				if err := bw.Flush(); err != nil {
+					ss.close(fmt.Errorf("write to %s: %w", ss.peer, err))
+					return
+				}
 				break
 			}
 			var err error
@@ -433,9 +460,6 @@ func (ss *session) writeLoop() {
 			}
 			if err == nil && up >= 0 {
 				err = ss.upload(bw, up)
-			}
-			if err == nil {
-				err = bw.Flush()
 			}
 			if err != nil {
 				ss.close(fmt.Errorf("write to %s: %w", ss.peer, err))
