@@ -133,12 +133,17 @@ type partialFile struct {
 	index     map[cid.Cid][]int // chunk → its indices in the file
 	refs      int               // downloads holding it; guarded by Store.mu
 
-	mu       sync.Mutex // guards the fields below
-	f        *os.File
-	present  map[cid.Cid]bool // durably written and recorded
-	have     int64            // bytes of the present chunks
-	inflight map[cid.Cid]chan struct{}
-	done     bool // the object is in objects/ and recorded
+	mu sync.Mutex // guards the fields below
+	// fresh: the file is not on disk yet (or void); it is created at its
+	// size when first opened (Store.fds), which sets createdUnsynced until
+	// a commit group has synced partial/.
+	fresh           bool
+	createdUnsynced bool
+	finalizing      bool             // finalizeBatch owns the file
+	present         map[cid.Cid]bool // durably written and recorded
+	have            int64            // bytes of the present chunks
+	inflight        map[cid.Cid]chan struct{}
+	done            bool // the object is in objects/ and recorded
 }
 
 func (pf *partialFile) chunkLen(j int) int64 {
@@ -192,17 +197,25 @@ func (s *Store) newDownload(c cid.Cid, m *metadata.Manifest, name, version strin
 	}
 	// A crash after the last presence record but before the move into
 	// objects/ leaves a complete partial file: finish it now.
+	// (Empty files are complete at once.) All of them in one batch.
+	var fin []*partialFile
 	for _, f := range d.files {
 		if f.pf == nil {
 			continue
 		}
 		f.pf.mu.Lock()
-		var err error
-		if !f.pf.done && f.pf.complete() {
-			err = s.finalize(f.pf)
+		if !f.pf.done && !f.pf.finalizing && f.pf.complete() {
+			f.pf.finalizing = true
+			fin = append(fin, f.pf)
 		}
 		f.pf.mu.Unlock()
-		if err != nil {
+	}
+	if len(fin) > 0 {
+		var errs []error
+		for _, err := range s.finalizeBatch(fin) {
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
 			d.release()
 			return nil, err
 		}
@@ -233,12 +246,7 @@ func (d *Download) release() {
 	}
 	s.mu.Unlock()
 	for _, pf := range unused {
-		pf.mu.Lock()
-		if pf.f != nil && !pf.done {
-			pf.f.Close()
-			pf.f = nil
-		}
-		pf.mu.Unlock()
+		s.fds.drop(pf)
 	}
 }
 
@@ -317,65 +325,44 @@ func (s *Store) openPartial(id string, e *metadata.Entry, chunkSize int64) (*par
 		pf.digests = append(pf.digests, dg)
 		pf.index[c] = append(pf.index[c], j)
 	}
-	p := s.partialPath(id)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	created := err == nil
-	if errors.Is(err, fs.ErrExist) {
-		f, err = os.OpenFile(p, os.O_RDWR, 0)
-	}
-	if err != nil {
+	// The file is opened only to write or finalize (Store.fds), and
+	// created lazily at its first chunk: starting a download of many
+	// files costs no fsync and holds no descriptor.
+	st, err := os.Lstat(s.partialPath(id))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("partial file %s: %w", id, err)
 	}
-	fail := func(err error) (*partialFile, error) {
-		f.Close()
-		return nil, fmt.Errorf("partial file %s: %w", id, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		return fail(err)
-	}
-	if created || st.Size() != e.Size {
+	if err != nil || !st.Mode().IsRegular() || st.Size() != e.Size {
 		// Records without their data (or with a file of the wrong size)
 		// are void.
 		if err := s.deletePrefix([]byte(prefixPresence + id + "/")); err != nil {
-			return fail(err)
+			return nil, fmt.Errorf("partial file %s: %w", id, err)
 		}
-		if err := f.Truncate(e.Size); err != nil {
-			return fail(err)
-		}
-	} else {
-		err := s.db.View(func(txn *badger.Txn) error {
-			return scanKeys(txn, prefixPresence+id+"/", func(k []byte, _ *badger.Item) error {
-				_, cs, ok := splitPresenceKey(k)
-				if !ok {
-					return nil
-				}
-				c, err := cid.Decode(cs)
-				if err != nil {
-					return nil
-				}
-				if idx := pf.index[c]; len(idx) > 0 && !pf.present[c] {
-					pf.present[c] = true
-					for _, j := range idx {
-						pf.have += pf.chunkLen(j)
-					}
-				}
+		pf.fresh = true
+		return pf, nil
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, prefixPresence+id+"/", func(k []byte, _ *badger.Item) error {
+			_, cs, ok := splitPresenceKey(k)
+			if !ok {
 				return nil
-			})
+			}
+			c, err := cid.Decode(cs)
+			if err != nil {
+				return nil
+			}
+			if idx := pf.index[c]; len(idx) > 0 && !pf.present[c] {
+				pf.present[c] = true
+				for _, j := range idx {
+					pf.have += pf.chunkLen(j)
+				}
+			}
+			return nil
 		})
-		if err != nil {
-			return fail(err)
-		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("partial file %s: %w", id, err)
 	}
-	if created && s.sync {
-		if err := f.Sync(); err != nil {
-			return fail(err)
-		}
-		if err := s.syncDir(s.path(partialDir)); err != nil {
-			return fail(err)
-		}
-	}
-	pf.f = f
 	return pf, nil
 }
 
@@ -482,7 +469,8 @@ func (d *Download) PutChunk(c cid.Cid, data []byte) error {
 }
 
 // put writes chunk c into pf unless it is there already. Concurrent puts of
-// one chunk write it once: the later ones wait for the first.
+// one chunk write it once: the later ones wait for the first. It returns
+// once the chunk is durable and recorded (by a commit group).
 func (s *Store) put(pf *partialFile, c cid.Cid, data []byte) error {
 	for {
 		pf.mu.Lock()
@@ -491,141 +479,76 @@ func (s *Store) put(pf *partialFile, c cid.Cid, data []byte) error {
 			return nil
 		}
 		if pf.present[c] {
-			var err error
-			if pf.complete() { // a previous finalize failed: retry
-				err = s.finalize(pf)
+			fin := pf.complete() && !pf.finalizing // a previous finalize failed: retry
+			if fin {
+				pf.finalizing = true
 			}
 			pf.mu.Unlock()
-			return err
+			if fin {
+				return s.finalizeBatch([]*partialFile{pf})[pf]
+			}
+			return nil
 		}
 		if ch := pf.inflight[c]; ch != nil {
 			pf.mu.Unlock()
 			<-ch
 			continue
 		}
-		if pf.f == nil {
-			pf.mu.Unlock()
-			return fmt.Errorf("partial file %s: %w", pf.id, ErrClosed)
-		}
 		ch := make(chan struct{})
 		pf.inflight[c] = ch
-		f := pf.f
 		pf.mu.Unlock()
 
-		n, err := s.writeChunk(pf, f, c, data)
+		err := s.writeChunk(pf, c, data)
 
 		pf.mu.Lock()
 		delete(pf.inflight, c)
 		close(ch)
-		if err == nil {
-			pf.present[c] = true
-			pf.have += n
-			if pf.complete() {
-				err = s.finalize(pf)
-			}
-		}
 		pf.mu.Unlock()
 		return err
 	}
 }
 
-// writeChunk writes data at every index of c in pf, makes it durable, then
-// records it present. It returns the bytes written.
-func (s *Store) writeChunk(pf *partialFile, f *os.File, c cid.Cid, data []byte) (int64, error) {
+// writeChunk writes data at every index of c in pf, then has a commit
+// group make it durable and record it present (and finalize the file if
+// that completes it).
+func (s *Store) writeChunk(pf *partialFile, c cid.Cid, data []byte) error {
 	idx := pf.index[c]
 	var n int64
 	for _, j := range idx {
 		if want := pf.chunkLen(j); int64(len(data)) != want {
-			return 0, fmt.Errorf("file %s: chunk %s at index %d: %w: %w: %d bytes, want %d", pf.hash, c, j, ErrChunkCorrupt, metadata.ErrHashMismatch, len(data), want)
+			return fmt.Errorf("file %s: chunk %s at index %d: %w: %w: %d bytes, want %d", pf.hash, c, j, ErrChunkCorrupt, metadata.ErrHashMismatch, len(data), want)
 		}
+	}
+	f, err := s.fds.get(pf)
+	if err != nil {
+		return err
+	}
+	for _, j := range idx {
 		if _, err := f.WriteAt(data, int64(j)*pf.chunkSize); err != nil {
-			return 0, fmt.Errorf("partial file %s: write chunk %s: %w", pf.id, c, err)
+			s.fds.put(pf)
+			return fmt.Errorf("partial file %s: write chunk %s: %w", pf.id, c, err)
 		}
 		n += int64(len(data))
 	}
-	if s.sync {
-		if err := fdatasync(f); err != nil {
-			return 0, fmt.Errorf("partial file %s: sync chunk %s: %w", pf.id, c, err)
-		}
-	}
-	cs := c.String()
-	err := s.update(func(txn *badger.Txn) error {
-		if err := txn.Set(presenceKey(pf.id, cs), []byte{}); err != nil {
-			return err
-		}
-		return txn.Set(chunkLocKey(cs, pf.id), encodeLoc(int64(idx[0])*pf.chunkSize, int64(len(data))))
-	})
-	if err != nil {
-		return 0, fmt.Errorf("partial file %s: record chunk %s: %w", pf.id, c, err)
-	}
-	return n, nil
-}
-
-// finalize moves a complete partial file into objects/. pf.mu is held.
-// It re-reads the file: chunks that no longer verify (the disk changed
-// under us) lose their presence record and will be fetched again; the whole
-// file must then hash (metadata.FileHash) to its name.
-func (s *Store) finalize(pf *partialFile) error {
-	digests, bad, err := checkContent(pf.f, pf.size, pf.chunkSize, pf.digests)
-	if err != nil {
-		return fmt.Errorf("partial file %s: %w", pf.id, err)
-	}
-	if len(bad) > 0 {
-		var keys [][]byte
-		for _, j := range bad {
-			c := pf.chunks[j]
-			if pf.present[c] {
-				delete(pf.present, c)
-				for _, k := range pf.index[c] {
-					pf.have -= pf.chunkLen(k)
-				}
-				keys = append(keys, presenceKey(pf.id, c.String()))
-			}
-		}
-		s.log.Warn("partial file changed on disk; fetching its bad chunks again", "partial", pf.id, "chunks", len(keys))
-		return s.deleteKeys(keys)
-	}
-	if got := metadata.FileHash(digests).String(); got != pf.hash {
-		return fmt.Errorf("file %s: %w: content hashes to %s", pf.hash, ErrObjectCorrupt, got)
-	}
-	if s.sync {
-		if err := pf.f.Sync(); err != nil {
-			return fmt.Errorf("partial file %s: %w", pf.id, err)
-		}
-	}
-	if err := pf.f.Chmod(pf.perm); err != nil {
-		return fmt.Errorf("partial file %s: %w", pf.id, err)
-	}
-	rec := objRecord{Hash: pf.hash, Size: pf.size, Perm: uint32(pf.perm), ChunkSize: pf.chunkSize}
-	for _, c := range pf.chunks {
-		rec.Chunks = append(rec.Chunks, c.String())
-	}
-	src, dst := s.partialPath(pf.id), s.ObjectPath(pf.hash, pf.perm)
-	if err := s.placeObject(src, dst, &rec); err != nil {
-		return err
-	}
-	pf.f.Close()
-	pf.f = nil
-	if err := s.recordObject(&rec, pf.id); err != nil {
-		return err
-	}
-	if err := s.deletePrefix([]byte(prefixPresence + pf.id + "/")); err != nil {
-		s.log.Warn("drop presence records", "partial", pf.id, "err", err)
-	}
-	pf.done = true
-	s.mu.Lock()
-	if s.partials[pf.id] == pf {
-		delete(s.partials, pf.id)
-	}
-	s.mu.Unlock()
-	s.log.Debug("object stored", "object", dst, "bytes", pf.size)
-	return nil
+	s.fds.put(pf)
+	return s.cm.submit(&commitReq{pf: pf, c: c, n: n, off: int64(idx[0]) * pf.chunkSize, ln: int64(len(data))})
 }
 
 // placeObject atomically moves a verified, synced, read-only file src to
 // dst under objects/ without ever replacing a good object: if dst exists
 // and is indexed or verifies, src is dropped instead.
 func (s *Store) placeObject(src, dst string, rec *objRecord) error {
+	if err := s.moveObject(src, dst, rec); err != nil {
+		return err
+	}
+	if err := s.syncDir(filepath.Dir(dst)); err != nil {
+		return err
+	}
+	return s.syncDir(filepath.Dir(src))
+}
+
+// moveObject is placeObject without making the move durable.
+func (s *Store) moveObject(src, dst string, rec *objRecord) error {
 	dir := filepath.Dir(dst)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("object %s: %w", rec.Hash, err)
@@ -649,10 +572,7 @@ func (s *Store) placeObject(src, dst string, rec *objRecord) error {
 	if err != nil {
 		return fmt.Errorf("object %s: %w", rec.Hash, err)
 	}
-	if err := s.syncDir(dir); err != nil {
-		return err
-	}
-	return s.syncDir(filepath.Dir(src))
+	return nil
 }
 
 // recordObject indexes an object and where its chunks are.

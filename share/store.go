@@ -67,6 +67,9 @@ type Store struct {
 	closed    bool
 	downloads map[string]*Download    // by manifest CID string
 	partials  map[string]*partialFile // by partial id
+
+	fds *fdCache   // open partial files
+	cm  *committer // commit groups (group.go)
 }
 
 // Open opens (creating if needed) the store under cfg.Dir and recovers from
@@ -124,6 +127,8 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: recover: %w", cfg.Dir, err)
 	}
+	s.fds = newFDCache(s, maxOpenPartials)
+	s.cm = newCommitter(s)
 	log.Debug("store opened", "dir", cfg.Dir, "sync", s.sync)
 	return s, nil
 }
@@ -154,7 +159,8 @@ func (s *Store) recover() error {
 	return nil
 }
 
-// Close closes the index and every open partial file. Downloads handed out
+// Close stops the committer and closes the index and every open partial
+// file. Downloads handed out
 // before become unusable.
 func (s *Store) Close() error {
 	s.life.Lock()
@@ -165,22 +171,14 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	pfs := make([]*partialFile, 0, len(s.partials))
-	for _, pf := range s.partials {
-		pfs = append(pfs, pf)
-	}
 	s.partials = nil
 	s.downloads = nil
 	s.mu.Unlock()
+	// Callers of PutChunk hold life shared while they wait for their
+	// group: none is pending now.
+	s.cm.close()
 	var errs []error
-	for _, pf := range pfs {
-		pf.mu.Lock()
-		if pf.f != nil {
-			errs = append(errs, pf.f.Close())
-			pf.f = nil
-		}
-		pf.mu.Unlock()
-	}
+	errs = append(errs, s.fds.closeAll())
 	errs = append(errs, s.db.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close store %s: %w", s.dir, err)

@@ -1,0 +1,516 @@
+package share
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+)
+
+// Group commit.
+//
+// PutChunk verifies a chunk and writes it into its partial file (pwrite, no
+// sync), then hands it to the store's committer and waits. The committer
+// takes every chunk pending at that moment as one group and, in order:
+//
+//  1. fdatasyncs each partial file the group wrote to, once;
+//  2. fsyncs partial/ once if the group created partial files;
+//  3. records the presence of every chunk of the group in ONE badger
+//     transaction (synced);
+//  4. finalizes the files the group completed (see finalizeBatch: verify,
+//     chmod, rename into objects/, one syncfs, one transaction).
+//
+// A chunk's presence is thus recorded only after its bytes (and the
+// directory entry of its file) are durable, and PutChunk returns only once
+// the record is durable. Concurrent PutChunks share the syncs; a lone
+// caller pays what it paid before.
+
+// maxGroup bounds the chunks of one group (and so one transaction).
+const maxGroup = 512
+
+// maxSyncEach: a group (or batch of finalized files) of at most this many
+// files syncs each file (and its directories); a larger one calls syncfs
+// once instead.
+const maxSyncEach = 4
+
+// maxOpenPartials bounds the partial files a store holds open.
+const maxOpenPartials = 64
+
+type commitReq struct {
+	pf   *partialFile
+	c    cid.Cid
+	n    int64 // bytes written (every index of c)
+	off  int64 // offset of the first index of c
+	ln   int64 // length of c
+	done chan error
+}
+
+type committer struct {
+	s    *Store
+	reqs chan *commitReq
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newCommitter(s *Store) *committer {
+	cm := &committer{s: s, reqs: make(chan *commitReq, maxGroup), stop: make(chan struct{})}
+	cm.wg.Add(1)
+	go cm.run()
+	return cm
+}
+
+func (cm *committer) close() {
+	close(cm.stop)
+	cm.wg.Wait()
+}
+
+// submit hands r to the committer and waits for its group to be durable.
+func (cm *committer) submit(r *commitReq) error {
+	r.done = make(chan error, 1)
+	select {
+	case cm.reqs <- r:
+	case <-cm.stop:
+		return ErrClosed
+	}
+	return <-r.done
+}
+
+func (cm *committer) run() {
+	defer cm.wg.Done()
+	group := make([]*commitReq, 0, maxGroup)
+	for {
+		select {
+		case <-cm.stop:
+			// Callers hold Store.life shared while they wait, and Close
+			// stops the committer under it exclusively: nothing is pending.
+			for {
+				select {
+				case r := <-cm.reqs:
+					r.done <- ErrClosed
+				default:
+					return
+				}
+			}
+		case r := <-cm.reqs:
+			group = append(group[:0], r)
+		drain:
+			for len(group) < maxGroup {
+				select {
+				case r := <-cm.reqs:
+					group = append(group, r)
+				default:
+					break drain
+				}
+			}
+			cm.s.commitGroup(group)
+			clear(group)
+		}
+	}
+}
+
+// commitGroup makes a group of written chunks durable and recorded, then
+// finalizes the files it completed, and answers every request.
+func (s *Store) commitGroup(group []*commitReq) {
+	errOf := make(map[*partialFile]error)
+	var dirty []*partialFile
+	created := false
+	for _, r := range group {
+		if _, ok := errOf[r.pf]; !ok {
+			errOf[r.pf] = nil
+			dirty = append(dirty, r.pf)
+		}
+	}
+	for _, pf := range dirty {
+		pf.mu.Lock()
+		if pf.createdUnsynced {
+			pf.createdUnsynced = false
+			created = true
+		}
+		pf.mu.Unlock()
+	}
+	// Many files (small ones): one syncfs flushes them all and partial/.
+	if s.sync && len(dirty) > maxSyncEach {
+		if err := syncFS(s.dir); err != nil {
+			for _, pf := range dirty {
+				errOf[pf] = fmt.Errorf("partial file %s: sync: %w", pf.id, err)
+			}
+		}
+		created = false
+	}
+	for _, pf := range dirty {
+		if !s.sync || len(dirty) > maxSyncEach {
+			continue
+		}
+		f, err := s.fds.get(pf)
+		if err == nil {
+			err = fdatasync(f)
+			s.fds.put(pf)
+		}
+		if err != nil {
+			errOf[pf] = fmt.Errorf("partial file %s: sync: %w", pf.id, err)
+		}
+	}
+	var dirErr error
+	if created {
+		dirErr = s.syncDir(s.path(partialDir))
+	}
+	var ok []*commitReq
+	for _, r := range group {
+		if dirErr != nil && errOf[r.pf] == nil {
+			errOf[r.pf] = fmt.Errorf("partial file %s: %w", r.pf.id, dirErr)
+		}
+		if errOf[r.pf] == nil {
+			ok = append(ok, r)
+		}
+	}
+	if len(ok) > 0 {
+		err := s.update(func(txn *badger.Txn) error {
+			for _, r := range ok {
+				cs := r.c.String()
+				if err := txn.Set(presenceKey(r.pf.id, cs), []byte{}); err != nil {
+					return err
+				}
+				if err := txn.Set(chunkLocKey(cs, r.pf.id), encodeLoc(r.off, r.ln)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			for _, r := range ok {
+				if errOf[r.pf] == nil {
+					errOf[r.pf] = fmt.Errorf("partial file %s: record chunks: %w", r.pf.id, err)
+				}
+			}
+			ok = nil
+		}
+	}
+	var complete []*partialFile
+	for _, r := range ok {
+		pf := r.pf
+		pf.mu.Lock()
+		if !pf.present[r.c] {
+			pf.present[r.c] = true
+			pf.have += r.n
+		}
+		if pf.complete() && !pf.done && !pf.finalizing {
+			pf.finalizing = true
+			complete = append(complete, pf)
+		}
+		pf.mu.Unlock()
+	}
+	if len(complete) > 0 {
+		for pf, err := range s.finalizeBatch(complete) {
+			if err != nil {
+				errOf[pf] = err
+			}
+		}
+	}
+	for _, r := range group {
+		r.done <- errOf[r.pf]
+	}
+}
+
+// finalizeBatch moves complete partial files into objects/; each must have
+// finalizing set (by the caller, under its mu). It re-reads each file:
+// chunks that no longer verify (the disk changed under us) lose their
+// presence record and will be fetched again; the whole file must then hash
+// (metadata.FileHash) to its name. Every verified file is made read-only
+// and renamed into objects/; one syncfs (or, for a single file, its fsync
+// and its two directories') makes all of it durable, and one transaction
+// records the objects and drops their presence records. A crash between
+// the rename and the record leaves an unindexed object that BeginPackage
+// adopts after verifying it.
+func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
+	errs := make(map[*partialFile]error)
+	type placed struct {
+		pf  *partialFile
+		rec objRecord
+	}
+	var ok []placed
+	var dropKeys [][]byte
+	each := len(pfs) <= maxSyncEach
+	for _, pf := range pfs {
+		rec, bad, err := s.prepareObject(pf, each)
+		if err != nil {
+			errs[pf] = err
+			continue
+		}
+		if len(bad) > 0 {
+			dropKeys = append(dropKeys, bad...)
+			continue
+		}
+		ok = append(ok, placed{pf, rec})
+	}
+	if len(ok) > 0 && s.sync {
+		// The files' data is synced (each group). Their mode and both
+		// directories: synced each (prepareObject and here), or at once.
+		var err error
+		if each {
+			dirs := map[string]bool{s.path(partialDir): true}
+			for _, p := range ok {
+				dirs[filepath.Dir(s.ObjectPath(p.pf.hash, p.pf.perm))] = true
+			}
+			for d := range dirs {
+				if err == nil {
+					err = s.syncDir(d)
+				}
+			}
+		} else {
+			err = syncFS(s.dir)
+		}
+		if err != nil {
+			for _, p := range ok {
+				errs[p.pf] = fmt.Errorf("partial file %s: sync: %w", p.pf.id, err)
+			}
+			ok = nil
+		}
+	}
+	if len(ok) > 0 {
+		err := s.update(func(txn *badger.Txn) error {
+			for _, p := range ok {
+				name := objectName(p.rec.Hash, os.FileMode(p.rec.Perm))
+				if err := setJSON(txn, []byte(prefixObject+name), &p.rec); err != nil {
+					return err
+				}
+				seen := make(map[cid.Cid]bool)
+				for j, c := range p.pf.chunks {
+					if seen[c] {
+						continue
+					}
+					seen[c] = true
+					cs := c.String()
+					if err := txn.Set(chunkLocKey(cs, p.pf.id), encodeLoc(int64(j)*p.rec.ChunkSize, p.pf.chunkLen(j))); err != nil {
+						return err
+					}
+					if err := txn.Delete(presenceKey(p.pf.id, cs)); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			// Record one object at a time (each its own transaction).
+			err = nil
+			for _, p := range ok {
+				if e := s.recordObject(&p.rec, p.pf.id); e != nil {
+					err = e
+				} else if e := s.deletePrefix([]byte(prefixPresence + p.pf.id + "/")); e != nil {
+					s.log.Warn("drop presence records", "partial", p.pf.id, "err", e)
+				}
+			}
+		}
+		if err != nil {
+			// The objects are placed but unindexed: adopted on next use.
+			for _, p := range ok {
+				errs[p.pf] = fmt.Errorf("object %s: record: %w", p.rec.Hash, err)
+			}
+		}
+	}
+	if err := s.deleteKeys(dropKeys); err != nil {
+		for _, pf := range pfs {
+			if errs[pf] == nil {
+				errs[pf] = err
+			}
+		}
+	}
+	placedOK := make(map[*partialFile]bool)
+	for _, p := range ok {
+		if errs[p.pf] == nil {
+			placedOK[p.pf] = true
+		}
+	}
+	for _, pf := range pfs {
+		pf.mu.Lock()
+		pf.finalizing = false
+		if placedOK[pf] {
+			pf.done = true
+		}
+		pf.mu.Unlock()
+		if placedOK[pf] {
+			s.mu.Lock()
+			if s.partials != nil && s.partials[pf.id] == pf {
+				delete(s.partials, pf.id)
+			}
+			s.mu.Unlock()
+			s.log.Debug("object stored", "object", s.ObjectPath(pf.hash, pf.perm), "bytes", pf.size)
+		}
+	}
+	return errs
+}
+
+// prepareObject verifies a complete partial file, makes it read-only and
+// renames it into objects/ (not yet durably). It returns the object's
+// record, or the presence keys of chunks that no longer verify (which are
+// then no longer present in memory).
+func (s *Store) prepareObject(pf *partialFile, sync bool) (objRecord, [][]byte, error) {
+	rec := objRecord{Hash: pf.hash, Size: pf.size, Perm: uint32(pf.perm), ChunkSize: pf.chunkSize}
+	f, err := s.fds.get(pf)
+	if err != nil {
+		return rec, nil, fmt.Errorf("partial file %s: %w", pf.id, err)
+	}
+	digests, bad, err := checkContent(f, pf.size, pf.chunkSize, pf.digests)
+	if err == nil && len(bad) == 0 {
+		err = f.Chmod(pf.perm)
+		if err == nil && sync && s.sync {
+			err = f.Sync() // the mode (the data is synced already)
+		}
+	}
+	s.fds.put(pf)
+	if err != nil {
+		return rec, nil, fmt.Errorf("partial file %s: %w", pf.id, err)
+	}
+	if len(bad) > 0 {
+		var keys [][]byte
+		pf.mu.Lock()
+		for _, j := range bad {
+			c := pf.chunks[j]
+			if pf.present[c] {
+				delete(pf.present, c)
+				for _, k := range pf.index[c] {
+					pf.have -= pf.chunkLen(k)
+				}
+				keys = append(keys, presenceKey(pf.id, c.String()))
+			}
+		}
+		pf.mu.Unlock()
+		s.log.Warn("partial file changed on disk; fetching its bad chunks again", "partial", pf.id, "chunks", len(keys))
+		return rec, keys, nil
+	}
+	if got := metadata.FileHash(digests).String(); got != pf.hash {
+		return rec, nil, fmt.Errorf("file %s: %w: content hashes to %s", pf.hash, ErrObjectCorrupt, got)
+	}
+	for _, c := range pf.chunks {
+		rec.Chunks = append(rec.Chunks, c.String())
+	}
+	s.fds.drop(pf)
+	src, dst := s.partialPath(pf.id), s.ObjectPath(pf.hash, pf.perm)
+	if err := s.moveObject(src, dst, &rec); err != nil {
+		return rec, nil, err
+	}
+	return rec, nil, nil
+}
+
+// fdCache is a small LRU of open partial files. get opens (creating, for a
+// file not yet on disk) and pins; put unpins. Only unpinned files are
+// closed to make room, so the cache may exceed its size while more files
+// than that are in use at once.
+type fdCache struct {
+	s    *Store
+	max  int
+	mu   sync.Mutex
+	lru  *list.List // of *fdEntry, most recent first
+	byPF map[*partialFile]*list.Element
+}
+
+type fdEntry struct {
+	pf   *partialFile
+	f    *os.File
+	pins int
+}
+
+func newFDCache(s *Store, max int) *fdCache {
+	return &fdCache{s: s, max: max, lru: list.New(), byPF: make(map[*partialFile]*list.Element)}
+}
+
+func (c *fdCache) get(pf *partialFile) (*os.File, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el := c.byPF[pf]; el != nil {
+		e := el.Value.(*fdEntry)
+		e.pins++
+		c.lru.MoveToFront(el)
+		return e.f, nil
+	}
+	f, err := c.s.openPartialFile(pf)
+	if err != nil {
+		return nil, err
+	}
+	e := &fdEntry{pf: pf, f: f, pins: 1}
+	c.byPF[pf] = c.lru.PushFront(e)
+	for el := c.lru.Back(); el != nil && c.lru.Len() > c.max; {
+		prev := el.Prev()
+		if e := el.Value.(*fdEntry); e.pins == 0 {
+			e.f.Close()
+			delete(c.byPF, e.pf)
+			c.lru.Remove(el)
+		}
+		el = prev
+	}
+	return f, nil
+}
+
+func (c *fdCache) put(pf *partialFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el := c.byPF[pf]; el != nil {
+		el.Value.(*fdEntry).pins--
+	}
+}
+
+// drop closes pf's file if it is open and unpinned.
+func (c *fdCache) drop(pf *partialFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el := c.byPF[pf]; el != nil {
+		if e := el.Value.(*fdEntry); e.pins == 0 {
+			e.f.Close()
+			delete(c.byPF, pf)
+			c.lru.Remove(el)
+		}
+	}
+}
+
+// closeAll closes every file (at Close: nothing is pinned).
+func (c *fdCache) closeAll() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for el := c.lru.Front(); el != nil; el = el.Next() {
+		errs = append(errs, el.Value.(*fdEntry).f.Close())
+	}
+	c.lru.Init()
+	clear(c.byPF)
+	return errors.Join(errs...)
+}
+
+// open returns how many partial files are open (for tests).
+func (c *fdCache) open() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lru.Len()
+}
+
+// openPartialFile opens pf's file, creating it at its size if it is not on
+// disk yet (lazily, at its first chunk).
+func (s *Store) openPartialFile(pf *partialFile) (*os.File, error) {
+	p := s.partialPath(pf.id)
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
+	if !pf.fresh {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("partial file %s: %w", pf.id, err)
+		}
+		return f, nil
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("partial file %s: %w", pf.id, err)
+	}
+	if err := f.Truncate(pf.size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("partial file %s: %w", pf.id, err)
+	}
+	pf.fresh = false
+	pf.createdUnsynced = true
+	return f, nil
+}
