@@ -447,6 +447,22 @@ func (d *Download) PutChunk(c cid.Cid, data []byte) error {
 	if err := ref.Verify(data); err != nil {
 		return fmt.Errorf("package %s: %w: %w", d.cid, ErrChunkCorrupt, err)
 	}
+	return d.putVerified(c, data)
+}
+
+// PutVerifiedChunk is PutChunk for a caller that has already checked data
+// against c (transfer.VerifiedChunkSink): it skips hashing it again (the
+// length is still checked). Bytes that lied are still never served nor
+// placed: ReadChunk re-verifies what it reads, and a file is hashed whole
+// before it becomes an object.
+func (d *Download) PutVerifiedChunk(c cid.Cid, data []byte) error {
+	if _, ok := d.refs[c]; !ok {
+		return fmt.Errorf("package %s: chunk %s: %w", d.cid, c, ErrUnknownChunk)
+	}
+	return d.putVerified(c, data)
+}
+
+func (d *Download) putVerified(c cid.Cid, data []byte) error {
 	s := d.s
 	s.life.RLock()
 	defer s.life.RUnlock()
