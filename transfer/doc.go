@@ -36,6 +36,11 @@
 // start and small jitter, so hosts that start together fetch different
 // chunks and the origin sends about one copy however many hosts start.
 //
+// Received chunks are verified and stored by a few workers per session
+// (bounded, at most deliverParallel per download at once), so the store's
+// latency overlaps with the network and the reader is backpressured by a
+// bounded queue.
+//
 // # Trust
 //
 // Nothing a source says is trusted. A ChunkSource only delivers bytes; Get
