@@ -59,3 +59,33 @@ func BenchmarkInstallView(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPutSmallFiles: a package of 2,000 files of 4 KiB stored by 8
+// goroutines, syncing (the store's default).
+func BenchmarkPutSmallFiles(b *testing.B) {
+	const nfiles = 2000
+	var files []tfile
+	for i := 0; i < nfiles; i++ {
+		if i%100 == 0 {
+			files = append(files, dir(fmt.Sprintf("d%02d", i/100), 0o755))
+		}
+		files = append(files, file(fmt.Sprintf("d%02d/f%04d", i/100, i), 0o644, []byte(fmt.Sprintf("%04096d", i))))
+	}
+	p := makePkg(b, testChunk, files...)
+	for i := 0; i < b.N; i++ {
+		s, err := Open(Config{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := s.BeginPackage("small", "1", p.cid, p.bytes)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := putAllErr(d, p, 8, 1); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(s.cm.chunks.Load())/float64(max(1, s.cm.groups.Load())), "chunks/group")
+		s.Close()
+	}
+	b.ReportMetric(float64(nfiles*b.N)/b.Elapsed().Seconds(), "files/s")
+}
