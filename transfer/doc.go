@@ -37,7 +37,7 @@
 // chunks and the origin sends about one copy however many hosts start.
 //
 // Received chunks are verified and stored by a few workers per session
-// (bounded, at most deliverParallel per download at once), so the store's
+// (bounded, at most twice as many per download at once), so the store's
 // latency overlaps with the network and the reader is backpressured by a
 // bounded queue.
 //

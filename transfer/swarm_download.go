@@ -78,19 +78,26 @@ type download struct {
 	rank         []PeerID
 
 	// sem bounds the chunks being verified and stored at once, across the
-	// download's sessions (deliverParallel).
+	// download's sessions (twice deliverWorkers).
 	sem chan struct{}
 }
 
-// Per session, deliverWorkers goroutines verify and store received chunks
-// concurrently and deliverQueue more chunks may wait for them; per
-// download, at most deliverParallel chunks are being verified and stored
-// at once (more would only share the CPU and make every chunk late).
+// Per session, deliverWorkers(maxChunk) goroutines verify and store
+// received chunks concurrently and as many more chunks may wait for them;
+// per download, at most twice that many chunks are being verified and
+// stored at once (more would only share the CPU and make every chunk
+// late). Small chunks get more workers, up to 32, so that a store with
+// group commit sees many PutChunk calls at once; the memory they hold stays
+// about deliverBytes per session whatever the chunk size.
 const (
-	deliverWorkers  = 4
-	deliverQueue    = 4
-	deliverParallel = 8
+	deliverBytes      = 4 << 20
+	deliverMinWorkers = 4
+	deliverMaxWorkers = 32
 )
+
+func deliverWorkers(maxChunk int) int {
+	return min(max(deliverBytes/max(maxChunk, 1), deliverMinWorkers), deliverMaxWorkers)
+}
 
 // VerifiedChunkSink is an optional ChunkSink extension: a sink that
 // implements it is handed chunks Download already verified against their
@@ -139,7 +146,7 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		storing:      NewBitfield(n),
 		originCancel: make(map[int]context.CancelFunc),
 		lastProgress: start,
-		sem:          make(chan struct{}, deliverParallel),
+		sem:          make(chan struct{}, 2*deliverWorkers(pkg.maxChunk)),
 	}
 	d.picker = NewPicker(PickerConfig{
 		NumChunks:      n,

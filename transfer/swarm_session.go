@@ -53,7 +53,7 @@ type session struct {
 }
 
 func newSession(s *Swarm, p PeerID, st Stream, outbound bool) *session {
-	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1), chunks: make(chan *Message, deliverQueue)}
+	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1)}
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
 	return ss
 }
@@ -135,8 +135,10 @@ func (ss *session) run(manifest cid.Cid) {
 		ss.teardown()
 		return
 	}
+	workers := deliverWorkers(ss.pkg.maxChunk)
+	ss.chunks = make(chan *Message, workers)
 	ok := s.goroutine(ss.writeLoop)
-	for k := 0; ok && k < deliverWorkers; k++ {
+	for k := 0; ok && k < workers; k++ {
 		ok = s.goroutine(ss.deliverLoop)
 	}
 	if !ok {
@@ -375,7 +377,7 @@ func (ss *session) handle(m *Message, n int) error {
 // overlaps with the network and with itself (the Sink may be called
 // concurrently). ss.chunks is bounded: a reader that gets ahead of them
 // blocks, which backpressures the stream, and at most
-// deliverQueue+deliverWorkers chunks per session wait in memory.
+// 2*deliverWorkers chunks per session wait in memory.
 func (ss *session) deliverLoop() {
 	for {
 		select {
