@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // ServerConfig configures a Server.
@@ -22,14 +24,19 @@ type ServerConfig struct {
 	// Logger receives one Debug record per request and Info on start and
 	// stop. Default: discard.
 	Logger *slog.Logger
+	// Rate caps the bytes per second the server sends, over all requests
+	// together (a token bucket); 0 is unlimited. It lets a testbed give the
+	// origin a known capacity, as the simulator assumes.
+	Rate int64
 }
 
 // Server is a static, read-only HTTP server of a repository directory
 // (`stork repo serve`). Anything nginx or object storage would do works as
 // well; this one exists so a repository needs nothing but the stork binary.
 type Server struct {
-	dir string
-	log *slog.Logger
+	dir  string
+	log  *slog.Logger
+	rate *rate.Limiter // nil: unlimited
 }
 
 // NewServer checks that cfg.Dir is a directory and returns a Server.
@@ -52,7 +59,41 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{dir: dir, log: log.With("component", "repo-server")}, nil
+	srv := &Server{dir: dir, log: log.With("component", "repo-server")}
+	if cfg.Rate < 0 {
+		return nil, fmt.Errorf("server: rate %d: must not be negative", cfg.Rate)
+	}
+	if cfg.Rate > 0 {
+		srv.rate = rate.NewLimiter(rate.Limit(cfg.Rate), int(min(cfg.Rate, serverRateBurst)))
+	}
+	return srv, nil
+}
+
+// serverRateBurst is the largest write a rate-limited response makes at once.
+const serverRateBurst = 64 << 10
+
+// limitedWriter paces a response through the server's token bucket.
+type limitedWriter struct {
+	http.ResponseWriter
+	ctx context.Context
+	lim *rate.Limiter
+}
+
+func (l limitedWriter) Write(p []byte) (int, error) {
+	var n int
+	for len(p) > 0 {
+		k := min(len(p), l.lim.Burst())
+		if err := l.lim.WaitN(l.ctx, k); err != nil {
+			return n, err
+		}
+		w, err := l.ResponseWriter.Write(p[:k])
+		n += w
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	return n, nil
 }
 
 // Handler serves GET and HEAD of regular files under Dir, with
@@ -66,6 +107,9 @@ func (s *Server) Handler() http.Handler {
 var versioned = regexp.MustCompile(`^[0-9]+\.[^/]+\.json$`)
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if s.rate != nil {
+		w = limitedWriter{ResponseWriter: w, ctx: r.Context(), lim: s.rate}
+	}
 	status := s.serveFile(w, r)
 	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status, "remote", r.RemoteAddr)
 }

@@ -2,14 +2,17 @@ package transfer_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +213,50 @@ func TestServerRun(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
 		t.Errorf("listener still accepting after Run returned")
+	}
+}
+
+// TestServerRate: a rate-capped server cannot send faster than its cap,
+// over all requests together. Only a lower bound on time is checked, so a
+// slow machine cannot make it fail.
+func TestServerRate(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "chunks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	blob := bytes.Repeat([]byte("r"), 256<<10)
+	if err := os.WriteFile(filepath.Join(dir, "chunks", "blob"), blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := transfer.NewServer(transfer.ServerConfig{Dir: dir, Rate: -1}); err == nil {
+		t.Error("NewServer(Rate: -1) succeeded, want an error")
+	}
+	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: dir, Rate: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ { // 1 MiB in all at 1 MiB/s, less the first burst
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(ts.URL + "/chunks/blob")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if err != nil || !bytes.Equal(got, blob) {
+				t.Errorf("GET through the rate cap: %d bytes, %v", len(got), err)
+			}
+		}()
+	}
+	wg.Wait()
+	if el := time.Since(start); el < 800*time.Millisecond {
+		t.Errorf("4 x 256 KiB at 1 MiB/s took %v, want at least 0.8s", el)
 	}
 }

@@ -296,9 +296,18 @@ func repoServeCommand() *cli.Command {
 		Flags: []cli.Flag{
 			repoDirFlag(),
 			&cli.StringFlag{Name: "listen", Usage: "`HOST:PORT` to listen on", Category: catNetwork, EnvVars: env("listen"), Value: "127.0.0.1:8080"},
+			stringFlag("rate", "cap what the server sends at `RATE` bytes/s over all requests (e.g. 100M); default unlimited", catLimits, false),
 		},
 		Action: func(c *cli.Context) error {
-			srv, err := transfer.NewServer(transfer.ServerConfig{Dir: c.String("dir"), Logger: newLogger(c)})
+			var limit int64
+			if s := c.String("rate"); s != "" {
+				n, err := parseSize(s)
+				if err != nil {
+					return fmt.Errorf("--rate: %w", err)
+				}
+				limit = n
+			}
+			srv, err := transfer.NewServer(transfer.ServerConfig{Dir: c.String("dir"), Logger: newLogger(c), Rate: limit})
 			if err != nil {
 				return err
 			}
