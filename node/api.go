@@ -49,24 +49,12 @@ func (d *Daemon) Status() (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{
-		PeerID:          d.peerID(),
-		Addrs:           d.addrs(),
-		BytesFromPeers:  d.bytesFromPeers.Load(),
-		BytesFromOrigin: d.bytesFromOrigin.Load(),
-		BytesUploaded:   d.bytesUploaded.Load(),
-		Repo:            d.cfg.RepoURL,
-		DataDir:         d.cfg.DataDir,
-		Packages:        []PackageStatus{},
-		VMs:             d.vms.list(),
+	st, err := d.counters()
+	if err != nil {
+		return nil, err
 	}
-	if d.swarm != nil {
-		ss := d.swarm.Stats()
-		st.BytesFromPeers += ss.BytesFromPeers
-		st.BytesFromOrigin += ss.BytesFromOrigin
-		st.BytesUploaded += ss.BytesUploaded
-		st.Peers = len(d.p2p.Peers())
-	}
+	st.Packages = []PackageStatus{}
+	st.VMs = d.vms.list()
 	for _, p := range pkgs {
 		installs := p.Installs
 		if installs == nil {
@@ -76,6 +64,27 @@ func (d *Daemon) Status() (*Status, error) {
 			Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID.String(), State: string(p.State),
 			Size: p.Size, Have: p.Have, Files: p.Files, Installs: installs,
 		})
+	}
+	return st, nil
+}
+
+// counters is Status without the store's packages and the VMs.
+func (d *Daemon) counters() (*Status, error) {
+	st := &Status{
+		PeerID:          d.peerID(),
+		Addrs:           d.addrs(),
+		BytesFromPeers:  d.bytesFromPeers.Load(),
+		BytesFromOrigin: d.bytesFromOrigin.Load(),
+		BytesUploaded:   d.bytesUploaded.Load(),
+		Repo:            d.cfg.RepoURL,
+		DataDir:         d.cfg.DataDir,
+	}
+	if d.swarm != nil {
+		ss := d.swarm.Stats()
+		st.BytesFromPeers += ss.BytesFromPeers
+		st.BytesFromOrigin += ss.BytesFromOrigin
+		st.BytesUploaded += ss.BytesUploaded
+		st.Peers = len(d.p2p.Peers())
 	}
 	return st, nil
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/storkpm/stork/transfer"
 )
 
@@ -37,6 +39,9 @@ type Config struct {
 	UploadRate, DownloadRate int64
 	// MaxPeersPerDownload caps the peers one download trades with (default 32).
 	MaxPeersPerDownload int
+	// Metrics is where the daemon, its store and its swarm register their
+	// metrics (see metrics.go); nil: none. One daemon per registry.
+	Metrics prometheus.Registerer
 	// Logger receives the daemon's logs (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).

@@ -96,6 +96,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
 		return err
 	}
+	unregister, err := d.registerMetrics(d.cfg.Metrics)
+	if err != nil {
+		return err
+	}
+	defer unregister()
 
 	bg, cancelBG := context.WithCancel(context.Background())
 	d.bg = bg

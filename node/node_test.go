@@ -116,6 +116,12 @@ func (o *origin) publishChunked(t *testing.T, name, version string, chunkSize in
 // startDaemon runs a daemon on a fresh data directory until the test ends.
 func startDaemon(t *testing.T, o *origin, dataDir string) *Client {
 	t.Helper()
+	return startDaemonWith(t, o, dataDir, nil)
+}
+
+// startDaemonWith is startDaemon with mod applied to the daemon's Config.
+func startDaemonWith(t *testing.T, o *origin, dataDir string, mod func(*Config)) *Client {
+	t.Helper()
 	if dataDir == "" {
 		// Unix socket paths are limited to 108 bytes: keep the data dir short.
 		var err error
@@ -125,7 +131,11 @@ func startDaemon(t *testing.T, o *origin, dataDir string) *Client {
 		}
 		t.Cleanup(func() { os.RemoveAll(dataDir) })
 	}
-	d, err := New(Config{DataDir: dataDir, RepoURL: o.url, Root: o.root, RefreshInterval: time.Millisecond})
+	cfg := Config{DataDir: dataDir, RepoURL: o.url, Root: o.root, RefreshInterval: time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

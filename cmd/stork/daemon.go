@@ -2,10 +2,17 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/storkpm/stork/node"
@@ -38,6 +45,7 @@ func daemonCommand() *cli.Command {
 			intFlag("conn-low", "connection manager low watermark (connections kept when trimming)", catLimits, 64),
 			intFlag("conn-high", "connection manager high watermark (trimming starts above it)", catLimits, 256),
 			stringFlag("max-memory", "libp2p resource manager memory `LIMIT` (e.g. 1G)", catLimits, false),
+			stringFlag("metrics", "serve Prometheus metrics on `ADDR` (host:port, e.g. 127.0.0.1:9464) at /metrics; default off", catNetwork, false),
 		},
 		Action: func(c *cli.Context) error {
 			var root []byte
@@ -87,6 +95,14 @@ func daemonCommand() *cli.Command {
 				}
 				cfg.P2P = &pc
 			}
+			if addr := c.String("metrics"); addr != "" {
+				reg, stopMetrics, err := serveMetrics(addr, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				defer stopMetrics()
+				cfg.Metrics = reg
+			}
 			d, err := node.New(cfg)
 			if err != nil {
 				return err
@@ -96,4 +112,21 @@ func daemonCommand() *cli.Command {
 			return d.Run(ctx)
 		},
 	}
+}
+
+// serveMetrics serves a new registry (with the Go runtime's and the process's
+// collectors) over HTTP at addr/metrics.
+func serveMetrics(addr string, log *slog.Logger) (*prometheus.Registry, func(), error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("metrics", "addr", "http://"+ln.Addr().String()+"/metrics")
+	return reg, func() { _ = srv.Close() }, nil
 }

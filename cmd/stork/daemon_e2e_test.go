@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -187,7 +190,8 @@ func TestDaemonCLI(t *testing.T) {
 	defer os.RemoveAll(data)
 	storkFail(t, "daemon", "status", "--data", data)
 
-	d := startDaemonProc(t, data, url, r.root)
+	metricsAddr := freeLoopbackAddr(t)
+	d := startDaemonProc(t, data, url, r.root, "--metrics", metricsAddr)
 	if fi, err := os.Stat(node.SocketPath(data)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("admin socket: %v, mode %v, want 0600", err, fi.Mode().Perm())
 	}
@@ -203,6 +207,18 @@ func TestDaemonCLI(t *testing.T) {
 		if !strings.Contains(status, field) {
 			t.Errorf("status --json lacks %s:\n%s", field, status)
 		}
+	}
+	metrics := httpGet(t, "http://"+metricsAddr+"/metrics")
+	for _, line := range []string{
+		`stork_store_packages{state="complete"} 1`, "stork_store_installs 3",
+		`stork_node_received_bytes_total{source="peers"} 0`, "stork_node_vms 0", "go_goroutines ", "process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(metrics, "\n"+line) {
+			t.Errorf("/metrics lacks %q:\n%s", line, metrics)
+		}
+	}
+	if !regexp.MustCompile(`\nstork_node_received_bytes_total\{source="origin"\} [1-9]`).MatchString(metrics) {
+		t.Errorf("/metrics: no origin bytes:\n%s", metrics)
 	}
 	list := stork(t, "list", "--data", data)
 	if !strings.Contains(list, "vm0,vm1,vm2") {
@@ -360,4 +376,30 @@ func TestSwarmPeerKilledAndRestarted(t *testing.T) {
 	for _, p := range []*daemonProc{first, victim, third} {
 		p.stop(t)
 	}
+}
+
+// freeLoopbackAddr returns a loopback host:port that was free a moment ago.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// httpGet returns the body of a 200 response to GET url.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	return string(b)
 }

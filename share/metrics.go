@@ -1,0 +1,73 @@
+package share
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// RegisterMetrics registers the store's gauges on reg (the registry is made
+// by cmd; a nil reg registers nothing). They are read from the index when
+// scraped:
+//
+//	stork_store_packages{state}        packages by state
+//	stork_store_package_bytes{state}   their total size
+//	stork_store_held_bytes             bytes of them the store holds
+//	stork_store_installs               VM installs
+//
+// It returns the function that unregisters them.
+func (s *Store) RegisterMetrics(reg prometheus.Registerer) (func(), error) {
+	if reg == nil {
+		return func() {}, nil
+	}
+	c := &storeCollector{s: s}
+	if err := reg.Register(c); err != nil {
+		return nil, fmt.Errorf("store metrics: %w", err)
+	}
+	return func() { reg.Unregister(c) }, nil
+}
+
+var (
+	descPackages = prometheus.NewDesc("stork_store_packages",
+		"Packages in the store, by state.", []string{"state"}, nil)
+	descPackageBytes = prometheus.NewDesc("stork_store_package_bytes",
+		"Total file bytes of the packages in the store, by state.", []string{"state"}, nil)
+	descHeldBytes = prometheus.NewDesc("stork_store_held_bytes",
+		"File bytes of the stored packages that the store holds.", nil, nil)
+	descInstalls = prometheus.NewDesc("stork_store_installs",
+		"VM installs of stored packages.", nil, nil)
+)
+
+type storeCollector struct{ s *Store }
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descPackages
+	ch <- descPackageBytes
+	ch <- descHeldBytes
+	ch <- descInstalls
+}
+
+// Collect reports nothing if the store is closed or its index unreadable
+// (a scrape must not fail the daemon).
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	pkgs, err := c.s.Packages()
+	if err != nil {
+		return
+	}
+	count := map[PackageState]int{}
+	size := map[PackageState]int64{}
+	var held int64
+	installs := 0
+	for _, p := range pkgs {
+		count[p.State]++
+		size[p.State] += p.Size
+		held += p.Have
+		installs += len(p.Installs)
+	}
+	for _, st := range []PackageState{StatePartial, StateComplete} {
+		ch <- prometheus.MustNewConstMetric(descPackages, prometheus.GaugeValue, float64(count[st]), string(st))
+		ch <- prometheus.MustNewConstMetric(descPackageBytes, prometheus.GaugeValue, float64(size[st]), string(st))
+	}
+	ch <- prometheus.MustNewConstMetric(descHeldBytes, prometheus.GaugeValue, float64(held))
+	ch <- prometheus.MustNewConstMetric(descInstalls, prometheus.GaugeValue, float64(installs))
+}
