@@ -137,8 +137,11 @@ func TestSwarmTenNodes(t *testing.T) {
 	if fromPeers < int64(size)*5 {
 		t.Errorf("nodes got %d bytes from peers, want most of %d", fromPeers, int64(size)*9)
 	}
-	if got := fmt.Sprint(fromOrigin); fromOrigin != o.chunkBytes.Load() {
-		t.Errorf("status bytes_from_origin sum = %s, origin counted %d", got, o.chunkBytes.Load())
+	// The origin counts what it wrote; status counts verified chunks. The
+	// difference is origin responses cut off when a peer delivered the chunk
+	// first or the download ended: at most a couple of chunks per node.
+	if sent := o.chunkBytes.Load(); fromOrigin > sent || sent-fromOrigin > 2*chunk*int64(len(nodes)) {
+		t.Errorf("status bytes_from_origin sum = %s, origin counted %d", fmt.Sprint(fromOrigin), sent)
 	}
 }
 
