@@ -50,15 +50,18 @@ func TestSwarmMetrics(t *testing.T) {
 		{regL, "stork_swarm_received_bytes_total", "peers", ls.BytesFromPeers},
 		{regL, "stork_swarm_received_bytes_total", "origin", ls.BytesFromOrigin},
 		{regL, "stork_swarm_uploaded_bytes_total", "", ls.BytesUploaded},
-		{regS, "stork_swarm_uploaded_bytes_total", "", ls.BytesFromPeers},
+		{regS, "stork_swarm_uploaded_bytes_total", "", ss.BytesUploaded},
 		{regS, "stork_swarm_received_bytes_total", "peers", 0},
 	} {
 		if got := metricValue(t, c.reg, c.name, "source", c.source); got != float64(c.want) {
 			t.Errorf("%s{source=%q} = %v, want %d", c.name, c.source, got, c.want)
 		}
 	}
-	if ss.BytesUploaded != ls.BytesFromPeers {
-		t.Errorf("seeder uploaded %d, leecher received %d from peers", ss.BytesUploaded, ls.BytesFromPeers)
+	// The seeder may send a chunk that the leecher got first from the origin
+	// (an end-game duplicate, cancelled too late): the leecher counts what it
+	// kept, the seeder what it sent.
+	if ss.BytesUploaded < ls.BytesFromPeers || ss.BytesUploaded > ls.BytesFromPeers+p.size/2 {
+		t.Errorf("seeder uploaded %d, leecher received %d from peers: want at least that, and not half the package more", ss.BytesUploaded, ls.BytesFromPeers)
 	}
 
 	undoL()
