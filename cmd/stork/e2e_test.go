@@ -84,10 +84,11 @@ func asExit(err error, ee **exec.ExitError) bool {
 	return ok
 }
 
-// serve starts `stork repo serve` on an ephemeral loopback port and returns its URL.
-func serve(t *testing.T, dir string) string {
+// serve starts `stork repo serve` on an ephemeral loopback port (extra: more
+// flags, e.g. --rate) and returns its URL.
+func serve(t *testing.T, dir string, extra ...string) string {
 	t.Helper()
-	cmd := exec.Command(storkBin, "repo", "serve", "--dir", dir, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(storkBin, append([]string{"repo", "serve", "--dir", dir, "--listen", "127.0.0.1:0"}, extra...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
