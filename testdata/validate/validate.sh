@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make validate: the simulator's honesty check (issue 5). One small scenario,
-# run twice, figures side by side:
+# run both ways, figures side by side:
 #   real  1 origin (`stork repo serve --rate`) + N `stork daemon` processes on
 #         loopback (one bootstrap + N-1, each with --upload-rate), every host
-#         `stork fetch`es the package at once (a flash crowd)
-#   sim   `stork sim run` of the same scenario, strategy swarm
-# and the gap, (sim - real) / real, for origin copies, offload, makespan and
-# median completion time. See docs/validation.md for the mapping.
+#         `stork fetch`es the package at once (a flash crowd); RUNS times
+#   sim   `stork sim run` of the same scenario, strategy swarm, SEEDS seeds,
+#         as given (head_of_line on) and with free control messages
+# and the gap, (sim - real) / real, of the means, for origin copies, host
+# offload, makespan and median completion time. See docs/validation.md for
+# the mapping and the figures.
 # Usage: validate.sh [STORK_BIN] [RUN_DIR]
 # Env (sizes and rates: bytes, or with a binary K/M/G suffix, as the stork
 # flags take them):
@@ -18,10 +20,12 @@
 #                                 (see docs/validation.md: it does not cover the origin)
 #   STORK_VALIDATE_MAX_GAP        gap limit in %, default 15
 #   STORK_VALIDATE_SCENARIO       base scenario, default testdata/validate/validate.json
+#   STORK_VALIDATE_RUNS           real runs (fresh daemons each time), default 1
+#   STORK_VALIDATE_SIM_SEEDS      simulator seeds per model, default 5
 #   STORK_VALIDATE_TIMEOUT        seconds for the fetches, default 300
 #   STORK_VALIDATE_HOSTS_DIR      where the daemons' data directories go (default the work dir)
 # RUN_DIR (default a new temporary directory) keeps scenario.json, the logs,
-# real-hosts.csv, sim/ (the simulator's CSV) and validate.md (the table).
+# real-hosts-R.csv, sim/ (the simulator's CSV) and validate.md (the table).
 # Exit status: 0 all gaps within the limit, 2 a gap over it, 1 a failure.
 # Traffic stays on 127.0.0.1; every process started here is stopped by PID.
 set -euo pipefail
@@ -54,12 +58,14 @@ if [ -n "${STORK_VALIDATE_DOWNLOAD_RATE:-}" ]; then DRATE=$(bytes "$STORK_VALIDA
 MAXGAP="${STORK_VALIDATE_MAX_GAP:-15}"
 BASE="${STORK_VALIDATE_SCENARIO:-$HERE/validate.json}"
 TMO="${STORK_VALIDATE_TIMEOUT:-300}"
+RUNS="${STORK_VALIDATE_RUNS:-1}"
+SEEDS="${STORK_VALIDATE_SIM_SEEDS:-5}"
 SIZE=$((MIB << 20))
 WORK="$RUN/work"
 LOGS="$RUN/logs"
 HOSTS="$WORK/hosts"
 if [ -n "${STORK_VALIDATE_HOSTS_DIR:-}" ]; then HOSTS="$STORK_VALIDATE_HOSTS_DIR/stork-validate-hosts.$$"; fi
-rm -rf "$WORK" "$LOGS" "$RUN/sim"
+rm -rf "$WORK" "$LOGS" "$RUN/sim" "$RUN"/real-*
 mkdir -p "$WORK" "$LOGS"
 command -v jq >/dev/null || die "jq is needed (apt-get install jq)"
 
@@ -112,101 +118,153 @@ origin_bytes() {
 		(cd "$WORK/repo/chunks" && xargs -r stat -c %s) | awk '{ s += $1 } END { printf "%.0f\n", s }'
 }
 
-say "$N daemons on 127.0.0.1 (TCP, --no-nat), --upload-rate $URATE${DRATE:+, --download-rate $DRATE}"
 rates=(--upload-rate "$URATE")
 if [ -n "$DRATE" ]; then rates+=(--download-rate "$DRATE"); fi
-start_daemon() { # I [BOOTSTRAP]
-	local data="$HOSTS/h$1" boot=()
+DAEMONS=()
+start_daemon() { # R I [BOOTSTRAP]
+	local data="$HOSTS/r$1-h$2" boot=()
 	mkdir -p "$data"
-	if [ -n "${2:-}" ]; then boot=(--bootstrap "$2"); fi
+	if [ -n "${3:-}" ]; then boot=(--bootstrap "$3"); fi
 	"$STORK" daemon --data "$data" --repo "$REPO" --root "$ROOT" --listen /ip4/127.0.0.1/tcp/0 --no-nat \
-		--refresh-interval 1h "${rates[@]}" "${boot[@]}" 2> "$LOGS/daemon-h$1.log" &
+		--refresh-interval 1h "${rates[@]}" "${boot[@]}" 2> "$LOGS/daemon-r$1-h$2.log" &
 	PIDS+=($!)
+	DAEMONS+=($!)
 	for _ in $(seq 300); do "$STORK" status --data "$data" >/dev/null 2>&1 && return 0; sleep 0.1; done
-	die "daemon h$1 did not start within 30s: $(tail -5 "$LOGS/daemon-h$1.log")"
+	die "daemon r$1-h$2 did not start within 30s: $(tail -5 "$LOGS/daemon-r$1-h$2.log")"
 }
-start_daemon 1
-BOOT=$("$STORK" status --data "$HOSTS/h1" --json | jq -r '.addrs[0]')
-case "$BOOT" in /ip4/127.0.0.1/tcp/*/p2p/*) ;; *) die "bootstrap address $BOOT is not on 127.0.0.1/tcp" ;; esac
-for i in $(seq 2 "$N"); do start_daemon "$i" "$BOOT"; done
-for _ in $(seq 100); do # at most 10s for every host to see every other
-	low=0
-	for i in $(seq "$N"); do
-		[ "$("$STORK" status --data "$HOSTS/h$i" --json | jq .peers)" -ge $((N - 1)) ] || low=1
+# stop PID...: SIGTERM, then SIGKILL after 10s; drop them from PIDS.
+stop() {
+	local pid i keep=() p q drop
+	for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "$@"; do
+		for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
 	done
-	[ $low = 0 ] && break
-	sleep 0.1
-done
-mark=$(wc -l < "$LOGS/serve.log")
-FETCHES=()
-t0=$(now)
-for i in $(seq "$N"); do
-	(timeout -k 10 "$TMO" "$STORK" fetch --data "$HOSTS/h$i" blob > "$LOGS/fetch-h$i.out" 2>&1 && now > "$WORK/done-h$i") &
-	FETCHES+=($!)
-	PIDS+=($!)
-done
-rc=0
-for pid in "${FETCHES[@]}"; do wait "$pid" || rc=1; done
-[ $rc = 0 ] || die "stork fetch failed: $(tail -n 3 "$LOGS"/fetch-h*.out)"
-echo "host,completion_s,from_origin_B,from_peers_B,uploaded_B" > "$RUN/real-hosts.csv"
-for i in $(seq "$N"); do
-	"$STORK" status --data "$HOSTS/h$i" --json > "$LOGS/status-h$i.json"
-	[ "$(jq -r '.packages[0].state' "$LOGS/status-h$i.json")" = complete ] || die "h$i: package not complete"
-	jq -r --arg h "h$i" --arg t "$(awk -v a="$t0" -v b="$(cat "$WORK/done-h$i")" 'BEGIN { printf "%.3f", b - a }')" \
-		'"\($h),\($t),\(.bytes_from_origin),\(.bytes_from_peers),\(.bytes_uploaded)"' "$LOGS/status-h$i.json" >> "$RUN/real-hosts.csv"
-done
-REAL_O_SERVER=$(origin_bytes "$mark")
-cat "$RUN/real-hosts.csv"
+	for p in "${PIDS[@]}"; do
+		drop=0
+		for q in "$@"; do [ "$p" = "$q" ] && drop=1; done
+		[ $drop = 1 ] || keep+=("$p")
+	done
+	PIDS=("${keep[@]}")
+}
+# real_run R: fresh daemons, a flash crowd of fetches; writes real-hosts-R.csv
+# (completion from the moment every `stork fetch` was started, bytes per
+# source from `stork status --json`) and the origin's own count.
+real_run() {
+	local r=$1 i boot low mark rc pid fetches=()
+	say "real run $r: $N daemons on 127.0.0.1 (TCP, --no-nat), --upload-rate $URATE${DRATE:+, --download-rate $DRATE}"
+	DAEMONS=()
+	start_daemon "$r" 1
+	boot=$("$STORK" status --data "$HOSTS/r$r-h1" --json | jq -r '.addrs[0]')
+	case "$boot" in /ip4/127.0.0.1/tcp/*/p2p/*) ;; *) die "bootstrap address $boot is not on 127.0.0.1/tcp" ;; esac
+	for i in $(seq 2 "$N"); do start_daemon "$r" "$i" "$boot"; done
+	for _ in $(seq 100); do # at most 10s for every host to see every other
+		low=0
+		for i in $(seq "$N"); do
+			[ "$("$STORK" status --data "$HOSTS/r$r-h$i" --json | jq .peers)" -ge $((N - 1)) ] || low=1
+		done
+		[ $low = 0 ] && break
+		sleep 0.1
+	done
+	mark=$(wc -l < "$LOGS/serve.log")
+	t0=$(now)
+	for i in $(seq "$N"); do
+		(timeout -k 10 "$TMO" "$STORK" fetch --data "$HOSTS/r$r-h$i" blob > "$LOGS/fetch-r$r-h$i.out" 2>&1 && now > "$WORK/done-r$r-h$i") &
+		fetches+=($!)
+		PIDS+=($!)
+	done
+	rc=0
+	for pid in "${fetches[@]}"; do wait "$pid" || rc=1; done
+	stop "${fetches[@]}"
+	[ $rc = 0 ] || die "stork fetch failed: $(tail -n 3 "$LOGS"/fetch-r$r-h*.out)"
+	echo "host,completion_s,from_origin_B,from_peers_B,uploaded_B" > "$RUN/real-hosts-$r.csv"
+	for i in $(seq "$N"); do
+		"$STORK" status --data "$HOSTS/r$r-h$i" --json > "$LOGS/status-r$r-h$i.json"
+		[ "$(jq -r '.packages[0].state' "$LOGS/status-r$r-h$i.json")" = complete ] || die "r$r-h$i: package not complete"
+		jq -r --arg h "h$i" --arg t "$(awk -v a="$t0" -v b="$(cat "$WORK/done-r$r-h$i")" 'BEGIN { printf "%.3f", b - a }')" \
+			'"\($h),\($t),\(.bytes_from_origin),\(.bytes_from_peers),\(.bytes_uploaded)"' "$LOGS/status-r$r-h$i.json" >> "$RUN/real-hosts-$r.csv"
+	done
+	origin_bytes "$mark" > "$RUN/real-origin-log-$r.txt"
+	cat "$RUN/real-hosts-$r.csv"
+	stop "${DAEMONS[@]}"
+	rm -rf "$HOSTS"/r"$r"-h*
+}
+for r in $(seq "$RUNS"); do real_run "$r"; done
 
 # ------------------------------------------------------------ simulator
-say "stork sim run (strategy swarm)"
-"$STORK" sim run "$RUN/scenario.json" --strategy swarm --out "$RUN/sim" | tee "$LOGS/sim.out"
-SIMH="$RUN/sim/hosts-swarm-$N.csv"
-[ -f "$SIMH" ] || die "no $SIMH"
+# The scenario as given (head_of_line on in validate.json: the daemon's
+# control messages wait behind chunks) and, beside it, the same with free
+# control messages (the model of simulations/REPORT.md), each over SEEDS
+# seeds.
+jq '.head_of_line = false' "$RUN/scenario.json" > "$RUN/scenario-free.json"
+for v in model free; do
+	sc="$RUN/scenario.json"
+	[ $v = free ] && sc="$RUN/scenario-free.json"
+	say "stork sim run ($v: $(jq -r '"head_of_line \(.head_of_line // false)"' "$sc")), strategy swarm, seeds 1..$SEEDS"
+	for seed in $(seq "$SEEDS"); do
+		"$STORK" sim run "$sc" --strategy swarm --seed "$seed" --out "$RUN/sim/$v-seed$seed" | tee -a "$LOGS/sim.out"
+		[ -f "$RUN/sim/$v-seed$seed/hosts-swarm-$N.csv" ] || die "no $RUN/sim/$v-seed$seed/hosts-swarm-$N.csv"
+	done
+done
 
 # ------------------------------------------------------------ the table
-# column C of a CSV (header skipped): median, max, sum
+# per-run figures, then the mean over runs (real) or seeds (sim)
 col() { tail -n +2 "$1" | cut -d, -f"$2"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) printf "%.3f", a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 maxof() { sort -g | tail -1 | awk '{ printf "%.3f", $1 }'; }
 sumof() { awk '{ s += $1 } END { printf "%.0f", s }'; }
-REAL_O=$(col "$RUN/real-hosts.csv" 3 | sumof)
-REAL_MED=$(col "$RUN/real-hosts.csv" 2 | median)
-REAL_MAX=$(col "$RUN/real-hosts.csv" 2 | maxof)
-SIM_O=$(col "$SIMH" 9 | sumof)
-SIM_MED=$(col "$SIMH" 8 | median)
-SIM_MAX=$(col "$SIMH" 8 | maxof)
-BOUND=$(tail -1 "$RUN/sim/summary.csv" | cut -d, -f17)
+mean() { awk '{ s += $1; n++ } END { printf "%.4f", s / n }'; }
+range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s–%s", lo, hi }'; }
 copies() { awk -v b="$1" -v s="$SIZE" 'BEGIN { printf "%.3f", b / s }'; }
 offload() { awk -v b="$1" -v s="$SIZE" -v n="$N" 'BEGIN { printf "%.2f", 100 * (1 - b / (n * s)) }'; }
+# figures FILE... (time column, origin column): one line per file: copies offload makespan median
+figures() {
+	local tc=$1 oc=$2 f o
+	shift 2
+	for f in "$@"; do
+		o=$(col "$f" "$oc" | sumof)
+		echo "$(copies "$o") $(offload "$o") $(col "$f" "$tc" | maxof) $(col "$f" "$tc" | median)"
+	done
+}
+figures 2 3 "$RUN"/real-hosts-*.csv > "$WORK/fig-real"
+figures 8 9 "$RUN"/sim/model-seed*/hosts-swarm-"$N".csv > "$WORK/fig-model"
+figures 8 9 "$RUN"/sim/free-seed*/hosts-swarm-"$N".csv > "$WORK/fig-free"
+fmean() { awk -v c="$2" '{ s += $c; n++ } END { printf "%.3f", s / n }' "$1"; }
+frange() { awk -v c="$2" '{ print $c }' "$1" | range; }
+BOUND=$(tail -1 "$RUN/sim/model-seed1/summary.csv" | cut -d, -f17)
 gap() { awk -v r="$1" -v s="$2" 'BEGIN { printf "%+.1f", 100 * (s - r) / r }'; }
 MISSED=()
-row() { # NAME REAL SIM CHECKED
-	local g
-	g=$(gap "$2" "$3")
-	local verdict="—"
-	if [ "$4" = yes ]; then
-		if awk -v g="$g" -v m="$MAXGAP" 'BEGIN { exit !(g <= m && g >= -m) }'; then verdict=ok; else verdict=MISSED; MISSED+=("$1"); fi
-	fi
-	printf '| %s | %s | %s | %s%% | %s |\n' "$1" "$2" "$3" "$g" "$verdict"
+row() { # NAME COLUMN
+	local real model free gm gf verdict
+	real=$(fmean "$WORK/fig-real" "$2")
+	model=$(fmean "$WORK/fig-model" "$2")
+	free=$(fmean "$WORK/fig-free" "$2")
+	gm=$(gap "$real" "$model")
+	gf=$(gap "$real" "$free")
+	if awk -v g="$gm" -v m="$MAXGAP" 'BEGIN { exit !(g <= m && g >= -m) }'; then verdict=ok; else verdict=MISSED; MISSED+=("$1"); fi
+	printf '| %s | %s (%s) | %s (%s) | %s%% | %s | %s (%s) | %s%% |\n' "$1" \
+		"$real" "$(frange "$WORK/fig-real" "$2")" "$model" "$(frange "$WORK/fig-model" "$2")" "$gm" "$verdict" \
+		"$free" "$(frange "$WORK/fig-free" "$2")" "$gf"
 }
 {
 	echo "# Validation: $N real daemons vs the simulator"
 	echo
 	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -m), $(nproc) CPUs. Package $MIB MiB ($SIZE B, 1 MiB chunks), $N hosts on loopback, flash crowd;"
-	echo "origin capped at $ORATE B/s (\`stork repo serve --rate\`), every daemon \`--upload-rate $URATE\`${DRATE:+ \`--download-rate $DRATE\`};"
-	echo "simulator: \`stork sim run scenario.json --strategy swarm\` (fluid bound $(awk -v b="$BOUND" 'BEGIN { printf "%.2f", b }') s)."
-	echo "Gap = (sim − real) / real; checked rows must be within ±$MAXGAP%."
+	echo "origin capped at $ORATE B/s (\`stork repo serve --rate\`), every daemon \`--upload-rate $URATE\`${DRATE:+ \`--download-rate $DRATE\`}."
+	echo "Real: $RUNS run(s) of $N \`stork daemon\` processes; simulator: \`stork sim run scenario.json --strategy swarm --seed 1..$SEEDS\`"
+	echo "(fluid bound $(awk -v b="$BOUND" 'BEGIN { printf "%.2f", b }') s). Means, (min–max) over runs or seeds. Gap = (sim − real) / real; every row must be within ±$MAXGAP%"
+	echo "for the scenario's model (head_of_line $(jq -r '.head_of_line // false' "$RUN/scenario.json")); the last columns, free control messages, are for comparison."
 	echo
-	echo "| figure | real daemons | simulator | gap | check |"
-	echo "|---|---|---|---|---|"
-	row "origin copies (bytes from origin / package)" "$(copies "$REAL_O")" "$(copies "$SIM_O")" no
-	row "host offload % (1 − origin bytes / (hosts × package))" "$(offload "$REAL_O")" "$(offload "$SIM_O")" yes
-	row "makespan s (last host done)" "$REAL_MAX" "$SIM_MAX" yes
-	row "median completion s" "$REAL_MED" "$SIM_MED" yes
+	echo "| figure | real daemons | simulator | gap | check | sim, free messages | gap |"
+	echo "|---|---|---|---|---|---|---|"
+	row "origin copies (origin bytes / package)" 1
+	row "host offload % (1 − origin bytes / (hosts × package))" 2
+	row "makespan s (last host done)" 3
+	row "median completion s" 4
 	echo
-	echo "Real origin bytes: the daemons' \`bytes_from_origin\` summed ($REAL_O B); the origin's own request log counts $REAL_O_SERVER B."
-	echo "Per host: real-hosts.csv (completion from the moment every \`stork fetch\` was started), sim/hosts-swarm-$N.csv."
+	echo "Real origin bytes: the daemons' \`bytes_from_origin\` summed; the origin's own request log counts $(cat "$RUN"/real-origin-log-*.txt | tr '\n' ' ')B (per run)."
+	echo "Per host: real-hosts-R.csv, sim/{model,free}-seedS/hosts-swarm-$N.csv."
 } > "$RUN/validate.md"
 say "results ($RUN/validate.md)"
 cat "$RUN/validate.md"
