@@ -25,9 +25,17 @@ const validateMaxGap = 15
 // (testdata/validate/validate.sh, docs/validation.md): the same scenario,
 // testdata/validate/validate.json with a smaller package, run as real
 // daemon processes on loopback (origin `stork repo serve --rate`, every
-// daemon --upload-rate, a flash crowd of fetches) and in the simulator;
-// host offload, makespan and median completion must agree within
-// validateMaxGap percent. Origin copies are logged beside them.
+// daemon --upload-rate, a flash crowd of fetches) and in the simulator
+// (mean of 5 seeds). Origin copies, host offload, makespan and median
+// completion must agree within validateMaxGap percent. Origin copies are
+// the sharper figure: host offload stays near its ceiling of 1 - 1/hosts.
+// The simulator runs the scenario's model, head_of_line on: the daemon's
+// control messages wait behind the chunk in flight on their session.
+//
+// The real run is repeated once, with fresh daemons, if it misses: the
+// test shares two cores with the rest of `go test ./...`, and a run
+// starved of CPU is slower than its links (both runs are logged). Two
+// misses fail.
 func TestValidateSimulator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 8 rate-capped daemons for about 10s")
@@ -37,6 +45,7 @@ func TestValidateSimulator(t *testing.T) {
 		size       = 48 << 20
 		originRate = 12 << 20
 		uploadRate = 8 << 20
+		attempts   = 2
 	)
 	sc, err := simulations.LoadScenario(filepath.Join("..", "..", "testdata", "validate", "validate.json"))
 	if err != nil {
@@ -49,23 +58,90 @@ func TestValidateSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The simulator: the mean over a few seeds (a run takes milliseconds).
+	const seeds = 5
+	var simOrigin, simMakespan, simMedian float64
+	for seed := range uint64(seeds) {
+		sc.Seed = seed + 1
+		res, err := simulations.Run(sc, simulations.Swarm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var simDone []float64
+		for _, h := range res.PerHost {
+			simDone = append(simDone, h.Done-h.Arrival)
+		}
+		simOrigin += res.OriginBytes / seeds
+		simMakespan += res.Makespan / seeds
+		simMedian += median(simDone) / seeds
+	}
+
 	r := newRepo(t)
 	blob := filepath.Join(t.TempDir(), "blob.bin")
 	writeFile(t, blob, randomBytes(t, size), 0o644)
 	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "blob", "--version", "1.0.0", "--chunk-size", "1M", blob)
 	url := serve(t, r.dir, "--rate", strconv.Itoa(originRate))
-
 	rate := []string{"--upload-rate", strconv.Itoa(uploadRate)}
+
+	hostBytes := float64(hosts) * size
+	var missed []string
+	for attempt := 1; attempt <= attempts; attempt++ {
+		done, realOrigin := validateRealRun(t, hosts, url, r.root, rate)
+		rows := []struct {
+			name      string
+			real, sim float64
+		}{
+			{"origin copies", realOrigin / size, simOrigin / size},
+			{"host offload %", 100 * (1 - realOrigin/hostBytes), 100 * (1 - simOrigin/hostBytes)},
+			{"makespan s", slices.Max(done), simMakespan},
+			{"median completion s", median(done), simMedian},
+		}
+		var table strings.Builder
+		fmt.Fprintf(&table, "%d hosts, %d MiB, origin %d B/s, uploads %d B/s\n%-22s %10s %10s %8s\n",
+			hosts, size>>20, originRate, uploadRate, "figure", "real", "sim", "gap")
+		missed = missed[:0]
+		for _, r := range rows {
+			g := 100 * (r.sim - r.real) / r.real
+			fmt.Fprintf(&table, "%-22s %10.3f %10.3f %+7.1f%%\n", r.name, r.real, r.sim, g)
+			if !(math.Abs(g) <= validateMaxGap) {
+				missed = append(missed, fmt.Sprintf("%s: real daemons %.3f, simulator %.3f: gap %+.1f%%, want within ±%d%%", r.name, r.real, r.sim, g, validateMaxGap))
+			}
+		}
+		t.Logf("attempt %d: real daemons vs simulator:\n%s", attempt, table.String())
+		if len(missed) == 0 {
+			return
+		}
+	}
+	for _, m := range missed {
+		t.Error(m)
+	}
+}
+
+// validateRealRun starts hosts fresh daemon processes (one bootstrap, the
+// others joining through it), has every one fetch "blob" at once, and
+// returns each host's completion time (seconds from the common start) and
+// the bytes all of them took from the origin. The daemons are stopped
+// before it returns.
+func validateRealRun(t *testing.T, hosts int, url, root string, extra []string) ([]float64, float64) {
+	t.Helper()
 	datas := make([]string, hosts)
+	procs := make([]*daemonProc, hosts)
 	for i := range datas {
 		d, err := os.MkdirTemp("", "stork-validate-")
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { os.RemoveAll(d) })
+		defer os.RemoveAll(d)
 		datas[i] = d
 	}
-	startDaemonProc(t, datas[0], url, r.root, rate...)
+	defer func() {
+		for _, p := range procs {
+			if p != nil {
+				p.kill()
+			}
+		}
+	}()
+	procs[0] = startDaemonProc(t, datas[0], url, root, extra...)
 	st, err := node.NewClient(datas[0]).Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -79,8 +155,8 @@ func TestValidateSimulator(t *testing.T) {
 	if boot == "" {
 		t.Fatalf("bootstrap daemon has no TCP address: %v", st.Addrs)
 	}
-	for _, d := range datas[1:] {
-		startDaemonProc(t, d, url, r.root, append(rate, "--bootstrap", boot)...)
+	for i, d := range datas[1:] {
+		procs[i+1] = startDaemonProc(t, d, url, root, append(slices.Clone(extra), "--bootstrap", boot)...)
 	}
 	waitOverlay(t, datas, 10*time.Second)
 
@@ -100,7 +176,7 @@ func TestValidateSimulator(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	var realOrigin float64
+	var origin float64
 	for i, d := range datas {
 		if errs[i] != nil {
 			t.Fatalf("host %d: fetch: %v", i, errs[i])
@@ -109,40 +185,9 @@ func TestValidateSimulator(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		realOrigin += float64(st.BytesFromOrigin)
+		origin += float64(st.BytesFromOrigin)
 	}
-
-	res, err := simulations.Run(sc, simulations.Swarm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var simDone []float64
-	for _, h := range res.PerHost {
-		simDone = append(simDone, h.Done-h.Arrival)
-	}
-
-	hostBytes := float64(hosts) * size
-	rows := []struct {
-		name      string
-		real, sim float64
-		checked   bool
-	}{
-		{"origin copies", realOrigin / size, res.OriginBytes / size, false},
-		{"host offload %", 100 * (1 - realOrigin/hostBytes), 100 * res.HostOffload, true},
-		{"makespan s", slices.Max(done), res.Makespan, true},
-		{"median completion s", median(done), median(simDone), true},
-	}
-	var table strings.Builder
-	fmt.Fprintf(&table, "%d hosts, %d MiB, origin %d B/s, uploads %d B/s\n%-22s %10s %10s %8s\n",
-		hosts, size>>20, originRate, uploadRate, "figure", "real", "sim", "gap")
-	for _, r := range rows {
-		g := 100 * (r.sim - r.real) / r.real
-		fmt.Fprintf(&table, "%-22s %10.3f %10.3f %+7.1f%%\n", r.name, r.real, r.sim, g)
-		if r.checked && !(math.Abs(g) <= validateMaxGap) {
-			t.Errorf("%s: real daemons %.3f, simulator %.3f: gap %+.1f%%, want within ±%d%%", r.name, r.real, r.sim, g, validateMaxGap)
-		}
-	}
-	t.Logf("real daemons vs simulator:\n%s", table.String())
+	return done, origin
 }
 
 // waitOverlay waits until every daemon sees every other one.
