@@ -107,9 +107,15 @@ ROOT="$WORK/repo/metadata/1.root.json"
 say "origin: stork repo serve --rate $ORATE on 127.0.0.1"
 STORK_DEBUG=1 "$STORK" repo serve --dir "$WORK/repo" --listen 127.0.0.1:0 --rate "$ORATE" > "$LOGS/serve.out" 2> "$LOGS/serve.log" &
 PIDS+=($!)
+SERVE_PID=$!
 for _ in $(seq 100); do grep -q serving "$LOGS/serve.out" 2>/dev/null && break; sleep 0.1; done
 REPO=$(sed -n 's/.* on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$LOGS/serve.out")
 [ -n "$REPO" ] || die "origin did not start: $(cat "$LOGS/serve.out" "$LOGS/serve.log")"
+# wchar: bytes the origin process has handed to write(2) and send(2) so far
+# (/proc/PID/io): what it sent, responses cut off by a cancelling client
+# included, as the simulator counts them.
+wchar() { awk '/^wchar:/ { print $2 }' "/proc/$SERVE_PID/io"; }
+[ -n "$(wchar)" ] || die "cannot read /proc/$SERVE_PID/io"
 # origin_bytes FROM_LINE: chunk bytes the origin served (GET /chunks/CID,
 # status 200, each chunk file's size) in serve.log after FROM_LINE.
 origin_bytes() {
@@ -168,6 +174,7 @@ real_run() {
 		sleep 0.1
 	done
 	mark=$(wc -l < "$LOGS/serve.log")
+	w0=$(wchar)
 	t0=$(now)
 	for i in $(seq "$N"); do
 		(timeout -k 10 "$TMO" "$STORK" fetch --data "$HOSTS/r$r-h$i" blob > "$LOGS/fetch-r$r-h$i.out" 2>&1 && now > "$WORK/done-r$r-h$i") &
@@ -186,6 +193,7 @@ real_run() {
 			'"\($h),\($t),\(.bytes_from_origin),\(.bytes_from_peers),\(.bytes_uploaded)"' "$LOGS/status-r$r-h$i.json" >> "$RUN/real-hosts-$r.csv"
 	done
 	origin_bytes "$mark" > "$RUN/real-origin-log-$r.txt"
+	echo $(($(wchar) - w0)) > "$RUN/real-origin-sent-$r.txt"
 	cat "$RUN/real-hosts-$r.csv"
 	stop "${DAEMONS[@]}"
 	rm -rf "$HOSTS"/r"$r"-h*
@@ -218,18 +226,25 @@ mean() { awk '{ s += $1; n++ } END { printf "%.4f", s / n }'; }
 range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s–%s", lo, hi }'; }
 copies() { awk -v b="$1" -v s="$SIZE" 'BEGIN { printf "%.3f", b / s }'; }
 offload() { awk -v b="$1" -v s="$SIZE" -v n="$N" 'BEGIN { printf "%.2f", 100 * (1 - b / (n * s)) }'; }
-# figures FILE... (time column, origin column): one line per file: copies offload makespan median
+# figures FILE... (time column, origin column): one line per file: copies
+# offload makespan median, origin bytes summed over hosts. Real runs: the
+# origin's sent bytes (real-origin-sent-R.txt) replace the sum, which
+# counts only the chunks the daemons kept (bytes_from_origin); the
+# simulator's per-host origin bytes count aborted flows' bytes too.
 figures() {
-	local tc=$1 oc=$2 f o
+	local tc=$1 oc=$2 f o r
 	shift 2
 	for f in "$@"; do
 		o=$(col "$f" "$oc" | sumof)
+		r=${f##*/real-hosts-}
+		if [ "$r" != "$f" ]; then o=$(cat "$RUN/real-origin-sent-${r%.csv}.txt"); fi
 		echo "$(copies "$o") $(offload "$o") $(col "$f" "$tc" | maxof) $(col "$f" "$tc" | median)"
 	done
 }
 figures 2 3 "$RUN"/real-hosts-*.csv > "$WORK/fig-real"
 figures 8 9 "$RUN"/sim/model-seed*/hosts-swarm-"$N".csv > "$WORK/fig-model"
 figures 8 9 "$RUN"/sim/free-seed*/hosts-swarm-"$N".csv > "$WORK/fig-free"
+kept() { local f; for f in "$RUN"/real-hosts-*.csv; do copies "$(col "$f" 3 | sumof)"; echo; done | range; }
 fmean() { awk -v c="$2" '{ s += $c; n++ } END { printf "%.3f", s / n }' "$1"; }
 frange() { awk -v c="$2" '{ print $c }' "$1" | range; }
 BOUND=$(tail -1 "$RUN/sim/model-seed1/summary.csv" | cut -d, -f17)
@@ -258,12 +273,15 @@ row() { # NAME COLUMN
 	echo
 	echo "| figure | real daemons | simulator | gap | check | sim, free messages | gap |"
 	echo "|---|---|---|---|---|---|---|"
-	row "origin copies (origin bytes / package)" 1
-	row "host offload % (1 − origin bytes / (hosts × package))" 2
+	row "origin copies (origin bytes sent / package)" 1
+	row "host offload % (1 − origin bytes sent / (hosts × package))" 2
 	row "makespan s (last host done)" 3
 	row "median completion s" 4
 	echo
-	echo "Real origin bytes: the daemons' \`bytes_from_origin\` summed; the origin's own request log counts $(cat "$RUN"/real-origin-log-*.txt | tr '\n' ' ')B (per run)."
+	echo "Real origin bytes sent: what the \`stork repo serve\` process wrote to its sockets during the fetches (/proc/PID/io wchar: chunks, plus a few KiB"
+	echo "of metadata, HTTP headers and its log lines), $(cat "$RUN"/real-origin-sent-*.txt | tr '\n' ' ')B per run; of it the daemons kept (\`bytes_from_origin\` summed)"
+	echo "$(kept) copies, the rest being responses they cancelled in flight (a peer delivered first). The origin's request log (GET /chunks/, status 200,"
+	echo "each chunk's full size) counts $(cat "$RUN"/real-origin-log-*.txt | tr '\n' ' ')B."
 	echo "Per host: real-hosts-R.csv, sim/{model,free}-seedS/hosts-swarm-$N.csv."
 } > "$RUN/validate.md"
 say "results ($RUN/validate.md)"
