@@ -32,6 +32,11 @@ const validateMaxGap = 15
 // The simulator runs the scenario's model, head_of_line on: the daemon's
 // control messages wait behind the chunk in flight on their session.
 //
+// Real origin bytes are what the origin process wrote to its sockets during
+// the fetches (/proc/PID/io), responses cut off by a cancelling daemon
+// included, as the simulator counts them; the daemons' bytes_from_origin
+// (chunks kept) is logged beside.
+//
 // The real run is repeated once, with fresh daemons, if it misses: the
 // test shares two cores with the rest of `go test ./...`, and a run
 // starved of CPU is slower than its links (both runs are logged). Two
@@ -80,13 +85,15 @@ func TestValidateSimulator(t *testing.T) {
 	blob := filepath.Join(t.TempDir(), "blob.bin")
 	writeFile(t, blob, randomBytes(t, size), 0o644)
 	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "blob", "--version", "1.0.0", "--chunk-size", "1M", blob)
-	url := serve(t, r.dir, "--rate", strconv.Itoa(originRate))
+	url, origin := serveProc(t, r.dir, "--rate", strconv.Itoa(originRate))
 	rate := []string{"--upload-rate", strconv.Itoa(uploadRate)}
 
 	hostBytes := float64(hosts) * size
 	var missed []string
 	for attempt := 1; attempt <= attempts; attempt++ {
-		done, realOrigin := validateRealRun(t, hosts, url, r.root, rate)
+		w0 := writtenBytes(t, origin.Pid)
+		done, kept := validateRealRun(t, hosts, url, r.root, rate)
+		realOrigin := float64(writtenBytes(t, origin.Pid) - w0)
 		rows := []struct {
 			name      string
 			real, sim float64
@@ -97,8 +104,8 @@ func TestValidateSimulator(t *testing.T) {
 			{"median completion s", median(done), simMedian},
 		}
 		var table strings.Builder
-		fmt.Fprintf(&table, "%d hosts, %d MiB, origin %d B/s, uploads %d B/s\n%-22s %10s %10s %8s\n",
-			hosts, size>>20, originRate, uploadRate, "figure", "real", "sim", "gap")
+		fmt.Fprintf(&table, "%d hosts, %d MiB, origin %d B/s, uploads %d B/s; the daemons kept %.3f copies of the origin's\n%-22s %10s %10s %8s\n",
+			hosts, size>>20, originRate, uploadRate, kept/size, "figure", "real", "sim", "gap")
 		missed = missed[:0]
 		for _, r := range rows {
 			g := 100 * (r.sim - r.real) / r.real
@@ -188,6 +195,27 @@ func validateRealRun(t *testing.T, hosts int, url, root string, extra []string) 
 		origin += float64(st.BytesFromOrigin)
 	}
 	return done, origin
+}
+
+// writtenBytes returns what process pid has handed to write(2) and send(2)
+// so far (wchar in /proc/PID/io); the test is skipped where there is none.
+func writtenBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		t.Skipf("no per-process I/O counters: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "wchar: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/%d/io: %q", pid, l)
+			}
+			return n
+		}
+	}
+	t.Fatalf("/proc/%d/io has no wchar", pid)
+	return 0
 }
 
 // waitOverlay waits until every daemon sees every other one.
