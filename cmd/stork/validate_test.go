@@ -114,7 +114,8 @@ func TestValidateSimulator(t *testing.T) {
 				missed = append(missed, fmt.Sprintf("%s: real daemons %.3f, simulator %.3f: gap %+.1f%%, want within ±%d%%", r.name, r.real, r.sim, g, validateMaxGap))
 			}
 		}
-		t.Logf("attempt %d: real daemons vs simulator:\n%s", attempt, table.String())
+		load, _ := os.ReadFile("/proc/loadavg")
+		t.Logf("attempt %d (load average %s): real daemons vs simulator:\n%s", attempt, strings.Fields(string(load) + " ?")[0], table.String())
 		if len(missed) == 0 {
 			return
 		}

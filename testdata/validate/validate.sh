@@ -116,6 +116,20 @@ REPO=$(sed -n 's/.* on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$LOGS/serve.out
 # included, as the simulator counts them.
 wchar() { awk '/^wchar:/ { print $2 }' "/proc/$SERVE_PID/io"; }
 [ -n "$(wchar)" ] || die "cannot read /proc/$SERVE_PID/io"
+# column C of a CSV (header skipped); median and max of a column of numbers
+col() { tail -n +2 "$1" | cut -d, -f"$2"; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) printf "%.3f", a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+maxof() { sort -g | tail -1 | awk '{ printf "%.3f", $1 }'; }
+# proc_cpu PID...: CPU seconds (user + system) the live processes have used.
+TCK=$(getconf CLK_TCK)
+proc_cpu() {
+	local pid t=0 v
+	for pid in "$@"; do
+		v=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || v=0
+		t=$((t + ${v:-0}))
+	done
+	awk -v t="$t" -v k="$TCK" 'BEGIN { printf "%.2f", t / k }'
+}
 # origin_bytes FROM_LINE: chunk bytes the origin served (GET /chunks/CID,
 # status 200, each chunk file's size) in serve.log after FROM_LINE.
 origin_bytes() {
@@ -175,6 +189,7 @@ real_run() {
 	done
 	mark=$(wc -l < "$LOGS/serve.log")
 	w0=$(wchar)
+	c0=$(proc_cpu "${DAEMONS[@]}" "$SERVE_PID")
 	t0=$(now)
 	for i in $(seq "$N"); do
 		(timeout -k 10 "$TMO" "$STORK" fetch --data "$HOSTS/r$r-h$i" blob > "$LOGS/fetch-r$r-h$i.out" 2>&1 && now > "$WORK/done-r$r-h$i") &
@@ -194,6 +209,12 @@ real_run() {
 	done
 	origin_bytes "$mark" > "$RUN/real-origin-log-$r.txt"
 	echo $(($(wchar) - w0)) > "$RUN/real-origin-sent-$r.txt"
+	# CPU of the daemons and the origin during the fetches, in cores on
+	# average over the makespan, and the machine's load: a run short of
+	# CPU is slower than its links.
+	awk -v a="$(proc_cpu "${DAEMONS[@]}" "$SERVE_PID")" -v b="$c0" -v t="$(col "$RUN/real-hosts-$r.csv" 2 | maxof)" \
+		-v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN { printf "%.2f CPU-s, %.2f cores, load %s\n", a - b, (a - b) / t, l }' > "$RUN/real-cpu-$r.txt"
+	cat "$RUN/real-cpu-$r.txt"
 	cat "$RUN/real-hosts-$r.csv"
 	stop "${DAEMONS[@]}"
 	rm -rf "$HOSTS"/r"$r"-h*
@@ -218,9 +239,6 @@ done
 
 # ------------------------------------------------------------ the table
 # per-run figures, then the mean over runs (real) or seeds (sim)
-col() { tail -n +2 "$1" | cut -d, -f"$2"; }
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) printf "%.3f", a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-maxof() { sort -g | tail -1 | awk '{ printf "%.3f", $1 }'; }
 sumof() { awk '{ s += $1 } END { printf "%.0f", s }'; }
 mean() { awk '{ s += $1; n++ } END { printf "%.4f", s / n }'; }
 range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s–%s", lo, hi }'; }
@@ -282,6 +300,8 @@ row() { # NAME COLUMN
 	echo "of metadata, HTTP headers and its log lines), $(cat "$RUN"/real-origin-sent-*.txt | tr '\n' ' ')B per run; of it the daemons kept (\`bytes_from_origin\` summed)"
 	echo "$(kept) copies, the rest being responses they cancelled in flight (a peer delivered first). The origin's request log (GET /chunks/, status 200,"
 	echo "each chunk's full size) counts $(cat "$RUN"/real-origin-log-*.txt | tr '\n' ' ')B."
+	echo "CPU during the real fetches (daemons + origin; cores on average over the makespan; the machine's 1-minute load, other work included):"
+	echo "$(cat "$RUN"/real-cpu-*.txt | paste -sd';' | sed 's/;/; /g') (per run, on $(nproc) CPUs)."
 	echo "Per host: real-hosts-R.csv, sim/{model,free}-seedS/hosts-swarm-$N.csv."
 } > "$RUN/validate.md"
 say "results ($RUN/validate.md)"
