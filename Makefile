@@ -4,7 +4,7 @@ BIN       := bin/stork
 CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share bench-swarm soak fuzz clean sim sim-report
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share bench-swarm soak fuzz clean sim sim-report validate
 
 all: build
 
@@ -85,3 +85,11 @@ sim-report: build
 
 sim:
 	$(GO) test -count=1 ./simulations/
+
+# The simulator's honesty check (testdata/validate/validate.sh, docs/validation.md):
+# one small scenario run by real daemons on loopback (origin and uploads
+# rate-capped) and by `stork sim run`, figures and gaps side by side.
+# Results: $(VALIDATE_DIR)/validate.md. Sizes and rates: STORK_VALIDATE_* env.
+VALIDATE_DIR ?= /tmp/stork-validate
+validate: build
+	bash testdata/validate/validate.sh $(BIN) $(VALIDATE_DIR)

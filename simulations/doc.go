@@ -47,7 +47,10 @@
 // session's requests in order, one chunk at a time per session, all
 // sessions at once (the daemon's writeLoop); a host keeps serving after it
 // finishes. Messages other than chunks (requests, cancels, HaveUpdates,
-// Fetching) take one one-way latency and no bandwidth.
+// Fetching) take one one-way latency and no bandwidth; with
+// Scenario.HeadOfLine they also wait for the end of the chunk their sender
+// is sending the same peer, as on the daemon's one stream per session
+// (headofline.go; docs/validation.md shows what it changes).
 //
 // One shortcut is taken for speed and changes no decision: a HaveUpdate
 // for a chunk the receiving host already holds is not passed to its Picker

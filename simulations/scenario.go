@@ -51,6 +51,11 @@ type Scenario struct {
 	// Policy tunes the swarm (transfer.PickerConfig and the daemon's
 	// session rules).
 	Policy Policy `json:"policy,omitzero"`
+	// HeadOfLine: a host's control messages to a peer (requests, cancels,
+	// HaveUpdates, Fetching) wait for the end of the chunk it is sending
+	// that peer, as on the daemon's one stream per session (see
+	// headofline.go); off, they take one latency and no bandwidth.
+	HeadOfLine bool `json:"head_of_line,omitempty"`
 	// Seed makes the run deterministic.
 	Seed uint64 `json:"seed,omitempty"`
 	// SampleInterval: the origin-bytes time series is sampled this often.

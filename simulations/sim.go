@@ -86,6 +86,7 @@ type session struct {
 	local   bool  // same site
 	wpos    int32 // known: our place in the peer's watchers
 	queue   []int32
+	held    []event // HeadOfLine: our messages waiting for flow to end
 }
 
 // watcher is a peer whose Picker knows this host: it hears our
@@ -413,6 +414,8 @@ func (s *sim) handle(ev event) {
 	case evSample:
 		s.samples = append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)})
 		s.schedule(s.now+s.sampleDt, evSample, 0, 0, 0)
+	default:
+		s.handleHeadOfLine(ev)
 	}
 }
 
@@ -619,6 +622,7 @@ func (s *sim) flowDone(id int32) {
 		se := &s.hosts[src].sess[f.vm]
 		se.flow = -1
 		s.schedule(s.now+s.lat(src, f.dst), evChunk, f.dst, src, f.chunk)
+		s.flushHeld(src, int(f.vm))
 		s.startUpload(src, int(f.vm))
 	}
 }
@@ -820,7 +824,7 @@ func (s *sim) fillPeer(h int32, k int) {
 			return // a same-site peer will serve it
 		}
 		p.Requested(i, pid, now)
-		s.schedule(s.now+s.lat(h, q), evRequest, q, h, int32(i))
+		s.sendOn(h, k, q, evRequest, q, h, int32(i))
 	}
 }
 
@@ -859,6 +863,10 @@ func (s *sim) fillOrigin(h int32) {
 // broadcast sends a HaveUpdate or Fetching about chunk i to every session
 // of h: one event per latency class.
 func (s *sim) broadcast(h int32, kind uint8, i int32) {
+	if s.sc.HeadOfLine {
+		s.broadcastHeadOfLine(h, kind, i)
+		return
+	}
 	var local, remote bool
 	for _, se := range s.hosts[h].watch {
 		if se.local {
@@ -916,7 +924,7 @@ func (s *sim) request(src, dst, i int32) {
 		return
 	}
 	if !ss.have.Has(int(i)) {
-		s.schedule(s.now+s.lat(src, dst), evReject, dst, src, i)
+		s.sendOn(src, k, dst, evReject, dst, src, i)
 		return
 	}
 	ss.sess[k].queue = append(ss.sess[k].queue, i)
@@ -1018,7 +1026,7 @@ func (s *sim) chunk(h, src, i int32) {
 			s.cancelOrigin(h, i)
 		} else {
 			q := s.peerOf(c)
-			s.schedule(s.now+s.lat(h, q), evCancel, q, h, i)
+			s.sendTo(h, q, evCancel, q, h, i)
 		}
 	}
 	hs.have.Set(int(i))
@@ -1168,7 +1176,7 @@ func (s *sim) tick(h int32) {
 	full := len(s.tmo) > 0 || s.now >= hs.lastFull+1
 	for _, r := range s.tmo {
 		q := s.peerOf(r.Peer)
-		s.schedule(s.now+s.lat(h, q), evCancel, q, h, int32(r.Chunk))
+		s.sendTo(h, q, evCancel, q, h, int32(r.Chunk))
 		if p.Score(r.Peer).Strikes >= s.sc.Policy.MaxStrikes {
 			s.drop(h, s.sessionOf(h, q))
 		}

@@ -87,7 +87,15 @@ func asExit(err error, ee **exec.ExitError) bool {
 // serve starts `stork repo serve` on an ephemeral loopback port and returns its URL.
 func serve(t *testing.T, dir string) string {
 	t.Helper()
-	cmd := exec.Command(storkBin, "repo", "serve", "--dir", dir, "--listen", "127.0.0.1:0")
+	url, _ := serveProc(t, dir)
+	return url
+}
+
+// serveProc is serve with more flags (e.g. --rate); it also returns the
+// server's process.
+func serveProc(t *testing.T, dir string, extra ...string) (string, *os.Process) {
+	t.Helper()
+	cmd := exec.Command(storkBin, append([]string{"repo", "serve", "--dir", dir, "--listen", "127.0.0.1:0"}, extra...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -123,11 +131,11 @@ func serve(t *testing.T, dir string) string {
 		if i < 0 {
 			t.Fatalf("repo serve printed %q, want a URL", line)
 		}
-		return line[i:]
+		return line[i:], cmd.Process
 	case <-time.After(20 * time.Second):
 		t.Fatal("repo serve did not start within 20s")
 	}
-	return ""
+	return "", nil
 }
 
 type repoFixture struct {
