@@ -556,18 +556,38 @@ func (s *Store) writeChunk(pf *partialFile, c cid.Cid, data []byte) error {
 	if err != nil {
 		return err
 	}
+	offs := make([]int64, len(idx))
+	for k, j := range idx {
+		offs[k] = int64(j) * pf.chunkSize
+	}
+	var df *os.File
+	if directOK(len(data), offs...) {
+		df = s.fds.getDirect(pf)
+	}
 	pf.wmu.Lock()
 	if pf.stamp.ok && !fstamp(f).same(pf.stamp) {
 		pf.untrusted = true // written to by someone else since our last write
 	}
-	for _, j := range idx {
-		if _, err := f.WriteAt(data, int64(j)*pf.chunkSize); err != nil {
-			pf.wmu.Unlock()
-			s.fds.put(pf)
-			return fmt.Errorf("partial file %s: write chunk %s: %w", pf.id, c, err)
+	err = nil
+	if df != nil {
+		if err = writeDirect(df, data, offs); isDirectErr(err) {
+			directOff.Store(true)
+			err = nil
+			df = nil
 		}
-		n += int64(len(data))
 	}
+	for _, off := range offs {
+		if df != nil || err != nil {
+			break
+		}
+		_, err = f.WriteAt(data, off)
+	}
+	if err != nil {
+		pf.wmu.Unlock()
+		s.fds.put(pf)
+		return fmt.Errorf("partial file %s: write chunk %s: %w", pf.id, c, err)
+	}
+	n = int64(len(data)) * int64(len(offs))
 	pf.stamp = fstamp(f)
 	if !pf.stamp.ok {
 		pf.untrusted = true

@@ -428,9 +428,37 @@ type fdCache struct {
 }
 
 type fdEntry struct {
-	pf   *partialFile
-	f    *os.File
-	pins int
+	pf     *partialFile
+	f      *os.File
+	direct *os.File // O_DIRECT writes (direct_linux.go), opened at the first
+	pins   int
+}
+
+func (e *fdEntry) close() error {
+	if e.direct != nil {
+		e.direct.Close()
+	}
+	return e.f.Close()
+}
+
+// getDirect returns pf's O_DIRECT descriptor, opening it if needed; pf
+// must be pinned (get). Nil if the file system refuses O_DIRECT.
+func (c *fdCache) getDirect(pf *partialFile) *os.File {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el := c.byPF[pf]
+	if el == nil {
+		return nil
+	}
+	e := el.Value.(*fdEntry)
+	if e.direct == nil && !directOff.Load() {
+		df, err := openDirect(c.s.partialPath(pf.id), e.f)
+		if isDirectErr(err) {
+			directOff.Store(true)
+		}
+		e.direct = df
+	}
+	return e.direct
 }
 
 func newFDCache(s *Store, max int) *fdCache {
@@ -455,7 +483,7 @@ func (c *fdCache) get(pf *partialFile) (*os.File, error) {
 	for el := c.lru.Back(); el != nil && c.lru.Len() > c.max; {
 		prev := el.Prev()
 		if e := el.Value.(*fdEntry); e.pins == 0 {
-			e.f.Close()
+			e.close()
 			delete(c.byPF, e.pf)
 			c.lru.Remove(el)
 		}
@@ -478,7 +506,7 @@ func (c *fdCache) drop(pf *partialFile) {
 	defer c.mu.Unlock()
 	if el := c.byPF[pf]; el != nil {
 		if e := el.Value.(*fdEntry); e.pins == 0 {
-			e.f.Close()
+			e.close()
 			delete(c.byPF, pf)
 			c.lru.Remove(el)
 		}
@@ -491,7 +519,7 @@ func (c *fdCache) closeAll() error {
 	defer c.mu.Unlock()
 	var errs []error
 	for el := c.lru.Front(); el != nil; el = el.Next() {
-		errs = append(errs, el.Value.(*fdEntry).f.Close())
+		errs = append(errs, el.Value.(*fdEntry).close())
 	}
 	c.lru.Init()
 	clear(c.byPF)

@@ -486,7 +486,7 @@ func (s *Store) ReadChunk(c cid.Cid) ([]byte, error) {
 		return nil, err
 	}
 	for _, l := range locs {
-		data, err := readAt(l.path, l.off, l.n)
+		data, err := readChunkAt(l.path, l.off, l.n)
 		if err != nil {
 			s.log.Debug("read chunk", "chunk", c, "path", l.path, "err", err)
 			continue
@@ -498,19 +498,6 @@ func (s *Store) ReadChunk(c cid.Cid) ([]byte, error) {
 		return data, nil
 	}
 	return nil, fmt.Errorf("chunk %s: %w", c, ErrNotFound)
-}
-
-func readAt(p string, off, n int64) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		return nil, err
-	}
-	return buf, nil
 }
 
 // HasChunk reports whether the store holds chunk c, in an object or
