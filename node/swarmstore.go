@@ -15,7 +15,10 @@ import (
 // chunks only, of packages whose manifests the store knows.
 type swarmStore struct{ s *share.Store }
 
-var _ transfer.ChunkStore = swarmStore{}
+var (
+	_ transfer.ChunkStore   = swarmStore{}
+	_ transfer.PackageStore = swarmStore{}
+)
 
 func (a swarmStore) Manifest(c cid.Cid) (*metadata.Manifest, error) {
 	m, _, err := a.s.Manifest(c)
@@ -34,3 +37,9 @@ func (a swarmStore) ReadChunk(c cid.Cid) ([]byte, error) {
 }
 
 func (a swarmStore) HasChunk(c cid.Cid) bool { return a.s.HasChunk(c) }
+
+// HasPackage: a committed package has every object, so every chunk.
+func (a swarmStore) HasPackage(c cid.Cid) bool {
+	info, err := a.s.Package(c)
+	return err == nil && info.State == share.StateComplete
+}

@@ -217,9 +217,15 @@ func (s *Swarm) register(ss *session, d *download) bool {
 		have = d.picker.HaveMap(nil)
 	} else {
 		have = NewBitfield(n)
-		for i, r := range ss.pkg.refs {
-			if s.cfg.Store.HasChunk(r.CID) {
+		if ps, ok := s.cfg.Store.(PackageStore); ok && ps.HasPackage(ss.manifest) {
+			for i := range n {
 				have.Set(i)
+			}
+		} else {
+			for i, r := range ss.pkg.refs {
+				if s.cfg.Store.HasChunk(r.CID) {
+					have.Set(i)
+				}
 			}
 		}
 	}
