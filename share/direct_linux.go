@@ -18,8 +18,8 @@ import (
 // back per 4 KiB; several times more in a VM whose free memory is handed
 // back to the hypervisor). So chunks of at least directMin bytes at
 // aligned offsets are written with O_DIRECT from an aligned buffer, and
-// ReadChunk reads such a chunk from the page cache only if it is there
-// (RWF_NOWAIT), else with O_DIRECT. The last, unaligned chunk of a file
+// ReadChunk reads such a chunk from the page cache only if it is all
+// there (mincore), else with O_DIRECT. The last, unaligned chunk of a file
 // and small chunks go through the page cache. Durability is unchanged:
 // the commit group's fdatasync or syncfs still makes the data and the
 // file's extents durable before the chunk is recorded. A file system that
@@ -128,7 +128,10 @@ func readChunkAt(p string, off, n int64) ([]byte, error) {
 		return buf, nil
 	}
 	buf := alignedBuf(int(n))
-	if k, err := preadNoWait(f, buf, off); err == nil && k == len(buf) {
+	if cached(f, off, n) {
+		if _, err := f.ReadAt(buf, off); err != nil {
+			return nil, err
+		}
 		return buf, nil
 	}
 	df, err := os.OpenFile(p, os.O_RDONLY|unix.O_DIRECT, 0)
@@ -152,19 +155,35 @@ func readChunkAt(p string, off, n int64) ([]byte, error) {
 	return buf, nil
 }
 
-// preadNoWait reads what the page cache holds of len(b) bytes at off
-// (RWF_NOWAIT: EAGAIN rather than wait for the disk).
-func preadNoWait(f *os.File, b []byte, off int64) (int, error) {
+// cached reports whether the page cache holds all n bytes at off of f
+// (mincore of a mapping that is never touched: no I/O, no readahead, which
+// a RWF_NOWAIT read would start).
+func cached(f *os.File, off, n int64) bool {
+	ps := int64(os.Getpagesize())
+	if off%ps != 0 || n <= 0 {
+		return false
+	}
 	rc, err := f.SyscallConn()
 	if err != nil {
-		return 0, err
+		return false
 	}
-	var n int
-	var rerr error
-	if err := rc.Control(func(fd uintptr) {
-		n, rerr = unix.Preadv2(int(fd), [][]byte{b}, off, unix.RWF_NOWAIT)
-	}); err != nil {
-		return 0, err
-	}
-	return n, rerr
+	ok := false
+	_ = rc.Control(func(fd uintptr) {
+		b, err := unix.Mmap(int(fd), off, int(n), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return
+		}
+		defer unix.Munmap(b)
+		vec := make([]byte, (n+ps-1)/ps)
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+			return
+		}
+		for _, v := range vec {
+			if v&1 == 0 {
+				return
+			}
+		}
+		ok = true
+	})
+	return ok
 }
