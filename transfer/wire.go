@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 
@@ -161,7 +162,7 @@ func ReadMessage(r *bufio.Reader, limits WireLimits) (*Message, error) {
 	default:
 		return nil, protoErr("unknown message type %d", tb)
 	}
-	payload := make([]byte, n-1)
+	payload := newPayload(r, t, int(n-1))
 	if _, err := io.ReadFull(r, payload); err != nil {
 		return nil, unexpectedEOF(err)
 	}
@@ -170,6 +171,33 @@ func ReadMessage(r *bufio.Reader, limits WireLimits) (*Message, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// Chunk data of at least alignedChunkMin bytes is placed at an
+// alignedChunk boundary in memory, so that a store writing it with direct
+// I/O needs no aligned copy.
+const (
+	alignedChunk    = 4096
+	alignedChunkMin = 64 << 10
+)
+
+// newPayload allocates a payload of n bytes for a message of type t whose
+// payload r is about to deliver; a large Chunk's data (after its index) is
+// aligned.
+func newPayload(r *bufio.Reader, t MsgType, n int) []byte {
+	if t != MsgChunk || n < alignedChunkMin {
+		return make([]byte, n)
+	}
+	// The index is at most 5 bytes, all of them this payload's.
+	b, _ := r.Peek(min(n, binary.MaxVarintLen32))
+	k := 0
+	for k < len(b) && b[k] >= 0x80 {
+		k++
+	}
+	k++ // the index's last byte; a malformed one fails decoding anyway
+	raw := make([]byte, n+alignedChunk)
+	o := (alignedChunk - int((uintptr(unsafe.Pointer(&raw[0]))+uintptr(k))&(alignedChunk-1))) & (alignedChunk - 1)
+	return raw[o : o+n : o+n]
 }
 
 func unexpectedEOF(err error) error {
