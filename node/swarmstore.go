@@ -16,8 +16,9 @@ import (
 type swarmStore struct{ s *share.Store }
 
 var (
-	_ transfer.ChunkStore   = swarmStore{}
-	_ transfer.PackageStore = swarmStore{}
+	_ transfer.ChunkStore      = swarmStore{}
+	_ transfer.PackageStore    = swarmStore{}
+	_ transfer.ChunkReaderInto = swarmStore{}
 )
 
 func (a swarmStore) Manifest(c cid.Cid) (*metadata.Manifest, error) {
@@ -42,4 +43,12 @@ func (a swarmStore) HasChunk(c cid.Cid) bool { return a.s.HasChunk(c) }
 func (a swarmStore) HasPackage(c cid.Cid) bool {
 	info, err := a.s.Package(c)
 	return err == nil && info.State == share.StateComplete
+}
+
+func (a swarmStore) ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error) {
+	b, err := a.s.ReadChunkInto(c, buf)
+	if errors.Is(err, share.ErrNotFound) {
+		return nil, fmt.Errorf("chunk %s: %w", c, metadata.ErrNotFound)
+	}
+	return b, err
 }

@@ -114,20 +114,30 @@ func writeDirect(df *os.File, data []byte, offs []int64) error {
 // readChunkAt reads n bytes at off of the file at p: from the page cache
 // if they are all there, else (large aligned chunks) with O_DIRECT so that
 // serving a chunk does not fill the cache either.
-func readChunkAt(p string, off, n int64) ([]byte, error) {
+// The chunk goes into into when it is large enough (and, for O_DIRECT,
+// aligned), else into a new buffer.
+func readChunkAt(p string, off, n int64, into []byte) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	if !directOK(int(n), off) {
-		buf := make([]byte, n)
+		buf := into[:0]
+		if int64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
 		if _, err := f.ReadAt(buf, off); err != nil {
 			return nil, err
 		}
 		return buf, nil
 	}
-	buf := alignedBuf(int(n))
+	buf := into[:0]
+	if int64(cap(buf)) < n || !aligned(buf[:1]) {
+		buf = alignedBuf(int(n))
+	}
+	buf = buf[:n]
 	if cached(f, off, n) {
 		if _, err := f.ReadAt(buf, off); err != nil {
 			return nil, err

@@ -438,7 +438,11 @@ func checkVM(vm string) error {
 // ReadChunk returns chunk c from an object or from a partial file where it
 // is recorded present, re-verified against c. ErrNotFound if the store does
 // not hold it (or holds only bytes that no longer verify).
-func (s *Store) ReadChunk(c cid.Cid) ([]byte, error) {
+func (s *Store) ReadChunk(c cid.Cid) ([]byte, error) { return s.ReadChunkInto(c, nil) }
+
+// ReadChunkInto is ReadChunk into buf when it has the capacity (and, for
+// direct I/O, the alignment); it returns the chunk, in buf or not.
+func (s *Store) ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error) {
 	s.life.RLock()
 	defer s.life.RUnlock()
 	if s.isClosed() {
@@ -486,7 +490,7 @@ func (s *Store) ReadChunk(c cid.Cid) ([]byte, error) {
 		return nil, err
 	}
 	for _, l := range locs {
-		data, err := readChunkAt(l.path, l.off, l.n)
+		data, err := readChunkAt(l.path, l.off, l.n, buf)
 		if err != nil {
 			s.log.Debug("read chunk", "chunk", c, "path", l.path, "err", err)
 			continue

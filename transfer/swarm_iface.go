@@ -62,5 +62,13 @@ type PackageStore interface {
 	HasPackage(manifest cid.Cid) bool
 }
 
+// ChunkReaderInto is an optional ChunkStore extension: ReadChunkInto is
+// ReadChunk into buf when buf is large enough, so that the swarm reuses
+// its upload buffers (no allocation and zeroing per chunk served). It
+// returns the chunk, in buf or not, and keeps no reference to buf.
+type ChunkReaderInto interface {
+	ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error)
+}
+
 // SwarmProtocol is the libp2p protocol ID of the swarm wire protocol.
 const SwarmProtocol = "/stork/swarm/1.0.0"

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/time/rate"
@@ -85,6 +86,28 @@ type upload struct {
 	i    int
 	data []byte
 	err  error
+	buf  *[]byte // from uploadBufs, returned once data is written
+}
+
+// uploadBufs recycles the buffers of a ChunkReaderInto store: chunk-sized,
+// aligned (see newPayload) so that a store may read into them directly.
+var uploadBufs sync.Pool
+
+func getUploadBuf(n int) *[]byte {
+	if p, _ := uploadBufs.Get().(*[]byte); p != nil && cap(*p) >= n {
+		return p
+	}
+	raw := make([]byte, n+alignedChunk)
+	o := (alignedChunk - int(uintptr(unsafe.Pointer(&raw[0]))&(alignedChunk-1))) & (alignedChunk - 1)
+	b := raw[o : o+n : o+n]
+	return &b
+}
+
+func (u *upload) release() {
+	if u.buf != nil {
+		uploadBufs.Put(u.buf)
+		u.buf = nil
+	}
 }
 
 // Uploads are read from the Store (disk read and re-verification) by
@@ -527,6 +550,7 @@ func (ss *session) writeLoop() {
 				if !drop {
 					err = ss.upload(bw, next)
 				}
+				next.release()
 				next = nil
 			}
 			if err != nil {
@@ -568,7 +592,12 @@ func (ss *session) readUploads() {
 		}
 		u := upload{i: i}
 		ref := ss.pkg.refs[i]
-		u.data, u.err = ss.s.cfg.Store.ReadChunk(ref.CID)
+		if ri, ok := ss.s.cfg.Store.(ChunkReaderInto); ok && ref.Length >= alignedChunkMin {
+			u.buf = getUploadBuf(int(ref.Length))
+			u.data, u.err = ri.ReadChunkInto(ref.CID, (*u.buf)[:0])
+		} else {
+			u.data, u.err = ss.s.cfg.Store.ReadChunk(ref.CID)
+		}
 		if u.err == nil && int64(len(u.data)) != ref.Length {
 			u.err = fmt.Errorf("stored chunk %s has %d bytes, want %d", ref.CID, len(u.data), ref.Length)
 		}
