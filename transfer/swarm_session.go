@@ -304,11 +304,15 @@ func (s *Swarm) register(ss *session, d *download) bool {
 	return true
 }
 
+// chunkBufs recycles received chunks' buffers when the sink keeps no
+// reference to what it is given (VerifiedChunkSink).
+var chunkBufs sync.Pool
+
 func (ss *session) readLoop(br *bufio.Reader) error {
 	limits := WireLimits{MaxChunk: max(ss.pkg.maxChunk, 1)}
 	n := len(ss.pkg.refs)
 	for {
-		m, err := ReadMessage(br, limits)
+		m, err := readMessage(br, limits, &chunkBufs)
 		if err != nil {
 			return err
 		}
@@ -469,6 +473,9 @@ func (ss *session) deliverLoop() {
 			ok := d != nil && d.chunk(ss, int(m.Index), m.Data)
 			if d != nil {
 				<-d.sem
+			}
+			if d == nil || d.sinkKeepsNothing {
+				m.release()
 			}
 			if !ok {
 				ss.mu.Lock()
