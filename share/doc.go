@@ -46,7 +46,13 @@
 // write too); then it is fsynced, made read-only and renamed into objects/ with
 // RENAME_NOREPLACE (an existing object is never replaced, only an
 // unindexed one that fails verification); then the object is indexed and
-// the presence records dropped. Commit needs every object, builds the tree
+// the presence records dropped. Concurrent PutChunks share these syncs and
+// transactions (group commit, see group.go); a file that one group
+// completes (a small file) is renamed into objects/ before that group's
+// sync and indexed in its transaction, without presence records. Chunks of
+// 64 KiB or more at aligned offsets are written and read with O_DIRECT
+// (see direct_linux.go): written once and synced at once, they gain
+// nothing from the page cache. Commit needs every object, builds the tree
 // in tmp/, syncs the file system, renames the tree into trees/ and marks
 // the package complete.
 //
