@@ -68,8 +68,9 @@ type Store struct {
 	downloads map[string]*Download    // by manifest CID string
 	partials  map[string]*partialFile // by partial id
 
-	fds *fdCache   // open partial files
-	cm  *committer // commit groups (group.go)
+	fds    *fdCache   // open partial files
+	cm     *committer // commit groups (group.go)
+	places placeCache // where ReadChunk found chunks in objects
 }
 
 // Open opens (creating if needed) the store under cfg.Dir and recovers from
