@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -30,9 +29,6 @@ const (
 	directMin   = 64 << 10
 )
 
-// directOff is set once a file system refused O_DIRECT.
-var directOff atomic.Bool
-
 // isDirectErr reports whether err says the file system does not do
 // O_DIRECT (or not with these buffers).
 func isDirectErr(err error) bool {
@@ -40,8 +36,8 @@ func isDirectErr(err error) bool {
 }
 
 // directOK reports whether n bytes at each of offs can go direct.
-func directOK(n int, offs ...int64) bool {
-	if directOff.Load() || n < directMin || n%directAlign != 0 {
+func (s *Store) directOK(n int, offs ...int64) bool {
+	if s.noDirect.Load() || n < directMin || n%directAlign != 0 {
 		return false
 	}
 	for _, o := range offs {
@@ -116,13 +112,13 @@ func writeDirect(df *os.File, data []byte, offs []int64) error {
 // serving a chunk does not fill the cache either.
 // The chunk goes into into when it is large enough (and, for O_DIRECT,
 // aligned), else into a new buffer.
-func readChunkAt(p string, off, n int64, into []byte) ([]byte, error) {
+func (s *Store) readChunkAt(p string, off, n int64, into []byte) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if !directOK(int(n), off) {
+	if !s.directOK(int(n), off) {
 		buf := into[:0]
 		if int64(cap(buf)) < n {
 			buf = make([]byte, n)
@@ -157,7 +153,7 @@ func readChunkAt(p string, off, n int64, into []byte) ([]byte, error) {
 		}
 	}
 	if isDirectErr(err) {
-		directOff.Store(true)
+		s.noDirect.Store(true)
 	}
 	if _, err := f.ReadAt(buf, off); err != nil {
 		return nil, err

@@ -561,7 +561,7 @@ func (s *Store) writeChunk(pf *partialFile, c cid.Cid, data []byte) error {
 		offs[k] = int64(j) * pf.chunkSize
 	}
 	var df *os.File
-	if directOK(len(data), offs...) {
+	if s.directOK(len(data), offs...) {
 		df = s.fds.getDirect(pf)
 	}
 	pf.wmu.Lock()
@@ -571,7 +571,7 @@ func (s *Store) writeChunk(pf *partialFile, c cid.Cid, data []byte) error {
 	err = nil
 	if df != nil {
 		if err = writeDirect(df, data, offs); isDirectErr(err) {
-			directOff.Store(true)
+			s.noDirect.Store(true)
 			err = nil
 			df = nil
 		}

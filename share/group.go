@@ -562,10 +562,10 @@ func (c *fdCache) getDirect(pf *partialFile) *os.File {
 		return nil
 	}
 	e := el.Value.(*fdEntry)
-	if e.direct == nil && !directOff.Load() {
+	if e.direct == nil && !c.s.noDirect.Load() {
 		df, err := openDirect(c.s.partialPath(pf.id), e.f)
 		if isDirectErr(err) {
-			directOff.Store(true)
+			c.s.noDirect.Store(true)
 		}
 		e.direct = df
 	}

@@ -451,7 +451,7 @@ func (s *Store) ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error) {
 	}
 	if l, ok := s.places.get(c); ok {
 		// Whatever hashes to c is c: a stale place fails the check below.
-		if data, err := readChunkAt(l.path, l.off, l.n, buf); err == nil && metadata.VerifyCID(c, data) == nil {
+		if data, err := s.readChunkAt(l.path, l.off, l.n, buf); err == nil && metadata.VerifyCID(c, data) == nil {
 			return data, nil
 		}
 		s.places.drop(c)
@@ -493,7 +493,7 @@ func (s *Store) ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	for _, l := range locs {
-		data, err := readChunkAt(l.path, l.off, l.n, buf)
+		data, err := s.readChunkAt(l.path, l.off, l.n, buf)
 		if err != nil {
 			s.log.Debug("read chunk", "chunk", c, "path", l.path, "err", err)
 			continue

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
@@ -71,6 +72,9 @@ type Store struct {
 	fds    *fdCache   // open partial files
 	cm     *committer // commit groups (group.go)
 	places placeCache // where ReadChunk found chunks in objects
+	// noDirect is set once the file system refused O_DIRECT
+	// (direct_linux.go).
+	noDirect atomic.Bool
 }
 
 // Open opens (creating if needed) the store under cfg.Dir and recovers from
