@@ -15,7 +15,11 @@ import (
 // chunks only, of packages whose manifests the store knows.
 type swarmStore struct{ s *share.Store }
 
-var _ transfer.ChunkStore = swarmStore{}
+var (
+	_ transfer.ChunkStore      = swarmStore{}
+	_ transfer.PackageStore    = swarmStore{}
+	_ transfer.ChunkReaderInto = swarmStore{}
+)
 
 func (a swarmStore) Manifest(c cid.Cid) (*metadata.Manifest, error) {
 	m, _, err := a.s.Manifest(c)
@@ -34,3 +38,17 @@ func (a swarmStore) ReadChunk(c cid.Cid) ([]byte, error) {
 }
 
 func (a swarmStore) HasChunk(c cid.Cid) bool { return a.s.HasChunk(c) }
+
+// HasPackage: a committed package has every object, so every chunk.
+func (a swarmStore) HasPackage(c cid.Cid) bool {
+	info, err := a.s.Package(c)
+	return err == nil && info.State == share.StateComplete
+}
+
+func (a swarmStore) ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error) {
+	b, err := a.s.ReadChunkInto(c, buf)
+	if errors.Is(err, share.ErrNotFound) {
+		return nil, fmt.Errorf("chunk %s: %w", c, metadata.ErrNotFound)
+	}
+	return b, err
+}

@@ -3,11 +3,16 @@ package share
 import (
 	"errors"
 	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
+	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
+
+	"github.com/storkpm/stork/metadata"
 )
 
 // BenchmarkInstallView measures making a 5,000-file package visible to one
@@ -88,4 +93,57 @@ func BenchmarkPutSmallFiles(b *testing.B) {
 		s.Close()
 	}
 	b.ReportMetric(float64(nfiles*b.N)/b.Elapsed().Seconds(), "files/s")
+}
+
+// BenchmarkPutLargeFile: one 256 MiB file of 1 MiB chunks stored by
+// workers concurrent PutVerifiedChunk calls (as the swarm's delivery
+// workers do), synced store: the store's share of a swarm download.
+func BenchmarkPutLargeFile(b *testing.B) {
+	const size, chunk = 256 << 20, 1 << 20
+	data := randBytes(rand.New(rand.NewSource(9)), size)
+	p := makePkg(b, chunk, file("big", 0o644, data))
+	var cids []cid.Cid
+	for off := 0; off < size; off += chunk {
+		cids = append(cids, metadata.SumCID(data[off:off+chunk]))
+	}
+	for _, workers := range []int{4, 8, 16} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				s, err := Open(Config{Dir: b.TempDir(), SyncWrites: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				d, err := s.BeginPackage("big", "1", p.cid, p.bytes)
+				if err != nil {
+					b.Fatal(err)
+				}
+				work := make(chan cid.Cid)
+				errs := make(chan error, len(cids))
+				var wg sync.WaitGroup
+				for range workers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for c := range work {
+							errs <- d.PutVerifiedChunk(c, p.chunks[c])
+						}
+					}()
+				}
+				for _, c := range cids {
+					work <- c
+				}
+				close(work)
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(s.cm.chunks.Load())/float64(max(1, s.cm.groups.Load())), "chunks/group")
+				s.Close()
+			}
+			b.ReportMetric(float64(size)*float64(b.N)/1e6/b.Elapsed().Seconds(), "MB/s")
+		})
+	}
 }

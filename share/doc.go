@@ -38,12 +38,21 @@
 // creates, sized) the partial file. PutChunk checks the chunk against its
 // CID and length before anything else, then pwrites it at every offset of
 // every partial file that uses it, fdatasyncs, and only then records the
-// chunk present in badger (synced). When a file has all its chunks it is
-// read back, every chunk and the whole-file hash (metadata.FileHash) are
-// checked, and it is fsynced, made read-only and renamed into objects/ with
+// chunk present in badger (synced). When a file has all its chunks, the
+// whole-file hash (metadata.FileHash) is checked; the file is read back and
+// every chunk checked unless this process verified and wrote every chunk
+// of it and the file is unchanged since (same inode, size, change and
+// modification times as after our last write, which is checked before each
+// write too); then it is fsynced, made read-only and renamed into objects/ with
 // RENAME_NOREPLACE (an existing object is never replaced, only an
 // unindexed one that fails verification); then the object is indexed and
-// the presence records dropped. Commit needs every object, builds the tree
+// the presence records dropped. Concurrent PutChunks share these syncs and
+// transactions (group commit, see group.go); a file that one group
+// completes (a small file) is renamed into objects/ before that group's
+// sync and indexed in its transaction, without presence records. Chunks of
+// 64 KiB or more at aligned offsets are written and read with O_DIRECT
+// (see direct_linux.go): written once and synced at once, they gain
+// nothing from the page cache. Commit needs every object, builds the tree
 // in tmp/, syncs the file system, renames the tree into trees/ and marks
 // the package complete.
 //

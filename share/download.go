@@ -144,6 +144,19 @@ type partialFile struct {
 	have            int64            // bytes of the present chunks
 	inflight        map[cid.Cid]chan struct{}
 	done            bool // the object is in objects/ and recorded
+
+	// wmu serialises this process's writes to the file with the stamps
+	// taken around them (it nests inside no other lock but the fd pin).
+	wmu sync.Mutex
+	// stamp is the file as this process last left it (after its last
+	// write); untrusted: something else may have written to the file
+	// (its stamp moved between two of our writes, or after the last), or
+	// it holds chunks recorded by an earlier process. Finalize trusts a
+	// file whose every chunk this process verified in memory and wrote,
+	// and which nobody touched since, without reading it back; any other
+	// file is read back and every chunk checked.
+	stamp     fileStamp
+	untrusted bool
 }
 
 func (pf *partialFile) chunkLen(j int) int64 {
@@ -341,6 +354,8 @@ func (s *Store) openPartial(id string, e *metadata.Entry, chunkSize int64) (*par
 		pf.fresh = true
 		return pf, nil
 	}
+	// Chunks an earlier process recorded are checked again at finalize.
+	pf.untrusted = true
 	err = s.db.View(func(txn *badger.Txn) error {
 		return scanKeys(txn, prefixPresence+id+"/", func(k []byte, _ *badger.Item) error {
 			_, cs, ok := splitPresenceKey(k)
@@ -452,9 +467,11 @@ func (d *Download) PutChunk(c cid.Cid, data []byte) error {
 
 // PutVerifiedChunk is PutChunk for a caller that has already checked data
 // against c (transfer.VerifiedChunkSink): it skips hashing it again (the
-// length is still checked). Bytes that lied are still never served nor
-// placed: ReadChunk re-verifies what it reads, and a file is hashed whole
-// before it becomes an object.
+// length is still checked). The caller vouches for the bytes: a file whose
+// chunks were all verified in memory and written by this process, and
+// that nothing else touched since, becomes an object without being read
+// back (see partialFile.stamp). ReadChunk still re-verifies what it
+// serves.
 func (d *Download) PutVerifiedChunk(c cid.Cid, data []byte) error {
 	if _, ok := d.refs[c]; !ok {
 		return fmt.Errorf("package %s: chunk %s: %w", d.cid, c, ErrUnknownChunk)
@@ -539,13 +556,43 @@ func (s *Store) writeChunk(pf *partialFile, c cid.Cid, data []byte) error {
 	if err != nil {
 		return err
 	}
-	for _, j := range idx {
-		if _, err := f.WriteAt(data, int64(j)*pf.chunkSize); err != nil {
-			s.fds.put(pf)
-			return fmt.Errorf("partial file %s: write chunk %s: %w", pf.id, c, err)
-		}
-		n += int64(len(data))
+	offs := make([]int64, len(idx))
+	for k, j := range idx {
+		offs[k] = int64(j) * pf.chunkSize
 	}
+	var df *os.File
+	if s.directOK(len(data), offs...) {
+		df = s.fds.getDirect(pf)
+	}
+	pf.wmu.Lock()
+	if pf.stamp.ok && !fstamp(f).same(pf.stamp) {
+		pf.untrusted = true // written to by someone else since our last write
+	}
+	err = nil
+	if df != nil {
+		if err = writeDirect(df, data, offs); isDirectErr(err) {
+			s.noDirect.Store(true)
+			err = nil
+			df = nil
+		}
+	}
+	for _, off := range offs {
+		if df != nil || err != nil {
+			break
+		}
+		_, err = f.WriteAt(data, off)
+	}
+	if err != nil {
+		pf.wmu.Unlock()
+		s.fds.put(pf)
+		return fmt.Errorf("partial file %s: write chunk %s: %w", pf.id, c, err)
+	}
+	n = int64(len(data)) * int64(len(offs))
+	pf.stamp = fstamp(f)
+	if !pf.stamp.ok {
+		pf.untrusted = true
+	}
+	pf.wmu.Unlock()
 	s.fds.put(pf)
 	return s.cm.submit(&commitReq{pf: pf, c: c, n: n, off: int64(idx[0]) * pf.chunkSize, ln: int64(len(data))})
 }

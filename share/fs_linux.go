@@ -54,3 +54,54 @@ func syncFS(path string) error {
 	}
 	return serr
 }
+
+// fileStamp identifies a file's inode and its last change: if a write,
+// truncate or chmod by anyone touches the file, its change time moves (the
+// kernel hands out a fine-grained time to the first change after a stat
+// observed the previous one: multigrain timestamps, ext4 and others since
+// Linux 6.13; older kernels tick at least every jiffy).
+type fileStamp struct {
+	dev, ino   uint64
+	size       int64
+	ctime      unix.Timespec
+	mtime      unix.Timespec
+	ok         bool
+	statFailed bool
+}
+
+func stampOf(st *unix.Stat_t) fileStamp {
+	return fileStamp{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, ctime: st.Ctim, mtime: st.Mtim, ok: true}
+}
+
+// fstamp stamps an open file.
+func fstamp(f *os.File) fileStamp {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fileStamp{statFailed: true}
+	}
+	var st unix.Stat_t
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil || serr != nil {
+		return fileStamp{statFailed: true}
+	}
+	return stampOf(&st)
+}
+
+// lstamp stamps the file at path (not following a symlink).
+func lstamp(path string) fileStamp {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return fileStamp{statFailed: true}
+	}
+	return stampOf(&st)
+}
+
+// same reports whether two good stamps name the same inode unchanged.
+func (a fileStamp) same(b fileStamp) bool {
+	return a.ok && b.ok && a == b
+}
+
+// sameInode reports whether two good stamps name the same inode.
+func (a fileStamp) sameInode(b fileStamp) bool {
+	return a.ok && b.ok && a.dev == b.dev && a.ino == b.ino
+}

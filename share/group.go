@@ -118,23 +118,47 @@ func (cm *committer) run() {
 
 // commitGroup makes a group of written chunks durable and recorded, then
 // finalizes the files it completed, and answers every request.
+//
+// A file that this group's chunks complete (a small file: its only chunk)
+// is finalized in the same round rather than after it: it is checked (see
+// prepareObject), made read-only and renamed into objects/ before the
+// sync, so that one sync makes its data, mode and new name durable
+// together, and one transaction records the objects with the presence of
+// the group's other chunks. A crash before that transaction leaves an
+// unindexed object, which is verified before it is adopted, and no
+// presence record for a chunk whose bytes might not be durable.
 func (s *Store) commitGroup(group []*commitReq) {
 	errOf := make(map[*partialFile]error)
 	var dirty []*partialFile
 	created := false
+	inGroup := make(map[*partialFile][]cid.Cid)
 	for _, r := range group {
 		if _, ok := errOf[r.pf]; !ok {
 			errOf[r.pf] = nil
 			dirty = append(dirty, r.pf)
 		}
+		inGroup[r.pf] = append(inGroup[r.pf], r.c)
 	}
 	var fresh []*partialFile // created since the last group
+	var early []*partialFile // completed by this group
 	for _, pf := range dirty {
 		pf.mu.Lock()
 		if pf.createdUnsynced {
 			pf.createdUnsynced = false
 			created = true
 			fresh = append(fresh, pf)
+		}
+		if !pf.done && !pf.finalizing {
+			n := len(pf.present)
+			for _, c := range inGroup[pf] {
+				if !pf.present[c] {
+					n++
+				}
+			}
+			if n == len(pf.index) {
+				pf.finalizing = true
+				early = append(early, pf)
+			}
 		}
 		pf.mu.Unlock()
 	}
@@ -148,9 +172,26 @@ func (s *Store) commitGroup(group []*commitReq) {
 			}
 		}
 	}()
-	// Several files (small ones), or a new one: one syncfs flushes them
-	// all and partial/. A lone file (a large one): its fdatasync.
-	useFS := len(dirty) > 1 || created
+	placed := make(map[*partialFile]*objRecord)
+	var dropKeys [][]byte
+	var unplaced []*partialFile // early files not placed: finalizing is cleared below
+	for _, pf := range early {
+		rec, bad, err := s.prepareObject(pf)
+		switch {
+		case err != nil:
+			errOf[pf] = err
+			unplaced = append(unplaced, pf)
+		case len(bad) > 0:
+			dropKeys = append(dropKeys, bad...)
+			unplaced = append(unplaced, pf)
+		default:
+			placed[pf] = &rec
+		}
+	}
+	// Several files (small ones), a new one or a placed object: one
+	// syncfs flushes them all, partial/ and objects/. A lone file (a
+	// large one): its fdatasync.
+	useFS := len(dirty) > 1 || created || len(placed) > 0
 	if s.sync && useFS {
 		if err := syncFS(s.dir); err != nil {
 			for _, pf := range dirty {
@@ -181,12 +222,18 @@ func (s *Store) commitGroup(group []*commitReq) {
 		if dirErr != nil && errOf[r.pf] == nil {
 			errOf[r.pf] = fmt.Errorf("partial file %s: %w", r.pf.id, dirErr)
 		}
-		if errOf[r.pf] == nil {
+		if errOf[r.pf] == nil && placed[r.pf] == nil {
 			ok = append(ok, r)
 		}
 	}
-	if len(ok) > 0 {
-		err := s.update(func(txn *badger.Txn) error {
+	var objs []*partialFile
+	for _, pf := range early {
+		if placed[pf] != nil && errOf[pf] == nil {
+			objs = append(objs, pf)
+		}
+	}
+	if len(ok) > 0 || len(objs) > 0 {
+		record := func(txn *badger.Txn, objs []*partialFile, ok []*commitReq) error {
 			for _, r := range ok {
 				cs := r.c.String()
 				if err := txn.Set(presenceKey(r.pf.id, cs), []byte{}); err != nil {
@@ -196,15 +243,70 @@ func (s *Store) commitGroup(group []*commitReq) {
 					return err
 				}
 			}
+			for _, pf := range objs {
+				if err := setObjectRecord(txn, pf, placed[pf]); err != nil {
+					return err
+				}
+			}
 			return nil
-		})
+		}
+		err := s.update(func(txn *badger.Txn) error { return record(txn, objs, ok) })
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			// One transaction for the chunks, one per object.
+			if err = s.update(func(txn *badger.Txn) error { return record(txn, nil, ok) }); err == nil {
+				for _, pf := range objs {
+					if e := s.update(func(txn *badger.Txn) error { return record(txn, []*partialFile{pf}, nil) }); errors.Is(e, badger.ErrTxnTooBig) {
+						if e = s.recordObject(placed[pf], pf.id); e == nil {
+							if e := s.deletePrefix([]byte(prefixPresence + pf.id + "/")); e != nil {
+								s.log.Warn("drop presence records", "partial", pf.id, "err", e)
+							}
+						}
+						if e != nil {
+							errOf[pf] = fmt.Errorf("object %s: record: %w", pf.hash, e)
+						}
+					} else if e != nil {
+						errOf[pf] = fmt.Errorf("object %s: record: %w", pf.hash, e)
+					}
+				}
+			}
+		}
 		if err != nil {
 			for _, r := range ok {
 				if errOf[r.pf] == nil {
 					errOf[r.pf] = fmt.Errorf("partial file %s: record chunks: %w", r.pf.id, err)
 				}
 			}
+			for _, pf := range objs {
+				if errOf[pf] == nil {
+					// Placed but unindexed: adopted on next use.
+					errOf[pf] = fmt.Errorf("object %s: record: %w", pf.hash, err)
+				}
+			}
 			ok = nil
+		}
+	}
+	if err := s.deleteKeys(dropKeys); err != nil {
+		for _, pf := range unplaced {
+			if errOf[pf] == nil {
+				errOf[pf] = err
+			}
+		}
+	}
+	for _, pf := range early {
+		done := placed[pf] != nil && errOf[pf] == nil
+		pf.mu.Lock()
+		pf.finalizing = false
+		if done {
+			pf.done = true
+		}
+		pf.mu.Unlock()
+		if done {
+			s.mu.Lock()
+			if s.partials != nil && s.partials[pf.id] == pf {
+				delete(s.partials, pf.id)
+			}
+			s.mu.Unlock()
+			s.log.Debug("object stored", "object", s.ObjectPath(pf.hash, pf.perm), "bytes", pf.size)
 		}
 	}
 	var complete []*partialFile
@@ -233,10 +335,35 @@ func (s *Store) commitGroup(group []*commitReq) {
 	}
 }
 
+// setObjectRecord indexes a placed object and where its chunks are, and
+// drops the presence records of its partial file.
+func setObjectRecord(txn *badger.Txn, pf *partialFile, rec *objRecord) error {
+	name := objectName(rec.Hash, os.FileMode(rec.Perm))
+	if err := setJSON(txn, []byte(prefixObject+name), rec); err != nil {
+		return err
+	}
+	seen := make(map[cid.Cid]bool)
+	for j, c := range pf.chunks {
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		cs := c.String()
+		if err := txn.Set(chunkLocKey(cs, pf.id), encodeLoc(int64(j)*rec.ChunkSize, pf.chunkLen(j))); err != nil {
+			return err
+		}
+		if err := txn.Delete(presenceKey(pf.id, cs)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // finalizeBatch moves complete partial files into objects/; each must have
-// finalizing set (by the caller, under its mu). It re-reads each file:
-// chunks that no longer verify (the disk changed under us) lose their
-// presence record and will be fetched again; the whole file must then hash
+// finalizing set (by the caller, under its mu). It re-reads each file that
+// is not trusted (see partialFile.stamp): chunks that no longer verify
+// (the disk changed under us) lose their presence record and will be
+// fetched again; the whole file must then hash
 // (metadata.FileHash) to its name. Every verified file is made read-only
 // and renamed into objects/; one syncfs makes all of it durable (the data
 // was synced by its commit groups), and then one transaction
@@ -278,23 +405,8 @@ func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
 	if len(ok) > 0 {
 		err := s.update(func(txn *badger.Txn) error {
 			for _, p := range ok {
-				name := objectName(p.rec.Hash, os.FileMode(p.rec.Perm))
-				if err := setJSON(txn, []byte(prefixObject+name), &p.rec); err != nil {
+				if err := setObjectRecord(txn, p.pf, &p.rec); err != nil {
 					return err
-				}
-				seen := make(map[cid.Cid]bool)
-				for j, c := range p.pf.chunks {
-					if seen[c] {
-						continue
-					}
-					seen[c] = true
-					cs := c.String()
-					if err := txn.Set(chunkLocKey(cs, p.pf.id), encodeLoc(int64(j)*p.rec.ChunkSize, p.pf.chunkLen(j))); err != nil {
-						return err
-					}
-					if err := txn.Delete(presenceKey(p.pf.id, cs)); err != nil {
-						return err
-					}
 				}
 			}
 			return nil
@@ -359,7 +471,20 @@ func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
 	if err != nil {
 		return rec, nil, fmt.Errorf("partial file %s: %w", pf.id, err)
 	}
-	digests, bad, err := checkContent(f, pf.size, pf.chunkSize, pf.digests)
+	// Every chunk of a trusted file was verified in memory before this
+	// process wrote it, and the file is the inode at its path, unchanged
+	// since our last write: its content is known without a second read.
+	pf.wmu.Lock()
+	trusted := len(pf.chunks) > 0 && !pf.untrusted && fstamp(f).same(pf.stamp) &&
+		lstamp(s.partialPath(pf.id)).sameInode(pf.stamp)
+	pf.wmu.Unlock()
+	var digests [][]byte
+	var bad []int
+	if trusted {
+		digests = pf.digests
+	} else {
+		digests, bad, err = checkContent(f, pf.size, pf.chunkSize, pf.digests)
+	}
 	if err == nil && len(bad) == 0 {
 		err = f.Chmod(pf.perm)
 	}
@@ -369,6 +494,9 @@ func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
 	}
 	if len(bad) > 0 {
 		var keys [][]byte
+		pf.wmu.Lock()
+		pf.untrusted = true // the next finalize reads it all back again
+		pf.wmu.Unlock()
 		pf.mu.Lock()
 		for _, j := range bad {
 			c := pf.chunks[j]
@@ -411,9 +539,37 @@ type fdCache struct {
 }
 
 type fdEntry struct {
-	pf   *partialFile
-	f    *os.File
-	pins int
+	pf     *partialFile
+	f      *os.File
+	direct *os.File // O_DIRECT writes (direct_linux.go), opened at the first
+	pins   int
+}
+
+func (e *fdEntry) close() error {
+	if e.direct != nil {
+		e.direct.Close()
+	}
+	return e.f.Close()
+}
+
+// getDirect returns pf's O_DIRECT descriptor, opening it if needed; pf
+// must be pinned (get). Nil if the file system refuses O_DIRECT.
+func (c *fdCache) getDirect(pf *partialFile) *os.File {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el := c.byPF[pf]
+	if el == nil {
+		return nil
+	}
+	e := el.Value.(*fdEntry)
+	if e.direct == nil && !c.s.noDirect.Load() {
+		df, err := openDirect(c.s.partialPath(pf.id), e.f)
+		if isDirectErr(err) {
+			c.s.noDirect.Store(true)
+		}
+		e.direct = df
+	}
+	return e.direct
 }
 
 func newFDCache(s *Store, max int) *fdCache {
@@ -438,7 +594,7 @@ func (c *fdCache) get(pf *partialFile) (*os.File, error) {
 	for el := c.lru.Back(); el != nil && c.lru.Len() > c.max; {
 		prev := el.Prev()
 		if e := el.Value.(*fdEntry); e.pins == 0 {
-			e.f.Close()
+			e.close()
 			delete(c.byPF, e.pf)
 			c.lru.Remove(el)
 		}
@@ -461,7 +617,7 @@ func (c *fdCache) drop(pf *partialFile) {
 	defer c.mu.Unlock()
 	if el := c.byPF[pf]; el != nil {
 		if e := el.Value.(*fdEntry); e.pins == 0 {
-			e.f.Close()
+			e.close()
 			delete(c.byPF, pf)
 			c.lru.Remove(el)
 		}
@@ -474,7 +630,7 @@ func (c *fdCache) closeAll() error {
 	defer c.mu.Unlock()
 	var errs []error
 	for el := c.lru.Front(); el != nil; el = el.Next() {
-		errs = append(errs, el.Value.(*fdEntry).f.Close())
+		errs = append(errs, el.Value.(*fdEntry).close())
 	}
 	c.lru.Init()
 	clear(c.byPF)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
@@ -68,8 +69,12 @@ type Store struct {
 	downloads map[string]*Download    // by manifest CID string
 	partials  map[string]*partialFile // by partial id
 
-	fds *fdCache   // open partial files
-	cm  *committer // commit groups (group.go)
+	fds    *fdCache   // open partial files
+	cm     *committer // commit groups (group.go)
+	places placeCache // where ReadChunk found chunks in objects
+	// noDirect is set once the file system refused O_DIRECT
+	// (direct_linux.go).
+	noDirect atomic.Bool
 }
 
 // Open opens (creating if needed) the store under cfg.Dir and recovers from

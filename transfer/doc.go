@@ -39,7 +39,11 @@
 // Received chunks are verified and stored by a few workers per session
 // (bounded, at most twice as many per download at once), so the store's
 // latency overlaps with the network and the reader is backpressured by a
-// bounded queue.
+// bounded queue. Requested chunks are read from the Store (and re-verified)
+// by two readers per session, at most 2 MiB ahead of the writer. Large
+// chunk buffers are pooled on both sides: a received chunk's buffer is
+// reused once a VerifiedChunkSink has stored it, an upload's once it is
+// written to the stream (ChunkReaderInto).
 //
 // # Trust
 //

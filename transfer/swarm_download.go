@@ -80,6 +80,9 @@ type download struct {
 	// sem bounds the chunks being verified and stored at once, across the
 	// download's sessions (twice deliverWorkers).
 	sem chan struct{}
+	// sinkKeepsNothing: req.Sink is a VerifiedChunkSink, so a received
+	// chunk's buffer may be reused once delivered.
+	sinkKeepsNothing bool
 }
 
 // Per session, deliverWorkers(maxChunk) goroutines verify and store
@@ -101,7 +104,8 @@ func deliverWorkers(maxChunk int) int {
 
 // VerifiedChunkSink is an optional ChunkSink extension: a sink that
 // implements it is handed chunks Download already verified against their
-// CID and length, so it need not hash them again.
+// CID and length, so it need not hash them again. It keeps no reference to
+// data once PutVerifiedChunk returns (the swarm reuses the buffer).
 type VerifiedChunkSink interface {
 	PutVerifiedChunk(c cid.Cid, data []byte) error
 }
@@ -148,6 +152,7 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		lastProgress: start,
 		sem:          make(chan struct{}, 2*deliverWorkers(pkg.maxChunk)),
 	}
+	_, d.sinkKeepsNothing = req.Sink.(VerifiedChunkSink)
 	d.picker = NewPicker(PickerConfig{
 		NumChunks:      n,
 		ChunkLen:       func(i int) int64 { return pkg.refs[i].Length },

@@ -52,5 +52,23 @@ type ChunkStore interface {
 	HasChunk(c cid.Cid) bool
 }
 
+// PackageStore is an optional ChunkStore extension: a store that knows it
+// holds every chunk of a package says so in one call, where a have-map
+// would otherwise take a HasChunk per chunk (10,000 index look-ups before
+// the first message of a session about a package of 10,000 small files).
+type PackageStore interface {
+	// HasPackage reports whether HasChunk holds for every chunk of the
+	// package.
+	HasPackage(manifest cid.Cid) bool
+}
+
+// ChunkReaderInto is an optional ChunkStore extension: ReadChunkInto is
+// ReadChunk into buf when buf is large enough, so that the swarm reuses
+// its upload buffers (no allocation and zeroing per chunk served). It
+// returns the chunk, in buf or not, and keeps no reference to buf.
+type ChunkReaderInto interface {
+	ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error)
+}
+
 // SwarmProtocol is the libp2p protocol ID of the swarm wire protocol.
 const SwarmProtocol = "/stork/swarm/1.0.0"

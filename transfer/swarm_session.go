@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/time/rate"
@@ -39,12 +40,16 @@ type session struct {
 	cancel context.CancelFunc
 	wake   chan struct{}
 	chunks chan *Message // received chunks, verified and stored by the deliverLoops
+	upWake chan struct{} // uploads queued: wakes the readLoops
+	ready  chan upload   // uploads read from the Store, for the writeLoop
 
 	mu          sync.Mutex
 	closed      bool
 	closeErr    error
 	ctrl        []*Message
 	uploads     []uint32
+	reading     int             // uploads taken by a readUploads, not yet written
+	cancelled   map[uint32]bool // cancelled while being read: not to be sent
 	remoteHave  Bitfield
 	remoteCount int
 	gotHave     bool
@@ -53,7 +58,7 @@ type session struct {
 }
 
 func newSession(s *Swarm, p PeerID, st Stream, outbound bool) *session {
-	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1)}
+	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1), upWake: make(chan struct{}, 1)}
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
 	return ss
 }
@@ -73,6 +78,49 @@ func (ss *session) poke() {
 	case ss.wake <- struct{}{}:
 	default:
 	}
+}
+
+// upload is a requested chunk read from the Store (or the error that
+// stopped it).
+type upload struct {
+	i    int
+	data []byte
+	err  error
+	buf  *[]byte // from uploadBufs, returned once data is written
+}
+
+// uploadBufs recycles the buffers of a ChunkReaderInto store: chunk-sized,
+// aligned (see newPayload) so that a store may read into them directly.
+var uploadBufs sync.Pool
+
+func getUploadBuf(n int) *[]byte {
+	if p, _ := uploadBufs.Get().(*[]byte); p != nil && cap(*p) >= n {
+		return p
+	}
+	raw := make([]byte, n+alignedChunk)
+	o := (alignedChunk - int(uintptr(unsafe.Pointer(&raw[0]))&(alignedChunk-1))) & (alignedChunk - 1)
+	b := raw[o : o+n : o+n]
+	return &b
+}
+
+func (u *upload) release() {
+	if u.buf != nil {
+		uploadBufs.Put(u.buf)
+		u.buf = nil
+	}
+}
+
+// Uploads are read from the Store (disk read and re-verification) by
+// uploadReaders goroutines per session, at most uploadAhead(maxChunk)
+// chunks ahead of the writer, so that the Store's latency overlaps with
+// the stream instead of adding to every chunk.
+const (
+	uploadReaders   = 2
+	uploadAheadSize = 2 << 20
+)
+
+func uploadAhead(maxChunk int) int {
+	return min(max(uploadAheadSize/max(maxChunk, 1), 1), 64)
 }
 
 // close ends the session: gracefully (err nil) or with a reset.
@@ -137,9 +185,13 @@ func (ss *session) run(manifest cid.Cid) {
 	}
 	workers := deliverWorkers(ss.pkg.maxChunk)
 	ss.chunks = make(chan *Message, workers)
+	ss.ready = make(chan upload, uploadAhead(ss.pkg.maxChunk))
 	ok := s.goroutine(ss.writeLoop)
 	for k := 0; ok && k < workers; k++ {
 		ok = s.goroutine(ss.deliverLoop)
+	}
+	for k := 0; ok && k < uploadReaders; k++ {
+		ok = s.goroutine(ss.readUploads)
 	}
 	if !ok {
 		ss.close(ErrSwarmClosed)
@@ -188,9 +240,15 @@ func (s *Swarm) register(ss *session, d *download) bool {
 		have = d.picker.HaveMap(nil)
 	} else {
 		have = NewBitfield(n)
-		for i, r := range ss.pkg.refs {
-			if s.cfg.Store.HasChunk(r.CID) {
+		if ps, ok := s.cfg.Store.(PackageStore); ok && ps.HasPackage(ss.manifest) {
+			for i := range n {
 				have.Set(i)
+			}
+		} else {
+			for i, r := range ss.pkg.refs {
+				if s.cfg.Store.HasChunk(r.CID) {
+					have.Set(i)
+				}
 			}
 		}
 	}
@@ -246,11 +304,15 @@ func (s *Swarm) register(ss *session, d *download) bool {
 	return true
 }
 
+// chunkBufs recycles received chunks' buffers when the sink keeps no
+// reference to what it is given (VerifiedChunkSink).
+var chunkBufs sync.Pool
+
 func (ss *session) readLoop(br *bufio.Reader) error {
 	limits := WireLimits{MaxChunk: max(ss.pkg.maxChunk, 1)}
 	n := len(ss.pkg.refs)
 	for {
-		m, err := ReadMessage(br, limits)
+		m, err := readMessage(br, limits, &chunkBufs)
 		if err != nil {
 			return err
 		}
@@ -324,22 +386,38 @@ func (ss *session) handle(m *Message, n int) error {
 				continue
 			}
 			ss.uploads = append(ss.uploads, i)
+			delete(ss.cancelled, i)
 		}
 		if len(busy) > 0 {
 			ss.ctrl = append(ss.ctrl, &Message{Type: MsgReject, Reason: RejectBusy, Indices: busy})
 		}
 		ss.mu.Unlock()
 		ss.poke()
+		select {
+		case ss.upWake <- struct{}{}:
+		default:
+		}
 	case MsgCancel:
 		if err := checkIdx(m.Indices...); err != nil {
 			return err
 		}
 		ss.mu.Lock()
 		for _, c := range m.Indices {
+			queued := false
 			for k, i := range ss.uploads {
 				if i == c {
 					ss.uploads = append(ss.uploads[:k], ss.uploads[k+1:]...)
+					queued = true
 					break
+				}
+			}
+			if !queued && ss.reading > 0 {
+				// Perhaps being read: the writer drops it.
+				if ss.cancelled == nil {
+					ss.cancelled = make(map[uint32]bool)
+				}
+				if len(ss.cancelled) < maxUploadQueue {
+					ss.cancelled[c] = true
 				}
 			}
 		}
@@ -396,6 +474,9 @@ func (ss *session) deliverLoop() {
 			if d != nil {
 				<-d.sem
 			}
+			if d == nil || d.sinkKeepsNothing {
+				m.release()
+			}
 			if !ok {
 				ss.mu.Lock()
 				ss.unsolicited++
@@ -417,35 +498,40 @@ func (ss *session) setOurFull() {
 // hold the whole package and nothing is queued.
 func (ss *session) maybeIdle() {
 	ss.mu.Lock()
-	idle := ss.gotHave && ss.ourFull && ss.remoteCount == len(ss.pkg.refs) && len(ss.uploads) == 0 && !ss.closed
+	idle := ss.gotHave && ss.ourFull && ss.remoteCount == len(ss.pkg.refs) && len(ss.uploads) == 0 && ss.reading == 0 && !ss.closed
 	ss.mu.Unlock()
 	if idle {
 		ss.close(nil)
 	}
 }
 
-// writeLoop sends queued control messages first, then one queued upload
-// at a time, flushing whenever the queues run dry (a full buffer is
-// written out as it fills).
+// writeLoop sends queued control messages first, then the uploads the
+// readUploads have ready, flushing whenever there is nothing left to send
+// at once (a full buffer is written out as it fills).
 func (ss *session) writeLoop() {
 	bw := bufio.NewWriterSize(ss.st, 64<<10)
+	var next *upload
 	for {
 		select {
 		case <-ss.ctx.Done():
 			return
 		case <-ss.wake:
+		case u := <-ss.ready:
+			next = &u
 		}
 		for {
 			ss.mu.Lock()
 			ctrl := ss.ctrl
 			ss.ctrl = nil
-			up := -1
-			if len(ss.uploads) > 0 {
-				up = int(ss.uploads[0])
-				ss.uploads = ss.uploads[1:]
-			}
 			ss.mu.Unlock()
-			if len(ctrl) == 0 && up < 0 {
+			if next == nil {
+				select {
+				case u := <-ss.ready:
+					next = &u
+				default:
+				}
+			}
+			if len(ctrl) == 0 && next == nil {
 				// Flush only when the queues run dry: small chunks and
 				// control messages share frames instead of one write each.
 				if err := bw.Flush(); err != nil {
@@ -460,8 +546,19 @@ func (ss *session) writeLoop() {
 					break
 				}
 			}
-			if err == nil && up >= 0 {
-				err = ss.upload(bw, up)
+			if err == nil && next != nil {
+				ss.mu.Lock()
+				ss.reading--
+				drop := ss.cancelled[uint32(next.i)]
+				if drop {
+					delete(ss.cancelled, uint32(next.i))
+				}
+				ss.mu.Unlock()
+				if !drop {
+					err = ss.upload(bw, next)
+				}
+				next.release()
+				next = nil
 			}
 			if err != nil {
 				ss.close(fmt.Errorf("write to %s: %w", ss.peer, err))
@@ -472,14 +569,58 @@ func (ss *session) writeLoop() {
 	}
 }
 
-// upload sends chunk i from the Store, or a Reject if we do not hold it,
-// paced by the upload rate limit.
-func (ss *session) upload(bw *bufio.Writer, i int) error {
-	ref := ss.pkg.refs[i]
-	data, err := ss.s.cfg.Store.ReadChunk(ref.CID)
-	if err == nil && int64(len(data)) != ref.Length {
-		err = fmt.Errorf("stored chunk %s has %d bytes, want %d", ref.CID, len(data), ref.Length)
+// readUploads takes queued uploads and reads them from the Store, ahead
+// of the writer (ss.ready is bounded).
+func (ss *session) readUploads() {
+	for {
+		ss.mu.Lock()
+		i := -1
+		if len(ss.uploads) > 0 && !ss.closed {
+			i = int(ss.uploads[0])
+			ss.uploads = ss.uploads[1:]
+			ss.reading++
+		}
+		more := len(ss.uploads) > 0
+		ss.mu.Unlock()
+		if i < 0 {
+			select {
+			case <-ss.ctx.Done():
+				return
+			case <-ss.upWake:
+			}
+			continue
+		}
+		if more {
+			// Let the other reader start on the next one.
+			select {
+			case ss.upWake <- struct{}{}:
+			default:
+			}
+		}
+		u := upload{i: i}
+		ref := ss.pkg.refs[i]
+		if ri, ok := ss.s.cfg.Store.(ChunkReaderInto); ok && ref.Length >= alignedChunkMin {
+			u.buf = getUploadBuf(int(ref.Length))
+			u.data, u.err = ri.ReadChunkInto(ref.CID, (*u.buf)[:0])
+		} else {
+			u.data, u.err = ss.s.cfg.Store.ReadChunk(ref.CID)
+		}
+		if u.err == nil && int64(len(u.data)) != ref.Length {
+			u.err = fmt.Errorf("stored chunk %s has %d bytes, want %d", ref.CID, len(u.data), ref.Length)
+		}
+		select {
+		case ss.ready <- u:
+		case <-ss.ctx.Done():
+			return
+		}
 	}
+}
+
+// upload sends chunk u.i as read from the Store, or a Reject if we do not
+// hold it, paced by the upload rate limit.
+func (ss *session) upload(bw *bufio.Writer, u *upload) error {
+	i, data, err := u.i, u.data, u.err
+	ref := ss.pkg.refs[i]
 	if err != nil {
 		ss.s.log.Debug("cannot serve chunk", "peer", ss.peer, "chunk", ref.CID, "err", err)
 		return WriteMessage(bw, &Message{Type: MsgReject, Reason: RejectNotHave, Indices: []uint32{uint32(i)}})

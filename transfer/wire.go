@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
 
@@ -131,11 +133,28 @@ type Message struct {
 	Indices  []uint32     // Request, Cancel, Reject, Fetching
 	Reason   RejectReason // Reject
 	Data     []byte       // Chunk
+
+	buf  *[]byte // Data's buffer, from pool (readMessage)
+	pool *sync.Pool
+}
+
+// release gives a pooled Chunk's buffer back: nothing may use Data after.
+func (m *Message) release() {
+	if m.buf != nil {
+		m.pool.Put(m.buf)
+		m.buf, m.pool, m.Data = nil, nil, nil
+	}
 }
 
 // ReadMessage reads one message from r. Errors other than those of r wrap
 // ErrProtocol; io.EOF means the stream ended cleanly between messages.
 func ReadMessage(r *bufio.Reader, limits WireLimits) (*Message, error) {
+	return readMessage(r, limits, nil)
+}
+
+// readMessage is ReadMessage taking a large Chunk's buffer from pool (if
+// not nil); the Message's release gives it back.
+func readMessage(r *bufio.Reader, limits WireLimits, pool *sync.Pool) (*Message, error) {
 	limits = limits.withDefaults()
 	n, err := readUvarint(r)
 	if err != nil {
@@ -161,7 +180,7 @@ func ReadMessage(r *bufio.Reader, limits WireLimits) (*Message, error) {
 	default:
 		return nil, protoErr("unknown message type %d", tb)
 	}
-	payload := make([]byte, n-1)
+	payload, buf := newPayload(r, t, int(n-1), pool)
 	if _, err := io.ReadFull(r, payload); err != nil {
 		return nil, unexpectedEOF(err)
 	}
@@ -169,7 +188,50 @@ func ReadMessage(r *bufio.Reader, limits WireLimits) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	if buf != nil {
+		m.buf, m.pool = buf, pool
+	}
 	return m, nil
+}
+
+// Chunk data of at least alignedChunkMin bytes is placed at an
+// alignedChunk boundary in memory, so that a store writing it with direct
+// I/O needs no aligned copy.
+const (
+	alignedChunk    = 4096
+	alignedChunkMin = 64 << 10
+)
+
+// newPayload allocates a payload of n bytes for a message of type t whose
+// payload r is about to deliver; a large Chunk's data (after its index) is
+// aligned, in a buffer from pool if there is one (returned too).
+func newPayload(r *bufio.Reader, t MsgType, n int, pool *sync.Pool) ([]byte, *[]byte) {
+	if t != MsgChunk || n < alignedChunkMin {
+		return make([]byte, n), nil
+	}
+	// The index is at most 5 bytes, all of them this payload's.
+	b, _ := r.Peek(min(n, binary.MaxVarintLen32))
+	k := 0
+	for k < len(b) && b[k] >= 0x80 {
+		k++
+	}
+	k++ // the index's last byte; a malformed one fails decoding anyway
+	var bp *[]byte
+	if pool != nil {
+		if p, _ := pool.Get().(*[]byte); p != nil && cap(*p) >= n+alignedChunk {
+			bp = p
+		}
+	}
+	if bp == nil {
+		raw := make([]byte, n+alignedChunk)
+		bp = &raw
+	}
+	raw := (*bp)[:cap(*bp)]
+	o := (alignedChunk - int((uintptr(unsafe.Pointer(&raw[0]))+uintptr(k))&(alignedChunk-1))) & (alignedChunk - 1)
+	if pool == nil {
+		bp = nil
+	}
+	return raw[o : o+n : o+n], bp
 }
 
 func unexpectedEOF(err error) error {
