@@ -311,10 +311,37 @@ var chunkBufs sync.Pool
 func (ss *session) readLoop(br *bufio.Reader) error {
 	limits := WireLimits{MaxChunk: max(ss.pkg.maxChunk, 1)}
 	n := len(ss.pkg.refs)
+	var part *Message // a chunk being assembled from ChunkParts
+	filled := 0
+	defer func() {
+		if part != nil {
+			part.release()
+		}
+	}()
 	for {
 		m, err := readMessage(br, limits, &chunkBufs)
 		if err != nil {
 			return err
+		}
+		switch {
+		case m.Type == MsgChunkPart && part == nil:
+			if m.Offset != 0 {
+				return fmt.Errorf("%w: chunk %d starts with a part at %d", ErrProtocol, m.Index, m.Offset)
+			}
+			data, bp := alignedBuf(m.Total, &chunkBufs)
+			part = &Message{Type: MsgChunk, Index: m.Index, Data: data, buf: bp, pool: &chunkBufs}
+			fallthrough
+		case m.Type == MsgChunkPart:
+			if m.Index != part.Index || m.Total != len(part.Data) || m.Offset != filled {
+				return fmt.Errorf("%w: part of chunk %d (%d bytes at %d) while chunk %d has %d of %d bytes", ErrProtocol, m.Index, len(m.Data), m.Offset, part.Index, filled, len(part.Data))
+			}
+			filled += copy(part.Data[filled:], m.Data)
+			if filled < len(part.Data) {
+				continue
+			}
+			m, part, filled = part, nil, 0
+		case m.Type == MsgChunk && part != nil:
+			return fmt.Errorf("%w: chunk %d while chunk %d has %d of %d bytes", ErrProtocol, m.Index, part.Index, filled, len(part.Data))
 		}
 		if err := ss.handle(m, n); err != nil {
 			return err
@@ -625,6 +652,9 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 		ss.s.log.Debug("cannot serve chunk", "peer", ss.peer, "chunk", ref.CID, "err", err)
 		return WriteMessage(bw, &Message{Type: MsgReject, Reason: RejectNotHave, Indices: []uint32{uint32(i)}})
 	}
+	if ss.s.up != nil && len(data) > ratePiece {
+		return ss.uploadParts(bw, i, data)
+	}
 	var hdr [2*binary.MaxVarintLen64 + 1]byte
 	idx := binary.AppendUvarint(nil, uint64(i))
 	h := binary.AppendUvarint(hdr[:0], uint64(1+len(idx)+len(data)))
@@ -641,6 +671,43 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 			}
 		}
 		if _, err := bw.Write(piece); err != nil {
+			return err
+		}
+	}
+	ss.s.bytesUploaded.Add(int64(len(data)))
+	ss.s.countPeer(ss.peer, 0, int64(len(data)))
+	return nil
+}
+
+// uploadParts sends chunk i as ChunkParts of ratePiece bytes, each paced
+// by the upload rate limit, and the control messages queued meanwhile
+// between them (flushed at once), so that a Fetching or HaveUpdate does not
+// wait behind a whole paced chunk: with a capped upload shared by several
+// sessions a chunk takes seconds, and a late Fetching sends another host
+// to the origin for the same chunk.
+func (ss *session) uploadParts(bw *bufio.Writer, i int, data []byte) error {
+	for off := 0; off < len(data); off += ratePiece {
+		piece := data[off:min(off+ratePiece, len(data))]
+		if err := ss.s.up.WaitN(ss.ctx, len(piece)); err != nil {
+			return err
+		}
+		m := Message{Type: MsgChunkPart, Index: uint32(i), Total: len(data), Offset: off, Data: piece}
+		if err := WriteMessage(bw, &m); err != nil {
+			return err
+		}
+		ss.mu.Lock()
+		ctrl := ss.ctrl
+		ss.ctrl = nil
+		ss.mu.Unlock()
+		if len(ctrl) == 0 {
+			continue
+		}
+		for _, c := range ctrl {
+			if err := WriteMessage(bw, c); err != nil {
+				return err
+			}
+		}
+		if err := bw.Flush(); err != nil {
 			return err
 		}
 	}

@@ -512,6 +512,19 @@ func TestSwarmSmallFilesBatched(t *testing.T) {
 	}
 }
 
+func partMsg(i uint32, total, off, n int) []byte {
+	b, err := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgChunkPart, Index: i, Total: total, Offset: off, Data: make([]byte, n)})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func chunkMsg(i uint32, n int) []byte {
+	b, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgChunk, Index: i, Data: make([]byte, n)})
+	return b
+}
+
 func TestSwarmMalformedMessages(t *testing.T) {
 	t.Parallel()
 	p := newTestPackage(t, 7, 64<<10, 1<<20)
@@ -536,6 +549,11 @@ func TestSwarmMalformedMessages(t *testing.T) {
 		{"index out of range", append(append(slices.Clone(hello), have...), badIndex...)},
 		{"oversized chunk", append(append(slices.Clone(hello), have...), 0x80, 0x80, 0x80, 0x40, byte(transfer.MsgChunk))},
 		{"unknown type", append(append(slices.Clone(hello), have...), 0x01, 0x63)},
+		{"part not at the start", append(append(slices.Clone(hello), have...), partMsg(0, 64<<10, 4096, 4096)...)},
+		{"part of another chunk mid-chunk", append(append(append(slices.Clone(hello), have...), partMsg(0, 64<<10, 0, 4096)...), partMsg(1, 64<<10, 4096, 4096)...)},
+		{"part with a gap", append(append(append(slices.Clone(hello), have...), partMsg(0, 64<<10, 0, 4096)...), partMsg(0, 64<<10, 8192, 4096)...)},
+		{"chunk mid-chunk", append(append(append(slices.Clone(hello), have...), partMsg(0, 64<<10, 0, 4096)...), chunkMsg(1, 10)...)},
+		{"part of a chunk larger than any", append(append(slices.Clone(hello), have...), partMsg(0, 2<<20, 0, 4096)...)},
 	}
 	for _, tc := range cases {
 		st, err := attacker.OpenStream(context.Background(), server.id)
@@ -572,4 +590,40 @@ func TestSwarmMalformedMessages(t *testing.T) {
 		t.Fatalf("honest Download after the attacks: %v", err)
 	}
 	checkCopy(t, n, p)
+}
+
+// Hosts with a capped upload send large chunks as ChunkParts, with control
+// messages between the parts; the receivers assemble bit-exact chunks.
+func TestSwarmRateLimitedParts(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 11, 256<<10, 3<<20, 1<<20+5)
+	c := newCluster(t, transfertest.LinkShape{})
+	capped := func(cfg *transfer.SwarmConfig) { cfg.UploadRate = 32 << 20 }
+	seeder := c.add("seeder", nil, capped)
+	seeder.seed(p)
+	a := c.add("a", nil, capped)
+	b := c.add("b", nil, capped)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	errs := make(chan error, 2)
+	for _, n := range []*node{a, b} {
+		go func() {
+			_, err := n.download(ctx, p)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Download with capped uploads: %v", err)
+		}
+	}
+	for _, n := range []*node{a, b} {
+		checkCopy(t, n, p)
+		if st := n.swarm.Stats(); st.BytesFromPeers != p.size {
+			t.Errorf("%s: %d bytes from peers, want %d", n.id, st.BytesFromPeers, p.size)
+		}
+	}
+	if up := seeder.swarm.Stats().BytesUploaded; up < p.size {
+		t.Errorf("seeder uploaded %d bytes, want at least %d", up, p.size)
+	}
 }

@@ -56,6 +56,14 @@ const (
 	// MsgFetching{Indices}: the sender is fetching these from the origin;
 	// the receiver may wait for them rather than ask the origin too.
 	MsgFetching MsgType = 8
+	// MsgChunkPart{Index, Total, Offset, Data}: a slice of a requested
+	// chunk of Total bytes. A sender whose uploads are paced (a rate limit)
+	// sends a chunk as consecutive parts, Offset 0 first, and may put
+	// control messages between them, so that a Fetching or HaveUpdate does
+	// not wait for a whole paced chunk; no other chunk starts before the
+	// last part. The receiver assembles the parts and treats the whole as
+	// a Chunk.
+	MsgChunkPart MsgType = 9
 )
 
 func (t MsgType) String() string {
@@ -76,6 +84,8 @@ func (t MsgType) String() string {
 		return "reject"
 	case MsgFetching:
 		return "fetching"
+	case MsgChunkPart:
+		return "chunk-part"
 	}
 	return fmt.Sprintf("type-%d", byte(t))
 }
@@ -129,10 +139,12 @@ type Message struct {
 	Manifest cid.Cid      // Hello, Have
 	Count    int          // Have: number of chunks the bitfield covers
 	Have     Bitfield     // Have
-	Index    uint32       // HaveUpdate, Chunk
+	Index    uint32       // HaveUpdate, Chunk, ChunkPart
+	Total    int          // ChunkPart: the whole chunk's length
+	Offset   int          // ChunkPart: where Data starts in the chunk
 	Indices  []uint32     // Request, Cancel, Reject, Fetching
 	Reason   RejectReason // Reject
-	Data     []byte       // Chunk
+	Data     []byte       // Chunk, ChunkPart
 
 	buf  *[]byte // Data's buffer, from pool (readMessage)
 	pool *sync.Pool
@@ -176,7 +188,7 @@ func readMessage(r *bufio.Reader, limits WireLimits, pool *sync.Pool) (*Message,
 		return nil, protoErr("%s message of %d bytes, limit %d", t, n, max)
 	}
 	switch t {
-	case MsgHello, MsgHave, MsgHaveUpdate, MsgRequest, MsgChunk, MsgCancel, MsgReject, MsgFetching:
+	case MsgHello, MsgHave, MsgHaveUpdate, MsgRequest, MsgChunk, MsgCancel, MsgReject, MsgFetching, MsgChunkPart:
 	default:
 		return nil, protoErr("unknown message type %d", tb)
 	}
@@ -228,6 +240,28 @@ func newPayload(r *bufio.Reader, t MsgType, n int, pool *sync.Pool) ([]byte, *[]
 	}
 	raw := (*bp)[:cap(*bp)]
 	o := (alignedChunk - int((uintptr(unsafe.Pointer(&raw[0]))+uintptr(k))&(alignedChunk-1))) & (alignedChunk - 1)
+	if pool == nil {
+		bp = nil
+	}
+	return raw[o : o+n : o+n], bp
+}
+
+// alignedBuf returns n bytes starting at an alignedChunk boundary, in a
+// buffer from pool if it has one large enough (returned too, nil without a
+// pool), for a chunk assembled from ChunkParts.
+func alignedBuf(n int, pool *sync.Pool) ([]byte, *[]byte) {
+	var bp *[]byte
+	if pool != nil {
+		if p, _ := pool.Get().(*[]byte); p != nil && cap(*p) >= n+alignedChunk {
+			bp = p
+		}
+	}
+	if bp == nil {
+		raw := make([]byte, n+alignedChunk)
+		bp = &raw
+	}
+	raw := (*bp)[:cap(*bp)]
+	o := (alignedChunk - int(uintptr(unsafe.Pointer(&raw[0]))&(alignedChunk-1))) & (alignedChunk - 1)
 	if pool == nil {
 		bp = nil
 	}
@@ -381,6 +415,18 @@ func decodePayload(t MsgType, b []byte, limits WireLimits) (*Message, error) {
 			p.err = protoErr("chunk of %d bytes, limit %d", len(p.b), limits.MaxChunk)
 		}
 		m.Data, p.b = p.b, nil
+	case MsgChunkPart:
+		m.Index = p.u32()
+		total, off := p.uvarint(), p.uvarint()
+		switch {
+		case p.err != nil:
+		case total == 0 || total > uint64(limits.MaxChunk):
+			p.err = protoErr("chunk part of a %d-byte chunk, limit %d", total, limits.MaxChunk)
+		case len(p.b) == 0 || off >= total || uint64(len(p.b)) > total-off:
+			p.err = protoErr("chunk part of %d bytes at %d of a %d-byte chunk", len(p.b), off, total)
+		}
+		m.Total, m.Offset = int(total), int(off)
+		m.Data, p.b = p.b, nil
 	case MsgReject:
 		if len(p.b) == 0 {
 			p.err = protoErr("reject without a reason")
@@ -465,6 +511,13 @@ func appendPayloadHeader(dst []byte, m *Message) ([]byte, error) {
 		return binary.AppendUvarint(dst, uint64(m.Index)), nil
 	case MsgChunk:
 		return binary.AppendUvarint(dst, uint64(m.Index)), nil
+	case MsgChunkPart:
+		if m.Total <= 0 || m.Offset < 0 || len(m.Data) == 0 || m.Offset+len(m.Data) > m.Total {
+			return dst, fmt.Errorf("chunk part of %d bytes at %d of a %d-byte chunk", len(m.Data), m.Offset, m.Total)
+		}
+		dst = binary.AppendUvarint(dst, uint64(m.Index))
+		dst = binary.AppendUvarint(dst, uint64(m.Total))
+		return binary.AppendUvarint(dst, uint64(m.Offset)), nil
 	case MsgReject:
 		dst = append(dst, byte(m.Reason))
 		return dst, putIndices()
@@ -478,7 +531,7 @@ func appendPayloadHeader(dst []byte, m *Message) ([]byte, error) {
 // copying it. Callers buffer w and flush.
 func WriteMessage(w io.Writer, m *Message) error {
 	var buf [64]byte
-	if m.Type != MsgChunk {
+	if m.Type != MsgChunk && m.Type != MsgChunkPart {
 		b, err := AppendMessage(buf[:0], m)
 		if err != nil {
 			return err
@@ -486,13 +539,16 @@ func WriteMessage(w io.Writer, m *Message) error {
 		_, err = w.Write(b)
 		return err
 	}
-	hdr, _ := appendPayloadHeader(buf[32:32], m)
+	hdr, err := appendPayloadHeader(buf[32:32], m)
+	if err != nil {
+		return err
+	}
 	b := binary.AppendUvarint(buf[:0], uint64(1+len(hdr)+len(m.Data)))
-	b = append(b, byte(MsgChunk))
+	b = append(b, byte(m.Type))
 	b = append(b, hdr...)
 	if _, err := w.Write(b); err != nil {
 		return err
 	}
-	_, err := w.Write(m.Data)
+	_, err = w.Write(m.Data)
 	return err
 }

@@ -29,6 +29,8 @@ func wireSamples() []*Message {
 		{Type: MsgCancel, Indices: []uint32{5}},
 		{Type: MsgReject, Reason: RejectBusy, Indices: []uint32{1, 2}},
 		{Type: MsgFetching, Indices: []uint32{9, 10}},
+		{Type: MsgChunkPart, Index: 7, Total: 100, Offset: 96, Data: []byte("part")},
+		{Type: MsgChunkPart, Index: 1 << 20, Total: 4, Offset: 0, Data: []byte("part")},
 	}
 }
 
@@ -95,6 +97,11 @@ func TestWireRejects(t *testing.T) {
 		{"bad cid", msgBytes(4, byte(MsgHello), 2, 1, 2), WireLimits{}},
 		{"have count too big", msgBytes(uint64(2+len(hello)), byte(MsgHave), append(hello, 100)...), WireLimits{}},
 		{"have padding", msgBytes(uint64(3+len(hello)), byte(MsgHave), append(hello, 3, 0xff)...), WireLimits{}},
+		{"part of an empty chunk", msgBytes(5, byte(MsgChunkPart), 1, 0, 0, 'x'), WireLimits{}},
+		{"part without data", msgBytes(4, byte(MsgChunkPart), 1, 8, 0), WireLimits{}},
+		{"part past the chunk's end", msgBytes(7, byte(MsgChunkPart), 1, 4, 2, 'x', 'y', 'z'), WireLimits{}},
+		{"part at the chunk's end", msgBytes(5, byte(MsgChunkPart), 1, 4, 4, 'x'), WireLimits{}},
+		{"part of a chunk over the limit", msgBytes(5, byte(MsgChunkPart), 1, 9, 0, 'x'), WireLimits{MaxChunk: 8}},
 		{"varint overflow", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, WireLimits{}},
 	}
 	for _, tc := range cases {
