@@ -29,8 +29,8 @@ const validateMaxGap = 15
 // (mean of 5 seeds). Origin copies, host offload, makespan and median
 // completion must agree within validateMaxGap percent. Origin copies are
 // the sharper figure: host offload stays near its ceiling of 1 - 1/hosts.
-// The simulator runs the scenario's model, head_of_line on: the daemon's
-// control messages wait behind the chunk in flight on their session.
+// The simulator runs the scenario's model (head_of_line off: the daemon
+// sends a capped upload's chunks as parts with control messages between).
 //
 // Real origin bytes are what the origin process wrote to its sockets during
 // the fetches (/proc/PID/io), responses cut off by a cancelling daemon

@@ -5,7 +5,7 @@
 #         loopback (one bootstrap + N-1, each with --upload-rate), every host
 #         `stork fetch`es the package at once (a flash crowd); RUNS times
 #   sim   `stork sim run` of the same scenario, strategy swarm, SEEDS seeds,
-#         as given (head_of_line on) and with free control messages
+#         as given and with free control messages
 # and the gap, (sim - real) / real, of the means, for origin copies, host
 # offload, makespan and median completion time. See docs/validation.md for
 # the mapping and the figures.
@@ -222,9 +222,9 @@ real_run() {
 for r in $(seq "$RUNS"); do real_run "$r"; done
 
 # ------------------------------------------------------------ simulator
-# The scenario as given (head_of_line on in validate.json: the daemon's
-# control messages wait behind chunks) and, beside it, the same with free
-# control messages (the model of simulations/REPORT.md), each over SEEDS
+# The scenario as given (head_of_line off in validate.json since the daemon
+# sends capped chunks as parts with control messages between them) and,
+# beside it, the same with free control messages (the model of simulations/REPORT.md), each over SEEDS
 # seeds.
 jq '.head_of_line = false' "$RUN/scenario.json" > "$RUN/scenario-free.json"
 for v in model free; do
