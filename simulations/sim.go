@@ -214,6 +214,7 @@ type sim struct {
 	sampleDt float64
 	onMany   func() // called every memSampleEveryEvts events
 	hv       []watcher
+	memb     []transfer.PeerID
 	par      *helper
 }
 
@@ -272,7 +273,9 @@ func newSim(sc Scenario, st Strategy) *sim {
 		RequestTimeout:     time.Duration(sc.Policy.RequestTimeout),
 		MaxInflightPerPeer: sc.Policy.MaxInflightPerPeer,
 		EndgameThreshold:   sc.Policy.EndgameThreshold,
+		OriginSwarmWindow:  sc.Policy.OriginSwarmWindow,
 	}
+	s.pcfg.OriginFallbackDelay = time.Duration(sc.Policy.OriginFallbackDelay)
 	s.hosts = make([]host, n)
 	s.ids = make([]transfer.PeerID, n)
 	s.presPos = make([]int32, n)
@@ -684,6 +687,13 @@ func (s *sim) discover(h int32) {
 		return
 	}
 	hs.lastFind = s.now
+	// The DHT's providers: every host present, not only the peers we
+	// connect to.
+	s.memb = s.memb[:0]
+	for _, q := range s.present {
+		s.memb = append(s.memb, s.ids[q])
+	}
+	hs.picker.SetMembers(s.ids[h], s.memb)
 	want := s.sc.Policy.MaxPeers - hs.picker.Peers()
 	if want > 0 {
 		var cand []int32

@@ -87,6 +87,17 @@ type PickerConfig struct {
 	// origin (PeerPending) keeps us off the origin for that chunk at most
 	// this long. Default RequestTimeout.
 	PendingTimeout time.Duration
+	// OriginSwarmWindow (K): with members known (SetMembers), a chunk may
+	// be asked of the origin only once it is among the first K chunks of
+	// the global order that neither we nor a known peer has, so that the
+	// whole swarm keeps about K origin requests open. Default
+	// 8*OriginParallel.
+	OriginSwarmWindow int
+	// OriginFallbackDelay: with members known, a chunk we do not own is
+	// asked of the origin only this long per rank (at most 8) after it
+	// entered the window, if nobody we know has it or fetches it by then
+	// (its owner is gone, silent, or sees other members). Default 2s.
+	OriginFallbackDelay time.Duration
 }
 
 // Request is one outstanding request, as Timeouts reports it.
@@ -189,6 +200,8 @@ type Picker struct {
 	pendHead int
 
 	cancelBuf []PeerID
+
+	mem memberState // SetMembers; see policy_members.go
 }
 
 type peerSlot struct {
@@ -270,6 +283,9 @@ func NewPicker(cfg PickerConfig) *Picker {
 	}
 	if cfg.OriginParallel <= 0 {
 		cfg.OriginParallel = DefaultOriginParallel
+	}
+	if cfg.OriginFallbackDelay <= 0 {
+		cfg.OriginFallbackDelay = DefaultOriginFallbackDelay
 	}
 	if cfg.OriginInitialWindow <= 0 {
 		cfg.OriginInitialWindow = DefaultOriginInitialWindow
@@ -421,17 +437,22 @@ func (p *Picker) makePickable(i int) {
 }
 
 func (p *Picker) maybeOrigin(i int) {
-	if p.originEligible(i) && !p.inHeap.Has(i) {
+	if !p.originEligible(i) {
+		return
+	}
+	if !p.inHeap.Has(i) {
 		p.heapPush(int32(i))
 	}
+	p.memberEligible(i)
 }
 
 // setAvail moves chunk i to availability a.
 func (p *Picker) setAvail(i int, a int32) {
 	old := p.avail[i]
-	was := p.originEligible(i)
+	was, wasSeen := p.originEligible(i), p.seen(i)
 	p.avail[i] = a
 	p.updElig(i, was)
+	p.seenChanged(i, wasSeen)
 	if p.pickable(i) {
 		p.levels[old].remove(i)
 		p.level(a).add(i)
@@ -450,9 +471,10 @@ func (p *Picker) SetHave(i int) {
 	if p.reqCount[i] == 0 {
 		p.levels[p.avail[i]].remove(i)
 	}
-	was := p.originEligible(i)
+	was, wasSeen := p.originEligible(i), p.seen(i)
 	p.have.Set(i)
 	p.updElig(i, was)
+	p.seenChanged(i, wasSeen)
 	p.remaining--
 	p.missing.remove(int32(i))
 }
@@ -760,7 +782,7 @@ func (p *Picker) askedFrom(i int, s int32) bool {
 // originWindow is how many origin requests may be open now.
 func (p *Picker) originWindow() int {
 	w := min(p.cfg.OriginParallel, p.cfg.OriginInitialWindow+p.originDone)
-	if p.numPeers > 0 {
+	if p.numPeers > 0 && !p.mem.on {
 		w = min(w, max(1, p.cfg.OriginParallel/(p.numPeers+1)))
 	}
 	return w
@@ -768,7 +790,7 @@ func (p *Picker) originWindow() int {
 
 // jitterOrigin closes the origin gate for a random while (OriginJitter).
 func (p *Picker) jitterOrigin(t int64) {
-	if p.numPeers == 0 {
+	if p.numPeers == 0 || p.mem.on {
 		return
 	}
 	j := max(float64(p.cfg.OriginJitter), p.lat) * float64(p.numPeers+1) / float64(max(p.elig, 1))
@@ -796,6 +818,9 @@ func (p *Picker) NextForOrigin(now time.Time) (int, bool) {
 			return i, true
 		}
 		p.stalled = p.stalled[1:]
+	}
+	if p.mem.on {
+		return p.nextMember(t)
 	}
 	// Hosts that pick at the same moment (before hearing each other's
 	// Fetching) collide at random, and hosts whose origin requests end
