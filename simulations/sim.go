@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -85,6 +84,7 @@ type session struct {
 	dropped bool  // dropped for strikes: never known again
 	local   bool  // same site
 	wpos    int32 // known: our place in the peer's watchers
+	ref     transfer.PeerRef
 	queue   []int32
 }
 
@@ -213,9 +213,7 @@ type sim struct {
 	maxT     float64
 	sampleDt float64
 	onMany   func() // called every memSampleEveryEvts events
-	hv       []watcher
 	memb     []transfer.PeerID
-	par      *helper
 }
 
 // Run simulates strategy st on scenario sc.
@@ -353,10 +351,6 @@ func (s *sim) lat(a, b int32) float64 {
 }
 
 func (s *sim) run() error {
-	if s.swarm && runtime.GOMAXPROCS(0) > 1 && s.n >= 1000 {
-		s.par = newHelper()
-		defer s.par.stop()
-	}
 	for !s.finished {
 		sid, ts := s.nextServer()
 		if len(s.events) == 0 && math.IsInf(ts, 1) {
@@ -661,6 +655,7 @@ func (s *sim) knowPeer(h int32, k int) {
 	se.wpos = int32(len(ps.watch))
 	ps.watch = append(ps.watch, watcher{q: h, k: int32(k), local: se.local})
 	hs.picker.PeerJoined(s.ids[se.peer], ps.have)
+	se.ref, _ = hs.picker.Ref(s.ids[se.peer])
 }
 
 // unknow takes h's session k out of its peer's watchers.
@@ -819,17 +814,17 @@ func (s *sim) fillPeer(h int32, k int) {
 		return
 	}
 	q := hs.sess[k].peer
-	pid := s.ids[q]
+	ref := hs.sess[k].ref
 	now := s.at(s.now)
 	for range s.nChunks + 1 {
-		i, ok := p.NextForPeer(pid, now)
+		i, ok := p.NextForPeerRef(ref, now)
 		if !ok {
 			return
 		}
 		if s.locality && !hs.sess[k].local && s.localHas(h, i) {
 			return // a same-site peer will serve it
 		}
-		p.Requested(i, pid, now)
+		p.RequestedRef(i, ref, now)
 		s.schedule(s.now+s.lat(h, q), evRequest, q, h, int32(i))
 	}
 }
@@ -1077,78 +1072,17 @@ func (s *sim) haveUpdate(h, class, i int32) {
 	if s.hosts[h].state == stGone {
 		return
 	}
-	pid := s.ids[h]
 	// A HaveUpdate for a chunk the watcher holds changes none of its
 	// Picker's decisions (availability only matters for missing chunks),
 	// so it is skipped: the fan-out is most of the work.
-	s.hv = s.hv[:0]
-	for _, w := range s.hosts[h].watch {
+	// Each watcher's Picker is its own, so updating and asking one watcher
+	// after another decides what updating all first would.
+	for k := 0; k < len(s.hosts[h].watch); k++ {
+		w := s.hosts[h].watch[k]
 		if w.local == (class == 0) && !s.hosts[w.q].have.Has(int(i)) {
-			s.hv = append(s.hv, w)
+			s.hosts[w.q].picker.PeerHaveRef(s.hosts[w.q].sess[w.k].ref, int(i))
+			s.fillPeer(w.q, int(w.k))
 		}
-	}
-	// PeerHave touches only the watcher's own Picker: half of them are
-	// updated by the helper goroutine, in the same order per Picker as
-	// sequentially, so the run stays deterministic.
-	if s.par != nil && len(s.hv) >= parMin {
-		half := len(s.hv) / 2
-		s.par.start(s.hosts, s.hv[:half], pid, int(i))
-		for _, w := range s.hv[half:] {
-			s.hosts[w.q].picker.PeerHave(pid, int(i))
-		}
-		s.par.wait()
-	} else {
-		for _, w := range s.hv {
-			s.hosts[w.q].picker.PeerHave(pid, int(i))
-		}
-	}
-	for _, w := range s.hv {
-		s.fillPeer(w.q, int(w.k))
-	}
-}
-
-// parMin is the fan-out from which PeerHave calls are split between two
-// goroutines.
-const parMin = 8
-
-// helper runs PeerHave on a batch of watchers in its own goroutine, owned
-// by the run that started it.
-type helper struct {
-	work chan helperJob
-	done chan struct{}
-}
-
-type helperJob struct {
-	hosts []host
-	ws    []watcher
-	pid   transfer.PeerID
-	i     int
-}
-
-func newHelper() *helper {
-	hp := &helper{work: make(chan helperJob), done: make(chan struct{})}
-	go func() {
-		for j := range hp.work {
-			for _, w := range j.ws {
-				j.hosts[w.q].picker.PeerHave(j.pid, j.i)
-			}
-			hp.done <- struct{}{}
-		}
-		close(hp.done)
-	}()
-	return hp
-}
-
-func (hp *helper) start(hosts []host, ws []watcher, pid transfer.PeerID, i int) {
-	hp.work <- helperJob{hosts, ws, pid, i}
-}
-
-func (hp *helper) wait() { <-hp.done }
-
-// stop ends the goroutine and waits for it.
-func (hp *helper) stop() {
-	close(hp.work)
-	for range hp.done {
 	}
 }
 

@@ -94,9 +94,12 @@ type PickerConfig struct {
 	// 8*OriginParallel.
 	OriginSwarmWindow int
 	// OriginFallbackDelay: with members known, a chunk we do not own is
-	// asked of the origin only this long per rank (at most 8) after it
+	// asked of the origin only some delay per rank (at most 8) after it
 	// entered the window, if nobody we know has it or fetches it by then
-	// (its owner is gone, silent, or sees other members). Default 2s.
+	// (its owner is gone, silent, or sees other members). The delay is
+	// twice the measured mean time from entering the window to being
+	// seen, at least OriginFallbackDelay (at least RequestTimeout before
+	// the first measurement). Default 2s.
 	OriginFallbackDelay time.Duration
 }
 
@@ -150,6 +153,15 @@ func (s PeerScore) Value() float64 {
 // OriginInitialWindow and grows by one per chunk the origin delivers (so
 // that hosts starting together do not flood the origin before they know
 // of each other).
+//
+// With the swarm's members known (SetMembers), the origin policy
+// partitions and paces instead: each chunk has one origin owner by
+// consistent hashing over the members (others fall back only after a
+// delay that grows with their rank), and a chunk may be asked of the
+// origin only while it is among the first OriginSwarmWindow chunks of one
+// global order that no known host has, so the swarm as a whole keeps about
+// that many origin requests open (see policy_members.go and the package
+// documentation).
 //
 // End game: once at most EndgameThreshold chunks are missing, a peer with
 // nothing new to offer may be asked for a chunk already requested
@@ -211,6 +223,7 @@ type peerSlot struct {
 	gen      uint32
 	live     bool
 	inflight int
+	npend    int32 // chunks set in pending
 	lastRecv int64
 	score    PeerScore
 }
@@ -542,13 +555,19 @@ func (p *Picker) PeerJoined(peer PeerID, have Bitfield) {
 // PeerHave records that peer has chunk i (a HaveUpdate). It also ends the
 // peer's PeerPending claim on i.
 func (p *Picker) PeerHave(peer PeerID, i int) {
-	s, ok := p.peers[peer]
-	if !ok || !p.valid(i) {
+	if s, ok := p.peers[peer]; ok {
+		p.peerHave(s, i)
+	}
+}
+
+func (p *Picker) peerHave(s int32, i int) {
+	if !p.valid(i) {
 		return
 	}
 	sl := &p.slots[s]
-	if sl.pending.Has(i) {
+	if sl.npend > 0 && sl.pending.Has(i) {
 		sl.pending.Clear(i)
+		sl.npend--
 		p.addPend(i, -1)
 	}
 	if sl.have.Has(i) {
@@ -582,6 +601,7 @@ func (p *Picker) PeerPending(peer PeerID, i int, now time.Time) {
 		return
 	}
 	sl.pending.Set(i)
+	sl.npend++
 	p.addPend(i, 1)
 	p.pendQ = append(p.pendQ, pendEntry{slot: s, gen: sl.gen, chunk: int32(i), at: p.t(now)})
 }
@@ -692,7 +712,11 @@ func (p *Picker) PipelineDepth(peer PeerID) int {
 	if !ok {
 		return 0
 	}
-	sc := p.slots[s].score
+	return p.pipelineDepth(s)
+}
+
+func (p *Picker) pipelineDepth(s int32) int {
+	sc := &p.slots[s].score
 	bdp := float64(p.cfg.InitialBDP)
 	if sc.Throughput > 0 && sc.RTT > 0 {
 		bdp = sc.Throughput * sc.RTT.Seconds()
@@ -737,11 +761,18 @@ func (p *Picker) Endgame() bool {
 // for the chunk actually asked for.
 func (p *Picker) NextForPeer(peer PeerID, now time.Time) (int, bool) {
 	s, ok := p.peers[peer]
-	if !ok || p.remaining == 0 {
+	if !ok {
+		return 0, false
+	}
+	return p.nextForPeer(s)
+}
+
+func (p *Picker) nextForPeer(s int32) (int, bool) {
+	if p.remaining == 0 {
 		return 0, false
 	}
 	sl := &p.slots[s]
-	if sl.inflight >= p.PipelineDepth(peer) {
+	if sl.inflight >= p.pipelineDepth(s) {
 		return 0, false
 	}
 	for a := 1; a < len(p.levels); a++ {
@@ -851,6 +882,7 @@ func (p *Picker) advance(t int64) {
 		sl := &p.slots[e.slot]
 		if sl.live && sl.gen == e.gen && sl.pending.Has(int(e.chunk)) {
 			sl.pending.Clear(int(e.chunk))
+			sl.npend--
 			p.addPend(int(e.chunk), -1)
 			p.maybeOrigin(int(e.chunk))
 		}
@@ -883,23 +915,31 @@ func (p *Picker) advance(t int64) {
 // Requested records a request for chunk i sent to from (OriginPeer for the
 // origin) at now.
 func (p *Picker) Requested(i int, from PeerID, now time.Time) {
+	s := int32(-1)
+	if from != OriginPeer {
+		var ok bool
+		if s, ok = p.peers[from]; !ok {
+			return
+		}
+	}
+	p.requested(i, s, now)
+}
+
+// requested is Requested for slot s (-1: the origin).
+func (p *Picker) requested(i int, s int32, now time.Time) {
 	if !p.valid(i) || p.have.Has(i) {
 		return
 	}
 	t := p.t(now)
-	s := int32(-1)
-	if from == OriginPeer {
+	if s < 0 {
 		if p.origReq.Has(i) {
 			return
 		}
 		p.origReq.Set(i)
 		p.originInflight++
 		p.jitterOrigin(t)
-	} else {
-		var ok bool
-		if s, ok = p.peers[from]; !ok || p.askedFrom(i, s) {
-			return
-		}
+	} else if p.askedFrom(i, s) {
+		return
 	}
 	if p.reqCount[i] == 0 {
 		p.levels[p.avail[i]].remove(i)
@@ -1348,3 +1388,50 @@ var (
 	errBitfieldLen = errors.New("bitfield length does not match the chunk count")
 	errBitfieldPad = errors.New("bitfield padding bits set")
 )
+
+// PeerRef is a handle on a known peer for the *Ref methods, which skip
+// looking the peer up by ID (the simulator calls them millions of times).
+// It is valid until the peer leaves; a stale or zero PeerRef is ignored.
+type PeerRef struct {
+	slot int32
+	gen  uint32
+}
+
+// Ref returns a handle on peer, false if the peer is not known.
+func (p *Picker) Ref(peer PeerID) (PeerRef, bool) {
+	s, ok := p.peers[peer]
+	if !ok {
+		return PeerRef{}, false
+	}
+	return PeerRef{s, p.slots[s].gen}, true
+}
+
+func (p *Picker) refSlot(r PeerRef) (int32, bool) {
+	if r.slot < 0 || int(r.slot) >= len(p.slots) {
+		return 0, false
+	}
+	sl := &p.slots[r.slot]
+	return r.slot, sl.live && sl.gen == r.gen
+}
+
+// PeerHaveRef is PeerHave for a handle.
+func (p *Picker) PeerHaveRef(r PeerRef, i int) {
+	if s, ok := p.refSlot(r); ok {
+		p.peerHave(s, i)
+	}
+}
+
+// NextForPeerRef is NextForPeer for a handle.
+func (p *Picker) NextForPeerRef(r PeerRef, now time.Time) (int, bool) {
+	if s, ok := p.refSlot(r); ok {
+		return p.nextForPeer(s)
+	}
+	return 0, false
+}
+
+// RequestedRef is Requested for a handle (a peer, never the origin).
+func (p *Picker) RequestedRef(i int, r PeerRef, now time.Time) {
+	if s, ok := p.refSlot(r); ok {
+		p.requested(i, s, now)
+	}
+}
