@@ -57,7 +57,8 @@
 // of PeerPending only matters for them too). The daemon calls its full
 // schedule (every peer, in RankPeers order, then the origin) after each
 // event; the simulator asks only the peer concerned, the origin, and every
-// peer on the tick, at most once a second, after a timeout, and in the end
+// peer on the tick, at most once a second, after a timeout, when a
+// first-hop deferral ended (Picker.Thawed), and in the end
 // game. RankPeers order is not used: pipelines open one at a time in a
 // discrete-event run, so the order rarely matters.
 //

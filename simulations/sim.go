@@ -1109,7 +1109,7 @@ func (s *sim) tick(h int32) {
 	}
 	p := hs.picker
 	s.tmo = p.Timeouts(s.at(s.now), s.tmo[:0])
-	full := len(s.tmo) > 0 || s.now >= hs.lastFull+1
+	full := len(s.tmo) > 0 || s.now >= hs.lastFull+1 || p.Thawed(s.at(s.now))
 	for _, r := range s.tmo {
 		q := s.peerOf(r.Peer)
 		s.schedule(s.now+s.lat(h, q), evCancel, q, h, int32(r.Chunk))

@@ -61,6 +61,18 @@
 //     the next ones; a host's own cap is OriginParallel with slow start,
 //     without jitter.
 //
+// With the members known, two rules keep the first copies of a chunk
+// moving fast. First-hop deferral: a chunk that has just reached its only
+// holder among our peers (often its owner, fresh from the origin), a
+// holder not measured fast, is asked of it at once by only about two of
+// the hosts that see it (a hash of host and chunk picks them, with
+// probability 2/peers); the others leave it until a second known peer has
+// it, or OriginFallbackDelay/4 has passed, so a slow holder does not
+// share its upload among dozens of copies of one chunk. Slow peers: a peer
+// that has been silent for 4 times the mean peer request time, or whose
+// measured throughput is 4 times below our peers' mean, is asked only for
+// chunks no other known peer has, so its upload goes to what only it holds.
+//
 // SetMembers costs O(m log m + n log m) for m members and n chunks; each
 // origin decision is O(log n).
 //

@@ -214,18 +214,22 @@ type Picker struct {
 	cancelBuf []PeerID
 
 	mem memberState // SetMembers; see policy_members.go
+
+	tpSum float64 // sum of the measured peers' throughputs
+	tpN   int     // measured peers
 }
 
 type peerSlot struct {
-	id       PeerID
-	have     Bitfield
-	pending  Bitfield
-	gen      uint32
-	live     bool
-	inflight int
-	npend    int32 // chunks set in pending
-	lastRecv int64
-	score    PeerScore
+	id        PeerID
+	have      Bitfield
+	pending   Bitfield
+	gen       uint32
+	live      bool
+	inflight  int
+	npend     int32 // chunks set in pending
+	busySince int64 // when inflight last went from 0 to 1
+	lastRecv  int64
+	score     PeerScore
 }
 
 type reqRec struct {
@@ -466,6 +470,9 @@ func (p *Picker) setAvail(i int, a int32) {
 	p.avail[i] = a
 	p.updElig(i, was)
 	p.seenChanged(i, wasSeen)
+	if a != 1 && p.mem.on {
+		p.mem.deferred.Clear(i)
+	}
 	if p.pickable(i) {
 		p.levels[old].remove(i)
 		p.level(a).add(i)
@@ -575,6 +582,9 @@ func (p *Picker) peerHave(s int32, i int) {
 	}
 	sl.have.Set(i)
 	p.setAvail(i, p.avail[i]+1)
+	if p.avail[i] == 1 {
+		p.deferFirst(i, sl)
+	}
 }
 
 // PeerLacks records that peer does not have chunk i after all (it rejected
@@ -655,6 +665,10 @@ func (p *Picker) PeerLeft(peer PeerID) {
 			p.addPend(i, -1)
 			p.maybeOrigin(i)
 		}
+	}
+	if tp := sl.score.Throughput; tp > 0 {
+		p.tpSum -= tp
+		p.tpN--
 	}
 	sl.live = false
 	sl.gen++
@@ -764,10 +778,10 @@ func (p *Picker) NextForPeer(peer PeerID, now time.Time) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	return p.nextForPeer(s)
+	return p.nextForPeer(s, p.t(now))
 }
 
-func (p *Picker) nextForPeer(s int32) (int, bool) {
+func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 	if p.remaining == 0 {
 		return 0, false
 	}
@@ -775,15 +789,23 @@ func (p *Picker) nextForPeer(s int32) (int, bool) {
 	if sl.inflight >= p.pipelineDepth(s) {
 		return 0, false
 	}
-	for a := 1; a < len(p.levels); a++ {
+	top := len(p.levels)
+	if p.slowPeer(sl, t) {
+		top = min(top, 2) // only what no other known peer has
+	}
+	for a := 1; a < top; a++ {
 		if p.levels[a].count == 0 {
 			continue
 		}
-		if i, ok := p.levels[a].pick(sl.have, p.rng); ok {
+		var skip Bitfield
+		if a == 1 && p.mem.on {
+			skip = p.mem.deferred
+		}
+		if i, ok := p.levels[a].pick(sl.have, skip, p.rng); ok {
 			return i, true
 		}
 	}
-	if !p.Endgame() {
+	if !p.Endgame() || top < len(p.levels) {
 		return 0, false
 	}
 	// End game: the least-requested missing chunk this peer has and was
@@ -871,8 +893,10 @@ func (p *Picker) NextForOrigin(now time.Time) (int, bool) {
 	return 0, false
 }
 
-// advance expires PeerPending claims and marks stalled peer requests.
+// advance expires PeerPending claims and first-hop deferrals, and marks
+// stalled peer requests.
 func (p *Picker) advance(t int64) {
+	p.expireDeferred(t)
 	for p.pendHead < len(p.pendQ) {
 		e := p.pendQ[p.pendHead]
 		if t-e.at < int64(p.cfg.PendingTimeout) {
@@ -963,6 +987,9 @@ func (p *Picker) requested(i int, s int32, now time.Time) {
 	if s >= 0 {
 		sl := &p.slots[s]
 		r.alone = sl.inflight == 0
+		if r.alone {
+			sl.busySince = t
+		}
 		sl.inflight++
 		p.stallQ.push(fifoEntry{id, r.gen, t + int64(p.cfg.StallTimeout)})
 		p.timeQ.push(fifoEntry{id, r.gen, t + int64(p.cfg.RequestTimeout)})
@@ -1041,7 +1068,12 @@ func (p *Picker) Received(i int, from PeerID, now time.Time, bytes int64) []Peer
 				start := max(r.at, sl.lastRecv)
 				if dt := t - start; dt > 0 {
 					tp := float64(bytes) / (float64(dt) / 1e9)
-					sl.score.Throughput = ewma(sl.score.Throughput, tp)
+					old := sl.score.Throughput
+					sl.score.Throughput = ewma(old, tp)
+					if old == 0 {
+						p.tpN++
+					}
+					p.tpSum += sl.score.Throughput - old
 				}
 				p.lat = ewma(p.lat, float64(t-r.at))
 				if r.alone {
@@ -1237,9 +1269,10 @@ func (l *levelSet) remove(i int) {
 	l.count--
 }
 
-// pick returns a member also in mask, chosen from a random starting word
-// and at random within the first matching word.
-func (l *levelSet) pick(mask Bitfield, rng *rand.Rand) (int, bool) {
+// pick returns a member also in mask and not in skip (nil: none), chosen
+// from a random starting word and at random within the first matching
+// word.
+func (l *levelSet) pick(mask, skip Bitfield, rng *rand.Rand) (int, bool) {
 	nw := len(l.words)
 	if nw == 0 || l.count == 0 {
 		return 0, false
@@ -1247,6 +1280,9 @@ func (l *levelSet) pick(mask Bitfield, rng *rand.Rand) (int, bool) {
 	start := rng.IntN(nw)
 	try := func(w int) (int, bool) {
 		x := l.words[w] & mask[w]
+		if skip != nil {
+			x &^= skip[w]
+		}
 		if x == 0 {
 			return 0, false
 		}
@@ -1424,7 +1460,7 @@ func (p *Picker) PeerHaveRef(r PeerRef, i int) {
 // NextForPeerRef is NextForPeer for a handle.
 func (p *Picker) NextForPeerRef(r PeerRef, now time.Time) (int, bool) {
 	if s, ok := p.refSlot(r); ok {
-		return p.nextForPeer(s)
+		return p.nextForPeer(s, p.t(now))
 	}
 	return 0, false
 }
@@ -1434,4 +1470,28 @@ func (p *Picker) RequestedRef(i int, r PeerRef, now time.Time) {
 	if s, ok := p.refSlot(r); ok {
 		p.requested(i, s, now)
 	}
+}
+
+// slowFactor: with the members known, a peer serving us more than this
+// many times slower than the mean of our measured peers is asked only for
+// chunks no other known peer has (see slowPeer).
+const slowFactor = 4
+
+// slowPeer: with the members known, a measured peer much slower than the
+// others (overloaded, or on a thin uplink). Asking it for a chunk others
+// also have wastes its upload, which the chunks only it holds need (often
+// the ones it owns at the origin), and makes us wait on it.
+//
+// A peer is slow if it has been asked and delivered nothing for
+// slowFactor times the mean time our peer requests take, or if its
+// measured throughput is slowFactor times below the mean of the others'.
+func (p *Picker) slowPeer(sl *peerSlot, t int64) bool {
+	if !p.mem.on {
+		return false
+	}
+	if sl.inflight > 0 && p.lat > 0 && float64(t-max(sl.busySince, sl.lastRecv)) > slowFactor*p.lat {
+		return true
+	}
+	return p.tpN >= 4 && sl.score.Throughput > 0 &&
+		sl.score.Throughput*slowFactor*float64(p.tpN) < p.tpSum
 }

@@ -41,6 +41,13 @@ type memberState struct {
 	due     [maxFallbackRank + 1][]int32
 	inDue   []uint8
 	seenLat float64 // EWMA of entering the window to being seen, ns
+	self    uint64  // our hash
+	// deferred: chunks one known peer has that we leave to other hosts
+	// for a while (see deferFirst); deferQ in order of expiry.
+	deferred Bitfield
+	deferQ   []pendEntry
+	deferH   int
+	thawed   bool
 }
 
 type ringPoint struct {
@@ -84,6 +91,7 @@ func (p *Picker) SetMembers(self PeerID, members []PeerID) {
 	ids = slices.Compact(ids)
 	m := len(ids)
 	ms.count = m
+	ms.self = me
 	if m < 2 {
 		ms.on = false
 		return
@@ -159,6 +167,7 @@ func (p *Picker) initOrder() {
 	ms.orank = make([]int32, n)
 	ms.entT = make([]int64, n)
 	ms.inDue = make([]uint8, n)
+	ms.deferred = NewBitfield(n)
 	keys := make([]uint64, n)
 	for i := range n {
 		ms.order[i] = int32(i)
@@ -324,4 +333,61 @@ func (p *Picker) memberEligible(i int) {
 	if ms.on && int(ms.gpos[i]) < ms.wEnd {
 		p.pushDue(i)
 	}
+}
+
+// First-hop deferral. A chunk that has just reached its first holder among
+// our peers (often its origin owner) is wanted at once by every host that
+// knows that holder, and a holder that serves them all at once delivers
+// every copy late (its upload is shared; a slow one takes seconds). So,
+// among the members, each host asks the sole holder at once only with
+// probability firstHopRequesters/peers (a hash of the host and the chunk
+// decides); the others leave the chunk alone until a second known peer has
+// it, or for deferTime at most. The few first requesters get the chunk
+// fast and pass it on.
+const firstHopRequesters = 2
+
+// deferTime bounds how long a chunk is left alone: OriginFallbackDelay/4.
+func (p *Picker) deferTime() int64 { return int64(p.cfg.OriginFallbackDelay / 4) }
+
+// deferFirst may defer chunk i, which peer sl alone has (just told us).
+// A peer measured fast is asked at once: it serves many at once quickly.
+func (p *Picker) deferFirst(i int, sl *peerSlot) {
+	ms := &p.mem
+	if !ms.on || p.have.Has(i) || p.numPeers <= firstHopRequesters {
+		return
+	}
+	if sl.score.Throughput > 0 && !p.slowPeer(sl, p.lastT) {
+		return
+	}
+	u := float64(mix64(ms.self^chunkHash(i))>>11) / (1 << 53)
+	if u*float64(p.numPeers) < firstHopRequesters {
+		return
+	}
+	ms.deferred.Set(i)
+	ms.deferQ = append(ms.deferQ, pendEntry{chunk: int32(i), at: p.lastT + p.deferTime()})
+}
+
+func (p *Picker) expireDeferred(t int64) {
+	ms := &p.mem
+	for ms.deferH < len(ms.deferQ) && ms.deferQ[ms.deferH].at <= t {
+		i := int(ms.deferQ[ms.deferH].chunk)
+		if ms.deferred.Has(i) {
+			ms.deferred.Clear(i)
+			ms.thawed = true
+		}
+		ms.deferH++
+	}
+	if ms.deferH == len(ms.deferQ) {
+		ms.deferQ, ms.deferH = ms.deferQ[:0], 0
+	}
+}
+
+// Thawed expires first-hop deferrals up to now and reports whether one
+// ended since the last call with its chunk still at one holder: the
+// caller should ask its peers again.
+func (p *Picker) Thawed(now time.Time) bool {
+	p.expireDeferred(p.t(now))
+	ok := p.mem.thawed
+	p.mem.thawed = false
+	return ok
 }

@@ -173,3 +173,37 @@ func TestPickerNoMembersUnchanged(t *testing.T) {
 		b.Received(j, OriginPeer, t0, 1)
 	}
 }
+
+func TestPickerMembersFirstHopDeferral(t *testing.T) {
+	t.Parallel()
+	const hosts, peers = 200, 10
+	ids := memberIDs(hosts)
+	holder := ids[0]
+	asked := 0
+	for h := 1; h < hosts; h++ {
+		p := newTestPicker(64, uint64(h), nil)
+		p.SetMembers(ids[h], ids)
+		p.PeerJoined(holder, nil)
+		for j := 1; j < peers; j++ {
+			p.PeerJoined(PeerID(fmt.Sprintf("other-%d", j)), nil) // holding nothing
+		}
+		p.t(t0)
+		p.PeerHave(holder, 0)
+		if i, ok := p.NextForPeer(holder, t0); ok && i == 0 {
+			asked++
+		}
+		later := t0.Add(time.Second)
+		if !p.Thawed(later) && !p.Asked(0, holder) {
+			if i, ok := p.NextForPeer(holder, t0); !ok || i != 0 {
+				t.Fatalf("host %d: chunk 0 neither offered nor thawed", h)
+			}
+		}
+		if i, ok := p.NextForPeer(holder, later); !ok || i != 0 {
+			t.Fatalf("host %d: after the deferral NextForPeer = %d, %v, want 0, true", h, i, ok)
+		}
+	}
+	// About firstHopRequesters/peers of the hosts ask the sole holder at once.
+	if want := (hosts - 1) * firstHopRequesters / peers; asked < want/3 || asked > 3*want {
+		t.Errorf("%d of %d hosts asked the first holder at once, want about %d", asked, hosts-1, want)
+	}
+}
