@@ -68,10 +68,12 @@
 // the hosts that see it (a hash of host and chunk picks them, with
 // probability 2/peers); the others leave it until a second known peer has
 // it, or OriginFallbackDelay/4 has passed, so a slow holder does not
-// share its upload among dozens of copies of one chunk. Slow peers: a peer
-// that has been silent for 4 times the mean peer request time, or whose
-// measured throughput is 4 times below our peers' mean, is asked only for
-// chunks no other known peer has, so its upload goes to what only it holds.
+// share its upload among dozens of copies of one chunk. Slow peers: while
+// a request to it is open, a peer that has been silent for 4 times the
+// mean peer request time, or whose measured throughput is 4 times below
+// our peers' mean, is asked only for chunks no other known peer has, so
+// its upload goes to what only it holds (with nothing open it may be asked
+// for anything, so it is measured again and never starves a chunk).
 //
 // SetMembers costs O(m log m + n log m) for m members and n chunks; each
 // origin decision is O(log n).

@@ -790,8 +790,10 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 		return 0, false
 	}
 	top := len(p.levels)
-	if p.slowPeer(sl, t) {
-		top = min(top, 2) // only what no other known peer has
+	if sl.inflight > 0 && p.slowPeer(sl, t) {
+		// Only what no other known peer has; one request at a time for
+		// the rest, so that it is measured again and never starves us.
+		top = min(top, 2)
 	}
 	for a := 1; a < top; a++ {
 		if p.levels[a].count == 0 {
@@ -1473,8 +1475,9 @@ func (p *Picker) RequestedRef(i int, r PeerRef, now time.Time) {
 }
 
 // slowFactor: with the members known, a peer serving us more than this
-// many times slower than the mean of our measured peers is asked only for
-// chunks no other known peer has (see slowPeer).
+// many times slower than the mean of our measured peers is asked, while a
+// request to it is open, only for chunks no other known peer has (see
+// slowPeer).
 const slowFactor = 4
 
 // slowPeer: with the members known, a measured peer much slower than the
