@@ -111,6 +111,8 @@ type host struct {
 	in       []int32 // incoming flows
 	lastFind float64
 	lastFull float64
+	membVer  uint64 // presVer when the Picker last got SetMembers
+	membSet  bool
 	rejoin   bool
 	left     bool // left for good
 
@@ -214,6 +216,7 @@ type sim struct {
 	sampleDt float64
 	onMany   func() // called every memSampleEveryEvts events
 	memb     []transfer.PeerID
+	presVer  uint64 // changes whenever present does
 }
 
 // Run simulates strategy st on scenario sc.
@@ -421,6 +424,7 @@ func (s *sim) setPresent(h int32, on bool) {
 		if s.presPos[h] >= 0 {
 			return
 		}
+		s.presVer++
 		s.presPos[h] = int32(len(s.present))
 		s.present = append(s.present, h)
 		s.sitePos[h] = int32(len(s.siteHost[site]))
@@ -430,6 +434,7 @@ func (s *sim) setPresent(h int32, on bool) {
 	if s.presPos[h] < 0 {
 		return
 	}
+	s.presVer++
 	rm := func(list []int32, pos []int32, h int32) []int32 {
 		k := pos[h]
 		last := list[len(list)-1]
@@ -476,6 +481,7 @@ func (s *sim) arrive(h int32, rejoin bool) {
 		}
 	}
 	hs.picker = p
+	hs.membSet = false // a new Picker knows no members yet
 	hs.oreq = transfer.NewBitfield(s.nChunks)
 	if p.Done() {
 		s.hostDone(h)
@@ -683,12 +689,16 @@ func (s *sim) discover(h int32) {
 	}
 	hs.lastFind = s.now
 	// The DHT's providers: every host present, not only the peers we
-	// connect to.
-	s.memb = s.memb[:0]
-	for _, q := range s.present {
-		s.memb = append(s.memb, s.ids[q])
+	// connect to (again only if the present hosts changed since: the
+	// same members give the same ranks).
+	if hs.membVer != s.presVer || !hs.membSet {
+		hs.membVer, hs.membSet = s.presVer, true
+		s.memb = s.memb[:0]
+		for _, q := range s.present {
+			s.memb = append(s.memb, s.ids[q])
+		}
+		hs.picker.SetMembers(s.ids[h], s.memb)
 	}
-	hs.picker.SetMembers(s.ids[h], s.memb)
 	want := s.sc.Policy.MaxPeers - hs.picker.Peers()
 	if want > 0 {
 		var cand []int32
