@@ -7,7 +7,7 @@ import (
 
 // BenchmarkSwarm simulates a flash crowd of the default scenario (1 GiB in
 // 1 MiB chunks) and reports the simulator's speed (events/s) and its peak
-// heap. 10,000 hosts take minutes: go test -run '^$' -bench
+// heap. 10,000 hosts take over ten minutes: go test -timeout 60m -run '^$' -bench
 // 'Swarm/hosts=10000' -benchtime 1x ./simulations/.
 func BenchmarkSwarm(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {

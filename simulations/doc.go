@@ -5,9 +5,9 @@
 //
 // simulations imports transfer (and plotting) only. It never copies the
 // policy: every simulated host owns a transfer.Picker and makes every
-// choice the daemon's download makes through it (NextForPeer, NextForOrigin,
-// Requested, Received, Timeouts, PeerJoined, PeerHave, PeerPending,
-// PeerLeft, Failed, Cancelled).
+// choice the daemon's download makes through it (SetMembers, NextForPeer,
+// NextForOrigin, Requested, Received, Timeouts, PeerJoined, PeerHave,
+// PeerPending, PeerLeft, Failed, Cancelled).
 //
 // # Scenarios and strategies
 //
@@ -32,9 +32,11 @@
 //
 // # The swarm, as simulated
 //
-// Each host joins (arrival), discovers up to Policy.MaxPeers random hosts
-// that are present (downloading or holding the package; the DHT's
-// providers), opens a session with each (both sides serve each other; a
+// Each host joins (arrival), learns the swarm's members (every host
+// present, downloading or holding the package: the DHT's providers, given
+// to its Picker with SetMembers at each discovery, so that in a flash
+// crowd every host sees the same members and the origin partition is
+// exact), discovers up to Policy.MaxPeers random hosts among them, opens a session with each (both sides serve each other; a
 // side whose Picker already knows MaxPeers peers does not add the other,
 // as the daemon does), and learns their have-maps. From then on it acts as
 // the daemon's download loop: after every chunk, HaveUpdate, new peer and
@@ -58,7 +60,8 @@
 // of PeerPending only matters for them too). The daemon calls its full
 // schedule (every peer, in RankPeers order, then the origin) after each
 // event; the simulator asks only the peer concerned, the origin, and every
-// peer on the tick, at most once a second, after a timeout, and in the end
+// peer on the tick, at most once a second, after a timeout, when a
+// first-hop deferral ended (Picker.Thawed), and in the end
 // game. RankPeers order is not used: pipelines open one at a time in a
 // discrete-event run, so the order rarely matters.
 //

@@ -14,8 +14,8 @@ import (
 
 // Targets of the simulation issue, checked in the report.
 const (
-	TargetOffload100   = 0.99  // host offload at 100 hosts, flash crowd
-	TargetOffload1000  = 0.999 // host offload at 1,000 hosts, flash crowd
+	TargetOffload100   = 0.99  // offload (of what the VMs received) at 100 hosts, flash crowd
+	TargetOffload1000  = 0.999 // offload at 1,000 hosts, flash crowd
 	TargetRatio1000    = 1.3   // makespan / fluid bound at 1,000 hosts
 	TargetWall10000    = 5 * time.Minute
 	memSampleEveryEvts = 1 << 20
@@ -119,16 +119,16 @@ func WriteReport(path, imgDir string, results []*Result, info ReportInfo) error 
 		gib(float64(sc.PackageSize)), gib(float64(sc.ChunkSize)), sc.NumChunks(), sc.VMsPerHost, sc.Sites,
 		sc.OriginUpload, distString(sc.HostUpload), distString(sc.HostDownload), sc.SiteUplink, sc.SiteDownlink,
 		time.Duration(sc.Latency.Site), time.Duration(sc.Latency.WAN), time.Duration(sc.Latency.Origin), sc.Arrival.Pattern, sc.Seed)
-	fmt.Fprintf(&b, "Definitions. *Delivered* = package size × VMs of the hosts that finished (what the VMs received; what origin-per-vm pulls). *Offload* = 1 − origin bytes ÷ delivered. *Host offload* = 1 − origin bytes ÷ (package size × hosts): the saving of sharing between hosts alone, the figure the targets are checked against. *Copies* = origin bytes ÷ package size. *Bound* = `FluidBound` = max(S/U_origin, S/D_host, N·S/(U_origin + N·mean U_host)); *ratio* = makespan (last host done) ÷ bound.\n\n")
+	fmt.Fprintf(&b, "Definitions. *Delivered* = package size × VMs of the hosts that finished (what the VMs received; what origin-per-vm pulls). *Offload* = 1 − origin bytes ÷ delivered. *Host offload* = 1 − origin bytes ÷ (package size × hosts): the saving of sharing between hosts alone, reported beside offload. The targets check *offload*, the issue's definition. *Copies* = origin bytes ÷ package size. *Bound* = `FluidBound` = max(S/U_origin, S/D_host, N·S/(U_origin + N·mean U_host)); *ratio* = makespan (last host done) ÷ bound.\n\n")
 
 	fmt.Fprintf(&b, "## Targets\n\n| target | strategy | measured | met |\n|---|---|---|---|\n")
 	for _, st := range []Strategy{Swarm, SwarmLocality} {
 		for _, r := range m[st] {
 			switch r.Hosts {
 			case 100:
-				fmt.Fprintf(&b, "| host offload ≥ %.1f%% at 100 hosts | %s | %.3f%% | %s |\n", 100*TargetOffload100, st, 100*r.HostOffload, yes(r.HostOffload >= TargetOffload100))
+				fmt.Fprintf(&b, "| offload ≥ %.1f%% at 100 hosts | %s | %.3f%% (host offload %.3f%%, %.2f copies) | %s |\n", 100*TargetOffload100, st, 100*r.Offload, 100*r.HostOffload, r.OriginBytes/r.PackageBytes, yes(r.Offload >= TargetOffload100))
 			case 1000:
-				fmt.Fprintf(&b, "| host offload ≥ %.1f%% at 1,000 hosts | %s | %.3f%% | %s |\n", 100*TargetOffload1000, st, 100*r.HostOffload, yes(r.HostOffload >= TargetOffload1000))
+				fmt.Fprintf(&b, "| offload ≥ %.1f%% at 1,000 hosts | %s | %.3f%% (host offload %.3f%%, %.2f copies) | %s |\n", 100*TargetOffload1000, st, 100*r.Offload, 100*r.HostOffload, r.OriginBytes/r.PackageBytes, yes(r.Offload >= TargetOffload1000))
 				fmt.Fprintf(&b, "| makespan ≤ %.1f × bound at 1,000 hosts | %s | %.2f × | %s |\n", TargetRatio1000, st, r.Ratio, yes(r.Ratio <= TargetRatio1000))
 			case 10000:
 				fmt.Fprintf(&b, "| simulation of 10,000 hosts in < %v | %s | %v | %s |\n", TargetWall10000, st, r.Wall.Round(time.Second), yes(r.Wall < TargetWall10000))

@@ -116,6 +116,10 @@ type Policy struct {
 	RequestTimeout     Duration `json:"request_timeout,omitempty"`
 	MaxInflightPerPeer int      `json:"max_inflight_per_peer,omitempty"`
 	EndgameThreshold   int      `json:"endgame_threshold,omitempty"`
+	// OriginSwarmWindow and OriginFallbackDelay: transfer.PickerConfig's
+	// member-aware origin policy.
+	OriginSwarmWindow   int      `json:"origin_swarm_window,omitempty"`
+	OriginFallbackDelay Duration `json:"origin_fallback_delay,omitempty"`
 	// MaxStrikes: a peer with this many consecutive timeouts or failures
 	// is dropped. Default 3.
 	MaxStrikes int `json:"max_strikes,omitempty"`

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -85,6 +84,7 @@ type session struct {
 	dropped bool  // dropped for strikes: never known again
 	local   bool  // same site
 	wpos    int32 // known: our place in the peer's watchers
+	ref     transfer.PeerRef
 	queue   []int32
 	held    []event // HeadOfLine: our messages waiting for flow to end
 }
@@ -112,6 +112,8 @@ type host struct {
 	in       []int32 // incoming flows
 	lastFind float64
 	lastFull float64
+	membVer  uint64 // presVer when the Picker last got SetMembers
+	membSet  bool
 	rejoin   bool
 	left     bool // left for good
 
@@ -214,8 +216,8 @@ type sim struct {
 	maxT     float64
 	sampleDt float64
 	onMany   func() // called every memSampleEveryEvts events
-	hv       []watcher
-	par      *helper
+	memb     []transfer.PeerID
+	presVer  uint64 // changes whenever present does
 }
 
 // Run simulates strategy st on scenario sc.
@@ -273,7 +275,9 @@ func newSim(sc Scenario, st Strategy) *sim {
 		RequestTimeout:     time.Duration(sc.Policy.RequestTimeout),
 		MaxInflightPerPeer: sc.Policy.MaxInflightPerPeer,
 		EndgameThreshold:   sc.Policy.EndgameThreshold,
+		OriginSwarmWindow:  sc.Policy.OriginSwarmWindow,
 	}
+	s.pcfg.OriginFallbackDelay = time.Duration(sc.Policy.OriginFallbackDelay)
 	s.hosts = make([]host, n)
 	s.ids = make([]transfer.PeerID, n)
 	s.presPos = make([]int32, n)
@@ -351,10 +355,6 @@ func (s *sim) lat(a, b int32) float64 {
 }
 
 func (s *sim) run() error {
-	if s.swarm && runtime.GOMAXPROCS(0) > 1 && s.n >= 1000 {
-		s.par = newHelper()
-		defer s.par.stop()
-	}
 	for !s.finished {
 		sid, ts := s.nextServer()
 		if len(s.events) == 0 && math.IsInf(ts, 1) {
@@ -427,6 +427,7 @@ func (s *sim) setPresent(h int32, on bool) {
 		if s.presPos[h] >= 0 {
 			return
 		}
+		s.presVer++
 		s.presPos[h] = int32(len(s.present))
 		s.present = append(s.present, h)
 		s.sitePos[h] = int32(len(s.siteHost[site]))
@@ -436,6 +437,7 @@ func (s *sim) setPresent(h int32, on bool) {
 	if s.presPos[h] < 0 {
 		return
 	}
+	s.presVer++
 	rm := func(list []int32, pos []int32, h int32) []int32 {
 		k := pos[h]
 		last := list[len(list)-1]
@@ -482,6 +484,7 @@ func (s *sim) arrive(h int32, rejoin bool) {
 		}
 	}
 	hs.picker = p
+	hs.membSet = false // a new Picker knows no members yet
 	hs.oreq = transfer.NewBitfield(s.nChunks)
 	if p.Done() {
 		s.hostDone(h)
@@ -662,6 +665,7 @@ func (s *sim) knowPeer(h int32, k int) {
 	se.wpos = int32(len(ps.watch))
 	ps.watch = append(ps.watch, watcher{q: h, k: int32(k), local: se.local})
 	hs.picker.PeerJoined(s.ids[se.peer], ps.have)
+	se.ref, _ = hs.picker.Ref(s.ids[se.peer])
 }
 
 // unknow takes h's session k out of its peer's watchers.
@@ -688,6 +692,17 @@ func (s *sim) discover(h int32) {
 		return
 	}
 	hs.lastFind = s.now
+	// The DHT's providers: every host present, not only the peers we
+	// connect to (again only if the present hosts changed since: the
+	// same members give the same ranks).
+	if hs.membVer != s.presVer || !hs.membSet {
+		hs.membVer, hs.membSet = s.presVer, true
+		s.memb = s.memb[:0]
+		for _, q := range s.present {
+			s.memb = append(s.memb, s.ids[q])
+		}
+		hs.picker.SetMembers(s.ids[h], s.memb)
+	}
 	want := s.sc.Policy.MaxPeers - hs.picker.Peers()
 	if want > 0 {
 		var cand []int32
@@ -813,17 +828,17 @@ func (s *sim) fillPeer(h int32, k int) {
 		return
 	}
 	q := hs.sess[k].peer
-	pid := s.ids[q]
+	ref := hs.sess[k].ref
 	now := s.at(s.now)
 	for range s.nChunks + 1 {
-		i, ok := p.NextForPeer(pid, now)
+		i, ok := p.NextForPeerRef(ref, now)
 		if !ok {
 			return
 		}
 		if s.locality && !hs.sess[k].local && s.localHas(h, i) {
 			return // a same-site peer will serve it
 		}
-		p.Requested(i, pid, now)
+		p.RequestedRef(i, ref, now)
 		s.sendOn(h, k, q, evRequest, q, h, int32(i))
 	}
 }
@@ -1075,78 +1090,17 @@ func (s *sim) haveUpdate(h, class, i int32) {
 	if s.hosts[h].state == stGone {
 		return
 	}
-	pid := s.ids[h]
 	// A HaveUpdate for a chunk the watcher holds changes none of its
 	// Picker's decisions (availability only matters for missing chunks),
 	// so it is skipped: the fan-out is most of the work.
-	s.hv = s.hv[:0]
-	for _, w := range s.hosts[h].watch {
+	// Each watcher's Picker is its own, so updating and asking one watcher
+	// after another decides what updating all first would.
+	for k := 0; k < len(s.hosts[h].watch); k++ {
+		w := s.hosts[h].watch[k]
 		if w.local == (class == 0) && !s.hosts[w.q].have.Has(int(i)) {
-			s.hv = append(s.hv, w)
+			s.hosts[w.q].picker.PeerHaveRef(s.hosts[w.q].sess[w.k].ref, int(i))
+			s.fillPeer(w.q, int(w.k))
 		}
-	}
-	// PeerHave touches only the watcher's own Picker: half of them are
-	// updated by the helper goroutine, in the same order per Picker as
-	// sequentially, so the run stays deterministic.
-	if s.par != nil && len(s.hv) >= parMin {
-		half := len(s.hv) / 2
-		s.par.start(s.hosts, s.hv[:half], pid, int(i))
-		for _, w := range s.hv[half:] {
-			s.hosts[w.q].picker.PeerHave(pid, int(i))
-		}
-		s.par.wait()
-	} else {
-		for _, w := range s.hv {
-			s.hosts[w.q].picker.PeerHave(pid, int(i))
-		}
-	}
-	for _, w := range s.hv {
-		s.fillPeer(w.q, int(w.k))
-	}
-}
-
-// parMin is the fan-out from which PeerHave calls are split between two
-// goroutines.
-const parMin = 8
-
-// helper runs PeerHave on a batch of watchers in its own goroutine, owned
-// by the run that started it.
-type helper struct {
-	work chan helperJob
-	done chan struct{}
-}
-
-type helperJob struct {
-	hosts []host
-	ws    []watcher
-	pid   transfer.PeerID
-	i     int
-}
-
-func newHelper() *helper {
-	hp := &helper{work: make(chan helperJob), done: make(chan struct{})}
-	go func() {
-		for j := range hp.work {
-			for _, w := range j.ws {
-				j.hosts[w.q].picker.PeerHave(j.pid, j.i)
-			}
-			hp.done <- struct{}{}
-		}
-		close(hp.done)
-	}()
-	return hp
-}
-
-func (hp *helper) start(hosts []host, ws []watcher, pid transfer.PeerID, i int) {
-	hp.work <- helperJob{hosts, ws, pid, i}
-}
-
-func (hp *helper) wait() { <-hp.done }
-
-// stop ends the goroutine and waits for it.
-func (hp *helper) stop() {
-	close(hp.work)
-	for range hp.done {
 	}
 }
 
@@ -1173,7 +1127,7 @@ func (s *sim) tick(h int32) {
 	}
 	p := hs.picker
 	s.tmo = p.Timeouts(s.at(s.now), s.tmo[:0])
-	full := len(s.tmo) > 0 || s.now >= hs.lastFull+1
+	full := len(s.tmo) > 0 || s.now >= hs.lastFull+1 || p.Thawed(s.at(s.now))
 	for _, r := range s.tmo {
 		q := s.peerOf(r.Peer)
 		s.sendTo(h, q, evCancel, q, h, int32(r.Chunk))

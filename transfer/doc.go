@@ -31,10 +31,52 @@
 // peers may duplicate in-flight requests and the losers are cancelled. The
 // origin is one more source, asked only for chunks that no known peer has
 // or is fetching (peers say Fetching before they go to the origin), or
-// whose peer request stalled; each host walks those in its own random
-// order, with a window of OriginParallel/(peers+1) that opens with slow
-// start and small jitter, so hosts that start together fetch different
-// chunks and the origin sends about one copy however many hosts start.
+// whose peer request stalled (those come first, always).
+//
+// Which host asks the origin for which chunk depends on what the host
+// knows of the swarm. A host that knows no other member (SetMembers was
+// never given any) walks the eligible chunks in its own random order, with
+// a window of OriginParallel/(peers+1) that opens with slow start and
+// small jitter. Once it knows the members (the Download feeds every
+// provider Discovery finds into Picker.SetMembers, not only the peers it
+// trades with), two rules make the origin send about one copy at a pace
+// that does not grow with the swarm:
+//
+//   - Partition. Members and chunks are hashed onto one ring (each member
+//     with a few virtual points when members are few); a chunk's owner is
+//     the member at or after the chunk's point, the next distinct members
+//     are ranks 1, 2, ... Every host computes the same owner when the
+//     views agree. The owner asks the origin at once; a host of rank r
+//     asks only r fallback delays after the chunk entered its window, if
+//     nobody it knows has or fetches it by then (the owner is gone, slow
+//     or sees other members). The fallback delay is twice the measured
+//     mean time from a chunk entering the window to being seen, at least
+//     OriginFallbackDelay (RequestTimeout before the first sample).
+//   - Pacing. Every host ranks the chunks in one global order (a hash of
+//     the index, independent of the ring) and lets a chunk into its origin
+//     window only when it is among the first OriginSwarmWindow (K) chunks
+//     of that order that neither it nor a known peer has. So the whole
+//     swarm keeps about K chunks open at the origin, in order, whatever
+//     the number of hosts, and spreads each chunk while the origin sends
+//     the next ones; a host's own cap is OriginParallel with slow start,
+//     without jitter.
+//
+// With the members known, two rules keep the first copies of a chunk
+// moving fast. First-hop deferral: a chunk that has just reached its only
+// holder among our peers (often its owner, fresh from the origin), a
+// holder not measured fast, is asked of it at once by only about two of
+// the hosts that see it (a hash of host and chunk picks them, with
+// probability 2/peers); the others leave it until a second known peer has
+// it, or OriginFallbackDelay/4 has passed, so a slow holder does not
+// share its upload among dozens of copies of one chunk. Slow peers: while
+// a request to it is open, a peer that has been silent for 4 times the
+// mean peer request time, or whose measured throughput is 4 times below
+// our peers' mean, is asked only for chunks no other known peer has, so
+// its upload goes to what only it holds (with nothing open it may be asked
+// for anything, so it is measured again and never starves a chunk).
+//
+// SetMembers costs O(m log m + n log m) for m members and n chunks; each
+// origin decision is O(log n).
 //
 // Received chunks are verified and stored by a few workers per session
 // (bounded, at most twice as many per download at once), so the store's

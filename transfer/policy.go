@@ -87,6 +87,20 @@ type PickerConfig struct {
 	// origin (PeerPending) keeps us off the origin for that chunk at most
 	// this long. Default RequestTimeout.
 	PendingTimeout time.Duration
+	// OriginSwarmWindow (K): with members known (SetMembers), a chunk may
+	// be asked of the origin only once it is among the first K chunks of
+	// the global order that neither we nor a known peer has, so that the
+	// whole swarm keeps about K origin requests open. Default
+	// 8*OriginParallel.
+	OriginSwarmWindow int
+	// OriginFallbackDelay: with members known, a chunk we do not own is
+	// asked of the origin only some delay per rank (at most 8) after it
+	// entered the window, if nobody we know has it or fetches it by then
+	// (its owner is gone, silent, or sees other members). The delay is
+	// twice the measured mean time from entering the window to being
+	// seen, at least OriginFallbackDelay (at least RequestTimeout before
+	// the first measurement). Default 2s.
+	OriginFallbackDelay time.Duration
 }
 
 // Request is one outstanding request, as Timeouts reports it.
@@ -140,6 +154,15 @@ func (s PeerScore) Value() float64 {
 // that hosts starting together do not flood the origin before they know
 // of each other).
 //
+// With the swarm's members known (SetMembers), the origin policy
+// partitions and paces instead: each chunk has one origin owner by
+// consistent hashing over the members (others fall back only after a
+// delay that grows with their rank), and a chunk may be asked of the
+// origin only while it is among the first OriginSwarmWindow chunks of one
+// global order that no known host has, so the swarm as a whole keeps about
+// that many origin requests open (see policy_members.go and the package
+// documentation).
+//
 // End game: once at most EndgameThreshold chunks are missing, a peer with
 // nothing new to offer may be asked for a chunk already requested
 // elsewhere (the least requested first, at most EndgameDuplicates
@@ -189,17 +212,24 @@ type Picker struct {
 	pendHead int
 
 	cancelBuf []PeerID
+
+	mem memberState // SetMembers; see policy_members.go
+
+	tpSum float64 // sum of the measured peers' throughputs
+	tpN   int     // measured peers
 }
 
 type peerSlot struct {
-	id       PeerID
-	have     Bitfield
-	pending  Bitfield
-	gen      uint32
-	live     bool
-	inflight int
-	lastRecv int64
-	score    PeerScore
+	id        PeerID
+	have      Bitfield
+	pending   Bitfield
+	gen       uint32
+	live      bool
+	inflight  int
+	npend     int32 // chunks set in pending
+	busySince int64 // when inflight last went from 0 to 1
+	lastRecv  int64
+	score     PeerScore
 }
 
 type reqRec struct {
@@ -270,6 +300,9 @@ func NewPicker(cfg PickerConfig) *Picker {
 	}
 	if cfg.OriginParallel <= 0 {
 		cfg.OriginParallel = DefaultOriginParallel
+	}
+	if cfg.OriginFallbackDelay <= 0 {
+		cfg.OriginFallbackDelay = DefaultOriginFallbackDelay
 	}
 	if cfg.OriginInitialWindow <= 0 {
 		cfg.OriginInitialWindow = DefaultOriginInitialWindow
@@ -421,17 +454,25 @@ func (p *Picker) makePickable(i int) {
 }
 
 func (p *Picker) maybeOrigin(i int) {
-	if p.originEligible(i) && !p.inHeap.Has(i) {
+	if !p.originEligible(i) {
+		return
+	}
+	if !p.inHeap.Has(i) {
 		p.heapPush(int32(i))
 	}
+	p.memberEligible(i)
 }
 
 // setAvail moves chunk i to availability a.
 func (p *Picker) setAvail(i int, a int32) {
 	old := p.avail[i]
-	was := p.originEligible(i)
+	was, wasSeen := p.originEligible(i), p.seen(i)
 	p.avail[i] = a
 	p.updElig(i, was)
+	p.seenChanged(i, wasSeen)
+	if a != 1 && p.mem.on {
+		p.mem.deferred.Clear(i)
+	}
 	if p.pickable(i) {
 		p.levels[old].remove(i)
 		p.level(a).add(i)
@@ -450,9 +491,10 @@ func (p *Picker) SetHave(i int) {
 	if p.reqCount[i] == 0 {
 		p.levels[p.avail[i]].remove(i)
 	}
-	was := p.originEligible(i)
+	was, wasSeen := p.originEligible(i), p.seen(i)
 	p.have.Set(i)
 	p.updElig(i, was)
+	p.seenChanged(i, wasSeen)
 	p.remaining--
 	p.missing.remove(int32(i))
 }
@@ -520,13 +562,19 @@ func (p *Picker) PeerJoined(peer PeerID, have Bitfield) {
 // PeerHave records that peer has chunk i (a HaveUpdate). It also ends the
 // peer's PeerPending claim on i.
 func (p *Picker) PeerHave(peer PeerID, i int) {
-	s, ok := p.peers[peer]
-	if !ok || !p.valid(i) {
+	if s, ok := p.peers[peer]; ok {
+		p.peerHave(s, i)
+	}
+}
+
+func (p *Picker) peerHave(s int32, i int) {
+	if !p.valid(i) {
 		return
 	}
 	sl := &p.slots[s]
-	if sl.pending.Has(i) {
+	if sl.npend > 0 && sl.pending.Has(i) {
 		sl.pending.Clear(i)
+		sl.npend--
 		p.addPend(i, -1)
 	}
 	if sl.have.Has(i) {
@@ -534,6 +582,9 @@ func (p *Picker) PeerHave(peer PeerID, i int) {
 	}
 	sl.have.Set(i)
 	p.setAvail(i, p.avail[i]+1)
+	if p.avail[i] == 1 {
+		p.deferFirst(i, sl)
+	}
 }
 
 // PeerLacks records that peer does not have chunk i after all (it rejected
@@ -560,6 +611,7 @@ func (p *Picker) PeerPending(peer PeerID, i int, now time.Time) {
 		return
 	}
 	sl.pending.Set(i)
+	sl.npend++
 	p.addPend(i, 1)
 	p.pendQ = append(p.pendQ, pendEntry{slot: s, gen: sl.gen, chunk: int32(i), at: p.t(now)})
 }
@@ -613,6 +665,10 @@ func (p *Picker) PeerLeft(peer PeerID) {
 			p.addPend(i, -1)
 			p.maybeOrigin(i)
 		}
+	}
+	if tp := sl.score.Throughput; tp > 0 {
+		p.tpSum -= tp
+		p.tpN--
 	}
 	sl.live = false
 	sl.gen++
@@ -670,7 +726,11 @@ func (p *Picker) PipelineDepth(peer PeerID) int {
 	if !ok {
 		return 0
 	}
-	sc := p.slots[s].score
+	return p.pipelineDepth(s)
+}
+
+func (p *Picker) pipelineDepth(s int32) int {
+	sc := &p.slots[s].score
 	bdp := float64(p.cfg.InitialBDP)
 	if sc.Throughput > 0 && sc.RTT > 0 {
 		bdp = sc.Throughput * sc.RTT.Seconds()
@@ -715,22 +775,39 @@ func (p *Picker) Endgame() bool {
 // for the chunk actually asked for.
 func (p *Picker) NextForPeer(peer PeerID, now time.Time) (int, bool) {
 	s, ok := p.peers[peer]
-	if !ok || p.remaining == 0 {
+	if !ok {
+		return 0, false
+	}
+	return p.nextForPeer(s, p.t(now))
+}
+
+func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
+	if p.remaining == 0 {
 		return 0, false
 	}
 	sl := &p.slots[s]
-	if sl.inflight >= p.PipelineDepth(peer) {
+	if sl.inflight >= p.pipelineDepth(s) {
 		return 0, false
 	}
-	for a := 1; a < len(p.levels); a++ {
+	top := len(p.levels)
+	if sl.inflight > 0 && p.slowPeer(sl, t) {
+		// Only what no other known peer has; one request at a time for
+		// the rest, so that it is measured again and never starves us.
+		top = min(top, 2)
+	}
+	for a := 1; a < top; a++ {
 		if p.levels[a].count == 0 {
 			continue
 		}
-		if i, ok := p.levels[a].pick(sl.have, p.rng); ok {
+		var skip Bitfield
+		if a == 1 && p.mem.on {
+			skip = p.mem.deferred
+		}
+		if i, ok := p.levels[a].pick(sl.have, skip, p.rng); ok {
 			return i, true
 		}
 	}
-	if !p.Endgame() {
+	if !p.Endgame() || top < len(p.levels) {
 		return 0, false
 	}
 	// End game: the least-requested missing chunk this peer has and was
@@ -760,7 +837,7 @@ func (p *Picker) askedFrom(i int, s int32) bool {
 // originWindow is how many origin requests may be open now.
 func (p *Picker) originWindow() int {
 	w := min(p.cfg.OriginParallel, p.cfg.OriginInitialWindow+p.originDone)
-	if p.numPeers > 0 {
+	if p.numPeers > 0 && !p.mem.on {
 		w = min(w, max(1, p.cfg.OriginParallel/(p.numPeers+1)))
 	}
 	return w
@@ -768,7 +845,7 @@ func (p *Picker) originWindow() int {
 
 // jitterOrigin closes the origin gate for a random while (OriginJitter).
 func (p *Picker) jitterOrigin(t int64) {
-	if p.numPeers == 0 {
+	if p.numPeers == 0 || p.mem.on {
 		return
 	}
 	j := max(float64(p.cfg.OriginJitter), p.lat) * float64(p.numPeers+1) / float64(max(p.elig, 1))
@@ -797,6 +874,9 @@ func (p *Picker) NextForOrigin(now time.Time) (int, bool) {
 		}
 		p.stalled = p.stalled[1:]
 	}
+	if p.mem.on {
+		return p.nextMember(t)
+	}
 	// Hosts that pick at the same moment (before hearing each other's
 	// Fetching) collide at random, and hosts whose origin requests end
 	// together pick together. With peers around, each start is delayed by
@@ -815,8 +895,10 @@ func (p *Picker) NextForOrigin(now time.Time) (int, bool) {
 	return 0, false
 }
 
-// advance expires PeerPending claims and marks stalled peer requests.
+// advance expires PeerPending claims and first-hop deferrals, and marks
+// stalled peer requests.
 func (p *Picker) advance(t int64) {
+	p.expireDeferred(t)
 	for p.pendHead < len(p.pendQ) {
 		e := p.pendQ[p.pendHead]
 		if t-e.at < int64(p.cfg.PendingTimeout) {
@@ -826,6 +908,7 @@ func (p *Picker) advance(t int64) {
 		sl := &p.slots[e.slot]
 		if sl.live && sl.gen == e.gen && sl.pending.Has(int(e.chunk)) {
 			sl.pending.Clear(int(e.chunk))
+			sl.npend--
 			p.addPend(int(e.chunk), -1)
 			p.maybeOrigin(int(e.chunk))
 		}
@@ -858,23 +941,31 @@ func (p *Picker) advance(t int64) {
 // Requested records a request for chunk i sent to from (OriginPeer for the
 // origin) at now.
 func (p *Picker) Requested(i int, from PeerID, now time.Time) {
+	s := int32(-1)
+	if from != OriginPeer {
+		var ok bool
+		if s, ok = p.peers[from]; !ok {
+			return
+		}
+	}
+	p.requested(i, s, now)
+}
+
+// requested is Requested for slot s (-1: the origin).
+func (p *Picker) requested(i int, s int32, now time.Time) {
 	if !p.valid(i) || p.have.Has(i) {
 		return
 	}
 	t := p.t(now)
-	s := int32(-1)
-	if from == OriginPeer {
+	if s < 0 {
 		if p.origReq.Has(i) {
 			return
 		}
 		p.origReq.Set(i)
 		p.originInflight++
 		p.jitterOrigin(t)
-	} else {
-		var ok bool
-		if s, ok = p.peers[from]; !ok || p.askedFrom(i, s) {
-			return
-		}
+	} else if p.askedFrom(i, s) {
+		return
 	}
 	if p.reqCount[i] == 0 {
 		p.levels[p.avail[i]].remove(i)
@@ -898,6 +989,9 @@ func (p *Picker) Requested(i int, from PeerID, now time.Time) {
 	if s >= 0 {
 		sl := &p.slots[s]
 		r.alone = sl.inflight == 0
+		if r.alone {
+			sl.busySince = t
+		}
 		sl.inflight++
 		p.stallQ.push(fifoEntry{id, r.gen, t + int64(p.cfg.StallTimeout)})
 		p.timeQ.push(fifoEntry{id, r.gen, t + int64(p.cfg.RequestTimeout)})
@@ -976,7 +1070,12 @@ func (p *Picker) Received(i int, from PeerID, now time.Time, bytes int64) []Peer
 				start := max(r.at, sl.lastRecv)
 				if dt := t - start; dt > 0 {
 					tp := float64(bytes) / (float64(dt) / 1e9)
-					sl.score.Throughput = ewma(sl.score.Throughput, tp)
+					old := sl.score.Throughput
+					sl.score.Throughput = ewma(old, tp)
+					if old == 0 {
+						p.tpN++
+					}
+					p.tpSum += sl.score.Throughput - old
 				}
 				p.lat = ewma(p.lat, float64(t-r.at))
 				if r.alone {
@@ -1172,9 +1271,10 @@ func (l *levelSet) remove(i int) {
 	l.count--
 }
 
-// pick returns a member also in mask, chosen from a random starting word
-// and at random within the first matching word.
-func (l *levelSet) pick(mask Bitfield, rng *rand.Rand) (int, bool) {
+// pick returns a member also in mask and not in skip (nil: none), chosen
+// from a random starting word and at random within the first matching
+// word.
+func (l *levelSet) pick(mask, skip Bitfield, rng *rand.Rand) (int, bool) {
 	nw := len(l.words)
 	if nw == 0 || l.count == 0 {
 		return 0, false
@@ -1182,6 +1282,9 @@ func (l *levelSet) pick(mask Bitfield, rng *rand.Rand) (int, bool) {
 	start := rng.IntN(nw)
 	try := func(w int) (int, bool) {
 		x := l.words[w] & mask[w]
+		if skip != nil {
+			x &^= skip[w]
+		}
 		if x == 0 {
 			return 0, false
 		}
@@ -1323,3 +1426,75 @@ var (
 	errBitfieldLen = errors.New("bitfield length does not match the chunk count")
 	errBitfieldPad = errors.New("bitfield padding bits set")
 )
+
+// PeerRef is a handle on a known peer for the *Ref methods, which skip
+// looking the peer up by ID (the simulator calls them millions of times).
+// It is valid until the peer leaves; a stale or zero PeerRef is ignored.
+type PeerRef struct {
+	slot int32
+	gen  uint32
+}
+
+// Ref returns a handle on peer, false if the peer is not known.
+func (p *Picker) Ref(peer PeerID) (PeerRef, bool) {
+	s, ok := p.peers[peer]
+	if !ok {
+		return PeerRef{}, false
+	}
+	return PeerRef{s, p.slots[s].gen}, true
+}
+
+func (p *Picker) refSlot(r PeerRef) (int32, bool) {
+	if r.slot < 0 || int(r.slot) >= len(p.slots) {
+		return 0, false
+	}
+	sl := &p.slots[r.slot]
+	return r.slot, sl.live && sl.gen == r.gen
+}
+
+// PeerHaveRef is PeerHave for a handle.
+func (p *Picker) PeerHaveRef(r PeerRef, i int) {
+	if s, ok := p.refSlot(r); ok {
+		p.peerHave(s, i)
+	}
+}
+
+// NextForPeerRef is NextForPeer for a handle.
+func (p *Picker) NextForPeerRef(r PeerRef, now time.Time) (int, bool) {
+	if s, ok := p.refSlot(r); ok {
+		return p.nextForPeer(s, p.t(now))
+	}
+	return 0, false
+}
+
+// RequestedRef is Requested for a handle (a peer, never the origin).
+func (p *Picker) RequestedRef(i int, r PeerRef, now time.Time) {
+	if s, ok := p.refSlot(r); ok {
+		p.requested(i, s, now)
+	}
+}
+
+// slowFactor: with the members known, a peer serving us more than this
+// many times slower than the mean of our measured peers is asked, while a
+// request to it is open, only for chunks no other known peer has (see
+// slowPeer).
+const slowFactor = 4
+
+// slowPeer: with the members known, a measured peer much slower than the
+// others (overloaded, or on a thin uplink). Asking it for a chunk others
+// also have wastes its upload, which the chunks only it holds need (often
+// the ones it owns at the origin), and makes us wait on it.
+//
+// A peer is slow if it has been asked and delivered nothing for
+// slowFactor times the mean time our peer requests take, or if its
+// measured throughput is slowFactor times below the mean of the others'.
+func (p *Picker) slowPeer(sl *peerSlot, t int64) bool {
+	if !p.mem.on {
+		return false
+	}
+	if sl.inflight > 0 && p.lat > 0 && float64(t-max(sl.busySince, sl.lastRecv)) > slowFactor*p.lat {
+		return true
+	}
+	return p.tpN >= 4 && sl.score.Throughput > 0 &&
+		sl.score.Throughput*slowFactor*float64(p.tpN) < p.tpSum
+}

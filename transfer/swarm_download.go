@@ -269,20 +269,38 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 // findPeers asks Discovery for providers now, again after FindInterval/8,
 // doubling the wait up to FindInterval (hosts that start together provide
 // at about the same time, so the first answers miss some), and connects to
-// those found, until the download ends.
+// those found, until the download ends. Every provider found (not only
+// those it connects to) is a swarm member for the Picker's origin policy
+// (SetMembers).
 func (d *download) findPeers() {
 	defer d.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	wait := d.s.cfg.FindInterval / 8
+	var members []PeerID
+	known := make(map[PeerID]bool)
 	for {
 		select {
 		case <-d.ctx.Done():
 			return
 		case <-t.C:
 		}
+		grew := false
 		for p := range d.s.cfg.Discovery.FindProviders(d.ctx, d.c) {
+			if !known[p] && p != d.s.cfg.Self && p != OriginPeer && p != "" {
+				known[p] = true
+				members = append(members, p)
+				grew = true
+			}
 			d.connect(p)
+		}
+		if grew {
+			d.mu.Lock()
+			if !d.finished {
+				d.picker.SetMembers(d.s.cfg.Self, members)
+				d.schedule(time.Now())
+			}
+			d.mu.Unlock()
 		}
 		t.Reset(wait)
 		wait = min(2*wait, d.s.cfg.FindInterval)
