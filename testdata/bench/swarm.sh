@@ -46,31 +46,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say() { printf '\n== %s\n' "$*"; }
 report() { printf '%s\n' "$*" | tee -a "$OUT"; }
 die() { echo "bench-swarm: $*" >&2; exit 1; }
-now() { date +%s.%N; }
-# forget PID...: drop them from PIDS (they have been waited for).
-forget() {
-	local keep=() p q drop
-	for p in "${PIDS[@]}"; do
-		drop=0
-		for q in "$@"; do [ "$p" = "$q" ] && drop=1; done
-		[ $drop = 1 ] || keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-}
-# stop PID...: SIGTERM, then SIGKILL after 10s.
-stop() {
-	local pid i
-	for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "$@"; do
-		for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	forget "$@"
-}
+# say, now, forget, stop, proc_cpu, origin_bytes, start_daemon
+. "$(dirname "$0")/../lib/loopback.sh"
 # wait_timed NAME PID...: wait for every PID (each runs under timeout(1), so
 # the wait is bounded), write each one's end time to $WORK/done-NAME-PID;
 # fails if any exits non-zero.
@@ -93,16 +72,6 @@ wait_timed() {
 }
 # sum of field F over JSON files (jq)
 jsum() { local f=$1; shift; jq -s "map(.$f) | add" "$@"; }
-# proc_cpu PID...: CPU seconds (user + system) the live processes have used.
-TCK=$(getconf CLK_TCK)
-proc_cpu() {
-	local pid t=0 v
-	for pid in "$@"; do
-		v=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || v=0
-		t=$((t + ${v:-0}))
-	done
-	awk -v t="$t" -v k="$TCK" 'BEGIN { printf "%.2f", t / k }'
-}
 # children_cpu VAR: sets VAR to the CPU seconds of every child this shell
 # has waited for (times(1) in this shell, not in a $(...) subshell).
 children_cpu() {
@@ -145,36 +114,17 @@ for _ in $(seq 100); do grep -q serving "$LOGS/serve.out" 2>/dev/null && break; 
 REPO=$(sed -n 's/.* on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$LOGS/serve.out")
 [ -n "$REPO" ] || die "origin did not start: $(cat "$LOGS/serve.out" "$LOGS/serve.log")"
 echo "origin $REPO"
-# origin_bytes FROM_LINE: chunk bytes the origin served (GET /chunks/CID,
-# status 200) in serve.log lines after FROM_LINE: each chunk file's size.
-origin_bytes() {
-	tail -n +"$(($1 + 1))" "$LOGS/serve.log" | grep 'method=GET' | grep 'status=200' |
-		sed -n 's/.*path=\/chunks\/\([A-Za-z0-9]*\).*/\1/p' |
-		(cd "$WORK/repo/chunks" && xargs -r stat -c %s) | awk '{ s += $1 } END { printf "%.0f\n", s }'
-}
 chunk_reqs() { tail -n +"$(($1 + 1))" "$LOGS/serve.log" | grep 'method=GET' | grep -c 'path=/chunks/' || true; }
 loglines() { wc -l < "$LOGS/serve.log"; }
 
 # ---------------------------------------------------------------- stork swarm
 if phase stork; then
 say "stork: $N daemons on 127.0.0.1 (TCP, --no-nat), one bootstrap + $((N - 1))"
-DAEMONS=()
-start_daemon() { # I [BOOTSTRAP]
-	local data="$HOSTS/h$1" boot=()
-	mkdir -p "$data"
-	if [ -n "${2:-}" ]; then boot=(--bootstrap "$2"); fi
-	"$STORK" daemon --data "$data" --repo "$REPO" --root "$ROOT" --listen /ip4/127.0.0.1/tcp/0 --no-nat \
-		--refresh-interval 1h "${boot[@]}" 2> "$LOGS/daemon-h$1.log" &
-	PIDS+=($!)
-	DAEMONS+=($!)
-	for _ in $(seq 300); do "$STORK" status --data "$data" >/dev/null 2>&1 && return 0; sleep 0.1; done
-	die "daemon h$1 did not start within 30s: $(tail -5 "$LOGS/daemon-h$1.log")"
-}
-start_daemon 1
+start_daemon h1
 BOOT=$("$STORK" status --data "$HOSTS/h1" --json | jq -r '.addrs[0]')
 case "$BOOT" in /ip4/127.0.0.1/tcp/*/p2p/*) ;; *) die "bootstrap address $BOOT is not on 127.0.0.1/tcp" ;; esac
 echo "bootstrap: $BOOT"
-for i in $(seq 2 "$N"); do start_daemon "$i" "$BOOT"; done
+for i in $(seq 2 "$N"); do start_daemon "h$i" "$BOOT"; done
 for _ in $(seq 100); do # the overlay: at most 10s for every host to see every other
 	low=0
 	for i in $(seq "$N"); do

@@ -36,6 +36,8 @@ mkdir -p "$RUN"
 RUN="$(realpath "$RUN")"
 
 die() { echo "validate: $*" >&2; exit 1; }
+# say, now, stop, proc_cpu, origin_bytes, start_daemon
+. "$HERE/../lib/loopback.sh"
 # bytes SIZE: 12M -> 12582912 (binary suffixes, as stork's parseSize)
 bytes() {
 	local s="${1^^}" m=1
@@ -78,8 +80,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-say() { printf '\n== %s\n' "$*"; }
-now() { date +%s.%N; }
 
 # ------------------------------------------------------------ the scenario
 # The base file with this run's sizes and rates: what the simulator runs is
@@ -120,54 +120,9 @@ wchar() { awk '/^wchar:/ { print $2 }' "/proc/$SERVE_PID/io"; }
 col() { tail -n +2 "$1" | cut -d, -f"$2"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) printf "%.3f", a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 maxof() { sort -g | tail -1 | awk '{ printf "%.3f", $1 }'; }
-# proc_cpu PID...: CPU seconds (user + system) the live processes have used.
-TCK=$(getconf CLK_TCK)
-proc_cpu() {
-	local pid t=0 v
-	for pid in "$@"; do
-		v=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || v=0
-		t=$((t + ${v:-0}))
-	done
-	awk -v t="$t" -v k="$TCK" 'BEGIN { printf "%.2f", t / k }'
-}
-# origin_bytes FROM_LINE: chunk bytes the origin served (GET /chunks/CID,
-# status 200, each chunk file's size) in serve.log after FROM_LINE.
-origin_bytes() {
-	tail -n +"$(($1 + 1))" "$LOGS/serve.log" | grep 'method=GET' | grep 'status=200' |
-		sed -n 's/.*path=\/chunks\/\([A-Za-z0-9]*\).*/\1/p' |
-		(cd "$WORK/repo/chunks" && xargs -r stat -c %s) | awk '{ s += $1 } END { printf "%.0f\n", s }'
-}
 
-rates=(--upload-rate "$URATE")
-if [ -n "$DRATE" ]; then rates+=(--download-rate "$DRATE"); fi
-DAEMONS=()
-start_daemon() { # R I [BOOTSTRAP]
-	local data="$HOSTS/r$1-h$2" boot=()
-	mkdir -p "$data"
-	if [ -n "${3:-}" ]; then boot=(--bootstrap "$3"); fi
-	"$STORK" daemon --data "$data" --repo "$REPO" --root "$ROOT" --listen /ip4/127.0.0.1/tcp/0 --no-nat \
-		--refresh-interval 1h "${rates[@]}" "${boot[@]}" 2> "$LOGS/daemon-r$1-h$2.log" &
-	PIDS+=($!)
-	DAEMONS+=($!)
-	for _ in $(seq 300); do "$STORK" status --data "$data" >/dev/null 2>&1 && return 0; sleep 0.1; done
-	die "daemon r$1-h$2 did not start within 30s: $(tail -5 "$LOGS/daemon-r$1-h$2.log")"
-}
-# stop PID...: SIGTERM, then SIGKILL after 10s; drop them from PIDS.
-stop() {
-	local pid i keep=() p q drop
-	for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "$@"; do
-		for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	for p in "${PIDS[@]}"; do
-		drop=0
-		for q in "$@"; do [ "$p" = "$q" ] && drop=1; done
-		[ $drop = 1 ] || keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-}
+DAEMON_ARGS=(--upload-rate "$URATE")
+if [ -n "$DRATE" ]; then DAEMON_ARGS+=(--download-rate "$DRATE"); fi
 # real_run R: fresh daemons, a flash crowd of fetches; writes real-hosts-R.csv
 # (completion from the moment every `stork fetch` was started, bytes per
 # source from `stork status --json`) and the origin's own count.
@@ -175,10 +130,10 @@ real_run() {
 	local r=$1 i boot low mark rc pid fetches=()
 	say "real run $r: $N daemons on 127.0.0.1 (TCP, --no-nat), --upload-rate $URATE${DRATE:+, --download-rate $DRATE}"
 	DAEMONS=()
-	start_daemon "$r" 1
+	start_daemon "r$r-h1"
 	boot=$("$STORK" status --data "$HOSTS/r$r-h1" --json | jq -r '.addrs[0]')
 	case "$boot" in /ip4/127.0.0.1/tcp/*/p2p/*) ;; *) die "bootstrap address $boot is not on 127.0.0.1/tcp" ;; esac
-	for i in $(seq 2 "$N"); do start_daemon "$r" "$i" "$boot"; done
+	for i in $(seq 2 "$N"); do start_daemon "r$r-h$i" "$boot"; done
 	for _ in $(seq 100); do # at most 10s for every host to see every other
 		low=0
 		for i in $(seq "$N"); do
