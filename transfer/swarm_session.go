@@ -328,7 +328,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			if m.Offset != 0 {
 				return fmt.Errorf("%w: chunk %d starts with a part at %d", ErrProtocol, m.Index, m.Offset)
 			}
-			data, bp := alignedBuf(m.Total, &chunkBufs)
+			data, bp := alignedBuf(m.Total, 0, &chunkBufs)
 			part = &Message{Type: MsgChunk, Index: m.Index, Data: data, buf: bp, pool: &chunkBufs}
 			fallthrough
 		case m.Type == MsgChunkPart:
@@ -547,10 +547,7 @@ func (ss *session) writeLoop() {
 			next = &u
 		}
 		for {
-			ss.mu.Lock()
-			ctrl := ss.ctrl
-			ss.ctrl = nil
-			ss.mu.Unlock()
+			ctrl := ss.takeCtrl()
 			if next == nil {
 				select {
 				case u := <-ss.ready:
@@ -653,8 +650,21 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 		return WriteMessage(bw, &Message{Type: MsgReject, Reason: RejectNotHave, Indices: []uint32{uint32(i)}})
 	}
 	if ss.s.up != nil && len(data) > ratePiece {
-		return ss.uploadParts(bw, i, data)
+		err = ss.uploadParts(bw, i, data)
+	} else {
+		err = ss.uploadWhole(bw, i, data)
 	}
+	if err != nil {
+		return err
+	}
+	ss.s.bytesUploaded.Add(int64(len(data)))
+	ss.s.countPeer(ss.peer, 0, int64(len(data)))
+	return nil
+}
+
+// uploadWhole sends chunk i as one Chunk message, paced by the upload rate
+// limit if there is one.
+func (ss *session) uploadWhole(bw *bufio.Writer, i int, data []byte) error {
 	var hdr [2*binary.MaxVarintLen64 + 1]byte
 	idx := binary.AppendUvarint(nil, uint64(i))
 	h := binary.AppendUvarint(hdr[:0], uint64(1+len(idx)+len(data)))
@@ -674,9 +684,16 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 			return err
 		}
 	}
-	ss.s.bytesUploaded.Add(int64(len(data)))
-	ss.s.countPeer(ss.peer, 0, int64(len(data)))
 	return nil
+}
+
+// takeCtrl takes the queued control messages.
+func (ss *session) takeCtrl() []*Message {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ctrl := ss.ctrl
+	ss.ctrl = nil
+	return ctrl
 }
 
 // uploadParts sends chunk i as ChunkParts of ratePiece bytes, each paced
@@ -695,10 +712,7 @@ func (ss *session) uploadParts(bw *bufio.Writer, i int, data []byte) error {
 		if err := WriteMessage(bw, &m); err != nil {
 			return err
 		}
-		ss.mu.Lock()
-		ctrl := ss.ctrl
-		ss.ctrl = nil
-		ss.mu.Unlock()
+		ctrl := ss.takeCtrl()
 		if len(ctrl) == 0 {
 			continue
 		}
@@ -711,8 +725,6 @@ func (ss *session) uploadParts(bw *bufio.Writer, i int, data []byte) error {
 			return err
 		}
 	}
-	ss.s.bytesUploaded.Add(int64(len(data)))
-	ss.s.countPeer(ss.peer, 0, int64(len(data)))
 	return nil
 }
 

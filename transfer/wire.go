@@ -228,28 +228,13 @@ func newPayload(r *bufio.Reader, t MsgType, n int, pool *sync.Pool) ([]byte, *[]
 		k++
 	}
 	k++ // the index's last byte; a malformed one fails decoding anyway
-	var bp *[]byte
-	if pool != nil {
-		if p, _ := pool.Get().(*[]byte); p != nil && cap(*p) >= n+alignedChunk {
-			bp = p
-		}
-	}
-	if bp == nil {
-		raw := make([]byte, n+alignedChunk)
-		bp = &raw
-	}
-	raw := (*bp)[:cap(*bp)]
-	o := (alignedChunk - int((uintptr(unsafe.Pointer(&raw[0]))+uintptr(k))&(alignedChunk-1))) & (alignedChunk - 1)
-	if pool == nil {
-		bp = nil
-	}
-	return raw[o : o+n : o+n], bp
+	return alignedBuf(n, k, pool)
 }
 
-// alignedBuf returns n bytes starting at an alignedChunk boundary, in a
-// buffer from pool if it has one large enough (returned too, nil without a
-// pool), for a chunk assembled from ChunkParts.
-func alignedBuf(n int, pool *sync.Pool) ([]byte, *[]byte) {
+// alignedBuf returns n bytes whose byte skew sits at an alignedChunk
+// boundary, in a buffer from pool if it has one large enough (returned too,
+// nil without a pool).
+func alignedBuf(n, skew int, pool *sync.Pool) ([]byte, *[]byte) {
 	var bp *[]byte
 	if pool != nil {
 		if p, _ := pool.Get().(*[]byte); p != nil && cap(*p) >= n+alignedChunk {
@@ -261,7 +246,7 @@ func alignedBuf(n int, pool *sync.Pool) ([]byte, *[]byte) {
 		bp = &raw
 	}
 	raw := (*bp)[:cap(*bp)]
-	o := (alignedChunk - int(uintptr(unsafe.Pointer(&raw[0]))&(alignedChunk-1))) & (alignedChunk - 1)
+	o := (alignedChunk - int((uintptr(unsafe.Pointer(&raw[0]))+uintptr(skew))&(alignedChunk-1))) & (alignedChunk - 1)
 	if pool == nil {
 		bp = nil
 	}
