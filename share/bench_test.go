@@ -6,7 +6,6 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -117,28 +116,9 @@ func BenchmarkPutLargeFile(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				work := make(chan cid.Cid)
-				errs := make(chan error, len(cids))
-				var wg sync.WaitGroup
-				for range workers {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for c := range work {
-							errs <- d.PutVerifiedChunk(c, p.chunks[c])
-						}
-					}()
-				}
-				for _, c := range cids {
-					work <- c
-				}
-				close(work)
-				wg.Wait()
-				close(errs)
-				for err := range errs {
-					if err != nil {
-						b.Fatal(err)
-					}
+				put := func(c cid.Cid) error { return d.PutVerifiedChunk(c, p.chunks[c]) }
+				if err := putConcurrently(cids, workers, put); err != nil {
+					b.Fatal(err)
 				}
 				b.ReportMetric(float64(s.cm.chunks.Load())/float64(max(1, s.cm.groups.Load())), "chunks/group")
 				s.Close()

@@ -111,6 +111,12 @@ func putAllErr(d *Download, p *testPkg, workers int, seed int64) error {
 	}
 	r := rand.New(rand.NewSource(seed))
 	r.Shuffle(len(cids), func(i, j int) { cids[i], cids[j] = cids[j], cids[i] })
+	return putConcurrently(cids, workers, func(c cid.Cid) error { return d.PutChunk(c, p.chunks[c]) })
+}
+
+// putConcurrently calls put for each of cids from `workers` goroutines and
+// returns the first error.
+func putConcurrently(cids []cid.Cid, workers int, put func(cid.Cid) error) error {
 	work := make(chan cid.Cid)
 	errs := make(chan error, len(cids))
 	var wg sync.WaitGroup
@@ -119,7 +125,7 @@ func putAllErr(d *Download, p *testPkg, workers int, seed int64) error {
 		go func() {
 			defer wg.Done()
 			for c := range work {
-				errs <- d.PutChunk(c, p.chunks[c])
+				errs <- put(c)
 			}
 		}()
 	}
