@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"cmp"
 	"hash/fnv"
 	"math"
 	"slices"
@@ -108,15 +109,7 @@ func (p *Picker) SetMembers(self PeerID, members []PeerID) {
 			ring = append(ring, ringPoint{mix64(h + uint64(j)*0x9e3779b97f4a7c15), int32(k)})
 		}
 	}
-	slices.SortFunc(ring, func(a, b ringPoint) int {
-		switch {
-		case a.h < b.h:
-			return -1
-		case a.h > b.h:
-			return 1
-		}
-		return int(a.m - b.m)
-	})
+	slices.SortFunc(ring, func(a, b ringPoint) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.m, b.m)) })
 	self32, _ := slices.BinarySearch(ids, me)
 	seen := make([]int32, m) // member -> last chunk+1 that counted it
 	for i := range p.n {
