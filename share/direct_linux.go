@@ -111,13 +111,15 @@ func writeDirect(df *os.File, data []byte, offs []int64) error {
 // if they are all there, else (large aligned chunks) with O_DIRECT so that
 // serving a chunk does not fill the cache either.
 // The chunk goes into into when it is large enough (and, for O_DIRECT,
-// aligned), else into a new buffer.
-func (s *Store) readChunkAt(p string, off, n int64, into []byte) ([]byte, error) {
+// aligned), else into a new buffer. It also returns the stamp of the file
+// read (see Store.verified).
+func (s *Store) readChunkAt(p string, off, n int64, into []byte) ([]byte, fileStamp, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, err
+		return nil, fileStamp{}, err
 	}
 	defer f.Close()
+	st := fstamp(f)
 	if !s.directOK(int(n), off) {
 		buf := into[:0]
 		if int64(cap(buf)) < n {
@@ -125,9 +127,9 @@ func (s *Store) readChunkAt(p string, off, n int64, into []byte) ([]byte, error)
 		}
 		buf = buf[:n]
 		if _, err := f.ReadAt(buf, off); err != nil {
-			return nil, err
+			return nil, st, err
 		}
-		return buf, nil
+		return buf, st, nil
 	}
 	buf := into[:0]
 	if int64(cap(buf)) < n || !aligned(buf[:1]) {
@@ -136,12 +138,12 @@ func (s *Store) readChunkAt(p string, off, n int64, into []byte) ([]byte, error)
 	buf = buf[:n]
 	if cached(f, off, n) {
 		if _, err := f.ReadAt(buf, off); err != nil {
-			return nil, err
+			return nil, st, err
 		}
-		return buf, nil
+		return buf, st, nil
 	}
 	df, err := os.OpenFile(p, os.O_RDONLY|unix.O_DIRECT, 0)
-	if err == nil && !fstamp(df).sameInode(fstamp(f)) {
+	if err == nil && !fstamp(df).sameInode(st) {
 		df.Close()
 		err = errors.New("file replaced")
 	}
@@ -149,16 +151,16 @@ func (s *Store) readChunkAt(p string, off, n int64, into []byte) ([]byte, error)
 		_, err = df.ReadAt(buf, off)
 		df.Close()
 		if err == nil {
-			return buf, nil
+			return buf, st, nil
 		}
 	}
 	if isDirectErr(err) {
 		s.noDirect.Store(true)
 	}
 	if _, err := f.ReadAt(buf, off); err != nil {
-		return nil, err
+		return nil, st, err
 	}
-	return buf, nil
+	return buf, st, nil
 }
 
 // cached reports whether the page cache holds all n bytes at off of f

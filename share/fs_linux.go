@@ -101,6 +101,13 @@ func (a fileStamp) same(b fileStamp) bool {
 	return a.ok && b.ok && a == b
 }
 
+// sameContent reports whether two good stamps name the same inode with the
+// same size and modification time: not written to or truncated in between
+// (links, renames and chmod move only the change time).
+func (a fileStamp) sameContent(b fileStamp) bool {
+	return a.sameInode(b) && a.size == b.size && a.mtime == b.mtime
+}
+
 // sameInode reports whether two good stamps name the same inode.
 func (a fileStamp) sameInode(b fileStamp) bool {
 	return a.ok && b.ok && a.dev == b.dev && a.ino == b.ino

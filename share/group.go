@@ -488,6 +488,7 @@ func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
 	if err == nil && len(bad) == 0 {
 		err = f.Chmod(pf.perm)
 	}
+	checked := fstamp(f) // the inode whose content was verified, read-only now
 	s.fds.put(pf)
 	if err != nil {
 		return rec, nil, fmt.Errorf("partial file %s: %w", pf.id, err)
@@ -522,6 +523,12 @@ func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
 	src, dst := s.partialPath(pf.id), s.ObjectPath(pf.hash, pf.perm)
 	if err := s.moveObject(src, dst, &rec); err != nil {
 		return rec, nil, err
+	}
+	if st := lstamp(dst); st.sameContent(checked) {
+		// Ours (not an object already there): uploads of its chunks
+		// need not hash them again while it stays unwritten (placeCache).
+		s.places.verified(dst, st)
+		s.places.putObject(dst, &rec)
 	}
 	return rec, nil, nil
 }

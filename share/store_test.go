@@ -291,6 +291,58 @@ func TestReadChunk(t *testing.T) {
 	}
 }
 
+// TestReadChunkTrustsUnwrittenObjects: chunks of an object this process
+// verified as it stored it are served without hashing them again while
+// the file is not written (hard links into trees do not count), and are
+// hashed again after a write, or after a restart.
+func TestReadChunkTrustsUnwrittenObjects(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewSource(6))
+	data := randBytes(r, 3*testChunk)
+	p := makePkg(t, testChunk, file("a", 0o644, data))
+	c1 := metadata.SumCID(data[testChunk : 2*testChunk])
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	d, err := s.BeginPackage("pkg", "1", p.cid, p.bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putAll(t, d, p, 2, 1)
+	if err := d.Commit(); err != nil { // links the object into the tree
+		t.Fatal(err)
+	}
+	obj := s.ObjectPath(p.m.Entries[0].Hash, 0o444)
+	if got, err := s.ReadChunk(c1); err != nil || !bytes.Equal(got, data[testChunk:2*testChunk]) {
+		t.Fatalf("ReadChunk = %v", err)
+	}
+	// Bytes changed behind the store's back with the modification time
+	// set back (what bit rot looks like): served as they are, unhashed.
+	fi, err := os.Stat(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(obj, 0o644)
+	f, err := os.OpenFile(obj, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{^data[testChunk]}, testChunk)
+	f.Close()
+	os.Chmod(obj, 0o444)
+	if err := os.Chtimes(obj, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ReadChunk(c1); err != nil || got[0] == data[testChunk] {
+		t.Errorf("unwritten (by its stamp) object: ReadChunk = %v; want the stored bytes, not hashed again", err)
+	}
+	// After a restart nothing is trusted: the chunk is hashed and refused.
+	s.Close()
+	s2 := openStore(t, dir)
+	if _, err := s2.ReadChunk(c1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("after a restart: ReadChunk of a changed chunk = %v, want ErrNotFound", err)
+	}
+}
+
 // TestConcurrentDownloadsShareFile: two packages downloading one file at
 // the same time share its partial file and end with one object.
 func TestConcurrentDownloadsShareFile(t *testing.T) {
