@@ -5,10 +5,10 @@ import (
 	"testing"
 )
 
-// TestHeadOfLine: with control messages held behind chunks, capped uploads
-// make requests, HaveUpdates and Fetching late, so hosts finish later than
-// with free messages; every host still finishes, every byte arrives once, and
-// the run is deterministic. With churn (sessions torn down while messages
+// TestHeadOfLine: with control messages held behind chunks (the daemon
+// before it sent large chunks in parts), every host still finishes, every
+// byte arrives once, the origin sends no less, and the run is
+// deterministic. With churn (sessions torn down while messages
 // are held) it still finishes.
 func TestHeadOfLine(t *testing.T) {
 	t.Parallel()
@@ -33,10 +33,12 @@ func TestHeadOfLine(t *testing.T) {
 		}
 	}
 	// With the swarm's members known each chunk has one origin owner, so
-	// late Fetching messages no longer send a second host to the origin;
-	// held messages still delay requests and HaveUpdates.
-	if hol.OriginBytes < free.OriginBytes || hol.Makespan <= free.Makespan {
-		t.Errorf("head-of-line blocking: origin %v bytes, makespan %v; free messages: %v, %v: want no fewer origin bytes and a later finish", hol.OriginBytes, hol.Makespan, free.OriginBytes, free.Makespan)
+	// late Fetching messages no longer send a second host to the origin.
+	// Held messages delay requests and HaveUpdates, but also the cancels
+	// that stop a chunk being sent, so the finish moves either way (by a
+	// few percent here): only the origin bytes are ordered.
+	if hol.OriginBytes < free.OriginBytes {
+		t.Errorf("head-of-line blocking: origin %v bytes; free messages: %v: want no fewer origin bytes", hol.OriginBytes, free.OriginBytes)
 	}
 	t.Logf("origin copies: %.3f free messages, %.3f head of line; makespan %.2fs, %.2fs",
 		free.OriginBytes/free.PackageBytes, hol.OriginBytes/hol.PackageBytes, free.Makespan, hol.Makespan)

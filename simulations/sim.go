@@ -205,6 +205,7 @@ type sim struct {
 	old      transfer.Bitfield
 	epoch    time.Time
 	tmo      []transfer.Request
+	wdr      []transfer.Request // Picker.Withdrawn
 	samples  []Sample
 	pcfg     transfer.PickerConfig
 	latSite  float64
@@ -975,6 +976,14 @@ func (s *sim) cancel(src, dst, i int32) {
 			return
 		}
 	}
+	// Being sent: stopped where it is (the daemon sends a large chunk in
+	// parts and stops at the next part, transfer's uploadParts).
+	if se := &s.hosts[src].sess[k]; se.flow >= 0 && s.flows[se.flow].chunk == i {
+		s.close(se.flow)
+		se.flow = -1
+		s.flushHeld(src, k)
+		s.startUpload(src, k)
+	}
 }
 
 func (s *sim) reject(h, src, i int32) {
@@ -1098,9 +1107,22 @@ func (s *sim) haveUpdate(h, class, i int32) {
 	for k := 0; k < len(s.hosts[h].watch); k++ {
 		w := s.hosts[h].watch[k]
 		if w.local == (class == 0) && !s.hosts[w.q].have.Has(int(i)) {
-			s.hosts[w.q].picker.PeerHaveRef(s.hosts[w.q].sess[w.k].ref, int(i))
+			p := s.hosts[w.q].picker
+			p.PeerHaveRef(s.hosts[w.q].sess[w.k].ref, int(i))
+			if p.HasWithdrawn() {
+				s.withdrawn(w.q)
+			}
 			s.fillPeer(w.q, int(w.k))
 		}
+	}
+}
+
+// withdrawn cancels the requests h's Picker withdrew (Picker.Withdrawn).
+func (s *sim) withdrawn(h int32) {
+	s.wdr = s.hosts[h].picker.Withdrawn(s.wdr[:0])
+	for _, r := range s.wdr {
+		q := s.peerOf(r.Peer)
+		s.sendTo(h, q, evCancel, q, h, int32(r.Chunk))
 	}
 }
 

@@ -194,6 +194,7 @@ type Picker struct {
 	inHeap         Bitfield
 	stalled        []int32
 	originInflight int
+	peerInflight   int // open peer requests, all peers
 	originDone     int
 	elig           int     // chunks no peer has, fetches or is asked for
 	originGate     int64   // no origin start before (with peers)
@@ -212,6 +213,7 @@ type Picker struct {
 	pendHead int
 
 	cancelBuf []PeerID
+	withdrawn []Request // see Withdrawn
 
 	mem memberState // SetMembers; see policy_members.go
 
@@ -275,6 +277,7 @@ type pendEntry struct {
 	slot  int32
 	gen   uint32
 	chunk int32
+	ext   uint8 // first-hop deferral: times extended (slowHolderExtends)
 	at    int64
 }
 
@@ -583,9 +586,48 @@ func (p *Picker) peerHave(s int32, i int) {
 	sl.have.Set(i)
 	p.setAvail(i, p.avail[i]+1)
 	if p.avail[i] == 1 {
-		p.deferFirst(i, sl)
+		p.deferFirst(i, s)
+	} else if p.reqCount[i] > 0 && p.mem.on {
+		p.reroute(i, sl)
 	}
 }
+
+// reroute withdraws the requests for chunk i when every one of them is
+// open at a slow peer (slowPeer) and sl, which now has i too, is not slow:
+// the chunk becomes pickable again (sl is asked next), and the slow peers'
+// uploads go to the chunks only they hold. A request asked of a slow peer
+// while it was the chunk's only holder otherwise waits behind everything
+// else that peer's upload is split among (seconds) while the chunk
+// spreads around it.
+func (p *Picker) reroute(i int, sl *peerSlot) {
+	if p.slowPeer(sl, p.lastT) {
+		return
+	}
+	for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+		if r := &p.recs[id]; r.peer < 0 || !p.measuredSlow(&p.slots[r.peer]) {
+			return
+		}
+	}
+	for id := p.reqHead[i]; id >= 0; {
+		r := &p.recs[id]
+		next := r.next
+		p.withdrawn = append(p.withdrawn, Request{Chunk: i, Peer: p.slots[r.peer].id, At: p.epoch.Add(time.Duration(r.at))})
+		p.endRequest(id)
+		id = next
+	}
+}
+
+// Withdrawn appends to dst, and forgets, the peer requests the Picker
+// closed by itself since the last call (without blame: see reroute): the
+// caller should cancel them. Call it after PeerHave.
+func (p *Picker) Withdrawn(dst []Request) []Request {
+	dst = append(dst, p.withdrawn...)
+	p.withdrawn = p.withdrawn[:0]
+	return dst
+}
+
+// HasWithdrawn reports whether Withdrawn has anything to return.
+func (p *Picker) HasWithdrawn() bool { return len(p.withdrawn) > 0 }
 
 // PeerLacks records that peer does not have chunk i after all (it rejected
 // a request for it).
@@ -790,9 +832,10 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 		return 0, false
 	}
 	top := len(p.levels)
-	if sl.inflight > 0 && p.slowPeer(sl, t) {
-		// Only what no other known peer has; one request at a time for
-		// the rest, so that it is measured again and never starves us.
+	if p.slowPeer(sl, t) && (sl.inflight > 0 || p.peerInflight > 0) && !p.Endgame() {
+		// Only what no other known peer has: its upload is for those.
+		// Unless nothing else is on its way to us (starving) or the end
+		// game is on: then anything, one request at a time (measured again).
 		top = min(top, 2)
 	}
 	for a := 1; a < top; a++ {
@@ -993,6 +1036,7 @@ func (p *Picker) requested(i int, s int32, now time.Time) {
 			sl.busySince = t
 		}
 		sl.inflight++
+		p.peerInflight++
 		p.stallQ.push(fifoEntry{id, r.gen, t + int64(p.cfg.StallTimeout)})
 		p.timeQ.push(fifoEntry{id, r.gen, t + int64(p.cfg.RequestTimeout)})
 	}
@@ -1030,6 +1074,7 @@ func (p *Picker) endRequest(id int32) {
 		p.jitterOrigin(p.lastT)
 	} else {
 		p.slots[r.peer].inflight--
+		p.peerInflight--
 	}
 	r.live = false
 	r.gen++
@@ -1495,6 +1540,12 @@ func (p *Picker) slowPeer(sl *peerSlot, t int64) bool {
 	if sl.inflight > 0 && p.lat > 0 && float64(t-max(sl.busySince, sl.lastRecv)) > slowFactor*p.lat {
 		return true
 	}
-	return p.tpN >= 4 && sl.score.Throughput > 0 &&
+	return p.measuredSlow(sl)
+}
+
+// measuredSlow: slowPeer's throughput test alone (the peer's measured
+// throughput slowFactor times below the mean of our measured peers').
+func (p *Picker) measuredSlow(sl *peerSlot) bool {
+	return p.mem.on && p.tpN >= 4 && sl.score.Throughput > 0 &&
 		sl.score.Throughput*slowFactor*float64(p.tpN) < p.tpSum
 }

@@ -207,3 +207,90 @@ func TestPickerMembersFirstHopDeferral(t *testing.T) {
 		t.Errorf("%d of %d hosts asked the first holder at once, want about %d", asked, hosts-1, want)
 	}
 }
+
+// A request left at a slow peer (asked while it was the chunk's only
+// holder) is withdrawn once a peer that is not slow has the chunk: it is
+// returned by Withdrawn and the chunk is offered to the new holder. A
+// request at a peer that is not slow, or a new holder that is slow, leaves
+// things as they are.
+func TestPickerMembersRerouteFromSlowPeer(t *testing.T) {
+	t.Parallel()
+	const n = 64
+	p := newTestPicker(n, 3, deepPipes)
+	ids := memberIDs(20)
+	p.SetMembers(ids[0], ids)
+	fast := []PeerID{"fast-1", "fast-2", "fast-3", "fast-4"}
+	slow, slow2 := PeerID("slow-1"), PeerID("slow-2")
+	for k, id := range append(append([]PeerID{}, fast...), slow, slow2) {
+		p.PeerJoined(id, bitsOf(n, k)) // chunk k, to measure the peer with
+	}
+	now := t0
+	for k, id := range fast {
+		p.Requested(k, id, now)
+		p.Received(k, id, now.Add(time.Millisecond), 1<<20) // ~1 GB/s
+	}
+	for k, id := range []PeerID{slow, slow2} {
+		p.Requested(4+k, id, now)
+		p.Received(4+k, id, now.Add(time.Second), 1<<20) // ~1 MB/s
+	}
+	now = now.Add(time.Second)
+	p.t(now)
+	if w := p.Withdrawn(nil); len(w) != 0 {
+		t.Fatalf("Withdrawn before any reroute = %v", w)
+	}
+
+	// A chunk the slow peer alone has, deferred (first hop), stays
+	// deferred past deferTime while no second holder is known, up to
+	// slowHolderExtends more.
+	deferred := -1
+	for c := 20; c < n && deferred < 0; c++ {
+		p.PeerHave(slow, c)
+		if p.mem.deferred.Has(c) {
+			deferred = c
+		}
+	}
+	if deferred < 0 {
+		t.Fatal("no chunk of the slow peer deferred")
+	}
+	dt := time.Duration(p.deferTime())
+	if p.Thawed(now.Add(2 * dt)); !p.mem.deferred.Has(deferred) {
+		t.Errorf("chunk %d thawed after 2 deferTimes, its only holder slow", deferred)
+	}
+	if p.Thawed(now.Add((slowHolderExtends + 2) * dt)); p.mem.deferred.Has(deferred) {
+		t.Errorf("chunk %d still deferred after %d deferTimes", deferred, slowHolderExtends+2)
+	}
+	now = now.Add((slowHolderExtends + 2) * dt)
+	p.t(now)
+
+	// Chunk 10 asked of the slow peer; then a fast peer has it too.
+	p.PeerHave(slow, 10)
+	p.Requested(10, slow, now)
+	p.PeerHave(fast[0], 10)
+	if w := p.Withdrawn(nil); len(w) != 1 || w[0].Chunk != 10 || w[0].Peer != slow {
+		t.Fatalf("Withdrawn = %v, want chunk 10's request at %s", w, slow)
+	}
+	if p.Asked(10, slow) {
+		t.Errorf("chunk 10 still asked of the slow peer after the reroute")
+	}
+	if i, ok := p.NextForPeer(fast[0], now); !ok || i != 10 {
+		t.Errorf("NextForPeer(fast) = %d, %v, want the rerouted chunk 10", i, ok)
+	}
+	if w := p.Withdrawn(nil); len(w) != 0 {
+		t.Errorf("Withdrawn again = %v, want nothing (drained)", w)
+	}
+
+	// Chunk 11 asked of a fast peer: another holder changes nothing.
+	p.PeerHave(fast[1], 11)
+	p.Requested(11, fast[1], now)
+	p.PeerHave(fast[2], 11)
+	// Chunk 12 asked of the slow peer, then a second slow holder: nothing.
+	p.PeerHave(slow, 12)
+	p.Requested(12, slow, now)
+	p.PeerHave(slow2, 12)
+	if w := p.Withdrawn(nil); len(w) != 0 {
+		t.Errorf("Withdrawn = %v, want nothing (a fast peer's request; a slow new holder)", w)
+	}
+	if !p.Asked(11, fast[1]) || !p.Asked(12, slow) {
+		t.Errorf("requests withdrawn that should stay: 11 at fast %v, 12 at slow %v", p.Asked(11, fast[1]), p.Asked(12, slow))
+	}
+}

@@ -75,6 +75,7 @@ type download struct {
 	doneBytes    int64
 	totalBytes   int64
 	timeouts     []Request
+	withdrawn    []Request
 	rank         []PeerID
 
 	// sem bounds the chunks being verified and stored at once, across the
@@ -527,7 +528,7 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 				delete(d.originCancel, i)
 			}
 		} else if ss := d.peers[p]; ss != nil {
-			ss.send(&Message{Type: MsgCancel, Indices: []uint32{uint32(i)}})
+			ss.cancelChunk(i)
 		}
 	}
 	if from == OriginPeer {
@@ -591,7 +592,7 @@ func (d *download) tick(now time.Time) {
 		if ss == nil {
 			continue
 		}
-		ss.send(&Message{Type: MsgCancel, Indices: []uint32{uint32(r.Chunk)}})
+		ss.cancelChunk(r.Chunk)
 		if d.picker.Score(r.Peer).Strikes >= d.s.cfg.MaxStrikes {
 			d.drop(r.Peer)
 		}
@@ -625,6 +626,16 @@ func (d *download) peerHave(ss *session, i int) {
 		return
 	}
 	d.picker.PeerHave(ss.peer, i)
+	if d.picker.HasWithdrawn() {
+		// Requests left waiting at slow peers, now that a faster one has
+		// the chunk (Picker.Withdrawn): cancelled, asked elsewhere next.
+		d.withdrawn = d.picker.Withdrawn(d.withdrawn[:0])
+		for _, r := range d.withdrawn {
+			if ps := d.peers[r.Peer]; ps != nil {
+				ps.cancelChunk(r.Chunk)
+			}
+		}
+	}
 	d.schedule(time.Now())
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,13 +44,17 @@ type session struct {
 	upWake chan struct{} // uploads queued: wakes the readLoops
 	ready  chan upload   // uploads read from the Store, for the writeLoop
 
-	mu          sync.Mutex
-	closed      bool
-	closeErr    error
-	ctrl        []*Message
-	uploads     []uint32
-	reading     int             // uploads taken by a readUploads, not yet written
-	cancelled   map[uint32]bool // cancelled while being read: not to be sent
+	mu        sync.Mutex
+	closed    bool
+	closeErr  error
+	ctrl      []*Message
+	uploads   []uint32
+	reading   int             // uploads taken by a readUploads, not yet written
+	cancelled map[uint32]bool // cancelled while being read or sent: not to be sent (further)
+	sending   int64           // the chunk the writeLoop is sending in parts, -1 none
+	// cancels: chunks we cancelled, so that a late answer (already on its
+	// way) is not held against the peer (unsolicited). Bounded.
+	cancels     map[uint32]bool
 	remoteHave  Bitfield
 	remoteCount int
 	gotHave     bool
@@ -58,7 +63,7 @@ type session struct {
 }
 
 func newSession(s *Swarm, p PeerID, st Stream, outbound bool) *session {
-	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1), upWake: make(chan struct{}, 1)}
+	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1), upWake: make(chan struct{}, 1), sending: -1}
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
 	return ss
 }
@@ -71,6 +76,34 @@ func (ss *session) send(m *Message) {
 	}
 	ss.mu.Unlock()
 	ss.poke()
+}
+
+// cancelChunk queues a Cancel of chunk i and remembers it (see cancels).
+func (ss *session) cancelChunk(i int) {
+	ss.mu.Lock()
+	if !ss.closed {
+		if ss.cancels == nil {
+			ss.cancels = make(map[uint32]bool)
+		}
+		if len(ss.cancels) < maxUploadQueue {
+			ss.cancels[uint32(i)] = true
+		}
+		ss.ctrl = append(ss.ctrl, &Message{Type: MsgCancel, Indices: []uint32{uint32(i)}})
+	}
+	ss.mu.Unlock()
+	ss.poke()
+}
+
+// answered records that chunk i arrived or was rejected, and reports
+// whether it was cancelled (a late answer to a Cancel of ours).
+func (ss *session) answered(i uint32) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if !ss.cancels[i] {
+		return false
+	}
+	delete(ss.cancels, i)
+	return true
 }
 
 func (ss *session) poke() {
@@ -342,6 +375,10 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			m, part, filled = part, nil, 0
 		case m.Type == MsgChunk && part != nil:
 			return fmt.Errorf("%w: chunk %d while chunk %d has %d of %d bytes", ErrProtocol, m.Index, part.Index, filled, len(part.Data))
+		case m.Type == MsgReject && m.Reason == RejectCancelled && part != nil && slices.Contains(m.Indices, part.Index):
+			// The sender stopped the chunk we cancelled.
+			part.release()
+			part, filled = nil, 0
 		}
 		if err := ss.handle(m, n); err != nil {
 			return err
@@ -438,8 +475,9 @@ func (ss *session) handle(m *Message, n int) error {
 					break
 				}
 			}
-			if !queued && ss.reading > 0 {
-				// Perhaps being read: the writer drops it.
+			if !queued && (ss.reading > 0 || ss.sending == int64(c)) {
+				// Perhaps being read (the writer drops it), or being
+				// sent in parts (the writer stops and says so).
 				if ss.cancelled == nil {
 					ss.cancelled = make(map[uint32]bool)
 				}
@@ -452,6 +490,9 @@ func (ss *session) handle(m *Message, n int) error {
 	case MsgReject:
 		if err := checkIdx(m.Indices...); err != nil {
 			return err
+		}
+		for _, i := range m.Indices {
+			ss.answered(i)
 		}
 		if d := ss.dl.Load(); d != nil {
 			d.rejected(ss, m.Indices, m.Reason)
@@ -504,7 +545,7 @@ func (ss *session) deliverLoop() {
 			if d == nil || d.sinkKeepsNothing {
 				m.release()
 			}
-			if !ok {
+			if late := ss.answered(m.Index); !ok && !late {
 				ss.mu.Lock()
 				ss.unsolicited++
 				ss.mu.Unlock()
@@ -649,17 +690,31 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 		ss.s.log.Debug("cannot serve chunk", "peer", ss.peer, "chunk", ref.CID, "err", err)
 		return WriteMessage(bw, &Message{Type: MsgReject, Reason: RejectNotHave, Indices: []uint32{uint32(i)}})
 	}
-	if ss.s.up != nil && len(data) > ratePiece {
-		err = ss.uploadParts(bw, i, data)
+	sent := len(data)
+	if ps := ss.partSize(); len(data) > ps {
+		sent, err = ss.uploadParts(bw, i, data, ps)
 	} else {
 		err = ss.uploadWhole(bw, i, data)
 	}
-	if err != nil {
-		return err
+	if sent > 0 {
+		ss.s.bytesUploaded.Add(int64(sent))
+		ss.s.countPeer(ss.peer, 0, int64(sent))
 	}
-	ss.s.bytesUploaded.Add(int64(len(data)))
-	ss.s.countPeer(ss.peer, 0, int64(len(data)))
-	return nil
+	return err
+}
+
+// Part sizes: chunks larger than this go out as ChunkParts, so that a
+// Cancel stops them part way (a chunk asked of a host while it was the only
+// holder is often wanted elsewhere by the time a shared, slow uplink has
+// sent half of it) and control messages need not wait behind a whole
+// chunk. With an upload rate limit the parts are the limiter's pieces.
+const uncappedPart = 256 << 10
+
+func (ss *session) partSize() int {
+	if ss.s.up != nil {
+		return ratePiece
+	}
+	return uncappedPart
 }
 
 // uploadWhole sends chunk i as one Chunk message, paced by the upload rate
@@ -696,36 +751,62 @@ func (ss *session) takeCtrl() []*Message {
 	return ctrl
 }
 
-// uploadParts sends chunk i as ChunkParts of ratePiece bytes, each paced
-// by the upload rate limit, and the control messages queued meanwhile
-// between them (flushed at once), so that a Fetching or HaveUpdate does not
-// wait behind a whole paced chunk: with a capped upload shared by several
-// sessions a chunk takes seconds, and a late Fetching sends another host
-// to the origin for the same chunk.
-func (ss *session) uploadParts(bw *bufio.Writer, i int, data []byte) error {
-	for off := 0; off < len(data); off += ratePiece {
-		piece := data[off:min(off+ratePiece, len(data))]
-		if err := ss.s.up.WaitN(ss.ctx, len(piece)); err != nil {
-			return err
+// uploadParts sends chunk i as ChunkParts of ps bytes, each paced by the
+// upload rate limit if there is one, and the control messages queued
+// meanwhile between them (flushed at once), so that a Fetching or
+// HaveUpdate does not wait behind a whole paced chunk: with a capped upload
+// shared by several sessions a chunk takes seconds, and a late Fetching
+// sends another host to the origin for the same chunk. A Cancel of chunk i
+// that arrives meanwhile ends it with a Reject (RejectCancelled). It
+// returns the chunk bytes sent.
+func (ss *session) uploadParts(bw *bufio.Writer, i int, data []byte, ps int) (int, error) {
+	ss.mu.Lock()
+	ss.sending = int64(i)
+	ss.mu.Unlock()
+	defer func() {
+		ss.mu.Lock()
+		ss.sending = -1
+		delete(ss.cancelled, uint32(i))
+		ss.mu.Unlock()
+	}()
+	for off := 0; off < len(data); off += ps {
+		piece := data[off:min(off+ps, len(data))]
+		if ss.s.up != nil {
+			if err := ss.s.up.WaitN(ss.ctx, len(piece)); err != nil {
+				return off, err
+			}
 		}
 		m := Message{Type: MsgChunkPart, Index: uint32(i), Total: len(data), Offset: off, Data: piece}
 		if err := WriteMessage(bw, &m); err != nil {
-			return err
+			return off, err
 		}
-		ctrl := ss.takeCtrl()
+		if off+len(piece) == len(data) {
+			return len(data), nil
+		}
+		ss.mu.Lock()
+		ctrl := ss.ctrl
+		ss.ctrl = nil
+		stop := ss.cancelled[uint32(i)]
+		ss.mu.Unlock()
+		if stop {
+			ctrl = append(ctrl, &Message{Type: MsgReject, Reason: RejectCancelled, Indices: []uint32{uint32(i)}})
+		}
 		if len(ctrl) == 0 {
 			continue
 		}
 		for _, c := range ctrl {
 			if err := WriteMessage(bw, c); err != nil {
-				return err
+				return off + len(piece), err
 			}
 		}
 		if err := bw.Flush(); err != nil {
-			return err
+			return off + len(piece), err
+		}
+		if stop {
+			return off + len(piece), nil
 		}
 	}
-	return nil
+	return len(data), nil
 }
 
 // limitedReader paces reads to a shared download rate.

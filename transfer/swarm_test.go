@@ -627,3 +627,147 @@ func TestSwarmRateLimitedParts(t *testing.T) {
 		t.Errorf("seeder uploaded %d bytes, want at least %d", up, p.size)
 	}
 }
+
+// A Cancel that reaches a host while it sends a chunk in parts stops the
+// chunk there (Reject, RejectCancelled) and the session goes on; a
+// receiver drops the parts of a chunk its sender stopped.
+func TestSwarmCancelStopsParts(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 12, 1<<20, 2<<20)
+	c := newCluster(t, transfertest.LinkShape{})
+	// 1 MiB/s: a 1 MiB chunk takes a second, in 16 parts.
+	server := c.add("server", nil, func(cfg *transfer.SwarmConfig) { cfg.UploadRate = 1 << 20 })
+	server.seed(p)
+	client := c.net.Node("client", func(transfer.PeerID, transfer.Stream) {})
+	st, err := client.OpenStream(context.Background(), server.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Reset()
+	refs := p.m.UniqueChunks()
+	var out []byte
+	for _, m := range []*transfer.Message{
+		{Type: transfer.MsgHello, Manifest: p.c},
+		{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: transfer.NewBitfield(len(refs))},
+		{Type: transfer.MsgRequest, Indices: []uint32{0}},
+	} {
+		out, _ = transfer.AppendMessage(out, m)
+	}
+	if _, err := st.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	msgs := make(chan *transfer.Message, 64)
+	go func() {
+		defer close(msgs)
+		br := bufio.NewReader(st)
+		for {
+			m, err := transfer.ReadMessage(br, transfer.WireLimits{MaxChunk: 1 << 20})
+			if err != nil {
+				return
+			}
+			msgs <- m
+		}
+	}()
+	next := func(what string) *transfer.Message {
+		t.Helper()
+		for {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatalf("stream ended waiting for %s", what)
+				}
+				if m.Type == transfer.MsgHave || m.Type == transfer.MsgHello || m.Type == transfer.MsgHaveUpdate {
+					continue
+				}
+				return m
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no %s within 10s", what)
+			}
+		}
+	}
+	if m := next("the first part"); m.Type != transfer.MsgChunkPart || m.Index != 0 || m.Offset != 0 {
+		t.Fatalf("first answer = %s of chunk %d at %d, want chunk 0's first part", m.Type, m.Index, m.Offset)
+	}
+	cancelMsg, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgCancel, Indices: []uint32{0}})
+	st.Write(cancelMsg)
+	got := 1
+	for {
+		m := next("the end of chunk 0")
+		if m.Type == transfer.MsgChunkPart && m.Index == 0 {
+			got++
+			if m.Offset+len(m.Data) == m.Total {
+				t.Fatalf("chunk 0 sent whole (%d parts) after its Cancel", got)
+			}
+			continue
+		}
+		if m.Type != transfer.MsgReject || m.Reason != transfer.RejectCancelled || !slices.Equal(m.Indices, []uint32{0}) {
+			t.Fatalf("after the Cancel: %s (reason %d, %v), want Reject(cancelled) of chunk 0", m.Type, m.Reason, m.Indices)
+		}
+		break
+	}
+	if got > 8 {
+		t.Errorf("%d of 16 parts sent after a Cancel sent after the first", got)
+	}
+	// The session goes on: chunk 1 comes whole (in parts) and verifies.
+	req, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgRequest, Indices: []uint32{1}})
+	st.Write(req)
+	var data []byte
+	for len(data) < int(refs[1].Length) {
+		m := next("chunk 1")
+		if m.Type != transfer.MsgChunkPart || m.Index != 1 || m.Offset != len(data) {
+			t.Fatalf("chunk 1: got %s of chunk %d at %d, want its part at %d", m.Type, m.Index, m.Offset, len(data))
+		}
+		data = append(data, m.Data...)
+	}
+	if err := refs[1].Verify(data); err != nil {
+		t.Errorf("chunk 1 after a cancelled chunk 0: %v", err)
+	}
+	if up := server.swarm.Stats().BytesUploaded; up >= 2<<20 {
+		t.Errorf("server counts %d bytes uploaded, want less than both chunks (%d): chunk 0 stopped part way", up, 2<<20)
+	}
+
+	// The other way: parts of a chunk, then the sender stops it; the
+	// receiver (the server) drops them and keeps the stream.
+	st2, err := client.OpenStream(context.Background(), server.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Reset()
+	out = out[:0]
+	for _, m := range []*transfer.Message{
+		{Type: transfer.MsgHello, Manifest: p.c},
+		{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: transfer.NewBitfield(len(refs))},
+		{Type: transfer.MsgChunkPart, Index: 0, Total: 1 << 20, Offset: 0, Data: make([]byte, 64<<10)},
+		{Type: transfer.MsgReject, Reason: transfer.RejectCancelled, Indices: []uint32{0}},
+		{Type: transfer.MsgChunkPart, Index: 1, Total: 1 << 20, Offset: 0, Data: make([]byte, 64<<10)},
+		{Type: transfer.MsgReject, Reason: transfer.RejectCancelled, Indices: []uint32{1}},
+	} {
+		out, _ = transfer.AppendMessage(out, m)
+	}
+	st2.Write(out)
+	time.Sleep(200 * time.Millisecond)
+	// Still open: a part with a gap now is a protocol error, answered by a
+	// reset, not a stream already gone.
+	if _, err := st2.Write(partMsg(0, 1<<20, 0, 4096)); err != nil {
+		t.Fatalf("stream closed after a stopped chunk: %v", err)
+	}
+	st2.Write(partMsg(0, 1<<20, 8192, 4096))
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := st2.Read(buf); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, transfertest.ErrStreamReset) {
+			t.Errorf("stream ended with %v, want a reset for the gap", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reset for a part with a gap")
+	}
+}

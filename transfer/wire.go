@@ -97,6 +97,10 @@ type RejectReason byte
 const (
 	RejectNotHave RejectReason = 0 // the sender does not hold them
 	RejectBusy    RejectReason = 1 // the sender is overloaded: ask later or elsewhere
+	// RejectCancelled: the sender stopped sending the chunk whose
+	// ChunkParts it was sending, because the receiver cancelled it; the
+	// receiver drops the parts it has.
+	RejectCancelled RejectReason = 2
 )
 
 // Wire limits.
@@ -418,7 +422,7 @@ func decodePayload(t MsgType, b []byte, limits WireLimits) (*Message, error) {
 		} else {
 			m.Reason = RejectReason(p.b[0])
 			p.b = p.b[1:]
-			if m.Reason > RejectBusy {
+			if m.Reason > RejectCancelled {
 				p.err = protoErr("unknown reject reason %d", m.Reason)
 			}
 		}

@@ -28,6 +28,7 @@ func wireSamples() []*Message {
 		{Type: MsgChunk, Index: 0, Data: []byte{}},
 		{Type: MsgCancel, Indices: []uint32{5}},
 		{Type: MsgReject, Reason: RejectBusy, Indices: []uint32{1, 2}},
+		{Type: MsgReject, Reason: RejectCancelled, Indices: []uint32{3}},
 		{Type: MsgFetching, Indices: []uint32{9, 10}},
 		{Type: MsgChunkPart, Index: 7, Total: 100, Offset: 96, Data: []byte("part")},
 		{Type: MsgChunkPart, Index: 1 << 20, Total: 4, Offset: 0, Data: []byte("part")},
