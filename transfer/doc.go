@@ -61,19 +61,32 @@
 //     the next ones; a host's own cap is OriginParallel with slow start,
 //     without jitter.
 //
-// With the members known, two rules keep the first copies of a chunk
+// With the members known, three rules keep the first copies of a chunk
 // moving fast. First-hop deferral: a chunk that has just reached its only
 // holder among our peers (often its owner, fresh from the origin), a
 // holder not measured fast, is asked of it at once by only about two of
 // the hosts that see it (a hash of host and chunk picks them, with
 // probability 2/peers); the others leave it until a second known peer has
-// it, or OriginFallbackDelay/4 has passed, so a slow holder does not
-// share its upload among dozens of copies of one chunk. Slow peers: while
-// a request to it is open, a peer that has been silent for 4 times the
-// mean peer request time, or whose measured throughput is 4 times below
-// our peers' mean, is asked only for chunks no other known peer has, so
-// its upload goes to what only it holds (with nothing open it may be asked
-// for anything, so it is measured again and never starves a chunk).
+// it, or OriginFallbackDelay/4 has passed (while the holder is measured
+// slow, up to six times that, about two more hosts asking at each), so a
+// slow holder does not share its upload among dozens of copies of one
+// chunk. Slow peers: a peer that has been silent, with requests open, for
+// 4 times the mean peer request time, or whose measured throughput is 4
+// times below our peers' mean, is asked only for chunks no other known
+// peer has, so its upload goes to what only it holds (unless nothing else
+// is on its way to us or the end game is on: then anything, one request
+// at a time, so it is measured again and never starves a chunk).
+// Rerouting: when a peer that is not slow comes to have a chunk whose
+// every open request is at measured-slow peers (asked while they were its
+// only holders), those requests are withdrawn (Picker.Withdrawn) and
+// cancelled, and the chunk is asked of the new holder.
+//
+// A Cancel stops a chunk being sent, not only a queued one: chunks larger
+// than 256 KiB (64 KiB with an upload rate limit, the limiter's pieces) go
+// out as ChunkParts with control messages between them, and a sender that
+// sees a Cancel of the chunk it is sending ends it with Reject
+// (RejectCancelled); the receiver drops the parts it has. A late answer to
+// one of our own cancels is not held against the peer.
 //
 // SetMembers costs O(m log m + n log m) for m members and n chunks; each
 // origin decision is O(log n).
