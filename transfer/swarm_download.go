@@ -652,6 +652,11 @@ func (d *download) peerPending(ss *session, idx []uint32) {
 }
 
 func (d *download) rejected(ss *session, idx []uint32, reason RejectReason) {
+	if reason == RejectCancelled {
+		// The answer to a Cancel of ours (the chunk stopped part way):
+		// about a request already closed, or one asked again since.
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.finished || d.peers[ss.peer] != ss {
