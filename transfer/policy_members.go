@@ -203,11 +203,22 @@ func (p *Picker) seenChanged(i int, was bool) {
 
 // swarmWindow is K: how many chunks the swarm lacks that may be asked of
 // the origin at once, all hosts together.
+//
+// By default it grows with the members, by log2(members/250) past 500: a
+// host counts a chunk as seen only once one of its own peers has it, which
+// takes longer the larger the swarm (the chunk must reach about
+// members/peers hosts first), so with a fixed K the chunks the swarm holds
+// but a host does not yet see fill its window and the origin idles (a
+// third of the time at 3,000 hosts with K = 64).
 func (p *Picker) swarmWindow() int {
 	if p.cfg.OriginSwarmWindow > 0 {
 		return p.cfg.OriginSwarmWindow
 	}
-	return DefaultOriginSwarmWindowFactor * p.cfg.OriginParallel
+	k := DefaultOriginSwarmWindowFactor * p.cfg.OriginParallel
+	if m := p.mem.count; m > 500 {
+		k = int(float64(k) * math.Log2(float64(m)/250))
+	}
+	return k
 }
 
 // growWindow lets chunks into the window, in the global order, until it
