@@ -562,24 +562,7 @@ func TestSwarmMalformedMessages(t *testing.T) {
 		}
 		st.Write(tc.in)
 		// The server resets the stream: reads end in an error, never hang.
-		done := make(chan error, 1)
-		go func() {
-			buf := make([]byte, 4096)
-			for {
-				if _, err := st.Read(buf); err != nil {
-					done <- err
-					return
-				}
-			}
-		}()
-		select {
-		case err := <-done:
-			if !errors.Is(err, transfertest.ErrStreamReset) {
-				t.Errorf("%s: stream ended with %v, want a reset", tc.name, err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s: the server did not reset the stream", tc.name)
-		}
+		expectReset(t, st, tc.name)
 		st.Reset()
 	}
 	// The server still serves honest peers.
@@ -752,11 +735,17 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 		t.Fatalf("stream closed after a stopped chunk: %v", err)
 	}
 	st2.Write(partMsg(0, 1<<20, 8192, 4096))
+	expectReset(t, st2, "a part with a gap")
+}
+
+// expectReset reads st until it ends, which must be a reset within 5s.
+func expectReset(t *testing.T, st transfer.Stream, what string) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 4096)
 		for {
-			if _, err := st2.Read(buf); err != nil {
+			if _, err := st.Read(buf); err != nil {
 				done <- err
 				return
 			}
@@ -765,9 +754,9 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 	select {
 	case err := <-done:
 		if !errors.Is(err, transfertest.ErrStreamReset) {
-			t.Errorf("stream ended with %v, want a reset for the gap", err)
+			t.Errorf("%s: stream ended with %v, want a reset", what, err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("no reset for a part with a gap")
+		t.Fatalf("%s: the server did not reset the stream", what)
 	}
 }
