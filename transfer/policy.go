@@ -231,6 +231,7 @@ type peerSlot struct {
 	npend     int32 // chunks set in pending
 	busySince int64 // when inflight last went from 0 to 1
 	lastRecv  int64
+	lastByte  int64 // last Progress: part of a chunk arrived
 	score     PeerScore
 }
 
@@ -972,7 +973,7 @@ func (p *Picker) advance(t int64) {
 		if !r.live || r.gen != e.gen || r.stalled {
 			continue
 		}
-		if quiet := max(r.at, p.slots[r.peer].lastRecv); t-quiet < int64(p.cfg.StallTimeout) {
+		if quiet := max(r.at, p.slots[r.peer].lastRecv, p.slots[r.peer].lastByte); t-quiet < int64(p.cfg.StallTimeout) {
 			p.stallQ.push(fifoEntry{e.id, e.gen, quiet + int64(p.cfg.StallTimeout)})
 			continue
 		}
@@ -1093,6 +1094,16 @@ func (p *Picker) slotOf(from PeerID) (int32, bool) {
 	}
 	s, ok := p.peers[from]
 	return s, ok
+}
+
+// Progress records that part of a chunk we asked from for has arrived
+// (a ChunkPart): a peer sending a large chunk slowly, as one serving many
+// hosts on a busy machine does, is slow but not stalled, and its requests
+// neither stall nor time out while bytes flow.
+func (p *Picker) Progress(from PeerID, now time.Time) {
+	if s, ok := p.peers[from]; ok {
+		p.slots[s].lastByte = p.t(now)
+	}
 }
 
 // Received records that chunk i arrived from from (verified, bytes long)
@@ -1225,9 +1236,9 @@ func (p *Picker) Timeouts(now time.Time, dst []Request) []Request {
 			continue
 		}
 		sl := &p.slots[r.peer]
-		if quiet := max(r.at, sl.lastRecv); t-quiet < int64(p.cfg.RequestTimeout) {
-			// The peer is delivering (other chunks of the pipeline): not
-			// timed out, look again later.
+		if quiet := max(r.at, sl.lastRecv, sl.lastByte); t-quiet < int64(p.cfg.RequestTimeout) {
+			// The peer is delivering (other chunks of the pipeline, or
+			// parts of one): not timed out, look again later.
 			p.timeQ.push(fifoEntry{e.id, e.gen, quiet + int64(p.cfg.RequestTimeout)})
 			continue
 		}

@@ -312,6 +312,42 @@ func TestPickerStallGoesToOrigin(t *testing.T) {
 	checkPicker(t, p)
 }
 
+// A peer sending parts of a large chunk is slow, not stalled: while parts
+// arrive (Progress), its requests neither go to the origin nor time out;
+// once the parts stop, they do both.
+func TestPickerProgressIsNotStall(t *testing.T) {
+	t.Parallel()
+	const n = 4
+	p := newTestPicker(n, 9, func(c *PickerConfig) {
+		c.RequestTimeout, c.StallTimeout = 10*time.Second, 2*time.Second
+	})
+	p.PeerJoined("busy", allBits(n))
+	i, ok := p.NextForPeer("busy", t0)
+	if !ok {
+		t.Fatal("NextForPeer(busy) found nothing")
+	}
+	p.Requested(i, "busy", t0)
+	at := t0
+	for range 12 {
+		at = at.Add(time.Second)
+		p.Progress("busy", at)
+		p.Progress("nobody", at) // an unknown peer changes nothing
+		if j, ok := p.NextForOrigin(at); ok {
+			t.Fatalf("NextForOrigin at +%v while parts arrive = %d, want none", at.Sub(t0), j)
+		}
+		if to := p.Timeouts(at, nil); len(to) != 0 {
+			t.Fatalf("Timeouts at +%v while parts arrive = %+v, want none", at.Sub(t0), to)
+		}
+	}
+	if j, ok := p.NextForOrigin(at.Add(3 * time.Second)); !ok || j != i {
+		t.Fatalf("NextForOrigin 3s after the last part = %d, %v, want stalled chunk %d", j, ok, i)
+	}
+	if to := p.Timeouts(at.Add(11*time.Second), nil); len(to) != 1 || to[0].Chunk != i {
+		t.Fatalf("Timeouts 11s after the last part = %+v, want chunk %d", to, i)
+	}
+	checkPicker(t, p)
+}
+
 func TestPickerEndgame(t *testing.T) {
 	t.Parallel()
 	const n = 3

@@ -445,6 +445,15 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	d.schedule(now)
 }
 
+// progress records that part of chunk i arrived from ss.
+func (d *download) progress(ss *session, i int, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.finished && d.peers[ss.peer] == ss && d.picker.Asked(i, ss.peer) {
+		d.picker.Progress(ss.peer, now)
+	}
+}
+
 // chunk handles a Chunk message from ss; false if we did not ask ss for it.
 func (d *download) chunk(ss *session, i int, data []byte) bool {
 	d.mu.Lock()

@@ -346,6 +346,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 	n := len(ss.pkg.refs)
 	var part *Message // a chunk being assembled from ChunkParts
 	filled := 0
+	var progressAt time.Time // when a part last counted as progress
 	defer func() {
 		if part != nil {
 			part.release()
@@ -370,6 +371,14 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			}
 			filled += copy(part.Data[filled:], m.Data)
 			if filled < len(part.Data) {
+				// Bytes flow: the peer's requests are not stalled. (At
+				// most ten calls a second, each takes the download lock.)
+				if now := time.Now(); now.Sub(progressAt) >= 100*time.Millisecond {
+					progressAt = now
+					if d := ss.dl.Load(); d != nil {
+						d.progress(ss, int(part.Index), now)
+					}
+				}
 				continue
 			}
 			m, part, filled = part, nil, 0
