@@ -6,8 +6,8 @@
 // simulations imports transfer (and plotting) only. It never copies the
 // policy: every simulated host owns a transfer.Picker and makes every
 // choice the daemon's download makes through it (SetMembers, NextForPeer,
-// NextForOrigin, Requested, Received, Timeouts, PeerJoined, PeerHave,
-// PeerPending, PeerLeft, Failed, Cancelled).
+// NextForOrigin, Requested, Received, Progress, Timeouts, PeerJoined,
+// PeerHave, PeerPending, PeerLeft, Failed, Cancelled).
 //
 // # Scenarios and strategies
 //
@@ -43,7 +43,9 @@
 // on a tick (Policy.Tick) it asks its Picker for chunks to request from
 // peers (pipelines bounded by PipelineDepth) and from the origin, sends
 // Fetching for origin chunks, HaveUpdates for chunks received, cancels
-// what Received says to cancel, expires requests with Timeouts and drops
+// what Received says to cancel, reports the peers whose chunks (larger
+// than transfer.PartSize, the daemon's ChunkParts) are flowing in with
+// Progress, expires requests with Timeouts and drops
 // peers with MaxStrikes strikes, and looks for more peers every
 // FindInterval while it has fewer than MaxPeers. A sender serves each
 // session's requests in order, one chunk at a time per session, all

@@ -1148,6 +1148,7 @@ func (s *sim) tick(h int32) {
 		return
 	}
 	p := hs.picker
+	s.progress(h)
 	s.tmo = p.Timeouts(s.at(s.now), s.tmo[:0])
 	full := len(s.tmo) > 0 || s.now >= hs.lastFull+1 || p.Thawed(s.at(s.now))
 	for _, r := range s.tmo {
@@ -1168,6 +1169,22 @@ func (s *sim) tick(h int32) {
 		s.fillOrigin(h)
 	}
 	s.schedule(s.now+s.sc.Policy.Tick.Seconds(), evTick, h, 0, 0)
+}
+
+// progress tells h's Picker of the peers sending it chunks in parts (the
+// daemon's ChunkParts, transfer.PartSize): their bytes flow, so their
+// requests neither stall nor time out.
+func (s *sim) progress(h int32) {
+	hs := &s.hosts[h]
+	now := s.at(s.now)
+	for _, id := range hs.in {
+		if id < 0 {
+			continue
+		}
+		if f := &s.flows[id]; f.live && f.srv != s.origin && f.chunk >= 0 && f.size > transfer.PartSize {
+			hs.picker.Progress(s.ids[f.srv], now)
+		}
+	}
 }
 
 // ---- churn ----

@@ -712,18 +712,19 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 	return err
 }
 
-// Part sizes: chunks larger than this go out as ChunkParts, so that a
-// Cancel stops them part way (a chunk asked of a host while it was the only
-// holder is often wanted elsewhere by the time a shared, slow uplink has
-// sent half of it) and control messages need not wait behind a whole
-// chunk. With an upload rate limit the parts are the limiter's pieces.
-const uncappedPart = 256 << 10
+// PartSize: chunks larger than this go out as ChunkParts of this size, so
+// that a Cancel stops them part way (a chunk asked of a host while it was
+// the only holder is often wanted elsewhere by the time a shared, slow
+// uplink has sent half of it), control messages need not wait behind a
+// whole chunk, and the receiver sees progress (Picker.Progress). With an
+// upload rate limit the parts are the limiter's pieces.
+const PartSize = 256 << 10
 
 func (ss *session) partSize() int {
 	if ss.s.up != nil {
 		return ratePiece
 	}
-	return uncappedPart
+	return PartSize
 }
 
 // uploadWhole sends chunk i as one Chunk message, paced by the upload rate
