@@ -111,10 +111,11 @@ type Policy struct {
 	// MaxPeersPerDownload). Default 32.
 	MaxPeers int `json:"max_peers,omitempty"`
 	// OriginParallel, RequestTimeout, MaxInflightPerPeer,
-	// EndgameThreshold: transfer.PickerConfig.
+	// MaxInflightBytes, EndgameThreshold: transfer.PickerConfig.
 	OriginParallel     int      `json:"origin_parallel,omitempty"`
 	RequestTimeout     Duration `json:"request_timeout,omitempty"`
 	MaxInflightPerPeer int      `json:"max_inflight_per_peer,omitempty"`
+	MaxInflightBytes   Size     `json:"max_inflight_bytes,omitempty"`
 	EndgameThreshold   int      `json:"endgame_threshold,omitempty"`
 	// OriginSwarmWindow and OriginFallbackDelay: transfer.PickerConfig's
 	// member-aware origin policy.

@@ -275,6 +275,7 @@ func newSim(sc Scenario, st Strategy) *sim {
 		OriginParallel:     sc.Policy.OriginParallel,
 		RequestTimeout:     time.Duration(sc.Policy.RequestTimeout),
 		MaxInflightPerPeer: sc.Policy.MaxInflightPerPeer,
+		MaxInflightBytes:   int64(sc.Policy.MaxInflightBytes),
 		EndgameThreshold:   sc.Policy.EndgameThreshold,
 		OriginSwarmWindow:  sc.Policy.OriginSwarmWindow,
 	}

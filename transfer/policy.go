@@ -26,6 +26,7 @@ const (
 	DefaultEndgameThreshold    = 4
 	DefaultEndgameDuplicates   = 2
 	DefaultMaxInflightPerPeer  = 64
+	DefaultMaxInflightBytes    = 4 << 20
 	DefaultOriginParallel      = DefaultParallel
 	DefaultOriginInitialWindow = 1
 	DefaultRequestTimeout      = 10 * time.Second
@@ -55,6 +56,16 @@ type PickerConfig struct {
 	EndgameDuplicates int
 	// MaxInflightPerPeer caps PipelineDepth. Default 64.
 	MaxInflightPerPeer int
+	// MaxInflightBytes caps PipelineDepth too, at this many bytes of mean
+	// chunk length (at least 2 chunks). A peer serves each session one
+	// chunk at a time and all its sessions at once, so its share for us
+	// shrinks as others ask it too, while the throughput we measured of it
+	// does not yet: a deeper pipeline only queues our requests there, and
+	// a chunk that became easier to get elsewhere (the end of a flash
+	// crowd: everyone waits for the last chunks the origin sent) waits
+	// behind them. 4 MiB keeps one peer's 1 Gbit/s full over a 32 ms round
+	// trip, and a download has many peers. Default 4 MiB.
+	MaxInflightBytes int64
 	// InitialBDP is the bandwidth-delay product (bytes) assumed for a peer
 	// not yet measured. Default 1 MiB.
 	InitialBDP int64
@@ -299,6 +310,9 @@ func NewPicker(cfg PickerConfig) *Picker {
 		cfg.MaxInflightPerPeer = DefaultMaxInflightPerPeer
 	}
 	cfg.MaxInflightPerPeer = max(cfg.MaxInflightPerPeer, 2)
+	if cfg.MaxInflightBytes <= 0 {
+		cfg.MaxInflightBytes = DefaultMaxInflightBytes
+	}
 	if cfg.InitialBDP <= 0 {
 		cfg.InitialBDP = DefaultInitialBDP
 	}
@@ -779,9 +793,7 @@ func (p *Picker) pipelineDepth(s int32) int {
 		bdp = sc.Throughput * sc.RTT.Seconds()
 	}
 	d := math.Ceil(bdp/p.avgLen) + 1
-	if d > float64(p.cfg.MaxInflightPerPeer) {
-		return p.cfg.MaxInflightPerPeer
-	}
+	d = min(d, float64(p.cfg.MaxInflightPerPeer), math.Floor(float64(p.cfg.MaxInflightBytes)/p.avgLen))
 	return max(int(d), 2)
 }
 

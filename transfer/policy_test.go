@@ -18,7 +18,9 @@ func newTestPicker(n int, seed uint64, mod func(*PickerConfig)) *Picker {
 }
 
 // deepPipes lets a peer take 100 requests at once.
-func deepPipes(c *PickerConfig) { c.MaxInflightPerPeer, c.InitialBDP = 100, 100<<20 }
+func deepPipes(c *PickerConfig) {
+	c.MaxInflightPerPeer, c.InitialBDP, c.MaxInflightBytes = 100, 100<<20, 1<<40
+}
 
 func bitsOf(n int, idx ...int) Bitfield {
 	b := NewBitfield(n)
@@ -423,20 +425,26 @@ func TestPipelineDepth(t *testing.T) {
 		tp     float64
 		rtt    time.Duration
 		maxInf int
+		maxB   int64 // MaxInflightBytes, 0: the default (4 MiB)
 		want   int
 	}{
-		{"unmeasured 1MiB", mib, 0, 0, 64, 2},
-		{"unmeasured 4KiB", 4 << 10, 0, 0, 64, 64},
-		{"unmeasured 4KiB capped", 4 << 10, 0, 0, 16, 16},
-		{"slow link", mib, 1 * mib, 10 * time.Millisecond, 64, 2},
-		{"fast far link", mib, 100 * mib, 100 * time.Millisecond, 64, 11},
-		{"huge", mib, 10000 * mib, time.Second, 64, 64},
+		{"unmeasured 1MiB", mib, 0, 0, 64, 0, 2},
+		{"unmeasured 4KiB", 4 << 10, 0, 0, 64, 0, 64},
+		{"unmeasured 4KiB capped", 4 << 10, 0, 0, 16, 0, 16},
+		{"slow link", mib, 1 * mib, 10 * time.Millisecond, 64, 0, 2},
+		{"fast far link", mib, 100 * mib, 100 * time.Millisecond, 64, 0, 4},
+		{"fast far link, 64 MiB in flight", mib, 100 * mib, 100 * time.Millisecond, 64, 64 * mib, 11},
+		{"huge", mib, 10000 * mib, time.Second, 64, 1 << 40, 64},
+		{"huge, default bytes", mib, 10000 * mib, time.Second, 64, 0, 4},
+		{"huge, 4KiB chunks", 4 << 10, 10000 * mib, time.Second, 64, 0, 64},
+		{"bytes below two chunks", 4 * mib, 100 * mib, 100 * time.Millisecond, 64, 0, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newTestPicker(4, 1, func(c *PickerConfig) {
 				c.ChunkLen = func(int) int64 { return tc.chunk }
 				c.MaxInflightPerPeer = tc.maxInf
+				c.MaxInflightBytes = tc.maxB
 			})
 			p.PeerJoined("x", nil)
 			sl := &p.slots[p.peers["x"]]
