@@ -27,6 +27,7 @@ const (
 	DefaultEndgameDuplicates   = 2
 	DefaultMaxInflightPerPeer  = 64
 	DefaultMaxInflightBytes    = 4 << 20
+	DefaultDownloadInflight    = 32 << 20
 	DefaultOriginParallel      = DefaultParallel
 	DefaultOriginInitialWindow = 1
 	DefaultRequestTimeout      = 10 * time.Second
@@ -56,16 +57,20 @@ type PickerConfig struct {
 	EndgameDuplicates int
 	// MaxInflightPerPeer caps PipelineDepth. Default 64.
 	MaxInflightPerPeer int
-	// MaxInflightBytes caps PipelineDepth too, at this many bytes of mean
+	// MaxInflightBytes and DownloadInflight cap PipelineDepth too, at the
+	// larger of MaxInflightBytes and DownloadInflight/peers bytes of mean
 	// chunk length (at least 2 chunks). A peer serves each session one
 	// chunk at a time and all its sessions at once, so its share for us
 	// shrinks as others ask it too, while the throughput we measured of it
 	// does not yet: a deeper pipeline only queues our requests there, and
 	// a chunk that became easier to get elsewhere (the end of a flash
 	// crowd: everyone waits for the last chunks the origin sent) waits
-	// behind them. 4 MiB keeps one peer's 1 Gbit/s full over a 32 ms round
-	// trip, and a download has many peers. Default 4 MiB.
+	// behind them. With few peers each may take more: a request stays in
+	// flight until the chunk is stored, so a lone peer needs the depth to
+	// cover the store's commits too. Defaults 4 MiB and 32 MiB (4 MiB keeps
+	// a peer's 1 Gbit/s full over a 32 ms round trip).
 	MaxInflightBytes int64
+	DownloadInflight int64
 	// InitialBDP is the bandwidth-delay product (bytes) assumed for a peer
 	// not yet measured. Default 1 MiB.
 	InitialBDP int64
@@ -312,6 +317,9 @@ func NewPicker(cfg PickerConfig) *Picker {
 	cfg.MaxInflightPerPeer = max(cfg.MaxInflightPerPeer, 2)
 	if cfg.MaxInflightBytes <= 0 {
 		cfg.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if cfg.DownloadInflight <= 0 {
+		cfg.DownloadInflight = DefaultDownloadInflight
 	}
 	if cfg.InitialBDP <= 0 {
 		cfg.InitialBDP = DefaultInitialBDP
@@ -793,7 +801,8 @@ func (p *Picker) pipelineDepth(s int32) int {
 		bdp = sc.Throughput * sc.RTT.Seconds()
 	}
 	d := math.Ceil(bdp/p.avgLen) + 1
-	d = min(d, float64(p.cfg.MaxInflightPerPeer), math.Floor(float64(p.cfg.MaxInflightBytes)/p.avgLen))
+	capB := max(p.cfg.MaxInflightBytes, p.cfg.DownloadInflight/int64(max(p.numPeers, 1)))
+	d = min(d, float64(p.cfg.MaxInflightPerPeer), math.Floor(float64(capB)/p.avgLen))
 	return max(int(d), 2)
 }
 

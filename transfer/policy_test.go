@@ -426,18 +426,21 @@ func TestPipelineDepth(t *testing.T) {
 		rtt    time.Duration
 		maxInf int
 		maxB   int64 // MaxInflightBytes, 0: the default (4 MiB)
+		peers  int   // peers known (DownloadInflight, 32 MiB, is shared)
 		want   int
 	}{
-		{"unmeasured 1MiB", mib, 0, 0, 64, 0, 2},
-		{"unmeasured 4KiB", 4 << 10, 0, 0, 64, 0, 64},
-		{"unmeasured 4KiB capped", 4 << 10, 0, 0, 16, 0, 16},
-		{"slow link", mib, 1 * mib, 10 * time.Millisecond, 64, 0, 2},
-		{"fast far link", mib, 100 * mib, 100 * time.Millisecond, 64, 0, 4},
-		{"fast far link, 64 MiB in flight", mib, 100 * mib, 100 * time.Millisecond, 64, 64 * mib, 11},
-		{"huge", mib, 10000 * mib, time.Second, 64, 1 << 40, 64},
-		{"huge, default bytes", mib, 10000 * mib, time.Second, 64, 0, 4},
-		{"huge, 4KiB chunks", 4 << 10, 10000 * mib, time.Second, 64, 0, 64},
-		{"bytes below two chunks", 4 * mib, 100 * mib, 100 * time.Millisecond, 64, 0, 2},
+		{"unmeasured 1MiB", mib, 0, 0, 64, 0, 1, 2},
+		{"unmeasured 4KiB", 4 << 10, 0, 0, 64, 0, 1, 64},
+		{"unmeasured 4KiB capped", 4 << 10, 0, 0, 16, 0, 1, 16},
+		{"slow link", mib, 1 * mib, 10 * time.Millisecond, 64, 0, 1, 2},
+		{"fast far link, lone peer", mib, 100 * mib, 100 * time.Millisecond, 64, 0, 1, 11},
+		{"fast far link, 4 peers", mib, 100 * mib, 100 * time.Millisecond, 64, 0, 4, 8},
+		{"fast far link, 32 peers", mib, 100 * mib, 100 * time.Millisecond, 64, 0, 32, 4},
+		{"fast far link, 32 peers, 64 MiB each", mib, 100 * mib, 100 * time.Millisecond, 64, 64 * mib, 32, 11},
+		{"huge, lone peer", mib, 10000 * mib, time.Second, 64, 0, 1, 32},
+		{"huge, no byte cap", mib, 10000 * mib, time.Second, 64, 1 << 40, 1, 64},
+		{"huge, 4KiB chunks, 32 peers", 4 << 10, 10000 * mib, time.Second, 64, 0, 32, 64},
+		{"4 MiB chunks, 32 peers", 4 * mib, 100 * mib, 100 * time.Millisecond, 64, 0, 32, 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -446,10 +449,12 @@ func TestPipelineDepth(t *testing.T) {
 				c.MaxInflightPerPeer = tc.maxInf
 				c.MaxInflightBytes = tc.maxB
 			})
-			p.PeerJoined("x", nil)
-			sl := &p.slots[p.peers["x"]]
+			for k := range tc.peers {
+				p.PeerJoined(PeerID(fmt.Sprintf("p%d", k)), nil)
+			}
+			sl := &p.slots[p.peers["p0"]]
 			sl.score.Throughput, sl.score.RTT = tc.tp, tc.rtt
-			if got := p.PipelineDepth("x"); got != tc.want {
+			if got := p.PipelineDepth("p0"); got != tc.want {
 				t.Fatalf("PipelineDepth = %d, want %d", got, tc.want)
 			}
 		})
