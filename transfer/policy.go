@@ -180,12 +180,9 @@ type Picker struct {
 	remaining int
 	missing   indexSet // chunks we lack, for the end game
 
-	avail    []int32 // known peers holding each chunk
-	pend     []int32 // peers fetching each chunk from the origin
-	reqCount []uint8 // outstanding requests per chunk
-	origReq  Bitfield
-	reqHead  []int32 // first request record per chunk, -1 none
-	levels   []levelSet
+	ck      []chunkState // per chunk, packed: one cache line per lookup
+	origReq Bitfield
+	levels  []levelSet
 
 	// origin order: rank[i] is chunk i's place in this host's permutation;
 	// heap holds candidates by rank (lazy deletion; inHeap avoids copies).
@@ -219,6 +216,17 @@ type Picker struct {
 
 	tpSum float64 // sum of the measured peers' throughputs
 	tpN   int     // measured peers
+}
+
+// chunkState is what a Picker keeps per chunk, in one array so that the
+// fields an update touches together share a cache line (a simulation
+// runs thousands of Pickers, and each update is a cache miss).
+type chunkState struct {
+	avail    int32 // known peers holding the chunk
+	pend     int32 // peers fetching it from the origin
+	reqHead  int32 // first request record, -1 none
+	reqCount uint8 // outstanding requests
+	inDue    uint8 // member policy: our rank r+1 while filed in due[r]
 }
 
 type peerSlot struct {
@@ -329,11 +337,8 @@ func NewPicker(cfg PickerConfig) *Picker {
 		n:         n,
 		have:      NewBitfield(n),
 		remaining: n,
-		avail:     make([]int32, n),
-		pend:      make([]int32, n),
-		reqCount:  make([]uint8, n),
+		ck:        make([]chunkState, n),
 		origReq:   NewBitfield(n),
-		reqHead:   make([]int32, n),
 		rank:      make([]int32, n),
 		heap:      make([]int32, n),
 		inHeap:    NewBitfield(n),
@@ -342,7 +347,7 @@ func NewPicker(cfg PickerConfig) *Picker {
 	}
 	var total float64
 	for i := range n {
-		p.reqHead[i] = -1
+		p.ck[i].reqHead = -1
 		if cfg.ChunkLen != nil {
 			total += float64(cfg.ChunkLen(i))
 		}
@@ -396,7 +401,7 @@ func (p *Picker) Availability(i int) int {
 	if !p.valid(i) {
 		return 0
 	}
-	return int(p.avail[i])
+	return int(p.ck[i].avail)
 }
 
 // Outstanding returns how many requests for chunk i are open.
@@ -404,7 +409,7 @@ func (p *Picker) Outstanding(i int) int {
 	if !p.valid(i) {
 		return 0
 	}
-	return int(p.reqCount[i])
+	return int(p.ck[i].reqCount)
 }
 
 // Peers returns how many peers are known.
@@ -415,17 +420,17 @@ func (p *Picker) OriginInflight() int { return p.originInflight }
 
 func (p *Picker) valid(i int) bool { return i >= 0 && i < p.n }
 
-func (p *Picker) pickable(i int) bool { return !p.have.Has(i) && p.reqCount[i] == 0 }
+func (p *Picker) pickable(i int) bool { return !p.have.Has(i) && p.ck[i].reqCount == 0 }
 
 // originEligible: no peer has it or is fetching it, nobody is asked for it.
 func (p *Picker) originEligible(i int) bool {
-	return p.pickable(i) && p.avail[i] == 0 && p.pend[i] == 0
+	return p.pickable(i) && p.ck[i].avail == 0 && p.ck[i].pend == 0
 }
 
 // addPend changes the PeerPending claims on chunk i.
 func (p *Picker) addPend(i int, delta int32) {
 	was := p.originEligible(i)
-	p.pend[i] += delta
+	p.ck[i].pend += delta
 	p.updElig(i, was)
 }
 
@@ -453,7 +458,7 @@ func (p *Picker) level(a int32) *levelSet {
 
 // makePickable puts i back at its level after its last request ended.
 func (p *Picker) makePickable(i int) {
-	p.level(p.avail[i]).add(i)
+	p.level(p.ck[i].avail).add(i)
 	p.maybeOrigin(i)
 }
 
@@ -469,9 +474,9 @@ func (p *Picker) maybeOrigin(i int) {
 
 // setAvail moves chunk i to availability a.
 func (p *Picker) setAvail(i int, a int32) {
-	old := p.avail[i]
+	old := p.ck[i].avail
 	was, wasSeen := p.originEligible(i), p.seen(i)
-	p.avail[i] = a
+	p.ck[i].avail = a
 	p.updElig(i, was)
 	p.seenChanged(i, wasSeen)
 	if a != 1 && p.mem.on {
@@ -492,8 +497,8 @@ func (p *Picker) SetHave(i int) {
 	if !p.valid(i) || p.have.Has(i) {
 		return
 	}
-	if p.reqCount[i] == 0 {
-		p.levels[p.avail[i]].remove(i)
+	if p.ck[i].reqCount == 0 {
+		p.levels[p.ck[i].avail].remove(i)
 	}
 	was, wasSeen := p.originEligible(i), p.seen(i)
 	p.have.Set(i)
@@ -558,7 +563,7 @@ func (p *Picker) PeerJoined(peer PeerID, have Bitfield) {
 			x &= x - 1
 			i := w*64 + b
 			hb.Set(i)
-			p.setAvail(i, p.avail[i]+1)
+			p.setAvail(i, p.ck[i].avail+1)
 		}
 	}
 }
@@ -585,10 +590,10 @@ func (p *Picker) peerHave(s int32, i int) {
 		return
 	}
 	sl.have.Set(i)
-	p.setAvail(i, p.avail[i]+1)
-	if p.avail[i] == 1 {
+	p.setAvail(i, p.ck[i].avail+1)
+	if p.ck[i].avail == 1 {
 		p.deferFirst(i, s)
-	} else if p.reqCount[i] > 0 && p.mem.on {
+	} else if p.ck[i].reqCount > 0 && p.mem.on {
 		p.reroute(i, sl)
 	}
 }
@@ -601,15 +606,15 @@ func (p *Picker) peerHave(s int32, i int) {
 // else that peer's upload is split among (seconds) while the chunk
 // spreads around it.
 func (p *Picker) reroute(i int, sl *peerSlot) {
-	if p.slowPeer(sl, p.lastT) {
-		return
+	if p.slowPeer(sl, p.lastT) || p.tpN < 4 {
+		return // (with under 4 peers measured, none is measuredSlow)
 	}
-	for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+	for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
 		if r := &p.recs[id]; r.peer < 0 || !p.measuredSlow(&p.slots[r.peer]) {
 			return
 		}
 	}
-	for id := p.reqHead[i]; id >= 0; {
+	for id := p.ck[i].reqHead; id >= 0; {
 		r := &p.recs[id]
 		next := r.next
 		p.withdrawn = append(p.withdrawn, Request{Chunk: i, Peer: p.slots[r.peer].id, At: p.epoch.Add(time.Duration(r.at))})
@@ -638,7 +643,7 @@ func (p *Picker) PeerLacks(peer PeerID, i int) {
 		return
 	}
 	p.slots[s].have.Clear(i)
-	p.setAvail(i, p.avail[i]-1)
+	p.setAvail(i, p.ck[i].avail-1)
 }
 
 // PeerPending records that peer said it is fetching chunk i from the
@@ -670,7 +675,7 @@ func (p *Picker) DropRequests(peer PeerID) int {
 	n := 0
 	for k := 0; k < len(p.missing.items) && p.slots[s].inflight > 0; k++ {
 		i := p.missing.items[k]
-		for id := p.reqHead[i]; id >= 0; {
+		for id := p.ck[i].reqHead; id >= 0; {
 			next := p.recs[id].next
 			if p.recs[id].peer == s {
 				p.endRequest(id)
@@ -697,7 +702,7 @@ func (p *Picker) PeerLeft(peer PeerID) {
 			b := bits.TrailingZeros64(x)
 			x &= x - 1
 			i := w*64 + b
-			p.setAvail(i, p.avail[i]-1)
+			p.setAvail(i, p.ck[i].avail-1)
 		}
 	}
 	for w, x := range sl.pending {
@@ -861,16 +866,16 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 	start := p.rng.IntN(m)
 	for k := range m {
 		i := int(p.missing.items[(start+k)%m])
-		if !sl.have.Has(i) || int(p.reqCount[i]) >= bestN || p.askedFrom(i, s) {
+		if !sl.have.Has(i) || int(p.ck[i].reqCount) >= bestN || p.askedFrom(i, s) {
 			continue
 		}
-		best, bestN = i, int(p.reqCount[i])
+		best, bestN = i, int(p.ck[i].reqCount)
 	}
 	return best, best >= 0
 }
 
 func (p *Picker) askedFrom(i int, s int32) bool {
-	for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+	for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
 		if p.recs[id].peer == s {
 			return true
 		}
@@ -913,7 +918,7 @@ func (p *Picker) NextForOrigin(now time.Time) (int, bool) {
 	}
 	for len(p.stalled) > 0 {
 		i := int(p.stalled[0])
-		if !p.have.Has(i) && !p.origReq.Has(i) && p.reqCount[i] > 0 {
+		if !p.have.Has(i) && !p.origReq.Has(i) && p.ck[i].reqCount > 0 {
 			return i, true
 		}
 		p.stalled = p.stalled[1:]
@@ -1011,12 +1016,12 @@ func (p *Picker) requested(i int, s int32, now time.Time) {
 	} else if p.askedFrom(i, s) {
 		return
 	}
-	if p.reqCount[i] == 0 {
-		p.levels[p.avail[i]].remove(i)
+	if p.ck[i].reqCount == 0 {
+		p.levels[p.ck[i].avail].remove(i)
 	}
 	was := p.originEligible(i)
-	if p.reqCount[i] < math.MaxUint8 {
-		p.reqCount[i]++
+	if p.ck[i].reqCount < math.MaxUint8 {
+		p.ck[i].reqCount++
 	}
 	p.updElig(i, was)
 	var id int32
@@ -1028,8 +1033,8 @@ func (p *Picker) requested(i int, s int32, now time.Time) {
 		id = int32(len(p.recs) - 1)
 	}
 	r := &p.recs[id]
-	*r = reqRec{chunk: int32(i), peer: s, next: p.reqHead[i], gen: r.gen + 1, live: true, at: t}
-	p.reqHead[i] = id
+	*r = reqRec{chunk: int32(i), peer: s, next: p.ck[i].reqHead, gen: r.gen + 1, live: true, at: t}
+	p.ck[i].reqHead = id
 	if s >= 0 {
 		sl := &p.slots[s]
 		r.alone = sl.inflight == 0
@@ -1045,7 +1050,7 @@ func (p *Picker) requested(i int, s int32, now time.Time) {
 
 // findReq returns the open request of chunk i to slot s (-1: origin).
 func (p *Picker) findReq(i int, s int32) int32 {
-	for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+	for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
 		if p.recs[id].peer == s {
 			return id
 		}
@@ -1059,10 +1064,10 @@ func (p *Picker) endRequest(id int32) {
 	r := &p.recs[id]
 	i := int(r.chunk)
 	// unlink
-	if p.reqHead[i] == id {
-		p.reqHead[i] = r.next
+	if p.ck[i].reqHead == id {
+		p.ck[i].reqHead = r.next
 	} else {
-		for q := p.reqHead[i]; q >= 0; q = p.recs[q].next {
+		for q := p.ck[i].reqHead; q >= 0; q = p.recs[q].next {
 			if p.recs[q].next == id {
 				p.recs[q].next = r.next
 				break
@@ -1081,9 +1086,9 @@ func (p *Picker) endRequest(id int32) {
 	r.gen++
 	p.freeRecs = append(p.freeRecs, id)
 	was := p.originEligible(i)
-	p.reqCount[i]--
+	p.ck[i].reqCount--
 	p.updElig(i, was)
-	if p.reqCount[i] == 0 && !p.have.Has(i) {
+	if p.ck[i].reqCount == 0 && !p.have.Has(i) {
 		p.makePickable(i)
 	}
 }
@@ -1156,7 +1161,7 @@ func (p *Picker) Received(i int, from PeerID, now time.Time, bytes int64) []Peer
 		}
 	}
 	p.SetHave(i)
-	for id := p.reqHead[i]; id >= 0; {
+	for id := p.ck[i].reqHead; id >= 0; {
 		r := &p.recs[id]
 		next := r.next
 		if r.peer < 0 {
