@@ -168,21 +168,35 @@ func (s PeerScore) Value() float64 {
 // elsewhere (the least requested first, at most EndgameDuplicates
 // outstanding); Received returns the other requests to cancel.
 type Picker struct {
+	// The fields a HaveUpdate and the pick that follows it read come
+	// first, together (a simulation runs thousands of Pickers: each
+	// cache line is a miss).
+	n            int
+	lastT        int64 // the latest time given
+	remaining    int
+	numPeers     int
+	peerInflight int // open peer requests, all peers
+	slots        []peerSlot
+	ck           []chunkState // per chunk, packed: one cache line per lookup
+	have         Bitfield
+	levels       []levelSet
+	lvBuf        []uint64 // the levels' words (see initLevel)
+	rng          *rand.Rand
+	tpSum        float64 // sum of the measured peers' throughputs
+	tpN          int     // measured peers
+	lat          float64 // EWMA of peer request-to-arrival times, ns
+	avgLen       float64
+	elig         int       // chunks no peer has, fetches or is asked for
+	withdrawn    []Request // see Withdrawn
+
+	mem memberState // SetMembers; see policy_members.go
+
 	cfg     PickerConfig
-	rng     *rand.Rand
-	n       int
-	avgLen  float64
 	epoch   time.Time
 	started bool
-	lastT   int64 // the latest time given
 
-	have      Bitfield
-	remaining int
-	missing   indexSet // chunks we lack, for the end game
-
-	ck      []chunkState // per chunk, packed: one cache line per lookup
+	missing indexSet // chunks we lack, for the end game
 	origReq Bitfield
-	levels  []levelSet
 
 	// origin order: rank[i] is chunk i's place in this host's permutation;
 	// heap holds candidates by rank (lazy deletion; inHeap avoids copies).
@@ -191,16 +205,11 @@ type Picker struct {
 	inHeap         Bitfield
 	stalled        []int32
 	originInflight int
-	peerInflight   int // open peer requests, all peers
 	originDone     int
-	elig           int     // chunks no peer has, fetches or is asked for
-	originGate     int64   // no origin start before (with peers)
-	lat            float64 // EWMA of peer request-to-arrival times, ns
+	originGate     int64 // no origin start before (with peers)
 
-	peers    map[PeerID]int32
-	slots    []peerSlot
-	free     []int32
-	numPeers int
+	peers map[PeerID]int32
+	free  []int32
 
 	recs     []reqRec
 	freeRecs []int32
@@ -210,12 +219,6 @@ type Picker struct {
 	pendHead int
 
 	cancelBuf []PeerID
-	withdrawn []Request // see Withdrawn
-
-	mem memberState // SetMembers; see policy_members.go
-
-	tpSum float64 // sum of the measured peers' throughputs
-	tpN   int     // measured peers
 }
 
 // chunkState is what a Picker keeps per chunk, in one array so that the
@@ -230,17 +233,18 @@ type chunkState struct {
 }
 
 type peerSlot struct {
-	id        PeerID
+	// What a HaveUpdate and the pick that follows read first, together.
 	have      Bitfield
-	pending   Bitfield
 	gen       uint32
+	npend     int32 // chunks set in pending
 	live      bool
 	inflight  int
-	npend     int32 // chunks set in pending
 	busySince int64 // when inflight last went from 0 to 1
 	lastRecv  int64
-	lastByte  int64 // last Progress: part of a chunk arrived
 	score     PeerScore
+	pending   Bitfield
+	id        PeerID
+	lastByte  int64 // last Progress: part of a chunk arrived
 }
 
 type reqRec struct {
@@ -368,7 +372,7 @@ func NewPicker(cfg PickerConfig) *Picker {
 		p.inHeap.Set(i)
 	}
 	p.levels = make([]levelSet, 1, 8)
-	p.levels[0].init(n)
+	p.initLevel(0)
 	for i := range n {
 		p.levels[0].add(i)
 	}
@@ -451,9 +455,33 @@ func (p *Picker) level(a int32) *levelSet {
 	}
 	l := &p.levels[a]
 	if l.words == nil {
-		l.init(p.n)
+		p.initLevel(int(a))
 	}
 	return l
+}
+
+// initLevel gives level a its words and summary in lvBuf, where level b's
+// are at [b*stride, (b+1)*stride): the levels a pick scans one after the
+// other are adjacent in memory. lvBuf grows eight levels at a time.
+func (p *Picker) initLevel(a int) {
+	nw := (p.n + 63) / 64
+	ns := (nw + 63) / 64
+	stride := nw + ns
+	if stride == 0 {
+		p.levels[a].init(p.n)
+		return
+	}
+	if (a+1)*stride > len(p.lvBuf) {
+		buf := make([]uint64, ((a+8)&^7)*stride)
+		copy(buf, p.lvBuf)
+		p.lvBuf = buf
+		for b := range p.levels {
+			if p.levels[b].words != nil {
+				p.levels[b].carve(buf, b*stride, nw, ns)
+			}
+		}
+	}
+	p.levels[a].carve(p.lvBuf, a*stride, nw, ns)
 }
 
 // makePickable puts i back at its level after its last request ended.
@@ -1302,6 +1330,12 @@ type levelSet struct {
 	words   []uint64
 	summary []uint64
 	count   int
+}
+
+// carve points l at buf[off:], words then summary (their contents stay).
+func (l *levelSet) carve(buf []uint64, off, nw, ns int) {
+	l.words = buf[off : off+nw : off+nw]
+	l.summary = buf[off+nw : off+nw+ns : off+nw+ns]
 }
 
 func (l *levelSet) init(n int) {

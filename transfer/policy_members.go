@@ -28,16 +28,17 @@ const (
 
 // memberState is what SetMembers gives the origin policy.
 type memberState struct {
-	on    bool    // at least one member besides us
-	count int     // members, us included
-	order []int32 // the global order: order[g] is a chunk (shared, read-only)
-	gpos  []int32 // gpos[i]: chunk i's place in order (shared, read-only)
-	orank []int32 // our rank for chunk i: 0 = owner
+	on bool // at least one member besides us
 	// window: every chunk at order[:wEnd] has entered it (at entT); wUnseen
 	// of them are unseen (nobody we know has them, we lack them).
-	wEnd    int
-	wUnseen int
-	entT    []int64
+	wEnd     int
+	wUnseen  int
+	gpos     []int32  // gpos[i]: chunk i's place in order (shared, read-only)
+	deferred Bitfield // see below
+	entT     []int64
+	count    int     // members, us included
+	order    []int32 // the global order: order[g] is a chunk (shared, read-only)
+	orank    []int32 // our rank for chunk i: 0 = owner
 	// due[r]: the window's chunks of our rank r (at most maxFallbackRank),
 	// a min-heap of places in the order; chunkState.inDue is r+1 while
 	// filed.
@@ -46,10 +47,9 @@ type memberState struct {
 	self    uint64  // our hash
 	// deferred: chunks one known peer has that we leave to other hosts
 	// for a while (see deferFirst); deferQ in order of expiry.
-	deferred Bitfield
-	deferQ   []pendEntry
-	deferH   int
-	thawed   bool
+	deferQ []pendEntry
+	deferH int
+	thawed bool
 }
 
 type ringPoint struct {
