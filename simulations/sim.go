@@ -1146,13 +1146,14 @@ func (s *sim) fetching(h, class, i int32) {
 		return
 	}
 	now := s.at(s.now)
-	pid := s.ids[h]
-	for _, w := range s.hosts[h].watch {
+	off, bit := int(i)>>6, uint64(1)<<(i&63)
+	for k := range s.hosts[h].watch {
+		w := &s.hosts[h].watch[k]
 		if w.local != (class == 0) {
 			continue
 		}
-		if qs := &s.hosts[w.q]; !qs.have.Has(int(i)) {
-			qs.picker.PeerPending(pid, int(i), now)
+		if s.haveM[int(w.q)*s.nw+off]&bit == 0 {
+			w.p.PeerPendingRef(w.ref, int(i), now)
 		}
 	}
 }

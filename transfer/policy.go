@@ -678,8 +678,13 @@ func (p *Picker) PeerLacks(peer PeerID, i int) {
 // origin: we leave i to it (and fetch it from the peer once it has it)
 // unless the claim is older than PendingTimeout.
 func (p *Picker) PeerPending(peer PeerID, i int, now time.Time) {
-	s, ok := p.peers[peer]
-	if !ok || !p.valid(i) {
+	if s, ok := p.peers[peer]; ok {
+		p.peerPending(s, i, now)
+	}
+}
+
+func (p *Picker) peerPending(s int32, i int, now time.Time) {
+	if !p.valid(i) {
 		return
 	}
 	sl := &p.slots[s]
@@ -1551,6 +1556,13 @@ func (p *Picker) refSlot(r PeerRef) (int32, bool) {
 func (p *Picker) PeerHaveRef(r PeerRef, i int) {
 	if s, ok := p.refSlot(r); ok {
 		p.peerHave(s, i)
+	}
+}
+
+// PeerPendingRef is PeerPending for a handle.
+func (p *Picker) PeerPendingRef(r PeerRef, i int, now time.Time) {
+	if s, ok := p.refSlot(r); ok {
+		p.peerPending(s, i, now)
 	}
 }
 
