@@ -181,6 +181,7 @@ type Picker struct {
 	have         Bitfield
 	levels       []levelSet
 	lvBuf        []uint64 // the levels' words (see initLevel)
+	pickU        Bitfield // the union of the levels: the pickable chunks
 	rng          *rand.Rand
 	tpSum        float64 // sum of the measured peers' throughputs
 	tpN          int     // measured peers
@@ -373,8 +374,10 @@ func NewPicker(cfg PickerConfig) *Picker {
 	}
 	p.levels = make([]levelSet, 1, 8)
 	p.initLevel(0)
+	p.pickU = NewBitfield(n)
 	for i := range n {
 		p.levels[0].add(i)
+		p.pickU.Set(i)
 	}
 	return p
 }
@@ -487,6 +490,7 @@ func (p *Picker) initLevel(a int) {
 // makePickable puts i back at its level after its last request ended.
 func (p *Picker) makePickable(i int) {
 	p.level(p.ck[i].avail).add(i)
+	p.pickU.Set(i)
 	p.maybeOrigin(i)
 }
 
@@ -527,6 +531,7 @@ func (p *Picker) SetHave(i int) {
 	}
 	if p.ck[i].reqCount == 0 {
 		p.levels[p.ck[i].avail].remove(i)
+		p.pickU.Clear(i)
 	}
 	was, wasSeen := p.originEligible(i), p.seen(i)
 	p.have.Set(i)
@@ -877,8 +882,17 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 		// game is on: then anything, one request at a time (measured again).
 		top = min(top, 2)
 	}
+	// With no level holding a chunk the peer has, each pick below would
+	// only draw its random start and fail: draw the same, skip the scans.
+	none := !p.anyPickable(sl.have)
 	for a := 1; a < top; a++ {
 		if p.levels[a].count == 0 {
+			continue
+		}
+		if none {
+			if nw := len(p.levels[a].words); nw != 0 {
+				p.rng.IntN(nw)
+			}
 			continue
 		}
 		var skip Bitfield
@@ -905,6 +919,17 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 		best, bestN = i, int(p.ck[i].reqCount)
 	}
 	return best, best >= 0
+}
+
+// anyPickable reports whether a pickable chunk is in have.
+func (p *Picker) anyPickable(have Bitfield) bool {
+	u := p.pickU
+	for w, x := range have {
+		if w < len(u) && x&u[w] != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Picker) askedFrom(i int, s int32) bool {
@@ -1051,6 +1076,7 @@ func (p *Picker) requested(i int, s int32, now time.Time) {
 	}
 	if p.ck[i].reqCount == 0 {
 		p.levels[p.ck[i].avail].remove(i)
+		p.pickU.Clear(i)
 	}
 	was := p.originEligible(i)
 	if p.ck[i].reqCount < math.MaxUint8 {
