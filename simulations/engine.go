@@ -69,12 +69,18 @@ func (h *eventHeap) pop() event {
 // flow is one transfer in progress: a chunk from a host (or the origin)
 // to a host, or a whole package from the origin in the baselines.
 type flow struct {
-	srv   int32 // sending server
-	dst   int32 // receiving host
+	// What a cap change reads first, together.
+	srv   int32   // sending server
+	dst   int32   // receiving host
+	su    int32   // site uplink crossed, -1 none
+	sd    int32   // site downlink crossed, -1 none
+	cap   float64 // rate cap: the receiver's and the site links' shares
+	inA   bool
+	live  bool
 	chunk int32 // chunk index; -1 for a whole-package baseline flow
 	vm    int32 // baseline: VM index on dst
+	inPos int32 // position in the receiver's list of incoming flows
 	size  float64
-	cap   float64 // rate cap: the receiver's and the site links' shares
 	// In the server's shared set (inA): finishes when the server's
 	// virtual clock reaches finV. In its capped set: rem bytes left at
 	// lastT, finishing at finT.
@@ -82,11 +88,6 @@ type flow struct {
 	rem   float64
 	lastT float64
 	finT  float64
-	inA   bool
-	live  bool
-	inPos int32 // position in the receiver's list of incoming flows
-	su    int32 // site uplink crossed, -1 none
-	sd    int32 // site downlink crossed, -1 none
 	suPos int32
 	sdPos int32
 }
