@@ -69,12 +69,18 @@ func (h *eventHeap) pop() event {
 // flow is one transfer in progress: a chunk from a host (or the origin)
 // to a host, or a whole package from the origin in the baselines.
 type flow struct {
-	srv   int32 // sending server
-	dst   int32 // receiving host
+	// What a cap change reads first, together.
+	srv   int32   // sending server
+	dst   int32   // receiving host
+	su    int32   // site uplink crossed, -1 none
+	sd    int32   // site downlink crossed, -1 none
+	cap   float64 // rate cap: the receiver's and the site links' shares
+	inA   bool
+	live  bool
 	chunk int32 // chunk index; -1 for a whole-package baseline flow
 	vm    int32 // baseline: VM index on dst
+	inPos int32 // position in the receiver's list of incoming flows
 	size  float64
-	cap   float64 // rate cap: the receiver's and the site links' shares
 	// In the server's shared set (inA): finishes when the server's
 	// virtual clock reaches finV. In its capped set: rem bytes left at
 	// lastT, finishing at finT.
@@ -82,13 +88,6 @@ type flow struct {
 	rem   float64
 	lastT float64
 	finT  float64
-	inA   bool
-	live  bool
-	p0    int32 // positions in the server's two heaps of its set
-	p1    int32
-	inPos int32 // position in the receiver's list of incoming flows
-	su    int32 // site uplink crossed, -1 none
-	sd    int32 // site downlink crossed, -1 none
 	suPos int32
 	sdPos int32
 }
@@ -116,7 +115,7 @@ type server struct {
 }
 
 // fheap is a min-heap of flow ids by key, with positions kept in the
-// flows (slot 0: p0, slot 1: p1).
+// engine's hpos (slot 0 or 1 of the flow's pair).
 type fheap struct {
 	id   []int32
 	key  []float64
@@ -124,10 +123,7 @@ type fheap struct {
 }
 
 func (e *engine) fpos(id int32, slot uint8) *int32 {
-	if slot == 0 {
-		return &e.flows[id].p0
-	}
-	return &e.flows[id].p1
+	return &e.hpos[2*int(id)+int(slot)]
 }
 
 func (h *fheap) swap(e *engine, i, j int) {
@@ -234,9 +230,12 @@ type engine struct {
 	srvs   []server
 	sheap  []int32 // servers by next completion
 	flows  []flow
-	free   []int32
-	links  []link
-	nEv    int64
+	// hpos: flow id's positions in its server's two heaps, at 2*id and
+	// 2*id+1 (apart from the flows: every heap move writes them).
+	hpos  []int32
+	free  []int32
+	links []link
+	nEv   int64
 	// recvShare returns a receiving host's per-flow download share.
 	recvShare func(dst int32) float64
 }
@@ -426,6 +425,7 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 		e.free = e.free[:k-1]
 	} else {
 		e.flows = append(e.flows, flow{})
+		e.hpos = append(e.hpos, 0, 0)
 		id = int32(len(e.flows) - 1)
 	}
 	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, su: su, sd: sd}
@@ -549,7 +549,7 @@ func (e *engine) setCap(id int32, c float64) {
 		// still sharing at the fair level: only its cap key changes,
 		// and a key lower than the cap (a lower bound) is fixed lazily
 		// by rebalance
-		if c < s.aCap.key[f.p1] {
+		if c < s.aCap.key[e.hpos[2*int(id)+1]] {
 			s.aCap.update(e, id, c)
 		}
 		f.cap = c

@@ -90,11 +90,15 @@ type session struct {
 }
 
 // watcher is a peer whose Picker knows this host: it hears our
-// HaveUpdates and Fetching messages. k is its session with us.
+// HaveUpdates and Fetching messages. k is its session with us; p and ref
+// are its Picker and its handle on us there (its session's, kept here so
+// that the fan-out of a HaveUpdate touches little else of the watcher).
 type watcher struct {
 	q     int32
 	k     int32
 	local bool
+	ref   transfer.PeerRef
+	p     *transfer.Picker
 }
 
 type host struct {
@@ -203,6 +207,8 @@ type sim struct {
 	sitePos  []int32
 	pending  int // hosts that still have to finish
 	old      transfer.Bitfield
+	nw       int      // words per have-map
+	haveM    []uint64 // every host's have-map, host h's at [h*nw:(h+1)*nw]
 	epoch    time.Time
 	tmo      []transfer.Request
 	wdr      []transfer.Request // Picker.Withdrawn
@@ -261,6 +267,8 @@ func newSim(sc Scenario, st Strategy) *sim {
 	}
 	// Which chunks version 1 already has: the same on every host.
 	s.old = transfer.NewBitfield(s.nChunks)
+	s.nw = len(s.old)
+	s.haveM = make([]uint64, int(n)*s.nw)
 	if sc.NewVersion.Reuse > 0 {
 		vr := rand.New(rand.NewPCG(sc.Seed, 0x01d))
 		for i := range s.nChunks {
@@ -472,7 +480,7 @@ func (s *sim) arrive(h int32, rejoin bool) {
 		return
 	}
 	if hs.have == nil {
-		hs.have = transfer.NewBitfield(s.nChunks)
+		hs.have = transfer.Bitfield(s.haveM[int(h)*s.nw : int(h+1)*s.nw : int(h+1)*s.nw])
 		copy(hs.have, s.old)
 	}
 	cfg := s.pcfg
@@ -665,9 +673,9 @@ func (s *sim) knowPeer(h int32, k int) {
 	se.known = true
 	ps := &s.hosts[se.peer]
 	se.wpos = int32(len(ps.watch))
-	ps.watch = append(ps.watch, watcher{q: h, k: int32(k), local: se.local})
 	hs.picker.PeerJoined(s.ids[se.peer], ps.have)
 	se.ref, _ = hs.picker.Ref(s.ids[se.peer])
+	ps.watch = append(ps.watch, watcher{q: h, k: int32(k), local: se.local, ref: se.ref, p: hs.picker})
 }
 
 // unknow takes h's session k out of its peer's watchers.
@@ -825,19 +833,23 @@ func (s *sim) fillAll(h int32) {
 
 func (s *sim) fillPeer(h int32, k int) {
 	hs := &s.hosts[h]
-	p := hs.picker
-	if p == nil || k < 0 || !hs.sess[k].known {
+	if hs.picker == nil || k < 0 || !hs.sess[k].known {
 		return
 	}
-	q := hs.sess[k].peer
-	ref := hs.sess[k].ref
+	se := &hs.sess[k]
+	s.fillRef(h, k, hs.picker, se.ref, se.peer, se.local)
+}
+
+// fillRef is fillPeer for h's Picker p, session k with q, p's handle ref
+// on q, and the session's locality.
+func (s *sim) fillRef(h int32, k int, p *transfer.Picker, ref transfer.PeerRef, q int32, local bool) {
 	now := s.at(s.now)
 	for range s.nChunks + 1 {
 		i, ok := p.NextForPeerRef(ref, now)
 		if !ok {
 			return
 		}
-		if s.locality && !hs.sess[k].local && s.localHas(h, i) {
+		if s.locality && !local && s.localHas(h, i) {
 			return // a same-site peer will serve it
 		}
 		p.RequestedRef(i, ref, now)
@@ -1105,15 +1117,18 @@ func (s *sim) haveUpdate(h, class, i int32) {
 	// so it is skipped: the fan-out is most of the work.
 	// Each watcher's Picker is its own, so updating and asking one watcher
 	// after another decides what updating all first would.
+	// A watcher's Picker and handle are its session's (see watcher), and
+	// its have-map is read from haveM: hosts[w.q] is touched only to ask.
+	off, bit := int(i)>>6, uint64(1)<<(i&63)
 	for k := 0; k < len(s.hosts[h].watch); k++ {
-		w := s.hosts[h].watch[k]
-		if w.local == (class == 0) && !s.hosts[w.q].have.Has(int(i)) {
-			p := s.hosts[w.q].picker
-			p.PeerHaveRef(s.hosts[w.q].sess[w.k].ref, int(i))
+		w := &s.hosts[h].watch[k]
+		if w.local == (class == 0) && s.haveM[int(w.q)*s.nw+off]&bit == 0 {
+			q, wk, p, ref, local := w.q, int(w.k), w.p, w.ref, w.local
+			p.PeerHaveRef(ref, int(i))
 			if p.HasWithdrawn() {
-				s.withdrawn(w.q)
+				s.withdrawn(q)
 			}
-			s.fillPeer(w.q, int(w.k))
+			s.fillRef(q, wk, p, ref, h, local)
 		}
 	}
 }
@@ -1132,13 +1147,14 @@ func (s *sim) fetching(h, class, i int32) {
 		return
 	}
 	now := s.at(s.now)
-	pid := s.ids[h]
-	for _, w := range s.hosts[h].watch {
+	off, bit := int(i)>>6, uint64(1)<<(i&63)
+	for k := range s.hosts[h].watch {
+		w := &s.hosts[h].watch[k]
 		if w.local != (class == 0) {
 			continue
 		}
-		if qs := &s.hosts[w.q]; !qs.have.Has(int(i)) {
-			qs.picker.PeerPending(pid, int(i), now)
+		if s.haveM[int(w.q)*s.nw+off]&bit == 0 {
+			w.p.PeerPendingRef(w.ref, int(i), now)
 		}
 	}
 }

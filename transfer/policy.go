@@ -184,24 +184,36 @@ func (s PeerScore) Value() float64 {
 // elsewhere (the least requested first, at most EndgameDuplicates
 // outstanding); Received returns the other requests to cancel.
 type Picker struct {
+	// The fields a HaveUpdate and the pick that follows it read come
+	// first, together (a simulation runs thousands of Pickers: each
+	// cache line is a miss).
+	n            int
+	lastT        int64 // the latest time given
+	remaining    int
+	numPeers     int
+	peerInflight int // open peer requests, all peers
+	slots        []peerSlot
+	ck           []chunkState // per chunk, packed: one cache line per lookup
+	have         Bitfield
+	levels       []levelSet
+	lvBuf        []uint64 // the levels' words (see initLevel)
+	pickU        Bitfield // the union of the levels: the pickable chunks
+	rng          *rand.Rand
+	tpSum        float64 // sum of the measured peers' throughputs
+	tpN          int     // measured peers
+	lat          float64 // EWMA of peer request-to-arrival times, ns
+	avgLen       float64
+	elig         int       // chunks no peer has, fetches or is asked for
+	withdrawn    []Request // see Withdrawn
+
+	mem memberState // SetMembers; see policy_members.go
+
 	cfg     PickerConfig
-	rng     *rand.Rand
-	n       int
-	avgLen  float64
 	epoch   time.Time
 	started bool
-	lastT   int64 // the latest time given
 
-	have      Bitfield
-	remaining int
-	missing   indexSet // chunks we lack, for the end game
-
-	avail    []int32 // known peers holding each chunk
-	pend     []int32 // peers fetching each chunk from the origin
-	reqCount []uint8 // outstanding requests per chunk
-	origReq  Bitfield
-	reqHead  []int32 // first request record per chunk, -1 none
-	levels   []levelSet
+	missing indexSet // chunks we lack, for the end game
+	origReq Bitfield
 
 	// origin order: rank[i] is chunk i's place in this host's permutation;
 	// heap holds candidates by rank (lazy deletion; inHeap avoids copies).
@@ -210,16 +222,11 @@ type Picker struct {
 	inHeap         Bitfield
 	stalled        []int32
 	originInflight int
-	peerInflight   int // open peer requests, all peers
 	originDone     int
-	elig           int     // chunks no peer has, fetches or is asked for
-	originGate     int64   // no origin start before (with peers)
-	lat            float64 // EWMA of peer request-to-arrival times, ns
+	originGate     int64 // no origin start before (with peers)
 
-	peers    map[PeerID]int32
-	slots    []peerSlot
-	free     []int32
-	numPeers int
+	peers map[PeerID]int32
+	free  []int32
 
 	recs     []reqRec
 	freeRecs []int32
@@ -229,26 +236,32 @@ type Picker struct {
 	pendHead int
 
 	cancelBuf []PeerID
-	withdrawn []Request // see Withdrawn
+}
 
-	mem memberState // SetMembers; see policy_members.go
-
-	tpSum float64 // sum of the measured peers' throughputs
-	tpN   int     // measured peers
+// chunkState is what a Picker keeps per chunk, in one array so that the
+// fields an update touches together share a cache line (a simulation
+// runs thousands of Pickers, and each update is a cache miss).
+type chunkState struct {
+	avail    int32 // known peers holding the chunk
+	pend     int32 // peers fetching it from the origin
+	reqHead  int32 // first request record, -1 none
+	reqCount uint8 // outstanding requests
+	inDue    uint8 // member policy: our rank r+1 while filed in due[r]
 }
 
 type peerSlot struct {
-	id        PeerID
+	// What a HaveUpdate and the pick that follows read first, together.
 	have      Bitfield
-	pending   Bitfield
 	gen       uint32
+	npend     int32 // chunks set in pending
 	live      bool
 	inflight  int
-	npend     int32 // chunks set in pending
 	busySince int64 // when inflight last went from 0 to 1
 	lastRecv  int64
-	lastByte  int64 // last Progress: part of a chunk arrived
 	score     PeerScore
+	pending   Bitfield
+	id        PeerID
+	lastByte  int64 // last Progress: part of a chunk arrived
 }
 
 type reqRec struct {
@@ -351,11 +364,8 @@ func NewPicker(cfg PickerConfig) *Picker {
 		n:         n,
 		have:      NewBitfield(n),
 		remaining: n,
-		avail:     make([]int32, n),
-		pend:      make([]int32, n),
-		reqCount:  make([]uint8, n),
+		ck:        make([]chunkState, n),
 		origReq:   NewBitfield(n),
-		reqHead:   make([]int32, n),
 		rank:      make([]int32, n),
 		heap:      make([]int32, n),
 		inHeap:    NewBitfield(n),
@@ -364,7 +374,7 @@ func NewPicker(cfg PickerConfig) *Picker {
 	}
 	var total float64
 	for i := range n {
-		p.reqHead[i] = -1
+		p.ck[i].reqHead = -1
 		if cfg.ChunkLen != nil {
 			total += float64(cfg.ChunkLen(i))
 		}
@@ -385,9 +395,11 @@ func NewPicker(cfg PickerConfig) *Picker {
 		p.inHeap.Set(i)
 	}
 	p.levels = make([]levelSet, 1, 8)
-	p.levels[0].init(n)
+	p.initLevel(0)
+	p.pickU = NewBitfield(n)
 	for i := range n {
 		p.levels[0].add(i)
+		p.pickU.Set(i)
 	}
 	return p
 }
@@ -418,7 +430,7 @@ func (p *Picker) Availability(i int) int {
 	if !p.valid(i) {
 		return 0
 	}
-	return int(p.avail[i])
+	return int(p.ck[i].avail)
 }
 
 // Outstanding returns how many requests for chunk i are open.
@@ -426,7 +438,7 @@ func (p *Picker) Outstanding(i int) int {
 	if !p.valid(i) {
 		return 0
 	}
-	return int(p.reqCount[i])
+	return int(p.ck[i].reqCount)
 }
 
 // Peers returns how many peers are known.
@@ -437,17 +449,17 @@ func (p *Picker) OriginInflight() int { return p.originInflight }
 
 func (p *Picker) valid(i int) bool { return i >= 0 && i < p.n }
 
-func (p *Picker) pickable(i int) bool { return !p.have.Has(i) && p.reqCount[i] == 0 }
+func (p *Picker) pickable(i int) bool { return !p.have.Has(i) && p.ck[i].reqCount == 0 }
 
 // originEligible: no peer has it or is fetching it, nobody is asked for it.
 func (p *Picker) originEligible(i int) bool {
-	return p.pickable(i) && p.avail[i] == 0 && p.pend[i] == 0
+	return p.pickable(i) && p.ck[i].avail == 0 && p.ck[i].pend == 0
 }
 
 // addPend changes the PeerPending claims on chunk i.
 func (p *Picker) addPend(i int, delta int32) {
 	was := p.originEligible(i)
-	p.pend[i] += delta
+	p.ck[i].pend += delta
 	p.updElig(i, was)
 }
 
@@ -468,14 +480,39 @@ func (p *Picker) level(a int32) *levelSet {
 	}
 	l := &p.levels[a]
 	if l.words == nil {
-		l.init(p.n)
+		p.initLevel(int(a))
 	}
 	return l
 }
 
+// initLevel gives level a its words and summary in lvBuf, where level b's
+// are at [b*stride, (b+1)*stride): the levels a pick scans one after the
+// other are adjacent in memory. lvBuf grows eight levels at a time.
+func (p *Picker) initLevel(a int) {
+	nw := (p.n + 63) / 64
+	ns := (nw + 63) / 64
+	stride := nw + ns
+	if stride == 0 {
+		p.levels[a].init(p.n)
+		return
+	}
+	if (a+1)*stride > len(p.lvBuf) {
+		buf := make([]uint64, ((a+8)&^7)*stride)
+		copy(buf, p.lvBuf)
+		p.lvBuf = buf
+		for b := range p.levels {
+			if p.levels[b].words != nil {
+				p.levels[b].carve(buf, b*stride, nw, ns)
+			}
+		}
+	}
+	p.levels[a].carve(p.lvBuf, a*stride, nw, ns)
+}
+
 // makePickable puts i back at its level after its last request ended.
 func (p *Picker) makePickable(i int) {
-	p.level(p.avail[i]).add(i)
+	p.level(p.ck[i].avail).add(i)
+	p.pickU.Set(i)
 	p.maybeOrigin(i)
 }
 
@@ -491,9 +528,9 @@ func (p *Picker) maybeOrigin(i int) {
 
 // setAvail moves chunk i to availability a.
 func (p *Picker) setAvail(i int, a int32) {
-	old := p.avail[i]
+	old := p.ck[i].avail
 	was, wasSeen := p.originEligible(i), p.seen(i)
-	p.avail[i] = a
+	p.ck[i].avail = a
 	p.updElig(i, was)
 	p.seenChanged(i, wasSeen)
 	if a != 1 && p.mem.on {
@@ -514,8 +551,9 @@ func (p *Picker) SetHave(i int) {
 	if !p.valid(i) || p.have.Has(i) {
 		return
 	}
-	if p.reqCount[i] == 0 {
-		p.levels[p.avail[i]].remove(i)
+	if p.ck[i].reqCount == 0 {
+		p.levels[p.ck[i].avail].remove(i)
+		p.pickU.Clear(i)
 	}
 	was, wasSeen := p.originEligible(i), p.seen(i)
 	p.have.Set(i)
@@ -580,7 +618,7 @@ func (p *Picker) PeerJoined(peer PeerID, have Bitfield) {
 			x &= x - 1
 			i := w*64 + b
 			hb.Set(i)
-			p.setAvail(i, p.avail[i]+1)
+			p.setAvail(i, p.ck[i].avail+1)
 		}
 	}
 }
@@ -607,10 +645,10 @@ func (p *Picker) peerHave(s int32, i int) {
 		return
 	}
 	sl.have.Set(i)
-	p.setAvail(i, p.avail[i]+1)
-	if p.avail[i] == 1 {
+	p.setAvail(i, p.ck[i].avail+1)
+	if p.ck[i].avail == 1 {
 		p.deferFirst(i, s)
-	} else if p.reqCount[i] > 0 && p.mem.on {
+	} else if p.ck[i].reqCount > 0 && p.mem.on {
 		p.reroute(i, sl)
 	}
 }
@@ -623,15 +661,15 @@ func (p *Picker) peerHave(s int32, i int) {
 // else that peer's upload is split among (seconds) while the chunk
 // spreads around it.
 func (p *Picker) reroute(i int, sl *peerSlot) {
-	if p.slowPeer(sl, p.lastT) {
-		return
+	if p.slowPeer(sl, p.lastT) || p.tpN < 4 {
+		return // (with under 4 peers measured, none is measuredSlow)
 	}
-	for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+	for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
 		if r := &p.recs[id]; r.peer < 0 || !p.measuredSlow(&p.slots[r.peer]) {
 			return
 		}
 	}
-	for id := p.reqHead[i]; id >= 0; {
+	for id := p.ck[i].reqHead; id >= 0; {
 		r := &p.recs[id]
 		next := r.next
 		p.withdrawn = append(p.withdrawn, Request{Chunk: i, Peer: p.slots[r.peer].id, At: p.epoch.Add(time.Duration(r.at))})
@@ -660,15 +698,20 @@ func (p *Picker) PeerLacks(peer PeerID, i int) {
 		return
 	}
 	p.slots[s].have.Clear(i)
-	p.setAvail(i, p.avail[i]-1)
+	p.setAvail(i, p.ck[i].avail-1)
 }
 
 // PeerPending records that peer said it is fetching chunk i from the
 // origin: we leave i to it (and fetch it from the peer once it has it)
 // unless the claim is older than PendingTimeout.
 func (p *Picker) PeerPending(peer PeerID, i int, now time.Time) {
-	s, ok := p.peers[peer]
-	if !ok || !p.valid(i) {
+	if s, ok := p.peers[peer]; ok {
+		p.peerPending(s, i, now)
+	}
+}
+
+func (p *Picker) peerPending(s int32, i int, now time.Time) {
+	if !p.valid(i) {
 		return
 	}
 	sl := &p.slots[s]
@@ -692,7 +735,7 @@ func (p *Picker) DropRequests(peer PeerID) int {
 	n := 0
 	for k := 0; k < len(p.missing.items) && p.slots[s].inflight > 0; k++ {
 		i := p.missing.items[k]
-		for id := p.reqHead[i]; id >= 0; {
+		for id := p.ck[i].reqHead; id >= 0; {
 			next := p.recs[id].next
 			if p.recs[id].peer == s {
 				p.endRequest(id)
@@ -719,7 +762,7 @@ func (p *Picker) PeerLeft(peer PeerID) {
 			b := bits.TrailingZeros64(x)
 			x &= x - 1
 			i := w*64 + b
-			p.setAvail(i, p.avail[i]-1)
+			p.setAvail(i, p.ck[i].avail-1)
 		}
 	}
 	for w, x := range sl.pending {
@@ -860,8 +903,17 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 		// game is on: then anything, one request at a time (measured again).
 		top = min(top, 2)
 	}
+	// With no level holding a chunk the peer has, each pick below would
+	// only draw its random start and fail: draw the same, skip the scans.
+	none := !p.anyPickable(sl.have)
 	for a := 1; a < top; a++ {
 		if p.levels[a].count == 0 {
+			continue
+		}
+		if none {
+			if nw := len(p.levels[a].words); nw != 0 {
+				p.rng.IntN(nw)
+			}
 			continue
 		}
 		var skip Bitfield
@@ -882,16 +934,27 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 	start := p.rng.IntN(m)
 	for k := range m {
 		i := int(p.missing.items[(start+k)%m])
-		if !sl.have.Has(i) || int(p.reqCount[i]) >= bestN || p.askedFrom(i, s) {
+		if !sl.have.Has(i) || int(p.ck[i].reqCount) >= bestN || p.askedFrom(i, s) {
 			continue
 		}
-		best, bestN = i, int(p.reqCount[i])
+		best, bestN = i, int(p.ck[i].reqCount)
 	}
 	return best, best >= 0
 }
 
+// anyPickable reports whether a pickable chunk is in have.
+func (p *Picker) anyPickable(have Bitfield) bool {
+	u := p.pickU
+	for w, x := range have {
+		if w < len(u) && x&u[w] != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *Picker) askedFrom(i int, s int32) bool {
-	for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+	for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
 		if p.recs[id].peer == s {
 			return true
 		}
@@ -934,7 +997,7 @@ func (p *Picker) NextForOrigin(now time.Time) (int, bool) {
 	}
 	for len(p.stalled) > 0 {
 		i := int(p.stalled[0])
-		if !p.have.Has(i) && !p.origReq.Has(i) && p.reqCount[i] > 0 {
+		if !p.have.Has(i) && !p.origReq.Has(i) && p.ck[i].reqCount > 0 {
 			return i, true
 		}
 		p.stalled = p.stalled[1:]
@@ -1032,12 +1095,13 @@ func (p *Picker) requested(i int, s int32, now time.Time) {
 	} else if p.askedFrom(i, s) {
 		return
 	}
-	if p.reqCount[i] == 0 {
-		p.levels[p.avail[i]].remove(i)
+	if p.ck[i].reqCount == 0 {
+		p.levels[p.ck[i].avail].remove(i)
+		p.pickU.Clear(i)
 	}
 	was := p.originEligible(i)
-	if p.reqCount[i] < math.MaxUint8 {
-		p.reqCount[i]++
+	if p.ck[i].reqCount < math.MaxUint8 {
+		p.ck[i].reqCount++
 	}
 	p.updElig(i, was)
 	var id int32
@@ -1049,8 +1113,8 @@ func (p *Picker) requested(i int, s int32, now time.Time) {
 		id = int32(len(p.recs) - 1)
 	}
 	r := &p.recs[id]
-	*r = reqRec{chunk: int32(i), peer: s, next: p.reqHead[i], gen: r.gen + 1, live: true, at: t}
-	p.reqHead[i] = id
+	*r = reqRec{chunk: int32(i), peer: s, next: p.ck[i].reqHead, gen: r.gen + 1, live: true, at: t}
+	p.ck[i].reqHead = id
 	if s >= 0 {
 		sl := &p.slots[s]
 		r.alone = sl.inflight == 0
@@ -1066,7 +1130,7 @@ func (p *Picker) requested(i int, s int32, now time.Time) {
 
 // findReq returns the open request of chunk i to slot s (-1: origin).
 func (p *Picker) findReq(i int, s int32) int32 {
-	for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+	for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
 		if p.recs[id].peer == s {
 			return id
 		}
@@ -1080,10 +1144,10 @@ func (p *Picker) endRequest(id int32) {
 	r := &p.recs[id]
 	i := int(r.chunk)
 	// unlink
-	if p.reqHead[i] == id {
-		p.reqHead[i] = r.next
+	if p.ck[i].reqHead == id {
+		p.ck[i].reqHead = r.next
 	} else {
-		for q := p.reqHead[i]; q >= 0; q = p.recs[q].next {
+		for q := p.ck[i].reqHead; q >= 0; q = p.recs[q].next {
 			if p.recs[q].next == id {
 				p.recs[q].next = r.next
 				break
@@ -1102,9 +1166,9 @@ func (p *Picker) endRequest(id int32) {
 	r.gen++
 	p.freeRecs = append(p.freeRecs, id)
 	was := p.originEligible(i)
-	p.reqCount[i]--
+	p.ck[i].reqCount--
 	p.updElig(i, was)
-	if p.reqCount[i] == 0 && !p.have.Has(i) {
+	if p.ck[i].reqCount == 0 && !p.have.Has(i) {
 		p.makePickable(i)
 	}
 }
@@ -1177,7 +1241,7 @@ func (p *Picker) Received(i int, from PeerID, now time.Time, bytes int64) []Peer
 		}
 	}
 	p.SetHave(i)
-	for id := p.reqHead[i]; id >= 0; {
+	for id := p.ck[i].reqHead; id >= 0; {
 		r := &p.recs[id]
 		next := r.next
 		if r.peer < 0 {
@@ -1318,6 +1382,12 @@ type levelSet struct {
 	words   []uint64
 	summary []uint64
 	count   int
+}
+
+// carve points l at buf[off:], words then summary (their contents stay).
+func (l *levelSet) carve(buf []uint64, off, nw, ns int) {
+	l.words = buf[off : off+nw : off+nw]
+	l.summary = buf[off+nw : off+nw+ns : off+nw+ns]
 }
 
 func (l *levelSet) init(n int) {
@@ -1533,6 +1603,13 @@ func (p *Picker) refSlot(r PeerRef) (int32, bool) {
 func (p *Picker) PeerHaveRef(r PeerRef, i int) {
 	if s, ok := p.refSlot(r); ok {
 		p.peerHave(s, i)
+	}
+}
+
+// PeerPendingRef is PeerPending for a handle.
+func (p *Picker) PeerPendingRef(r PeerRef, i int, now time.Time) {
+	if s, ok := p.refSlot(r); ok {
+		p.peerPending(s, i, now)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,28 +28,28 @@ const (
 
 // memberState is what SetMembers gives the origin policy.
 type memberState struct {
-	on    bool    // at least one member besides us
-	count int     // members, us included
-	order []int32 // the global order: order[g] is a chunk
-	gpos  []int32 // gpos[i]: chunk i's place in order
-	orank []int32 // our rank for chunk i: 0 = owner
+	on bool // at least one member besides us
 	// window: every chunk at order[:wEnd] has entered it (at entT); wUnseen
 	// of them are unseen (nobody we know has them, we lack them).
-	wEnd    int
-	wUnseen int
-	entT    []int64
+	wEnd     int
+	wUnseen  int
+	gpos     []int32  // gpos[i]: chunk i's place in order (shared, read-only)
+	deferred Bitfield // see below
+	entT     []int64
+	count    int     // members, us included
+	order    []int32 // the global order: order[g] is a chunk (shared, read-only)
+	orank    []int32 // our rank for chunk i: 0 = owner
 	// due[r]: the window's chunks of our rank r (at most maxFallbackRank),
-	// a min-heap of places in the order; inDue[i] is r+1 while filed.
+	// a min-heap of places in the order; chunkState.inDue is r+1 while
+	// filed.
 	due     [maxFallbackRank + 1][]int32
-	inDue   []uint8
 	seenLat float64 // EWMA of entering the window to being seen, ns
 	self    uint64  // our hash
 	// deferred: chunks one known peer has that we leave to other hosts
 	// for a while (see deferFirst); deferQ in order of expiry.
-	deferred Bitfield
-	deferQ   []pendEntry
-	deferH   int
-	thawed   bool
+	deferQ []pendEntry
+	deferH int
+	thawed bool
 }
 
 type ringPoint struct {
@@ -138,7 +139,9 @@ func (p *Picker) SetMembers(self PeerID, members []PeerID) {
 		for r := range ms.due {
 			ms.due[r] = ms.due[r][:0]
 		}
-		clear(ms.inDue)
+		for i := range p.ck {
+			p.ck[i].inDue = 0
+		}
 	}
 }
 
@@ -155,20 +158,39 @@ func (p *Picker) OriginOwner(i int) bool {
 func (p *Picker) initOrder() {
 	ms := &p.mem
 	n := p.n
-	ms.order = make([]int32, n)
-	ms.gpos = make([]int32, n)
+	ms.order, ms.gpos = globalOrder(n)
 	ms.orank = make([]int32, n)
 	ms.entT = make([]int64, n)
-	ms.inDue = make([]uint8, n)
 	ms.deferred = NewBitfield(n)
+}
+
+// orderTab is the global order of n chunks and its inverse. It depends on
+// n alone, so Pickers share the latest one computed (read-only): a
+// simulation runs thousands of Pickers of the same package.
+type orderTab struct {
+	n     int
+	order []int32
+	gpos  []int32
+}
+
+var lastOrder atomic.Pointer[orderTab]
+
+// globalOrder returns the global order of n chunks and its inverse
+// (gpos[i]: chunk i's place). The slices are shared: never write them.
+func globalOrder(n int) (order, gpos []int32) {
+	if t := lastOrder.Load(); t != nil && t.n == n {
+		return t.order, t.gpos
+	}
+	order = make([]int32, n)
+	gpos = make([]int32, n)
 	keys := make([]uint64, n)
 	for i := range n {
-		ms.order[i] = int32(i)
+		order[i] = int32(i)
 		// Independent of the ring position, so that consecutive chunks of
 		// the order have unrelated owners.
 		keys[i] = mix64(chunkHash(i) ^ 0x6f72_6465_7200_0000)
 	}
-	slices.SortFunc(ms.order, func(a, b int32) int {
+	slices.SortFunc(order, func(a, b int32) int {
 		switch {
 		case keys[a] < keys[b]:
 			return -1
@@ -177,13 +199,15 @@ func (p *Picker) initOrder() {
 		}
 		return int(a - b)
 	})
-	for g, i := range ms.order {
-		ms.gpos[i] = int32(g)
+	for g, i := range order {
+		gpos[i] = int32(g)
 	}
+	lastOrder.Store(&orderTab{n: n, order: order, gpos: gpos})
+	return order, gpos
 }
 
 // seen: we have chunk i or a known peer does.
-func (p *Picker) seen(i int) bool { return p.have.Has(i) || p.avail[i] > 0 }
+func (p *Picker) seen(i int) bool { return p.have.Has(i) || p.ck[i].avail > 0 }
 
 // seenChanged keeps the window's unseen count after chunk i went from
 // seen (was) to not or back.
@@ -255,11 +279,11 @@ func (p *Picker) fallbackDelay() int64 {
 // pushDue files chunk i (in the window, origin-eligible) under our rank.
 func (p *Picker) pushDue(i int) {
 	ms := &p.mem
-	if ms.inDue[i] != 0 || !p.originEligible(i) {
+	if p.ck[i].inDue != 0 || !p.originEligible(i) {
 		return
 	}
 	r := min(int(ms.orank[i]), maxFallbackRank)
-	ms.inDue[i] = uint8(r + 1)
+	p.ck[i].inDue = uint8(r + 1)
 	ms.due[r] = append(ms.due[r], ms.gpos[i])
 	h := ms.due[r]
 	for k := len(h) - 1; k > 0; {
@@ -276,7 +300,7 @@ func (p *Picker) popDue(r int) {
 	ms := &p.mem
 	h := ms.due[r]
 	last := len(h) - 1
-	ms.inDue[ms.order[h[0]]] = 0
+	p.ck[ms.order[h[0]]].inDue = 0
 	h[0] = h[last]
 	h = h[:last]
 	for k := 0; ; {

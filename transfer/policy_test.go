@@ -49,21 +49,21 @@ func checkPicker(t *testing.T, p *Picker) {
 				a++
 			}
 		}
-		if p.avail[i] != a {
-			t.Fatalf("avail[%d] = %d, brute force %d", i, p.avail[i], a)
+		if p.ck[i].avail != a {
+			t.Fatalf("avail[%d] = %d, brute force %d", i, p.ck[i].avail, a)
 		}
 		n := 0
-		for id := p.reqHead[i]; id >= 0; id = p.recs[id].next {
+		for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
 			n++
 		}
-		if int(p.reqCount[i]) != n {
-			t.Fatalf("reqCount[%d] = %d, list has %d", i, p.reqCount[i], n)
+		if int(p.ck[i].reqCount) != n {
+			t.Fatalf("reqCount[%d] = %d, list has %d", i, p.ck[i].reqCount, n)
 		}
 		for l := range p.levels {
 			in := p.levels[l].words != nil && p.levels[l].words[i>>6]&(1<<(i&63)) != 0
 			want := p.pickable(i) && int(a) == l
 			if in != want {
-				t.Fatalf("chunk %d in level %d = %v, want %v (have %v req %d avail %d)", i, l, in, want, p.have.Has(i), p.reqCount[i], a)
+				t.Fatalf("chunk %d in level %d = %v, want %v (have %v req %d avail %d)", i, l, in, want, p.have.Has(i), p.ck[i].reqCount, a)
 			}
 		}
 	}
@@ -530,8 +530,8 @@ func TestPickerRandomOps(t *testing.T) {
 				}
 				if p.Outstanding(i) == 0 {
 					for j := range n {
-						if p.PeerHas(pr, j) && p.pickable(j) && p.avail[j] < p.avail[i] {
-							t.Fatalf("seed %d op %d: picked %d (avail %d) over %d (avail %d)", seed, op, i, p.avail[i], j, p.avail[j])
+						if p.PeerHas(pr, j) && p.pickable(j) && p.ck[j].avail < p.ck[i].avail {
+							t.Fatalf("seed %d op %d: picked %d (avail %d) over %d (avail %d)", seed, op, i, p.ck[i].avail, j, p.ck[j].avail)
 						}
 					}
 				}
@@ -539,8 +539,8 @@ func TestPickerRandomOps(t *testing.T) {
 			case 5:
 				i, ok := p.NextForOrigin(now)
 				if ok {
-					if p.Outstanding(i) == 0 && (p.avail[i] != 0 || p.pend[i] != 0) {
-						t.Fatalf("seed %d op %d: origin picked %d with avail %d pend %d", seed, op, i, p.avail[i], p.pend[i])
+					if p.Outstanding(i) == 0 && (p.ck[i].avail != 0 || p.ck[i].pend != 0) {
+						t.Fatalf("seed %d op %d: origin picked %d with avail %d pend %d", seed, op, i, p.ck[i].avail, p.ck[i].pend)
 					}
 					p.Requested(i, OriginPeer, now)
 				}
@@ -548,7 +548,7 @@ func TestPickerRandomOps(t *testing.T) {
 				i := rng.IntN(n)
 				if p.Outstanding(i) > 0 {
 					from := OriginPeer
-					if id := p.reqHead[i]; p.recs[id].peer >= 0 {
+					if id := p.ck[i].reqHead; p.recs[id].peer >= 0 {
 						from = p.slots[p.recs[id].peer].id
 					}
 					if rng.IntN(3) == 0 {
