@@ -92,9 +92,13 @@ type download struct {
 // stored at once (more would only share the CPU and make every chunk
 // late). Small chunks get more workers, up to 32, so that a store with
 // group commit sees many PutChunk calls at once; the memory they hold stays
-// about deliverBytes per session whatever the chunk size.
+// about deliverBytes per session whatever the chunk size. 16 MiB (16
+// workers for 1 MiB chunks): a store whose commit group syncs take tens of
+// milliseconds needs that many chunks at once for large groups (4 MiB:
+// groups of about 3 chunks, the committer never idle, the stream stalled
+// behind it).
 const (
-	deliverBytes      = 4 << 20
+	deliverBytes      = 16 << 20
 	deliverMinWorkers = 4
 	deliverMaxWorkers = 32
 )

@@ -165,12 +165,18 @@ func (m *Message) release() {
 // ReadMessage reads one message from r. Errors other than those of r wrap
 // ErrProtocol; io.EOF means the stream ended cleanly between messages.
 func ReadMessage(r *bufio.Reader, limits WireLimits) (*Message, error) {
-	return readMessage(r, limits, nil)
+	return readMessage(r, limits, nil, nil)
 }
 
+// partDst says where a ChunkPart's data goes: n bytes of the chunk being
+// assembled (the part is of chunk index, total bytes long, at offset; its
+// header checked), or nil for a new buffer.
+type partDst func(index uint32, total, offset, n int) []byte
+
 // readMessage is ReadMessage taking a large Chunk's buffer from pool (if
-// not nil); the Message's release gives it back.
-func readMessage(r *bufio.Reader, limits WireLimits, pool *sync.Pool) (*Message, error) {
+// not nil); the Message's release gives it back. A ChunkPart's data goes
+// where dst (if not nil) says: then the Message's Data is that slice.
+func readMessage(r *bufio.Reader, limits WireLimits, pool *sync.Pool, dst partDst) (*Message, error) {
 	limits = limits.withDefaults()
 	n, err := readUvarint(r)
 	if err != nil {
@@ -196,6 +202,11 @@ func readMessage(r *bufio.Reader, limits WireLimits, pool *sync.Pool) (*Message,
 	default:
 		return nil, protoErr("unknown message type %d", tb)
 	}
+	if t == MsgChunkPart && dst != nil {
+		if m, ok, err := readPartInto(r, int(n-1), limits, dst); ok || err != nil {
+			return m, err
+		}
+	}
 	payload, buf := newPayload(r, t, int(n-1), pool)
 	if _, err := io.ReadFull(r, payload); err != nil {
 		return nil, unexpectedEOF(err)
@@ -208,6 +219,37 @@ func readMessage(r *bufio.Reader, limits WireLimits, pool *sync.Pool) (*Message,
 		m.buf, m.pool = buf, pool
 	}
 	return m, nil
+}
+
+// readPartInto reads a ChunkPart payload of n bytes straight into the
+// slice dst gives for it, sparing a buffer and a copy per part. It checks
+// the header (index, total, offset) as decodePayload does, from bytes it
+// only peeks: false (nothing consumed) if they do not pass or dst gives no
+// slice, for readMessage to read and refuse or decode the part as usual.
+func readPartInto(r *bufio.Reader, n int, limits WireLimits, dst partDst) (*Message, bool, error) {
+	b, _ := r.Peek(min(n, 3*binary.MaxVarintLen64))
+	p := &payloadReader{b: b}
+	idx := p.u32()
+	total, off := p.uvarint(), p.uvarint()
+	if p.err != nil {
+		return nil, false, nil
+	}
+	hdr := len(b) - len(p.b)
+	k := uint64(n - hdr)
+	if total == 0 || total > uint64(limits.MaxChunk) || k == 0 || off >= total || k > total-off {
+		return nil, false, nil
+	}
+	data := dst(idx, int(total), int(off), int(k))
+	if len(data) != int(k) {
+		return nil, false, nil
+	}
+	if _, err := r.Discard(hdr); err != nil {
+		return nil, true, unexpectedEOF(err)
+	}
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, true, unexpectedEOF(err)
+	}
+	return &Message{Type: MsgChunkPart, Index: idx, Total: int(total), Offset: int(off), Data: data}, true, nil
 }
 
 // Chunk data of at least alignedChunkMin bytes is placed at an

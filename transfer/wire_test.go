@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/storkpm/stork/metadata"
@@ -105,6 +106,9 @@ func TestWireRejects(t *testing.T) {
 		{"part of a chunk over the limit", msgBytes(5, byte(MsgChunkPart), 1, 9, 0, 'x'), WireLimits{MaxChunk: 8}},
 		{"varint overflow", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, WireLimits{}},
 	}
+	// A part read straight into place (readMessage with a partDst) is
+	// refused just the same.
+	into := func(_ uint32, _, _, k int) []byte { return make([]byte, k) }
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadMessage(bufio.NewReader(bytes.NewReader(tc.in)), tc.limits)
@@ -114,10 +118,47 @@ func TestWireRejects(t *testing.T) {
 			if !errors.Is(err, ErrProtocol) && !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("ReadMessage(%x) = %v, want ErrProtocol or ErrUnexpectedEOF", tc.in, err)
 			}
+			if _, err := readMessage(bufio.NewReader(bytes.NewReader(tc.in)), tc.limits, nil, into); err == nil {
+				t.Fatalf("readMessage(%x, into place) succeeded, want an error", tc.in)
+			}
 		})
 	}
 	if _, err := ReadMessage(bufio.NewReader(bytes.NewReader(nil)), WireLimits{}); err != io.EOF {
 		t.Fatalf("ReadMessage(empty stream) = %v, want io.EOF", err)
+	}
+}
+
+// TestWirePartIntoPlace: a ChunkPart's data is read into the slice the
+// partDst gives, and read as usual when it gives none.
+func TestWirePartIntoPlace(t *testing.T) {
+	t.Parallel()
+	data := bytes.Repeat([]byte("stork"), 100)
+	in := encodeMsg(t, &Message{Type: MsgChunkPart, Index: 300, Total: 1000, Offset: 200, Data: data})
+	in = append(in, in...)
+	chunk := make([]byte, 1000)
+	var asked []int
+	dst := func(index uint32, total, offset, k int) []byte {
+		asked = append(asked, int(index), total, offset, k)
+		if len(asked) > 4 {
+			return nil
+		}
+		return chunk[offset : offset+k]
+	}
+	r := bufio.NewReader(bytes.NewReader(in))
+	for k, inPlace := range []bool{true, false} {
+		m, err := readMessage(r, WireLimits{}, nil, dst)
+		if err != nil {
+			t.Fatalf("readMessage(part %d) = %v", k, err)
+		}
+		if m.Type != MsgChunkPart || m.Index != 300 || m.Total != 1000 || m.Offset != 200 || !bytes.Equal(m.Data, data) {
+			t.Fatalf("readMessage(part %d) = %s %d (%d bytes at %d of %d), want the part sent", k, m.Type, m.Index, len(m.Data), m.Offset, m.Total)
+		}
+		if got := &m.Data[0] == &chunk[200]; got != inPlace {
+			t.Fatalf("part %d read into place = %v, want %v", k, got, inPlace)
+		}
+	}
+	if want := []int{300, 1000, 200, len(data), 300, 1000, 200, len(data)}; !slices.Equal(asked, want) {
+		t.Fatalf("partDst asked %v, want %v", asked, want)
 	}
 }
 
