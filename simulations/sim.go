@@ -286,6 +286,7 @@ func newSim(sc Scenario, st Strategy) *sim {
 		MaxInflightBytes:   int64(sc.Policy.MaxInflightBytes),
 		EndgameThreshold:   sc.Policy.EndgameThreshold,
 		OriginSwarmWindow:  sc.Policy.OriginSwarmWindow,
+		Order:              transfer.NewChunkOrder(s.nChunks), // shared by every host's Picker
 	}
 	s.pcfg.OriginFallbackDelay = time.Duration(sc.Policy.OriginFallbackDelay)
 	s.hosts = make([]host, n)

@@ -71,6 +71,10 @@ type PickerConfig struct {
 	// a peer's 1 Gbit/s full over a 32 ms round trip).
 	MaxInflightBytes int64
 	DownloadInflight int64
+	// Order is the members' global chunk order (NewChunkOrder(NumChunks)),
+	// to share among Pickers of one package; nil or of another length:
+	// computed by SetMembers for this Picker.
+	Order *ChunkOrder
 	// InitialBDP is the bandwidth-delay product (bytes) assumed for a peer
 	// not yet measured. Default 1 MiB.
 	InitialBDP int64

@@ -6,7 +6,6 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"sync/atomic"
 	"time"
 )
 
@@ -158,31 +157,30 @@ func (p *Picker) OriginOwner(i int) bool {
 func (p *Picker) initOrder() {
 	ms := &p.mem
 	n := p.n
-	ms.order, ms.gpos = globalOrder(n)
+	o := p.cfg.Order
+	if o == nil || o.n != n {
+		o = NewChunkOrder(n)
+	}
+	ms.order, ms.gpos = o.order, o.gpos
 	ms.orank = make([]int32, n)
 	ms.entT = make([]int64, n)
 	ms.deferred = NewBitfield(n)
 }
 
-// orderTab is the global order of n chunks and its inverse. It depends on
-// n alone, so Pickers share the latest one computed (read-only): a
-// simulation runs thousands of Pickers of the same package.
-type orderTab struct {
+// ChunkOrder is the swarm's global order of n chunks and its inverse. It
+// depends on n alone, so Pickers of the same package may share one
+// (PickerConfig.Order; read-only once made): a simulation runs thousands
+// of Pickers of the same package.
+type ChunkOrder struct {
 	n     int
-	order []int32
-	gpos  []int32
+	order []int32 // order[g] is a chunk
+	gpos  []int32 // gpos[i]: chunk i's place in order
 }
 
-var lastOrder atomic.Pointer[orderTab]
-
-// globalOrder returns the global order of n chunks and its inverse
-// (gpos[i]: chunk i's place). The slices are shared: never write them.
-func globalOrder(n int) (order, gpos []int32) {
-	if t := lastOrder.Load(); t != nil && t.n == n {
-		return t.order, t.gpos
-	}
-	order = make([]int32, n)
-	gpos = make([]int32, n)
+// NewChunkOrder computes the global order of n chunks.
+func NewChunkOrder(n int) *ChunkOrder {
+	order := make([]int32, n)
+	gpos := make([]int32, n)
 	keys := make([]uint64, n)
 	for i := range n {
 		order[i] = int32(i)
@@ -202,8 +200,7 @@ func globalOrder(n int) (order, gpos []int32) {
 	for g, i := range order {
 		gpos[i] = int32(g)
 	}
-	lastOrder.Store(&orderTab{n: n, order: order, gpos: gpos})
-	return order, gpos
+	return &ChunkOrder{n: n, order: order, gpos: gpos}
 }
 
 // seen: we have chunk i or a known peer does.

@@ -278,20 +278,30 @@ func TestPickerPendingKeepsOriginAway(t *testing.T) {
 	checkPicker(t, p)
 }
 
-func TestPickerStallGoesToOrigin(t *testing.T) {
-	t.Parallel()
+// stallPicker returns a Picker of 4 chunks (RequestTimeout 10s,
+// StallTimeout 2s) that asked peer, holding them all, for k at t0.
+func stallPicker(t *testing.T, peer PeerID, k int) (*Picker, []int) {
+	t.Helper()
 	const n = 4
 	p := newTestPicker(n, 9, func(c *PickerConfig) {
 		c.RequestTimeout, c.StallTimeout = 10*time.Second, 2*time.Second
 	})
-	p.PeerJoined("slow", allBits(n))
-	for range 2 {
-		i, ok := p.NextForPeer("slow", t0)
+	p.PeerJoined(peer, allBits(n))
+	var asked []int
+	for range k {
+		i, ok := p.NextForPeer(peer, t0)
 		if !ok {
-			t.Fatal("NextForPeer(slow) found nothing")
+			t.Fatalf("NextForPeer(%s) found nothing", peer)
 		}
-		p.Requested(i, "slow", t0)
+		p.Requested(i, peer, t0)
+		asked = append(asked, i)
 	}
+	return p, asked
+}
+
+func TestPickerStallGoesToOrigin(t *testing.T) {
+	t.Parallel()
+	p, _ := stallPicker(t, "slow", 2)
 	if i, ok := p.NextForOrigin(t0.Add(time.Second)); ok {
 		t.Fatalf("NextForOrigin before the stall = %d, want none (all chunks held by a peer)", i)
 	}
@@ -319,16 +329,8 @@ func TestPickerStallGoesToOrigin(t *testing.T) {
 // once the parts stop, they do both.
 func TestPickerProgressIsNotStall(t *testing.T) {
 	t.Parallel()
-	const n = 4
-	p := newTestPicker(n, 9, func(c *PickerConfig) {
-		c.RequestTimeout, c.StallTimeout = 10*time.Second, 2*time.Second
-	})
-	p.PeerJoined("busy", allBits(n))
-	i, ok := p.NextForPeer("busy", t0)
-	if !ok {
-		t.Fatal("NextForPeer(busy) found nothing")
-	}
-	p.Requested(i, "busy", t0)
+	p, asked := stallPicker(t, "busy", 1)
+	i := asked[0]
 	at := t0
 	for range 12 {
 		at = at.Add(time.Second)
