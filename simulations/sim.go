@@ -365,7 +365,18 @@ func (s *sim) lat(a, b int32) float64 {
 	return s.latWAN
 }
 
+// A run of hugeAdviceHosts hosts or more asks for huge pages for its heap
+// (adviseHugePages) at the start and every hugeAdviceEvery events.
+const (
+	hugeAdviceHosts   = 1000
+	hugeAdviceEvery   = 1 << 18
+	hugeCollapseEvery = 1 << 22
+)
+
 func (s *sim) run() error {
+	if s.n >= hugeAdviceHosts {
+		adviseHugePages(true)
+	}
 	for !s.finished {
 		sid, ts := s.nextServer()
 		if len(s.events) == 0 && math.IsInf(ts, 1) {
@@ -380,6 +391,9 @@ func (s *sim) run() error {
 			s.flowDone(s.finishing(sid))
 		}
 		s.nEv++
+		if s.nEv%hugeAdviceEvery == 0 && s.n >= hugeAdviceHosts {
+			adviseHugePages(s.nEv%hugeCollapseEvery == 0)
+		}
 		if s.onMany != nil && s.nEv%memSampleEveryEvts == 0 {
 			s.onMany()
 		}

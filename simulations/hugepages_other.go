@@ -1,0 +1,5 @@
+//go:build !linux
+
+package simulations
+
+func adviseHugePages(bool) {}
