@@ -88,10 +88,11 @@
 // flow starts or ends, and only for the flows of the hosts involved: the
 // sender's flows are re-levelled in O(log n) (its shared flows progress by
 // one virtual clock, its capped flows each at their cap, each set in a
-// heap by finishing point), and the receiver's incoming flows get new
-// caps. Site-link shares are recomputed for every flow of a link only when
-// its flow count drifts by more than 10% since the last recomputation; in
-// between, a new flow gets the current share and old ones keep theirs, so
+// heap by finishing point). A receiver's and a site link's shares are
+// recomputed for every flow through it only when its flow count drifts by
+// more than 10% since the last recomputation (a receiver: by more than
+// one flow in ten, so below ten flows every change); in between, a new
+// flow gets the current share and old ones keep theirs, so a downlink or
 // a site link may be over- or under-committed by about 10%. Latency is
 // added once per message and once per chunk (the chunk's last byte
 // reaches the receiver one one-way latency after the sender sent it);

@@ -114,6 +114,7 @@ type host struct {
 	sess     []session
 	watch    []watcher
 	in       []int32 // incoming flows
+	inRef    int     // len(in) when their caps were last refreshed (recap)
 	lastFind float64
 	lastFull float64
 	membVer  uint64 // presVer when the Picker last got SetMembers
@@ -626,15 +627,28 @@ func (s *sim) close(id int32) float64 {
 	return moved
 }
 
-// recap refreshes the caps of host h's incoming flows.
+// recap refreshes the caps of host h's incoming flows once their count
+// has drifted by more than recvDrift (at least one flow) from the count at
+// the last refresh. In between, a new flow gets the current share and the
+// others keep theirs, as on site links: the downlink may be over- or
+// under-committed by up to recvDrift, and a start or end of a flow costs
+// a re-cap of the receiver's flows only every few times.
 func (s *sim) recap(h int32) {
 	hs := &s.hosts[h]
-	rs := hs.down / float64(max(len(hs.in), 1))
+	n := len(hs.in)
+	if d := n - hs.inRef; d <= int(recvDrift*float64(hs.inRef)) && -d <= int(recvDrift*float64(hs.inRef)) {
+		return
+	}
+	hs.inRef = n
+	rs := hs.down / float64(max(n, 1))
 	for k := 0; k < len(s.hosts[h].in); k++ {
 		id := s.hosts[h].in[k]
 		s.setCap(id, s.capWith(id, rs))
 	}
 }
+
+// recvDrift: see recap.
+const recvDrift = 0.1
 
 func (s *sim) flowDone(id int32) {
 	f := s.flows[id]
