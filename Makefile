@@ -12,12 +12,10 @@ build:
 	$(GO) build -o $(BIN) ./cmd/stork
 
 # The full suite: formatting, vet, every test, and the race detector on the
-# core packages (short mode, so the largest round trips run once, without it)
-# and on the simulator's two-goroutine fan-out.
+# core packages (short mode, so the largest round trips run once, without it).
 test: fmt-check vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -race -short -timeout 20m $(CORE_PKGS)
-	$(GO) test -count=1 -race -run 'ParallelFanOut' ./simulations/
 
 test-short:
 	$(GO) test -short ./...

@@ -1180,8 +1180,8 @@ func (s *sim) haveUpdate(h, class, i int32) {
 	fw.h, fw.i, fw.lo, fw.hi, fw.now = h, i, half, m, now
 	n := fw.post()
 	s.pick(&s.fanOut, h, i, 0, half, now)
-	s.replay(&s.fanOut, h, 0, half) // while the worker is still at it
 	fw.wait(n)
+	s.replay(&s.fanOut, h, 0, half)
 	s.replay(&fw.out, h, half, m)
 }
 
