@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -214,9 +213,6 @@ type sim struct {
 	epoch    time.Time
 	tmo      []transfer.Request
 	wdr      []transfer.Request // Picker.Withdrawn
-	hw       []int32            // haveUpdate: the watchers to update
-	fanOut   fanOut             // haveUpdate: this goroutine's output
-	fan      *fanWorker         // haveUpdate's second goroutine, if any
 	samples  []Sample
 	pcfg     transfer.PickerConfig
 	latSite  float64
@@ -381,13 +377,6 @@ const (
 func (s *sim) run() error {
 	if s.n >= hugeAdviceHosts {
 		adviseHugePages(true)
-	}
-	if s.n >= fanParallelHosts && runtime.GOMAXPROCS(0) >= 2 {
-		s.fan = startFanWorker(s)
-		defer func() {
-			s.fan.stop()
-			s.fan = nil
-		}()
 	}
 	for !s.finished {
 		sid, ts := s.nextServer()
@@ -1159,30 +1148,18 @@ func (s *sim) haveUpdate(h, class, i int32) {
 	// after another decides what updating all first would.
 	// A watcher's Picker and handle are its session's (see watcher), and
 	// its have-map is read from haveM: hosts[w.q] is touched only to ask.
-	// See fanout.go.
 	off, bit := int(i)>>6, uint64(1)<<(i&63)
-	s.hw = s.hw[:0]
-	for k := range s.hosts[h].watch {
+	for k := 0; k < len(s.hosts[h].watch); k++ {
 		w := &s.hosts[h].watch[k]
 		if w.local == (class == 0) && s.haveM[int(w.q)*s.nw+off]&bit == 0 {
-			s.hw = append(s.hw, int32(k))
+			q, wk, p, ref, local := w.q, int(w.k), w.p, w.ref, w.local
+			p.PeerHaveRef(ref, int(i))
+			if p.HasWithdrawn() {
+				s.withdrawn(q)
+			}
+			s.fillRef(q, wk, p, ref, h, local)
 		}
 	}
-	m := len(s.hw)
-	now := s.at(s.now)
-	if s.fan == nil || m < fanMin {
-		s.pick(&s.fanOut, h, i, 0, m, now)
-		s.replay(&s.fanOut, h, 0, m)
-		return
-	}
-	fw := s.fan
-	half := m / 2
-	fw.h, fw.i, fw.lo, fw.hi, fw.now = h, i, half, m, now
-	n := fw.post()
-	s.pick(&s.fanOut, h, i, 0, half, now)
-	fw.wait(n)
-	s.replay(&s.fanOut, h, 0, half)
-	s.replay(&fw.out, h, half, m)
 }
 
 // withdrawn cancels the requests h's Picker withdrew (Picker.Withdrawn).

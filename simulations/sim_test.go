@@ -275,28 +275,3 @@ func TestPlotsAndReport(t *testing.T) {
 		t.Errorf("report does not link %s:\n%s", PlotCDF(20), b)
 	}
 }
-
-// TestParallelFanOutSameResults: a run whose HaveUpdate fan-outs are
-// split over two goroutines (fanout.go) decides exactly what the one-by-one
-// run does, with churn and locality too (run it with -race).
-func TestParallelFanOutSameResults(t *testing.T) {
-	sc := small()
-	sc.Hosts = 60
-	sc.Churn = Churn{Fraction: 0.2, From: Duration(100 * time.Millisecond), To: Duration(time.Second), RejoinAfter: Duration(time.Second)}
-	for _, st := range []Strategy{Swarm, SwarmLocality} {
-		seq := run(t, sc, st)
-		old := fanParallelHosts
-		fanParallelHosts = 1
-		par := run(t, sc, st)
-		fanParallelHosts = old
-		seq.Wall, par.Wall = 0, 0
-		a, _ := json.Marshal(seq)
-		b, _ := json.Marshal(par)
-		if !bytes.Equal(a, b) {
-			t.Errorf("%s: the parallel fan-out changed the results:\n one by one: %.300s\n parallel:   %.300s", st, a, b)
-		}
-		if seq.Events == 0 || seq.Finished == 0 {
-			t.Fatalf("%s: nothing simulated", st)
-		}
-	}
-}
