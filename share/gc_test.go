@@ -104,6 +104,7 @@ func TestGC(t *testing.T) {
 	junkObj := filepath.Join(s.path(objectsDir), "zz", "bafkjunk")
 	os.MkdirAll(filepath.Dir(junkObj), 0o755)
 	os.WriteFile(junkObj, []byte("junk"), 0o444)
+	os.MkdirAll(filepath.Dir(s.partialPath("junk-4")), 0o700)
 	os.WriteFile(s.partialPath("junk-4"), []byte("junk"), 0o600)
 	os.Mkdir(filepath.Join(s.path(treesDir), "junk"), 0o555)
 

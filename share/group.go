@@ -4,7 +4,9 @@ import (
 	"container/list"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -665,6 +667,13 @@ func (s *Store) openPartialFile(pf *partialFile) (*os.File, error) {
 		return f, nil
 	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Its sub-directory's first file (made durable with it: a new
+		// partial file's group syncs the file system).
+		if err = os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
+			f, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("partial file %s: %w", pf.id, err)
 	}
