@@ -636,7 +636,7 @@ func (s *sim) close(id int32) float64 {
 func (s *sim) recap(h int32) {
 	hs := &s.hosts[h]
 	n := len(hs.in)
-	if d := n - hs.inRef; d <= int(recvDrift*float64(hs.inRef)) && -d <= int(recvDrift*float64(hs.inRef)) {
+	if tol := int(recvDrift * float64(hs.inRef)); n >= hs.inRef-tol && n <= hs.inRef+tol {
 		return
 	}
 	hs.inRef = n
