@@ -112,3 +112,58 @@ func (a fileStamp) sameContent(b fileStamp) bool {
 func (a fileStamp) sameInode(b fileStamp) bool {
 	return a.ok && b.ok && a.dev == b.dev && a.ino == b.ino
 }
+
+// fsTopDirFlag is FS_TOPDIR_FL (chattr +T): "the top of a directory
+// hierarchy", for the block allocator.
+const fsTopDirFlag = 0x00020000
+
+// markTopDir asks the file system to spread the sub-directories of dir
+// over its block groups, as it does for directories at its root (ext4's
+// Orlov allocator), instead of packing them next to dir. A file's inode
+// is taken from its directory's block group, and ext4 without a journal
+// skips every inode of that group freed in the last minutes (up to six
+// when its inode table is dirty), one buffer-cache lookup each: on a
+// disk where a build or test run just deleted thousands of files near
+// dir, a create took 500-700 µs of kernel CPU here, against 25 µs in a
+// directory spread away from them. The store creates its files (partial
+// downloads, trees in tmp/) in sub-directories of partial/ and tmp/, so
+// those two are marked. Best effort: file systems without the flag
+// (ENOTTY, EOPNOTSUPP, EINVAL) keep their own placement.
+func markTopDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		flags, err := unix.IoctlGetUint32(int(fd), unix.FS_IOC_GETFLAGS)
+		if err != nil {
+			serr = err
+			return
+		}
+		if flags&fsTopDirFlag != 0 {
+			return
+		}
+		serr = unix.IoctlSetPointerInt(int(fd), unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// topDirFlag reports whether dir carries FS_TOPDIR_FL (false where the
+// file system has no such flag).
+func topDirFlag(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	return err == nil && flags&fsTopDirFlag != 0
+}

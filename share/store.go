@@ -128,6 +128,11 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: clear tmp: %w", cfg.Dir, err)
 	}
+	for _, d := range []string{partialDir, tmpDir} {
+		if err := markTopDir(s.path(d)); err != nil {
+			log.Debug("store: sub-directories not spread over the file system", "dir", s.path(d), "err", err)
+		}
+	}
 	if err := s.shardPartials(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: partial files: %w", cfg.Dir, err)
