@@ -25,7 +25,7 @@ const OriginPeer PeerID = "origin"
 const (
 	DefaultEndgameThreshold    = 4
 	DefaultEndgameDuplicates   = 2
-	DefaultMaxInflightPerPeer  = 64
+	DefaultMaxInflightPerPeer  = 512
 	DefaultMaxInflightBytes    = 4 << 20
 	DefaultDownloadInflight    = 32 << 20
 	DefaultOriginParallel      = DefaultParallel
@@ -55,7 +55,10 @@ type PickerConfig struct {
 	// EndgameDuplicates caps the outstanding requests of one chunk in the
 	// end game (origin included). Default 2.
 	EndgameDuplicates int
-	// MaxInflightPerPeer caps PipelineDepth. Default 64.
+	// MaxInflightPerPeer caps PipelineDepth. Default 512: the byte caps
+	// below bind first for chunks of 64 KiB and more; tiny chunks need
+	// the count, since a request stays in flight until its chunk is
+	// stored, and the store commits them in groups.
 	MaxInflightPerPeer int
 	// MaxInflightBytes and DownloadInflight cap PipelineDepth too, at the
 	// larger of MaxInflightBytes and DownloadInflight/peers bytes of mean

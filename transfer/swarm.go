@@ -127,12 +127,17 @@ type SwarmStats struct {
 type pkgInfo struct {
 	refs     []metadata.ChunkRef
 	maxChunk int
+	bytes    int64 // of refs
 }
+
+// meanChunk is the mean length of the package's unique chunks.
+func (pi *pkgInfo) meanChunk() int64 { return pi.bytes / int64(max(len(pi.refs), 1)) }
 
 func newPkgInfo(m *metadata.Manifest) *pkgInfo {
 	pi := &pkgInfo{refs: m.UniqueChunks()}
 	for _, r := range pi.refs {
 		pi.maxChunk = max(pi.maxChunk, int(r.Length))
+		pi.bytes += r.Length
 	}
 	return pi
 }

@@ -90,9 +90,11 @@ type download struct {
 // received chunks concurrently and as many more chunks may wait for them;
 // per download, at most twice that many chunks are being verified and
 // stored at once (more would only share the CPU and make every chunk
-// late). Small chunks get more workers, up to 32, so that a store with
-// group commit sees many PutChunk calls at once; the memory they hold stays
-// about deliverBytes per session whatever the chunk size. 16 MiB (16
+// late). Small chunks get more workers, up to 256, so that a store with
+// group commit sees many PutChunk calls at once (4 KiB chunks: groups of
+// up to 512, the store's maxGroup, instead of 64 while every worker waited
+// for the group ahead); the memory they hold stays about deliverBytes per
+// session whatever the chunk size. 16 MiB (16
 // workers for 1 MiB chunks): a store whose commit group syncs take tens of
 // milliseconds needs that many chunks at once for large groups (4 MiB:
 // groups of about 3 chunks, the committer never idle, the stream stalled
@@ -100,11 +102,31 @@ type download struct {
 const (
 	deliverBytes      = 16 << 20
 	deliverMinWorkers = 4
-	deliverMaxWorkers = 32
+	deliverMaxWorkers = 256
 )
 
 func deliverWorkers(maxChunk int) int {
 	return min(max(deliverBytes/max(maxChunk, 1), deliverMinWorkers), deliverMaxWorkers)
+}
+
+// A request to the origin stays open until its chunk is stored, so with
+// small chunks OriginParallel requests carry few bytes and the store's
+// commit groups stay small: 10,000 files of 4 KiB from the origin alone
+// took 4.2 s with 8 requests (groups of at most 8 chunks, one file-system
+// sync each). Packages of chunks smaller than originScaleBytes on average
+// get proportionally more requests, up to originScaleMax times
+// OriginParallel: about as many bytes in flight, in more, smaller
+// requests.
+const (
+	originScaleBytes = 256 << 10
+	originScaleMax   = 8
+)
+
+func originParallel(base int, meanChunk int64) int {
+	if base <= 0 {
+		base = DefaultOriginParallel
+	}
+	return base * int(min(max(originScaleBytes/max(meanChunk, 1), 1), originScaleMax))
 }
 
 // VerifiedChunkSink is an optional ChunkSink extension: a sink that
@@ -162,7 +184,7 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		NumChunks:      n,
 		ChunkLen:       func(i int) int64 { return pkg.refs[i].Length },
 		Rand:           rand.New(rand.NewPCG(seed, seed>>1|1)),
-		OriginParallel: s.cfg.OriginParallel,
+		OriginParallel: originParallel(s.cfg.OriginParallel, pkg.meanChunk()),
 		RequestTimeout: s.cfg.RequestTimeout,
 	})
 	for i, r := range pkg.refs {

@@ -59,6 +59,8 @@ type swarmOrigin struct {
 	bytes   atomic.Int64
 	reqs    atomic.Int64
 	down    atomic.Bool
+	// active and peak count concurrent FetchChunk calls.
+	active, peak atomic.Int64
 }
 
 func newSwarmOrigin(p *testPackage, bytesPerSec int64, latency time.Duration) *swarmOrigin {
@@ -73,6 +75,9 @@ var errOriginDown = errors.New("test origin: 503")
 
 func (o *swarmOrigin) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
 	o.reqs.Add(1)
+	for n, p := o.active.Add(1), o.peak.Load(); n > p && !o.peak.CompareAndSwap(p, n); p = o.peak.Load() {
+	}
+	defer o.active.Add(-1)
 	if o.down.Load() {
 		return nil, errOriginDown
 	}
@@ -290,6 +295,34 @@ func TestSwarmNoPeersOriginOnly(t *testing.T) {
 	}
 	if ttfb := time.Duration(first.Load()); ttfb > 500*time.Millisecond || st.Elapsed > 2*time.Second {
 		t.Fatalf("first chunk after %v, done after %v: the origin waited for discovery", ttfb, st.Elapsed)
+	}
+	if peak := origin.peak.Load(); peak > transfer.DefaultOriginParallel {
+		t.Fatalf("%d origin requests at once for chunks of 256 KiB, want at most OriginParallel (%d)", peak, transfer.DefaultOriginParallel)
+	}
+}
+
+// Tiny chunks get more origin requests at once (about as many bytes in
+// flight as OriginParallel larger ones), at most 8 times OriginParallel.
+func TestSwarmSmallChunksOriginParallel(t *testing.T) {
+	t.Parallel()
+	files := make([]int, 1000)
+	for k := range files {
+		files[k] = 4096
+	}
+	p := newTestPackage(t, 7, 1<<20, files...)
+	c := newCluster(t, transfertest.LinkShape{})
+	origin := newSwarmOrigin(p, 0, 5*time.Millisecond)
+	n := c.add("alone", origin, nil)
+	n.store.AddManifest(p.c, p.m)
+	st, err := n.swarm.Download(context.Background(), transfer.DownloadRequest{Manifest: p.c, M: p.m, Sink: n.store})
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	checkCopy(t, n, p)
+	peak := origin.peak.Load()
+	t.Logf("%d chunks of 4 KiB from the origin in %v, up to %d requests at once", len(p.chunks), st.Elapsed, peak)
+	if peak <= transfer.DefaultOriginParallel || peak > 8*transfer.DefaultOriginParallel {
+		t.Fatalf("%d origin requests at once for 4 KiB chunks, want more than OriginParallel (%d) and at most 8 times it", peak, transfer.DefaultOriginParallel)
 	}
 }
 
