@@ -26,33 +26,35 @@ func renameNoReplace(oldpath, newpath string) error {
 
 // fdatasync flushes f's data (and the metadata needed to read it back).
 func fdatasync(f *os.File) error {
+	return control(f, unix.Fdatasync)
+}
+
+// control runs fn on f's descriptor and returns its error.
+func control(f *os.File, fn func(fd int) error) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Fdatasync(int(fd)) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { serr = fn(int(fd)) }); err != nil {
 		return err
 	}
 	return serr
 }
 
-// syncFS flushes the whole file system holding path.
-func syncFS(path string) error {
+// controlPath opens path read-only and runs fn on its descriptor.
+func controlPath(path string, fn func(fd int) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Syncfs(int(fd)) }); err != nil {
-		return err
-	}
-	return serr
+	return control(f, fn)
+}
+
+// syncFS flushes the whole file system holding path.
+func syncFS(path string) error {
+	return controlPath(path, unix.Syncfs)
 }
 
 // fileStamp identifies a file's inode and its last change: if a write,
@@ -130,40 +132,11 @@ const fsTopDirFlag = 0x00020000
 // those two are marked. Best effort: file systems without the flag
 // (ENOTTY, EOPNOTSUPP, EINVAL) keep their own placement.
 func markTopDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		flags, err := unix.IoctlGetUint32(int(fd), unix.FS_IOC_GETFLAGS)
-		if err != nil {
-			serr = err
-			return
+	return controlPath(dir, func(fd int) error {
+		flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+		if err != nil || flags&fsTopDirFlag != 0 {
+			return err
 		}
-		if flags&fsTopDirFlag != 0 {
-			return
-		}
-		serr = unix.IoctlSetPointerInt(int(fd), unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
-	}); err != nil {
-		return err
-	}
-	return serr
-}
-
-// topDirFlag reports whether dir carries FS_TOPDIR_FL (false where the
-// file system has no such flag).
-func topDirFlag(dir string) bool {
-	f, err := os.Open(dir)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
-	return err == nil && flags&fsTopDirFlag != 0
+		return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
+	})
 }

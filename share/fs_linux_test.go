@@ -61,3 +61,14 @@ func TestOpenMarksCreateDirs(t *testing.T) {
 		s.Close()
 	}
 }
+
+// topDirFlag reports whether dir carries FS_TOPDIR_FL (false where the
+// file system has no such flag).
+func topDirFlag(dir string) bool {
+	var flags uint32
+	err := controlPath(dir, func(fd int) (err error) {
+		flags, err = unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+		return err
+	})
+	return err == nil && flags&fsTopDirFlag != 0
+}

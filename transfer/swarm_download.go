@@ -122,10 +122,8 @@ const (
 	originScaleMax   = 8
 )
 
+// base is SwarmConfig.OriginParallel (NewSwarm's default applied).
 func originParallel(base int, meanChunk int64) int {
-	if base <= 0 {
-		base = DefaultOriginParallel
-	}
 	return base * int(min(max(originScaleBytes/max(meanChunk, 1), 1), originScaleMax))
 }
 
