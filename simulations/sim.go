@@ -213,6 +213,11 @@ type sim struct {
 	epoch    time.Time
 	tmo      []transfer.Request
 	wdr      []transfer.Request // Picker.Withdrawn
+	ask      []int32            // fillRef's
+	fan      fanOut             // haveUpdate's, on the event loop
+	helper   *fanHelper         // haveUpdate's second goroutine, nil none
+	fanPar   bool               // run with a helper (fanParallelHosts)
+	onStart  func()             // tests: called once the run started
 	samples  []Sample
 	pcfg     transfer.PickerConfig
 	latSite  float64
@@ -256,6 +261,7 @@ func newSim(sc Scenario, st Strategy) *sim {
 		latWAN:   sc.Latency.WAN.Seconds(),
 		latOrig:  sc.Latency.Origin.Seconds(),
 		locality: st == SwarmLocality,
+		fanPar:   n >= fanParallelHosts,
 		swarm:    st == Swarm || st == SwarmLocality,
 	}
 	s.recvShare = func(dst int32) float64 {
@@ -377,6 +383,11 @@ const (
 func (s *sim) run() error {
 	if s.n >= hugeAdviceHosts {
 		adviseHugePages(true)
+	}
+	s.startHelper()
+	defer s.stopHelper()
+	if s.onStart != nil {
+		s.onStart()
 	}
 	for !s.finished {
 		sid, ts := s.nextServer()
@@ -872,18 +883,28 @@ func (s *sim) fillPeer(h int32, k int) {
 // fillRef is fillPeer for h's Picker p, session k with q, p's handle ref
 // on q, and the session's locality.
 func (s *sim) fillRef(h int32, k int, p *transfer.Picker, ref transfer.PeerRef, q int32, local bool) {
-	now := s.at(s.now)
+	s.ask = s.askRef(h, p, ref, local, s.at(s.now), s.ask[:0])
+	for _, i := range s.ask {
+		s.sendOn(h, k, q, evRequest, q, h, i)
+	}
+}
+
+// askRef asks h's Picker p for the chunks to request of the peer p's ref
+// is a handle on, records them as requested, and appends them to dst. It
+// changes only p (see fanRange).
+func (s *sim) askRef(h int32, p *transfer.Picker, ref transfer.PeerRef, local bool, now time.Time, dst []int32) []int32 {
 	for range s.nChunks + 1 {
 		i, ok := p.NextForPeerRef(ref, now)
 		if !ok {
-			return
+			break
 		}
 		if s.locality && !local && s.localHas(h, i) {
-			return // a same-site peer will serve it
+			break // a same-site peer will serve it
 		}
 		p.RequestedRef(i, ref, now)
-		s.sendOn(h, k, q, evRequest, q, h, int32(i))
+		dst = append(dst, int32(i))
 	}
+	return dst
 }
 
 // localHas reports whether a known same-site peer of h has chunk i.
@@ -1148,18 +1169,9 @@ func (s *sim) haveUpdate(h, class, i int32) {
 	// after another decides what updating all first would.
 	// A watcher's Picker and handle are its session's (see watcher), and
 	// its have-map is read from haveM: hosts[w.q] is touched only to ask.
-	off, bit := int(i)>>6, uint64(1)<<(i&63)
-	for k := 0; k < len(s.hosts[h].watch); k++ {
-		w := &s.hosts[h].watch[k]
-		if w.local == (class == 0) && s.haveM[int(w.q)*s.nw+off]&bit == 0 {
-			q, wk, p, ref, local := w.q, int(w.k), w.p, w.ref, w.local
-			p.PeerHaveRef(ref, int(i))
-			if p.HasWithdrawn() {
-				s.withdrawn(q)
-			}
-			s.fillRef(q, wk, p, ref, h, local)
-		}
-	}
+	// fanAll (fanout.go) updates and asks them, on two goroutines in
+	// large runs.
+	s.fanAll(h, class, i)
 }
 
 // withdrawn cancels the requests h's Picker withdrew (Picker.Withdrawn).

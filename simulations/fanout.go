@@ -1,0 +1,196 @@
+package simulations
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/storkpm/stork/transfer"
+)
+
+// The fan-out of a HaveUpdate (haveUpdate) is most of a large run's work,
+// and nearly all of it is cache misses in the watchers' Pickers. Each
+// watcher's Picker is its own, and what it decides (requests withdrawn,
+// chunks to ask) changes nothing another watcher reads, so the watchers
+// of one HaveUpdate can be updated and asked in any order, on any
+// goroutine, as long as their messages are sent afterwards in watcher
+// order: the run stays the same, byte for byte.
+//
+// Large runs (fanParallelHosts hosts and more, with two or more Ps) split
+// each large fan-out in two halves: one on the event loop, one on a
+// helper goroutine that spins for work between fan-outs and parks when
+// there is none for a while.
+
+// fanParallelHosts: runs with at least this many hosts use the helper
+// (sim.fanPar; tests set it to compare both ways on a small run).
+const fanParallelHosts = 1000
+
+// fanParallelMin: a fan-out over fewer watchers stays on the event loop.
+const fanParallelMin = 16
+
+// fanOut is what one goroutine's part of a fan-out decided, in watcher
+// order: for each watcher it updated, the requests its Picker withdrew
+// and the chunks it asks of the HaveUpdate's sender.
+type fanOut struct {
+	recs []fanRec
+	wdr  []transfer.Request
+	req  []int32
+}
+
+type fanRec struct {
+	w          int32 // index in the sender's watchers
+	nWdr, nReq int32
+}
+
+func (o *fanOut) reset() {
+	o.recs, o.wdr, o.req = o.recs[:0], o.wdr[:0], o.req[:0]
+}
+
+// fanRange updates and asks the watchers [lo, hi) of h about chunk i
+// (class 0: same site, 1: the others) that lack it. It reads the sim and
+// writes only those watchers' Pickers and o.
+func (s *sim) fanRange(h, class, i int32, lo, hi int, now time.Time, o *fanOut) {
+	watch := s.hosts[h].watch
+	off, bit := int(i)>>6, uint64(1)<<(i&63)
+	for k := lo; k < hi; k++ {
+		w := &watch[k]
+		if w.local != (class == 0) || s.haveM[int(w.q)*s.nw+off]&bit != 0 {
+			continue
+		}
+		w.p.PeerHaveRef(w.ref, int(i))
+		nw0, nr0 := len(o.wdr), len(o.req)
+		if w.p.HasWithdrawn() {
+			o.wdr = w.p.Withdrawn(o.wdr)
+		}
+		o.req = s.askRef(w.q, w.p, w.ref, w.local, now, o.req)
+		o.recs = append(o.recs, fanRec{w: int32(k), nWdr: int32(len(o.wdr) - nw0), nReq: int32(len(o.req) - nr0)})
+	}
+}
+
+// emit sends what a fan-out of h decided: for each watcher, the cancels
+// of its withdrawn requests, then its requests to h.
+func (s *sim) emit(h int32, o *fanOut) {
+	watch := s.hosts[h].watch
+	wi, ri := 0, 0
+	for _, r := range o.recs {
+		w := &watch[r.w]
+		for _, x := range o.wdr[wi : wi+int(r.nWdr)] {
+			q := s.peerOf(x.Peer)
+			s.sendTo(w.q, q, evCancel, q, w.q, int32(x.Chunk))
+		}
+		for _, c := range o.req[ri : ri+int(r.nReq)] {
+			s.sendOn(w.q, int(w.k), h, evRequest, h, w.q, c)
+		}
+		wi += int(r.nWdr)
+		ri += int(r.nReq)
+	}
+}
+
+// fanHelper runs the second half of large fan-outs. The event loop posts
+// a job (the fields, then seq) and runs the first half; whichever of the
+// two is free first claims the second half (claim: the last job claimed),
+// so the event loop never waits on a helper that is not running. The
+// helper stores done = seq when it ran the job.
+type fanHelper struct {
+	seq    atomic.Uint64
+	claim  atomic.Uint64
+	done   atomic.Uint64
+	parked atomic.Bool
+	wake   chan struct{}
+	quit   atomic.Bool
+
+	// the job, written by the event loop before seq
+	h, class, i int32
+	lo, hi      int
+	now         time.Time
+	out         fanOut
+}
+
+// helperSpins: polls of seq before the helper parks (tens of µs).
+const helperSpins = 1 << 20
+
+func (s *sim) startHelper() {
+	if !s.fanPar || runtime.GOMAXPROCS(0) < 2 {
+		return
+	}
+	f := &fanHelper{wake: make(chan struct{}, 1)}
+	s.helper = f
+	go f.loop(s)
+}
+
+func (f *fanHelper) loop(s *sim) {
+	var last uint64
+	for {
+		spins := 0
+		for f.seq.Load() == last {
+			if f.quit.Load() {
+				return
+			}
+			if spins++; spins < helperSpins {
+				continue
+			}
+			f.parked.Store(true)
+			if f.seq.Load() == last && !f.quit.Load() {
+				<-f.wake
+			}
+			f.parked.Store(false)
+			spins = 0
+		}
+		last = f.seq.Load()
+		if f.claim.CompareAndSwap(last-1, last) {
+			f.run(s)
+			f.done.Store(last)
+		}
+	}
+}
+
+func (f *fanHelper) run(s *sim) {
+	f.out.reset()
+	s.fanRange(f.h, f.class, f.i, f.lo, f.hi, f.now, &f.out)
+}
+
+func (s *sim) stopHelper() {
+	if f := s.helper; f != nil {
+		f.quit.Store(true)
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+		s.helper = nil
+	}
+}
+
+// fanAll runs the fan-out of h's HaveUpdate for chunk i, on two goroutines
+// when it is large, and sends what it decided.
+func (s *sim) fanAll(h, class, i int32) {
+	n := len(s.hosts[h].watch)
+	now := s.at(s.now)
+	f := s.helper
+	s.fan.reset()
+	if f == nil || n < fanParallelMin {
+		s.fanRange(h, class, i, 0, n, now, &s.fan)
+		s.emit(h, &s.fan)
+		return
+	}
+	mid := n / 2
+	f.h, f.class, f.i, f.lo, f.hi, f.now = h, class, i, mid, n, now
+	seq := f.seq.Add(1)
+	if f.parked.Load() {
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+	}
+	s.fanRange(h, class, i, 0, mid, now, &s.fan)
+	if f.claim.CompareAndSwap(seq-1, seq) {
+		f.run(s) // the helper has not started it: do it here
+	} else {
+		for spins := 0; f.done.Load() != seq; spins++ {
+			if spins&1023 == 1023 {
+				runtime.Gosched()
+			}
+		}
+	}
+	s.emit(h, &s.fan)
+	s.emit(h, &f.out)
+}
