@@ -230,7 +230,9 @@ type sim struct {
 	sampleDt float64
 	onMany   func() // called every memSampleEveryEvts events
 	memb     []transfer.PeerID
-	presVer  uint64 // changes whenever present does
+	presVer  uint64               // changes whenever present does
+	ring     *transfer.MemberRing // of present at ringVer
+	ringVer  uint64
 }
 
 // Run simulates strategy st on scenario sc.
@@ -747,11 +749,16 @@ func (s *sim) discover(h int32) {
 	// same members give the same ranks).
 	if hs.membVer != s.presVer || !hs.membSet {
 		hs.membVer, hs.membSet = s.presVer, true
-		s.memb = s.memb[:0]
-		for _, q := range s.present {
-			s.memb = append(s.memb, s.ids[q])
+		if s.ring == nil || s.ringVer != s.presVer {
+			// One ring for every host that looks while present is
+			// unchanged (SetMemberRing decides what SetMembers would).
+			s.memb = s.memb[:0]
+			for _, q := range s.present {
+				s.memb = append(s.memb, s.ids[q])
+			}
+			s.ring, s.ringVer = transfer.NewMemberRing(s.memb), s.presVer
 		}
-		hs.picker.SetMembers(s.ids[h], s.memb)
+		hs.picker.SetMemberRing(s.ids[h], s.ring)
 	}
 	want := s.sc.Policy.MaxPeers - hs.picker.Peers()
 	if want > 0 {

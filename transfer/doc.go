@@ -92,8 +92,9 @@
 // (RejectCancelled); the receiver drops the parts it has. A late answer to
 // one of our own cancels is not held against the peer.
 //
-// SetMembers costs O(m log m + n log m) for m members and n chunks; each
-// origin decision is O(log n).
+// SetMembers costs O(m log m + n log m) for m members and n chunks
+// (O(n log m) with a MemberRing prepared once and shared by many Pickers:
+// SetMemberRing); each origin decision is O(log n).
 //
 // Received chunks are verified and stored by a few workers per session
 // (bounded, at most twice as many per download at once), so the store's

@@ -79,17 +79,64 @@ func chunkHash(i int) uint64 { return mix64(uint64(i) ^ 0x5354_4f52_4b00_0000) }
 // is the lone-host policy. It may be called again as the view changes;
 // each call costs O(m log m + n log m) for m members and n chunks.
 func (p *Picker) SetMembers(self PeerID, members []PeerID) {
-	ms := &p.mem
-	ids := make([]uint64, 0, len(members)+1)
 	me := peerHash(self)
-	ids = append(ids, me)
+	p.setRing(me, ringOf(append(memberHashes(members, self), me)))
+}
+
+// MemberRing is a member set prepared for SetMemberRing: the members'
+// hashes and their consistent-hash ring, read-only once made. Pickers
+// given the same members can share one (a simulation runs thousands of
+// Pickers of one swarm); SetMemberRing then costs O(n log m).
+type MemberRing struct {
+	ids  []uint64 // member hashes, sorted, distinct
+	ring []ringPoint
+}
+
+// NewMemberRing prepares members for SetMemberRing.
+func NewMemberRing(members []PeerID) *MemberRing { return ringOf(memberHashes(members, "")) }
+
+// SetMemberRing is SetMembers(self, members) for r = NewMemberRing(members).
+// If self is not among r's members, it costs what SetMembers does.
+func (p *Picker) SetMemberRing(self PeerID, r *MemberRing) {
+	me := peerHash(self)
+	if _, ok := slices.BinarySearch(r.ids, me); !ok {
+		r = ringOf(append(slices.Clip(r.ids), me))
+	}
+	p.setRing(me, r)
+}
+
+// memberHashes hashes the members other than self, the origin and "".
+func memberHashes(members []PeerID, self PeerID) []uint64 {
+	ids := make([]uint64, 0, len(members)+1)
 	for _, m := range members {
 		if m != self && m != OriginPeer && m != "" {
 			ids = append(ids, peerHash(m))
 		}
 	}
+	return ids
+}
+
+// ringOf makes the ring of the member hashes ids (sorted in place).
+func ringOf(ids []uint64) *MemberRing {
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	m := len(ids)
+	// The ring: v points per member (virtual nodes, so that few members
+	// share the chunks evenly), v*m at most about 4096 unless m is larger.
+	v := max(1, min(32, 4096/max(m, 1)))
+	ring := make([]ringPoint, 0, v*m)
+	for k, h := range ids {
+		for j := range v {
+			ring = append(ring, ringPoint{mix64(h + uint64(j)*0x9e3779b97f4a7c15), int32(k)})
+		}
+	}
+	slices.SortFunc(ring, func(a, b ringPoint) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.m, b.m)) })
+	return &MemberRing{ids: ids, ring: ring}
+}
+
+func (p *Picker) setRing(me uint64, r *MemberRing) {
+	ms := &p.mem
+	ids, ring := r.ids, r.ring
 	m := len(ids)
 	ms.count = m
 	ms.self = me
@@ -100,16 +147,6 @@ func (p *Picker) SetMembers(self PeerID, members []PeerID) {
 	if ms.order == nil {
 		p.initOrder()
 	}
-	// The ring: v points per member (virtual nodes, so that few members
-	// share the chunks evenly), v*m at most about 4096 unless m is larger.
-	v := max(1, min(32, 4096/m))
-	ring := make([]ringPoint, 0, v*m)
-	for k, h := range ids {
-		for j := range v {
-			ring = append(ring, ringPoint{mix64(h + uint64(j)*0x9e3779b97f4a7c15), int32(k)})
-		}
-	}
-	slices.SortFunc(ring, func(a, b ringPoint) int { return cmp.Or(cmp.Compare(a.h, b.h), cmp.Compare(a.m, b.m)) })
 	self32, _ := slices.BinarySearch(ids, me)
 	seen := make([]int32, m) // member -> last chunk+1 that counted it
 	for i := range p.n {

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -292,5 +293,34 @@ func TestPickerMembersRerouteFromSlowPeer(t *testing.T) {
 	}
 	if !p.Asked(11, fast[1]) || !p.Asked(12, slow) {
 		t.Errorf("requests withdrawn that should stay: 11 at fast %v, 12 at slow %v", p.Asked(11, fast[1]), p.Asked(12, slow))
+	}
+}
+
+// TestPickerMemberRingSameAsSetMembers: a shared MemberRing gives every
+// Picker the ranks SetMembers gives it, with self among the members or
+// not (then SetMemberRing adds it), and the ring is not changed by use.
+func TestPickerMemberRingSameAsSetMembers(t *testing.T) {
+	t.Parallel()
+	const n = 300
+	for _, m := range []int{3, 50, 5000} {
+		ids := memberIDs(m)
+		r := NewMemberRing(ids)
+		before := append([]uint64(nil), r.ids...)
+		for _, self := range []PeerID{ids[0], ids[m/2], "outsider"} {
+			a, b := newTestPicker(n, 1, nil), newTestPicker(n, 1, nil)
+			a.SetMembers(self, ids)
+			b.SetMemberRing(self, r)
+			if a.Members() != b.Members() {
+				t.Fatalf("m=%d self %s: Members %d vs %d", m, self, a.Members(), b.Members())
+			}
+			for i := range n {
+				if a.mem.orank[i] != b.mem.orank[i] {
+					t.Fatalf("m=%d self %s: chunk %d rank %d with SetMembers, %d with the ring", m, self, i, a.mem.orank[i], b.mem.orank[i])
+				}
+			}
+		}
+		if len(r.ids) != len(before) || !slices.Equal(r.ids, before) {
+			t.Fatalf("m=%d: SetMemberRing changed the shared ring", m)
+		}
 	}
 }
