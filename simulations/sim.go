@@ -1109,13 +1109,21 @@ func (s *sim) chunk(h, src, i int32) {
 		}
 		return
 	}
-	from := transfer.OriginPeer
+	// The sender's session, if h knows it: its handle saves Received a
+	// lookup by peer ID.
+	k := -1
+	var cancels []transfer.PeerID
 	if src >= 0 {
-		from = s.ids[src]
+		if k = s.sessionOf(h, src); k >= 0 && hs.sess[k].known {
+			cancels = p.ReceivedRef(int(i), hs.sess[k].ref, s.at(s.now), int64(size))
+		} else {
+			cancels = p.Received(int(i), s.ids[src], s.at(s.now), int64(size))
+		}
 	} else {
 		hs.oreq.Clear(int(i))
+		cancels = p.Received(int(i), transfer.OriginPeer, s.at(s.now), int64(size))
 	}
-	for _, c := range p.Received(int(i), from, s.at(s.now), int64(size)) {
+	for _, c := range cancels {
 		if c == transfer.OriginPeer {
 			s.cancelOrigin(h, i)
 		} else {
@@ -1134,7 +1142,7 @@ func (s *sim) chunk(h, src, i int32) {
 		return
 	}
 	if src >= 0 {
-		s.fillPeer(h, s.sessionOf(h, src))
+		s.fillPeer(h, k)
 	}
 	s.fillOrigin(h)
 }

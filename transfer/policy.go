@@ -1204,12 +1204,25 @@ func (p *Picker) Progress(from PeerID, now time.Time) {
 // slice is reused by the next call. A chunk we did not ask from for is
 // still taken (SetHave) and counted.
 func (p *Picker) Received(i int, from PeerID, now time.Time, bytes int64) []PeerID {
+	s, ok := p.slotOf(from)
+	return p.received(i, s, ok, now, bytes)
+}
+
+// ReceivedRef is Received for a handle (a peer, never the origin); a
+// handle on a peer that left is a peer Received does not know.
+func (p *Picker) ReceivedRef(i int, r PeerRef, now time.Time, bytes int64) []PeerID {
+	s, ok := p.refSlot(r)
+	return p.received(i, s, ok, now, bytes)
+}
+
+// received is Received from slot s (-1: the origin), ok false for a
+// sender we do not know.
+func (p *Picker) received(i int, s int32, ok bool, now time.Time, bytes int64) []PeerID {
 	p.cancelBuf = p.cancelBuf[:0]
 	if !p.valid(i) {
 		return nil
 	}
 	t := p.t(now)
-	s, ok := p.slotOf(from)
 	if ok {
 		if id := p.findReq(i, s); id >= 0 {
 			r := p.recs[id]

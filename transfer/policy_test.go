@@ -688,3 +688,75 @@ func TestPickerOriginJitter(t *testing.T) {
 	}
 	checkPicker(t, p)
 }
+
+// TestPickerReceivedRefSameAsReceived: two Pickers driven the same way,
+// one told of arrivals by peer ID and one by handle, end in the same
+// state and return the same cancels, including for a handle on a peer
+// that left (an unknown sender, its slot taken by another) and for peers that leave and join again.
+func TestPickerReceivedRefSameAsReceived(t *testing.T) {
+	t.Parallel()
+	const n = 64
+	rng := rand.New(rand.NewPCG(7, 7))
+	byID := newTestPicker(n, 3, deepPipes)
+	byRef := newTestPicker(n, 3, deepPipes)
+	peers := []PeerID{"a", "b", "c"}
+	refs := map[PeerID]PeerRef{}
+	join := func(pr PeerID) {
+		byID.PeerJoined(pr, allBits(n))
+		byRef.PeerJoined(pr, allBits(n))
+		refs[pr], _ = byRef.Ref(pr)
+	}
+	for _, pr := range peers {
+		join(pr)
+	}
+	join("x") // a peer that leaves at once: its handle is stale
+	stale := refs["x"]
+	byID.PeerLeft("x")
+	byRef.PeerLeft("x")
+	join("y") // likely in x's old slot
+	peers = append(peers, "y")
+	now := t0
+	for op := range 400 {
+		now = now.Add(time.Duration(1+rng.IntN(50)) * time.Millisecond)
+		pr := peers[rng.IntN(len(peers))]
+		switch rng.IntN(6) {
+		case 0, 1, 2:
+			i, ok := byID.NextForPeer(pr, now)
+			j, ok2 := byRef.NextForPeer(pr, now)
+			if i != j || ok != ok2 {
+				t.Fatalf("op %d: NextForPeer(%s) = %d %v and %d %v", op, pr, i, ok, j, ok2)
+			}
+			if ok {
+				byID.Requested(i, pr, now)
+				byRef.Requested(i, pr, now)
+			}
+		case 3, 4:
+			i := rng.IntN(n)
+			from, ref := pr, refs[pr]
+			if rng.IntN(8) == 0 {
+				from, ref = "x", stale // a sender the Picker does not know
+			}
+			got := fmt.Sprint(byID.Received(i, from, now, 1<<20))
+			if want := fmt.Sprint(byRef.ReceivedRef(i, ref, now, 1<<20)); got != want {
+				t.Fatalf("op %d: chunk %d from %s: cancels %s by ID, %s by handle", op, i, from, got, want)
+			}
+		case 5:
+			if pr == "c" && rng.IntN(4) == 0 {
+				byID.PeerLeft(pr)
+				byRef.PeerLeft(pr)
+				join(pr)
+			}
+		}
+	}
+	for _, pr := range peers {
+		if a, b := byID.Score(pr), byRef.Score(pr); a != b {
+			t.Errorf("Score(%s) = %+v by ID, %+v by handle", pr, a, b)
+		}
+	}
+	for i := range n {
+		if byID.Have(i) != byRef.Have(i) || byID.Outstanding(i) != byRef.Outstanding(i) {
+			t.Errorf("chunk %d: have %v/%v outstanding %d/%d", i, byID.Have(i), byRef.Have(i), byID.Outstanding(i), byRef.Outstanding(i))
+		}
+	}
+	checkPicker(t, byRef)
+}
