@@ -67,10 +67,18 @@
 // game. RankPeers order is not used: pipelines open one at a time in a
 // discrete-event run, so the order rarely matters.
 //
-// Runs of 1,000 hosts and more use a second goroutine for the fan-out of
-// a HaveUpdate (fanout.go): the watchers' Pickers are updated and asked
-// in two halves at once, and their messages sent afterwards in watcher
-// order, so the run is the same, byte for byte, as on one goroutine.
+// Runs of 1,000 hosts and more use a second goroutine for the fan-outs
+// of HaveUpdates. Without locality (pipe.go) the event loop does not wait
+// for a fan-out: it posts it as a job, a helper runs the jobs in order
+// (the event loop takes some when the helper is behind), the event loop
+// waits only before it touches a Picker a pending job will touch, and the
+// jobs' messages go out in posting order before the run reaches the
+// job's time plus the smallest latency. Every Picker sees the same calls
+// in the same order; only messages due at the same instant may be
+// ordered differently than if each fan-out ran at once, the same way
+// whichever goroutine ran which job. With locality (fanout.go) each
+// fan-out is split in two halves run at once, its messages sent after in
+// watcher order: the same run, byte for byte, as on one goroutine.
 //
 // # The network model
 //

@@ -95,6 +95,7 @@ func (s *sim) haveOne(q, h, i int32) {
 	if k < 0 || !qs.sess[k].known {
 		return
 	}
+	s.waitFree(q)
 	qs.picker.PeerHave(s.ids[h], int(i))
 	s.fillPeer(q, k)
 }
@@ -108,5 +109,6 @@ func (s *sim) fetchingOne(q, h, i int32) {
 	if k := s.sessionOf(q, h); k < 0 || !qs.sess[k].known {
 		return
 	}
+	s.waitFree(q)
 	qs.picker.PeerPending(s.ids[h], int(i), s.at(s.now))
 }

@@ -217,22 +217,25 @@ type sim struct {
 	fan      fanOut             // haveUpdate's, on the event loop
 	helper   *fanHelper         // haveUpdate's second goroutine, nil none
 	fanPar   bool               // run with a helper (fanParallelHosts)
-	onStart  func()             // tests: called once the run started
-	samples  []Sample
-	pcfg     transfer.PickerConfig
-	latSite  float64
-	latWAN   float64
-	latOrig  float64
-	locality bool
-	swarm    bool
-	finished bool
-	maxT     float64
-	sampleDt float64
-	onMany   func() // called every memSampleEveryEvts events
-	memb     []transfer.PeerID
-	presVer  uint64               // changes whenever present does
-	ring     *transfer.MemberRing // of present at ringVer
-	ringVer  uint64
+	pipe     *pipe              // the fan-out pipeline (pipe.go), nil none
+	// tests: a pipeline without its helper (the event loop runs every job)
+	pipeNoHelper bool
+	onStart      func() // tests: called once the run started
+	samples      []Sample
+	pcfg         transfer.PickerConfig
+	latSite      float64
+	latWAN       float64
+	latOrig      float64
+	locality     bool
+	swarm        bool
+	finished     bool
+	maxT         float64
+	sampleDt     float64
+	onMany       func() // called every memSampleEveryEvts events
+	memb         []transfer.PeerID
+	presVer      uint64               // changes whenever present does
+	ring         *transfer.MemberRing // of present at ringVer
+	ringVer      uint64
 }
 
 // Run simulates strategy st on scenario sc.
@@ -386,13 +389,28 @@ func (s *sim) run() error {
 	if s.n >= hugeAdviceHosts {
 		adviseHugePages(true)
 	}
-	s.startHelper()
-	defer s.stopHelper()
+	if s.pipeOK() {
+		s.startPipe()
+		defer s.stopPipe()
+	} else {
+		s.startHelper()
+		defer s.stopHelper()
+	}
 	if s.onStart != nil {
 		s.onStart()
 	}
 	for !s.finished {
 		sid, ts := s.nextServer()
+		if s.pipe != nil {
+			next := ts
+			if len(s.events) > 0 {
+				next = min(next, s.events[0].t)
+			}
+			if s.pipeDue(next) {
+				s.emitOldest() // its messages may come first
+				continue
+			}
+		}
 		if len(s.events) == 0 && math.IsInf(ts, 1) {
 			return fmt.Errorf("%w: %s, %d hosts: nothing left to happen with %d hosts unfinished", ErrUnfinished, s.strat, s.n, s.pending)
 		}
@@ -715,6 +733,7 @@ func (s *sim) knowPeer(h int32, k int) {
 	se.known = true
 	ps := &s.hosts[se.peer]
 	se.wpos = int32(len(ps.watch))
+	s.waitFree(h)
 	hs.picker.PeerJoined(s.ids[se.peer], ps.have)
 	se.ref, _ = hs.picker.Ref(s.ids[se.peer])
 	ps.watch = append(ps.watch, watcher{q: h, k: int32(k), local: se.local, ref: se.ref, p: hs.picker})
@@ -739,6 +758,7 @@ func (s *sim) unknow(h int32, k int) {
 }
 
 func (s *sim) discover(h int32) {
+	s.waitFree(h)
 	hs := &s.hosts[h]
 	if hs.state != stActive || hs.picker == nil {
 		return
@@ -827,6 +847,7 @@ func (s *sim) sample(list []int32, h int32, k int, dst []int32) []int32 {
 }
 
 func (s *sim) hello(q, h int32) {
+	s.waitFree(q)
 	qs := &s.hosts[q]
 	if qs.state == stGone || s.hosts[h].state == stGone {
 		return
@@ -890,6 +911,7 @@ func (s *sim) fillPeer(h int32, k int) {
 // fillRef is fillPeer for h's Picker p, session k with q, p's handle ref
 // on q, and the session's locality.
 func (s *sim) fillRef(h int32, k int, p *transfer.Picker, ref transfer.PeerRef, q int32, local bool) {
+	s.waitFree(h)
 	s.ask = s.askRef(h, p, ref, local, s.at(s.now), s.ask[:0])
 	for _, i := range s.ask {
 		s.sendOn(h, k, q, evRequest, q, h, i)
@@ -925,6 +947,7 @@ func (s *sim) localHas(h int32, i int) bool {
 }
 
 func (s *sim) fillOrigin(h int32) {
+	s.waitFree(h)
 	hs := &s.hosts[h]
 	p := hs.picker
 	if p == nil {
@@ -1057,6 +1080,7 @@ func (s *sim) cancel(src, dst, i int32) {
 }
 
 func (s *sim) reject(h, src, i int32) {
+	s.waitFree(h)
 	hs := &s.hosts[h]
 	if hs.picker == nil {
 		return
@@ -1071,6 +1095,7 @@ func (s *sim) reject(h, src, i int32) {
 
 // drop forgets peer session k of h for this download (strikes).
 func (s *sim) drop(h int32, k int) {
+	s.waitFree(h)
 	hs := &s.hosts[h]
 	if k < 0 || !hs.sess[k].known {
 		return
@@ -1089,6 +1114,7 @@ func (s *sim) peerOf(id transfer.PeerID) int32 {
 }
 
 func (s *sim) chunk(h, src, i int32) {
+	s.waitFree(h)
 	hs := &s.hosts[h]
 	size := float64(s.chunkLen[i])
 	if hs.state == stGone {
@@ -1149,6 +1175,7 @@ func (s *sim) chunk(h, src, i int32) {
 
 // closeRequest closes the request of a chunk we already had.
 func (s *sim) closeRequest(h, src, i int32) {
+	s.waitFree(h)
 	p := s.hosts[h].picker
 	if src < 0 {
 		s.hosts[h].oreq.Clear(int(i))
@@ -1186,11 +1213,16 @@ func (s *sim) haveUpdate(h, class, i int32) {
 	// its have-map is read from haveM: hosts[w.q] is touched only to ask.
 	// fanAll (fanout.go) updates and asks them, on two goroutines in
 	// large runs.
+	if s.pipe != nil {
+		s.postFan(h, class, i)
+		return
+	}
 	s.fanAll(h, class, i)
 }
 
 // withdrawn cancels the requests h's Picker withdrew (Picker.Withdrawn).
 func (s *sim) withdrawn(h int32) {
+	s.waitFree(h)
 	s.wdr = s.hosts[h].picker.Withdrawn(s.wdr[:0])
 	for _, r := range s.wdr {
 		q := s.peerOf(r.Peer)
@@ -1210,12 +1242,14 @@ func (s *sim) fetching(h, class, i int32) {
 			continue
 		}
 		if s.haveM[int(w.q)*s.nw+off]&bit == 0 {
+			s.waitFree(w.q)
 			w.p.PeerPendingRef(w.ref, int(i), now)
 		}
 	}
 }
 
 func (s *sim) tick(h int32) {
+	s.waitFree(h)
 	hs := &s.hosts[h]
 	if hs.state != stActive || hs.picker == nil {
 		return
@@ -1248,6 +1282,7 @@ func (s *sim) tick(h int32) {
 // daemon's ChunkParts, transfer.PartSize): their bytes flow, so their
 // requests neither stall nor time out.
 func (s *sim) progress(h int32) {
+	s.waitFree(h)
 	hs := &s.hosts[h]
 	now := s.at(s.now)
 	for _, id := range hs.in {
@@ -1317,6 +1352,7 @@ func (s *sim) leave(h int32) {
 }
 
 func (s *sim) peerGone(q, h int32) {
+	s.waitFree(q)
 	qs := &s.hosts[q]
 	k := s.sessionOf(q, h)
 	if k < 0 {
