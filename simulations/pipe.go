@@ -41,6 +41,7 @@ type pipeJob struct {
 
 type pipe struct {
 	minLat     float64
+	behind     uint64 // pipeBehind (tests set less)
 	ring       [pipeRing]pipeJob
 	head, tail uint64   // event loop only: the oldest job not sent, the next slot
 	last       []uint64 // event loop only: per host, the latest helper job that includes it
@@ -66,7 +67,10 @@ func (s *sim) pipeOK() bool {
 }
 
 func (s *sim) startPipe() {
-	p := &pipe{minLat: min(s.latSite, s.latWAN), last: make([]uint64, s.n), wake: make(chan struct{}, 1), exited: make(chan struct{})}
+	p := &pipe{minLat: min(s.latSite, s.latWAN), behind: pipeBehind, last: make([]uint64, s.n), wake: make(chan struct{}, 1), exited: make(chan struct{})}
+	if s.pipeBehind > 0 {
+		p.behind = s.pipeBehind
+	}
 	s.pipe = p
 	if !s.pipeNoHelper && runtime.GOMAXPROCS(0) >= 2 {
 		p.helper = true
@@ -174,7 +178,10 @@ func (s *sim) postFan(h, class, i int32) {
 			pending = true
 		}
 	}
-	if !p.helper || (!pending && p.hposted-ran >= pipeBehind) || len(j.ws) == 0 {
+	if len(j.ws) == 0 {
+		return // nothing to run or send
+	}
+	if !p.helper || (!pending && p.hposted-ran >= p.behind) {
 		j.hseq = 0
 		s.runJob(j)
 	} else {
@@ -186,7 +193,9 @@ func (s *sim) postFan(h, class, i int32) {
 	}
 	p.tail++
 	p.pub.Store(p.tail)
-	if j.hseq != 0 && p.parked.Load() {
+	// Wake the helper for a job of the event loop's too: it must pass
+	// the slot before the slot is used again (postFan waits for that).
+	if p.parked.Load() {
 		select {
 		case p.wake <- struct{}{}:
 		default:

@@ -220,6 +220,7 @@ type sim struct {
 	pipe     *pipe              // the fan-out pipeline (pipe.go), nil none
 	// tests: a pipeline without its helper (the event loop runs every job)
 	pipeNoHelper bool
+	pipeBehind   uint64 // tests: the pipe's behind, 0 pipeBehind
 	onStart      func() // tests: called once the run started
 	samples      []Sample
 	pcfg         transfer.PickerConfig
