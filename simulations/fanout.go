@@ -57,14 +57,20 @@ func (s *sim) fanRange(h, class, i int32, lo, hi int, now time.Time, o *fanOut) 
 		if w.local != (class == 0) || s.haveM[int(w.q)*s.nw+off]&bit != 0 {
 			continue
 		}
-		w.p.PeerHaveRef(w.ref, int(i))
-		nw0, nr0 := len(o.wdr), len(o.req)
-		if w.p.HasWithdrawn() {
-			o.wdr = w.p.Withdrawn(o.wdr)
-		}
-		o.req = s.askRef(w.q, w.p, w.ref, w.local, now, o.req)
-		o.recs = append(o.recs, fanRec{w: int32(k), nWdr: int32(len(o.wdr) - nw0), nReq: int32(len(o.req) - nr0)})
+		s.fanOne(w, k, i, now, o)
 	}
+}
+
+// fanOne updates and asks watcher w (number k, for o's records) about
+// chunk i. It writes only w's Picker and o.
+func (s *sim) fanOne(w *watcher, k int, i int32, now time.Time, o *fanOut) {
+	w.p.PeerHaveRef(w.ref, int(i))
+	nw0, nr0 := len(o.wdr), len(o.req)
+	if w.p.HasWithdrawn() {
+		o.wdr = w.p.Withdrawn(o.wdr)
+	}
+	o.req = s.askRef(w.q, w.p, w.ref, w.local, now, o.req)
+	o.recs = append(o.recs, fanRec{w: int32(k), nWdr: int32(len(o.wdr) - nw0), nReq: int32(len(o.req) - nr0)})
 }
 
 // emit sends what a fan-out of h decided: for each watcher, the cancels
@@ -95,9 +101,7 @@ type fanHelper struct {
 	seq    atomic.Uint64
 	claim  atomic.Uint64
 	done   atomic.Uint64
-	parked atomic.Bool
-	wake   chan struct{}
-	quit   atomic.Bool
+	parker parker
 
 	// the job, written by the event loop before seq
 	h, class, i int32
@@ -106,36 +110,70 @@ type fanHelper struct {
 	out         fanOut
 }
 
-// helperSpins: polls of seq before the helper parks (tens of µs).
+// parker is how a helper goroutine waits for work between jobs: it polls
+// helperSpins times, then parks until poked.
+type parker struct {
+	parked atomic.Bool
+	quit   atomic.Bool
+	wake   chan struct{}
+}
+
+func newParker() parker { return parker{wake: make(chan struct{}, 1)} }
+
+// helperSpins: polls before a helper parks (tens of µs).
 const helperSpins = 1 << 20
+
+// wait returns true once ready() holds, false if stop was called while
+// there was no work.
+func (k *parker) wait(ready func() bool) bool {
+	for spins := 0; !ready(); {
+		if k.quit.Load() {
+			return false
+		}
+		if spins++; spins < helperSpins {
+			continue
+		}
+		k.parked.Store(true)
+		if !ready() && !k.quit.Load() {
+			<-k.wake
+		}
+		k.parked.Store(false)
+		spins = 0
+	}
+	return true
+}
+
+// poke wakes the helper if it parked (call it after publishing work).
+func (k *parker) poke() {
+	if k.parked.Load() {
+		select {
+		case k.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// stop makes wait return false once there is no work left.
+func (k *parker) stop() {
+	k.quit.Store(true)
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
 
 func (s *sim) startHelper() {
 	if !s.fanPar || runtime.GOMAXPROCS(0) < 2 {
 		return
 	}
-	f := &fanHelper{wake: make(chan struct{}, 1)}
+	f := &fanHelper{parker: newParker()}
 	s.helper = f
 	go f.loop(s)
 }
 
 func (f *fanHelper) loop(s *sim) {
 	var last uint64
-	for {
-		spins := 0
-		for f.seq.Load() == last {
-			if f.quit.Load() {
-				return
-			}
-			if spins++; spins < helperSpins {
-				continue
-			}
-			f.parked.Store(true)
-			if f.seq.Load() == last && !f.quit.Load() {
-				<-f.wake
-			}
-			f.parked.Store(false)
-			spins = 0
-		}
+	for f.parker.wait(func() bool { return f.seq.Load() != last }) {
 		last = f.seq.Load()
 		if f.claim.CompareAndSwap(last-1, last) {
 			f.run(s)
@@ -151,11 +189,7 @@ func (f *fanHelper) run(s *sim) {
 
 func (s *sim) stopHelper() {
 	if f := s.helper; f != nil {
-		f.quit.Store(true)
-		select {
-		case f.wake <- struct{}{}:
-		default:
-		}
+		f.parker.stop()
 		s.helper = nil
 	}
 }
@@ -175,12 +209,7 @@ func (s *sim) fanAll(h, class, i int32) {
 	mid := n / 2
 	f.h, f.class, f.i, f.lo, f.hi, f.now = h, class, i, mid, n, now
 	seq := f.seq.Add(1)
-	if f.parked.Load() {
-		select {
-		case f.wake <- struct{}{}:
-		default:
-		}
-	}
+	f.parker.poke()
 	s.fanRange(h, class, i, 0, mid, now, &s.fan)
 	if f.claim.CompareAndSwap(seq-1, seq) {
 		f.run(s) // the helper has not started it: do it here

@@ -52,9 +52,7 @@ type pipe struct {
 	ran    atomic.Uint64 // helper jobs run (in order)
 
 	helper bool
-	parked atomic.Bool
-	quit   atomic.Bool
-	wake   chan struct{}
+	parker parker
 	exited chan struct{}
 }
 
@@ -67,7 +65,7 @@ func (s *sim) pipeOK() bool {
 }
 
 func (s *sim) startPipe() {
-	p := &pipe{minLat: min(s.latSite, s.latWAN), behind: pipeBehind, last: make([]uint64, s.n), wake: make(chan struct{}, 1), exited: make(chan struct{})}
+	p := &pipe{minLat: min(s.latSite, s.latWAN), behind: pipeBehind, last: make([]uint64, s.n), parker: newParker(), exited: make(chan struct{})}
 	if s.pipeBehind > 0 {
 		p.behind = s.pipeBehind
 	}
@@ -84,33 +82,14 @@ func (s *sim) stopPipe() {
 	if p == nil || !p.helper {
 		return
 	}
-	p.quit.Store(true)
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	p.parker.stop()
 	<-p.exited
 }
 
 func (p *pipe) loop(s *sim) {
 	defer close(p.exited)
 	var pos uint64
-	for {
-		spins := 0
-		for p.pub.Load() == pos {
-			if p.quit.Load() {
-				return
-			}
-			if spins++; spins < helperSpins {
-				continue
-			}
-			p.parked.Store(true)
-			if p.pub.Load() == pos && !p.quit.Load() {
-				<-p.wake
-			}
-			p.parked.Store(false)
-			spins = 0
-		}
+	for p.parker.wait(func() bool { return p.pub.Load() != pos }) {
 		for end := p.pub.Load(); pos < end; pos++ {
 			j := &p.ring[pos%pipeRing]
 			if j.hseq != 0 {
@@ -122,20 +101,12 @@ func (p *pipe) loop(s *sim) {
 	}
 }
 
-// runJob updates and asks the job's watchers (what fanRange does for
-// those that lack the chunk). It writes only their Pickers and j.out.
+// runJob updates and asks the job's watchers (all lack the chunk). It
+// writes only their Pickers and j.out.
 func (s *sim) runJob(j *pipeJob) {
-	o := &j.out
-	o.reset()
+	j.out.reset()
 	for k := range j.ws {
-		w := &j.ws[k]
-		w.p.PeerHaveRef(w.ref, int(j.i))
-		nw0, nr0 := len(o.wdr), len(o.req)
-		if w.p.HasWithdrawn() {
-			o.wdr = w.p.Withdrawn(o.wdr)
-		}
-		o.req = s.askRef(w.q, w.p, w.ref, w.local, j.now, o.req)
-		o.recs = append(o.recs, fanRec{w: int32(k), nWdr: int32(len(o.wdr) - nw0), nReq: int32(len(o.req) - nr0)})
+		s.fanOne(&j.ws[k], k, j.i, j.now, &j.out)
 	}
 }
 
@@ -195,12 +166,7 @@ func (s *sim) postFan(h, class, i int32) {
 	p.pub.Store(p.tail)
 	// Wake the helper for a job of the event loop's too: it must pass
 	// the slot before the slot is used again (postFan waits for that).
-	if p.parked.Load() {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
-	}
+	p.parker.poke()
 }
 
 // emitOldest sends what the oldest job decided, once it ran: for each

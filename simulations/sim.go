@@ -1212,8 +1212,8 @@ func (s *sim) haveUpdate(h, class, i int32) {
 	// after another decides what updating all first would.
 	// A watcher's Picker and handle are its session's (see watcher), and
 	// its have-map is read from haveM: hosts[w.q] is touched only to ask.
-	// fanAll (fanout.go) updates and asks them, on two goroutines in
-	// large runs.
+	// Large runs post the fan-out to the pipe (pipe.go) or, with
+	// locality, split it over two goroutines (fanAll, fanout.go).
 	if s.pipe != nil {
 		s.postFan(h, class, i)
 		return
