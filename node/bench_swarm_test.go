@@ -355,24 +355,6 @@ func openFDs() int {
 	return len(ents)
 }
 
-// raiseFDLimit raises RLIMIT_NOFILE towards want (the hard limit too, which
-// only root may) and returns the soft limit in force.
-func raiseFDLimit(want uint64) int64 {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return -1
-	}
-	if lim.Cur < want {
-		next := syscall.Rlimit{Cur: want, Max: max(lim.Max, want)}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err != nil {
-			next = syscall.Rlimit{Cur: lim.Max, Max: lim.Max}
-			_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next)
-		}
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	return int64(lim.Cur)
-}
-
 func mbps(n int64, d time.Duration) float64 { return float64(n) / 1e6 / d.Seconds() }
 
 func cpuPerGiB(cpu time.Duration, n int64) float64 {
@@ -462,7 +444,7 @@ type swarmRound struct {
 	fromPeers     int64
 }
 
-func runSwarmRound(b *testing.B, o *bswOrigin, name string, concurrent bool) swarmRound {
+func runSwarmRound(b *testing.B, o *bswOrigin, name string) swarmRound {
 	b.Helper()
 	first := startBswNode(b, o, nil)
 	nodes := []*bswNode{first}
@@ -515,9 +497,6 @@ func runSwarmRound(b *testing.B, o *bswOrigin, name string, concurrent bool) swa
 			defer wg.Done()
 			_, errs[i] = n.c.Fetch(ctx, name, nil)
 		}()
-		if !concurrent {
-			wg.Wait()
-		}
 	}
 	wg.Wait()
 	r.swarm = time.Since(start)
@@ -571,23 +550,9 @@ func BenchmarkManySmallFiles(b *testing.B) {
 		b.Fatalf("package sizes %d and %d, want %d", small, one, total)
 	}
 
-	// Each download holds a file descriptor per file of the package until
-	// it ends (share: one open partial file per file): 3 daemons in this
-	// process fetching 10,000 files at once need 30,000+.
-	// Where the limit does not allow it (a container's hard limit), the
-	// three fetch one after another, in both rounds.
-	procedure := "1 seeds from the origin, then 3 fetch at once"
-	concurrent := true
-	if lim := raiseFDLimit(1 << 16); lim < 3*int64(nfiles)+2000 {
-		concurrent = false
-		procedure = "1 seeds from the origin, then 3 fetch ONE AFTER ANOTHER"
-		b.Logf("RLIMIT_NOFILE is %d and cannot be raised: three concurrent downloads of %d files need about %d descriptors in this process (one open partial file per file of a download); the three swarm fetches run one after another",
-			lim, nfiles, 3*nfiles+2000)
-	}
-
 	b.ResetTimer()
-	rs := runSwarmRound(b, o, "small", concurrent)
-	r1 := runSwarmRound(b, o, "one", concurrent)
+	rs := runSwarmRound(b, o, "small")
+	r1 := runSwarmRound(b, o, "one")
 	b.StopTimer()
 
 	tSmall, tOne := rs.seed+rs.swarm, r1.seed+r1.swarm
@@ -600,12 +565,7 @@ func BenchmarkManySmallFiles(b *testing.B) {
 	b.ReportMetric(mbps(3*total, rs.swarm), "small_swarm_MB/s")
 	b.ReportMetric(mbps(3*total, r1.swarm), "one_swarm_MB/s")
 	b.ReportMetric(float64(rs.maxFDs), "small_max_extra_fds")
-	if concurrent {
-		b.ReportMetric(3, "concurrent_fetchers")
-	} else {
-		b.ReportMetric(1, "concurrent_fetchers")
-	}
-	b.Logf("%d files x %d B vs one %d B file, 4 daemons (%s): small %.2fs (seed %.2fs + swarm %.2fs, origin sent %d B during swarm), one %.2fs (seed %.2fs + swarm %.2fs, origin sent %d B during swarm): ratio_small_vs_one %.2f (target <= 3); up to %d more open fds with small files, %d with one",
-		nfiles, fsize, total, procedure, tSmall.Seconds(), rs.seed.Seconds(), rs.swarm.Seconds(), rs.originInSwarm,
+	b.Logf("%d files x %d B vs one %d B file, 4 daemons (1 seeds from the origin, then 3 fetch at once): small %.2fs (seed %.2fs + swarm %.2fs, origin sent %d B during swarm), one %.2fs (seed %.2fs + swarm %.2fs, origin sent %d B during swarm): ratio_small_vs_one %.2f (target <= 3); up to %d more open fds with small files, %d with one",
+		nfiles, fsize, total, tSmall.Seconds(), rs.seed.Seconds(), rs.swarm.Seconds(), rs.originInSwarm,
 		tOne.Seconds(), r1.seed.Seconds(), r1.swarm.Seconds(), r1.originInSwarm, ratio, rs.maxFDs, r1.maxFDs)
 }
