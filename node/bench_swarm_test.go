@@ -481,13 +481,15 @@ func runSwarmRound(b *testing.B, o *bswOrigin, name string) swarmRound {
 			<-fdsDone
 		}
 	}()
+	stopTrace := startPhaseTrace(b, "."+name+".seed")
 	start := time.Now()
 	if _, err := first.c.Fetch(ctx, name, nil); err != nil {
 		b.Fatalf("seed: Fetch %s = %v", name, err)
 	}
 	r.seed = time.Since(start)
+	stopTrace()
 	origin0 := o.chunkBytes.Load()
-	stopTrace := startPhaseTrace(b, "."+name)
+	stopTrace = startPhaseTrace(b, "."+name)
 	errs := make([]error, 3)
 	var wg sync.WaitGroup
 	start = time.Now()
