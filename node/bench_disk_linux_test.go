@@ -85,3 +85,14 @@ func diskCopy(tb testing.TB, srcDir, dstDir string, size int64) time.Duration {
 	}
 	return d
 }
+
+// syncFS flushes the file system holding dir (syncfs), as the store does
+// once per commit group.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
