@@ -17,8 +17,9 @@ package node
 //	  with one object file per file on that file system. Seen here: ext4
 //	  without a journal (this kind of machine's root) checks each recently
 //	  deleted inode when it allocates one, so after the test suite's
-//	  deletions creating 40,000 files took 7 s (floor 13-14x one file); a
-//	  journaled ext4 on a loop image, TMPDIR=/mnt/ext4j: 1.6 s (2.6x).
+//	  deletions creating 40,000 files took 7 s (floor 13-14x one file); on
+//	  a journaled ext4 (a loop image, its mount point as TMPDIR) 1.6 s
+//	  (2.6x).
 
 import (
 	"context"
@@ -41,6 +42,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer"
@@ -482,19 +484,18 @@ func fsFloor(tb testing.TB, nfiles, fsize int) time.Duration {
 		// Four writers, as creating files takes more kernel time than one
 		// core gives a host here.
 		const writers = 4
-		errs := make([]error, writers)
-		var wg sync.WaitGroup
+		var g errgroup.Group
 		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := w; i < nfiles && errs[w] == nil; i += writers {
-					errs[w] = file(i)
+			g.Go(func() error {
+				for i := w; i < nfiles; i += writers {
+					if err := file(i); err != nil {
+						return err
+					}
 				}
-			}()
+				return nil
+			})
 		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
+		if err := g.Wait(); err != nil {
 			return err
 		}
 		return syncFS(dir)
@@ -504,17 +505,11 @@ func fsFloor(tb testing.TB, nfiles, fsize int) time.Duration {
 	if err := host(filepath.Join(base, "h0")); err != nil {
 		tb.Fatal(err)
 	}
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = host(filepath.Join(base, fmt.Sprintf("h%d", i+1)))
-		}()
+	var g errgroup.Group
+	for i := 1; i <= 3; i++ {
+		g.Go(func() error { return host(filepath.Join(base, fmt.Sprintf("h%d", i))) })
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := g.Wait(); err != nil {
 		tb.Fatal(err)
 	}
 	return time.Since(start)
