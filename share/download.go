@@ -45,6 +45,11 @@ func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifest
 		return nil, ErrClosed
 	}
 	key := manifestCID.String()
+	// The manifest and its name are on disk before the index names them,
+	// so that Rebuild can recover every package the index knew.
+	if err := s.saveManifest(manifestCID, manifestBytes, name, version); err != nil {
+		return nil, fmt.Errorf("package %s@%s: %w", name, version, err)
+	}
 	err = s.update(func(txn *badger.Txn) error {
 		var rec pkgRecord
 		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)

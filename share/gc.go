@@ -75,7 +75,7 @@ func (s *Store) GCWith(ctx context.Context, opts GCOptions) (*GCResult, error) {
 		fn   func() error
 	}{
 		{"packages", g.packages}, {"objects", g.objects}, {"unindexed objects", g.strayObjects},
-		{"partial files", g.partials}, {"chunk records", g.chunkLocs}, {"trees", g.trees},
+		{"partial files", g.partials}, {"chunk records", g.chunkLocs}, {"trees", g.trees}, {"manifest files", g.manifests},
 	} {
 		if err := step.fn(); err != nil {
 			return g.res, fmt.Errorf("gc: %s: %w", step.name, err)
@@ -208,6 +208,7 @@ func (s *Store) dropPackage(key string) (bool, error) {
 		return false, err
 	}
 	s.dropDownload(key)
+	s.removeManifest(key)
 	if aside != "" {
 		return true, removeAll(aside)
 	}
@@ -386,6 +387,31 @@ func (g *gcRun) trees() error {
 		g.res.Trees++
 	}
 	return nil
+}
+
+// manifests removes manifest files and names sidecars of packages the
+// index does not record.
+func (g *gcRun) manifests() error {
+	s := g.s
+	des, err := os.ReadDir(s.path(manifestsDir))
+	if err != nil {
+		return err
+	}
+	return s.db.View(func(txn *badger.Txn) error {
+		for _, de := range des {
+			key := strings.TrimSuffix(de.Name(), namesSuffix)
+			ok, err := exists(txn, []byte(prefixPackage+key))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if err := os.Remove(s.path(manifestsDir, de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 type metaEntry struct {

@@ -22,6 +22,7 @@ import (
 //	k/<chunk CID>/<partial id>       where a chunk lives: offset and length (16 bytes)
 //	i/<vm>\x00<manifest CID>         VM install (JSON installRecord)
 //	r/<manifest CID>/<vm>            reverse of i/: the package's references
+//	s/id                             the store's id (see integrity.go)
 const (
 	prefixPackage  = "p/"
 	prefixManifest = "m/"

@@ -81,7 +81,13 @@ type Store struct {
 // a crash: it empties tmp/ and drops chunk-presence records of partial files
 // that no longer exist (their file was moved into objects/ just before the
 // crash). Nothing else needs repair: see the package documentation.
-func Open(cfg Config) (*Store, error) {
+//
+// Open refuses (ErrIndexLost) an index that is not the store's own or that
+// lacks packages whose trees exist: see checkIndex.
+func Open(cfg Config) (*Store, error) { return open(cfg, true) }
+
+// open is Open; checks false skips the index checks (for Rebuild).
+func open(cfg Config, checks bool) (*Store, error) {
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("open store: %w: empty data directory", ErrInvalid)
 	}
@@ -100,7 +106,7 @@ func Open(cfg Config) (*Store, error) {
 	for _, d := range []struct {
 		name string
 		mode os.FileMode
-	}{{"", 0o755}, {objectsDir, 0o755}, {treesDir, 0o755}, {partialDir, 0o700}, {indexDir, 0o700}, {tmpDir, 0o700}} {
+	}{{"", 0o755}, {objectsDir, 0o755}, {treesDir, 0o755}, {partialDir, 0o700}, {indexDir, 0o700}, {tmpDir, 0o700}, {manifestsDir, 0o755}} {
 		if err := os.MkdirAll(s.path(d.name), d.mode); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
 		}
@@ -117,7 +123,7 @@ func Open(cfg Config) (*Store, error) {
 		WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: index: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("open store %s: index: %w: %w; %s", cfg.Dir, ErrIndexLost, err, hintRebuild)
 	}
 	s.db = db
 	// Only now, holding badger's directory lock, is tmp/ ours to empty.
@@ -137,9 +143,21 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: partial files: %w", cfg.Dir, err)
 	}
+	if checks {
+		if err := s.checkIndex(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if err := s.recover(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: recover: %w", cfg.Dir, err)
+	}
+	if checks {
+		if err := s.backfillManifests(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: manifest files: %w", cfg.Dir, err)
+		}
 	}
 	s.fds = newFDCache(s, maxOpenPartials)
 	s.cm = newCommitter(s)
