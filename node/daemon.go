@@ -73,7 +73,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer unlock()
 
-	store, err := share.Open(share.Config{Dir: filepath.Join(d.cfg.DataDir, "store"), Logger: d.log.With("component", "share")})
+	store, err := share.Open(storeConfig(d.cfg.DataDir, d.log.With("component", "share")))
 	if err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func VerifyStore(ctx context.Context, dataDir string) ([]string, error) {
 		return nil, err
 	}
 	defer unlock()
-	store, err := share.Open(share.Config{Dir: filepath.Join(dataDir, "store")})
+	store, err := share.Open(storeConfig(dataDir, nil))
 	if err != nil {
 		return nil, err
 	}

@@ -31,8 +31,14 @@ const storeIDFile = "store-id"
 
 var keyStoreID = []byte("s/id")
 
-// hintRebuild is how an operator recovers from ErrIndexLost.
-const hintRebuild = "run `stork index rebuild` with the daemon stopped"
+// defaultRebuildCommand is how an operator recovers from ErrIndexLost
+// (Config.RebuildCommand).
+const defaultRebuildCommand = "stork index rebuild"
+
+// hintRebuild says how to recover from ErrIndexLost.
+func (s *Store) hintRebuild() string {
+	return "run `" + s.rebuildCmd + "` with the daemon stopped"
+}
 
 // checkIndex verifies that the index belongs to the store's files (see
 // above), gives a store without an identity one, and marks partial every
@@ -45,20 +51,20 @@ func (s *Store) checkIndex() error {
 	fileID = bytes.TrimSpace(fileID)
 	dbID, err := s.storeID()
 	if err != nil {
-		return fmt.Errorf("store %s: index: %w: %w; %s", s.dir, ErrIndexLost, err, hintRebuild)
+		return fmt.Errorf("store %s: index: %w: %w; %s", s.dir, ErrIndexLost, err, s.hintRebuild())
 	}
 	npkg, err := s.countPackages()
 	if err != nil {
-		return fmt.Errorf("store %s: index: %w: %w; %s", s.dir, ErrIndexLost, err, hintRebuild)
+		return fmt.Errorf("store %s: index: %w: %w; %s", s.dir, ErrIndexLost, err, s.hintRebuild())
 	}
 	switch {
 	case len(fileID) > 0 && dbID == nil:
-		return fmt.Errorf("store %s: the index has no store id but %s has one (%d packages in the index): %w; %s", s.dir, storeIDFile, npkg, ErrIndexLost, hintRebuild)
+		return fmt.Errorf("store %s: the index has no store id but %s has one (%d packages in the index): %w; %s", s.dir, storeIDFile, npkg, ErrIndexLost, s.hintRebuild())
 	case len(fileID) > 0 && !bytes.Equal(fileID, dbID):
-		return fmt.Errorf("store %s: the index belongs to store %s, not %s: %w; %s", s.dir, dbID, fileID, ErrIndexLost, hintRebuild)
+		return fmt.Errorf("store %s: the index belongs to store %s, not %s: %w; %s", s.dir, dbID, fileID, ErrIndexLost, s.hintRebuild())
 	case dbID == nil && npkg == 0:
 		if has, what := s.holdsData(); has {
-			return fmt.Errorf("store %s: the index is empty but %s: %w; %s", s.dir, what, ErrIndexLost, hintRebuild)
+			return fmt.Errorf("store %s: the index is empty but %s: %w; %s", s.dir, what, ErrIndexLost, s.hintRebuild())
 		}
 	}
 	if err := s.checkTrees(npkg); err != nil {
@@ -144,11 +150,11 @@ func (s *Store) checkTrees(npkg int) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store %s: index: %w: %w; %s", s.dir, ErrIndexLost, err, hintRebuild)
+		return fmt.Errorf("store %s: index: %w: %w; %s", s.dir, ErrIndexLost, err, s.hintRebuild())
 	}
 	if len(unknown) > 0 {
 		return fmt.Errorf("store %s: index has %d packages but trees/ holds %d trees, %d unknown to it (first %s): %w; %s",
-			s.dir, npkg, len(des), len(unknown), unknown[0], ErrIndexLost, hintRebuild)
+			s.dir, npkg, len(des), len(unknown), unknown[0], ErrIndexLost, s.hintRebuild())
 	}
 	return s.demoteTreeless()
 }

@@ -107,11 +107,19 @@ func childOf(dir, p string) string {
 	return first
 }
 
-// mountedTrees returns, for every tree under trees/ that a mount in this
-// process's mount namespace uses, the mount points using it: a bind
-// mount of the tree (or of a directory in it), an overlay whose lower
-// layers include it, or any mount on a path inside it.
-func (s *Store) mountedTrees() (map[string][]string, error) {
+// TreeMount is a mount in this process's mount namespace that uses a tree
+// of the store.
+type TreeMount struct {
+	Tree     string // the tree's name under trees/ (a manifest CID)
+	Point    string // where it is mounted
+	Overlay  bool   // an overlay with the tree as a lower layer (else a bind mount or a mount inside the tree)
+	UpperDir string // the overlay's upper directory
+}
+
+// TreeMounts lists the mounts that use trees of the store: bind mounts of
+// a tree (or of a directory in it), overlays with a tree among their
+// lower layers, and mounts on a path inside a tree.
+func (s *Store) TreeMounts() ([]TreeMount, error) {
 	mounts, err := readMountInfo(mountInfoPath)
 	if err != nil {
 		return nil, err
@@ -139,30 +147,54 @@ func (s *Store) mountedTrees() (map[string][]string, error) {
 	if base != nil {
 		fsPath = path.Join(base.root, strings.TrimPrefix(trees, base.point))
 	}
-	out := make(map[string][]string)
-	add := func(tree, point string) {
-		if tree != "" {
-			out[tree] = append(out[tree], point)
-		}
-	}
+	var out []TreeMount
 	plain := filepath.Clean(s.path(treesDir))
 	for i := range mounts {
 		m := &mounts[i]
-		if base != nil && m != base && m.major == maj && m.minor == mnr {
-			add(childOf(fsPath, m.root), m.point)
-		}
-		add(childOf(trees, m.point), m.point)
 		if m.fsType == "overlay" {
 			for _, l := range overlayLowerDirs(m.superOpts) {
-				if c := childOf(trees, l); c != "" {
-					add(c, m.point)
-				} else {
-					add(childOf(plain, l), m.point)
+				c := childOf(trees, l)
+				if c == "" {
+					c = childOf(plain, l)
+				}
+				if c != "" {
+					out = append(out, TreeMount{Tree: c, Point: m.point, Overlay: true, UpperDir: overlayOption(m.superOpts, "upperdir")})
 				}
 			}
+			continue
+		}
+		c := childOf(trees, m.point)
+		if c == "" && base != nil && m != base && m.major == maj && m.minor == mnr {
+			c = childOf(fsPath, m.root)
+		}
+		if c != "" {
+			out = append(out, TreeMount{Tree: c, Point: m.point})
 		}
 	}
 	return out, nil
+}
+
+// mountedTrees maps every tree a mount uses to the mount points using it.
+func (s *Store) mountedTrees() (map[string][]string, error) {
+	tms, err := s.TreeMounts()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string)
+	for _, tm := range tms {
+		out[tm.Tree] = append(out[tm.Tree], tm.Point)
+	}
+	return out, nil
+}
+
+// overlayOption returns the value of option key in an overlay's options.
+func overlayOption(opts, key string) string {
+	for _, o := range strings.Split(opts, ",") {
+		if v, ok := strings.CutPrefix(o, key+"="); ok {
+			return filepath.Clean(unescapeMount(v))
+		}
+	}
+	return ""
 }
 
 // overlayLowerDirs returns the lower directories an overlay's options

@@ -44,6 +44,9 @@ type Config struct {
 	// being killed (the page cache outlives it) but not a power cut or a
 	// kernel crash. For tests and benchmarks only.
 	UnsafeNoSync bool
+	// RebuildCommand is the command that rebuilds a lost index, named in
+	// ErrIndexLost errors (default "stork index rebuild").
+	RebuildCommand string
 }
 
 // Store is the per-host store. All methods are safe for concurrent use.
@@ -53,6 +56,8 @@ type Store struct {
 	lim  metadata.Limits
 	sync bool
 	db   *badger.DB
+
+	rebuildCmd string // see Config.RebuildCommand
 
 	mcMu   sync.Mutex                 // guards mcache
 	mcache map[cid.Cid]cachedManifest // decoded manifests by CID
@@ -96,12 +101,16 @@ func open(cfg Config, checks bool) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		dir:       cfg.Dir,
-		log:       log,
-		lim:       cfg.Limits,
-		sync:      !cfg.UnsafeNoSync,
-		downloads: make(map[string]*Download),
-		partials:  make(map[string]*partialFile),
+		dir:        cfg.Dir,
+		log:        log,
+		lim:        cfg.Limits,
+		sync:       !cfg.UnsafeNoSync,
+		rebuildCmd: cfg.RebuildCommand,
+		downloads:  make(map[string]*Download),
+		partials:   make(map[string]*partialFile),
+	}
+	if s.rebuildCmd == "" {
+		s.rebuildCmd = defaultRebuildCommand
 	}
 	for _, d := range []struct {
 		name string
@@ -123,7 +132,7 @@ func open(cfg Config, checks bool) (*Store, error) {
 		WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: index: %w: %w; %s", cfg.Dir, ErrIndexLost, err, hintRebuild)
+		return nil, fmt.Errorf("open store %s: index: %w: %w; %s", cfg.Dir, ErrIndexLost, err, s.hintRebuild())
 	}
 	s.db = db
 	// Only now, holding badger's directory lock, is tmp/ ours to empty.
