@@ -159,7 +159,12 @@ func (d *Daemon) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /v1/gc", func(w http.ResponseWriter, r *http.Request) {
-		res, err := d.store.GC(r.Context())
+		var req GCRequest
+		if err := decodeRequest(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		res, err := d.store.GCWith(r.Context(), share.GCOptions{Partial: req.Partial})
 		if err != nil {
 			writeError(w, err)
 			return

@@ -76,6 +76,9 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	if err != nil {
 		return err
 	}
+	// A failed download is no longer open: `stork gc --partial` may drop
+	// what it fetched (a retry before that resumes from it).
+	defer dl.Close()
 	have, total := dl.Bytes()
 	f.have.Store(have)
 	f.total.Store(total)

@@ -386,6 +386,25 @@ func (s *Store) openPartial(id string, e *metadata.Entry, chunkSize int64) (*par
 	return pf, nil
 }
 
+// Close ends a download that will not be committed (it failed): it is no
+// longer open, so that a GC with GCOptions.Partial may drop the package,
+// and its partial files are released. What it stored stays for the next
+// BeginPackage to resume. Using the Download after Close fails; Close
+// after Commit does nothing.
+func (d *Download) Close() {
+	s := d.s
+	key := d.cid.String()
+	s.mu.Lock()
+	if s.downloads[key] != d {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.downloads, key)
+	s.mu.Unlock()
+	d.removed.Store(true)
+	d.release()
+}
+
 // ManifestCID returns the CID of the package's manifest.
 func (d *Download) ManifestCID() cid.Cid { return d.cid }
 
