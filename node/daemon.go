@@ -32,6 +32,7 @@ type Daemon struct {
 	p2p    *P2P            // nil without a swarm
 	swarm  *transfer.Swarm // nil without a swarm
 	fl     flights
+	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
 
 	bytesFromOrigin atomic.Int64
 	bytesFromPeers  atomic.Int64

@@ -10,6 +10,9 @@ var (
 	ErrUnknownVM = errors.New("unknown vm")
 	// ErrBadRequest: a request is malformed.
 	ErrBadRequest = errors.New("bad request")
+	// ErrQuotaExceeded: a VM's request would take it over its quota (the
+	// error wraps ErrForbidden too).
+	ErrQuotaExceeded = errors.New("quota exceeded")
 	// ErrNotRunning: no daemon answers on the data directory's socket.
 	ErrNotRunning = errors.New("daemon not running")
 )

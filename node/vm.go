@@ -23,6 +23,9 @@ type VM struct {
 	Allow []string `json:"allow"`
 	Root  string   `json:"root"`
 	Mode  string   `json:"mode"`
+	// Quota caps the file bytes of the packages the VM may have installed
+	// through its own socket (see reserveQuota); 0: no cap.
+	Quota int64 `json:"quota,omitempty"`
 }
 
 var vmIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -52,6 +55,9 @@ func (v *VM) Validate() error {
 	}
 	if _, err := parseViewMode(v.Mode); err != nil {
 		return fmt.Errorf("vm %s: %w", v.ID, err)
+	}
+	if v.Quota < 0 {
+		return fmt.Errorf("vm %s: quota %d: %w: want 0 (none) or a byte count", v.ID, v.Quota, ErrBadRequest)
 	}
 	return nil
 }
@@ -303,6 +309,12 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 			writeError(w, fmt.Errorf("vm %s may not install %q: %w by its policy %v", id, req.Ref, ErrForbidden, v.Allow))
 			return
 		}
+		release, err := d.reserveQuota(r.Context(), v, req.Ref)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		defer release()
 		streamProgress(w, r, func(p Progress) (any, error) {
 			insts, err := d.Install(r.Context(), InstallRequest{VM: id, Ref: req.Ref, Into: v.Root, Mode: v.Mode}, p)
 			if err != nil {

@@ -196,12 +196,13 @@ func vmCommand() *cli.Command {
 			{
 				Name:      "add",
 				Usage:     "register a VM with the package name patterns it may request through its own socket",
-				UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] [--root DIR] [--mode bind|overlay|link]",
+				UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] [--root DIR] [--mode bind|overlay|link] [--quota SIZE]",
 				Flags: []cli.Flag{
 					dataFlag(),
 					&cli.StringSliceFlag{Name: "allow", Usage: "package name `PATTERN` the VM may request (shell-style, repeat)", Category: catStore, EnvVars: env("allow"), Required: true},
 					stringFlag("root", "host `DIR` where the VM's packages appear as DIR/NAME (default DATA/views/ID)", catStore, false),
 					&cli.StringFlag{Name: "mode", Usage: "view `MODE` for this VM: bind, overlay or link", Category: catStore, EnvVars: env("mode"), Value: "bind"},
+					stringFlag("quota", "cap the file bytes of the packages the VM may have installed through its own socket at `SIZE` (e.g. 2G); default no cap", catLimits, false),
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
@@ -215,8 +216,16 @@ func vmCommand() *cli.Command {
 						}
 						root = abs
 					}
+					var quota int64
+					if q := c.String("quota"); q != "" {
+						n, err := parseSize(q)
+						if err != nil {
+							return fmt.Errorf("--quota: %w", err)
+						}
+						quota = n
+					}
 					sock, err := node.NewClient(c.String("data")).AddVM(c.Context, node.VM{
-						ID: c.Args().First(), Allow: c.StringSlice("allow"), Root: root, Mode: c.String("mode"),
+						ID: c.Args().First(), Allow: c.StringSlice("allow"), Root: root, Mode: c.String("mode"), Quota: quota,
 					})
 					if err != nil {
 						return err
