@@ -109,6 +109,7 @@ func (s *Store) commitTree(c cid.Cid, m *metadata.Manifest) error {
 	if err != nil {
 		return fmt.Errorf("package %s: mark complete: %w", c, err)
 	}
+	s.repaired(key)
 	return nil
 }
 

@@ -662,9 +662,12 @@ func (s *Store) moveObject(src, dst string, rec *objRecord) error {
 	return nil
 }
 
-// recordObject indexes an object and where its chunks are.
+// recordObject indexes an object, just verified, and where its chunks are.
 func (s *Store) recordObject(rec *objRecord, id string) error {
 	name := objectName(rec.Hash, os.FileMode(rec.Perm))
+	if rec.Ino == 0 {
+		rec.setStamp(lstamp(s.ObjectPath(rec.Hash, os.FileMode(rec.Perm))))
+	}
 	err := s.update(func(txn *badger.Txn) error {
 		return setJSON(txn, []byte(prefixObject+name), rec)
 	})

@@ -201,7 +201,13 @@ func (s *Store) dropPackage(key string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if err := s.update(func(txn *badger.Txn) error { return deletePackageTxn(txn, key) }); err != nil {
+	err = s.update(func(txn *badger.Txn) error {
+		if err := txn.Delete([]byte(prefixRepair + key)); err != nil {
+			return err
+		}
+		return deletePackageTxn(txn, key)
+	})
+	if err != nil {
 		if aside != "" {
 			_ = os.Rename(aside, s.path(treesDir, key))
 		}

@@ -80,6 +80,9 @@ type Store struct {
 	// noDirect is set once the file system refused O_DIRECT
 	// (direct_linux.go).
 	noDirect atomic.Bool
+
+	// Damage counters (damage.go).
+	damaged, repairedObjects, scrubbed atomic.Int64
 }
 
 // Open opens (creating if needed) the store under cfg.Dir and recovers from
