@@ -29,6 +29,7 @@ type Status struct {
 	DataDir         string          `json:"data_dir"`
 	Packages        []PackageStatus `json:"packages"`
 	VMs             []VM            `json:"vms"`
+	Store           StoreHealth     `json:"store"` // damage found and repaired (repair.go)
 }
 
 // PackageStatus is one package in the store.
@@ -55,6 +56,9 @@ func (d *Daemon) Status() (*Status, error) {
 	}
 	st.Packages = []PackageStatus{}
 	st.VMs = d.vms.list()
+	if st.Store, err = d.storeHealth(); err != nil {
+		return nil, err
+	}
 	for _, p := range pkgs {
 		installs := p.Installs
 		if installs == nil {

@@ -33,6 +33,8 @@ type Daemon struct {
 	swarm  *transfer.Swarm // nil without a swarm
 	fl     flights
 	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
+	// repairKick wakes the repairer (repair.go).
+	repairKick chan struct{}
 
 	bytesFromOrigin atomic.Int64
 	bytesFromPeers  atomic.Int64
@@ -109,6 +111,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		cancelBG()
 		d.bgWG.Wait()
 	}()
+	d.startStoreCare(bg)
 
 	sock := SocketPath(d.cfg.DataDir)
 	ln, err := listenUnix(sock, 0o600)

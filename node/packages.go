@@ -39,7 +39,9 @@ type flights struct {
 // download, which runs on the daemon's context so that a requester going
 // away does not cancel it for the others.
 func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flight, error) {
-	if info, err := d.store.Package(r.ManifestCID); err == nil && info.State == share.StateComplete {
+	// A complete package is checked before use: a damaged one is partial
+	// again and downloaded below (repair.go).
+	if info, err := d.store.Package(r.ManifestCID); err == nil && info.State == share.StateComplete && d.intact(r.ManifestCID) {
 		f := &flight{done: make(chan struct{})}
 		f.have.Store(info.Size)
 		f.total.Store(info.Size)
