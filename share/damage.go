@@ -98,22 +98,35 @@ func (s *Store) CheckPackage(c cid.Cid) (*CheckResult, error) {
 		s.life.RUnlock()
 		return nil, err
 	}
+	var names []string
+	for i := range m.Entries {
+		if e := &m.Entries[i]; e.Type == metadata.TypeFile {
+			names = append(names, objectName(e.Hash, ObjectPerm(e.Mode)))
+		}
+	}
+	recs, err := s.objectRecords(names)
+	if err != nil {
+		s.life.RUnlock()
+		return nil, err
+	}
 	var bad []badObject
 	treeBad := ""
-	seen := make(map[string]bool)
+	stamps := make(map[string]fileStamp) // object name → its file's stamp
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Type != metadata.TypeFile {
 			continue
 		}
 		name := objectName(e.Hash, ObjectPerm(e.Mode))
-		if !seen[name] {
-			seen[name] = true
-			if reason := s.checkObject(name, false, res); reason != "" {
+		st, seen := stamps[name]
+		if !seen {
+			var reason string
+			if reason, st = s.checkObject(name, recs[name], false, res); reason != "" {
 				bad = append(bad, badObject{name, reason})
 			}
+			stamps[name] = st
 		}
-		if treeBad == "" && !sameInode(s.ObjectPath(e.Hash, ObjectPerm(e.Mode)), s.treeEntry(c, e.Path)) {
+		if treeBad == "" && !lstamp(s.treeEntry(c, e.Path)).sameInode(st) {
 			treeBad = e.Path
 		}
 	}
@@ -139,36 +152,46 @@ func (s *Store) treeEntry(c cid.Cid, p string) string {
 	return s.TreePath(c) + string(os.PathSeparator) + p
 }
 
-func sameInode(a, b string) bool {
-	sa, ea := os.Lstat(a)
-	sb, eb := os.Lstat(b)
-	return ea == nil && eb == nil && os.SameFile(sa, sb)
+// objectRecords reads the records of the named objects in one
+// transaction; an object without one is absent from the map.
+func (s *Store) objectRecords(names []string) (map[string]*objRecord, error) {
+	out := make(map[string]*objRecord, len(names))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, name := range names {
+			if _, ok := out[name]; ok {
+				continue
+			}
+			var rec objRecord
+			found, err := getJSON(txn, []byte(prefixObject+name), &rec)
+			if err != nil {
+				return err
+			}
+			if found {
+				out[name] = &rec
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
-// checkObject checks the object called name, re-hashing it if force or if
-// its stamp differs from its record; a file whose content verifies gets
-// its mode put back and its new stamp recorded. It returns why the object
-// is damaged, or "". s.life is held shared.
-func (s *Store) checkObject(name string, force bool, res *CheckResult) string {
+// checkObject checks the object called name, whose record is rec (nil:
+// none), re-hashing it if force or if its stamp differs from the record;
+// a file whose content verifies gets its mode put back and its new stamp
+// recorded. It returns why the object is damaged (or "") and the stamp of
+// its file. s.life is held shared.
+func (s *Store) checkObject(name string, rec *objRecord, force bool, res *CheckResult) (string, fileStamp) {
 	res.Objects++
-	var rec objRecord
-	var found bool
-	if err := s.db.View(func(txn *badger.Txn) (err error) {
-		found, err = getJSON(txn, []byte(prefixObject+name), &rec)
-		return err
-	}); err != nil {
-		return fmt.Sprintf("index record: %v", err)
-	}
-	if !found {
-		return "no index record"
+	if rec == nil {
+		return "no index record", fileStamp{}
 	}
 	p := s.ObjectPath(rec.Hash, os.FileMode(rec.Perm))
 	st := lstamp(p)
 	if !st.ok {
-		return "object file missing"
+		return "object file missing", st
 	}
 	if !force && rec.stampMatches(st) {
-		return ""
+		return "", st
 	}
 	if st.mode&0o7777 != rec.Perm && st.regular() && st.size == rec.Size {
 		// A chmod: put the mode back before the content is checked.
@@ -178,16 +201,17 @@ func (s *Store) checkObject(name string, force bool, res *CheckResult) string {
 	}
 	res.Rehashed++
 	res.Bytes += rec.Size
-	if err := verifyObjectFile(p, &rec); err != nil {
-		return err.Error()
+	if err := verifyObjectFile(p, rec); err != nil {
+		return err.Error(), st
 	}
-	if now := lstamp(p); !rec.stampMatches(now) {
+	now := lstamp(p)
+	if !rec.stampMatches(now) {
 		rec.setStamp(now)
-		if err := s.update(func(txn *badger.Txn) error { return setJSON(txn, []byte(prefixObject+name), &rec) }); err != nil {
+		if err := s.update(func(txn *badger.Txn) error { return setJSON(txn, []byte(prefixObject+name), rec) }); err != nil {
 			s.log.Warn("record object stamp", "object", name, "err", err)
 		}
 	}
-	return ""
+	return "", now
 }
 
 // quarantineAll quarantines every bad object and adds it to res.
@@ -437,18 +461,18 @@ func (s *Store) Scrub(ctx context.Context, after string, budget int64) (next str
 		s.life.RUnlock()
 		return "", nil, ErrClosed
 	}
-	names, more, err := s.objectsAfter(after, budget)
+	names, recs, more, err := s.objectsAfter(after, budget)
 	if err != nil {
 		s.life.RUnlock()
 		return "", nil, err
 	}
 	var bad []badObject
-	for _, name := range names {
+	for i, name := range names {
 		if err := ctx.Err(); err != nil {
 			s.life.RUnlock()
 			return after, res, err
 		}
-		if reason := s.checkObject(name, true, res); reason != "" {
+		if reason, _ := s.checkObject(name, recs[i], true, res); reason != "" {
 			bad = append(bad, badObject{name, reason})
 		}
 		after = name
@@ -461,10 +485,12 @@ func (s *Store) Scrub(ctx context.Context, after string, budget int64) (next str
 	return after, res, s.quarantineAll(bad, res)
 }
 
-// objectsAfter lists object names after `after` in index order whose
-// sizes reach budget (at least one), and whether more follow.
-func (s *Store) objectsAfter(after string, budget int64) ([]string, bool, error) {
+// objectsAfter lists the object names (and records) after `after` in
+// index order whose sizes reach budget (at least one), and whether more
+// follow.
+func (s *Store) objectsAfter(after string, budget int64) ([]string, []*objRecord, bool, error) {
 	var names []string
+	var recs []*objRecord
 	more := false
 	err := s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
@@ -481,16 +507,17 @@ func (s *Store) objectsAfter(after string, budget int64) ([]string, bool, error)
 				more = true
 				return nil
 			}
-			var r objRecord
-			if err := jsonUnmarshal(it.Item(), &r); err != nil {
+			r := new(objRecord)
+			if err := jsonUnmarshal(it.Item(), r); err != nil {
 				return err
 			}
 			names = append(names, name)
+			recs = append(recs, r)
 			sum += max(r.Size, 1)
 		}
 		return nil
 	})
-	return names, more, err
+	return names, recs, more, err
 }
 
 // maxScrubBatch bounds the objects one Scrub call checks (many empty or

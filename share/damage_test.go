@@ -3,6 +3,7 @@ package share
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -280,4 +281,54 @@ func TestRepairMarksForRefetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTree(t, s.TreePath(q.cid), q)
+}
+
+// BenchmarkCheckPackage measures the check before install of an intact
+// 5,000-file package (every object's stamp as recorded: no re-hash), and
+// a scrub pass over the same objects (every one re-hashed).
+func BenchmarkCheckPackage(b *testing.B) {
+	const nfiles, perDir = 5000, 100
+	var files []tfile
+	for d := 0; d < nfiles/perDir; d++ {
+		dp := fmt.Sprintf("d%03d", d)
+		files = append(files, dir(dp, 0o755))
+		for f := 0; f < perDir; f++ {
+			files = append(files, file(fmt.Sprintf("%s/f%03d", dp, f), 0o644, []byte(fmt.Sprintf("file %d/%d\n", d, f))))
+		}
+	}
+	p := makePkg(b, testChunk, files...)
+	s, err := Open(Config{Dir: b.TempDir(), UnsafeNoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	install(b, s, p, "bench", "1")
+	b.Run("check", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			res, err := s.CheckPackage(p.cid)
+			if err != nil || res.Rehashed != 0 || res.Objects != nfiles {
+				b.Fatalf("CheckPackage = %+v, %v", res, err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*nfiles), "ns/file")
+	})
+	b.Run("scrub", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			n := 0
+			for next := ""; ; {
+				nx, res, err := s.Scrub(b.Context(), next, 1<<30)
+				if err != nil || res.Repairing() {
+					b.Fatalf("Scrub = %+v, %v", res, err)
+				}
+				n += res.Objects
+				if next = nx; next == "" {
+					break
+				}
+			}
+			if n != nfiles {
+				b.Fatalf("a scrub pass checked %d objects, want %d", n, nfiles)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*nfiles), "ns/file")
+	})
 }
