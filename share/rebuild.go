@@ -71,7 +71,7 @@ func Rebuild(ctx context.Context, cfg Config, lookup RebuildLookup) (*RebuildRep
 		return nil, fmt.Errorf("rebuild: %w", err)
 	}
 	defer s.Close()
-	rb := &rebuild{s: s, ctx: ctx, rep: rep, lookup: lookup, objects: make(map[string]bool)}
+	rb := &rebuild{s: s, ctx: ctx, rep: rep, lookup: lookup, objects: make(map[string]bool), quarantined: make(map[string]bool)}
 	if err := rb.run(); err != nil {
 		return rep, fmt.Errorf("rebuild %s: %w", cfg.Dir, err)
 	}
@@ -89,6 +89,8 @@ type rebuild struct {
 	rep     *RebuildReport
 	lookup  RebuildLookup
 	objects map[string]bool // object name → verified good
+	// quarantined: object names that failed verification.
+	quarantined map[string]bool
 }
 
 func (rb *rebuild) run() error {
@@ -172,17 +174,28 @@ func (rb *rebuild) pkg(key string) error {
 		return rb.lose(key)
 	}
 	good := true
+	var damaged []string
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Type == metadata.TypeFile && !rb.object(e, m.ChunkSize) {
 			good = false
+			if rb.quarantined[objectName(e.Hash, ObjectPerm(e.Mode))] {
+				damaged = append(damaged, objectName(e.Hash, ObjectPerm(e.Mode)))
+			}
 		}
 	}
 	_, terr := os.Lstat(s.TreePath(c))
+	reason := ""
+	if len(damaged) > 0 {
+		reason = "object " + damaged[0] + " failed verification in the index rebuild"
+	}
 	if terr == nil {
 		if problems := s.checkTree(c, m); len(problems) > 0 {
 			s.log.Warn("rebuild: tree differs from its manifest; it is relinked by the next download", "manifest", key, "problem", problems[0])
 			good = false
+			if reason == "" {
+				reason = problems[0]
+			}
 		}
 	}
 	state := StatePartial
@@ -206,6 +219,13 @@ func (rb *rebuild) pkg(key string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if terr == nil && reason != "" {
+		// A package that had its tree: the daemon fetches it again at
+		// start, not only when asked.
+		if err := s.markRepair(key, damaged, reason); err != nil {
+			return err
+		}
 	}
 	for _, n := range names {
 		rb.rep.Packages = append(rb.rep.Packages, fmt.Sprintf("%s@%s %s %s", n.Name, n.Version, key, state))
@@ -271,6 +291,7 @@ func (rb *rebuild) object(e *metadata.Entry, chunkSize int64) bool {
 		dst, qerr := s.quarantineFile(p, name)
 		s.log.Warn("rebuild: object fails verification; quarantined", "object", name, "err", err, "quarantine", dst, "quarantine_err", qerr)
 		rb.rep.Damaged = append(rb.rep.Damaged, err.Error())
+		rb.quarantined[name] = true
 	} else if err := s.recordObject(&rec, partialID(e.Hash, e.Size)); err != nil {
 		s.log.Warn("rebuild: record object", "object", name, "err", err)
 	} else {

@@ -106,6 +106,9 @@ func TestRebuild(t *testing.T) {
 		t.Errorf("quarantine/ holds %d files, want the damaged object", len(qs))
 	}
 
+	if reps, err := s.RepairsPending(); err != nil || len(reps) != 1 || !reps[0].Package.ManifestCID.Equals(b.cid) {
+		t.Errorf("RepairsPending after Rebuild = %+v, %v, want b (its tree held a damaged object)", reps, err)
+	}
 	// b is fetched again: only its damaged file is missing; the commit
 	// puts the new object into the tree in place.
 	view := s.TreePath(b.cid)
