@@ -141,6 +141,10 @@ func TestCheckPackageFindsDamage(t *testing.T) {
 			if got := s.DamageCounts().Damaged; got != 1 {
 				t.Errorf("DamageCounts.Damaged = %d, want 1", got)
 			}
+			// Waiting for its repair, it is not an unfinished download.
+			if gc, err := s.GCWith(t.Context(), GCOptions{Partial: true}); err != nil || gc.Packages != 0 || gc.Trees != 0 {
+				t.Errorf("GC --partial of a package waiting for repair = %+v, %v; want it kept", gc, err)
+			}
 			refetch(t, s, p, victim)
 			checkTree(t, s.TreePath(p.cid), p)
 			verifyClean(t, s)

@@ -34,7 +34,8 @@ type GCResult struct {
 type GCOptions struct {
 	// Partial drops unfinished packages (and their partial files) that no
 	// VM install references, no view uses and no download is filling,
-	// even those kept: a download that failed (for lack of disk space, or
+	// even those kept (but not a package with a tree, waiting for a
+	// repair): a download that failed (for lack of disk space, or
 	// an origin that went away) keeps what it fetched so that a retry
 	// resumes, until a GC with Partial releases it.
 	Partial bool
@@ -126,7 +127,10 @@ func (g *gcRun) packages() error {
 			return err
 		}
 		complete := p.rec.State == StateComplete
-		kept := p.rec.Keep && (complete || !g.opts.Partial)
+		// A partial package with a tree was complete: it waits to be
+		// fetched again (damage.go), it is not an unfinished download.
+		_, terr := os.Lstat(s.path(treesDir, p.key))
+		kept := p.rec.Keep && (complete || !g.opts.Partial || terr == nil)
 		if !refs[p.key] && !kept && !open[p.key] && len(g.mounted[p.key]) == 0 {
 			hadTree, err := s.dropPackage(p.key)
 			if err != nil {
