@@ -16,10 +16,12 @@ import (
 // place: every file entry that is not a hard link to its object (the
 // object was quarantined and fetched again: a new inode), every missing
 // or wrong symlink and every missing directory is put right, each file
-// and symlink replaced by one rename. Views that bind-mount the tree or
-// use it as an overlay's lower layer see the tree's directories, so they
-// see the new files; a link view holds its own links to the old inodes.
-// Every object exists (commitTree made sure). s.life is held.
+// and symlink replaced by one rename. A view that bind-mounts the tree
+// shows the tree's directories, so it shows the new files at once; an
+// overlay view looks its lower layer up once and may show the old file
+// until the kernel drops that cached entry (or the view is mounted again);
+// a link view holds its own links to the old inodes and must be installed
+// again. Every object exists (commitTree made sure). s.life is held.
 func (s *Store) relinkTree(c cid.Cid, m *metadata.Manifest) error {
 	tree := s.TreePath(c)
 	fixed := 0
