@@ -298,3 +298,39 @@ func TestLongRequestOutlivesTimeouts(t *testing.T) {
 	}
 	t.Logf("fetch took %v with %d progress lines", time.Since(start), lines)
 }
+
+// TestClientThatStopsReadingIsDropped: a VM pipelines thousands of
+// requests on one connection and never reads an answer. Once the socket's
+// buffers are full the daemon's write blocks, and WriteTimeout later the
+// daemon drops the connection instead of holding it (and its goroutine)
+// for ever.
+func TestClientThatStopsReadingIsDropped(t *testing.T) {
+	const writeTimeout = time.Second
+	o := newOrigin(t)
+	c := startDaemonWith(t, o, "", func(cfg *Config) { cfg.API.WriteTimeout = writeTimeout })
+	sock, err := c.AddVM(context.Background(), VM{ID: "vmA", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn, err := net.DialTimeout("unix", sock, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cn.Close()
+	reqs := []byte(strings.Repeat("GET /v1/installed HTTP/1.1\r\nHost: stork\r\n\r\n", 20000))
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		_ = cn.SetWriteDeadline(time.Now().Add(writeTimeout + 5*time.Second))
+		_, _ = cn.Write(reqs) // stops when the daemon stops reading, or drops us
+	}()
+	held := 1
+	for end := time.Now().Add(writeTimeout + 5*time.Second); held > 0 && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		held = serverConns(t, sock)
+	}
+	if held > 0 {
+		t.Errorf("daemon still holds the connection of a client that reads nothing %v after WriteTimeout %v", 5*time.Second, writeTimeout)
+	}
+	cn.Close()
+	<-written
+}
