@@ -80,13 +80,15 @@ func (ss *session) cancelUploads(idx []uint32) {
 }
 
 // uploaded records that the writer is done with chunk i: sent whole
-// (remembered in sentAt) or not at all.
+// (remembered in sentAt, unless the peer cancelled it meanwhile: asked
+// again, it is a new request) or not at all.
 func (ss *session) uploaded(i uint32, whole bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	cancelled := ss.cancelled[i]
 	delete(ss.pending, i)
 	delete(ss.cancelled, i)
-	if !whole {
+	if !whole || cancelled {
 		return
 	}
 	if ss.sentAt == nil {
