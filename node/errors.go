@@ -10,6 +10,9 @@ var (
 	ErrUnknownVM = errors.New("unknown vm")
 	// ErrBadRequest: a request is malformed.
 	ErrBadRequest = errors.New("bad request")
+	// ErrBusy: the daemon refused a connection because its socket has as
+	// many open as it takes (APILimits); try again later.
+	ErrBusy = errors.New("daemon busy")
 	// ErrNotRunning: no daemon answers on the data directory's socket.
 	ErrNotRunning = errors.New("daemon not running")
 )

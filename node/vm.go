@@ -194,11 +194,12 @@ func (d *Daemon) startVM(v VM) error {
 	if err != nil {
 		return err
 	}
-	s := &vmServer{srv: &http.Server{Handler: d.vmHandler(v.ID), ReadHeaderTimeout: 10 * time.Second}}
+	s := &vmServer{srv: newAPIServer(d.vmHandler(v.ID), d.cfg.API, d.log.With("vm", v.ID))}
 	d.serveM.Lock()
 	d.vmSrv[v.ID] = s
 	d.serveM.Unlock()
-	go func() { _ = s.srv.Serve(ln) }()
+	lln := newLimitListener(ln, d.log.With("vm", v.ID), newConnSlots(d.conns.PerVM), d.vmConns)
+	go func() { _ = s.srv.Serve(lln) }()
 	return nil
 }
 
@@ -210,7 +211,9 @@ func (d *Daemon) stopVM(id string) {
 	if s != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = s.srv.Shutdown(ctx)
+		if s.srv.Shutdown(ctx) != nil {
+			_ = s.srv.Close() // requests still running past the grace period
+		}
 		_ = os.Remove(VMSocketPath(d.cfg.DataDir, id))
 	}
 }
@@ -319,7 +322,7 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%s %s: %w: no such VM endpoint", r.Method, r.URL.Path, ErrForbidden))
 	})
-	return limitBody(mux)
+	return mux
 }
 
 // vmInstalled maps manifest CID -> path relative to the VM root.
