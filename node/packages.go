@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -246,14 +245,12 @@ func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progr
 		if mode == share.ViewOverlay {
 			upper = filepath.Join(d.cfg.DataDir, "overlays", req.VM, p.ManifestCID.String())
 		}
-		if err := os.MkdirAll(req.Into, 0o755); err != nil {
-			return nil, fmt.Errorf("install: %w", err)
-		}
-		if err := share.MountView(p.TreePath, target, mode, upper); err != nil {
+		view := share.View{Tree: p.TreePath, Root: req.Into, Path: p.Name, Mode: mode, Upper: upper}
+		if err := share.MountView(view); err != nil {
 			return nil, fmt.Errorf("install %s@%s for vm %s at %s: %w", p.Name, p.Version, req.VM, target, err)
 		}
 		if err := d.store.AddInstall(req.VM, p.ManifestCID, target, string(mode)); err != nil {
-			_ = share.UnmountView(target, mode)
+			_ = share.UnmountView(view)
 			return nil, err
 		}
 		d.log.Info("installed", "vm", req.VM, "package", p.Name+"@"+p.Version, "path", target, "mode", mode)
@@ -296,7 +293,9 @@ func (d *Daemon) Uninstall(ctx context.Context, vm, name string) ([]Installed, e
 			continue
 		}
 		mode, _ := parseViewMode(in.Mode)
-		if err := share.UnmountView(in.Into, mode); err != nil {
+		view := share.View{Tree: info.TreePath, Root: filepath.Dir(in.Into), Path: filepath.Base(in.Into), Mode: mode,
+			Upper: filepath.Join(d.cfg.DataDir, "overlays", vm, in.ManifestCID.String())}
+		if err := share.UnmountView(view); err != nil {
 			return out, fmt.Errorf("uninstall %s from vm %s: %w", name, vm, err)
 		}
 		if err := d.store.RemoveInstall(vm, in.ManifestCID); err != nil {
