@@ -369,7 +369,7 @@ func (v *View) openParent() (int, string, error) {
 	case errors.Is(err, unix.ENOENT):
 		return -1, "", fmt.Errorf("view at %s: %w", v.At(), ErrNotFound)
 	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EXDEV):
-		return -1, "", fmt.Errorf("view at %s: %w: a directory on the way is a symlink or not a directory (%w); nothing followed", v.At(), ErrViewReplaced, err)
+		return -1, "", fmt.Errorf("view at %s: %w (%w): a directory on the way is a symlink or not a directory (%w); nothing followed", v.At(), ErrViewUnreachable, ErrViewReplaced, err)
 	case err != nil:
 		return -1, "", fmt.Errorf("view at %s: %w", v.At(), err)
 	}
@@ -411,8 +411,8 @@ func (v *View) isThisView(fd int) error {
 }
 
 // CheckView reports whether v is in place: nil if its mount (bind,
-// overlay) is there and is this view, or its farm (link) is there with
-// every top-level name of the tree. It fails with ErrNotFound if the view
+// overlay) is there and is this view, or its farm (link) is there as a
+// directory. It fails with ErrNotFound if the view
 // is missing, and with ErrViewReplaced if something else took its place.
 func CheckView(v View) error {
 	if err := v.check(); err != nil {
@@ -434,7 +434,7 @@ func CheckView(v View) error {
 	}
 	defer unix.Close(target)
 	if v.Mode == ViewLink {
-		return checkFarm(v, target)
+		return nil // the farm's contents are the VM's to change
 	}
 	if _, isRoot, err := mountID(target); err != nil {
 		return fmt.Errorf("view at %s: %w", v.At(), err)
@@ -447,27 +447,20 @@ func CheckView(v View) error {
 	return nil
 }
 
-// checkFarm checks that the farm at fd holds every top-level name of the
-// tree.
-func checkFarm(v View, fd int) error {
-	names, err := readDirNames(v.Tree)
-	if err != nil {
-		return fmt.Errorf("view of %s: %w", v.Tree, err)
+// RemoveUpper removes an overlay view's upper directory (see View.Upper)
+// and everything the VM wrote in it, without following the symlinks it
+// may hold. The view must be unmounted first.
+func RemoveUpper(upper string) error {
+	parent, err := openRoot(filepath.Dir(upper))
+	if errors.Is(err, unix.ENOENT) {
+		return nil
 	}
-	for _, n := range names {
-		var st unix.Stat_t
-		if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("link view at %s: %w: %s: %w", v.At(), ErrNotFound, n, err)
-		}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parent)
+	if err := removeBeneath(parent, filepath.Base(upper)); err != nil {
+		return fmt.Errorf("remove overlay upper %s: %w", upper, err)
 	}
 	return nil
-}
-
-func readDirNames(dir string) ([]string, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.Readdirnames(-1)
 }
