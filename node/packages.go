@@ -285,8 +285,9 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 	if had {
 		// An upgrade, a new mode, or a view that went missing: the old
 		// view goes first (what the VM put in its place is removed, never
-		// followed).
-		if err := d.removeView(old); err != nil {
+		// followed). The same overlay keeps its upper layer.
+		same := old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode)
+		if err := d.removeView(old, !same); err != nil {
 			return inst, fmt.Errorf("%s: replace the view at %s: %w", what, old.Into, err)
 		}
 	}
@@ -331,7 +332,7 @@ func (d *Daemon) Uninstall(ctx context.Context, vm, name string) ([]Installed, e
 	if !ok {
 		return nil, fmt.Errorf("uninstall %s: %w: vm %s has no such package", name, share.ErrNotFound, vm)
 	}
-	if err := d.removeView(in); err != nil {
+	if err := d.removeView(in, true); err != nil {
 		return nil, fmt.Errorf("uninstall %s from vm %s: %w", name, vm, err)
 	}
 	if err := d.store.DropInstall(vm, name); err != nil {

@@ -168,9 +168,9 @@ func (d *Daemon) viewOf(in share.Install) (share.View, error) {
 }
 
 // removeView removes the view an install record describes, and an
-// overlay's upper layer with it. What the VM put in the view's place is
-// removed, never followed, and logged.
-func (d *Daemon) removeView(in share.Install) error {
+// overlay's upper layer with it if dropUpper. What the VM put in the
+// view's place is removed, never followed, and logged.
+func (d *Daemon) removeView(in share.Install, dropUpper bool) error {
 	v, err := d.viewOf(in)
 	if err != nil {
 		return err
@@ -183,7 +183,7 @@ func (d *Daemon) removeView(in share.Install) error {
 	if err != nil {
 		return err
 	}
-	if v.Mode == share.ViewOverlay {
+	if v.Mode == share.ViewOverlay && dropUpper {
 		if err := share.RemoveUpper(v.Upper); err != nil {
 			d.log.Warn("overlay upper layer not removed", "vm", in.VM, "package", in.Name, "dir", v.Upper, "err", err)
 		}

@@ -366,6 +366,8 @@ func TestRestartRestoresViews(t *testing.T) {
 	if _, err := c.Install(ctx, InstallRequest{VM: "vm-broken", Ref: "p", Into: filepath.Join(broken, "opt"), Mode: "bind"}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// The overlay VM's own change survives the restart and reinstalls.
+	writeFile(t, filepath.Join(roots["overlay"], "p", "mine.txt"), "vm data\n")
 	stop()
 
 	// A reboot: every view is gone.
@@ -423,6 +425,19 @@ func TestRestartRestoresViews(t *testing.T) {
 	}
 	if list, _ = c.Installs(ctx, "vm-bind"); len(list) != 1 || list[0].State != viewOK {
 		t.Errorf("Installs(vm-bind) after installing again = %+v, want ok", list)
+	}
+	mine := filepath.Join(roots["overlay"], "p", "mine.txt")
+	if got := readFile(t, mine); got != "vm data\n" {
+		t.Errorf("overlay view after restart: %s holds %q, want the VM's change kept", mine, got)
+	}
+	if err := unix.Unmount(filepath.Join(roots["overlay"], "p"), unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Install(ctx, InstallRequest{VM: "vm-overlay", Ref: "p", Mode: "overlay"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, mine); got != "vm data\n" {
+		t.Errorf("overlay view installed again: %s holds %q, want the VM's change kept", mine, got)
 	}
 }
 

@@ -263,7 +263,7 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 				continue
 			}
 			vp := VMPackage{Name: p.Name, Version: p.Version}
-			if rel, ok := installed[p.ManifestCID.String()]; ok {
+			if rel, ok := installed[p.Name+"\x00"+p.ManifestCID.String()]; ok {
 				vp.Installed, vp.Path = true, rel
 			}
 			out = append(out, vp)
@@ -325,7 +325,7 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 	return limitBody(mux)
 }
 
-// vmInstalled maps manifest CID -> path relative to the VM root.
+// vmInstalled maps name NUL manifest CID -> path relative to the VM root.
 func (d *Daemon) vmInstalled(id string, v VM) map[string]string {
 	out := map[string]string{}
 	insts, err := d.store.Installs(id)
@@ -334,7 +334,7 @@ func (d *Daemon) vmInstalled(id string, v VM) map[string]string {
 	}
 	for _, in := range insts {
 		rel, _ := filepath.Rel(v.Root, in.Into)
-		out[in.ManifestCID.String()] = rel
+		out[in.Name+"\x00"+in.ManifestCID.String()] = rel
 	}
 	return out
 }
