@@ -29,6 +29,7 @@ type Status struct {
 	DataDir         string          `json:"data_dir"`
 	Packages        []PackageStatus `json:"packages"`
 	VMs             []VM            `json:"vms"`
+	Views           []Installed     `json:"views"` // every install, with the state of its view
 }
 
 // PackageStatus is one package in the store.
@@ -55,6 +56,9 @@ func (d *Daemon) Status() (*Status, error) {
 	}
 	st.Packages = []PackageStatus{}
 	st.VMs = d.vms.list()
+	if st.Views, err = d.listInstalls(""); err != nil {
+		return nil, err
+	}
 	for _, p := range pkgs {
 		installs := p.Installs
 		if installs == nil {
@@ -190,45 +194,6 @@ func (d *Daemon) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")})
 	})
 	return mux
-}
-
-func (d *Daemon) listInstalls(vm string) ([]Installed, error) {
-	var ids []string
-	if vm != "" {
-		if err := validVMID(vm); err != nil {
-			return nil, err
-		}
-		ids = []string{vm}
-	} else {
-		seen := map[string]bool{}
-		pkgs, err := d.store.Packages()
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range pkgs {
-			for _, id := range p.Installs {
-				if !seen[id] {
-					seen[id] = true
-					ids = append(ids, id)
-				}
-			}
-		}
-	}
-	out := []Installed{}
-	for _, id := range ids {
-		insts, err := d.store.Installs(id)
-		if err != nil {
-			return nil, err
-		}
-		for _, in := range insts {
-			info, err := d.store.Package(in.ManifestCID)
-			if err != nil {
-				continue
-			}
-			out = append(out, Installed{VM: id, Name: info.Name, Version: info.Version, ManifestCID: info.ManifestCID.String(), Path: in.Into, Mode: in.Mode})
-		}
-	}
-	return out, nil
 }
 
 // guard wraps every API handler (newAPIServer). It reads the request body

@@ -32,6 +32,7 @@ type Daemon struct {
 	p2p    *P2P            // nil without a swarm
 	swarm  *transfer.Swarm // nil without a swarm
 	fl     flights
+	views  viewStates // views that could not be restored, and why
 
 	bytesFromOrigin atomic.Int64
 	bytesFromPeers  atomic.Int64
@@ -101,6 +102,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
 		return err
 	}
+	d.restoreViews()
 	unregister, err := d.registerMetrics(d.cfg.Metrics)
 	if err != nil {
 		return err

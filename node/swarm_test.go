@@ -127,6 +127,7 @@ func TestSwarmTenNodes(t *testing.T) {
 			t.Fatalf("node %d: Fetch = %v", i, errs[i])
 		}
 		view := filepath.Join(t.TempDir(), "v")
+		addVM(t, n.c, "check", view)
 		if _, err := n.c.Install(context.Background(), InstallRequest{VM: "check", Ref: "big", Into: view, Mode: "link"}, nil); err != nil {
 			t.Fatal(err)
 		}

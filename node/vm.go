@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/storkpm/stork/share"
 )
 
 // VM is a registered VM: its ID, the package name patterns it may request,
@@ -23,6 +25,9 @@ type VM struct {
 	Allow []string `json:"allow"`
 	Root  string   `json:"root"`
 	Mode  string   `json:"mode"`
+	// Unprivileged is the operator's declaration that no process of the
+	// VM runs as root (or as the store's owner): link views need it.
+	Unprivileged bool `json:"unprivileged,omitempty"`
 }
 
 var vmIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -50,8 +55,13 @@ func (v *VM) Validate() error {
 	if v.Root == "" || !filepath.IsAbs(v.Root) || filepath.Clean(v.Root) != v.Root {
 		return fmt.Errorf("vm %s: root %q: %w: want a clean absolute directory", v.ID, v.Root, ErrBadRequest)
 	}
-	if _, err := parseViewMode(v.Mode); err != nil {
+	mode, err := parseViewMode(v.Mode)
+	if err != nil {
 		return fmt.Errorf("vm %s: %w", v.ID, err)
+	}
+	if mode == share.ViewLink && !v.Unprivileged {
+		return fmt.Errorf("vm %s: %w: link views give root inside the VM write access to the shared objects; "+
+			"declare the VM unprivileged (--unprivileged) if none of its processes runs as root, or use --mode bind or overlay", v.ID, ErrBadRequest)
 	}
 	return nil
 }
@@ -158,6 +168,9 @@ func (d *Daemon) AddVM(v VM) error {
 	if err := v.Validate(); err != nil {
 		return err
 	}
+	if err := d.checkViewRoot(v.Root); err != nil {
+		return fmt.Errorf("vm %s: %w", v.ID, err)
+	}
 	if err := d.vms.put(v); err != nil {
 		return err
 	}
@@ -175,14 +188,8 @@ func (d *Daemon) RemoveVM(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	names := map[string]bool{}
 	for _, in := range insts {
-		if info, err := d.store.Package(in.ManifestCID); err == nil {
-			names[info.Name] = true
-		}
-	}
-	for n := range names {
-		if _, err := d.Uninstall(ctx, id, n); err != nil {
+		if _, err := d.Uninstall(ctx, id, in.Name); err != nil {
 			return err
 		}
 	}
@@ -259,7 +266,7 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 				continue
 			}
 			vp := VMPackage{Name: p.Name, Version: p.Version}
-			if rel, ok := installed[p.ManifestCID.String()]; ok {
+			if rel, ok := installed[p.Name+"\x00"+p.ManifestCID.String()]; ok {
 				vp.Installed, vp.Path = true, rel
 			}
 			out = append(out, vp)
@@ -279,12 +286,8 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 		}
 		out := []VMPackage{}
 		for _, in := range insts {
-			info, err := d.store.Package(in.ManifestCID)
-			if err != nil {
-				continue
-			}
 			rel, _ := filepath.Rel(v.Root, in.Into)
-			out = append(out, VMPackage{Name: info.Name, Version: info.Version, Installed: true, Path: rel})
+			out = append(out, VMPackage{Name: in.Name, Version: in.Version, Installed: true, Path: rel})
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -325,7 +328,7 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 	return mux
 }
 
-// vmInstalled maps manifest CID -> path relative to the VM root.
+// vmInstalled maps name NUL manifest CID -> path relative to the VM root.
 func (d *Daemon) vmInstalled(id string, v VM) map[string]string {
 	out := map[string]string{}
 	insts, err := d.store.Installs(id)
@@ -334,7 +337,7 @@ func (d *Daemon) vmInstalled(id string, v VM) map[string]string {
 	}
 	for _, in := range insts {
 		rel, _ := filepath.Rel(v.Root, in.Into)
-		out[in.ManifestCID.String()] = rel
+		out[in.Name+"\x00"+in.ManifestCID.String()] = rel
 	}
 	return out
 }
