@@ -68,11 +68,11 @@ func TestSocketFloodDoesNotStarve(t *testing.T) {
 	o.publish(t, "hello", "1.0.0", map[string]int{"hello.txt": 100})
 	c := startDaemonWith(t, o, "", func(cfg *Config) { cfg.API.ReadTimeout = readTimeout })
 	ctx := context.Background()
-	sockA, err := c.AddVM(ctx, VM{ID: "vmA", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link"})
+	sockA, err := c.AddVM(ctx, VM{ID: "vmA", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link", Unprivileged: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sockB, err := c.AddVM(ctx, VM{ID: "vmB", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link"})
+	sockB, err := c.AddVM(ctx, VM{ID: "vmB", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link", Unprivileged: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestClientThatStopsReadingIsDropped(t *testing.T) {
 	const writeTimeout = time.Second
 	o := newOrigin(t)
 	c := startDaemonWith(t, o, "", func(cfg *Config) { cfg.API.WriteTimeout = writeTimeout })
-	sock, err := c.AddVM(context.Background(), VM{ID: "vmA", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link"})
+	sock, err := c.AddVM(context.Background(), VM{ID: "vmA", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link", Unprivileged: true})
 	if err != nil {
 		t.Fatal(err)
 	}

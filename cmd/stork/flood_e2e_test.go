@@ -48,8 +48,8 @@ func TestFloodWithFewDescriptors(t *testing.T) {
 			t.Fatal("daemon did not answer within 30s")
 		}
 	}
-	stork(t, "vm", "add", "--data", data, "flooder", "--allow", "*", "--mode", "link")
-	stork(t, "vm", "add", "--data", data, "quiet", "--allow", "*", "--mode", "link")
+	stork(t, "vm", "add", "--data", data, "flooder", "--allow", "*", "--mode", "link", "--unprivileged")
+	stork(t, "vm", "add", "--data", data, "quiet", "--allow", "*", "--mode", "link", "--unprivileged")
 	quiet := node.NewSocketClient(node.VMSocketPath(data, "quiet"))
 
 	const hdr = "POST /v1/install HTTP/1.1\r\nHost: stork\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
