@@ -30,13 +30,13 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// ParseVersion parses a package version. Versions are semantic versions
+// parseLegacyVersion parses a package version. Versions are semantic versions
 // (Masterminds/semver): MAJOR[.MINOR[.PATCH]][-PRERELEASE], an optional
 // leading "v" accepted; build metadata ("+...") is refused because it does
 // not take part in ordering. The canonical form, v.String(), is
 // MAJOR.MINOR.PATCH[-PRERELEASE] ("1.2" becomes "1.2.0"); packages are
 // published and signed under their canonical version.
-func ParseVersion(s string) (*semver.Version, error) {
+func parseLegacyVersion(s string) (*semver.Version, error) {
 	if s == "" || len(s) > MaxNameLen {
 		return nil, fmt.Errorf("version %q: %w: empty or too long", s, ErrMalformed)
 	}
@@ -52,7 +52,7 @@ func ParseVersion(s string) (*semver.Version, error) {
 
 // CanonicalVersion returns the canonical form of version s (see ParseVersion).
 func CanonicalVersion(s string) (string, error) {
-	v, err := ParseVersion(s)
+	v, err := parseLegacyVersion(s)
 	if err != nil {
 		return "", err
 	}
