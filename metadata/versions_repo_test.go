@@ -255,3 +255,33 @@ func TestResolveAlternatives(t *testing.T) {
 		t.Errorf("ResolveClosure(cyc-x) = %v, want the cycle through the chosen alternatives", err)
 	}
 }
+
+// TestDelegatedDebVersion: a delegated publisher's glob patterns match
+// target paths whose version holds ':', '~' and '+', the version part of
+// a pattern included, and the client sees the package through the
+// delegation.
+func TestDelegatedDebVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newTestEnv(t, nil)
+	alice := mustKey(t)
+	err := e.repo.Delegate(ctx, DelegateOptions{Role: "alice", Patterns: []string{"packages/alice-*/1:*"}, Keys: []*tufmeta.Key{alice.Public()}})
+	if err != nil {
+		t.Fatalf("Delegate: %v", err)
+	}
+	pub, err := OpenRepo(e.dir, []*PrivateKey{alice, e.keys.snapshot, e.keys.timestamp}, e.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pub.Add(ctx, pkgOpts(t, SchemeDeb, "alice-tool", "1:2.0~rc1+b1-1", "alice"))
+	if err != nil || res.Role != "alice" {
+		t.Fatalf("publisher Add(alice-tool@1:2.0~rc1+b1-1) = %+v, %v, want role alice", res, err)
+	}
+	if _, err := pub.Add(ctx, pkgOpts(t, SchemeDeb, "alice-tool", "3.0", "alice 3")); !errors.Is(err, ErrMissingKey) {
+		t.Errorf("publisher Add(alice-tool@3.0) = %v, want ErrMissingKey (the pattern asks for epoch 1)", err)
+	}
+	r, err := e.client("").Resolve(ctx, "alice-tool@>= 1:2.0~")
+	if err != nil || r.Role != "alice" || r.Version != "1:2.0~rc1+b1-1" {
+		t.Fatalf("Resolve(alice-tool@>= 1:2.0~) = %+v, %v, want 1:2.0~rc1+b1-1 by role alice", r, err)
+	}
+}
