@@ -221,9 +221,11 @@ func repoListCommand() *cli.Command {
 
 func printPackages(c *cli.Context, pkgs []metadata.PackageInfo) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tSIZE\tMANIFEST\tDEPENDS")
+	fmt.Fprintln(tw, "NAME\tVERSION\tSCHEME\tSIZE\tMANIFEST\tDEPENDS")
 	for _, p := range pkgs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.Size, p.ManifestCID, strings.Join(p.Depends, ","))
+		// A dependency may hold commas ("libc6>=2.34, <<2.40"): entries are
+		// separated by "; ".
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.Scheme, p.Size, p.ManifestCID, strings.Join(p.Depends, "; "))
 	}
 	return tw.Flush()
 }

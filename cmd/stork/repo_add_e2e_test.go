@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -173,6 +174,10 @@ func TestEndToEndRepoAddArguments(t *testing.T) {
 	out, errOut, err := storkRun(t, append(base, a)...)
 	if err != nil || !strings.Contains(out, "added pkg-a@1.0-1 ") || strings.Contains(errOut, "WARN") {
 		t.Errorf("repo add a.deb = %v, stdout %q, stderr %q; want added without warning", err, out, errOut)
+	}
+	table := stork(t, "repo", "list", "--dir", r.dir)
+	if !strings.Contains(table, "SCHEME") || !regexp.MustCompile(`(?m)^pkg-b +2\.0~rc1 +deb .* pkg-a>=1$`).MatchString(table) {
+		t.Errorf("repo list = %s, want pkg-b 2.0~rc1 deb ... pkg-a>=1", table)
 	}
 	list := stork(t, "repo", "list", "--dir", r.dir, "--json")
 	for _, want := range []string{`"Version": "2.0~rc1"`, `"Version": "1.0~rc1"`, `"Scheme": "deb"`, `"pkg-a>=1"`} {
