@@ -125,12 +125,16 @@ func (v Version) Prerelease() bool {
 // (which two different strings may be: "1.2" and "1.2.0", "1.0" and
 // "0:1.0-0"), positive if v > w. Versions of different schemes have no
 // meaningful order; they are ordered by scheme name, then by string, so
-// that sorting stays total and deterministic.
+// that sorting stays total and deterministic. A zero Version sorts by its
+// (empty) string.
 func (v Version) Compare(w Version) int {
 	if v.scheme != w.scheme {
 		if c := strings.Compare(string(v.scheme), string(w.scheme)); c != 0 {
 			return c
 		}
+	}
+	if v.IsZero() || w.IsZero() {
+		return strings.Compare(v.text, w.text)
 	}
 	switch v.scheme {
 	case SchemeSemver:
