@@ -124,12 +124,6 @@ func (r *Repo) AddMany(ctx context.Context, list []AddOptions) ([]*AddResult, er
 	if err := r.load(); err != nil {
 		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
 	}
-	// Check every key the commit needs before the import does any work.
-	for _, rl := range []string{tufmeta.SNAPSHOT, tufmeta.TIMESTAMP} {
-		if _, err := r.signers(rl, r.root.Signed.Roles[rl]); err != nil {
-			return nil, fmt.Errorf("add: %w", err)
-		}
-	}
 	b := &addBatch{r: r, roles: map[string]*tufmeta.Metadata[tufmeta.TargetsType]{}}
 	out := make([]*AddResult, 0, len(list))
 	for _, opts := range list {
@@ -204,6 +198,12 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 	role, err := b.r.publishRole(tpath)
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", ref, err)
+	}
+	// Check every key the commit needs before the import does any work.
+	for _, rl := range []string{tufmeta.SNAPSHOT, tufmeta.TIMESTAMP} {
+		if _, err := b.r.signers(rl, b.r.root.Signed.Roles[rl]); err != nil {
+			return nil, fmt.Errorf("add %s: %w", ref, err)
+		}
 	}
 	res, mb, err := b.r.importPackage(ctx, opts)
 	if err != nil {
