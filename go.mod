@@ -24,6 +24,7 @@ require (
 	golang.org/x/term v0.44.0
 	golang.org/x/time v0.12.0
 	gonum.org/v1/plot v0.15.2
+	pault.ag/go/debian v0.20.0
 )
 
 require (

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/Masterminds/semver/v3"
 	"github.com/ipfs/go-cid"
 	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
@@ -69,7 +68,7 @@ const maxCachedManifests = 64
 // pkgEntry is one visible signed package target.
 type pkgEntry struct {
 	info   PackageInfo
-	ver    *semver.Version
+	ver    Version // zero if the version does not parse under its scheme
 	target *tufmeta.TargetFiles
 	err    error // a malformed custom field: reported when resolved
 }
@@ -77,6 +76,7 @@ type pkgEntry struct {
 // Resolved is a package version with its verified manifest.
 type Resolved struct {
 	Name, Version string
+	Scheme        Scheme
 	ManifestCID   cid.Cid
 	ManifestBytes []byte
 	Manifest      *Manifest
@@ -263,7 +263,10 @@ func buildIndex(up *updater.Updater) (map[string][]*pkgEntry, error) {
 			e := &pkgEntry{target: tf}
 			e.info, e.err = packageInfo(p, tf)
 			e.info.Name, e.info.Version = name, version
-			e.ver, _ = semver.NewVersion(version)
+			if e.info.Scheme == "" {
+				e.info.Scheme = SchemeSemver
+			}
+			e.ver, _ = ParseVersion(e.info.Scheme, version)
 			for _, r := range roles {
 				if tm.Targets[r].Signed.Targets[p] == tf {
 					e.info.Role = r
@@ -305,53 +308,28 @@ func (c *Client) Packages(ctx context.Context) ([]PackageInfo, error) {
 	return out, nil
 }
 
-// Resolve finds ref ("NAME" or "NAME@VERSION") in the signed metadata,
-// fetches its manifest and verifies it against the signed target (length,
-// hashes, and the manifest CID in the target's custom field), then decodes
-// it within the client's limits. Without a version it picks the newest
-// release (a pre-release only if there is no release). An unknown name or
-// version wraps ErrNotFound.
+// Resolve finds ref (NAME, NAME@VERSION or NAME@CONSTRAINT, see
+// ParseRef) in the signed metadata, fetches its manifest and verifies it
+// against the signed target (length, hashes, and the manifest CID in the
+// target's custom field), then decodes it within the client's limits.
+// Without a version it picks the newest version the constraint allows,
+// under the package's version scheme (for semver, a pre-release only if
+// no release is allowed). An unknown name or version wraps ErrNotFound.
 func (c *Client) Resolve(ctx context.Context, ref string) (*Resolved, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ensure(ctx); err != nil {
 		return nil, err
 	}
-	name, version, err := ParseRef(ref)
+	r, err := ParseRef(ref)
 	if err != nil {
 		return nil, fmt.Errorf("resolve: %w", err)
 	}
-	e, err := c.pick(name, version, nil)
+	e, err := c.pickRef(r)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
 	return c.fetchManifest(ctx, e)
-}
-
-// pick selects a version of name: exactly version if given, else the
-// newest allowed by cons.
-func (c *Client) pick(name, version string, cons []Dependency) (*pkgEntry, error) {
-	es := c.index[name]
-	if len(es) == 0 {
-		return nil, fmt.Errorf("package %s: %w in signed metadata", name, ErrNotFound)
-	}
-	if version != "" {
-		for _, e := range es {
-			if e.info.Version == version {
-				return e, nil
-			}
-		}
-		return nil, fmt.Errorf("package %s@%s: %w in signed metadata", name, version, ErrNotFound)
-	}
-	vs := make([]*semver.Version, len(es))
-	for i, e := range es {
-		vs[i] = e.ver
-	}
-	i := newest(vs, cons)
-	if i < 0 {
-		return nil, fmt.Errorf("package %s: %w: no version satisfies the constraints", name, ErrNotFound)
-	}
-	return es[i], nil
 }
 
 // fetchManifest fetches and verifies the manifest of a signed target.
@@ -367,7 +345,7 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 	mc := e.info.ManifestCID
 	if hit, ok := c.manifests[mc]; ok && e.target.VerifyLengthHashes(hit.data) == nil {
 		return &Resolved{
-			Name: e.info.Name, Version: e.info.Version, ManifestCID: mc,
+			Name: e.info.Name, Version: e.info.Version, Scheme: e.info.Scheme, ManifestCID: mc,
 			ManifestBytes: hit.data, Manifest: hit.m, Depends: e.info.Depends,
 			Length: n, Size: e.info.Size, Role: e.info.Role,
 		}, nil
@@ -391,175 +369,8 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 	}
 	c.manifests[mc] = cachedManifest{data: data, m: m}
 	return &Resolved{
-		Name: e.info.Name, Version: e.info.Version, ManifestCID: mc,
+		Name: e.info.Name, Version: e.info.Version, Scheme: e.info.Scheme, ManifestCID: mc,
 		ManifestBytes: data, Manifest: m, Depends: e.info.Depends,
 		Length: n, Size: e.info.Size, Role: e.info.Role,
 	}, nil
-}
-
-// ResolveClosure resolves ref and its whole dependency closure from signed
-// metadata: breadth first from ref, each dependency name is picked when its
-// turn comes as the newest version satisfying every constraint gathered for
-// it so far; a constraint seen after the pick must accept the picked
-// version. The result lists ref first, then
-// the dependencies in breadth-first order; it is deterministic. Conflicts,
-// unsatisfiable constraints, missing packages and cycles wrap ErrDependency
-// (a missing package also wraps ErrNotFound).
-func (c *Client) ResolveClosure(ctx context.Context, ref string) ([]*Resolved, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.ensure(ctx); err != nil {
-		return nil, err
-	}
-	name, version, err := ParseRef(ref)
-	if err != nil {
-		return nil, fmt.Errorf("resolve: %w", err)
-	}
-	first, err := c.pick(name, version, nil)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", ref, err)
-	}
-	plan, err := c.plan(first)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", ref, err)
-	}
-	out := make([]*Resolved, 0, len(plan))
-	for _, e := range plan {
-		r, err := c.fetchManifest(ctx, e)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %s: %w", ref, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-// requirement is a constraint on a package and who imposes it.
-type requirement struct {
-	dep Dependency
-	by  string // NAME@VERSION
-}
-
-// plan is the resolver: breadth first from root. A name is picked when it
-// leaves the queue, as the newest version satisfying every constraint
-// gathered for it by then; a constraint met later must accept the version
-// already picked. Then the picked graph must be acyclic.
-func (c *Client) plan(root *pkgEntry) ([]*pkgEntry, error) {
-	picked := map[string]*pkgEntry{root.info.Name: root}
-	order := []*pkgEntry{root}
-	reqs := map[string][]requirement{}
-	var queue []string // names waiting to be picked
-	process := func(e *pkgEntry) error {
-		if e.err != nil {
-			return fmt.Errorf("package %s@%s: %w", e.info.Name, e.info.Version, e.err)
-		}
-		by := e.info.Name + "@" + e.info.Version
-		deps, _, err := ParseDependencies(e.info.Name, e.info.Depends)
-		if err != nil {
-			return fmt.Errorf("package %s: %w", by, err)
-		}
-		for _, d := range deps {
-			if p, ok := picked[d.Name]; ok {
-				if !d.Allows(p.ver) {
-					return fmt.Errorf("%w: %s needs %s, but %s@%s was already chosen (required by %s)",
-						ErrDependency, by, d, d.Name, p.info.Version, describe(reqs[d.Name], root))
-				}
-				continue
-			}
-			if len(reqs[d.Name]) == 0 {
-				queue = append(queue, d.Name)
-			}
-			reqs[d.Name] = append(reqs[d.Name], requirement{dep: d, by: by})
-		}
-		return nil
-	}
-	if err := process(root); err != nil {
-		return nil, err
-	}
-	for len(queue) > 0 {
-		name := queue[0]
-		queue = queue[1:]
-		rs := reqs[name]
-		if len(c.index[name]) == 0 {
-			return nil, fmt.Errorf("%w: %s needs %s: %w in signed metadata", ErrDependency, rs[0].by, rs[0].dep, ErrNotFound)
-		}
-		cons := make([]Dependency, len(rs))
-		for i, r := range rs {
-			cons[i] = r.dep
-		}
-		e, err := c.pick(name, "", cons)
-		if err != nil {
-			var parts []string
-			for _, r := range rs {
-				parts = append(parts, r.by+" needs "+r.dep.String())
-			}
-			return nil, fmt.Errorf("%w: no version of %s satisfies: %s", ErrDependency, name, strings.Join(parts, "; "))
-		}
-		picked[name] = e
-		order = append(order, e)
-		if err := process(e); err != nil {
-			return nil, err
-		}
-	}
-	if cyc := findCycle(order, picked); cyc != nil {
-		return nil, fmt.Errorf("%w: dependency cycle %s", ErrDependency, strings.Join(cyc, " -> "))
-	}
-	return order, nil
-}
-
-func describe(rs []requirement, root *pkgEntry) string {
-	if len(rs) == 0 {
-		return "the request for " + root.info.Name
-	}
-	var parts []string
-	for _, r := range rs {
-		parts = append(parts, r.by)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// findCycle returns a dependency cycle among the picked packages as a list
-// of names (first repeated at the end), or nil.
-func findCycle(order []*pkgEntry, picked map[string]*pkgEntry) []string {
-	const (
-		white = iota
-		grey
-		black
-	)
-	color := map[string]int{}
-	var stack []string
-	var cycle []string
-	var visit func(name string) bool
-	visit = func(name string) bool {
-		color[name] = grey
-		stack = append(stack, name)
-		deps, _, _ := ParseDependencies(name, picked[name].info.Depends)
-		for _, d := range deps {
-			if _, ok := picked[d.Name]; !ok {
-				continue
-			}
-			switch color[d.Name] {
-			case grey:
-				for i, s := range stack {
-					if s == d.Name {
-						cycle = append(append([]string{}, stack[i:]...), d.Name)
-						return true
-					}
-				}
-			case white:
-				if visit(d.Name) {
-					return true
-				}
-			}
-		}
-		stack = stack[:len(stack)-1]
-		color[name] = black
-		return false
-	}
-	for _, e := range order {
-		if color[e.info.Name] == white && visit(e.info.Name) {
-			return cycle
-		}
-	}
-	return nil
 }

@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-
-	"github.com/Masterminds/semver/v3"
 )
 
 // MaxNameLen is the longest package name accepted.
@@ -30,132 +28,176 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// ParseVersion parses a package version. Versions are semantic versions
-// (Masterminds/semver): MAJOR[.MINOR[.PATCH]][-PRERELEASE], an optional
-// leading "v" accepted; build metadata ("+...") is refused because it does
-// not take part in ordering. The canonical form, v.String(), is
-// MAJOR.MINOR.PATCH[-PRERELEASE] ("1.2" becomes "1.2.0"); packages are
-// published and signed under their canonical version.
-func ParseVersion(s string) (*semver.Version, error) {
-	if s == "" || len(s) > MaxNameLen {
-		return nil, fmt.Errorf("version %q: %w: empty or too long", s, ErrMalformed)
-	}
-	v, err := semver.NewVersion(s)
-	if err != nil {
-		return nil, fmt.Errorf("version %q: %w: %v", s, ErrMalformed, err)
-	}
-	if v.Metadata() != "" {
-		return nil, fmt.Errorf("version %q: %w: build metadata (+...) is not allowed", s, ErrMalformed)
-	}
-	return v, nil
-}
-
-// CanonicalVersion returns the canonical form of version s (see ParseVersion).
-func CanonicalVersion(s string) (string, error) {
-	v, err := ParseVersion(s)
-	if err != nil {
-		return "", err
-	}
-	return v.String(), nil
-}
-
 // TargetPath is the TUF target path of NAME at VERSION.
 func TargetPath(name, version string) string {
 	return TargetPrefix + name + "/" + version
 }
 
 // ParseTargetPath splits packages/NAME/VERSION; ok is false for anything
-// else, including a name or version that does not validate or a version not
-// in canonical form.
+// else, including a name that does not validate or a version that no
+// scheme could hold (checkVersionText). Whether the version parses under
+// the target's scheme is the target's own check (packageInfo).
 func ParseTargetPath(p string) (name, version string, ok bool) {
 	rest, found := strings.CutPrefix(p, TargetPrefix)
 	if !found {
 		return "", "", false
 	}
 	name, version, found = strings.Cut(rest, "/")
-	if !found || ValidateName(name) != nil {
-		return "", "", false
-	}
-	if c, err := CanonicalVersion(version); err != nil || c != version {
+	if !found || ValidateName(name) != nil || checkVersionText(version) != nil {
 		return "", "", false
 	}
 	return name, version, true
 }
 
-// ParseRef splits "NAME" or "NAME@VERSION"; version is "" when absent and
-// canonical otherwise.
-func ParseRef(ref string) (name, version string, err error) {
-	name, version, hasVersion := strings.Cut(ref, "@")
+// Ref is a parsed package reference: NAME, NAME@VERSION or
+// NAME@CONSTRAINT.
+type Ref struct {
+	Name string
+	// Version is an exact version, as written; "" if none. It matches the
+	// published version with the same string, else one equal to it under
+	// the package's scheme ("foo@1.2" finds a semver "1.2.0").
+	Version string
+	// Constraint, if not nil, selects the newest version it allows.
+	Constraint *Constraint
+}
+
+// String returns the reference as NAME[@VERSION|@CONSTRAINT].
+func (r Ref) String() string {
+	switch {
+	case r.Version != "":
+		return r.Name + "@" + r.Version
+	case r.Constraint != nil:
+		return r.Name + "@" + r.Constraint.String()
+	}
+	return r.Name
+}
+
+// ParseRef parses "NAME", "NAME@VERSION" or "NAME@CONSTRAINT"; what follows
+// the '@' is a constraint when it starts with an operator (= < > ! ~ ^) or
+// holds a space, a comma or "||" (see Constraint): "coreutils@>=9.1",
+// "libc6@>= 2.36, << 3", "bash@5.2.15-2+b13".
+func ParseRef(ref string) (Ref, error) {
+	name, rest, hasAt := strings.Cut(ref, "@")
 	if err := ValidateName(name); err != nil {
-		return "", "", fmt.Errorf("package reference %q: %w", ref, err)
+		return Ref{}, fmt.Errorf("package reference %q: %w", ref, err)
 	}
-	if !hasVersion {
-		return name, "", nil
+	if !hasAt {
+		return Ref{Name: name}, nil
 	}
-	version, err = CanonicalVersion(version)
-	if err != nil {
-		return "", "", fmt.Errorf("package reference %q: %w", ref, err)
+	if rest != "" && (strings.IndexByte("=<>!~^", rest[0]) >= 0 || strings.ContainsAny(rest, " ,|")) {
+		c, err := ParseConstraint(rest)
+		if err != nil {
+			return Ref{}, fmt.Errorf("package reference %q: %w", ref, err)
+		}
+		return Ref{Name: name, Constraint: c}, nil
 	}
-	return name, version, nil
+	if err := checkVersionText(rest); err != nil {
+		return Ref{}, fmt.Errorf("package reference %q: %w", ref, err)
+	}
+	return Ref{Name: name, Version: rest}, nil
 }
 
-// Dependency is one parsed "depends" entry: a package name and a version
-// constraint in Masterminds syntax ("libfoo>=1.2", "baz=2.0.1",
-// "qux>=1,<2", "bar" for any version).
-type Dependency struct {
+// MaxAlternatives bounds the alternatives of one dependency ("a | b | c").
+const MaxAlternatives = 16
+
+// Relation is a package name with the versions of it allowed: "libfoo",
+// "libfoo>=1.2", "libc6>= 2.36, << 3".
+type Relation struct {
 	Name       string
-	Constraint *semver.Constraints // nil: any version
-	Text       string              // the constraint as written, trimmed; "" for any
+	Constraint *Constraint // nil: any version, pre-releases included
 }
 
-// String returns the text of d: the name followed by the constraint as
-// written (trimmed).
-func (d Dependency) String() string { return d.Name + d.Text }
+// String returns the name followed by the constraint as written.
+func (r Relation) String() string { return r.Name + r.Constraint.String() }
 
-// Allows reports whether version v satisfies d. A dependency without a
-// constraint allows every version, pre-releases included.
-func (d Dependency) Allows(v *semver.Version) bool {
-	return d.Constraint == nil || d.Constraint.Check(v)
+// Allows reports whether version v of r.Name satisfies r.
+func (r Relation) Allows(v Version) bool { return r.Constraint.Allows(v) }
+
+// Dependency is one "depends" entry: one relation, or alternatives
+// "a>=1 | b" of which the resolver uses the first it can satisfy (see
+// Client.ResolveClosure).
+type Dependency struct {
+	Alternatives []Relation
+}
+
+// String returns the entry's canonical text: the relations joined by " | ".
+func (d Dependency) String() string {
+	parts := make([]string, len(d.Alternatives))
+	for i, r := range d.Alternatives {
+		parts[i] = r.String()
+	}
+	return strings.Join(parts, " | ")
 }
 
 func isNameByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '.' || c == '_' || c == '-'
 }
 
-// ParseDependency parses a depends entry: NAME followed by an optional
-// Masterminds constraint. The name ends at the first byte that cannot be
-// part of a name (an operator, a space or a comma).
+// ParseDependency parses a depends entry: relations separated by '|' (a
+// "||" belongs to a constraint), each NAME followed by an optional
+// constraint (see Constraint). The name ends at the first byte that cannot
+// be part of a name (an operator or a space).
 func ParseDependency(s string) (Dependency, error) {
+	var d Dependency
+	for _, alt := range splitAlternatives(s) {
+		if len(d.Alternatives) == MaxAlternatives {
+			return Dependency{}, fmt.Errorf("dependency %.60q: %w: more than %d alternatives", s, ErrTooLarge, MaxAlternatives)
+		}
+		r, err := parseRelation(alt)
+		if err != nil {
+			return Dependency{}, fmt.Errorf("dependency %q: %w", s, err)
+		}
+		d.Alternatives = append(d.Alternatives, r)
+	}
+	return d, nil
+}
+
+// splitAlternatives cuts s at every '|' that is not half of a "||".
+func splitAlternatives(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] != '|' {
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '|' {
+			i++
+			continue
+		}
+		out = append(out, s[start:i])
+		start = i + 1
+	}
+	return append(out, s[start:])
+}
+
+func parseRelation(s string) (Relation, error) {
 	t := strings.TrimSpace(s)
 	i := 0
 	for i < len(t) && isNameByte(t[i]) {
 		i++
 	}
-	d := Dependency{Name: t[:i]}
-	if err := ValidateName(d.Name); err != nil {
-		return Dependency{}, fmt.Errorf("dependency %q: %w", s, err)
+	r := Relation{Name: t[:i]}
+	if err := ValidateName(r.Name); err != nil {
+		return Relation{}, err
 	}
 	rest := strings.TrimSpace(t[i:])
 	if rest == "" {
-		return d, nil
+		return r, nil
 	}
-	switch rest[0] {
-	case '=', '<', '>', '!', '~', '^':
-	default:
-		return Dependency{}, fmt.Errorf("dependency %q: %w: constraint must start with an operator (=, <, >, !=, ~, ^)", s, ErrMalformed)
+	if strings.IndexByte("=<>!~^", rest[0]) < 0 {
+		return Relation{}, fmt.Errorf("%w: %q: a constraint starts with an operator (=, <, >, !=, >>, <<, ~, ^)", ErrMalformed, rest)
 	}
-	c, err := semver.NewConstraint(rest)
+	c, err := ParseConstraint(rest)
 	if err != nil {
-		return Dependency{}, fmt.Errorf("dependency %q: %w: %v", s, ErrMalformed, err)
+		return Relation{}, err
 	}
-	d.Constraint = c
-	d.Text = rest
-	return d, nil
+	r.Constraint = c
+	return r, nil
 }
 
 // ParseDependencies parses and normalises a depends list for package name:
-// no self-dependency, no name listed twice. It returns the canonical
-// strings in the given order.
+// no self-dependency, no name listed twice as a single relation. It
+// returns the canonical strings in the given order.
 func ParseDependencies(name string, depends []string) ([]Dependency, []string, error) {
 	var deps []Dependency
 	var canon []string
@@ -165,13 +207,18 @@ func ParseDependencies(name string, depends []string) ([]Dependency, []string, e
 		if err != nil {
 			return nil, nil, err
 		}
-		if d.Name == name {
-			return nil, nil, fmt.Errorf("dependency %q: %w: %s depends on itself", s, ErrDependency, name)
+		for _, r := range d.Alternatives {
+			if r.Name == name {
+				return nil, nil, fmt.Errorf("dependency %q: %w: %s depends on itself", s, ErrDependency, name)
+			}
 		}
-		if seen[d.Name] {
-			return nil, nil, fmt.Errorf("dependency %q: %w: %s listed twice (join constraints with a comma)", s, ErrDependency, d.Name)
+		if len(d.Alternatives) == 1 {
+			n := d.Alternatives[0].Name
+			if seen[n] {
+				return nil, nil, fmt.Errorf("dependency %q: %w: %s listed twice (join constraints with a comma)", s, ErrDependency, n)
+			}
+			seen[n] = true
 		}
-		seen[d.Name] = true
 		deps = append(deps, d)
 		canon = append(canon, d.String())
 	}
@@ -179,10 +226,14 @@ func ParseDependencies(name string, depends []string) ([]Dependency, []string, e
 }
 
 // newest returns the index of the highest version in vs allowed by every
-// dependency in cons, preferring releases over pre-releases; -1 if none.
-func newest(vs []*semver.Version, cons []Dependency) int {
+// relation in cons, preferring releases over (semver) pre-releases; -1 if
+// none. Zero versions (targets that did not parse) are never chosen.
+func newest(vs []Version, cons []Relation) int {
 	best, bestPre := -1, -1
 	for i, v := range vs {
+		if v.IsZero() {
+			continue
+		}
 		ok := true
 		for _, c := range cons {
 			if !c.Allows(v) {
@@ -193,11 +244,11 @@ func newest(vs []*semver.Version, cons []Dependency) int {
 		if !ok {
 			continue
 		}
-		if v.Prerelease() == "" {
-			if best < 0 || v.GreaterThan(vs[best]) {
+		if !v.Prerelease() {
+			if best < 0 || v.Compare(vs[best]) > 0 {
 				best = i
 			}
-		} else if bestPre < 0 || v.GreaterThan(vs[bestPre]) {
+		} else if bestPre < 0 || v.Compare(vs[bestPre]) > 0 {
 			bestPre = i
 		}
 	}
@@ -207,17 +258,21 @@ func newest(vs []*semver.Version, cons []Dependency) int {
 	return bestPre
 }
 
-// sortPackages orders by name, then by version ascending.
+// sortPackages orders by name, then by version ascending under each
+// package's scheme (by string where a version does not parse).
 func sortPackages(ps []PackageInfo) {
 	sort.SliceStable(ps, func(i, j int) bool {
 		if ps[i].Name != ps[j].Name {
 			return ps[i].Name < ps[j].Name
 		}
-		vi, ei := semver.NewVersion(ps[i].Version)
-		vj, ej := semver.NewVersion(ps[j].Version)
+		vi, ei := ParseVersion(ps[i].Scheme, ps[i].Version)
+		vj, ej := ParseVersion(ps[j].Scheme, ps[j].Version)
 		if ei != nil || ej != nil {
 			return ps[i].Version < ps[j].Version
 		}
-		return vi.LessThan(vj)
+		if c := vi.Compare(vj); c != 0 {
+			return c < 0
+		}
+		return ps[i].Version < ps[j].Version
 	})
 }

@@ -21,12 +21,26 @@ func TestParseDependency(t *testing.T) {
 		{"Bad>=1", "", "", false},
 		{"bar 1.0", "", "", false},
 		{">=1", "", "", false},
-		{"x>=what", "", "", false},
+		{"x>=what", "x", ">=what", true}, // an rpm version may start with a letter
+		{"x>=", "", "", false},
+		{"x>=1/2", "", "", false},
+		{"libc6>= 2.36, << 3", "libc6", ">= 2.36, << 3", true},
+		{"libc6>=1:2.36-1~bpo1", "libc6", ">=1:2.36-1~bpo1", true},
+		{"y>=1 || <0.5", "y", ">=1 || <0.5", true},
+		{"y>=1 ||", "", "", false},
+		{"z>>1.0", "z", ">>1.0", true},
 	}
 	for _, tt := range tests {
 		d, err := ParseDependency(tt.in)
-		if (err == nil) != tt.ok || (tt.ok && (d.Name != tt.name || d.Text != tt.text)) {
-			t.Errorf("ParseDependency(%q) = %+v, %v, want name %q text %q ok=%v", tt.in, d, err, tt.name, tt.text, tt.ok)
+		if (err == nil) != tt.ok {
+			t.Errorf("ParseDependency(%q) = %+v, %v, want ok=%v", tt.in, d, err, tt.ok)
+			continue
+		}
+		if !tt.ok {
+			continue
+		}
+		if len(d.Alternatives) != 1 || d.Alternatives[0].Name != tt.name || d.Alternatives[0].Constraint.String() != tt.text {
+			t.Errorf("ParseDependency(%q) = %q, want name %q text %q", tt.in, d, tt.name, tt.text)
 		}
 	}
 }

@@ -91,4 +91,30 @@
 // so that its checksum is checked. The returned manifest is sorted and
 // passes Validate, and the same input always gives the same manifest: a
 // directory and a tar of it with the same modes give the same bytes.
+//
+// # Versions and dependencies
+//
+// A package is published as the TUF target packages/NAME/VERSION with
+// VERSION exactly as the publisher gave it: it is never rewritten. Its
+// Scheme, recorded in the target's custom field (none means semver, as
+// targets published before schemes existed are), orders it: semver
+// (Masterminds), deb (dpkg's verrevcmp through pault.ag/go/debian) or rpm
+// (rpmvercmp). Versions of every scheme are letters, digits and
+// . + ~ ^ _ : - (checkVersionText), so a version is safe as the last path
+// element of a target, in delegation globs and in store index keys, and
+// never appears in a URL the client fetches (manifests and chunks are
+// fetched by CID). One name uses one scheme, and the publisher refuses a
+// version equal under the scheme to a published one with other content
+// ("1.2" and "1.2.0", "1.0" and "0:1.0-0"), so that an exact reference
+// (which matches the same string first, then an equal version) is never
+// ambiguous.
+//
+// A Constraint is parsed once and read under the scheme of each version
+// it is checked against, since a dependency does not know the scheme of
+// the package it names. A dependency entry is one relation or
+// alternatives "a | b"; the resolver (resolve.go) picks, breadth first,
+// the newest version satisfying every gathered constraint, and of
+// alternatives the first already picked, else already required, else
+// satisfiable. A .deb's control file (ReadDebControl) supplies its name,
+// version and dependencies.
 package metadata

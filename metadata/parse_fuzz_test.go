@@ -40,23 +40,52 @@ func FuzzParseKey(f *testing.F) {
 }
 
 // FuzzParseRefAndDependency: refs come from VMs and command lines,
-// dependencies from signed targets; neither may panic, and what parses is
+// dependencies and constraints from signed targets and control files; neither may panic, and what parses is
 // well-formed.
 func FuzzParseRefAndDependency(f *testing.F) {
-	for _, s := range []string{"hello", "hello@1.2.3", "a@", "@1", "libfoo>=1.2", "x>=1,<2", "y=2.0.1", "z !=", strings.Repeat("a", 300), "a@v1.2", "q~1.2", "../x"} {
+	for _, s := range []string{
+		"hello", "hello@1.2.3", "a@", "@1", "libfoo>=1.2", "x>=1,<2", "y=2.0.1", "z !=", strings.Repeat("a", 300), "a@v1.2", "q~1.2", "../x",
+		"coreutils@>=9.1", "libc6@>= 2.36, << 3", "bash@5.2.15-2+b13", "a | b>>1:2.0-1", "a||b", "x>=1 || <0.5 | y", "p@^1.4 || ~2",
+	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if name, _, err := ParseRef(s); err == nil {
-			if err := ValidateName(name); err != nil {
-				t.Fatalf("ParseRef(%q) accepted name %q: %v", s, name, err)
+		if r, err := ParseRef(s); err == nil {
+			if err := ValidateName(r.Name); err != nil {
+				t.Fatalf("ParseRef(%q) accepted name %q: %v", s, r.Name, err)
+			}
+			if r.Version != "" && checkVersionText(r.Version) != nil {
+				t.Fatalf("ParseRef(%q) accepted version %q", s, r.Version)
+			}
+			if again, err := ParseRef(r.String()); err != nil || again.String() != r.String() {
+				t.Fatalf("ParseRef(%q) = %q does not round-trip: %q, %v", s, r, again, err)
 			}
 		}
 		if d, err := ParseDependency(s); err == nil {
-			if err := ValidateName(d.Name); err != nil {
-				t.Fatalf("ParseDependency(%q) accepted name %q: %v", s, d.Name, err)
+			if len(d.Alternatives) == 0 || len(d.Alternatives) > MaxAlternatives {
+				t.Fatalf("ParseDependency(%q) has %d alternatives", s, len(d.Alternatives))
 			}
-			_ = d.String()
+			for _, r := range d.Alternatives {
+				if err := ValidateName(r.Name); err != nil {
+					t.Fatalf("ParseDependency(%q) accepted name %q: %v", s, r.Name, err)
+				}
+			}
+			again, err := ParseDependency(d.String())
+			if err != nil || again.String() != d.String() {
+				t.Fatalf("ParseDependency(%q) = %q does not round-trip: %q, %v", s, d, again, err)
+			}
+		}
+		if c, err := ParseConstraint(s); err == nil {
+			if !c.Reads(SchemeSemver) && !c.Reads(SchemeDeb) && !c.Reads(SchemeRPM) {
+				t.Fatalf("ParseConstraint(%q) accepted what no scheme reads", s)
+			}
+			for _, v := range []string{"1.0", "2:1.0-1", "1.0.0-rc1"} {
+				for _, sc := range Schemes {
+					if pv, err := ParseVersion(sc, v); err == nil {
+						_ = c.Allows(pv)
+					}
+				}
+			}
 		}
 	})
 }

@@ -80,16 +80,20 @@ type repoSettings struct {
 	Expires map[string]string `json:"expires"`
 }
 
-// targetCustom is the custom field of a package target.
+// targetCustom is the custom field of a package target. Scheme is the
+// version scheme; targets published before schemes existed have none and
+// are semver.
 type targetCustom struct {
 	Manifest string   `json:"manifest"`
 	Size     int64    `json:"size"`
 	Depends  []string `json:"depends,omitempty"`
+	Scheme   string   `json:"scheme,omitempty"`
 }
 
 // PackageInfo describes one signed package version.
 type PackageInfo struct {
 	Name, Version string
+	Scheme        Scheme // how Version is ordered
 	ManifestCID   cid.Cid
 	Size          int64 // bytes of file content in the tree
 	ManifestSize  int64 // bytes of the manifest (the signed target length)
@@ -508,192 +512,6 @@ func (r *Repo) roleExpires(role string) time.Duration {
 	return DefaultTargetsExpires
 }
 
-// AddOptions says what Add publishes.
-type AddOptions struct {
-	// Name: [a-z0-9][a-z0-9+._-]*, at most 128 bytes. Version: a semantic
-	// version, published in canonical form (see ParseVersion).
-	Name, Version string
-	// Source is the path passed to Import (directory, archive or file).
-	Source string
-	// Depends lists dependencies, "NAME" followed by an optional
-	// Masterminds constraint: "libfoo>=1.2", "bar", "baz=2.0.1",
-	// "qux>=1,<2". Validated at add time; signed with the target.
-	Depends []string
-	// Import configures the import (chunk size, limits, source kind).
-	Import ImportOptions
-}
-
-// AddResult reports what Add did.
-type AddResult struct {
-	Name, Version string
-	ManifestCID   cid.Cid
-	Size          int64 // bytes of file content
-	Chunks        int   // chunks of the tree (with repeats)
-	NewChunks     int   // chunks written that the repository did not have
-	Unchanged     bool  // the same NAME@VERSION with the same content was already published
-	Role          string
-}
-
-// chunkWriter stores imported chunks under DIR/chunks, skipping existing ones.
-type chunkWriter struct {
-	dir        string
-	total, new int
-}
-
-func (w *chunkWriter) PutChunk(c cid.Cid, data []byte) error {
-	w.total++
-	if err := VerifyCID(c, data); err != nil {
-		return err
-	}
-	p := filepath.Join(w.dir, c.String())
-	if _, err := os.Stat(p); err == nil {
-		return nil
-	}
-	if err := writeFileAtomic(p, data, 0o644); err != nil {
-		return err
-	}
-	w.new++
-	return nil
-}
-
-// publishRole picks the targets role that signs path: a delegated role that
-// covers it and whose keys the caller holds, else top-level targets if the
-// caller holds its keys, else ErrMissingKey.
-func (r *Repo) publishRole(path string) (string, error) {
-	var covering []string
-	if d := r.targets[tufmeta.TARGETS].Signed.Delegations; d != nil {
-		for _, dr := range d.Roles {
-			ok, _ := dr.IsDelegatedPath(path)
-			if !ok {
-				continue
-			}
-			covering = append(covering, dr.Name)
-			if _, err := r.signersFor(dr.Name, dr.KeyIDs, dr.Threshold); err == nil {
-				return dr.Name, nil
-			}
-		}
-	}
-	if _, err := r.signers(tufmeta.TARGETS, r.root.Signed.Roles[tufmeta.TARGETS]); err == nil {
-		return tufmeta.TARGETS, nil
-	}
-	if len(covering) == 0 {
-		return "", fmt.Errorf("publish %s: %w: no key for role targets, and no delegated role you hold keys for covers this name", path, ErrMissingKey)
-	}
-	return "", fmt.Errorf("publish %s: %w: no key for role targets nor for delegated role %s", path, ErrMissingKey, strings.Join(covering, ", "))
-}
-
-// findTarget returns the role and target that publish path, if any.
-func (r *Repo) findTarget(path string) (string, *tufmeta.TargetFiles) {
-	for _, role := range sortedKeys(r.targets) {
-		if t, ok := r.targets[role].Signed.Targets[path]; ok {
-			return role, t
-		}
-	}
-	return "", nil
-}
-
-// Add imports opts.Source, stores its chunks and manifest, and publishes
-// packages/NAME/VERSION signed by the role that covers it (see Delegate),
-// then re-signs snapshot and timestamp. Adding the same NAME@VERSION with
-// the same content and dependencies again changes nothing (Unchanged);
-// with other content it fails with ErrExists.
-func (r *Repo) Add(ctx context.Context, opts AddOptions) (*AddResult, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.load(); err != nil {
-		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
-	}
-	if err := ValidateName(opts.Name); err != nil {
-		return nil, fmt.Errorf("add: %w", err)
-	}
-	version, err := CanonicalVersion(opts.Version)
-	if err != nil {
-		return nil, fmt.Errorf("add %s: %w", opts.Name, err)
-	}
-	_, depends, err := ParseDependencies(opts.Name, opts.Depends)
-	if err != nil {
-		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
-	}
-	tpath := TargetPath(opts.Name, version)
-	role, err := r.publishRole(tpath)
-	if err != nil {
-		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
-	}
-	// Check every key the commit needs before the import does any work.
-	for _, rl := range []string{tufmeta.SNAPSHOT, tufmeta.TIMESTAMP} {
-		if _, err := r.signers(rl, r.root.Signed.Roles[rl]); err != nil {
-			return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
-		}
-	}
-	sink := &chunkWriter{dir: filepath.Join(r.dir, ChunksDir)}
-	if err := os.MkdirAll(sink.dir, 0o755); err != nil {
-		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
-	}
-	m, err := Import(ctx, opts.Source, opts.Import, sink)
-	if err != nil {
-		return nil, fmt.Errorf("add %s@%s: import %s: %w", opts.Name, version, opts.Source, err)
-	}
-	mb, err := m.Encode()
-	if err != nil {
-		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
-	}
-	// Publish only what a client will accept.
-	if _, err := DecodeManifest(mb, opts.Import.Limits); err != nil {
-		return nil, fmt.Errorf("add %s@%s: manifest: %w", opts.Name, version, err)
-	}
-	mc := SumCID(mb)
-	res := &AddResult{
-		Name: opts.Name, Version: version, ManifestCID: mc, Size: m.TotalSize(),
-		Chunks: sink.total, NewChunks: sink.new, Role: role,
-	}
-	custom, err := json.Marshal(targetCustom{Manifest: mc.String(), Size: res.Size, Depends: depends})
-	if err != nil {
-		return nil, err
-	}
-	tf := &tufmeta.TargetFiles{Length: int64(len(mb)), Hashes: targetHashes(mb), Path: tpath}
-	raw := json.RawMessage(custom)
-	tf.Custom = &raw
-
-	if oldRole, old := r.findTarget(tpath); old != nil {
-		if old.Equal(*tf) && old.Custom != nil && sameCustom(*old.Custom, custom) {
-			res.Unchanged, res.Role = true, oldRole
-			return res, nil
-		}
-		return nil, fmt.Errorf("add %s@%s: %w: published (by role %s) with other content or dependencies", opts.Name, version, ErrExists, oldRole)
-	}
-	if err := writeFileAtomic(filepath.Join(r.dir, ManifestsDir, mc.String()), mb, 0o644); err != nil {
-		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
-	}
-	tm, err := r.roleForUpdate(role)
-	if err != nil {
-		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
-	}
-	if tm.Signed.Targets == nil {
-		tm.Signed.Targets = map[string]*tufmeta.TargetFiles{}
-	}
-	tm.Signed.Targets[tpath] = tf
-	if err := r.commit(commitSpec{roles: map[string]*tufmeta.Metadata[tufmeta.TargetsType]{role: tm}}); err != nil {
-		return nil, fmt.Errorf("add %s@%s: %w", opts.Name, version, err)
-	}
-	return res, nil
-}
-
-func sameCustom(a, b []byte) bool {
-	var ca, cb targetCustom
-	if json.Unmarshal(a, &ca) != nil || json.Unmarshal(b, &cb) != nil {
-		return false
-	}
-	if ca.Manifest != cb.Manifest || ca.Size != cb.Size || len(ca.Depends) != len(cb.Depends) {
-		return false
-	}
-	for i := range ca.Depends {
-		if ca.Depends[i] != cb.Depends[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // roleForUpdate returns a copy of a targets role to modify, or a new empty
 // one (version 0) for a delegated role not published yet.
 func (r *Repo) roleForUpdate(role string) (*tufmeta.Metadata[tufmeta.TargetsType], error) {
@@ -1091,7 +909,9 @@ func (r *Repo) Packages() ([]PackageInfo, error) {
 	return out, nil
 }
 
-// packageInfo decodes a package target.
+// packageInfo decodes a package target: its path, custom field, version
+// under the recorded scheme, and dependencies. On error the info still
+// holds the name, version and scheme when they decoded.
 func packageInfo(p string, tf *tufmeta.TargetFiles) (PackageInfo, error) {
 	name, version, ok := ParseTargetPath(p)
 	if !ok {
@@ -1105,15 +925,21 @@ func packageInfo(p string, tf *tufmeta.TargetFiles) (PackageInfo, error) {
 	if err := dec.Decode(&c); err != nil {
 		return PackageInfo{}, fmt.Errorf("target %s: %w: custom: %v", p, ErrMalformed, err)
 	}
-	mc, _, err := ParseCID(c.Manifest)
+	scheme, err := ParseScheme(c.Scheme)
 	if err != nil {
 		return PackageInfo{}, fmt.Errorf("target %s: %w", p, err)
 	}
-	if _, _, err := ParseDependencies(name, c.Depends); err != nil {
-		return PackageInfo{}, fmt.Errorf("target %s: %w", p, err)
+	info := PackageInfo{Name: name, Version: version, Scheme: scheme}
+	if _, err := ParseVersion(scheme, version); err != nil {
+		return info, fmt.Errorf("target %s: %w", p, err)
 	}
-	return PackageInfo{
-		Name: name, Version: version, ManifestCID: mc, Size: c.Size,
-		ManifestSize: tf.Length, Depends: c.Depends,
-	}, nil
+	mc, _, err := ParseCID(c.Manifest)
+	if err != nil {
+		return info, fmt.Errorf("target %s: %w", p, err)
+	}
+	if _, _, err := ParseDependencies(name, c.Depends); err != nil {
+		return info, fmt.Errorf("target %s: %w", p, err)
+	}
+	info.ManifestCID, info.Size, info.ManifestSize, info.Depends = mc, c.Size, tf.Length, c.Depends
+	return info, nil
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/storkpm/stork/share"
 )
 
-// maxRequestBody caps every API request body.
+// maxRequestBody caps every API request body (see guard).
 const maxRequestBody = 64 << 10
 
 // Status is what `stork status --json` prints.
@@ -30,6 +30,7 @@ type Status struct {
 	Packages        []PackageStatus `json:"packages"`
 	VMs             []VM            `json:"vms"`
 	Store           StoreHealth     `json:"store"` // damage found and repaired (repair.go)
+	Views           []Installed     `json:"views"` // every install, with the state of its view
 }
 
 // PackageStatus is one package in the store.
@@ -56,6 +57,9 @@ func (d *Daemon) Status() (*Status, error) {
 	}
 	st.Packages = []PackageStatus{}
 	st.VMs = d.vms.list()
+	if st.Views, err = d.listInstalls(""); err != nil {
+		return nil, err
+	}
 	if st.Store, err = d.storeHealth(); err != nil {
 		return nil, err
 	}
@@ -198,71 +202,70 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")})
 	})
-	return limitBody(mux)
+	return mux
 }
 
-func (d *Daemon) listInstalls(vm string) ([]Installed, error) {
-	var ids []string
-	if vm != "" {
-		if err := validVMID(vm); err != nil {
-			return nil, err
-		}
-		ids = []string{vm}
-	} else {
-		seen := map[string]bool{}
-		pkgs, err := d.store.Packages()
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range pkgs {
-			for _, id := range p.Installs {
-				if !seen[id] {
-					seen[id] = true
-					ids = append(ids, id)
-				}
-			}
-		}
-	}
-	out := []Installed{}
-	for _, id := range ids {
-		insts, err := d.store.Installs(id)
-		if err != nil {
-			return nil, err
-		}
-		for _, in := range insts {
-			info, err := d.store.Package(in.ManifestCID)
-			if err != nil {
-				continue
-			}
-			out = append(out, Installed{VM: id, Name: info.Name, Version: info.Version, ManifestCID: info.ManifestCID.String(), Path: in.Into, Mode: in.Mode})
-		}
-	}
-	return out, nil
-}
-
-func limitBody(h http.Handler) http.Handler {
+// guard wraps every API handler (newAPIServer). It reads the request body
+// whole, at most maxRequestBody bytes, under the server's ReadTimeout (once
+// the body is read, net/http lifts the read deadline and only watches for
+// the client hanging up, so a long install is not cut). Every write of the
+// response then has writeTimeout to complete, counted from the write.
+func guard(h http.Handler, writeTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
-		h.ServeHTTP(w, r)
+		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: writeTimeout}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(dw, fmt.Errorf("request body: %w: over %d bytes", ErrBadRequest, maxRequestBody))
+			} else {
+				writeError(dw, fmt.Errorf("request body: %w: %v", ErrBadRequest, err))
+			}
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h.ServeHTTP(dw, r)
 	})
 }
+
+// deadlineWriter gives each write of a response (and the flush that sends
+// it) its own deadline, so that a streamed response lives as long as it
+// makes progress and a client that stops reading is dropped.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) extend() { _ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout)) }
+
+func (w *deadlineWriter) WriteHeader(status int) {
+	w.extend()
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.extend()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *deadlineWriter) Flush() {
+	w.extend()
+	_ = w.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // decodeRequest strictly decodes one JSON object from the request body.
 func decodeRequest(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return fmt.Errorf("request body: %w: over %d bytes", ErrBadRequest, maxRequestBody)
-		}
 		return fmt.Errorf("request body: %w: %v", ErrBadRequest, err)
 	}
 	if dec.More() {
 		return fmt.Errorf("request body: %w: trailing data", ErrBadRequest)
-	}
-	if _, err := io.Copy(io.Discard, r.Body); err != nil {
-		return fmt.Errorf("request body: %w: %v", ErrBadRequest, err)
 	}
 	return nil
 }

@@ -151,7 +151,7 @@ func startBenchDaemon(tb testing.TB, o *benchOrigin) (*Client, string) {
 // (link views need one file system with the store).
 func viewRoot(tb testing.TB, dataDir string) string {
 	tb.Helper()
-	p := filepath.Join(dataDir, "bench-views")
+	p := filepath.Join(dataDir, "views") // link views need the store's file system
 	if err := os.MkdirAll(p, 0o755); err != nil {
 		tb.Fatal(err)
 	}
@@ -207,6 +207,7 @@ func BenchmarkInstallStored5000Files(b *testing.B) {
 			for i := 0; i < n; i++ {
 				vmSeq++
 				vm := fmt.Sprintf("vm%d", vmSeq)
+				addVM(b, c, vm, filepath.Join(views, vm))
 				t0 := time.Now()
 				_, err := c.Install(ctx, InstallRequest{VM: vm, Ref: "many", Into: filepath.Join(views, vm), Mode: mode}, nil)
 				samples = append(samples, time.Since(t0))
@@ -256,6 +257,10 @@ func BenchmarkThousandConcurrentInstalls(b *testing.B) {
 			size := o.publish(b, "shared", "1.0.0", nfiles, fsize, 16)
 			c, dataDir := startBenchDaemon(b, o)
 			views := viewRoot(b, dataDir)
+			for i := 0; i < requests; i++ {
+				vm := fmt.Sprintf("vm%04d", i)
+				addVM(b, c, vm, filepath.Join(views, vm))
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 

@@ -53,6 +53,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Code == "forbidden"
 	case ErrBadRequest:
 		return e.Code == "bad_request"
+	case ErrBusy:
+		return e.Code == "busy"
 	}
 	return false
 }

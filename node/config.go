@@ -46,6 +46,9 @@ type Config struct {
 	// RepairInterval is how often packages whose objects were damaged are
 	// fetched again while that fails (default 1m).
 	RepairInterval time.Duration
+	// API bounds what the clients of the admin and VM sockets may hold
+	// (timeouts, connections); zero fields take the defaults.
+	API APILimits
 	// Metrics is where the daemon, its store and its swarm register their
 	// metrics (see metrics.go); nil: none. One daemon per registry.
 	Metrics prometheus.Registerer
@@ -82,6 +85,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 15 * time.Second
 	}
+	c.API = c.API.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -35,6 +35,7 @@ type Daemon struct {
 	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
 	// repairKick wakes the repairer (repair.go).
 	repairKick chan struct{}
+	views      viewStates // views that could not be restored, and why
 
 	bytesFromOrigin atomic.Int64
 	bytesFromPeers  atomic.Int64
@@ -45,6 +46,11 @@ type Daemon struct {
 	bgWG   sync.WaitGroup
 	serveM sync.Mutex
 	vmSrv  map[string]*vmServer
+
+	// conns is the API sockets' share of the file descriptors; vmConns
+	// counts the connections of every VM socket against conns.VMs.
+	conns   connBudget
+	vmConns *connSlots
 }
 
 // New checks cfg; Run opens the store and serves.
@@ -99,6 +105,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
 		return err
 	}
+	d.restoreViews()
 	unregister, err := d.registerMetrics(d.cfg.Metrics)
 	if err != nil {
 		return err
@@ -113,14 +120,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	d.startStoreCare(bg)
 
+	d.budgetConns()
 	sock := SocketPath(d.cfg.DataDir)
 	ln, err := listenUnix(sock, 0o600)
 	if err != nil {
 		return err
 	}
-	admin := &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	admin := newAPIServer(d.adminHandler(), d.cfg.API, d.log)
 	errc := make(chan error, 1)
-	go func() { errc <- admin.Serve(ln) }()
+	go func() { errc <- admin.Serve(newLimitListener(ln, d.log, newConnSlots(d.conns.Admin))) }()
 
 	for _, vm := range d.vms.list() {
 		if err := d.startVM(vm); err != nil {
@@ -136,7 +144,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = admin.Shutdown(shutdown)
+	if admin.Shutdown(shutdown) != nil {
+		_ = admin.Close()
+	}
 	d.stopVMs(shutdown)
 	_ = os.Remove(sock)
 	d.log.Info("daemon stopped")
@@ -144,6 +154,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// budgetConns raises RLIMIT_NOFILE to its hard limit and divides it
+// between the store and the swarm, the admin socket and the VM sockets
+// (newConnBudget), once per Run.
+func (d *Daemon) budgetConns() {
+	nofile, err := raiseNoFile()
+	if err != nil {
+		nofile = 1024
+		d.log.Warn("cannot read RLIMIT_NOFILE: budgeting for 1024 descriptors", "err", err)
+	}
+	d.conns = newConnBudget(nofile, d.cfg.API)
+	d.vmConns = newConnSlots(d.conns.VMs)
+	d.log.Info("api connection budget", "nofile", d.conns.NoFile, "reserve", d.conns.Reserve,
+		"admin", d.conns.Admin, "vms", d.conns.VMs, "per_vm", d.conns.PerVM)
 }
 
 // startSwarm starts the libp2p host and the swarm on it, announces every

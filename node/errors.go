@@ -13,6 +13,9 @@ var (
 	// ErrQuotaExceeded: a VM's request would take it over its quota (the
 	// error wraps ErrForbidden too).
 	ErrQuotaExceeded = errors.New("quota exceeded")
+	// ErrBusy: the daemon refused a connection because its socket has as
+	// many open as it takes (APILimits); try again later.
+	ErrBusy = errors.New("daemon busy")
 	// ErrNotRunning: no daemon answers on the data directory's socket.
 	ErrNotRunning = errors.New("daemon not running")
 )

@@ -130,6 +130,7 @@ func TestSwarmMaliciousPeers(t *testing.T) {
 			t.Fatalf("honest node %d: Fetch = %v", i, errs[i])
 		}
 		view := filepath.Join(t.TempDir(), "v")
+		addVM(t, n.c, "check", view)
 		if _, err := n.c.Install(context.Background(), InstallRequest{VM: "check", Ref: "p", Into: view, Mode: "link"}, nil); err != nil {
 			t.Fatal(err)
 		}

@@ -115,6 +115,15 @@ func (o *origin) publishChunked(t *testing.T, name, version string, chunkSize in
 	return src
 }
 
+// addVM registers the VM id with root as its root, declared unprivileged
+// so that link views (which need no mounts) are allowed.
+func addVM(t testing.TB, c *Client, id, root string) {
+	t.Helper()
+	if _, err := c.AddVM(context.Background(), VM{ID: id, Allow: []string{"*"}, Root: root, Mode: "link", Unprivileged: true}); err != nil {
+		t.Fatalf("AddVM(%s) = %v", id, err)
+	}
+}
+
 // startDaemon runs a daemon on a fresh data directory until the test ends.
 func startDaemon(t *testing.T, o *origin, dataDir string) *Client {
 	t.Helper()
@@ -219,6 +228,9 @@ func TestFailedDownloadReachesEveryWaiter(t *testing.T) {
 	o.corrupt.Store(true)
 	c := startDaemon(t, o, "")
 	vmRoot := t.TempDir()
+	for i := 0; i < 20; i++ {
+		addVM(t, c, fmt.Sprintf("vm%d", i), filepath.Join(vmRoot, fmt.Sprint(i)))
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
 	for i := 0; i < 20; i++ {
@@ -261,6 +273,7 @@ func TestInstallClosureLinkView(t *testing.T) {
 	appSrc := o.publish(t, "app", "2.0.0", map[string]int{"bin/app": 5000}, "lib>=1")
 	c := startDaemon(t, o, "")
 	into := filepath.Join(t.TempDir(), "view")
+	addVM(t, c, "vm1", into)
 	insts, err := c.Install(context.Background(), InstallRequest{VM: "vm1", Ref: "app", Into: into, Mode: "link"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -278,6 +291,7 @@ func TestInstallClosureLinkView(t *testing.T) {
 	}
 	// A second VM shares the same inodes: one copy on disk.
 	into2 := filepath.Join(t.TempDir(), "view2")
+	addVM(t, c, "vm2", into2)
 	if _, err := c.Install(context.Background(), InstallRequest{VM: "vm2", Ref: "app", Into: into2, Mode: "link"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -310,11 +324,11 @@ func TestVMEndpointPolicy(t *testing.T) {
 	o.publish(t, "secret", "1.0.0", map[string]int{"secret.txt": 1000})
 	c := startDaemon(t, o, "")
 	rootA, rootB := t.TempDir(), t.TempDir()
-	sockA, err := c.AddVM(context.Background(), VM{ID: "vmA", Allow: []string{"hell*"}, Root: rootA, Mode: "link"})
+	sockA, err := c.AddVM(context.Background(), VM{ID: "vmA", Allow: []string{"hell*"}, Root: rootA, Mode: "link", Unprivileged: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sockB, err := c.AddVM(context.Background(), VM{ID: "vmB", Allow: []string{"*"}, Root: rootB, Mode: "link"})
+	sockB, err := c.AddVM(context.Background(), VM{ID: "vmB", Allow: []string{"*"}, Root: rootB, Mode: "link", Unprivileged: true})
 	if err != nil {
 		t.Fatal(err)
 	}

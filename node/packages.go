@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -190,9 +189,15 @@ func (d *Daemon) Fetch(ctx context.Context, ref string, progress Progress) ([]*s
 	report()
 	infos := make([]*share.PackageInfo, len(pkgs))
 	for i, p := range pkgs {
+		// The same content may have been stored under another name:
+		// record this one too, and answer with it.
+		if err := d.store.AddName(p.Name, p.Version, p.ManifestCID); err != nil {
+			return nil, err
+		}
 		if infos[i], err = d.store.Package(p.ManifestCID); err != nil {
 			return nil, err
 		}
+		infos[i].Name, infos[i].Version = p.Name, p.Version
 	}
 	return infos, nil
 }
@@ -201,8 +206,8 @@ func (d *Daemon) Fetch(ctx context.Context, ref string, progress Progress) ([]*s
 type InstallRequest struct {
 	VM   string `json:"vm"`
 	Ref  string `json:"ref"`
-	Into string `json:"into"` // directory; each package appears as INTO/NAME
-	Mode string `json:"mode"` // bind (default), overlay or link
+	Into string `json:"into,omitempty"` // directory; each package appears as INTO/NAME; default the VM's root
+	Mode string `json:"mode"`           // bind (default), overlay or link
 }
 
 // Installed is one package in one VM's view.
@@ -213,19 +218,31 @@ type Installed struct {
 	ManifestCID string `json:"manifest"`
 	Path        string `json:"path"`
 	Mode        string `json:"mode"`
+	// State is what is really there: "ok", or "broken" with Reason (the
+	// view is missing, or was replaced, and could not be restored).
+	State  string `json:"state,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Install fetches ref's closure and exposes each package read-only at
-// INTO/NAME in the given view mode. Installing what is already installed
-// there is a no-op.
+// INTO/NAME in the given view mode, NAME being the name the package was
+// asked for (content published under two names is installed under the
+// name asked for). INTO defaults to the VM's registered root; it must be
+// at or below that root, and every path below the root is resolved
+// without following symlinks (the VM controls it). A VM has one view per
+// package name: installing a name it has at another path is refused,
+// saying where; installing another version or mode of it at the same path
+// replaces the view (an upgrade); installing what is already there is a
+// no-op, or restores the view if it went missing.
 func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progress) ([]Installed, error) {
 	if err := validVMID(req.VM); err != nil {
 		return nil, err
 	}
-	if req.Into == "" || !filepath.IsAbs(req.Into) {
-		return nil, fmt.Errorf("install: --into %q: %w: want an absolute directory", req.Into, ErrBadRequest)
-	}
 	mode, err := parseViewMode(req.Mode)
+	if err != nil {
+		return nil, err
+	}
+	root, rel, err := d.installTarget(req.VM, req.Into, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -237,82 +254,98 @@ func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progr
 	defer d.serveM.Unlock()
 	var out []Installed
 	for _, p := range pkgs {
-		target := filepath.Join(req.Into, p.Name)
-		inst := Installed{VM: req.VM, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID.String(), Path: target, Mode: string(mode)}
-		if existing, ok := d.findInstall(req.VM, target); ok {
-			if existing.ManifestCID.Equals(p.ManifestCID) {
-				out = append(out, inst)
-				continue
-			}
-			return nil, fmt.Errorf("install %s@%s for vm %s: %s already holds %s@%s; uninstall it first",
-				p.Name, p.Version, req.VM, target, existing.Name, existing.Version)
+		inst, err := d.installOne(req.VM, root, rel, p, mode)
+		if err != nil {
+			return out, err
 		}
-		upper := ""
-		if mode == share.ViewOverlay {
-			upper = filepath.Join(d.cfg.DataDir, "overlays", req.VM, p.ManifestCID.String())
-		}
-		if err := os.MkdirAll(req.Into, 0o755); err != nil {
-			return nil, fmt.Errorf("install: %w", err)
-		}
-		if err := share.MountView(p.TreePath, target, mode, upper); err != nil {
-			return nil, fmt.Errorf("install %s@%s for vm %s at %s: %w", p.Name, p.Version, req.VM, target, err)
-		}
-		if err := d.store.AddInstall(req.VM, p.ManifestCID, target, string(mode)); err != nil {
-			_ = share.UnmountView(target, mode)
-			return nil, err
-		}
-		d.log.Info("installed", "vm", req.VM, "package", p.Name+"@"+p.Version, "path", target, "mode", mode)
 		out = append(out, inst)
 	}
 	return out, nil
 }
 
-// findInstall returns the install of vm at path, if any.
-func (d *Daemon) findInstall(vm, path string) (*share.PackageInfo, bool) {
-	insts, err := d.store.Installs(vm)
-	if err != nil {
-		return nil, false
+// installOne puts one package's view at ROOT/REL/NAME.
+func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode share.ViewMode) (Installed, error) {
+	view := share.View{Tree: p.TreePath, Root: root, Path: filepath.Join(rel, p.Name), Mode: mode}
+	inst := Installed{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID.String(), Path: view.At(), Mode: string(mode), State: viewOK}
+	what := fmt.Sprintf("install %s@%s for vm %s", p.Name, p.Version, vm)
+	if p.TreePath == "" {
+		return inst, fmt.Errorf("%s: %w: the package is not complete", what, share.ErrNotFound)
 	}
-	for _, in := range insts {
-		if in.Into == path {
-			if info, err := d.store.Package(in.ManifestCID); err == nil {
-				return info, true
-			}
+	if mode == share.ViewOverlay {
+		upper, err := d.upperDir(vm, p.ManifestCID)
+		if err != nil {
+			return inst, fmt.Errorf("%s: %w", what, err)
+		}
+		view.Upper = upper
+	}
+	old, had := d.installOf(vm, p.Name)
+	if had && old.Into != view.At() {
+		return inst, fmt.Errorf("%s at %s: %w: vm %s has %s@%s at %s (one view per VM and package); uninstall it first or install into %s",
+			what, view.At(), ErrBadRequest, vm, old.Name, old.Version, old.Into, filepath.Dir(old.Into))
+	}
+	if had && old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode) && share.CheckView(view) == nil {
+		d.views.clear(vm, p.Name)
+		return inst, nil
+	}
+	if had {
+		// An upgrade, a new mode, or a view that went missing: the old
+		// view goes first (what the VM put in its place is removed, never
+		// followed). The same overlay keeps its upper layer.
+		same := old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode)
+		if err := d.removeView(old, !same); err != nil {
+			return inst, fmt.Errorf("%s: replace the view at %s: %w", what, old.Into, err)
 		}
 	}
-	return nil, false
+	if err := share.MountView(view); err != nil {
+		return inst, fmt.Errorf("%s at %s: %w", what, view.At(), err)
+	}
+	rec := share.Install{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID, Root: root, Into: view.At(), Mode: string(mode)}
+	if err := d.store.RecordInstall(rec); err != nil {
+		_ = share.UnmountView(view)
+		return inst, err
+	}
+	if had && !old.ManifestCID.Equals(p.ManifestCID) {
+		d.log.Info("upgraded", "vm", vm, "package", p.Name, "from", old.Version, "to", p.Version, "path", view.At())
+	}
+	d.views.clear(vm, p.Name)
+	d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode)
+	return inst, nil
 }
 
-// Uninstall removes vm's view of the package called name (every version).
+// installOf returns vm's install of the package called name, if any.
+func (d *Daemon) installOf(vm, name string) (share.Install, bool) {
+	insts, err := d.store.Installs(vm)
+	if err != nil {
+		return share.Install{}, false
+	}
+	for _, in := range insts {
+		if in.Name == name {
+			return in, true
+		}
+	}
+	return share.Install{}, false
+}
+
+// Uninstall removes vm's view of the package called name.
 func (d *Daemon) Uninstall(ctx context.Context, vm, name string) ([]Installed, error) {
 	if err := validVMID(vm); err != nil {
 		return nil, err
 	}
 	d.serveM.Lock()
 	defer d.serveM.Unlock()
-	insts, err := d.store.Installs(vm)
-	if err != nil {
-		return nil, err
-	}
-	var out []Installed
-	for _, in := range insts {
-		info, err := d.store.Package(in.ManifestCID)
-		if err != nil || info.Name != name {
-			continue
-		}
-		mode, _ := parseViewMode(in.Mode)
-		if err := share.UnmountView(in.Into, mode); err != nil {
-			return out, fmt.Errorf("uninstall %s from vm %s: %w", name, vm, err)
-		}
-		if err := d.store.RemoveInstall(vm, in.ManifestCID); err != nil {
-			return out, err
-		}
-		out = append(out, Installed{VM: vm, Name: info.Name, Version: info.Version, ManifestCID: info.ManifestCID.String(), Path: in.Into, Mode: in.Mode})
-	}
-	if len(out) == 0 {
+	in, ok := d.installOf(vm, name)
+	if !ok {
 		return nil, fmt.Errorf("uninstall %s: %w: vm %s has no such package", name, share.ErrNotFound, vm)
 	}
-	return out, nil
+	if err := d.removeView(in, true); err != nil {
+		return nil, fmt.Errorf("uninstall %s from vm %s: %w", name, vm, err)
+	}
+	if err := d.store.DropInstall(vm, name); err != nil {
+		return nil, err
+	}
+	d.views.clear(vm, name)
+	d.log.Info("uninstalled", "vm", vm, "package", in.Name+"@"+in.Version, "path", in.Into)
+	return []Installed{{VM: vm, Name: in.Name, Version: in.Version, ManifestCID: in.ManifestCID.String(), Path: in.Into, Mode: in.Mode}}, nil
 }
 
 func parseViewMode(s string) (share.ViewMode, error) {

@@ -21,7 +21,7 @@ func TestVMQuota(t *testing.T) {
 	c := startDaemon(t, o, "")
 	ctx := context.Background()
 	const quota = 2 << 20
-	sock, err := c.AddVM(ctx, VM{ID: "small", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link", Quota: quota})
+	sock, err := c.AddVM(ctx, VM{ID: "small", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link", Unprivileged: true, Quota: quota})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +45,12 @@ func TestVMQuota(t *testing.T) {
 		}
 	}
 	// The admin is not held to the VM's quota.
-	if _, err := c.Install(ctx, InstallRequest{VM: "small", Ref: "big", Into: t.TempDir(), Mode: "link"}, nil); err != nil {
+	if _, err := c.Install(ctx, InstallRequest{VM: "small", Ref: "big", Mode: "link"}, nil); err != nil {
 		t.Fatalf("admin install beyond the VM's quota = %v", err)
 	}
 
 	// Two requests at once, each alone within the quota, together over it.
-	sock, err = c.AddVM(ctx, VM{ID: "pair", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link", Quota: 1 << 20})
+	sock, err = c.AddVM(ctx, VM{ID: "pair", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link", Unprivileged: true, Quota: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,46 +91,75 @@ func RebuildIndex(ctx context.Context, dataDir string, opts RebuildOptions) (*Re
 }
 
 // recoverInstalls records an install for every mount of a tree that a
-// registered VM's view explains.
+// registered VM's view explains: an overlay whose upper directory is
+// DATA/overlays/VM/..., or a bind mount below a VM's root. The install is
+// recorded under the package name the mount point is called, if the
+// package has it, else under its first name.
 func recoverInstalls(store *share.Store, vms *vmRegistry, dataDir string, rep *RebuildReport) error {
 	mounts, err := store.TreeMounts()
 	if err != nil {
 		return err
 	}
-	overlays := filepath.Join(dataDir, "overlays")
+	pkgs, err := store.Packages()
+	if err != nil {
+		return err
+	}
+	names := make(map[string][]share.PackageInfo) // manifest CID → one entry per name
+	for _, p := range pkgs {
+		names[p.ManifestCID.String()] = append(names[p.ManifestCID.String()], p)
+	}
 	for _, tm := range mounts {
 		c, err := cid.Decode(tm.Tree)
-		if err != nil {
-			continue
-		}
-		info, err := store.Package(c)
-		if err != nil {
+		if err != nil || len(names[tm.Tree]) == 0 {
 			rep.Unattributed = append(rep.Unattributed, tm.Tree+" at "+tm.Point)
 			continue
 		}
-		vm, mode := "", share.ViewBind
-		if tm.Overlay {
-			mode = share.ViewOverlay
-			if rel, err := filepath.Rel(overlays, tm.UpperDir); err == nil && !strings.HasPrefix(rel, "..") {
-				vm, _, _ = strings.Cut(rel, string(filepath.Separator))
-			}
-		} else {
-			for _, v := range vms.list() {
-				if filepath.Dir(tm.Point) == filepath.Clean(v.Root) {
-					vm = v.ID
-				}
-			}
-		}
+		vm, root, mode := mountOwner(tm, vms, dataDir)
 		if vm == "" || validVMID(vm) != nil {
 			rep.Unattributed = append(rep.Unattributed, tm.Tree+" at "+tm.Point)
 			continue
 		}
-		if err := store.AddInstall(vm, c, tm.Point, string(mode)); err != nil {
+		p := names[tm.Tree][0]
+		for _, n := range names[tm.Tree] {
+			if n.Name == filepath.Base(tm.Point) {
+				p = n
+			}
+		}
+		in := share.Install{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: c, Root: root, Into: tm.Point, Mode: string(mode)}
+		if err := store.RecordInstall(in); err != nil {
 			return err
 		}
-		rep.Installs = append(rep.Installs, fmt.Sprintf("%s %s@%s at %s (%s)", vm, info.Name, info.Version, tm.Point, mode))
+		rep.Installs = append(rep.Installs, fmt.Sprintf("%s %s@%s at %s (%s)", vm, p.Name, p.Version, tm.Point, mode))
 	}
 	return nil
+}
+
+// mountOwner finds the VM whose view a mount of a tree is, the root its
+// view is beneath, and the view's mode; vm is "" if no VM explains it.
+func mountOwner(tm share.TreeMount, vms *vmRegistry, dataDir string) (vm, root string, mode share.ViewMode) {
+	mode = share.ViewBind
+	var owner *VM
+	for _, v := range vms.list() {
+		if rel, err := filepath.Rel(filepath.Clean(v.Root), tm.Point); err == nil && filepath.IsLocal(rel) && (owner == nil || len(v.Root) > len(owner.Root)) {
+			owner = &v
+		}
+	}
+	if tm.Overlay {
+		mode = share.ViewOverlay
+		rel, err := filepath.Rel(filepath.Join(dataDir, "overlays"), tm.UpperDir)
+		if err != nil || !filepath.IsLocal(rel) {
+			return "", "", mode
+		}
+		vm, _, _ = strings.Cut(rel, string(filepath.Separator))
+		if owner != nil && owner.ID == vm {
+			return vm, owner.Root, mode
+		}
+		return vm, filepath.Dir(tm.Point), mode
+	}
+	if owner == nil {
+		return "", "", mode
+	}
+	return owner.ID, owner.Root, mode
 }
 
 // repoLookup finds a manifest CID in the signed metadata of the

@@ -84,6 +84,8 @@ func TestInstallRepairsDamagedObject(t *testing.T) {
 	c := startDaemonWith(t, o, "", func(cfg *Config) { cfg.ScrubRate = -1; cfg.Metrics = reg })
 	ctx := context.Background()
 	view1, view2 := t.TempDir(), t.TempDir()
+	addVM(t, c, "vm1", view1)
+	addVM(t, c, "vm2", view2)
 	if _, err := c.Install(ctx, InstallRequest{VM: "vm1", Ref: "p", Into: view1, Mode: "link"}, nil); err != nil {
 		t.Fatal(err)
 	}

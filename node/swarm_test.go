@@ -22,6 +22,12 @@ type swarmNode struct {
 
 func startSwarmNode(t *testing.T, o *origin, bootstrap []string) *swarmNode {
 	t.Helper()
+	return startSwarmNodeWith(t, o, bootstrap, nil)
+}
+
+// startSwarmNodeWith is startSwarmNode with mod applied to the Config.
+func startSwarmNodeWith(t *testing.T, o *origin, bootstrap []string, mod func(*Config)) *swarmNode {
+	t.Helper()
 	data, err := os.MkdirTemp("", "stork-swarm-")
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +36,11 @@ func startSwarmNode(t *testing.T, o *origin, bootstrap []string) *swarmNode {
 	pc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	pc.Bootstrap = bootstrap
 	pc.EnableAutoNAT, pc.EnableHolePunching, pc.EnableRelay = false, false, false
-	d, err := New(Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour})
+	cfg := Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +127,7 @@ func TestSwarmTenNodes(t *testing.T) {
 			t.Fatalf("node %d: Fetch = %v", i, errs[i])
 		}
 		view := filepath.Join(t.TempDir(), "v")
+		addVM(t, n.c, "check", view)
 		if _, err := n.c.Install(context.Background(), InstallRequest{VM: "check", Ref: "big", Into: view, Mode: "link"}, nil); err != nil {
 			t.Fatal(err)
 		}

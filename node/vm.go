@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/storkpm/stork/share"
 )
 
 // VM is a registered VM: its ID, the package name patterns it may request,
@@ -26,6 +28,9 @@ type VM struct {
 	// Quota caps the file bytes of the packages the VM may have installed
 	// through its own socket (see reserveQuota); 0: no cap.
 	Quota int64 `json:"quota,omitempty"`
+	// Unprivileged is the operator's declaration that no process of the
+	// VM runs as root (or as the store's owner): link views need it.
+	Unprivileged bool `json:"unprivileged,omitempty"`
 }
 
 var vmIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -53,8 +58,13 @@ func (v *VM) Validate() error {
 	if v.Root == "" || !filepath.IsAbs(v.Root) || filepath.Clean(v.Root) != v.Root {
 		return fmt.Errorf("vm %s: root %q: %w: want a clean absolute directory", v.ID, v.Root, ErrBadRequest)
 	}
-	if _, err := parseViewMode(v.Mode); err != nil {
+	mode, err := parseViewMode(v.Mode)
+	if err != nil {
 		return fmt.Errorf("vm %s: %w", v.ID, err)
+	}
+	if mode == share.ViewLink && !v.Unprivileged {
+		return fmt.Errorf("vm %s: %w: link views give root inside the VM write access to the shared objects; "+
+			"declare the VM unprivileged (--unprivileged) if none of its processes runs as root, or use --mode bind or overlay", v.ID, ErrBadRequest)
 	}
 	if v.Quota < 0 {
 		return fmt.Errorf("vm %s: quota %d: %w: want 0 (none) or a byte count", v.ID, v.Quota, ErrBadRequest)
@@ -164,6 +174,9 @@ func (d *Daemon) AddVM(v VM) error {
 	if err := v.Validate(); err != nil {
 		return err
 	}
+	if err := d.checkViewRoot(v.Root); err != nil {
+		return fmt.Errorf("vm %s: %w", v.ID, err)
+	}
 	if err := d.vms.put(v); err != nil {
 		return err
 	}
@@ -181,14 +194,8 @@ func (d *Daemon) RemoveVM(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	names := map[string]bool{}
 	for _, in := range insts {
-		if info, err := d.store.Package(in.ManifestCID); err == nil {
-			names[info.Name] = true
-		}
-	}
-	for n := range names {
-		if _, err := d.Uninstall(ctx, id, n); err != nil {
+		if _, err := d.Uninstall(ctx, id, in.Name); err != nil {
 			return err
 		}
 	}
@@ -200,11 +207,12 @@ func (d *Daemon) startVM(v VM) error {
 	if err != nil {
 		return err
 	}
-	s := &vmServer{srv: &http.Server{Handler: d.vmHandler(v.ID), ReadHeaderTimeout: 10 * time.Second}}
+	s := &vmServer{srv: newAPIServer(d.vmHandler(v.ID), d.cfg.API, d.log.With("vm", v.ID))}
 	d.serveM.Lock()
 	d.vmSrv[v.ID] = s
 	d.serveM.Unlock()
-	go func() { _ = s.srv.Serve(ln) }()
+	lln := newLimitListener(ln, d.log.With("vm", v.ID), newConnSlots(d.conns.PerVM), d.vmConns)
+	go func() { _ = s.srv.Serve(lln) }()
 	return nil
 }
 
@@ -216,7 +224,9 @@ func (d *Daemon) stopVM(id string) {
 	if s != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_ = s.srv.Shutdown(ctx)
+		if s.srv.Shutdown(ctx) != nil {
+			_ = s.srv.Close() // requests still running past the grace period
+		}
 		_ = os.Remove(VMSocketPath(d.cfg.DataDir, id))
 	}
 }
@@ -262,7 +272,7 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 				continue
 			}
 			vp := VMPackage{Name: p.Name, Version: p.Version}
-			if rel, ok := installed[p.ManifestCID.String()]; ok {
+			if rel, ok := installed[p.Name+"\x00"+p.ManifestCID.String()]; ok {
 				vp.Installed, vp.Path = true, rel
 			}
 			out = append(out, vp)
@@ -282,12 +292,8 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 		}
 		out := []VMPackage{}
 		for _, in := range insts {
-			info, err := d.store.Package(in.ManifestCID)
-			if err != nil {
-				continue
-			}
 			rel, _ := filepath.Rel(v.Root, in.Into)
-			out = append(out, VMPackage{Name: info.Name, Version: info.Version, Installed: true, Path: rel})
+			out = append(out, VMPackage{Name: in.Name, Version: in.Version, Installed: true, Path: rel})
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -331,10 +337,10 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%s %s: %w: no such VM endpoint", r.Method, r.URL.Path, ErrForbidden))
 	})
-	return limitBody(mux)
+	return mux
 }
 
-// vmInstalled maps manifest CID -> path relative to the VM root.
+// vmInstalled maps name NUL manifest CID -> path relative to the VM root.
 func (d *Daemon) vmInstalled(id string, v VM) map[string]string {
 	out := map[string]string{}
 	insts, err := d.store.Installs(id)
@@ -343,7 +349,7 @@ func (d *Daemon) vmInstalled(id string, v VM) map[string]string {
 	}
 	for _, in := range insts {
 		rel, _ := filepath.Rel(v.Root, in.Into)
-		out[in.ManifestCID.String()] = rel
+		out[in.Name+"\x00"+in.ManifestCID.String()] = rel
 	}
 	return out
 }

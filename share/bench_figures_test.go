@@ -183,7 +183,7 @@ func BenchmarkDiskFiftyVMs(b *testing.B) {
 			var mounted []string
 			defer func() {
 				for _, v := range mounted {
-					if err := UnmountView(v, mode); err != nil {
+					if err := UnmountView(viewAt(tree, v, mode, "")); err != nil {
 						b.Error(err)
 					}
 				}
@@ -191,7 +191,7 @@ func BenchmarkDiskFiftyVMs(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < vms; i++ {
 				into := filepath.Join(views, fmt.Sprintf("vm%02d", i), "bench")
-				if err := MountView(tree, into, mode, ""); err != nil {
+				if err := MountView(viewAt(tree, into, mode, "")); err != nil {
 					if errors.Is(err, unix.EPERM) {
 						b.Skipf("cannot mount: %v", err)
 					}
@@ -376,14 +376,14 @@ func BenchmarkPageCacheTenVMs(b *testing.B) {
 	var intos []string
 	defer func() {
 		for _, v := range intos {
-			if err := UnmountView(v, ViewBind); err != nil {
+			if err := UnmountView(viewAt(tree, v, ViewBind, "")); err != nil {
 				b.Error(err)
 			}
 		}
 	}()
 	for i := 0; i < vms; i++ {
 		into := filepath.Join(views, fmt.Sprintf("vm%d", i))
-		if err := MountView(tree, into, ViewBind, ""); err != nil {
+		if err := MountView(viewAt(tree, into, ViewBind, "")); err != nil {
 			if errors.Is(err, unix.EPERM) {
 				b.Skipf("cannot mount: %v", err)
 			}

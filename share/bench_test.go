@@ -47,13 +47,13 @@ func BenchmarkInstallView(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				into := filepath.Join(base, fmt.Sprintf("vm%d", i))
-				if err := MountView(tree, into, bm.mode, into+".upper"); err != nil {
+				if err := MountView(viewAt(tree, into, bm.mode, into+".upper")); err != nil {
 					if errors.Is(err, unix.EPERM) {
 						b.Skipf("cannot mount: %v", err)
 					}
 					b.Fatal(err)
 				}
-				if err := UnmountView(into, bm.mode); err != nil {
+				if err := UnmountView(viewAt(tree, into, bm.mode, into+".upper")); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -234,7 +234,7 @@ func TestRepairedFileReachesBindView(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	install(t, s, p, "pkg", "1")
 	view := filepath.Join(t.TempDir(), "view")
-	if err := MountView(s.TreePath(p.cid), view, ViewBind, ""); err != nil {
+	if err := MountView(viewAt(s.TreePath(p.cid), view, ViewBind, "")); err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(view, unix.MNT_DETACH)

@@ -119,5 +119,21 @@
 // directory taking every change; or a hard-link farm for file systems
 // without mounts, which is safe only for unprivileged VMs (see ViewLink).
 //
+// A view lives below a VM's root, a directory the VM controls and may
+// change at any moment. The root is opened once; every path below it is
+// opened one component at a time with openat2(RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) and every create, chmod,
+// link, unlink and mount acts on descriptors (beneath_linux.go), so a
+// symlink the VM plants is never followed: the operation fails, or
+// removes the symlink itself. Mounts are made detached and moved onto the
+// mount point's descriptor, and UnmountView checks that the mount there
+// is the view before it detaches it. CheckView says whether a view is
+// still in place.
+//
+// An install record (RecordInstall) names the VM, the package name it was
+// installed as, its version and content, the root and the view's path; a
+// VM has one per package name. A package record lists every name@version
+// its content was published under.
+//
 // share imports metadata only; it never imports transfer or node.
 package share

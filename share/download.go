@@ -62,6 +62,7 @@ func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifest
 				return err
 			}
 		}
+		rec.addName(name, version)
 		rec.Keep = true
 		if err := setJSON(txn, []byte(prefixPackage+key), &rec); err != nil {
 			return err

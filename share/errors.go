@@ -29,4 +29,12 @@ var (
 	ErrIndexLost = errors.New("index lost or damaged")
 	// ErrInvalid: a malformed argument (empty VM id, bad view mode, ...).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrViewReplaced: something other than the view (a symlink, a file,
+	// another mount) is where a view is, or on the way to it: the VM put
+	// it there. It is never followed.
+	ErrViewReplaced = errors.New("view replaced")
+	// ErrViewUnreachable: a directory on the way to a view is a symlink or
+	// not a directory (it also wraps ErrViewReplaced): the view cannot be
+	// reached without following what the VM put there.
+	ErrViewUnreachable = errors.New("view unreachable")
 )

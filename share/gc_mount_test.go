@@ -29,7 +29,8 @@ func TestGCKeepsMountedTrees(t *testing.T) {
 				t.Fatal(err)
 			}
 			view := filepath.Join(t.TempDir(), "view")
-			if err := MountView(s.TreePath(p.cid), view, mode, filepath.Join(t.TempDir(), "upper")); err != nil {
+			v := viewAt(s.TreePath(p.cid), view, mode, filepath.Join(t.TempDir(), "upper"))
+			if err := MountView(v); err != nil {
 				t.Fatal(err)
 			}
 			mounted := true
@@ -57,7 +58,7 @@ func TestGCKeepsMountedTrees(t *testing.T) {
 			}
 			checkTree(t, view, p)
 
-			if err := UnmountView(view, mode); err != nil {
+			if err := UnmountView(v); err != nil {
 				t.Fatal(err)
 			}
 			mounted = false
@@ -91,7 +92,7 @@ func TestGCKeepsMountedOrphanTree(t *testing.T) {
 	}
 	view := filepath.Join(t.TempDir(), "view")
 	// A bind mount of a directory inside the tree counts too.
-	if err := MountView(filepath.Join(orphan, "sub"), view, ViewBind, ""); err != nil {
+	if err := MountView(viewAt(filepath.Join(orphan, "sub"), view, ViewBind, "")); err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(view, unix.MNT_DETACH)

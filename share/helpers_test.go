@@ -235,3 +235,9 @@ func verifyClean(t testing.TB, s *Store) {
 		t.Errorf("Verify: %s", p)
 	}
 }
+
+// viewAt is the view of tree at the absolute path into, whose parent
+// directory is the VM's root.
+func viewAt(tree, into string, mode ViewMode, upper string) View {
+	return View{Tree: tree, Root: filepath.Dir(into), Path: filepath.Base(into), Mode: mode, Upper: upper}
+}

@@ -14,14 +14,17 @@ import (
 
 // Index keys. Every record lives under a one-letter prefix:
 //
-//	p/<manifest CID>                 package record (JSON pkgRecord)
+//	p/<manifest CID>                 package record (JSON pkgRecord): every name@version it has
 //	m/<manifest CID>                 manifest bytes
-//	n/<name>\x00<version>            manifest CID string (Lookup)
+//	n/<name>\x00<version>            manifest CID string (Lookup); many names may share a CID
 //	o/<object name>                  object record (JSON objRecord)
 //	c/<partial id>/<chunk CID>       chunk present (durably written) in a partial file
 //	k/<chunk CID>/<partial id>       where a chunk lives: offset and length (16 bytes)
-//	i/<vm>\x00<manifest CID>         VM install (JSON installRecord)
-//	r/<manifest CID>/<vm>            reverse of i/: the package's references
+//	i/<vm>\x00<name>                 VM install of the package called name (JSON installRecord):
+//	                                 one view per VM and name (records written before names were
+//	                                 keys have the manifest CID there, and no name in the record)
+//	r/<manifest CID>/<vm>            reverse of i/: the package's references (one per VM however
+//	                                 many of its names the VM installed)
 //	s/id                             the store's id (see integrity.go)
 //	q/<manifest CID>                 package to fetch again: objects it uses were damaged (JSON repairRecord)
 const (
@@ -44,12 +47,40 @@ const (
 	StateComplete PackageState = "complete"
 )
 
+// pkgRecord is a package: its content (the manifest CID, the key) and the
+// name@version pairs it was published under. Name and Version are the
+// first; Also holds the others (identical content published under other
+// names is stored once).
 type pkgRecord struct {
 	Name    string       `json:"name"`
 	Version string       `json:"version"`
+	Also    []pkgName    `json:"also,omitempty"`
 	State   PackageState `json:"state"`
 	Keep    bool         `json:"keep"`
 	Created time.Time    `json:"created"`
+}
+
+// pkgName is one name@version of a package.
+type pkgName struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// names lists every name@version of the package, the first one first.
+func (r *pkgRecord) names() []pkgName {
+	return append([]pkgName{{r.Name, r.Version}}, r.Also...)
+}
+
+// addName records name@version for the package; it reports whether the
+// record changed.
+func (r *pkgRecord) addName(name, version string) bool {
+	for _, n := range r.names() {
+		if n.Name == name && n.Version == version {
+			return false
+		}
+	}
+	r.Also = append(r.Also, pkgName{name, version})
+	return true
 }
 
 type objRecord struct {
@@ -69,7 +100,10 @@ type objRecord struct {
 
 type installRecord struct {
 	VM          string    `json:"vm"`
+	Name        string    `json:"name,omitempty"`
+	Version     string    `json:"version,omitempty"`
 	ManifestCID string    `json:"manifest"`
+	Root        string    `json:"root,omitempty"`
 	Into        string    `json:"into"`
 	Mode        string    `json:"mode"`
 	Created     time.Time `json:"created"`

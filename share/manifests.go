@@ -45,12 +45,6 @@ type namesFile struct {
 	Names  []pkgName `json:"names"`
 }
 
-// pkgName is one NAME@VERSION a manifest was registered under.
-type pkgName struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-}
-
 const namesFormat = 1
 
 // decodeNames strictly decodes a names sidecar: its format, one to
@@ -124,6 +118,12 @@ func (s *Store) saveManifest(c cid.Cid, b []byte, name, version string) error {
 	} else if err != nil {
 		return fmt.Errorf("manifest %s: %w", key, err)
 	}
+	return s.saveName(key, name, version)
+}
+
+// saveName adds name@version to the names sidecar of manifest key, durably,
+// unless it is there.
+func (s *Store) saveName(key, name, version string) error {
 	nf, err := s.readNames(key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("names file unreadable; writing it again", "manifest", key, "err", err)
@@ -196,8 +196,8 @@ func (s *Store) removeManifest(key string) {
 // index had them on disk too).
 func (s *Store) backfillManifests() error {
 	type rec struct {
-		key  string
-		name pkgName
+		key   string
+		names []pkgName
 	}
 	var recs []rec
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -206,7 +206,7 @@ func (s *Store) backfillManifests() error {
 			if err := jsonUnmarshal(item, &r); err != nil {
 				return err
 			}
-			recs = append(recs, rec{strings.TrimPrefix(string(k), prefixPackage), pkgName{r.Name, r.Version}})
+			recs = append(recs, rec{strings.TrimPrefix(string(k), prefixPackage), r.names()})
 			return nil
 		})
 	})
@@ -230,8 +230,10 @@ func (s *Store) backfillManifests() error {
 		}); err != nil {
 			return err
 		}
-		if err := s.saveManifest(c, b, r.name.Name, r.name.Version); err != nil {
-			return err
+		for _, n := range r.names {
+			if err := s.saveManifest(c, b, n.Name, n.Version); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -1,9 +1,11 @@
 package share
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -29,11 +31,15 @@ type PackageInfo struct {
 	Installs    []string // VMs that installed it, sorted
 }
 
-// Install is one VM's use of a package.
+// Install is one VM's view of a package, under one of its names. A VM has
+// at most one install per package name.
 type Install struct {
 	VM          string
+	Name        string // the name it was installed as
+	Version     string
 	ManifestCID cid.Cid
-	Into        string // where the VM sees the tree
+	Root        string // the directory Into is resolved beneath (the VM's root)
+	Into        string // where the VM sees the tree: Root/...
 	Mode        string // a ViewMode
 	Created     time.Time
 }
@@ -53,7 +59,10 @@ func (s *Store) Package(manifestCID cid.Cid) (*PackageInfo, error) {
 	return info, err
 }
 
-// Packages describes every package in the store, sorted by name and version.
+// Packages describes every package in the store, one entry per
+// name@version (content published under two names is listed twice, with
+// one manifest CID), sorted by name and version. Installs lists the VMs
+// that installed it under that name.
 func (s *Store) Packages() ([]PackageInfo, error) {
 	s.life.RLock()
 	defer s.life.RUnlock()
@@ -62,23 +71,37 @@ func (s *Store) Packages() ([]PackageInfo, error) {
 	}
 	var out []PackageInfo
 	err := s.db.View(func(txn *badger.Txn) error {
-		var cids []cid.Cid
-		err := scanKeys(txn, prefixPackage, func(k []byte, _ *badger.Item) error {
+		recs := map[cid.Cid]pkgRecord{}
+		err := scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
 			c, err := cid.Decode(strings.TrimPrefix(string(k), prefixPackage))
-			if err == nil {
-				cids = append(cids, c)
+			if err != nil {
+				return nil
 			}
+			var r pkgRecord
+			if err := jsonUnmarshal(item, &r); err != nil {
+				return err
+			}
+			recs[c] = r
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for _, c := range cids {
+		byName, err := installsByName(txn, recs)
+		if err != nil {
+			return err
+		}
+		for c, r := range recs {
 			info, err := s.packageInfo(txn, c)
 			if err != nil {
 				return err
 			}
-			out = append(out, *info)
+			for _, n := range r.names() {
+				one := *info
+				one.Name, one.Version = n.Name, n.Version
+				one.Installs = byName[c.String()+"\x00"+n.Name]
+				out = append(out, one)
+			}
 		}
 		return nil
 	})
@@ -86,8 +109,37 @@ func (s *Store) Packages() ([]PackageInfo, error) {
 		if out[i].Name != out[j].Name {
 			return out[i].Name < out[j].Name
 		}
-		return out[i].Version < out[j].Version
+		if out[i].Version != out[j].Version {
+			return out[i].Version < out[j].Version
+		}
+		return out[i].ManifestCID.String() < out[j].ManifestCID.String()
 	})
+	return out, err
+}
+
+// installsByName maps "<manifest CID>\x00<name>" to the VMs that
+// installed that package under that name, sorted.
+func installsByName(txn *badger.Txn, recs map[cid.Cid]pkgRecord) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := scanKeys(txn, prefixInstall, func(k []byte, item *badger.Item) error {
+		var r installRecord
+		if err := jsonUnmarshal(item, &r); err != nil {
+			return err
+		}
+		if r.Name == "" { // an older record: the package's first name
+			c, err := cid.Decode(r.ManifestCID)
+			if err != nil {
+				return nil
+			}
+			r.Name = recs[c].Name
+		}
+		key := r.ManifestCID + "\x00" + r.Name
+		out[key] = append(out[key], r.VM)
+		return nil
+	})
+	for _, vms := range out {
+		sort.Strings(vms)
+	}
 	return out, err
 }
 
@@ -115,10 +167,47 @@ func (s *Store) Lookup(name, version string) (*PackageInfo, error) {
 		if err != nil {
 			return fmt.Errorf("package %s@%s: index: %w", name, version, err)
 		}
-		info, err = s.packageInfo(txn, c)
-		return err
+		if info, err = s.packageInfo(txn, c); err != nil {
+			return err
+		}
+		info.Name, info.Version = name, version
+		return nil
 	})
 	return info, err
+}
+
+// AddName records that the package manifestCID is also published as
+// name@version (BeginPackage records the name a download starts with).
+func (s *Store) AddName(name, version string, manifestCID cid.Cid) error {
+	if name == "" || version == "" || hasNUL(name) || hasNUL(version) {
+		return fmt.Errorf("package %q@%q: %w: empty name or version, or NUL", name, version, ErrInvalid)
+	}
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.isClosed() {
+		return ErrClosed
+	}
+	key := manifestCID.String()
+	// On disk first, as BeginPackage does (see Rebuild).
+	if err := s.saveName(key, name, version); err != nil {
+		return fmt.Errorf("package %s@%s (%s): %w", name, version, manifestCID, err)
+	}
+	return s.update(func(txn *badger.Txn) error {
+		var rec pkgRecord
+		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("package %s@%s (%s): %w", name, version, manifestCID, ErrNotFound)
+		}
+		if rec.addName(name, version) {
+			if err := setJSON(txn, []byte(prefixPackage+key), &rec); err != nil {
+				return err
+			}
+		}
+		return txn.Set(nameKey(name, version), []byte(key))
+	})
 }
 
 func (s *Store) packageInfo(txn *badger.Txn, c cid.Cid) (*PackageInfo, error) {
@@ -326,10 +415,13 @@ func deletePackageTxn(txn *badger.Txn, key string) error {
 	if !found {
 		return fmt.Errorf("package %s: %w", key, ErrNotFound)
 	}
-	item, err := txn.Get(nameKey(rec.Name, rec.Version))
-	if err == nil {
+	for _, n := range rec.names() {
+		item, err := txn.Get(nameKey(n.Name, n.Version))
+		if err != nil {
+			continue
+		}
 		if v, err := item.ValueCopy(nil); err == nil && string(v) == key {
-			if err := txn.Delete(nameKey(rec.Name, rec.Version)); err != nil {
+			if err := txn.Delete(nameKey(n.Name, n.Version)); err != nil {
 				return err
 			}
 		}
@@ -352,37 +444,45 @@ func (s *Store) dropDownload(key string) {
 	}
 }
 
-// AddInstall records that VM vm uses the package, seen at into through a
-// view of the given mode. An install pins the package: neither GC nor
-// RemovePackage removes it. Adding the same install again updates it.
-func (s *Store) AddInstall(vm string, manifestCID cid.Cid, into string, mode string) error {
-	if err := checkVM(vm); err != nil {
+// RecordInstall records VM in.VM's view of the package in.ManifestCID
+// under in.Name (Version, Root, Into, Mode describe it). An install pins
+// the package: neither GC nor RemovePackage removes it. A VM has one
+// install per name: recording it again replaces the earlier record (an
+// upgrade, a new mode).
+func (s *Store) RecordInstall(in Install) error {
+	if err := checkVM(in.VM); err != nil {
 		return err
+	}
+	if in.Name == "" || hasNUL(in.Name) {
+		return fmt.Errorf("install in VM %s: package name %q: %w", in.VM, in.Name, ErrInvalid)
 	}
 	s.life.RLock()
 	defer s.life.RUnlock()
 	if s.isClosed() {
 		return ErrClosed
 	}
-	key := manifestCID.String()
+	key := in.ManifestCID.String()
 	return s.update(func(txn *badger.Txn) error {
 		ok, err := exists(txn, []byte(prefixPackage+key))
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("install %s in VM %s: package %w", manifestCID, vm, ErrNotFound)
+			return fmt.Errorf("install %s (%s) in VM %s: package %w", in.Name, in.ManifestCID, in.VM, ErrNotFound)
 		}
-		rec := installRecord{VM: vm, ManifestCID: key, Into: into, Mode: mode, Created: time.Now().UTC()}
-		if err := setJSON(txn, installKey(vm, key), &rec); err != nil {
+		if err := dropInstallTxn(txn, in.VM, in.Name); err != nil {
 			return err
 		}
-		return txn.Set([]byte(prefixRef+key+"/"+vm), []byte{})
+		rec := installRecord{VM: in.VM, Name: in.Name, Version: in.Version, ManifestCID: key, Root: in.Root, Into: in.Into, Mode: in.Mode, Created: time.Now().UTC()}
+		if err := setJSON(txn, installKey(in.VM, in.Name), &rec); err != nil {
+			return err
+		}
+		return txn.Set([]byte(prefixRef+key+"/"+in.VM), []byte{})
 	})
 }
 
-// RemoveInstall drops VM vm's install of the package.
-func (s *Store) RemoveInstall(vm string, manifestCID cid.Cid) error {
+// DropInstall drops VM vm's install of the package called name.
+func (s *Store) DropInstall(vm, name string) error {
 	if err := checkVM(vm); err != nil {
 		return err
 	}
@@ -391,20 +491,121 @@ func (s *Store) RemoveInstall(vm string, manifestCID cid.Cid) error {
 	if s.isClosed() {
 		return ErrClosed
 	}
-	key := manifestCID.String()
 	return s.update(func(txn *badger.Txn) error {
-		ok, err := exists(txn, installKey(vm, key))
+		recs, err := vmInstallsTxn(txn, vm)
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return fmt.Errorf("install of %s in VM %s: %w", manifestCID, vm, ErrNotFound)
+		for _, r := range recs {
+			if r.rec.Name == name {
+				return dropInstallTxn(txn, vm, name)
+			}
 		}
-		if err := txn.Delete(installKey(vm, key)); err != nil {
+		return fmt.Errorf("install of %s in VM %s: %w", name, vm, ErrNotFound)
+	})
+}
+
+// AddInstall records VM vm's install of the package under its first
+// name, at into (resolved beneath into's parent directory).
+func (s *Store) AddInstall(vm string, manifestCID cid.Cid, into string, mode string) error {
+	if err := checkVM(vm); err != nil {
+		return err
+	}
+	info, err := s.Package(manifestCID)
+	if err != nil {
+		return fmt.Errorf("install %s in VM %s: %w", manifestCID, vm, err)
+	}
+	return s.RecordInstall(Install{VM: vm, Name: info.Name, Version: info.Version, ManifestCID: manifestCID,
+		Root: filepath.Dir(into), Into: into, Mode: mode})
+}
+
+// RemoveInstall drops VM vm's installs of the package, under any name.
+func (s *Store) RemoveInstall(vm string, manifestCID cid.Cid) error {
+	insts, err := s.Installs(vm)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, in := range insts {
+		if in.ManifestCID.Equals(manifestCID) {
+			if err := s.DropInstall(vm, in.Name); err != nil {
+				return err
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("install of %s in VM %s: %w", manifestCID, vm, ErrNotFound)
+	}
+	return nil
+}
+
+// vmInstall is an install record with its key, its name filled in.
+type vmInstall struct {
+	key []byte
+	rec installRecord
+}
+
+// vmInstallsTxn reads VM vm's install records. A record written before
+// names were keys gets its package's first name.
+func vmInstallsTxn(txn *badger.Txn, vm string) ([]vmInstall, error) {
+	var out []vmInstall
+	err := scanKeys(txn, prefixInstall+vm+"\x00", func(k []byte, item *badger.Item) error {
+		var r installRecord
+		if err := jsonUnmarshal(item, &r); err != nil {
 			return err
 		}
-		return txn.Delete([]byte(prefixRef + key + "/" + vm))
+		out = append(out, vmInstall{key: bytes.Clone(k), rec: r})
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		r := &out[i].rec
+		if r.Name != "" {
+			continue
+		}
+		var p pkgRecord
+		if _, err := getJSON(txn, []byte(prefixPackage+r.ManifestCID), &p); err != nil {
+			return nil, err
+		}
+		r.Name, r.Version = p.Name, p.Version
+		if r.Root == "" {
+			r.Root = filepath.Dir(r.Into)
+		}
+	}
+	return out, nil
+}
+
+// dropInstallTxn deletes VM vm's record of name, if any, and the VM's
+// reference to its package unless another of the VM's installs uses it.
+func dropInstallTxn(txn *badger.Txn, vm, name string) error {
+	recs, err := vmInstallsTxn(txn, vm)
+	if err != nil {
+		return err
+	}
+	var dropped []string
+	for _, r := range recs {
+		if r.rec.Name == name {
+			if err := txn.Delete(r.key); err != nil {
+				return err
+			}
+			dropped = append(dropped, r.rec.ManifestCID)
+		}
+	}
+	for _, c := range dropped {
+		used := false
+		for _, r := range recs {
+			used = used || (r.rec.Name != name && r.rec.ManifestCID == c)
+		}
+		if !used {
+			if err := txn.Delete([]byte(prefixRef + c + "/" + vm)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Installs lists VM vm's installs; vm "" lists every VM's.
@@ -412,29 +613,50 @@ func (s *Store) Installs(vm string) ([]Install, error) {
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	prefix := prefixInstall
-	if vm != "" {
-		prefix += vm + "\x00"
-	}
-	var out []Install
+	var vms []string
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefix, func(k []byte, item *badger.Item) error {
-			var r installRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
+		if vm != "" {
+			vms = []string{vm}
+		} else {
+			seen := map[string]bool{}
+			if err := scanKeys(txn, prefixInstall, func(k []byte, _ *badger.Item) error {
+				id, _, _ := strings.Cut(strings.TrimPrefix(string(k), prefixInstall), "\x00")
+				if !seen[id] {
+					seen[id] = true
+					vms = append(vms, id)
+				}
+				return nil
+			}); err != nil {
 				return err
 			}
-			c, err := cid.Decode(r.ManifestCID)
-			if err != nil {
-				return fmt.Errorf("install record %q: %w", k, err)
-			}
-			out = append(out, Install{VM: r.VM, ManifestCID: c, Into: r.Into, Mode: r.Mode, Created: r.Created})
-			return nil
-		})
+		}
+		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	var out []Install
+	for _, id := range vms {
+		var recs []vmInstall
+		if err := s.db.View(func(txn *badger.Txn) (err error) {
+			recs, err = vmInstallsTxn(txn, id)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			c, err := cid.Decode(r.rec.ManifestCID)
+			if err != nil {
+				return nil, fmt.Errorf("install record %q: %w", r.key, err)
+			}
+			out = append(out, Install{VM: r.rec.VM, Name: r.rec.Name, Version: r.rec.Version, ManifestCID: c,
+				Root: r.rec.Root, Into: r.rec.Into, Mode: r.rec.Mode, Created: r.rec.Created})
+		}
+	}
+	return out, nil
 }
 
-func installKey(vm, key string) []byte { return []byte(prefixInstall + vm + "\x00" + key) }
+func installKey(vm, name string) []byte { return []byte(prefixInstall + vm + "\x00" + name) }
 
 func checkVM(vm string) error {
 	if vm == "" || len(vm) > 255 || strings.ContainsAny(vm, "/\x00") {

@@ -204,6 +204,9 @@ func (rb *rebuild) pkg(key string) error {
 	}
 	err := s.update(func(txn *badger.Txn) error {
 		rec := pkgRecord{Name: names[0].Name, Version: names[0].Version, State: state, Keep: true, Created: time.Now().UTC()}
+		for _, n := range names[1:] {
+			rec.addName(n.Name, n.Version)
+		}
 		if err := setJSON(txn, []byte(prefixPackage+key), &rec); err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package share
 
 import (
 	"fmt"
+	"path/filepath"
 )
 
 // ViewMode says how a VM sees a package tree.
@@ -36,4 +37,41 @@ func ParseViewMode(s string) (ViewMode, error) {
 		return m, nil
 	}
 	return "", fmt.Errorf("view mode %q: %w: want bind, overlay or link", s, ErrInvalid)
+}
+
+// View is one package tree shown to one VM at Root/Path.
+//
+// Root is the directory the VM controls. The path up to and including
+// Root is the operator's and is trusted; nothing below Root is: the VM may
+// replace any directory there by a symlink, before or while a view is
+// made or removed. Every operation on Path therefore stays beneath Root
+// and follows no symlink (see beneath_linux.go).
+type View struct {
+	Tree  string   // the package tree in the store
+	Root  string   // absolute: the directory the VM controls
+	Path  string   // where the view appears, relative to Root ("opt/NAME")
+	Mode  ViewMode // bind, overlay or link
+	Upper string   // ViewOverlay: the VM-private directory for upper/ and work/ (trusted)
+}
+
+// At is the view's absolute path, for messages and records.
+func (v *View) At() string { return filepath.Join(v.Root, v.Path) }
+
+func (v *View) check() error {
+	if !filepath.IsAbs(v.Root) {
+		return fmt.Errorf("view root %q: %w: want an absolute directory", v.Root, ErrInvalid)
+	}
+	if err := checkRel(v.Path); err != nil {
+		return err
+	}
+	switch v.Mode {
+	case ViewBind, ViewLink:
+	case ViewOverlay:
+		if !filepath.IsAbs(v.Upper) {
+			return fmt.Errorf("overlay view at %s: %w: upper directory %q is not absolute", v.At(), ErrInvalid, v.Upper)
+		}
+	default:
+		return fmt.Errorf("view at %s: mode %q: %w", v.At(), v.Mode, ErrInvalid)
+	}
+	return nil
 }

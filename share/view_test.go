@@ -62,7 +62,8 @@ var attacks = []struct {
 func TestViewBindIsReadOnly(t *testing.T) {
 	s, p, root := viewStore(t)
 	view := filepath.Join(root, "vm1", "pkg")
-	if err := MountView(s.TreePath(p.cid), view, ViewBind, ""); err != nil {
+	v := viewAt(s.TreePath(p.cid), view, ViewBind, "")
+	if err := MountView(v); err != nil {
 		t.Fatalf("MountView(bind) = %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(view, unix.MNT_DETACH) })
@@ -74,7 +75,7 @@ func TestViewBindIsReadOnly(t *testing.T) {
 	}
 	checkTree(t, s.TreePath(p.cid), p)
 	verifyClean(t, s)
-	if err := UnmountView(view, ViewBind); err != nil {
+	if err := UnmountView(v); err != nil {
 		t.Fatalf("UnmountView = %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(view, "data")); !os.IsNotExist(err) {
@@ -85,7 +86,8 @@ func TestViewBindIsReadOnly(t *testing.T) {
 func TestViewOverlayCopiesUp(t *testing.T) {
 	s, p, root := viewStore(t)
 	view, upper := filepath.Join(root, "vm1", "pkg"), filepath.Join(root, "vm1", "upper")
-	if err := MountView(s.TreePath(p.cid), view, ViewOverlay, upper); err != nil {
+	v := viewAt(s.TreePath(p.cid), view, ViewOverlay, upper)
+	if err := MountView(v); err != nil {
 		t.Fatalf("MountView(overlay) = %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(view, unix.MNT_DETACH) })
@@ -107,7 +109,7 @@ func TestViewOverlayCopiesUp(t *testing.T) {
 	// The store did not change.
 	checkTree(t, s.TreePath(p.cid), p)
 	verifyClean(t, s)
-	if err := UnmountView(view, ViewOverlay); err != nil {
+	if err := UnmountView(v); err != nil {
 		t.Fatalf("UnmountView = %v", err)
 	}
 }
@@ -119,7 +121,8 @@ func TestViewLinkSharesInodes(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	install(t, s, p, "pkg", "1")
 	view := filepath.Join(s.Dir(), "views", "vm1", "pkg") // the store's file system
-	if err := MountView(s.TreePath(p.cid), view, ViewLink, ""); err != nil {
+	v := viewAt(s.TreePath(p.cid), view, ViewLink, "")
+	if err := MountView(v); err != nil {
 		t.Fatalf("MountView(link) = %v", err)
 	}
 	checkTree(t, view, p)
@@ -139,10 +142,10 @@ func TestViewLinkSharesInodes(t *testing.T) {
 			t.Errorf("%s in the link view is not the object's inode", e.Path)
 		}
 	}
-	if err := MountView(s.TreePath(p.cid), view, ViewLink, ""); !errors.Is(err, ErrInvalid) {
+	if err := MountView(v); !errors.Is(err, ErrInvalid) {
 		t.Errorf("MountView(link) over a non-empty directory = %v, want ErrInvalid", err)
 	}
-	if err := UnmountView(view, ViewLink); err != nil {
+	if err := UnmountView(v); err != nil {
 		t.Fatalf("UnmountView(link) = %v", err)
 	}
 	if _, err := os.Lstat(view); !os.IsNotExist(err) {
@@ -162,5 +165,57 @@ func TestParseViewMode(t *testing.T) {
 		if got, err := ParseViewMode(tt.in); got != tt.want || !errors.Is(err, tt.err) {
 			t.Errorf("ParseViewMode(%q) = %q, %v, want %q, %v", tt.in, got, err, tt.want, tt.err)
 		}
+	}
+}
+
+// The overlay's upper layer holds the VM's own changes: no other local
+// user may read it, so the directory that holds upper/ and work/ is 0700.
+func TestViewOverlayUpperIsPrivate(t *testing.T) {
+	s, p, root := viewStore(t)
+	upper := filepath.Join(root, "overlays", "vm1", p.cid.String())
+	v := View{Tree: s.TreePath(p.cid), Root: filepath.Join(root, "vm1"), Path: "pkg", Mode: ViewOverlay, Upper: upper}
+	if err := MountView(v); err != nil {
+		t.Fatalf("MountView(overlay) = %v", err)
+	}
+	t.Cleanup(func() { _ = UnmountView(v) })
+	st, err := os.Stat(upper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Mode().Perm(); got != 0o700 {
+		t.Errorf("overlay upper directory %s has mode %v, want 0700", upper, got)
+	}
+	if err := os.WriteFile(filepath.Join(v.At(), "secret"), []byte("vm data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(upper, "upper", "secret")); err != nil {
+		t.Errorf("the VM's file is not in its upper layer: %v", err)
+	}
+}
+
+// A mount at a view's place that is not the view (another tree, another
+// file system) is reported and left alone.
+func TestViewOtherMountLeftAlone(t *testing.T) {
+	s, p, root := viewStore(t)
+	v := View{Tree: s.TreePath(p.cid), Root: filepath.Join(root, "vm1"), Path: "pkg", Mode: ViewBind}
+	if err := os.MkdirAll(v.At(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", v.At(), "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(v.At(), unix.MNT_DETACH) })
+	if err := CheckView(v); !errors.Is(err, ErrViewReplaced) {
+		t.Errorf("CheckView over a tmpfs = %v, want ErrViewReplaced", err)
+	}
+	if err := MountView(v); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("MountView over a mount point = %v, want EBUSY", err)
+	}
+	if err := UnmountView(v); !errors.Is(err, ErrViewReplaced) {
+		t.Errorf("UnmountView of a tmpfs = %v, want ErrViewReplaced", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(v.At(), &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Errorf("the tmpfs at %s was unmounted (statfs type %#x, %v)", v.At(), st.Type, err)
 	}
 }

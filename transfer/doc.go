@@ -92,6 +92,20 @@
 // (RejectCancelled); the receiver drops the parts it has. A late answer to
 // one of our own cancels is not held against the peer.
 //
+// No peer can take more than its share of this host's upload. A session
+// keeps the set of chunks it has pending for its peer (queued, being read
+// or sent) and the chunks it sent whole recently (the last 1,024, within
+// RequestTimeout): a Request of either again is a duplicate and dropped,
+// so thousands of copies of one index in a Request cost one upload. A
+// Cancel clears a chunk from both, so a peer whose request timed out (it
+// cancels first) is served again. With an upload rate limit, the turns at
+// the limiter (one piece each) go to the waiting sessions by start-time
+// fair queueing over peers, by bytes: while several peers want chunks each
+// gets an equal share of the rate, however many streams (one per package)
+// and however deep a queue it has; a peer that was idle banks no credit.
+// Without a limit the link is shared by the transport, one connection per
+// peer.
+//
 // SetMembers costs O(m log m + n log m) for m members and n chunks
 // (O(n log m) with a MemberRing prepared once and shared by many Pickers:
 // SetMemberRing); each origin decision is O(log n).

@@ -88,6 +88,7 @@ type Swarm struct {
 	cfg    SwarmConfig
 	log    *slog.Logger
 	up     *rate.Limiter
+	upFair *fairShare // turns at up, fair between peers
 	down   *rate.Limiter
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -189,6 +190,7 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	}
 	if cfg.UploadRate > 0 {
 		s.up = rate.NewLimiter(rate.Limit(cfg.UploadRate), rateBurst)
+		s.upFair = newFairShare()
 	}
 	if cfg.DownloadRate > 0 {
 		s.down = rate.NewLimiter(rate.Limit(cfg.DownloadRate), rateBurst)
@@ -296,6 +298,21 @@ func (s *Swarm) Stats() SwarmStats {
 		st.Peers[p] = *ps
 	}
 	return st
+}
+
+// waitUpload waits until peer p may send n more bytes under the upload
+// rate limit (at once without one). Turns at the limiter go to the peers
+// waiting for it fairly by bytes (fairShare), so a peer with many streams
+// or deep queues takes no more than its share while others wait.
+func (s *Swarm) waitUpload(ctx context.Context, p PeerID, n int) error {
+	if s.up == nil {
+		return nil
+	}
+	if err := s.upFair.acquire(ctx, p, n); err != nil {
+		return err
+	}
+	defer s.upFair.release()
+	return s.up.WaitN(ctx, n)
 }
 
 func (s *Swarm) countPeer(p PeerID, down, up int64) {

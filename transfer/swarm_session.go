@@ -44,14 +44,21 @@ type session struct {
 	upWake chan struct{} // uploads queued: wakes the readLoops
 	ready  chan upload   // uploads read from the Store, for the writeLoop
 
-	mu        sync.Mutex
-	closed    bool
-	closeErr  error
-	ctrl      []*Message
-	uploads   []uint32
-	reading   int             // uploads taken by a readUploads, not yet written
-	cancelled map[uint32]bool // cancelled while being read or sent: not to be sent (further)
-	sending   int64           // the chunk the writeLoop is sending in parts, -1 none
+	mu       sync.Mutex
+	closed   bool
+	closeErr error
+	ctrl     []*Message
+	uploads  []uint32
+	reading  int // uploads taken by a readUploads, not yet written
+	// pending: the chunks queued in uploads, being read or being sent. A
+	// Request of one of them again is a duplicate and dropped.
+	pending   map[uint32]bool
+	cancelled map[uint32]bool // pending, cancelled while being read or sent: not to be sent (further)
+	// sent: chunks sent whole, when, and in that order (bounded by
+	// recentSent). A Request of one of them within RequestTimeout, with no
+	// Cancel of it since, is a duplicate and dropped.
+	sentAt map[uint32]time.Time
+	sent   []sentChunk
 	// cancels: chunks we cancelled, so that a late answer (already on its
 	// way) is not held against the peer (unsolicited). Bounded.
 	cancels     map[uint32]bool
@@ -63,7 +70,7 @@ type session struct {
 }
 
 func newSession(s *Swarm, p PeerID, st Stream, outbound bool) *session {
-	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1), upWake: make(chan struct{}, 1), sending: -1}
+	ss := &session{s: s, peer: p, st: st, outbound: outbound, wake: make(chan struct{}, 1), upWake: make(chan struct{}, 1), pending: make(map[uint32]bool)}
 	ss.ctx, ss.cancel = context.WithCancel(s.ctx)
 	return ss
 }
@@ -472,21 +479,7 @@ func (ss *session) handle(m *Message, n int) error {
 		if err := checkIdx(m.Indices...); err != nil {
 			return err
 		}
-		var busy []uint32
-		ss.mu.Lock()
-		for _, i := range m.Indices {
-			if len(ss.uploads) >= maxUploadQueue {
-				busy = append(busy, i)
-				continue
-			}
-			ss.uploads = append(ss.uploads, i)
-			delete(ss.cancelled, i)
-		}
-		if len(busy) > 0 {
-			ss.ctrl = append(ss.ctrl, &Message{Type: MsgReject, Reason: RejectBusy, Indices: busy})
-		}
-		ss.mu.Unlock()
-		ss.poke()
+		ss.queueUploads(m.Indices)
 		select {
 		case ss.upWake <- struct{}{}:
 		default:
@@ -495,28 +488,7 @@ func (ss *session) handle(m *Message, n int) error {
 		if err := checkIdx(m.Indices...); err != nil {
 			return err
 		}
-		ss.mu.Lock()
-		for _, c := range m.Indices {
-			queued := false
-			for k, i := range ss.uploads {
-				if i == c {
-					ss.uploads = append(ss.uploads[:k], ss.uploads[k+1:]...)
-					queued = true
-					break
-				}
-			}
-			if !queued && (ss.reading > 0 || ss.sending == int64(c)) {
-				// Perhaps being read (the writer drops it), or being
-				// sent in parts (the writer stops and says so).
-				if ss.cancelled == nil {
-					ss.cancelled = make(map[uint32]bool)
-				}
-				if len(ss.cancelled) < maxUploadQueue {
-					ss.cancelled[c] = true
-				}
-			}
-		}
-		ss.mu.Unlock()
+		ss.cancelUploads(m.Indices)
 	case MsgReject:
 		if err := checkIdx(m.Indices...); err != nil {
 			return err
@@ -647,6 +619,7 @@ func (ss *session) writeLoop() {
 				drop := ss.cancelled[uint32(next.i)]
 				if drop {
 					delete(ss.cancelled, uint32(next.i))
+					delete(ss.pending, uint32(next.i))
 				}
 				ss.mu.Unlock()
 				if !drop {
@@ -718,13 +691,17 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 	ref := ss.pkg.refs[i]
 	if err != nil {
 		ss.s.log.Debug("cannot serve chunk", "peer", ss.peer, "chunk", ref.CID, "err", err)
+		ss.uploaded(uint32(i), false)
 		return WriteMessage(bw, &Message{Type: MsgReject, Reason: RejectNotHave, Indices: []uint32{uint32(i)}})
 	}
-	sent := len(data)
+	sent, stopped := len(data), false
 	if ps := ss.partSize(); len(data) > ps {
-		sent, err = ss.uploadParts(bw, i, data, ps)
+		sent, stopped, err = ss.uploadParts(bw, i, data, ps)
 	} else {
 		err = ss.uploadWhole(bw, i, data)
+	}
+	if !stopped {
+		ss.uploaded(uint32(i), err == nil)
 	}
 	if sent > 0 {
 		ss.s.bytesUploaded.Add(int64(sent))
@@ -761,10 +738,8 @@ func (ss *session) uploadWhole(bw *bufio.Writer, i int, data []byte) error {
 	}
 	for off := 0; off < len(data); off += ratePiece {
 		piece := data[off:min(off+ratePiece, len(data))]
-		if ss.s.up != nil {
-			if err := ss.s.up.WaitN(ss.ctx, len(piece)); err != nil {
-				return err
-			}
+		if err := ss.s.waitUpload(ss.ctx, ss.peer, len(piece)); err != nil {
+			return err
 		}
 		if _, err := bw.Write(piece); err != nil {
 			return err
@@ -788,36 +763,29 @@ func (ss *session) takeCtrl() []*Message {
 // HaveUpdate does not wait behind a whole paced chunk: with a capped upload
 // shared by several sessions a chunk takes seconds, and a late Fetching
 // sends another host to the origin for the same chunk. A Cancel of chunk i
-// that arrives meanwhile ends it with a Reject (RejectCancelled). It
-// returns the chunk bytes sent.
-func (ss *session) uploadParts(bw *bufio.Writer, i int, data []byte, ps int) (int, error) {
-	ss.mu.Lock()
-	ss.sending = int64(i)
-	ss.mu.Unlock()
-	defer func() {
-		ss.mu.Lock()
-		ss.sending = -1
-		delete(ss.cancelled, uint32(i))
-		ss.mu.Unlock()
-	}()
+// that arrives meanwhile ends it with a Reject (RejectCancelled): stopped,
+// and chunk i is no longer pending. It returns the chunk bytes sent.
+func (ss *session) uploadParts(bw *bufio.Writer, i int, data []byte, ps int) (sent int, stopped bool, err error) {
 	for off := 0; off < len(data); off += ps {
 		piece := data[off:min(off+ps, len(data))]
-		if ss.s.up != nil {
-			if err := ss.s.up.WaitN(ss.ctx, len(piece)); err != nil {
-				return off, err
-			}
+		if err := ss.s.waitUpload(ss.ctx, ss.peer, len(piece)); err != nil {
+			return off, false, err
 		}
 		m := Message{Type: MsgChunkPart, Index: uint32(i), Total: len(data), Offset: off, Data: piece}
 		if err := WriteMessage(bw, &m); err != nil {
-			return off, err
+			return off, false, err
 		}
 		if off+len(piece) == len(data) {
-			return len(data), nil
+			return len(data), false, nil
 		}
 		ss.mu.Lock()
 		ctrl := ss.ctrl
 		ss.ctrl = nil
 		stop := ss.cancelled[uint32(i)]
+		if stop {
+			delete(ss.cancelled, uint32(i))
+			delete(ss.pending, uint32(i))
+		}
 		ss.mu.Unlock()
 		if stop {
 			ctrl = append(ctrl, &Message{Type: MsgReject, Reason: RejectCancelled, Indices: []uint32{uint32(i)}})
@@ -827,17 +795,17 @@ func (ss *session) uploadParts(bw *bufio.Writer, i int, data []byte, ps int) (in
 		}
 		for _, c := range ctrl {
 			if err := WriteMessage(bw, c); err != nil {
-				return off + len(piece), err
+				return off + len(piece), stop, err
 			}
 		}
 		if err := bw.Flush(); err != nil {
-			return off + len(piece), err
+			return off + len(piece), stop, err
 		}
 		if stop {
-			return off + len(piece), nil
+			return off + len(piece), true, nil
 		}
 	}
-	return len(data), nil
+	return len(data), false, nil
 }
 
 // limitedReader paces reads to a shared download rate.

@@ -160,6 +160,7 @@ func TestKillNineDuringDownload(t *testing.T) {
 		t.Fatalf("fetch after %d kills: %v", trials, err)
 	}
 	out := t.TempDir()
+	stork(t, "vm", "add", "--data", data, "check", "--allow", "*", "--root", out, "--unprivileged")
 	stork(t, "install", "--data", data, "--vm", "check", "--mode", "link", "--into", out, "p")
 	compareStoreView(t, src, filepath.Join(out, "p"))
 	d.stop(t)
@@ -198,6 +199,7 @@ func TestDaemonCLI(t *testing.T) {
 	stork(t, "fetch", "--data", data, "tool")
 	views := t.TempDir()
 	for i := 0; i < 3; i++ {
+		stork(t, "vm", "add", "--data", data, fmt.Sprintf("vm%d", i), "--allow", "*", "--root", filepath.Join(views, fmt.Sprint(i)), "--unprivileged")
 		// the contract's order: NAME before --into
 		stork(t, "install", "--data", data, "--vm", fmt.Sprintf("vm%d", i), "--mode", "link", "tool@1.0.0", "--into", filepath.Join(views, fmt.Sprint(i)))
 		compareStoreView(t, src, filepath.Join(views, fmt.Sprint(i), "tool"))
@@ -211,7 +213,7 @@ func TestDaemonCLI(t *testing.T) {
 	metrics := httpGet(t, "http://"+metricsAddr+"/metrics")
 	for _, line := range []string{
 		`stork_store_packages{state="complete"} 1`, "stork_store_installs 3",
-		`stork_node_received_bytes_total{source="peers"} 0`, "stork_node_vms 0", "go_goroutines ", "process_resident_memory_bytes ",
+		`stork_node_received_bytes_total{source="peers"} 0`, "stork_node_vms 3", "go_goroutines ", "process_resident_memory_bytes ",
 	} {
 		if !strings.Contains(metrics, "\n"+line) {
 			t.Errorf("/metrics lacks %q:\n%s", line, metrics)
@@ -229,7 +231,8 @@ func TestDaemonCLI(t *testing.T) {
 	storkFail(t, "nosuch", "install", "--data", data, "--vm", "vm9", "--into", filepath.Join(views, "9"), "nosuch")
 	storkFail(t, "mode", "install", "--data", data, "--vm", "vm9", "--mode", "sideways", "--into", filepath.Join(views, "9"), "tool")
 	// A VM registered through the CLI asks for packages through its socket.
-	out := stork(t, "vm", "add", "--data", data, "guest", "--allow", "to*", "--mode", "link")
+	storkFail(t, "unprivileged", "vm", "add", "--data", data, "guest", "--allow", "to*", "--mode", "link")
+	out := stork(t, "vm", "add", "--data", data, "guest", "--allow", "to*", "--mode", "link", "--unprivileged")
 	if !strings.Contains(out, node.VMSocketPath(data, "guest")) {
 		t.Errorf("vm add printed %q, want the VM's socket path", out)
 	}
@@ -292,6 +295,7 @@ func TestSwarmProcesses(t *testing.T) {
 	var size, fromPeers int64
 	for i, d := range datas {
 		view := t.TempDir()
+		stork(t, "vm", "add", "--data", d, "check", "--allow", "*", "--root", view, "--unprivileged")
 		stork(t, "install", "--data", d, "--vm", "check", "--mode", "link", "p", "--into", view)
 		compareStoreView(t, src, filepath.Join(view, "p"))
 		st, err := node.NewClient(d).Status(context.Background())
@@ -370,6 +374,7 @@ func TestSwarmPeerKilledAndRestarted(t *testing.T) {
 	}
 	for _, d := range datas {
 		view := t.TempDir()
+		stork(t, "vm", "add", "--data", d, "check", "--allow", "*", "--root", view, "--unprivileged")
 		stork(t, "install", "--data", d, "--vm", "check", "--mode", "link", "p", "--into", view)
 		compareStoreView(t, src, filepath.Join(view, "p"))
 	}

@@ -49,11 +49,11 @@ func installCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "install",
 		Usage:     "expose a package and its dependencies read-only in a VM's view (DIR/NAME each)",
-		UsageText: "stork install --data DIR --vm ID NAME[@VERSION] --into DIR [--mode bind|overlay|link]",
+		UsageText: "stork install --data DIR --vm ID NAME[@VERSION] [--into DIR] [--mode bind|overlay|link]",
 		Flags: []cli.Flag{
 			dataFlag(),
 			stringFlag("vm", "VM `ID`", catStore, true),
-			stringFlag("into", "view `DIR`; each package appears at DIR/NAME", catStore, true),
+			stringFlag("into", "view `DIR`, at or below the VM's root (default: the root of the VM as registered with stork vm add); each package appears at DIR/NAME", catStore, false),
 			&cli.StringFlag{Name: "mode", Usage: "view `MODE`: bind (read-only bind mount), overlay (copy-on-write upper layer), link (hard links)", Category: catStore, EnvVars: env("mode"), Value: "bind"},
 			boolFlag("json", "print the result as JSON", catOutput),
 		},
@@ -61,9 +61,13 @@ func installCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageError(c, "want exactly one NAME[@VERSION], got %d arguments", c.NArg())
 			}
-			into, err := filepath.Abs(c.String("into"))
-			if err != nil {
-				return err
+			into := c.String("into")
+			if into != "" {
+				abs, err := filepath.Abs(into)
+				if err != nil {
+					return err
+				}
+				into = abs
 			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -111,7 +115,7 @@ func uninstallCommand() *cli.Command {
 func listCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "list",
-		Usage:     "list packages in the host store, or one VM's installs",
+		Usage:     "list packages in the host store, or one VM's installs with the state of each view (ok, or broken and why)",
 		UsageText: "stork list --data DIR [--vm ID] [--json]",
 		Flags:     []cli.Flag{dataFlag(), stringFlag("vm", "only this VM's installs (`ID`)", catStore, false), boolFlag("json", "print JSON", catOutput)},
 		Action: func(c *cli.Context) error {
@@ -125,9 +129,13 @@ func listCommand() *cli.Command {
 					return printJSON(c, insts)
 				}
 				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tVERSION\tPATH\tMODE")
+				fmt.Fprintln(tw, "NAME\tVERSION\tPATH\tMODE\tSTATE")
 				for _, in := range insts {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", in.Name, in.Version, in.Path, in.Mode)
+					state := in.State
+					if in.Reason != "" {
+						state += ": " + in.Reason
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Version, in.Path, in.Mode, state)
 				}
 				return tw.Flush()
 			}
@@ -162,8 +170,14 @@ func statusCommand() *cli.Command {
 			if c.Bool("json") {
 				return printJSON(c, st)
 			}
-			fmt.Fprintf(c.App.Writer, "peer %s, %d peers, from peers %d B, from origin %d B, uploaded %d B, %d packages, %d VMs\n",
-				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.VMs))
+			broken := 0
+			for _, v := range st.Views {
+				if v.State != "ok" {
+					broken++
+				}
+			}
+			fmt.Fprintf(c.App.Writer, "peer %s, %d peers, from peers %d B, from origin %d B, uploaded %d B, %d packages, %d VMs, %d views (%d broken)\n",
+				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.VMs), len(st.Views), broken)
 			return nil
 		},
 	}
@@ -196,12 +210,13 @@ func vmCommand() *cli.Command {
 			{
 				Name:      "add",
 				Usage:     "register a VM with the package name patterns it may request through its own socket",
-				UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] [--root DIR] [--mode bind|overlay|link] [--quota SIZE]",
+				UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] [--root DIR] [--mode bind|overlay|link] [--unprivileged] [--quota SIZE]",
 				Flags: []cli.Flag{
 					dataFlag(),
 					&cli.StringSliceFlag{Name: "allow", Usage: "package name `PATTERN` the VM may request (shell-style, repeat)", Category: catStore, EnvVars: env("allow"), Required: true},
-					stringFlag("root", "host `DIR` where the VM's packages appear as DIR/NAME (default DATA/views/ID)", catStore, false),
+					stringFlag("root", "host `DIR` the VM controls, where its packages appear as DIR/NAME (default DATA/views/ID; never inside the data directory)", catStore, false),
 					&cli.StringFlag{Name: "mode", Usage: "view `MODE` for this VM: bind, overlay or link", Category: catStore, EnvVars: env("mode"), Value: "bind"},
+					boolFlag("unprivileged", "declare that no process of the VM runs as root (or as the store's owner): required for link views, which give such a process write access to the shared objects", catStore),
 					stringFlag("quota", "cap the file bytes of the packages the VM may have installed through its own socket at `SIZE` (e.g. 2G); default no cap", catLimits, false),
 				},
 				Action: func(c *cli.Context) error {
@@ -225,7 +240,7 @@ func vmCommand() *cli.Command {
 						quota = n
 					}
 					sock, err := node.NewClient(c.String("data")).AddVM(c.Context, node.VM{
-						ID: c.Args().First(), Allow: c.StringSlice("allow"), Root: root, Mode: c.String("mode"), Quota: quota,
+						ID: c.Args().First(), Allow: c.StringSlice("allow"), Root: root, Mode: c.String("mode"), Unprivileged: c.Bool("unprivileged"), Quota: quota,
 					})
 					if err != nil {
 						return err

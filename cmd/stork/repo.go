@@ -115,66 +115,6 @@ func repoInitCommand() *cli.Command {
 	}
 }
 
-func repoAddCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "add",
-		Usage:     "publish a package (directory, .tar, .tar.gz, .tar.zst, .deb or single file) as NAME@VERSION",
-		UsageText: "stork repo add --dir REPO --key FILE --name NAME --version VER [--depends 'NAME>=1.2' ...] PATH",
-		Flags: []cli.Flag{
-			repoDirFlag(),
-			keyFlag("signing key `FILE` (repeat: targets or delegated publisher key, plus snapshot and timestamp keys)"),
-			stringFlag("name", "package `NAME`", catRepo, true),
-			stringFlag("version", "package `VERSION` (semantic version)", catRepo, true),
-			stringSliceFlag("depends", "dependency `CONSTRAINT` such as 'libfoo>=1.2' (repeat)", catRepo),
-			stringFlag("chunk-size", "chunk `SIZE` (default 1M)", catLimits, false),
-			boolFlag("json", "print the result as JSON", catOutput),
-		},
-		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usageError(c, "want exactly one PATH (a directory, archive or file), got %d arguments", c.NArg())
-			}
-			keys, err := loadKeys(c.StringSlice("key"))
-			if err != nil {
-				return err
-			}
-			opts := metadata.AddOptions{
-				Name:    c.String("name"),
-				Version: c.String("version"),
-				Source:  c.Args().First(),
-				Depends: c.StringSlice("depends"),
-			}
-			if s := c.String("chunk-size"); s != "" {
-				n, err := parseSize(s)
-				if err != nil {
-					return fmt.Errorf("--chunk-size: %w", err)
-				}
-				opts.Import.ChunkSize = n
-			}
-			repo, err := metadata.OpenRepo(c.String("dir"), keys, nil)
-			if err != nil {
-				return err
-			}
-			res, err := repo.Add(c.Context, opts)
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				return printJSON(c, map[string]any{
-					"name": res.Name, "version": res.Version, "manifest": res.ManifestCID.String(),
-					"size": res.Size, "chunks": res.Chunks, "new_chunks": res.NewChunks, "unchanged": res.Unchanged,
-				})
-			}
-			state := "added"
-			if res.Unchanged {
-				state = "unchanged"
-			}
-			fmt.Fprintf(c.App.Writer, "%s %s@%s manifest %s (%d bytes, %d chunks, %d new)\n",
-				state, res.Name, res.Version, res.ManifestCID, res.Size, res.Chunks, res.NewChunks)
-			return nil
-		},
-	}
-}
-
 func repoRefreshCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "refresh",
@@ -281,9 +221,11 @@ func repoListCommand() *cli.Command {
 
 func printPackages(c *cli.Context, pkgs []metadata.PackageInfo) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tSIZE\tMANIFEST\tDEPENDS")
+	fmt.Fprintln(tw, "NAME\tVERSION\tSCHEME\tSIZE\tMANIFEST\tDEPENDS")
 	for _, p := range pkgs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.Size, p.ManifestCID, strings.Join(p.Depends, ","))
+		// A dependency may hold commas ("libc6>=2.34, <<2.40"): entries are
+		// separated by "; ".
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.Scheme, p.Size, p.ManifestCID, strings.Join(p.Depends, "; "))
 	}
 	return tw.Flush()
 }

@@ -92,10 +92,12 @@ awk -v o="$ORIGIN" -v s="$SIZE" -v n=5 'BEGIN { printf "repository offload: %.1f
 say "one download, one copy, read-only views for three VMs on host h1"
 DATA="$WORK/hosts/h1"
 MODE=link
-if [ "$(id -u)" = 0 ]; then MODE=bind; fi
+UNPRIV=(--unprivileged) # link views only for VMs declared unprivileged
+if [ "$(id -u)" = 0 ]; then MODE=bind; UNPRIV=(); fi
 INSTALLS=()
 for vm in vm1 vm2 vm3; do
-	"$STORK" install --data "$DATA" --vm "$vm" --mode "$MODE" hello-tools --into "$WORK/vms/$vm" > /dev/null &
+	"$STORK" vm add --data "$DATA" "$vm" --allow 'hello*' --root "$WORK/vms/$vm" --mode "$MODE" "${UNPRIV[@]}" > /dev/null
+	"$STORK" install --data "$DATA" --vm "$vm" --mode "$MODE" hello-tools > /dev/null &
 	INSTALLS+=($!)
 done
 for pid in "${INSTALLS[@]}"; do wait "$pid"; done

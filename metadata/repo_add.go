@@ -1,0 +1,354 @@
+package metadata
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// AddOptions says what Add publishes.
+type AddOptions struct {
+	// Name: [a-z0-9][a-z0-9+._-]*, at most 128 bytes.
+	Name string
+	// Version is published exactly as given; it must parse under Scheme.
+	Version string
+	// Scheme orders Version and is recorded in the signed target; ""
+	// means SchemeSemver. Every version of one name uses one scheme.
+	Scheme Scheme
+	// Source is the path passed to Import (directory, archive or file).
+	Source string
+	// Depends lists dependencies (see ParseDependency): "libfoo>=1.2",
+	// "bar", "baz=2.0.1", "qux>=1,<2", "libc6>= 2.36", "a | b>>1".
+	// Validated at add time; signed with the target.
+	Depends []string
+	// Import configures the import (chunk size, limits, source kind).
+	Import ImportOptions
+}
+
+// AddResult reports what Add did.
+type AddResult struct {
+	Name, Version string
+	Scheme        Scheme
+	ManifestCID   cid.Cid
+	Size          int64    // bytes of file content
+	Chunks        int      // chunks of the tree (with repeats)
+	NewChunks     int      // chunks written that the repository did not have
+	Unchanged     bool     // NAME@VERSION (or a version equal to it) was already published with the same content
+	Depends       []string // the signed dependencies, canonical
+	// Missing lists the dependencies none of whose alternatives names a
+	// package the repository publishes (this batch included). A warning:
+	// the package is published all the same.
+	Missing []string
+	Role    string
+}
+
+// chunkWriter stores imported chunks under DIR/chunks, skipping existing ones.
+type chunkWriter struct {
+	dir        string
+	total, new int
+}
+
+func (w *chunkWriter) PutChunk(c cid.Cid, data []byte) error {
+	w.total++
+	if err := VerifyCID(c, data); err != nil {
+		return err
+	}
+	p := filepath.Join(w.dir, c.String())
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	if err := writeFileAtomic(p, data, 0o644); err != nil {
+		return err
+	}
+	w.new++
+	return nil
+}
+
+// publishRole picks the targets role that signs path: a delegated role that
+// covers it and whose keys the caller holds, else top-level targets if the
+// caller holds its keys, else ErrMissingKey.
+func (r *Repo) publishRole(path string) (string, error) {
+	var covering []string
+	if d := r.targets[tufmeta.TARGETS].Signed.Delegations; d != nil {
+		for _, dr := range d.Roles {
+			ok, _ := dr.IsDelegatedPath(path)
+			if !ok {
+				continue
+			}
+			covering = append(covering, dr.Name)
+			if _, err := r.signersFor(dr.Name, dr.KeyIDs, dr.Threshold); err == nil {
+				return dr.Name, nil
+			}
+		}
+	}
+	if _, err := r.signers(tufmeta.TARGETS, r.root.Signed.Roles[tufmeta.TARGETS]); err == nil {
+		return tufmeta.TARGETS, nil
+	}
+	if len(covering) == 0 {
+		return "", fmt.Errorf("publish %s: %w: no key for role targets, and no delegated role you hold keys for covers this name", path, ErrMissingKey)
+	}
+	return "", fmt.Errorf("publish %s: %w: no key for role targets nor for delegated role %s", path, ErrMissingKey, strings.Join(covering, ", "))
+}
+
+// Add publishes one package (see AddMany).
+func (r *Repo) Add(ctx context.Context, opts AddOptions) (*AddResult, error) {
+	res, err := r.AddMany(ctx, []AddOptions{opts})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// AddMany imports each package's Source, stores its chunks and manifest,
+// and publishes packages/NAME/VERSION signed by the role that covers it
+// (see Delegate), all in one commit: each changed targets role, the
+// snapshot and the timestamp are signed once for the whole list. On error
+// nothing is published (chunks and manifests already written stay,
+// unreferenced, and a retry reuses them).
+//
+// Adding NAME@VERSION again with the same content and dependencies, or a
+// version equal to a published one under the scheme ("1.2" for "1.2.0"),
+// changes nothing (Unchanged); with other content it fails with
+// ErrExists, as does a version whose scheme differs from the one the
+// name's published versions use.
+func (r *Repo) AddMany(ctx context.Context, list []AddOptions) ([]*AddResult, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.load(); err != nil {
+		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
+	}
+	b := &addBatch{r: r, roles: map[string]*tufmeta.Metadata[tufmeta.TargetsType]{}}
+	out := make([]*AddResult, 0, len(list))
+	for _, opts := range list {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		res, err := b.add(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res)
+	}
+	b.markMissing(out)
+	if len(b.roles) == 0 {
+		return out, nil
+	}
+	if err := r.commit(commitSpec{roles: b.roles}); err != nil {
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	return out, nil
+}
+
+// addBatch is an AddMany in progress: roles holds the changed targets
+// roles, not yet signed; lookups see them over the repository's.
+type addBatch struct {
+	r     *Repo
+	roles map[string]*tufmeta.Metadata[tufmeta.TargetsType]
+}
+
+// eachTarget calls fn for every target of every role, the batch's changes
+// included, roles in name order; fn returns false to stop.
+func (b *addBatch) eachTarget(fn func(role, path string, tf *tufmeta.TargetFiles) bool) {
+	names := sortedKeys(b.r.targets)
+	for n := range b.roles {
+		if _, ok := b.r.targets[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	for _, role := range names {
+		m := b.roles[role]
+		if m == nil {
+			m = b.r.targets[role]
+		}
+		for _, p := range sortedKeys(m.Signed.Targets) {
+			if !fn(role, p, m.Signed.Targets[p]) {
+				return
+			}
+		}
+	}
+}
+
+// add prepares one package of the batch.
+func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error) {
+	if err := ValidateName(opts.Name); err != nil {
+		return nil, fmt.Errorf("add: %w", err)
+	}
+	ref := opts.Name + "@" + opts.Version
+	scheme, err := ParseScheme(string(opts.Scheme))
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", ref, err)
+	}
+	v, err := ParseVersion(scheme, opts.Version)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", opts.Name, err)
+	}
+	_, depends, err := ParseDependencies(opts.Name, opts.Depends)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", ref, err)
+	}
+	tpath := TargetPath(opts.Name, opts.Version)
+	role, err := b.r.publishRole(tpath)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", ref, err)
+	}
+	// Check every key the commit needs before the import does any work.
+	for _, rl := range []string{tufmeta.SNAPSHOT, tufmeta.TIMESTAMP} {
+		if _, err := b.r.signers(rl, b.r.root.Signed.Roles[rl]); err != nil {
+			return nil, fmt.Errorf("add %s: %w", ref, err)
+		}
+	}
+	res, mb, err := b.r.importPackage(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", ref, err)
+	}
+	res.Scheme, res.Depends, res.Role = scheme, depends, role
+	custom, err := json.Marshal(targetCustom{Manifest: res.ManifestCID.String(), Size: res.Size, Depends: depends, Scheme: string(scheme)})
+	if err != nil {
+		return nil, err
+	}
+	tf := &tufmeta.TargetFiles{Length: int64(len(mb)), Hashes: targetHashes(mb), Path: tpath}
+	raw := json.RawMessage(custom)
+	tf.Custom = &raw
+
+	same, err := b.published(opts.Name, v, tf)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", ref, err)
+	}
+	if same != nil {
+		res.Unchanged, res.Role, res.Version = true, same.role, same.version
+		return res, nil
+	}
+	if err := writeFileAtomic(filepath.Join(b.r.dir, ManifestsDir, res.ManifestCID.String()), mb, 0o644); err != nil {
+		return nil, fmt.Errorf("add %s: %w", ref, err)
+	}
+	tm := b.roles[role]
+	if tm == nil {
+		if tm, err = b.r.roleForUpdate(role); err != nil {
+			return nil, fmt.Errorf("add %s: %w", ref, err)
+		}
+		b.roles[role] = tm
+	}
+	if tm.Signed.Targets == nil {
+		tm.Signed.Targets = map[string]*tufmeta.TargetFiles{}
+	}
+	tm.Signed.Targets[tpath] = tf
+	return res, nil
+}
+
+// importPackage imports opts.Source into the repository's chunks and
+// returns the result so far and the canonical manifest bytes.
+func (r *Repo) importPackage(ctx context.Context, opts AddOptions) (*AddResult, []byte, error) {
+	sink := &chunkWriter{dir: filepath.Join(r.dir, ChunksDir)}
+	if err := os.MkdirAll(sink.dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	m, err := Import(ctx, opts.Source, opts.Import, sink)
+	if err != nil {
+		return nil, nil, fmt.Errorf("import %s: %w", opts.Source, err)
+	}
+	mb, err := m.Encode()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Publish only what a client will accept.
+	if _, err := DecodeManifest(mb, opts.Import.Limits); err != nil {
+		return nil, nil, fmt.Errorf("manifest: %w", err)
+	}
+	return &AddResult{
+		Name: opts.Name, Version: opts.Version, ManifestCID: SumCID(mb), Size: m.TotalSize(),
+		Chunks: sink.total, NewChunks: sink.new,
+	}, mb, nil
+}
+
+// publishedTarget is a published version found equal to one being added.
+type publishedTarget struct{ role, version string }
+
+// published checks version v of name, about to be published as tf,
+// against the versions of name already published (the batch included):
+// the same target, or one whose version equals v under the scheme, with
+// the same content and dependencies is returned (nothing to publish);
+// with other content, or under another scheme, it is ErrExists.
+func (b *addBatch) published(name string, v Version, tf *tufmeta.TargetFiles) (*publishedTarget, error) {
+	prefix := TargetPrefix + name + "/"
+	var found *publishedTarget
+	var err error
+	b.eachTarget(func(role, p string, old *tufmeta.TargetFiles) bool {
+		pv, ok := strings.CutPrefix(p, prefix)
+		if !ok || strings.Contains(pv, "/") {
+			return true
+		}
+		var c targetCustom
+		if old.Custom == nil || json.Unmarshal(*old.Custom, &c) != nil {
+			if p == tf.Path {
+				err = fmt.Errorf("%w: published (by role %s) with an unreadable custom field", ErrExists, role)
+				return false
+			}
+			return true
+		}
+		scheme, serr := ParseScheme(c.Scheme)
+		if serr != nil || scheme != v.Scheme() {
+			err = fmt.Errorf("%w: %s@%s is published (by role %s) under version scheme %q, not %s; one name uses one scheme", ErrExists, name, pv, role, c.Scheme, v.Scheme())
+			return false
+		}
+		if p != tf.Path {
+			if ov, perr := ParseVersion(scheme, pv); perr != nil || ov.Compare(v) != 0 {
+				return true
+			}
+		}
+		if old.Equal(*tf) && sameCustom(*old.Custom, *tf.Custom) {
+			found = &publishedTarget{role: role, version: pv}
+			return false
+		}
+		what := "with other content or dependencies"
+		if p != tf.Path {
+			what = fmt.Sprintf("as %s@%s, equal under %s, %s", name, pv, scheme, what)
+		}
+		err = fmt.Errorf("%w: published (by role %s) %s", ErrExists, role, what)
+		return false
+	})
+	return found, err
+}
+
+// sameCustom reports whether two custom fields describe the same package
+// (a missing scheme is semver).
+func sameCustom(a, b []byte) bool {
+	var ca, cb targetCustom
+	if json.Unmarshal(a, &ca) != nil || json.Unmarshal(b, &cb) != nil {
+		return false
+	}
+	sa, ea := ParseScheme(ca.Scheme)
+	sb, eb := ParseScheme(cb.Scheme)
+	return ea == nil && eb == nil && sa == sb &&
+		ca.Manifest == cb.Manifest && ca.Size == cb.Size && slices.Equal(ca.Depends, cb.Depends)
+}
+
+// markMissing fills each result's Missing: dependencies none of whose
+// alternatives names a published package.
+func (b *addBatch) markMissing(results []*AddResult) {
+	names := map[string]bool{}
+	b.eachTarget(func(_, p string, _ *tufmeta.TargetFiles) bool {
+		if n, _, ok := ParseTargetPath(p); ok {
+			names[n] = true
+		}
+		return true
+	})
+	for _, res := range results {
+		for _, s := range res.Depends {
+			d, err := ParseDependency(s)
+			if err != nil {
+				continue
+			}
+			if !slices.ContainsFunc(d.Alternatives, func(r Relation) bool { return names[r.Name] }) {
+				res.Missing = append(res.Missing, s)
+			}
+		}
+	}
+}
