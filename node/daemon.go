@@ -35,6 +35,7 @@ type Daemon struct {
 	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
 	// repairKick wakes the repairer (repair.go).
 	repairKick chan struct{}
+	chk        checks     // package checks in progress (repair.go)
 	views      viewStates // views that could not be restored, and why
 
 	bytesFromOrigin atomic.Int64

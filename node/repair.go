@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -41,10 +42,45 @@ func (d *Daemon) startStoreCare(ctx context.Context) {
 	}
 }
 
+// checks coalesces concurrent checks of one package (many VMs installing
+// it at once): they share one share.CheckPackage.
+type checks struct {
+	mu sync.Mutex
+	m  map[cid.Cid]*checkCall
+}
+
+type checkCall struct {
+	done chan struct{}
+	ok   bool
+}
+
 // intact checks a complete package before use (share.CheckPackage) and
 // reports whether it is still complete; if not, its repair is under way
-// once the caller downloads it.
+// once the caller downloads it. Callers asking while a check of the same
+// package runs get its answer.
 func (d *Daemon) intact(c cid.Cid) bool {
+	d.chk.mu.Lock()
+	if call := d.chk.m[c]; call != nil {
+		d.chk.mu.Unlock()
+		<-call.done
+		return call.ok
+	}
+	if d.chk.m == nil {
+		d.chk.m = make(map[cid.Cid]*checkCall)
+	}
+	call := &checkCall{done: make(chan struct{})}
+	d.chk.m[c] = call
+	d.chk.mu.Unlock()
+	call.ok = d.checkPackage(c)
+	d.chk.mu.Lock()
+	delete(d.chk.m, c)
+	d.chk.mu.Unlock()
+	close(call.done)
+	return call.ok
+}
+
+// checkPackage is one check of intact.
+func (d *Daemon) checkPackage(c cid.Cid) bool {
 	res, err := d.store.CheckPackage(c)
 	if err != nil {
 		d.log.Warn("store check failed", "manifest", c, "err", err)
