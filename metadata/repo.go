@@ -121,6 +121,14 @@ func InitRepo(dir string, cfg RepoConfig) (*Repo, error) {
 		cfg.Now = time.Now
 	}
 	mdDir := filepath.Join(dir, MetadataDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
+	unlock, err := lockRepo(context.Background(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
+	defer unlock()
 	if ents, err := os.ReadDir(mdDir); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("init repository %s: %w: %s is not empty", dir, ErrExists, mdDir)
 	}
@@ -523,20 +531,42 @@ func (r *Repo) roleForUpdate(role string) (*tufmeta.Metadata[tufmeta.TargetsType
 	return m, nil
 }
 
+// begin starts a writing operation: it takes r's mutex and the
+// repository lock (see lockRepo), then re-reads the metadata from disk.
+// The returned function releases both.
+func (r *Repo) begin(ctx context.Context) (func(), error) {
+	r.mu.Lock()
+	unlockDir, err := lockRepo(ctx, r.dir)
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	unlock := func() {
+		unlockDir()
+		r.mu.Unlock()
+	}
+	if err := r.load(); err != nil {
+		unlock()
+		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
+	}
+	if err := ctx.Err(); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
+}
+
 // Refresh re-signs the timestamp with a new version and expiry (needs the
 // timestamp key). It also re-signs, when they are past half their lifetime
 // and the caller holds their keys, targets and delegated roles; and the
 // snapshot when any role was re-signed or it is past half its lifetime. Root
 // is never re-signed here (see UpdateRoot).
 func (r *Repo) Refresh(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.load(); err != nil {
-		return fmt.Errorf("repository %s: %w", r.dir, err)
-	}
-	if err := ctx.Err(); err != nil {
+	unlock, err := r.begin(ctx)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	if _, err := r.signers(tufmeta.TIMESTAMP, r.root.Signed.Roles[tufmeta.TIMESTAMP]); err != nil {
 		return fmt.Errorf("refresh: %w", err)
 	}
@@ -620,14 +650,11 @@ var roleRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 // snapshot and timestamp keys; its role file N.<role>.json appears with its
 // first package (or at once if the caller holds the publisher's keys too).
 func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.load(); err != nil {
-		return fmt.Errorf("repository %s: %w", r.dir, err)
-	}
-	if err := ctx.Err(); err != nil {
+	unlock, err := r.begin(ctx)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	if !roleRE.MatchString(opts.Role) || len(opts.Role) > MaxNameLen {
 		return fmt.Errorf("delegate %q: %w: role name must match [a-z0-9][a-z0-9._-]*", opts.Role, ErrMalformed)
 	}
@@ -754,14 +781,11 @@ type RootUpdate struct {
 // and re-signs every top-level role whose keys changed plus snapshot and
 // timestamp. The caller must hold all those keys (ErrMissingKey otherwise).
 func (r *Repo) UpdateRoot(ctx context.Context, u RootUpdate) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.load(); err != nil {
-		return fmt.Errorf("repository %s: %w", r.dir, err)
-	}
-	if err := ctx.Err(); err != nil {
+	unlock, err := r.begin(ctx)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	nr, err := cloneMeta(r.root)
 	if err != nil {
 		return err

@@ -119,11 +119,11 @@ func (r *Repo) Add(ctx context.Context, opts AddOptions) (*AddResult, error) {
 // ErrExists, as does a version whose scheme differs from the one the
 // name's published versions use.
 func (r *Repo) AddMany(ctx context.Context, list []AddOptions) ([]*AddResult, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.load(); err != nil {
-		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
+	unlock, err := r.begin(ctx)
+	if err != nil {
+		return nil, err
 	}
+	defer unlock()
 	b := &addBatch{r: r, roles: map[string]*tufmeta.Metadata[tufmeta.TargetsType]{}}
 	out := make([]*AddResult, 0, len(list))
 	for _, opts := range list {
