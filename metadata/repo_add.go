@@ -92,17 +92,18 @@ func (r *Repo) publishRole(name, path string) (string, error) {
 			}
 		}
 	}
-	own := tufmeta.TARGETS
+	own, what := tufmeta.TARGETS, tufmeta.TARGETS
 	if sr := r.succinct(nil); sr != nil {
 		own = binOf(sr, name)
+		what = fmt.Sprintf("%s (its bin %s)", tufmeta.TARGETS, own)
 	}
 	if _, err := r.roleSigners(own, nil, r.root); err == nil {
 		return own, nil
 	}
 	if len(covering) == 0 {
-		return "", fmt.Errorf("publish %s: %w: no key for role %s, and no delegated role you hold keys for covers this name", path, ErrMissingKey, own)
+		return "", fmt.Errorf("publish %s: %w: no key for role %s, and no delegated role you hold keys for covers this name", path, ErrMissingKey, what)
 	}
-	return "", fmt.Errorf("publish %s: %w: no key for role %s nor for delegated role %s", path, ErrMissingKey, own, strings.Join(covering, ", "))
+	return "", fmt.Errorf("publish %s: %w: no key for role %s nor for delegated role %s", path, ErrMissingKey, what, strings.Join(covering, ", "))
 }
 
 // Add publishes one package (see AddMany).
