@@ -420,3 +420,45 @@ func TestUseBinsMigrates(t *testing.T) {
 		t.Errorf("bins role file: %v", err)
 	}
 }
+
+// TestBinsKeyRotation: rotating the targets keys re-keys the bins, so the
+// old targets key can publish into no bin and a bin it signs is refused.
+func TestBinsKeyRotation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := binnedEnv(t, 16)
+	e.add("hello", "1.0.0", "hi")
+	cdir := filepath.Join(t.TempDir(), "trusted")
+	if _, err := e.client(cdir).Resolve(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	newTargets := mustKey(t)
+	r, err := OpenRepo(e.dir, append(e.keys.all(), newTargets), e.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.UpdateRoot(ctx, RootUpdate{TargetsKeys: []*tufmeta.Key{newTargets.Public()}}); err != nil {
+		t.Fatalf("UpdateRoot: %v", err)
+	}
+	old, _ := OpenRepo(e.dir, e.keys.all(), e.clock.Now)
+	if _, err := old.Add(ctx, AddOptions{Name: "x", Version: "1.0.0", Source: writeTree(t, map[string]string{"x": "x"})}); !errors.Is(err, ErrMissingKey) {
+		t.Errorf("Add with only the old targets key = %v, want ErrMissingKey", err)
+	}
+	nw, _ := OpenRepo(e.dir, []*PrivateKey{newTargets, e.keys.snapshot, e.keys.timestamp}, e.clock.Now)
+	if _, err := nw.Add(ctx, AddOptions{Name: "world", Version: "1.0.0", Source: writeTree(t, map[string]string{"w": "w"})}); err != nil {
+		t.Fatalf("Add with the new targets key: %v", err)
+	}
+	for name, c := range map[string]*Client{"client that saw the old keys": e.client(cdir), "new client": e.client("")} {
+		for _, ref := range []string{"hello", "world"} {
+			if _, err := c.Resolve(ctx, ref); err != nil {
+				t.Errorf("%s: Resolve(%s) = %v", name, ref, err)
+			}
+		}
+	}
+	// A bin signed by the old targets key is refused.
+	e.forge(forgery{roles: map[string]func(*tufmeta.TargetsType){e.binOfName("hello"): addTargetLike(e.target("packages/hello/1.0.0"), "packages/hello/6.6.6")},
+		roleKeys: []*PrivateKey{e.keys.targets}, snapKeys: []*PrivateKey{e.keys.snapshot}, tsKeys: []*PrivateKey{e.keys.timestamp}})
+	if _, err := e.client(cdir).Resolve(ctx, "hello"); !errors.Is(err, ErrSignature) {
+		t.Errorf("Resolve(hello) from a bin signed by the old targets key = %v, want ErrSignature", err)
+	}
+}

@@ -58,15 +58,19 @@ type RepoConfig struct {
 //	DIR/metadata/N.snapshot.json
 //	DIR/metadata/N.targets.json
 //	DIR/metadata/N.<role>.json     delegated (publisher) roles
+//	DIR/metadata/N.bins.json       with hash bins (bins.go): the bins role
+//	DIR/metadata/N.bin-XYZ.json    and the bins, compact JSON
 //	DIR/manifests/<CID>            canonical manifest bytes
 //	DIR/chunks/<CID>               chunk bytes
 //	DIR/stork-repo.json            unsigned local settings (lifetimes)
+//	DIR/.lock                      held (flock) by every writing operation
 //
 // Every file is written atomically (temporary file and rename), in the
 // order chunks, manifest, role metadata, snapshot, timestamp: a reader that
 // starts from timestamp.json never finds a file it points at missing. Each
-// operation re-reads the metadata from disk first, so several Repo values
-// (or processes) may take turns; two must not write at the same time.
+// writing operation takes the repository lock and re-reads the metadata
+// from disk first, so several Repo values (or processes) take turns. Old
+// versions stay until Prune removes those no client can still need.
 type Repo struct {
 	mu      sync.Mutex
 	dir     string
@@ -966,6 +970,9 @@ func (r *Repo) UpdateRoot(ctx context.Context, u RootUpdate) error {
 			return err
 		}
 		roles[tufmeta.TARGETS] = tg
+		if err := r.rekeyBins(roles, nr); err != nil {
+			return fmt.Errorf("update root: %w", err)
+		}
 	}
 	if err := r.commit(commitSpec{root: nr, roles: roles}); err != nil {
 		return fmt.Errorf("update root: %w", err)

@@ -3,6 +3,8 @@ package metadata
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -69,6 +71,52 @@ func (r *Repo) UseBins(ctx context.Context, n int) error {
 	}
 	if err := r.commit(commitSpec{roles: roles}); err != nil {
 		return fmt.Errorf("use bins: %w", err)
+	}
+	return nil
+}
+
+// rekeyBins follows a change of the targets keys or threshold in root nr:
+// the bins are signed by the targets keys, so the delegation to the bins
+// role in roles[targets] (pending), the bins role's succinct delegation
+// and every bin are re-keyed and re-signed, and an old targets key keeps
+// no power over any bin. Nothing happens in a repository without bins.
+func (r *Repo) rekeyBins(roles map[string]*tufmeta.Metadata[tufmeta.TargetsType], nr *tufmeta.Metadata[tufmeta.RootType]) error {
+	if r.succinct(nil) == nil {
+		return nil
+	}
+	if err := r.loadAllRoles(); err != nil {
+		return err
+	}
+	spec := nr.Signed.Roles[tufmeta.TARGETS]
+	keys := map[string]*tufmeta.Key{}
+	for _, id := range spec.KeyIDs {
+		keys[id] = nr.Signed.Keys[id]
+	}
+	d := roles[tufmeta.TARGETS].Signed.Delegations
+	for i := range d.Roles {
+		if d.Roles[i].Name == BinsRole {
+			d.Roles[i].KeyIDs, d.Roles[i].Threshold = slices.Clone(spec.KeyIDs), spec.Threshold
+		}
+	}
+	maps.Copy(d.Keys, keys)
+	pruneDelegationKeys(d)
+	bins, err := cloneMeta(r.targets[BinsRole])
+	if err != nil {
+		return err
+	}
+	bd := bins.Signed.Delegations
+	bd.Keys = maps.Clone(keys)
+	bd.SuccinctRoles.KeyIDs, bd.SuccinctRoles.Threshold = slices.Clone(spec.KeyIDs), spec.Threshold
+	roles[BinsRole] = bins
+	for _, role := range r.snapshotRoles() {
+		if !bd.SuccinctRoles.IsDelegatedRole(role) {
+			continue
+		}
+		m, err := cloneMeta(r.targets[role])
+		if err != nil {
+			return err
+		}
+		roles[role] = m
 	}
 	return nil
 }

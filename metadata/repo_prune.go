@@ -289,3 +289,26 @@ func isCIDName(name string) bool {
 	c, _, err := ParseCID(name)
 	return err == nil && c.String() == name
 }
+
+// CurrentFiles lists the repository paths of one full current set of
+// metadata: the newest root, timestamp.json, the current snapshot and the
+// current version of every role it names. It is what a new client could
+// read, and what a mirror must hold at least.
+func (r *Repo) CurrentFiles() ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.load(); err != nil {
+		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
+	}
+	out := []string{
+		fmt.Sprintf("%s/%d.%s.json", MetadataDir, r.root.Signed.Version, tufmeta.ROOT),
+		MetadataDir + "/timestamp.json",
+		fmt.Sprintf("%s/%d.%s.json", MetadataDir, r.snapshot.Signed.Version, tufmeta.SNAPSHOT),
+	}
+	for _, name := range sortedKeys(r.snapshot.Signed.Meta) {
+		if role, ok := strings.CutSuffix(name, ".json"); ok {
+			out = append(out, fmt.Sprintf("%s/%d.%s.json", MetadataDir, r.snapshot.Signed.Meta[name].Version, role))
+		}
+	}
+	return out, nil
+}
