@@ -180,7 +180,11 @@ func TestBinsClientFetchesOnlyChangedBin(t *testing.T) {
 	cf.take()
 
 	e.add("pkg03", "1.1.0", "three again")
-	for name, c := range map[string]*Client{"same client": c, "restarted client": e.clientWith(cdir, cf)} {
+	for _, cc := range []struct {
+		name string
+		c    *Client
+	}{{"same client", c}, {"restarted client", e.clientWith(cdir, cf)}} {
+		name, c := cc.name, cc.c
 		if err := c.Refresh(ctx); err != nil {
 			t.Fatal(err)
 		}
