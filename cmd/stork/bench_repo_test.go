@@ -44,7 +44,9 @@ type scaleReport struct {
 	fullSet                          int64 // bytes of one full current set of metadata
 	afterBatches, afterBatchesPruned int64
 	afterSingles, afterSinglesPruned int64
-	afterSinglesLater                int64 // pruned at the default an hour after the last add
+	afterSinglesLater                int64                    // pruned at the default an hour after the last add
+	prune                            time.Duration            // the last prune
+	listAll                          map[string]time.Duration // a cold client listing every package
 	upToDate                         map[string]fetchFigures
 	cold                             map[string]coldFigures
 }
@@ -273,7 +275,7 @@ func runRepoScale(tb testing.TB, cfg scaleConfig) *scaleReport {
 	for from := 0; from < cfg.packages; from += cfg.batch {
 		lists = append(lists, writeScaleList(tb, src, from, min(from+cfg.batch, cfg.packages), cfg.bodySize))
 	}
-	rep := &scaleReport{upToDate: map[string]fetchFigures{}, cold: map[string]coldFigures{}}
+	rep := &scaleReport{upToDate: map[string]fetchFigures{}, cold: map[string]coldFigures{}, listAll: map[string]time.Duration{}}
 
 	start := time.Now()
 	for _, l := range lists {
@@ -311,9 +313,11 @@ func runRepoScale(tb testing.TB, cfg scaleConfig) *scaleReport {
 		if err != nil {
 			tb.Fatal(err)
 		}
+		t0 := time.Now()
 		if _, err := c.Packages(ctx); err != nil {
 			tb.Fatalf("%s: list packages: %v", name, err)
 		}
+		rep.listAll[name] = time.Since(t0)
 		clients[name] = client{c, cf}
 	}
 
@@ -358,7 +362,9 @@ func runRepoScale(tb testing.TB, cfg scaleConfig) *scaleReport {
 	rep.afterSinglesPruned, _ = metadataSizes(tb, dir)
 	// An hour after the last add, a default prune keeps the current
 	// snapshot only: what --keep 0 keeps now.
+	t0 := time.Now()
 	runStork(tb, "repo", "prune", "--dir", dir, "--keep", "0")
+	rep.prune = time.Since(t0)
 	rep.afterSinglesLater, _ = metadataSizes(tb, dir)
 
 	for name, url := range urls {
@@ -427,11 +433,14 @@ func (r *scaleReport) print(w io.Writer, cfg scaleConfig) {
 	fmt.Fprintf(w, "  after batches, prune (default 1h) %8d bytes  %s\n", r.afterBatchesPruned, ratio(r.afterBatchesPruned))
 	fmt.Fprintf(w, "  after singles, unpruned           %8d bytes  %s\n", r.afterSingles, ratio(r.afterSingles))
 	fmt.Fprintf(w, "  after singles, prune (default 1h) %8d bytes  %s  (every single add within the hour)\n", r.afterSinglesPruned, ratio(r.afterSinglesPruned))
-	fmt.Fprintf(w, "  same, an hour later (--keep 0)    %8d bytes  %s\n", r.afterSinglesLater, ratio(r.afterSinglesLater))
+	fmt.Fprintf(w, "  same, an hour later (--keep 0)    %8d bytes  %s  (prune took %.1f s)\n", r.afterSinglesLater, ratio(r.afterSinglesLater), r.prune.Seconds())
 	for _, name := range []string{"repo serve", "nginx"} {
 		if f, ok := r.upToDate[name]; ok {
 			fmt.Fprintf(w, "  %-10s up-to-date client, one change: %d bytes of metadata in %d requests, %.3f s to refresh and resolve (%s)\n",
 				name, f.bytes, f.requests, f.took.Seconds(), strings.Join(f.paths, " "))
+		}
+		if d, ok := r.listAll[name]; ok {
+			fmt.Fprintf(w, "  %-10s cold client listing every package: %.2f s\n", name, d.Seconds())
 		}
 		if c, ok := r.cold[name]; ok {
 			fmt.Fprintf(w, "  %-10s cold `stork get` (resolve and fetch one package): %.3f s, peak RSS %.1f MB\n", name, c.wall.Seconds(), float64(c.maxRSS)/(1<<20))
