@@ -33,7 +33,7 @@ type ClientConfig struct {
 	// Now is the clock used for expiry; nil means time.Now.
 	Now func() time.Time
 	// MaxMetadataSize bounds a targets or delegated role file whose length
-	// the snapshot does not state; 0 means 64 MiB.
+	// the snapshot does not state (every hash bin); 0 means 64 MiB.
 	MaxMetadataSize int64
 }
 
@@ -135,11 +135,15 @@ func (c *Client) trustedRoot() ([]byte, error) {
 }
 
 // Refresh runs the TUF client workflow: newer roots one by one, then
-// timestamp, snapshot and targets, then every delegated role, all checked
-// for signatures, versions (rollback), expiry (freeze), lengths and hashes
-// (mix-and-match, endless data). Errors wrap ErrExpired, ErrRollback,
-// ErrSignature, ErrHashMismatch, ErrTooLarge, ErrNotFound or ErrMalformed.
-// On error the client holds no trusted view until a Refresh succeeds.
+// timestamp, snapshot and targets, then the standard delegated roles
+// (publishers and the bins role), all checked for signatures, versions
+// (rollback), expiry (freeze), lengths and hashes (mix-and-match, endless
+// data). Hash bins are loaded, with the same checks, when a name in them
+// is looked up, and kept in Dir while the snapshot names their version
+// (client_roles.go), so refreshing costs the same however many packages
+// the repository holds. Errors wrap ErrExpired, ErrRollback, ErrSignature,
+// ErrHashMismatch, ErrTooLarge, ErrNotFound or ErrMalformed. On error the
+// client holds no trusted view until a Refresh succeeds.
 func (c *Client) Refresh(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -196,7 +200,9 @@ func (c *Client) ensure(ctx context.Context) error {
 }
 
 // Packages lists every signed package version visible to the client,
-// sorted by name then version. It refreshes first if needed.
+// sorted by name then version. It refreshes first if needed, and loads
+// every role the snapshot lists, hash bins included (each downloaded only
+// if the client does not keep its current version).
 func (c *Client) Packages(ctx context.Context) ([]PackageInfo, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
