@@ -37,7 +37,9 @@ func (c *Client) loadRole(ctx context.Context, role, parent string) (*tufmeta.Me
 		return nil, fmt.Errorf("role %s: %w: its delegator %s is not loaded", role, ErrNotFound, parent)
 	}
 	local := ""
-	if c.cfg.Dir != "" {
+	// A delegated role named like a top-level role would overwrite the
+	// updater's own trusted file: such a role is not kept.
+	if c.cfg.Dir != "" && !slices.Contains(tufmeta.TOP_LEVEL_ROLE_NAMES[:], role) {
 		local = filepath.Join(c.cfg.Dir, url.PathEscape(role)+".json")
 		if data, err := os.ReadFile(local); err == nil {
 			if m, err := tm.UpdateDelegatedTargets(data, role, parent); err == nil {
