@@ -32,4 +32,7 @@ var (
 	ErrSignature = errors.New("bad signature")
 	// ErrDependency: a dependency cycle or unsatisfiable constraint.
 	ErrDependency = errors.New("dependency error")
+	// ErrLocked: another publisher holds the repository lock for longer
+	// than the caller was willing to wait.
+	ErrLocked = errors.New("repository locked")
 )

@@ -30,6 +30,8 @@ func repoCommand() *cli.Command {
 			repoDelegateCommand(),
 			repoListCommand(),
 			repoServeCommand(),
+			repoBinsCommand(),
+			repoPruneCommand(),
 		},
 	}
 }
@@ -58,7 +60,7 @@ func repoInitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "init",
 		Usage:     "create a new signed repository (root, targets, snapshot, timestamp)",
-		UsageText: "stork repo init --dir REPO --key FILE [--key FILE ...] [--expires ROLE=DURATION ...]",
+		UsageText: "stork repo init --dir REPO --key FILE [--key FILE ...] [--expires ROLE=DURATION ...] [--bins N]",
 		Flags: []cli.Flag{
 			repoDirFlag(),
 			keyFlag("signing key `FILE` for every top-level role (repeat for several keys)"),
@@ -66,6 +68,7 @@ func repoInitCommand() *cli.Command {
 			intFlag("root-threshold", "signatures needed on root", catSigning, 1),
 			intFlag("targets-threshold", "signatures needed on targets", catSigning, 1),
 			stringSliceFlag("expires", "expiry per role as `ROLE=DURATION` (root=365d targets=90d snapshot=7d timestamp=1d)", catSigning),
+			binsFlag(metadata.DefaultBins),
 		},
 		Action: func(c *cli.Context) error {
 			keys, err := loadKeys(c.StringSlice("key"))
@@ -83,6 +86,7 @@ func repoInitCommand() *cli.Command {
 				TimestampKeys:    keys,
 				RootThreshold:    c.Int("root-threshold"),
 				TargetsThreshold: c.Int("targets-threshold"),
+				Bins:             c.Int("bins"),
 			}
 			for _, kv := range c.StringSlice("expires") {
 				role, val, ok := strings.Cut(kv, "=")
