@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,7 +158,7 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("refresh metadata: %w", err)
 	}
-	ad := &tufFetcher{f: c.cfg.Fetcher, ctx: ctx}
+	ad := &tufFetcher{f: c.cfg.Fetcher, ctx: ctx, dir: c.cfg.Dir}
 	ucfg.Fetcher = ad
 	ucfg.RemoteTargetsURL = remoteBase + "targets"
 	ucfg.TargetsMaxLength = c.cfg.MaxMetadataSize
@@ -174,6 +173,7 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 	if err != nil {
 		return mapTUFError("refresh metadata: trusted root", err)
 	}
+	ad.up = up
 	up.UnsafeSetRefTime(c.now().UTC())
 	if err := up.Refresh(); err != nil {
 		return mapTUFError("refresh metadata", err)
@@ -223,14 +223,14 @@ func (c *Client) loadDelegations(ctx context.Context, up *updater.Updater) error
 			if n == 0 {
 				n = c.cfg.MaxMetadataSize
 			}
-			p := fmt.Sprintf("%s/%d.%s.json", MetadataDir, mf.Version, url.PathEscape(e.role))
-			data, err := c.cfg.Fetcher.Fetch(ctx, p, n)
+			data, err := c.fetchDelegated(ctx, &tm, e.role, e.parent, mf, n)
 			if err != nil {
 				return mapTUFError("refresh metadata: role "+e.role, err)
 			}
 			if _, err := tm.UpdateDelegatedTargets(data, e.role, e.parent); err != nil {
 				return mapTUFError("refresh metadata: role "+e.role, err)
 			}
+			c.keepDelegated(e.role, data)
 		}
 		push(e.role)
 	}

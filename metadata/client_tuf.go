@@ -11,6 +11,7 @@ import (
 
 	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
 	tuffetcher "github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 )
 
 // remoteBase is the fake URL scheme the go-tuf updater is given: the adapter
@@ -19,10 +20,14 @@ const remoteBase = "stork:"
 
 // tufFetcher adapts a Fetcher to go-tuf's fetcher interface. go-tuf's
 // interface carries no context, so the client sets ctx before each call
-// into the updater (under the client's lock).
+// into the updater (under the client's lock). With a CheckingFetcher, the
+// copies of metadata files are checked against up's trusted set before one
+// is chosen (client_sources.go); dir is the client's trusted directory.
 type tufFetcher struct {
 	f   Fetcher
 	ctx context.Context
+	up  *updater.Updater
+	dir string
 }
 
 var _ tuffetcher.Fetcher = (*tufFetcher)(nil)
@@ -39,7 +44,18 @@ func (a *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	data, err := a.f.Fetch(ctx, p, maxLength)
+	var data []byte
+	var err error
+	checked := false
+	if cf, ok := a.f.(CheckingFetcher); ok && a.up != nil {
+		data, checked, err = a.fetchChecked(ctx, cf, p, maxLength)
+	}
+	if !checked {
+		data, err = a.f.Fetch(ctx, p, maxLength)
+		if err == nil && a.up != nil {
+			a.keepRoot(p, data)
+		}
+	}
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%w: %w", &tufmeta.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: p}, err)
 	}

@@ -32,4 +32,8 @@ var (
 	ErrSignature = errors.New("bad signature")
 	// ErrDependency: a dependency cycle or unsatisfiable constraint.
 	ErrDependency = errors.New("dependency error")
+	// ErrUnavailable: no source answered with a copy of a file that
+	// verifies, and the origin could not be reached to say whether it
+	// exists (see CheckingFetcher).
+	ErrUnavailable = errors.New("no source available")
 )
