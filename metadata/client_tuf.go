@@ -56,7 +56,9 @@ func (a *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 			a.keepRoot(p, data)
 		}
 	}
-	if errors.Is(err, ErrNotFound) {
+	// A file no source has is a 404 to go-tuf, which ends the root chain
+	// there; for other files an unreachable origin is kept as it is.
+	if errors.Is(err, ErrNotFound) && (!errors.Is(err, ErrUnavailable) || strings.HasSuffix(p, ".root.json")) {
 		return nil, fmt.Errorf("%w: %w", &tufmeta.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: p}, err)
 	}
 	return data, err
