@@ -193,6 +193,7 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 		UploadRate:          d.cfg.UploadRate,
 		DownloadRate:        d.cfg.DownloadRate,
 		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
+		OriginDeadline:      d.cfg.OriginDeadline,
 	})
 	if err != nil {
 		p2p.Close()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // logSink collects a daemon's log lines (text handler, Info and above).
@@ -108,5 +109,106 @@ func TestOriginDownPeersServeEverything(t *testing.T) {
 	b := startSwarmNode(t, o, a.addrs(t))
 	if _, err := b.c.Fetch(ctx, "app", nil); err != nil {
 		t.Fatalf("Fetch(app) from a host that learnt it from peers = %v", err)
+	}
+}
+
+// startOutage starts fetching a package of 64 chunks from a slow origin on
+// a lone swarm node, and stops the origin once part of it has arrived.
+func startOutage(t *testing.T, mod func(*Config)) (*origin, *swarmNode, *logSink, string, chan error) {
+	t.Helper()
+	o := newOrigin(t)
+	src := o.publishChunked(t, "p", "1.0.0", 64<<10, map[string]int{"f": 4 << 20})
+	o.delay.Store(int64(50 * time.Millisecond))
+	logs, logger := newLogSink()
+	n := startSwarmNodeWith(t, o, nil, func(c *Config) {
+		c.Logger = logger
+		if mod != nil {
+			mod(c)
+		}
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.c.Fetch(context.Background(), "p", nil)
+		done <- err
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if o.chunkBytes.Load() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no chunk from the origin within 30s")
+		}
+	}
+	o.down.Store(true)
+	return o, n, logs, src, done
+}
+
+// TestOriginOutageMidDownload: the origin stops while a package downloads
+// and no peer holds the rest. Status shows the download waiting for the
+// origin and since when, the log warns once, and the download completes,
+// bit-exact, once the origin is back, without a restart.
+func TestOriginOutageMidDownload(t *testing.T) {
+	o, n, logs, src, done := startOutage(t, nil)
+	var waiting PackageStatus
+	for deadline := time.Now().Add(30 * time.Second); waiting.WaitingOriginSince == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the download waiting for the origin; last %+v", waiting)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Fetch ended while the origin was down: %v", err)
+		default:
+		}
+		st, err := n.c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range st.Packages {
+			if p.Name == "p" {
+				waiting = p
+			}
+		}
+	}
+	if waiting.State != StateWaitingOrigin || waiting.Have <= 0 || waiting.Have >= waiting.Size {
+		t.Errorf("status of the waiting package = %+v, want state %s with part of it held", waiting, StateWaitingOrigin)
+	}
+	time.Sleep(time.Second) // several probes fail
+	if w := logs.count("WARN", "origin unreachable: downloads"); w != 1 {
+		t.Errorf("%d warnings of the outage, want 1\n%s", w, logs.buf.String())
+	}
+	o.down.Store(false)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Fetch after the origin came back = %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the download did not resume within 60s of the origin's return")
+	}
+	view := filepath.Join(t.TempDir(), "view")
+	addVM(t, n.c, "vm", view)
+	if _, err := n.c.Install(context.Background(), InstallRequest{VM: "vm", Ref: "p", Into: view, Mode: "link"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sameFiles(t, src, filepath.Join(view, "p"))
+	st, _ := n.c.Status(context.Background())
+	for _, p := range st.Packages {
+		if p.State != "complete" || p.WaitingOriginSince != nil {
+			t.Errorf("after the download: %+v, want complete and not waiting", p)
+		}
+	}
+}
+
+// TestOriginOutageDeadline: with a short origin deadline the download
+// fails, and the error names the origin.
+func TestOriginOutageDeadline(t *testing.T) {
+	o, _, _, _, done := startOutage(t, func(c *Config) { c.OriginDeadline = 500 * time.Millisecond })
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), o.url) || !strings.Contains(err.Error(), "origin unavailable") {
+			t.Fatalf("Fetch with the origin gone = %v, want an error naming the origin %s", err, o.url)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the download neither failed nor ended within 60s")
 	}
 }
