@@ -100,7 +100,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.p2p != nil {
 		peers = d.p2p
 	}
-	meta, err := newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.log.With("component", "fetcher")))
+	meta, err := newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher")))
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,9 @@ const (
 type sourcesFetcher struct {
 	origin metadata.Fetcher
 	peers  filePeers // nil: none
+	// local returns what this host holds (its store's manifests), asked
+	// before anyone else; nil: nothing.
+	local FileLookup
 	log    *slog.Logger
 	url    string // the origin's, for logs
 
@@ -66,16 +69,17 @@ type sourcesFetcher struct {
 	downSince time.Time
 }
 
-func newSourcesFetcher(origin metadata.Fetcher, url string, peers filePeers, log *slog.Logger) *sourcesFetcher {
+func newSourcesFetcher(origin metadata.Fetcher, url string, peers filePeers, local FileLookup, log *slog.Logger) *sourcesFetcher {
 	return &sourcesFetcher{
-		origin: origin, peers: peers, log: log, url: url,
+		origin: origin, peers: peers, local: local, log: log, url: url,
 		wave: defaultPeerWave, maxPeers: defaultMaxPeers, newestWait: defaultNewestWait,
 	}
 }
 
-// Fetch implements metadata.Fetcher. A manifest (manifests/CID) is asked
-// of the origin and the peers at once and checked against its CID; any
-// other file comes from the origin.
+// Fetch implements metadata.Fetcher. A manifest (manifests/CID) is taken
+// from this host's store if it holds it, else asked of the origin and the
+// peers at once; every copy is checked against its CID. Any other file
+// comes from the origin.
 func (f *sourcesFetcher) Fetch(ctx context.Context, p string, maxLen int64) ([]byte, error) {
 	name, ok := strings.CutPrefix(p, metadata.ManifestsDir+"/")
 	if !ok {
@@ -85,7 +89,13 @@ func (f *sourcesFetcher) Fetch(ctx context.Context, p string, maxLen int64) ([]b
 	if err != nil || c.String() != name {
 		return nil, fmt.Errorf("fetch %s: %w: not a manifest CID", p, metadata.ErrInvalidPath)
 	}
-	return f.FetchChecked(ctx, p, maxLen, func(b []byte) error { return metadata.VerifyCID(c, b) })
+	check := func(b []byte) error { return metadata.VerifyCID(c, b) }
+	if f.local != nil {
+		if b, err := f.local(p, maxLen); err == nil && check(b) == nil {
+			return b, nil
+		}
+	}
+	return f.FetchChecked(ctx, p, maxLen, check)
 }
 
 // FetchChecked implements metadata.CheckingFetcher.

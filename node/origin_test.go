@@ -212,3 +212,89 @@ func TestOriginOutageDeadline(t *testing.T) {
 		t.Fatal("the download neither failed nor ended within 60s")
 	}
 }
+
+// TestBadPeerFilesRefused: a peer that answers /stork/files with an older
+// timestamp, forged metadata and manifests that are not their CID's is
+// refused; the host takes the good peer's copies, and with the bad peer
+// as its only source it keeps its trusted state.
+func TestBadPeerFilesRefused(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t)
+	o.publish(t, "p", "1.0.0", map[string]int{"f": 1 << 20})
+	oldTS, err := os.ReadFile(filepath.Join(o.dir, "metadata", "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper := startSwarmNode(t, o, nil) // trusts the state with 1.0.0 only
+	if _, err := keeper.c.Fetch(ctx, "p", nil); err != nil {
+		t.Fatal(err)
+	}
+	src := o.publish(t, "p", "1.1.0", map[string]int{"f": 1 << 20})
+	seed := startSwarmNode(t, o, nil)
+	if _, err := seed.c.Fetch(ctx, "p", nil); err != nil {
+		t.Fatal(err)
+	}
+	o.down.Store(true)
+
+	var served sync.Map
+	lies := func(p string, maxLen int64) ([]byte, error) {
+		served.Store(p, true)
+		switch {
+		case p == "metadata/timestamp.json":
+			return oldTS, nil
+		case strings.HasPrefix(p, "manifests/"):
+			return []byte(`{"stork_manifest":1,"chunk_size":1048576,"entries":[]}`), nil
+		}
+		return []byte(`{"signed":{"_type":"snapshot","version":1},"signatures":[]}`), nil
+	}
+	bad := testP2P(t, func(c *P2PConfig) { c.Listen = []string{"/ip4/127.0.0.1/tcp/0"} })
+	bad.SetFileServer(lies)
+
+	n := startSwarmNode(t, o, append(bad.Addrs(), seed.addrs(t)...))
+	view := filepath.Join(t.TempDir(), "view")
+	addVM(t, n.c, "vm", view)
+	insts, err := n.c.Install(ctx, InstallRequest{VM: "vm", Ref: "p", Into: view, Mode: "link"}, nil)
+	if err != nil || len(insts) != 1 || insts[0].Version != "1.1.0" {
+		t.Fatalf("Install(p) with a bad peer and a good one = %+v, %v; want 1.1.0", insts, err)
+	}
+	sameFiles(t, src, filepath.Join(view, "p"))
+	count := 0
+	served.Range(func(any, any) bool { count++; return true })
+	if count == 0 {
+		t.Fatal("the bad peer was never asked: the test proves nothing")
+	}
+
+	// The keeper restarts with a bad peer (one that knows no other host)
+	// as its only source: it keeps what it trusts and still serves from it.
+	keeper.stop(t)
+	alone := testP2P(t, func(c *P2PConfig) { c.Listen = []string{"/ip4/127.0.0.1/tcp/0"} })
+	alone.SetFileServer(lies)
+	d, err := New(Config{DataDir: keeper.data, RepoURL: o.url, P2P: &P2PConfig{
+		DataDir: keeper.data, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: alone.Addrs(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	runDone := make(chan error, 1)
+	go func() { runDone <- d.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Errorf("keeper Run = %v", err)
+		}
+	}()
+	kc := NewClient(keeper.data)
+	var pkgs []PackageStatus
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if pkgs, err = kc.Fetch(ctx, "p", nil); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || len(pkgs) != 1 || pkgs[0].Version != "1.0.0" {
+		t.Fatalf("keeper Fetch(p) with only the bad peer = %+v, %v; want 1.0.0 from its trusted state", pkgs, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(keeper.data, "tuf", "timestamp.json")); !bytes.Equal(got, oldTS) {
+		t.Error("the keeper's trusted timestamp changed")
+	}
+}
