@@ -57,8 +57,8 @@ type sourcesFetcher struct {
 	// local returns what this host holds (its store's manifests), asked
 	// before anyone else; nil: nothing.
 	local FileLookup
-	log    *slog.Logger
-	url    string // the origin's, for logs
+	log   *slog.Logger
+	url   string // the origin's, for logs
 
 	wave, maxPeers int
 	newestWait     time.Duration
