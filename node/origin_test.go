@@ -298,3 +298,92 @@ func TestBadPeerFilesRefused(t *testing.T) {
 		t.Error("the keeper's trusted timestamp changed")
 	}
 }
+
+// runNodeAt runs a swarm daemon on dataDir (kept) until stop is called or
+// the test ends, bootstrapping to boot, with mod applied to its Config.
+func runNodeAt(t *testing.T, o *origin, dataDir string, boot []string, mod func(*Config)) (c *Client, stop func()) {
+	t.Helper()
+	cfg := Config{DataDir: dataDir, RepoURL: o.url, RefreshInterval: time.Hour, P2P: &P2PConfig{
+		DataDir: dataDir, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: boot,
+	}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("daemon Run = %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	c = NewClient(dataDir)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st, err := c.Status(context.Background()); err == nil && st.PeerID != "" {
+			return c, stop
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("daemon did not answer within 20s")
+		}
+	}
+}
+
+// TestPeerMetadataDefencesAcrossRestart: a host that got its metadata from
+// peers alone, restarted, refuses a rolled-back origin (rollback) and,
+// once its timestamp has expired with nobody offering a newer one, refuses
+// to act (freeze), as it would had the metadata come from the origin.
+func TestPeerMetadataDefencesAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	o := newOrigin(t)
+	o.publish(t, "p", "1.0.0", map[string]int{"f": 100_000})
+	oldTS, err := os.ReadFile(filepath.Join(o.dir, "metadata", "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.publish(t, "p", "1.1.0", map[string]int{"f": 100_000})
+	seed := startSwarmNode(t, o, nil)
+	if _, err := seed.c.Fetch(ctx, "p", nil); err != nil {
+		t.Fatal(err)
+	}
+	o.down.Store(true)
+	data, err := os.MkdirTemp("", "stork-defences-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(data)
+	c, stop := runNodeAt(t, o, data, seed.addrs(t), func(c *Config) { c.Root = o.root })
+	if pkgs, err := c.Fetch(ctx, "p", nil); err != nil || pkgs[0].Version != "1.1.0" {
+		t.Fatalf("Fetch(p) from peers alone = %+v, %v", pkgs, err)
+	}
+	stop()
+
+	// The origin is back, rolled back to the timestamp before 1.1.0.
+	if err := os.WriteFile(filepath.Join(o.dir, "metadata", "timestamp.json"), oldTS, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.down.Store(false)
+	c, stop = runNodeAt(t, o, data, nil, nil)
+	if _, err := c.Fetch(ctx, "p", nil); err == nil || !strings.Contains(err.Error(), "rollback") {
+		t.Errorf("Fetch(p) after a restart, origin rolled back = %v, want a rollback error", err)
+	}
+	stop()
+
+	// A day later: the origin is gone, the peer offers only the timestamp
+	// both trust, which has expired.
+	o.down.Store(true)
+	later := func() time.Time { return time.Now().Add(25 * time.Hour) }
+	c, stop = runNodeAt(t, o, data, seed.addrs(t), func(c *Config) { c.Now = later })
+	if _, err := c.Fetch(ctx, "p", nil); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("Fetch(p) after a restart, trusted timestamp expired = %v, want an expiry error", err)
+	}
+	stop()
+}
