@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -102,4 +103,37 @@ func TestOriginStoppedPeersServe(t *testing.T) {
 		t.Errorf("status: %d bytes from the origin, %d from peers; want all from peers", got.BytesFromOrigin, got.BytesFromPeers)
 	}
 	second.stop(t)
+}
+
+// TestRepoRefreshTimestampLifetime: `repo refresh --expires timestamp=36h`
+// re-signs the timestamp to live 36 hours, and keeps signing it so.
+func TestRepoRefreshTimestampLifetime(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	expires := func() time.Time {
+		b, err := os.ReadFile(filepath.Join(r.dir, "metadata", "timestamp.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ts struct {
+			Signed struct {
+				Expires time.Time `json:"expires"`
+			} `json:"signed"`
+		}
+		if err := json.Unmarshal(b, &ts); err != nil {
+			t.Fatal(err)
+		}
+		return ts.Signed.Expires
+	}
+	for _, args := range [][]string{{"--expires", "timestamp=36h"}, nil} {
+		stork(t, append([]string{"repo", "refresh", "--dir", r.dir, "--key", r.key}, args...)...)
+		if got := time.Until(expires()); got < 35*time.Hour || got > 36*time.Hour {
+			t.Errorf("repo refresh %v: timestamp expires in %v, want 36h", args, got.Round(time.Minute))
+		}
+	}
+	if _, errOut, err := storkRun(t, "repo", "refresh", "--dir", r.dir, "--key", r.key, "--expires", "chunks=1h"); err == nil {
+		t.Error("repo refresh --expires chunks=1h succeeded, want an error")
+	} else if strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("error is not one line: %q", errOut)
+	}
 }
