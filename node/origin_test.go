@@ -387,3 +387,74 @@ func TestPeerMetadataDefencesAcrossRestart(t *testing.T) {
 	}
 	stop()
 }
+
+// TestOriginOutageFourHosts is the scenario: four hosts fetch one
+// package at once and the origin dies part way. No host hangs silently:
+// each shows the wait in its status, and all complete, bit-exact, once
+// the origin is back.
+func TestOriginOutageFourHosts(t *testing.T) {
+	o := newOrigin(t)
+	src := o.publishChunked(t, "p", "1.0.0", 64<<10, map[string]int{"f": 8 << 20})
+	o.delay.Store(int64(40 * time.Millisecond))
+	first := startSwarmNode(t, o, nil)
+	nodes := []*swarmNode{first}
+	for range 3 {
+		nodes = append(nodes, startSwarmNode(t, o, first.addrs(t)))
+	}
+	done := make(chan error, len(nodes))
+	for _, n := range nodes {
+		go func() {
+			_, err := n.c.Fetch(context.Background(), "p", nil)
+			done <- err
+		}()
+	}
+	for deadline := time.Now().Add(30 * time.Second); o.chunkBytes.Load() < 1<<20; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the origin sent less than 1 MiB within 30s")
+		}
+	}
+	o.down.Store(true)
+	waiting := map[int]bool{}
+	for deadline := time.Now().Add(60 * time.Second); len(waiting) < len(nodes); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s only hosts %v showed a wait for the origin", waiting)
+		}
+		for i, n := range nodes {
+			st, err := n.c.Status(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range st.Packages {
+				if p.State == StateWaitingOrigin && p.WaitingOriginSince != nil {
+					waiting[i] = true
+				}
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("a fetch ended while the origin was down: %v", err)
+		default:
+		}
+	}
+	down := time.Now()
+	o.down.Store(false)
+	for range nodes {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Fetch after the origin came back = %v", err)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatal("a download did not complete within 2 minutes of the origin's return")
+		}
+	}
+	t.Logf("all four hosts complete %v after the origin's return", time.Since(down).Round(time.Millisecond))
+	for i, n := range nodes {
+		view := filepath.Join(t.TempDir(), "view")
+		addVM(t, n.c, "vm", view)
+		if _, err := n.c.Install(context.Background(), InstallRequest{VM: "vm", Ref: "p", Into: view, Mode: "link"}, nil); err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		sameFiles(t, src, filepath.Join(view, "p"))
+	}
+}
