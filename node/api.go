@@ -31,6 +31,7 @@ type Status struct {
 	DataDir         string          `json:"data_dir"`
 	Packages        []PackageStatus `json:"packages"`
 	VMs             []VM            `json:"vms"`
+	Store           StoreHealth     `json:"store"` // damage found and repaired (repair.go)
 	Views           []Installed     `json:"views"` // every install, with the state of its view
 }
 
@@ -69,6 +70,9 @@ func (d *Daemon) Status() (*Status, error) {
 	st.Packages = []PackageStatus{}
 	st.VMs = d.vms.list()
 	if st.Views, err = d.listInstalls(""); err != nil {
+		return nil, err
+	}
+	if st.Store, err = d.storeHealth(); err != nil {
 		return nil, err
 	}
 	for _, p := range pkgs {
@@ -194,7 +198,12 @@ func (d *Daemon) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /v1/gc", func(w http.ResponseWriter, r *http.Request) {
-		res, err := d.store.GC(r.Context())
+		var req GCRequest
+		if err := decodeRequest(r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		res, err := d.store.GCWith(r.Context(), share.GCOptions{Partial: req.Partial})
 		if err != nil {
 			writeError(w, err)
 			return

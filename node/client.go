@@ -184,8 +184,20 @@ func (c *Client) Installs(ctx context.Context, vm string) ([]Installed, error) {
 
 // GC collects what nothing references.
 func (c *Client) GC(ctx context.Context) (map[string]any, error) {
+	return c.GCWith(ctx, GCRequest{})
+}
+
+// GCRequest says what else GC may remove.
+type GCRequest struct {
+	// Partial also drops unfinished packages no VM uses and no download
+	// is filling, with their partial files (share.GCOptions.Partial).
+	Partial bool `json:"partial,omitempty"`
+}
+
+// GCWith collects what nothing references, and what req allows.
+func (c *Client) GCWith(ctx context.Context, req GCRequest) (map[string]any, error) {
 	var out map[string]any
-	return out, c.call(ctx, http.MethodPost, "/v1/gc", struct{}{}, &out)
+	return out, c.call(ctx, http.MethodPost, "/v1/gc", req, &out)
 }
 
 // AddVM registers a VM; the answer names its socket.

@@ -44,6 +44,13 @@ type Config struct {
 	UploadRate, DownloadRate int64
 	// MaxPeersPerDownload caps the peers one download trades with (default 32).
 	MaxPeersPerDownload int
+	// ScrubRate is how many bytes per second the background scrub
+	// re-hashes (see repair.go): 0 takes DefaultScrubRate, a negative
+	// value turns the scrub off.
+	ScrubRate int64
+	// RepairInterval is how often packages whose objects were damaged are
+	// fetched again while that fails (default 1m).
+	RepairInterval time.Duration
 	// API bounds what the clients of the admin and VM sockets may hold
 	// (timeouts, connections); zero fields take the defaults.
 	API APILimits
@@ -73,6 +80,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RefreshInterval <= 0 {
 		c.RefreshInterval = 30 * time.Second
+	}
+	if c.ScrubRate == 0 {
+		c.ScrubRate = DefaultScrubRate
+	}
+	if c.RepairInterval <= 0 {
+		c.RepairInterval = time.Minute
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 15 * time.Second

@@ -34,7 +34,11 @@ type Daemon struct {
 	p2p    *P2P            // nil without a swarm
 	swarm  *transfer.Swarm // nil without a swarm
 	fl     flights
-	views  viewStates // views that could not be restored, and why
+	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
+	// repairKick wakes the repairer (repair.go).
+	repairKick chan struct{}
+	chk        checks     // package checks in progress (repair.go)
+	views      viewStates // views that could not be restored, and why
 
 	bytesFromOrigin atomic.Int64
 	bytesFromPeers  atomic.Int64
@@ -81,7 +85,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer unlock()
 
-	store, err := share.Open(share.Config{Dir: filepath.Join(d.cfg.DataDir, "store"), Logger: d.log.With("component", "share")})
+	store, err := share.Open(storeConfig(d.cfg.DataDir, d.log.With("component", "share")))
 	if err != nil {
 		return err
 	}
@@ -121,6 +125,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		cancelBG()
 		d.bgWG.Wait()
 	}()
+	d.startStoreCare(bg)
 
 	d.budgetConns()
 	sock := SocketPath(d.cfg.DataDir)
@@ -371,7 +376,7 @@ func VerifyStore(ctx context.Context, dataDir string) ([]string, error) {
 		return nil, err
 	}
 	defer unlock()
-	store, err := share.Open(share.Config{Dir: filepath.Join(dataDir, "store")})
+	store, err := share.Open(storeConfig(dataDir, nil))
 	if err != nil {
 		return nil, err
 	}

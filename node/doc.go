@@ -2,6 +2,14 @@
 // configuration, lifecycle and the local API server. It wires transfer,
 // share and metadata together through small interfaces.
 //
+// The daemon keeps its store sound (repair.go): it checks a package's
+// objects before exposing its tree, scrubs every object in the background
+// at a bounded rate, and fetches again, through the swarm or the origin,
+// every package whose objects were found damaged. A VM's own requests are
+// held to its quota (quota.go). With the daemon stopped, RebuildIndex
+// recovers a lost index, VerifyStore checks the store and RepairStore
+// marks what must be fetched again.
+//
 // # The origin is a fallback
 //
 // Everything a host needs to resolve and fetch a package can come from its

@@ -10,6 +10,9 @@ var (
 	ErrUnknownVM = errors.New("unknown vm")
 	// ErrBadRequest: a request is malformed.
 	ErrBadRequest = errors.New("bad request")
+	// ErrQuotaExceeded: a VM's request would take it over its quota (the
+	// error wraps ErrForbidden too).
+	ErrQuotaExceeded = errors.New("quota exceeded")
 	// ErrBusy: the daemon refused a connection because its socket has as
 	// many open as it takes (APILimits); try again later.
 	ErrBusy = errors.New("daemon busy")

@@ -31,6 +31,8 @@ type origin struct {
 	corrupt atomic.Bool
 	// failChunks, when set, answers every chunk request with 503.
 	failChunks atomic.Bool
+	// failAfter, when > 0, answers chunk requests beyond that many with 503.
+	failAfter atomic.Int64
 	// delay slows every chunk response.
 	delay atomic.Int64
 	// down, when set, resets every connection: the origin is gone
@@ -71,8 +73,8 @@ func newOrigin(t *testing.T) *origin {
 			h.ServeHTTP(w, r)
 			return
 		}
-		o.chunkReqs.Add(1)
-		if o.failChunks.Load() {
+		n := o.chunkReqs.Add(1)
+		if o.failChunks.Load() || (o.failAfter.Load() > 0 && n > o.failAfter.Load()) {
 			http.Error(w, "origin down", http.StatusServiceUnavailable)
 			return
 		}

@@ -38,7 +38,9 @@ type flights struct {
 // download, which runs on the daemon's context so that a requester going
 // away does not cancel it for the others.
 func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flight, error) {
-	if info, err := d.store.Package(r.ManifestCID); err == nil && info.State == share.StateComplete {
+	// A complete package is checked before use: a damaged one is partial
+	// again and downloaded below (repair.go).
+	if info, err := d.store.Package(r.ManifestCID); err == nil && info.State == share.StateComplete && d.intact(r.ManifestCID) {
 		f := &flight{done: make(chan struct{})}
 		f.have.Store(info.Size)
 		f.total.Store(info.Size)
@@ -75,6 +77,9 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	if err != nil {
 		return err
 	}
+	// A failed download is no longer open: `stork gc --partial` may drop
+	// what it fetched (a retry before that resumes from it).
+	defer dl.Close()
 	have, total := dl.Bytes()
 	f.have.Store(have)
 	f.total.Store(total)

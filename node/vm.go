@@ -25,6 +25,9 @@ type VM struct {
 	Allow []string `json:"allow"`
 	Root  string   `json:"root"`
 	Mode  string   `json:"mode"`
+	// Quota caps the file bytes of the packages the VM may have installed
+	// through its own socket (see reserveQuota); 0: no cap.
+	Quota int64 `json:"quota,omitempty"`
 	// Unprivileged is the operator's declaration that no process of the
 	// VM runs as root (or as the store's owner): link views need it.
 	Unprivileged bool `json:"unprivileged,omitempty"`
@@ -62,6 +65,9 @@ func (v *VM) Validate() error {
 	if mode == share.ViewLink && !v.Unprivileged {
 		return fmt.Errorf("vm %s: %w: link views give root inside the VM write access to the shared objects; "+
 			"declare the VM unprivileged (--unprivileged) if none of its processes runs as root, or use --mode bind or overlay", v.ID, ErrBadRequest)
+	}
+	if v.Quota < 0 {
+		return fmt.Errorf("vm %s: quota %d: %w: want 0 (none) or a byte count", v.ID, v.Quota, ErrBadRequest)
 	}
 	return nil
 }
@@ -309,6 +315,12 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 			writeError(w, fmt.Errorf("vm %s may not install %q: %w by its policy %v", id, req.Ref, ErrForbidden, v.Allow))
 			return
 		}
+		release, err := d.reserveQuota(r.Context(), v, req.Ref)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		defer release()
 		streamProgress(w, r, func(p Progress) (any, error) {
 			insts, err := d.Install(r.Context(), InstallRequest{VM: id, Ref: req.Ref, Into: v.Root, Mode: v.Mode}, p)
 			if err != nil {

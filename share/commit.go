@@ -76,19 +76,23 @@ func (s *Store) commitTree(c cid.Cid, m *metadata.Manifest) error {
 	if rec.State == StateComplete && statErr == nil {
 		return nil
 	}
-	if statErr != nil {
-		for i := range m.Entries {
-			e := &m.Entries[i]
-			if e.Type != metadata.TypeFile {
-				continue
-			}
-			if err := s.ensureObject(e, m.ChunkSize); err != nil {
-				return fmt.Errorf("package %s: file %q: %w", c, e.Path, err)
-			}
+	for i := range m.Entries {
+		e := &m.Entries[i]
+		if e.Type != metadata.TypeFile {
+			continue
 		}
+		if err := s.ensureObject(e, m.ChunkSize); err != nil {
+			return fmt.Errorf("package %s: file %q: %w", c, e.Path, err)
+		}
+	}
+	if statErr != nil {
 		if err := s.buildTree(c, m); err != nil {
 			return fmt.Errorf("package %s: build tree: %w", c, err)
 		}
+	} else if err := s.relinkTree(c, m); err != nil {
+		// The tree of a package made partial again (a damaged object was
+		// quarantined): views bound to it see the repaired files.
+		return fmt.Errorf("package %s: relink tree: %w", c, err)
 	}
 	err := s.update(func(txn *badger.Txn) error {
 		var rec pkgRecord
@@ -105,6 +109,7 @@ func (s *Store) commitTree(c cid.Cid, m *metadata.Manifest) error {
 	if err != nil {
 		return fmt.Errorf("package %s: mark complete: %w", c, err)
 	}
+	s.repaired(key)
 	return nil
 }
 

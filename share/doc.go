@@ -22,8 +22,18 @@
 //	                              name@version lookup, objects, chunk presence
 //	                              in partial files, chunk locations, VM
 //	                              installs and their reverse references
-//	tmp/                          trees and object copies being built;
-//	                              emptied by Open
+//	tmp/                          trees and object copies being built,
+//	                              trees being removed; emptied by Open
+//	manifests/<manifest CID>      every package's manifest bytes, and
+//	manifests/<CID>.names         the NAME@VERSIONs it was registered
+//	                              under (strict JSON): written before the
+//	                              index records the package, so that a
+//	                              lost index can be rebuilt (Rebuild)
+//	store-id                      the store's random id, also in the index
+//	quarantine/                   object files that failed verification,
+//	                              kept for forensics (bounded)
+//	lost+found/<CID>              trees Rebuild could not attribute
+//	index.lost/                   the index Rebuild replaced
 //
 // Objects and trees carry no setuid, setgid or write bit; directories keep
 // sticky and setgid. Identical files (same hash, same permission) are
@@ -67,13 +77,40 @@
 //
 // # Garbage collection and installs
 //
-// An install (AddInstall) pins a package; so does the Keep flag that
-// BeginPackage sets and SetKeep or RemovePackage clear; so does an open
-// download. GC removes the other packages, then objects no live package
-// uses, partial files no unfinished live package needs, index records that
-// lead nowhere, and any stray file. RemovePackage refuses an installed
-// package (ErrInUse). Reference counts are the r/ records written in the
-// same transaction as the installs they mirror, so they cannot drift.
+// An install (AddInstall) pins a package; so does a mount that uses its
+// tree (a view: a bind mount of it, an overlay with it as a lower layer,
+// read from /proc/self/mountinfo); so does the Keep flag that
+// BeginPackage sets and SetKeep or RemovePackage clear, unless GC is asked
+// to drop unfinished downloads (GCOptions.Partial); so does an open
+// download (Download.Close ends one that failed). GC removes the other
+// packages, then objects no live package uses, partial files no unfinished
+// live package needs, index records that lead nowhere, and any stray file;
+// it never removes a tree a mount uses, even one the index does not know.
+// RemovePackage refuses an installed or mounted package (ErrInUse). A
+// package's tree is moved into tmp/ before its records are dropped, so a
+// tree is never left without its record. Reference counts are the r/
+// records written in the same transaction as the installs they mirror, so
+// they cannot drift.
+//
+// # A lost or damaged index
+//
+// Open refuses (ErrIndexLost) an index that does not hold the store's id,
+// an empty index beside trees or objects, and an index lacking the package
+// of any tree: an index silently empty would let GC delete every object
+// and tree. Rebuild (daemon stopped) recreates it from manifests/, the
+// trees and the objects, re-hashing every object; see integrity.go and
+// rebuild.go.
+//
+// # Damaged objects
+//
+// An object record keeps the inode and modification time of the file when
+// it was verified. CheckPackage compares each object of a package with
+// them before its tree is exposed (a full re-hash only where they differ);
+// Scrub re-hashes every object in turn; Repair does both with no daemon
+// running. A damaged object is quarantined and its packages become
+// partial, with a q/ record, until a download fetches it again and relinks
+// their trees in place, where views bound to them see the good file. See
+// damage.go.
 //
 // # Views
 //

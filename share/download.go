@@ -45,6 +45,11 @@ func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifest
 		return nil, ErrClosed
 	}
 	key := manifestCID.String()
+	// The manifest and its name are on disk before the index names them,
+	// so that Rebuild can recover every package the index knew.
+	if err := s.saveManifest(manifestCID, manifestBytes, name, version); err != nil {
+		return nil, fmt.Errorf("package %s@%s: %w", name, version, err)
+	}
 	err = s.update(func(txn *badger.Txn) error {
 		var rec pkgRecord
 		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
@@ -382,6 +387,25 @@ func (s *Store) openPartial(id string, e *metadata.Entry, chunkSize int64) (*par
 	return pf, nil
 }
 
+// Close ends a download that will not be committed (it failed): it is no
+// longer open, so that a GC with GCOptions.Partial may drop the package,
+// and its partial files are released. What it stored stays for the next
+// BeginPackage to resume. Using the Download after Close fails; Close
+// after Commit does nothing.
+func (d *Download) Close() {
+	s := d.s
+	key := d.cid.String()
+	s.mu.Lock()
+	if s.downloads[key] != d {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.downloads, key)
+	s.mu.Unlock()
+	d.removed.Store(true)
+	d.release()
+}
+
 // ManifestCID returns the CID of the package's manifest.
 func (d *Download) ManifestCID() cid.Cid { return d.cid }
 
@@ -639,9 +663,12 @@ func (s *Store) moveObject(src, dst string, rec *objRecord) error {
 	return nil
 }
 
-// recordObject indexes an object and where its chunks are.
+// recordObject indexes an object, just verified, and where its chunks are.
 func (s *Store) recordObject(rec *objRecord, id string) error {
 	name := objectName(rec.Hash, os.FileMode(rec.Perm))
+	if rec.Ino == 0 {
+		rec.setStamp(lstamp(s.ObjectPath(rec.Hash, os.FileMode(rec.Perm))))
+	}
 	err := s.update(func(txn *badger.Txn) error {
 		return setJSON(txn, []byte(prefixObject+name), rec)
 	})

@@ -23,6 +23,10 @@ var (
 	ErrIncomplete = errors.New("incomplete")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrIndexLost: the index is not the store's own, or lacks packages
+	// whose trees exist (it was lost or damaged). The store refuses to
+	// open; Rebuild recovers the index from the files.
+	ErrIndexLost = errors.New("index lost or damaged")
 	// ErrInvalid: a malformed argument (empty VM id, bad view mode, ...).
 	ErrInvalid = errors.New("invalid argument")
 	// ErrViewReplaced: something other than the view (a symlink, a file,

@@ -64,6 +64,7 @@ func syncFS(path string) error {
 // Linux 6.13; older kernels tick at least every jiffy).
 type fileStamp struct {
 	dev, ino   uint64
+	mode       uint32 // type and permission bits
 	size       int64
 	ctime      unix.Timespec
 	mtime      unix.Timespec
@@ -72,7 +73,7 @@ type fileStamp struct {
 }
 
 func stampOf(st *unix.Stat_t) fileStamp {
-	return fileStamp{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, ctime: st.Ctim, mtime: st.Mtim, ok: true}
+	return fileStamp{dev: uint64(st.Dev), ino: st.Ino, mode: st.Mode, size: st.Size, ctime: st.Ctim, mtime: st.Mtim, ok: true}
 }
 
 // fstamp stamps an open file.
@@ -139,4 +140,22 @@ func markTopDir(dir string) error {
 		}
 		return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|fsTopDirFlag))
 	})
+}
+
+// setStamp records st (a stamp of the verified object file) in r.
+func (r *objRecord) setStamp(st fileStamp) {
+	if st.ok {
+		r.Ino, r.Mtime = st.ino, st.mtime.Nano()
+	}
+}
+
+// regular reports whether the stamped file is a regular file.
+func (a fileStamp) regular() bool { return a.ok && a.mode&unix.S_IFMT == unix.S_IFREG }
+
+// stampMatches reports whether the object file stamped st is, by its
+// metadata, the file r was verified as: a regular file with r's inode,
+// size, mode and modification time.
+func (r *objRecord) stampMatches(st fileStamp) bool {
+	return st.ok && r.Ino != 0 && st.ino == r.Ino && st.mtime.Nano() == r.Mtime &&
+		st.size == r.Size && st.regular() && st.mode&0o7777 == r.Perm
 }

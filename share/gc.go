@@ -3,6 +3,7 @@ package share
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -16,44 +17,162 @@ import (
 	"github.com/storkpm/stork/metadata"
 )
 
-// GCResult says what GC removed.
+// GCResult says what GC removed, and the trees it kept because views use
+// them.
 type GCResult struct {
 	Packages int   // package records
 	Objects  int   // object files
 	Trees    int   // package trees
 	Partials int   // partial files
 	Bytes    int64 // bytes of removed objects and partial files
+	// InUse lists "TREE: MOUNT POINT" for every tree GC kept only because
+	// a mount (a view) uses it.
+	InUse []string `json:",omitempty"`
 }
 
-// GC removes what nothing needs. A package is live while a VM install
-// references it, while it is kept (SetKeep), or while its download is open
-// in this process; other packages lose their records and trees. Then
-// objects that no live package uses, partial files that no live unfinished
-// package needs, their index records, and any file under objects/, trees/
-// or partial/ the index does not know are removed. An unindexed object a
-// live package needs (a crash came between its move and its record) is
-// verified and kept instead. GC excludes every other store operation while
-// it runs.
-func (s *Store) GC(ctx context.Context) (*GCResult, error) {
+// GCOptions says what else GC may remove.
+type GCOptions struct {
+	// Partial drops unfinished packages (and their partial files) that no
+	// VM install references, no view uses and no download is filling,
+	// even those kept (but not a package with a tree, waiting for a
+	// repair): a download that failed (for lack of disk space, or
+	// an origin that went away) keeps what it fetched so that a retry
+	// resumes, until a GC with Partial releases it.
+	Partial bool
+}
+
+// GC is GCWith without options.
+func (s *Store) GC(ctx context.Context) (*GCResult, error) { return s.GCWith(ctx, GCOptions{}) }
+
+// GCWith removes what nothing needs. A package is live while a VM install
+// references it, while a mount (a view) uses its tree, while it is kept
+// (SetKeep; unless opts.Partial and it is unfinished), or while its
+// download is open in this process; other packages lose their trees (moved
+// to tmp/ first, so that no tree is ever left without its record) and
+// records. Then objects that no live package uses, partial files that no
+// live unfinished package needs, their index records, and any file under
+// objects/, trees/ or partial/ the index does not know are removed; a tree
+// that a mount uses is never removed. An unindexed object a live package
+// needs (a crash came between its move and its record) is verified and
+// kept instead. GC excludes every other store operation while it runs.
+func (s *Store) GCWith(ctx context.Context, opts GCOptions) (*GCResult, error) {
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	res := &GCResult{}
+	mounted, err := s.mountedTrees()
+	if err != nil {
+		return nil, fmt.Errorf("gc: cannot tell which trees views use: %w", err)
+	}
+	g := &gcRun{
+		s: s, ctx: ctx, opts: opts, res: &GCResult{}, mounted: mounted,
+		liveObj: make(map[string]bool), wantHash: make(map[string]bool), livePartial: make(map[string]bool),
+		entries: make(map[string]metaEntry), liveTree: make(map[string]bool),
+		indexed: make(map[string]bool), keptHash: make(map[string]bool),
+	}
+	for _, step := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"packages", g.packages}, {"objects", g.objects}, {"unindexed objects", g.strayObjects},
+		{"partial files", g.partials}, {"chunk records", g.chunkLocs}, {"trees", g.trees}, {"manifest files", g.manifests},
+	} {
+		if err := step.fn(); err != nil {
+			return g.res, fmt.Errorf("gc: %s: %w", step.name, err)
+		}
+	}
+	res := g.res
+	s.log.Info("gc done", "packages", res.Packages, "objects", res.Objects, "trees", res.Trees, "partials", res.Partials, "bytes", res.Bytes, "in_use", len(res.InUse))
+	return res, nil
+}
+
+// gcRun is one GC: what its steps found live so far.
+type gcRun struct {
+	s       *Store
+	ctx     context.Context
+	opts    GCOptions
+	res     *GCResult
+	mounted map[string][]string // tree → mount points using it
+
+	liveObj     map[string]bool      // object names live packages link
+	wantHash    map[string]bool      // hashes unfinished live packages need
+	livePartial map[string]bool      // partial ids unfinished live packages need
+	entries     map[string]metaEntry // object name → an entry that names it
+	liveTree    map[string]bool      // trees of live packages
+	indexed     map[string]bool      // object names kept
+	keptHash    map[string]bool      // hashes with a kept object
+}
+
+type gcPackage struct {
+	key string
+	rec pkgRecord
+}
+
+// packages removes the packages nothing needs and notes what the others use.
+func (g *gcRun) packages() error {
+	s := g.s
 	s.mu.Lock()
 	open := make(map[string]bool, len(s.downloads))
 	for k := range s.downloads {
 		open[k] = true
 	}
 	s.mu.Unlock()
-
-	// 1. Packages.
-	type pkg struct {
-		key string
-		rec pkgRecord
+	pkgs, refs, err := s.packageRecords()
+	if err != nil {
+		return err
 	}
-	var pkgs []pkg
+	for _, p := range pkgs {
+		if err := g.ctx.Err(); err != nil {
+			return err
+		}
+		complete := p.rec.State == StateComplete
+		// A partial package with a tree was complete: it waits to be
+		// fetched again (damage.go), it is not an unfinished download.
+		_, terr := os.Lstat(s.path(treesDir, p.key))
+		kept := p.rec.Keep && (complete || !g.opts.Partial || terr == nil)
+		if !refs[p.key] && !kept && !open[p.key] && len(g.mounted[p.key]) == 0 {
+			hadTree, err := s.dropPackage(p.key)
+			if err != nil {
+				return fmt.Errorf("package %s: %w", p.key, err)
+			}
+			g.res.Packages++
+			if hadTree {
+				g.res.Trees++
+			}
+			s.log.Info("gc: package removed", "package", p.rec.Name+"@"+p.rec.Version, "manifest", p.key, "state", p.rec.State)
+			continue
+		}
+		c, err := cid.Decode(p.key)
+		if err != nil {
+			return fmt.Errorf("package key %q: %w", p.key, err)
+		}
+		m, _, err := s.Manifest(c)
+		if err != nil {
+			return err
+		}
+		g.liveTree[p.key] = true
+		for i := range m.Entries {
+			e := &m.Entries[i]
+			if e.Type != metadata.TypeFile {
+				continue
+			}
+			name := objectName(e.Hash, ObjectPerm(e.Mode))
+			g.liveObj[name] = true
+			g.entries[name] = metaEntry{e, m.ChunkSize}
+			if !complete {
+				g.wantHash[e.Hash] = true
+				g.livePartial[partialID(e.Hash, e.Size)] = true
+			}
+		}
+	}
+	return nil
+}
+
+// packageRecords reads every package record and which packages VM installs
+// reference.
+func (s *Store) packageRecords() ([]gcPackage, map[string]bool, error) {
+	var pkgs []gcPackage
 	refs := make(map[string]bool)
 	err := s.db.View(func(txn *badger.Txn) error {
 		if err := scanKeys(txn, prefixRef, func(k []byte, _ *badger.Item) error {
@@ -70,59 +189,61 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 			if err := jsonUnmarshal(item, &r); err != nil {
 				return err
 			}
-			pkgs = append(pkgs, pkg{strings.TrimPrefix(string(k), prefixPackage), r})
+			pkgs = append(pkgs, gcPackage{strings.TrimPrefix(string(k), prefixPackage), r})
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("gc: %w", err)
-	}
-	liveObj := make(map[string]bool)      // object names live packages link
-	wantHash := make(map[string]bool)     // hashes unfinished live packages need
-	livePartial := make(map[string]bool)  // partial ids unfinished live packages need
-	entries := make(map[string]metaEntry) // object name → an entry that names it
-	liveTree := make(map[string]bool)     // trees of complete live packages
-	for _, p := range pkgs {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		if !refs[p.key] && !p.rec.Keep && !open[p.key] {
-			if err := s.update(func(txn *badger.Txn) error { return deletePackageTxn(txn, p.key) }); err != nil {
-				return res, fmt.Errorf("gc: package %s: %w", p.key, err)
-			}
-			res.Packages++
-			s.log.Info("gc: package removed", "package", p.rec.Name+"@"+p.rec.Version, "manifest", p.key)
-			continue
-		}
-		c, err := cid.Decode(p.key)
-		if err != nil {
-			return res, fmt.Errorf("gc: package key %q: %w", p.key, err)
-		}
-		m, _, err := s.Manifest(c)
-		if err != nil {
-			return res, fmt.Errorf("gc: %w", err)
-		}
-		complete := p.rec.State == StateComplete
-		if complete {
-			liveTree[p.key] = true
-		}
-		for i := range m.Entries {
-			e := &m.Entries[i]
-			if e.Type != metadata.TypeFile {
-				continue
-			}
-			name := objectName(e.Hash, ObjectPerm(e.Mode))
-			liveObj[name] = true
-			entries[name] = metaEntry{e, m.ChunkSize}
-			if !complete {
-				wantHash[e.Hash] = true
-				livePartial[partialID(e.Hash, e.Size)] = true
-			}
-		}
-	}
+	return pkgs, refs, err
+}
 
-	// 2. Object records. A variant nobody links is still kept while an
-	// unfinished package needs the content and no linked variant exists.
+// dropPackage removes a package: its tree is moved into tmp/ first (so
+// that no tree is left without a record: see checkIndex), then its
+// records go, then the tree. It reports whether there was a tree. s.life
+// is held exclusively.
+func (s *Store) dropPackage(key string) (bool, error) {
+	aside, err := s.moveTreeAside(key)
+	if err != nil {
+		return false, err
+	}
+	err = s.update(func(txn *badger.Txn) error {
+		if err := txn.Delete([]byte(prefixRepair + key)); err != nil {
+			return err
+		}
+		return deletePackageTxn(txn, key)
+	})
+	if err != nil {
+		if aside != "" {
+			_ = os.Rename(aside, s.path(treesDir, key))
+		}
+		return false, err
+	}
+	s.dropDownload(key)
+	s.removeManifest(key)
+	if aside != "" {
+		return true, removeAll(aside)
+	}
+	return false, nil
+}
+
+// moveTreeAside renames trees/<key> into tmp/ and returns where it went
+// ("" if there was no tree).
+func (s *Store) moveTreeAside(key string) (string, error) {
+	aside := s.path(tmpDir, "drop-"+key+"-"+randomSuffix())
+	err := os.Rename(s.path(treesDir, key), aside)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("move tree aside: %w", err)
+	}
+	return aside, nil
+}
+
+// objects removes object records and files no live package uses. A
+// variant nobody links is still kept while an unfinished package needs
+// the content and no linked variant exists.
+func (g *gcRun) objects() error {
+	s := g.s
 	var objs []objRecord
 	if err := s.db.View(func(txn *badger.Txn) error {
 		return scanKeys(txn, prefixObject, func(k []byte, item *badger.Item) error {
@@ -134,52 +255,55 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 			return nil
 		})
 	}); err != nil {
-		return res, fmt.Errorf("gc: %w", err)
+		return err
 	}
 	linkedHash := make(map[string]bool)
 	for _, r := range objs {
-		if liveObj[objectName(r.Hash, os.FileMode(r.Perm))] {
+		if g.liveObj[objectName(r.Hash, os.FileMode(r.Perm))] {
 			linkedHash[r.Hash] = true
 		}
 	}
-	indexed := make(map[string]bool) // object names kept
-	keptHash := make(map[string]bool)
 	for _, r := range objs {
-		if err := ctx.Err(); err != nil {
-			return res, err
+		if err := g.ctx.Err(); err != nil {
+			return err
 		}
 		name := objectName(r.Hash, os.FileMode(r.Perm))
-		if liveObj[name] || (wantHash[r.Hash] && !linkedHash[r.Hash] && !keptHash[r.Hash]) {
-			indexed[name] = true
-			keptHash[r.Hash] = true
+		if g.liveObj[name] || (g.wantHash[r.Hash] && !linkedHash[r.Hash] && !g.keptHash[r.Hash]) {
+			g.indexed[name] = true
+			g.keptHash[r.Hash] = true
 			continue
 		}
 		// Index first: a crash then leaves an unindexed file, which the
 		// next GC removes, never a record without its file.
 		if err := s.deleteKeys([][]byte{[]byte(prefixObject + name)}); err != nil {
-			return res, fmt.Errorf("gc: object %s: %w", name, err)
+			return fmt.Errorf("object %s: %w", name, err)
 		}
 		if err := os.Remove(s.ObjectPath(r.Hash, os.FileMode(r.Perm))); err != nil && !os.IsNotExist(err) {
 			s.log.Warn("gc: remove object", "object", name, "err", err)
 		}
-		res.Objects++
-		res.Bytes += r.Size
+		g.res.Objects++
+		g.res.Bytes += r.Size
 	}
+	return nil
+}
 
-	// 3. Files under objects/ the index does not know.
-	err = walkFiles(s.path(objectsDir), func(p string, size int64) error {
-		if err := ctx.Err(); err != nil {
+// strayObjects removes files under objects/ the index does not know, but
+// adopts (verified) those a live package needs.
+func (g *gcRun) strayObjects() error {
+	s := g.s
+	return walkFiles(s.path(objectsDir), func(p string, size int64) error {
+		if err := g.ctx.Err(); err != nil {
 			return err
 		}
 		name := filepath.Base(p)
-		if indexed[name] {
+		if g.indexed[name] {
 			return nil
 		}
-		if me, ok := entries[name]; ok && filepath.Dir(p) == filepath.Dir(s.ObjectPath(me.e.Hash, ObjectPerm(me.e.Mode))) {
+		if me, ok := g.entries[name]; ok && filepath.Dir(p) == filepath.Dir(s.ObjectPath(me.e.Hash, ObjectPerm(me.e.Mode))) {
 			rec := objRecord{Hash: me.e.Hash, Size: me.e.Size, Perm: uint32(ObjectPerm(me.e.Mode)), ChunkSize: me.chunkSize, Chunks: me.e.Chunks}
 			if verifyObjectFile(p, &rec) == nil && s.recordObject(&rec, partialID(me.e.Hash, me.e.Size)) == nil {
-				indexed[name] = true
-				keptHash[me.e.Hash] = true
+				g.indexed[name] = true
+				g.keptHash[me.e.Hash] = true
 				s.log.Info("gc: adopted unindexed object", "object", name)
 				return nil
 			}
@@ -187,28 +311,29 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 		if err := os.Remove(p); err != nil {
 			return err
 		}
-		res.Objects++
-		res.Bytes += size
+		g.res.Objects++
+		g.res.Bytes += size
 		return nil
 	})
-	if err != nil {
-		return res, fmt.Errorf("gc: objects: %w", err)
-	}
+}
 
-	// 4. Partial files and their presence records.
+// partials removes partial files and presence records no live unfinished
+// package needs.
+func (g *gcRun) partials() error {
+	s := g.s
 	var stale [][]byte
 	if err := s.db.View(func(txn *badger.Txn) error {
 		return scanKeys(txn, prefixPresence, func(k []byte, _ *badger.Item) error {
-			if id, _, ok := splitPresenceKey(k); ok && (!livePartial[id] || keptHash[hashOfPartialID(id)]) {
+			if id, _, ok := splitPresenceKey(k); ok && (!g.livePartial[id] || g.keptHash[hashOfPartialID(id)]) {
 				stale = append(stale, bytes.Clone(k))
 			}
 			return nil
 		})
 	}); err != nil {
-		return res, fmt.Errorf("gc: %w", err)
+		return err
 	}
 	if err := s.deleteKeys(stale); err != nil {
-		return res, fmt.Errorf("gc: presence records: %w", err)
+		return fmt.Errorf("presence records: %w", err)
 	}
 	s.mu.Lock()
 	inUse := make(map[string]bool, len(s.partials))
@@ -216,54 +341,87 @@ func (s *Store) GC(ctx context.Context) (*GCResult, error) {
 		inUse[id] = true
 	}
 	s.mu.Unlock()
-	err = walkFiles(s.path(partialDir), func(p string, size int64) error {
+	return walkFiles(s.path(partialDir), func(p string, size int64) error {
 		id := filepath.Base(p)
-		if inUse[id] || (livePartial[id] && !keptHash[hashOfPartialID(id)]) {
+		if inUse[id] || (g.livePartial[id] && !g.keptHash[hashOfPartialID(id)]) {
 			return nil
 		}
 		if err := os.Remove(p); err != nil {
 			return err
 		}
-		res.Partials++
-		res.Bytes += size
+		g.res.Partials++
+		g.res.Bytes += size
 		return nil
 	})
-	if err != nil {
-		return res, fmt.Errorf("gc: partial: %w", err)
-	}
+}
 
-	// 5. Chunk locations that lead nowhere.
-	stale = stale[:0]
+// chunkLocs removes chunk locations that lead nowhere.
+func (g *gcRun) chunkLocs() error {
+	s := g.s
+	var stale [][]byte
 	if err := s.db.View(func(txn *badger.Txn) error {
 		return scanKeys(txn, prefixChunkLoc, func(k []byte, _ *badger.Item) error {
-			if _, id, ok := splitChunkLocKey(k); ok && !keptHash[hashOfPartialID(id)] && !livePartial[id] {
+			if _, id, ok := splitChunkLocKey(k); ok && !g.keptHash[hashOfPartialID(id)] && !g.livePartial[id] {
 				stale = append(stale, bytes.Clone(k))
 			}
 			return nil
 		})
 	}); err != nil {
-		return res, fmt.Errorf("gc: %w", err)
+		return err
 	}
-	if err := s.deleteKeys(stale); err != nil {
-		return res, fmt.Errorf("gc: chunk records: %w", err)
-	}
+	return s.deleteKeys(stale)
+}
 
-	// 6. Trees.
+// trees removes every tree of no live package, except those a mount uses.
+func (g *gcRun) trees() error {
+	s := g.s
 	des, err := os.ReadDir(s.path(treesDir))
 	if err != nil {
-		return res, fmt.Errorf("gc: trees: %w", err)
+		return err
 	}
 	for _, de := range des {
-		if liveTree[de.Name()] {
+		name := de.Name()
+		if g.liveTree[name] {
 			continue
 		}
-		if err := removeAll(s.path(treesDir, de.Name())); err != nil {
-			return res, fmt.Errorf("gc: tree %s: %w", de.Name(), err)
+		if points := g.mounted[name]; len(points) > 0 {
+			for _, p := range points {
+				g.res.InUse = append(g.res.InUse, name+": "+p)
+			}
+			s.log.Warn("gc: tree kept: a view uses it", "tree", s.path(treesDir, name), "mounts", points)
+			continue
 		}
-		res.Trees++
+		if err := removeAll(s.path(treesDir, name)); err != nil {
+			return fmt.Errorf("tree %s: %w", name, err)
+		}
+		g.res.Trees++
 	}
-	s.log.Info("gc done", "packages", res.Packages, "objects", res.Objects, "trees", res.Trees, "partials", res.Partials, "bytes", res.Bytes)
-	return res, nil
+	return nil
+}
+
+// manifests removes manifest files and names sidecars of packages the
+// index does not record.
+func (g *gcRun) manifests() error {
+	s := g.s
+	des, err := os.ReadDir(s.path(manifestsDir))
+	if err != nil {
+		return err
+	}
+	return s.db.View(func(txn *badger.Txn) error {
+		for _, de := range des {
+			key := strings.TrimSuffix(de.Name(), namesSuffix)
+			ok, err := exists(txn, []byte(prefixPackage+key))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if err := os.Remove(s.path(manifestsDir, de.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 type metaEntry struct {

@@ -531,6 +531,7 @@ func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
 		// need not hash them again while it stays unwritten (placeCache).
 		s.places.verified(dst, st)
 		s.places.putObject(dst, &rec)
+		rec.setStamp(st)
 	}
 	return rec, nil, nil
 }

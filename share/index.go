@@ -25,6 +25,8 @@ import (
 //	                                 keys have the manifest CID there, and no name in the record)
 //	r/<manifest CID>/<vm>            reverse of i/: the package's references (one per VM however
 //	                                 many of its names the VM installed)
+//	s/id                             the store's id (see integrity.go)
+//	q/<manifest CID>                 package to fetch again: objects it uses were damaged (JSON repairRecord)
 const (
 	prefixPackage  = "p/"
 	prefixManifest = "m/"
@@ -87,6 +89,13 @@ type objRecord struct {
 	Perm      uint32   `json:"perm"`
 	ChunkSize int64    `json:"chunk_size"`
 	Chunks    []string `json:"chunks"`
+	// Ino and Mtime (nanoseconds) are the object file's inode and
+	// modification time when its content was last verified: a write or
+	// truncate moves the modification time, so a file that still has
+	// both (and its size and mode) needs no re-hash on install (see
+	// damage.go). Zero: not known (a record from before they were kept).
+	Ino   uint64 `json:"ino,omitempty"`
+	Mtime int64  `json:"mtime,omitempty"`
 }
 
 type installRecord struct {

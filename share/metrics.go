@@ -14,6 +14,10 @@ import (
 //	stork_store_package_bytes{state}   their total size
 //	stork_store_held_bytes             bytes of them the store holds
 //	stork_store_installs               VM installs
+//	stork_store_damaged_objects_total  objects found changed on disk and quarantined
+//	stork_store_repaired_objects_total damaged objects fetched again
+//	stork_store_scrubbed_bytes_total   bytes the scrub re-hashed
+//	stork_store_repairing_packages     packages waiting to be fetched again
 //
 // It returns the function that unregisters them.
 func (s *Store) RegisterMetrics(reg prometheus.Registerer) (func(), error) {
@@ -36,6 +40,14 @@ var (
 		"File bytes of the stored packages that the store holds.", nil, nil)
 	descInstalls = prometheus.NewDesc("stork_store_installs",
 		"VM installs of stored packages.", nil, nil)
+	descDamaged = prometheus.NewDesc("stork_store_damaged_objects_total",
+		"Objects found changed on disk and quarantined since the store was opened.", nil, nil)
+	descRepaired = prometheus.NewDesc("stork_store_repaired_objects_total",
+		"Damaged objects fetched again since the store was opened.", nil, nil)
+	descScrubbed = prometheus.NewDesc("stork_store_scrubbed_bytes_total",
+		"Bytes of objects the scrub re-hashed since the store was opened.", nil, nil)
+	descRepairing = prometheus.NewDesc("stork_store_repairing_packages",
+		"Packages waiting to be fetched again because objects they use were damaged.", nil, nil)
 )
 
 type storeCollector struct{ s *Store }
@@ -45,6 +57,10 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPackageBytes
 	ch <- descHeldBytes
 	ch <- descInstalls
+	ch <- descDamaged
+	ch <- descRepaired
+	ch <- descScrubbed
+	ch <- descRepairing
 }
 
 // Collect reports nothing if the store is closed or its index unreadable
@@ -70,4 +86,11 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descHeldBytes, prometheus.GaugeValue, float64(held))
 	ch <- prometheus.MustNewConstMetric(descInstalls, prometheus.GaugeValue, float64(installs))
+	dc := c.s.DamageCounts()
+	ch <- prometheus.MustNewConstMetric(descDamaged, prometheus.CounterValue, float64(dc.Damaged))
+	ch <- prometheus.MustNewConstMetric(descRepaired, prometheus.CounterValue, float64(dc.Repaired))
+	ch <- prometheus.MustNewConstMetric(descScrubbed, prometheus.CounterValue, float64(dc.Scrubbed))
+	if reps, err := c.s.RepairsPending(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descRepairing, prometheus.GaugeValue, float64(len(reps)))
+	}
 }

@@ -188,6 +188,10 @@ func (s *Store) AddName(name, version string, manifestCID cid.Cid) error {
 		return ErrClosed
 	}
 	key := manifestCID.String()
+	// On disk first, as BeginPackage does (see Rebuild).
+	if err := s.saveName(key, name, version); err != nil {
+		return fmt.Errorf("package %s@%s (%s): %w", name, version, manifestCID, err)
+	}
 	return s.update(func(txn *badger.Txn) error {
 		var rec pkgRecord
 		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
@@ -361,8 +365,9 @@ func (s *Store) SetKeep(manifestCID cid.Cid, keep bool) error {
 }
 
 // RemovePackage removes a package's record, manifest and tree at once. It
-// refuses with ErrInUse while any VM install references it. Its objects and
-// partial files are left to GC, which removes those no other package uses.
+// refuses with ErrInUse while any VM install references it or a mount (a
+// view) uses its tree. Its objects and partial files are left to GC, which
+// removes those no other package uses.
 func (s *Store) RemovePackage(manifestCID cid.Cid) error {
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -370,25 +375,31 @@ func (s *Store) RemovePackage(manifestCID cid.Cid) error {
 		return ErrClosed
 	}
 	key := manifestCID.String()
-	err := s.update(func(txn *badger.Txn) error {
-		var vms []string
-		if err := scanKeys(txn, prefixRef+key+"/", func(k []byte, _ *badger.Item) error {
-			vms = append(vms, strings.TrimPrefix(string(k), prefixRef+key+"/"))
-			return nil
-		}); err != nil {
+	var vms []string
+	var found bool
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		if found, err = exists(txn, []byte(prefixPackage+key)); err != nil || !found {
 			return err
 		}
-		if len(vms) > 0 {
-			return fmt.Errorf("package %s: %w: installed in VMs %s", manifestCID, ErrInUse, strings.Join(vms, ", "))
-		}
-		return deletePackageTxn(txn, key)
+		return scanKeys(txn, prefixRef+key+"/", func(k []byte, _ *badger.Item) error {
+			vms = append(vms, strings.TrimPrefix(string(k), prefixRef+key+"/"))
+			return nil
+		})
 	})
 	if err != nil {
 		return err
 	}
-	s.dropDownload(key)
-	if err := removeAll(s.TreePath(manifestCID)); err != nil {
-		return fmt.Errorf("package %s: remove tree: %w", manifestCID, err)
+	if !found {
+		return fmt.Errorf("package %s: %w", manifestCID, ErrNotFound)
+	}
+	if len(vms) > 0 {
+		return fmt.Errorf("package %s: %w: installed in VMs %s", manifestCID, ErrInUse, strings.Join(vms, ", "))
+	}
+	if err := s.refuseMounted(key); err != nil {
+		return err
+	}
+	if _, err := s.dropPackage(key); err != nil {
+		return fmt.Errorf("package %s: %w", manifestCID, err)
 	}
 	s.log.Info("package removed", "manifest", manifestCID)
 	return nil

@@ -44,6 +44,9 @@ type Config struct {
 	// being killed (the page cache outlives it) but not a power cut or a
 	// kernel crash. For tests and benchmarks only.
 	UnsafeNoSync bool
+	// RebuildCommand is the command that rebuilds a lost index, named in
+	// ErrIndexLost errors (default "stork index rebuild").
+	RebuildCommand string
 }
 
 // Store is the per-host store. All methods are safe for concurrent use.
@@ -53,6 +56,8 @@ type Store struct {
 	lim  metadata.Limits
 	sync bool
 	db   *badger.DB
+
+	rebuildCmd string // see Config.RebuildCommand
 
 	mcMu   sync.Mutex                 // guards mcache
 	mcache map[cid.Cid]cachedManifest // decoded manifests by CID
@@ -75,13 +80,22 @@ type Store struct {
 	// noDirect is set once the file system refused O_DIRECT
 	// (direct_linux.go).
 	noDirect atomic.Bool
+
+	// Damage counters (damage.go).
+	damaged, repairedObjects, scrubbed atomic.Int64
 }
 
 // Open opens (creating if needed) the store under cfg.Dir and recovers from
 // a crash: it empties tmp/ and drops chunk-presence records of partial files
 // that no longer exist (their file was moved into objects/ just before the
 // crash). Nothing else needs repair: see the package documentation.
-func Open(cfg Config) (*Store, error) {
+//
+// Open refuses (ErrIndexLost) an index that is not the store's own or that
+// lacks packages whose trees exist: see checkIndex.
+func Open(cfg Config) (*Store, error) { return open(cfg, true) }
+
+// open is Open; checks false skips the index checks (for Rebuild).
+func open(cfg Config, checks bool) (*Store, error) {
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("open store: %w: empty data directory", ErrInvalid)
 	}
@@ -90,17 +104,21 @@ func Open(cfg Config) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{
-		dir:       cfg.Dir,
-		log:       log,
-		lim:       cfg.Limits,
-		sync:      !cfg.UnsafeNoSync,
-		downloads: make(map[string]*Download),
-		partials:  make(map[string]*partialFile),
+		dir:        cfg.Dir,
+		log:        log,
+		lim:        cfg.Limits,
+		sync:       !cfg.UnsafeNoSync,
+		rebuildCmd: cfg.RebuildCommand,
+		downloads:  make(map[string]*Download),
+		partials:   make(map[string]*partialFile),
+	}
+	if s.rebuildCmd == "" {
+		s.rebuildCmd = defaultRebuildCommand
 	}
 	for _, d := range []struct {
 		name string
 		mode os.FileMode
-	}{{"", 0o755}, {objectsDir, 0o755}, {treesDir, 0o755}, {partialDir, 0o700}, {indexDir, 0o700}, {tmpDir, 0o700}} {
+	}{{"", 0o755}, {objectsDir, 0o755}, {treesDir, 0o755}, {partialDir, 0o700}, {indexDir, 0o700}, {tmpDir, 0o700}, {manifestsDir, 0o755}} {
 		if err := os.MkdirAll(s.path(d.name), d.mode); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
 		}
@@ -117,7 +135,7 @@ func Open(cfg Config) (*Store, error) {
 		WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: index: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("open store %s: index: %w: %w; %s", cfg.Dir, ErrIndexLost, err, s.hintRebuild())
 	}
 	s.db = db
 	// Only now, holding badger's directory lock, is tmp/ ours to empty.
@@ -137,9 +155,21 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: partial files: %w", cfg.Dir, err)
 	}
+	if checks {
+		if err := s.checkIndex(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if err := s.recover(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: recover: %w", cfg.Dir, err)
+	}
+	if checks {
+		if err := s.backfillManifests(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: manifest files: %w", cfg.Dir, err)
+		}
 	}
 	s.fds = newFDCache(s, maxOpenPartials)
 	s.cm = newCommitter(s)

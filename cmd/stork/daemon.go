@@ -46,6 +46,7 @@ func daemonCommand() *cli.Command {
 			intFlag("conn-low", "connection manager low watermark (connections kept when trimming)", catLimits, 64),
 			intFlag("conn-high", "connection manager high watermark (trimming starts above it)", catLimits, 256),
 			stringFlag("max-memory", "libp2p resource manager memory `LIMIT` (e.g. 1G)", catLimits, false),
+			&cli.StringFlag{Name: "scrub-rate", Usage: "re-hash the store's objects in the background at `RATE` bytes/s (e.g. 4M) to find damage on disk; 0 turns it off", Category: catStore, EnvVars: env("scrub-rate"), Value: "4M"},
 			stringFlag("metrics", "serve Prometheus metrics on `ADDR` (host:port, e.g. 127.0.0.1:9464) at /metrics; default off", catNetwork, false),
 		},
 		Action: func(c *cli.Context) error {
@@ -74,6 +75,12 @@ func daemonCommand() *cli.Command {
 				OriginDeadline:      originDeadline,
 				Logger:              newLogger(c),
 				MaxPeersPerDownload: c.Int("max-peers"),
+			}
+			if cfg.ScrubRate, err = parseSize(c.String("scrub-rate")); err != nil {
+				return fmt.Errorf("--scrub-rate: %w", err)
+			}
+			if cfg.ScrubRate == 0 {
+				cfg.ScrubRate = -1 // off
 			}
 			for name, dst := range map[string]*int64{"upload-rate": &cfg.UploadRate, "download-rate": &cfg.DownloadRate} {
 				if s := c.String(name); s != "" {

@@ -193,10 +193,13 @@ func gcCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "gc",
 		Usage:     "remove objects and trees that no package or VM install references",
-		UsageText: "stork gc --data DIR",
-		Flags:     []cli.Flag{dataFlag()},
+		UsageText: "stork gc --data DIR [--partial]",
+		Flags: []cli.Flag{
+			dataFlag(),
+			boolFlag("partial", "also drop unfinished downloads (failed, or interrupted by a restart) that no VM uses and no request waits for, freeing their partial files; a later request starts them over", catStore),
+		},
 		Action: func(c *cli.Context) error {
-			res, err := node.NewClient(c.String("data")).GC(c.Context)
+			res, err := node.NewClient(c.String("data")).GCWith(c.Context, node.GCRequest{Partial: c.Bool("partial")})
 			if err != nil {
 				return err
 			}
@@ -213,13 +216,14 @@ func vmCommand() *cli.Command {
 			{
 				Name:      "add",
 				Usage:     "register a VM with the package name patterns it may request through its own socket",
-				UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] [--root DIR] [--mode bind|overlay|link] [--unprivileged]",
+				UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] [--root DIR] [--mode bind|overlay|link] [--unprivileged] [--quota SIZE]",
 				Flags: []cli.Flag{
 					dataFlag(),
 					&cli.StringSliceFlag{Name: "allow", Usage: "package name `PATTERN` the VM may request (shell-style, repeat)", Category: catStore, EnvVars: env("allow"), Required: true},
 					stringFlag("root", "host `DIR` the VM controls, where its packages appear as DIR/NAME (default DATA/views/ID; never inside the data directory)", catStore, false),
 					&cli.StringFlag{Name: "mode", Usage: "view `MODE` for this VM: bind, overlay or link", Category: catStore, EnvVars: env("mode"), Value: "bind"},
 					boolFlag("unprivileged", "declare that no process of the VM runs as root (or as the store's owner): required for link views, which give such a process write access to the shared objects", catStore),
+					stringFlag("quota", "cap the file bytes of the packages the VM may have installed through its own socket at `SIZE` (e.g. 2G); default no cap", catLimits, false),
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 1 {
@@ -233,8 +237,16 @@ func vmCommand() *cli.Command {
 						}
 						root = abs
 					}
+					var quota int64
+					if q := c.String("quota"); q != "" {
+						n, err := parseSize(q)
+						if err != nil {
+							return fmt.Errorf("--quota: %w", err)
+						}
+						quota = n
+					}
 					sock, err := node.NewClient(c.String("data")).AddVM(c.Context, node.VM{
-						ID: c.Args().First(), Allow: c.StringSlice("allow"), Root: root, Mode: c.String("mode"), Unprivileged: c.Bool("unprivileged"),
+						ID: c.Args().First(), Allow: c.StringSlice("allow"), Root: root, Mode: c.String("mode"), Unprivileged: c.Bool("unprivileged"), Quota: quota,
 					})
 					if err != nil {
 						return err
@@ -282,11 +294,31 @@ func orDash(s string) string {
 func verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
-		Usage:     "re-hash every object and tree in a host store (daemon stopped)",
-		UsageText: "stork verify --data DIR",
-		Flags:     []cli.Flag{dataFlag()},
+		Usage:     "re-hash every object and tree in a host store (daemon stopped); --repair quarantines what fails so that the daemon fetches it again",
+		UsageText: "stork verify --data DIR [--repair]",
+		Flags: []cli.Flag{
+			dataFlag(),
+			boolFlag("repair", "quarantine damaged objects and mark their packages (and packages whose trees changed) to be fetched again when the daemon next starts", catStore),
+		},
 		Action: func(c *cli.Context) error {
-			problems, err := node.VerifyStore(c.Context, c.String("data"))
+			data := c.String("data")
+			if c.Bool("repair") {
+				problems, marked, err := node.RepairStore(c.Context, data)
+				for _, p := range problems {
+					fmt.Fprintln(c.App.ErrWriter, p)
+				}
+				if err != nil {
+					return err
+				}
+				if len(marked) == 0 {
+					fmt.Fprintf(c.App.Writer, "store %s verified: nothing to repair\n", data)
+					return nil
+				}
+				fmt.Fprintf(c.App.Writer, "store %s: %d problems; %d packages will be fetched again when the daemon starts: %s\n",
+					data, len(problems), len(marked), strings.Join(marked, ", "))
+				return nil
+			}
+			problems, err := node.VerifyStore(c.Context, data)
 			if err != nil {
 				return err
 			}
@@ -294,9 +326,9 @@ func verifyCommand() *cli.Command {
 				fmt.Fprintln(c.App.ErrWriter, p)
 			}
 			if len(problems) > 0 {
-				return fmt.Errorf("store %s: %d problems (first: %s)", c.String("data"), len(problems), problems[0])
+				return fmt.Errorf("store %s: %d problems (first: %s); stork verify --repair quarantines them for the daemon to fetch again", data, len(problems), problems[0])
 			}
-			fmt.Fprintf(c.App.Writer, "store %s verified\n", c.String("data"))
+			fmt.Fprintf(c.App.Writer, "store %s verified\n", data)
 			return nil
 		},
 	}

@@ -58,6 +58,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			gcCommand(),
 			vmCommand(),
 			verifyCommand(),
+			indexCommand(),
 			peersCommand(),
 			simCommand(),
 		},

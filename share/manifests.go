@@ -1,0 +1,285 @@
+package share
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+)
+
+// The store keeps, besides the index, every package's manifest bytes and
+// the names it was registered under as files, so that a lost or damaged
+// index can be rebuilt from the disk alone (see Rebuild):
+//
+//	manifests/<manifest CID>        the manifest bytes (they hash to the CID)
+//	manifests/<manifest CID>.names  names sidecar: JSON namesFile
+//
+// Both are written (synced) by BeginPackage before the index records them
+// and removed after the package's records are dropped.
+const manifestsDir = "manifests"
+
+const namesSuffix = ".names"
+
+// Limits of a names sidecar, which is read back from disk and so decoded
+// as untrusted bytes.
+const (
+	maxNamesFile    = 64 << 10
+	maxNamesEntries = 256
+	maxVersionLen   = 1024
+)
+
+// namesFile is the names sidecar of a manifest.
+type namesFile struct {
+	Format int       `json:"format"`
+	Names  []pkgName `json:"names"`
+}
+
+const namesFormat = 1
+
+// decodeNames strictly decodes a names sidecar: its format, one to
+// maxNamesEntries distinct names, each name and version non-empty, valid
+// UTF-8, without NUL, and bounded in length; no unknown field, no
+// trailing data.
+func decodeNames(b []byte) (*namesFile, error) {
+	if len(b) > maxNamesFile {
+		return nil, fmt.Errorf("names file: %w: %d bytes, over %d", ErrInvalid, len(b), maxNamesFile)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var nf namesFile
+	if err := dec.Decode(&nf); err != nil {
+		return nil, fmt.Errorf("names file: %w: %v", ErrInvalid, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("names file: %w: trailing data", ErrInvalid)
+	}
+	if nf.Format != namesFormat {
+		return nil, fmt.Errorf("names file: %w: format %d, want %d", ErrInvalid, nf.Format, namesFormat)
+	}
+	if len(nf.Names) == 0 || len(nf.Names) > maxNamesEntries {
+		return nil, fmt.Errorf("names file: %w: %d names, want 1 to %d", ErrInvalid, len(nf.Names), maxNamesEntries)
+	}
+	seen := make(map[pkgName]bool, len(nf.Names))
+	for _, n := range nf.Names {
+		if err := checkPkgName(n); err != nil {
+			return nil, fmt.Errorf("names file: %w", err)
+		}
+		if seen[n] {
+			return nil, fmt.Errorf("names file: %w: %s@%s twice", ErrInvalid, n.Name, n.Version)
+		}
+		seen[n] = true
+	}
+	return &nf, nil
+}
+
+func checkPkgName(n pkgName) error {
+	for _, f := range []struct {
+		what, v string
+		max     int
+	}{{"name", n.Name, metadata.MaxNameLen}, {"version", n.Version, maxVersionLen}} {
+		if f.v == "" || len(f.v) > f.max || hasNUL(f.v) || !utf8.ValidString(f.v) {
+			return fmt.Errorf("%w: %s %.40q: want 1 to %d bytes of UTF-8 without NUL", ErrInvalid, f.what, f.v, f.max)
+		}
+	}
+	return nil
+}
+
+func encodeNames(nf *namesFile) ([]byte, error) {
+	b, err := json.Marshal(nf)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+func (s *Store) manifestPath(key string) string { return s.path(manifestsDir, key) }
+
+func (s *Store) namesPath(key string) string { return s.path(manifestsDir, key+namesSuffix) }
+
+// saveManifest writes the manifest bytes of c (unless present) and adds
+// name@version to its names sidecar (unless there), each durably.
+func (s *Store) saveManifest(c cid.Cid, b []byte, name, version string) error {
+	key := c.String()
+	if _, err := os.Lstat(s.manifestPath(key)); errors.Is(err, fs.ErrNotExist) {
+		if err := s.writeFileAtomic(s.manifestPath(key), b); err != nil {
+			return fmt.Errorf("manifest %s: %w", key, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("manifest %s: %w", key, err)
+	}
+	return s.saveName(key, name, version)
+}
+
+// saveName adds name@version to the names sidecar of manifest key, durably,
+// unless it is there.
+func (s *Store) saveName(key, name, version string) error {
+	nf, err := s.readNames(key)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Warn("names file unreadable; writing it again", "manifest", key, "err", err)
+	}
+	if nf == nil {
+		nf = &namesFile{Format: namesFormat}
+	}
+	n := pkgName{Name: name, Version: version}
+	for _, have := range nf.Names {
+		if have == n {
+			return nil
+		}
+	}
+	if len(nf.Names) >= maxNamesEntries {
+		s.log.Warn("names file full; name not recorded on disk", "manifest", key, "package", name+"@"+version)
+		return nil
+	}
+	nf.Names = append(nf.Names, n)
+	out, err := encodeNames(nf)
+	if err != nil {
+		return err
+	}
+	if err := s.writeFileAtomic(s.namesPath(key), out); err != nil {
+		return fmt.Errorf("manifest %s: names: %w", key, err)
+	}
+	return nil
+}
+
+// readNames reads and decodes the names sidecar of manifest key.
+func (s *Store) readNames(key string) (*namesFile, error) {
+	b, err := readFileMax(s.namesPath(key), maxNamesFile)
+	if err != nil {
+		return nil, err
+	}
+	return decodeNames(b)
+}
+
+// readManifestFile reads manifests/<c> and checks it against c and the
+// store's limits.
+func (s *Store) readManifestFile(c cid.Cid) (*metadata.Manifest, []byte, error) {
+	max := s.lim.MaxManifestSize
+	if max <= 0 {
+		max = metadata.DefaultLimits().MaxManifestSize
+	}
+	b, err := readFileMax(s.manifestPath(c.String()), max)
+	if err != nil {
+		return nil, nil, err
+	}
+	if got := metadata.SumCID(b); !got.Equals(c) {
+		return nil, nil, fmt.Errorf("manifest file %s: %w: %w: bytes hash to %s", c, ErrBadManifest, metadata.ErrHashMismatch, got)
+	}
+	m, err := metadata.DecodeManifest(b, s.lim)
+	if err != nil {
+		return nil, nil, fmt.Errorf("manifest file %s: %w: %w", c, ErrBadManifest, err)
+	}
+	return m, b, nil
+}
+
+// removeManifest removes the manifest file and names sidecar of key.
+func (s *Store) removeManifest(key string) {
+	for _, p := range []string{s.manifestPath(key), s.namesPath(key)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("remove manifest file", "path", p, "err", err)
+		}
+	}
+}
+
+// backfillManifests writes the manifest file and names of every package
+// the index records whose files are missing (a store made before the
+// index had them on disk too).
+func (s *Store) backfillManifests() error {
+	type rec struct {
+		key   string
+		names []pkgName
+	}
+	var recs []rec
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
+			var r pkgRecord
+			if err := jsonUnmarshal(item, &r); err != nil {
+				return err
+			}
+			recs = append(recs, rec{strings.TrimPrefix(string(k), prefixPackage), r.names()})
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		_, errM := os.Lstat(s.manifestPath(r.key))
+		_, errN := os.Lstat(s.namesPath(r.key))
+		if errM == nil && errN == nil {
+			continue
+		}
+		c, err := cid.Decode(r.key)
+		if err != nil {
+			return fmt.Errorf("package key %q: %w", r.key, err)
+		}
+		var b []byte
+		if err := s.db.View(func(txn *badger.Txn) (err error) {
+			_, b, err = manifestTxn(txn, c, s.lim)
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, n := range r.names {
+			if err := s.saveManifest(c, b, n.Name, n.Version); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes b to p through a temporary file in p's directory,
+// synced, then renamed into place.
+func (s *Store) writeFileAtomic(p string, b []byte) error {
+	dir := filepath.Dir(p)
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil && s.sync {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = f.Chmod(0o444)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return s.syncDir(dir)
+}
+
+// readFileMax reads at most max bytes of p; a longer file is an error.
+func readFileMax(p string, max int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: %w: over %d bytes", p, ErrInvalid, max)
+	}
+	return b, nil
+}
