@@ -35,4 +35,8 @@ var (
 	// ErrLocked: another publisher holds the repository lock for longer
 	// than the caller was willing to wait.
 	ErrLocked = errors.New("repository locked")
+	// ErrUnavailable: no source answered with a copy of a file that
+	// verifies, and the origin could not be reached to say whether it
+	// exists (see CheckingFetcher).
+	ErrUnavailable = errors.New("no source available")
 )

@@ -123,10 +123,11 @@ func repoRefreshCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "refresh",
 		Usage:     "re-sign the timestamp (and snapshot) before they expire",
-		UsageText: "stork repo refresh --dir REPO --key FILE",
+		UsageText: "stork repo refresh --dir REPO --key FILE [--expires ROLE=DURATION ...]",
 		Flags: []cli.Flag{
 			repoDirFlag(),
 			keyFlag("timestamp (and snapshot) signing key `FILE` (repeat)"),
+			stringSliceFlag("expires", "from now on sign ROLE with this lifetime, `ROLE=DURATION` (e.g. timestamp=12h: hosts may go on from peers that long with the origin gone)", catSigning),
 		},
 		Action: func(c *cli.Context) error {
 			keys, err := loadKeys(c.StringSlice("key"))
@@ -136,6 +137,19 @@ func repoRefreshCommand() *cli.Command {
 			repo, err := metadata.OpenRepo(c.String("dir"), keys, nil)
 			if err != nil {
 				return err
+			}
+			for _, kv := range c.StringSlice("expires") {
+				role, val, ok := strings.Cut(kv, "=")
+				if !ok {
+					return usageError(c, "--expires %q: want ROLE=DURATION", kv)
+				}
+				d, err := parseDuration(val)
+				if err != nil {
+					return fmt.Errorf("--expires %s: %w", role, err)
+				}
+				if err := repo.SetLifetime(role, d); err != nil {
+					return err
+				}
 			}
 			if err := repo.Refresh(c.Context); err != nil {
 				return err
