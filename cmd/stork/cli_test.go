@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -114,4 +115,22 @@ func TestInterspersedFlags(t *testing.T) {
 			t.Errorf("interspersed(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestOneFilePerCommand keeps every command in a file of its own, named by
+// its path: `stork vm add` in vm_add.go, the group `stork vm` in vm.go.
+func TestOneFilePerCommand(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	var walk func(path []string, cmds []*cli.Command)
+	walk = func(path []string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			p := append(append([]string{}, path...), strings.ReplaceAll(c.Name, "-", "_"))
+			file := strings.Join(p, "_") + ".go"
+			if _, err := os.Stat(file); err != nil {
+				t.Errorf("command %q: want it in %s: %v", strings.Join(p, " "), file, err)
+			}
+			walk(p, c.Subcommands)
+		}
+	}
+	walk(nil, app.Commands)
 }

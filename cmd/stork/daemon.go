@@ -18,10 +18,6 @@ import (
 	"github.com/storkpm/stork/node"
 )
 
-func dataFlag() cli.Flag {
-	return stringFlag("data", "daemon data `DIR` (store, trusted metadata, sockets)", catStore, true)
-}
-
 func daemonCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "daemon",

@@ -81,3 +81,7 @@ func parseSize(s string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+func dataFlag() cli.Flag {
+	return stringFlag("data", "daemon data `DIR` (store, trusted metadata, sockets)", catStore, true)
+}

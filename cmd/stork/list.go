@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/storkpm/stork/node"
+)
+
+func listCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "list",
+		Usage:     "list packages in the host store, or one VM's installs with the state of each view (ok, or broken and why)",
+		UsageText: "stork list --data DIR [--vm ID] [--json]",
+		Flags:     []cli.Flag{dataFlag(), stringFlag("vm", "only this VM's installs (`ID`)", catStore, false), boolFlag("json", "print JSON", catOutput)},
+		Action: func(c *cli.Context) error {
+			cl := node.NewClient(c.String("data"))
+			if vm := c.String("vm"); vm != "" {
+				insts, err := cl.Installs(c.Context, vm)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c, insts)
+				}
+				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tVERSION\tPATH\tMODE\tSTATE")
+				for _, in := range insts {
+					state := in.State
+					if in.Reason != "" {
+						state += ": " + in.Reason
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Version, in.Path, in.Mode, state)
+				}
+				return tw.Flush()
+			}
+			st, err := cl.Status(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, st.Packages)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVERSION\tSTATE\tSIZE\tVMS\tMANIFEST")
+			for _, p := range st.Packages {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.State, p.Size, strings.Join(p.Installs, ","), p.ManifestCID)
+			}
+			return tw.Flush()
+		},
+	}
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/storkpm/stork/node"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show the daemon's peers, byte counters and packages",
+		UsageText: "stork status --data DIR [--json]",
+		Flags:     []cli.Flag{dataFlag(), boolFlag("json", "print JSON", catOutput)},
+		Action: func(c *cli.Context) error {
+			st, err := node.NewClient(c.String("data")).Status(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, st)
+			}
+			broken := 0
+			for _, v := range st.Views {
+				if v.State != "ok" {
+					broken++
+				}
+			}
+			fmt.Fprintf(c.App.Writer, "peer %s, %d peers, from peers %d B, from origin %d B, uploaded %d B, %d packages, %d VMs, %d views (%d broken)\n",
+				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.VMs), len(st.Views), broken)
+			return nil
+		},
+	}
+}
