@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -108,6 +109,7 @@ func TestInterspersedFlags(t *testing.T) {
 		{"stork --debug get NAME --out o --json --repo=u", "stork --debug get --out o --json --repo=u NAME"},
 		{"stork repo add --dir R PATH --name n -- --weird", "stork repo add --dir R --name n PATH -- --weird"},
 		{"stork keys gen --out k", "stork keys gen --out k"},
+		{"stork status --config F --json --log-level=debug", "stork --config F --log-level=debug status --json"},
 	}
 	for _, tt := range tests {
 		got := strings.Join(interspersed(app, strings.Fields(tt.in)), " ")
@@ -133,4 +135,37 @@ func TestOneFilePerCommand(t *testing.T) {
 		}
 	}
 	walk(nil, app.Commands)
+}
+
+// TestOneMeaningPerEnvVar: flags that share an environment variable, in
+// any commands, have the same type and the same usage text, so that
+// setting STORK_X means one thing whichever command reads it.
+func TestOneMeaningPerEnvVar(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	type def struct{ cmd, typ, usage string }
+	seen := map[string]def{}
+	check := func(cmd string, flags []cli.Flag) {
+		for _, f := range flags {
+			df, ok := f.(cli.DocGenerationFlag)
+			if !ok || len(df.GetEnvVars()) == 0 {
+				continue
+			}
+			e := df.GetEnvVars()[0]
+			d := def{cmd, fmt.Sprintf("%T", f), df.GetUsage()}
+			if prev, ok := seen[e]; ok && (prev.typ != d.typ || prev.usage != d.usage) {
+				t.Errorf("%s means %s %q in %q but %s %q in %q", e, prev.typ, prev.usage, prev.cmd, d.typ, d.usage, d.cmd)
+			}
+			seen[e] = d
+		}
+	}
+	check("stork", app.Flags)
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := strings.TrimSpace(path + " " + c.Name)
+			check(name, c.Flags)
+			walk(name, c.Subcommands)
+		}
+	}
+	walk("", app.Commands)
 }

@@ -15,7 +15,7 @@ func fetchCommand() *cli.Command {
 		Name:      "fetch",
 		Usage:     "bring a package and its dependencies into the host store (through the daemon)",
 		UsageText: "stork fetch --data DIR NAME[@VERSION]",
-		Flags:     []cli.Flag{dataFlag(), boolFlag("json", "print the result as JSON", catOutput)},
+		Flags:     []cli.Flag{dataFlag(), jsonFlag()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError(c, "want exactly one NAME[@VERSION], got %d arguments", c.NArg())

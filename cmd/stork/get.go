@@ -22,18 +22,21 @@ func getCommand() *cli.Command {
 		Usage:     "download and verify a package over HTTP, without a daemon",
 		UsageText: "stork get --repo URL --root ROOT.json NAME[@VERSION] --out DIR",
 		Flags: []cli.Flag{
-			stringFlag("repo", "repository base `URL`", catRepo, true),
-			stringFlag("root", "trusted root metadata `FILE` (root.json) for a first use", catRepo, true),
+			lookupOption("repo.url").flag(),
+			lookupOption("repo.root").flag(),
 			stringFlag("out", "write the package tree to `DIR` (must not exist yet)", catOutput, true),
 			stringFlag("state", "keep trusted metadata in `DIR` (default: a per-repository directory in the user cache)", catStore, false),
-			intFlag("parallel", "concurrent chunk requests", catNetwork, 8),
+			lookupOption("transfer.parallel").flag(),
 			&cli.StringFlag{Name: "stall-timeout", Usage: "abandon a request that sends nothing for `DURATION`", Category: catNetwork, EnvVars: env("stall-timeout"), Value: "15s"},
 			boolFlag("with-deps", "write the whole dependency closure, each package at DIR/NAME", catOutput),
-			boolFlag("json", "print a JSON summary instead of a line", catOutput),
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError(c, "want exactly one NAME[@VERSION], got %d arguments", c.NArg())
+			}
+			if err := requireOptions(c, "repo.url", "repo.root"); err != nil {
+				return err
 			}
 			ref := c.Args().First()
 			stall, err := parseDuration(c.String("stall-timeout"))

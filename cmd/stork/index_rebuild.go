@@ -17,8 +17,8 @@ func indexRebuildCommand() *cli.Command {
 		UsageText: "stork index rebuild --data DIR [--repo URL] [--json]",
 		Flags: []cli.Flag{
 			dataFlag(),
-			stringFlag("repo", "repository (origin) base `URL` whose signed metadata names trees with no manifest on disk (optional)", catRepo, false),
-			boolFlag("json", "print the report as JSON", catOutput),
+			lookupOption("repo.url").flag(),
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)

@@ -18,10 +18,10 @@ func installCommand() *cli.Command {
 		UsageText: "stork install --data DIR --vm ID NAME[@VERSION] [--into DIR] [--mode bind|overlay|link]",
 		Flags: []cli.Flag{
 			dataFlag(),
-			stringFlag("vm", "VM `ID`", catStore, true),
+			vmFlag(true),
 			stringFlag("into", "view `DIR`, at or below the VM's root (default: the root of the VM as registered with stork vm add); each package appears at DIR/NAME", catStore, false),
 			&cli.StringFlag{Name: "mode", Usage: "view `MODE`: bind (read-only bind mount), overlay (copy-on-write upper layer), link (hard links)", Category: catStore, EnvVars: env("mode"), Value: "bind"},
-			boolFlag("json", "print the result as JSON", catOutput),
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {

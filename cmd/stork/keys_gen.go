@@ -15,7 +15,7 @@ func keysGenCommand() *cli.Command {
 		Usage:     "generate a new ed25519 signing key",
 		UsageText: "stork keys gen --out FILE",
 		Flags: []cli.Flag{
-			stringFlag("out", "write the private key to `FILE` (mode 0600; never overwritten)", catSigning, true),
+			withEnv(stringFlag("out", "write the private key to `FILE` (mode 0600; never overwritten)", catSigning, true), "STORK_KEY_OUT"),
 		},
 		Action: func(c *cli.Context) error {
 			k, err := metadata.GenerateKey()

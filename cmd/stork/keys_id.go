@@ -11,17 +11,17 @@ import (
 func keysIDCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "id",
-		Usage:     "print the key ID of a key file",
-		UsageText: "stork keys id --key FILE",
-		Flags: []cli.Flag{
-			stringFlag("key", "key `FILE`", catSigning, true),
-		},
+		Usage:     "print the key ID of each key file",
+		UsageText: "stork keys id --key FILE [--key FILE ...]",
+		Flags:     []cli.Flag{keyFlag()},
 		Action: func(c *cli.Context) error {
-			k, err := metadata.LoadKey(c.String("key"))
-			if err != nil {
-				return err
+			for _, p := range c.StringSlice("key") {
+				k, err := metadata.LoadKey(p)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.App.Writer, k.ID())
 			}
-			fmt.Fprintln(c.App.Writer, k.ID())
 			return nil
 		},
 	}

@@ -15,7 +15,7 @@ func listCommand() *cli.Command {
 		Name:      "list",
 		Usage:     "list packages in the host store, or one VM's installs with the state of each view (ok, or broken and why)",
 		UsageText: "stork list --data DIR [--vm ID] [--json]",
-		Flags:     []cli.Flag{dataFlag(), stringFlag("vm", "only this VM's installs (`ID`)", catStore, false), boolFlag("json", "print JSON", catOutput)},
+		Flags:     []cli.Flag{dataFlag(), vmFlag(false), jsonFlag()},
 		Action: func(c *cli.Context) error {
 			cl := node.NewClient(c.String("data"))
 			if vm := c.String("vm"); vm != "" {

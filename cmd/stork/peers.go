@@ -16,7 +16,7 @@ func peersCommand() *cli.Command {
 		Name:      "peers",
 		Usage:     "list the daemon's connected peers with their latency",
 		UsageText: "stork peers --data DIR [--json]",
-		Flags:     []cli.Flag{dataFlag(), boolFlag("json", "print JSON", catOutput)},
+		Flags:     []cli.Flag{dataFlag(), jsonFlag()},
 		Action: func(c *cli.Context) error {
 			peers, err := node.NewClient(c.String("data")).Peers(c.Context)
 			if err != nil {

@@ -29,8 +29,10 @@ func repoDirFlag() cli.Flag {
 	return stringFlag("dir", "repository `DIR`", catRepo, true)
 }
 
-func keyFlag(usage string) cli.Flag {
-	return &cli.StringSliceFlag{Name: "key", Usage: usage, Category: catSigning, EnvVars: env("key"), Required: true}
+// keyFlag is --key: signing key files; each command's description says
+// which roles' keys it needs.
+func keyFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "key", Usage: "signing key `FILE` (repeat for several keys)", Category: catSigning, EnvVars: env("key"), Required: true}
 }
 
 func loadKeys(paths []string) ([]*metadata.PrivateKey, error) {

@@ -19,15 +19,16 @@ func repoAddCommand() *cli.Command {
 			"a .deb without --name/--version is published under its control file's Package, Version and Depends",
 		UsageText: "stork repo add --dir REPO --key FILE --name NAME --version VER [--version-scheme semver|deb|rpm] [--depends 'NAME>=1.2' ...] PATH\n" +
 			"stork repo add --dir REPO --key FILE FILE.deb...",
+		Description: "--key: the targets key, or the key of the publisher a delegation names (stork repo delegate), with the snapshot and timestamp keys",
 		Flags: []cli.Flag{
 			repoDirFlag(),
-			keyFlag("signing key `FILE` (repeat: targets or delegated publisher key, plus snapshot and timestamp keys)"),
+			keyFlag(),
 			stringFlag("name", "package `NAME` (default for a .deb: its Package field)", catRepo, false),
 			stringFlag("version", "package `VERSION`, published as given (default for a .deb: its Version field)", catRepo, false),
 			stringFlag("version-scheme", "`SCHEME` ordering the version: semver, deb or rpm (default: deb for a .deb, else semver)", catRepo, false),
 			stringSliceFlag("depends", "dependency `CONSTRAINT` such as 'libfoo>=1.2', 'libc6>= 2.36, << 3' or 'a | b' (repeat; replaces a .deb's Depends)", catRepo),
 			stringFlag("chunk-size", "chunk `SIZE` (default 1M)", catLimits, false),
-			boolFlag("json", "print the result as JSON (an array when several PATHs are given)", catOutput),
+			jsonFlag(),
 		},
 		Action: repoAddAction,
 	}

@@ -11,17 +11,18 @@ import (
 
 func repoDelegateCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "delegate",
-		Usage:     "hand package names matching a pattern to a publisher's key",
-		UsageText: "stork repo delegate --dir REPO --key FILE --role NAME --pattern 'alice-*' --publisher KEYFILE",
+		Name:        "delegate",
+		Usage:       "hand package names matching a pattern to a publisher's key",
+		UsageText:   "stork repo delegate --dir REPO --key FILE --role NAME --pattern 'alice-*' --publisher KEYFILE",
+		Description: "--key: the targets, snapshot and timestamp keys; the publisher then signs with its own key and the snapshot and timestamp keys (stork repo add --key PUBLISHER.key --key repo.key)",
 		Flags: []cli.Flag{
 			repoDirFlag(),
-			keyFlag("targets, snapshot and timestamp signing key `FILE` (repeat)"),
+			keyFlag(),
 			stringFlag("role", "delegated role `NAME` (e.g. the publisher's name)", catRepo, true),
 			&cli.StringSliceFlag{Name: "pattern", Usage: "package name `PATTERN` the publisher may sign, shell-style (repeat)", Category: catRepo, EnvVars: env("pattern"), Required: true},
 			&cli.StringSliceFlag{Name: "publisher", Usage: "publisher key `FILE` (public or private key file; repeat)", Category: catSigning, EnvVars: env("publisher"), Required: true},
 			intFlag("threshold", "publisher signatures needed", catSigning, 1),
-			stringFlag("expires", "delegated metadata lifetime `DURATION` (default 90d)", catSigning, false),
+			withEnv(stringFlag("expires", "delegated metadata lifetime `DURATION` (default 90d)", catSigning, false), "STORK_DELEGATE_EXPIRES"),
 		},
 		Action: func(c *cli.Context) error {
 			keys, err := loadKeys(c.StringSlice("key"))

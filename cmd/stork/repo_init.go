@@ -11,12 +11,13 @@ import (
 
 func repoInitCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "init",
-		Usage:     "create a new signed repository (root, targets, snapshot, timestamp)",
-		UsageText: "stork repo init --dir REPO --key FILE [--key FILE ...] [--expires ROLE=DURATION ...]",
+		Name:        "init",
+		Usage:       "create a new signed repository (root, targets, snapshot, timestamp)",
+		UsageText:   "stork repo init --dir REPO --key FILE [--key FILE ...] [--expires ROLE=DURATION ...]",
+		Description: "every top-level role (root, targets, snapshot, timestamp) is signed with each --key; --root-key adds root keys",
 		Flags: []cli.Flag{
 			repoDirFlag(),
-			keyFlag("signing key `FILE` for every top-level role (repeat for several keys)"),
+			keyFlag(),
 			stringSliceFlag("root-key", "extra root key `FILE` (repeat); with --root-threshold for m-of-n root signing", catSigning),
 			intFlag("root-threshold", "signatures needed on root", catSigning, 1),
 			intFlag("targets-threshold", "signatures needed on targets", catSigning, 1),

@@ -17,7 +17,7 @@ func repoListCommand() *cli.Command {
 		UsageText: "stork repo list --dir REPO [--json]",
 		Flags: []cli.Flag{
 			repoDirFlag(),
-			boolFlag("json", "print JSON", catOutput),
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			repo, err := metadata.OpenRepo(c.String("dir"), nil, nil)

@@ -10,12 +10,13 @@ import (
 
 func repoRefreshCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "refresh",
-		Usage:     "re-sign the timestamp (and snapshot) before they expire",
-		UsageText: "stork repo refresh --dir REPO --key FILE",
+		Name:        "refresh",
+		Usage:       "re-sign the timestamp (and snapshot) before they expire",
+		UsageText:   "stork repo refresh --dir REPO --key FILE",
+		Description: "--key: the timestamp key (and the snapshot key)",
 		Flags: []cli.Flag{
 			repoDirFlag(),
-			keyFlag("timestamp (and snapshot) signing key `FILE` (repeat)"),
+			keyFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			keys, err := loadKeys(c.StringSlice("key"))

@@ -18,8 +18,8 @@ func repoServeCommand() *cli.Command {
 		UsageText: "stork repo serve --dir REPO --listen HOST:PORT",
 		Flags: []cli.Flag{
 			repoDirFlag(),
-			&cli.StringFlag{Name: "listen", Usage: "`HOST:PORT` to listen on", Category: catNetwork, EnvVars: env("listen"), Value: "127.0.0.1:8080"},
-			stringFlag("rate", "cap what the server sends at `RATE` bytes/s over all requests (e.g. 100M); default unlimited", catLimits, false),
+			&cli.StringFlag{Name: "listen", Usage: "`HOST:PORT` to listen on", Category: catNetwork, EnvVars: []string{"STORK_SERVE_LISTEN"}, Value: "127.0.0.1:8080"},
+			withEnv(stringFlag("rate", "cap what the server sends at `RATE` bytes/s over all requests (e.g. 100M); default unlimited", catLimits, false), "STORK_SERVE_RATE"),
 		},
 		Action: func(c *cli.Context) error {
 			var limit int64

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -26,7 +27,7 @@ func simCommand() *cli.Command {
 // simScenarioFlags override fields of the scenario file (or of the default
 // scenario when there is none).
 func simScenarioFlags() []cli.Flag {
-	return []cli.Flag{
+	return simFlags(
 		stringSliceFlag("strategy", "run only `STRATEGY` (repeat; origin-per-vm, origin-per-host, swarm, swarm-locality; default all)", catSim),
 		intFlag("seed", "random seed (0: the scenario's)", catSim, 0),
 		intFlag("vms", "VMs per host", catSim, 0),
@@ -42,7 +43,17 @@ func simScenarioFlags() []cli.Flag {
 		stringFlag("churn", "`FRACTION` of hosts leaving mid-transfer", catSim, false),
 		stringFlag("churn-rejoin", "hosts that left come back after `DURATION` (default never)", catSim, false),
 		intFlag("max-peers", "peers per download", catSim, 0),
+	)
+}
+
+// simFlags gives each simulation flag the environment variable
+// STORK_SIM_FLAG: its names (hosts, out, chunk-size, max-peers) mean
+// something else for a real host.
+func simFlags(flags ...cli.Flag) []cli.Flag {
+	for _, f := range flags {
+		withEnv(f, "STORK_SIM_"+strings.TrimPrefix(env(f.Names()[0])[0], "STORK_"))
 	}
+	return flags
 }
 
 func loadSimScenario(c *cli.Context) (simulations.Scenario, []simulations.Strategy, error) {

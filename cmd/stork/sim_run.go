@@ -11,10 +11,10 @@ func simRunCommand() *cli.Command {
 		Name:      "run",
 		Usage:     "simulate one scenario with each strategy; write CSV and PNG plots",
 		UsageText: "stork sim run [SCENARIO.json] --out DIR [--hosts N] [--strategy S ...] [--seed N ...]",
-		Flags: append([]cli.Flag{
+		Flags: append(simFlags(
 			stringFlag("out", "write CSV files and plots into `DIR`", catOutput, true),
 			intFlag("hosts", "number of hosts (0: the scenario's)", catSim, 0),
-		}, simScenarioFlags()...),
+		), simScenarioFlags()...),
 		Action: func(c *cli.Context) error {
 			sc, strategies, err := loadSimScenario(c)
 			if err != nil {

@@ -18,10 +18,11 @@ func simSweepCommand() *cli.Command {
 		Usage:     "simulate a range of host counts with each strategy; write CSV, plots and optionally a Markdown report",
 		UsageText: "stork sim sweep [SCENARIO.json] --hosts 10,100,1000,10000 --out DIR [--report FILE.md]",
 		Flags: append([]cli.Flag{
-			stringFlag("hosts", "comma-separated host `COUNTS`", catSim, true),
+			withEnv(stringFlag("hosts", "comma-separated host `COUNTS`", catSim, true), "STORK_SIM_SWEEP_HOSTS"),
+		}, append(simFlags(
 			stringFlag("out", "write CSV files and plots into `DIR`", catOutput, false),
 			stringFlag("report", "write a Markdown report to `FILE`, plots in report/ beside it", catOutput, false),
-		}, simScenarioFlags()...),
+		), simScenarioFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.String("out") == "" && c.String("report") == "" {
 				return usageError(c, "want --out DIR, --report FILE or both")

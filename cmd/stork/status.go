@@ -13,7 +13,7 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show the daemon's peers, byte counters and packages",
 		UsageText: "stork status --data DIR [--json]",
-		Flags:     []cli.Flag{dataFlag(), boolFlag("json", "print JSON", catOutput)},
+		Flags:     []cli.Flag{dataFlag(), jsonFlag()},
 		Action: func(c *cli.Context) error {
 			st, err := node.NewClient(c.String("data")).Status(c.Context)
 			if err != nil {

@@ -13,7 +13,7 @@ func uninstallCommand() *cli.Command {
 		Name:      "uninstall",
 		Usage:     "remove a package from a VM's view",
 		UsageText: "stork uninstall --data DIR --vm ID NAME",
-		Flags:     []cli.Flag{dataFlag(), stringFlag("vm", "VM `ID`", catStore, true)},
+		Flags:     []cli.Flag{dataFlag(), vmFlag(true)},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError(c, "want exactly one NAME, got %d arguments", c.NArg())

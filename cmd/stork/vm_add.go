@@ -17,8 +17,8 @@ func vmAddCommand() *cli.Command {
 		Flags: []cli.Flag{
 			dataFlag(),
 			&cli.StringSliceFlag{Name: "allow", Usage: "package name `PATTERN` the VM may request (shell-style, repeat)", Category: catStore, EnvVars: env("allow"), Required: true},
-			stringFlag("root", "host `DIR` the VM controls, where its packages appear as DIR/NAME (default DATA/views/ID; never inside the data directory)", catStore, false),
-			&cli.StringFlag{Name: "mode", Usage: "view `MODE` for this VM: bind, overlay or link", Category: catStore, EnvVars: env("mode"), Value: "bind"},
+			withEnv(stringFlag("root", "host `DIR` the VM controls, where its packages appear as DIR/NAME (default DATA/views/ID; never inside the data directory)", catStore, false), "STORK_VM_ROOT"),
+			&cli.StringFlag{Name: "mode", Usage: "view `MODE` for this VM: bind, overlay or link", Category: catStore, EnvVars: []string{"STORK_VM_MODE"}, Value: "bind"},
 			boolFlag("unprivileged", "declare that no process of the VM runs as root (or as the store's owner): required for link views, which give such a process write access to the shared objects", catStore),
 			stringFlag("quota", "cap the file bytes of the packages the VM may have installed through its own socket at `SIZE` (e.g. 2G); default no cap", catLimits, false),
 		},
