@@ -31,6 +31,9 @@ type Status struct {
 	VMs             []VM            `json:"vms"`
 	Store           StoreHealth     `json:"store"` // damage found and repaired (repair.go)
 	Views           []Installed     `json:"views"` // every install, with the state of its view
+	// Offline: read from the data directory of a stopped daemon
+	// (OpenOffline); peers and counters are zero.
+	Offline bool `json:"offline,omitempty"`
 }
 
 // PackageStatus is one package in the store.

@@ -169,3 +169,39 @@ func TestOneMeaningPerEnvVar(t *testing.T) {
 	}
 	walk("", app.Commands)
 }
+
+// TestJSONEverywhere: every command that prints data takes --json (and
+// prints a table or a line without it).
+func TestJSONEverywhere(t *testing.T) {
+	// Commands that print no data of their own.
+	exempt := map[string]string{
+		"daemon":        "runs in the foreground; logs only",
+		"repo serve":    "serves until stopped; prints its URL",
+		"repo init":     "prints a confirmation",
+		"repo refresh":  "prints a confirmation",
+		"repo delegate": "prints a confirmation",
+		"sim run":       "writes CSV files and plots",
+		"sim sweep":     "writes CSV files, plots and a report",
+		"top":           "a terminal view",
+		"completion":    "prints a shell script",
+	}
+	app := newApp(io.Discard, io.Discard)
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := strings.TrimSpace(path + " " + c.Name)
+			if len(c.Subcommands) > 0 {
+				walk(name, c.Subcommands)
+				continue
+			}
+			has := false
+			for _, f := range c.Flags {
+				has = has || f.Names()[0] == "json"
+			}
+			if _, ok := exempt[name]; !has && !ok {
+				t.Errorf("command %q prints data but has no --json", name)
+			}
+		}
+	}
+	walk("", app.Commands)
+}

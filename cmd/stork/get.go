@@ -127,16 +127,17 @@ func getCommand() *cli.Command {
 			if c.Bool("json") {
 				return printJSON(c, map[string]any{
 					"name": pkg.Name, "version": pkg.Version, "manifest": pkg.ManifestCID.String(),
-					"out": c.String("out"), "bytes": bytes, "files": files, "chunks": chunks,
+					"out": c.String("out"), "repo": c.String("repo"), "bytes": bytes, "files": files, "chunks": chunks,
 					"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(),
 					"mb_per_s": float64(bytes) / 1e6 / elapsed.Seconds(),
 				})
 			}
-			if !bar.Visible() {
-				return nil
+			with := ""
+			if len(deps) > 0 && c.Bool("with-deps") {
+				with = fmt.Sprintf(" with %d dependencies", len(deps))
 			}
-			fmt.Fprintf(c.App.ErrWriter, "%s@%s: %d files, %d bytes verified into %s in %.1fs\n",
-				pkg.Name, pkg.Version, files, bytes, c.String("out"), elapsed.Seconds())
+			fmt.Fprintf(c.App.Writer, "%s@%s%s: %d files, %d bytes verified into %s from %s in %.1fs\n",
+				pkg.Name, pkg.Version, with, files, bytes, c.String("out"), c.String("repo"), elapsed.Seconds())
 			return nil
 		},
 	}

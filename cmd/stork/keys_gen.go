@@ -16,6 +16,7 @@ func keysGenCommand() *cli.Command {
 		UsageText: "stork keys gen --out FILE",
 		Flags: []cli.Flag{
 			withEnv(stringFlag("out", "write the private key to `FILE` (mode 0600; never overwritten)", catSigning, true), "STORK_KEY_OUT"),
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			k, err := metadata.GenerateKey()
@@ -32,6 +33,9 @@ func keysGenCommand() *cli.Command {
 			pubPath := c.String("out") + ".pub"
 			if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
 				return fmt.Errorf("write public key: %w", err)
+			}
+			if c.Bool("json") {
+				return printJSON(c, map[string]string{"id": k.ID(), "key": c.String("out"), "public_key": pubPath})
 			}
 			fmt.Fprintf(c.App.Writer, "key %s written to %s (public key in %s)\n", k.ID(), c.String("out"), pubPath)
 			return nil

@@ -13,14 +13,25 @@ func keysIDCommand() *cli.Command {
 		Name:      "id",
 		Usage:     "print the key ID of each key file",
 		UsageText: "stork keys id --key FILE [--key FILE ...]",
-		Flags:     []cli.Flag{keyFlag()},
+		Flags:     []cli.Flag{keyFlag(), jsonFlag()},
 		Action: func(c *cli.Context) error {
+			type keyID struct {
+				Key string `json:"key"`
+				ID  string `json:"id"`
+			}
+			var ids []keyID
 			for _, p := range c.StringSlice("key") {
 				k, err := metadata.LoadKey(p)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(c.App.Writer, k.ID())
+				ids = append(ids, keyID{p, k.ID()})
+			}
+			if c.Bool("json") {
+				return printJSON(c, ids)
+			}
+			for _, k := range ids {
+				fmt.Fprintln(c.App.Writer, k.ID)
 			}
 			return nil
 		},

@@ -6,20 +6,17 @@ import (
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/storkpm/stork/node"
 )
 
 func listCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "list",
-		Usage:     "list packages in the host store, or one VM's installs with the state of each view (ok, or broken and why)",
+		Usage:     "list packages in the host store, or one VM's installs with the state of each view (ok, or broken and why); with the daemon stopped, read from the data directory",
 		UsageText: "stork list --data DIR [--vm ID] [--json]",
 		Flags:     []cli.Flag{dataFlag(), vmFlag(false), jsonFlag()},
 		Action: func(c *cli.Context) error {
-			cl := node.NewClient(c.String("data"))
 			if vm := c.String("vm"); vm != "" {
-				insts, err := cl.Installs(c.Context, vm)
+				insts, err := hostInstalls(c, vm)
 				if err != nil {
 					return err
 				}
@@ -37,7 +34,7 @@ func listCommand() *cli.Command {
 				}
 				return tw.Flush()
 			}
-			st, err := cl.Status(c.Context)
+			st, err := hostStatus(c)
 			if err != nil {
 				return err
 			}

@@ -13,7 +13,7 @@ func vmAddCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "add",
 		Usage:     "register a VM with the package name patterns it may request through its own socket",
-		UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] [--root DIR] [--mode bind|overlay|link] [--unprivileged] [--quota SIZE]",
+		UsageText: "stork vm add --data DIR ID --allow PATTERN [--allow PATTERN ...] [--root DIR] [--mode bind|overlay|link] [--unprivileged] [--quota SIZE] [--json]",
 		Flags: []cli.Flag{
 			dataFlag(),
 			&cli.StringSliceFlag{Name: "allow", Usage: "package name `PATTERN` the VM may request (shell-style, repeat)", Category: catStore, EnvVars: env("allow"), Required: true},
@@ -21,6 +21,7 @@ func vmAddCommand() *cli.Command {
 			&cli.StringFlag{Name: "mode", Usage: "view `MODE` for this VM: bind, overlay or link", Category: catStore, EnvVars: []string{"STORK_VM_MODE"}, Value: "bind"},
 			boolFlag("unprivileged", "declare that no process of the VM runs as root (or as the store's owner): required for link views, which give such a process write access to the shared objects", catStore),
 			stringFlag("quota", "cap the file bytes of the packages the VM may have installed through its own socket at `SIZE` (e.g. 2G); default no cap", catLimits, false),
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -47,6 +48,9 @@ func vmAddCommand() *cli.Command {
 			})
 			if err != nil {
 				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, map[string]string{"vm": c.Args().First(), "socket": sock})
 			}
 			fmt.Fprintf(c.App.Writer, "vm %s registered; its socket is %s\n", c.Args().First(), sock)
 			return nil

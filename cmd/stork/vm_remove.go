@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/storkpm/stork/node"
@@ -10,13 +12,21 @@ func vmRemoveCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "remove",
 		Usage:     "unregister a VM and remove its views",
-		UsageText: "stork vm remove --data DIR ID",
-		Flags:     []cli.Flag{dataFlag()},
+		UsageText: "stork vm remove --data DIR ID [--json]",
+		Flags:     []cli.Flag{dataFlag(), jsonFlag()},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError(c, "want exactly one VM ID, got %d arguments", c.NArg())
 			}
-			return node.NewClient(c.String("data")).RemoveVM(c.Context, c.Args().First())
+			id := c.Args().First()
+			if err := node.NewClient(c.String("data")).RemoveVM(c.Context, id); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c, map[string]string{"removed": id})
+			}
+			fmt.Fprintf(c.App.Writer, "vm %s removed, with its views\n", id)
+			return nil
 		},
 	}
 }
