@@ -71,6 +71,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			peersCommand(),
 			simCommand(),
 			configCommand(),
+			versionCommand(),
+			completionCommand(),
 		},
 	}
 }
