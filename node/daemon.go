@@ -42,6 +42,10 @@ type Daemon struct {
 	bytesFromOrigin atomic.Int64
 	bytesFromPeers  atomic.Int64
 	bytesUploaded   atomic.Int64
+	// Chunks downloads without the swarm verified and failed (the swarm
+	// counts its own).
+	chunksVerified, chunksFailed atomic.Int64
+	metrics                      *daemonMetrics
 
 	// bg owns downloads that outlive the request that started them.
 	bg     context.Context
@@ -65,7 +69,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, origin: origin, source: cfg.Source, vmSrv: map[string]*vmServer{}}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, origin: origin, source: cfg.Source, vmSrv: map[string]*vmServer{}, metrics: newDaemonMetrics()}
 	if d.source == nil {
 		d.source = origin
 	}
@@ -104,6 +108,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.meta = meta
+	meta.onRefresh = d.metrics.observeRefresh
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
 		return err
 	}
@@ -179,6 +184,7 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 	pc := *d.cfg.P2P
 	pc.DataDir = d.cfg.DataDir
 	pc.Logger = d.log.With("component", "p2p")
+	pc.lookupObserver = d.metrics.observeLookup
 	p2p, err := NewP2P(ctx, pc)
 	if err != nil {
 		return nil, err

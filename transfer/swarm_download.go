@@ -287,7 +287,7 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		ss.setOurFull()
 	}
 	st := stats()
-	s.log.Info("package downloaded", "manifest", req.Manifest, "from_peers", st.FromPeers, "from_origin", st.FromOrigin, "peers", st.Peers, "banned", len(st.Banned), "elapsed", st.Elapsed)
+	s.log.Debug("package downloaded", "manifest", req.Manifest, "from_peers", st.FromPeers, "from_origin", st.FromOrigin, "peers", st.Peers, "banned", len(st.Banned), "elapsed", st.Elapsed)
 	return st, nil
 }
 
@@ -448,6 +448,9 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 		d.deliver(i, OriginPeer, data)
 		return
 	}
+	if errors.Is(err, metadata.ErrHashMismatch) {
+		d.s.chunks[fromOrigin][failed].Add(1)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if c := d.originCancel[i]; c != nil {
@@ -487,6 +490,7 @@ func (d *download) chunk(ss *session, i int, data []byte) bool {
 		return false
 	}
 	if err := d.pkg.refs[i].Verify(data); err != nil {
+		d.s.chunks[fromPeers][failed].Add(1)
 		d.ban(ss, i, err)
 		return true
 	}
@@ -554,6 +558,7 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 	}
 	now := time.Now()
 	n := int64(len(data))
+	d.s.chunks[chunkSource(from)][verified].Add(1)
 	for _, p := range d.picker.Received(i, from, now, n) {
 		if p == OriginPeer {
 			if c := d.originCancel[i]; c != nil {
