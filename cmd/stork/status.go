@@ -1,19 +1,36 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/storkpm/stork/node"
 )
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Usage:     "show the daemon's peers, byte counters and packages; with the daemon stopped, the packages, VMs and views read from the data directory",
-		UsageText: "stork status --data DIR [--json]",
-		Flags:     []cli.Flag{dataFlag(), jsonFlag()},
+		UsageText: "stork status --data DIR [--json] [--wait DURATION]",
+		Flags: []cli.Flag{dataFlag(), jsonFlag(),
+			withEnv(stringFlag("wait", "wait up to `DURATION` for the daemon to answer (after starting it), instead of reading a stopped daemon's directory", catOutput, false), "STORK_STATUS_WAIT"),
+		},
 		Action: func(c *cli.Context) error {
-			st, err := hostStatus(c)
+			var st *node.Status
+			var err error
+			if w := c.String("wait"); w != "" {
+				d, perr := parseDuration(w)
+				if perr != nil {
+					return fmt.Errorf("--wait: %w", perr)
+				}
+				st, err = waitStatus(c, d)
+			} else {
+				st, err = hostStatus(c)
+			}
 			if err != nil {
 				return err
 			}
@@ -35,5 +52,25 @@ func statusCommand() *cli.Command {
 				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.VMs), len(st.Views), broken)
 			return nil
 		},
+	}
+}
+
+// waitStatus asks the daemon for its status until it answers or d passes.
+func waitStatus(c *cli.Context, d time.Duration) (*node.Status, error) {
+	ctx, cancel := context.WithTimeout(c.Context, d)
+	defer cancel()
+	cl := node.NewClient(c.String("data"))
+	for {
+		st, err := cl.Status(ctx)
+		if !errors.Is(err, node.ErrNotRunning) || ctx.Err() != nil {
+			if err != nil && ctx.Err() != nil {
+				return nil, fmt.Errorf("no daemon answered within %s: %w", d, err)
+			}
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
