@@ -19,6 +19,7 @@ func repoCommand() *cli.Command {
 			repoAddCommand(),
 			repoRefreshCommand(),
 			repoDelegateCommand(),
+			repoRotateCommand(),
 			repoListCommand(),
 			repoServeCommand(),
 		},
