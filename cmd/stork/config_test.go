@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -128,4 +129,21 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	s := string(b)
 	return strings.NewReplacer(`","`, " ", `["`, "[", `"]`, "]").Replace(s)
+}
+
+// The configuration snippets of docs/operations.md are valid.
+func TestOperationsConfigSnippets(t *testing.T) {
+	b, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```toml\n(.*?)```").FindAllStringSubmatch(string(b), -1)
+	if len(blocks) == 0 {
+		t.Fatal("docs/operations.md has no toml block")
+	}
+	for i, m := range blocks {
+		if _, err := parseConfig(fmt.Sprintf("operations.md block %d", i+1), m[1]); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
 }
