@@ -222,6 +222,9 @@ func TestDaemonCLI(t *testing.T) {
 	if !regexp.MustCompile(`\nstork_node_received_bytes_total\{source="origin"\} [1-9]`).MatchString(metrics) {
 		t.Errorf("/metrics: no origin bytes:\n%s", metrics)
 	}
+	if line := stork(t, "status", "--data", data); !strings.Contains(line, "1 packages (0 downloading), 3 VMs, 3 views (0 broken), metadata v") || !strings.Contains(line, " refreshed ") {
+		t.Errorf("status = %q, want the packages, VMs, views and the metadata's version and age", line)
+	}
 	list := stork(t, "list", "--data", data)
 	if !strings.Contains(list, "vm0,vm1,vm2") {
 		t.Errorf("list = %q, want the three VMs using tool", list)

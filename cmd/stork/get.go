@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -77,70 +78,90 @@ func getCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			pkg := closure[0]
-			type job struct {
-				pkg *metadata.Resolved
-				out string
+			n, err := getClosure(ctx, c, origin, closure)
+			if err != nil {
+				return err
 			}
-			jobs := []job{{pkg, c.String("out")}}
-			if c.Bool("with-deps") {
-				jobs = jobs[:0]
-				if err := os.Mkdir(c.String("out"), 0o755); err != nil {
-					return fmt.Errorf("get --with-deps: %w", err)
-				}
-				for _, p := range closure {
-					jobs = append(jobs, job{p, filepath.Join(c.String("out"), p.Name)})
-				}
-			}
-			var total, bytes int64
-			var files, chunks int
-			for _, j := range jobs {
-				total += j.pkg.Manifest.TotalSize()
-			}
-			bar := newProgress(c, ref, total)
-			for _, j := range jobs {
-				base := bytes
-				res, err := transfer.Get(ctx, transfer.GetOptions{
-					Manifest: j.pkg.Manifest,
-					Source:   origin,
-					OutDir:   j.out,
-					Parallel: c.Int("parallel"),
-					Progress: func(done, _ int64) { bar.Set(base+done, total) },
-				})
-				if err != nil {
-					bar.Finish()
-					if c.Bool("with-deps") {
-						_ = os.RemoveAll(c.String("out"))
-					}
-					return fmt.Errorf("get %s@%s: %w", j.pkg.Name, j.pkg.Version, err)
-				}
-				bytes += res.Bytes
-				files += res.Files
-				chunks += res.Chunks
-			}
-			bar.Finish()
-			elapsed := time.Since(start)
-			deps := make([]string, 0, len(closure)-1)
-			for _, p := range closure[1:] {
-				deps = append(deps, p.Name+"@"+p.Version)
-			}
-			if c.Bool("json") {
-				return printJSON(c, map[string]any{
-					"name": pkg.Name, "version": pkg.Version, "manifest": pkg.ManifestCID.String(),
-					"out": c.String("out"), "repo": c.String("repo"), "bytes": bytes, "files": files, "chunks": chunks,
-					"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(),
-					"mb_per_s": float64(bytes) / 1e6 / elapsed.Seconds(),
-				})
-			}
-			with := ""
-			if len(deps) > 0 && c.Bool("with-deps") {
-				with = fmt.Sprintf(" with %d dependencies", len(deps))
-			}
-			fmt.Fprintf(c.App.Writer, "%s@%s%s: %d files, %d bytes verified into %s from %s in %.1fs\n",
-				pkg.Name, pkg.Version, with, files, bytes, c.String("out"), c.String("repo"), elapsed.Seconds())
-			return nil
+			return printGetResult(c, closure, n, time.Since(start))
 		},
 	}
+}
+
+// getClosure writes the package (closure[0]) at --out, or with --with-deps
+// every package of the closure at --out/NAME.
+func getClosure(ctx context.Context, c *cli.Context, origin *transfer.Origin, closure []*metadata.Resolved) (getTotals, error) {
+	type job struct {
+		pkg *metadata.Resolved
+		out string
+	}
+	jobs := []job{{closure[0], c.String("out")}}
+	if c.Bool("with-deps") {
+		jobs = jobs[:0]
+		if err := os.Mkdir(c.String("out"), 0o755); err != nil {
+			return getTotals{}, fmt.Errorf("get --with-deps: %w", err)
+		}
+		for _, p := range closure {
+			jobs = append(jobs, job{p, filepath.Join(c.String("out"), p.Name)})
+		}
+	}
+	var n getTotals
+	var total int64
+	for _, j := range jobs {
+		total += j.pkg.Manifest.TotalSize()
+	}
+	bar := newProgress(c, c.Args().First(), total)
+	defer bar.Finish()
+	for _, j := range jobs {
+		base := n.bytes
+		res, err := transfer.Get(ctx, transfer.GetOptions{
+			Manifest: j.pkg.Manifest,
+			Source:   origin,
+			OutDir:   j.out,
+			Parallel: c.Int("parallel"),
+			Progress: func(done, _ int64) { bar.Set(base+done, total) },
+		})
+		if err != nil {
+			if c.Bool("with-deps") {
+				_ = os.RemoveAll(c.String("out"))
+			}
+			return n, fmt.Errorf("get %s@%s: %w", j.pkg.Name, j.pkg.Version, err)
+		}
+		n.bytes += res.Bytes
+		n.files += res.Files
+		n.chunks += res.Chunks
+	}
+	return n, nil
+}
+
+// getTotals is what a get moved.
+type getTotals struct {
+	bytes         int64
+	files, chunks int
+}
+
+// printGetResult prints one line, or JSON with --json, about the package
+// got (closure[0]) and its dependencies.
+func printGetResult(c *cli.Context, closure []*metadata.Resolved, n getTotals, elapsed time.Duration) error {
+	pkg := closure[0]
+	deps := make([]string, 0, len(closure)-1)
+	for _, p := range closure[1:] {
+		deps = append(deps, p.Name+"@"+p.Version)
+	}
+	if c.Bool("json") {
+		return printJSON(c, map[string]any{
+			"name": pkg.Name, "version": pkg.Version, "manifest": pkg.ManifestCID.String(),
+			"out": c.String("out"), "repo": c.String("repo"), "bytes": n.bytes, "files": n.files, "chunks": n.chunks,
+			"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(),
+			"mb_per_s": float64(n.bytes) / 1e6 / elapsed.Seconds(),
+		})
+	}
+	with := ""
+	if len(deps) > 0 && c.Bool("with-deps") {
+		with = fmt.Sprintf(" with %d dependencies", len(deps))
+	}
+	fmt.Fprintf(c.App.Writer, "%s@%s%s: %d files, %d bytes verified into %s from %s in %.1fs\n",
+		pkg.Name, pkg.Version, with, n.files, n.bytes, c.String("out"), c.String("repo"), elapsed.Seconds())
+	return nil
 }
 
 // defaultStateDir is where `stork get` keeps the trusted metadata of one

@@ -48,8 +48,9 @@ func statusCommand() *cli.Command {
 					st.DataDir, len(st.Packages), len(st.VMs), len(st.Views), broken)
 				return nil
 			}
-			fmt.Fprintf(c.App.Writer, "peer %s, %d peers, from peers %d B, from origin %d B, uploaded %d B, %d packages, %d VMs, %d views (%d broken)\n",
-				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.VMs), len(st.Views), broken)
+			fmt.Fprintf(c.App.Writer, "peer %s, %d peers, from peers %d B, from origin %d B, uploaded %d B, %d packages (%d downloading), %d VMs, %d views (%d broken), metadata v%d %s\n",
+				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.Downloads),
+				len(st.VMs), len(st.Views), broken, st.Metadata.Version, refreshedAgo(st.Metadata.Refreshed, time.Now()))
 			return nil
 		},
 	}
