@@ -2,6 +2,11 @@
 GO        ?= go
 BIN       := bin/stork
 CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
+# What `stork version` prints: GOFLAGS may hold -buildvcs=false, so the
+# commit is passed explicitly too.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 30s
 
 .PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm soak fuzz clean sim sim-report validate
@@ -9,7 +14,7 @@ FUZZTIME  ?= 30s
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/stork
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/stork
 
 # The full suite: formatting, vet, every test, and the race detector on the
 # core packages (short mode, so the largest round trips run once, without it).

@@ -8,7 +8,14 @@
 // every package whose objects were found damaged. A VM's own requests are
 // held to its quota (quota.go). With the daemon stopped, RebuildIndex
 // recovers a lost index, VerifyStore checks the store and RepairStore
-// marks what must be fetched again.
+// marks what must be fetched again; OpenOffline reads a stopped daemon's
+// packages, VMs and views without writing anything (stork list, status).
+//
+// Doctor (doctor.go) checks a host for what keeps a daemon from running
+// well: one function per check, each returning findings with what to fix.
+//
+// Metrics (metrics.go) are read from the daemon's counters when scraped;
+// the latency histograms and the metadata gauges are set as events happen.
 //
 // # The origin is a fallback
 //

@@ -95,6 +95,9 @@ type P2PConfig struct {
 	BanDuration time.Duration
 	// Logger receives the host's logs (default: discard).
 	Logger *slog.Logger
+	// lookupObserver, if set, is told of every DHT provider lookup
+	// (metrics): the time to its first provider, or to its end.
+	lookupObserver func(d time.Duration, found bool)
 }
 
 // DefaultP2PConfig is the configuration of a daemon on a real network:

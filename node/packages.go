@@ -21,9 +21,13 @@ type Progress func(done, total int64)
 
 // flight is one download of one package, shared by every request for it.
 type flight struct {
-	done        chan struct{}
-	err         error
-	have, total atomic.Int64
+	name, version string
+	started       time.Time
+	done          chan struct{}
+	err           error
+	have, total   atomic.Int64
+	// resumed is what the store held when the download (re)started.
+	resumed atomic.Int64
 }
 
 // flights coalesces concurrent requests for the same package: one download
@@ -53,13 +57,14 @@ func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flig
 	}
 	f, ok := d.fl.m[r.ManifestCID]
 	if !ok {
-		f = &flight{done: make(chan struct{})}
+		f = &flight{name: r.Name, version: r.Version, started: time.Now(), done: make(chan struct{})}
 		f.total.Store(r.Manifest.TotalSize())
 		d.fl.m[r.ManifestCID] = f
 		d.bgWG.Add(1)
 		go func() {
 			defer d.bgWG.Done()
 			f.err = d.download(d.bg, r, f)
+			d.metrics.observeDownload(f.err)
 			d.fl.mu.Lock()
 			delete(d.fl.m, r.ManifestCID)
 			d.fl.mu.Unlock()
@@ -70,7 +75,8 @@ func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flig
 	return f, nil
 }
 
-// download fetches the missing chunks of r into the store and commits it.
+// download fetches the missing chunks of r into the store and commits it,
+// and logs one line at info when it ends (complete or failed).
 func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) error {
 	start := time.Now()
 	dl, err := d.store.BeginPackage(r.Name, r.Version, r.ManifestCID, r.ManifestBytes)
@@ -82,9 +88,12 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	defer dl.Close()
 	have, total := dl.Bytes()
 	f.have.Store(have)
+	f.resumed.Store(have)
 	f.total.Store(total)
 	missing := dl.Missing()
-	d.log.Info("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "missing_chunks", len(missing), "have", have, "total", total)
+	var fromPeers, fromOrigin int64
+	var peers, banned int
+	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "missing_chunks", len(missing), "have", have, "total", total)
 	if d.swarm != nil {
 		stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
 			Manifest: r.ManifestCID,
@@ -100,15 +109,18 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
 			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
 		}
-		d.log.Info("swarm download", "package", r.Name+"@"+r.Version, "from_peers", stats.FromPeers, "from_origin", stats.FromOrigin, "peers", stats.Peers, "banned", len(stats.Banned))
+		fromPeers, fromOrigin, peers, banned = stats.FromPeers, stats.FromOrigin, stats.Peers, len(stats.Banned)
 	} else {
-		sink := &countingSink{dl: dl, f: f, counter: &d.bytesFromOrigin}
-		if _, err := transfer.Fetch(ctx, transfer.FetchOptions{
+		sink := &countingSink{dl: dl, f: f, counter: &d.bytesFromOrigin, chunks: &d.chunksVerified}
+		before := d.bytesFromOrigin.Load()
+		_, err := transfer.Fetch(ctx, transfer.FetchOptions{
 			Chunks:   missing,
-			Source:   d.source,
+			Source:   &failCountingSource{src: d.source, failed: &d.chunksFailed},
 			Sink:     sink,
 			Parallel: d.cfg.Parallel,
-		}); err != nil {
+		})
+		fromOrigin = d.bytesFromOrigin.Load() - before
+		if err != nil {
 			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
 			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
 		}
@@ -123,25 +135,44 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	if d.swarm != nil {
 		d.swarm.Announce(r.ManifestCID)
 	}
-	d.log.Info("download complete", "package", r.Name+"@"+r.Version, "seconds", time.Since(start).Seconds())
+	d.log.Info("downloaded", "package", r.Name+"@"+r.Version, "bytes", total-have, "from_peers", fromPeers, "from_origin", fromOrigin,
+		"peers", peers, "banned", banned, "seconds", time.Since(start).Seconds())
 	return nil
 }
 
-// countingSink writes verified chunks into a store download and counts them.
+// countingSink writes verified chunks into a store download and counts
+// them and their bytes.
 type countingSink struct {
 	dl      *share.Download
 	f       *flight
 	counter *atomic.Int64
+	chunks  *atomic.Int64
 }
 
 func (s *countingSink) PutChunk(c cid.Cid, data []byte) error {
 	if err := s.dl.PutChunk(c, data); err != nil {
 		return err
 	}
+	s.chunks.Add(1)
 	s.counter.Add(int64(len(data)))
 	have, _ := s.dl.Bytes()
 	s.f.have.Store(have)
 	return nil
+}
+
+// failCountingSource counts the chunks a source delivers that fail their
+// hash (the origin verifies each chunk against its CID).
+type failCountingSource struct {
+	src    transfer.ChunkSource
+	failed *atomic.Int64
+}
+
+func (s *failCountingSource) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
+	b, err := s.src.FetchChunk(ctx, c, size)
+	if errors.Is(err, metadata.ErrHashMismatch) {
+		s.failed.Add(1)
+	}
+	return b, err
 }
 
 // Fetch brings ref and its dependency closure into the store and returns
@@ -235,6 +266,8 @@ type Installed struct {
 // replaces the view (an upgrade); installing what is already there is a
 // no-op, or restores the view if it went missing.
 func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progress) ([]Installed, error) {
+	start := time.Now()
+	defer func() { d.metrics.installSeconds.Observe(time.Since(start).Seconds()) }()
 	if err := validVMID(req.VM); err != nil {
 		return nil, err
 	}
@@ -304,11 +337,12 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 		_ = share.UnmountView(view)
 		return inst, err
 	}
-	if had && !old.ManifestCID.Equals(p.ManifestCID) {
-		d.log.Info("upgraded", "vm", vm, "package", p.Name, "from", old.Version, "to", p.Version, "path", view.At())
-	}
 	d.views.clear(vm, p.Name)
-	d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode)
+	if had && !old.ManifestCID.Equals(p.ManifestCID) {
+		d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode, "upgraded_from", old.Version)
+	} else {
+		d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode)
+	}
 	return inst, nil
 }
 

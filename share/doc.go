@@ -135,5 +135,9 @@
 // VM has one per package name. A package record lists every name@version
 // its content was published under.
 //
+// OpenReadOnly opens a store no process is writing (a stopped daemon's)
+// for reading only: badger's read-only mode, nothing created, recovered or
+// removed on disk.
+//
 // share imports metadata only; it never imports transfer or node.
 package share

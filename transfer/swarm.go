@@ -124,6 +124,23 @@ type Swarm struct {
 	// at INFO, however many chunks and downloads meet it.
 	originMu   sync.Mutex
 	originDown time.Time
+
+	// chunks counts the chunks received, by source (fromPeers,
+	// fromOrigin) and by verification result (verified, failed).
+	chunks [2][2]atomic.Int64
+}
+
+// Indexes of Swarm.chunks.
+const (
+	fromPeers, fromOrigin = 0, 1
+	verified, failed      = 0, 1
+)
+
+func chunkSource(p PeerID) int {
+	if p == OriginPeer {
+		return fromOrigin
+	}
+	return fromPeers
 }
 
 // PeerStats counts the chunk bytes exchanged with one peer.
@@ -137,6 +154,10 @@ type SwarmStats struct {
 	BytesFromPeers  int64
 	BytesFromOrigin int64
 	BytesUploaded   int64
+	// Chunks received that passed and that failed verification, by
+	// source.
+	ChunksVerifiedPeers, ChunksVerifiedOrigin int64
+	ChunksFailedPeers, ChunksFailedOrigin     int64
 	// Sessions is the number of open swarm streams.
 	Sessions int
 	Peers    map[PeerID]PeerStats
@@ -349,6 +370,34 @@ func (s *Swarm) noteOrigin(err error, now time.Time) {
 	}
 }
 
+// ActiveDownload is a running Download as Active reports it.
+type ActiveDownload struct {
+	Manifest   cid.Cid
+	Done       int64 // bytes delivered (this run)
+	Total      int64 // bytes the download had to fetch
+	FromPeers  int64
+	FromOrigin int64
+	Peers      int // peers traded with now
+}
+
+// Active reports the running downloads.
+func (s *Swarm) Active() []ActiveDownload {
+	s.mu.Lock()
+	ds := make([]*download, 0, len(s.downloads))
+	for _, d := range s.downloads {
+		ds = append(ds, d)
+	}
+	s.mu.Unlock()
+	out := make([]ActiveDownload, 0, len(ds))
+	for _, d := range ds {
+		d.mu.Lock()
+		out = append(out, ActiveDownload{Manifest: d.c, Done: d.doneBytes, Total: d.totalBytes,
+			FromPeers: d.fromPeers, FromOrigin: d.fromOrigin, Peers: len(d.peers)})
+		d.mu.Unlock()
+	}
+	return out
+}
+
 // Stats returns a snapshot of the Swarm's counters.
 func (s *Swarm) Stats() SwarmStats {
 	st := SwarmStats{
@@ -356,6 +405,11 @@ func (s *Swarm) Stats() SwarmStats {
 		BytesFromOrigin: s.bytesFromOrigin.Load(),
 		BytesUploaded:   s.bytesUploaded.Load(),
 		Peers:           make(map[PeerID]PeerStats),
+
+		ChunksVerifiedPeers:  s.chunks[fromPeers][verified].Load(),
+		ChunksVerifiedOrigin: s.chunks[fromOrigin][verified].Load(),
+		ChunksFailedPeers:    s.chunks[fromPeers][failed].Load(),
+		ChunksFailedOrigin:   s.chunks[fromOrigin][failed].Load(),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -292,7 +292,7 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		ss.setOurFull()
 	}
 	st := stats()
-	s.log.Info("package downloaded", "manifest", req.Manifest, "from_peers", st.FromPeers, "from_origin", st.FromOrigin, "peers", st.Peers, "banned", len(st.Banned), "elapsed", st.Elapsed)
+	s.log.Debug("package downloaded", "manifest", req.Manifest, "from_peers", st.FromPeers, "from_origin", st.FromOrigin, "peers", st.Peers, "banned", len(st.Banned), "elapsed", st.Elapsed)
 	return st, nil
 }
 
@@ -456,6 +456,9 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 		d.deliver(i, OriginPeer, data)
 		return
 	}
+	if errors.Is(err, metadata.ErrHashMismatch) {
+		d.s.chunks[fromOrigin][failed].Add(1)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// Whether we cancelled it is read before our own cancel below, which
@@ -512,6 +515,7 @@ func (d *download) chunk(ss *session, i int, data []byte) bool {
 		return false
 	}
 	if err := d.pkg.refs[i].Verify(data); err != nil {
+		d.s.chunks[fromPeers][failed].Add(1)
 		d.ban(ss, i, err)
 		return true
 	}
@@ -584,6 +588,7 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 		d.s.log.Info("origin answers again: download resumes", "manifest", d.c, "waited", now.Sub(d.originDownSince).Round(time.Millisecond))
 		d.originDownSince = time.Time{}
 	}
+	d.s.chunks[chunkSource(from)][verified].Add(1)
 	for _, p := range d.picker.Received(i, from, now, n) {
 		if p == OriginPeer {
 			if c := d.originCancel[i]; c != nil {

@@ -304,8 +304,11 @@ func TestEndToEndNewestVersionAndDependencies(t *testing.T) {
 	url := serve(t, r.dir)
 	state := filepath.Join(t.TempDir(), "state")
 	out := filepath.Join(t.TempDir(), "liba")
-	stork(t, "get", "--repo", url, "--root", r.root, "--state", state, "--out", out, "liba")
+	line := stork(t, "get", "--repo", url, "--root", r.root, "--state", state, "--out", out, "liba")
 	compareTrees(t, a2, out) // 1.10.0 > 1.2.0 in semantic version order
+	if want := "liba@1.10.0: 10 files, "; !strings.HasPrefix(line, want) || strings.Count(line, "\n") != 1 || !strings.Contains(line, " bytes verified into "+out+" from "+url) {
+		t.Errorf("get printed %q, want one line starting %q naming %s and %s", line, want, out, url)
+	}
 	summary := stork(t, "get", "--repo", url, "--root", r.root, "--state", state, "--out", filepath.Join(t.TempDir(), "app"), "--json", "app")
 	if !strings.Contains(summary, "liba>=1.2") {
 		t.Errorf("get --json app = %s, want its signed dependency liba>=1.2", summary)

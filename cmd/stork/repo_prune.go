@@ -19,9 +19,9 @@ func repoPruneCommand() *cli.Command {
 		Flags: []cli.Flag{
 			repoDirFlag(),
 			&cli.StringFlag{Name: "keep", Usage: "keep snapshots replaced less than `DURATION` ago, and what they name (0: the current one only)",
-				Category: catRepo, EnvVars: env("keep"), Value: metadata.DefaultPruneKeep.String()},
+				Category: catRepo, EnvVars: []string{"STORK_PRUNE_KEEP"}, Value: metadata.DefaultPruneKeep.String()},
 			boolFlag("dry-run", "report what would be deleted, delete nothing", catRepo),
-			boolFlag("json", "print the result as JSON", catOutput),
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			var keep time.Duration
