@@ -57,6 +57,9 @@ type DownloadStatus struct {
 	FromOrigin int64     `json:"from_origin"`
 	Peers      int       `json:"peers"`
 	Started    time.Time `json:"started"`
+	// WaitingOriginSince is when the origin became unreachable for this
+	// download, which has taken what peers hold and waits for the rest.
+	WaitingOriginSince *time.Time `json:"waiting_origin_since,omitempty"`
 }
 
 // MetadataStatus is the repository metadata a daemon applied.
@@ -158,8 +161,13 @@ func (d *Daemon) activeDownloads() []DownloadStatus {
 		if d.swarm == nil {
 			a.FromOrigin = f.have.Load() - f.resumed.Load()
 		}
-		out = append(out, DownloadStatus{Name: f.name, Version: f.version, ManifestCID: c.String(),
-			Have: f.have.Load(), Total: f.total.Load(), FromPeers: a.FromPeers, FromOrigin: a.FromOrigin, Peers: a.Peers, Started: f.started})
+		ds := DownloadStatus{Name: f.name, Version: f.version, ManifestCID: c.String(),
+			Have: f.have.Load(), Total: f.total.Load(), FromPeers: a.FromPeers, FromOrigin: a.FromOrigin, Peers: a.Peers, Started: f.started}
+		if !a.WaitingOriginSince.IsZero() {
+			since := a.WaitingOriginSince.UTC()
+			ds.WaitingOriginSince = &since
+		}
+		out = append(out, ds)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
 	return out

@@ -22,6 +22,8 @@ import (
 //	stork_node_peers                 connected libp2p peers
 //	stork_node_vms                   registered VMs
 //	stork_node_downloads_active      package downloads running
+//	stork_node_downloads_waiting_origin
+//	                                 of those, the ones waiting for an unreachable origin
 //	stork_node_downloads_total{result="complete"|"failed"}
 //	stork_node_install_seconds       histogram: an install request, fetch included
 //	stork_node_dht_lookup_seconds{result="found"|"none"}
@@ -83,13 +85,6 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "stork_node_peers", Help: "Connected libp2p peers.",
 		}, status(func(s *Status) float64 { return float64(s.Peers) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "stork_node_downloads_active", Help: "Package downloads running.",
-		}, func() float64 {
-			d.fl.mu.Lock()
-			defer d.fl.mu.Unlock()
-			return float64(len(d.fl.m))
-		}),
 		d.metrics.downloads, d.metrics.installSeconds, d.metrics.dhtLookup,
 		d.metrics.metadataVersion, d.metrics.metadataRefreshed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -101,6 +96,7 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 			return float64(len(d.vms.list()))
 		}),
 	}
+	cs = append(cs, d.downloadGauges()...)
 	cs = append(cs, d.chunkCounters()...)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -114,6 +110,31 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 		undo = append(undo, func() { reg.Unregister(c) })
 	}
 	return unregister, nil
+}
+
+// downloadGauges are stork_node_downloads_active and, of those,
+// stork_node_downloads_waiting_origin.
+func (d *Daemon) downloadGauges() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stork_node_downloads_active", Help: "Package downloads running.",
+		}, func() float64 {
+			d.fl.mu.Lock()
+			defer d.fl.mu.Unlock()
+			return float64(len(d.fl.m))
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stork_node_downloads_waiting_origin", Help: "Package downloads that took what peers hold and wait for an unreachable origin.",
+		}, func() float64 {
+			n := 0
+			for _, a := range d.activeDownloads() {
+				if a.WaitingOriginSince != nil {
+					n++
+				}
+			}
+			return float64(n)
+		}),
+	}
 }
 
 // chunkCounters are stork_node_chunks_total: the swarm's counts and the

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // logSink collects a daemon's log lines (text handler, Info and above).
@@ -145,11 +147,14 @@ func startOutage(t *testing.T, mod func(*Config)) (*origin, *swarmNode, *logSink
 
 // TestOriginOutageMidDownload: the origin stops while a package downloads
 // and no peer holds the rest. Status shows the download waiting for the
-// origin and since when, the log warns once, and the download completes,
+// origin and since when (in its package and in its running download), so
+// does a metric, the log warns once, and the download completes,
 // bit-exact, once the origin is back, without a restart.
 func TestOriginOutageMidDownload(t *testing.T) {
-	o, n, logs, src, done := startOutage(t, nil)
+	reg := prometheus.NewRegistry()
+	o, n, logs, src, done := startOutage(t, func(c *Config) { c.Metrics = reg })
 	var waiting PackageStatus
+	var running []DownloadStatus
 	for deadline := time.Now().Add(30 * time.Second); waiting.WaitingOriginSince == nil; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("status never showed the download waiting for the origin; last %+v", waiting)
@@ -168,9 +173,17 @@ func TestOriginOutageMidDownload(t *testing.T) {
 				waiting = p
 			}
 		}
+		running = st.Downloads
 	}
 	if waiting.State != StateWaitingOrigin || waiting.Have <= 0 || waiting.Have >= waiting.Size {
 		t.Errorf("status of the waiting package = %+v, want state %s with part of it held", waiting, StateWaitingOrigin)
+	}
+	if len(running) != 1 || running[0].Name != "p" || running[0].WaitingOriginSince == nil ||
+		!running[0].WaitingOriginSince.Equal(*waiting.WaitingOriginSince) {
+		t.Errorf("status downloads = %+v, want p waiting for the origin since %v", running, waiting.WaitingOriginSince)
+	}
+	if g := gauge(t, reg, "stork_node_downloads_waiting_origin", ""); g != 1 {
+		t.Errorf("stork_node_downloads_waiting_origin = %v while p waits, want 1", g)
 	}
 	time.Sleep(time.Second) // several probes fail
 	if w := logs.count("WARN", "origin unreachable: downloads"); w != 1 {
@@ -196,6 +209,12 @@ func TestOriginOutageMidDownload(t *testing.T) {
 		if p.State != "complete" || p.WaitingOriginSince != nil {
 			t.Errorf("after the download: %+v, want complete and not waiting", p)
 		}
+	}
+	if len(st.Downloads) != 0 {
+		t.Errorf("after the download: downloads %+v, want none", st.Downloads)
+	}
+	if g := gauge(t, reg, "stork_node_downloads_waiting_origin", ""); g != 0 {
+		t.Errorf("stork_node_downloads_waiting_origin = %v after the download, want 0", g)
 	}
 }
 

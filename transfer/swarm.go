@@ -378,6 +378,9 @@ type ActiveDownload struct {
 	FromPeers  int64
 	FromOrigin int64
 	Peers      int // peers traded with now
+	// WaitingOriginSince is when the origin became unreachable for this
+	// download; zero while it answers (or was not needed).
+	WaitingOriginSince time.Time
 }
 
 // Active reports the running downloads.
@@ -392,7 +395,7 @@ func (s *Swarm) Active() []ActiveDownload {
 	for _, d := range ds {
 		d.mu.Lock()
 		out = append(out, ActiveDownload{Manifest: d.c, Done: d.doneBytes, Total: d.totalBytes,
-			FromPeers: d.fromPeers, FromOrigin: d.fromOrigin, Peers: len(d.peers)})
+			FromPeers: d.fromPeers, FromOrigin: d.fromOrigin, Peers: len(d.peers), WaitingOriginSince: d.originDownSince})
 		d.mu.Unlock()
 	}
 	return out

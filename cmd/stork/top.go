@@ -140,6 +140,9 @@ func renderTop(data string, cur, prev *topSample, err error) string {
 	for _, d := range st.Downloads {
 		fmt.Fprintf(&b, "%-28s %-28s %21s %5d %10s %10s\n", truncate(d.Name+"@"+d.Version, 28), bar(d.Have, d.Total, 20),
 			human(float64(d.Have))+"/"+human(float64(d.Total)), d.Peers, human(float64(d.FromPeers)), human(float64(d.FromOrigin)))
+		if d.WaitingOriginSince != nil {
+			fmt.Fprintf(&b, "  waiting for the origin for %s: peers' chunks taken, the rest waits\n", now.Sub(*d.WaitingOriginSince).Round(time.Second))
+		}
 	}
 	return b.String()
 }
