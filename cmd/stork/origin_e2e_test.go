@@ -16,9 +16,9 @@ import (
 	"github.com/storkpm/stork/node"
 )
 
-// startRepoServe runs `stork repo serve` on a free loopback port and
-// returns its URL and the process.
-func startRepoServe(t *testing.T, dir string) (string, *exec.Cmd) {
+// startRepoServe runs `stork repo serve` (with extra flags) on a free
+// loopback port and returns its URL and the process.
+func startRepoServe(t *testing.T, dir string, extra ...string) (string, *exec.Cmd) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,7 +26,7 @@ func startRepoServe(t *testing.T, dir string) (string, *exec.Cmd) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(storkBin, "repo", "serve", "--dir", dir, "--listen", addr)
+	cmd := exec.Command(storkBin, append([]string{"repo", "serve", "--dir", dir, "--listen", addr}, extra...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -135,5 +135,57 @@ func TestRepoRefreshTimestampLifetime(t *testing.T) {
 		t.Error("repo refresh --expires chunks=1h succeeded, want an error")
 	} else if strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Errorf("error is not one line: %q", errOut)
+	}
+}
+
+// TestOriginDeadlineFromConfigFile: repo.origin-deadline set in the
+// configuration file reaches the daemon. With its origin killed in the
+// middle of a download that no peer can serve, the fetch fails once that
+// deadline passes, naming the origin, instead of after the default 10m.
+func TestOriginDeadlineFromConfigFile(t *testing.T) {
+	r := newRepo(t)
+	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "big", "--version", "1.0.0", sampleTree(t, 8<<20, 0))
+	url, serve := startRepoServe(t, r.dir, "--rate", "1M")
+	data, err := os.MkdirTemp("", "stork-deadline-") // short: the daemon's sockets live below it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(data)
+	conf := filepath.Join(t.TempDir(), "stork.toml")
+	if err := os.WriteFile(conf, []byte("[repo]\norigin-deadline = \"2s\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startDaemonProc(t, data, url, r.root, "--config", conf)
+
+	type result struct {
+		errOut string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		_, errOut, err := storkRun(t, "fetch", "--data", data, "big")
+		done <- result{errOut, err}
+	}()
+	c := node.NewClient(data)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st, err := c.Status(context.Background())
+		if err == nil && len(st.Downloads) == 1 && st.Downloads[0].Have > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no download under way within 30s: %+v, %v", st, err)
+		}
+	}
+	_ = serve.Process.Signal(syscall.SIGKILL)
+	select {
+	case res := <-done:
+		if res.err == nil {
+			t.Fatal("fetch succeeded with the origin killed mid-download and no peer")
+		}
+		if host := strings.TrimPrefix(url, "http://"); !strings.Contains(res.errOut, host) {
+			t.Errorf("fetch error = %q, want it to name the origin %s", res.errOut, host)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the fetch still waits 60s after the origin died; the 2s origin-deadline of the configuration file was not applied")
 	}
 }
