@@ -65,6 +65,7 @@ func syncFS(path string) error {
 type fileStamp struct {
 	dev, ino   uint64
 	mode       uint32 // type and permission bits
+	uid, gid   uint32
 	size       int64
 	ctime      unix.Timespec
 	mtime      unix.Timespec
@@ -73,7 +74,7 @@ type fileStamp struct {
 }
 
 func stampOf(st *unix.Stat_t) fileStamp {
-	return fileStamp{dev: uint64(st.Dev), ino: st.Ino, mode: st.Mode, size: st.Size, ctime: st.Ctim, mtime: st.Mtim, ok: true}
+	return fileStamp{dev: uint64(st.Dev), ino: st.Ino, mode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, ctime: st.Ctim, mtime: st.Mtim, ok: true}
 }
 
 // fstamp stamps an open file.
@@ -154,8 +155,8 @@ func (a fileStamp) regular() bool { return a.ok && a.mode&unix.S_IFMT == unix.S_
 
 // stampMatches reports whether the object file stamped st is, by its
 // metadata, the file r was verified as: a regular file with r's inode,
-// size, mode and modification time.
+// size, mode, owner and modification time.
 func (r *objRecord) stampMatches(st fileStamp) bool {
 	return st.ok && r.Ino != 0 && st.ino == r.Ino && st.mtime.Nano() == r.Mtime &&
-		st.size == r.Size && st.regular() && st.mode&0o7777 == r.Perm
+		st.size == r.Size && st.regular() && st.mode&0o7777 == r.Perm && st.uid == r.UID && st.gid == r.GID
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -29,6 +28,11 @@ type PackageInfo struct {
 	Files       int   // file entries
 	TreePath    string
 	Installs    []string // VMs that installed it, sorted
+	// Setuid counts the files whose mode has setuid or setgid: views
+	// apply those bits only for VMs whose policy allows it (SetuidTree).
+	Setuid int
+
+	layout int // how its tree is built (pkgRecord.Layout)
 }
 
 // Install is one VM's view of a package, under one of its names. A VM has
@@ -224,7 +228,7 @@ func (s *Store) packageInfo(txn *badger.Txn, c cid.Cid) (*PackageInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	info := &PackageInfo{ManifestCID: c, Name: rec.Name, Version: rec.Version, State: rec.State, Keep: rec.Keep, Size: m.TotalSize()}
+	info := &PackageInfo{ManifestCID: c, Name: rec.Name, Version: rec.Version, State: rec.State, Keep: rec.Keep, Size: m.TotalSize(), layout: rec.Layout}
 	if rec.State == StateComplete {
 		info.TreePath = s.TreePath(c)
 	}
@@ -234,6 +238,9 @@ func (s *Store) packageInfo(txn *badger.Txn, c cid.Cid) (*PackageInfo, error) {
 			continue
 		}
 		info.Files++
+		if e.Mode&0o6000 != 0 {
+			info.Setuid++
+		}
 		if rec.State == StateComplete {
 			continue
 		}
@@ -711,7 +718,7 @@ func (s *Store) ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error) {
 			}
 			for i := range recs {
 				r := &recs[i]
-				locs = append(locs, found{chunkPlace{path: s.ObjectPath(r.Hash, os.FileMode(r.Perm)), off: off, n: n}, r})
+				locs = append(locs, found{chunkPlace{path: s.ObjectPath(r.Hash, r.variant()), off: off, n: n}, r})
 			}
 			if len(recs) == 0 {
 				if ok, err := exists(txn, presenceKey(id, cs)); err != nil {
