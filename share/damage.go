@@ -11,6 +11,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
+	"golang.org/x/sys/unix"
 
 	"github.com/storkpm/stork/metadata"
 )
@@ -112,6 +113,10 @@ func (s *Store) CheckPackage(c cid.Cid) (*CheckResult, error) {
 	var bad []badObject
 	treeBad := ""
 	stamps := make(map[string]fileStamp) // object name → its file's stamp
+	tree, err := openRoot(s.TreePath(c))
+	if err == nil {
+		defer unix.Close(tree)
+	} // else every entry differs: the tree is rebuilt by the next download
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Type != metadata.TypeFile {
@@ -126,7 +131,7 @@ func (s *Store) CheckPackage(c cid.Cid) (*CheckResult, error) {
 			}
 			stamps[name] = st
 		}
-		if treeBad == "" && !lstamp(s.treeEntry(c, e.Path)).sameInode(st) {
+		if treeBad == "" && !treeStamp(tree, e.Path).sameInode(st) {
 			treeBad = e.Path
 		}
 	}
@@ -147,9 +152,17 @@ func (s *Store) CheckPackage(c cid.Cid) (*CheckResult, error) {
 
 type badObject struct{ name, reason string }
 
-// treeEntry is the path of a manifest entry in the tree of c.
-func (s *Store) treeEntry(c cid.Cid, p string) string {
-	return s.TreePath(c) + string(os.PathSeparator) + p
+// treeStamp stamps the entry p of the tree whose root is open as tree,
+// following no symlink on the way.
+func treeStamp(tree int, p string) fileStamp {
+	if tree < 0 {
+		return fileStamp{statFailed: true}
+	}
+	st, err := lstatBeneath(tree, p)
+	if err != nil {
+		return fileStamp{statFailed: true}
+	}
+	return stampOf(&st)
 }
 
 // objectRecords reads the records of the named objects in one
