@@ -222,7 +222,17 @@ type Installed struct {
 	// view is missing, or was replaced, and could not be restored).
 	State  string `json:"state,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Setuid says, for a package with setuid or setgid files, whether the
+	// view applies those bits ("applied") or shows the files without them
+	// ("dropped": the VM's policy does not allow setuid, or a link view).
+	Setuid string `json:"setuid,omitempty"`
 }
+
+// Setuid states of a view (Installed.Setuid).
+const (
+	setuidApplied = "applied"
+	setuidDropped = "dropped"
+)
 
 // Install fetches ref's closure and exposes each package read-only at
 // INTO/NAME in the given view mode, NAME being the name the package was
@@ -271,6 +281,16 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 	if p.TreePath == "" {
 		return inst, fmt.Errorf("%s: %w: the package is not complete", what, share.ErrNotFound)
 	}
+	if p.Setuid > 0 {
+		inst.Setuid = setuidDropped
+		if v, ok := d.vms.get(vm); ok && v.AllowSetuid && mode != share.ViewLink {
+			tree, err := d.store.SetuidTree(p.ManifestCID)
+			if err != nil {
+				return inst, fmt.Errorf("%s: %w", what, err)
+			}
+			view.Tree, view.Setuid, inst.Setuid = tree, true, setuidApplied
+		}
+	}
 	if mode == share.ViewOverlay {
 		upper, err := d.upperDir(vm, p.ManifestCID)
 		if err != nil {
@@ -283,15 +303,16 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 		return inst, fmt.Errorf("%s at %s: %w: vm %s has %s@%s at %s (one view per VM and package); uninstall it first or install into %s",
 			what, view.At(), ErrBadRequest, vm, old.Name, old.Version, old.Into, filepath.Dir(old.Into))
 	}
-	if had && old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode) && share.CheckView(view) == nil {
+	same := had && old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode) && old.Setuid == view.Setuid
+	if same && share.CheckView(view) == nil {
 		d.views.clear(vm, p.Name)
 		return inst, nil
 	}
 	if had {
-		// An upgrade, a new mode, or a view that went missing: the old
-		// view goes first (what the VM put in its place is removed, never
-		// followed). The same overlay keeps its upper layer.
-		same := old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode)
+		// An upgrade, a new mode or setuid policy, or a view that went
+		// missing: the old view goes first (what the VM put in its place
+		// is removed, never followed). The same overlay keeps its upper
+		// layer.
 		if err := d.removeView(old, !same); err != nil {
 			return inst, fmt.Errorf("%s: replace the view at %s: %w", what, old.Into, err)
 		}
@@ -299,7 +320,7 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 	if err := share.MountView(view); err != nil {
 		return inst, fmt.Errorf("%s at %s: %w", what, view.At(), err)
 	}
-	rec := share.Install{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID, Root: root, Into: view.At(), Mode: string(mode)}
+	rec := share.Install{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID, Root: root, Into: view.At(), Mode: string(mode), Setuid: view.Setuid}
 	if err := d.store.RecordInstall(rec); err != nil {
 		_ = share.UnmountView(view)
 		return inst, err
@@ -308,8 +329,24 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 		d.log.Info("upgraded", "vm", vm, "package", p.Name, "from", old.Version, "to", p.Version, "path", view.At())
 	}
 	d.views.clear(vm, p.Name)
-	d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode)
+	d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode, "setuid", inst.Setuid)
+	if inst.Setuid == setuidDropped {
+		d.noteSetuidDropped(vm, p, mode)
+	}
 	return inst, nil
+}
+
+// noteSetuidDropped logs, once per package, that a view shows its setuid
+// and setgid files without those bits.
+func (d *Daemon) noteSetuidDropped(vm string, p *share.PackageInfo, mode share.ViewMode) {
+	if _, seen := d.setuidNoted.LoadOrStore(p.ManifestCID, true); seen {
+		return
+	}
+	why := "the vm's policy does not allow setuid (stork vm add --allow-setuid)"
+	if mode == share.ViewLink {
+		why = "link views never apply setuid"
+	}
+	d.log.Warn("setuid and setgid dropped in a view", "vm", vm, "package", p.Name+"@"+p.Version, "files", p.Setuid, "why", why)
 }
 
 // installOf returns vm's install of the package called name, if any.

@@ -160,7 +160,10 @@ func (d *Daemon) viewOf(in share.Install) (share.View, error) {
 	if err != nil || !filepath.IsLocal(rel) {
 		return share.View{}, fmt.Errorf("install record of %s in vm %s: %w: %s is not below %s", in.Name, in.VM, share.ErrInvalid, in.Into, in.Root)
 	}
-	v := share.View{Tree: d.store.TreePath(in.ManifestCID), Root: in.Root, Path: rel, Mode: mode}
+	v := share.View{Tree: d.store.TreePath(in.ManifestCID), Root: in.Root, Path: rel, Mode: mode, Setuid: in.Setuid}
+	if in.Setuid {
+		v.Tree = d.store.SetuidTreePath(in.ManifestCID)
+	}
 	if mode == share.ViewOverlay {
 		v.Upper = filepath.Join(d.cfg.DataDir, "overlays", in.VM, in.ManifestCID.String())
 	}
@@ -256,6 +259,11 @@ func (d *Daemon) restoreView(in share.Install) error {
 	if err := d.checkViewRoot(v.Root); err != nil {
 		return fmt.Errorf("not restored: %w", err)
 	}
+	if v.Setuid {
+		if v.Tree, err = d.store.SetuidTree(in.ManifestCID); err != nil {
+			return fmt.Errorf("not restored: %w", err)
+		}
+	}
 	if err := share.MountView(v); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
@@ -278,8 +286,15 @@ func (d *Daemon) listInstalls(vm string) ([]Installed, error) {
 	out := []Installed{}
 	for _, in := range insts {
 		state, reason := d.viewState(in)
-		out = append(out, Installed{VM: in.VM, Name: in.Name, Version: in.Version, ManifestCID: in.ManifestCID.String(),
-			Path: in.Into, Mode: in.Mode, State: state, Reason: reason})
+		inst := Installed{VM: in.VM, Name: in.Name, Version: in.Version, ManifestCID: in.ManifestCID.String(),
+			Path: in.Into, Mode: in.Mode, State: state, Reason: reason}
+		if info, err := d.store.Package(in.ManifestCID); err == nil && info.Setuid > 0 {
+			inst.Setuid = setuidDropped
+			if in.Setuid {
+				inst.Setuid = setuidApplied
+			}
+		}
+		out = append(out, inst)
 	}
 	return out, nil
 }

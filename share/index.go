@@ -112,6 +112,7 @@ type installRecord struct {
 	Root        string    `json:"root,omitempty"`
 	Into        string    `json:"into"`
 	Mode        string    `json:"mode"`
+	Setuid      bool      `json:"setuid,omitempty"`
 	Created     time.Time `json:"created"`
 }
 

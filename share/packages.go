@@ -45,7 +45,10 @@ type Install struct {
 	Root        string // the directory Into is resolved beneath (the VM's root)
 	Into        string // where the VM sees the tree: Root/...
 	Mode        string // a ViewMode
-	Created     time.Time
+	// Setuid says the view shows the package's setuid variant, mounted
+	// without nosuid (the VM's policy allowed it when it was made).
+	Setuid  bool
+	Created time.Time
 }
 
 // Package describes the package whose manifest is manifestCID.
@@ -480,7 +483,7 @@ func (s *Store) RecordInstall(in Install) error {
 		if err := dropInstallTxn(txn, in.VM, in.Name); err != nil {
 			return err
 		}
-		rec := installRecord{VM: in.VM, Name: in.Name, Version: in.Version, ManifestCID: key, Root: in.Root, Into: in.Into, Mode: in.Mode, Created: time.Now().UTC()}
+		rec := installRecord{VM: in.VM, Name: in.Name, Version: in.Version, ManifestCID: key, Root: in.Root, Into: in.Into, Mode: in.Mode, Setuid: in.Setuid, Created: time.Now().UTC()}
 		if err := setJSON(txn, installKey(in.VM, in.Name), &rec); err != nil {
 			return err
 		}
@@ -657,7 +660,7 @@ func (s *Store) Installs(vm string) ([]Install, error) {
 				return nil, fmt.Errorf("install record %q: %w", r.key, err)
 			}
 			out = append(out, Install{VM: r.rec.VM, Name: r.rec.Name, Version: r.rec.Version, ManifestCID: c,
-				Root: r.rec.Root, Into: r.rec.Into, Mode: r.rec.Mode, Created: r.rec.Created})
+				Root: r.rec.Root, Into: r.rec.Into, Mode: r.rec.Mode, Setuid: r.rec.Setuid, Created: r.rec.Created})
 		}
 	}
 	return out, nil

@@ -25,6 +25,10 @@ import (
 // setuidTreePath is where the setuid variant of c's tree lives.
 func (s *Store) setuidTreePath(c cid.Cid) string { return s.path(setuidDir, c.String()) }
 
+// SetuidTreePath returns where the setuid variant of c's tree lives
+// (setuid/<CID>), whether it is built or not: see SetuidTree.
+func (s *Store) SetuidTreePath(c cid.Cid) string { return s.setuidTreePath(c) }
+
 // hasSetuid reports whether any file of m has setuid or setgid.
 func hasSetuid(m *metadata.Manifest) bool {
 	for i := range m.Entries {

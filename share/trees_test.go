@@ -174,7 +174,7 @@ func TestSetuidTree(t *testing.T) {
 	if problems, _ := s.Verify(t.Context()); len(problems) != 1 || !strings.Contains(problems[0], "setuid tree") {
 		t.Errorf("Verify after a chmod in the setuid tree = %q, want one problem there", problems)
 	}
-	os.Chmod(filepath.Join(st, "bin/su"), 0o4755)
+	os.Chmod(filepath.Join(st, "bin/su"), os.ModeSetuid|0o755)
 	if err := s.SetKeep(p.cid, true); err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,14 @@ import (
 
 func getCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "get",
-		Usage:     "download and verify a package over HTTP, without a daemon",
+		Name:  "get",
+		Usage: "download and verify a package over HTTP, without a daemon",
+		Description: "The tree is written as the archive has it. Symlinks are written with their targets as they are, " +
+			"absolute ones included: such a target points wherever it is resolved (in a chroot or container that uses DIR as its root, " +
+			"into that root; read on the host, into the host's file system); stork get never follows one. " +
+			"Run as root, every entry gets the archive's owner and full mode (setuid, setgid, sticky); " +
+			"run as another user, entries belong to that user and files lose setuid and setgid (which would otherwise run as that user), " +
+			"and the summary counts them.",
 		UsageText: "stork get --repo URL --root ROOT.json NAME[@VERSION] --out DIR",
 		Flags: []cli.Flag{
 			stringFlag("repo", "repository base `URL`", catRepo, true),
@@ -90,7 +96,7 @@ func getCommand() *cli.Command {
 				}
 			}
 			var total, bytes int64
-			var files, chunks int
+			var files, chunks, dropped int
 			for _, j := range jobs {
 				total += j.pkg.Manifest.TotalSize()
 			}
@@ -114,6 +120,7 @@ func getCommand() *cli.Command {
 				bytes += res.Bytes
 				files += res.Files
 				chunks += res.Chunks
+				dropped += res.SetuidDropped
 			}
 			bar.Finish()
 			elapsed := time.Since(start)
@@ -125,9 +132,12 @@ func getCommand() *cli.Command {
 				return printJSON(c, map[string]any{
 					"name": pkg.Name, "version": pkg.Version, "manifest": pkg.ManifestCID.String(),
 					"out": c.String("out"), "bytes": bytes, "files": files, "chunks": chunks,
-					"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(),
+					"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(), "setuid_dropped": dropped,
 					"mb_per_s": float64(bytes) / 1e6 / elapsed.Seconds(),
 				})
+			}
+			if dropped > 0 {
+				fmt.Fprintf(c.App.ErrWriter, "%d files written without their setuid or setgid bit (not run as root)\n", dropped)
 			}
 			if !bar.Visible() {
 				return nil
