@@ -147,7 +147,21 @@ func (s *countingSink) PutChunk(c cid.Cid, data []byte) error {
 // Fetch brings ref and its dependency closure into the store and returns
 // them, the requested package first.
 func (d *Daemon) Fetch(ctx context.Context, ref string, progress Progress) ([]*share.PackageInfo, error) {
-	pkgs, err := d.meta.closure(ctx, ref)
+	return d.fetch(ctx, ref, false, progress)
+}
+
+// fetch is Fetch; noDeps brings ref alone.
+func (d *Daemon) fetch(ctx context.Context, ref string, noDeps bool, progress Progress) ([]*share.PackageInfo, error) {
+	var pkgs []*metadata.Resolved
+	var err error
+	if noDeps {
+		var r *metadata.Resolved
+		if r, err = d.meta.resolve(ctx, ref); err == nil {
+			pkgs = []*metadata.Resolved{r}
+		}
+	} else {
+		pkgs, err = d.meta.closure(ctx, ref)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +222,9 @@ type InstallRequest struct {
 	Ref  string `json:"ref"`
 	Into string `json:"into,omitempty"` // directory; each package appears as INTO/NAME; default the VM's root
 	Mode string `json:"mode"`           // bind (default), overlay or link
+	// NoDeps installs ref alone, as dpkg -i would, without resolving its
+	// dependencies (admin requests only).
+	NoDeps bool `json:"no_deps,omitempty"`
 }
 
 // Installed is one package in one VM's view.
@@ -256,7 +273,7 @@ func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progr
 	if err != nil {
 		return nil, err
 	}
-	pkgs, err := d.Fetch(ctx, req.Ref, progress)
+	pkgs, err := d.fetch(ctx, req.Ref, req.NoDeps, progress)
 	if err != nil {
 		return nil, err
 	}

@@ -130,3 +130,29 @@ func TestSetuidOnlyForVMsThatAllowIt(t *testing.T) {
 		t.Errorf("AddVM(link, allow setuid) = %v, want ErrBadRequest", err)
 	}
 }
+
+// TestInstallNoDeps: an install with NoDeps shows the package alone, even
+// when its dependencies cannot be resolved (a cycle, a package not
+// published); without it the dependencies come too, or the install fails.
+func TestInstallNoDeps(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "app", "1.0.0", map[string]int{"bin/app": 100}, "lib>=1")
+	o.publish(t, "lib", "1.0.0", map[string]int{"lib/x": 100}, "app>=1") // a cycle, as libc6 and libgcc-s1 have
+	o.publish(t, "lonely", "1.0.0", map[string]int{"f": 10}, "missing>=1")
+	c := startDaemon(t, o, "")
+	ctx := context.Background()
+	root := t.TempDir()
+	addVM(t, c, "vm", root)
+	for _, ref := range []string{"app", "lonely"} {
+		if _, err := c.Install(ctx, InstallRequest{VM: "vm", Ref: ref, Mode: "link"}, nil); err == nil {
+			t.Errorf("Install(%s) with dependencies succeeded, want the resolver's refusal", ref)
+		}
+		got, err := c.Install(ctx, InstallRequest{VM: "vm", Ref: ref, Mode: "link", NoDeps: true}, nil)
+		if err != nil || len(got) != 1 || got[0].Name != ref {
+			t.Errorf("Install(%s, NoDeps) = %+v, %v; want it alone", ref, got, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "lib")); !os.IsNotExist(err) {
+		t.Errorf("NoDeps installed the dependency lib: %v", err)
+	}
+}
