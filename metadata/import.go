@@ -71,8 +71,8 @@ const trailingLimit = 1 << 20
 //
 // The manifest returned is sorted and passes Validate(opts.Limits). Every
 // refusal is one line naming the entry and the reason, wrapping one of
-// ErrInvalidPath, ErrUnsupportedEntry, ErrDuplicatePath, ErrSymlinkEscape,
-// ErrTooLarge or ErrMalformed; a cancelled ctx stops the import between
+// ErrInvalidPath, ErrUnsupportedEntry, ErrDuplicatePath, ErrTooLarge or
+// ErrMalformed; a cancelled ctx stops the import between
 // chunks with ctx.Err().
 func Import(ctx context.Context, path string, opts ImportOptions, sink ChunkSink) (*Manifest, error) {
 	fi, err := os.Stat(path)
