@@ -184,7 +184,7 @@ func (s *Store) copyFile(src, dir, pattern string, uid, gid uint32, mode os.File
 	if err == nil && s.sync {
 		err = out.Sync()
 	}
-	if err == nil {
+	if err == nil && ownersApply {
 		err = out.Chown(int(uid), int(gid))
 	}
 	if err == nil {
@@ -268,7 +268,7 @@ func (s *Store) makeEntry(root string, e *metadata.Entry, layout int, setuid boo
 	case metadata.TypeSymlink:
 		err = os.Symlink(e.Target, p)
 		if err == nil && layout != layoutReadOnly {
-			err = os.Lchown(p, int(e.UID), int(e.GID))
+			err = lchown(p, e.UID, e.GID)
 		}
 	default:
 		err = fmt.Errorf("entry %q: %w", e.Path, metadata.ErrUnsupportedEntry)
@@ -310,7 +310,7 @@ func finishDirs(root string, m *metadata.Manifest, layout int) error {
 		}
 		p := filepath.Join(root, filepath.FromSlash(e.Path))
 		if layout != layoutReadOnly {
-			if err := os.Lchown(p, int(e.UID), int(e.GID)); err != nil {
+			if err := lchown(p, e.UID, e.GID); err != nil {
 				return err
 			}
 		}

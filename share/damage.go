@@ -206,7 +206,7 @@ func (s *Store) checkObject(name string, rec *objRecord, force bool, res *CheckR
 	if !force && rec.stampMatches(st) {
 		return "", st
 	}
-	if (st.uid != rec.UID || st.gid != rec.GID) && st.regular() && st.size == rec.Size {
+	if !sameOwner(st.uid, st.gid, rec.UID, rec.GID) && st.regular() && st.size == rec.Size {
 		// A chown: put the owner back (the mode next: chown clears setuid).
 		if err := os.Lchown(p, int(rec.UID), int(rec.GID)); err == nil {
 			s.log.Warn("object owner changed on disk: put back", "object", name, "owner", fmt.Sprintf("%d:%d", st.uid, st.gid), "want", fmt.Sprintf("%d:%d", rec.UID, rec.GID))

@@ -737,7 +737,7 @@ func verifyObjectFile(p string, rec *objRecord) error {
 	if perm := st.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky); perm != os.FileMode(rec.Perm) {
 		return fmt.Errorf("object %s: %w: mode %#o, want %#o", p, ErrObjectCorrupt, perm, rec.Perm)
 	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (sys.Uid != rec.UID || sys.Gid != rec.GID) {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && !sameOwner(sys.Uid, sys.Gid, rec.UID, rec.GID) {
 		return fmt.Errorf("object %s: %w: owner %d:%d, want %d:%d", p, ErrObjectCorrupt, sys.Uid, sys.Gid, rec.UID, rec.GID)
 	}
 	want := make([][]byte, len(rec.Chunks))

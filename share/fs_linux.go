@@ -91,6 +91,27 @@ func fstamp(f *os.File) fileStamp {
 	return stampOf(&st)
 }
 
+// ownersApply says whether this process can give files the owners
+// their entries name: it runs as root. A store run by another user keeps
+// every object, directory and symlink owned by that user, and compares no
+// owners (its views then show that user's ownership).
+var ownersApply = os.Geteuid() == 0
+
+// lchown gives the file at p (a symlink itself, not its target) the
+// owner uid:gid, where ownersApply.
+func lchown(p string, uid, gid uint32) error {
+	if !ownersApply {
+		return nil
+	}
+	return os.Lchown(p, int(uid), int(gid))
+}
+
+// sameOwner reports whether a file owned by gotUID:gotGID has the owner
+// uid:gid (always, where owners do not apply).
+func sameOwner(gotUID, gotGID, uid, gid uint32) bool {
+	return !ownersApply || (gotUID == uid && gotGID == gid)
+}
+
 // lstamp stamps the file at path (not following a symlink).
 func lstamp(path string) fileStamp {
 	var st unix.Stat_t
@@ -158,5 +179,5 @@ func (a fileStamp) regular() bool { return a.ok && a.mode&unix.S_IFMT == unix.S_
 // size, mode, owner and modification time.
 func (r *objRecord) stampMatches(st fileStamp) bool {
 	return st.ok && r.Ino != 0 && st.ino == r.Ino && st.mtime.Nano() == r.Mtime &&
-		st.size == r.Size && st.regular() && st.mode&0o7777 == r.Perm && st.uid == r.UID && st.gid == r.GID
+		st.size == r.Size && st.regular() && st.mode&0o7777 == r.Perm && sameOwner(st.uid, st.gid, r.UID, r.GID)
 }

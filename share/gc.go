@@ -571,7 +571,7 @@ func (s *Store) checkTree(c cid.Cid, m *metadata.Manifest, layout int, setuid bo
 	if err := unix.Fstat(root, &st); err != nil {
 		return []string{fmt.Sprintf("%s %s: %v", what, c, err)}
 	}
-	if want := rootDirMode(layout); st.Mode&0o7777 != want || st.Uid != 0 || st.Gid != 0 {
+	if want := rootDirMode(layout); st.Mode&0o7777 != want || !sameOwner(st.Uid, st.Gid, 0, 0) {
 		bad(".", "mode %#o owner %d:%d, want %#o 0:0", st.Mode&0o7777, st.Uid, st.Gid, want)
 	}
 	for i := range m.Entries {
@@ -589,7 +589,7 @@ func (s *Store) checkTree(c cid.Cid, m *metadata.Manifest, layout int, setuid bo
 // checkTreeEntry checks one entry of a tree, stat'ed as st, against e.
 func (s *Store) checkTreeEntry(root int, e *metadata.Entry, st *unix.Stat_t, layout int, setuid bool, chunkSize int64, bad func(p, format string, a ...any)) {
 	owned := func() {
-		if layout != layoutReadOnly && (st.Uid != e.UID || st.Gid != e.GID) {
+		if layout != layoutReadOnly && !sameOwner(st.Uid, st.Gid, e.UID, e.GID) {
 			bad(e.Path, "owner %d:%d, want %d:%d", st.Uid, st.Gid, e.UID, e.GID)
 		}
 	}

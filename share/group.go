@@ -490,7 +490,10 @@ func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
 	if err == nil && len(bad) == 0 {
 		// Owner first: chown clears setuid bits (objects never have them,
 		// but the order is the one that is always right).
-		if err = f.Chown(int(pf.v.UID), int(pf.v.GID)); err == nil {
+		if ownersApply {
+			err = f.Chown(int(pf.v.UID), int(pf.v.GID))
+		}
+		if err == nil {
 			err = f.Chmod(pf.v.Perm)
 		}
 	}

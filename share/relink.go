@@ -74,7 +74,7 @@ func (s *Store) relinkTree(tree string, m *metadata.Manifest, layout int, setuid
 					return err
 				}
 				if layout != layoutReadOnly {
-					if err := os.Lchown(p, int(e.UID), int(e.GID)); err != nil {
+					if err := lchown(p, e.UID, e.GID); err != nil {
 						return err
 					}
 				}
@@ -88,7 +88,7 @@ func (s *Store) relinkTree(tree string, m *metadata.Manifest, layout int, setuid
 				if err := os.Symlink(e.Target, tmp); err != nil || layout == layoutReadOnly {
 					return err
 				}
-				return os.Lchown(tmp, int(e.UID), int(e.GID))
+				return lchown(tmp, e.UID, e.GID)
 			})
 		case metadata.TypeFile:
 			if setuid && e.Mode&0o6000 != 0 && err == nil {

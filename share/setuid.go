@@ -92,7 +92,7 @@ func checkSetuidCopy(root int, e *metadata.Entry, st *unix.Stat_t, layout int, c
 		return fmt.Errorf("%w: not a regular file", ErrObjectCorrupt)
 	case st.Mode&0o7777 != want:
 		return fmt.Errorf("%w: mode %#o, want %#o", ErrObjectCorrupt, st.Mode&0o7777, want)
-	case st.Uid != e.UID || st.Gid != e.GID:
+	case !sameOwner(st.Uid, st.Gid, e.UID, e.GID):
 		return fmt.Errorf("%w: owner %d:%d, want %d:%d", ErrObjectCorrupt, st.Uid, st.Gid, e.UID, e.GID)
 	case st.Size != e.Size:
 		return fmt.Errorf("%w: %d bytes, want %d", ErrObjectCorrupt, st.Size, e.Size)

@@ -289,6 +289,9 @@ func TestLinkViewRefusesFilesOthersMayWrite(t *testing.T) {
 // survives an index rebuild, which tells the old layout by the tree.
 func TestOpensStoreWrittenBefore(t *testing.T) {
 	t.Parallel()
+	if !ownersApply {
+		t.Skip("earlier versions built read-only trees only as root (a 0555 directory cannot be renamed by its owner)")
+	}
 	data := t.TempDir()
 	p := makePkg(t, testChunk, dir("d", 0o755), file("d/f", 0o644, []byte("shared\n")), file("d/x", 0o755, []byte("exec\n")))
 	s, err := Open(Config{Dir: data})

@@ -28,8 +28,9 @@ const (
 	// for a tree with a file that anyone but root may write (owned by
 	// another user with its owner write bit, by another group with its
 	// group write bit, or writable by others): that user could change the
-	// shared object. Objects owned by root, even with write bits, cannot
-	// be changed by an unprivileged VM. It is safe ONLY when the VM's
+	// shared object. Objects owned by root (or by the store's own user, run
+	// without root), even with write bits, cannot be changed by an
+	// unprivileged VM. It is safe ONLY when the VM's
 	// processes run unprivileged: root could chmod a linked file and then
 	// write to the shared object, changing it for every package and VM on
 	// the host. A farm never applies setuid or setgid. Prefer ViewBind or

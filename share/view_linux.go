@@ -270,7 +270,7 @@ func farmDir(src, dst int) error {
 			if t, err = readlinkat(src, n); err == nil {
 				err = unix.Symlinkat(t, dst, n)
 			}
-			if err == nil {
+			if err == nil && ownersApply {
 				err = unix.Fchownat(dst, n, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW)
 			}
 		case unix.S_IFREG:
@@ -289,15 +289,16 @@ func farmDir(src, dst int) error {
 	return nil
 }
 
-// writableBy says who other than root may write the file st describes
-// ("" if no one): its owner, its group, or everyone.
+// writableBy says who other than root and the store's own user and group
+// (whom a link view's VM must not run as, see ViewLink) may write the file
+// st describes ("" if no one): its owner, its group, or everyone.
 func writableBy(st *unix.Stat_t) string {
 	switch {
 	case st.Mode&0o002 != 0:
 		return "everyone"
-	case st.Uid != 0 && st.Mode&0o200 != 0:
+	case st.Uid != 0 && st.Uid != uint32(os.Geteuid()) && st.Mode&0o200 != 0:
 		return fmt.Sprintf("its owner (uid %d)", st.Uid)
-	case st.Gid != 0 && st.Mode&0o020 != 0:
+	case st.Gid != 0 && st.Gid != uint32(os.Getegid()) && st.Mode&0o020 != 0:
 		return fmt.Sprintf("its group (gid %d)", st.Gid)
 	}
 	return ""
@@ -323,8 +324,10 @@ func farmSubdir(src, dst int, n string, st *unix.Stat_t) error {
 	if err := farmDir(s, d); err != nil {
 		return err
 	}
-	if err := unix.Fchown(d, int(st.Uid), int(st.Gid)); err != nil {
-		return err
+	if ownersApply {
+		if err := unix.Fchown(d, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
 	}
 	return unix.Fchmod(d, st.Mode&0o7777)
 }
