@@ -280,7 +280,7 @@ func (s *Store) makeEntry(root string, e *metadata.Entry, layout int, setuid boo
 // and its permission bits of the layout plus e's setuid and setgid bits.
 func (s *Store) setuidCopy(obj, p string, e *metadata.Entry, layout int) error {
 	v := variantOf(layout, e)
-	mode := v.Perm | os.FileMode(0)
+	mode := v.Perm
 	if e.Mode&0o4000 != 0 {
 		mode |= os.ModeSetuid
 	}
