@@ -4,7 +4,7 @@ BIN       := bin/stork
 CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share bench-swarm soak fuzz clean sim sim-report validate real-debs
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm soak fuzz clean sim sim-report validate real-debs
 
 all: build
 
@@ -44,6 +44,14 @@ bench:
 
 bench-get:
 	$(GO) test -run='^$$' -bench=BenchmarkGetVsCurl -benchtime=3x ./transfer/
+
+# The repository at distribution scale (issue 24), one run: 60,000 small
+# packages published in batches, one more add, 1,000 single adds, prune,
+# what an up-to-date client downloads after one change and a cold `stork
+# get`, through `stork repo serve` and nginx. Sizes: STORK_BENCH_REPO_* env
+# (see BenchmarkRepoScale). A 2,000-package instance runs in make test.
+bench-repo:
+	$(GO) test -run='^$$' -bench=BenchmarkRepoScale -benchtime=1x -timeout 60m ./cmd/stork/
 
 # The sharing figures (disk, page cache, install time, concurrent installs),
 # one fixed-size experiment per benchmark. Mount-based parts need root and

@@ -30,4 +30,11 @@ var (
 	ErrSignature = errors.New("bad signature")
 	// ErrDependency: a dependency cycle or unsatisfiable constraint.
 	ErrDependency = errors.New("dependency error")
+	// ErrLocked: another publisher holds the repository lock for longer
+	// than the caller was willing to wait.
+	ErrLocked = errors.New("repository locked")
+	// ErrUnavailable: no source answered with a copy of a file that
+	// verifies, and the origin could not be reached to say whether it
+	// exists (see CheckingFetcher).
+	ErrUnavailable = errors.New("no source available")
 )

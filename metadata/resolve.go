@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,22 +10,25 @@ import (
 
 // pickRef selects the version ref names: exactly its version, else the
 // newest its constraint (if any) allows.
-func (c *Client) pickRef(r Ref) (*pkgEntry, error) {
+func (c *Client) pickRef(ctx context.Context, r Ref) (*pkgEntry, error) {
 	if r.Version != "" {
-		return c.pickExact(r.Name, r.Version)
+		return c.pickExact(ctx, r.Name, r.Version)
 	}
 	var cons []Relation
 	if r.Constraint != nil {
 		cons = []Relation{{Name: r.Name, Constraint: r.Constraint}}
 	}
-	return c.pick(r.Name, cons)
+	return c.pick(ctx, r.Name, cons)
 }
 
 // pickExact finds version of name: the target with that very string, else
 // the one whose version is equal to it under the package's scheme
 // ("foo@1.2" finds a semver "1.2.0", "bar@1.0" a deb "0:1.0-0").
-func (c *Client) pickExact(name, version string) (*pkgEntry, error) {
-	es := c.index[name]
+func (c *Client) pickExact(ctx context.Context, name, version string) (*pkgEntry, error) {
+	es, err := c.entries(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	if len(es) == 0 {
 		return nil, fmt.Errorf("package %s: %w in signed metadata", name, ErrNotFound)
 	}
@@ -47,8 +51,11 @@ func (c *Client) pickExact(name, version string) (*pkgEntry, error) {
 // pick selects the newest version of name allowed by every relation in
 // cons. The versions of one name must share one scheme (the publisher
 // refuses a second one); if signed metadata mixes them, nothing is picked.
-func (c *Client) pick(name string, cons []Relation) (*pkgEntry, error) {
-	es := c.index[name]
+func (c *Client) pick(ctx context.Context, name string, cons []Relation) (*pkgEntry, error) {
+	es, err := c.entries(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	if len(es) == 0 {
 		return nil, fmt.Errorf("package %s: %w in signed metadata", name, ErrNotFound)
 	}
@@ -96,12 +103,15 @@ func (c *Client) ResolveClosure(ctx context.Context, ref string) ([]*Resolved, e
 	if err != nil {
 		return nil, fmt.Errorf("resolve: %w", err)
 	}
-	first, err := c.pickRef(r)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", ref, err)
-	}
-	order, err := c.plan(first)
-	if err != nil {
+	var order []*pkgEntry
+	if err := c.retryStale(ctx, func() error {
+		first, err := c.pickRef(ctx, r)
+		if err != nil {
+			return err
+		}
+		order, err = c.plan(ctx, first)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
 	out := make([]*Resolved, 0, len(order))
@@ -123,6 +133,7 @@ type requirement struct {
 
 // planner is one run of the resolver (see ResolveClosure).
 type planner struct {
+	ctx    context.Context
 	c      *Client
 	root   *pkgEntry
 	picked map[string]*pkgEntry
@@ -130,15 +141,16 @@ type planner struct {
 	reqs   map[string][]requirement
 	queue  []string            // names waiting to be picked
 	edges  map[string][]string // name -> the dependency names it uses
+	err    error               // a role that could not be loaded while choosing
 }
 
 // plan is the resolver: breadth first from root. A name is picked when it
 // leaves the queue, as the newest version satisfying every constraint
 // gathered for it by then; a constraint met later must accept the version
 // already picked. Then the graph of used dependencies must be acyclic.
-func (c *Client) plan(root *pkgEntry) ([]*pkgEntry, error) {
+func (c *Client) plan(ctx context.Context, root *pkgEntry) ([]*pkgEntry, error) {
 	p := &planner{
-		c: c, root: root,
+		ctx: ctx, c: c, root: root,
 		picked: map[string]*pkgEntry{root.info.Name: root},
 		order:  []*pkgEntry{root},
 		reqs:   map[string][]requirement{},
@@ -151,15 +163,22 @@ func (c *Client) plan(root *pkgEntry) ([]*pkgEntry, error) {
 		name := p.queue[0]
 		p.queue = p.queue[1:]
 		rs := p.reqs[name]
-		if len(c.index[name]) == 0 {
+		es, err := c.entries(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if len(es) == 0 {
 			return nil, fmt.Errorf("%w: %s needs %s: %w in signed metadata", ErrDependency, rs[0].by, rs[0].rel, ErrNotFound)
 		}
 		cons := make([]Relation, len(rs))
 		for i, r := range rs {
 			cons[i] = r.rel
 		}
-		e, err := c.pick(name, cons)
+		e, err := c.pick(ctx, name, cons)
 		if err != nil {
+			if errors.Is(err, errRoleGone) {
+				return nil, err
+			}
 			var parts []string
 			for _, r := range rs {
 				parts = append(parts, r.by+" needs "+r.rel.String())
@@ -190,6 +209,9 @@ func (p *planner) process(e *pkgEntry) error {
 	}
 	for _, d := range deps {
 		rel, ok := p.choose(d)
+		if p.err != nil {
+			return p.err
+		}
 		if !ok {
 			return fmt.Errorf("%w: %s needs %s: %w: no alternative is published at an allowed version", ErrDependency, by, d, ErrNotFound)
 		}
@@ -240,7 +262,10 @@ func (p *planner) satisfiable(r Relation) bool {
 	for _, q := range p.reqs[r.Name] {
 		cons = append(cons, q.rel)
 	}
-	_, err := p.c.pick(r.Name, cons)
+	_, err := p.c.pick(p.ctx, r.Name, cons)
+	if errors.Is(err, errRoleGone) && p.err == nil {
+		p.err = err
+	}
 	return err == nil
 }
 

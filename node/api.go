@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
 )
@@ -35,15 +37,25 @@ type Status struct {
 
 // PackageStatus is one package in the store.
 type PackageStatus struct {
-	Name        string   `json:"name"`
-	Version     string   `json:"version"`
-	ManifestCID string   `json:"manifest"`
-	State       string   `json:"state"`
-	Size        int64    `json:"size"`
-	Have        int64    `json:"have"`
-	Files       int      `json:"files"`
-	Installs    []string `json:"installs"`
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	ManifestCID string `json:"manifest"`
+	// State is the store's ("complete", "partial"), or StateWaitingOrigin
+	// while its download waits for an unreachable origin.
+	State    string   `json:"state"`
+	Size     int64    `json:"size"`
+	Have     int64    `json:"have"`
+	Files    int      `json:"files"`
+	Installs []string `json:"installs"`
+	// WaitingOriginSince is when the origin became unreachable for the
+	// package's download (state waiting_origin).
+	WaitingOriginSince *time.Time `json:"waiting_origin_since,omitempty"`
 }
+
+// StateWaitingOrigin: the package's download has taken what peers have
+// and waits, with backoff, for an unreachable origin (until the daemon's
+// OriginDeadline).
+const StateWaitingOrigin = "waiting_origin"
 
 // Status reports the daemon's counters and store.
 func (d *Daemon) Status() (*Status, error) {
@@ -68,12 +80,31 @@ func (d *Daemon) Status() (*Status, error) {
 		if installs == nil {
 			installs = []string{}
 		}
-		st.Packages = append(st.Packages, PackageStatus{
+		ps := PackageStatus{
 			Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID.String(), State: string(p.State),
 			Size: p.Size, Have: p.Have, Files: p.Files, Installs: installs,
-		})
+		}
+		d.downloadState(&ps, p.ManifestCID)
+		st.Packages = append(st.Packages, ps)
 	}
 	return st, nil
+}
+
+// downloadState adds what a running swarm download of c says to ps: the
+// bytes it holds, and whether it waits for the origin.
+func (d *Daemon) downloadState(ps *PackageStatus, c cid.Cid) {
+	if d.swarm == nil {
+		return
+	}
+	ds, ok := d.swarm.DownloadState(c)
+	if !ok {
+		return
+	}
+	ps.Have = max(ps.Have, ds.Done)
+	if !ds.WaitingOriginSince.IsZero() {
+		since := ds.WaitingOriginSince.UTC()
+		ps.State, ps.WaitingOriginSince = StateWaitingOrigin, &since
+	}
 }
 
 // counters is Status without the store's packages and the VMs.

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
 
 	"github.com/storkpm/stork/metadata"
@@ -101,7 +103,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer stopSwarm()
 	}
 
-	meta, err := newMetaClient(d.cfg, d.origin)
+	var peers filePeers
+	if d.p2p != nil {
+		peers = d.p2p
+	}
+	meta, err := newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher")))
 	if err != nil {
 		return err
 	}
@@ -195,12 +201,14 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 		UploadRate:          d.cfg.UploadRate,
 		DownloadRate:        d.cfg.DownloadRate,
 		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
+		OriginDeadline:      d.cfg.OriginDeadline,
 	})
 	if err != nil {
 		p2p.Close()
 		return nil, err
 	}
 	p2p.SetStreamHandler(sw.HandleStream)
+	p2p.SetFileServer(d.serveFile)
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -224,6 +232,7 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 	}
 	return func() {
 		p2p.SetStreamHandler(nil)
+		p2p.SetFileServer(nil)
 		cancel()
 		<-done
 		p2p.Close()
@@ -286,6 +295,30 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	}
 	return ln, nil
 }
+
+// serveFile is what this host serves on FilesProtocol: the TUF metadata
+// it trusts (metadata.TrustedFile) and the manifests its store holds.
+func (d *Daemon) serveFile(p string, maxLen int64) ([]byte, error) {
+	name, ok := strings.CutPrefix(p, metadata.ManifestsDir+"/")
+	if !ok {
+		return metadata.TrustedFile(d.tufDir(), p, maxLen)
+	}
+	c, err := cid.Decode(name)
+	if err != nil || c.String() != name {
+		return nil, fmt.Errorf("serve %s: %w: not a manifest CID", p, metadata.ErrNotFound)
+	}
+	_, b, err := d.store.Manifest(c)
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: %w", p, metadata.ErrNotFound)
+	}
+	if int64(len(b)) > maxLen {
+		return nil, fmt.Errorf("serve %s: %w", p, metadata.ErrTooLarge)
+	}
+	return b, nil
+}
+
+// tufDir holds the trusted repository metadata.
+func (d *Daemon) tufDir() string { return filepath.Join(d.cfg.DataDir, "tuf") }
 
 // metaClient serialises use of the TUF client and refreshes it at most once
 // per RefreshInterval.

@@ -119,6 +119,18 @@
 // reused once a VerifiedChunkSink has stored it, an upload's once it is
 // written to the stream (ChunkReaderInto).
 //
+// An unreachable origin (a request refused, reset, stalled or answered
+// with an HTTP error, as opposed to a missing or corrupt chunk) is a state
+// of the download, not a failure: the peers keep serving what they hold,
+// the origin is probed one request at a time with backoff (at most 5s
+// apart), NoProgressTimeout gives way to OriginDeadline (counted from the
+// outage or the last chunk from anyone, whichever is later; then
+// ErrOriginUnavailable, naming the origin), and the first chunk the
+// origin sends again ends it: the origin window reopens and the policy's
+// fallback delays count from the resume (Picker.OriginResumed). The Swarm
+// logs each outage once at WARN and its end once at INFO;
+// Swarm.DownloadState reports a download's wait.
+//
 // # Trust
 //
 // Nothing a source says is trusted. A ChunkSource only delivers bytes; Get

@@ -33,6 +33,7 @@ func daemonCommand() *cli.Command {
 			stringFlag("root", "trusted root metadata `FILE` (used until DIR holds trusted metadata)", catRepo, false),
 			intFlag("parallel", "concurrent chunk requests per download", catNetwork, 8),
 			&cli.StringFlag{Name: "refresh-interval", Usage: "reuse repository metadata this long (`DURATION`) before refreshing", Category: catRepo, EnvVars: env("refresh-interval"), Value: "30s"},
+			&cli.StringFlag{Name: "origin-deadline", Usage: "a download waits this long (`DURATION`) for an unreachable origin, with nothing arriving from peers, before it fails (chunks peers hold keep coming meanwhile)", Category: catRepo, EnvVars: env("origin-deadline"), Value: "10m"},
 			&cli.StringSliceFlag{Name: "listen", Usage: "libp2p listen `MULTIADDR` (repeat; default TCP and QUIC on all interfaces, any port)", Category: catNetwork, EnvVars: env("listen")},
 			stringSliceFlag("bootstrap", "join the overlay through this peer's `MULTIADDR` (with /p2p/ID; repeat); none: first node of a testbed", catNetwork),
 			stringSliceFlag("announce", "also announce this public `MULTIADDR` (repeat)", catNetwork),
@@ -61,12 +62,17 @@ func daemonCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--refresh-interval: %w", err)
 			}
+			originDeadline, err := parseDuration(c.String("origin-deadline"))
+			if err != nil {
+				return fmt.Errorf("--origin-deadline: %w", err)
+			}
 			cfg := node.Config{
 				DataDir:             c.String("data"),
 				RepoURL:             c.String("repo"),
 				Root:                root,
 				Parallel:            c.Int("parallel"),
 				RefreshInterval:     interval,
+				OriginDeadline:      originDeadline,
 				Logger:              newLogger(c),
 				MaxPeersPerDownload: c.Int("max-peers"),
 			}

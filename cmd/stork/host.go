@@ -182,6 +182,12 @@ func statusCommand() *cli.Command {
 			}
 			fmt.Fprintf(c.App.Writer, "peer %s, %d peers, from peers %d B, from origin %d B, uploaded %d B, %d packages, %d VMs, %d views (%d broken)\n",
 				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.VMs), len(st.Views), broken)
+			for _, p := range st.Packages {
+				if p.WaitingOriginSince != nil {
+					fmt.Fprintf(c.App.Writer, "%s@%s: waiting for the origin since %s (%d of %d B)\n",
+						p.Name, p.Version, p.WaitingOriginSince.Format(time.RFC3339), p.Have, p.Size)
+				}
+			}
 			return nil
 		},
 	}

@@ -30,6 +30,8 @@ func repoCommand() *cli.Command {
 			repoDelegateCommand(),
 			repoListCommand(),
 			repoServeCommand(),
+			repoBinsCommand(),
+			repoPruneCommand(),
 		},
 	}
 }
@@ -58,7 +60,7 @@ func repoInitCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "init",
 		Usage:     "create a new signed repository (root, targets, snapshot, timestamp)",
-		UsageText: "stork repo init --dir REPO --key FILE [--key FILE ...] [--expires ROLE=DURATION ...]",
+		UsageText: "stork repo init --dir REPO --key FILE [--key FILE ...] [--expires ROLE=DURATION ...] [--bins N]",
 		Flags: []cli.Flag{
 			repoDirFlag(),
 			keyFlag("signing key `FILE` for every top-level role (repeat for several keys)"),
@@ -66,6 +68,7 @@ func repoInitCommand() *cli.Command {
 			intFlag("root-threshold", "signatures needed on root", catSigning, 1),
 			intFlag("targets-threshold", "signatures needed on targets", catSigning, 1),
 			stringSliceFlag("expires", "expiry per role as `ROLE=DURATION` (root=365d targets=90d snapshot=7d timestamp=1d)", catSigning),
+			binsFlag(metadata.DefaultBins),
 		},
 		Action: func(c *cli.Context) error {
 			keys, err := loadKeys(c.StringSlice("key"))
@@ -83,6 +86,7 @@ func repoInitCommand() *cli.Command {
 				TimestampKeys:    keys,
 				RootThreshold:    c.Int("root-threshold"),
 				TargetsThreshold: c.Int("targets-threshold"),
+				Bins:             c.Int("bins"),
 			}
 			for _, kv := range c.StringSlice("expires") {
 				role, val, ok := strings.Cut(kv, "=")
@@ -119,10 +123,11 @@ func repoRefreshCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "refresh",
 		Usage:     "re-sign the timestamp (and snapshot) before they expire",
-		UsageText: "stork repo refresh --dir REPO --key FILE",
+		UsageText: "stork repo refresh --dir REPO --key FILE [--expires ROLE=DURATION ...]",
 		Flags: []cli.Flag{
 			repoDirFlag(),
 			keyFlag("timestamp (and snapshot) signing key `FILE` (repeat)"),
+			stringSliceFlag("expires", "from now on sign ROLE with this lifetime, `ROLE=DURATION` (e.g. timestamp=12h: hosts may go on from peers that long with the origin gone)", catSigning),
 		},
 		Action: func(c *cli.Context) error {
 			keys, err := loadKeys(c.StringSlice("key"))
@@ -132,6 +137,19 @@ func repoRefreshCommand() *cli.Command {
 			repo, err := metadata.OpenRepo(c.String("dir"), keys, nil)
 			if err != nil {
 				return err
+			}
+			for _, kv := range c.StringSlice("expires") {
+				role, val, ok := strings.Cut(kv, "=")
+				if !ok {
+					return usageError(c, "--expires %q: want ROLE=DURATION", kv)
+				}
+				d, err := parseDuration(val)
+				if err != nil {
+					return fmt.Errorf("--expires %s: %w", role, err)
+				}
+				if err := repo.SetLifetime(role, d); err != nil {
+					return err
+				}
 			}
 			if err := repo.Refresh(c.Context); err != nil {
 				return err
