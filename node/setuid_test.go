@@ -126,6 +126,16 @@ func TestSetuidOnlyForVMsThatAllowIt(t *testing.T) {
 	stop = start()
 	defer stop()
 	check("after a restart")
+	// Revoking the policy takes the bits away at once.
+	if _, err := c.AddVM(ctx, VM{ID: "trusted", Allow: []string{"*"}, Root: roots["trusted"]}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(roots["trusted"], "login", "bin", "su")); err != nil || st.Mode()&os.ModeSetuid != 0 {
+		t.Errorf("after --allow-setuid was revoked: bin/su is %v, %v; want no setuid", st.Mode(), err)
+	}
+	if insts, err := c.Installs(ctx, "trusted"); err != nil || len(insts) != 1 || insts[0].Setuid != "dropped" || insts[0].State != viewOK {
+		t.Errorf("Installs(trusted) after the policy was revoked = %+v, %v", insts, err)
+	}
 	if _, err := c.AddVM(ctx, VM{ID: "farm", Allow: []string{"*"}, Root: t.TempDir(), Mode: "link", Unprivileged: true, AllowSetuid: true}); !errors.Is(err, ErrBadRequest) {
 		t.Errorf("AddVM(link, allow setuid) = %v, want ErrBadRequest", err)
 	}

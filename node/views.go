@@ -271,6 +271,45 @@ func (d *Daemon) restoreView(in share.Install) error {
 	return nil
 }
 
+// applySetuidPolicy makes vm's views of packages with setuid or setgid
+// files follow its policy now: a view made under the other policy is made
+// again (a VM whose --allow-setuid was revoked loses the bits at once).
+func (d *Daemon) applySetuidPolicy(vm string) error {
+	d.serveM.Lock()
+	defer d.serveM.Unlock()
+	insts, err := d.store.Installs(vm)
+	if err != nil {
+		return err
+	}
+	v, _ := d.vms.get(vm)
+	for _, in := range insts {
+		mode, err := share.ParseViewMode(in.Mode)
+		if err != nil {
+			return err
+		}
+		if in.Setuid == (v.AllowSetuid && mode != share.ViewLink) {
+			continue
+		}
+		p, err := d.store.Package(in.ManifestCID)
+		if err != nil {
+			return fmt.Errorf("vm %s: setuid policy for %s: %w", vm, in.Name, err)
+		}
+		if p.Setuid == 0 {
+			continue
+		}
+		p.Name, p.Version = in.Name, in.Version
+		rel, err := filepath.Rel(in.Root, filepath.Dir(in.Into))
+		if err != nil {
+			return fmt.Errorf("vm %s: setuid policy for %s: %w", vm, in.Name, err)
+		}
+		if _, err := d.installOne(vm, in.Root, rel, p, mode); err != nil {
+			return fmt.Errorf("vm %s: setuid policy for %s: %w", vm, in.Name, err)
+		}
+		d.log.Info("view made again for the vm's setuid policy", "vm", vm, "package", in.Name+"@"+in.Version, "setuid", v.AllowSetuid)
+	}
+	return nil
+}
+
 // listInstalls lists vm's installs (every VM's for ""), each with the state
 // of its view as it is now.
 func (d *Daemon) listInstalls(vm string) ([]Installed, error) {

@@ -34,7 +34,8 @@ type VM struct {
 	// AllowSetuid lets the VM's bind and overlay views apply the setuid
 	// and setgid bits of its packages (the setuid variant of each tree,
 	// mounted without nosuid). Without it, those files show without the
-	// bits, and the VM's list says so.
+	// bits, and the VM's list says so. Changing it makes the VM's views of
+	// such packages again (applySetuidPolicy).
 	AllowSetuid bool `json:"allow_setuid,omitempty"`
 }
 
@@ -189,7 +190,10 @@ func (d *Daemon) AddVM(v VM) error {
 		return err
 	}
 	d.stopVM(v.ID)
-	return d.startVM(v)
+	if err := d.startVM(v); err != nil {
+		return err
+	}
+	return d.applySetuidPolicy(v.ID)
 }
 
 // RemoveVM unregisters a VM, stops its socket and removes its views.
