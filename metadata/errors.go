@@ -12,8 +12,6 @@ var (
 	ErrUnsupportedEntry = errors.New("unsupported entry")
 	// ErrDuplicatePath: two entries share one path.
 	ErrDuplicatePath = errors.New("duplicate path")
-	// ErrSymlinkEscape: a symlink target leaves the tree.
-	ErrSymlinkEscape = errors.New("symlink leaves the tree")
 	// ErrTooLarge: a size, count or length passes a configured limit.
 	ErrTooLarge = errors.New("too large")
 	// ErrMalformed: bytes do not decode as the expected structure.

@@ -40,6 +40,9 @@ type Daemon struct {
 	repairKick chan struct{}
 	chk        checks     // package checks in progress (repair.go)
 	views      viewStates // views that could not be restored, and why
+	// setuidNoted holds the manifest CIDs whose dropped setuid bits were
+	// logged: once per package, not per view.
+	setuidNoted sync.Map
 
 	bytesFromOrigin atomic.Int64
 	bytesFromPeers  atomic.Int64

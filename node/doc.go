@@ -6,7 +6,13 @@
 // objects before exposing its tree, scrubs every object in the background
 // at a bounded rate, and fetches again, through the swarm or the origin,
 // every package whose objects were found damaged. A VM's own requests are
-// held to its quota (quota.go). With the daemon stopped, RebuildIndex
+// held to its quota (quota.go). Views (views.go) show trees as the
+// archive has them; setuid and setgid take effect only in bind and
+// overlay views of VMs registered with AllowSetuid, which show the
+// package's setuid variant tree mounted without nosuid; elsewhere the
+// install says "dropped" and the daemon logs it once per package.
+// Changing a VM's policy re-makes its views of such packages at once.
+// With the daemon stopped, RebuildIndex
 // recovers a lost index, VerifyStore checks the store and RepairStore
 // marks what must be fetched again; OpenOffline reads a stopped daemon's
 // packages, VMs and views without writing anything (stork list, status).

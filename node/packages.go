@@ -178,7 +178,21 @@ func (s *failCountingSource) FetchChunk(ctx context.Context, c cid.Cid, size int
 // Fetch brings ref and its dependency closure into the store and returns
 // them, the requested package first.
 func (d *Daemon) Fetch(ctx context.Context, ref string, progress Progress) ([]*share.PackageInfo, error) {
-	pkgs, err := d.meta.closure(ctx, ref)
+	return d.fetch(ctx, ref, false, progress)
+}
+
+// fetch is Fetch; noDeps brings ref alone.
+func (d *Daemon) fetch(ctx context.Context, ref string, noDeps bool, progress Progress) ([]*share.PackageInfo, error) {
+	var pkgs []*metadata.Resolved
+	var err error
+	if noDeps {
+		var r *metadata.Resolved
+		if r, err = d.meta.resolve(ctx, ref); err == nil {
+			pkgs = []*metadata.Resolved{r}
+		}
+	} else {
+		pkgs, err = d.meta.closure(ctx, ref)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +253,9 @@ type InstallRequest struct {
 	Ref  string `json:"ref"`
 	Into string `json:"into,omitempty"` // directory; each package appears as INTO/NAME; default the VM's root
 	Mode string `json:"mode"`           // bind (default), overlay or link
+	// NoDeps installs ref alone, as dpkg -i would, without resolving its
+	// dependencies (admin requests only).
+	NoDeps bool `json:"no_deps,omitempty"`
 }
 
 // Installed is one package in one VM's view.
@@ -253,7 +270,17 @@ type Installed struct {
 	// view is missing, or was replaced, and could not be restored).
 	State  string `json:"state,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Setuid says, for a package with setuid or setgid files, whether the
+	// view applies those bits ("applied") or shows the files without them
+	// ("dropped": the VM's policy does not allow setuid, or a link view).
+	Setuid string `json:"setuid,omitempty"`
 }
+
+// Setuid states of a view (Installed.Setuid).
+const (
+	setuidApplied = "applied"
+	setuidDropped = "dropped"
+)
 
 // Install fetches ref's closure and exposes each package read-only at
 // INTO/NAME in the given view mode, NAME being the name the package was
@@ -279,7 +306,7 @@ func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progr
 	if err != nil {
 		return nil, err
 	}
-	pkgs, err := d.Fetch(ctx, req.Ref, progress)
+	pkgs, err := d.fetch(ctx, req.Ref, req.NoDeps, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -304,6 +331,16 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 	if p.TreePath == "" {
 		return inst, fmt.Errorf("%s: %w: the package is not complete", what, share.ErrNotFound)
 	}
+	if p.Setuid > 0 {
+		inst.Setuid = setuidDropped
+		if v, ok := d.vms.get(vm); ok && v.AllowSetuid && mode != share.ViewLink {
+			tree, err := d.store.SetuidTree(p.ManifestCID)
+			if err != nil {
+				return inst, fmt.Errorf("%s: %w", what, err)
+			}
+			view.Tree, view.Setuid, inst.Setuid = tree, true, setuidApplied
+		}
+	}
 	if mode == share.ViewOverlay {
 		upper, err := d.upperDir(vm, p.ManifestCID)
 		if err != nil {
@@ -316,15 +353,16 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 		return inst, fmt.Errorf("%s at %s: %w: vm %s has %s@%s at %s (one view per VM and package); uninstall it first or install into %s",
 			what, view.At(), ErrBadRequest, vm, old.Name, old.Version, old.Into, filepath.Dir(old.Into))
 	}
-	if had && old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode) && share.CheckView(view) == nil {
+	same := had && old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode) && old.Setuid == view.Setuid
+	if same && share.CheckView(view) == nil {
 		d.views.clear(vm, p.Name)
 		return inst, nil
 	}
 	if had {
-		// An upgrade, a new mode, or a view that went missing: the old
-		// view goes first (what the VM put in its place is removed, never
-		// followed). The same overlay keeps its upper layer.
-		same := old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode)
+		// An upgrade, a new mode or setuid policy, or a view that went
+		// missing: the old view goes first (what the VM put in its place
+		// is removed, never followed). The same overlay keeps its upper
+		// layer.
 		if err := d.removeView(old, !same); err != nil {
 			return inst, fmt.Errorf("%s: replace the view at %s: %w", what, old.Into, err)
 		}
@@ -332,18 +370,34 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 	if err := share.MountView(view); err != nil {
 		return inst, fmt.Errorf("%s at %s: %w", what, view.At(), err)
 	}
-	rec := share.Install{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID, Root: root, Into: view.At(), Mode: string(mode)}
+	rec := share.Install{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID, Root: root, Into: view.At(), Mode: string(mode), Setuid: view.Setuid}
 	if err := d.store.RecordInstall(rec); err != nil {
 		_ = share.UnmountView(view)
 		return inst, err
 	}
 	d.views.clear(vm, p.Name)
 	if had && !old.ManifestCID.Equals(p.ManifestCID) {
-		d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode, "upgraded_from", old.Version)
+		d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode, "setuid", inst.Setuid, "upgraded_from", old.Version)
 	} else {
-		d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode)
+		d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode, "setuid", inst.Setuid)
+	}
+	if inst.Setuid == setuidDropped {
+		d.noteSetuidDropped(vm, p, mode)
 	}
 	return inst, nil
+}
+
+// noteSetuidDropped logs, once per package, that a view shows its setuid
+// and setgid files without those bits.
+func (d *Daemon) noteSetuidDropped(vm string, p *share.PackageInfo, mode share.ViewMode) {
+	if _, seen := d.setuidNoted.LoadOrStore(p.ManifestCID, true); seen {
+		return
+	}
+	why := "the vm's policy does not allow setuid (stork vm add --allow-setuid)"
+	if mode == share.ViewLink {
+		why = "link views never apply setuid"
+	}
+	d.log.Warn("setuid and setgid dropped in a view", "vm", vm, "package", p.Name+"@"+p.Version, "files", p.Setuid, "why", why)
 }
 
 // installOf returns vm's install of the package called name, if any.

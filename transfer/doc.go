@@ -155,8 +155,10 @@
 //
 // Get rebuilds a tree from a manifest:
 //
-//  1. Check the manifest's paths (clean, relative, no "..", parents are
-//     directories, symlink targets stay inside), each Entry.Hash against its
+//  1. Check the manifest's paths (metadata.ValidatePath: clean, relative,
+//     no "..", no NUL; backslashes and bytes that are not UTF-8 allowed;
+//     parents are directories; symlink targets non-empty without NUL, kept
+//     as written, absolute ones too), each Entry.Hash against its
 //     chunk list (so a file whose chunks all verify is the file the manifest
 //     names), and OutDir (absent or empty).
 //  2. Make a hidden staging directory ".NAME.stork-partial-XXXX" beside
@@ -174,8 +176,14 @@
 //  5. Fsync each file as soon as its last chunk is written (overlapping the
 //     rest of the download); empty files at the end.
 //  6. Create symlinks, only now, so nothing was ever written through one.
-//  7. Apply modes: files, then directories deepest first, then the top, so a
-//     read-only directory never stops its own population.
+//     A target is resolved by whoever reads the tree, relative to its own
+//     root (a chroot or container using OutDir); Get never follows one.
+//  7. Apply owners and modes: run as root, each entry gets the archive's
+//     owner (lchown, before chmod: chown clears setuid) and full mode; run
+//     as another user (or with NoOwners), entries stay the caller's and
+//     files lose setuid and setgid, counted in GetResult.SetuidDropped.
+//     Files, then directories deepest first, then the top, so a read-only
+//     directory never stops its own population.
 //  8. Rename the staging directory to OutDir and fsync the parent.
 //
 // Any error or cancellation removes the staging directory: a failed or

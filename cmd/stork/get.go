@@ -19,8 +19,14 @@ import (
 
 func getCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "get",
-		Usage:     "download and verify a package over HTTP, without a daemon",
+		Name:  "get",
+		Usage: "download and verify a package over HTTP, without a daemon",
+		Description: "The tree is written as the archive has it. Symlinks are written with their targets as they are, " +
+			"absolute ones included: such a target points wherever it is resolved (in a chroot or container that uses DIR as its root, " +
+			"into that root; read on the host, into the host's file system); stork get never follows one. " +
+			"Run as root, every entry gets the archive's owner and full mode (setuid, setgid, sticky); " +
+			"run as another user, entries belong to that user and files lose setuid and setgid (which would otherwise run as that user), " +
+			"and the summary counts them.",
 		UsageText: "stork get --repo URL --root ROOT.json NAME[@VERSION] --out DIR",
 		Flags: []cli.Flag{
 			lookupOption("repo.url").flag(),
@@ -129,6 +135,7 @@ func getClosure(ctx context.Context, c *cli.Context, origin *transfer.Origin, cl
 		n.bytes += res.Bytes
 		n.files += res.Files
 		n.chunks += res.Chunks
+		n.setuidDropped += res.SetuidDropped
 	}
 	return n, nil
 }
@@ -137,6 +144,7 @@ func getClosure(ctx context.Context, c *cli.Context, origin *transfer.Origin, cl
 type getTotals struct {
 	bytes         int64
 	files, chunks int
+	setuidDropped int // files written without setuid/setgid (not run as root)
 }
 
 // printGetResult prints one line, or JSON with --json, about the package
@@ -151,9 +159,12 @@ func printGetResult(c *cli.Context, closure []*metadata.Resolved, n getTotals, e
 		return printJSON(c, map[string]any{
 			"name": pkg.Name, "version": pkg.Version, "manifest": pkg.ManifestCID.String(),
 			"out": c.String("out"), "repo": c.String("repo"), "bytes": n.bytes, "files": n.files, "chunks": n.chunks,
-			"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(),
+			"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(), "setuid_dropped": n.setuidDropped,
 			"mb_per_s": float64(n.bytes) / 1e6 / elapsed.Seconds(),
 		})
+	}
+	if n.setuidDropped > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "%d files written without their setuid or setgid bit (not run as root)\n", n.setuidDropped)
 	}
 	with := ""
 	if len(deps) > 0 && c.Bool("with-deps") {

@@ -27,6 +27,9 @@ func listCommand() *cli.Command {
 				fmt.Fprintln(tw, "NAME\tVERSION\tPATH\tMODE\tSTATE")
 				for _, in := range insts {
 					state := in.State
+					if in.Setuid != "" {
+						state += ", setuid " + in.Setuid
+					}
 					if in.Reason != "" {
 						state += ": " + in.Reason
 					}
