@@ -130,7 +130,7 @@ func (d *Daemon) Status() (*Status, error) {
 // downloadState adds what a running swarm download of c says to ps: the
 // bytes it holds, and whether it waits for the origin.
 func (d *Daemon) downloadState(ps *PackageStatus, c cid.Cid) {
-	if d.swarm == nil {
+	if d.swarm == nil { // an Offline daemon
 		return
 	}
 	ds, ok := d.swarm.DownloadState(c)
@@ -148,7 +148,7 @@ func (d *Daemon) downloadState(ps *PackageStatus, c cid.Cid) {
 // between peers and origin.
 func (d *Daemon) activeDownloads() []DownloadStatus {
 	split := map[cid.Cid]transfer.ActiveDownload{}
-	if d.swarm != nil {
+	if d.swarm != nil { // nil in an Offline daemon
 		for _, a := range d.swarm.Active() {
 			split[a.Manifest] = a
 		}
@@ -158,9 +158,6 @@ func (d *Daemon) activeDownloads() []DownloadStatus {
 	out := make([]DownloadStatus, 0, len(d.fl.m))
 	for c, f := range d.fl.m {
 		a := split[c]
-		if d.swarm == nil {
-			a.FromOrigin = f.have.Load() - f.resumed.Load()
-		}
 		ds := DownloadStatus{Name: f.name, Version: f.version, ManifestCID: c.String(),
 			Have: f.have.Load(), Total: f.total.Load(), FromPeers: a.FromPeers, FromOrigin: a.FromOrigin, Peers: a.Peers, Started: f.started}
 		if !a.WaitingOriginSince.IsZero() {
@@ -176,19 +173,16 @@ func (d *Daemon) activeDownloads() []DownloadStatus {
 // counters is Status without the store's packages and the VMs.
 func (d *Daemon) counters() (*Status, error) {
 	st := &Status{
-		PeerID:          d.peerID(),
-		Addrs:           d.addrs(),
-		BytesFromPeers:  d.bytesFromPeers.Load(),
-		BytesFromOrigin: d.bytesFromOrigin.Load(),
-		BytesUploaded:   d.bytesUploaded.Load(),
-		Repo:            d.cfg.RepoURL,
-		DataDir:         d.cfg.DataDir,
+		PeerID:  d.peerID(),
+		Addrs:   d.addrs(),
+		Repo:    d.cfg.RepoURL,
+		DataDir: d.cfg.DataDir,
 	}
-	if d.swarm != nil {
+	if d.swarm != nil { // nil in an Offline daemon
 		ss := d.swarm.Stats()
-		st.BytesFromPeers += ss.BytesFromPeers
-		st.BytesFromOrigin += ss.BytesFromOrigin
-		st.BytesUploaded += ss.BytesUploaded
+		st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded = ss.BytesFromPeers, ss.BytesFromOrigin, ss.BytesUploaded
+	}
+	if d.p2p != nil {
 		st.Peers = len(d.p2p.Peers())
 	}
 	return st, nil

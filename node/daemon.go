@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -32,8 +31,8 @@ type Daemon struct {
 	source transfer.ChunkSource
 	meta   *metaClient
 	vms    *vmRegistry
-	p2p    *P2P            // nil without a swarm
-	swarm  *transfer.Swarm // nil without a swarm
+	p2p    *P2P // nil without peers (Config.P2P nil)
+	swarm  *transfer.Swarm
 	fl     flights
 	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
 	// repairKick wakes the repairer (repair.go).
@@ -44,13 +43,7 @@ type Daemon struct {
 	// logged: once per package, not per view.
 	setuidNoted sync.Map
 
-	bytesFromOrigin atomic.Int64
-	bytesFromPeers  atomic.Int64
-	bytesUploaded   atomic.Int64
-	// Chunks downloads without the swarm verified and failed (the swarm
-	// counts its own).
-	chunksVerified, chunksFailed atomic.Int64
-	metrics                      *daemonMetrics
+	metrics *daemonMetrics
 
 	// bg owns downloads that outlive the request that started them.
 	bg     context.Context
@@ -100,13 +93,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.store = store
 	defer store.Close()
 
-	if d.cfg.P2P != nil {
-		stopSwarm, err := d.startSwarm(ctx)
-		if err != nil {
-			return err
-		}
-		defer stopSwarm()
+	stopSwarm, err := d.startSwarm(ctx)
+	if err != nil {
+		return err
 	}
+	defer stopSwarm()
 
 	var peers filePeers
 	if d.p2p != nil {
@@ -187,35 +178,31 @@ func (d *Daemon) budgetConns() {
 		"admin", d.conns.Admin, "vms", d.conns.VMs, "per_vm", d.conns.PerVM)
 }
 
-// startSwarm starts the libp2p host and the swarm on it, announces every
-// complete package in the store, and returns the function that stops both.
+// startSwarm starts the swarm, on the libp2p host when Config.P2P asks
+// for one (without, the swarm has no peers and the origin is its only
+// source), announces every complete package in the store, and returns the
+// function that stops both.
 func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
-	pc := *d.cfg.P2P
-	pc.DataDir = d.cfg.DataDir
-	pc.Logger = d.log.With("component", "p2p")
-	pc.lookupObserver = d.metrics.observeLookup
-	p2p, err := NewP2P(ctx, pc)
+	if d.cfg.P2P != nil {
+		pc := *d.cfg.P2P
+		pc.DataDir = d.cfg.DataDir
+		pc.Logger = d.log.With("component", "p2p")
+		pc.lookupObserver = d.metrics.observeLookup
+		p2p, err := NewP2P(ctx, pc)
+		if err != nil {
+			return nil, err
+		}
+		d.p2p = p2p
+	}
+	sw, err := d.newSwarm()
 	if err != nil {
+		d.closeP2P()
 		return nil, err
 	}
-	sw, err := transfer.NewSwarm(transfer.SwarmConfig{
-		Self:                p2p.ID(),
-		Network:             p2p,
-		Discovery:           p2p,
-		Store:               swarmStore{d.store},
-		Origin:              d.source,
-		Logger:              d.log.With("component", "swarm"),
-		UploadRate:          d.cfg.UploadRate,
-		DownloadRate:        d.cfg.DownloadRate,
-		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
-		OriginDeadline:      d.cfg.OriginDeadline,
-	})
-	if err != nil {
-		p2p.Close()
-		return nil, err
+	if d.p2p != nil {
+		d.p2p.SetStreamHandler(sw.HandleStream)
+		d.p2p.SetFileServer(d.serveFile)
 	}
-	p2p.SetStreamHandler(sw.HandleStream)
-	p2p.SetFileServer(d.serveFile)
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -224,12 +211,19 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 			d.log.Warn("swarm stopped", "err", err)
 		}
 	}()
-	d.p2p, d.swarm = p2p, sw
-	pkgs, err := d.store.Packages()
-	if err != nil {
+	d.swarm = sw
+	stop := func() {
+		if d.p2p != nil {
+			d.p2p.SetStreamHandler(nil)
+			d.p2p.SetFileServer(nil)
+		}
 		cancel()
 		<-done
-		p2p.Close()
+		d.closeP2P()
+	}
+	pkgs, err := d.store.Packages()
+	if err != nil {
+		stop()
 		return nil, err
 	}
 	for _, p := range pkgs {
@@ -237,13 +231,37 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 			sw.Announce(p.ManifestCID)
 		}
 	}
-	return func() {
-		p2p.SetStreamHandler(nil)
-		p2p.SetFileServer(nil)
-		cancel()
-		<-done
-		p2p.Close()
-	}, nil
+	return stop, nil
+}
+
+// localPeer names this host in a swarm without peers.
+const localPeer transfer.PeerID = "local"
+
+// newSwarm makes the swarm: on the libp2p host if there is one, else
+// without peers.
+func (d *Daemon) newSwarm() (*transfer.Swarm, error) {
+	sc := transfer.SwarmConfig{
+		Self:                localPeer,
+		Store:               swarmStore{d.store},
+		Origin:              d.source,
+		Logger:              d.log.With("component", "swarm"),
+		UploadRate:          d.cfg.UploadRate,
+		DownloadRate:        d.cfg.DownloadRate,
+		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
+		OriginParallel:      d.cfg.Parallel,
+		OriginDeadline:      d.cfg.OriginDeadline,
+	}
+	if d.p2p != nil {
+		sc.Self, sc.Network, sc.Discovery = d.p2p.ID(), d.p2p, d.p2p
+	}
+	return transfer.NewSwarm(sc)
+}
+
+// closeP2P closes the libp2p host, if there is one.
+func (d *Daemon) closeP2P() {
+	if d.p2p != nil {
+		d.p2p.Close()
+	}
 }
 
 func (d *Daemon) peerID() string {

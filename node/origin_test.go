@@ -477,3 +477,46 @@ func TestOriginOutageFourHosts(t *testing.T) {
 		sameFiles(t, src, filepath.Join(view, "p"))
 	}
 }
+
+// TestNoPeersOriginOutageWaits: a daemon without peers (Config.P2P nil)
+// downloads through the same engine as one with peers, so an origin that
+// starts failing mid-download (503) is waited out, shown as
+// waiting_origin in status, and the download completes once the origin
+// answers again.
+func TestNoPeersOriginOutageWaits(t *testing.T) {
+	o := newOrigin(t)
+	o.publishChunked(t, "p", "1.0.0", 64<<10, map[string]int{"a.bin": 2 << 20})
+	o.failAfter.Store(8)
+	c := startDaemon(t, o, "")
+	done := make(chan error, 1)
+	go func() { _, err := c.Fetch(context.Background(), "p", nil); done <- err }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("Fetch ended while the origin failed: %v", err)
+		default:
+		}
+		st, err := c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Downloads) == 1 && st.Downloads[0].WaitingOriginSince != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the download waiting for the origin: %+v", st.Downloads)
+		}
+	}
+	o.failAfter.Store(0)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Fetch after the origin answered again = %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the download did not resume within 60s of the origin's return")
+	}
+	if got := o.chunkBytes.Load(); got != 2<<20 {
+		t.Errorf("origin sent %d chunk bytes, want one copy (%d)", got, 2<<20)
+	}
+}

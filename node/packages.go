@@ -26,8 +26,6 @@ type flight struct {
 	done          chan struct{}
 	err           error
 	have, total   atomic.Int64
-	// resumed is what the store held when the download (re)started.
-	resumed atomic.Int64
 }
 
 // flights coalesces concurrent requests for the same package: one download
@@ -88,42 +86,21 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	defer dl.Close()
 	have, total := dl.Bytes()
 	f.have.Store(have)
-	f.resumed.Store(have)
 	f.total.Store(total)
-	missing := dl.Missing()
-	var fromPeers, fromOrigin int64
-	var peers, banned int
-	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "missing_chunks", len(missing), "have", have, "total", total)
-	if d.swarm != nil {
-		stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
-			Manifest: r.ManifestCID,
-			M:        r.Manifest,
-			Have:     dl.Have,
-			Sink:     dl,
-			Progress: func(done, total int64) {
-				f.have.Store(done)
-				f.total.Store(total)
-			},
-		})
-		if err != nil {
-			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
-			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
-		}
-		fromPeers, fromOrigin, peers, banned = stats.FromPeers, stats.FromOrigin, stats.Peers, len(stats.Banned)
-	} else {
-		sink := &countingSink{dl: dl, f: f, counter: &d.bytesFromOrigin, chunks: &d.chunksVerified}
-		before := d.bytesFromOrigin.Load()
-		_, err := transfer.Fetch(ctx, transfer.FetchOptions{
-			Chunks:   missing,
-			Source:   &failCountingSource{src: d.source, failed: &d.chunksFailed},
-			Sink:     sink,
-			Parallel: d.cfg.Parallel,
-		})
-		fromOrigin = d.bytesFromOrigin.Load() - before
-		if err != nil {
-			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
-			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
-		}
+	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "have", have, "total", total)
+	stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
+		Manifest: r.ManifestCID,
+		M:        r.Manifest,
+		Have:     dl.Have,
+		Sink:     dl,
+		Progress: func(done, total int64) {
+			f.have.Store(done)
+			f.total.Store(total)
+		},
+	})
+	if err != nil {
+		d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
+		return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
 	}
 	if err := dl.Commit(); err != nil {
 		return fmt.Errorf("commit %s@%s: %w", r.Name, r.Version, err)
@@ -132,47 +109,10 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	if err := d.store.SetKeep(r.ManifestCID, true); err != nil {
 		return err
 	}
-	if d.swarm != nil {
-		d.swarm.Announce(r.ManifestCID)
-	}
-	d.log.Info("downloaded", "package", r.Name+"@"+r.Version, "bytes", total-have, "from_peers", fromPeers, "from_origin", fromOrigin,
-		"peers", peers, "banned", banned, "seconds", time.Since(start).Seconds())
+	d.swarm.Announce(r.ManifestCID)
+	d.log.Info("downloaded", "package", r.Name+"@"+r.Version, "bytes", total-have, "from_peers", stats.FromPeers, "from_origin", stats.FromOrigin,
+		"peers", stats.Peers, "banned", len(stats.Banned), "seconds", time.Since(start).Seconds())
 	return nil
-}
-
-// countingSink writes verified chunks into a store download and counts
-// them and their bytes.
-type countingSink struct {
-	dl      *share.Download
-	f       *flight
-	counter *atomic.Int64
-	chunks  *atomic.Int64
-}
-
-func (s *countingSink) PutChunk(c cid.Cid, data []byte) error {
-	if err := s.dl.PutChunk(c, data); err != nil {
-		return err
-	}
-	s.chunks.Add(1)
-	s.counter.Add(int64(len(data)))
-	have, _ := s.dl.Bytes()
-	s.f.have.Store(have)
-	return nil
-}
-
-// failCountingSource counts the chunks a source delivers that fail their
-// hash (the origin verifies each chunk against its CID).
-type failCountingSource struct {
-	src    transfer.ChunkSource
-	failed *atomic.Int64
-}
-
-func (s *failCountingSource) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
-	b, err := s.src.FetchChunk(ctx, c, size)
-	if errors.Is(err, metadata.ErrHashMismatch) {
-		s.failed.Add(1)
-	}
-	return b, err
 }
 
 // Fetch brings ref and its dependency closure into the store and returns

@@ -147,7 +147,9 @@ type VerifiedChunkSink interface {
 // serves the chunks it holds to them while it runs, and returns when every
 // chunk is in req.Sink, or ctx ends, or no source made progress for
 // NoProgressTimeout (ErrNoSource). Sessions it opened stay up afterwards to
-// serve peers still downloading.
+// serve peers still downloading. A swarm without Network keeps its full
+// origin window from the start (no host to share the origin with) and
+// fails when the origin twice in a row lacks a chunk or sends one corrupt.
 func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadStats, error) {
 	start := time.Now()
 	if req.M == nil || req.Sink == nil || !req.Manifest.Defined() {
@@ -183,12 +185,18 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		sem:          make(chan struct{}, 2*deliverWorkers(pkg.maxChunk)),
 	}
 	_, d.sinkKeepsNothing = req.Sink.(VerifiedChunkSink)
+	parallel := originParallel(s.cfg.OriginParallel, pkg.meanChunk())
+	initial := 0 // the Picker's slow start
+	if s.cfg.Network == nil {
+		initial = parallel // no other host shares the origin with us
+	}
 	d.picker = NewPicker(PickerConfig{
-		NumChunks:      n,
-		ChunkLen:       func(i int) int64 { return pkg.refs[i].Length },
-		Rand:           rand.New(rand.NewPCG(seed, seed>>1|1)),
-		OriginParallel: originParallel(s.cfg.OriginParallel, pkg.meanChunk()),
-		RequestTimeout: s.cfg.RequestTimeout,
+		NumChunks:           n,
+		ChunkLen:            func(i int) int64 { return pkg.refs[i].Length },
+		Rand:                rand.New(rand.NewPCG(seed, seed>>1|1)),
+		OriginParallel:      parallel,
+		OriginInitialWindow: initial,
+		RequestTimeout:      s.cfg.RequestTimeout,
 	})
 	for i, r := range pkg.refs {
 		d.totalBytes += r.Length
@@ -231,8 +239,10 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 	defer stop()
 
 	s.provide(req.Manifest)
-	d.wg.Add(1)
-	go d.findPeers()
+	if s.cfg.Discovery != nil {
+		d.wg.Add(1)
+		go d.findPeers()
+	}
 
 	d.mu.Lock()
 	d.schedule(time.Now())
@@ -449,8 +459,8 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	defer d.wg.Done()
 	ref := d.pkg.refs[i]
 	data, err := d.s.cfg.Origin.FetchChunk(ctx, ref.CID, ref.Length)
-	if err == nil {
-		err = ref.Verify(data)
+	if _, hashed := d.s.cfg.Origin.(verifyingSource); err == nil && (!hashed || int64(len(data)) != ref.Length) {
+		err = ref.Verify(data) // an Origin has checked the hash already
 	}
 	if err == nil {
 		d.deliver(i, OriginPeer, data)
@@ -476,6 +486,12 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	d.picker.Failed(i, OriginPeer)
 	d.originFails++
 	d.originErr = err
+	if d.s.cfg.Network == nil && !originOutage(err) && d.originFails > 1 {
+		// Without peers the origin is the only source: a chunk it lacks,
+		// or sends corrupt, twice in a row will not come from anyone.
+		d.finish(fmt.Errorf("chunk %s: %w", ref.CID, err))
+		return
+	}
 	backoff := min(50*time.Millisecond<<min(d.originFails, 7), 5*time.Second)
 	now := time.Now()
 	d.originNext = now.Add(backoff)
