@@ -578,8 +578,13 @@ func (s *Store) writeChunk(pf *partialFile, c cid.Cid, data []byte) error {
 			return fmt.Errorf("file %s: chunk %s at index %d: %w: %w: %d bytes, want %d", pf.hash, c, j, ErrChunkCorrupt, metadata.ErrHashMismatch, len(data), want)
 		}
 	}
+	release, err := s.claimSpace(int64(len(data)) * int64(len(idx)))
+	if err != nil {
+		return fmt.Errorf("partial file %s: write chunk %s: %w", pf.id, c, err)
+	}
 	f, err := s.fds.get(pf)
 	if err != nil {
+		release()
 		return err
 	}
 	offs := make([]int64, len(idx))
@@ -608,6 +613,7 @@ func (s *Store) writeChunk(pf *partialFile, c cid.Cid, data []byte) error {
 		}
 		_, err = f.WriteAt(data, off)
 	}
+	release() // written: the file system counts it now
 	if err != nil {
 		pf.wmu.Unlock()
 		s.fds.put(pf)

@@ -86,6 +86,8 @@ type Store struct {
 	// noDirect is set once the file system refused O_DIRECT
 	// (direct_linux.go).
 	noDirect atomic.Bool
+	// writing counts the chunk bytes being written (claimSpace).
+	writing atomic.Int64
 
 	// Damage counters (damage.go).
 	damaged, repairedObjects, scrubbed atomic.Int64
