@@ -23,9 +23,11 @@ import (
 )
 
 // Daemon is the host daemon: one per physical host and data directory.
+// NewDaemon builds it whole, Run serves it, Close releases it.
 type Daemon struct {
 	cfg    Config
 	log    *slog.Logger
+	unlock func() // releases the data directory's lock
 	store  *share.Store
 	origin *transfer.Origin
 	source transfer.ChunkSource
@@ -33,8 +35,10 @@ type Daemon struct {
 	vms    *vmRegistry
 	p2p    *P2P // nil without peers (Config.P2P nil)
 	swarm  *transfer.Swarm
-	fl     flights
-	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
+	// stopSwarm ends the swarm's Run (its re-provide loop) and closes it.
+	stopSwarm func()
+	fl        flights
+	quota     vmQuotas // bytes VMs' requests in flight reserved (quota.go)
 	// repairKick wakes the repairer (repair.go).
 	repairKick chan struct{}
 	chk        checks     // package checks in progress (repair.go)
@@ -43,23 +47,39 @@ type Daemon struct {
 	// logged: once per package, not per view.
 	setuidNoted sync.Map
 
-	metrics *daemonMetrics
+	metrics    *daemonMetrics
+	unregister func() // takes the metrics off Config.Metrics
 
-	// bg owns downloads that outlive the request that started them.
-	bg     context.Context
-	bgWG   sync.WaitGroup
-	serveM sync.Mutex
-	vmSrv  map[string]*vmServer
+	// bg owns the downloads, which outlive the request that started them
+	// and end at Close (background).
+	bg       context.Context
+	bgCancel context.CancelFunc
+	bgMu     sync.Mutex
+	bgWG     sync.WaitGroup
+
+	// serveM serialises changes to views and to the VM sockets; serving
+	// says whether Run serves (VM sockets start only then).
+	serveM  sync.Mutex
+	serving bool
+	vmSrv   map[string]*vmServer
 
 	// conns is the API sockets' share of the file descriptors; vmConns
 	// counts the connections of every VM socket against conns.VMs.
 	conns   connBudget
 	vmConns *connSlots
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// New checks cfg; Run opens the store and serves.
-func New(cfg Config) (*Daemon, error) {
-	cfg, err := cfg.withDefaults()
+// NewDaemon builds the daemon of cfg.DataDir whole: it takes the data
+// directory (one daemon per directory), opens the store, starts the
+// libp2p host if Config.P2P asks for one and the swarm on it, and makes
+// the metadata client, the VM registry and the metrics. ctx bounds the
+// libp2p start only. The daemon serves nothing until Run; Close releases
+// it.
+func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
+	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -67,16 +87,43 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, origin: origin, source: cfg.Source, vmSrv: map[string]*vmServer{}, metrics: newDaemonMetrics()}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, origin: origin, source: cfg.Source, vmSrv: map[string]*vmServer{},
+		metrics: newDaemonMetrics(), repairKick: make(chan struct{}, 1)}
 	if d.source == nil {
 		d.source = origin
 	}
+	d.bg, d.bgCancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			_ = d.Close()
+		}
+	}()
+	if err := d.openDataDir(); err != nil {
+		return nil, err
+	}
+	if err := d.startSwarm(ctx); err != nil {
+		return nil, err
+	}
+	var peers filePeers
+	if d.p2p != nil {
+		peers = d.p2p
+	}
+	if d.meta, err = newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher"))); err != nil {
+		return nil, err
+	}
+	d.meta.onRefresh = d.metrics.observeRefresh
+	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
+		return nil, err
+	}
+	if d.unregister, err = d.registerMetrics(d.cfg.Metrics); err != nil {
+		return nil, err
+	}
+	d.budgetConns()
 	return d, nil
 }
 
-// Run opens the data directory, serves the admin socket and every VM socket,
-// and returns when ctx ends, having closed everything it opened.
-func (d *Daemon) Run(ctx context.Context) error {
+// openDataDir creates and locks the data directory and opens its store.
+func (d *Daemon) openDataDir() error {
 	if err := os.MkdirAll(d.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory %s: %w", d.cfg.DataDir, err)
 	}
@@ -84,50 +131,33 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	d.unlock = unlock
+	d.store, err = share.Open(storeConfig(d.cfg.DataDir, d.log.With("component", "share")))
+	return err
+}
 
-	store, err := share.Open(storeConfig(d.cfg.DataDir, d.log.With("component", "share")))
-	if err != nil {
-		return err
-	}
-	d.store = store
-	defer store.Close()
-
-	stopSwarm, err := d.startSwarm(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopSwarm()
-
-	var peers filePeers
-	if d.p2p != nil {
-		peers = d.p2p
-	}
-	meta, err := newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher")))
-	if err != nil {
-		return err
-	}
-	d.meta = meta
-	meta.onRefresh = d.metrics.observeRefresh
-	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
-		return err
-	}
+// Run serves until ctx ends: it restores the VMs' views, serves the swarm
+// protocol and the repository files to peers, keeps the store sound
+// (repair.go), and serves the admin socket and every VM socket. It
+// returns when ctx ends, having stopped what it started; downloads
+// running then go on until Close. Run is called at most once.
+func (d *Daemon) Run(ctx context.Context) error {
 	d.restoreViews()
-	unregister, err := d.registerMetrics(d.cfg.Metrics)
-	if err != nil {
-		return err
+	if d.p2p != nil {
+		d.p2p.SetStreamHandler(d.swarm.HandleStream)
+		d.p2p.SetFileServer(d.serveFile)
+		defer func() {
+			d.p2p.SetStreamHandler(nil)
+			d.p2p.SetFileServer(nil)
+		}()
 	}
-	defer unregister()
-
-	bg, cancelBG := context.WithCancel(context.Background())
-	d.bg = bg
+	careCtx, stopCare := context.WithCancel(ctx)
+	careDone := d.startStoreCare(careCtx)
 	defer func() {
-		cancelBG()
-		d.bgWG.Wait()
+		stopCare()
+		careDone.Wait()
 	}()
-	d.startStoreCare(bg)
 
-	d.budgetConns()
 	sock := SocketPath(d.cfg.DataDir)
 	ln, err := listenUnix(sock, 0o600)
 	if err != nil {
@@ -136,12 +166,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	admin := newAPIServer(d.adminHandler(), d.cfg.API, d.log)
 	errc := make(chan error, 1)
 	go func() { errc <- admin.Serve(newLimitListener(ln, d.log, newConnSlots(d.conns.Admin))) }()
-
-	for _, vm := range d.vms.list() {
-		if err := d.startVM(vm); err != nil {
-			d.log.Warn("vm socket not started", "vm", vm.ID, "err", err)
-		}
-	}
+	d.startVMs()
 	d.log.Info("daemon started", "data", d.cfg.DataDir, "socket", sock, "repo", d.cfg.RepoURL, "peer", d.peerID(), "addrs", d.addrs())
 
 	select {
@@ -163,9 +188,53 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
+// Close ends the downloads, stops the swarm and the libp2p host, takes
+// the metrics off their registry, closes the store and releases the data
+// directory. It is safe to call more than once, and after a failed
+// NewDaemon released what it had built.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		d.stopVMs(context.Background())
+		d.bgMu.Lock()
+		d.bgCancel()
+		d.bgMu.Unlock()
+		d.bgWG.Wait()
+		if d.unregister != nil {
+			d.unregister()
+		}
+		if d.stopSwarm != nil {
+			d.stopSwarm()
+		}
+		d.closeP2P()
+		if d.store != nil {
+			d.closeErr = d.store.Close()
+		}
+		if d.unlock != nil {
+			d.unlock()
+		}
+	})
+	return d.closeErr
+}
+
+// background runs f on the daemon's background context, as one of the
+// goroutines Close waits for; false if the daemon is closing.
+func (d *Daemon) background(f func(ctx context.Context)) bool {
+	d.bgMu.Lock()
+	defer d.bgMu.Unlock()
+	if d.bg.Err() != nil {
+		return false
+	}
+	d.bgWG.Add(1)
+	go func() {
+		defer d.bgWG.Done()
+		f(d.bg)
+	}()
+	return true
+}
+
 // budgetConns raises RLIMIT_NOFILE to its hard limit and divides it
 // between the store and the swarm, the admin socket and the VM sockets
-// (newConnBudget), once per Run.
+// (newConnBudget), once per daemon.
 func (d *Daemon) budgetConns() {
 	nofile, err := raiseNoFile()
 	if err != nil {
@@ -178,11 +247,10 @@ func (d *Daemon) budgetConns() {
 		"admin", d.conns.Admin, "vms", d.conns.VMs, "per_vm", d.conns.PerVM)
 }
 
-// startSwarm starts the swarm, on the libp2p host when Config.P2P asks
-// for one (without, the swarm has no peers and the origin is its only
-// source), announces every complete package in the store, and returns the
-// function that stops both.
-func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
+// startSwarm starts the libp2p host when Config.P2P asks for one, and the
+// swarm (on it, or without peers: the origin its only source), which
+// announces every complete package in the store.
+func (d *Daemon) startSwarm(ctx context.Context) error {
 	if d.cfg.P2P != nil {
 		pc := *d.cfg.P2P
 		pc.DataDir = d.cfg.DataDir
@@ -190,18 +258,13 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 		pc.lookupObserver = d.metrics.observeLookup
 		p2p, err := NewP2P(ctx, pc)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.p2p = p2p
 	}
 	sw, err := d.newSwarm()
 	if err != nil {
-		d.closeP2P()
-		return nil, err
-	}
-	if d.p2p != nil {
-		d.p2p.SetStreamHandler(sw.HandleStream)
-		d.p2p.SetFileServer(d.serveFile)
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -212,26 +275,20 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 		}
 	}()
 	d.swarm = sw
-	stop := func() {
-		if d.p2p != nil {
-			d.p2p.SetStreamHandler(nil)
-			d.p2p.SetFileServer(nil)
-		}
+	d.stopSwarm = func() {
 		cancel()
 		<-done
-		d.closeP2P()
 	}
 	pkgs, err := d.store.Packages()
 	if err != nil {
-		stop()
-		return nil, err
+		return err
 	}
 	for _, p := range pkgs {
 		if p.State == share.StateComplete {
 			sw.Announce(p.ManifestCID)
 		}
 	}
-	return stop, nil
+	return nil
 }
 
 // localPeer names this host in a swarm without peers.

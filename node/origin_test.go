@@ -288,7 +288,7 @@ func TestBadPeerFilesRefused(t *testing.T) {
 	keeper.stop(t)
 	alone := testP2P(t, func(c *P2PConfig) { c.Listen = []string{"/ip4/127.0.0.1/tcp/0"} })
 	alone.SetFileServer(lies)
-	d, err := New(Config{DataDir: keeper.data, RepoURL: o.url, P2P: &P2PConfig{
+	d, err := NewDaemon(context.Background(), Config{DataDir: keeper.data, RepoURL: o.url, P2P: &P2PConfig{
 		DataDir: keeper.data, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: alone.Addrs(),
 	}})
 	if err != nil {
@@ -296,7 +296,7 @@ func TestBadPeerFilesRefused(t *testing.T) {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	runDone := make(chan error, 1)
-	go func() { runDone <- d.Run(runCtx) }()
+	go func() { runDone <- runAndClose(runCtx, d) }()
 	defer func() {
 		cancel()
 		if err := <-runDone; err != nil {
@@ -328,13 +328,13 @@ func runNodeAt(t *testing.T, o *origin, dataDir string, boot []string, mod func(
 	if mod != nil {
 		mod(&cfg)
 	}
-	d, err := New(cfg)
+	d, err := NewDaemon(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- runAndClose(ctx, d) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

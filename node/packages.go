@@ -57,17 +57,19 @@ func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flig
 	if !ok {
 		f = &flight{name: r.Name, version: r.Version, started: time.Now(), done: make(chan struct{})}
 		f.total.Store(r.Manifest.TotalSize())
-		d.fl.m[r.ManifestCID] = f
-		d.bgWG.Add(1)
-		go func() {
-			defer d.bgWG.Done()
-			f.err = d.download(d.bg, r, f)
+		started := d.background(func(bg context.Context) {
+			f.err = d.download(bg, r, f)
 			d.metrics.observeDownload(f.err)
 			d.fl.mu.Lock()
 			delete(d.fl.m, r.ManifestCID)
 			d.fl.mu.Unlock()
 			close(f.done)
-		}()
+		})
+		if !started {
+			d.fl.mu.Unlock()
+			return nil, fmt.Errorf("download %s@%s: %w", r.Name, r.Version, ErrClosed)
+		}
+		d.fl.m[r.ManifestCID] = f
 	}
 	d.fl.mu.Unlock()
 	return f, nil
