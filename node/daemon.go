@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -402,17 +401,14 @@ func (d *Daemon) serveFile(p string, maxLen int64) ([]byte, error) {
 // tufDir holds the trusted repository metadata.
 func (d *Daemon) tufDir() string { return filepath.Join(d.cfg.DataDir, "tuf") }
 
-// metaClient serialises use of the TUF client and refreshes it at most once
-// per RefreshInterval, and at once when a package is not found (it may have
-// been published since), at most once per minForcedRefresh.
+// metaClient refreshes the TUF client at most once per RefreshInterval,
+// and at once when a package is not found (it may have been published
+// since), at most once per minForcedRefresh. The client serialises its
+// own calls; metaClient holds no lock.
 type metaClient struct {
-	mu        sync.Mutex
-	c         *metadata.Client
-	dir       string // where the trusted metadata is kept
-	interval  time.Duration
-	now       func() time.Time
-	refreshed time.Time
-	version   int64 // the trusted timestamp's version after the last refresh
+	c        *metadata.Client
+	interval time.Duration
+	now      func() time.Time
 	// onRefresh, if set, is told of every successful refresh (metrics).
 	onRefresh func(at time.Time, version int64)
 }
@@ -422,93 +418,75 @@ type metaClient struct {
 const minForcedRefresh = time.Second
 
 func newMetaClient(cfg Config, f metadata.Fetcher) (*metaClient, error) {
-	dir := filepath.Join(cfg.DataDir, "tuf")
 	c, err := metadata.NewClient(metadata.ClientConfig{
-		Dir: dir, Root: cfg.Root, Fetcher: f, Now: cfg.Now,
+		Dir: filepath.Join(cfg.DataDir, "tuf"), Root: cfg.Root, Fetcher: f, Now: cfg.Now,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &metaClient{c: c, dir: dir, interval: cfg.RefreshInterval, now: cfg.Now}, nil
+	return &metaClient{c: c, interval: cfg.RefreshInterval, now: cfg.Now}, nil
 }
 
-// refreshLocked refreshes when the metadata is older than the interval
-// (or than minForcedRefresh when force), and says whether it did.
-func (m *metaClient) refreshLocked(ctx context.Context, force bool) (bool, error) {
+// refresh refreshes when the metadata is older than the interval (or
+// than minForcedRefresh when force), and says whether it did.
+func (m *metaClient) refresh(ctx context.Context, force bool) (bool, error) {
 	limit := m.interval
 	if force {
 		limit = min(limit, minForcedRefresh)
 	}
-	if !m.refreshed.IsZero() && m.now().Sub(m.refreshed) < limit {
-		return false, nil
-	}
-	if err := m.c.Refresh(ctx); err != nil {
+	did, err := m.c.RefreshIfOlder(ctx, limit)
+	if err != nil {
 		return false, fmt.Errorf("update repository metadata: %w", err)
 	}
-	m.refreshed = m.now()
-	m.version = trustedTimestampVersion(m.dir)
-	if m.onRefresh != nil {
-		m.onRefresh(m.refreshed, m.version)
+	if did && m.onRefresh != nil {
+		last := m.c.LastRefresh()
+		m.onRefresh(last.At, last.Version)
 	}
-	return true, nil
+	return did, nil
+}
+
+// resolve resolves one ref from fresh signed metadata.
+func (m *metaClient) resolve(ctx context.Context, ref string) (*metadata.Resolved, error) {
+	if _, err := m.refresh(ctx, false); err != nil {
+		return nil, err
+	}
+	return m.c.Resolve(ctx, ref)
 }
 
 // closure resolves ref and its dependencies from fresh signed metadata. A
 // package not found is looked for again in metadata refreshed at once; if
 // it is still missing, the error says how old the metadata is.
 func (m *metaClient) closure(ctx context.Context, ref string) ([]*metadata.Resolved, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	fresh, err := m.refreshLocked(ctx, false)
+	fresh, err := m.refresh(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	pkgs, err := m.c.ResolveClosure(ctx, ref)
 	if errors.Is(err, metadata.ErrNotFound) && !fresh {
-		if ok, rerr := m.refreshLocked(ctx, true); rerr != nil {
+		if ok, rerr := m.refresh(ctx, true); rerr != nil {
 			return nil, fmt.Errorf("%w; looking again: %w", err, rerr)
 		} else if ok {
 			pkgs, err = m.c.ResolveClosure(ctx, ref)
 		}
 	}
 	if errors.Is(err, metadata.ErrNotFound) {
-		return nil, fmt.Errorf("%w (repository metadata version %d, refreshed %s ago)", err, m.version, m.now().Sub(m.refreshed).Round(time.Millisecond))
+		last := m.c.LastRefresh()
+		return nil, fmt.Errorf("%w (repository metadata version %d, refreshed %s ago)", err, last.Version, m.now().Sub(last.At).Round(time.Millisecond))
 	}
 	return pkgs, err
 }
 
 // state returns when the metadata was last refreshed and its timestamp's
-// version (zero before the first refresh).
+// version (zero before the first refresh), without waiting for a refresh
+// under way.
 func (m *metaClient) state() (time.Time, int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.refreshed, m.version
-}
-
-// trustedTimestampVersion reads the version of the trusted timestamp kept
-// in dir (0 if it cannot be read): the repository metadata version a host
-// has applied.
-func trustedTimestampVersion(dir string) int64 {
-	b, err := os.ReadFile(filepath.Join(dir, "timestamp.json"))
-	if err != nil {
-		return 0
-	}
-	var ts struct {
-		Signed struct {
-			Version int64 `json:"version"`
-		} `json:"signed"`
-	}
-	if json.Unmarshal(b, &ts) != nil {
-		return 0
-	}
-	return ts.Signed.Version
+	last := m.c.LastRefresh()
+	return last.At, last.Version
 }
 
 // packages lists what signed metadata publishes.
 func (m *metaClient) packages(ctx context.Context) ([]metadata.PackageInfo, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.refreshLocked(ctx, false); err != nil {
+	if _, err := m.refresh(ctx, false); err != nil {
 		return nil, err
 	}
 	return m.c.Packages(ctx)

@@ -40,6 +40,10 @@ type origin struct {
 	// requests refused so.
 	down     atomic.Bool
 	downReqs atomic.Int64
+	// holdMeta, when set, keeps every request for metadata/ waiting
+	// until the channel is closed; held counts the requests it held.
+	holdMeta atomic.Pointer[chan struct{}]
+	held     atomic.Int64
 	repo     *metadata.Repo
 }
 
@@ -68,6 +72,14 @@ func newOrigin(t *testing.T) *origin {
 			o.downReqs.Add(1)
 			resetConn(w)
 			return
+		}
+		if hold := o.holdMeta.Load(); hold != nil && strings.HasPrefix(r.URL.Path, "/metadata/") {
+			o.held.Add(1)
+			select {
+			case <-*hold:
+			case <-r.Context().Done():
+				return
+			}
 		}
 		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
 			h.ServeHTTP(w, r)
