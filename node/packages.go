@@ -58,7 +58,7 @@ func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flig
 		f = &flight{name: r.Name, version: r.Version, started: time.Now(), done: make(chan struct{})}
 		f.total.Store(r.Manifest.TotalSize())
 		started := d.background(func(bg context.Context) {
-			f.err = d.download(bg, r, f)
+			f.err = d.fillPackage(bg, r, f)
 			d.metrics.observeDownload(f.err)
 			d.fl.mu.Lock()
 			delete(d.fl.m, r.ManifestCID)
@@ -75,26 +75,27 @@ func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flig
 	return f, nil
 }
 
-// download fetches the missing chunks of r into the store and commits it,
-// and logs one line at info when it ends (complete or failed).
-func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) error {
+// fillPackage has the swarm bring the missing chunks of r into the
+// package's share.Partial, commits it and announces it, and logs one line
+// at info when it ends (complete or failed).
+func (d *Daemon) fillPackage(ctx context.Context, r *metadata.Resolved, f *flight) error {
 	start := time.Now()
-	dl, err := d.store.BeginPackage(r.Name, r.Version, r.ManifestCID, r.ManifestBytes)
+	part, err := d.store.BeginPackage(r.Name, r.Version, r.ManifestCID, r.ManifestBytes)
 	if err != nil {
 		return err
 	}
 	// A failed download is no longer open: `stork gc --partial` may drop
-	// what it fetched (a retry before that resumes from it).
-	defer dl.Close()
-	have, total := dl.Bytes()
+	// what it stored (a retry before that resumes from it).
+	defer part.Close()
+	have, total := part.Bytes()
 	f.have.Store(have)
 	f.total.Store(total)
 	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "have", have, "total", total)
 	stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
 		Manifest: r.ManifestCID,
 		M:        r.Manifest,
-		Have:     dl.Have,
-		Sink:     dl,
+		Have:     part.Have,
+		Sink:     part,
 		Progress: func(done, total int64) {
 			f.have.Store(done)
 			f.total.Store(total)
@@ -104,7 +105,7 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 		d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
 		return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
 	}
-	if err := dl.Commit(); err != nil {
+	if err := part.Commit(); err != nil {
 		return fmt.Errorf("commit %s@%s: %w", r.Name, r.Version, err)
 	}
 	// A fetched package stays until an operator removes it; installs pin it too.

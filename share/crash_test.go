@@ -44,7 +44,7 @@ func sortedCIDs(p *testPkg) []cid.Cid {
 	return out
 }
 
-func missingSet(d *Download) map[cid.Cid]bool {
+func missingSet(d *Partial) map[cid.Cid]bool {
 	m := make(map[cid.Cid]bool)
 	for _, r := range d.Missing() {
 		m[r.CID] = true

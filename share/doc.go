@@ -73,7 +73,7 @@
 // # Downloads and the commit protocol
 //
 // BeginPackage checks the manifest bytes against their CID and decodes them
-// with metadata.DecodeManifest, and records the package. Its Download needs
+// with metadata.DecodeManifest, and records the package. Its Partial needs
 // no chunk of a file whose object exists; for the others it opens (or
 // creates, sized) the partial file. PutChunk checks the chunk against its
 // CID and length before anything else, then pwrites it at every offset of
@@ -112,7 +112,7 @@
 // read from /proc/self/mountinfo); so does the Keep flag that
 // BeginPackage sets and SetKeep or RemovePackage clear, unless GC is asked
 // to drop unfinished downloads (GCOptions.Partial); so does an open
-// download (Download.Close ends one that failed). GC removes the other
+// download (Partial.Close ends one that failed). GC removes the other
 // packages, then objects no live package uses, partial files no unfinished
 // live package needs, index records that lead nowhere, and any stray file;
 // it never removes a tree a mount uses, even one the index does not know.

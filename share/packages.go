@@ -442,11 +442,11 @@ func deletePackageTxn(txn *badger.Txn, key string) error {
 	return txn.Delete([]byte(prefixPackage + key))
 }
 
-// dropDownload forgets the in-memory download of a removed package.
-func (s *Store) dropDownload(key string) {
+// dropPartial forgets the Partial of a removed package.
+func (s *Store) dropPartial(key string) {
 	s.mu.Lock()
-	d := s.downloads[key]
-	delete(s.downloads, key)
+	d := s.filling[key]
+	delete(s.filling, key)
 	s.mu.Unlock()
 	if d != nil {
 		d.removed.Store(true)

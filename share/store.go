@@ -67,7 +67,7 @@ type Store struct {
 	// partial files or trees, and exclusively by GC, RemovePackage and
 	// Close, so that those never race a download's commit.
 	life sync.RWMutex
-	// beginMu serialises BeginPackage so that one package has one Download.
+	// beginMu serialises BeginPackage so that one package has one Partial.
 	beginMu sync.Mutex
 	// setuidMu serialises building setuid trees (SetuidTree).
 	setuidMu sync.Mutex
@@ -75,10 +75,10 @@ type Store struct {
 	// layoutReadOnly to write a store as earlier versions did).
 	newLayout int
 
-	mu        sync.Mutex // guards the fields below
-	closed    bool
-	downloads map[string]*Download    // by manifest CID string
-	partials  map[string]*partialFile // by partial id
+	mu       sync.Mutex // guards the fields below
+	closed   bool
+	filling  map[string]*Partial     // the packages being filled, by manifest CID string
+	partials map[string]*partialFile // by partial id
 
 	fds    *fdCache   // open partial files
 	cm     *committer // commit groups (group.go)
@@ -117,7 +117,7 @@ func open(cfg Config, checks bool) (*Store, error) {
 		lim:        cfg.Limits,
 		sync:       !cfg.UnsafeNoSync,
 		rebuildCmd: cfg.RebuildCommand,
-		downloads:  make(map[string]*Download),
+		filling:    make(map[string]*Partial),
 		partials:   make(map[string]*partialFile),
 		newLayout:  currentLayout,
 	}
@@ -233,7 +233,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.partials = nil
-	s.downloads = nil
+	s.filling = nil
 	s.mu.Unlock()
 	// Callers of PutChunk hold life shared while they wait for their
 	// group: none is pending now.
