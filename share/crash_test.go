@@ -67,19 +67,6 @@ func TestResumeAfterRestart(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, tmpDir, "tree-junk"), []byte("x"), 0o600)
 			return nil
 		}},
-		{"partial files in the flat layout of earlier versions", func(t *testing.T, dir string, _ []cid.Cid) []cid.Cid {
-			// partial/<id> rather than partial/<fanout>/<id>: Open moves
-			// them, and every chunk written is still there.
-			n := 0
-			walkFiles(filepath.Join(dir, partialDir), func(p string, _ int64) error {
-				n++
-				return os.Rename(p, filepath.Join(dir, partialDir, filepath.Base(p)))
-			})
-			if n == 0 {
-				t.Fatal("no partial file to move")
-			}
-			return nil
-		}},
 		{"partial file lost after its presence was recorded", func(t *testing.T, dir string, written []cid.Cid) []cid.Cid {
 			// What a crash between the move into objects/ and its record
 			// looks like, with the object lost too.

@@ -168,10 +168,6 @@ func open(cfg Config, checks bool) (*Store, error) {
 			log.Debug("store: sub-directories not spread over the file system", "dir", s.path(d), "err", err)
 		}
 	}
-	if err := s.shardPartials(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: partial files: %w", cfg.Dir, err)
-	}
 	if checks {
 		if err := s.checkIndex(); err != nil {
 			db.Close()
@@ -273,40 +269,11 @@ func (s *Store) ObjectPath(hash string, v ObjectVariant) string {
 }
 
 // partialPath is where partial file id lives: partial/<fanout>/<id>, in
-// the sub-directory its object will have (fanout of its hash). One flat
-// directory made every create and rename of a package of many small
-// files wait on that directory's lock: 10,000 creates and renames by 32
-// goroutines took 4 s in one directory and 0.25 s over 256 here.
+// the sub-directory its object will have (fanout of its hash), so that
+// the creates and renames of a package of many small files do not all
+// wait on one directory's lock.
 func (s *Store) partialPath(id string) string {
 	return s.path(partialDir, fanout(hashOfPartialID(id)), id)
-}
-
-// shardPartials moves the partial files of the flat layout (partial/<id>,
-// before partialPath's sub-directories) to their sub-directories, so that
-// a download interrupted by an upgrade still resumes.
-func (s *Store) shardPartials() error {
-	entries, err := os.ReadDir(s.path(partialDir))
-	if err != nil {
-		return err
-	}
-	moved := false
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		dst := s.partialPath(e.Name())
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-			return err
-		}
-		if err := os.Rename(s.path(partialDir, e.Name()), dst); err != nil {
-			return err
-		}
-		moved = true
-	}
-	if moved && s.sync {
-		return syncFS(s.dir)
-	}
-	return nil
 }
 
 // fanout is the sub-directory of objects/ for a hash: its last two
