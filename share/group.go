@@ -479,8 +479,8 @@ func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
 	}
 	if len(ok) > 0 && s.sync {
 		// The files' data is synced (each group). One syncfs makes every
-		// file's mode and both directories durable: measured cheaper than
-		// an fsync per file and directory, even for one file.
+		// file's mode and both directories durable, for less than an
+		// fsync per file and directory, even for one file.
 		err := syncFS(s.dir)
 		if err != nil {
 			for _, p := range ok {

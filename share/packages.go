@@ -783,8 +783,8 @@ type chunkPlace struct {
 
 // placeCache remembers where ReadChunk found chunks in objects, so that
 // serving them skips the index (an iterator seek, an object record
-// decoded: most of ReadChunk's CPU for a 4 KiB chunk, and 0.6 ms for a
-// record of 1,000 chunks). It needs no invalidation: ReadChunk checks what
+// decoded: most of ReadChunk's CPU for a small chunk, and more the more
+// chunks the object has). It needs no invalidation: ReadChunk checks what
 // it reads against the CID, and a place that no longer holds the chunk
 // fails and is looked up again.
 //
