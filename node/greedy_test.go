@@ -14,6 +14,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // greedy is a peer on a real libp2p host that speaks the swarm protocol by
@@ -68,7 +69,7 @@ func startGreedy(ctx context.Context, t *testing.T, o *origin, bootstrap []strin
 			}
 		}
 		hello, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHello, Manifest: mc})
-		hello, _ = transfer.AppendMessage(hello, &transfer.Message{Type: transfer.MsgHave, Manifest: mc, Count: n, Have: transfer.NewBitfield(n)})
+		hello, _ = transfer.AppendMessage(hello, &transfer.Message{Type: transfer.MsgHave, Manifest: mc, Count: n, Have: policy.NewBitfield(n)})
 		req, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgRequest, Indices: idx})
 		st, err := p.OpenStream(ctx, to)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // Defaults for SwarmConfig.
@@ -137,7 +138,7 @@ const (
 )
 
 func chunkSource(p PeerID) int {
-	if p == OriginPeer {
+	if p == policy.OriginPeer {
 		return fromOrigin
 	}
 	return fromPeers
@@ -198,13 +199,13 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = DefaultRequestTimeout
+		cfg.RequestTimeout = policy.DefaultRequestTimeout
 	}
 	if cfg.MaxPeersPerDownload <= 0 {
 		cfg.MaxPeersPerDownload = DefaultMaxPeersPerDownload
 	}
 	if cfg.OriginParallel <= 0 {
-		cfg.OriginParallel = DefaultOriginParallel
+		cfg.OriginParallel = policy.DefaultOriginParallel
 	}
 	if cfg.MaxStrikes <= 0 {
 		cfg.MaxStrikes = DefaultMaxStrikes

@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // DownloadRequest says which package Download fetches and where it goes.
@@ -56,13 +57,13 @@ type download struct {
 	progMu sync.Mutex
 
 	mu           sync.Mutex
-	picker       *Picker
+	picker       *policy.Picker
 	peers        map[PeerID]*session
 	peersSeen    map[PeerID]bool
 	banned       map[PeerID]bool
 	dropped      map[PeerID]bool
 	connecting   map[PeerID]bool
-	storing      Bitfield
+	storing      policy.Bitfield
 	originCancel map[int]context.CancelFunc
 	originNext   time.Time // origin backoff
 	originFails  int
@@ -79,8 +80,8 @@ type download struct {
 	fromOrigin      int64
 	doneBytes       int64
 	totalBytes      int64
-	timeouts        []Request
-	withdrawn       []Request
+	timeouts        []policy.Request
+	withdrawn       []policy.Request
 	rank            []PeerID
 
 	// sem bounds the chunks being verified and stored at once, across the
@@ -177,13 +178,13 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		banned:       make(map[PeerID]bool),
 		dropped:      make(map[PeerID]bool),
 		connecting:   make(map[PeerID]bool),
-		storing:      NewBitfield(n),
+		storing:      policy.NewBitfield(n),
 		originCancel: make(map[int]context.CancelFunc),
 		lastProgress: start,
 		sem:          make(chan struct{}, 2*deliverWorkers(pkg.maxChunk)),
 	}
 	_, d.sinkKeepsNothing = req.Sink.(VerifiedChunkSink)
-	d.picker = NewPicker(PickerConfig{
+	d.picker = policy.NewPicker(policy.PickerConfig{
 		NumChunks:      n,
 		ChunkLen:       func(i int) int64 { return pkg.refs[i].Length },
 		Rand:           rand.New(rand.NewPCG(seed, seed>>1|1)),
@@ -317,7 +318,7 @@ func (d *download) findPeers() {
 		}
 		grew := false
 		for p := range d.s.cfg.Discovery.FindProviders(d.ctx, d.c) {
-			if !known[p] && p != d.s.cfg.Self && p != OriginPeer && p != "" {
+			if !known[p] && p != d.s.cfg.Self && p != policy.OriginPeer && p != "" {
 				known[p] = true
 				members = append(members, p)
 				grew = true
@@ -341,7 +342,7 @@ func (d *download) findPeers() {
 // or the download has its fill of peers.
 func (d *download) connect(p PeerID) {
 	s := d.s
-	if p == s.cfg.Self || p == OriginPeer || p == "" {
+	if p == s.cfg.Self || p == policy.OriginPeer || p == "" {
 		return
 	}
 	d.mu.Lock()
@@ -410,14 +411,14 @@ func (d *download) schedule(now time.Time) {
 	}
 	var fetching []uint32
 	for {
-		if !d.originDownSince.IsZero() && d.picker.Inflight(OriginPeer) > 0 {
+		if !d.originDownSince.IsZero() && d.picker.Inflight(policy.OriginPeer) > 0 {
 			break // one probe at a time while the origin is unreachable
 		}
 		i, ok := d.picker.NextForOrigin(now)
 		if !ok {
 			break
 		}
-		d.picker.Requested(i, OriginPeer, now)
+		d.picker.Requested(i, policy.OriginPeer, now)
 		fetching = append(fetching, uint32(i))
 		ctx, cancel := context.WithCancel(d.ctx)
 		d.originCancel[i] = cancel
@@ -453,7 +454,7 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 		err = ref.Verify(data)
 	}
 	if err == nil {
-		d.deliver(i, OriginPeer, data)
+		d.deliver(i, policy.OriginPeer, data)
 		return
 	}
 	if errors.Is(err, metadata.ErrHashMismatch) {
@@ -470,10 +471,10 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	}
 	if cancelled || d.finished {
 		// We cancelled it (a peer delivered first) or the download ended.
-		d.picker.Cancelled(i, OriginPeer)
+		d.picker.Cancelled(i, policy.OriginPeer)
 		return
 	}
-	d.picker.Failed(i, OriginPeer)
+	d.picker.Failed(i, policy.OriginPeer)
 	d.originFails++
 	d.originErr = err
 	backoff := min(50*time.Millisecond<<min(d.originFails, 7), 5*time.Second)
@@ -583,14 +584,14 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 	}
 	now := time.Now()
 	n := int64(len(data))
-	if from == OriginPeer && !d.originDownSince.IsZero() {
+	if from == policy.OriginPeer && !d.originDownSince.IsZero() {
 		d.picker.OriginResumed(now)
 		d.s.log.Info("origin answers again: download resumes", "manifest", d.c, "waited", now.Sub(d.originDownSince).Round(time.Millisecond))
 		d.originDownSince = time.Time{}
 	}
 	d.s.chunks[chunkSource(from)][verified].Add(1)
 	for _, p := range d.picker.Received(i, from, now, n) {
-		if p == OriginPeer {
+		if p == policy.OriginPeer {
 			if c := d.originCancel[i]; c != nil {
 				c()
 				delete(d.originCancel, i)
@@ -599,7 +600,7 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 			ss.cancelChunk(i)
 		}
 	}
-	if from == OriginPeer {
+	if from == policy.OriginPeer {
 		if c := d.originCancel[i]; c != nil {
 			c()
 			delete(d.originCancel, i)
@@ -691,7 +692,7 @@ func later(a, b time.Time) time.Time {
 }
 
 // peerJoined records ss's have-map.
-func (d *download) peerJoined(ss *session, have Bitfield) {
+func (d *download) peerJoined(ss *session, have policy.Bitfield) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.finished || d.peers[ss.peer] != ss {

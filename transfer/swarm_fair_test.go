@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
@@ -36,7 +37,7 @@ func startGreedyPeer(ctx context.Context, t *testing.T, mn *transfertest.MemNode
 			}
 		}
 		hello, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHello, Manifest: p.c})
-		hello, _ = transfer.AppendMessage(hello, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: n, Have: transfer.NewBitfield(n)})
+		hello, _ = transfer.AppendMessage(hello, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: n, Have: policy.NewBitfield(n)})
 		req, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgRequest, Indices: idx})
 		g.wg.Add(2)
 		go func() {
@@ -213,7 +214,7 @@ func TestSwarmDuplicateRequests(t *testing.T) {
 		return &transfer.Message{Type: transfer.MsgRequest, Indices: idx}
 	}
 	send(&transfer.Message{Type: transfer.MsgHello, Manifest: p.c},
-		&transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: n, Have: transfer.NewBitfield(n)},
+		&transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: n, Have: policy.NewBitfield(n)},
 		req(0, 0, 0, 1, 0, 1))
 	if got := []uint32{chunk(), chunk()}; min(got[0], got[1]) != 0 || max(got[0], got[1]) != 1 {
 		t.Fatalf("first answers = chunks %v, want 0 and 1 once each", got)

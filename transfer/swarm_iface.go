@@ -7,6 +7,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // The small interfaces the swarm needs from the daemon. node implements
@@ -14,7 +15,7 @@ import (
 // in-memory fakes in transfertest.
 
 // PeerID names a peer: the string form of its libp2p peer ID.
-type PeerID string
+type PeerID = policy.PeerID
 
 // Stream is one bidirectional swarm-protocol stream to a peer.
 type Stream interface {

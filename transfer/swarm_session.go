@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/ipfs/go-cid"
+	"github.com/storkpm/stork/transfer/policy"
 	"golang.org/x/time/rate"
 )
 
@@ -62,7 +63,7 @@ type session struct {
 	// cancels: chunks we cancelled, so that a late answer (already on its
 	// way) is not held against the peer (unsolicited). Bounded.
 	cancels     map[uint32]bool
-	remoteHave  Bitfield
+	remoteHave  policy.Bitfield
 	remoteCount int
 	gotHave     bool
 	ourFull     bool
@@ -272,7 +273,7 @@ func (ss *session) teardown() {
 // one opened by the smaller peer ID, which both sides agree on).
 func (s *Swarm) register(ss *session, d *download) bool {
 	n := len(ss.pkg.refs)
-	var have Bitfield
+	var have policy.Bitfield
 	if d != nil {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -281,7 +282,7 @@ func (s *Swarm) register(ss *session, d *download) bool {
 		}
 		have = d.picker.HaveMap(nil)
 	} else {
-		have = NewBitfield(n)
+		have = policy.NewBitfield(n)
 		if ps, ok := s.cfg.Store.(PackageStore); ok && ps.HasPackage(ss.manifest) {
 			for i := range n {
 				have.Set(i)
@@ -710,19 +711,11 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 	return err
 }
 
-// PartSize: chunks larger than this go out as ChunkParts of this size, so
-// that a Cancel stops them part way (a chunk asked of a host while it was
-// the only holder is often wanted elsewhere by the time a shared, slow
-// uplink has sent half of it), control messages need not wait behind a
-// whole chunk, and the receiver sees progress (Picker.Progress). With an
-// upload rate limit the parts are the limiter's pieces.
-const PartSize = 256 << 10
-
 func (ss *session) partSize() int {
 	if ss.s.up != nil {
 		return ratePiece
 	}
-	return PartSize
+	return policy.PartSize
 }
 
 // uploadWhole sends chunk i as one Chunk message, paced by the upload rate

@@ -18,6 +18,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
@@ -296,8 +297,8 @@ func TestSwarmNoPeersOriginOnly(t *testing.T) {
 	if ttfb := time.Duration(first.Load()); ttfb > 500*time.Millisecond || st.Elapsed > 2*time.Second {
 		t.Fatalf("first chunk after %v, done after %v: the origin waited for discovery", ttfb, st.Elapsed)
 	}
-	if peak := origin.peak.Load(); peak > transfer.DefaultOriginParallel {
-		t.Fatalf("%d origin requests at once for chunks of 256 KiB, want at most OriginParallel (%d)", peak, transfer.DefaultOriginParallel)
+	if peak := origin.peak.Load(); peak > policy.DefaultOriginParallel {
+		t.Fatalf("%d origin requests at once for chunks of 256 KiB, want at most OriginParallel (%d)", peak, policy.DefaultOriginParallel)
 	}
 }
 
@@ -321,8 +322,8 @@ func TestSwarmSmallChunksOriginParallel(t *testing.T) {
 	checkCopy(t, n, p)
 	peak := origin.peak.Load()
 	t.Logf("%d chunks of 4 KiB from the origin in %v, up to %d requests at once", len(p.chunks), st.Elapsed, peak)
-	if peak <= transfer.DefaultOriginParallel || peak > 8*transfer.DefaultOriginParallel {
-		t.Fatalf("%d origin requests at once for 4 KiB chunks, want more than OriginParallel (%d) and at most 8 times it", peak, transfer.DefaultOriginParallel)
+	if peak <= policy.DefaultOriginParallel || peak > 8*policy.DefaultOriginParallel {
+		t.Fatalf("%d origin requests at once for 4 KiB chunks, want more than OriginParallel (%d) and at most 8 times it", peak, policy.DefaultOriginParallel)
 	}
 }
 
@@ -378,7 +379,7 @@ func rawPeer(p *testPackage, corrupt bool) transfertest.StreamHandler {
 			st.Reset()
 			return
 		}
-		all := transfer.NewBitfield(len(refs))
+		all := policy.NewBitfield(len(refs))
 		for i := range refs {
 			all.Set(i)
 		}
@@ -567,8 +568,8 @@ func TestSwarmMalformedMessages(t *testing.T) {
 	attacker := c.net.Node("attacker", func(transfer.PeerID, transfer.Stream) {})
 	hello, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHello, Manifest: p.c})
 	refs := p.m.UniqueChunks()
-	have, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: transfer.NewBitfield(len(refs))})
-	wrongCount, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: 3, Have: transfer.NewBitfield(3)})
+	have, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: policy.NewBitfield(len(refs))})
+	wrongCount, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: 3, Have: policy.NewBitfield(3)})
 	badIndex, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgRequest, Indices: []uint32{uint32(len(refs))}})
 	cases := []struct {
 		name string
@@ -664,7 +665,7 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 	var out []byte
 	for _, m := range []*transfer.Message{
 		{Type: transfer.MsgHello, Manifest: p.c},
-		{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: transfer.NewBitfield(len(refs))},
+		{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: policy.NewBitfield(len(refs))},
 		{Type: transfer.MsgRequest, Indices: []uint32{0}},
 	} {
 		out, _ = transfer.AppendMessage(out, m)
@@ -752,7 +753,7 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 	out = out[:0]
 	for _, m := range []*transfer.Message{
 		{Type: transfer.MsgHello, Manifest: p.c},
-		{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: transfer.NewBitfield(len(refs))},
+		{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: policy.NewBitfield(len(refs))},
 		{Type: transfer.MsgChunkPart, Index: 0, Total: 1 << 20, Offset: 0, Data: make([]byte, 64<<10)},
 		{Type: transfer.MsgReject, Reason: transfer.RejectCancelled, Indices: []uint32{0}},
 		{Type: transfer.MsgChunkPart, Index: 1, Total: 1 << 20, Offset: 0, Data: make([]byte, 64<<10)},

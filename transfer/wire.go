@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // The swarm wire protocol (SwarmProtocol). A stream carries messages about
@@ -140,15 +141,15 @@ func (l WireLimits) withDefaults() WireLimits {
 // Message is one wire message; which fields matter depends on Type.
 type Message struct {
 	Type     MsgType
-	Manifest cid.Cid      // Hello, Have
-	Count    int          // Have: number of chunks the bitfield covers
-	Have     Bitfield     // Have
-	Index    uint32       // HaveUpdate, Chunk, ChunkPart
-	Total    int          // ChunkPart: the whole chunk's length
-	Offset   int          // ChunkPart: where Data starts in the chunk
-	Indices  []uint32     // Request, Cancel, Reject, Fetching
-	Reason   RejectReason // Reject
-	Data     []byte       // Chunk, ChunkPart
+	Manifest cid.Cid         // Hello, Have
+	Count    int             // Have: number of chunks the bitfield covers
+	Have     policy.Bitfield // Have
+	Index    uint32          // HaveUpdate, Chunk, ChunkPart
+	Total    int             // ChunkPart: the whole chunk's length
+	Offset   int             // ChunkPart: where Data starts in the chunk
+	Indices  []uint32        // Request, Cancel, Reject, Fetching
+	Reason   RejectReason    // Reject
+	Data     []byte          // Chunk, ChunkPart
 
 	buf  *[]byte // Data's buffer, from pool (readMessage)
 	pool *sync.Pool
@@ -433,7 +434,7 @@ func decodePayload(t MsgType, b []byte, limits WireLimits) (*Message, error) {
 			raw := p.bytes((cnt + 7) / 8)
 			if p.err == nil {
 				var err error
-				if m.Have, err = BitfieldFromBytes(raw, m.Count); err != nil {
+				if m.Have, err = policy.BitfieldFromBytes(raw, m.Count); err != nil {
 					p.err = protoErr("have-map: %v", err)
 				}
 			}

@@ -11,18 +11,19 @@ import (
 	"testing"
 
 	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 var testManifestCID = metadata.SumCID([]byte("manifest"))
 
 func wireSamples() []*Message {
-	have := NewBitfield(13)
+	have := policy.NewBitfield(13)
 	have.Set(0)
 	have.Set(12)
 	return []*Message{
 		{Type: MsgHello, Manifest: testManifestCID},
 		{Type: MsgHave, Manifest: testManifestCID, Count: 13, Have: have},
-		{Type: MsgHave, Manifest: testManifestCID, Count: 0, Have: Bitfield{}},
+		{Type: MsgHave, Manifest: testManifestCID, Count: 0, Have: policy.Bitfield{}},
 		{Type: MsgHaveUpdate, Index: 300},
 		{Type: MsgRequest, Indices: []uint32{0, 1, 2, 1 << 31}},
 		{Type: MsgChunk, Index: 7, Data: []byte("chunk bytes")},
