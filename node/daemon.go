@@ -21,6 +21,7 @@ import (
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
 	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Daemon is the host daemon: one per physical host and data directory.
@@ -32,8 +33,8 @@ type Daemon struct {
 	source transfer.ChunkSource
 	meta   *metaClient
 	vms    *vmRegistry
-	p2p    *P2P            // nil without a swarm
-	swarm  *transfer.Swarm // nil without a swarm
+	p2p    *P2P         // nil without a swarm
+	swarm  *swarm.Swarm // nil without a swarm
 	fl     flights
 	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
 	// repairKick wakes the repairer (repair.go).
@@ -198,7 +199,7 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	sw, err := transfer.NewSwarm(transfer.SwarmConfig{
+	sw, err := swarm.New(swarm.Config{
 		Self:                p2p.ID(),
 		Network:             p2p,
 		Discovery:           p2p,

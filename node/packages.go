@@ -14,6 +14,7 @@ import (
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
 	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Progress receives bytes done and total of a request's packages.
@@ -95,7 +96,7 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	var peers, banned int
 	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "missing_chunks", len(missing), "have", have, "total", total)
 	if d.swarm != nil {
-		stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
+		stats, err := d.swarm.Download(ctx, swarm.DownloadRequest{
 			Manifest: r.ManifestCID,
 			M:        r.Manifest,
 			Have:     dl.Have,

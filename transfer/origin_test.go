@@ -16,6 +16,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
@@ -48,14 +49,14 @@ func serveRepo(t *testing.T, dir string, wrap func(http.Handler) http.Handler) *
 
 func TestFakeSourceConformance(t *testing.T) {
 	t.Parallel()
-	transfertest.TestChunkSource(t, func(t *testing.T, chunks map[cid.Cid][]byte) transfer.ChunkSource {
+	transfertest.TestChunkSource(t, func(t *testing.T, chunks map[cid.Cid][]byte) swarm.ChunkSource {
 		return transfertest.NewFakeSource(chunks)
 	})
 }
 
 func TestOriginConformance(t *testing.T) {
 	t.Parallel()
-	transfertest.TestChunkSource(t, func(t *testing.T, chunks map[cid.Cid][]byte) transfer.ChunkSource {
+	transfertest.TestChunkSource(t, func(t *testing.T, chunks map[cid.Cid][]byte) swarm.ChunkSource {
 		dir := t.TempDir()
 		if err := transfertest.WriteChunks(dir, chunks); err != nil {
 			t.Fatal(err)

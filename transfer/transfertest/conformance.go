@@ -9,13 +9,13 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // NewSourceFunc returns a ChunkSource that serves exactly chunks.
-type NewSourceFunc func(t *testing.T, chunks map[cid.Cid][]byte) transfer.ChunkSource
+type NewSourceFunc func(t *testing.T, chunks map[cid.Cid][]byte) swarm.ChunkSource
 
-// TestChunkSource is the conformance suite of transfer.ChunkSource: every
+// TestChunkSource is the conformance suite of swarm.ChunkSource: every
 // implementation (the fake, the HTTP origin, peers) must pass it.
 func TestChunkSource(t *testing.T, newSource NewSourceFunc) {
 	small := []byte("hello, stork")

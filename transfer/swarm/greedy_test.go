@@ -1,4 +1,4 @@
-package transfer_test
+package swarm_test
 
 import (
 	"bufio"
@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storkpm/stork/transfer"
 	"github.com/storkpm/stork/transfer/policy"
+	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
@@ -21,7 +21,7 @@ type greedyPeer struct {
 	wg    sync.WaitGroup
 }
 
-func startGreedyPeer(ctx context.Context, t *testing.T, mn *transfertest.MemNode, server transfer.PeerID, pkgs []*testPackage, dup int) *greedyPeer {
+func startGreedyPeer(ctx context.Context, t *testing.T, mn *transfertest.MemNode, server swarm.PeerID, pkgs []*testPackage, dup int) *greedyPeer {
 	t.Helper()
 	g := &greedyPeer{whole: make(map[[2]int]int)}
 	for k, p := range pkgs {
@@ -36,9 +36,9 @@ func startGreedyPeer(ctx context.Context, t *testing.T, mn *transfertest.MemNode
 				idx = append(idx, uint32(i))
 			}
 		}
-		hello, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHello, Manifest: p.c})
-		hello, _ = transfer.AppendMessage(hello, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: n, Have: policy.NewBitfield(n)})
-		req, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgRequest, Indices: idx})
+		hello, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgHello, Manifest: p.c})
+		hello, _ = swarm.AppendMessage(hello, &swarm.Message{Type: swarm.MsgHave, Manifest: p.c, Count: n, Have: policy.NewBitfield(n)})
+		req, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgRequest, Indices: idx})
 		g.wg.Add(2)
 		go func() {
 			defer g.wg.Done()
@@ -61,11 +61,11 @@ func startGreedyPeer(ctx context.Context, t *testing.T, mn *transfertest.MemNode
 			defer g.wg.Done()
 			br := bufio.NewReader(st)
 			for {
-				m, err := transfer.ReadMessage(br, transfer.WireLimits{MaxChunk: 1 << 20})
+				m, err := swarm.ReadMessage(br, swarm.WireLimits{MaxChunk: 1 << 20})
 				if err != nil {
 					return
 				}
-				if m.Type == transfer.MsgChunk || (m.Type == transfer.MsgChunkPart && m.Offset+len(m.Data) == m.Total) {
+				if m.Type == swarm.MsgChunk || (m.Type == swarm.MsgChunkPart && m.Offset+len(m.Data) == m.Total) {
 					g.mu.Lock()
 					g.whole[[2]int{k, int(m.Index)}]++
 					g.mu.Unlock()
@@ -105,7 +105,7 @@ func TestSwarmGreedyPeerFairShare(t *testing.T) {
 		pkgs = append(pkgs, newTestPackage(t, uint64(40+k), 256<<10, 4<<20))
 	}
 	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
-	seeder := c.add("seeder", nil, func(cfg *transfer.SwarmConfig) {
+	seeder := c.add("seeder", nil, func(cfg *swarm.Config) {
 		cfg.UploadRate = rate
 		cfg.RequestTimeout = 30 * time.Second // the window in which a chunk sent is not sent again
 	})
@@ -115,7 +115,7 @@ func TestSwarmGreedyPeerFairShare(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	greedyCtx, stopGreedy := context.WithCancel(ctx)
-	g := startGreedyPeer(greedyCtx, t, c.net.Node("greedy", func(transfer.PeerID, transfer.Stream) {}), seeder.id, pkgs, 200)
+	g := startGreedyPeer(greedyCtx, t, c.net.Node("greedy", func(swarm.PeerID, swarm.Stream) {}), seeder.id, pkgs, 200)
 	defer func() {
 		stopGreedy()
 		g.wg.Wait()
@@ -164,35 +164,35 @@ func TestSwarmDuplicateRequests(t *testing.T) {
 	t.Parallel()
 	p := newTestPackage(t, 13, 64<<10, 4<<16)
 	c := newCluster(t, transfertest.LinkShape{})
-	server := c.add("server", nil, func(cfg *transfer.SwarmConfig) { cfg.RequestTimeout = time.Minute })
+	server := c.add("server", nil, func(cfg *swarm.Config) { cfg.RequestTimeout = time.Minute })
 	server.seed(p)
-	client := c.net.Node("client", func(transfer.PeerID, transfer.Stream) {})
+	client := c.net.Node("client", func(swarm.PeerID, swarm.Stream) {})
 	st, err := client.OpenStream(context.Background(), server.id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Reset()
 	n := len(p.m.UniqueChunks())
-	send := func(ms ...*transfer.Message) {
+	send := func(ms ...*swarm.Message) {
 		t.Helper()
 		var out []byte
 		for _, m := range ms {
-			out, _ = transfer.AppendMessage(out, m)
+			out, _ = swarm.AppendMessage(out, m)
 		}
 		if _, err := st.Write(out); err != nil {
 			t.Fatal(err)
 		}
 	}
-	msgs := make(chan *transfer.Message, 64)
+	msgs := make(chan *swarm.Message, 64)
 	go func() {
 		defer close(msgs)
 		br := bufio.NewReader(st)
 		for {
-			m, err := transfer.ReadMessage(br, transfer.WireLimits{MaxChunk: 64 << 10})
+			m, err := swarm.ReadMessage(br, swarm.WireLimits{MaxChunk: 64 << 10})
 			if err != nil {
 				return
 			}
-			if m.Type == transfer.MsgChunk {
+			if m.Type == swarm.MsgChunk {
 				msgs <- m
 			}
 		}
@@ -210,11 +210,11 @@ func TestSwarmDuplicateRequests(t *testing.T) {
 			return 0
 		}
 	}
-	req := func(idx ...uint32) *transfer.Message {
-		return &transfer.Message{Type: transfer.MsgRequest, Indices: idx}
+	req := func(idx ...uint32) *swarm.Message {
+		return &swarm.Message{Type: swarm.MsgRequest, Indices: idx}
 	}
-	send(&transfer.Message{Type: transfer.MsgHello, Manifest: p.c},
-		&transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: n, Have: policy.NewBitfield(n)},
+	send(&swarm.Message{Type: swarm.MsgHello, Manifest: p.c},
+		&swarm.Message{Type: swarm.MsgHave, Manifest: p.c, Count: n, Have: policy.NewBitfield(n)},
 		req(0, 0, 0, 1, 0, 1))
 	if got := []uint32{chunk(), chunk()}; min(got[0], got[1]) != 0 || max(got[0], got[1]) != 1 {
 		t.Fatalf("first answers = chunks %v, want 0 and 1 once each", got)
@@ -225,7 +225,7 @@ func TestSwarmDuplicateRequests(t *testing.T) {
 		t.Fatalf("after asking 0, 1 again and 2: chunk %d, want 2 only", got)
 	}
 	// After a Cancel, chunk 0 is sent again.
-	send(&transfer.Message{Type: transfer.MsgCancel, Indices: []uint32{0}}, req(0))
+	send(&swarm.Message{Type: swarm.MsgCancel, Indices: []uint32{0}}, req(0))
 	if got := chunk(); got != 0 {
 		t.Fatalf("after a Cancel of 0 and a new Request: chunk %d, want 0", got)
 	}

@@ -1,4 +1,4 @@
-package transfer_test
+package swarm_test
 
 import (
 	"bufio"
@@ -17,8 +17,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
 	"github.com/storkpm/stork/transfer/policy"
+	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
@@ -116,10 +116,10 @@ type cluster struct {
 }
 
 type node struct {
-	id     transfer.PeerID
+	id     swarm.PeerID
 	mn     *transfertest.MemNode
 	store  *transfertest.MemStore
-	swarm  *transfer.Swarm
+	swarm  *swarm.Swarm
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -135,11 +135,11 @@ func newCluster(t *testing.T, shape transfertest.LinkShape) *cluster {
 	return c
 }
 
-func (c *cluster) add(id string, origin transfer.ChunkSource, mod func(*transfer.SwarmConfig)) *node {
+func (c *cluster) add(id string, origin swarm.ChunkSource, mod func(*swarm.Config)) *node {
 	c.t.Helper()
-	n := &node{id: transfer.PeerID(id), store: transfertest.NewMemStore(), done: make(chan struct{})}
+	n := &node{id: swarm.PeerID(id), store: transfertest.NewMemStore(), done: make(chan struct{})}
 	n.mn = c.net.Node(n.id, nil)
-	cfg := transfer.SwarmConfig{
+	cfg := swarm.Config{
 		Self:           n.id,
 		Network:        n.mn,
 		Discovery:      c.disc.For(n.id),
@@ -152,9 +152,9 @@ func (c *cluster) add(id string, origin transfer.ChunkSource, mod func(*transfer
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := transfer.NewSwarm(cfg)
+	s, err := swarm.New(cfg)
 	if err != nil {
-		c.t.Fatalf("NewSwarm: %v", err)
+		c.t.Fatalf("New: %v", err)
 	}
 	n.swarm = s
 	n.mn.SetHandler(s.HandleStream)
@@ -180,9 +180,9 @@ func (n *node) seed(p *testPackage) {
 	n.swarm.Announce(p.c)
 }
 
-func (n *node) download(ctx context.Context, p *testPackage) (*transfer.DownloadStats, error) {
+func (n *node) download(ctx context.Context, p *testPackage) (*swarm.DownloadStats, error) {
 	n.store.AddManifest(p.c, p.m)
-	return n.swarm.Download(ctx, transfer.DownloadRequest{Manifest: p.c, M: p.m, Sink: n.store, Have: n.store.Has})
+	return n.swarm.Download(ctx, swarm.DownloadRequest{Manifest: p.c, M: p.m, Sink: n.store, Have: n.store.Has})
 }
 
 // checkCopy checks that n's store holds exactly p's chunks.
@@ -217,13 +217,13 @@ func TestSwarmManyNodesOneOriginCopy(t *testing.T) {
 	for k := range nodes {
 		// The default request timeout: under the race detector on a small
 		// machine a busy peer may well send nothing for a second or two.
-		c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *transfer.SwarmConfig) { cfg.RequestTimeout = 0 })
+		c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.RequestTimeout = 0 })
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
-	stats := make([]*transfer.DownloadStats, nodes)
+	stats := make([]*swarm.DownloadStats, nodes)
 	errs := make([]error, nodes)
 	for k, n := range c.nodes {
 		wg.Add(1)
@@ -279,7 +279,7 @@ func TestSwarmNoPeersOriginOnly(t *testing.T) {
 	var first atomic.Int64
 	start := time.Now()
 	n.store.AddManifest(p.c, p.m)
-	st, err := n.swarm.Download(context.Background(), transfer.DownloadRequest{
+	st, err := n.swarm.Download(context.Background(), swarm.DownloadRequest{
 		Manifest: p.c, M: p.m, Sink: n.store,
 		Progress: func(done, total int64) {
 			if done > 0 {
@@ -315,7 +315,7 @@ func TestSwarmSmallChunksOriginParallel(t *testing.T) {
 	origin := newSwarmOrigin(p, 0, 5*time.Millisecond)
 	n := c.add("alone", origin, nil)
 	n.store.AddManifest(p.c, p.m)
-	st, err := n.swarm.Download(context.Background(), transfer.DownloadRequest{Manifest: p.c, M: p.m, Sink: n.store})
+	st, err := n.swarm.Download(context.Background(), swarm.DownloadRequest{Manifest: p.c, M: p.m, Sink: n.store})
 	if err != nil {
 		t.Fatalf("Download: %v", err)
 	}
@@ -371,11 +371,11 @@ func TestSwarmOriginDownAfterFirstCopy(t *testing.T) {
 // every chunk, and answers requests with corrupt bytes (corrupt) or never.
 func rawPeer(p *testPackage, corrupt bool) transfertest.StreamHandler {
 	refs := p.m.UniqueChunks()
-	return func(from transfer.PeerID, st transfer.Stream) {
+	return func(from swarm.PeerID, st swarm.Stream) {
 		defer st.Close()
 		br := bufio.NewReader(st)
-		m, err := transfer.ReadMessage(br, transfer.WireLimits{})
-		if err != nil || m.Type != transfer.MsgHello {
+		m, err := swarm.ReadMessage(br, swarm.WireLimits{})
+		if err != nil || m.Type != swarm.MsgHello {
 			st.Reset()
 			return
 		}
@@ -384,22 +384,22 @@ func rawPeer(p *testPackage, corrupt bool) transfertest.StreamHandler {
 			all.Set(i)
 		}
 		bw := bufio.NewWriter(st)
-		transfer.WriteMessage(bw, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: all})
+		swarm.WriteMessage(bw, &swarm.Message{Type: swarm.MsgHave, Manifest: p.c, Count: len(refs), Have: all})
 		if bw.Flush() != nil {
 			return
 		}
 		for {
-			m, err := transfer.ReadMessage(br, transfer.WireLimits{})
+			m, err := swarm.ReadMessage(br, swarm.WireLimits{})
 			if err != nil {
 				return
 			}
-			if m.Type != transfer.MsgRequest || !corrupt {
+			if m.Type != swarm.MsgRequest || !corrupt {
 				continue
 			}
 			for _, i := range m.Indices {
 				data := slices.Clone(p.chunks[refs[i].CID])
 				data[len(data)/2] ^= 0xff
-				transfer.WriteMessage(bw, &transfer.Message{Type: transfer.MsgChunk, Index: i, Data: data})
+				swarm.WriteMessage(bw, &swarm.Message{Type: swarm.MsgChunk, Index: i, Data: data})
 			}
 			if bw.Flush() != nil {
 				return
@@ -414,13 +414,13 @@ func TestSwarmMaliciousPeers(t *testing.T) {
 	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
 	// Both liars announce the package before anyone starts.
 	for id, corrupt := range map[string]bool{"corrupter": true, "silent": false} {
-		mn := c.net.Node(transfer.PeerID(id), rawPeer(p, corrupt))
+		mn := c.net.Node(swarm.PeerID(id), rawPeer(p, corrupt))
 		c.disc.For(mn.ID()).Provide(context.Background(), p.c)
 	}
 	origin := newSwarmOrigin(p, 50<<20, 5*time.Millisecond)
 	var honest []*node
 	for k := range 4 {
-		honest = append(honest, c.add(fmt.Sprint("honest", k), origin, func(cfg *transfer.SwarmConfig) {
+		honest = append(honest, c.add(fmt.Sprint("honest", k), origin, func(cfg *swarm.Config) {
 			cfg.RequestTimeout = 500 * time.Millisecond
 		}))
 	}
@@ -463,7 +463,7 @@ func TestSwarmSilentPeerDropped(t *testing.T) {
 	mn := c.net.Node("silent", rawPeer(p, false))
 	c.disc.For(mn.ID()).Provide(context.Background(), p.c)
 	origin := newSwarmOrigin(p, 2<<20, 5*time.Millisecond) // 2 s for the package
-	n := c.add("leech", origin, func(cfg *transfer.SwarmConfig) { cfg.RequestTimeout = 200 * time.Millisecond })
+	n := c.add("leech", origin, func(cfg *swarm.Config) { cfg.RequestTimeout = 200 * time.Millisecond })
 	st, err := n.download(context.Background(), p)
 	if err != nil {
 		t.Fatalf("Download: %v", err)
@@ -547,7 +547,7 @@ func TestSwarmSmallFilesBatched(t *testing.T) {
 }
 
 func partMsg(i uint32, total, off, n int) []byte {
-	b, err := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgChunkPart, Index: i, Total: total, Offset: off, Data: make([]byte, n)})
+	b, err := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgChunkPart, Index: i, Total: total, Offset: off, Data: make([]byte, n)})
 	if err != nil {
 		panic(err)
 	}
@@ -555,7 +555,7 @@ func partMsg(i uint32, total, off, n int) []byte {
 }
 
 func chunkMsg(i uint32, n int) []byte {
-	b, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgChunk, Index: i, Data: make([]byte, n)})
+	b, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgChunk, Index: i, Data: make([]byte, n)})
 	return b
 }
 
@@ -565,23 +565,23 @@ func TestSwarmMalformedMessages(t *testing.T) {
 	c := newCluster(t, transfertest.LinkShape{})
 	server := c.add("server", nil, nil)
 	server.seed(p)
-	attacker := c.net.Node("attacker", func(transfer.PeerID, transfer.Stream) {})
-	hello, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHello, Manifest: p.c})
+	attacker := c.net.Node("attacker", func(swarm.PeerID, swarm.Stream) {})
+	hello, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgHello, Manifest: p.c})
 	refs := p.m.UniqueChunks()
-	have, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: policy.NewBitfield(len(refs))})
-	wrongCount, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHave, Manifest: p.c, Count: 3, Have: policy.NewBitfield(3)})
-	badIndex, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgRequest, Indices: []uint32{uint32(len(refs))}})
+	have, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgHave, Manifest: p.c, Count: len(refs), Have: policy.NewBitfield(len(refs))})
+	wrongCount, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgHave, Manifest: p.c, Count: 3, Have: policy.NewBitfield(3)})
+	badIndex, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgRequest, Indices: []uint32{uint32(len(refs))}})
 	cases := []struct {
 		name string
 		in   []byte
 	}{
 		{"garbage", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}},
-		{"oversized control", []byte{0x80, 0x80, 0x80, 0x08, byte(transfer.MsgHello)}},
-		{"chunk before hello", []byte{0x80, 0x80, 0x80, 0x08, byte(transfer.MsgChunk)}},
+		{"oversized control", []byte{0x80, 0x80, 0x80, 0x08, byte(swarm.MsgHello)}},
+		{"chunk before hello", []byte{0x80, 0x80, 0x80, 0x08, byte(swarm.MsgChunk)}},
 		{"request before have", append(slices.Clone(hello), badIndex...)},
 		{"have of the wrong size", append(slices.Clone(hello), wrongCount...)},
 		{"index out of range", append(append(slices.Clone(hello), have...), badIndex...)},
-		{"oversized chunk", append(append(slices.Clone(hello), have...), 0x80, 0x80, 0x80, 0x40, byte(transfer.MsgChunk))},
+		{"oversized chunk", append(append(slices.Clone(hello), have...), 0x80, 0x80, 0x80, 0x40, byte(swarm.MsgChunk))},
 		{"unknown type", append(append(slices.Clone(hello), have...), 0x01, 0x63)},
 		{"part not at the start", append(append(slices.Clone(hello), have...), partMsg(0, 64<<10, 4096, 4096)...)},
 		{"part of another chunk mid-chunk", append(append(append(slices.Clone(hello), have...), partMsg(0, 64<<10, 0, 4096)...), partMsg(1, 64<<10, 4096, 4096)...)},
@@ -615,7 +615,7 @@ func TestSwarmRateLimitedParts(t *testing.T) {
 	t.Parallel()
 	p := newTestPackage(t, 11, 256<<10, 3<<20, 1<<20+5)
 	c := newCluster(t, transfertest.LinkShape{})
-	capped := func(cfg *transfer.SwarmConfig) { cfg.UploadRate = 32 << 20 }
+	capped := func(cfg *swarm.Config) { cfg.UploadRate = 32 << 20 }
 	seeder := c.add("seeder", nil, capped)
 	seeder.seed(p)
 	a := c.add("a", nil, capped)
@@ -653,9 +653,9 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 	p := newTestPackage(t, 12, 1<<20, 2<<20)
 	c := newCluster(t, transfertest.LinkShape{})
 	// 1 MiB/s: a 1 MiB chunk takes a second, in 16 parts.
-	server := c.add("server", nil, func(cfg *transfer.SwarmConfig) { cfg.UploadRate = 1 << 20 })
+	server := c.add("server", nil, func(cfg *swarm.Config) { cfg.UploadRate = 1 << 20 })
 	server.seed(p)
-	client := c.net.Node("client", func(transfer.PeerID, transfer.Stream) {})
+	client := c.net.Node("client", func(swarm.PeerID, swarm.Stream) {})
 	st, err := client.OpenStream(context.Background(), server.id)
 	if err != nil {
 		t.Fatal(err)
@@ -663,29 +663,29 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 	defer st.Reset()
 	refs := p.m.UniqueChunks()
 	var out []byte
-	for _, m := range []*transfer.Message{
-		{Type: transfer.MsgHello, Manifest: p.c},
-		{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: policy.NewBitfield(len(refs))},
-		{Type: transfer.MsgRequest, Indices: []uint32{0}},
+	for _, m := range []*swarm.Message{
+		{Type: swarm.MsgHello, Manifest: p.c},
+		{Type: swarm.MsgHave, Manifest: p.c, Count: len(refs), Have: policy.NewBitfield(len(refs))},
+		{Type: swarm.MsgRequest, Indices: []uint32{0}},
 	} {
-		out, _ = transfer.AppendMessage(out, m)
+		out, _ = swarm.AppendMessage(out, m)
 	}
 	if _, err := st.Write(out); err != nil {
 		t.Fatal(err)
 	}
-	msgs := make(chan *transfer.Message, 64)
+	msgs := make(chan *swarm.Message, 64)
 	go func() {
 		defer close(msgs)
 		br := bufio.NewReader(st)
 		for {
-			m, err := transfer.ReadMessage(br, transfer.WireLimits{MaxChunk: 1 << 20})
+			m, err := swarm.ReadMessage(br, swarm.WireLimits{MaxChunk: 1 << 20})
 			if err != nil {
 				return
 			}
 			msgs <- m
 		}
 	}()
-	next := func(what string) *transfer.Message {
+	next := func(what string) *swarm.Message {
 		t.Helper()
 		for {
 			select {
@@ -693,7 +693,7 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 				if !ok {
 					t.Fatalf("stream ended waiting for %s", what)
 				}
-				if m.Type == transfer.MsgHave || m.Type == transfer.MsgHello || m.Type == transfer.MsgHaveUpdate {
+				if m.Type == swarm.MsgHave || m.Type == swarm.MsgHello || m.Type == swarm.MsgHaveUpdate {
 					continue
 				}
 				return m
@@ -702,22 +702,22 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 			}
 		}
 	}
-	if m := next("the first part"); m.Type != transfer.MsgChunkPart || m.Index != 0 || m.Offset != 0 {
+	if m := next("the first part"); m.Type != swarm.MsgChunkPart || m.Index != 0 || m.Offset != 0 {
 		t.Fatalf("first answer = %s of chunk %d at %d, want chunk 0's first part", m.Type, m.Index, m.Offset)
 	}
-	cancelMsg, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgCancel, Indices: []uint32{0}})
+	cancelMsg, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgCancel, Indices: []uint32{0}})
 	st.Write(cancelMsg)
 	got := 1
 	for {
 		m := next("the end of chunk 0")
-		if m.Type == transfer.MsgChunkPart && m.Index == 0 {
+		if m.Type == swarm.MsgChunkPart && m.Index == 0 {
 			got++
 			if m.Offset+len(m.Data) == m.Total {
 				t.Fatalf("chunk 0 sent whole (%d parts) after its Cancel", got)
 			}
 			continue
 		}
-		if m.Type != transfer.MsgReject || m.Reason != transfer.RejectCancelled || !slices.Equal(m.Indices, []uint32{0}) {
+		if m.Type != swarm.MsgReject || m.Reason != swarm.RejectCancelled || !slices.Equal(m.Indices, []uint32{0}) {
 			t.Fatalf("after the Cancel: %s (reason %d, %v), want Reject(cancelled) of chunk 0", m.Type, m.Reason, m.Indices)
 		}
 		break
@@ -726,12 +726,12 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 		t.Errorf("%d of 16 parts sent after a Cancel sent after the first", got)
 	}
 	// The session goes on: chunk 1 comes whole (in parts) and verifies.
-	req, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgRequest, Indices: []uint32{1}})
+	req, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgRequest, Indices: []uint32{1}})
 	st.Write(req)
 	var data []byte
 	for len(data) < int(refs[1].Length) {
 		m := next("chunk 1")
-		if m.Type != transfer.MsgChunkPart || m.Index != 1 || m.Offset != len(data) {
+		if m.Type != swarm.MsgChunkPart || m.Index != 1 || m.Offset != len(data) {
 			t.Fatalf("chunk 1: got %s of chunk %d at %d, want its part at %d", m.Type, m.Index, m.Offset, len(data))
 		}
 		data = append(data, m.Data...)
@@ -751,15 +751,15 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 	}
 	defer st2.Reset()
 	out = out[:0]
-	for _, m := range []*transfer.Message{
-		{Type: transfer.MsgHello, Manifest: p.c},
-		{Type: transfer.MsgHave, Manifest: p.c, Count: len(refs), Have: policy.NewBitfield(len(refs))},
-		{Type: transfer.MsgChunkPart, Index: 0, Total: 1 << 20, Offset: 0, Data: make([]byte, 64<<10)},
-		{Type: transfer.MsgReject, Reason: transfer.RejectCancelled, Indices: []uint32{0}},
-		{Type: transfer.MsgChunkPart, Index: 1, Total: 1 << 20, Offset: 0, Data: make([]byte, 64<<10)},
-		{Type: transfer.MsgReject, Reason: transfer.RejectCancelled, Indices: []uint32{1}},
+	for _, m := range []*swarm.Message{
+		{Type: swarm.MsgHello, Manifest: p.c},
+		{Type: swarm.MsgHave, Manifest: p.c, Count: len(refs), Have: policy.NewBitfield(len(refs))},
+		{Type: swarm.MsgChunkPart, Index: 0, Total: 1 << 20, Offset: 0, Data: make([]byte, 64<<10)},
+		{Type: swarm.MsgReject, Reason: swarm.RejectCancelled, Indices: []uint32{0}},
+		{Type: swarm.MsgChunkPart, Index: 1, Total: 1 << 20, Offset: 0, Data: make([]byte, 64<<10)},
+		{Type: swarm.MsgReject, Reason: swarm.RejectCancelled, Indices: []uint32{1}},
 	} {
-		out, _ = transfer.AppendMessage(out, m)
+		out, _ = swarm.AppendMessage(out, m)
 	}
 	st2.Write(out)
 	time.Sleep(200 * time.Millisecond)
@@ -773,7 +773,7 @@ func TestSwarmCancelStopsParts(t *testing.T) {
 }
 
 // expectReset reads st until it ends, which must be a reset within 5s.
-func expectReset(t *testing.T, st transfer.Stream, what string) {
+func expectReset(t *testing.T, st swarm.Stream, what string) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {

@@ -1,9 +1,8 @@
-package transfer
+package swarm
 
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -15,7 +14,7 @@ import (
 	"github.com/storkpm/stork/transfer/policy"
 )
 
-// The swarm wire protocol (SwarmProtocol). A stream carries messages about
+// The swarm wire protocol (Protocol). A stream carries messages about
 // one package: the opener's first message is Hello naming the manifest CID,
 // both sides then send Have (their have-map), and after that any of the
 // others. Each message is
@@ -28,9 +27,6 @@ import (
 // against the limit of its type before allocating anything, and a payload
 // must be consumed exactly: anything malformed or oversized is an error
 // wrapping ErrProtocol, after which the stream must be reset.
-
-// ErrProtocol: a peer sent a malformed, oversized or unexpected message.
-var ErrProtocol = errors.New("swarm protocol violation")
 
 // MsgType is a wire message type.
 type MsgType byte

@@ -1,4 +1,4 @@
-package transfer
+package swarm
 
 import (
 	"context"
@@ -128,7 +128,7 @@ const (
 	originScaleMax   = 8
 )
 
-// base is SwarmConfig.OriginParallel (NewSwarm's default applied).
+// base is Config.OriginParallel (New's default applied).
 func originParallel(base int, meanChunk int64) int {
 	return base * int(min(max(originScaleBytes/max(meanChunk, 1), 1), originScaleMax))
 }
@@ -219,7 +219,7 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, ErrSwarmClosed
+		return nil, ErrClosed
 	}
 	if s.downloads[req.Manifest] != nil {
 		s.mu.Unlock()
@@ -262,7 +262,7 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		d.finished = true
 		err = context.Cause(ctx)
 		if err == nil {
-			err = ErrSwarmClosed
+			err = ErrClosed
 		}
 	}
 	peers := make([]*session, 0, len(d.peers))

@@ -1,4 +1,4 @@
-package transfer
+package swarm
 
 import (
 	"context"
@@ -24,7 +24,7 @@ type Stream interface {
 	Reset() error
 }
 
-// Network opens swarm-protocol streams (SwarmProtocol) to peers and can
+// Network opens swarm-protocol streams (Protocol) to peers and can
 // drop a peer altogether (a banned peer).
 type Network interface {
 	OpenStream(ctx context.Context, p PeerID) (Stream, error)
@@ -71,5 +71,17 @@ type ChunkReaderInto interface {
 	ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error)
 }
 
-// SwarmProtocol is the libp2p protocol ID of the swarm wire protocol.
-const SwarmProtocol = "/stork/swarm/1.0.0"
+// ChunkSource is the origin as the swarm sees it: one more source of
+// chunks, asked only for what no peer can serve (the HTTP origin's client,
+// or a fake). It need not verify: the swarm checks every chunk against its
+// CID and length before anything else sees it.
+type ChunkSource interface {
+	// FetchChunk returns the bytes of chunk c, which the caller expects to be
+	// size bytes long. A source must refuse to read more than size bytes
+	// (an error wrapping metadata.ErrTooLarge); a missing chunk is an error
+	// wrapping metadata.ErrNotFound.
+	FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error)
+}
+
+// Protocol is the libp2p protocol ID of the swarm wire protocol.
+const Protocol = "/stork/swarm/1.0.0"

@@ -1,4 +1,4 @@
-package transfer_test
+package swarm_test
 
 import (
 	"context"
@@ -14,12 +14,13 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
 // firstByte wraps a ChunkSource and records when its first chunk arrived.
 type firstByte struct {
-	transfer.ChunkSource
+	swarm.ChunkSource
 	mu    sync.Mutex
 	first time.Time
 }
@@ -82,14 +83,14 @@ func BenchmarkFirstByteNoPeers(b *testing.B) {
 		disc.Delay = 2 * time.Second
 		node := net.Node("solo", nil)
 		fs := &firstByte{ChunkSource: origin}
-		sw, err := transfer.NewSwarm(transfer.SwarmConfig{Self: "solo", Network: node, Discovery: disc.For("solo"), Store: transfertest.NewMemStore(), Origin: fs})
+		sw, err := swarm.New(swarm.Config{Self: "solo", Network: node, Discovery: disc.For("solo"), Store: transfertest.NewMemStore(), Origin: fs})
 		if err != nil {
 			b.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() { _ = sw.Run(ctx) }()
 		start = time.Now()
-		if _, err := sw.Download(context.Background(), transfer.DownloadRequest{Manifest: mc, M: m, Sink: discardSink{}}); err != nil {
+		if _, err := sw.Download(context.Background(), swarm.DownloadRequest{Manifest: mc, M: m, Sink: discardSink{}}); err != nil {
 			b.Fatal(err)
 		}
 		swarmT = append(swarmT, fs.first.Sub(start))

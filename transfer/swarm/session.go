@@ -1,4 +1,4 @@
-package transfer
+package swarm
 
 import (
 	"bufio"
@@ -237,7 +237,7 @@ func (ss *session) run(manifest cid.Cid) {
 		ok = s.goroutine(ss.readUploads)
 	}
 	if !ok {
-		ss.close(ErrSwarmClosed)
+		ss.close(ErrClosed)
 	}
 	err := ss.readLoop(br)
 	if errors.Is(err, io.EOF) {

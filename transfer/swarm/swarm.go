@@ -1,4 +1,4 @@
-package transfer
+package swarm
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/storkpm/stork/transfer/policy"
 )
 
-// Defaults for SwarmConfig.
+// Defaults for Config.
 const (
 	DefaultMaxPeersPerDownload = 32
 	DefaultReprovideInterval   = 10 * time.Minute
@@ -29,22 +29,8 @@ const (
 	ratePiece                  = 64 << 10
 )
 
-// Swarm errors.
-var (
-	// ErrNoSource: a download made no progress for NoProgressTimeout (no
-	// peer served and the origin failed or is absent).
-	ErrNoSource = errors.New("no source can serve the package")
-	// ErrSwarmClosed: the Swarm was closed.
-	ErrSwarmClosed = errors.New("swarm closed")
-	// ErrDownloading: a download of the same package is already running.
-	ErrDownloading = errors.New("package already downloading")
-	// ErrOriginUnavailable: a download waited OriginDeadline for an
-	// unreachable origin with no chunk arriving from anyone.
-	ErrOriginUnavailable = errors.New("origin unavailable")
-)
-
-// SwarmConfig configures a Swarm. Zero fields take the defaults.
-type SwarmConfig struct {
+// Config configures a Swarm. Zero fields take the defaults.
+type Config struct {
 	// Self is this host's peer ID. Required.
 	Self PeerID
 	// Network opens streams to peers. Required.
@@ -98,7 +84,7 @@ type SwarmConfig struct {
 // the origin for what no peer can serve. It is safe for concurrent use.
 // See the package documentation for the algorithm.
 type Swarm struct {
-	cfg    SwarmConfig
+	cfg    Config
 	log    *slog.Logger
 	up     *rate.Limiter
 	upFair *fairShare // turns at up, fair between peers
@@ -150,8 +136,8 @@ type PeerStats struct {
 	Uploaded   int64
 }
 
-// SwarmStats is a snapshot of a Swarm's counters.
-type SwarmStats struct {
+// Stats is a snapshot of a Swarm's counters.
+type Stats struct {
 	BytesFromPeers  int64
 	BytesFromOrigin int64
 	BytesUploaded   int64
@@ -183,8 +169,8 @@ func newPkgInfo(m *metadata.Manifest) *pkgInfo {
 	return pi
 }
 
-// NewSwarm checks cfg and returns a Swarm. Call Run (or Close) to stop it.
-func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
+// New checks cfg and returns a Swarm. Call Run (or Close) to stop it.
+func New(cfg Config) (*Swarm, error) {
 	switch {
 	case cfg.Self == "":
 		return nil, errors.New("swarm: no Self peer ID")
@@ -284,7 +270,7 @@ func (s *Swarm) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops the Swarm: running downloads fail with ErrSwarmClosed, every
+// Close stops the Swarm: running downloads fail with ErrClosed, every
 // stream is reset, and every goroutine it started has returned when Close
 // does.
 func (s *Swarm) Close() {
@@ -299,7 +285,7 @@ func (s *Swarm) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	for _, x := range ss {
-		x.close(ErrSwarmClosed)
+		x.close(ErrClosed)
 	}
 	s.wg.Wait()
 }
@@ -403,8 +389,8 @@ func (s *Swarm) Active() []ActiveDownload {
 }
 
 // Stats returns a snapshot of the Swarm's counters.
-func (s *Swarm) Stats() SwarmStats {
-	st := SwarmStats{
+func (s *Swarm) Stats() Stats {
+	st := Stats{
 		BytesFromPeers:  s.bytesFromPeers.Load(),
 		BytesFromOrigin: s.bytesFromOrigin.Load(),
 		BytesUploaded:   s.bytesUploaded.Load(),

@@ -1,4 +1,4 @@
-package transfer_test
+package swarm_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
@@ -73,7 +73,7 @@ func TestSwarmOriginOutage(t *testing.T) {
 	origin := newSwarmOrigin(p, 0, time.Millisecond)
 	origin.down.Store(true)
 	var logs syncBuffer
-	n := c.add("dl", origin, func(cfg *transfer.SwarmConfig) {
+	n := c.add("dl", origin, func(cfg *swarm.Config) {
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		// Above the origin policy's fallback delay (2s), which paces the
 		// origin once the members are known; it must not end a wait for
@@ -87,7 +87,7 @@ func TestSwarmOriginOutage(t *testing.T) {
 		_, err := n.download(ctx, p)
 		done <- err
 	}()
-	var st transfer.DownloadState
+	var st swarm.DownloadState
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		var ok bool
 		st, ok = n.swarm.DownloadState(p.c)
@@ -133,11 +133,11 @@ func TestSwarmOriginDeadline(t *testing.T) {
 	halfSeed(c, p)
 	origin := newSwarmOrigin(p, 0, time.Millisecond)
 	origin.down.Store(true)
-	n := c.add("dl", origin, func(cfg *transfer.SwarmConfig) { cfg.OriginDeadline = 300 * time.Millisecond })
+	n := c.add("dl", origin, func(cfg *swarm.Config) { cfg.OriginDeadline = 300 * time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, err := n.download(ctx, p)
-	if !errors.Is(err, transfer.ErrOriginUnavailable) || !strings.Contains(err.Error(), origin.URL()) {
+	if !errors.Is(err, swarm.ErrOriginUnavailable) || !strings.Contains(err.Error(), origin.URL()) {
 		t.Fatalf("Download with the origin gone = %v, want ErrOriginUnavailable naming %s", err, origin.URL())
 	}
 	if ctx.Err() != nil {
