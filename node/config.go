@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 	"github.com/storkpm/stork/transfer/swarm"
 )
 
@@ -36,7 +36,7 @@ type Config struct {
 	// that peers hold keep coming meanwhile.
 	OriginDeadline time.Duration
 	// Source overrides the chunk source (tests); default: the HTTP origin.
-	Source transfer.ChunkSource
+	Source httporigin.ChunkSource
 	// P2P configures the libp2p host, the /stork DHT and the swarm; nil
 	// runs the daemon without peers (every chunk from the origin). Its
 	// DataDir and Logger are filled in from this Config.

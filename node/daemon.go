@@ -20,7 +20,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 	"github.com/storkpm/stork/transfer/swarm"
 )
 
@@ -29,8 +29,8 @@ type Daemon struct {
 	cfg    Config
 	log    *slog.Logger
 	store  *share.Store
-	origin *transfer.Origin
-	source transfer.ChunkSource
+	origin *httporigin.Client
+	source httporigin.ChunkSource
 	meta   *metaClient
 	vms    *vmRegistry
 	p2p    *P2P         // nil without a swarm
@@ -71,7 +71,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: cfg.RepoURL, StallTimeout: cfg.StallTimeout, UserAgent: "stork-daemon"})
+	origin, err := httporigin.NewClient(httporigin.Config{URL: cfg.RepoURL, StallTimeout: cfg.StallTimeout, UserAgent: "stork-daemon"})
 	if err != nil {
 		return nil, err
 	}

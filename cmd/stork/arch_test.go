@@ -17,7 +17,8 @@ var importRules = map[string][]string{
 	"share":                 {"metadata"},
 	"transfer/policy":       {},
 	"transfer/swarm":        {"metadata", "transfer/policy"},
-	"transfer":              {"metadata"},
+	"transfer/origin":       {"metadata"},
+	"transfer":              {},
 	"transfer/transfertest": {"metadata", "transfer"},
 	"node":                  {"metadata", "share", "transfer"},
 	"simulations":           {"metadata", "transfer/policy"},
@@ -38,6 +39,7 @@ func ruleOf(p string) string {
 
 // TestImportDirections keeps the import rules of DESIGN.md true: imports
 // point down the table, transfer and share never import each other, the
+// swarm imports the policy and the origin neither (node joins them), the
 // policy imports nothing of the project, the simulator only the policy
 // and metadata,
 // and nothing imports cmd.

@@ -13,7 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/origin"
 	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
@@ -53,13 +53,13 @@ func BenchmarkFirstByteNoPeers(b *testing.B) {
 	if err := transfertest.WriteChunks(dir, chunks); err != nil {
 		b.Fatal(err)
 	}
-	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: dir})
+	srv, err := origin.NewServer(origin.ServerConfig{Dir: dir})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
-	origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: ts.URL})
+	client, err := origin.NewClient(origin.Config{URL: ts.URL})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,9 +70,9 @@ func BenchmarkFirstByteNoPeers(b *testing.B) {
 	var swarmT, getT []time.Duration
 	for i := 0; i < max(b.N, 15); i++ {
 		// plain HTTP Get
-		fb := &firstByte{ChunkSource: origin}
+		fb := &firstByte{ChunkSource: client}
 		start := time.Now()
-		if _, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: fb, OutDir: filepath.Join(b.TempDir(), "out")}); err != nil {
+		if _, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: fb, OutDir: filepath.Join(b.TempDir(), "out")}); err != nil {
 			b.Fatal(err)
 		}
 		getT = append(getT, fb.first.Sub(start))
@@ -82,7 +82,7 @@ func BenchmarkFirstByteNoPeers(b *testing.B) {
 		disc := transfertest.NewMemDiscovery()
 		disc.Delay = 2 * time.Second
 		node := net.Node("solo", nil)
-		fs := &firstByte{ChunkSource: origin}
+		fs := &firstByte{ChunkSource: client}
 		sw, err := swarm.New(swarm.Config{Self: "solo", Network: node, Discovery: disc.For("solo"), Store: transfertest.NewMemStore(), Origin: fs})
 		if err != nil {
 			b.Fatal(err)

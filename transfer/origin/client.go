@@ -1,4 +1,4 @@
-package transfer
+package origin
 
 import (
 	"context"
@@ -19,8 +19,8 @@ import (
 	"github.com/storkpm/stork/metadata"
 )
 
-// ChunkSource is anything that can deliver chunk bytes: the HTTP origin now,
-// libp2p peers later. Implementations need not verify; callers verify.
+// ChunkSource is what Get and FetchChunks read chunks from: a Client, or
+// a fake. Implementations need not verify; Get and FetchChunks do.
 type ChunkSource interface {
 	// FetchChunk returns the bytes of chunk c, which the caller expects to be
 	// size bytes long. A source must refuse to read more than size bytes
@@ -29,7 +29,7 @@ type ChunkSource interface {
 	FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error)
 }
 
-// Defaults for OriginConfig.
+// Defaults for Config.
 const (
 	DefaultStallTimeout = 15 * time.Second
 	DefaultMinRate      = 16 << 10 // bytes per second
@@ -37,8 +37,8 @@ const (
 	DefaultUserAgent    = "stork"
 )
 
-// OriginConfig configures an Origin. Zero fields take the defaults above.
-type OriginConfig struct {
+// Config configures a Client. Zero fields take the defaults above.
+type Config struct {
 	// URL is the repository base URL (http://host:port, optionally with a
 	// path prefix). Required.
 	URL string
@@ -58,25 +58,25 @@ type OriginConfig struct {
 	UserAgent string
 }
 
-// Origin fetches metadata and chunks from a repository over HTTP. It is safe
+// Client fetches metadata and chunks from a repository over HTTP. It is safe
 // for concurrent use. It implements metadata's Fetcher and ChunkSource.
-type Origin struct {
+type Client struct {
 	base   *url.URL
 	client *http.Client
-	cfg    OriginConfig
+	cfg    Config
 }
 
 var (
-	_ ChunkSource      = (*Origin)(nil)
-	_ verifyingSource  = (*Origin)(nil)
-	_ metadata.Fetcher = (*Origin)(nil)
+	_ ChunkSource      = (*Client)(nil)
+	_ verifyingSource  = (*Client)(nil)
+	_ metadata.Fetcher = (*Client)(nil)
 )
 
-// verifiesChunks marks Origin as checking each chunk's CID in FetchChunk.
-func (o *Origin) verifiesChunks() {}
+// verifiesChunks marks Client as checking each chunk's CID in FetchChunk.
+func (o *Client) verifiesChunks() {}
 
-// NewOrigin checks cfg, fills in defaults and returns an Origin.
-func NewOrigin(cfg OriginConfig) (*Origin, error) {
+// NewClient checks cfg, fills in defaults and returns a Client.
+func NewClient(cfg Config) (*Client, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("origin: no repository URL")
 	}
@@ -107,7 +107,7 @@ func NewOrigin(cfg OriginConfig) (*Origin, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = DefaultUserAgent
 	}
-	return &Origin{base: u, client: cfg.Client, cfg: cfg}, nil
+	return &Client{base: u, client: cfg.Client, cfg: cfg}, nil
 }
 
 func defaultTransport() *http.Transport {
@@ -130,18 +130,18 @@ func defaultTransport() *http.Transport {
 	}
 }
 
-// CloseIdleConnections closes the keep-alive connections the Origin's
-// client holds; call it when done with the Origin.
-func (o *Origin) CloseIdleConnections() { o.client.CloseIdleConnections() }
+// CloseIdleConnections closes the keep-alive connections the Client
+// holds; call it when done with the Client.
+func (o *Client) CloseIdleConnections() { o.client.CloseIdleConnections() }
 
 // URL returns the repository base URL.
-func (o *Origin) URL() string { return o.base.String() }
+func (o *Client) URL() string { return o.base.String() }
 
 // Fetch returns the file at path (relative to the repository URL), reading
 // at most maxLen bytes (OriginConfig.MaxMetadata when maxLen <= 0). A 404 is
 // an error wrapping metadata.ErrNotFound; a longer body one wrapping
 // metadata.ErrTooLarge. Fetch implements metadata's Fetcher.
-func (o *Origin) Fetch(ctx context.Context, p string, maxLen int64) ([]byte, error) {
+func (o *Client) Fetch(ctx context.Context, p string, maxLen int64) ([]byte, error) {
 	if err := checkRelPath(p); err != nil {
 		return nil, fmt.Errorf("origin fetch %q: %w", p, err)
 	}
@@ -154,7 +154,7 @@ func (o *Origin) Fetch(ctx context.Context, p string, maxLen int64) ([]byte, err
 // FetchChunk returns chunk c from URL/chunks/<cid>, reading at most size
 // bytes, and verifies it against c (an error wrapping
 // metadata.ErrHashMismatch if it does not match).
-func (o *Origin) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
+func (o *Client) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
 	if !c.Defined() {
 		return nil, errors.New("origin fetch chunk: undefined CID")
 	}
@@ -187,7 +187,7 @@ func checkRelPath(p string) error {
 
 // get GETs base/rel. With exact, the body must be exactly limit bytes;
 // otherwise at most limit bytes. It never buffers more than limit+1 bytes.
-func (o *Origin) get(ctx context.Context, rel string, limit int64, exact bool) ([]byte, error) {
+func (o *Client) get(ctx context.Context, rel string, limit int64, exact bool) ([]byte, error) {
 	u := *o.base
 	u.Path = o.base.Path + "/" + rel
 	target := u.String()
@@ -288,7 +288,7 @@ func readAllLimit(r io.Reader, buf []byte, max int64) ([]byte, error) {
 
 // wrapErr reports why a request failed: the watchdog's verdict, the
 // caller's cancellation, or the transport error.
-func (o *Origin) wrapErr(ctx context.Context, target string, err error) error {
+func (o *Client) wrapErr(ctx context.Context, target string, err error) error {
 	if cause := context.Cause(ctx); cause != nil {
 		return fmt.Errorf("GET %s: %w", target, cause)
 	}

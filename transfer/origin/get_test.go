@@ -1,4 +1,4 @@
-package transfer_test
+package origin_test
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/origin"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
@@ -66,13 +66,13 @@ func testTree() []transfertest.Entry {
 
 // repoOf writes the chunks of a tree into a repository directory and serves
 // it; count, if set, counts chunk requests by path.
-func repoOf(t *testing.T, chunks map[cid.Cid][]byte, wrap func(http.Handler) http.Handler) *transfer.Origin {
+func repoOf(t *testing.T, chunks map[cid.Cid][]byte, wrap func(http.Handler) http.Handler) *origin.Client {
 	t.Helper()
 	dir := t.TempDir()
 	if err := transfertest.WriteChunks(dir, chunks); err != nil {
 		t.Fatal(err)
 	}
-	return newTestOrigin(t, serveRepo(t, dir, wrap).URL, transfer.OriginConfig{})
+	return newTestOrigin(t, serveRepo(t, dir, wrap).URL, origin.Config{})
 }
 
 // makeWritable lets t.TempDir's cleanup remove read-only trees.
@@ -169,7 +169,7 @@ func TestGetRoundTrip(t *testing.T) {
 	}
 	var mu sync.Mutex
 	requests := map[string]int{}
-	origin := repoOf(t, chunks, func(h http.Handler) http.Handler {
+	src := repoOf(t, chunks, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			requests[r.URL.Path]++
@@ -181,8 +181,8 @@ func TestGetRoundTrip(t *testing.T) {
 	makeWritable(t, parent)
 	out := filepath.Join(parent, "pkg")
 	var lastDone, lastTotal atomic.Int64
-	res, err := transfer.Get(context.Background(), transfer.GetOptions{
-		Manifest: m, Source: origin, OutDir: out, Parallel: 4,
+	res, err := origin.Get(context.Background(), origin.GetOptions{
+		Manifest: m, Source: src, OutDir: out, Parallel: 4,
 		Progress: func(done, total int64) { lastDone.Store(done); lastTotal.Store(total) },
 	})
 	if err != nil {
@@ -219,7 +219,7 @@ func TestGetIntoEmptyDir(t *testing.T) {
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: out}); err != nil {
+	if _, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: out}); err != nil {
 		t.Fatalf("Get(into empty dir) error: %v", err)
 	}
 	checkTree(t, out, entries)
@@ -238,8 +238,8 @@ func TestGetRefusesExistingOutDir(t *testing.T) {
 	os.Symlink(t.TempDir(), link)
 	for _, out := range []string{full, file, link} {
 		src := transfertest.NewFakeSource(chunks)
-		_, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: src, OutDir: out})
-		if !errors.Is(err, transfer.ErrOutDirExists) {
+		_, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: src, OutDir: out})
+		if !errors.Is(err, origin.ErrOutDirExists) {
 			t.Errorf("Get(OutDir=%s) error = %v, want ErrOutDirExists", filepath.Base(out), err)
 		}
 		if n := src.TotalRequests(); n != 0 {
@@ -253,7 +253,7 @@ func TestGetRefusesExistingOutDir(t *testing.T) {
 		t.Errorf("parent holds %d entries, want the 3 it had", len(ents))
 	}
 	// A missing parent is refused too.
-	_, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: filepath.Join(parent, "no", "such")})
+	_, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: filepath.Join(parent, "no", "such")})
 	if err == nil {
 		t.Errorf("Get(OutDir with missing parent) succeeded")
 	}
@@ -267,7 +267,7 @@ func TestGetHashMismatch(t *testing.T) {
 	m, chunks := transfertest.BuildManifest(testChunk, entries)
 	bad := m.UniqueChunks()[3].CID
 	var badRequests atomic.Int64
-	origin := repoOf(t, chunks, func(h http.Handler) http.Handler {
+	src := repoOf(t, chunks, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/chunks/"+bad.String() {
 				badRequests.Add(1)
@@ -280,7 +280,7 @@ func TestGetHashMismatch(t *testing.T) {
 		})
 	})
 	parent := t.TempDir()
-	_, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: origin, OutDir: filepath.Join(parent, "pkg")})
+	_, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg")})
 	if !errors.Is(err, metadata.ErrHashMismatch) {
 		t.Fatalf("Get(corrupt chunk) error = %v, want ErrHashMismatch", err)
 	}
@@ -307,7 +307,7 @@ func TestGetSourceNotVerifying(t *testing.T) {
 		return nil, nil
 	}
 	parent := t.TempDir()
-	_, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg")})
+	_, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg")})
 	if !errors.Is(err, metadata.ErrHashMismatch) {
 		t.Fatalf("Get(source returns zeros) error = %v, want ErrHashMismatch", err)
 	}
@@ -325,7 +325,7 @@ func TestGetWholeFileHash(t *testing.T) {
 		}
 	}
 	parent := t.TempDir()
-	_, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: filepath.Join(parent, "pkg")})
+	_, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: filepath.Join(parent, "pkg")})
 	if !errors.Is(err, metadata.ErrHashMismatch) || !strings.Contains(err.Error(), `"big"`) {
 		t.Fatalf("Get(bad whole-file hash) error = %v, want ErrHashMismatch naming \"big\"", err)
 	}
@@ -338,7 +338,7 @@ func TestGetMissingChunk(t *testing.T) {
 	missing := m.UniqueChunks()[2].CID
 	delete(chunks, missing)
 	var missingRequests atomic.Int64
-	origin := repoOf(t, chunks, func(h http.Handler) http.Handler {
+	src := repoOf(t, chunks, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.HasSuffix(r.URL.Path, missing.String()) {
 				missingRequests.Add(1)
@@ -347,7 +347,7 @@ func TestGetMissingChunk(t *testing.T) {
 		})
 	})
 	parent := t.TempDir()
-	_, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: origin, OutDir: filepath.Join(parent, "pkg")})
+	_, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg")})
 	if !errors.Is(err, metadata.ErrNotFound) {
 		t.Fatalf("Get(missing chunk) error = %v, want ErrNotFound", err)
 	}
@@ -365,13 +365,13 @@ func TestGetRetriesTransient(t *testing.T) {
 	src := transfertest.NewFakeSource(chunks)
 	src.Hook = func(ctx context.Context, c cid.Cid, attempt int) ([]byte, error) {
 		if attempt <= 2 {
-			return nil, &transfer.StatusError{URL: "test", Status: 503}
+			return nil, &origin.StatusError{URL: "test", Status: 503}
 		}
 		return nil, nil
 	}
 	out := filepath.Join(t.TempDir(), "pkg")
 	makeWritable(t, out)
-	if _, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: src, OutDir: out, Parallel: 32}); err != nil {
+	if _, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: src, OutDir: out, Parallel: 32}); err != nil {
 		t.Fatalf("Get(two 503s per chunk) error: %v", err)
 	}
 	checkTree(t, out, entries)
@@ -380,12 +380,12 @@ func TestGetRetriesTransient(t *testing.T) {
 	src = transfertest.NewFakeSource(chunks)
 	src.Hook = func(ctx context.Context, c cid.Cid, attempt int) ([]byte, error) {
 		if attempt <= 1 {
-			return nil, &transfer.StatusError{URL: "test", Status: 503}
+			return nil, &origin.StatusError{URL: "test", Status: 503}
 		}
 		return nil, nil
 	}
 	parent := t.TempDir()
-	if _, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg"), Retries: -1}); err == nil {
+	if _, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg"), Retries: -1}); err == nil {
 		t.Fatalf("Get(Retries -1, one 503 per chunk) succeeded")
 	}
 	checkNothingLeft(t, parent)
@@ -408,7 +408,7 @@ func TestGetCanceled(t *testing.T) {
 		return nil, nil
 	}
 	parent := t.TempDir()
-	_, err := transfer.Get(ctx, transfer.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg"), Parallel: 2})
+	_, err := origin.Get(ctx, origin.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg"), Parallel: 2})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Get(canceled) error = %v, want context.Canceled", err)
 	}
@@ -427,7 +427,7 @@ func TestGetCanceledOverHTTP(t *testing.T) {
 	defer cancel()
 	var n atomic.Int64
 	stall := transfertest.StallHandler(false)
-	origin := repoOf(t, chunks, func(h http.Handler) http.Handler {
+	src := repoOf(t, chunks, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if n.Add(1) == 3 {
 				cancel()
@@ -438,7 +438,7 @@ func TestGetCanceledOverHTTP(t *testing.T) {
 		})
 	})
 	parent := t.TempDir()
-	_, err := transfer.Get(ctx, transfer.GetOptions{Manifest: m, Source: origin, OutDir: filepath.Join(parent, "pkg"), Parallel: 1})
+	_, err := origin.Get(ctx, origin.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg"), Parallel: 1})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Get(canceled) error = %v, want context.Canceled", err)
 	}
@@ -481,7 +481,7 @@ func TestGetRefusesUnsafeManifest(t *testing.T) {
 			}
 			src := transfertest.NewFakeSource(chunks)
 			parent := t.TempDir()
-			_, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg")})
+			_, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(parent, "pkg")})
 			if err == nil {
 				t.Fatalf("Get(%s) succeeded, want an error", tc.name)
 			}
@@ -526,7 +526,7 @@ func TestGetKeepsTreeAsArchived(t *testing.T) {
 	}
 	for _, noOwners := range []bool{false, true} {
 		out := filepath.Join(t.TempDir(), "pkg")
-		res, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: out, NoOwners: noOwners})
+		res, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: out, NoOwners: noOwners})
 		if err != nil {
 			t.Fatalf("Get(NoOwners %v) = %v", noOwners, err)
 		}
@@ -572,7 +572,7 @@ func TestGetManyFiles(t *testing.T) {
 	}
 	m, chunks := transfertest.BuildManifest(testChunk, entries)
 	out := filepath.Join(t.TempDir(), "pkg")
-	res, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: out, Parallel: 3})
+	res, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: out, Parallel: 3})
 	if err != nil {
 		t.Fatalf("Get(300 files) error: %v", err)
 	}
@@ -627,10 +627,10 @@ func TestGetImportRoundTrip(t *testing.T) {
 	if err := m.Validate(metadata.Limits{}); err != nil {
 		t.Fatalf("Validate(imported manifest) error: %v", err)
 	}
-	origin := newTestOrigin(t, serveRepo(t, repo, nil).URL, transfer.OriginConfig{})
+	client := newTestOrigin(t, serveRepo(t, repo, nil).URL, origin.Config{})
 	out := filepath.Join(t.TempDir(), "out")
 	makeWritable(t, filepath.Dir(out))
-	if _, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: origin, OutDir: out}); err != nil {
+	if _, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: client, OutDir: out}); err != nil {
 		t.Fatalf("Get() error: %v", err)
 	}
 	compareTrees(t, src, out)
@@ -704,7 +704,7 @@ func FuzzGetPaths(f *testing.F) {
 		})
 		parent := t.TempDir()
 		out := filepath.Join(parent, "out")
-		_, err := transfer.Get(context.Background(), transfer.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: out})
+		_, err := origin.Get(context.Background(), origin.GetOptions{Manifest: m, Source: transfertest.NewFakeSource(chunks), OutDir: out})
 		ents, _ := os.ReadDir(parent)
 		if err != nil && len(ents) != 0 {
 			t.Fatalf("Get(%q, %q -> %q) failed (%v) but left %d entries", file, link, target, err, len(ents))

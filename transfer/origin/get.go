@@ -1,4 +1,4 @@
-package transfer
+package origin
 
 import (
 	"context"
@@ -142,7 +142,7 @@ func Get(ctx context.Context, opts GetOptions) (*GetResult, error) {
 }
 
 // verifyingSource is a ChunkSource of this package that checks every chunk
-// against its CID before returning it (Origin), so Get need not hash the
+// against its CID before returning it (Client), so Get need not hash the
 // bytes twice. The method is unexported: no outside source can claim it.
 type verifyingSource interface {
 	ChunkSource
@@ -494,7 +494,7 @@ func (g *getter) fetchAll(ctx context.Context) error {
 	if retries == 0 {
 		retries = -1
 	}
-	_, err := Fetch(ctx, FetchOptions{
+	_, err := FetchChunks(ctx, FetchChunksOptions{
 		Chunks:   g.plan.unique,
 		Source:   g.opts.Source,
 		Sink:     getSink{g},

@@ -1,4 +1,4 @@
-package transfer
+package origin
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 	"github.com/storkpm/stork/metadata"
 )
 
-// FetchOptions says which chunks Fetch moves, from where, and into what.
-type FetchOptions struct {
+// FetchChunksOptions says which chunks FetchChunks moves, from where, and into what.
+type FetchChunksOptions struct {
 	// Chunks to fetch, each once (see Manifest.UniqueChunks).
 	Chunks []metadata.ChunkRef
 	// Source delivers chunk bytes; Fetch verifies each by CID and length
@@ -31,17 +31,17 @@ type FetchOptions struct {
 	Progress func(done, total int64)
 }
 
-// FetchResult describes a finished Fetch.
-type FetchResult struct {
+// FetchChunksResult describes a finished FetchChunks.
+type FetchChunksResult struct {
 	Bytes   int64
 	Chunks  int
 	Elapsed time.Duration
 }
 
-// Fetch moves opts.Chunks from opts.Source into opts.Sink, Parallel at a
+// FetchChunks moves opts.Chunks from opts.Source into opts.Sink, Parallel at a
 // time, verifying each chunk first and retrying transient failures with
 // backoff. The first permanent failure cancels the rest and is returned.
-func Fetch(ctx context.Context, opts FetchOptions) (*FetchResult, error) {
+func FetchChunks(ctx context.Context, opts FetchChunksOptions) (*FetchChunksResult, error) {
 	start := time.Now()
 	if opts.Source == nil || opts.Sink == nil {
 		return nil, errors.New("fetch: source and sink are required")
@@ -102,12 +102,12 @@ feed:
 		return nil, context.Cause(ctx)
 	}
 	report()
-	return &FetchResult{Bytes: done.Load(), Chunks: len(opts.Chunks), Elapsed: time.Since(start)}, nil
+	return &FetchChunksResult{Bytes: done.Load(), Chunks: len(opts.Chunks), Elapsed: time.Since(start)}, nil
 }
 
 // fetchOne fetches, verifies and delivers one chunk, retrying transient
 // failures.
-func fetchOne(ctx context.Context, opts FetchOptions, ref metadata.ChunkRef) error {
+func fetchOne(ctx context.Context, opts FetchChunksOptions, ref metadata.ChunkRef) error {
 	backoff := 100 * time.Millisecond
 	_, selfChecked := opts.Source.(verifyingSource)
 	for attempt := 0; ; attempt++ {

@@ -1,4 +1,4 @@
-package transfer_test
+package origin_test
 
 import (
 	"bytes"
@@ -15,26 +15,26 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/origin"
 	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
-// newTestOrigin returns an Origin of srv with small stall/rate limits.
-func newTestOrigin(t *testing.T, url string, cfg transfer.OriginConfig) *transfer.Origin {
+// newTestOrigin returns a Client of srv with small stall/rate limits.
+func newTestOrigin(t *testing.T, url string, cfg origin.Config) *origin.Client {
 	t.Helper()
 	cfg.URL = url
-	o, err := transfer.NewOrigin(cfg)
+	o, err := origin.NewClient(cfg)
 	if err != nil {
 		t.Fatalf("NewOrigin(%q) error: %v", url, err)
 	}
 	return o
 }
 
-// serveRepo serves dir with transfer.Server on an httptest server.
+// serveRepo serves dir with a Server on an httptest server.
 func serveRepo(t *testing.T, dir string, wrap func(http.Handler) http.Handler) *httptest.Server {
 	t.Helper()
-	s, err := transfer.NewServer(transfer.ServerConfig{Dir: dir})
+	s, err := origin.NewServer(origin.ServerConfig{Dir: dir})
 	if err != nil {
 		t.Fatalf("NewServer(%q) error: %v", dir, err)
 	}
@@ -61,14 +61,14 @@ func TestOriginConformance(t *testing.T) {
 		if err := transfertest.WriteChunks(dir, chunks); err != nil {
 			t.Fatal(err)
 		}
-		return newTestOrigin(t, serveRepo(t, dir, nil).URL, transfer.OriginConfig{})
+		return newTestOrigin(t, serveRepo(t, dir, nil).URL, origin.Config{})
 	})
 }
 
 func TestNewOriginRejectsBadURL(t *testing.T) {
 	t.Parallel()
 	for _, u := range []string{"", "ftp://x/", "localhost:8080", "http://", "http://h/?q=1", "http://u:p@h/"} {
-		if _, err := transfer.NewOrigin(transfer.OriginConfig{URL: u}); err == nil {
+		if _, err := origin.NewClient(origin.Config{URL: u}); err == nil {
 			t.Errorf("NewOrigin(%q) = nil error, want one", u)
 		}
 	}
@@ -90,7 +90,7 @@ func TestFetch(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	o := newTestOrigin(t, srv.URL+"/repo/", transfer.OriginConfig{})
+	o := newTestOrigin(t, srv.URL+"/repo/", origin.Config{})
 	ctx := context.Background()
 
 	got, err := o.Fetch(ctx, "metadata/1.root.json", 0)
@@ -107,7 +107,7 @@ func TestFetch(t *testing.T) {
 		t.Fatalf("Fetch(2.root.json) error = %v, want ErrNotFound", err)
 	}
 	_, err = o.Fetch(ctx, "metadata/broken.json", 0)
-	var se *transfer.StatusError
+	var se *origin.StatusError
 	if !errors.As(err, &se) || se.Status != 500 || !strings.Contains(err.Error(), "/repo/metadata/broken.json") {
 		t.Fatalf("Fetch(broken.json) error = %v, want a StatusError 500 naming the URL", err)
 	}
@@ -118,9 +118,9 @@ func TestFetchRefusesUnsafePaths(t *testing.T) {
 	var requests atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests.Add(1) }))
 	defer srv.Close()
-	o := newTestOrigin(t, srv.URL, transfer.OriginConfig{})
+	o := newTestOrigin(t, srv.URL, origin.Config{})
 	for _, p := range []string{"", ".", "..", "../x", "a/../../x", "/etc/passwd", "a//b", "a/./b", "a/", `a\..\b`} {
-		if _, err := o.Fetch(context.Background(), p, 0); !errors.Is(err, transfer.ErrUnsafePath) {
+		if _, err := o.Fetch(context.Background(), p, 0); !errors.Is(err, origin.ErrUnsafePath) {
 			t.Errorf("Fetch(%q) error = %v, want ErrUnsafePath", p, err)
 		}
 	}
@@ -132,7 +132,7 @@ func TestFetchRefusesUnsafePaths(t *testing.T) {
 func TestFetchChunkNotFound(t *testing.T) {
 	t.Parallel()
 	srv := serveRepo(t, t.TempDir(), nil)
-	o := newTestOrigin(t, srv.URL, transfer.OriginConfig{})
+	o := newTestOrigin(t, srv.URL, origin.Config{})
 	c := metadata.SumCID([]byte("absent"))
 	if _, err := o.FetchChunk(context.Background(), c, 6); !errors.Is(err, metadata.ErrNotFound) {
 		t.Fatalf("FetchChunk(absent) error = %v, want ErrNotFound", err)
@@ -147,7 +147,7 @@ func TestFetchChunkWrongBytes(t *testing.T) {
 		w.Write([]byte("the fake chunk")) // same length, other bytes
 	}))
 	defer srv.Close()
-	o := newTestOrigin(t, srv.URL, transfer.OriginConfig{})
+	o := newTestOrigin(t, srv.URL, origin.Config{})
 	if _, err := o.FetchChunk(context.Background(), c, int64(len(want))); !errors.Is(err, metadata.ErrHashMismatch) {
 		t.Fatalf("FetchChunk(wrong bytes) error = %v, want ErrHashMismatch", err)
 	}
@@ -159,9 +159,9 @@ func TestFetchChunkShortBody(t *testing.T) {
 		w.Write([]byte("short"))
 	}))
 	defer srv.Close()
-	o := newTestOrigin(t, srv.URL, transfer.OriginConfig{})
+	o := newTestOrigin(t, srv.URL, origin.Config{})
 	c := metadata.SumCID([]byte("shortened"))
-	if _, err := o.FetchChunk(context.Background(), c, 9); !errors.Is(err, transfer.ErrTruncated) {
+	if _, err := o.FetchChunk(context.Background(), c, 9); !errors.Is(err, origin.ErrTruncated) {
 		t.Fatalf("FetchChunk(short body) error = %v, want ErrTruncated", err)
 	}
 }
@@ -171,7 +171,7 @@ func TestFetchChunkShortBody(t *testing.T) {
 func TestEndlessBody(t *testing.T) {
 	srv := httptest.NewServer(transfertest.EndlessHandler())
 	defer srv.Close()
-	o := newTestOrigin(t, srv.URL, transfer.OriginConfig{})
+	o := newTestOrigin(t, srv.URL, origin.Config{})
 	const limit = 1 << 20
 	c := metadata.SumCID([]byte("anything"))
 	cases := []struct {
@@ -180,7 +180,7 @@ func TestEndlessBody(t *testing.T) {
 	}{
 		{"Fetch", func(ctx context.Context) error { _, err := o.Fetch(ctx, "metadata/timestamp.json", limit); return err }},
 		{"FetchDefaultLimit", func(ctx context.Context) error {
-			o := newTestOrigin(t, srv.URL, transfer.OriginConfig{MaxMetadata: limit})
+			o := newTestOrigin(t, srv.URL, origin.Config{MaxMetadata: limit})
 			_, err := o.Fetch(ctx, "metadata/timestamp.json", 0)
 			return err
 		}},
@@ -219,7 +219,7 @@ func TestDeclaredTooLarge(t *testing.T) {
 	if err := transfertest.WriteChunks(dir, map[cid.Cid][]byte{c: data}); err != nil {
 		t.Fatal(err)
 	}
-	o := newTestOrigin(t, serveRepo(t, dir, nil).URL, transfer.OriginConfig{})
+	o := newTestOrigin(t, serveRepo(t, dir, nil).URL, origin.Config{})
 	if _, err := o.FetchChunk(context.Background(), c, 100); !errors.Is(err, metadata.ErrTooLarge) {
 		t.Fatalf("FetchChunk(10000 bytes served, size 100) error = %v, want ErrTooLarge", err)
 	}
@@ -231,7 +231,7 @@ func TestSlowRetrieval(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(transfertest.TrickleHandler(100 * time.Millisecond))
 	defer srv.Close()
-	o := newTestOrigin(t, srv.URL, transfer.OriginConfig{StallTimeout: 300 * time.Millisecond, MinRate: 1024})
+	o := newTestOrigin(t, srv.URL, origin.Config{StallTimeout: 300 * time.Millisecond, MinRate: 1024})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // fail, not hang, without the defence
 	defer cancel()
 	for name, call := range map[string]func() error{
@@ -246,7 +246,7 @@ func TestSlowRetrieval(t *testing.T) {
 		if el := time.Since(start); el > 2*time.Second {
 			t.Errorf("%s(trickle) took %v, want < 2s", name, el)
 		}
-		if !errors.Is(err, transfer.ErrSlow) {
+		if !errors.Is(err, origin.ErrSlow) {
 			t.Errorf("%s(trickle) error = %v, want ErrSlow", name, err)
 		}
 	}
@@ -258,14 +258,14 @@ func TestStall(t *testing.T) {
 	t.Parallel()
 	for _, headersToo := range []bool{false, true} {
 		srv := httptest.NewServer(transfertest.StallHandler(headersToo))
-		o := newTestOrigin(t, srv.URL, transfer.OriginConfig{StallTimeout: 300 * time.Millisecond, MinRate: 1})
+		o := newTestOrigin(t, srv.URL, origin.Config{StallTimeout: 300 * time.Millisecond, MinRate: 1})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		start := time.Now()
 		_, err := o.FetchChunk(ctx, metadata.SumCID([]byte("x")), 1000000)
 		cancel()
 		el := time.Since(start)
 		srv.Close()
-		if !errors.Is(err, transfer.ErrStalled) {
+		if !errors.Is(err, origin.ErrStalled) {
 			t.Errorf("FetchChunk(stall, headersToo=%v) error = %v, want ErrStalled", headersToo, err)
 		}
 		if el > 2*time.Second || el < 250*time.Millisecond {
@@ -289,7 +289,7 @@ func TestHealthyTransferNotCut(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	o := newTestOrigin(t, srv.URL, transfer.OriginConfig{StallTimeout: 100 * time.Millisecond, MinRate: 64 << 10})
+	o := newTestOrigin(t, srv.URL, origin.Config{StallTimeout: 100 * time.Millisecond, MinRate: 64 << 10})
 	got, err := o.FetchChunk(context.Background(), c, int64(len(data)))
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("FetchChunk(steady) = %d bytes, %v; want %d bytes", len(got), err, len(data))
@@ -300,7 +300,7 @@ func TestFetchCanceled(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(transfertest.StallHandler(true))
 	defer srv.Close()
-	o := newTestOrigin(t, srv.URL, transfer.OriginConfig{})
+	o := newTestOrigin(t, srv.URL, origin.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := o.Fetch(ctx, "metadata/timestamp.json", 0); !errors.Is(err, context.DeadlineExceeded) {

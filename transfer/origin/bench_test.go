@@ -1,4 +1,4 @@
-package transfer_test
+package origin_test
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/origin"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
 
 // BenchmarkGetVsCurl measures Get of a 256 MiB package (4 random files,
-// default 1 MiB chunks) from a local transfer.Server against curl fetching
+// default 1 MiB chunks) from a local Server against curl fetching
 // one file of the same size from the same server, and reports both rates
 // and their ratio. Get does more (many requests, CID checks, fsync); the
 // ratio says what that costs.
@@ -68,7 +68,7 @@ func BenchmarkGetVsCurl(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: repo})
+	srv, err := origin.NewServer(origin.ServerConfig{Dir: repo})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func BenchmarkGetVsCurl(b *testing.B) {
 		<-done
 	}()
 	url := "http://" + ln.Addr().String()
-	origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: url})
+	client, err := origin.NewClient(origin.Config{URL: url})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func BenchmarkGetVsCurl(b *testing.B) {
 	for i := range b.N {
 		out := filepath.Join(base, fmt.Sprintf("get%d", i))
 		start := time.Now()
-		if _, err := transfer.Get(ctx, transfer.GetOptions{Manifest: m, Source: origin, OutDir: out}); err != nil {
+		if _, err := origin.Get(ctx, origin.GetOptions{Manifest: m, Source: client, OutDir: out}); err != nil {
 			b.Fatal(err)
 		}
 		getTime += time.Since(start)

@@ -1,4 +1,4 @@
-package transfer_test
+package origin_test
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/origin"
 )
 
 // testRepoDir lays out a small repository, a secret beside it, and
@@ -178,7 +178,7 @@ func TestNewServerRejectsBadDir(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(f, nil, 0o644)
 	for _, d := range []string{"", f, filepath.Join(t.TempDir(), "missing")} {
-		if _, err := transfer.NewServer(transfer.ServerConfig{Dir: d}); err == nil {
+		if _, err := origin.NewServer(origin.ServerConfig{Dir: d}); err == nil {
 			t.Errorf("NewServer(%q) = nil error, want one", d)
 		}
 	}
@@ -187,7 +187,7 @@ func TestNewServerRejectsBadDir(t *testing.T) {
 // TestServerRun: Run serves until its context ends, then returns nil.
 func TestServerRun(t *testing.T) {
 	t.Parallel()
-	s, err := transfer.NewServer(transfer.ServerConfig{Dir: testRepoDir(t)})
+	s, err := origin.NewServer(origin.ServerConfig{Dir: testRepoDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestServerRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, ln) }()
-	o := newTestOrigin(t, "http://"+ln.Addr().String(), transfer.OriginConfig{})
+	o := newTestOrigin(t, "http://"+ln.Addr().String(), origin.Config{})
 	if b, err := o.Fetch(ctx, "metadata/timestamp.json", 0); err != nil || string(b) != `{"ts":1}` {
 		t.Fatalf("Fetch through Run = %q, %v", b, err)
 	}
@@ -228,10 +228,10 @@ func TestServerRate(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "chunks", "blob"), blob, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := transfer.NewServer(transfer.ServerConfig{Dir: dir, Rate: -1}); err == nil {
+	if _, err := origin.NewServer(origin.ServerConfig{Dir: dir, Rate: -1}); err == nil {
 		t.Error("NewServer(Rate: -1) succeeded, want an error")
 	}
-	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: dir, Rate: 1 << 20})
+	srv, err := origin.NewServer(origin.ServerConfig{Dir: dir, Rate: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
