@@ -274,6 +274,17 @@ func newSim(sc Scenario, st Strategy) *sim {
 		h := &s.hosts[dst]
 		return h.down / float64(max(len(h.in), 1))
 	}
+	s.initChunks()
+	s.initHosts()
+	s.scheduleStart()
+	s.setLimits()
+	return s
+}
+
+// initChunks sets the chunks' lengths, those the old version already has,
+// and the PickerConfig every host's Picker shares.
+func (s *sim) initChunks() {
+	sc, n := s.sc, s.n
 	s.chunkLen = make([]int32, s.nChunks)
 	for i := range s.nChunks {
 		s.chunkLen[i] = int32(min(int64(sc.ChunkSize), int64(sc.PackageSize)-int64(i)*int64(sc.ChunkSize)))
@@ -302,6 +313,12 @@ func newSim(sc Scenario, st Strategy) *sim {
 		Order:              policy.NewChunkOrder(s.nChunks), // shared by every host's Picker
 	}
 	s.pcfg.OriginFallbackDelay = time.Duration(sc.Policy.OriginFallbackDelay)
+}
+
+// initHosts draws every host's links, then makes the origin and the site
+// links.
+func (s *sim) initHosts() {
+	sc, n := s.sc, s.n
 	s.hosts = make([]host, n)
 	s.ids = make([]policy.PeerID, n)
 	s.presPos = make([]int32, n)
@@ -328,6 +345,12 @@ func newSim(sc Scenario, st Strategy) *sim {
 	for k := range s.links {
 		s.links[k].reshare()
 	}
+}
+
+// scheduleStart schedules the arrivals, the departures (churn) and the
+// first sample.
+func (s *sim) scheduleStart() {
+	sc, n := s.sc, s.n
 	s.pending = int(n)
 	// Arrivals.
 	for h := range n {
@@ -349,6 +372,11 @@ func newSim(sc Scenario, st Strategy) *sim {
 		}
 	}
 	s.schedule(0, evSample, 0, 0, 0)
+}
+
+// setLimits sets the sampling interval and the time limit of the run.
+func (s *sim) setLimits() {
+	sc, st := s.sc, s.strat
 	// A generous limit: a hundred times the slowest plausible run.
 	b := FluidBound(sc)
 	perVM := float64(sc.Hosts*sc.VMsPerHost) * s.pkgBytes / float64(sc.OriginUpload)
@@ -365,7 +393,6 @@ func newSim(sc Scenario, st Strategy) *sim {
 		s.sampleDt = max(0.05, est/500)
 	}
 	s.maxT = 100*max(b, perVM) + sc.Arrival.Over.Seconds() + sc.Churn.To.Seconds() + sc.Churn.RejoinAfter.Seconds() + 600
-	return s
 }
 
 func (s *sim) at(t float64) time.Time { return s.epoch.Add(time.Duration(t * 1e9)) }

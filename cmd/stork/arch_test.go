@@ -1,7 +1,12 @@
 package main
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -95,6 +100,45 @@ func TestPolicyDependencies(t *testing.T) {
 					t.Errorf("%s depends on %s", pkg, dep)
 				}
 			}
+		}
+	}
+}
+
+// maxFuncLines is the longest a production function may be (STYLE.md 16:
+// a longer one wants to be named steps).
+const maxFuncLines = 100
+
+// funcLengthRoots are the folders whose production functions
+// TestFunctionLength measures.
+var funcLengthRoots = []string{"../../transfer", "../../simulations"}
+
+// TestFunctionLength fails for a production function (not in a _test.go
+// file) longer than maxFuncLines lines, from func to closing brace.
+func TestFunctionLength(t *testing.T) {
+	for _, root := range funcLengthRoots {
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+				return err
+			}
+			fset := token.NewFileSet()
+			f, err := parser.ParseFile(fset, p, nil, 0)
+			if err != nil {
+				return err
+			}
+			for _, decl := range f.Decls {
+				fn, ok := decl.(*ast.FuncDecl)
+				if !ok || fn.Body == nil {
+					continue
+				}
+				from, to := fset.Position(fn.Pos()), fset.Position(fn.Body.Rbrace)
+				if n := to.Line - from.Line + 1; n > maxFuncLines {
+					t.Errorf("%s:%d: %s is %d lines long, want at most %d: split it into named steps", p, from.Line, fn.Name.Name, n, maxFuncLines)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("walk %s: %v", root, err)
 		}
 	}
 }

@@ -141,8 +141,8 @@ func (p *Picker) OriginResumed(now time.Time) {
 // host counts a chunk as seen only once one of its own peers has it, which
 // takes longer the larger the swarm (the chunk must reach about
 // members/peers hosts first), so with a fixed K the chunks the swarm holds
-// but a host does not yet see fill its window and the origin idles (a
-// third of the time at 3,000 hosts with K = 64).
+// but a host does not yet see fill its window and the origin idles
+// (docs/transfer-tuning.md).
 func (p *Picker) swarmWindow() int {
 	if p.cfg.OriginSwarmWindow > 0 {
 		return p.cfg.OriginSwarmWindow

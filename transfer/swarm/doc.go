@@ -26,6 +26,15 @@
 //   - Anything malformed on the wire is an error wrapping ErrProtocol and
 //     resets the stream (wire.go states the encoding).
 //
+// # Files
+//
+// swarm.go: the Swarm, its configuration and counters. download.go: one
+// package's download (Swarm.Download) and its scheduling. session.go: a
+// session's life and its writer; receive.go: its reader and what it does
+// with each message; upload.go: how it serves its peer; fair.go: fair
+// turns at the upload limit. wire.go: the messages and their encoding.
+// iface.go: what the swarm needs from the daemon.
+//
 // # A chunk from the wire to the store
 //
 // Swarm.Download announces the package (Discovery.Provide) and looks for

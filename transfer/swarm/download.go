@@ -96,15 +96,14 @@ type download struct {
 // received chunks concurrently and as many more chunks may wait for them;
 // per download, at most twice that many chunks are being verified and
 // stored at once (more would only share the CPU and make every chunk
-// late). Small chunks get more workers, up to 256, so that a store with
-// group commit sees many PutChunk calls at once (4 KiB chunks: groups of
-// up to 512, the store's maxGroup, instead of 64 while every worker waited
-// for the group ahead); the memory they hold stays about deliverBytes per
-// session whatever the chunk size. 16 MiB (16
-// workers for 1 MiB chunks): a store whose commit group syncs take tens of
-// milliseconds needs that many chunks at once for large groups (4 MiB:
-// groups of about 3 chunks, the committer never idle, the stream stalled
-// behind it).
+// late). A store with group commit syncs once per group, so it needs many
+// PutChunk calls at once to make large groups: small chunks get more
+// workers, up to deliverMaxWorkers, and the memory they hold stays about
+// deliverBytes per session whatever the chunk size. deliverBytes is large
+// enough that a store whose group syncs take tens of milliseconds still
+// sees groups of many chunks (with fewer bytes the committer is never
+// idle, its groups are small, and the stream stalls behind it).
+// docs/transfer-tuning.md has the figures behind these values.
 const (
 	deliverBytes      = 16 << 20
 	deliverMinWorkers = 4
@@ -117,10 +116,9 @@ func deliverWorkers(maxChunk int) int {
 
 // A request to the origin stays open until its chunk is stored, so with
 // small chunks OriginParallel requests carry few bytes and the store's
-// commit groups stay small: 10,000 files of 4 KiB from the origin alone
-// took 4.2 s with 8 requests (groups of at most 8 chunks, one file-system
-// sync each). Packages of chunks smaller than originScaleBytes on average
-// get proportionally more requests, up to originScaleMax times
+// commit groups stay small (at most OriginParallel chunks per file-system
+// sync). Packages of chunks smaller than originScaleBytes on average get
+// proportionally more requests, up to originScaleMax times
 // OriginParallel: about as many bytes in flight, in more, smaller
 // requests.
 const (
@@ -157,16 +155,39 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 	if got, err := req.M.CID(); err != nil || !got.Equals(req.Manifest) {
 		return nil, fmt.Errorf("swarm download %s: %w: manifest CID is %s", req.Manifest, metadata.ErrHashMismatch, got)
 	}
+	d := s.newDownload(req, start)
+	if d.picker.Done() {
+		d.report()
+		s.Announce(req.Manifest)
+		return d.stats(start), nil
+	}
+	if err := s.addDownload(d); err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, d.cancel)
+	defer stop()
+	d.run()
+	sessions, err := d.end(ctx)
+	if err != nil {
+		return d.stats(start), fmt.Errorf("swarm download %s: %w", req.Manifest, err)
+	}
+	s.mu.Lock()
+	s.held[req.Manifest] = true
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.setOurFull()
+	}
+	st := d.stats(start)
+	s.log.Debug("package downloaded", "manifest", req.Manifest, "from_peers", st.FromPeers, "from_origin", st.FromOrigin, "peers", st.Peers, "banned", len(st.Banned), "elapsed", st.Elapsed)
+	return st, nil
+}
+
+// newDownload prepares the download of req: its Picker knows the chunks
+// the store already holds (req.Have).
+func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 	pkg := newPkgInfo(req.M)
 	n := len(pkg.refs)
-	seed := s.cfg.Seed
-	if seed == 0 {
-		seed = rand.Uint64()
-	} else {
-		h := fnv.New64a()
-		h.Write([]byte(s.cfg.Self))
-		seed ^= h.Sum64() + s.seq.Add(1)
-	}
+	seed := s.downloadSeed()
 	d := &download{
 		s:            s,
 		c:            req.Manifest,
@@ -198,40 +219,57 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 			d.doneBytes += r.Length
 		}
 	}
-	stats := func() *DownloadStats {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		st := &DownloadStats{FromPeers: d.fromPeers, FromOrigin: d.fromOrigin, Peers: len(d.peersSeen), Elapsed: time.Since(start)}
-		for p := range d.banned {
-			st.Banned = append(st.Banned, p)
-		}
-		for p := range d.dropped {
-			st.Dropped = append(st.Dropped, p)
-		}
-		return st
-	}
-	if d.picker.Done() {
-		d.report()
-		s.Announce(req.Manifest)
-		return stats(), nil
-	}
+	return d
+}
 
+// downloadSeed seeds a download's random choices: at random, or, with
+// Config.Seed, from the seed, this host and the download's sequence
+// number (tests repeat their runs).
+func (s *Swarm) downloadSeed() uint64 {
+	seed := s.cfg.Seed
+	if seed == 0 {
+		return rand.Uint64()
+	}
+	h := fnv.New64a()
+	h.Write([]byte(s.cfg.Self))
+	return seed ^ (h.Sum64() + s.seq.Add(1))
+}
+
+// stats describes the download, started at start.
+func (d *download) stats(start time.Time) *DownloadStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := &DownloadStats{FromPeers: d.fromPeers, FromOrigin: d.fromOrigin, Peers: len(d.peersSeen), Elapsed: time.Since(start)}
+	for p := range d.banned {
+		st.Banned = append(st.Banned, p)
+	}
+	for p := range d.dropped {
+		st.Dropped = append(st.Dropped, p)
+	}
+	return st
+}
+
+// addDownload makes d the running download of its package, unless the
+// Swarm is closed or the package is downloading already.
+func (s *Swarm) addDownload(d *download) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrClosed
+		return ErrClosed
 	}
-	if s.downloads[req.Manifest] != nil {
-		s.mu.Unlock()
-		return nil, fmt.Errorf("swarm download %s: %w", req.Manifest, ErrDownloading)
+	if s.downloads[d.c] != nil {
+		return fmt.Errorf("swarm download %s: %w", d.c, ErrDownloading)
 	}
-	s.downloads[req.Manifest] = d
+	s.downloads[d.c] = d
 	d.ctx, d.cancel = context.WithCancel(s.ctx)
-	s.mu.Unlock()
-	stop := context.AfterFunc(ctx, d.cancel)
-	defer stop()
+	return nil
+}
 
-	s.provide(req.Manifest)
+// run provides the package, starts looking for peers and sends the first
+// requests, then handles timeouts and retries on a tick until the
+// download finishes or its context ends.
+func (d *download) run() {
+	d.s.provide(d.c)
 	d.wg.Add(1)
 	go d.findPeers()
 
@@ -239,24 +277,29 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 	d.schedule(time.Now())
 	d.mu.Unlock()
 
-	tick := min(20*time.Millisecond, s.cfg.RequestTimeout/10)
-	t := time.NewTicker(tick)
-	for loop := true; loop; {
+	t := time.NewTicker(min(20*time.Millisecond, d.s.cfg.RequestTimeout/10))
+	defer t.Stop()
+	for {
 		select {
 		case <-d.done:
-			loop = false
+			return
 		case <-d.ctx.Done():
-			loop = false
+			return
 		case now := <-t.C:
 			d.mu.Lock()
 			d.tick(now)
 			d.mu.Unlock()
 		}
 	}
-	t.Stop()
+}
 
+// end stops the download: its origin fetches and provider search return,
+// it leaves the Swarm and its sessions. It returns the error that ended
+// it (nil once every chunk is in the sink; ctx's cause, or ErrClosed,
+// when it was stopped first) and the sessions of the package.
+func (d *download) end(ctx context.Context) ([]*session, error) {
+	s := d.s
 	d.mu.Lock()
-	ok := d.finished && d.err == nil
 	err := d.err
 	if !d.finished {
 		d.finished = true
@@ -274,27 +317,16 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 	d.wg.Wait()
 
 	s.mu.Lock()
-	delete(s.downloads, req.Manifest)
+	delete(s.downloads, d.c)
 	var all []*session
-	for _, ss := range s.sessions[req.Manifest] {
+	for _, ss := range s.sessions[d.c] {
 		all = append(all, ss)
 	}
 	s.mu.Unlock()
 	for _, ss := range peers {
 		ss.dl.CompareAndSwap(d, nil)
 	}
-	if !ok {
-		return stats(), fmt.Errorf("swarm download %s: %w", req.Manifest, err)
-	}
-	s.mu.Lock()
-	s.held[req.Manifest] = true
-	s.mu.Unlock()
-	for _, ss := range all {
-		ss.setOurFull()
-	}
-	st := stats()
-	s.log.Debug("package downloaded", "manifest", req.Manifest, "from_peers", st.FromPeers, "from_origin", st.FromOrigin, "peers", st.Peers, "banned", len(st.Banned), "elapsed", st.Elapsed)
-	return st, nil
+	return all, err
 }
 
 // findPeers asks Discovery for providers now, again after FindInterval/8,
@@ -507,8 +539,9 @@ func (d *download) progress(ss *session, i int, now time.Time) {
 	}
 }
 
-// chunk handles a Chunk message from ss; false if we did not ask ss for it.
-func (d *download) chunk(ss *session, i int, data []byte) bool {
+// peerChunk verifies chunk i from ss and delivers it, or bans ss if it
+// fails; false if we did not ask ss for it.
+func (d *download) peerChunk(ss *session, i int, data []byte) bool {
 	d.mu.Lock()
 	asked := !d.finished && d.peers[ss.peer] == ss && d.picker.Asked(i, ss.peer)
 	d.mu.Unlock()
