@@ -12,7 +12,9 @@ import (
 
 // The small interfaces the swarm needs from the daemon. node implements
 // them with libp2p (streams, Kademlia DHT) and the host store; tests use the
-// in-memory fakes in transfertest.
+// in-memory fakes in transfertest. transfertest's conformance suites
+// (TestChunkStore, TestNetwork, TestDiscovery, TestChunkSource) state
+// each contract as tests, and every implementation runs them.
 
 // PeerID names a peer: the string form of its libp2p peer ID.
 type PeerID = policy.PeerID
@@ -37,14 +39,16 @@ type Network interface {
 // never per chunk.
 type Discovery interface {
 	Provide(ctx context.Context, manifest cid.Cid) error
-	// FindProviders streams peers that announced manifest; the channel
-	// closes when the search ends or ctx does.
+	// FindProviders streams peers that announced manifest, each at most
+	// once and never this host; the channel closes when the search ends
+	// or soon after ctx does.
 	FindProviders(ctx context.Context, manifest cid.Cid) <-chan PeerID
 }
 
 // ChunkStore is what this host can upload: verified chunks only.
 type ChunkStore interface {
-	// Manifest returns a package's manifest if this host knows it.
+	// Manifest returns a package's manifest if this host knows it (an
+	// error wrapping metadata.ErrNotFound when it does not).
 	Manifest(manifest cid.Cid) (*metadata.Manifest, error)
 	// ReadChunk returns a verified chunk's bytes (metadata.ErrNotFound, or
 	// an error wrapping it, when this host does not hold it).
