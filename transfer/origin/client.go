@@ -138,7 +138,7 @@ func (o *Client) CloseIdleConnections() { o.client.CloseIdleConnections() }
 func (o *Client) URL() string { return o.base.String() }
 
 // Fetch returns the file at path (relative to the repository URL), reading
-// at most maxLen bytes (OriginConfig.MaxMetadata when maxLen <= 0). A 404 is
+// at most maxLen bytes (Config.MaxMetadata when maxLen <= 0). A 404 is
 // an error wrapping metadata.ErrNotFound; a longer body one wrapping
 // metadata.ErrTooLarge. Fetch implements metadata's Fetcher.
 func (o *Client) Fetch(ctx context.Context, p string, maxLen int64) ([]byte, error) {

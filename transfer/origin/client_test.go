@@ -26,7 +26,7 @@ func newTestOrigin(t *testing.T, url string, cfg origin.Config) *origin.Client {
 	cfg.URL = url
 	o, err := origin.NewClient(cfg)
 	if err != nil {
-		t.Fatalf("NewOrigin(%q) error: %v", url, err)
+		t.Fatalf("NewClient(%q) error: %v", url, err)
 	}
 	return o
 }
@@ -69,7 +69,7 @@ func TestNewOriginRejectsBadURL(t *testing.T) {
 	t.Parallel()
 	for _, u := range []string{"", "ftp://x/", "localhost:8080", "http://", "http://h/?q=1", "http://u:p@h/"} {
 		if _, err := origin.NewClient(origin.Config{URL: u}); err == nil {
-			t.Errorf("NewOrigin(%q) = nil error, want one", u)
+			t.Errorf("NewClient(%q) = nil error, want one", u)
 		}
 	}
 }

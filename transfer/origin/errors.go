@@ -9,9 +9,9 @@ import (
 // these (or one of metadata's: ErrNotFound, ErrTooLarge, ErrHashMismatch)
 // with %w and add what failed and why.
 var (
-	// ErrStalled: a response delivered no byte for OriginConfig.StallTimeout.
+	// ErrStalled: a response delivered no byte for Config.StallTimeout.
 	ErrStalled = errors.New("transfer stalled")
-	// ErrSlow: a response delivered fewer than OriginConfig.MinRate bytes per
+	// ErrSlow: a response delivered fewer than Config.MinRate bytes per
 	// second over a whole StallTimeout window (slow-retrieval attack or a
 	// hopeless link).
 	ErrSlow = errors.New("transfer too slow")
