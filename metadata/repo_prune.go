@@ -157,6 +157,9 @@ func (r *Repo) Prune(ctx context.Context, opts PruneOptions) (*PruneResult, erro
 		doomed = append(doomed, filepath.Join(mdDir, t))
 		res.Temporary++
 	}
+	tornJournals, _ := filepath.Glob(filepath.Join(r.dir, ".tmp-"+retiredFile+"-*"))
+	doomed = append(doomed, tornJournals...)
+	res.Temporary += len(tornJournals)
 	plan, err := r.planContent(ctx, keepRoles, doomedRoles, opts.Keep, res)
 	if err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
@@ -314,7 +317,11 @@ func (p *contentPlan) saveJournal(dir string) error {
 	if bytes.Equal(b, p.read) || (p.read == nil && len(p.journal.Manifests) == 0) {
 		return nil
 	}
-	return writeFileAtomic(filepath.Join(dir, retiredFile), b, 0o644)
+	if err := writeFileAtomic(filepath.Join(dir, retiredFile), b, 0o644); err != nil {
+		return err
+	}
+	syncDir(dir) // durable before the deletions it accounts for
+	return nil
 }
 
 // liveManifests returns the manifests the targets of kept role versions

@@ -404,7 +404,7 @@ func TestPruneJournalForgetsContentNamedAgain(t *testing.T) {
 
 // TestPruneJournalStops: a journal that does not decode, or a manifest it
 // keeps that is corrupt, stops the prune before it deletes anything; a
-// dry run writes no journal.
+// dry run writes no journal; a torn journal write goes.
 func TestPruneJournalStops(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -426,8 +426,10 @@ func TestPruneJournalStops(t *testing.T) {
 	if err := os.Remove(e.path(retiredFile)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.state().Prune(ctx, opts); err != nil {
-		t.Fatal(err)
+	torn := e.path(".tmp-" + retiredFile + "-1")
+	e.write(filepath.Base(torn), []byte("{"))
+	if res, err := e.state().Prune(ctx, opts); err != nil || exists(t, torn) || res.Temporary != 1 {
+		t.Fatalf("Prune = %+v, %v; want the torn journal write deleted", res, err)
 	}
 	e.write(ManifestsDir+"/"+q.ManifestCID.String(), []byte("{}"))
 	orphanManifest, _ = e.orphan("orphan 2")
