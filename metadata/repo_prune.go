@@ -38,8 +38,8 @@ const DefaultPruneKeep = time.Hour
 // time: only a publish supersedes a snapshot. So the rule is a count; two
 // generations let two publishes land during one client's few round trips
 // without costing it the retry. No time-based grace is kept on top: it
-// would keep every snapshot of a burst of publishes (a thousand single
-// adds within a minute), which is exactly when the metadata must not grow
+// would keep every snapshot of a burst of publishes (a script adding
+// packages one by one), which is exactly when the metadata must not grow
 // with the number of publishes, and a client it would have spared
 // recovers by its retry. A cache that serves timestamp.json for a while
 // after a newer one is published needs as many generations as
