@@ -2,14 +2,19 @@
 GO        ?= go
 BIN       := bin/stork
 CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
+# What `stork version` prints: GOFLAGS may hold -buildvcs=false, so the
+# commit is passed explicitly too.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm soak fuzz clean sim sim-report validate
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm soak fuzz clean sim sim-report validate real-debs
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/stork
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/stork
 
 # The full suite: formatting, vet, every test, and the race detector on the
 # core packages (short mode, so the largest round trips run once, without it).
@@ -101,3 +106,13 @@ sim:
 VALIDATE_DIR ?= /tmp/stork-validate
 validate: build
 	bash testdata/validate/validate.sh $(BIN) $(VALIDATE_DIR)
+
+# Real Debian packages (testdata/real-debs/real-debs.sh): about 30 packages
+# (libc6, coreutils, systemd, tzdata, openssl, python3, perl, git, gcc,
+# firefox-esr, setuid tools, ...) and their dependencies, downloaded with
+# apt-get download, published with their control data, installed into a
+# VM's bind view and compared with dpkg-deb -x. Needs root, apt and the
+# network; not part of `make test`. Report: $(REAL_DEBS_DIR)/real-debs.md.
+REAL_DEBS_DIR ?= /tmp/stork-real-debs
+real-debs:
+	bash testdata/real-debs/real-debs.sh $(REAL_DEBS_DIR)

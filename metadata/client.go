@@ -163,7 +163,7 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("refresh metadata: %w", err)
 	}
-	ad := &tufFetcher{f: c.cfg.Fetcher, ctx: ctx}
+	ad := &tufFetcher{f: c.cfg.Fetcher, ctx: ctx, dir: c.cfg.Dir}
 	ucfg.Fetcher = ad
 	ucfg.RemoteTargetsURL = remoteBase + "targets"
 	ucfg.TargetsMaxLength = c.cfg.MaxMetadataSize
@@ -178,6 +178,7 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 	if err != nil {
 		return mapTUFError("refresh metadata: trusted root", err)
 	}
+	ad.up = up
 	up.UnsafeSetRefTime(c.now().UTC())
 	if err := up.Refresh(); err != nil {
 		return mapTUFError("refresh metadata", err)

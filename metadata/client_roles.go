@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -36,23 +33,11 @@ func (c *Client) loadRole(ctx context.Context, role, parent string) (*tufmeta.Me
 	if _, ok := tm.Targets[parent]; !ok && parent != tufmeta.ROOT {
 		return nil, fmt.Errorf("role %s: %w: its delegator %s is not loaded", role, ErrNotFound, parent)
 	}
-	local := ""
-	// A delegated role named like a top-level role would overwrite the
-	// updater's own trusted file: such a role is not kept.
-	if c.cfg.Dir != "" && !slices.Contains(tufmeta.TOP_LEVEL_ROLE_NAMES[:], role) {
-		local = filepath.Join(c.cfg.Dir, url.PathEscape(role)+".json")
-		if data, err := os.ReadFile(local); err == nil {
-			if m, err := tm.UpdateDelegatedTargets(data, role, parent); err == nil {
-				return m, nil
-			}
-		}
-	}
 	n := mf.Length
 	if n == 0 {
 		n = c.cfg.MaxMetadataSize
 	}
-	p := fmt.Sprintf("%s/%d.%s.json", MetadataDir, mf.Version, url.PathEscape(role))
-	data, err := c.cfg.Fetcher.Fetch(ctx, p, n)
+	data, err := c.fetchDelegated(ctx, &tm, role, parent, mf, n)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("role %s version %d: %w: %w", role, mf.Version, errRoleGone, err)
 	}
@@ -63,13 +48,7 @@ func (c *Client) loadRole(ctx context.Context, role, parent string) (*tufmeta.Me
 	if err != nil {
 		return nil, mapTUFError("role "+role, err)
 	}
-	if local != "" {
-		// A cache: it is verified again before every use, so a torn
-		// write costs a download, not trust; no fsync.
-		if err := writeFileAtomicNoSync(local, data, 0o600); err != nil {
-			return nil, fmt.Errorf("keep role %s: %w", role, err)
-		}
-	}
+	c.keepDelegated(role, data)
 	return m, nil
 }
 

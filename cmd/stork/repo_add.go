@@ -21,18 +21,19 @@ func repoAddCommand() *cli.Command {
 		UsageText: "stork repo add --dir REPO --key FILE --name NAME --version VER [--version-scheme semver|deb|rpm] [--depends 'NAME>=1.2' ...] PATH\n" +
 			"stork repo add --dir REPO --key FILE FILE.deb...\n" +
 			"stork repo add --dir REPO --key FILE --from LIST [FILE.deb...]   # LIST: one 'NAME VERSION PATH' a line",
-		Description: "Everything one command publishes is signed in one commit: each changed role, the snapshot\n" +
+		Description: "--key: the targets key, or the key of the publisher a delegation names (stork repo delegate), with the snapshot and timestamp keys.\n" +
+			"Everything one command publishes is signed in one commit: each changed role, the snapshot\n" +
 			"and the timestamp once, however many packages. Publishers take turns on the repository lock.",
 		Flags: []cli.Flag{
 			repoDirFlag(),
-			keyFlag("signing key `FILE` (repeat: targets or delegated publisher key, plus snapshot and timestamp keys)"),
+			keyFlag(),
 			stringFlag("name", "package `NAME` (default for a .deb: its Package field)", catRepo, false),
 			stringFlag("version", "package `VERSION`, published as given (default for a .deb: its Version field)", catRepo, false),
 			stringFlag("version-scheme", "`SCHEME` ordering the version: semver, deb or rpm (default: deb for a .deb, else semver)", catRepo, false),
 			stringSliceFlag("depends", "dependency `CONSTRAINT` such as 'libfoo>=1.2', 'libc6>= 2.36, << 3' or 'a | b' (repeat; replaces a .deb's Depends)", catRepo),
 			stringFlag("from", "publish every package listed in `FILE` ('NAME VERSION PATH' a line, tab- or space-separated; # comments; - for stdin)", catRepo, false),
 			stringFlag("chunk-size", "chunk `SIZE` (default 1M)", catLimits, false),
-			boolFlag("json", "print the result as JSON (an array when several PATHs are given)", catOutput),
+			jsonFlag(),
 		},
 		Action: repoAddAction,
 	}

@@ -75,7 +75,7 @@ func TestEndToEndDebDirectory(t *testing.T) {
 	if strings.Count(out, "\n") != 8 {
 		t.Errorf("repo add printed %d lines for 8 debs", strings.Count(out, "\n"))
 	}
-	if !strings.Contains(errOut, "libtinfo6>=6") || strings.Count(errOut, "level=WARN") != 1 {
+	if !strings.Contains(errOut, "libtinfo6>=6") || strings.Count(errOut, `"level":"WARN"`) != 1 { // JSON: stderr is not a terminal
 		t.Errorf("repo add stderr = %q, want one warning naming the missing libtinfo6>=6", errOut)
 	}
 	if !strings.Contains(errOut, ":any dropped") {

@@ -17,11 +17,12 @@ func repoBinsCommand() *cli.Command {
 		Name:      "bins",
 		Usage:     "move the package targets of a repository without hash bins into N bins (signs each role once)",
 		UsageText: "stork repo bins --dir REPO --key FILE [--bins N]",
-		Description: "Clients older than hash bins cannot resolve packages of the repository afterwards\n" +
+		Description: "--key: the targets, snapshot and timestamp keys.\n" +
+			"Clients older than hash bins cannot resolve packages of the repository afterwards\n" +
 			"(they fail closed): upgrade clients first.",
 		Flags: []cli.Flag{
 			repoDirFlag(),
-			keyFlag("targets, snapshot and timestamp signing key `FILE` (repeat)"),
+			keyFlag(),
 			binsFlag(metadata.DefaultBins),
 		},
 		Action: func(c *cli.Context) error {

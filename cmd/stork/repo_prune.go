@@ -20,12 +20,12 @@ func repoPruneCommand() *cli.Command {
 			"them (recorded in REPO/stork-retired.json): a client may still be downloading them.",
 		Flags: []cli.Flag{
 			repoDirFlag(),
-			intFlag("keep-snapshots", "keep the `N` newest superseded snapshots and the role versions they name (0: the current snapshot only)",
-				catRepo, metadata.DefaultPruneKeepSnapshots),
+			&cli.IntFlag{Name: "keep-snapshots", Usage: "keep the `N` newest superseded snapshots and the role versions they name (0: the current snapshot only)",
+				Category: catRepo, EnvVars: []string{"STORK_PRUNE_KEEP_SNAPSHOTS"}, Value: metadata.DefaultPruneKeepSnapshots},
 			&cli.StringFlag{Name: "keep", Usage: "keep manifests and chunks for `DURATION` after the last kept metadata stopped naming them (0: delete them at once)",
-				Category: catRepo, EnvVars: env("keep"), Value: metadata.DefaultPruneKeep.String()},
+				Category: catRepo, EnvVars: []string{"STORK_PRUNE_KEEP"}, Value: metadata.DefaultPruneKeep.String()},
 			boolFlag("dry-run", "report what would be deleted, delete nothing", catRepo),
-			boolFlag("json", "print the result as JSON", catOutput),
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			var keep time.Duration
