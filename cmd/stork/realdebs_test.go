@@ -244,8 +244,8 @@ func (r *realDebsReport) markdown() string {
 	}
 	section("Differences", r.diffs)
 	section("Installs the resolver refused", r.notInstalled)
-	section("Closure of each root package (packages installed, the root included)", r.closures)
-	section("Packages no root brought, installed with their dependencies (packages installed)", r.otherClosures)
+	section("Closure of each root package (packages in its closure, the root included)", r.closures)
+	section("Packages no root brought, installed with their dependencies (packages in the closure)", r.otherClosures)
 	section("Publisher warnings", r.warnings)
 	fmt.Fprintf(&b, "\n## stork list --vm vm\n\n```\n%s```\n", r.list)
 	return b.String()
