@@ -253,7 +253,9 @@ type InstallRequest struct {
 	VM   string `json:"vm"`
 	Ref  string `json:"ref"`
 	Into string `json:"into,omitempty"` // directory; each package appears as INTO/NAME; default the VM's root
-	Mode string `json:"mode"`           // bind (default), overlay or link
+	// Mode is bind, overlay or link; "" is the mode the VM was
+	// registered with (bind for a VM never registered).
+	Mode string `json:"mode"`
 	// NoDeps installs ref alone, as dpkg -i would, without resolving its
 	// dependencies (admin requests only).
 	NoDeps bool `json:"no_deps,omitempty"`
@@ -298,6 +300,9 @@ func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progr
 	defer func() { d.metrics.installSeconds.Observe(time.Since(start).Seconds()) }()
 	if err := validVMID(req.VM); err != nil {
 		return nil, err
+	}
+	if v, ok := d.vms.get(req.VM); ok && req.Mode == "" {
+		req.Mode = v.Mode
 	}
 	mode, err := parseViewMode(req.Mode)
 	if err != nil {

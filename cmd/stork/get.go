@@ -79,7 +79,7 @@ func getCommand() *cli.Command {
 				return fmt.Errorf("update repository metadata from %s: %w", c.String("repo"), err)
 			}
 			// The whole closure is resolved even without --with-deps, so that
-			// an unsatisfiable or cyclic dependency is reported here.
+			// an unsatisfiable dependency is reported here.
 			closure, err := client.ResolveClosure(ctx, ref)
 			if err != nil {
 				return err

@@ -481,12 +481,13 @@ func (d *download) broadcast(m *Message, except PeerID) {
 func (d *download) fetchOrigin(ctx context.Context, i int) {
 	defer d.wg.Done()
 	ref := d.pkg.refs[i]
+	sent := time.Now()
 	data, err := d.s.cfg.Origin.FetchChunk(ctx, ref.CID, ref.Length)
 	if err == nil {
 		err = ref.Verify(data)
 	}
 	if err == nil {
-		d.deliver(i, policy.OriginPeer, data)
+		d.deliver(i, policy.OriginPeer, data, sent)
 		return
 	}
 	if errors.Is(err, metadata.ErrHashMismatch) {
@@ -516,7 +517,7 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 		if d.originDownSince.IsZero() {
 			d.originDownSince = now
 		}
-		d.s.noteOrigin(err, now)
+		d.s.noteOrigin(err, sent, now)
 	}
 	d.s.log.Debug("origin chunk failed", "chunk", ref.CID, "err", err, "backoff", backoff)
 	d.schedule(now)
@@ -553,7 +554,7 @@ func (d *download) peerChunk(ss *session, i int, data []byte) bool {
 		d.ban(ss, i, err)
 		return true
 	}
-	d.deliver(i, ss.peer, data)
+	d.deliver(i, ss.peer, data, time.Time{})
 	return true
 }
 
@@ -589,7 +590,7 @@ func (d *download) drop(p PeerID) {
 }
 
 // deliver stores a verified chunk, once, and tells the peers.
-func (d *download) deliver(i int, from PeerID, data []byte) {
+func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
 	ref := d.pkg.refs[i]
 	d.mu.Lock()
 	if d.finished || d.picker.Have(i) || d.storing.Has(i) {
@@ -617,7 +618,9 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 	}
 	now := time.Now()
 	n := int64(len(data))
-	if from == policy.OriginPeer && !d.originDownSince.IsZero() {
+	// Only an answer to a request sent after the outage began ends it: a
+	// response already under way when the origin went down proves nothing.
+	if from == policy.OriginPeer && !d.originDownSince.IsZero() && sent.After(d.originDownSince) {
 		d.picker.OriginResumed(now)
 		d.s.log.Info("origin answers again: download resumes", "manifest", d.c, "waited", now.Sub(d.originDownSince).Round(time.Millisecond))
 		d.originDownSince = time.Time{}
@@ -641,7 +644,7 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 		d.fromOrigin += n
 		d.originFails = 0
 		d.s.bytesFromOrigin.Add(n)
-		d.s.noteOrigin(nil, now)
+		d.s.noteOrigin(nil, sent, now)
 	} else {
 		d.fromPeers += n
 		d.s.bytesFromPeers.Add(n)

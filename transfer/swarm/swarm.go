@@ -341,17 +341,18 @@ func (s *Swarm) originName() string {
 	return "the origin"
 }
 
-// noteOrigin records whether the origin answered (err nil) or could not be
-// reached, logging the start of an outage once at WARN and its end once at
-// INFO.
-func (s *Swarm) noteOrigin(err error, now time.Time) {
+// noteOrigin records whether the origin answered a request sent at sent
+// (err nil) or could not be reached, logging the start of an outage once
+// at WARN and its end once at INFO. Only an answer to a request sent after
+// the outage began ends it.
+func (s *Swarm) noteOrigin(err error, sent, now time.Time) {
 	s.originMu.Lock()
 	defer s.originMu.Unlock()
 	switch {
 	case err != nil && s.originDown.IsZero():
 		s.originDown = now
 		s.log.Warn("origin unreachable: downloads take what peers have and wait for the rest", "origin", s.originName(), "err", err, "deadline", s.cfg.OriginDeadline)
-	case err == nil && !s.originDown.IsZero():
+	case err == nil && !s.originDown.IsZero() && sent.After(s.originDown):
 		s.log.Info("origin reachable again: downloads resume", "origin", s.originName(), "down_for", now.Sub(s.originDown).Round(time.Millisecond))
 		s.originDown = time.Time{}
 	}
