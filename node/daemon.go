@@ -20,7 +20,8 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Daemon is the host daemon: one per physical host and data directory.
@@ -28,12 +29,12 @@ type Daemon struct {
 	cfg    Config
 	log    *slog.Logger
 	store  *share.Store
-	origin *transfer.Origin
-	source transfer.ChunkSource
+	origin *httporigin.Client
+	source httporigin.ChunkSource
 	meta   *metaClient
 	vms    *vmRegistry
-	p2p    *P2P            // nil without a swarm
-	swarm  *transfer.Swarm // nil without a swarm
+	p2p    *P2P         // nil without a swarm
+	swarm  *swarm.Swarm // nil without a swarm
 	fl     flights
 	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
 	// repairKick wakes the repairer (repair.go).
@@ -70,7 +71,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: cfg.RepoURL, StallTimeout: cfg.StallTimeout, UserAgent: "stork-daemon"})
+	origin, err := httporigin.NewClient(httporigin.Config{URL: cfg.RepoURL, StallTimeout: cfg.StallTimeout, UserAgent: "stork-daemon"})
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +199,7 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	sw, err := transfer.NewSwarm(transfer.SwarmConfig{
+	sw, err := swarm.New(swarm.Config{
 		Self:                p2p.ID(),
 		Network:             p2p,
 		Discovery:           p2p,

@@ -7,12 +7,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // The daemon's metrics, registered on Config.Metrics (made by cmd; nil
 // registers nothing). The store and the swarm register their own (see
-// share.Store.RegisterMetrics and transfer.Swarm.RegisterMetrics); the
+// share.Store.RegisterMetrics and swarm.Swarm.RegisterMetrics); the
 // daemon adds the totals that `stork status --json` prints, which also count
 // downloads made without the swarm:
 //
@@ -143,19 +143,19 @@ func (d *Daemon) chunkCounters() []prometheus.Collector {
 	var cs []prometheus.Collector
 	for _, c := range []struct {
 		source, result string
-		get            func(st transfer.SwarmStats) int64
+		get            func(st swarm.Stats) int64
 	}{
-		{"peers", "verified", func(st transfer.SwarmStats) int64 { return st.ChunksVerifiedPeers }},
-		{"peers", "failed", func(st transfer.SwarmStats) int64 { return st.ChunksFailedPeers }},
-		{"origin", "verified", func(st transfer.SwarmStats) int64 { return st.ChunksVerifiedOrigin + d.chunksVerified.Load() }},
-		{"origin", "failed", func(st transfer.SwarmStats) int64 { return st.ChunksFailedOrigin + d.chunksFailed.Load() }},
+		{"peers", "verified", func(st swarm.Stats) int64 { return st.ChunksVerifiedPeers }},
+		{"peers", "failed", func(st swarm.Stats) int64 { return st.ChunksFailedPeers }},
+		{"origin", "verified", func(st swarm.Stats) int64 { return st.ChunksVerifiedOrigin + d.chunksVerified.Load() }},
+		{"origin", "failed", func(st swarm.Stats) int64 { return st.ChunksFailedOrigin + d.chunksFailed.Load() }},
 	} {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "stork_node_chunks_total",
 			Help:        "Chunks received for downloads, by source and by whether they passed verification (a failed chunk is never stored).",
 			ConstLabels: prometheus.Labels{"source": c.source, "result": c.result},
 		}, func() float64 {
-			var st transfer.SwarmStats
+			var st swarm.Stats
 			if d.swarm != nil {
 				st = d.swarm.Stats()
 			}

@@ -13,7 +13,8 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Progress receives bytes done and total of a request's packages.
@@ -95,7 +96,7 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	var peers, banned int
 	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "missing_chunks", len(missing), "have", have, "total", total)
 	if d.swarm != nil {
-		stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
+		stats, err := d.swarm.Download(ctx, swarm.DownloadRequest{
 			Manifest: r.ManifestCID,
 			M:        r.Manifest,
 			Have:     dl.Have,
@@ -113,7 +114,7 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	} else {
 		sink := &countingSink{dl: dl, f: f, counter: &d.bytesFromOrigin, chunks: &d.chunksVerified}
 		before := d.bytesFromOrigin.Load()
-		_, err := transfer.Fetch(ctx, transfer.FetchOptions{
+		_, err := httporigin.FetchChunks(ctx, httporigin.FetchChunksOptions{
 			Chunks:   missing,
 			Source:   &failCountingSource{src: d.source, failed: &d.chunksFailed},
 			Sink:     sink,
@@ -163,7 +164,7 @@ func (s *countingSink) PutChunk(c cid.Cid, data []byte) error {
 // failCountingSource counts the chunks a source delivers that fail their
 // hash (the origin verifies each chunk against its CID).
 type failCountingSource struct {
-	src    transfer.ChunkSource
+	src    httporigin.ChunkSource
 	failed *atomic.Int64
 }
 
