@@ -51,6 +51,7 @@ type Client struct {
 	ad    *tufFetcher
 	tm    trustedmetadata.TrustedMetadata // the updater's; its Targets map grows as roles load
 	names map[string][]*pkgEntry          // visible versions by name, filled as names are looked up
+	provs map[string][]string             // provider names by provided name, filled as names are looked up
 
 	// manifests caches verified manifests by CID: content-addressed, so an
 	// entry stays right; it is still checked against the signed target's
@@ -84,6 +85,18 @@ type pkgEntry struct {
 	ver    Version // zero if the version does not parse under its scheme
 	target *tufmeta.TargetFiles
 	err    error // a malformed custom field: reported when resolved
+	// provides is what the target says the package provides.
+	provides []Provided
+}
+
+// provision returns what e provides that satisfies r, if anything.
+func (e *pkgEntry) provision(r Relation) (Provided, bool) {
+	for _, p := range e.provides {
+		if p.Satisfies(r) {
+			return p, true
+		}
+	}
+	return Provided{}, false
 }
 
 // Resolved is a package version with its verified manifest.
@@ -94,8 +107,9 @@ type Resolved struct {
 	ManifestBytes []byte
 	Manifest      *Manifest
 	Depends       []string
-	Length        int64 // manifest bytes, as signed
-	Size          int64 // file content bytes, as signed
+	Provides      []string // names it provides besides its own (see ParseProvides)
+	Length        int64    // manifest bytes, as signed
+	Size          int64    // file content bytes, as signed
 	Role          string
 }
 
@@ -188,7 +202,7 @@ func (c *Client) LastRefresh() Refreshed {
 }
 
 func (c *Client) refreshLocked(ctx context.Context) error {
-	c.up, c.names = nil, nil
+	c.up, c.names, c.provs = nil, nil, nil
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -323,7 +337,7 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 	if hit, ok := c.manifests[mc]; ok && e.target.VerifyLengthHashes(hit.data) == nil {
 		return &Resolved{
 			Name: e.info.Name, Version: e.info.Version, Scheme: e.info.Scheme, ManifestCID: mc,
-			ManifestBytes: hit.data, Manifest: hit.m, Depends: e.info.Depends,
+			ManifestBytes: hit.data, Manifest: hit.m, Depends: e.info.Depends, Provides: e.info.Provides,
 			Length: n, Size: e.info.Size, Role: e.info.Role,
 		}, nil
 	}
@@ -347,7 +361,7 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 	c.manifests[mc] = cachedManifest{data: data, m: m}
 	return &Resolved{
 		Name: e.info.Name, Version: e.info.Version, Scheme: e.info.Scheme, ManifestCID: mc,
-		ManifestBytes: data, Manifest: m, Depends: e.info.Depends,
+		ManifestBytes: data, Manifest: m, Depends: e.info.Depends, Provides: e.info.Provides,
 		Length: n, Size: e.info.Size, Role: e.info.Role,
 	}, nil
 }

@@ -145,6 +145,9 @@ func (c *Client) entries(ctx context.Context, name string) ([]*pkgEntry, error) 
 			e.info.Scheme = SchemeSemver
 		}
 		e.ver, _ = ParseVersion(e.info.Scheme, version)
+		if e.err == nil {
+			e.provides, _, e.err = ParseProvides(e.info.Scheme, e.info.Provides)
+		}
 		es = append(es, e)
 	}
 	if c.names == nil {
@@ -166,4 +169,39 @@ func (c *Client) retryStale(ctx context.Context, fn func() error) error {
 		return rerr
 	}
 	return fn()
+}
+
+// providers returns the versions of the packages that provide name under
+// the trust rule of provides.go: listed by a provides index of a role that
+// may sign name, and saying so in their own signed target. Sorted by
+// provider name, then as entries lists them; cached until the next
+// refresh.
+func (c *Client) providers(ctx context.Context, name string) ([]*pkgEntry, error) {
+	names, ok := c.provs[name]
+	if !ok {
+		var err error
+		if names, err = providerNames(c.getter(ctx), name); err != nil {
+			return nil, err
+		}
+		if c.provs == nil {
+			c.provs = map[string][]string{}
+		}
+		c.provs[name] = names
+	}
+	var out []*pkgEntry
+	for _, pn := range names {
+		if pn == name {
+			continue
+		}
+		es, err := c.entries(ctx, pn)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
+			if _, ok := e.provision(Relation{Name: name}); ok && e.err == nil {
+				out = append(out, e)
+			}
+		}
+	}
+	return out, nil
 }

@@ -136,9 +136,15 @@
 // A Constraint is parsed once and read under the scheme of each version
 // it is checked against, since a dependency does not know the scheme of
 // the package it names. A dependency entry is one relation or
-// alternatives "a | b"; the resolver (resolve.go) picks, breadth first,
-// the newest version satisfying every gathered constraint, and of
-// alternatives the first already picked, else already required, else
-// satisfiable. A .deb's control file (ReadDebControl) supplies its name,
-// version and dependencies.
+// alternatives "a | b". A package may provide other names (virtual
+// packages, provides.go): its target lists them, and the provides index of
+// a role that may sign each name lists the package, both signed. The
+// resolver (resolve.go) builds a closure as a set, breadth first,
+// dependency cycles and self-dependencies allowed: each name is satisfied
+// by a package already in the closure, else by the newest version of the
+// real package satisfying every gathered constraint, else by a provider
+// (the newest version of the lexically first name); of alternatives the
+// first already satisfied, else already required, else satisfiable. A
+// .deb's control file (ReadDebControl) supplies its name, version,
+// dependencies (Pre-Depends and Depends) and Provides.
 package metadata

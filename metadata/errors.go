@@ -28,7 +28,8 @@ var (
 	ErrRollback = errors.New("rollback")
 	// ErrSignature: a signature is missing, wrong, or below threshold.
 	ErrSignature = errors.New("bad signature")
-	// ErrDependency: a dependency cycle or unsatisfiable constraint.
+	// ErrDependency: a dependency no published package satisfies, or
+	// constraints on one name that no version meets together.
 	ErrDependency = errors.New("dependency error")
 	// ErrLocked: another publisher holds the repository lock for longer
 	// than the caller was willing to wait.

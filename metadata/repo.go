@@ -97,6 +97,9 @@ type targetCustom struct {
 	Size     int64    `json:"size"`
 	Depends  []string `json:"depends,omitempty"`
 	Scheme   string   `json:"scheme,omitempty"`
+	// Provides lists the names the package provides besides its own
+	// (see provides.go): "NAME" or "NAME=VERSION".
+	Provides []string `json:"provides,omitempty"`
 }
 
 // PackageInfo describes one signed package version.
@@ -107,7 +110,10 @@ type PackageInfo struct {
 	Size          int64 // bytes of file content in the tree
 	ManifestSize  int64 // bytes of the manifest (the signed target length)
 	Depends       []string
-	Role          string // the targets role that signs it
+	// Provides lists the names it provides besides its own, canonical
+	// (see ParseProvides).
+	Provides []string
+	Role     string // the targets role that signs it
 }
 
 func keyMap(keys ...[]*PrivateKey) map[string]*PrivateKey {
@@ -1125,6 +1131,9 @@ func packageInfo(p string, tf *tufmeta.TargetFiles) (PackageInfo, error) {
 	if _, _, err := ParseDependencies(name, c.Depends); err != nil {
 		return info, fmt.Errorf("target %s: %w", p, err)
 	}
-	info.ManifestCID, info.Size, info.ManifestSize, info.Depends = mc, c.Size, tf.Length, c.Depends
+	if _, _, err := ParseProvides(scheme, c.Provides); err != nil {
+		return info, fmt.Errorf("target %s: %w", p, err)
+	}
+	info.ManifestCID, info.Size, info.ManifestSize, info.Depends, info.Provides = mc, c.Size, tf.Length, c.Depends, c.Provides
 	return info, nil
 }

@@ -28,6 +28,10 @@ type AddOptions struct {
 	// "bar", "baz=2.0.1", "qux>=1,<2", "libc6>= 2.36", "a | b>>1".
 	// Validated at add time; signed with the target.
 	Depends []string
+	// Provides lists the names the package provides besides its own (see
+	// ParseProvides): "awk", "awk=1:5.2.1-2". Signed with the target, and
+	// each name indexed in a role that may sign it (see provides.go).
+	Provides []string
 	// Import configures the import (chunk size, limits, source kind).
 	Import ImportOptions
 }
@@ -43,10 +47,17 @@ type AddResult struct {
 	Unchanged     bool     // NAME@VERSION (or a version equal to it) was already published with the same content
 	Depends       []string // the signed dependencies, canonical
 	// Missing lists the dependencies none of whose alternatives names a
-	// package the repository publishes (this batch included). A warning:
+	// package the repository publishes or a name a published package
+	// provides (this batch included). A warning:
 	// the package is published all the same.
 	Missing []string
-	Role    string
+	// Provides lists the signed provided names, canonical.
+	Provides []string
+	// NotIndexed lists the provided names that no role the caller holds
+	// keys for may sign: a client does not take the package as their
+	// provider (see provides.go). A warning.
+	NotIndexed []string
+	Role       string
 }
 
 // chunkWriter stores imported chunks under DIR/chunks, skipping existing ones.
@@ -233,6 +244,10 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", ref, err)
 	}
+	_, provides, err := ParseProvides(scheme, opts.Provides)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", ref, err)
+	}
 	tpath := TargetPath(opts.Name, opts.Version)
 	role, err := b.r.publishRole(opts.Name, tpath)
 	if err != nil {
@@ -248,8 +263,8 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", ref, err)
 	}
-	res.Scheme, res.Depends, res.Role = scheme, depends, role
-	custom, err := json.Marshal(targetCustom{Manifest: res.ManifestCID.String(), Size: res.Size, Depends: depends, Scheme: string(scheme)})
+	res.Scheme, res.Depends, res.Provides, res.Role = scheme, depends, provides, role
+	custom, err := json.Marshal(targetCustom{Manifest: res.ManifestCID.String(), Size: res.Size, Depends: depends, Scheme: string(scheme), Provides: provides})
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +278,7 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 	}
 	if same != nil {
 		res.Unchanged, res.Role, res.Version = true, same.role, same.version
-		return res, nil
+		return res, b.indexProvides(res)
 	}
 	if err := writeFileAtomic(filepath.Join(b.r.dir, ManifestsDir, res.ManifestCID.String()), mb, 0o644); err != nil {
 		return nil, fmt.Errorf("add %s: %w", ref, err)
@@ -281,7 +296,58 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 	tm.Signed.Targets[tpath] = tf
 	idx := b.nameIndex(role, tm)
 	idx[opts.Name] = append(idx[opts.Name], tpath)
-	return res, nil
+	return res, b.indexProvides(res)
+}
+
+// indexProvides lists res's package under each name it provides in the
+// provides index of a role that may sign that name (indexRole); a name no
+// such role can take goes to res.NotIndexed.
+func (b *addBatch) indexProvides(res *AddResult) error {
+	for _, s := range res.Provides {
+		name, _, _ := strings.Cut(s, "=")
+		role := b.r.indexRole(name)
+		if role == "" {
+			res.NotIndexed = append(res.NotIndexed, name)
+			continue
+		}
+		m := b.roles[role]
+		if m == nil {
+			cur, err := b.r.roleForUpdate(role)
+			if err != nil {
+				return fmt.Errorf("add %s@%s: provides %s: %w", res.Name, res.Version, name, err)
+			}
+			m = cur
+		}
+		if addProvider(m, name, res.Name) {
+			b.roles[role] = m
+		}
+	}
+	return nil
+}
+
+// indexRole picks the role whose provides index lists the providers of
+// name: a delegated publisher role whose patterns may cover name and whose
+// keys the caller holds, else name's bin (top-level targets in a
+// repository without bins) if the caller holds its keys; "" if none.
+func (r *Repo) indexRole(name string) string {
+	if d := r.targets[tufmeta.TARGETS].Signed.Delegations; d != nil {
+		for i, dr := range d.Roles {
+			if dr.Name == BinsRole || !mayDelegateName(&d.Roles[i], name) {
+				continue
+			}
+			if _, err := r.signersFor(dr.Name, dr.KeyIDs, dr.Threshold); err == nil {
+				return dr.Name
+			}
+		}
+	}
+	own := tufmeta.TARGETS
+	if sr := r.succinct(nil); sr != nil {
+		own = binOf(sr, name)
+	}
+	if _, err := r.roleSigners(own, nil, r.root); err != nil {
+		return ""
+	}
+	return own
 }
 
 // importPackage imports opts.Source into the repository's chunks and
@@ -371,11 +437,13 @@ func sameCustom(a, b []byte) bool {
 	sa, ea := ParseScheme(ca.Scheme)
 	sb, eb := ParseScheme(cb.Scheme)
 	return ea == nil && eb == nil && sa == sb &&
-		ca.Manifest == cb.Manifest && ca.Size == cb.Size && slices.Equal(ca.Depends, cb.Depends)
+		ca.Manifest == cb.Manifest && ca.Size == cb.Size && slices.Equal(ca.Depends, cb.Depends) &&
+		slices.Equal(ca.Provides, cb.Provides)
 }
 
 // markMissing fills each result's Missing: dependencies none of whose
-// alternatives names a published package.
+// alternatives names a published package or a name some package is
+// indexed as providing.
 func (b *addBatch) markMissing(results []*AddResult) error {
 	published := map[string]bool{}
 	has := func(name string) (bool, error) {
@@ -387,6 +455,11 @@ func (b *addBatch) markMissing(results []*AddResult) error {
 			found = true
 			return false
 		})
+		if err == nil && !found {
+			var ps []string
+			ps, err = providerNames(b.get, name)
+			found = len(ps) > 0
+		}
 		published[name] = found
 		return found, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
 )
@@ -69,6 +70,7 @@ func (r *Repo) UseBins(ctx context.Context, n int) error {
 		m.Signed.Targets[p] = tg.Signed.Targets[p]
 		delete(tg.Signed.Targets, p)
 	}
+	moveProvides(tg, roles, r.now().UTC())
 	if err := r.commit(commitSpec{roles: roles}); err != nil {
 		return fmt.Errorf("use bins: %w", err)
 	}
@@ -119,4 +121,29 @@ func (r *Repo) rekeyBins(roles map[string]*tufmeta.Metadata[tufmeta.TargetsType]
 		roles[role] = m
 	}
 	return nil
+}
+
+// moveProvides moves the provides index of top-level targets tg into the
+// bins (roles[BinsRole] delegates to them): each name's entry goes to the
+// bin of that name, where a client looks for it (provides.go).
+func moveProvides(tg *tufmeta.Metadata[tufmeta.TargetsType], roles map[string]*tufmeta.Metadata[tufmeta.TargetsType], now time.Time) {
+	idx := roleProvides(tg)
+	if len(idx) == 0 {
+		return
+	}
+	sr := succinctOf(roles[BinsRole])
+	for _, name := range sortedKeys(idx) {
+		bin := binOf(sr, name)
+		m := roles[bin]
+		if m == nil {
+			m = tufmeta.Targets(now)
+			m.Signed.Version = 0
+			m.Signed.Targets = map[string]*tufmeta.TargetFiles{}
+			roles[bin] = m
+		}
+		for _, p := range idx[name] {
+			addProvider(m, name, p)
+		}
+	}
+	delete(tg.Signed.UnrecognizedFields, providesField)
 }

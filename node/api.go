@@ -15,7 +15,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // maxRequestBody caps every API request body (see guard).
@@ -147,7 +147,7 @@ func (d *Daemon) downloadState(ps *PackageStatus, c cid.Cid) {
 // activeDownloads reports the running downloads, with the swarm's split
 // between peers and origin.
 func (d *Daemon) activeDownloads() []DownloadStatus {
-	split := map[cid.Cid]transfer.ActiveDownload{}
+	split := map[cid.Cid]swarm.ActiveDownload{}
 	if d.swarm != nil { // nil in an Offline daemon
 		for _, a := range d.swarm.Active() {
 			split[a.Manifest] = a

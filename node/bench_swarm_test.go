@@ -45,7 +45,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 )
 
 // bswOrigin is a repository served over HTTP on loopback that counts the
@@ -74,7 +74,7 @@ func newBswOrigin(tb testing.TB) *bswOrigin {
 	if o.root, err = os.ReadFile(filepath.Join(o.dir, "metadata", "1.root.json")); err != nil {
 		tb.Fatal(err)
 	}
-	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: o.dir})
+	srv, err := httporigin.NewServer(httporigin.ServerConfig{Dir: o.dir})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -8,7 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Config configures a Daemon. Zero fields take the defaults filled in by
@@ -24,7 +25,7 @@ type Config struct {
 	Root []byte
 	// Parallel is how many origin requests one download keeps open
 	// (default 8; more for packages of small chunks, see
-	// transfer.SwarmConfig.OriginParallel).
+	// swarm.Config.OriginParallel).
 	Parallel int
 	// RefreshInterval is how long fetched repository metadata is used before
 	// the next request refreshes it (default 30s).
@@ -33,11 +34,11 @@ type Config struct {
 	StallTimeout time.Duration
 	// OriginDeadline is how long a download waits for an unreachable
 	// origin, with no chunk arriving from anyone, before it fails
-	// (default 10m; see transfer.SwarmConfig.OriginDeadline). Chunks
+	// (default 10m; see swarm.Config.OriginDeadline). Chunks
 	// that peers hold keep coming meanwhile.
 	OriginDeadline time.Duration
 	// Source overrides the chunk source (tests); default: the HTTP origin.
-	Source transfer.ChunkSource
+	Source httporigin.ChunkSource
 	// P2P configures the libp2p host and the /stork DHT the swarm runs
 	// on; nil runs the swarm without peers (every chunk from the origin).
 	// Its DataDir and Logger are filled in from this Config.
@@ -93,7 +94,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.StallTimeout = 15 * time.Second
 	}
 	if c.OriginDeadline <= 0 {
-		c.OriginDeadline = transfer.DefaultOriginDeadline
+		c.OriginDeadline = swarm.DefaultOriginDeadline
 	}
 	c.API = c.API.withDefaults()
 	if c.Logger == nil {

@@ -18,7 +18,8 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Daemon is the host daemon: one per physical host and data directory.
@@ -28,12 +29,12 @@ type Daemon struct {
 	log    *slog.Logger
 	unlock func() // releases the data directory's lock
 	store  *share.Store
-	origin *transfer.Origin
-	source transfer.ChunkSource
+	origin *httporigin.Client
+	source httporigin.ChunkSource
 	meta   *metaClient
 	vms    *vmRegistry
 	p2p    *P2P // nil without peers (Config.P2P nil)
-	swarm  *transfer.Swarm
+	swarm  *swarm.Swarm
 	// stopSwarm ends the swarm's Run (its re-provide loop) and closes it.
 	stopSwarm func()
 	fl        flights
@@ -82,7 +83,7 @@ func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
-	origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: cfg.RepoURL, StallTimeout: cfg.StallTimeout, UserAgent: "stork-daemon"})
+	origin, err := httporigin.NewClient(httporigin.Config{URL: cfg.RepoURL, StallTimeout: cfg.StallTimeout, UserAgent: "stork-daemon"})
 	if err != nil {
 		return nil, err
 	}
@@ -290,13 +291,17 @@ func (d *Daemon) startSwarm(ctx context.Context) error {
 	return nil
 }
 
+// The origin's client checks every chunk's CID, so the swarm does not
+// hash its chunks again.
+var _ swarm.CheckedSource = (*httporigin.Client)(nil)
+
 // localPeer names this host in a swarm without peers.
-const localPeer transfer.PeerID = "local"
+const localPeer swarm.PeerID = "local"
 
 // newSwarm makes the swarm: on the libp2p host if there is one, else
 // without peers.
-func (d *Daemon) newSwarm() (*transfer.Swarm, error) {
-	sc := transfer.SwarmConfig{
+func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
+	sc := swarm.Config{
 		Self:                localPeer,
 		Store:               swarmStore{d.store},
 		Origin:              d.source,
@@ -310,7 +315,7 @@ func (d *Daemon) newSwarm() (*transfer.Swarm, error) {
 	if d.p2p != nil {
 		sc.Self, sc.Network, sc.Discovery = d.p2p.ID(), d.p2p, d.p2p
 	}
-	return transfer.NewSwarm(sc)
+	return swarm.New(sc)
 }
 
 // closeP2P closes the libp2p host, if there is one.

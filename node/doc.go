@@ -21,7 +21,7 @@
 //     download of its manifest CID (a flight, packages.go); the download
 //     runs on the daemon's background context, so a requester that goes
 //     away cancels nothing for the others, and ends only at Close.
-//   - One download engine: the swarm (transfer.Swarm). With Config.P2P nil
+//   - One download engine: the swarm (transfer/swarm). With Config.P2P nil
 //     (stork daemon --no-swarm) it has no network and the origin is its only
 //     source; otherwise it trades with the peers the DHT finds and asks the
 //     origin only for what no peer has.
@@ -46,10 +46,11 @@
 // targets pin (metadata.Client.ResolveClosure). ensurePackage starts or
 // joins the package's flight; fillPackage opens the package's share.Partial
 // (share.Store.BeginPackage) and hands it, as the sink, to
-// transfer.Swarm.Download. The swarm asks peers (the swarm wire protocol on
-// /stork/swarm/1.0.0, streams of the libp2p host in p2p.go) and the origin
-// (transfer.Origin, HTTP) for the chunks the Partial is missing, checks
-// every chunk against its CID, and passes it to Partial.PutVerifiedChunk:
+// swarm.Swarm.Download. The swarm asks peers (the swarm wire protocol on
+// /stork/swarm/1.0.0, streams of the libp2p host in p2p.go) and the
+// origin (the HTTP client of transfer/origin) for the chunks the Partial
+// is missing, checks every chunk against its CID (a chunk from the origin
+// once, by the client), and passes it to Partial.PutVerifiedChunk:
 // the store writes it into its partial file, a commit group makes it
 // durable and records it, and a complete file becomes an object. When every
 // chunk is in, Partial.Commit builds the package's tree of hard links to

@@ -7,12 +7,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // The daemon's metrics, registered on Config.Metrics (made by cmd; nil
 // registers nothing). The store and the swarm register their own (see
-// share.Store.RegisterMetrics and transfer.Swarm.RegisterMetrics); the
+// share.Store.RegisterMetrics and swarm.Swarm.RegisterMetrics); the
 // daemon adds the totals that `stork status --json` prints:
 //
 //	stork_node_received_bytes_total{source="peers"|"origin"}
@@ -139,12 +139,12 @@ func (d *Daemon) chunkCounters() []prometheus.Collector {
 	var cs []prometheus.Collector
 	for _, c := range []struct {
 		source, result string
-		get            func(st transfer.SwarmStats) int64
+		get            func(st swarm.Stats) int64
 	}{
-		{"peers", "verified", func(st transfer.SwarmStats) int64 { return st.ChunksVerifiedPeers }},
-		{"peers", "failed", func(st transfer.SwarmStats) int64 { return st.ChunksFailedPeers }},
-		{"origin", "verified", func(st transfer.SwarmStats) int64 { return st.ChunksVerifiedOrigin }},
-		{"origin", "failed", func(st transfer.SwarmStats) int64 { return st.ChunksFailedOrigin }},
+		{"peers", "verified", func(st swarm.Stats) int64 { return st.ChunksVerifiedPeers }},
+		{"peers", "failed", func(st swarm.Stats) int64 { return st.ChunksFailedPeers }},
+		{"origin", "verified", func(st swarm.Stats) int64 { return st.ChunksVerifiedOrigin }},
+		{"origin", "failed", func(st swarm.Stats) int64 { return st.ChunksFailedOrigin }},
 	} {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "stork_node_chunks_total",

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 )
 
 // origin is a repository served over HTTP with counters.
@@ -62,7 +62,7 @@ func newOrigin(t *testing.T) *origin {
 	if o.root, err = os.ReadFile(filepath.Join(o.dir, "metadata", "1.root.json")); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: o.dir})
+	srv, err := httporigin.NewServer(httporigin.ServerConfig{Dir: o.dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sys/unix"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // DHTProtocolPrefix makes Stork's Kademlia DHT a private overlay: its
@@ -175,7 +175,7 @@ type PeerInfo struct {
 // /stork/have protocol that makes discovery work in overlays too small for
 // the DHT, and /stork/files, through which hosts serve each other the
 // repository metadata and manifests they hold. It implements
-// transfer.Network and transfer.Discovery.
+// swarm.Network and swarm.Discovery.
 type P2P struct {
 	cfg   P2PConfig
 	log   *slog.Logger
@@ -212,8 +212,8 @@ type P2P struct {
 }
 
 var (
-	_ transfer.Network   = (*P2P)(nil)
-	_ transfer.Discovery = (*P2P)(nil)
+	_ swarm.Network   = (*P2P)(nil)
+	_ swarm.Discovery = (*P2P)(nil)
 )
 
 // NewP2P starts the host: it loads or creates the identity, listens,
@@ -399,7 +399,7 @@ func (p *P2P) track() bool {
 }
 
 // ID is this host's peer ID.
-func (p *P2P) ID() transfer.PeerID { return transfer.PeerID(p.host.ID().String()) }
+func (p *P2P) ID() swarm.PeerID { return swarm.PeerID(p.host.ID().String()) }
 
 // Addrs are the host's addresses, each ending in /p2p/ID: what another host
 // passes as a bootstrap address.
@@ -443,7 +443,7 @@ func (p *P2P) Peers() []PeerInfo {
 // it in the latency average Peers reports. A ping the peer refuses (it
 // allows two at a time from one peer, and a background ping may be under
 // way) is tried again twice.
-func (p *P2P) Ping(ctx context.Context, to transfer.PeerID) (time.Duration, error) {
+func (p *P2P) Ping(ctx context.Context, to swarm.PeerID) (time.Duration, error) {
 	id, err := peer.Decode(string(to))
 	if err != nil {
 		return 0, fmt.Errorf("ping %q: %w", to, err)
@@ -476,21 +476,21 @@ func pingRTT(ctx context.Context, h host.Host, id peer.ID) (time.Duration, error
 	return res.RTT, nil
 }
 
-// SetStreamHandler serves transfer.SwarmProtocol with h, which owns the
+// SetStreamHandler serves swarm.Protocol with h, which owns the
 // stream: it must Close or Reset it. A nil h stops serving the protocol.
-func (p *P2P) SetStreamHandler(h func(peer transfer.PeerID, s transfer.Stream)) {
+func (p *P2P) SetStreamHandler(h func(peer swarm.PeerID, s swarm.Stream)) {
 	if h == nil {
-		p.host.RemoveStreamHandler(transfer.SwarmProtocol)
+		p.host.RemoveStreamHandler(swarm.Protocol)
 		return
 	}
-	p.host.SetStreamHandler(transfer.SwarmProtocol, func(s network.Stream) {
-		h(transfer.PeerID(s.Conn().RemotePeer().String()), s)
+	p.host.SetStreamHandler(swarm.Protocol, func(s network.Stream) {
+		h(swarm.PeerID(s.Conn().RemotePeer().String()), s)
 	})
 }
 
 // OpenStream opens a swarm-protocol stream to peer, dialling it through the
 // addresses the peerstore holds or, when it holds none, the DHT finds.
-func (p *P2P) OpenStream(ctx context.Context, to transfer.PeerID) (transfer.Stream, error) {
+func (p *P2P) OpenStream(ctx context.Context, to swarm.PeerID) (swarm.Stream, error) {
 	id, err := peer.Decode(string(to))
 	if err != nil {
 		return nil, fmt.Errorf("open stream to %q: %w", to, err)
@@ -508,7 +508,7 @@ func (p *P2P) OpenStream(ctx context.Context, to transfer.PeerID) (transfer.Stre
 		}
 		p.host.Peerstore().AddAddrs(id, ai.Addrs, peerstore.TempAddrTTL)
 	}
-	s, err := p.host.NewStream(ctx, id, transfer.SwarmProtocol)
+	s, err := p.host.NewStream(ctx, id, swarm.Protocol)
 	if err != nil {
 		return nil, fmt.Errorf("open stream to %s: %w", id, err)
 	}
@@ -517,7 +517,7 @@ func (p *P2P) OpenStream(ctx context.Context, to transfer.PeerID) (transfer.Stre
 
 // ClosePeer closes every connection to peer and refuses new ones, either
 // way, for BanDuration.
-func (p *P2P) ClosePeer(to transfer.PeerID) error {
+func (p *P2P) ClosePeer(to swarm.PeerID) error {
 	id, err := peer.Decode(string(to))
 	if err != nil {
 		return fmt.Errorf("close peer %q: %w", to, err)
@@ -543,7 +543,7 @@ func (p *P2P) Close() error {
 		p.wg.Wait()
 		p.host.RemoveStreamHandler(HaveProtocol)
 		p.host.RemoveStreamHandler(FilesProtocol)
-		p.host.RemoveStreamHandler(transfer.SwarmProtocol)
+		p.host.RemoveStreamHandler(swarm.Protocol)
 		errs := []error{p.sub.Close(), p.dht.Close(), p.host.Close()}
 		p.closeErr = errors.Join(errs...)
 		p.log.Info("p2p host stopped", "peer_id", p.host.ID().String())
@@ -652,7 +652,7 @@ func (p *P2P) pingOnce(id peer.ID) {
 	}()
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
-	if _, err := p.Ping(network.WithNoDial(ctx, "ping"), transfer.PeerID(id.String())); err != nil {
+	if _, err := p.Ping(network.WithNoDial(ctx, "ping"), swarm.PeerID(id.String())); err != nil {
 		p.log.Debug("ping failed", "peer", id.String(), "err", err)
 	}
 }

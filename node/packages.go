@@ -13,7 +13,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Progress receives bytes done and total of a request's packages.
@@ -91,7 +91,7 @@ func (d *Daemon) fillPackage(ctx context.Context, r *metadata.Resolved, f *fligh
 	f.have.Store(have)
 	f.total.Store(total)
 	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "have", have, "total", total)
-	stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
+	stats, err := d.swarm.Download(ctx, swarm.DownloadRequest{
 		Manifest: r.ManifestCID,
 		M:        r.Manifest,
 		Have:     part.Have,
@@ -195,7 +195,9 @@ type InstallRequest struct {
 	VM   string `json:"vm"`
 	Ref  string `json:"ref"`
 	Into string `json:"into,omitempty"` // directory; each package appears as INTO/NAME; default the VM's root
-	Mode string `json:"mode"`           // bind (default), overlay or link
+	// Mode is bind, overlay or link; "" is the mode the VM was
+	// registered with (bind for a VM never registered).
+	Mode string `json:"mode"`
 	// NoDeps installs ref alone, as dpkg -i would, without resolving its
 	// dependencies (admin requests only).
 	NoDeps bool `json:"no_deps,omitempty"`
@@ -240,6 +242,9 @@ func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progr
 	defer func() { d.metrics.installSeconds.Observe(time.Since(start).Seconds()) }()
 	if err := validVMID(req.VM); err != nil {
 		return nil, err
+	}
+	if v, ok := d.vms.get(req.VM); ok && req.Mode == "" {
+		req.Mode = v.Mode
 	}
 	mode, err := parseViewMode(req.Mode)
 	if err != nil {

@@ -142,8 +142,9 @@ func TestSetuidOnlyForVMsThatAllowIt(t *testing.T) {
 }
 
 // TestInstallNoDeps: an install with NoDeps shows the package alone, even
-// when its dependencies cannot be resolved (a cycle, a package not
-// published); without it the dependencies come too, or the install fails.
+// when its dependencies cannot be resolved (a package not published);
+// without it the dependencies come too, a cycle included, or the install
+// fails.
 func TestInstallNoDeps(t *testing.T) {
 	o := newOrigin(t)
 	o.publish(t, "app", "1.0.0", map[string]int{"bin/app": 100}, "lib>=1")
@@ -153,16 +154,26 @@ func TestInstallNoDeps(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
 	addVM(t, c, "vm", root)
-	for _, ref := range []string{"app", "lonely"} {
-		if _, err := c.Install(ctx, InstallRequest{VM: "vm", Ref: ref, Mode: "link"}, nil); err == nil {
-			t.Errorf("Install(%s) with dependencies succeeded, want the resolver's refusal", ref)
-		}
-		got, err := c.Install(ctx, InstallRequest{VM: "vm", Ref: ref, Mode: "link", NoDeps: true}, nil)
-		if err != nil || len(got) != 1 || got[0].Name != ref {
-			t.Errorf("Install(%s, NoDeps) = %+v, %v; want it alone", ref, got, err)
-		}
+	if _, err := c.Install(ctx, InstallRequest{VM: "vm", Ref: "lonely", Mode: "link"}, nil); err == nil {
+		t.Errorf("Install(lonely) with dependencies succeeded, want the resolver's refusal")
+	}
+	got, err := c.Install(ctx, InstallRequest{VM: "vm", Ref: "lonely", Mode: "link", NoDeps: true}, nil)
+	if err != nil || len(got) != 1 || got[0].Name != "lonely" {
+		t.Errorf("Install(lonely, NoDeps) = %+v, %v; want it alone", got, err)
+	}
+	got, err = c.Install(ctx, InstallRequest{VM: "vm", Ref: "app", Mode: "link", NoDeps: true}, nil)
+	if err != nil || len(got) != 1 || got[0].Name != "app" {
+		t.Errorf("Install(app, NoDeps) = %+v, %v; want it alone", got, err)
 	}
 	if _, err := os.Lstat(filepath.Join(root, "lib")); !os.IsNotExist(err) {
 		t.Errorf("NoDeps installed the dependency lib: %v", err)
+	}
+	// With its dependencies, through the cycle; the mode is the VM's.
+	got, err = c.Install(ctx, InstallRequest{VM: "vm", Ref: "app"}, nil)
+	if err != nil || len(got) != 2 || got[0].Name != "app" || got[1].Name != "lib" || got[0].Mode != "link" || got[1].Mode != "link" {
+		t.Errorf("Install(app) = %+v, %v; want app then lib, link views (the VM's registered mode)", got, err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "lib", "lib", "x")); err != nil {
+		t.Errorf("Install(app) did not bring lib: %v", err)
 	}
 }

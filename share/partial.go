@@ -493,7 +493,7 @@ func (d *Partial) PutChunk(c cid.Cid, data []byte) error {
 }
 
 // PutVerifiedChunk is PutChunk for a caller that has already checked data
-// against c (transfer.VerifiedChunkSink): it skips hashing it again (the
+// against c (swarm.VerifiedChunkSink): it skips hashing it again (the
 // length is still checked). The caller vouches for the bytes: a file whose
 // chunks were all verified in memory and written by this process, and
 // that nothing else touched since, becomes an object without being read

@@ -44,8 +44,8 @@ type scaleReport struct {
 	fullSet                          int64 // bytes of one full current set of metadata
 	afterBatches, afterBatchesPruned int64
 	afterSingles, afterSinglesPruned int64
-	afterSinglesLater                int64                    // pruned at the default an hour after the last add
-	prune                            time.Duration            // the last prune
+	afterSinglesCurrent              int64                    // pruned with --keep-snapshots 0: the current snapshot only
+	prune                            time.Duration            // the default prune after the single adds
 	listAll                          map[string]time.Duration // a cold client listing every package
 	upToDate                         map[string]fetchFigures
 	cold                             map[string]coldFigures
@@ -358,14 +358,12 @@ func runRepoScale(tb testing.TB, cfg scaleConfig) *scaleReport {
 		rep.upToDate[name] = meta
 	}
 	rep.afterSingles, _ = metadataSizes(tb, dir)
-	runStork(tb, "repo", "prune", "--dir", dir)
-	rep.afterSinglesPruned, _ = metadataSizes(tb, dir)
-	// An hour after the last add, a default prune keeps the current
-	// snapshot only: what --keep 0 keeps now.
 	t0 := time.Now()
-	runStork(tb, "repo", "prune", "--dir", dir, "--keep", "0")
+	runStork(tb, "repo", "prune", "--dir", dir)
 	rep.prune = time.Since(t0)
-	rep.afterSinglesLater, _ = metadataSizes(tb, dir)
+	rep.afterSinglesPruned, _ = metadataSizes(tb, dir)
+	runStork(tb, "repo", "prune", "--dir", dir, "--keep-snapshots", "0")
+	rep.afterSinglesCurrent, _ = metadataSizes(tb, dir)
 
 	for name, url := range urls {
 		rep.cold[name] = coldGet(tb, url, filepath.Join(dir, metadata.MetadataDir, "1.root.json"), fmt.Sprintf("pkg%06d", cfg.packages/2))
@@ -430,10 +428,10 @@ func (r *scaleReport) print(w io.Writer, cfg scaleConfig) {
 	fmt.Fprintf(w, "  one more single repo add          %8.3f s\n", r.oneAdd.Seconds())
 	fmt.Fprintf(w, "  one full current metadata set     %8d bytes  1.00x\n", r.fullSet)
 	fmt.Fprintf(w, "  after batches, unpruned           %8d bytes  %s\n", r.afterBatches, ratio(r.afterBatches))
-	fmt.Fprintf(w, "  after batches, prune (default 1h) %8d bytes  %s\n", r.afterBatchesPruned, ratio(r.afterBatchesPruned))
+	fmt.Fprintf(w, "  after batches, prune (default)    %8d bytes  %s  (current + %d superseded snapshots)\n", r.afterBatchesPruned, ratio(r.afterBatchesPruned), metadata.DefaultPruneKeepSnapshots)
 	fmt.Fprintf(w, "  after singles, unpruned           %8d bytes  %s\n", r.afterSingles, ratio(r.afterSingles))
-	fmt.Fprintf(w, "  after singles, prune (default 1h) %8d bytes  %s  (every single add within the hour)\n", r.afterSinglesPruned, ratio(r.afterSinglesPruned))
-	fmt.Fprintf(w, "  same, an hour later (--keep 0)    %8d bytes  %s  (prune took %.1f s)\n", r.afterSinglesLater, ratio(r.afterSinglesLater), r.prune.Seconds())
+	fmt.Fprintf(w, "  after singles, prune (default)    %8d bytes  %s  (prune took %.1f s)\n", r.afterSinglesPruned, ratio(r.afterSinglesPruned), r.prune.Seconds())
+	fmt.Fprintf(w, "  same, --keep-snapshots 0          %8d bytes  %s\n", r.afterSinglesCurrent, ratio(r.afterSinglesCurrent))
 	for _, name := range []string{"repo serve", "nginx"} {
 		if f, ok := r.upToDate[name]; ok {
 			fmt.Fprintf(w, "  %-10s up-to-date client, one change: %d bytes of metadata in %d requests, %.3f s to refresh and resolve (%s)\n",
@@ -470,6 +468,7 @@ func BenchmarkRepoScale(b *testing.B) {
 	rep.print(os.Stdout, cfg)
 	b.ReportMetric(rep.publish.Seconds(), "publish-s")
 	b.ReportMetric(rep.oneAdd.Seconds(), "one-add-s")
+	b.ReportMetric(float64(rep.afterBatchesPruned)/float64(rep.fullSet), "batches-pruned/full")
 	b.ReportMetric(float64(rep.afterSinglesPruned)/float64(rep.fullSet), "pruned/full")
 	if f, ok := rep.upToDate["repo serve"]; ok {
 		b.ReportMetric(float64(f.bytes), "update-bytes")
@@ -483,12 +482,15 @@ func BenchmarkRepoScale(b *testing.B) {
 // TestRepoScaleSmall runs the scenario small and checks what does not
 // depend on the machine: an up-to-date client reads at most 64 KB of
 // metadata after one change (timestamp, snapshot, one bin and the root
-// probe), and a prune leaves metadata within 3x one full set.
+// probe), and a prune at the defaults, right after the batches and right
+// after the single adds, leaves metadata within 3x one full set. The
+// single adds are enough for their snapshots alone (about 33 KB each) to
+// pass that bound if a prune kept them all.
 func TestRepoScaleSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("publishes 2,000 packages")
 	}
-	cfg := scaleConfig{packages: 2000, batch: 500, singles: 10, bins: metadata.DefaultBins, bodySize: 256}
+	cfg := scaleConfig{packages: 2000, batch: 500, singles: 60, bins: metadata.DefaultBins, bodySize: 256}
 	rep := runRepoScale(t, cfg)
 	var b strings.Builder
 	rep.print(&b, cfg)
@@ -499,7 +501,12 @@ func TestRepoScaleSmall(t *testing.T) {
 				name, f.bytes, f.requests, f.paths)
 		}
 	}
-	if rep.afterSinglesLater > 3*rep.fullSet {
-		t.Errorf("metadata after prune = %d bytes, more than 3x one full set (%d)", rep.afterSinglesLater, rep.fullSet)
+	for _, c := range []struct {
+		when  string
+		bytes int64
+	}{{"at the defaults after the batches", rep.afterBatchesPruned}, {"at the defaults after the single adds", rep.afterSinglesPruned}, {"with --keep-snapshots 0", rep.afterSinglesCurrent}} {
+		if c.bytes > 3*rep.fullSet {
+			t.Errorf("metadata pruned %s = %d bytes, more than 3x one full set (%d)", c.when, c.bytes, rep.fullSet)
+		}
 	}
 }

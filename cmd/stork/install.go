@@ -20,7 +20,7 @@ func installCommand() *cli.Command {
 			dataFlag(),
 			vmFlag(true),
 			stringFlag("into", "view `DIR`, at or below the VM's root (default: the root of the VM as registered with stork vm add); each package appears at DIR/NAME", catStore, false),
-			&cli.StringFlag{Name: "mode", Usage: "view `MODE`: bind (read-only bind mount), overlay (copy-on-write upper layer), link (hard links)", Category: catStore, EnvVars: env("mode"), Value: "bind"},
+			&cli.StringFlag{Name: "mode", Usage: "view `MODE`: bind (read-only bind mount), overlay (copy-on-write upper layer), link (hard links); default: the mode the VM was registered with (stork vm add --mode)", Category: catStore, EnvVars: env("mode")},
 			boolFlag("no-deps", "install NAME alone, without resolving its dependencies (as dpkg -i would)", catStore),
 			jsonFlag(),
 		},

@@ -16,12 +16,11 @@ import (
 // testdata/real-debs/real-debs.sh): every .deb of $STORK_REAL_DEBS is
 // published with its own control data, each package of
 // $STORK_REAL_DEBS_ROOTS is installed with its dependencies into a bind
-// view of a VM that allows setuid, every published package the resolver
-// could not bring that way is installed alone (--no-deps), and every tree
-// is compared with dpkg-deb -x. It writes a Markdown report to
-// $STORK_REAL_DEBS_REPORT and fails on any difference in a tree (a root
-// package the resolver refuses is reported, not failed: the resolver is
-// not what this proves). Skipped unless STORK_REAL_DEBS is set.
+// view of a VM that allows setuid, then every published package no root
+// brought is installed with its dependencies too, and every tree is
+// compared with dpkg-deb -x. It writes a Markdown report to
+// $STORK_REAL_DEBS_REPORT and fails on any install the resolver refuses
+// and on any difference in a tree. Skipped unless STORK_REAL_DEBS is set.
 func TestRealDebs(t *testing.T) {
 	dir := os.Getenv("STORK_REAL_DEBS")
 	if dir == "" {
@@ -78,9 +77,19 @@ func TestRealDebs(t *testing.T) {
 	start = time.Now()
 	roots := strings.Fields(os.Getenv("STORK_REAL_DEBS_ROOTS"))
 	rep.roots = len(roots)
-	for _, name := range roots {
-		if _, errOut, err := storkRun(t, "install", "--data", data, "--vm", "vm", "--mode", "bind", name); err != nil {
+	install := func(name string) (int, error) {
+		out, errOut, err := storkRun(t, "install", "--data", data, "--vm", "vm", name)
+		if err != nil {
 			rep.notInstalled = append(rep.notInstalled, fmt.Sprintf("%s: %s", name, strings.TrimSpace(errOut)))
+			t.Errorf("stork install %s: %s", name, errOut)
+			return 0, err
+		}
+		return strings.Count(out, "\n"), nil
+	}
+	for _, name := range roots {
+		if n, err := install(name); err == nil {
+			rep.rootsInstalled++
+			rep.closures = append(rep.closures, fmt.Sprintf("%s: %d packages", name, n))
 		}
 	}
 	names := map[string]string{} // deb -> package name
@@ -88,10 +97,15 @@ func TestRealDebs(t *testing.T) {
 		names[deb] = debField(t, deb, "Package")
 		if _, err := os.Lstat(filepath.Join(root, names[deb])); err == nil {
 			rep.withDeps++
+		}
+	}
+	for _, deb := range debs {
+		if _, err := os.Lstat(filepath.Join(root, names[deb])); err == nil {
 			continue
 		}
-		if _, errOut, err := storkRun(t, "install", "--data", data, "--vm", "vm", "--mode", "bind", "--no-deps", names[deb]); err != nil {
-			t.Errorf("stork install --no-deps %s: %s", names[deb], errOut)
+		if n, err := install(names[deb]); err == nil {
+			rep.others++
+			rep.otherClosures = append(rep.otherClosures, fmt.Sprintf("%s: %d packages", names[deb], n))
 		}
 	}
 	rep.install = time.Since(start)
@@ -135,8 +149,8 @@ func TestRealDebs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("real-debs: %d .debs published, %d of %d roots installed with their dependencies (%d packages), %d trees compared, %d identical, %d differ",
-		rep.published, rep.roots-len(rep.notInstalled), rep.roots, rep.withDeps, rep.compared, rep.identical, len(rep.differ))
+	t.Logf("real-debs: %d .debs published, %d of %d roots installed with their dependencies (%d packages), %d more packages installed with their dependencies, %d trees compared, %d identical, %d differ",
+		rep.published, rep.rootsInstalled, rep.roots, rep.withDeps, rep.others, rep.compared, rep.identical, len(rep.differ))
 }
 
 // debField reads one control field of a .deb.
@@ -162,11 +176,13 @@ type realDebsReport struct {
 	start                         time.Time
 	debs, published, compared     int
 	roots, withDeps, identical    int
+	rootsInstalled, others        int
 	debBytes                      int64
 	entries, files, links, setuid int
 	absLinks, outside, oddNames   int
 	publish, install, compare     time.Duration
 	warnings, notInstalled        []string
+	closures, otherClosures       []string
 	differ, diffs                 []string
 	list                          string
 }
@@ -203,12 +219,13 @@ func validUTF8(s string) bool {
 func (r *realDebsReport) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Real Debian packages through stork\n\n")
-	fmt.Fprintf(&b, "Run %s. Published with `stork repo add --dir R --key K *.deb` (control data of each .deb), installed with their dependencies into a bind view of a VM registered with `--allow-setuid`, each installed tree compared with `dpkg-deb -x` of its .deb (content, type, mode, numeric owner from the archive, symlink target).\n\n", r.start.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "Run %s. Published with `stork repo add --dir R --key K *.deb` (control data of each .deb), installed with their dependencies (`stork install NAME`, the roots first, then every package no root brought) into a bind view of a VM registered with `--mode bind --allow-setuid`, each installed tree compared with `dpkg-deb -x` of its .deb (content, type, mode, numeric owner from the archive, symlink target).\n\n", r.start.UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| .deb files | %d (%.0f MB) |\n", r.debs, float64(r.debBytes)/1e6)
 	fmt.Fprintf(&b, "| published | %d (%.0f s) |\n", r.published, r.publish.Seconds())
-	fmt.Fprintf(&b, "| root packages installed with their dependencies | %d of %d (%d packages in their views) |\n", r.roots-len(r.notInstalled), r.roots, r.withDeps)
-	fmt.Fprintf(&b, "| packages installed alone (`--no-deps`) | %d |\n", r.compared-r.withDeps)
+	fmt.Fprintf(&b, "| root packages installed with their dependencies | %d of %d (%d packages in their views) |\n", r.rootsInstalled, r.roots, r.withDeps)
+	fmt.Fprintf(&b, "| other published packages installed with their dependencies | %d |\n", r.others)
+	fmt.Fprintf(&b, "| installs refused by the resolver | %d |\n", len(r.notInstalled))
 	fmt.Fprintf(&b, "| installed trees compared | %d (install %.0f s, compare %.0f s) |\n", r.compared, r.install.Seconds(), r.compare.Seconds())
 	fmt.Fprintf(&b, "| identical to dpkg-deb -x | %d |\n", r.identical)
 	fmt.Fprintf(&b, "| with differences | %d |\n", len(r.differ))
@@ -226,7 +243,9 @@ func (r *realDebsReport) markdown() string {
 		}
 	}
 	section("Differences", r.diffs)
-	section("Root packages the resolver would not install with their dependencies", r.notInstalled)
+	section("Installs the resolver refused", r.notInstalled)
+	section("Closure of each root package (packages in its closure, the root included)", r.closures)
+	section("Packages no root brought, installed with their dependencies (packages in the closure)", r.otherClosures)
 	section("Publisher warnings", r.warnings)
 	fmt.Fprintf(&b, "\n## stork list --vm vm\n\n```\n%s```\n", r.list)
 	return b.String()

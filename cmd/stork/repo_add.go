@@ -82,6 +82,10 @@ func repoAddAction(c *cli.Context) error {
 		for _, d := range res.Missing {
 			log.Warn("dependency not in the repository", "package", res.Name+"@"+res.Version, "dependency", d)
 		}
+		for _, n := range res.NotIndexed {
+			log.Warn("provided name not indexed: no key for a role that may sign it, so no client takes this package as its provider",
+				"package", res.Name+"@"+res.Version, "provides", n)
+		}
 	}
 	return printAddResults(c, results)
 }

@@ -89,7 +89,8 @@ func TestEndToEndConcurrentPublishers(t *testing.T) {
 // TestEndToEndBinsMigrationAndPrune: a repository made without bins is
 // moved into bins by `repo bins`, a client that knew it before keeps
 // working, and `repo prune` shrinks the metadata and leaves everything
-// resolvable, through `repo serve`.
+// resolvable, through `repo serve`. By default the prune keeps the current
+// snapshot and the two it superseded last, however recent the others.
 func TestEndToEndBinsMigrationAndPrune(t *testing.T) {
 	d := t.TempDir()
 	dir, key := filepath.Join(d, "repo"), filepath.Join(d, "repo.key")
@@ -118,14 +119,20 @@ func TestEndToEndBinsMigrationAndPrune(t *testing.T) {
 	if n := len(listNames(t, dir)); n != 21 {
 		t.Errorf("repo list shows %d names, want 21", n)
 	}
-	before := dirSize(t, filepath.Join(dir, "metadata"))
-	var res map[string]any
-	if err := json.Unmarshal([]byte(stork(t, "repo", "prune", "--dir", dir, "--keep", "0", "--json")), &res); err != nil {
-		t.Fatal(err)
-	}
-	after := dirSize(t, filepath.Join(dir, "metadata"))
-	if res["metadata_deleted"].(float64) == 0 || after >= before {
-		t.Errorf("repo prune --keep 0 = %v; metadata %d bytes before, %d after", res, before, after)
+	storkFail(t, "must not be negative", "repo", "prune", "--dir", dir, "--keep-snapshots", "-1")
+	for _, tc := range []struct {
+		args      []string
+		snapshots float64
+	}{{nil, 3}, {[]string{"--keep-snapshots", "0", "--keep", "0"}, 1}} {
+		before := dirSize(t, filepath.Join(dir, "metadata"))
+		var res map[string]any
+		if err := json.Unmarshal([]byte(stork(t, append([]string{"repo", "prune", "--dir", dir, "--json"}, tc.args...)...)), &res); err != nil {
+			t.Fatal(err)
+		}
+		after := dirSize(t, filepath.Join(dir, "metadata"))
+		if res["metadata_deleted"].(float64) == 0 || after >= before || res["snapshots_kept"] != tc.snapshots {
+			t.Errorf("repo prune %v = %v; metadata %d bytes before, %d after; want %v snapshots kept", tc.args, res, before, after, tc.snapshots)
+		}
 	}
 	for _, ref := range []string{"early-3", "early-17", "late", "late@1.2.0"} {
 		stork(t, "get", "--repo", url, "--root", root, "--state", state, "--out", filepath.Join(t.TempDir(), "o"), ref)

@@ -8,14 +8,16 @@
 #   - publishes every .deb with its own control data in one
 #     `stork repo add --dir R --key K *.deb`,
 #   - runs `stork repo serve` and a `stork daemon` on loopback,
-#   - registers a VM with --allow-setuid and installs each root package
-#     with its dependencies into a bind view (`stork install`),
+#   - registers a VM with --mode bind --allow-setuid and installs each
+#     root package with its dependencies (`stork install NAME`: cycles
+#     and virtual packages resolved), then every published package no
+#     root brought, also with its dependencies; a refused install fails,
 #   - compares every installed tree with what `dpkg-deb -x` makes of its
 #     .deb (content, type, mode with setuid/setgid/sticky, numeric owner
 #     from the archive, symlink target), and checks that no store object
 #     carries setuid or setgid,
 #   - writes RUN_DIR/real-debs.md: packages published, installed,
-#     identical, and every difference.
+#     identical, every difference and every refused install.
 # Needs root (owners, mounts), apt-get, dpkg-deb and the network to the
 # configured Debian mirror. Not part of `make test`.
 # Usage: real-debs.sh [RUN_DIR]   (default a new temporary directory)
@@ -47,7 +49,9 @@ for p in $ROOTS; do
 	[[ "$policy" =~ Candidate:\ [^\(] ]] || die "no candidate for $p on this host (apt-cache policy $p)"
 done
 
-# The dependency closure: real packages only (virtual ones are <name>).
+# The whole dependency closure, so that every dependency is published:
+# every alternative and every provider of a virtual name (<name>, whose
+# providers apt-cache lists and recurses into), real packages only.
 apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
 	--no-breaks --no-replaces --no-enhances $ROOTS |
 	grep -v '^ ' | grep -v '^<' | sort -u >"$RUN/closure.txt"
