@@ -163,13 +163,13 @@ func startBswNode(tb testing.TB, o *bswOrigin, bootstrap []string) *bswNode {
 	pc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	pc.Bootstrap = bootstrap
 	pc.EnableAutoNAT, pc.EnableHolePunching, pc.EnableRelay = false, false, false
-	d, err := New(Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour})
+	d, err := NewDaemon(context.Background(), Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- runAndClose(ctx, d) }()
 	var once sync.Once
 	n := &bswNode{d: d, c: NewClient(data), data: data}
 	n.stop = func() {

@@ -113,13 +113,13 @@ func startBenchDaemon(tb testing.TB, o *benchOrigin) (*Client, string) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { os.RemoveAll(dataDir) })
-	d, err := New(Config{DataDir: dataDir, RepoURL: o.url, Root: o.root})
+	d, err := NewDaemon(context.Background(), Config{DataDir: dataDir, RepoURL: o.url, Root: o.root})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- runAndClose(ctx, d) }()
 	tb.Cleanup(func() {
 		cancel()
 		select {

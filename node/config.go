@@ -23,7 +23,9 @@ type Config struct {
 	// Root is the initial trusted root.json, used only until DataDir holds
 	// trusted metadata of its own. Required on first start.
 	Root []byte
-	// Parallel is how many chunk requests run at once per download (default 8).
+	// Parallel is how many origin requests one download keeps open
+	// (default 8; more for packages of small chunks, see
+	// swarm.Config.OriginParallel).
 	Parallel int
 	// RefreshInterval is how long fetched repository metadata is used before
 	// the next request refreshes it (default 30s).
@@ -37,9 +39,9 @@ type Config struct {
 	OriginDeadline time.Duration
 	// Source overrides the chunk source (tests); default: the HTTP origin.
 	Source httporigin.ChunkSource
-	// P2P configures the libp2p host, the /stork DHT and the swarm; nil
-	// runs the daemon without peers (every chunk from the origin). Its
-	// DataDir and Logger are filled in from this Config.
+	// P2P configures the libp2p host and the /stork DHT the swarm runs
+	// on; nil runs the swarm without peers (every chunk from the origin).
+	// Its DataDir and Logger are filled in from this Config.
 	P2P *P2PConfig
 	// UploadRate and DownloadRate cap swarm traffic in bytes/s (0: none).
 	UploadRate, DownloadRate int64

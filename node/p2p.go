@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -241,78 +242,10 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	if err != nil {
 		return nil, err
 	}
-	rm, err := newResourceManager(cfg.MaxMemory)
+	h, gater, err := newHost(cfg, sk, announce)
 	if err != nil {
 		return nil, err
 	}
-	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
-	if err != nil {
-		rm.Close()
-		return nil, fmt.Errorf("connection manager: %w", err)
-	}
-	gater := newBlockGater(time.Now)
-
-	// AutoRelay asks for relay candidates before the host exists.
-	var hostRef atomic.Pointer[host.Host]
-	opts := []libp2p.Option{
-		libp2p.Identity(sk),
-		libp2p.ListenAddrStrings(cfg.Listen...),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
-		// TLS 1.3 first: its AES-GCM runs on the CPU's AES instructions,
-		// several times cheaper per byte than Noise's ChaCha20-Poly1305
-		// (the swarm's data path is CPU-bound). Noise stays for peers that
-		// only speak it.
-		libp2p.Security(tls.ID, tls.New),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(gater),
-		libp2p.Ping(true),
-		libp2p.UserAgent("stork"),
-		// Metrics belong on the registry cmd passes in, not the global one.
-		libp2p.DisableMetrics(),
-	}
-	if len(announce) > 0 {
-		opts = append(opts, libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
-			out := slices.Clone(addrs)
-			for _, a := range announce {
-				if !slices.ContainsFunc(out, a.Equal) {
-					out = append(out, a)
-				}
-			}
-			return out
-		}))
-	}
-	switch {
-	case cfg.EnableRelay:
-		opts = append(opts,
-			libp2p.EnableRelay(),
-			libp2p.EnableRelayService(),
-			libp2p.EnableAutoRelayWithPeerSource(func(ctx context.Context, n int) <-chan peer.AddrInfo {
-				return relayCandidates(ctx, hostRef.Load(), n)
-			}),
-		)
-	case cfg.EnableHolePunching:
-		opts = append(opts, libp2p.EnableRelay())
-	default:
-		opts = append(opts, libp2p.DisableRelay())
-	}
-	if cfg.EnableHolePunching {
-		opts = append(opts, libp2p.EnableHolePunching())
-	}
-	if cfg.EnableAutoNAT {
-		opts = append(opts, libp2p.EnableNATService(), libp2p.EnableAutoNATv2())
-	}
-	h, err := libp2p.New(opts...)
-	if err != nil {
-		// libp2p closes what it was given only once the host exists.
-		cm.Close()
-		rm.Close()
-		return nil, fmt.Errorf("start libp2p host on %v: %w", cfg.Listen, err)
-	}
-	hostRef.Store(&h)
 
 	d, err := dht.New(context.Background(), h,
 		dht.ProtocolPrefix(DHTProtocolPrefix),
@@ -348,6 +281,100 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	}
 	log.Info("p2p host started", "peer_id", h.ID().String(), "addrs", p.Addrs(), "dht_mode", cfg.DHTMode)
 	return p, nil
+}
+
+// newHost starts the libp2p host: TCP and QUIC, TLS then Noise, yamux,
+// the resource and connection managers and the gater of banned peers.
+func newHost(cfg P2PConfig, sk crypto.PrivKey, announce []ma.Multiaddr) (host.Host, *blockGater, error) {
+	rm, err := newResourceManager(cfg.MaxMemory)
+	if err != nil {
+		return nil, nil, err
+	}
+	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		rm.Close()
+		return nil, nil, fmt.Errorf("connection manager: %w", err)
+	}
+	gater := newBlockGater(time.Now)
+
+	// AutoRelay asks for relay candidates before the host exists.
+	var hostRef atomic.Pointer[host.Host]
+	opts := []libp2p.Option{
+		libp2p.Identity(sk),
+		libp2p.ListenAddrStrings(cfg.Listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		// TLS 1.3 first: its AES-GCM runs on the CPU's AES instructions,
+		// several times cheaper per byte than Noise's ChaCha20-Poly1305
+		// (the swarm's data path is CPU-bound). Noise stays for peers that
+		// only speak it.
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionGater(gater),
+		libp2p.Ping(true),
+		libp2p.UserAgent("stork"),
+		// Metrics belong on the registry cmd passes in, not the global one.
+		libp2p.DisableMetrics(),
+	}
+	opts = append(opts, announceOptions(announce)...)
+	opts = append(opts, natOptions(cfg, &hostRef)...)
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		// libp2p closes what it was given only once the host exists.
+		cm.Close()
+		rm.Close()
+		return nil, nil, fmt.Errorf("start libp2p host on %v: %w", cfg.Listen, err)
+	}
+	hostRef.Store(&h)
+	return h, gater, nil
+}
+
+// announceOptions adds the announce addresses to those the host
+// advertises.
+func announceOptions(announce []ma.Multiaddr) []libp2p.Option {
+	if len(announce) == 0 {
+		return nil
+	}
+	return []libp2p.Option{libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+		out := slices.Clone(addrs)
+		for _, a := range announce {
+			if !slices.ContainsFunc(out, a.Equal) {
+				out = append(out, a)
+			}
+		}
+		return out
+	})}
+}
+
+// natOptions are the relay, hole punching and AutoNAT options cfg asks
+// for. AutoRelay asks hostRef's host for relay candidates: the host does
+// not exist yet when the options are made.
+func natOptions(cfg P2PConfig, hostRef *atomic.Pointer[host.Host]) []libp2p.Option {
+	var opts []libp2p.Option
+	switch {
+	case cfg.EnableRelay:
+		opts = append(opts,
+			libp2p.EnableRelay(),
+			libp2p.EnableRelayService(),
+			libp2p.EnableAutoRelayWithPeerSource(func(ctx context.Context, n int) <-chan peer.AddrInfo {
+				return relayCandidates(ctx, hostRef.Load(), n)
+			}),
+		)
+	case cfg.EnableHolePunching:
+		opts = append(opts, libp2p.EnableRelay())
+	default:
+		opts = append(opts, libp2p.DisableRelay())
+	}
+	if cfg.EnableHolePunching {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
+	if cfg.EnableAutoNAT {
+		opts = append(opts, libp2p.EnableNATService(), libp2p.EnableAutoNATv2())
+	}
+	return opts
 }
 
 // goRun runs f in a goroutine owned by p.

@@ -203,13 +203,3 @@ func repoLookup(dataDir, url string) (share.RebuildLookup, error) {
 		return names, manifest, nil
 	}, nil
 }
-
-// resolve resolves one ref from fresh signed metadata.
-func (m *metaClient) resolve(ctx context.Context, ref string) (*metadata.Resolved, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.refreshLocked(ctx, false); err != nil {
-		return nil, err
-	}
-	return m.c.Resolve(ctx, ref)
-}

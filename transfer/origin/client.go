@@ -75,6 +75,10 @@ var (
 // verifiesChunks marks Client as checking each chunk's CID in FetchChunk.
 func (o *Client) verifiesChunks() {}
 
+// ChecksChunks tells the swarm that FetchChunk checks each chunk's CID
+// (swarm.CheckedSource), so that it is hashed once.
+func (o *Client) ChecksChunks() {}
+
 // NewClient checks cfg, fills in defaults and returns a Client.
 func NewClient(cfg Config) (*Client, error) {
 	if cfg.URL == "" {

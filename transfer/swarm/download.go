@@ -146,7 +146,9 @@ type VerifiedChunkSink interface {
 // serves the chunks it holds to them while it runs, and returns when every
 // chunk is in req.Sink, or ctx ends, or no source made progress for
 // NoProgressTimeout (ErrNoSource). Sessions it opened stay up afterwards to
-// serve peers still downloading.
+// serve peers still downloading. A swarm without Network keeps its full
+// origin window from the start (no host to share the origin with) and
+// fails when the origin twice in a row lacks a chunk or sends one corrupt.
 func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadStats, error) {
 	start := time.Now()
 	if req.M == nil || req.Sink == nil || !req.Manifest.Defined() {
@@ -205,12 +207,18 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 		sem:          make(chan struct{}, 2*deliverWorkers(pkg.maxChunk)),
 	}
 	_, d.sinkKeepsNothing = req.Sink.(VerifiedChunkSink)
+	parallel := originParallel(s.cfg.OriginParallel, pkg.meanChunk())
+	initial := 0 // the Picker's slow start
+	if s.cfg.Network == nil {
+		initial = parallel // no other host shares the origin with us
+	}
 	d.picker = policy.NewPicker(policy.PickerConfig{
-		NumChunks:      n,
-		ChunkLen:       func(i int) int64 { return pkg.refs[i].Length },
-		Rand:           rand.New(rand.NewPCG(seed, seed>>1|1)),
-		OriginParallel: originParallel(s.cfg.OriginParallel, pkg.meanChunk()),
-		RequestTimeout: s.cfg.RequestTimeout,
+		NumChunks:           n,
+		ChunkLen:            func(i int) int64 { return pkg.refs[i].Length },
+		Rand:                rand.New(rand.NewPCG(seed, seed>>1|1)),
+		OriginParallel:      parallel,
+		OriginInitialWindow: initial,
+		RequestTimeout:      s.cfg.RequestTimeout,
 	})
 	for i, r := range pkg.refs {
 		d.totalBytes += r.Length
@@ -270,8 +278,10 @@ func (s *Swarm) addDownload(d *download) error {
 // download finishes or its context ends.
 func (d *download) run() {
 	d.s.provide(d.c)
-	d.wg.Add(1)
-	go d.findPeers()
+	if d.s.cfg.Discovery != nil {
+		d.wg.Add(1)
+		go d.findPeers()
+	}
 
 	d.mu.Lock()
 	d.schedule(time.Now())
@@ -483,8 +493,8 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	ref := d.pkg.refs[i]
 	sent := time.Now()
 	data, err := d.s.cfg.Origin.FetchChunk(ctx, ref.CID, ref.Length)
-	if err == nil {
-		err = ref.Verify(data)
+	if _, checked := d.s.cfg.Origin.(CheckedSource); err == nil && (!checked || int64(len(data)) != ref.Length) {
+		err = ref.Verify(data) // a CheckedSource has checked the hash already
 	}
 	if err == nil {
 		d.deliver(i, policy.OriginPeer, data, sent)
@@ -510,6 +520,12 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	d.picker.Failed(i, policy.OriginPeer)
 	d.originFails++
 	d.originErr = err
+	if d.s.cfg.Network == nil && !originOutage(err) && d.originFails > 1 {
+		// Without peers the origin is the only source: a chunk it lacks,
+		// or sends corrupt, twice in a row will not come from anyone.
+		d.finish(fmt.Errorf("chunk %s: %w", ref.CID, err))
+		return
+	}
 	backoff := min(50*time.Millisecond<<min(d.originFails, 7), 5*time.Second)
 	now := time.Now()
 	d.originNext = now.Add(backoff)

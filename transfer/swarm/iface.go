@@ -87,5 +87,13 @@ type ChunkSource interface {
 	FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error)
 }
 
+// CheckedSource is an optional ChunkSource extension: a source whose
+// FetchChunk returns a chunk only once it matches its CID (the HTTP
+// origin's client) says so, and the swarm checks only its length rather
+// than hash it a second time.
+type CheckedSource interface {
+	ChecksChunks()
+}
+
 // Protocol is the libp2p protocol ID of the swarm wire protocol.
 const Protocol = "/stork/swarm/1.0.0"

@@ -33,9 +33,10 @@ const (
 type Config struct {
 	// Self is this host's peer ID. Required.
 	Self PeerID
-	// Network opens streams to peers. Required.
-	Network Network
-	// Discovery announces and finds package holders. Required.
+	// Network opens streams to peers; Discovery announces and finds
+	// package holders. Both nil: a swarm without peers, whose only source
+	// is Origin (see Download).
+	Network   Network
 	Discovery Discovery
 	// Store is what this host serves: verified chunks only. Required.
 	Store ChunkStore
@@ -174,10 +175,8 @@ func New(cfg Config) (*Swarm, error) {
 	switch {
 	case cfg.Self == "":
 		return nil, errors.New("swarm: no Self peer ID")
-	case cfg.Network == nil:
-		return nil, errors.New("swarm: no Network")
-	case cfg.Discovery == nil:
-		return nil, errors.New("swarm: no Discovery")
+	case (cfg.Network == nil) != (cfg.Discovery == nil):
+		return nil, errors.New("swarm: Network and Discovery go together")
 	case cfg.Store == nil:
 		return nil, errors.New("swarm: no Store")
 	}
@@ -301,6 +300,9 @@ func (s *Swarm) Announce(manifest cid.Cid) {
 }
 
 func (s *Swarm) provide(c cid.Cid) {
+	if s.cfg.Discovery == nil {
+		return
+	}
 	s.goroutine(func() {
 		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
 		defer cancel()

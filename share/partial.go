@@ -21,13 +21,13 @@ import (
 )
 
 // BeginPackage registers NAME@VERSION with the given manifest and returns
-// its Download. It checks that manifestBytes hash to manifestCID and that
+// its Partial. It checks that manifestBytes hash to manifestCID and that
 // they decode and validate (metadata.DecodeManifest with the store's
 // limits), stores them in the index, and marks the package kept (see
-// SetKeep). It is idempotent: asking again for a package being downloaded
-// returns the same Download; asking for a committed one returns a Download
+// SetKeep). It is idempotent: asking again for a package being filled
+// returns the same Partial; asking for a committed one returns a Partial
 // with nothing missing whose Commit does nothing.
-func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifestBytes []byte) (*Download, error) {
+func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifestBytes []byte) (*Partial, error) {
 	if name == "" || version == "" || hasNUL(name) || hasNUL(version) {
 		return nil, fmt.Errorf("package %q@%q: %w: empty name or version, or NUL", name, version, ErrInvalid)
 	}
@@ -74,17 +74,17 @@ func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifest
 		return nil, fmt.Errorf("package %s@%s: record: %w", name, version, err)
 	}
 	s.mu.Lock()
-	d := s.downloads[key]
+	d := s.filling[key]
 	s.mu.Unlock()
 	if d != nil {
 		return d, nil
 	}
-	d, err = s.newDownload(manifestCID, m, name, version)
+	d, err = s.newPartial(manifestCID, m, name, version)
 	if err != nil {
 		return nil, fmt.Errorf("package %s@%s (%s): %w", name, version, manifestCID, err)
 	}
 	s.mu.Lock()
-	s.downloads[key] = d
+	s.filling[key] = d
 	s.mu.Unlock()
 	s.log.Info("package download started", "package", name+"@"+version, "manifest", manifestCID, "bytes", d.total)
 	return d, nil
@@ -99,10 +99,11 @@ func hasNUL(s string) bool {
 	return false
 }
 
-// Download is a package being fetched into the store. Its methods are safe
-// for concurrent use; in particular many goroutines may call PutChunk at
+// Partial is a package the store holds in part (StatePartial) while its
+// chunks are written into it, until Commit makes it complete. Its methods
+// are safe for concurrent use; in particular many goroutines may call PutChunk at
 // once, with the same chunk or different ones.
-type Download struct {
+type Partial struct {
 	s       *Store
 	cid     cid.Cid
 	m       *metadata.Manifest
@@ -116,7 +117,7 @@ type Download struct {
 	removed atomic.Bool // RemovePackage dropped the package
 }
 
-// dlFile is one distinct file (hash and size) of a download.
+// dlFile is one distinct file (hash and size) of a Partial.
 type dlFile struct {
 	id    string
 	entry int          // the first entry holding this file
@@ -176,11 +177,11 @@ func (pf *partialFile) chunkLen(j int) int64 {
 
 func (pf *partialFile) complete() bool { return len(pf.present) == len(pf.index) }
 
-// newDownload builds the in-memory state of a download: for every distinct
+// newPartial builds the in-memory state of a Partial: for every distinct
 // file, nothing if its object exists, else its partial file with the chunks
 // already recorded present.
-func (s *Store) newDownload(c cid.Cid, m *metadata.Manifest, name, version string) (*Download, error) {
-	d := &Download{
+func (s *Store) newPartial(c cid.Cid, m *metadata.Manifest, name, version string) (*Partial, error) {
+	d := &Partial{
 		s: s, cid: c, m: m, name: name, version: version,
 		total: m.TotalSize(),
 		uses:  make(map[cid.Cid][]*dlFile),
@@ -246,7 +247,7 @@ func (s *Store) newDownload(c cid.Cid, m *metadata.Manifest, name, version strin
 // release drops the download's hold on its partial files.
 // Lock order is pf.mu before s.mu (finalize), so files are closed after
 // s.mu is released.
-func (d *Download) release() {
+func (d *Partial) release() {
 	s := d.s
 	var unused []*partialFile
 	s.mu.Lock()
@@ -391,32 +392,32 @@ func (s *Store) openPartial(id string, e *metadata.Entry, chunkSize int64) (*par
 // Close ends a download that will not be committed (it failed): it is no
 // longer open, so that a GC with GCOptions.Partial may drop the package,
 // and its partial files are released. What it stored stays for the next
-// BeginPackage to resume. Using the Download after Close fails; Close
+// BeginPackage to resume. Using the Partial after Close fails; Close
 // after Commit does nothing.
-func (d *Download) Close() {
+func (d *Partial) Close() {
 	s := d.s
 	key := d.cid.String()
 	s.mu.Lock()
-	if s.downloads[key] != d {
+	if s.filling[key] != d {
 		s.mu.Unlock()
 		return
 	}
-	delete(s.downloads, key)
+	delete(s.filling, key)
 	s.mu.Unlock()
 	d.removed.Store(true)
 	d.release()
 }
 
 // ManifestCID returns the CID of the package's manifest.
-func (d *Download) ManifestCID() cid.Cid { return d.cid }
+func (d *Partial) ManifestCID() cid.Cid { return d.cid }
 
 // Manifest returns the package's manifest. The caller must not modify it.
-func (d *Download) Manifest() *metadata.Manifest { return d.m }
+func (d *Partial) Manifest() *metadata.Manifest { return d.m }
 
 // Missing lists the distinct chunks still needed, each once, in manifest
 // order. A file whose object exists (from any package) needs none, nor does
 // a chunk recorded present in its partial file.
-func (d *Download) Missing() []metadata.ChunkRef {
+func (d *Partial) Missing() []metadata.ChunkRef {
 	seen := make(map[cid.Cid]bool)
 	var out []metadata.ChunkRef
 	for _, f := range d.files {
@@ -441,7 +442,7 @@ func (d *Download) Missing() []metadata.ChunkRef {
 
 // Have reports whether the store holds chunk c of this package (in an
 // object or recorded present in a partial file), so that it can be served.
-func (d *Download) Have(c cid.Cid) bool {
+func (d *Partial) Have(c cid.Cid) bool {
 	for _, f := range d.uses[c] {
 		pf := f.pf
 		if pf == nil {
@@ -459,7 +460,7 @@ func (d *Download) Have(c cid.Cid) bool {
 
 // Bytes returns how many bytes of the package's files the store holds and
 // the total (metadata.Manifest.TotalSize).
-func (d *Download) Bytes() (have, total int64) {
+func (d *Partial) Bytes() (have, total int64) {
 	for _, f := range d.files {
 		n := f.size
 		if pf := f.pf; pf != nil {
@@ -480,7 +481,7 @@ func (d *Download) Bytes() (have, total int64) {
 // every partial file that uses it and made durable, and only then recorded
 // present. A file that gets its last chunk is verified whole and moved into
 // objects/. Storing a chunk already present does nothing.
-func (d *Download) PutChunk(c cid.Cid, data []byte) error {
+func (d *Partial) PutChunk(c cid.Cid, data []byte) error {
 	ref, ok := d.refs[c]
 	if !ok {
 		return fmt.Errorf("package %s: chunk %s: %w", d.cid, c, ErrUnknownChunk)
@@ -492,20 +493,20 @@ func (d *Download) PutChunk(c cid.Cid, data []byte) error {
 }
 
 // PutVerifiedChunk is PutChunk for a caller that has already checked data
-// against c (transfer.VerifiedChunkSink): it skips hashing it again (the
+// against c (swarm.VerifiedChunkSink): it skips hashing it again (the
 // length is still checked). The caller vouches for the bytes: a file whose
 // chunks were all verified in memory and written by this process, and
 // that nothing else touched since, becomes an object without being read
 // back (see partialFile.stamp). ReadChunk still re-verifies what it
 // serves.
-func (d *Download) PutVerifiedChunk(c cid.Cid, data []byte) error {
+func (d *Partial) PutVerifiedChunk(c cid.Cid, data []byte) error {
 	if _, ok := d.refs[c]; !ok {
 		return fmt.Errorf("package %s: chunk %s: %w", d.cid, c, ErrUnknownChunk)
 	}
 	return d.putVerified(c, data)
 }
 
-func (d *Download) putVerified(c cid.Cid, data []byte) error {
+func (d *Partial) putVerified(c cid.Cid, data []byte) error {
 	s := d.s
 	s.life.RLock()
 	defer s.life.RUnlock()
@@ -578,8 +579,13 @@ func (s *Store) writeChunk(pf *partialFile, c cid.Cid, data []byte) error {
 			return fmt.Errorf("file %s: chunk %s at index %d: %w: %w: %d bytes, want %d", pf.hash, c, j, ErrChunkCorrupt, metadata.ErrHashMismatch, len(data), want)
 		}
 	}
+	release, err := s.claimSpace(int64(len(data)) * int64(len(idx)))
+	if err != nil {
+		return fmt.Errorf("partial file %s: write chunk %s: %w", pf.id, c, err)
+	}
 	f, err := s.fds.get(pf)
 	if err != nil {
+		release()
 		return err
 	}
 	offs := make([]int64, len(idx))
@@ -608,6 +614,7 @@ func (s *Store) writeChunk(pf *partialFile, c cid.Cid, data []byte) error {
 		}
 		_, err = f.WriteAt(data, off)
 	}
+	release() // written: the file system counts it now
 	if err != nil {
 		pf.wmu.Unlock()
 		s.fds.put(pf)
@@ -771,4 +778,4 @@ func jsonUnmarshal(item *badger.Item, v any) error {
 	})
 }
 
-var _ metadata.ChunkSink = (*Download)(nil)
+var _ metadata.ChunkSink = (*Partial)(nil)
