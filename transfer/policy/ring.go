@@ -109,6 +109,9 @@ func (p *Picker) setRing(me uint64, r *MemberRing) {
 	self32, _ := slices.BinarySearch(ids, me)
 	seen := make([]int32, m) // member -> last chunk+1 that counted it
 	for i := range p.n {
+		if p.cfg.PullThrough {
+			break // every chunk is due at once (dueRank): no rank needed
+		}
 		// The owner is the member of the first point at or after the
 		// chunk's hash on the ring; our rank is how many distinct members
 		// come before us walking on from there (at most maxFallbackRank).
