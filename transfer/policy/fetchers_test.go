@@ -151,7 +151,7 @@ func TestFetchersSite(t *testing.T) {
 	}
 }
 
-// With PullThrough every chunk of the window is due at once at every
+// With pull-through on every chunk of the window is due at once at every
 // member; without it only the chunks it owns are.
 func TestPickerPullThroughAllDue(t *testing.T) {
 	t.Parallel()
@@ -162,8 +162,8 @@ func TestPickerPullThroughAllDue(t *testing.T) {
 			c.OriginParallel = n
 			c.OriginInitialWindow = n
 			c.OriginSwarmWindow = n
-			c.PullThrough = pull
 		})
+		p.SetPullThrough(pull)
 		p.SetMembers(ids[1], ids)
 		got := drainOrigin(p, t0)
 		own := 0

@@ -116,13 +116,6 @@ type PickerConfig struct {
 	// seen, at least OriginFallbackDelay (at least RequestTimeout before
 	// the first measurement). Default 2s.
 	OriginFallbackDelay time.Duration
-	// PullThrough: the caller sends each origin request to the chunk's
-	// first-ranked fetcher among the members (Fetchers), which fetches it
-	// from the origin once for every host that asks, and asks the origin
-	// itself only when it ranks first or its fetchers fail. With members
-	// known, every chunk of the window is then due at once, at every host:
-	// no host waits a fallback delay by its rank on the member ring.
-	PullThrough bool
 }
 
 // Picker decides, for one download, which chunk to ask next and from whom:
@@ -153,7 +146,8 @@ type Picker struct {
 	elig         int       // chunks no peer has, fetches or is asked for
 	withdrawn    []Request // see Withdrawn
 
-	mem memberState // SetMembers; see window.go and ring.go
+	mem  memberState // SetMembers; see window.go and ring.go
+	pull bool        // SetPullThrough
 
 	cfg     PickerConfig
 	epoch   time.Time

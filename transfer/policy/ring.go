@@ -109,9 +109,6 @@ func (p *Picker) setRing(me uint64, r *MemberRing) {
 	self32, _ := slices.BinarySearch(ids, me)
 	seen := make([]int32, m) // member -> last chunk+1 that counted it
 	for i := range p.n {
-		if p.cfg.PullThrough {
-			break // every chunk is due at once (dueRank): no rank needed
-		}
 		// The owner is the member of the first point at or after the
 		// chunk's hash on the ring; our rank is how many distinct members
 		// come before us walking on from there (at most maxFallbackRank).
@@ -142,6 +139,14 @@ func (p *Picker) setRing(me uint64, r *MemberRing) {
 		}
 	}
 }
+
+// SetPullThrough says whether the caller sends each origin request to the
+// chunk's first-ranked fetcher among the members (Fetchers), which
+// fetches it from the origin once for every host that asks, and asks the
+// origin itself only when it ranks first or its fetchers fail. While on,
+// with members known, every chunk of the window is due at once at every
+// host: none waits a fallback delay by its rank on the member ring.
+func (p *Picker) SetPullThrough(on bool) { p.pull = on }
 
 // Members returns how many members SetMembers gave, self included (0:
 // never called).

@@ -206,10 +206,10 @@ func (p *Picker) pushDue(i int) {
 }
 
 // dueRank is the rank whose fallback delay chunk i waits: ours among the
-// members, or 0 for every chunk with PullThrough (the caller asks the
+// members, or 0 for every chunk with pull-through on (the caller asks the
 // chunk's fetcher, who fetches it once for all).
 func (p *Picker) dueRank(i int) int {
-	if p.cfg.PullThrough {
+	if p.pull {
 		return 0
 	}
 	return min(int(p.mem.orank[i]), maxFallbackRank)

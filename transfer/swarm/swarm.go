@@ -79,6 +79,20 @@ type Config struct {
 	// Seed, if non-zero, seeds the per-download random choices (tests);
 	// otherwise they are seeded randomly.
 	Seed uint64
+	// NoPullThrough turns cooperative origin fetching off: downloads ask
+	// the origin themselves for every chunk no peer has (partitioned only
+	// among the members Discovery finds), and the host serves no
+	// pull-through requests. By default, with a Network that is a
+	// PullNetwork, a download asks each chunk's fetcher among the
+	// network's members for it first (pull.go).
+	NoPullThrough bool
+	// Manifests, if set, lets this host serve pull-through requests for
+	// packages it neither holds nor downloads (it checks them against its
+	// trusted metadata); nil serves only the packages it knows.
+	Manifests ManifestResolver
+	// Site is this host's site ("" unknown): with it known, a download
+	// asks only fetchers of its own site (policy.NewFetchers).
+	Site string
 }
 
 // Swarm trades package chunks with peers over the swarm protocol and uses
@@ -116,6 +130,17 @@ type Swarm struct {
 	// chunks counts the chunks received, by source (fromPeers,
 	// fromOrigin) and by verification result (verified, failed).
 	chunks [2][2]atomic.Int64
+
+	// Pull-through serving (pull.go): the requests served now, per peer
+	// and in all; the origin fetches under way, by chunk; the chunks
+	// fetched for peers, kept a while (oldest first).
+	pullMu      sync.Mutex
+	pulls       map[PeerID]int
+	pullsAll    int
+	originCalls map[cid.Cid]*originCall
+	cache       []cachedChunk
+	cacheIdx    map[cid.Cid]int
+	cacheBytes  int
 }
 
 // Indexes of Swarm.chunks.
@@ -215,6 +240,10 @@ func New(cfg Config) (*Swarm, error) {
 		pkgs:      make(map[cid.Cid]*pkgInfo),
 		held:      make(map[cid.Cid]bool),
 		peerStats: make(map[PeerID]*PeerStats),
+
+		pulls:       make(map[PeerID]int),
+		originCalls: make(map[cid.Cid]*originCall),
+		cacheIdx:    make(map[cid.Cid]int),
 	}
 	if cfg.UploadRate > 0 {
 		s.up = rate.NewLimiter(rate.Limit(cfg.UploadRate), rateBurst)
