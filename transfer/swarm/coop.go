@@ -30,6 +30,14 @@ func (d *download) updateMembers(providers []PeerID) {
 	}
 }
 
+// membersDue reports whether the members were last asked for a quarter
+// of FindInterval ago or more.
+func (d *download) membersDue(now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return now.Sub(d.membersAt) >= d.s.cfg.FindInterval/4
+}
+
 // pullMembers returns the network's members (none without cooperative
 // fetching).
 func (d *download) pullMembers() []policy.Member {
@@ -48,7 +56,7 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 	}
 	self := d.s.cfg.Self
 	ms = slices.DeleteFunc(ms, func(m policy.Member) bool {
-		return m.ID == self || m.ID == "" || m.ID == policy.OriginPeer || d.banned[m.ID] || d.dropped[m.ID]
+		return m.ID == self || m.ID == "" || m.ID == policy.OriginPeer || d.banned[m.ID] || d.dropped[m.ID] || d.silent[m.ID]
 	})
 	set := make(map[PeerID]bool, len(ms)+len(d.providers))
 	ids := make([]PeerID, 0, len(ms)+len(d.providers))
@@ -122,6 +130,9 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 		if errors.Is(err, errPullOriginDown) || errors.Is(err, metadata.ErrNotFound) {
 			return false, err // the origin's answer, through the fetcher
 		}
+		if errors.Is(err, errPullSilent) {
+			d.skipFetcher(f)
+		}
 		d.s.log.Debug("fetcher did not serve the chunk; next in rank", "fetcher", f, "chunk", ref.CID, "err", err)
 	}
 	return false, nil
@@ -142,6 +153,22 @@ func (d *download) banFetcher(f PeerID, err error) {
 	d.mu.Unlock()
 	d.s.log.Warn("peer banned: corrupt chunk through pull-through", "peer", f, "manifest", d.c, "err", err)
 	d.s.cfg.Network.ClosePeer(f)
+	d.updateMembers(nil)
+}
+
+// skipFetcher ranks the members again without f, which did not answer a
+// pull-through request in time: a dead or stalled fetcher costs the
+// download one timeout, not one per chunk it ranks first for.
+func (d *download) skipFetcher(f PeerID) {
+	d.mu.Lock()
+	if d.silent[f] {
+		d.mu.Unlock()
+		return
+	}
+	d.silent[f] = true
+	d.memberSet = nil
+	d.mu.Unlock()
+	d.s.log.Debug("fetcher silent: ranked no more for this download", "fetcher", f, "manifest", d.c)
 	d.updateMembers(nil)
 }
 

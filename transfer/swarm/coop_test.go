@@ -3,10 +3,13 @@ package swarm_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"maps"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
@@ -57,6 +60,130 @@ func TestSwarmPullThroughOneChunk(t *testing.T) {
 			}
 			if !pull && copies < 2 {
 				t.Fatalf("origin sent %.2f copies without pull-through: the test no longer shows the flash crowd", copies)
+			}
+		})
+	}
+}
+
+// deadMember adds to c a member that takes pull-through streams and
+// never answers them (a fetcher that hangs), recording when each asker
+// opened one.
+func deadMember(c *cluster, id string) (opened func() map[swarm.PeerID][]time.Time) {
+	mn := c.net.Node(swarm.PeerID(id), nil)
+	var mu sync.Mutex
+	seen := map[swarm.PeerID][]time.Time{}
+	mn.SetPullHandler(func(from swarm.PeerID, st swarm.Stream) {
+		mu.Lock()
+		seen[from] = append(seen[from], time.Now())
+		mu.Unlock()
+		_, _ = io.Copy(io.Discard, st) // until the asker gives up
+		st.Reset()
+	})
+	return func() map[swarm.PeerID][]time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(seen)
+	}
+}
+
+// A member that takes pull-through requests and never answers costs each
+// host one timeout: the chunks it ranks first for go to the next in rank
+// once it has been silent for the idle timeout, the host ranks it no
+// more (no pull to it starts later), and the origin still sends one copy.
+func TestSwarmPullThroughDeadFetcher(t *testing.T) {
+	const hosts = 4
+	p := newTestPackage(t, 12, 64<<10, 32*64<<10)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 5*time.Millisecond)
+	opened := deadMember(c, "dead")
+	for k := range hosts {
+		c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.RequestTimeout = 4 * time.Second })
+	}
+	// The dead member ranks first for some chunks.
+	ms := []policy.Member{{ID: "dead"}}
+	for _, n := range c.nodes[1:] {
+		ms = append(ms, policy.Member{ID: n.id})
+	}
+	f := policy.NewFetchers(policy.Member{ID: c.nodes[0].id}, ms)
+	deadFirst := 0
+	for _, ref := range p.m.UniqueChunks() {
+		if f.First(policy.ChunkKey(ref.CID.Bytes())) == "dead" {
+			deadFirst++
+		}
+	}
+	if deadFirst < 3 {
+		t.Fatalf("the dead member ranks first for %d chunks; the test needs a few", deadFirst)
+	}
+	copies := flashCrowd(t, c, p, origin)
+	idle := time.Second // pullIdle for RequestTimeout 4s
+	got := opened()
+	t.Logf("dead member first for %d of %d chunks: origin sent %.2f copies; pulls to it: %v", deadFirst, len(p.chunks), copies, got)
+	for _, n := range c.nodes {
+		ts := got[n.id]
+		if len(ts) == 0 {
+			continue // it knew the chunks from its peers first
+		}
+		for _, at := range ts[1:] {
+			if at.Sub(ts[0]) >= idle {
+				t.Errorf("node %s asked the dead member again %v after its first request, past the idle timeout", n.id, at.Sub(ts[0]))
+			}
+		}
+	}
+	if copies > 1.25 {
+		t.Errorf("origin sent %.2f copies, want about one", copies)
+	}
+}
+
+// A host alone (a network with no other member) fetches from the origin
+// exactly as with cooperative fetching off: as many requests, as many at
+// once.
+func TestSwarmPullThroughLoneHost(t *testing.T) {
+	p := newTestPackage(t, 13, 64<<10, 64*64<<10)
+	var reqs, peaks [2]int64
+	for k, pull := range []bool{true, false} {
+		c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+		origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+		c.add("alone", origin, func(cfg *swarm.Config) { cfg.NoPullThrough = !pull })
+		copies := flashCrowd(t, c, p, origin)
+		if copies != 1 {
+			t.Errorf("pull-through %v: origin sent %.2f copies to a lone host, want 1", pull, copies)
+		}
+		reqs[k], peaks[k] = origin.reqs.Load(), origin.peak.Load()
+	}
+	t.Logf("lone host: origin requests %v, at most %v at once (pull-through on, off)", reqs, peaks)
+	if reqs[0] != reqs[1] || peaks[0] != peaks[1] {
+		t.Errorf("lone host with pull-through: %d origin requests, %d at once; without: %d, %d", reqs[0], peaks[0], reqs[1], peaks[1])
+	}
+}
+
+// Hosts that arrive once others hold the package take it from them: a
+// late host asks each chunk's fetcher, which serves it from its store,
+// and the origin sends nothing more. Without pull-through the late host
+// asks the origin for the chunks before it finds the holders.
+func TestSwarmPullThroughLateArrivals(t *testing.T) {
+	p := newTestPackage(t, 14, 256<<10, 1<<20)
+	for _, pull := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pull=%v", pull), func(t *testing.T) {
+			c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+			origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+			mod := func(cfg *swarm.Config) { cfg.NoPullThrough = !pull }
+			for k := range 4 {
+				c.add(fmt.Sprintf("early%d", k), origin, mod)
+			}
+			first := flashCrowd(t, c, p, origin)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			for k := range 3 {
+				n := c.add(fmt.Sprintf("late%d", k), origin, mod)
+				if _, err := n.download(ctx, p); err != nil {
+					t.Fatalf("late host %s: Download: %v", n.id, err)
+				}
+				checkCopy(t, n, p)
+			}
+			total := float64(origin.bytes.Load()) / float64(p.size)
+			t.Logf("pull-through %v: origin copies %.2f for 4 hosts at once, %.2f after 3 late hosts", pull, first, total)
+			if pull && total > 1.25 {
+				t.Errorf("origin sent %.2f copies with late hosts, want about one", total)
 			}
 		})
 	}

@@ -95,6 +95,8 @@ type download struct {
 	membersAt time.Time
 	memberSet map[PeerID]bool
 	providers []PeerID
+	silent    map[PeerID]bool // fetchers that did not answer in time
+
 	// waiters are closed once their chunk is stored or the download ends
 	// (awaitChunk).
 	waiters map[int][]chan struct{}
@@ -223,6 +225,7 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 		peersSeen:    make(map[PeerID]bool),
 		banned:       make(map[PeerID]bool),
 		dropped:      make(map[PeerID]bool),
+		silent:       make(map[PeerID]bool),
 		connecting:   make(map[PeerID]bool),
 		storing:      policy.NewBitfield(n),
 		originCancel: make(map[int]context.CancelFunc),
@@ -321,7 +324,7 @@ func (d *download) run() {
 		case <-d.ctx.Done():
 			return
 		case now := <-t.C:
-			if d.coop && now.Sub(d.membersAt) >= d.s.cfg.FindInterval/4 {
+			if d.coop && d.membersDue(now) {
 				d.updateMembers(nil)
 			}
 			d.mu.Lock()

@@ -64,7 +64,10 @@ const (
 )
 
 var (
-	errPullRefused    = errors.New("fetcher refused the pull-through request")
+	errPullRefused = errors.New("fetcher refused the pull-through request")
+	// errPullSilent: the fetcher could not be reached, or said nothing
+	// for pullIdle; the download asks it nothing more.
+	errPullSilent     = errors.New("fetcher unreachable or silent")
 	errPullOriginDown = errors.New("fetcher cannot reach the origin")
 )
 
@@ -86,7 +89,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	st, err := pn.OpenPull(octx, from)
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("pull chunk %s from %s: %w: %w", ref.CID, from, errPullRefused, err)
+		return nil, fmt.Errorf("pull chunk %s from %s: %w: %w", ref.CID, from, errPullSilent, err)
 	}
 	watch := time.AfterFunc(idle, func() { st.Reset() })
 	defer watch.Stop()
@@ -112,13 +115,13 @@ func readPull(st Stream, manifest cid.Cid, i int, length int64, alive func()) ([
 	req = append(req, mb...)
 	req = binary.AppendUvarint(req, uint64(i))
 	if _, err := st.Write(req); err != nil {
-		return nil, fmt.Errorf("%w: %w", errPullRefused, err)
+		return nil, fmt.Errorf("%w: %w", errPullSilent, err)
 	}
 	br := bufio.NewReader(&aliveReader{r: st, alive: alive})
 	for {
 		b, err := br.ReadByte()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errPullRefused, err)
+			return nil, fmt.Errorf("%w: %w", errPullSilent, err)
 		}
 		switch b {
 		case pullWorking:
