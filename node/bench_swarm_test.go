@@ -155,6 +155,12 @@ type bswNode struct {
 
 func startBswNode(tb testing.TB, o *bswOrigin, bootstrap []string) *bswNode {
 	tb.Helper()
+	return startBswNodeWith(tb, o, bootstrap, nil)
+}
+
+// startBswNodeWith is startBswNode with mod applied to the Config.
+func startBswNodeWith(tb testing.TB, o *bswOrigin, bootstrap []string, mod func(*Config)) *bswNode {
+	tb.Helper()
 	data, err := os.MkdirTemp("", "stork-bsw-") // socket paths are limited to 108 bytes
 	if err != nil {
 		tb.Fatal(err)
@@ -163,7 +169,11 @@ func startBswNode(tb testing.TB, o *bswOrigin, bootstrap []string) *bswNode {
 	pc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	pc.Bootstrap = bootstrap
 	pc.EnableAutoNAT, pc.EnableHolePunching, pc.EnableRelay = false, false, false
-	d, err := NewDaemon(context.Background(), Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour})
+	cfg := Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := NewDaemon(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -83,11 +84,20 @@ type pullManifests struct {
 
 var _ swarm.ManifestResolver = (*pullManifests)(nil)
 
-// ResolveManifest implements swarm.ManifestResolver. It never refreshes
-// the metadata: a peer's request must not make this host ask the origin
-// for anything but the chunk.
+// ResolveManifest implements swarm.ManifestResolver. A manifest not
+// published in the metadata this host holds is looked for again after a
+// refresh, as a local request for an unknown package is (at most one
+// forced refresh per minForcedRefresh): in a flash crowd the asker may
+// have seen a newer snapshot than this host.
 func (r *pullManifests) ResolveManifest(ctx context.Context, c cid.Cid) (*metadata.Manifest, error) {
 	ref, err := r.lookup(ctx, c)
+	if errors.Is(err, metadata.ErrNotFound) {
+		// Looked for again even when the refresh had nothing to do: a
+		// refresh under way (this host's own request) may have ended.
+		if _, rerr := r.d.meta.refresh(ctx, true); rerr == nil {
+			ref, err = r.lookup(ctx, c)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
