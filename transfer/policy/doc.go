@@ -101,7 +101,7 @@
 //
 // After an origin outage, OriginResumed makes the window's unseen chunks
 // enter it afresh, so that fallback delays count from the resume.
-////
+//
 // # Cooperative fetching (fetchers.go)
 //
 // Fetchers ranks a host's members, itself included, as each chunk's

@@ -105,7 +105,7 @@
 // both sides: a received chunk's buffer is reused once a VerifiedChunkSink
 // has stored it, an upload's once it is written to the stream
 // (ChunkReaderInto).
-////
+//
 // # Cooperative origin fetching (pull.go, coop.go)
 //
 // With a Network that is a PullNetwork (and Config.NoPullThrough off) a
