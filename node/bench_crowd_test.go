@@ -144,7 +144,11 @@ func BenchmarkFlashCrowd(b *testing.B) {
 		gap  time.Duration
 	}
 	res := map[bool]map[key]crowdResult{}
-	for _, coop := range []bool{true, false} {
+	modes := []bool{true, false}
+	if os.Getenv("STORK_CROWD_COOP_ONLY") != "" {
+		modes = modes[:1]
+	}
+	for _, coop := range modes {
 		o := newBswOrigin(b)
 		nodes := startCrowd(b, o, hosts, func(c *Config) {
 			c.NoPullThrough = !coop
@@ -170,6 +174,9 @@ func BenchmarkFlashCrowd(b *testing.B) {
 	for _, size := range sizes {
 		for _, gap := range gaps {
 			c, t := res[true][key{size, gap}], res[false][key{size, gap}]
+			if len(modes) == 1 {
+				continue
+			}
 			b.Logf("| %s | %v | %.2f | %.2f | %.2f | %.2f |", sizeName(size), gap, c.copies, t.copies,
 				c.all.Seconds()/t.all.Seconds(), c.mean.Seconds()/t.mean.Seconds())
 			if gap == 0 {

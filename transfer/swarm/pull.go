@@ -275,14 +275,36 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 		return pullRefused, nil
 	}
 	defer s.releasePull(p)
+	// Working at once, and every pullKeepalive after, while the package
+	// is resolved (which may refresh metadata) and the chunk found: the
+	// asker's idle timeout is for hosts that are gone, not busy.
+	if w.status(pullWorking) != nil {
+		return pullRefused, nil
+	}
+	stop := s.keepalive(w)
+	defer stop()
 	pi, d, err := s.pullPackage(ctx, manifest)
 	if err != nil || i >= len(pi.refs) {
 		s.log.Debug("pull request for an unknown chunk", "peer", p, "manifest", manifest, "index", i, "err", err)
 		return pullRefused, nil
 	}
-	if w.status(pullWorking) != nil {
+	data, err := s.pullData(ctx, pi.refs[i], d, i)
+	switch {
+	case err == nil:
+		return pullOK, data
+	case errors.Is(err, errPullRefused):
+		return pullRefused, nil
+	case errors.Is(err, metadata.ErrNotFound), errors.Is(err, metadata.ErrHashMismatch), errors.Is(err, metadata.ErrTooLarge):
+		return pullMissing, nil
+	case ctx.Err() != nil:
 		return pullRefused, nil
 	}
+	return pullOriginDown, nil
+}
+
+// keepalive says pullWorking through w every pullKeepalive until the
+// function it returns is called (which waits for the last write).
+func (s *Swarm) keepalive(w *pullWriter) func() {
 	done := make(chan struct{})
 	var kw sync.WaitGroup
 	kw.Add(1)
@@ -303,20 +325,10 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 	}) {
 		kw.Done()
 	}
-	data, err := s.pullData(ctx, pi.refs[i], d, i)
-	close(done)
-	kw.Wait()
-	switch {
-	case err == nil:
-		return pullOK, data
-	case errors.Is(err, errPullRefused):
-		return pullRefused, nil
-	case errors.Is(err, metadata.ErrNotFound), errors.Is(err, metadata.ErrHashMismatch), errors.Is(err, metadata.ErrTooLarge):
-		return pullMissing, nil
-	case ctx.Err() != nil:
-		return pullRefused, nil
+	return func() {
+		close(done)
+		kw.Wait()
 	}
-	return pullOriginDown, nil
 }
 
 // admitPull takes one of p's pull-through slots, if it has one left and
