@@ -141,3 +141,38 @@ func (f *Fetchers) First(key uint64) PeerID {
 	}
 	return f.self
 }
+
+// After returns the member ranked right after self for key ("" when
+// self ranks last, or is alone): the one a first-ranked host asks
+// whether it holds the chunk already.
+func (f *Fetchers) After(key uint64) PeerID {
+	var selfW uint64
+	for _, m := range f.m {
+		if m.id == f.self {
+			selfW = weight(m.h, key)
+			break
+		}
+	}
+	var best PeerID
+	var bestW uint64
+	bestNear := false
+	for _, m := range f.m {
+		if m.id == f.self {
+			continue
+		}
+		w := weight(m.h, key)
+		// Behind self: farther, or as near with a smaller weight (equal
+		// weights: the larger ID behind).
+		if m.near && (w > selfW || (w == selfW && m.id < f.self)) {
+			continue
+		}
+		// The best of those behind: nearer first, then the larger
+		// weight, then the smaller ID.
+		better := best == "" || (m.near && !bestNear) ||
+			(m.near == bestNear && (w > bestW || (w == bestW && m.id < best)))
+		if better {
+			best, bestW, bestNear = m.id, w, m.near
+		}
+	}
+	return best
+}

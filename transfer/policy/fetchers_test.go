@@ -182,3 +182,54 @@ func TestPickerPullThroughAllDue(t *testing.T) {
 		checkPicker(t, p)
 	}
 }
+
+// After names the member ranked right after self: the host it names
+// has self last among those before it; the last-ranked host has none.
+func TestFetchersAfter(t *testing.T) {
+	t.Parallel()
+	ids := memberIDs(9)
+	for _, site := range []func(j int) string{nil, func(j int) string { return []string{"a", "b", ""}[j%3] }} {
+		all := membersOf(ids, site)
+		for k := range 300 {
+			key := keyOf(k)
+			last := 0
+			for _, self := range all {
+				f := NewFetchers(self, all)
+				next := f.After(key)
+				if next == "" {
+					last++
+					continue
+				}
+				var nm Member
+				for _, m := range all {
+					if m.ID == next {
+						nm = m
+					}
+				}
+				if self.Site != "" && nm.Site != self.Site {
+					// The next is elsewhere: every member of self's site
+					// ranks before self.
+					near := 0
+					for _, m := range all {
+						if m.ID != self.ID && m.Site == self.Site {
+							near++
+						}
+					}
+					if got := len(f.Before(key, 0, nil)); got != near {
+						t.Fatalf("key %d: %s says %s (elsewhere) comes next, with %d of its site's %d others before it", k, self.ID, next, got, near)
+					}
+					continue
+				}
+				// Ranked by a host of self's site, as self ranks.
+				view := NewFetchers(Member{ID: nm.ID, Site: self.Site}, all)
+				b := view.Before(key, 0, nil)
+				if len(b) == 0 || b[len(b)-1] != self.ID {
+					t.Fatalf("key %d: %s says %s comes next, whose fetchers before it are %v", k, self.ID, next, b)
+				}
+			}
+			if last != 1 && site == nil {
+				t.Fatalf("key %d: %d hosts rank last, want 1", k, last)
+			}
+		}
+	}
+}

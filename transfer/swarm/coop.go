@@ -111,10 +111,19 @@ func (d *download) fetchersBefore(i int) []PeerID {
 func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (bool, error) {
 	d.mu.Lock()
 	before := d.fetchersBefore(i)
+	var flags byte
+	if len(before) == 0 && d.fetchers != nil && !d.fetchers.Alone() {
+		// We rank first: before we ask the origin, the next in rank is
+		// asked for the chunk if it holds it already (a host arriving
+		// after the others hold the package takes it from them).
+		if next := d.fetchers.After(d.keys[i]); next != "" {
+			before, flags = []PeerID{next}, pullHeldOnly
+		}
+	}
 	d.mu.Unlock()
 	ref := d.pkg.refs[i]
 	for _, f := range before {
-		data, err := d.s.pull(ctx, f, d.c, i, ref)
+		data, err := d.s.pull(ctx, f, d.c, i, ref, flags)
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}

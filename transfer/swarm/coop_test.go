@@ -188,3 +188,41 @@ func TestSwarmPullThroughLateArrivals(t *testing.T) {
 		})
 	}
 }
+
+// A host arriving after the others hold the package, and ranked first
+// for its chunk, asks the next in rank whether it holds the chunk before
+// it asks the origin: it takes the chunk from it, and the origin sends
+// nothing more.
+func TestSwarmPullThroughLateFirstRanked(t *testing.T) {
+	p := newTestPackage(t, 15, 1<<20, 1<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: 5 * time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 0)
+	var early []policy.Member
+	for k := range 4 {
+		n := c.add(fmt.Sprintf("early%d", k), origin, nil)
+		early = append(early, policy.Member{ID: n.id})
+	}
+	flashCrowd(t, c, p, origin)
+	key := policy.ChunkKey(p.m.UniqueChunks()[0].CID.Bytes())
+	late := ""
+	for k := range 1000 {
+		id := fmt.Sprintf("late%d", k)
+		if policy.NewFetchers(policy.Member{ID: swarm.PeerID(id)}, early).First(key) == swarm.PeerID(id) {
+			late = id
+			break
+		}
+	}
+	if late == "" {
+		t.Fatal("no late host ranks first")
+	}
+	n := c.add(late, origin, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := n.download(ctx, p); err != nil {
+		t.Fatalf("late host: Download: %v", err)
+	}
+	checkCopy(t, n, p)
+	if copies := float64(origin.bytes.Load()) / float64(p.size); copies > 1 {
+		t.Errorf("origin sent %.2f copies: the late host ranked first fetched from it", copies)
+	}
+}

@@ -23,7 +23,11 @@ import (
 //
 // Wire format, one request per stream. The asker writes
 //
-//	uvarint n | manifest CID (n bytes) | uvarint chunk index
+//	uvarint n | manifest CID (n bytes) | uvarint chunk index | flags byte
+//
+// flags: pullHeldOnly asks for the chunk only if the fetcher holds it
+// already (store, cache, or its own download has it): it refuses at once
+// otherwise, and never asks the origin for it.
 //
 // and the fetcher answers with status bytes: pullWorking at once when it
 // takes the request, again every pullKeepalive while it fetches, then
@@ -41,6 +45,9 @@ const (
 	pullMissing    byte = 3
 	pullOriginDown byte = 4
 )
+
+// Request flags.
+const pullHeldOnly byte = 1
 
 // Limits of pull-through serving.
 const (
@@ -60,7 +67,7 @@ const (
 	pullCacheBytes = 64 << 20
 	pullCacheTTL   = 30 * time.Second
 	// maxPullRequest bounds a request's bytes.
-	maxPullRequest = 1 + maxCIDLen + binary.MaxVarintLen32 + binary.MaxVarintLen64
+	maxPullRequest = 1 + maxCIDLen + binary.MaxVarintLen32 + binary.MaxVarintLen64 + 1
 )
 
 var (
@@ -79,7 +86,7 @@ func (s *Swarm) pullIdle() time.Duration {
 
 // pull asks fetcher `from` for chunk i (ref) of manifest. The chunk it
 // returns is not verified yet.
-func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef) ([]byte, error) {
+func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte) ([]byte, error) {
 	pn, _ := s.cfg.Network.(PullNetwork)
 	if pn == nil {
 		return nil, errPullRefused
@@ -95,7 +102,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	defer watch.Stop()
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
-	data, err := readPull(st, manifest, i, ref.Length, func() { watch.Reset(idle) })
+	data, err := readPull(st, manifest, i, flags, ref.Length, func() { watch.Reset(idle) })
 	if err != nil {
 		st.Reset()
 		if ctx.Err() != nil {
@@ -109,11 +116,12 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 
 // readPull writes the request and reads the answer (calling alive on
 // every sign of life); the chunk must be length bytes long.
-func readPull(st Stream, manifest cid.Cid, i int, length int64, alive func()) ([]byte, error) {
+func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, alive func()) ([]byte, error) {
 	mb := manifest.Bytes()
 	req := binary.AppendUvarint(nil, uint64(len(mb)))
 	req = append(req, mb...)
 	req = binary.AppendUvarint(req, uint64(i))
+	req = append(req, flags)
 	if _, err := st.Write(req); err != nil {
 		return nil, fmt.Errorf("%w: %w", errPullSilent, err)
 	}
@@ -165,31 +173,36 @@ func (a *aliveReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readPullRequest reads a request: the manifest and the chunk index.
-func readPullRequest(br *bufio.Reader) (cid.Cid, int, error) {
+// readPullRequest reads a request: the manifest, the chunk index and the
+// flags.
+func readPullRequest(br *bufio.Reader) (cid.Cid, int, byte, error) {
 	n, err := readUvarint(br)
 	if err != nil {
-		return cid.Undef, 0, unexpectedEOF(err)
+		return cid.Undef, 0, 0, unexpectedEOF(err)
 	}
 	if n == 0 || n > maxCIDLen {
-		return cid.Undef, 0, protoErr("pull request: CID of %d bytes", n)
+		return cid.Undef, 0, 0, protoErr("pull request: CID of %d bytes", n)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(br, b); err != nil {
-		return cid.Undef, 0, unexpectedEOF(err)
+		return cid.Undef, 0, 0, unexpectedEOF(err)
 	}
 	c, err := cid.Cast(b)
 	if err != nil || string(c.Bytes()) != string(b) {
-		return cid.Undef, 0, protoErr("pull request: bad CID")
+		return cid.Undef, 0, 0, protoErr("pull request: bad CID")
 	}
 	i, err := readUvarint(br)
 	if err != nil {
-		return cid.Undef, 0, unexpectedEOF(err)
+		return cid.Undef, 0, 0, unexpectedEOF(err)
 	}
 	if i > 1<<32-1 {
-		return cid.Undef, 0, protoErr("pull request: index %d", i)
+		return cid.Undef, 0, 0, protoErr("pull request: index %d", i)
 	}
-	return c, int(i), nil
+	flags, err := br.ReadByte()
+	if err != nil {
+		return cid.Undef, 0, 0, unexpectedEOF(err)
+	}
+	return c, int(i), flags, nil
 }
 
 // pullWriter serialises a fetcher's writes (the keepalives and the
@@ -236,7 +249,7 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 	defer s.wg.Done()
 	br := bufio.NewReaderSize(io.LimitReader(st, maxPullRequest), maxPullRequest)
 	t := time.AfterFunc(s.cfg.RequestTimeout, func() { st.Reset() })
-	manifest, i, err := readPullRequest(br)
+	manifest, i, flags, err := readPullRequest(br)
 	if !t.Stop() || err != nil {
 		s.log.Debug("pull request refused", "peer", p, "err", err)
 		st.Reset()
@@ -251,7 +264,7 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 		cancel()
 	})
 	w := &pullWriter{st: st}
-	code, data := s.servePull(ctx, p, w, manifest, i)
+	code, data := s.servePull(ctx, p, w, manifest, i, flags)
 	if code == pullOK {
 		err = w.chunk(data)
 		if err == nil {
@@ -270,7 +283,7 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 
 // servePull finds chunk i of manifest for peer p, saying pullWorking
 // through w while it does; it returns the final status and the chunk.
-func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest cid.Cid, i int) (byte, []byte) {
+func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest cid.Cid, i int, flags byte) (byte, []byte) {
 	if !s.admitPull(p) {
 		return pullRefused, nil
 	}
@@ -288,7 +301,14 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 		s.log.Debug("pull request for an unknown chunk", "peer", p, "manifest", manifest, "index", i, "err", err)
 		return pullRefused, nil
 	}
-	data, err := s.pullData(ctx, pi.refs[i], d, i)
+	var data []byte
+	if flags&pullHeldOnly != 0 {
+		if data = s.heldChunk(pi.refs[i]); data == nil {
+			return pullRefused, nil
+		}
+		return pullOK, data
+	}
+	data, err = s.pullData(ctx, pi.refs[i], d, i)
 	switch {
 	case err == nil:
 		return pullOK, data
@@ -382,16 +402,27 @@ func (s *Swarm) pullPackage(ctx context.Context, manifest cid.Cid) (*pkgInfo, *d
 	return pi, nil, nil
 }
 
+// heldChunk returns chunk ref if this host holds it (its store or the
+// chunks it fetched for peers lately), nil otherwise.
+func (s *Swarm) heldChunk(ref metadata.ChunkRef) []byte {
+	if s.cfg.Store.HasChunk(ref.CID) {
+		if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
+			return data
+		}
+	}
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	return s.cachedLocked(ref.CID)
+}
+
 // pullData returns chunk i (ref) for a pull-through request: from the
 // store; from our download d of the package once it has the chunk, if a
 // peer is sending it to d (a bounded wait); or from the origin, joined
 // with any fetch of the same chunk under way (originFetch). A chunk
 // fetched here goes into d too.
 func (s *Swarm) pullData(ctx context.Context, ref metadata.ChunkRef, d *download, i int) ([]byte, error) {
-	if s.cfg.Store.HasChunk(ref.CID) {
-		if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
-			return data, nil
-		}
+	if data := s.heldChunk(ref); data != nil {
+		return data, nil
 	}
 	if d != nil {
 		if ch := d.awaitChunk(i); ch != nil {
