@@ -123,7 +123,10 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 	d.mu.Unlock()
 	ref := d.pkg.refs[i]
 	for _, f := range before {
-		data, err := d.s.pull(ctx, f, d.c, i, ref, flags)
+		data, err := d.pullOne(ctx, f, i, ref, flags)
+		if errors.Is(err, errPullSkipped) {
+			continue
+		}
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
@@ -139,12 +142,36 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 		if errors.Is(err, errPullOriginDown) || errors.Is(err, metadata.ErrNotFound) {
 			return false, err // the origin's answer, through the fetcher
 		}
-		if errors.Is(err, errPullSilent) {
-			d.skipFetcher(f)
-		}
 		d.s.log.Debug("fetcher did not serve the chunk; next in rank", "fetcher", f, "chunk", ref.CID, "err", err)
 	}
 	return false, nil
+}
+
+// errPullSkipped: the fetcher was ranked no more while the request waited
+// its turn.
+var errPullSkipped = errors.New("fetcher skipped")
+
+// pullOne sends one pull-through request to f once it is f's turn
+// (Swarm.askSlot), unless f was found silent meanwhile; a silent f is
+// ranked no more (skipFetcher) before its slot is given back.
+func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.ChunkRef, flags byte) ([]byte, error) {
+	release, err := d.s.askSlot(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	d.mu.Lock()
+	skip := d.silent[f] || d.banned[f]
+	d.mu.Unlock()
+	if skip {
+		return nil, errPullSkipped
+	}
+	data, err := d.s.pull(ctx, f, d.c, i, ref, flags)
+	if errors.Is(err, errPullSilent) {
+		// Before the slot goes to a request waiting for it.
+		d.skipFetcher(f)
+	}
+	return data, err
 }
 
 // banFetcher bans a fetcher whose chunk failed its hash, as a peer whose

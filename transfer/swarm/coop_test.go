@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
@@ -92,7 +94,7 @@ func deadMember(c *cluster, id string) (opened func() map[swarm.PeerID][]time.Ti
 // more (no pull to it starts later), and the origin still sends one copy.
 func TestSwarmPullThroughDeadFetcher(t *testing.T) {
 	const hosts = 4
-	p := newTestPackage(t, 12, 64<<10, 32*64<<10)
+	p := newTestPackage(t, 12, 16<<10, 160*16<<10)
 	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
 	origin := newSwarmOrigin(p, 0, 5*time.Millisecond)
 	opened := deadMember(c, "dead")
@@ -142,7 +144,8 @@ func TestSwarmPullThroughLoneHost(t *testing.T) {
 	var reqs, peaks [2]int64
 	for k, pull := range []bool{true, false} {
 		c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
-		origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+		// A slow origin: every request of the window is open at once.
+		origin := newSwarmOrigin(p, 0, 300*time.Millisecond)
 		c.add("alone", origin, func(cfg *swarm.Config) { cfg.NoPullThrough = !pull })
 		copies := flashCrowd(t, c, p, origin)
 		if copies != 1 {
@@ -224,5 +227,52 @@ func TestSwarmPullThroughLateFirstRanked(t *testing.T) {
 	checkCopy(t, n, p)
 	if copies := float64(origin.bytes.Load()) / float64(p.size); copies > 1 {
 		t.Errorf("origin sent %.2f copies: the late host ranked first fetched from it", copies)
+	}
+}
+
+// Two hosts fetch 300 one-chunk packages at once: each asks the other
+// for the chunks it ranks first for, far more at once than the
+// fetcher's per-peer limit; the requests wait their turn at the asker
+// instead of being refused and sent to the origin, and the origin sends
+// about one copy of each package.
+func TestSwarmPullThroughManyPackages(t *testing.T) {
+	const pkgs = 300
+	c := newCluster(t, transfertest.LinkShape{Latency: 2 * time.Millisecond})
+	var all []*testPackage
+	chunks := map[cid.Cid][]byte{}
+	var total int64
+	for k := range pkgs {
+		p := newTestPackage(t, uint64(100+k), 16<<10, 16<<10)
+		all = append(all, p)
+		maps.Copy(chunks, p.chunks)
+		total += p.size
+	}
+	origin := newSwarmOrigin(&testPackage{chunks: chunks}, 0, 200*time.Millisecond)
+	a := c.add("a", origin, nil)
+	b := c.add("b", origin, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*pkgs)
+	for _, n := range []*node{a, b} {
+		for _, p := range all {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := n.download(ctx, p); err != nil {
+					errs <- fmt.Errorf("node %s: %w", n.id, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	copies := float64(origin.bytes.Load()) / float64(total)
+	t.Logf("2 hosts, %d one-chunk packages at once: origin sent %.2f copies", pkgs, copies)
+	if copies > 1.1 {
+		t.Errorf("origin sent %.2f copies of the upgrade, want about one", copies)
 	}
 }

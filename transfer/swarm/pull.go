@@ -60,6 +60,13 @@ const (
 	// serves at once, per asker and in all; beyond, it refuses.
 	maxPullsPerPeer = 64
 	maxPulls        = 512
+	// maxAskPerFetcher bounds the pull-through requests a host has open
+	// to one fetcher, across all its downloads: beyond, a request waits
+	// its turn here (the idle timeout starts once it is sent), so that an
+	// upgrade of hundreds of packages queues at the asker instead of
+	// being refused by the fetcher's limits (maxPullsPerPeer, maxPulls,
+	// and the transport's streams per peer) and going to the origin.
+	maxAskPerFetcher = 16
 	// pullCacheBytes and pullCacheTTL bound the chunks a host keeps in
 	// memory after fetching them from the origin, so that the askers that
 	// come a little later (and its own download, if the chunk was fetched
@@ -85,7 +92,7 @@ func (s *Swarm) pullIdle() time.Duration {
 }
 
 // pull asks fetcher `from` for chunk i (ref) of manifest. The chunk it
-// returns is not verified yet.
+// returns is not verified yet. The caller holds one of from's askSlots.
 func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte) ([]byte, error) {
 	pn, _ := s.cfg.Network.(PullNetwork)
 	if pn == nil {
@@ -112,6 +119,24 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	}
 	st.Close()
 	return data, nil
+}
+
+// askSlot waits for one of the maxAskPerFetcher slots of requests to
+// fetcher f and returns the function that gives it back.
+func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
+	s.pullMu.Lock()
+	slots := s.asking[f]
+	if slots == nil {
+		slots = make(chan struct{}, maxAskPerFetcher)
+		s.asking[f] = slots
+	}
+	s.pullMu.Unlock()
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // readPull writes the request and reads the answer (calling alive on

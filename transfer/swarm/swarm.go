@@ -141,6 +141,10 @@ type Swarm struct {
 	cache       []cachedChunk
 	cacheIdx    map[cid.Cid]int
 	cacheBytes  int
+	// asking holds, per fetcher, a slot for each pull-through request
+	// this host has open to it (at most maxAskPerFetcher, across its
+	// downloads).
+	asking map[PeerID]chan struct{}
 }
 
 // Indexes of Swarm.chunks.
@@ -244,6 +248,7 @@ func New(cfg Config) (*Swarm, error) {
 		pulls:       make(map[PeerID]int),
 		originCalls: make(map[cid.Cid]*originCall),
 		cacheIdx:    make(map[cid.Cid]int),
+		asking:      make(map[PeerID]chan struct{}),
 	}
 	if cfg.UploadRate > 0 {
 		s.up = rate.NewLimiter(rate.Limit(cfg.UploadRate), rateBurst)
