@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -185,7 +186,18 @@ func BenchmarkUpgrade(b *testing.B) {
 	var mu sync.Mutex
 	took := map[row]time.Duration{}
 	copies := map[row]float64{}
-	for _, r := range []row{{"coop", false}, {"today", false}, {"get", false}, {"coop", true}, {"get", true}} {
+	rows := []row{{"coop", false}, {"today", false}, {"get", false}, {"coop", true}, {"get", true}}
+	if m := os.Getenv("STORK_UPGRADE_MODES"); m != "" {
+		// A subset, e.g. "coop,get-capped".
+		rows = slices.DeleteFunc(rows, func(r row) bool {
+			name := r.mode
+			if r.capped {
+				name += "-capped"
+			}
+			return !slices.Contains(strings.Split(m, ","), name)
+		})
+	}
+	for _, r := range rows {
 		o.setCap(0)
 		if r.capped {
 			o.setCap(capRate)
@@ -203,6 +215,9 @@ func BenchmarkUpgrade(b *testing.B) {
 		b.Logf("%s capped=%v: %.2fs, origin bytes %.2fx the upgrade", r.mode, r.capped, d.Seconds(), copies[r])
 	}
 	o.setCap(0)
+	if len(rows) < 5 {
+		return
+	}
 	c, g := took[row{"coop", false}], took[row{"get", false}]
 	cc, gc := took[row{"coop", true}], took[row{"get", true}]
 	b.Logf("| %d hosts, %d packages | coop | today | get |", hosts, npk)
