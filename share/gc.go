@@ -377,39 +377,24 @@ func (g *gcRun) chunkLocs() error {
 	return s.deleteKeys(stale)
 }
 
-// trees removes every tree of no live package, except those a mount uses.
+// trees removes every tree of no live package, and the setuid variant of
+// every such tree, except those a mount uses. A live package keeps its
+// variant (built once, used by every view that applies setuid). The
+// mounts that keep a package's trees are reported in InUse once, with its
+// plain tree: g.mounted lists a variant's mounts under the package's CID.
 func (g *gcRun) trees() error {
-	s := g.s
-	des, err := os.ReadDir(s.path(treesDir))
-	if err != nil {
+	if err := g.sweepTrees(treesDir, "tree", true); err != nil {
 		return err
 	}
-	for _, de := range des {
-		name := de.Name()
-		if g.liveTree[name] {
-			continue
-		}
-		if points := g.mounted[name]; len(points) > 0 {
-			for _, p := range points {
-				g.res.InUse = append(g.res.InUse, name+": "+p)
-			}
-			s.log.Warn("gc: tree kept: a view uses it", "tree", s.path(treesDir, name), "mounts", points)
-			continue
-		}
-		if err := removeAll(s.path(treesDir, name)); err != nil {
-			return fmt.Errorf("tree %s: %w", name, err)
-		}
-		g.res.Trees++
-	}
-	return g.setuidTrees()
+	return g.sweepTrees(setuidDir, "setuid tree", false)
 }
 
-// setuidTrees removes the setuid variant of every tree of no live
-// package, except those a mount uses. A live package keeps its variant
-// (built once, used by every view that applies setuid).
-func (g *gcRun) setuidTrees() error {
+// sweepTrees removes the trees under dir (treesDir or setuidDir) of no
+// live package that no mount uses; what names them in errors and logs.
+// report adds the trees kept for a mount to InUse.
+func (g *gcRun) sweepTrees(dir, what string, report bool) error {
 	s := g.s
-	des, err := os.ReadDir(s.path(setuidDir))
+	des, err := os.ReadDir(s.path(dir))
 	if err != nil {
 		return err
 	}
@@ -419,11 +404,16 @@ func (g *gcRun) setuidTrees() error {
 			continue
 		}
 		if points := g.mounted[name]; len(points) > 0 {
-			s.log.Warn("gc: setuid tree kept: a view uses it", "tree", s.path(setuidDir, name), "mounts", points)
+			if report {
+				for _, p := range points {
+					g.res.InUse = append(g.res.InUse, name+": "+p)
+				}
+			}
+			s.log.Warn("gc: "+what+" kept: a view uses it", "tree", s.path(dir, name), "mounts", points)
 			continue
 		}
-		if err := removeAll(s.path(setuidDir, name)); err != nil {
-			return fmt.Errorf("setuid tree %s: %w", name, err)
+		if err := removeAll(s.path(dir, name)); err != nil {
+			return fmt.Errorf("%s %s: %w", what, name, err)
 		}
 		g.res.Trees++
 	}
