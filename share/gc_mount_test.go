@@ -148,3 +148,38 @@ func TestParseMountLine(t *testing.T) {
 		}
 	}
 }
+
+// TestGCRemovesOrphanTrees: GC removes a tree and a setuid variant that no
+// package record names and no mount uses, and keeps the live package's.
+func TestGCRemovesOrphanTrees(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, t.TempDir())
+	p := makePkg(t, testChunk, file("x", 0o644, []byte("x")))
+	install(t, s, p, "live", "1")
+	if err := s.SetKeep(p.cid, true); err != nil {
+		t.Fatal(err)
+	}
+	var orphans []string
+	for _, d := range []string{treesDir, setuidDir} {
+		o := filepath.Join(s.path(d), "bafyorphan")
+		if err := os.MkdirAll(filepath.Join(o, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		orphans = append(orphans, o)
+	}
+	res, err := s.GC(t.Context())
+	if err != nil {
+		t.Fatalf("GC = %v", err)
+	}
+	if res.Trees != 2 || len(res.InUse) != 0 {
+		t.Errorf("GC = %+v, want 2 trees removed, none in use", *res)
+	}
+	for _, o := range orphans {
+		if _, err := os.Lstat(o); !os.IsNotExist(err) {
+			t.Errorf("%s after GC: %v, want gone", o, err)
+		}
+	}
+	if _, err := os.Stat(s.TreePath(p.cid)); err != nil {
+		t.Errorf("live tree after GC: %v", err)
+	}
+}
