@@ -186,12 +186,8 @@ func (s *Store) packageRecords() ([]gcPackage, map[string]bool, error) {
 		}); err != nil {
 			return err
 		}
-		return scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
-			var r pkgRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
-			pkgs = append(pkgs, gcPackage{strings.TrimPrefix(string(k), prefixPackage), r})
+		return scanPackages(txn, func(key string, r *pkgRecord) error {
+			pkgs = append(pkgs, gcPackage{key, *r})
 			return nil
 		})
 	})
@@ -251,12 +247,8 @@ func (g *gcRun) objects() error {
 	s := g.s
 	var objs []objRecord
 	if err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixObject, func(k []byte, item *badger.Item) error {
-			var r objRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
-			objs = append(objs, r)
+		return scanJSON(txn, prefixObject, func(_ []byte, r *objRecord) error {
+			objs = append(objs, *r)
 			return nil
 		})
 	}); err != nil {
@@ -483,23 +475,15 @@ func (s *Store) Verify(ctx context.Context) ([]string, error) {
 	var objs []objRecord
 	var pkgs []gcPackage
 	err := s.db.View(func(txn *badger.Txn) error {
-		if err := scanKeys(txn, prefixObject, func(k []byte, item *badger.Item) error {
-			var r objRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
-			objs = append(objs, r)
+		if err := scanJSON(txn, prefixObject, func(_ []byte, r *objRecord) error {
+			objs = append(objs, *r)
 			return nil
 		}); err != nil {
 			return err
 		}
-		return scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
-			var r pkgRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
+		return scanPackages(txn, func(key string, r *pkgRecord) error {
 			if r.State == StateComplete {
-				pkgs = append(pkgs, gcPackage{strings.TrimPrefix(string(k), prefixPackage), r})
+				pkgs = append(pkgs, gcPackage{key, *r})
 			}
 			return nil
 		})

@@ -216,6 +216,26 @@ func scanKeys(txn *badger.Txn, prefix string, fn func(k []byte, item *badger.Ite
 	return nil
 }
 
+// scanJSON calls fn with the key and the decoded value of every record
+// whose key starts with prefix, in key order.
+func scanJSON[T any](txn *badger.Txn, prefix string, fn func(k []byte, r *T) error) error {
+	return scanKeys(txn, prefix, func(k []byte, item *badger.Item) error {
+		var r T
+		if err := jsonUnmarshal(item, &r); err != nil {
+			return err
+		}
+		return fn(k, &r)
+	})
+}
+
+// scanPackages calls fn with the key (the manifest CID) and the record of
+// every package, in key order.
+func scanPackages(txn *badger.Txn, fn func(key string, r *pkgRecord) error) error {
+	return scanJSON(txn, prefixPackage, func(k []byte, r *pkgRecord) error {
+		return fn(strings.TrimPrefix(string(k), prefixPackage), r)
+	})
+}
+
 // update runs fn in a read-write transaction, retrying on conflicts.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	for i := 0; ; i++ {
