@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -28,13 +27,9 @@ func installCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageError(c, "want exactly one NAME[@VERSION], got %d arguments", c.NArg())
 			}
-			into := c.String("into")
-			if into != "" {
-				abs, err := filepath.Abs(into)
-				if err != nil {
-					return err
-				}
-				into = abs
+			into, err := absPathValue(c, "into")
+			if err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
