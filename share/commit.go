@@ -26,11 +26,8 @@ func (d *Partial) Commit() error {
 	s := d.s
 	s.life.RLock()
 	defer s.life.RUnlock()
-	if s.isClosed() {
-		return ErrClosed
-	}
-	if d.removed.Load() {
-		return fmt.Errorf("package %s: %w: removed", d.cid, ErrNotFound)
+	if err := d.usable(); err != nil {
+		return err
 	}
 	for _, f := range d.files {
 		pf := f.pf

@@ -190,3 +190,29 @@ func TestGC(t *testing.T) {
 		t.Errorf("Packages() = %v, %v, want none", pkgs, err)
 	}
 }
+
+// TestRemovedPartialRefusesWrites: once RemovePackage drops a package
+// being downloaded, its Partial neither stores chunks nor commits.
+func TestRemovedPartialRefusesWrites(t *testing.T) {
+	t.Parallel()
+	p := makePkg(t, testChunk, file("a", 0o644, []byte("aaaa")), file("b", 0o644, []byte("bbbb")))
+	s := openStore(t, t.TempDir())
+	d, err := s.BeginPackage("pkg", "1", p.cid, p.bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemovePackage(p.cid); err != nil {
+		t.Fatalf("RemovePackage(downloading) = %v", err)
+	}
+	for c, b := range p.chunks {
+		if err := d.PutChunk(c, b); !errors.Is(err, ErrNotFound) {
+			t.Errorf("PutChunk after RemovePackage = %v, want ErrNotFound", err)
+		}
+		if err := d.PutVerifiedChunk(c, b); !errors.Is(err, ErrNotFound) {
+			t.Errorf("PutVerifiedChunk after RemovePackage = %v, want ErrNotFound", err)
+		}
+	}
+	if err := d.Commit(); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Commit after RemovePackage = %v, want ErrNotFound", err)
+	}
+}
