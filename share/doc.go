@@ -114,7 +114,7 @@
 //
 // # Garbage collection and installs
 //
-// An install (AddInstall) pins a package; so does a mount that uses its
+// An install (RecordInstall) pins a package; so does a mount that uses its
 // tree (a view: a bind mount of it, an overlay with it as a lower layer,
 // read from /proc/self/mountinfo); so does the Keep flag that
 // BeginPackage sets and SetKeep or RemovePackage clear, unless GC is asked
