@@ -15,7 +15,7 @@ import (
 type FetchChunksOptions struct {
 	// Chunks to fetch, each once (see Manifest.UniqueChunks).
 	Chunks []metadata.ChunkRef
-	// Source delivers chunk bytes; Fetch verifies each by CID and length
+	// Source delivers chunk bytes; FetchChunks verifies each by CID and length
 	// before the sink sees it.
 	Source ChunkSource
 	// Sink receives every verified chunk. It may be called concurrently.

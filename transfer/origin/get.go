@@ -482,7 +482,7 @@ func fileMode(m uint32) os.FileMode {
 	return mode
 }
 
-// fetchAll moves the unique chunks through Fetch into the staging files.
+// fetchAll moves the unique chunks through FetchChunks into the staging files.
 func (g *getter) fetchAll(ctx context.Context) error {
 	_, err := FetchChunks(ctx, FetchChunksOptions{
 		Chunks:   g.plan.unique,
