@@ -364,13 +364,8 @@ func (s *Store) packagesUsing(name string) ([]cid.Cid, error) {
 // the damaged objects and why it must be fetched again.
 func (s *Store) markRepair(key string, objects []string, reason string) error {
 	return s.update(func(txn *badger.Txn) error {
-		var rec pkgRecord
-		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
+		found, err := updatePackageTxn(txn, key, func(r *pkgRecord) { r.State = StatePartial })
 		if err != nil || !found {
-			return err
-		}
-		rec.State = StatePartial
-		if err := setJSON(txn, []byte(prefixPackage+key), &rec); err != nil {
 			return err
 		}
 		var rr repairRecord

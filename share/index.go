@@ -216,6 +216,18 @@ func scanKeys(txn *badger.Txn, prefix string, fn func(k []byte, item *badger.Ite
 	return nil
 }
 
+// updatePackageTxn applies fn to the record of package key and stores it.
+// found is false, and nothing changes, when there is no such package.
+func updatePackageTxn(txn *badger.Txn, key string, fn func(r *pkgRecord)) (found bool, err error) {
+	var rec pkgRecord
+	found, err = getJSON(txn, []byte(prefixPackage+key), &rec)
+	if err != nil || !found {
+		return found, err
+	}
+	fn(&rec)
+	return true, setJSON(txn, []byte(prefixPackage+key), &rec)
+}
+
 // scanJSON calls fn with the key and the decoded value of every record
 // whose key starts with prefix, in key order.
 func scanJSON[T any](txn *badger.Txn, prefix string, fn func(k []byte, r *T) error) error {

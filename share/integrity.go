@@ -187,12 +187,7 @@ func (s *Store) demoteTreeless() error {
 // setState sets the state of package key.
 func (s *Store) setState(key string, st PackageState) error {
 	return s.update(func(txn *badger.Txn) error {
-		var rec pkgRecord
-		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
-		if err != nil || !found {
-			return err
-		}
-		rec.State = st
-		return setJSON(txn, []byte(prefixPackage+key), &rec)
+		_, err := updatePackageTxn(txn, key, func(r *pkgRecord) { r.State = st })
+		return err
 	})
 }
