@@ -81,7 +81,7 @@ type Store struct {
 	partials map[string]*partialFile // by partial id
 
 	fds    *fdCache   // open partial files
-	cm     *committer // commit groups (group.go)
+	cm     *committer // commit groups (groupcommit.go)
 	places placeCache // where ReadChunk found chunks in objects
 	// noDirect is set once the file system refused O_DIRECT
 	// (direct_linux.go).
