@@ -210,3 +210,15 @@ func TestJSONEverywhere(t *testing.T) {
 	}
 	walk("", app.Commands)
 }
+
+func TestWriteTable(t *testing.T) {
+	var b bytes.Buffer
+	rows := [][2]string{{"a", "1"}, {"longer", "22"}}
+	if err := writeTable(&b, rows, "NAME\tN", func(r [2]string) string { return r[0] + "\t" + r[1] }); err != nil {
+		t.Fatal(err)
+	}
+	want := "NAME    N\na       1\nlonger  22\n"
+	if b.String() != want {
+		t.Errorf("writeTable = %q, want %q", b.String(), want)
+	}
+}
