@@ -41,13 +41,9 @@ func installCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c, insts)
-			}
-			for _, in := range insts {
-				fmt.Fprintf(c.App.Writer, "%s@%s -> %s (%s, vm %s)\n", in.Name, in.Version, in.Path, in.Mode, in.VM)
-			}
-			return nil
+			return printLines(c, insts, func(in node.Installed) string {
+				return fmt.Sprintf("%s@%s -> %s (%s, vm %s)", in.Name, in.Version, in.Path, in.Mode, in.VM)
+			})
 		},
 	}
 }

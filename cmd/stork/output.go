@@ -23,6 +23,18 @@ func printJSON(c *cli.Context, v any) error {
 	return enc.Encode(v)
 }
 
+// printLines prints items as JSON with --json, else line(item) for each,
+// one a line.
+func printLines[T any](c *cli.Context, items []T, line func(T) string) error {
+	if c.Bool("json") {
+		return printJSON(c, items)
+	}
+	for _, it := range items {
+		fmt.Fprintln(c.App.Writer, line(it))
+	}
+	return nil
+}
+
 // printTable prints items as JSON with --json, else as a table (see
 // writeTable).
 func printTable[T any](c *cli.Context, items []T, header string, row func(T) string) error {
