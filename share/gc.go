@@ -1,7 +1,6 @@
 package share
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -318,18 +317,10 @@ func (g *gcRun) strayObjects() error {
 // package needs.
 func (g *gcRun) partials() error {
 	s := g.s
-	var stale [][]byte
-	if err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixPresence, func(k []byte, _ *badger.Item) error {
-			if id, _, ok := splitPresenceKey(k); ok && (!g.livePartial[id] || g.keptHash[hashOfPartialID(id)]) {
-				stale = append(stale, bytes.Clone(k))
-			}
-			return nil
-		})
+	if err := s.deleteKeysWhere(prefixPresence, func(k []byte) bool {
+		id, _, ok := splitPresenceKey(k)
+		return ok && (!g.livePartial[id] || g.keptHash[hashOfPartialID(id)])
 	}); err != nil {
-		return err
-	}
-	if err := s.deleteKeys(stale); err != nil {
 		return fmt.Errorf("presence records: %w", err)
 	}
 	s.mu.Lock()
@@ -354,19 +345,10 @@ func (g *gcRun) partials() error {
 
 // chunkLocs removes chunk locations that lead nowhere.
 func (g *gcRun) chunkLocs() error {
-	s := g.s
-	var stale [][]byte
-	if err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixChunkLoc, func(k []byte, _ *badger.Item) error {
-			if _, id, ok := splitChunkLocKey(k); ok && !g.keptHash[hashOfPartialID(id)] && !g.livePartial[id] {
-				stale = append(stale, bytes.Clone(k))
-			}
-			return nil
-		})
-	}); err != nil {
-		return err
-	}
-	return s.deleteKeys(stale)
+	return g.s.deleteKeysWhere(prefixChunkLoc, func(k []byte) bool {
+		_, id, ok := splitChunkLocKey(k)
+		return ok && !g.keptHash[hashOfPartialID(id)] && !g.livePartial[id]
+	})
 }
 
 // trees removes every tree of no live package, and the setuid variant of

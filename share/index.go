@@ -277,10 +277,18 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 
 // deletePrefix removes every key with the given prefix.
 func (s *Store) deletePrefix(prefix []byte) error {
+	return s.deleteKeysWhere(string(prefix), func([]byte) bool { return true })
+}
+
+// deleteKeysWhere removes the keys with the given prefix for which drop
+// is true, read in one transaction and deleted as deleteKeys does.
+func (s *Store) deleteKeysWhere(prefix string, drop func(k []byte) bool) error {
 	var keys [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, string(prefix), func(k []byte, _ *badger.Item) error {
-			keys = append(keys, bytes.Clone(k))
+		return scanKeys(txn, prefix, func(k []byte, _ *badger.Item) error {
+			if drop(k) {
+				keys = append(keys, bytes.Clone(k))
+			}
 			return nil
 		})
 	})
