@@ -32,13 +32,22 @@ type crowdResult struct {
 }
 
 // startCrowd starts hosts daemons, each bootstrapped with every one
-// started before it, and waits until each sees the others.
+// started before it, and waits until each sees the others. With
+// STORK_CROWD_DEBUG set they log at debug level to stderr.
 func startCrowd(tb testing.TB, o *bswOrigin, hosts int, mod func(*Config)) []*bswNode {
 	tb.Helper()
 	var nodes []*bswNode
 	var boot []string
+	debug := func(c *Config) {
+		if mod != nil {
+			mod(c)
+		}
+		if os.Getenv("STORK_CROWD_DEBUG") != "" {
+			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	}
 	for range hosts {
-		n := startBswNodeWith(tb, o, boot, mod)
+		n := startBswNodeWith(tb, o, boot, debug)
 		boot = append(boot, n.status(tb).Addrs...)
 		nodes = append(nodes, n)
 	}
@@ -150,12 +159,7 @@ func BenchmarkFlashCrowd(b *testing.B) {
 	}
 	for _, coop := range modes {
 		o := newBswOrigin(b)
-		nodes := startCrowd(b, o, hosts, func(c *Config) {
-			c.NoPullThrough = !coop
-			if os.Getenv("STORK_CROWD_DEBUG") != "" {
-				c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			}
-		})
+		nodes := startCrowd(b, o, hosts, func(c *Config) { c.NoPullThrough = !coop })
 		res[coop] = map[key]crowdResult{}
 		for _, size := range sizes {
 			for g, gap := range gaps {

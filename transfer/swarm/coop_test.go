@@ -117,7 +117,7 @@ func TestSwarmPullThroughDeadFetcher(t *testing.T) {
 		t.Fatalf("the dead member ranks first for %d chunks; the test needs a few", deadFirst)
 	}
 	copies := flashCrowd(t, c, p, origin)
-	idle := time.Second // pullIdle for RequestTimeout 4s
+	idle := 2 * time.Second // pullIdle for RequestTimeout 4s
 	got := opened()
 	t.Logf("dead member first for %d of %d chunks: origin sent %.2f copies; pulls to it: %v", deadFirst, len(p.chunks), copies, got)
 	for _, n := range c.nodes {

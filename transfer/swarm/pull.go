@@ -86,9 +86,12 @@ var (
 )
 
 // pullIdle is how long an asker waits for any sign of life from a
-// fetcher (a status byte or chunk bytes) before it gives up on it.
+// fetcher (the stream opened, a status byte or chunk bytes) before it
+// gives up on it: half a peer request's timeout, so that a fetcher busy
+// serving an upgrade of hundreds of packages (whose streams take a while
+// to open) is not taken for a dead one.
 func (s *Swarm) pullIdle() time.Duration {
-	return max(s.cfg.RequestTimeout/4, time.Second)
+	return max(s.cfg.RequestTimeout/2, time.Second)
 }
 
 // pull asks fetcher `from` for chunk i (ref) of manifest. The chunk it
