@@ -544,9 +544,10 @@ func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.C
 	}
 	s.pullMu.Lock()
 	c.data, c.err = data, err
-	if err == nil {
+	if err == nil && s.servesPulls() {
 		// Cached as the call ends, under the same lock, so that no caller
-		// finds neither and fetches it again.
+		// finds neither and fetches it again. A host that serves no
+		// pull-through requests has nobody to keep it for.
 		s.rememberLocked(ref.CID, data)
 	}
 	if s.originCalls[ref.CID] == c {
@@ -555,6 +556,13 @@ func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.C
 	s.pullMu.Unlock()
 	c.cancel()
 	close(c.done)
+}
+
+// servesPulls reports whether this host serves pull-through requests:
+// its Network is a PullNetwork and Config.NoPullThrough is off.
+func (s *Swarm) servesPulls() bool {
+	_, ok := s.cfg.Network.(PullNetwork)
+	return ok && !s.cfg.NoPullThrough
 }
 
 // cachedChunk is a chunk fetched from the origin, kept a while.
