@@ -69,10 +69,13 @@ const (
 	maxAskPerFetcher = 16
 	// pullCacheBytes and pullCacheTTL bound the chunks a host keeps in
 	// memory after fetching them from the origin, so that the askers that
-	// come a little later (and its own download, if the chunk was fetched
-	// for peers first) do not make it fetch them again.
+	// come later (and its own download, if the chunk was fetched for
+	// peers first) do not make it fetch them again: a fetcher that does
+	// not download the package itself holds its chunks nowhere else, and
+	// hosts arriving one every few seconds ask it for minutes. Chunks are
+	// immutable (named by their hash): only memory bounds the TTL.
 	pullCacheBytes = 64 << 20
-	pullCacheTTL   = 30 * time.Second
+	pullCacheTTL   = 10 * time.Minute
 	// maxPullRequest bounds a request's bytes.
 	maxPullRequest = 1 + maxCIDLen + binary.MaxVarintLen32 + binary.MaxVarintLen64 + 1
 )
