@@ -33,8 +33,11 @@ type Daemon struct {
 	source httporigin.ChunkSource
 	meta   *metaClient
 	vms    *vmRegistry
-	p2p    *P2P // nil without peers (Config.P2P nil)
-	swarm  *swarm.Swarm
+	conv   *converger // convergence to the VMs' groups (converge.go)
+	// metaFetcher is where the metadata client's files come from.
+	metaFetcher *sourcesFetcher
+	p2p         *P2P // nil without peers (Config.P2P nil)
+	swarm       *swarm.Swarm
 	// stopSwarm ends the swarm's Run (its re-provide loop) and closes it.
 	stopSwarm func()
 	fl        flights
@@ -108,11 +111,15 @@ func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.p2p != nil {
 		peers = d.p2p
 	}
-	if d.meta, err = newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher"))); err != nil {
+	d.metaFetcher = newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher"))
+	if d.meta, err = newMetaClient(d.cfg, d.metaFetcher); err != nil {
 		return nil, err
 	}
 	d.meta.onRefresh = d.metrics.observeRefresh
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
+		return nil, err
+	}
+	if d.conv, err = newConverger(d.cfg.DataDir, d.cfg.Poll); err != nil {
 		return nil, err
 	}
 	if d.unregister, err = d.registerMetrics(d.cfg.Metrics); err != nil {
@@ -153,6 +160,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	careCtx, stopCare := context.WithCancel(ctx)
 	careDone := d.startStoreCare(careCtx)
+	careDone.Go(func() { d.convergeLoop(careCtx) })
 	defer func() {
 		stopCare()
 		careDone.Wait()

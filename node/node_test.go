@@ -45,6 +45,9 @@ type origin struct {
 	holdMeta atomic.Pointer[chan struct{}]
 	held     atomic.Int64
 	repo     *metadata.Repo
+	key      *metadata.PrivateKey // every top-level role's
+	// metaReqs counts the requests for metadata/ files.
+	metaReqs atomic.Int64
 }
 
 func newOrigin(t *testing.T) *origin {
@@ -55,6 +58,7 @@ func newOrigin(t *testing.T) *origin {
 		t.Fatal(err)
 	}
 	keys := []*metadata.PrivateKey{key}
+	o.key = key
 	o.repo, err = metadata.InitRepo(o.dir, metadata.RepoConfig{RootKeys: keys, TargetsKeys: keys, SnapshotKeys: keys, TimestampKeys: keys})
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +84,9 @@ func newOrigin(t *testing.T) *origin {
 			case <-r.Context().Done():
 				return
 			}
+		}
+		if strings.HasPrefix(r.URL.Path, "/metadata/") {
+			o.metaReqs.Add(1)
 		}
 		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
 			h.ServeHTTP(w, r)

@@ -37,6 +37,10 @@ type VM struct {
 	// bits, and the VM's list says so. Changing it makes the VM's views of
 	// such packages again (applySetuidPolicy).
 	AllowSetuid bool `json:"allow_setuid,omitempty"`
+	// Groups are the groups the VM belongs to: the daemon keeps it with
+	// what their signed policies require and without what they forbid
+	// (converge.go), and the VM may request what they require.
+	Groups []string `json:"groups,omitempty"`
 }
 
 var vmIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -53,8 +57,11 @@ func (v *VM) Validate() error {
 	if err := validVMID(v.ID); err != nil {
 		return err
 	}
-	if len(v.Allow) == 0 {
-		return fmt.Errorf("vm %s: %w: at least one --allow pattern is required", v.ID, ErrBadRequest)
+	if len(v.Allow) == 0 && len(v.Groups) == 0 {
+		return fmt.Errorf("vm %s: %w: at least one --allow pattern or --group is required", v.ID, ErrBadRequest)
+	}
+	if err := validGroups(v.ID, v.Groups); err != nil {
+		return err
 	}
 	for _, p := range v.Allow {
 		if _, err := path.Match(p, "x"); err != nil || p == "" || strings.Contains(p, "/") {
@@ -198,6 +205,7 @@ func (d *Daemon) AddVM(v VM) error {
 			return err
 		}
 	}
+	d.conv.kick()
 	return d.applySetuidPolicy(v.ID)
 }
 
@@ -298,9 +306,10 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 			return
 		}
 		installed := d.vmInstalled(id, v)
+		mayHave := d.vmMayHave(r.Context(), v)
 		var out []VMPackage
 		for _, p := range pkgs {
-			if !v.Allows(p.Name) {
+			if !mayHave(p.Name) {
 				continue
 			}
 			vp := VMPackage{Name: p.Name, Version: p.Version}
@@ -343,8 +352,8 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 			return
 		}
 		name, _, _ := strings.Cut(req.Ref, "@")
-		if !v.Allows(name) {
-			writeError(w, fmt.Errorf("vm %s may not install %q: %w by its policy %v", id, req.Ref, ErrForbidden, v.Allow))
+		if !d.vmMayHave(r.Context(), v)(name) {
+			writeError(w, fmt.Errorf("vm %s may not install %q: %w by its policy %v and groups %v", id, req.Ref, ErrForbidden, v.Allow, v.Groups))
 			return
 		}
 		release, err := d.reserveQuota(r.Context(), v, req.Ref)

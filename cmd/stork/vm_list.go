@@ -25,13 +25,13 @@ func vmListCommand() *cli.Command {
 				return printJSON(c, vms)
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tMODE\tROOT\tALLOW\tQUOTA\tUNPRIVILEGED")
+			fmt.Fprintln(tw, "ID\tMODE\tROOT\tALLOW\tGROUPS\tQUOTA\tUNPRIVILEGED")
 			for _, v := range vms {
 				quota := "-"
 				if v.Quota > 0 {
 					quota = fmt.Sprint(v.Quota)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\n", v.ID, v.Mode, v.Root, strings.Join(v.Allow, ","), quota, v.Unprivileged)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%t\n", v.ID, v.Mode, v.Root, strings.Join(v.Allow, ","), groupsList(v.Groups), quota, v.Unprivileged)
 			}
 			return tw.Flush()
 		},
