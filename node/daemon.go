@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -34,6 +35,9 @@ type Daemon struct {
 	meta   *metaClient
 	vms    *vmRegistry
 	conv   *converger // convergence to the VMs' groups (converge.go)
+	// ann announces newer timestamps to peers (pubsub.go); nil until Run
+	// starts it, and without a libp2p host.
+	ann atomic.Pointer[announcer]
 	// metaFetcher is where the metadata client's files come from.
 	metaFetcher *sourcesFetcher
 	p2p         *P2P // nil without peers (Config.P2P nil)
@@ -115,7 +119,10 @@ func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.meta, err = newMetaClient(d.cfg, d.metaFetcher); err != nil {
 		return nil, err
 	}
-	d.meta.onRefresh = d.metrics.observeRefresh
+	d.meta.onRefresh = func(at time.Time, version int64) {
+		d.metrics.observeRefresh(at, version)
+		d.announce()
+	}
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
 		return nil, err
 	}
@@ -161,6 +168,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	careCtx, stopCare := context.WithCancel(ctx)
 	careDone := d.startStoreCare(careCtx)
 	careDone.Go(func() { d.convergeLoop(careCtx) })
+	if err := d.startAnnouncer(careCtx, careDone); err != nil {
+		d.log.Warn("timestamp announcements off", "err", err)
+	}
 	defer func() {
 		stopCare()
 		careDone.Wait()
