@@ -70,7 +70,7 @@ func (d *Daemon) SetVMGroups(id string, req GroupsRequest) (VM, error) {
 		}
 		v.Groups = slices.DeleteFunc(v.Groups, func(g string) bool { return slices.Contains(req.Remove, g) })
 		slices.Sort(v.Groups)
-		return v.Validate()
+		return v.validate()
 	})
 	if err != nil {
 		return VM{}, err

@@ -52,13 +52,20 @@ func validVMID(id string) error {
 	return nil
 }
 
-// Validate checks a VM registration.
+// Validate checks a VM registration: one with neither an Allow pattern
+// nor a group is refused (a VM that may have nothing is a mistake when
+// registered; taken out of its last group later, it has nothing).
 func (v *VM) Validate() error {
-	if err := validVMID(v.ID); err != nil {
-		return err
-	}
 	if len(v.Allow) == 0 && len(v.Groups) == 0 {
 		return fmt.Errorf("vm %s: %w: at least one --allow pattern or --group is required", v.ID, ErrBadRequest)
+	}
+	return v.validate()
+}
+
+// validate checks the VM's fields.
+func (v *VM) validate() error {
+	if err := validVMID(v.ID); err != nil {
+		return err
 	}
 	if err := validGroups(v.ID, v.Groups); err != nil {
 		return err
