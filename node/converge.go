@@ -198,6 +198,9 @@ func (d *Daemon) Converge(ctx context.Context) (ConvergeStatus, error) {
 	d.conv.pass.Lock()
 	defer d.conv.pass.Unlock()
 	err := d.convergePass(ctx)
+	// Peers told of the metadata now can take its files and the packages
+	// from this host.
+	d.announce()
 	d.conv.mu.Lock()
 	now := d.cfg.Now()
 	d.conv.st.LastPass = now

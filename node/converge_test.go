@@ -18,7 +18,7 @@ import (
 )
 
 // setGroup changes group g's policy in the origin's repository.
-func (o *origin) setGroup(t *testing.T, g string, ch metadata.GroupChange) {
+func (o *origin) setGroup(t testing.TB, g string, ch metadata.GroupChange) {
 	t.Helper()
 	if _, err := o.repo.SetGroup(context.Background(), g, ch); err != nil {
 		t.Fatalf("SetGroup(%s, %+v) = %v", g, ch, err)
@@ -27,7 +27,7 @@ func (o *origin) setGroup(t *testing.T, g string, ch metadata.GroupChange) {
 
 // addGroupVM registers an unprivileged VM (link views) in groups, with no
 // --allow pattern.
-func addGroupVM(t *testing.T, c *Client, id string, groups ...string) string {
+func addGroupVM(t testing.TB, c *Client, id string, groups ...string) string {
 	t.Helper()
 	root := t.TempDir()
 	if _, err := c.AddVM(context.Background(), VM{ID: id, Groups: groups, Root: root, Mode: "link", Unprivileged: true}); err != nil {
@@ -37,7 +37,7 @@ func addGroupVM(t *testing.T, c *Client, id string, groups ...string) string {
 }
 
 // vmHas returns NAME@VERSION of every install of vm, sorted.
-func vmHas(t *testing.T, c *Client, vm string) []string {
+func vmHas(t testing.TB, c *Client, vm string) []string {
 	t.Helper()
 	insts, err := c.Installs(context.Background(), vm)
 	if err != nil {
@@ -51,7 +51,7 @@ func vmHas(t *testing.T, c *Client, vm string) []string {
 	return out
 }
 
-func converge(t *testing.T, c *Client) *ConvergeStatus {
+func converge(t testing.TB, c *Client) *ConvergeStatus {
 	t.Helper()
 	st, err := c.Converge(context.Background())
 	if err != nil {

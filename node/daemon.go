@@ -119,10 +119,7 @@ func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.meta, err = newMetaClient(d.cfg, d.metaFetcher); err != nil {
 		return nil, err
 	}
-	d.meta.onRefresh = func(at time.Time, version int64) {
-		d.metrics.observeRefresh(at, version)
-		d.announce()
-	}
+	d.meta.onRefresh = d.metrics.observeRefresh
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
 		return nil, err
 	}

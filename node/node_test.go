@@ -50,7 +50,7 @@ type origin struct {
 	metaReqs atomic.Int64
 }
 
-func newOrigin(t *testing.T) *origin {
+func newOrigin(t testing.TB) *origin {
 	t.Helper()
 	o := &origin{dir: filepath.Join(t.TempDir(), "repo")}
 	key, err := metadata.GenerateKey()
@@ -131,13 +131,13 @@ func resetConn(w http.ResponseWriter) {
 }
 
 // publish adds a package made of the given files (path -> size of random bytes).
-func (o *origin) publish(t *testing.T, name, version string, files map[string]int, depends ...string) string {
+func (o *origin) publish(t testing.TB, name, version string, files map[string]int, depends ...string) string {
 	t.Helper()
 	return o.publishChunked(t, name, version, 0, files, depends...)
 }
 
 // publishChunked is publish with a chunk size (0: the default).
-func (o *origin) publishChunked(t *testing.T, name, version string, chunkSize int64, files map[string]int, depends ...string) string {
+func (o *origin) publishChunked(t testing.TB, name, version string, chunkSize int64, files map[string]int, depends ...string) string {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), name+"-"+version)
 	for p, n := range files {

@@ -17,11 +17,11 @@ import (
 	"github.com/storkpm/stork/metadata"
 )
 
-// groupSwarm starts n daemons on loopback, each with one VM in group web,
-// and converges them once.
-func groupSwarm(t *testing.T, o *origin, n int) []*swarmNode {
+// groupSwarm starts n daemons on loopback polling every poll, each with
+// one VM in group web, and converges them once.
+func groupSwarm(t testing.TB, o *origin, n int, poll time.Duration) []*swarmNode {
 	t.Helper()
-	mod := func(cfg *Config) { cfg.Poll = time.Hour }
+	mod := func(cfg *Config) { cfg.Poll = poll }
 	nodes := []*swarmNode{startSwarmNodeWith(t, o, nil, mod)}
 	boot := nodes[0].addrs(t)
 	for i := 1; i < n; i++ {
@@ -59,7 +59,7 @@ func TestAnnouncementPropagates(t *testing.T) {
 	o := newOrigin(t)
 	o.publish(t, "a", "1.0.0", map[string]int{"a": 1000})
 	o.setGroup(t, "web", metadata.GroupChange{Add: []string{"a"}})
-	nodes := groupSwarm(t, o, 4)
+	nodes := groupSwarm(t, o, 4, time.Hour)
 	waitAllHave(t, nodes, []string{"a@1.0.0"}, 10*time.Second)
 	time.Sleep(1500 * time.Millisecond) // a gossipsub heartbeat: the mesh forms
 
@@ -105,7 +105,7 @@ func TestAnnouncementRefused(t *testing.T) {
 	}
 	o.publish(t, "a", "2.0.0", map[string]int{"a": 100})
 	o.setGroup(t, "web", metadata.GroupChange{Add: []string{"a@2.0.0"}})
-	nodes := groupSwarm(t, o, 1)
+	nodes := groupSwarm(t, o, 1, time.Hour)
 	n := nodes[0]
 	_, applied := n.d.meta.state()
 	o.setGroup(t, "web", metadata.GroupChange{Add: []string{"a@1.0.0"}})
