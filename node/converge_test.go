@@ -354,3 +354,47 @@ func TestConvergeUpgradeKeepsOpenFiles(t *testing.T) {
 		t.Errorf("%d mounts at the view after the upgrade, want 1", n)
 	}
 }
+
+// A group role that no longer carries its delegation's threshold of
+// signatures is refused: its VMs keep their last good state (no upgrade
+// to what the unreadable policy would give), and the refusal is reported.
+func TestConvergeRefusesBelowThresholdGroupRole(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "a", "1.0.0", map[string]int{"a": 100})
+	ctx := context.Background()
+	mk, second := mustGenerateKey(t), mustGenerateKey(t)
+	if err := o.repo.Delegate(ctx, metadata.DelegateOptions{Role: metadata.GroupRole("web"), Groups: []string{"web"}, Keys: []*tufmeta.Key{mk.Public()}}); err != nil {
+		t.Fatal(err)
+	}
+	maint, err := metadata.OpenRepo(o.dir, []*metadata.PrivateKey{mk, o.key}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := maint.SetGroup(ctx, "web", metadata.GroupChange{Add: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	c := startDaemonWith(t, o, "", func(cfg *Config) { cfg.Poll = time.Hour })
+	addGroupVM(t, c, "vweb", "web")
+	converge(t, c)
+	wantHas(t, c, "before", map[string][]string{"vweb": {"a@1.0.0"}})
+
+	o.publish(t, "a", "2.0.0", map[string]int{"a": 100})
+	// Two signatures needed now; the role still carries one.
+	if err := o.repo.Delegate(ctx, metadata.DelegateOptions{Role: metadata.GroupRole("web"), Groups: []string{"web"},
+		Keys: []*tufmeta.Key{mk.Public(), second.Public()}, Threshold: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Converge(ctx); err == nil || !strings.Contains(err.Error(), "vm vweb") {
+		t.Errorf("Converge with web's role below threshold = %v, want vweb's failure reported", err)
+	}
+	wantHas(t, c, "below threshold", map[string][]string{"vweb": {"a@1.0.0"}})
+}
+
+func mustGenerateKey(t *testing.T) *metadata.PrivateKey {
+	t.Helper()
+	k, err := metadata.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
