@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,21 +137,11 @@ func (c *converger) status() ConvergeStatus {
 	defer c.mu.Unlock()
 	st := c.st
 	st.Pending = slices.Clone(st.Pending)
-	st.VMs = slices.SortedFunc(maps.Values(c.vms), func(a, b VMConvergence) int { return cmpString(a.VM, b.VM) })
+	st.VMs = slices.SortedFunc(maps.Values(c.vms), func(a, b VMConvergence) int { return strings.Compare(a.VM, b.VM) })
 	if st.Pending == nil {
 		st.Pending = []string{}
 	}
 	return st
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // convergeLoop runs a pass at start, then every poll interval, whenever

@@ -66,6 +66,9 @@ func TestGroupsCLI(t *testing.T) {
 	if len(st.Converge.VMs) != 1 || !slices.Equal(st.Converge.VMs[0].Desired, []string{"tool@2.0.0"}) || st.Converge.LastConverged.IsZero() {
 		t.Errorf("status converge = %+v, want v1 desiring tool@2.0.0, converged", st.Converge)
 	}
+	if out := stork(t, "status", "--data", data); !strings.Contains(out, "groups: 1 VMs") {
+		t.Errorf("status = %q, want a groups line", out)
+	}
 	stork(t, "vm", "groups", "--data", data, "v1", "--remove", "web")
 	waitVMHas(t, data, "v1")
 }
