@@ -229,7 +229,8 @@ func TestConvergeAfterDowntime(t *testing.T) {
 }
 
 // A failed fetch leaves the VM on its last good state, is reported, and
-// the next pass completes the upgrade.
+// the daemon retries by itself with backoff (the poll interval is an
+// hour): once the origin serves again, the upgrade completes.
 func TestConvergeFailedFetchKeepsLastGood(t *testing.T) {
 	o := newOrigin(t)
 	o.publish(t, "a", "1.0.0", map[string]int{"a": 100})
@@ -240,9 +241,23 @@ func TestConvergeFailedFetchKeepsLastGood(t *testing.T) {
 	converge(t, c)
 	o.publish(t, "a", "2.0.0", map[string]int{"a2": 100})
 	o.failChunks.Store(true)
-	st, err := c.Converge(ctx)
-	if err == nil {
-		t.Fatalf("Converge with the origin refusing chunks = %+v, want an error", st)
+	// The change reaches the daemon's own loop (a kick), whose pass fails.
+	if _, err := c.SetVMGroups(ctx, "v1", GroupsRequest{Add: []string{"web"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Converge.Failures > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed pass reported 30s after the change: %+v", s.Converge)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	wantHas(t, c, "failed fetch", map[string][]string{"v1": {"a@1.0.0"}})
 	s, _ := c.Status(ctx)
@@ -250,8 +265,33 @@ func TestConvergeFailedFetchKeepsLastGood(t *testing.T) {
 		t.Errorf("status after a failed fetch = %+v, want the error, a failure count and what is pending", s.Converge)
 	}
 	o.failChunks.Store(false)
-	converge(t, c)
-	wantHas(t, c, "retry", map[string][]string{"v1": {"a@2.0.0"}})
+	waitHas(t, c, "v1", []string{"a@2.0.0"}, 30*time.Second)
+}
+
+// waitHas waits (bounded) until vm has want.
+func waitHas(t *testing.T, c *Client, vm string, want []string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !slices.Equal(vmHas(t, c, vm), want) {
+		if time.Now().After(deadline) {
+			st, _ := c.Status(context.Background())
+			t.Fatalf("vm %s has %v after %s, want %v; converge status %+v", vm, vmHas(t, c, vm), limit, want, st.Converge)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The daemon reads the repository every poll interval and converges,
+// with nobody asking.
+func TestConvergePolls(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "a", "1.0.0", map[string]int{"a": 100})
+	c := startDaemonWith(t, o, "", func(cfg *Config) { cfg.Poll = 100 * time.Millisecond })
+	addGroupVM(t, c, "v1", "web")
+	o.setGroup(t, "web", metadata.GroupChange{Add: []string{"a"}})
+	waitHas(t, c, "v1", []string{"a@1.0.0"}, 30*time.Second)
+	o.publish(t, "a", "2.0.0", map[string]int{"a": 100})
+	waitHas(t, c, "v1", []string{"a@2.0.0"}, 30*time.Second)
 }
 
 // A group policy whose delegated role expired is refused: the VMs of that
