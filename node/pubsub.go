@@ -150,6 +150,10 @@ func (a *announcer) validate(_ context.Context, from peer.ID, m *pubsub.Message)
 	a.d.background(func(ctx context.Context) {
 		f := &peerFirstFetcher{from: swarm.PeerID(from.String()), p2p: a.d.p2p, next: a.d.metaFetcher}
 		if err := a.d.Announced(ctx, ts, f); err != nil {
+			// Another announcement of this version may come from a peer
+			// that serves it.
+			_, trusted := a.d.meta.state()
+			a.applying.CompareAndSwap(v, trusted)
 			a.d.log.Warn("announced metadata not applied", "peer", from, "version", v, "err", err)
 		}
 	})

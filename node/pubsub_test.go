@@ -1,15 +1,16 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	dto "github.com/prometheus/client_model/go"
@@ -114,7 +115,7 @@ func TestAnnouncementRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	topic := peerTopic(t, n)
+	topic := peerTopic(t, n, nil)
 	before := o.metaReqs.Load()
 	for _, m := range [][]byte{forged, stale, []byte("{not json"), nil} {
 		if err := topic.Publish(context.Background(), m); err != nil {
@@ -144,14 +145,15 @@ func TestAnnouncementRefused(t *testing.T) {
 }
 
 // peerTopic joins n's timestamp topic from a fresh libp2p host connected
-// to it, and waits until n is a peer on that topic.
-func peerTopic(t *testing.T, n *swarmNode) *pubsub.Topic {
+// to it, which serves files with serve (nil: none), and waits until n is
+// a peer on that topic.
+func peerTopic(t *testing.T, n *swarmNode, serve FileLookup) *pubsub.Topic {
 	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
-	if err != nil {
-		t.Fatal(err)
+	p := testP2P(t, nil)
+	if serve != nil {
+		p.SetFileServer(serve)
 	}
-	t.Cleanup(func() { h.Close() })
+	h := p.host
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	ps, err := pubsub.NewGossipSub(ctx, h)
@@ -197,4 +199,58 @@ func waitCount(t *testing.T, d *Daemon, result string, want float64) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A peer that announces a good newer timestamp but serves forged
+// metadata files: its files are refused; with the origin down nothing
+// changes; with the origin up the files come from it and the change is
+// applied as signed.
+func TestAnnouncementForgedFilesRefused(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "a", "1.0.0", map[string]int{"a": 100})
+	o.setGroup(t, "web", metadata.GroupChange{Add: []string{"a@1.0.0"}})
+	nodes := groupSwarm(t, o, 1, time.Hour)
+	n := nodes[0]
+	_, trusted := n.d.meta.state()
+	o.publish(t, "a", "2.0.0", map[string]int{"a": 100})
+	o.setGroup(t, "web", metadata.GroupChange{Add: []string{"a@2.0.0"}})
+	good, err := os.ReadFile(filepath.Join(o.dir, "metadata", "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served atomic.Int64
+	forge := func(p string, maxLen int64) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(o.dir, filepath.FromSlash(p)))
+		if err != nil {
+			return nil, metadata.ErrNotFound
+		}
+		served.Add(1)
+		return bytes.Replace(b, []byte(`"version"`), []byte(`"versi0n"`), 1), nil
+	}
+	topic := peerTopic(t, n, forge)
+	o.down.Store(true)
+	if err := topic.Publish(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, n.d, "applied", 1)
+	deadline := time.Now().Add(10 * time.Second)
+	for served.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // the refresh ends (it fails)
+	if served.Load() == 0 {
+		t.Fatal("the node never asked the announcing peer for a file")
+	}
+	if _, v := n.d.meta.state(); v != trusted {
+		t.Errorf("metadata version after forged files with the origin down = %d, want %d", v, trusted)
+	}
+	if has := vmHas(t, n.c, "v1"); !slices.Equal(has, []string{"a@1.0.0"}) {
+		t.Errorf("v1 has %v after forged files, want [a@1.0.0]", has)
+	}
+	o.down.Store(false)
+	time.Sleep(announceEvery)
+	if err := topic.Publish(context.Background(), good); err != nil {
+		t.Fatal(err)
+	}
+	waitAllHave(t, nodes, []string{"a@2.0.0"}, 20*time.Second)
 }
