@@ -146,15 +146,18 @@
 // Hosts tell each other of newer metadata over gossipsub (pubsub.go), one
 // topic per repository (/stork/timestamp/ + SHA-256 of its first root). A
 // host that trusts a newer timestamp (from a refresh, from `stork group
-// set --notify` through POST /v1/announce, or from a peer) publishes it.
+// set --notify` through POST /v1/announce, or from a peer) publishes it at
+// the end of the convergence pass that follows, so that the peers it tells
+// can take from it both the metadata files and the new packages.
 // A peer's message is rate-limited per peer and checked against the
 // trusted root before anything is fetched; forged or malformed ones are
 // rejected (gossipsub lowers that peer's score), stale, replayed, expired
 // or rolled-back ones ignored, and none is forwarded as such: a newer one
 // is applied, its files asked first of the peer that announced it (which
 // applied them) and of the origin and other peers only if that peer does
-// not give a copy that verifies, then announced again by this host. So an
-// update costs the origin the metadata of one refresh, not one per host;
+// not give a copy that verifies, converged, then announced by this host.
+// So an update costs the origin the metadata of one refresh, not one per
+// host;
 // the next-root probe ends at the announcing peer (a root rotation that a
 // peer hides is found at the next poll, which asks the origin).
 package node
