@@ -207,23 +207,28 @@ func (d *Daemon) Converge(ctx context.Context) (ConvergeStatus, error) {
 	return d.conv.status(), err
 }
 
-// convergePass is one pass of Converge.
+// convergePass is one pass of Converge. A host none of whose VMs has
+// groups (or packages its groups installed) reads nothing: it needs no
+// policy, and learns of newer metadata from the requests it serves.
 func (d *Daemon) convergePass(ctx context.Context) error {
+	vms := d.vms.list()
+	d.forgetRemovedVMs(vms)
+	d.conv.mu.Lock()
+	vms = slices.DeleteFunc(vms, func(v VM) bool { return len(v.Groups) == 0 && len(d.conv.managed[v.ID]) == 0 })
+	d.conv.mu.Unlock()
+	if len(vms) == 0 {
+		return nil
+	}
 	if _, err := d.meta.refresh(ctx, false); err != nil {
 		return err
 	}
 	_, version := d.meta.state()
 	var errs, pending []string
 	removed := false
-	vms := d.vms.list()
-	d.forgetRemovedVMs(vms)
 	for _, v := range vms {
 		d.conv.mu.Lock()
 		managed := slices.Clone(d.conv.managed[v.ID])
 		d.conv.mu.Unlock()
-		if len(v.Groups) == 0 && len(managed) == 0 {
-			continue
-		}
 		res := d.convergeVM(ctx, v, managed, version)
 		removed = removed || res.removed
 		pending = append(pending, res.pending...)

@@ -119,7 +119,8 @@
 // (vmMayHave). The daemon converges (converge.go) at start, every
 // Config.Poll, when a VM's groups change, when an announcement brought
 // newer metadata, and after a failed pass with backoff (doubling from a
-// second up to Poll). A pass refreshes the metadata (if older than
+// second up to Poll). A pass on a host none of whose VMs has groups reads
+// nothing; otherwise it refreshes the metadata (if older than
 // RefreshInterval) and, per VM with groups, reads its groups' policies
 // and resolves the union of their requirements into one closure
 // (ResolveSet); a policy that cannot be read, a closure that cannot be
