@@ -295,80 +295,57 @@ func isGroupRole(dr *tufmeta.DelegatedRole) bool {
 // no role does.
 func walkGroup(get roleGetter, g string) (*tufmeta.TargetFiles, *namedRole, error) {
 	p := GroupTargetPath(g)
-	visited := map[string]bool{}
-	stack := []namedRole{{name: tufmeta.TARGETS, parent: tufmeta.ROOT}}
-	for len(stack) > 0 && len(visited) < maxWalkRoles {
-		e := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if visited[e.name] {
-			continue
+	var found *tufmeta.TargetFiles
+	var role *namedRole
+	err := walkRoles(get, func(e namedRole) ([]namedRole, bool, bool) {
+		if tf, ok := e.m.Signed.Targets[p]; ok {
+			found, role = tf, &e
+			return nil, false, true
 		}
-		visited[e.name] = true
-		m, err := get(e.name, e.parent)
-		if err != nil {
-			return nil, nil, err
-		}
-		if m == nil {
-			continue
-		}
-		e.m = m
-		if tf, ok := m.Signed.Targets[p]; ok {
-			return tf, &e, nil
-		}
-		if m.Signed.Delegations == nil {
-			continue
+		if e.m.Signed.Delegations == nil {
+			return nil, false, false
 		}
 		var children []namedRole
-		for _, dr := range m.Signed.Delegations.Roles {
+		for _, dr := range e.m.Signed.Delegations.Roles {
 			if ok, err := dr.IsDelegatedPath(p); err != nil || !ok {
 				continue
 			}
 			children = append(children, namedRole{name: dr.Name, parent: e.name})
 			if dr.Terminating {
-				stack = stack[:0]
-				break
+				return children, true, false
 			}
 		}
-		for i := len(children) - 1; i >= 0; i-- {
-			stack = append(stack, children[i])
-		}
+		return children, false, false
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil, nil, nil
+	return found, role, nil
 }
 
 // groupNames lists the groups whose policy some role that may sign
 // groups/ paths holds, visiting those roles from top-level targets.
 func groupNames(get roleGetter) ([]string, error) {
 	names := map[string]bool{}
-	visited := map[string]bool{}
-	stack := []namedRole{{name: tufmeta.TARGETS, parent: tufmeta.ROOT}}
-	for len(stack) > 0 && len(visited) < maxWalkRoles {
-		e := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if visited[e.name] {
-			continue
-		}
-		visited[e.name] = true
-		m, err := get(e.name, e.parent)
-		if err != nil {
-			return nil, err
-		}
-		if m == nil {
-			continue
-		}
-		for p := range m.Signed.Targets {
+	err := walkRoles(get, func(e namedRole) ([]namedRole, bool, bool) {
+		for p := range e.m.Signed.Targets {
 			if g, ok := parseGroupTargetPath(p); ok {
 				names[g] = true
 			}
 		}
-		if m.Signed.Delegations == nil {
-			continue
+		if e.m.Signed.Delegations == nil {
+			return nil, false, false
 		}
-		for _, dr := range m.Signed.Delegations.Roles {
+		var children []namedRole
+		for _, dr := range e.m.Signed.Delegations.Roles {
 			if mayDelegateGroups(&dr) {
-				stack = append(stack, namedRole{name: dr.Name, parent: e.name})
+				children = append(children, namedRole{name: dr.Name, parent: e.name})
 			}
 		}
+		return children, false, false
+	})
+	if err != nil {
+		return nil, err
 	}
 	return sortedKeys(names), nil
 }

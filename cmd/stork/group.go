@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
@@ -45,12 +44,8 @@ func listOrNone(ss []string) string {
 	return strings.Join(ss, ", ")
 }
 
-func printGroups(c *cli.Context, gs []metadata.GroupInfo) error {
-	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tROLE\tVERSION\tREQUIRE\tFORBID")
-	for _, g := range gs {
-		// A constraint may hold commas: entries are separated by "; ".
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", g.Name, g.Role, g.Version, strings.Join(g.Policy.Require, "; "), strings.Join(g.Policy.Forbid, "; "))
-	}
-	return tw.Flush()
+// groupRow is one group of a table (GROUP ROLE VERSION REQUIRE FORBID).
+// A constraint may hold commas: entries are separated by "; ".
+func groupRow(g metadata.GroupInfo) string {
+	return fmt.Sprintf("%s\t%s\t%d\t%s\t%s", g.Name, g.Role, g.Version, strings.Join(g.Policy.Require, "; "), strings.Join(g.Policy.Forbid, "; "))
 }

@@ -21,10 +21,7 @@ func groupListCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c, gs)
-			}
-			return printGroups(c, gs)
+			return printTable(c, gs, "GROUP\tROLE\tVERSION\tREQUIRE\tFORBID", groupRow)
 		},
 	}
 }

@@ -27,7 +27,7 @@ func groupShowCommand() *cli.Command {
 			if c.Bool("json") {
 				return printJSON(c, gi)
 			}
-			return printGroups(c, []metadata.GroupInfo{*gi})
+			return writeTable(c.App.Writer, []metadata.GroupInfo{*gi}, "GROUP\tROLE\tVERSION\tREQUIRE\tFORBID", groupRow)
 		},
 	}
 }
