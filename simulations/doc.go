@@ -123,4 +123,15 @@
 // it. Sweep runs host counts × strategies; WriteCSV, WritePlots and
 // WriteReport write the outputs that `stork sim run` and `stork sim
 // sweep` produce; `make sim-report` regenerates REPORT.md.
+//
+// # Announcement spread
+//
+// RunAnnounce (announce.go, `stork sim announce`) is a separate, smaller
+// model of how a group change reaches every host when hosts announce newer
+// signed timestamps to their gossipsub mesh (eager push, then a few rounds
+// of lazy gossip) besides polling the origin, against polling alone: each
+// host takes the changed metadata files from the peer that told it (one
+// round trip per file), converges, and announces in turn; a host whose poll
+// comes first takes them from the origin. It reports the time at which the
+// hosts converged and the origin's metadata requests per update.
 package simulations

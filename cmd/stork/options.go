@@ -65,6 +65,8 @@ var options = []option{
 		Usage: "trusted root metadata `FILE` (the repository's metadata/1.root.json), trusted on first use until newer signed metadata is kept"},
 	{Key: "repo.refresh-interval", Flag: "refresh-interval", Kind: kindDuration, Default: "30s", Category: catRepo,
 		Usage: "reuse repository metadata this long (`DURATION`) before refreshing; a package not found is looked up again at once"},
+	{Key: "repo.poll", Flag: "poll", Kind: kindDuration, Default: "5m", Category: catRepo,
+		Usage: "read the repository every `DURATION` and bring the VMs to their groups' policies (sooner when a peer announces newer metadata)"},
 	{Key: "repo.origin-deadline", Flag: "origin-deadline", Kind: kindDuration, Default: "10m", Category: catRepo,
 		Usage: "a download waits this long (`DURATION`) for an unreachable origin, with nothing arriving from peers, before it fails (chunks peers hold keep coming meanwhile)"},
 
