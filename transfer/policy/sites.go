@@ -22,6 +22,13 @@ import (
 //     then fetch it locally. Views of the site may differ between hosts;
 //     the site's host ranked first of all always counts itself first, so
 //     every chunk has at least one host that asks across.
+//   - A host ranked r-th (r > 0) for a chunk may ask across too once r
+//     wait times have passed since the chunk was first seen at a peer,
+//     should no local peer hold it by then: the designated host may be
+//     slow, or see no holder among its own peers of other sites. The
+//     wait is twice the measured mean time from a chunk first seen at a
+//     peer to a local peer holding it, at least OriginFallbackDelay/8
+//     (OriginFallbackDelay before the first measurement).
 //   - In the end game the rule is off: the last chunks are asked of
 //     anyone, so that a slow or departed designated host never holds a
 //     download up.
@@ -215,7 +222,27 @@ type siteState struct {
 	hash   []uint64 // per slot: the peer's hash
 	skip   Bitfield // chunks not to ask across: held locally, or not ours
 	buf    Bitfield // skip | first-hop deferred
+	queued Bitfield // chunks with an entry in waitQ
+	free   Bitfield // chunks whose wait for the designated host ended
+	waitQ  []siteWait
+	seenAt []int64 // per chunk: 1 + when first seen at a peer, 0 never
+	arrive float64 // EWMA of first seen to held locally, ns; 0 none yet
 }
+
+// siteWait: at time at (Picker time), chunk stops waiting for the hosts
+// ranked before us.
+type siteWait struct {
+	at    int64
+	chunk int32
+}
+
+// siteWaitMin and siteWaitArrive: a rank's wait is the larger of
+// OriginFallbackDelay/siteWaitMin and siteWaitArrive x the mean time from
+// a chunk seen at a peer to a local peer holding it.
+const (
+	siteWaitMin    = 8
+	siteWaitArrive = 4
+)
 
 // SetSites turns the site rule on: self is our peer ID, and peers are in
 // no site of ours until SetPeerLocal says so. Peers already known stay
@@ -227,7 +254,7 @@ func (p *Picker) SetSites(self PeerID) {
 	}
 	*st = siteState{on: true, self: peerHash(self),
 		lavail: make([]int32, p.n), top: make([]uint64, p.n), topBy: make([]int32, p.n),
-		skip: NewBitfield(p.n), buf: NewBitfield(p.n)}
+		skip: NewBitfield(p.n), buf: NewBitfield(p.n), queued: NewBitfield(p.n), free: NewBitfield(p.n), seenAt: make([]int64, p.n)}
 	for i := range p.n {
 		st.topBy[i] = -1
 		st.updSkip(i)
@@ -261,6 +288,7 @@ func (p *Picker) PeerLocal(peer PeerID) bool {
 // site now: the rule is off, or the end game is on, or no local peer holds
 // it and we rank first for it among our site's hosts.
 func (p *Picker) AcrossAllowed(i int) bool {
+	p.siteRelease()
 	return !p.site.on || p.Endgame() || !p.valid(i) || !p.site.skip.Has(i)
 }
 
@@ -275,7 +303,7 @@ func (p *Picker) LocalHolders(i int) int {
 func rendezvous(peer uint64, i int) uint64 { return mix64(peer ^ chunkHash(i)) }
 
 func (st *siteState) updSkip(i int) {
-	if st.lavail[i] > 0 || (st.topBy[i] >= 0 && st.top[i] > rendezvous(st.self, i)) {
+	if st.lavail[i] > 0 || (!st.free.Has(i) && st.topBy[i] >= 0 && st.top[i] > rendezvous(st.self, i)) {
 		st.skip.Set(i)
 	} else {
 		st.skip.Clear(i)
@@ -300,6 +328,9 @@ func (p *Picker) siteJoin(s int32) {
 			st.lavail[i]++
 		}
 		st.updSkip(i)
+		if p.ck[i].avail > 0 {
+			p.siteSeen(i)
+		}
 	}
 }
 
@@ -333,7 +364,91 @@ func (p *Picker) siteHave(s int32, i int, d int32) {
 	if st.on && int(s) < len(st.local) && st.local[s] {
 		st.lavail[i] += d
 		st.updSkip(i)
+		if d > 0 && st.lavail[i] == 1 && st.seenAt[i] > 0 {
+			st.arrive = ewma(st.arrive, float64(p.lastT+1-st.seenAt[i]))
+		}
 	}
+}
+
+// siteSeen starts chunk i's wait for the hosts of our site ranked before
+// us, once: i was just seen at a peer (or a local peer that outranks us
+// joined).
+func (p *Picker) siteSeen(i int) {
+	st := &p.site
+	if !st.on {
+		return
+	}
+	if st.seenAt[i] == 0 {
+		st.seenAt[i] = p.lastT + 1
+	}
+	if st.queued.Has(i) || st.free.Has(i) {
+		return
+	}
+	me := rendezvous(st.self, i)
+	r := 0
+	for q, on := range st.local {
+		if on && rendezvous(st.hash[q], i) > me {
+			r++
+		}
+	}
+	if r == 0 {
+		return
+	}
+	wait := float64(p.cfg.OriginFallbackDelay)
+	if st.arrive > 0 {
+		wait = max(wait/siteWaitMin, siteWaitArrive*st.arrive)
+	}
+	st.queued.Set(i)
+	st.push(siteWait{at: p.lastT + int64(float64(r)*wait), chunk: int32(i)})
+}
+
+// siteRelease ends the waits due by the latest time given.
+func (p *Picker) siteRelease() {
+	st := &p.site
+	for len(st.waitQ) > 0 && st.waitQ[0].at <= p.lastT {
+		i := int(st.pop().chunk)
+		st.queued.Clear(i)
+		st.free.Set(i)
+		st.updSkip(i)
+	}
+}
+
+// push and pop keep waitQ a binary min-heap by time.
+func (st *siteState) push(w siteWait) {
+	q := append(st.waitQ, w)
+	for k := len(q) - 1; k > 0; {
+		up := (k - 1) / 2
+		if q[up].at <= q[k].at {
+			break
+		}
+		q[up], q[k] = q[k], q[up]
+		k = up
+	}
+	st.waitQ = q
+}
+
+func (st *siteState) pop() siteWait {
+	q := st.waitQ
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q = q[:last]
+	for k := 0; ; {
+		c := 2*k + 1
+		if c >= len(q) {
+			break
+		}
+		if c+1 < len(q) && q[c+1].at < q[c].at {
+			c++
+		}
+		if q[k].at <= q[c].at {
+			break
+		}
+		q[k], q[c] = q[c], q[k]
+		k = c
+	}
+	st.waitQ = q
+	return top
 }
 
 // siteSkip is what a pick for slot s at level a must skip, given the
@@ -344,6 +459,7 @@ func (p *Picker) siteSkip(s int32, skip Bitfield) Bitfield {
 	if !st.on || (int(s) < len(st.local) && st.local[s]) || p.Endgame() {
 		return skip
 	}
+	p.siteRelease()
 	if skip == nil {
 		return st.skip
 	}
