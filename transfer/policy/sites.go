@@ -108,8 +108,9 @@ const (
 // InferSite guesses our site from round-trip times measured to peers
 // (zero or negative: not measured). The site is the cluster of peers much
 // closer than the others: those within max(2 x the smallest RTT, the
-// smallest + 1ms), provided every other peer is at least 3 times farther
-// than the cluster's farthest. It returns the site, named "~" and the
+// smallest + 1ms), provided there are others and every one of them is at
+// least 3 times farther than the cluster's farthest (peers all alike show
+// no site). It returns the site, named "~" and the
 // lowest peer ID among self and the cluster (so hosts that see the same
 // cluster agree on the name), Source SiteInferred, and the cluster's
 // peers sorted. With no measured peer, or no gap, it returns
@@ -135,8 +136,8 @@ func InferSite(self PeerID, rtts map[PeerID]time.Duration) (Site, []PeerID) {
 	for k < len(ms) && ms[k].rtt <= limit {
 		k++
 	}
-	if k < len(ms) && ms[k].rtt < siteRTTGap*ms[k-1].rtt {
-		return Site{}, nil // no clear boundary
+	if k == len(ms) || ms[k].rtt < siteRTTGap*ms[k-1].rtt {
+		return Site{}, nil // no peer outside, or no clear boundary
 	}
 	local := make([]PeerID, 0, k)
 	name := self
