@@ -24,10 +24,12 @@ const (
 	// Swarm: the Stork swarm, policy.Picker choosing chunks and
 	// sources, random peers, the origin as last resort.
 	Swarm Strategy = "swarm"
-	// SwarmLocality: the swarm with peers chosen in the host's site first
-	// (at most Policy.CrossSitePeers elsewhere), requests sent to same-site
-	// peers first, and a chunk asked from another site only if no
-	// same-site peer has it.
+	// SwarmLocality: the swarm with every host knowing its site: peers
+	// chosen in the host's site first (at most Policy.CrossSitePeers
+	// elsewhere), requests sent to same-site peers first, and the
+	// policy's site rule in every Picker (policy.Picker.SetSites): a chunk
+	// a same-site peer holds is not asked across, one none holds is asked
+	// across by one host of the site.
 	SwarmLocality Strategy = "swarm-locality"
 )
 
