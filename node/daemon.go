@@ -315,7 +315,9 @@ func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
 	}
 	if d.p2p != nil {
 		sc.Self, sc.Network, sc.Discovery = d.p2p.ID(), d.p2p, d.p2p
-		sc.RTT = d.p2p.RTT
+		if !d.cfg.NoSiteInference {
+			sc.RTT = d.p2p.RTT
+		}
 	}
 	return swarm.New(sc)
 }

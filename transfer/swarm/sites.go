@@ -87,7 +87,8 @@ func (s *Swarm) localLocked(peer PeerID) bool {
 
 // inferSite measures the download's peers (Config.RTT) and infers the
 // site again, when none is configured: at once for a peer not measured
-// yet, else at most every siteInferEvery.
+// yet, else at most every siteInferEvery. Once inferred, a site is
+// replaced by another one inferred, never by none.
 func (s *Swarm) inferSite(peers []PeerID, now time.Time) {
 	if s.cfg.Site != "" || s.cfg.RTT == nil {
 		return
@@ -114,8 +115,11 @@ func (s *Swarm) inferSite(peers []PeerID, now time.Time) {
 		}
 	}
 	site, local := policy.InferSite(s.cfg.Self, s.sites.rtts)
+	if site.Source == policy.SiteUnknown && s.sites.inferred.Source != policy.SiteUnknown {
+		return // a noisy round trip blurred the boundary: keep the site
+	}
 	if site != s.sites.inferred {
-		s.log.Info("site inferred from round-trip times", "site", site.Name, "source", site.Source, "peers", len(local))
+		s.log.Info("site inferred from round-trip times", "site", site.Name, "peers", len(local))
 	}
 	s.sites.inferred = site
 	s.sites.cluster = make(map[PeerID]bool, len(local))
