@@ -287,7 +287,8 @@ func (p *Picker) PeerLocal(peer PeerID) bool {
 
 // AcrossAllowed reports whether chunk i may be asked of a peer in another
 // site now: the rule is off, or the end game is on, or no local peer holds
-// it and we rank first for it among our site's hosts.
+// it and we rank first for it among our site's hosts (or our ranked wait
+// for it has passed).
 func (p *Picker) AcrossAllowed(i int) bool {
 	p.siteRelease()
 	return !p.site.on || p.Endgame() || !p.valid(i) || !p.site.skip.Has(i)

@@ -295,3 +295,59 @@ func TestChooseSitePeers(t *testing.T) {
 		t.Errorf("AcceptSitePeer: a local peer is always accepted, a cross-site one below the cap only")
 	}
 }
+
+// A chunk we do not rank first for waits for the host that does, then is
+// asked across once our ranked wait (OriginFallbackDelay before any
+// measurement) has passed with no local peer holding it.
+func TestSitesRankedWait(t *testing.T) {
+	t.Parallel()
+	const n = 64
+	p := NewPicker(PickerConfig{NumChunks: n, OriginFallbackDelay: time.Second, MaxInflightPerPeer: 1 << 10, MaxInflightBytes: 1 << 40, InitialBDP: 1 << 40})
+	p.SetSites("self")
+	p.PeerJoined("local", nil)
+	p.SetPeerLocal("local", true)
+	t0 := time.Unix(100, 0)
+	p.NextForPeer("local", t0) // the Picker's clock starts
+	all := NewBitfield(n)
+	for i := range n {
+		all.Set(i)
+	}
+	p.PeerJoined("remote", all)
+	waiting := 0
+	for i := range n {
+		if !p.AcrossAllowed(i) {
+			waiting++
+		}
+	}
+	if waiting == 0 || waiting == n {
+		t.Fatalf("%d of %d chunks wait for the other host of the site, want some but not all", waiting, n)
+	}
+	asked := map[int]bool{}
+	for range n {
+		i, ok := p.NextForPeer("remote", t0)
+		if !ok {
+			break
+		}
+		p.Requested(i, "remote", t0)
+		asked[i] = true
+	}
+	if len(asked) != n-waiting {
+		t.Errorf("asked across %d chunks at once, want the %d we rank first for", len(asked), n-waiting)
+	}
+	t1 := t0.Add(1100 * time.Millisecond)
+	more := 0
+	for range n {
+		i, ok := p.NextForPeer("remote", t1)
+		if !ok {
+			break
+		}
+		p.Requested(i, "remote", t1)
+		if asked[i] {
+			t.Fatalf("chunk %d asked twice", i)
+		}
+		more++
+	}
+	if more != waiting {
+		t.Errorf("after the wait, %d more chunks asked across, want the %d that waited", more, waiting)
+	}
+}
