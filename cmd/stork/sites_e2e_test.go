@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/storkpm/stork/node"
@@ -76,6 +77,9 @@ func TestDaemonSite(t *testing.T) {
 		}
 		if sites[k] == "" {
 			continue
+		}
+		if line := stork(t, "status", "--data", datas[k]); !strings.Contains(line, "\nsite "+sites[k]+" (configured), ") {
+			t.Errorf("daemon %d: stork status = %q, want a line site %s (configured)", k, line, sites[k])
 		}
 		peers, _ := st["site_peers"].([]any)
 		seen := 0
