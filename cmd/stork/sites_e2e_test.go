@@ -12,8 +12,8 @@ import (
 
 // TestDaemonSite: `stork daemon --site NAME` shows in `stork status
 // --json` as the host's configured site; its peers' announced sites show
-// under site_peers, local or not; a daemon without --site knows none
-// until it infers one; a bad name is refused at start.
+// under site_peers, local or not; a daemon without --site and with
+// --no-site-inference has none; a bad name is refused at start.
 func TestDaemonSite(t *testing.T) {
 	r := newRepo(t)
 	src := sampleTree(t, 2<<20, 4)
@@ -35,6 +35,8 @@ func TestDaemonSite(t *testing.T) {
 		args := boot
 		if sites[k] != "" {
 			args = append(args, "--site", sites[k])
+		} else {
+			args = append(args, "--no-site-inference")
 		}
 		procs = append(procs, startDaemonProc(t, d, origin.url, r.root, args...))
 		if k == 0 {
@@ -70,7 +72,7 @@ func TestDaemonSite(t *testing.T) {
 	for k, st := range statuses {
 		wantSite, wantSource := sites[k], "configured"
 		if sites[k] == "" {
-			wantSource = "unknown" // loopback round trips show no site boundary
+			wantSource = "unknown"
 		}
 		if st["site"] != wantSite || st["site_source"] != wantSource {
 			t.Errorf("daemon %d (--site %q): status site %v, site_source %v; want %q, %q", k, sites[k], st["site"], st["site_source"], wantSite, wantSource)

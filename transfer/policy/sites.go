@@ -99,18 +99,21 @@ const (
 	// whose relative noise is large, together.
 	siteRTTFactor = 2
 	siteRTTSlack  = time.Millisecond
-	// siteRTTGap: the cluster is a site only if every other peer is at
-	// least this many times farther than the cluster's farthest member;
-	// without such a gap the RTTs show no site boundary.
-	siteRTTGap = 3
+	// siteRTTGap and siteRTTGapMin: the cluster is a site only if every
+	// other peer is at least this many times farther than the cluster's
+	// farthest member, and this much farther: without such a gap the RTTs
+	// show no site boundary (on one loaded machine, loopback round trips
+	// range from microseconds to milliseconds).
+	siteRTTGap    = 3
+	siteRTTGapMin = 5 * time.Millisecond
 )
 
 // InferSite guesses our site from round-trip times measured to peers
 // (zero or negative: not measured). The site is the cluster of peers much
 // closer than the others: those within max(2 x the smallest RTT, the
 // smallest + 1ms), provided there are others and every one of them is at
-// least 3 times farther than the cluster's farthest (peers all alike show
-// no site). It returns the site, named "~" and the
+// least 3 times and 5ms farther than the cluster's farthest (peers all
+// alike show no site). It returns the site, named "~" and the
 // lowest peer ID among self and the cluster (so hosts that see the same
 // cluster agree on the name), Source SiteInferred, and the cluster's
 // peers sorted. With no measured peer, or no gap, it returns
@@ -136,7 +139,7 @@ func InferSite(self PeerID, rtts map[PeerID]time.Duration) (Site, []PeerID) {
 	for k < len(ms) && ms[k].rtt <= limit {
 		k++
 	}
-	if k == len(ms) || ms[k].rtt < siteRTTGap*ms[k-1].rtt {
+	if k == len(ms) || ms[k].rtt < siteRTTGap*ms[k-1].rtt || ms[k].rtt-ms[k-1].rtt < siteRTTGapMin {
 		return Site{}, nil // no peer outside, or no clear boundary
 	}
 	local := make([]PeerID, 0, k)

@@ -239,6 +239,7 @@ func TestInferSite(t *testing.T) {
 			Site{"~0z", SiteInferred}, []PeerID{"0z", "c"}},
 		{"all alike", map[PeerID]time.Duration{"b": 10 * ms, "c": 12 * ms, "d": 15 * ms}, Site{}, nil},
 		{"no gap", map[PeerID]time.Duration{"b": 10 * ms, "c": 19 * ms, "d": 25 * ms, "e": 35 * ms}, Site{}, nil},
+		{"loaded loopback", map[PeerID]time.Duration{"b": 80 * us, "c": 120 * us, "d": 2 * ms, "e": 4 * ms}, Site{}, nil},
 	}
 	for _, tt := range tests {
 		site, local := InferSite("a", tt.rtts)
