@@ -142,7 +142,7 @@
 // game lifts the rule. A host's site is configured, or inferred from the
 // round trips to its peers (InferSite: the cluster of peers within
 // max(2 x the nearest, nearest + 1ms), if all others are at least 3 times
-// and 5ms farther); configuration always wins (ResolveSite). Which peers to
+// and 10ms farther); configuration always wins (ResolveSite). Which peers to
 // connect to, our site's first and at most a few of others, is
 // ChooseSitePeers and AcceptSitePeer.
 //

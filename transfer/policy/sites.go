@@ -105,14 +105,14 @@ const (
 	// show no site boundary (on one loaded machine, loopback round trips
 	// range from microseconds to milliseconds).
 	siteRTTGap    = 3
-	siteRTTGapMin = 5 * time.Millisecond
+	siteRTTGapMin = 10 * time.Millisecond
 )
 
 // InferSite guesses our site from round-trip times measured to peers
 // (zero or negative: not measured). The site is the cluster of peers much
 // closer than the others: those within max(2 x the smallest RTT, the
 // smallest + 1ms), provided there are others and every one of them is at
-// least 3 times and 5ms farther than the cluster's farthest (peers all
+// least 3 times and 10ms farther than the cluster's farthest (peers all
 // alike show no site). It returns the site, named "~" and the
 // lowest peer ID among self and the cluster (so hosts that see the same
 // cluster agree on the name), Source SiteInferred, and the cluster's

@@ -233,13 +233,14 @@ func TestInferSite(t *testing.T) {
 		{"none measured", map[PeerID]time.Duration{"b": 0}, Site{}, nil},
 		{"two sites", map[PeerID]time.Duration{"b": 200 * us, "c": 300 * us, "x": 20 * ms, "y": 21 * ms},
 			Site{"~a", SiteInferred}, []PeerID{"b", "c"}},
-		{"noisy LAN", map[PeerID]time.Duration{"b": 150 * us, "c": 900 * us, "d": 1100 * us, "x": 9 * ms, "y": 30 * ms},
+		{"noisy LAN", map[PeerID]time.Duration{"b": 150 * us, "c": 900 * us, "d": 1100 * us, "x": 15 * ms, "y": 30 * ms},
 			Site{"~a", SiteInferred}, []PeerID{"b", "c", "d"}},
 		{"name is the lowest ID", map[PeerID]time.Duration{"0z": 2 * ms, "c": 3 * ms, "x": 40 * ms},
 			Site{"~0z", SiteInferred}, []PeerID{"0z", "c"}},
 		{"all alike", map[PeerID]time.Duration{"b": 10 * ms, "c": 12 * ms, "d": 15 * ms}, Site{}, nil},
 		{"no gap", map[PeerID]time.Duration{"b": 10 * ms, "c": 19 * ms, "d": 25 * ms, "e": 35 * ms}, Site{}, nil},
 		{"loaded loopback", map[PeerID]time.Duration{"b": 80 * us, "c": 120 * us, "d": 2 * ms, "e": 4 * ms}, Site{}, nil},
+		{"loopback spike", map[PeerID]time.Duration{"b": 100 * us, "c": 7 * ms, "d": 8 * ms}, Site{}, nil},
 	}
 	for _, tt := range tests {
 		site, local := InferSite("a", tt.rtts)

@@ -47,7 +47,7 @@ func siteCopies(t *testing.T, mode siteMode) map[string]float64 {
 						if siteOf[q] == s {
 							return time.Millisecond
 						}
-						return 10 * time.Millisecond
+						return 20 * time.Millisecond
 					}
 				}
 			})
