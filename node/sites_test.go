@@ -9,8 +9,8 @@ import (
 
 // siteRun starts 2 sites of 3 daemons on loopback (real libp2p hosts),
 // their sites configured or not, fetches one package on all at once and
-// returns what came into each site (from the origin, and from daemons of
-// the other site, by the swarm's per-peer counters), in package copies.
+// returns what the daemons of each site received from daemons of the
+// other site (the swarm's per-peer counters), in package copies.
 func siteRun(t *testing.T, withSites bool) map[string]float64 {
 	t.Helper()
 	size := 16 << 20
@@ -43,17 +43,17 @@ func siteRun(t *testing.T, withSites bool) map[string]float64 {
 		}()
 	}
 	wg.Wait()
-	in := map[string]float64{}
+	across, orig := map[string]float64{}, map[string]float64{}
 	for i, n := range nodes {
 		if errs[i] != nil {
 			t.Fatalf("node %d: Fetch = %v", i, errs[i])
 		}
 		site := siteOf[string(n.d.p2p.ID())]
 		st := n.d.swarm.Stats()
-		in[site] += float64(st.BytesFromOrigin)
+		orig[site] += float64(st.BytesFromOrigin) / float64(size)
 		for q, ps := range st.Peers {
 			if siteOf[string(q)] != site {
-				in[site] += float64(ps.Downloaded)
+				across[site] += float64(ps.Downloaded) / float64(size)
 			}
 		}
 		status, err := n.c.Status(context.Background())
@@ -64,28 +64,27 @@ func siteRun(t *testing.T, withSites bool) map[string]float64 {
 			t.Errorf("node %d: status site %q (%s), want %q (configured)", i, status.Site, status.SiteSource, site)
 		}
 	}
-	for s := range in {
-		in[s] /= float64(size)
-	}
-	return in
+	t.Logf("sites %v: copies from the other site %v, from the origin %v", withSites, across, orig)
+	return across
 }
 
 // TestSwarmSitesLoopback: daemons that know their sites take about one
-// copy into each site; the same daemons without sites take more across.
+// copy, at most, from the other site (the rest of what comes in is the
+// origin's); the same daemons without sites take much more across.
 func TestSwarmSitesLoopback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("12 daemons in turn")
 	}
 	without := siteRun(t, false)
 	with := siteRun(t, true)
-	t.Logf("copies into each site: with sites %v, without %v", with, without)
 	for _, s := range []string{"A", "B"} {
+		// About one copy: a chunk whose designated host is slow to fetch
+		// it is fetched by a second host of the site after its ranked wait.
 		if with[s] > 1.5 {
-			t.Errorf("site %s with sites: %.2f copies came in, want <= 1.5", s, with[s])
+			t.Errorf("site %s with sites: %.2f copies from the other site, want <= 1.5", s, with[s])
 		}
 	}
-	if with["A"]+with["B"] >= without["A"]+without["B"]-0.3 {
-		t.Errorf("copies into the sites: %.2f with sites, %.2f without; want at least 0.3 fewer with sites",
-			with["A"]+with["B"], without["A"]+without["B"])
+	if w, wo := with["A"]+with["B"], without["A"]+without["B"]; w > 0.75*wo {
+		t.Errorf("copies across sites: %.2f with sites, %.2f without; want at most 3/4 as many with sites", w, wo)
 	}
 }
