@@ -23,9 +23,8 @@ const (
 
 // siteCopies runs 2 sites of 3 nodes downloading one package at once from
 // an origin and each other, with the site rule (the nodes' sites
-// configured or inferred) or without, and returns the bytes that came
-// into each site (from the origin or from the other site's nodes), in
-// package copies.
+// configured or inferred) or without, and returns the bytes each site's
+// nodes received from the other site's nodes, in package copies.
 func siteCopies(t *testing.T, mode siteMode) map[string]float64 {
 	t.Helper()
 	p := newTestPackage(t, 21, 256<<10, 8<<20, 8<<20)
@@ -75,17 +74,16 @@ func siteCopies(t *testing.T, mode siteMode) map[string]float64 {
 		}()
 	}
 	wg.Wait()
-	in := map[string]float64{}
+	across := map[string]float64{}
 	for k, n := range c.nodes {
 		if errs[k] != nil {
 			t.Fatalf("node %s: Download: %v", n.id, errs[k])
 		}
 		checkCopy(t, n, p)
 		s := siteOf[n.id]
-		in[s] += float64(stats[k].FromOrigin)
 		for q, ps := range n.swarm.Stats().Peers {
 			if siteOf[q] != s {
-				in[s] += float64(ps.Downloaded)
+				across[s] += float64(ps.Downloaded)
 			}
 		}
 		if mode == inferredRTTs {
@@ -104,31 +102,31 @@ func siteCopies(t *testing.T, mode siteMode) map[string]float64 {
 			}
 		}
 	}
-	for s := range in {
-		in[s] /= float64(p.size)
+	for s := range across {
+		across[s] /= float64(p.size)
 	}
-	return in
+	return across
 }
 
 // With their sites configured, or inferred from round trips, 2 sites of
-// 3 nodes each take about one copy of the package into each site; the
-// same run without sites takes more across.
+// 3 nodes each take about one copy of the package, at most, from the other
+// site (the rest is the origin's); the same run without sites takes more
+// across.
 func TestSwarmSitesOneCopyPerSite(t *testing.T) {
 	without := siteCopies(t, noSites)
 	for _, mode := range []siteMode{configured, inferredRTTs} {
 		with := siteCopies(t, mode)
-		t.Logf("copies into each site: with sites (mode %d) %v, without %v", mode, with, without)
-		// About one copy: the origin's own duplicates (hosts that start
-		// together) and the end game's add a little, more on a loaded
-		// machine or under the race detector.
+		t.Logf("copies from the other site: with sites (mode %d) %v, without %v", mode, with, without)
+		// At most about one copy: a chunk whose designated node is slow
+		// to fetch it is fetched by a second node after its ranked wait,
+		// more often on a loaded machine or under the race detector.
 		for _, s := range []string{"A", "B"} {
-			if with[s] > 1.5 {
-				t.Errorf("mode %d: site %s: %.2f copies came in, want <= 1.5", mode, s, with[s])
+			if with[s] > 1.3 {
+				t.Errorf("mode %d: site %s: %.2f copies from the other site, want <= 1.3", mode, s, with[s])
 			}
 		}
-		if with["A"]+with["B"] >= without["A"]+without["B"]-0.3 {
-			t.Errorf("mode %d: copies into the sites: %.2f with sites, %.2f without; want at least 0.3 fewer with sites",
-				mode, with["A"]+with["B"], without["A"]+without["B"])
+		if w, wo := with["A"]+with["B"], without["A"]+without["B"]; w > 0.75*wo {
+			t.Errorf("mode %d: copies across sites: %.2f with sites, %.2f without; want at most 3/4 as many with sites", mode, w, wo)
 		}
 	}
 }
