@@ -44,6 +44,13 @@ type Status struct {
 	// Offline: read from the data directory of a stopped daemon
 	// (OpenOffline); peers and counters are zero.
 	Offline bool `json:"offline,omitempty"`
+	// Site is this host's site, SiteSource how it is known: "configured"
+	// (--site), "inferred" (round-trip times; the name starts with "~")
+	// or "unknown". SitePeers are the peers whose site is known or whose
+	// round trip was measured, and whether each is in ours.
+	Site       string           `json:"site"`
+	SiteSource string           `json:"site_source"`
+	SitePeers  []swarm.PeerSite `json:"site_peers,omitempty"`
 }
 
 // DownloadStatus is one running package download.
@@ -190,6 +197,7 @@ func (d *Daemon) counters() (*Status, error) {
 	if d.p2p != nil {
 		st.Peers = len(d.p2p.Peers())
 	}
+	d.siteStatus(st)
 	return st, nil
 }
 

@@ -51,6 +51,11 @@ type Config struct {
 	UploadRate, DownloadRate int64
 	// MaxPeersPerDownload caps the peers one download trades with (default 32).
 	MaxPeersPerDownload int
+	// Site is this host's site (policy.CheckSiteName), announced to peers;
+	// "": inferred from round-trip times (see swarm.Config.Site) unless
+	// NoSiteInference.
+	Site            string
+	NoSiteInference bool
 	// ScrubRate is how many bytes per second the background scrub
 	// re-hashes (see repair.go): 0 takes DefaultScrubRate, a negative
 	// value turns the scrub off.

@@ -326,9 +326,13 @@ func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
 		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
 		OriginParallel:      d.cfg.Parallel,
 		OriginDeadline:      d.cfg.OriginDeadline,
+		Site:                d.cfg.Site,
 	}
 	if d.p2p != nil {
 		sc.Self, sc.Network, sc.Discovery = d.p2p.ID(), d.p2p, d.p2p
+		if !d.cfg.NoSiteInference {
+			sc.RTT = d.p2p.RTT
+		}
 	}
 	return swarm.New(sc)
 }

@@ -95,6 +95,10 @@ var options = []option{
 		Usage: "connection manager low watermark (connections kept when trimming)"},
 	{Key: "swarm.conn-high", Flag: "conn-high", Kind: kindInt, Default: "256", Category: catLimits,
 		Usage: "connection manager high watermark (trimming starts above it)"},
+	{Key: "swarm.site", Flag: "site", Kind: kindString, Category: catNetwork,
+		Usage: "this host's site `NAME` (a data centre, a rack; letters, digits, '.', '_', '-'), announced to peers: a site's hosts pull about one copy over its link and share it; unset: inferred from round-trip times"},
+	{Key: "swarm.no-site-inference", Flag: "no-site-inference", Kind: kindBool, Category: catNetwork,
+		Usage: "without --site, run with no site instead of inferring one from round-trip times"},
 	{Key: "swarm.max-memory", Flag: "max-memory", Kind: kindSize, Category: catLimits,
 		Usage: "libp2p resource manager memory `LIMIT` (e.g. 1G)"},
 

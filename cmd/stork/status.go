@@ -52,6 +52,15 @@ func statusCommand() *cli.Command {
 				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.Downloads),
 				len(st.VMs), len(st.Views), broken, st.Metadata.Version, refreshedAgo(st.Metadata.Refreshed, time.Now()))
 			printConverge(c, st.Converge)
+			if st.Site != "" {
+				local := 0
+				for _, p := range st.SitePeers {
+					if p.Local {
+						local++
+					}
+				}
+				fmt.Fprintf(c.App.Writer, "site %s (%s), %d of %d peers seen in it\n", st.Site, st.SiteSource, local, len(st.SitePeers))
+			}
 			for _, p := range st.Packages {
 				if p.WaitingOriginSince != nil {
 					fmt.Fprintf(c.App.Writer, "%s@%s: waiting for the origin since %s (%d of %d B)\n",
