@@ -148,6 +148,7 @@ type Picker struct {
 
 	mem  memberState // SetMembers; see window.go and ring.go
 	pull bool        // SetPullThrough
+	site siteState   // SetSites; see sites.go
 
 	cfg     PickerConfig
 	epoch   time.Time

@@ -77,7 +77,12 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 	}
 	d.memberSet = set
 	if d.coop {
-		d.fetchers = policy.NewFetchers(policy.Member{ID: self, Site: d.s.cfg.Site}, ms)
+		// Ranked by hash alone: the members' sites are not known yet when
+		// a flash crowd starts (peers announce them in their Have), and a
+		// host that knew its own site but not theirs would rank itself
+		// first for every chunk. policy.Member.Site is there for when
+		// they are.
+		d.fetchers = policy.NewFetchers(policy.Member{ID: self}, ms)
 		d.picker.SetPullThrough(!d.fetchers.Alone())
 		if d.keys == nil {
 			d.keys = make([]uint64, len(d.pkg.refs))

@@ -33,7 +33,8 @@
 // session's life and its writer; receive.go: its reader and what it does
 // with each message; upload.go: how it serves its peer; fair.go: fair
 // turns at the upload limit. wire.go: the messages and their encoding.
-// iface.go: what the swarm needs from the daemon.
+// iface.go: what the swarm needs from the daemon. sites.go: this host's
+// site and its peers'.
 //
 // # A chunk from the wire to the store
 //
@@ -115,8 +116,9 @@
 // starting a download in a flash crowd sends its first origin requests
 // to the right member at once), asked again every FindInterval/4, plus
 // the providers Discovery finds. policy.Fetchers ranks them, this host
-// included, for each chunk by rendezvous hashing of the chunk's CID, with
-// the members of this host's site (Config.Site) first when it is known.
+// included, for each chunk by rendezvous hashing of the chunk's CID (by
+// hash alone for now: the members' sites are not known when a flash
+// crowd starts; policy.Fetchers can put a site's members first).
 // An origin request the Picker makes (download.fetchOrigin) goes to the
 // chunk's first-ranked fetcher as a pull-through request; a fetcher that
 // refuses or fails goes to the next (at most maxPullRanks), and only
@@ -155,4 +157,14 @@
 // fallback delays count from the resume (Picker.OriginResumed). The Swarm
 // logs each outage once at WARN and its end once at INFO;
 // Swarm.DownloadState reports a download's wait.
+//
+// # Sites
+//
+// A host with a configured site (Config.Site) announces it in every Have;
+// without one it infers its site from the round trips Config.RTT measures
+// (policy.InferSite), at once for each new peer and again every second
+// while a download runs, and announces nothing. Once the site is known,
+// each download's Picker runs the policy's site rule (Picker.SetSites),
+// told which of its peers are local: with a configured site, those that
+// announced the same; with an inferred one, the RTT cluster.
 package swarm

@@ -90,9 +90,12 @@ type Config struct {
 	// packages it neither holds nor downloads (it checks them against its
 	// trusted metadata); nil serves only the packages it knows.
 	Manifests ManifestResolver
-	// Site is this host's site ("" unknown): with it known, a download
-	// asks only fetchers of its own site (policy.NewFetchers).
+	// Site is this host's configured site (policy.CheckSiteName), announced
+	// to peers; "" infers one from RTT, if given. See sites.go.
 	Site string
+	// RTT returns the measured round trip to a peer, 0 if not measured.
+	// Nil: no site inference.
+	RTT func(PeerID) time.Duration
 }
 
 // Swarm trades package chunks with peers over the swarm protocol and uses
@@ -116,6 +119,7 @@ type Swarm struct {
 	pkgs      map[cid.Cid]*pkgInfo
 	held      map[cid.Cid]bool
 	peerStats map[PeerID]*PeerStats
+	sites     siteView
 
 	bytesFromPeers  atomic.Int64
 	bytesFromOrigin atomic.Int64
@@ -208,6 +212,11 @@ func New(cfg Config) (*Swarm, error) {
 		return nil, errors.New("swarm: Network and Discovery go together")
 	case cfg.Store == nil:
 		return nil, errors.New("swarm: no Store")
+	}
+	if cfg.Site != "" {
+		if err := policy.CheckSiteName(cfg.Site); err != nil {
+			return nil, fmt.Errorf("swarm: %w", err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
