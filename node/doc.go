@@ -110,8 +110,8 @@
 // flash crowd of a small package costs the origin about one copy. A peer
 // can make this host fetch only chunks of packages that the signed
 // metadata it trusts publishes (pullManifests: a manifest not published
-// there is refused, after at most one forced metadata refresh per
-// minForcedRefresh). Config.NoPullThrough turns it off.
+// there is refused; a peer's request never forces a metadata refresh).
+// Config.NoPullThrough turns it off.
 //
 // When the origin is unreachable during a download, the chunks peers hold
 // keep coming; the rest wait, the origin probed one request at a time

@@ -85,16 +85,15 @@ type pullManifests struct {
 var _ swarm.ManifestResolver = (*pullManifests)(nil)
 
 // ResolveManifest implements swarm.ManifestResolver. A manifest not
-// published in the metadata this host holds is looked for again after a
-// refresh, as a local request for an unknown package is (at most one
-// forced refresh per minForcedRefresh): in a flash crowd the asker may
-// have seen a newer snapshot than this host.
+// published in the metadata this host holds is looked for again once a
+// refresh under way (this host's own request's) has ended, or after the
+// refresh RefreshInterval asks for; a peer's request never forces one
+// (a forced refresh would make this host skip the one a newer
+// announcement asks for within minForcedRefresh).
 func (r *pullManifests) ResolveManifest(ctx context.Context, c cid.Cid) (*metadata.Manifest, error) {
 	ref, err := r.lookup(ctx, c)
 	if errors.Is(err, metadata.ErrNotFound) {
-		// Looked for again even when the refresh had nothing to do: a
-		// refresh under way (this host's own request) may have ended.
-		if _, rerr := r.d.meta.refresh(ctx, true); rerr == nil {
+		if _, rerr := r.d.meta.refresh(ctx, false); rerr == nil {
 			ref, err = r.lookup(ctx, c)
 		}
 	}

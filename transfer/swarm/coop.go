@@ -77,13 +77,14 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 	}
 	d.memberSet = set
 	if d.coop {
-		// Ranked by hash alone: the members' sites are not known yet when
-		// a flash crowd starts (peers announce them in their Have), and a
-		// host that knew its own site but not theirs would rank itself
-		// first for every chunk. policy.Member.Site is there for when
-		// they are.
-		d.fetchers = policy.NewFetchers(policy.Member{ID: self}, ms)
-		d.picker.SetPullThrough(!d.fetchers.Alone())
+		d.fetchers = nil
+		// The members' round trips may tell the site at once (inferSite
+		// does nothing without Config.RTT, or with a configured site).
+		d.s.inferSite(ids, d.membersAt)
+		if !d.s.siteKnown() {
+			d.fetchers = policy.NewFetchers(policy.Member{ID: self}, ms)
+		}
+		d.picker.SetPullThrough(d.fetchers != nil && !d.fetchers.Alone())
 		if d.keys == nil {
 			d.keys = make([]uint64, len(d.pkg.refs))
 			for i, r := range d.pkg.refs {
@@ -96,6 +97,18 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 	}
 	d.picker.SetMembers(self, ids)
 	return true
+}
+
+// siteKnown reports whether this host's site is known (configured or
+// inferred). Cooperative fetching then steps aside for the site policy
+// (sites.go): the members' sites are learnt from their Have, after a
+// flash crowd's first origin requests, and ranking fetchers before that
+// would pull chunks across sites. policy.Fetchers can rank a site's
+// members first once their sites are known when a download starts.
+func (s *Swarm) siteKnown() bool {
+	s.sites.mu.Lock()
+	defer s.sites.mu.Unlock()
+	return policy.ResolveSite(s.cfg.Site, s.sites.inferred).Name != ""
 }
 
 // fetchersBefore returns the fetchers to ask for chunk i before the
