@@ -1,0 +1,179 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// fault is what a fault run does to the testbed: before the fetches start,
+// at every poll while they run, and after they ended (undoing it).
+type fault struct {
+	targets map[string]bool // hosts it is aimed at
+	before  func(context.Context, *runState) error
+	tick    func(context.Context, *runState) error
+	after   func(context.Context, *runState)
+	log     []string
+}
+
+// note records what the fault did, with the time since the start.
+func (f *fault) note(s *runState, format string, args ...any) {
+	t := 0.0
+	if !s.t0.IsZero() {
+		t = s.since()
+	}
+	f.log = append(f.log, fmt.Sprintf("%.1f s: ", t)+fmt.Sprintf(format, args...))
+}
+
+// fault builds the named fault for this testbed, or says why it cannot be
+// done here.
+func (b *bed) fault(name string) (*fault, string) {
+	hosts := b.plan.Hosts()
+	switch name {
+	case RunLinkDown:
+		if len(hosts) < 2 {
+			return nil, "needs two hosts"
+		}
+		return b.linkDown(hosts[b.cfg.Sites[0]-1]), ""
+	case RunSiteCut:
+		if len(b.cfg.Sites) < 2 {
+			return nil, "needs two sites"
+		}
+		return b.siteCut(len(b.cfg.Sites)), ""
+	case RunOriginStop:
+		return b.originStop(), ""
+	case RunSlowHost:
+		if len(hosts) < 2 {
+			return nil, "needs two hosts"
+		}
+		h := hosts[len(hosts)-1]
+		if len(b.cfg.Sites) > 1 {
+			h = hosts[b.cfg.Sites[0]] // the first host of site 2
+		}
+		return b.slowHost(h), ""
+	}
+	return nil, "unknown fault"
+}
+
+// linkDown takes h's link down once h holds a quarter of the package, and
+// up again cfg.LinkDownFor later.
+func (b *bed) linkDown(h Host) *fault {
+	f := &fault{targets: map[string]bool{h.Name: true}}
+	var downAt time.Time
+	up := false
+	f.tick = func(ctx context.Context, s *runState) error {
+		switch {
+		case downAt.IsZero() && s.have[h.Name] >= b.pkg.Bytes/4:
+			if err := b.net.SetLink(ctx, h, false); err != nil {
+				return err
+			}
+			downAt = time.Now()
+			f.note(s, "%s link down (holding %d%%)", h.Name, 100*s.have[h.Name]/b.pkg.Bytes)
+		case !downAt.IsZero() && !up && time.Since(downAt) >= b.cfg.LinkDownFor:
+			if err := b.net.SetLink(ctx, h, true); err != nil {
+				return err
+			}
+			up = true
+			f.note(s, "%s link up (holding %d%%)", h.Name, 100*s.have[h.Name]/b.pkg.Bytes)
+		}
+		return nil
+	}
+	f.after = func(ctx context.Context, s *runState) {
+		if !downAt.IsZero() && !up {
+			_ = b.net.SetLink(ctx, h, true)
+			f.note(s, "%s link up after the run", h.Name)
+		}
+		if downAt.IsZero() {
+			f.note(s, "%s never held a quarter of the package: link not taken down", h.Name)
+		}
+	}
+	return f
+}
+
+// siteCut cuts site site off from the repository site (not from the other
+// sites) once its hosts hold a fifth of the package on average, until the
+// run ends.
+func (b *bed) siteCut(site int) *fault {
+	f := &fault{targets: map[string]bool{}}
+	var members []string
+	for _, h := range b.plan.Hosts() {
+		if h.Site == site {
+			members = append(members, h.Name)
+			f.targets[h.Name] = true
+		}
+	}
+	cut := false
+	f.tick = func(ctx context.Context, s *runState) error {
+		if cut {
+			return nil
+		}
+		var sum int64
+		for _, m := range members {
+			sum += s.have[m]
+		}
+		if sum/int64(len(members)) < b.pkg.Bytes/5 {
+			return nil
+		}
+		if err := b.net.CutSite(ctx, site, true); err != nil {
+			return err
+		}
+		cut = true
+		f.note(s, "site s%d cut off from the repository site (its hosts holding %d%% on average)", site, 100*sum/int64(len(members))/b.pkg.Bytes)
+		return nil
+	}
+	f.after = func(ctx context.Context, s *runState) {
+		if cut {
+			_ = b.net.CutSite(ctx, site, false)
+			f.note(s, "site s%d reconnected after the run", site)
+		} else {
+			f.note(s, "site s%d never held a fifth of the package: not cut", site)
+		}
+	}
+	return f
+}
+
+// originStop stops the origin once the hosts together have taken a whole
+// copy's bytes from it (bytes_from_origin summed): from then on the
+// overlay holds every chunk unless the origin sent a chunk to two hosts.
+func (b *bed) originStop() *fault {
+	f := &fault{targets: map[string]bool{}}
+	stopped := false
+	f.tick = func(ctx context.Context, s *runState) error {
+		if stopped {
+			return nil
+		}
+		var sum int64
+		for _, v := range s.fromOrigin {
+			sum += v
+		}
+		if sum < b.pkg.Bytes {
+			return nil
+		}
+		s.origin.stop(5 * time.Second)
+		stopped = true
+		f.note(s, "origin stopped (hosts had taken %.3f copies from it)", float64(sum)/float64(b.pkg.Bytes))
+		return nil
+	}
+	f.after = func(_ context.Context, s *runState) {
+		if !stopped {
+			f.note(s, "the hosts never took a whole copy from the origin: not stopped")
+		}
+	}
+	return f
+}
+
+// slowHost caps h's link at cfg.SlowRate for the whole run.
+func (b *bed) slowHost(h Host) *fault {
+	f := &fault{targets: map[string]bool{h.Name: true}}
+	f.before = func(ctx context.Context, s *runState) error {
+		if err := b.net.SetHostRate(ctx, h, b.cfg.SlowRate); err != nil {
+			return err
+		}
+		f.note(s, "%s link at %s both ways", h.Name, FormatBits(b.cfg.SlowRate))
+		return nil
+	}
+	f.after = func(ctx context.Context, s *runState) {
+		_ = b.net.SetHostRate(ctx, h, b.cfg.Rates.Host)
+	}
+	return f
+}
