@@ -88,6 +88,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := b.publish(ctx); err != nil {
 		return nil, err
 	}
+	b.result.Package = b.pkg
 	b.say("network: %d sites (%s hosts), router, repository site; hosts %s, uplinks %s, origin %s, delay %v one way, MTU %d",
 		len(cfg.Sites), joinInts(cfg.Sites), FormatBits(cfg.Rates.Host), FormatBits(cfg.Rates.Uplink), FormatBits(cfg.Rates.Origin), cfg.Delay, cfg.MTU)
 	b.net, err = Build(ctx, NetConfig{Plan: plan, Rates: cfg.Rates, MTU: cfg.MTU, Delay: cfg.Delay, Stork: cfg.Stork, Logs: b.logs, Log: b.log})
