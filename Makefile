@@ -4,7 +4,7 @@ BIN       := bin/stork
 CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share bench-swarm soak fuzz clean sim sim-report validate
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share bench-swarm soak fuzz clean sim sim-report validate testbed testbed-clean
 
 all: build
 
@@ -93,3 +93,19 @@ sim:
 VALIDATE_DIR ?= /tmp/stork-validate
 validate: build
 	bash testdata/validate/validate.sh $(BIN) $(VALIDATE_DIR)
+
+# The testbed (docs/testbed.md; root): 3 sites of 4 hosts in network
+# namespaces on this machine, tc-shaped links (hosts 1 Gbit/s, site uplinks
+# and the origin 100 Mbit/s), 20 ms between sites; a 256 MiB package fetched
+# over HTTP alone, by the swarm without and with sites, and under four
+# faults; the simulator on the same scenario beside. Results:
+# $(TESTBED_DIR)/REPORT.md. Options (stork testbed run --help):
+# TESTBED_ARGS='--sites 3,2 --size 32M --runs http,swarm,link-down'.
+TESTBED_DIR  ?= /tmp/stork-testbed
+TESTBED_ARGS ?=
+testbed: build
+	$(BIN) testbed run --out $(TESTBED_DIR) $(TESTBED_ARGS)
+
+# Remove what testbed runs that died left behind (their namespaces).
+testbed-clean: build
+	$(BIN) testbed clean

@@ -38,7 +38,7 @@ func testbedRunCommand() *cli.Command {
 		Usage:     "build the testbed, run the scenarios, write the report, remove the testbed",
 		UsageText: "stork testbed run --out DIR [--sites 4,4,4] [--size 256M] [--runs http,swarm,...]",
 		Flags: []cli.Flag{
-			stringFlag("out", "write the report, CSV, plots and logs to `DIR`", catTestbed, true),
+			&cli.StringFlag{Name: "out", Usage: "write the report, CSV, plots and logs to `DIR`", Category: catTestbed, EnvVars: env("testbed-out"), Required: true},
 			&cli.StringFlag{Name: "sites", Usage: "hosts per site, comma-separated (`LIST`)", Category: catTestbed, EnvVars: env("testbed-sites"), Value: joinInts(d.Sites)},
 			&cli.StringFlag{Name: "size", Usage: "package `SIZE` (e.g. 256M)", Category: catTestbed, EnvVars: env("testbed-size"), Value: strconv.FormatInt(d.Size>>20, 10) + "M"},
 			&cli.StringFlag{Name: "host-rate", Usage: "every host's link `RATE` (e.g. 1gbit)", Category: catTestbed, EnvVars: env("testbed-host-rate"), Value: testbed.FormatBits(d.Rates.Host)},
@@ -47,11 +47,11 @@ func testbedRunCommand() *cli.Command {
 			&cli.StringFlag{Name: "slow-rate", Usage: "the slow host's link `RATE` (slow-host fault)", Category: catTestbed, EnvVars: env("testbed-slow-rate"), Value: testbed.FormatBits(d.SlowRate)},
 			&cli.StringFlag{Name: "delay", Usage: "one-way `DURATION` a packet takes between sites and to the repository (0: none)", Category: catTestbed, EnvVars: env("testbed-delay"), Value: d.Delay.String()},
 			&cli.IntFlag{Name: "mtu", Usage: "every link's `MTU`", Category: catTestbed, EnvVars: env("testbed-mtu"), Value: d.MTU},
-			&cli.StringFlag{Name: "link-down", Usage: "how long the link-down fault keeps the link down (`DURATION`)", Category: catTestbed, EnvVars: env("testbed-link-down"), Value: d.LinkDownFor.String()},
+			&cli.StringFlag{Name: "link-down", Usage: "keep the link-down fault's link down for `DURATION`", Category: catTestbed, EnvVars: env("testbed-link-down"), Value: d.LinkDownFor.String()},
 			&cli.StringFlag{Name: "runs", Usage: "the runs, comma-separated (`LIST`: " + strings.Join(testbed.AllRuns, ",") + ")", Category: catTestbed, EnvVars: env("testbed-runs"), Value: strings.Join(d.Runs, ",")},
-			stringFlag("debs", "build the package from the .deb files in `DIR` (default: random bytes)", catTestbed, false),
-			&cli.IntFlag{Name: "seeds", Usage: "simulator seeds per strategy", Category: catTestbed, EnvVars: env("testbed-seeds"), Value: d.Seeds},
-			stringFlag("timeout", "give up on a run after `DURATION` (default: from the rates and size)", catTestbed, false),
+			&cli.StringFlag{Name: "debs", Usage: "build the package from the .deb files in `DIR` (default: random bytes)", Category: catTestbed, EnvVars: env("testbed-debs")},
+			&cli.IntFlag{Name: "seeds", Usage: "simulator seeds (`N`) per strategy", Category: catTestbed, EnvVars: env("testbed-seeds"), Value: d.Seeds},
+			&cli.StringFlag{Name: "timeout", Usage: "give up on a run after `DURATION` (default: from the rates and size)", Category: catTestbed, EnvVars: env("testbed-timeout")},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, err := testbedConfig(c)

@@ -3,6 +3,9 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"time"
 )
 
@@ -132,31 +135,46 @@ func (b *bed) siteCut(site int) *fault {
 	return f
 }
 
-// originStop stops the origin once the hosts together have taken a whole
-// copy's bytes from it (bytes_from_origin summed): from then on the
-// overlay holds every chunk unless the origin sent a chunk to two hosts.
+// originStop stops the origin once the overlay holds a whole copy: when
+// its request log shows every chunk of the repository served whole at least
+// once, and originDrain more for the last responses to leave the sockets.
+// A response a host cancelled is logged too; a host cancels a chunk only
+// once a peer has delivered it, so the overlay holds it either way.
 func (b *bed) originStop() *fault {
 	f := &fault{targets: map[string]bool{}}
+	const originDrain = 2 * time.Second
+	var all time.Time
 	stopped := false
 	f.tick = func(ctx context.Context, s *runState) error {
 		if stopped {
+			return nil
+		}
+		if all.IsZero() {
+			served, want, err := b.servedChunks(s.originLog)
+			if err != nil || served < want {
+				return err
+			}
+			all = time.Now()
+			f.note(s, "origin has served each of the %d chunks", want)
+		}
+		if time.Since(all) < originDrain {
 			return nil
 		}
 		var sum int64
 		for _, v := range s.fromOrigin {
 			sum += v
 		}
-		if sum < b.pkg.Bytes {
-			return nil
-		}
 		s.origin.stop(5 * time.Second)
 		stopped = true
-		f.note(s, "origin stopped (hosts had taken %.3f copies from it)", float64(sum)/float64(b.pkg.Bytes))
+		f.note(s, "origin stopped (the hosts had kept %.3f copies from it)", float64(sum)/float64(b.pkg.Bytes))
 		return nil
 	}
 	f.after = func(_ context.Context, s *runState) {
-		if !stopped {
-			f.note(s, "the hosts never took a whole copy from the origin: not stopped")
+		switch {
+		case !stopped && all.IsZero():
+			f.note(s, "the origin never served every chunk: not stopped")
+		case !stopped:
+			f.note(s, "the hosts completed before the origin was stopped")
 		}
 	}
 	return f
@@ -176,4 +194,25 @@ func (b *bed) slowHost(h Host) *fault {
 		_ = b.net.SetHostRate(ctx, h, b.cfg.Rates.Host)
 	}
 	return f
+}
+
+// chunkServed matches a chunk the origin served whole in its debug log.
+var chunkServed = regexp.MustCompile(`method=GET path=/chunks/([A-Za-z0-9]+) status=200`)
+
+// servedChunks counts the distinct chunks the origin log shows served whole,
+// and the chunks the repository holds.
+func (b *bed) servedChunks(log string) (served, want int, err error) {
+	ents, err := os.ReadDir(filepath.Join(b.repo, "chunks"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("testbed: %w", err)
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		return 0, 0, fmt.Errorf("testbed: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, m := range chunkServed.FindAllSubmatch(data, -1) {
+		seen[string(m[1])] = true
+	}
+	return len(seen), len(ents), nil
 }

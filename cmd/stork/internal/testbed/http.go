@@ -28,7 +28,7 @@ func (b *bed) httpRun(ctx context.Context) *RunResult {
 		r.Err = err.Error()
 		return r
 	}
-	ocpu0, w0 := origin.cpu(), writtenBytes(origin.pid())
+	ocpu0, w0, dcpu0 := origin.cpu(), writtenBytes(origin.pid()), b.net.DelayCPU()
 	hosts := b.plan.Hosts()
 	gets := make([]*proc, len(hosts))
 	done := make([]float64, len(hosts))
@@ -66,6 +66,7 @@ func (b *bed) httpRun(ctx context.Context) *RunResult {
 		r.OriginSent = w - w0
 	}
 	r.CPU = origin.cpu() - ocpu0
+	r.DelayCPU = b.net.DelayCPU() - dcpu0
 	c1, err := b.net.ReadCounters(ctx)
 	if err == nil {
 		r.Links = c1.Sub(c0)

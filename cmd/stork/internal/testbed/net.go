@@ -221,6 +221,14 @@ func (n *Net) Close() {
 	n.made = nil
 }
 
+// DelayCPU is the CPU seconds the delay forwarder has used (0 without one).
+func (n *Net) DelayCPU() float64 {
+	if n.delay == nil {
+		return 0
+	}
+	return n.delay.cpu()
+}
+
 // SetHostRate caps host h's link at bits/s both ways.
 func (n *Net) SetHostRate(ctx context.Context, h Host, bits int64) error {
 	if err := tbf(ctx, h.NS, "eth0", bits, n.cfg.MTU); err != nil {

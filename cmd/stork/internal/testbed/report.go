@@ -101,7 +101,7 @@ func verdict(ok bool) string {
 // reportRuns: one line per run.
 func (b *bed) reportRuns(w *bytes.Buffer) {
 	fmt.Fprintf(w, "## Runs\n\n")
-	fmt.Fprintf(w, "| run | --site | complete | makespan s | median s | origin copies | into sites (copies) | out of sites (copies) | from peers (copies) | CPU s | stores | RTT ms in site, across |\n")
+	fmt.Fprintf(w, "| run | --site | complete | makespan s | median s | origin copies | into sites (copies) | out of sites (copies) | from peers (copies) | CPU s (delay) | stores | RTT ms in site, across |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range b.result.Runs {
 		if r.Skipped != "" {
@@ -120,9 +120,9 @@ func (b *bed) reportRuns(w *bytes.Buffer) {
 				verified++
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d/%d | %.1f | %.1f | %.3f | %s | %s | %.2f | %.0f | %d/%d verified | %s, %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %d/%d | %.1f | %.1f | %.3f | %s | %s | %.2f | %.0f (%.0f) | %d/%d verified | %s, %s |\n",
 			r.Name, yesNo(r.Sites), r.completed(), len(r.Hosts), r.Makespan, medianOf(r.doneTimes()), r.copies(r.originBytes()),
-			fmtList(r.siteInCopies(), "%.2f"), fmtList(out, "%.2f"), r.copies(peers), r.CPU, verified, len(r.Hosts), ms(r.RTTSite), ms(r.RTTWAN))
+			fmtList(r.siteInCopies(), "%.2f"), fmtList(out, "%.2f"), r.copies(peers), r.CPU, r.DelayCPU, verified, len(r.Hosts), ms(r.RTTSite), ms(r.RTTWAN))
 	}
 	fmt.Fprintln(w)
 	for _, r := range b.result.Runs {
@@ -219,19 +219,19 @@ func (b *bed) reportNotes(w *bytes.Buffer) {
 	fmt.Fprintf(w, "- Copies into (out of) a site: the tbf counters of the router's (the switch's) end of the site uplink, less %d bytes of Ethernet, IP and TCP headers per packet, ÷ package size.\n", wireOverhead)
 	fmt.Fprintf(w, "- From peers: `bytes_from_peers` of `stork status --json`, summed over hosts.\n")
 	fmt.Fprintf(w, "- RTT: the daemons' libp2p ping round trips to their peers before the fetches, averaged over peers in the same site and in other sites.\n")
-	fmt.Fprintf(w, "- CPU: user + system seconds of the run's daemons (or `stork get`s) and the origin while the fetches ran.\n")
+	fmt.Fprintf(w, "- CPU: user + system seconds of the run's daemons (or `stork get`s) and the origin while the fetches ran; in brackets, the router's user-space delay forwarder's.\n")
 	fmt.Fprintf(w, "- Stores: `stork verify` on every host's store after its daemon stopped; `stork get` verifies what it writes.\n")
 }
 
 // writeCSV writes runs.csv, hosts.csv, sites.csv and progress.csv.
 func (b *bed) writeCSV() error {
-	runs := [][]string{{"run", "sites_flag", "skipped", "hosts", "complete", "makespan_s", "median_s", "wall_s", "origin_B", "origin_copies", "cpu_s", "fault", "error"}}
+	runs := [][]string{{"run", "sites_flag", "skipped", "hosts", "complete", "makespan_s", "median_s", "wall_s", "origin_B", "origin_copies", "cpu_s", "delay_cpu_s", "rtt_site_s", "rtt_wan_s", "fault", "error"}}
 	hosts := [][]string{{"run", "host", "site", "done_s", "from_origin_B", "from_peers_B", "uploaded_B", "link_in_B", "link_out_B", "cpu_s", "verified", "faulted", "error"}}
 	sites := [][]string{{"run", "site", "in_B", "in_packets", "in_payload_copies", "out_B", "out_packets", "out_payload_copies"}}
 	prog := [][]string{{"run", "t_s", "host", "have_B"}}
 	for _, r := range b.result.Runs {
 		runs = append(runs, []string{r.Name, strconv.FormatBool(r.Sites), r.Skipped, strconv.Itoa(len(r.Hosts)), strconv.Itoa(r.completed()),
-			ff(r.Makespan), ff(medianOf(r.doneTimes())), ff(r.Wall), strconv.FormatInt(r.originBytes(), 10), ff(r.copies(r.originBytes())), ff(r.CPU), r.Fault, r.Err})
+			ff(r.Makespan), ff(medianOf(r.doneTimes())), ff(r.Wall), strconv.FormatInt(r.originBytes(), 10), ff(r.copies(r.originBytes())), ff(r.CPU), ff(r.DelayCPU), ff(r.RTTSite), ff(r.RTTWAN), r.Fault, r.Err})
 		for _, h := range r.Hosts {
 			hosts = append(hosts, []string{r.Name, h.Name, strconv.Itoa(h.Site), ff(h.Done), i64(h.FromOrigin), i64(h.FromPeers), i64(h.Uploaded),
 				i64(h.In.Bytes), i64(h.Out.Bytes), ff(h.CPU), h.Verified, strconv.FormatBool(h.Faulted), h.Err})

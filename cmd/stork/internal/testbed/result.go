@@ -32,6 +32,8 @@ type RunResult struct {
 	// CPU: CPU seconds the run's processes used (daemons or `stork get`,
 	// and the origin).
 	CPU float64
+	// DelayCPU: CPU seconds the router's delay forwarder used meanwhile.
+	DelayCPU float64
 	// RTTSite and RTTWAN: the mean round trip (seconds) the daemons
 	// measured to peers of their own site and of other sites before the
 	// fetches (libp2p ping; NaN if none).

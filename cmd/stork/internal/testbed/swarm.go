@@ -26,7 +26,8 @@ type daemon struct {
 type runState struct {
 	t0         time.Time
 	origin     *proc
-	originSent int64 // the origin's wchar when last read (before it stopped)
+	originLog  string // its log: a line per request (--debug)
+	originSent int64  // the origin's wchar when last read (before it stopped)
 	ds         []*daemon
 	have       map[string]int64 // bytes of the package each host holds
 	fromOrigin map[string]int64
@@ -39,12 +40,12 @@ const originPort = "8080"
 
 func (b *bed) originURL() string { return "http://" + b.plan.OriginIP() + ":" + originPort }
 
-// startOrigin starts `stork repo serve` in the repository site and waits
-// (at most 10 s) until it serves.
+// startOrigin starts `stork repo serve` in the repository site, logging
+// every request, and waits (at most 10 s) until it serves.
 func (b *bed) startOrigin(ctx context.Context, run string) (*proc, error) {
-	logf := filepath.Join(b.logs, run+"-origin.log")
+	logf := b.originLog(run)
 	p, err := startProc("origin", logf, "ip", "netns", "exec", b.plan.OriginNS(), b.cfg.Stork,
-		"repo", "serve", "--dir", b.repo, "--listen", b.plan.OriginIP()+":"+originPort)
+		"--debug", "repo", "serve", "--dir", b.repo, "--listen", b.plan.OriginIP()+":"+originPort)
 	if err != nil {
 		return nil, err
 	}
@@ -58,6 +59,8 @@ func (b *bed) startOrigin(ctx context.Context, run string) (*proc, error) {
 		}
 	}
 }
+
+func (b *bed) originLog(run string) string { return filepath.Join(b.logs, run+"-origin.log") }
 
 // startDaemons starts a daemon on every host, the first one alone and the
 // others bootstrapping from it, and waits until each answers (at most 30 s).
@@ -164,7 +167,7 @@ func (b *bed) swarmRun(ctx context.Context, name string, sites bool, f *fault) *
 		r.Err = err.Error()
 		return r
 	}
-	s := &runState{origin: origin, have: map[string]int64{}, fromOrigin: map[string]int64{}}
+	s := &runState{origin: origin, originLog: b.originLog(name), have: map[string]int64{}, fromOrigin: map[string]int64{}}
 	defer origin.stop(5 * time.Second)
 	ds, err := b.startDaemons(ctx, name, sites)
 	s.ds = ds
@@ -218,7 +221,7 @@ func (b *bed) fetchAll(ctx context.Context, r *RunResult, s *runState, f *fault)
 	for _, d := range s.ds {
 		d.cpu0 = d.p.cpu()
 	}
-	ocpu0, w0 := s.origin.cpu(), writtenBytes(s.origin.pid())
+	ocpu0, w0, dcpu0 := s.origin.cpu(), writtenBytes(s.origin.pid()), b.net.DelayCPU()
 	s.originSent = w0
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -250,6 +253,7 @@ func (b *bed) fetchAll(ctx context.Context, r *RunResult, s *runState, f *fault)
 		r.OriginSent = s.originSent - w0
 	}
 	r.CPU += s.origin.cpu() - ocpu0
+	r.DelayCPU = b.net.DelayCPU() - dcpu0
 }
 
 // watch polls every daemon twice a second, records progress, drives the
