@@ -209,7 +209,11 @@ func (b *bed) reportSim(w *bytes.Buffer) {
 		}
 		fmt.Fprintf(w, "| %s | %s | copies into each site | %s | %s | | |\n", s.Run, s.Strategy, fmtList(r.siteInCopies(), "%.3f"), fmtList(s.SiteCopies, "%.3f"))
 	}
-	fmt.Fprintf(w, "\nThe simulator's fluid bound on the makespan: %.1f s.\n\n", b.result.Sim[0].Bound)
+	fmt.Fprintf(w, "\nThe simulator's fluid bound on the makespan: %.1f s.", b.result.Sim[0].Bound)
+	if !roundRobin(b.cfg.Sites) {
+		fmt.Fprintf(w, " The simulator spreads hosts over sites round-robin, which does not give these sites' sizes (%s): compare totals, not sites.", joinInts(b.cfg.Sites))
+	}
+	fmt.Fprintf(w, "\n\n")
 }
 
 func (b *bed) reportNotes(w *bytes.Buffer) {

@@ -98,6 +98,21 @@ func (b *bed) simulate() ([]SimFigures, error) {
 	return out, nil
 }
 
+// roundRobin reports whether the simulator's round-robin spread of hosts
+// over sites gives the sites these sizes.
+func roundRobin(sites []int) bool {
+	n := 0
+	for _, h := range sites {
+		n += h
+	}
+	for i, h := range sites {
+		if h != (n-i+len(sites)-1)/len(sites) {
+			return false
+		}
+	}
+	return true
+}
+
 // done returns the named run if it was done.
 func (b *bed) done(name string) *RunResult {
 	for _, r := range b.result.Runs {

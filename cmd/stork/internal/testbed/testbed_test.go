@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,18 @@ func TestPlan(t *testing.T) {
 	}
 	if _, err := NewPlan([]int{2, 0}); err == nil {
 		t.Error("NewPlan with an empty site: no error")
+	}
+}
+
+func TestRoundRobin(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		sites []int
+		want  bool
+	}{{[]int{4, 4, 4}, true}, {[]int{3, 2}, true}, {[]int{4, 4, 3}, true}, {[]int{2, 3}, false}, {[]int{5, 1}, false}, {[]int{1}, true}} {
+		if got := roundRobin(c.sites); got != c.want {
+			t.Errorf("roundRobin(%v) = %v, want %v", c.sites, got, c.want)
+		}
 	}
 }
 
@@ -246,5 +259,34 @@ func TestNetFaults(t *testing.T) {
 	}
 	if strings.Contains(out, plan.Prefix) {
 		t.Fatalf("namespaces left after Close:\n%s", out)
+	}
+}
+
+// TestServedChunks reads the origin's request log as `stork --debug repo
+// serve` writes it: only whole GETs of chunks count, each chunk once.
+func TestServedChunks(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b := &bed{repo: filepath.Join(dir, "repo")}
+	if err := os.MkdirAll(filepath.Join(b.repo, "chunks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"bafkreia", "bafkreib", "bafkreic"} {
+		if err := os.WriteFile(filepath.Join(b.repo, "chunks", c), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line := func(method, path string, status int) string {
+		return "time=2026-01-01T00:00:00Z level=DEBUG msg=request component=repo-server method=" + method + " path=" + path + " status=" + strconv.Itoa(status) + " remote=10.77.1.1:5000\n"
+	}
+	log := filepath.Join(dir, "origin.log")
+	body := line("GET", "/chunks/bafkreia", 200) + line("GET", "/chunks/bafkreia", 200) + line("HEAD", "/chunks/bafkreib", 200) +
+		line("GET", "/chunks/bafkreic", 404) + line("GET", "/metadata/timestamp.json", 200)
+	if err := os.WriteFile(log, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	served, want, err := b.servedChunks(log)
+	if err != nil || served != 1 || want != 3 {
+		t.Fatalf("servedChunks = %d, %d, %v; want 1 of 3", served, want, err)
 	}
 }
