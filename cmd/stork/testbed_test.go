@@ -77,11 +77,13 @@ func TestTestbedShort(t *testing.T) {
 		t.Fatalf("runs: %v, want %v with 5 hosts each", slices.Collect(maps.Keys(runs)), cfg.Runs)
 	}
 	size := float64(res.Package.Bytes)
-	if o := float64(http.OriginSent) / size; o < 4.95 || o > 5.1 {
+	// One copy per host, and a little more where `stork get` asked for a
+	// chunk again after a stall.
+	if o := float64(http.OriginSent) / size; o < 4.95 || o > 5.5 {
 		t.Errorf("HTTP only: origin sent %.3f copies, want 5 (one per host)", o)
 	}
 	for i, want := range []float64{3, 2} {
-		if in := float64(http.Links.SiteIn[i].Payload()) / size; in < want*0.97 || in > want*1.03 {
+		if in := float64(http.Links.SiteIn[i].Payload()) / size; in < want*0.97 || in > want*1.1 {
 			t.Errorf("HTTP only: %.3f copies into site %d over its uplink, want %.0f (one per host)", in, i+1, want)
 		}
 	}

@@ -229,6 +229,25 @@ func (n *Net) DelayCPU() float64 {
 	return n.delay.cpu()
 }
 
+// Reset undoes every fault: all links up with their default routes, host
+// links at their rate, no site cut off.
+func (n *Net) Reset(ctx context.Context) error {
+	for _, h := range n.cfg.Plan.Hosts() {
+		if err := n.SetLink(ctx, h, true); err != nil {
+			return err
+		}
+		if err := n.SetHostRate(ctx, h, n.cfg.Rates.Host); err != nil {
+			return err
+		}
+	}
+	for s := range n.cfg.Plan.Sites {
+		n.cuts[s+1] = true // delete the rules whether or not they are there
+		_ = n.CutSite(ctx, s+1, false)
+		n.cuts[s+1] = false
+	}
+	return nil
+}
+
 // SetHostRate caps host h's link at bits/s both ways.
 func (n *Net) SetHostRate(ctx context.Context, h Host, bits int64) error {
 	if err := tbf(ctx, h.NS, "eth0", bits, n.cfg.MTU); err != nil {
@@ -238,13 +257,16 @@ func (n *Net) SetHostRate(ctx context.Context, h Host, bits int64) error {
 }
 
 // SetLink takes host h's link down or up (its end: the switch sees no
-// carrier).
+// carrier). Taking a link down drops the routes through it; up restores
+// the default route, as a host's network configuration would.
 func (n *Net) SetLink(ctx context.Context, h Host, up bool) error {
-	state := "down"
-	if up {
-		state = "up"
+	if !up {
+		return ip(ctx, "-n", h.NS, "link", "set", "eth0", "down")
 	}
-	return ip(ctx, "-n", h.NS, "link", "set", "eth0", state)
+	if err := ip(ctx, "-n", h.NS, "link", "set", "eth0", "up"); err != nil {
+		return err
+	}
+	return ip(ctx, "-n", h.NS, "route", "replace", "default", "via", fmt.Sprintf("10.77.%d.254", h.Site))
 }
 
 // CutSite drops every packet between site s and the repository site (not

@@ -152,6 +152,9 @@ func (b *bed) say(format string, args ...any) {
 // runOne does one run; a run that cannot be done says why in Skipped.
 func (b *bed) runOne(ctx context.Context, name string) *RunResult {
 	b.say("run %s", name)
+	if err := b.net.Reset(ctx); err != nil {
+		return &RunResult{Name: name, Err: "reset the network: " + err.Error(), OriginSent: -1, Size: b.pkg.Bytes}
+	}
 	switch name {
 	case RunHTTP:
 		return b.httpRun(ctx)

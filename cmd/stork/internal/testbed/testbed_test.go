@@ -243,6 +243,9 @@ func TestNetFaults(t *testing.T) {
 	if err := dial(t, hs[1].NS, peer, limit); err != nil {
 		t.Fatalf("s1h2 to s1h1 with its link up again: %v", err)
 	}
+	if err := dial(t, hs[1].NS, origin, limit); err != nil {
+		t.Fatalf("s1h2 to the origin (through the router) with its link up again: %v", err)
+	}
 	c1, err := n.ReadCounters(ctx)
 	if err != nil {
 		t.Fatal(err)
