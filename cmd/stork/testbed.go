@@ -50,6 +50,7 @@ func testbedRunCommand() *cli.Command {
 			&cli.StringFlag{Name: "link-down", Usage: "keep the link-down fault's link down for `DURATION`", Category: catTestbed, EnvVars: env("testbed-link-down"), Value: d.LinkDownFor.String()},
 			&cli.StringFlag{Name: "runs", Usage: "the runs, comma-separated (`LIST`: " + strings.Join(testbed.AllRuns, ",") + ")", Category: catTestbed, EnvVars: env("testbed-runs"), Value: strings.Join(d.Runs, ",")},
 			&cli.StringFlag{Name: "debs", Usage: "build the package from the .deb files in `DIR` (default: random bytes)", Category: catTestbed, EnvVars: env("testbed-debs")},
+			&cli.StringSliceFlag{Name: "daemon-arg", Usage: "add `ARG` to every `stork daemon` command line (repeat; e.g. --daemon-arg=--max-peers=8)", Category: catTestbed, EnvVars: env("testbed-daemon-arg")},
 			&cli.IntFlag{Name: "seeds", Usage: "simulator seeds (`N`) per strategy", Category: catTestbed, EnvVars: env("testbed-seeds"), Value: d.Seeds},
 			&cli.StringFlag{Name: "timeout", Usage: "give up on a run after `DURATION` (default: from the rates and size)", Category: catTestbed, EnvVars: env("testbed-timeout")},
 		},
@@ -111,6 +112,7 @@ func testbedConfig(c *cli.Context) (testbed.Config, error) {
 	}
 	cfg.MTU, cfg.Seeds = c.Int("mtu"), c.Int("seeds")
 	cfg.Runs = strings.Split(c.String("runs"), ",")
+	cfg.DaemonArgs = c.StringSlice("daemon-arg")
 	return cfg, cfg.Validate()
 }
 

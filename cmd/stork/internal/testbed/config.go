@@ -52,6 +52,8 @@ type Config struct {
 	Debs string
 	// Runs to do (AllRuns order is kept).
 	Runs []string
+	// DaemonArgs are added to every `stork daemon` command line.
+	DaemonArgs []string
 	// Seeds: simulator runs per strategy, their mean compared.
 	Seeds int
 	// Timeout bounds each run; 0: three times the HTTP-only time plus a

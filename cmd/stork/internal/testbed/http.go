@@ -83,6 +83,7 @@ func (b *bed) httpRun(ctx context.Context) *RunResult {
 			}
 		}
 		if hr.complete() {
+			hr.Have = r.Size
 			r.Makespan = max(r.Makespan, hr.Done)
 		}
 		r.CPU += hr.CPU

@@ -120,8 +120,8 @@ func (b *bed) reportRuns(w *bytes.Buffer) {
 				verified++
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d/%d | %.1f | %.1f | %.3f | %s | %s | %.2f | %.0f (%.0f) | %d/%d verified | %s, %s |\n",
-			r.Name, yesNo(r.Sites), r.completed(), len(r.Hosts), r.Makespan, medianOf(r.doneTimes()), r.copies(r.originBytes()),
+		fmt.Fprintf(w, "| %s | %s | %d/%d | %s | %s | %.3f | %s | %s | %.2f | %.0f (%.0f) | %d/%d verified | %s, %s |\n",
+			r.Name, yesNo(r.Sites), r.completed(), len(r.Hosts), secs(r.makespan()), secs(medianOf(r.doneTimes())), r.copies(r.originBytes()),
 			fmtList(r.siteInCopies(), "%.2f"), fmtList(out, "%.2f"), r.copies(peers), r.CPU, r.DelayCPU, verified, len(r.Hosts), ms(r.RTTSite), ms(r.RTTWAN))
 	}
 	fmt.Fprintln(w)
@@ -163,10 +163,10 @@ func (b *bed) reportFaults(w *bytes.Buffer) {
 				rest = append(rest, h.Done)
 			}
 		}
-		row := fmt.Sprintf("| %s | %s | %d/%d | %s | %s | %.3f | %.2f |", r.Name, r.Fault, r.completed(), len(r.Hosts),
+		row := fmt.Sprintf("| %s | %s | %d/%d (%s) | %s | %s | %.3f | %.2f |", r.Name, r.Fault, r.completed(), len(r.Hosts), held(r),
 			fmtList(hit, "%.1f"), fmtMax(rest), r.copies(r.originBytes()), sum(r.siteInCopies()))
 		if base != nil {
-			row += fmt.Sprintf(" %+.1f s | %+.3f | %+.2f |", r.Makespan-base.Makespan, r.copies(r.originBytes())-base.copies(base.originBytes()),
+			row += fmt.Sprintf(" %s | %+.3f | %+.2f |", signedSecs(r.makespan()-base.Makespan), r.copies(r.originBytes())-base.copies(base.originBytes()),
 				sum(r.siteInCopies())-sum(base.siteInCopies()))
 		} else {
 			row += " | | |"
@@ -178,7 +178,7 @@ func (b *bed) reportFaults(w *bytes.Buffer) {
 	}
 	fmt.Fprintf(w, "## Faults\n\nCost: against `%s` (makespan %.1f s, origin %.3f copies, %.2f copies into the sites in all).\n\n",
 		nameOf(base), makespanOf(base), originOf(base), siteSumOf(base))
-	fmt.Fprintf(w, "| fault | what happened (s from the start) | complete | faulted hosts done s | others done by s | origin copies | into sites, all (copies) | makespan cost | origin cost | uplink cost |\n")
+	fmt.Fprintf(w, "| fault | what happened (s from the start) | complete (package held at the end) | faulted hosts done s | others done by s | origin copies | into sites, all (copies) | makespan cost | origin cost | uplink cost |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n%s\n\n", strings.Join(rows, "\n"))
 }
 
@@ -230,7 +230,7 @@ func (b *bed) reportNotes(w *bytes.Buffer) {
 // writeCSV writes runs.csv, hosts.csv, sites.csv and progress.csv.
 func (b *bed) writeCSV() error {
 	runs := [][]string{{"run", "sites_flag", "skipped", "hosts", "complete", "makespan_s", "median_s", "wall_s", "origin_B", "origin_copies", "cpu_s", "delay_cpu_s", "rtt_site_s", "rtt_wan_s", "fault", "error"}}
-	hosts := [][]string{{"run", "host", "site", "done_s", "from_origin_B", "from_peers_B", "uploaded_B", "link_in_B", "link_out_B", "cpu_s", "verified", "faulted", "error"}}
+	hosts := [][]string{{"run", "host", "site", "done_s", "from_origin_B", "from_peers_B", "uploaded_B", "have_B", "link_in_B", "link_out_B", "cpu_s", "verified", "faulted", "error"}}
 	sites := [][]string{{"run", "site", "in_B", "in_packets", "in_payload_copies", "out_B", "out_packets", "out_payload_copies"}}
 	prog := [][]string{{"run", "t_s", "host", "have_B"}}
 	for _, r := range b.result.Runs {
@@ -238,7 +238,7 @@ func (b *bed) writeCSV() error {
 			ff(r.Makespan), ff(medianOf(r.doneTimes())), ff(r.Wall), strconv.FormatInt(r.originBytes(), 10), ff(r.copies(r.originBytes())), ff(r.CPU), ff(r.DelayCPU), ff(r.RTTSite), ff(r.RTTWAN), r.Fault, r.Err})
 		for _, h := range r.Hosts {
 			hosts = append(hosts, []string{r.Name, h.Name, strconv.Itoa(h.Site), ff(h.Done), i64(h.FromOrigin), i64(h.FromPeers), i64(h.Uploaded),
-				i64(h.In.Bytes), i64(h.Out.Bytes), ff(h.CPU), h.Verified, strconv.FormatBool(h.Faulted), h.Err})
+				i64(h.Have), i64(h.In.Bytes), i64(h.Out.Bytes), ff(h.CPU), h.Verified, strconv.FormatBool(h.Faulted), h.Err})
 		}
 		for i := range r.Links.SiteIn {
 			in, out := r.Links.SiteIn[i], r.Links.SiteOut[i]
@@ -261,6 +261,20 @@ func (b *bed) writeCSV() error {
 	return nil
 }
 
+// held is the share of the package the run's hosts held at the end, as
+// "min–max %".
+func held(r *RunResult) string {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, h := range r.Hosts {
+		f := 100 * float64(h.Have) / float64(r.Size)
+		lo, hi = min(lo, f), max(hi, f)
+	}
+	if lo == hi {
+		return fmt.Sprintf("%.1f%%", lo)
+	}
+	return fmt.Sprintf("%.1f–%.1f%%", lo, hi)
+}
+
 func writeFile(path string, b []byte) error {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return fmt.Errorf("testbed: %w", err)
@@ -274,6 +288,22 @@ func ff(x float64) string {
 		return ""
 	}
 	return strconv.FormatFloat(x, 'f', 3, 64)
+}
+
+// secs writes seconds to 0.1 ("—" for NaN).
+func secs(s float64) string {
+	if math.IsNaN(s) {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f", s)
+}
+
+// signedSecs writes a difference of seconds ("—" for NaN).
+func signedSecs(s float64) string {
+	if math.IsNaN(s) {
+		return "—"
+	}
+	return fmt.Sprintf("%+.1f s", s)
 }
 
 // ms writes seconds as milliseconds ("—" for NaN).

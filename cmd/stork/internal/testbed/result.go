@@ -54,6 +54,8 @@ type HostResult struct {
 	// FromOrigin, FromPeers, Uploaded: from `stork status --json`; for
 	// HTTP-only runs FromOrigin is the payload its link carried in.
 	FromOrigin, FromPeers, Uploaded int64
+	// Have: bytes of the package it held at the end.
+	Have int64
 	// In and Out: its link's counters.
 	In, Out Counter
 	// CPU seconds its process used during the run.
@@ -93,6 +95,14 @@ func (r *RunResult) originBytes() int64 {
 		return r.OriginSent
 	}
 	return r.Links.OriginOut.Payload()
+}
+
+// makespan is Makespan, NaN if no host completed.
+func (r *RunResult) makespan() float64 {
+	if r.completed() == 0 {
+		return math.NaN()
+	}
+	return r.Makespan
 }
 
 // copies is b in package copies.

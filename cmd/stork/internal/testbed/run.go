@@ -65,6 +65,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := Check(cfg.Delay > 0); err != nil {
 		return nil, err
 	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	cfg.Dir = dir
 	plan, err := NewPlan(cfg.Sites)
 	if err != nil {
 		return nil, err
@@ -185,7 +190,8 @@ func (b *bed) collectFailures() {
 		}
 		for _, h := range r.Hosts {
 			if !h.complete() && !h.CannotComplete {
-				b.result.Failed = append(b.result.Failed, fmt.Sprintf("%s: %s did not complete: %s", r.Name, h.Name, orNone(h.Err)))
+				b.result.Failed = append(b.result.Failed, fmt.Sprintf("%s: %s did not complete (held %.1f%%): %s",
+					r.Name, h.Name, 100*float64(h.Have)/float64(max(1, r.Size)), orNone(h.Err)))
 			}
 			if h.Verified != "" && h.Verified != verifiedOK {
 				b.result.Failed = append(b.result.Failed, fmt.Sprintf("%s: %s: store: %s", r.Name, h.Name, h.Verified))

@@ -80,6 +80,7 @@ func (b *bed) startDaemons(ctx context.Context, run string, sites bool) ([]*daem
 		if boot != "" {
 			args = append(args, "--bootstrap", boot)
 		}
+		args = append(args, b.cfg.DaemonArgs...)
 		p, err := startProc("daemon "+h.Name, filepath.Join(b.logs, run+"-"+h.Name+".log"), "ip", args...)
 		if err != nil {
 			return err
@@ -181,7 +182,7 @@ func (b *bed) swarmRun(ctx context.Context, name string, sites bool, f *fault) *
 		r.Err = err.Error()
 		return r
 	}
-	if low := waitOverlay(ctx, ds, 20*time.Second); low < len(ds)-1 {
+	if low := waitOverlay(ctx, ds, time.Minute); low < len(ds)-1 {
 		b.log.Warn("testbed: overlay not complete before the fetches", "run", name, "fewest_peers", low, "want", len(ds)-1)
 	}
 	r.RTTSite, r.RTTWAN = peerRTTs(ctx, ds)
@@ -392,6 +393,7 @@ func (b *bed) fillSwarm(ctx context.Context, r *RunResult, s *runState, c0 Count
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if st, err := d.c.Status(c); err == nil {
 			h.FromOrigin, h.FromPeers, h.Uploaded = st.BytesFromOrigin, st.BytesFromPeers, st.BytesUploaded
+			h.Have = packageHave(st, b.pkg.Name)
 		}
 		cancel()
 		if h.complete() {
