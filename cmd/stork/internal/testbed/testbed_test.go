@@ -293,3 +293,29 @@ func TestServedChunks(t *testing.T) {
 		t.Fatalf("servedChunks = %d, %d, %v; want 1 of 3", served, want, err)
 	}
 }
+
+// TestDebPackage: whole .deb files, in name order, while they fit.
+func TestDebPackage(t *testing.T) {
+	t.Parallel()
+	src, dst := t.TempDir(), t.TempDir()
+	for name, size := range map[string]int{"a.deb": 300, "b.deb": 500, "c.deb": 100, "notes.txt": 50} {
+		if err := os.WriteFile(filepath.Join(src, name), make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := debPackage(src, dst, 450)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dst)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if info.Files != 2 || info.Bytes != 400 || strings.Join(names, ",") != "a.deb,c.deb" {
+		t.Fatalf("debPackage(450) = %+v with %v, want a.deb and c.deb, 400 bytes", info, names)
+	}
+	if _, err := debPackage(src, t.TempDir(), 50); err == nil {
+		t.Fatal("debPackage with no .deb small enough: no error")
+	}
+}
