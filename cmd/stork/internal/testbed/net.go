@@ -292,13 +292,16 @@ func (n *Net) CutSite(ctx context.Context, s int, cut bool) error {
 }
 
 // Counter is what a qdisc has sent: bytes on the wire (Ethernet, IP and
-// TCP headers included) and packets.
+// TCP headers included) and packets; and the packets it dropped (its
+// queue full), which TCP sends again.
 type Counter struct {
-	Bytes, Packets int64
+	Bytes, Packets, Dropped int64
 }
 
 // Sub returns c - o.
-func (c Counter) Sub(o Counter) Counter { return Counter{c.Bytes - o.Bytes, c.Packets - o.Packets} }
+func (c Counter) Sub(o Counter) Counter {
+	return Counter{c.Bytes - o.Bytes, c.Packets - o.Packets, c.Dropped - o.Dropped}
+}
 
 // wireOverhead is the bytes of headers a TCP segment carries on these
 // links: Ethernet 14, IPv4 20, TCP 20 plus the timestamp option 12.
@@ -373,9 +376,10 @@ func tbf(ctx context.Context, ns, dev string, bits int64, mtu int) error {
 		"rate", strconv.FormatInt(bits, 10)+"bit", "burst", strconv.FormatInt(burst, 10), "latency", "50ms")
 }
 
-var sentRe = regexp.MustCompile(`Sent (\d+) bytes (\d+) pkt`)
+var sentRe = regexp.MustCompile(`Sent (\d+) bytes (\d+) pkt \(dropped (\d+)`)
 
-// parseSent reads the first "Sent N bytes M pkt" of `tc -s qdisc show`.
+// parseSent reads the first "Sent N bytes M pkt (dropped D" of `tc -s
+// qdisc show`.
 func parseSent(out string) (Counter, error) {
 	m := sentRe.FindStringSubmatch(out)
 	if m == nil {
@@ -383,7 +387,8 @@ func parseSent(out string) (Counter, error) {
 	}
 	b, _ := strconv.ParseInt(m[1], 10, 64)
 	p, _ := strconv.ParseInt(m[2], 10, 64)
-	return Counter{Bytes: b, Packets: p}, nil
+	d, _ := strconv.ParseInt(m[3], 10, 64)
+	return Counter{Bytes: b, Packets: p, Dropped: d}, nil
 }
 
 func qdiscSent(ctx context.Context, ns, dev string) (Counter, error) {

@@ -66,9 +66,12 @@ func completionPlot(runs []*RunResult) (*plot.Plot, error) {
 	var vs []any
 	for _, r := range runs {
 		ts := r.doneTimes()
+		if len(ts) == 0 {
+			continue
+		}
 		xy := plotter.XYs{{X: 0, Y: 0}}
-		for i, t := range ts {
-			xy = append(xy, plotter.XY{X: t, Y: float64(i+1) / float64(len(r.Hosts))})
+		for i, t := range ts { // a step at each host's completion
+			xy = append(xy, plotter.XY{X: t, Y: float64(i) / float64(len(r.Hosts))}, plotter.XY{X: t, Y: float64(i+1) / float64(len(r.Hosts))})
 		}
 		vs = append(vs, r.Name, xy)
 	}
@@ -117,10 +120,14 @@ func uplinkPlot(runs []*RunResult) (*plot.Plot, error) {
 	if sites == 0 {
 		return nil, nil
 	}
-	w := vg.Points(float64(60) / float64(len(runs)))
+	w := vg.Points(float64(120) / float64(len(runs)))
+	top := 0.0
 	for k, r := range runs {
 		vals := make(plotter.Values, sites)
 		copy(vals, r.siteInCopies())
+		for _, v := range vals {
+			top = max(top, v)
+		}
 		bars, err := plotter.NewBarChart(vals, w)
 		if err != nil {
 			return nil, err
@@ -137,5 +144,7 @@ func uplinkPlot(runs []*RunResult) (*plot.Plot, error) {
 	}
 	p.NominalX(names...)
 	p.Legend.Top = true
+	p.Y.Min, p.Y.Max = 0, top*1.6 // room for the legend above the bars
+	p.X.Min, p.X.Max = -0.5, float64(sites)-0.5
 	return p, nil
 }

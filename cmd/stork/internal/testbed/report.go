@@ -101,16 +101,20 @@ func verdict(ok bool) string {
 // reportRuns: one line per run.
 func (b *bed) reportRuns(w *bytes.Buffer) {
 	fmt.Fprintf(w, "## Runs\n\n")
-	fmt.Fprintf(w, "| run | --site | complete | makespan s | median s | origin copies | into sites (copies) | out of sites (copies) | from peers (copies) | CPU s (delay) | stores | RTT ms in site, across |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| run | --site | complete | makespan s | median s | origin copies | into sites (copies) | out of sites (copies) | from peers (copies) | uplink drops (packets in) | CPU s (delay) | stores | RTT ms in site, across |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range b.result.Runs {
 		if r.Skipped != "" {
-			fmt.Fprintf(w, "| %s | | skipped: %s | | | | | | | | | |\n", r.Name, r.Skipped)
+			fmt.Fprintf(w, "| %s | | skipped: %s | | | | | | | | | | |\n", r.Name, r.Skipped)
 			continue
 		}
 		var out []float64
 		for _, c := range r.Links.SiteOut {
 			out = append(out, r.copies(c.Payload()))
+		}
+		var drops int64
+		for _, c := range r.Links.SiteIn {
+			drops += c.Dropped
 		}
 		var peers int64
 		verified := 0
@@ -120,9 +124,9 @@ func (b *bed) reportRuns(w *bytes.Buffer) {
 				verified++
 			}
 		}
-		fmt.Fprintf(w, "| %s | %s | %d/%d | %s | %s | %.3f | %s | %s | %.2f | %.0f (%.0f) | %d/%d verified | %s, %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %d/%d | %s | %s | %.3f | %s | %s | %.2f | %d | %.0f (%.0f) | %d/%d verified | %s, %s |\n",
 			r.Name, yesNo(r.Sites), r.completed(), len(r.Hosts), secs(r.makespan()), secs(medianOf(r.doneTimes())), r.copies(r.originBytes()),
-			fmtList(r.siteInCopies(), "%.2f"), fmtList(out, "%.2f"), r.copies(peers), r.CPU, r.DelayCPU, verified, len(r.Hosts), ms(r.RTTSite), ms(r.RTTWAN))
+			fmtList(r.siteInCopies(), "%.2f"), fmtList(out, "%.2f"), r.copies(peers), drops, r.CPU, r.DelayCPU, verified, len(r.Hosts), ms(r.RTTSite), ms(r.RTTWAN))
 	}
 	fmt.Fprintln(w)
 	for _, r := range b.result.Runs {
@@ -220,7 +224,7 @@ func (b *bed) reportNotes(w *bytes.Buffer) {
 	fmt.Fprintf(w, "## How the figures are taken\n\n")
 	fmt.Fprintf(w, "- Completion: from the moment every host was asked (`stork fetch` through the daemon's API, or `stork get`) to the end of its request.\n")
 	fmt.Fprintf(w, "- Origin copies: bytes the `stork repo serve` process wrote while the run lasted (`/proc/PID/io` wchar) ÷ package size.\n")
-	fmt.Fprintf(w, "- Copies into (out of) a site: the tbf counters of the router's (the switch's) end of the site uplink, less %d bytes of Ethernet, IP and TCP headers per packet, ÷ package size.\n", wireOverhead)
+	fmt.Fprintf(w, "- Copies into (out of) a site: the tbf counters of the router's (the switch's) end of the site uplink, less %d bytes of Ethernet, IP and TCP headers per packet, ÷ package size. Packets a full tbf queue dropped (\"uplink drops\", into the sites) were sent again by TCP: both sendings count.\n", wireOverhead)
 	fmt.Fprintf(w, "- From peers: `bytes_from_peers` of `stork status --json`, summed over hosts.\n")
 	fmt.Fprintf(w, "- RTT: the daemons' libp2p ping round trips to their peers before the fetches, averaged over peers in the same site and in other sites.\n")
 	fmt.Fprintf(w, "- CPU: user + system seconds of the run's daemons (or `stork get`s) and the origin while the fetches ran; in brackets, the router's user-space delay forwarder's.\n")
@@ -231,7 +235,7 @@ func (b *bed) reportNotes(w *bytes.Buffer) {
 func (b *bed) writeCSV() error {
 	runs := [][]string{{"run", "sites_flag", "skipped", "hosts", "complete", "makespan_s", "median_s", "wall_s", "origin_B", "origin_copies", "cpu_s", "delay_cpu_s", "rtt_site_s", "rtt_wan_s", "fault", "error"}}
 	hosts := [][]string{{"run", "host", "site", "done_s", "from_origin_B", "from_peers_B", "uploaded_B", "have_B", "link_in_B", "link_out_B", "cpu_s", "verified", "faulted", "error"}}
-	sites := [][]string{{"run", "site", "in_B", "in_packets", "in_payload_copies", "out_B", "out_packets", "out_payload_copies"}}
+	sites := [][]string{{"run", "site", "in_B", "in_packets", "in_dropped", "in_payload_copies", "out_B", "out_packets", "out_dropped", "out_payload_copies"}}
 	prog := [][]string{{"run", "t_s", "host", "have_B"}}
 	for _, r := range b.result.Runs {
 		runs = append(runs, []string{r.Name, strconv.FormatBool(r.Sites), r.Skipped, strconv.Itoa(len(r.Hosts)), strconv.Itoa(r.completed()),
@@ -242,7 +246,8 @@ func (b *bed) writeCSV() error {
 		}
 		for i := range r.Links.SiteIn {
 			in, out := r.Links.SiteIn[i], r.Links.SiteOut[i]
-			sites = append(sites, []string{r.Name, strconv.Itoa(i + 1), i64(in.Bytes), i64(in.Packets), ff(r.copies(in.Payload())), i64(out.Bytes), i64(out.Packets), ff(r.copies(out.Payload()))})
+			sites = append(sites, []string{r.Name, strconv.Itoa(i + 1), i64(in.Bytes), i64(in.Packets), i64(in.Dropped), ff(r.copies(in.Payload())),
+				i64(out.Bytes), i64(out.Packets), i64(out.Dropped), ff(r.copies(out.Payload()))})
 		}
 		for _, s := range r.Progress {
 			prog = append(prog, []string{r.Name, ff(s.T), s.Host, i64(s.Have)})

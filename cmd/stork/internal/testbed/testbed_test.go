@@ -19,8 +19,8 @@ func TestParseSent(t *testing.T) {
 	t.Parallel()
 	out := "qdisc tbf 8001: root refcnt 2 rate 100Mbit burst 128Kb lat 50ms \n Sent 123456 bytes 789 pkt (dropped 1, overlimits 2 requeues 0) \n backlog 0b 0p requeues 0\n"
 	got, err := parseSent(out)
-	if err != nil || got != (Counter{Bytes: 123456, Packets: 789}) {
-		t.Fatalf("parseSent = %+v, %v, want {123456 789}", got, err)
+	if err != nil || got != (Counter{Bytes: 123456, Packets: 789, Dropped: 1}) {
+		t.Fatalf("parseSent = %+v, %v, want {123456 789 1}", got, err)
 	}
 	if _, err := parseSent("qdisc noqueue 0: root refcnt 2\n"); err == nil {
 		t.Fatal("parseSent of a qdisc without counters: no error")
