@@ -224,7 +224,7 @@ func (b *bed) reportNotes(w *bytes.Buffer) {
 	fmt.Fprintf(w, "## How the figures are taken\n\n")
 	fmt.Fprintf(w, "- Completion: from the moment every host was asked (`stork fetch` through the daemon's API, or `stork get`) to the end of its request.\n")
 	fmt.Fprintf(w, "- Origin copies: bytes the `stork repo serve` process wrote while the run lasted (`/proc/PID/io` wchar) ÷ package size.\n")
-	fmt.Fprintf(w, "- Copies into (out of) a site: the tbf counters of the router's (the switch's) end of the site uplink, less %d bytes of Ethernet, IP and TCP headers per packet, ÷ package size. Packets a full tbf queue dropped (\"uplink drops\", into the sites) were sent again by TCP: both sendings count.\n", wireOverhead)
+	fmt.Fprintf(w, "- Copies into (out of) a site: the tbf counters of the router's (the switch's) end of the site uplink, less %d bytes of Ethernet, IP and TCP headers per packet, ÷ package size. Packets a full tbf queue dropped (\"uplink drops\", into the sites) are not in its counters; TCP sent them again.\n", wireOverhead)
 	fmt.Fprintf(w, "- From peers: `bytes_from_peers` of `stork status --json`, summed over hosts.\n")
 	fmt.Fprintf(w, "- RTT: the daemons' libp2p ping round trips to their peers before the fetches, averaged over peers in the same site and in other sites.\n")
 	fmt.Fprintf(w, "- CPU: user + system seconds of the run's daemons (or `stork get`s) and the origin while the fetches ran; in brackets, the router's user-space delay forwarder's.\n")
