@@ -25,8 +25,8 @@
 // every host fetching over HTTP alone (`stork get`); the swarm without and
 // with sites (`--site`, when the binary has it); and four faults on the
 // swarm: a host's link down mid-transfer and back, a site cut off from the
-// repository site only, the origin stopped once the hosts have taken a
-// copy from it, one slow host. Each run records per host the completion
+// repository site only, the origin stopped once its request log shows
+// every chunk served (the overlay then holds a whole copy), one slow host. Each run records per host the completion
 // time, bytes from the origin and from peers (`stork status`), its link's
 // counters and CPU; per site the bytes over its uplink (tbf counters);
 // the origin's bytes sent. After each swarm run every store is checked
