@@ -2,14 +2,19 @@
 GO        ?= go
 BIN       := bin/stork
 CORE_PKGS := ./metadata/... ./transfer/... ./share/... ./node/...
+# What `stork version` prints: GOFLAGS may hold -buildvcs=false, so the
+# commit is passed explicitly too.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-share bench-swarm soak fuzz clean sim sim-report validate testbed testbed-clean
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm soak fuzz clean sim sim-report validate real-debs testbed testbed-clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/stork
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/stork
 
 # The full suite: formatting, vet, every test, and the race detector on the
 # core packages (short mode, so the largest round trips run once, without it).
@@ -44,6 +49,14 @@ bench:
 
 bench-get:
 	$(GO) test -run='^$$' -bench=BenchmarkGetVsCurl -benchtime=3x ./transfer/
+
+# The repository at distribution scale (issue 24), one run: 60,000 small
+# packages published in batches, one more add, 1,000 single adds, prune,
+# what an up-to-date client downloads after one change and a cold `stork
+# get`, through `stork repo serve` and nginx. Sizes: STORK_BENCH_REPO_* env
+# (see BenchmarkRepoScale). A 2,000-package instance runs in make test.
+bench-repo:
+	$(GO) test -run='^$$' -bench=BenchmarkRepoScale -benchtime=1x -timeout 60m ./cmd/stork/
 
 # The sharing figures (disk, page cache, install time, concurrent installs),
 # one fixed-size experiment per benchmark. Mount-based parts need root and
@@ -94,17 +107,30 @@ VALIDATE_DIR ?= /tmp/stork-validate
 validate: build
 	bash testdata/validate/validate.sh $(BIN) $(VALIDATE_DIR)
 
+# Real Debian packages (testdata/real-debs/real-debs.sh): about 30 packages
+# (libc6, coreutils, systemd, tzdata, openssl, python3, perl, git, gcc,
+# firefox-esr, setuid tools, ...) and their dependencies, downloaded with
+# apt-get download, published with their control data, installed into a
+# VM's bind view and compared with dpkg-deb -x. Needs root, apt and the
+# network; not part of `make test`. Report: $(REAL_DEBS_DIR)/real-debs.md.
+REAL_DEBS_DIR ?= /tmp/stork-real-debs
+real-debs:
+	bash testdata/real-debs/real-debs.sh $(REAL_DEBS_DIR)
+
 # The testbed (docs/testbed.md; root): 3 sites of 4 hosts in network
 # namespaces on this machine, tc-shaped links (hosts 1 Gbit/s, site uplinks
 # and the origin 100 Mbit/s), 20 ms between sites; a 256 MiB package fetched
 # over HTTP alone, by the swarm without and with sites, and under four
-# faults; the simulator on the same scenario beside. Results:
+# faults; the simulator on the same scenario beside. The package is made
+# of the .deb files `make real-debs` downloaded where they are
+# ($(REAL_DEBS_DIR)/debs), random bytes otherwise. Results:
 # $(TESTBED_DIR)/REPORT.md. Options (stork testbed run --help):
 # TESTBED_ARGS='--sites 3,2 --size 32M --runs http,swarm,link-down'.
 TESTBED_DIR  ?= /tmp/stork-testbed
+TESTBED_DEBS ?= $(wildcard $(REAL_DEBS_DIR)/debs)
 TESTBED_ARGS ?=
 testbed: build
-	$(BIN) testbed run --out $(TESTBED_DIR) $(TESTBED_ARGS)
+	$(BIN) testbed run --out $(TESTBED_DIR) $(if $(TESTBED_DEBS),--debs $(TESTBED_DEBS)) $(TESTBED_ARGS)
 
 # Remove what testbed runs that died left behind (their namespaces).
 testbed-clean: build

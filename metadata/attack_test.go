@@ -27,6 +27,9 @@ func (e *testEnv) state() *Repo {
 	if err != nil {
 		e.t.Fatalf("OpenRepo: %v", err)
 	}
+	if err := r.loadAllRoles(); err != nil {
+		e.t.Fatalf("load bins: %v", err)
+	}
 	return r
 }
 
@@ -80,7 +83,10 @@ func (e *testEnv) forge(f forgery) {
 	st := e.state()
 	snap, _ := cloneMeta(st.snapshot)
 	for role, edit := range f.roles {
-		m, _ := cloneMeta(st.targets[role])
+		var m *tufmeta.Metadata[tufmeta.TargetsType]
+		if old := st.targets[role]; old != nil {
+			m, _ = cloneMeta(old)
+		}
 		if m == nil {
 			m = tufmeta.Targets(e.clock.Now().Add(time.Hour))
 			m.Signed.Version = 0

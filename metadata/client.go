@@ -5,16 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 )
 
@@ -34,7 +33,7 @@ type ClientConfig struct {
 	// Now is the clock used for expiry; nil means time.Now.
 	Now func() time.Time
 	// MaxMetadataSize bounds a targets or delegated role file whose length
-	// the snapshot does not state; 0 means 64 MiB.
+	// the snapshot does not state (every hash bin); 0 means 64 MiB.
 	MaxMetadataSize int64
 }
 
@@ -49,7 +48,9 @@ type Client struct {
 	now   func() time.Time
 	up    *updater.Updater
 	ad    *tufFetcher
-	index map[string][]*pkgEntry // by name
+	tm    trustedmetadata.TrustedMetadata // the updater's; its Targets map grows as roles load
+	names map[string][]*pkgEntry          // visible versions by name, filled as names are looked up
+	provs map[string][]string             // provider names by provided name, filled as names are looked up
 
 	// manifests caches verified manifests by CID: content-addressed, so an
 	// entry stays right; it is still checked against the signed target's
@@ -71,6 +72,18 @@ type pkgEntry struct {
 	ver    Version // zero if the version does not parse under its scheme
 	target *tufmeta.TargetFiles
 	err    error // a malformed custom field: reported when resolved
+	// provides is what the target says the package provides.
+	provides []Provided
+}
+
+// provision returns what e provides that satisfies r, if anything.
+func (e *pkgEntry) provision(r Relation) (Provided, bool) {
+	for _, p := range e.provides {
+		if p.Satisfies(r) {
+			return p, true
+		}
+	}
+	return Provided{}, false
 }
 
 // Resolved is a package version with its verified manifest.
@@ -81,8 +94,9 @@ type Resolved struct {
 	ManifestBytes []byte
 	Manifest      *Manifest
 	Depends       []string
-	Length        int64 // manifest bytes, as signed
-	Size          int64 // file content bytes, as signed
+	Provides      []string // names it provides besides its own (see ParseProvides)
+	Length        int64    // manifest bytes, as signed
+	Size          int64    // file content bytes, as signed
 	Role          string
 }
 
@@ -135,11 +149,15 @@ func (c *Client) trustedRoot() ([]byte, error) {
 }
 
 // Refresh runs the TUF client workflow: newer roots one by one, then
-// timestamp, snapshot and targets, then every delegated role, all checked
-// for signatures, versions (rollback), expiry (freeze), lengths and hashes
-// (mix-and-match, endless data). Errors wrap ErrExpired, ErrRollback,
-// ErrSignature, ErrHashMismatch, ErrTooLarge, ErrNotFound or ErrMalformed.
-// On error the client holds no trusted view until a Refresh succeeds.
+// timestamp, snapshot and targets, then the standard delegated roles
+// (publishers and the bins role), all checked for signatures, versions
+// (rollback), expiry (freeze), lengths and hashes (mix-and-match, endless
+// data). Hash bins are loaded, with the same checks, when a name in them
+// is looked up, and kept in Dir while the snapshot names their version
+// (client_roles.go), so refreshing costs the same however many packages
+// the repository holds. Errors wrap ErrExpired, ErrRollback, ErrSignature,
+// ErrHashMismatch, ErrTooLarge, ErrNotFound or ErrMalformed. On error the
+// client holds no trusted view until a Refresh succeeds.
 func (c *Client) Refresh(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -147,7 +165,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 }
 
 func (c *Client) refreshLocked(ctx context.Context) error {
-	c.up, c.index = nil, nil
+	c.up, c.names, c.provs = nil, nil, nil
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -159,7 +177,7 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("refresh metadata: %w", err)
 	}
-	ad := &tufFetcher{f: c.cfg.Fetcher, ctx: ctx}
+	ad := &tufFetcher{f: c.cfg.Fetcher, ctx: ctx, dir: c.cfg.Dir}
 	ucfg.Fetcher = ad
 	ucfg.RemoteTargetsURL = remoteBase + "targets"
 	ucfg.TargetsMaxLength = c.cfg.MaxMetadataSize
@@ -174,109 +192,17 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 	if err != nil {
 		return mapTUFError("refresh metadata: trusted root", err)
 	}
+	ad.up = up
 	up.UnsafeSetRefTime(c.now().UTC())
 	if err := up.Refresh(); err != nil {
 		return mapTUFError("refresh metadata", err)
 	}
-	if err := c.loadDelegations(ctx, up); err != nil {
+	c.tm, c.ad = up.GetTrustedMetadataSet(), ad
+	if err := c.loadDelegations(ctx); err != nil {
 		return err
 	}
-	idx, err := buildIndex(up)
-	if err != nil {
-		return err
-	}
-	c.up, c.ad, c.index = up, ad, idx
+	c.up = up
 	return nil
-}
-
-// loadDelegations verifies and loads every delegated role reachable from
-// top-level targets (breadth first), so that the package list is complete.
-// A delegated role the snapshot does not list yet (no package published) is
-// skipped.
-func (c *Client) loadDelegations(ctx context.Context, up *updater.Updater) error {
-	tm := up.GetTrustedMetadataSet() // shares Root, Snapshot and the Targets map
-	type edge struct{ role, parent string }
-	visited := map[string]bool{tufmeta.TARGETS: true}
-	var queue []edge
-	push := func(parent string) {
-		if d := tm.Targets[parent].Signed.Delegations; d != nil {
-			for _, dr := range d.Roles {
-				queue = append(queue, edge{dr.Name, parent})
-			}
-		}
-	}
-	push(tufmeta.TARGETS)
-	const maxRoles = 1024
-	for len(queue) > 0 && len(visited) < maxRoles {
-		e := queue[0]
-		queue = queue[1:]
-		if visited[e.role] {
-			continue
-		}
-		visited[e.role] = true
-		if _, ok := tm.Targets[e.role]; !ok {
-			mf, ok := tm.Snapshot.Signed.Meta[e.role+".json"]
-			if !ok {
-				continue
-			}
-			n := mf.Length
-			if n == 0 {
-				n = c.cfg.MaxMetadataSize
-			}
-			p := fmt.Sprintf("%s/%d.%s.json", MetadataDir, mf.Version, url.PathEscape(e.role))
-			data, err := c.cfg.Fetcher.Fetch(ctx, p, n)
-			if err != nil {
-				return mapTUFError("refresh metadata: role "+e.role, err)
-			}
-			if _, err := tm.UpdateDelegatedTargets(data, e.role, e.parent); err != nil {
-				return mapTUFError("refresh metadata: role "+e.role, err)
-			}
-		}
-		push(e.role)
-	}
-	return nil
-}
-
-// buildIndex lists the packages visible under the delegation rules: every
-// packages/NAME/VERSION path named by any loaded role is looked up through
-// the updater (GetTargetInfo walks delegations as TUF prescribes), so a
-// role listing a path outside its patterns is ignored.
-func buildIndex(up *updater.Updater) (map[string][]*pkgEntry, error) {
-	tm := up.GetTrustedMetadataSet()
-	roles := sortedKeys(tm.Targets)
-	seen := map[string]bool{}
-	idx := map[string][]*pkgEntry{}
-	for _, role := range roles {
-		for _, p := range sortedKeys(tm.Targets[role].Signed.Targets) {
-			if seen[p] || !strings.HasPrefix(p, TargetPrefix) {
-				continue
-			}
-			seen[p] = true
-			name, version, ok := ParseTargetPath(p)
-			if !ok {
-				continue
-			}
-			tf, err := up.GetTargetInfo(p)
-			if err != nil {
-				continue // not delegated to the role that lists it
-			}
-			e := &pkgEntry{target: tf}
-			e.info, e.err = packageInfo(p, tf)
-			e.info.Name, e.info.Version = name, version
-			if e.info.Scheme == "" {
-				e.info.Scheme = SchemeSemver
-			}
-			e.ver, _ = ParseVersion(e.info.Scheme, version)
-			for _, r := range roles {
-				if tm.Targets[r].Signed.Targets[p] == tf {
-					e.info.Role = r
-					break
-				}
-			}
-			idx[name] = append(idx[name], e)
-		}
-	}
-	return idx, nil
 }
 
 // ensure refreshes once if the client holds no trusted view.
@@ -289,7 +215,9 @@ func (c *Client) ensure(ctx context.Context) error {
 }
 
 // Packages lists every signed package version visible to the client,
-// sorted by name then version. It refreshes first if needed.
+// sorted by name then version. It refreshes first if needed, and loads
+// every role the snapshot lists, hash bins included (each downloaded only
+// if the client does not keep its current version).
 func (c *Client) Packages(ctx context.Context) ([]PackageInfo, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -297,12 +225,34 @@ func (c *Client) Packages(ctx context.Context) ([]PackageInfo, error) {
 		return nil, err
 	}
 	var out []PackageInfo
-	for _, es := range c.index {
-		for _, e := range es {
-			if e.err == nil {
-				out = append(out, e.info)
+	err := c.retryStale(ctx, func() error {
+		out = nil
+		if err := c.loadAllRoles(ctx); err != nil {
+			return err
+		}
+		names := map[string]bool{}
+		for _, m := range c.tm.Targets {
+			for p := range m.Signed.Targets {
+				if n, _, ok := ParseTargetPath(p); ok {
+					names[n] = true
+				}
 			}
 		}
+		for _, name := range sortedKeys(names) {
+			es, err := c.entries(ctx, name)
+			if err != nil {
+				return err
+			}
+			for _, e := range es {
+				if e.err == nil {
+					out = append(out, e.info)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packages: %w", err)
 	}
 	sortPackages(out)
 	return out, nil
@@ -325,8 +275,11 @@ func (c *Client) Resolve(ctx context.Context, ref string) (*Resolved, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolve: %w", err)
 	}
-	e, err := c.pickRef(r)
-	if err != nil {
+	var e *pkgEntry
+	if err := c.retryStale(ctx, func() (err error) {
+		e, err = c.pickRef(ctx, r)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
 	return c.fetchManifest(ctx, e)
@@ -346,7 +299,7 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 	if hit, ok := c.manifests[mc]; ok && e.target.VerifyLengthHashes(hit.data) == nil {
 		return &Resolved{
 			Name: e.info.Name, Version: e.info.Version, Scheme: e.info.Scheme, ManifestCID: mc,
-			ManifestBytes: hit.data, Manifest: hit.m, Depends: e.info.Depends,
+			ManifestBytes: hit.data, Manifest: hit.m, Depends: e.info.Depends, Provides: e.info.Provides,
 			Length: n, Size: e.info.Size, Role: e.info.Role,
 		}, nil
 	}
@@ -370,7 +323,7 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 	c.manifests[mc] = cachedManifest{data: data, m: m}
 	return &Resolved{
 		Name: e.info.Name, Version: e.info.Version, Scheme: e.info.Scheme, ManifestCID: mc,
-		ManifestBytes: data, Manifest: m, Depends: e.info.Depends,
+		ManifestBytes: data, Manifest: m, Depends: e.info.Depends, Provides: e.info.Provides,
 		Length: n, Size: e.info.Size, Role: e.info.Role,
 	}, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
 	tuffetcher "github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 )
 
 // remoteBase is the fake URL scheme the go-tuf updater is given: the adapter
@@ -19,10 +20,14 @@ const remoteBase = "stork:"
 
 // tufFetcher adapts a Fetcher to go-tuf's fetcher interface. go-tuf's
 // interface carries no context, so the client sets ctx before each call
-// into the updater (under the client's lock).
+// into the updater (under the client's lock). With a CheckingFetcher, the
+// copies of metadata files are checked against up's trusted set before one
+// is chosen (client_sources.go); dir is the client's trusted directory.
 type tufFetcher struct {
 	f   Fetcher
 	ctx context.Context
+	up  *updater.Updater
+	dir string
 }
 
 var _ tuffetcher.Fetcher = (*tufFetcher)(nil)
@@ -39,8 +44,21 @@ func (a *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	data, err := a.f.Fetch(ctx, p, maxLength)
-	if errors.Is(err, ErrNotFound) {
+	var data []byte
+	var err error
+	checked := false
+	if cf, ok := a.f.(CheckingFetcher); ok && a.up != nil {
+		data, checked, err = a.fetchChecked(ctx, cf, p, maxLength)
+	}
+	if !checked {
+		data, err = a.f.Fetch(ctx, p, maxLength)
+		if err == nil && a.up != nil {
+			a.keepRoot(p, data)
+		}
+	}
+	// A file no source has is a 404 to go-tuf, which ends the root chain
+	// there; for other files an unreachable origin is kept as it is.
+	if errors.Is(err, ErrNotFound) && (!errors.Is(err, ErrUnavailable) || strings.HasSuffix(p, ".root.json")) {
 		return nil, fmt.Errorf("%w: %w", &tufmeta.ErrDownloadHTTP{StatusCode: http.StatusNotFound, URL: p}, err)
 	}
 	return data, err

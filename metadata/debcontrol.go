@@ -30,9 +30,11 @@ type DebControl struct {
 	// ("libc6>=2.34, <<2.40"); "<" and ">" (obsolete in control files,
 	// meaning <= and >=) are written "<=" and ">=".
 	Depends []string
+	// Provides holds the Provides field: "awk", "awk=1:5.2.1-2" for
+	// "awk (= 1:5.2.1-2)" (see ParseProvides).
+	Provides []string
 	// Notes says what was dropped on the way: architecture qualifiers
-	// (":any", ":native", ":amd64": Stork has no architectures) and the
-	// Provides field (virtual packages are not modelled).
+	// (":any", ":native", ":amd64": Stork has no architectures).
 	Notes []string
 }
 
@@ -168,7 +170,10 @@ func (c *capReader) Read(p []byte) (int, error) {
 // space or tab, '#' comment lines, field names matched without regard to
 // case, no field twice). Package must be a valid name (ValidateName),
 // Version a valid Debian version; Depends and Pre-Depends are translated
-// by debRelations. Substitution variables ("${shlibs:Depends}"), build
+// by debRelations, Provides by its provides method. Breaks, Conflicts,
+// Replaces, Recommends and the other relation fields are not read: Stork
+// installs each package as its own read-only tree, so nothing is
+// unpacked over another package and nothing is removed to make room. Substitution variables ("${shlibs:Depends}"), build
 // profiles and architecture restrictions are refused: a built binary
 // package has none.
 func ParseDebControl(data []byte) (*DebControl, error) {
@@ -192,11 +197,47 @@ func ParseDebControl(data []byte) (*DebControl, error) {
 			return nil, fmt.Errorf("deb control %s: %s: %w", c.Package, f, err)
 		}
 	}
-	c.Depends, c.Notes = rels.out, rels.notes
-	if fields["provides"] != "" {
-		c.Notes = append(c.Notes, "Provides ignored: virtual packages are not modelled")
+	c.Depends = rels.out
+	if c.Provides, err = rels.provides(fields["provides"]); err != nil {
+		return nil, fmt.Errorf("deb control %s: provides: %w", c.Package, err)
 	}
+	c.Notes = rels.notes
 	return c, nil
+}
+
+// provides translates a Provides field: names separated by commas, each
+// "name[:arch] [(= version)]" (Debian allows only "=" there); no
+// alternatives.
+func (d *debRelations) provides(field string) ([]string, error) {
+	if strings.TrimSpace(field) == "" {
+		return nil, nil
+	}
+	if strings.Contains(field, "${") {
+		return nil, fmt.Errorf("%w: %q holds an unsubstituted variable ${...}", ErrMalformed, field)
+	}
+	entries := strings.Split(field, ",")
+	if len(entries) > MaxProvides {
+		return nil, fmt.Errorf("%w: %d names, limit %d", ErrTooLarge, len(entries), MaxProvides)
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.Contains(e, "|") {
+			return nil, fmt.Errorf("%w: %q: a package provides names, not alternatives", ErrMalformed, strings.TrimSpace(e))
+		}
+		name, rel, err := d.relation(e)
+		if err != nil {
+			return nil, err
+		}
+		if rel != "" && (!strings.HasPrefix(rel, "=") || strings.HasPrefix(rel, "==")) {
+			return nil, fmt.Errorf("%w: %q: a provided version is given with =", ErrMalformed, strings.TrimSpace(e))
+		}
+		out = append(out, name+rel)
+	}
+	_, canon, err := ParseProvides(SchemeDeb, out)
+	if err != nil {
+		return nil, err
+	}
+	return canon, nil
 }
 
 // parseDeb822 reads one paragraph into lower-cased field names -> values
@@ -344,7 +385,7 @@ func DebAddOptions(path string) (AddOptions, *DebControl, error) {
 		return AddOptions{}, nil, err
 	}
 	return AddOptions{
-		Name: c.Package, Version: c.Version, Scheme: SchemeDeb, Depends: c.Depends, Source: path,
+		Name: c.Package, Version: c.Version, Scheme: SchemeDeb, Depends: c.Depends, Provides: c.Provides, Source: path,
 		Import: ImportOptions{Kind: KindDeb},
 	}, c, nil
 }

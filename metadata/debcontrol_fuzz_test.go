@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 )
 
@@ -19,6 +20,13 @@ func checkControl(t *testing.T, c *DebControl) {
 			t.Fatalf("accepted dependency %q: %v", d, err)
 		}
 	}
+	ps, canon, err := ParseProvides(SchemeDeb, c.Provides)
+	if err != nil {
+		t.Fatalf("accepted provides %q: %v", c.Provides, err)
+	}
+	if len(ps) != len(c.Provides) || !slices.Equal(canon, c.Provides) {
+		t.Fatalf("provides %q are not canonical: %q", c.Provides, canon)
+	}
 }
 
 // FuzzParseDebControl: control files come from .debs a publisher
@@ -34,6 +42,8 @@ func FuzzParseDebControl(f *testing.F) {
 		"Package: foo\nVersion: 1.0\n\nPackage: bar\n",
 		"# c\n\n",
 		"Package: foo\nVersion: 1.0\nDepends: a (>= 1\n",
+		"Package: foo\nVersion: 1.0\nProvides: awk, libx:any (= 2:1.0-1), awk\n",
+		"Package: foo\nVersion: 1.0\nProvides: a | b, c (>= 1)\n",
 	} {
 		f.Add([]byte(s))
 	}

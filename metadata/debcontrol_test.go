@@ -30,7 +30,11 @@ func TestParseDebControl(t *testing.T) {
 		{"same name twice, one bare", head + "Depends: a, a (>= 1)\n", []string{"a>=1"}, 0, nil},
 		{"comments and case", "# generated\npackage: foo\nVERSION: 1.0\n", nil, 0, nil},
 		{"trailing blank lines", head + "\n\n", nil, 0, nil},
-		{"provides noted", head + "Provides: mail-transport-agent\n", nil, 1, nil},
+		{"provides", head + "Provides: mail-transport-agent, awk (= 1:5.2.1-2),\n libfoo:amd64 (= 1.0), awk (= 1:5.2.1-2)\n", nil, 1, nil},
+		{"provides with alternatives", head + "Provides: a | b\n", nil, 0, ErrMalformed},
+		{"provides with >=", head + "Provides: a (>= 1)\n", nil, 0, ErrMalformed},
+		{"provides bad version", head + "Provides: a (= 1_0)\n", nil, 0, ErrMalformed},
+		{"provides variable", head + "Provides: ${perl:Provides}\n", nil, 0, ErrMalformed},
 		{"CRLF", strings.ReplaceAll(head, "\n", "\r\n"), nil, 0, nil},
 		{"substitution variable", head + "Depends: ${shlibs:Depends}, a\n", nil, 0, ErrMalformed},
 		{"arch restriction", head + "Depends: a [amd64]\n", nil, 0, ErrMalformed},
@@ -48,6 +52,7 @@ func TestParseDebControl(t *testing.T) {
 		{"no colon", head + "Depends\n", nil, 0, ErrMalformed},
 		{"NUL", head + "X: \x00\n", nil, 0, ErrMalformed},
 	}
+	provides := map[string][]string{"provides": {"mail-transport-agent", "awk=1:5.2.1-2", "libfoo=1.0"}}
 	for _, tt := range tests {
 		c, err := ParseDebControl([]byte(tt.control))
 		if tt.err != nil {
@@ -60,8 +65,8 @@ func TestParseDebControl(t *testing.T) {
 			t.Errorf("%s: ParseDebControl = %v", tt.name, err)
 			continue
 		}
-		if c.Package != "foo" || !slices.Equal(c.Depends, tt.depends) || len(c.Notes) != tt.notes {
-			t.Errorf("%s: ParseDebControl = %+v, want depends %q and %d notes", tt.name, c, tt.depends, tt.notes)
+		if c.Package != "foo" || !slices.Equal(c.Depends, tt.depends) || len(c.Notes) != tt.notes || !slices.Equal(c.Provides, provides[tt.name]) {
+			t.Errorf("%s: ParseDebControl = %+v, want depends %q, provides %q and %d notes", tt.name, c, tt.depends, provides[tt.name], tt.notes)
 		}
 		if _, _, err := ParseDependencies(c.Package, c.Depends); err != nil {
 			t.Errorf("%s: depends %q do not parse: %v", tt.name, c.Depends, err)

@@ -20,13 +20,20 @@ func DecodeManifest(data []byte, lim Limits) (*Manifest, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var m Manifest
-	if err := dec.Decode(&m); err != nil {
+	var w manifestWire
+	if err := dec.Decode(&w); err != nil {
 		return nil, fmt.Errorf("manifest: %w: %v", ErrMalformed, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("manifest: %w: data after the manifest", ErrMalformed)
 	}
+	m := Manifest{Format: w.Format, ChunkSize: w.ChunkSize, Entries: make([]Entry, len(w.Entries))}
+	for i := range w.Entries {
+		if err := m.Entries[i].fromWire(&w.Entries[i]); err != nil {
+			return nil, fmt.Errorf("manifest: %w", err)
+		}
+	}
+	w.Entries = nil
 	if err := m.Validate(lim); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}

@@ -196,8 +196,10 @@ func parseRelation(s string) (Relation, error) {
 }
 
 // ParseDependencies parses and normalises a depends list for package name:
-// no self-dependency, no name listed twice as a single relation. It
-// returns the canonical strings in the given order.
+// no name listed twice as a single relation. A dependency on name itself
+// is kept: the package satisfies it if its version is allowed (Debian
+// allows it; the resolver treats it as a cycle of one). It returns the
+// canonical strings in the given order.
 func ParseDependencies(name string, depends []string) ([]Dependency, []string, error) {
 	var deps []Dependency
 	var canon []string
@@ -206,11 +208,6 @@ func ParseDependencies(name string, depends []string) ([]Dependency, []string, e
 		d, err := ParseDependency(s)
 		if err != nil {
 			return nil, nil, err
-		}
-		for _, r := range d.Alternatives {
-			if r.Name == name {
-				return nil, nil, fmt.Errorf("dependency %q: %w: %s depends on itself", s, ErrDependency, name)
-			}
 		}
 		if len(d.Alternatives) == 1 {
 			n := d.Alternatives[0].Name

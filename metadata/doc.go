@@ -7,16 +7,33 @@
 //
 // # Content model
 //
-// A package is a tree of entries: files, directories and symlinks, each with
-// its permission bits (mode & 0o7777). The root is implicit and never listed.
-// Paths are slash-separated, relative, clean, with no ".." element, no NUL,
-// no backslash, valid UTF-8, and at most Limits.MaxPathLen bytes
-// (ValidatePath). Every parent directory of an entry is itself a directory
-// entry, so a path never passes through a file or a symlink. Device files,
-// fifos and sockets do not exist in the model. A symlink's target is
-// relative and, resolved the way the kernel would (relative to the link's
-// directory, following the tree's own symlinks met on the way), never climbs
-// above the root; symlink loops are refused. Symlinks carry mode 0777.
+// A package is a tree of entries: files, directories and symlinks, carried
+// exactly as the archive has them. The root is implicit and never listed.
+// Paths are slash-separated, relative, clean (no empty, "." or ".."
+// element), with no NUL, and at most Limits.MaxPathLen bytes
+// (ValidatePath); every other byte a Linux file system accepts in a name is
+// allowed: backslashes, control characters, bytes that are not UTF-8.
+// Entries are sorted, and duplicates refused, on the raw bytes. Every
+// parent directory of an entry is itself a directory entry, so a path never
+// passes through a file or a symlink. Device files, fifos and sockets do
+// not exist in the model.
+//
+// Each entry keeps the archive's full mode (mode & 0o7777: write bits,
+// setuid, setgid and sticky) and its owner as numbers (UID, GID; 0 is
+// root, and a source that says nothing gives root) with the names where
+// the archive has them (User, Group; "root" for id 0 is implied and not
+// repeated). Symlinks carry mode 0777. A symlink's target is data: any
+// non-empty bytes without NUL, kept as written, absolute or climbing out
+// of the tree or looping alike. It is resolved only where the tree is used
+// (inside a VM's view, in the VM's own file system, as the package
+// intends); nothing that stores, moves or checks a tree follows it.
+//
+// The encoding carries names losslessly: a path or symlink target that is
+// valid UTF-8 is a JSON string ("path", "target"); any other is base64 in
+// "path_b64" or "target_b64" instead, so that JSON never rewrites it. The
+// owner fields are omitted when zero or empty. So a tree of root-owned
+// entries with UTF-8 names encodes, and is named, exactly as before owners
+// and raw names were carried.
 //
 // Each file is cut into consecutive chunks of Manifest.ChunkSize bytes (the
 // last one shorter, none for an empty file; ChunkSize within [MinChunkSize,
@@ -59,10 +76,12 @@
 // decode to; so a manifest has exactly one accepted encoding.
 //
 // Validate checks all of the above: format, chunk size, order, paths,
-// parents, types, modes, for files the size limit, the chunk count
+// parents, types, modes, owners (ids other than 2^32-1, which chown reads
+// as "unchanged"; names of at most MaxOwnerName bytes of UTF-8 without
+// control characters), for files the size limit, the chunk count
 // (ceil(Size/ChunkSize)), every CID (CIDv1 raw sha2-256 in canonical base32)
-// and the chunk-list hash, for symlinks the target, and the entry count and
-// total size limits. Every error is one line naming the entry and the
+// and the chunk-list hash, for symlinks a non-empty target without NUL
+// within the path length limit, and the entry count and total size limits. Every error is one line naming the entry and the
 // reason, wrapping a sentinel of errors.go.
 //
 // # Import
@@ -71,12 +90,17 @@
 // symlinks), a tar, tar.gz or tar.zst archive, a .deb (an ar archive whose
 // data.tar, data.tar.gz, data.tar.xz or data.tar.zst member holds the tree),
 // or a single file (a one-file tree). It refuses what the model refuses
-// (absolute or ".." paths, devices, fifos, sockets, escaping symlinks,
-// duplicate paths, hard links to anything but an earlier regular file of the
-// archive) rather than dropping or rewriting it; the only rewrites are
-// stripping a leading "./" and a directory's trailing "/", skipping the root
-// entry, and making up missing parent directories with mode 0755. A hard
-// link becomes a file with the content and mode of its target.
+// (absolute or ".." paths, devices, fifos, sockets, duplicate paths, hard
+// links to anything but an earlier regular file of the archive, owners that
+// cannot be owners) rather than dropping or rewriting it; the only rewrites
+// are stripping a leading "./" and a directory's trailing "/", skipping the
+// root entry, making up missing parent directories (mode 0755, root), and
+// not repeating the name "root" of id 0. A tar entry keeps its mode, uid,
+// gid, user and group names; a directory source its files' modes and
+// numeric owners. A hard link becomes a file with the content, mode and
+// owner of its target: the same content under the same mode and owner is
+// one object in a store, so the two names are hard links to one inode
+// again in a store's tree.
 //
 // Limits hold while streaming: a file or tree passing its size limit, or an
 // archive passing the entry limit, is refused when the bytes that pass it
@@ -112,9 +136,15 @@
 // A Constraint is parsed once and read under the scheme of each version
 // it is checked against, since a dependency does not know the scheme of
 // the package it names. A dependency entry is one relation or
-// alternatives "a | b"; the resolver (resolve.go) picks, breadth first,
-// the newest version satisfying every gathered constraint, and of
-// alternatives the first already picked, else already required, else
-// satisfiable. A .deb's control file (ReadDebControl) supplies its name,
-// version and dependencies.
+// alternatives "a | b". A package may provide other names (virtual
+// packages, provides.go): its target lists them, and the provides index of
+// a role that may sign each name lists the package, both signed. The
+// resolver (resolve.go) builds a closure as a set, breadth first,
+// dependency cycles and self-dependencies allowed: each name is satisfied
+// by a package already in the closure, else by the newest version of the
+// real package satisfying every gathered constraint, else by a provider
+// (the newest version of the lexically first name); of alternatives the
+// first already satisfied, else already required, else satisfiable. A
+// .deb's control file (ReadDebControl) supplies its name, version,
+// dependencies (Pre-Depends and Depends) and Provides.
 package metadata

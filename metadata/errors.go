@@ -12,8 +12,6 @@ var (
 	ErrUnsupportedEntry = errors.New("unsupported entry")
 	// ErrDuplicatePath: two entries share one path.
 	ErrDuplicatePath = errors.New("duplicate path")
-	// ErrSymlinkEscape: a symlink target leaves the tree.
-	ErrSymlinkEscape = errors.New("symlink leaves the tree")
 	// ErrTooLarge: a size, count or length passes a configured limit.
 	ErrTooLarge = errors.New("too large")
 	// ErrMalformed: bytes do not decode as the expected structure.
@@ -30,6 +28,14 @@ var (
 	ErrRollback = errors.New("rollback")
 	// ErrSignature: a signature is missing, wrong, or below threshold.
 	ErrSignature = errors.New("bad signature")
-	// ErrDependency: a dependency cycle or unsatisfiable constraint.
+	// ErrDependency: a dependency no published package satisfies, or
+	// constraints on one name that no version meets together.
 	ErrDependency = errors.New("dependency error")
+	// ErrLocked: another publisher holds the repository lock for longer
+	// than the caller was willing to wait.
+	ErrLocked = errors.New("repository locked")
+	// ErrUnavailable: no source answered with a copy of a file that
+	// verifies, and the origin could not be reached to say whether it
+	// exists (see CheckingFetcher).
+	ErrUnavailable = errors.New("no source available")
 )

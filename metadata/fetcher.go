@@ -167,3 +167,29 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, p string, maxLen int64) ([]byte
 	}
 	return readLimited(resp.Body, u, maxLen)
 }
+
+// CheckingFetcher is an optional Fetcher extension for a fetcher with
+// several sources (the origin and peers). The client uses it for the TUF
+// metadata files, whose copies it can check before one is chosen, so that
+// a source that answers first with a bad copy does not win; it keeps using
+// Fetch for manifests, which a fetcher checks itself against the CID in
+// their path.
+//
+// Both methods return an error wrapping ErrNotFound when the origin says
+// the file does not exist and no source gave a copy that check accepts,
+// and one wrapping both ErrNotFound and ErrUnavailable when the origin
+// could not be reached and no peer gave such a copy. When the origin
+// answered with a copy check refuses and no other source did better, the
+// error is check's.
+type CheckingFetcher interface {
+	Fetcher
+	// FetchChecked asks its sources for path (a file whose name pins its
+	// content: N.ROLE.json) and returns the first copy check accepts.
+	FetchChecked(ctx context.Context, path string, maxLen int64, check func([]byte) error) ([]byte, error)
+	// FetchNewest asks its sources for path (a file whose name does not
+	// pin its content: timestamp.json) and returns, of the copies check
+	// accepts, the one with the highest version check reports. The
+	// origin's accepted copy ends the wait; without it, the fetcher waits
+	// a bounded time for its peers.
+	FetchNewest(ctx context.Context, path string, maxLen int64, check func([]byte) (int64, error)) ([]byte, error)
+}

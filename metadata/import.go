@@ -71,8 +71,8 @@ const trailingLimit = 1 << 20
 //
 // The manifest returned is sorted and passes Validate(opts.Limits). Every
 // refusal is one line naming the entry and the reason, wrapping one of
-// ErrInvalidPath, ErrUnsupportedEntry, ErrDuplicatePath, ErrSymlinkEscape,
-// ErrTooLarge or ErrMalformed; a cancelled ctx stops the import between
+// ErrInvalidPath, ErrUnsupportedEntry, ErrDuplicatePath, ErrTooLarge or
+// ErrMalformed; a cancelled ctx stops the import between
 // chunks with ctx.Err().
 func Import(ctx context.Context, path string, opts ImportOptions, sink ChunkSink) (*Manifest, error) {
 	fi, err := os.Stat(path)
@@ -175,7 +175,7 @@ func (b *builder) importStream(r io.Reader, kind SourceKind, name string, mode u
 		if name == "" || strings.Contains(name, "/") {
 			return entryError(name, ErrInvalidPath, "a single file needs a one-element name")
 		}
-		return b.addFile(name, mode, r, -1)
+		return b.addFile(name, mode, Owner{}, r, -1)
 	case KindTar:
 		return b.importTar(r)
 	case KindTarGz:
@@ -300,33 +300,61 @@ func (b *builder) parents(p string) error {
 	return nil
 }
 
-func (b *builder) addDir(p string, mode uint32) error {
+// Owner is who owns an entry: numeric ids (0 is root) and, where the
+// source has them, names.
+type Owner struct {
+	UID, GID    uint32
+	User, Group string
+}
+
+// set gives e the owner o.
+func (o Owner) set(e *Entry) { e.UID, e.GID, e.User, e.Group = o.UID, o.GID, o.User, o.Group }
+
+// entry makes an entry of type t at p with mode and owner o, checking the
+// owner.
+func (b *builder) entry(p string, t EntryType, mode uint32, o Owner) (Entry, error) {
+	e := Entry{Path: p, Type: t, Mode: mode & 0o7777}
+	o.set(&e)
+	return e, validateOwner(&e)
+}
+
+func (b *builder) addDir(p string, mode uint32, o Owner) error {
 	replace, err := b.begin(p, TypeDir)
+	if err != nil {
+		return err
+	}
+	e, err := b.entry(p, TypeDir, mode, o)
 	if err != nil {
 		return err
 	}
 	if replace {
 		n := b.nodes[p]
-		n.Mode, n.implicit = mode&0o7777, false
+		n.Entry, n.implicit = e, false
 		return nil
 	}
-	b.nodes[p] = &node{Entry: Entry{Path: p, Type: TypeDir, Mode: mode & 0o7777}}
+	b.nodes[p] = &node{Entry: e}
 	return nil
 }
 
-func (b *builder) addSymlink(p, target string) error {
+func (b *builder) addSymlink(p, target string, o Owner) error {
 	if _, err := b.begin(p, TypeSymlink); err != nil {
 		return err
 	}
 	if err := validateTarget(p, target, b.lim.MaxPathLen); err != nil {
 		return err
 	}
-	b.nodes[p] = &node{Entry: Entry{Path: p, Type: TypeSymlink, Mode: 0o777, Target: target}}
+	e, err := b.entry(p, TypeSymlink, 0o777, o)
+	if err != nil {
+		return err
+	}
+	e.Target = target
+	b.nodes[p] = &node{Entry: e}
 	return nil
 }
 
-// addHardLink adds p as a file with the content (and mode) of target, which
-// must be a regular file added earlier.
+// addHardLink adds p as a file with the content, mode and owner of target
+// (a hard link is the same inode), which must be a regular file added
+// earlier.
 func (b *builder) addHardLink(p, target string) error {
 	if _, err := b.begin(p, TypeFile); err != nil {
 		return err
@@ -360,7 +388,7 @@ func (b *builder) count(p string, size int64) error {
 // addFile reads a file from r, cutting it into chunks for the sink. declared
 // is the size the source announced (-1 if none): checked against the limits
 // before reading, and against what r actually holds after.
-func (b *builder) addFile(p string, mode uint32, r io.Reader, declared int64) error {
+func (b *builder) addFile(p string, mode uint32, o Owner, r io.Reader, declared int64) error {
 	if _, err := b.begin(p, TypeFile); err != nil {
 		return err
 	}
@@ -369,7 +397,10 @@ func (b *builder) addFile(p string, mode uint32, r io.Reader, declared int64) er
 			return err
 		}
 	}
-	e := Entry{Path: p, Type: TypeFile, Mode: mode & 0o7777}
+	e, err := b.entry(p, TypeFile, mode, o)
+	if err != nil {
+		return err
+	}
 	if err := b.chunk(&e, r); err != nil {
 		return err
 	}

@@ -9,7 +9,8 @@ import (
 
 // importDir walks the directory root without following symlinks (os.Lstat
 // semantics). Regular files, directories and symlinks are kept with their
-// permission bits; devices, fifos and sockets are refused. Directories are
+// permission bits and numeric owners (a directory has no owner names);
+// devices, fifos and sockets are refused. Directories are
 // read in batches, so the entry limit holds before a huge directory is
 // listed in full.
 func (b *builder) importDir(root string) error {
@@ -73,17 +74,18 @@ func (b *builder) addDirEntry(root, p string) (isDir bool, err error) {
 		return false, fmt.Errorf("entry %q: %w", p, err)
 	}
 	mode := fileMode(fi.Mode())
+	own := statOwner(fi)
 	switch t := fi.Mode().Type(); {
 	case t == 0:
-		return false, b.addDiskFile(p, full, fi, mode)
+		return false, b.addDiskFile(p, full, fi, mode, own)
 	case t == os.ModeDir:
-		return true, b.addDir(p, mode)
+		return true, b.addDir(p, mode, own)
 	case t == os.ModeSymlink:
 		target, err := os.Readlink(full)
 		if err != nil {
 			return false, fmt.Errorf("entry %q: %w", p, err)
 		}
-		return false, b.addSymlink(p, target)
+		return false, b.addSymlink(p, target, own)
 	default:
 		return false, entryError(p, ErrUnsupportedEntry, "%s", describeType(t))
 	}
@@ -91,7 +93,7 @@ func (b *builder) addDirEntry(root, p string) (isDir bool, err error) {
 
 // addDiskFile reads the regular file at full. The open file must still be
 // the object Lstat saw (not swapped for a symlink meanwhile).
-func (b *builder) addDiskFile(p, full string, fi os.FileInfo, mode uint32) error {
+func (b *builder) addDiskFile(p, full string, fi os.FileInfo, mode uint32, own Owner) error {
 	if err := b.count(p, fi.Size()); err != nil {
 		return err
 	}
@@ -107,7 +109,7 @@ func (b *builder) addDiskFile(p, full string, fi os.FileInfo, mode uint32) error
 	if !ofi.Mode().IsRegular() || !os.SameFile(fi, ofi) {
 		return entryError(p, ErrUnsupportedEntry, "changed while being read")
 	}
-	return b.addFile(p, mode, f, fi.Size())
+	return b.addFile(p, mode, own, f, fi.Size())
 }
 
 func describeType(t os.FileMode) string {

@@ -24,6 +24,9 @@ type tarEntry struct {
 	body string
 	link string
 	size int64 // header size if > 0 and body is shorter (a lying header)
+
+	uid, gid     int
+	uname, gname string
 }
 
 func tarFile(name, body string) tarEntry {
@@ -51,7 +54,8 @@ func makeTar(t testing.TB, entries ...tarEntry) []byte {
 		if e.size > 0 {
 			size = e.size
 		}
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Size: size, Linkname: e.link, Format: tar.FormatPAX}
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Size: size, Linkname: e.link, Format: tar.FormatPAX,
+			Uid: e.uid, Gid: e.gid, Uname: e.uname, Gname: e.gname}
 		if e.typ == tar.TypeChar || e.typ == tar.TypeBlock {
 			h.Devmajor, h.Devminor = 1, 3
 		}

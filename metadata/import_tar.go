@@ -41,6 +41,10 @@ func (b *builder) importTar(r io.Reader) error {
 		}
 		name := strings.TrimPrefix(hdr.Name, "./")
 		mode := uint32(hdr.Mode) & 0o7777
+		own, err := tarOwner(name, hdr)
+		if err != nil {
+			return err
+		}
 		switch hdr.Typeflag {
 		case tar.TypeXGlobalHeader:
 			// PAX global header: metadata for the archive, not an entry.
@@ -48,15 +52,15 @@ func (b *builder) importTar(r io.Reader) error {
 			if name == "" || name == "." {
 				continue // the root is implicit
 			}
-			if err := b.addDir(strings.TrimSuffix(name, "/"), mode); err != nil {
+			if err := b.addDir(strings.TrimSuffix(name, "/"), mode, own); err != nil {
 				return err
 			}
 		case tar.TypeReg:
-			if err := b.addFile(name, mode, tr, hdr.Size); err != nil {
+			if err := b.addFile(name, mode, own, tr, hdr.Size); err != nil {
 				return err
 			}
 		case tar.TypeSymlink:
-			if err := b.addSymlink(name, hdr.Linkname); err != nil {
+			if err := b.addSymlink(name, hdr.Linkname, own); err != nil {
 				return err
 			}
 		case tar.TypeLink:
@@ -81,6 +85,24 @@ func (b *builder) importTar(r io.Reader) error {
 		return fmt.Errorf("tar: %w: more than %d bytes after the archive", ErrMalformed, trailingLimit)
 	}
 	return nil
+}
+
+// tarOwner returns the owner a tar header gives: its uid and gid, which
+// must fit an owner id, and its user and group names, except "root" for id
+// 0, which the id says already (so that a tree of root-owned entries
+// encodes as it did before owners were carried).
+func tarOwner(name string, hdr *tar.Header) (Owner, error) {
+	if hdr.Uid < 0 || hdr.Gid < 0 || int64(hdr.Uid) >= noID || int64(hdr.Gid) >= noID {
+		return Owner{}, entryError(name, ErrMalformed, "owner %d:%d out of range", hdr.Uid, hdr.Gid)
+	}
+	o := Owner{UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), User: hdr.Uname, Group: hdr.Gname}
+	if o.UID == 0 && o.User == "root" {
+		o.User = ""
+	}
+	if o.GID == 0 && o.Group == "root" {
+		o.Group = ""
+	}
+	return o, nil
 }
 
 func (b *builder) importTarGz(r io.Reader) error {

@@ -30,8 +30,6 @@ func TestImportTarRefusals(t *testing.T) {
 		{"dotdot", makeTar(t, tarFile("../evil", "x")), Limits{}, ErrInvalidPath},
 		{"dotdot inside", makeTar(t, tarFile("a/../../evil", "x")), Limits{}, ErrInvalidPath},
 		{"unclean", makeTar(t, tarFile("a//b", "x")), Limits{}, ErrInvalidPath},
-		{"backslash", makeTar(t, tarFile(`a\b`, "x")), Limits{}, ErrInvalidPath},
-		{"NUL-free but not UTF-8", makeTar(t, tarFile("a\xff", "x")), Limits{}, ErrInvalidPath},
 		{"path too long", makeTar(t, tarFile(strings.Repeat("a", 300), "x")), Limits{MaxPathLen: 255}, ErrInvalidPath},
 		{"char device", makeTar(t, tarEntry{name: "null", typ: tar.TypeChar, mode: 0o666}), Limits{}, ErrUnsupportedEntry},
 		{"block device", makeTar(t, tarEntry{name: "sda", typ: tar.TypeBlock, mode: 0o660}), Limits{}, ErrUnsupportedEntry},
@@ -42,11 +40,6 @@ func TestImportTarRefusals(t *testing.T) {
 		{"hard link to later file", makeTar(t, tarHardlink("h", "f"), tarFile("f", "x")), Limits{}, ErrUnsupportedEntry},
 		{"hard link to dir", makeTar(t, tarDirEntry("d/"), tarHardlink("h", "d")), Limits{}, ErrUnsupportedEntry},
 		{"hard link to symlink", makeTar(t, tarFile("f", "x"), tarSymlink("s", "f"), tarHardlink("h", "s")), Limits{}, ErrUnsupportedEntry},
-		{"symlink up two", makeTar(t, tarSymlink("a/l", "../../etc")), Limits{}, ErrSymlinkEscape},
-		{"symlink up one from root", makeTar(t, tarSymlink("l", "..")), Limits{}, ErrSymlinkEscape},
-		{"symlink absolute", makeTar(t, tarSymlink("l", "/etc/passwd")), Limits{}, ErrSymlinkEscape},
-		{"symlink through symlink", makeTar(t, tarSymlink("a/up", ".."), tarSymlink("a/x", "up/..")), Limits{}, ErrSymlinkEscape},
-		{"symlink loop", makeTar(t, tarSymlink("a", "b"), tarSymlink("b", "a/x")), Limits{}, ErrSymlinkEscape},
 		{"write through symlink", makeTar(t, tarSymlink("l", "."), tarFile("l/f", "x")), Limits{}, ErrInvalidPath},
 		{"file under file", makeTar(t, tarFile("f", "x"), tarFile("f/g", "y")), Limits{}, ErrInvalidPath},
 		{"duplicate file", makeTar(t, tarFile("f", "x"), tarFile("f", "y")), Limits{}, ErrDuplicatePath},
@@ -476,16 +469,6 @@ func TestImportDirRefusals(t *testing.T) {
 			}
 			t.Cleanup(func() { l.Close() })
 		}, Limits{}, ErrUnsupportedEntry},
-		{"symlink up two", func(t *testing.T, root string) {
-			os.Mkdir(filepath.Join(root, "a"), 0o755)
-			os.Symlink("../../etc/passwd", filepath.Join(root, "a/l"))
-		}, Limits{}, ErrSymlinkEscape},
-		{"symlink absolute", func(t *testing.T, root string) {
-			os.Symlink("/etc/passwd", filepath.Join(root, "l"))
-		}, Limits{}, ErrSymlinkEscape},
-		{"backslash name", func(t *testing.T, root string) {
-			writeTestFile(t, root, `a\b`, []byte("x"), 0o644)
-		}, Limits{}, ErrInvalidPath},
 		{"file over limit", func(t *testing.T, root string) {
 			writeTestFile(t, root, "big", make([]byte, 5000), 0o644)
 		}, Limits{MaxFileSize: 4999}, ErrTooLarge},
@@ -522,16 +505,20 @@ func TestImportDirDoesNotFollowSymlinks(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(root, "out")); err != nil {
 		t.Fatal(err)
 	}
-	// Absolute target: refused, and nothing under it was read.
-	if _, err := Import(context.Background(), root, smallOpts, DiscardSink{}); !errors.Is(err, ErrSymlinkEscape) {
-		t.Fatalf("Import(link to outside) = %v, want %v", err, ErrSymlinkEscape)
+	// Absolute target: kept as written, and nothing under it was read.
+	m, err := Import(context.Background(), root, smallOpts, DiscardSink{})
+	if err != nil {
+		t.Fatalf("Import(link to outside) = %v", err)
+	}
+	if len(m.Entries) != 1 || m.Entries[0].Type != TypeSymlink || m.Entries[0].Target != outside {
+		t.Fatalf("Import(link to outside) = %+v, want only the symlink out -> %s", m.Entries, outside)
 	}
 	// The import root itself may be a symlink to a directory.
 	link := filepath.Join(t.TempDir(), "pkg")
 	if err := os.Symlink(outside, link); err != nil {
 		t.Fatal(err)
 	}
-	m, err := Import(context.Background(), link, smallOpts, DiscardSink{})
+	m, err = Import(context.Background(), link, smallOpts, DiscardSink{})
 	if err != nil || len(m.Entries) != 1 || m.Entries[0].Path != "secret" {
 		t.Fatalf("Import(symlink to dir) = %+v, %v, want the one file", m, err)
 	}

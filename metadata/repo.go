@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,10 @@ type RepoConfig struct {
 	RootThreshold, TargetsThreshold, SnapshotThreshold, TimestampThreshold int
 	// Lifetimes of each role's metadata; 0 means 365d, 90d, 7d, 1d.
 	RootExpires, TargetsExpires, SnapshotExpires, TimestampExpires time.Duration
+	// Bins is the number of hash bins package targets are spread over, a
+	// power of two from 2 to MaxBins (see bins.go); 0 means none: every
+	// package target in top-level targets, re-signed whole on each add.
+	Bins int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -53,15 +58,19 @@ type RepoConfig struct {
 //	DIR/metadata/N.snapshot.json
 //	DIR/metadata/N.targets.json
 //	DIR/metadata/N.<role>.json     delegated (publisher) roles
+//	DIR/metadata/N.bins.json       with hash bins (bins.go): the bins role
+//	DIR/metadata/N.bin-XYZ.json    and the bins, compact JSON
 //	DIR/manifests/<CID>            canonical manifest bytes
 //	DIR/chunks/<CID>               chunk bytes
 //	DIR/stork-repo.json            unsigned local settings (lifetimes)
+//	DIR/.lock                      held (flock) by every writing operation
 //
 // Every file is written atomically (temporary file and rename), in the
 // order chunks, manifest, role metadata, snapshot, timestamp: a reader that
 // starts from timestamp.json never finds a file it points at missing. Each
-// operation re-reads the metadata from disk first, so several Repo values
-// (or processes) may take turns; two must not write at the same time.
+// writing operation takes the repository lock and re-reads the metadata
+// from disk first, so several Repo values (or processes) take turns. Old
+// versions stay until Prune removes those no client can still need.
 type Repo struct {
 	mu      sync.Mutex
 	dir     string
@@ -88,6 +97,9 @@ type targetCustom struct {
 	Size     int64    `json:"size"`
 	Depends  []string `json:"depends,omitempty"`
 	Scheme   string   `json:"scheme,omitempty"`
+	// Provides lists the names the package provides besides its own
+	// (see provides.go): "NAME" or "NAME=VERSION".
+	Provides []string `json:"provides,omitempty"`
 }
 
 // PackageInfo describes one signed package version.
@@ -98,7 +110,10 @@ type PackageInfo struct {
 	Size          int64 // bytes of file content in the tree
 	ManifestSize  int64 // bytes of the manifest (the signed target length)
 	Depends       []string
-	Role          string // the targets role that signs it
+	// Provides lists the names it provides besides its own, canonical
+	// (see ParseProvides).
+	Provides []string
+	Role     string // the targets role that signs it
 }
 
 func keyMap(keys ...[]*PrivateKey) map[string]*PrivateKey {
@@ -121,6 +136,14 @@ func InitRepo(dir string, cfg RepoConfig) (*Repo, error) {
 		cfg.Now = time.Now
 	}
 	mdDir := filepath.Join(dir, MetadataDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
+	unlock, err := lockRepo(context.Background(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("init repository: %w", err)
+	}
+	defer unlock()
 	if ents, err := os.ReadDir(mdDir); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("init repository %s: %w: %s is not empty", dir, ErrExists, mdDir)
 	}
@@ -186,6 +209,14 @@ func InitRepo(dir string, cfg RepoConfig) (*Repo, error) {
 	r.snapshot.Signed.Meta = map[string]*tufmeta.MetaFiles{}
 	r.timestamp = tufmeta.Timestamp(expiry(now, exp[tufmeta.TIMESTAMP]))
 	r.timestamp.Signed.Version = 0
+	roles := map[string]*tufmeta.Metadata[tufmeta.TargetsType]{tufmeta.TARGETS: tg}
+	if cfg.Bins != 0 {
+		k, err := binsBitLength(cfg.Bins)
+		if err != nil {
+			return nil, fmt.Errorf("init repository: %w", err)
+		}
+		roles[BinsRole] = addBins(tg, root, k, expiry(now, exp[tufmeta.TARGETS]))
+	}
 
 	for _, d := range []string{mdDir, filepath.Join(dir, ManifestsDir), filepath.Join(dir, ChunksDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -195,7 +226,7 @@ func InitRepo(dir string, cfg RepoConfig) (*Repo, error) {
 	if err := r.saveSettings(); err != nil {
 		return nil, fmt.Errorf("init repository: %w", err)
 	}
-	if err := r.commit(commitSpec{root: root, roles: map[string]*tufmeta.Metadata[tufmeta.TargetsType]{tufmeta.TARGETS: tg}}); err != nil {
+	if err := r.commit(commitSpec{root: root, roles: roles}); err != nil {
 		return nil, fmt.Errorf("init repository: %w", err)
 	}
 	return r, nil
@@ -292,22 +323,97 @@ func (r *Repo) load() error {
 	if r.snapshot, err = loadRole[tufmeta.SnapshotType](rolePath(r.dir, sm.Version, tufmeta.SNAPSHOT)); err != nil {
 		return err
 	}
+	// Every role but the bins is read now; a bin is read when an
+	// operation needs it (role), so that publishing one package into a
+	// repository of thousands reads one bin.
 	r.targets = map[string]*tufmeta.Metadata[tufmeta.TargetsType]{}
-	for name, mf := range r.snapshot.Signed.Meta {
-		role, ok := strings.CutSuffix(name, ".json")
-		if !ok {
-			continue
-		}
-		t, err := loadRole[tufmeta.TargetsType](rolePath(r.dir, mf.Version, role))
-		if err != nil {
-			return err
-		}
-		r.targets[role] = t
-	}
-	if r.targets[tufmeta.TARGETS] == nil {
+	if _, ok := r.snapshot.Signed.Meta[tufmeta.TARGETS+".json"]; !ok {
 		return fmt.Errorf("snapshot: %w: no targets.json entry", ErrMalformed)
 	}
+	for _, role := range r.snapshotRoles() {
+		if strings.HasPrefix(role, binNamePrefix+"-") {
+			continue
+		}
+		if _, err := r.role(role); err != nil {
+			return err
+		}
+	}
+	sr := r.succinct(nil)
+	for _, role := range r.snapshotRoles() {
+		if strings.HasPrefix(role, binNamePrefix+"-") && (sr == nil || !sr.IsDelegatedRole(role)) {
+			if _, err := r.role(role); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+// snapshotRoles lists the targets roles the snapshot names, sorted.
+func (r *Repo) snapshotRoles() []string {
+	var out []string
+	for name := range r.snapshot.Signed.Meta {
+		if role, ok := strings.CutSuffix(name, ".json"); ok {
+			out = append(out, role)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// role returns the current metadata of a targets role, reading it from
+// disk the first time; nil (no error) if the snapshot does not list it.
+func (r *Repo) role(role string) (*tufmeta.Metadata[tufmeta.TargetsType], error) {
+	if m, ok := r.targets[role]; ok {
+		return m, nil
+	}
+	mf, ok := r.snapshot.Signed.Meta[role+".json"]
+	if !ok {
+		return nil, nil
+	}
+	m, err := loadRole[tufmeta.TargetsType](rolePath(r.dir, mf.Version, role))
+	if err != nil {
+		return nil, err
+	}
+	r.targets[role] = m
+	return m, nil
+}
+
+// loadAllRoles reads every role the snapshot names, bins included.
+func (r *Repo) loadAllRoles() error {
+	for _, role := range r.snapshotRoles() {
+		if _, err := r.role(role); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// succinct returns the bins' succinct delegation, from the pending roles
+// of a commit if they change it, else from the repository; nil if the
+// repository has no bins.
+func (r *Repo) succinct(pending map[string]*tufmeta.Metadata[tufmeta.TargetsType]) *tufmeta.SuccinctRoles {
+	if m, ok := pending[BinsRole]; ok {
+		return succinctOf(m)
+	}
+	return succinctOf(r.targets[BinsRole])
+}
+
+// isBin reports whether role is one of the repository's bins.
+func (r *Repo) isBin(role string, pending map[string]*tufmeta.Metadata[tufmeta.TargetsType]) bool {
+	sr := r.succinct(pending)
+	return sr != nil && sr.IsDelegatedRole(role)
+}
+
+// Bins returns the number of hash bins the repository has, 0 if none.
+func (r *Repo) Bins() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if sr := r.succinct(nil); sr != nil {
+		_, n := sr.GetSuffixLen()
+		return n
+	}
+	return 0
 }
 
 func loadRole[T tufmeta.Roles](path string) (*tufmeta.Metadata[T], error) {
@@ -347,26 +453,29 @@ func (r *Repo) signersFor(role string, keyIDs []string, threshold int) ([]*Priva
 	return out, nil
 }
 
-// delegation finds the delegation entry for a delegated role and the role
-// that delegates it.
-func (r *Repo) delegation(role string) (*tufmeta.DelegatedRole, string) {
-	names := make([]string, 0, len(r.targets))
-	for n := range r.targets {
-		names = append(names, n)
+// delegationKeys finds who may sign a delegated role: the key IDs and
+// threshold of its delegation, looked up in the pending roles of a commit
+// first, then in the repository's. A bin is delegated by the succinct
+// delegation of the bins role.
+func (r *Repo) delegationKeys(role string, pending map[string]*tufmeta.Metadata[tufmeta.TargetsType]) ([]string, int, bool) {
+	if r.isBin(role, pending) {
+		sr := r.succinct(pending)
+		return sr.KeyIDs, sr.Threshold, true
 	}
-	sort.Strings(names)
-	for _, parent := range names {
-		d := r.targets[parent].Signed.Delegations
-		if d == nil {
-			continue
-		}
-		for i := range d.Roles {
-			if d.Roles[i].Name == role {
-				return &d.Roles[i], parent
+	for _, set := range []map[string]*tufmeta.Metadata[tufmeta.TargetsType]{pending, r.targets} {
+		for _, parent := range sortedKeys(set) {
+			d := set[parent].Signed.Delegations
+			if d == nil {
+				continue
+			}
+			for _, dr := range d.Roles {
+				if dr.Name == role {
+					return dr.KeyIDs, dr.Threshold, true
+				}
 			}
 		}
 	}
-	return nil, ""
+	return nil, 0, false
 }
 
 // roleSigners returns the keys to sign targets role role with.
@@ -374,21 +483,11 @@ func (r *Repo) roleSigners(role string, roles map[string]*tufmeta.Metadata[tufme
 	if role == tufmeta.TARGETS {
 		return r.signers(role, root.Signed.Roles[role])
 	}
-	// Look in the pending (possibly changed) parents first.
-	for _, parent := range sortedKeys(roles) {
-		if d := roles[parent].Signed.Delegations; d != nil {
-			for _, dr := range d.Roles {
-				if dr.Name == role {
-					return r.signersFor(role, dr.KeyIDs, dr.Threshold)
-				}
-			}
-		}
-	}
-	dr, _ := r.delegation(role)
-	if dr == nil {
+	ids, th, ok := r.delegationKeys(role, roles)
+	if !ok {
 		return nil, fmt.Errorf("role %s: %w: not delegated", role, ErrNotFound)
 	}
-	return r.signersFor(role, dr.KeyIDs, dr.Threshold)
+	return r.signersFor(role, ids, th)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -447,12 +546,19 @@ func (r *Repo) commit(spec commitSpec) error {
 		if err := signMeta(m, keys); err != nil {
 			return fmt.Errorf("sign %s: %w", role, err)
 		}
-		b, err := m.ToBytes(true)
+		// A bin is written compact and listed in the snapshot by version
+		// only: both keep what an up-to-date client reads small (bins.go).
+		bin := r.isBin(role, spec.roles)
+		b, err := m.ToBytes(!bin)
 		if err != nil {
 			return err
 		}
 		files = append(files, file{rolePath(r.dir, m.Signed.Version, role), b})
-		snap.Signed.Meta[role+".json"] = metaFileFor(m.Signed.Version, b)
+		if bin {
+			snap.Signed.Meta[role+".json"] = &tufmeta.MetaFiles{Version: m.Signed.Version}
+		} else {
+			snap.Signed.Meta[role+".json"] = metaFileFor(m.Signed.Version, b)
+		}
 	}
 	snap.Signed.Version++
 	snap.Signed.Expires = expiry(now, r.expires[tufmeta.SNAPSHOT])
@@ -463,7 +569,7 @@ func (r *Repo) commit(spec commitSpec) error {
 	if err := signMeta(snap, keys); err != nil {
 		return fmt.Errorf("sign snapshot: %w", err)
 	}
-	snapBytes, err := snap.ToBytes(true)
+	snapBytes, err := snap.ToBytes(false)
 	if err != nil {
 		return err
 	}
@@ -506,6 +612,9 @@ func (r *Repo) commit(spec commitSpec) error {
 }
 
 func (r *Repo) roleExpires(role string) time.Duration {
+	if role == BinsRole || strings.HasPrefix(role, binNamePrefix+"-") {
+		role = tufmeta.TARGETS // bins live as long as top-level targets
+	}
 	if d, ok := r.expires[role]; ok {
 		return d
 	}
@@ -515,12 +624,41 @@ func (r *Repo) roleExpires(role string) time.Duration {
 // roleForUpdate returns a copy of a targets role to modify, or a new empty
 // one (version 0) for a delegated role not published yet.
 func (r *Repo) roleForUpdate(role string) (*tufmeta.Metadata[tufmeta.TargetsType], error) {
-	if m, ok := r.targets[role]; ok {
+	m, err := r.role(role)
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
 		return cloneMeta(m)
 	}
-	m := tufmeta.Targets(r.now().UTC())
+	m = tufmeta.Targets(r.now().UTC())
 	m.Signed.Version = 0
 	return m, nil
+}
+
+// begin starts a writing operation: it takes r's mutex and the
+// repository lock (see lockRepo), then re-reads the metadata from disk.
+// The returned function releases both.
+func (r *Repo) begin(ctx context.Context) (func(), error) {
+	r.mu.Lock()
+	unlockDir, err := lockRepo(ctx, r.dir)
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	unlock := func() {
+		unlockDir()
+		r.mu.Unlock()
+	}
+	if err := r.load(); err != nil {
+		unlock()
+		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
+	}
+	if err := ctx.Err(); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
 }
 
 // Refresh re-signs the timestamp with a new version and expiry (needs the
@@ -529,20 +667,20 @@ func (r *Repo) roleForUpdate(role string) (*tufmeta.Metadata[tufmeta.TargetsType
 // snapshot when any role was re-signed or it is past half its lifetime. Root
 // is never re-signed here (see UpdateRoot).
 func (r *Repo) Refresh(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.load(); err != nil {
-		return fmt.Errorf("repository %s: %w", r.dir, err)
-	}
-	if err := ctx.Err(); err != nil {
+	unlock, err := r.begin(ctx)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	if _, err := r.signers(tufmeta.TIMESTAMP, r.root.Signed.Roles[tufmeta.TIMESTAMP]); err != nil {
 		return fmt.Errorf("refresh: %w", err)
 	}
 	now := r.now()
 	due := func(expires time.Time, life time.Duration) bool {
 		return expires.Sub(now) < life/2
+	}
+	if err := r.loadAllRoles(); err != nil {
+		return fmt.Errorf("refresh: %w", err)
 	}
 	roles := map[string]*tufmeta.Metadata[tufmeta.TargetsType]{}
 	for _, role := range sortedKeys(r.targets) {
@@ -620,14 +758,11 @@ var roleRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 // snapshot and timestamp keys; its role file N.<role>.json appears with its
 // first package (or at once if the caller holds the publisher's keys too).
 func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.load(); err != nil {
-		return fmt.Errorf("repository %s: %w", r.dir, err)
-	}
-	if err := ctx.Err(); err != nil {
+	unlock, err := r.begin(ctx)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	if !roleRE.MatchString(opts.Role) || len(opts.Role) > MaxNameLen {
 		return fmt.Errorf("delegate %q: %w: role name must match [a-z0-9][a-z0-9._-]*", opts.Role, ErrMalformed)
 	}
@@ -635,6 +770,9 @@ func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
 		if opts.Role == top {
 			return fmt.Errorf("delegate %q: %w: a top-level role name", opts.Role, ErrMalformed)
 		}
+	}
+	if reservedRoleName(opts.Role) {
+		return fmt.Errorf("delegate %q: %w: %q and names starting %q are kept for hash bins", opts.Role, ErrMalformed, BinsRole, binNamePrefix+"-")
 	}
 	if len(opts.Patterns) == 0 {
 		return fmt.Errorf("delegate %s: %w: no patterns", opts.Role, ErrMalformed)
@@ -703,7 +841,12 @@ func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
 		}
 	}
 	if !replaced {
-		d.Roles = append(d.Roles, dr)
+		// Publishers go before the bins, which end every walk (bins.go).
+		at := len(d.Roles)
+		if at > 0 && d.Roles[at-1].Name == BinsRole {
+			at--
+		}
+		d.Roles = slices.Insert(d.Roles, at, dr)
 	}
 	pruneDelegationKeys(d)
 	roles := map[string]*tufmeta.Metadata[tufmeta.TargetsType]{tufmeta.TARGETS: tg}
@@ -754,14 +897,11 @@ type RootUpdate struct {
 // and re-signs every top-level role whose keys changed plus snapshot and
 // timestamp. The caller must hold all those keys (ErrMissingKey otherwise).
 func (r *Repo) UpdateRoot(ctx context.Context, u RootUpdate) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.load(); err != nil {
-		return fmt.Errorf("repository %s: %w", r.dir, err)
-	}
-	if err := ctx.Err(); err != nil {
+	unlock, err := r.begin(ctx)
+	if err != nil {
 		return err
 	}
+	defer unlock()
 	nr, err := cloneMeta(r.root)
 	if err != nil {
 		return err
@@ -836,6 +976,9 @@ func (r *Repo) UpdateRoot(ctx context.Context, u RootUpdate) error {
 			return err
 		}
 		roles[tufmeta.TARGETS] = tg
+		if err := r.rekeyBins(roles, nr); err != nil {
+			return fmt.Errorf("update root: %w", err)
+		}
 	}
 	if err := r.commit(commitSpec{root: nr, roles: roles}); err != nil {
 		return fmt.Errorf("update root: %w", err)
@@ -864,46 +1007,42 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-// Packages lists the published packages as the repository signs them: every
-// target packages/NAME/VERSION of top-level targets, and of a delegated
-// role only where its patterns cover the path. Sorted by name then version.
+// Packages lists the published packages as the repository signs them:
+// every target packages/NAME/VERSION that a client resolving it would
+// accept, from top-level targets, a bin or a delegated role, following
+// the delegation rules (see bins.go). Sorted by name then version.
 func (r *Repo) Packages() ([]PackageInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.load(); err != nil {
 		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
 	}
+	if err := r.loadAllRoles(); err != nil {
+		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
+	}
+	names := map[string]bool{}
+	for _, m := range r.targets {
+		for p := range m.Signed.Targets {
+			if n, _, ok := ParseTargetPath(p); ok {
+				names[n] = true
+			}
+		}
+	}
+	get := func(role, _ string) (*tufmeta.Metadata[tufmeta.TargetsType], error) { return r.role(role) }
 	var out []PackageInfo
-	seen := map[string]bool{}
-	for _, role := range append([]string{tufmeta.TARGETS}, sortedKeys(r.targets)...) {
-		m := r.targets[role]
-		if m == nil || (role == tufmeta.TARGETS && seen[role]) {
-			continue
+	for _, name := range sortedKeys(names) {
+		vts, err := targetsOfName(get, name)
+		if err != nil {
+			return nil, fmt.Errorf("repository %s: %w", r.dir, err)
 		}
-		var dr *tufmeta.DelegatedRole
-		if role != tufmeta.TARGETS {
-			if dr, _ = r.delegation(role); dr == nil {
-				continue
-			}
-		}
-		for _, p := range sortedKeys(m.Signed.Targets) {
-			if seen[p] {
-				continue
-			}
-			if dr != nil {
-				if ok, _ := dr.IsDelegatedPath(p); !ok {
-					continue
-				}
-			}
-			pi, err := packageInfo(p, m.Signed.Targets[p])
+		for _, vt := range vts {
+			pi, err := packageInfo(vt.path, vt.tf)
 			if err != nil {
 				continue
 			}
-			pi.Role = role
-			seen[p] = true
+			pi.Role = vt.role
 			out = append(out, pi)
 		}
-		seen[role] = true
 	}
 	sortPackages(out)
 	return out, nil
@@ -940,6 +1079,9 @@ func packageInfo(p string, tf *tufmeta.TargetFiles) (PackageInfo, error) {
 	if _, _, err := ParseDependencies(name, c.Depends); err != nil {
 		return info, fmt.Errorf("target %s: %w", p, err)
 	}
-	info.ManifestCID, info.Size, info.ManifestSize, info.Depends = mc, c.Size, tf.Length, c.Depends
+	if _, _, err := ParseProvides(scheme, c.Provides); err != nil {
+		return info, fmt.Errorf("target %s: %w", p, err)
+	}
+	info.ManifestCID, info.Size, info.ManifestSize, info.Depends, info.Provides = mc, c.Size, tf.Length, c.Depends, c.Provides
 	return info, nil
 }

@@ -28,6 +28,10 @@ type AddOptions struct {
 	// "bar", "baz=2.0.1", "qux>=1,<2", "libc6>= 2.36", "a | b>>1".
 	// Validated at add time; signed with the target.
 	Depends []string
+	// Provides lists the names the package provides besides its own (see
+	// ParseProvides): "awk", "awk=1:5.2.1-2". Signed with the target, and
+	// each name indexed in a role that may sign it (see provides.go).
+	Provides []string
 	// Import configures the import (chunk size, limits, source kind).
 	Import ImportOptions
 }
@@ -43,10 +47,17 @@ type AddResult struct {
 	Unchanged     bool     // NAME@VERSION (or a version equal to it) was already published with the same content
 	Depends       []string // the signed dependencies, canonical
 	// Missing lists the dependencies none of whose alternatives names a
-	// package the repository publishes (this batch included). A warning:
+	// package the repository publishes or a name a published package
+	// provides (this batch included). A warning:
 	// the package is published all the same.
 	Missing []string
-	Role    string
+	// Provides lists the signed provided names, canonical.
+	Provides []string
+	// NotIndexed lists the provided names that no role the caller holds
+	// keys for may sign: a client does not take the package as their
+	// provider (see provides.go). A warning.
+	NotIndexed []string
+	Role       string
 }
 
 // chunkWriter stores imported chunks under DIR/chunks, skipping existing ones.
@@ -71,13 +82,17 @@ func (w *chunkWriter) PutChunk(c cid.Cid, data []byte) error {
 	return nil
 }
 
-// publishRole picks the targets role that signs path: a delegated role that
-// covers it and whose keys the caller holds, else top-level targets if the
-// caller holds its keys, else ErrMissingKey.
-func (r *Repo) publishRole(path string) (string, error) {
+// publishRole picks the targets role that signs package name: a
+// delegated publisher role that covers path and whose keys the caller
+// holds, else name's bin in a binned repository (top-level targets in one
+// without bins) if the caller holds its keys, else ErrMissingKey.
+func (r *Repo) publishRole(name, path string) (string, error) {
 	var covering []string
 	if d := r.targets[tufmeta.TARGETS].Signed.Delegations; d != nil {
 		for _, dr := range d.Roles {
+			if dr.Name == BinsRole {
+				continue
+			}
 			ok, _ := dr.IsDelegatedPath(path)
 			if !ok {
 				continue
@@ -88,13 +103,18 @@ func (r *Repo) publishRole(path string) (string, error) {
 			}
 		}
 	}
-	if _, err := r.signers(tufmeta.TARGETS, r.root.Signed.Roles[tufmeta.TARGETS]); err == nil {
-		return tufmeta.TARGETS, nil
+	own, what := tufmeta.TARGETS, tufmeta.TARGETS
+	if sr := r.succinct(nil); sr != nil {
+		own = binOf(sr, name)
+		what = fmt.Sprintf("%s (its bin %s)", tufmeta.TARGETS, own)
+	}
+	if _, err := r.roleSigners(own, nil, r.root); err == nil {
+		return own, nil
 	}
 	if len(covering) == 0 {
-		return "", fmt.Errorf("publish %s: %w: no key for role targets, and no delegated role you hold keys for covers this name", path, ErrMissingKey)
+		return "", fmt.Errorf("publish %s: %w: no key for role %s, and no delegated role you hold keys for covers this name", path, ErrMissingKey, what)
 	}
-	return "", fmt.Errorf("publish %s: %w: no key for role targets nor for delegated role %s", path, ErrMissingKey, strings.Join(covering, ", "))
+	return "", fmt.Errorf("publish %s: %w: no key for role %s nor for delegated role %s", path, ErrMissingKey, what, strings.Join(covering, ", "))
 }
 
 // Add publishes one package (see AddMany).
@@ -119,11 +139,11 @@ func (r *Repo) Add(ctx context.Context, opts AddOptions) (*AddResult, error) {
 // ErrExists, as does a version whose scheme differs from the one the
 // name's published versions use.
 func (r *Repo) AddMany(ctx context.Context, list []AddOptions) ([]*AddResult, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.load(); err != nil {
-		return nil, fmt.Errorf("repository %s: %w", r.dir, err)
+	unlock, err := r.begin(ctx)
+	if err != nil {
+		return nil, err
 	}
+	defer unlock()
 	b := &addBatch{r: r, roles: map[string]*tufmeta.Metadata[tufmeta.TargetsType]{}}
 	out := make([]*AddResult, 0, len(list))
 	for _, opts := range list {
@@ -136,7 +156,9 @@ func (r *Repo) AddMany(ctx context.Context, list []AddOptions) ([]*AddResult, er
 		}
 		out = append(out, res)
 	}
-	b.markMissing(out)
+	if err := b.markMissing(out); err != nil {
+		return nil, fmt.Errorf("add: %w", err)
+	}
 	if len(b.roles) == 0 {
 		return out, nil
 	}
@@ -151,29 +173,57 @@ func (r *Repo) AddMany(ctx context.Context, list []AddOptions) ([]*AddResult, er
 type addBatch struct {
 	r     *Repo
 	roles map[string]*tufmeta.Metadata[tufmeta.TargetsType]
+	// names indexes, per role, the target paths of each package name, so
+	// that checking a name costs the versions of that name, not the size
+	// of the roles that may sign it.
+	names map[string]map[string][]string
 }
 
-// eachTarget calls fn for every target of every role, the batch's changes
-// included, roles in name order; fn returns false to stop.
-func (b *addBatch) eachTarget(fn func(role, path string, tf *tufmeta.TargetFiles) bool) {
-	names := sortedKeys(b.r.targets)
-	for n := range b.roles {
-		if _, ok := b.r.targets[n]; !ok {
-			names = append(names, n)
+// get returns a role as the batch sees it (see roleGetter).
+func (b *addBatch) get(role, _ string) (*tufmeta.Metadata[tufmeta.TargetsType], error) {
+	if m, ok := b.roles[role]; ok {
+		return m, nil
+	}
+	return b.r.role(role)
+}
+
+// nameIndex returns the paths by package name of role m, built once.
+func (b *addBatch) nameIndex(role string, m *tufmeta.Metadata[tufmeta.TargetsType]) map[string][]string {
+	if idx, ok := b.names[role]; ok {
+		return idx
+	}
+	idx := map[string][]string{}
+	for p := range m.Signed.Targets {
+		if n, _, ok := ParseTargetPath(p); ok {
+			idx[n] = append(idx[n], p)
 		}
 	}
-	slices.Sort(names)
-	for _, role := range names {
-		m := b.roles[role]
-		if m == nil {
-			m = b.r.targets[role]
-		}
-		for _, p := range sortedKeys(m.Signed.Targets) {
-			if !fn(role, p, m.Signed.Targets[p]) {
-				return
+	for _, ps := range idx {
+		slices.Sort(ps)
+	}
+	if b.names == nil {
+		b.names = map[string]map[string][]string{}
+	}
+	b.names[role] = idx
+	return idx
+}
+
+// eachTargetOf calls fn for every target of name in every role that may
+// sign it (see rolesForName), the batch's changes included, in walk
+// order; fn returns false to stop.
+func (b *addBatch) eachTargetOf(name string, fn func(role, path string, tf *tufmeta.TargetFiles) bool) error {
+	roles, err := rolesForName(b.get, name)
+	if err != nil {
+		return err
+	}
+	for _, rl := range roles {
+		for _, p := range b.nameIndex(rl.name, rl.m)[name] {
+			if !fn(rl.name, p, rl.m.Signed.Targets[p]) {
+				return nil
 			}
 		}
 	}
+	return nil
 }
 
 // add prepares one package of the batch.
@@ -194,8 +244,12 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", ref, err)
 	}
+	_, provides, err := ParseProvides(scheme, opts.Provides)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", ref, err)
+	}
 	tpath := TargetPath(opts.Name, opts.Version)
-	role, err := b.r.publishRole(tpath)
+	role, err := b.r.publishRole(opts.Name, tpath)
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", ref, err)
 	}
@@ -209,8 +263,8 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("add %s: %w", ref, err)
 	}
-	res.Scheme, res.Depends, res.Role = scheme, depends, role
-	custom, err := json.Marshal(targetCustom{Manifest: res.ManifestCID.String(), Size: res.Size, Depends: depends, Scheme: string(scheme)})
+	res.Scheme, res.Depends, res.Provides, res.Role = scheme, depends, provides, role
+	custom, err := json.Marshal(targetCustom{Manifest: res.ManifestCID.String(), Size: res.Size, Depends: depends, Scheme: string(scheme), Provides: provides})
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +278,7 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 	}
 	if same != nil {
 		res.Unchanged, res.Role, res.Version = true, same.role, same.version
-		return res, nil
+		return res, b.indexProvides(res)
 	}
 	if err := writeFileAtomic(filepath.Join(b.r.dir, ManifestsDir, res.ManifestCID.String()), mb, 0o644); err != nil {
 		return nil, fmt.Errorf("add %s: %w", ref, err)
@@ -240,7 +294,60 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 		tm.Signed.Targets = map[string]*tufmeta.TargetFiles{}
 	}
 	tm.Signed.Targets[tpath] = tf
-	return res, nil
+	idx := b.nameIndex(role, tm)
+	idx[opts.Name] = append(idx[opts.Name], tpath)
+	return res, b.indexProvides(res)
+}
+
+// indexProvides lists res's package under each name it provides in the
+// provides index of a role that may sign that name (indexRole); a name no
+// such role can take goes to res.NotIndexed.
+func (b *addBatch) indexProvides(res *AddResult) error {
+	for _, s := range res.Provides {
+		name, _, _ := strings.Cut(s, "=")
+		role := b.r.indexRole(name)
+		if role == "" {
+			res.NotIndexed = append(res.NotIndexed, name)
+			continue
+		}
+		m := b.roles[role]
+		if m == nil {
+			cur, err := b.r.roleForUpdate(role)
+			if err != nil {
+				return fmt.Errorf("add %s@%s: provides %s: %w", res.Name, res.Version, name, err)
+			}
+			m = cur
+		}
+		if addProvider(m, name, res.Name) {
+			b.roles[role] = m
+		}
+	}
+	return nil
+}
+
+// indexRole picks the role whose provides index lists the providers of
+// name: a delegated publisher role whose patterns may cover name and whose
+// keys the caller holds, else name's bin (top-level targets in a
+// repository without bins) if the caller holds its keys; "" if none.
+func (r *Repo) indexRole(name string) string {
+	if d := r.targets[tufmeta.TARGETS].Signed.Delegations; d != nil {
+		for i, dr := range d.Roles {
+			if dr.Name == BinsRole || !mayDelegateName(&d.Roles[i], name) {
+				continue
+			}
+			if _, err := r.signersFor(dr.Name, dr.KeyIDs, dr.Threshold); err == nil {
+				return dr.Name
+			}
+		}
+	}
+	own := tufmeta.TARGETS
+	if sr := r.succinct(nil); sr != nil {
+		own = binOf(sr, name)
+	}
+	if _, err := r.roleSigners(own, nil, r.root); err != nil {
+		return ""
+	}
+	return own
 }
 
 // importPackage imports opts.Source into the repository's chunks and
@@ -280,7 +387,7 @@ func (b *addBatch) published(name string, v Version, tf *tufmeta.TargetFiles) (*
 	prefix := TargetPrefix + name + "/"
 	var found *publishedTarget
 	var err error
-	b.eachTarget(func(role, p string, old *tufmeta.TargetFiles) bool {
+	werr := b.eachTargetOf(name, func(role, p string, old *tufmeta.TargetFiles) bool {
 		pv, ok := strings.CutPrefix(p, prefix)
 		if !ok || strings.Contains(pv, "/") {
 			return true
@@ -314,6 +421,9 @@ func (b *addBatch) published(name string, v Version, tf *tufmeta.TargetFiles) (*
 		err = fmt.Errorf("%w: published (by role %s) %s", ErrExists, role, what)
 		return false
 	})
+	if werr != nil {
+		return nil, werr
+	}
 	return found, err
 }
 
@@ -327,28 +437,53 @@ func sameCustom(a, b []byte) bool {
 	sa, ea := ParseScheme(ca.Scheme)
 	sb, eb := ParseScheme(cb.Scheme)
 	return ea == nil && eb == nil && sa == sb &&
-		ca.Manifest == cb.Manifest && ca.Size == cb.Size && slices.Equal(ca.Depends, cb.Depends)
+		ca.Manifest == cb.Manifest && ca.Size == cb.Size && slices.Equal(ca.Depends, cb.Depends) &&
+		slices.Equal(ca.Provides, cb.Provides)
 }
 
 // markMissing fills each result's Missing: dependencies none of whose
-// alternatives names a published package.
-func (b *addBatch) markMissing(results []*AddResult) {
-	names := map[string]bool{}
-	b.eachTarget(func(_, p string, _ *tufmeta.TargetFiles) bool {
-		if n, _, ok := ParseTargetPath(p); ok {
-			names[n] = true
+// alternatives names a published package or a name some package is
+// indexed as providing.
+func (b *addBatch) markMissing(results []*AddResult) error {
+	published := map[string]bool{}
+	has := func(name string) (bool, error) {
+		if v, ok := published[name]; ok {
+			return v, nil
 		}
-		return true
-	})
+		found := false
+		err := b.eachTargetOf(name, func(string, string, *tufmeta.TargetFiles) bool {
+			found = true
+			return false
+		})
+		if err == nil && !found {
+			var ps []string
+			ps, err = providerNames(b.get, name)
+			found = len(ps) > 0
+		}
+		published[name] = found
+		return found, err
+	}
 	for _, res := range results {
 		for _, s := range res.Depends {
 			d, err := ParseDependency(s)
 			if err != nil {
 				continue
 			}
-			if !slices.ContainsFunc(d.Alternatives, func(r Relation) bool { return names[r.Name] }) {
+			any := false
+			for _, alt := range d.Alternatives {
+				ok, err := has(alt.Name)
+				if err != nil {
+					return err
+				}
+				if ok {
+					any = true
+					break
+				}
+			}
+			if !any {
 				res.Missing = append(res.Missing, s)
 			}
 		}
 	}
+	return nil
 }

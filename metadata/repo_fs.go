@@ -2,7 +2,6 @@ package metadata
 
 import (
 	"crypto/sha256"
-	"crypto/sha512"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,6 +23,17 @@ const (
 // writeFileAtomic writes data to path through a temporary file in the same
 // directory, fsync and rename: a reader sees the old file or the new one.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFileRename(path, data, perm, true)
+}
+
+// writeFileAtomicNoSync is writeFileAtomic without the fsync, for files
+// whose loss in a crash costs only work (a cache verified on use, or
+// files made durable together later, see syncFS).
+func writeFileAtomicNoSync(path string, data []byte, perm os.FileMode) error {
+	return writeFileRename(path, data, perm, false)
+}
+
+func writeFileRename(path string, data []byte, perm os.FileMode, sync bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
@@ -41,8 +51,10 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err := f.Chmod(perm); err != nil {
 		return fail(err)
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
+	if sync {
+		if err := f.Sync(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
@@ -73,11 +85,15 @@ func metaFileFor(version int64, data []byte) *tufmeta.MetaFiles {
 	}
 }
 
-// targetHashes returns the hashes pinned for a target.
+// targetHashes returns the hashes pinned for a target: sha256 only, as
+// TUF's reference implementation does. It is the same hash the manifest
+// CID carries, and a second one would add 140 bytes to each of the
+// targets a bin holds. Targets signed earlier with sha512 too stay valid
+// (a client checks every hash a target lists; TargetFiles.Equal compares
+// the hashes two targets share).
 func targetHashes(data []byte) tufmeta.Hashes {
 	s256 := sha256.Sum256(data)
-	s512 := sha512.Sum512(data)
-	return tufmeta.Hashes{"sha256": s256[:], "sha512": s512[:]}
+	return tufmeta.Hashes{"sha256": s256[:]}
 }
 
 // expiry returns now+d rounded down to the second, in UTC (TUF dates carry

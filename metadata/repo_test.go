@@ -259,7 +259,9 @@ func TestAddRefusesBadInput(t *testing.T) {
 		{"build metadata", AddOptions{Name: "foo", Version: "1.0.0+b1", Source: src}, ErrMalformed},
 		{"bad constraint", AddOptions{Name: "foo", Version: "1.0.0", Source: src, Depends: []string{"bar>=1.0/2"}}, ErrMalformed},
 		{"no operator", AddOptions{Name: "foo", Version: "1.0.0", Source: src, Depends: []string{"bar 1.0"}}, ErrMalformed},
-		{"self dependency", AddOptions{Name: "foo", Version: "1.0.0", Source: src, Depends: []string{"foo>=1"}}, ErrDependency},
+		{"listed twice", AddOptions{Name: "foo", Version: "1.0.0", Source: src, Depends: []string{"bar>=1", "bar<2"}}, ErrDependency},
+		{"bad provides", AddOptions{Name: "foo", Version: "1.0.0", Source: src, Provides: []string{"Bar"}}, ErrMalformed},
+		{"bad provided version", AddOptions{Name: "foo", Version: "1.0.0", Source: src, Provides: []string{"bar=one"}}, ErrMalformed},
 		{"missing source", AddOptions{Name: "foo", Version: "1.0.0", Source: filepath.Join(src, "nope")}, nil},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,22 +10,25 @@ import (
 
 // pickRef selects the version ref names: exactly its version, else the
 // newest its constraint (if any) allows.
-func (c *Client) pickRef(r Ref) (*pkgEntry, error) {
+func (c *Client) pickRef(ctx context.Context, r Ref) (*pkgEntry, error) {
 	if r.Version != "" {
-		return c.pickExact(r.Name, r.Version)
+		return c.pickExact(ctx, r.Name, r.Version)
 	}
 	var cons []Relation
 	if r.Constraint != nil {
 		cons = []Relation{{Name: r.Name, Constraint: r.Constraint}}
 	}
-	return c.pick(r.Name, cons)
+	return c.pick(ctx, r.Name, cons)
 }
 
 // pickExact finds version of name: the target with that very string, else
 // the one whose version is equal to it under the package's scheme
 // ("foo@1.2" finds a semver "1.2.0", "bar@1.0" a deb "0:1.0-0").
-func (c *Client) pickExact(name, version string) (*pkgEntry, error) {
-	es := c.index[name]
+func (c *Client) pickExact(ctx context.Context, name, version string) (*pkgEntry, error) {
+	es, err := c.entries(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	if len(es) == 0 {
 		return nil, fmt.Errorf("package %s: %w in signed metadata", name, ErrNotFound)
 	}
@@ -47,8 +51,11 @@ func (c *Client) pickExact(name, version string) (*pkgEntry, error) {
 // pick selects the newest version of name allowed by every relation in
 // cons. The versions of one name must share one scheme (the publisher
 // refuses a second one); if signed metadata mixes them, nothing is picked.
-func (c *Client) pick(name string, cons []Relation) (*pkgEntry, error) {
-	es := c.index[name]
+func (c *Client) pick(ctx context.Context, name string, cons []Relation) (*pkgEntry, error) {
+	es, err := c.entries(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	if len(es) == 0 {
 		return nil, fmt.Errorf("package %s: %w in signed metadata", name, ErrNotFound)
 	}
@@ -76,16 +83,29 @@ func (c *Client) pick(name string, cons []Relation) (*pkgEntry, error) {
 }
 
 // ResolveClosure resolves ref (see Resolve) and its whole dependency
-// closure from signed metadata: breadth first from ref, each dependency
-// name is picked when its turn comes as the newest version satisfying
-// every constraint gathered for it so far; a constraint seen after the
-// pick must accept the picked version. Of a dependency with alternatives
-// ("a | b") the first one that is already picked at an allowed version is
-// used, else the first already required that some version still
-// satisfies, else the first that some published version satisfies. The
-// result lists ref first, then the dependencies in breadth-first order; it
-// is deterministic. Conflicts, unsatisfiable constraints, missing packages
-// and cycles wrap ErrDependency (a missing package also wraps ErrNotFound).
+// closure from signed metadata. The closure is a set: one version of each
+// real package name, dependency cycles allowed (Debian has them at its
+// base: libc6 -> libgcc-s1 -> libc6), a package's dependency on itself
+// satisfied by itself.
+//
+// Breadth first from ref, each dependency name is resolved when its turn
+// comes, under every constraint gathered for it by then: by a package
+// already in the closure that satisfies them (the real package of that
+// name, or one that provides it, see provides.go), else by the newest
+// version of the real package that does, else by a provider: of the
+// packages that provide the name in a way that satisfies the constraints,
+// the newest version of the lexically first name. A constraint met after
+// its name was resolved must be satisfied by the closure as it is. Of a
+// dependency with alternatives ("a | b") the first one the closure
+// already satisfies is used, else the first already required that can
+// still be satisfied, else the first that some published package
+// satisfies. Breaks, Conflicts and the like are not read (DebControl).
+//
+// The result lists ref first, then the rest of the closure dependencies
+// before dependents (the members of a cycle together, by name); it is
+// deterministic. A missing package, no version meeting the constraints
+// and conflicting constraints on one name wrap ErrDependency, naming who
+// needs what (a missing package also wraps ErrNotFound).
 func (c *Client) ResolveClosure(ctx context.Context, ref string) ([]*Resolved, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -96,12 +116,15 @@ func (c *Client) ResolveClosure(ctx context.Context, ref string) ([]*Resolved, e
 	if err != nil {
 		return nil, fmt.Errorf("resolve: %w", err)
 	}
-	first, err := c.pickRef(r)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", ref, err)
-	}
-	order, err := c.plan(first)
-	if err != nil {
+	var order []*pkgEntry
+	if err := c.retryStale(ctx, func() error {
+		first, err := c.pickRef(ctx, r)
+		if err != nil {
+			return err
+		}
+		order, err = c.plan(ctx, first)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
 	out := make([]*Resolved, 0, len(order))
@@ -115,70 +138,213 @@ func (c *Client) ResolveClosure(ctx context.Context, ref string) ([]*Resolved, e
 	return out, nil
 }
 
-// requirement is a constraint on a package and who imposes it.
+// requirement is a constraint on a name and who imposes it.
 type requirement struct {
 	rel Relation
 	by  string // NAME@VERSION
 }
 
-// planner is one run of the resolver (see ResolveClosure).
-type planner struct {
-	c      *Client
-	root   *pkgEntry
-	picked map[string]*pkgEntry
-	order  []*pkgEntry
-	reqs   map[string][]requirement
-	queue  []string            // names waiting to be picked
-	edges  map[string][]string // name -> the dependency names it uses
+// edge is a dependency of a closure member: the member that satisfies
+// it, or (resolved false) the name whose turn will say which.
+type edge struct {
+	to       string
+	resolved bool
 }
 
-// plan is the resolver: breadth first from root. A name is picked when it
-// leaves the queue, as the newest version satisfying every constraint
-// gathered for it by then; a constraint met later must accept the version
-// already picked. Then the graph of used dependencies must be acyclic.
-func (c *Client) plan(root *pkgEntry) ([]*pkgEntry, error) {
+// planner is one run of the resolver (see ResolveClosure).
+type planner struct {
+	ctx      context.Context
+	c        *Client
+	root     *pkgEntry
+	picked   map[string]*pkgEntry   // real name -> its version in the closure
+	members  []*pkgEntry            // the closure, in the order picked
+	provided map[string][]*pkgEntry // name -> members that provide it
+	reqs     map[string][]requirement
+	queue    []string          // names waiting for their turn
+	done     map[string]bool   // names whose turn came
+	via      map[string]string // name -> the member that satisfied it on its turn
+	edges    map[string][]edge // member name -> its dependencies
+	err      error             // a role that could not be loaded while choosing
+}
+
+// plan is the resolver (see ResolveClosure): it returns the closure of
+// root in its order.
+func (c *Client) plan(ctx context.Context, root *pkgEntry) ([]*pkgEntry, error) {
 	p := &planner{
-		c: c, root: root,
-		picked: map[string]*pkgEntry{root.info.Name: root},
-		order:  []*pkgEntry{root},
-		reqs:   map[string][]requirement{},
-		edges:  map[string][]string{},
+		ctx: ctx, c: c, root: root,
+		picked: map[string]*pkgEntry{}, provided: map[string][]*pkgEntry{},
+		reqs: map[string][]requirement{}, done: map[string]bool{},
+		via: map[string]string{}, edges: map[string][]edge{},
 	}
-	if err := p.process(root); err != nil {
+	if err := p.add(root); err != nil {
 		return nil, err
 	}
 	for len(p.queue) > 0 {
 		name := p.queue[0]
 		p.queue = p.queue[1:]
-		rs := p.reqs[name]
-		if len(c.index[name]) == 0 {
-			return nil, fmt.Errorf("%w: %s needs %s: %w in signed metadata", ErrDependency, rs[0].by, rs[0].rel, ErrNotFound)
-		}
-		cons := make([]Relation, len(rs))
-		for i, r := range rs {
-			cons[i] = r.rel
-		}
-		e, err := c.pick(name, cons)
-		if err != nil {
-			var parts []string
-			for _, r := range rs {
-				parts = append(parts, r.by+" needs "+r.rel.String())
-			}
-			return nil, fmt.Errorf("%w: no version of %s satisfies: %s (%w)", ErrDependency, name, strings.Join(parts, "; "), err)
-		}
-		p.picked[name] = e
-		p.order = append(p.order, e)
-		if err := p.process(e); err != nil {
+		if err := p.turn(name); err != nil {
 			return nil, err
 		}
 	}
-	if cyc := findCycle(p.order, p.edges); cyc != nil {
-		return nil, fmt.Errorf("%w: dependency cycle %s", ErrDependency, strings.Join(cyc, " -> "))
-	}
-	return p.order, nil
+	return p.order(), nil
 }
 
-// process gathers the requirements of a picked package.
+// add puts e in the closure and gathers its requirements.
+func (p *planner) add(e *pkgEntry) error {
+	p.picked[e.info.Name] = e
+	p.members = append(p.members, e)
+	for _, pv := range e.provides {
+		p.provided[pv.Name] = append(p.provided[pv.Name], e)
+	}
+	return p.process(e)
+}
+
+// turn resolves name under every requirement gathered for it.
+func (p *planner) turn(name string) error {
+	p.done[name] = true
+	rs := p.reqs[name]
+	cons := make([]Relation, len(rs))
+	for i, r := range rs {
+		cons[i] = r.rel
+	}
+	if s := p.satisfier(name, cons); s != nil {
+		p.via[name] = s.info.Name
+		return nil
+	}
+	if pe, ok := p.picked[name]; ok {
+		return fmt.Errorf("%w: %s, but %s@%s was already chosen (required by %s)",
+			ErrDependency, p.needs(rs), name, pe.info.Version, p.describe(name))
+	}
+	es, err := p.c.entries(p.ctx, name)
+	if err != nil {
+		return err
+	}
+	var pickErr error
+	if len(es) > 0 {
+		e, err := p.c.pick(p.ctx, name, cons)
+		if err == nil {
+			p.via[name] = name
+			return p.add(e)
+		}
+		if errors.Is(err, errRoleGone) {
+			return err
+		}
+		pickErr = err
+	}
+	e, err := p.provider(name, cons)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		p.via[name] = e.info.Name
+		if _, ok := p.picked[e.info.Name]; ok {
+			return nil
+		}
+		return p.add(e)
+	}
+	if pickErr != nil {
+		return fmt.Errorf("%w: no version of %s satisfies: %s (%w)", ErrDependency, name, p.needs(rs), pickErr)
+	}
+	if !p.anyProvider(name) {
+		return fmt.Errorf("%w: %s: %w in signed metadata (no package of that name, none that provides it)", ErrDependency, p.needs(rs), ErrNotFound)
+	}
+	return fmt.Errorf("%w: no package providing %s satisfies: %s", ErrDependency, name, p.needs(rs))
+}
+
+// needs describes requirements: "a@1 needs x>=1; b@2 needs x<<3".
+func (p *planner) needs(rs []requirement) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.by + " needs " + r.rel.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// anyProvider reports whether some package provides name at all.
+func (p *planner) anyProvider(name string) bool {
+	ps, err := p.c.providers(p.ctx, name)
+	return err == nil && len(ps) > 0
+}
+
+// satisfier returns the closure member that satisfies every relation in
+// cons on name (cons all name it): the real package of that name, else
+// the first member that provides it so; nil if none.
+func (p *planner) satisfier(name string, cons []Relation) *pkgEntry {
+	if pe, ok := p.picked[name]; ok && allowsAll(pe.ver, cons) {
+		return pe
+	}
+	for _, pe := range p.provided[name] {
+		ok := true
+		for _, r := range cons {
+			if _, sat := pe.provision(r); !sat {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return pe
+		}
+	}
+	return nil
+}
+
+func allowsAll(v Version, cons []Relation) bool {
+	for _, r := range cons {
+		if !r.Allows(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// provider chooses a package not yet in the closure to provide name under
+// cons: of the provider names in lexical order, the first with a version
+// whose provide satisfies every relation of cons and whose own version
+// satisfies what is required of its name; of that name, the newest such
+// version. Nil if none.
+func (p *planner) provider(name string, cons []Relation) (*pkgEntry, error) {
+	ps, err := p.c.providers(p.ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(ps); {
+		pn := ps[i].info.Name
+		j := i
+		for j < len(ps) && ps[j].info.Name == pn {
+			j++
+		}
+		group := ps[i:j]
+		i = j
+		if _, ok := p.picked[pn]; ok {
+			continue // in the closure already: satisfier saw it
+		}
+		var own []Relation
+		for _, q := range p.reqs[pn] {
+			own = append(own, q.rel)
+		}
+		var cands []*pkgEntry
+		var vs []Version
+		for _, e := range group {
+			ok := true
+			for _, r := range cons {
+				if _, sat := e.provision(r); !sat {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				cands = append(cands, e)
+				vs = append(vs, e.ver)
+			}
+		}
+		if k := newest(vs, own); k >= 0 {
+			return cands[k], nil
+		}
+	}
+	return nil, nil
+}
+
+// process gathers the requirements of a closure member.
 func (p *planner) process(e *pkgEntry) error {
 	by := e.info.Name + "@" + e.info.Version
 	if e.err != nil {
@@ -190,17 +356,25 @@ func (p *planner) process(e *pkgEntry) error {
 	}
 	for _, d := range deps {
 		rel, ok := p.choose(d)
+		if p.err != nil {
+			return p.err
+		}
 		if !ok {
 			return fmt.Errorf("%w: %s needs %s: %w: no alternative is published at an allowed version", ErrDependency, by, d, ErrNotFound)
 		}
-		p.edges[e.info.Name] = append(p.edges[e.info.Name], rel.Name)
-		if pe, ok := p.picked[rel.Name]; ok {
-			if !rel.Allows(pe.ver) {
-				return fmt.Errorf("%w: %s needs %s, but %s@%s was already chosen (required by %s)",
-					ErrDependency, by, rel, rel.Name, pe.info.Version, p.describe(rel.Name))
-			}
+		if s := p.satisfier(rel.Name, []Relation{rel}); s != nil {
+			p.edges[e.info.Name] = append(p.edges[e.info.Name], edge{to: s.info.Name, resolved: true})
 			continue
 		}
+		if pe, ok := p.picked[rel.Name]; ok {
+			return fmt.Errorf("%w: %s needs %s, but %s@%s was already chosen (required by %s)",
+				ErrDependency, by, rel, rel.Name, pe.info.Version, p.describe(rel.Name))
+		}
+		if p.done[rel.Name] {
+			return fmt.Errorf("%w: %s needs %s, but %s is provided by %s (chosen for %s)",
+				ErrDependency, by, rel, rel.Name, p.member(p.via[rel.Name]), p.describe(rel.Name))
+		}
+		p.edges[e.info.Name] = append(p.edges[e.info.Name], edge{to: rel.Name})
 		if len(p.reqs[rel.Name]) == 0 {
 			p.queue = append(p.queue, rel.Name)
 		}
@@ -216,32 +390,57 @@ func (p *planner) choose(d Dependency) (Relation, bool) {
 		return d.Alternatives[0], true
 	}
 	for _, r := range d.Alternatives {
-		if e, ok := p.picked[r.Name]; ok && r.Allows(e.ver) {
+		if p.satisfier(r.Name, []Relation{r}) != nil {
 			return r, true
 		}
 	}
 	for _, r := range d.Alternatives {
-		if len(p.reqs[r.Name]) > 0 && p.satisfiable(r) {
+		if len(p.reqs[r.Name]) > 0 && !p.decided(r.Name) && p.satisfiable(r) {
 			return r, true
 		}
 	}
 	for _, r := range d.Alternatives {
-		if _, ok := p.picked[r.Name]; !ok && p.satisfiable(r) {
+		if !p.decided(r.Name) && p.satisfiable(r) {
 			return r, true
 		}
 	}
 	return Relation{}, false
 }
 
-// satisfiable reports whether some version of r.Name satisfies r and
-// every requirement gathered for it so far.
+// decided reports whether what satisfies name is settled: its real
+// package is in the closure or its turn came.
+func (p *planner) decided(name string) bool {
+	_, ok := p.picked[name]
+	return ok || p.done[name]
+}
+
+// satisfiable reports whether some published package satisfies r and
+// every requirement gathered for r.Name so far: a version of the real
+// package, or a provider.
 func (p *planner) satisfiable(r Relation) bool {
 	cons := []Relation{r}
 	for _, q := range p.reqs[r.Name] {
 		cons = append(cons, q.rel)
 	}
-	_, err := p.c.pick(r.Name, cons)
-	return err == nil
+	_, err := p.c.pick(p.ctx, r.Name, cons)
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, errRoleGone) {
+		p.setErr(err)
+		return false
+	}
+	e, err := p.provider(r.Name, cons)
+	if err != nil {
+		p.setErr(err)
+	}
+	return e != nil
+}
+
+func (p *planner) setErr(err error) {
+	if p.err == nil {
+		p.err = err
+	}
 }
 
 func (p *planner) describe(name string) string {
@@ -256,42 +455,67 @@ func (p *planner) describe(name string) string {
 	return strings.Join(parts, ", ")
 }
 
-// findCycle returns a dependency cycle among the picked packages as a list
-// of names (first repeated at the end), or nil. edges holds, per picked
-// name, the dependency names it uses.
-func findCycle(order []*pkgEntry, edges map[string][]string) []string {
-	const (
-		white = iota
-		grey
-		black
-	)
-	color := map[string]int{}
+// member returns "NAME@VERSION" of the closure member called name.
+func (p *planner) member(name string) string {
+	if e, ok := p.picked[name]; ok {
+		return e.info.Name + "@" + e.info.Version
+	}
+	return name
+}
+
+// order returns the closure: the root first, then every other member,
+// dependencies before dependents. It is Tarjan's algorithm over the
+// dependency graph, from the members in the order they were picked and
+// each member's dependencies in the order listed: strongly connected
+// components come out dependencies first, and the members of one (a
+// cycle) are put in name order.
+func (p *planner) order() []*pkgEntry {
+	index := map[string]int{}
+	low := map[string]int{}
+	on := map[string]bool{}
 	var stack []string
-	var cycle []string
-	var visit func(name string) bool
-	visit = func(name string) bool {
-		color[name] = grey
-		stack = append(stack, name)
-		for _, dep := range edges[name] {
-			switch color[dep] {
-			case grey:
-				i := slices.Index(stack, dep)
-				cycle = append(append([]string{}, stack[i:]...), dep)
-				return true
-			case white:
-				if visit(dep) {
-					return true
-				}
+	var out []*pkgEntry
+	var visit func(n string)
+	visit = func(n string) {
+		index[n], low[n] = len(index), len(index)
+		stack = append(stack, n)
+		on[n] = true
+		for _, e := range p.edges[n] {
+			to := e.to
+			if !e.resolved {
+				to = p.via[e.to]
+			}
+			if _, ok := p.picked[to]; !ok {
+				continue
+			}
+			if _, seen := index[to]; !seen {
+				visit(to)
+				low[n] = min(low[n], low[to])
+			} else if on[to] {
+				low[n] = min(low[n], index[to])
 			}
 		}
-		stack = stack[:len(stack)-1]
-		color[name] = black
-		return false
-	}
-	for _, e := range order {
-		if color[e.info.Name] == white && visit(e.info.Name) {
-			return cycle
+		if low[n] != index[n] {
+			return
+		}
+		i := len(stack) - 1
+		for stack[i] != n {
+			i--
+		}
+		scc := slices.Clone(stack[i:])
+		stack = stack[:i]
+		slices.Sort(scc)
+		for _, m := range scc {
+			on[m] = false
+			if m != p.root.info.Name {
+				out = append(out, p.picked[m])
+			}
 		}
 	}
-	return nil
+	for _, e := range p.members {
+		if _, seen := index[e.info.Name]; !seen {
+			visit(e.info.Name)
+		}
+	}
+	return append([]*pkgEntry{p.root}, out...)
 }

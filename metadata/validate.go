@@ -14,10 +14,11 @@ func entryError(p string, sentinel error, format string, args ...any) error {
 }
 
 // ValidatePath checks that p is an entry path: relative, slash-separated,
-// clean (path.Clean(p) == p), not "." (the root is implicit), with no ".."
-// element, no NUL, no backslash (ambiguous across systems), valid UTF-8 (JSON
-// would rewrite anything else) and at most DefaultLimits().MaxPathLen bytes.
-// The error wraps ErrInvalidPath and names the path.
+// clean (path.Clean(p) == p: no empty, "." or trailing element), not "."
+// (the root is implicit), with no ".." element, no NUL and at most
+// DefaultLimits().MaxPathLen bytes. Every other byte is allowed, as a Linux
+// file system allows it: backslashes, control characters, bytes that are
+// not UTF-8. The error wraps ErrInvalidPath and names the path.
 func ValidatePath(p string) error {
 	return validatePath(p, DefaultLimits().MaxPathLen)
 }
@@ -29,12 +30,8 @@ func validatePath(p string, maxLen int) error {
 		reason = "empty path"
 	case len(p) > maxLen:
 		return entryError(shorten(p), ErrInvalidPath, "path is %d bytes, limit %d", len(p), maxLen)
-	case !utf8.ValidString(p):
-		reason = "path is not valid UTF-8"
 	case strings.IndexByte(p, 0) >= 0:
 		reason = "path contains NUL"
-	case strings.IndexByte(p, '\\') >= 0:
-		reason = "path contains a backslash"
 	case p[0] == '/':
 		reason = "absolute path"
 	case p == ".":
@@ -49,26 +46,40 @@ func validatePath(p string, maxLen int) error {
 	return entryError(p, ErrInvalidPath, "%s", reason)
 }
 
-// validateTarget checks the text of a symlink: not empty, not absolute, no
-// NUL, valid UTF-8, at most maxLen bytes. Whether it stays inside the tree is
-// checked by the caller, which knows the tree.
+// validateTarget checks the text of a symlink: not empty, no NUL, at most
+// maxLen bytes. Anything else is kept as written, absolute targets and
+// targets that climb out of the tree included: a target is data, resolved
+// where the tree is used (inside a VM's view), never by whoever stores or
+// moves the tree.
 func validateTarget(p, target string, maxLen int) error {
 	switch {
 	case target == "":
 		return entryError(p, ErrMalformed, "symlink has an empty target")
 	case len(target) > maxLen:
 		return entryError(p, ErrTooLarge, "symlink target is %d bytes, limit %d", len(target), maxLen)
-	case !utf8.ValidString(target):
-		return entryError(p, ErrMalformed, "symlink target is not valid UTF-8")
 	case strings.IndexByte(target, 0) >= 0:
 		return entryError(p, ErrMalformed, "symlink target contains NUL")
-	case target[0] == '/':
-		return entryError(p, ErrSymlinkEscape, "absolute target %q", target)
 	}
-	// Quick lexical check; the full check (through other symlinks) is in
-	// checkSymlinks.
-	if t := path.Join(path.Dir(p), target); t == ".." || strings.HasPrefix(t, "../") {
-		return entryError(p, ErrSymlinkEscape, "target %q resolves to %q", target, t)
+	return nil
+}
+
+// MaxOwnerName bounds the bytes of an entry's User or Group.
+const MaxOwnerName = 256
+
+// noID is the uid and gid (uint32 -1) that chown(2) reads as "leave
+// unchanged": no file can be owned by it.
+const noID = 1<<32 - 1
+
+// validateOwner checks an entry's owner: ids other than noID, names valid
+// UTF-8 without NUL or control characters, at most MaxOwnerName bytes.
+func validateOwner(e *Entry) error {
+	if e.UID == noID || e.GID == noID {
+		return entryError(e.Path, ErrMalformed, "owner %d:%d: id %d is not an owner", e.UID, e.GID, uint32(noID))
+	}
+	for _, n := range []string{e.User, e.Group} {
+		if len(n) > MaxOwnerName || !utf8.ValidString(n) || strings.IndexFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			return entryError(e.Path, ErrMalformed, "owner name %q: want at most %d bytes of UTF-8 without control characters", shorten(n), MaxOwnerName)
+		}
 	}
 	return nil
 }
@@ -89,7 +100,6 @@ func (m *Manifest) Validate(lim Limits) error {
 	}
 	dirs := make(map[string]bool)
 	var total int64
-	symlinks := false
 	digests := sha256.New()
 	var digest []byte
 	for i := range m.Entries {
@@ -111,6 +121,9 @@ func (m *Manifest) Validate(lim Limits) error {
 		}
 		if e.Mode&^0o7777 != 0 {
 			return entryError(e.Path, ErrMalformed, "mode %#o has bits outside 0o7777", e.Mode)
+		}
+		if err := validateOwner(e); err != nil {
+			return err
 		}
 		switch e.Type {
 		case TypeFile:
@@ -160,113 +173,8 @@ func (m *Manifest) Validate(lim Limits) error {
 			if err := validateTarget(e.Path, e.Target, lim.MaxPathLen); err != nil {
 				return err
 			}
-			symlinks = true
 		default:
 			return entryError(e.Path, ErrUnsupportedEntry, "unknown type %q", e.Type)
-		}
-	}
-	if symlinks {
-		return checkSymlinks(m.Entries)
-	}
-	return nil
-}
-
-// checkSymlinks resolves every symlink of entries (sorted, paths valid,
-// parents present) the way the kernel would, following symlinks met on the
-// way, and refuses any that climbs above the root at any step. Each symlink
-// is resolved once (memoised), so the cost is linear in the total length of
-// the targets.
-func checkSymlinks(entries []Entry) error {
-	type key struct {
-		parent int // index of the parent entry, -1 for the root
-		name   string
-	}
-	const (
-		unvisited = iota
-		visiting
-		done
-	)
-	type link struct {
-		state int
-		node  int // where it points: an entry index, or -1 for the root
-		extra int // further components below node that name nothing
-		err   error
-	}
-	byPath := make(map[string]int, len(entries))
-	parent := make([]int, len(entries))
-	children := make(map[key]int, len(entries))
-	for i, e := range entries {
-		byPath[e.Path] = i
-		dir, name := path.Split(e.Path)
-		p := -1
-		if dir != "" {
-			p = byPath[strings.TrimSuffix(dir, "/")]
-		}
-		parent[i] = p
-		children[key{p, name}] = i
-	}
-	links := make(map[int]*link)
-	var resolve func(i int) (int, int, error)
-	resolve = func(i int) (int, int, error) {
-		l := links[i]
-		if l == nil {
-			l = &link{}
-			links[i] = l
-		}
-		switch l.state {
-		case done:
-			return l.node, l.extra, l.err
-		case visiting:
-			return 0, 0, entryError(entries[i].Path, ErrSymlinkEscape, "symlink loop")
-		}
-		l.state = visiting
-		cur, extra := parent[i], 0
-		for _, c := range strings.Split(entries[i].Target, "/") {
-			switch {
-			case c == "" || c == ".":
-			case c == "..":
-				switch {
-				case extra > 0:
-					extra--
-				case cur == -1:
-					l.err = entryError(entries[i].Path, ErrSymlinkEscape, "target %q climbs above the root", entries[i].Target)
-				default:
-					cur = parent[cur]
-				}
-			case extra > 0:
-				extra++
-			default:
-				child, ok := children[key{cur, c}]
-				if !ok {
-					extra++
-					break
-				}
-				switch entries[child].Type {
-				case TypeDir:
-					cur = child
-				case TypeSymlink:
-					n, x, err := resolve(child)
-					if err != nil {
-						l.err = entryError(entries[i].Path, ErrSymlinkEscape, "target %q goes through %q: %v", entries[i].Target, entries[child].Path, err)
-					}
-					cur, extra = n, x
-				default:
-					extra++ // a file used as a directory resolves to nothing
-				}
-			}
-			if l.err != nil {
-				break
-			}
-		}
-		l.state, l.node, l.extra = done, cur, extra
-		return l.node, l.extra, l.err
-	}
-	for i, e := range entries {
-		if e.Type != TypeSymlink {
-			continue
-		}
-		if _, _, err := resolve(i); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
+	"github.com/storkpm/stork/transfer"
 )
 
 // maxRequestBody caps every API request body (see guard).
@@ -31,19 +35,60 @@ type Status struct {
 	VMs             []VM            `json:"vms"`
 	Store           StoreHealth     `json:"store"` // damage found and repaired (repair.go)
 	Views           []Installed     `json:"views"` // every install, with the state of its view
+	// Downloads are the package downloads running.
+	Downloads []DownloadStatus `json:"downloads"`
+	// Metadata is the repository metadata the daemon applied.
+	Metadata MetadataStatus `json:"metadata"`
+	// Offline: read from the data directory of a stopped daemon
+	// (OpenOffline); peers and counters are zero.
+	Offline bool `json:"offline,omitempty"`
+}
+
+// DownloadStatus is one running package download.
+type DownloadStatus struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	ManifestCID string `json:"manifest"`
+	Have        int64  `json:"have"`  // bytes of the package the store holds
+	Total       int64  `json:"total"` // the package's bytes
+	// FromPeers and FromOrigin split what this run of the download
+	// received; Peers is how many peers it trades with now.
+	FromPeers  int64     `json:"from_peers"`
+	FromOrigin int64     `json:"from_origin"`
+	Peers      int       `json:"peers"`
+	Started    time.Time `json:"started"`
+	// WaitingOriginSince is when the origin became unreachable for this
+	// download, which has taken what peers hold and waits for the rest.
+	WaitingOriginSince *time.Time `json:"waiting_origin_since,omitempty"`
+}
+
+// MetadataStatus is the repository metadata a daemon applied.
+type MetadataStatus struct {
+	Version   int64     `json:"version"`   // of the signed timestamp; 0 before the first refresh
+	Refreshed time.Time `json:"refreshed"` // zero before the first refresh
 }
 
 // PackageStatus is one package in the store.
 type PackageStatus struct {
-	Name        string   `json:"name"`
-	Version     string   `json:"version"`
-	ManifestCID string   `json:"manifest"`
-	State       string   `json:"state"`
-	Size        int64    `json:"size"`
-	Have        int64    `json:"have"`
-	Files       int      `json:"files"`
-	Installs    []string `json:"installs"`
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	ManifestCID string `json:"manifest"`
+	// State is the store's ("complete", "partial"), or StateWaitingOrigin
+	// while its download waits for an unreachable origin.
+	State    string   `json:"state"`
+	Size     int64    `json:"size"`
+	Have     int64    `json:"have"`
+	Files    int      `json:"files"`
+	Installs []string `json:"installs"`
+	// WaitingOriginSince is when the origin became unreachable for the
+	// package's download (state waiting_origin).
+	WaitingOriginSince *time.Time `json:"waiting_origin_since,omitempty"`
 }
+
+// StateWaitingOrigin: the package's download has taken what peers have
+// and waits, with backoff, for an unreachable origin (until the daemon's
+// OriginDeadline).
+const StateWaitingOrigin = "waiting_origin"
 
 // Status reports the daemon's counters and store.
 func (d *Daemon) Status() (*Status, error) {
@@ -63,17 +108,69 @@ func (d *Daemon) Status() (*Status, error) {
 	if st.Store, err = d.storeHealth(); err != nil {
 		return nil, err
 	}
+	st.Downloads = d.activeDownloads()
+	if d.meta != nil {
+		st.Metadata.Refreshed, st.Metadata.Version = d.meta.state()
+	}
 	for _, p := range pkgs {
 		installs := p.Installs
 		if installs == nil {
 			installs = []string{}
 		}
-		st.Packages = append(st.Packages, PackageStatus{
+		ps := PackageStatus{
 			Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID.String(), State: string(p.State),
 			Size: p.Size, Have: p.Have, Files: p.Files, Installs: installs,
-		})
+		}
+		d.downloadState(&ps, p.ManifestCID)
+		st.Packages = append(st.Packages, ps)
 	}
 	return st, nil
+}
+
+// downloadState adds what a running swarm download of c says to ps: the
+// bytes it holds, and whether it waits for the origin.
+func (d *Daemon) downloadState(ps *PackageStatus, c cid.Cid) {
+	if d.swarm == nil {
+		return
+	}
+	ds, ok := d.swarm.DownloadState(c)
+	if !ok {
+		return
+	}
+	ps.Have = max(ps.Have, ds.Done)
+	if !ds.WaitingOriginSince.IsZero() {
+		since := ds.WaitingOriginSince.UTC()
+		ps.State, ps.WaitingOriginSince = StateWaitingOrigin, &since
+	}
+}
+
+// activeDownloads reports the running downloads, with the swarm's split
+// between peers and origin.
+func (d *Daemon) activeDownloads() []DownloadStatus {
+	split := map[cid.Cid]transfer.ActiveDownload{}
+	if d.swarm != nil {
+		for _, a := range d.swarm.Active() {
+			split[a.Manifest] = a
+		}
+	}
+	d.fl.mu.Lock()
+	defer d.fl.mu.Unlock()
+	out := make([]DownloadStatus, 0, len(d.fl.m))
+	for c, f := range d.fl.m {
+		a := split[c]
+		if d.swarm == nil {
+			a.FromOrigin = f.have.Load() - f.resumed.Load()
+		}
+		ds := DownloadStatus{Name: f.name, Version: f.version, ManifestCID: c.String(),
+			Have: f.have.Load(), Total: f.total.Load(), FromPeers: a.FromPeers, FromOrigin: a.FromOrigin, Peers: a.Peers, Started: f.started}
+		if !a.WaitingOriginSince.IsZero() {
+			since := a.WaitingOriginSince.UTC()
+			ds.WaitingOriginSince = &since
+		}
+		out = append(out, ds)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out
 }
 
 // counters is Status without the store's packages and the VMs.

@@ -29,6 +29,11 @@ type Config struct {
 	RefreshInterval time.Duration
 	// StallTimeout abandons an origin response that sends nothing this long.
 	StallTimeout time.Duration
+	// OriginDeadline is how long a download waits for an unreachable
+	// origin, with no chunk arriving from anyone, before it fails
+	// (default 10m; see transfer.SwarmConfig.OriginDeadline). Chunks
+	// that peers hold keep coming meanwhile.
+	OriginDeadline time.Duration
 	// Source overrides the chunk source (tests); default: the HTTP origin.
 	Source transfer.ChunkSource
 	// P2P configures the libp2p host, the /stork DHT and the swarm; nil
@@ -84,6 +89,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 15 * time.Second
+	}
+	if c.OriginDeadline <= 0 {
+		c.OriginDeadline = transfer.DefaultOriginDeadline
 	}
 	c.API = c.API.withDefaults()
 	if c.Logger == nil {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
 
 	"github.com/storkpm/stork/metadata"
@@ -37,10 +40,17 @@ type Daemon struct {
 	repairKick chan struct{}
 	chk        checks     // package checks in progress (repair.go)
 	views      viewStates // views that could not be restored, and why
+	// setuidNoted holds the manifest CIDs whose dropped setuid bits were
+	// logged: once per package, not per view.
+	setuidNoted sync.Map
 
 	bytesFromOrigin atomic.Int64
 	bytesFromPeers  atomic.Int64
 	bytesUploaded   atomic.Int64
+	// Chunks downloads without the swarm verified and failed (the swarm
+	// counts its own).
+	chunksVerified, chunksFailed atomic.Int64
+	metrics                      *daemonMetrics
 
 	// bg owns downloads that outlive the request that started them.
 	bg     context.Context
@@ -64,7 +74,7 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, origin: origin, source: cfg.Source, vmSrv: map[string]*vmServer{}}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, origin: origin, source: cfg.Source, vmSrv: map[string]*vmServer{}, metrics: newDaemonMetrics()}
 	if d.source == nil {
 		d.source = origin
 	}
@@ -98,11 +108,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer stopSwarm()
 	}
 
-	meta, err := newMetaClient(d.cfg, d.origin)
+	var peers filePeers
+	if d.p2p != nil {
+		peers = d.p2p
+	}
+	meta, err := newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher")))
 	if err != nil {
 		return err
 	}
 	d.meta = meta
+	meta.onRefresh = d.metrics.observeRefresh
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
 		return err
 	}
@@ -178,6 +193,7 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 	pc := *d.cfg.P2P
 	pc.DataDir = d.cfg.DataDir
 	pc.Logger = d.log.With("component", "p2p")
+	pc.lookupObserver = d.metrics.observeLookup
 	p2p, err := NewP2P(ctx, pc)
 	if err != nil {
 		return nil, err
@@ -192,12 +208,14 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 		UploadRate:          d.cfg.UploadRate,
 		DownloadRate:        d.cfg.DownloadRate,
 		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
+		OriginDeadline:      d.cfg.OriginDeadline,
 	})
 	if err != nil {
 		p2p.Close()
 		return nil, err
 	}
 	p2p.SetStreamHandler(sw.HandleStream)
+	p2p.SetFileServer(d.serveFile)
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -221,6 +239,7 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 	}
 	return func() {
 		p2p.SetStreamHandler(nil)
+		p2p.SetFileServer(nil)
 		cancel()
 		<-done
 		p2p.Close()
@@ -284,52 +303,137 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	return ln, nil
 }
 
+// serveFile is what this host serves on FilesProtocol: the TUF metadata
+// it trusts (metadata.TrustedFile) and the manifests its store holds.
+func (d *Daemon) serveFile(p string, maxLen int64) ([]byte, error) {
+	name, ok := strings.CutPrefix(p, metadata.ManifestsDir+"/")
+	if !ok {
+		return metadata.TrustedFile(d.tufDir(), p, maxLen)
+	}
+	c, err := cid.Decode(name)
+	if err != nil || c.String() != name {
+		return nil, fmt.Errorf("serve %s: %w: not a manifest CID", p, metadata.ErrNotFound)
+	}
+	_, b, err := d.store.Manifest(c)
+	if err != nil {
+		return nil, fmt.Errorf("serve %s: %w", p, metadata.ErrNotFound)
+	}
+	if int64(len(b)) > maxLen {
+		return nil, fmt.Errorf("serve %s: %w", p, metadata.ErrTooLarge)
+	}
+	return b, nil
+}
+
+// tufDir holds the trusted repository metadata.
+func (d *Daemon) tufDir() string { return filepath.Join(d.cfg.DataDir, "tuf") }
+
 // metaClient serialises use of the TUF client and refreshes it at most once
-// per RefreshInterval.
+// per RefreshInterval, and at once when a package is not found (it may have
+// been published since), at most once per minForcedRefresh.
 type metaClient struct {
 	mu        sync.Mutex
 	c         *metadata.Client
+	dir       string // where the trusted metadata is kept
 	interval  time.Duration
 	now       func() time.Time
 	refreshed time.Time
+	version   int64 // the trusted timestamp's version after the last refresh
+	// onRefresh, if set, is told of every successful refresh (metrics).
+	onRefresh func(at time.Time, version int64)
 }
 
+// minForcedRefresh bounds how often requests for unknown packages make
+// the daemon refresh its metadata ahead of RefreshInterval.
+const minForcedRefresh = time.Second
+
 func newMetaClient(cfg Config, f metadata.Fetcher) (*metaClient, error) {
+	dir := filepath.Join(cfg.DataDir, "tuf")
 	c, err := metadata.NewClient(metadata.ClientConfig{
-		Dir: filepath.Join(cfg.DataDir, "tuf"), Root: cfg.Root, Fetcher: f, Now: cfg.Now,
+		Dir: dir, Root: cfg.Root, Fetcher: f, Now: cfg.Now,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &metaClient{c: c, interval: cfg.RefreshInterval, now: cfg.Now}, nil
+	return &metaClient{c: c, dir: dir, interval: cfg.RefreshInterval, now: cfg.Now}, nil
 }
 
-func (m *metaClient) refreshLocked(ctx context.Context) error {
-	if !m.refreshed.IsZero() && m.now().Sub(m.refreshed) < m.interval {
-		return nil
+// refreshLocked refreshes when the metadata is older than the interval
+// (or than minForcedRefresh when force), and says whether it did.
+func (m *metaClient) refreshLocked(ctx context.Context, force bool) (bool, error) {
+	limit := m.interval
+	if force {
+		limit = min(limit, minForcedRefresh)
+	}
+	if !m.refreshed.IsZero() && m.now().Sub(m.refreshed) < limit {
+		return false, nil
 	}
 	if err := m.c.Refresh(ctx); err != nil {
-		return fmt.Errorf("update repository metadata: %w", err)
+		return false, fmt.Errorf("update repository metadata: %w", err)
 	}
 	m.refreshed = m.now()
-	return nil
+	m.version = trustedTimestampVersion(m.dir)
+	if m.onRefresh != nil {
+		m.onRefresh(m.refreshed, m.version)
+	}
+	return true, nil
 }
 
-// closure resolves ref and its dependencies from fresh signed metadata.
+// closure resolves ref and its dependencies from fresh signed metadata. A
+// package not found is looked for again in metadata refreshed at once; if
+// it is still missing, the error says how old the metadata is.
 func (m *metaClient) closure(ctx context.Context, ref string) ([]*metadata.Resolved, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.refreshLocked(ctx); err != nil {
+	fresh, err := m.refreshLocked(ctx, false)
+	if err != nil {
 		return nil, err
 	}
-	return m.c.ResolveClosure(ctx, ref)
+	pkgs, err := m.c.ResolveClosure(ctx, ref)
+	if errors.Is(err, metadata.ErrNotFound) && !fresh {
+		if ok, rerr := m.refreshLocked(ctx, true); rerr != nil {
+			return nil, fmt.Errorf("%w; looking again: %w", err, rerr)
+		} else if ok {
+			pkgs, err = m.c.ResolveClosure(ctx, ref)
+		}
+	}
+	if errors.Is(err, metadata.ErrNotFound) {
+		return nil, fmt.Errorf("%w (repository metadata version %d, refreshed %s ago)", err, m.version, m.now().Sub(m.refreshed).Round(time.Millisecond))
+	}
+	return pkgs, err
+}
+
+// state returns when the metadata was last refreshed and its timestamp's
+// version (zero before the first refresh).
+func (m *metaClient) state() (time.Time, int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.refreshed, m.version
+}
+
+// trustedTimestampVersion reads the version of the trusted timestamp kept
+// in dir (0 if it cannot be read): the repository metadata version a host
+// has applied.
+func trustedTimestampVersion(dir string) int64 {
+	b, err := os.ReadFile(filepath.Join(dir, "timestamp.json"))
+	if err != nil {
+		return 0
+	}
+	var ts struct {
+		Signed struct {
+			Version int64 `json:"version"`
+		} `json:"signed"`
+	}
+	if json.Unmarshal(b, &ts) != nil {
+		return 0
+	}
+	return ts.Signed.Version
 }
 
 // packages lists what signed metadata publishes.
 func (m *metaClient) packages(ctx context.Context) ([]metadata.PackageInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.refreshLocked(ctx); err != nil {
+	if _, err := m.refreshLocked(ctx, false); err != nil {
 		return nil, err
 	}
 	return m.c.Packages(ctx)

@@ -18,4 +18,7 @@ var (
 	ErrBusy = errors.New("daemon busy")
 	// ErrNotRunning: no daemon answers on the data directory's socket.
 	ErrNotRunning = errors.New("daemon not running")
+	// ErrRunning: a daemon holds the data directory, so it cannot be read
+	// or changed directly; ask the daemon through its socket.
+	ErrRunning = errors.New("a daemon runs on it")
 )

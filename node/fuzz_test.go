@@ -1,7 +1,9 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -34,6 +36,22 @@ func FuzzVMRequest(f *testing.F) {
 				_, _ = parseViewMode(ir.Mode)
 				_ = validVMID(ir.VM)
 			}
+		}
+	})
+}
+
+// FuzzFilesAnswer feeds arbitrary answers to the /stork/files reader:
+// never a panic, never more than maxLen bytes accepted.
+func FuzzFilesAnswer(f *testing.F) {
+	ok := append([]byte{filesOK}, binary.AppendUvarint(nil, 3)...)
+	for _, s := range [][]byte{append(ok, "abc"...), ok, {filesNotFound}, {filesBusy}, {filesTooLarge}, {filesBad}, {9}, {}, {filesOK, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}} {
+		f.Add(s, int64(16))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, maxLen int64) {
+		maxLen = max(maxLen%(1<<20), 0)
+		data, err := readFilesAnswer(bufio.NewReader(bytes.NewReader(b)), maxLen)
+		if err == nil && int64(len(data)) > maxLen {
+			t.Fatalf("accepted %d bytes over the %d limit", len(data), maxLen)
 		}
 	})
 }

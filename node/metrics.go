@@ -3,8 +3,11 @@ package node
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/storkpm/stork/transfer"
 )
 
 // The daemon's metrics, registered on Config.Metrics (made by cmd; nil
@@ -15,11 +18,22 @@ import (
 //
 //	stork_node_received_bytes_total{source="peers"|"origin"}
 //	stork_node_uploaded_bytes_total
-//	stork_node_peers   connected libp2p peers
-//	stork_node_vms     registered VMs
+//	stork_node_chunks_total{source="peers"|"origin", result="verified"|"failed"}
+//	stork_node_peers                 connected libp2p peers
+//	stork_node_vms                   registered VMs
+//	stork_node_downloads_active      package downloads running
+//	stork_node_downloads_waiting_origin
+//	                                 of those, the ones waiting for an unreachable origin
+//	stork_node_downloads_total{result="complete"|"failed"}
+//	stork_node_install_seconds       histogram: an install request, fetch included
+//	stork_node_dht_lookup_seconds{result="found"|"none"}
+//	                                 histogram: DHT provider lookups, to their first provider or their end
+//	stork_node_metadata_version      version of the trusted timestamp applied
+//	stork_node_metadata_refresh_timestamp_seconds
+//	                                 when repository metadata was last refreshed (Unix time)
 //
-// Every metric is read when scraped: nothing is counted twice on the data
-// path.
+// Totals are read when scraped, so nothing is counted twice on the data
+// path; the histograms and the metadata gauges are set as events happen.
 func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 	if reg == nil {
 		return func() {}, nil
@@ -71,6 +85,8 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "stork_node_peers", Help: "Connected libp2p peers.",
 		}, status(func(s *Status) float64 { return float64(s.Peers) })),
+		d.metrics.downloads, d.metrics.installSeconds, d.metrics.dhtLookup,
+		d.metrics.metadataVersion, d.metrics.metadataRefreshed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "stork_node_vms", Help: "Registered VMs.",
 		}, func() float64 {
@@ -80,6 +96,8 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 			return float64(len(d.vms.list()))
 		}),
 	}
+	cs = append(cs, d.downloadGauges()...)
+	cs = append(cs, d.chunkCounters()...)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			unregister()
@@ -92,4 +110,117 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 		undo = append(undo, func() { reg.Unregister(c) })
 	}
 	return unregister, nil
+}
+
+// downloadGauges are stork_node_downloads_active and, of those,
+// stork_node_downloads_waiting_origin.
+func (d *Daemon) downloadGauges() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stork_node_downloads_active", Help: "Package downloads running.",
+		}, func() float64 {
+			d.fl.mu.Lock()
+			defer d.fl.mu.Unlock()
+			return float64(len(d.fl.m))
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "stork_node_downloads_waiting_origin", Help: "Package downloads that took what peers hold and wait for an unreachable origin.",
+		}, func() float64 {
+			n := 0
+			for _, a := range d.activeDownloads() {
+				if a.WaitingOriginSince != nil {
+					n++
+				}
+			}
+			return float64(n)
+		}),
+	}
+}
+
+// chunkCounters are stork_node_chunks_total: the swarm's counts and the
+// counts of downloads made without it.
+func (d *Daemon) chunkCounters() []prometheus.Collector {
+	var cs []prometheus.Collector
+	for _, c := range []struct {
+		source, result string
+		get            func(st transfer.SwarmStats) int64
+	}{
+		{"peers", "verified", func(st transfer.SwarmStats) int64 { return st.ChunksVerifiedPeers }},
+		{"peers", "failed", func(st transfer.SwarmStats) int64 { return st.ChunksFailedPeers }},
+		{"origin", "verified", func(st transfer.SwarmStats) int64 { return st.ChunksVerifiedOrigin + d.chunksVerified.Load() }},
+		{"origin", "failed", func(st transfer.SwarmStats) int64 { return st.ChunksFailedOrigin + d.chunksFailed.Load() }},
+	} {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "stork_node_chunks_total",
+			Help:        "Chunks received for downloads, by source and by whether they passed verification (a failed chunk is never stored).",
+			ConstLabels: prometheus.Labels{"source": c.source, "result": c.result},
+		}, func() float64 {
+			var st transfer.SwarmStats
+			if d.swarm != nil {
+				st = d.swarm.Stats()
+			}
+			return float64(c.get(st))
+		}))
+	}
+	return cs
+}
+
+// daemonMetrics are the metrics set as events happen. They exist whether
+// or not a registry is given, so the code that observes them needs no
+// check.
+type daemonMetrics struct {
+	downloads         *prometheus.CounterVec
+	installSeconds    prometheus.Histogram
+	dhtLookup         *prometheus.HistogramVec
+	metadataVersion   prometheus.Gauge
+	metadataRefreshed prometheus.Gauge
+}
+
+func newDaemonMetrics() *daemonMetrics {
+	m := &daemonMetrics{
+		downloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stork_node_downloads_total", Help: "Package downloads finished, by result.",
+		}, []string{"result"}),
+		installSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "stork_node_install_seconds", Help: "Time to answer an install request, the fetch of what is missing included.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12), // 5ms to about 5 minutes
+		}),
+		dhtLookup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "stork_node_dht_lookup_seconds", Help: "DHT provider lookups: the time to the first provider (found), or to the end of a lookup that found none.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12), // 1ms to about a minute
+		}, []string{"result"}),
+		metadataVersion: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stork_node_metadata_version", Help: "Version of the repository's signed timestamp the daemon last applied.",
+		}),
+		metadataRefreshed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "stork_node_metadata_refresh_timestamp_seconds", Help: "When the daemon last refreshed the repository metadata, as Unix time.",
+		}),
+	}
+	// Every label value shows from the first scrape, at zero.
+	m.downloads.WithLabelValues("complete")
+	m.downloads.WithLabelValues("failed")
+	m.dhtLookup.WithLabelValues("found")
+	m.dhtLookup.WithLabelValues("none")
+	return m
+}
+
+func (m *daemonMetrics) observeLookup(d time.Duration, found bool) {
+	result := "none"
+	if found {
+		result = "found"
+	}
+	m.dhtLookup.WithLabelValues(result).Observe(d.Seconds())
+}
+
+func (m *daemonMetrics) observeRefresh(at time.Time, version int64) {
+	m.metadataVersion.Set(float64(version))
+	m.metadataRefreshed.Set(float64(at.UnixNano()) / 1e9)
+}
+
+func (m *daemonMetrics) observeDownload(err error) {
+	result := "complete"
+	if err != nil {
+		result = "failed"
+	}
+	m.downloads.WithLabelValues(result).Inc()
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,7 +35,12 @@ type origin struct {
 	failAfter atomic.Int64
 	// delay slows every chunk response.
 	delay atomic.Int64
-	repo  *metadata.Repo
+	// down, when set, resets every connection: the origin is gone
+	// (metadata, manifests and chunks alike). downReqs counts the
+	// requests refused so.
+	down     atomic.Bool
+	downReqs atomic.Int64
+	repo     *metadata.Repo
 }
 
 func newOrigin(t *testing.T) *origin {
@@ -58,6 +64,11 @@ func newOrigin(t *testing.T) *origin {
 	}
 	h := srv.Handler()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.down.Load() {
+			o.downReqs.Add(1)
+			resetConn(w)
+			return
+		}
 		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
 			h.ServeHTTP(w, r)
 			return
@@ -86,6 +97,18 @@ func newOrigin(t *testing.T) *origin {
 	t.Cleanup(ts.Close)
 	o.url = ts.URL
 	return o
+}
+
+// resetConn drops the request's connection with a TCP reset.
+func resetConn(w http.ResponseWriter) {
+	c, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // publish adds a package made of the given files (path -> size of random bytes).

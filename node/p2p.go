@@ -95,6 +95,9 @@ type P2PConfig struct {
 	BanDuration time.Duration
 	// Logger receives the host's logs (default: discard).
 	Logger *slog.Logger
+	// lookupObserver, if set, is told of every DHT provider lookup
+	// (metrics): the time to its first provider, or to its end.
+	lookupObserver func(d time.Duration, found bool)
 }
 
 // DefaultP2PConfig is the configuration of a daemon on a real network:
@@ -169,7 +172,9 @@ type PeerInfo struct {
 // yamux), resource and connection managers, a connection gater for banned
 // peers, the Kademlia DHT of the private /stork overlay, and the small
 // /stork/have protocol that makes discovery work in overlays too small for
-// the DHT. It implements transfer.Network and transfer.Discovery.
+// the DHT, and /stork/files, through which hosts serve each other the
+// repository metadata and manifests they hold. It implements
+// transfer.Network and transfer.Discovery.
 type P2P struct {
 	cfg   P2PConfig
 	log   *slog.Logger
@@ -197,6 +202,8 @@ type P2P struct {
 	// joined wakes the re-provide loop: a DHT peer joined, or a provide
 	// found no peer.
 	joined chan struct{}
+	// files serves FilesProtocol (p2p_files.go).
+	files filesServer
 	// dhtOnly skips /stork/have in FindProviders (tests of the DHT path).
 	dhtOnly   bool
 	closeOnce sync.Once
@@ -508,6 +515,7 @@ func (p *P2P) Close() error {
 		p.cancel()
 		p.wg.Wait()
 		p.host.RemoveStreamHandler(HaveProtocol)
+		p.host.RemoveStreamHandler(FilesProtocol)
 		p.host.RemoveStreamHandler(transfer.SwarmProtocol)
 		errs := []error{p.sub.Close(), p.dht.Close(), p.host.Close()}
 		p.closeErr = errors.Join(errs...)
@@ -649,6 +657,11 @@ func newResourceManager(maxMemory int64) (network.ResourceManager, error) {
 	// peer is plenty.
 	limits.AddProtocolPeerLimit(HaveProtocol,
 		rcmgr.BaseLimit{StreamsInbound: 8, StreamsOutbound: 8, Streams: 16, Memory: 1 << 20},
+		rcmgr.BaseLimitIncrease{})
+	// /stork/files carries one file per stream, metadata or a manifest;
+	// each side also rate-limits and bounds its serving (p2p_files.go).
+	limits.AddProtocolPeerLimit(FilesProtocol,
+		rcmgr.BaseLimit{StreamsInbound: 8, StreamsOutbound: 16, Streams: 24, Memory: 16 << 20},
 		rcmgr.BaseLimitIncrease{})
 	fds := 4096
 	var rl unix.Rlimit

@@ -213,11 +213,19 @@ func (p *P2P) FindProviders(ctx context.Context, manifest cid.Cid) <-chan transf
 		go func() {
 			defer wg.Done()
 			p.awaitRoutingTable(ctx)
+			start, any := time.Now(), false
 			for ai := range p.dht.FindProvidersAsync(ctx, manifest, 0) {
+				if !any {
+					any = true
+					p.observeLookup(time.Since(start), true)
+				}
 				select {
 				case found <- ai:
 				case <-ctx.Done():
 				}
+			}
+			if !any && ctx.Err() == nil {
+				p.observeLookup(time.Since(start), false)
 			}
 		}()
 		go func() {
@@ -249,6 +257,14 @@ func (p *P2P) FindProviders(ctx context.Context, manifest cid.Cid) <-chan transf
 		}
 	}()
 	return out
+}
+
+// observeLookup reports a DHT provider lookup: the time to its first
+// provider, or to its end when it found none.
+func (p *P2P) observeLookup(d time.Duration, found bool) {
+	if p.cfg.lookupObserver != nil {
+		p.cfg.lookupObserver(d, found)
+	}
 }
 
 // awaitRoutingTable waits, up to 2s, for a first peer in the DHT routing

@@ -21,9 +21,13 @@ type Progress func(done, total int64)
 
 // flight is one download of one package, shared by every request for it.
 type flight struct {
-	done        chan struct{}
-	err         error
-	have, total atomic.Int64
+	name, version string
+	started       time.Time
+	done          chan struct{}
+	err           error
+	have, total   atomic.Int64
+	// resumed is what the store held when the download (re)started.
+	resumed atomic.Int64
 }
 
 // flights coalesces concurrent requests for the same package: one download
@@ -53,13 +57,14 @@ func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flig
 	}
 	f, ok := d.fl.m[r.ManifestCID]
 	if !ok {
-		f = &flight{done: make(chan struct{})}
+		f = &flight{name: r.Name, version: r.Version, started: time.Now(), done: make(chan struct{})}
 		f.total.Store(r.Manifest.TotalSize())
 		d.fl.m[r.ManifestCID] = f
 		d.bgWG.Add(1)
 		go func() {
 			defer d.bgWG.Done()
 			f.err = d.download(d.bg, r, f)
+			d.metrics.observeDownload(f.err)
 			d.fl.mu.Lock()
 			delete(d.fl.m, r.ManifestCID)
 			d.fl.mu.Unlock()
@@ -70,7 +75,8 @@ func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flig
 	return f, nil
 }
 
-// download fetches the missing chunks of r into the store and commits it.
+// download fetches the missing chunks of r into the store and commits it,
+// and logs one line at info when it ends (complete or failed).
 func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) error {
 	start := time.Now()
 	dl, err := d.store.BeginPackage(r.Name, r.Version, r.ManifestCID, r.ManifestBytes)
@@ -82,9 +88,12 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	defer dl.Close()
 	have, total := dl.Bytes()
 	f.have.Store(have)
+	f.resumed.Store(have)
 	f.total.Store(total)
 	missing := dl.Missing()
-	d.log.Info("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "missing_chunks", len(missing), "have", have, "total", total)
+	var fromPeers, fromOrigin int64
+	var peers, banned int
+	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "missing_chunks", len(missing), "have", have, "total", total)
 	if d.swarm != nil {
 		stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
 			Manifest: r.ManifestCID,
@@ -100,15 +109,18 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
 			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
 		}
-		d.log.Info("swarm download", "package", r.Name+"@"+r.Version, "from_peers", stats.FromPeers, "from_origin", stats.FromOrigin, "peers", stats.Peers, "banned", len(stats.Banned))
+		fromPeers, fromOrigin, peers, banned = stats.FromPeers, stats.FromOrigin, stats.Peers, len(stats.Banned)
 	} else {
-		sink := &countingSink{dl: dl, f: f, counter: &d.bytesFromOrigin}
-		if _, err := transfer.Fetch(ctx, transfer.FetchOptions{
+		sink := &countingSink{dl: dl, f: f, counter: &d.bytesFromOrigin, chunks: &d.chunksVerified}
+		before := d.bytesFromOrigin.Load()
+		_, err := transfer.Fetch(ctx, transfer.FetchOptions{
 			Chunks:   missing,
-			Source:   d.source,
+			Source:   &failCountingSource{src: d.source, failed: &d.chunksFailed},
 			Sink:     sink,
 			Parallel: d.cfg.Parallel,
-		}); err != nil {
+		})
+		fromOrigin = d.bytesFromOrigin.Load() - before
+		if err != nil {
 			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
 			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
 		}
@@ -123,31 +135,64 @@ func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) 
 	if d.swarm != nil {
 		d.swarm.Announce(r.ManifestCID)
 	}
-	d.log.Info("download complete", "package", r.Name+"@"+r.Version, "seconds", time.Since(start).Seconds())
+	d.log.Info("downloaded", "package", r.Name+"@"+r.Version, "bytes", total-have, "from_peers", fromPeers, "from_origin", fromOrigin,
+		"peers", peers, "banned", banned, "seconds", time.Since(start).Seconds())
 	return nil
 }
 
-// countingSink writes verified chunks into a store download and counts them.
+// countingSink writes verified chunks into a store download and counts
+// them and their bytes.
 type countingSink struct {
 	dl      *share.Download
 	f       *flight
 	counter *atomic.Int64
+	chunks  *atomic.Int64
 }
 
 func (s *countingSink) PutChunk(c cid.Cid, data []byte) error {
 	if err := s.dl.PutChunk(c, data); err != nil {
 		return err
 	}
+	s.chunks.Add(1)
 	s.counter.Add(int64(len(data)))
 	have, _ := s.dl.Bytes()
 	s.f.have.Store(have)
 	return nil
 }
 
+// failCountingSource counts the chunks a source delivers that fail their
+// hash (the origin verifies each chunk against its CID).
+type failCountingSource struct {
+	src    transfer.ChunkSource
+	failed *atomic.Int64
+}
+
+func (s *failCountingSource) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
+	b, err := s.src.FetchChunk(ctx, c, size)
+	if errors.Is(err, metadata.ErrHashMismatch) {
+		s.failed.Add(1)
+	}
+	return b, err
+}
+
 // Fetch brings ref and its dependency closure into the store and returns
 // them, the requested package first.
 func (d *Daemon) Fetch(ctx context.Context, ref string, progress Progress) ([]*share.PackageInfo, error) {
-	pkgs, err := d.meta.closure(ctx, ref)
+	return d.fetch(ctx, ref, false, progress)
+}
+
+// fetch is Fetch; noDeps brings ref alone.
+func (d *Daemon) fetch(ctx context.Context, ref string, noDeps bool, progress Progress) ([]*share.PackageInfo, error) {
+	var pkgs []*metadata.Resolved
+	var err error
+	if noDeps {
+		var r *metadata.Resolved
+		if r, err = d.meta.resolve(ctx, ref); err == nil {
+			pkgs = []*metadata.Resolved{r}
+		}
+	} else {
+		pkgs, err = d.meta.closure(ctx, ref)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +252,12 @@ type InstallRequest struct {
 	VM   string `json:"vm"`
 	Ref  string `json:"ref"`
 	Into string `json:"into,omitempty"` // directory; each package appears as INTO/NAME; default the VM's root
-	Mode string `json:"mode"`           // bind (default), overlay or link
+	// Mode is bind, overlay or link; "" is the mode the VM was
+	// registered with (bind for a VM never registered).
+	Mode string `json:"mode"`
+	// NoDeps installs ref alone, as dpkg -i would, without resolving its
+	// dependencies (admin requests only).
+	NoDeps bool `json:"no_deps,omitempty"`
 }
 
 // Installed is one package in one VM's view.
@@ -222,7 +272,17 @@ type Installed struct {
 	// view is missing, or was replaced, and could not be restored).
 	State  string `json:"state,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Setuid says, for a package with setuid or setgid files, whether the
+	// view applies those bits ("applied") or shows the files without them
+	// ("dropped": the VM's policy does not allow setuid, or a link view).
+	Setuid string `json:"setuid,omitempty"`
 }
+
+// Setuid states of a view (Installed.Setuid).
+const (
+	setuidApplied = "applied"
+	setuidDropped = "dropped"
+)
 
 // Install fetches ref's closure and exposes each package read-only at
 // INTO/NAME in the given view mode, NAME being the name the package was
@@ -235,8 +295,13 @@ type Installed struct {
 // replaces the view (an upgrade); installing what is already there is a
 // no-op, or restores the view if it went missing.
 func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progress) ([]Installed, error) {
+	start := time.Now()
+	defer func() { d.metrics.installSeconds.Observe(time.Since(start).Seconds()) }()
 	if err := validVMID(req.VM); err != nil {
 		return nil, err
+	}
+	if v, ok := d.vms.get(req.VM); ok && req.Mode == "" {
+		req.Mode = v.Mode
 	}
 	mode, err := parseViewMode(req.Mode)
 	if err != nil {
@@ -246,7 +311,7 @@ func (d *Daemon) Install(ctx context.Context, req InstallRequest, progress Progr
 	if err != nil {
 		return nil, err
 	}
-	pkgs, err := d.Fetch(ctx, req.Ref, progress)
+	pkgs, err := d.fetch(ctx, req.Ref, req.NoDeps, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -271,6 +336,16 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 	if p.TreePath == "" {
 		return inst, fmt.Errorf("%s: %w: the package is not complete", what, share.ErrNotFound)
 	}
+	if p.Setuid > 0 {
+		inst.Setuid = setuidDropped
+		if v, ok := d.vms.get(vm); ok && v.AllowSetuid && mode != share.ViewLink {
+			tree, err := d.store.SetuidTree(p.ManifestCID)
+			if err != nil {
+				return inst, fmt.Errorf("%s: %w", what, err)
+			}
+			view.Tree, view.Setuid, inst.Setuid = tree, true, setuidApplied
+		}
+	}
 	if mode == share.ViewOverlay {
 		upper, err := d.upperDir(vm, p.ManifestCID)
 		if err != nil {
@@ -283,15 +358,16 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 		return inst, fmt.Errorf("%s at %s: %w: vm %s has %s@%s at %s (one view per VM and package); uninstall it first or install into %s",
 			what, view.At(), ErrBadRequest, vm, old.Name, old.Version, old.Into, filepath.Dir(old.Into))
 	}
-	if had && old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode) && share.CheckView(view) == nil {
+	same := had && old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode) && old.Setuid == view.Setuid
+	if same && share.CheckView(view) == nil {
 		d.views.clear(vm, p.Name)
 		return inst, nil
 	}
 	if had {
-		// An upgrade, a new mode, or a view that went missing: the old
-		// view goes first (what the VM put in its place is removed, never
-		// followed). The same overlay keeps its upper layer.
-		same := old.ManifestCID.Equals(p.ManifestCID) && old.Mode == string(mode)
+		// An upgrade, a new mode or setuid policy, or a view that went
+		// missing: the old view goes first (what the VM put in its place
+		// is removed, never followed). The same overlay keeps its upper
+		// layer.
 		if err := d.removeView(old, !same); err != nil {
 			return inst, fmt.Errorf("%s: replace the view at %s: %w", what, old.Into, err)
 		}
@@ -299,17 +375,34 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 	if err := share.MountView(view); err != nil {
 		return inst, fmt.Errorf("%s at %s: %w", what, view.At(), err)
 	}
-	rec := share.Install{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID, Root: root, Into: view.At(), Mode: string(mode)}
+	rec := share.Install{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID, Root: root, Into: view.At(), Mode: string(mode), Setuid: view.Setuid}
 	if err := d.store.RecordInstall(rec); err != nil {
 		_ = share.UnmountView(view)
 		return inst, err
 	}
-	if had && !old.ManifestCID.Equals(p.ManifestCID) {
-		d.log.Info("upgraded", "vm", vm, "package", p.Name, "from", old.Version, "to", p.Version, "path", view.At())
-	}
 	d.views.clear(vm, p.Name)
-	d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode)
+	if had && !old.ManifestCID.Equals(p.ManifestCID) {
+		d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode, "setuid", inst.Setuid, "upgraded_from", old.Version)
+	} else {
+		d.log.Info("installed", "vm", vm, "package", p.Name+"@"+p.Version, "path", view.At(), "mode", mode, "setuid", inst.Setuid)
+	}
+	if inst.Setuid == setuidDropped {
+		d.noteSetuidDropped(vm, p, mode)
+	}
 	return inst, nil
+}
+
+// noteSetuidDropped logs, once per package, that a view shows its setuid
+// and setgid files without those bits.
+func (d *Daemon) noteSetuidDropped(vm string, p *share.PackageInfo, mode share.ViewMode) {
+	if _, seen := d.setuidNoted.LoadOrStore(p.ManifestCID, true); seen {
+		return
+	}
+	why := "the vm's policy does not allow setuid (stork vm add --allow-setuid)"
+	if mode == share.ViewLink {
+		why = "link views never apply setuid"
+	}
+	d.log.Warn("setuid and setgid dropped in a view", "vm", vm, "package", p.Name+"@"+p.Version, "files", p.Setuid, "why", why)
 }
 
 // installOf returns vm's install of the package called name, if any.

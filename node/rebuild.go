@@ -208,7 +208,7 @@ func repoLookup(dataDir, url string) (share.RebuildLookup, error) {
 func (m *metaClient) resolve(ctx context.Context, ref string) (*metadata.Resolved, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := m.refreshLocked(ctx); err != nil {
+	if _, err := m.refreshLocked(ctx, false); err != nil {
 		return nil, err
 	}
 	return m.c.Resolve(ctx, ref)

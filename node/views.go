@@ -160,7 +160,10 @@ func (d *Daemon) viewOf(in share.Install) (share.View, error) {
 	if err != nil || !filepath.IsLocal(rel) {
 		return share.View{}, fmt.Errorf("install record of %s in vm %s: %w: %s is not below %s", in.Name, in.VM, share.ErrInvalid, in.Into, in.Root)
 	}
-	v := share.View{Tree: d.store.TreePath(in.ManifestCID), Root: in.Root, Path: rel, Mode: mode}
+	v := share.View{Tree: d.store.TreePath(in.ManifestCID), Root: in.Root, Path: rel, Mode: mode, Setuid: in.Setuid}
+	if in.Setuid {
+		v.Tree = d.store.SetuidTreePath(in.ManifestCID)
+	}
 	if mode == share.ViewOverlay {
 		v.Upper = filepath.Join(d.cfg.DataDir, "overlays", in.VM, in.ManifestCID.String())
 	}
@@ -256,10 +259,54 @@ func (d *Daemon) restoreView(in share.Install) error {
 	if err := d.checkViewRoot(v.Root); err != nil {
 		return fmt.Errorf("not restored: %w", err)
 	}
+	if v.Setuid {
+		if v.Tree, err = d.store.SetuidTree(in.ManifestCID); err != nil {
+			return fmt.Errorf("not restored: %w", err)
+		}
+	}
 	if err := share.MountView(v); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	d.log.Info("view restored", "vm", in.VM, "package", in.Name+"@"+in.Version, "path", in.Into, "mode", in.Mode)
+	return nil
+}
+
+// applySetuidPolicy makes vm's views of packages with setuid or setgid
+// files follow its policy now: a view made under the other policy is made
+// again (a VM whose --allow-setuid was revoked loses the bits at once).
+func (d *Daemon) applySetuidPolicy(vm string) error {
+	d.serveM.Lock()
+	defer d.serveM.Unlock()
+	insts, err := d.store.Installs(vm)
+	if err != nil {
+		return err
+	}
+	v, _ := d.vms.get(vm)
+	for _, in := range insts {
+		mode, err := share.ParseViewMode(in.Mode)
+		if err != nil {
+			return err
+		}
+		if in.Setuid == (v.AllowSetuid && mode != share.ViewLink) {
+			continue
+		}
+		p, err := d.store.Package(in.ManifestCID)
+		if err != nil {
+			return fmt.Errorf("vm %s: setuid policy for %s: %w", vm, in.Name, err)
+		}
+		if p.Setuid == 0 {
+			continue
+		}
+		p.Name, p.Version = in.Name, in.Version
+		rel, err := filepath.Rel(in.Root, filepath.Dir(in.Into))
+		if err != nil {
+			return fmt.Errorf("vm %s: setuid policy for %s: %w", vm, in.Name, err)
+		}
+		if _, err := d.installOne(vm, in.Root, rel, p, mode); err != nil {
+			return fmt.Errorf("vm %s: setuid policy for %s: %w", vm, in.Name, err)
+		}
+		d.log.Info("view made again for the vm's setuid policy", "vm", vm, "package", in.Name+"@"+in.Version, "setuid", v.AllowSetuid)
+	}
 	return nil
 }
 
@@ -278,8 +325,15 @@ func (d *Daemon) listInstalls(vm string) ([]Installed, error) {
 	out := []Installed{}
 	for _, in := range insts {
 		state, reason := d.viewState(in)
-		out = append(out, Installed{VM: in.VM, Name: in.Name, Version: in.Version, ManifestCID: in.ManifestCID.String(),
-			Path: in.Into, Mode: in.Mode, State: state, Reason: reason})
+		inst := Installed{VM: in.VM, Name: in.Name, Version: in.Version, ManifestCID: in.ManifestCID.String(),
+			Path: in.Into, Mode: in.Mode, State: state, Reason: reason}
+		if info, err := d.store.Package(in.ManifestCID); err == nil && info.Setuid > 0 {
+			inst.Setuid = setuidDropped
+			if in.Setuid {
+				inst.Setuid = setuidApplied
+			}
+		}
+		out = append(out, inst)
 	}
 	return out, nil
 }

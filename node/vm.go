@@ -31,6 +31,12 @@ type VM struct {
 	// Unprivileged is the operator's declaration that no process of the
 	// VM runs as root (or as the store's owner): link views need it.
 	Unprivileged bool `json:"unprivileged,omitempty"`
+	// AllowSetuid lets the VM's bind and overlay views apply the setuid
+	// and setgid bits of its packages (the setuid variant of each tree,
+	// mounted without nosuid). Without it, those files show without the
+	// bits, and the VM's list says so. Changing it makes the VM's views of
+	// such packages again (applySetuidPolicy).
+	AllowSetuid bool `json:"allow_setuid,omitempty"`
 }
 
 var vmIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -65,6 +71,9 @@ func (v *VM) Validate() error {
 	if mode == share.ViewLink && !v.Unprivileged {
 		return fmt.Errorf("vm %s: %w: link views give root inside the VM write access to the shared objects; "+
 			"declare the VM unprivileged (--unprivileged) if none of its processes runs as root, or use --mode bind or overlay", v.ID, ErrBadRequest)
+	}
+	if mode == share.ViewLink && v.AllowSetuid {
+		return fmt.Errorf("vm %s: %w: link views share the store's inodes and never apply setuid; use --mode bind or overlay with --allow-setuid", v.ID, ErrBadRequest)
 	}
 	if v.Quota < 0 {
 		return fmt.Errorf("vm %s: quota %d: %w: want 0 (none) or a byte count", v.ID, v.Quota, ErrBadRequest)
@@ -181,7 +190,10 @@ func (d *Daemon) AddVM(v VM) error {
 		return err
 	}
 	d.stopVM(v.ID)
-	return d.startVM(v)
+	if err := d.startVM(v); err != nil {
+		return err
+	}
+	return d.applySetuidPolicy(v.ID)
 }
 
 // RemoveVM unregisters a VM, stops its socket and removes its views.

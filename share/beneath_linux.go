@@ -173,3 +173,27 @@ func mountID(fd int) (id uint64, root bool, err error) {
 // fdPath is the /proc path that names what fd refers to; system calls
 // that take a path act on exactly that file (or mount) through it.
 func fdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
+
+// lstatBeneath stats rel below dirfd without following any symlink, on
+// the way or at its end (a symlink there is stat'ed itself).
+func lstatBeneath(dirfd int, rel string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := openBeneath(dirfd, rel, unix.O_PATH|unix.O_NOFOLLOW)
+	if err != nil {
+		return st, err
+	}
+	defer unix.Close(fd)
+	err = unix.Fstat(fd, &st)
+	return st, err
+}
+
+// readlinkBeneath reads the target of the symlink rel below dirfd,
+// following no symlink on the way.
+func readlinkBeneath(dirfd int, rel string) (string, error) {
+	fd, err := openBeneath(dirfd, rel, unix.O_PATH|unix.O_NOFOLLOW)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	return readlinkat(fd, "")
+}

@@ -58,7 +58,7 @@ func (d *Download) Commit() error {
 }
 
 // commitTree builds the tree of a package whose objects all exist (making
-// permission variants where needed) and marks it complete. s.life is held.
+// the variants its layout needs) and marks it complete. s.life is held.
 func (s *Store) commitTree(c cid.Cid, m *metadata.Manifest) error {
 	key := c.String()
 	tree := s.TreePath(c)
@@ -76,20 +76,26 @@ func (s *Store) commitTree(c cid.Cid, m *metadata.Manifest) error {
 	if rec.State == StateComplete && statErr == nil {
 		return nil
 	}
+	// A tree that exists keeps the layout it was built with; a new one
+	// gets the current layout.
+	layout := rec.Layout
+	if statErr != nil {
+		layout = s.newLayout
+	}
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Type != metadata.TypeFile {
 			continue
 		}
-		if err := s.ensureObject(e, m.ChunkSize); err != nil {
+		if err := s.ensureObject(e, m.ChunkSize, variantOf(layout, e)); err != nil {
 			return fmt.Errorf("package %s: file %q: %w", c, e.Path, err)
 		}
 	}
 	if statErr != nil {
-		if err := s.buildTree(c, m); err != nil {
+		if err := s.buildTree(c, m, tree, layout, false); err != nil {
 			return fmt.Errorf("package %s: build tree: %w", c, err)
 		}
-	} else if err := s.relinkTree(c, m); err != nil {
+	} else if err := s.relinkTrees(c, m, layout); err != nil {
 		// The tree of a package made partial again (a damaged object was
 		// quarantined): views bound to it see the repaired files.
 		return fmt.Errorf("package %s: relink tree: %w", c, err)
@@ -103,7 +109,7 @@ func (s *Store) commitTree(c cid.Cid, m *metadata.Manifest) error {
 		if !found {
 			return fmt.Errorf("package %s: %w", c, ErrNotFound)
 		}
-		rec.State = StateComplete
+		rec.State, rec.Layout = StateComplete, layout
 		return setJSON(txn, []byte(prefixPackage+key), &rec)
 	})
 	if err != nil {
@@ -113,11 +119,10 @@ func (s *Store) commitTree(c cid.Cid, m *metadata.Manifest) error {
 	return nil
 }
 
-// ensureObject makes sure the object for e exists with e's permission. If
-// only another permission of the same content is stored, it copies it.
-func (s *Store) ensureObject(e *metadata.Entry, chunkSize int64) error {
-	perm := ObjectPerm(e.Mode)
-	name := objectName(e.Hash, perm)
+// ensureObject makes sure the object for e exists as variant v. If only
+// other variants of the same content are stored, it copies one.
+func (s *Store) ensureObject(e *metadata.Entry, chunkSize int64, v ObjectVariant) error {
+	name := objectName(e.Hash, v)
 	var recs []objRecord
 	if err := s.db.View(func(txn *badger.Txn) (err error) {
 		recs, err = findObject(txn, e.Hash)
@@ -132,38 +137,46 @@ func (s *Store) ensureObject(e *metadata.Entry, chunkSize int64) error {
 		if r.Size != e.Size {
 			return fmt.Errorf("object %s: %w: stored with %d bytes, manifest says %d", e.Hash, ErrObjectCorrupt, r.Size, e.Size)
 		}
-		if objectName(r.Hash, os.FileMode(r.Perm)) == name {
+		if objectName(r.Hash, r.variant()) == name {
 			return nil
 		}
 	}
 	src := recs[0]
-	srcPath := s.ObjectPath(src.Hash, os.FileMode(src.Perm))
+	srcPath := s.ObjectPath(src.Hash, src.variant())
 	rec := src
-	rec.Perm = uint32(perm)
-	tmp, err := s.copyToTmp(srcPath, perm)
+	rec.Perm, rec.UID, rec.GID = uint32(v.Perm), v.UID, v.GID
+	rec.Ino, rec.Mtime = 0, 0
+	tmp, err := s.copyToTmp(srcPath, v)
 	if err != nil {
-		return fmt.Errorf("object %s: copy for mode %#o: %w", e.Hash, perm, err)
+		return fmt.Errorf("object %s: copy as %s: %w", e.Hash, name, err)
 	}
 	if err := verifyObjectFile(tmp, &rec); err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	if err := s.placeObject(tmp, s.ObjectPath(e.Hash, perm), &rec); err != nil {
+	if err := s.placeObject(tmp, s.ObjectPath(e.Hash, v), &rec); err != nil {
 		os.Remove(tmp)
 		return err
 	}
 	return s.recordObject(&rec, partialID(e.Hash, e.Size))
 }
 
-// copyToTmp copies src into a new file under tmp/ with permission perm,
+// copyToTmp copies src into a new file under tmp/ as variant v (owner,
+// then permission: chown clears setuid bits, so the mode comes last),
 // synced.
-func (s *Store) copyToTmp(src string, perm os.FileMode) (string, error) {
+func (s *Store) copyToTmp(src string, v ObjectVariant) (string, error) {
+	return s.copyFile(src, s.path(tmpDir), "object-*", v.UID, v.GID, v.Perm)
+}
+
+// copyFile copies src into a new file in dir (named by pattern, as
+// os.CreateTemp does) with owner uid:gid and mode, synced.
+func (s *Store) copyFile(src, dir, pattern string, uid, gid uint32, mode os.FileMode) (string, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return "", err
 	}
 	defer in.Close()
-	out, err := os.CreateTemp(s.path(tmpDir), "object-*")
+	out, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return "", err
 	}
@@ -171,8 +184,11 @@ func (s *Store) copyToTmp(src string, perm os.FileMode) (string, error) {
 	if err == nil && s.sync {
 		err = out.Sync()
 	}
+	if err == nil && ownersApply {
+		err = out.Chown(int(uid), int(gid))
+	}
 	if err == nil {
-		err = out.Chmod(perm)
+		err = out.Chmod(mode)
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
@@ -190,11 +206,15 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-// buildTree builds trees/<c>: real directories, hard links to objects and
-// symlinks, in tmp/ first; directories then get their manifest mode minus
-// the write bits (the tree root 0555), the file system is synced, and the
-// tree is renamed into place.
-func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest) error {
+// buildTree builds the tree of c at dst: real directories, hard links to
+// objects of the layout's variants, and symlinks (their targets as
+// written: never followed), in tmp/ first. Then every entry gets its owner
+// and directories their mode (layoutFull: the manifest's full mode;
+// layoutReadOnly: without write bits), children before parents; the file
+// system is synced and the tree renamed into place. With setuid, each file
+// whose mode has setuid or setgid is a private copy carrying its full mode
+// instead of a link to its object (see SetuidTree).
+func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout int, setuid bool) error {
 	tmp := s.path(tmpDir, "tree-"+c.String()+"-"+randomSuffix())
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return err
@@ -206,35 +226,11 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest) error {
 		}
 	}()
 	for i := range m.Entries {
-		e := &m.Entries[i]
-		p := filepath.Join(tmp, filepath.FromSlash(e.Path))
-		var err error
-		switch e.Type {
-		case metadata.TypeDir:
-			err = os.Mkdir(p, 0o700)
-		case metadata.TypeFile:
-			err = os.Link(s.ObjectPath(e.Hash, ObjectPerm(e.Mode)), p)
-		case metadata.TypeSymlink:
-			err = os.Symlink(e.Target, p)
-		default:
-			err = fmt.Errorf("entry %q: %w", e.Path, metadata.ErrUnsupportedEntry)
-		}
-		if err != nil {
+		if err := s.makeEntry(tmp, &m.Entries[i], layout, setuid); err != nil {
 			return err
 		}
 	}
-	// Children before parents, so that a directory is still searchable
-	// while its children are changed.
-	for i := len(m.Entries) - 1; i >= 0; i-- {
-		e := &m.Entries[i]
-		if e.Type != metadata.TypeDir {
-			continue
-		}
-		if err := os.Chmod(filepath.Join(tmp, filepath.FromSlash(e.Path)), dirMode(e.Mode)); err != nil {
-			return err
-		}
-	}
-	if err := os.Chmod(tmp, 0o555); err != nil {
+	if err := finishDirs(tmp, m, layout); err != nil {
 		return err
 	}
 	if s.sync {
@@ -242,7 +238,6 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest) error {
 			return err
 		}
 	}
-	dst := s.path(treesDir, c.String())
 	if err := renameNoReplace(tmp, dst); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil // an earlier commit got there first
@@ -250,18 +245,102 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest) error {
 		return err
 	}
 	ok = true
-	return s.syncDir(s.path(treesDir))
+	return s.syncDir(filepath.Dir(dst))
 }
 
-// dirMode is the mode a tree directory gets: the manifest's bits without
-// any write bit, so that no one but root can change the store through it.
-func dirMode(m uint32) os.FileMode {
-	mode := os.FileMode(m & 0o555)
+// makeEntry creates e below the tree directory root, whose directories
+// are all still owner-writable directories made by this store: the path
+// of e passes through no symlink (every parent of an entry is a directory
+// entry).
+func (s *Store) makeEntry(root string, e *metadata.Entry, layout int, setuid bool) error {
+	p := filepath.Join(root, filepath.FromSlash(e.Path))
+	var err error
+	switch e.Type {
+	case metadata.TypeDir:
+		err = os.Mkdir(p, 0o700)
+	case metadata.TypeFile:
+		obj := s.ObjectPath(e.Hash, variantOf(layout, e))
+		if setuid && e.Mode&0o6000 != 0 {
+			err = s.setuidCopy(obj, p, e, layout)
+		} else {
+			err = os.Link(obj, p)
+		}
+	case metadata.TypeSymlink:
+		err = os.Symlink(e.Target, p)
+		if err == nil && layout != layoutReadOnly {
+			err = lchown(p, e.UID, e.GID)
+		}
+	default:
+		err = fmt.Errorf("entry %q: %w", e.Path, metadata.ErrUnsupportedEntry)
+	}
+	return err
+}
+
+// setuidCopy writes a private copy of the object obj at p with e's owner
+// and its permission bits of the layout plus e's setuid and setgid bits.
+func (s *Store) setuidCopy(obj, p string, e *metadata.Entry, layout int) error {
+	v := variantOf(layout, e)
+	mode := v.Perm
+	if e.Mode&0o4000 != 0 {
+		mode |= os.ModeSetuid
+	}
+	if e.Mode&0o2000 != 0 {
+		mode |= os.ModeSetgid
+	}
+	tmp, err := s.copyFile(obj, filepath.Dir(p), ".stork-setuid-*", e.UID, e.GID, mode)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// finishDirs gives the directories of the tree at root their owners and
+// modes, children before parents, so that a directory is still searchable
+// while its children are changed; the root of the tree gets 0755 (0555 in
+// the read-only layout) and root's ownership.
+func finishDirs(root string, m *metadata.Manifest, layout int) error {
+	for i := len(m.Entries) - 1; i >= 0; i-- {
+		e := &m.Entries[i]
+		if e.Type != metadata.TypeDir {
+			continue
+		}
+		p := filepath.Join(root, filepath.FromSlash(e.Path))
+		if layout != layoutReadOnly {
+			if err := lchown(p, e.UID, e.GID); err != nil {
+				return err
+			}
+		}
+		if err := os.Chmod(p, dirMode(layout, e.Mode)); err != nil {
+			return err
+		}
+	}
+	rootMode := os.FileMode(0o755)
+	if layout == layoutReadOnly {
+		rootMode = 0o555
+	}
+	return os.Chmod(root, rootMode)
+}
+
+// dirMode is the mode a tree directory of the given layout gets for
+// manifest mode m: all of it (layoutFull), or without any write bit
+// (layoutReadOnly).
+func dirMode(layout int, m uint32) os.FileMode {
+	mode := os.FileMode(m & 0o777)
+	if layout == layoutReadOnly {
+		mode &= 0o555
+	}
 	if m&0o1000 != 0 {
 		mode |= os.ModeSticky
 	}
 	if m&0o2000 != 0 {
 		mode |= os.ModeSetgid
+	}
+	if m&0o4000 != 0 && layout != layoutReadOnly {
+		mode |= os.ModeSetuid
 	}
 	return mode
 }

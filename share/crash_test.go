@@ -240,7 +240,7 @@ func TestPartialFileDamaged(t *testing.T) {
 	if len(got) != 1 || !got[0].Equals(chunks[2]) {
 		t.Fatalf("Missing() of %q = %v, want only the damaged chunk %s", "four", got, chunks[2])
 	}
-	if _, err := os.Stat(s.ObjectPath(e.Hash, 0o444)); err == nil {
+	if _, err := os.Stat(s.ObjectPath(e.Hash, EntryVariant(&e))); err == nil {
 		t.Fatalf("a damaged file became an object")
 	}
 	putAll(t, d, p, 4, 3)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
+	"golang.org/x/sys/unix"
 
 	"github.com/storkpm/stork/metadata"
 )
@@ -101,7 +102,7 @@ func (s *Store) CheckPackage(c cid.Cid) (*CheckResult, error) {
 	var names []string
 	for i := range m.Entries {
 		if e := &m.Entries[i]; e.Type == metadata.TypeFile {
-			names = append(names, objectName(e.Hash, ObjectPerm(e.Mode)))
+			names = append(names, objectName(e.Hash, variantOf(prec.Layout, e)))
 		}
 	}
 	recs, err := s.objectRecords(names)
@@ -112,12 +113,16 @@ func (s *Store) CheckPackage(c cid.Cid) (*CheckResult, error) {
 	var bad []badObject
 	treeBad := ""
 	stamps := make(map[string]fileStamp) // object name → its file's stamp
+	tree, err := openRoot(s.TreePath(c))
+	if err == nil {
+		defer unix.Close(tree)
+	} // else every entry differs: the tree is rebuilt by the next download
 	for i := range m.Entries {
 		e := &m.Entries[i]
 		if e.Type != metadata.TypeFile {
 			continue
 		}
-		name := objectName(e.Hash, ObjectPerm(e.Mode))
+		name := objectName(e.Hash, variantOf(prec.Layout, e))
 		st, seen := stamps[name]
 		if !seen {
 			var reason string
@@ -126,7 +131,7 @@ func (s *Store) CheckPackage(c cid.Cid) (*CheckResult, error) {
 			}
 			stamps[name] = st
 		}
-		if treeBad == "" && !lstamp(s.treeEntry(c, e.Path)).sameInode(st) {
+		if treeBad == "" && !treeStamp(tree, e.Path).sameInode(st) {
 			treeBad = e.Path
 		}
 	}
@@ -147,9 +152,17 @@ func (s *Store) CheckPackage(c cid.Cid) (*CheckResult, error) {
 
 type badObject struct{ name, reason string }
 
-// treeEntry is the path of a manifest entry in the tree of c.
-func (s *Store) treeEntry(c cid.Cid, p string) string {
-	return s.TreePath(c) + string(os.PathSeparator) + p
+// treeStamp stamps the entry p of the tree whose root is open as tree,
+// following no symlink on the way.
+func treeStamp(tree int, p string) fileStamp {
+	if tree < 0 {
+		return fileStamp{statFailed: true}
+	}
+	st, err := lstatBeneath(tree, p)
+	if err != nil {
+		return fileStamp{statFailed: true}
+	}
+	return stampOf(&st)
 }
 
 // objectRecords reads the records of the named objects in one
@@ -185,13 +198,19 @@ func (s *Store) checkObject(name string, rec *objRecord, force bool, res *CheckR
 	if rec == nil {
 		return "no index record", fileStamp{}
 	}
-	p := s.ObjectPath(rec.Hash, os.FileMode(rec.Perm))
+	p := s.ObjectPath(rec.Hash, rec.variant())
 	st := lstamp(p)
 	if !st.ok {
 		return "object file missing", st
 	}
 	if !force && rec.stampMatches(st) {
 		return "", st
+	}
+	if !sameOwner(st.uid, st.gid, rec.UID, rec.GID) && st.regular() && st.size == rec.Size {
+		// A chown: put the owner back (the mode next: chown clears setuid).
+		if err := os.Lchown(p, int(rec.UID), int(rec.GID)); err == nil {
+			s.log.Warn("object owner changed on disk: put back", "object", name, "owner", fmt.Sprintf("%d:%d", st.uid, st.gid), "want", fmt.Sprintf("%d:%d", rec.UID, rec.GID))
+		}
 	}
 	if st.mode&0o7777 != rec.Perm && st.regular() && st.size == rec.Size {
 		// A chmod: put the mode back before the content is checked.
@@ -247,7 +266,7 @@ func (s *Store) quarantineObject(name, reason string) ([]cid.Cid, error) {
 	}); err != nil {
 		return nil, err
 	}
-	p := s.ObjectPath(rec.Hash, os.FileMode(rec.Perm))
+	p := s.ObjectPath(rec.Hash, rec.variant())
 	if !found || verifyObjectFile(p, &rec) == nil {
 		return nil, nil
 	}
@@ -289,7 +308,7 @@ func (s *Store) dropObjectRecords(rec *objRecord, name string) error {
 			return err
 		}
 		for _, o := range others {
-			if objectName(o.Hash, os.FileMode(o.Perm)) != name {
+			if objectName(o.Hash, o.variant()) != name {
 				return nil
 			}
 		}
@@ -307,23 +326,34 @@ func (s *Store) dropObjectRecords(rec *objRecord, name string) error {
 func (s *Store) packagesUsing(name string) ([]cid.Cid, error) {
 	var out []cid.Cid
 	err := s.db.View(func(txn *badger.Txn) error {
-		var keys []cid.Cid
-		if err := scanKeys(txn, prefixPackage, func(k []byte, _ *badger.Item) error {
-			if c, err := cid.Decode(strings.TrimPrefix(string(k), prefixPackage)); err == nil {
-				keys = append(keys, c)
+		type pkg struct {
+			c      cid.Cid
+			layout int
+		}
+		var pkgs []pkg
+		if err := scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
+			c, err := cid.Decode(strings.TrimPrefix(string(k), prefixPackage))
+			if err != nil {
+				return nil
 			}
+			var r pkgRecord
+			if err := jsonUnmarshal(item, &r); err != nil {
+				return err
+			}
+			pkgs = append(pkgs, pkg{c, r.Layout})
 			return nil
 		}); err != nil {
 			return err
 		}
-		for _, c := range keys {
+		for _, p := range pkgs {
+			c := p.c
 			m, _, err := s.manifestTxn(txn, c)
 			if err != nil {
 				return err
 			}
 			for i := range m.Entries {
 				e := &m.Entries[i]
-				if e.Type == metadata.TypeFile && objectName(e.Hash, ObjectPerm(e.Mode)) == name {
+				if e.Type == metadata.TypeFile && objectName(e.Hash, variantOf(p.layout, e)) == name {
 					out = append(out, c)
 					break
 				}
@@ -565,7 +595,7 @@ func (s *Store) Repair(ctx context.Context) ([]string, *CheckResult, error) {
 			return problems, res, err
 		}
 		s.life.RLock()
-		tp := s.checkTree(p.ManifestCID, m)
+		tp := s.checkTree(p.ManifestCID, m, p.layout, false)
 		s.life.RUnlock()
 		if len(tp) == 0 {
 			continue

@@ -83,7 +83,7 @@ func TestCheckPackageFindsDamage(t *testing.T) {
 			s := openStore(t, t.TempDir())
 			install(t, s, p, "pkg", "1")
 			e := p.m.Entries[victim]
-			obj := s.ObjectPath(e.Hash, ObjectPerm(e.Mode))
+			obj := s.ObjectPath(e.Hash, EntryVariant(&e))
 			tt.damage(t, obj)
 
 			res, err := s.CheckPackage(p.cid)
@@ -114,8 +114,8 @@ func TestCheckPackageFindsDamage(t *testing.T) {
 				if res.Repairing() || info.State != StateComplete {
 					t.Fatalf("CheckPackage = %+v, state %s; want nothing damaged", *res, info.State)
 				}
-				if st, err := os.Stat(obj); err != nil || st.Mode().Perm() != ObjectPerm(e.Mode) {
-					t.Errorf("object after the check: %v, %v; want mode %v", st.Mode(), err, ObjectPerm(e.Mode))
+				if st, err := os.Stat(obj); err != nil || st.Mode().Perm() != EntryVariant(&e).Perm {
+					t.Errorf("object after the check: %v, %v; want mode %v", st.Mode(), err, EntryVariant(&e).Perm)
 				}
 				verifyClean(t, s)
 				// The new stamp is recorded: the next check re-hashes nothing.
@@ -124,7 +124,7 @@ func TestCheckPackageFindsDamage(t *testing.T) {
 				}
 				return
 			}
-			if len(res.Damaged) != 1 || res.Damaged[0].Object != objectName(e.Hash, ObjectPerm(e.Mode)) ||
+			if len(res.Damaged) != 1 || res.Damaged[0].Object != objectName(e.Hash, EntryVariant(&e)) ||
 				len(res.Damaged[0].Packages) != 1 || !res.Damaged[0].Packages[0].Equals(p.cid) {
 				t.Fatalf("CheckPackage = %+v, want the victim object damaged, used by the package", *res)
 			}
@@ -186,7 +186,7 @@ func TestScrubFindsBitRot(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	install(t, s, p, "pkg", "1")
 	e := p.m.Entries[victim]
-	obj := s.ObjectPath(e.Hash, ObjectPerm(e.Mode))
+	obj := s.ObjectPath(e.Hash, EntryVariant(&e))
 	st, err := os.Stat(obj)
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestScrubFindsBitRot(t *testing.T) {
 			break
 		}
 	}
-	if passes != 1 || len(damaged) != 1 || damaged[0].Object != objectName(e.Hash, ObjectPerm(e.Mode)) {
+	if passes != 1 || len(damaged) != 1 || damaged[0].Object != objectName(e.Hash, EntryVariant(&e)) {
 		t.Fatalf("one scrub pass found %+v, want the victim", damaged)
 	}
 	if got := s.DamageCounts().Scrubbed; got != int64(3*testChunk+17+2*testChunk) {
@@ -239,7 +239,7 @@ func TestRepairedFileReachesBindView(t *testing.T) {
 	}
 	defer unix.Unmount(view, unix.MNT_DETACH)
 	e := p.m.Entries[victim]
-	flipByte(t, s.ObjectPath(e.Hash, ObjectPerm(e.Mode)), 0)
+	flipByte(t, s.ObjectPath(e.Hash, EntryVariant(&e)), 0)
 	if b, _ := os.ReadFile(filepath.Join(view, "bin", "victim")); bytes.Equal(b, p.files[1].data) {
 		t.Fatal("the damage did not reach the view: the test damages the wrong file")
 	}
@@ -260,7 +260,7 @@ func TestRepairMarksForRefetch(t *testing.T) {
 	install(t, s, p, "pkg", "1")
 	install(t, s, q, "q", "1")
 	e := p.m.Entries[victim]
-	flipByte(t, s.ObjectPath(e.Hash, ObjectPerm(e.Mode)), 7)
+	flipByte(t, s.ObjectPath(e.Hash, EntryVariant(&e)), 7)
 	link := filepath.Join(s.TreePath(q.cid), "l")
 	inWritableDir(filepath.Dir(link), func() error {
 		os.Remove(link)

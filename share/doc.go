@@ -7,15 +7,24 @@
 //
 // Under the data directory:
 //
-//	objects/<xx>/<hash>[.<perm>]  finished files, named by Entry.Hash (the
+//	objects/<xx>/<hash>[.<perm>[.<uid>.<gid>]]
+//	                              finished files, named by Entry.Hash (the
 //	                              chunk-list hash, metadata.FileHash); <xx> is
-//	                              the hash's last two characters. Read-only:
-//	                              0444, or the entry's read/exec bits as a
-//	                              suffix (".555") since a hard link shares
-//	                              its inode's mode. Never written in place.
-//	trees/<manifest CID>/         a committed package: real directories
-//	                              (manifest mode minus write bits), hard links
-//	                              to objects, symlinks
+//	                              the hash's last two characters. Each carries
+//	                              the entry's permission bits and owner (an
+//	                              ObjectVariant: a hard link shares its inode's
+//	                              mode and owner), so the name says them: the
+//	                              hash alone for 0444 root, ".<perm>" for
+//	                              other modes owned by root, and the owner
+//	                              when it is not root. Never setuid, setgid
+//	                              or sticky. Never written in place. 0700.
+//	trees/<manifest CID>/         a committed package: real directories (the
+//	                              manifest's mode and owner), hard links to
+//	                              objects, symlinks (targets as written,
+//	                              owners). 0700.
+//	setuid/<manifest CID>/        the setuid variant of a tree, built when a
+//	                              view that applies setuid first needs it
+//	                              (setuid.go). 0700.
 //	partial/<hash>-<size>         files being downloaded, shared by every
 //	                              download that needs them
 //	index/                        badger: packages and their state, manifests,
@@ -35,10 +44,31 @@
 //	lost+found/<CID>              trees Rebuild could not attribute
 //	index.lost/                   the index Rebuild replaced
 //
-// Objects and trees carry no setuid, setgid or write bit; directories keep
-// sticky and setgid. Identical files (same hash, same permission) are
-// stored once whatever package or version they come from, so every tree and
-// every VM that uses them shares one inode, on disk and in the page cache.
+// Trees are the archive's trees: every entry with its mode and owner, so
+// a view shows the package as it was built; what keeps the store safe is
+// not rewritten modes but where the trees can be reached. objects/,
+// trees/ and setuid/ are private to root (0700): no user of the host
+// reaches an object or tree directory that the archive made writable for
+// some user or group. A VM reaches them only through a view: a read-only
+// bind mount, an overlay whose upper layer takes every write, or a link
+// farm, which is refused for a file anyone but root may write. Objects
+// never carry setuid, setgid or sticky; a file's setuid and setgid reach
+// only the setuid variant of its tree (a private copy), and take effect
+// only in views mounted without nosuid for VMs whose policy allows it.
+// Identical files (same hash, same permission bits and owner) are stored
+// once whatever package or version they come from, so every tree and
+// every VM that uses them shares one inode, on disk and in the page cache;
+// two names of one content in one package are hard links to one inode, as
+// they were in the archive.
+//
+// A package record says its tree's layout: trees built before modes and
+// owners were carried (stores written by earlier versions) have objects
+// and directories without write bits, owned by root, and keep them
+// (layoutReadOnly); new trees get the full layout. Rebuild tells the two
+// apart by the tree's root directory (0555 before, 0755 now). The daemon
+// never follows a symlink of a tree: trees are built from validated
+// manifests, whose parents are all directories, and Verify looks at each
+// entry through descriptors below the tree's root.
 //
 // # Downloads and the commit protocol
 //
@@ -114,10 +144,12 @@
 //
 // # Views
 //
-// MountView shows a tree to a VM: a read-only, nosuid, nodev bind mount; an
+// MountView shows a tree to a VM: a read-only, nodev bind mount; an
 // overlayfs whose only lower layer is the tree, with a VM-private upper
 // directory taking every change; or a hard-link farm for file systems
 // without mounts, which is safe only for unprivileged VMs (see ViewLink).
+// Bind and overlay views are nosuid unless View.Setuid, which shows the
+// setuid variant of the tree (SetuidTree).
 //
 // A view lives below a VM's root, a directory the VM controls and may
 // change at any moment. The root is opened once; every path below it is
@@ -134,6 +166,10 @@
 // installed as, its version and content, the root and the view's path; a
 // VM has one per package name. A package record lists every name@version
 // its content was published under.
+//
+// OpenReadOnly opens a store no process is writing (a stopped daemon's)
+// for reading only: badger's read-only mode, nothing created, recovered or
+// removed on disk.
 //
 // share imports metadata only; it never imports transfer or node.
 package share

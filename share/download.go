@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -133,7 +134,7 @@ type partialFile struct {
 	hash      string
 	size      int64
 	chunkSize int64
-	perm      os.FileMode
+	v         ObjectVariant // what the object becomes
 	chunks    []cid.Cid
 	digests   [][]byte
 	index     map[cid.Cid][]int // chunk → its indices in the file
@@ -307,12 +308,12 @@ func (s *Store) acquirePartial(id string, e *metadata.Entry, chunkSize int64) (*
 // crash, before its index record was written, if it verifies; a file that
 // does not verify is removed.
 func (s *Store) adopt(e *metadata.Entry, chunkSize int64) bool {
-	for _, perm := range []os.FileMode{ObjectPerm(e.Mode), 0o444} {
-		p := s.ObjectPath(e.Hash, perm)
+	for _, v := range []ObjectVariant{EntryVariant(e), variantOf(layoutReadOnly, e), {Perm: 0o444}} {
+		p := s.ObjectPath(e.Hash, v)
 		if _, err := os.Lstat(p); err != nil {
 			continue
 		}
-		rec := objRecord{Hash: e.Hash, Size: e.Size, Perm: uint32(perm), ChunkSize: chunkSize, Chunks: e.Chunks}
+		rec := objRecord{Hash: e.Hash, Size: e.Size, Perm: uint32(v.Perm), UID: v.UID, GID: v.GID, ChunkSize: chunkSize, Chunks: e.Chunks}
 		if err := verifyObjectFile(p, &rec); err != nil {
 			s.log.Warn("removing unindexed object that fails verification", "object", p, "err", err)
 			_ = os.Remove(p)
@@ -330,7 +331,7 @@ func (s *Store) adopt(e *metadata.Entry, chunkSize int64) bool {
 
 func (s *Store) openPartial(id string, e *metadata.Entry, chunkSize int64) (*partialFile, error) {
 	pf := &partialFile{
-		id: id, hash: e.Hash, size: e.Size, chunkSize: chunkSize, perm: ObjectPerm(e.Mode),
+		id: id, hash: e.Hash, size: e.Size, chunkSize: chunkSize, v: EntryVariant(e),
 		index:    make(map[cid.Cid][]int),
 		present:  make(map[cid.Cid]bool),
 		inflight: make(map[cid.Cid]chan struct{}),
@@ -665,9 +666,9 @@ func (s *Store) moveObject(src, dst string, rec *objRecord) error {
 
 // recordObject indexes an object, just verified, and where its chunks are.
 func (s *Store) recordObject(rec *objRecord, id string) error {
-	name := objectName(rec.Hash, os.FileMode(rec.Perm))
+	name := objectName(rec.Hash, rec.variant())
 	if rec.Ino == 0 {
-		rec.setStamp(lstamp(s.ObjectPath(rec.Hash, os.FileMode(rec.Perm))))
+		rec.setStamp(lstamp(s.ObjectPath(rec.Hash, rec.variant())))
 	}
 	err := s.update(func(txn *badger.Txn) error {
 		return setJSON(txn, []byte(prefixObject+name), rec)
@@ -716,7 +717,7 @@ func checkContent(r io.ReaderAt, size, chunkSize int64, want [][]byte) (digests 
 }
 
 // verifyObjectFile checks that the file at p is the object rec describes:
-// size, permission (no write bits) and content.
+// size, permission (never setuid, setgid or sticky), owner and content.
 func verifyObjectFile(p string, rec *objRecord) error {
 	f, err := os.Open(p)
 	if err != nil {
@@ -735,6 +736,9 @@ func verifyObjectFile(p string, rec *objRecord) error {
 	}
 	if perm := st.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky); perm != os.FileMode(rec.Perm) {
 		return fmt.Errorf("object %s: %w: mode %#o, want %#o", p, ErrObjectCorrupt, perm, rec.Perm)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && !sameOwner(sys.Uid, sys.Gid, rec.UID, rec.GID) {
+		return fmt.Errorf("object %s: %w: owner %d:%d, want %d:%d", p, ErrObjectCorrupt, sys.Uid, sys.Gid, rec.UID, rec.GID)
 	}
 	want := make([][]byte, len(rec.Chunks))
 	for j, cs := range rec.Chunks {

@@ -65,6 +65,7 @@ func syncFS(path string) error {
 type fileStamp struct {
 	dev, ino   uint64
 	mode       uint32 // type and permission bits
+	uid, gid   uint32
 	size       int64
 	ctime      unix.Timespec
 	mtime      unix.Timespec
@@ -73,7 +74,7 @@ type fileStamp struct {
 }
 
 func stampOf(st *unix.Stat_t) fileStamp {
-	return fileStamp{dev: uint64(st.Dev), ino: st.Ino, mode: st.Mode, size: st.Size, ctime: st.Ctim, mtime: st.Mtim, ok: true}
+	return fileStamp{dev: uint64(st.Dev), ino: st.Ino, mode: st.Mode, uid: st.Uid, gid: st.Gid, size: st.Size, ctime: st.Ctim, mtime: st.Mtim, ok: true}
 }
 
 // fstamp stamps an open file.
@@ -88,6 +89,27 @@ func fstamp(f *os.File) fileStamp {
 		return fileStamp{statFailed: true}
 	}
 	return stampOf(&st)
+}
+
+// ownersApply says whether this process can give files the owners
+// their entries name: it runs as root. A store run by another user keeps
+// every object, directory and symlink owned by that user, and compares no
+// owners (its views then show that user's ownership).
+var ownersApply = os.Geteuid() == 0
+
+// lchown gives the file at p (a symlink itself, not its target) the
+// owner uid:gid, where ownersApply.
+func lchown(p string, uid, gid uint32) error {
+	if !ownersApply {
+		return nil
+	}
+	return os.Lchown(p, int(uid), int(gid))
+}
+
+// sameOwner reports whether a file owned by gotUID:gotGID has the owner
+// uid:gid (always, where owners do not apply).
+func sameOwner(gotUID, gotGID, uid, gid uint32) bool {
+	return !ownersApply || (gotUID == uid && gotGID == gid)
 }
 
 // lstamp stamps the file at path (not following a symlink).
@@ -154,8 +176,8 @@ func (a fileStamp) regular() bool { return a.ok && a.mode&unix.S_IFMT == unix.S_
 
 // stampMatches reports whether the object file stamped st is, by its
 // metadata, the file r was verified as: a regular file with r's inode,
-// size, mode and modification time.
+// size, mode, owner and modification time.
 func (r *objRecord) stampMatches(st fileStamp) bool {
 	return st.ok && r.Ino != 0 && st.ino == r.Ino && st.mtime.Nano() == r.Mtime &&
-		st.size == r.Size && st.regular() && st.mode&0o7777 == r.Perm
+		st.size == r.Size && st.regular() && st.mode&0o7777 == r.Perm && sameOwner(st.uid, st.gid, r.UID, r.GID)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
+	"golang.org/x/sys/unix"
 
 	"github.com/storkpm/stork/metadata"
 )
@@ -157,9 +158,10 @@ func (g *gcRun) packages() error {
 			if e.Type != metadata.TypeFile {
 				continue
 			}
-			name := objectName(e.Hash, ObjectPerm(e.Mode))
+			v := variantOf(p.rec.Layout, e)
+			name := objectName(e.Hash, v)
 			g.liveObj[name] = true
-			g.entries[name] = metaEntry{e, m.ChunkSize}
+			g.entries[name] = metaEntry{e, m.ChunkSize, v}
 			if !complete {
 				g.wantHash[e.Hash] = true
 				g.livePartial[partialID(e.Hash, e.Size)] = true
@@ -219,6 +221,9 @@ func (s *Store) dropPackage(key string) (bool, error) {
 	}
 	s.dropDownload(key)
 	s.removeManifest(key)
+	if err := removeAll(s.path(setuidDir, key)); err != nil {
+		s.log.Warn("remove setuid tree", "manifest", key, "err", err)
+	}
 	if aside != "" {
 		return true, removeAll(aside)
 	}
@@ -259,7 +264,7 @@ func (g *gcRun) objects() error {
 	}
 	linkedHash := make(map[string]bool)
 	for _, r := range objs {
-		if g.liveObj[objectName(r.Hash, os.FileMode(r.Perm))] {
+		if g.liveObj[objectName(r.Hash, r.variant())] {
 			linkedHash[r.Hash] = true
 		}
 	}
@@ -267,7 +272,7 @@ func (g *gcRun) objects() error {
 		if err := g.ctx.Err(); err != nil {
 			return err
 		}
-		name := objectName(r.Hash, os.FileMode(r.Perm))
+		name := objectName(r.Hash, r.variant())
 		if g.liveObj[name] || (g.wantHash[r.Hash] && !linkedHash[r.Hash] && !g.keptHash[r.Hash]) {
 			g.indexed[name] = true
 			g.keptHash[r.Hash] = true
@@ -278,7 +283,7 @@ func (g *gcRun) objects() error {
 		if err := s.deleteKeys([][]byte{[]byte(prefixObject + name)}); err != nil {
 			return fmt.Errorf("object %s: %w", name, err)
 		}
-		if err := os.Remove(s.ObjectPath(r.Hash, os.FileMode(r.Perm))); err != nil && !os.IsNotExist(err) {
+		if err := os.Remove(s.ObjectPath(r.Hash, r.variant())); err != nil && !os.IsNotExist(err) {
 			s.log.Warn("gc: remove object", "object", name, "err", err)
 		}
 		g.res.Objects++
@@ -299,8 +304,8 @@ func (g *gcRun) strayObjects() error {
 		if g.indexed[name] {
 			return nil
 		}
-		if me, ok := g.entries[name]; ok && filepath.Dir(p) == filepath.Dir(s.ObjectPath(me.e.Hash, ObjectPerm(me.e.Mode))) {
-			rec := objRecord{Hash: me.e.Hash, Size: me.e.Size, Perm: uint32(ObjectPerm(me.e.Mode)), ChunkSize: me.chunkSize, Chunks: me.e.Chunks}
+		if me, ok := g.entries[name]; ok && filepath.Dir(p) == filepath.Dir(s.ObjectPath(me.e.Hash, me.v)) {
+			rec := objRecord{Hash: me.e.Hash, Size: me.e.Size, Perm: uint32(me.v.Perm), UID: me.v.UID, GID: me.v.GID, ChunkSize: me.chunkSize, Chunks: me.e.Chunks}
 			if verifyObjectFile(p, &rec) == nil && s.recordObject(&rec, partialID(me.e.Hash, me.e.Size)) == nil {
 				g.indexed[name] = true
 				g.keptHash[me.e.Hash] = true
@@ -396,6 +401,32 @@ func (g *gcRun) trees() error {
 		}
 		g.res.Trees++
 	}
+	return g.setuidTrees()
+}
+
+// setuidTrees removes the setuid variant of every tree of no live
+// package, except those a mount uses. A live package keeps its variant
+// (built once, used by every view that applies setuid).
+func (g *gcRun) setuidTrees() error {
+	s := g.s
+	des, err := os.ReadDir(s.path(setuidDir))
+	if err != nil {
+		return err
+	}
+	for _, de := range des {
+		name := de.Name()
+		if g.liveTree[name] {
+			continue
+		}
+		if points := g.mounted[name]; len(points) > 0 {
+			s.log.Warn("gc: setuid tree kept: a view uses it", "tree", s.path(setuidDir, name), "mounts", points)
+			continue
+		}
+		if err := removeAll(s.path(setuidDir, name)); err != nil {
+			return fmt.Errorf("setuid tree %s: %w", name, err)
+		}
+		g.res.Trees++
+	}
 	return nil
 }
 
@@ -427,6 +458,7 @@ func (g *gcRun) manifests() error {
 type metaEntry struct {
 	e         *metadata.Entry
 	chunkSize int64
+	v         ObjectVariant
 }
 
 // walkFiles calls fn for every non-directory under root.
@@ -446,10 +478,12 @@ func walkFiles(root string, fn func(p string, size int64) error) error {
 	})
 }
 
-// Verify re-hashes every object and checks every committed tree against its
-// manifest (each file the very object inode, each symlink its target, no
-// directory writable). It returns one line per problem, sorted; none means
-// the store is sound.
+// Verify re-hashes every object and checks every committed tree, and its
+// setuid variant if any, against its manifest (each file the very object
+// inode, or for a setuid or setgid file of a variant a private copy with
+// the right content; each symlink its target; each directory and symlink
+// its mode and owner), never following a symlink of a tree. It returns one
+// line per problem, sorted; none means the store is sound.
 func (s *Store) Verify(ctx context.Context) ([]string, error) {
 	s.life.RLock()
 	defer s.life.RUnlock()
@@ -457,7 +491,7 @@ func (s *Store) Verify(ctx context.Context) ([]string, error) {
 		return nil, ErrClosed
 	}
 	var objs []objRecord
-	var pkgs []string
+	var pkgs []gcPackage
 	err := s.db.View(func(txn *badger.Txn) error {
 		if err := scanKeys(txn, prefixObject, func(k []byte, item *badger.Item) error {
 			var r objRecord
@@ -475,7 +509,7 @@ func (s *Store) Verify(ctx context.Context) ([]string, error) {
 				return err
 			}
 			if r.State == StateComplete {
-				pkgs = append(pkgs, strings.TrimPrefix(string(k), prefixPackage))
+				pkgs = append(pkgs, gcPackage{strings.TrimPrefix(string(k), prefixPackage), r})
 			}
 			return nil
 		})
@@ -489,17 +523,17 @@ func (s *Store) Verify(ctx context.Context) ([]string, error) {
 			return problems, err
 		}
 		r := &objs[i]
-		if err := verifyObjectFile(s.ObjectPath(r.Hash, os.FileMode(r.Perm)), r); err != nil {
+		if err := verifyObjectFile(s.ObjectPath(r.Hash, r.variant()), r); err != nil {
 			problems = append(problems, err.Error())
 		}
 	}
-	for _, key := range pkgs {
+	for _, p := range pkgs {
 		if err := ctx.Err(); err != nil {
 			return problems, err
 		}
-		c, err := cid.Decode(key)
+		c, err := cid.Decode(p.key)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("package %q: bad key", key))
+			problems = append(problems, fmt.Sprintf("package %q: bad key", p.key))
 			continue
 		}
 		m, _, err := s.Manifest(c)
@@ -507,49 +541,108 @@ func (s *Store) Verify(ctx context.Context) ([]string, error) {
 			problems = append(problems, err.Error())
 			continue
 		}
-		problems = append(problems, s.checkTree(c, m)...)
+		problems = append(problems, s.checkTree(c, m, p.rec.Layout, false)...)
+		if _, err := os.Lstat(s.setuidTreePath(c)); err == nil {
+			problems = append(problems, s.checkTree(c, m, p.rec.Layout, true)...)
+		}
 	}
 	sort.Strings(problems)
 	return problems, nil
 }
 
-// checkTree compares a committed tree with its manifest.
-func (s *Store) checkTree(c cid.Cid, m *metadata.Manifest) []string {
-	tree := s.TreePath(c)
+// checkTree compares a committed tree of the given layout (its setuid
+// variant, if setuid) with its manifest. Every entry is looked at through
+// descriptors below the tree's root, following no symlink.
+func (s *Store) checkTree(c cid.Cid, m *metadata.Manifest, layout int, setuid bool) []string {
+	tree, what := s.TreePath(c), "tree"
+	if setuid {
+		tree, what = s.setuidTreePath(c), "setuid tree"
+	}
 	var out []string
 	bad := func(p, format string, a ...any) {
-		out = append(out, fmt.Sprintf("tree %s: %q: %s", c, p, fmt.Sprintf(format, a...)))
+		out = append(out, fmt.Sprintf("%s %s: %q: %s", what, c, p, fmt.Sprintf(format, a...)))
 	}
-	if st, err := os.Lstat(tree); err != nil {
-		return []string{fmt.Sprintf("tree %s: %v", c, err)}
-	} else if st.Mode().Perm()&0o222 != 0 {
-		bad(".", "writable (mode %v)", st.Mode())
+	root, err := openRoot(tree)
+	if err != nil {
+		return []string{fmt.Sprintf("%s %s: %v", what, c, err)}
+	}
+	defer unix.Close(root)
+	var st unix.Stat_t
+	if err := unix.Fstat(root, &st); err != nil {
+		return []string{fmt.Sprintf("%s %s: %v", what, c, err)}
+	}
+	if want := rootDirMode(layout); st.Mode&0o7777 != want || !sameOwner(st.Uid, st.Gid, 0, 0) {
+		bad(".", "mode %#o owner %d:%d, want %#o 0:0", st.Mode&0o7777, st.Uid, st.Gid, want)
 	}
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		p := filepath.Join(tree, filepath.FromSlash(e.Path))
-		st, err := os.Lstat(p)
+		st, err := lstatBeneath(root, e.Path)
 		if err != nil {
 			bad(e.Path, "%v", err)
 			continue
 		}
-		switch e.Type {
-		case metadata.TypeDir:
-			if !st.IsDir() {
-				bad(e.Path, "not a directory")
-			} else if st.Mode().Perm()&0o222 != 0 {
-				bad(e.Path, "writable (mode %v)", st.Mode())
-			}
-		case metadata.TypeSymlink:
-			if t, err := os.Readlink(p); err != nil || t != e.Target {
-				bad(e.Path, "symlink to %q, want %q", t, e.Target)
-			}
-		case metadata.TypeFile:
-			ost, err := os.Lstat(s.ObjectPath(e.Hash, ObjectPerm(e.Mode)))
-			if err != nil || !os.SameFile(st, ost) {
-				bad(e.Path, "not a link to object %s", objectName(e.Hash, ObjectPerm(e.Mode)))
-			}
-		}
+		s.checkTreeEntry(root, e, &st, layout, setuid, m.ChunkSize, bad)
 	}
 	return out
+}
+
+// checkTreeEntry checks one entry of a tree, stat'ed as st, against e.
+func (s *Store) checkTreeEntry(root int, e *metadata.Entry, st *unix.Stat_t, layout int, setuid bool, chunkSize int64, bad func(p, format string, a ...any)) {
+	owned := func() {
+		if layout != layoutReadOnly && !sameOwner(st.Uid, st.Gid, e.UID, e.GID) {
+			bad(e.Path, "owner %d:%d, want %d:%d", st.Uid, st.Gid, e.UID, e.GID)
+		}
+	}
+	switch e.Type {
+	case metadata.TypeDir:
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			bad(e.Path, "not a directory")
+			return
+		}
+		if want := unixMode(dirMode(layout, e.Mode)); st.Mode&0o7777 != want {
+			bad(e.Path, "mode %#o, want %#o", st.Mode&0o7777, want)
+		}
+		owned()
+	case metadata.TypeSymlink:
+		if t, err := readlinkBeneath(root, e.Path); err != nil || t != e.Target {
+			bad(e.Path, "symlink to %q, want %q", t, e.Target)
+		}
+		owned()
+	case metadata.TypeFile:
+		if setuid && e.Mode&0o6000 != 0 {
+			if err := checkSetuidCopy(root, e, st, layout, chunkSize); err != nil {
+				bad(e.Path, "%v", err)
+			}
+			return
+		}
+		v := variantOf(layout, e)
+		var ost unix.Stat_t
+		if err := unix.Lstat(s.ObjectPath(e.Hash, v), &ost); err != nil || ost.Dev != st.Dev || ost.Ino != st.Ino {
+			bad(e.Path, "not a link to object %s", objectName(e.Hash, v))
+		}
+	}
+}
+
+// rootDirMode is the mode of a tree's root directory in the given layout.
+func rootDirMode(layout int) uint32 {
+	if layout == layoutReadOnly {
+		return 0o555
+	}
+	return 0o755
+}
+
+// unixMode turns an os.FileMode's permission and special bits into mode_t
+// bits.
+func unixMode(m os.FileMode) uint32 {
+	mode := uint32(m.Perm())
+	if m&os.ModeSetuid != 0 {
+		mode |= unix.S_ISUID
+	}
+	if m&os.ModeSetgid != 0 {
+		mode |= unix.S_ISGID
+	}
+	if m&os.ModeSticky != 0 {
+		mode |= unix.S_ISVTX
+	}
+	return mode
 }

@@ -142,7 +142,7 @@ func TestGC(t *testing.T) {
 			checkTree(t, s.TreePath(c.p.cid), c.p)
 		}
 	}
-	if _, err := os.Stat(s.ObjectPath(dropped.m.Entries[entryIndex(dropped, "only-dropped")].Hash, 0o444)); !os.IsNotExist(err) {
+	if _, err := os.Stat(s.ObjectPath(dropped.m.Entries[entryIndex(dropped, "only-dropped")].Hash, EntryVariant(&dropped.m.Entries[entryIndex(dropped, "only-dropped")]))); !os.IsNotExist(err) {
 		t.Errorf("object only the removed package used survives GC: %v", err)
 	}
 	e := unfinished.m.Entries[0]

@@ -308,7 +308,7 @@ func (s *Store) commitGroup(group []*commitReq) {
 				delete(s.partials, pf.id)
 			}
 			s.mu.Unlock()
-			s.log.Debug("object stored", "object", s.ObjectPath(pf.hash, pf.perm), "bytes", pf.size)
+			s.log.Debug("object stored", "object", s.ObjectPath(pf.hash, pf.v), "bytes", pf.size)
 		}
 	}
 	var complete []*partialFile
@@ -340,7 +340,7 @@ func (s *Store) commitGroup(group []*commitReq) {
 // setObjectRecord indexes a placed object and where its chunks are, and
 // drops the presence records of its partial file.
 func setObjectRecord(txn *badger.Txn, pf *partialFile, rec *objRecord) error {
-	name := objectName(rec.Hash, os.FileMode(rec.Perm))
+	name := objectName(rec.Hash, rec.variant())
 	if err := setJSON(txn, []byte(prefixObject+name), rec); err != nil {
 		return err
 	}
@@ -457,7 +457,7 @@ func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
 				delete(s.partials, pf.id)
 			}
 			s.mu.Unlock()
-			s.log.Debug("object stored", "object", s.ObjectPath(pf.hash, pf.perm), "bytes", pf.size)
+			s.log.Debug("object stored", "object", s.ObjectPath(pf.hash, pf.v), "bytes", pf.size)
 		}
 	}
 	return errs
@@ -468,7 +468,7 @@ func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
 // record, or the presence keys of chunks that no longer verify (which are
 // then no longer present in memory).
 func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
-	rec := objRecord{Hash: pf.hash, Size: pf.size, Perm: uint32(pf.perm), ChunkSize: pf.chunkSize}
+	rec := objRecord{Hash: pf.hash, Size: pf.size, Perm: uint32(pf.v.Perm), UID: pf.v.UID, GID: pf.v.GID, ChunkSize: pf.chunkSize}
 	f, err := s.fds.get(pf)
 	if err != nil {
 		return rec, nil, fmt.Errorf("partial file %s: %w", pf.id, err)
@@ -488,9 +488,16 @@ func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
 		digests, bad, err = checkContent(f, pf.size, pf.chunkSize, pf.digests)
 	}
 	if err == nil && len(bad) == 0 {
-		err = f.Chmod(pf.perm)
+		// Owner first: chown clears setuid bits (objects never have them,
+		// but the order is the one that is always right).
+		if ownersApply {
+			err = f.Chown(int(pf.v.UID), int(pf.v.GID))
+		}
+		if err == nil {
+			err = f.Chmod(pf.v.Perm)
+		}
 	}
-	checked := fstamp(f) // the inode whose content was verified, read-only now
+	checked := fstamp(f) // the inode whose content was verified, with its final mode
 	s.fds.put(pf)
 	if err != nil {
 		return rec, nil, fmt.Errorf("partial file %s: %w", pf.id, err)
@@ -522,7 +529,7 @@ func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
 		rec.Chunks = append(rec.Chunks, c.String())
 	}
 	s.fds.drop(pf)
-	src, dst := s.partialPath(pf.id), s.ObjectPath(pf.hash, pf.perm)
+	src, dst := s.partialPath(pf.id), s.ObjectPath(pf.hash, pf.v)
 	if err := s.moveObject(src, dst, &rec); err != nil {
 		return rec, nil, err
 	}

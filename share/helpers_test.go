@@ -24,7 +24,12 @@ type tfile struct {
 	mode   uint32
 	data   []byte
 	target string
+
+	uid, gid uint32
 }
+
+// owned is f owned by uid:gid.
+func owned(f tfile, uid, gid uint32) tfile { f.uid, f.gid = uid, gid; return f }
 
 func file(p string, mode uint32, data []byte) tfile {
 	return tfile{path: p, typ: metadata.TypeFile, mode: mode, data: data}
@@ -49,7 +54,7 @@ func makePkg(t testing.TB, chunkSize int64, files ...tfile) *testPkg {
 	t.Helper()
 	p := &testPkg{m: &metadata.Manifest{Format: metadata.ManifestFormat, ChunkSize: chunkSize}, chunks: make(map[cid.Cid][]byte), files: files}
 	for _, f := range files {
-		e := metadata.Entry{Path: f.path, Type: f.typ, Mode: f.mode, Target: f.target}
+		e := metadata.Entry{Path: f.path, Type: f.typ, Mode: f.mode, Target: f.target, UID: f.uid, GID: f.gid}
 		if f.typ == metadata.TypeFile {
 			e.Size = int64(len(f.data))
 			var digests [][]byte
@@ -157,7 +162,7 @@ func install(t testing.TB, s *Store, p *testPkg, name, version string) {
 }
 
 // checkTree fails t unless root holds exactly p's entries: contents, modes
-// (write bits stripped), symlink targets.
+// (the archive's, without setuid and setgid on files), symlink targets.
 func checkTree(t testing.TB, root string, p *testPkg) {
 	t.Helper()
 	want := make(map[string]tfile)
@@ -197,14 +202,14 @@ func checkTree(t testing.TB, root string, p *testPkg) {
 			if string(b) != string(f.data) {
 				t.Errorf("%q: content differs (%d bytes, want %d)", rel, len(b), len(f.data))
 			}
-			if got, want := info.Mode()&fs.ModePerm, ObjectPerm(f.mode); got != want {
+			if got, want := info.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky), fs.FileMode(f.mode&0o777); got != want {
 				t.Errorf("%q: perm %#o, want %#o", rel, got, want)
 			}
 		case metadata.TypeDir:
 			if !info.IsDir() {
 				t.Errorf("%q: not a directory", rel)
 			}
-			if got, want := info.Mode()&(fs.ModePerm|fs.ModeSticky|fs.ModeSetgid), dirMode(f.mode); got != want {
+			if got, want := info.Mode()&(fs.ModePerm|fs.ModeSticky|fs.ModeSetgid|fs.ModeSetuid), dirMode(currentLayout, f.mode); got != want {
 				t.Errorf("%q: dir mode %v, want %v", rel, got, want)
 			}
 		case metadata.TypeSymlink:

@@ -58,6 +58,10 @@ type pkgRecord struct {
 	State   PackageState `json:"state"`
 	Keep    bool         `json:"keep"`
 	Created time.Time    `json:"created"`
+	// Layout is how the package's tree was built (layoutReadOnly for
+	// trees of stores before modes and owners were carried, absent in
+	// their records; see store.go). It is set when the tree is built.
+	Layout int `json:"layout,omitempty"`
 }
 
 // pkgName is one name@version of a package.
@@ -87,6 +91,8 @@ type objRecord struct {
 	Hash      string   `json:"hash"`
 	Size      int64    `json:"size"`
 	Perm      uint32   `json:"perm"`
+	UID       uint32   `json:"uid,omitempty"`
+	GID       uint32   `json:"gid,omitempty"`
 	ChunkSize int64    `json:"chunk_size"`
 	Chunks    []string `json:"chunks"`
 	// Ino and Mtime (nanoseconds) are the object file's inode and
@@ -106,6 +112,7 @@ type installRecord struct {
 	Root        string    `json:"root,omitempty"`
 	Into        string    `json:"into"`
 	Mode        string    `json:"mode"`
+	Setuid      bool      `json:"setuid,omitempty"`
 	Created     time.Time `json:"created"`
 }
 

@@ -2,7 +2,10 @@ package share
 
 import (
 	"fmt"
+	"sync"
+	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -18,13 +21,20 @@ import (
 //	stork_store_repaired_objects_total damaged objects fetched again
 //	stork_store_scrubbed_bytes_total   bytes the scrub re-hashed
 //	stork_store_repairing_packages     packages waiting to be fetched again
+//	stork_store_objects                distinct files (objects) in the store
+//	stork_store_object_bytes           their bytes, each counted once
+//
+// Counting the objects reads their index records: a count is reused for a
+// hundred times as long as it took (at most objectStatsMaxAge), so that
+// scrapes spend at most about 1% of the time counting, and a small store
+// is counted afresh at every scrape.
 //
 // It returns the function that unregisters them.
 func (s *Store) RegisterMetrics(reg prometheus.Registerer) (func(), error) {
 	if reg == nil {
 		return func() {}, nil
 	}
-	c := &storeCollector{s: s}
+	c := &storeCollector{s: s, now: time.Now}
 	if err := reg.Register(c); err != nil {
 		return nil, fmt.Errorf("store metrics: %w", err)
 	}
@@ -48,9 +58,25 @@ var (
 		"Bytes of objects the scrub re-hashed since the store was opened.", nil, nil)
 	descRepairing = prometheus.NewDesc("stork_store_repairing_packages",
 		"Packages waiting to be fetched again because objects they use were damaged.", nil, nil)
+	descObjects = prometheus.NewDesc("stork_store_objects",
+		"Distinct files (objects) in the store.", nil, nil)
+	descObjectBytes = prometheus.NewDesc("stork_store_object_bytes",
+		"Bytes of the objects in the store, each object counted once however many packages share it.", nil, nil)
 )
 
-type storeCollector struct{ s *Store }
+// objectStatsMaxAge bounds how long an object count is reused.
+const objectStatsMaxAge = 10 * time.Second
+
+type storeCollector struct {
+	s   *Store
+	now func() time.Time
+
+	mu       sync.Mutex // guards the cached object counts
+	counted  time.Time
+	took     time.Duration
+	objects  int64
+	objBytes int64
+}
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPackages
@@ -61,6 +87,8 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRepaired
 	ch <- descScrubbed
 	ch <- descRepairing
+	ch <- descObjects
+	ch <- descObjectBytes
 }
 
 // Collect reports nothing if the store is closed or its index unreadable
@@ -93,4 +121,44 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	if reps, err := c.s.RepairsPending(); err == nil {
 		ch <- prometheus.MustNewConstMetric(descRepairing, prometheus.GaugeValue, float64(len(reps)))
 	}
+	if n, b, ok := c.objectStats(); ok {
+		ch <- prometheus.MustNewConstMetric(descObjects, prometheus.GaugeValue, float64(n))
+		ch <- prometheus.MustNewConstMetric(descObjectBytes, prometheus.GaugeValue, float64(b))
+	}
+}
+
+func (c *storeCollector) objectStats() (n, bytes int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := c.now()
+	if !c.counted.IsZero() && start.Sub(c.counted) < min(100*c.took, objectStatsMaxAge) {
+		return c.objects, c.objBytes, true
+	}
+	n, bytes, err := c.s.ObjectStats()
+	if err != nil {
+		return 0, 0, false
+	}
+	c.counted, c.took, c.objects, c.objBytes = start, c.now().Sub(start), n, bytes
+	return n, bytes, true
+}
+
+// ObjectStats counts the objects the index records and their bytes.
+func (s *Store) ObjectStats() (n, bytes int64, err error) {
+	if s.isClosed() {
+		return 0, 0, ErrClosed
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
+		return scanKeys(txn, prefixObject, func(_ []byte, item *badger.Item) error {
+			var r struct {
+				Size int64 `json:"size"`
+			}
+			if err := jsonUnmarshal(item, &r); err != nil {
+				return err
+			}
+			n++
+			bytes += r.Size
+			return nil
+		})
+	})
+	return n, bytes, err
 }

@@ -110,31 +110,47 @@ func childOf(dir, p string) string {
 // TreeMount is a mount in this process's mount namespace that uses a tree
 // of the store.
 type TreeMount struct {
-	Tree     string // the tree's name under trees/ (a manifest CID)
+	Tree     string // the tree's name under trees/ or setuid/ (a manifest CID)
+	Setuid   bool   // the tree is the setuid variant (setuid/<CID>)
 	Point    string // where it is mounted
 	Overlay  bool   // an overlay with the tree as a lower layer (else a bind mount or a mount inside the tree)
 	UpperDir string // the overlay's upper directory
 }
 
-// TreeMounts lists the mounts that use trees of the store: bind mounts of
-// a tree (or of a directory in it), overlays with a tree among their
-// lower layers, and mounts on a path inside a tree.
+// TreeMounts lists the mounts that use trees of the store (under trees/
+// and setuid/): bind mounts of a tree (or of a directory in it), overlays
+// with a tree among their lower layers, and mounts on a path inside a tree.
 func (s *Store) TreeMounts() ([]TreeMount, error) {
 	mounts, err := readMountInfo(mountInfoPath)
 	if err != nil {
 		return nil, err
 	}
-	trees, err := filepath.EvalSymlinks(s.path(treesDir))
+	var out []TreeMount
+	for _, d := range []string{treesDir, setuidDir} {
+		tms, err := s.treeMountsUnder(mounts, d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tms...)
+	}
+	return out, nil
+}
+
+// treeMountsUnder lists the mounts that use trees under the store's
+// directory dir.
+func (s *Store) treeMountsUnder(mounts []mountEntry, dir string) ([]TreeMount, error) {
+	trees, err := filepath.EvalSymlinks(s.path(dir))
 	if err != nil {
-		return nil, fmt.Errorf("trees: %w", err)
+		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(trees, &st); err != nil {
-		return nil, fmt.Errorf("trees: %w", err)
+		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
 	maj, mnr := unix.Major(st.Dev), unix.Minor(st.Dev)
-	// The mount trees/ is reached through, and trees/ as a path of its
-	// file system (what the root field of a bind mount of a tree shows).
+	// The mount the directory is reached through, and the directory as a
+	// path of its file system (what the root field of a bind mount of a
+	// tree shows).
 	var base *mountEntry
 	for i := range mounts {
 		m := &mounts[i]
@@ -147,8 +163,9 @@ func (s *Store) TreeMounts() ([]TreeMount, error) {
 	if base != nil {
 		fsPath = path.Join(base.root, strings.TrimPrefix(trees, base.point))
 	}
+	setuid := dir == setuidDir
 	var out []TreeMount
-	plain := filepath.Clean(s.path(treesDir))
+	plain := filepath.Clean(s.path(dir))
 	for i := range mounts {
 		m := &mounts[i]
 		if m.fsType == "overlay" {
@@ -158,7 +175,7 @@ func (s *Store) TreeMounts() ([]TreeMount, error) {
 					c = childOf(plain, l)
 				}
 				if c != "" {
-					out = append(out, TreeMount{Tree: c, Point: m.point, Overlay: true, UpperDir: overlayOption(m.superOpts, "upperdir")})
+					out = append(out, TreeMount{Tree: c, Setuid: setuid, Point: m.point, Overlay: true, UpperDir: overlayOption(m.superOpts, "upperdir")})
 				}
 			}
 			continue
@@ -168,13 +185,15 @@ func (s *Store) TreeMounts() ([]TreeMount, error) {
 			c = childOf(fsPath, m.root)
 		}
 		if c != "" {
-			out = append(out, TreeMount{Tree: c, Point: m.point})
+			out = append(out, TreeMount{Tree: c, Setuid: setuid, Point: m.point})
 		}
 	}
 	return out, nil
 }
 
-// mountedTrees maps every tree a mount uses to the mount points using it.
+// mountedTrees maps every tree a mount uses (by manifest CID, the tree
+// or its setuid variant alike: either pins the package) to the mount
+// points using it.
 func (s *Store) mountedTrees() (map[string][]string, error) {
 	tms, err := s.TreeMounts()
 	if err != nil {

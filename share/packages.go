@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -29,6 +28,11 @@ type PackageInfo struct {
 	Files       int   // file entries
 	TreePath    string
 	Installs    []string // VMs that installed it, sorted
+	// Setuid counts the files whose mode has setuid or setgid: views
+	// apply those bits only for VMs whose policy allows it (SetuidTree).
+	Setuid int
+
+	layout int // how its tree is built (pkgRecord.Layout)
 }
 
 // Install is one VM's view of a package, under one of its names. A VM has
@@ -41,7 +45,10 @@ type Install struct {
 	Root        string // the directory Into is resolved beneath (the VM's root)
 	Into        string // where the VM sees the tree: Root/...
 	Mode        string // a ViewMode
-	Created     time.Time
+	// Setuid says the view shows the package's setuid variant, mounted
+	// without nosuid (the VM's policy allowed it when it was made).
+	Setuid  bool
+	Created time.Time
 }
 
 // Package describes the package whose manifest is manifestCID.
@@ -224,7 +231,7 @@ func (s *Store) packageInfo(txn *badger.Txn, c cid.Cid) (*PackageInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	info := &PackageInfo{ManifestCID: c, Name: rec.Name, Version: rec.Version, State: rec.State, Keep: rec.Keep, Size: m.TotalSize()}
+	info := &PackageInfo{ManifestCID: c, Name: rec.Name, Version: rec.Version, State: rec.State, Keep: rec.Keep, Size: m.TotalSize(), layout: rec.Layout}
 	if rec.State == StateComplete {
 		info.TreePath = s.TreePath(c)
 	}
@@ -234,6 +241,9 @@ func (s *Store) packageInfo(txn *badger.Txn, c cid.Cid) (*PackageInfo, error) {
 			continue
 		}
 		info.Files++
+		if e.Mode&0o6000 != 0 {
+			info.Setuid++
+		}
 		if rec.State == StateComplete {
 			continue
 		}
@@ -473,7 +483,7 @@ func (s *Store) RecordInstall(in Install) error {
 		if err := dropInstallTxn(txn, in.VM, in.Name); err != nil {
 			return err
 		}
-		rec := installRecord{VM: in.VM, Name: in.Name, Version: in.Version, ManifestCID: key, Root: in.Root, Into: in.Into, Mode: in.Mode, Created: time.Now().UTC()}
+		rec := installRecord{VM: in.VM, Name: in.Name, Version: in.Version, ManifestCID: key, Root: in.Root, Into: in.Into, Mode: in.Mode, Setuid: in.Setuid, Created: time.Now().UTC()}
 		if err := setJSON(txn, installKey(in.VM, in.Name), &rec); err != nil {
 			return err
 		}
@@ -650,7 +660,7 @@ func (s *Store) Installs(vm string) ([]Install, error) {
 				return nil, fmt.Errorf("install record %q: %w", r.key, err)
 			}
 			out = append(out, Install{VM: r.rec.VM, Name: r.rec.Name, Version: r.rec.Version, ManifestCID: c,
-				Root: r.rec.Root, Into: r.rec.Into, Mode: r.rec.Mode, Created: r.rec.Created})
+				Root: r.rec.Root, Into: r.rec.Into, Mode: r.rec.Mode, Setuid: r.rec.Setuid, Created: r.rec.Created})
 		}
 	}
 	return out, nil
@@ -711,7 +721,7 @@ func (s *Store) ReadChunkInto(c cid.Cid, buf []byte) ([]byte, error) {
 			}
 			for i := range recs {
 				r := &recs[i]
-				locs = append(locs, found{chunkPlace{path: s.ObjectPath(r.Hash, os.FileMode(r.Perm)), off: off, n: n}, r})
+				locs = append(locs, found{chunkPlace{path: s.ObjectPath(r.Hash, r.variant()), off: off, n: n}, r})
 			}
 			if len(recs) == 0 {
 				if ok, err := exists(txn, presenceKey(id, cs)); err != nil {

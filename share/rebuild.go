@@ -173,24 +173,32 @@ func (rb *rebuild) pkg(key string) error {
 	if m == nil || len(names) == 0 {
 		return rb.lose(key)
 	}
+	_, terr := os.Lstat(s.TreePath(c))
+	layout := currentLayout
+	if terr == nil {
+		layout = s.treeLayout(c)
+	}
 	good := true
 	var damaged []string
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		if e.Type == metadata.TypeFile && !rb.object(e, m.ChunkSize) {
+		if e.Type != metadata.TypeFile {
+			continue
+		}
+		v := variantOf(layout, e)
+		if !rb.object(e, m.ChunkSize, v) {
 			good = false
-			if rb.quarantined[objectName(e.Hash, ObjectPerm(e.Mode))] {
-				damaged = append(damaged, objectName(e.Hash, ObjectPerm(e.Mode)))
+			if name := objectName(e.Hash, v); rb.quarantined[name] {
+				damaged = append(damaged, name)
 			}
 		}
 	}
-	_, terr := os.Lstat(s.TreePath(c))
 	reason := ""
 	if len(damaged) > 0 {
 		reason = "object " + damaged[0] + " failed verification in the index rebuild"
 	}
 	if terr == nil {
-		if problems := s.checkTree(c, m); len(problems) > 0 {
+		if problems := s.checkTree(c, m, layout, false); len(problems) > 0 {
 			s.log.Warn("rebuild: tree differs from its manifest; it is relinked by the next download", "manifest", key, "problem", problems[0])
 			good = false
 			if reason == "" {
@@ -203,7 +211,7 @@ func (rb *rebuild) pkg(key string) error {
 		state = StateComplete
 	}
 	err := s.update(func(txn *badger.Txn) error {
-		rec := pkgRecord{Name: names[0].Name, Version: names[0].Version, State: state, Keep: true, Created: time.Now().UTC()}
+		rec := pkgRecord{Name: names[0].Name, Version: names[0].Version, State: state, Keep: true, Created: time.Now().UTC(), Layout: layout}
 		for _, n := range names[1:] {
 			rec.addName(n.Name, n.Version)
 		}
@@ -278,15 +286,14 @@ func (rb *rebuild) manifestAndNames(c cid.Cid) (*metadata.Manifest, []byte, []Na
 
 // object re-hashes and records the object of e (once per object name); a
 // bad one is quarantined. It reports whether the object is good.
-func (rb *rebuild) object(e *metadata.Entry, chunkSize int64) bool {
+func (rb *rebuild) object(e *metadata.Entry, chunkSize int64, v ObjectVariant) bool {
 	s := rb.s
-	perm := ObjectPerm(e.Mode)
-	name := objectName(e.Hash, perm)
+	name := objectName(e.Hash, v)
 	if ok, seen := rb.objects[name]; seen {
 		return ok
 	}
-	p := s.ObjectPath(e.Hash, perm)
-	rec := objRecord{Hash: e.Hash, Size: e.Size, Perm: uint32(perm), ChunkSize: chunkSize, Chunks: e.Chunks}
+	p := s.ObjectPath(e.Hash, v)
+	rec := objRecord{Hash: e.Hash, Size: e.Size, Perm: uint32(v.Perm), UID: v.UID, GID: v.GID, ChunkSize: chunkSize, Chunks: e.Chunks}
 	ok := false
 	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 		rb.rep.Missing++
@@ -303,6 +310,16 @@ func (rb *rebuild) object(e *metadata.Entry, chunkSize int64) bool {
 	}
 	rb.objects[name] = ok
 	return ok
+}
+
+// treeLayout tells the layout of the existing tree of c by its root
+// directory's mode: 0555 in the read-only layout, 0755 in the full one.
+func (s *Store) treeLayout(c cid.Cid) int {
+	st, err := os.Lstat(s.TreePath(c))
+	if err == nil && st.Mode().Perm() == os.FileMode(rootDirMode(layoutReadOnly)) {
+		return layoutReadOnly
+	}
+	return layoutFull
 }
 
 // lose moves the tree of key (if any) to lost+found/.

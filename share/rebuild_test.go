@@ -64,7 +64,7 @@ func TestRebuild(t *testing.T) {
 	install(t, s, b, "b", "2.0")
 	install(t, s, c, "c", "3.0")
 	bFile := b.m.Entries[entryIndex(b, "b")]
-	bObj := s.ObjectPath(bFile.Hash, ObjectPerm(bFile.Mode))
+	bObj := s.ObjectPath(bFile.Hash, EntryVariant(&bFile))
 	s.Close()
 
 	os.RemoveAll(filepath.Join(dir, indexDir))

@@ -12,18 +12,45 @@ import (
 	"github.com/storkpm/stork/metadata"
 )
 
-// relinkTree makes the existing tree of c match its manifest again, in
+// relinkTrees relinks the tree of c (relinkTree) and its setuid variant,
+// if any: a variant no view mounts is removed (SetuidTree builds it again
+// when a view needs it), a mounted one is relinked like the tree.
+// s.life is held.
+func (s *Store) relinkTrees(c cid.Cid, m *metadata.Manifest, layout int) error {
+	if err := s.relinkTree(s.TreePath(c), m, layout, false); err != nil {
+		return err
+	}
+	variant := s.setuidTreePath(c)
+	if _, err := os.Lstat(variant); err != nil {
+		return nil
+	}
+	tms, err := s.TreeMounts()
+	if err != nil {
+		return err
+	}
+	mounted := false
+	for _, tm := range tms {
+		mounted = mounted || (tm.Setuid && tm.Tree == c.String())
+	}
+	if !mounted {
+		return removeAll(variant)
+	}
+	return s.relinkTree(variant, m, layout, true)
+}
+
+// relinkTree makes the existing tree at tree match its manifest again, in
 // place: every file entry that is not a hard link to its object (the
 // object was quarantined and fetched again: a new inode), every missing
 // or wrong symlink and every missing directory is put right, each file
-// and symlink replaced by one rename. A view that bind-mounts the tree
-// shows the tree's directories, so it shows the new files at once; an
-// overlay view looks its lower layer up once and may show the old file
-// until the kernel drops that cached entry (or the view is mounted again);
-// a link view holds its own links to the old inodes and must be installed
-// again. Every object exists (commitTree made sure). s.life is held.
-func (s *Store) relinkTree(c cid.Cid, m *metadata.Manifest) error {
-	tree := s.TreePath(c)
+// and symlink replaced by one rename. With setuid (a setuid variant
+// tree), files with setuid or setgid are private copies and left alone. A
+// view that bind-mounts the tree shows the tree's directories, so it shows
+// the new files at once; an overlay view looks its lower layer up once and
+// may show the old file until the kernel drops that cached entry (or the
+// view is mounted again); a link view holds its own links to the old
+// inodes and must be installed again. Every object exists (commitTree
+// made sure). s.life is held.
+func (s *Store) relinkTree(tree string, m *metadata.Manifest, layout int, setuid bool) error {
 	fixed := 0
 	for i := range m.Entries {
 		e := &m.Entries[i]
@@ -46,15 +73,28 @@ func (s *Store) relinkTree(c cid.Cid, m *metadata.Manifest) error {
 				if err := os.Mkdir(p, 0o700); err != nil {
 					return err
 				}
-				return os.Chmod(p, dirMode(e.Mode))
+				if layout != layoutReadOnly {
+					if err := lchown(p, e.UID, e.GID); err != nil {
+						return err
+					}
+				}
+				return os.Chmod(p, dirMode(layout, e.Mode))
 			})
 		case metadata.TypeSymlink:
 			if t, lerr := os.Readlink(p); lerr == nil && t == e.Target {
 				continue
 			}
-			err = s.replaceEntry(p, func(tmp string) error { return os.Symlink(e.Target, tmp) })
+			err = s.replaceEntry(p, func(tmp string) error {
+				if err := os.Symlink(e.Target, tmp); err != nil || layout == layoutReadOnly {
+					return err
+				}
+				return lchown(tmp, e.UID, e.GID)
+			})
 		case metadata.TypeFile:
-			obj := s.ObjectPath(e.Hash, ObjectPerm(e.Mode))
+			if setuid && e.Mode&0o6000 != 0 && err == nil {
+				continue
+			}
+			obj := s.ObjectPath(e.Hash, variantOf(layout, e))
 			ost, oerr := os.Lstat(obj)
 			if oerr != nil {
 				return oerr

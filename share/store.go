@@ -20,6 +20,7 @@ import (
 const (
 	objectsDir = "objects"
 	treesDir   = "trees"
+	setuidDir  = "setuid"
 	partialDir = "partial"
 	indexDir   = "index"
 	tmpDir     = "tmp"
@@ -68,6 +69,11 @@ type Store struct {
 	life sync.RWMutex
 	// beginMu serialises BeginPackage so that one package has one Download.
 	beginMu sync.Mutex
+	// setuidMu serialises building setuid trees (SetuidTree).
+	setuidMu sync.Mutex
+	// newLayout is the layout new trees get: currentLayout (tests set
+	// layoutReadOnly to write a store as earlier versions did).
+	newLayout int
 
 	mu        sync.Mutex // guards the fields below
 	closed    bool
@@ -111,6 +117,7 @@ func open(cfg Config, checks bool) (*Store, error) {
 		rebuildCmd: cfg.RebuildCommand,
 		downloads:  make(map[string]*Download),
 		partials:   make(map[string]*partialFile),
+		newLayout:  currentLayout,
 	}
 	if s.rebuildCmd == "" {
 		s.rebuildCmd = defaultRebuildCommand
@@ -118,9 +125,17 @@ func open(cfg Config, checks bool) (*Store, error) {
 	for _, d := range []struct {
 		name string
 		mode os.FileMode
-	}{{"", 0o755}, {objectsDir, 0o755}, {treesDir, 0o755}, {partialDir, 0o700}, {indexDir, 0o700}, {tmpDir, 0o700}, {manifestsDir, 0o755}} {
+	}{{"", 0o755}, {objectsDir, 0o700}, {treesDir, 0o700}, {setuidDir, 0o700}, {partialDir, 0o700}, {indexDir, 0o700}, {tmpDir, 0o700}, {manifestsDir, 0o755}} {
 		if err := os.MkdirAll(s.path(d.name), d.mode); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
+		}
+		if d.mode == 0o700 {
+			// Objects and trees carry the archive's write bits and owners:
+			// only root may reach them on the host (views reach them
+			// through mounts, which root made).
+			if err := os.Chmod(s.path(d.name), d.mode); err != nil {
+				return nil, fmt.Errorf("open store %s: %w", cfg.Dir, err)
+			}
 		}
 	}
 	opts := badger.DefaultOptions(s.path(indexDir)).
@@ -250,9 +265,9 @@ func (s *Store) TreePath(manifestCID cid.Cid) string {
 }
 
 // ObjectPath returns the path of the object holding the file with the given
-// hash (Entry.Hash) at permission perm (see ObjectPerm).
-func (s *Store) ObjectPath(hash string, perm os.FileMode) string {
-	return s.path(objectsDir, fanout(hash), objectName(hash, perm))
+// hash (Entry.Hash) as variant v (see ObjectVariant).
+func (s *Store) ObjectPath(hash string, v ObjectVariant) string {
+	return s.path(objectsDir, fanout(hash), objectName(hash, v))
 }
 
 // partialPath is where partial file id lives: partial/<fanout>/<id>, in
@@ -301,19 +316,59 @@ func fanout(hash string) string {
 	return hash[len(hash)-2:]
 }
 
-// ObjectPerm is the permission an object gets for an entry of mode m: the
-// read and execute bits only. Write bits never reach the store, nor do
-// setuid, setgid and sticky (a VM must not gain privileges from a package).
-func ObjectPerm(m uint32) os.FileMode { return os.FileMode(m & 0o555) }
+// ObjectVariant is what tells stored copies of one content apart: the
+// permission bits and the owner their inode carries. A hard link shares
+// its inode's mode and owner, so the same content is stored once per
+// variant the trees need.
+type ObjectVariant struct {
+	Perm     os.FileMode // permission bits only (0o777): never setuid, setgid or sticky
+	UID, GID uint32
+}
 
-// objectName is an object's file name: the hash for the common 0444, else
-// the hash and the octal permission ("<hash>.555"). The same content is
-// stored once per distinct permission, since a hard link shares its mode.
-func objectName(hash string, perm os.FileMode) string {
-	if perm == 0o444 {
+// Tree layouts: how a package's tree maps entries to objects and
+// directories (pkgRecord.Layout).
+const (
+	// layoutReadOnly is the layout of stores written before modes and
+	// owners were carried: objects and directories without write bits,
+	// owned by root. Trees built so are kept as they are.
+	layoutReadOnly = 0
+	// layoutFull gives objects the entry's permission bits (write bits
+	// included; setuid, setgid and sticky never) and owner, and
+	// directories the entry's full mode and owner.
+	layoutFull = 1
+	// currentLayout is the layout new trees are built with.
+	currentLayout = layoutFull
+)
+
+// EntryVariant is the object variant a tree built now links for file
+// entry e: its permission bits (write bits kept; setuid, setgid and
+// sticky dropped: a store object never carries them) and its owner.
+func EntryVariant(e *metadata.Entry) ObjectVariant { return variantOf(currentLayout, e) }
+
+// variantOf is the object variant a tree of the given layout links for e.
+func variantOf(layout int, e *metadata.Entry) ObjectVariant {
+	if layout == layoutReadOnly {
+		return ObjectVariant{Perm: os.FileMode(e.Mode & 0o555)}
+	}
+	return ObjectVariant{Perm: os.FileMode(e.Mode & 0o777), UID: e.UID, GID: e.GID}
+}
+
+// variant is the variant an object record describes.
+func (r *objRecord) variant() ObjectVariant {
+	return ObjectVariant{Perm: os.FileMode(r.Perm), UID: r.UID, GID: r.GID}
+}
+
+// objectName is an object's file name: the hash for the common 0444 owned
+// by root, else the hash and the octal permission ("<hash>.555"), and the
+// owner if it is not root ("<hash>.644.1000.1000").
+func objectName(hash string, v ObjectVariant) string {
+	switch {
+	case v.UID != 0 || v.GID != 0:
+		return fmt.Sprintf("%s.%o.%d.%d", hash, v.Perm, v.UID, v.GID)
+	case v.Perm == 0o444:
 		return hash
 	}
-	return fmt.Sprintf("%s.%o", hash, perm)
+	return fmt.Sprintf("%s.%o", hash, v.Perm)
 }
 
 // partialID names a partial file: the hash and the size ("<hash>-<size>"),

@@ -63,7 +63,7 @@ func (v *View) mountAt(parent int, name string) error {
 	}
 	var mnt int
 	if v.Mode == ViewBind {
-		mnt, err = bindTree(v.Tree)
+		mnt, err = bindTree(v.Tree, v.Setuid)
 	} else {
 		mnt, err = v.overlay()
 	}
@@ -81,13 +81,18 @@ func (v *View) mountAt(parent int, name string) error {
 	return nil
 }
 
-// bindTree returns a detached read-only, nosuid, nodev bind mount of tree.
-func bindTree(tree string) (int, error) {
+// bindTree returns a detached read-only, nodev bind mount of tree, nosuid
+// unless setuid.
+func bindTree(tree string, setuid bool) (int, error) {
 	mnt, err := unix.OpenTree(unix.AT_FDCWD, tree, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
 	if err != nil {
 		return -1, fmt.Errorf("open_tree: %w", err)
 	}
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NODEV | suidAttr(setuid)}
+	if setuid {
+		// A clone keeps the attributes of the mount it was cloned from.
+		attr.Attr_clr = unix.MOUNT_ATTR_NOSUID
+	}
 	if err := unix.MountSetattr(mnt, "", unix.AT_EMPTY_PATH, &attr); err != nil {
 		unix.Close(mnt)
 		return -1, fmt.Errorf("mount_setattr read-only: %w", err)
@@ -95,8 +100,8 @@ func bindTree(tree string) (int, error) {
 	return mnt, nil
 }
 
-// overlay returns a detached nosuid, nodev overlayfs whose only lower
-// layer is the tree, with v.Upper/upper and v.Upper/work. v.Upper is made
+// overlay returns a detached nodev overlayfs, nosuid unless v.Setuid,
+// whose only lower layer is the tree, with v.Upper/upper and v.Upper/work. v.Upper is made
 // private (0700): the VM's changes are its own business.
 func (v *View) overlay() (int, error) {
 	up, work := filepath.Join(v.Upper, "upper"), filepath.Join(v.Upper, "work")
@@ -141,11 +146,19 @@ func (v *View) overlay() (int, error) {
 	if err := unix.FsconfigCreate(fsfd); err != nil {
 		return -1, fmt.Errorf("create overlay: %w%s", err, fsLog(fsfd))
 	}
-	mnt, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
+	mnt, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, int(unix.MOUNT_ATTR_NODEV|suidAttr(v.Setuid)))
 	if err != nil {
 		return -1, fmt.Errorf("fsmount overlay: %w%s", err, fsLog(fsfd))
 	}
 	return mnt, nil
+}
+
+// suidAttr is MOUNT_ATTR_NOSUID unless setuid.
+func suidAttr(setuid bool) uint64 {
+	if setuid {
+		return 0
+	}
+	return unix.MOUNT_ATTR_NOSUID
 }
 
 // fsLog returns the file system context's messages, if any, as ": msg".
@@ -187,9 +200,10 @@ func landed(parent int, name string, mnt int) error {
 	return nil
 }
 
-// linkFarm mirrors tree at parent/name: directories with the tree's modes,
-// hard links to the tree's files (so to the objects), and copies of
-// symlinks. at names the farm in messages.
+// linkFarm mirrors tree at parent/name: directories with the tree's modes
+// and owners, hard links to the tree's files (so to the objects; refused
+// for a file anyone but root may write, see ViewLink), and copies of
+// symlinks with their owners. at names the farm in messages.
 func linkFarm(tree string, parent int, name, at string) error {
 	src, err := unix.Open(tree, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -215,7 +229,7 @@ func linkFarm(tree string, parent int, name, at string) error {
 	if err == nil {
 		err = farmDir(src, dst)
 		if err == nil {
-			err = unix.Fchmod(dst, st.Mode&0o3777)
+			err = unix.Fchmod(dst, st.Mode&0o7777)
 		}
 		unix.Close(dst)
 	}
@@ -250,13 +264,20 @@ func farmDir(src, dst int) error {
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
-			err = farmSubdir(src, dst, n, st.Mode&0o3777)
+			err = farmSubdir(src, dst, n, &st)
 		case unix.S_IFLNK:
 			var t string
 			if t, err = readlinkat(src, n); err == nil {
 				err = unix.Symlinkat(t, dst, n)
 			}
+			if err == nil && ownersApply {
+				err = unix.Fchownat(dst, n, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW)
+			}
 		case unix.S_IFREG:
+			if who := writableBy(&st); who != "" {
+				err = fmt.Errorf("%w: writable by %s: a link view would let that user change the shared object (use a bind or overlay view)", ErrInvalid, who)
+				break
+			}
 			err = unix.Linkat(src, n, dst, n, 0)
 		default:
 			err = fmt.Errorf("%w: not a file, directory or symlink", ErrInvalid)
@@ -268,7 +289,25 @@ func farmDir(src, dst int) error {
 	return nil
 }
 
-func farmSubdir(src, dst int, n string, mode uint32) error {
+// writableBy says who other than root and the store's own user and group
+// (whom a link view's VM must not run as, see ViewLink) may write the file
+// st describes ("" if no one): its owner, its group, or everyone.
+func writableBy(st *unix.Stat_t) string {
+	switch {
+	case st.Mode&0o002 != 0:
+		return "everyone"
+	case st.Uid != 0 && st.Uid != uint32(os.Geteuid()) && st.Mode&0o200 != 0:
+		return fmt.Sprintf("its owner (uid %d)", st.Uid)
+	case st.Gid != 0 && st.Gid != uint32(os.Getegid()) && st.Mode&0o020 != 0:
+		return fmt.Sprintf("its group (gid %d)", st.Gid)
+	}
+	return ""
+}
+
+// farmSubdir makes the farm directory dst/n for the tree directory src/n
+// (stat'ed as st), fills it, and gives it the tree directory's owner and
+// mode.
+func farmSubdir(src, dst int, n string, st *unix.Stat_t) error {
 	if err := unix.Mkdirat(dst, n, 0o700); err != nil {
 		return err
 	}
@@ -285,7 +324,12 @@ func farmSubdir(src, dst int, n string, mode uint32) error {
 	if err := farmDir(s, d); err != nil {
 		return err
 	}
-	return unix.Fchmod(d, mode)
+	if ownersApply {
+		if err := unix.Fchown(d, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+	}
+	return unix.Fchmod(d, st.Mode&0o7777)
 }
 
 func readlinkat(dirfd int, name string) (string, error) {

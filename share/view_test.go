@@ -134,7 +134,7 @@ func TestViewLinkSharesInodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.Stat(s.ObjectPath(e.Hash, ObjectPerm(e.Mode)))
+		b, err := os.Stat(s.ObjectPath(e.Hash, EntryVariant(&e)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -119,6 +119,18 @@
 // reused once a VerifiedChunkSink has stored it, an upload's once it is
 // written to the stream (ChunkReaderInto).
 //
+// An unreachable origin (a request refused, reset, stalled or answered
+// with an HTTP error, as opposed to a missing or corrupt chunk) is a state
+// of the download, not a failure: the peers keep serving what they hold,
+// the origin is probed one request at a time with backoff (at most 5s
+// apart), NoProgressTimeout gives way to OriginDeadline (counted from the
+// outage or the last chunk from anyone, whichever is later; then
+// ErrOriginUnavailable, naming the origin), and the first chunk the
+// origin sends again ends it: the origin window reopens and the policy's
+// fallback delays count from the resume (Picker.OriginResumed). The Swarm
+// logs each outage once at WARN and its end once at INFO;
+// Swarm.DownloadState reports a download's wait.
+//
 // # Trust
 //
 // Nothing a source says is trusted. A ChunkSource only delivers bytes; Get
@@ -143,8 +155,10 @@
 //
 // Get rebuilds a tree from a manifest:
 //
-//  1. Check the manifest's paths (clean, relative, no "..", parents are
-//     directories, symlink targets stay inside), each Entry.Hash against its
+//  1. Check the manifest's paths (metadata.ValidatePath: clean, relative,
+//     no "..", no NUL; backslashes and bytes that are not UTF-8 allowed;
+//     parents are directories; symlink targets non-empty without NUL, kept
+//     as written, absolute ones too), each Entry.Hash against its
 //     chunk list (so a file whose chunks all verify is the file the manifest
 //     names), and OutDir (absent or empty).
 //  2. Make a hidden staging directory ".NAME.stork-partial-XXXX" beside
@@ -162,8 +176,14 @@
 //  5. Fsync each file as soon as its last chunk is written (overlapping the
 //     rest of the download); empty files at the end.
 //  6. Create symlinks, only now, so nothing was ever written through one.
-//  7. Apply modes: files, then directories deepest first, then the top, so a
-//     read-only directory never stops its own population.
+//     A target is resolved by whoever reads the tree, relative to its own
+//     root (a chroot or container using OutDir); Get never follows one.
+//  7. Apply owners and modes: run as root, each entry gets the archive's
+//     owner (lchown, before chmod: chown clears setuid) and full mode; run
+//     as another user (or with NoOwners), entries stay the caller's and
+//     files lose setuid and setgid, counted in GetResult.SetuidDropped.
+//     Files, then directories deepest first, then the top, so a read-only
+//     directory never stops its own population.
 //  8. Rename the staging directory to OutDir and fsync the parent.
 //
 // Any error or cancellation removes the staging directory: a failed or

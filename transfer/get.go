@@ -46,6 +46,12 @@ type GetOptions struct {
 	// and Manifest.TotalSize(). Calls are serialised and throttled (about
 	// every 100ms, and once at the end).
 	Progress func(done, total int64)
+	// NoOwners writes every entry owned by the caller and drops setuid
+	// and setgid from files, as Get does anyway when it does not run as
+	// root: a file owned by the caller with the archive's setuid bit would
+	// run as the caller, which the archive never meant. Run as root, Get
+	// gives every entry the archive's owner (uid and gid) and full mode.
+	NoOwners bool
 }
 
 // GetResult describes a finished Get.
@@ -55,6 +61,9 @@ type GetResult struct {
 	Chunks  int           // unique chunks fetched
 	Files   int           // regular files written
 	Elapsed time.Duration // wall time of Get
+	// SetuidDropped counts the files written without the setuid or setgid
+	// bit the archive gives them (see GetOptions.NoOwners).
+	SetuidDropped int
 }
 
 // Get downloads the tree described by opts.Manifest into opts.OutDir.
@@ -99,7 +108,8 @@ func Get(ctx context.Context, opts GetOptions) (*GetResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get: create staging directory: %w", err)
 	}
-	g := &getter{opts: opts, plan: p, staging: staging, progressTotal: opts.Manifest.TotalSize()}
+	g := &getter{opts: opts, plan: p, staging: staging, progressTotal: opts.Manifest.TotalSize(),
+		owners: !opts.NoOwners && os.Geteuid() == 0}
 	if err := g.run(ctx); err != nil {
 		if rerr := removeTree(staging); rerr != nil {
 			err = fmt.Errorf("%w (and removing %s: %v)", err, staging, rerr)
@@ -126,6 +136,8 @@ func Get(ctx context.Context, opts GetOptions) (*GetResult, error) {
 		Chunks:  len(p.unique),
 		Files:   len(p.files),
 		Elapsed: time.Since(start),
+
+		SetuidDropped: g.setuidDropped,
 	}, nil
 }
 
@@ -175,8 +187,8 @@ func newPlan(m *metadata.Manifest) (*plan, error) {
 			p.rootMode = &mode
 			continue
 		}
-		if err := checkRelPath(e.Path); err != nil {
-			return nil, fmt.Errorf("entry %q: %w", e.Path, err)
+		if err := metadata.ValidatePath(e.Path); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnsafePath, err)
 		}
 		if _, dup := types[e.Path]; dup {
 			return nil, fmt.Errorf("entry %q: %w", e.Path, metadata.ErrDuplicatePath)
@@ -200,8 +212,8 @@ func newPlan(m *metadata.Manifest) (*plan, error) {
 		case metadata.TypeDir:
 			p.dirs = append(p.dirs, e)
 		case metadata.TypeSymlink:
-			if err := checkLinkTarget(e.Path, e.Target); err != nil {
-				return nil, fmt.Errorf("entry %q: %w", e.Path, err)
+			if e.Target == "" || strings.IndexByte(e.Target, 0) >= 0 {
+				return nil, fmt.Errorf("entry %q: %w: empty symlink target, or NUL in it", e.Path, metadata.ErrMalformed)
 			}
 			p.links = append(p.links, e)
 		case metadata.TypeFile:
@@ -256,31 +268,6 @@ func newPlan(m *metadata.Manifest) (*plan, error) {
 	return p, nil
 }
 
-// checkLinkTarget refuses a symlink whose target is absolute or, read
-// lexically from the link's directory, leaves the tree.
-func checkLinkTarget(p, target string) error {
-	if target == "" || strings.ContainsRune(target, 0) {
-		return fmt.Errorf("%w: empty symlink target", metadata.ErrMalformed)
-	}
-	if path.IsAbs(target) {
-		return fmt.Errorf("%w: absolute target %q", metadata.ErrSymlinkEscape, target)
-	}
-	dir := path.Dir(p)
-	for _, seg := range strings.Split(target, "/") {
-		switch seg {
-		case "", ".":
-		case "..":
-			if dir == "." {
-				return fmt.Errorf("%w: target %q", metadata.ErrSymlinkEscape, target)
-			}
-			dir = path.Dir(dir)
-		default:
-			dir = path.Join(dir, seg)
-		}
-	}
-	return nil
-}
-
 // checkOutDir returns the absolute OutDir after checking that it does not
 // exist (or is an empty directory, not a symlink) and that its parent is a
 // directory.
@@ -326,6 +313,9 @@ type getter struct {
 	plan    *plan
 	staging string
 	root    *os.Root
+	owners  bool // give entries the archive's owners and setuid/setgid
+	// setuidDropped counts files written without their setuid or setgid.
+	setuidDropped int
 
 	mu            sync.Mutex // guards the fields below
 	fetched       int64
@@ -363,7 +353,10 @@ func (g *getter) run(ctx context.Context) error {
 	if err := g.forEachFile(ctx, g.syncEmptyFile); err != nil {
 		return err
 	}
-	// 5. Symlinks, last, so nothing above was written through one.
+	// 5. Symlinks, last, so nothing above was written through one. Their
+	// targets are written as the archive has them, absolute ones too:
+	// they are resolved by whoever uses the tree, relative to that
+	// reader's root; Get itself never follows one.
 	for _, e := range g.plan.links {
 		if dir := path.Dir(e.Path); dir != "." {
 			if err := root.MkdirAll(dir, 0o700); err != nil {
@@ -373,16 +366,31 @@ func (g *getter) run(ctx context.Context) error {
 		if err := root.Symlink(e.Target, e.Path); err != nil {
 			return fmt.Errorf("create symlink %q: %w", e.Path, err)
 		}
+		if err := g.chown(e); err != nil {
+			return err
+		}
 	}
-	// 6. Modes: files, then directories deepest first, then the top.
+	// 6. Owners, then modes (chown clears setuid): files, then
+	// directories deepest first, then the top.
 	for _, f := range g.plan.files {
-		if err := g.chmod(f.entry.Path, f.entry.Mode); err != nil {
+		if err := g.chown(f.entry); err != nil {
+			return err
+		}
+		mode := f.entry.Mode
+		if !g.owners && mode&0o6000 != 0 {
+			mode &^= 0o6000
+			g.setuidDropped++
+		}
+		if err := g.chmod(f.entry.Path, mode); err != nil {
 			return err
 		}
 	}
 	for i := len(g.plan.dirs) - 1; i >= 0; i-- {
 		e := g.plan.dirs[i]
 		syncDir(filepath.Join(g.staging, filepath.FromSlash(e.Path)))
+		if err := g.chown(e); err != nil {
+			return err
+		}
 		if err := g.chmod(e.Path, e.Mode); err != nil {
 			return err
 		}
@@ -444,6 +452,18 @@ func (g *getter) openFile(fi *fileItem, flag int) (*os.File, error) {
 		return nil, fmt.Errorf("open %q: %w: not the file Get created", fi.entry.Path, ErrUnsafePath)
 	}
 	return f, nil
+}
+
+// chown gives e its archive owner when Get runs with owners; it never
+// follows a symlink (an entry that is one is changed itself).
+func (g *getter) chown(e *metadata.Entry) error {
+	if !g.owners {
+		return nil
+	}
+	if err := g.root.Lchown(e.Path, int(e.UID), int(e.GID)); err != nil {
+		return fmt.Errorf("chown %q: %w", e.Path, err)
+	}
+	return nil
 }
 
 func (g *getter) chmod(p string, mode uint32) error {

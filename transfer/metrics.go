@@ -14,6 +14,7 @@ import (
 //	stork_swarm_received_bytes_total{source="peers"|"origin"}
 //	stork_swarm_uploaded_bytes_total
 //	stork_swarm_sessions
+//	stork_swarm_chunks_total{source="peers"|"origin", result="verified"|"failed"}
 //
 // It returns the function that unregisters them.
 func (s *Swarm) RegisterMetrics(reg prometheus.Registerer) (func(), error) {
@@ -47,6 +48,22 @@ func (s *Swarm) RegisterMetrics(reg prometheus.Registerer) (func(), error) {
 			}
 			return float64(n)
 		}),
+	}
+	for _, src := range []struct {
+		label string
+		i     int
+	}{{"peers", fromPeers}, {"origin", fromOrigin}} {
+		for _, res := range []struct {
+			label string
+			i     int
+		}{{"verified", verified}, {"failed", failed}} {
+			n := &s.chunks[src.i][res.i]
+			cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "stork_swarm_chunks_total",
+				Help:        "Chunks received by swarm downloads, by source and by whether they passed verification.",
+				ConstLabels: prometheus.Labels{"source": src.label, "result": res.label},
+			}, func() float64 { return float64(n.Load()) }))
+		}
 	}
 	return registerAll(reg, "swarm", cs)
 }

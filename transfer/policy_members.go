@@ -259,6 +259,24 @@ func (p *Picker) seenChanged(i int, was bool) {
 	}
 }
 
+// OriginResumed tells the Picker that the origin answers again after an
+// outage: the window's unseen chunks count as entering it now, so that
+// their fallback delays, and the latency samples they give, start from
+// the resume rather than from before the outage (which would make every
+// non-owner wait about twice the outage before asking).
+func (p *Picker) OriginResumed(now time.Time) {
+	ms := &p.mem
+	if !ms.on {
+		return
+	}
+	t := p.t(now)
+	for _, i := range ms.order[:ms.wEnd] {
+		if !p.seen(int(i)) {
+			ms.entT[i] = t
+		}
+	}
+}
+
 // swarmWindow is K: how many chunks the swarm lacks that may be asked of
 // the origin at once, all hosts together.
 //

@@ -22,6 +22,7 @@ const (
 	DefaultFindInterval        = 5 * time.Second
 	DefaultMaxStrikes          = 3
 	DefaultNoProgressTimeout   = 2 * time.Minute
+	DefaultOriginDeadline      = 10 * time.Minute
 	maxUploadQueue             = 1024 // queued chunk requests per stream
 	rateBurst                  = 256 << 10
 	ratePiece                  = 64 << 10
@@ -36,6 +37,9 @@ var (
 	ErrSwarmClosed = errors.New("swarm closed")
 	// ErrDownloading: a download of the same package is already running.
 	ErrDownloading = errors.New("package already downloading")
+	// ErrOriginUnavailable: a download waited OriginDeadline for an
+	// unreachable origin with no chunk arriving from anyone.
+	ErrOriginUnavailable = errors.New("origin unavailable")
 )
 
 // SwarmConfig configures a Swarm. Zero fields take the defaults.
@@ -74,8 +78,16 @@ type SwarmConfig struct {
 	// Default 10m.
 	ReprovideInterval time.Duration
 	// NoProgressTimeout: a download that receives no chunk this long fails
-	// with ErrNoSource. Default 2m.
+	// with ErrNoSource. Default 2m. It does not apply while the origin is
+	// unreachable: OriginDeadline does.
 	NoProgressTimeout time.Duration
+	// OriginDeadline: a download that needs the origin while it is
+	// unreachable (its requests fail other than with a missing or corrupt
+	// chunk) waits for it, probing it with backoff, and fails with
+	// ErrOriginUnavailable once this long has passed since the outage
+	// began or the last chunk arrived from anyone, whichever is later.
+	// Default 10m.
+	OriginDeadline time.Duration
 	// Seed, if non-zero, seeds the per-download random choices (tests);
 	// otherwise they are seeded randomly.
 	Seed uint64
@@ -106,6 +118,29 @@ type Swarm struct {
 	bytesFromPeers  atomic.Int64
 	bytesFromOrigin atomic.Int64
 	bytesUploaded   atomic.Int64
+
+	// originDown is the start of the origin outage downloads see (zero
+	// while it answers): its start is logged once at WARN, its end once
+	// at INFO, however many chunks and downloads meet it.
+	originMu   sync.Mutex
+	originDown time.Time
+
+	// chunks counts the chunks received, by source (fromPeers,
+	// fromOrigin) and by verification result (verified, failed).
+	chunks [2][2]atomic.Int64
+}
+
+// Indexes of Swarm.chunks.
+const (
+	fromPeers, fromOrigin = 0, 1
+	verified, failed      = 0, 1
+)
+
+func chunkSource(p PeerID) int {
+	if p == OriginPeer {
+		return fromOrigin
+	}
+	return fromPeers
 }
 
 // PeerStats counts the chunk bytes exchanged with one peer.
@@ -119,6 +154,10 @@ type SwarmStats struct {
 	BytesFromPeers  int64
 	BytesFromOrigin int64
 	BytesUploaded   int64
+	// Chunks received that passed and that failed verification, by
+	// source.
+	ChunksVerifiedPeers, ChunksVerifiedOrigin int64
+	ChunksFailedPeers, ChunksFailedOrigin     int64
 	// Sessions is the number of open swarm streams.
 	Sessions int
 	Peers    map[PeerID]PeerStats
@@ -178,6 +217,9 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	}
 	if cfg.NoProgressTimeout <= 0 {
 		cfg.NoProgressTimeout = DefaultNoProgressTimeout
+	}
+	if cfg.OriginDeadline <= 0 {
+		cfg.OriginDeadline = DefaultOriginDeadline
 	}
 	s := &Swarm{
 		cfg:       cfg,
@@ -281,6 +323,85 @@ func (s *Swarm) provide(c cid.Cid) {
 	})
 }
 
+// DownloadState is what a running download is doing.
+type DownloadState struct {
+	// Done and Total are the bytes of unique chunks held and needed.
+	Done, Total int64
+	// WaitingOriginSince is when the origin became unreachable for this
+	// download; zero while it answers (or was not needed).
+	WaitingOriginSince time.Time
+}
+
+// DownloadState reports the running download of manifest; false if none
+// runs.
+func (s *Swarm) DownloadState(manifest cid.Cid) (DownloadState, bool) {
+	s.mu.Lock()
+	d := s.downloads[manifest]
+	s.mu.Unlock()
+	if d == nil {
+		return DownloadState{}, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return DownloadState{Done: d.doneBytes, Total: d.totalBytes, WaitingOriginSince: d.originDownSince}, true
+}
+
+// originName names the origin in logs and errors: its URL if it has one.
+func (s *Swarm) originName() string {
+	if u, ok := s.cfg.Origin.(interface{ URL() string }); ok {
+		return u.URL()
+	}
+	return "the origin"
+}
+
+// noteOrigin records whether the origin answered a request sent at sent
+// (err nil) or could not be reached, logging the start of an outage once
+// at WARN and its end once at INFO. Only an answer to a request sent after
+// the outage began ends it.
+func (s *Swarm) noteOrigin(err error, sent, now time.Time) {
+	s.originMu.Lock()
+	defer s.originMu.Unlock()
+	switch {
+	case err != nil && s.originDown.IsZero():
+		s.originDown = now
+		s.log.Warn("origin unreachable: downloads take what peers have and wait for the rest", "origin", s.originName(), "err", err, "deadline", s.cfg.OriginDeadline)
+	case err == nil && !s.originDown.IsZero() && sent.After(s.originDown):
+		s.log.Info("origin reachable again: downloads resume", "origin", s.originName(), "down_for", now.Sub(s.originDown).Round(time.Millisecond))
+		s.originDown = time.Time{}
+	}
+}
+
+// ActiveDownload is a running Download as Active reports it.
+type ActiveDownload struct {
+	Manifest   cid.Cid
+	Done       int64 // bytes delivered (this run)
+	Total      int64 // bytes the download had to fetch
+	FromPeers  int64
+	FromOrigin int64
+	Peers      int // peers traded with now
+	// WaitingOriginSince is when the origin became unreachable for this
+	// download; zero while it answers (or was not needed).
+	WaitingOriginSince time.Time
+}
+
+// Active reports the running downloads.
+func (s *Swarm) Active() []ActiveDownload {
+	s.mu.Lock()
+	ds := make([]*download, 0, len(s.downloads))
+	for _, d := range s.downloads {
+		ds = append(ds, d)
+	}
+	s.mu.Unlock()
+	out := make([]ActiveDownload, 0, len(ds))
+	for _, d := range ds {
+		d.mu.Lock()
+		out = append(out, ActiveDownload{Manifest: d.c, Done: d.doneBytes, Total: d.totalBytes,
+			FromPeers: d.fromPeers, FromOrigin: d.fromOrigin, Peers: len(d.peers), WaitingOriginSince: d.originDownSince})
+		d.mu.Unlock()
+	}
+	return out
+}
+
 // Stats returns a snapshot of the Swarm's counters.
 func (s *Swarm) Stats() SwarmStats {
 	st := SwarmStats{
@@ -288,6 +409,11 @@ func (s *Swarm) Stats() SwarmStats {
 		BytesFromOrigin: s.bytesFromOrigin.Load(),
 		BytesUploaded:   s.bytesUploaded.Load(),
 		Peers:           make(map[PeerID]PeerStats),
+
+		ChunksVerifiedPeers:  s.chunks[fromPeers][verified].Load(),
+		ChunksVerifiedOrigin: s.chunks[fromOrigin][verified].Load(),
+		ChunksFailedPeers:    s.chunks[fromPeers][failed].Load(),
+		ChunksFailedOrigin:   s.chunks[fromOrigin][failed].Load(),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

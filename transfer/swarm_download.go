@@ -67,16 +67,21 @@ type download struct {
 	originNext   time.Time // origin backoff
 	originFails  int
 	originErr    error
-	lastProgress time.Time
-	finished     bool
-	err          error
-	fromPeers    int64
-	fromOrigin   int64
-	doneBytes    int64
-	totalBytes   int64
-	timeouts     []Request
-	withdrawn    []Request
-	rank         []PeerID
+	// originDownSince is when the origin became unreachable for this
+	// download (zero while it answers): one probe at a time is sent to it
+	// then, with backoff, and OriginDeadline counts from here (or from the
+	// last chunk, if later).
+	originDownSince time.Time
+	lastProgress    time.Time
+	finished        bool
+	err             error
+	fromPeers       int64
+	fromOrigin      int64
+	doneBytes       int64
+	totalBytes      int64
+	timeouts        []Request
+	withdrawn       []Request
+	rank            []PeerID
 
 	// sem bounds the chunks being verified and stored at once, across the
 	// download's sessions (twice deliverWorkers).
@@ -287,7 +292,7 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		ss.setOurFull()
 	}
 	st := stats()
-	s.log.Info("package downloaded", "manifest", req.Manifest, "from_peers", st.FromPeers, "from_origin", st.FromOrigin, "peers", st.Peers, "banned", len(st.Banned), "elapsed", st.Elapsed)
+	s.log.Debug("package downloaded", "manifest", req.Manifest, "from_peers", st.FromPeers, "from_origin", st.FromOrigin, "peers", st.Peers, "banned", len(st.Banned), "elapsed", st.Elapsed)
 	return st, nil
 }
 
@@ -405,6 +410,9 @@ func (d *download) schedule(now time.Time) {
 	}
 	var fetching []uint32
 	for {
+		if !d.originDownSince.IsZero() && d.picker.Inflight(OriginPeer) > 0 {
+			break // one probe at a time while the origin is unreachable
+		}
 		i, ok := d.picker.NextForOrigin(now)
 		if !ok {
 			break
@@ -440,21 +448,28 @@ func (d *download) broadcast(m *Message, except PeerID) {
 func (d *download) fetchOrigin(ctx context.Context, i int) {
 	defer d.wg.Done()
 	ref := d.pkg.refs[i]
+	sent := time.Now()
 	data, err := d.s.cfg.Origin.FetchChunk(ctx, ref.CID, ref.Length)
 	if err == nil {
 		err = ref.Verify(data)
 	}
 	if err == nil {
-		d.deliver(i, OriginPeer, data)
+		d.deliver(i, OriginPeer, data, sent)
 		return
+	}
+	if errors.Is(err, metadata.ErrHashMismatch) {
+		d.s.chunks[fromOrigin][failed].Add(1)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Whether we cancelled it is read before our own cancel below, which
+	// only releases the request's context.
+	cancelled := ctx.Err() != nil
 	if c := d.originCancel[i]; c != nil {
 		c()
 		delete(d.originCancel, i)
 	}
-	if ctx.Err() != nil || d.finished {
+	if cancelled || d.finished {
 		// We cancelled it (a peer delivered first) or the download ended.
 		d.picker.Cancelled(i, OriginPeer)
 		return
@@ -465,8 +480,22 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	backoff := min(50*time.Millisecond<<min(d.originFails, 7), 5*time.Second)
 	now := time.Now()
 	d.originNext = now.Add(backoff)
+	if originOutage(err) {
+		if d.originDownSince.IsZero() {
+			d.originDownSince = now
+		}
+		d.s.noteOrigin(err, sent, now)
+	}
 	d.s.log.Debug("origin chunk failed", "chunk", ref.CID, "err", err, "backoff", backoff)
 	d.schedule(now)
+}
+
+// originOutage tells an origin that cannot be reached (refused, reset,
+// stalled, an HTTP error status) from one that answered about the chunk
+// (missing, corrupt, too long).
+func originOutage(err error) bool {
+	return !errors.Is(err, metadata.ErrNotFound) && !errors.Is(err, metadata.ErrHashMismatch) &&
+		!errors.Is(err, metadata.ErrTooLarge) && !errors.Is(err, context.Canceled)
 }
 
 // progress records that part of chunk i arrived from ss.
@@ -487,10 +516,11 @@ func (d *download) chunk(ss *session, i int, data []byte) bool {
 		return false
 	}
 	if err := d.pkg.refs[i].Verify(data); err != nil {
+		d.s.chunks[fromPeers][failed].Add(1)
 		d.ban(ss, i, err)
 		return true
 	}
-	d.deliver(i, ss.peer, data)
+	d.deliver(i, ss.peer, data, time.Time{})
 	return true
 }
 
@@ -526,7 +556,7 @@ func (d *download) drop(p PeerID) {
 }
 
 // deliver stores a verified chunk, once, and tells the peers.
-func (d *download) deliver(i int, from PeerID, data []byte) {
+func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
 	ref := d.pkg.refs[i]
 	d.mu.Lock()
 	if d.finished || d.picker.Have(i) || d.storing.Has(i) {
@@ -554,6 +584,14 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 	}
 	now := time.Now()
 	n := int64(len(data))
+	// Only an answer to a request sent after the outage began ends it: a
+	// response already under way when the origin went down proves nothing.
+	if from == OriginPeer && !d.originDownSince.IsZero() && sent.After(d.originDownSince) {
+		d.picker.OriginResumed(now)
+		d.s.log.Info("origin answers again: download resumes", "manifest", d.c, "waited", now.Sub(d.originDownSince).Round(time.Millisecond))
+		d.originDownSince = time.Time{}
+	}
+	d.s.chunks[chunkSource(from)][verified].Add(1)
 	for _, p := range d.picker.Received(i, from, now, n) {
 		if p == OriginPeer {
 			if c := d.originCancel[i]; c != nil {
@@ -572,6 +610,7 @@ func (d *download) deliver(i int, from PeerID, data []byte) {
 		d.fromOrigin += n
 		d.originFails = 0
 		d.s.bytesFromOrigin.Add(n)
+		d.s.noteOrigin(nil, sent, now)
 	} else {
 		d.fromPeers += n
 		d.s.bytesFromPeers.Add(n)
@@ -630,7 +669,13 @@ func (d *download) tick(now time.Time) {
 			d.drop(r.Peer)
 		}
 	}
-	if now.Sub(d.lastProgress) > d.s.cfg.NoProgressTimeout {
+	if !d.originDownSince.IsZero() {
+		if waited := now.Sub(later(d.originDownSince, d.lastProgress)); waited > d.s.cfg.OriginDeadline {
+			d.finish(fmt.Errorf("%w: %s unreachable since %s and no chunk from anyone for %v (deadline %v): %w",
+				ErrOriginUnavailable, d.s.originName(), d.originDownSince.Format(time.RFC3339), waited.Round(time.Millisecond), d.s.cfg.OriginDeadline, d.originErr))
+			return
+		}
+	} else if now.Sub(d.lastProgress) > d.s.cfg.NoProgressTimeout {
 		err := ErrNoSource
 		if d.originErr != nil {
 			err = fmt.Errorf("%w (origin: %w)", ErrNoSource, d.originErr)
@@ -639,6 +684,13 @@ func (d *download) tick(now time.Time) {
 		return
 	}
 	d.schedule(now)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // peerJoined records ss's have-map.

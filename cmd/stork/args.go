@@ -9,7 +9,9 @@ import (
 // interspersed moves flags that follow positional arguments in front of
 // them, so that `stork install NAME --into DIR` and `stork vm add ID
 // --allow P` parse as the command-line contract writes them (urfave/cli v2
-// stops at the first positional argument). A "--" ends flag parsing.
+// stops at the first positional argument). Global flags given after the
+// command (`stork status --config FILE`) move in front of it. A "--" ends
+// flag parsing.
 func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -46,13 +48,19 @@ func interspersed(app *cli.App, args []string) []string {
 			break
 		}
 	}
-	var fl, pos []string
+	var global, fl, pos []string
 	for ; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
 			pos = append(pos, args[i:]...)
 			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-" && !hasFlag(flags, a) && hasFlag(app.Flags, a):
+			global = append(global, a)
+			if takesValue(app.Flags, a) && i+1 < len(args) {
+				global = append(global, args[i+1])
+				i++
+			}
 		case strings.HasPrefix(a, "-") && a != "-":
 			fl = append(fl, a)
 			if takesValue(flags, a) && i+1 < len(args) {
@@ -63,7 +71,21 @@ func interspersed(app *cli.App, args []string) []string {
 			pos = append(pos, a)
 		}
 	}
+	out = append(append([]string{out[0]}, global...), out[1:]...)
 	return append(append(out, fl...), pos...)
+}
+
+// hasFlag reports whether a ("--name" or "--name=value") names one of flags.
+func hasFlag(flags []cli.Flag, a string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // takesValue reports whether flag argument a ("--name" or "-n", without

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -107,6 +109,7 @@ func TestInterspersedFlags(t *testing.T) {
 		{"stork --debug get NAME --out o --json --repo=u", "stork --debug get --out o --json --repo=u NAME"},
 		{"stork repo add --dir R PATH --name n -- --weird", "stork repo add --dir R --name n PATH -- --weird"},
 		{"stork keys gen --out k", "stork keys gen --out k"},
+		{"stork status --config F --json --log-level=debug", "stork --config F --log-level=debug status --json"},
 	}
 	for _, tt := range tests {
 		got := strings.Join(interspersed(app, strings.Fields(tt.in)), " ")
@@ -114,4 +117,92 @@ func TestInterspersedFlags(t *testing.T) {
 			t.Errorf("interspersed(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestOneFilePerCommand keeps every command in a file of its own, named by
+// its path: `stork vm add` in vm_add.go, the group `stork vm` in vm.go.
+func TestOneFilePerCommand(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	var walk func(path []string, cmds []*cli.Command)
+	walk = func(path []string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			p := append(append([]string{}, path...), strings.ReplaceAll(c.Name, "-", "_"))
+			file := strings.Join(p, "_") + ".go"
+			if _, err := os.Stat(file); err != nil {
+				t.Errorf("command %q: want it in %s: %v", strings.Join(p, " "), file, err)
+			}
+			walk(p, c.Subcommands)
+		}
+	}
+	walk(nil, app.Commands)
+}
+
+// TestOneMeaningPerEnvVar: flags that share an environment variable, in
+// any commands, have the same type and the same usage text, so that
+// setting STORK_X means one thing whichever command reads it.
+func TestOneMeaningPerEnvVar(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	type def struct{ cmd, typ, usage string }
+	seen := map[string]def{}
+	check := func(cmd string, flags []cli.Flag) {
+		for _, f := range flags {
+			df, ok := f.(cli.DocGenerationFlag)
+			if !ok || len(df.GetEnvVars()) == 0 {
+				continue
+			}
+			e := df.GetEnvVars()[0]
+			d := def{cmd, fmt.Sprintf("%T", f), df.GetUsage()}
+			if prev, ok := seen[e]; ok && (prev.typ != d.typ || prev.usage != d.usage) {
+				t.Errorf("%s means %s %q in %q but %s %q in %q", e, prev.typ, prev.usage, prev.cmd, d.typ, d.usage, d.cmd)
+			}
+			seen[e] = d
+		}
+	}
+	check("stork", app.Flags)
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := strings.TrimSpace(path + " " + c.Name)
+			check(name, c.Flags)
+			walk(name, c.Subcommands)
+		}
+	}
+	walk("", app.Commands)
+}
+
+// TestJSONEverywhere: every command that prints data takes --json (and
+// prints a table or a line without it).
+func TestJSONEverywhere(t *testing.T) {
+	// Commands that print no data of their own.
+	exempt := map[string]string{
+		"daemon":        "runs in the foreground; logs only",
+		"repo serve":    "serves until stopped; prints its URL",
+		"repo init":     "prints a confirmation",
+		"repo refresh":  "prints a confirmation",
+		"repo delegate": "prints a confirmation",
+		"repo bins":     "prints a confirmation",
+		"sim run":       "writes CSV files and plots",
+		"sim sweep":     "writes CSV files, plots and a report",
+		"top":           "a terminal view",
+		"completion":    "prints a shell script",
+	}
+	app := newApp(io.Discard, io.Discard)
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, c := range cmds {
+			name := strings.TrimSpace(path + " " + c.Name)
+			if len(c.Subcommands) > 0 {
+				walk(name, c.Subcommands)
+				continue
+			}
+			has := false
+			for _, f := range c.Flags {
+				has = has || f.Names()[0] == "json"
+			}
+			if _, ok := exempt[name]; !has && !ok {
+				t.Errorf("command %q prints data but has no --json", name)
+			}
+		}
+	}
+	walk("", app.Commands)
 }

@@ -18,37 +18,19 @@ import (
 	"github.com/storkpm/stork/node"
 )
 
-func dataFlag() cli.Flag {
-	return stringFlag("data", "daemon data `DIR` (store, trusted metadata, sockets)", catStore, true)
-}
-
 func daemonCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "daemon",
 		Usage:     "run the host daemon in the foreground",
 		UsageText: "stork daemon --data DIR --listen MULTIADDR --repo URL --root ROOT.json [--bootstrap MULTIADDR ...]",
-		Flags: []cli.Flag{
-			dataFlag(),
-			stringFlag("repo", "repository (origin) base `URL`", catRepo, true),
-			stringFlag("root", "trusted root metadata `FILE` (used until DIR holds trusted metadata)", catRepo, false),
-			intFlag("parallel", "concurrent chunk requests per download", catNetwork, 8),
-			&cli.StringFlag{Name: "refresh-interval", Usage: "reuse repository metadata this long (`DURATION`) before refreshing", Category: catRepo, EnvVars: env("refresh-interval"), Value: "30s"},
-			&cli.StringSliceFlag{Name: "listen", Usage: "libp2p listen `MULTIADDR` (repeat; default TCP and QUIC on all interfaces, any port)", Category: catNetwork, EnvVars: env("listen")},
-			stringSliceFlag("bootstrap", "join the overlay through this peer's `MULTIADDR` (with /p2p/ID; repeat); none: first node of a testbed", catNetwork),
-			stringSliceFlag("announce", "also announce this public `MULTIADDR` (repeat)", catNetwork),
-			&cli.StringFlag{Name: "dht-mode", Usage: "DHT `MODE`: auto (server where reachable), server or client", Category: catNetwork, EnvVars: env("dht-mode"), Value: "auto"},
-			boolFlag("no-swarm", "no libp2p host: fetch every chunk from the origin", catNetwork),
-			boolFlag("no-nat", "turn off AutoNAT, hole punching and circuit relay (testbeds on one network)", catNetwork),
-			stringFlag("upload-rate", "cap swarm uploads at `RATE` bytes/s (e.g. 10M); default unlimited", catLimits, false),
-			stringFlag("download-rate", "cap swarm downloads at `RATE` bytes/s (e.g. 10M); default unlimited", catLimits, false),
-			intFlag("max-peers", "peers one download trades with at most", catLimits, 32),
-			intFlag("conn-low", "connection manager low watermark (connections kept when trimming)", catLimits, 64),
-			intFlag("conn-high", "connection manager high watermark (trimming starts above it)", catLimits, 256),
-			stringFlag("max-memory", "libp2p resource manager memory `LIMIT` (e.g. 1G)", catLimits, false),
-			&cli.StringFlag{Name: "scrub-rate", Usage: "re-hash the store's objects in the background at `RATE` bytes/s (e.g. 4M) to find damage on disk; 0 turns it off", Category: catStore, EnvVars: env("scrub-rate"), Value: "4M"},
-			stringFlag("metrics", "serve Prometheus metrics on `ADDR` (host:port, e.g. 127.0.0.1:9464) at /metrics; default off", catNetwork, false),
-		},
+		Flags: optFlags("store.data", "repo.url", "repo.root", "transfer.parallel", "repo.refresh-interval", "repo.origin-deadline",
+			"swarm.listen", "swarm.bootstrap", "swarm.announce", "swarm.dht-mode", "swarm.disabled", "swarm.no-nat",
+			"transfer.upload-rate", "transfer.download-rate", "transfer.max-peers", "swarm.conn-low", "swarm.conn-high",
+			"swarm.max-memory", "store.scrub-rate", "metrics.listen"),
 		Action: func(c *cli.Context) error {
+			if err := requireOptions(c, "repo.url"); err != nil {
+				return err
+			}
 			var root []byte
 			if p := c.String("root"); p != "" {
 				b, err := os.ReadFile(p)
@@ -61,12 +43,17 @@ func daemonCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--refresh-interval: %w", err)
 			}
+			originDeadline, err := parseDuration(c.String("origin-deadline"))
+			if err != nil {
+				return fmt.Errorf("--origin-deadline: %w", err)
+			}
 			cfg := node.Config{
 				DataDir:             c.String("data"),
 				RepoURL:             c.String("repo"),
 				Root:                root,
 				Parallel:            c.Int("parallel"),
 				RefreshInterval:     interval,
+				OriginDeadline:      originDeadline,
 				Logger:              newLogger(c),
 				MaxPeersPerDownload: c.Int("max-peers"),
 			}

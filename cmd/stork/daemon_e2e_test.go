@@ -222,6 +222,9 @@ func TestDaemonCLI(t *testing.T) {
 	if !regexp.MustCompile(`\nstork_node_received_bytes_total\{source="origin"\} [1-9]`).MatchString(metrics) {
 		t.Errorf("/metrics: no origin bytes:\n%s", metrics)
 	}
+	if line := stork(t, "status", "--data", data); !strings.Contains(line, "1 packages (0 downloading), 3 VMs, 3 views (0 broken), metadata v") || !strings.Contains(line, " refreshed ") {
+		t.Errorf("status = %q, want the packages, VMs, views and the metadata's version and age", line)
+	}
 	list := stork(t, "list", "--data", data)
 	if !strings.Contains(list, "vm0,vm1,vm2") {
 		t.Errorf("list = %q, want the three VMs using tool", list)
@@ -247,10 +250,38 @@ func TestDaemonCLI(t *testing.T) {
 		t.Errorf("guest's view survived vm remove: %v", err)
 	}
 
-	stork(t, "gc", "--data", data)
+	if gc := stork(t, "gc", "--data", data); !strings.HasPrefix(gc, "removed 0 packages, ") {
+		t.Errorf("gc printed %q, want a line saying what it removed", gc)
+	}
+	if gc := stork(t, "gc", "--data", data, "--json"); !strings.Contains(gc, `"bytes": 0`) || !strings.Contains(gc, `"in_use": []`) {
+		t.Errorf("gc --json printed %s", gc)
+	}
+	if vms := stork(t, "vm", "list", "--data", data); !strings.HasPrefix(vms, "ID ") || !strings.Contains(vms, "\nvm0 ") || strings.Contains(vms, "{") {
+		t.Errorf("vm list printed %q, want a table", vms)
+	}
+	if vms := stork(t, "vm", "list", "--data", data, "--json"); !strings.Contains(vms, `"id": "vm0"`) {
+		t.Errorf("vm list --json printed %s", vms)
+	}
 	compareStoreView(t, src, filepath.Join(views, "0", "tool"))
 	d.stop(t)
 	stork(t, "verify", "--data", data)
+
+	// With the daemon stopped, list and status read the data directory.
+	if list := stork(t, "list", "--data", data); !strings.Contains(list, "tool") || !strings.Contains(list, "vm0,vm2") {
+		t.Errorf("list with the daemon stopped = %q, want tool used by vm0 and vm2", list)
+	}
+	if list := stork(t, "list", "--data", data, "--vm", "vm0"); !strings.Contains(list, filepath.Join(views, "0", "tool")) || !strings.Contains(list, " ok") {
+		t.Errorf("list --vm vm0 with the daemon stopped = %q, want its view of tool, ok", list)
+	}
+	if st := stork(t, "status", "--data", data); !strings.Contains(st, "daemon stopped") || !strings.Contains(st, "1 packages, 3 VMs, 2 views (0 broken)") {
+		t.Errorf("status with the daemon stopped = %q", st)
+	}
+	if st := stork(t, "status", "--data", data, "--json"); !strings.Contains(st, `"offline": true`) || !strings.Contains(st, `"state": "complete"`) {
+		t.Errorf("status --json with the daemon stopped = %s", st)
+	}
+	// The daemon starts again afterwards: the readers left nothing held.
+	d = startDaemonProc(t, data, url, r.root)
+	d.stop(t)
 }
 
 // TestSwarmProcesses: four `stork daemon` processes on loopback, the first

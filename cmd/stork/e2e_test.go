@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -209,11 +210,11 @@ func compareTrees(t *testing.T, want, got string) {
 	compareTreesMask(t, want, got, 0)
 }
 
-// compareStoreView compares a read-only view from the host store: the same
-// tree with every write bit removed.
+// compareStoreView compares a view from the host store: the same tree,
+// modes included (a view is read-only by its mount, not by its modes).
 func compareStoreView(t *testing.T, want, got string) {
 	t.Helper()
-	compareTreesMask(t, want, got, 0o222)
+	compareTreesMask(t, want, got, 0)
 }
 
 func compareTreesMask(t *testing.T, want, got string, strip fs.FileMode) {
@@ -304,8 +305,11 @@ func TestEndToEndNewestVersionAndDependencies(t *testing.T) {
 	url := serve(t, r.dir)
 	state := filepath.Join(t.TempDir(), "state")
 	out := filepath.Join(t.TempDir(), "liba")
-	stork(t, "get", "--repo", url, "--root", r.root, "--state", state, "--out", out, "liba")
+	line := stork(t, "get", "--repo", url, "--root", r.root, "--state", state, "--out", out, "liba")
 	compareTrees(t, a2, out) // 1.10.0 > 1.2.0 in semantic version order
+	if want := "liba@1.10.0: 10 files, "; !strings.HasPrefix(line, want) || strings.Count(line, "\n") != 1 || !strings.Contains(line, " bytes verified into "+out+" from "+url) {
+		t.Errorf("get printed %q, want one line starting %q naming %s and %s", line, want, out, url)
+	}
 	summary := stork(t, "get", "--repo", url, "--root", r.root, "--state", state, "--out", filepath.Join(t.TempDir(), "app"), "--json", "app")
 	if !strings.Contains(summary, "liba>=1.2") {
 		t.Errorf("get --json app = %s, want its signed dependency liba>=1.2", summary)
@@ -336,13 +340,22 @@ func TestEndToEndPublishRules(t *testing.T) {
 	stork(t, "keys", "gen", "--out", wrongKey)
 	storkFail(t, "targets", "repo", "add", "--dir", r.dir, "--key", wrongKey, "--name", "q", "--version", "1.0.0", src)
 
-	// a symlink that leaves the tree is refused at publish time
+	// a symlink that leaves the tree is data: published as it is
+	links := filepath.Join(t.TempDir(), "links")
+	writeFile(t, filepath.Join(links, "ok"), []byte("x"), 0o644)
+	for name, target := range map[string]string{"escape": "../../etc/passwd", "abs": "/etc/passwd"} {
+		if err := os.Symlink(target, filepath.Join(links, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "links", "--version", "1.0.0", links)
+	// a fifo is refused at publish time
 	bad := filepath.Join(t.TempDir(), "bad")
 	writeFile(t, filepath.Join(bad, "ok"), []byte("x"), 0o644)
-	if err := os.Symlink("../../etc/passwd", filepath.Join(bad, "escape")); err != nil {
+	if err := syscall.Mkfifo(filepath.Join(bad, "pipe"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	storkFail(t, "escape", "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "bad", "--version", "1.0.0", bad)
+	storkFail(t, "fifo", "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "bad", "--version", "1.0.0", bad)
 }
 
 func TestEndToEndTamperedOriginAndRollback(t *testing.T) {

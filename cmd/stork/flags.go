@@ -81,3 +81,36 @@ func parseSize(s string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+func dataFlag() cli.Flag {
+	return lookupOption("store.data").flag()
+}
+
+// vmFlag is --vm, the VM a command acts on.
+func vmFlag(required bool) cli.Flag {
+	return stringFlag("vm", "VM `ID`", catStore, required)
+}
+
+// jsonFlag is --json, on every command that prints data.
+func jsonFlag() cli.Flag {
+	return boolFlag("json", "print JSON instead of a table or a line", catOutput)
+}
+
+// withEnv gives f the environment variable name instead of STORK_FLAG, for
+// a flag whose name means something else in another command.
+func withEnv(f cli.Flag, name string) cli.Flag {
+	envs := []string{name}
+	switch f := f.(type) {
+	case *cli.StringFlag:
+		f.EnvVars = envs
+	case *cli.StringSliceFlag:
+		f.EnvVars = envs
+	case *cli.IntFlag:
+		f.EnvVars = envs
+	case *cli.BoolFlag:
+		f.EnvVars = envs
+	default:
+		panic(fmt.Sprintf("withEnv: unsupported flag %T", f))
+	}
+	return f
+}

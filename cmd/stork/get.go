@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -18,22 +19,31 @@ import (
 
 func getCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "get",
-		Usage:     "download and verify a package over HTTP, without a daemon",
+		Name:  "get",
+		Usage: "download and verify a package over HTTP, without a daemon",
+		Description: "The tree is written as the archive has it. Symlinks are written with their targets as they are, " +
+			"absolute ones included: such a target points wherever it is resolved (in a chroot or container that uses DIR as its root, " +
+			"into that root; read on the host, into the host's file system); stork get never follows one. " +
+			"Run as root, every entry gets the archive's owner and full mode (setuid, setgid, sticky); " +
+			"run as another user, entries belong to that user and files lose setuid and setgid (which would otherwise run as that user), " +
+			"and the summary counts them.",
 		UsageText: "stork get --repo URL --root ROOT.json NAME[@VERSION] --out DIR",
 		Flags: []cli.Flag{
-			stringFlag("repo", "repository base `URL`", catRepo, true),
-			stringFlag("root", "trusted root metadata `FILE` (root.json) for a first use", catRepo, true),
+			lookupOption("repo.url").flag(),
+			lookupOption("repo.root").flag(),
 			stringFlag("out", "write the package tree to `DIR` (must not exist yet)", catOutput, true),
 			stringFlag("state", "keep trusted metadata in `DIR` (default: a per-repository directory in the user cache)", catStore, false),
-			intFlag("parallel", "concurrent chunk requests", catNetwork, 8),
+			lookupOption("transfer.parallel").flag(),
 			&cli.StringFlag{Name: "stall-timeout", Usage: "abandon a request that sends nothing for `DURATION`", Category: catNetwork, EnvVars: env("stall-timeout"), Value: "15s"},
 			boolFlag("with-deps", "write the whole dependency closure, each package at DIR/NAME", catOutput),
-			boolFlag("json", "print a JSON summary instead of a line", catOutput),
+			jsonFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usageError(c, "want exactly one NAME[@VERSION], got %d arguments", c.NArg())
+			}
+			if err := requireOptions(c, "repo.url", "repo.root"); err != nil {
+				return err
 			}
 			ref := c.Args().First()
 			stall, err := parseDuration(c.String("stall-timeout"))
@@ -69,74 +79,100 @@ func getCommand() *cli.Command {
 				return fmt.Errorf("update repository metadata from %s: %w", c.String("repo"), err)
 			}
 			// The whole closure is resolved even without --with-deps, so that
-			// an unsatisfiable or cyclic dependency is reported here.
+			// an unsatisfiable dependency is reported here.
 			closure, err := client.ResolveClosure(ctx, ref)
 			if err != nil {
 				return err
 			}
-			pkg := closure[0]
-			type job struct {
-				pkg *metadata.Resolved
-				out string
+			n, err := getClosure(ctx, c, origin, closure)
+			if err != nil {
+				return err
 			}
-			jobs := []job{{pkg, c.String("out")}}
-			if c.Bool("with-deps") {
-				jobs = jobs[:0]
-				if err := os.Mkdir(c.String("out"), 0o755); err != nil {
-					return fmt.Errorf("get --with-deps: %w", err)
-				}
-				for _, p := range closure {
-					jobs = append(jobs, job{p, filepath.Join(c.String("out"), p.Name)})
-				}
-			}
-			var total, bytes int64
-			var files, chunks int
-			for _, j := range jobs {
-				total += j.pkg.Manifest.TotalSize()
-			}
-			bar := newProgress(c, ref, total)
-			for _, j := range jobs {
-				base := bytes
-				res, err := transfer.Get(ctx, transfer.GetOptions{
-					Manifest: j.pkg.Manifest,
-					Source:   origin,
-					OutDir:   j.out,
-					Parallel: c.Int("parallel"),
-					Progress: func(done, _ int64) { bar.Set(base+done, total) },
-				})
-				if err != nil {
-					bar.Finish()
-					if c.Bool("with-deps") {
-						_ = os.RemoveAll(c.String("out"))
-					}
-					return fmt.Errorf("get %s@%s: %w", j.pkg.Name, j.pkg.Version, err)
-				}
-				bytes += res.Bytes
-				files += res.Files
-				chunks += res.Chunks
-			}
-			bar.Finish()
-			elapsed := time.Since(start)
-			deps := make([]string, 0, len(closure)-1)
-			for _, p := range closure[1:] {
-				deps = append(deps, p.Name+"@"+p.Version)
-			}
-			if c.Bool("json") {
-				return printJSON(c, map[string]any{
-					"name": pkg.Name, "version": pkg.Version, "manifest": pkg.ManifestCID.String(),
-					"out": c.String("out"), "bytes": bytes, "files": files, "chunks": chunks,
-					"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(),
-					"mb_per_s": float64(bytes) / 1e6 / elapsed.Seconds(),
-				})
-			}
-			if !bar.Visible() {
-				return nil
-			}
-			fmt.Fprintf(c.App.ErrWriter, "%s@%s: %d files, %d bytes verified into %s in %.1fs\n",
-				pkg.Name, pkg.Version, files, bytes, c.String("out"), elapsed.Seconds())
-			return nil
+			return printGetResult(c, closure, n, time.Since(start))
 		},
 	}
+}
+
+// getClosure writes the package (closure[0]) at --out, or with --with-deps
+// every package of the closure at --out/NAME.
+func getClosure(ctx context.Context, c *cli.Context, origin *transfer.Origin, closure []*metadata.Resolved) (getTotals, error) {
+	type job struct {
+		pkg *metadata.Resolved
+		out string
+	}
+	jobs := []job{{closure[0], c.String("out")}}
+	if c.Bool("with-deps") {
+		jobs = jobs[:0]
+		if err := os.Mkdir(c.String("out"), 0o755); err != nil {
+			return getTotals{}, fmt.Errorf("get --with-deps: %w", err)
+		}
+		for _, p := range closure {
+			jobs = append(jobs, job{p, filepath.Join(c.String("out"), p.Name)})
+		}
+	}
+	var n getTotals
+	var total int64
+	for _, j := range jobs {
+		total += j.pkg.Manifest.TotalSize()
+	}
+	bar := newProgress(c, c.Args().First(), total)
+	defer bar.Finish()
+	for _, j := range jobs {
+		base := n.bytes
+		res, err := transfer.Get(ctx, transfer.GetOptions{
+			Manifest: j.pkg.Manifest,
+			Source:   origin,
+			OutDir:   j.out,
+			Parallel: c.Int("parallel"),
+			Progress: func(done, _ int64) { bar.Set(base+done, total) },
+		})
+		if err != nil {
+			if c.Bool("with-deps") {
+				_ = os.RemoveAll(c.String("out"))
+			}
+			return n, fmt.Errorf("get %s@%s: %w", j.pkg.Name, j.pkg.Version, err)
+		}
+		n.bytes += res.Bytes
+		n.files += res.Files
+		n.chunks += res.Chunks
+		n.setuidDropped += res.SetuidDropped
+	}
+	return n, nil
+}
+
+// getTotals is what a get moved.
+type getTotals struct {
+	bytes         int64
+	files, chunks int
+	setuidDropped int // files written without setuid/setgid (not run as root)
+}
+
+// printGetResult prints one line, or JSON with --json, about the package
+// got (closure[0]) and its dependencies.
+func printGetResult(c *cli.Context, closure []*metadata.Resolved, n getTotals, elapsed time.Duration) error {
+	pkg := closure[0]
+	deps := make([]string, 0, len(closure)-1)
+	for _, p := range closure[1:] {
+		deps = append(deps, p.Name+"@"+p.Version)
+	}
+	if c.Bool("json") {
+		return printJSON(c, map[string]any{
+			"name": pkg.Name, "version": pkg.Version, "manifest": pkg.ManifestCID.String(),
+			"out": c.String("out"), "repo": c.String("repo"), "bytes": n.bytes, "files": n.files, "chunks": n.chunks,
+			"depends": pkg.Depends, "closure": deps, "seconds": elapsed.Seconds(), "setuid_dropped": n.setuidDropped,
+			"mb_per_s": float64(n.bytes) / 1e6 / elapsed.Seconds(),
+		})
+	}
+	if n.setuidDropped > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "%d files written without their setuid or setgid bit (not run as root)\n", n.setuidDropped)
+	}
+	with := ""
+	if len(deps) > 0 && c.Bool("with-deps") {
+		with = fmt.Sprintf(" with %d dependencies", len(deps))
+	}
+	fmt.Fprintf(c.App.Writer, "%s@%s%s: %d files, %d bytes verified into %s from %s in %.1fs\n",
+		pkg.Name, pkg.Version, with, n.files, n.bytes, c.String("out"), c.String("repo"), elapsed.Seconds())
+	return nil
 }
 
 // defaultStateDir is where `stork get` keeps the trusted metadata of one

@@ -1,62 +1,14 @@
 package main
 
-import (
-	"fmt"
-	"os"
-
-	"github.com/urfave/cli/v2"
-
-	"github.com/storkpm/stork/metadata"
-)
+import "github.com/urfave/cli/v2"
 
 func keysCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "keys",
 		Usage: "manage ed25519 signing keys",
 		Subcommands: []*cli.Command{
-			{
-				Name:      "gen",
-				Usage:     "generate a new ed25519 signing key",
-				UsageText: "stork keys gen --out FILE",
-				Flags: []cli.Flag{
-					stringFlag("out", "write the private key to `FILE` (mode 0600; never overwritten)", catSigning, true),
-				},
-				Action: func(c *cli.Context) error {
-					k, err := metadata.GenerateKey()
-					if err != nil {
-						return err
-					}
-					if err := k.Save(c.String("out")); err != nil {
-						return err
-					}
-					pub, err := k.MarshalPublic()
-					if err != nil {
-						return err
-					}
-					pubPath := c.String("out") + ".pub"
-					if err := os.WriteFile(pubPath, pub, 0o644); err != nil {
-						return fmt.Errorf("write public key: %w", err)
-					}
-					fmt.Fprintf(c.App.Writer, "key %s written to %s (public key in %s)\n", k.ID(), c.String("out"), pubPath)
-					return nil
-				},
-			},
-			{
-				Name:      "id",
-				Usage:     "print the key ID of a key file",
-				UsageText: "stork keys id --key FILE",
-				Flags: []cli.Flag{
-					stringFlag("key", "key `FILE`", catSigning, true),
-				},
-				Action: func(c *cli.Context) error {
-					k, err := metadata.LoadKey(c.String("key"))
-					if err != nil {
-						return err
-					}
-					fmt.Fprintln(c.App.Writer, k.ID())
-					return nil
-				},
-			},
+			keysGenCommand(),
+			keysIDCommand(),
 		},
 	}
 }

@@ -25,6 +25,14 @@ func main() {
 // success, 1 with a one-line error on stderr otherwise.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
+	path, explicit := configPath(args, os.LookupEnv)
+	cf, err := loadConfigFile(path, explicit)
+	if err != nil {
+		fmt.Fprintf(stderr, "stork: %s\n", oneLine(err))
+		return 1
+	}
+	applyConfig(app, cf)
+	app.Metadata = map[string]any{metaConfig: cf, metaArgs: args}
 	if err := app.Run(interspersed(app, args)); err != nil {
 		fmt.Fprintf(stderr, "stork: %s\n", oneLine(err))
 		return 1
@@ -42,9 +50,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		EnableBashCompletion: true,
 		// Errors are printed once, by run; never let the library exit.
 		ExitErrHandler: func(*cli.Context, error) {},
-		Flags: []cli.Flag{
-			&cli.BoolFlag{Name: "debug", Usage: "log at debug level", Category: "Global", EnvVars: env("debug")},
-		},
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "config", Usage: "configuration `FILE` (TOML; default " + DefaultConfigFile + " when it exists; /dev/null for none)", Category: catGlobal, EnvVars: env("config")},
+			&cli.BoolFlag{Name: "debug", Usage: "log at debug level (--log-level debug)", Category: catGlobal, EnvVars: env("debug")},
+		}, optFlags("log.level", "log.format")...),
 		Commands: []*cli.Command{
 			keysCommand(),
 			repoCommand(),
@@ -61,10 +70,21 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			indexCommand(),
 			peersCommand(),
 			simCommand(),
+			configCommand(),
+			versionCommand(),
+			completionCommand(),
+			topCommand(),
+			doctorCommand(),
 			testbedCommand(),
 		},
 	}
 }
+
+// Keys of cli.App.Metadata.
+const (
+	metaConfig = "config" // *configFile, nil without one
+	metaArgs   = "args"   // []string, the command line as given
+)
 
 // oneLine flattens an error message onto a single line.
 func oneLine(err error) string {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +27,7 @@ func simCommand() *cli.Command {
 // simScenarioFlags override fields of the scenario file (or of the default
 // scenario when there is none).
 func simScenarioFlags() []cli.Flag {
-	return []cli.Flag{
+	return simFlags(
 		stringSliceFlag("strategy", "run only `STRATEGY` (repeat; origin-per-vm, origin-per-host, swarm, swarm-locality; default all)", catSim),
 		intFlag("seed", "random seed (0: the scenario's)", catSim, 0),
 		intFlag("vms", "VMs per host", catSim, 0),
@@ -45,7 +43,17 @@ func simScenarioFlags() []cli.Flag {
 		stringFlag("churn", "`FRACTION` of hosts leaving mid-transfer", catSim, false),
 		stringFlag("churn-rejoin", "hosts that left come back after `DURATION` (default never)", catSim, false),
 		intFlag("max-peers", "peers per download", catSim, 0),
+	)
+}
+
+// simFlags gives each simulation flag the environment variable
+// STORK_SIM_FLAG: its names (hosts, out, chunk-size, max-peers) mean
+// something else for a real host.
+func simFlags(flags ...cli.Flag) []cli.Flag {
+	for _, f := range flags {
+		withEnv(f, "STORK_SIM_"+strings.TrimPrefix(env(f.Names()[0])[0], "STORK_"))
 	}
+	return flags
 }
 
 func loadSimScenario(c *cli.Context) (simulations.Scenario, []simulations.Strategy, error) {
@@ -153,109 +161,10 @@ func printSimResult(c *cli.Context, r *simulations.Result) {
 		r.P50, r.Makespan, r.Ratio, r.Bound, r.Events, r.Wall.Round(time.Millisecond), r.PeakHeap>>20)
 }
 
-func simRunCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "run",
-		Usage:     "simulate one scenario with each strategy; write CSV and PNG plots",
-		UsageText: "stork sim run [SCENARIO.json] --out DIR [--hosts N] [--strategy S ...] [--seed N ...]",
-		Flags: append([]cli.Flag{
-			stringFlag("out", "write CSV files and plots into `DIR`", catOutput, true),
-			intFlag("hosts", "number of hosts (0: the scenario's)", catSim, 0),
-		}, simScenarioFlags()...),
-		Action: func(c *cli.Context) error {
-			sc, strategies, err := loadSimScenario(c)
-			if err != nil {
-				return err
-			}
-			if v := c.Int("hosts"); v != 0 {
-				sc.Hosts = v
-			}
-			if err := sc.Validate(); err != nil {
-				return err
-			}
-			var results []*simulations.Result
-			for _, st := range strategies {
-				r, err := simulations.RunMeasured(sc, st)
-				if err != nil {
-					return err
-				}
-				printSimResult(c, r)
-				results = append(results, r)
-			}
-			return writeSimOutputs(c.String("out"), results)
-		},
-	}
-}
-
 func writeSimOutputs(dir string, results []*simulations.Result) error {
 	if err := simulations.WriteCSV(dir, results); err != nil {
 		return err
 	}
 	_, err := simulations.WritePlots(dir, results)
 	return err
-}
-
-func parseHostList(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return nil, fmt.Errorf("--hosts %q: want a comma-separated list of host counts like 10,100,1000", s)
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
-
-func simSweepCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "sweep",
-		Usage:     "simulate a range of host counts with each strategy; write CSV, plots and optionally a Markdown report",
-		UsageText: "stork sim sweep [SCENARIO.json] --hosts 10,100,1000,10000 --out DIR [--report FILE.md]",
-		Flags: append([]cli.Flag{
-			stringFlag("hosts", "comma-separated host `COUNTS`", catSim, true),
-			stringFlag("out", "write CSV files and plots into `DIR`", catOutput, false),
-			stringFlag("report", "write a Markdown report to `FILE`, plots in report/ beside it", catOutput, false),
-		}, simScenarioFlags()...),
-		Action: func(c *cli.Context) error {
-			if c.String("out") == "" && c.String("report") == "" {
-				return usageError(c, "want --out DIR, --report FILE or both")
-			}
-			sc, strategies, err := loadSimScenario(c)
-			if err != nil {
-				return err
-			}
-			hosts, err := parseHostList(c.String("hosts"))
-			if err != nil {
-				return err
-			}
-			for _, n := range hosts {
-				x := sc
-				x.Hosts = n
-				if err := x.Validate(); err != nil {
-					return err
-				}
-			}
-			results, err := simulations.Sweep(simulations.SweepConfig{
-				Scenario: sc, Hosts: hosts, Strategies: strategies,
-				Progress: func(r *simulations.Result) { printSimResult(c, r) },
-			})
-			if err != nil {
-				return err
-			}
-			if dir := c.String("out"); dir != "" {
-				if err := writeSimOutputs(dir, results); err != nil {
-					return err
-				}
-			}
-			if rep := c.String("report"); rep != "" {
-				cmd := "stork " + strings.Join(os.Args[1:], " ")
-				info := simulations.ReportInfo{Command: cmd, Scenario: sc}
-				if err := simulations.WriteReport(rep, filepath.Join(filepath.Dir(rep), "report"), results, info); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-	}
 }

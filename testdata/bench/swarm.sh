@@ -108,7 +108,7 @@ head -c "$SIZE" /dev/urandom > "$WORK/src/blob.bin"
 ROOT="$WORK/repo/metadata/1.root.json"
 
 say "origin: stork repo serve on 127.0.0.1 (debug log: one line per request)"
-STORK_DEBUG=1 "$STORK" repo serve --dir "$WORK/repo" --listen 127.0.0.1:0 > "$LOGS/serve.out" 2> "$LOGS/serve.log" &
+STORK_DEBUG=1 STORK_LOG_FORMAT=text "$STORK" repo serve --dir "$WORK/repo" --listen 127.0.0.1:0 > "$LOGS/serve.out" 2> "$LOGS/serve.log" &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q serving "$LOGS/serve.out" 2>/dev/null && break; sleep 0.1; done
 REPO=$(sed -n 's/.* on \(http:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p' "$LOGS/serve.out")

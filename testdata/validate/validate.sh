@@ -105,7 +105,7 @@ rm -rf "$WORK/src"
 ROOT="$WORK/repo/metadata/1.root.json"
 
 say "origin: stork repo serve --rate $ORATE on 127.0.0.1"
-STORK_DEBUG=1 "$STORK" repo serve --dir "$WORK/repo" --listen 127.0.0.1:0 --rate "$ORATE" > "$LOGS/serve.out" 2> "$LOGS/serve.log" &
+STORK_DEBUG=1 STORK_LOG_FORMAT=text "$STORK" repo serve --dir "$WORK/repo" --listen 127.0.0.1:0 --rate "$ORATE" > "$LOGS/serve.out" 2> "$LOGS/serve.log" &
 PIDS+=($!)
 SERVE_PID=$!
 for _ in $(seq 100); do grep -q serving "$LOGS/serve.out" 2>/dev/null && break; sleep 0.1; done

@@ -25,6 +25,8 @@ type Entry struct {
 	Mode   uint32             // default: 0o644 for files, 0o755 for dirs, 0o777 for symlinks
 	Data   []byte             // file content
 	Target string             // symlink target
+	UID    uint32             // owner (0: root)
+	GID    uint32
 }
 
 // BuildManifest builds a sorted manifest of entries, split into chunks of
@@ -35,7 +37,7 @@ func BuildManifest(chunkSize int64, entries []Entry) (*metadata.Manifest, map[ci
 	m := &metadata.Manifest{Format: metadata.ManifestFormat, ChunkSize: chunkSize}
 	chunks := make(map[cid.Cid][]byte)
 	for _, e := range entries {
-		me := metadata.Entry{Path: e.Path, Type: e.Type, Mode: e.Mode}
+		me := metadata.Entry{Path: e.Path, Type: e.Type, Mode: e.Mode, UID: e.UID, GID: e.GID}
 		if me.Type == "" {
 			me.Type = metadata.TypeFile
 		}

@@ -1,0 +1,290 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer"
+)
+
+// filePeers is what sourcesFetcher needs of the libp2p side (P2P).
+type filePeers interface {
+	// FilePeers lists the connected peers to ask, in random order.
+	FilePeers() []transfer.PeerID
+	// FindProviders streams the peers that announced a package.
+	FindProviders(ctx context.Context, manifest cid.Cid) <-chan transfer.PeerID
+	// FetchFile asks one peer for one repository file (unverified).
+	FetchFile(ctx context.Context, to transfer.PeerID, path string, maxLen int64) ([]byte, error)
+}
+
+var (
+	_ filePeers                = (*P2P)(nil)
+	_ metadata.CheckingFetcher = (*sourcesFetcher)(nil)
+)
+
+// Defaults of sourcesFetcher.
+const (
+	// defaultPeerWave is how many peers are asked at once for one file;
+	// each one that fails is replaced by the next, up to defaultMaxPeers.
+	// Every good copy of a file is the same, so a few suffice.
+	defaultPeerWave = 3
+	defaultMaxPeers = 16
+	// defaultNewestWait is how long FetchNewest waits for the origin once
+	// a peer's copy was accepted: the origin is the source of truth for
+	// what is newest, but an origin that does not answer must not hold
+	// up a host its peers can serve.
+	defaultNewestWait = 2 * time.Second
+)
+
+// sourcesFetcher is the daemon's repository fetcher: it asks the origin
+// and its peers (FilesProtocol) at once and takes the first copy that
+// verifies (metadata.CheckingFetcher): any peer may serve metadata because
+// the client checks it as it checks the origin's, and manifests because
+// their path names their CID. With no peers it is the origin alone, with
+// the CheckingFetcher contract (which lets the client go on with its
+// trusted metadata while the origin is unreachable).
+type sourcesFetcher struct {
+	origin metadata.Fetcher
+	peers  filePeers // nil: none
+	// local returns what this host holds (its store's manifests), asked
+	// before anyone else; nil: nothing.
+	local FileLookup
+	log   *slog.Logger
+	url   string // the origin's, for logs
+
+	wave, maxPeers int
+	newestWait     time.Duration
+
+	// down records an origin outage seen by metadata fetches, so that it
+	// is logged once (WARN) and its end once (INFO).
+	mu        sync.Mutex
+	downSince time.Time
+}
+
+func newSourcesFetcher(origin metadata.Fetcher, url string, peers filePeers, local FileLookup, log *slog.Logger) *sourcesFetcher {
+	return &sourcesFetcher{
+		origin: origin, peers: peers, local: local, log: log, url: url,
+		wave: defaultPeerWave, maxPeers: defaultMaxPeers, newestWait: defaultNewestWait,
+	}
+}
+
+// Fetch implements metadata.Fetcher. A manifest (manifests/CID) is taken
+// from this host's store if it holds it, else asked of the origin and the
+// peers at once; every copy is checked against its CID. Any other file
+// comes from the origin.
+func (f *sourcesFetcher) Fetch(ctx context.Context, p string, maxLen int64) ([]byte, error) {
+	name, ok := strings.CutPrefix(p, metadata.ManifestsDir+"/")
+	if !ok {
+		return f.origin.Fetch(ctx, p, maxLen)
+	}
+	c, err := cid.Decode(name)
+	if err != nil || c.String() != name {
+		return nil, fmt.Errorf("fetch %s: %w: not a manifest CID", p, metadata.ErrInvalidPath)
+	}
+	check := func(b []byte) error { return metadata.VerifyCID(c, b) }
+	if f.local != nil {
+		if b, err := f.local(p, maxLen); err == nil && check(b) == nil {
+			return b, nil
+		}
+	}
+	return f.FetchChecked(ctx, p, maxLen, check)
+}
+
+// FetchChecked implements metadata.CheckingFetcher.
+func (f *sourcesFetcher) FetchChecked(ctx context.Context, p string, maxLen int64, check func([]byte) error) ([]byte, error) {
+	return f.race(ctx, p, maxLen, func(b []byte) (int64, error) { return 0, check(b) }, false)
+}
+
+// FetchNewest implements metadata.CheckingFetcher.
+func (f *sourcesFetcher) FetchNewest(ctx context.Context, p string, maxLen int64, check func([]byte) (int64, error)) ([]byte, error) {
+	return f.race(ctx, p, maxLen, check, true)
+}
+
+// copyResult is one source's answer.
+type copyResult struct {
+	from   transfer.PeerID // "" for the origin
+	data   []byte
+	err    error
+	origin bool
+}
+
+// race asks the origin and up to wave peers at once; a peer that fails is
+// replaced by the next candidate (none once the origin said the file does
+// not exist). Without newest, the first accepted copy wins. With newest,
+// the best accepted copy wins once the origin's is accepted, or newestWait
+// after the first accepted peer copy, or when every source has answered.
+// Each peer request is bounded by filesTimeout, the search for candidates
+// too, and the origin's request by its own stall and rate limits.
+func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check func([]byte) (int64, error), newest bool) ([]byte, error) {
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, which ends every request
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan copyResult, f.maxPeers+1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b, err := f.origin.Fetch(ctx, p, maxLen)
+		results <- copyResult{data: b, err: err, origin: true}
+	}()
+	next := f.candidates(ctx, p, &wg)
+	var (
+		asked, running int
+		best           []byte
+		bestV          int64 = -1
+		originDone     bool
+		originErr      error // the origin's failure, or its copy's check error
+		wait           <-chan time.Time
+	)
+	for !originDone || running > 0 || next != nil {
+		var nextCh <-chan transfer.PeerID
+		if running < f.wave && asked < f.maxPeers && !errors.Is(originErr, metadata.ErrNotFound) {
+			nextCh = next
+		} else if originDone && running == 0 {
+			break
+		}
+		var r copyResult
+		select {
+		case id, ok := <-nextCh:
+			if !ok {
+				next = nil
+				continue
+			}
+			asked++
+			running++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b, err := f.peers.FetchFile(ctx, id, p, maxLen)
+				results <- copyResult{from: id, data: b, err: err}
+			}()
+			continue
+		case r = <-results:
+		case <-wait:
+			return best, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("fetch %s: %w", p, ctx.Err())
+		}
+		if r.origin {
+			originDone = true
+			f.noteOrigin(r.err)
+		} else {
+			running--
+		}
+		err := r.err
+		if err == nil {
+			var v int64
+			if v, err = check(r.data); err == nil && v > bestV {
+				best, bestV = r.data, v
+			}
+		}
+		switch {
+		case err != nil && r.origin:
+			originErr = err
+		case err != nil:
+			f.log.Debug("peer copy refused", "path", p, "peer", r.from, "err", err)
+		case !newest || r.origin:
+			return best, nil
+		case wait == nil:
+			wait = time.After(f.newestWait)
+		}
+	}
+	if best != nil {
+		return best, nil
+	}
+	return nil, f.noCopy(p, originErr)
+}
+
+// noCopy is race's error when no source gave a copy that verifies (see
+// metadata.CheckingFetcher).
+func (f *sourcesFetcher) noCopy(p string, originErr error) error {
+	switch {
+	case originErr == nil:
+		return fmt.Errorf("fetch %s: %w: no source has it", p, metadata.ErrNotFound)
+	case errors.Is(originErr, metadata.ErrNotFound), !originUnreachable(originErr):
+		return originErr
+	}
+	return fmt.Errorf("fetch %s: %w: %w: no peer has a copy that verifies, and the origin %s: %w",
+		p, metadata.ErrNotFound, metadata.ErrUnavailable, f.url, originErr)
+}
+
+// originUnreachable tells an origin that could not answer from one that
+// answered with a copy the caller refused.
+func originUnreachable(err error) bool {
+	return !errorsIsAny(err, metadata.ErrNotFound, metadata.ErrHashMismatch, metadata.ErrSignature,
+		metadata.ErrExpired, metadata.ErrRollback, metadata.ErrMalformed)
+}
+
+// candidates streams the peers to ask for p: the connected ones, then for
+// a manifest the providers of its package. The channel closes when they
+// are exhausted or ctx ends; its goroutine is counted in wg.
+func (f *sourcesFetcher) candidates(ctx context.Context, p string, wg *sync.WaitGroup) <-chan transfer.PeerID {
+	out := make(chan transfer.PeerID)
+	if f.peers == nil {
+		close(out)
+		return out
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(out)
+		seen := map[transfer.PeerID]bool{}
+		send := func(id transfer.PeerID) bool {
+			if seen[id] {
+				return true
+			}
+			seen[id] = true
+			select {
+			case out <- id:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		for _, id := range f.peers.FilePeers() {
+			if !send(id) {
+				return
+			}
+		}
+		name, ok := strings.CutPrefix(p, metadata.ManifestsDir+"/")
+		if !ok {
+			return
+		}
+		c, err := cid.Decode(name)
+		if err != nil {
+			return
+		}
+		fctx, cancel := context.WithTimeout(ctx, filesTimeout)
+		defer cancel()
+		for id := range f.peers.FindProviders(fctx, c) {
+			if !send(id) {
+				cancel()
+			}
+		}
+	}()
+	return out
+}
+
+// noteOrigin logs the start of an origin outage once, at WARN, and its end
+// once, at INFO.
+func (f *sourcesFetcher) noteOrigin(err error) {
+	down := err != nil && originUnreachable(err) && !errors.Is(err, context.Canceled)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case down && f.downSince.IsZero():
+		f.downSince = time.Now()
+		f.log.Warn("origin unreachable: repository metadata and manifests from peers", "origin", f.url, "err", err)
+	case !down && err == nil && !f.downSince.IsZero():
+		f.log.Info("origin reachable again", "origin", f.url, "down_for", time.Since(f.downSince).Round(time.Second))
+		f.downSince = time.Time{}
+	}
+}
