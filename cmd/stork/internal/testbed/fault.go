@@ -1,11 +1,14 @@
 package testbed
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -196,8 +199,31 @@ func (b *bed) slowHost(h Host) *fault {
 	return f
 }
 
-// chunkServed matches a chunk the origin served whole in its debug log.
+// chunkServed matches a chunk the origin served whole in a text log line.
 var chunkServed = regexp.MustCompile(`method=GET path=/chunks/([A-Za-z0-9]+) status=200`)
+
+// servedChunk returns the chunk a line of the origin's log (slog text or
+// JSON) shows served whole, or "".
+func servedChunk(line []byte) string {
+	if len(line) > 0 && line[0] == '{' {
+		var e struct {
+			Msg, Method, Path string
+			Status            int
+		}
+		if json.Unmarshal(line, &e) != nil || e.Msg != "request" || e.Method != "GET" || e.Status != 200 {
+			return ""
+		}
+		c, _ := strings.CutPrefix(e.Path, "/chunks/")
+		if c == e.Path || strings.Contains(c, "/") {
+			return ""
+		}
+		return c
+	}
+	if m := chunkServed.FindSubmatch(line); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
 
 // servedChunks counts the distinct chunks the origin log shows served whole,
 // and the chunks the repository holds.
@@ -211,8 +237,10 @@ func (b *bed) servedChunks(log string) (served, want int, err error) {
 		return 0, 0, fmt.Errorf("testbed: %w", err)
 	}
 	seen := map[string]bool{}
-	for _, m := range chunkServed.FindAllSubmatch(data, -1) {
-		seen[string(m[1])] = true
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		if c := servedChunk(l); c != "" {
+			seen[c] = true
+		}
 	}
 	return len(seen), len(ents), nil
 }

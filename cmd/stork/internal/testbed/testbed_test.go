@@ -266,7 +266,8 @@ func TestNetFaults(t *testing.T) {
 }
 
 // TestServedChunks reads the origin's request log as `stork --debug repo
-// serve` writes it: only whole GETs of chunks count, each chunk once.
+// serve` writes it, as text or JSON: only whole GETs of chunks count, each
+// chunk once.
 func TestServedChunks(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -284,13 +285,15 @@ func TestServedChunks(t *testing.T) {
 	}
 	log := filepath.Join(dir, "origin.log")
 	body := line("GET", "/chunks/bafkreia", 200) + line("GET", "/chunks/bafkreia", 200) + line("HEAD", "/chunks/bafkreib", 200) +
-		line("GET", "/chunks/bafkreic", 404) + line("GET", "/metadata/timestamp.json", 200)
+		line("GET", "/chunks/bafkreic", 404) + line("GET", "/metadata/timestamp.json", 200) +
+		`{"time":"2026-01-01T00:00:00Z","level":"DEBUG","msg":"request","component":"repo-server","method":"GET","path":"/chunks/bafkreib","status":200,"remote":"10.77.1.1:5000"}` + "\n" +
+		`{"time":"2026-01-01T00:00:00Z","level":"DEBUG","msg":"request","component":"repo-server","method":"GET","path":"/chunks/bafkreic","status":206,"remote":"10.77.1.1:5000"}` + "\n"
 	if err := os.WriteFile(log, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	served, want, err := b.servedChunks(log)
-	if err != nil || served != 1 || want != 3 {
-		t.Fatalf("servedChunks = %d, %d, %v; want 1 of 3", served, want, err)
+	if err != nil || served != 2 || want != 3 {
+		t.Fatalf("servedChunks = %d, %d, %v; want 2 of 3", served, want, err)
 	}
 }
 
