@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -39,7 +40,7 @@ func (b *bed) publish(ctx context.Context) error {
 	steps := [][]string{
 		{"keys", "gen", "--out", key},
 		{"repo", "init", "--dir", b.repo, "--key", key},
-		{"repo", "add", "--dir", b.repo, "--key", key, "--name", b.pkg.Name, "--version", "1.0.0", "--chunk-size", "1M", pkgPath},
+		{"repo", "add", "--dir", b.repo, "--key", key, "--name", b.pkg.Name, "--version", "1.0.0", "--chunk-size", strconv.Itoa(chunkSize), pkgPath},
 	}
 	for _, s := range steps {
 		if err := run(ctx, b.cfg.Stork, s...); err != nil {
@@ -49,6 +50,9 @@ func (b *bed) publish(ctx context.Context) error {
 	b.root = filepath.Join(b.repo, "metadata", "1.root.json")
 	return nil
 }
+
+// chunkSize is the package's chunk size (`repo add --chunk-size`).
+const chunkSize = 1 << 20
 
 // randomPackage writes size random bytes to path.
 func randomPackage(path string, size int64) (PackageInfo, error) {
@@ -63,7 +67,7 @@ func randomPackage(path string, size int64) (PackageInfo, error) {
 	if err := f.Close(); err != nil {
 		return PackageInfo{}, fmt.Errorf("testbed: write %s: %w", path, err)
 	}
-	return PackageInfo{Name: "blob", Source: "random bytes", Bytes: size, Files: 1}, nil
+	return PackageInfo{Name: "blob", Source: "random bytes", Bytes: size, Files: 1, Chunks: int((size + chunkSize - 1) / chunkSize)}, nil
 }
 
 // debPackage links (or copies) whole .deb files of dir into dst, in name
@@ -88,6 +92,7 @@ func debPackage(dir, dst string, size int64) (PackageInfo, error) {
 		}
 		info.Bytes += st.Size()
 		info.Files++
+		info.Chunks += int((st.Size() + chunkSize - 1) / chunkSize)
 	}
 	if info.Files == 0 {
 		return info, fmt.Errorf("testbed: --debs %s: no .deb file fits in %d bytes", dir, size)

@@ -51,7 +51,8 @@ func (b *bed) reportHeader(w *bytes.Buffer) {
 		b.result.Started.UTC().Format(time.RFC3339), runtime.GOARCH, runtime.NumCPU(), firstField(string(load)), b.result.Took.Round(time.Second))
 	fmt.Fprintf(w, "Links (tbf, both ways): hosts %s, site uplinks %s, origin %s; %v one way across the router (user-space delay), none inside a site; MTU %d.\n",
 		FormatBits(c.Rates.Host), FormatBits(c.Rates.Uplink), FormatBits(c.Rates.Origin), c.Delay, c.MTU)
-	fmt.Fprintf(w, "Package `%s`: %s, %d bytes (%.1f MiB) in %d file(s), 1 MiB chunks.\n", b.pkg.Name, b.pkg.Source, b.pkg.Bytes, float64(b.pkg.Bytes)/(1<<20), b.pkg.Files)
+	fmt.Fprintf(w, "Package `%s`: %s, %d bytes (%.1f MiB) in %d file(s), %d chunks (1 MiB, each file's last one shorter).\n",
+		b.pkg.Name, b.pkg.Source, b.pkg.Bytes, float64(b.pkg.Bytes)/(1<<20), b.pkg.Files, b.pkg.Chunks)
 	if b.sites {
 		fmt.Fprintf(w, "Sites: this binary's daemon takes `--site`; the fault runs give it.\n\n")
 	} else {

@@ -36,6 +36,7 @@ type PackageInfo struct {
 	Source string // "random bytes" or "N .deb files from DIR"
 	Bytes  int64
 	Files  int
+	Chunks int // each file cut into 1 MiB chunks, its last one shorter
 }
 
 // bed is one testbed while it runs.

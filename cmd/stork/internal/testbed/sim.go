@@ -48,7 +48,9 @@ func payloadFraction(mtu int) float64 {
 
 // scenario is the testbed as the simulator models it: rates are the links'
 // payload rates; a one-way delay of cfg.Delay between sites and to the
-// origin, 50 µs inside a site; the daemon's tick and peer limit.
+// origin, 50 µs inside a site; the daemon's tick and peer limit. The
+// simulator's chunks are all one size: the package's mean chunk, so that
+// a package of many files has as many chunks as the daemons move.
 func (b *bed) scenario() simulations.Scenario {
 	pf := payloadFraction(b.cfg.MTU)
 	rate := func(bits int64) simulations.Rate { return simulations.Rate(float64(bits) / 8 * pf) }
@@ -59,7 +61,7 @@ func (b *bed) scenario() simulations.Scenario {
 		VMsPerHost:   1,
 		Sites:        len(b.cfg.Sites),
 		PackageSize:  simulations.Size(b.pkg.Bytes),
-		ChunkSize:    1 << 20,
+		ChunkSize:    simulations.Size((b.pkg.Bytes + int64(max(1, b.pkg.Chunks)) - 1) / int64(max(1, b.pkg.Chunks))),
 		HostUpload:   simulations.Dist{{Rate: rate(b.cfg.Rates.Host), Weight: 1}},
 		HostDownload: simulations.Dist{{Rate: rate(b.cfg.Rates.Host), Weight: 1}},
 		SiteUplink:   rate(b.cfg.Rates.Uplink),

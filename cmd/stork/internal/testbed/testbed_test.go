@@ -102,7 +102,7 @@ func TestPayloadFraction(t *testing.T) {
 // host through each site's uplink.
 func TestSimFiguresSites(t *testing.T) {
 	t.Parallel()
-	b := &bed{cfg: DefaultConfig(), pkg: PackageInfo{Bytes: 8 << 20}}
+	b := &bed{cfg: DefaultConfig(), pkg: PackageInfo{Bytes: 8 << 20, Chunks: 8}}
 	b.cfg.Sites = []int{3, 2}
 	fig, err := simFigures(b.scenario(), "origin-per-host", 1, b.cfg.Sites)
 	if err != nil {
@@ -315,7 +315,7 @@ func TestDebPackage(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if info.Files != 2 || info.Bytes != 400 || strings.Join(names, ",") != "a.deb,c.deb" {
+	if info.Files != 2 || info.Bytes != 400 || info.Chunks != 2 || strings.Join(names, ",") != "a.deb,c.deb" {
 		t.Fatalf("debPackage(450) = %+v with %v, want a.deb and c.deb, 400 bytes", info, names)
 	}
 	if _, err := debPackage(src, t.TempDir(), 50); err == nil {
