@@ -45,10 +45,10 @@ demo: build
 
 # Benchmarks report ratios against a baseline measured in the same run.
 bench:
-	$(GO) test -run='^$$' -bench=. -benchtime=3x ./metadata/ ./transfer/
+	$(GO) test -run='^$$' -bench=. -benchtime=3x ./metadata/ ./transfer/...
 
 bench-get:
-	$(GO) test -run='^$$' -bench=BenchmarkGetVsCurl -benchtime=3x ./transfer/
+	$(GO) test -run='^$$' -bench=BenchmarkGetVsCurl -benchtime=3x ./transfer/origin/
 
 # The repository at distribution scale (issue 24), one run: 60,000 small
 # packages published in batches, one more add, 1,000 single adds, prune,
@@ -81,7 +81,7 @@ soak:
 
 # Each fuzz target in turn, FUZZTIME each.
 fuzz:
-	@for pkg in ./metadata ./transfer ./node; do \
+	@for pkg in ./metadata ./transfer/origin ./transfer/swarm ./node; do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "== $$pkg $$f"; \
 			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -56,6 +57,18 @@ type Client struct {
 	// entry stays right; it is still checked against the signed target's
 	// hashes on every use.
 	manifests map[cid.Cid]cachedManifest
+
+	// last is the time and timestamp version of the last successful
+	// refresh, read without c.mu so that a refresh waiting for the
+	// network delays no one who only asks how fresh the metadata is.
+	last atomic.Pointer[Refreshed]
+}
+
+// Refreshed is when a Client last refreshed its metadata and the version
+// of the timestamp it then trusted.
+type Refreshed struct {
+	At      time.Time
+	Version int64
 }
 
 type cachedManifest struct {
@@ -164,6 +177,30 @@ func (c *Client) Refresh(ctx context.Context) error {
 	return c.refreshLocked(ctx)
 }
 
+// RefreshIfOlder refreshes (see Refresh) unless the last successful
+// refresh is younger than maxAge, and says whether it did. Callers that
+// arrive during a refresh wait for it and then find the metadata fresh.
+func (c *Client) RefreshIfOlder(ctx context.Context, maxAge time.Duration) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l := c.last.Load(); l != nil && c.now().Sub(l.At) < maxAge {
+		return false, nil
+	}
+	if err := c.refreshLocked(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// LastRefresh reports the last successful refresh (zero before the
+// first). It does not wait for a refresh under way.
+func (c *Client) LastRefresh() Refreshed {
+	if l := c.last.Load(); l != nil {
+		return *l
+	}
+	return Refreshed{}
+}
+
 func (c *Client) refreshLocked(ctx context.Context) error {
 	c.up, c.names, c.provs = nil, nil, nil
 	if err := ctx.Err(); err != nil {
@@ -202,6 +239,7 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 		return err
 	}
 	c.up = up
+	c.last.Store(&Refreshed{At: c.now(), Version: c.tm.Timestamp.Signed.Version})
 	return nil
 }
 

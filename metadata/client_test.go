@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fetcherSuite is the conformance suite every Fetcher must pass. files maps
@@ -167,5 +168,44 @@ func TestClientPersistsTrust(t *testing.T) {
 	}
 	if _, err := NewClient(ClientConfig{Root: []byte("{}"), Fetcher: DirFetcher{Dir: e.dir}}); err == nil {
 		t.Errorf("NewClient with a bogus root succeeded")
+	}
+}
+
+// TestRefreshIfOlder: the first call refreshes, one within maxAge does
+// not, one after it does and sees the new timestamp; LastRefresh says
+// when and which version.
+func TestRefreshIfOlder(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, nil)
+	e.add("a", "1.0.0", "a")
+	c := e.client("")
+	if got := c.LastRefresh(); !got.At.IsZero() || got.Version != 0 {
+		t.Fatalf("LastRefresh before any refresh = %+v, want zero", got)
+	}
+	steps := []struct {
+		name    string
+		advance time.Duration
+		publish bool
+		want    bool
+	}{
+		{"first", 0, false, true},
+		{"within maxAge", 30 * time.Second, true, false},
+		{"after maxAge", 31 * time.Second, false, true},
+	}
+	var version int64
+	for _, s := range steps {
+		e.clock.Add(s.advance)
+		if s.publish {
+			e.add("b", "1.0.0", "b")
+		}
+		did, err := c.RefreshIfOlder(context.Background(), time.Minute)
+		if err != nil || did != s.want {
+			t.Fatalf("%s: RefreshIfOlder = %v, %v; want %v", s.name, did, err, s.want)
+		}
+		last := c.LastRefresh()
+		if s.want && (!last.At.Equal(e.clock.Now()) || last.Version <= version) {
+			t.Errorf("%s: LastRefresh = %+v, want now (%v) and a version above %d", s.name, last, e.clock.Now(), version)
+		}
+		version = last.Version
 	}
 }

@@ -111,118 +111,163 @@ func (g *xzGuard) varint() (uint64, error) {
 func (g *xzGuard) step() error {
 	switch g.state {
 	case xzStreamHeader:
-		h, err := g.take(12)
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(h[:6], []byte("\xfd7zXZ\x00")) || h[6] != 0 || h[7] > 0x0f {
-			return errors.New("bad stream header")
-		}
-		if id := int(h[7]); id > 0 {
-			g.check = 4 << ((id - 1) / 3)
-		} else {
-			g.check = 0
-		}
-		g.state = xzBlockOrIndex
+		return g.streamHeader()
 	case xzBlockOrIndex:
-		b, err := g.take(1)
-		if err != nil {
-			return err
-		}
-		if b[0] == 0 { // the index: count, then count pairs of varints
-			g.n = 1
-			count, err := g.varint()
-			if err != nil {
-				return err
-			}
-			if count > 1<<40 {
-				return errors.New("index too long")
-			}
-			g.records, g.state = 2*count, xzIndex
-			return nil
-		}
-		size := (int(b[0]) + 1) * 4
-		h, err := g.take(size - 1)
-		if err != nil {
-			return err
-		}
-		if err := blockDict(h[:size-5]); err != nil {
-			return err
-		}
-		g.n, g.state = int64(size), xzChunk
+		return g.blockOrIndex()
 	case xzChunk:
-		c, err := g.take(1)
-		if err != nil {
-			return err
-		}
-		g.n++
-		switch ctl := c[0]; {
-		case ctl == 0:
-			g.state = xzBlockEnd
-		case ctl == 1 || ctl == 2:
-			s, err := g.take(2)
-			if err != nil {
-				return err
-			}
-			g.n += 2
-			g.left, g.state = (int(s[0])<<8|int(s[1]))+1, xzChunkData
-		case ctl >= 0x80:
-			hl := 4
-			if (ctl>>5)&3 >= 2 {
-				hl = 5 // with a properties byte
-			}
-			s, err := g.take(hl)
-			if err != nil {
-				return err
-			}
-			g.n += int64(hl)
-			g.left, g.state = (int(s[2])<<8|int(s[3]))+1, xzChunkData
-		default:
-			return fmt.Errorf("bad LZMA2 control byte %#x", ctl)
-		}
+		return g.chunkHeader()
 	case xzChunkData:
-		n := min(g.left, 32<<10)
-		if _, err := g.take(n); err != nil {
-			return err
-		}
-		g.n += int64(n)
-		if g.left -= n; g.left == 0 {
-			g.state = xzChunk
-		}
+		return g.chunkData()
 	case xzBlockEnd:
-		if _, err := g.take(int((4-g.n%4)%4) + g.check); err != nil {
-			return err
-		}
-		g.state = xzBlockOrIndex
+		return g.blockEnd()
 	case xzIndex:
-		for i := 0; i < 1024 && g.records > 0; i++ {
-			if _, err := g.varint(); err != nil {
-				return err
-			}
-			g.records--
-		}
-		if g.records == 0 {
-			// Padding, CRC32, then the 12-byte stream footer.
-			if _, err := g.take(int((4-g.n%4)%4) + 4 + 12); err != nil {
-				return err
-			}
-			g.state = xzStreamPadding
-		}
+		return g.index()
 	case xzStreamPadding:
-		b, err := g.r.Peek(4)
-		if len(b) == 0 && err == io.EOF {
-			g.done = true
-			return nil
-		}
+		return g.streamPadding()
+	}
+	return nil
+}
+
+// streamHeader reads the stream header and the size of its blocks' check.
+func (g *xzGuard) streamHeader() error {
+	h, err := g.take(12)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(h[:6], []byte("\xfd7zXZ\x00")) || h[6] != 0 || h[7] > 0x0f {
+		return errors.New("bad stream header")
+	}
+	if id := int(h[7]); id > 0 {
+		g.check = 4 << ((id - 1) / 3)
+	} else {
+		g.check = 0
+	}
+	g.state = xzBlockOrIndex
+	return nil
+}
+
+// blockOrIndex reads a block header (its dictionary checked), or the
+// start of the index.
+func (g *xzGuard) blockOrIndex() error {
+	b, err := g.take(1)
+	if err != nil {
+		return err
+	}
+	if b[0] == 0 { // the index: count, then count pairs of varints
+		g.n = 1
+		count, err := g.varint()
 		if err != nil {
 			return err
 		}
-		if bytes.Equal(b, []byte{0, 0, 0, 0}) {
-			_, err = g.take(4)
+		if count > 1<<40 {
+			return errors.New("index too long")
+		}
+		g.records, g.state = 2*count, xzIndex
+		return nil
+	}
+	size := (int(b[0]) + 1) * 4
+	h, err := g.take(size - 1)
+	if err != nil {
+		return err
+	}
+	if err := blockDict(h[:size-5]); err != nil {
+		return err
+	}
+	g.n, g.state = int64(size), xzChunk
+	return nil
+}
+
+// chunkHeader reads the header of an LZMA2 chunk, or the end of the block.
+func (g *xzGuard) chunkHeader() error {
+	c, err := g.take(1)
+	if err != nil {
+		return err
+	}
+	g.n++
+	switch ctl := c[0]; {
+	case ctl == 0:
+		g.state = xzBlockEnd
+	case ctl == 1 || ctl == 2:
+		s, err := g.take(2)
+		if err != nil {
 			return err
 		}
-		g.state = xzStreamHeader
+		g.n += 2
+		g.left, g.state = (int(s[0])<<8|int(s[1]))+1, xzChunkData
+	case ctl >= 0x80:
+		hl := 4
+		if (ctl>>5)&3 >= 2 {
+			hl = 5 // with a properties byte
+		}
+		s, err := g.take(hl)
+		if err != nil {
+			return err
+		}
+		g.n += int64(hl)
+		g.left, g.state = (int(s[2])<<8|int(s[3]))+1, xzChunkData
+	default:
+		return fmt.Errorf("bad LZMA2 control byte %#x", ctl)
 	}
+	return nil
+}
+
+// chunkData passes on up to 32 KiB of a chunk's data.
+func (g *xzGuard) chunkData() error {
+	n := min(g.left, 32<<10)
+	if _, err := g.take(n); err != nil {
+		return err
+	}
+	g.n += int64(n)
+	if g.left -= n; g.left == 0 {
+		g.state = xzChunk
+	}
+	return nil
+}
+
+// blockEnd passes on the block padding and check.
+func (g *xzGuard) blockEnd() error {
+	if _, err := g.take(int((4-g.n%4)%4) + g.check); err != nil {
+		return err
+	}
+	g.state = xzBlockOrIndex
+	return nil
+}
+
+// index reads up to 1024 index records, then the index padding and CRC32
+// and the stream footer.
+func (g *xzGuard) index() error {
+	for i := 0; i < 1024 && g.records > 0; i++ {
+		if _, err := g.varint(); err != nil {
+			return err
+		}
+		g.records--
+	}
+	if g.records == 0 {
+		// Padding, CRC32, then the 12-byte stream footer.
+		if _, err := g.take(int((4-g.n%4)%4) + 4 + 12); err != nil {
+			return err
+		}
+		g.state = xzStreamPadding
+	}
+	return nil
+}
+
+// streamPadding passes on stream padding; what follows is another
+// stream, or the end.
+func (g *xzGuard) streamPadding() error {
+	b, err := g.r.Peek(4)
+	if len(b) == 0 && err == io.EOF {
+		g.done = true
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(b, []byte{0, 0, 0, 0}) {
+		_, err = g.take(4)
+		return err
+	}
+	g.state = xzStreamHeader
 	return nil
 }
 

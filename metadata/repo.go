@@ -511,22 +511,16 @@ type commitSpec struct {
 func (r *Repo) commit(spec commitSpec) error {
 	now := r.now()
 	root := r.root
+	var files []metaFile
 	if spec.root != nil {
 		root = spec.root
-	}
-	type file struct {
-		path string
-		data []byte
-	}
-	var files []file
-	if spec.root != nil {
 		b, err := spec.root.ToBytes(true)
 		if err != nil {
 			return err
 		}
 		files = append(files,
-			file{rolePath(r.dir, spec.root.Signed.Version, tufmeta.ROOT), b},
-			file{filepath.Join(r.dir, MetadataDir, "root.json"), b})
+			metaFile{rolePath(r.dir, spec.root.Signed.Version, tufmeta.ROOT), b},
+			metaFile{filepath.Join(r.dir, MetadataDir, "root.json"), b})
 	}
 	snap, err := cloneMeta(r.snapshot)
 	if err != nil {
@@ -535,65 +529,16 @@ func (r *Repo) commit(spec commitSpec) error {
 	if snap.Signed.Meta == nil {
 		snap.Signed.Meta = map[string]*tufmeta.MetaFiles{}
 	}
-	for _, role := range sortedKeys(spec.roles) {
-		m := spec.roles[role]
-		m.Signed.Version++
-		m.Signed.Expires = expiry(now, r.roleExpires(role))
-		keys, err := r.roleSigners(role, spec.roles, root)
-		if err != nil {
-			return err
-		}
-		if err := signMeta(m, keys); err != nil {
-			return fmt.Errorf("sign %s: %w", role, err)
-		}
-		// A bin is written compact and listed in the snapshot by version
-		// only: both keep what an up-to-date client reads small (bins.go).
-		bin := r.isBin(role, spec.roles)
-		b, err := m.ToBytes(!bin)
-		if err != nil {
-			return err
-		}
-		files = append(files, file{rolePath(r.dir, m.Signed.Version, role), b})
-		if bin {
-			snap.Signed.Meta[role+".json"] = &tufmeta.MetaFiles{Version: m.Signed.Version}
-		} else {
-			snap.Signed.Meta[role+".json"] = metaFileFor(m.Signed.Version, b)
-		}
-	}
-	snap.Signed.Version++
-	snap.Signed.Expires = expiry(now, r.expires[tufmeta.SNAPSHOT])
-	keys, err := r.signers(tufmeta.SNAPSHOT, root.Signed.Roles[tufmeta.SNAPSHOT])
+	roleFiles, err := r.signRoles(spec.roles, root, snap, now)
 	if err != nil {
 		return err
 	}
-	if err := signMeta(snap, keys); err != nil {
-		return fmt.Errorf("sign snapshot: %w", err)
-	}
-	snapBytes, err := snap.ToBytes(false)
+	files = append(files, roleFiles...)
+	ts, topFiles, err := r.signSnapshotTimestamp(snap, root, now)
 	if err != nil {
 		return err
 	}
-	files = append(files, file{rolePath(r.dir, snap.Signed.Version, tufmeta.SNAPSHOT), snapBytes})
-
-	ts, err := cloneMeta(r.timestamp)
-	if err != nil {
-		return err
-	}
-	ts.Signed.Version++
-	ts.Signed.Expires = expiry(now, r.expires[tufmeta.TIMESTAMP])
-	ts.Signed.Meta = map[string]*tufmeta.MetaFiles{"snapshot.json": metaFileFor(snap.Signed.Version, snapBytes)}
-	if keys, err = r.signers(tufmeta.TIMESTAMP, root.Signed.Roles[tufmeta.TIMESTAMP]); err != nil {
-		return err
-	}
-	if err := signMeta(ts, keys); err != nil {
-		return fmt.Errorf("sign timestamp: %w", err)
-	}
-	tsBytes, err := ts.ToBytes(true)
-	if err != nil {
-		return err
-	}
-	files = append(files, file{filepath.Join(r.dir, MetadataDir, "timestamp.json"), tsBytes})
-
+	files = append(files, topFiles...)
 	for _, f := range files {
 		if err := writeFileAtomic(f.path, f.data, 0o644); err != nil {
 			return err
@@ -609,6 +554,87 @@ func (r *Repo) commit(spec commitSpec) error {
 	r.snapshot = snap
 	r.timestamp = ts
 	return nil
+}
+
+// metaFile is a metadata file commit writes.
+type metaFile struct {
+	path string
+	data []byte
+}
+
+// signRoles gives each changed role its next version and expiry, signs it
+// with the keys root (or a delegating role among roles) names, lists it
+// in snap, and returns its file.
+func (r *Repo) signRoles(roles map[string]*tufmeta.Metadata[tufmeta.TargetsType], root *tufmeta.Metadata[tufmeta.RootType],
+	snap *tufmeta.Metadata[tufmeta.SnapshotType], now time.Time) ([]metaFile, error) {
+	var files []metaFile
+	for _, role := range sortedKeys(roles) {
+		m := roles[role]
+		m.Signed.Version++
+		m.Signed.Expires = expiry(now, r.roleExpires(role))
+		keys, err := r.roleSigners(role, roles, root)
+		if err != nil {
+			return nil, err
+		}
+		if err := signMeta(m, keys); err != nil {
+			return nil, fmt.Errorf("sign %s: %w", role, err)
+		}
+		// A bin is written compact and listed in the snapshot by version
+		// only: both keep what an up-to-date client reads small (bins.go).
+		bin := r.isBin(role, roles)
+		b, err := m.ToBytes(!bin)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, metaFile{rolePath(r.dir, m.Signed.Version, role), b})
+		if bin {
+			snap.Signed.Meta[role+".json"] = &tufmeta.MetaFiles{Version: m.Signed.Version}
+		} else {
+			snap.Signed.Meta[role+".json"] = metaFileFor(m.Signed.Version, b)
+		}
+	}
+	return files, nil
+}
+
+// signSnapshotTimestamp gives snap and a new timestamp naming it their
+// next versions and expiries, signs both, and returns the timestamp and
+// both files.
+func (r *Repo) signSnapshotTimestamp(snap *tufmeta.Metadata[tufmeta.SnapshotType], root *tufmeta.Metadata[tufmeta.RootType],
+	now time.Time) (*tufmeta.Metadata[tufmeta.TimestampType], []metaFile, error) {
+	snap.Signed.Version++
+	snap.Signed.Expires = expiry(now, r.expires[tufmeta.SNAPSHOT])
+	keys, err := r.signers(tufmeta.SNAPSHOT, root.Signed.Roles[tufmeta.SNAPSHOT])
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := signMeta(snap, keys); err != nil {
+		return nil, nil, fmt.Errorf("sign snapshot: %w", err)
+	}
+	snapBytes, err := snap.ToBytes(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, err := cloneMeta(r.timestamp)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts.Signed.Version++
+	ts.Signed.Expires = expiry(now, r.expires[tufmeta.TIMESTAMP])
+	ts.Signed.Meta = map[string]*tufmeta.MetaFiles{"snapshot.json": metaFileFor(snap.Signed.Version, snapBytes)}
+	if keys, err = r.signers(tufmeta.TIMESTAMP, root.Signed.Roles[tufmeta.TIMESTAMP]); err != nil {
+		return nil, nil, err
+	}
+	if err := signMeta(ts, keys); err != nil {
+		return nil, nil, fmt.Errorf("sign timestamp: %w", err)
+	}
+	tsBytes, err := ts.ToBytes(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ts, []metaFile{
+		{rolePath(r.dir, snap.Signed.Version, tufmeta.SNAPSHOT), snapBytes},
+		{filepath.Join(r.dir, MetadataDir, "timestamp.json"), tsBytes},
+	}, nil
 }
 
 func (r *Repo) roleExpires(role string) time.Duration {
@@ -763,57 +789,13 @@ func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
 		return err
 	}
 	defer unlock()
-	if !roleRE.MatchString(opts.Role) || len(opts.Role) > MaxNameLen {
-		return fmt.Errorf("delegate %q: %w: role name must match [a-z0-9][a-z0-9._-]*", opts.Role, ErrMalformed)
+	patterns, err := delegatePatterns(opts.Role, opts.Patterns)
+	if err != nil {
+		return err
 	}
-	for _, top := range tufmeta.TOP_LEVEL_ROLE_NAMES {
-		if opts.Role == top {
-			return fmt.Errorf("delegate %q: %w: a top-level role name", opts.Role, ErrMalformed)
-		}
-	}
-	if reservedRoleName(opts.Role) {
-		return fmt.Errorf("delegate %q: %w: %q and names starting %q are kept for hash bins", opts.Role, ErrMalformed, BinsRole, binNamePrefix+"-")
-	}
-	if len(opts.Patterns) == 0 {
-		return fmt.Errorf("delegate %s: %w: no patterns", opts.Role, ErrMalformed)
-	}
-	var patterns []string
-	for _, p := range opts.Patterns {
-		if !strings.Contains(p, "/") {
-			p = TargetPrefix + p + "/*"
-		}
-		parts := strings.Split(p, "/")
-		if len(parts) != 3 || parts[0]+"/" != TargetPrefix || parts[1] == "" || parts[2] == "" {
-			return fmt.Errorf("delegate %s: pattern %q: %w: want packages/<name glob>/<version glob>", opts.Role, p, ErrMalformed)
-		}
-		for _, part := range parts[1:] {
-			if _, err := filepath.Match(part, ""); err != nil {
-				return fmt.Errorf("delegate %s: pattern %q: %w: %v", opts.Role, p, ErrMalformed, err)
-			}
-		}
-		patterns = append(patterns, p)
-	}
-	th := opts.Threshold
-	if th == 0 {
-		th = 1
-	}
-	var ids []string
-	keys := map[string]*tufmeta.Key{}
-	for _, k := range opts.Keys {
-		if k == nil {
-			continue
-		}
-		id, err := k.ID()
-		if err != nil {
-			return fmt.Errorf("delegate %s: %w", opts.Role, err)
-		}
-		if _, dup := keys[id]; !dup {
-			ids = append(ids, id)
-		}
-		keys[id] = k
-	}
-	if th < 1 || len(ids) < th {
-		return fmt.Errorf("delegate %s: %w: %d distinct keys for threshold %d", opts.Role, ErrMissingKey, len(ids), th)
+	ids, keys, th, err := delegateKeys(opts.Role, opts.Keys, opts.Threshold)
+	if err != nil {
+		return err
 	}
 	if _, err := r.signers(tufmeta.TARGETS, r.root.Signed.Roles[tufmeta.TARGETS]); err != nil {
 		return fmt.Errorf("delegate %s: %w", opts.Role, err)
@@ -832,22 +814,7 @@ func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
 	for id, k := range keys {
 		d.Keys[id] = k
 	}
-	dr := tufmeta.DelegatedRole{Name: opts.Role, KeyIDs: ids, Threshold: th, Paths: patterns}
-	replaced := false
-	for i := range d.Roles {
-		if d.Roles[i].Name == opts.Role {
-			d.Roles[i] = dr
-			replaced = true
-		}
-	}
-	if !replaced {
-		// Publishers go before the bins, which end every walk (bins.go).
-		at := len(d.Roles)
-		if at > 0 && d.Roles[at-1].Name == BinsRole {
-			at--
-		}
-		d.Roles = slices.Insert(d.Roles, at, dr)
-	}
+	setDelegatedRole(d, tufmeta.DelegatedRole{Name: opts.Role, KeyIDs: ids, Threshold: th, Paths: patterns})
 	pruneDelegationKeys(d)
 	roles := map[string]*tufmeta.Metadata[tufmeta.TargetsType]{tufmeta.TARGETS: tg}
 	if _, exists := r.targets[opts.Role]; !exists {
@@ -867,6 +834,91 @@ func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
 		return fmt.Errorf("delegate %s: %w", opts.Role, err)
 	}
 	return r.saveSettings()
+}
+
+// delegatePatterns checks a delegated role's name and returns its
+// patterns as target paths: a bare name glob NAME stands for
+// packages/NAME/*.
+func delegatePatterns(role string, globs []string) ([]string, error) {
+	if !roleRE.MatchString(role) || len(role) > MaxNameLen {
+		return nil, fmt.Errorf("delegate %q: %w: role name must match [a-z0-9][a-z0-9._-]*", role, ErrMalformed)
+	}
+	for _, top := range tufmeta.TOP_LEVEL_ROLE_NAMES {
+		if role == top {
+			return nil, fmt.Errorf("delegate %q: %w: a top-level role name", role, ErrMalformed)
+		}
+	}
+	if reservedRoleName(role) {
+		return nil, fmt.Errorf("delegate %q: %w: %q and names starting %q are kept for hash bins", role, ErrMalformed, BinsRole, binNamePrefix+"-")
+	}
+	if len(globs) == 0 {
+		return nil, fmt.Errorf("delegate %s: %w: no patterns", role, ErrMalformed)
+	}
+	var patterns []string
+	for _, p := range globs {
+		if !strings.Contains(p, "/") {
+			p = TargetPrefix + p + "/*"
+		}
+		parts := strings.Split(p, "/")
+		if len(parts) != 3 || parts[0]+"/" != TargetPrefix || parts[1] == "" || parts[2] == "" {
+			return nil, fmt.Errorf("delegate %s: pattern %q: %w: want packages/<name glob>/<version glob>", role, p, ErrMalformed)
+		}
+		for _, part := range parts[1:] {
+			if _, err := filepath.Match(part, ""); err != nil {
+				return nil, fmt.Errorf("delegate %s: pattern %q: %w: %v", role, p, ErrMalformed, err)
+			}
+		}
+		patterns = append(patterns, p)
+	}
+	return patterns, nil
+}
+
+// delegateKeys returns the distinct keys of a delegated role, their IDs
+// in order, and its threshold (0 means 1), which the keys must reach.
+func delegateKeys(role string, given []*tufmeta.Key, threshold int) ([]string, map[string]*tufmeta.Key, int, error) {
+	th := threshold
+	if th == 0 {
+		th = 1
+	}
+	var ids []string
+	keys := map[string]*tufmeta.Key{}
+	for _, k := range given {
+		if k == nil {
+			continue
+		}
+		id, err := k.ID()
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("delegate %s: %w", role, err)
+		}
+		if _, dup := keys[id]; !dup {
+			ids = append(ids, id)
+		}
+		keys[id] = k
+	}
+	if th < 1 || len(ids) < th {
+		return nil, nil, 0, fmt.Errorf("delegate %s: %w: %d distinct keys for threshold %d", role, ErrMissingKey, len(ids), th)
+	}
+	return ids, keys, th, nil
+}
+
+// setDelegatedRole replaces the delegation of dr's name, or adds dr
+// before the hash bins, which end every walk (bins.go).
+func setDelegatedRole(d *tufmeta.Delegations, dr tufmeta.DelegatedRole) {
+	replaced := false
+	for i := range d.Roles {
+		if d.Roles[i].Name == dr.Name {
+			d.Roles[i] = dr
+			replaced = true
+		}
+	}
+	if !replaced {
+		// Publishers go before the bins, which end every walk (bins.go).
+		at := len(d.Roles)
+		if at > 0 && d.Roles[at-1].Name == BinsRole {
+			at--
+		}
+		d.Roles = slices.Insert(d.Roles, at, dr)
+	}
 }
 
 // pruneDelegationKeys drops keys no delegated role uses.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // maxRequestBody caps every API request body (see guard).
@@ -130,7 +130,7 @@ func (d *Daemon) Status() (*Status, error) {
 // downloadState adds what a running swarm download of c says to ps: the
 // bytes it holds, and whether it waits for the origin.
 func (d *Daemon) downloadState(ps *PackageStatus, c cid.Cid) {
-	if d.swarm == nil {
+	if d.swarm == nil { // an Offline daemon
 		return
 	}
 	ds, ok := d.swarm.DownloadState(c)
@@ -147,8 +147,8 @@ func (d *Daemon) downloadState(ps *PackageStatus, c cid.Cid) {
 // activeDownloads reports the running downloads, with the swarm's split
 // between peers and origin.
 func (d *Daemon) activeDownloads() []DownloadStatus {
-	split := map[cid.Cid]transfer.ActiveDownload{}
-	if d.swarm != nil {
+	split := map[cid.Cid]swarm.ActiveDownload{}
+	if d.swarm != nil { // nil in an Offline daemon
 		for _, a := range d.swarm.Active() {
 			split[a.Manifest] = a
 		}
@@ -158,9 +158,6 @@ func (d *Daemon) activeDownloads() []DownloadStatus {
 	out := make([]DownloadStatus, 0, len(d.fl.m))
 	for c, f := range d.fl.m {
 		a := split[c]
-		if d.swarm == nil {
-			a.FromOrigin = f.have.Load() - f.resumed.Load()
-		}
 		ds := DownloadStatus{Name: f.name, Version: f.version, ManifestCID: c.String(),
 			Have: f.have.Load(), Total: f.total.Load(), FromPeers: a.FromPeers, FromOrigin: a.FromOrigin, Peers: a.Peers, Started: f.started}
 		if !a.WaitingOriginSince.IsZero() {
@@ -176,33 +173,28 @@ func (d *Daemon) activeDownloads() []DownloadStatus {
 // counters is Status without the store's packages and the VMs.
 func (d *Daemon) counters() (*Status, error) {
 	st := &Status{
-		PeerID:          d.peerID(),
-		Addrs:           d.addrs(),
-		BytesFromPeers:  d.bytesFromPeers.Load(),
-		BytesFromOrigin: d.bytesFromOrigin.Load(),
-		BytesUploaded:   d.bytesUploaded.Load(),
-		Repo:            d.cfg.RepoURL,
-		DataDir:         d.cfg.DataDir,
+		PeerID:  d.peerID(),
+		Addrs:   d.addrs(),
+		Repo:    d.cfg.RepoURL,
+		DataDir: d.cfg.DataDir,
 	}
-	if d.swarm != nil {
+	if d.swarm != nil { // nil in an Offline daemon
 		ss := d.swarm.Stats()
-		st.BytesFromPeers += ss.BytesFromPeers
-		st.BytesFromOrigin += ss.BytesFromOrigin
-		st.BytesUploaded += ss.BytesUploaded
+		st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded = ss.BytesFromPeers, ss.BytesFromOrigin, ss.BytesUploaded
+	}
+	if d.p2p != nil {
 		st.Peers = len(d.p2p.Peers())
 	}
 	return st, nil
 }
 
+// adminHandler is the API of the admin socket: everything the host's
+// administrator may ask, one handler per route.
 func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st, err := d.Status()
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, st)
+		answer(w, st, err)
 	})
 	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
 		peers := []PeerInfo{}
@@ -211,26 +203,7 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, peers)
 	})
-	mux.HandleFunc("POST /v1/fetch", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Ref string `json:"ref"`
-		}
-		if err := decodeRequest(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		streamProgress(w, r, func(p Progress) (any, error) {
-			infos, err := d.Fetch(r.Context(), req.Ref, p)
-			if err != nil {
-				return nil, err
-			}
-			out := make([]PackageStatus, 0, len(infos))
-			for _, i := range infos {
-				out = append(out, PackageStatus{Name: i.Name, Version: i.Version, ManifestCID: i.ManifestCID.String(), State: string(i.State), Size: i.Size, Have: i.Have, Files: i.Files})
-			}
-			return out, nil
-		})
-	})
+	mux.HandleFunc("POST /v1/fetch", d.serveFetch)
 	mux.HandleFunc("POST /v1/install", func(w http.ResponseWriter, r *http.Request) {
 		var req InstallRequest
 		if err := decodeRequest(r, &req); err != nil {
@@ -239,67 +212,92 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		streamProgress(w, r, func(p Progress) (any, error) { return d.Install(r.Context(), req, p) })
 	})
-	mux.HandleFunc("POST /v1/uninstall", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			VM   string `json:"vm"`
-			Name string `json:"name"`
-		}
-		if err := decodeRequest(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		out, err := d.Uninstall(r.Context(), req.VM, req.Name)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
+	mux.HandleFunc("POST /v1/uninstall", d.serveUninstall)
 	mux.HandleFunc("GET /v1/installs", func(w http.ResponseWriter, r *http.Request) {
 		out, err := d.listInstalls(r.URL.Query().Get("vm"))
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, out)
+		answer(w, out, err)
 	})
-	mux.HandleFunc("POST /v1/gc", func(w http.ResponseWriter, r *http.Request) {
-		var req GCRequest
-		if err := decodeRequest(r, &req); err != nil {
-			writeError(w, err)
-			return
-		}
-		res, err := d.store.GCWith(r.Context(), share.GCOptions{Partial: req.Partial})
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
+	mux.HandleFunc("POST /v1/gc", d.serveGC)
 	mux.HandleFunc("GET /v1/vms", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.vms.list())
 	})
-	mux.HandleFunc("POST /v1/vms", func(w http.ResponseWriter, r *http.Request) {
-		var v VM
-		if err := decodeRequest(r, &v); err != nil {
-			writeError(w, err)
-			return
-		}
-		if err := d.AddVM(v); err != nil {
-			writeError(w, err)
-			return
-		}
-		v, _ = d.vms.get(v.ID)
-		writeJSON(w, http.StatusOK, map[string]any{"vm": v, "socket": VMSocketPath(d.cfg.DataDir, v.ID)})
-	})
+	mux.HandleFunc("POST /v1/vms", d.serveAddVM)
 	mux.HandleFunc("DELETE /v1/vms/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if err := d.RemoveVM(r.Context(), r.PathValue("id")); err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")})
+		err := d.RemoveVM(r.Context(), r.PathValue("id"))
+		answer(w, map[string]string{"removed": r.PathValue("id")}, err)
 	})
 	return mux
+}
+
+// serveFetch is POST /v1/fetch: Fetch, its progress streamed.
+func (d *Daemon) serveFetch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Ref string `json:"ref"`
+	}
+	if err := decodeRequest(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	streamProgress(w, r, func(p Progress) (any, error) {
+		infos, err := d.Fetch(r.Context(), req.Ref, p)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]PackageStatus, 0, len(infos))
+		for _, i := range infos {
+			out = append(out, PackageStatus{Name: i.Name, Version: i.Version, ManifestCID: i.ManifestCID.String(), State: string(i.State), Size: i.Size, Have: i.Have, Files: i.Files})
+		}
+		return out, nil
+	})
+}
+
+// serveUninstall is POST /v1/uninstall.
+func (d *Daemon) serveUninstall(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		VM   string `json:"vm"`
+		Name string `json:"name"`
+	}
+	if err := decodeRequest(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := d.Uninstall(r.Context(), req.VM, req.Name)
+	answer(w, out, err)
+}
+
+// serveGC is POST /v1/gc.
+func (d *Daemon) serveGC(w http.ResponseWriter, r *http.Request) {
+	var req GCRequest
+	if err := decodeRequest(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := d.store.GCWith(r.Context(), share.GCOptions{Partial: req.Partial})
+	answer(w, res, err)
+}
+
+// serveAddVM is POST /v1/vms: AddVM, answered with the VM and its socket.
+func (d *Daemon) serveAddVM(w http.ResponseWriter, r *http.Request) {
+	var v VM
+	if err := decodeRequest(r, &v); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := d.AddVM(v); err != nil {
+		writeError(w, err)
+		return
+	}
+	v, _ = d.vms.get(v.ID)
+	writeJSON(w, http.StatusOK, map[string]any{"vm": v, "socket": VMSocketPath(d.cfg.DataDir, v.ID)})
+}
+
+// answer writes v as JSON, or err.
+func answer(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // guard wraps every API handler (newAPIServer). It reads the request body

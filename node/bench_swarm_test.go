@@ -45,7 +45,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 )
 
 // bswOrigin is a repository served over HTTP on loopback that counts the
@@ -74,7 +74,7 @@ func newBswOrigin(tb testing.TB) *bswOrigin {
 	if o.root, err = os.ReadFile(filepath.Join(o.dir, "metadata", "1.root.json")); err != nil {
 		tb.Fatal(err)
 	}
-	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: o.dir})
+	srv, err := httporigin.NewServer(httporigin.ServerConfig{Dir: o.dir})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -163,13 +163,13 @@ func startBswNode(tb testing.TB, o *bswOrigin, bootstrap []string) *bswNode {
 	pc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	pc.Bootstrap = bootstrap
 	pc.EnableAutoNAT, pc.EnableHolePunching, pc.EnableRelay = false, false, false
-	d, err := New(Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour})
+	d, err := NewDaemon(context.Background(), Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- runAndClose(ctx, d) }()
 	var once sync.Once
 	n := &bswNode{d: d, c: NewClient(data), data: data}
 	n.stop = func() {

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 )
 
 // benchOrigin is a repository served over HTTP that counts the chunk bytes
@@ -49,7 +49,7 @@ func newBenchOrigin(tb testing.TB, delay time.Duration) *benchOrigin {
 	if o.root, err = os.ReadFile(filepath.Join(o.dir, "metadata", "1.root.json")); err != nil {
 		tb.Fatal(err)
 	}
-	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: o.dir})
+	srv, err := httporigin.NewServer(httporigin.ServerConfig{Dir: o.dir})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -113,13 +113,13 @@ func startBenchDaemon(tb testing.TB, o *benchOrigin) (*Client, string) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { os.RemoveAll(dataDir) })
-	d, err := New(Config{DataDir: dataDir, RepoURL: o.url, Root: o.root})
+	d, err := NewDaemon(context.Background(), Config{DataDir: dataDir, RepoURL: o.url, Root: o.root})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- runAndClose(ctx, d) }()
 	tb.Cleanup(func() {
 		cancel()
 		select {

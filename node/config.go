@@ -8,7 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Config configures a Daemon. Zero fields take the defaults filled in by
@@ -22,7 +23,9 @@ type Config struct {
 	// Root is the initial trusted root.json, used only until DataDir holds
 	// trusted metadata of its own. Required on first start.
 	Root []byte
-	// Parallel is how many chunk requests run at once per download (default 8).
+	// Parallel is how many origin requests one download keeps open
+	// (default 8; more for packages of small chunks, see
+	// swarm.Config.OriginParallel).
 	Parallel int
 	// RefreshInterval is how long fetched repository metadata is used before
 	// the next request refreshes it (default 30s).
@@ -31,14 +34,14 @@ type Config struct {
 	StallTimeout time.Duration
 	// OriginDeadline is how long a download waits for an unreachable
 	// origin, with no chunk arriving from anyone, before it fails
-	// (default 10m; see transfer.SwarmConfig.OriginDeadline). Chunks
+	// (default 10m; see swarm.Config.OriginDeadline). Chunks
 	// that peers hold keep coming meanwhile.
 	OriginDeadline time.Duration
 	// Source overrides the chunk source (tests); default: the HTTP origin.
-	Source transfer.ChunkSource
-	// P2P configures the libp2p host, the /stork DHT and the swarm; nil
-	// runs the daemon without peers (every chunk from the origin). Its
-	// DataDir and Logger are filled in from this Config.
+	Source httporigin.ChunkSource
+	// P2P configures the libp2p host and the /stork DHT the swarm runs
+	// on; nil runs the swarm without peers (every chunk from the origin).
+	// Its DataDir and Logger are filled in from this Config.
 	P2P *P2PConfig
 	// UploadRate and DownloadRate cap swarm traffic in bytes/s (0: none).
 	UploadRate, DownloadRate int64
@@ -91,7 +94,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.StallTimeout = 15 * time.Second
 	}
 	if c.OriginDeadline <= 0 {
-		c.OriginDeadline = transfer.DefaultOriginDeadline
+		c.OriginDeadline = swarm.DefaultOriginDeadline
 	}
 	c.API = c.API.withDefaults()
 	if c.Logger == nil {

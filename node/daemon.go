@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -20,22 +18,27 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Daemon is the host daemon: one per physical host and data directory.
+// NewDaemon builds it whole, Run serves it, Close releases it.
 type Daemon struct {
 	cfg    Config
 	log    *slog.Logger
+	unlock func() // releases the data directory's lock
 	store  *share.Store
-	origin *transfer.Origin
-	source transfer.ChunkSource
+	origin *httporigin.Client
+	source httporigin.ChunkSource
 	meta   *metaClient
 	vms    *vmRegistry
-	p2p    *P2P            // nil without a swarm
-	swarm  *transfer.Swarm // nil without a swarm
-	fl     flights
-	quota  vmQuotas // bytes VMs' requests in flight reserved (quota.go)
+	p2p    *P2P // nil without peers (Config.P2P nil)
+	swarm  *swarm.Swarm
+	// stopSwarm ends the swarm's Run (its re-provide loop) and closes it.
+	stopSwarm func()
+	fl        flights
+	quota     vmQuotas // bytes VMs' requests in flight reserved (quota.go)
 	// repairKick wakes the repairer (repair.go).
 	repairKick chan struct{}
 	chk        checks     // package checks in progress (repair.go)
@@ -44,46 +47,83 @@ type Daemon struct {
 	// logged: once per package, not per view.
 	setuidNoted sync.Map
 
-	bytesFromOrigin atomic.Int64
-	bytesFromPeers  atomic.Int64
-	bytesUploaded   atomic.Int64
-	// Chunks downloads without the swarm verified and failed (the swarm
-	// counts its own).
-	chunksVerified, chunksFailed atomic.Int64
-	metrics                      *daemonMetrics
+	metrics    *daemonMetrics
+	unregister func() // takes the metrics off Config.Metrics
 
-	// bg owns downloads that outlive the request that started them.
-	bg     context.Context
-	bgWG   sync.WaitGroup
-	serveM sync.Mutex
-	vmSrv  map[string]*vmServer
+	// bg owns the downloads, which outlive the request that started them
+	// and end at Close (background).
+	bg       context.Context
+	bgCancel context.CancelFunc
+	bgMu     sync.Mutex
+	bgWG     sync.WaitGroup
+
+	// serveM serialises changes to views and to the VM sockets; serving
+	// says whether Run serves (VM sockets start only then).
+	serveM  sync.Mutex
+	serving bool
+	vmSrv   map[string]*vmServer
 
 	// conns is the API sockets' share of the file descriptors; vmConns
 	// counts the connections of every VM socket against conns.VMs.
 	conns   connBudget
 	vmConns *connSlots
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// New checks cfg; Run opens the store and serves.
-func New(cfg Config) (*Daemon, error) {
-	cfg, err := cfg.withDefaults()
+// NewDaemon builds the daemon of cfg.DataDir whole: it takes the data
+// directory (one daemon per directory), opens the store, starts the
+// libp2p host if Config.P2P asks for one and the swarm on it, and makes
+// the metadata client, the VM registry and the metrics. ctx bounds the
+// libp2p start only. The daemon serves nothing until Run; Close releases
+// it.
+func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
+	cfg, err = cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: cfg.RepoURL, StallTimeout: cfg.StallTimeout, UserAgent: "stork-daemon"})
+	origin, err := httporigin.NewClient(httporigin.Config{URL: cfg.RepoURL, StallTimeout: cfg.StallTimeout, UserAgent: "stork-daemon"})
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger, origin: origin, source: cfg.Source, vmSrv: map[string]*vmServer{}, metrics: newDaemonMetrics()}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, origin: origin, source: cfg.Source, vmSrv: map[string]*vmServer{},
+		metrics: newDaemonMetrics(), repairKick: make(chan struct{}, 1)}
 	if d.source == nil {
 		d.source = origin
 	}
+	d.bg, d.bgCancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			_ = d.Close()
+		}
+	}()
+	if err := d.openDataDir(); err != nil {
+		return nil, err
+	}
+	if err := d.startSwarm(ctx); err != nil {
+		return nil, err
+	}
+	var peers filePeers
+	if d.p2p != nil {
+		peers = d.p2p
+	}
+	if d.meta, err = newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher"))); err != nil {
+		return nil, err
+	}
+	d.meta.onRefresh = d.metrics.observeRefresh
+	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
+		return nil, err
+	}
+	if d.unregister, err = d.registerMetrics(d.cfg.Metrics); err != nil {
+		return nil, err
+	}
+	d.budgetConns()
 	return d, nil
 }
 
-// Run opens the data directory, serves the admin socket and every VM socket,
-// and returns when ctx ends, having closed everything it opened.
-func (d *Daemon) Run(ctx context.Context) error {
+// openDataDir creates and locks the data directory and opens its store.
+func (d *Daemon) openDataDir() error {
 	if err := os.MkdirAll(d.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory %s: %w", d.cfg.DataDir, err)
 	}
@@ -91,52 +131,33 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	d.unlock = unlock
+	d.store, err = share.Open(storeConfig(d.cfg.DataDir, d.log.With("component", "share")))
+	return err
+}
 
-	store, err := share.Open(storeConfig(d.cfg.DataDir, d.log.With("component", "share")))
-	if err != nil {
-		return err
-	}
-	d.store = store
-	defer store.Close()
-
-	if d.cfg.P2P != nil {
-		stopSwarm, err := d.startSwarm(ctx)
-		if err != nil {
-			return err
-		}
-		defer stopSwarm()
-	}
-
-	var peers filePeers
-	if d.p2p != nil {
-		peers = d.p2p
-	}
-	meta, err := newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher")))
-	if err != nil {
-		return err
-	}
-	d.meta = meta
-	meta.onRefresh = d.metrics.observeRefresh
-	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
-		return err
-	}
+// Run serves until ctx ends: it restores the VMs' views, serves the swarm
+// protocol and the repository files to peers, keeps the store sound
+// (repair.go), and serves the admin socket and every VM socket. It
+// returns when ctx ends, having stopped what it started; downloads
+// running then go on until Close. Run is called at most once.
+func (d *Daemon) Run(ctx context.Context) error {
 	d.restoreViews()
-	unregister, err := d.registerMetrics(d.cfg.Metrics)
-	if err != nil {
-		return err
+	if d.p2p != nil {
+		d.p2p.SetStreamHandler(d.swarm.HandleStream)
+		d.p2p.SetFileServer(d.serveFile)
+		defer func() {
+			d.p2p.SetStreamHandler(nil)
+			d.p2p.SetFileServer(nil)
+		}()
 	}
-	defer unregister()
-
-	bg, cancelBG := context.WithCancel(context.Background())
-	d.bg = bg
+	careCtx, stopCare := context.WithCancel(ctx)
+	careDone := d.startStoreCare(careCtx)
 	defer func() {
-		cancelBG()
-		d.bgWG.Wait()
+		stopCare()
+		careDone.Wait()
 	}()
-	d.startStoreCare(bg)
 
-	d.budgetConns()
 	sock := SocketPath(d.cfg.DataDir)
 	ln, err := listenUnix(sock, 0o600)
 	if err != nil {
@@ -145,12 +166,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	admin := newAPIServer(d.adminHandler(), d.cfg.API, d.log)
 	errc := make(chan error, 1)
 	go func() { errc <- admin.Serve(newLimitListener(ln, d.log, newConnSlots(d.conns.Admin))) }()
-
-	for _, vm := range d.vms.list() {
-		if err := d.startVM(vm); err != nil {
-			d.log.Warn("vm socket not started", "vm", vm.ID, "err", err)
-		}
-	}
+	d.startVMs()
 	d.log.Info("daemon started", "data", d.cfg.DataDir, "socket", sock, "repo", d.cfg.RepoURL, "peer", d.peerID(), "addrs", d.addrs())
 
 	select {
@@ -172,9 +188,53 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return nil
 }
 
+// Close ends the downloads, stops the swarm and the libp2p host, takes
+// the metrics off their registry, closes the store and releases the data
+// directory. It is safe to call more than once, and after a failed
+// NewDaemon released what it had built.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		d.stopVMs(context.Background())
+		d.bgMu.Lock()
+		d.bgCancel()
+		d.bgMu.Unlock()
+		d.bgWG.Wait()
+		if d.unregister != nil {
+			d.unregister()
+		}
+		if d.stopSwarm != nil {
+			d.stopSwarm()
+		}
+		d.closeP2P()
+		if d.store != nil {
+			d.closeErr = d.store.Close()
+		}
+		if d.unlock != nil {
+			d.unlock()
+		}
+	})
+	return d.closeErr
+}
+
+// background runs f on the daemon's background context, as one of the
+// goroutines Close waits for; false if the daemon is closing.
+func (d *Daemon) background(f func(ctx context.Context)) bool {
+	d.bgMu.Lock()
+	defer d.bgMu.Unlock()
+	if d.bg.Err() != nil {
+		return false
+	}
+	d.bgWG.Add(1)
+	go func() {
+		defer d.bgWG.Done()
+		f(d.bg)
+	}()
+	return true
+}
+
 // budgetConns raises RLIMIT_NOFILE to its hard limit and divides it
 // between the store and the swarm, the admin socket and the VM sockets
-// (newConnBudget), once per Run.
+// (newConnBudget), once per daemon.
 func (d *Daemon) budgetConns() {
 	nofile, err := raiseNoFile()
 	if err != nil {
@@ -187,35 +247,25 @@ func (d *Daemon) budgetConns() {
 		"admin", d.conns.Admin, "vms", d.conns.VMs, "per_vm", d.conns.PerVM)
 }
 
-// startSwarm starts the libp2p host and the swarm on it, announces every
-// complete package in the store, and returns the function that stops both.
-func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
-	pc := *d.cfg.P2P
-	pc.DataDir = d.cfg.DataDir
-	pc.Logger = d.log.With("component", "p2p")
-	pc.lookupObserver = d.metrics.observeLookup
-	p2p, err := NewP2P(ctx, pc)
-	if err != nil {
-		return nil, err
+// startSwarm starts the libp2p host when Config.P2P asks for one, and the
+// swarm (on it, or without peers: the origin its only source), which
+// announces every complete package in the store.
+func (d *Daemon) startSwarm(ctx context.Context) error {
+	if d.cfg.P2P != nil {
+		pc := *d.cfg.P2P
+		pc.DataDir = d.cfg.DataDir
+		pc.Logger = d.log.With("component", "p2p")
+		pc.lookupObserver = d.metrics.observeLookup
+		p2p, err := NewP2P(ctx, pc)
+		if err != nil {
+			return err
+		}
+		d.p2p = p2p
 	}
-	sw, err := transfer.NewSwarm(transfer.SwarmConfig{
-		Self:                p2p.ID(),
-		Network:             p2p,
-		Discovery:           p2p,
-		Store:               swarmStore{d.store},
-		Origin:              d.source,
-		Logger:              d.log.With("component", "swarm"),
-		UploadRate:          d.cfg.UploadRate,
-		DownloadRate:        d.cfg.DownloadRate,
-		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
-		OriginDeadline:      d.cfg.OriginDeadline,
-	})
+	sw, err := d.newSwarm()
 	if err != nil {
-		p2p.Close()
-		return nil, err
+		return err
 	}
-	p2p.SetStreamHandler(sw.HandleStream)
-	p2p.SetFileServer(d.serveFile)
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -224,26 +274,55 @@ func (d *Daemon) startSwarm(ctx context.Context) (func(), error) {
 			d.log.Warn("swarm stopped", "err", err)
 		}
 	}()
-	d.p2p, d.swarm = p2p, sw
-	pkgs, err := d.store.Packages()
-	if err != nil {
+	d.swarm = sw
+	d.stopSwarm = func() {
 		cancel()
 		<-done
-		p2p.Close()
-		return nil, err
+	}
+	pkgs, err := d.store.Packages()
+	if err != nil {
+		return err
 	}
 	for _, p := range pkgs {
 		if p.State == share.StateComplete {
 			sw.Announce(p.ManifestCID)
 		}
 	}
-	return func() {
-		p2p.SetStreamHandler(nil)
-		p2p.SetFileServer(nil)
-		cancel()
-		<-done
-		p2p.Close()
-	}, nil
+	return nil
+}
+
+// The origin's client checks every chunk's CID, so the swarm does not
+// hash its chunks again.
+var _ swarm.CheckedSource = (*httporigin.Client)(nil)
+
+// localPeer names this host in a swarm without peers.
+const localPeer swarm.PeerID = "local"
+
+// newSwarm makes the swarm: on the libp2p host if there is one, else
+// without peers.
+func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
+	sc := swarm.Config{
+		Self:                localPeer,
+		Store:               swarmStore{d.store},
+		Origin:              d.source,
+		Logger:              d.log.With("component", "swarm"),
+		UploadRate:          d.cfg.UploadRate,
+		DownloadRate:        d.cfg.DownloadRate,
+		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
+		OriginParallel:      d.cfg.Parallel,
+		OriginDeadline:      d.cfg.OriginDeadline,
+	}
+	if d.p2p != nil {
+		sc.Self, sc.Network, sc.Discovery = d.p2p.ID(), d.p2p, d.p2p
+	}
+	return swarm.New(sc)
+}
+
+// closeP2P closes the libp2p host, if there is one.
+func (d *Daemon) closeP2P() {
+	if d.p2p != nil {
+		d.p2p.Close()
+	}
 }
 
 func (d *Daemon) peerID() string {
@@ -327,17 +406,14 @@ func (d *Daemon) serveFile(p string, maxLen int64) ([]byte, error) {
 // tufDir holds the trusted repository metadata.
 func (d *Daemon) tufDir() string { return filepath.Join(d.cfg.DataDir, "tuf") }
 
-// metaClient serialises use of the TUF client and refreshes it at most once
-// per RefreshInterval, and at once when a package is not found (it may have
-// been published since), at most once per minForcedRefresh.
+// metaClient refreshes the TUF client at most once per RefreshInterval,
+// and at once when a package is not found (it may have been published
+// since), at most once per minForcedRefresh. The client serialises its
+// own calls; metaClient holds no lock.
 type metaClient struct {
-	mu        sync.Mutex
-	c         *metadata.Client
-	dir       string // where the trusted metadata is kept
-	interval  time.Duration
-	now       func() time.Time
-	refreshed time.Time
-	version   int64 // the trusted timestamp's version after the last refresh
+	c        *metadata.Client
+	interval time.Duration
+	now      func() time.Time
 	// onRefresh, if set, is told of every successful refresh (metrics).
 	onRefresh func(at time.Time, version int64)
 }
@@ -347,93 +423,75 @@ type metaClient struct {
 const minForcedRefresh = time.Second
 
 func newMetaClient(cfg Config, f metadata.Fetcher) (*metaClient, error) {
-	dir := filepath.Join(cfg.DataDir, "tuf")
 	c, err := metadata.NewClient(metadata.ClientConfig{
-		Dir: dir, Root: cfg.Root, Fetcher: f, Now: cfg.Now,
+		Dir: filepath.Join(cfg.DataDir, "tuf"), Root: cfg.Root, Fetcher: f, Now: cfg.Now,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &metaClient{c: c, dir: dir, interval: cfg.RefreshInterval, now: cfg.Now}, nil
+	return &metaClient{c: c, interval: cfg.RefreshInterval, now: cfg.Now}, nil
 }
 
-// refreshLocked refreshes when the metadata is older than the interval
-// (or than minForcedRefresh when force), and says whether it did.
-func (m *metaClient) refreshLocked(ctx context.Context, force bool) (bool, error) {
+// refresh refreshes when the metadata is older than the interval (or
+// than minForcedRefresh when force), and says whether it did.
+func (m *metaClient) refresh(ctx context.Context, force bool) (bool, error) {
 	limit := m.interval
 	if force {
 		limit = min(limit, minForcedRefresh)
 	}
-	if !m.refreshed.IsZero() && m.now().Sub(m.refreshed) < limit {
-		return false, nil
-	}
-	if err := m.c.Refresh(ctx); err != nil {
+	did, err := m.c.RefreshIfOlder(ctx, limit)
+	if err != nil {
 		return false, fmt.Errorf("update repository metadata: %w", err)
 	}
-	m.refreshed = m.now()
-	m.version = trustedTimestampVersion(m.dir)
-	if m.onRefresh != nil {
-		m.onRefresh(m.refreshed, m.version)
+	if did && m.onRefresh != nil {
+		last := m.c.LastRefresh()
+		m.onRefresh(last.At, last.Version)
 	}
-	return true, nil
+	return did, nil
+}
+
+// resolve resolves one ref from fresh signed metadata.
+func (m *metaClient) resolve(ctx context.Context, ref string) (*metadata.Resolved, error) {
+	if _, err := m.refresh(ctx, false); err != nil {
+		return nil, err
+	}
+	return m.c.Resolve(ctx, ref)
 }
 
 // closure resolves ref and its dependencies from fresh signed metadata. A
 // package not found is looked for again in metadata refreshed at once; if
 // it is still missing, the error says how old the metadata is.
 func (m *metaClient) closure(ctx context.Context, ref string) ([]*metadata.Resolved, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	fresh, err := m.refreshLocked(ctx, false)
+	fresh, err := m.refresh(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	pkgs, err := m.c.ResolveClosure(ctx, ref)
 	if errors.Is(err, metadata.ErrNotFound) && !fresh {
-		if ok, rerr := m.refreshLocked(ctx, true); rerr != nil {
+		if ok, rerr := m.refresh(ctx, true); rerr != nil {
 			return nil, fmt.Errorf("%w; looking again: %w", err, rerr)
 		} else if ok {
 			pkgs, err = m.c.ResolveClosure(ctx, ref)
 		}
 	}
 	if errors.Is(err, metadata.ErrNotFound) {
-		return nil, fmt.Errorf("%w (repository metadata version %d, refreshed %s ago)", err, m.version, m.now().Sub(m.refreshed).Round(time.Millisecond))
+		last := m.c.LastRefresh()
+		return nil, fmt.Errorf("%w (repository metadata version %d, refreshed %s ago)", err, last.Version, m.now().Sub(last.At).Round(time.Millisecond))
 	}
 	return pkgs, err
 }
 
 // state returns when the metadata was last refreshed and its timestamp's
-// version (zero before the first refresh).
+// version (zero before the first refresh), without waiting for a refresh
+// under way.
 func (m *metaClient) state() (time.Time, int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.refreshed, m.version
-}
-
-// trustedTimestampVersion reads the version of the trusted timestamp kept
-// in dir (0 if it cannot be read): the repository metadata version a host
-// has applied.
-func trustedTimestampVersion(dir string) int64 {
-	b, err := os.ReadFile(filepath.Join(dir, "timestamp.json"))
-	if err != nil {
-		return 0
-	}
-	var ts struct {
-		Signed struct {
-			Version int64 `json:"version"`
-		} `json:"signed"`
-	}
-	if json.Unmarshal(b, &ts) != nil {
-		return 0
-	}
-	return ts.Signed.Version
+	last := m.c.LastRefresh()
+	return last.At, last.Version
 }
 
 // packages lists what signed metadata publishes.
 func (m *metaClient) packages(ctx context.Context) ([]metadata.PackageInfo, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.refreshLocked(ctx, false); err != nil {
+	if _, err := m.refresh(ctx, false); err != nil {
 		return nil, err
 	}
 	return m.c.Packages(ctx)

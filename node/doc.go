@@ -2,33 +2,90 @@
 // configuration, lifecycle and the local API server. It wires transfer,
 // share and metadata together through small interfaces.
 //
-// The daemon keeps its store sound (repair.go): it checks a package's
-// objects before exposing its tree, scrubs every object in the background
-// at a bounded rate, and fetches again, through the swarm or the origin,
-// every package whose objects were found damaged. A VM's own requests are
-// held to its quota (quota.go). Views (views.go) show trees as the
-// archive has them; setuid and setgid take effect only in bind and
-// overlay views of VMs registered with AllowSetuid, which show the
-// package's setuid variant tree mounted without nosuid; elsewhere the
-// install says "dropped" and the daemon logs it once per package.
-// Changing a VM's policy re-makes its views of such packages at once.
-// With the daemon stopped, RebuildIndex
-// recovers a lost index, VerifyStore checks the store and RepairStore
-// marks what must be fetched again; OpenOffline reads a stopped daemon's
-// packages, VMs and views without writing anything (stork list, status).
+// # Rules
+//
+//   - One daemon per data directory. NewDaemon takes an exclusive flock on
+//     DATA/lock and holds it until Close; a second daemon on the directory
+//     is refused. Readers of a stopped daemon's directory (OpenOffline,
+//     VerifyStore, RebuildIndex, RepairStore) take it too, so that nothing
+//     reads or repairs a store a daemon is writing.
+//   - Built whole, then served. NewDaemon opens the store, starts the libp2p
+//     host (Config.P2P) and the swarm, makes the metadata client and the VM
+//     registry and registers the metrics; a daemon that NewDaemon returns
+//     answers Fetch and Status at once. Run serves: it restores the views,
+//     answers peers on the swarm and files protocols, scrubs and repairs the
+//     store, and serves the admin socket and the VM sockets until its
+//     context ends. Close ends the downloads and releases everything.
+//   - One download per package, outliving its requests. Every request for
+//     a package (Fetch, Install, a VM's install, a repair) joins the one
+//     download of its manifest CID (a flight, packages.go); the download
+//     runs on the daemon's background context, so a requester that goes
+//     away cancels nothing for the others, and ends only at Close.
+//   - One download engine: the swarm (transfer/swarm). With Config.P2P nil
+//     (stork daemon --no-swarm) it has no network and the origin is its only
+//     source; otherwise it trades with the peers the DHT finds and asks the
+//     origin only for what no peer has.
+//   - The admin socket (DATA/stork.sock, 0600) is the host administrator's:
+//     it answers every request. A VM's socket (DATA/vms/ID.sock, 0660) is its
+//     identity: nothing in a request names another VM. Through it a VM lists
+//     the packages its Allow patterns permit, lists what it has installed
+//     and installs a permitted package into its own registered root and view
+//     mode, within its Quota (quota.go); every other request is
+//     ErrForbidden, and the packages it is shown carry paths relative to
+//     its root, never the host's. Each socket takes at
+//     most its share of the file descriptors (APILimits, listen.go).
+//   - Views change one at a time. Installs, uninstalls, the views restored
+//     at Run and the views re-made when a VM's setuid policy changes hold
+//     one lock (Daemon.serveM); downloads do not, and run in parallel.
+//
+// # One chunk, from the wire to the store
+//
+// A request names NAME[@VERSION]. The metadata client (metaClient) refreshes
+// the signed repository metadata when it is older than RefreshInterval and
+// resolves the name, with its dependencies, to manifests that the signed
+// targets pin (metadata.Client.ResolveClosure). ensurePackage starts or
+// joins the package's flight; fillPackage opens the package's share.Partial
+// (share.Store.BeginPackage) and hands it, as the sink, to
+// swarm.Swarm.Download. The swarm asks peers (the swarm wire protocol on
+// /stork/swarm/1.0.0, streams of the libp2p host in p2p.go) and the
+// origin (the HTTP client of transfer/origin) for the chunks the Partial
+// is missing, checks every chunk against its CID (a chunk from the origin
+// once, by the client), and passes it to Partial.PutVerifiedChunk:
+// the store writes it into its partial file, a commit group makes it
+// durable and records it, and a complete file becomes an object. When every
+// chunk is in, Partial.Commit builds the package's tree of hard links to
+// the objects, and the swarm announces the package so that peers fetch it
+// from this host. Install then shows the tree in the VM's view
+// (share.MountView).
+//
+// # Keeping the store sound
+//
+// The daemon checks a package's objects before exposing its tree, scrubs
+// every object in the background at a bounded rate, and downloads again
+// every package whose objects were found damaged (repair.go). Views
+// (views.go) show trees as the archive has them; setuid and setgid take
+// effect only in bind and overlay views of VMs registered with
+// AllowSetuid, which show the package's setuid variant tree mounted without
+// nosuid; elsewhere the install says "dropped" and the daemon logs it once
+// per package. Changing a VM's policy re-makes its views of such packages
+// at once. With the daemon stopped, RebuildIndex recovers a lost index,
+// VerifyStore checks the store and RepairStore marks what must be
+// downloaded again; OpenOffline reads a stopped daemon's packages, VMs and
+// views without writing anything (stork list, status).
 //
 // Doctor (doctor.go) checks a host for what keeps a daemon from running
 // well: one function per check, each returning findings with what to fix.
 //
-// Metrics (metrics.go) are read from the daemon's counters when scraped;
-// the latency histograms and the metadata gauges are set as events happen.
+// Metrics (metrics.go) are read from the swarm's and the store's counters
+// when scraped; the latency histograms and the metadata gauges are set as
+// events happen.
 //
 // # The origin is a fallback
 //
-// Everything a host needs to resolve and fetch a package can come from its
-// peers. Hosts serve each other, on /stork/files/1.0.0 (p2p_files.go), the
-// TUF metadata they trust (metadata.TrustedFile: timestamp.json and every
-// N.ROLE.json they hold, root chain included) and the manifests their
+// Everything a host needs to resolve and download a package can come from
+// its peers. Hosts serve each other, on /stork/files/1.0.0 (p2p_files.go),
+// the TUF metadata they trust (metadata.TrustedFile: timestamp.json and
+// every N.ROLE.json they hold, root chain included) and the manifests their
 // stores hold; nothing else, rate-limited per peer, size-capped, with a
 // deadline on both sides. The daemon's repository fetcher (fetcher.go)
 // asks the origin and a few peers at once and takes the first copy that
@@ -49,5 +106,8 @@
 // the outage began; the swarm logs the outage once at WARN and its end
 // once at INFO; the download fails with an error naming the origin only
 // after Config.OriginDeadline without a chunk from anyone, and resumes by
-// itself if the origin answers before then.
+// itself if the origin answers before then. A daemon without peers waits
+// the same way. An origin that answers that it lacks a chunk, or sends it
+// corrupt, twice in a row, fails the download of a daemon without peers at
+// once: no other source exists.
 package node

@@ -21,4 +21,6 @@ var (
 	// ErrRunning: a daemon holds the data directory, so it cannot be read
 	// or changed directly; ask the daemon through its socket.
 	ErrRunning = errors.New("a daemon runs on it")
+	// ErrClosed: the daemon is closing and starts no more downloads.
+	ErrClosed = errors.New("daemon closed")
 )

@@ -12,17 +12,17 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // filePeers is what sourcesFetcher needs of the libp2p side (P2P).
 type filePeers interface {
 	// FilePeers lists the connected peers to ask, in random order.
-	FilePeers() []transfer.PeerID
+	FilePeers() []swarm.PeerID
 	// FindProviders streams the peers that announced a package.
-	FindProviders(ctx context.Context, manifest cid.Cid) <-chan transfer.PeerID
+	FindProviders(ctx context.Context, manifest cid.Cid) <-chan swarm.PeerID
 	// FetchFile asks one peer for one repository file (unverified).
-	FetchFile(ctx context.Context, to transfer.PeerID, path string, maxLen int64) ([]byte, error)
+	FetchFile(ctx context.Context, to swarm.PeerID, path string, maxLen int64) ([]byte, error)
 }
 
 var (
@@ -110,7 +110,7 @@ func (f *sourcesFetcher) FetchNewest(ctx context.Context, p string, maxLen int64
 
 // copyResult is one source's answer.
 type copyResult struct {
-	from   transfer.PeerID // "" for the origin
+	from   swarm.PeerID // "" for the origin
 	data   []byte
 	err    error
 	origin bool
@@ -145,7 +145,7 @@ func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check
 		wait           <-chan time.Time
 	)
 	for !originDone || running > 0 || next != nil {
-		var nextCh <-chan transfer.PeerID
+		var nextCh <-chan swarm.PeerID
 		if running < f.wave && asked < f.maxPeers && !errors.Is(originErr, metadata.ErrNotFound) {
 			nextCh = next
 		} else if originDone && running == 0 {
@@ -226,8 +226,8 @@ func originUnreachable(err error) bool {
 // candidates streams the peers to ask for p: the connected ones, then for
 // a manifest the providers of its package. The channel closes when they
 // are exhausted or ctx ends; its goroutine is counted in wg.
-func (f *sourcesFetcher) candidates(ctx context.Context, p string, wg *sync.WaitGroup) <-chan transfer.PeerID {
-	out := make(chan transfer.PeerID)
+func (f *sourcesFetcher) candidates(ctx context.Context, p string, wg *sync.WaitGroup) <-chan swarm.PeerID {
+	out := make(chan swarm.PeerID)
 	if f.peers == nil {
 		close(out)
 		return out
@@ -236,8 +236,8 @@ func (f *sourcesFetcher) candidates(ctx context.Context, p string, wg *sync.Wait
 	go func() {
 		defer wg.Done()
 		defer close(out)
-		seen := map[transfer.PeerID]bool{}
-		send := func(id transfer.PeerID) bool {
+		seen := map[swarm.PeerID]bool{}
+		send := func(id swarm.PeerID) bool {
 			if seen[id] {
 				return true
 			}

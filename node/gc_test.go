@@ -43,7 +43,8 @@ func TestGCPartialDropsFailedDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dataDir) }) // after the daemon stops (cleanups run last first)
-	c := startDaemonWith(t, o, dataDir, func(cfg *Config) { cfg.Parallel = 2 })
+	// The download waits OriginDeadline for the failing origin, then fails.
+	c := startDaemonWith(t, o, dataDir, func(cfg *Config) { cfg.Parallel, cfg.OriginDeadline = 2, 500*time.Millisecond })
 	ctx := context.Background()
 	if _, err := c.Fetch(ctx, "big", nil); err == nil {
 		t.Fatal("Fetch from a failing origin succeeded")

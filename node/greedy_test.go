@@ -13,7 +13,8 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/policy"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // greedy is a peer on a real libp2p host that speaks the swarm protocol by
@@ -26,7 +27,7 @@ type greedy struct {
 	wg    sync.WaitGroup
 }
 
-func startGreedy(ctx context.Context, t *testing.T, o *origin, bootstrap []string, to transfer.PeerID, names []string, dup int) *greedy {
+func startGreedy(ctx context.Context, t *testing.T, o *origin, bootstrap []string, to swarm.PeerID, names []string, dup int) *greedy {
 	t.Helper()
 	pc := DefaultP2PConfig(t.TempDir())
 	pc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -67,9 +68,9 @@ func startGreedy(ctx context.Context, t *testing.T, o *origin, bootstrap []strin
 				idx = append(idx, uint32(i))
 			}
 		}
-		hello, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgHello, Manifest: mc})
-		hello, _ = transfer.AppendMessage(hello, &transfer.Message{Type: transfer.MsgHave, Manifest: mc, Count: n, Have: transfer.NewBitfield(n)})
-		req, _ := transfer.AppendMessage(nil, &transfer.Message{Type: transfer.MsgRequest, Indices: idx})
+		hello, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgHello, Manifest: mc})
+		hello, _ = swarm.AppendMessage(hello, &swarm.Message{Type: swarm.MsgHave, Manifest: mc, Count: n, Have: policy.NewBitfield(n)})
+		req, _ := swarm.AppendMessage(nil, &swarm.Message{Type: swarm.MsgRequest, Indices: idx})
 		st, err := p.OpenStream(ctx, to)
 		if err != nil {
 			t.Fatal(err)
@@ -96,11 +97,11 @@ func startGreedy(ctx context.Context, t *testing.T, o *origin, bootstrap []strin
 			defer g.wg.Done()
 			br := bufio.NewReader(st)
 			for {
-				msg, err := transfer.ReadMessage(br, transfer.WireLimits{MaxChunk: 1 << 20})
+				msg, err := swarm.ReadMessage(br, swarm.WireLimits{MaxChunk: 1 << 20})
 				if err != nil {
 					return
 				}
-				if msg.Type == transfer.MsgChunk || (msg.Type == transfer.MsgChunkPart && msg.Offset+len(msg.Data) == msg.Total) {
+				if msg.Type == swarm.MsgChunk || (msg.Type == swarm.MsgChunkPart && msg.Offset+len(msg.Data) == msg.Total) {
 					g.mu.Lock()
 					g.whole[fmt.Sprintf("%s/%d", name, msg.Index)]++
 					g.mu.Unlock()

@@ -280,7 +280,9 @@ func TestLimitListener(t *testing.T) {
 // VM's: the timeouts bound each read and write, not the request.
 func TestLongRequestOutlivesTimeouts(t *testing.T) {
 	o := newOrigin(t)
-	o.publishChunked(t, "slow", "1.0.0", 64<<10, map[string]int{"f": 8 << 16})
+	// Chunks of 256 KiB: a download asks the origin for Parallel of them
+	// at a time (smaller chunks would get more requests).
+	o.publishChunked(t, "slow", "1.0.0", 256<<10, map[string]int{"f": 8 << 18})
 	o.delay.Store(int64(400 * time.Millisecond)) // 8 chunks one at a time: over 3s
 	c := startDaemonWith(t, o, "", func(cfg *Config) {
 		cfg.API.ReadTimeout, cfg.API.WriteTimeout = time.Second, time.Second

@@ -12,7 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // badStore claims to hold every chunk of one package. A corrupter answers
@@ -79,7 +79,7 @@ func startBadPeer(t *testing.T, o *origin, bootstrap []string, corrupt bool) (*P
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := transfer.NewSwarm(transfer.SwarmConfig{Self: p.ID(), Network: p, Discovery: p, Store: store})
+	sw, err := swarm.New(swarm.Config{Self: p.ID(), Network: p, Discovery: p, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

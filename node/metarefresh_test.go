@@ -64,3 +64,46 @@ func TestUnknownPackageRefreshesAtOnce(t *testing.T) {
 		t.Errorf("fetch third a second later = %v, want it found", err)
 	}
 }
+
+// TestStatusWhileMetadataRefreshHangs: while a request waits for a
+// metadata refresh that the origin does not answer, status answers at
+// once with the last refresh's time and version.
+func TestStatusWhileMetadataRefreshHangs(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "p", "1.0.0", map[string]int{"f": 100})
+	c := startDaemon(t, o, "") // refreshes before every request
+	ctx := context.Background()
+	if _, err := c.Fetch(ctx, "p", nil); err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	o.holdMeta.Store(&hold)
+	fetched := make(chan error, 1)
+	go func() { _, err := c.Fetch(ctx, "p", nil); fetched <- err }()
+	for deadline := time.Now().Add(20 * time.Second); o.held.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the Fetch did not ask the origin for metadata within 20s")
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := c.Status(sctx)
+	select {
+	case err := <-fetched:
+		t.Fatalf("Fetch ended while the origin held the metadata: %v", err)
+	default:
+	}
+	if err != nil {
+		t.Errorf("Status while a refresh hangs = %v, want an answer", err)
+	} else if st.Metadata.Version != before.Metadata.Version || st.Metadata.Version == 0 {
+		t.Errorf("metadata version %d while a refresh hangs, want the last one, %d", st.Metadata.Version, before.Metadata.Version)
+	}
+	close(hold)
+	if err := <-fetched; err != nil {
+		t.Fatalf("Fetch once the origin answered = %v", err)
+	}
+}

@@ -7,14 +7,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // The daemon's metrics, registered on Config.Metrics (made by cmd; nil
 // registers nothing). The store and the swarm register their own (see
-// share.Store.RegisterMetrics and transfer.Swarm.RegisterMetrics); the
-// daemon adds the totals that `stork status --json` prints, which also count
-// downloads made without the swarm:
+// share.Store.RegisterMetrics and swarm.Swarm.RegisterMetrics); the
+// daemon adds the totals that `stork status --json` prints:
 //
 //	stork_node_received_bytes_total{source="peers"|"origin"}
 //	stork_node_uploaded_bytes_total
@@ -55,11 +54,9 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 		unregister()
 		return nil, err
 	}
-	if d.swarm != nil {
-		if err := add(d.swarm.RegisterMetrics(reg)); err != nil {
-			unregister()
-			return nil, err
-		}
+	if err := add(d.swarm.RegisterMetrics(reg)); err != nil {
+		unregister()
+		return nil, err
 	}
 	status := func(f func(*Status) float64) func() float64 {
 		return func() float64 {
@@ -72,11 +69,11 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 	}
 	cs := []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "stork_node_received_bytes_total", Help: "Verified chunk bytes received, by source (swarm and direct downloads).",
+			Name: "stork_node_received_bytes_total", Help: "Verified chunk bytes received, by source.",
 			ConstLabels: prometheus.Labels{"source": "peers"},
 		}, status(func(s *Status) float64 { return float64(s.BytesFromPeers) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "stork_node_received_bytes_total", Help: "Verified chunk bytes received, by source (swarm and direct downloads).",
+			Name: "stork_node_received_bytes_total", Help: "Verified chunk bytes received, by source.",
 			ConstLabels: prometheus.Labels{"source": "origin"},
 		}, status(func(s *Status) float64 { return float64(s.BytesFromOrigin) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -137,30 +134,23 @@ func (d *Daemon) downloadGauges() []prometheus.Collector {
 	}
 }
 
-// chunkCounters are stork_node_chunks_total: the swarm's counts and the
-// counts of downloads made without it.
+// chunkCounters are stork_node_chunks_total: the swarm's counts.
 func (d *Daemon) chunkCounters() []prometheus.Collector {
 	var cs []prometheus.Collector
 	for _, c := range []struct {
 		source, result string
-		get            func(st transfer.SwarmStats) int64
+		get            func(st swarm.Stats) int64
 	}{
-		{"peers", "verified", func(st transfer.SwarmStats) int64 { return st.ChunksVerifiedPeers }},
-		{"peers", "failed", func(st transfer.SwarmStats) int64 { return st.ChunksFailedPeers }},
-		{"origin", "verified", func(st transfer.SwarmStats) int64 { return st.ChunksVerifiedOrigin + d.chunksVerified.Load() }},
-		{"origin", "failed", func(st transfer.SwarmStats) int64 { return st.ChunksFailedOrigin + d.chunksFailed.Load() }},
+		{"peers", "verified", func(st swarm.Stats) int64 { return st.ChunksVerifiedPeers }},
+		{"peers", "failed", func(st swarm.Stats) int64 { return st.ChunksFailedPeers }},
+		{"origin", "verified", func(st swarm.Stats) int64 { return st.ChunksVerifiedOrigin }},
+		{"origin", "failed", func(st swarm.Stats) int64 { return st.ChunksFailedOrigin }},
 	} {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "stork_node_chunks_total",
 			Help:        "Chunks received for downloads, by source and by whether they passed verification (a failed chunk is never stored).",
 			ConstLabels: prometheus.Labels{"source": c.source, "result": c.result},
-		}, func() float64 {
-			var st transfer.SwarmStats
-			if d.swarm != nil {
-				st = d.swarm.Stats()
-			}
-			return float64(c.get(st))
-		}))
+		}, func() float64 { return float64(c.get(d.swarm.Stats())) }))
 	}
 	return cs
 }

@@ -47,12 +47,16 @@ func TestDaemonMetrics(t *testing.T) {
 		t.Errorf("status bytes_from_origin %d disagrees with the metric", st.BytesFromOrigin)
 	}
 	// A second daemon cannot share the registry.
-	d2, err := New(Config{DataDir: t.TempDir(), RepoURL: o.url, Root: o.root, Metrics: reg})
-	if err != nil {
-		t.Fatal(err)
+	data2 := t.TempDir()
+	if d2, err := NewDaemon(context.Background(), Config{DataDir: data2, RepoURL: o.url, Root: o.root, Metrics: reg}); err == nil {
+		d2.Close()
+		t.Fatal("second daemon on one registry: NewDaemon = nil error, want an error")
 	}
-	if err := d2.Run(context.Background()); err == nil {
-		t.Fatal("second daemon on one registry: Run = nil, want an error")
+	// The refused daemon released its data directory.
+	if d3, err := NewDaemon(context.Background(), Config{DataDir: data2, RepoURL: o.url, Root: o.root}); err != nil {
+		t.Errorf("NewDaemon after a refused one on the same directory = %v", err)
+	} else if err := d3.Close(); err != nil {
+		t.Errorf("Close = %v", err)
 	}
 	if gauge(t, reg, "stork_store_packages", "complete") != 1 {
 		t.Fatal("the refused second daemon changed the first one's metrics")

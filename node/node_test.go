@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 )
 
 // origin is a repository served over HTTP with counters.
@@ -40,6 +40,10 @@ type origin struct {
 	// requests refused so.
 	down     atomic.Bool
 	downReqs atomic.Int64
+	// holdMeta, when set, keeps every request for metadata/ waiting
+	// until the channel is closed; held counts the requests it held.
+	holdMeta atomic.Pointer[chan struct{}]
+	held     atomic.Int64
 	repo     *metadata.Repo
 }
 
@@ -58,7 +62,7 @@ func newOrigin(t *testing.T) *origin {
 	if o.root, err = os.ReadFile(filepath.Join(o.dir, "metadata", "1.root.json")); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := transfer.NewServer(transfer.ServerConfig{Dir: o.dir})
+	srv, err := httporigin.NewServer(httporigin.ServerConfig{Dir: o.dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +72,14 @@ func newOrigin(t *testing.T) *origin {
 			o.downReqs.Add(1)
 			resetConn(w)
 			return
+		}
+		if hold := o.holdMeta.Load(); hold != nil && strings.HasPrefix(r.URL.Path, "/metadata/") {
+			o.held.Add(1)
+			select {
+			case <-*hold:
+			case <-r.Context().Done():
+				return
+			}
 		}
 		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
 			h.ServeHTTP(w, r)
@@ -147,6 +159,11 @@ func addVM(t testing.TB, c *Client, id, root string) {
 	}
 }
 
+// runAndClose runs d until ctx ends, then closes it.
+func runAndClose(ctx context.Context, d *Daemon) error {
+	return errors.Join(d.Run(ctx), d.Close())
+}
+
 // startDaemon runs a daemon on a fresh data directory until the test ends.
 func startDaemon(t *testing.T, o *origin, dataDir string) *Client {
 	t.Helper()
@@ -169,13 +186,13 @@ func startDaemonWith(t *testing.T, o *origin, dataDir string, mod func(*Config))
 	if mod != nil {
 		mod(&cfg)
 	}
-	d, err := New(cfg)
+	d, err := NewDaemon(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- runAndClose(ctx, d) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -430,14 +447,15 @@ func TestDaemonRestartKeepsStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dataDir)
-	d, err := New(Config{DataDir: dataDir, RepoURL: o.url, Root: o.root})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := Config{DataDir: dataDir, RepoURL: o.url, Root: o.root}
 	for round := 0; round < 2; round++ {
+		d, err := NewDaemon(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- d.Run(ctx) }()
+		go func() { done <- runAndClose(ctx, d) }()
 		c := NewClient(dataDir)
 		var pkgs []PackageStatus
 		for i := 0; i < 200; i++ {
@@ -453,11 +471,49 @@ func TestDaemonRestartKeepsStore(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("round %d: Run = %v", round, err)
 		}
-		if d, err = New(Config{DataDir: dataDir, RepoURL: o.url}); err != nil { // no root: trusted metadata is on disk
-			t.Fatal(err)
-		}
+		cfg.Root = nil // trusted metadata is on disk
 	}
 	if got := o.chunkBytes.Load(); got != 1<<20 {
 		t.Errorf("origin sent %d bytes over two daemon runs, want one copy (%d)", got, 1<<20)
+	}
+}
+
+// TestNewDaemonWhole: NewDaemon returns a daemon that works before Run (it
+// holds its data directory, answers Status and fetches); a second daemon
+// on the same directory is refused at construction; Close releases the
+// directory for the next daemon, which finds the package stored.
+func TestNewDaemonWhole(t *testing.T) {
+	o := newOrigin(t)
+	o.publish(t, "p", "1.0.0", map[string]int{"f": 300_000})
+	dataDir := t.TempDir()
+	ctx := context.Background()
+	d, err := NewDaemon(ctx, Config{DataDir: dataDir, RepoURL: o.url, Root: o.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2, err := NewDaemon(ctx, Config{DataDir: dataDir, RepoURL: o.url, Root: o.root}); err == nil {
+		d2.Close()
+		t.Fatal("a second NewDaemon on a held data directory succeeded")
+	}
+	infos, err := d.Fetch(ctx, "p", nil)
+	if err != nil || len(infos) != 1 || infos[0].State != "complete" {
+		t.Fatalf("Fetch before Run = %+v, %v; want p complete", infos, err)
+	}
+	if st, err := d.Status(); err != nil || len(st.Packages) != 1 || st.BytesFromOrigin != 300_000 {
+		t.Fatalf("Status before Run = %+v, %v; want p and 300000 bytes from the origin", st, err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if _, err := d.Fetch(ctx, "q", nil); err == nil {
+		t.Error("Fetch after Close succeeded")
+	}
+	d, err = NewDaemon(ctx, Config{DataDir: dataDir, RepoURL: o.url})
+	if err != nil {
+		t.Fatalf("NewDaemon after Close = %v", err)
+	}
+	defer d.Close()
+	if st, err := d.Status(); err != nil || len(st.Packages) != 1 || st.Packages[0].State != "complete" {
+		t.Fatalf("Status of the next daemon = %+v, %v; want p complete", st, err)
 	}
 }

@@ -288,7 +288,7 @@ func TestBadPeerFilesRefused(t *testing.T) {
 	keeper.stop(t)
 	alone := testP2P(t, func(c *P2PConfig) { c.Listen = []string{"/ip4/127.0.0.1/tcp/0"} })
 	alone.SetFileServer(lies)
-	d, err := New(Config{DataDir: keeper.data, RepoURL: o.url, P2P: &P2PConfig{
+	d, err := NewDaemon(context.Background(), Config{DataDir: keeper.data, RepoURL: o.url, P2P: &P2PConfig{
 		DataDir: keeper.data, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: alone.Addrs(),
 	}})
 	if err != nil {
@@ -296,7 +296,7 @@ func TestBadPeerFilesRefused(t *testing.T) {
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	runDone := make(chan error, 1)
-	go func() { runDone <- d.Run(runCtx) }()
+	go func() { runDone <- runAndClose(runCtx, d) }()
 	defer func() {
 		cancel()
 		if err := <-runDone; err != nil {
@@ -328,13 +328,13 @@ func runNodeAt(t *testing.T, o *origin, dataDir string, boot []string, mod func(
 	if mod != nil {
 		mod(&cfg)
 	}
-	d, err := New(cfg)
+	d, err := NewDaemon(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- runAndClose(ctx, d) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -475,5 +475,48 @@ func TestOriginOutageFourHosts(t *testing.T) {
 			t.Fatalf("node %d: %v", i, err)
 		}
 		sameFiles(t, src, filepath.Join(view, "p"))
+	}
+}
+
+// TestNoPeersOriginOutageWaits: a daemon without peers (Config.P2P nil)
+// downloads through the same engine as one with peers, so an origin that
+// starts failing mid-download (503) is waited out, shown as
+// waiting_origin in status, and the download completes once the origin
+// answers again.
+func TestNoPeersOriginOutageWaits(t *testing.T) {
+	o := newOrigin(t)
+	o.publishChunked(t, "p", "1.0.0", 64<<10, map[string]int{"a.bin": 2 << 20})
+	o.failAfter.Store(8)
+	c := startDaemon(t, o, "")
+	done := make(chan error, 1)
+	go func() { _, err := c.Fetch(context.Background(), "p", nil); done <- err }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("Fetch ended while the origin failed: %v", err)
+		default:
+		}
+		st, err := c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Downloads) == 1 && st.Downloads[0].WaitingOriginSince != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the download waiting for the origin: %+v", st.Downloads)
+		}
+	}
+	o.failAfter.Store(0)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Fetch after the origin answered again = %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the download did not resume within 60s of the origin's return")
+	}
+	if got := o.chunkBytes.Load(); got != 2<<20 {
+		t.Errorf("origin sent %d chunk bytes, want one copy (%d)", got, 2<<20)
 	}
 }

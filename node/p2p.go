@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -30,7 +31,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"golang.org/x/sys/unix"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // DHTProtocolPrefix makes Stork's Kademlia DHT a private overlay: its
@@ -174,7 +175,7 @@ type PeerInfo struct {
 // /stork/have protocol that makes discovery work in overlays too small for
 // the DHT, and /stork/files, through which hosts serve each other the
 // repository metadata and manifests they hold. It implements
-// transfer.Network and transfer.Discovery.
+// swarm.Network and swarm.Discovery.
 type P2P struct {
 	cfg   P2PConfig
 	log   *slog.Logger
@@ -211,8 +212,8 @@ type P2P struct {
 }
 
 var (
-	_ transfer.Network   = (*P2P)(nil)
-	_ transfer.Discovery = (*P2P)(nil)
+	_ swarm.Network   = (*P2P)(nil)
+	_ swarm.Discovery = (*P2P)(nil)
 )
 
 // NewP2P starts the host: it loads or creates the identity, listens,
@@ -241,78 +242,10 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	if err != nil {
 		return nil, err
 	}
-	rm, err := newResourceManager(cfg.MaxMemory)
+	h, gater, err := newHost(cfg, sk, announce)
 	if err != nil {
 		return nil, err
 	}
-	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
-	if err != nil {
-		rm.Close()
-		return nil, fmt.Errorf("connection manager: %w", err)
-	}
-	gater := newBlockGater(time.Now)
-
-	// AutoRelay asks for relay candidates before the host exists.
-	var hostRef atomic.Pointer[host.Host]
-	opts := []libp2p.Option{
-		libp2p.Identity(sk),
-		libp2p.ListenAddrStrings(cfg.Listen...),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Transport(quic.NewTransport),
-		// TLS 1.3 first: its AES-GCM runs on the CPU's AES instructions,
-		// several times cheaper per byte than Noise's ChaCha20-Poly1305
-		// (the swarm's data path is CPU-bound). Noise stays for peers that
-		// only speak it.
-		libp2p.Security(tls.ID, tls.New),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-		libp2p.ConnectionGater(gater),
-		libp2p.Ping(true),
-		libp2p.UserAgent("stork"),
-		// Metrics belong on the registry cmd passes in, not the global one.
-		libp2p.DisableMetrics(),
-	}
-	if len(announce) > 0 {
-		opts = append(opts, libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
-			out := slices.Clone(addrs)
-			for _, a := range announce {
-				if !slices.ContainsFunc(out, a.Equal) {
-					out = append(out, a)
-				}
-			}
-			return out
-		}))
-	}
-	switch {
-	case cfg.EnableRelay:
-		opts = append(opts,
-			libp2p.EnableRelay(),
-			libp2p.EnableRelayService(),
-			libp2p.EnableAutoRelayWithPeerSource(func(ctx context.Context, n int) <-chan peer.AddrInfo {
-				return relayCandidates(ctx, hostRef.Load(), n)
-			}),
-		)
-	case cfg.EnableHolePunching:
-		opts = append(opts, libp2p.EnableRelay())
-	default:
-		opts = append(opts, libp2p.DisableRelay())
-	}
-	if cfg.EnableHolePunching {
-		opts = append(opts, libp2p.EnableHolePunching())
-	}
-	if cfg.EnableAutoNAT {
-		opts = append(opts, libp2p.EnableNATService(), libp2p.EnableAutoNATv2())
-	}
-	h, err := libp2p.New(opts...)
-	if err != nil {
-		// libp2p closes what it was given only once the host exists.
-		cm.Close()
-		rm.Close()
-		return nil, fmt.Errorf("start libp2p host on %v: %w", cfg.Listen, err)
-	}
-	hostRef.Store(&h)
 
 	d, err := dht.New(context.Background(), h,
 		dht.ProtocolPrefix(DHTProtocolPrefix),
@@ -350,6 +283,100 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	return p, nil
 }
 
+// newHost starts the libp2p host: TCP and QUIC, TLS then Noise, yamux,
+// the resource and connection managers and the gater of banned peers.
+func newHost(cfg P2PConfig, sk crypto.PrivKey, announce []ma.Multiaddr) (host.Host, *blockGater, error) {
+	rm, err := newResourceManager(cfg.MaxMemory)
+	if err != nil {
+		return nil, nil, err
+	}
+	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		rm.Close()
+		return nil, nil, fmt.Errorf("connection manager: %w", err)
+	}
+	gater := newBlockGater(time.Now)
+
+	// AutoRelay asks for relay candidates before the host exists.
+	var hostRef atomic.Pointer[host.Host]
+	opts := []libp2p.Option{
+		libp2p.Identity(sk),
+		libp2p.ListenAddrStrings(cfg.Listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		// TLS 1.3 first: its AES-GCM runs on the CPU's AES instructions,
+		// several times cheaper per byte than Noise's ChaCha20-Poly1305
+		// (the swarm's data path is CPU-bound). Noise stays for peers that
+		// only speak it.
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.ConnectionGater(gater),
+		libp2p.Ping(true),
+		libp2p.UserAgent("stork"),
+		// Metrics belong on the registry cmd passes in, not the global one.
+		libp2p.DisableMetrics(),
+	}
+	opts = append(opts, announceOptions(announce)...)
+	opts = append(opts, natOptions(cfg, &hostRef)...)
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		// libp2p closes what it was given only once the host exists.
+		cm.Close()
+		rm.Close()
+		return nil, nil, fmt.Errorf("start libp2p host on %v: %w", cfg.Listen, err)
+	}
+	hostRef.Store(&h)
+	return h, gater, nil
+}
+
+// announceOptions adds the announce addresses to those the host
+// advertises.
+func announceOptions(announce []ma.Multiaddr) []libp2p.Option {
+	if len(announce) == 0 {
+		return nil
+	}
+	return []libp2p.Option{libp2p.AddrsFactory(func(addrs []ma.Multiaddr) []ma.Multiaddr {
+		out := slices.Clone(addrs)
+		for _, a := range announce {
+			if !slices.ContainsFunc(out, a.Equal) {
+				out = append(out, a)
+			}
+		}
+		return out
+	})}
+}
+
+// natOptions are the relay, hole punching and AutoNAT options cfg asks
+// for. AutoRelay asks hostRef's host for relay candidates: the host does
+// not exist yet when the options are made.
+func natOptions(cfg P2PConfig, hostRef *atomic.Pointer[host.Host]) []libp2p.Option {
+	var opts []libp2p.Option
+	switch {
+	case cfg.EnableRelay:
+		opts = append(opts,
+			libp2p.EnableRelay(),
+			libp2p.EnableRelayService(),
+			libp2p.EnableAutoRelayWithPeerSource(func(ctx context.Context, n int) <-chan peer.AddrInfo {
+				return relayCandidates(ctx, hostRef.Load(), n)
+			}),
+		)
+	case cfg.EnableHolePunching:
+		opts = append(opts, libp2p.EnableRelay())
+	default:
+		opts = append(opts, libp2p.DisableRelay())
+	}
+	if cfg.EnableHolePunching {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
+	if cfg.EnableAutoNAT {
+		opts = append(opts, libp2p.EnableNATService(), libp2p.EnableAutoNATv2())
+	}
+	return opts
+}
+
 // goRun runs f in a goroutine owned by p.
 func (p *P2P) goRun(f func()) {
 	p.wg.Add(1)
@@ -372,7 +399,7 @@ func (p *P2P) track() bool {
 }
 
 // ID is this host's peer ID.
-func (p *P2P) ID() transfer.PeerID { return transfer.PeerID(p.host.ID().String()) }
+func (p *P2P) ID() swarm.PeerID { return swarm.PeerID(p.host.ID().String()) }
 
 // Addrs are the host's addresses, each ending in /p2p/ID: what another host
 // passes as a bootstrap address.
@@ -416,7 +443,7 @@ func (p *P2P) Peers() []PeerInfo {
 // it in the latency average Peers reports. A ping the peer refuses (it
 // allows two at a time from one peer, and a background ping may be under
 // way) is tried again twice.
-func (p *P2P) Ping(ctx context.Context, to transfer.PeerID) (time.Duration, error) {
+func (p *P2P) Ping(ctx context.Context, to swarm.PeerID) (time.Duration, error) {
 	id, err := peer.Decode(string(to))
 	if err != nil {
 		return 0, fmt.Errorf("ping %q: %w", to, err)
@@ -449,21 +476,21 @@ func pingRTT(ctx context.Context, h host.Host, id peer.ID) (time.Duration, error
 	return res.RTT, nil
 }
 
-// SetStreamHandler serves transfer.SwarmProtocol with h, which owns the
+// SetStreamHandler serves swarm.Protocol with h, which owns the
 // stream: it must Close or Reset it. A nil h stops serving the protocol.
-func (p *P2P) SetStreamHandler(h func(peer transfer.PeerID, s transfer.Stream)) {
+func (p *P2P) SetStreamHandler(h func(peer swarm.PeerID, s swarm.Stream)) {
 	if h == nil {
-		p.host.RemoveStreamHandler(transfer.SwarmProtocol)
+		p.host.RemoveStreamHandler(swarm.Protocol)
 		return
 	}
-	p.host.SetStreamHandler(transfer.SwarmProtocol, func(s network.Stream) {
-		h(transfer.PeerID(s.Conn().RemotePeer().String()), s)
+	p.host.SetStreamHandler(swarm.Protocol, func(s network.Stream) {
+		h(swarm.PeerID(s.Conn().RemotePeer().String()), s)
 	})
 }
 
 // OpenStream opens a swarm-protocol stream to peer, dialling it through the
 // addresses the peerstore holds or, when it holds none, the DHT finds.
-func (p *P2P) OpenStream(ctx context.Context, to transfer.PeerID) (transfer.Stream, error) {
+func (p *P2P) OpenStream(ctx context.Context, to swarm.PeerID) (swarm.Stream, error) {
 	id, err := peer.Decode(string(to))
 	if err != nil {
 		return nil, fmt.Errorf("open stream to %q: %w", to, err)
@@ -481,7 +508,7 @@ func (p *P2P) OpenStream(ctx context.Context, to transfer.PeerID) (transfer.Stre
 		}
 		p.host.Peerstore().AddAddrs(id, ai.Addrs, peerstore.TempAddrTTL)
 	}
-	s, err := p.host.NewStream(ctx, id, transfer.SwarmProtocol)
+	s, err := p.host.NewStream(ctx, id, swarm.Protocol)
 	if err != nil {
 		return nil, fmt.Errorf("open stream to %s: %w", id, err)
 	}
@@ -490,7 +517,7 @@ func (p *P2P) OpenStream(ctx context.Context, to transfer.PeerID) (transfer.Stre
 
 // ClosePeer closes every connection to peer and refuses new ones, either
 // way, for BanDuration.
-func (p *P2P) ClosePeer(to transfer.PeerID) error {
+func (p *P2P) ClosePeer(to swarm.PeerID) error {
 	id, err := peer.Decode(string(to))
 	if err != nil {
 		return fmt.Errorf("close peer %q: %w", to, err)
@@ -516,7 +543,7 @@ func (p *P2P) Close() error {
 		p.wg.Wait()
 		p.host.RemoveStreamHandler(HaveProtocol)
 		p.host.RemoveStreamHandler(FilesProtocol)
-		p.host.RemoveStreamHandler(transfer.SwarmProtocol)
+		p.host.RemoveStreamHandler(swarm.Protocol)
 		errs := []error{p.sub.Close(), p.dht.Close(), p.host.Close()}
 		p.closeErr = errors.Join(errs...)
 		p.log.Info("p2p host stopped", "peer_id", p.host.ID().String())
@@ -625,7 +652,7 @@ func (p *P2P) pingOnce(id peer.ID) {
 	}()
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
-	if _, err := p.Ping(network.WithNoDial(ctx, "ping"), transfer.PeerID(id.String())); err != nil {
+	if _, err := p.Ping(network.WithNoDial(ctx, "ping"), swarm.PeerID(id.String())); err != nil {
 		p.log.Debug("ping failed", "peer", id.String(), "err", err)
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Discovery: how a host finds the others that hold a package.
@@ -193,8 +193,8 @@ func (p *P2P) reprovideAll() (noPeers bool) {
 // that OpenStream can dial them. The channel closes when both searches end,
 // ctx ends, or the host closes. Callers that need more peers later call it
 // again.
-func (p *P2P) FindProviders(ctx context.Context, manifest cid.Cid) <-chan transfer.PeerID {
-	out := make(chan transfer.PeerID)
+func (p *P2P) FindProviders(ctx context.Context, manifest cid.Cid) <-chan swarm.PeerID {
+	out := make(chan swarm.PeerID)
 	if !manifest.Defined() || !p.track() {
 		close(out)
 		return out
@@ -251,7 +251,7 @@ func (p *P2P) FindProviders(ctx context.Context, manifest cid.Cid) <-chan transf
 				p.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.RecentlyConnectedAddrTTL)
 			}
 			select {
-			case out <- transfer.PeerID(ai.ID.String()):
+			case out <- swarm.PeerID(ai.ID.String()):
 			case <-ctx.Done():
 			}
 		}

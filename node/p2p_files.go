@@ -17,7 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // FilesProtocol is the libp2p protocol ID through which hosts serve each
@@ -173,7 +173,7 @@ func (p *P2P) lookupFile(from peer.ID, path string, maxLen int64) (byte, []byte)
 // FetchFile asks peer to for the repository file path, at most maxLen
 // bytes, within filesTimeout. The answer is unverified. A peer that does
 // not hold the file answers with an error wrapping metadata.ErrNotFound.
-func (p *P2P) FetchFile(ctx context.Context, to transfer.PeerID, path string, maxLen int64) ([]byte, error) {
+func (p *P2P) FetchFile(ctx context.Context, to swarm.PeerID, path string, maxLen int64) ([]byte, error) {
 	id, err := peer.Decode(string(to))
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s from %q: %w", path, to, err)
@@ -251,8 +251,8 @@ func readFilesAnswer(r *bufio.Reader, maxLen int64) ([]byte, error) {
 // FilePeers returns the connected peers that may serve FilesProtocol (those
 // identify showed to speak it, and those not identified yet), in random
 // order.
-func (p *P2P) FilePeers() []transfer.PeerID {
-	var out []transfer.PeerID
+func (p *P2P) FilePeers() []swarm.PeerID {
+	var out []swarm.PeerID
 	for _, id := range p.host.Network().Peers() {
 		if p.gater.blocked(id) {
 			continue
@@ -260,7 +260,7 @@ func (p *P2P) FilePeers() []transfer.PeerID {
 		if protos, err := p.host.Peerstore().GetProtocols(id); err != nil || (len(protos) > 0 && !slices.Contains(protos, FilesProtocol)) {
 			continue
 		}
-		out = append(out, transfer.PeerID(id.String()))
+		out = append(out, swarm.PeerID(id.String()))
 	}
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out

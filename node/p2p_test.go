@@ -16,7 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multihash"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 var loopbackListen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
@@ -57,10 +57,10 @@ func testCID(t *testing.T, s string) cid.Cid {
 
 // waitProvider asks p for c's providers, again and again, until want is
 // among them or the deadline passes.
-func waitProvider(t *testing.T, p *P2P, c cid.Cid, want transfer.PeerID) {
+func waitProvider(t *testing.T, p *P2P, c cid.Cid, want swarm.PeerID) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	var got []transfer.PeerID
+	var got []swarm.PeerID
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		got = got[:0]
@@ -90,7 +90,7 @@ func waitProvider(t *testing.T, p *P2P, c cid.Cid, want transfer.PeerID) {
 func TestP2PIdentityPersisted(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	start := func(dir string) transfer.PeerID {
+	start := func(dir string) swarm.PeerID {
 		p, err := NewP2P(context.Background(), P2PConfig{DataDir: dir, Listen: loopbackListen})
 		if err != nil {
 			t.Fatalf("NewP2P(%s): %v", dir, err)
@@ -162,7 +162,7 @@ func TestP2PSwarm(t *testing.T) {
 
 	t.Run("stream both ways", func(t *testing.T) {
 		got := make(chan string, 1)
-		c.SetStreamHandler(func(from transfer.PeerID, s transfer.Stream) {
+		c.SetStreamHandler(func(from swarm.PeerID, s swarm.Stream) {
 			defer s.Close()
 			buf := make([]byte, 5)
 			if _, err := io.ReadFull(s, buf); err != nil {
@@ -347,7 +347,7 @@ func TestP2PQUICOnly(t *testing.T) {
 		}
 	}
 	b := testP2P(t, quicOnly, a)
-	a.SetStreamHandler(func(_ transfer.PeerID, s transfer.Stream) {
+	a.SetStreamHandler(func(_ swarm.PeerID, s swarm.Stream) {
 		defer s.Close()
 		_, _ = io.Copy(s, io.LimitReader(s, 4))
 	})

@@ -13,7 +13,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // Progress receives bytes done and total of a request's packages.
@@ -26,8 +26,6 @@ type flight struct {
 	done          chan struct{}
 	err           error
 	have, total   atomic.Int64
-	// resumed is what the store held when the download (re)started.
-	resumed atomic.Int64
 }
 
 // flights coalesces concurrent requests for the same package: one download
@@ -59,120 +57,65 @@ func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flig
 	if !ok {
 		f = &flight{name: r.Name, version: r.Version, started: time.Now(), done: make(chan struct{})}
 		f.total.Store(r.Manifest.TotalSize())
-		d.fl.m[r.ManifestCID] = f
-		d.bgWG.Add(1)
-		go func() {
-			defer d.bgWG.Done()
-			f.err = d.download(d.bg, r, f)
+		started := d.background(func(bg context.Context) {
+			f.err = d.fillPackage(bg, r, f)
 			d.metrics.observeDownload(f.err)
 			d.fl.mu.Lock()
 			delete(d.fl.m, r.ManifestCID)
 			d.fl.mu.Unlock()
 			close(f.done)
-		}()
+		})
+		if !started {
+			d.fl.mu.Unlock()
+			return nil, fmt.Errorf("download %s@%s: %w", r.Name, r.Version, ErrClosed)
+		}
+		d.fl.m[r.ManifestCID] = f
 	}
 	d.fl.mu.Unlock()
 	return f, nil
 }
 
-// download fetches the missing chunks of r into the store and commits it,
-// and logs one line at info when it ends (complete or failed).
-func (d *Daemon) download(ctx context.Context, r *metadata.Resolved, f *flight) error {
+// fillPackage has the swarm bring the missing chunks of r into the
+// package's share.Partial, commits it and announces it, and logs one line
+// at info when it ends (complete or failed).
+func (d *Daemon) fillPackage(ctx context.Context, r *metadata.Resolved, f *flight) error {
 	start := time.Now()
-	dl, err := d.store.BeginPackage(r.Name, r.Version, r.ManifestCID, r.ManifestBytes)
+	part, err := d.store.BeginPackage(r.Name, r.Version, r.ManifestCID, r.ManifestBytes)
 	if err != nil {
 		return err
 	}
 	// A failed download is no longer open: `stork gc --partial` may drop
-	// what it fetched (a retry before that resumes from it).
-	defer dl.Close()
-	have, total := dl.Bytes()
+	// what it stored (a retry before that resumes from it).
+	defer part.Close()
+	have, total := part.Bytes()
 	f.have.Store(have)
-	f.resumed.Store(have)
 	f.total.Store(total)
-	missing := dl.Missing()
-	var fromPeers, fromOrigin int64
-	var peers, banned int
-	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "missing_chunks", len(missing), "have", have, "total", total)
-	if d.swarm != nil {
-		stats, err := d.swarm.Download(ctx, transfer.DownloadRequest{
-			Manifest: r.ManifestCID,
-			M:        r.Manifest,
-			Have:     dl.Have,
-			Sink:     dl,
-			Progress: func(done, total int64) {
-				f.have.Store(done)
-				f.total.Store(total)
-			},
-		})
-		if err != nil {
-			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
-			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
-		}
-		fromPeers, fromOrigin, peers, banned = stats.FromPeers, stats.FromOrigin, stats.Peers, len(stats.Banned)
-	} else {
-		sink := &countingSink{dl: dl, f: f, counter: &d.bytesFromOrigin, chunks: &d.chunksVerified}
-		before := d.bytesFromOrigin.Load()
-		_, err := transfer.Fetch(ctx, transfer.FetchOptions{
-			Chunks:   missing,
-			Source:   &failCountingSource{src: d.source, failed: &d.chunksFailed},
-			Sink:     sink,
-			Parallel: d.cfg.Parallel,
-		})
-		fromOrigin = d.bytesFromOrigin.Load() - before
-		if err != nil {
-			d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
-			return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
-		}
+	d.log.Debug("download started", "package", r.Name+"@"+r.Version, "manifest", r.ManifestCID, "have", have, "total", total)
+	stats, err := d.swarm.Download(ctx, swarm.DownloadRequest{
+		Manifest: r.ManifestCID,
+		M:        r.Manifest,
+		Have:     part.Have,
+		Sink:     part,
+		Progress: func(done, total int64) {
+			f.have.Store(done)
+			f.total.Store(total)
+		},
+	})
+	if err != nil {
+		d.log.Warn("download failed", "package", r.Name+"@"+r.Version, "err", err)
+		return fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
 	}
-	if err := dl.Commit(); err != nil {
+	if err := part.Commit(); err != nil {
 		return fmt.Errorf("commit %s@%s: %w", r.Name, r.Version, err)
 	}
 	// A fetched package stays until an operator removes it; installs pin it too.
 	if err := d.store.SetKeep(r.ManifestCID, true); err != nil {
 		return err
 	}
-	if d.swarm != nil {
-		d.swarm.Announce(r.ManifestCID)
-	}
-	d.log.Info("downloaded", "package", r.Name+"@"+r.Version, "bytes", total-have, "from_peers", fromPeers, "from_origin", fromOrigin,
-		"peers", peers, "banned", banned, "seconds", time.Since(start).Seconds())
+	d.swarm.Announce(r.ManifestCID)
+	d.log.Info("downloaded", "package", r.Name+"@"+r.Version, "bytes", total-have, "from_peers", stats.FromPeers, "from_origin", stats.FromOrigin,
+		"peers", stats.Peers, "banned", len(stats.Banned), "seconds", time.Since(start).Seconds())
 	return nil
-}
-
-// countingSink writes verified chunks into a store download and counts
-// them and their bytes.
-type countingSink struct {
-	dl      *share.Download
-	f       *flight
-	counter *atomic.Int64
-	chunks  *atomic.Int64
-}
-
-func (s *countingSink) PutChunk(c cid.Cid, data []byte) error {
-	if err := s.dl.PutChunk(c, data); err != nil {
-		return err
-	}
-	s.chunks.Add(1)
-	s.counter.Add(int64(len(data)))
-	have, _ := s.dl.Bytes()
-	s.f.have.Store(have)
-	return nil
-}
-
-// failCountingSource counts the chunks a source delivers that fail their
-// hash (the origin verifies each chunk against its CID).
-type failCountingSource struct {
-	src    transfer.ChunkSource
-	failed *atomic.Int64
-}
-
-func (s *failCountingSource) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
-	b, err := s.src.FetchChunk(ctx, c, size)
-	if errors.Is(err, metadata.ErrHashMismatch) {
-		s.failed.Add(1)
-	}
-	return b, err
 }
 
 // Fetch brings ref and its dependency closure into the store and returns

@@ -13,7 +13,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 )
 
 // storeConfig is the configuration of a data directory's store.
@@ -165,7 +165,7 @@ func mountOwner(tm share.TreeMount, vms *vmRegistry, dataDir string) (vm, root s
 // repoLookup finds a manifest CID in the signed metadata of the
 // repository at url, trusted through the data directory's TUF state.
 func repoLookup(dataDir, url string) (share.RebuildLookup, error) {
-	origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: url, StallTimeout: 15 * time.Second, UserAgent: "stork-index-rebuild"})
+	origin, err := httporigin.NewClient(httporigin.Config{URL: url, StallTimeout: 15 * time.Second, UserAgent: "stork-index-rebuild"})
 	if err != nil {
 		return nil, err
 	}
@@ -202,14 +202,4 @@ func repoLookup(dataDir, url string) (share.RebuildLookup, error) {
 		}
 		return names, manifest, nil
 	}, nil
-}
-
-// resolve resolves one ref from fresh signed metadata.
-func (m *metaClient) resolve(ctx context.Context, ref string) (*metadata.Resolved, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.refreshLocked(ctx, false); err != nil {
-		return nil, err
-	}
-	return m.c.Resolve(ctx, ref)
 }

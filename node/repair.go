@@ -24,22 +24,15 @@ const DefaultScrubRate = 4 << 20
 // the daemon was stopped), whenever new damage is found, and every
 // Config.RepairInterval while any remains.
 
-// startStoreCare starts the scrubber and the repairer on ctx (owned by
-// d.bgWG).
-func (d *Daemon) startStoreCare(ctx context.Context) {
-	d.repairKick = make(chan struct{}, 1)
-	d.bgWG.Add(1)
-	go func() {
-		defer d.bgWG.Done()
-		d.repairLoop(ctx)
-	}()
+// startStoreCare starts the scrubber and the repairer on ctx and returns
+// what to wait on for them to end.
+func (d *Daemon) startStoreCare(ctx context.Context) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Go(func() { d.repairLoop(ctx) })
 	if d.cfg.ScrubRate > 0 {
-		d.bgWG.Add(1)
-		go func() {
-			defer d.bgWG.Done()
-			d.scrubLoop(ctx)
-		}()
+		wg.Go(func() { d.scrubLoop(ctx) })
 	}
+	return &wg
 }
 
 // checks coalesces concurrent checks of one package (many VMs installing
@@ -140,17 +133,12 @@ func (d *Daemon) repairPending(ctx context.Context) {
 			continue
 		}
 		d.log.Info("repair: fetching package again", "package", r.Name+"@"+r.Version, "reason", rp.Reason, "objects", len(rp.Objects))
-		d.bgWG.Add(1)
-		go func() {
-			defer d.bgWG.Done()
-			select {
-			case <-f.done:
-				if f.err != nil {
-					d.log.Warn("repair: download failed; retried later", "package", r.Name+"@"+r.Version, "err", f.err)
-				}
-			case <-ctx.Done():
+		d.background(func(context.Context) {
+			<-f.done
+			if f.err != nil {
+				d.log.Warn("repair: download failed; retried later", "package", r.Name+"@"+r.Version, "err", f.err)
 			}
-		}()
+		})
 	}
 }
 

@@ -155,13 +155,13 @@ func TestRepairStoreThenDaemonRefetches(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dataDir) })
-	d, err := New(Config{DataDir: dataDir, RepoURL: o.url, Root: o.root, ScrubRate: -1})
+	d, err := NewDaemon(context.Background(), Config{DataDir: dataDir, RepoURL: o.url, Root: o.root, ScrubRate: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- runAndClose(ctx, d) }()
 	c := NewClient(dataDir)
 	var pkgs []PackageStatus
 	for i := 0; i < 500; i++ {

@@ -51,14 +51,14 @@ func TestSetuidOnlyForVMsThatAllowIt(t *testing.T) {
 	o.publishDir(t, "login", "1.0.0", src)
 	var logs syncBuffer
 	start := func() func() {
-		d, err := New(Config{DataDir: data, RepoURL: o.url, Root: o.root, RefreshInterval: time.Millisecond,
+		d, err := NewDaemon(context.Background(), Config{DataDir: data, RepoURL: o.url, Root: o.root, RefreshInterval: time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- d.Run(ctx) }()
+		go func() { done <- runAndClose(ctx, d) }()
 		c := NewClient(data)
 		for i := 0; ; i++ {
 			if _, err := c.Status(context.Background()); err == nil {

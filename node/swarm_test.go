@@ -40,13 +40,13 @@ func startSwarmNodeWith(t *testing.T, o *origin, bootstrap []string, mod func(*C
 	if mod != nil {
 		mod(&cfg)
 	}
-	d, err := New(cfg)
+	d, err := NewDaemon(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &swarmNode{d: d, c: NewClient(data), data: data, cancel: cancel, done: make(chan error, 1)}
-	go func() { n.done <- d.Run(ctx) }()
+	go func() { n.done <- runAndClose(ctx, d) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if st, err := n.c.Status(context.Background()); err == nil && st.PeerID != "" {

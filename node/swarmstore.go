@@ -8,7 +8,7 @@ import (
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/share"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // swarmStore lets the swarm upload what the host store holds: verified
@@ -16,9 +16,9 @@ import (
 type swarmStore struct{ s *share.Store }
 
 var (
-	_ transfer.ChunkStore      = swarmStore{}
-	_ transfer.PackageStore    = swarmStore{}
-	_ transfer.ChunkReaderInto = swarmStore{}
+	_ swarm.ChunkStore      = swarmStore{}
+	_ swarm.PackageStore    = swarmStore{}
+	_ swarm.ChunkReaderInto = swarmStore{}
 )
 
 func (a swarmStore) Manifest(c cid.Cid) (*metadata.Manifest, error) {

@@ -42,13 +42,13 @@ func tmpfsData(t *testing.T) string {
 // ends).
 func runDaemon(t *testing.T, o *origin, dataDir string) (c *Client, stop func()) {
 	t.Helper()
-	d, err := New(Config{DataDir: dataDir, RepoURL: o.url, Root: o.root, RefreshInterval: time.Millisecond})
+	d, err := NewDaemon(context.Background(), Config{DataDir: dataDir, RepoURL: o.url, Root: o.root, RefreshInterval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() { done <- runAndClose(ctx, d) }()
 	stopped := false
 	stop = func() {
 		if stopped {

@@ -190,8 +190,13 @@ func (d *Daemon) AddVM(v VM) error {
 		return err
 	}
 	d.stopVM(v.ID)
-	if err := d.startVM(v); err != nil {
-		return err
+	d.serveM.Lock()
+	serving := d.serving
+	d.serveM.Unlock()
+	if serving {
+		if err := d.startVM(v); err != nil {
+			return err
+		}
 	}
 	return d.applySetuidPolicy(v.ID)
 }
@@ -243,8 +248,23 @@ func (d *Daemon) stopVM(id string) {
 	}
 }
 
+// startVMs starts the socket of every registered VM, and of every VM
+// registered from now on, until stopVMs.
+func (d *Daemon) startVMs() {
+	d.serveM.Lock()
+	d.serving = true
+	d.serveM.Unlock()
+	for _, vm := range d.vms.list() {
+		if err := d.startVM(vm); err != nil {
+			d.log.Warn("vm socket not started", "vm", vm.ID, "err", err)
+		}
+	}
+}
+
+// stopVMs stops every VM socket.
 func (d *Daemon) stopVMs(ctx context.Context) {
 	d.serveM.Lock()
+	d.serving = false
 	ids := make([]string, 0, len(d.vmSrv))
 	for id := range d.vmSrv {
 		ids = append(ids, id)

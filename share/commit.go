@@ -20,7 +20,7 @@ import (
 // the tree in tmp/ and renames it to trees/<manifest CID> in one step, then
 // marks the package complete. It is idempotent. A package with files still
 // missing gets ErrIncomplete naming the first such file.
-func (d *Download) Commit() error {
+func (d *Partial) Commit() error {
 	d.commit.Lock()
 	defer d.commit.Unlock()
 	s := d.s
@@ -48,8 +48,8 @@ func (d *Download) Commit() error {
 		return err
 	}
 	s.mu.Lock()
-	if s.downloads[d.cid.String()] == d {
-		delete(s.downloads, d.cid.String())
+	if s.filling[d.cid.String()] == d {
+		delete(s.filling, d.cid.String())
 	}
 	s.mu.Unlock()
 	d.release()

@@ -44,7 +44,7 @@ func sortedCIDs(p *testPkg) []cid.Cid {
 	return out
 }
 
-func missingSet(d *Download) map[cid.Cid]bool {
+func missingSet(d *Partial) map[cid.Cid]bool {
 	m := make(map[cid.Cid]bool)
 	for _, r := range d.Missing() {
 		m[r.CID] = true
@@ -65,19 +65,6 @@ func TestResumeAfterRestart(t *testing.T) {
 		{"clean close", func(*testing.T, string, []cid.Cid) []cid.Cid { return nil }},
 		{"stray files in tmp", func(t *testing.T, dir string, _ []cid.Cid) []cid.Cid {
 			os.WriteFile(filepath.Join(dir, tmpDir, "tree-junk"), []byte("x"), 0o600)
-			return nil
-		}},
-		{"partial files in the flat layout of earlier versions", func(t *testing.T, dir string, _ []cid.Cid) []cid.Cid {
-			// partial/<id> rather than partial/<fanout>/<id>: Open moves
-			// them, and every chunk written is still there.
-			n := 0
-			walkFiles(filepath.Join(dir, partialDir), func(p string, _ int64) error {
-				n++
-				return os.Rename(p, filepath.Join(dir, partialDir, filepath.Base(p)))
-			})
-			if n == 0 {
-				t.Fatal("no partial file to move")
-			}
 			return nil
 		}},
 		{"partial file lost after its presence was recorded", func(t *testing.T, dir string, written []cid.Cid) []cid.Cid {

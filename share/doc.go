@@ -25,8 +25,9 @@
 //	setuid/<manifest CID>/        the setuid variant of a tree, built when a
 //	                              view that applies setuid first needs it
 //	                              (setuid.go). 0700.
-//	partial/<hash>-<size>         files being downloaded, shared by every
-//	                              download that needs them
+//	partial/<xx>/<hash>-<size>    files being filled (chunk by chunk, at
+//	                              their offsets), shared by every Partial that
+//	                              needs them; <xx> as in objects/
 //	index/                        badger: packages and their state, manifests,
 //	                              name@version lookup, objects, chunk presence
 //	                              in partial files, chunk locations, VM
@@ -70,15 +71,21 @@
 // manifests, whose parents are all directories, and Verify looks at each
 // entry through descriptors below the tree's root.
 //
-// # Downloads and the commit protocol
+// # Partials and the commit protocol
 //
-// BeginPackage checks the manifest bytes against their CID and decodes them
-// with metadata.DecodeManifest, and records the package. Its Download needs
-// no chunk of a file whose object exists; for the others it opens (or
-// creates, sized) the partial file. PutChunk checks the chunk against its
-// CID and length before anything else, then pwrites it at every offset of
-// every partial file that uses it, fdatasyncs, and only then records the
-// chunk present in badger (synced). When a file has all its chunks, the
+// A package being downloaded is a Partial (state partial). BeginPackage
+// checks the manifest bytes against their CID and decodes them with
+// metadata.DecodeManifest, records the package and returns its Partial,
+// the sink a download writes chunks into. The Partial needs no chunk of a
+// file whose object exists; for the others it opens (or creates, sized)
+// the partial file. PutChunk checks the chunk against its CID and length
+// before anything else (PutVerifiedChunk is for a caller that checked
+// it), then pwrites it at every offset of every partial file that uses
+// it, fdatasyncs, and only then records the chunk present in badger
+// (synced). A chunk write that would leave less than indexReserve free on
+// the file system fails with ENOSPC instead (space.go): badger writes its
+// log through a memory map, and a full file system would kill the process
+// at its next write rather than fail it. When a file has all its chunks, the
 // whole-file hash (metadata.FileHash) is checked; the file is read back and
 // every chunk checked unless this process verified and wrote every chunk
 // of it and the file is unchanged since (same inode, size, change and
@@ -112,7 +119,7 @@
 // read from /proc/self/mountinfo); so does the Keep flag that
 // BeginPackage sets and SetKeep or RemovePackage clear, unless GC is asked
 // to drop unfinished downloads (GCOptions.Partial); so does an open
-// download (Download.Close ends one that failed). GC removes the other
+// download (Partial.Close ends one that failed). GC removes the other
 // packages, then objects no live package uses, partial files no unfinished
 // live package needs, index records that lead nowhere, and any stray file;
 // it never removes a tree a mount uses, even one the index does not know.

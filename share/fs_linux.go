@@ -149,8 +149,8 @@ const fsTopDirFlag = 0x00020000
 // skips every inode of that group freed in the last minutes (up to six
 // when its inode table is dirty), one buffer-cache lookup each: on a
 // disk where a build or test run just deleted thousands of files near
-// dir, a create took 500-700 µs of kernel CPU here, against 25 µs in a
-// directory spread away from them. The store creates its files (partial
+// dir, each create pays for all of them (docs/figures.md has one
+// measurement). The store creates its files (partial
 // downloads, trees in tmp/) in sub-directories of partial/ and tmp/, so
 // those two are marked. Best effort: file systems without the flag
 // (ENOTTY, EOPNOTSUPP, EINVAL) keep their own placement.

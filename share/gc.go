@@ -114,8 +114,8 @@ type gcPackage struct {
 func (g *gcRun) packages() error {
 	s := g.s
 	s.mu.Lock()
-	open := make(map[string]bool, len(s.downloads))
-	for k := range s.downloads {
+	open := make(map[string]bool, len(s.filling))
+	for k := range s.filling {
 		open[k] = true
 	}
 	s.mu.Unlock()
@@ -219,7 +219,7 @@ func (s *Store) dropPackage(key string) (bool, error) {
 		}
 		return false, err
 	}
-	s.dropDownload(key)
+	s.dropPartial(key)
 	s.removeManifest(key)
 	if err := removeAll(s.path(setuidDir, key)); err != nil {
 		s.log.Warn("remove setuid tree", "manifest", key, "err", err)

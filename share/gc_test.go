@@ -99,7 +99,7 @@ func TestGC(t *testing.T) {
 	if err := s.SetKeep(unfinished.cid, false); err != nil {
 		t.Fatal(err)
 	}
-	s.dropDownload(unfinished.cid.String()) // forget the open download
+	s.dropPartial(unfinished.cid.String()) // forget the open download
 	// Strays the index does not know.
 	junkObj := filepath.Join(s.path(objectsDir), "zz", "bafkjunk")
 	os.MkdirAll(filepath.Dir(junkObj), 0o755)

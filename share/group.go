@@ -130,79 +130,128 @@ func (cm *committer) run() {
 // unindexed object, which is verified before it is adopted, and no
 // presence record for a chunk whose bytes might not be durable.
 func (s *Store) commitGroup(group []*commitReq) {
-	errOf := make(map[*partialFile]error)
-	var dirty []*partialFile
-	created := false
-	inGroup := make(map[*partialFile][]cid.Cid)
+	g := newGroupCommit(s, group)
+	g.classify()
+	defer g.resyncFailedFresh()
+	g.placeEarly()
+	g.sync()
+	g.record()
+	g.dropStale()
+	g.settleEarly()
+	g.finalizeCompleted()
 	for _, r := range group {
-		if _, ok := errOf[r.pf]; !ok {
-			errOf[r.pf] = nil
-			dirty = append(dirty, r.pf)
-		}
-		inGroup[r.pf] = append(inGroup[r.pf], r.c)
+		r.done <- g.errOf[r.pf]
 	}
-	var fresh []*partialFile // created since the last group
-	var early []*partialFile // completed by this group
-	for _, pf := range dirty {
+}
+
+// groupCommit is one commitGroup round: the group's chunks by partial
+// file, and what each step decided about them.
+type groupCommit struct {
+	s     *Store
+	group []*commitReq
+	// errOf is the error of each partial file the group wrote to (nil:
+	// fine so far); dirty lists those files in order.
+	errOf   map[*partialFile]error
+	dirty   []*partialFile
+	inGroup map[*partialFile][]cid.Cid
+	created bool           // a file of the group was created since the last sync
+	fresh   []*partialFile // files created since the last group
+	early   []*partialFile // files completed by this group
+	// placed holds the records of the early files renamed into objects/;
+	// the others are unplaced, their stale presence keys in dropKeys.
+	placed   map[*partialFile]*objRecord
+	unplaced []*partialFile
+	dropKeys [][]byte
+	// recorded are the requests whose presence the transaction records.
+	recorded []*commitReq
+}
+
+func newGroupCommit(s *Store, group []*commitReq) *groupCommit {
+	g := &groupCommit{s: s, group: group, errOf: make(map[*partialFile]error),
+		inGroup: make(map[*partialFile][]cid.Cid), placed: make(map[*partialFile]*objRecord)}
+	for _, r := range group {
+		if _, ok := g.errOf[r.pf]; !ok {
+			g.errOf[r.pf] = nil
+			g.dirty = append(g.dirty, r.pf)
+		}
+		g.inGroup[r.pf] = append(g.inGroup[r.pf], r.c)
+	}
+	return g
+}
+
+// classify notes the files created since the last group (their entries
+// in partial/ need a sync) and the files this group completes (early).
+func (g *groupCommit) classify() {
+	for _, pf := range g.dirty {
 		pf.mu.Lock()
 		if pf.createdUnsynced {
 			pf.createdUnsynced = false
-			created = true
-			fresh = append(fresh, pf)
+			g.created = true
+			g.fresh = append(g.fresh, pf)
 		}
 		if !pf.done && !pf.finalizing {
 			n := len(pf.present)
-			for _, c := range inGroup[pf] {
+			for _, c := range g.inGroup[pf] {
 				if !pf.present[c] {
 					n++
 				}
 			}
 			if n == len(pf.index) {
 				pf.finalizing = true
-				early = append(early, pf)
+				g.early = append(g.early, pf)
 			}
 		}
 		pf.mu.Unlock()
 	}
-	defer func() {
-		// A file whose chunks failed: its next group syncs partial/ again.
-		for _, pf := range fresh {
-			if errOf[pf] != nil {
-				pf.mu.Lock()
-				pf.createdUnsynced = true
-				pf.mu.Unlock()
-			}
-		}
-	}()
-	placed := make(map[*partialFile]*objRecord)
-	var dropKeys [][]byte
-	var unplaced []*partialFile // early files not placed: finalizing is cleared below
-	for _, pf := range early {
-		rec, bad, err := s.prepareObject(pf)
-		switch {
-		case err != nil:
-			errOf[pf] = err
-			unplaced = append(unplaced, pf)
-		case len(bad) > 0:
-			dropKeys = append(dropKeys, bad...)
-			unplaced = append(unplaced, pf)
-		default:
-			placed[pf] = &rec
+}
+
+// resyncFailedFresh makes the next group of a new file whose chunks
+// failed sync partial/ again.
+func (g *groupCommit) resyncFailedFresh() {
+	for _, pf := range g.fresh {
+		if g.errOf[pf] != nil {
+			pf.mu.Lock()
+			pf.createdUnsynced = true
+			pf.mu.Unlock()
 		}
 	}
-	// Several files (small ones), a new one or a placed object: one
-	// syncfs flushes them all, partial/ and objects/. A lone file (a
-	// large one): its fdatasync.
-	useFS := len(dirty) > 1 || created || len(placed) > 0
+}
+
+// placeEarly verifies each file the group completes and renames it into
+// objects/ (prepareObject), not yet durably.
+func (g *groupCommit) placeEarly() {
+	for _, pf := range g.early {
+		rec, bad, err := g.s.prepareObject(pf)
+		switch {
+		case err != nil:
+			g.errOf[pf] = err
+			g.unplaced = append(g.unplaced, pf)
+		case len(bad) > 0:
+			g.dropKeys = append(g.dropKeys, bad...)
+			g.unplaced = append(g.unplaced, pf)
+		default:
+			g.placed[pf] = &rec
+		}
+	}
+}
+
+// sync makes the group's bytes durable. Several files (small ones), a new
+// one or a placed object: one syncfs flushes them all, partial/ and
+// objects/. A lone file (a large one): its fdatasync, and partial/ if a
+// file was created in it.
+func (g *groupCommit) sync() {
+	s := g.s
+	useFS := len(g.dirty) > 1 || g.created || len(g.placed) > 0
+	created := g.created
 	if s.sync && useFS {
 		if err := syncFS(s.dir); err != nil {
-			for _, pf := range dirty {
-				errOf[pf] = fmt.Errorf("partial file %s: sync: %w", pf.id, err)
+			for _, pf := range g.dirty {
+				g.errOf[pf] = fmt.Errorf("partial file %s: sync: %w", pf.id, err)
 			}
 		}
 		created = false
 	}
-	for _, pf := range dirty {
+	for _, pf := range g.dirty {
 		if !s.sync || useFS {
 			continue
 		}
@@ -212,90 +261,123 @@ func (s *Store) commitGroup(group []*commitReq) {
 			s.fds.put(pf)
 		}
 		if err != nil {
-			errOf[pf] = fmt.Errorf("partial file %s: sync: %w", pf.id, err)
+			g.errOf[pf] = fmt.Errorf("partial file %s: sync: %w", pf.id, err)
 		}
 	}
 	var dirErr error
 	if created {
 		dirErr = s.syncDir(s.path(partialDir))
 	}
-	var ok []*commitReq
-	for _, r := range group {
-		if dirErr != nil && errOf[r.pf] == nil {
-			errOf[r.pf] = fmt.Errorf("partial file %s: %w", r.pf.id, dirErr)
+	if dirErr == nil {
+		return
+	}
+	for _, pf := range g.dirty {
+		if g.errOf[pf] == nil {
+			g.errOf[pf] = fmt.Errorf("partial file %s: %w", pf.id, dirErr)
 		}
-		if errOf[r.pf] == nil && placed[r.pf] == nil {
-			ok = append(ok, r)
+	}
+}
+
+// record writes, in one transaction, the presence of every durable chunk
+// that is not in a placed object, and the records of the placed objects.
+// A group too big for one transaction takes one for the chunks and one
+// per object.
+func (g *groupCommit) record() {
+	s := g.s
+	for _, r := range g.group {
+		if g.errOf[r.pf] == nil && g.placed[r.pf] == nil {
+			g.recorded = append(g.recorded, r)
 		}
 	}
 	var objs []*partialFile
-	for _, pf := range early {
-		if placed[pf] != nil && errOf[pf] == nil {
+	for _, pf := range g.early {
+		if g.placed[pf] != nil && g.errOf[pf] == nil {
 			objs = append(objs, pf)
 		}
 	}
-	if len(ok) > 0 || len(objs) > 0 {
-		record := func(txn *badger.Txn, objs []*partialFile, ok []*commitReq) error {
-			for _, r := range ok {
-				cs := r.c.String()
-				if err := txn.Set(presenceKey(r.pf.id, cs), []byte{}); err != nil {
-					return err
-				}
-				if err := txn.Set(chunkLocKey(cs, r.pf.id), encodeLoc(r.off, r.ln)); err != nil {
-					return err
-				}
-			}
-			for _, pf := range objs {
-				if err := setObjectRecord(txn, pf, placed[pf]); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		err := s.update(func(txn *badger.Txn) error { return record(txn, objs, ok) })
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			// One transaction for the chunks, one per object.
-			if err = s.update(func(txn *badger.Txn) error { return record(txn, nil, ok) }); err == nil {
-				for _, pf := range objs {
-					if e := s.update(func(txn *badger.Txn) error { return record(txn, []*partialFile{pf}, nil) }); errors.Is(e, badger.ErrTxnTooBig) {
-						if e = s.recordObject(placed[pf], pf.id); e == nil {
-							if e := s.deletePrefix([]byte(prefixPresence + pf.id + "/")); e != nil {
-								s.log.Warn("drop presence records", "partial", pf.id, "err", e)
-							}
-						}
-						if e != nil {
-							errOf[pf] = fmt.Errorf("object %s: record: %w", pf.hash, e)
-						}
-					} else if e != nil {
-						errOf[pf] = fmt.Errorf("object %s: record: %w", pf.hash, e)
-					}
-				}
-			}
-		}
-		if err != nil {
-			for _, r := range ok {
-				if errOf[r.pf] == nil {
-					errOf[r.pf] = fmt.Errorf("partial file %s: record chunks: %w", r.pf.id, err)
-				}
-			}
-			for _, pf := range objs {
-				if errOf[pf] == nil {
-					// Placed but unindexed: adopted on next use.
-					errOf[pf] = fmt.Errorf("object %s: record: %w", pf.hash, err)
-				}
-			}
-			ok = nil
-		}
+	if len(g.recorded) == 0 && len(objs) == 0 {
+		return
 	}
-	if err := s.deleteKeys(dropKeys); err != nil {
-		for _, pf := range unplaced {
-			if errOf[pf] == nil {
-				errOf[pf] = err
+	err := s.update(func(txn *badger.Txn) error { return g.recordIn(txn, objs, g.recorded) })
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		if err = s.update(func(txn *badger.Txn) error { return g.recordIn(txn, nil, g.recorded) }); err == nil {
+			for _, pf := range objs {
+				g.recordAlone(pf)
 			}
 		}
 	}
-	for _, pf := range early {
-		done := placed[pf] != nil && errOf[pf] == nil
+	if err == nil {
+		return
+	}
+	for _, r := range g.recorded {
+		if g.errOf[r.pf] == nil {
+			g.errOf[r.pf] = fmt.Errorf("partial file %s: record chunks: %w", r.pf.id, err)
+		}
+	}
+	for _, pf := range objs {
+		if g.errOf[pf] == nil {
+			// Placed but unindexed: adopted on next use.
+			g.errOf[pf] = fmt.Errorf("object %s: record: %w", pf.hash, err)
+		}
+	}
+	g.recorded = nil
+}
+
+// recordIn sets the presence and location keys of the chunks of recs and
+// the records of the objects objs in txn.
+func (g *groupCommit) recordIn(txn *badger.Txn, objs []*partialFile, recs []*commitReq) error {
+	for _, r := range recs {
+		cs := r.c.String()
+		if err := txn.Set(presenceKey(r.pf.id, cs), []byte{}); err != nil {
+			return err
+		}
+		if err := txn.Set(chunkLocKey(cs, r.pf.id), encodeLoc(r.off, r.ln)); err != nil {
+			return err
+		}
+	}
+	for _, pf := range objs {
+		if err := setObjectRecord(txn, pf, g.placed[pf]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordAlone records one placed object in a transaction of its own, or,
+// for an object with too many chunks for one, in several (recordObject).
+func (g *groupCommit) recordAlone(pf *partialFile) {
+	s := g.s
+	e := s.update(func(txn *badger.Txn) error { return g.recordIn(txn, []*partialFile{pf}, nil) })
+	if errors.Is(e, badger.ErrTxnTooBig) {
+		if e = s.recordObject(g.placed[pf], pf.id); e == nil {
+			if e := s.deletePrefix([]byte(prefixPresence + pf.id + "/")); e != nil {
+				s.log.Warn("drop presence records", "partial", pf.id, "err", e)
+			}
+		}
+	}
+	if e != nil {
+		g.errOf[pf] = fmt.Errorf("object %s: record: %w", pf.hash, e)
+	}
+}
+
+// dropStale deletes the presence keys of chunks that no longer verify in
+// the completed files that were not placed.
+func (g *groupCommit) dropStale() {
+	if err := g.s.deleteKeys(g.dropKeys); err != nil {
+		for _, pf := range g.unplaced {
+			if g.errOf[pf] == nil {
+				g.errOf[pf] = err
+			}
+		}
+	}
+}
+
+// settleEarly marks the placed and recorded files done and forgets them;
+// the others may be finalized again.
+func (g *groupCommit) settleEarly() {
+	s := g.s
+	for _, pf := range g.early {
+		done := g.placed[pf] != nil && g.errOf[pf] == nil
 		pf.mu.Lock()
 		pf.finalizing = false
 		if done {
@@ -311,8 +393,13 @@ func (s *Store) commitGroup(group []*commitReq) {
 			s.log.Debug("object stored", "object", s.ObjectPath(pf.hash, pf.v), "bytes", pf.size)
 		}
 	}
+}
+
+// finalizeCompleted marks the recorded chunks present and finalizes the
+// files they complete (finalizeBatch).
+func (g *groupCommit) finalizeCompleted() {
 	var complete []*partialFile
-	for _, r := range ok {
+	for _, r := range g.recorded {
 		pf := r.pf
 		pf.mu.Lock()
 		if !pf.present[r.c] {
@@ -325,15 +412,13 @@ func (s *Store) commitGroup(group []*commitReq) {
 		}
 		pf.mu.Unlock()
 	}
-	if len(complete) > 0 {
-		for pf, err := range s.finalizeBatch(complete) {
-			if err != nil {
-				errOf[pf] = err
-			}
-		}
+	if len(complete) == 0 {
+		return
 	}
-	for _, r := range group {
-		r.done <- errOf[r.pf]
+	for pf, err := range g.s.finalizeBatch(complete) {
+		if err != nil {
+			g.errOf[pf] = err
+		}
 	}
 }
 
@@ -394,8 +479,8 @@ func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
 	}
 	if len(ok) > 0 && s.sync {
 		// The files' data is synced (each group). One syncfs makes every
-		// file's mode and both directories durable: measured cheaper than
-		// an fsync per file and directory, even for one file.
+		// file's mode and both directories durable, for less than an
+		// fsync per file and directory, even for one file.
 		err := syncFS(s.dir)
 		if err != nil {
 			for _, p := range ok {

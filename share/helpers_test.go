@@ -101,7 +101,7 @@ func openStore(t testing.TB, dir string) *Store {
 
 // putAll stores every chunk of p from `workers` goroutines, each chunk
 // twice, in random order.
-func putAll(t testing.TB, d *Download, p *testPkg, workers int, seed int64) {
+func putAll(t testing.TB, d *Partial, p *testPkg, workers int, seed int64) {
 	t.Helper()
 	if err := putAllErr(d, p, workers, seed); err != nil {
 		t.Fatalf("PutChunk = %v", err)
@@ -109,7 +109,7 @@ func putAll(t testing.TB, d *Download, p *testPkg, workers int, seed int64) {
 }
 
 // putAllErr is putAll for goroutines other than the test's.
-func putAllErr(d *Download, p *testPkg, workers int, seed int64) error {
+func putAllErr(d *Partial, p *testPkg, workers int, seed int64) error {
 	var cids []cid.Cid
 	for c := range p.chunks {
 		cids = append(cids, c, c)

@@ -442,11 +442,11 @@ func deletePackageTxn(txn *badger.Txn, key string) error {
 	return txn.Delete([]byte(prefixPackage + key))
 }
 
-// dropDownload forgets the in-memory download of a removed package.
-func (s *Store) dropDownload(key string) {
+// dropPartial forgets the Partial of a removed package.
+func (s *Store) dropPartial(key string) {
 	s.mu.Lock()
-	d := s.downloads[key]
-	delete(s.downloads, key)
+	d := s.filling[key]
+	delete(s.filling, key)
 	s.mu.Unlock()
 	if d != nil {
 		d.removed.Store(true)
@@ -783,8 +783,8 @@ type chunkPlace struct {
 
 // placeCache remembers where ReadChunk found chunks in objects, so that
 // serving them skips the index (an iterator seek, an object record
-// decoded: most of ReadChunk's CPU for a 4 KiB chunk, and 0.6 ms for a
-// record of 1,000 chunks). It needs no invalidation: ReadChunk checks what
+// decoded: most of ReadChunk's CPU for a small chunk, and more the more
+// chunks the object has). It needs no invalidation: ReadChunk checks what
 // it reads against the CID, and a place that no longer holds the chunk
 // fails and is looked up again.
 //

@@ -67,7 +67,7 @@ type Store struct {
 	// partial files or trees, and exclusively by GC, RemovePackage and
 	// Close, so that those never race a download's commit.
 	life sync.RWMutex
-	// beginMu serialises BeginPackage so that one package has one Download.
+	// beginMu serialises BeginPackage so that one package has one Partial.
 	beginMu sync.Mutex
 	// setuidMu serialises building setuid trees (SetuidTree).
 	setuidMu sync.Mutex
@@ -75,10 +75,10 @@ type Store struct {
 	// layoutReadOnly to write a store as earlier versions did).
 	newLayout int
 
-	mu        sync.Mutex // guards the fields below
-	closed    bool
-	downloads map[string]*Download    // by manifest CID string
-	partials  map[string]*partialFile // by partial id
+	mu       sync.Mutex // guards the fields below
+	closed   bool
+	filling  map[string]*Partial     // the packages being filled, by manifest CID string
+	partials map[string]*partialFile // by partial id
 
 	fds    *fdCache   // open partial files
 	cm     *committer // commit groups (group.go)
@@ -86,6 +86,8 @@ type Store struct {
 	// noDirect is set once the file system refused O_DIRECT
 	// (direct_linux.go).
 	noDirect atomic.Bool
+	// writing counts the chunk bytes being written (claimSpace).
+	writing atomic.Int64
 
 	// Damage counters (damage.go).
 	damaged, repairedObjects, scrubbed atomic.Int64
@@ -115,7 +117,7 @@ func open(cfg Config, checks bool) (*Store, error) {
 		lim:        cfg.Limits,
 		sync:       !cfg.UnsafeNoSync,
 		rebuildCmd: cfg.RebuildCommand,
-		downloads:  make(map[string]*Download),
+		filling:    make(map[string]*Partial),
 		partials:   make(map[string]*partialFile),
 		newLayout:  currentLayout,
 	}
@@ -165,10 +167,6 @@ func open(cfg Config, checks bool) (*Store, error) {
 		if err := markTopDir(s.path(d)); err != nil {
 			log.Debug("store: sub-directories not spread over the file system", "dir", s.path(d), "err", err)
 		}
-	}
-	if err := s.shardPartials(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: partial files: %w", cfg.Dir, err)
 	}
 	if checks {
 		if err := s.checkIndex(); err != nil {
@@ -231,7 +229,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.partials = nil
-	s.downloads = nil
+	s.filling = nil
 	s.mu.Unlock()
 	// Callers of PutChunk hold life shared while they wait for their
 	// group: none is pending now.
@@ -271,40 +269,11 @@ func (s *Store) ObjectPath(hash string, v ObjectVariant) string {
 }
 
 // partialPath is where partial file id lives: partial/<fanout>/<id>, in
-// the sub-directory its object will have (fanout of its hash). One flat
-// directory made every create and rename of a package of many small
-// files wait on that directory's lock: 10,000 creates and renames by 32
-// goroutines took 4 s in one directory and 0.25 s over 256 here.
+// the sub-directory its object will have (fanout of its hash), so that
+// the creates and renames of a package of many small files do not all
+// wait on one directory's lock.
 func (s *Store) partialPath(id string) string {
 	return s.path(partialDir, fanout(hashOfPartialID(id)), id)
-}
-
-// shardPartials moves the partial files of the flat layout (partial/<id>,
-// before partialPath's sub-directories) to their sub-directories, so that
-// a download interrupted by an upgrade still resumes.
-func (s *Store) shardPartials() error {
-	entries, err := os.ReadDir(s.path(partialDir))
-	if err != nil {
-		return err
-	}
-	moved := false
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		dst := s.partialPath(e.Name())
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-			return err
-		}
-		if err := os.Rename(s.path(partialDir, e.Name()), dst); err != nil {
-			return err
-		}
-		moved = true
-	}
-	if moved && s.sync {
-		return syncFS(s.dir)
-	}
-	return nil
 }
 
 // fanout is the sub-directory of objects/ for a hash: its last two

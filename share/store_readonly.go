@@ -31,7 +31,7 @@ func OpenReadOnly(cfg Config) (*Store, error) {
 		log:        log,
 		lim:        cfg.Limits,
 		rebuildCmd: cfg.RebuildCommand,
-		downloads:  make(map[string]*Download),
+		filling:    make(map[string]*Partial),
 		partials:   make(map[string]*partialFile),
 	}
 	if _, err := os.Stat(s.path(indexDir)); err != nil {

@@ -367,7 +367,7 @@ func TestConcurrentDownloadsShareFile(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("PutChunk into b = %v", err)
 	}
-	for _, d := range []*Download{da, db} {
+	for _, d := range []*Partial{da, db} {
 		if err := d.Commit(); err != nil {
 			t.Fatalf("Commit = %v", err)
 		}

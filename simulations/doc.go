@@ -1,10 +1,11 @@
 // Package simulations is a discrete-event simulation of many hosts that
-// drives the real piece-selection and origin policy code from transfer
-// (transfer.Picker), to measure repository offload and completion time at
-// scales no single machine can run: 10 to 10,000 hosts.
+// drives the real piece-selection and origin policy code, package
+// transfer/policy (policy.Picker), to measure repository offload and
+// completion time at scales no single machine can run: 10 to 10,000 hosts.
 //
-// simulations imports transfer (and plotting) only. It never copies the
-// policy: every simulated host owns a transfer.Picker and makes every
+// simulations imports transfer/policy and plotting only: none of the
+// daemon's network, store or repository code. It never copies the
+// policy: every simulated host owns a policy.Picker and makes every
 // choice the daemon's download makes through it (SetMembers, NextForPeer,
 // NextForOrigin, Requested, Received, Progress, Timeouts, PeerJoined,
 // PeerHave, PeerPending, PeerLeft, Failed, Cancelled).
@@ -44,7 +45,7 @@
 // peers (pipelines bounded by PipelineDepth) and from the origin, sends
 // Fetching for origin chunks, HaveUpdates for chunks received, cancels
 // what Received says to cancel, reports the peers whose chunks (larger
-// than transfer.PartSize, the daemon's ChunkParts) are flowing in with
+// than policy.PartSize, the daemon's ChunkParts) are flowing in with
 // Progress, expires requests with Timeouts and drops
 // peers with MaxStrikes strikes, and looks for more peers every
 // FindInterval while it has fewer than MaxPeers. A sender serves each

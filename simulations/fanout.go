@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // The fan-out of a HaveUpdate (haveUpdate) is most of a large run's work,
@@ -33,7 +33,7 @@ const fanParallelMin = 16
 // and the chunks it asks of the HaveUpdate's sender.
 type fanOut struct {
 	recs []fanRec
-	wdr  []transfer.Request
+	wdr  []policy.Request
 	req  []int32
 }
 

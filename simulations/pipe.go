@@ -7,7 +7,7 @@ import (
 )
 
 // The fan-out pipeline: large runs without locality or head-of-line
-// blocking (pipeOK) no longer wait for each HaveUpdate's fan-out. The
+// blocking (pipeOK) do not wait for each HaveUpdate's fan-out. The
 // event loop posts it as a job (the watchers that lack the chunk, copied)
 // and goes on; a helper goroutine runs the jobs in order, and the event
 // loop runs one itself when the helper is behind and none of the job's
@@ -25,9 +25,9 @@ import (
 const pipeRing = 256
 
 // pipeBehind: the event loop runs a job itself while the helper has this
-// many or more of its jobs left to run. At 3,000 hosts: 2 left the
-// helper idle (57 s), 32 made the event loop wait on it (59 s), 6 to 16
-// gave 44-51 s.
+// many or more of its jobs left to run. Too few leave the helper idle,
+// too many make the event loop wait on it; the values between run about
+// equally fast (docs/transfer-tuning.md).
 const pipeBehind = 12
 
 type pipeJob struct {

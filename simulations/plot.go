@@ -96,121 +96,148 @@ func addLines(p *plot.Plot, names []string, series []plotter.XYs) error {
 // bytes over time (one line per strategy). It returns the files written.
 func WritePlots(dir string, results []*Result) ([]string, error) {
 	m, order, hosts := byStrategy(results)
-	var files []string
-	names := make([]string, len(order))
+	sp := strategyPlots{dir: dir, m: m, order: order, names: make([]string, len(order))}
 	for k, s := range order {
-		names[k] = string(s)
+		sp.names[k] = string(s)
 	}
+	var files []string
 	if len(hosts) > 1 {
-		type metric struct {
-			file, title, y string
-			logY           bool
-			v              func(*Result) float64
+		var err error
+		if files, err = sp.vsHosts(); err != nil {
+			return nil, err
 		}
-		for _, mt := range []metric{
-			{PlotOriginVsHosts, "Origin bytes vs hosts", "origin GiB", true, func(r *Result) float64 { return r.OriginBytes / (1 << 30) }},
-			{PlotOffloadVsHosts, "Repository offload vs hosts (1 - origin/delivered to VMs)", "offload %", false, func(r *Result) float64 { return 100 * r.Offload }},
-			{PlotRatioVsHosts, "Completion time / fluid lower bound", "makespan / bound", true, func(r *Result) float64 { return r.Ratio }},
-		} {
-			p := newPlot(mt.title, "hosts", mt.y, true, mt.logY)
-			var series []plotter.XYs
-			for _, s := range order {
-				var xy plotter.XYs
-				for _, r := range m[s] {
-					if v := mt.v(r); !math.IsNaN(v) && (!mt.logY || v > 0) {
-						xy = append(xy, plotter.XY{X: float64(r.Hosts), Y: v})
-					}
-				}
-				series = append(series, xy)
-			}
-			if err := addLines(p, names, series); err != nil {
-				return nil, err
-			}
-			path := filepath.Join(dir, mt.file)
-			if err := save(p, path); err != nil {
+	}
+	for _, n := range hosts {
+		for _, draw := range []func(int) (string, error){sp.cdf, sp.originOverTime} {
+			path, err := draw(n)
+			if err != nil {
 				return nil, err
 			}
 			files = append(files, path)
 		}
 	}
-	for _, n := range hosts {
-		// completion-time CDF
-		p := newPlot(fmt.Sprintf("Completion time CDF, %d hosts", n), "seconds from arrival (log)", "fraction of hosts", true, false)
-		var series []plotter.XYs
-		var bound float64
-		for _, s := range order {
-			var xy plotter.XYs
-			for _, r := range m[s] {
-				if r.Hosts != n {
-					continue
-				}
-				bound = r.Bound
-				var ts []float64
-				for _, h := range r.PerHost {
-					if !math.IsNaN(h.Done) {
-						ts = append(ts, max(h.Done-h.Arrival, 1e-3))
-					}
-				}
-				slices.Sort(ts)
-				step := max(1, len(ts)/200)
-				for k := 0; k < len(ts); k += step {
-					xy = append(xy, plotter.XY{X: ts[k], Y: float64(k+1) / float64(len(ts))})
-				}
-				if len(ts) > 0 {
-					xy = append(xy, plotter.XY{X: ts[len(ts)-1], Y: 1})
-				}
-			}
-			series = append(series, xy)
-		}
-		if err := addLines(p, names, series); err != nil {
-			return nil, err
-		}
-		if bound > 0 {
-			l, err := plotter.NewLine(plotter.XYs{{X: bound, Y: 0}, {X: bound, Y: 1}})
-			if err != nil {
-				return nil, err
-			}
-			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-			p.Add(l)
-			p.Legend.Add("fluid bound", l)
-		}
-		path := filepath.Join(dir, PlotCDF(n))
-		if err := save(p, path); err != nil {
-			return nil, err
-		}
-		files = append(files, path)
+	return files, nil
+}
 
-		// origin bytes over time
-		p = newPlot(fmt.Sprintf("Origin bytes over time, %d hosts", n), "seconds (log)", "origin GiB (log)", true, true)
-		series = series[:0]
-		for _, s := range order {
+// strategyPlots draws plots with one line per strategy.
+type strategyPlots struct {
+	dir   string
+	m     map[Strategy][]*Result
+	order []Strategy
+	names []string // of order
+}
+
+// vsHosts draws origin bytes, offload and completion time over the fluid
+// bound against the host count.
+func (sp strategyPlots) vsHosts() ([]string, error) {
+	type metric struct {
+		file, title, y string
+		logY           bool
+		v              func(*Result) float64
+	}
+	var files []string
+	for _, mt := range []metric{
+		{PlotOriginVsHosts, "Origin bytes vs hosts", "origin GiB", true, func(r *Result) float64 { return r.OriginBytes / (1 << 30) }},
+		{PlotOffloadVsHosts, "Repository offload vs hosts (1 - origin/delivered to VMs)", "offload %", false, func(r *Result) float64 { return 100 * r.Offload }},
+		{PlotRatioVsHosts, "Completion time / fluid lower bound", "makespan / bound", true, func(r *Result) float64 { return r.Ratio }},
+	} {
+		p := newPlot(mt.title, "hosts", mt.y, true, mt.logY)
+		var series []plotter.XYs
+		for _, s := range sp.order {
 			var xy plotter.XYs
-			for _, r := range m[s] {
-				if r.Hosts != n {
-					continue
-				}
-				step := max(1, len(r.Origin)/300)
-				for k := 0; k < len(r.Origin); k += step {
-					if o := r.Origin[k]; o.T > 0 && o.Bytes > 0 {
-						xy = append(xy, plotter.XY{X: o.T, Y: o.Bytes / (1 << 30)})
-					}
-				}
-				if o := r.Origin[len(r.Origin)-1]; o.T > 0 && o.Bytes > 0 {
-					xy = append(xy, plotter.XY{X: o.T, Y: o.Bytes / (1 << 30)})
+			for _, r := range sp.m[s] {
+				if v := mt.v(r); !math.IsNaN(v) && (!mt.logY || v > 0) {
+					xy = append(xy, plotter.XY{X: float64(r.Hosts), Y: v})
 				}
 			}
 			series = append(series, xy)
 		}
-		if err := addLinesNoPoints(p, names, series); err != nil {
+		if err := addLines(p, sp.names, series); err != nil {
 			return nil, err
 		}
-		path = filepath.Join(dir, PlotOriginTime(n))
+		path := filepath.Join(sp.dir, mt.file)
 		if err := save(p, path); err != nil {
 			return nil, err
 		}
 		files = append(files, path)
 	}
 	return files, nil
+}
+
+// cdf draws the completion-time CDF of the runs of n hosts, with the
+// fluid bound.
+func (sp strategyPlots) cdf(n int) (string, error) {
+	p := newPlot(fmt.Sprintf("Completion time CDF, %d hosts", n), "seconds from arrival (log)", "fraction of hosts", true, false)
+	var series []plotter.XYs
+	var bound float64
+	for _, s := range sp.order {
+		var xy plotter.XYs
+		for _, r := range sp.m[s] {
+			if r.Hosts != n {
+				continue
+			}
+			bound = r.Bound
+			var ts []float64
+			for _, h := range r.PerHost {
+				if !math.IsNaN(h.Done) {
+					ts = append(ts, max(h.Done-h.Arrival, 1e-3))
+				}
+			}
+			slices.Sort(ts)
+			step := max(1, len(ts)/200)
+			for k := 0; k < len(ts); k += step {
+				xy = append(xy, plotter.XY{X: ts[k], Y: float64(k+1) / float64(len(ts))})
+			}
+			if len(ts) > 0 {
+				xy = append(xy, plotter.XY{X: ts[len(ts)-1], Y: 1})
+			}
+		}
+		series = append(series, xy)
+	}
+	if err := addLines(p, sp.names, series); err != nil {
+		return "", err
+	}
+	if bound > 0 {
+		l, err := plotter.NewLine(plotter.XYs{{X: bound, Y: 0}, {X: bound, Y: 1}})
+		if err != nil {
+			return "", err
+		}
+		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(l)
+		p.Legend.Add("fluid bound", l)
+	}
+	path := filepath.Join(sp.dir, PlotCDF(n))
+	return path, save(p, path)
+}
+
+// originOverTime draws the origin's bytes over time in the runs of n
+// hosts.
+func (sp strategyPlots) originOverTime(n int) (string, error) {
+	p := newPlot(fmt.Sprintf("Origin bytes over time, %d hosts", n), "seconds (log)", "origin GiB (log)", true, true)
+	var series []plotter.XYs
+	for _, s := range sp.order {
+		var xy plotter.XYs
+		for _, r := range sp.m[s] {
+			if r.Hosts != n {
+				continue
+			}
+			step := max(1, len(r.Origin)/300)
+			for k := 0; k < len(r.Origin); k += step {
+				if o := r.Origin[k]; o.T > 0 && o.Bytes > 0 {
+					xy = append(xy, plotter.XY{X: o.T, Y: o.Bytes / (1 << 30)})
+				}
+			}
+			if o := r.Origin[len(r.Origin)-1]; o.T > 0 && o.Bytes > 0 {
+				xy = append(xy, plotter.XY{X: o.T, Y: o.Bytes / (1 << 30)})
+			}
+		}
+		series = append(series, xy)
+	}
+	if err := addLinesNoPoints(p, sp.names, series); err != nil {
+		return "", err
+	}
+	path := filepath.Join(sp.dir, PlotOriginTime(n))
+	return path, save(p, path)
 }
 
 func addLinesNoPoints(p *plot.Plot, names []string, series []plotter.XYs) error {

@@ -6,7 +6,7 @@ import (
 
 // TestSwarmFlashCrowdPolicy guards the swarm's origin policy (members
 // partition the origin's chunks and pace it, first holders are not
-// swamped; see transfer.Picker): a flash crowd of 200 hosts fetching 256
+// swamped; see policy.Picker): a flash crowd of 200 hosts fetching 256
 // MiB must cost the origin at most 1.1 copies and finish within 5.5 times
 // the fluid bound (4.3 when written; the 1.3 is not reached yet:
 // the last chunks take seconds to spread from their first holders).

@@ -48,7 +48,7 @@ type Scenario struct {
 	NewVersion NewVersion `json:"new_version,omitzero"`
 	// Churn: hosts leaving (and coming back) mid-transfer.
 	Churn Churn `json:"churn,omitzero"`
-	// Policy tunes the swarm (transfer.PickerConfig and the daemon's
+	// Policy tunes the swarm (policy.PickerConfig and the daemon's
 	// session rules).
 	Policy Policy `json:"policy,omitzero"`
 	// HeadOfLine: a host's control messages to a peer (requests, cancels,
@@ -104,20 +104,20 @@ type Churn struct {
 	RejoinAfter Duration `json:"rejoin_after,omitempty"`
 }
 
-// Policy tunes the swarm. Zero fields take transfer's defaults unless
+// Policy tunes the swarm. Zero fields take the policy's defaults unless
 // noted.
 type Policy struct {
 	// MaxPeers: peers a download trades with (the daemon's
 	// MaxPeersPerDownload). Default 32.
 	MaxPeers int `json:"max_peers,omitempty"`
 	// OriginParallel, RequestTimeout, MaxInflightPerPeer,
-	// MaxInflightBytes, EndgameThreshold: transfer.PickerConfig.
+	// MaxInflightBytes, EndgameThreshold: policy.PickerConfig.
 	OriginParallel     int      `json:"origin_parallel,omitempty"`
 	RequestTimeout     Duration `json:"request_timeout,omitempty"`
 	MaxInflightPerPeer int      `json:"max_inflight_per_peer,omitempty"`
 	MaxInflightBytes   Size     `json:"max_inflight_bytes,omitempty"`
 	EndgameThreshold   int      `json:"endgame_threshold,omitempty"`
-	// OriginSwarmWindow and OriginFallbackDelay: transfer.PickerConfig's
+	// OriginSwarmWindow and OriginFallbackDelay: policy.PickerConfig's
 	// member-aware origin policy.
 	OriginSwarmWindow   int      `json:"origin_swarm_window,omitempty"`
 	OriginFallbackDelay Duration `json:"origin_fallback_delay,omitempty"`

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // Strategy is how hosts get the package.
@@ -21,7 +21,7 @@ const (
 	// OriginPerHost: one HTTP download per host (a per-host cache) of the
 	// chunks the host's store lacks; the VMs share it.
 	OriginPerHost Strategy = "origin-per-host"
-	// Swarm: the Stork swarm, transfer.Picker choosing chunks and
+	// Swarm: the Stork swarm, policy.Picker choosing chunks and
 	// sources, random peers, the origin as last resort.
 	Swarm Strategy = "swarm"
 	// SwarmLocality: the swarm with peers chosen in the host's site first
@@ -84,7 +84,7 @@ type session struct {
 	dropped bool  // dropped for strikes: never known again
 	local   bool  // same site
 	wpos    int32 // known: our place in the peer's watchers
-	ref     transfer.PeerRef
+	ref     policy.PeerRef
 	queue   []int32
 	held    []event // HeadOfLine: our messages waiting for flow to end
 }
@@ -97,8 +97,8 @@ type watcher struct {
 	q     int32
 	k     int32
 	local bool
-	ref   transfer.PeerRef
-	p     *transfer.Picker
+	ref   policy.PeerRef
+	p     *policy.Picker
 }
 
 type host struct {
@@ -108,9 +108,9 @@ type host struct {
 	up, down float64
 	arrival  float64
 	done     float64
-	picker   *transfer.Picker
-	have     transfer.Bitfield
-	oreq     transfer.Bitfield // open origin requests
+	picker   *policy.Picker
+	have     policy.Bitfield
+	oreq     policy.Bitfield // open origin requests
 	sess     []session
 	watch    []watcher
 	in       []int32 // incoming flows
@@ -201,29 +201,29 @@ type sim struct {
 	pkgBytes float64
 	origin   int32 // origin server id
 	hosts    []host
-	ids      []transfer.PeerID
+	ids      []policy.PeerID
 	present  []int32 // hosts active or done
 	presPos  []int32
 	siteHost [][]int32 // present hosts by site
 	sitePos  []int32
 	pending  int // hosts that still have to finish
-	old      transfer.Bitfield
+	old      policy.Bitfield
 	nw       int      // words per have-map
 	haveM    []uint64 // every host's have-map, host h's at [h*nw:(h+1)*nw]
 	epoch    time.Time
-	tmo      []transfer.Request
-	wdr      []transfer.Request // Picker.Withdrawn
-	ask      []int32            // fillRef's
-	fan      fanOut             // haveUpdate's, on the event loop
-	helper   *fanHelper         // haveUpdate's second goroutine, nil none
-	fanPar   bool               // run with a helper (fanParallelHosts)
-	pipe     *pipe              // the fan-out pipeline (pipe.go), nil none
+	tmo      []policy.Request
+	wdr      []policy.Request // Picker.Withdrawn
+	ask      []int32          // fillRef's
+	fan      fanOut           // haveUpdate's, on the event loop
+	helper   *fanHelper       // haveUpdate's second goroutine, nil none
+	fanPar   bool             // run with a helper (fanParallelHosts)
+	pipe     *pipe            // the fan-out pipeline (pipe.go), nil none
 	// tests: a pipeline without its helper (the event loop runs every job)
 	pipeNoHelper bool
 	pipeBehind   uint64 // tests: the pipe's behind, 0 pipeBehind
 	onStart      func() // tests: called once the run started
 	samples      []Sample
-	pcfg         transfer.PickerConfig
+	pcfg         policy.PickerConfig
 	latSite      float64
 	latWAN       float64
 	latOrig      float64
@@ -233,9 +233,9 @@ type sim struct {
 	maxT         float64
 	sampleDt     float64
 	onMany       func() // called every memSampleEveryEvts events
-	memb         []transfer.PeerID
-	presVer      uint64               // changes whenever present does
-	ring         *transfer.MemberRing // of present at ringVer
+	memb         []policy.PeerID
+	presVer      uint64             // changes whenever present does
+	ring         *policy.MemberRing // of present at ringVer
 	ringVer      uint64
 }
 
@@ -274,12 +274,23 @@ func newSim(sc Scenario, st Strategy) *sim {
 		h := &s.hosts[dst]
 		return h.down / float64(max(len(h.in), 1))
 	}
+	s.initChunks()
+	s.initHosts()
+	s.scheduleStart()
+	s.setLimits()
+	return s
+}
+
+// initChunks sets the chunks' lengths, those the old version already has,
+// and the PickerConfig every host's Picker shares.
+func (s *sim) initChunks() {
+	sc, n := s.sc, s.n
 	s.chunkLen = make([]int32, s.nChunks)
 	for i := range s.nChunks {
 		s.chunkLen[i] = int32(min(int64(sc.ChunkSize), int64(sc.PackageSize)-int64(i)*int64(sc.ChunkSize)))
 	}
 	// Which chunks version 1 already has: the same on every host.
-	s.old = transfer.NewBitfield(s.nChunks)
+	s.old = policy.NewBitfield(s.nChunks)
 	s.nw = len(s.old)
 	s.haveM = make([]uint64, int(n)*s.nw)
 	if sc.NewVersion.Reuse > 0 {
@@ -290,7 +301,7 @@ func newSim(sc Scenario, st Strategy) *sim {
 			}
 		}
 	}
-	s.pcfg = transfer.PickerConfig{
+	s.pcfg = policy.PickerConfig{
 		NumChunks:          s.nChunks,
 		ChunkLen:           func(i int) int64 { return int64(s.chunkLen[i]) },
 		OriginParallel:     sc.Policy.OriginParallel,
@@ -299,11 +310,17 @@ func newSim(sc Scenario, st Strategy) *sim {
 		MaxInflightBytes:   int64(sc.Policy.MaxInflightBytes),
 		EndgameThreshold:   sc.Policy.EndgameThreshold,
 		OriginSwarmWindow:  sc.Policy.OriginSwarmWindow,
-		Order:              transfer.NewChunkOrder(s.nChunks), // shared by every host's Picker
+		Order:              policy.NewChunkOrder(s.nChunks), // shared by every host's Picker
 	}
 	s.pcfg.OriginFallbackDelay = time.Duration(sc.Policy.OriginFallbackDelay)
+}
+
+// initHosts draws every host's links, then makes the origin and the site
+// links.
+func (s *sim) initHosts() {
+	sc, n := s.sc, s.n
 	s.hosts = make([]host, n)
-	s.ids = make([]transfer.PeerID, n)
+	s.ids = make([]policy.PeerID, n)
 	s.presPos = make([]int32, n)
 	s.sitePos = make([]int32, n)
 	s.siteHost = make([][]int32, sc.Sites)
@@ -314,7 +331,7 @@ func newSim(sc Scenario, st Strategy) *sim {
 		hs.up = sc.HostUpload.draw(s.rng.Float64())
 		hs.down = sc.HostDownload.draw(s.rng.Float64())
 		hs.done = math.NaN()
-		s.ids[h] = transfer.PeerID("h" + strconv.Itoa(int(h)))
+		s.ids[h] = policy.PeerID("h" + strconv.Itoa(int(h)))
 		s.presPos[h] = -1
 		s.sitePos[h] = -1
 		s.addServer(hs.up)
@@ -328,6 +345,12 @@ func newSim(sc Scenario, st Strategy) *sim {
 	for k := range s.links {
 		s.links[k].reshare()
 	}
+}
+
+// scheduleStart schedules the arrivals, the departures (churn) and the
+// first sample.
+func (s *sim) scheduleStart() {
+	sc, n := s.sc, s.n
 	s.pending = int(n)
 	// Arrivals.
 	for h := range n {
@@ -349,6 +372,11 @@ func newSim(sc Scenario, st Strategy) *sim {
 		}
 	}
 	s.schedule(0, evSample, 0, 0, 0)
+}
+
+// setLimits sets the sampling interval and the time limit of the run.
+func (s *sim) setLimits() {
+	sc, st := s.sc, s.strat
 	// A generous limit: a hundred times the slowest plausible run.
 	b := FluidBound(sc)
 	perVM := float64(sc.Hosts*sc.VMsPerHost) * s.pkgBytes / float64(sc.OriginUpload)
@@ -365,7 +393,6 @@ func newSim(sc Scenario, st Strategy) *sim {
 		s.sampleDt = max(0.05, est/500)
 	}
 	s.maxT = 100*max(b, perVM) + sc.Arrival.Over.Seconds() + sc.Churn.To.Seconds() + sc.Churn.RejoinAfter.Seconds() + 600
-	return s
 }
 
 func (s *sim) at(t float64) time.Time { return s.epoch.Add(time.Duration(t * 1e9)) }
@@ -528,12 +555,12 @@ func (s *sim) arrive(h int32, rejoin bool) {
 		return
 	}
 	if hs.have == nil {
-		hs.have = transfer.Bitfield(s.haveM[int(h)*s.nw : int(h+1)*s.nw : int(h+1)*s.nw])
+		hs.have = policy.Bitfield(s.haveM[int(h)*s.nw : int(h+1)*s.nw : int(h+1)*s.nw])
 		copy(hs.have, s.old)
 	}
 	cfg := s.pcfg
 	cfg.Rand = rand.New(rand.NewPCG(s.sc.Seed^0x9e3779b97f4a7c15, uint64(h)<<1|b2u(rejoin)))
-	p := transfer.NewPicker(cfg)
+	p := policy.NewPicker(cfg)
 	for w, x := range hs.have {
 		for b := range 64 {
 			if x&(1<<b) != 0 {
@@ -543,7 +570,7 @@ func (s *sim) arrive(h int32, rejoin bool) {
 	}
 	hs.picker = p
 	hs.membSet = false // a new Picker knows no members yet
-	hs.oreq = transfer.NewBitfield(s.nChunks)
+	hs.oreq = policy.NewBitfield(s.nChunks)
 	if p.Done() {
 		s.hostDone(h)
 		return
@@ -777,7 +804,7 @@ func (s *sim) discover(h int32) {
 			for _, q := range s.present {
 				s.memb = append(s.memb, s.ids[q])
 			}
-			s.ring, s.ringVer = transfer.NewMemberRing(s.memb), s.presVer
+			s.ring, s.ringVer = policy.NewMemberRing(s.memb), s.presVer
 		}
 		hs.picker.SetMemberRing(s.ids[h], s.ring)
 	}
@@ -911,7 +938,7 @@ func (s *sim) fillPeer(h int32, k int) {
 
 // fillRef is fillPeer for h's Picker p, session k with q, p's handle ref
 // on q, and the session's locality.
-func (s *sim) fillRef(h int32, k int, p *transfer.Picker, ref transfer.PeerRef, q int32, local bool) {
+func (s *sim) fillRef(h int32, k int, p *policy.Picker, ref policy.PeerRef, q int32, local bool) {
 	s.waitFree(h)
 	s.ask = s.askRef(h, p, ref, local, s.at(s.now), s.ask[:0])
 	for _, i := range s.ask {
@@ -922,7 +949,7 @@ func (s *sim) fillRef(h int32, k int, p *transfer.Picker, ref transfer.PeerRef, 
 // askRef asks h's Picker p for the chunks to request of the peer p's ref
 // is a handle on, records them as requested, and appends them to dst. It
 // changes only p (see fanRange).
-func (s *sim) askRef(h int32, p *transfer.Picker, ref transfer.PeerRef, local bool, now time.Time, dst []int32) []int32 {
+func (s *sim) askRef(h int32, p *policy.Picker, ref policy.PeerRef, local bool, now time.Time, dst []int32) []int32 {
 	for range s.nChunks + 1 {
 		i, ok := p.NextForPeerRef(ref, now)
 		if !ok {
@@ -960,7 +987,7 @@ func (s *sim) fillOrigin(h int32) {
 		if !ok {
 			return
 		}
-		p.Requested(i, transfer.OriginPeer, now)
+		p.Requested(i, policy.OriginPeer, now)
 		if hs.oreq.Has(i) {
 			continue // a stalled chunk already on its way from the origin
 		}
@@ -1071,7 +1098,7 @@ func (s *sim) cancel(src, dst, i int32) {
 		}
 	}
 	// Being sent: stopped where it is (the daemon sends a large chunk in
-	// parts and stops at the next part, transfer's uploadParts).
+	// parts and stops at the next part, the swarm's uploadParts).
 	if se := &s.hosts[src].sess[k]; se.flow >= 0 && s.flows[se.flow].chunk == i {
 		s.close(se.flow)
 		se.flow = -1
@@ -1106,7 +1133,7 @@ func (s *sim) drop(h int32, k int) {
 	hs.picker.PeerLeft(s.ids[hs.sess[k].peer])
 }
 
-func (s *sim) peerOf(id transfer.PeerID) int32 {
+func (s *sim) peerOf(id policy.PeerID) int32 {
 	n, err := strconv.Atoi(string(id[1:]))
 	if err != nil {
 		panic(fmt.Sprintf("simulations: bad peer id %q", id))
@@ -1139,7 +1166,7 @@ func (s *sim) chunk(h, src, i int32) {
 	// The sender's session, if h knows it: its handle saves Received a
 	// lookup by peer ID.
 	k := -1
-	var cancels []transfer.PeerID
+	var cancels []policy.PeerID
 	if src >= 0 {
 		if k = s.sessionOf(h, src); k >= 0 && hs.sess[k].known {
 			cancels = p.ReceivedRef(int(i), hs.sess[k].ref, s.at(s.now), int64(size))
@@ -1148,10 +1175,10 @@ func (s *sim) chunk(h, src, i int32) {
 		}
 	} else {
 		hs.oreq.Clear(int(i))
-		cancels = p.Received(int(i), transfer.OriginPeer, s.at(s.now), int64(size))
+		cancels = p.Received(int(i), policy.OriginPeer, s.at(s.now), int64(size))
 	}
 	for _, c := range cancels {
-		if c == transfer.OriginPeer {
+		if c == policy.OriginPeer {
 			s.cancelOrigin(h, i)
 		} else {
 			q := s.peerOf(c)
@@ -1180,7 +1207,7 @@ func (s *sim) closeRequest(h, src, i int32) {
 	p := s.hosts[h].picker
 	if src < 0 {
 		s.hosts[h].oreq.Clear(int(i))
-		p.Cancelled(int(i), transfer.OriginPeer)
+		p.Cancelled(int(i), policy.OriginPeer)
 		return
 	}
 	p.Cancelled(int(i), s.ids[src])
@@ -1280,7 +1307,7 @@ func (s *sim) tick(h int32) {
 }
 
 // progress tells h's Picker of the peers sending it chunks in parts (the
-// daemon's ChunkParts, transfer.PartSize): their bytes flow, so their
+// daemon's ChunkParts, policy.PartSize): their bytes flow, so their
 // requests neither stall nor time out.
 func (s *sim) progress(h int32) {
 	s.waitFree(h)
@@ -1290,7 +1317,7 @@ func (s *sim) progress(h int32) {
 		if id < 0 {
 			continue
 		}
-		if f := &s.flows[id]; f.live && f.srv != s.origin && f.chunk >= 0 && f.size > transfer.PartSize {
+		if f := &s.flows[id]; f.live && f.srv != s.origin && f.chunk >= 0 && f.size > policy.PartSize {
 			hs.picker.Progress(s.ids[f.srv], now)
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -97,13 +98,13 @@ func daemonCommand() *cli.Command {
 				defer stopMetrics()
 				cfg.Metrics = reg
 			}
-			d, err := node.New(cfg)
+			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			d, err := node.NewDaemon(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			return d.Run(ctx)
+			return errors.Join(d.Run(ctx), d.Close())
 		},
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 )
 
 func getCommand() *cli.Command {
@@ -60,7 +60,7 @@ func getCommand() *cli.Command {
 					return err
 				}
 			}
-			origin, err := transfer.NewOrigin(transfer.OriginConfig{URL: c.String("repo"), StallTimeout: stall, UserAgent: "stork/" + version})
+			origin, err := httporigin.NewClient(httporigin.Config{URL: c.String("repo"), StallTimeout: stall, UserAgent: "stork/" + version})
 			if err != nil {
 				return err
 			}
@@ -95,7 +95,7 @@ func getCommand() *cli.Command {
 
 // getClosure writes the package (closure[0]) at --out, or with --with-deps
 // every package of the closure at --out/NAME.
-func getClosure(ctx context.Context, c *cli.Context, origin *transfer.Origin, closure []*metadata.Resolved) (getTotals, error) {
+func getClosure(ctx context.Context, c *cli.Context, origin *httporigin.Client, closure []*metadata.Resolved) (getTotals, error) {
 	type job struct {
 		pkg *metadata.Resolved
 		out string
@@ -119,7 +119,7 @@ func getClosure(ctx context.Context, c *cli.Context, origin *transfer.Origin, cl
 	defer bar.Finish()
 	for _, j := range jobs {
 		base := n.bytes
-		res, err := transfer.Get(ctx, transfer.GetOptions{
+		res, err := httporigin.Get(ctx, httporigin.GetOptions{
 			Manifest: j.pkg.Manifest,
 			Source:   origin,
 			OutDir:   j.out,

@@ -1,5 +1,5 @@
 // Command stork is the one Stork binary: repository tools, the verified HTTP
-// download, and (later) the host daemon and its clients. Each command lives
+// download (stork get), the host daemon and its clients. Each command lives
 // in its own file; actions parse flags, build components from the packages
 // below, run them, and return an error that main prints on one line.
 package main

@@ -69,7 +69,7 @@ var options = []option{
 		Usage: "a download waits this long (`DURATION`) for an unreachable origin, with nothing arriving from peers, before it fails (chunks peers hold keep coming meanwhile)"},
 
 	{Key: "transfer.parallel", Flag: "parallel", Kind: kindInt, Default: "8", Category: catNetwork,
-		Usage: "concurrent chunk requests per download"},
+		Usage: "concurrent chunk requests to the origin per download"},
 	{Key: "transfer.max-peers", Flag: "max-peers", Kind: kindInt, Default: "32", Category: catLimits,
 		Usage: "peers one download trades with at most"},
 	{Key: "transfer.upload-rate", Flag: "upload-rate", Kind: kindSize, Category: catLimits,

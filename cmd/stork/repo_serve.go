@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/storkpm/stork/transfer"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 )
 
 func repoServeCommand() *cli.Command {
@@ -30,7 +30,7 @@ func repoServeCommand() *cli.Command {
 				}
 				limit = n
 			}
-			srv, err := transfer.NewServer(transfer.ServerConfig{Dir: c.String("dir"), Logger: newLogger(c), Rate: limit})
+			srv, err := httporigin.NewServer(httporigin.ServerConfig{Dir: c.String("dir"), Logger: newLogger(c), Rate: limit})
 			if err != nil {
 				return err
 			}

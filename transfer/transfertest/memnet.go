@@ -11,7 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
-	"github.com/storkpm/stork/transfer"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // In-memory swarm plumbing: a Network of buffered streams with optional
@@ -30,32 +30,32 @@ type LinkShape struct {
 }
 
 // StreamHandler receives an inbound stream (the swarm's HandleStream).
-type StreamHandler func(from transfer.PeerID, st transfer.Stream)
+type StreamHandler func(from swarm.PeerID, st swarm.Stream)
 
 // MemNet connects MemNodes. It is safe for concurrent use.
 type MemNet struct {
 	mu       sync.Mutex
-	nodes    map[transfer.PeerID]*MemNode
+	nodes    map[swarm.PeerID]*MemNode
 	shape    LinkShape
-	shapes   map[[2]transfer.PeerID]LinkShape
+	shapes   map[[2]swarm.PeerID]LinkShape
 	handlers sync.WaitGroup
 	opened   int
 }
 
 // NewMemNet returns an empty network whose links have the default shape.
 func NewMemNet(def LinkShape) *MemNet {
-	return &MemNet{nodes: make(map[transfer.PeerID]*MemNode), shape: def, shapes: make(map[[2]transfer.PeerID]LinkShape)}
+	return &MemNet{nodes: make(map[swarm.PeerID]*MemNode), shape: def, shapes: make(map[[2]swarm.PeerID]LinkShape)}
 }
 
 // SetLink shapes the direction from -> to.
-func (n *MemNet) SetLink(from, to transfer.PeerID, s LinkShape) {
+func (n *MemNet) SetLink(from, to swarm.PeerID, s LinkShape) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.shapes[[2]transfer.PeerID{from, to}] = s
+	n.shapes[[2]swarm.PeerID{from, to}] = s
 }
 
-func (n *MemNet) linkShape(from, to transfer.PeerID) LinkShape {
-	if s, ok := n.shapes[[2]transfer.PeerID{from, to}]; ok {
+func (n *MemNet) linkShape(from, to swarm.PeerID) LinkShape {
+	if s, ok := n.shapes[[2]swarm.PeerID{from, to}]; ok {
 		return s
 	}
 	return n.shape
@@ -63,17 +63,17 @@ func (n *MemNet) linkShape(from, to transfer.PeerID) LinkShape {
 
 // Node adds a node named id whose inbound streams go to h (set later with
 // SetHandler if nil).
-func (n *MemNet) Node(id transfer.PeerID, h StreamHandler) *MemNode {
+func (n *MemNet) Node(id swarm.PeerID, h StreamHandler) *MemNode {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	nd := &MemNode{net: n, id: id, handler: h, streams: make(map[*memStream]transfer.PeerID)}
+	nd := &MemNode{net: n, id: id, handler: h, streams: make(map[*memStream]swarm.PeerID)}
 	n.nodes[id] = nd
 	return nd
 }
 
 // Remove takes node id off the network: every stream it has is reset and
 // nobody can reach it any more.
-func (n *MemNet) Remove(id transfer.PeerID) {
+func (n *MemNet) Remove(id swarm.PeerID) {
 	n.mu.Lock()
 	nd := n.nodes[id]
 	delete(n.nodes, id)
@@ -82,7 +82,7 @@ func (n *MemNet) Remove(id transfer.PeerID) {
 		nd.mu.Lock()
 		nd.removed = true
 		nd.mu.Unlock()
-		nd.resetAll(func(transfer.PeerID) bool { return true })
+		nd.resetAll(func(swarm.PeerID) bool { return true })
 	}
 }
 
@@ -96,21 +96,21 @@ func (n *MemNet) StreamsOpened() int {
 	return n.opened
 }
 
-// MemNode is one node's transfer.Network.
+// MemNode is one node's swarm.Network.
 type MemNode struct {
 	net *MemNet
-	id  transfer.PeerID
+	id  swarm.PeerID
 
 	mu      sync.Mutex
 	handler StreamHandler
 	removed bool
-	streams map[*memStream]transfer.PeerID // our ends, by remote
+	streams map[*memStream]swarm.PeerID // our ends, by remote
 }
 
-var _ transfer.Network = (*MemNode)(nil)
+var _ swarm.Network = (*MemNode)(nil)
 
 // ID returns the node's peer ID.
-func (nd *MemNode) ID() transfer.PeerID { return nd.id }
+func (nd *MemNode) ID() swarm.PeerID { return nd.id }
 
 // SetHandler sets the inbound stream handler.
 func (nd *MemNode) SetHandler(h StreamHandler) {
@@ -119,9 +119,9 @@ func (nd *MemNode) SetHandler(h StreamHandler) {
 	nd.handler = h
 }
 
-// OpenStream implements transfer.Network: it runs the remote's handler in
+// OpenStream implements swarm.Network: it runs the remote's handler in
 // a new goroutine with the other end.
-func (nd *MemNode) OpenStream(ctx context.Context, p transfer.PeerID) (transfer.Stream, error) {
+func (nd *MemNode) OpenStream(ctx context.Context, p swarm.PeerID) (swarm.Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -163,7 +163,7 @@ func (nd *MemNode) OpenStream(ctx context.Context, p transfer.PeerID) (transfer.
 	return a, nil
 }
 
-func (nd *MemNode) track(s *memStream, p transfer.PeerID) bool {
+func (nd *MemNode) track(s *memStream, p swarm.PeerID) bool {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	if nd.removed {
@@ -179,7 +179,7 @@ func (nd *MemNode) untrack(s *memStream) {
 	delete(nd.streams, s)
 }
 
-func (nd *MemNode) resetAll(match func(transfer.PeerID) bool) {
+func (nd *MemNode) resetAll(match func(swarm.PeerID) bool) {
 	nd.mu.Lock()
 	var ss []*memStream
 	for s, p := range nd.streams {
@@ -193,9 +193,9 @@ func (nd *MemNode) resetAll(match func(transfer.PeerID) bool) {
 	}
 }
 
-// ClosePeer implements transfer.Network: it resets every stream to p.
-func (nd *MemNode) ClosePeer(p transfer.PeerID) error {
-	nd.resetAll(func(q transfer.PeerID) bool { return q == p })
+// ClosePeer implements swarm.Network: it resets every stream to p.
+func (nd *MemNode) ClosePeer(p swarm.PeerID) error {
+	nd.resetAll(func(q swarm.PeerID) bool { return q == p })
 	return nil
 }
 
@@ -366,7 +366,7 @@ func (p *pipe) fail(err error) {
 // concurrent use.
 type MemDiscovery struct {
 	mu        sync.Mutex
-	providers map[cid.Cid][]transfer.PeerID
+	providers map[cid.Cid][]swarm.PeerID
 	provides  int
 	// Delay, if set, delays every FindProviders answer (a slow DHT).
 	Delay time.Duration
@@ -374,12 +374,12 @@ type MemDiscovery struct {
 
 // NewMemDiscovery returns an empty table.
 func NewMemDiscovery() *MemDiscovery {
-	return &MemDiscovery{providers: make(map[cid.Cid][]transfer.PeerID)}
+	return &MemDiscovery{providers: make(map[cid.Cid][]swarm.PeerID)}
 }
 
 // For returns node self's view: Provide records self; FindProviders
 // never returns self.
-func (d *MemDiscovery) For(self transfer.PeerID) transfer.Discovery {
+func (d *MemDiscovery) For(self swarm.PeerID) swarm.Discovery {
 	return memDiscoveryView{d: d, self: self}
 }
 
@@ -391,7 +391,7 @@ func (d *MemDiscovery) Provides() int {
 }
 
 // Forget removes p from every provider list.
-func (d *MemDiscovery) Forget(p transfer.PeerID) {
+func (d *MemDiscovery) Forget(p swarm.PeerID) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for c, ps := range d.providers {
@@ -407,7 +407,7 @@ func (d *MemDiscovery) Forget(p transfer.PeerID) {
 
 type memDiscoveryView struct {
 	d    *MemDiscovery
-	self transfer.PeerID
+	self swarm.PeerID
 }
 
 func (v memDiscoveryView) Provide(ctx context.Context, c cid.Cid) error {
@@ -426,12 +426,12 @@ func (v memDiscoveryView) Provide(ctx context.Context, c cid.Cid) error {
 	return nil
 }
 
-func (v memDiscoveryView) FindProviders(ctx context.Context, c cid.Cid) <-chan transfer.PeerID {
+func (v memDiscoveryView) FindProviders(ctx context.Context, c cid.Cid) <-chan swarm.PeerID {
 	v.d.mu.Lock()
-	ps := append([]transfer.PeerID(nil), v.d.providers[c]...)
+	ps := append([]swarm.PeerID(nil), v.d.providers[c]...)
 	delay := v.d.Delay
 	v.d.mu.Unlock()
-	ch := make(chan transfer.PeerID, len(ps))
+	ch := make(chan swarm.PeerID, len(ps))
 	if delay <= 0 {
 		for _, p := range ps {
 			if p != v.self {
@@ -471,8 +471,8 @@ type MemStore struct {
 }
 
 var (
-	_ transfer.ChunkStore = (*MemStore)(nil)
-	_ metadata.ChunkSink  = (*MemStore)(nil)
+	_ swarm.ChunkStore   = (*MemStore)(nil)
+	_ metadata.ChunkSink = (*MemStore)(nil)
 )
 
 // NewMemStore returns an empty store.
@@ -497,7 +497,7 @@ func (s *MemStore) AddChunks(chunks map[cid.Cid][]byte) {
 	}
 }
 
-// Manifest implements transfer.ChunkStore.
+// Manifest implements swarm.ChunkStore.
 func (s *MemStore) Manifest(c cid.Cid) (*metadata.Manifest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -507,7 +507,7 @@ func (s *MemStore) Manifest(c cid.Cid) (*metadata.Manifest, error) {
 	return nil, fmt.Errorf("memstore: manifest %s: %w", c, metadata.ErrNotFound)
 }
 
-// ReadChunk implements transfer.ChunkStore.
+// ReadChunk implements swarm.ChunkStore.
 func (s *MemStore) ReadChunk(c cid.Cid) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -517,7 +517,7 @@ func (s *MemStore) ReadChunk(c cid.Cid) ([]byte, error) {
 	return nil, fmt.Errorf("memstore: chunk %s: %w", c, metadata.ErrNotFound)
 }
 
-// HasChunk implements transfer.ChunkStore.
+// HasChunk implements swarm.ChunkStore.
 func (s *MemStore) HasChunk(c cid.Cid) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

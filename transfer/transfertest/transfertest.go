@@ -1,6 +1,8 @@
-// Package transfertest has test helpers for package transfer: an in-memory
-// ChunkSource, hand-built manifests, hostile HTTP handlers, and a
-// conformance suite every ChunkSource implementation must pass.
+// Package transfertest has test helpers for the packages under transfer:
+// in-memory fakes of the swarm's interfaces (a Network of shaped streams,
+// a Discovery table, a ChunkStore, a ChunkSource), hand-built manifests,
+// hostile HTTP handlers, and the conformance suites every implementation
+// of those interfaces must pass (conformance.go).
 package transfertest
 
 import (

@@ -1,0 +1,146 @@
+// Package policy is the swarm's piece-selection and origin policy: for one
+// download, which chunk to ask next and from whom (a peer or the HTTP
+// origin). The daemon's swarm (package transfer/swarm) and the simulator
+// (package simulations) drive the very same code, so that what a
+// simulation of 10,000 hosts says is what the daemon does.
+//
+// # Rules
+//
+//   - Pure code: no I/O, no goroutines, no clock (every call that needs
+//     the time is given it) and no import beyond the standard library.
+//   - Deterministic for a given PickerConfig.Rand: the same calls in the
+//     same order make the same choices.
+//   - A Picker is not safe for concurrent use; its caller guards it (the
+//     swarm with its download's lock).
+//   - The Picker decides and records; its caller acts. NextForPeer and
+//     NextForOrigin change nothing but expiries: the caller sends the
+//     request and says so (Requested), and reports what happened
+//     (Received, Failed, Cancelled, Timeouts, PeerHave, PeerLeft, ...).
+//     What the Picker closes by itself (Received's losers, Timeouts,
+//     Withdrawn) it returns, for the caller to cancel.
+//
+// Chunks are indexed 0..n-1 in the order of the package's unique chunks
+// (metadata.Manifest.UniqueChunks); peers are named by PeerID, the origin
+// by the pseudo-peer OriginPeer.
+//
+// # Piece selection (levels.go, pick.go, endgame.go)
+//
+// Rarest first: among the chunks a peer has, that we lack and that nobody
+// is being asked for, a pick takes one of those held by the fewest known
+// peers. Chunks sit in one bitset per availability level (with a summary
+// word per 64 words); a pick scans the lowest level the peer can serve,
+// ANDed with the peer's have-map, from a random word and bit, so ties
+// break randomly and concurrent hosts spread out. Availability changes are
+// O(1).
+//
+// Requests are pipelined per peer to depth ceil(throughput x RTT / mean
+// chunk length) + 1 (PipelineDepth), at most the larger of
+// MaxInflightBytes and DownloadInflight/peers bytes of chunks: a peer
+// serves all its sessions at once, so a deeper pipeline only queues at a
+// peer that serves many hosts, and a chunk that became easier to get
+// elsewhere waits behind it.
+//
+// End game: with at most EndgameThreshold chunks left, a peer with nothing
+// new to offer may be asked for a chunk already requested elsewhere (the
+// least requested first, at most EndgameDuplicates outstanding); Received
+// returns the other requests to cancel.
+//
+// # Peer scoring (scoring.go)
+//
+// Each chunk received measures its peer: throughput (an EWMA of bytes over
+// the time the peer spent on the chunk) and, for a request made while
+// nothing else was in flight to it, the round trip. Scores size the
+// pipelines and order the peers (RankPeers); strikes count consecutive
+// failures and timeouts, and the caller drops a peer with too many.
+//
+// A peer request unanswered for RequestTimeout, from a peer that delivered
+// nothing for as long, is returned by Timeouts; one older than
+// StallTimeout makes its chunk eligible for the origin as well. Progress
+// (part of a large chunk arrived, see PartSize) keeps a slow peer from
+// counting as stalled.
+//
+// # The origin (origin.go, window.go, ring.go)
+//
+// The origin is one more source, asked only for chunks that no known peer
+// has or said it is fetching (PeerPending: peers say Fetching before they
+// go to the origin), or whose peer request stalled (those come first,
+// always). Which host asks the origin for which chunk depends on what the
+// host knows of the swarm.
+//
+// A host that knows no other member (SetMembers was never given any)
+// walks the eligible chunks in its own random order (a permutation drawn
+// at NewPicker), so that hosts starting together ask for different chunks
+// and then trade them, with a window of OriginParallel/(peers+1) that
+// opens with slow start (OriginInitialWindow, one more per chunk the
+// origin delivers) and small jitter (OriginJitter).
+//
+// Once it knows the members (the swarm feeds every provider Discovery
+// finds into SetMembers, not only the peers it trades with), two rules
+// make the origin send about one copy at a pace that does not grow with
+// the swarm:
+//
+//   - Partition (ring.go). Members and chunks are hashed onto one ring
+//     (each member with a few virtual points when members are few); a
+//     chunk's owner is the member at or after the chunk's point, the next
+//     distinct members are ranks 1, 2, ... Every host computes the same
+//     owner when the views agree. The owner asks the origin at once; a
+//     host of rank r asks only r fallback delays after the chunk entered
+//     its window, if nobody it knows has or fetches it by then (the owner
+//     is gone, slow or sees other members). The fallback delay is twice
+//     the measured mean time from a chunk entering the window to being
+//     seen, at least OriginFallbackDelay (RequestTimeout before the first
+//     sample).
+//   - Pacing (window.go). Every host ranks the chunks in one global order
+//     (ChunkOrder: a hash of the index, independent of the ring) and lets
+//     a chunk into its origin window only when it is among the first
+//     OriginSwarmWindow (K) chunks of that order that neither it nor a
+//     known peer has. So the whole swarm keeps about K chunks open at the
+//     origin, in order, whatever the number of hosts, and spreads each
+//     chunk while the origin sends the next ones; a host's own cap is
+//     OriginParallel with slow start, without jitter.
+//
+// After an origin outage, OriginResumed makes the window's unseen chunks
+// enter it afresh, so that fallback delays count from the resume.
+//
+// # The first copies (firsthop.go, scoring.go)
+//
+// With the members known, three rules keep the first copies of a chunk
+// moving fast.
+//
+//   - First-hop deferral: a chunk that has just reached its only holder
+//     among our peers (often its owner, fresh from the origin), a holder
+//     not measured fast, is asked of it at once by only about two of the
+//     hosts that see it (a hash of host and chunk picks them, with
+//     probability 2/peers); the others leave it until a second known peer
+//     has it, or OriginFallbackDelay/4 has passed (while the holder is
+//     measured slow, up to six times that, about two more hosts asking at
+//     each), so a slow holder does not share its upload among dozens of
+//     copies of one chunk. Thawed tells a caller that polls its peers
+//     (the simulator) that a deferral ended.
+//   - Slow peers: a peer that has been silent, with requests open, for 4
+//     times the mean peer request time, or whose measured throughput is 4
+//     times below our peers' mean, is asked only for chunks no other known
+//     peer has, so its upload goes to what only it holds (unless nothing
+//     else is on its way to us or the end game is on: then anything, one
+//     request at a time, so it is measured again and never starves a
+//     chunk).
+//   - Rerouting: when a peer that is not slow comes to have a chunk whose
+//     every open request is at measured-slow peers (asked while they were
+//     its only holders), those requests are withdrawn (Withdrawn) for the
+//     caller to cancel, and the chunk is asked of the new holder.
+//
+// # Cost
+//
+// SetMembers costs O(m log m + n log m) for m members and n chunks
+// (O(n log m) with a MemberRing prepared once and shared by many Pickers:
+// SetMemberRing); each origin decision is O(log n); a pick scans the
+// non-empty words of the lowest levels.
+//
+// # The simulator's API (ref.go)
+//
+// A simulation runs thousands of Pickers and makes millions of calls. For
+// it, Pickers of one package share what depends on the package alone
+// (PickerConfig.Order, a MemberRing), and the *Ref methods take a PeerRef
+// handle instead of a PeerID, skipping a map look-up per call; they do
+// exactly what the methods of the same name do.
+package policy

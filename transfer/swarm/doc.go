@@ -1,0 +1,122 @@
+// Package swarm trades a package's chunks with other hosts: the swarm's
+// wire protocol, its sessions (one stream with one peer about one
+// package), and its engine (Swarm), which downloads a package from peers
+// and from the origin for what no peer has, and serves the chunks this
+// host holds. Which chunk to ask next, and from whom, is decided by
+// package transfer/policy; this package carries the decisions out.
+//
+// # Rules
+//
+//   - The swarm declares the small interfaces it needs (iface.go) and
+//     imports neither libp2p nor the store: Network and Stream (node
+//     implements them with libp2p streams on Protocol, /stork/swarm/1.0.0),
+//     Discovery (the /stork DHT: one provider record per package, never
+//     per chunk), ChunkStore (what this host may upload: verified chunks
+//     only) and ChunkSource (the origin, or a fake). transfertest has
+//     in-memory fakes of each and a conformance suite per interface.
+//   - Nothing a peer or the origin says is trusted. Every chunk is checked
+//     against its CID and length (which the signed manifest pins) before
+//     the sink sees it; a peer whose chunk fails is banned for the package
+//     and disconnected (Network.ClosePeer). Unverified bytes are never
+//     stored nor served: the ChunkStore holds verified chunks only.
+//   - Every goroutine belongs to the Swarm (Swarm.goroutine) and has
+//     returned when Close does. A download's Picker is guarded by the
+//     download's lock; the Swarm's maps by the Swarm's; a session's queues
+//     by the session's.
+//   - Anything malformed on the wire is an error wrapping ErrProtocol and
+//     resets the stream (wire.go states the encoding).
+//
+// # Files
+//
+// swarm.go: the Swarm, its configuration and counters. download.go: one
+// package's download (Swarm.Download) and its scheduling. session.go: a
+// session's life and its writer; receive.go: its reader and what it does
+// with each message; upload.go: how it serves its peer; fair.go: fair
+// turns at the upload limit. wire.go: the messages and their encoding.
+// iface.go: what the swarm needs from the daemon.
+//
+// # A chunk from the wire to the store
+//
+// Swarm.Download announces the package (Discovery.Provide) and looks for
+// holders in the background (download.findPeers, which also feeds every
+// provider found to Picker.SetMembers); neither ever delays the origin, so
+// a package with no peers starts at once. With each peer found it opens a
+// stream (download.connect); the peer's side accepts it in
+// Swarm.HandleStream. Each side runs a session (session.run): the opener
+// says Hello for the manifest, both send their have-map (register), and
+// HaveUpdate follows every verified chunk, so a host uploads while its
+// own download still runs.
+//
+// download.schedule asks the Picker what to request and sends it: a
+// batched Request to each peer with room in its pipeline, best peers
+// first, then origin requests (download.fetchOrigin), announced to the
+// peers with Fetching. The session's reader (session.readLoop) reads each
+// message, puts a large chunk's ChunkParts together in place (reporting
+// Progress while they flow), and dispatches it (session.handle, one
+// function per message kind). A whole chunk goes to the session's
+// deliverLoop workers, so that hashing and storing never hold up the
+// control messages behind it: download.peerChunk verifies it (or bans
+// the peer), and download.deliver stores it in the download's sink once
+// (DownloadRequest.Sink), tells the Picker (Received, which names the
+// other requests for it to cancel) and the peers (HaveUpdate), and asks
+// the Picker for more. A chunk from the origin takes the same last step.
+//
+// # Serving peers
+//
+// A peer's Request queues chunks (session.queueUploads); a few readers
+// per session read them from the ChunkStore ahead of the writer
+// (session.readUploads, at most uploadAhead chunks); the writer
+// (session.writeLoop) sends control messages first, then the chunks.
+// Chunks larger than policy.PartSize go out as ChunkParts with control
+// messages between them, so a Cancel stops a chunk being sent, not only a
+// queued one: the sender ends it with Reject (RejectCancelled) and the
+// receiver drops the parts it has. A late answer to one of our own
+// cancels is not held against the peer.
+//
+// No peer can take more than its share of this host's upload. A session
+// keeps the set of chunks it has pending for its peer (queued, being read
+// or sent) and the chunks it sent whole recently (the last 1,024, within
+// RequestTimeout): a Request of either again is a duplicate and dropped,
+// so thousands of copies of one index in a Request cost one upload. A
+// Cancel clears a chunk from both, so a peer whose request timed out (it
+// cancels first) is served again. With an upload rate limit, the turns at
+// the limiter (one piece each) go to the waiting sessions by start-time
+// fair queueing over peers, by bytes (fair.go): while several peers want
+// chunks each gets an equal share of the rate, however many streams (one
+// per package) and however deep a queue it has; a peer that was idle
+// banks no credit. Without a limit the link is shared by the transport,
+// one connection per peer.
+//
+// # Peers that fail
+//
+// A peer whose chunk fails its hash is banned for the package. A peer
+// that stays silent past RequestTimeout, or rejects what it said it had,
+// takes strikes and is dropped at MaxStrikes. A download that receives no
+// chunk for NoProgressTimeout fails with ErrNoSource.
+//
+// # Memory and concurrency
+//
+// Received chunks are verified and stored by a few workers per session
+// (deliverWorkers; at most twice as many per download at once), so the
+// store's latency overlaps with the network and the reader is
+// backpressured by a bounded queue. Requested chunks are read from the
+// store (and re-verified) by uploadReaders readers per session, a bounded
+// number of chunks ahead of the writer. Large chunk buffers are pooled on
+// both sides: a received chunk's buffer is reused once a VerifiedChunkSink
+// has stored it, an upload's once it is written to the stream
+// (ChunkReaderInto).
+//
+// # The origin's outages
+//
+// An unreachable origin (a request refused, reset, stalled or answered
+// with an HTTP error, as opposed to a missing or corrupt chunk) is a state
+// of the download, not a failure: the peers keep serving what they hold,
+// the origin is probed one request at a time with backoff (at most 5s
+// apart), NoProgressTimeout gives way to OriginDeadline (counted from the
+// outage or the last chunk from anyone, whichever is later; then
+// ErrOriginUnavailable, naming the origin), and the first chunk the
+// origin sends again ends it: the origin window reopens and the policy's
+// fallback delays count from the resume (Picker.OriginResumed). The Swarm
+// logs each outage once at WARN and its end once at INFO;
+// Swarm.DownloadState reports a download's wait.
+package swarm
