@@ -41,7 +41,7 @@ func TestTestbedShort(t *testing.T) {
 	}
 	cfg := testbed.ShortConfig()
 	if err := testbed.Check(cfg.Delay > 0); err != nil {
-		t.Skipf("testbed: %v", err)
+		t.Skipf("%v (the short testbed runs in make test as root)", err)
 	}
 	cfg.Stork, cfg.Dir, cfg.Progress = storkBin, t.TempDir(), testWriter{t}
 	cfg.LinkDownFor = 2 * time.Second
