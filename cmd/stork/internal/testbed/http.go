@@ -14,7 +14,7 @@ import (
 // what its link carried in; `stork get` verifies every chunk and file, so
 // a host that completed verified.
 func (b *bed) httpRun(ctx context.Context) *RunResult {
-	r := &RunResult{Name: RunHTTP, OriginSent: -1, Size: b.pkg.Bytes, RTTSite: math.NaN(), RTTWAN: math.NaN()}
+	r := &RunResult{Name: RunHTTP, OriginSent: -1, FewestPeers: -1, Size: b.pkg.Bytes, RTTSite: math.NaN(), RTTWAN: math.NaN()}
 	origin, err := b.startOrigin(ctx, RunHTTP)
 	if err != nil {
 		r.Err = err.Error()

@@ -131,6 +131,9 @@ func (b *bed) reportRuns(w *bytes.Buffer) {
 	}
 	fmt.Fprintln(w)
 	for _, r := range b.result.Runs {
+		if note := overlayNote(r.FewestPeers, len(r.Hosts)); note != "" {
+			fmt.Fprintf(w, "- %s: %s\n", r.Name, note)
+		}
 		if r.Err != "" {
 			fmt.Fprintf(w, "- %s ended early: %s\n", r.Name, r.Err)
 		}
@@ -234,13 +237,13 @@ func (b *bed) reportNotes(w *bytes.Buffer) {
 
 // writeCSV writes runs.csv, hosts.csv, sites.csv and progress.csv.
 func (b *bed) writeCSV() error {
-	runs := [][]string{{"run", "sites_flag", "skipped", "hosts", "complete", "makespan_s", "median_s", "wall_s", "origin_B", "origin_copies", "cpu_s", "delay_cpu_s", "rtt_site_s", "rtt_wan_s", "fault", "error"}}
+	runs := [][]string{{"run", "sites_flag", "skipped", "hosts", "complete", "makespan_s", "median_s", "wall_s", "origin_B", "origin_copies", "cpu_s", "delay_cpu_s", "rtt_site_s", "rtt_wan_s", "fewest_peers", "fault", "error"}}
 	hosts := [][]string{{"run", "host", "site", "done_s", "from_origin_B", "from_peers_B", "uploaded_B", "have_B", "link_in_B", "link_out_B", "cpu_s", "verified", "faulted", "error"}}
 	sites := [][]string{{"run", "site", "in_B", "in_packets", "in_dropped", "in_payload_copies", "out_B", "out_packets", "out_dropped", "out_payload_copies"}}
 	prog := [][]string{{"run", "t_s", "host", "have_B"}}
 	for _, r := range b.result.Runs {
 		runs = append(runs, []string{r.Name, strconv.FormatBool(r.Sites), r.Skipped, strconv.Itoa(len(r.Hosts)), strconv.Itoa(r.completed()),
-			ff(r.Makespan), ff(medianOf(r.doneTimes())), ff(r.Wall), strconv.FormatInt(r.originBytes(), 10), ff(r.copies(r.originBytes())), ff(r.CPU), ff(r.DelayCPU), ff(r.RTTSite), ff(r.RTTWAN), r.Fault, r.Err})
+			ff(r.Makespan), ff(medianOf(r.doneTimes())), ff(r.Wall), strconv.FormatInt(r.originBytes(), 10), ff(r.copies(r.originBytes())), ff(r.CPU), ff(r.DelayCPU), ff(r.RTTSite), ff(r.RTTWAN), strconv.Itoa(r.FewestPeers), r.Fault, r.Err})
 		for _, h := range r.Hosts {
 			hosts = append(hosts, []string{r.Name, h.Name, strconv.Itoa(h.Site), ff(h.Done), i64(h.FromOrigin), i64(h.FromPeers), i64(h.Uploaded),
 				i64(h.Have), i64(h.In.Bytes), i64(h.Out.Bytes), ff(h.CPU), h.Verified, strconv.FormatBool(h.Faulted), h.Err})

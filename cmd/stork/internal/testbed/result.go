@@ -38,6 +38,10 @@ type RunResult struct {
 	// measured to peers of their own site and of other sites before the
 	// fetches (libp2p ping; NaN if none).
 	RTTSite, RTTWAN float64
+	// FewestPeers: the fewest peers a daemon saw when the fetches began
+	// (the harness waits up to a minute for every daemon to see every
+	// other); -1 for a run without daemons.
+	FewestPeers int
 	// Err: why the run ended before every host completed.
 	Err string
 	// Progress: bytes each host held over time.
@@ -76,6 +80,16 @@ type Sample struct {
 }
 
 func (h HostResult) complete() bool { return !math.IsNaN(h.Done) }
+
+// overlayNote says that the fetches of a run with daemons on hosts hosts
+// began before every daemon saw every other ("" if they saw each other, or
+// the run had no daemons: fewest < 0).
+func overlayNote(fewest, hosts int) string {
+	if fewest < 0 || hosts < 2 || fewest >= hosts-1 {
+		return ""
+	}
+	return fmt.Sprintf("the fetches began with the overlay incomplete: after a minute the daemon seeing the fewest peers saw %d of the %d others", fewest, hosts-1)
+}
 
 // completed counts the hosts that completed.
 func (r *RunResult) completed() int {

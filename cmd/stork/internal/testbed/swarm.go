@@ -182,8 +182,9 @@ func (b *bed) swarmRun(ctx context.Context, name string, sites bool, f *fault) *
 		r.Err = err.Error()
 		return r
 	}
-	if low := waitOverlay(ctx, ds, time.Minute); low < len(ds)-1 {
-		b.log.Warn("testbed: overlay not complete before the fetches", "run", name, "fewest_peers", low, "want", len(ds)-1)
+	r.FewestPeers = waitOverlay(ctx, ds, time.Minute)
+	if note := overlayNote(r.FewestPeers, len(ds)); note != "" {
+		b.log.Warn("testbed: "+note, "run", name)
 	}
 	r.RTTSite, r.RTTWAN = peerRTTs(ctx, ds)
 	if f != nil && f.before != nil {

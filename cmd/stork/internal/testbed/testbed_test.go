@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"net"
@@ -75,6 +76,29 @@ func TestPlan(t *testing.T) {
 	}
 	if _, err := NewPlan([]int{2, 0}); err == nil {
 		t.Error("NewPlan with an empty site: no error")
+	}
+}
+
+// TestOverlayNote: the report says when a run's fetches began before every
+// daemon saw every other, and says nothing for a whole overlay or a run
+// without daemons.
+func TestOverlayNote(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		fewest, hosts int
+		want          string
+	}{{9, 12, "saw 9 of the 11 others"}, {0, 5, "saw 0 of the 4 others"}, {11, 12, ""}, {-1, 12, ""}, {0, 1, ""}, {0, 0, ""}} {
+		got := overlayNote(c.fewest, c.hosts)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("overlayNote(%d, %d) = %q, want %q", c.fewest, c.hosts, got, c.want)
+		}
+	}
+	r := &RunResult{Name: RunSwarm, FewestPeers: 2, Hosts: make([]HostResult, 5)}
+	b := &bed{result: &Result{Runs: []*RunResult{r}}}
+	var w bytes.Buffer
+	b.reportRuns(&w)
+	if !strings.Contains(w.String(), "- swarm: the fetches began with the overlay incomplete") {
+		t.Errorf("the runs' section does not say the overlay was incomplete:\n%s", w.String())
 	}
 }
 
