@@ -54,7 +54,11 @@ func (b *bed) reportHeader(w *bytes.Buffer) {
 	fmt.Fprintf(w, "Package `%s`: %s, %d bytes (%.1f MiB) in %d file(s), %d chunks (1 MiB, each file's last one shorter).\n",
 		b.pkg.Name, b.pkg.Source, b.pkg.Bytes, float64(b.pkg.Bytes)/(1<<20), b.pkg.Files, b.pkg.Chunks)
 	if b.sites {
-		fmt.Fprintf(w, "Sites: this binary's daemon takes `--site`; the fault runs give it.\n\n")
+		fmt.Fprintf(w, "Sites: this binary's daemon takes `--site`; the fault runs give it.")
+		if b.noInfer {
+			fmt.Fprintf(w, " The runs without `--site` give `--no-site-inference`: no site preference at all.")
+		}
+		fmt.Fprintf(w, "\n\n")
 	} else {
 		fmt.Fprintf(w, "Sites: **sites not supported by this binary** (`stork daemon --help` has no `--site`): the daemons run without a site; `swarm-sites` is skipped.\n\n")
 	}

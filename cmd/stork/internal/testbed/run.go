@@ -50,6 +50,9 @@ type bed struct {
 	root   string
 	pkg    PackageInfo
 	sites  bool // daemon takes --site
+	// noInfer: the daemon takes --no-site-inference; the runs without
+	// --site give it, so they have no site preference at all.
+	noInfer bool
 	log    *slog.Logger
 	out    io.Writer
 	result *Result
@@ -89,7 +92,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	defer os.RemoveAll(b.work)
-	b.sites = siteSupport(ctx, cfg.Stork)
+	b.sites, b.noInfer = siteSupport(ctx, cfg.Stork)
 	b.result.SitesSupported = b.sites
 	if err := b.publish(ctx); err != nil {
 		return nil, err
@@ -145,10 +148,25 @@ func Check(tun bool) error {
 	return nil
 }
 
-// siteSupport reports whether the binary's daemon takes --site.
-func siteSupport(ctx context.Context, stork string) bool {
+// siteSupport reports whether the binary's daemon takes --site and
+// --no-site-inference.
+func siteSupport(ctx context.Context, stork string) (site, noInfer bool) {
 	out, _ := exec.CommandContext(ctx, stork, "daemon", "--help").CombinedOutput()
-	return strings.Contains(string(out), "--site")
+	return daemonSiteFlags(string(out))
+}
+
+// daemonSiteFlags reads `stork daemon --help`: whether it lists --site and
+// --no-site-inference.
+func daemonSiteFlags(help string) (site, noInfer bool) {
+	for _, f := range strings.Fields(help) {
+		switch strings.TrimRight(f, ",") {
+		case "--site":
+			site = true
+		case "--no-site-inference":
+			noInfer = true
+		}
+	}
+	return site, noInfer
 }
 
 func (b *bed) say(format string, args ...any) {

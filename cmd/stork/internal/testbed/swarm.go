@@ -76,6 +76,8 @@ func (b *bed) startDaemons(ctx context.Context, run string, sites bool) ([]*daem
 			"--no-nat", "--refresh-interval", "1h", "--scrub-rate", "0"}
 		if sites {
 			args = append(args, "--site", fmt.Sprintf("s%d", h.Site))
+		} else if b.noInfer {
+			args = append(args, "--no-site-inference")
 		}
 		if boot != "" {
 			args = append(args, "--bootstrap", boot)

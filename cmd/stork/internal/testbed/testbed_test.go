@@ -102,6 +102,25 @@ func TestOverlayNote(t *testing.T) {
 	}
 }
 
+// TestDaemonSiteFlags: --site and --no-site-inference are found in `stork
+// daemon --help` as flags, not as parts of other flags' names or text.
+func TestDaemonSiteFlags(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		help          string
+		site, noInfer bool
+	}{
+		{"   --scrub-rate RATE  scrub at RATE\n   --seed ADDR  ...", false, false},
+		{"   --site NAME  this host's site (NAME) [$STORK_SITE]\n", true, false},
+		{"   --site NAME  the site\n   --no-site-inference  no site when none is given\n", true, true},
+		{"   --site-cache DIR  (a --site-like name)\n   --no-site-inference-x", false, false},
+	} {
+		if site, noInfer := daemonSiteFlags(c.help); site != c.site || noInfer != c.noInfer {
+			t.Errorf("daemonSiteFlags(%q) = %v, %v, want %v, %v", c.help, site, noInfer, c.site, c.noInfer)
+		}
+	}
+}
+
 func TestRoundRobin(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
