@@ -41,21 +41,21 @@ type PackageInfo struct {
 
 // bed is one testbed while it runs.
 type bed struct {
-	cfg    Config
-	plan   Plan
-	net    *Net
-	logs   string // Dir/logs
-	work   string // Dir/work: repository, hosts' data
-	repo   string
-	root   string
-	pkg    PackageInfo
-	sites  bool // daemon takes --site
+	cfg   Config
+	plan  Plan
+	net   *Net
+	logs  string // Dir/logs
+	work  string // Dir/work: repository, hosts' data
+	repo  string
+	root  string
+	pkg   PackageInfo
+	sites bool // daemon takes --site
 	// noInfer: the daemon takes --no-site-inference; the runs without
 	// --site give it, so they have no site preference at all.
 	noInfer bool
-	log    *slog.Logger
-	out    io.Writer
-	result *Result
+	log     *slog.Logger
+	out     io.Writer
+	result  *Result
 }
 
 // Run builds the testbed of cfg, does its runs one after the other, runs
