@@ -123,11 +123,13 @@ func mayDelegateName(dr *tufmeta.DelegatedRole, name string) bool {
 	return false
 }
 
-// rolesForName visits, depth first from top-level targets, every role that
-// may sign a version of name (the bin of name for a succinct delegation)
-// and returns them in visiting order.
-func rolesForName(get roleGetter, name string) ([]namedRole, error) {
-	var out []namedRole
+// walkRoles visits roles in TUF's pre-order depth-first walk from
+// top-level targets: each role once, at most maxWalkRoles in all, passing
+// over a role get reports absent. next is called with each role met (its
+// metadata set) and returns the roles it delegates to that the walk should
+// visit, in order; terminating drops every role still waiting (those roles
+// may not sign what the walk looks for), and stop ends the walk.
+func walkRoles(get roleGetter, next func(e namedRole) (children []namedRole, terminating, stop bool)) error {
 	visited := map[string]bool{}
 	stack := []namedRole{{name: tufmeta.TARGETS, parent: tufmeta.ROOT}}
 	for len(stack) > 0 && len(visited) < maxWalkRoles {
@@ -139,16 +141,36 @@ func rolesForName(get roleGetter, name string) ([]namedRole, error) {
 		visited[e.name] = true
 		m, err := get(e.name, e.parent)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if m == nil {
 			continue
 		}
 		e.m = m
+		children, terminating, stop := next(e)
+		if stop {
+			return nil
+		}
+		if terminating {
+			stack = stack[:0]
+		}
+		for i := len(children) - 1; i >= 0; i-- {
+			stack = append(stack, children[i])
+		}
+	}
+	return nil
+}
+
+// rolesForName visits, depth first from top-level targets, every role that
+// may sign a version of name (the bin of name for a succinct delegation)
+// and returns them in visiting order.
+func rolesForName(get roleGetter, name string) ([]namedRole, error) {
+	var out []namedRole
+	err := walkRoles(get, func(e namedRole) ([]namedRole, bool, bool) {
 		out = append(out, e)
-		d := m.Signed.Delegations
+		d := e.m.Signed.Delegations
 		if d == nil {
-			continue
+			return nil, false, false
 		}
 		var children []namedRole
 		if d.SuccinctRoles != nil {
@@ -159,9 +181,10 @@ func rolesForName(get roleGetter, name string) ([]namedRole, error) {
 				children = append(children, namedRole{name: d.Roles[i].Name, parent: e.name})
 			}
 		}
-		for i := len(children) - 1; i >= 0; i-- {
-			stack = append(stack, children[i])
-		}
+		return children, false, false
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -181,34 +204,23 @@ func walkTarget(get roleGetter, p string) (*tufmeta.TargetFiles, string, error) 
 	if !ok {
 		return nil, "", nil
 	}
-	visited := map[string]bool{}
-	stack := []namedRole{{name: tufmeta.TARGETS, parent: tufmeta.ROOT}}
-	for len(stack) > 0 && len(visited) < maxWalkRoles {
-		e := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if visited[e.name] {
-			continue
+	var found *tufmeta.TargetFiles
+	var role string
+	err := walkRoles(get, func(e namedRole) ([]namedRole, bool, bool) {
+		if tf, ok := e.m.Signed.Targets[p]; ok {
+			found, role = tf, e.name
+			return nil, false, true
 		}
-		visited[e.name] = true
-		m, err := get(e.name, e.parent)
-		if err != nil {
-			return nil, "", err
-		}
-		if m == nil {
-			continue
-		}
-		if tf, ok := m.Signed.Targets[p]; ok {
-			return tf, e.name, nil
-		}
-		d := m.Signed.Delegations
+		d := e.m.Signed.Delegations
 		if d == nil {
-			continue
+			return nil, false, false
 		}
 		var children []namedRole
+		terminating := false
 		if d.SuccinctRoles != nil {
 			// Succinct roles are terminating (TAP 15).
 			children = []namedRole{{name: binOf(d.SuccinctRoles, name), parent: e.name}}
-			stack = stack[:0]
+			terminating = true
 		}
 		for _, dr := range d.Roles {
 			if ok, err := dr.IsDelegatedPath(p); err != nil || !ok {
@@ -216,15 +228,16 @@ func walkTarget(get roleGetter, p string) (*tufmeta.TargetFiles, string, error) 
 			}
 			children = append(children, namedRole{name: dr.Name, parent: e.name})
 			if dr.Terminating {
-				stack = stack[:0]
+				terminating = true
 				break
 			}
 		}
-		for i := len(children) - 1; i >= 0; i-- {
-			stack = append(stack, children[i])
-		}
+		return children, terminating, false
+	})
+	if err != nil {
+		return nil, "", err
 	}
-	return nil, "", nil
+	return found, role, nil
 }
 
 // visibleTarget is a package target as the delegation rules let it be

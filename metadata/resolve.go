@@ -274,23 +274,28 @@ func (p *planner) satisfier(name string, cons []Relation) *pkgEntry {
 		return pe
 	}
 	for _, pe := range p.provided[name] {
-		ok := true
-		for _, r := range cons {
-			if _, sat := pe.provision(r); !sat {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if providesAll(pe, cons) {
 			return pe
 		}
 	}
 	return nil
 }
 
+// allowsAll reports whether version v satisfies every relation of cons.
 func allowsAll(v Version, cons []Relation) bool {
 	for _, r := range cons {
 		if !r.Allows(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// providesAll reports whether pe provides a name in a way that satisfies
+// every relation of cons (see pkgEntry.provision).
+func providesAll(pe *pkgEntry, cons []Relation) bool {
+	for _, r := range cons {
+		if _, sat := pe.provision(r); !sat {
 			return false
 		}
 	}
@@ -325,14 +330,7 @@ func (p *planner) provider(name string, cons []Relation) (*pkgEntry, error) {
 		var cands []*pkgEntry
 		var vs []Version
 		for _, e := range group {
-			ok := true
-			for _, r := range cons {
-				if _, sat := e.provision(r); !sat {
-					ok = false
-					break
-				}
-			}
-			if ok {
+			if providesAll(e, cons) {
 				cands = append(cands, e)
 				vs = append(vs, e.ver)
 			}

@@ -26,11 +26,8 @@ func (d *Partial) Commit() error {
 	s := d.s
 	s.life.RLock()
 	defer s.life.RUnlock()
-	if s.isClosed() {
-		return ErrClosed
-	}
-	if d.removed.Load() {
-		return fmt.Errorf("package %s: %w: removed", d.cid, ErrNotFound)
+	if err := d.usable(); err != nil {
+		return err
 	}
 	for _, f := range d.files {
 		pf := f.pf
@@ -101,16 +98,11 @@ func (s *Store) commitTree(c cid.Cid, m *metadata.Manifest) error {
 		return fmt.Errorf("package %s: relink tree: %w", c, err)
 	}
 	err := s.update(func(txn *badger.Txn) error {
-		var rec pkgRecord
-		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
-		if err != nil {
-			return err
+		found, err := updatePackageTxn(txn, key, func(r *pkgRecord) { r.State, r.Layout = StateComplete, layout })
+		if err == nil && !found {
+			err = fmt.Errorf("package %s: %w", c, ErrNotFound)
 		}
-		if !found {
-			return fmt.Errorf("package %s: %w", c, ErrNotFound)
-		}
-		rec.State, rec.Layout = StateComplete, layout
-		return setJSON(txn, []byte(prefixPackage+key), &rec)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("package %s: mark complete: %w", c, err)

@@ -331,14 +331,10 @@ func (s *Store) packagesUsing(name string) ([]cid.Cid, error) {
 			layout int
 		}
 		var pkgs []pkg
-		if err := scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
-			c, err := cid.Decode(strings.TrimPrefix(string(k), prefixPackage))
+		if err := scanPackages(txn, func(key string, r *pkgRecord) error {
+			c, err := cid.Decode(key)
 			if err != nil {
 				return nil
-			}
-			var r pkgRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
 			}
 			pkgs = append(pkgs, pkg{c, r.Layout})
 			return nil
@@ -368,13 +364,8 @@ func (s *Store) packagesUsing(name string) ([]cid.Cid, error) {
 // the damaged objects and why it must be fetched again.
 func (s *Store) markRepair(key string, objects []string, reason string) error {
 	return s.update(func(txn *badger.Txn) error {
-		var rec pkgRecord
-		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
+		found, err := updatePackageTxn(txn, key, func(r *pkgRecord) { r.State = StatePartial })
 		if err != nil || !found {
-			return err
-		}
-		rec.State = StatePartial
-		if err := setJSON(txn, []byte(prefixPackage+key), &rec); err != nil {
 			return err
 		}
 		var rr repairRecord
@@ -442,14 +433,10 @@ func (s *Store) RepairsPending() ([]Repair, error) {
 	}
 	var out []Repair
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixRepair, func(k []byte, item *badger.Item) error {
+		return scanJSON(txn, prefixRepair, func(k []byte, rr *repairRecord) error {
 			c, err := cid.Decode(strings.TrimPrefix(string(k), prefixRepair))
 			if err != nil {
 				return nil
-			}
-			var rr repairRecord
-			if err := jsonUnmarshal(item, &rr); err != nil {
-				return err
 			}
 			info, err := s.packageInfo(txn, c)
 			if errors.Is(err, ErrNotFound) {

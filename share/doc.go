@@ -94,7 +94,7 @@
 // RENAME_NOREPLACE (an existing object is never replaced, only an
 // unindexed one that fails verification); then the object is indexed and
 // the presence records dropped. Concurrent PutChunks share these syncs and
-// transactions (group commit, see group.go); a file that one group
+// transactions (group commit, see groupcommit.go); a file that one group
 // completes (a small file) is renamed into objects/ before that group's
 // sync and indexed in its transaction, without presence records. Chunks of
 // 64 KiB or more at aligned offsets are written and read with O_DIRECT
@@ -114,7 +114,7 @@
 //
 // # Garbage collection and installs
 //
-// An install (AddInstall) pins a package; so does a mount that uses its
+// An install (RecordInstall) pins a package; so does a mount that uses its
 // tree (a view: a bind mount of it, an overlay with it as a lower layer,
 // read from /proc/self/mountinfo); so does the Keep flag that
 // BeginPackage sets and SetKeep or RemovePackage clear, unless GC is asked

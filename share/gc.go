@@ -1,7 +1,6 @@
 package share
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -186,12 +185,8 @@ func (s *Store) packageRecords() ([]gcPackage, map[string]bool, error) {
 		}); err != nil {
 			return err
 		}
-		return scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
-			var r pkgRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
-			pkgs = append(pkgs, gcPackage{strings.TrimPrefix(string(k), prefixPackage), r})
+		return scanPackages(txn, func(key string, r *pkgRecord) error {
+			pkgs = append(pkgs, gcPackage{key, *r})
 			return nil
 		})
 	})
@@ -251,12 +246,8 @@ func (g *gcRun) objects() error {
 	s := g.s
 	var objs []objRecord
 	if err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixObject, func(k []byte, item *badger.Item) error {
-			var r objRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
-			objs = append(objs, r)
+		return scanJSON(txn, prefixObject, func(_ []byte, r *objRecord) error {
+			objs = append(objs, *r)
 			return nil
 		})
 	}); err != nil {
@@ -326,18 +317,10 @@ func (g *gcRun) strayObjects() error {
 // package needs.
 func (g *gcRun) partials() error {
 	s := g.s
-	var stale [][]byte
-	if err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixPresence, func(k []byte, _ *badger.Item) error {
-			if id, _, ok := splitPresenceKey(k); ok && (!g.livePartial[id] || g.keptHash[hashOfPartialID(id)]) {
-				stale = append(stale, bytes.Clone(k))
-			}
-			return nil
-		})
+	if err := s.deleteKeysWhere(prefixPresence, func(k []byte) bool {
+		id, _, ok := splitPresenceKey(k)
+		return ok && (!g.livePartial[id] || g.keptHash[hashOfPartialID(id)])
 	}); err != nil {
-		return err
-	}
-	if err := s.deleteKeys(stale); err != nil {
 		return fmt.Errorf("presence records: %w", err)
 	}
 	s.mu.Lock()
@@ -362,54 +345,30 @@ func (g *gcRun) partials() error {
 
 // chunkLocs removes chunk locations that lead nowhere.
 func (g *gcRun) chunkLocs() error {
-	s := g.s
-	var stale [][]byte
-	if err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixChunkLoc, func(k []byte, _ *badger.Item) error {
-			if _, id, ok := splitChunkLocKey(k); ok && !g.keptHash[hashOfPartialID(id)] && !g.livePartial[id] {
-				stale = append(stale, bytes.Clone(k))
-			}
-			return nil
-		})
-	}); err != nil {
-		return err
-	}
-	return s.deleteKeys(stale)
+	return g.s.deleteKeysWhere(prefixChunkLoc, func(k []byte) bool {
+		_, id, ok := splitChunkLocKey(k)
+		return ok && !g.keptHash[hashOfPartialID(id)] && !g.livePartial[id]
+	})
 }
 
-// trees removes every tree of no live package, except those a mount uses.
+// trees removes every tree of no live package, and the setuid variant of
+// every such tree, except those a mount uses. A live package keeps its
+// variant (built once, used by every view that applies setuid). The
+// mounts that keep a package's trees are reported in InUse once, with its
+// plain tree: g.mounted lists a variant's mounts under the package's CID.
 func (g *gcRun) trees() error {
-	s := g.s
-	des, err := os.ReadDir(s.path(treesDir))
-	if err != nil {
+	if err := g.sweepTrees(treesDir, "tree", true); err != nil {
 		return err
 	}
-	for _, de := range des {
-		name := de.Name()
-		if g.liveTree[name] {
-			continue
-		}
-		if points := g.mounted[name]; len(points) > 0 {
-			for _, p := range points {
-				g.res.InUse = append(g.res.InUse, name+": "+p)
-			}
-			s.log.Warn("gc: tree kept: a view uses it", "tree", s.path(treesDir, name), "mounts", points)
-			continue
-		}
-		if err := removeAll(s.path(treesDir, name)); err != nil {
-			return fmt.Errorf("tree %s: %w", name, err)
-		}
-		g.res.Trees++
-	}
-	return g.setuidTrees()
+	return g.sweepTrees(setuidDir, "setuid tree", false)
 }
 
-// setuidTrees removes the setuid variant of every tree of no live
-// package, except those a mount uses. A live package keeps its variant
-// (built once, used by every view that applies setuid).
-func (g *gcRun) setuidTrees() error {
+// sweepTrees removes the trees under dir (treesDir or setuidDir) of no
+// live package that no mount uses; what names them in errors and logs.
+// report adds the trees kept for a mount to InUse.
+func (g *gcRun) sweepTrees(dir, what string, report bool) error {
 	s := g.s
-	des, err := os.ReadDir(s.path(setuidDir))
+	des, err := os.ReadDir(s.path(dir))
 	if err != nil {
 		return err
 	}
@@ -419,11 +378,16 @@ func (g *gcRun) setuidTrees() error {
 			continue
 		}
 		if points := g.mounted[name]; len(points) > 0 {
-			s.log.Warn("gc: setuid tree kept: a view uses it", "tree", s.path(setuidDir, name), "mounts", points)
+			if report {
+				for _, p := range points {
+					g.res.InUse = append(g.res.InUse, name+": "+p)
+				}
+			}
+			s.log.Warn("gc: "+what+" kept: a view uses it", "tree", s.path(dir, name), "mounts", points)
 			continue
 		}
-		if err := removeAll(s.path(setuidDir, name)); err != nil {
-			return fmt.Errorf("setuid tree %s: %w", name, err)
+		if err := removeAll(s.path(dir, name)); err != nil {
+			return fmt.Errorf("%s %s: %w", what, name, err)
 		}
 		g.res.Trees++
 	}
@@ -493,23 +457,15 @@ func (s *Store) Verify(ctx context.Context) ([]string, error) {
 	var objs []objRecord
 	var pkgs []gcPackage
 	err := s.db.View(func(txn *badger.Txn) error {
-		if err := scanKeys(txn, prefixObject, func(k []byte, item *badger.Item) error {
-			var r objRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
-			objs = append(objs, r)
+		if err := scanJSON(txn, prefixObject, func(_ []byte, r *objRecord) error {
+			objs = append(objs, *r)
 			return nil
 		}); err != nil {
 			return err
 		}
-		return scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
-			var r pkgRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
+		return scanPackages(txn, func(key string, r *pkgRecord) error {
 			if r.State == StateComplete {
-				pkgs = append(pkgs, gcPackage{strings.TrimPrefix(string(k), prefixPackage), r})
+				pkgs = append(pkgs, gcPackage{key, *r})
 			}
 			return nil
 		})

@@ -113,22 +113,28 @@ func TestParseMountLine(t *testing.T) {
 	tests := []struct {
 		name string
 		line string
-		want mountEntry
+		want MountInfo
 		ok   bool
 	}{
 		{"bind with optional fields", `36 35 98:0 /store/trees/bafyx /vm/a\040b rw,nosuid master:1 - ext4 /dev/root rw,errors=continue`,
-			mountEntry{major: 98, root: "/store/trees/bafyx", point: "/vm/a b", fsType: "ext4", superOpts: "rw,errors=continue"}, true},
+			MountInfo{ID: 36, Major: 98, Root: "/store/trees/bafyx", Point: "/vm/a b", FSType: "ext4", Source: "/dev/root", SuperOpts: "rw,errors=continue"}, true},
 		{"overlay", `40 1 0:52 / /v/p rw shared:9 - overlay overlay rw,lowerdir=/d/trees/c1,upperdir=/u,workdir=/w`,
-			mountEntry{major: 0, minor: 52, root: "/", point: "/v/p", fsType: "overlay", superOpts: "rw,lowerdir=/d/trees/c1,upperdir=/u,workdir=/w"}, true},
-		{"no separator", `36 35 98:0 / / rw`, mountEntry{}, false},
-		{"bad device", `36 35 x:0 / / rw - ext4 /dev/root rw`, mountEntry{}, false},
-		{"short", `36 35 98:0 / - ext4 /dev/root rw`, mountEntry{}, false},
+			MountInfo{ID: 40, Major: 0, Minor: 52, Root: "/", Point: "/v/p", FSType: "overlay", Source: "overlay", SuperOpts: "rw,lowerdir=/d/trees/c1,upperdir=/u,workdir=/w"}, true},
+		{"no separator", `36 35 98:0 / / rw`, MountInfo{}, false},
+		{"bad device", `36 35 x:0 / / rw - ext4 /dev/root rw`, MountInfo{}, false},
+		{"short", `36 35 98:0 / - ext4 /dev/root rw`, MountInfo{}, false},
+		{"bad id", `x 35 98:0 / / rw - ext4 /dev/root rw`, MountInfo{}, false},
+		{"escaped source", `41 1 0:53 / /m rw - fuse a\040b rw,upperdir=/u\040v`,
+			MountInfo{ID: 41, Minor: 53, Root: "/", Point: "/m", FSType: "fuse", Source: "a b", SuperOpts: `rw,upperdir=/u\040v`}, true},
 	}
 	for _, tt := range tests {
 		got, ok := parseMountLine(tt.line)
 		if ok != tt.ok || got != tt.want {
 			t.Errorf("%s: parseMountLine = %+v, %v, want %+v, %v", tt.name, got, ok, tt.want, tt.ok)
 		}
+	}
+	if m, _ := parseMountLine(tests[len(tests)-1].line); m.Option("upperdir") != "/u v" || m.Option("lowerdir") != "" {
+		t.Errorf("Option(upperdir) = %q, Option(lowerdir) = %q, want \"/u v\", \"\"", m.Option("upperdir"), m.Option("lowerdir"))
 	}
 	if got, want := overlayLowerDirs("rw,lowerdir=/a/b:/c\\040d,upperdir=/u,lowerdir+=/e/"), []string{"/a/b", "/c d", "/e"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("overlayLowerDirs = %q, want %q", got, want)
@@ -140,5 +146,40 @@ func TestParseMountLine(t *testing.T) {
 		if got := childOf(c.dir, c.p); got != c.want {
 			t.Errorf("childOf(%q, %q) = %q, want %q", c.dir, c.p, got, c.want)
 		}
+	}
+}
+
+// TestGCRemovesOrphanTrees: GC removes a tree and a setuid variant that no
+// package record names and no mount uses, and keeps the live package's.
+func TestGCRemovesOrphanTrees(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, t.TempDir())
+	p := makePkg(t, testChunk, file("x", 0o644, []byte("x")))
+	install(t, s, p, "live", "1")
+	if err := s.SetKeep(p.cid, true); err != nil {
+		t.Fatal(err)
+	}
+	var orphans []string
+	for _, d := range []string{treesDir, setuidDir} {
+		o := filepath.Join(s.path(d), "bafyorphan")
+		if err := os.MkdirAll(filepath.Join(o, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		orphans = append(orphans, o)
+	}
+	res, err := s.GC(t.Context())
+	if err != nil {
+		t.Fatalf("GC = %v", err)
+	}
+	if res.Trees != 2 || len(res.InUse) != 0 {
+		t.Errorf("GC = %+v, want 2 trees removed, none in use", *res)
+	}
+	for _, o := range orphans {
+		if _, err := os.Lstat(o); !os.IsNotExist(err) {
+			t.Errorf("%s after GC: %v, want gone", o, err)
+		}
+	}
+	if _, err := os.Stat(s.TreePath(p.cid)); err != nil {
+		t.Errorf("live tree after GC: %v", err)
 	}
 }

@@ -1,12 +1,14 @@
 package share
 
 import (
+	"context"
 	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
 )
 
@@ -188,5 +190,79 @@ func TestGC(t *testing.T) {
 	}
 	if pkgs, err := s.Packages(); err != nil || len(pkgs) != 0 {
 		t.Errorf("Packages() = %v, %v, want none", pkgs, err)
+	}
+}
+
+// TestRemovedPartialRefusesWrites: once RemovePackage drops a package
+// being downloaded, its Partial neither stores chunks nor commits.
+func TestRemovedPartialRefusesWrites(t *testing.T) {
+	t.Parallel()
+	p := makePkg(t, testChunk, file("a", 0o644, []byte("aaaa")), file("b", 0o644, []byte("bbbb")))
+	s := openStore(t, t.TempDir())
+	d, err := s.BeginPackage("pkg", "1", p.cid, p.bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemovePackage(p.cid); err != nil {
+		t.Fatalf("RemovePackage(downloading) = %v", err)
+	}
+	for c, b := range p.chunks {
+		if err := d.PutChunk(c, b); !errors.Is(err, ErrNotFound) {
+			t.Errorf("PutChunk after RemovePackage = %v, want ErrNotFound", err)
+		}
+		if err := d.PutVerifiedChunk(c, b); !errors.Is(err, ErrNotFound) {
+			t.Errorf("PutVerifiedChunk after RemovePackage = %v, want ErrNotFound", err)
+		}
+	}
+	if err := d.Commit(); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Commit after RemovePackage = %v, want ErrNotFound", err)
+	}
+}
+
+// TestGCDropsStaleChunkRecords: once GC has removed every package, no
+// presence record (c/) of a partial file and no chunk location (k/) is
+// left in the index.
+func TestGCDropsStaleChunkRecords(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewSource(7))
+	p1 := makePkg(t, testChunk, file("a", 0o644, randBytes(r, 5*testChunk)))
+	p2 := makePkg(t, testChunk, file("b", 0o644, randBytes(r, 5*testChunk)), file("c", 0o644, randBytes(r, 3*testChunk)))
+	s := openStore(t, t.TempDir())
+	install(t, s, p1, "one", "1")
+	d, err := s.BeginPackage("two", "1", p2.cid, p2.bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Half of b's chunks: a partial file with presence records.
+	for _, c := range p2.m.Entries[0].Chunks[:2] {
+		cc, _ := cid.Decode(c)
+		if err := d.PutChunk(cc, p2.chunks[cc]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() (presence, locs int) {
+		t.Helper()
+		if err := s.db.View(func(txn *badger.Txn) error {
+			if err := scanKeys(txn, prefixPresence, func([]byte, *badger.Item) error { presence++; return nil }); err != nil {
+				return err
+			}
+			return scanKeys(txn, prefixChunkLoc, func([]byte, *badger.Item) error { locs++; return nil })
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return presence, locs
+	}
+	if presence, locs := count(); presence == 0 || locs == 0 {
+		t.Fatalf("before GC: %d presence records, %d chunk locations, want some of each", presence, locs)
+	}
+	d.Close()
+	if err := s.RemovePackage(p1.cid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GCWith(context.Background(), GCOptions{Partial: true}); err != nil {
+		t.Fatal(err)
+	}
+	if presence, locs := count(); presence != 0 || locs != 0 {
+		t.Errorf("after GC: %d presence records, %d chunk locations, want none", presence, locs)
 	}
 }

@@ -2,6 +2,7 @@ package share
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"io/fs"
 	"math/rand"
 	"os"
@@ -245,4 +246,39 @@ func verifyClean(t testing.TB, s *Store) {
 // directory is the VM's root.
 func viewAt(tree, into string, mode ViewMode, upper string) View {
 	return View{Tree: tree, Root: filepath.Dir(into), Path: filepath.Base(into), Mode: mode, Upper: upper}
+}
+
+// AddInstall records VM vm's install of the package under its first
+// name (the daemon records installs by name with RecordInstall), at into (resolved beneath into's parent directory).
+func (s *Store) AddInstall(vm string, manifestCID cid.Cid, into string, mode string) error {
+	if err := checkVM(vm); err != nil {
+		return err
+	}
+	info, err := s.Package(manifestCID)
+	if err != nil {
+		return fmt.Errorf("install %s in VM %s: %w", manifestCID, vm, err)
+	}
+	return s.RecordInstall(Install{VM: vm, Name: info.Name, Version: info.Version, ManifestCID: manifestCID,
+		Root: filepath.Dir(into), Into: into, Mode: mode})
+}
+
+// RemoveInstall drops VM vm's installs of the package, under any name.
+func (s *Store) RemoveInstall(vm string, manifestCID cid.Cid) error {
+	insts, err := s.Installs(vm)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, in := range insts {
+		if in.ManifestCID.Equals(manifestCID) {
+			if err := s.DropInstall(vm, in.Name); err != nil {
+				return err
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("install of %s in VM %s: %w", manifestCID, vm, ErrNotFound)
+	}
+	return nil
 }

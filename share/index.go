@@ -216,6 +216,38 @@ func scanKeys(txn *badger.Txn, prefix string, fn func(k []byte, item *badger.Ite
 	return nil
 }
 
+// updatePackageTxn applies fn to the record of package key and stores it.
+// found is false, and nothing changes, when there is no such package.
+func updatePackageTxn(txn *badger.Txn, key string, fn func(r *pkgRecord)) (found bool, err error) {
+	var rec pkgRecord
+	found, err = getJSON(txn, []byte(prefixPackage+key), &rec)
+	if err != nil || !found {
+		return found, err
+	}
+	fn(&rec)
+	return true, setJSON(txn, []byte(prefixPackage+key), &rec)
+}
+
+// scanJSON calls fn with the key and the decoded value of every record
+// whose key starts with prefix, in key order.
+func scanJSON[T any](txn *badger.Txn, prefix string, fn func(k []byte, r *T) error) error {
+	return scanKeys(txn, prefix, func(k []byte, item *badger.Item) error {
+		var r T
+		if err := jsonUnmarshal(item, &r); err != nil {
+			return err
+		}
+		return fn(k, &r)
+	})
+}
+
+// scanPackages calls fn with the key (the manifest CID) and the record of
+// every package, in key order.
+func scanPackages(txn *badger.Txn, fn func(key string, r *pkgRecord) error) error {
+	return scanJSON(txn, prefixPackage, func(k []byte, r *pkgRecord) error {
+		return fn(strings.TrimPrefix(string(k), prefixPackage), r)
+	})
+}
+
 // update runs fn in a read-write transaction, retrying on conflicts.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	for i := 0; ; i++ {
@@ -245,10 +277,18 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 
 // deletePrefix removes every key with the given prefix.
 func (s *Store) deletePrefix(prefix []byte) error {
+	return s.deleteKeysWhere(string(prefix), func([]byte) bool { return true })
+}
+
+// deleteKeysWhere removes the keys with the given prefix for which drop
+// is true, read in one transaction and deleted as deleteKeys does.
+func (s *Store) deleteKeysWhere(prefix string, drop func(k []byte) bool) error {
 	var keys [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, string(prefix), func(k []byte, _ *badger.Item) error {
-			keys = append(keys, bytes.Clone(k))
+		return scanKeys(txn, prefix, func(k []byte, _ *badger.Item) error {
+			if drop(k) {
+				keys = append(keys, bytes.Clone(k))
+			}
 			return nil
 		})
 	})

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -164,12 +163,7 @@ func (s *Store) checkTrees(npkg int) error {
 func (s *Store) demoteTreeless() error {
 	var keys []string
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
-			var r pkgRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
-			key := strings.TrimPrefix(string(k), prefixPackage)
+		return scanPackages(txn, func(key string, r *pkgRecord) error {
 			if r.State == StateComplete {
 				if _, err := os.Lstat(s.path(treesDir, key)); errors.Is(err, fs.ErrNotExist) {
 					keys = append(keys, key)
@@ -193,12 +187,7 @@ func (s *Store) demoteTreeless() error {
 // setState sets the state of package key.
 func (s *Store) setState(key string, st PackageState) error {
 	return s.update(func(txn *badger.Txn) error {
-		var rec pkgRecord
-		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
-		if err != nil || !found {
-			return err
-		}
-		rec.State = st
-		return setJSON(txn, []byte(prefixPackage+key), &rec)
+		_, err := updatePackageTxn(txn, key, func(r *pkgRecord) { r.State = st })
+		return err
 	})
 }

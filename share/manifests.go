@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
@@ -201,12 +200,8 @@ func (s *Store) backfillManifests() error {
 	}
 	var recs []rec
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
-			var r pkgRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
-			recs = append(recs, rec{strings.TrimPrefix(string(k), prefixPackage), r.names()})
+		return scanPackages(txn, func(key string, r *pkgRecord) error {
+			recs = append(recs, rec{key, r.names()})
 			return nil
 		})
 	})

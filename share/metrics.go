@@ -142,19 +142,18 @@ func (c *storeCollector) objectStats() (n, bytes int64, ok bool) {
 	return n, bytes, true
 }
 
+// objSize is the part of an object record ObjectStats reads.
+type objSize struct {
+	Size int64 `json:"size"`
+}
+
 // ObjectStats counts the objects the index records and their bytes.
 func (s *Store) ObjectStats() (n, bytes int64, err error) {
 	if s.isClosed() {
 		return 0, 0, ErrClosed
 	}
 	err = s.db.View(func(txn *badger.Txn) error {
-		return scanKeys(txn, prefixObject, func(_ []byte, item *badger.Item) error {
-			var r struct {
-				Size int64 `json:"size"`
-			}
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
+		return scanJSON(txn, prefixObject, func(_ []byte, r *objSize) error {
 			n++
 			bytes += r.Size
 			return nil

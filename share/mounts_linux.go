@@ -1,100 +1,13 @@
 package share
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
-
-// mountInfoPath is the mount table of the calling process's mount
-// namespace: views mounted by this process are there.
-const mountInfoPath = "/proc/self/mountinfo"
-
-// mountEntry is one line of a mountinfo file (proc(5)).
-type mountEntry struct {
-	major, minor uint32
-	root         string // the directory of its file system the mount shows
-	point        string // where it is mounted
-	fsType       string
-	superOpts    string
-}
-
-// maxMountLines bounds how many lines of a mount table are read.
-const maxMountLines = 1 << 20
-
-// readMountInfo parses a mountinfo file. Malformed lines are skipped.
-func readMountInfo(p string) ([]mountEntry, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("mount table %s: %w", p, err)
-	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for n := 0; sc.Scan() && n < maxMountLines; n++ {
-		if m, ok := parseMountLine(sc.Text()); ok {
-			out = append(out, m)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("mount table %s: %w", p, err)
-	}
-	return out, nil
-}
-
-// parseMountLine parses "ID PARENT MAJ:MIN ROOT POINT OPTS [OPTIONAL...] -
-// FSTYPE SOURCE SUPEROPTS".
-func parseMountLine(line string) (mountEntry, bool) {
-	pre, post, ok := strings.Cut(line, " - ")
-	if !ok {
-		return mountEntry{}, false
-	}
-	f := strings.Fields(pre)
-	g := strings.Fields(post)
-	if len(f) < 6 || len(g) < 3 {
-		return mountEntry{}, false
-	}
-	majS, minS, ok := strings.Cut(f[2], ":")
-	if !ok {
-		return mountEntry{}, false
-	}
-	maj, err1 := strconv.ParseUint(majS, 10, 32)
-	mnr, err2 := strconv.ParseUint(minS, 10, 32)
-	if err1 != nil || err2 != nil {
-		return mountEntry{}, false
-	}
-	return mountEntry{
-		major: uint32(maj), minor: uint32(mnr),
-		root: unescapeMount(f[3]), point: unescapeMount(f[4]),
-		fsType: g[0], superOpts: g[2],
-	}, true
-}
-
-// unescapeMount undoes the kernel's octal escapes (\040 for a space, ...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
 
 // childOf returns the first path element of p below dir ("" if p is not
 // strictly below dir). Both are clean absolute paths.
@@ -138,7 +51,7 @@ func (s *Store) TreeMounts() ([]TreeMount, error) {
 
 // treeMountsUnder lists the mounts that use trees under the store's
 // directory dir.
-func (s *Store) treeMountsUnder(mounts []mountEntry, dir string) ([]TreeMount, error) {
+func (s *Store) treeMountsUnder(mounts []MountInfo, dir string) ([]TreeMount, error) {
 	trees, err := filepath.EvalSymlinks(s.path(dir))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
@@ -151,41 +64,41 @@ func (s *Store) treeMountsUnder(mounts []mountEntry, dir string) ([]TreeMount, e
 	// The mount the directory is reached through, and the directory as a
 	// path of its file system (what the root field of a bind mount of a
 	// tree shows).
-	var base *mountEntry
+	var base *MountInfo
 	for i := range mounts {
 		m := &mounts[i]
-		if m.major == maj && m.minor == mnr && (m.point == trees || childOf(m.point, trees) != "") &&
-			(base == nil || len(m.point) > len(base.point)) {
+		if m.Major == maj && m.Minor == mnr && (m.Point == trees || childOf(m.Point, trees) != "") &&
+			(base == nil || len(m.Point) > len(base.Point)) {
 			base = m
 		}
 	}
 	fsPath := ""
 	if base != nil {
-		fsPath = path.Join(base.root, strings.TrimPrefix(trees, base.point))
+		fsPath = path.Join(base.Root, strings.TrimPrefix(trees, base.Point))
 	}
 	setuid := dir == setuidDir
 	var out []TreeMount
 	plain := filepath.Clean(s.path(dir))
 	for i := range mounts {
 		m := &mounts[i]
-		if m.fsType == "overlay" {
-			for _, l := range overlayLowerDirs(m.superOpts) {
+		if m.FSType == "overlay" {
+			for _, l := range overlayLowerDirs(m.SuperOpts) {
 				c := childOf(trees, l)
 				if c == "" {
 					c = childOf(plain, l)
 				}
 				if c != "" {
-					out = append(out, TreeMount{Tree: c, Setuid: setuid, Point: m.point, Overlay: true, UpperDir: overlayOption(m.superOpts, "upperdir")})
+					out = append(out, TreeMount{Tree: c, Setuid: setuid, Point: m.Point, Overlay: true, UpperDir: overlayUpper(m)})
 				}
 			}
 			continue
 		}
-		c := childOf(trees, m.point)
-		if c == "" && base != nil && m != base && m.major == maj && m.minor == mnr {
-			c = childOf(fsPath, m.root)
+		c := childOf(trees, m.Point)
+		if c == "" && base != nil && m != base && m.Major == maj && m.Minor == mnr {
+			c = childOf(fsPath, m.Root)
 		}
 		if c != "" {
-			out = append(out, TreeMount{Tree: c, Setuid: setuid, Point: m.point})
+			out = append(out, TreeMount{Tree: c, Setuid: setuid, Point: m.Point})
 		}
 	}
 	return out, nil
@@ -206,12 +119,10 @@ func (s *Store) mountedTrees() (map[string][]string, error) {
 	return out, nil
 }
 
-// overlayOption returns the value of option key in an overlay's options.
-func overlayOption(opts, key string) string {
-	for _, o := range strings.Split(opts, ",") {
-		if v, ok := strings.CutPrefix(o, key+"="); ok {
-			return filepath.Clean(unescapeMount(v))
-		}
+// overlayUpper returns the upper directory of overlay m, or "".
+func overlayUpper(m *MountInfo) string {
+	if u := m.Option("upperdir"); u != "" {
+		return filepath.Clean(u)
 	}
 	return ""
 }

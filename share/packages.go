@@ -79,16 +79,10 @@ func (s *Store) Packages() ([]PackageInfo, error) {
 	var out []PackageInfo
 	err := s.db.View(func(txn *badger.Txn) error {
 		recs := map[cid.Cid]pkgRecord{}
-		err := scanKeys(txn, prefixPackage, func(k []byte, item *badger.Item) error {
-			c, err := cid.Decode(strings.TrimPrefix(string(k), prefixPackage))
-			if err != nil {
-				return nil
+		err := scanPackages(txn, func(key string, r *pkgRecord) error {
+			if c, err := cid.Decode(key); err == nil {
+				recs[c] = *r
 			}
-			var r pkgRecord
-			if err := jsonUnmarshal(item, &r); err != nil {
-				return err
-			}
-			recs[c] = r
 			return nil
 		})
 		if err != nil {
@@ -128,11 +122,7 @@ func (s *Store) Packages() ([]PackageInfo, error) {
 // installed that package under that name, sorted.
 func installsByName(txn *badger.Txn, recs map[cid.Cid]pkgRecord) (map[string][]string, error) {
 	out := map[string][]string{}
-	err := scanKeys(txn, prefixInstall, func(k []byte, item *badger.Item) error {
-		var r installRecord
-		if err := jsonUnmarshal(item, &r); err != nil {
-			return err
-		}
+	err := scanJSON(txn, prefixInstall, func(_ []byte, r *installRecord) error {
 		if r.Name == "" { // an older record: the package's first name
 			c, err := cid.Decode(r.ManifestCID)
 			if err != nil {
@@ -515,41 +505,6 @@ func (s *Store) DropInstall(vm, name string) error {
 	})
 }
 
-// AddInstall records VM vm's install of the package under its first
-// name, at into (resolved beneath into's parent directory).
-func (s *Store) AddInstall(vm string, manifestCID cid.Cid, into string, mode string) error {
-	if err := checkVM(vm); err != nil {
-		return err
-	}
-	info, err := s.Package(manifestCID)
-	if err != nil {
-		return fmt.Errorf("install %s in VM %s: %w", manifestCID, vm, err)
-	}
-	return s.RecordInstall(Install{VM: vm, Name: info.Name, Version: info.Version, ManifestCID: manifestCID,
-		Root: filepath.Dir(into), Into: into, Mode: mode})
-}
-
-// RemoveInstall drops VM vm's installs of the package, under any name.
-func (s *Store) RemoveInstall(vm string, manifestCID cid.Cid) error {
-	insts, err := s.Installs(vm)
-	if err != nil {
-		return err
-	}
-	n := 0
-	for _, in := range insts {
-		if in.ManifestCID.Equals(manifestCID) {
-			if err := s.DropInstall(vm, in.Name); err != nil {
-				return err
-			}
-			n++
-		}
-	}
-	if n == 0 {
-		return fmt.Errorf("install of %s in VM %s: %w", manifestCID, vm, ErrNotFound)
-	}
-	return nil
-}
-
 // vmInstall is an install record with its key, its name filled in.
 type vmInstall struct {
 	key []byte
@@ -560,12 +515,8 @@ type vmInstall struct {
 // names were keys gets its package's first name.
 func vmInstallsTxn(txn *badger.Txn, vm string) ([]vmInstall, error) {
 	var out []vmInstall
-	err := scanKeys(txn, prefixInstall+vm+"\x00", func(k []byte, item *badger.Item) error {
-		var r installRecord
-		if err := jsonUnmarshal(item, &r); err != nil {
-			return err
-		}
-		out = append(out, vmInstall{key: bytes.Clone(k), rec: r})
+	err := scanJSON(txn, prefixInstall+vm+"\x00", func(k []byte, r *installRecord) error {
+		out = append(out, vmInstall{key: bytes.Clone(k), rec: *r})
 		return nil
 	})
 	if err != nil {

@@ -506,15 +506,25 @@ func (d *Partial) PutVerifiedChunk(c cid.Cid, data []byte) error {
 	return d.putVerified(c, data)
 }
 
-func (d *Partial) putVerified(c cid.Cid, data []byte) error {
-	s := d.s
-	s.life.RLock()
-	defer s.life.RUnlock()
-	if s.isClosed() {
+// usable reports why d may not be written or committed: the store is
+// closed, or RemovePackage dropped the package. The caller holds
+// d.s.life.
+func (d *Partial) usable() error {
+	if d.s.isClosed() {
 		return ErrClosed
 	}
 	if d.removed.Load() {
 		return fmt.Errorf("package %s: %w: removed", d.cid, ErrNotFound)
+	}
+	return nil
+}
+
+func (d *Partial) putVerified(c cid.Cid, data []byte) error {
+	s := d.s
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if err := d.usable(); err != nil {
+		return err
 	}
 	var errs []error
 	for _, f := range d.uses[c] {

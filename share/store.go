@@ -81,7 +81,7 @@ type Store struct {
 	partials map[string]*partialFile // by partial id
 
 	fds    *fdCache   // open partial files
-	cm     *committer // commit groups (group.go)
+	cm     *committer // commit groups (groupcommit.go)
 	places placeCache // where ReadChunk found chunks in objects
 	// noDirect is set once the file system refused O_DIRECT
 	// (direct_linux.go).
@@ -104,26 +104,11 @@ func Open(cfg Config) (*Store, error) { return open(cfg, true) }
 
 // open is Open; checks false skips the index checks (for Rebuild).
 func open(cfg Config, checks bool) (*Store, error) {
-	if cfg.Dir == "" {
-		return nil, fmt.Errorf("open store: %w: empty data directory", ErrInvalid)
+	s, err := newStore(cfg)
+	if err != nil {
+		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	s := &Store{
-		dir:        cfg.Dir,
-		log:        log,
-		lim:        cfg.Limits,
-		sync:       !cfg.UnsafeNoSync,
-		rebuildCmd: cfg.RebuildCommand,
-		filling:    make(map[string]*Partial),
-		partials:   make(map[string]*partialFile),
-		newLayout:  currentLayout,
-	}
-	if s.rebuildCmd == "" {
-		s.rebuildCmd = defaultRebuildCommand
-	}
+	log := s.log
 	for _, d := range []struct {
 		name string
 		mode os.FileMode
@@ -140,16 +125,7 @@ func open(cfg Config, checks bool) (*Store, error) {
 			}
 		}
 	}
-	opts := badger.DefaultOptions(s.path(indexDir)).
-		WithLogger(badgerLogger{log.With("component", "badger")}).
-		WithSyncWrites(s.sync).
-		WithMetricsEnabled(false).
-		WithNumVersionsToKeep(1).
-		WithMemTableSize(16 << 20).
-		WithNumMemtables(2).
-		WithBlockCacheSize(16 << 20).
-		WithValueLogFileSize(64 << 20).
-		WithNumCompactors(2)
+	opts := s.indexOptions().WithSyncWrites(s.sync).WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: index: %w: %w; %s", cfg.Dir, ErrIndexLost, err, s.hintRebuild())
@@ -184,10 +160,54 @@ func open(cfg Config, checks bool) (*Store, error) {
 			return nil, fmt.Errorf("open store %s: manifest files: %w", cfg.Dir, err)
 		}
 	}
-	s.fds = newFDCache(s, maxOpenPartials)
-	s.cm = newCommitter(s)
+	s.start()
 	log.Debug("store opened", "dir", cfg.Dir, "sync", s.sync)
 	return s, nil
+}
+
+// newStore is the Store of cfg, its defaults filled in, with nothing
+// opened yet.
+func newStore(cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("open store: %w: empty data directory", ErrInvalid)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		dir:        cfg.Dir,
+		log:        log,
+		lim:        cfg.Limits,
+		sync:       !cfg.UnsafeNoSync,
+		rebuildCmd: cfg.RebuildCommand,
+		filling:    make(map[string]*Partial),
+		partials:   make(map[string]*partialFile),
+		newLayout:  currentLayout,
+	}
+	if s.rebuildCmd == "" {
+		s.rebuildCmd = defaultRebuildCommand
+	}
+	return s, nil
+}
+
+// indexOptions are the badger options Open and OpenReadOnly share.
+func (s *Store) indexOptions() badger.Options {
+	return badger.DefaultOptions(s.path(indexDir)).
+		WithLogger(badgerLogger{s.log.With("component", "badger")}).
+		WithMetricsEnabled(false).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(16 << 20).
+		WithValueLogFileSize(64 << 20)
+}
+
+// start starts what an open store runs: the partial-file descriptor cache
+// and the committer of chunk groups.
+func (s *Store) start() {
+	s.fds = newFDCache(s, maxOpenPartials)
+	s.cm = newCommitter(s)
 }
 
 // recover drops presence records whose partial file is gone.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 
 	"github.com/dgraph-io/badger/v4"
@@ -19,20 +18,9 @@ import (
 // writer holds it. An index left by a killed process that needs its log
 // truncated cannot be opened read-only: Open (the daemon) repairs it.
 func OpenReadOnly(cfg Config) (*Store, error) {
-	if cfg.Dir == "" {
-		return nil, fmt.Errorf("open store: %w: empty data directory", ErrInvalid)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	s := &Store{
-		dir:        cfg.Dir,
-		log:        log,
-		lim:        cfg.Limits,
-		rebuildCmd: cfg.RebuildCommand,
-		filling:    make(map[string]*Partial),
-		partials:   make(map[string]*partialFile),
+	s, err := newStore(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat(s.path(indexDir)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -40,21 +28,12 @@ func OpenReadOnly(cfg Config) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open store %s read-only: %w", cfg.Dir, err)
 	}
-	opts := badger.DefaultOptions(s.path(indexDir)).
-		WithReadOnly(true).
-		WithLogger(badgerLogger{log.With("component", "badger")}).
-		WithMetricsEnabled(false).
-		WithNumVersionsToKeep(1).
-		WithMemTableSize(16 << 20).
-		WithNumMemtables(2).
-		WithBlockCacheSize(16 << 20).
-		WithValueLogFileSize(64 << 20)
+	opts := s.indexOptions().WithReadOnly(true)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s read-only: index: %w", cfg.Dir, err)
 	}
 	s.db = db
-	s.fds = newFDCache(s, maxOpenPartials)
-	s.cm = newCommitter(s)
+	s.start()
 	return s, nil
 }

@@ -62,7 +62,11 @@ func TestErrorsAreOneLine(t *testing.T) {
 	}{
 		{"unknown key file", []string{"stork", "keys", "id", "--key", "/nonexistent/key.json"}, "key"},
 		{"get without name", []string{"stork", "get", "--repo", "http://127.0.0.1:1", "--root", "/nonexistent", "--out", "/tmp/x"}, "NAME"},
-		{"bad chunk size", []string{"stork", "repo", "add", "--dir", "/nonexistent", "--key", "/nonexistent", "--name", "a", "--version", "1.0.0", "--chunk-size", "lots", "p"}, ""},
+		{"bad chunk size", []string{"stork", "repo", "add", "--dir", "/nonexistent", "--key", "/nonexistent", "--name", "a", "--version", "1.0.0", "--chunk-size", "lots", "p"}, "--chunk-size: size \"lots\""},
+		{"bad rate", []string{"stork", "repo", "serve", "--dir", "/nonexistent", "--rate", "lots"}, "--rate: size \"lots\""},
+		{"bad quota", []string{"stork", "vm", "add", "--data", "/nonexistent", "--allow", "x", "--quota", "lots", "g"}, "--quota: size \"lots\""},
+		{"bad upload rate", []string{"stork", "daemon", "--data", "/nonexistent", "--upload-rate", "lots"}, "--upload-rate: size \"lots\""},
+		{"bad memory limit", []string{"stork", "daemon", "--data", "/nonexistent", "--max-memory", "lots"}, "--max-memory: size \"lots\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,4 +209,16 @@ func TestJSONEverywhere(t *testing.T) {
 		}
 	}
 	walk("", app.Commands)
+}
+
+func TestWriteTable(t *testing.T) {
+	var b bytes.Buffer
+	rows := [][2]string{{"a", "1"}, {"longer", "22"}}
+	if err := writeTable(&b, rows, "NAME\tN", func(r [2]string) string { return r[0] + "\t" + r[1] }); err != nil {
+		t.Fatal(err)
+	}
+	want := "NAME    N\na       1\nlonger  22\n"
+	if b.String() != want {
+		t.Errorf("writeTable = %q, want %q", b.String(), want)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 )
@@ -43,12 +42,9 @@ func configShowCommand() *cli.Command {
 				file = cf.Path
 			}
 			fmt.Fprintf(c.App.Writer, "configuration file: %s\n", file)
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE\tFLAG\tENVIRONMENT")
-			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t--%s\t%s\n", e.Key, showValue(e.Value), e.Source, e.Flag, e.Env)
-			}
-			return tw.Flush()
+			return writeTable(c.App.Writer, entries, "KEY\tVALUE\tSOURCE\tFLAG\tENVIRONMENT", func(e configEntry) string {
+				return fmt.Sprintf("%s\t%s\t%s\t--%s\t%s", e.Key, showValue(e.Value), e.Source, e.Flag, e.Env)
+			})
 		},
 	}
 }

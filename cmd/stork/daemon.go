@@ -64,12 +64,11 @@ func daemonCommand() *cli.Command {
 			if cfg.ScrubRate == 0 {
 				cfg.ScrubRate = -1 // off
 			}
-			for name, dst := range map[string]*int64{"upload-rate": &cfg.UploadRate, "download-rate": &cfg.DownloadRate} {
-				if s := c.String(name); s != "" {
-					if *dst, err = parseSize(s); err != nil {
-						return fmt.Errorf("--%s: %w", name, err)
-					}
-				}
+			if cfg.UploadRate, err = sizeValue(c, "upload-rate"); err != nil {
+				return err
+			}
+			if cfg.DownloadRate, err = sizeValue(c, "download-rate"); err != nil {
+				return err
 			}
 			if !c.Bool("no-swarm") {
 				pc := node.DefaultP2PConfig(c.String("data"))
@@ -80,10 +79,8 @@ func daemonCommand() *cli.Command {
 				pc.Announce = c.StringSlice("announce")
 				pc.DHTMode = c.String("dht-mode")
 				pc.ConnLow, pc.ConnHigh = c.Int("conn-low"), c.Int("conn-high")
-				if s := c.String("max-memory"); s != "" {
-					if pc.MaxMemory, err = parseSize(s); err != nil {
-						return fmt.Errorf("--max-memory: %w", err)
-					}
+				if pc.MaxMemory, err = sizeValue(c, "max-memory"); err != nil {
+					return err
 				}
 				if c.Bool("no-nat") {
 					pc.EnableAutoNAT, pc.EnableHolePunching, pc.EnableRelay = false, false, false

@@ -28,13 +28,9 @@ func fetchCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c, pkgs)
-			}
-			for _, p := range pkgs {
-				fmt.Fprintf(c.App.Writer, "%s@%s %s %s (%d bytes)\n", p.Name, p.Version, p.State, p.ManifestCID, p.Size)
-			}
-			return nil
+			return printLines(c, pkgs, func(p node.PackageStatus) string {
+				return fmt.Sprintf("%s@%s %s %s (%d bytes)", p.Name, p.Version, p.State, p.ManifestCID, p.Size)
+			})
 		},
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -80,6 +81,34 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: want a byte count like 1048576, 512K, 1M, 2G", s)
 	}
 	return n * mult, nil
+}
+
+// sizeValue returns the byte count in flag name (see parseSize), or 0
+// when the flag is empty.
+func sizeValue(c *cli.Context, name string) (int64, error) {
+	s := c.String(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := parseSize(s)
+	if err != nil {
+		return 0, fmt.Errorf("--%s: %w", name, err)
+	}
+	return n, nil
+}
+
+// absPathValue returns the path in flag name made absolute, or "" when
+// the flag is empty.
+func absPathValue(c *cli.Context, name string) (string, error) {
+	p := c.String(name)
+	if p == "" {
+		return "", nil
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("--%s %q: %w", name, p, err)
+	}
+	return abs, nil
 }
 
 func dataFlag() cli.Flag {

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -28,13 +27,9 @@ func installCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageError(c, "want exactly one NAME[@VERSION], got %d arguments", c.NArg())
 			}
-			into := c.String("into")
-			if into != "" {
-				abs, err := filepath.Abs(into)
-				if err != nil {
-					return err
-				}
-				into = abs
+			into, err := absPathValue(c, "into")
+			if err != nil {
+				return err
 			}
 			ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -46,13 +41,9 @@ func installCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c, insts)
-			}
-			for _, in := range insts {
-				fmt.Fprintf(c.App.Writer, "%s@%s -> %s (%s, vm %s)\n", in.Name, in.Version, in.Path, in.Mode, in.VM)
-			}
-			return nil
+			return printLines(c, insts, func(in node.Installed) string {
+				return fmt.Sprintf("%s@%s -> %s (%s, vm %s)", in.Name, in.Version, in.Path, in.Mode, in.VM)
+			})
 		},
 	}
 }

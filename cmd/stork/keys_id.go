@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/storkpm/stork/metadata"
@@ -27,13 +25,7 @@ func keysIDCommand() *cli.Command {
 				}
 				ids = append(ids, keyID{p, k.ID()})
 			}
-			if c.Bool("json") {
-				return printJSON(c, ids)
-			}
-			for _, k := range ids {
-				fmt.Fprintln(c.App.Writer, k.ID)
-			}
-			return nil
+			return printLines(c, ids, func(k keyID) string { return k.ID })
 		},
 	}
 }

@@ -3,9 +3,10 @@ package main
 import (
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/storkpm/stork/node"
 )
 
 func listCommand() *cli.Command {
@@ -20,12 +21,7 @@ func listCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				if c.Bool("json") {
-					return printJSON(c, insts)
-				}
-				tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tVERSION\tPATH\tMODE\tSTATE")
-				for _, in := range insts {
+				return printTable(c, insts, "NAME\tVERSION\tPATH\tMODE\tSTATE", func(in node.Installed) string {
 					state := in.State
 					if in.Setuid != "" {
 						state += ", setuid " + in.Setuid
@@ -33,23 +29,16 @@ func listCommand() *cli.Command {
 					if in.Reason != "" {
 						state += ": " + in.Reason
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Version, in.Path, in.Mode, state)
-				}
-				return tw.Flush()
+					return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", in.Name, in.Version, in.Path, in.Mode, state)
+				})
 			}
 			st, err := hostStatus(c)
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c, st.Packages)
-			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tVERSION\tSTATE\tSIZE\tVMS\tMANIFEST")
-			for _, p := range st.Packages {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.State, p.Size, strings.Join(p.Installs, ","), p.ManifestCID)
-			}
-			return tw.Flush()
+			return printTable(c, st.Packages, "NAME\tVERSION\tSTATE\tSIZE\tVMS\tMANIFEST", func(p node.PackageStatus) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s", p.Name, p.Version, p.State, p.Size, strings.Join(p.Installs, ","), p.ManifestCID)
+			})
 		},
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -22,19 +21,13 @@ func peersCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c, peers)
-			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PEER\tLATENCY\tADDRS")
-			for _, p := range peers {
+			return printTable(c, peers, "PEER\tLATENCY\tADDRS", func(p node.PeerInfo) string {
 				lat := "-"
 				if p.Latency > 0 {
 					lat = p.Latency.Round(10 * time.Microsecond).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", p.ID, lat, strings.Join(p.Addrs, ","))
-			}
-			return tw.Flush()
+				return fmt.Sprintf("%s\t%s\t%s", p.ID, lat, strings.Join(p.Addrs, ","))
+			})
 		},
 	}
 }

@@ -212,10 +212,6 @@ func (r *realDebsReport) count(tree map[string]treeEntry) {
 	}
 }
 
-func validUTF8(s string) bool {
-	return strings.ToValidUTF8(s, "\uFFFD") == s && !strings.ContainsRune(s, '\uFFFD')
-}
-
 func (r *realDebsReport) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Real Debian packages through stork\n\n")

@@ -43,13 +43,9 @@ func repoAddAction(c *cli.Context) error {
 	if c.NArg() == 0 && !c.IsSet("from") {
 		return usageError(c, "want a PATH (a directory, archive or file), one or more .deb files, or --from LIST")
 	}
-	var chunkSize int64
-	if s := c.String("chunk-size"); s != "" {
-		n, err := parseSize(s)
-		if err != nil {
-			return fmt.Errorf("--chunk-size: %w", err)
-		}
-		chunkSize = n
+	chunkSize, err := sizeValue(c, "chunk-size")
+	if err != nil {
+		return err
 	}
 	keys, err := loadKeys(c.StringSlice("key"))
 	if err != nil {

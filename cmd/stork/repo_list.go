@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
@@ -28,21 +27,11 @@ func repoListCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c, pkgs)
-			}
-			return printPackages(c, pkgs)
+			return printTable(c, pkgs, "NAME\tVERSION\tSCHEME\tSIZE\tMANIFEST\tDEPENDS", func(p metadata.PackageInfo) string {
+				// A dependency may hold commas ("libc6>=2.34, <<2.40"):
+				// entries are separated by "; ".
+				return fmt.Sprintf("%s\t%s\t%s\t%d\t%s\t%s", p.Name, p.Version, p.Scheme, p.Size, p.ManifestCID, strings.Join(p.Depends, "; "))
+			})
 		},
 	}
-}
-
-func printPackages(c *cli.Context, pkgs []metadata.PackageInfo) error {
-	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tSCHEME\tSIZE\tMANIFEST\tDEPENDS")
-	for _, p := range pkgs {
-		// A dependency may hold commas ("libc6>=2.34, <<2.40"): entries are
-		// separated by "; ".
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.Scheme, p.Size, p.ManifestCID, strings.Join(p.Depends, "; "))
-	}
-	return tw.Flush()
 }

@@ -22,13 +22,9 @@ func repoServeCommand() *cli.Command {
 			withEnv(stringFlag("rate", "cap what the server sends at `RATE` bytes/s over all requests (e.g. 100M); default unlimited", catLimits, false), "STORK_SERVE_RATE"),
 		},
 		Action: func(c *cli.Context) error {
-			var limit int64
-			if s := c.String("rate"); s != "" {
-				n, err := parseSize(s)
-				if err != nil {
-					return fmt.Errorf("--rate: %w", err)
-				}
-				limit = n
+			limit, err := sizeValue(c, "rate")
+			if err != nil {
+				return err
 			}
 			srv, err := httporigin.NewServer(httporigin.ServerConfig{Dir: c.String("dir"), Logger: newLogger(c), Rate: limit})
 			if err != nil {

@@ -22,13 +22,9 @@ func uninstallCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c, out)
-			}
-			for _, in := range out {
-				fmt.Fprintf(c.App.Writer, "removed %s@%s from %s (vm %s)\n", in.Name, in.Version, in.Path, in.VM)
-			}
-			return nil
+			return printLines(c, out, func(in node.Installed) string {
+				return fmt.Sprintf("removed %s@%s from %s (vm %s)", in.Name, in.Version, in.Path, in.VM)
+			})
 		},
 	}
 }

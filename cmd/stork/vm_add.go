@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -28,21 +27,13 @@ func vmAddCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageError(c, "want exactly one VM ID, got %d arguments", c.NArg())
 			}
-			root := c.String("root")
-			if root != "" {
-				abs, err := filepath.Abs(root)
-				if err != nil {
-					return err
-				}
-				root = abs
+			root, err := absPathValue(c, "root")
+			if err != nil {
+				return err
 			}
-			var quota int64
-			if q := c.String("quota"); q != "" {
-				n, err := parseSize(q)
-				if err != nil {
-					return fmt.Errorf("--quota: %w", err)
-				}
-				quota = n
+			quota, err := sizeValue(c, "quota")
+			if err != nil {
+				return err
 			}
 			sock, err := node.NewClient(c.String("data")).AddVM(c.Context, node.VM{
 				ID: c.Args().First(), Allow: c.StringSlice("allow"), Root: root, Mode: c.String("mode"), Unprivileged: c.Bool("unprivileged"),

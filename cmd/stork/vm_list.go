@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
@@ -21,19 +20,13 @@ func vmListCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c, vms)
-			}
-			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tMODE\tROOT\tALLOW\tQUOTA\tUNPRIVILEGED")
-			for _, v := range vms {
+			return printTable(c, vms, "ID\tMODE\tROOT\tALLOW\tQUOTA\tUNPRIVILEGED", func(v node.VM) string {
 				quota := "-"
 				if v.Quota > 0 {
 					quota = fmt.Sprint(v.Quota)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%t\n", v.ID, v.Mode, v.Root, strings.Join(v.Allow, ","), quota, v.Unprivileged)
-			}
-			return tw.Flush()
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%t", v.ID, v.Mode, v.Root, strings.Join(v.Allow, ","), quota, v.Unprivileged)
+			})
 		},
 	}
 }

@@ -15,7 +15,7 @@ import (
 type FetchChunksOptions struct {
 	// Chunks to fetch, each once (see Manifest.UniqueChunks).
 	Chunks []metadata.ChunkRef
-	// Source delivers chunk bytes; Fetch verifies each by CID and length
+	// Source delivers chunk bytes; FetchChunks verifies each by CID and length
 	// before the sink sees it.
 	Source ChunkSource
 	// Sink receives every verified chunk. It may be called concurrently.
@@ -70,28 +70,45 @@ func FetchChunks(ctx context.Context, opts FetchChunksOptions) (*FetchChunksResu
 		progMu.Unlock()
 	}
 
+	err := forEach(ctx, opts.Parallel, opts.Chunks, func(ctx context.Context, ref metadata.ChunkRef) error {
+		if err := fetchOne(ctx, opts, ref); err != nil {
+			return err
+		}
+		done.Add(ref.Length)
+		report()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	report()
+	return &FetchChunksResult{Bytes: done.Load(), Chunks: len(opts.Chunks), Elapsed: time.Since(start)}, nil
+}
+
+// forEach runs fn on every item, parallel at a time. The first error
+// cancels the context fn is given, items not yet begun are passed over,
+// and that error is returned; so is the cause of ctx ending first.
+func forEach[T any](ctx context.Context, parallel int, items []T, fn func(ctx context.Context, item T) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	jobs := make(chan metadata.ChunkRef)
+	jobs := make(chan T)
 	var wg sync.WaitGroup
-	for range min(opts.Parallel, len(opts.Chunks)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ref := range jobs {
-				if err := fetchOne(ctx, opts, ref); err != nil {
-					cancel(err)
+	for range min(parallel, len(items)) {
+		wg.Go(func() {
+			for it := range jobs {
+				if ctx.Err() != nil {
 					continue
 				}
-				done.Add(ref.Length)
-				report()
+				if err := fn(ctx, it); err != nil {
+					cancel(err)
+				}
 			}
-		}()
+		})
 	}
 feed:
-	for _, ref := range opts.Chunks {
+	for _, it := range items {
 		select {
-		case jobs <- ref:
+		case jobs <- it:
 		case <-ctx.Done():
 			break feed
 		}
@@ -99,10 +116,9 @@ feed:
 	close(jobs)
 	wg.Wait()
 	if ctx.Err() != nil {
-		return nil, context.Cause(ctx)
+		return context.Cause(ctx)
 	}
-	report()
-	return &FetchChunksResult{Bytes: done.Load(), Chunks: len(opts.Chunks), Elapsed: time.Since(start)}, nil
+	return nil
 }
 
 // fetchOne fetches, verifies and delivers one chunk, retrying transient

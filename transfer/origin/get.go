@@ -87,12 +87,6 @@ func Get(ctx context.Context, opts GetOptions) (*GetResult, error) {
 	if opts.Parallel <= 0 {
 		opts.Parallel = DefaultParallel
 	}
-	switch {
-	case opts.Retries == 0:
-		opts.Retries = DefaultRetries
-	case opts.Retries < 0:
-		opts.Retries = 0
-	}
 	p, err := newPlan(opts.Manifest)
 	if err != nil {
 		return nil, fmt.Errorf("get: %w", err)
@@ -350,7 +344,7 @@ func (g *getter) run(ctx context.Context) error {
 	}
 	g.reportProgress(true)
 	// 4. Each file was fsynced as its last chunk landed; empty files now.
-	if err := g.forEachFile(ctx, g.syncEmptyFile); err != nil {
+	if err := forEach(ctx, g.opts.Parallel, g.plan.files, g.syncEmptyFile); err != nil {
 		return err
 	}
 	// 5. Symlinks, last, so nothing above was written through one. Their
@@ -488,18 +482,14 @@ func fileMode(m uint32) os.FileMode {
 	return mode
 }
 
-// fetchAll moves the unique chunks through Fetch into the staging files.
+// fetchAll moves the unique chunks through FetchChunks into the staging files.
 func (g *getter) fetchAll(ctx context.Context) error {
-	retries := g.opts.Retries // already normalised: 0 means none here
-	if retries == 0 {
-		retries = -1
-	}
 	_, err := FetchChunks(ctx, FetchChunksOptions{
 		Chunks:   g.plan.unique,
 		Source:   g.opts.Source,
 		Sink:     getSink{g},
 		Parallel: g.opts.Parallel,
-		Retries:  retries,
+		Retries:  g.opts.Retries,
 	})
 	return err
 }
@@ -565,44 +555,8 @@ func (g *getter) reportProgress(final bool) {
 	g.opts.Progress(g.written, g.progressTotal)
 }
 
-// forEachFile runs fn on every file, opts.Parallel at a time.
-func (g *getter) forEachFile(ctx context.Context, fn func(*fileItem) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range min(g.opts.Parallel, len(g.plan.files)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				if ctx.Err() != nil {
-					continue
-				}
-				if err := fn(g.plan.files[i]); err != nil {
-					cancel(err)
-				}
-			}
-		}()
-	}
-feed:
-	for i := range g.plan.files {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	return nil
-}
-
 // syncEmptyFile fsyncs a file that has no chunks.
-func (g *getter) syncEmptyFile(fi *fileItem) error {
+func (g *getter) syncEmptyFile(_ context.Context, fi *fileItem) error {
 	if len(fi.entry.Chunks) > 0 {
 		return nil
 	}

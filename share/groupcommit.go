@@ -34,7 +34,8 @@ import (
 // A chunk's presence is thus recorded only after its bytes (and the
 // directory entry of its file) are durable, and PutChunk returns only once
 // the record is durable. Concurrent PutChunks share the syncs; a lone
-// caller pays what it paid before.
+// caller pays one sync and one transaction for its chunk (and the
+// finalizing of the file its chunk completes).
 
 // maxGroup bounds the chunks of one group (and so one transaction).
 const maxGroup = 512
