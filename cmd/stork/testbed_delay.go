@@ -11,17 +11,16 @@ import (
 )
 
 // testbedDelayCommand is the delay forwarder the testbed starts in its
-// router namespace. Its flags have no environment variables: the harness
-// passes them, and STORK_TESTBED_DELAY and STORK_TESTBED_MTU are `testbed
-// run`'s.
+// router namespace. Its environment variables are STORK_TESTBED_DELAY_*:
+// STORK_TESTBED_DELAY and STORK_TESTBED_MTU are `testbed run`'s.
 func testbedDelayCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "delay",
 		Usage: "create a TUN device and write every packet routed into it back after a delay (the testbed's router)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dev", Usage: "TUN device `NAME`", Category: catTestbed, Value: "tun0"},
-			&cli.StringFlag{Name: "delay", Usage: "`DURATION` every packet waits", Category: catTestbed, Value: "20ms"},
-			&cli.IntFlag{Name: "mtu", Usage: "largest packet (`BYTES`)", Category: catTestbed, Value: 1500},
+			&cli.StringFlag{Name: "dev", Usage: "TUN device `NAME`", Category: catTestbed, EnvVars: env("testbed-delay-dev"), Value: "tun0"},
+			&cli.StringFlag{Name: "delay", Usage: "`DURATION` every packet waits", Category: catTestbed, EnvVars: env("testbed-delay-duration"), Value: "20ms"},
+			&cli.IntFlag{Name: "mtu", Usage: "largest packet (`BYTES`)", Category: catTestbed, EnvVars: env("testbed-delay-mtu"), Value: 1500},
 		},
 		Action: func(c *cli.Context) error {
 			d, err := parseDuration(c.String("delay"))
