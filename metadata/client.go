@@ -202,6 +202,14 @@ func (c *Client) LastRefresh() Refreshed {
 }
 
 func (c *Client) refreshLocked(ctx context.Context) error {
+	return c.refreshVia(ctx, c.cfg.Fetcher, nil)
+}
+
+// refreshVia refreshes through fetcher f, which also serves the roles
+// loaded later until the next refresh; a non-nil ts is the
+// timestamp.json to use instead of fetching one (an announced one,
+// checked by the updater as a fetched one is).
+func (c *Client) refreshVia(ctx context.Context, f Fetcher, ts []byte) error {
 	c.up, c.names, c.provs = nil, nil, nil
 	if err := ctx.Err(); err != nil {
 		return err
@@ -214,7 +222,7 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("refresh metadata: %w", err)
 	}
-	ad := &tufFetcher{f: c.cfg.Fetcher, ctx: ctx, dir: c.cfg.Dir}
+	ad := &tufFetcher{f: f, ctx: ctx, dir: c.cfg.Dir, ts: ts}
 	ucfg.Fetcher = ad
 	ucfg.RemoteTargetsURL = remoteBase + "targets"
 	ucfg.TargetsMaxLength = c.cfg.MaxMetadataSize
@@ -241,6 +249,15 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 	c.up = up
 	c.last.Store(&Refreshed{At: c.now(), Version: c.tm.Timestamp.Signed.Version})
 	return nil
+}
+
+// roleFetcher is the fetcher roles are loaded through: the one of the
+// last refresh.
+func (c *Client) roleFetcher() Fetcher {
+	if c.ad != nil {
+		return c.ad.f
+	}
+	return c.cfg.Fetcher
 }
 
 // ensure refreshes once if the client holds no trusted view.

@@ -66,14 +66,18 @@ func (c *Client) getter(ctx context.Context) roleGetter {
 // reachable from top-level targets (breadth first): publisher roles and
 // the bins role, few and small, so that Refresh reports a bad one. Bins
 // are loaded when a name in them is looked up (entries) or everything is
-// listed (loadAllRoles).
+// listed (loadAllRoles); group roles when one of their groups is asked
+// for (Group), so that a bad group policy costs that group alone.
 func (c *Client) loadDelegations(ctx context.Context) error {
 	type edge struct{ role, parent string }
 	visited := map[string]bool{tufmeta.TARGETS: true}
 	var queue []edge
 	push := func(parent string) {
 		if m := c.tm.Targets[parent]; m != nil && m.Signed.Delegations != nil {
-			for _, dr := range m.Signed.Delegations.Roles {
+			for i, dr := range m.Signed.Delegations.Roles {
+				if isGroupRole(&m.Signed.Delegations.Roles[i]) {
+					continue // loaded when one of its groups is asked for
+				}
 				queue = append(queue, edge{dr.Name, parent})
 			}
 		}

@@ -251,10 +251,11 @@ func (c *Client) fetchDelegated(ctx context.Context, tm *trustedmetadata.Trusted
 		}
 	}
 	p := fmt.Sprintf("%s/%d.%s.json", MetadataDir, mf.Version, url.PathEscape(role))
-	if cf, ok := c.cfg.Fetcher.(CheckingFetcher); ok {
+	f := c.roleFetcher()
+	if cf, ok := f.(CheckingFetcher); ok {
 		return cf.FetchChecked(ctx, p, maxLen, check)
 	}
-	return c.cfg.Fetcher.Fetch(ctx, p, maxLen)
+	return f.Fetch(ctx, p, maxLen)
 }
 
 // keepDelegated keeps a trusted delegated role in Dir, for peers and for

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,9 @@ type tufFetcher struct {
 	ctx context.Context
 	up  *updater.Updater
 	dir string
+	// ts, if set, is returned for timestamp.json instead of fetching it
+	// (Client.RefreshAnnounced).
+	ts []byte
 }
 
 var _ tuffetcher.Fetcher = (*tufFetcher)(nil)
@@ -39,6 +43,9 @@ func (a *tufFetcher) DownloadFile(urlPath string, maxLength int64, _ time.Durati
 	p, ok := strings.CutPrefix(urlPath, remoteBase)
 	if !ok {
 		return nil, fmt.Errorf("fetch %q: %w: not a repository path", urlPath, ErrInvalidPath)
+	}
+	if a.ts != nil && p == MetadataDir+"/"+tufmeta.TIMESTAMP+".json" {
+		return slices.Clone(a.ts), nil
 	}
 	ctx := a.ctx
 	if ctx == nil {

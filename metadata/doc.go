@@ -147,4 +147,40 @@
 // first already satisfied, else already required, else satisfiable. A
 // .deb's control file (ReadDebControl) supplies its name, version,
 // dependencies (Pre-Depends and Depends) and Provides.
+//
+// # Group policies
+//
+// A group policy says what the VMs of a group must have (Require: NAME,
+// NAME@VERSION or NAME@CONSTRAINT, one entry per name) and must not have
+// (Forbid: names). It is the custom field of the TUF target
+// groups/GROUP/policy, whose length and hashes pin its one canonical
+// encoding (GroupPolicy.Encode: sorted lists, strict JSON, bounded), so a
+// policy is as signed as a package. Repo.Delegate with Groups hands
+// "groups/<glob>/*" to a maintainer's key (`stork repo delegate --group G
+// --publisher KEY` makes the role group-G); Repo.SetGroup signs the
+// policy with the role that TUF's delegation walk reaches for its path
+// (a delegated role, else top-level targets) plus snapshot and timestamp,
+// exactly as a delegated publisher's Add does. A maintainer's key covers
+// its groups' paths and nothing else: it cannot sign another group's
+// policy, nor a package.
+//
+// Client.Group and Client.Groups read a policy the way TUF resolves a
+// target: the walk follows only delegations whose paths cover
+// groups/G/policy, a role is verified (threshold of the delegation's keys,
+// version pinned by the snapshot, expiry) when first asked for after a
+// refresh, and the custom field is checked against the signed hashes. A
+// role whose every path is under groups/ is a group role and is loaded
+// lazily, so that an expired, below-threshold or rolled-back group role
+// costs its groups alone (the error says which and why) and the daemon
+// keeps those groups' VMs on their last good state. Client.ResolveSet
+// resolves a VM's requirements together into one closure (one version per
+// name, the newest that satisfies every constraint on it).
+//
+// Client.CheckTimestamp checks an announced timestamp.json against the
+// trusted root at the current time (signature threshold, expiry, newer
+// than the trusted one, not naming an older snapshot) without fetching
+// anything; Client.RefreshAnnounced refreshes from such a timestamp
+// through a fetcher the caller chooses (the announcing peer first), every
+// file checked as in Refresh, and keeps the trusted set when anything
+// fails.
 package metadata

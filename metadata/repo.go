@@ -768,6 +768,11 @@ type DelegateOptions struct {
 	// Patterns are target path globs of the form "packages/<glob>/*", e.g.
 	// "packages/alice-*/*"; a bare name glob "alice-*" is expanded to that.
 	Patterns []string
+	// Groups are group name globs whose policies the role signs: each
+	// adds the pattern "groups/<glob>/*" (see groups.go). A role with
+	// groups only is a group role, which clients load only when one of
+	// its groups is asked for.
+	Groups []string
 	// Keys are the publisher's public keys; Threshold (0 means 1) of them
 	// must sign the role.
 	Keys      []*tufmeta.Key
@@ -789,7 +794,7 @@ func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
 		return err
 	}
 	defer unlock()
-	patterns, err := delegatePatterns(opts.Role, opts.Patterns)
+	patterns, err := delegatePatterns(opts.Role, opts.Patterns, opts.Groups)
 	if err != nil {
 		return err
 	}
@@ -838,8 +843,8 @@ func (r *Repo) Delegate(ctx context.Context, opts DelegateOptions) error {
 
 // delegatePatterns checks a delegated role's name and returns its
 // patterns as target paths: a bare name glob NAME stands for
-// packages/NAME/*.
-func delegatePatterns(role string, globs []string) ([]string, error) {
+// packages/NAME/*, a group glob G for groups/G/*.
+func delegatePatterns(role string, globs, groups []string) ([]string, error) {
 	if !roleRE.MatchString(role) || len(role) > MaxNameLen {
 		return nil, fmt.Errorf("delegate %q: %w: role name must match [a-z0-9][a-z0-9._-]*", role, ErrMalformed)
 	}
@@ -851,10 +856,19 @@ func delegatePatterns(role string, globs []string) ([]string, error) {
 	if reservedRoleName(role) {
 		return nil, fmt.Errorf("delegate %q: %w: %q and names starting %q are kept for hash bins", role, ErrMalformed, BinsRole, binNamePrefix+"-")
 	}
-	if len(globs) == 0 {
+	if len(globs) == 0 && len(groups) == 0 {
 		return nil, fmt.Errorf("delegate %s: %w: no patterns", role, ErrMalformed)
 	}
 	var patterns []string
+	for _, g := range groups {
+		if strings.Contains(g, "/") || g == "" {
+			return nil, fmt.Errorf("delegate %s: group %q: %w: want a group name glob", role, g, ErrMalformed)
+		}
+		if _, err := filepath.Match(g, ""); err != nil {
+			return nil, fmt.Errorf("delegate %s: group %q: %w: %v", role, g, ErrMalformed, err)
+		}
+		patterns = append(patterns, GroupPrefix+g+"/*")
+	}
 	for _, p := range globs {
 		if !strings.Contains(p, "/") {
 			p = TargetPrefix + p + "/*"

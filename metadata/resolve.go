@@ -165,13 +165,21 @@ type planner struct {
 	via      map[string]string // name -> the member that satisfied it on its turn
 	edges    map[string][]edge // member name -> its dependencies
 	err      error             // a role that could not be loaded while choosing
+	// rootDeps, if set, are the root's dependencies instead of its
+	// target's (ResolveSet's stand-in root).
+	rootDeps []Dependency
 }
 
 // plan is the resolver (see ResolveClosure): it returns the closure of
 // root in its order.
 func (c *Client) plan(ctx context.Context, root *pkgEntry) ([]*pkgEntry, error) {
+	return c.planFrom(ctx, root, nil)
+}
+
+// planFrom is plan with rootDeps, if not nil, as the root's dependencies.
+func (c *Client) planFrom(ctx context.Context, root *pkgEntry, rootDeps []Dependency) ([]*pkgEntry, error) {
 	p := &planner{
-		ctx: ctx, c: c, root: root,
+		ctx: ctx, c: c, root: root, rootDeps: rootDeps,
 		picked: map[string]*pkgEntry{}, provided: map[string][]*pkgEntry{},
 		reqs: map[string][]requirement{}, done: map[string]bool{},
 		via: map[string]string{}, edges: map[string][]edge{},
@@ -351,6 +359,9 @@ func (p *planner) process(e *pkgEntry) error {
 	deps, _, err := ParseDependencies(e.info.Name, e.info.Depends)
 	if err != nil {
 		return fmt.Errorf("package %s: %w", by, err)
+	}
+	if e == p.root && p.rootDeps != nil {
+		by, deps = "the request", p.rootDeps
 	}
 	for _, d := range deps {
 		rel, ok := p.choose(d)

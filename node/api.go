@@ -39,9 +39,18 @@ type Status struct {
 	Downloads []DownloadStatus `json:"downloads"`
 	// Metadata is the repository metadata the daemon applied.
 	Metadata MetadataStatus `json:"metadata"`
+	// Converge is what convergence to the VMs' groups did (converge.go).
+	Converge ConvergeStatus `json:"converge"`
 	// Offline: read from the data directory of a stopped daemon
 	// (OpenOffline); peers and counters are zero.
 	Offline bool `json:"offline,omitempty"`
+	// Site is this host's site, SiteSource how it is known: "configured"
+	// (--site), "inferred" (round-trip times; the name starts with "~")
+	// or "unknown". SitePeers are the peers whose site is known or whose
+	// round trip was measured, and whether each is in ours.
+	Site       string           `json:"site"`
+	SiteSource string           `json:"site_source"`
+	SitePeers  []swarm.PeerSite `json:"site_peers,omitempty"`
 }
 
 // DownloadStatus is one running package download.
@@ -109,6 +118,9 @@ func (d *Daemon) Status() (*Status, error) {
 		return nil, err
 	}
 	st.Downloads = d.activeDownloads()
+	if d.conv != nil {
+		st.Converge = d.conv.status()
+	}
 	if d.meta != nil {
 		st.Metadata.Refreshed, st.Metadata.Version = d.meta.state()
 	}
@@ -185,6 +197,7 @@ func (d *Daemon) counters() (*Status, error) {
 	if d.p2p != nil {
 		st.Peers = len(d.p2p.Peers())
 	}
+	d.siteStatus(st)
 	return st, nil
 }
 
@@ -222,6 +235,9 @@ func (d *Daemon) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, d.vms.list())
 	})
 	mux.HandleFunc("POST /v1/vms", d.serveAddVM)
+	mux.HandleFunc("POST /v1/vms/{id}/groups", d.serveVMGroups)
+	mux.HandleFunc("POST /v1/converge", d.serveConverge)
+	mux.HandleFunc("POST /v1/announce", d.serveAnnounce)
 	mux.HandleFunc("DELETE /v1/vms/{id}", func(w http.ResponseWriter, r *http.Request) {
 		err := d.RemoveVM(r.Context(), r.PathValue("id"))
 		answer(w, map[string]string{"removed": r.PathValue("id")}, err)
@@ -381,6 +397,8 @@ func errorCode(err error) (int, string) {
 		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, share.ErrInUse):
 		return http.StatusConflict, "in_use"
+	case errors.Is(err, ErrConverge):
+		return http.StatusInternalServerError, "not_converged"
 	}
 	return http.StatusInternalServerError, "failed"
 }

@@ -55,6 +55,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Code == "bad_request"
 	case ErrBusy:
 		return e.Code == "busy"
+	case ErrConverge:
+		return e.Code == "not_converged"
 	}
 	return false
 }

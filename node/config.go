@@ -30,6 +30,10 @@ type Config struct {
 	// RefreshInterval is how long fetched repository metadata is used before
 	// the next request refreshes it (default 30s).
 	RefreshInterval time.Duration
+	// Poll is how often the daemon reads the repository and converges its
+	// VMs to their groups' policies when nothing tells it of a change
+	// sooner (default DefaultPoll).
+	Poll time.Duration
 	// StallTimeout abandons an origin response that sends nothing this long.
 	StallTimeout time.Duration
 	// OriginDeadline is how long a download waits for an unreachable
@@ -47,6 +51,11 @@ type Config struct {
 	UploadRate, DownloadRate int64
 	// MaxPeersPerDownload caps the peers one download trades with (default 32).
 	MaxPeersPerDownload int
+	// Site is this host's site (policy.CheckSiteName), announced to peers;
+	// "": inferred from round-trip times (see swarm.Config.Site) unless
+	// NoSiteInference.
+	Site            string
+	NoSiteInference bool
 	// ScrubRate is how many bytes per second the background scrub
 	// re-hashes (see repair.go): 0 takes DefaultScrubRate, a negative
 	// value turns the scrub off.
@@ -83,6 +92,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RefreshInterval <= 0 {
 		c.RefreshInterval = 30 * time.Second
+	}
+	if c.Poll <= 0 {
+		c.Poll = DefaultPoll
 	}
 	if c.ScrubRate == 0 {
 		c.ScrubRate = DefaultScrubRate

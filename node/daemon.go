@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -33,8 +34,14 @@ type Daemon struct {
 	source httporigin.ChunkSource
 	meta   *metaClient
 	vms    *vmRegistry
-	p2p    *P2P // nil without peers (Config.P2P nil)
-	swarm  *swarm.Swarm
+	conv   *converger // convergence to the VMs' groups (converge.go)
+	// ann announces newer timestamps to peers (pubsub.go); nil until Run
+	// starts it, and without a libp2p host.
+	ann atomic.Pointer[announcer]
+	// metaFetcher is where the metadata client's files come from.
+	metaFetcher *sourcesFetcher
+	p2p         *P2P // nil without peers (Config.P2P nil)
+	swarm       *swarm.Swarm
 	// stopSwarm ends the swarm's Run (its re-provide loop) and closes it.
 	stopSwarm func()
 	fl        flights
@@ -108,11 +115,15 @@ func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.p2p != nil {
 		peers = d.p2p
 	}
-	if d.meta, err = newMetaClient(d.cfg, newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher"))); err != nil {
+	d.metaFetcher = newSourcesFetcher(d.origin, d.cfg.RepoURL, peers, d.serveFile, d.log.With("component", "fetcher"))
+	if d.meta, err = newMetaClient(d.cfg, d.metaFetcher); err != nil {
 		return nil, err
 	}
 	d.meta.onRefresh = d.metrics.observeRefresh
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
+		return nil, err
+	}
+	if d.conv, err = newConverger(d.cfg.DataDir, d.cfg.Poll); err != nil {
 		return nil, err
 	}
 	if d.unregister, err = d.registerMetrics(d.cfg.Metrics); err != nil {
@@ -153,6 +164,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	careCtx, stopCare := context.WithCancel(ctx)
 	careDone := d.startStoreCare(careCtx)
+	careDone.Go(func() { d.convergeLoop(careCtx) })
+	if err := d.startAnnouncer(careCtx, careDone); err != nil {
+		d.log.Warn("timestamp announcements off", "err", err)
+	}
 	defer func() {
 		stopCare()
 		careDone.Wait()
@@ -311,9 +326,13 @@ func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
 		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
 		OriginParallel:      d.cfg.Parallel,
 		OriginDeadline:      d.cfg.OriginDeadline,
+		Site:                d.cfg.Site,
 	}
 	if d.p2p != nil {
 		sc.Self, sc.Network, sc.Discovery = d.p2p.ID(), d.p2p, d.p2p
+		if !d.cfg.NoSiteInference {
+			sc.RTT = d.p2p.RTT
+		}
 	}
 	return swarm.New(sc)
 }

@@ -110,4 +110,55 @@
 // the same way. An origin that answers that it lacks a chunk, or sends it
 // corrupt, twice in a row, fails the download of a daemon without peers at
 // once: no other source exists.
+//
+// # Groups and convergence
+//
+// A VM may belong to groups (VM.Groups: `stork vm add --group`, `stork vm
+// groups`). Its own requests are allowed what its Allow patterns match or
+// what some group of its requires, never what a group of its forbids
+// (vmMayHave). The daemon converges (converge.go) at start, every
+// Config.Poll, when a VM's groups change, when an announcement brought
+// newer metadata, and after a failed pass with backoff (doubling from a
+// second up to Poll). A pass on a host none of whose VMs has groups reads
+// nothing; otherwise it refreshes the metadata (if older than
+// RefreshInterval) and, per VM with groups, reads its groups' policies
+// and resolves the union of their requirements into one closure
+// (ResolveSet); a policy that cannot be read, a closure that cannot be
+// resolved or holds a forbidden name, or a member that cannot be fetched
+// leaves the VM exactly as it was, and is reported in status.converge
+// (error, pending, failures, next try). Everything is fetched before any
+// view changes: then each member is installed through Install (a no-op
+// when there), another version is switched in place, and what the VM's
+// groups installed and want no more, or forbid, is uninstalled. The names
+// convergence installed are kept per VM in converge.json, so that a
+// daemon that was down during several updates removes what they dropped;
+// what an operator installed by hand is never removed unless forbidden.
+// A package that convergence took out of every view is released for GC,
+// which runs after such a pass.
+//
+// An upgrade switches a bind or overlay view in one step
+// (share.ReplaceView): the new tree is mounted beneath the old on the same
+// mount point (MOVE_MOUNT_BENEATH) and the old one detached, so a path
+// lookup in the VM meets the old tree or the new, never a mix and never
+// nothing, and a process that has an old file open keeps reading it (the
+// detached mount lives until its last user lets go). A link view, or a
+// view that went missing, is replaced by removing and making it.
+//
+// Hosts tell each other of newer metadata over gossipsub (pubsub.go), one
+// topic per repository (/stork/timestamp/ + SHA-256 of its first root). A
+// host that trusts a newer timestamp (from a refresh, from `stork group
+// set --notify` through POST /v1/announce, or from a peer) publishes it at
+// the end of the convergence pass that follows, so that the peers it tells
+// can take from it both the metadata files and the new packages.
+// A peer's message is rate-limited per peer and checked against the
+// trusted root before anything is fetched; forged or malformed ones are
+// rejected (gossipsub lowers that peer's score), stale, replayed, expired
+// or rolled-back ones ignored, and none is forwarded as such: a newer one
+// is applied, its files asked first of the peer that announced it (which
+// applied them) and of the origin and other peers only if that peer does
+// not give a copy that verifies, converged, then announced by this host.
+// So an update costs the origin the metadata of one refresh, not one per
+// host;
+// the next-root probe ends at the announcing peer (a root rotation that a
+// peer hides is found at the next poll, which asks the origin).
 package node

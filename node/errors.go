@@ -23,4 +23,7 @@ var (
 	ErrRunning = errors.New("a daemon runs on it")
 	// ErrClosed: the daemon is closing and starts no more downloads.
 	ErrClosed = errors.New("daemon closed")
+	// ErrConverge: a convergence pass left some VM short of its groups'
+	// policies; it keeps its last good state and the pass is retried.
+	ErrConverge = errors.New("not converged")
 )

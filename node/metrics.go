@@ -30,6 +30,8 @@ import (
 //	stork_node_metadata_version      version of the trusted timestamp applied
 //	stork_node_metadata_refresh_timestamp_seconds
 //	                                 when repository metadata was last refreshed (Unix time)
+//	stork_node_announcements_total{result="applied"|"stale"|"refused"|"rate_limited"}
+//	                                 peers' timestamp announcements (pubsub.go)
 //
 // Totals are read when scraped, so nothing is counted twice on the data
 // path; the histograms and the metadata gauges are set as events happen.
@@ -83,7 +85,7 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 			Name: "stork_node_peers", Help: "Connected libp2p peers.",
 		}, status(func(s *Status) float64 { return float64(s.Peers) })),
 		d.metrics.downloads, d.metrics.installSeconds, d.metrics.dhtLookup,
-		d.metrics.metadataVersion, d.metrics.metadataRefreshed,
+		d.metrics.metadataVersion, d.metrics.metadataRefreshed, d.metrics.announcements,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "stork_node_vms", Help: "Registered VMs.",
 		}, func() float64 {
@@ -164,6 +166,7 @@ type daemonMetrics struct {
 	dhtLookup         *prometheus.HistogramVec
 	metadataVersion   prometheus.Gauge
 	metadataRefreshed prometheus.Gauge
+	announcements     *prometheus.CounterVec
 }
 
 func newDaemonMetrics() *daemonMetrics {
@@ -185,6 +188,12 @@ func newDaemonMetrics() *daemonMetrics {
 		metadataRefreshed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "stork_node_metadata_refresh_timestamp_seconds", Help: "When the daemon last refreshed the repository metadata, as Unix time.",
 		}),
+	}
+	m.announcements = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stork_node_announcements_total", Help: "Timestamp announcements received from peers, by what became of them.",
+	}, []string{"result"})
+	for _, r := range []string{"applied", "stale", "refused", "rate_limited"} {
+		m.announcements.WithLabelValues(r)
 	}
 	// Every label value shows from the first scrape, at zero.
 	m.downloads.WithLabelValues("complete")

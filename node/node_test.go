@@ -45,9 +45,12 @@ type origin struct {
 	holdMeta atomic.Pointer[chan struct{}]
 	held     atomic.Int64
 	repo     *metadata.Repo
+	key      *metadata.PrivateKey // every top-level role's
+	// metaReqs counts the requests for metadata/ files.
+	metaReqs atomic.Int64
 }
 
-func newOrigin(t *testing.T) *origin {
+func newOrigin(t testing.TB) *origin {
 	t.Helper()
 	o := &origin{dir: filepath.Join(t.TempDir(), "repo")}
 	key, err := metadata.GenerateKey()
@@ -55,6 +58,7 @@ func newOrigin(t *testing.T) *origin {
 		t.Fatal(err)
 	}
 	keys := []*metadata.PrivateKey{key}
+	o.key = key
 	o.repo, err = metadata.InitRepo(o.dir, metadata.RepoConfig{RootKeys: keys, TargetsKeys: keys, SnapshotKeys: keys, TimestampKeys: keys})
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +84,9 @@ func newOrigin(t *testing.T) *origin {
 			case <-r.Context().Done():
 				return
 			}
+		}
+		if strings.HasPrefix(r.URL.Path, "/metadata/") {
+			o.metaReqs.Add(1)
 		}
 		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
 			h.ServeHTTP(w, r)
@@ -124,13 +131,13 @@ func resetConn(w http.ResponseWriter) {
 }
 
 // publish adds a package made of the given files (path -> size of random bytes).
-func (o *origin) publish(t *testing.T, name, version string, files map[string]int, depends ...string) string {
+func (o *origin) publish(t testing.TB, name, version string, files map[string]int, depends ...string) string {
 	t.Helper()
 	return o.publishChunked(t, name, version, 0, files, depends...)
 }
 
 // publishChunked is publish with a chunk size (0: the default).
-func (o *origin) publishChunked(t *testing.T, name, version string, chunkSize int64, files map[string]int, depends ...string) string {
+func (o *origin) publishChunked(t testing.TB, name, version string, chunkSize int64, files map[string]int, depends ...string) string {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), name+"-"+version)
 	for p, n := range files {

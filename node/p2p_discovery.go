@@ -341,10 +341,10 @@ func (p *P2P) askHave(ctx context.Context, id peer.ID, c cid.Cid) ([]peer.AddrIn
 		s.Reset()
 		return nil, err
 	}
-	if err := s.CloseWrite(); err != nil {
-		s.Reset()
-		return nil, err
-	}
+	// The peer answers once it has read the request and may close its
+	// side first (on QUIC its STOP_SENDING can beat our FIN, and
+	// CloseWrite then fails): the answer decides, not CloseWrite.
+	_ = s.CloseWrite()
 	b, err := readFrame(bufio.NewReader(s), maxHaveAnswer)
 	if err != nil {
 		s.Reset()

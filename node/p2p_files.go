@@ -202,10 +202,10 @@ func (p *P2P) FetchFile(ctx context.Context, to swarm.PeerID, path string, maxLe
 		s.Reset()
 		return nil, fmt.Errorf("fetch %s from %s: %w", path, id, err)
 	}
-	if err := s.CloseWrite(); err != nil {
-		s.Reset()
-		return nil, fmt.Errorf("fetch %s from %s: %w", path, id, err)
-	}
+	// The peer answers once it has read the request and may close its
+	// side first (on QUIC its STOP_SENDING can beat our FIN, and
+	// CloseWrite then fails): the answer decides, not CloseWrite.
+	_ = s.CloseWrite()
 	data, err := readFilesAnswer(bufio.NewReader(s), maxLen)
 	if err != nil {
 		s.Reset()

@@ -306,17 +306,23 @@ func (d *Daemon) installOne(vm, root, rel string, p *share.PackageInfo, mode sha
 		d.views.clear(vm, p.Name)
 		return inst, nil
 	}
-	if had {
-		// An upgrade, a new mode or setuid policy, or a view that went
-		// missing: the old view goes first (what the VM put in its place
-		// is removed, never followed). The same overlay keeps its upper
-		// layer.
+	switched, err := d.switchView(old, had && !same, view)
+	if err != nil {
+		return inst, fmt.Errorf("%s: %w", what, err)
+	}
+	if had && !switched {
+		// A new mode, a view that went missing, or a view that cannot be
+		// switched in place: the old view goes first (what the VM put in
+		// its place is removed, never followed). The same overlay keeps
+		// its upper layer.
 		if err := d.removeView(old, !same); err != nil {
 			return inst, fmt.Errorf("%s: replace the view at %s: %w", what, old.Into, err)
 		}
 	}
-	if err := share.MountView(view); err != nil {
-		return inst, fmt.Errorf("%s at %s: %w", what, view.At(), err)
+	if !switched {
+		if err := share.MountView(view); err != nil {
+			return inst, fmt.Errorf("%s at %s: %w", what, view.At(), err)
+		}
 	}
 	rec := share.Install{VM: vm, Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID, Root: root, Into: view.At(), Mode: string(mode), Setuid: view.Setuid}
 	if err := d.store.RecordInstall(rec); err != nil {

@@ -20,13 +20,13 @@ type swarmNode struct {
 	done   chan error
 }
 
-func startSwarmNode(t *testing.T, o *origin, bootstrap []string) *swarmNode {
+func startSwarmNode(t testing.TB, o *origin, bootstrap []string) *swarmNode {
 	t.Helper()
 	return startSwarmNodeWith(t, o, bootstrap, nil)
 }
 
 // startSwarmNodeWith is startSwarmNode with mod applied to the Config.
-func startSwarmNodeWith(t *testing.T, o *origin, bootstrap []string, mod func(*Config)) *swarmNode {
+func startSwarmNodeWith(t testing.TB, o *origin, bootstrap []string, mod func(*Config)) *swarmNode {
 	t.Helper()
 	data, err := os.MkdirTemp("", "stork-swarm-")
 	if err != nil {
@@ -64,7 +64,7 @@ func startSwarmNodeWith(t *testing.T, o *origin, bootstrap []string, mod func(*C
 	return n
 }
 
-func (n *swarmNode) stop(t *testing.T) {
+func (n *swarmNode) stop(t testing.TB) {
 	if n.cancel == nil {
 		return
 	}
@@ -80,7 +80,7 @@ func (n *swarmNode) stop(t *testing.T) {
 	}
 }
 
-func (n *swarmNode) addrs(t *testing.T) []string {
+func (n *swarmNode) addrs(t testing.TB) []string {
 	st, err := n.c.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -337,3 +337,34 @@ func (d *Daemon) listInstalls(vm string) ([]Installed, error) {
 	}
 	return out, nil
 }
+
+// switchView upgrades the bind or overlay view of old to view in one step
+// (share.ReplaceView), when upgrade is set and both are mounts of one
+// mode at one place: a process in the VM sees the old tree or the new,
+// and keeps the old files it has open. It reports false, with nothing
+// changed, when the view cannot be switched so (a link view, another
+// mode or place, a view that went missing); the caller then replaces it
+// by removing and mounting.
+func (d *Daemon) switchView(old share.Install, upgrade bool, view share.View) (bool, error) {
+	if !upgrade || old.Mode != string(view.Mode) || old.Into != view.At() || view.Mode == share.ViewLink {
+		return false, nil
+	}
+	ov, err := d.viewOf(old)
+	if err != nil {
+		return false, nil
+	}
+	err = share.ReplaceView(ov, view)
+	if errorsIsAny(err, share.ErrNotFound, share.ErrInvalid, share.ErrViewReplaced) {
+		d.log.Info("view not switched in place: replacing it", "vm", old.VM, "package", old.Name, "path", old.Into, "why", err)
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if ov.Mode == share.ViewOverlay && ov.Upper != view.Upper {
+		if err := share.RemoveUpper(ov.Upper); err != nil {
+			d.log.Warn("overlay upper layer not removed", "vm", old.VM, "package", old.Name, "dir", ov.Upper, "err", err)
+		}
+	}
+	return true, nil
+}

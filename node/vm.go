@@ -37,6 +37,10 @@ type VM struct {
 	// bits, and the VM's list says so. Changing it makes the VM's views of
 	// such packages again (applySetuidPolicy).
 	AllowSetuid bool `json:"allow_setuid,omitempty"`
+	// Groups are the groups the VM belongs to: the daemon keeps it with
+	// what their signed policies require and without what they forbid
+	// (converge.go), and the VM may request what they require.
+	Groups []string `json:"groups,omitempty"`
 }
 
 var vmIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -48,13 +52,23 @@ func validVMID(id string) error {
 	return nil
 }
 
-// Validate checks a VM registration.
+// Validate checks a VM registration: one with neither an Allow pattern
+// nor a group is refused (a VM that may have nothing is a mistake when
+// registered; taken out of its last group later, it has nothing).
 func (v *VM) Validate() error {
+	if len(v.Allow) == 0 && len(v.Groups) == 0 {
+		return fmt.Errorf("vm %s: %w: at least one --allow pattern or --group is required", v.ID, ErrBadRequest)
+	}
+	return v.validate()
+}
+
+// validate checks the VM's fields.
+func (v *VM) validate() error {
 	if err := validVMID(v.ID); err != nil {
 		return err
 	}
-	if len(v.Allow) == 0 {
-		return fmt.Errorf("vm %s: %w: at least one --allow pattern is required", v.ID, ErrBadRequest)
+	if err := validGroups(v.ID, v.Groups); err != nil {
+		return err
 	}
 	for _, p := range v.Allow {
 		if _, err := path.Match(p, "x"); err != nil || p == "" || strings.Contains(p, "/") {
@@ -198,6 +212,7 @@ func (d *Daemon) AddVM(v VM) error {
 			return err
 		}
 	}
+	d.conv.kick()
 	return d.applySetuidPolicy(v.ID)
 }
 
@@ -298,9 +313,10 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 			return
 		}
 		installed := d.vmInstalled(id, v)
+		mayHave := d.vmMayHave(r.Context(), v)
 		var out []VMPackage
 		for _, p := range pkgs {
-			if !v.Allows(p.Name) {
+			if !mayHave(p.Name) {
 				continue
 			}
 			vp := VMPackage{Name: p.Name, Version: p.Version}
@@ -343,8 +359,8 @@ func (d *Daemon) vmHandler(id string) http.Handler {
 			return
 		}
 		name, _, _ := strings.Cut(req.Ref, "@")
-		if !v.Allows(name) {
-			writeError(w, fmt.Errorf("vm %s may not install %q: %w by its policy %v", id, req.Ref, ErrForbidden, v.Allow))
+		if !d.vmMayHave(r.Context(), v)(name) {
+			writeError(w, fmt.Errorf("vm %s may not install %q: %w by its policy %v and groups %v", id, req.Ref, ErrForbidden, v.Allow, v.Groups))
 			return
 		}
 		release, err := d.reserveQuota(r.Context(), v, req.Ref)

@@ -61,14 +61,9 @@ func (v *View) mountAt(parent int, name string) error {
 	if _, isRoot, err := mountID(target); err != nil || isRoot {
 		return fmt.Errorf("%s view at %s: %w: already a mount point", v.Mode, v.At(), unix.EBUSY)
 	}
-	var mnt int
-	if v.Mode == ViewBind {
-		mnt, err = bindTree(v.Tree, v.Setuid)
-	} else {
-		mnt, err = v.overlay()
-	}
+	mnt, err := v.detached()
 	if err != nil {
-		return fmt.Errorf("%s view of %s at %s: %w", v.Mode, v.Tree, v.At(), err)
+		return err
 	}
 	defer unix.Close(mnt)
 	if err := unix.MoveMount(mnt, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
@@ -77,6 +72,81 @@ func (v *View) mountAt(parent int, name string) error {
 	if err := landed(parent, name, mnt); err != nil {
 		_ = unix.Unmount(fdPath(mnt), unix.MNT_DETACH)
 		return fmt.Errorf("%s view at %s: %w", v.Mode, v.At(), err)
+	}
+	return nil
+}
+
+// detached makes the view's mount, not yet attached anywhere.
+func (v *View) detached() (int, error) {
+	var mnt int
+	var err error
+	if v.Mode == ViewBind {
+		mnt, err = bindTree(v.Tree, v.Setuid)
+	} else {
+		mnt, err = v.overlay()
+	}
+	if err != nil {
+		return -1, fmt.Errorf("%s view of %s at %s: %w", v.Mode, v.Tree, v.At(), err)
+	}
+	return mnt, nil
+}
+
+// moveMountBeneath is MOVE_MOUNT_BENEATH (Linux 6.5): the mount moved
+// goes beneath the top mount of the target, on the same mount point.
+const moveMountBeneath = 0x200
+
+// ReplaceView switches the bind or overlay view old to nw, at the same
+// place, in one step: the new mount is moved beneath the old one on the
+// same mount point (MOVE_MOUNT_BENEATH), then the old one is detached, so
+// that a path lookup meets the old tree or the new, never a mix and never
+// nothing. A process that has a file or directory of the old view open
+// keeps it: the detached mount lives until its last user lets go. The
+// mount there must be old (isThisView); a link view, or a view that is
+// not mounted, is ErrInvalid or ErrNotFound and the caller replaces it
+// the slow way (UnmountView, MountView).
+func ReplaceView(old, nw View) error {
+	if err := old.check(); err != nil {
+		return err
+	}
+	if err := nw.check(); err != nil {
+		return err
+	}
+	if old.At() != nw.At() || old.Mode == ViewLink || nw.Mode == ViewLink {
+		return fmt.Errorf("replace view at %s: %w: only a bind or overlay view at the same place is switched in place", old.At(), ErrInvalid)
+	}
+	parent, name, err := old.openParent()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parent)
+	target, err := openDirBeneath(parent, name)
+	if err != nil {
+		return fmt.Errorf("replace view at %s: %w (%w)", old.At(), ErrNotFound, err)
+	}
+	defer unix.Close(target)
+	if _, isRoot, err := mountID(target); err != nil {
+		return fmt.Errorf("replace view at %s: %w", old.At(), err)
+	} else if !isRoot {
+		return fmt.Errorf("replace view at %s: %w: not mounted", old.At(), ErrNotFound)
+	}
+	if err := old.isThisView(target); err != nil {
+		return fmt.Errorf("replace view at %s: %w; left it mounted", old.At(), err)
+	}
+	mnt, err := nw.detached()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(mnt)
+	if err := unix.MoveMount(mnt, "", target, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH|moveMountBeneath); err != nil {
+		return fmt.Errorf("replace view at %s: move_mount beneath: %w", old.At(), err)
+	}
+	// target still names the old mount: detaching it uncovers the new.
+	if err := unix.Unmount(fdPath(target), unix.MNT_DETACH); err != nil {
+		_ = unix.Unmount(fdPath(mnt), unix.MNT_DETACH)
+		return fmt.Errorf("replace view at %s: detach the old view: %w", old.At(), err)
+	}
+	if err := landed(parent, name, mnt); err != nil {
+		return fmt.Errorf("replace view at %s: %w", nw.At(), err)
 	}
 	return nil
 }

@@ -27,9 +27,12 @@
 // Strategies: origin-per-vm (every VM downloads the whole package from the
 // origin), origin-per-host (one download per host of what its store
 // lacks; its VMs share it), swarm (the Stork swarm) and swarm-locality
-// (the swarm with peers chosen in the host's site first, same-site peers
-// asked first, and a chunk asked across sites only if no known same-site
-// peer has it).
+// (the swarm with every host knowing its site, as a daemon given --site
+// does: each Picker runs the policy's site rule, Picker.SetSites and
+// SetPeerLocal, so a chunk a same-site peer holds is asked of it and one
+// none holds is asked across by one host of the site; peers are chosen
+// and accepted in the host's site first, policy.ChooseSitePeers and
+// AcceptSitePeer).
 //
 // # The swarm, as simulated
 //
@@ -123,4 +126,15 @@
 // it. Sweep runs host counts × strategies; WriteCSV, WritePlots and
 // WriteReport write the outputs that `stork sim run` and `stork sim
 // sweep` produce; `make sim-report` regenerates REPORT.md.
+//
+// # Announcement spread
+//
+// RunAnnounce (announce.go, `stork sim announce`) is a separate, smaller
+// model of how a group change reaches every host when hosts announce newer
+// signed timestamps to their gossipsub mesh (eager push, then a few rounds
+// of lazy gossip) besides polling the origin, against polling alone: each
+// host takes the changed metadata files from the peer that told it (one
+// round trip per file), converges, and announces in turn; a host whose poll
+// comes first takes them from the origin. It reports the time at which the
+// hosts converged and the origin's metadata requests per update.
 package simulations

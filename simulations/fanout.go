@@ -69,7 +69,7 @@ func (s *sim) fanOne(w *watcher, k int, i int32, now time.Time, o *fanOut) {
 	if w.p.HasWithdrawn() {
 		o.wdr = w.p.Withdrawn(o.wdr)
 	}
-	o.req = s.askRef(w.q, w.p, w.ref, w.local, now, o.req)
+	o.req = s.askRef(w.p, w.ref, now, o.req)
 	o.recs = append(o.recs, fanRec{w: int32(k), nWdr: int32(len(o.wdr) - nw0), nReq: int32(len(o.req) - nr0)})
 }
 

@@ -57,7 +57,8 @@ type pipe struct {
 }
 
 // pipeOK reports whether s runs its fan-outs through a pipe: a large run
-// (fanPar), without locality (askRef reads other hosts then) or
+// (fanPar), without locality (whose fan-outs go out by latency class,
+// fanout.go) or
 // head-of-line blocking (sends depend on the sender's flows then), and
 // with latency between hosts.
 func (s *sim) pipeOK() bool {

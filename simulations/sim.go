@@ -24,10 +24,12 @@ const (
 	// Swarm: the Stork swarm, policy.Picker choosing chunks and
 	// sources, random peers, the origin as last resort.
 	Swarm Strategy = "swarm"
-	// SwarmLocality: the swarm with peers chosen in the host's site first
-	// (at most Policy.CrossSitePeers elsewhere), requests sent to same-site
-	// peers first, and a chunk asked from another site only if no
-	// same-site peer has it.
+	// SwarmLocality: the swarm with every host knowing its site: peers
+	// chosen in the host's site first (at most Policy.CrossSitePeers
+	// elsewhere), requests sent to same-site peers first, and the
+	// policy's site rule in every Picker (policy.Picker.SetSites): a chunk
+	// a same-site peer holds is not asked across, one none holds is asked
+	// across by one host of the site.
 	SwarmLocality Strategy = "swarm-locality"
 )
 
@@ -561,6 +563,9 @@ func (s *sim) arrive(h int32, rejoin bool) {
 	cfg := s.pcfg
 	cfg.Rand = rand.New(rand.NewPCG(s.sc.Seed^0x9e3779b97f4a7c15, uint64(h)<<1|b2u(rejoin)))
 	p := policy.NewPicker(cfg)
+	if s.locality {
+		p.SetSites(s.ids[h])
+	}
 	for w, x := range hs.have {
 		for b := range 64 {
 			if x&(1<<b) != 0 {
@@ -763,6 +768,9 @@ func (s *sim) knowPeer(h int32, k int) {
 	se.wpos = int32(len(ps.watch))
 	s.waitFree(h)
 	hs.picker.PeerJoined(s.ids[se.peer], ps.have)
+	if s.locality {
+		hs.picker.SetPeerLocal(s.ids[se.peer], se.local)
+	}
 	se.ref, _ = hs.picker.Ref(s.ids[se.peer])
 	ps.watch = append(ps.watch, watcher{q: h, k: int32(k), local: se.local, ref: se.ref, p: hs.picker})
 }
@@ -812,11 +820,7 @@ func (s *sim) discover(h int32) {
 	if want > 0 {
 		var cand []int32
 		if s.locality {
-			local := want - s.sc.Policy.CrossSitePeers
-			if local > 0 {
-				cand = s.sample(s.siteHost[hs.site], h, local, nil)
-			}
-			cand = s.sample(s.present, h, want-len(cand), cand)
+			cand = policy.ChooseSitePeers(s.siteHost[hs.site], s.present, want, s.sc.Policy.CrossSitePeers, s.fresh(h), s.rng, nil)
 		} else {
 			cand = s.sample(s.present, h, want, nil)
 		}
@@ -831,47 +835,22 @@ func (s *sim) discover(h int32) {
 	s.schedule(s.now+s.sc.Policy.Tick.Seconds(), evTick, h, 0, 0)
 }
 
-// sample appends up to k random hosts of list to dst, excluding h, the
-// hosts already in dst, and h's known or dropped peers.
+// sample appends up to k random hosts of list to dst (policy.SamplePeers),
+// excluding h, the hosts already in dst, and h's known or dropped peers.
 func (s *sim) sample(list []int32, h int32, k int, dst []int32) []int32 {
-	if k <= 0 {
-		return dst
-	}
-	ok := func(q int32) bool {
+	return policy.SamplePeers(list, k, s.fresh(h), s.rng, dst)
+}
+
+// fresh says which hosts h may connect to: not itself, nor a known or
+// dropped peer.
+func (s *sim) fresh(h int32) func(q int32) bool {
+	return func(q int32) bool {
 		if q == h {
 			return false
 		}
-		for _, x := range dst {
-			if x == q {
-				return false
-			}
-		}
-		if j := s.sessionOf(h, q); j >= 0 && (s.hosts[h].sess[j].known || s.hosts[h].sess[j].dropped) {
-			return false
-		}
-		return true
+		j := s.sessionOf(h, q)
+		return j < 0 || !(s.hosts[h].sess[j].known || s.hosts[h].sess[j].dropped)
 	}
-	n := len(list)
-	if n <= 4*k {
-		perm := s.rng.Perm(n)
-		for _, j := range perm {
-			if k == 0 {
-				break
-			}
-			if q := list[j]; ok(q) {
-				dst = append(dst, q)
-				k--
-			}
-		}
-		return dst
-	}
-	for tries := 0; k > 0 && tries < 8*k+16; tries++ {
-		if q := list[s.rng.IntN(n)]; ok(q) {
-			dst = append(dst, q)
-			k--
-		}
-	}
-	return dst
 }
 
 func (s *sim) hello(q, h int32) {
@@ -884,7 +863,7 @@ func (s *sim) hello(q, h int32) {
 	if k < 0 || qs.picker == nil || qs.picker.Peers() >= s.sc.Policy.MaxPeers {
 		return
 	}
-	if s.locality && !qs.sess[k].local && s.crossKnown(q) >= s.sc.Policy.CrossSitePeers {
+	if s.locality && !policy.AcceptSitePeer(qs.sess[k].local, s.crossKnown(q), s.sc.Policy.CrossSitePeers) {
 		return
 	}
 	s.knowPeer(q, k)
@@ -933,45 +912,32 @@ func (s *sim) fillPeer(h int32, k int) {
 		return
 	}
 	se := &hs.sess[k]
-	s.fillRef(h, k, hs.picker, se.ref, se.peer, se.local)
+	s.fillRef(h, k, hs.picker, se.ref, se.peer)
 }
 
-// fillRef is fillPeer for h's Picker p, session k with q, p's handle ref
-// on q, and the session's locality.
-func (s *sim) fillRef(h int32, k int, p *policy.Picker, ref policy.PeerRef, q int32, local bool) {
+// fillRef is fillPeer for h's Picker p, session k with q, and p's handle
+// ref on q.
+func (s *sim) fillRef(h int32, k int, p *policy.Picker, ref policy.PeerRef, q int32) {
 	s.waitFree(h)
-	s.ask = s.askRef(h, p, ref, local, s.at(s.now), s.ask[:0])
+	s.ask = s.askRef(p, ref, s.at(s.now), s.ask[:0])
 	for _, i := range s.ask {
 		s.sendOn(h, k, q, evRequest, q, h, i)
 	}
 }
 
-// askRef asks h's Picker p for the chunks to request of the peer p's ref
-// is a handle on, records them as requested, and appends them to dst. It
-// changes only p (see fanRange).
-func (s *sim) askRef(h int32, p *policy.Picker, ref policy.PeerRef, local bool, now time.Time, dst []int32) []int32 {
+// askRef asks Picker p for the chunks to request of the peer p's ref is
+// a handle on, records them as requested, and appends them to dst. It
+// changes only p (see fanRange); with locality p applies the site rule.
+func (s *sim) askRef(p *policy.Picker, ref policy.PeerRef, now time.Time, dst []int32) []int32 {
 	for range s.nChunks + 1 {
 		i, ok := p.NextForPeerRef(ref, now)
 		if !ok {
 			break
 		}
-		if s.locality && !local && s.localHas(h, i) {
-			break // a same-site peer will serve it
-		}
 		p.RequestedRef(i, ref, now)
 		dst = append(dst, int32(i))
 	}
 	return dst
-}
-
-// localHas reports whether a known same-site peer of h has chunk i.
-func (s *sim) localHas(h int32, i int) bool {
-	for _, se := range s.hosts[h].sess {
-		if se.known && se.local && s.hosts[se.peer].have.Has(i) {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *sim) fillOrigin(h int32) {

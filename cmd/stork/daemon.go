@@ -24,10 +24,10 @@ func daemonCommand() *cli.Command {
 		Name:      "daemon",
 		Usage:     "run the host daemon in the foreground",
 		UsageText: "stork daemon --data DIR --listen MULTIADDR --repo URL --root ROOT.json [--bootstrap MULTIADDR ...]",
-		Flags: optFlags("store.data", "repo.url", "repo.root", "transfer.parallel", "repo.refresh-interval", "repo.origin-deadline",
+		Flags: optFlags("store.data", "repo.url", "repo.root", "transfer.parallel", "repo.refresh-interval", "repo.poll", "repo.origin-deadline",
 			"swarm.listen", "swarm.bootstrap", "swarm.announce", "swarm.dht-mode", "swarm.disabled", "swarm.no-nat",
 			"transfer.upload-rate", "transfer.download-rate", "transfer.max-peers", "swarm.conn-low", "swarm.conn-high",
-			"swarm.max-memory", "store.scrub-rate", "metrics.listen"),
+			"swarm.max-memory", "swarm.site", "swarm.no-site-inference", "store.scrub-rate", "metrics.listen"),
 		Action: func(c *cli.Context) error {
 			if err := requireOptions(c, "repo.url"); err != nil {
 				return err
@@ -44,6 +44,10 @@ func daemonCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--refresh-interval: %w", err)
 			}
+			poll, err := parseDuration(c.String("poll"))
+			if err != nil {
+				return fmt.Errorf("--poll: %w", err)
+			}
 			originDeadline, err := parseDuration(c.String("origin-deadline"))
 			if err != nil {
 				return fmt.Errorf("--origin-deadline: %w", err)
@@ -54,9 +58,12 @@ func daemonCommand() *cli.Command {
 				Root:                root,
 				Parallel:            c.Int("parallel"),
 				RefreshInterval:     interval,
+				Poll:                poll,
 				OriginDeadline:      originDeadline,
 				Logger:              newLogger(c),
 				MaxPeersPerDownload: c.Int("max-peers"),
+				Site:                c.String("site"),
+				NoSiteInference:     c.Bool("no-site-inference"),
 			}
 			if cfg.ScrubRate, err = parseSize(c.String("scrub-rate")); err != nil {
 				return fmt.Errorf("--scrub-rate: %w", err)

@@ -66,6 +66,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statusCommand(),
 			gcCommand(),
 			vmCommand(),
+			groupCommand(),
 			verifyCommand(),
 			indexCommand(),
 			peersCommand(),

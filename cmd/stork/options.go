@@ -65,6 +65,8 @@ var options = []option{
 		Usage: "trusted root metadata `FILE` (the repository's metadata/1.root.json), trusted on first use until newer signed metadata is kept"},
 	{Key: "repo.refresh-interval", Flag: "refresh-interval", Kind: kindDuration, Default: "30s", Category: catRepo,
 		Usage: "reuse repository metadata this long (`DURATION`) before refreshing; a package not found is looked up again at once"},
+	{Key: "repo.poll", Flag: "poll", Kind: kindDuration, Default: "5m", Category: catRepo,
+		Usage: "read the repository every `DURATION` and bring the VMs to their groups' policies (sooner when a peer announces newer metadata)"},
 	{Key: "repo.origin-deadline", Flag: "origin-deadline", Kind: kindDuration, Default: "10m", Category: catRepo,
 		Usage: "a download waits this long (`DURATION`) for an unreachable origin, with nothing arriving from peers, before it fails (chunks peers hold keep coming meanwhile)"},
 
@@ -93,6 +95,10 @@ var options = []option{
 		Usage: "connection manager low watermark (connections kept when trimming)"},
 	{Key: "swarm.conn-high", Flag: "conn-high", Kind: kindInt, Default: "256", Category: catLimits,
 		Usage: "connection manager high watermark (trimming starts above it)"},
+	{Key: "swarm.site", Flag: "site", Kind: kindString, Category: catNetwork,
+		Usage: "this host's site `NAME` (a data centre, a rack; letters, digits, '.', '_', '-'), announced to peers: a site's hosts pull about one copy over its link and share it; unset: inferred from round-trip times"},
+	{Key: "swarm.no-site-inference", Flag: "no-site-inference", Kind: kindBool, Category: catNetwork,
+		Usage: "without --site, run with no site instead of inferring one from round-trip times"},
 	{Key: "swarm.max-memory", Flag: "max-memory", Kind: kindSize, Category: catLimits,
 		Usage: "libp2p resource manager memory `LIMIT` (e.g. 1G)"},
 

@@ -20,6 +20,7 @@ func simCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			simRunCommand(),
 			simSweepCommand(),
+			simAnnounceCommand(),
 		},
 	}
 }

@@ -51,6 +51,16 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(c.App.Writer, "peer %s, %d peers, from peers %d B, from origin %d B, uploaded %d B, %d packages (%d downloading), %d VMs, %d views (%d broken), metadata v%d %s\n",
 				orDash(st.PeerID), st.Peers, st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded, len(st.Packages), len(st.Downloads),
 				len(st.VMs), len(st.Views), broken, st.Metadata.Version, refreshedAgo(st.Metadata.Refreshed, time.Now()))
+			printConverge(c, st.Converge)
+			if st.Site != "" {
+				local := 0
+				for _, p := range st.SitePeers {
+					if p.Local {
+						local++
+					}
+				}
+				fmt.Fprintf(c.App.Writer, "site %s (%s), %d of %d peers seen in it\n", st.Site, st.SiteSource, local, len(st.SitePeers))
+			}
 			for _, p := range st.Packages {
 				if p.WaitingOriginSince != nil {
 					fmt.Fprintf(c.App.Writer, "%s@%s: waiting for the origin since %s (%d of %d B)\n",
@@ -79,5 +89,21 @@ func waitStatus(c *cli.Context, d time.Duration) (*node.Status, error) {
 		case <-ctx.Done():
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// printConverge prints what convergence to the VMs' groups did, when some
+// VM has groups.
+func printConverge(c *cli.Context, cs node.ConvergeStatus) {
+	if len(cs.VMs) == 0 {
+		return
+	}
+	last := "never"
+	if !cs.LastConverged.IsZero() {
+		last = time.Since(cs.LastConverged).Round(time.Second).String() + " ago"
+	}
+	fmt.Fprintf(c.App.Writer, "groups: %d VMs, metadata v%d applied, converged %s, %d pending\n", len(cs.VMs), cs.MetadataVersion, last, len(cs.Pending))
+	if cs.Error != "" {
+		fmt.Fprintf(c.App.Writer, "groups: last pass failed (%d in a row): %s\n", cs.Failures, cs.Error)
 	}
 }

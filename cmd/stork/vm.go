@@ -10,6 +10,7 @@ func vmCommand() *cli.Command {
 			vmAddCommand(),
 			vmRemoveCommand(),
 			vmListCommand(),
+			vmGroupsCommand(),
 		},
 	}
 }

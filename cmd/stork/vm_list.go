@@ -20,12 +20,12 @@ func vmListCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return printTable(c, vms, "ID\tMODE\tROOT\tALLOW\tQUOTA\tUNPRIVILEGED", func(v node.VM) string {
+			return printTable(c, vms, "ID\tMODE\tROOT\tALLOW\tGROUPS\tQUOTA\tUNPRIVILEGED", func(v node.VM) string {
 				quota := "-"
 				if v.Quota > 0 {
 					quota = fmt.Sprint(v.Quota)
 				}
-				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%t", v.ID, v.Mode, v.Root, strings.Join(v.Allow, ","), quota, v.Unprivileged)
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%t", v.ID, v.Mode, v.Root, strings.Join(v.Allow, ","), groupsList(v.Groups), quota, v.Unprivileged)
 			})
 		},
 	}

@@ -129,6 +129,23 @@
 //     its only holders), those requests are withdrawn (Withdrawn) for the
 //     caller to cancel, and the chunk is asked of the new holder.
 //
+// # Sites (sites.go)
+//
+// Hosts of one site share a fast network and one uplink. Once told (SetSites,
+// then SetPeerLocal per peer), a Picker asks a peer of another site only
+// for chunks that no peer of our site holds and that we rank first for
+// among our site's hosts we know (rendezvous hashing of host and chunk),
+// so each site pulls about one copy across its link and spreads it
+// inside. A host ranked r-th joins in after r waits (4 times the measured
+// time from a chunk seen at a peer to a local peer holding it, at least
+// OriginFallbackDelay/8), should no local peer hold it by then; the end
+// game lifts the rule. A host's site is configured, or inferred from the
+// round trips to its peers (InferSite: the cluster of peers within
+// max(2 x the nearest, nearest + 1ms), if all others are at least 3 times
+// and 10ms farther); configuration always wins (ResolveSite). Which peers to
+// connect to, our site's first and at most a few of others, is
+// ChooseSitePeers and AcceptSitePeer.
+//
 // # Cost
 //
 // SetMembers costs O(m log m + n log m) for m members and n chunks

@@ -190,6 +190,8 @@ func (p *Picker) setAvail(i int, a int32) {
 	}
 	if a == 0 {
 		p.maybeOrigin(i)
+	} else if old == 0 {
+		p.siteSeen(i)
 	}
 }
 

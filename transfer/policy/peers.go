@@ -121,6 +121,7 @@ func (p *Picker) peerHave(s int32, i int) {
 		return
 	}
 	sl.have.Set(i)
+	p.siteHave(s, i, 1)
 	p.setAvail(i, p.ck[i].avail+1)
 	if p.ck[i].avail == 1 {
 		p.deferFirst(i, s)
@@ -137,6 +138,7 @@ func (p *Picker) PeerLacks(peer PeerID, i int) {
 		return
 	}
 	p.slots[s].have.Clear(i)
+	p.siteHave(s, i, -1)
 	p.setAvail(i, p.ck[i].avail-1)
 }
 
@@ -194,6 +196,7 @@ func (p *Picker) PeerLeft(peer PeerID) {
 		return
 	}
 	sl := &p.slots[s]
+	p.siteLeft(s)
 	// Open requests first, so their chunks return at the right level.
 	p.DropRequests(peer)
 	for w, x := range sl.have {

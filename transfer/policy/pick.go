@@ -48,6 +48,7 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 		if a == 1 && p.mem.on {
 			skip = p.mem.deferred
 		}
+		skip = p.siteSkip(s, skip)
 		if i, ok := p.levels[a].pick(sl.have, skip, p.rng); ok {
 			return i, true
 		}

@@ -146,7 +146,8 @@ type Picker struct {
 	elig         int       // chunks no peer has, fetches or is asked for
 	withdrawn    []Request // see Withdrawn
 
-	mem memberState // SetMembers; see window.go and ring.go
+	mem  memberState // SetMembers; see window.go and ring.go
+	site siteState   // SetSites; see sites.go
 
 	cfg     PickerConfig
 	epoch   time.Time

@@ -33,7 +33,8 @@
 // session's life and its writer; receive.go: its reader and what it does
 // with each message; upload.go: how it serves its peer; fair.go: fair
 // turns at the upload limit. wire.go: the messages and their encoding.
-// iface.go: what the swarm needs from the daemon.
+// iface.go: what the swarm needs from the daemon. sites.go: this host's
+// site and its peers'.
 //
 // # A chunk from the wire to the store
 //
@@ -119,4 +120,14 @@
 // fallback delays count from the resume (Picker.OriginResumed). The Swarm
 // logs each outage once at WARN and its end once at INFO;
 // Swarm.DownloadState reports a download's wait.
+//
+// # Sites
+//
+// A host with a configured site (Config.Site) announces it in every Have;
+// without one it infers its site from the round trips Config.RTT measures
+// (policy.InferSite), at once for each new peer and again every second
+// while a download runs, and announces nothing. Once the site is known,
+// each download's Picker runs the policy's site rule (Picker.SetSites),
+// told which of its peers are local: with a configured site, those that
+// announced the same; with an inferred one, the RTT cluster.
 package swarm

@@ -227,6 +227,7 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 			d.doneBytes += r.Length
 		}
 	}
+	d.applySites(start)
 	return d
 }
 
@@ -708,6 +709,7 @@ func (d *download) tick(now time.Time) {
 	if d.finished {
 		return
 	}
+	d.applySites(now)
 	d.timeouts = d.picker.Timeouts(now, d.timeouts[:0])
 	for _, r := range d.timeouts {
 		ss := d.peers[r.Peer]
@@ -751,7 +753,9 @@ func (d *download) peerJoined(ss *session, have policy.Bitfield) {
 		return
 	}
 	d.picker.PeerJoined(ss.peer, have)
-	d.schedule(time.Now())
+	now := time.Now()
+	d.applySites(now)
+	d.schedule(now)
 }
 
 func (d *download) peerHave(ss *session, i int) {

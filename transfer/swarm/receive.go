@@ -155,6 +155,7 @@ func (ss *session) handleHave(m *Message, n int, gotHave bool) error {
 	ss.remoteHave = m.Have
 	ss.remoteCount = m.Have.Count()
 	ss.mu.Unlock()
+	ss.s.announce(ss.peer, m.Site)
 	if d := ss.dl.Load(); d != nil {
 		d.peerJoined(ss, m.Have)
 	}

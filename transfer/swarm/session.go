@@ -289,7 +289,7 @@ func (s *Swarm) register(ss *session, d *download) bool {
 	if ss.outbound {
 		ss.ctrl = append(ss.ctrl, &Message{Type: MsgHello, Manifest: ss.manifest})
 	}
-	ss.ctrl = append(ss.ctrl, &Message{Type: MsgHave, Manifest: ss.manifest, Count: n, Have: have})
+	ss.ctrl = append(ss.ctrl, &Message{Type: MsgHave, Manifest: ss.manifest, Count: n, Have: have, Site: s.announcedSite()})
 	if len(fetching) > 0 {
 		ss.ctrl = append(ss.ctrl, &Message{Type: MsgFetching, Indices: fetching})
 	}

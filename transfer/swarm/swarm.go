@@ -79,6 +79,12 @@ type Config struct {
 	// Seed, if non-zero, seeds the per-download random choices (tests);
 	// otherwise they are seeded randomly.
 	Seed uint64
+	// Site is this host's configured site (policy.CheckSiteName), announced
+	// to peers; "" infers one from RTT, if given. See sites.go.
+	Site string
+	// RTT returns the measured round trip to a peer, 0 if not measured.
+	// Nil: no site inference.
+	RTT func(PeerID) time.Duration
 }
 
 // Swarm trades package chunks with peers over the swarm protocol and uses
@@ -102,6 +108,7 @@ type Swarm struct {
 	pkgs      map[cid.Cid]*pkgInfo
 	held      map[cid.Cid]bool
 	peerStats map[PeerID]*PeerStats
+	sites     siteView
 
 	bytesFromPeers  atomic.Int64
 	bytesFromOrigin atomic.Int64
@@ -179,6 +186,11 @@ func New(cfg Config) (*Swarm, error) {
 		return nil, errors.New("swarm: Network and Discovery go together")
 	case cfg.Store == nil:
 		return nil, errors.New("swarm: no Store")
+	}
+	if cfg.Site != "" {
+		if err := policy.CheckSiteName(cfg.Site); err != nil {
+			return nil, fmt.Errorf("swarm: %w", err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

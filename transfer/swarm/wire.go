@@ -36,8 +36,10 @@ const (
 	// MsgHello{Manifest}: the opener is interested in (fetching or
 	// serving) the package.
 	MsgHello MsgType = 1
-	// MsgHave{Manifest, Count, Have}: the sender's have-map; Count must be
-	// the manifest's unique chunk count.
+	// MsgHave{Manifest, Count, Have, Site}: the sender's have-map; Count
+	// must be the manifest's unique chunk count. Site, the sender's
+	// configured site (policy.CheckSiteName), follows the bitmap as a
+	// length-prefixed string only when the sender has one.
 	MsgHave MsgType = 2
 	// MsgHaveUpdate{Index}: the sender now has (verified) chunk Index.
 	MsgHaveUpdate MsgType = 3
@@ -140,6 +142,7 @@ type Message struct {
 	Manifest cid.Cid         // Hello, Have
 	Count    int             // Have: number of chunks the bitfield covers
 	Have     policy.Bitfield // Have
+	Site     string          // Have: the sender's configured site, "" none
 	Index    uint32          // HaveUpdate, Chunk, ChunkPart
 	Total    int             // ChunkPart: the whole chunk's length
 	Offset   int             // ChunkPart: where Data starts in the chunk
@@ -413,6 +416,24 @@ func (p *payloadReader) indices() []uint32 {
 	return out
 }
 
+// site reads a length-prefixed site name; an empty one would be a second
+// encoding of none, and is refused like any name CheckSiteName refuses.
+func (p *payloadReader) site() string {
+	n := p.uvarint()
+	if p.err == nil && (n == 0 || n > policy.MaxSiteLen) {
+		p.err = protoErr("site name of %d bytes", n)
+	}
+	b := p.bytes(n)
+	if p.err != nil {
+		return ""
+	}
+	if err := policy.CheckSiteName(string(b)); err != nil {
+		p.err = protoErr("%v", err)
+		return ""
+	}
+	return string(b)
+}
+
 func decodePayload(t MsgType, b []byte, limits WireLimits) (*Message, error) {
 	p := &payloadReader{b: b}
 	m := &Message{Type: t}
@@ -434,6 +455,9 @@ func decodePayload(t MsgType, b []byte, limits WireLimits) (*Message, error) {
 					p.err = protoErr("have-map: %v", err)
 				}
 			}
+		}
+		if p.err == nil && len(p.b) > 0 {
+			m.Site = p.site()
 		}
 	case MsgHaveUpdate:
 		m.Index = p.u32()
@@ -534,7 +558,15 @@ func appendPayloadHeader(dst []byte, m *Message) ([]byte, error) {
 			return dst, fmt.Errorf("have message: bitfield shorter than %d chunks", m.Count)
 		}
 		dst = binary.AppendUvarint(dst, uint64(m.Count))
-		return m.Have.AppendBytes(dst, m.Count), nil
+		dst = m.Have.AppendBytes(dst, m.Count)
+		if m.Site != "" {
+			if err := policy.CheckSiteName(m.Site); err != nil {
+				return dst, fmt.Errorf("have message: %w", err)
+			}
+			dst = binary.AppendUvarint(dst, uint64(len(m.Site)))
+			dst = append(dst, m.Site...)
+		}
+		return dst, nil
 	case MsgHaveUpdate:
 		return binary.AppendUvarint(dst, uint64(m.Index)), nil
 	case MsgChunk:

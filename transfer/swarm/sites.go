@@ -1,0 +1,157 @@
+package swarm
+
+import (
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/storkpm/stork/transfer/policy"
+)
+
+// Sites: this host's site (Config.Site, or inferred from Config.RTT), the
+// sites its peers announce in their Have, and which peers the downloads'
+// Pickers treat as local (policy's site rule, sites.go there).
+
+// siteInferEvery: how often a download's tick may infer the site again.
+const siteInferEvery = time.Second
+
+// siteView is what the Swarm knows of sites. Its lock is taken last
+// (after a download's and the Swarm's).
+type siteView struct {
+	mu        sync.Mutex
+	inferred  policy.Site
+	cluster   map[PeerID]bool   // the inferred site's peers
+	announced map[PeerID]string // sites peers announced
+	rtts      map[PeerID]time.Duration
+	inferAt   time.Time
+}
+
+// PeerSite is a peer's site as this host sees it.
+type PeerSite struct {
+	Peer  PeerID `json:"peer"`
+	Site  string `json:"site,omitempty"` // announced; "" none
+	Local bool   `json:"local"`          // in our site
+}
+
+// Site returns this host's site: the configured one, else the one
+// inferred from round-trip times so far, else none (SiteUnknown).
+func (s *Swarm) Site() policy.Site {
+	s.sites.mu.Lock()
+	defer s.sites.mu.Unlock()
+	return policy.ResolveSite(s.cfg.Site, s.sites.inferred)
+}
+
+// PeerSites lists the peers whose site this host knows or whose round trip
+// it measured, sorted by peer ID.
+func (s *Swarm) PeerSites() []PeerSite {
+	s.sites.mu.Lock()
+	defer s.sites.mu.Unlock()
+	ids := make(map[PeerID]bool)
+	for p := range s.sites.announced {
+		ids[p] = true
+	}
+	for p := range s.sites.rtts {
+		ids[p] = true
+	}
+	out := make([]PeerSite, 0, len(ids))
+	for _, p := range slices.Sorted(maps.Keys(ids)) {
+		out = append(out, PeerSite{Peer: p, Site: s.sites.announced[p], Local: s.localLocked(p)})
+	}
+	return out
+}
+
+// announce records the site peer announced in its Have ("" none).
+func (s *Swarm) announce(peer PeerID, site string) {
+	s.sites.mu.Lock()
+	defer s.sites.mu.Unlock()
+	if s.sites.announced == nil {
+		s.sites.announced = make(map[PeerID]string)
+	}
+	if site == "" {
+		delete(s.sites.announced, peer)
+	} else {
+		s.sites.announced[peer] = site
+	}
+}
+
+// localLocked reports whether peer is in our site: with a configured site,
+// the peer announced the same; with an inferred one, the peer is in the
+// RTT cluster. s.sites.mu is held.
+func (s *Swarm) localLocked(peer PeerID) bool {
+	if s.cfg.Site != "" {
+		return policy.SameSite(policy.Site{Name: s.cfg.Site, Source: policy.SiteConfigured}, s.sites.announced[peer])
+	}
+	return s.sites.cluster[peer]
+}
+
+// inferSite measures the download's peers (Config.RTT) and infers the
+// site again, when none is configured: at once for a peer not measured
+// yet, else at most every siteInferEvery. Once inferred, a site is
+// replaced by another one inferred, never by none.
+func (s *Swarm) inferSite(peers []PeerID, now time.Time) {
+	if s.cfg.Site != "" || s.cfg.RTT == nil {
+		return
+	}
+	s.sites.mu.Lock()
+	defer s.sites.mu.Unlock()
+	fresh := false
+	for _, p := range peers {
+		if _, ok := s.sites.rtts[p]; !ok {
+			fresh = true
+			break
+		}
+	}
+	if !fresh && now.Sub(s.sites.inferAt) < siteInferEvery {
+		return
+	}
+	s.sites.inferAt = now
+	if s.sites.rtts == nil {
+		s.sites.rtts = make(map[PeerID]time.Duration)
+	}
+	for _, p := range peers {
+		if d := s.cfg.RTT(p); d > 0 {
+			s.sites.rtts[p] = d
+		}
+	}
+	site, local := policy.InferSite(s.cfg.Self, s.sites.rtts)
+	if site.Source == policy.SiteUnknown && s.sites.inferred.Source != policy.SiteUnknown {
+		return // a noisy round trip blurred the boundary: keep the site
+	}
+	if site != s.sites.inferred {
+		s.log.Info("site inferred from round-trip times", "site", site.Name, "peers", len(local))
+	}
+	s.sites.inferred = site
+	s.sites.cluster = make(map[PeerID]bool, len(local))
+	for _, p := range local {
+		s.sites.cluster[p] = true
+	}
+}
+
+// applySites gives the download's Picker the site rule once this host
+// knows its site, and each peer's place in or out of it. d.mu is held.
+func (d *download) applySites(now time.Time) {
+	s := d.s
+	if s.cfg.Site == "" && s.cfg.RTT != nil {
+		peers := make([]PeerID, 0, len(d.peers))
+		for p := range d.peers {
+			peers = append(peers, p)
+		}
+		s.inferSite(peers, now)
+	}
+	if !d.picker.SitesOn() {
+		if s.Site().Source == policy.SiteUnknown {
+			return
+		}
+		d.picker.SetSites(s.cfg.Self)
+	}
+	s.sites.mu.Lock()
+	defer s.sites.mu.Unlock()
+	for p := range d.peers {
+		d.picker.SetPeerLocal(p, s.localLocked(p))
+	}
+}
+
+// announcedSite is the site this host announces in its Have: the
+// configured one only (an inferred site is this host's own guess).
+func (s *Swarm) announcedSite() string { return s.cfg.Site }
