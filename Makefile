@@ -9,7 +9,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm bench-crowd soak fuzz clean sim sim-report validate real-debs
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm bench-crowd soak fuzz clean sim sim-report validate real-debs testbed testbed-clean
 
 all: build
 
@@ -123,3 +123,22 @@ validate: build
 REAL_DEBS_DIR ?= /tmp/stork-real-debs
 real-debs:
 	bash testdata/real-debs/real-debs.sh $(REAL_DEBS_DIR)
+
+# The testbed (docs/testbed.md; root): 3 sites of 4 hosts in network
+# namespaces on this machine, tc-shaped links (hosts 1 Gbit/s, site uplinks
+# and the origin 100 Mbit/s), 20 ms between sites; a 256 MiB package fetched
+# over HTTP alone, by the swarm without and with sites, and under four
+# faults; the simulator on the same scenario beside. The package is made
+# of the .deb files `make real-debs` downloaded where they are
+# ($(REAL_DEBS_DIR)/debs), random bytes otherwise. Results:
+# $(TESTBED_DIR)/REPORT.md. Options (stork testbed run --help):
+# TESTBED_ARGS='--sites 3,2 --size 32M --runs http,swarm,link-down'.
+TESTBED_DIR  ?= /tmp/stork-testbed
+TESTBED_DEBS ?= $(wildcard $(REAL_DEBS_DIR)/debs)
+TESTBED_ARGS ?=
+testbed: build
+	$(BIN) testbed run --out $(TESTBED_DIR) $(if $(TESTBED_DEBS),--debs $(TESTBED_DEBS)) $(TESTBED_ARGS)
+
+# Remove what testbed runs that died left behind (their namespaces).
+testbed-clean: build
+	$(BIN) testbed clean

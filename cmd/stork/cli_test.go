@@ -189,6 +189,8 @@ func TestJSONEverywhere(t *testing.T) {
 		"sim sweep":     "writes CSV files, plots and a report",
 		"top":           "a terminal view",
 		"completion":    "prints a shell script",
+		"testbed run":   "writes a report, CSV files and plots",
+		"testbed delay": "forwards packets until stopped; logs only",
 	}
 	app := newApp(io.Discard, io.Discard)
 	var walk func(path string, cmds []*cli.Command)
