@@ -27,7 +27,7 @@ func daemonCommand() *cli.Command {
 		Flags: optFlags("store.data", "repo.url", "repo.root", "transfer.parallel", "repo.refresh-interval", "repo.poll", "repo.origin-deadline",
 			"swarm.listen", "swarm.bootstrap", "swarm.announce", "swarm.dht-mode", "swarm.disabled", "swarm.no-nat",
 			"transfer.upload-rate", "transfer.download-rate", "transfer.max-peers", "swarm.conn-low", "swarm.conn-high",
-			"swarm.max-memory", "swarm.site", "swarm.no-site-inference", "store.scrub-rate", "metrics.listen"),
+			"swarm.max-memory", "swarm.site", "swarm.no-site-inference", "swarm.no-pull-through", "store.scrub-rate", "metrics.listen"),
 		Action: func(c *cli.Context) error {
 			if err := requireOptions(c, "repo.url"); err != nil {
 				return err
@@ -64,6 +64,7 @@ func daemonCommand() *cli.Command {
 				MaxPeersPerDownload: c.Int("max-peers"),
 				Site:                c.String("site"),
 				NoSiteInference:     c.Bool("no-site-inference"),
+				NoPullThrough:       c.Bool("no-pull-through"),
 			}
 			if cfg.ScrubRate, err = parseSize(c.String("scrub-rate")); err != nil {
 				return fmt.Errorf("--scrub-rate: %w", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -53,9 +54,10 @@ func newSlowOrigin(t *testing.T, dir string, delay time.Duration) *slowOrigin {
 
 // daemonProc is a `stork daemon` process.
 type daemonProc struct {
-	cmd  *exec.Cmd
-	data string
-	done chan error
+	cmd    *exec.Cmd
+	data   string
+	done   chan error
+	stderr *bytes.Buffer // what the daemon wrote, kept for a failure's report
 }
 
 // loopback keeps a test daemon's libp2p host on 127.0.0.1, NAT traversal off.
@@ -65,11 +67,12 @@ func startDaemonProc(t *testing.T, data, repoURL, root string, extra ...string) 
 	t.Helper()
 	args := append([]string{"daemon", "--data", data, "--repo", repoURL, "--root", root, "--refresh-interval", "1h"}, loopback...)
 	cmd := exec.Command(storkBin, append(args, extra...)...)
-	cmd.Stdout, cmd.Stderr = nil, nil
+	stderr := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = nil, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &daemonProc{cmd: cmd, data: data, done: make(chan error, 1)}
+	p := &daemonProc{cmd: cmd, data: data, done: make(chan error, 1), stderr: stderr}
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() { p.kill() })
 	c := node.NewClient(data)
@@ -109,8 +112,22 @@ func (p *daemonProc) stop(t *testing.T) {
 			t.Errorf("daemon exit after SIGTERM: %v", err)
 		}
 	case <-time.After(20 * time.Second):
-		t.Error("daemon did not stop within 20s of SIGTERM")
-		p.kill()
+		// SIGQUIT makes the Go runtime print every goroutine's stack:
+		// what the daemon was waiting for.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			p.kill()
+		}
+		out := ""
+		if p.stderr != nil {
+			out = p.stderr.String()
+		}
+		if len(out) > 64<<10 {
+			out = out[len(out)-64<<10:]
+		}
+		t.Errorf("daemon did not stop within 20s of SIGTERM; its stderr ends:\n%s", out)
 	}
 }
 

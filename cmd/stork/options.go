@@ -99,6 +99,8 @@ var options = []option{
 		Usage: "this host's site `NAME` (a data centre, a rack; letters, digits, '.', '_', '-'), announced to peers: a site's hosts pull about one copy over its link and share it; unset: inferred from round-trip times"},
 	{Key: "swarm.no-site-inference", Flag: "no-site-inference", Kind: kindBool, Category: catNetwork,
 		Usage: "without --site, run with no site instead of inferring one from round-trip times"},
+	{Key: "swarm.no-pull-through", Flag: "no-pull-through", Kind: kindBool, Category: catNetwork,
+		Usage: "turn cooperative origin fetching off: each download asks the origin itself for what its peers lack, and this host fetches nothing from the origin for its peers"},
 	{Key: "swarm.max-memory", Flag: "max-memory", Kind: kindSize, Category: catLimits,
 		Usage: "libp2p resource manager memory `LIMIT` (e.g. 1G)"},
 

@@ -86,7 +86,9 @@ func TestValidateSimulator(t *testing.T) {
 	writeFile(t, blob, randomBytes(t, size), 0o644)
 	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "blob", "--version", "1.0.0", "--chunk-size", "1M", blob)
 	url, origin := serveProc(t, r.dir, "--rate", strconv.Itoa(originRate))
-	rate := []string{"--upload-rate", strconv.Itoa(uploadRate)}
+	// --no-pull-through: the simulator's swarm strategy models the swarm
+	// without cooperative origin fetching, so the daemons run that policy.
+	rate := []string{"--upload-rate", strconv.Itoa(uploadRate), "--no-pull-through"}
 
 	hostBytes := float64(hosts) * size
 	var missed []string

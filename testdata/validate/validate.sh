@@ -121,7 +121,9 @@ col() { tail -n +2 "$1" | cut -d, -f"$2"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) printf "%.3f", a[(NR + 1) / 2]; else printf "%.3f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 maxof() { sort -g | tail -1 | awk '{ printf "%.3f", $1 }'; }
 
-DAEMON_ARGS=(--upload-rate "$URATE")
+# --no-pull-through: the simulator's swarm strategy models the swarm
+# without cooperative origin fetching, so the daemons run that policy.
+DAEMON_ARGS=(--upload-rate "$URATE" --no-pull-through)
 if [ -n "$DRATE" ]; then DAEMON_ARGS+=(--download-rate "$DRATE"); fi
 # real_run R: fresh daemons, a flash crowd of fetches; writes real-hosts-R.csv
 # (completion from the moment every `stork fetch` was started, bytes per
@@ -239,7 +241,7 @@ row() { # NAME COLUMN
 	echo "# Validation: $N real daemons vs the simulator"
 	echo
 	echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), $(uname -m), $(nproc) CPUs. Package $MIB MiB ($SIZE B, 1 MiB chunks), $N hosts on loopback, flash crowd;"
-	echo "origin capped at $ORATE B/s (\`stork repo serve --rate\`), every daemon \`--upload-rate $URATE\`${DRATE:+ \`--download-rate $DRATE\`}."
+	echo "origin capped at $ORATE B/s (\`stork repo serve --rate\`), every daemon \`--upload-rate $URATE --no-pull-through\`${DRATE:+ \`--download-rate $DRATE\`}."
 	echo "Real: $RUNS run(s) of $N \`stork daemon\` processes; simulator: \`stork sim run scenario.json --strategy swarm --seed 1..$SEEDS\`"
 	echo "(fluid bound $(awk -v b="$BOUND" 'BEGIN { printf "%.2f", b }') s). Means, (min–max) over runs or seeds. Gap = (sim − real) / real; every row must be within ±$MAXGAP%"
 	echo "for the scenario's model (head_of_line $(jq -r '.head_of_line // false' "$RUN/scenario.json")); the last columns, free control messages, are for comparison."

@@ -288,6 +288,10 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
+	// The Swarm closing resets the stream, so that no write to an asker
+	// that stopped reading (a killed host whose connection is not yet
+	// known dead) keeps Close waiting.
+	defer context.AfterFunc(s.ctx, func() { st.Reset() })()
 	// The asker going away (a reset) ends our wait; so does its Close
 	// after our answer, which is harmless.
 	s.goroutine(func() {
