@@ -9,7 +9,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm soak fuzz clean sim sim-report validate real-debs testbed testbed-clean
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm bench-crowd soak fuzz clean sim sim-report validate real-debs testbed testbed-clean
 
 all: build
 
@@ -74,6 +74,13 @@ bench-swarm: build
 	mkdir -p $(BENCH_SWARM_DIR)
 	bash -o pipefail -c "$(GO) test -run='^$$' -bench='TwoNode|ManySmall' -benchtime=1x -timeout 30m ./node/ | tee $(BENCH_SWARM_DIR)/go-bench.txt"
 	bash testdata/bench/swarm.sh $(BIN) $(BENCH_SWARM_DIR)
+
+# Flash crowds (issue 23): 24 in-process daemons on loopback fetch one
+# package (64 KiB to 64 MiB) at once and staggered, with cooperative origin
+# fetching and with today's policy; then an upgrade of 300 packages with
+# Debian's sizes (node/bench_crowd_test.go).
+bench-crowd:
+	$(GO) test -run='^$$' -bench='FlashCrowd|Upgrade' -benchtime=1x -timeout 60m ./node/
 
 # kill -9 during download, STORK_SOAK_TRIALS times.
 soak:

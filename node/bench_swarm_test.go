@@ -43,6 +43,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/storkpm/stork/metadata"
 	httporigin "github.com/storkpm/stork/transfer/origin"
@@ -58,6 +59,8 @@ type bswOrigin struct {
 	chunkBytes atomic.Int64
 	chunkReqs  atomic.Int64
 	failChunks atomic.Bool
+	// limit, if set, caps the chunk bytes sent, in all (setCap).
+	limit atomic.Pointer[rate.Limiter]
 }
 
 func newBswOrigin(tb testing.TB) *bswOrigin {
@@ -96,7 +99,17 @@ func newBswOrigin(tb testing.TB) *bswOrigin {
 		}
 		o.chunkBytes.Add(int64(len(b)))
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		_, _ = w.Write(b)
+		lim := o.limit.Load()
+		for len(b) > 0 {
+			k := min(len(b), 64<<10)
+			if lim != nil && lim.WaitN(r.Context(), k) != nil {
+				return
+			}
+			if _, err := w.Write(b[:k]); err != nil {
+				return
+			}
+			b = b[k:]
+		}
 	}))
 	tb.Cleanup(ts.Close)
 	o.url = ts.URL
@@ -155,6 +168,12 @@ type bswNode struct {
 
 func startBswNode(tb testing.TB, o *bswOrigin, bootstrap []string) *bswNode {
 	tb.Helper()
+	return startBswNodeWith(tb, o, bootstrap, nil)
+}
+
+// startBswNodeWith is startBswNode with mod applied to the Config.
+func startBswNodeWith(tb testing.TB, o *bswOrigin, bootstrap []string, mod func(*Config)) *bswNode {
+	tb.Helper()
 	data, err := os.MkdirTemp("", "stork-bsw-") // socket paths are limited to 108 bytes
 	if err != nil {
 		tb.Fatal(err)
@@ -163,7 +182,11 @@ func startBswNode(tb testing.TB, o *bswOrigin, bootstrap []string) *bswNode {
 	pc.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	pc.Bootstrap = bootstrap
 	pc.EnableAutoNAT, pc.EnableHolePunching, pc.EnableRelay = false, false, false
-	d, err := NewDaemon(context.Background(), Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour})
+	cfg := Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := NewDaemon(context.Background(), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -49,6 +49,11 @@ type Config struct {
 	P2P *P2PConfig
 	// UploadRate and DownloadRate cap swarm traffic in bytes/s (0: none).
 	UploadRate, DownloadRate int64
+	// NoPullThrough turns cooperative origin fetching off (see
+	// swarm.Config.NoPullThrough): each download asks the origin itself
+	// for what its peers lack, and the host serves no pull-through
+	// requests.
+	NoPullThrough bool
 	// MaxPeersPerDownload caps the peers one download trades with (default 32).
 	MaxPeersPerDownload int
 	// Site is this host's site (policy.CheckSiteName), announced to peers;

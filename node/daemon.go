@@ -157,9 +157,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.p2p != nil {
 		d.p2p.SetStreamHandler(d.swarm.HandleStream)
 		d.p2p.SetFileServer(d.serveFile)
+		if !d.cfg.NoPullThrough {
+			d.p2p.SetPullHandler(d.swarm.HandlePull)
+		}
 		defer func() {
 			d.p2p.SetStreamHandler(nil)
 			d.p2p.SetFileServer(nil)
+			d.p2p.SetPullHandler(nil)
 		}()
 	}
 	careCtx, stopCare := context.WithCancel(ctx)
@@ -326,6 +330,8 @@ func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
 		MaxPeersPerDownload: d.cfg.MaxPeersPerDownload,
 		OriginParallel:      d.cfg.Parallel,
 		OriginDeadline:      d.cfg.OriginDeadline,
+		NoPullThrough:       d.cfg.NoPullThrough,
+		Manifests:           &pullManifests{d: d},
 		Site:                d.cfg.Site,
 	}
 	if d.p2p != nil {

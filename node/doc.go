@@ -100,6 +100,19 @@
 // is refused whoever serves it. Manifests come from the host's own store
 // first.
 //
+// # Each chunk leaves the origin once
+//
+// The peers a host is connected to that speak /stork/pull/1.0.0
+// (p2p_pull.go: identify lists the protocol; no DHT look-up) are the
+// members of cooperative origin fetching (transfer/swarm, pull.go): for
+// each chunk they rank themselves by rendezvous hashing, the first-ranked
+// fetches it from the origin, and the others ask it for the chunk, so a
+// flash crowd of a small package costs the origin about one copy. A peer
+// can make this host fetch only chunks of packages that the signed
+// metadata it trusts publishes (pullManifests: a manifest not published
+// there is refused; a peer's request never forces a metadata refresh).
+// Config.NoPullThrough turns it off.
+//
 // When the origin is unreachable during a download, the chunks peers hold
 // keep coming; the rest wait, the origin probed one request at a time
 // with backoff; `stork status` shows the package as waiting_origin since

@@ -544,6 +544,7 @@ func (p *P2P) Close() error {
 		p.host.RemoveStreamHandler(HaveProtocol)
 		p.host.RemoveStreamHandler(FilesProtocol)
 		p.host.RemoveStreamHandler(swarm.Protocol)
+		p.host.RemoveStreamHandler(swarm.PullProtocol)
 		errs := []error{p.sub.Close(), p.dht.Close(), p.host.Close()}
 		p.closeErr = errors.Join(errs...)
 		p.log.Info("p2p host stopped", "peer_id", p.host.ID().String())

@@ -69,10 +69,30 @@ func newPlot(title, x, y string, logX, logY bool) *plot.Plot {
 }
 
 func save(p *plot.Plot, path string) error {
+	logRange(&p.X)
+	logRange(&p.Y)
 	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, path); err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return nil
+}
+
+// logRange gives a log-scale axis a range it can draw: plot pads a range
+// of one value by one on either side (through zero) and gives an axis
+// with no data the range [0, 0], and a log scale has no ticks there.
+// One value v spans [v/2, 2v]; no data, [1, 10].
+func logRange(a *plot.Axis) {
+	if _, ok := a.Scale.(plot.LogScale); !ok {
+		return
+	}
+	switch {
+	case a.Min > a.Max || math.IsInf(a.Min, 0) || math.IsInf(a.Max, 0) || a.Max <= 0:
+		a.Min, a.Max = 1, 10
+	case a.Min == a.Max:
+		a.Min, a.Max = a.Min/2, a.Max*2
+	case a.Min <= 0:
+		a.Min = a.Max / 1000
+	}
 }
 
 // addLines adds one line (with points) per named series.

@@ -275,3 +275,30 @@ func TestPlotsAndReport(t *testing.T) {
 		t.Errorf("report does not link %s:\n%s", PlotCDF(20), b)
 	}
 }
+
+// A plot on a log scale whose data collapse to one value (one chunk: the
+// origin's bytes over time are one point) or to nothing drew an axis
+// through zero and panicked; every valid scenario must plot.
+func TestPlotsDegenerate(t *testing.T) {
+	t.Parallel()
+	one := small()
+	one.Hosts = 24
+	one.PackageSize = 1 << 20
+	one.ChunkSize = 1 << 20
+	res, err := Sweep(SweepConfig{Scenario: one, Hosts: []int{24}, Strategies: []Strategy{Swarm}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := *res[0]
+	same.Hosts = 48 // two host counts with the same figures: flat lines
+	empty := same
+	empty.Hosts = 96
+	empty.Origin = []Sample{{}}
+	empty.PerHost = nil
+	empty.OriginBytes, empty.Ratio = 0, math.NaN()
+	for _, rs := range [][]*Result{res, {res[0], &same}, {&empty}, {res[0], &same, &empty}} {
+		if _, err := WritePlots(t.TempDir(), rs); err != nil {
+			t.Errorf("WritePlots(%d results) = %v", len(rs), err)
+		}
+	}
+}

@@ -102,6 +102,23 @@
 // After an origin outage, OriginResumed makes the window's unseen chunks
 // enter it afresh, so that fallback delays count from the resume.
 //
+// # Cooperative fetching (fetchers.go)
+//
+// Fetchers ranks a host's members, itself included, as each chunk's
+// origin fetchers by rendezvous (highest random weight) hashing of the
+// chunk's key (ChunkKey: a hash of its CID, so one chunk has one fetcher
+// whatever package it is in, and the chunks of many small packages
+// spread over the members). Hosts that see the same members agree on
+// every fetcher with no message exchanged; a member joining or leaving
+// moves only the chunks it ranks first. Each Member carries a site ("":
+// unknown): with the host's own site known, the members of that site
+// rank before all others, so each site fetches its own copy. The swarm
+// sends each origin request to the chunk's first-ranked fetcher (a
+// pull-through request) and asks the origin itself only when it ranks
+// first or its fetchers fail; SetPullThrough(true) then makes every
+// chunk of the members' origin window due at once, at every host, with
+// no fallback delay by rank.
+//
 // # The first copies (firsthop.go, scoring.go)
 //
 // With the members known, three rules keep the first copies of a chunk

@@ -147,6 +147,7 @@ type Picker struct {
 	withdrawn    []Request // see Withdrawn
 
 	mem  memberState // SetMembers; see window.go and ring.go
+	pull bool        // SetPullThrough
 	site siteState   // SetSites; see sites.go
 
 	cfg     PickerConfig

@@ -183,6 +183,20 @@ func (p *Picker) Asked(i int, from PeerID) bool {
 	return ok && p.findReq(i, s) >= 0
 }
 
+// PeerAsked reports whether a request for chunk i is open to a peer (not
+// the origin).
+func (p *Picker) PeerAsked(i int) bool {
+	if !p.valid(i) {
+		return false
+	}
+	for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
+		if p.recs[id].peer >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Inflight returns the open requests to peer (OriginPeer: the origin).
 func (p *Picker) Inflight(peer PeerID) int {
 	if peer == OriginPeer {

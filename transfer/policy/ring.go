@@ -140,6 +140,14 @@ func (p *Picker) setRing(me uint64, r *MemberRing) {
 	}
 }
 
+// SetPullThrough says whether the caller sends each origin request to the
+// chunk's first-ranked fetcher among the members (Fetchers), which
+// fetches it from the origin once for every host that asks, and asks the
+// origin itself only when it ranks first or its fetchers fail. While on,
+// with members known, every chunk of the window is due at once at every
+// host: none waits a fallback delay by its rank on the member ring.
+func (p *Picker) SetPullThrough(on bool) { p.pull = on }
+
 // Members returns how many members SetMembers gave, self included (0:
 // never called).
 func (p *Picker) Members() int { return p.mem.count }

@@ -191,7 +191,7 @@ func (p *Picker) pushDue(i int) {
 	if p.ck[i].inDue != 0 || !p.originEligible(i) {
 		return
 	}
-	r := min(int(ms.orank[i]), maxFallbackRank)
+	r := p.dueRank(i)
 	p.ck[i].inDue = uint8(r + 1)
 	ms.due[r] = append(ms.due[r], ms.gpos[i])
 	h := ms.due[r]
@@ -203,6 +203,16 @@ func (p *Picker) pushDue(i int) {
 		h[parent], h[k] = h[k], h[parent]
 		k = parent
 	}
+}
+
+// dueRank is the rank whose fallback delay chunk i waits: ours among the
+// members, or 0 for every chunk with pull-through on (the caller asks the
+// chunk's fetcher, who fetches it once for all).
+func (p *Picker) dueRank(i int) int {
+	if p.pull {
+		return 0
+	}
+	return min(int(p.mem.orank[i]), maxFallbackRank)
 }
 
 func (p *Picker) popDue(r int) {
@@ -245,7 +255,7 @@ func (p *Picker) nextMember(t int64) (int, bool) {
 				p.popDue(r)
 				continue
 			}
-			if cr := min(int(ms.orank[i]), maxFallbackRank); cr != r {
+			if cr := p.dueRank(i); cr != r {
 				// Our rank changed (SetMembers): file it again.
 				p.popDue(r)
 				p.pushDue(i)

@@ -107,6 +107,43 @@
 // has stored it, an upload's once it is written to the stream
 // (ChunkReaderInto).
 //
+// # Cooperative origin fetching (pull.go, coop.go)
+//
+// With a Network that is a PullNetwork (and Config.NoPullThrough off) a
+// download does not ask the origin itself for a chunk it can have
+// fetched for it. Its members are the hosts the network is connected to
+// that serve PullProtocol (PullNetwork.Members: no DHT look-up, so a host
+// starting a download in a flash crowd sends its first origin requests
+// to the right member at once), asked again every FindInterval/4, plus
+// the providers Discovery finds. policy.Fetchers ranks them, this host
+// included, for each chunk by rendezvous hashing of the chunk's CID (by
+// hash alone for now: the members' sites are not known when a flash
+// crowd starts; policy.Fetchers can put a site's members first).
+// An origin request the Picker makes (download.fetchOrigin) goes to the
+// chunk's first-ranked fetcher as a pull-through request; a fetcher that
+// refuses or fails goes to the next (at most maxPullRanks), and only
+// when this host ranks first, or every fetcher before it failed, does it
+// ask the origin itself. A fetcher that cannot be reached, or says
+// nothing for pullIdle (it sends a keepalive every pullKeepalive while it
+// works), is ranked no more for the download: a dead fetcher costs one
+// timeout. A chunk from a fetcher is verified like any other; a corrupt
+// one bans the fetcher.
+//
+// The fetcher (Swarm.HandlePull) serves the chunk from its store, from
+// its own download of the package once a peer delivers it, or from the
+// origin, one fetch per chunk however many hosts ask (originFetch joins
+// them, and keeps the chunk a while in memory for those that come later,
+// pullCacheBytes at most); a chunk it fetched goes into its own download
+// too. It serves only chunks of manifests it holds, downloads or can
+// resolve from signed metadata it trusts (Config.Manifests), at most
+// maxPullsPerPeer requests per peer and maxPulls in all at once; beyond
+// that it refuses, and the asker goes on down the ranking. A host that
+// does not speak PullProtocol refuses the stream, which the asker takes
+// as a refusal: old peers stay compatible.
+//
+// A host with no other member (alone, or every member skipped) asks the
+// origin itself, with the same window as without cooperative fetching.
+//
 // # The origin's outages
 //
 // An unreachable origin (a request refused, reset, stalled or answered

@@ -84,6 +84,23 @@ type download struct {
 	withdrawn       []policy.Request
 	rank            []PeerID
 
+	// Cooperative origin fetching (pull.go): coop is on when the network
+	// serves pull-through requests. fetchers ranks the members for each
+	// chunk (keys[i] is chunk i's key); membersAt is when the members
+	// were last asked for, memberSet the Picker's members (providers
+	// found included) as last given.
+	coop      bool
+	fetchers  *policy.Fetchers
+	keys      []uint64
+	membersAt time.Time
+	memberSet map[PeerID]bool
+	providers []PeerID
+	silent    map[PeerID]bool // fetchers that did not answer in time
+
+	// waiters are closed once their chunk is stored or the download ends
+	// (awaitChunk).
+	waiters map[int][]chan struct{}
+
 	// sem bounds the chunks being verified and stored at once, across the
 	// download's sessions (twice deliverWorkers).
 	sem chan struct{}
@@ -163,6 +180,14 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 		s.Announce(req.Manifest)
 		return d.stats(start), nil
 	}
+	if d.coop {
+		// The members, before a session or the first schedule can ask
+		// the origin for anything.
+		ms := d.pullMembers()
+		d.mu.Lock()
+		d.setMembers(ms, nil)
+		d.mu.Unlock()
+	}
 	if err := s.addDownload(d); err != nil {
 		return nil, err
 	}
@@ -200,6 +225,7 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 		peersSeen:    make(map[PeerID]bool),
 		banned:       make(map[PeerID]bool),
 		dropped:      make(map[PeerID]bool),
+		silent:       make(map[PeerID]bool),
 		connecting:   make(map[PeerID]bool),
 		storing:      policy.NewBitfield(n),
 		originCancel: make(map[int]context.CancelFunc),
@@ -212,6 +238,8 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 	if s.cfg.Network == nil {
 		initial = parallel // no other host shares the origin with us
 	}
+	_, pullNet := s.cfg.Network.(PullNetwork)
+	d.coop = pullNet && !s.cfg.NoPullThrough && s.cfg.Origin != nil
 	d.picker = policy.NewPicker(policy.PickerConfig{
 		NumChunks:           n,
 		ChunkLen:            func(i int) int64 { return pkg.refs[i].Length },
@@ -297,6 +325,9 @@ func (d *download) run() {
 		case <-d.ctx.Done():
 			return
 		case now := <-t.C:
+			if d.coop && d.membersDue(now) {
+				d.updateMembers(nil)
+			}
 			d.mu.Lock()
 			d.tick(now)
 			d.mu.Unlock()
@@ -369,12 +400,7 @@ func (d *download) findPeers() {
 			d.connect(p)
 		}
 		if grew {
-			d.mu.Lock()
-			if !d.finished {
-				d.picker.SetMembers(d.s.cfg.Self, members)
-				d.schedule(time.Now())
-			}
-			d.mu.Unlock()
+			d.updateMembers(members)
 		}
 		t.Reset(wait)
 		wait = min(2*wait, d.s.cfg.FindInterval)
@@ -462,7 +488,11 @@ func (d *download) schedule(now time.Time) {
 			break
 		}
 		d.picker.Requested(i, policy.OriginPeer, now)
-		fetching = append(fetching, uint32(i))
+		if len(d.fetchersBefore(i)) == 0 {
+			// We fetch it from the origin ourselves; a chunk asked of its
+			// fetcher is the fetcher's to announce.
+			fetching = append(fetching, uint32(i))
+		}
 		ctx, cancel := context.WithCancel(d.ctx)
 		d.originCancel[i] = cancel
 		d.wg.Add(1)
@@ -489,20 +519,22 @@ func (d *download) broadcast(m *Message, except PeerID) {
 	}
 }
 
+// fetchOrigin gets chunk i for an origin request: from its fetchers, in
+// rank order (pullFetchers), then from the origin itself.
 func (d *download) fetchOrigin(ctx context.Context, i int) {
 	defer d.wg.Done()
 	ref := d.pkg.refs[i]
 	sent := time.Now()
-	data, err := d.s.cfg.Origin.FetchChunk(ctx, ref.CID, ref.Length)
-	if _, checked := d.s.cfg.Origin.(CheckedSource); err == nil && (!checked || int64(len(data)) != ref.Length) {
-		err = ref.Verify(data) // a CheckedSource has checked the hash already
-	}
-	if err == nil {
-		d.deliver(i, policy.OriginPeer, data, sent)
+	done, err := d.pullFetchers(ctx, i, sent)
+	if done {
 		return
 	}
-	if errors.Is(err, metadata.ErrHashMismatch) {
-		d.s.chunks[fromOrigin][failed].Add(1)
+	if err == nil {
+		var data []byte
+		if data, err = d.s.originFetch(ctx, ref); err == nil {
+			d.deliver(i, policy.OriginPeer, data, sent)
+			return
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -606,8 +638,16 @@ func (d *download) drop(p PeerID) {
 	}
 }
 
-// deliver stores a verified chunk, once, and tells the peers.
+// deliver stores a verified chunk, once, and tells the peers. from is
+// where it came from: a peer, or OriginPeer for the origin.
 func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
+	d.deliverFrom(i, from, from, data, sent)
+}
+
+// deliverFrom is deliver of a chunk the Picker asked of asked (a peer, or
+// OriginPeer) and whose bytes came from `from` (a chunk asked of the
+// origin may come through a fetcher).
+func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time.Time) {
 	ref := d.pkg.refs[i]
 	d.mu.Lock()
 	if d.finished || d.picker.Have(i) || d.storing.Has(i) {
@@ -628,6 +668,7 @@ func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
 		d.mu.Unlock()
 		return
 	}
+	d.wakeWaiters(i)
 	if err != nil {
 		d.finish(fmt.Errorf("store chunk %s: %w", ref.CID, err))
 		d.mu.Unlock()
@@ -643,7 +684,7 @@ func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
 		d.originDownSince = time.Time{}
 	}
 	d.s.chunks[chunkSource(from)][verified].Add(1)
-	for _, p := range d.picker.Received(i, from, now, n) {
+	for _, p := range d.picker.Received(i, asked, now, n) {
 		if p == policy.OriginPeer {
 			if c := d.originCancel[i]; c != nil {
 				c()
@@ -653,13 +694,15 @@ func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
 			ss.cancelChunk(i)
 		}
 	}
-	if from == policy.OriginPeer {
+	if asked == policy.OriginPeer {
 		if c := d.originCancel[i]; c != nil {
 			c()
 			delete(d.originCancel, i)
 		}
-		d.fromOrigin += n
 		d.originFails = 0
+	}
+	if from == policy.OriginPeer {
+		d.fromOrigin += n
 		d.s.bytesFromOrigin.Add(n)
 		d.s.noteOrigin(nil, sent, now)
 	} else {
@@ -700,6 +743,9 @@ func (d *download) finish(err error) {
 	d.err = err
 	for _, c := range d.originCancel {
 		c()
+	}
+	for i := range d.waiters {
+		d.wakeWaiters(i)
 	}
 	close(d.done)
 }

@@ -34,6 +34,29 @@ type Network interface {
 	ClosePeer(p PeerID) error
 }
 
+// PullNetwork is an optional Network extension: a network whose hosts
+// serve pull-through requests (PullProtocol) for one another. The swarm
+// ranks the members it reports as each chunk's origin fetchers (see
+// policy.Fetchers) and asks a chunk's fetcher for it before it asks the
+// origin itself.
+type PullNetwork interface {
+	// Members returns the hosts this host is connected to that serve
+	// PullProtocol, at once and without asking anyone (no DHT look-up),
+	// each with its site if known. The swarm asks again from time to time.
+	Members() []policy.Member
+	// OpenPull opens a PullProtocol stream to p.
+	OpenPull(ctx context.Context, p PeerID) (Stream, error)
+}
+
+// ManifestResolver is what a host serving pull-through requests uses to
+// learn a package it neither holds nor downloads: it returns the manifest
+// of CID manifest only if signed repository metadata this host trusts
+// pins it (a peer cannot make this host fetch chunks of anything else),
+// fetching the manifest's bytes if it must.
+type ManifestResolver interface {
+	ResolveManifest(ctx context.Context, manifest cid.Cid) (*metadata.Manifest, error)
+}
+
 // Discovery announces that this host holds (or is fetching) a package and
 // finds the other hosts that do: one record per package (its manifest CID),
 // never per chunk.
@@ -97,3 +120,6 @@ type CheckedSource interface {
 
 // Protocol is the libp2p protocol ID of the swarm wire protocol.
 const Protocol = "/stork/swarm/1.0.0"
+
+// PullProtocol is the libp2p protocol ID of pull-through requests (pull.go).
+const PullProtocol = "/stork/pull/1.0.0"

@@ -79,6 +79,17 @@ type Config struct {
 	// Seed, if non-zero, seeds the per-download random choices (tests);
 	// otherwise they are seeded randomly.
 	Seed uint64
+	// NoPullThrough turns cooperative origin fetching off: downloads ask
+	// the origin themselves for every chunk no peer has (partitioned only
+	// among the members Discovery finds), and the host serves no
+	// pull-through requests. By default, with a Network that is a
+	// PullNetwork, a download asks each chunk's fetcher among the
+	// network's members for it first (pull.go).
+	NoPullThrough bool
+	// Manifests, if set, lets this host serve pull-through requests for
+	// packages it neither holds nor downloads (it checks them against its
+	// trusted metadata); nil serves only the packages it knows.
+	Manifests ManifestResolver
 	// Site is this host's configured site (policy.CheckSiteName), announced
 	// to peers; "" infers one from RTT, if given. See sites.go.
 	Site string
@@ -123,6 +134,21 @@ type Swarm struct {
 	// chunks counts the chunks received, by source (fromPeers,
 	// fromOrigin) and by verification result (verified, failed).
 	chunks [2][2]atomic.Int64
+
+	// Pull-through serving (pull.go): the requests served now, per peer
+	// and in all; the origin fetches under way, by chunk; the chunks
+	// fetched for peers, kept a while (oldest first).
+	pullMu      sync.Mutex
+	pulls       map[PeerID]int
+	pullsAll    int
+	originCalls map[cid.Cid]*originCall
+	cache       []cachedChunk
+	cacheIdx    map[cid.Cid]int
+	cacheBytes  int
+	// asking holds, per fetcher, a slot for each pull-through request
+	// this host has open to it (at most maxAskPerFetcher, across its
+	// downloads).
+	asking map[PeerID]chan struct{}
 }
 
 // Indexes of Swarm.chunks.
@@ -227,6 +253,11 @@ func New(cfg Config) (*Swarm, error) {
 		pkgs:      make(map[cid.Cid]*pkgInfo),
 		held:      make(map[cid.Cid]bool),
 		peerStats: make(map[PeerID]*PeerStats),
+
+		pulls:       make(map[PeerID]int),
+		originCalls: make(map[cid.Cid]*originCall),
+		cacheIdx:    make(map[cid.Cid]int),
+		asking:      make(map[PeerID]chan struct{}),
 	}
 	if cfg.UploadRate > 0 {
 		s.up = rate.NewLimiter(rate.Limit(cfg.UploadRate), rateBurst)

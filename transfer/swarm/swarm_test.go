@@ -111,6 +111,7 @@ type cluster struct {
 	t     *testing.T
 	net   *transfertest.MemNet
 	disc  *transfertest.MemDiscovery
+	repo  *transfertest.MemManifests // what the repository signed
 	nodes []*node
 	wg    sync.WaitGroup
 }
@@ -118,6 +119,7 @@ type cluster struct {
 type node struct {
 	id     swarm.PeerID
 	mn     *transfertest.MemNode
+	repo   *transfertest.MemManifests
 	store  *transfertest.MemStore
 	swarm  *swarm.Swarm
 	cancel context.CancelFunc
@@ -125,7 +127,7 @@ type node struct {
 }
 
 func newCluster(t *testing.T, shape transfertest.LinkShape) *cluster {
-	c := &cluster{t: t, net: transfertest.NewMemNet(shape), disc: transfertest.NewMemDiscovery()}
+	c := &cluster{t: t, net: transfertest.NewMemNet(shape), disc: transfertest.NewMemDiscovery(), repo: transfertest.NewMemManifests()}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			n.stop()
@@ -137,13 +139,14 @@ func newCluster(t *testing.T, shape transfertest.LinkShape) *cluster {
 
 func (c *cluster) add(id string, origin swarm.ChunkSource, mod func(*swarm.Config)) *node {
 	c.t.Helper()
-	n := &node{id: swarm.PeerID(id), store: transfertest.NewMemStore(), done: make(chan struct{})}
+	n := &node{id: swarm.PeerID(id), repo: c.repo, store: transfertest.NewMemStore(), done: make(chan struct{})}
 	n.mn = c.net.Node(n.id, nil)
 	cfg := swarm.Config{
 		Self:           n.id,
 		Network:        n.mn,
 		Discovery:      c.disc.For(n.id),
 		Store:          n.store,
+		Manifests:      c.repo,
 		Origin:         origin,
 		RequestTimeout: 2 * time.Second,
 		FindInterval:   200 * time.Millisecond,
@@ -158,6 +161,7 @@ func (c *cluster) add(id string, origin swarm.ChunkSource, mod func(*swarm.Confi
 	}
 	n.swarm = s
 	n.mn.SetHandler(s.HandleStream)
+	n.mn.SetPullHandler(s.HandlePull)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	go func() {
@@ -175,12 +179,14 @@ func (n *node) stop() {
 
 // seed makes n hold p completely and announce it.
 func (n *node) seed(p *testPackage) {
+	n.repo.Publish(p.c, p.m)
 	n.store.AddManifest(p.c, p.m)
 	n.store.AddChunks(p.chunks)
 	n.swarm.Announce(p.c)
 }
 
 func (n *node) download(ctx context.Context, p *testPackage) (*swarm.DownloadStats, error) {
+	n.repo.Publish(p.c, p.m)
 	n.store.AddManifest(p.c, p.m)
 	return n.swarm.Download(ctx, swarm.DownloadRequest{Manifest: p.c, M: p.m, Sink: n.store, Have: n.store.Has})
 }

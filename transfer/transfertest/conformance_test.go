@@ -45,3 +45,11 @@ func TestMemDiscoveryConformance(t *testing.T) {
 		return hs
 	})
 }
+
+func TestMemManifestsConformance(t *testing.T) {
+	transfertest.TestManifestResolver(t, func(t *testing.T, mc cid.Cid, m *metadata.Manifest) swarm.ManifestResolver {
+		r := transfertest.NewMemManifests()
+		r.Publish(mc, m)
+		return r
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 )
 
@@ -103,11 +104,16 @@ type MemNode struct {
 
 	mu      sync.Mutex
 	handler StreamHandler
+	pull    StreamHandler // PullProtocol streams; nil: not a member
+	site    string
 	removed bool
 	streams map[*memStream]swarm.PeerID // our ends, by remote
 }
 
-var _ swarm.Network = (*MemNode)(nil)
+var (
+	_ swarm.Network     = (*MemNode)(nil)
+	_ swarm.PullNetwork = (*MemNode)(nil)
+)
 
 // ID returns the node's peer ID.
 func (nd *MemNode) ID() swarm.PeerID { return nd.id }
@@ -119,9 +125,58 @@ func (nd *MemNode) SetHandler(h StreamHandler) {
 	nd.handler = h
 }
 
+// SetPullHandler sets the handler of inbound pull-through streams (the
+// swarm's HandlePull); a node with one is a member (Members) of every
+// other node.
+func (nd *MemNode) SetPullHandler(h StreamHandler) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	nd.pull = h
+}
+
+// SetSite sets the site the node's Members entry names.
+func (nd *MemNode) SetSite(site string) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	nd.site = site
+}
+
+// Members implements swarm.PullNetwork: every other node on the network
+// with a pull handler (a MemNet connects every node to every other).
+func (nd *MemNode) Members() []policy.Member {
+	nd.net.mu.Lock()
+	nodes := make([]*MemNode, 0, len(nd.net.nodes))
+	for id, x := range nd.net.nodes {
+		if id != nd.id {
+			nodes = append(nodes, x)
+		}
+	}
+	nd.net.mu.Unlock()
+	var out []policy.Member
+	for _, x := range nodes {
+		x.mu.Lock()
+		if x.pull != nil && !x.removed {
+			out = append(out, policy.Member{ID: x.id, Site: x.site})
+		}
+		x.mu.Unlock()
+	}
+	return out
+}
+
+// OpenPull implements swarm.PullNetwork: OpenStream to the remote's pull
+// handler.
+func (nd *MemNode) OpenPull(ctx context.Context, p swarm.PeerID) (swarm.Stream, error) {
+	return nd.open(ctx, p, func(x *MemNode) StreamHandler { return x.pull })
+}
+
 // OpenStream implements swarm.Network: it runs the remote's handler in
 // a new goroutine with the other end.
 func (nd *MemNode) OpenStream(ctx context.Context, p swarm.PeerID) (swarm.Stream, error) {
+	return nd.open(ctx, p, func(x *MemNode) StreamHandler { return x.handler })
+}
+
+// open opens a stream to p's handler that which picks.
+func (nd *MemNode) open(ctx context.Context, p swarm.PeerID, which func(*MemNode) StreamHandler) (swarm.Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -140,7 +195,7 @@ func (nd *MemNode) OpenStream(ctx context.Context, p swarm.PeerID) (swarm.Stream
 		return nil, fmt.Errorf("memnet: no route to %s", p)
 	}
 	remote.mu.Lock()
-	h := remote.handler
+	h := which(remote)
 	remote.mu.Unlock()
 	if h == nil {
 		return nil, fmt.Errorf("memnet: %s has no handler", p)

@@ -1,0 +1,192 @@
+package node
+
+// Flash-crowd figures (issue 23), run by `make bench-crowd`: in-process
+// daemons (STORK_CROWD_HOSTS, default 24) on 127.0.0.1, each connected
+// to every other (the members of cooperative origin fetching), fetch
+// one package (64 KiB, 1 MiB, 4 MiB, 64 MiB; STORK_CROWD_SIZES, a comma
+// list with K/M suffixes) all at once and with a host starting every
+// 0.5 s and every 2 s (STORK_CROWD_GAPS, comma-separated durations),
+// once with cooperative fetching and once with today's policy
+// (Config.NoPullThrough), one mesh of daemons per policy. Each line
+// reports the origin's copies (chunk bytes sent / package size) and the
+// time from the first fetch's start to the last one's end.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// crowdResult is one scenario's figures.
+type crowdResult struct {
+	copies float64
+	all    time.Duration // first start to last done
+	mean   time.Duration // mean fetch time of one host
+}
+
+// startCrowd starts hosts daemons, each bootstrapped with every one
+// started before it, and waits until each sees the others. With
+// STORK_CROWD_DEBUG set they log at debug level to stderr.
+func startCrowd(tb testing.TB, o *bswOrigin, hosts int, mod func(*Config)) []*bswNode {
+	tb.Helper()
+	var nodes []*bswNode
+	var boot []string
+	debug := func(c *Config) {
+		if mod != nil {
+			mod(c)
+		}
+		if os.Getenv("STORK_CROWD_DEBUG") != "" {
+			c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	}
+	for range hosts {
+		n := startBswNodeWith(tb, o, boot, debug)
+		boot = append(boot, n.status(tb).Addrs...)
+		nodes = append(nodes, n)
+	}
+	waitPeers(tb, nodes, hosts-1)
+	return nodes
+}
+
+// runCrowd publishes name (one file of size random bytes) and has every
+// node fetch it, node k starting k*gap after the first.
+func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size int64, gap time.Duration) crowdResult {
+	tb.Helper()
+	var seed [32]byte
+	copy(seed[:], name)
+	rng := rand.NewChaCha8(seed)
+	o.publishTree(tb, name, "1.0.0", func(src string) error {
+		return writeRandomFile(filepath.Join(src, "blob"), size, rng)
+	})
+	// A host refreshes its metadata for an unknown package at most once
+	// per minForcedRefresh: let the last scenario's refresh age.
+	time.Sleep(minForcedRefresh + 100*time.Millisecond)
+	before := o.chunkBytes.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	took := make([]time.Duration, len(nodes))
+	errs := make([]error, len(nodes))
+	start := time.Now()
+	for k, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(k) * gap)
+			t0 := time.Now()
+			_, errs[k] = n.c.Fetch(ctx, name, nil)
+			took[k] = time.Since(t0)
+		}()
+	}
+	wg.Wait()
+	all := time.Since(start)
+	var sum time.Duration
+	for k, err := range errs {
+		if err != nil {
+			tb.Fatalf("host %d: fetch %s: %v", k, name, err)
+		}
+		sum += took[k]
+	}
+	return crowdResult{
+		copies: float64(o.chunkBytes.Load()-before) / float64(size),
+		all:    all,
+		mean:   sum / time.Duration(len(nodes)),
+	}
+}
+
+// crowdSizes is STORK_CROWD_SIZES or the issue's four sizes.
+func crowdSizes(tb testing.TB) []int64 {
+	s := os.Getenv("STORK_CROWD_SIZES")
+	if s == "" {
+		return []int64{64 << 10, 1 << 20, 4 << 20, 64 << 20}
+	}
+	var out []int64
+	for _, f := range strings.Split(s, ",") {
+		tb.Setenv("STORK_BENCH_SIZE", f)
+		out = append(out, benchSize(tb, 0))
+	}
+	return out
+}
+
+// crowdGaps is STORK_CROWD_GAPS or 0, 0.5 s and 2 s.
+func crowdGaps(tb testing.TB) []time.Duration {
+	s := os.Getenv("STORK_CROWD_GAPS")
+	if s == "" {
+		return []time.Duration{0, 500 * time.Millisecond, 2 * time.Second}
+	}
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			tb.Fatalf("STORK_CROWD_GAPS=%q: %v", s, err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func sizeName(n int64) string {
+	if n >= 1<<20 {
+		return fmt.Sprintf("%dmib", n>>20)
+	}
+	return fmt.Sprintf("%dkib", n>>10)
+}
+
+// BenchmarkFlashCrowd: see the file's comment. Targets (issue 23): with
+// cooperative fetching origin copies <= 1.1 for every size and gap, and
+// at once a time to all done <= 1.2x today's policy.
+func BenchmarkFlashCrowd(b *testing.B) {
+	hosts := 24
+	if s := os.Getenv("STORK_CROWD_HOSTS"); s != "" {
+		fmt.Sscan(s, &hosts)
+	}
+	sizes, gaps := crowdSizes(b), crowdGaps(b)
+	type key struct {
+		size int64
+		gap  time.Duration
+	}
+	res := map[bool]map[key]crowdResult{}
+	modes := []bool{true, false}
+	if os.Getenv("STORK_CROWD_COOP_ONLY") != "" {
+		modes = modes[:1]
+	}
+	for _, coop := range modes {
+		o := newBswOrigin(b)
+		nodes := startCrowd(b, o, hosts, func(c *Config) { c.NoPullThrough = !coop })
+		res[coop] = map[key]crowdResult{}
+		for _, size := range sizes {
+			for g, gap := range gaps {
+				name := fmt.Sprintf("crowd-%s-%d", sizeName(size), g)
+				r := runCrowd(b, o, nodes, name, size, gap)
+				res[coop][key{size, gap}] = r
+				b.Logf("coop=%v %d hosts %s gap %v: origin copies %.2f, all done %.2fs, mean host %.2fs",
+					coop, hosts, sizeName(size), gap, r.copies, r.all.Seconds(), r.mean.Seconds())
+			}
+		}
+		for _, n := range nodes {
+			n.stop()
+		}
+	}
+	b.Logf("| package | gap | copies coop | copies today | all done coop/today | mean host coop/today |")
+	for _, size := range sizes {
+		for _, gap := range gaps {
+			c, t := res[true][key{size, gap}], res[false][key{size, gap}]
+			if len(modes) == 1 {
+				continue
+			}
+			b.Logf("| %s | %v | %.2f | %.2f | %.2f | %.2f |", sizeName(size), gap, c.copies, t.copies,
+				c.all.Seconds()/t.all.Seconds(), c.mean.Seconds()/t.mean.Seconds())
+			if gap == 0 {
+				b.ReportMetric(c.copies, "copies_"+sizeName(size))
+				b.ReportMetric(c.all.Seconds()/t.all.Seconds(), "time_ratio_"+sizeName(size))
+			}
+		}
+	}
+}

@@ -1,0 +1,239 @@
+package node
+
+// The upgrade figures (issue 23), run by `make bench-crowd`: hosts
+// (STORK_UPGRADE_HOSTS, default 24) fetch an upgrade of packages
+// (STORK_UPGRADE_PACKAGES, default 300) whose sizes are drawn from Debian
+// 12 main (simulations/testdata/debian12-main-sizes.tsv, at most
+// STORK_UPGRADE_MAX bytes each, default 64M) all at once: one meta
+// package depending on all of them, fetched by every host (its closure:
+// one metadata refresh, the packages' downloads at once). Modes, each on
+// fresh daemons: coop (cooperative origin fetching), today
+// (Config.NoPullThrough), and get: every host fetches every package over
+// HTTP alone as `stork get` does (transfer/origin.Get, 8 packages at a
+// time, 8 chunk requests each). Then coop and get again with the origin's
+// chunk bytes capped at STORK_UPGRADE_CAP bytes/s (default 200M) in all.
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/simulations"
+	httporigin "github.com/storkpm/stork/transfer/origin"
+)
+
+// upgradeSet is the published upgrade: its packages' manifests.
+type upgradeSet struct {
+	manifests []*metadata.Manifest
+	bytes     int64 // of chunks, each package's unique chunks once
+}
+
+// publishUpgrade publishes n packages with Debian's sizes (at most max
+// bytes each) and the meta package "upgrade" depending on them.
+func publishUpgrade(tb testing.TB, o *bswOrigin, n int, max int64) *upgradeSet {
+	tb.Helper()
+	dist, err := simulations.ReadSizeDist("../simulations/testdata/debian12-main-sizes.tsv")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pick := rand.New(rand.NewPCG(23, uint64(n)))
+	data := rand.NewChaCha8([32]byte{23})
+	set := &upgradeSet{}
+	var deps []string
+	for k := range n {
+		size := min(dist.Sample(pick.Float64(), pick.Float64()), max)
+		name := fmt.Sprintf("u%03d", k)
+		o.publishTree(tb, name, "1.0.0", func(src string) error {
+			return writeRandomFile(filepath.Join(src, "pkg.deb"), size, data)
+		})
+		deps = append(deps, name)
+	}
+	src := filepath.Join(tb.TempDir(), "upgrade")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "README"), []byte("the upgrade\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := o.repo.Add(context.Background(), metadata.AddOptions{Name: "upgrade", Version: "1.0.0", Source: src, Depends: deps}); err != nil {
+		tb.Fatal(err)
+	}
+	pkgs, err := o.repo.Packages()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, p := range pkgs {
+		if !strings.HasPrefix(p.Name, "u") || p.Name == "upgrade" {
+			continue
+		}
+		set.manifests = append(set.manifests, readManifest(tb, o, p.ManifestCID))
+	}
+	for _, m := range set.manifests {
+		for _, r := range m.UniqueChunks() {
+			set.bytes += r.Length
+		}
+	}
+	return set
+}
+
+func readManifest(tb testing.TB, o *bswOrigin, c cid.Cid) *metadata.Manifest {
+	b, err := os.ReadFile(filepath.Join(o.dir, metadata.ManifestsDir, c.String()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m, err := metadata.DecodeManifest(b, metadata.DefaultLimits())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+// upgradeDaemons has hosts fresh daemons fetch "upgrade" at once.
+func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool) time.Duration {
+	tb.Helper()
+	nodes := startCrowd(tb, o, hosts, func(c *Config) { c.NoPullThrough = !coop })
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for k, n := range nodes {
+		g.Go(func() error {
+			if _, err := n.c.Fetch(gctx, "upgrade", nil); err != nil {
+				return fmt.Errorf("host %d: fetch upgrade: %w", k, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// upgradeGet has hosts fetch every package of set over HTTP alone
+// (transfer/origin.Get), 8 packages at a time per host.
+func upgradeGet(tb testing.TB, o *bswOrigin, hosts int, set *upgradeSet) time.Duration {
+	tb.Helper()
+	src, err := httporigin.NewClient(httporigin.Config{URL: o.url})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for h := range hosts {
+		g.Go(func() error {
+			hg, hctx := errgroup.WithContext(gctx)
+			hg.SetLimit(8)
+			for k, m := range set.manifests {
+				hg.Go(func() error {
+					_, err := httporigin.Get(hctx, httporigin.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(dir, fmt.Sprintf("h%02d-p%03d", h, k)), NoOwners: true})
+					return err
+				})
+			}
+			return hg.Wait()
+		})
+	}
+	if err := g.Wait(); err != nil {
+		tb.Fatal(err)
+	}
+	took := time.Since(start)
+	_ = os.RemoveAll(dir)
+	return took
+}
+
+// BenchmarkUpgrade: see the file's comment. Targets (issue 23): coop's
+// origin bytes <= 1.1x the upgrade's, its time <= get's uncapped and far
+// less than get's capped.
+func BenchmarkUpgrade(b *testing.B) {
+	hosts, npk := 24, 300
+	if s := os.Getenv("STORK_UPGRADE_HOSTS"); s != "" {
+		fmt.Sscan(s, &hosts)
+	}
+	if s := os.Getenv("STORK_UPGRADE_PACKAGES"); s != "" {
+		fmt.Sscan(s, &npk)
+	}
+	b.Setenv("STORK_BENCH_SIZE", os.Getenv("STORK_UPGRADE_MAX"))
+	maxSize := benchSize(b, 64<<20)
+	b.Setenv("STORK_BENCH_SIZE", os.Getenv("STORK_UPGRADE_CAP"))
+	capRate := benchSize(b, 200<<20)
+	o := newBswOrigin(b)
+	set := publishUpgrade(b, o, npk, maxSize)
+	b.Logf("upgrade: %d packages, %.1f MB of chunks, %d hosts", len(set.manifests), float64(set.bytes)/1e6, hosts)
+	type row struct {
+		mode   string
+		capped bool
+	}
+	var mu sync.Mutex
+	took := map[row]time.Duration{}
+	copies := map[row]float64{}
+	rows := []row{{"coop", false}, {"today", false}, {"get", false}, {"coop", true}, {"get", true}}
+	if m := os.Getenv("STORK_UPGRADE_MODES"); m != "" {
+		// A subset, e.g. "coop,get-capped".
+		rows = slices.DeleteFunc(rows, func(r row) bool {
+			name := r.mode
+			if r.capped {
+				name += "-capped"
+			}
+			return !slices.Contains(strings.Split(m, ","), name)
+		})
+	}
+	for _, r := range rows {
+		o.setCap(0)
+		if r.capped {
+			o.setCap(capRate)
+		}
+		before := o.chunkBytes.Load()
+		var d time.Duration
+		if r.mode == "get" {
+			d = upgradeGet(b, o, hosts, set)
+		} else {
+			d = upgradeDaemons(b, o, hosts, r.mode == "coop")
+		}
+		mu.Lock()
+		took[r], copies[r] = d, float64(o.chunkBytes.Load()-before)/float64(set.bytes)
+		mu.Unlock()
+		b.Logf("%s capped=%v: %.2fs, origin bytes %.2fx the upgrade", r.mode, r.capped, d.Seconds(), copies[r])
+	}
+	o.setCap(0)
+	if len(rows) < 5 {
+		return
+	}
+	c, g := took[row{"coop", false}], took[row{"get", false}]
+	cc, gc := took[row{"coop", true}], took[row{"get", true}]
+	b.Logf("| %d hosts, %d packages | coop | today | get |", hosts, npk)
+	b.Logf("| origin bytes / upgrade | %.2f | %.2f | %.2f |", copies[row{"coop", false}], copies[row{"today", false}], copies[row{"get", false}])
+	b.Logf("| time, uncapped origin | %.1fs | %.1fs | %.1fs |", c.Seconds(), took[row{"today", false}].Seconds(), g.Seconds())
+	b.Logf("| time, origin capped at %d MB/s | %.1fs | | %.1fs |", capRate/1e6, cc.Seconds(), gc.Seconds())
+	b.ReportMetric(copies[row{"coop", false}], "origin_ratio")
+	b.ReportMetric(c.Seconds()/g.Seconds(), "time_vs_get")
+	b.ReportMetric(cc.Seconds()/gc.Seconds(), "time_vs_get_capped")
+}
+
+// setCap caps the origin's chunk bytes at bytesPerSec in all (0: none).
+func (o *bswOrigin) setCap(bytesPerSec int64) {
+	if bytesPerSec <= 0 {
+		o.limit.Store(nil)
+		return
+	}
+	o.limit.Store(rate.NewLimiter(rate.Limit(bytesPerSec), 1<<20))
+}

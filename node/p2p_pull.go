@@ -1,0 +1,137 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
+	"github.com/storkpm/stork/transfer/swarm"
+)
+
+// Cooperative origin fetching on libp2p: the connected peers that speak
+// swarm.PullProtocol are the swarm's members (no DHT look-up: identify
+// has told us their protocols), and each chunk's first-ranked member
+// fetches it from the origin for the others (transfer/swarm/pull.go).
+
+var _ swarm.PullNetwork = (*P2P)(nil)
+
+// Members implements swarm.PullNetwork: the connected peers that serve
+// pull-through requests, less the blocked ones. Sites are unknown here.
+func (p *P2P) Members() []policy.Member {
+	ps := p.host.Peerstore()
+	var out []policy.Member
+	for _, id := range p.host.Network().Peers() {
+		if p.gater.blocked(id) {
+			continue
+		}
+		if ok, err := ps.SupportsProtocols(id, swarm.PullProtocol); err != nil || len(ok) == 0 {
+			continue
+		}
+		out = append(out, policy.Member{ID: swarm.PeerID(id.String())})
+	}
+	return out
+}
+
+// OpenPull implements swarm.PullNetwork: a PullProtocol stream to a
+// connected member (it never dials: members are connected).
+func (p *P2P) OpenPull(ctx context.Context, to swarm.PeerID) (swarm.Stream, error) {
+	id, err := peer.Decode(string(to))
+	if err != nil {
+		return nil, fmt.Errorf("open pull stream to %q: %w", to, err)
+	}
+	if p.gater.blocked(id) {
+		return nil, fmt.Errorf("open pull stream to %s: %w", id, ErrPeerBlocked)
+	}
+	s, err := p.host.NewStream(network.WithNoDial(ctx, "pull-through"), id, swarm.PullProtocol)
+	if err != nil {
+		return nil, fmt.Errorf("open pull stream to %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// SetPullHandler serves swarm.PullProtocol with h (the swarm's
+// HandlePull), which owns the stream; nil stops serving it.
+func (p *P2P) SetPullHandler(h func(peer swarm.PeerID, s swarm.Stream)) {
+	if h == nil {
+		p.host.RemoveStreamHandler(swarm.PullProtocol)
+		return
+	}
+	p.host.SetStreamHandler(swarm.PullProtocol, func(s network.Stream) {
+		h(swarm.PeerID(s.Conn().RemotePeer().String()), s)
+	})
+}
+
+// pullManifests is the daemon's swarm.ManifestResolver: a peer may make
+// this host fetch chunks only of packages that the signed metadata this
+// host trusts publishes. It looks the manifest CID up among the
+// published packages (listed once per metadata version) and resolves
+// that package, which fetches the manifest (store, origin or peers) and
+// checks it against the signed target.
+type pullManifests struct {
+	d *Daemon // its metadata client (made after the swarm)
+
+	mu      sync.Mutex
+	version int64
+	refs    map[cid.Cid]string // manifest -> NAME@VERSION
+}
+
+var _ swarm.ManifestResolver = (*pullManifests)(nil)
+
+// ResolveManifest implements swarm.ManifestResolver. A manifest not
+// published in the metadata this host holds is looked for again once a
+// refresh under way (this host's own request's) has ended, or after the
+// refresh RefreshInterval asks for; a peer's request never forces one
+// (a forced refresh would make this host skip the one a newer
+// announcement asks for within minForcedRefresh).
+func (r *pullManifests) ResolveManifest(ctx context.Context, c cid.Cid) (*metadata.Manifest, error) {
+	ref, err := r.lookup(ctx, c)
+	if errors.Is(err, metadata.ErrNotFound) {
+		if _, rerr := r.d.meta.refresh(ctx, false); rerr == nil {
+			ref, err = r.lookup(ctx, c)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.d.meta.c.Resolve(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("resolve manifest %s (%s): %w", c, ref, err)
+	}
+	if !res.ManifestCID.Equals(c) {
+		return nil, fmt.Errorf("resolve manifest %s: %s names manifest %s: %w", c, ref, res.ManifestCID, metadata.ErrNotFound)
+	}
+	return res.Manifest, nil
+}
+
+// lookup returns the NAME@VERSION that publishes manifest c.
+func (r *pullManifests) lookup(ctx context.Context, c cid.Cid) (string, error) {
+	_, version := r.d.meta.state()
+	if version == 0 {
+		return "", fmt.Errorf("resolve manifest %s: %w: no trusted metadata yet", c, metadata.ErrNotFound)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refs == nil || r.version != version {
+		pkgs, err := r.d.meta.c.Packages(ctx)
+		if err != nil {
+			return "", fmt.Errorf("resolve manifest %s: %w", c, err)
+		}
+		r.refs = make(map[cid.Cid]string, len(pkgs))
+		for _, p := range pkgs {
+			r.refs[p.ManifestCID] = p.Name + "@" + p.Version
+		}
+		r.version = version
+	}
+	ref, ok := r.refs[c]
+	if !ok {
+		return "", fmt.Errorf("resolve manifest %s: %w: not published", c, metadata.ErrNotFound)
+	}
+	return ref, nil
+}

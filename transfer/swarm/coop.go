@@ -1,0 +1,252 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
+)
+
+// A download's side of cooperative origin fetching: the members it ranks
+// as fetchers, and the pull-through requests its origin requests become
+// (pull.go has the wire and the fetcher's side).
+
+// updateMembers asks the network for its members now, adds the providers
+// Discovery found (nil: none new), and gives the Picker the union and the
+// fetcher ranking the members (those serving pull-through requests, less
+// the peers banned or dropped) when either changed; then it schedules.
+func (d *download) updateMembers(providers []PeerID) {
+	ms := d.pullMembers()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.finished {
+		return
+	}
+	if d.setMembers(ms, providers) {
+		d.schedule(time.Now())
+	}
+}
+
+// membersDue reports whether the members were last asked for a quarter
+// of FindInterval ago or more.
+func (d *download) membersDue(now time.Time) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return now.Sub(d.membersAt) >= d.s.cfg.FindInterval/4
+}
+
+// pullMembers returns the network's members (none without cooperative
+// fetching).
+func (d *download) pullMembers() []policy.Member {
+	if pn, ok := d.s.cfg.Network.(PullNetwork); ok && d.coop {
+		return pn.Members()
+	}
+	return nil
+}
+
+// setMembers is updateMembers without the scheduling; it reports whether
+// the members changed. d.mu is held.
+func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
+	d.membersAt = time.Now()
+	if providers != nil {
+		d.providers = providers
+	}
+	self := d.s.cfg.Self
+	ms = slices.DeleteFunc(ms, func(m policy.Member) bool {
+		return m.ID == self || m.ID == "" || m.ID == policy.OriginPeer || d.banned[m.ID] || d.dropped[m.ID] || d.silent[m.ID]
+	})
+	set := make(map[PeerID]bool, len(ms)+len(d.providers))
+	ids := make([]PeerID, 0, len(ms)+len(d.providers))
+	for _, m := range ms {
+		if !set[m.ID] {
+			set[m.ID] = true
+			ids = append(ids, m.ID)
+		}
+	}
+	for _, p := range d.providers {
+		if !set[p] && p != self {
+			set[p] = true
+			ids = append(ids, p)
+		}
+	}
+	if d.memberSet != nil && len(set) == len(d.memberSet) && !slices.ContainsFunc(ids, func(p PeerID) bool { return !d.memberSet[p] }) {
+		return false
+	}
+	d.memberSet = set
+	if d.coop {
+		d.fetchers = nil
+		// The members' round trips may tell the site at once (inferSite
+		// does nothing without Config.RTT, or with a configured site).
+		d.s.inferSite(ids, d.membersAt)
+		if !d.s.siteKnown() {
+			d.fetchers = policy.NewFetchers(policy.Member{ID: self}, ms)
+		}
+		d.picker.SetPullThrough(d.fetchers != nil && !d.fetchers.Alone())
+		if d.keys == nil {
+			d.keys = make([]uint64, len(d.pkg.refs))
+			for i, r := range d.pkg.refs {
+				d.keys[i] = policy.ChunkKey(r.CID.Bytes())
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return false
+	}
+	d.picker.SetMembers(self, ids)
+	return true
+}
+
+// siteKnown reports whether this host's site is known (configured or
+// inferred). Cooperative fetching then steps aside for the site policy
+// (sites.go): the members' sites are learnt from their Have, after a
+// flash crowd's first origin requests, and ranking fetchers before that
+// would pull chunks across sites. policy.Fetchers can rank a site's
+// members first once their sites are known when a download starts.
+func (s *Swarm) siteKnown() bool {
+	s.sites.mu.Lock()
+	defer s.sites.mu.Unlock()
+	return policy.ResolveSite(s.cfg.Site, s.sites.inferred).Name != ""
+}
+
+// fetchersBefore returns the fetchers to ask for chunk i before the
+// origin, in rank order (none when we rank first, or fetch alone). d.mu
+// is held.
+func (d *download) fetchersBefore(i int) []PeerID {
+	if d.fetchers == nil || d.fetchers.Alone() {
+		return nil
+	}
+	return d.fetchers.Before(d.keys[i], maxPullRanks, nil)
+}
+
+// pullFetchers asks chunk i's fetchers for it, in rank order: done once
+// one delivered it (or the download no longer wants it). It returns the
+// error to handle as the origin's when a fetcher answered for the origin
+// (the chunk is missing there, or the origin is down), nil when every
+// fetcher refused or failed and we should ask the origin ourselves.
+func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (bool, error) {
+	d.mu.Lock()
+	before := d.fetchersBefore(i)
+	var flags byte
+	if len(before) == 0 && d.fetchers != nil && !d.fetchers.Alone() {
+		// We rank first: before we ask the origin, the next in rank is
+		// asked for the chunk if it holds it already (a host arriving
+		// after the others hold the package takes it from them).
+		if next := d.fetchers.After(d.keys[i]); next != "" {
+			before, flags = []PeerID{next}, pullHeldOnly
+		}
+	}
+	d.mu.Unlock()
+	ref := d.pkg.refs[i]
+	for _, f := range before {
+		data, err := d.pullOne(ctx, f, i, ref, flags)
+		if errors.Is(err, errPullSkipped) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		if err == nil {
+			if verr := ref.Verify(data); verr != nil {
+				d.s.chunks[fromPeers][failed].Add(1)
+				d.banFetcher(f, verr)
+				continue
+			}
+			d.deliverFrom(i, policy.OriginPeer, f, data, sent)
+			return true, nil
+		}
+		if errors.Is(err, errPullOriginDown) || errors.Is(err, metadata.ErrNotFound) {
+			return false, err // the origin's answer, through the fetcher
+		}
+		d.s.log.Debug("fetcher did not serve the chunk; next in rank", "fetcher", f, "chunk", ref.CID, "err", err)
+	}
+	return false, nil
+}
+
+// errPullSkipped: the fetcher was ranked no more while the request waited
+// its turn.
+var errPullSkipped = errors.New("fetcher skipped")
+
+// pullOne sends one pull-through request to f once it is f's turn
+// (Swarm.askSlot), unless f was found silent meanwhile; a silent f is
+// ranked no more (skipFetcher) before its slot is given back.
+func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.ChunkRef, flags byte) ([]byte, error) {
+	release, err := d.s.askSlot(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	d.mu.Lock()
+	skip := d.silent[f] || d.banned[f]
+	d.mu.Unlock()
+	if skip {
+		return nil, errPullSkipped
+	}
+	data, err := d.s.pull(ctx, f, d.c, i, ref, flags)
+	if errors.Is(err, errPullSilent) {
+		// Before the slot goes to a request waiting for it.
+		d.skipFetcher(f)
+	}
+	return data, err
+}
+
+// banFetcher bans a fetcher whose chunk failed its hash, as a peer whose
+// chunk does.
+func (d *download) banFetcher(f PeerID, err error) {
+	d.mu.Lock()
+	d.banned[f] = true
+	if ss := d.peers[f]; ss != nil {
+		delete(d.peers, f)
+		d.picker.PeerLeft(f)
+		ss.dl.CompareAndSwap(d, nil)
+		defer ss.close(err)
+	}
+	d.memberSet = nil // rank again without it
+	d.mu.Unlock()
+	d.s.log.Warn("peer banned: corrupt chunk through pull-through", "peer", f, "manifest", d.c, "err", err)
+	d.s.cfg.Network.ClosePeer(f)
+	d.updateMembers(nil)
+}
+
+// skipFetcher ranks the members again without f, which did not answer a
+// pull-through request in time: a dead or stalled fetcher costs the
+// download one timeout, not one per chunk it ranks first for.
+func (d *download) skipFetcher(f PeerID) {
+	d.mu.Lock()
+	if d.silent[f] {
+		d.mu.Unlock()
+		return
+	}
+	d.silent[f] = true
+	d.memberSet = nil
+	d.mu.Unlock()
+	d.s.log.Debug("fetcher silent: ranked no more for this download", "fetcher", f, "manifest", d.c)
+	d.updateMembers(nil)
+}
+
+// awaitChunk returns a channel closed once chunk i is stored or the
+// download ends, if a peer is sending chunk i to us or we are storing
+// it; nil otherwise (the chunk is not on its way from a peer).
+func (d *download) awaitChunk(i int) <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.finished || d.picker.Have(i) || !d.storing.Has(i) && !d.picker.PeerAsked(i) {
+		return nil
+	}
+	ch := make(chan struct{})
+	if d.waiters == nil {
+		d.waiters = make(map[int][]chan struct{})
+	}
+	d.waiters[i] = append(d.waiters[i], ch)
+	return ch
+}
+
+// wakeWaiters closes chunk i's waiters (d.mu held).
+func (d *download) wakeWaiters(i int) {
+	for _, ch := range d.waiters[i] {
+		close(ch)
+	}
+	delete(d.waiters, i)
+}

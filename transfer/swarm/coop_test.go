@@ -1,0 +1,278 @@
+package swarm_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/transfer/policy"
+	"github.com/storkpm/stork/transfer/swarm"
+	"github.com/storkpm/stork/transfer/transfertest"
+)
+
+// flashCrowd has hosts nodes, each started by add, download p at once
+// from origin, and returns the origin's copies of p.
+func flashCrowd(t *testing.T, c *cluster, p *testPackage, origin *swarmOrigin) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.nodes))
+	for k, n := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[k] = n.download(ctx, p)
+		}()
+	}
+	wg.Wait()
+	for k, n := range c.nodes {
+		if errs[k] != nil {
+			t.Fatalf("node %s: Download: %v", n.id, errs[k])
+		}
+		checkCopy(t, n, p)
+	}
+	return float64(origin.bytes.Load()) / float64(p.size)
+}
+
+// 24 hosts that see each other fetch a package of one chunk at once: the
+// chunk's fetcher takes it from the origin, every other host asks the
+// fetcher, and the origin sends one copy. Without pull-through every host
+// asks the origin before it learns of the others.
+func TestSwarmPullThroughOneChunk(t *testing.T) {
+	const hosts = 24
+	p := newTestPackage(t, 11, 1<<20, 1<<20)
+	for _, pull := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pull=%v", pull), func(t *testing.T) {
+			c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+			origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+			for k := range hosts {
+				c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.NoPullThrough = !pull })
+			}
+			copies := flashCrowd(t, c, p, origin)
+			t.Logf("pull-through %v: %d hosts, one 1 MiB chunk: origin sent %.2f copies (%d requests)", pull, hosts, copies, origin.reqs.Load())
+			if pull && copies > 1 {
+				t.Fatalf("origin sent %.2f copies with pull-through, want 1", copies)
+			}
+			if !pull && copies < 2 {
+				t.Fatalf("origin sent %.2f copies without pull-through: the test no longer shows the flash crowd", copies)
+			}
+		})
+	}
+}
+
+// deadMember adds to c a member that takes pull-through streams and
+// never answers them (a fetcher that hangs), recording when each asker
+// opened one.
+func deadMember(c *cluster, id string) (opened func() map[swarm.PeerID][]time.Time) {
+	mn := c.net.Node(swarm.PeerID(id), nil)
+	var mu sync.Mutex
+	seen := map[swarm.PeerID][]time.Time{}
+	mn.SetPullHandler(func(from swarm.PeerID, st swarm.Stream) {
+		mu.Lock()
+		seen[from] = append(seen[from], time.Now())
+		mu.Unlock()
+		_, _ = io.Copy(io.Discard, st) // until the asker gives up
+		st.Reset()
+	})
+	return func() map[swarm.PeerID][]time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(seen)
+	}
+}
+
+// A member that takes pull-through requests and never answers costs each
+// host one timeout: the chunks it ranks first for go to the next in rank
+// once it has been silent for the idle timeout, the host ranks it no
+// more (no pull to it starts later), and the origin still sends one copy.
+func TestSwarmPullThroughDeadFetcher(t *testing.T) {
+	const hosts = 4
+	p := newTestPackage(t, 12, 16<<10, 160*16<<10)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 5*time.Millisecond)
+	opened := deadMember(c, "dead")
+	for k := range hosts {
+		c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.RequestTimeout = 4 * time.Second })
+	}
+	// The dead member ranks first for some chunks.
+	ms := []policy.Member{{ID: "dead"}}
+	for _, n := range c.nodes[1:] {
+		ms = append(ms, policy.Member{ID: n.id})
+	}
+	f := policy.NewFetchers(policy.Member{ID: c.nodes[0].id}, ms)
+	deadFirst := 0
+	for _, ref := range p.m.UniqueChunks() {
+		if f.First(policy.ChunkKey(ref.CID.Bytes())) == "dead" {
+			deadFirst++
+		}
+	}
+	if deadFirst < 3 {
+		t.Fatalf("the dead member ranks first for %d chunks; the test needs a few", deadFirst)
+	}
+	copies := flashCrowd(t, c, p, origin)
+	idle := 2 * time.Second // pullIdle for RequestTimeout 4s
+	got := opened()
+	t.Logf("dead member first for %d of %d chunks: origin sent %.2f copies; pulls to it: %v", deadFirst, len(p.chunks), copies, got)
+	for _, n := range c.nodes {
+		ts := got[n.id]
+		if len(ts) == 0 {
+			continue // it knew the chunks from its peers first
+		}
+		for _, at := range ts[1:] {
+			if at.Sub(ts[0]) >= idle {
+				t.Errorf("node %s asked the dead member again %v after its first request, past the idle timeout", n.id, at.Sub(ts[0]))
+			}
+		}
+	}
+	if copies > 1.25 {
+		t.Errorf("origin sent %.2f copies, want about one", copies)
+	}
+}
+
+// A host alone (a network with no other member) fetches from the origin
+// exactly as with cooperative fetching off: as many requests, as many at
+// once.
+func TestSwarmPullThroughLoneHost(t *testing.T) {
+	p := newTestPackage(t, 13, 64<<10, 64*64<<10)
+	var reqs, peaks [2]int64
+	for k, pull := range []bool{true, false} {
+		c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+		// A slow origin: every request of the window is open at once.
+		origin := newSwarmOrigin(p, 0, 300*time.Millisecond)
+		c.add("alone", origin, func(cfg *swarm.Config) { cfg.NoPullThrough = !pull })
+		copies := flashCrowd(t, c, p, origin)
+		if copies != 1 {
+			t.Errorf("pull-through %v: origin sent %.2f copies to a lone host, want 1", pull, copies)
+		}
+		reqs[k], peaks[k] = origin.reqs.Load(), origin.peak.Load()
+	}
+	t.Logf("lone host: origin requests %v, at most %v at once (pull-through on, off)", reqs, peaks)
+	if reqs[0] != reqs[1] || peaks[0] != peaks[1] {
+		t.Errorf("lone host with pull-through: %d origin requests, %d at once; without: %d, %d", reqs[0], peaks[0], reqs[1], peaks[1])
+	}
+}
+
+// Hosts that arrive once others hold the package take it from them: a
+// late host asks each chunk's fetcher, which serves it from its store,
+// and the origin sends nothing more. Without pull-through the late host
+// asks the origin for the chunks before it finds the holders.
+func TestSwarmPullThroughLateArrivals(t *testing.T) {
+	p := newTestPackage(t, 14, 256<<10, 1<<20)
+	for _, pull := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pull=%v", pull), func(t *testing.T) {
+			c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+			origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+			mod := func(cfg *swarm.Config) { cfg.NoPullThrough = !pull }
+			for k := range 4 {
+				c.add(fmt.Sprintf("early%d", k), origin, mod)
+			}
+			first := flashCrowd(t, c, p, origin)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			for k := range 3 {
+				n := c.add(fmt.Sprintf("late%d", k), origin, mod)
+				if _, err := n.download(ctx, p); err != nil {
+					t.Fatalf("late host %s: Download: %v", n.id, err)
+				}
+				checkCopy(t, n, p)
+			}
+			total := float64(origin.bytes.Load()) / float64(p.size)
+			t.Logf("pull-through %v: origin copies %.2f for 4 hosts at once, %.2f after 3 late hosts", pull, first, total)
+			if pull && total > 1.25 {
+				t.Errorf("origin sent %.2f copies with late hosts, want about one", total)
+			}
+		})
+	}
+}
+
+// A host arriving after the others hold the package, and ranked first
+// for its chunk, asks the next in rank whether it holds the chunk before
+// it asks the origin: it takes the chunk from it, and the origin sends
+// nothing more.
+func TestSwarmPullThroughLateFirstRanked(t *testing.T) {
+	p := newTestPackage(t, 15, 1<<20, 1<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: 5 * time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 0)
+	var early []policy.Member
+	for k := range 4 {
+		n := c.add(fmt.Sprintf("early%d", k), origin, nil)
+		early = append(early, policy.Member{ID: n.id})
+	}
+	flashCrowd(t, c, p, origin)
+	key := policy.ChunkKey(p.m.UniqueChunks()[0].CID.Bytes())
+	late := ""
+	for k := range 1000 {
+		id := fmt.Sprintf("late%d", k)
+		if policy.NewFetchers(policy.Member{ID: swarm.PeerID(id)}, early).First(key) == swarm.PeerID(id) {
+			late = id
+			break
+		}
+	}
+	if late == "" {
+		t.Fatal("no late host ranks first")
+	}
+	n := c.add(late, origin, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := n.download(ctx, p); err != nil {
+		t.Fatalf("late host: Download: %v", err)
+	}
+	checkCopy(t, n, p)
+	if copies := float64(origin.bytes.Load()) / float64(p.size); copies > 1 {
+		t.Errorf("origin sent %.2f copies: the late host ranked first fetched from it", copies)
+	}
+}
+
+// Two hosts fetch 300 one-chunk packages at once: each asks the other
+// for the chunks it ranks first for, far more at once than the
+// fetcher's per-peer limit; the requests wait their turn at the asker
+// instead of being refused and sent to the origin, and the origin sends
+// about one copy of each package.
+func TestSwarmPullThroughManyPackages(t *testing.T) {
+	const pkgs = 300
+	c := newCluster(t, transfertest.LinkShape{Latency: 2 * time.Millisecond})
+	var all []*testPackage
+	chunks := map[cid.Cid][]byte{}
+	var total int64
+	for k := range pkgs {
+		p := newTestPackage(t, uint64(100+k), 16<<10, 16<<10)
+		all = append(all, p)
+		maps.Copy(chunks, p.chunks)
+		total += p.size
+	}
+	origin := newSwarmOrigin(&testPackage{chunks: chunks}, 0, 200*time.Millisecond)
+	a := c.add("a", origin, nil)
+	b := c.add("b", origin, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*pkgs)
+	for _, n := range []*node{a, b} {
+		for _, p := range all {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := n.download(ctx, p); err != nil {
+					errs <- fmt.Errorf("node %s: %w", n.id, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	copies := float64(origin.bytes.Load()) / float64(total)
+	t.Logf("2 hosts, %d one-chunk packages at once: origin sent %.2f copies", pkgs, copies)
+	if copies > 1.1 {
+		t.Errorf("origin sent %.2f copies of the upgrade, want about one", copies)
+	}
+}

@@ -1,0 +1,619 @@
+package swarm
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
+)
+
+// Pull-through requests (PullProtocol): a host asks a chunk's fetcher (the
+// member ranked first for it, policy.Fetchers) for the chunk; the fetcher
+// serves it from its store, or fetches it from the origin once for every
+// host that asks (originFetch) and serves it.
+//
+// Wire format, one request per stream. The asker writes
+//
+//	uvarint n | manifest CID (n bytes) | uvarint chunk index | flags byte
+//
+// flags: pullHeldOnly asks for the chunk only if the fetcher holds it
+// already (store, cache, or its own download has it): it refuses at once
+// otherwise, and never asks the origin for it.
+//
+// and the fetcher answers with status bytes: pullWorking at once when it
+// takes the request, again every pullKeepalive while it fetches, then
+// one final status: pullOK followed by uvarint length and the chunk's
+// bytes, or pullRefused (it does not know the package, or is busy: ask
+// the next fetcher), pullMissing (the origin lacks the chunk or sent it
+// corrupt) or pullOriginDown (the origin cannot be reached). Then it
+// closes the stream. A host that does not speak the protocol refuses the
+// stream; the asker takes that, and silence past its idle timeout, as a
+// refusal.
+const (
+	pullWorking    byte = 0
+	pullOK         byte = 1
+	pullRefused    byte = 2
+	pullMissing    byte = 3
+	pullOriginDown byte = 4
+)
+
+// Request flags.
+const pullHeldOnly byte = 1
+
+// Limits of pull-through serving.
+const (
+	// pullKeepalive: how often a fetcher still fetching says so.
+	pullKeepalive = 250 * time.Millisecond
+	// maxPullRanks: the fetchers a host asks for a chunk, in rank order,
+	// before it asks the origin itself.
+	maxPullRanks = 3
+	// maxPullsPerPeer and maxPulls bound the pull-through requests a host
+	// serves at once, per asker and in all; beyond, it refuses.
+	maxPullsPerPeer = 64
+	maxPulls        = 512
+	// maxAskPerFetcher bounds the pull-through requests a host has open
+	// to one fetcher, across all its downloads: beyond, a request waits
+	// its turn here (the idle timeout starts once it is sent), so that an
+	// upgrade of hundreds of packages queues at the asker instead of
+	// being refused by the fetcher's limits (maxPullsPerPeer, maxPulls,
+	// and the transport's streams per peer) and going to the origin.
+	maxAskPerFetcher = 16
+	// pullCacheBytes and pullCacheTTL bound the chunks a host keeps in
+	// memory after fetching them from the origin, so that the askers that
+	// come later (and its own download, if the chunk was fetched for
+	// peers first) do not make it fetch them again: a fetcher that does
+	// not download the package itself holds its chunks nowhere else, and
+	// hosts arriving one every few seconds ask it for minutes. Chunks are
+	// immutable (named by their hash): only memory bounds the TTL.
+	pullCacheBytes = 64 << 20
+	pullCacheTTL   = 10 * time.Minute
+	// maxPullRequest bounds a request's bytes.
+	maxPullRequest = 1 + maxCIDLen + binary.MaxVarintLen32 + binary.MaxVarintLen64 + 1
+)
+
+var (
+	errPullRefused = errors.New("fetcher refused the pull-through request")
+	// errPullSilent: the fetcher could not be reached, or said nothing
+	// for pullIdle; the download asks it nothing more.
+	errPullSilent     = errors.New("fetcher unreachable or silent")
+	errPullOriginDown = errors.New("fetcher cannot reach the origin")
+)
+
+// pullIdle is how long an asker waits for any sign of life from a
+// fetcher (the stream opened, a status byte or chunk bytes) before it
+// gives up on it: half a peer request's timeout, so that a fetcher busy
+// serving an upgrade of hundreds of packages (whose streams take a while
+// to open) is not taken for a dead one.
+func (s *Swarm) pullIdle() time.Duration {
+	return max(s.cfg.RequestTimeout/2, time.Second)
+}
+
+// pull asks fetcher `from` for chunk i (ref) of manifest. The chunk it
+// returns is not verified yet. The caller holds one of from's askSlots.
+func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte) ([]byte, error) {
+	pn, _ := s.cfg.Network.(PullNetwork)
+	if pn == nil {
+		return nil, errPullRefused
+	}
+	idle := s.pullIdle()
+	octx, cancel := context.WithTimeout(ctx, idle)
+	st, err := pn.OpenPull(octx, from)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("pull chunk %s from %s: %w: %w", ref.CID, from, errPullSilent, err)
+	}
+	watch := time.AfterFunc(idle, func() { st.Reset() })
+	defer watch.Stop()
+	stop := context.AfterFunc(ctx, func() { st.Reset() })
+	defer stop()
+	data, err := readPull(st, manifest, i, flags, ref.Length, func() { watch.Reset(idle) })
+	if err != nil {
+		st.Reset()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("pull chunk %s from %s: %w", ref.CID, from, err)
+	}
+	st.Close()
+	return data, nil
+}
+
+// askSlot waits for one of the maxAskPerFetcher slots of requests to
+// fetcher f and returns the function that gives it back.
+func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
+	s.pullMu.Lock()
+	slots := s.asking[f]
+	if slots == nil {
+		slots = make(chan struct{}, maxAskPerFetcher)
+		s.asking[f] = slots
+	}
+	s.pullMu.Unlock()
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// readPull writes the request and reads the answer (calling alive on
+// every sign of life); the chunk must be length bytes long.
+func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, alive func()) ([]byte, error) {
+	mb := manifest.Bytes()
+	req := binary.AppendUvarint(nil, uint64(len(mb)))
+	req = append(req, mb...)
+	req = binary.AppendUvarint(req, uint64(i))
+	req = append(req, flags)
+	if _, err := st.Write(req); err != nil {
+		return nil, fmt.Errorf("%w: %w", errPullSilent, err)
+	}
+	br := bufio.NewReader(&aliveReader{r: st, alive: alive})
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errPullSilent, err)
+		}
+		switch b {
+		case pullWorking:
+			continue
+		case pullRefused:
+			return nil, errPullRefused
+		case pullMissing:
+			return nil, fmt.Errorf("fetcher's origin: %w", metadata.ErrNotFound)
+		case pullOriginDown:
+			return nil, errPullOriginDown
+		case pullOK:
+		default:
+			return nil, protoErr("pull status %d", b)
+		}
+		n, err := readUvarint(br)
+		if err != nil {
+			return nil, unexpectedEOF(err)
+		}
+		if n != uint64(length) {
+			return nil, protoErr("pulled chunk of %d bytes, want %d", n, length)
+		}
+		data := make([]byte, n)
+		if _, err := io.ReadFull(br, data); err != nil {
+			return nil, unexpectedEOF(err)
+		}
+		return data, nil
+	}
+}
+
+// aliveReader calls alive after every read that returned bytes.
+type aliveReader struct {
+	r     io.Reader
+	alive func()
+}
+
+func (a *aliveReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.alive()
+	}
+	return n, err
+}
+
+// readPullRequest reads a request: the manifest, the chunk index and the
+// flags.
+func readPullRequest(br *bufio.Reader) (cid.Cid, int, byte, error) {
+	n, err := readUvarint(br)
+	if err != nil {
+		return cid.Undef, 0, 0, unexpectedEOF(err)
+	}
+	if n == 0 || n > maxCIDLen {
+		return cid.Undef, 0, 0, protoErr("pull request: CID of %d bytes", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(br, b); err != nil {
+		return cid.Undef, 0, 0, unexpectedEOF(err)
+	}
+	c, err := cid.Cast(b)
+	if err != nil || string(c.Bytes()) != string(b) {
+		return cid.Undef, 0, 0, protoErr("pull request: bad CID")
+	}
+	i, err := readUvarint(br)
+	if err != nil {
+		return cid.Undef, 0, 0, unexpectedEOF(err)
+	}
+	if i > 1<<32-1 {
+		return cid.Undef, 0, 0, protoErr("pull request: index %d", i)
+	}
+	flags, err := br.ReadByte()
+	if err != nil {
+		return cid.Undef, 0, 0, unexpectedEOF(err)
+	}
+	return c, int(i), flags, nil
+}
+
+// pullWriter serialises a fetcher's writes (the keepalives and the
+// answer).
+type pullWriter struct {
+	mu sync.Mutex
+	st Stream
+}
+
+func (w *pullWriter) status(b byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, err := w.st.Write([]byte{b})
+	return err
+}
+
+func (w *pullWriter) chunk(data []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	hdr := binary.AppendUvarint([]byte{pullOK}, uint64(len(data)))
+	if _, err := w.st.Write(hdr); err != nil {
+		return err
+	}
+	_, err := w.st.Write(data)
+	return err
+}
+
+// HandlePull serves one inbound pull-through request from p: the chunk
+// from the store, from our own download of the package once it has it,
+// or from the origin, fetched once for every host that asks. Only chunks
+// of packages this host holds, downloads or can resolve through
+// Config.Manifests are served, and at most maxPullsPerPeer requests per
+// peer and maxPulls in all at once. It returns when the answer is sent;
+// call it from the network's stream-handler goroutine.
+func (s *Swarm) HandlePull(p PeerID, st Stream) {
+	s.mu.Lock()
+	if s.closed || s.cfg.NoPullThrough {
+		s.mu.Unlock()
+		st.Reset()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	br := bufio.NewReaderSize(io.LimitReader(st, maxPullRequest), maxPullRequest)
+	t := time.AfterFunc(s.cfg.RequestTimeout, func() { st.Reset() })
+	manifest, i, flags, err := readPullRequest(br)
+	if !t.Stop() || err != nil {
+		s.log.Debug("pull request refused", "peer", p, "err", err)
+		st.Reset()
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	// The asker going away (a reset) ends our wait; so does its Close
+	// after our answer, which is harmless.
+	s.goroutine(func() {
+		_, _ = io.Copy(io.Discard, st)
+		cancel()
+	})
+	w := &pullWriter{st: st}
+	code, data := s.servePull(ctx, p, w, manifest, i, flags)
+	if code == pullOK {
+		err = w.chunk(data)
+		if err == nil {
+			s.bytesUploaded.Add(int64(len(data)))
+			s.countPeer(p, 0, int64(len(data)))
+		}
+	} else {
+		err = w.status(code)
+	}
+	if err != nil {
+		st.Reset()
+		return
+	}
+	st.Close()
+}
+
+// servePull finds chunk i of manifest for peer p, saying pullWorking
+// through w while it does; it returns the final status and the chunk.
+func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest cid.Cid, i int, flags byte) (byte, []byte) {
+	if !s.admitPull(p) {
+		return pullRefused, nil
+	}
+	defer s.releasePull(p)
+	// Working at once, and every pullKeepalive after, while the package
+	// is resolved (which may refresh metadata) and the chunk found: the
+	// asker's idle timeout is for hosts that are gone, not busy.
+	if w.status(pullWorking) != nil {
+		return pullRefused, nil
+	}
+	stop := s.keepalive(w)
+	defer stop()
+	pi, d, err := s.pullPackage(ctx, manifest)
+	if err != nil || i >= len(pi.refs) {
+		s.log.Debug("pull request for an unknown chunk", "peer", p, "manifest", manifest, "index", i, "err", err)
+		return pullRefused, nil
+	}
+	var data []byte
+	if flags&pullHeldOnly != 0 {
+		if data = s.heldChunk(pi.refs[i]); data == nil {
+			return pullRefused, nil
+		}
+		return pullOK, data
+	}
+	data, err = s.pullData(ctx, pi.refs[i], d, i)
+	switch {
+	case err == nil:
+		return pullOK, data
+	case errors.Is(err, errPullRefused):
+		return pullRefused, nil
+	case errors.Is(err, metadata.ErrNotFound), errors.Is(err, metadata.ErrHashMismatch), errors.Is(err, metadata.ErrTooLarge):
+		return pullMissing, nil
+	case ctx.Err() != nil:
+		return pullRefused, nil
+	}
+	return pullOriginDown, nil
+}
+
+// keepalive says pullWorking through w every pullKeepalive until the
+// function it returns is called (which waits for the last write).
+func (s *Swarm) keepalive(w *pullWriter) func() {
+	done := make(chan struct{})
+	var kw sync.WaitGroup
+	kw.Add(1)
+	if !s.goroutine(func() {
+		defer kw.Done()
+		t := time.NewTicker(pullKeepalive)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if w.status(pullWorking) != nil {
+					return
+				}
+			}
+		}
+	}) {
+		kw.Done()
+	}
+	return func() {
+		close(done)
+		kw.Wait()
+	}
+}
+
+// admitPull takes one of p's pull-through slots, if it has one left and
+// the host does.
+func (s *Swarm) admitPull(p PeerID) bool {
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	if s.pullsAll >= maxPulls || s.pulls[p] >= maxPullsPerPeer {
+		return false
+	}
+	s.pullsAll++
+	s.pulls[p]++
+	return true
+}
+
+func (s *Swarm) releasePull(p PeerID) {
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	s.pullsAll--
+	if s.pulls[p]--; s.pulls[p] <= 0 {
+		delete(s.pulls, p)
+	}
+}
+
+// pullPackage returns what is known of manifest: a running download's
+// package, one the store holds, or one Config.Manifests resolves.
+func (s *Swarm) pullPackage(ctx context.Context, manifest cid.Cid) (*pkgInfo, *download, error) {
+	pi, d, err := s.pkg(manifest)
+	if err == nil {
+		return pi, d, nil
+	}
+	if s.cfg.Manifests == nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	m, err := s.cfg.Manifests.ResolveManifest(ctx, manifest)
+	if err != nil {
+		return nil, nil, err
+	}
+	if got, err := m.CID(); err != nil || !got.Equals(manifest) {
+		return nil, nil, fmt.Errorf("resolved manifest %s: %w", manifest, metadata.ErrHashMismatch)
+	}
+	pi = newPkgInfo(m)
+	s.mu.Lock()
+	if len(s.pkgs) > 256 {
+		clear(s.pkgs)
+	}
+	s.pkgs[manifest] = pi
+	s.mu.Unlock()
+	return pi, nil, nil
+}
+
+// heldChunk returns chunk ref if this host holds it (its store or the
+// chunks it fetched for peers lately), nil otherwise.
+func (s *Swarm) heldChunk(ref metadata.ChunkRef) []byte {
+	if s.cfg.Store.HasChunk(ref.CID) {
+		if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
+			return data
+		}
+	}
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	return s.cachedLocked(ref.CID)
+}
+
+// pullData returns chunk i (ref) for a pull-through request: from the
+// store; from our download d of the package once it has the chunk, if a
+// peer is sending it to d (a bounded wait); or from the origin, joined
+// with any fetch of the same chunk under way (originFetch). A chunk
+// fetched here goes into d too.
+func (s *Swarm) pullData(ctx context.Context, ref metadata.ChunkRef, d *download, i int) ([]byte, error) {
+	if data := s.heldChunk(ref); data != nil {
+		return data, nil
+	}
+	if d != nil {
+		if ch := d.awaitChunk(i); ch != nil {
+			t := time.NewTimer(s.cfg.RequestTimeout)
+			select {
+			case <-ch:
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+			if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
+				return data, nil
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+		}
+	}
+	sent := time.Now()
+	data, err := s.originFetch(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if d != nil {
+		s.goroutine(func() { d.deliver(i, policy.OriginPeer, data, sent) })
+	}
+	return data, nil
+}
+
+// originCall is one fetch of a chunk from the origin, shared by every
+// caller that wants the chunk meanwhile.
+type originCall struct {
+	done    chan struct{}
+	data    []byte
+	err     error
+	waiters int
+	cancel  context.CancelFunc
+}
+
+// originFetch returns chunk ref from the origin, verified: from the cache
+// of chunks recently fetched, or joined with a fetch of it under way, or
+// fetched now. The fetch runs until it ends or every
+// caller waiting for it has gone.
+func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte, error) {
+	if s.cfg.Origin == nil {
+		return nil, fmt.Errorf("chunk %s: %w: no origin", ref.CID, errPullRefused)
+	}
+	s.pullMu.Lock()
+	if data := s.cachedLocked(ref.CID); data != nil {
+		s.pullMu.Unlock()
+		return data, nil
+	}
+	c := s.originCalls[ref.CID]
+	if c == nil {
+		fctx, cancel := context.WithCancel(s.ctx)
+		c = &originCall{done: make(chan struct{}), cancel: cancel}
+		if !s.goroutine(func() { s.runOriginCall(fctx, c, ref) }) {
+			s.pullMu.Unlock()
+			cancel()
+			return nil, ErrClosed
+		}
+		s.originCalls[ref.CID] = c
+	}
+	c.waiters++
+	s.pullMu.Unlock()
+	select {
+	case <-c.done:
+		return c.data, c.err
+	case <-ctx.Done():
+		s.pullMu.Lock()
+		if c.waiters--; c.waiters == 0 {
+			// Nobody wants it any more: a later caller starts afresh.
+			c.cancel()
+			if s.originCalls[ref.CID] == c {
+				delete(s.originCalls, ref.CID)
+			}
+		}
+		s.pullMu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// runOriginCall fetches c's chunk and verifies it.
+func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.ChunkRef) {
+	data, err := s.cfg.Origin.FetchChunk(ctx, ref.CID, ref.Length)
+	if _, checked := s.cfg.Origin.(CheckedSource); err == nil && (!checked || int64(len(data)) != ref.Length) {
+		err = ref.Verify(data) // a CheckedSource has checked the hash already
+	}
+	if errors.Is(err, metadata.ErrHashMismatch) {
+		s.chunks[fromOrigin][failed].Add(1)
+	}
+	s.pullMu.Lock()
+	c.data, c.err = data, err
+	if err == nil && s.servesPulls() {
+		// Cached as the call ends, under the same lock, so that no caller
+		// finds neither and fetches it again. A host that serves no
+		// pull-through requests has nobody to keep it for.
+		s.rememberLocked(ref.CID, data)
+	}
+	if s.originCalls[ref.CID] == c {
+		delete(s.originCalls, ref.CID)
+	}
+	s.pullMu.Unlock()
+	c.cancel()
+	close(c.done)
+}
+
+// servesPulls reports whether this host serves pull-through requests:
+// its Network is a PullNetwork and Config.NoPullThrough is off.
+func (s *Swarm) servesPulls() bool {
+	_, ok := s.cfg.Network.(PullNetwork)
+	return ok && !s.cfg.NoPullThrough
+}
+
+// cachedChunk is a chunk fetched from the origin, kept a while.
+type cachedChunk struct {
+	c    cid.Cid
+	data []byte
+	at   time.Time
+}
+
+// rememberLocked keeps data (chunk c, fresh from the origin) for later
+// callers, within pullCacheBytes and pullCacheTTL (pullMu held).
+func (s *Swarm) rememberLocked(c cid.Cid, data []byte) {
+	if len(data) > pullCacheBytes/4 {
+		return
+	}
+	if _, ok := s.cacheIdx[c]; ok {
+		return
+	}
+	s.cache = append(s.cache, cachedChunk{c: c, data: data, at: time.Now()})
+	s.cacheIdx[c] = len(data)
+	s.cacheBytes += len(data)
+	s.expireLocked(time.Now())
+}
+
+// cachedLocked returns chunk c if the cache has it (pullMu held).
+func (s *Swarm) cachedLocked(c cid.Cid) []byte {
+	if _, ok := s.cacheIdx[c]; !ok {
+		return nil
+	}
+	s.expireLocked(time.Now())
+	for k := len(s.cache) - 1; k >= 0; k-- {
+		if s.cache[k].c.Equals(c) {
+			return s.cache[k].data
+		}
+	}
+	return nil
+}
+
+// expireLocked drops the oldest chunks while the cache is over its bytes
+// or they are older than pullCacheTTL (pullMu held).
+func (s *Swarm) expireLocked(now time.Time) {
+	k := 0
+	for k < len(s.cache) && (s.cacheBytes > pullCacheBytes || now.Sub(s.cache[k].at) > pullCacheTTL) {
+		delete(s.cacheIdx, s.cache[k].c)
+		s.cacheBytes -= len(s.cache[k].data)
+		k++
+	}
+	if k > 0 {
+		s.cache = append(s.cache[:0], s.cache[k:]...)
+	}
+}
