@@ -136,6 +136,16 @@ type Policy struct {
 	// DiscoveryDelay: from arrival to knowing the first peers (DHT
 	// lookup). Default 0.
 	DiscoveryDelay Duration `json:"discovery_delay,omitempty"`
+	// ProviderDelay: from a host's arrival to its provider record being
+	// found by other hosts' lookups (the daemon's per-package overhead
+	// plus publishing the record on the DHT), a configured duration. A
+	// host's discovery (every FindInterval while it has fewer than
+	// MaxPeers peers) sees as members and candidate peers only the
+	// present hosts whose record is out; a host seeing none fetches from
+	// the origin alone. Default 0: every present host is seen at once.
+	// With swarm-coop the fetcher ranking still uses every present host:
+	// they are the hosts of the overlay a daemon is connected to.
+	ProviderDelay Duration `json:"provider_delay,omitempty"`
 	// CrossSitePeers: in swarm-locality, at most this many peers are in
 	// other sites. Default MaxPeers/8, at least 2.
 	CrossSitePeers int `json:"cross_site_peers,omitempty"`
@@ -248,6 +258,8 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: churn.fraction %v: want 0..1", s.Name, s.Churn.Fraction)
 	case s.Churn.To < s.Churn.From:
 		return fmt.Errorf("scenario %s: churn window ends before it starts", s.Name)
+	case s.Policy.DiscoveryDelay < 0 || s.Policy.ProviderDelay < 0:
+		return fmt.Errorf("scenario %s: policy.discovery_delay and provider_delay must not be negative", s.Name)
 	case s.Policy.MaxPeers < 1:
 		return fmt.Errorf("scenario %s: policy.max_peers %d: want at least 1", s.Name, s.Policy.MaxPeers)
 	}
