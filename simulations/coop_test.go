@@ -91,3 +91,26 @@ func TestCoopChurnRefused(t *testing.T) {
 		t.Fatal("swarm-coop with churn ran; want ErrCoopChurn")
 	}
 }
+
+// TestCoopPlots: the plots and CSV of runs with swarm-coop, over two
+// host counts, are written with a line for swarm-coop.
+func TestCoopPlots(t *testing.T) {
+	t.Parallel()
+	var rs []*Result
+	for _, n := range []int{4, 12} {
+		for _, st := range []Strategy{Swarm, SwarmCoop} {
+			rs = append(rs, run(t, flashCrowd(n, 1<<20, time.Second), st))
+		}
+	}
+	dir := t.TempDir()
+	if _, err := WritePlots(dir, rs); err != nil {
+		t.Fatalf("WritePlots: %v", err)
+	}
+	if err := WriteCSV(dir, rs); err != nil {
+		t.Fatalf("WriteCSV: %v", err)
+	}
+	_, order, _ := byStrategy(rs)
+	if len(order) != 2 || order[1] != SwarmCoop {
+		t.Errorf("plotted strategies %v, want [swarm swarm-coop]", order)
+	}
+}
