@@ -28,15 +28,27 @@ var ErrCoopChurn = errors.New("cooperative fetching is not simulated with churn"
 
 // Events of cooperative fetching, after headofline.go's.
 const (
-	evPull   = evFetchingOne + 1 + iota // a pull-through request reaches the fetcher: a=fetcher, b=asker, c=chunk
-	evPulled                            // the chunk a fetcher sent reaches the asker: a=asker, b=fetcher, c=chunk
+	evPull      = evFetchingOne + 1 + iota // a pull-through request reaches the fetcher: a=fetcher, b=asker, c=chunk
+	evPulled                               // the chunk a fetcher sent reaches the asker: a=asker, b=fetcher, c=chunk
+	evPullFetch                            // a fetcher's origin request for askers only reaches the origin: a=fetcher, c=chunk
 )
 
 // pullFlow marks a flow from a fetcher to an asker (flow.vm).
 const pullFlow = -1
 
 type coopState struct {
-	on    bool
+	on bool
+	// all: the members are every host, not only those present (a
+	// workload's later packages: every host is in the overlay, fetching
+	// some package).
+	all     bool
+	allList []int32
+	fetch   map[int64]bool // fetcher*nChunks+chunk: an origin fetch for askers only
+	// cache: chunks a host fetched for askers only before it started
+	// the package; its own download takes them from there (the daemon's
+	// cache of chunks fetched for peers, which originFetch reads first).
+	cache map[int64]bool
+	pkg   int     // the package's index in a workload: part of its chunks' keys
 	ver   uint64  // presVer of first
 	first []int32 // each chunk's first-ranked fetcher among present
 	keys  []uint64
@@ -58,24 +70,41 @@ func (s *sim) visible() []int32 {
 	return v
 }
 
+// coopMembers returns the hosts of the overlay: the members of
+// cooperative fetching.
+func (s *sim) coopMembers() []int32 {
+	c := &s.coop
+	if !c.all {
+		return s.present
+	}
+	if c.allList == nil {
+		c.allList = make([]int32, s.n)
+		for h := range s.n {
+			c.allList[h] = h
+		}
+	}
+	return c.allList
+}
+
 // fetcher returns the host h asks for chunk i: itself (the origin)
 // without cooperative fetching, else chunk i's first-ranked member.
 func (s *sim) fetcher(h int32, i int) int32 {
-	if !s.coop.on || len(s.present) <= 1 {
+	members := s.coopMembers()
+	if !s.coop.on || len(members) <= 1 {
 		return h
 	}
 	c := &s.coop
-	if c.first == nil || c.ver != s.presVer {
+	if c.first == nil || (!c.all && c.ver != s.presVer) {
 		if c.keys == nil {
 			c.keys = make([]uint64, s.nChunks)
 			for k := range c.keys {
-				c.keys[k] = policy.ChunkKey([]byte("chunk/" + strconv.Itoa(k)))
+				c.keys[k] = policy.ChunkKey([]byte("pkg/" + strconv.Itoa(c.pkg) + "/chunk/" + strconv.Itoa(k)))
 			}
 		}
 		// Without sites every member ranks by its hash alone, so the
 		// first-ranked is the same whichever member ranks.
-		ms := make([]policy.Member, len(s.present))
-		for k, q := range s.present {
+		ms := make([]policy.Member, len(members))
+		for k, q := range members {
 			ms[k] = policy.Member{ID: s.ids[q]}
 		}
 		f := policy.NewFetchers(ms[0], ms)
@@ -106,21 +135,36 @@ func (s *sim) pull(f, asker, i int32) {
 		s.schedule(s.now+s.lat(f, asker)+s.latOrig, evOriginReq, asker, 0, i)
 		return
 	}
-	if fs.have.Has(int(i)) {
+	if fs.have != nil && fs.have.Has(int(i)) || s.coopCached(f, i) {
 		s.open(f, asker, i, pullFlow, float64(s.chunkLen[i]))
 		return
 	}
 	c := &s.coop
 	if c.wait == nil {
-		c.wait = map[int64][]int32{}
+		c.wait, c.fetch, c.cache = map[int64][]int32{}, map[int64]bool{}, map[int64]bool{}
 	}
 	k := c.key(f, i, s.nChunks)
 	c.wait[k] = append(c.wait[k], asker)
+	if fs.state != stActive {
+		// Not fetching this package itself (a later package's host that
+		// has not started it): it fetches the chunk for the askers only.
+		if !c.fetch[k] {
+			c.fetch[k] = true
+			s.schedule(s.now+s.latOrig, evPullFetch, f, 0, i)
+		}
+		return
+	}
 	if fs.oreq.Has(int(i)) || fs.picker.PeerAsked(int(i)) {
 		return // on its way to f
 	}
 	fs.oreq.Set(int(i))
 	s.schedule(s.now+s.latOrig, evOriginReq, f, 0, i)
+}
+
+// pullFetch: fetcher f's request for chunk i, for askers only, reaches
+// the origin.
+func (s *sim) pullFetch(f, i int32) {
+	s.open(-1, f, i, pullFlow, float64(s.chunkLen[i]))
 }
 
 // servePulls sends chunk i, which f just received, to the hosts waiting
@@ -136,6 +180,7 @@ func (s *sim) servePulls(f, i int32) {
 		}
 	}
 	delete(s.coop.wait, k)
+	delete(s.coop.fetch, k)
 }
 
 // pulled: chunk i from fetcher f reaches h, the answer to h's origin
@@ -156,4 +201,20 @@ func (s *sim) pulled(h, f, i int32) {
 		return
 	}
 	s.chunk(h, -1, i)
+}
+
+// coopCached reports whether h fetched chunk i for askers before it
+// started the package.
+func (s *sim) coopCached(h, i int32) bool {
+	return s.coop.on && s.coop.cache[s.coop.key(h, i, s.nChunks)]
+}
+
+// coopKeep keeps chunk i, which h fetched for askers before it started
+// the package, in h's cache; it reports whether it did.
+func (s *sim) coopKeep(h, i int32) bool {
+	if !s.coop.on || s.hosts[h].state != stIdle || s.coop.cache == nil {
+		return false
+	}
+	s.coop.cache[s.coop.key(h, i, s.nChunks)] = true
+	return true
 }

@@ -252,6 +252,7 @@ type sim struct {
 	ringVer      uint64
 	ringN        int // visible members in ring
 	coop         coopState
+	starts       []float64 // each host's arrival, nil: sc.Arrival (workload.go)
 }
 
 // Run simulates strategy st on scenario sc.
@@ -263,6 +264,9 @@ func Run(sc Scenario, st Strategy) (*Result, error) {
 		return nil, err
 	}
 	sc = sc.withDefaults()
+	if sc.Packages.Count > 0 {
+		return runWorkload(sc, st)
+	}
 	if st == SwarmCoop && sc.Churn.Fraction > 0 {
 		return nil, fmt.Errorf("scenario %s: %s: %w", sc.Name, st, ErrCoopChurn)
 	}
@@ -273,7 +277,11 @@ func Run(sc Scenario, st Strategy) (*Result, error) {
 	return s.result(), nil
 }
 
-func newSim(sc Scenario, st Strategy) *sim {
+func newSim(sc Scenario, st Strategy) *sim { return newSimAt(sc, st, nil) }
+
+// newSimAt is newSim with host h arriving at starts[h] (nil: as
+// sc.Arrival says).
+func newSimAt(sc Scenario, st Strategy, starts []float64) *sim {
 	n := int32(sc.Hosts)
 	s := &sim{
 		sc: sc, strat: st, n: n,
@@ -287,8 +295,9 @@ func newSim(sc Scenario, st Strategy) *sim {
 		locality: st == SwarmLocality,
 		fanPar:   n >= fanParallelHosts,
 		swarm:    st == Swarm || st == SwarmLocality || st == SwarmCoop,
+		starts:   starts,
 	}
-	s.coop.on = st == SwarmCoop
+	s.coop.on, s.coop.all = st == SwarmCoop, starts != nil
 	s.recvShare = func(dst int32) float64 {
 		h := &s.hosts[dst]
 		return h.down / float64(max(len(h.in), 1))
@@ -374,7 +383,9 @@ func (s *sim) scheduleStart() {
 	// Arrivals.
 	for h := range n {
 		t := 0.0
-		if sc.Arrival.Pattern == ArrivalStaggered {
+		if s.starts != nil {
+			t = s.starts[h]
+		} else if sc.Arrival.Pattern == ArrivalStaggered {
 			t = s.rng.Float64() * sc.Arrival.Over.Seconds()
 		}
 		s.hosts[h].arrival = t
@@ -390,7 +401,14 @@ func (s *sim) scheduleStart() {
 			s.schedule(max(t, s.hosts[h].arrival), evLeave, h, 0, 0)
 		}
 	}
-	s.schedule(0, evSample, 0, 0, 0)
+	t0 := 0.0
+	if s.starts != nil {
+		t0 = math.Inf(1)
+		for _, t := range s.starts {
+			t0 = min(t0, t)
+		}
+	}
+	s.schedule(t0, evSample, 0, 0, 0)
 }
 
 // setLimits sets the sampling interval and the time limit of the run.
@@ -411,7 +429,11 @@ func (s *sim) setLimits() {
 		}
 		s.sampleDt = max(0.05, est/500)
 	}
-	s.maxT = 100*max(b, perVM) + sc.Arrival.Over.Seconds() + sc.Churn.To.Seconds() + sc.Churn.RejoinAfter.Seconds() + 600
+	last := 0.0
+	for _, t := range s.starts {
+		last = max(last, t)
+	}
+	s.maxT = last + 100*max(b, perVM) + sc.Arrival.Over.Seconds() + sc.Churn.To.Seconds() + sc.Churn.RejoinAfter.Seconds() + 600
 }
 
 func (s *sim) at(t float64) time.Time { return s.epoch.Add(time.Duration(t * 1e9)) }
@@ -519,6 +541,8 @@ func (s *sim) handle(ev event) {
 		s.pull(ev.a, ev.b, ev.c)
 	case evPulled:
 		s.pulled(ev.a, ev.b, ev.c)
+	case evPullFetch:
+		s.pullFetch(ev.a, ev.c)
 	case evSample:
 		s.samples = append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)})
 		s.schedule(s.now+s.sampleDt, evSample, 0, 0, 0)
@@ -831,7 +855,7 @@ func (s *sim) discover(h int32) {
 	visible := s.visible()
 	members := visible
 	if s.coop.on {
-		members = s.present
+		members = s.coopMembers()
 	}
 	if hs.membVer != s.presVer || !hs.membSet || hs.membN != len(members) {
 		hs.membVer, hs.membSet, hs.membN = s.presVer, true, len(members)
@@ -995,6 +1019,8 @@ func (s *sim) fillOrigin(h int32) {
 		hs.oreq.Set(i)
 		if f := s.fetcher(h, i); f != h {
 			s.schedule(s.now+s.lat(h, f), evPull, f, h, int32(i))
+		} else if s.coopCached(h, int32(i)) {
+			s.schedule(s.now, evChunk, h, -1, int32(i)) // fetched for askers before
 		} else {
 			s.schedule(s.now+s.latOrig, evOriginReq, h, 0, int32(i))
 		}
@@ -1157,6 +1183,9 @@ func (s *sim) chunk(h, src, i int32) {
 		return
 	}
 	s.servePulls(h, i)
+	if s.coopKeep(h, i) {
+		return // fetched for askers: its own download takes it later
+	}
 	if src >= 0 {
 		if hs.site == s.hosts[src].site {
 			hs.fromSite += size
