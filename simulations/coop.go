@@ -154,6 +154,7 @@ func (s *sim) pull(f, asker, i int32) {
 		}
 		return
 	}
+	s.waitFree(f) // a fan-out job may be asking f's Picker (pipe.go)
 	if fs.oreq.Has(int(i)) || fs.picker.PeerAsked(int(i)) {
 		return // on its way to f
 	}

@@ -115,3 +115,15 @@ func TestCoopPlots(t *testing.T) {
 		t.Errorf("plotted strategies %v, want [swarm swarm-coop]", order)
 	}
 }
+
+// TestCoopLarge: swarm-coop at 1,000 hosts, where HaveUpdates fan out
+// on a second goroutine (pipe.go), completes with one origin copy.
+func TestCoopLarge(t *testing.T) {
+	t.Parallel()
+	sc := flashCrowd(fanParallelHosts, 2<<20, time.Second)
+	r := run(t, sc, SwarmCoop)
+	checkComplete(t, r)
+	if c := copies(r); c > 1.1 {
+		t.Errorf("swarm-coop, %d hosts: %.2f origin copies, want at most 1.1", sc.Hosts, c)
+	}
+}
