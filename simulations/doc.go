@@ -32,7 +32,22 @@
 // SetPeerLocal, so a chunk a same-site peer holds is asked of it and one
 // none holds is asked across by one host of the site; peers are chosen
 // and accepted in the host's site first, policy.ChooseSitePeers and
-// AcceptSitePeer).
+// AcceptSitePeer), and swarm-coop (the swarm with cooperative origin
+// fetching, coop.go: each origin request goes to the chunk's first-ranked
+// member, policy.Fetchers over the hosts present, which fetches it from
+// the origin once for every host asking; not part of the default sweep).
+//
+// Discovery: Policy.DiscoveryDelay is the time from arrival to the first
+// lookup; Policy.ProviderDelay the time from arrival until other hosts'
+// lookups find the host's provider record (a configured duration standing
+// for the daemon's per-package overhead and the DHT put). Until then a
+// host is neither a member nor a candidate peer for the others; a host
+// that finds none fetches from the origin alone and looks again every
+// FindInterval. Both default to 0, every present host known at once.
+//
+// Scenario.Packages replaces the one package by many whose sizes are
+// drawn from a size table (testdata/debian12-main-sizes.tsv, SizeDist),
+// fetched one after the other by every host (workload.go).
 //
 // # The swarm, as simulated
 //

@@ -25,7 +25,7 @@ func PlotCDF(n int) string { return fmt.Sprintf("cdf-%d.png", n) }
 // PlotOriginTime names the origin-bytes-over-time plot for n hosts.
 func PlotOriginTime(n int) string { return fmt.Sprintf("origin-time-%d.png", n) }
 
-// byStrategy groups results by strategy (in Strategies order) and host
+// byStrategy groups results by strategy (in AllStrategies order) and host
 // count (ascending).
 func byStrategy(results []*Result) (map[Strategy][]*Result, []Strategy, []int) {
 	m := map[Strategy][]*Result{}
@@ -35,7 +35,7 @@ func byStrategy(results []*Result) (map[Strategy][]*Result, []Strategy, []int) {
 		hostSet[r.Hosts] = true
 	}
 	var order []Strategy
-	for _, s := range Strategies() {
+	for _, s := range AllStrategies() {
 		if rs := m[s]; len(rs) > 0 {
 			slices.SortFunc(rs, func(a, b *Result) int { return a.Hosts - b.Hosts })
 			order = append(order, s)

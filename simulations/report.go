@@ -33,6 +33,18 @@ func RunMeasured(sc Scenario, st Strategy) (*Result, error) {
 	}
 	sc = sc.withDefaults()
 	start := time.Now()
+	if sc.Packages.Count > 0 || st == SwarmCoop && sc.Churn.Fraction > 0 {
+		// A workload, or a refusal: Run's (the heap is read at the end only).
+		r, err := Run(sc, st)
+		if err != nil {
+			return nil, err
+		}
+		r.Wall = time.Since(start)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		r.PeakHeap = ms.HeapInuse
+		return r, nil
+	}
 	var peak uint64
 	sample := func() {
 		var ms runtime.MemStats

@@ -46,6 +46,8 @@ type Scenario struct {
 	Arrival Arrival `json:"arrival,omitzero"`
 	// NewVersion: hosts already hold an older version sharing chunks.
 	NewVersion NewVersion `json:"new_version,omitzero"`
+	// Packages: a workload of many packages instead of PackageSize.
+	Packages Packages `json:"packages,omitzero"`
 	// Churn: hosts leaving (and coming back) mid-transfer.
 	Churn Churn `json:"churn,omitzero"`
 	// Policy tunes the swarm (policy.PickerConfig and the daemon's
@@ -94,6 +96,18 @@ type NewVersion struct {
 	Reuse float64 `json:"reuse,omitempty"`
 }
 
+// Packages is a workload of Count packages whose sizes are drawn from
+// the size table Sizes (a SizeDist file; a relative path is relative to
+// the working directory). Every host fetches every package, one after the
+// other in the same order: it starts package k+1 Overhead after it
+// finished package k (its first at its arrival). Count 0: one package of
+// PackageSize. See workload.go for what the model leaves out.
+type Packages struct {
+	Count    int      `json:"count,omitempty"`
+	Sizes    string   `json:"sizes,omitempty"`
+	Overhead Duration `json:"overhead,omitempty"`
+}
+
 // Churn: the fraction Fraction of hosts leaves at a uniformly random time
 // in [From, To] (dropping their transfers; their store survives) and comes
 // back RejoinAfter later (0: never).
@@ -136,6 +150,16 @@ type Policy struct {
 	// DiscoveryDelay: from arrival to knowing the first peers (DHT
 	// lookup). Default 0.
 	DiscoveryDelay Duration `json:"discovery_delay,omitempty"`
+	// ProviderDelay: from a host's arrival to its provider record being
+	// found by other hosts' lookups (the daemon's per-package overhead
+	// plus publishing the record on the DHT), a configured duration. A
+	// host's discovery (every FindInterval while it has fewer than
+	// MaxPeers peers) sees as members and candidate peers only the
+	// present hosts whose record is out; a host seeing none fetches from
+	// the origin alone. Default 0: every present host is seen at once.
+	// With swarm-coop the fetcher ranking still uses every present host:
+	// they are the hosts of the overlay a daemon is connected to.
+	ProviderDelay Duration `json:"provider_delay,omitempty"`
 	// CrossSitePeers: in swarm-locality, at most this many peers are in
 	// other sites. Default MaxPeers/8, at least 2.
 	CrossSitePeers int `json:"cross_site_peers,omitempty"`
@@ -248,6 +272,14 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: churn.fraction %v: want 0..1", s.Name, s.Churn.Fraction)
 	case s.Churn.To < s.Churn.From:
 		return fmt.Errorf("scenario %s: churn window ends before it starts", s.Name)
+	case s.Policy.DiscoveryDelay < 0 || s.Policy.ProviderDelay < 0:
+		return fmt.Errorf("scenario %s: policy.discovery_delay and provider_delay must not be negative", s.Name)
+	case s.Packages.Count < 0 || s.Packages.Overhead < 0:
+		return fmt.Errorf("scenario %s: packages.count and packages.overhead must not be negative", s.Name)
+	case s.Packages.Count > 0 && s.Packages.Sizes == "":
+		return fmt.Errorf("scenario %s: packages.count %d without packages.sizes", s.Name, s.Packages.Count)
+	case s.Packages.Count > 0 && s.Churn.Fraction > 0:
+		return fmt.Errorf("scenario %s: packages: churn is not simulated with many packages", s.Name)
 	case s.Policy.MaxPeers < 1:
 		return fmt.Errorf("scenario %s: policy.max_peers %d: want at least 1", s.Name, s.Policy.MaxPeers)
 	}

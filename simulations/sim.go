@@ -31,19 +31,28 @@ const (
 	// a same-site peer holds is not asked across, one none holds is asked
 	// across by one host of the site.
 	SwarmLocality Strategy = "swarm-locality"
+	// SwarmCoop: the swarm with cooperative origin fetching (coop.go):
+	// each origin request goes to the chunk's first-ranked member
+	// (policy.Fetchers), which fetches the chunk from the origin once and
+	// serves every host asking.
+	SwarmCoop Strategy = "swarm-coop"
 )
 
-// Strategies returns every strategy, baselines first.
+// Strategies returns the strategies a sweep runs by default, baselines
+// first.
 func Strategies() []Strategy { return []Strategy{OriginPerVM, OriginPerHost, Swarm, SwarmLocality} }
+
+// AllStrategies returns every strategy: Strategies, then SwarmCoop.
+func AllStrategies() []Strategy { return append(Strategies(), SwarmCoop) }
 
 // ParseStrategy checks a strategy name.
 func ParseStrategy(s string) (Strategy, error) {
-	for _, x := range Strategies() {
+	for _, x := range AllStrategies() {
 		if string(x) == s {
 			return x, nil
 		}
 	}
-	return "", fmt.Errorf("unknown strategy %q (origin-per-vm, origin-per-host, swarm, swarm-locality)", s)
+	return "", fmt.Errorf("unknown strategy %q (origin-per-vm, origin-per-host, swarm, swarm-locality, swarm-coop)", s)
 }
 
 // ErrUnfinished: the simulation hit its time or event limit before every
@@ -121,6 +130,8 @@ type host struct {
 	lastFull float64
 	membVer  uint64 // presVer when the Picker last got SetMembers
 	membSet  bool
+	membN    int     // visible members when the Picker last got SetMembers
+	pub      float64 // when other hosts' lookups find this host (ProviderDelay)
 	rejoin   bool
 	left     bool // left for good
 
@@ -239,6 +250,9 @@ type sim struct {
 	presVer      uint64             // changes whenever present does
 	ring         *policy.MemberRing // of present at ringVer
 	ringVer      uint64
+	ringN        int // visible members in ring
+	coop         coopState
+	starts       []float64 // each host's arrival, nil: sc.Arrival (workload.go)
 }
 
 // Run simulates strategy st on scenario sc.
@@ -250,6 +264,12 @@ func Run(sc Scenario, st Strategy) (*Result, error) {
 		return nil, err
 	}
 	sc = sc.withDefaults()
+	if sc.Packages.Count > 0 {
+		return runWorkload(sc, st)
+	}
+	if st == SwarmCoop && sc.Churn.Fraction > 0 {
+		return nil, fmt.Errorf("scenario %s: %s: %w", sc.Name, st, ErrCoopChurn)
+	}
 	s := newSim(sc, st)
 	if err := s.run(); err != nil {
 		return nil, err
@@ -257,7 +277,11 @@ func Run(sc Scenario, st Strategy) (*Result, error) {
 	return s.result(), nil
 }
 
-func newSim(sc Scenario, st Strategy) *sim {
+func newSim(sc Scenario, st Strategy) *sim { return newSimAt(sc, st, nil) }
+
+// newSimAt is newSim with host h arriving at starts[h] (nil: as
+// sc.Arrival says).
+func newSimAt(sc Scenario, st Strategy, starts []float64) *sim {
 	n := int32(sc.Hosts)
 	s := &sim{
 		sc: sc, strat: st, n: n,
@@ -270,8 +294,10 @@ func newSim(sc Scenario, st Strategy) *sim {
 		latOrig:  sc.Latency.Origin.Seconds(),
 		locality: st == SwarmLocality,
 		fanPar:   n >= fanParallelHosts,
-		swarm:    st == Swarm || st == SwarmLocality,
+		swarm:    st == Swarm || st == SwarmLocality || st == SwarmCoop,
+		starts:   starts,
 	}
+	s.coop.on, s.coop.all = st == SwarmCoop, starts != nil
 	s.recvShare = func(dst int32) float64 {
 		h := &s.hosts[dst]
 		return h.down / float64(max(len(h.in), 1))
@@ -357,7 +383,9 @@ func (s *sim) scheduleStart() {
 	// Arrivals.
 	for h := range n {
 		t := 0.0
-		if sc.Arrival.Pattern == ArrivalStaggered {
+		if s.starts != nil {
+			t = s.starts[h]
+		} else if sc.Arrival.Pattern == ArrivalStaggered {
 			t = s.rng.Float64() * sc.Arrival.Over.Seconds()
 		}
 		s.hosts[h].arrival = t
@@ -373,7 +401,14 @@ func (s *sim) scheduleStart() {
 			s.schedule(max(t, s.hosts[h].arrival), evLeave, h, 0, 0)
 		}
 	}
-	s.schedule(0, evSample, 0, 0, 0)
+	t0 := 0.0
+	if s.starts != nil {
+		t0 = math.Inf(1)
+		for _, t := range s.starts {
+			t0 = min(t0, t)
+		}
+	}
+	s.schedule(t0, evSample, 0, 0, 0)
 }
 
 // setLimits sets the sampling interval and the time limit of the run.
@@ -394,7 +429,11 @@ func (s *sim) setLimits() {
 		}
 		s.sampleDt = max(0.05, est/500)
 	}
-	s.maxT = 100*max(b, perVM) + sc.Arrival.Over.Seconds() + sc.Churn.To.Seconds() + sc.Churn.RejoinAfter.Seconds() + 600
+	last := 0.0
+	for _, t := range s.starts {
+		last = max(last, t)
+	}
+	s.maxT = last + 100*max(b, perVM) + sc.Arrival.Over.Seconds() + sc.Churn.To.Seconds() + sc.Churn.RejoinAfter.Seconds() + 600
 }
 
 func (s *sim) at(t float64) time.Time { return s.epoch.Add(time.Duration(t * 1e9)) }
@@ -498,6 +537,12 @@ func (s *sim) handle(ev event) {
 		s.leave(ev.a)
 	case evPeerGone:
 		s.peerGone(ev.a, ev.b)
+	case evPull:
+		s.pull(ev.a, ev.b, ev.c)
+	case evPulled:
+		s.pulled(ev.a, ev.b, ev.c)
+	case evPullFetch:
+		s.pullFetch(ev.a, ev.c)
 	case evSample:
 		s.samples = append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)})
 		s.schedule(s.now+s.sampleDt, evSample, 0, 0, 0)
@@ -547,6 +592,7 @@ func (s *sim) arrive(h int32, rejoin bool) {
 	}
 	done := hs.state == stDone || (rejoin && !math.IsNaN(hs.done))
 	s.setPresent(h, true)
+	hs.pub = s.now + s.sc.Policy.ProviderDelay.Seconds()
 	if done {
 		hs.state = stDone
 		return
@@ -723,6 +769,8 @@ func (s *sim) flowDone(id int32) {
 		s.schedule(s.now+s.latOrig, evBaseDone, f.dst, f.vm, 0)
 	case f.srv == s.origin:
 		s.schedule(s.now+s.latOrig, evChunk, f.dst, -1, f.chunk)
+	case f.vm == pullFlow:
+		s.schedule(s.now+s.lat(f.srv, f.dst), evPulled, f.dst, f.srv, f.chunk)
 	default:
 		src := f.srv
 		se := &s.hosts[src].sess[f.vm]
@@ -800,29 +848,40 @@ func (s *sim) discover(h int32) {
 		return
 	}
 	hs.lastFind = s.now
-	// The DHT's providers: every host present, not only the peers we
-	// connect to (again only if the present hosts changed since: the
-	// same members give the same ranks).
-	if hs.membVer != s.presVer || !hs.membSet {
-		hs.membVer, hs.membSet = s.presVer, true
-		if s.ring == nil || s.ringVer != s.presVer {
-			// One ring for every host that looks while present is
+	// The DHT's providers: every host present whose record is out, not
+	// only the peers we connect to (again only if they changed since:
+	// the same members give the same ranks). With swarm-coop, every
+	// present host: the overlay's members (coop.go).
+	visible := s.visible()
+	members := visible
+	if s.coop.on {
+		members = s.coopMembers()
+	}
+	if hs.membVer != s.presVer || !hs.membSet || hs.membN != len(members) {
+		hs.membVer, hs.membSet, hs.membN = s.presVer, true, len(members)
+		// Present unchanged, the visible hosts only grow: presVer and
+		// their count name the set.
+		if s.ring == nil || s.ringVer != s.presVer || s.ringN != len(members) {
+			// One ring for every host that looks while the members are
 			// unchanged (SetMemberRing decides what SetMembers would).
 			s.memb = s.memb[:0]
-			for _, q := range s.present {
+			for _, q := range members {
 				s.memb = append(s.memb, s.ids[q])
 			}
-			s.ring, s.ringVer = policy.NewMemberRing(s.memb), s.presVer
+			s.ring, s.ringVer, s.ringN = policy.NewMemberRing(s.memb), s.presVer, len(members)
 		}
 		hs.picker.SetMemberRing(s.ids[h], s.ring)
+		if s.coop.on {
+			hs.picker.SetPullThrough(len(members) > 1)
+		}
 	}
 	want := s.sc.Policy.MaxPeers - hs.picker.Peers()
 	if want > 0 {
 		var cand []int32
 		if s.locality {
-			cand = policy.ChooseSitePeers(s.siteHost[hs.site], s.present, want, s.sc.Policy.CrossSitePeers, s.fresh(h), s.rng, nil)
+			cand = policy.ChooseSitePeers(s.siteHost[hs.site], visible, want, s.sc.Policy.CrossSitePeers, s.fresh(h), s.rng, nil)
 		} else {
-			cand = s.sample(s.present, h, want, nil)
+			cand = s.sample(visible, h, want, nil)
 		}
 		for _, q := range cand {
 			k := s.connect(h, q)
@@ -958,7 +1017,13 @@ func (s *sim) fillOrigin(h int32) {
 			continue // a stalled chunk already on its way from the origin
 		}
 		hs.oreq.Set(i)
-		s.schedule(s.now+s.latOrig, evOriginReq, h, 0, int32(i))
+		if f := s.fetcher(h, i); f != h {
+			s.schedule(s.now+s.lat(h, f), evPull, f, h, int32(i))
+		} else if s.coopCached(h, int32(i)) {
+			s.schedule(s.now, evChunk, h, -1, int32(i)) // fetched for askers before
+		} else {
+			s.schedule(s.now+s.latOrig, evOriginReq, h, 0, int32(i))
+		}
 		s.broadcast(h, evFetching, int32(i))
 	}
 }
@@ -1008,6 +1073,9 @@ func (s *sim) cancelOrigin(h, i int32) {
 	hs := &s.hosts[h]
 	if hs.oreq != nil {
 		hs.oreq.Clear(int(i))
+	}
+	if s.coopWaiting(h, i) {
+		return // hosts wait for this fetch: it runs on
 	}
 	for _, id := range hs.in {
 		if f := &s.flows[id]; f.srv == s.origin && f.chunk == i {
@@ -1113,6 +1181,10 @@ func (s *sim) chunk(h, src, i int32) {
 	size := float64(s.chunkLen[i])
 	if hs.state == stGone {
 		return
+	}
+	s.servePulls(h, i)
+	if s.coopKeep(h, i) {
+		return // fetched for askers: its own download takes it later
 	}
 	if src >= 0 {
 		if hs.site == s.hosts[src].site {

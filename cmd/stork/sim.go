@@ -29,7 +29,7 @@ func simCommand() *cli.Command {
 // scenario when there is none).
 func simScenarioFlags() []cli.Flag {
 	return simFlags(
-		stringSliceFlag("strategy", "run only `STRATEGY` (repeat; origin-per-vm, origin-per-host, swarm, swarm-locality; default all)", catSim),
+		stringSliceFlag("strategy", "run only `STRATEGY` (repeat; origin-per-vm, origin-per-host, swarm, swarm-locality, swarm-coop; default all but swarm-coop)", catSim),
 		intFlag("seed", "random seed (0: the scenario's)", catSim, 0),
 		intFlag("vms", "VMs per host", catSim, 0),
 		intFlag("sites", "sites", catSim, 0),
@@ -44,6 +44,7 @@ func simScenarioFlags() []cli.Flag {
 		stringFlag("churn", "`FRACTION` of hosts leaving mid-transfer", catSim, false),
 		stringFlag("churn-rejoin", "hosts that left come back after `DURATION` (default never)", catSim, false),
 		intFlag("max-peers", "peers per download", catSim, 0),
+		stringFlag("provider-delay", "a host's provider record is found `DURATION` after it starts a download (default 0: at once)", catSim, false),
 	)
 }
 
@@ -117,7 +118,7 @@ func loadSimScenario(c *cli.Context) (simulations.Scenario, []simulations.Strate
 	for _, d := range []struct {
 		flag string
 		dst  *simulations.Duration
-	}{{"arrival-over", &sc.Arrival.Over}, {"churn-rejoin", &sc.Churn.RejoinAfter}} {
+	}{{"arrival-over", &sc.Arrival.Over}, {"churn-rejoin", &sc.Churn.RejoinAfter}, {"provider-delay", &sc.Policy.ProviderDelay}} {
 		if v := c.String(d.flag); v != "" {
 			x, err := time.ParseDuration(v)
 			if err != nil {

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// TestSimRunCoop: `stork sim run --strategy swarm-coop --provider-delay`
+// runs the cooperative strategy with provider records found late: the
+// swarm fetches a 1 MiB package from the origin once per host, swarm-coop
+// about once; the CSV and plots are written.
+func TestSimRunCoop(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	app := newApp(&out, io.Discard)
+	err := app.Run([]string{"stork", "sim", "run", "--out", dir, "--hosts", "12", "--vms", "1", "--sites", "1",
+		"--package-size", "1MiB", "--chunk-size", "256KiB", "--host-upload", "1Gbps", "--host-download", "1Gbps",
+		"--origin-upload", "1Gbps", "--provider-delay", "1s", "--strategy", "swarm", "--strategy", "swarm-coop"})
+	if err != nil {
+		t.Fatalf("sim run: %v\n%s", err, out.String())
+	}
+	re := regexp.MustCompile(`(?m)^(swarm|swarm-coop)\s+12 hosts: .*\(([0-9.]+) copies\)`)
+	got := map[string]float64{}
+	for _, m := range re.FindAllStringSubmatch(out.String(), -1) {
+		got[m[1]], _ = strconv.ParseFloat(m[2], 64)
+	}
+	if got["swarm"] < 6 || got["swarm-coop"] == 0 || got["swarm-coop"] > 1.1 {
+		t.Errorf("origin copies %v, want swarm above 6 and swarm-coop at most 1.1\n%s", got, out.String())
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) == 0 {
+		t.Fatalf("no outputs in %s: %v", dir, err)
+	}
+}

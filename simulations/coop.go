@@ -1,0 +1,221 @@
+package simulations
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/storkpm/stork/transfer/policy"
+)
+
+// Cooperative origin fetching (strategy swarm-coop), as the daemon's
+// transfer/swarm coop.go and pull.go do it: the members of a host are
+// the hosts present (the overlay it is connected to, known before the
+// download starts, so ProviderDelay does not apply to them); its Picker
+// gets them with SetMemberRing and SetPullThrough, and each origin
+// request for chunk i goes to the member policy.Fetchers ranks first for
+// i (the host itself: the origin). The fetcher serves the chunk if it
+// holds it, otherwise it waits for it (it is fetching it from the
+// origin, or a peer is sending it) or fetches it from the origin once
+// for everyone asking (pull-through); a host asking a fetcher that has
+// left falls back to the origin. The chunk reaches the asker as its
+// origin request's answer (Picker.Received from policy.OriginPeer), its
+// bytes counted as peer bytes. Not modelled: the held-only question to
+// the next in rank (Fetchers.After), the daemon's pull slots and
+// timeouts, churn (Run refuses swarm-coop with churn).
+
+// ErrCoopChurn: swarm-coop does not model churn.
+var ErrCoopChurn = errors.New("cooperative fetching is not simulated with churn")
+
+// Events of cooperative fetching, after headofline.go's.
+const (
+	evPull      = evFetchingOne + 1 + iota // a pull-through request reaches the fetcher: a=fetcher, b=asker, c=chunk
+	evPulled                               // the chunk a fetcher sent reaches the asker: a=asker, b=fetcher, c=chunk
+	evPullFetch                            // a fetcher's origin request for askers only reaches the origin: a=fetcher, c=chunk
+)
+
+// pullFlow marks a flow from a fetcher to an asker (flow.vm).
+const pullFlow = -1
+
+type coopState struct {
+	on bool
+	// all: the members are every host, not only those present (a
+	// workload's later packages: every host is in the overlay, fetching
+	// some package).
+	all     bool
+	allList []int32
+	fetch   map[int64]bool // fetcher*nChunks+chunk: an origin fetch for askers only
+	// cache: chunks a host fetched for askers only before it started
+	// the package; its own download takes them from there (the daemon's
+	// cache of chunks fetched for peers, which originFetch reads first).
+	cache map[int64]bool
+	pkg   int     // the package's index in a workload: part of its chunks' keys
+	ver   uint64  // presVer of first
+	first []int32 // each chunk's first-ranked fetcher among present
+	keys  []uint64
+	wait  map[int64][]int32 // fetcher*nChunks+chunk: hosts waiting for it
+}
+
+// visible returns the present hosts other hosts' lookups find: those
+// whose provider record is out (Policy.ProviderDelay).
+func (s *sim) visible() []int32 {
+	if s.sc.Policy.ProviderDelay == 0 {
+		return s.present
+	}
+	var v []int32
+	for _, q := range s.present {
+		if s.hosts[q].pub <= s.now {
+			v = append(v, q)
+		}
+	}
+	return v
+}
+
+// coopMembers returns the hosts of the overlay: the members of
+// cooperative fetching.
+func (s *sim) coopMembers() []int32 {
+	c := &s.coop
+	if !c.all {
+		return s.present
+	}
+	if c.allList == nil {
+		c.allList = make([]int32, s.n)
+		for h := range s.n {
+			c.allList[h] = h
+		}
+	}
+	return c.allList
+}
+
+// fetcher returns the host h asks for chunk i: itself (the origin)
+// without cooperative fetching, else chunk i's first-ranked member.
+func (s *sim) fetcher(h int32, i int) int32 {
+	members := s.coopMembers()
+	if !s.coop.on || len(members) <= 1 {
+		return h
+	}
+	c := &s.coop
+	if c.first == nil || (!c.all && c.ver != s.presVer) {
+		if c.keys == nil {
+			c.keys = make([]uint64, s.nChunks)
+			for k := range c.keys {
+				c.keys[k] = policy.ChunkKey([]byte("pkg/" + strconv.Itoa(c.pkg) + "/chunk/" + strconv.Itoa(k)))
+			}
+		}
+		// Without sites every member ranks by its hash alone, so the
+		// first-ranked is the same whichever member ranks.
+		ms := make([]policy.Member, len(members))
+		for k, q := range members {
+			ms[k] = policy.Member{ID: s.ids[q]}
+		}
+		f := policy.NewFetchers(ms[0], ms)
+		c.first = make([]int32, s.nChunks)
+		for k := range c.first {
+			c.first[k] = s.peerOf(f.First(c.keys[k]))
+		}
+		c.ver = s.presVer
+	}
+	return c.first[i]
+}
+
+func (c *coopState) key(f, i int32, n int) int64 { return int64(f)*int64(n) + int64(i) }
+
+// waiting reports whether hosts wait for fetcher f's chunk i.
+func (s *sim) coopWaiting(f, i int32) bool {
+	return s.coop.on && len(s.coop.wait[s.coop.key(f, i, s.nChunks)]) > 0
+}
+
+// pull: asker's pull-through request for chunk i reaches fetcher f.
+func (s *sim) pull(f, asker, i int32) {
+	fs := &s.hosts[f]
+	if s.hosts[asker].state == stGone {
+		return
+	}
+	if fs.state == stGone {
+		// Refused: the asker fetches it from the origin itself.
+		s.schedule(s.now+s.lat(f, asker)+s.latOrig, evOriginReq, asker, 0, i)
+		return
+	}
+	if fs.have != nil && fs.have.Has(int(i)) || s.coopCached(f, i) {
+		s.open(f, asker, i, pullFlow, float64(s.chunkLen[i]))
+		return
+	}
+	c := &s.coop
+	if c.wait == nil {
+		c.wait, c.fetch, c.cache = map[int64][]int32{}, map[int64]bool{}, map[int64]bool{}
+	}
+	k := c.key(f, i, s.nChunks)
+	c.wait[k] = append(c.wait[k], asker)
+	if fs.state != stActive {
+		// Not fetching this package itself (a later package's host that
+		// has not started it): it fetches the chunk for the askers only.
+		if !c.fetch[k] {
+			c.fetch[k] = true
+			s.schedule(s.now+s.latOrig, evPullFetch, f, 0, i)
+		}
+		return
+	}
+	s.waitFree(f) // a fan-out job may be asking f's Picker (pipe.go)
+	if fs.oreq.Has(int(i)) || fs.picker.PeerAsked(int(i)) {
+		return // on its way to f
+	}
+	fs.oreq.Set(int(i))
+	s.schedule(s.now+s.latOrig, evOriginReq, f, 0, i)
+}
+
+// pullFetch: fetcher f's request for chunk i, for askers only, reaches
+// the origin.
+func (s *sim) pullFetch(f, i int32) {
+	s.open(-1, f, i, pullFlow, float64(s.chunkLen[i]))
+}
+
+// servePulls sends chunk i, which f just received, to the hosts waiting
+// for it.
+func (s *sim) servePulls(f, i int32) {
+	if !s.coop.on {
+		return
+	}
+	k := s.coop.key(f, i, s.nChunks)
+	for _, a := range s.coop.wait[k] {
+		if s.hosts[a].state != stGone {
+			s.open(f, a, i, pullFlow, float64(s.chunkLen[i]))
+		}
+	}
+	delete(s.coop.wait, k)
+	delete(s.coop.fetch, k)
+}
+
+// pulled: chunk i from fetcher f reaches h, the answer to h's origin
+// request.
+func (s *sim) pulled(h, f, i int32) {
+	hs := &s.hosts[h]
+	if hs.state == stGone {
+		return
+	}
+	size := float64(s.chunkLen[i])
+	if hs.site == s.hosts[f].site {
+		hs.fromSite += size
+	} else {
+		hs.fromWAN += size
+	}
+	if hs.picker == nil || hs.have.Has(int(i)) || !hs.oreq.Has(int(i)) {
+		hs.dup += size // had it, or cancelled the request meanwhile
+		return
+	}
+	s.chunk(h, -1, i)
+}
+
+// coopCached reports whether h fetched chunk i for askers before it
+// started the package.
+func (s *sim) coopCached(h, i int32) bool {
+	return s.coop.on && s.coop.cache[s.coop.key(h, i, s.nChunks)]
+}
+
+// coopKeep keeps chunk i, which h fetched for askers before it started
+// the package, in h's cache; it reports whether it did.
+func (s *sim) coopKeep(h, i int32) bool {
+	if !s.coop.on || s.hosts[h].state != stIdle || s.coop.cache == nil {
+		return false
+	}
+	s.coop.cache[s.coop.key(h, i, s.nChunks)] = true
+	return true
+}
