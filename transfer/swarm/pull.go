@@ -35,7 +35,8 @@ import (
 // one final status: pullOK followed by uvarint length and the chunk's
 // bytes, or pullRefused (it does not know the package, or is busy: ask
 // the next fetcher), pullMissing (the origin lacks the chunk or sent it
-// corrupt) or pullOriginDown (the origin cannot be reached). Then it
+// corrupt) or pullOriginDown (the origin cannot be reached from the
+// fetcher: the asker passes it over). Then it
 // closes the stream. A host that does not speak the protocol refuses the
 // stream; the asker takes that, and silence past its idle timeout, as a
 // refusal.
