@@ -1,6 +1,7 @@
 package swarm_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
@@ -116,5 +118,83 @@ func TestSwarmSiteCut(t *testing.T) {
 				checkCopy(t, n, p)
 			}
 		})
+	}
+}
+
+// fetchingObserver is a peer that holds nothing and records when each
+// Fetching message arrives.
+func fetchingObserver(p *testPackage, mu *sync.Mutex, at *[]time.Time) transfertest.StreamHandler {
+	n := len(p.m.UniqueChunks())
+	return func(from swarm.PeerID, st swarm.Stream) {
+		defer st.Close()
+		br := bufio.NewReader(st)
+		m, err := swarm.ReadMessage(br, swarm.WireLimits{})
+		if err != nil || m.Type != swarm.MsgHello {
+			st.Reset()
+			return
+		}
+		bw := bufio.NewWriter(st)
+		swarm.WriteMessage(bw, &swarm.Message{Type: swarm.MsgHave, Manifest: p.c, Count: n, Have: policy.NewBitfield(n)})
+		if bw.Flush() != nil {
+			return
+		}
+		for {
+			m, err := swarm.ReadMessage(br, swarm.WireLimits{})
+			if err != nil {
+				return
+			}
+			if m.Type == swarm.MsgFetching {
+				mu.Lock()
+				*at = append(*at, time.Now())
+				mu.Unlock()
+			}
+		}
+	}
+}
+
+// TestSwarmOutageProbesNotAnnounced: a host whose origin is unreachable
+// probes it, but does not tell its peers it is fetching the probed
+// chunks: the claim would keep peers that reach the origin off them.
+func TestSwarmOutageProbesNotAnnounced(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 33, 64<<10, 1<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	var mu sync.Mutex
+	var at []time.Time
+	mn := c.net.Node("observer", fetchingObserver(p, &mu, &at))
+	c.disc.For(mn.ID()).Provide(context.Background(), p.c)
+	origin := newSwarmOrigin(p, 0, time.Millisecond)
+	origin.down.Store(true)
+	n := c.add("dl", origin, func(cfg *swarm.Config) { cfg.NoPullThrough = true })
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	var known atomic.Int64 // origin requests when the outage was known
+	known.Store(-1)
+	go func() {
+		for ctx.Err() == nil {
+			if st, ok := n.swarm.DownloadState(p.c); ok && !st.WaitingOriginSince.IsZero() {
+				// Probes from here on: the outage is known. Fetching
+				// messages sent before it have 1 ms of link to cross.
+				time.Sleep(50 * time.Millisecond)
+				mu.Lock()
+				at = at[:0]
+				known.Store(origin.reqs.Load())
+				mu.Unlock()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	_, err := n.download(ctx, p)
+	if err == nil {
+		t.Fatal("download completed with the origin down and no peer holding anything")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if k := known.Load(); k < 0 || origin.reqs.Load()-k < 2 {
+		t.Fatalf("%d origin requests, %d when the outage was known: too few probes for the test to show anything", origin.reqs.Load(), k)
+	}
+	if len(at) != 0 {
+		t.Errorf("%d Fetching messages sent while the origin was known unreachable, want 0", len(at))
 	}
 }
