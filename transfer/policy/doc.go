@@ -86,10 +86,10 @@
 //     owner when the views agree. The owner asks the origin at once; a
 //     host of rank r asks only r fallback delays after the chunk entered
 //     its window, if nobody it knows has or fetches it by then (the owner
-//     is gone, slow or sees other members). The fallback delay is twice
-//     the measured mean time from a chunk entering the window to being
-//     seen, at least OriginFallbackDelay (RequestTimeout before the first
-//     sample).
+//     is gone, slow, cut off from the origin or sees other members). The
+//     fallback delay is twice the measured mean time from a chunk entering
+//     the window to being seen, at most RequestTimeout, at least
+//     OriginFallbackDelay (RequestTimeout before the first sample).
 //   - Pacing (window.go). Every host ranks the chunks in one global order
 //     (ChunkOrder: a hash of the index, independent of the ring) and lets
 //     a chunk into its origin window only when it is among the first

@@ -324,3 +324,50 @@ func TestPickerMemberRingSameAsSetMembers(t *testing.T) {
 		}
 	}
 }
+
+// A chunk's owner and the members ranked before us keep us off the origin
+// for at most RequestTimeout each, however slowly chunks were seen so far:
+// an owner cut off from the origin (silent drops) brings no bytes, and
+// the wait for it must expire (issue 21, site-cut).
+func TestPickerMembersFallbackBounded(t *testing.T) {
+	t.Parallel()
+	const n = 64
+	ids := memberIDs(4)
+	p := newTestPicker(n, 1, func(c *PickerConfig) {
+		c.OriginParallel = n
+		c.OriginInitialWindow = n
+		c.OriginSwarmWindow = n
+		c.OriginFallbackDelay = time.Second
+		c.RequestTimeout = 10 * time.Second
+	})
+	p.SetMembers(ids[0], ids)
+	p.PeerJoined(ids[1], nil)
+	drainOrigin(p, t0)
+	// Chunks seen 9s after entering the window: a mean of 9s, twice that
+	// is above RequestTimeout.
+	p.NextForOrigin(t0.Add(9 * time.Second))
+	for i := range n {
+		if !p.OriginOwner(i) && i%2 == 0 {
+			p.PeerHave(ids[1], i)
+		}
+	}
+	var rank1 []int
+	for i := range n {
+		if i%2 == 1 && p.mem.orank[i] == 1 {
+			rank1 = append(rank1, i)
+		}
+	}
+	if len(rank1) == 0 {
+		t.Fatal("no unseen chunk of rank 1: the test shows nothing")
+	}
+	got := map[int]bool{}
+	for _, i := range drainOrigin(p, t0.Add(10*time.Second+time.Millisecond)) {
+		got[i] = true
+	}
+	for _, i := range rank1 {
+		if !got[i] {
+			t.Errorf("chunk %d (rank 1, unseen) not asked of the origin RequestTimeout after it entered the window", i)
+		}
+	}
+	checkPicker(t, p)
+}

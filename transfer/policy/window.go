@@ -174,11 +174,14 @@ func (p *Picker) growWindow(t int64) {
 // chunk entered its window before it asks the origin itself (rank r waits
 // r times as long): the larger of OriginFallbackDelay and twice the mean
 // time window chunks took from entering to being seen (measured; before
-// the first sample, RequestTimeout).
+// the first sample, RequestTimeout), twice the mean counting at most
+// RequestTimeout. A member ranked before us that brings nothing for that
+// long (its site cut off from the origin, its requests silently dropped)
+// holds the chunk up no longer, however slowly chunks were seen so far.
 func (p *Picker) fallbackDelay() int64 {
 	d := float64(p.cfg.OriginFallbackDelay)
 	if p.mem.seenLat > 0 {
-		d = max(d, 2*p.mem.seenLat)
+		d = max(d, min(2*p.mem.seenLat, float64(p.cfg.RequestTimeout)))
 	} else {
 		d = max(d, float64(p.cfg.RequestTimeout))
 	}

@@ -124,8 +124,8 @@ func (d *download) fetchersBefore(i int) []PeerID {
 // pullFetchers asks chunk i's fetchers for it, in rank order: done once
 // one delivered it (or the download no longer wants it). It returns the
 // error to handle as the origin's when a fetcher answered for the origin
-// (the chunk is missing there, or the origin is down), nil when every
-// fetcher refused or failed and we should ask the origin ourselves.
+// (the chunk is missing there), nil when every fetcher refused, failed or
+// could not reach the origin and we should ask the origin ourselves.
 func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (bool, error) {
 	d.mu.Lock()
 	before := d.fetchersBefore(i)
@@ -157,8 +157,13 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 			d.deliverFrom(i, policy.OriginPeer, f, data, sent)
 			return true, nil
 		}
-		if errors.Is(err, errPullOriginDown) || errors.Is(err, metadata.ErrNotFound) {
+		if errors.Is(err, metadata.ErrNotFound) {
 			return false, err // the origin's answer, through the fetcher
+		}
+		if errors.Is(err, errPullOriginDown) {
+			// The fetcher cannot reach the origin; we may (its site may
+			// be cut off from it): the next in rank, or we, ask it.
+			d.skipFetcher(f)
 		}
 		d.s.log.Debug("fetcher did not serve the chunk; next in rank", "fetcher", f, "chunk", ref.CID, "err", err)
 	}

@@ -125,8 +125,10 @@
 // when this host ranks first, or every fetcher before it failed, does it
 // ask the origin itself. A fetcher that cannot be reached, or says
 // nothing for pullIdle (it sends a keepalive every pullKeepalive while it
-// works), is ranked no more for the download: a dead fetcher costs one
-// timeout. A chunk from a fetcher is verified like any other; a corrupt
+// works), or keeps working without sending the chunk for pullClaim, or
+// answers that it cannot reach the origin (its site may be cut off from
+// it), is ranked no more for the download: a dead or cut-off fetcher
+// costs one timeout. A chunk from a fetcher is verified like any other; a corrupt
 // one bans the fetcher.
 //
 // The fetcher (Swarm.HandlePull) serves the chunk from its store, from

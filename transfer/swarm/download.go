@@ -488,9 +488,11 @@ func (d *download) schedule(now time.Time) {
 			break
 		}
 		d.picker.Requested(i, policy.OriginPeer, now)
-		if len(d.fetchersBefore(i)) == 0 {
+		if len(d.fetchersBefore(i)) == 0 && d.originDownSince.IsZero() {
 			// We fetch it from the origin ourselves; a chunk asked of its
-			// fetcher is the fetcher's to announce.
+			// fetcher is the fetcher's to announce. A probe of an origin
+			// we cannot reach is not announced: it would keep the peers
+			// that can reach it off the chunk.
 			fetching = append(fetching, uint32(i))
 		}
 		ctx, cancel := context.WithCancel(d.ctx)

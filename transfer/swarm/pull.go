@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -34,7 +35,8 @@ import (
 // one final status: pullOK followed by uvarint length and the chunk's
 // bytes, or pullRefused (it does not know the package, or is busy: ask
 // the next fetcher), pullMissing (the origin lacks the chunk or sent it
-// corrupt) or pullOriginDown (the origin cannot be reached). Then it
+// corrupt) or pullOriginDown (the origin cannot be reached from the
+// fetcher: the asker passes it over). Then it
 // closes the stream. A host that does not speak the protocol refuses the
 // stream; the asker takes that, and silence past its idle timeout, as a
 // refusal.
@@ -97,6 +99,16 @@ func (s *Swarm) pullIdle() time.Duration {
 	return max(s.cfg.RequestTimeout/2, time.Second)
 }
 
+// pullClaim is how long an asker lets a fetcher hold a chunk with
+// pullWorking keepalives and no chunk: the fetcher may wait RequestTimeout
+// for a peer sending the chunk to its own download, then fetch it from the
+// origin. A fetcher whose origin requests hang (a site cut off from the
+// origin by silent drops) keeps saying pullWorking; past this the asker
+// takes it for a silent one and asks the next in rank or the origin.
+func (s *Swarm) pullClaim() time.Duration {
+	return 2 * max(s.cfg.RequestTimeout, time.Second)
+}
+
 // pull asks fetcher `from` for chunk i (ref) of manifest. The chunk it
 // returns is not verified yet. The caller holds one of from's askSlots.
 func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte) ([]byte, error) {
@@ -113,13 +125,22 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	}
 	watch := time.AfterFunc(idle, func() { st.Reset() })
 	defer watch.Stop()
+	var claimed atomic.Bool
+	claim := time.AfterFunc(s.pullClaim(), func() {
+		claimed.Store(true)
+		st.Reset()
+	})
+	defer claim.Stop()
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
-	data, err := readPull(st, manifest, i, flags, ref.Length, func() { watch.Reset(idle) })
+	data, err := readPull(st, manifest, i, flags, ref.Length, func() { watch.Reset(idle) }, func() { claim.Stop() })
 	if err != nil {
 		st.Reset()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if claimed.Load() {
+			return nil, fmt.Errorf("pull chunk %s from %s: %w: working for %v without sending it", ref.CID, from, errPullSilent, s.pullClaim())
 		}
 		return nil, fmt.Errorf("pull chunk %s from %s: %w", ref.CID, from, err)
 	}
@@ -146,8 +167,9 @@ func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
 }
 
 // readPull writes the request and reads the answer (calling alive on
-// every sign of life); the chunk must be length bytes long.
-func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, alive func()) ([]byte, error) {
+// every sign of life, and sending once the chunk starts); the chunk must
+// be length bytes long.
+func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, alive, sending func()) ([]byte, error) {
 	mb := manifest.Bytes()
 	req := binary.AppendUvarint(nil, uint64(len(mb)))
 	req = append(req, mb...)
@@ -172,6 +194,7 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, aliv
 		case pullOriginDown:
 			return nil, errPullOriginDown
 		case pullOK:
+			sending()
 		default:
 			return nil, protoErr("pull status %d", b)
 		}
@@ -499,8 +522,8 @@ type originCall struct {
 
 // originFetch returns chunk ref from the origin, verified: from the cache
 // of chunks recently fetched, or joined with a fetch of it under way, or
-// fetched now. The fetch runs until it ends or every
-// caller waiting for it has gone.
+// fetched now. The fetch runs until it ends, every caller waiting for it
+// has gone, or Config.OriginRequestTimeout has passed.
 func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte, error) {
 	if s.cfg.Origin == nil {
 		return nil, fmt.Errorf("chunk %s: %w: no origin", ref.CID, errPullRefused)
@@ -512,7 +535,7 @@ func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte,
 	}
 	c := s.originCalls[ref.CID]
 	if c == nil {
-		fctx, cancel := context.WithCancel(s.ctx)
+		fctx, cancel := context.WithTimeout(s.ctx, s.cfg.OriginRequestTimeout)
 		c = &originCall{done: make(chan struct{}), cancel: cancel}
 		if !s.goroutine(func() { s.runOriginCall(fctx, c, ref) }) {
 			s.pullMu.Unlock()
@@ -543,6 +566,9 @@ func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte,
 // runOriginCall fetches c's chunk and verifies it.
 func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.ChunkRef) {
 	data, err := s.cfg.Origin.FetchChunk(ctx, ref.CID, ref.Length)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("origin request for chunk %s: no answer in %v: %w", ref.CID, s.cfg.OriginRequestTimeout, ctx.Err())
+	}
 	if _, checked := s.cfg.Origin.(CheckedSource); err == nil && (!checked || int64(len(data)) != ref.Length) {
 		err = ref.Verify(data) // a CheckedSource has checked the hash already
 	}

@@ -24,9 +24,12 @@ const (
 	DefaultMaxStrikes          = 3
 	DefaultNoProgressTimeout   = 2 * time.Minute
 	DefaultOriginDeadline      = 10 * time.Minute
-	maxUploadQueue             = 1024 // queued chunk requests per stream
-	rateBurst                  = 256 << 10
-	ratePiece                  = 64 << 10
+	// DefaultOriginRequestTimeout is longer than the origin client's
+	// minimum rate (16 KiB/s) lets a 4 MiB chunk take.
+	DefaultOriginRequestTimeout = 5 * time.Minute
+	maxUploadQueue              = 1024 // queued chunk requests per stream
+	rateBurst                   = 256 << 10
+	ratePiece                   = 64 << 10
 )
 
 // Config configures a Swarm. Zero fields take the defaults.
@@ -76,6 +79,10 @@ type Config struct {
 	// began or the last chunk arrived from anyone, whichever is later.
 	// Default 10m.
 	OriginDeadline time.Duration
+	// OriginRequestTimeout: one origin chunk request not ended after this
+	// long is abandoned and fails as an outage would (silent drops: a
+	// connect or read that never ends). Default 5m.
+	OriginRequestTimeout time.Duration
 	// Seed, if non-zero, seeds the per-download random choices (tests);
 	// otherwise they are seeded randomly.
 	Seed uint64
@@ -244,6 +251,9 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	if cfg.OriginDeadline <= 0 {
 		cfg.OriginDeadline = DefaultOriginDeadline
+	}
+	if cfg.OriginRequestTimeout <= 0 {
+		cfg.OriginRequestTimeout = DefaultOriginRequestTimeout
 	}
 	s := &Swarm{
 		cfg:       cfg,
