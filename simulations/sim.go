@@ -1476,7 +1476,6 @@ func (s *sim) result() *Result {
 		Events:       s.nEv,
 		Origin:       append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)}),
 	}
-	var times []float64
 	for h := range s.hosts {
 		hs := &s.hosts[h]
 		hr := HostResult{
@@ -1489,23 +1488,35 @@ func (s *sim) result() *Result {
 		r.SiteBytes += hs.fromSite
 		r.WANBytes += hs.fromWAN
 		r.DuplicateBytes += hs.dup
-		if math.IsNaN(hs.done) {
+	}
+	r.summarise()
+	return r
+}
+
+// summarise computes r's completion figures from r.PerHost,
+// r.PackageBytes, r.OriginBytes and r.Bound.
+func (r *Result) summarise() {
+	r.Delivered, r.HostDelivered, r.Finished, r.Departed, r.Makespan = 0, 0, 0, 0, 0
+	var times []float64
+	for _, hr := range r.PerHost {
+		if math.IsNaN(hr.Done) {
 			r.Departed++
 			continue
 		}
 		r.Finished++
-		r.Delivered += s.pkgBytes * float64(hs.vms)
-		r.HostDelivered += s.pkgBytes
-		times = append(times, hs.done-hs.arrival)
-		r.Makespan = max(r.Makespan, hs.done)
+		r.Delivered += r.PackageBytes * float64(hr.VMs)
+		r.HostDelivered += r.PackageBytes
+		times = append(times, hr.Done-hr.Arrival)
+		r.Makespan = max(r.Makespan, hr.Done)
 	}
+	r.Offload, r.HostOffload = 0, 0
 	if r.Delivered > 0 {
 		r.Offload = 1 - r.OriginBytes/r.Delivered
 		r.HostOffload = 1 - r.OriginBytes/r.HostDelivered
 	}
 	r.P50, r.P95, r.Max = quantile(times, 0.5), quantile(times, 0.95), quantile(times, 1)
+	r.Ratio = 0
 	if r.Bound > 0 {
 		r.Ratio = r.Makespan / r.Bound
 	}
-	return r
 }

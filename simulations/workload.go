@@ -2,7 +2,6 @@ package simulations
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 )
@@ -122,29 +121,7 @@ func mergeSamples(a, b []Sample) []Sample {
 // finishWorkload computes sum's derived figures for the whole workload
 // (all: the scenario with the workload's bytes as its package).
 func finishWorkload(sum *Result, all Scenario) *Result {
-	sum.Delivered, sum.HostDelivered, sum.Finished, sum.Departed, sum.Makespan = 0, 0, 0, 0, 0
-	var times []float64
-	for _, hr := range sum.PerHost {
-		if math.IsNaN(hr.Done) {
-			sum.Departed++
-			continue
-		}
-		sum.Finished++
-		sum.Delivered += sum.PackageBytes * float64(hr.VMs)
-		sum.HostDelivered += sum.PackageBytes
-		times = append(times, hr.Done-hr.Arrival)
-		sum.Makespan = max(sum.Makespan, hr.Done)
-	}
-	sum.Offload, sum.HostOffload = 0, 0
-	if sum.Delivered > 0 {
-		sum.Offload = 1 - sum.OriginBytes/sum.Delivered
-		sum.HostOffload = 1 - sum.OriginBytes/sum.HostDelivered
-	}
-	sum.P50, sum.P95, sum.Max = quantile(times, 0.5), quantile(times, 0.95), quantile(times, 1)
 	sum.Bound = FluidBound(all)
-	sum.Ratio = 0
-	if sum.Bound > 0 {
-		sum.Ratio = sum.Makespan / sum.Bound
-	}
+	sum.summarise()
 	return sum
 }
