@@ -256,7 +256,11 @@ type sim struct {
 }
 
 // Run simulates strategy st on scenario sc.
-func Run(sc Scenario, st Strategy) (*Result, error) {
+func Run(sc Scenario, st Strategy) (*Result, error) { return runSampled(sc, st, nil) }
+
+// runSampled is Run calling onMany (if not nil) every memSampleEveryEvts
+// events of each run of the event loop.
+func runSampled(sc Scenario, st Strategy, onMany func()) (*Result, error) {
 	if err := sc.Validate(); err != nil {
 		return nil, err
 	}
@@ -265,12 +269,13 @@ func Run(sc Scenario, st Strategy) (*Result, error) {
 	}
 	sc = sc.withDefaults()
 	if sc.Packages.Count > 0 {
-		return runWorkload(sc, st)
+		return runWorkload(sc, st, onMany)
 	}
 	if st == SwarmCoop && sc.Churn.Fraction > 0 {
 		return nil, fmt.Errorf("scenario %s: %s: %w", sc.Name, st, ErrCoopChurn)
 	}
 	s := newSim(sc, st)
+	s.onMany = onMany
 	if err := s.run(); err != nil {
 		return nil, err
 	}

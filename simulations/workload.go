@@ -34,11 +34,12 @@ func WorkloadSizes(sc Scenario) ([]int64, error) {
 	return sizes, nil
 }
 
-// runWorkload runs sc.Packages with strategy st (sc has its defaults).
+// runWorkload runs sc.Packages with strategy st (sc has its defaults),
+// each package's run calling onMany as runSampled says.
 // The Result adds up the packages' runs: PackageBytes is the workload's
 // bytes, a host's Arrival its first package's start and Done its last
 // package's end.
-func runWorkload(sc Scenario, st Strategy) (*Result, error) {
+func runWorkload(sc Scenario, st Strategy, onMany func()) (*Result, error) {
 	sizes, err := WorkloadSizes(sc)
 	if err != nil {
 		return nil, err
@@ -55,6 +56,7 @@ func runWorkload(sc Scenario, st Strategy) (*Result, error) {
 		pk.PackageSize = Size(size)
 		s := newSimAt(pk, st, starts)
 		s.coop.pkg = k
+		s.onMany = onMany
 		if err := s.run(); err != nil {
 			return nil, fmt.Errorf("package %d of %d (%d bytes): %w", k+1, len(sizes), size, err)
 		}
