@@ -119,7 +119,7 @@ func (s *sim) fetcher(h int32, i int) int32 {
 
 func (c *coopState) key(f, i int32, n int) int64 { return int64(f)*int64(n) + int64(i) }
 
-// waiting reports whether hosts wait for fetcher f's chunk i.
+// coopWaiting reports whether hosts wait for fetcher f's chunk i.
 func (s *sim) coopWaiting(f, i int32) bool {
 	return s.coop.on && len(s.coop.wait[s.coop.key(f, i, s.nChunks)]) > 0
 }

@@ -25,39 +25,18 @@ const (
 // and peak heap in use (runtime.MemStats.HeapInuse, sampled every 2^20
 // events and at the end).
 func RunMeasured(sc Scenario, st Strategy) (*Result, error) {
-	if err := sc.Validate(); err != nil {
-		return nil, err
-	}
-	if _, err := ParseStrategy(string(st)); err != nil {
-		return nil, err
-	}
-	sc = sc.withDefaults()
 	start := time.Now()
-	if sc.Packages.Count > 0 || st == SwarmCoop && sc.Churn.Fraction > 0 {
-		// A workload, or a refusal: Run's (the heap is read at the end only).
-		r, err := Run(sc, st)
-		if err != nil {
-			return nil, err
-		}
-		r.Wall = time.Since(start)
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		r.PeakHeap = ms.HeapInuse
-		return r, nil
-	}
 	var peak uint64
 	sample := func() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		peak = max(peak, ms.HeapInuse)
 	}
-	s := newSim(sc, st)
-	s.onMany = sample
-	if err := s.run(); err != nil {
+	r, err := runSampled(sc, st, sample)
+	if err != nil {
 		return nil, err
 	}
 	sample()
-	r := s.result()
 	r.Wall = time.Since(start)
 	r.PeakHeap = peak
 	return r, nil

@@ -256,7 +256,11 @@ type sim struct {
 }
 
 // Run simulates strategy st on scenario sc.
-func Run(sc Scenario, st Strategy) (*Result, error) {
+func Run(sc Scenario, st Strategy) (*Result, error) { return runSampled(sc, st, nil) }
+
+// runSampled is Run calling onMany (if not nil) every memSampleEveryEvts
+// events of each run of the event loop.
+func runSampled(sc Scenario, st Strategy, onMany func()) (*Result, error) {
 	if err := sc.Validate(); err != nil {
 		return nil, err
 	}
@@ -265,12 +269,13 @@ func Run(sc Scenario, st Strategy) (*Result, error) {
 	}
 	sc = sc.withDefaults()
 	if sc.Packages.Count > 0 {
-		return runWorkload(sc, st)
+		return runWorkload(sc, st, onMany)
 	}
 	if st == SwarmCoop && sc.Churn.Fraction > 0 {
 		return nil, fmt.Errorf("scenario %s: %s: %w", sc.Name, st, ErrCoopChurn)
 	}
 	s := newSim(sc, st)
+	s.onMany = onMany
 	if err := s.run(); err != nil {
 		return nil, err
 	}
@@ -1476,7 +1481,6 @@ func (s *sim) result() *Result {
 		Events:       s.nEv,
 		Origin:       append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)}),
 	}
-	var times []float64
 	for h := range s.hosts {
 		hs := &s.hosts[h]
 		hr := HostResult{
@@ -1489,23 +1493,35 @@ func (s *sim) result() *Result {
 		r.SiteBytes += hs.fromSite
 		r.WANBytes += hs.fromWAN
 		r.DuplicateBytes += hs.dup
-		if math.IsNaN(hs.done) {
+	}
+	r.summarise()
+	return r
+}
+
+// summarise computes r's completion figures from r.PerHost,
+// r.PackageBytes, r.OriginBytes and r.Bound.
+func (r *Result) summarise() {
+	r.Delivered, r.HostDelivered, r.Finished, r.Departed, r.Makespan = 0, 0, 0, 0, 0
+	var times []float64
+	for _, hr := range r.PerHost {
+		if math.IsNaN(hr.Done) {
 			r.Departed++
 			continue
 		}
 		r.Finished++
-		r.Delivered += s.pkgBytes * float64(hs.vms)
-		r.HostDelivered += s.pkgBytes
-		times = append(times, hs.done-hs.arrival)
-		r.Makespan = max(r.Makespan, hs.done)
+		r.Delivered += r.PackageBytes * float64(hr.VMs)
+		r.HostDelivered += r.PackageBytes
+		times = append(times, hr.Done-hr.Arrival)
+		r.Makespan = max(r.Makespan, hr.Done)
 	}
+	r.Offload, r.HostOffload = 0, 0
 	if r.Delivered > 0 {
 		r.Offload = 1 - r.OriginBytes/r.Delivered
 		r.HostOffload = 1 - r.OriginBytes/r.HostDelivered
 	}
 	r.P50, r.P95, r.Max = quantile(times, 0.5), quantile(times, 0.95), quantile(times, 1)
+	r.Ratio = 0
 	if r.Bound > 0 {
 		r.Ratio = r.Makespan / r.Bound
 	}
-	return r
 }

@@ -91,10 +91,6 @@ func (d *SizeDist) Sample(u, v float64) int64 {
 	return min(max(int64(math.Exp(lo+v*(hi-lo))), d.lo[k]), d.hi[k]-1)
 }
 
-// Quantile returns the lower bound of the bin holding quantile q of the
-// packages.
-func (d *SizeDist) Quantile(q float64) int64 { return d.lo[d.bin(q)] }
-
 // bin returns the bin of quantile u in [0, 1).
 func (d *SizeDist) bin(u float64) int {
 	n := int64(u * float64(d.Count()))

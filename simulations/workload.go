@@ -2,7 +2,6 @@ package simulations
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 )
@@ -35,11 +34,12 @@ func WorkloadSizes(sc Scenario) ([]int64, error) {
 	return sizes, nil
 }
 
-// runWorkload runs sc.Packages with strategy st (sc has its defaults).
+// runWorkload runs sc.Packages with strategy st (sc has its defaults),
+// each package's run calling onMany as runSampled says.
 // The Result adds up the packages' runs: PackageBytes is the workload's
 // bytes, a host's Arrival its first package's start and Done its last
 // package's end.
-func runWorkload(sc Scenario, st Strategy) (*Result, error) {
+func runWorkload(sc Scenario, st Strategy, onMany func()) (*Result, error) {
 	sizes, err := WorkloadSizes(sc)
 	if err != nil {
 		return nil, err
@@ -56,6 +56,7 @@ func runWorkload(sc Scenario, st Strategy) (*Result, error) {
 		pk.PackageSize = Size(size)
 		s := newSimAt(pk, st, starts)
 		s.coop.pkg = k
+		s.onMany = onMany
 		if err := s.run(); err != nil {
 			return nil, fmt.Errorf("package %d of %d (%d bytes): %w", k+1, len(sizes), size, err)
 		}
@@ -122,29 +123,7 @@ func mergeSamples(a, b []Sample) []Sample {
 // finishWorkload computes sum's derived figures for the whole workload
 // (all: the scenario with the workload's bytes as its package).
 func finishWorkload(sum *Result, all Scenario) *Result {
-	sum.Delivered, sum.HostDelivered, sum.Finished, sum.Departed, sum.Makespan = 0, 0, 0, 0, 0
-	var times []float64
-	for _, hr := range sum.PerHost {
-		if math.IsNaN(hr.Done) {
-			sum.Departed++
-			continue
-		}
-		sum.Finished++
-		sum.Delivered += sum.PackageBytes * float64(hr.VMs)
-		sum.HostDelivered += sum.PackageBytes
-		times = append(times, hr.Done-hr.Arrival)
-		sum.Makespan = max(sum.Makespan, hr.Done)
-	}
-	sum.Offload, sum.HostOffload = 0, 0
-	if sum.Delivered > 0 {
-		sum.Offload = 1 - sum.OriginBytes/sum.Delivered
-		sum.HostOffload = 1 - sum.OriginBytes/sum.HostDelivered
-	}
-	sum.P50, sum.P95, sum.Max = quantile(times, 0.5), quantile(times, 0.95), quantile(times, 1)
 	sum.Bound = FluidBound(all)
-	sum.Ratio = 0
-	if sum.Bound > 0 {
-		sum.Ratio = sum.Makespan / sum.Bound
-	}
+	sum.summarise()
 	return sum
 }

@@ -62,7 +62,6 @@ func newPlot(title, x, y string) *plot.Plot {
 // completionPlot: per run, the share of hosts done by each time.
 func completionPlot(runs []*RunResult) (*plot.Plot, error) {
 	p := newPlot("Hosts done over time", "seconds from the start", "share of hosts done")
-	p.Legend.Top = false
 	var vs []any
 	for _, r := range runs {
 		ts := r.doneTimes()
@@ -105,7 +104,6 @@ func progressPlot(runs []*RunResult) (*plot.Plot, error) {
 	if len(vs) == 0 {
 		return nil, nil
 	}
-	p.Legend.Top = false
 	return p, plotutil.AddLines(p, vs...)
 }
 
