@@ -1094,7 +1094,7 @@ func (r *Repo) Packages() ([]PackageInfo, error) {
 			}
 		}
 	}
-	get := func(role, _ string) (*tufmeta.Metadata[tufmeta.TargetsType], error) { return r.role(role) }
+	get := r.getter()
 	var out []PackageInfo
 	for _, name := range sortedKeys(names) {
 		vts, err := targetsOfName(get, name)

@@ -114,7 +114,7 @@ func (r *Repo) unpublished(p GroupPolicy) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	get := func(role, _ string) (*tufmeta.Metadata[tufmeta.TargetsType], error) { return r.role(role) }
+	get := r.getter()
 	var out []string
 	for _, ref := range refs {
 		vts, err := targetsOfName(get, ref.Name)
