@@ -39,10 +39,8 @@ func (r *Repo) SetGroup(ctx context.Context, g string, ch GroupChange) (*GroupRe
 	if err != nil {
 		return nil, err
 	}
-	for _, rl := range []string{tufmeta.SNAPSHOT, tufmeta.TIMESTAMP} {
-		if _, err := r.signers(rl, r.root.Signed.Roles[rl]); err != nil {
-			return nil, fmt.Errorf("set group %s: %w", g, err)
-		}
+	if err := r.canCommit(); err != nil {
+		return nil, fmt.Errorf("set group %s: %w", g, err)
 	}
 	tm, err := r.roleForUpdate(role)
 	if err != nil {
