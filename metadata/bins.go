@@ -222,22 +222,34 @@ func walkTarget(get roleGetter, p string) (*tufmeta.TargetFiles, string, error) 
 			children = []namedRole{{name: binOf(d.SuccinctRoles, name), parent: e.name}}
 			terminating = true
 		}
-		for _, dr := range d.Roles {
-			if ok, err := dr.IsDelegatedPath(p); err != nil || !ok {
-				continue
-			}
-			children = append(children, namedRole{name: dr.Name, parent: e.name})
-			if dr.Terminating {
-				terminating = true
-				break
-			}
-		}
-		return children, terminating, false
+		children, term := delegatedPath(children, e, p)
+		return children, terminating || term, false
 	})
 	if err != nil {
 		return nil, "", err
 	}
 	return found, role, nil
+}
+
+// delegatedPath appends to children, in order, the delegated roles of e
+// whose paths cover p, up to and including the first terminating one, and
+// reports whether that one was met (the walk then drops every role still
+// waiting).
+func delegatedPath(children []namedRole, e namedRole, p string) ([]namedRole, bool) {
+	d := e.m.Signed.Delegations
+	if d == nil {
+		return children, false
+	}
+	for _, dr := range d.Roles {
+		if ok, err := dr.IsDelegatedPath(p); err != nil || !ok {
+			continue
+		}
+		children = append(children, namedRole{name: dr.Name, parent: e.name})
+		if dr.Terminating {
+			return children, true
+		}
+	}
+	return children, false
 }
 
 // visibleTarget is a package target as the delegation rules let it be

@@ -352,11 +352,7 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 	}
 	mc := e.info.ManifestCID
 	if hit, ok := c.manifests[mc]; ok && e.target.VerifyLengthHashes(hit.data) == nil {
-		return &Resolved{
-			Name: e.info.Name, Version: e.info.Version, Scheme: e.info.Scheme, ManifestCID: mc,
-			ManifestBytes: hit.data, Manifest: hit.m, Depends: e.info.Depends, Provides: e.info.Provides,
-			Length: n, Size: e.info.Size, Role: e.info.Role,
-		}, nil
+		return e.resolved(hit.data, hit.m), nil
 	}
 	data, err := c.cfg.Fetcher.Fetch(ctx, ManifestsDir+"/"+mc.String(), n)
 	if err != nil {
@@ -376,9 +372,14 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 		c.manifests = make(map[cid.Cid]cachedManifest)
 	}
 	c.manifests[mc] = cachedManifest{data: data, m: m}
+	return e.resolved(data, m), nil
+}
+
+// resolved is e with its verified manifest (data, decoded as m).
+func (e *pkgEntry) resolved(data []byte, m *Manifest) *Resolved {
 	return &Resolved{
-		Name: e.info.Name, Version: e.info.Version, Scheme: e.info.Scheme, ManifestCID: mc,
+		Name: e.info.Name, Version: e.info.Version, Scheme: e.info.Scheme, ManifestCID: e.info.ManifestCID,
 		ManifestBytes: data, Manifest: m, Depends: e.info.Depends, Provides: e.info.Provides,
-		Length: n, Size: e.info.Size, Role: e.info.Role,
-	}, nil
+		Length: e.target.Length, Size: e.info.Size, Role: e.info.Role,
+	}
 }

@@ -302,20 +302,8 @@ func walkGroup(get roleGetter, g string) (*tufmeta.TargetFiles, *namedRole, erro
 			found, role = tf, &e
 			return nil, false, true
 		}
-		if e.m.Signed.Delegations == nil {
-			return nil, false, false
-		}
-		var children []namedRole
-		for _, dr := range e.m.Signed.Delegations.Roles {
-			if ok, err := dr.IsDelegatedPath(p); err != nil || !ok {
-				continue
-			}
-			children = append(children, namedRole{name: dr.Name, parent: e.name})
-			if dr.Terminating {
-				return children, true, false
-			}
-		}
-		return children, false, false
+		children, terminating := delegatedPath(nil, e, p)
+		return children, terminating, false
 	})
 	if err != nil {
 		return nil, nil, err

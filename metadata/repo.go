@@ -437,6 +437,17 @@ func (r *Repo) signers(role string, spec *tufmeta.Role) ([]*PrivateKey, error) {
 	return r.signersFor(role, spec.KeyIDs, spec.Threshold)
 }
 
+// canCommit checks that the snapshot and timestamp keys every commit
+// signs with are held, so that a change fails before doing any work.
+func (r *Repo) canCommit() error {
+	for _, rl := range []string{tufmeta.SNAPSHOT, tufmeta.TIMESTAMP} {
+		if _, err := r.signers(rl, r.root.Signed.Roles[rl]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (r *Repo) signersFor(role string, keyIDs []string, threshold int) ([]*PrivateKey, error) {
 	var out []*PrivateKey
 	for _, id := range keyIDs {
@@ -1094,7 +1105,7 @@ func (r *Repo) Packages() ([]PackageInfo, error) {
 			}
 		}
 	}
-	get := func(role, _ string) (*tufmeta.Metadata[tufmeta.TargetsType], error) { return r.role(role) }
+	get := r.getter()
 	var out []PackageInfo
 	for _, name := range sortedKeys(names) {
 		vts, err := targetsOfName(get, name)

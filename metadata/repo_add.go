@@ -254,10 +254,8 @@ func (b *addBatch) add(ctx context.Context, opts AddOptions) (*AddResult, error)
 		return nil, fmt.Errorf("add %s: %w", ref, err)
 	}
 	// Check every key the commit needs before the import does any work.
-	for _, rl := range []string{tufmeta.SNAPSHOT, tufmeta.TIMESTAMP} {
-		if _, err := b.r.signers(rl, b.r.root.Signed.Roles[rl]); err != nil {
-			return nil, fmt.Errorf("add %s: %w", ref, err)
-		}
+	if err := b.r.canCommit(); err != nil {
+		return nil, fmt.Errorf("add %s: %w", ref, err)
 	}
 	res, mb, err := b.r.importPackage(ctx, opts)
 	if err != nil {

@@ -39,10 +39,8 @@ func (r *Repo) SetGroup(ctx context.Context, g string, ch GroupChange) (*GroupRe
 	if err != nil {
 		return nil, err
 	}
-	for _, rl := range []string{tufmeta.SNAPSHOT, tufmeta.TIMESTAMP} {
-		if _, err := r.signers(rl, r.root.Signed.Roles[rl]); err != nil {
-			return nil, fmt.Errorf("set group %s: %w", g, err)
-		}
+	if err := r.canCommit(); err != nil {
+		return nil, fmt.Errorf("set group %s: %w", g, err)
 	}
 	tm, err := r.roleForUpdate(role)
 	if err != nil {
@@ -114,7 +112,7 @@ func (r *Repo) unpublished(p GroupPolicy) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	get := func(role, _ string) (*tufmeta.Metadata[tufmeta.TargetsType], error) { return r.role(role) }
+	get := r.getter()
 	var out []string
 	for _, ref := range refs {
 		vts, err := targetsOfName(get, ref.Name)
