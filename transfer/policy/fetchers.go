@@ -41,7 +41,8 @@ type Fetchers struct {
 // the members of that site rank before all others (each site fetches its
 // own copy, and its hosts ask one another); a member whose site is
 // unknown counts as in another site. With self's site unknown every
-// member ranks by its hash alone.
+// member ranks by its hash alone. The ranking is a total order (site,
+// then weight, then ID), so the order members come in does not matter.
 func NewFetchers(self Member, members []Member) *Fetchers {
 	f := &Fetchers{self: self.ID, selfH: peerHash(self.ID), m: make([]fetcher, 0, len(members)+1)}
 	f.m = append(f.m, fetcher{h: f.selfH, id: self.ID, near: true})
@@ -54,18 +55,6 @@ func NewFetchers(self Member, members []Member) *Fetchers {
 		near := self.Site == "" || m.Site == self.Site
 		f.m = append(f.m, fetcher{h: peerHash(m.ID), id: m.ID, near: near})
 	}
-	// A stable order, whatever order members came in: ties (equal
-	// weights, which a 64-bit hash makes rare) break the same way on
-	// every host.
-	slices.SortFunc(f.m, func(a, b fetcher) int {
-		switch {
-		case a.id < b.id:
-			return -1
-		case a.id > b.id:
-			return 1
-		}
-		return 0
-	})
 	return f
 }
 
