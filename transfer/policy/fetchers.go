@@ -31,8 +31,9 @@ type fetcher struct {
 // Fetchers ranks a host's members, itself included, as each chunk's
 // origin fetchers. Read-only once made: safe for concurrent use.
 type Fetchers struct {
-	self PeerID
-	m    []fetcher
+	self  PeerID
+	selfH uint64 // peerHash(self)
+	m     []fetcher
 }
 
 // NewFetchers prepares the ranking of self and members (duplicates, self,
@@ -40,10 +41,11 @@ type Fetchers struct {
 // the members of that site rank before all others (each site fetches its
 // own copy, and its hosts ask one another); a member whose site is
 // unknown counts as in another site. With self's site unknown every
-// member ranks by its hash alone.
+// member ranks by its hash alone. The ranking is a total order (site,
+// then weight, then ID), so the order members come in does not matter.
 func NewFetchers(self Member, members []Member) *Fetchers {
-	f := &Fetchers{self: self.ID, m: make([]fetcher, 0, len(members)+1)}
-	f.m = append(f.m, fetcher{h: peerHash(self.ID), id: self.ID, near: true})
+	f := &Fetchers{self: self.ID, selfH: peerHash(self.ID), m: make([]fetcher, 0, len(members)+1)}
+	f.m = append(f.m, fetcher{h: f.selfH, id: self.ID, near: true})
 	seen := map[PeerID]bool{self.ID: true, OriginPeer: true, "": true}
 	for _, m := range members {
 		if seen[m.ID] {
@@ -53,18 +55,6 @@ func NewFetchers(self Member, members []Member) *Fetchers {
 		near := self.Site == "" || m.Site == self.Site
 		f.m = append(f.m, fetcher{h: peerHash(m.ID), id: m.ID, near: near})
 	}
-	// A stable order, whatever order members came in: ties (equal
-	// weights, which a 64-bit hash makes rare) break the same way on
-	// every host.
-	slices.SortFunc(f.m, func(a, b fetcher) int {
-		switch {
-		case a.id < b.id:
-			return -1
-		case a.id > b.id:
-			return 1
-		}
-		return 0
-	})
 	return f
 }
 
@@ -92,13 +82,7 @@ func weight(h, key uint64) uint64 { return mix64(h ^ mix64(key+0x6665_7463_6800_
 // host asks before it fetches the chunk from the origin itself. Empty
 // when self ranks first.
 func (f *Fetchers) Before(key uint64, max int, dst []PeerID) []PeerID {
-	var selfW uint64
-	for _, m := range f.m {
-		if m.id == f.self {
-			selfW = weight(m.h, key)
-			break
-		}
-	}
+	selfW := weight(f.selfH, key)
 	type ranked struct {
 		w    uint64
 		near bool
@@ -146,13 +130,7 @@ func (f *Fetchers) First(key uint64) PeerID {
 // self ranks last, or is alone): the one a first-ranked host asks
 // whether it holds the chunk already.
 func (f *Fetchers) After(key uint64) PeerID {
-	var selfW uint64
-	for _, m := range f.m {
-		if m.id == f.self {
-			selfW = weight(m.h, key)
-			break
-		}
-	}
+	selfW := weight(f.selfH, key)
 	var best PeerID
 	var bestW uint64
 	bestNear := false

@@ -26,9 +26,10 @@ import (
 //     wait times have passed since the chunk was first seen at a peer,
 //     should no local peer hold it by then: the designated host may be
 //     slow, or see no holder among its own peers of other sites. The
-//     wait is twice the measured mean time from a chunk first seen at a
-//     peer to a local peer holding it, at least OriginFallbackDelay/8
-//     (OriginFallbackDelay before the first measurement).
+//     wait is four times the measured mean time from a chunk first seen
+//     at a peer to a local peer holding it, at least OriginFallbackDelay/8
+//     (OriginFallbackDelay before the first measurement): siteWaitArrive
+//     and siteWaitMin.
 //   - In the end game the rule is off: the last chunks are asked of
 //     anyone, so that a slow or departed designated host never holds a
 //     download up.
@@ -456,7 +457,7 @@ func (st *siteState) pop() siteWait {
 	return top
 }
 
-// siteSkip is what a pick for slot s at level a must skip, given the
+// siteSkip is what a pick for slot s must skip, given the
 // first-hop deferral's skip: a peer of another site skips the chunks it
 // may not be asked for (AcrossAllowed).
 func (p *Picker) siteSkip(s int32, skip Bitfield) Bitfield {

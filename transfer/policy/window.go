@@ -13,8 +13,8 @@ import (
 
 // Defaults for the member-aware origin policy.
 const (
-	// DefaultOriginSwarmWindow is PickerConfig.OriginSwarmWindow's default
-	// in units of OriginParallel.
+	// DefaultOriginSwarmWindowFactor is PickerConfig.OriginSwarmWindow's
+	// default in units of OriginParallel (for up to 500 members).
 	DefaultOriginSwarmWindowFactor = 8
 	DefaultOriginFallbackDelay     = 2 * time.Second
 	// maxFallbackRank caps the rank that delays a non-owner: past it every

@@ -105,11 +105,7 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 // flash crowd's first origin requests, and ranking fetchers before that
 // would pull chunks across sites. policy.Fetchers can rank a site's
 // members first once their sites are known when a download starts.
-func (s *Swarm) siteKnown() bool {
-	s.sites.mu.Lock()
-	defer s.sites.mu.Unlock()
-	return policy.ResolveSite(s.cfg.Site, s.sites.inferred).Name != ""
-}
+func (s *Swarm) siteKnown() bool { return s.Site().Name != "" }
 
 // fetchersBefore returns the fetchers to ask for chunk i before the
 // origin, in rank order (none when we rank first, or fetch alone). d.mu

@@ -463,10 +463,10 @@ func (s *Swarm) pullPackage(ctx context.Context, manifest cid.Cid) (*pkgInfo, *d
 // heldChunk returns chunk ref if this host holds it (its store or the
 // chunks it fetched for peers lately), nil otherwise.
 func (s *Swarm) heldChunk(ref metadata.ChunkRef) []byte {
-	if s.cfg.Store.HasChunk(ref.CID) {
-		if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
-			return data
-		}
+	// ReadChunk alone: a HasChunk first would look the chunk up twice
+	// when it is held, and save nothing when it is not.
+	if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
+		return data
 	}
 	s.pullMu.Lock()
 	defer s.pullMu.Unlock()
