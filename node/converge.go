@@ -265,19 +265,11 @@ func joinErrs(errs []string) string {
 
 // forgetRemovedVMs drops the state of VMs no longer registered.
 func (d *Daemon) forgetRemovedVMs(vms []VM) {
+	registered := func(id string) bool { return slices.ContainsFunc(vms, func(v VM) bool { return v.ID == id }) }
 	d.conv.mu.Lock()
 	defer d.conv.mu.Unlock()
-	for id := range d.conv.managed {
-		if !slices.ContainsFunc(vms, func(v VM) bool { return v.ID == id }) {
-			delete(d.conv.managed, id)
-			delete(d.conv.vms, id)
-		}
-	}
-	for id := range d.conv.vms {
-		if !slices.ContainsFunc(vms, func(v VM) bool { return v.ID == id }) {
-			delete(d.conv.vms, id)
-		}
-	}
+	maps.DeleteFunc(d.conv.managed, func(id string, _ []string) bool { return !registered(id) })
+	maps.DeleteFunc(d.conv.vms, func(id string, _ VMConvergence) bool { return !registered(id) })
 }
 
 // vmResult is what converging one VM did.
@@ -330,8 +322,7 @@ func (d *Daemon) convergeVM(ctx context.Context, v VM, managed []string, version
 			return vmResult{err: fmt.Errorf("vm %s: fetch %s@%s: %w", v.ID, r.Name, r.Version, err), pending: pendingOf(v.ID, vc.Desired)}
 		}
 	}
-	res = d.applyVM(ctx, v, closure, managed, desired, forbid)
-	return res
+	return d.applyVM(ctx, v, closure, managed, desired, forbid)
 }
 
 func pendingOf(vm string, refs []string) []string {
