@@ -340,8 +340,11 @@ func (d *Daemon) applyVM(ctx context.Context, v VM, closure []*metadata.Resolved
 	var res vmResult
 	var errs []error
 	now := map[string]bool{}
+	// Installing one name (NoDeps) changes no other name's install, and
+	// closure holds no forbidden name: one read serves both loops.
+	installed := d.installsByName(v.ID)
 	for _, r := range closure {
-		old, had := d.installOf(v.ID, r.Name)
+		old, had := installed[r.Name]
 		if had && old.ManifestCID.Equals(r.ManifestCID) && d.views.get(v.ID, r.Name) == "" {
 			now[r.Name] = true
 			continue
@@ -364,7 +367,7 @@ func (d *Daemon) applyVM(ctx context.Context, v VM, closure []*metadata.Resolved
 		}
 	}
 	for n := range forbid {
-		if _, ok := d.installOf(v.ID, n); ok {
+		if _, ok := installed[n]; ok {
 			drop[n] = true
 		}
 	}
@@ -412,9 +415,10 @@ func (d *Daemon) managedInstalled(vm string) []string {
 	d.conv.mu.Lock()
 	managed := slices.Clone(d.conv.managed[vm])
 	d.conv.mu.Unlock()
+	installed := d.installsByName(vm)
 	out := []string{}
 	for _, n := range managed {
-		if in, ok := d.installOf(vm, n); ok {
+		if in, ok := installed[n]; ok {
 			out = append(out, in.Name+"@"+in.Version)
 		}
 	}
