@@ -265,19 +265,11 @@ func joinErrs(errs []string) string {
 
 // forgetRemovedVMs drops the state of VMs no longer registered.
 func (d *Daemon) forgetRemovedVMs(vms []VM) {
+	registered := func(id string) bool { return slices.ContainsFunc(vms, func(v VM) bool { return v.ID == id }) }
 	d.conv.mu.Lock()
 	defer d.conv.mu.Unlock()
-	for id := range d.conv.managed {
-		if !slices.ContainsFunc(vms, func(v VM) bool { return v.ID == id }) {
-			delete(d.conv.managed, id)
-			delete(d.conv.vms, id)
-		}
-	}
-	for id := range d.conv.vms {
-		if !slices.ContainsFunc(vms, func(v VM) bool { return v.ID == id }) {
-			delete(d.conv.vms, id)
-		}
-	}
+	maps.DeleteFunc(d.conv.managed, func(id string, _ []string) bool { return !registered(id) })
+	maps.DeleteFunc(d.conv.vms, func(id string, _ VMConvergence) bool { return !registered(id) })
 }
 
 // vmResult is what converging one VM did.
@@ -330,8 +322,7 @@ func (d *Daemon) convergeVM(ctx context.Context, v VM, managed []string, version
 			return vmResult{err: fmt.Errorf("vm %s: fetch %s@%s: %w", v.ID, r.Name, r.Version, err), pending: pendingOf(v.ID, vc.Desired)}
 		}
 	}
-	res = d.applyVM(ctx, v, closure, managed, desired, forbid)
-	return res
+	return d.applyVM(ctx, v, closure, managed, desired, forbid)
 }
 
 func pendingOf(vm string, refs []string) []string {
@@ -349,8 +340,11 @@ func (d *Daemon) applyVM(ctx context.Context, v VM, closure []*metadata.Resolved
 	var res vmResult
 	var errs []error
 	now := map[string]bool{}
+	// Installing one name (NoDeps) changes no other name's install, and
+	// closure holds no forbidden name: one read serves both loops.
+	installed := d.installsByName(v.ID)
 	for _, r := range closure {
-		old, had := d.installOf(v.ID, r.Name)
+		old, had := installed[r.Name]
 		if had && old.ManifestCID.Equals(r.ManifestCID) && d.views.get(v.ID, r.Name) == "" {
 			now[r.Name] = true
 			continue
@@ -373,7 +367,7 @@ func (d *Daemon) applyVM(ctx context.Context, v VM, closure []*metadata.Resolved
 		}
 	}
 	for n := range forbid {
-		if _, ok := d.installOf(v.ID, n); ok {
+		if _, ok := installed[n]; ok {
 			drop[n] = true
 		}
 	}
@@ -421,9 +415,10 @@ func (d *Daemon) managedInstalled(vm string) []string {
 	d.conv.mu.Lock()
 	managed := slices.Clone(d.conv.managed[vm])
 	d.conv.mu.Unlock()
+	installed := d.installsByName(vm)
 	out := []string{}
 	for _, n := range managed {
-		if in, ok := d.installOf(vm, n); ok {
+		if in, ok := installed[n]; ok {
 			out = append(out, in.Name+"@"+in.Version)
 		}
 	}

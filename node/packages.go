@@ -354,6 +354,17 @@ func (d *Daemon) noteSetuidDropped(vm string, p *share.PackageInfo, mode share.V
 	d.log.Warn("setuid and setgid dropped in a view", "vm", vm, "package", p.Name+"@"+p.Version, "files", p.Setuid, "why", why)
 }
 
+// installsByName returns vm's installs by package name (none when they
+// cannot be read, as installOf).
+func (d *Daemon) installsByName(vm string) map[string]share.Install {
+	insts, _ := d.store.Installs(vm)
+	out := make(map[string]share.Install, len(insts))
+	for _, in := range insts {
+		out[in.Name] = in
+	}
+	return out
+}
+
 // installOf returns vm's install of the package called name, if any.
 func (d *Daemon) installOf(vm, name string) (share.Install, bool) {
 	insts, err := d.store.Installs(vm)

@@ -185,12 +185,17 @@ func (a *announcer) allow(from peer.ID) bool {
 // publish announces the timestamp this host trusts now, if newer than
 // what it announced before.
 func (a *announcer) publish(ctx context.Context) {
+	// Every convergence pass asks for this; the file is read only when
+	// there is something newer to announce.
+	_, v := a.d.meta.state()
+	if v <= a.published.Load() {
+		return
+	}
 	ts, err := metadata.TrustedFile(a.d.tufDir(), metadata.MetadataDir+"/timestamp.json", maxAnnounceSize)
 	if err != nil {
 		a.d.log.Warn("no timestamp to announce", "err", err)
 		return
 	}
-	_, v := a.d.meta.state()
 	for {
 		prev := a.published.Load()
 		if v <= prev {
