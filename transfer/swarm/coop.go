@@ -84,12 +84,16 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 		if !d.s.siteKnown() {
 			d.fetchers = policy.NewFetchers(policy.Member{ID: self}, ms)
 		}
-		d.picker.SetPullThrough(d.fetchers != nil && !d.fetchers.Alone())
 		if d.keys == nil {
 			d.keys = make([]uint64, len(d.pkg.refs))
 			for i, r := range d.pkg.refs {
 				d.keys[i] = policy.ChunkKey(r.CID.Bytes())
 			}
+		}
+		pull := d.fetchers != nil && !d.fetchers.Alone()
+		d.picker.SetPullThrough(pull)
+		if pull {
+			d.picker.SetPullOwn(d.ownChunks())
 		}
 	}
 	if len(ids) == 0 {
@@ -106,6 +110,18 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 // would pull chunks across sites. policy.Fetchers can rank a site's
 // members first once their sites are known when a download starts.
 func (s *Swarm) siteKnown() bool { return s.Site().Name != "" }
+
+// ownChunks returns the chunks we rank first for among the fetchers: the
+// ones we fetch from the origin ourselves. d.mu is held.
+func (d *download) ownChunks() policy.Bitfield {
+	own := policy.NewBitfield(len(d.keys))
+	for i, k := range d.keys {
+		if d.fetchers.First(k) == d.s.cfg.Self {
+			own.Set(i)
+		}
+	}
+	return own
+}
 
 // fetchersBefore returns the fetchers to ask for chunk i before the
 // origin, in rank order (none when we rank first, or fetch alone). d.mu
@@ -129,8 +145,11 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 	if len(before) == 0 && d.fetchers != nil && !d.fetchers.Alone() {
 		// We rank first: before we ask the origin, the next in rank is
 		// asked for the chunk if it holds it already (a host arriving
-		// after the others hold the package takes it from them).
-		if next := d.fetchers.After(d.keys[i]); next != "" {
+		// after the others hold the package takes it from them), unless
+		// its have-map is known: it lacks the chunk then, or the chunk
+		// would not be asked of the origin (a flash crowd's hosts would
+		// each wait a round trip before every origin request).
+		if next := d.fetchers.After(d.keys[i]); next != "" && !d.picker.PeerKnown(next) {
 			before, flags = []PeerID{next}, pullHeldOnly
 		}
 	}

@@ -276,3 +276,76 @@ func TestSwarmPullThroughManyPackages(t *testing.T) {
 		t.Errorf("origin sent %.2f copies of the upgrade, want about one", copies)
 	}
 }
+
+// gatedOrigin holds every origin request until open is closed, counting
+// the distinct chunks asked of it meanwhile.
+type gatedOrigin struct {
+	*swarmOrigin
+	open  chan struct{}
+	mu    sync.Mutex
+	asked map[cid.Cid]bool
+}
+
+func (o *gatedOrigin) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
+	o.mu.Lock()
+	o.asked[c] = true
+	o.mu.Unlock()
+	select {
+	case <-o.open:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return o.swarmOrigin.FetchChunk(ctx, c, size)
+}
+
+func (o *gatedOrigin) distinct() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.asked)
+}
+
+// In a flash crowd each host first asks the origin for the chunks it
+// ranks first for, before it asks other fetchers for theirs: with every
+// host's origin window at one request (the slow start) and the origin
+// holding every request, the origin is asked for one chunk per host that
+// ranks first for any, not every host asking the first chunk of the
+// global order of its fetcher while the origin has one request open.
+func TestSwarmPullThroughOwnChunksFirst(t *testing.T) {
+	const hosts = 8
+	p := newTestPackage(t, 16, 16<<10, 64*16<<10)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := &gatedOrigin{swarmOrigin: newSwarmOrigin(p, 0, 0), open: make(chan struct{}), asked: map[cid.Cid]bool{}}
+	var ms []policy.Member
+	for k := range hosts {
+		// A long request timeout: no pull-through claim expires while the
+		// origin holds the requests.
+		n := c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.RequestTimeout = 20 * time.Second })
+		ms = append(ms, policy.Member{ID: n.id})
+	}
+	owners := map[swarm.PeerID]bool{}
+	f := policy.NewFetchers(ms[0], ms)
+	for _, ref := range p.m.UniqueChunks() {
+		owners[f.First(policy.ChunkKey(ref.CID.Bytes()))] = true
+	}
+	// Counted while the downloads run (bounded: 5 s at most), then the
+	// origin is let go.
+	var got int
+	counted := make(chan struct{})
+	go func() {
+		defer close(counted)
+		defer close(origin.open)
+		for k := 0; k < 500 && got < len(owners); k++ {
+			time.Sleep(10 * time.Millisecond)
+			got = origin.distinct()
+		}
+	}()
+	copies := flashCrowd(t, c, p, origin.swarmOrigin)
+	<-counted
+	t.Logf("%d hosts, %d of them first-ranked for some of %d chunks: %d distinct chunks asked of the held origin; %.2f copies", hosts, len(owners), len(p.chunks), got, copies)
+	if got < len(owners) {
+		t.Errorf("the held origin was asked for %d distinct chunks, want %d (one per host ranked first for any)", got, len(owners))
+	}
+	if copies > 1 {
+		t.Errorf("origin sent %.2f copies, want 1", copies)
+	}
+}

@@ -463,14 +463,21 @@ func (s *Swarm) pullPackage(ctx context.Context, manifest cid.Cid) (*pkgInfo, *d
 // heldChunk returns chunk ref if this host holds it (its store or the
 // chunks it fetched for peers lately), nil otherwise.
 func (s *Swarm) heldChunk(ref metadata.ChunkRef) []byte {
+	// The memory first: a chunk fetched for peers lately is asked for by
+	// many at once, and reading it from the store for each would copy it
+	// from disk each time.
+	s.pullMu.Lock()
+	data := s.cachedLocked(ref.CID)
+	s.pullMu.Unlock()
+	if data != nil {
+		return data
+	}
 	// ReadChunk alone: a HasChunk first would look the chunk up twice
 	// when it is held, and save nothing when it is not.
 	if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
 		return data
 	}
-	s.pullMu.Lock()
-	defer s.pullMu.Unlock()
-	return s.cachedLocked(ref.CID)
+	return nil
 }
 
 // pullData returns chunk i (ref) for a pull-through request: from the
