@@ -211,7 +211,7 @@ func (p *Picker) pushDue(i int) {
 // dueRank is the rank whose fallback delay chunk i waits: ours among the
 // members; with pull-through on (the caller asks the chunk's fetcher, who
 // fetches it once for all), 0 for the chunks we fetch ourselves
-// (SetPullOwn) and 1 for the others, none waiting a delay (pullFirst).
+// (SetPullOwn) and 1 for the others, neither waiting a delay (nextMember).
 func (p *Picker) dueRank(i int) int {
 	if p.pull {
 		if p.pullOwn == nil || p.pullOwn.Has(i) {
