@@ -143,15 +143,7 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 	before := d.fetchersBefore(i)
 	var flags byte
 	if len(before) == 0 && d.fetchers != nil && !d.fetchers.Alone() {
-		// We rank first: before we ask the origin, the next in rank is
-		// asked for the chunk if it holds it already (a host arriving
-		// after the others hold the package takes it from them), unless
-		// its have-map is known: it lacks the chunk then, or the chunk
-		// would not be asked of the origin (a flash crowd's hosts would
-		// each wait a round trip before every origin request).
-		if next := d.fetchers.After(d.keys[i]); next != "" && !d.picker.PeerKnown(next) {
-			before, flags = []PeerID{next}, pullHeldOnly
-		}
+		before, flags = d.firstRankedAsk(i)
 	}
 	d.mu.Unlock()
 	ref := d.pkg.refs[i]
@@ -183,6 +175,25 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 		d.s.log.Debug("fetcher did not serve the chunk; next in rank", "fetcher", f, "chunk", ref.CID, "err", err)
 	}
 	return false, nil
+}
+
+// firstRankedAsk returns whom to ask for chunk i, which we rank first
+// for, before the origin: the host that asked us for it while we did not
+// know the package (it fetched the chunk elsewhere: we take it from
+// it, or join its fetch); else the next in rank, only if it holds the
+// chunk already (a host arriving after the others hold the package takes
+// it from them), unless its have-map is known: it lacks the chunk then,
+// or the chunk would not be asked of the origin (a flash crowd's hosts
+// would each wait a round trip before every origin request). d.mu is
+// held.
+func (d *download) firstRankedAsk(i int) ([]PeerID, byte) {
+	if a := d.s.refusedAsker(d.c, i); a != "" && a != d.s.cfg.Self && !d.silent[a] && !d.banned[a] {
+		return []PeerID{a}, 0
+	}
+	if next := d.fetchers.After(d.keys[i]); next != "" && !d.picker.PeerKnown(next) {
+		return []PeerID{next}, pullHeldOnly
+	}
+	return nil, 0
 }
 
 // errPullSkipped: the fetcher was ranked no more while the request waited

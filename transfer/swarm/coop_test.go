@@ -349,3 +349,52 @@ func TestSwarmPullThroughOwnChunksFirst(t *testing.T) {
 		t.Errorf("origin sent %.2f copies, want 1", copies)
 	}
 }
+
+// A host ranked first for a chunk that it could not fetch for an early
+// host (it did not know the package yet), and that the next in rank does
+// not hold, takes the chunk from the early host when it downloads the
+// package later: it remembers who asked, and the origin sends one copy.
+func TestSwarmPullThroughAskerHolds(t *testing.T) {
+	p := newTestPackage(t, 18, 1<<20, 1<<20)
+	key := policy.ChunkKey(p.m.UniqueChunks()[0].CID.Bytes())
+	// Names such that owner ranks first for the chunk, then third, then
+	// early.
+	var owner, third, early string
+	for k := 0; k < 1000 && early == ""; k++ {
+		ids := []string{fmt.Sprintf("o%d", k), fmt.Sprintf("t%d", k), fmt.Sprintf("e%d", k)}
+		var ms []policy.Member
+		for _, id := range ids {
+			ms = append(ms, policy.Member{ID: swarm.PeerID(id)})
+		}
+		b := policy.NewFetchers(ms[2], ms).Before(key, 0, nil)
+		if len(b) == 2 && b[0] == ms[0].ID && b[1] == ms[1].ID {
+			owner, third, early = ids[0], ids[1], ids[2]
+		}
+	}
+	if early == "" {
+		t.Fatal("no names rank owner, third, early")
+	}
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+	// The owner and the third resolve no manifest a peer names (their
+	// metadata does not publish the package yet): they refuse the early
+	// host, which fetches the chunk from the origin itself.
+	unknown := func(cfg *swarm.Config) { cfg.Manifests = transfertest.NewMemManifests() }
+	o := c.add(owner, origin, unknown)
+	c.add(third, origin, unknown)
+	// The early host's provider record reaches nobody: the owner learns
+	// of it as a holder only from its own memory of who asked.
+	e := c.add(early, origin, func(cfg *swarm.Config) { cfg.Discovery = transfertest.NewMemDiscovery().For(swarm.PeerID(early)) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.download(ctx, p); err != nil {
+		t.Fatalf("early host: Download: %v", err)
+	}
+	if _, err := o.download(ctx, p); err != nil {
+		t.Fatalf("owner: Download: %v", err)
+	}
+	checkCopy(t, o, p)
+	if copies := float64(origin.bytes.Load()) / float64(p.size); copies > 1 {
+		t.Errorf("origin sent %.2f copies: the owner fetched the chunk the early host held", copies)
+	}
+}

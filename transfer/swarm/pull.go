@@ -357,6 +357,9 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 	pi, d, err := s.pullPackage(ctx, manifest)
 	if err != nil || i >= len(pi.refs) {
 		s.log.Debug("pull request for an unknown chunk", "peer", p, "manifest", manifest, "index", i, "err", err)
+		if err != nil && flags&pullHeldOnly == 0 {
+			s.noteRefused(manifest, i, p)
+		}
 		return pullRefused, nil
 	}
 	var data []byte
@@ -429,6 +432,48 @@ func (s *Swarm) releasePull(p PeerID) {
 	if s.pulls[p]--; s.pulls[p] <= 0 {
 		delete(s.pulls, p)
 	}
+}
+
+// pullAsk names a chunk by package and index: a request for a package
+// this host does not know names no chunk CID it could check.
+type pullAsk struct {
+	manifest cid.Cid
+	index    int
+}
+
+// refusedAsk is the host that asked for a chunk, and when.
+type refusedAsk struct {
+	peer PeerID
+	at   time.Time
+}
+
+// maxRefusedAsks bounds the refused requests remembered.
+const maxRefusedAsks = 4096
+
+// noteRefused remembers that peer asked for chunk i of manifest, a
+// package this host did not know: the peer then fetched the chunk
+// elsewhere, from the next fetcher or the origin, so it holds the chunk,
+// or soon will, when this host comes to download the package, ranked
+// first for the chunk (refusedAsker).
+func (s *Swarm) noteRefused(manifest cid.Cid, i int, peer PeerID) {
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	if s.refusedAsks == nil || len(s.refusedAsks) >= maxRefusedAsks {
+		s.refusedAsks = make(map[pullAsk]refusedAsk)
+	}
+	s.refusedAsks[pullAsk{manifest, i}] = refusedAsk{peer: peer, at: time.Now()}
+}
+
+// refusedAsker returns the host that asked for chunk i of manifest when
+// this host did not know the package, within pullCacheTTL ("" none).
+func (s *Swarm) refusedAsker(manifest cid.Cid, i int) PeerID {
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	a, ok := s.refusedAsks[pullAsk{manifest, i}]
+	if !ok || time.Since(a.at) > pullCacheTTL {
+		return ""
+	}
+	return a.peer
 }
 
 // pullPackage returns what is known of manifest: a running download's
