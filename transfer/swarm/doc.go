@@ -127,9 +127,11 @@
 // host ranks first for before the others (Picker.SetPullOwn): in a flash
 // crowd every host starts with its own share, so the origin is asked for
 // all of them at once. Before it asks the origin for a chunk it ranks
-// first for, a host asks the next in rank whether it holds the chunk (a
-// host arriving late takes it from those that came before), unless that
-// peer's have-map is known already. A fetcher that cannot be reached, or says
+// first for, a host asks the host that asked it for the chunk while it
+// did not know the package (that host fetched it elsewhere), or else
+// the next in rank whether it holds the chunk, unless that peer's
+// have-map is known already: a host arriving late takes the chunk from
+// those that came before. A fetcher that cannot be reached, or says
 // nothing for pullIdle (it sends a keepalive every pullKeepalive while it
 // works), or keeps working without sending the chunk for pullClaim, or
 // answers that it cannot reach the origin (its site may be cut off from
