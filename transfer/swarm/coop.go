@@ -147,8 +147,19 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 	}
 	d.mu.Unlock()
 	ref := d.pkg.refs[i]
-	for _, f := range before {
+	redirected := false
+	for k := 0; k < len(before); k++ {
+		f := before[k]
 		data, err := d.pullOne(ctx, f, i, ref, flags)
+		var other *askOtherError
+		if errors.As(err, &other) && !redirected && other.peer != d.s.cfg.Self && !slices.Contains(before, other.peer) {
+			// The fetcher does not know the package, and names the peer
+			// that asked it for the chunk before: asked next, once per
+			// chunk, for the chunk whether it holds it yet or not.
+			redirected = true
+			before = slices.Insert(slices.Clone(before), k+1, other.peer)
+			flags = 0
+		}
 		if errors.Is(err, errPullSkipped) {
 			continue
 		}
@@ -258,12 +269,15 @@ func (d *download) skipFetcher(f PeerID) {
 }
 
 // awaitChunk returns a channel closed once chunk i is stored or the
-// download ends, if a peer is sending chunk i to us or we are storing
-// it; nil otherwise (the chunk is not on its way from a peer).
+// download ends, if a peer is sending chunk i to us, we are storing it,
+// or we asked the origin or a fetcher for it; nil otherwise (the chunk
+// is not on its way). A host named in a pullAskOther answer is often
+// still fetching the chunk: its askers wait for that fetch rather than
+// make it fetch the chunk again.
 func (d *download) awaitChunk(i int) <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.finished || d.picker.Have(i) || !d.storing.Has(i) && !d.picker.PeerAsked(i) {
+	if d.finished || d.picker.Have(i) || !d.storing.Has(i) && !d.picker.PeerAsked(i) && d.originCancel[i] == nil {
 		return nil
 	}
 	ch := make(chan struct{})

@@ -398,3 +398,52 @@ func TestSwarmPullThroughAskerHolds(t *testing.T) {
 		t.Errorf("origin sent %.2f copies: the owner fetched the chunk the early host held", copies)
 	}
 }
+
+// A fetcher that does not know a package yet, asked for a chunk an
+// earlier host asked it for, names that host: a late host takes the
+// chunk from it instead of the origin (arrivals a few seconds apart,
+// the fetchers idle and their metadata not yet fresh).
+func TestSwarmPullThroughRefusalNamesAsker(t *testing.T) {
+	p := newTestPackage(t, 19, 1<<20, 1<<20)
+	key := policy.ChunkKey(p.m.UniqueChunks()[0].CID.Bytes())
+	// Names ranked owner, third, late, early for the chunk.
+	var owner, third, late, early string
+	for k := 0; k < 5000 && early == ""; k++ {
+		ids := []string{fmt.Sprintf("o%d", k), fmt.Sprintf("t%d", k), fmt.Sprintf("l%d", k), fmt.Sprintf("e%d", k)}
+		var ms []policy.Member
+		for _, id := range ids {
+			ms = append(ms, policy.Member{ID: swarm.PeerID(id)})
+		}
+		b := policy.NewFetchers(ms[3], ms).Before(key, 0, nil)
+		if len(b) == 3 && b[0] == ms[0].ID && b[1] == ms[1].ID && b[2] == ms[2].ID {
+			owner, third, late, early = ids[0], ids[1], ids[2], ids[3]
+		}
+	}
+	if early == "" {
+		t.Fatal("no names rank owner, third, late, early")
+	}
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+	// Only the early host resolves the package for peers; nobody finds
+	// its provider record.
+	unknown := func(cfg *swarm.Config) { cfg.Manifests = transfertest.NewMemManifests() }
+	c.add(owner, origin, unknown)
+	c.add(third, origin, unknown)
+	l := c.add(late, origin, func(cfg *swarm.Config) {
+		unknown(cfg)
+		cfg.Discovery = transfertest.NewMemDiscovery().For(swarm.PeerID(late))
+	})
+	e := c.add(early, origin, func(cfg *swarm.Config) { cfg.Discovery = transfertest.NewMemDiscovery().For(swarm.PeerID(early)) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.download(ctx, p); err != nil {
+		t.Fatalf("early host: Download: %v", err)
+	}
+	if _, err := l.download(ctx, p); err != nil {
+		t.Fatalf("late host: Download: %v", err)
+	}
+	checkCopy(t, l, p)
+	if copies := float64(origin.bytes.Load()) / float64(p.size); copies > 1 {
+		t.Errorf("origin sent %.2f copies: the late host fetched the chunk the early host held", copies)
+	}
+}

@@ -36,8 +36,10 @@ import (
 // bytes, or pullRefused (it does not know the package, or is busy: ask
 // the next fetcher), pullMissing (the origin lacks the chunk or sent it
 // corrupt) or pullOriginDown (the origin cannot be reached from the
-// fetcher: the asker passes it over). Then it
-// closes the stream. A host that does not speak the protocol refuses the
+// fetcher: the asker passes it over), or pullAskOther followed by
+// uvarint length and a peer ID (it does not know the package, but that
+// peer asked it for the chunk before, and fetched it elsewhere: ask it).
+// Then it closes the stream. A host that does not speak the protocol refuses the
 // stream; the asker takes that, and silence past its idle timeout, as a
 // refusal.
 const (
@@ -46,6 +48,7 @@ const (
 	pullRefused    byte = 2
 	pullMissing    byte = 3
 	pullOriginDown byte = 4
+	pullAskOther   byte = 5
 )
 
 // Request flags.
@@ -81,6 +84,19 @@ const (
 	// maxPullRequest bounds a request's bytes.
 	maxPullRequest = 1 + maxCIDLen + binary.MaxVarintLen32 + binary.MaxVarintLen64 + 1
 )
+
+// maxPeerIDLen bounds the peer ID of a pullAskOther answer.
+const maxPeerIDLen = 256
+
+// askOtherError is a fetcher's pullAskOther answer: it refused, and
+// names the peer to ask instead.
+type askOtherError struct{ peer PeerID }
+
+func (e *askOtherError) Error() string {
+	return fmt.Sprintf("fetcher does not know the package; %s asked it before", e.peer)
+}
+
+func (e *askOtherError) Is(target error) bool { return target == errPullRefused }
 
 var (
 	errPullRefused = errors.New("fetcher refused the pull-through request")
@@ -193,6 +209,19 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, aliv
 			return nil, fmt.Errorf("fetcher's origin: %w", metadata.ErrNotFound)
 		case pullOriginDown:
 			return nil, errPullOriginDown
+		case pullAskOther:
+			n, err := readUvarint(br)
+			if err != nil {
+				return nil, unexpectedEOF(err)
+			}
+			if n == 0 || n > maxPeerIDLen {
+				return nil, protoErr("pull answer: peer ID of %d bytes", n)
+			}
+			id := make([]byte, n)
+			if _, err := io.ReadFull(br, id); err != nil {
+				return nil, unexpectedEOF(err)
+			}
+			return nil, &askOtherError{peer: PeerID(id)}
 		case pullOK:
 			sending()
 		default:
@@ -273,6 +302,15 @@ func (w *pullWriter) status(b byte) error {
 	return err
 }
 
+// askOther answers pullAskOther, naming peer.
+func (w *pullWriter) askOther(peer PeerID) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := binary.AppendUvarint([]byte{pullAskOther}, uint64(len(peer)))
+	_, err := w.st.Write(append(b, peer...))
+	return err
+}
+
 func (w *pullWriter) chunk(data []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -323,13 +361,16 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 	})
 	w := &pullWriter{st: st}
 	code, data := s.servePull(ctx, p, w, manifest, i, flags)
-	if code == pullOK {
+	switch code {
+	case pullOK:
 		err = w.chunk(data)
 		if err == nil {
 			s.bytesUploaded.Add(int64(len(data)))
 			s.countPeer(p, 0, int64(len(data)))
 		}
-	} else {
+	case pullAskOther:
+		err = w.askOther(PeerID(data))
+	default:
 		err = w.status(code)
 	}
 	if err != nil {
@@ -340,7 +381,8 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 }
 
 // servePull finds chunk i of manifest for peer p, saying pullWorking
-// through w while it does; it returns the final status and the chunk.
+// through w while it does; it returns the final status and the chunk (for
+// pullAskOther, the peer ID to ask).
 func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest cid.Cid, i int, flags byte) (byte, []byte) {
 	if !s.admitPull(p) {
 		return pullRefused, nil
@@ -357,8 +399,10 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 	pi, d, err := s.pullPackage(ctx, manifest)
 	if err != nil || i >= len(pi.refs) {
 		s.log.Debug("pull request for an unknown chunk", "peer", p, "manifest", manifest, "index", i, "err", err)
-		if err != nil && flags&pullHeldOnly == 0 {
-			s.noteRefused(manifest, i, p)
+		if err != nil {
+			if a := s.noteRefused(manifest, i, p, flags&pullHeldOnly == 0); a != "" {
+				return pullAskOther, []byte(a)
+			}
 		}
 		return pullRefused, nil
 	}
@@ -450,18 +494,29 @@ type refusedAsk struct {
 // maxRefusedAsks bounds the refused requests remembered.
 const maxRefusedAsks = 4096
 
-// noteRefused remembers that peer asked for chunk i of manifest, a
-// package this host did not know: the peer then fetched the chunk
-// elsewhere, from the next fetcher or the origin, so it holds the chunk,
-// or soon will, when this host comes to download the package, ranked
-// first for the chunk (refusedAsker).
-func (s *Swarm) noteRefused(manifest cid.Cid, i int, peer PeerID) {
+// noteRefused is called when peer asked for chunk i of manifest, a
+// package this host does not know: it returns the peer that asked for it
+// before, within pullCacheTTL, if another did (the peer to name in a
+// pullAskOther answer), or else, if remember, remembers peer: it then
+// fetches the chunk elsewhere, from the next fetcher or the origin, so it
+// holds the chunk, or soon will, when another host asks, or this host
+// comes to download the package ranked first for the chunk
+// (refusedAsker).
+func (s *Swarm) noteRefused(manifest cid.Cid, i int, peer PeerID, remember bool) PeerID {
 	s.pullMu.Lock()
 	defer s.pullMu.Unlock()
+	k := pullAsk{manifest, i}
+	if a, ok := s.refusedAsks[k]; ok && a.peer != peer && time.Since(a.at) <= pullCacheTTL {
+		return a.peer
+	}
+	if !remember {
+		return ""
+	}
 	if s.refusedAsks == nil || len(s.refusedAsks) >= maxRefusedAsks {
 		s.refusedAsks = make(map[pullAsk]refusedAsk)
 	}
-	s.refusedAsks[pullAsk{manifest, i}] = refusedAsk{peer: peer, at: time.Now()}
+	s.refusedAsks[k] = refusedAsk{peer: peer, at: time.Now()}
+	return ""
 }
 
 // refusedAsker returns the host that asked for chunk i of manifest when
@@ -527,14 +582,17 @@ func (s *Swarm) heldChunk(ref metadata.ChunkRef) []byte {
 
 // pullData returns chunk i (ref) for a pull-through request: from the
 // store; from our download d of the package once it has the chunk, if a
-// peer is sending it to d (a bounded wait); or from the origin, joined
-// with any fetch of the same chunk under way (originFetch). A chunk
-// fetched here goes into d too.
+// peer, the origin or a fetcher is sending it to d (a bounded wait); or
+// from the origin, joined with any fetch of the same chunk under way
+// (originFetch). A chunk fetched here goes into d too.
 func (s *Swarm) pullData(ctx context.Context, ref metadata.ChunkRef, d *download, i int) ([]byte, error) {
 	if data := s.heldChunk(ref); data != nil {
 		return data, nil
 	}
-	if d != nil {
+	// A fetch of the chunk from the origin under way here is joined at
+	// once (originFetch); else our download's copy on its way is waited
+	// for.
+	if d != nil && !s.originCalling(ref.CID) {
 		if ch := d.awaitChunk(i); ch != nil {
 			t := time.NewTimer(s.cfg.RequestTimeout)
 			select {
@@ -560,6 +618,14 @@ func (s *Swarm) pullData(ctx context.Context, ref metadata.ChunkRef, d *download
 		s.goroutine(func() { d.deliver(i, policy.OriginPeer, data, sent) })
 	}
 	return data, nil
+}
+
+// originCalling reports whether a fetch of chunk c from the origin is
+// under way.
+func (s *Swarm) originCalling(c cid.Cid) bool {
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	return s.originCalls[c] != nil
 }
 
 // originCall is one fetch of a chunk from the origin, shared by every
