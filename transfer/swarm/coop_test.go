@@ -6,11 +6,13 @@ import (
 	"io"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
@@ -445,5 +447,46 @@ func TestSwarmPullThroughRefusalNamesAsker(t *testing.T) {
 	checkCopy(t, l, p)
 	if copies := float64(origin.bytes.Load()) / float64(p.size); copies > 1 {
 		t.Errorf("origin sent %.2f copies: the late host fetched the chunk the early host held", copies)
+	}
+}
+
+// countingResolver counts ResolveManifest calls; it resolves nothing.
+type countingResolver struct{ calls atomic.Int64 }
+
+func (r *countingResolver) ResolveManifest(ctx context.Context, c cid.Cid) (*metadata.Manifest, error) {
+	r.calls.Add(1)
+	return nil, fmt.Errorf("manifest %s: %w", c, metadata.ErrNotFound)
+}
+
+// A host asked whether it holds a chunk (the ask of a first-ranked host
+// before the origin) answers from what it knows: it does not resolve a
+// package it does not know (a metadata refresh the asker's origin
+// request would wait for), since it cannot hold its chunks.
+func TestSwarmPullThroughHeldOnlyResolvesNothing(t *testing.T) {
+	p := newTestPackage(t, 20, 1<<20, 1<<20)
+	key := policy.ChunkKey(p.m.UniqueChunks()[0].CID.Bytes())
+	var first, next string
+	for k := 0; k < 1000 && first == ""; k++ {
+		a, b := fmt.Sprintf("f%d", k), fmt.Sprintf("n%d", k)
+		ms := []policy.Member{{ID: swarm.PeerID(a)}, {ID: swarm.PeerID(b)}}
+		if policy.NewFetchers(ms[0], ms).First(key) == ms[0].ID {
+			first, next = a, b
+		}
+	}
+	if first == "" {
+		t.Fatal("no names rank first before next")
+	}
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 0)
+	f := c.add(first, origin, nil)
+	res := &countingResolver{}
+	c.add(next, origin, func(cfg *swarm.Config) { cfg.Manifests = res })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := f.download(ctx, p); err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	if n := res.calls.Load(); n != 0 {
+		t.Errorf("the next in rank resolved the manifest %d times for held-only asks, want 0", n)
 	}
 }

@@ -396,7 +396,17 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 	}
 	stop := s.keepalive(w)
 	defer stop()
-	pi, d, err := s.pullPackage(ctx, manifest)
+	var pi *pkgInfo
+	var d *download
+	var err error
+	if flags&pullHeldOnly != 0 {
+		// A package we do not know is one whose chunks we do not hold: no
+		// resolving (which may wait for a metadata refresh) while the
+		// asker's origin request waits.
+		pi, d, err = s.pkg(manifest)
+	} else {
+		pi, d, err = s.pullPackage(ctx, manifest)
+	}
 	if err != nil || i >= len(pi.refs) {
 		s.log.Debug("pull request for an unknown chunk", "peer", p, "manifest", manifest, "index", i, "err", err)
 		if err != nil {
