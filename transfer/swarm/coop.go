@@ -148,17 +148,23 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 	d.mu.Unlock()
 	ref := d.pkg.refs[i]
 	redirected := false
+	var heldOnly []PeerID // named by a pullAskOther answer
 	for k := 0; k < len(before); k++ {
 		f := before[k]
-		data, err := d.pullOne(ctx, f, i, ref, flags)
+		fl := flags
+		if slices.Contains(heldOnly, f) {
+			fl = pullHeldOnly
+		}
+		data, err := d.pullOne(ctx, f, i, ref, fl)
 		var other *askOtherError
 		if errors.As(err, &other) && !redirected && other.peer != d.s.cfg.Self && !slices.Contains(before, other.peer) {
 			// The fetcher does not know the package, and names the peer
 			// that asked it for the chunk before: asked next, once per
-			// chunk, for the chunk whether it holds it yet or not.
+			// chunk, whether it holds the chunk (it may still be fetching
+			// it; then the next in rank is asked as before).
 			redirected = true
 			before = slices.Insert(slices.Clone(before), k+1, other.peer)
-			flags = 0
+			heldOnly = append(heldOnly, other.peer)
 		}
 		if errors.Is(err, errPullSkipped) {
 			continue
@@ -189,17 +195,17 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 }
 
 // firstRankedAsk returns whom to ask for chunk i, which we rank first
-// for, before the origin: the host that asked us for it while we did not
-// know the package (it fetched the chunk elsewhere: we take it from
-// it, or join its fetch); else the next in rank, only if it holds the
-// chunk already (a host arriving after the others hold the package takes
-// it from them), unless its have-map is known: it lacks the chunk then,
-// or the chunk would not be asked of the origin (a flash crowd's hosts
-// would each wait a round trip before every origin request). d.mu is
-// held.
+// for, before the origin, and only whether they hold the chunk already
+// (pullHeldOnly: a host arriving after the others hold the package takes
+// it from them; in a flash crowd nobody waits on another's fetch): the
+// host that asked us for it while we did not know the package (it
+// fetched the chunk elsewhere); else the next in rank, unless its
+// have-map is known: it lacks the chunk then, or the chunk would not be
+// asked of the origin (a flash crowd's hosts would each wait a round
+// trip before every origin request). d.mu is held.
 func (d *download) firstRankedAsk(i int) ([]PeerID, byte) {
 	if a := d.s.refusedAsker(d.c, i); a != "" && a != d.s.cfg.Self && !d.silent[a] && !d.banned[a] {
-		return []PeerID{a}, 0
+		return []PeerID{a}, pullHeldOnly
 	}
 	if next := d.fetchers.After(d.keys[i]); next != "" && !d.picker.PeerKnown(next) {
 		return []PeerID{next}, pullHeldOnly
@@ -269,15 +275,12 @@ func (d *download) skipFetcher(f PeerID) {
 }
 
 // awaitChunk returns a channel closed once chunk i is stored or the
-// download ends, if a peer is sending chunk i to us, we are storing it,
-// or we asked the origin or a fetcher for it; nil otherwise (the chunk
-// is not on its way). A host named in a pullAskOther answer is often
-// still fetching the chunk: its askers wait for that fetch rather than
-// make it fetch the chunk again.
+// download ends, if a peer is sending chunk i to us or we are storing
+// it; nil otherwise (the chunk is not on its way from a peer).
 func (d *download) awaitChunk(i int) <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.finished || d.picker.Have(i) || !d.storing.Has(i) && !d.picker.PeerAsked(i) && d.originCancel[i] == nil {
+	if d.finished || d.picker.Have(i) || !d.storing.Has(i) && !d.picker.PeerAsked(i) {
 		return nil
 	}
 	ch := make(chan struct{})

@@ -38,7 +38,8 @@ import (
 // corrupt) or pullOriginDown (the origin cannot be reached from the
 // fetcher: the asker passes it over), or pullAskOther followed by
 // uvarint length and a peer ID (it does not know the package, but that
-// peer asked it for the chunk before, and fetched it elsewhere: ask it).
+// peer asked it for the chunk before, and fetched it elsewhere: ask it
+// whether it holds the chunk).
 // Then it closes the stream. A host that does not speak the protocol refuses the
 // stream; the asker takes that, and silence past its idle timeout, as a
 // refusal.
@@ -592,17 +593,14 @@ func (s *Swarm) heldChunk(ref metadata.ChunkRef) []byte {
 
 // pullData returns chunk i (ref) for a pull-through request: from the
 // store; from our download d of the package once it has the chunk, if a
-// peer, the origin or a fetcher is sending it to d (a bounded wait); or
-// from the origin, joined with any fetch of the same chunk under way
-// (originFetch). A chunk fetched here goes into d too.
+// peer is sending it to d (a bounded wait); or from the origin, joined
+// with any fetch of the same chunk under way (originFetch). A chunk
+// fetched here goes into d too.
 func (s *Swarm) pullData(ctx context.Context, ref metadata.ChunkRef, d *download, i int) ([]byte, error) {
 	if data := s.heldChunk(ref); data != nil {
 		return data, nil
 	}
-	// A fetch of the chunk from the origin under way here is joined at
-	// once (originFetch); else our download's copy on its way is waited
-	// for.
-	if d != nil && !s.originCalling(ref.CID) {
+	if d != nil {
 		if ch := d.awaitChunk(i); ch != nil {
 			t := time.NewTimer(s.cfg.RequestTimeout)
 			select {
@@ -628,14 +626,6 @@ func (s *Swarm) pullData(ctx context.Context, ref metadata.ChunkRef, d *download
 		s.goroutine(func() { d.deliver(i, policy.OriginPeer, data, sent) })
 	}
 	return data, nil
-}
-
-// originCalling reports whether a fetch of chunk c from the origin is
-// under way.
-func (s *Swarm) originCalling(c cid.Cid) bool {
-	s.pullMu.Lock()
-	defer s.pullMu.Unlock()
-	return s.originCalls[c] != nil
 }
 
 // originCall is one fetch of a chunk from the origin, shared by every
