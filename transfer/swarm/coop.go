@@ -147,24 +147,22 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 	}
 	d.mu.Unlock()
 	ref := d.pkg.refs[i]
-	redirected := false
-	var heldOnly []PeerID // named by a pullAskOther answer
+	var named PeerID // by a pullAskOther answer
 	for k := 0; k < len(before); k++ {
 		f := before[k]
 		fl := flags
-		if slices.Contains(heldOnly, f) {
+		if f == named {
 			fl = pullHeldOnly
 		}
 		data, err := d.pullOne(ctx, f, i, ref, fl)
 		var other *askOtherError
-		if errors.As(err, &other) && !redirected && other.peer != d.s.cfg.Self && !slices.Contains(before, other.peer) {
+		if errors.As(err, &other) && named == "" && other.peer != d.s.cfg.Self && !slices.Contains(before, other.peer) {
 			// The fetcher does not know the package, and names the peer
 			// that asked it for the chunk before: asked next, once per
 			// chunk, whether it holds the chunk (it may still be fetching
 			// it; then the next in rank is asked as before).
-			redirected = true
-			before = slices.Insert(slices.Clone(before), k+1, other.peer)
-			heldOnly = append(heldOnly, other.peer)
+			named = other.peer
+			before = slices.Insert(slices.Clone(before), k+1, named)
 		}
 		if errors.Is(err, errPullSkipped) {
 			continue
