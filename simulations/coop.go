@@ -53,6 +53,31 @@ type coopState struct {
 	first []int32 // each chunk's first-ranked fetcher among present
 	keys  []uint64
 	wait  map[int64][]int32 // fetcher*nChunks+chunk: hosts waiting for it
+	// pullBase: the server of host h's pull-through answers is
+	// pullBase+h (Scenario.PullUpload); 0: they leave by the host's
+	// own server, h.
+	pullBase int32
+}
+
+// addPullServers adds each host's server for pull-through answers when
+// they have a capacity of their own (Scenario.PullUpload).
+func (s *sim) addPullServers() {
+	if !s.coop.on || s.sc.PullUpload == 0 {
+		return
+	}
+	s.coop.pullBase = s.origin + 1
+	for range s.n {
+		s.addServer(float64(s.sc.PullUpload))
+	}
+}
+
+// srvHost returns the host whose upload server id is (a host's own, or
+// its pull-through server); not the origin's.
+func (s *sim) srvHost(id int32) int32 {
+	if s.coop.pullBase > 0 && id >= s.coop.pullBase {
+		return id - s.coop.pullBase
+	}
+	return id
 }
 
 // visible returns the present hosts other hosts' lookups find: those

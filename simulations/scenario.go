@@ -40,6 +40,15 @@ type Scenario struct {
 	SiteDownlink Rate `json:"site_downlink,omitempty"`
 	// OriginUpload is the repository's upload capacity.
 	OriginUpload Rate `json:"origin_upload,omitempty"`
+	// PullUpload (swarm-coop): a host's capacity for the chunks it sends
+	// as a fetcher's answers to pull-through requests, apart from
+	// HostUpload. The daemon's --upload-rate paces its swarm sessions
+	// only (transfer/swarm waitUpload); its pull-through answers go out
+	// unpaced, at what the host's link gives, so a scenario of capped
+	// daemons sets the link's rate here. 0: they share HostUpload with
+	// the swarm's uploads (a daemon without an upload cap, whose swarm
+	// and pull-through traffic leave by the same link).
+	PullUpload Rate `json:"pull_upload,omitempty"`
 	// Latency: one-way delays.
 	Latency Latency `json:"latency,omitzero"`
 	// Arrival: when hosts want the package.
@@ -262,6 +271,8 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: %d chunks: at most 16M", s.Name, int64(s.PackageSize)/int64(s.ChunkSize))
 	case s.OriginUpload <= 0:
 		return fmt.Errorf("scenario %s: origin_upload must be positive", s.Name)
+	case s.PullUpload < 0:
+		return fmt.Errorf("scenario %s: pull_upload must not be negative", s.Name)
 	case s.SiteUplink < 0 || s.SiteDownlink < 0:
 		return fmt.Errorf("scenario %s: site links must not be negative", s.Name)
 	case s.Arrival.Pattern != ArrivalFlash && s.Arrival.Pattern != ArrivalStaggered:

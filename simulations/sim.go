@@ -370,6 +370,7 @@ func (s *sim) initHosts() {
 		s.addServer(hs.up)
 	}
 	s.origin = s.addServer(float64(sc.OriginUpload))
+	s.addPullServers()
 	s.links = make([]link, 2*sc.Sites)
 	for k := range sc.Sites {
 		s.links[2*k].capacity = float64(sc.SiteUplink)
@@ -712,6 +713,9 @@ func (s *sim) open(src, dst, chunk, vm int32, size float64) int32 {
 	sid := s.origin
 	if src >= 0 {
 		sid = src
+		if vm == pullFlow && s.coop.pullBase > 0 {
+			sid = s.coop.pullBase + src
+		}
 	}
 	hs := &s.hosts[dst]
 	hs.in = append(hs.in, -1) // counted before the cap is computed
@@ -737,7 +741,7 @@ func (s *sim) close(id int32) float64 {
 	if f.srv == s.origin {
 		hs.fromOrigin += moved
 	} else {
-		s.hosts[f.srv].uploaded += moved
+		s.hosts[s.srvHost(f.srv)].uploaded += moved
 	}
 	return moved
 }
@@ -775,7 +779,8 @@ func (s *sim) flowDone(id int32) {
 	case f.srv == s.origin:
 		s.schedule(s.now+s.latOrig, evChunk, f.dst, -1, f.chunk)
 	case f.vm == pullFlow:
-		s.schedule(s.now+s.lat(f.srv, f.dst), evPulled, f.dst, f.srv, f.chunk)
+		src := s.srvHost(f.srv)
+		s.schedule(s.now+s.lat(src, f.dst), evPulled, f.dst, src, f.chunk)
 	default:
 		src := f.srv
 		se := &s.hosts[src].sess[f.vm]
@@ -1023,7 +1028,12 @@ func (s *sim) fillOrigin(h int32) {
 		}
 		hs.oreq.Set(i)
 		if f := s.fetcher(h, i); f != h {
+			// A chunk asked of its fetcher is the fetcher's to announce,
+			// and the daemon's fetcher does not announce the chunks it
+			// fetches for askers (transfer/swarm download.schedule): no
+			// Fetching, so every host asks the fetcher for it.
 			s.schedule(s.now+s.lat(h, f), evPull, f, h, int32(i))
+			continue
 		} else if s.coopCached(h, int32(i)) {
 			s.schedule(s.now, evChunk, h, -1, int32(i)) // fetched for askers before
 		} else {
@@ -1361,7 +1371,7 @@ func (s *sim) progress(h int32) {
 			continue
 		}
 		if f := &s.flows[id]; f.live && f.srv != s.origin && f.chunk >= 0 && f.size > policy.PartSize {
-			hs.picker.Progress(s.ids[f.srv], now)
+			hs.picker.Progress(s.ids[s.srvHost(f.srv)], now)
 		}
 	}
 }
@@ -1393,7 +1403,7 @@ func (s *sim) leave(h int32) {
 		moved := s.close(id)
 		if f.chunk < 0 {
 			hs.baseLeft[f.vm] -= moved
-		} else if f.srv != s.origin {
+		} else if f.srv != s.origin && f.vm != pullFlow {
 			s.hosts[f.srv].sess[f.vm].flow = -1
 		}
 		hs = &s.hosts[h]
