@@ -66,6 +66,9 @@ func (s *sim) addPullServers() {
 		return
 	}
 	s.coop.pullBase = s.origin + 1
+	if len(s.srvs) > int(s.coop.pullBase) {
+		return // a workload's later package: the first one's
+	}
 	for range s.n {
 		s.addServer(float64(s.sc.PullUpload))
 	}

@@ -107,14 +107,18 @@ type NewVersion struct {
 
 // Packages is a workload of Count packages whose sizes are drawn from
 // the size table Sizes (a SizeDist file; a relative path is relative to
-// the working directory). Every host fetches every package, one after the
-// other in the same order: it starts package k+1 Overhead after it
-// finished package k (its first at its arrival). Count 0: one package of
-// PackageSize. See workload.go for what the model leaves out.
+// the working directory). Every host fetches every package in the same
+// order, Parallel at a time (0: all at once, as the daemon fetches a
+// closure), in one run sharing the links: its first package at its
+// arrival, package k Overhead after it started package k-1 (or after a
+// download ended, when Parallel were running), Overhead standing for the
+// daemon's start-up of each package's download. Count 0: one package of
+// PackageSize. See workload.go.
 type Packages struct {
 	Count    int      `json:"count,omitempty"`
 	Sizes    string   `json:"sizes,omitempty"`
 	Overhead Duration `json:"overhead,omitempty"`
+	Parallel int      `json:"parallel,omitempty"`
 }
 
 // Churn: the fraction Fraction of hosts leaves at a uniformly random time
@@ -285,8 +289,8 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: churn window ends before it starts", s.Name)
 	case s.Policy.DiscoveryDelay < 0 || s.Policy.ProviderDelay < 0:
 		return fmt.Errorf("scenario %s: policy.discovery_delay and provider_delay must not be negative", s.Name)
-	case s.Packages.Count < 0 || s.Packages.Overhead < 0:
-		return fmt.Errorf("scenario %s: packages.count and packages.overhead must not be negative", s.Name)
+	case s.Packages.Count < 0 || s.Packages.Overhead < 0 || s.Packages.Parallel < 0:
+		return fmt.Errorf("scenario %s: packages.count, packages.overhead and packages.parallel must not be negative", s.Name)
 	case s.Packages.Count > 0 && s.Packages.Sizes == "":
 		return fmt.Errorf("scenario %s: packages.count %d without packages.sizes", s.Name, s.Packages.Count)
 	case s.Packages.Count > 0 && s.Churn.Fraction > 0:
