@@ -119,6 +119,12 @@ type Packages struct {
 	Sizes    string   `json:"sizes,omitempty"`
 	Overhead Duration `json:"overhead,omitempty"`
 	Parallel int      `json:"parallel,omitempty"`
+	// MaxSize: a size drawn above it is cut to it (0: none), as the
+	// daemon benchmarks cap theirs (STORK_UPGRADE_MAX).
+	MaxSize Size `json:"max_size,omitempty"`
+	// Seed draws the sizes (0: the scenario's Seed), so that runs of
+	// several seeds can fetch the same packages.
+	Seed uint64 `json:"seed,omitempty"`
 }
 
 // Churn: the fraction Fraction of hosts leaves at a uniformly random time
@@ -289,8 +295,8 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: churn window ends before it starts", s.Name)
 	case s.Policy.DiscoveryDelay < 0 || s.Policy.ProviderDelay < 0:
 		return fmt.Errorf("scenario %s: policy.discovery_delay and provider_delay must not be negative", s.Name)
-	case s.Packages.Count < 0 || s.Packages.Overhead < 0 || s.Packages.Parallel < 0:
-		return fmt.Errorf("scenario %s: packages.count, packages.overhead and packages.parallel must not be negative", s.Name)
+	case s.Packages.Count < 0 || s.Packages.Overhead < 0 || s.Packages.Parallel < 0 || s.Packages.MaxSize < 0:
+		return fmt.Errorf("scenario %s: packages.count, overhead, parallel and max_size must not be negative", s.Name)
 	case s.Packages.Count > 0 && s.Packages.Sizes == "":
 		return fmt.Errorf("scenario %s: packages.count %d without packages.sizes", s.Name, s.Packages.Count)
 	case s.Packages.Count > 0 && s.Churn.Fraction > 0:

@@ -26,16 +26,24 @@ import (
 // event and flow with the package whose sim made it (engine.tag) and the
 // run hands each to that sim.
 
-// WorkloadSizes draws the sizes of sc.Packages (seeded by sc.Seed).
+// WorkloadSizes draws the sizes of sc.Packages (seeded by Packages.Seed,
+// else sc.Seed), cut to Packages.MaxSize.
 func WorkloadSizes(sc Scenario) ([]int64, error) {
 	d, err := ReadSizeDist(sc.Packages.Sizes)
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: packages: %w", sc.Name, err)
 	}
-	r := rand.New(rand.NewPCG(sc.Seed, 0x9ac4))
+	seed := sc.Packages.Seed
+	if seed == 0 {
+		seed = sc.Seed
+	}
+	r := rand.New(rand.NewPCG(seed, 0x9ac4))
 	sizes := make([]int64, sc.Packages.Count)
 	for k := range sizes {
 		sizes[k] = d.Sample(r.Float64(), r.Float64())
+		if m := int64(sc.Packages.MaxSize); m > 0 {
+			sizes[k] = min(sizes[k], m)
+		}
 	}
 	return sizes, nil
 }

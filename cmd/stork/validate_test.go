@@ -94,7 +94,7 @@ func validateSimulator(t *testing.T, st simulations.Strategy, extra ...string) {
 	var missed []string
 	for attempt := 1; attempt <= attempts; attempt++ {
 		w0 := writtenBytes(t, origin.Pid)
-		done, kept := validateRealRun(t, hosts, url, r.root, rate)
+		done, kept := validateRealRun(t, hosts, url, r.root, "blob", rate)
 		realOrigin := float64(writtenBytes(t, origin.Pid) - w0)
 		rows := []validateRow{
 			{"origin copies", realOrigin / size, sim.origin / size},
@@ -172,11 +172,11 @@ func validateSimRuns(t *testing.T, sc simulations.Scenario, st simulations.Strat
 }
 
 // validateRealRun starts hosts fresh daemon processes (one bootstrap, the
-// others joining through it), has every one fetch "blob" at once, and
-// returns each host's completion time (seconds from the common start) and
-// the bytes all of them took from the origin. The daemons are stopped
-// before it returns.
-func validateRealRun(t *testing.T, hosts int, url, root string, extra []string) ([]float64, float64) {
+// others joining through it), has every one fetch pkg (and its closure)
+// at once, and returns each host's completion time (seconds from the
+// common start) and the bytes all of them took from the origin. The
+// daemons are stopped before it returns.
+func validateRealRun(t *testing.T, hosts int, url, root, pkg string, extra []string) ([]float64, float64) {
 	t.Helper()
 	datas := make([]string, hosts)
 	procs := make([]*daemonProc, hosts)
@@ -212,10 +212,10 @@ func validateRealRun(t *testing.T, hosts int, url, root string, extra []string) 
 	for i, d := range datas[1:] {
 		procs[i+1] = startDaemonProc(t, d, url, root, append(slices.Clone(extra), "--bootstrap", boot)...)
 	}
-	waitOverlay(t, datas, 10*time.Second)
+	waitOverlay(t, datas, time.Duration(10+hosts)*time.Second)
 
 	// The flash crowd: every host fetches at once.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	done := make([]float64, hosts)
 	errs := make([]error, hosts)
@@ -225,7 +225,7 @@ func validateRealRun(t *testing.T, hosts int, url, root string, extra []string) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = node.NewClient(d).Fetch(ctx, "blob", nil)
+			_, errs[i] = node.NewClient(d).Fetch(ctx, pkg, nil)
 			done[i] = time.Since(t0).Seconds()
 		}()
 	}
