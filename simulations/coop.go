@@ -19,9 +19,17 @@ import (
 // for everyone asking (pull-through); a host asking a fetcher that has
 // left falls back to the origin. The chunk reaches the asker as its
 // origin request's answer (Picker.Received from policy.OriginPeer), its
-// bytes counted as peer bytes. Not modelled: the held-only question to
-// the next in rank (Fetchers.After), the daemon's pull slots and
-// timeouts, churn (Run refuses swarm-coop with churn).
+// bytes counted as peer bytes. As on the daemon, only a host that asks
+// the origin itself sends Fetching: an asker does not (the chunk is its
+// fetcher's to announce) and a fetcher does not for the chunks it fetches
+// for askers, so every host's Picker keeps the chunk eligible and asks
+// the fetcher for it. The answers leave by the host's upload link, or by
+// a server of their own at Scenario.PullUpload: the daemon paces its
+// swarm sessions at --upload-rate but not its pull-through answers.
+// Not modelled: the held-only question to the next in rank
+// (Fetchers.After), the daemon's pull slots (a fetcher refusing beyond
+// maxPulls, its askers turning to the next in rank) and timeouts, churn
+// (Run refuses swarm-coop with churn).
 
 // ErrCoopChurn: swarm-coop does not model churn.
 var ErrCoopChurn = errors.New("cooperative fetching is not simulated with churn")

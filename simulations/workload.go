@@ -125,7 +125,10 @@ func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
 	all := sc
 	all.Packages = Packages{}
 	all.PackageSize = Size(total)
-	w.maxT = 100*FluidBound(all) + float64(len(sizes))*w.overhead + sc.Arrival.Over.Seconds() + 600
+	// A generous limit, as sim.setLimits: a hundred times the slowest
+	// plausible run (every VM's copy from the origin).
+	perVM := float64(sc.Hosts*sc.VMsPerHost) * total / float64(sc.OriginUpload)
+	w.maxT = 100*max(FluidBound(all), perVM) + float64(len(sizes))*w.overhead + sc.Arrival.Over.Seconds() + 600
 	return w
 }
 

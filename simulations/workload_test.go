@@ -129,3 +129,18 @@ func TestWorkloadTogetherSlower(t *testing.T) {
 		t.Errorf("two packages at once: %.2fs, one alone %.2fs: want about twice as long", together.Makespan, one.Makespan)
 	}
 }
+
+// TestWorkloadOriginPerHostFinishes: a workload's time limit allows every
+// VM's copy from the origin (origin-per-host at 300 hosts from a slow
+// origin takes 6,000 s, sixty times the fluid bound of the swarm).
+func TestWorkloadOriginPerHostFinishes(t *testing.T) {
+	t.Parallel()
+	sc := flashCrowd(300, 0, 0)
+	sc.OriginUpload = 1e5
+	sc.Packages = Packages{Count: 2, Sizes: oneSize(t, 1e6)}
+	r := run(t, sc, OriginPerHost)
+	checkComplete(t, r)
+	if want := 300 * 2e6 / 1e5; r.Makespan < want*0.99 {
+		t.Errorf("makespan %.0fs, want about %.0fs", r.Makespan, want)
+	}
+}
