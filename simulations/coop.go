@@ -2,6 +2,7 @@ package simulations
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/storkpm/stork/transfer/policy"
@@ -254,4 +255,29 @@ func (s *sim) coopKeep(h, i int32) bool {
 	}
 	s.coop.cache[s.coop.key(h, i, s.nChunks)] = true
 	return true
+}
+
+// cancelPull withdraws h's pull-through request for chunk i, if it has
+// one: the daemon's asker resets the request's stream when a peer
+// delivered the chunk first, so the fetcher stops sending it (a flow
+// under way ends) or never sends it (h waited for the fetcher's own
+// fetch, which goes on for the others and itself).
+func (s *sim) cancelPull(h, i int32) {
+	if !s.coop.on {
+		return
+	}
+	for _, id := range s.rin[h].in {
+		if f := &s.flows[id]; f.vm == pullFlow && f.chunk == i && f.pkg == s.tag && f.srv != s.origin {
+			s.close(id)
+			return
+		}
+	}
+	f := s.fetcher(h, int(i))
+	if f == h {
+		return
+	}
+	k := s.coop.key(f, i, s.nChunks)
+	if w := s.coop.wait[k]; len(w) > 0 {
+		s.coop.wait[k] = slices.DeleteFunc(w, func(a int32) bool { return a == h })
+	}
 }

@@ -1106,6 +1106,7 @@ func (s *sim) cancelOrigin(h, i int32) {
 	if hs.oreq != nil {
 		hs.oreq.Clear(int(i))
 	}
+	s.cancelPull(h, i)
 	if s.coopWaiting(h, i) {
 		return // hosts wait for this fetch: it runs on
 	}
