@@ -211,6 +211,23 @@ func (d *download) firstRankedAsk(i int) ([]PeerID, byte) {
 	return nil, 0
 }
 
+// pullsOvertaken cancels the origin requests open for chunk i (i < 0:
+// for every chunk peer has), now that peer has it: the chunk comes from
+// the peer, not from a fetcher that may be waiting for a peer of its own
+// to send it or for the origin, nor from our own ask of the next in rank
+// or origin fetch (an origin fetch others joined goes on for them). d.mu
+// is held.
+func (d *download) pullsOvertaken(peer PeerID, i int) {
+	if d.fetchers == nil || d.fetchers.Alone() || len(d.originCancel) == 0 {
+		return
+	}
+	for j, c := range d.originCancel {
+		if j == i || i < 0 && d.picker.PeerHas(peer, j) {
+			c()
+		}
+	}
+}
+
 // errPullSkipped: the fetcher was ranked no more while the request waited
 // its turn.
 var errPullSkipped = errors.New("fetcher skipped")

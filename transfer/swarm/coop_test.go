@@ -488,3 +488,55 @@ func TestSwarmPullThroughHeldOnlyResolvesNothing(t *testing.T) {
 		t.Errorf("the next in rank resolved the manifest %d times for held-only asks, want 0", n)
 	}
 }
+
+// stallingMember adds to c a member that takes pull-through streams and
+// keeps saying it is working, never sending the chunk (nor refusing a
+// held-only ask), until the asker resets the stream.
+func stallingMember(c *cluster, id string) {
+	mn := c.net.Node(swarm.PeerID(id), nil)
+	mn.SetPullHandler(func(from swarm.PeerID, st swarm.Stream) {
+		defer st.Reset()
+		for range 600 { // 2 minutes at most
+			if _, err := st.Write([]byte{0}); err != nil { // pullWorking
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}
+
+// A host whose pull-through request waits at a fetcher takes the chunk
+// from a peer once the peer says it has it: the request is cancelled,
+// not left to the fetcher until the asker's claim on it expires
+// (2 x RequestTimeout, a minute here).
+func TestSwarmPullThroughPeerOvertakes(t *testing.T) {
+	p := newTestPackage(t, 22, 64<<10, 32*64<<10)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 0)
+	stallingMember(c, "stall")
+	mod := func(cfg *swarm.Config) { cfg.RequestTimeout = 30 * time.Second }
+	h := c.add("holder", origin, mod)
+	h.seed(p)
+	l := c.add("late", origin, mod)
+	ms := []policy.Member{{ID: "stall"}, {ID: "holder"}, {ID: "late"}}
+	f := policy.NewFetchers(ms[2], ms)
+	stalled := 0
+	for _, ref := range p.m.UniqueChunks() {
+		if f.First(policy.ChunkKey(ref.CID.Bytes())) == "stall" {
+			stalled++
+		}
+	}
+	if stalled == 0 {
+		t.Fatal("the stalling member ranks first for no chunk")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := l.download(ctx, p); err != nil {
+		t.Fatalf("late host: Download: %v (the stalling fetcher ranks first for %d chunks)", err, stalled)
+	}
+	checkCopy(t, l, p)
+	t.Logf("stalling fetcher first for %d of %d chunks", stalled, len(p.chunks))
+	if copies := float64(origin.bytes.Load()) / float64(p.size); copies != 0 {
+		t.Errorf("origin sent %.2f copies, want none (the holder has the package)", copies)
+	}
+}

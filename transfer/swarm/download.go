@@ -801,6 +801,7 @@ func (d *download) peerJoined(ss *session, have policy.Bitfield) {
 		return
 	}
 	d.picker.PeerJoined(ss.peer, have)
+	d.pullsOvertaken(ss.peer, -1)
 	now := time.Now()
 	d.applySites(now)
 	d.schedule(now)
@@ -813,6 +814,7 @@ func (d *download) peerHave(ss *session, i int) {
 		return
 	}
 	d.picker.PeerHave(ss.peer, i)
+	d.pullsOvertaken(ss.peer, i)
 	if d.picker.HasWithdrawn() {
 		// Requests left waiting at slow peers, now that a faster one has
 		// the chunk (Picker.Withdrawn): cancelled, asked elsewhere next.
