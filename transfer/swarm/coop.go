@@ -211,18 +211,39 @@ func (d *download) firstRankedAsk(i int) ([]PeerID, byte) {
 	return nil, 0
 }
 
-// pullsOvertaken cancels the origin requests open for chunk i (i < 0:
-// for every chunk peer has), now that peer has it: the chunk comes from
-// the peer, not from a fetcher that may be waiting for a peer of its own
-// to send it or for the origin, nor from our own ask of the next in rank
-// or origin fetch (an origin fetch others joined goes on for them). d.mu
-// is held.
+// pullHeard records that the fetcher of chunk i's pull-through request
+// answered; if a peer has the chunk by now, the request is cancelled
+// (pullsOvertaken).
+func (d *download) pullHeard(i int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.heard == nil {
+		d.heard = make(map[int]bool)
+	}
+	d.heard[i] = true
+	for p := range d.peers {
+		if d.picker.PeerHas(p, i) {
+			if c := d.originCancel[i]; c != nil {
+				c()
+			}
+			return
+		}
+	}
+}
+
+// pullsOvertaken cancels the pull-through requests open for chunk i
+// (i < 0: for every chunk peer has), now that peer has it: the chunk
+// comes from the peer, not from a fetcher that may be waiting for a peer
+// of its own to send it, or for the origin. Only requests whose fetcher
+// has answered are cancelled: one that has said nothing is left to find
+// it silent (pullIdle), so that the requests waiting for it are not sent
+// to a dead fetcher meanwhile. d.mu is held.
 func (d *download) pullsOvertaken(peer PeerID, i int) {
-	if d.fetchers == nil || d.fetchers.Alone() || len(d.originCancel) == 0 {
+	if len(d.heard) == 0 {
 		return
 	}
-	for j, c := range d.originCancel {
-		if j == i || i < 0 && d.picker.PeerHas(peer, j) {
+	for j := range d.heard {
+		if c := d.originCancel[j]; c != nil && (j == i || i < 0 && d.picker.PeerHas(peer, j)) {
 			c()
 		}
 	}
@@ -247,7 +268,10 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	if skip {
 		return nil, errPullSkipped
 	}
-	data, err := d.s.pull(ctx, f, d.c, i, ref, flags)
+	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func() { d.pullHeard(i) })
+	d.mu.Lock()
+	delete(d.heard, i)
+	d.mu.Unlock()
 	if errors.Is(err, errPullSilent) {
 		// Before the slot goes to a request waiting for it.
 		d.skipFetcher(f)

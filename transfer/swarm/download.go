@@ -100,6 +100,9 @@ type download struct {
 	// waiters are closed once their chunk is stored or the download ends
 	// (awaitChunk).
 	waiters map[int][]chan struct{}
+	// heard: the chunks whose pull-through request in flight has heard
+	// from its fetcher (coop.go, pullsOvertaken).
+	heard map[int]bool
 
 	// sem bounds the chunks being verified and stored at once, across the
 	// download's sessions (twice deliverWorkers).

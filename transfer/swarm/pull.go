@@ -126,9 +126,10 @@ func (s *Swarm) pullClaim() time.Duration {
 	return 2 * max(s.cfg.RequestTimeout, time.Second)
 }
 
-// pull asks fetcher `from` for chunk i (ref) of manifest. The chunk it
-// returns is not verified yet. The caller holds one of from's askSlots.
-func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte) ([]byte, error) {
+// pull asks fetcher `from` for chunk i (ref) of manifest, calling heard
+// once `from` first shows a sign of life. The chunk it returns is not
+// verified yet. The caller holds one of from's askSlots.
+func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte, heard func()) ([]byte, error) {
 	pn, _ := s.cfg.Network.(PullNetwork)
 	if pn == nil {
 		return nil, errPullRefused
@@ -150,7 +151,11 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	defer claim.Stop()
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
-	data, err := readPull(st, manifest, i, flags, ref.Length, func() { watch.Reset(idle) }, func() { claim.Stop() })
+	var once sync.Once
+	data, err := readPull(st, manifest, i, flags, ref.Length, func() {
+		once.Do(heard)
+		watch.Reset(idle)
+	}, func() { claim.Stop() })
 	if err != nil {
 		st.Reset()
 		if ctx.Err() != nil {
