@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // Scenario describes one experiment: the hosts and their links, the
@@ -241,7 +243,7 @@ func (s Scenario) withDefaults() Scenario {
 		p.FindInterval = Duration(5 * time.Second)
 	}
 	if p.CrossSitePeers == 0 {
-		p.CrossSitePeers = max(2, p.MaxPeers/8)
+		p.CrossSitePeers = policy.DefaultCrossSitePeers(p.MaxPeers)
 	}
 	return s
 }

@@ -130,3 +130,70 @@ func TestSwarmSitesOneCopyPerSite(t *testing.T) {
 		}
 	}
 }
+
+// With their sites configured, 3 sites of 4 nodes whose downloads may
+// trade with 16 peers each: every node receives chunks from at most
+// policy.DefaultCrossSitePeers(16) = 2 peers of other sites (the swarm
+// keeps the policy's cap, as the simulator does), and each site still
+// takes about one copy from the others.
+func TestSwarmSitesCapCrossSitePeers(t *testing.T) {
+	const maxPeers = 16
+	crossMax := policy.DefaultCrossSitePeers(maxPeers)
+	p := newTestPackage(t, 22, 256<<10, 8<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: 500 * time.Microsecond, Rate: 50 << 20})
+	origin := newSwarmOrigin(p, 40<<20, 20*time.Millisecond)
+	siteOf := map[swarm.PeerID]string{}
+	for _, s := range []string{"A", "B", "C"} {
+		for k := range 4 {
+			id := fmt.Sprintf("%s%d", s, k)
+			siteOf[swarm.PeerID(id)] = s
+			c.add(id, origin, func(cfg *swarm.Config) {
+				cfg.RequestTimeout = 0
+				cfg.MaxPeersPerDownload = maxPeers
+				cfg.Site = "site-" + s
+			})
+		}
+	}
+	for _, a := range c.nodes {
+		for _, b := range c.nodes {
+			if siteOf[a.id] != siteOf[b.id] {
+				c.net.SetLink(a.id, b.id, transfertest.LinkShape{Latency: 5 * time.Millisecond, Rate: 50 << 20})
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.nodes))
+	for k, n := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[k] = n.download(ctx, p)
+		}()
+	}
+	wg.Wait()
+	into := map[string]float64{}
+	for k, n := range c.nodes {
+		if errs[k] != nil {
+			t.Fatalf("node %s: Download: %v", n.id, errs[k])
+		}
+		checkCopy(t, n, p)
+		s := siteOf[n.id]
+		var from []swarm.PeerID
+		for q, ps := range n.swarm.Stats().Peers {
+			if siteOf[q] != s && ps.Downloaded > 0 {
+				from = append(from, q)
+				into[s] += float64(ps.Downloaded)
+			}
+		}
+		if len(from) > crossMax {
+			t.Errorf("node %s: received chunks from %d peers of other sites %v, want at most %d", n.id, len(from), from, crossMax)
+		}
+	}
+	for _, s := range []string{"A", "B", "C"} {
+		if cp := into[s] / float64(p.size); cp > 1.3 {
+			t.Errorf("site %s: %.2f copies from other sites' peers, want <= 1.3", s, cp)
+		}
+	}
+}
