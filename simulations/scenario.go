@@ -60,6 +60,12 @@ type Scenario struct {
 	// that peer, as on the daemon's one stream per session (see
 	// headofline.go); off, they take one latency and no bandwidth.
 	HeadOfLine bool `json:"head_of_line,omitempty"`
+	// WriteAhead: a peer's upload is not paced (daemons without an upload
+	// cap), so a chunk being sent is written ahead into the sender's
+	// socket buffer, and a Cancel that reaches the sender does not stop
+	// it: it crosses the links whole and the receiver discards it
+	// (writeahead.go). Off, a Cancel stops it where it is.
+	WriteAhead bool `json:"write_ahead,omitempty"`
 	// Seed makes the run deterministic.
 	Seed uint64 `json:"seed,omitempty"`
 	// SampleInterval: the origin-bytes time series is sampled this often.

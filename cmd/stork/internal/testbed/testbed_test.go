@@ -365,3 +365,14 @@ func TestDebPackage(t *testing.T) {
 		t.Fatal("debPackage with no .deb small enough: no error")
 	}
 }
+
+// TestScenarioWriteAhead: the testbed's daemons run without an upload cap,
+// so the scenario has the simulator send a cancelled chunk whole, as they
+// do.
+func TestScenarioWriteAhead(t *testing.T) {
+	t.Parallel()
+	b := &bed{cfg: DefaultConfig(), pkg: PackageInfo{Bytes: 8 << 20, Chunks: 8}}
+	if sc := b.scenario(); !sc.WriteAhead {
+		t.Errorf("scenario().WriteAhead = false, want true (daemons without an upload cap)")
+	}
+}
