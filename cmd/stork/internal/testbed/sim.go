@@ -29,13 +29,16 @@ type SimFigures struct {
 	Bound        float64 // the fluid lower bound on the makespan
 }
 
-// simStrategies: which strategy models which testbed run.
+// simStrategies: which strategy models which testbed run. The daemons
+// fetch from the origin cooperatively (pull-through, on by default), which
+// swarm-coop models; the simulator has no strategy with both sites and
+// cooperative fetching, so swarm-sites is modelled by swarm-locality.
 var simStrategies = []struct {
 	strategy simulations.Strategy
 	run      string
 }{
 	{simulations.OriginPerHost, RunHTTP},
-	{simulations.Swarm, RunSwarm},
+	{simulations.SwarmCoop, RunSwarm},
 	{simulations.SwarmLocality, RunSwarmSites},
 }
 
