@@ -147,9 +147,47 @@ func (d *download) applySites(now time.Time) {
 		d.picker.SetSites(s.cfg.Self)
 	}
 	s.sites.mu.Lock()
-	defer s.sites.mu.Unlock()
 	for p := range d.peers {
 		d.picker.SetPeerLocal(p, s.localLocked(p))
+	}
+	s.sites.mu.Unlock()
+	d.trimCross()
+}
+
+// trimCross stops trading with the peers of other sites beyond
+// Config.CrossSitePeers, keeping those the Picker ranks best: peers that
+// joined before this host knew its site (an inferred site is known only
+// once round trips are measured) or before their site was known. Their
+// sessions stay open, as admitSite's. d.mu is held.
+func (d *download) trimCross() {
+	s := d.s
+	var cross []PeerID
+	for p, ss := range d.peers {
+		ss.mu.Lock()
+		joined := ss.gotHave
+		ss.mu.Unlock()
+		if !joined {
+			continue
+		}
+		s.sites.mu.Lock()
+		c := s.crossLocked(p)
+		s.sites.mu.Unlock()
+		if c {
+			cross = append(cross, p)
+		}
+	}
+	// Ranked are those the Picker knows: one whose have-map is in but not
+	// yet taken (peerJoined) goes through admitSite instead.
+	ranked := d.picker.RankPeers(cross)
+	if len(ranked) <= s.cfg.CrossSitePeers {
+		return
+	}
+	for _, p := range ranked[s.cfg.CrossSitePeers:] {
+		ss := d.peers[p]
+		delete(d.peers, p)
+		d.picker.PeerLeft(p)
+		ss.dl.CompareAndSwap(d, nil)
+		s.log.Debug("peer of another site no longer traded with: cross-site peers over the cap", "peer", p, "manifest", d.c, "cap", s.cfg.CrossSitePeers)
 	}
 }
 

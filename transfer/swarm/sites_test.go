@@ -131,12 +131,19 @@ func TestSwarmSitesOneCopyPerSite(t *testing.T) {
 	}
 }
 
-// With their sites configured, 3 sites of 4 nodes whose downloads may
-// trade with 16 peers each: every node receives chunks from at most
+// With their sites configured or inferred, 3 sites of 4 nodes whose
+// downloads may trade with 16 peers each: every node receives chunks from
+// at most
 // policy.DefaultCrossSitePeers(16) = 2 peers of other sites (the swarm
 // keeps the policy's cap, as the simulator does), and each site still
-// takes about one copy from the others.
+// takes about one copy from the others (at most 1.5).
 func TestSwarmSitesCapCrossSitePeers(t *testing.T) {
+	for _, mode := range []siteMode{configured, inferredRTTs} {
+		t.Run(fmt.Sprint(mode), func(t *testing.T) { capCrossSitePeers(t, mode) })
+	}
+}
+
+func capCrossSitePeers(t *testing.T, mode siteMode) {
 	const maxPeers = 16
 	crossMax := policy.DefaultCrossSitePeers(maxPeers)
 	p := newTestPackage(t, 22, 256<<10, 8<<20)
@@ -150,7 +157,16 @@ func TestSwarmSitesCapCrossSitePeers(t *testing.T) {
 			c.add(id, origin, func(cfg *swarm.Config) {
 				cfg.RequestTimeout = 0
 				cfg.MaxPeersPerDownload = maxPeers
-				cfg.Site = "site-" + s
+				if mode == configured {
+					cfg.Site = "site-" + s
+					return
+				}
+				cfg.RTT = func(q swarm.PeerID) time.Duration {
+					if siteOf[q] == s {
+						return time.Millisecond
+					}
+					return 20 * time.Millisecond
+				}
 			})
 		}
 	}
@@ -191,9 +207,12 @@ func TestSwarmSitesCapCrossSitePeers(t *testing.T) {
 			t.Errorf("node %s: received chunks from %d peers of other sites %v, want at most %d", n.id, len(from), from, crossMax)
 		}
 	}
+	// About one copy: with an inferred site, chunks cross freely until
+	// the round trips are in, and a loaded machine (or the race
+	// detector) makes designated nodes late more often.
 	for _, s := range []string{"A", "B", "C"} {
-		if cp := into[s] / float64(p.size); cp > 1.3 {
-			t.Errorf("site %s: %.2f copies from other sites' peers, want <= 1.3", s, cp)
+		if cp := into[s] / float64(p.size); cp > 1.5 {
+			t.Errorf("site %s: %.2f copies from other sites' peers, want <= 1.5", s, cp)
 		}
 	}
 }
