@@ -133,10 +133,9 @@ func TestSwarmSitesOneCopyPerSite(t *testing.T) {
 
 // With their sites configured or inferred, 3 sites of 4 nodes whose
 // downloads may trade with 16 peers each: every node receives chunks from
-// at most
-// policy.DefaultCrossSitePeers(16) = 2 peers of other sites (the swarm
-// keeps the policy's cap, as the simulator does), and each site still
-// takes about one copy from the others (at most 1.5).
+// at most policy.DefaultCrossSitePeers(16) = 2 peers of other sites (the
+// swarm keeps the policy's cap, as the simulator does), and each site
+// still takes about one copy from the others (at most 1.5).
 func TestSwarmSitesCapCrossSitePeers(t *testing.T) {
 	for _, mode := range []siteMode{configured, inferredRTTs} {
 		t.Run(fmt.Sprint(mode), func(t *testing.T) { capCrossSitePeers(t, mode) })
