@@ -211,21 +211,20 @@ func (d *download) firstRankedAsk(i int) ([]PeerID, byte) {
 	return nil, 0
 }
 
-// pullHeard records that the fetcher of chunk i's pull-through request
+// pullHeard records that fetcher f of chunk i's pull-through request
 // answered; if a peer has the chunk by now, the request is cancelled
 // (pullsOvertaken).
-func (d *download) pullHeard(i int) {
+func (d *download) pullHeard(f PeerID, i int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	delete(d.unheard, f)
 	if d.heard == nil {
-		d.heard = make(map[int]bool)
+		d.heard = make(map[int]PeerID)
 	}
-	d.heard[i] = true
+	d.heard[i] = f
 	for p := range d.peers {
 		if d.picker.PeerHas(p, i) {
-			if c := d.originCancel[i]; c != nil {
-				c()
-			}
+			d.overtake(i)
 			return
 		}
 	}
@@ -239,13 +238,22 @@ func (d *download) pullHeard(i int) {
 // it silent (pullIdle), so that the requests waiting for it are not sent
 // to a dead fetcher meanwhile. d.mu is held.
 func (d *download) pullsOvertaken(peer PeerID, i int) {
-	if len(d.heard) == 0 {
+	for j := range d.heard {
+		if j == i || i < 0 && d.picker.PeerHas(peer, j) {
+			d.overtake(j)
+		}
+	}
+}
+
+// overtake cancels the pull-through request for chunk j, unless its
+// fetcher holds the chunk (it sends it at once; asked again as a peer, it
+// would send it twice). d.mu is held.
+func (d *download) overtake(j int) {
+	if f := d.heard[j]; d.picker.PeerHas(f, j) {
 		return
 	}
-	for j := range d.heard {
-		if c := d.originCancel[j]; c != nil && (j == i || i < 0 && d.picker.PeerHas(peer, j)) {
-			c()
-		}
+	if c := d.originCancel[j]; c != nil {
+		c()
 	}
 }
 
@@ -264,13 +272,32 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	defer release()
 	d.mu.Lock()
 	skip := d.silent[f] || d.banned[f]
+	// A request to f unanswered for nearly pullIdle: f is about to be
+	// found silent; a request sent now would reach a dead fetcher after
+	// that (a slot freed by a cancelled request is taken at once).
+	if t, ok := d.unheard[f]; ok && time.Since(t) >= d.s.pullIdle()*9/10 {
+		skip = true
+	}
+	var sent time.Time // the unheard mark this request set
+	if !skip {
+		if d.unheard == nil {
+			d.unheard = make(map[PeerID]time.Time)
+		}
+		if _, ok := d.unheard[f]; !ok {
+			sent = time.Now()
+			d.unheard[f] = sent
+		}
+	}
 	d.mu.Unlock()
 	if skip {
 		return nil, errPullSkipped
 	}
-	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func() { d.pullHeard(i) })
+	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func() { d.pullHeard(f, i) })
 	d.mu.Lock()
 	delete(d.heard, i)
+	if t, ok := d.unheard[f]; ok && !sent.IsZero() && t.Equal(sent) {
+		delete(d.unheard, f) // this request is over, answered or not
+	}
 	d.mu.Unlock()
 	if errors.Is(err, errPullSilent) {
 		// Before the slot goes to a request waiting for it.

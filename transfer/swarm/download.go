@@ -102,8 +102,11 @@ type download struct {
 	// (awaitChunk).
 	waiters map[int][]chan struct{}
 	// heard: the chunks whose pull-through request in flight has heard
-	// from its fetcher (coop.go, pullsOvertaken).
-	heard map[int]bool
+	// from its fetcher, and the fetcher (coop.go, pullsOvertaken).
+	heard map[int]PeerID
+	// unheard: per fetcher, when a pull-through request was sent to it
+	// that it has not answered, nor any sent since (coop.go, pullOne).
+	unheard map[PeerID]time.Time
 
 	// sem bounds the chunks being verified and stored at once, across the
 	// download's sessions (twice deliverWorkers).
