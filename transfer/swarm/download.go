@@ -416,7 +416,7 @@ func (d *download) connect(p PeerID) {
 	}
 	d.mu.Lock()
 	if d.finished || d.banned[p] || d.dropped[p] || d.connecting[p] || d.peers[p] != nil ||
-		len(d.peers)+len(d.connecting) >= d.maxPeers() {
+		len(d.peers)+len(d.connecting) >= s.cfg.MaxPeersPerDownload {
 		d.mu.Unlock()
 		return
 	}
@@ -447,20 +447,6 @@ func (d *download) connect(p PeerID) {
 		delete(d.connecting, p)
 		d.mu.Unlock()
 	}
-}
-
-// Few-chunk packages trade with few peers: a session per package and
-// peer is a stream and its goroutines at both ends, and a package of n
-// chunks keeps at most n peers busy. smallPeersPerChunk peers per chunk,
-// at least minSmallPeers, leave room for a slow or lying peer.
-const (
-	minSmallPeers      = 4
-	smallPeersPerChunk = 2
-)
-
-// maxPeers is how many peers the download trades with at most.
-func (d *download) maxPeers() int {
-	return min(d.s.cfg.MaxPeersPerDownload, max(minSmallPeers, smallPeersPerChunk*len(d.pkg.refs)))
 }
 
 // schedule issues every request the Picker allows now: a batched Request

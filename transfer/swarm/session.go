@@ -276,7 +276,7 @@ func (s *Swarm) register(ss *session, d *download) bool {
 			d.picker.DropRequests(ss.peer)
 			d.peers[ss.peer] = ss
 			ss.dl.Store(d)
-		} else if len(d.peers) < d.maxPeers() {
+		} else if len(d.peers) < s.cfg.MaxPeersPerDownload {
 			d.peers[ss.peer] = ss
 			d.peersSeen[ss.peer] = true
 			ss.dl.Store(d)

@@ -3,7 +3,6 @@ package swarm_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -61,26 +60,4 @@ func TestSwarmSmallPackageSessionsAreCheap(t *testing.T) {
 		t.Fatalf("%d sessions of one-chunk packages: %.1f goroutines each, want at most 12", npkg, perSession)
 	}
 	t.Logf("%.1f goroutines per session of a one-chunk package", perSession)
-}
-
-// TestSwarmSmallPackageFewPeers: a one-chunk package that eight seeders
-// hold is fetched through at most four sessions, not one per seeder.
-func TestSwarmSmallPackageFewPeers(t *testing.T) {
-	t.Parallel()
-	p := newTestPackage(t, 200, 64<<10, 3000)
-	c := newCluster(t, transfertest.LinkShape{Latency: 20 * time.Millisecond})
-	for k := range 8 {
-		c.add(fmt.Sprint("seeder", k), nil, nil).seed(p)
-	}
-	n := c.add("downloader", nil, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := n.download(ctx, p)
-	if err != nil {
-		t.Fatalf("Download: %v", err)
-	}
-	checkCopy(t, n, p)
-	if st.Peers > 4 {
-		t.Fatalf("Download of a one-chunk package traded with %d peers, want at most 4", st.Peers)
-	}
 }
