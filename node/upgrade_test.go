@@ -82,3 +82,44 @@ func dhtLookups(t *testing.T, reg *prometheus.Registry) uint64 {
 	}
 	return n
 }
+
+// TestFetchManyPackagesFewDownloadsAtOnce: a closure of more packages than
+// maxDownloads runs at most maxDownloads downloads at once, the rest
+// waiting their turn, and completes.
+func TestFetchManyPackagesFewDownloadsAtOnce(t *testing.T) {
+	t.Parallel()
+	const npkg = maxDownloads + 8
+	o := newBswOrigin(t)
+	set := publishUpgrade(t, o, npkg, 64<<10)
+	n := startBswNode(t, o, nil)
+	// Chunks fail until released: the downloads that start stay running.
+	o.failChunks.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := n.c.Fetch(ctx, "upgrade", nil)
+		done <- err
+	}()
+	running := func() int {
+		k := 0
+		for _, m := range set.manifests {
+			c, _ := m.CID()
+			if _, ok := n.d.swarm.DownloadState(c); ok {
+				k++
+			}
+		}
+		return k
+	}
+	most := 0
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		most = max(most, running())
+	}
+	o.failChunks.Store(false)
+	if err := <-done; err != nil {
+		t.Fatalf("Fetch(upgrade) = %v", err)
+	}
+	if most == 0 || most > maxDownloads {
+		t.Fatalf("%d downloads ran at once for a closure of %d packages, want 1 to %d", most, npkg+1, maxDownloads)
+	}
+}
