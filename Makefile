@@ -9,7 +9,7 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME  ?= 30s
 
-.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm bench-crowd soak fuzz clean sim sim-report validate real-debs testbed testbed-clean
+.PHONY: all build test test-short race lint vet fmt-check demo bench bench-get bench-repo bench-share bench-swarm bench-crowd soak fuzz clean sim sim-report validate validate-crowd real-debs testbed testbed-clean
 
 all: build
 
@@ -113,6 +113,17 @@ sim:
 VALIDATE_DIR ?= /tmp/stork-validate
 validate: build
 	bash testdata/validate/validate.sh $(BIN) $(VALIDATE_DIR)
+
+# The issue 23 scenarios, daemons and simulator side by side
+# (cmd/stork/validate_crowd_test.go, docs/validation.md): 24 rate-capped
+# daemon processes fetch one package per size (64K..64M) and an upgrade of
+# 300 packages of Debian's sizes, with and without cooperative fetching,
+# and the simulator runs the same scenarios. SIMVAL=crowd or upgrade for
+# one; settings: STORK_SIMVAL_* env. Tables: $(SIMVAL_DIR)/*.txt.
+SIMVAL     ?= crowd,upgrade
+SIMVAL_DIR ?= /tmp/stork-simval
+validate-crowd:
+	STORK_SIMVAL=$(SIMVAL) STORK_SIMVAL_OUT=$(SIMVAL_DIR) $(GO) test -count=1 -v -run 'TestValidate(Crowd|Upgrade)$$' -timeout 120m ./cmd/stork/
 
 # Real Debian packages (testdata/real-debs/real-debs.sh): about 30 packages
 # (libc6, coreutils, systemd, tzdata, openssl, python3, perl, git, gcc,

@@ -2,6 +2,7 @@ package simulations
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 
 	"github.com/storkpm/stork/transfer/policy"
@@ -19,9 +20,17 @@ import (
 // for everyone asking (pull-through); a host asking a fetcher that has
 // left falls back to the origin. The chunk reaches the asker as its
 // origin request's answer (Picker.Received from policy.OriginPeer), its
-// bytes counted as peer bytes. Not modelled: the held-only question to
-// the next in rank (Fetchers.After), the daemon's pull slots and
-// timeouts, churn (Run refuses swarm-coop with churn).
+// bytes counted as peer bytes. As on the daemon, only a host that asks
+// the origin itself sends Fetching: an asker does not (the chunk is its
+// fetcher's to announce) and a fetcher does not for the chunks it fetches
+// for askers, so every host's Picker keeps the chunk eligible and asks
+// the fetcher for it. The answers leave by the host's upload link, or by
+// a server of their own at Scenario.PullUpload: the daemon paces its
+// swarm sessions at --upload-rate but not its pull-through answers.
+// Not modelled: the held-only question to the next in rank
+// (Fetchers.After), the daemon's pull slots (a fetcher refusing beyond
+// maxPulls, its askers turning to the next in rank) and timeouts, churn
+// (Run refuses swarm-coop with churn).
 
 // ErrCoopChurn: swarm-coop does not model churn.
 var ErrCoopChurn = errors.New("cooperative fetching is not simulated with churn")
@@ -53,6 +62,34 @@ type coopState struct {
 	first []int32 // each chunk's first-ranked fetcher among present
 	keys  []uint64
 	wait  map[int64][]int32 // fetcher*nChunks+chunk: hosts waiting for it
+	// pullBase: the server of host h's pull-through answers is
+	// pullBase+h (Scenario.PullUpload); 0: they leave by the host's
+	// own server, h.
+	pullBase int32
+}
+
+// addPullServers adds each host's server for pull-through answers when
+// they have a capacity of their own (Scenario.PullUpload).
+func (s *sim) addPullServers() {
+	if !s.coop.on || s.sc.PullUpload == 0 {
+		return
+	}
+	s.coop.pullBase = s.origin + 1
+	if len(s.srvs) > int(s.coop.pullBase) {
+		return // a workload's later package: the first one's
+	}
+	for range s.n {
+		s.addServer(float64(s.sc.PullUpload))
+	}
+}
+
+// srvHost returns the host whose upload server id is (a host's own, or
+// its pull-through server); not the origin's.
+func (s *sim) srvHost(id int32) int32 {
+	if s.coop.pullBase > 0 && id >= s.coop.pullBase {
+		return id - s.coop.pullBase
+	}
+	return id
 }
 
 // visible returns the present hosts other hosts' lookups find: those
@@ -218,4 +255,29 @@ func (s *sim) coopKeep(h, i int32) bool {
 	}
 	s.coop.cache[s.coop.key(h, i, s.nChunks)] = true
 	return true
+}
+
+// cancelPull withdraws h's pull-through request for chunk i, if it has
+// one: the daemon's asker resets the request's stream when a peer
+// delivered the chunk first, so the fetcher stops sending it (a flow
+// under way ends) or never sends it (h waited for the fetcher's own
+// fetch, which goes on for the others and itself).
+func (s *sim) cancelPull(h, i int32) {
+	if !s.coop.on {
+		return
+	}
+	for _, id := range s.rin[h].in {
+		if f := &s.flows[id]; f.vm == pullFlow && f.chunk == i && f.pkg == s.tag && f.srv != s.origin {
+			s.close(id)
+			return
+		}
+	}
+	f := s.fetcher(h, int(i))
+	if f == h {
+		return
+	}
+	k := s.coop.key(f, i, s.nChunks)
+	if w := s.coop.wait[k]; len(w) > 0 {
+		s.coop.wait[k] = slices.DeleteFunc(w, func(a int32) bool { return a == h })
+	}
 }

@@ -127,3 +127,100 @@ func TestCoopLarge(t *testing.T) {
 		t.Errorf("swarm-coop, %d hosts: %.2f origin copies, want at most 1.1", sc.Hosts, c)
 	}
 }
+
+// capped is the validation scenario (testdata/validate): 8 hosts, 48 MiB
+// in 1 MiB chunks, origin 12 MiB/s, uploads capped at 8 MiB/s, a
+// loopback's download and latency.
+func capped(pullUpload Rate) Scenario {
+	sc := DefaultScenario()
+	sc.Name = "capped"
+	sc.Hosts, sc.Sites, sc.VMsPerHost = 8, 1, 1
+	sc.PackageSize, sc.ChunkSize = 48<<20, 1<<20
+	sc.OriginUpload = 12 << 20
+	sc.HostUpload = Dist{{Rate: 8 << 20, Weight: 1}}
+	sc.HostDownload = Dist{{Rate: 1.25e9, Weight: 1}}
+	sc.PullUpload = pullUpload
+	l := Duration(50 * time.Microsecond)
+	sc.Latency = Latency{Site: l, WAN: l, Origin: l}
+	sc.Policy.Tick = Duration(20 * time.Millisecond)
+	sc.Policy.MaxPeers = 32
+	sc.Seed = 1
+	return sc
+}
+
+// TestCoopAskersPullEveryWindowChunk: as the daemon does, a host that
+// sends an origin request to the chunk's fetcher announces no Fetching
+// (the fetcher does not either), so every host asks the fetcher for each
+// chunk of the origin window, and with pull-through answers not paced by
+// the upload cap (pull_upload) the chunks spread at the link's rate: the
+// run ends within a tenth of the origin's own time for the package, below
+// the fluid bound of capped uploads. Askers announcing a Fetching kept
+// the others off the chunk until it reached them through the capped swarm
+// (7.2 s, 1.8 times the origin's 4 s).
+func TestCoopAskersPullEveryWindowChunk(t *testing.T) {
+	t.Parallel()
+	sc := capped(1.25e9)
+	r := run(t, sc, SwarmCoop)
+	checkComplete(t, r)
+	origin := float64(sc.PackageSize) / float64(sc.OriginUpload)
+	if c := copies(r); c > 1.01 {
+		t.Errorf("origin copies %.3f, want 1", c)
+	}
+	if r.Makespan > 1.25*origin {
+		t.Errorf("makespan %.2fs, want within 25%% of the origin's %.2fs", r.Makespan, origin)
+	}
+}
+
+// TestCoopPullUploadShared: without pull_upload a fetcher's pull-through
+// answers share its upload link with its swarm uploads, so the run cannot
+// beat the fluid bound of the capped uploads; with it the answers leave
+// by a server of their own and the uploads of pull flows are counted.
+func TestCoopPullUploadShared(t *testing.T) {
+	t.Parallel()
+	sc := capped(0)
+	r := run(t, sc, SwarmCoop)
+	checkComplete(t, r)
+	if b := FluidBound(sc); r.Makespan < b {
+		t.Errorf("pull answers on the host's link: makespan %.2fs, want at least the fluid bound %.2fs", r.Makespan, b)
+	}
+	free := run(t, capped(1.25e9), SwarmCoop)
+	var up, upFree float64
+	for k := range r.PerHost {
+		up += r.PerHost[k].Uploaded
+		upFree += free.PerHost[k].Uploaded
+	}
+	// Every host's copies came from hosts (the origin sent one).
+	want := float64(sc.Hosts-1) * float64(sc.PackageSize)
+	for _, u := range []float64{up, upFree} {
+		if u < want*0.99 {
+			t.Errorf("hosts uploaded %.0f bytes, want at least %.0f", u, want)
+		}
+	}
+	if free.Makespan >= r.Makespan {
+		t.Errorf("makespan %.2fs with pull_upload, %.2fs without: want shorter with", free.Makespan, r.Makespan)
+	}
+}
+
+func TestPullUploadNegativeRefused(t *testing.T) {
+	sc := capped(-1)
+	if err := sc.Validate(); err == nil {
+		t.Fatal("Validate accepted pull_upload -1")
+	}
+}
+
+// TestCoopCancelStopsPull: a host that got a chunk from a peer while its
+// pull-through request was open cancels the request, as the daemon resets
+// its stream, and the fetcher's answer stops: the reference scenario's
+// hosts (100, 64 MiB) receive under 0.5% of their bytes twice. Answers
+// that ran on to the end gave 2.2% (146 MB), and a longer makespan.
+func TestCoopCancelStopsPull(t *testing.T) {
+	t.Parallel()
+	sc := DefaultScenario()
+	sc.Hosts = 100
+	sc.PackageSize = 64 << 20
+	r := run(t, sc, SwarmCoop)
+	checkComplete(t, r)
+	if got, all := r.DuplicateBytes, r.PackageBytes*float64(r.Hosts); got > 0.005*all {
+		t.Errorf("duplicate bytes %.0f of %.0f delivered (%.2f%%), want under 0.5%%", got, all, 100*got/all)
+	}
+}

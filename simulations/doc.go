@@ -35,7 +35,10 @@
 // AcceptSitePeer), and swarm-coop (the swarm with cooperative origin
 // fetching, coop.go: each origin request goes to the chunk's first-ranked
 // member, policy.Fetchers over the hosts present, which fetches it from
-// the origin once for every host asking; not part of the default sweep).
+// the origin once for every host asking; the asker announces no Fetching,
+// and the answers leave by Scenario.PullUpload when it is set (the
+// daemon does not pace them at its upload cap); not part of the default
+// sweep).
 //
 // Discovery: Policy.DiscoveryDelay is the time from arrival to the first
 // lookup; Policy.ProviderDelay the time from arrival until other hosts'
@@ -47,7 +50,11 @@
 //
 // Scenario.Packages replaces the one package by many whose sizes are
 // drawn from a size table (testdata/debian12-main-sizes.tsv, SizeDist),
-// fetched one after the other by every host (workload.go).
+// fetched by every host Packages.Parallel at a time (0: all at once, as
+// the daemon fetches a closure) in one run: each package is a sim of its
+// own (its Pickers, members and sessions) on one shared engine, so the
+// packages fetched at the same time share the hosts' links, the site
+// links and the origin (workload.go).
 //
 // # The swarm, as simulated
 //

@@ -12,6 +12,7 @@ type event struct {
 	t    float64
 	seq  uint64
 	kind uint8
+	pkg  uint16 // the package whose run scheduled it (engine.tag)
 	a    int32
 	b    int32
 	c    int32
@@ -77,9 +78,10 @@ type flow struct {
 	cap   float64 // rate cap: the receiver's and the site links' shares
 	inA   bool
 	live  bool
-	chunk int32 // chunk index; -1 for a whole-package baseline flow
-	vm    int32 // baseline: VM index on dst
-	inPos int32 // position in the receiver's list of incoming flows
+	pkg   uint16 // the package whose run started it (engine.tag)
+	chunk int32  // chunk index; -1 for a whole-package baseline flow
+	vm    int32  // baseline: VM index on dst
+	inPos int32  // position in the receiver's list of incoming flows
 	size  float64
 	// In the server's shared set (inA): finishes when the server's
 	// virtual clock reaches finV. In its capped set: rem bytes left at
@@ -238,11 +240,24 @@ type engine struct {
 	nEv   int64
 	// recvShare returns a receiving host's per-flow download share.
 	recvShare func(dst int32) float64
+	// rin: each receiving host's incoming flows, of every package.
+	rin []recvList
+	// tag: the package of the run now handling an event (0 in a run of
+	// one package); the events it schedules and the flows it starts carry
+	// it, so that the runs of a workload's packages share one clock,
+	// the servers, the site links and the receivers (workload.go).
+	tag uint16
+}
+
+// recvList is a receiving host's incoming flows.
+type recvList struct {
+	in  []int32
+	ref int // len(in) when their caps were last refreshed (sim.recap)
 }
 
 func (e *engine) schedule(t float64, kind uint8, a, b, c int32) {
 	e.seq++
-	e.events.push(event{t: t, seq: e.seq, kind: kind, a: a, b: b, c: c})
+	e.events.push(event{t: t, seq: e.seq, kind: kind, pkg: e.tag, a: a, b: b, c: c})
 }
 
 // server heap (by next completion time, then id).
@@ -428,7 +443,7 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 		e.hpos = append(e.hpos, 0, 0)
 		id = int32(len(e.flows) - 1)
 	}
-	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, su: su, sd: sd}
+	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, pkg: e.tag, su: su, sd: sd}
 	f := &e.flows[id]
 	if su >= 0 {
 		l := &e.links[su]

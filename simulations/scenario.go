@@ -40,6 +40,15 @@ type Scenario struct {
 	SiteDownlink Rate `json:"site_downlink,omitempty"`
 	// OriginUpload is the repository's upload capacity.
 	OriginUpload Rate `json:"origin_upload,omitempty"`
+	// PullUpload (swarm-coop): a host's capacity for the chunks it sends
+	// as a fetcher's answers to pull-through requests, apart from
+	// HostUpload. The daemon's --upload-rate paces its swarm sessions
+	// only (transfer/swarm waitUpload); its pull-through answers go out
+	// unpaced, at what the host's link gives, so a scenario of capped
+	// daemons sets the link's rate here. 0: they share HostUpload with
+	// the swarm's uploads (a daemon without an upload cap, whose swarm
+	// and pull-through traffic leave by the same link).
+	PullUpload Rate `json:"pull_upload,omitempty"`
 	// Latency: one-way delays.
 	Latency Latency `json:"latency,omitzero"`
 	// Arrival: when hosts want the package.
@@ -98,14 +107,24 @@ type NewVersion struct {
 
 // Packages is a workload of Count packages whose sizes are drawn from
 // the size table Sizes (a SizeDist file; a relative path is relative to
-// the working directory). Every host fetches every package, one after the
-// other in the same order: it starts package k+1 Overhead after it
-// finished package k (its first at its arrival). Count 0: one package of
-// PackageSize. See workload.go for what the model leaves out.
+// the working directory). Every host fetches every package in the same
+// order, Parallel at a time (0: all at once, as the daemon fetches a
+// closure), in one run sharing the links: its first package at its
+// arrival, package k Overhead after it started package k-1 (or after a
+// download ended, when Parallel were running), Overhead standing for the
+// daemon's start-up of each package's download. Count 0: one package of
+// PackageSize. See workload.go.
 type Packages struct {
 	Count    int      `json:"count,omitempty"`
 	Sizes    string   `json:"sizes,omitempty"`
 	Overhead Duration `json:"overhead,omitempty"`
+	Parallel int      `json:"parallel,omitempty"`
+	// MaxSize: a size drawn above it is cut to it (0: none), as the
+	// daemon benchmarks cap theirs (STORK_UPGRADE_MAX).
+	MaxSize Size `json:"max_size,omitempty"`
+	// Seed draws the sizes (0: the scenario's Seed), so that runs of
+	// several seeds can fetch the same packages.
+	Seed uint64 `json:"seed,omitempty"`
 }
 
 // Churn: the fraction Fraction of hosts leaves at a uniformly random time
@@ -262,6 +281,8 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: %d chunks: at most 16M", s.Name, int64(s.PackageSize)/int64(s.ChunkSize))
 	case s.OriginUpload <= 0:
 		return fmt.Errorf("scenario %s: origin_upload must be positive", s.Name)
+	case s.PullUpload < 0:
+		return fmt.Errorf("scenario %s: pull_upload must not be negative", s.Name)
 	case s.SiteUplink < 0 || s.SiteDownlink < 0:
 		return fmt.Errorf("scenario %s: site links must not be negative", s.Name)
 	case s.Arrival.Pattern != ArrivalFlash && s.Arrival.Pattern != ArrivalStaggered:
@@ -274,8 +295,8 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: churn window ends before it starts", s.Name)
 	case s.Policy.DiscoveryDelay < 0 || s.Policy.ProviderDelay < 0:
 		return fmt.Errorf("scenario %s: policy.discovery_delay and provider_delay must not be negative", s.Name)
-	case s.Packages.Count < 0 || s.Packages.Overhead < 0:
-		return fmt.Errorf("scenario %s: packages.count and packages.overhead must not be negative", s.Name)
+	case s.Packages.Count < 0 || s.Packages.Overhead < 0 || s.Packages.Parallel < 0 || s.Packages.MaxSize < 0:
+		return fmt.Errorf("scenario %s: packages.count, overhead, parallel and max_size must not be negative", s.Name)
 	case s.Packages.Count > 0 && s.Packages.Sizes == "":
 		return fmt.Errorf("scenario %s: packages.count %d without packages.sizes", s.Name, s.Packages.Count)
 	case s.Packages.Count > 0 && s.Churn.Fraction > 0:

@@ -124,8 +124,6 @@ type host struct {
 	oreq     policy.Bitfield // open origin requests
 	sess     []session
 	watch    []watcher
-	in       []int32 // incoming flows
-	inRef    int     // len(in) when their caps were last refreshed (recap)
 	lastFind float64
 	lastFull float64
 	membVer  uint64 // presVer when the Picker last got SetMembers
@@ -204,7 +202,7 @@ type Result struct {
 }
 
 type sim struct {
-	engine
+	*engine  // shared by the packages of a workload (workload.go)
 	sc       Scenario
 	strat    Strategy
 	rng      *rand.Rand
@@ -252,7 +250,8 @@ type sim struct {
 	ringVer      uint64
 	ringN        int // visible members in ring
 	coop         coopState
-	starts       []float64 // each host's arrival, nil: sc.Arrival (workload.go)
+	starts       []float64     // each host's arrival, nil: sc.Arrival (workload.go)
+	onDone       func(h int32) // called when host h has the package (workload.go)
 }
 
 // Run simulates strategy st on scenario sc.
@@ -282,14 +281,20 @@ func runSampled(sc Scenario, st Strategy, onMany func()) (*Result, error) {
 	return s.result(), nil
 }
 
-func newSim(sc Scenario, st Strategy) *sim { return newSimAt(sc, st, nil) }
+func newSim(sc Scenario, st Strategy) *sim { return newSimAt(sc, st, nil, nil) }
 
 // newSimAt is newSim with host h arriving at starts[h] (nil: as
-// sc.Arrival says).
-func newSimAt(sc Scenario, st Strategy, starts []float64) *sim {
+// sc.Arrival says; +Inf: when the caller schedules it), on engine e
+// (nil: an engine of its own) whose servers and site links, if it has
+// them, are the same scenario's hosts' (a workload's packages share them).
+func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 	n := int32(sc.Hosts)
+	if e == nil {
+		e = &engine{}
+	}
 	s := &sim{
-		sc: sc, strat: st, n: n,
+		engine: e,
+		sc:     sc, strat: st, n: n,
 		rng:      rand.New(rand.NewPCG(sc.Seed, 0x5715)),
 		nChunks:  sc.NumChunks(),
 		pkgBytes: float64(sc.PackageSize),
@@ -304,8 +309,7 @@ func newSimAt(sc Scenario, st Strategy, starts []float64) *sim {
 	}
 	s.coop.on, s.coop.all = st == SwarmCoop, starts != nil
 	s.recvShare = func(dst int32) float64 {
-		h := &s.hosts[dst]
-		return h.down / float64(max(len(h.in), 1))
+		return s.hosts[dst].down / float64(max(len(s.rin[dst].in), 1))
 	}
 	s.initChunks()
 	s.initHosts()
@@ -367,9 +371,19 @@ func (s *sim) initHosts() {
 		s.ids[h] = policy.PeerID("h" + strconv.Itoa(int(h)))
 		s.presPos[h] = -1
 		s.sitePos[h] = -1
-		s.addServer(hs.up)
 	}
+	if s.srvs != nil {
+		// A workload's later package: the first one's servers and links.
+		s.origin = n
+		s.addPullServers()
+		return
+	}
+	for h := range n {
+		s.addServer(s.hosts[h].up)
+	}
+	s.rin = make([]recvList, n)
 	s.origin = s.addServer(float64(sc.OriginUpload))
+	s.addPullServers()
 	s.links = make([]link, 2*sc.Sites)
 	for k := range sc.Sites {
 		s.links[2*k].capacity = float64(sc.SiteUplink)
@@ -394,7 +408,9 @@ func (s *sim) scheduleStart() {
 			t = s.rng.Float64() * sc.Arrival.Over.Seconds()
 		}
 		s.hosts[h].arrival = t
-		s.schedule(t, evArrive, h, 0, 0)
+		if !math.IsInf(t, 1) {
+			s.schedule(t, evArrive, h, 0, 0)
+		}
 	}
 	// Churn.
 	if sc.Churn.Fraction > 0 {
@@ -405,6 +421,9 @@ func (s *sim) scheduleStart() {
 			t := sc.Churn.From.Seconds() + s.rng.Float64()*(sc.Churn.To.Seconds()-sc.Churn.From.Seconds())
 			s.schedule(max(t, s.hosts[h].arrival), evLeave, h, 0, 0)
 		}
+	}
+	if s.tag > 0 {
+		return // a workload's later package: the first one samples the origin
 	}
 	t0 := 0.0
 	if s.starts != nil {
@@ -712,13 +731,15 @@ func (s *sim) open(src, dst, chunk, vm int32, size float64) int32 {
 	sid := s.origin
 	if src >= 0 {
 		sid = src
+		if vm == pullFlow && s.coop.pullBase > 0 {
+			sid = s.coop.pullBase + src
+		}
 	}
-	hs := &s.hosts[dst]
-	hs.in = append(hs.in, -1) // counted before the cap is computed
+	r := &s.rin[dst]
+	r.in = append(r.in, -1) // counted before the cap is computed
 	id := s.startFlow(sid, dst, chunk, vm, size, su, sd)
-	hs = &s.hosts[dst]
-	hs.in[len(hs.in)-1] = id
-	s.flows[id].inPos = int32(len(hs.in) - 1)
+	r.in[len(r.in)-1] = id
+	s.flows[id].inPos = int32(len(r.in) - 1)
 	s.recap(dst)
 	return id
 }
@@ -727,17 +748,17 @@ func (s *sim) open(src, dst, chunk, vm int32, size float64) int32 {
 func (s *sim) close(id int32) float64 {
 	f := s.flows[id]
 	rem := s.endFlow(id)
-	hs := &s.hosts[f.dst]
-	last := hs.in[len(hs.in)-1]
-	hs.in[f.inPos] = last
+	r := &s.rin[f.dst]
+	last := r.in[len(r.in)-1]
+	r.in[f.inPos] = last
 	s.flows[last].inPos = f.inPos
-	hs.in = hs.in[:len(hs.in)-1]
+	r.in = r.in[:len(r.in)-1]
 	s.recap(f.dst)
 	moved := f.size - rem
 	if f.srv == s.origin {
-		hs.fromOrigin += moved
+		s.hosts[f.dst].fromOrigin += moved
 	} else {
-		s.hosts[f.srv].uploaded += moved
+		s.hosts[s.srvHost(f.srv)].uploaded += moved
 	}
 	return moved
 }
@@ -749,15 +770,15 @@ func (s *sim) close(id int32) float64 {
 // under-committed by up to recvDrift, and a start or end of a flow costs
 // a re-cap of the receiver's flows only every few times.
 func (s *sim) recap(h int32) {
-	hs := &s.hosts[h]
-	n := len(hs.in)
-	if tol := int(recvDrift * float64(hs.inRef)); n >= hs.inRef-tol && n <= hs.inRef+tol {
+	r := &s.rin[h]
+	n := len(r.in)
+	if tol := int(recvDrift * float64(r.ref)); n >= r.ref-tol && n <= r.ref+tol {
 		return
 	}
-	hs.inRef = n
-	rs := hs.down / float64(max(n, 1))
-	for k := 0; k < len(s.hosts[h].in); k++ {
-		id := s.hosts[h].in[k]
+	r.ref = n
+	rs := s.hosts[h].down / float64(max(n, 1))
+	for k := 0; k < len(r.in); k++ {
+		id := r.in[k]
 		s.setCap(id, s.capWith(id, rs))
 	}
 }
@@ -775,7 +796,8 @@ func (s *sim) flowDone(id int32) {
 	case f.srv == s.origin:
 		s.schedule(s.now+s.latOrig, evChunk, f.dst, -1, f.chunk)
 	case f.vm == pullFlow:
-		s.schedule(s.now+s.lat(f.srv, f.dst), evPulled, f.dst, f.srv, f.chunk)
+		src := s.srvHost(f.srv)
+		s.schedule(s.now+s.lat(src, f.dst), evPulled, f.dst, src, f.chunk)
 	default:
 		src := f.srv
 		se := &s.hosts[src].sess[f.vm]
@@ -1023,7 +1045,12 @@ func (s *sim) fillOrigin(h int32) {
 		}
 		hs.oreq.Set(i)
 		if f := s.fetcher(h, i); f != h {
+			// A chunk asked of its fetcher is the fetcher's to announce,
+			// and the daemon's fetcher does not announce the chunks it
+			// fetches for askers (transfer/swarm download.schedule): no
+			// Fetching, so every host asks the fetcher for it.
 			s.schedule(s.now+s.lat(h, f), evPull, f, h, int32(i))
+			continue
 		} else if s.coopCached(h, int32(i)) {
 			s.schedule(s.now, evChunk, h, -1, int32(i)) // fetched for askers before
 		} else {
@@ -1079,11 +1106,12 @@ func (s *sim) cancelOrigin(h, i int32) {
 	if hs.oreq != nil {
 		hs.oreq.Clear(int(i))
 	}
+	s.cancelPull(h, i)
 	if s.coopWaiting(h, i) {
 		return // hosts wait for this fetch: it runs on
 	}
-	for _, id := range hs.in {
-		if f := &s.flows[id]; f.srv == s.origin && f.chunk == i {
+	for _, id := range s.rin[h].in {
+		if f := &s.flows[id]; f.srv == s.origin && f.chunk == i && f.pkg == s.tag {
 			s.close(id)
 			return
 		}
@@ -1269,6 +1297,9 @@ func (s *sim) hostDone(h int32) {
 	if s.pending == 0 {
 		s.finished = true
 	}
+	if s.onDone != nil {
+		s.onDone(h)
+	}
 }
 
 func (s *sim) haveUpdate(h, class, i int32) {
@@ -1356,12 +1387,12 @@ func (s *sim) progress(h int32) {
 	s.waitFree(h)
 	hs := &s.hosts[h]
 	now := s.at(s.now)
-	for _, id := range hs.in {
+	for _, id := range s.rin[h].in {
 		if id < 0 {
 			continue
 		}
-		if f := &s.flows[id]; f.live && f.srv != s.origin && f.chunk >= 0 && f.size > policy.PartSize {
-			hs.picker.Progress(s.ids[f.srv], now)
+		if f := &s.flows[id]; f.live && f.pkg == s.tag && f.srv != s.origin && f.chunk >= 0 && f.size > policy.PartSize {
+			hs.picker.Progress(s.ids[s.srvHost(f.srv)], now)
 		}
 	}
 }
@@ -1386,14 +1417,14 @@ func (s *sim) leave(h int32) {
 	}
 	hs.state = stGone
 	s.setPresent(h, false)
-	// abort every flow into h and out of h
-	for len(hs.in) > 0 {
-		id := hs.in[len(hs.in)-1]
+	// abort every flow into h and out of h (churn: one package)
+	for in := &s.rin[h].in; len(*in) > 0; {
+		id := (*in)[len(*in)-1]
 		f := s.flows[id]
 		moved := s.close(id)
 		if f.chunk < 0 {
 			hs.baseLeft[f.vm] -= moved
-		} else if f.srv != s.origin {
+		} else if f.srv != s.origin && f.vm != pullFlow {
 			s.hosts[f.srv].sess[f.vm].flow = -1
 		}
 		hs = &s.hosts[h]

@@ -2,127 +2,225 @@ package simulations
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
-	"slices"
 )
 
-// A workload of many packages (Scenario.Packages): every host fetches
-// the packages one after the other, in one order. Each package is its
-// own run of the event loop, the hosts arriving in it when they finished
-// the package before plus Packages.Overhead (the first package: as
-// Scenario.Arrival says); the host links are the same in every run (the
-// same seed draws them). Policy.ProviderDelay applies to each package: a
-// host's record for a package is out that long after it starts it.
+// A workload of many packages (Scenario.Packages), as the daemon fetches
+// a closure: every host downloads the packages in one order, Parallel of
+// them at a time (0: all at once, as the daemon's fetch starts every
+// package of the closure), each package its own swarm (its own Pickers,
+// members, sessions and provider records, Policy.ProviderDelay applying
+// to each) and all of them one run: one clock, and the same host upload
+// links, receivers, site links and origin, so that packages fetched at
+// the same time share them as the daemon's downloads do.
 //
-// Left out: the packages' runs do not share links, so a host serving
-// package k to slower hosts while it fetches package k+1, and the origin
-// serving several packages at once, are not slowed by each other; the
-// origin bytes are exact for the model, the makespan is optimistic when
-// hosts drift apart by more than one package.
+// A host's first package starts at its arrival (Scenario.Arrival);
+// package k after it starts Overhead after package k-1 started, or after
+// one of the host's Parallel downloads ended if that is later: the
+// daemon starts the downloads of a closure one after the other, each
+// after its own start-up (its record in the store, its provider record
+// and lookup), a cost per package given as a duration.
+//
+// Each package is a sim on the shared engine; the engine tags every
+// event and flow with the package whose sim made it (engine.tag) and the
+// run hands each to that sim.
 
-// WorkloadSizes draws the sizes of sc.Packages (seeded by sc.Seed).
+// WorkloadSizes draws the sizes of sc.Packages (seeded by Packages.Seed,
+// else sc.Seed), cut to Packages.MaxSize.
 func WorkloadSizes(sc Scenario) ([]int64, error) {
 	d, err := ReadSizeDist(sc.Packages.Sizes)
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: packages: %w", sc.Name, err)
 	}
-	r := rand.New(rand.NewPCG(sc.Seed, 0x9ac4))
+	seed := sc.Packages.Seed
+	if seed == 0 {
+		seed = sc.Seed
+	}
+	r := rand.New(rand.NewPCG(seed, 0x9ac4))
 	sizes := make([]int64, sc.Packages.Count)
 	for k := range sizes {
 		sizes[k] = d.Sample(r.Float64(), r.Float64())
+		if m := int64(sc.Packages.MaxSize); m > 0 {
+			sizes[k] = min(sizes[k], m)
+		}
 	}
 	return sizes, nil
 }
 
+// maxWorkloadPackages: a package's index must fit an event's tag.
+const maxWorkloadPackages = math.MaxUint16 + 1
+
+// workloadRun is one run of a workload's packages.
+type workloadRun struct {
+	sc       Scenario
+	e        *engine
+	sims     []*sim
+	overhead float64
+	next     []int     // each host's next package to start
+	last     []float64 // when each host started its latest package
+	done     int       // packages every host has
+	maxT     float64
+}
+
 // runWorkload runs sc.Packages with strategy st (sc has its defaults),
-// each package's run calling onMany as runSampled says.
-// The Result adds up the packages' runs: PackageBytes is the workload's
-// bytes, a host's Arrival its first package's start and Done its last
-// package's end.
+// calling onMany every memSampleEveryEvts events. The Result adds up the
+// packages' sims: PackageBytes is the workload's bytes, a host's Arrival
+// its first package's start and Done its last package's end.
 func runWorkload(sc Scenario, st Strategy, onMany func()) (*Result, error) {
 	sizes, err := WorkloadSizes(sc)
 	if err != nil {
 		return nil, err
 	}
-	var total int64
-	for _, n := range sizes {
-		total += n
+	if len(sizes) > maxWorkloadPackages {
+		return nil, fmt.Errorf("scenario %s: packages.count %d: at most %d", sc.Name, len(sizes), maxWorkloadPackages)
 	}
-	var sum *Result
-	var starts []float64
+	w := newWorkload(sc, st, sizes)
+	if err := w.run(onMany); err != nil {
+		return nil, err
+	}
+	return w.result(sizes), nil
+}
+
+// newWorkload builds the packages' sims on one engine and schedules the
+// starts known at once.
+func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
+	n := sc.Hosts
+	w := &workloadRun{sc: sc, e: &engine{}, overhead: sc.Packages.Overhead.Seconds(),
+		next: make([]int, n), last: make([]float64, n)}
+	par := sc.Packages.Parallel
+	if par <= 0 || par > len(sizes) {
+		par = len(sizes)
+	}
+	arrive := rand.New(rand.NewPCG(sc.Seed, 0xa77))
+	for h := range n {
+		if sc.Arrival.Pattern == ArrivalStaggered {
+			w.last[h] = arrive.Float64() * sc.Arrival.Over.Seconds()
+		}
+	}
+	var total float64
 	for k, size := range sizes {
+		total += float64(size)
+		starts := make([]float64, n)
+		for h := range starts {
+			starts[h] = math.Inf(1)
+			if k < par {
+				starts[h] = w.last[h] + float64(k)*w.overhead
+				w.next[h] = k + 1
+			}
+		}
 		pk := sc
 		pk.Packages = Packages{}
 		pk.PackageSize = Size(size)
-		s := newSimAt(pk, st, starts)
+		w.e.tag = uint16(k)
+		s := newSimAt(pk, st, starts, w.e)
 		s.coop.pkg = k
-		s.onMany = onMany
-		if err := s.run(); err != nil {
-			return nil, fmt.Errorf("package %d of %d (%d bytes): %w", k+1, len(sizes), size, err)
-		}
-		r := s.result()
-		sum = addResult(sum, r)
-		starts = make([]float64, len(r.PerHost))
-		for h, hr := range r.PerHost {
-			starts[h] = hr.Done + sc.Packages.Overhead.Seconds()
-		}
+		s.fanPar = false // one event loop for every package (no pipe, no helper)
+		s.onDone = w.hostDone
+		w.sims = append(w.sims, s)
+	}
+	for h := range n {
+		w.last[h] += float64(w.next[h]-1) * w.overhead
 	}
 	all := sc
 	all.Packages = Packages{}
 	all.PackageSize = Size(total)
-	return finishWorkload(sum, all), nil
+	// A generous limit, as sim.setLimits: a hundred times the slowest
+	// plausible run (every VM's copy from the origin).
+	perVM := float64(sc.Hosts*sc.VMsPerHost) * total / float64(sc.OriginUpload)
+	w.maxT = 100*max(FluidBound(all), perVM) + float64(len(sizes))*w.overhead + sc.Arrival.Over.Seconds() + 600
+	return w
 }
 
-// addResult adds package run r to the workload's sum so far (nil: none).
-func addResult(sum, r *Result) *Result {
-	if sum == nil {
-		c := *r
-		c.PerHost = slices.Clone(r.PerHost)
-		c.Origin = slices.Clone(r.Origin)
-		return &c
+// hostDone: host h has the package of the sim now running (e.tag); it
+// starts its next package if it waits for a free download.
+func (w *workloadRun) hostDone(h int32) {
+	k := w.next[h]
+	if k >= len(w.sims) || !math.IsInf(w.sims[k].hosts[h].arrival, 1) {
+		return
 	}
-	sum.PackageBytes += r.PackageBytes
-	sum.OriginBytes += r.OriginBytes
-	sum.SiteBytes += r.SiteBytes
-	sum.WANBytes += r.WANBytes
-	sum.DuplicateBytes += r.DuplicateBytes
-	sum.Events += r.Events
-	for h, hr := range r.PerHost {
-		p := &sum.PerHost[h]
-		p.Done = hr.Done
-		p.FromOrigin += hr.FromOrigin
-		p.FromSite += hr.FromSite
-		p.FromWAN += hr.FromWAN
-		p.Duplicate += hr.Duplicate
-		p.Uploaded += hr.Uploaded
-	}
-	sum.Origin = mergeSamples(sum.Origin, r.Origin)
-	return sum
+	w.next[h]++
+	t := max(w.e.now, w.last[h]) + w.overhead
+	w.last[h] = t
+	tag := w.e.tag
+	w.e.tag = uint16(k)
+	w.sims[k].hosts[h].arrival = t
+	w.sims[k].schedule(t, evArrive, h, 0, 0)
+	w.e.tag = tag
 }
 
-// mergeSamples adds two cumulative series sampled at different times:
-// at each sample time, the sum of each series' last value by then.
-func mergeSamples(a, b []Sample) []Sample {
-	out := make([]Sample, 0, len(a)+len(b))
-	var i, j int
-	var va, vb float64
-	for i < len(a) || j < len(b) {
-		if j == len(b) || (i < len(a) && a[i].T <= b[j].T) {
-			va = a[i].Bytes
-			out = append(out, Sample{T: a[i].T, Bytes: va + vb})
-			i++
+// run is sim.run for every package at once: each event and finished flow
+// goes to the sim of its package.
+func (w *workloadRun) run(onMany func()) error {
+	e := w.e
+	finished := make([]bool, len(w.sims))
+	for w.done < len(w.sims) {
+		sid, ts := e.nextServer()
+		if len(e.events) == 0 && math.IsInf(ts, 1) {
+			return fmt.Errorf("%w: %s workload, %d hosts: nothing left to happen with %d of %d packages unfinished",
+				ErrUnfinished, w.sims[0].strat, w.sc.Hosts, len(w.sims)-w.done, len(w.sims))
+		}
+		var s *sim
+		if len(e.events) > 0 && e.events[0].t <= ts {
+			ev := e.events.pop()
+			e.now = max(e.now, ev.t)
+			e.tag = ev.pkg
+			s = w.sims[ev.pkg]
+			s.handle(ev)
 		} else {
-			vb = b[j].Bytes
-			out = append(out, Sample{T: b[j].T, Bytes: va + vb})
-			j++
+			e.now = max(e.now, ts)
+			id := e.finishing(sid)
+			e.tag = e.flows[id].pkg
+			s = w.sims[e.tag]
+			s.flowDone(id)
+		}
+		if s.finished && !finished[e.tag] {
+			finished[e.tag] = true
+			w.done++
+		}
+		e.nEv++
+		if onMany != nil && e.nEv%memSampleEveryEvts == 0 {
+			onMany()
+		}
+		if e.now > w.maxT {
+			return fmt.Errorf("%w: %s workload, %d hosts: %d of %d packages unfinished at t=%.0fs",
+				ErrUnfinished, w.sims[0].strat, w.sc.Hosts, len(w.sims)-w.done, len(w.sims), e.now)
 		}
 	}
-	return out
+	return nil
 }
 
-// finishWorkload computes sum's derived figures for the whole workload
-// (all: the scenario with the workload's bytes as its package).
-func finishWorkload(sum *Result, all Scenario) *Result {
+// result adds up the packages' results.
+func (w *workloadRun) result(sizes []int64) *Result {
+	var sum *Result
+	var total float64
+	for k, s := range w.sims {
+		total += float64(sizes[k])
+		r := s.result()
+		if sum == nil {
+			sum = r
+			continue
+		}
+		sum.SiteBytes += r.SiteBytes
+		sum.WANBytes += r.WANBytes
+		sum.DuplicateBytes += r.DuplicateBytes
+		for h, hr := range r.PerHost {
+			p := &sum.PerHost[h]
+			p.Arrival = min(p.Arrival, hr.Arrival)
+			p.Done = max(p.Done, hr.Done) // NaN (never done) stays NaN
+			p.FromOrigin += hr.FromOrigin
+			p.FromSite += hr.FromSite
+			p.FromWAN += hr.FromWAN
+			p.Duplicate += hr.Duplicate
+			p.Uploaded += hr.Uploaded
+		}
+	}
+	// The origin, the clock and the event count are the shared engine's:
+	// the first package's result has them whole.
+	all := w.sc
+	all.Packages = Packages{}
+	all.PackageSize = Size(total)
+	sum.PackageBytes = total
 	sum.Bound = FluidBound(all)
 	sum.summarise()
 	return sum
