@@ -23,7 +23,10 @@ import (
 
 // Discovery: how a host finds the others that hold a package.
 //
-// Two sources run side by side for every FindProviders:
+// First the neighbours' have-lists (p2p_havelist.go): what each connected
+// peer announces, pushed once and then as it grows, answered without a
+// round trip. When fewer than enoughNeighbours list a package, two more
+// sources run side by side:
 //
 //  1. The Kademlia DHT of the /stork overlay (kad-dht's classic provide:
 //     IpfsDHT.Provide stores the record locally, then PUTs it on the k=20
@@ -227,8 +230,9 @@ func (p *P2P) provideEach(cids []cid.Cid) (noPeers bool) {
 }
 
 // enoughNeighbours: when this many neighbours' have-lists name a package,
-// FindProviders looks no further (a download of a small package trades
-// with about as many peers; a larger one finds more as they connect).
+// FindProviders answers with them and looks no further (its callers ask
+// again later). With fewer (an overlay of two or three hosts, or a
+// package few neighbours have) it also asks the DHT and /stork/have.
 const enoughNeighbours = 4
 
 // FindProviders streams the peers (never this host, never a blocked peer)
