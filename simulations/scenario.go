@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // Scenario describes one experiment: the hosts and their links, the
@@ -67,6 +69,12 @@ type Scenario struct {
 	// that peer, as on the daemon's one stream per session (see
 	// headofline.go); off, they take one latency and no bandwidth.
 	HeadOfLine bool `json:"head_of_line,omitempty"`
+	// WriteAhead: a peer's upload is not paced (daemons without an upload
+	// cap), so a chunk being sent is written ahead into the sender's
+	// socket buffer, and a Cancel that reaches the sender does not stop
+	// it: it crosses the links whole and the receiver discards it
+	// (writeahead.go). Off, a Cancel stops it where it is.
+	WriteAhead bool `json:"write_ahead,omitempty"`
 	// Seed makes the run deterministic.
 	Seed uint64 `json:"seed,omitempty"`
 	// SampleInterval: the origin-bytes time series is sampled this often.
@@ -260,7 +268,7 @@ func (s Scenario) withDefaults() Scenario {
 		p.FindInterval = Duration(5 * time.Second)
 	}
 	if p.CrossSitePeers == 0 {
-		p.CrossSitePeers = max(2, p.MaxPeers/8)
+		p.CrossSitePeers = policy.DefaultCrossSitePeers(p.MaxPeers)
 	}
 	return s
 }

@@ -94,6 +94,7 @@ type session struct {
 	known   bool  // the peer is in this host's Picker
 	dropped bool  // dropped for strikes: never known again
 	local   bool  // same site
+	discard bool  // WriteAhead: flow was cancelled, the receiver discards it
 	wpos    int32 // known: our place in the peer's watchers
 	ref     policy.PeerRef
 	queue   []int32
@@ -151,7 +152,8 @@ type HostResult struct {
 	// (left for good).
 	Done float64
 	// Bytes received from the origin, from peers of the same site, from
-	// peers of other sites; duplicates (received but already held);
+	// peers of other sites; duplicates (received but already held, or
+	// sent whole after a Cancel and discarded: Scenario.WriteAhead);
 	// bytes uploaded to peers (aborted flows count what was sent).
 	FromOrigin, FromSite, FromWAN, Duplicate, Uploaded float64
 }
@@ -802,7 +804,12 @@ func (s *sim) flowDone(id int32) {
 		src := f.srv
 		se := &s.hosts[src].sess[f.vm]
 		se.flow = -1
-		s.schedule(s.now+s.lat(src, f.dst), evChunk, f.dst, src, f.chunk)
+		if se.discard {
+			se.discard = false
+			s.discarded(f)
+		} else {
+			s.schedule(s.now+s.lat(src, f.dst), evChunk, f.dst, src, f.chunk)
+		}
 		s.flushHeld(src, int(f.vm))
 		s.startUpload(src, int(f.vm))
 	}
@@ -1167,6 +1174,10 @@ func (s *sim) cancel(src, dst, i int32) {
 	// Being sent: stopped where it is (the daemon sends a large chunk in
 	// parts and stops at the next part, the swarm's uploadParts).
 	if se := &s.hosts[src].sess[k]; se.flow >= 0 && s.flows[se.flow].chunk == i {
+		if s.sc.WriteAhead {
+			se.discard = true
+			return
+		}
 		s.close(se.flow)
 		se.flow = -1
 		s.flushHeld(src, k)

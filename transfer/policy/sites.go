@@ -206,6 +206,13 @@ func ChooseSitePeers[T comparable](local, all []T, want, crossMax int, ok func(T
 	return SamplePeers(all, want-(len(dst)-n0), ok, rng, dst)
 }
 
+// DefaultCrossSitePeers is the cap on a download's peers in other sites
+// that ChooseSitePeers and AcceptSitePeer keep by default, given the cap
+// maxPeers on all its peers: an eighth of them, at least 2, so that a
+// site has several ways in and every host still draws most of its peers
+// from its own site.
+func DefaultCrossSitePeers(maxPeers int) int { return max(2, maxPeers/8) }
+
 // AcceptSitePeer reports whether a peer may join our peers: one of our
 // site always, one of another site only while fewer than crossMax of our
 // peers are in other sites.

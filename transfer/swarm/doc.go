@@ -168,5 +168,13 @@
 // while a download runs, and announces nothing. Once the site is known,
 // each download's Picker runs the policy's site rule (Picker.SetSites),
 // told which of its peers are local: with a configured site, those that
-// announced the same; with an inferred one, the RTT cluster.
+// announced the same; with an inferred one, the RTT cluster. A download
+// then trades with at most Config.CrossSitePeers peers of other sites, as
+// the simulator's hosts do (policy.ChooseSitePeers, AcceptSitePeer): the
+// providers found are chosen our site's first, a peer whose have-map
+// shows it in another site joins only below the cap, and those over it
+// that joined before the site was known are detached, the Picker's best
+// kept. A detached session stays open, so the peer may still fetch from
+// us. Pull-through fetchers (coop.go) are chosen among all members, sites
+// aside.
 package swarm

@@ -60,6 +60,7 @@ type download struct {
 	picker       *policy.Picker
 	peers        map[PeerID]*session
 	peersSeen    map[PeerID]bool
+	seed         uint64 // the download's random choices (downloadSeed)
 	banned       map[PeerID]bool
 	dropped      map[PeerID]bool
 	connecting   map[PeerID]bool
@@ -230,6 +231,7 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 		storing:      policy.NewBitfield(n),
 		originCancel: make(map[int]context.CancelFunc),
 		lastProgress: start,
+		seed:         seed,
 		sem:          make(chan struct{}, 2*deliverWorkers(pkg.maxChunk)),
 	}
 	_, d.sinkKeepsNothing = req.Sink.(VerifiedChunkSink)
@@ -374,16 +376,18 @@ func (d *download) end(ctx context.Context) ([]*session, error) {
 // findPeers asks Discovery for providers now, again after FindInterval/8,
 // doubling the wait up to FindInterval (hosts that start together provide
 // at about the same time, so the first answers miss some), and connects to
-// those found, until the download ends. Every provider found (not only
-// those it connects to) is a swarm member for the Picker's origin policy
-// (SetMembers).
+// those chosen (choosePeers: with a site, none known to be in another site
+// beyond Config.CrossSitePeers), until the download ends. Every provider
+// found (not only those it connects to) is a swarm member for the
+// Picker's origin policy (SetMembers).
 func (d *download) findPeers() {
 	defer d.wg.Done()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	wait := d.s.cfg.FindInterval / 8
-	var members []PeerID
+	var members, found []PeerID
 	known := make(map[PeerID]bool)
+	rng := rand.New(rand.NewPCG(d.seed>>1, d.seed|1))
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -397,7 +401,11 @@ func (d *download) findPeers() {
 				members = append(members, p)
 				grew = true
 			}
-			d.connect(p)
+			// Each provider is chosen as it arrives: a slow lookup does
+			// not hold the first sessions back.
+			for _, q := range d.choosePeers(append(found[:0], p), rng) {
+				d.connect(q)
+			}
 		}
 		if grew {
 			d.updateMembers(members)
@@ -797,7 +805,7 @@ func later(a, b time.Time) time.Time {
 func (d *download) peerJoined(ss *session, have policy.Bitfield) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.finished || d.peers[ss.peer] != ss {
+	if d.finished || d.peers[ss.peer] != ss || !d.admitSite(ss) {
 		return
 	}
 	d.picker.PeerJoined(ss.peer, have)

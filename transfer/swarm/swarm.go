@@ -57,6 +57,11 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxPeersPerDownload caps the peers a download trades with. Default 32.
 	MaxPeersPerDownload int
+	// CrossSitePeers caps, once this host knows its site, the peers of
+	// other sites a download trades with (policy.ChooseSitePeers and
+	// AcceptSitePeer). Default policy.DefaultCrossSitePeers of
+	// MaxPeersPerDownload.
+	CrossSitePeers int
 	// OriginParallel caps concurrent origin requests per download. Default 8.
 	OriginParallel int
 	// MaxStrikes: a peer with this many consecutive failures or timeouts is
@@ -243,6 +248,9 @@ func New(cfg Config) (*Swarm, error) {
 	}
 	if cfg.MaxPeersPerDownload <= 0 {
 		cfg.MaxPeersPerDownload = DefaultMaxPeersPerDownload
+	}
+	if cfg.CrossSitePeers <= 0 {
+		cfg.CrossSitePeers = policy.DefaultCrossSitePeers(cfg.MaxPeersPerDownload)
 	}
 	if cfg.OriginParallel <= 0 {
 		cfg.OriginParallel = policy.DefaultOriginParallel

@@ -29,13 +29,16 @@ type SimFigures struct {
 	Bound        float64 // the fluid lower bound on the makespan
 }
 
-// simStrategies: which strategy models which testbed run.
+// simStrategies: which strategy models which testbed run. The daemons
+// fetch from the origin cooperatively (pull-through, on by default), which
+// swarm-coop models; the simulator has no strategy with both sites and
+// cooperative fetching, so swarm-sites is modelled by swarm-locality.
 var simStrategies = []struct {
 	strategy simulations.Strategy
 	run      string
 }{
 	{simulations.OriginPerHost, RunHTTP},
-	{simulations.Swarm, RunSwarm},
+	{simulations.SwarmCoop, RunSwarm},
 	{simulations.SwarmLocality, RunSwarmSites},
 }
 
@@ -48,9 +51,11 @@ func payloadFraction(mtu int) float64 {
 
 // scenario is the testbed as the simulator models it: rates are the links'
 // payload rates; a one-way delay of cfg.Delay between sites and to the
-// origin, 50 µs inside a site; the daemon's tick and peer limit. The
-// simulator's chunks are all one size: the package's mean chunk, so that
-// a package of many files has as many chunks as the daemons move.
+// origin, 50 µs inside a site; the daemon's tick and peer limit; chunks
+// written ahead (Scenario.WriteAhead: the daemons' uploads are not
+// capped). The simulator's chunks are all one size: the package's mean
+// chunk, so that a package of many files has as many chunks as the
+// daemons move.
 func (b *bed) scenario() simulations.Scenario {
 	pf := payloadFraction(b.cfg.MTU)
 	rate := func(bits int64) simulations.Rate { return simulations.Rate(float64(bits) / 8 * pf) }
@@ -70,7 +75,10 @@ func (b *bed) scenario() simulations.Scenario {
 		Latency:      simulations.Latency{Site: simulations.Duration(50 * time.Microsecond), WAN: wan, Origin: wan},
 		Arrival:      simulations.Arrival{Pattern: simulations.ArrivalFlash},
 		Policy:       simulations.Policy{Tick: simulations.Duration(20 * time.Millisecond), MaxPeers: 32},
-		Seed:         1,
+		// The daemons run without an upload cap: a chunk they are asked to
+		// cancel is already in the socket's send buffer and crosses whole.
+		WriteAhead: true,
+		Seed:       1,
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/storkpm/stork/simulations"
 )
 
 func TestParseSent(t *testing.T) {
@@ -363,5 +365,23 @@ func TestDebPackage(t *testing.T) {
 	}
 	if _, err := debPackage(src, t.TempDir(), 50); err == nil {
 		t.Fatal("debPackage with no .deb small enough: no error")
+	}
+}
+
+// TestScenarioModelsDaemons: the testbed's daemons run without an upload
+// cap, so the scenario has the simulator send a cancelled chunk whole, as
+// they do; they fetch from the origin cooperatively (pull-through), so
+// the swarm run is modelled by swarm-coop.
+func TestScenarioModelsDaemons(t *testing.T) {
+	t.Parallel()
+	b := &bed{cfg: DefaultConfig(), pkg: PackageInfo{Bytes: 8 << 20, Chunks: 8}}
+	if sc := b.scenario(); !sc.WriteAhead {
+		t.Errorf("scenario().WriteAhead = false, want true (daemons without an upload cap)")
+	}
+	want := map[string]simulations.Strategy{RunHTTP: simulations.OriginPerHost, RunSwarm: simulations.SwarmCoop, RunSwarmSites: simulations.SwarmLocality}
+	for _, m := range simStrategies {
+		if want[m.run] != m.strategy {
+			t.Errorf("run %s modelled by %s, want %s", m.run, m.strategy, want[m.run])
+		}
 	}
 }
