@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -342,6 +343,41 @@ func (c *Client) Resolve(ctx context.Context, ref string) (*Resolved, error) {
 
 // fetchManifest fetches and verifies the manifest of a signed target.
 func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, error) {
+	if r, ok := c.cachedManifest(e); ok {
+		return r, nil
+	}
+	r, err := c.downloadManifest(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	c.cacheManifest(r)
+	return r, nil
+}
+
+// cachedManifest returns e resolved from the manifest cache, if there
+// (c.mu held).
+func (c *Client) cachedManifest(e *pkgEntry) (*Resolved, bool) {
+	if e.err != nil {
+		return nil, false
+	}
+	hit, ok := c.manifests[e.info.ManifestCID]
+	if !ok || e.target.VerifyLengthHashes(hit.data) != nil {
+		return nil, false
+	}
+	return e.resolved(hit.data, hit.m), true
+}
+
+// cacheManifest keeps r's manifest (c.mu held).
+func (c *Client) cacheManifest(r *Resolved) {
+	if c.manifests == nil || len(c.manifests) >= maxCachedManifests {
+		c.manifests = make(map[cid.Cid]cachedManifest)
+	}
+	c.manifests[r.ManifestCID] = cachedManifest{data: r.ManifestBytes, m: r.Manifest}
+}
+
+// downloadManifest fetches e's manifest and checks it against its signed
+// target. It reads only e and c's immutable fields: calls may run at once.
+func (c *Client) downloadManifest(ctx context.Context, e *pkgEntry) (*Resolved, error) {
 	ref := e.info.Name + "@" + e.info.Version
 	if e.err != nil {
 		return nil, fmt.Errorf("package %s: %w", ref, e.err)
@@ -351,9 +387,6 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 		return nil, fmt.Errorf("package %s: manifest: %w: signed length %d, limit %d", ref, ErrTooLarge, n, c.lim.MaxManifestSize)
 	}
 	mc := e.info.ManifestCID
-	if hit, ok := c.manifests[mc]; ok && e.target.VerifyLengthHashes(hit.data) == nil {
-		return e.resolved(hit.data, hit.m), nil
-	}
 	data, err := c.cfg.Fetcher.Fetch(ctx, ManifestsDir+"/"+mc.String(), n)
 	if err != nil {
 		return nil, fmt.Errorf("package %s: manifest %s: %w", ref, mc, err)
@@ -368,11 +401,59 @@ func (c *Client) fetchManifest(ctx context.Context, e *pkgEntry) (*Resolved, err
 	if err != nil {
 		return nil, fmt.Errorf("package %s: manifest %s: %w", ref, mc, err)
 	}
-	if c.manifests == nil || len(c.manifests) >= maxCachedManifests {
-		c.manifests = make(map[cid.Cid]cachedManifest)
-	}
-	c.manifests[mc] = cachedManifest{data: data, m: m}
 	return e.resolved(data, m), nil
+}
+
+// manifestParallel bounds the manifests a closure fetches at once: a
+// closure of hundreds of packages costs a few round trips, not one per
+// package.
+const manifestParallel = 16
+
+// fetchManifests resolves the manifests of order, fetching those not
+// cached up to manifestParallel at once (c.mu held). The first error, in
+// order, wins.
+func (c *Client) fetchManifests(ctx context.Context, order []*pkgEntry) ([]*Resolved, error) {
+	out := make([]*Resolved, len(order))
+	errs := make([]error, len(order))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, manifestParallel)
+	for i, e := range order {
+		if r, ok := c.cachedManifest(e); ok {
+			out[i] = r
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+		if errs[i] != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if out[i], errs[i] = c.downloadManifest(ctx, e); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	// A failure cancels the fetches after it: the first failure that is
+	// not such a cancellation wins, else the first (ctx ended).
+	if i := slices.IndexFunc(errs, func(err error) bool { return err != nil && !errors.Is(err, context.Canceled) }); i >= 0 {
+		return nil, errs[i]
+	}
+	if i := slices.IndexFunc(errs, func(err error) bool { return err != nil }); i >= 0 {
+		return nil, errs[i]
+	}
+	for _, r := range out {
+		c.cacheManifest(r)
+	}
+	return out, nil
 }
 
 // resolved is e with its verified manifest (data, decoded as m).

@@ -127,13 +127,9 @@ func (c *Client) ResolveClosure(ctx context.Context, ref string) ([]*Resolved, e
 	}); err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
-	out := make([]*Resolved, 0, len(order))
-	for _, e := range order {
-		r, err := c.fetchManifest(ctx, e)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %s: %w", ref, err)
-		}
-		out = append(out, r)
+	out, err := c.fetchManifests(ctx, order)
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
 	return out, nil
 }

@@ -212,6 +212,9 @@ func BenchmarkUpgrade(b *testing.B) {
 		mu.Lock()
 		took[r], copies[r] = d, float64(o.chunkBytes.Load()-before)/float64(set.bytes)
 		mu.Unlock()
+		// Also at once on stderr: b.Logf shows only when the benchmark
+		// ends, and a run of many minutes may not.
+		fmt.Fprintf(os.Stderr, "upgrade %s capped=%v: %.2fs, origin bytes %.2fx the upgrade\n", r.mode, r.capped, d.Seconds(), copies[r])
 		b.Logf("%s capped=%v: %.2fs, origin bytes %.2fx the upgrade", r.mode, r.capped, d.Seconds(), copies[r])
 	}
 	o.setCap(0)

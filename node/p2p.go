@@ -199,13 +199,31 @@ type P2P struct {
 	// key): re-announced every ProvideInterval and when peers join, and
 	// answered on /stork/have.
 	provided map[string]cid.Cid
+	// haveLog lists the keys of provided in the order they were first
+	// announced, for the have-list senders (p2p_havelist.go); haveLogSig
+	// is closed (and replaced) when it grows. haveOut holds the peers a
+	// sender runs to.
+	haveLog    []string
+	haveLogSig chan struct{}
+	haveOut    map[peer.ID]bool
+	// nbHave holds the neighbours' have-lists; nbSig is closed (and
+	// replaced) when one changes.
+	nbHave map[peer.ID]*neighbourList
+	nbSig  chan struct{}
+	// toProvide holds what Provide added and the DHT has not been told
+	// yet; provideWake wakes the loop that tells it (provideLoop).
+	toProvide   map[string]cid.Cid
+	provideWake chan struct{}
+	// counts of discovery work, for tests and metrics.
+	counts discoveryCounts
 
 	// joined wakes the re-provide loop: a DHT peer joined, or a provide
 	// found no peer.
 	joined chan struct{}
 	// files serves FilesProtocol (p2p_files.go).
 	files filesServer
-	// dhtOnly skips /stork/have in FindProviders (tests of the DHT path).
+	// dhtOnly skips have-lists and /stork/have in FindProviders (tests
+	// of the DHT path).
 	dhtOnly   bool
 	closeOnce sync.Once
 	closeErr  error
@@ -265,15 +283,23 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 
 	p := &P2P{
 		cfg: cfg, log: log, host: h, dht: d, gater: gater, sub: sub,
-		provided: map[string]cid.Cid{},
-		pinging:  map[peer.ID]bool{},
-		joined:   make(chan struct{}, 1),
+		provided:    map[string]cid.Cid{},
+		pinging:     map[peer.ID]bool{},
+		joined:      make(chan struct{}, 1),
+		haveLogSig:  make(chan struct{}),
+		haveOut:     map[peer.ID]bool{},
+		nbHave:      map[peer.ID]*neighbourList{},
+		nbSig:       make(chan struct{}),
+		toProvide:   map[string]cid.Cid{},
+		provideWake: make(chan struct{}, 1),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(HaveProtocol, p.handleHave)
+	h.SetStreamHandler(HaveListProtocol, p.handleHaveList)
 	p.goRun(p.eventLoop)
 	p.goRun(p.pingLoop)
 	p.goRun(p.reprovideLoop)
+	p.goRun(p.provideLoop)
 
 	p.connectBootstrap(ctx, bootstrap)
 	if err := d.Bootstrap(ctx); err != nil {
@@ -542,6 +568,7 @@ func (p *P2P) Close() error {
 		p.cancel()
 		p.wg.Wait()
 		p.host.RemoveStreamHandler(HaveProtocol)
+		p.host.RemoveStreamHandler(HaveListProtocol)
 		p.host.RemoveStreamHandler(FilesProtocol)
 		p.host.RemoveStreamHandler(swarm.Protocol)
 		p.host.RemoveStreamHandler(swarm.PullProtocol)
@@ -598,6 +625,9 @@ func (p *P2P) eventLoop() {
 					defer p.wg.Done()
 					p.pingOnce(ev.Peer)
 				}()
+			}
+			if slices.Contains(ev.Protocols, HaveListProtocol) {
+				p.startHaveList(ev.Peer)
 			}
 			if slices.Contains(ev.Protocols, dhtProtocol) && p.dht.RoutingTable().Size() < dhtBucketSize {
 				p.wakeReprovide()

@@ -23,7 +23,10 @@ import (
 
 // Discovery: how a host finds the others that hold a package.
 //
-// Two sources run side by side for every FindProviders:
+// First the neighbours' have-lists (p2p_havelist.go): what each connected
+// peer announces, pushed once and then as it grows, answered without a
+// round trip. When fewer than enoughNeighbours list a package, two more
+// sources run side by side:
 //
 //  1. The Kademlia DHT of the /stork overlay (kad-dht's classic provide:
 //     IpfsDHT.Provide stores the record locally, then PUTs it on the k=20
@@ -69,26 +72,58 @@ const (
 )
 
 // Provide announces that this host holds (or is fetching) the package
-// named by manifest. The announcement is kept and repeated; when the DHT
-// has no peer yet it is held locally (and answered on /stork/have) until
-// one joins, and Provide returns nil.
+// named by manifest: at once to the neighbours (have-lists), and to the
+// DHT in the background (provideLoop), so that no caller waits on a DHT
+// walk. The announcement is kept and repeated; when the DHT has no peer
+// yet it is held (and answered on /stork/have and in have-lists) until
+// one joins. Announcing a package again is a no-op: the re-provide loop
+// repeats every announcement.
 func (p *P2P) Provide(ctx context.Context, manifest cid.Cid) error {
 	if !manifest.Defined() {
 		return errors.New("provide: undefined CID")
 	}
-	p.mu.Lock()
-	p.provided[string(manifest.Hash())] = manifest
-	p.mu.Unlock()
-	err := p.provideDHT(ctx, manifest)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, kb.ErrLookupFailure):
-		p.log.Debug("no DHT peer yet; provide pending", "cid", manifest.String())
-		p.wakeReprovide()
+	if !p.announced(manifest) {
 		return nil
 	}
-	return fmt.Errorf("provide %s: %w", manifest, err)
+	select {
+	case p.provideWake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// provideBatchDelay: the provide loop waits this long after a wake-up so
+// that the announcements of an upgrade's packages, made within moments of
+// one another, go to the DHT as one batch.
+const provideBatchDelay = 200 * time.Millisecond
+
+// provideLoop tells the DHT of what Provide added, in batches (8 PUTs at
+// a time); what finds no DHT peer is left to the re-provide loop's
+// retries.
+func (p *P2P) provideLoop() {
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.provideWake:
+		}
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-time.After(provideBatchDelay):
+		}
+		p.mu.Lock()
+		cids := make([]cid.Cid, 0, len(p.toProvide))
+		for _, c := range p.toProvide {
+			cids = append(cids, c)
+		}
+		clear(p.toProvide)
+		p.mu.Unlock()
+		if p.provideEach(cids) {
+			p.log.Debug("no DHT peer yet; provide pending", "cids", len(cids))
+			p.wakeReprovide()
+		}
+	}
 }
 
 func (p *P2P) provideDHT(ctx context.Context, c cid.Cid) error {
@@ -149,6 +184,12 @@ func (p *P2P) reprovideAll() (noPeers bool) {
 		cids = append(cids, c)
 	}
 	p.mu.Unlock()
+	return p.provideEach(cids)
+}
+
+// provideEach announces cids to the DHT, 8 at a time, and reports whether
+// some found no DHT peer.
+func (p *P2P) provideEach(cids []cid.Cid) (noPeers bool) {
 	if len(cids) == 0 {
 		return false
 	}
@@ -169,6 +210,7 @@ func (p *P2P) reprovideAll() (noPeers bool) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			p.counts.dhtProvides.Add(1)
 			err := p.provideDHT(p.ctx, c)
 			mu.Lock()
 			defer mu.Unlock()
@@ -178,21 +220,30 @@ func (p *P2P) reprovideAll() (noPeers bool) {
 			case errors.Is(err, kb.ErrLookupFailure):
 				noPeers = true
 			case p.ctx.Err() == nil:
-				p.log.Warn("re-provide failed", "cid", c.String(), "err", err)
+				p.log.Warn("provide failed", "cid", c.String(), "err", err)
 			}
 		}()
 	}
 	wg.Wait()
-	p.log.Debug("re-provided", "announced", ok, "of", len(cids))
+	p.log.Debug("provided", "announced", ok, "of", len(cids))
 	return noPeers && p.ctx.Err() == nil
 }
 
+// enoughNeighbours: when this many neighbours' have-lists name a package,
+// FindProviders answers with them and looks no further (its callers ask
+// again later). With fewer (an overlay of two or three hosts, or a
+// package few neighbours have) it also asks the DHT and /stork/have.
+const enoughNeighbours = 4
+
 // FindProviders streams the peers (never this host, never a blocked peer)
-// that announced manifest, each once, as the DHT and the neighbours'
-// /stork/have answers find them; their addresses go into the peerstore so
-// that OpenStream can dial them. The channel closes when both searches end,
-// ctx ends, or the host closes. Callers that need more peers later call it
-// again.
+// that announced manifest, each once; their addresses go into the
+// peerstore so that OpenStream can dial them. The neighbours whose
+// have-lists name manifest answer first (after waiting up to haveListWait
+// for one), and alone when there are enoughNeighbours of them: only
+// otherwise does it walk the DHT and ask every neighbour on /stork/have
+// (which also knows providers that are not neighbours). The channel
+// closes when the searches end, ctx ends, or the host closes. Callers
+// that need more peers later call it again.
 func (p *P2P) FindProviders(ctx context.Context, manifest cid.Cid) <-chan swarm.PeerID {
 	out := make(chan swarm.PeerID)
 	if !manifest.Defined() || !p.track() {
@@ -208,35 +259,23 @@ func (p *P2P) FindProviders(ctx context.Context, manifest cid.Cid) <-chan swarm.
 		defer stop()
 
 		found := make(chan peer.AddrInfo)
-		var wg sync.WaitGroup
-		wg.Add(2)
 		go func() {
-			defer wg.Done()
-			p.awaitRoutingTable(ctx)
-			start, any := time.Now(), false
-			for ai := range p.dht.FindProvidersAsync(ctx, manifest, 0) {
-				if !any {
-					any = true
-					p.observeLookup(time.Since(start), true)
-				}
-				select {
-				case found <- ai:
-				case <-ctx.Done():
-				}
-			}
-			if !any && ctx.Err() == nil {
-				p.observeLookup(time.Since(start), false)
-			}
-		}()
-		go func() {
-			defer wg.Done()
+			defer close(found)
 			if !p.dhtOnly {
-				p.askNeighbours(ctx, manifest, found)
+				ids := p.neighboursListing(ctx, string(manifest.Hash()))
+				for _, id := range ids {
+					select {
+					case found <- peer.AddrInfo{ID: id}:
+					case <-ctx.Done():
+						return
+					}
+				}
+				if len(ids) >= enoughNeighbours {
+					p.counts.fromHaveLists.Add(1)
+					return
+				}
 			}
-		}()
-		go func() {
-			wg.Wait()
-			close(found)
+			p.searchWide(ctx, manifest, found)
 		}()
 
 		seen := map[peer.ID]bool{p.host.ID(): true}
@@ -257,6 +296,40 @@ func (p *P2P) FindProviders(ctx context.Context, manifest cid.Cid) <-chan swarm.
 		}
 	}()
 	return out
+}
+
+// searchWide walks the DHT for manifest's providers and asks every
+// neighbour on /stork/have, side by side, and sends what they find on
+// found until both end.
+func (p *P2P) searchWide(ctx context.Context, manifest cid.Cid, found chan<- peer.AddrInfo) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		p.awaitRoutingTable(ctx)
+		p.counts.dhtLookups.Add(1)
+		start, any := time.Now(), false
+		for ai := range p.dht.FindProvidersAsync(ctx, manifest, 0) {
+			if !any {
+				any = true
+				p.observeLookup(time.Since(start), true)
+			}
+			select {
+			case found <- ai:
+			case <-ctx.Done():
+			}
+		}
+		if !any && ctx.Err() == nil {
+			p.observeLookup(time.Since(start), false)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if !p.dhtOnly {
+			p.askNeighbours(ctx, manifest, found)
+		}
+	}()
+	wg.Wait()
 }
 
 // observeLookup reports a DHT provider lookup: the time to its first
@@ -309,6 +382,7 @@ func (p *P2P) askNeighbours(ctx context.Context, c cid.Cid, found chan<- peer.Ad
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			p.counts.haveQueries.Add(1)
 			infos, err := p.askHave(ctx, id, c)
 			if err != nil {
 				p.log.Debug("have query failed", "peer", id.String(), "cid", c.String(), "err", err)

@@ -33,6 +33,34 @@ type flight struct {
 type flights struct {
 	mu sync.Mutex
 	m  map[cid.Cid]*flight
+	// slots admits maxDownloads downloads at once (made on first use).
+	slots chan struct{}
+}
+
+// maxDownloads bounds the packages a daemon downloads at once; the others
+// wait their turn, in the order they were asked for. A download opens a
+// session with every peer that has the package and asks fetchers and the
+// origin for its chunks: an upgrade of hundreds of packages started all at
+// once overloads the host and its peers (pull-through requests go
+// unanswered and to the origin), while hosts that take a closure in the
+// same order, a few packages at a time, share each package as they fetch
+// it.
+const maxDownloads = 16
+
+// slot waits for a download slot and returns the function that frees it.
+func (fl *flights) slot(ctx context.Context) (func(), error) {
+	fl.mu.Lock()
+	if fl.slots == nil {
+		fl.slots = make(chan struct{}, maxDownloads)
+	}
+	slots := fl.slots
+	fl.mu.Unlock()
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // ensurePackage makes the package r present and complete in the store,
@@ -58,7 +86,12 @@ func (d *Daemon) ensurePackage(ctx context.Context, r *metadata.Resolved) (*flig
 		f = &flight{name: r.Name, version: r.Version, started: time.Now(), done: make(chan struct{})}
 		f.total.Store(r.Manifest.TotalSize())
 		started := d.background(func(bg context.Context) {
-			f.err = d.fillPackage(bg, r, f)
+			if free, err := d.fl.slot(bg); err != nil {
+				f.err = fmt.Errorf("download %s@%s: %w", r.Name, r.Version, err)
+			} else {
+				f.err = d.fillPackage(bg, r, f)
+				free()
+			}
 			d.metrics.observeDownload(f.err)
 			d.fl.mu.Lock()
 			delete(d.fl.m, r.ManifestCID)

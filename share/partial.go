@@ -38,14 +38,13 @@ func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifest
 	if err != nil {
 		return nil, fmt.Errorf("package %s@%s: %w: %w", name, version, ErrBadManifest, err)
 	}
-	s.beginMu.Lock()
-	defer s.beginMu.Unlock()
+	key := manifestCID.String()
+	defer s.lockBegin(key)()
 	s.life.RLock()
 	defer s.life.RUnlock()
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	key := manifestCID.String()
 	// The manifest and its name are on disk before the index names them,
 	// so that Rebuild can recover every package the index knew.
 	if err := s.saveManifest(manifestCID, manifestBytes, name, version); err != nil {
@@ -88,6 +87,37 @@ func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifest
 	s.mu.Unlock()
 	s.log.Info("package download started", "package", name+"@"+version, "manifest", manifestCID, "bytes", d.total)
 	return d, nil
+}
+
+// beginLock is the lock of one package's BeginPackage calls, held or
+// awaited by n of them.
+type beginLock struct {
+	mu sync.Mutex
+	n  int
+}
+
+// lockBegin locks BeginPackage for the package key and returns the unlock.
+func (s *Store) lockBegin(key string) func() {
+	s.beginMu.Lock()
+	if s.beginning == nil {
+		s.beginning = make(map[string]*beginLock)
+	}
+	l := s.beginning[key]
+	if l == nil {
+		l = &beginLock{}
+		s.beginning[key] = l
+	}
+	l.n++
+	s.beginMu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.beginMu.Lock()
+		if l.n--; l.n == 0 {
+			delete(s.beginning, key)
+		}
+		s.beginMu.Unlock()
+	}
 }
 
 func hasNUL(s string) bool {

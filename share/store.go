@@ -67,8 +67,12 @@ type Store struct {
 	// partial files or trees, and exclusively by GC, RemovePackage and
 	// Close, so that those never race a download's commit.
 	life sync.RWMutex
-	// beginMu serialises BeginPackage so that one package has one Partial.
-	beginMu sync.Mutex
+	// beginning serialises the BeginPackage calls of one package (by
+	// manifest CID), so that it has one Partial; calls for different
+	// packages run at once, and their syncs share the file system's and
+	// badger's commits. beginMu guards the map.
+	beginMu   sync.Mutex
+	beginning map[string]*beginLock
 	// setuidMu serialises building setuid trees (SetuidTree).
 	setuidMu sync.Mutex
 	// newLayout is the layout new trees get: currentLayout (tests set

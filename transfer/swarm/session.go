@@ -178,14 +178,14 @@ func (ss *session) run(manifest cid.Cid) {
 		ss.teardown()
 		return
 	}
-	workers := deliverWorkers(ss.pkg.maxChunk)
+	workers, readers := ss.pkg.sessionWorkers()
 	ss.chunks = make(chan *Message, workers)
 	ss.ready = make(chan upload, uploadAhead(ss.pkg.maxChunk))
 	ok := s.goroutine(ss.writeLoop)
 	for k := 0; ok && k < workers; k++ {
 		ok = s.goroutine(ss.deliverLoop)
 	}
-	for k := 0; ok && k < uploadReaders; k++ {
+	for k := 0; ok && k < readers; k++ {
 		ok = s.goroutine(ss.readUploads)
 	}
 	if !ok {

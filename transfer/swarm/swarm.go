@@ -209,6 +209,16 @@ type pkgInfo struct {
 // meanChunk is the mean length of the package's unique chunks.
 func (pi *pkgInfo) meanChunk() int64 { return pi.bytes / int64(max(len(pi.refs), 1)) }
 
+// sessionWorkers is how many deliverLoops and upload readers a session
+// about the package runs: deliverWorkers and uploadReaders, but never more
+// than the package has chunks (more could never all be busy). An upgrade
+// of hundreds of one-chunk packages opens a session per package and peer:
+// each needs one of each, not hundreds.
+func (pi *pkgInfo) sessionWorkers() (deliver, readers int) {
+	n := max(len(pi.refs), 1)
+	return min(deliverWorkers(pi.maxChunk), n), min(uploadReaders, n)
+}
+
 func newPkgInfo(m *metadata.Manifest) *pkgInfo {
 	pi := &pkgInfo{refs: m.UniqueChunks()}
 	for _, r := range pi.refs {

@@ -1,0 +1,230 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/multiformats/go-multihash"
+
+	"github.com/storkpm/stork/transfer/swarm"
+)
+
+// findAllOf reads p's providers of c until every one of want came (true)
+// or the search ended or 5s passed.
+func findAllOf(p *P2P, c cid.Cid, want []swarm.PeerID) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	left := map[swarm.PeerID]bool{}
+	for _, id := range want {
+		left[id] = true
+	}
+	for id := range p.FindProviders(ctx, c) {
+		delete(left, id)
+		if len(left) == 0 {
+			cancel()
+		}
+	}
+	return len(left) == 0
+}
+
+// TestP2PHaveListsNoRoundTrips: hosts that all fetch the same many
+// packages (an upgrade) learn who provides each from their neighbours'
+// have-lists: finding the providers of every package asks no neighbour
+// on /stork/have and walks the DHT not once.
+func TestP2PHaveListsNoRoundTrips(t *testing.T) {
+	t.Parallel()
+	const hosts, npkg = 6, 40
+	var lookups, questions atomic.Int64
+	count := func(cfg *P2PConfig) {
+		cfg.lookupObserver = func(time.Duration, bool) { lookups.Add(1) }
+	}
+	var ps []*P2P
+	for range hosts {
+		p := testP2P(t, count, ps...)
+		p.host.SetStreamHandler(HaveProtocol, func(s network.Stream) {
+			questions.Add(1)
+			p.handleHave(s)
+		})
+		ps = append(ps, p)
+	}
+	var pkgs []cid.Cid
+	for k := range npkg {
+		pkgs = append(pkgs, testCID(t, fmt.Sprint("upgrade package ", k)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range ps {
+		for _, c := range pkgs {
+			if err := p.Provide(ctx, c); err != nil {
+				t.Fatalf("Provide: %v", err)
+			}
+		}
+	}
+	others := func(k int) []swarm.PeerID {
+		var out []swarm.PeerID
+		for j, q := range ps {
+			if j != k {
+				out = append(out, q.ID())
+			}
+		}
+		return out
+	}
+	// Every host knows every other as a provider of the last package
+	// announced: the announcements have spread.
+	last := pkgs[len(pkgs)-1]
+	for k, p := range ps {
+		deadline := time.Now().Add(20 * time.Second)
+		for !findAllOf(p, last, others(k)) {
+			if time.Now().After(deadline) {
+				t.Fatalf("host %d never found all %d others providing %s", k, hosts-1, last)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	lookups.Store(0)
+	questions.Store(0)
+	for k, p := range ps {
+		for _, c := range pkgs {
+			if !findAllOf(p, c, others(k)) {
+				t.Errorf("host %d: FindProviders(%s) missed some of the %d others", k, c, hosts-1)
+			}
+		}
+	}
+	if l, q := lookups.Load(), questions.Load(); l != 0 || q != 0 {
+		t.Errorf("finding the providers of %d packages at %d hosts took %d DHT lookups and %d /stork/have questions, want 0 and 0 (have-lists)", npkg, hosts, l, q)
+	}
+}
+
+func TestDecodeHaveList(t *testing.T) {
+	t.Parallel()
+	mh := func(s string) string {
+		h, err := multihash.Sum([]byte(s), multihash.SHA2_256, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(h)
+	}
+	good := encodeHaveList([]string{mh("a"), mh("b")})
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want int // entries; -1: an error
+	}{
+		{"two", good, 2},
+		{"empty", nil, -1},
+		{"zero entries", []byte{0}, -1},
+		{"count beyond the frame", []byte{3, 1, 0}, -1},
+		{"count beyond the batch", append([]byte{0x81, 0x20}, bytes.Repeat([]byte{1, 0}, maxHaveListBatch+1)...), -1},
+		{"truncated entry", good[:len(good)-1], -1},
+		{"trailing bytes", append(bytes.Clone(good), 0), -1},
+		{"zero-length key", []byte{1, 0}, -1},
+		{"key too long", append([]byte{1, 0x81, 0x01}, bytes.Repeat([]byte{0x12}, 129)...), -1},
+		{"not a multihash", []byte{1, 3, 0x12, 0x20, 0}, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, err := decodeHaveList(tc.b)
+			if tc.want < 0 {
+				if !errors.Is(err, errHaveList) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("decodeHaveList(%x) = %d keys, %v; want a one-line error wrapping errHaveList", tc.b, len(keys), err)
+				}
+				return
+			}
+			if err != nil || len(keys) != tc.want {
+				t.Fatalf("decodeHaveList(%x) = %d keys, %v; want %d", tc.b, len(keys), err, tc.want)
+			}
+		})
+	}
+}
+
+// TestP2PHaveListRefused: a peer that sends a malformed or oversized
+// have-list frame has its stream reset and nothing it listed kept.
+func TestP2PHaveListRefused(t *testing.T) {
+	t.Parallel()
+	a := testP2P(t, nil)
+	b := testP2P(t, nil, a)
+	aid, _ := peer.Decode(string(a.ID()))
+	key := string(testCID(t, "listed by a liar").Hash())
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"oversized", binaryFrame(maxHaveListFrame+1, nil)},
+		{"malformed", binaryFrame(-1, []byte{2, 34, 0x12})},
+		{"valid then garbage", append(binaryFrame(-1, encodeHaveList([]string{key})), binaryFrame(-1, []byte{0})...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := b.host.NewStream(ctx, aid, HaveListProtocol)
+			if err != nil {
+				t.Fatalf("open have-list stream: %v", err)
+			}
+			defer s.Reset()
+			_, _ = s.Write(tc.frame)
+			// a resets the stream: a read (a never writes) ends in an error.
+			_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := s.Read(make([]byte, 1)); err == nil || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "deadline") {
+				t.Fatalf("after a %s frame, read = %v; want the stream reset", tc.name, err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				ids, _, _ := a.listedBy(key)
+				if len(ids) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after a %s frame, a still lists %v as providers", tc.name, ids)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// binaryFrame is a frame of body, or (n >= 0) only a header announcing n
+// bytes.
+func binaryFrame(n int, body []byte) []byte {
+	if n >= 0 {
+		return binary.AppendUvarint(nil, uint64(n))
+	}
+	var buf bytes.Buffer
+	_ = writeFrame(&buf, body)
+	return buf.Bytes()
+}
+
+func FuzzHaveList(f *testing.F) {
+	h, _ := multihash.Sum([]byte("seed"), multihash.SHA2_256, -1)
+	f.Add(encodeHaveList([]string{string(h)}))
+	f.Add(encodeHaveList([]string{string(h), string(h)}))
+	f.Add([]byte{})
+	f.Add([]byte{1, 0})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		keys, err := decodeHaveList(b)
+		if err != nil {
+			return
+		}
+		if len(keys) == 0 || len(keys) > maxHaveListBatch {
+			t.Fatalf("decodeHaveList(%x) = %d keys, outside 1..%d", b, len(keys), maxHaveListBatch)
+		}
+		for _, k := range keys {
+			if len(k) == 0 || len(k) > maxHaveListKey {
+				t.Fatalf("decodeHaveList(%x): a key of %d bytes", b, len(k))
+			}
+		}
+		again, err := decodeHaveList(encodeHaveList(keys))
+		if err != nil || strings.Join(again, "") != strings.Join(keys, "") || len(again) != len(keys) {
+			t.Fatalf("decode(encode(decode(%x))) = %d keys, %v; want the same %d keys", b, len(again), err, len(keys))
+		}
+	})
+}
