@@ -345,8 +345,10 @@ func TestSwarmPullThroughOwnChunksFirst(t *testing.T) {
 	if got < want {
 		t.Errorf("the held origin was asked for %d distinct chunks, want %d", got, want)
 	}
-	if copies > 1 {
-		t.Errorf("origin sent %.2f copies, want 1", copies)
+	// About one: under the race detector a request released with the
+	// others may meet a fetcher that has not answered in time.
+	if copies > 1.1 {
+		t.Errorf("origin sent %.2f copies, want about 1", copies)
 	}
 }
 
