@@ -80,7 +80,7 @@ bench-swarm: build
 # fetching and with today's policy; then an upgrade of 300 packages with
 # Debian's sizes (node/bench_crowd_test.go).
 bench-crowd:
-	$(GO) test -run='^$$' -bench='FlashCrowd|Upgrade' -benchtime=1x -timeout 60m ./node/
+	$(GO) test -v -run='^$$' -bench='FlashCrowd|Upgrade' -benchtime=1x -timeout 60m ./node/
 
 # kill -9 during download, STORK_SOAK_TRIALS times.
 soak:

@@ -39,9 +39,17 @@ func (p *Picker) maybeOrigin(i int) {
 	p.memberEligible(i)
 }
 
-// originWindow is how many origin requests may be open now.
+// originWindow is how many origin requests may be open now. With
+// pull-through on and members known, no slow start: the origin sees each
+// chunk once however many hosts ask (its fetcher fetches it for all), and
+// at most the members' window of chunks at once, so a host ranked first
+// for several chunks fetches them together, as the owners of today's
+// policy do once their windows have grown.
 func (p *Picker) originWindow() int {
 	w := min(p.cfg.OriginParallel, p.cfg.OriginInitialWindow+p.originDone)
+	if p.pull && p.mem.on {
+		w = p.cfg.OriginParallel
+	}
 	if p.numPeers > 0 && !p.mem.on {
 		w = min(w, max(1, p.cfg.OriginParallel/(p.numPeers+1)))
 	}

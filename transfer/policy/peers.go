@@ -228,6 +228,12 @@ func (p *Picker) PeerLeft(peer PeerID) {
 	p.numPeers--
 }
 
+// PeerKnown reports whether peer's have-map is known (PeerJoined).
+func (p *Picker) PeerKnown(peer PeerID) bool {
+	_, ok := p.peers[peer]
+	return ok
+}
+
 // PeerHas reports whether peer is known to have chunk i.
 func (p *Picker) PeerHas(peer PeerID, i int) bool {
 	s, ok := p.peers[peer]

@@ -209,13 +209,34 @@ func (p *Picker) pushDue(i int) {
 }
 
 // dueRank is the rank whose fallback delay chunk i waits: ours among the
-// members, or 0 for every chunk with pull-through on (the caller asks the
-// chunk's fetcher, who fetches it once for all).
+// members; with pull-through on (the caller asks the chunk's fetcher, who
+// fetches it once for all), 0 for the chunks we fetch ourselves
+// (SetPullOwn) and 1 for the others, neither waiting a delay (nextMember).
 func (p *Picker) dueRank(i int) int {
 	if p.pull {
-		return 0
+		if p.pullOwn == nil || p.pullOwn.Has(i) {
+			return 0
+		}
+		return 1
 	}
 	return min(int(p.mem.orank[i]), maxFallbackRank)
+}
+
+// refileDue files every chunk of the window's due heaps again, under its
+// rank now: nextMember re-files a chunk whose rank changed only once it
+// reaches the top of its heap, too late for a chunk that became ours.
+func (p *Picker) refileDue() {
+	ms := &p.mem
+	var all []int32
+	for r := range ms.due {
+		all = append(all, ms.due[r]...)
+		ms.due[r] = ms.due[r][:0]
+	}
+	for _, g := range all {
+		i := int(ms.order[g])
+		p.ck[i].inDue = 0
+		p.pushDue(i)
+	}
 }
 
 func (p *Picker) popDue(r int) {
@@ -264,9 +285,17 @@ func (p *Picker) nextMember(t int64) (int, bool) {
 				p.pushDue(i)
 				continue
 			}
-			if at := ms.entT[i] + int64(r)*d; at < bestAt {
+			at := ms.entT[i] + int64(r)*d
+			if p.pull {
+				// Due on entering the window; our own chunks first.
+				at = ms.entT[i]
+			}
+			if at < bestAt {
 				best, bestAt = i, at
 			}
+			break
+		}
+		if p.pull && best >= 0 && bestAt <= t {
 			break
 		}
 	}

@@ -84,12 +84,16 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 		if !d.s.siteKnown() {
 			d.fetchers = policy.NewFetchers(policy.Member{ID: self}, ms)
 		}
-		d.picker.SetPullThrough(d.fetchers != nil && !d.fetchers.Alone())
 		if d.keys == nil {
 			d.keys = make([]uint64, len(d.pkg.refs))
 			for i, r := range d.pkg.refs {
 				d.keys[i] = policy.ChunkKey(r.CID.Bytes())
 			}
+		}
+		pull := d.fetchers != nil && !d.fetchers.Alone()
+		d.picker.SetPullThrough(pull)
+		if pull {
+			d.picker.SetPullOwn(d.ownChunks())
 		}
 	}
 	if len(ids) == 0 {
@@ -106,6 +110,18 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 // would pull chunks across sites. policy.Fetchers can rank a site's
 // members first once their sites are known when a download starts.
 func (s *Swarm) siteKnown() bool { return s.Site().Name != "" }
+
+// ownChunks returns the chunks we rank first for among the fetchers: the
+// ones we fetch from the origin ourselves. d.mu is held.
+func (d *download) ownChunks() policy.Bitfield {
+	own := policy.NewBitfield(len(d.keys))
+	for i, k := range d.keys {
+		if d.fetchers.First(k) == d.s.cfg.Self {
+			own.Set(i)
+		}
+	}
+	return own
+}
 
 // fetchersBefore returns the fetchers to ask for chunk i before the
 // origin, in rank order (none when we rank first, or fetch alone). d.mu
@@ -127,17 +143,27 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 	before := d.fetchersBefore(i)
 	var flags byte
 	if len(before) == 0 && d.fetchers != nil && !d.fetchers.Alone() {
-		// We rank first: before we ask the origin, the next in rank is
-		// asked for the chunk if it holds it already (a host arriving
-		// after the others hold the package takes it from them).
-		if next := d.fetchers.After(d.keys[i]); next != "" {
-			before, flags = []PeerID{next}, pullHeldOnly
-		}
+		before, flags = d.firstRankedAsk(i)
 	}
 	d.mu.Unlock()
 	ref := d.pkg.refs[i]
-	for _, f := range before {
-		data, err := d.pullOne(ctx, f, i, ref, flags)
+	var named PeerID // by a pullAskOther answer
+	for k := 0; k < len(before); k++ {
+		f := before[k]
+		fl := flags
+		if f == named {
+			fl = pullHeldOnly
+		}
+		data, err := d.pullOne(ctx, f, i, ref, fl)
+		var other *askOtherError
+		if errors.As(err, &other) && named == "" && other.peer != d.s.cfg.Self && !slices.Contains(before, other.peer) {
+			// The fetcher does not know the package, and names the peer
+			// that asked it for the chunk before: asked next, once per
+			// chunk, whether it holds the chunk (it may still be fetching
+			// it; then the next in rank is asked as before).
+			named = other.peer
+			before = slices.Insert(slices.Clone(before), k+1, named)
+		}
 		if errors.Is(err, errPullSkipped) {
 			continue
 		}
@@ -166,6 +192,71 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 	return false, nil
 }
 
+// firstRankedAsk returns whom to ask for chunk i, which we rank first
+// for, before the origin, and only whether they hold the chunk already
+// (pullHeldOnly: a host arriving after the others hold the package takes
+// it from them; in a flash crowd nobody waits on another's fetch): the
+// host that asked us for it while we did not know the package (it
+// fetched the chunk elsewhere); else the next in rank, unless its
+// have-map is known: it lacks the chunk then, or the chunk would not be
+// asked of the origin (a flash crowd's hosts would each wait a round
+// trip before every origin request). d.mu is held.
+func (d *download) firstRankedAsk(i int) ([]PeerID, byte) {
+	if a := d.s.refusedAsker(d.c, i); a != "" && a != d.s.cfg.Self && !d.silent[a] && !d.banned[a] {
+		return []PeerID{a}, pullHeldOnly
+	}
+	if next := d.fetchers.After(d.keys[i]); next != "" && !d.picker.PeerKnown(next) {
+		return []PeerID{next}, pullHeldOnly
+	}
+	return nil, 0
+}
+
+// pullHeard records that fetcher f of chunk i's pull-through request
+// answered; if a peer has the chunk by now, the request is cancelled
+// (pullsOvertaken).
+func (d *download) pullHeard(f PeerID, i int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.unheard, f)
+	if d.heard == nil {
+		d.heard = make(map[int]PeerID)
+	}
+	d.heard[i] = f
+	for p := range d.peers {
+		if d.picker.PeerHas(p, i) {
+			d.overtake(i)
+			return
+		}
+	}
+}
+
+// pullsOvertaken cancels the pull-through requests open for chunk i
+// (i < 0: for every chunk peer has), now that peer has it: the chunk
+// comes from the peer, not from a fetcher that may be waiting for a peer
+// of its own to send it, or for the origin. Only requests whose fetcher
+// has answered are cancelled: one that has said nothing is left to find
+// it silent (pullIdle), so that the requests waiting for it are not sent
+// to a dead fetcher meanwhile. d.mu is held.
+func (d *download) pullsOvertaken(peer PeerID, i int) {
+	for j := range d.heard {
+		if j == i || i < 0 && d.picker.PeerHas(peer, j) {
+			d.overtake(j)
+		}
+	}
+}
+
+// overtake cancels the pull-through request for chunk j, unless its
+// fetcher holds the chunk (it sends it at once; asked again as a peer, it
+// would send it twice). d.mu is held.
+func (d *download) overtake(j int) {
+	if f := d.heard[j]; d.picker.PeerHas(f, j) {
+		return
+	}
+	if c := d.originCancel[j]; c != nil {
+		c()
+	}
+}
+
 // errPullSkipped: the fetcher was ranked no more while the request waited
 // its turn.
 var errPullSkipped = errors.New("fetcher skipped")
@@ -181,11 +272,33 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	defer release()
 	d.mu.Lock()
 	skip := d.silent[f] || d.banned[f]
+	// A request to f unanswered for nearly pullIdle: f is about to be
+	// found silent; a request sent now would reach a dead fetcher after
+	// that (a slot freed by a cancelled request is taken at once).
+	if t, ok := d.unheard[f]; ok && time.Since(t) >= d.s.pullIdle()*9/10 {
+		skip = true
+	}
+	var sent time.Time // the unheard mark this request set
+	if !skip {
+		if d.unheard == nil {
+			d.unheard = make(map[PeerID]time.Time)
+		}
+		if _, ok := d.unheard[f]; !ok {
+			sent = time.Now()
+			d.unheard[f] = sent
+		}
+	}
 	d.mu.Unlock()
 	if skip {
 		return nil, errPullSkipped
 	}
-	data, err := d.s.pull(ctx, f, d.c, i, ref, flags)
+	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func() { d.pullHeard(f, i) })
+	d.mu.Lock()
+	delete(d.heard, i)
+	if t, ok := d.unheard[f]; ok && !sent.IsZero() && t.Equal(sent) {
+		delete(d.unheard, f) // this request is over, answered or not
+	}
+	d.mu.Unlock()
 	if errors.Is(err, errPullSilent) {
 		// Before the slot goes to a request waiting for it.
 		d.skipFetcher(f)

@@ -6,11 +6,13 @@ import (
 	"io"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
@@ -274,5 +276,269 @@ func TestSwarmPullThroughManyPackages(t *testing.T) {
 	t.Logf("2 hosts, %d one-chunk packages at once: origin sent %.2f copies", pkgs, copies)
 	if copies > 1.1 {
 		t.Errorf("origin sent %.2f copies of the upgrade, want about one", copies)
+	}
+}
+
+// gatedOrigin holds every origin request until open is closed, counting
+// the distinct chunks asked of it meanwhile.
+type gatedOrigin struct {
+	*swarmOrigin
+	open  chan struct{}
+	mu    sync.Mutex
+	asked map[cid.Cid]bool
+}
+
+func (o *gatedOrigin) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
+	o.mu.Lock()
+	o.asked[c] = true
+	o.mu.Unlock()
+	select {
+	case <-o.open:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return o.swarmOrigin.FetchChunk(ctx, c, size)
+}
+
+func (o *gatedOrigin) distinct() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.asked)
+}
+
+// In a flash crowd each host first asks the origin for the chunks it
+// ranks first for, before it asks other fetchers for theirs, and with
+// its whole origin window (no slow start with pull-through): with the
+// origin holding every request, it is asked for every chunk of the
+// package at once, not every host asking the first chunk of the global
+// order of its fetcher while the origin has one request open.
+func TestSwarmPullThroughOwnChunksFirst(t *testing.T) {
+	const hosts = 8
+	p := newTestPackage(t, 16, 16<<10, 64*16<<10)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := &gatedOrigin{swarmOrigin: newSwarmOrigin(p, 0, 0), open: make(chan struct{}), asked: map[cid.Cid]bool{}}
+	var ms []policy.Member
+	for k := range hosts {
+		// A long request timeout: no pull-through claim expires while the
+		// origin holds the requests.
+		n := c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.RequestTimeout = 20 * time.Second })
+		ms = append(ms, policy.Member{ID: n.id})
+	}
+	// Each host's share, within its window (64 requests for 16 KiB
+	// chunks): every chunk.
+	want := len(p.chunks)
+	// Counted while the downloads run (bounded: 5 s at most), then the
+	// origin is let go.
+	var got int
+	counted := make(chan struct{})
+	go func() {
+		defer close(counted)
+		defer close(origin.open)
+		for k := 0; k < 500 && got < want; k++ {
+			time.Sleep(10 * time.Millisecond)
+			got = origin.distinct()
+		}
+	}()
+	copies := flashCrowd(t, c, p, origin.swarmOrigin)
+	<-counted
+	t.Logf("%d hosts, %d chunks: %d distinct chunks asked of the held origin; %.2f copies", hosts, len(p.chunks), got, copies)
+	if got < want {
+		t.Errorf("the held origin was asked for %d distinct chunks, want %d", got, want)
+	}
+	// About one: under the race detector a request released with the
+	// others may meet a fetcher that has not answered in time.
+	if copies > 1.1 {
+		t.Errorf("origin sent %.2f copies, want about 1", copies)
+	}
+}
+
+// A host ranked first for a chunk that it could not fetch for an early
+// host (it did not know the package yet), and that the next in rank does
+// not hold, takes the chunk from the early host when it downloads the
+// package later: it remembers who asked, and the origin sends one copy.
+func TestSwarmPullThroughAskerHolds(t *testing.T) {
+	p := newTestPackage(t, 18, 1<<20, 1<<20)
+	key := policy.ChunkKey(p.m.UniqueChunks()[0].CID.Bytes())
+	// Names such that owner ranks first for the chunk, then third, then
+	// early.
+	var owner, third, early string
+	for k := 0; k < 1000 && early == ""; k++ {
+		ids := []string{fmt.Sprintf("o%d", k), fmt.Sprintf("t%d", k), fmt.Sprintf("e%d", k)}
+		var ms []policy.Member
+		for _, id := range ids {
+			ms = append(ms, policy.Member{ID: swarm.PeerID(id)})
+		}
+		b := policy.NewFetchers(ms[2], ms).Before(key, 0, nil)
+		if len(b) == 2 && b[0] == ms[0].ID && b[1] == ms[1].ID {
+			owner, third, early = ids[0], ids[1], ids[2]
+		}
+	}
+	if early == "" {
+		t.Fatal("no names rank owner, third, early")
+	}
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+	// The owner and the third resolve no manifest a peer names (their
+	// metadata does not publish the package yet): they refuse the early
+	// host, which fetches the chunk from the origin itself.
+	unknown := func(cfg *swarm.Config) { cfg.Manifests = transfertest.NewMemManifests() }
+	o := c.add(owner, origin, unknown)
+	c.add(third, origin, unknown)
+	// The early host's provider record reaches nobody: the owner learns
+	// of it as a holder only from its own memory of who asked.
+	e := c.add(early, origin, func(cfg *swarm.Config) { cfg.Discovery = transfertest.NewMemDiscovery().For(swarm.PeerID(early)) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.download(ctx, p); err != nil {
+		t.Fatalf("early host: Download: %v", err)
+	}
+	if _, err := o.download(ctx, p); err != nil {
+		t.Fatalf("owner: Download: %v", err)
+	}
+	checkCopy(t, o, p)
+	if copies := float64(origin.bytes.Load()) / float64(p.size); copies > 1 {
+		t.Errorf("origin sent %.2f copies: the owner fetched the chunk the early host held", copies)
+	}
+}
+
+// A fetcher that does not know a package yet, asked for a chunk an
+// earlier host asked it for, names that host: a late host takes the
+// chunk from it instead of the origin (arrivals a few seconds apart,
+// the fetchers idle and their metadata not yet fresh).
+func TestSwarmPullThroughRefusalNamesAsker(t *testing.T) {
+	p := newTestPackage(t, 19, 1<<20, 1<<20)
+	key := policy.ChunkKey(p.m.UniqueChunks()[0].CID.Bytes())
+	// Names ranked owner, third, late, early for the chunk.
+	var owner, third, late, early string
+	for k := 0; k < 5000 && early == ""; k++ {
+		ids := []string{fmt.Sprintf("o%d", k), fmt.Sprintf("t%d", k), fmt.Sprintf("l%d", k), fmt.Sprintf("e%d", k)}
+		var ms []policy.Member
+		for _, id := range ids {
+			ms = append(ms, policy.Member{ID: swarm.PeerID(id)})
+		}
+		b := policy.NewFetchers(ms[3], ms).Before(key, 0, nil)
+		if len(b) == 3 && b[0] == ms[0].ID && b[1] == ms[1].ID && b[2] == ms[2].ID {
+			owner, third, late, early = ids[0], ids[1], ids[2], ids[3]
+		}
+	}
+	if early == "" {
+		t.Fatal("no names rank owner, third, late, early")
+	}
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+	// Only the early host resolves the package for peers; nobody finds
+	// its provider record.
+	unknown := func(cfg *swarm.Config) { cfg.Manifests = transfertest.NewMemManifests() }
+	c.add(owner, origin, unknown)
+	c.add(third, origin, unknown)
+	l := c.add(late, origin, func(cfg *swarm.Config) {
+		unknown(cfg)
+		cfg.Discovery = transfertest.NewMemDiscovery().For(swarm.PeerID(late))
+	})
+	e := c.add(early, origin, func(cfg *swarm.Config) { cfg.Discovery = transfertest.NewMemDiscovery().For(swarm.PeerID(early)) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.download(ctx, p); err != nil {
+		t.Fatalf("early host: Download: %v", err)
+	}
+	if _, err := l.download(ctx, p); err != nil {
+		t.Fatalf("late host: Download: %v", err)
+	}
+	checkCopy(t, l, p)
+	if copies := float64(origin.bytes.Load()) / float64(p.size); copies > 1 {
+		t.Errorf("origin sent %.2f copies: the late host fetched the chunk the early host held", copies)
+	}
+}
+
+// countingResolver counts ResolveManifest calls; it resolves nothing.
+type countingResolver struct{ calls atomic.Int64 }
+
+func (r *countingResolver) ResolveManifest(ctx context.Context, c cid.Cid) (*metadata.Manifest, error) {
+	r.calls.Add(1)
+	return nil, fmt.Errorf("manifest %s: %w", c, metadata.ErrNotFound)
+}
+
+// A host asked whether it holds a chunk (the ask of a first-ranked host
+// before the origin) answers from what it knows: it does not resolve a
+// package it does not know (a metadata refresh the asker's origin
+// request would wait for), since it cannot hold its chunks.
+func TestSwarmPullThroughHeldOnlyResolvesNothing(t *testing.T) {
+	p := newTestPackage(t, 20, 1<<20, 1<<20)
+	key := policy.ChunkKey(p.m.UniqueChunks()[0].CID.Bytes())
+	var first, next string
+	for k := 0; k < 1000 && first == ""; k++ {
+		a, b := fmt.Sprintf("f%d", k), fmt.Sprintf("n%d", k)
+		ms := []policy.Member{{ID: swarm.PeerID(a)}, {ID: swarm.PeerID(b)}}
+		if policy.NewFetchers(ms[0], ms).First(key) == ms[0].ID {
+			first, next = a, b
+		}
+	}
+	if first == "" {
+		t.Fatal("no names rank first before next")
+	}
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 0)
+	f := c.add(first, origin, nil)
+	res := &countingResolver{}
+	c.add(next, origin, func(cfg *swarm.Config) { cfg.Manifests = res })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := f.download(ctx, p); err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	if n := res.calls.Load(); n != 0 {
+		t.Errorf("the next in rank resolved the manifest %d times for held-only asks, want 0", n)
+	}
+}
+
+// stallingMember adds to c a member that takes pull-through streams and
+// keeps saying it is working, never sending the chunk (nor refusing a
+// held-only ask), until the asker resets the stream.
+func stallingMember(c *cluster, id string) {
+	mn := c.net.Node(swarm.PeerID(id), nil)
+	mn.SetPullHandler(func(from swarm.PeerID, st swarm.Stream) {
+		defer st.Reset()
+		for range 600 { // 2 minutes at most
+			if _, err := st.Write([]byte{0}); err != nil { // pullWorking
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}
+
+// A host whose pull-through request waits at a fetcher takes the chunk
+// from a peer once the peer says it has it: the request is cancelled,
+// not left to the fetcher until the asker's claim on it expires
+// (2 x RequestTimeout, a minute here).
+func TestSwarmPullThroughPeerOvertakes(t *testing.T) {
+	p := newTestPackage(t, 22, 64<<10, 32*64<<10)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 0)
+	stallingMember(c, "stall")
+	mod := func(cfg *swarm.Config) { cfg.RequestTimeout = 30 * time.Second }
+	h := c.add("holder", origin, mod)
+	h.seed(p)
+	l := c.add("late", origin, mod)
+	ms := []policy.Member{{ID: "stall"}, {ID: "holder"}, {ID: "late"}}
+	f := policy.NewFetchers(ms[2], ms)
+	stalled := 0
+	for _, ref := range p.m.UniqueChunks() {
+		if f.First(policy.ChunkKey(ref.CID.Bytes())) == "stall" {
+			stalled++
+		}
+	}
+	if stalled == 0 {
+		t.Fatal("the stalling member ranks first for no chunk")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := l.download(ctx, p); err != nil {
+		t.Fatalf("late host: Download: %v (the stalling fetcher ranks first for %d chunks)", err, stalled)
+	}
+	checkCopy(t, l, p)
+	t.Logf("stalling fetcher first for %d of %d chunks", stalled, len(p.chunks))
+	if copies := float64(origin.bytes.Load()) / float64(p.size); copies != 0 {
+		t.Errorf("origin sent %.2f copies, want none (the holder has the package)", copies)
 	}
 }

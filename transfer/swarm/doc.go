@@ -123,7 +123,17 @@
 // chunk's first-ranked fetcher as a pull-through request; a fetcher that
 // refuses or fails goes to the next (at most maxPullRanks), and only
 // when this host ranks first, or every fetcher before it failed, does it
-// ask the origin itself. A fetcher that cannot be reached, or says
+// ask the origin itself. The download's Picker takes the chunks this
+// host ranks first for before the others (Picker.SetPullOwn): in a flash
+// crowd every host starts with its own share, so the origin is asked for
+// all of them at once. Before it asks the origin for a chunk it ranks
+// first for, a host asks the host that asked it for the chunk while it
+// did not know the package (that host fetched it elsewhere), or else
+// the next in rank whether it holds the chunk, unless that peer's
+// have-map is known already: a host arriving late takes the chunk from
+// those that came before. A chunk a peer comes to have (its Have or
+// have-map) while an origin request for it is open is taken from the
+// peer: the request is cancelled (pullsOvertaken). A fetcher that cannot be reached, or says
 // nothing for pullIdle (it sends a keepalive every pullKeepalive while it
 // works), or keeps working without sending the chunk for pullClaim, or
 // answers that it cannot reach the origin (its site may be cut off from
@@ -131,7 +141,8 @@
 // costs one timeout. A chunk from a fetcher is verified like any other; a corrupt
 // one bans the fetcher.
 //
-// The fetcher (Swarm.HandlePull) serves the chunk from its store, from
+// The fetcher (Swarm.HandlePull) serves the chunk from the chunks it
+// fetched for peers lately (in memory), from its store, from
 // its own download of the package once a peer delivers it, or from the
 // origin, one fetch per chunk however many hosts ask (originFetch joins
 // them, and keeps the chunk a while in memory for those that come later,

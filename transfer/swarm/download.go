@@ -101,6 +101,12 @@ type download struct {
 	// waiters are closed once their chunk is stored or the download ends
 	// (awaitChunk).
 	waiters map[int][]chan struct{}
+	// heard: the chunks whose pull-through request in flight has heard
+	// from its fetcher, and the fetcher (coop.go, pullsOvertaken).
+	heard map[int]PeerID
+	// unheard: per fetcher, when a pull-through request was sent to it
+	// that it has not answered, nor any sent since (coop.go, pullOne).
+	unheard map[PeerID]time.Time
 
 	// sem bounds the chunks being verified and stored at once, across the
 	// download's sessions (twice deliverWorkers).
@@ -809,6 +815,7 @@ func (d *download) peerJoined(ss *session, have policy.Bitfield) {
 		return
 	}
 	d.picker.PeerJoined(ss.peer, have)
+	d.pullsOvertaken(ss.peer, -1)
 	now := time.Now()
 	d.applySites(now)
 	d.schedule(now)
@@ -821,6 +828,7 @@ func (d *download) peerHave(ss *session, i int) {
 		return
 	}
 	d.picker.PeerHave(ss.peer, i)
+	d.pullsOvertaken(ss.peer, i)
 	if d.picker.HasWithdrawn() {
 		// Requests left waiting at slow peers, now that a faster one has
 		// the chunk (Picker.Withdrawn): cancelled, asked elsewhere next.

@@ -36,8 +36,11 @@ import (
 // bytes, or pullRefused (it does not know the package, or is busy: ask
 // the next fetcher), pullMissing (the origin lacks the chunk or sent it
 // corrupt) or pullOriginDown (the origin cannot be reached from the
-// fetcher: the asker passes it over). Then it
-// closes the stream. A host that does not speak the protocol refuses the
+// fetcher: the asker passes it over), or pullAskOther followed by
+// uvarint length and a peer ID (it does not know the package, but that
+// peer asked it for the chunk before, and fetched it elsewhere: ask it
+// whether it holds the chunk).
+// Then it closes the stream. A host that does not speak the protocol refuses the
 // stream; the asker takes that, and silence past its idle timeout, as a
 // refusal.
 const (
@@ -46,6 +49,7 @@ const (
 	pullRefused    byte = 2
 	pullMissing    byte = 3
 	pullOriginDown byte = 4
+	pullAskOther   byte = 5
 )
 
 // Request flags.
@@ -82,6 +86,19 @@ const (
 	maxPullRequest = 1 + maxCIDLen + binary.MaxVarintLen32 + binary.MaxVarintLen64 + 1
 )
 
+// maxPeerIDLen bounds the peer ID of a pullAskOther answer.
+const maxPeerIDLen = 256
+
+// askOtherError is a fetcher's pullAskOther answer: it refused, and
+// names the peer to ask instead.
+type askOtherError struct{ peer PeerID }
+
+func (e *askOtherError) Error() string {
+	return fmt.Sprintf("fetcher does not know the package; %s asked it before", e.peer)
+}
+
+func (e *askOtherError) Is(target error) bool { return target == errPullRefused }
+
 var (
 	errPullRefused = errors.New("fetcher refused the pull-through request")
 	// errPullSilent: the fetcher could not be reached, or said nothing
@@ -109,9 +126,10 @@ func (s *Swarm) pullClaim() time.Duration {
 	return 2 * max(s.cfg.RequestTimeout, time.Second)
 }
 
-// pull asks fetcher `from` for chunk i (ref) of manifest. The chunk it
-// returns is not verified yet. The caller holds one of from's askSlots.
-func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte) ([]byte, error) {
+// pull asks fetcher `from` for chunk i (ref) of manifest, calling heard
+// once `from` first shows a sign of life. The chunk it returns is not
+// verified yet. The caller holds one of from's askSlots.
+func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte, heard func()) ([]byte, error) {
 	pn, _ := s.cfg.Network.(PullNetwork)
 	if pn == nil {
 		return nil, errPullRefused
@@ -133,7 +151,11 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	defer claim.Stop()
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
-	data, err := readPull(st, manifest, i, flags, ref.Length, func() { watch.Reset(idle) }, func() { claim.Stop() })
+	var once sync.Once
+	data, err := readPull(st, manifest, i, flags, ref.Length, func() {
+		once.Do(heard)
+		watch.Reset(idle)
+	}, func() { claim.Stop() })
 	if err != nil {
 		st.Reset()
 		if ctx.Err() != nil {
@@ -193,6 +215,19 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, aliv
 			return nil, fmt.Errorf("fetcher's origin: %w", metadata.ErrNotFound)
 		case pullOriginDown:
 			return nil, errPullOriginDown
+		case pullAskOther:
+			n, err := readUvarint(br)
+			if err != nil {
+				return nil, unexpectedEOF(err)
+			}
+			if n == 0 || n > maxPeerIDLen {
+				return nil, protoErr("pull answer: peer ID of %d bytes", n)
+			}
+			id := make([]byte, n)
+			if _, err := io.ReadFull(br, id); err != nil {
+				return nil, unexpectedEOF(err)
+			}
+			return nil, &askOtherError{peer: PeerID(id)}
 		case pullOK:
 			sending()
 		default:
@@ -273,6 +308,15 @@ func (w *pullWriter) status(b byte) error {
 	return err
 }
 
+// askOther answers pullAskOther, naming peer.
+func (w *pullWriter) askOther(peer PeerID) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b := binary.AppendUvarint([]byte{pullAskOther}, uint64(len(peer)))
+	_, err := w.st.Write(append(b, peer...))
+	return err
+}
+
 func (w *pullWriter) chunk(data []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -323,13 +367,16 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 	})
 	w := &pullWriter{st: st}
 	code, data := s.servePull(ctx, p, w, manifest, i, flags)
-	if code == pullOK {
+	switch code {
+	case pullOK:
 		err = w.chunk(data)
 		if err == nil {
 			s.bytesUploaded.Add(int64(len(data)))
 			s.countPeer(p, 0, int64(len(data)))
 		}
-	} else {
+	case pullAskOther:
+		err = w.askOther(PeerID(data))
+	default:
 		err = w.status(code)
 	}
 	if err != nil {
@@ -340,7 +387,8 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 }
 
 // servePull finds chunk i of manifest for peer p, saying pullWorking
-// through w while it does; it returns the final status and the chunk.
+// through w while it does; it returns the final status and the chunk (for
+// pullAskOther, the peer ID to ask).
 func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest cid.Cid, i int, flags byte) (byte, []byte) {
 	if !s.admitPull(p) {
 		return pullRefused, nil
@@ -354,9 +402,24 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 	}
 	stop := s.keepalive(w)
 	defer stop()
-	pi, d, err := s.pullPackage(ctx, manifest)
+	var pi *pkgInfo
+	var d *download
+	var err error
+	if flags&pullHeldOnly != 0 {
+		// A package we do not know is one whose chunks we do not hold: no
+		// resolving (which may wait for a metadata refresh) while the
+		// asker's origin request waits.
+		pi, d, err = s.pkg(manifest)
+	} else {
+		pi, d, err = s.pullPackage(ctx, manifest)
+	}
 	if err != nil || i >= len(pi.refs) {
 		s.log.Debug("pull request for an unknown chunk", "peer", p, "manifest", manifest, "index", i, "err", err)
+		if err != nil {
+			if a := s.noteRefused(manifest, i, p, flags&pullHeldOnly == 0); a != "" {
+				return pullAskOther, []byte(a)
+			}
+		}
 		return pullRefused, nil
 	}
 	var data []byte
@@ -431,6 +494,59 @@ func (s *Swarm) releasePull(p PeerID) {
 	}
 }
 
+// pullAsk names a chunk by package and index: a request for a package
+// this host does not know names no chunk CID it could check.
+type pullAsk struct {
+	manifest cid.Cid
+	index    int
+}
+
+// refusedAsk is the host that asked for a chunk, and when.
+type refusedAsk struct {
+	peer PeerID
+	at   time.Time
+}
+
+// maxRefusedAsks bounds the refused requests remembered.
+const maxRefusedAsks = 4096
+
+// noteRefused is called when peer asked for chunk i of manifest, a
+// package this host does not know: it returns the peer that asked for it
+// before, within pullCacheTTL, if another did (the peer to name in a
+// pullAskOther answer), or else, if remember, remembers peer: it then
+// fetches the chunk elsewhere, from the next fetcher or the origin, so it
+// holds the chunk, or soon will, when another host asks, or this host
+// comes to download the package ranked first for the chunk
+// (refusedAsker).
+func (s *Swarm) noteRefused(manifest cid.Cid, i int, peer PeerID, remember bool) PeerID {
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	k := pullAsk{manifest, i}
+	if a, ok := s.refusedAsks[k]; ok && a.peer != peer && time.Since(a.at) <= pullCacheTTL {
+		return a.peer
+	}
+	if !remember {
+		return ""
+	}
+	if s.refusedAsks == nil || len(s.refusedAsks) >= maxRefusedAsks {
+		s.refusedAsks = make(map[pullAsk]refusedAsk)
+	}
+	s.refusedAsks[k] = refusedAsk{peer: peer, at: time.Now()}
+	return ""
+}
+
+// refusedAsker returns the host that asked for chunk i of manifest when
+// this host did not know the package, within pullCacheTTL ("" none).
+func (s *Swarm) refusedAsker(manifest cid.Cid, i int) PeerID {
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	a, ok := s.refusedAsks[pullAsk{manifest, i}]
+	if !ok || time.Since(a.at) > pullCacheTTL {
+		return ""
+	}
+	return a.peer
+}
+
 // pullPackage returns what is known of manifest: a running download's
 // package, one the store holds, or one Config.Manifests resolves.
 func (s *Swarm) pullPackage(ctx context.Context, manifest cid.Cid) (*pkgInfo, *download, error) {
@@ -463,14 +579,21 @@ func (s *Swarm) pullPackage(ctx context.Context, manifest cid.Cid) (*pkgInfo, *d
 // heldChunk returns chunk ref if this host holds it (its store or the
 // chunks it fetched for peers lately), nil otherwise.
 func (s *Swarm) heldChunk(ref metadata.ChunkRef) []byte {
+	// The memory first: a chunk fetched for peers lately is asked for by
+	// many at once, and reading it from the store for each would copy it
+	// from disk each time.
+	s.pullMu.Lock()
+	data := s.cachedLocked(ref.CID)
+	s.pullMu.Unlock()
+	if data != nil {
+		return data
+	}
 	// ReadChunk alone: a HasChunk first would look the chunk up twice
 	// when it is held, and save nothing when it is not.
 	if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
 		return data
 	}
-	s.pullMu.Lock()
-	defer s.pullMu.Unlock()
-	return s.cachedLocked(ref.CID)
+	return nil
 }
 
 // pullData returns chunk i (ref) for a pull-through request: from the

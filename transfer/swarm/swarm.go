@@ -161,6 +161,9 @@ type Swarm struct {
 	// this host has open to it (at most maxAskPerFetcher, across its
 	// downloads).
 	asking map[PeerID]chan struct{}
+	// refusedAsks: who asked for a chunk of a package this host did not
+	// know (pull.go, noteRefused).
+	refusedAsks map[pullAsk]refusedAsk
 }
 
 // Indexes of Swarm.chunks.
