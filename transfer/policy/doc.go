@@ -117,10 +117,7 @@
 // pull-through request) and asks the origin itself only when it ranks
 // first or its fetchers fail; SetPullThrough(true) then makes every
 // chunk of the members' origin window due at once, at every host, with
-// no fallback delay by rank, and SetPullOwn puts the chunks the host
-// ranks first for before the others, so that in a flash crowd the origin
-// is asked for every host's share at once rather than every host asking
-// the same first chunks of their fetchers.
+// no fallback delay by rank.
 //
 // # The first copies (firsthop.go, scoring.go)
 //

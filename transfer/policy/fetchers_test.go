@@ -183,47 +183,6 @@ func TestPickerPullThroughAllDue(t *testing.T) {
 	}
 }
 
-// With pull-through on and the own chunks given (SetPullOwn), a host's
-// origin window takes its own chunks first, then the others, all due at
-// once; a chunk that stops being ours is filed again.
-func TestPickerPullOwnFirst(t *testing.T) {
-	t.Parallel()
-	const n, window = 64, 6
-	ids := memberIDs(4)
-	p := newTestPicker(n, 1, func(c *PickerConfig) {
-		c.OriginParallel = window
-		c.OriginInitialWindow = window
-		c.OriginSwarmWindow = n
-	})
-	own := NewBitfield(n)
-	for _, i := range []int{60, 3, 41, 17} {
-		own.Set(i)
-	}
-	p.SetPullThrough(true)
-	p.SetPullOwn(own)
-	p.SetMembers(ids[1], ids)
-	got := drainOrigin(p, t0)
-	if len(got) != window {
-		t.Fatalf("%d chunks asked at once, want the window's %d", len(got), window)
-	}
-	for k, i := range got {
-		if mine := own.Has(i); mine != (k < own.Count()) {
-			t.Fatalf("pick %d is chunk %d (own %v): picks %v, own chunks first", k, i, mine, got)
-		}
-	}
-	for _, i := range got {
-		p.Received(i, OriginPeer, t0, 1)
-	}
-	// Chunk 5 becomes ours: it comes first among the rest.
-	own2 := NewBitfield(n)
-	own2.Set(5)
-	p.SetPullOwn(own2)
-	if i, ok := p.NextForOrigin(t0); !ok || i != 5 {
-		t.Fatalf("NextForOrigin = %d, %v after chunk 5 became ours, want 5", i, ok)
-	}
-	checkPicker(t, p)
-}
-
 // After names the member ranked right after self: the host it names
 // has self last among those before it; the last-ranked host has none.
 func TestFetchersAfter(t *testing.T) {

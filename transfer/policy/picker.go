@@ -146,10 +146,9 @@ type Picker struct {
 	elig         int       // chunks no peer has, fetches or is asked for
 	withdrawn    []Request // see Withdrawn
 
-	mem     memberState // SetMembers; see window.go and ring.go
-	pull    bool        // SetPullThrough
-	pullOwn Bitfield    // SetPullOwn
-	site    siteState   // SetSites; see sites.go
+	mem  memberState // SetMembers; see window.go and ring.go
+	pull bool        // SetPullThrough
+	site siteState   // SetSites; see sites.go
 
 	cfg     PickerConfig
 	epoch   time.Time

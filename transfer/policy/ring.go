@@ -148,22 +148,6 @@ func (p *Picker) setRing(me uint64, r *MemberRing) {
 // host: none waits a fallback delay by its rank on the member ring.
 func (p *Picker) SetPullThrough(on bool) { p.pull = on }
 
-// SetPullOwn tells the Picker, for pull-through, which chunks this host
-// fetches from the origin itself (it ranks first among the Fetchers for
-// them); nil: all of them. While pull-through is on, the window's own
-// chunks are picked before the chunks asked of other fetchers, all due
-// at once: each host starts with the chunks only it will fetch, so the
-// origin sends every chunk of the window at once, each host's share with
-// that host's origin window, instead of every host asking the same first
-// chunks of the global order of their fetchers while the origin idles.
-// own is the caller's: it must not change it afterwards.
-func (p *Picker) SetPullOwn(own Bitfield) {
-	p.pullOwn = own
-	if p.pull && p.mem.on {
-		p.refileDue()
-	}
-}
-
 // Members returns how many members SetMembers gave, self included (0:
 // never called).
 func (p *Picker) Members() int { return p.mem.count }

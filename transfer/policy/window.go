@@ -210,33 +210,12 @@ func (p *Picker) pushDue(i int) {
 
 // dueRank is the rank whose fallback delay chunk i waits: ours among the
 // members; with pull-through on (the caller asks the chunk's fetcher, who
-// fetches it once for all), 0 for the chunks we fetch ourselves
-// (SetPullOwn) and 1 for the others, neither waiting a delay (nextMember).
+// fetches it once for all), 0: no chunk waits a delay (nextMember).
 func (p *Picker) dueRank(i int) int {
 	if p.pull {
-		if p.pullOwn == nil || p.pullOwn.Has(i) {
-			return 0
-		}
-		return 1
+		return 0
 	}
 	return min(int(p.mem.orank[i]), maxFallbackRank)
-}
-
-// refileDue files every chunk of the window's due heaps again, under its
-// rank now: nextMember re-files a chunk whose rank changed only once it
-// reaches the top of its heap, too late for a chunk that became ours.
-func (p *Picker) refileDue() {
-	ms := &p.mem
-	var all []int32
-	for r := range ms.due {
-		all = append(all, ms.due[r]...)
-		ms.due[r] = ms.due[r][:0]
-	}
-	for _, g := range all {
-		i := int(ms.order[g])
-		p.ck[i].inDue = 0
-		p.pushDue(i)
-	}
 }
 
 func (p *Picker) popDue(r int) {

@@ -92,9 +92,6 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 		}
 		pull := d.fetchers != nil && !d.fetchers.Alone()
 		d.picker.SetPullThrough(pull)
-		if pull {
-			d.picker.SetPullOwn(d.ownChunks())
-		}
 	}
 	if len(ids) == 0 {
 		return false
@@ -110,18 +107,6 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 // would pull chunks across sites. policy.Fetchers can rank a site's
 // members first once their sites are known when a download starts.
 func (s *Swarm) siteKnown() bool { return s.Site().Name != "" }
-
-// ownChunks returns the chunks we rank first for among the fetchers: the
-// ones we fetch from the origin ourselves. d.mu is held.
-func (d *download) ownChunks() policy.Bitfield {
-	own := policy.NewBitfield(len(d.keys))
-	for i, k := range d.keys {
-		if d.fetchers.First(k) == d.s.cfg.Self {
-			own.Set(i)
-		}
-	}
-	return own
-}
 
 // fetchersBefore returns the fetchers to ask for chunk i before the
 // origin, in rank order (none when we rank first, or fetch alone). d.mu

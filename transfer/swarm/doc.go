@@ -123,10 +123,10 @@
 // chunk's first-ranked fetcher as a pull-through request; a fetcher that
 // refuses or fails goes to the next (at most maxPullRanks), and only
 // when this host ranks first, or every fetcher before it failed, does it
-// ask the origin itself. The download's Picker takes the chunks this
-// host ranks first for before the others (Picker.SetPullOwn): in a flash
-// crowd every host starts with its own share, so the origin is asked for
-// all of them at once. Before it asks the origin for a chunk it ranks
+// ask the origin itself. The download's Picker takes the chunks in its
+// usual order, all of the window due at once: hosts that each started
+// with their own share split a capped origin's rate over every chunk at
+// once, and none is whole (and shared) until late. Before it asks the origin for a chunk it ranks
 // first for, a host asks the host that asked it for the chunk while it
 // did not know the package (that host fetched it elsewhere), or else
 // the next in rank whether it holds the chunk, unless that peer's
