@@ -50,9 +50,9 @@ func TestValidateSimulator(t *testing.T) {
 
 // TestValidateSimulatorCoop is TestValidateSimulator with cooperative
 // origin fetching: the daemons with pull-through (their default) against
-// the simulator's swarm-coop. The daemon paces its swarm sessions at
-// --upload-rate but not its pull-through answers, so the scenario gives
-// those the loopback's rate (pull_upload, as host_download).
+// the simulator's swarm-coop. The daemon paces its pull-through answers
+// at --upload-rate with its sessions, so the scenario gives them no
+// capacity of their own (pull_upload unset).
 func TestValidateSimulatorCoop(t *testing.T) {
 	validateSimulator(t, simulations.SwarmCoop)
 }
@@ -145,13 +145,10 @@ type simFigures struct {
 }
 
 // validateSimRuns runs st on sc with seeds 1..seeds and returns the means.
-// A swarm-coop run's pull-through answers leave at the loopback's rate
-// (sc's host_download): the daemon does not pace them.
+// A swarm-coop run's pull-through answers share the host's upload, as
+// the daemon paces them at --upload-rate with its sessions' pieces.
 func validateSimRuns(t *testing.T, sc simulations.Scenario, st simulations.Strategy, seeds int) simFigures {
 	t.Helper()
-	if st == simulations.SwarmCoop && len(sc.HostDownload) > 0 {
-		sc.PullUpload = sc.HostDownload[0].Rate
-	}
 	var f simFigures
 	n := float64(seeds)
 	for seed := range uint64(seeds) {

@@ -317,15 +317,31 @@ func (w *pullWriter) askOther(peer PeerID) error {
 	return err
 }
 
-func (w *pullWriter) chunk(data []byte) error {
+// chunk answers pullOK with data, written in pieces of ratePiece, each
+// after pace allows it.
+func (w *pullWriter) chunk(data []byte, pace func(n int) error) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	hdr := binary.AppendUvarint([]byte{pullOK}, uint64(len(data)))
 	if _, err := w.st.Write(hdr); err != nil {
 		return err
 	}
-	_, err := w.st.Write(data)
-	return err
+	for off := 0; off < len(data); off += ratePiece {
+		piece := data[off:min(off+ratePiece, len(data))]
+		if err := pace(len(piece)); err != nil {
+			return err
+		}
+		if _, err := w.st.Write(piece); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendPulled sends a pulled chunk to p, paced like a session's pieces at
+// Config.UploadRate: a pull-through answer is this host's upload too.
+func (s *Swarm) sendPulled(ctx context.Context, p PeerID, w *pullWriter, data []byte) error {
+	return w.chunk(data, func(n int) error { return s.waitUpload(ctx, p, n) })
 }
 
 // HandlePull serves one inbound pull-through request from p: the chunk
@@ -369,7 +385,7 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 	code, data := s.servePull(ctx, p, w, manifest, i, flags)
 	switch code {
 	case pullOK:
-		err = w.chunk(data)
+		err = s.sendPulled(ctx, p, w, data)
 		if err == nil {
 			s.bytesUploaded.Add(int64(len(data)))
 			s.countPeer(p, 0, int64(len(data)))
