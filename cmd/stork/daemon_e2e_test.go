@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -27,6 +28,11 @@ import (
 type slowOrigin struct {
 	url        string
 	chunkBytes atomic.Int64
+	// serial, set before the first request: chunk requests are served
+	// one at a time, each after the delay, so a download's time has a
+	// floor however many requests it sends at once.
+	serial bool
+	mu     sync.Mutex
 }
 
 func newSlowOrigin(t *testing.T, dir string, delay time.Duration) *slowOrigin {
@@ -35,6 +41,10 @@ func newSlowOrigin(t *testing.T, dir string, delay time.Duration) *slowOrigin {
 	fs := http.FileServer(http.Dir(dir))
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/chunks/") {
+			if o.serial {
+				o.mu.Lock()
+				defer o.mu.Unlock()
+			}
 			time.Sleep(delay)
 			b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(r.URL.Path, "/"))))
 			if err != nil {
@@ -380,7 +390,10 @@ func TestSwarmPeerKilledAndRestarted(t *testing.T) {
 	r := newRepo(t)
 	src := sampleTree(t, 6<<20, 5)
 	stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "p", "--version", "1.0.0", "--chunk-size", "128K", src)
-	origin := newSlowOrigin(t, r.dir, 100*time.Millisecond)
+	// 48 chunks served one at a time, 50 ms each: the package takes the
+	// overlay at least 2.4 s, so the kill at 300 ms is mid-transfer.
+	origin := newSlowOrigin(t, r.dir, 50*time.Millisecond)
+	origin.serial = true
 	var datas []string
 	for i := 0; i < 3; i++ {
 		d, err := os.MkdirTemp("", "stork-kill-swarm-")
