@@ -112,19 +112,24 @@ func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool) time.Dura
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	start := time.Now()
+	if err := bswFetchAll(ctx, nodes, "upgrade"); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// bswFetchAll has every node fetch pkg at once; the first error ends it.
+func bswFetchAll(ctx context.Context, nodes []*bswNode, pkg string) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for k, n := range nodes {
 		g.Go(func() error {
-			if _, err := n.c.Fetch(gctx, "upgrade", nil); err != nil {
-				return fmt.Errorf("host %d: fetch upgrade: %w", k, err)
+			if _, err := n.c.Fetch(gctx, pkg, nil); err != nil {
+				return fmt.Errorf("host %d: fetch %s: %w", k, pkg, err)
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Since(start)
+	return g.Wait()
 }
 
 // upgradeGet has hosts fetch every package of set over HTTP alone

@@ -90,15 +90,7 @@ func TestSwarmSiteCut(t *testing.T) {
 			// A hang guard, not a performance target.
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			var wg sync.WaitGroup
-			errs := make([]error, len(c.nodes))
-			for k, n := range c.nodes {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, errs[k] = n.download(ctx, p)
-				}()
-			}
+			wait := c.startDownloads(ctx, p)
 			go func() {
 				for !cut.Load() && ctx.Err() == nil {
 					for _, n := range c.nodes[4:] {
@@ -109,7 +101,7 @@ func TestSwarmSiteCut(t *testing.T) {
 					time.Sleep(time.Millisecond)
 				}
 			}()
-			wg.Wait()
+			errs := wait()
 			for k, n := range c.nodes {
 				if errs[k] != nil {
 					t.Errorf("node %s: Download: %v", n.id, errs[k])

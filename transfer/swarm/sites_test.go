@@ -189,16 +189,7 @@ func capCrossSitePeers(t *testing.T, mode siteMode) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, len(c.nodes))
-	for k, n := range c.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[k] = n.download(ctx, p)
-		}()
-	}
-	wg.Wait()
+	errs := c.startDownloads(ctx, p)()
 	// The cap is on the peers traded with at once, and this counts every
 	// peer received from: one that times out and is dropped makes room
 	// for another. With -short (the race detector's run, where timeouts
