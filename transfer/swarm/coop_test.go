@@ -535,10 +535,13 @@ func TestSwarmPullThroughPeerOvertakes(t *testing.T) {
 	l := c.add("late", origin, mod)
 	ms := []policy.Member{{ID: "stall"}, {ID: "holder"}, {ID: "late"}}
 	f := policy.NewFetchers(ms[2], ms)
-	stalled := 0
+	stalled, own := 0, 0
 	for _, ref := range p.m.UniqueChunks() {
-		if f.First(policy.ChunkKey(ref.CID.Bytes())) == "stall" {
+		switch f.First(policy.ChunkKey(ref.CID.Bytes())) {
+		case "stall":
 			stalled++
+		case "late":
+			own++
 		}
 	}
 	if stalled == 0 {
@@ -551,7 +554,11 @@ func TestSwarmPullThroughPeerOvertakes(t *testing.T) {
 	}
 	checkCopy(t, l, p)
 	t.Logf("stalling fetcher first for %d of %d chunks", stalled, len(p.chunks))
-	if copies := float64(origin.bytes.Load()) / float64(p.size); copies != 0 {
-		t.Errorf("origin sent %.2f copies, want none (the holder has the package)", copies)
+	// The stalled chunks come from the holder, never the origin. The
+	// late host may ask the origin for a chunk it ranks first for before
+	// the holder's Have reaches it (a race on a loaded machine), so the
+	// bound is its own share.
+	if copies, most := float64(origin.bytes.Load())/float64(p.size), float64(own)/float64(len(p.chunks)); copies > most {
+		t.Errorf("origin sent %.2f copies, want at most the late host's own share %.2f (the holder has the package)", copies, most)
 	}
 }
