@@ -117,7 +117,8 @@ func (d *Daemon) Status() (*Status, error) {
 	if st.Store, err = d.storeHealth(); err != nil {
 		return nil, err
 	}
-	st.Downloads = d.activeDownloads()
+	active := d.swarmActive() // one snapshot, so packages and downloads agree
+	st.Downloads = d.activeDownloads(active)
 	if d.conv != nil {
 		st.Converge = d.conv.status()
 	}
@@ -133,38 +134,41 @@ func (d *Daemon) Status() (*Status, error) {
 			Name: p.Name, Version: p.Version, ManifestCID: p.ManifestCID.String(), State: string(p.State),
 			Size: p.Size, Have: p.Have, Files: p.Files, Installs: installs,
 		}
-		d.downloadState(&ps, p.ManifestCID)
+		downloadState(&ps, active[p.ManifestCID])
 		st.Packages = append(st.Packages, ps)
 	}
 	return st, nil
 }
 
-// downloadState adds what a running swarm download of c says to ps: the
-// bytes it holds, and whether it waits for the origin.
-func (d *Daemon) downloadState(ps *PackageStatus, c cid.Cid) {
-	if d.swarm == nil { // an Offline daemon
+// swarmActive snapshots the swarm's running downloads by manifest; empty
+// in an Offline daemon.
+func (d *Daemon) swarmActive() map[cid.Cid]swarm.ActiveDownload {
+	m := map[cid.Cid]swarm.ActiveDownload{}
+	if d.swarm != nil { // nil in an Offline daemon
+		for _, a := range d.swarm.Active() {
+			m[a.Manifest] = a
+		}
+	}
+	return m
+}
+
+// downloadState adds what a running swarm download a says to ps: the
+// bytes it holds, and whether it waits for the origin. a is zero if none
+// runs.
+func downloadState(ps *PackageStatus, a swarm.ActiveDownload) {
+	if !a.Manifest.Defined() {
 		return
 	}
-	ds, ok := d.swarm.DownloadState(c)
-	if !ok {
-		return
-	}
-	ps.Have = max(ps.Have, ds.Done)
-	if !ds.WaitingOriginSince.IsZero() {
-		since := ds.WaitingOriginSince.UTC()
+	ps.Have = max(ps.Have, a.Done)
+	if !a.WaitingOriginSince.IsZero() {
+		since := a.WaitingOriginSince.UTC()
 		ps.State, ps.WaitingOriginSince = StateWaitingOrigin, &since
 	}
 }
 
 // activeDownloads reports the running downloads, with the swarm's split
-// between peers and origin.
-func (d *Daemon) activeDownloads() []DownloadStatus {
-	split := map[cid.Cid]swarm.ActiveDownload{}
-	if d.swarm != nil { // nil in an Offline daemon
-		for _, a := range d.swarm.Active() {
-			split[a.Manifest] = a
-		}
-	}
+// between peers and origin from the snapshot split.
+func (d *Daemon) activeDownloads(split map[cid.Cid]swarm.ActiveDownload) []DownloadStatus {
 	d.fl.mu.Lock()
 	defer d.fl.mu.Unlock()
 	out := make([]DownloadStatus, 0, len(d.fl.m))

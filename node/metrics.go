@@ -126,7 +126,7 @@ func (d *Daemon) downloadGauges() []prometheus.Collector {
 			Name: "stork_node_downloads_waiting_origin", Help: "Package downloads that took what peers hold and wait for an unreachable origin.",
 		}, func() float64 {
 			n := 0
-			for _, a := range d.activeDownloads() {
+			for _, a := range d.activeDownloads(d.swarmActive()) {
 				if a.WaitingOriginSince != nil {
 					n++
 				}
