@@ -33,10 +33,22 @@ import (
 // STORK_SIMVAL_UPLOAD_RATE (4M), STORK_SIMVAL_MODES (coop,swarm),
 // STORK_SIMVAL_SEEDS (3), STORK_SIMVAL_PROVIDER_DELAY and
 // STORK_SIMVAL_OVERHEAD (the simulator's policy.provider_delay and
-// packages.overhead, default 0). Each table is logged, and written to
+// packages.overhead, default 0), STORK_SIMVAL_DISCOVERY_DELAY (the
+// simulator's policy.discovery_delay: a duration, or "measured": the
+// daemons' median completion time of the first package of at most one
+// chunk fetched in this test process, per mode (the 64 KiB crowd, when
+// the sizes start with it): a fetch's fixed cost from its start to its
+// first chunk, the chunk's own transfer being milliseconds; default 0).
+// The origin's request log (readOriginLog) gives, beside each table, when
+// the first manifest and chunk responses ended. Each table is logged, and written to
 // STORK_SIMVAL_OUT (a directory) if set; a gap over validateMaxGap is
 // reported, not failed: the daemons' batching and large-package paths
 // are changing, and the figure is what this measures.
+
+// simvalStartup is the daemons' one-chunk fetch time per mode, measured
+// by the first such run of this test process (STORK_SIMVAL_DISCOVERY_DELAY
+// "measured"), used by the simulator from then on.
+var simvalStartup = map[string]time.Duration{}
 
 // simvalConfig is the harness's settings.
 type simvalConfig struct {
@@ -46,6 +58,8 @@ type simvalConfig struct {
 	originRate, uploadRate  int64
 	modes                   []string
 	providerDelay, overhead time.Duration
+	discoveryDelay          time.Duration
+	measuredDiscovery       bool // discovery_delay measured (simvalStartup)
 	out                     string
 }
 
@@ -106,6 +120,11 @@ func simvalSettings(t *testing.T, what string) simvalConfig {
 	}
 	dur("STORK_SIMVAL_PROVIDER_DELAY", &c.providerDelay)
 	dur("STORK_SIMVAL_OVERHEAD", &c.overhead)
+	if os.Getenv("STORK_SIMVAL_DISCOVERY_DELAY") == "measured" {
+		c.measuredDiscovery = true
+	} else {
+		dur("STORK_SIMVAL_DISCOVERY_DELAY", &c.discoveryDelay)
+	}
 	return c
 }
 
@@ -120,6 +139,7 @@ func (c simvalConfig) scenario(t *testing.T) simulations.Scenario {
 	sc.OriginUpload = simulations.Rate(c.originRate)
 	sc.HostUpload = simulations.Dist{{Rate: simulations.Rate(c.uploadRate), Weight: 1}}
 	sc.Policy.ProviderDelay = simulations.Duration(c.providerDelay)
+	sc.Policy.DiscoveryDelay = simulations.Duration(c.discoveryDelay)
 	return sc
 }
 
@@ -136,15 +156,29 @@ func (c simvalConfig) mode(m string) ([]string, simulations.Strategy) {
 // mode, and logs (and writes) the table; bytes is what one host fetches.
 func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, bytes float64) {
 	t.Helper()
-	url, origin := serveProc(t, r.dir, "--rate", strconv.FormatInt(c.originRate, 10))
+	logDir := c.out
+	if logDir == "" {
+		logDir = t.TempDir()
+	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(logDir, strings.NewReplacer(" ", "-", ",", "").Replace(title)+"-origin.log")
+	url, origin := serveProcLogged(t, r.dir, logPath, "--rate", strconv.FormatInt(c.originRate, 10))
 	var all strings.Builder
 	for _, m := range c.modes {
 		flags, st := c.mode(m)
-		sim := validateSimRuns(t, sc, st, c.seeds)
 		w0 := writtenBytes(t, origin.Pid)
 		t0 := time.Now()
 		done, kept := validateRealRun(t, c.hosts, url, r.root, pkg, flags)
 		realOrigin := float64(writtenBytes(t, origin.Pid) - w0)
+		ot := c.originTimes(t, logPath, t0)
+		if _, ok := simvalStartup[m]; c.measuredDiscovery && !ok && bytes <= 1<<20 {
+			simvalStartup[m] = time.Duration(median(done) * 1e9)
+		}
+		if c.measuredDiscovery {
+			sc.Policy.DiscoveryDelay = simulations.Duration(simvalStartup[m])
+		}
+		sim := validateSimRuns(t, sc, st, c.seeds)
 		rows := []validateRow{
 			{"origin copies", realOrigin / bytes, sim.origin / bytes},
 			{"makespan s", slices.Max(done), sim.makespan},
@@ -153,6 +187,7 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		load, _ := os.ReadFile("/proc/loadavg")
 		head := fmt.Sprintf("%s, %s (daemons %v, simulator %s, %d seeds): %d hosts, origin %d B/s, uploads %d B/s; the daemons kept %.3f copies; load %s; real run %.0fs",
 			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(t0).Seconds())
+		head += fmt.Sprintf("\n%s; simulator discovery_delay %s", ot, time.Duration(sc.Policy.DiscoveryDelay))
 		table, missed := validateTable(head, rows)
 		t.Logf("\n%s", table)
 		for _, s := range missed {
@@ -161,14 +196,30 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		all.WriteString(table + "\n")
 	}
 	if c.out != "" {
-		if err := os.MkdirAll(c.out, 0o755); err != nil {
-			t.Fatal(err)
-		}
 		name := filepath.Join(c.out, strings.NewReplacer(" ", "-", ",", "").Replace(title)+".txt")
 		if err := os.WriteFile(name, []byte(all.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// originTimes reads the origin's log at logPath for the responses since
+// t0 (the log's lines are written as responses end; a second lets the
+// last ones reach the file).
+func (c simvalConfig) originTimes(t *testing.T, logPath string, t0 time.Time) originTimes {
+	t.Helper()
+	t1 := time.Now()
+	time.Sleep(time.Second)
+	f, err := os.Open(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	o, err := readOriginLog(f, t0, t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 // TestValidateCrowd: the flash crowd of issue 23, daemons and simulator.
