@@ -188,6 +188,12 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		head := fmt.Sprintf("%s, %s (daemons %v, simulator %s, %d seeds): %d hosts, origin %d B/s, uploads %d B/s; the daemons kept %.3f copies; load %s; real run %.0fs",
 			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(t0).Seconds())
 		head += fmt.Sprintf("\n%s; simulator discovery_delay %s", ot, time.Duration(sc.Policy.DiscoveryDelay))
+		if sc.Policy.DiscoveryDelay > 0 {
+			free := sc
+			free.Policy.DiscoveryDelay = 0
+			f := validateSimRuns(t, free, st, c.seeds)
+			head += fmt.Sprintf("\nsimulator without discovery_delay: origin copies %.3f, makespan %.3fs, median completion %.3fs", f.origin/bytes, f.makespan, f.median)
+		}
 		table, missed := validateTable(head, rows)
 		t.Logf("\n%s", table)
 		for _, s := range missed {
