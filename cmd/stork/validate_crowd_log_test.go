@@ -79,18 +79,24 @@ type originRequest struct {
 // the fetches' start to the end of responses.
 type originTimes struct {
 	manifests, chunks int     // responses with status 200
+	chunkBytes        float64 // the chunks' sizes, summed over responses
 	firstManifest     float64 // the first manifests/ response
-	firstChunk        float64 // the first chunks/ response
-	medianChunk       float64 // the median chunks/ response
+	// medianManifest: the median manifests/ response. Each host asks
+	// the origin for each package's manifest once, when its fetch has
+	// resolved the package (metadata/) and before it asks for a chunk.
+	medianManifest float64
+	firstChunk     float64 // the first chunks/ response
+	medianChunk    float64 // the median chunks/ response
 	// medianFirstChunk: over the chunks, the median of each chunk's
 	// first response (with many packages: when packages start flowing).
 	medianFirstChunk float64
 }
 
-// readOriginLog reads the responses of log r that ended in [t0, t1].
-func readOriginLog(r io.Reader, t0, t1 time.Time) (originTimes, error) {
+// readOriginLog reads the responses of log r that ended in [t0, t1];
+// size gives a chunk's size from its path.
+func readOriginLog(r io.Reader, t0, t1 time.Time, size func(path string) int64) (originTimes, error) {
 	var o originTimes
-	var chunks, firsts []float64
+	var chunks, firsts, manifests []float64
 	first := map[string]float64{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -107,11 +113,13 @@ func readOriginLog(r io.Reader, t0, t1 time.Time) (originTimes, error) {
 		switch {
 		case strings.HasPrefix(q.Path, "/manifests/"):
 			o.manifests++
+			manifests = append(manifests, at)
 			if o.firstManifest < 0 {
 				o.firstManifest = at
 			}
 		case strings.HasPrefix(q.Path, "/chunks/"):
 			o.chunks++
+			o.chunkBytes += float64(size(q.Path))
 			chunks = append(chunks, at)
 			if o.firstChunk < 0 {
 				o.firstChunk = at
@@ -125,6 +133,9 @@ func readOriginLog(r io.Reader, t0, t1 time.Time) (originTimes, error) {
 	if err := sc.Err(); err != nil {
 		return o, fmt.Errorf("origin log: %w", err)
 	}
+	if len(manifests) > 0 {
+		o.medianManifest = median(manifests)
+	}
 	if len(chunks) > 0 {
 		slices.Sort(chunks)
 		o.medianChunk = median(chunks)
@@ -135,6 +146,6 @@ func readOriginLog(r io.Reader, t0, t1 time.Time) (originTimes, error) {
 
 // String is the times as one line of the table's notes.
 func (o originTimes) String() string {
-	return fmt.Sprintf("origin log: %d manifest and %d chunk responses; first manifest %.3fs, first chunk %.3fs, median chunk %.3fs, median of each chunk's first %.3fs after the fetches started",
-		o.manifests, o.chunks, o.firstManifest, o.firstChunk, o.medianChunk, o.medianFirstChunk)
+	return fmt.Sprintf("origin log: %d manifest and %d chunk responses (%.0f chunk bytes); first manifest %.3fs, median manifest %.3fs, first chunk %.3fs, median chunk %.3fs, median of each chunk's first %.3fs after the fetches started",
+		o.manifests, o.chunks, o.chunkBytes, o.firstManifest, o.medianManifest, o.firstChunk, o.medianChunk, o.medianFirstChunk)
 }

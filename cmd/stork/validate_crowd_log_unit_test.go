@@ -19,13 +19,13 @@ func TestReadOriginLog(t *testing.T) {
 		`not json`,
 		`{"time":"` + at(9) + `","level":"DEBUG","msg":"request","path":"/chunks/late","status":200}`,
 	}, "\n")
-	o, err := readOriginLog(strings.NewReader(log), t0, t0.Add(5*time.Second))
+	o, err := readOriginLog(strings.NewReader(log), t0, t0.Add(5*time.Second), func(p string) int64 { return int64(len(p)) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := originTimes{manifests: 1, chunks: 3, firstManifest: 0.5, firstChunk: 0.8, medianChunk: 1.0, medianFirstChunk: 1.4}
+	want := originTimes{manifests: 1, chunks: 3, chunkBytes: 3 * 9, firstManifest: 0.5, medianManifest: 0.5, firstChunk: 0.8, medianChunk: 1.0, medianFirstChunk: 1.4}
 	const eps = 1e-6
-	if o.manifests != want.manifests || o.chunks != want.chunks ||
+	if o.manifests != want.manifests || o.chunks != want.chunks || o.chunkBytes != want.chunkBytes || o.medianManifest != want.medianManifest ||
 		abs(o.firstManifest-want.firstManifest) > eps || abs(o.firstChunk-want.firstChunk) > eps ||
 		abs(o.medianChunk-want.medianChunk) > eps || abs(o.medianFirstChunk-want.medianFirstChunk) > eps {
 		t.Fatalf("readOriginLog = %+v, want %+v", o, want)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,21 +35,18 @@ import (
 // STORK_SIMVAL_SEEDS (3), STORK_SIMVAL_PROVIDER_DELAY and
 // STORK_SIMVAL_OVERHEAD (the simulator's policy.provider_delay and
 // packages.overhead, default 0), STORK_SIMVAL_DISCOVERY_DELAY (the
-// simulator's policy.discovery_delay: a duration, or "measured": the
-// daemons' median completion time of the first package of at most one
-// chunk fetched in this test process, per mode (the 64 KiB crowd, when
-// the sizes start with it): a fetch's fixed cost from its start to its
-// first chunk, the chunk's own transfer being milliseconds; default 0).
-// The origin's request log (readOriginLog) gives, beside each table, when
-// the first manifest and chunk responses ended. Each table is logged, and written to
+// simulator's policy.discovery_delay, default 0), STORK_SIMVAL_MEASURED
+// (set: the simulator takes both from the same real run instead:
+// discovery_delay the median time from the fetches' start to the end of
+// the origin's manifest responses, read from its request log,
+// readOriginLog; packages.overhead, with many packages, the daemons' CPU
+// seconds per host and package times the hosts over STORK_SIMVAL_CORES,
+// default the machine's: the interval at which the shared cores start
+// each host's downloads). Beside each table: what the origin's log says
+// and the daemons' CPU. Each table is logged, and written to
 // STORK_SIMVAL_OUT (a directory) if set; a gap over validateMaxGap is
 // reported, not failed: the daemons' batching and large-package paths
 // are changing, and the figure is what this measures.
-
-// simvalStartup is the daemons' one-chunk fetch time per mode, measured
-// by the first such run of this test process (STORK_SIMVAL_DISCOVERY_DELAY
-// "measured"), used by the simulator from then on.
-var simvalStartup = map[string]time.Duration{}
 
 // simvalConfig is the harness's settings.
 type simvalConfig struct {
@@ -59,7 +57,8 @@ type simvalConfig struct {
 	modes                   []string
 	providerDelay, overhead time.Duration
 	discoveryDelay          time.Duration
-	measuredDiscovery       bool // discovery_delay measured (simvalStartup)
+	measured                bool // discovery_delay and overhead from the run
+	cores                   int  // the machine's cores the daemons share
 	out                     string
 }
 
@@ -120,11 +119,10 @@ func simvalSettings(t *testing.T, what string) simvalConfig {
 	}
 	dur("STORK_SIMVAL_PROVIDER_DELAY", &c.providerDelay)
 	dur("STORK_SIMVAL_OVERHEAD", &c.overhead)
-	if os.Getenv("STORK_SIMVAL_DISCOVERY_DELAY") == "measured" {
-		c.measuredDiscovery = true
-	} else {
-		dur("STORK_SIMVAL_DISCOVERY_DELAY", &c.discoveryDelay)
-	}
+	dur("STORK_SIMVAL_DISCOVERY_DELAY", &c.discoveryDelay)
+	c.measured = os.Getenv("STORK_SIMVAL_MEASURED") != ""
+	c.cores = runtime.NumCPU()
+	num("STORK_SIMVAL_CORES", &c.cores)
 	return c
 }
 
@@ -156,6 +154,7 @@ func (c simvalConfig) mode(m string) ([]string, simulations.Strategy) {
 // mode, and logs (and writes) the table; bytes is what one host fetches.
 func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, bytes float64) {
 	t.Helper()
+	packages := max(sc.Packages.Count, 1)
 	logDir := c.out
 	if logDir == "" {
 		logDir = t.TempDir()
@@ -168,31 +167,37 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 	for _, m := range c.modes {
 		flags, st := c.mode(m)
 		w0 := writtenBytes(t, origin.Pid)
-		t0 := time.Now()
-		done, kept := validateRealRun(t, c.hosts, url, r.root, pkg, flags)
+		real := validateRealRunAt(t, c.hosts, url, r.root, pkg, flags)
+		done, kept := real.done, real.kept
 		realOrigin := float64(writtenBytes(t, origin.Pid) - w0)
-		ot := c.originTimes(t, logPath, t0)
-		if _, ok := simvalStartup[m]; c.measuredDiscovery && !ok && bytes <= 1<<20 {
-			simvalStartup[m] = time.Duration(median(done) * 1e9)
-		}
-		if c.measuredDiscovery {
-			sc.Policy.DiscoveryDelay = simulations.Duration(simvalStartup[m])
+		ot := c.originTimes(t, logPath, real.t0, r.dir)
+		perDownload := real.cpu / float64(c.hosts*packages)
+		if c.measured {
+			// The run's own measures (docs/validation.md): a fetch's
+			// start-up until its manifest, and with many packages each
+			// download's CPU on the cores every host's daemon shares.
+			sc.Policy.DiscoveryDelay = simulations.Duration(time.Duration(ot.medianManifest * 1e9))
+			if packages > 1 {
+				sc.Packages.Overhead = simulations.Duration(time.Duration(perDownload * float64(c.hosts) / float64(c.cores) * 1e9))
+			}
 		}
 		sim := validateSimRuns(t, sc, st, c.seeds)
 		rows := []validateRow{
-			{"origin copies", realOrigin / bytes, sim.origin / bytes},
+			{"origin chunk copies", ot.chunkBytes / bytes, sim.origin / bytes},
+			{"origin copies (sent)", realOrigin / bytes, sim.origin / bytes},
 			{"makespan s", slices.Max(done), sim.makespan},
 			{"median completion s", median(done), sim.median},
 		}
 		load, _ := os.ReadFile("/proc/loadavg")
 		head := fmt.Sprintf("%s, %s (daemons %v, simulator %s, %d seeds): %d hosts, origin %d B/s, uploads %d B/s; the daemons kept %.3f copies; load %s; real run %.0fs",
-			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(t0).Seconds())
-		head += fmt.Sprintf("\n%s; simulator discovery_delay %s", ot, time.Duration(sc.Policy.DiscoveryDelay))
-		if sc.Policy.DiscoveryDelay > 0 {
+			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(real.t0).Seconds())
+		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, packages.overhead %s (%d cores)",
+			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Packages.Overhead), c.cores)
+		if sc.Policy.DiscoveryDelay > 0 || sc.Packages.Overhead > 0 {
 			free := sc
-			free.Policy.DiscoveryDelay = 0
+			free.Policy.DiscoveryDelay, free.Packages.Overhead = 0, 0
 			f := validateSimRuns(t, free, st, c.seeds)
-			head += fmt.Sprintf("\nsimulator without discovery_delay: origin copies %.3f, makespan %.3fs, median completion %.3fs", f.origin/bytes, f.makespan, f.median)
+			head += fmt.Sprintf("\nsimulator without discovery_delay and overhead: origin copies %.3f, makespan %.3fs, median completion %.3fs", f.origin/bytes, f.makespan, f.median)
 		}
 		table, missed := validateTable(head, rows)
 		t.Logf("\n%s", table)
@@ -212,7 +217,7 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 // originTimes reads the origin's log at logPath for the responses since
 // t0 (the log's lines are written as responses end; a second lets the
 // last ones reach the file).
-func (c simvalConfig) originTimes(t *testing.T, logPath string, t0 time.Time) originTimes {
+func (c simvalConfig) originTimes(t *testing.T, logPath string, t0 time.Time, repoDir string) originTimes {
 	t.Helper()
 	t1 := time.Now()
 	time.Sleep(time.Second)
@@ -221,7 +226,13 @@ func (c simvalConfig) originTimes(t *testing.T, logPath string, t0 time.Time) or
 		t.Fatal(err)
 	}
 	defer f.Close()
-	o, err := readOriginLog(f, t0, t1)
+	o, err := readOriginLog(f, t0, t1, func(p string) int64 {
+		fi, err := os.Stat(filepath.Join(repoDir, filepath.FromSlash(p)))
+		if err != nil {
+			t.Fatalf("origin log: %s: %v", p, err)
+		}
+		return fi.Size()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
