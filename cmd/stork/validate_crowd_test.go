@@ -39,7 +39,10 @@ import (
 // (set: the simulator takes both from the same real run instead:
 // discovery_delay the median time from the fetches' start to the end of
 // the origin's manifest responses, read from its request log,
-// readOriginLog; packages.overhead, with many packages, the daemons' CPU
+// readOriginLog; provider_delay just after it and find_interval one
+// tick (a download's have-list push reaches its neighbours after their
+// own first lookup, and they take it in on their next tick);
+// packages.overhead, with many packages, the daemons' CPU
 // seconds per host and package times the hosts over STORK_SIMVAL_CORES,
 // default the machine's: the interval at which the shared cores start
 // each host's downloads). Beside each table: what the origin's log says
@@ -177,6 +180,12 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			// start-up until its manifest, and with many packages each
 			// download's CPU on the cores every host's daemon shares.
 			sc.Policy.DiscoveryDelay = simulations.Duration(time.Duration(ot.medianManifest * 1e9))
+			// A download announces its package (have-lists pushed to
+			// the neighbours, node.P2P.Provide) once it has started,
+			// after its own first lookup; the neighbours take the push
+			// in on their next tick, not at a later lookup.
+			sc.Policy.ProviderDelay = sc.Policy.DiscoveryDelay + simulations.Duration(time.Millisecond)
+			sc.Policy.FindInterval = sc.Policy.Tick
 			if packages > 1 {
 				sc.Packages.Overhead = simulations.Duration(time.Duration(perDownload * float64(c.hosts) / float64(c.cores) * 1e9))
 			}
@@ -191,13 +200,14 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		load, _ := os.ReadFile("/proc/loadavg")
 		head := fmt.Sprintf("%s, %s (daemons %v, simulator %s, %d seeds): %d hosts, origin %d B/s, uploads %d B/s; the daemons kept %.3f copies; load %s; real run %.0fs",
 			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(real.t0).Seconds())
-		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, packages.overhead %s (%d cores)",
-			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Packages.Overhead), c.cores)
-		if sc.Policy.DiscoveryDelay > 0 || sc.Packages.Overhead > 0 {
-			free := sc
-			free.Policy.DiscoveryDelay, free.Packages.Overhead = 0, 0
+		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, provider_delay %s, find_interval %s, packages.overhead %s (%d cores)",
+			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Policy.ProviderDelay), time.Duration(sc.Policy.FindInterval), time.Duration(sc.Packages.Overhead), c.cores)
+		if c.measured {
+			free := c.scenario(t)
+			free.PackageSize, free.Packages = sc.PackageSize, sc.Packages
+			free.Packages.Overhead = simulations.Duration(c.overhead)
 			f := validateSimRuns(t, free, st, c.seeds)
-			head += fmt.Sprintf("\nsimulator without discovery_delay and overhead: origin copies %.3f, makespan %.3fs, median completion %.3fs", f.origin/bytes, f.makespan, f.median)
+			head += fmt.Sprintf("\nsimulator without the measured terms: origin copies %.3f, makespan %.3fs, median completion %.3fs", f.origin/bytes, f.makespan, f.median)
 		}
 		table, missed := validateTable(head, rows)
 		t.Logf("\n%s", table)
