@@ -1,9 +1,13 @@
 package simulations
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -143,5 +147,47 @@ func BenchmarkWorkloadMemory(b *testing.B) {
 			b.ReportMetric(float64(peak)/float64(n*sc.Packages.Count), "peak-B/host-package")
 			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 		})
+	}
+}
+
+// TestAppendReportSection: a workload's section goes after the report
+// WriteReport wrote, with the command that appends it and one row per
+// run; the report before it is unchanged.
+func TestAppendReportSection(t *testing.T) {
+	t.Parallel()
+	sc := small()
+	sc.PackageSize = 4 << 20
+	res, err := Sweep(SweepConfig{Scenario: sc, Hosts: []int{5}, Strategies: []Strategy{Swarm}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rep := filepath.Join(dir, "REPORT.md")
+	if err := WriteReport(rep, filepath.Join(dir, "report"), res, ReportInfo{Command: "sweep one", Scenario: sc}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(rep)
+	wl := workload(SwarmCoop)
+	wl.Name = "upgrade"
+	wl.Packages.Count = 8
+	up, err := Sweep(SweepConfig{Scenario: wl, Hosts: []int{6, 12}, Strategies: []Strategy{OriginPerHost, SwarmCoop}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := AppendReportSection(rep, up, ReportInfo{Command: "sweep upgrade", Scenario: wl}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(rep)
+	if !bytes.HasPrefix(after, before) {
+		t.Fatalf("the report before the section changed")
+	}
+	sec := string(after[len(before):])
+	for _, want := range []string{"\n## The upgrade workload\n", "Appended by `sweep upgrade`", "Every host fetches 8 packages", "| 6 | 8 | origin-per-host |", "| 12 | 8 | swarm-coop |", "\"count\": 8"} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("section lacks %q:\n%s", want, sec)
+		}
+	}
+	if err := AppendReportSection(filepath.Join(dir, "none.md"), up, ReportInfo{Scenario: wl}); err == nil {
+		t.Errorf("appending to a missing report: nil error")
 	}
 }
