@@ -204,7 +204,7 @@ type P2P struct {
 	// haveLog lists the keys of provided in the order they were first
 	// announced, for the have-list senders (p2p_havelist.go); haveLogSig
 	// is closed (and replaced) when it grows. haveOut holds the peers a
-	// sender runs to.
+	// sender runs to, true if a new sender is to follow it.
 	haveLog    []string
 	haveLogSig chan struct{}
 	haveOut    map[peer.ID]bool
