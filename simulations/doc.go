@@ -54,7 +54,11 @@
 // the daemon fetches a closure) in one run: each package is a sim of its
 // own (its Pickers, members and sessions) on one shared engine, so the
 // packages fetched at the same time share the hosts' links, the site
-// links and the origin (workload.go).
+// links and the origin (workload.go). A package every host has, with
+// none of its events or flows left, keeps only its result (release): per
+// host and package, a workload holds state only while the package runs,
+// and with packages.overhead starting each host's packages apart, only
+// some run at once.
 //
 // # The swarm, as simulated
 //
@@ -147,7 +151,9 @@
 // S/D_host, N·S/(U_origin + ΣU_hosts)); a run reports its makespan over
 // it. Sweep runs host counts × strategies; WriteCSV, WritePlots and
 // WriteReport write the outputs that `stork sim run` and `stork sim
-// sweep` produce; `make sim-report` regenerates REPORT.md.
+// sweep` produce; AppendReportSection adds a workload's section to a
+// report (`stork sim sweep --append-report`); `make sim-report`
+// regenerates the whole of REPORT.md with both.
 //
 // # Announcement spread
 //

@@ -1,6 +1,10 @@
 package simulations
 
-import "math"
+import (
+	"math"
+
+	"github.com/storkpm/stork/transfer/policy"
+)
 
 // This file is the simulator's clock and network: a heap of timed
 // messages, and flows whose rates follow max-min fair sharing at each
@@ -247,6 +251,12 @@ type engine struct {
 	// it, so that the runs of a workload's packages share one clock,
 	// the servers, the site links and the receivers (workload.go).
 	tag uint16
+	// pend (a workload's engine, else nil): each package's events queued
+	// and flows live; a finished package with none left can change no
+	// more and is released (workloadRun.release).
+	pend []int32
+	// ids: the hosts' peer IDs, shared by a workload's packages.
+	ids []policy.PeerID
 }
 
 // recvList is a receiving host's incoming flows.
@@ -258,6 +268,9 @@ type recvList struct {
 func (e *engine) schedule(t float64, kind uint8, a, b, c int32) {
 	e.seq++
 	e.events.push(event{t: t, seq: e.seq, kind: kind, pkg: e.tag, a: a, b: b, c: c})
+	if e.pend != nil {
+		e.pend[e.tag]++
+	}
 }
 
 // server heap (by next completion time, then id).
@@ -444,6 +457,9 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 		id = int32(len(e.flows) - 1)
 	}
 	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, pkg: e.tag, su: su, sd: sd}
+	if e.pend != nil {
+		e.pend[e.tag]++
+	}
 	f := &e.flows[id]
 	if su >= 0 {
 		l := &e.links[su]
@@ -476,6 +492,9 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 // had left.
 func (e *engine) endFlow(id int32) float64 {
 	f := &e.flows[id]
+	if e.pend != nil {
+		e.pend[f.pkg]--
+	}
 	sid := f.srv
 	s := &e.srvs[sid]
 	e.advance(s)

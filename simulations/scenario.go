@@ -21,6 +21,9 @@ import (
 // "1Gbps", "100Mbps", "125MB/s" or bytes/s; durations Go's "20ms", "1.5s".
 type Scenario struct {
 	Name string `json:"name,omitempty"`
+	// Comment says where the scenario's figures come from; the
+	// simulator does not read it.
+	Comment []string `json:"comment,omitempty"`
 	// Hosts is the number of physical hosts, each running one daemon.
 	Hosts int `json:"hosts,omitempty"`
 	// VMsPerHost: VMs on each host that want the package.

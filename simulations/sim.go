@@ -254,6 +254,7 @@ type sim struct {
 	coop         coopState
 	starts       []float64     // each host's arrival, nil: sc.Arrival (workload.go)
 	onDone       func(h int32) // called when host h has the package (workload.go)
+	res          *Result       // the result, once released (workloadRun.release)
 }
 
 // Run simulates strategy st on scenario sc.
@@ -310,8 +311,13 @@ func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 		starts:   starts,
 	}
 	s.coop.on, s.coop.all = st == SwarmCoop, starts != nil
-	s.recvShare = func(dst int32) float64 {
-		return s.hosts[dst].down / float64(max(len(s.rin[dst].in), 1))
+	if s.recvShare == nil {
+		// A workload's first package's hosts: every package draws the
+		// same links from the same seed, and the first one is never
+		// released (its origin samples run to the end).
+		s.recvShare = func(dst int32) float64 {
+			return s.hosts[dst].down / float64(max(len(s.rin[dst].in), 1))
+		}
 	}
 	s.initChunks()
 	s.initHosts()
@@ -359,7 +365,10 @@ func (s *sim) initChunks() {
 func (s *sim) initHosts() {
 	sc, n := s.sc, s.n
 	s.hosts = make([]host, n)
-	s.ids = make([]policy.PeerID, n)
+	s.ids = s.engine.ids
+	if len(s.ids) != int(n) {
+		s.ids = make([]policy.PeerID, n)
+	}
 	s.presPos = make([]int32, n)
 	s.sitePos = make([]int32, n)
 	s.siteHost = make([][]int32, sc.Sites)
@@ -370,7 +379,9 @@ func (s *sim) initHosts() {
 		hs.up = sc.HostUpload.draw(s.rng.Float64())
 		hs.down = sc.HostDownload.draw(s.rng.Float64())
 		hs.done = math.NaN()
-		s.ids[h] = policy.PeerID("h" + strconv.Itoa(int(h)))
+		if s.ids[h] == "" {
+			s.ids[h] = policy.PeerID("h" + strconv.Itoa(int(h)))
+		}
 		s.presPos[h] = -1
 		s.sitePos[h] = -1
 	}
@@ -1511,17 +1522,22 @@ func (s *sim) peerGone(q, h int32) {
 
 // ---- results ----
 
-func (s *sim) result() *Result {
+func (s *sim) result() *Result { return s.resultWith(s.sentNow(s.origin)) }
+
+// resultWith is result with origin as the origin's bytes: it touches
+// nothing of the engine (sentNow advances the origin's clock, which
+// changes the rounding of its flows' later times).
+func (s *sim) resultWith(origin float64) *Result {
 	r := &Result{
 		Scenario:     s.sc.Name,
 		Strategy:     s.strat,
 		Hosts:        int(s.n),
 		VMs:          int(s.n) * s.sc.VMsPerHost,
 		PackageBytes: s.pkgBytes,
-		OriginBytes:  s.sentNow(s.origin),
+		OriginBytes:  origin,
 		Bound:        FluidBound(s.sc),
 		Events:       s.nEv,
-		Origin:       append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)}),
+		Origin:       append(s.samples, Sample{T: s.now, Bytes: origin}),
 	}
 	for h := range s.hosts {
 		hs := &s.hosts[h]

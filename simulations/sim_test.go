@@ -230,7 +230,7 @@ func TestGoldenFigures(t *testing.T) {
 func TestParseScenario(t *testing.T) {
 	t.Parallel()
 	sc, err := ParseScenario([]byte(`{
-		"name": "x", "hosts": 12, "vms_per_host": 3, "sites": 2,
+		"name": "x", "comment": ["where the figures come from"], "hosts": 12, "vms_per_host": 3, "sites": 2,
 		"package_size": "64MiB", "chunk_size": "1M",
 		"host_upload": [{"rate": "1Gbps", "weight": 3}, {"rate": "100Mbps", "weight": 1}],
 		"host_download": "10Gbps", "origin_upload": "125MB/s", "site_uplink": 1e9,
@@ -242,7 +242,8 @@ func TestParseScenario(t *testing.T) {
 	}
 	if sc.PackageSize != 64<<20 || sc.ChunkSize != 1<<20 || sc.HostUpload[0].Rate != 125e6 || sc.HostUpload[1].Rate != 12.5e6 ||
 		sc.HostDownload[0].Rate != 1.25e9 || sc.OriginUpload != 125e6 || sc.SiteUplink != 1e9 ||
-		time.Duration(sc.Latency.WAN) != 15*time.Millisecond || time.Duration(sc.Churn.From) != time.Second || sc.Policy.MaxPeers != 16 {
+		time.Duration(sc.Latency.WAN) != 15*time.Millisecond || time.Duration(sc.Churn.From) != time.Second || sc.Policy.MaxPeers != 16 ||
+		len(sc.Comment) != 1 {
 		t.Errorf("ParseScenario = %+v", sc)
 	}
 	for _, bad := range []string{`{"hosts": 0, "bogus": 1}`, `{"arrival": {"pattern": "wave"}}`, `{"package_size": "lots"}`, `{"new_version": {"reuse": 2}}`} {

@@ -60,6 +60,7 @@ type workloadRun struct {
 	next     []int     // each host's next package to start
 	last     []float64 // when each host started its latest package
 	done     int       // packages every host has
+	keep     bool      // tests: release no package
 	maxT     float64
 }
 
@@ -86,7 +87,7 @@ func runWorkload(sc Scenario, st Strategy, onMany func()) (*Result, error) {
 // starts known at once.
 func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
 	n := sc.Hosts
-	w := &workloadRun{sc: sc, e: &engine{}, overhead: sc.Packages.Overhead.Seconds(),
+	w := &workloadRun{sc: sc, e: &engine{pend: make([]int32, len(sizes))}, overhead: sc.Packages.Overhead.Seconds(),
 		next: make([]int, n), last: make([]float64, n)}
 	par := sc.Packages.Parallel
 	if par <= 0 || par > len(sizes) {
@@ -114,6 +115,7 @@ func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
 		pk.PackageSize = Size(size)
 		w.e.tag = uint16(k)
 		s := newSimAt(pk, st, starts, w.e)
+		w.e.ids = s.ids // one table of peer IDs for every package
 		s.coop.pkg = k
 		s.fanPar = false // one event loop for every package (no pipe, no helper)
 		s.onDone = w.hostDone
@@ -163,6 +165,7 @@ func (w *workloadRun) run(onMany func()) error {
 		var s *sim
 		if len(e.events) > 0 && e.events[0].t <= ts {
 			ev := e.events.pop()
+			e.pend[ev.pkg]--
 			e.now = max(e.now, ev.t)
 			e.tag = ev.pkg
 			s = w.sims[ev.pkg]
@@ -177,6 +180,9 @@ func (w *workloadRun) run(onMany func()) error {
 		if s.finished && !finished[e.tag] {
 			finished[e.tag] = true
 			w.done++
+		}
+		if finished[e.tag] && e.pend[e.tag] == 0 && s.res == nil && !w.keep {
+			s.release()
 		}
 		e.nEv++
 		if onMany != nil && e.nEv%memSampleEveryEvts == 0 {
@@ -196,7 +202,10 @@ func (w *workloadRun) result(sizes []int64) *Result {
 	var total float64
 	for k, s := range w.sims {
 		total += float64(sizes[k])
-		r := s.result()
+		r := s.res
+		if r == nil {
+			r = s.result()
+		}
 		if sum == nil {
 			sum = r
 			continue
@@ -224,4 +233,21 @@ func (w *workloadRun) result(sizes []int64) *Result {
 	sum.Bound = FluidBound(all)
 	sum.summarise()
 	return sum
+}
+
+// release keeps only the result of a package every host has and none of
+// whose events or flows is left (engine.pend): nothing can change it any
+// more, so its hosts, sessions, have-maps and member lists are dropped.
+// Per host and package, a workload then holds state only while the
+// package runs; a run of 10,000 hosts fetching 300 packages needs it.
+// The result is the one the package would give at the end of the run:
+// its own figures no longer change, and the workload's origin bytes,
+// clock and events are read from the first package, which its origin
+// samples keep running to the end.
+func (s *sim) release() {
+	s.res = s.resultWith(0) // the workload's origin figures are the first package's
+	s.hosts, s.ids, s.present, s.presPos, s.siteHost, s.sitePos = nil, nil, nil, nil, nil, nil
+	s.haveM, s.chunkLen, s.old, s.memb, s.ring = nil, nil, nil, nil, nil
+	s.coop = coopState{on: s.coop.on, pkg: s.coop.pkg}
+	s.tmo, s.wdr, s.ask, s.samples = nil, nil, nil, nil
 }

@@ -22,10 +22,11 @@ func simSweepCommand() *cli.Command {
 		}, append(simFlags(
 			stringFlag("out", "write CSV files and plots into `DIR`", catOutput, false),
 			stringFlag("report", "write a Markdown report to `FILE`, plots in report/ beside it", catOutput, false),
+			stringFlag("append-report", "append a section for a workload of many packages to the report `FILE` (written by a sweep with --report)", catOutput, false),
 		), simScenarioFlags()...)...),
 		Action: func(c *cli.Context) error {
-			if c.String("out") == "" && c.String("report") == "" {
-				return usageError(c, "want --out DIR, --report FILE or both")
+			if c.String("out") == "" && c.String("report") == "" && c.String("append-report") == "" {
+				return usageError(c, "want --out DIR, --report FILE, --append-report FILE or some of them")
 			}
 			sc, strategies, err := loadSimScenario(c)
 			if err != nil {
@@ -58,6 +59,12 @@ func simSweepCommand() *cli.Command {
 				cmd := "stork " + strings.Join(os.Args[1:], " ")
 				info := simulations.ReportInfo{Command: cmd, Scenario: sc}
 				if err := simulations.WriteReport(rep, filepath.Join(filepath.Dir(rep), "report"), results, info); err != nil {
+					return err
+				}
+			}
+			if rep := c.String("append-report"); rep != "" {
+				cmd := "stork " + strings.Join(os.Args[1:], " ")
+				if err := simulations.AppendReportSection(rep, results, simulations.ReportInfo{Command: cmd, Scenario: sc}); err != nil {
 					return err
 				}
 			}

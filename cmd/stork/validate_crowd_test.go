@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,7 +34,19 @@ import (
 // STORK_SIMVAL_UPLOAD_RATE (4M), STORK_SIMVAL_MODES (coop,swarm),
 // STORK_SIMVAL_SEEDS (3), STORK_SIMVAL_PROVIDER_DELAY and
 // STORK_SIMVAL_OVERHEAD (the simulator's policy.provider_delay and
-// packages.overhead, default 0). Each table is logged, and written to
+// packages.overhead, default 0), STORK_SIMVAL_DISCOVERY_DELAY (the
+// simulator's policy.discovery_delay, default 0), STORK_SIMVAL_MEASURED
+// (set: the simulator takes both from the same real run instead:
+// discovery_delay the median time from the fetches' start to the end of
+// the origin's manifest responses, read from its request log,
+// readOriginLog; provider_delay just after it and find_interval one
+// tick (a download's have-list push reaches its neighbours after their
+// own first lookup, and they take it in on their next tick);
+// packages.overhead, with many packages, the daemons' CPU
+// seconds per host and package times the hosts over STORK_SIMVAL_CORES,
+// default the machine's: the interval at which the shared cores start
+// each host's downloads). Beside each table: what the origin's log says
+// and the daemons' CPU. Each table is logged, and written to
 // STORK_SIMVAL_OUT (a directory) if set; a gap over validateMaxGap is
 // reported, not failed: the daemons' batching and large-package paths
 // are changing, and the figure is what this measures.
@@ -46,6 +59,9 @@ type simvalConfig struct {
 	originRate, uploadRate  int64
 	modes                   []string
 	providerDelay, overhead time.Duration
+	discoveryDelay          time.Duration
+	measured                bool // discovery_delay and overhead from the run
+	cores                   int  // the machine's cores the daemons share
 	out                     string
 }
 
@@ -106,6 +122,10 @@ func simvalSettings(t *testing.T, what string) simvalConfig {
 	}
 	dur("STORK_SIMVAL_PROVIDER_DELAY", &c.providerDelay)
 	dur("STORK_SIMVAL_OVERHEAD", &c.overhead)
+	dur("STORK_SIMVAL_DISCOVERY_DELAY", &c.discoveryDelay)
+	c.measured = os.Getenv("STORK_SIMVAL_MEASURED") != ""
+	c.cores = runtime.NumCPU()
+	num("STORK_SIMVAL_CORES", &c.cores)
 	return c
 }
 
@@ -120,6 +140,7 @@ func (c simvalConfig) scenario(t *testing.T) simulations.Scenario {
 	sc.OriginUpload = simulations.Rate(c.originRate)
 	sc.HostUpload = simulations.Dist{{Rate: simulations.Rate(c.uploadRate), Weight: 1}}
 	sc.Policy.ProviderDelay = simulations.Duration(c.providerDelay)
+	sc.Policy.DiscoveryDelay = simulations.Duration(c.discoveryDelay)
 	return sc
 }
 
@@ -136,23 +157,58 @@ func (c simvalConfig) mode(m string) ([]string, simulations.Strategy) {
 // mode, and logs (and writes) the table; bytes is what one host fetches.
 func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, bytes float64) {
 	t.Helper()
-	url, origin := serveProc(t, r.dir, "--rate", strconv.FormatInt(c.originRate, 10))
+	packages := max(sc.Packages.Count, 1)
+	logDir := c.out
+	if logDir == "" {
+		logDir = t.TempDir()
+	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(logDir, strings.NewReplacer(" ", "-", ",", "").Replace(title)+"-origin.log")
+	url, origin := serveProcLogged(t, r.dir, logPath, "--rate", strconv.FormatInt(c.originRate, 10))
 	var all strings.Builder
 	for _, m := range c.modes {
 		flags, st := c.mode(m)
-		sim := validateSimRuns(t, sc, st, c.seeds)
 		w0 := writtenBytes(t, origin.Pid)
-		t0 := time.Now()
-		done, kept := validateRealRun(t, c.hosts, url, r.root, pkg, flags)
+		real := validateRealRunAt(t, c.hosts, url, r.root, pkg, flags)
+		done, kept := real.done, real.kept
 		realOrigin := float64(writtenBytes(t, origin.Pid) - w0)
+		ot := c.originTimes(t, logPath, real.t0, r.dir)
+		perDownload := real.cpu / float64(c.hosts*packages)
+		if c.measured {
+			// The run's own measures (docs/validation.md): a fetch's
+			// start-up until its manifest, and with many packages each
+			// download's CPU on the cores every host's daemon shares.
+			sc.Policy.DiscoveryDelay = simulations.Duration(time.Duration(ot.medianManifest * 1e9))
+			// A download announces its package (have-lists pushed to
+			// the neighbours, node.P2P.Provide) once it has started,
+			// after its own first lookup; the neighbours take the push
+			// in on their next tick, not at a later lookup.
+			sc.Policy.ProviderDelay = sc.Policy.DiscoveryDelay + simulations.Duration(time.Millisecond)
+			sc.Policy.FindInterval = sc.Policy.Tick
+			if packages > 1 {
+				sc.Packages.Overhead = simulations.Duration(time.Duration(perDownload * float64(c.hosts) / float64(c.cores) * 1e9))
+			}
+		}
+		sim := validateSimRuns(t, sc, st, c.seeds)
 		rows := []validateRow{
-			{"origin copies", realOrigin / bytes, sim.origin / bytes},
+			{"origin chunk copies", ot.chunkBytes / bytes, sim.origin / bytes},
+			{"origin copies (sent)", realOrigin / bytes, sim.origin / bytes},
 			{"makespan s", slices.Max(done), sim.makespan},
 			{"median completion s", median(done), sim.median},
 		}
 		load, _ := os.ReadFile("/proc/loadavg")
 		head := fmt.Sprintf("%s, %s (daemons %v, simulator %s, %d seeds): %d hosts, origin %d B/s, uploads %d B/s; the daemons kept %.3f copies; load %s; real run %.0fs",
-			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(t0).Seconds())
+			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(real.t0).Seconds())
+		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, provider_delay %s, find_interval %s, packages.overhead %s (%d cores)",
+			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Policy.ProviderDelay), time.Duration(sc.Policy.FindInterval), time.Duration(sc.Packages.Overhead), c.cores)
+		if c.measured {
+			free := c.scenario(t)
+			free.PackageSize, free.Packages = sc.PackageSize, sc.Packages
+			free.Packages.Overhead = simulations.Duration(c.overhead)
+			f := validateSimRuns(t, free, st, c.seeds)
+			head += fmt.Sprintf("\nsimulator without the measured terms: origin copies %.3f, makespan %.3fs, median completion %.3fs", f.origin/bytes, f.makespan, f.median)
+		}
 		table, missed := validateTable(head, rows)
 		t.Logf("\n%s", table)
 		for _, s := range missed {
@@ -161,14 +217,36 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		all.WriteString(table + "\n")
 	}
 	if c.out != "" {
-		if err := os.MkdirAll(c.out, 0o755); err != nil {
-			t.Fatal(err)
-		}
 		name := filepath.Join(c.out, strings.NewReplacer(" ", "-", ",", "").Replace(title)+".txt")
 		if err := os.WriteFile(name, []byte(all.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// originTimes reads the origin's log at logPath for the responses since
+// t0 (the log's lines are written as responses end; a second lets the
+// last ones reach the file).
+func (c simvalConfig) originTimes(t *testing.T, logPath string, t0 time.Time, repoDir string) originTimes {
+	t.Helper()
+	t1 := time.Now()
+	time.Sleep(time.Second)
+	f, err := os.Open(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	o, err := readOriginLog(f, t0, t1, func(p string) int64 {
+		fi, err := os.Stat(filepath.Join(repoDir, filepath.FromSlash(p)))
+		if err != nil {
+			t.Fatalf("origin log: %s: %v", p, err)
+		}
+		return fi.Size()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 // TestValidateCrowd: the flash crowd of issue 23, daemons and simulator.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -175,6 +176,23 @@ func validateSimRuns(t *testing.T, sc simulations.Scenario, st simulations.Strat
 // daemons are stopped before it returns.
 func validateRealRun(t *testing.T, hosts int, url, root, pkg string, extra []string) ([]float64, float64) {
 	t.Helper()
+	r := validateRealRunAt(t, hosts, url, root, pkg, extra)
+	return r.done, r.kept
+}
+
+// realRun is what validateRealRunAt measured.
+type realRun struct {
+	done []float64 // each host's completion, seconds from t0
+	kept float64   // bytes the daemons kept from the origin
+	t0   time.Time // when the fetches started
+	// cpu: CPU seconds (user and system) the daemons used from t0 until
+	// the last fetch ended.
+	cpu float64
+}
+
+// validateRealRunAt is validateRealRun returning a realRun.
+func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []string) realRun {
+	t.Helper()
 	datas := make([]string, hosts)
 	procs := make([]*daemonProc, hosts)
 	for i := range datas {
@@ -217,6 +235,7 @@ func validateRealRun(t *testing.T, hosts int, url, root, pkg string, extra []str
 	done := make([]float64, hosts)
 	errs := make([]error, hosts)
 	var wg sync.WaitGroup
+	cpu0 := procsCPU(procs)
 	t0 := time.Now()
 	for i, d := range datas {
 		wg.Add(1)
@@ -227,6 +246,7 @@ func validateRealRun(t *testing.T, hosts int, url, root, pkg string, extra []str
 		}()
 	}
 	wg.Wait()
+	cpu := procsCPU(procs) - cpu0
 	var origin float64
 	for i, d := range datas {
 		if errs[i] != nil {
@@ -238,8 +258,39 @@ func validateRealRun(t *testing.T, hosts int, url, root, pkg string, extra []str
 		}
 		origin += float64(st.BytesFromOrigin)
 	}
-	return done, origin
+	return realRun{done: done, kept: origin, t0: t0, cpu: cpu}
 }
+
+// procsCPU returns the CPU seconds (utime + stime in /proc/PID/stat) the
+// running daemons of procs used so far; NaN where there is no /proc.
+func procsCPU(procs []*daemonProc) float64 {
+	var sum float64
+	for _, p := range procs {
+		if p == nil || p.cmd.Process == nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			return math.NaN()
+		}
+		// The fields after the command name (which may hold spaces):
+		// state is field 3, utime 14 and stime 15.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			return math.NaN()
+		}
+		u, err1 := strconv.ParseFloat(f[11], 64)
+		k, err2 := strconv.ParseFloat(f[12], 64)
+		if err1 != nil || err2 != nil {
+			return math.NaN()
+		}
+		sum += (u + k) / clockTicks
+	}
+	return sum
+}
+
+// clockTicks is the kernel's USER_HZ, 100 on Linux.
+const clockTicks = 100
 
 // writtenBytes returns what process pid has handed to write(2) and send(2)
 // so far (wchar in /proc/PID/io); the test is skipped where there is none.

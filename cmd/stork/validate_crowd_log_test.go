@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serveProcLogged is serveProc with the repository server's request log
+// (debug level, JSON) written to logPath: one line per response, at its
+// end, with its path (metadata/, manifests/CID, chunks/CID).
+func serveProcLogged(t *testing.T, dir, logPath string, extra ...string) (string, *os.Process) {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	args := append([]string{"--log-level", "debug", "--log-format", "json", "repo", "serve", "--dir", dir, "--listen", "127.0.0.1:0"}, extra...)
+	cmd := exec.Command(storkBin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case line <- sc.Text():
+			default:
+			}
+		}
+	}()
+	select {
+	case l := <-line:
+		i := strings.Index(l, "http://")
+		if i < 0 {
+			t.Fatalf("repo serve printed %q, want a URL", l)
+		}
+		return l[i:], cmd.Process
+	case <-time.After(20 * time.Second):
+		t.Fatal("repo serve did not start within 20s")
+	}
+	return "", nil
+}
+
+// originRequest is one line of the server's request log.
+type originRequest struct {
+	Time   time.Time `json:"time"`
+	Msg    string    `json:"msg"`
+	Path   string    `json:"path"`
+	Status int       `json:"status"`
+}
+
+// originTimes is what the origin's log says of one real run: seconds from
+// the fetches' start to the end of responses.
+type originTimes struct {
+	manifests, chunks int     // responses with status 200
+	chunkBytes        float64 // the chunks' sizes, summed over responses
+	firstManifest     float64 // the first manifests/ response
+	// medianManifest: the median manifests/ response. Each host asks
+	// the origin for each package's manifest once, when its fetch has
+	// resolved the package (metadata/) and before it asks for a chunk.
+	medianManifest float64
+	firstChunk     float64 // the first chunks/ response
+	medianChunk    float64 // the median chunks/ response
+	// medianFirstChunk: over the chunks, the median of each chunk's
+	// first response (with many packages: when packages start flowing).
+	medianFirstChunk float64
+}
+
+// readOriginLog reads the responses of log r that ended in [t0, t1];
+// size gives a chunk's size from its path.
+func readOriginLog(r io.Reader, t0, t1 time.Time, size func(path string) int64) (originTimes, error) {
+	var o originTimes
+	var chunks, firsts, manifests []float64
+	first := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	o.firstManifest, o.firstChunk = -1, -1
+	for sc.Scan() {
+		var q originRequest
+		if json.Unmarshal(sc.Bytes(), &q) != nil || q.Msg != "request" || q.Status != 200 {
+			continue
+		}
+		if q.Time.Before(t0) || q.Time.After(t1) {
+			continue
+		}
+		at := q.Time.Sub(t0).Seconds()
+		switch {
+		case strings.HasPrefix(q.Path, "/manifests/"):
+			o.manifests++
+			manifests = append(manifests, at)
+			if o.firstManifest < 0 {
+				o.firstManifest = at
+			}
+		case strings.HasPrefix(q.Path, "/chunks/"):
+			o.chunks++
+			o.chunkBytes += float64(size(q.Path))
+			chunks = append(chunks, at)
+			if o.firstChunk < 0 {
+				o.firstChunk = at
+			}
+			if _, ok := first[q.Path]; !ok {
+				first[q.Path] = at
+				firsts = append(firsts, at)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return o, fmt.Errorf("origin log: %w", err)
+	}
+	if len(manifests) > 0 {
+		o.medianManifest = median(manifests)
+	}
+	if len(chunks) > 0 {
+		slices.Sort(chunks)
+		o.medianChunk = median(chunks)
+		o.medianFirstChunk = median(firsts)
+	}
+	return o, nil
+}
+
+// String is the times as one line of the table's notes.
+func (o originTimes) String() string {
+	return fmt.Sprintf("origin log: %d manifest and %d chunk responses (%.0f chunk bytes); first manifest %.3fs, median manifest %.3fs, first chunk %.3fs, median chunk %.3fs, median of each chunk's first %.3fs after the fetches started",
+		o.manifests, o.chunks, o.chunkBytes, o.firstManifest, o.medianManifest, o.firstChunk, o.medianChunk, o.medianFirstChunk)
+}

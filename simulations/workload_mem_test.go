@@ -1,0 +1,193 @@
+package simulations
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// runWorkloadKeep runs sc's workload (sc has its defaults) and returns
+// the run, its result and the heap bytes the run still holds at its end;
+// keep: no package is released (as before release existed).
+func runWorkloadKeep(t testing.TB, sc Scenario, st Strategy, keep bool) (*workloadRun, *Result, uint64) {
+	t.Helper()
+	sizes, err := WorkloadSizes(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	w := newWorkload(sc, st, sizes)
+	w.keep = keep
+	if err := w.run(nil); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	held := uint64(0)
+	if after.HeapAlloc > before.HeapAlloc {
+		held = after.HeapAlloc - before.HeapAlloc
+	}
+	r := w.result(sizes)
+	runtime.KeepAlive(w)
+	return w, r, held
+}
+
+// TestWorkloadReleasesFinishedPackages: a package every host has, with no
+// event or flow left, keeps only its result (sim.release), and the run's
+// result is the same as when every package keeps its state to the end;
+// what the run holds per host and package at its end is less than half
+// of what it held then (on main every package kept its hosts,
+// sessions and have-maps to the end).
+func TestWorkloadReleasesFinishedPackages(t *testing.T) {
+	sc := workload(SwarmCoop)
+	sc.Hosts = 100
+	sc.Packages.Count = 60
+	sc = sc.withDefaults()
+	for _, st := range []Strategy{SwarmCoop, Swarm, OriginPerHost} {
+		t.Run(string(st), func(t *testing.T) {
+			w, r, held := runWorkloadKeep(t, sc, st, false)
+			_, rk, heldKeep := runWorkloadKeep(t, sc, st, true)
+			released := 0
+			for k, s := range w.sims {
+				switch {
+				case s.res != nil:
+					released++
+					if s.hosts != nil || s.sessionsHeld() != 0 {
+						t.Fatalf("package %d released but holds its hosts", k)
+					}
+				case k > 0 && w.e.pend[k] == 0:
+					t.Errorf("package %d: finished with nothing pending, not released", k)
+				}
+			}
+			if w.sims[0].res != nil {
+				t.Errorf("package 0 released: its origin samples run to the end")
+			}
+			if released < len(w.sims)/2 {
+				t.Errorf("%d of %d packages released, want most", released, len(w.sims))
+			}
+			if d := resultDiff(r, rk); d != "" {
+				t.Errorf("results differ with and without release: %s", d)
+			}
+			hp := float64(sc.Hosts * sc.Packages.Count)
+			t.Logf("%s: held at the end %.0f B per host-package released, %.0f kept", st, float64(held)/hp, float64(heldKeep)/hp)
+			if st != OriginPerHost && float64(held) > float64(heldKeep)/2 {
+				t.Errorf("held %d B at the end, want under half the %d B held without release", held, heldKeep)
+			}
+		})
+	}
+}
+
+// resultDiff names the first figure in which a and b differ ("" none).
+func resultDiff(a, b *Result) string {
+	if sa, sb := fmt.Sprintf("%v", *a), fmt.Sprintf("%v", *b); sa == sb {
+		return ""
+	}
+	va, vb := reflect.ValueOf(*a), reflect.ValueOf(*b)
+	for i := range va.NumField() {
+		fa, fb := fmt.Sprintf("%v", va.Field(i).Interface()), fmt.Sprintf("%v", vb.Field(i).Interface())
+		if fa != fb {
+			if len(fa) > 200 {
+				for k := range min(len(fa), len(fb)) {
+					if fa[k] != fb[k] {
+						fa, fb = fa[max(0, k-80):min(len(fa), k+80)], fb[max(0, k-80):min(len(fb), k+80)]
+						break
+					}
+				}
+			}
+			return fmt.Sprintf("%s: %s against %s", va.Type().Field(i).Name, fa, fb)
+		}
+	}
+	return "?"
+}
+
+// sessionsHeld counts the sessions s's hosts hold.
+func (s *sim) sessionsHeld() int {
+	n := 0
+	for h := range s.hosts {
+		n += len(s.hosts[h].sess)
+	}
+	return n
+}
+
+// BenchmarkWorkloadMemory: the upgrade (300 packages of Debian's sizes,
+// simulations/testdata/upgrade.json) at 100 and 1,000 hosts with
+// swarm-coop; reports the peak heap (runtime HeapInuse, sampled every
+// 2^20 events and at the end) per host and package, the figure that
+// decides whether 10,000 hosts × 300 packages fit:
+//
+//	go test -run '^$' -bench WorkloadMemory -benchtime 1x ./simulations/
+func BenchmarkWorkloadMemory(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
+			if n > 100 && testing.Short() {
+				b.Skip("1,000 hosts: a minute")
+			}
+			sc, err := LoadScenario("testdata/upgrade.json")
+			if err != nil {
+				b.Fatal(err)
+			}
+			sc.Packages.Sizes = "testdata/debian12-main-sizes.tsv"
+			sc.Hosts = n
+			var peak uint64
+			for b.Loop() {
+				r, err := RunMeasured(sc, SwarmCoop)
+				if err != nil {
+					b.Fatal(err)
+				}
+				peak = max(peak, r.PeakHeap)
+			}
+			b.ReportMetric(float64(peak)/float64(n*sc.Packages.Count), "peak-B/host-package")
+			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+		})
+	}
+}
+
+// TestAppendReportSection: a workload's section goes after the report
+// WriteReport wrote, with the command that appends it and one row per
+// run; the report before it is unchanged.
+func TestAppendReportSection(t *testing.T) {
+	t.Parallel()
+	sc := small()
+	sc.PackageSize = 4 << 20
+	res, err := Sweep(SweepConfig{Scenario: sc, Hosts: []int{5}, Strategies: []Strategy{Swarm}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rep := filepath.Join(dir, "REPORT.md")
+	if err := WriteReport(rep, filepath.Join(dir, "report"), res, ReportInfo{Command: "sweep one", Scenario: sc}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(rep)
+	wl := workload(SwarmCoop)
+	wl.Name = "upgrade"
+	wl.Packages.Count = 8
+	up, err := Sweep(SweepConfig{Scenario: wl, Hosts: []int{6, 12}, Strategies: []Strategy{OriginPerHost, SwarmCoop}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := AppendReportSection(rep, up, ReportInfo{Command: "sweep upgrade", Scenario: wl}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.ReadFile(rep)
+	if !bytes.HasPrefix(after, before) {
+		t.Fatalf("the report before the section changed")
+	}
+	sec := string(after[len(before):])
+	for _, want := range []string{"\n## The upgrade workload\n", "Appended by `sweep upgrade`", "Every host fetches 8 packages", "| 6 | 8 | origin-per-host |", "| 12 | 8 | swarm-coop |", "\"count\": 8"} {
+		if !strings.Contains(sec, want) {
+			t.Errorf("section lacks %q:\n%s", want, sec)
+		}
+	}
+	if err := AppendReportSection(filepath.Join(dir, "none.md"), up, ReportInfo{Scenario: wl}); err == nil {
+		t.Errorf("appending to a missing report: nil error")
+	}
+}
