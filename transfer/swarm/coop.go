@@ -118,12 +118,19 @@ func (d *download) fetchersBefore(i int) []PeerID {
 	return d.fetchers.Before(d.keys[i], maxPullRanks, nil)
 }
 
-// pullFetchers asks chunk i's fetchers for it, in rank order: done once
-// one delivered it (or the download no longer wants it). It returns the
+// pullFetchers asks chunk i's fetchers for it, in rank order, unless
+// this host fetched it from the origin for peers lately: done once one
+// delivered it (or the download no longer wants it). It returns the
 // error to handle as the origin's when a fetcher answered for the origin
 // (the chunk is missing there), nil when every fetcher refused, failed or
 // could not reach the origin and we should ask the origin ourselves.
 func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (bool, error) {
+	if data := d.s.pulledChunk(d.pkg.refs[i]); data != nil {
+		// Fetched from the origin for a peer before this download began:
+		// no fetcher need be asked, nor the origin again.
+		d.deliver(i, policy.OriginPeer, data, sent)
+		return true, nil
+	}
 	d.mu.Lock()
 	before := d.fetchersBefore(i)
 	var flags byte
