@@ -173,71 +173,98 @@ func pullRaw(t *testing.T, mn *transfertest.MemNode, f swarm.PeerID, manifest ci
 }
 
 // What one asker can make a fetcher fetch from the origin before the
-// fetcher has confirmed the chunks' package is bounded: with the
-// package's resolution held, 16 MiB of 1 MiB chunks are fetched and
-// served, the 17th is not fetched (its request waits for the package,
-// which the held resolution does not give in time: refused), and the
-// origin sends 16 MiB.
+// fetcher has confirmed the chunks' package is bounded: 16 MiB of 1 MiB
+// chunks are fetched and served, the 17th is not fetched (its request
+// waits for the package, which the fetcher does not resolve in time, or
+// cannot: refused), and the origin sends 16 MiB. The bytes of a package
+// the fetcher cannot resolve stay counted once its resolution failed.
 func TestSwarmPullThroughUnconfirmedBytesBounded(t *testing.T) {
 	p := newTestPackage(t, 32, 1<<20, 20<<20)
-	c := newCluster(t, transfertest.LinkShape{})
-	res := &heldResolver{repo: c.repo, release: make(chan struct{})}
-	defer close(res.release)
-	origin := newSwarmOrigin(p, 0, 0)
-	f := c.add("fetcher", origin, func(cfg *swarm.Config) {
-		cfg.Manifests = res
-		cfg.RequestTimeout = 300 * time.Millisecond
-	})
-	h := c.net.Node("asker", nil)
-	refs := p.m.ChunkRefs()
-	const budget = 16
-	for i := range budget + 1 {
-		code, n := pullRaw(t, h, f.id, p.c, i, refs[i])
-		served := code == 1 && n == int(refs[i].Length)
-		if i < budget && !served {
-			t.Fatalf("request %d: status %d, %d bytes; want the chunk", i, code, n)
-		}
-		if i == budget && served {
-			t.Fatalf("request %d, past 16 MiB unconfirmed: served", i)
-		}
-	}
-	if got := origin.bytes.Load(); got != budget<<20 {
-		t.Errorf("origin sent %d bytes for unconfirmed requests, want %d", got, budget<<20)
+	for _, tc := range []struct {
+		name     string
+		resolver func(c *cluster) (swarm.ManifestResolver, func())
+	}{
+		{"resolution held", func(c *cluster) (swarm.ManifestResolver, func()) {
+			r := &heldResolver{repo: c.repo, release: make(chan struct{})}
+			return r, func() { close(r.release) }
+		}},
+		{"not published", func(*cluster) (swarm.ManifestResolver, func()) {
+			return &countingResolver{}, func() {}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, transfertest.LinkShape{})
+			res, release := tc.resolver(c)
+			defer release()
+			origin := newSwarmOrigin(p, 0, 0)
+			f := c.add("fetcher", origin, func(cfg *swarm.Config) {
+				cfg.Manifests = res
+				cfg.RequestTimeout = 300 * time.Millisecond
+			})
+			h := c.net.Node("asker", nil)
+			refs := p.m.ChunkRefs()
+			const budget = 16
+			for i := range budget + 1 {
+				code, n := pullRaw(t, h, f.id, p.c, i, refs[i])
+				served := code == 1 && n == int(refs[i].Length)
+				if i < budget && !served {
+					t.Fatalf("request %d: status %d, %d bytes; want the chunk", i, code, n)
+				}
+				if i == budget && served {
+					t.Fatalf("request %d, past 16 MiB unconfirmed: served", i)
+				}
+			}
+			if got := origin.bytes.Load(); got != budget<<20 {
+				t.Errorf("origin sent %d bytes for unconfirmed requests, want %d", got, budget<<20)
+			}
+		})
 	}
 }
 
-// An asker whose chunk the fetcher cannot confirm (its package is not
-// published in the fetcher's metadata) gets no more origin fetches
-// before confirmation: after the first request's confirmation fails,
-// its requests for other chunks are refused without asking the origin.
+// An asker that named a chunk which is not the one its package has at
+// that index gets no more origin fetches before confirmation: once the
+// fetcher has resolved the package and found the lie, the asker's
+// requests for chunks of a package the fetcher does not know are
+// refused without asking the origin.
 func TestSwarmPullThroughRefutedAskerStruck(t *testing.T) {
-	p := newTestPackage(t, 33, 64<<10, 40*64<<10)
+	p := newTestPackage(t, 33, 64<<10, 2*64<<10)
+	other := newTestPackage(t, 35, 64<<10, 40*64<<10)
 	c := newCluster(t, transfertest.LinkShape{})
-	res := &countingResolver{}
-	origin := newSwarmOrigin(p, 0, 0)
-	f := c.add("fetcher", origin, func(cfg *swarm.Config) { cfg.Manifests = res })
+	c.repo.Publish(p.c, p.m)
+	chunks := map[cid.Cid][]byte{}
+	for _, q := range []*testPackage{p, other} {
+		for k, v := range q.chunks {
+			chunks[k] = v
+		}
+	}
+	origin := newSwarmOrigin(&testPackage{chunks: chunks}, 0, 0)
+	f := c.add("fetcher", origin, nil)
 	h := c.net.Node("asker", nil)
-	refs := p.m.ChunkRefs()
-	// The first is fetched; its confirmation ends at once but runs
-	// beside the answer: a few more may be fetched before it has.
+	// Chunk 1 named as chunk 0: fetched (it is a chunk), then refuted.
+	if code, _ := pullRaw(t, h, f.id, p.c, 0, p.m.ChunkRefs()[1]); code != 1 {
+		t.Fatalf("first request: status %d, want the chunk", code)
+	}
+	// The refutation runs beside the answer: a few requests may be
+	// fetched before it lands.
+	refs := other.m.ChunkRefs()
 	refused := -1
 	for i := range refs {
-		if code, _ := pullRaw(t, h, f.id, p.c, i, refs[i]); code != 1 {
+		if code, _ := pullRaw(t, h, f.id, other.c, i, refs[i]); code != 1 {
 			refused = i
 			break
 		}
 	}
-	if refused < 1 {
-		t.Fatalf("first refused request: %d; want one after the first", refused)
+	if refused < 0 {
+		t.Fatalf("every request after the refuted one was served")
 	}
 	before := origin.reqs.Load()
 	for i := refused + 1; i < min(refused+4, len(refs)); i++ {
-		if code, _ := pullRaw(t, h, f.id, p.c, i, refs[i]); code == 1 {
-			t.Errorf("request %d after the strike: served", i)
+		if code, _ := pullRaw(t, h, f.id, other.c, i, refs[i]); code == 1 {
+			t.Errorf("request %d after the refutation: served", i)
 		}
 	}
 	if got := origin.reqs.Load(); got != before {
-		t.Errorf("origin asked %d times after the strike, want 0", got-before)
+		t.Errorf("origin asked %d times after the refutation, want 0", got-before)
 	}
 }
 
