@@ -133,7 +133,8 @@
 // have-map is known already: a host arriving late takes the chunk from
 // those that came before. A chunk a peer comes to have (its Have or
 // have-map) while an origin request for it is open is taken from the
-// peer: the request is cancelled (pullsOvertaken). A fetcher that cannot be reached, or says
+// peer: the request is cancelled (pullsOvertaken), unless the fetcher
+// has started sending it. A fetcher that cannot be reached, or says
 // nothing for pullIdle (it sends a keepalive every pullKeepalive while it
 // works), or keeps working without sending the chunk for pullClaim, or
 // answers that it cannot reach the origin (its site may be cut off from

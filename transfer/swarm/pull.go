@@ -137,10 +137,11 @@ func (s *Swarm) pullClaim() time.Duration {
 	return 2 * max(s.cfg.RequestTimeout, time.Second)
 }
 
-// pull asks fetcher `from` for chunk i (ref) of manifest, calling heard
-// once `from` first shows a sign of life. The chunk it returns is not
-// verified yet. The caller holds one of from's askSlots.
-func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte, heard func()) ([]byte, error) {
+// pull asks fetcher `from` for chunk i (ref) of manifest, calling
+// heard(false) once `from` first answers, and heard(true) when it starts
+// sending the chunk. The chunk it returns is not verified yet. The
+// caller holds one of from's askSlots.
+func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte, heard func(sending bool)) ([]byte, error) {
 	pn, _ := s.cfg.Network.(PullNetwork)
 	if pn == nil {
 		return nil, errPullRefused
@@ -163,10 +164,14 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
 	var once sync.Once
-	data, err := readPull(st, manifest, i, flags, ref, func() {
-		once.Do(heard)
-		watch.Reset(idle)
-	}, func() { claim.Stop() })
+	data, err := readPull(st, manifest, i, flags, ref, func() { watch.Reset(idle) }, func(sending bool) {
+		if sending {
+			claim.Stop()
+			heard(true)
+			return
+		}
+		once.Do(func() { heard(false) })
+	})
 	if err != nil {
 		st.Reset()
 		if ctx.Err() != nil {
@@ -200,9 +205,12 @@ func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
 }
 
 // readPull writes the request for chunk i (ref) of manifest and reads
-// the answer (calling alive on every sign of life, and sending once the
-// chunk starts); the chunk must be ref.Length bytes long.
-func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, alive, sending func()) ([]byte, error) {
+// the answer, calling alive on every sign of life, and status on every
+// status byte (sending: pullOK, the chunk starts) but a pullWorking
+// followed at once by more (a fetcher that had the chunk, or its answer,
+// at hand: its working and its answer are one); the chunk must be
+// ref.Length bytes long.
+func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, alive func(), status func(sending bool)) ([]byte, error) {
 	length := ref.Length
 	mb := manifest.Bytes()
 	req := binary.AppendUvarint(nil, uint64(len(mb)))
@@ -221,6 +229,9 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.Chunk
 		b, err := br.ReadByte()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errPullSilent, err)
+		}
+		if b != pullWorking || br.Buffered() == 0 {
+			status(b == pullOK)
 		}
 		switch b {
 		case pullWorking:
@@ -245,7 +256,6 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.Chunk
 			}
 			return nil, &askOtherError{peer: PeerID(id)}
 		case pullOK:
-			sending()
 		default:
 			return nil, protoErr("pull status %d", b)
 		}

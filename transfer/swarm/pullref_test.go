@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -311,5 +312,79 @@ func TestSwarmPullThroughFetcherUsesWhatItFetched(t *testing.T) {
 	}
 	if copies := float64(origin.bytes.Load()) / float64(p.size); copies != 1 {
 		t.Errorf("origin sent %.2f copies, want 1", copies)
+	}
+}
+
+// A pull-through request whose fetcher has started sending the chunk is
+// not cancelled when a peer comes to have the chunk: the bytes on their
+// way are not lost, and the chunk does not wait for the peer's upload.
+// The fetcher here sends all of the chunk but its last byte at once, and
+// the rest once the asker has had a session with a seeder (which uploads
+// slowly) for 1 s, unless the asker reset the stream meanwhile; the
+// asker takes the chunk from the fetcher. Today's asker cancelled the
+// request once the seeder's have-map arrived.
+func TestSwarmPullThroughSendingNotOvertaken(t *testing.T) {
+	p := newTestPackage(t, 36, 1<<20, 1<<20)
+	data := p.chunks[p.m.UniqueChunks()[0].CID]
+	key := policy.ChunkKey(p.m.UniqueChunks()[0].CID.Bytes())
+	names := rankedNames(t, key, "f", "s", "a")
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 0)
+	connected := make(chan struct{})
+	var once sync.Once
+	var reset atomic.Bool
+	fn := c.net.Node(swarm.PeerID(names[0]), nil)
+	fn.SetPullHandler(func(from swarm.PeerID, st swarm.Stream) {
+		defer st.Close()
+		msg := binary.AppendUvarint([]byte{1}, uint64(len(data))) // pullOK
+		if _, err := st.Write(append(msg, data[:len(data)-1]...)); err != nil {
+			reset.Store(true)
+			return
+		}
+		// The asker's reset, seen as the end of its request stream.
+		gone := make(chan struct{})
+		go func() {
+			defer close(gone)
+			_, _ = io.Copy(io.Discard, st)
+		}()
+		for _, wait := range []<-chan struct{}{connected, nil} {
+			t := time.NewTimer(10 * time.Second)
+			if wait == nil {
+				t.Reset(time.Second)
+			}
+			select {
+			case <-gone:
+				reset.Store(true)
+				t.Stop()
+				return
+			case <-wait:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		if _, err := st.Write(data[len(data)-1:]); err != nil {
+			reset.Store(true)
+		}
+	})
+	s := c.add(names[1], origin, func(cfg *swarm.Config) { cfg.UploadRate = 64 << 10 })
+	s.seed(p)
+	s.mn.SetHandler(func(from swarm.PeerID, st swarm.Stream) {
+		if from == swarm.PeerID(names[2]) {
+			once.Do(func() { close(connected) })
+		}
+		s.swarm.HandleStream(from, st)
+	})
+	a := c.add(names[2], origin, func(cfg *swarm.Config) { cfg.RequestTimeout = 10 * time.Second })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := a.download(ctx, p); err != nil {
+		t.Fatalf("asker: Download: %v", err)
+	}
+	checkCopy(t, a, p)
+	if reset.Load() {
+		t.Errorf("the asker cancelled the request of the fetcher sending the chunk")
+	}
+	if got := a.swarm.Stats().Peers[swarm.PeerID(names[0])].Downloaded; got != p.size {
+		t.Errorf("the asker took %d bytes from the fetcher, want the chunk's %d", got, p.size)
 	}
 }
