@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,6 +77,9 @@ type converger struct {
 	st      ConvergeStatus
 	vms     map[string]VMConvergence
 	managed managedSet
+	// saved is the managed set as converge.json holds it: a pass that
+	// changed nothing does not write it again.
+	saved []byte
 }
 
 // managedSet is, per VM, the package names that convergence installed
@@ -97,27 +101,47 @@ func newConverger(dataDir string, poll time.Duration) (*converger, error) {
 	if err := json.Unmarshal(b, &c.managed); err != nil {
 		return nil, fmt.Errorf("convergence state %s: %w", managedPath(dataDir), err)
 	}
+	c.saved = b
 	return c, nil
 }
 
 func managedPath(dataDir string) string { return filepath.Join(dataDir, "converge.json") }
 
-// saveManaged writes the managed set, replacing the file in one rename.
+// saveManaged writes the managed set, replacing the file in one rename
+// (synced first, so that a crash leaves the old set or the new one), unless
+// the file holds it already.
 func (d *Daemon) saveManaged() error {
 	d.conv.mu.Lock()
 	b, err := json.Marshal(d.conv.managed)
+	same := bytes.Equal(b, d.conv.saved)
 	d.conv.mu.Unlock()
-	if err != nil {
+	if err != nil || same {
 		return err
 	}
 	p := managedPath(d.cfg.DataDir)
-	if err := os.WriteFile(p+".tmp", b, 0o600); err != nil {
+	if err := writeFileSync(p+".tmp", b, 0o600); err != nil {
 		return fmt.Errorf("convergence state: %w", err)
 	}
 	if err := os.Rename(p+".tmp", p); err != nil {
 		return fmt.Errorf("convergence state: %w", err)
 	}
+	d.conv.mu.Lock()
+	d.conv.saved = b
+	d.conv.mu.Unlock()
 	return nil
+}
+
+// writeFileSync is os.WriteFile followed by an fsync of the file.
+func writeFileSync(name string, b []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
 }
 
 // kick asks for a pass soon; a kick while one is pending is one kick.

@@ -292,6 +292,32 @@ func TestConvergePolls(t *testing.T) {
 	waitHas(t, c, "v1", []string{"a@1.0.0"}, 30*time.Second)
 	o.publish(t, "a", "2.0.0", map[string]int{"a": 100})
 	waitHas(t, c, "v1", []string{"a@2.0.0"}, 30*time.Second)
+
+	// Passes that change nothing leave converge.json alone.
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(managedPath(st.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := st.Converge.LastPass
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := c.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Converge.LastPass.After(since.Add(300 * time.Millisecond)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no convergence pass within 30s")
+		}
+	}
+	if after, err := os.Stat(managedPath(st.DataDir)); err != nil || !os.SameFile(before, after) {
+		t.Errorf("converge.json was written again by passes that changed nothing (err %v)", err)
+	}
 }
 
 // A group policy whose delegated role expired is refused: the VMs of that

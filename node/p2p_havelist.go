@@ -123,24 +123,40 @@ func (p *P2P) announced(manifest cid.Cid) bool {
 }
 
 // startHaveList starts sending our have-list to id unless a sender to it
-// runs already.
+// runs already; then that sender is followed by a new one when it ends
+// (a peer that reconnects at once is identified again while the sender
+// on its old connection has not yet seen that connection close, and the
+// peer forgets our list with the old stream).
 func (p *P2P) startHaveList(id peer.ID) {
 	p.mu.Lock()
-	if p.closed || p.haveOut[id] {
-		p.mu.Unlock()
+	defer p.mu.Unlock()
+	if p.closed {
 		return
 	}
-	p.haveOut[id] = true
+	if _, running := p.haveOut[id]; running {
+		p.haveOut[id] = true
+		return
+	}
+	p.haveOut[id] = false
 	p.wg.Add(1)
-	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		err := p.sendHaveList(id)
-		p.mu.Lock()
-		delete(p.haveOut, id)
-		p.mu.Unlock()
-		if err != nil && p.ctx.Err() == nil {
-			p.log.Debug("have-list stream ended", "peer", id.String(), "err", err)
+		for {
+			err := p.sendHaveList(id)
+			if err != nil && p.ctx.Err() == nil {
+				p.log.Debug("have-list stream ended", "peer", id.String(), "err", err)
+			}
+			p.mu.Lock()
+			again := p.haveOut[id] && !p.closed
+			if !again {
+				delete(p.haveOut, id)
+			} else {
+				p.haveOut[id] = false
+			}
+			p.mu.Unlock()
+			if !again {
+				return
+			}
 		}
 	}()
 }

@@ -191,6 +191,51 @@ func TestP2PHaveListRefused(t *testing.T) {
 	}
 }
 
+// TestP2PHaveListAfterQuickReconnect: a peer identified again while our
+// sender to it still runs on the old connection gets a new sender once
+// the old one ends, so it learns our list again (it forgets the list with
+// the old stream). The old stream's end is a reset by the receiver.
+func TestP2PHaveListAfterQuickReconnect(t *testing.T) {
+	t.Parallel()
+	a := testP2P(t, nil)
+	b := testP2P(t, nil, a)
+	aid, _ := peer.Decode(string(a.ID()))
+	bid, _ := peer.Decode(string(b.ID()))
+	c := testCID(t, "held by a")
+	if err := a.Provide(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	listed := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if ids, _, _ := b.listedBy(string(c.Hash())); len(ids) == 1 && ids[0] == aid {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("b does not list a as holding the package %s", what)
+			}
+		}
+	}
+	listed("at first")
+	a.startHaveList(bid) // b identified again: its sender is running
+	b.mu.Lock()
+	old := b.nbHave[aid]
+	b.mu.Unlock()
+	_ = old.s.Reset() // the old connection's stream ends
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b.mu.Lock()
+		nl := b.nbHave[aid]
+		b.mu.Unlock()
+		if nl != nil && nl != old {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a sent b no new have-list after the old stream ended")
+		}
+	}
+	listed("after the old stream ended")
+}
+
 // binaryFrame is a frame of body, or (n >= 0) only a header announcing n
 // bytes.
 func binaryFrame(n int, body []byte) []byte {

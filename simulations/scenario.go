@@ -388,7 +388,7 @@ func ParseSize(s string) (Size, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || v < 0 {
+	if err != nil || !(v >= 0) || math.IsInf(v*mult, 0) {
 		return 0, fmt.Errorf("size %q: want e.g. 1GiB, 512K, 1048576", s)
 	}
 	return Size(v * mult), nil
@@ -446,7 +446,7 @@ func ParseRate(s string) (Rate, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || v < 0 || math.IsInf(v, 0) {
+	if err != nil || !(v >= 0) || math.IsInf(v*mult, 0) {
 		return 0, bad
 	}
 	return Rate(v * mult / div), nil

@@ -43,3 +43,24 @@ func TestParseSizeDistErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSizeAndRate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		size float64 // -1: refused
+		rate float64 // -1: refused
+	}{
+		{"1GiB", 1 << 30, -1}, {"512K", 512 << 10, 512e3}, {"1048576", 1 << 20, 1 << 20},
+		{"100Mbps", -1, 12.5e6}, {"125MB/s", -1, 125e6},
+		{"NaN", -1, -1}, {"nanK", -1, -1}, {"-1", -1, -1}, {"1e308G", -1, -1}, {"Inf", -1, -1},
+	} {
+		sz, err := ParseSize(tc.in)
+		if (err == nil) != (tc.size >= 0) || (err == nil && float64(sz) != tc.size) {
+			t.Errorf("ParseSize(%q) = %v, %v; want %v (-1: an error)", tc.in, sz, err, tc.size)
+		}
+		r, err := ParseRate(tc.in)
+		if (err == nil) != (tc.rate >= 0) || (err == nil && float64(r) != tc.rate) {
+			t.Errorf("ParseRate(%q) = %v, %v; want %v (-1: an error)", tc.in, r, err, tc.rate)
+		}
+	}
+}

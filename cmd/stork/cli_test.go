@@ -103,6 +103,24 @@ func TestParseDuration(t *testing.T) {
 	}
 }
 
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"1048576", 1 << 20, true}, {"512K", 512 << 10, true}, {"1MiB", 1 << 20, true}, {"2g", 2 << 30, true},
+		{"-1", 0, false}, {"lots", 0, false}, {"9223372036854775807", 1<<63 - 1, true},
+		{"9999999999G", 0, false}, {"8589934592G", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
 func TestInterspersedFlags(t *testing.T) {
 	app := newApp(io.Discard, io.Discard)
 	tests := []struct {
