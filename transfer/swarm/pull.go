@@ -212,15 +212,7 @@ func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
 // ref.Length bytes long.
 func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, alive func(), status func(sending bool)) ([]byte, error) {
 	length := ref.Length
-	mb := manifest.Bytes()
-	req := binary.AppendUvarint(nil, uint64(len(mb)))
-	req = append(req, mb...)
-	req = binary.AppendUvarint(req, uint64(i))
-	req = append(req, flags|pullWithRef)
-	cb := ref.CID.Bytes()
-	req = binary.AppendUvarint(req, uint64(len(cb)))
-	req = append(req, cb...)
-	req = binary.AppendUvarint(req, uint64(ref.Length))
+	req := appendPullRequest(nil, pullRequest{manifest: manifest, index: i, flags: flags | pullWithRef, ref: ref})
 	if _, err := st.Write(req); err != nil {
 		return nil, fmt.Errorf("%w: %w", errPullSilent, err)
 	}
@@ -296,6 +288,23 @@ type pullRequest struct {
 	index    int
 	flags    byte
 	ref      metadata.ChunkRef
+}
+
+// appendPullRequest appends r's wire form to b; r.ref is written with
+// pullWithRef.
+func appendPullRequest(b []byte, r pullRequest) []byte {
+	mb := r.manifest.Bytes()
+	b = binary.AppendUvarint(b, uint64(len(mb)))
+	b = append(b, mb...)
+	b = binary.AppendUvarint(b, uint64(r.index))
+	b = append(b, r.flags)
+	if r.flags&pullWithRef == 0 {
+		return b
+	}
+	cb := r.ref.CID.Bytes()
+	b = binary.AppendUvarint(b, uint64(len(cb)))
+	b = append(b, cb...)
+	return binary.AppendUvarint(b, uint64(r.ref.Length))
 }
 
 // readPullRequest reads a request.
@@ -415,8 +424,9 @@ func (s *Swarm) sendPulled(ctx context.Context, p PeerID, w *pullWriter, data []
 // of packages this host holds, downloads or can resolve through
 // Config.Manifests are served (a chunk named by its CID is fetched before
 // its package is resolved, within pullref.go's bounds), and at most
-// maxPullsPerPeer requests per peer and maxPulls in all at once. It returns when the answer is sent;
-// call it from the network's stream-handler goroutine.
+// maxPullsPerPeer requests per peer and maxPulls in all at once. It
+// returns when the answer is sent; call it from the network's
+// stream-handler goroutine.
 func (s *Swarm) HandlePull(p PeerID, st Stream) {
 	s.mu.Lock()
 	if s.closed || s.cfg.NoPullThrough {
