@@ -43,8 +43,12 @@ type crowdResult struct {
 	inferred int
 	// late: the hosts that started after one host had the package;
 	// lateOrigin: those of them whose own download took bytes from the
-	// origin (not from their peers).
+	// origin (not from their peers; a fetcher that fetched a chunk for
+	// an earlier host counts too, its own copy of the chunk having come
+	// from the origin); lateCopies: the origin's chunk bytes sent after
+	// the first host had the package, in copies of it.
 	late, lateOrigin int
+	lateCopies       float64
 }
 
 // startCrowd starts hosts daemons, each bootstrapped with every one
@@ -95,6 +99,8 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 	var retried atomic.Int64
 	took := make([]time.Duration, len(nodes))
 	began := make([]time.Time, len(nodes))
+	var firstDone sync.Once
+	var atFirstDone int64
 	ended := make([]time.Time, len(nodes))
 	errs := make([]error, len(nodes))
 	start := time.Now()
@@ -135,6 +141,9 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 			}
 			took[k] = time.Since(t0)
 			ended[k] = time.Now()
+			if errs[k] == nil {
+				firstDone.Do(func() { atFirstDone = o.chunkBytes.Load() })
+			}
 		}()
 	}
 	wg.Wait()
@@ -152,6 +161,7 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 	return crowdResult{
 		late:       late,
 		lateOrigin: lateOrigin,
+		lateCopies: float64(o.chunkBytes.Load()-atFirstDone) / float64(size),
 		copies:     float64(o.chunkBytes.Load()-before) / float64(size),
 		all:        all,
 		mean:       sum / time.Duration(len(nodes)),
@@ -284,8 +294,8 @@ func BenchmarkFlashCrowd(b *testing.B) {
 				for _, coop := range order {
 					name := fmt.Sprintf("crowd-%s-%d-%d", sizeName(size), g, k)
 					r := runCrowd(b, origins[coop], meshes[coop], name, size, gap)
-					b.Logf("coop=%v %d hosts %s gap %v: origin copies %.2f, all done %.2fs, mean host %.2fs, origin's first copy sent %.2fs, %d of %d hosts starting after one had the package took bytes from the origin, %d hosts with an inferred site, %d fetches retried",
-						coop, hosts, sizeName(size), gap, r.copies, r.all.Seconds(), r.mean.Seconds(), r.first.Seconds(), r.lateOrigin, r.late, r.inferred, r.retried)
+					b.Logf("coop=%v %d hosts %s gap %v: origin copies %.2f, all done %.2fs, mean host %.2fs, origin's first copy sent %.2fs, %d of %d hosts starting after one had the package took bytes from the origin (origin copies sent after: %.2f), %d hosts with an inferred site, %d fetches retried",
+						coop, hosts, sizeName(size), gap, r.copies, r.all.Seconds(), r.mean.Seconds(), r.first.Seconds(), r.lateOrigin, r.late, r.lateCopies, r.inferred, r.retried)
 					sum := res[coop][key{size, gap}]
 					sum.copies = max(sum.copies, r.copies)
 					sum.all += r.all
