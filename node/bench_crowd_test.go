@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,14 @@ type crowdResult struct {
 	// loopback, a loaded machine's delays can make a cluster), for which
 	// cooperative fetching steps aside.
 	inferred int
+	// late: the hosts that started after one host had the package;
+	// lateOrigin: those of them whose own download took bytes from the
+	// origin (not from their peers; a fetcher that fetched a chunk for
+	// an earlier host counts too, its own copy of the chunk having come
+	// from the origin); lateCopies: the origin's chunk bytes sent after
+	// the first host had the package, in copies of it.
+	late, lateOrigin int
+	lateCopies       float64
 }
 
 // startCrowd starts hosts daemons, each bootstrapped with every one
@@ -80,11 +89,19 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 	// per minForcedRefresh: let the last scenario's refresh age.
 	time.Sleep(minForcedRefresh + 100*time.Millisecond)
 	before := o.chunkBytes.Load()
+	fromOrigin := make([]int64, len(nodes))
+	for k, n := range nodes {
+		fromOrigin[k] = n.status(tb).BytesFromOrigin
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
 	var retried atomic.Int64
 	took := make([]time.Duration, len(nodes))
+	began := make([]time.Time, len(nodes))
+	var firstDone sync.Once
+	var atFirstDone int64
+	ended := make([]time.Time, len(nodes))
 	errs := make([]error, len(nodes))
 	start := time.Now()
 	var first time.Duration
@@ -112,6 +129,7 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 			defer wg.Done()
 			time.Sleep(time.Duration(k) * gap)
 			t0 := time.Now()
+			began[k] = t0
 			_, errs[k] = n.c.Fetch(ctx, name, nil)
 			if errs[k] != nil && strings.Contains(errs[k].Error(), "not found in signed metadata") {
 				// A host once resolved the package from metadata that
@@ -122,6 +140,10 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 				_, errs[k] = n.c.Fetch(ctx, name, nil)
 			}
 			took[k] = time.Since(t0)
+			ended[k] = time.Now()
+			if errs[k] == nil {
+				firstDone.Do(func() { atFirstDone = o.chunkBytes.Load() })
+			}
 		}()
 	}
 	wg.Wait()
@@ -135,14 +157,34 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 		}
 		sum += took[k]
 	}
+	late, lateOrigin := lateHosts(tb, nodes, began, ended, fromOrigin)
 	return crowdResult{
-		copies:   float64(o.chunkBytes.Load()-before) / float64(size),
-		all:      all,
-		mean:     sum / time.Duration(len(nodes)),
-		first:    first,
-		inferred: inferredSites(tb, nodes),
-		retried:  int(retried.Load()),
+		late:       late,
+		lateOrigin: lateOrigin,
+		lateCopies: float64(o.chunkBytes.Load()-atFirstDone) / float64(size),
+		copies:     float64(o.chunkBytes.Load()-before) / float64(size),
+		all:        all,
+		mean:       sum / time.Duration(len(nodes)),
+		first:      first,
+		inferred:   inferredSites(tb, nodes),
+		retried:    int(retried.Load()),
 	}
+}
+
+// lateHosts counts the nodes that began after the first had ended, and
+// those of them whose BytesFromOrigin grew past from.
+func lateHosts(tb testing.TB, nodes []*bswNode, began, ended []time.Time, from []int64) (late, origin int) {
+	first := slices.MinFunc(ended, func(a, b time.Time) int { return a.Compare(b) })
+	for k, n := range nodes {
+		if !began[k].After(first) {
+			continue
+		}
+		late++
+		if n.status(tb).BytesFromOrigin > from[k] {
+			origin++
+		}
+	}
+	return late, origin
 }
 
 // inferredSites counts the nodes whose site is inferred.
@@ -198,8 +240,9 @@ func sizeName(n int64) string {
 // cooperative fetching origin copies <= 1.1 for every size and gap, and
 // at once a time to all done <= 1.2x today's policy. Both meshes are up
 // together and each scenario runs with one policy right after the other
-// (STORK_CROWD_REPEAT times, default once; the table sums the times), so
-// that a load that varies on a shared machine weighs on both alike.
+// (STORK_CROWD_REPEAT times, default once, alternating which runs first;
+// the table sums the times), so that a load that varies on a shared
+// machine weighs on both alike.
 func BenchmarkFlashCrowd(b *testing.B) {
 	hosts, repeat := 24, 1
 	if s := os.Getenv("STORK_CROWD_HOSTS"); s != "" {
@@ -242,11 +285,17 @@ func BenchmarkFlashCrowd(b *testing.B) {
 	for _, size := range sizes {
 		for g, gap := range gaps {
 			for k := range repeat {
-				for _, coop := range modes {
+				// Each repeat runs the policies in the other order: the
+				// one run second meets a machine the first has warmed.
+				order := slices.Clone(modes)
+				if k%2 == 1 {
+					slices.Reverse(order)
+				}
+				for _, coop := range order {
 					name := fmt.Sprintf("crowd-%s-%d-%d", sizeName(size), g, k)
 					r := runCrowd(b, origins[coop], meshes[coop], name, size, gap)
-					b.Logf("coop=%v %d hosts %s gap %v: origin copies %.2f, all done %.2fs, mean host %.2fs, origin's first copy sent %.2fs, %d hosts with an inferred site, %d fetches retried",
-						coop, hosts, sizeName(size), gap, r.copies, r.all.Seconds(), r.mean.Seconds(), r.first.Seconds(), r.inferred, r.retried)
+					b.Logf("coop=%v %d hosts %s gap %v: origin copies %.2f, all done %.2fs, mean host %.2fs, origin's first copy sent %.2fs, %d of %d hosts starting after one had the package took bytes from the origin (origin copies sent after: %.2f), %d hosts with an inferred site, %d fetches retried",
+						coop, hosts, sizeName(size), gap, r.copies, r.all.Seconds(), r.mean.Seconds(), r.first.Seconds(), r.lateOrigin, r.late, r.lateCopies, r.inferred, r.retried)
 					sum := res[coop][key{size, gap}]
 					sum.copies = max(sum.copies, r.copies)
 					sum.all += r.all

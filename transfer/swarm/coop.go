@@ -118,12 +118,19 @@ func (d *download) fetchersBefore(i int) []PeerID {
 	return d.fetchers.Before(d.keys[i], maxPullRanks, nil)
 }
 
-// pullFetchers asks chunk i's fetchers for it, in rank order: done once
-// one delivered it (or the download no longer wants it). It returns the
+// pullFetchers asks chunk i's fetchers for it, in rank order, unless
+// this host fetched it from the origin for peers lately: done once one
+// delivered it (or the download no longer wants it). It returns the
 // error to handle as the origin's when a fetcher answered for the origin
 // (the chunk is missing there), nil when every fetcher refused, failed or
 // could not reach the origin and we should ask the origin ourselves.
 func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (bool, error) {
+	if data := d.s.pulledChunk(d.pkg.refs[i]); data != nil {
+		// Fetched from the origin for a peer before this download began:
+		// no fetcher need be asked, nor the origin again.
+		d.deliver(i, policy.OriginPeer, data, sent)
+		return true, nil
+	}
 	d.mu.Lock()
 	before := d.fetchersBefore(i)
 	var flags byte
@@ -198,11 +205,18 @@ func (d *download) firstRankedAsk(i int) ([]PeerID, byte) {
 
 // pullHeard records that fetcher f of chunk i's pull-through request
 // answered; if a peer has the chunk by now, the request is cancelled
-// (pullsOvertaken).
-func (d *download) pullHeard(f PeerID, i int) {
+// (pullsOvertaken), unless f is sending the chunk already: a request
+// cancelled then loses the bytes on their way, and the peer is asked
+// for the chunk only once a session's round trip and the peer's upload
+// queue allow.
+func (d *download) pullHeard(f PeerID, i int, sending bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.unheard, f)
+	if sending {
+		delete(d.heard, i) // overtaken no more
+		return
+	}
 	if d.heard == nil {
 		d.heard = make(map[int]PeerID)
 	}
@@ -219,9 +233,10 @@ func (d *download) pullHeard(f PeerID, i int) {
 // (i < 0: for every chunk peer has), now that peer has it: the chunk
 // comes from the peer, not from a fetcher that may be waiting for a peer
 // of its own to send it, or for the origin. Only requests whose fetcher
-// has answered are cancelled: one that has said nothing is left to find
-// it silent (pullIdle), so that the requests waiting for it are not sent
-// to a dead fetcher meanwhile. d.mu is held.
+// has answered, and is not sending the chunk yet, are cancelled: one
+// that has said nothing is left to find it silent (pullIdle), so that
+// the requests waiting for it are not sent to a dead fetcher meanwhile.
+// d.mu is held.
 func (d *download) pullsOvertaken(peer PeerID, i int) {
 	for j := range d.heard {
 		if j == i || i < 0 && d.picker.PeerHas(peer, j) {
@@ -277,7 +292,7 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	if skip {
 		return nil, errPullSkipped
 	}
-	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func() { d.pullHeard(f, i) })
+	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func(sending bool) { d.pullHeard(f, i, sending) })
 	d.mu.Lock()
 	delete(d.heard, i)
 	if t, ok := d.unheard[f]; ok && !sent.IsZero() && t.Equal(sent) {

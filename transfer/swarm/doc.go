@@ -133,7 +133,8 @@
 // have-map is known already: a host arriving late takes the chunk from
 // those that came before. A chunk a peer comes to have (its Have or
 // have-map) while an origin request for it is open is taken from the
-// peer: the request is cancelled (pullsOvertaken). A fetcher that cannot be reached, or says
+// peer: the request is cancelled (pullsOvertaken), unless the fetcher
+// has started sending it. A fetcher that cannot be reached, or says
 // nothing for pullIdle (it sends a keepalive every pullKeepalive while it
 // works), or keeps working without sending the chunk for pullClaim, or
 // answers that it cannot reach the origin (its site may be cut off from
@@ -150,7 +151,15 @@
 // too. It serves only chunks of manifests it holds, downloads or can
 // resolve from signed metadata it trusts (Config.Manifests), at most
 // maxPullsPerPeer requests per peer and maxPulls in all at once; beyond
-// that it refuses, and the asker goes on down the ranking. A host that
+// that it refuses, and the asker goes on down the ranking. A request
+// names its chunk (CID and length) as well as the manifest and index: a
+// fetcher that has not resolved the package yet serves the chunk from
+// what it holds, or fetches it from its origin at once and resolves the
+// package meanwhile, so that the first asker in a flash crowd does not
+// wait for the fetcher's own metadata refresh; the chunk is checked
+// against the resolved manifest after the fact, and what an asker can
+// have fetched before that is bounded (pullref.go). A host that fetched
+// a chunk for peers takes it from there for its own download. A host that
 // does not speak PullProtocol refuses the stream, which the asker takes
 // as a refusal: old peers stay compatible.
 //

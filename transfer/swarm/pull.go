@@ -25,10 +25,18 @@ import (
 // Wire format, one request per stream. The asker writes
 //
 //	uvarint n | manifest CID (n bytes) | uvarint chunk index | flags byte
+//	[ uvarint m | chunk CID (m bytes) | uvarint chunk length ]
 //
 // flags: pullHeldOnly asks for the chunk only if the fetcher holds it
 // already (store, cache, or its own download has it): it refuses at once
-// otherwise, and never asks the origin for it.
+// otherwise, and never asks the origin for it. pullWithRef says the
+// chunk's CID and length follow (the chunk's entry in the asker's
+// verified manifest): a fetcher that does not know the package yet can
+// serve the chunk from what it holds, or fetch it from its origin at once
+// while it resolves the package (pullref.go); a fetcher that knows the
+// package refuses a request whose chunk is not the one at that index.
+// A fetcher that predates the flag reads the request without the
+// trailing fields.
 //
 // and the fetcher answers with status bytes: pullWorking at once when it
 // takes the request, again every pullKeepalive while it fetches, then
@@ -53,7 +61,10 @@ const (
 )
 
 // Request flags.
-const pullHeldOnly byte = 1
+const (
+	pullHeldOnly byte = 1
+	pullWithRef  byte = 2
+)
 
 // Limits of pull-through serving.
 const (
@@ -83,7 +94,7 @@ const (
 	pullCacheBytes = 64 << 20
 	pullCacheTTL   = 10 * time.Minute
 	// maxPullRequest bounds a request's bytes.
-	maxPullRequest = 1 + maxCIDLen + binary.MaxVarintLen32 + binary.MaxVarintLen64 + 1
+	maxPullRequest = 2*(1+maxCIDLen) + binary.MaxVarintLen32 + 2*binary.MaxVarintLen64 + 1
 )
 
 // maxPeerIDLen bounds the peer ID of a pullAskOther answer.
@@ -126,10 +137,11 @@ func (s *Swarm) pullClaim() time.Duration {
 	return 2 * max(s.cfg.RequestTimeout, time.Second)
 }
 
-// pull asks fetcher `from` for chunk i (ref) of manifest, calling heard
-// once `from` first shows a sign of life. The chunk it returns is not
-// verified yet. The caller holds one of from's askSlots.
-func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte, heard func()) ([]byte, error) {
+// pull asks fetcher `from` for chunk i (ref) of manifest, calling
+// heard(false) once `from` first answers, and heard(true) when it starts
+// sending the chunk. The chunk it returns is not verified yet. The
+// caller holds one of from's askSlots.
+func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte, heard func(sending bool)) ([]byte, error) {
 	pn, _ := s.cfg.Network.(PullNetwork)
 	if pn == nil {
 		return nil, errPullRefused
@@ -152,10 +164,14 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
 	var once sync.Once
-	data, err := readPull(st, manifest, i, flags, ref.Length, func() {
-		once.Do(heard)
-		watch.Reset(idle)
-	}, func() { claim.Stop() })
+	data, err := readPull(st, manifest, i, flags, ref, func() { watch.Reset(idle) }, func(sending bool) {
+		if sending {
+			claim.Stop()
+			heard(true)
+			return
+		}
+		once.Do(func() { heard(false) })
+	})
 	if err != nil {
 		st.Reset()
 		if ctx.Err() != nil {
@@ -188,15 +204,15 @@ func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
 	}
 }
 
-// readPull writes the request and reads the answer (calling alive on
-// every sign of life, and sending once the chunk starts); the chunk must
-// be length bytes long.
-func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, alive, sending func()) ([]byte, error) {
-	mb := manifest.Bytes()
-	req := binary.AppendUvarint(nil, uint64(len(mb)))
-	req = append(req, mb...)
-	req = binary.AppendUvarint(req, uint64(i))
-	req = append(req, flags)
+// readPull writes the request for chunk i (ref) of manifest and reads
+// the answer, calling alive on every sign of life, and status on every
+// status byte (sending: pullOK, the chunk starts) but a pullWorking
+// followed at once by more (a fetcher that had the chunk, or its answer,
+// at hand: its working and its answer are one); the chunk must be
+// ref.Length bytes long.
+func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, alive func(), status func(sending bool)) ([]byte, error) {
+	length := ref.Length
+	req := appendPullRequest(nil, pullRequest{manifest: manifest, index: i, flags: flags | pullWithRef, ref: ref})
 	if _, err := st.Write(req); err != nil {
 		return nil, fmt.Errorf("%w: %w", errPullSilent, err)
 	}
@@ -205,6 +221,9 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, aliv
 		b, err := br.ReadByte()
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errPullSilent, err)
+		}
+		if b != pullWorking || br.Buffered() == 0 {
+			status(b == pullOK)
 		}
 		switch b {
 		case pullWorking:
@@ -229,7 +248,6 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, aliv
 			}
 			return nil, &askOtherError{peer: PeerID(id)}
 		case pullOK:
-			sending()
 		default:
 			return nil, protoErr("pull status %d", b)
 		}
@@ -262,36 +280,92 @@ func (a *aliveReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readPullRequest reads a request: the manifest, the chunk index and the
-// flags.
-func readPullRequest(br *bufio.Reader) (cid.Cid, int, byte, error) {
-	n, err := readUvarint(br)
-	if err != nil {
-		return cid.Undef, 0, 0, unexpectedEOF(err)
+// pullRequest is one pull-through request: chunk index of manifest,
+// the flags, and, with pullWithRef, the chunk (ref.CID undefined
+// without).
+type pullRequest struct {
+	manifest cid.Cid
+	index    int
+	flags    byte
+	ref      metadata.ChunkRef
+}
+
+// appendPullRequest appends r's wire form to b; r.ref is written with
+// pullWithRef.
+func appendPullRequest(b []byte, r pullRequest) []byte {
+	mb := r.manifest.Bytes()
+	b = binary.AppendUvarint(b, uint64(len(mb)))
+	b = append(b, mb...)
+	b = binary.AppendUvarint(b, uint64(r.index))
+	b = append(b, r.flags)
+	if r.flags&pullWithRef == 0 {
+		return b
 	}
-	if n == 0 || n > maxCIDLen {
-		return cid.Undef, 0, 0, protoErr("pull request: CID of %d bytes", n)
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(br, b); err != nil {
-		return cid.Undef, 0, 0, unexpectedEOF(err)
-	}
-	c, err := cid.Cast(b)
-	if err != nil || string(c.Bytes()) != string(b) {
-		return cid.Undef, 0, 0, protoErr("pull request: bad CID")
+	cb := r.ref.CID.Bytes()
+	b = binary.AppendUvarint(b, uint64(len(cb)))
+	b = append(b, cb...)
+	return binary.AppendUvarint(b, uint64(r.ref.Length))
+}
+
+// readPullRequest reads a request.
+func readPullRequest(br *bufio.Reader) (pullRequest, error) {
+	var r pullRequest
+	var err error
+	if r.manifest, err = readPullCID(br); err != nil {
+		return r, err
 	}
 	i, err := readUvarint(br)
 	if err != nil {
-		return cid.Undef, 0, 0, unexpectedEOF(err)
+		return r, unexpectedEOF(err)
 	}
 	if i > 1<<32-1 {
-		return cid.Undef, 0, 0, protoErr("pull request: index %d", i)
+		return r, protoErr("pull request: index %d", i)
 	}
-	flags, err := br.ReadByte()
+	r.index = int(i)
+	if r.flags, err = br.ReadByte(); err != nil {
+		return r, unexpectedEOF(err)
+	}
+	if r.flags&pullWithRef == 0 {
+		return r, nil
+	}
+	if r.ref.CID, err = readPullCID(br); err != nil {
+		return r, err
+	}
+	if r.ref.CID.Prefix() != chunkPrefix {
+		return r, protoErr("pull request: chunk CID %s is not CIDv1 raw sha2-256", r.ref.CID)
+	}
+	n, err := readUvarint(br)
 	if err != nil {
-		return cid.Undef, 0, 0, unexpectedEOF(err)
+		return r, unexpectedEOF(err)
 	}
-	return c, int(i), flags, nil
+	if n == 0 || n > metadata.MaxChunkSize {
+		return r, protoErr("pull request: chunk of %d bytes", n)
+	}
+	r.ref.Length = int64(n)
+	return r, nil
+}
+
+// chunkPrefix is the prefix of every chunk CID (metadata.SumCID).
+var chunkPrefix = metadata.SumCID(nil).Prefix()
+
+// readPullCID reads a request's uvarint-prefixed CID, in canonical form.
+func readPullCID(br *bufio.Reader) (cid.Cid, error) {
+	n, err := readUvarint(br)
+	if err != nil {
+		return cid.Undef, unexpectedEOF(err)
+	}
+	if n == 0 || n > maxCIDLen {
+		return cid.Undef, protoErr("pull request: CID of %d bytes", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(br, b); err != nil {
+		return cid.Undef, unexpectedEOF(err)
+	}
+	c, err := cid.Cast(b)
+	if err != nil || string(c.Bytes()) != string(b) {
+		return cid.Undef, protoErr("pull request: bad CID")
+	}
+	return c, nil
 }
 
 // pullWriter serialises a fetcher's writes (the keepalives and the
@@ -348,9 +422,11 @@ func (s *Swarm) sendPulled(ctx context.Context, p PeerID, w *pullWriter, data []
 // from the store, from our own download of the package once it has it,
 // or from the origin, fetched once for every host that asks. Only chunks
 // of packages this host holds, downloads or can resolve through
-// Config.Manifests are served, and at most maxPullsPerPeer requests per
-// peer and maxPulls in all at once. It returns when the answer is sent;
-// call it from the network's stream-handler goroutine.
+// Config.Manifests are served (a chunk named by its CID is fetched before
+// its package is resolved, within pullref.go's bounds), and at most
+// maxPullsPerPeer requests per peer and maxPulls in all at once. It
+// returns when the answer is sent; call it from the network's
+// stream-handler goroutine.
 func (s *Swarm) HandlePull(p PeerID, st Stream) {
 	s.mu.Lock()
 	if s.closed || s.cfg.NoPullThrough {
@@ -363,7 +439,7 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 	defer s.wg.Done()
 	br := bufio.NewReaderSize(io.LimitReader(st, maxPullRequest), maxPullRequest)
 	t := time.AfterFunc(s.cfg.RequestTimeout, func() { st.Reset() })
-	manifest, i, flags, err := readPullRequest(br)
+	req, err := readPullRequest(br)
 	if !t.Stop() || err != nil {
 		s.log.Debug("pull request refused", "peer", p, "err", err)
 		st.Reset()
@@ -382,7 +458,7 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 		cancel()
 	})
 	w := &pullWriter{st: st}
-	code, data := s.servePull(ctx, p, w, manifest, i, flags)
+	code, data := s.servePull(ctx, p, w, req)
 	switch code {
 	case pullOK:
 		err = s.sendPulled(ctx, p, w, data)
@@ -402,10 +478,10 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 	st.Close()
 }
 
-// servePull finds chunk i of manifest for peer p, saying pullWorking
-// through w while it does; it returns the final status and the chunk (for
-// pullAskOther, the peer ID to ask).
-func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest cid.Cid, i int, flags byte) (byte, []byte) {
+// servePull finds the chunk req asks for, for peer p, saying
+// pullWorking through w while it does; it returns the final status and
+// the chunk (for pullAskOther, the peer ID to ask).
+func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, req pullRequest) (byte, []byte) {
 	if !s.admitPull(p) {
 		return pullRefused, nil
 	}
@@ -418,43 +494,61 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 	}
 	stop := s.keepalive(w)
 	defer stop()
-	var pi *pkgInfo
-	var d *download
-	var err error
-	if flags&pullHeldOnly != 0 {
-		// A package we do not know is one whose chunks we do not hold: no
-		// resolving (which may wait for a metadata refresh) while the
-		// asker's origin request waits.
-		pi, d, err = s.pkg(manifest)
-	} else {
-		pi, d, err = s.pullPackage(ctx, manifest)
+	heldOnly := req.flags&pullHeldOnly != 0
+	pi, d, err := s.pkg(req.manifest)
+	if err != nil && req.ref.CID.Defined() {
+		// A chunk named by its CID is served from what this host holds
+		// whatever its package, or fetched from the origin while the
+		// package is resolved (pullref.go).
+		if data := s.heldChunk(req.ref); data != nil {
+			return pullOK, data
+		}
+		if !heldOnly {
+			if s.admitUnconfirmed(p, req) {
+				return pullAnswer(s.pullData(ctx, req.ref, nil, req.index))
+			}
+		}
 	}
-	if err != nil || i >= len(pi.refs) {
-		s.log.Debug("pull request for an unknown chunk", "peer", p, "manifest", manifest, "index", i, "err", err)
+	if err != nil && !heldOnly {
+		// A package we do not know is one whose chunks we do not hold: a
+		// held-only ask resolves nothing (which may wait for a metadata
+		// refresh) while the asker's origin request waits.
+		pi, d, err = s.pullPackage(ctx, req.manifest)
+	}
+	i := req.index
+	if err != nil || i >= len(pi.refs) || req.ref.CID.Defined() && !sameChunk(pi.refs[i], req.ref) {
+		s.log.Debug("pull request for an unknown chunk", "peer", p, "manifest", req.manifest, "index", i, "err", err)
 		if err != nil {
-			if a := s.noteRefused(manifest, i, p, flags&pullHeldOnly == 0); a != "" {
+			if a := s.noteRefused(req.manifest, i, p, !heldOnly); a != "" {
 				return pullAskOther, []byte(a)
 			}
 		}
 		return pullRefused, nil
 	}
-	var data []byte
-	if flags&pullHeldOnly != 0 {
-		if data = s.heldChunk(pi.refs[i]); data == nil {
-			return pullRefused, nil
+	if heldOnly {
+		if data := s.heldChunk(pi.refs[i]); data != nil {
+			return pullOK, data
 		}
-		return pullOK, data
+		return pullRefused, nil
 	}
-	data, err = s.pullData(ctx, pi.refs[i], d, i)
+	return pullAnswer(s.pullData(ctx, pi.refs[i], d, i))
+}
+
+// sameChunk reports whether a and b name the same chunk.
+func sameChunk(a, b metadata.ChunkRef) bool {
+	return a.Length == b.Length && a.CID.Equals(b.CID)
+}
+
+// pullAnswer is the status that answers a pull-through request whose
+// chunk pullData returned (data, err).
+func pullAnswer(data []byte, err error) (byte, []byte) {
 	switch {
 	case err == nil:
 		return pullOK, data
-	case errors.Is(err, errPullRefused):
+	case errors.Is(err, errPullRefused), errors.Is(err, context.Canceled):
 		return pullRefused, nil
 	case errors.Is(err, metadata.ErrNotFound), errors.Is(err, metadata.ErrHashMismatch), errors.Is(err, metadata.ErrTooLarge):
 		return pullMissing, nil
-	case ctx.Err() != nil:
-		return pullRefused, nil
 	}
 	return pullOriginDown, nil
 }
@@ -607,6 +701,17 @@ func (s *Swarm) heldChunk(ref metadata.ChunkRef) []byte {
 	// ReadChunk alone: a HasChunk first would look the chunk up twice
 	// when it is held, and save nothing when it is not.
 	if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
+		return data
+	}
+	return nil
+}
+
+// pulledChunk returns chunk ref if this host fetched it from the origin
+// lately (for peers, or a download), nil otherwise.
+func (s *Swarm) pulledChunk(ref metadata.ChunkRef) []byte {
+	s.pullMu.Lock()
+	defer s.pullMu.Unlock()
+	if data := s.cachedLocked(ref.CID); int64(len(data)) == ref.Length {
 		return data
 	}
 	return nil

@@ -164,6 +164,9 @@ type Swarm struct {
 	// refusedAsks: who asked for a chunk of a package this host did not
 	// know (pull.go, noteRefused).
 	refusedAsks map[pullAsk]refusedAsk
+	// unconf: the chunks fetched for askers before their packages are
+	// confirmed (pullref.go).
+	unconf unconfirmedPulls
 }
 
 // Indexes of Swarm.chunks.
