@@ -76,6 +76,7 @@ type download struct {
 	originDownSince time.Time
 	lastProgress    time.Time
 	finished        bool
+	finishedAt      time.Time // when finished was set
 	err             error
 	fromPeers       int64
 	fromOrigin      int64
@@ -202,6 +203,9 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 	defer stop()
 	d.run()
 	sessions, err := d.end(ctx)
+	d.mu.Lock()
+	s.ctr.noteEnd(time.Since(d.finishedAt))
+	d.mu.Unlock()
 	if err != nil {
 		return d.stats(start), fmt.Errorf("swarm download %s: %w", req.Manifest, err)
 	}
@@ -454,6 +458,7 @@ func (d *download) connect(p PeerID) {
 			s.log.Debug("cannot open swarm stream", "peer", p, "err", err)
 			return
 		}
+		s.ctr.sessionsOpened.Add(1)
 		newSession(s, p, st, true).run(d.c)
 	})
 	if !started {
@@ -541,11 +546,17 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	defer d.wg.Done()
 	ref := d.pkg.refs[i]
 	sent := time.Now()
+	d.mu.Lock()
+	ranked := len(d.fetchersBefore(i)) > 0 // another member is to fetch it
+	d.mu.Unlock()
 	done, err := d.pullFetchers(ctx, i, sent)
 	if done {
 		return
 	}
 	if err == nil {
+		if ranked {
+			d.s.ctr.originFallbacks.Add(1)
+		}
 		var data []byte
 		if data, err = d.s.originFetch(ctx, ref); err == nil {
 			d.deliver(i, policy.OriginPeer, data, sent)
@@ -756,6 +767,7 @@ func (d *download) finish(err error) {
 		return
 	}
 	d.finished = true
+	d.finishedAt = time.Now()
 	d.err = err
 	for _, c := range d.originCancel {
 		c()

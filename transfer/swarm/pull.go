@@ -139,8 +139,10 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	st, err := pn.OpenPull(octx, from)
 	cancel()
 	if err != nil {
+		s.ctr.pullsSilent.Add(1)
 		return nil, fmt.Errorf("pull chunk %s from %s: %w: %w", ref.CID, from, errPullSilent, err)
 	}
+	s.ctr.pullStreams.Add(1)
 	watch := time.AfterFunc(idle, func() { st.Reset() })
 	defer watch.Stop()
 	var claimed atomic.Bool
@@ -161,6 +163,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		countPullErr(&s.ctr, err, claimed.Load())
 		if claimed.Load() {
 			return nil, fmt.Errorf("pull chunk %s from %s: %w: working for %v without sending it", ref.CID, from, errPullSilent, s.pullClaim())
 		}
@@ -674,6 +677,7 @@ func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte,
 	}
 	c := s.originCalls[ref.CID]
 	if c == nil {
+		s.ctr.originFetches.Add(1)
 		fctx, cancel := context.WithTimeout(s.ctx, s.cfg.OriginRequestTimeout)
 		c = &originCall{done: make(chan struct{}), cancel: cancel}
 		if !s.goroutine(func() { s.runOriginCall(fctx, c, ref) }) {
