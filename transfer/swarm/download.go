@@ -426,7 +426,7 @@ func (d *download) findPeers() {
 }
 
 // connect opens a session to p unless it is us, known, banned, dropped,
-// or the download has its fill of peers.
+// or the download has its fill of peers (peerLimit).
 func (d *download) connect(p PeerID) {
 	s := d.s
 	if p == s.cfg.Self || p == policy.OriginPeer || p == "" {
@@ -434,7 +434,7 @@ func (d *download) connect(p PeerID) {
 	}
 	d.mu.Lock()
 	if d.finished || d.banned[p] || d.dropped[p] || d.connecting[p] || d.peers[p] != nil ||
-		len(d.peers)+len(d.connecting) >= s.cfg.MaxPeersPerDownload {
+		len(d.peers)+len(d.connecting) >= d.peerLimit() {
 		d.mu.Unlock()
 		return
 	}
@@ -466,6 +466,26 @@ func (d *download) connect(p PeerID) {
 		delete(d.connecting, p)
 		d.mu.Unlock()
 	}
+}
+
+// minSessionPeers is the fewest peers a download opens sessions to
+// (peerLimit) however few chunks its package has: a second in case the
+// first is slow or goes away.
+const minSessionPeers = 2
+
+// peerLimit is how many peers the download opens sessions to:
+// Config.MaxPeersPerDownload, but no more than its package has chunks
+// (at least minSessionPeers). A peer is worth a session for the chunks
+// it can send, and a package of k chunks keeps at most k peers busy at
+// once; every session costs a stream, a Hello and two have-maps, and
+// goroutines on both sides. An upgrade of hundreds of one-chunk packages
+// among many hosts would otherwise open a session between every pair of
+// hosts for every package, while each package's chunk comes through
+// its fetcher (pull.go) or from the first peer that has it. Sessions
+// that peers open to us count too once attached, but are not refused:
+// the peer decides what it needs.
+func (d *download) peerLimit() int {
+	return min(d.s.cfg.MaxPeersPerDownload, max(minSessionPeers, len(d.pkg.refs)))
 }
 
 // schedule issues every request the Picker allows now: a batched Request
