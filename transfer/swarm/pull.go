@@ -143,7 +143,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 		return nil, fmt.Errorf("pull chunk %s from %s: %w: %w", ref.CID, from, errPullSilent, err)
 	}
 	s.ctr.pullStreams.Add(1)
-	watch := time.AfterFunc(idle, func() { st.Reset() })
+	watch := s.watchPull(from, idle, st) // pullalive.go
 	defer watch.Stop()
 	var claimed atomic.Bool
 	claim := time.AfterFunc(s.pullClaim(), func() {
@@ -156,7 +156,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	var once sync.Once
 	data, err := readPull(st, manifest, i, flags, ref.Length, func() {
 		once.Do(heard)
-		watch.Reset(idle)
+		watch.Alive()
 	}, func() { claim.Stop() })
 	if err != nil {
 		st.Reset()
