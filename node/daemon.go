@@ -83,8 +83,9 @@ type Daemon struct {
 // directory (one daemon per directory), opens the store, starts the
 // libp2p host if Config.P2P asks for one and the swarm on it, and makes
 // the metadata client, the VM registry and the metrics. ctx bounds the
-// libp2p start only. The daemon serves nothing until Run; Close releases
-// it.
+// libp2p start only. Its peers are served (the swarm, pull-through and
+// file protocols) from the moment it joins the overlay, nothing else until
+// Run; Close releases it.
 func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
@@ -154,12 +155,7 @@ func (d *Daemon) openDataDir() error {
 // running then go on until Close. Run is called at most once.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.restoreViews()
-	if d.p2p != nil {
-		d.p2p.SetStreamHandler(d.swarm.HandleStream)
-		d.p2p.SetFileServer(d.serveFile)
-		if !d.cfg.NoPullThrough {
-			d.p2p.SetPullHandler(d.swarm.HandlePull)
-		}
+	if d.p2p != nil { // served since startSwarm, until Run returns
 		defer func() {
 			d.p2p.SetStreamHandler(nil)
 			d.p2p.SetFileServer(nil)
@@ -275,7 +271,7 @@ func (d *Daemon) startSwarm(ctx context.Context) error {
 		pc.DataDir = d.cfg.DataDir
 		pc.Logger = d.log.With("component", "p2p")
 		pc.lookupObserver = d.metrics.observeLookup
-		p2p, err := NewP2P(ctx, pc)
+		p2p, err := openP2P(pc)
 		if err != nil {
 			return err
 		}
@@ -297,6 +293,15 @@ func (d *Daemon) startSwarm(ctx context.Context) error {
 	d.stopSwarm = func() {
 		cancel()
 		<-done
+	}
+	if d.p2p != nil {
+		// Every protocol is served before the first connection (see openP2P).
+		d.p2p.SetStreamHandler(d.swarm.HandleStream)
+		d.p2p.SetFileServer(d.serveFile)
+		if !d.cfg.NoPullThrough {
+			d.p2p.SetPullHandler(d.swarm.HandlePull)
+		}
+		d.p2p.join(ctx)
 	}
 	pkgs, err := d.store.Packages()
 	if err != nil {

@@ -183,6 +183,8 @@ type P2P struct {
 	dht   *dht.IpfsDHT
 	gater *blockGater
 	sub   event.Subscription
+	// bootstrap are the peers join connects to.
+	bootstrap []peer.AddrInfo
 
 	// ctx ends at Close; it owns every goroutine started here (counted
 	// in wg).
@@ -234,11 +236,24 @@ var (
 	_ swarm.Discovery = (*P2P)(nil)
 )
 
-// NewP2P starts the host: it loads or creates the identity, listens,
-// connects to the bootstrap peers (an unreachable bootstrap peer is logged,
-// and the DHT keeps trying it while its routing table is empty) and
-// bootstraps the DHT. ctx bounds the start only; the host runs until Close.
+// NewP2P starts the host and joins the overlay (see openP2P and join).
+// ctx bounds the start only; the host runs until Close.
 func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
+	p, err := openP2P(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.join(ctx)
+	return p, nil
+}
+
+// openP2P starts the host: it loads or creates the identity and listens,
+// but connects to no one: a caller that serves more protocols registers
+// them before join, so that the peers' first identify of this host lists
+// them (a later identify push does not always reach the peerstore before
+// an older answer, and a peer missing one of our protocols never asks us
+// for it).
+func openP2P(cfg P2PConfig) (*P2P, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -282,7 +297,7 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	}
 
 	p := &P2P{
-		cfg: cfg, log: log, host: h, dht: d, gater: gater, sub: sub,
+		cfg: cfg, log: log, host: h, dht: d, gater: gater, sub: sub, bootstrap: bootstrap,
 		provided:    map[string]cid.Cid{},
 		pinging:     map[peer.ID]bool{},
 		joined:      make(chan struct{}, 1),
@@ -300,13 +315,18 @@ func NewP2P(ctx context.Context, cfg P2PConfig) (*P2P, error) {
 	p.goRun(p.pingLoop)
 	p.goRun(p.reprovideLoop)
 	p.goRun(p.provideLoop)
-
-	p.connectBootstrap(ctx, bootstrap)
-	if err := d.Bootstrap(ctx); err != nil {
-		log.Warn("dht bootstrap", "err", err)
-	}
-	log.Info("p2p host started", "peer_id", h.ID().String(), "addrs", p.Addrs(), "dht_mode", cfg.DHTMode)
 	return p, nil
+}
+
+// join connects to the bootstrap peers (an unreachable bootstrap peer is
+// logged, and the DHT keeps trying it while its routing table is empty)
+// and bootstraps the DHT.
+func (p *P2P) join(ctx context.Context) {
+	p.connectBootstrap(ctx, p.bootstrap)
+	if err := p.dht.Bootstrap(ctx); err != nil {
+		p.log.Warn("dht bootstrap", "err", err)
+	}
+	p.log.Info("p2p host started", "peer_id", p.host.ID().String(), "addrs", p.Addrs(), "dht_mode", p.cfg.DHTMode)
 }
 
 // newHost starts the libp2p host: TCP and QUIC, TLS then Noise, yamux,
