@@ -263,6 +263,23 @@ func BenchmarkUpgrade(b *testing.B) {
 		b.Log(line)
 	}
 	o.setCap(0)
+	stream := upgradeStreamCPU(b, o, 256<<20)
+	perGiB := func(r row) float64 {
+		return cpus[r].Seconds() / (float64(hosts) * float64(set.bytes) / (1 << 30))
+	}
+	// The floor of a swarm mode's CPU: what get does with each byte
+	// (fetch, hash, write) and one encrypted stream more.
+	floor := perGiB(row{"get", false}) + stream
+	line := fmt.Sprintf("CPU-s per GiB delivered: a libp2p stream %.2f; floor (get + stream) %.2f", stream, floor)
+	for _, r := range rows {
+		line += fmt.Sprintf("; %s capped=%v %.2f", r.mode, r.capped, perGiB(r))
+	}
+	fmt.Fprintln(os.Stderr, "upgrade "+line)
+	b.Log(line)
+	_, haveGet := cpus[row{"get", false}]
+	if _, ok := cpus[row{"coop", false}]; ok && haveGet {
+		b.ReportMetric(perGiB(row{"coop", false})/floor, "coop_cpu_vs_floor")
+	}
 	if len(rows) < 5 {
 		return
 	}
@@ -273,6 +290,7 @@ func BenchmarkUpgrade(b *testing.B) {
 	b.Logf("| time, uncapped origin | %.1fs | %.1fs | %.1fs |", c.Seconds(), took[row{"today", false}].Seconds(), g.Seconds())
 	b.Logf("| time, origin capped at %d MB/s | %.1fs | | %.1fs |", capRate/1e6, cc.Seconds(), gc.Seconds())
 	b.Logf("| CPU-seconds, uncapped | %.1f | %.1f | %.1f |", cpus[row{"coop", false}].Seconds(), cpus[row{"today", false}].Seconds(), cpus[row{"get", false}].Seconds())
+	b.Logf("| CPU-seconds per GiB delivered, uncapped (floor: get + one stream, %.2f) | %.2f | %.2f | %.2f |", floor, perGiB(row{"coop", false}), perGiB(row{"today", false}), perGiB(row{"get", false}))
 	b.ReportMetric(copies[row{"coop", false}], "origin_ratio")
 	b.ReportMetric(c.Seconds()/g.Seconds(), "time_vs_get")
 	b.ReportMetric(cc.Seconds()/gc.Seconds(), "time_vs_get_capped")
@@ -285,4 +303,22 @@ func (o *bswOrigin) setCap(bytesPerSec int64) {
 		return
 	}
 	o.limit.Store(rate.NewLimiter(rate.Limit(bytesPerSec), 1<<20))
+}
+
+// upgradeStreamCPU is the CPU-seconds per GiB that moving bytes over
+// one libp2p stream between two daemons costs (TLS or Noise and yamux,
+// both ends in this process): what the swarm does with every byte that
+// `stork get` does not. Where the CPU is the limit, a swarm mode's time
+// is measured against get's CPU plus this.
+func upgradeStreamCPU(tb testing.TB, o *bswOrigin, size int64) float64 {
+	tb.Helper()
+	nodes := startCrowd(tb, o, 2, func(c *Config) { c.NoSiteInference = true })
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	cpu0 := cpuTime()
+	rawCopy(tb, nodes[0].d.p2p, nodes[1].d.p2p, size)
+	return (cpuTime() - cpu0).Seconds() / (float64(size) / (1 << 30))
 }
