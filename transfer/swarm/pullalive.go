@@ -14,10 +14,11 @@ import (
 // origin: one more copy of the chunk from the origin. So silence is
 // counted per fetcher, not per stream: a request's idle timer ends it
 // only once nothing at all has come from the fetcher for pullIdle (no
-// byte on any pull-through stream, no message on any session). A
-// request that the fetcher keeps without sending the chunk is still
-// bounded by pullClaim, and a fetcher that is gone or hangs is silent
-// everywhere and found so after one pullIdle.
+// byte on any pull-through stream, no message on any session), or
+// nothing on its own stream for pullClaim. A request that the fetcher
+// keeps without sending the chunk is still bounded by pullClaim too, and
+// a fetcher that is gone or hangs is silent everywhere and found so
+// after one pullIdle.
 
 // fetcherAlive records when each peer last sent this host anything.
 type fetcherAlive struct {
@@ -72,8 +73,10 @@ func (s *Swarm) watchPull(f PeerID, idle time.Duration, st Stream) *pullWatch {
 }
 
 // fire resets the stream, unless the fetcher was heard from within idle
-// (on this stream or another): then it waits for the rest of idle from
-// then.
+// (on this stream or another) and this stream within pullClaim: then it
+// waits for the rest of either from then. A stream that carries nothing
+// for pullClaim ends however lively its fetcher is elsewhere (a chunk
+// whose bytes stopped midway, a request the fetcher never took).
 func (w *pullWatch) fire() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -81,7 +84,8 @@ func (w *pullWatch) fire() {
 	if t := w.s.alive.last(w.f); t.After(last) {
 		last = t
 	}
-	if wait := w.idle - time.Since(last); wait > 0 {
+	wait := min(w.idle-time.Since(last), w.s.pullClaim()-time.Since(w.since))
+	if wait > 0 {
 		w.t.Reset(wait)
 		return
 	}

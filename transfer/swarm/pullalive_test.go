@@ -73,8 +73,10 @@ func TestSwarmPullThroughBusyFetcherKeepsAskers(t *testing.T) {
 	origin := newSwarmOrigin(p, 0, 0)
 	// RequestTimeout 2s: pullIdle 1s, pullClaim 4s. The odd chunks'
 	// requests are silent for 1.6 idle periods, while the even ones hear
-	// keepalives for 2 (and then all get their chunks, within the claim).
-	busyMember(c, "busy", p, origin, 1600*time.Millisecond, 2*time.Second)
+	// keepalives for 3 (so that an odd request sent a little after the
+	// first ones still has live neighbours all along), and then all get
+	// their chunks, within the claim.
+	busyMember(c, "busy", p, origin, 1600*time.Millisecond, 3*time.Second)
 	a := c.add("a", origin, nil)
 	ms := []policy.Member{{ID: "busy"}, {ID: "a"}}
 	f := policy.NewFetchers(ms[1], ms)
