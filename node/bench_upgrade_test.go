@@ -32,6 +32,7 @@ import (
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/simulations"
 	httporigin "github.com/storkpm/stork/transfer/origin"
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // upgradeSet is the published upgrade: its packages' manifests.
@@ -100,10 +101,21 @@ func readManifest(tb testing.TB, o *bswOrigin, c cid.Cid) *metadata.Manifest {
 	return m
 }
 
-// upgradeDaemons has hosts fresh daemons fetch "upgrade" at once.
-func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool) time.Duration {
+// upgradeDaemons has hosts fresh daemons fetch "upgrade" at once, the
+// phase profiled as startPhaseTrace says (suffix names it). It returns
+// the time taken, the CPU time used, and the swarms' counters summed.
+func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool, suffix string) (time.Duration, time.Duration, swarm.Counters) {
 	tb.Helper()
-	nodes := startCrowd(tb, o, hosts, func(c *Config) { c.NoPullThrough = !coop })
+	// One site, as in BenchmarkFlashCrowd: every daemon is on one
+	// loopback, and a loaded machine's round trips can make a host infer
+	// a site from scheduling noise, which turns the site policy on and
+	// cooperative fetching off for good (STORK_UPGRADE_INFER_SITES lets
+	// them infer; the hosts that did are logged).
+	infer := os.Getenv("STORK_UPGRADE_INFER_SITES") != ""
+	nodes := startCrowd(tb, o, hosts, func(c *Config) {
+		c.NoPullThrough = !coop
+		c.NoSiteInference = !infer
+	})
 	defer func() {
 		for _, n := range nodes {
 			n.stop()
@@ -111,11 +123,25 @@ func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool) time.Dura
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	start := time.Now()
+	stop := startPhaseTrace(tb, suffix)
+	cpu0, start := cpuTime(), time.Now()
 	if err := bswFetchAll(ctx, nodes, "upgrade"); err != nil {
 		tb.Fatal(err)
 	}
-	return time.Since(start)
+	took, cpu := time.Since(start), cpuTime()-cpu0
+	stop()
+	var ctr swarm.Counters
+	sited := 0
+	for _, n := range nodes {
+		ctr = ctr.Add(n.d.swarm.Counters())
+		if n.d.swarm.Site().Name != "" {
+			sited++
+		}
+	}
+	if sited > 0 {
+		tb.Logf("%d of %d hosts inferred a site from round-trip times", sited, hosts)
+	}
+	return took, cpu, ctr
 }
 
 // bswFetchAll has every node fetch pkg at once; the first error ends it.
@@ -134,7 +160,7 @@ func bswFetchAll(ctx context.Context, nodes []*bswNode, pkg string) error {
 
 // upgradeGet has hosts fetch every package of set over HTTP alone
 // (transfer/origin.Get), 8 packages at a time per host.
-func upgradeGet(tb testing.TB, o *bswOrigin, hosts int, set *upgradeSet) time.Duration {
+func upgradeGet(tb testing.TB, o *bswOrigin, hosts int, set *upgradeSet, suffix string) (time.Duration, time.Duration) {
 	tb.Helper()
 	src, err := httporigin.NewClient(httporigin.Config{URL: o.url})
 	if err != nil {
@@ -143,7 +169,8 @@ func upgradeGet(tb testing.TB, o *bswOrigin, hosts int, set *upgradeSet) time.Du
 	dir := tb.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	start := time.Now()
+	stop := startPhaseTrace(tb, suffix)
+	cpu0, start := cpuTime(), time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	for h := range hosts {
 		g.Go(func() error {
@@ -161,9 +188,10 @@ func upgradeGet(tb testing.TB, o *bswOrigin, hosts int, set *upgradeSet) time.Du
 	if err := g.Wait(); err != nil {
 		tb.Fatal(err)
 	}
-	took := time.Since(start)
+	took, cpu := time.Since(start), cpuTime()-cpu0
+	stop()
 	_ = os.RemoveAll(dir)
-	return took
+	return took, cpu
 }
 
 // BenchmarkUpgrade: see the file's comment. Targets (issue 23): coop's
@@ -191,6 +219,7 @@ func BenchmarkUpgrade(b *testing.B) {
 	var mu sync.Mutex
 	took := map[row]time.Duration{}
 	copies := map[row]float64{}
+	cpus := map[row]time.Duration{}
 	rows := []row{{"coop", false}, {"today", false}, {"get", false}, {"coop", true}, {"get", true}}
 	if m := os.Getenv("STORK_UPGRADE_MODES"); m != "" {
 		// A subset, e.g. "coop,get-capped".
@@ -208,21 +237,49 @@ func BenchmarkUpgrade(b *testing.B) {
 			o.setCap(capRate)
 		}
 		before := o.chunkBytes.Load()
-		var d time.Duration
+		var d, cpu time.Duration
+		var ctr swarm.Counters
+		suffix := "." + r.mode
+		if r.capped {
+			suffix += "-capped"
+		}
 		if r.mode == "get" {
-			d = upgradeGet(b, o, hosts, set)
+			d, cpu = upgradeGet(b, o, hosts, set, suffix)
 		} else {
-			d = upgradeDaemons(b, o, hosts, r.mode == "coop")
+			d, cpu, ctr = upgradeDaemons(b, o, hosts, r.mode == "coop", suffix)
 		}
 		mu.Lock()
-		took[r], copies[r] = d, float64(o.chunkBytes.Load()-before)/float64(set.bytes)
+		took[r], copies[r], cpus[r] = d, float64(o.chunkBytes.Load()-before)/float64(set.bytes), cpu
 		mu.Unlock()
+		// CPU-seconds per GiB delivered (hosts copies of the upgrade).
+		perGiB := cpu.Seconds() / (float64(hosts) * float64(set.bytes) / (1 << 30))
+		line := fmt.Sprintf("%s capped=%v: %.2fs, origin bytes %.2fx the upgrade, %.1f CPU-s (%.2f per GiB delivered)", r.mode, r.capped, d.Seconds(), copies[r], cpu.Seconds(), perGiB)
+		if r.mode != "get" {
+			line += fmt.Sprintf("; %+v", ctr)
+		}
 		// Also at once on stderr: b.Logf shows only when the benchmark
 		// ends, and a run of many minutes may not.
-		fmt.Fprintf(os.Stderr, "upgrade %s capped=%v: %.2fs, origin bytes %.2fx the upgrade\n", r.mode, r.capped, d.Seconds(), copies[r])
-		b.Logf("%s capped=%v: %.2fs, origin bytes %.2fx the upgrade", r.mode, r.capped, d.Seconds(), copies[r])
+		fmt.Fprintln(os.Stderr, "upgrade "+line)
+		b.Log(line)
 	}
 	o.setCap(0)
+	stream := upgradeStreamCPU(b, o, 256<<20)
+	perGiB := func(r row) float64 {
+		return cpus[r].Seconds() / (float64(hosts) * float64(set.bytes) / (1 << 30))
+	}
+	// The floor of a swarm mode's CPU: what get does with each byte
+	// (fetch, hash, write) and one encrypted stream more.
+	floor := perGiB(row{"get", false}) + stream
+	line := fmt.Sprintf("CPU-s per GiB delivered: a libp2p stream %.2f; floor (get + stream) %.2f", stream, floor)
+	for _, r := range rows {
+		line += fmt.Sprintf("; %s capped=%v %.2f", r.mode, r.capped, perGiB(r))
+	}
+	fmt.Fprintln(os.Stderr, "upgrade "+line)
+	b.Log(line)
+	_, haveGet := cpus[row{"get", false}]
+	if _, ok := cpus[row{"coop", false}]; ok && haveGet {
+		b.ReportMetric(perGiB(row{"coop", false})/floor, "coop_cpu_vs_floor")
+	}
 	if len(rows) < 5 {
 		return
 	}
@@ -232,6 +289,8 @@ func BenchmarkUpgrade(b *testing.B) {
 	b.Logf("| origin bytes / upgrade | %.2f | %.2f | %.2f |", copies[row{"coop", false}], copies[row{"today", false}], copies[row{"get", false}])
 	b.Logf("| time, uncapped origin | %.1fs | %.1fs | %.1fs |", c.Seconds(), took[row{"today", false}].Seconds(), g.Seconds())
 	b.Logf("| time, origin capped at %d MB/s | %.1fs | | %.1fs |", capRate/1e6, cc.Seconds(), gc.Seconds())
+	b.Logf("| CPU-seconds, uncapped | %.1f | %.1f | %.1f |", cpus[row{"coop", false}].Seconds(), cpus[row{"today", false}].Seconds(), cpus[row{"get", false}].Seconds())
+	b.Logf("| CPU-seconds per GiB delivered, uncapped (floor: get + one stream, %.2f) | %.2f | %.2f | %.2f |", floor, perGiB(row{"coop", false}), perGiB(row{"today", false}), perGiB(row{"get", false}))
 	b.ReportMetric(copies[row{"coop", false}], "origin_ratio")
 	b.ReportMetric(c.Seconds()/g.Seconds(), "time_vs_get")
 	b.ReportMetric(cc.Seconds()/gc.Seconds(), "time_vs_get_capped")
@@ -244,4 +303,22 @@ func (o *bswOrigin) setCap(bytesPerSec int64) {
 		return
 	}
 	o.limit.Store(rate.NewLimiter(rate.Limit(bytesPerSec), 1<<20))
+}
+
+// upgradeStreamCPU is the CPU-seconds per GiB that moving bytes over
+// one libp2p stream between two daemons costs (TLS or Noise and yamux,
+// both ends in this process): what the swarm does with every byte that
+// `stork get` does not. Where the CPU is the limit, a swarm mode's time
+// is measured against get's CPU plus this.
+func upgradeStreamCPU(tb testing.TB, o *bswOrigin, size int64) float64 {
+	tb.Helper()
+	nodes := startCrowd(tb, o, 2, func(c *Config) { c.NoSiteInference = true })
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	cpu0 := cpuTime()
+	rawCopy(tb, nodes[0].d.p2p, nodes[1].d.p2p, size)
+	return (cpuTime() - cpu0).Seconds() / (float64(size) / (1 << 30))
 }

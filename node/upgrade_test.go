@@ -55,6 +55,18 @@ func TestUpgradeSmallPackagesFewLookups(t *testing.T) {
 		t.Errorf("%d hosts fetching %d packages made %d DHT lookups (%.2f per package and host), want at most 0.5", hosts, npkg, lookups, per)
 	}
 	t.Logf("%d DHT lookups for %d packages at %d hosts", lookups, npkg, hosts)
+	// A package of one chunk (all of them here, at most 256 KiB) is
+	// worth a session with at most 2 peers (swarm's peerLimit): every
+	// host opening one to every other for every package would be
+	// (hosts-1)/2 = 2.5 per package and host.
+	var opened int64
+	for _, n := range nodes {
+		opened += n.d.swarm.Counters().SessionStreamsOpened
+	}
+	if per := float64(opened) / (hosts * npkg); per > 2 {
+		t.Errorf("%d hosts fetching %d one-chunk packages opened %d swarm streams (%.2f per package and host), want at most 2", hosts, npkg, opened, per)
+	}
+	t.Logf("%d swarm streams opened for %d packages at %d hosts", opened, npkg, hosts)
 }
 
 // dhtLookups is the count of DHT provider lookups reg's daemon observed.

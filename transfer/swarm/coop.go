@@ -272,10 +272,11 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	defer release()
 	d.mu.Lock()
 	skip := d.silent[f] || d.banned[f]
-	// A request to f unanswered for nearly pullIdle: f is about to be
-	// found silent; a request sent now would reach a dead fetcher after
-	// that (a slot freed by a cancelled request is taken at once).
-	if t, ok := d.unheard[f]; ok && time.Since(t) >= d.s.pullIdle()*9/10 {
+	// A request to f unanswered for nearly pullIdle, and nothing else
+	// from f meanwhile (pullalive.go): f is about to be found silent; a
+	// request sent now would reach a dead fetcher after that (a slot
+	// freed by a cancelled request is taken at once).
+	if t, ok := d.unheard[f]; ok && time.Since(t) >= d.s.pullIdle()*9/10 && d.s.alive.silentFor(f, d.s.pullIdle()*9/10) {
 		skip = true
 	}
 	var sent time.Time // the unheard mark this request set

@@ -76,6 +76,7 @@ type download struct {
 	originDownSince time.Time
 	lastProgress    time.Time
 	finished        bool
+	finishedAt      time.Time // when finished was set
 	err             error
 	fromPeers       int64
 	fromOrigin      int64
@@ -202,6 +203,9 @@ func (s *Swarm) Download(ctx context.Context, req DownloadRequest) (*DownloadSta
 	defer stop()
 	d.run()
 	sessions, err := d.end(ctx)
+	d.mu.Lock()
+	s.ctr.noteEnd(time.Since(d.finishedAt))
+	d.mu.Unlock()
 	if err != nil {
 		return d.stats(start), fmt.Errorf("swarm download %s: %w", req.Manifest, err)
 	}
@@ -422,7 +426,7 @@ func (d *download) findPeers() {
 }
 
 // connect opens a session to p unless it is us, known, banned, dropped,
-// or the download has its fill of peers.
+// or the download has its fill of peers (peerLimit).
 func (d *download) connect(p PeerID) {
 	s := d.s
 	if p == s.cfg.Self || p == policy.OriginPeer || p == "" {
@@ -430,7 +434,7 @@ func (d *download) connect(p PeerID) {
 	}
 	d.mu.Lock()
 	if d.finished || d.banned[p] || d.dropped[p] || d.connecting[p] || d.peers[p] != nil ||
-		len(d.peers)+len(d.connecting) >= s.cfg.MaxPeersPerDownload {
+		len(d.peers)+len(d.connecting) >= d.peerLimit() {
 		d.mu.Unlock()
 		return
 	}
@@ -454,6 +458,7 @@ func (d *download) connect(p PeerID) {
 			s.log.Debug("cannot open swarm stream", "peer", p, "err", err)
 			return
 		}
+		s.ctr.sessionsOpened.Add(1)
 		newSession(s, p, st, true).run(d.c)
 	})
 	if !started {
@@ -461,6 +466,26 @@ func (d *download) connect(p PeerID) {
 		delete(d.connecting, p)
 		d.mu.Unlock()
 	}
+}
+
+// minSessionPeers is the fewest peers a download opens sessions to
+// (peerLimit) however few chunks its package has: a second in case the
+// first is slow or goes away.
+const minSessionPeers = 2
+
+// peerLimit is how many peers the download opens sessions to:
+// Config.MaxPeersPerDownload, but no more than its package has chunks
+// (at least minSessionPeers). A peer is worth a session for the chunks
+// it can send, and a package of k chunks keeps at most k peers busy at
+// once; every session costs a stream, a Hello and two have-maps, and
+// goroutines on both sides. An upgrade of hundreds of one-chunk packages
+// among many hosts would otherwise open a session between every pair of
+// hosts for every package, while each package's chunk comes through
+// its fetcher (pull.go) or from the first peer that has it. Sessions
+// that peers open to us count too once attached, but are not refused:
+// the peer decides what it needs.
+func (d *download) peerLimit() int {
+	return min(d.s.cfg.MaxPeersPerDownload, max(minSessionPeers, len(d.pkg.refs)))
 }
 
 // schedule issues every request the Picker allows now: a batched Request
@@ -541,11 +566,17 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	defer d.wg.Done()
 	ref := d.pkg.refs[i]
 	sent := time.Now()
+	d.mu.Lock()
+	ranked := len(d.fetchersBefore(i)) > 0 // another member is to fetch it
+	d.mu.Unlock()
 	done, err := d.pullFetchers(ctx, i, sent)
 	if done {
 		return
 	}
 	if err == nil {
+		if ranked {
+			d.s.ctr.originFallbacks.Add(1)
+		}
 		var data []byte
 		if data, err = d.s.originFetch(ctx, ref); err == nil {
 			d.deliver(i, policy.OriginPeer, data, sent)
@@ -756,6 +787,7 @@ func (d *download) finish(err error) {
 		return
 	}
 	d.finished = true
+	d.finishedAt = time.Now()
 	d.err = err
 	for _, c := range d.originCancel {
 		c()

@@ -151,9 +151,11 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	st, err := pn.OpenPull(octx, from)
 	cancel()
 	if err != nil {
+		s.ctr.pullsSilent.Add(1)
 		return nil, fmt.Errorf("pull chunk %s from %s: %w: %w", ref.CID, from, errPullSilent, err)
 	}
-	watch := time.AfterFunc(idle, func() { st.Reset() })
+	s.ctr.pullStreams.Add(1)
+	watch := s.watchPull(from, idle, st) // pullalive.go
 	defer watch.Stop()
 	var claimed atomic.Bool
 	claim := time.AfterFunc(s.pullClaim(), func() {
@@ -164,7 +166,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
 	var once sync.Once
-	data, err := readPull(st, manifest, i, flags, ref, func() { watch.Reset(idle) }, func(sending bool) {
+	data, err := readPull(st, manifest, i, flags, ref, func() { watch.Alive() }, func(sending bool) {
 		if sending {
 			claim.Stop()
 			heard(true)
@@ -177,6 +179,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		countPullErr(&s.ctr, err, claimed.Load())
 		if claimed.Load() {
 			return nil, fmt.Errorf("pull chunk %s from %s: %w: working for %v without sending it", ref.CID, from, errPullSilent, s.pullClaim())
 		}
@@ -779,6 +782,7 @@ func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte,
 	}
 	c := s.originCalls[ref.CID]
 	if c == nil {
+		s.ctr.originFetches.Add(1)
 		fctx, cancel := context.WithTimeout(s.ctx, s.cfg.OriginRequestTimeout)
 		c = &originCall{done: make(chan struct{}), cancel: cancel}
 		if !s.goroutine(func() { s.runOriginCall(fctx, c, ref) }) {

@@ -43,10 +43,17 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 		}
 		return part.Data[offset : offset+k]
 	}
+	var aliveAt time.Time // when the peer's liveness was last recorded
 	for {
 		m, err := readMessage(br, limits, &chunkBufs, dst)
 		if err != nil {
 			return err
+		}
+		// A peer whose session speaks is alive: its pull-through
+		// requests wait for it (pullalive.go). At most ten a second.
+		if now := time.Now(); now.Sub(aliveAt) >= 100*time.Millisecond {
+			aliveAt = now
+			ss.s.alive.note(ss.peer)
 		}
 		switch {
 		case m.Type == MsgChunkPart && part == nil:

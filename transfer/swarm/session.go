@@ -155,6 +155,7 @@ func (ss *session) run(manifest cid.Cid) {
 			return
 		}
 	} else {
+		s.ctr.sessionsAccepted.Add(1)
 		t := time.AfterFunc(s.cfg.RequestTimeout, func() { ss.st.Reset() })
 		m, err := ReadMessage(br, WireLimits{MaxChunk: 1})
 		t.Stop()

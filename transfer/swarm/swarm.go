@@ -146,6 +146,10 @@ type Swarm struct {
 	// chunks counts the chunks received, by source (fromPeers,
 	// fromOrigin) and by verification result (verified, failed).
 	chunks [2][2]atomic.Int64
+	// ctr: streams opened and pull-through outcomes (counters.go).
+	ctr counters
+	// alive: when each peer last sent us anything (pullalive.go).
+	alive fetcherAlive
 
 	// Pull-through serving (pull.go): the requests served now, per peer
 	// and in all; the origin fetches under way, by chunk; the chunks

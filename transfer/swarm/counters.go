@@ -1,0 +1,102 @@
+package swarm
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+)
+
+// Counters counts what a Swarm did on the wire since it started: the
+// streams it opened and accepted, and what became of its pull-through
+// requests. Benchmarks and tests read them to tell where an upgrade's
+// streams and duplicate origin fetches come from.
+type Counters struct {
+	// SessionStreams: swarm streams this host opened (outbound sessions)
+	// and accepted (inbound).
+	SessionStreamsOpened, SessionStreamsAccepted int64
+	// PullStreams: pull-through streams this host opened as an asker.
+	PullStreams int64
+	// PullsSilent: pull-through requests given up because the fetcher
+	// was unreachable or said nothing for pullIdle; PullsClaimed: because
+	// it kept working past pullClaim without sending the chunk;
+	// PullsRefused: refused by the fetcher.
+	PullsSilent, PullsClaimed, PullsRefused int64
+	// OriginFallbacks: chunks this host asked the origin for itself
+	// although another member ranked before it (every fetcher before it
+	// refused, failed or stayed silent): the duplicates cooperative
+	// fetching exists to avoid.
+	OriginFallbacks int64
+	// OriginFetches: chunk requests this host sent the origin.
+	OriginFetches int64
+	// EndWait, EndWaitMax: the time downloads took, in all and at most,
+	// from their last chunk (or failure) until Download returned (their
+	// origin fetches and provider search ended).
+	EndWait, EndWaitMax time.Duration
+}
+
+// counters are a Swarm's Counters, updated as things happen.
+type counters struct {
+	sessionsOpened, sessionsAccepted atomic.Int64
+	pullStreams                      atomic.Int64
+	pullsSilent, pullsClaimed        atomic.Int64
+	pullsRefused                     atomic.Int64
+	originFallbacks                  atomic.Int64
+	originFetches                    atomic.Int64
+	endWait, endWaitMax              atomic.Int64
+}
+
+// noteEnd counts a download's wait from its end to Download's return.
+func (c *counters) noteEnd(d time.Duration) {
+	c.endWait.Add(int64(d))
+	for {
+		m := c.endWaitMax.Load()
+		if int64(d) <= m || c.endWaitMax.CompareAndSwap(m, int64(d)) {
+			return
+		}
+	}
+}
+
+// Counters returns a snapshot of the Swarm's counters.
+func (s *Swarm) Counters() Counters {
+	c := &s.ctr
+	return Counters{
+		SessionStreamsOpened:   c.sessionsOpened.Load(),
+		SessionStreamsAccepted: c.sessionsAccepted.Load(),
+		PullStreams:            c.pullStreams.Load(),
+		PullsSilent:            c.pullsSilent.Load(),
+		PullsClaimed:           c.pullsClaimed.Load(),
+		PullsRefused:           c.pullsRefused.Load(),
+		OriginFallbacks:        c.originFallbacks.Load(),
+		OriginFetches:          c.originFetches.Load(),
+		EndWait:                time.Duration(c.endWait.Load()),
+		EndWaitMax:             time.Duration(c.endWaitMax.Load()),
+	}
+}
+
+// Add returns the sum of c and o.
+func (c Counters) Add(o Counters) Counters {
+	return Counters{
+		SessionStreamsOpened:   c.SessionStreamsOpened + o.SessionStreamsOpened,
+		SessionStreamsAccepted: c.SessionStreamsAccepted + o.SessionStreamsAccepted,
+		PullStreams:            c.PullStreams + o.PullStreams,
+		PullsSilent:            c.PullsSilent + o.PullsSilent,
+		PullsClaimed:           c.PullsClaimed + o.PullsClaimed,
+		PullsRefused:           c.PullsRefused + o.PullsRefused,
+		OriginFallbacks:        c.OriginFallbacks + o.OriginFallbacks,
+		OriginFetches:          c.OriginFetches + o.OriginFetches,
+		EndWait:                c.EndWait + o.EndWait,
+		EndWaitMax:             max(c.EndWaitMax, o.EndWaitMax),
+	}
+}
+
+// countPullErr counts how a pull-through request failed.
+func countPullErr(c *counters, err error, claimed bool) {
+	switch {
+	case claimed:
+		c.pullsClaimed.Add(1)
+	case errors.Is(err, errPullSilent):
+		c.pullsSilent.Add(1)
+	case errors.Is(err, errPullRefused):
+		c.pullsRefused.Add(1)
+	}
+}
