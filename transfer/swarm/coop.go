@@ -349,3 +349,48 @@ func (d *download) wakeWaiters(i int) {
 	}
 	delete(d.waiters, i)
 }
+
+// claimEvery is how often renewClaims may run: often enough that a
+// chunk entering the origin window is claimed by its owner well within a
+// non-owner's fallback wait (policy's OriginFallbackDelay, 2 s at
+// least), and its claims renewed well within a peer's PendingTimeout.
+func (s *Swarm) claimEvery() time.Duration {
+	return min(s.cfg.RequestTimeout/3, 500*time.Millisecond)
+}
+
+// renewClaims says Fetching, every claimEvery, for the chunks this host
+// is fetching from the origin itself and for the window's chunks it owns
+// and will fetch next (policy.Picker.OwnedQueued), while its origin
+// requests make progress: the origin sent it a chunk within
+// RequestTimeout, or the download is younger than that. A peer's Picker
+// keeps a claim RequestTimeout (PendingTimeout) from the latest, so
+// behind a slow origin, whose queue holds our requests longer than that,
+// the peers wait for our copy instead of fetching a second one. A host
+// cut off from the origin gets no chunk from it and renews nothing: its
+// claims expire as before. d.mu is held.
+func (d *download) renewClaims(now time.Time) {
+	if now.Sub(d.claimedAt) < d.s.claimEvery() || !d.originDownSince.IsZero() || d.s.cfg.Origin == nil {
+		return
+	}
+	d.claimedAt = now
+	at := d.s.originAt.Load()
+	fresh := at != 0 && now.Sub(time.Unix(0, at)) <= d.s.cfg.RequestTimeout
+	if !fresh && (at != 0 || now.Sub(d.started) > d.s.cfg.RequestTimeout) {
+		return
+	}
+	var fetching []uint32
+	for i := range d.originCancel {
+		if len(d.fetchersBefore(i)) == 0 {
+			fetching = append(fetching, uint32(i))
+		}
+	}
+	d.queued = d.picker.OwnedQueued(now, d.queued[:0])
+	for _, i := range d.queued {
+		fetching = append(fetching, uint32(i))
+	}
+	for len(fetching) > 0 {
+		n := min(len(fetching), MaxIndicesPerMessage)
+		d.broadcast(&Message{Type: MsgFetching, Indices: fetching[:n]}, "")
+		fetching = fetching[n:]
+	}
+}

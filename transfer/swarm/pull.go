@@ -714,6 +714,9 @@ func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.C
 	if errors.Is(err, metadata.ErrHashMismatch) {
 		s.chunks[fromOrigin][failed].Add(1)
 	}
+	if err == nil {
+		s.originAt.Store(time.Now().UnixNano())
+	}
 	s.pullMu.Lock()
 	c.data, c.err = data, err
 	if err == nil && s.servesPulls() {

@@ -1,0 +1,98 @@
+package swarm_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/storkpm/stork/transfer/swarm"
+	"github.com/storkpm/stork/transfer/transfertest"
+)
+
+// countingOrigin counts, for each chunk, the origin requests that sent it
+// whole.
+type countingOrigin struct {
+	*swarmOrigin
+	mu     sync.Mutex
+	served map[cid.Cid]int
+}
+
+func (o *countingOrigin) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte, error) {
+	b, err := o.swarmOrigin.FetchChunk(ctx, c, size)
+	if err == nil {
+		o.mu.Lock()
+		o.served[c]++
+		o.mu.Unlock()
+	}
+	return b, err
+}
+
+// twice returns how many chunks the origin served more than once.
+func (o *countingOrigin) twice() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, k := range o.served {
+		if k > 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// cappedOriginCopies has 3 sites of 3 hosts (20 ms apart, 0.5 ms within
+// a site) fetch one package at once from an origin whose rate makes one
+// copy take 3 x RequestTimeout (the testbed's 100 Mbit/s origin takes
+// about 2 x RequestTimeout for its 256 MiB): the hosts' origin requests
+// queue there longer than a peer request's timeout. It returns the
+// origin's copies and the chunks it sent whole more than once.
+func cappedOriginCopies(t *testing.T, sites bool) (float64, int) {
+	t.Helper()
+	const reqTimeout = 2 * time.Second
+	p := newTestPackage(t, 31, 256<<10, 12<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: 500 * time.Microsecond, Rate: 64 << 20})
+	origin := &countingOrigin{swarmOrigin: newSwarmOrigin(p, 2<<20, 20*time.Millisecond), served: map[cid.Cid]int{}}
+	siteOf := map[swarm.PeerID]string{}
+	for _, s := range []string{"A", "B", "C"} {
+		for k := range 3 {
+			id := fmt.Sprintf("%s%d", s, k)
+			siteOf[swarm.PeerID(id)] = s
+			c.add(id, origin, func(cfg *swarm.Config) {
+				cfg.RequestTimeout = reqTimeout
+				if sites {
+					cfg.Site = "site-" + s
+				}
+			})
+		}
+	}
+	for _, a := range c.nodes {
+		for _, b := range c.nodes {
+			if siteOf[a.id] != siteOf[b.id] {
+				c.net.SetLink(a.id, b.id, transfertest.LinkShape{Latency: 20 * time.Millisecond, Rate: 16 << 20})
+			}
+		}
+	}
+	copies := flashCrowd(t, c, p, origin.swarmOrigin)
+	return copies, origin.twice()
+}
+
+// Behind an origin so slow that every host's origin requests wait there
+// longer than a peer request's timeout, the origin still sends each chunk
+// about once, with sites and without: a host whose fetcher (or the
+// chunk's claimant) is alive and receiving from the origin keeps waiting
+// for it rather than asking the origin for a second copy.
+func TestSwarmCappedOriginOneCopy(t *testing.T) {
+	for _, sites := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sites=%v", sites), func(t *testing.T) {
+			copies, twice := cappedOriginCopies(t, sites)
+			t.Logf("sites %v: origin sent %.3f copies; %d chunks more than once", sites, copies, twice)
+			if copies > 1.1 {
+				t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.1", copies, twice)
+			}
+		})
+	}
+}
