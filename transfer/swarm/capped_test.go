@@ -3,12 +3,14 @@ package swarm_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
 )
@@ -94,5 +96,45 @@ func TestSwarmCappedOriginOneCopy(t *testing.T) {
 				t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.1", copies, twice)
 			}
 		})
+	}
+}
+
+// partialMembers is a node's network that hides some members from it:
+// an overlay whose connections are not all made yet.
+type partialMembers struct {
+	*transfertest.MemNode
+	hidden map[swarm.PeerID]bool
+}
+
+func (p *partialMembers) Members() []policy.Member {
+	ms := p.MemNode.Members()
+	return slices.DeleteFunc(ms, func(m policy.Member) bool { return p.hidden[m.ID] })
+}
+
+// Without sites, 9 hosts whose members views differ (host k does not
+// see host k+1, as in an overlay still being made) rank different
+// fetchers for a chunk: the host that does not see the chunk's
+// first-ranked member asks the second-ranked, which sees the first.
+// Behind the capped origin each chunk still comes from it about once:
+// the second-ranked forwards the request to the first instead of
+// fetching a second copy.
+func TestSwarmCappedOriginPartialOverlay(t *testing.T) {
+	const reqTimeout = 2 * time.Second
+	p := newTestPackage(t, 32, 256<<10, 12<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: 2 * time.Millisecond, Rate: 64 << 20})
+	origin := &countingOrigin{swarmOrigin: newSwarmOrigin(p, 2<<20, 20*time.Millisecond), served: map[cid.Cid]int{}}
+	const hosts = 9
+	for k := range hosts {
+		id := swarm.PeerID(fmt.Sprintf("n%d", k))
+		hidden := map[swarm.PeerID]bool{swarm.PeerID(fmt.Sprintf("n%d", (k+1)%hosts)): true}
+		c.add(string(id), origin, func(cfg *swarm.Config) {
+			cfg.RequestTimeout = reqTimeout
+			cfg.Network = &partialMembers{MemNode: cfg.Network.(*transfertest.MemNode), hidden: hidden}
+		})
+	}
+	copies := flashCrowd(t, c, p, origin.swarmOrigin)
+	t.Logf("partial members: origin sent %.3f copies; %d chunks whole more than once", copies, origin.twice())
+	if copies > 1.1 {
+		t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.1", copies, origin.twice())
 	}
 }

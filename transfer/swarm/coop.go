@@ -350,6 +350,35 @@ func (d *download) wakeWaiters(i int) {
 	delete(d.waiters, i)
 }
 
+// forward serves asker's pull-through request for chunk i through the
+// member we rank first for it, when that is neither us nor the asker:
+// the asker ranked us first because it does not see that member yet
+// (members views differ while the overlay is made), and the member's
+// other askers would make it fetch a second copy from the origin. The
+// chunk goes into our download too. nil when there is no such member or
+// it did not serve the chunk: then we fetch it as the asker's fetcher.
+func (d *download) forward(ctx context.Context, asker PeerID, i int) []byte {
+	d.mu.Lock()
+	before := d.fetchersBefore(i)
+	d.mu.Unlock()
+	if len(before) == 0 || before[0] == asker {
+		return nil
+	}
+	f, ref, sent := before[0], d.pkg.refs[i], time.Now()
+	data, err := d.pullOne(ctx, f, i, ref, pullForwarded)
+	if err != nil {
+		d.s.log.Debug("forwarded pull-through request not served; fetching it", "fetcher", f, "chunk", ref.CID, "err", err)
+		return nil
+	}
+	if err := ref.Verify(data); err != nil {
+		d.s.chunks[fromPeers][failed].Add(1)
+		d.banFetcher(f, err)
+		return nil
+	}
+	d.s.goroutine(func() { d.deliverFrom(i, policy.OriginPeer, f, data, sent) })
+	return data
+}
+
 // claimEvery is how often renewClaims may run: often enough that a
 // chunk entering the origin window is claimed by its owner well within a
 // non-owner's fallback wait (policy's OriginFallbackDelay, 2 s at

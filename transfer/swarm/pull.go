@@ -28,10 +28,14 @@ import (
 //
 // flags: pullHeldOnly asks for the chunk only if the fetcher holds it
 // already (store, cache, or its own download has it): it refuses at once
-// otherwise, and never asks the origin for it.
+// otherwise, and never asks the origin for it. pullForwarded marks a
+// request forwarded by a fetcher that ranks another member first
+// (download.forward): it is not forwarded again.
 //
 // and the fetcher answers with status bytes: pullWorking at once when it
-// takes the request, again every pullKeepalive while it fetches, then
+// takes the request, again every pullKeepalive while it fetches (as
+// pullProgress when the asker set pullWantsProgress and the fetcher's
+// origin requests progressed since the last keepalive), then
 // one final status: pullOK followed by uvarint length and the chunk's
 // bytes, or pullRefused (it does not know the package, or is busy: ask
 // the next fetcher), pullMissing (the origin lacks the chunk or sent it
@@ -50,10 +54,25 @@ const (
 	pullMissing    byte = 3
 	pullOriginDown byte = 4
 	pullAskOther   byte = 5
+	// pullProgress: a keepalive that also says the fetcher's origin
+	// requests made progress (the origin sent it a chunk) since its last
+	// one; sent only to an asker that set pullWantsProgress.
+	pullProgress byte = 6
 )
 
 // Request flags.
-const pullHeldOnly byte = 1
+const (
+	pullHeldOnly byte = 1
+	// pullForwarded: the request comes from a fetcher that ranks the
+	// receiver first for the chunk, on behalf of a host that ranked that
+	// fetcher first (their members differ, as while an overlay is being
+	// made): the receiver serves it as any request, and never forwards it
+	// again. A host that does not know the flag serves it as any request.
+	pullForwarded byte = 2
+	// pullWantsProgress: the asker reads pullProgress keepalives. A host
+	// that does not know the flag sends pullWorking only.
+	pullWantsProgress byte = 4
+)
 
 // Limits of pull-through serving.
 const (
@@ -121,7 +140,11 @@ func (s *Swarm) pullIdle() time.Duration {
 // for a peer sending the chunk to its own download, then fetch it from the
 // origin. A fetcher whose origin requests hang (a site cut off from the
 // origin by silent drops) keeps saying pullWorking; past this the asker
-// takes it for a silent one and asks the next in rank or the origin.
+// takes it for a silent one and asks the next in rank or the origin. A
+// pullProgress keepalive starts the claim afresh: behind a slow origin
+// (a capped link the swarm shares) a fetcher's request waits there longer
+// than this, and a second copy fetched meanwhile would only slow every
+// other request down.
 func (s *Swarm) pullClaim() time.Duration {
 	return 2 * max(s.cfg.RequestTimeout, time.Second)
 }
@@ -152,10 +175,10 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
 	var once sync.Once
-	data, err := readPull(st, manifest, i, flags, ref.Length, func() {
+	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref.Length, func() {
 		once.Do(heard)
 		watch.Reset(idle)
-	}, func() { claim.Stop() })
+	}, func() { claim.Reset(s.pullClaim()) }, func() { claim.Stop() })
 	if err != nil {
 		st.Reset()
 		if ctx.Err() != nil {
@@ -189,9 +212,9 @@ func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
 }
 
 // readPull writes the request and reads the answer (calling alive on
-// every sign of life, and sending once the chunk starts); the chunk must
-// be length bytes long.
-func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, alive, sending func()) ([]byte, error) {
+// every sign of life, progressed on every pullProgress, and sending once
+// the chunk starts); the chunk must be length bytes long.
+func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, alive, progressed, sending func()) ([]byte, error) {
 	mb := manifest.Bytes()
 	req := binary.AppendUvarint(nil, uint64(len(mb)))
 	req = append(req, mb...)
@@ -208,6 +231,9 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, length int64, aliv
 		}
 		switch b {
 		case pullWorking:
+			continue
+		case pullProgress:
+			progressed()
 			continue
 		case pullRefused:
 			return nil, errPullRefused
@@ -416,7 +442,7 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 	if w.status(pullWorking) != nil {
 		return pullRefused, nil
 	}
-	stop := s.keepalive(w)
+	stop := s.keepalive(w, flags&pullWantsProgress != 0)
 	defer stop()
 	var pi *pkgInfo
 	var d *download
@@ -445,6 +471,11 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 		}
 		return pullOK, data
 	}
+	if flags&pullForwarded == 0 && d != nil {
+		if data = d.forward(ctx, p, i); data != nil {
+			return pullOK, data
+		}
+	}
 	data, err = s.pullData(ctx, pi.refs[i], d, i)
 	switch {
 	case err == nil:
@@ -460,8 +491,10 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 }
 
 // keepalive says pullWorking through w every pullKeepalive until the
-// function it returns is called (which waits for the last write).
-func (s *Swarm) keepalive(w *pullWriter) func() {
+// function it returns is called (which waits for the last write); with
+// progress, pullProgress instead when the origin sent this host a chunk
+// since the last keepalive.
+func (s *Swarm) keepalive(w *pullWriter, progress bool) func() {
 	done := make(chan struct{})
 	var kw sync.WaitGroup
 	kw.Add(1)
@@ -469,12 +502,17 @@ func (s *Swarm) keepalive(w *pullWriter) func() {
 		defer kw.Done()
 		t := time.NewTicker(pullKeepalive)
 		defer t.Stop()
+		last := s.originAt.Load()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				if w.status(pullWorking) != nil {
+				b := pullWorking
+				if at := s.originAt.Load(); progress && at != last {
+					b, last = pullProgress, at
+				}
+				if w.status(b) != nil {
 					return
 				}
 			}
