@@ -138,3 +138,39 @@ func TestSwarmCappedOriginPartialOverlay(t *testing.T) {
 		t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.1", copies, origin.twice())
 	}
 }
+
+// A member that keeps saying it is working and never sends a chunk ranks
+// first for some chunks of a flash crowd: each host gives up on it after
+// its claim and asks the next in rank, which fetches the chunk for all
+// (it does not forward the request back to the stalling member, whose
+// claim it has not seen expire yet), and the origin sends the chunk
+// about once.
+func TestSwarmPullThroughStallingFirstNotForwardedTo(t *testing.T) {
+	const hosts = 5
+	p := newTestPackage(t, 33, 64<<10, 48*64<<10)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 5*time.Millisecond)
+	stallingMember(c, "stall")
+	for k := range hosts {
+		c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.RequestTimeout = time.Second })
+	}
+	ms := []policy.Member{{ID: "stall"}}
+	for _, n := range c.nodes[1:] {
+		ms = append(ms, policy.Member{ID: n.id})
+	}
+	f := policy.NewFetchers(policy.Member{ID: c.nodes[0].id}, ms)
+	stalled := 0
+	for _, ref := range p.m.UniqueChunks() {
+		if f.First(policy.ChunkKey(ref.CID.Bytes())) == "stall" {
+			stalled++
+		}
+	}
+	if stalled < 3 {
+		t.Fatalf("the stalling member ranks first for %d chunks; the test needs a few", stalled)
+	}
+	copies := flashCrowd(t, c, p, origin)
+	t.Logf("stalling member first for %d of %d chunks: origin sent %.2f copies", stalled, len(p.chunks), copies)
+	if copies > 1.1 {
+		t.Errorf("origin sent %.2f copies, want about one", copies)
+	}
+}

@@ -138,6 +138,8 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 		fl := flags
 		if f == named {
 			fl = pullHeldOnly
+		} else if k == 0 {
+			fl |= pullFirstRank
 		}
 		data, err := d.pullOne(ctx, f, i, ref, fl)
 		var other *askOtherError

@@ -30,7 +30,8 @@ import (
 // already (store, cache, or its own download has it): it refuses at once
 // otherwise, and never asks the origin for it. pullForwarded marks a
 // request forwarded by a fetcher that ranks another member first
-// (download.forward): it is not forwarded again.
+// (download.forward): it is not forwarded again; only a request marked
+// pullFirstRank (the asker's first choice) is forwarded at all.
 //
 // and the fetcher answers with status bytes: pullWorking at once when it
 // takes the request, again every pullKeepalive while it fetches (as
@@ -72,6 +73,11 @@ const (
 	// pullWantsProgress: the asker reads pullProgress keepalives. A host
 	// that does not know the flag sends pullWorking only.
 	pullWantsProgress byte = 4
+	// pullFirstRank: the asker ranks the receiver first for the chunk
+	// (it has given up on nobody before it). Only such a request is
+	// forwarded: one that comes after the asker gave up on a fetcher may
+	// be for the very member the receiver would forward it to.
+	pullFirstRank byte = 8
 )
 
 // Limits of pull-through serving.
@@ -471,7 +477,7 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, manifest
 		}
 		return pullOK, data
 	}
-	if flags&pullForwarded == 0 && d != nil {
+	if flags&(pullForwarded|pullFirstRank) == pullFirstRank && d != nil {
 		if data = d.forward(ctx, p, i); data != nil {
 			return pullOK, data
 		}
