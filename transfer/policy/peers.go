@@ -21,6 +21,9 @@ type peerSlot struct {
 	pending   Bitfield
 	id        PeerID
 	lastByte  int64 // last Progress: part of a chunk arrived
+	// renewed: the latest time each renewed claim (pending) was made
+	// again; the claim's earlier pendQ entries do not expire it.
+	renewed map[int32]int64
 }
 
 type pendEntry struct {
@@ -114,6 +117,7 @@ func (p *Picker) peerHave(s int32, i int) {
 	sl := &p.slots[s]
 	if sl.npend > 0 && sl.pending.Has(i) {
 		sl.pending.Clear(i)
+		delete(sl.renewed, int32(i))
 		sl.npend--
 		p.addPend(i, -1)
 	}
@@ -144,7 +148,8 @@ func (p *Picker) PeerLacks(peer PeerID, i int) {
 
 // PeerPending records that peer said it is fetching chunk i from the
 // origin: we leave i to it (and fetch it from the peer once it has it)
-// unless the claim is older than PendingTimeout.
+// unless the claim is older than PendingTimeout. The peer saying it again
+// renews the claim: it runs PendingTimeout from the latest.
 func (p *Picker) PeerPending(peer PeerID, i int, now time.Time) {
 	if s, ok := p.peers[peer]; ok {
 		p.peerPending(s, i, now)
@@ -156,13 +161,22 @@ func (p *Picker) peerPending(s int32, i int, now time.Time) {
 		return
 	}
 	sl := &p.slots[s]
-	if sl.have.Has(i) || sl.pending.Has(i) {
+	if sl.have.Has(i) {
+		return
+	}
+	at := p.t(now)
+	if sl.pending.Has(i) {
+		if sl.renewed == nil {
+			sl.renewed = make(map[int32]int64)
+		}
+		sl.renewed[int32(i)] = at
+		p.pendQ = append(p.pendQ, pendEntry{slot: s, gen: sl.gen, chunk: int32(i), at: at})
 		return
 	}
 	sl.pending.Set(i)
 	sl.npend++
 	p.addPend(i, 1)
-	p.pendQ = append(p.pendQ, pendEntry{slot: s, gen: sl.gen, chunk: int32(i), at: p.t(now)})
+	p.pendQ = append(p.pendQ, pendEntry{slot: s, gen: sl.gen, chunk: int32(i), at: at})
 }
 
 // DropRequests closes every open request to peer without blame (the

@@ -271,6 +271,7 @@ func (p *Picker) received(i int, s int32, ok bool, now time.Time, bytes int64) [
 				}
 			} else {
 				p.originDone++
+				p.mem.originLat = ewma(p.mem.originLat, float64(t-r.at))
 			}
 			p.endRequest(id)
 		}
@@ -382,6 +383,12 @@ func (p *Picker) advance(t int64) {
 		p.pendHead++
 		sl := &p.slots[e.slot]
 		if sl.live && sl.gen == e.gen && sl.pending.Has(int(e.chunk)) {
+			if r, ok := sl.renewed[e.chunk]; ok {
+				if r > e.at {
+					continue // renewed since: a later entry expires it
+				}
+				delete(sl.renewed, e.chunk)
+			}
 			sl.pending.Clear(int(e.chunk))
 			sl.npend--
 			p.addPend(int(e.chunk), -1)

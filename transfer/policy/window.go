@@ -40,7 +40,10 @@ type memberState struct {
 	// filed.
 	due     [maxFallbackRank + 1][]int32
 	seenLat float64 // EWMA of entering the window to being seen, ns
-	self    uint64  // our hash
+	// originLat: EWMA of our origin requests' times, request to arrival,
+	// ns: how long the origin takes for anyone's chunk now.
+	originLat float64
+	self      uint64 // our hash
 	// deferred: chunks one known peer has that we leave to other hosts
 	// for a while (see deferFirst); deferQ in order of expiry.
 	deferQ []pendEntry
@@ -175,17 +178,28 @@ func (p *Picker) growWindow(t int64) {
 // r times as long): the larger of OriginFallbackDelay and twice the mean
 // time window chunks took from entering to being seen (measured; before
 // the first sample, RequestTimeout), twice the mean counting at most
-// RequestTimeout. A member ranked before us that brings nothing for that
+// queueLimit. A member ranked before us that brings nothing for that
 // long (its site cut off from the origin, its requests silently dropped)
 // holds the chunk up no longer, however slowly chunks were seen so far.
 func (p *Picker) fallbackDelay() int64 {
 	d := float64(p.cfg.OriginFallbackDelay)
+	limit := p.queueLimit()
 	if p.mem.seenLat > 0 {
-		d = max(d, min(2*p.mem.seenLat, float64(p.cfg.RequestTimeout)))
+		d = max(d, min(2*p.mem.seenLat, limit))
 	} else {
-		d = max(d, float64(p.cfg.RequestTimeout))
+		d = max(d, limit)
 	}
 	return int64(d)
+}
+
+// queueLimit bounds the wait for an owner: RequestTimeout, or, behind a
+// slow origin (a capped link the swarm shares, whose queue makes each
+// request take longer), twice the time our own origin requests take to
+// get through the window's chunks we own: an owner takes about as long
+// to reach its own, one origin window after another, and a second copy
+// fetched meanwhile would only slow every other request down.
+func (p *Picker) queueLimit() float64 {
+	return max(float64(p.cfg.RequestTimeout), 4*p.mem.originLat)
 }
 
 // pushDue files chunk i (in the window, origin-eligible) under our rank.
@@ -291,4 +305,25 @@ func (p *Picker) memberEligible(i int) {
 	if ms.on && int(ms.gpos[i]) < ms.wEnd {
 		p.pushDue(i)
 	}
+}
+
+// OwnedQueued appends to dst the chunks of the origin window that we own
+// (rank 0) and have not asked the origin for yet: our origin requests
+// take them next, once the open ones end. A host says it fetches them
+// (Fetching) before it does, so that behind a slow origin, whose queue
+// keeps our slots full for longer than a non-owner's fallback wait, the
+// non-owners wait for our copy instead of fetching a second one. None
+// without members, or with pull-through on (no chunk waits a delay).
+func (p *Picker) OwnedQueued(now time.Time, dst []int) []int {
+	ms := &p.mem
+	if !ms.on || p.pull {
+		return dst
+	}
+	p.growWindow(p.t(now))
+	for _, g := range ms.due[0] {
+		if i := int(ms.order[g]); p.originEligible(i) && ms.orank[i] == 0 {
+			dst = append(dst, i)
+		}
+	}
+	return dst
 }

@@ -145,6 +145,8 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 		fl := flags
 		if f == named {
 			fl = pullHeldOnly
+		} else if k == 0 {
+			fl |= pullFirstRank
 		}
 		data, err := d.pullOne(ctx, f, i, ref, fl)
 		var other *askOtherError
@@ -364,4 +366,78 @@ func (d *download) wakeWaiters(i int) {
 		close(ch)
 	}
 	delete(d.waiters, i)
+}
+
+// forward serves asker's pull-through request for chunk i through the
+// member we rank first for it, when that is neither us nor the asker:
+// the asker ranked us first because it does not see that member yet
+// (members views differ while the overlay is made), and the member's
+// other askers would make it fetch a second copy from the origin. The
+// chunk goes into our download too. nil when there is no such member or
+// it did not serve the chunk: then we fetch it as the asker's fetcher.
+func (d *download) forward(ctx context.Context, asker PeerID, i int) []byte {
+	d.mu.Lock()
+	before := d.fetchersBefore(i)
+	d.mu.Unlock()
+	if len(before) == 0 || before[0] == asker {
+		return nil
+	}
+	f, ref, sent := before[0], d.pkg.refs[i], time.Now()
+	data, err := d.pullOne(ctx, f, i, ref, pullForwarded)
+	if err != nil {
+		d.s.log.Debug("forwarded pull-through request not served; fetching it", "fetcher", f, "chunk", ref.CID, "err", err)
+		return nil
+	}
+	if err := ref.Verify(data); err != nil {
+		d.s.chunks[fromPeers][failed].Add(1)
+		d.banFetcher(f, err)
+		return nil
+	}
+	d.s.goroutine(func() { d.deliverFrom(i, policy.OriginPeer, f, data, sent) })
+	return data
+}
+
+// claimEvery is how often renewClaims may run: often enough that a
+// chunk entering the origin window is claimed by its owner well within a
+// non-owner's fallback wait (policy's OriginFallbackDelay, 2 s at
+// least), and its claims renewed well within a peer's PendingTimeout.
+func (s *Swarm) claimEvery() time.Duration {
+	return min(s.cfg.RequestTimeout/3, 500*time.Millisecond)
+}
+
+// renewClaims says Fetching, every claimEvery, for the chunks this host
+// is fetching from the origin itself and for the window's chunks it owns
+// and will fetch next (policy.Picker.OwnedQueued), while its origin
+// requests make progress: the origin sent it a chunk within
+// RequestTimeout, or the download is younger than that. A peer's Picker
+// keeps a claim RequestTimeout (PendingTimeout) from the latest, so
+// behind a slow origin, whose queue holds our requests longer than that,
+// the peers wait for our copy instead of fetching a second one. A host
+// cut off from the origin gets no chunk from it and renews nothing: its
+// claims expire as before. d.mu is held.
+func (d *download) renewClaims(now time.Time) {
+	if now.Sub(d.claimedAt) < d.s.claimEvery() || !d.originDownSince.IsZero() || d.s.cfg.Origin == nil {
+		return
+	}
+	d.claimedAt = now
+	at := d.s.originAt.Load()
+	fresh := at != 0 && now.Sub(time.Unix(0, at)) <= d.s.cfg.RequestTimeout
+	if !fresh && (at != 0 || now.Sub(d.started) > d.s.cfg.RequestTimeout) {
+		return
+	}
+	var fetching []uint32
+	for i := range d.originCancel {
+		if len(d.fetchersBefore(i)) == 0 {
+			fetching = append(fetching, uint32(i))
+		}
+	}
+	d.queued = d.picker.OwnedQueued(now, d.queued[:0])
+	for _, i := range d.queued {
+		fetching = append(fetching, uint32(i))
+	}
+	for len(fetching) > 0 {
+		n := min(len(fetching), MaxIndicesPerMessage)
+		d.broadcast(&Message{Type: MsgFetching, Indices: fetching[:n]}, "")
+		fetching = fetching[n:]
+	}
 }

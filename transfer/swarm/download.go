@@ -98,6 +98,9 @@ type download struct {
 	memberSet map[PeerID]bool
 	providers []PeerID
 	silent    map[PeerID]bool // fetchers that did not answer in time
+	claimedAt time.Time       // when renewClaims last ran
+	queued    []int           // renewClaims' OwnedQueued
+	started   time.Time
 
 	// waiters are closed once their chunk is stored or the download ends
 	// (awaitChunk).
@@ -241,6 +244,7 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 		storing:      policy.NewBitfield(n),
 		originCancel: make(map[int]context.CancelFunc),
 		lastProgress: start,
+		started:      start,
 		seed:         seed,
 		sem:          make(chan struct{}, 2*deliverWorkers(pkg.maxChunk)),
 	}
@@ -804,6 +808,7 @@ func (d *download) tick(now time.Time) {
 		return
 	}
 	d.applySites(now)
+	d.renewClaims(now)
 	d.timeouts = d.picker.Timeouts(now, d.timeouts[:0])
 	for _, r := range d.timeouts {
 		ss := d.peers[r.Peer]

@@ -36,10 +36,15 @@ import (
 // while it resolves the package (pullref.go); a fetcher that knows the
 // package refuses a request whose chunk is not the one at that index.
 // A fetcher that predates the flag reads the request without the
-// trailing fields.
+// trailing fields. pullForwarded marks a request forwarded by a fetcher
+// that ranks another member first (download.forward): it is not
+// forwarded again; only a request marked pullFirstRank (the asker's
+// first choice) is forwarded at all.
 //
 // and the fetcher answers with status bytes: pullWorking at once when it
-// takes the request, again every pullKeepalive while it fetches, then
+// takes the request, again every pullKeepalive while it fetches (as
+// pullProgress when the asker set pullWantsProgress and the fetcher's
+// origin requests progressed since the last keepalive), then
 // one final status: pullOK followed by uvarint length and the chunk's
 // bytes, or pullRefused (it does not know the package, or is busy: ask
 // the next fetcher), pullMissing (the origin lacks the chunk or sent it
@@ -58,12 +63,30 @@ const (
 	pullMissing    byte = 3
 	pullOriginDown byte = 4
 	pullAskOther   byte = 5
+	// pullProgress: a keepalive that also says the fetcher's origin
+	// requests made progress (the origin sent it a chunk) since its last
+	// one; sent only to an asker that set pullWantsProgress.
+	pullProgress byte = 6
 )
 
 // Request flags.
 const (
 	pullHeldOnly byte = 1
 	pullWithRef  byte = 2
+	// pullForwarded: the request comes from a fetcher that ranks the
+	// receiver first for the chunk, on behalf of a host that ranked that
+	// fetcher first (their members differ, as while an overlay is being
+	// made): the receiver serves it as any request, and never forwards it
+	// again. A host that does not know the flag serves it as any request.
+	pullForwarded byte = 4
+	// pullWantsProgress: the asker reads pullProgress keepalives. A host
+	// that does not know the flag sends pullWorking only.
+	pullWantsProgress byte = 8
+	// pullFirstRank: the asker ranks the receiver first for the chunk
+	// (it has given up on nobody before it). Only such a request is
+	// forwarded: one that comes after the asker gave up on a fetcher may
+	// be for the very member the receiver would forward it to.
+	pullFirstRank byte = 16
 )
 
 // Limits of pull-through serving.
@@ -132,7 +155,11 @@ func (s *Swarm) pullIdle() time.Duration {
 // for a peer sending the chunk to its own download, then fetch it from the
 // origin. A fetcher whose origin requests hang (a site cut off from the
 // origin by silent drops) keeps saying pullWorking; past this the asker
-// takes it for a silent one and asks the next in rank or the origin.
+// takes it for a silent one and asks the next in rank or the origin. A
+// pullProgress keepalive starts the claim afresh: behind a slow origin
+// (a capped link the swarm shares) a fetcher's request waits there longer
+// than this, and a second copy fetched meanwhile would only slow every
+// other request down.
 func (s *Swarm) pullClaim() time.Duration {
 	return 2 * max(s.cfg.RequestTimeout, time.Second)
 }
@@ -166,7 +193,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
 	var once sync.Once
-	data, err := readPull(st, manifest, i, flags, ref, func() { watch.Alive() }, func(sending bool) {
+	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, func() { watch.Alive() }, func() { claim.Reset(s.pullClaim()) }, func(sending bool) {
 		if sending {
 			claim.Stop()
 			heard(true)
@@ -208,12 +235,12 @@ func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
 }
 
 // readPull writes the request for chunk i (ref) of manifest and reads
-// the answer, calling alive on every sign of life, and status on every
-// status byte (sending: pullOK, the chunk starts) but a pullWorking
-// followed at once by more (a fetcher that had the chunk, or its answer,
-// at hand: its working and its answer are one); the chunk must be
-// ref.Length bytes long.
-func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, alive func(), status func(sending bool)) ([]byte, error) {
+// the answer, calling alive on every sign of life, progressed on every
+// pullProgress, and status on every status byte (sending: pullOK, the
+// chunk starts) but a pullWorking followed at once by more (a fetcher
+// that had the chunk, or its answer, at hand: its working and its answer
+// are one); the chunk must be ref.Length bytes long.
+func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, alive, progressed func(), status func(sending bool)) ([]byte, error) {
 	length := ref.Length
 	req := appendPullRequest(nil, pullRequest{manifest: manifest, index: i, flags: flags | pullWithRef, ref: ref})
 	if _, err := st.Write(req); err != nil {
@@ -230,6 +257,9 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.Chunk
 		}
 		switch b {
 		case pullWorking:
+			continue
+		case pullProgress:
+			progressed()
 			continue
 		case pullRefused:
 			return nil, errPullRefused
@@ -495,7 +525,7 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, req pull
 	if w.status(pullWorking) != nil {
 		return pullRefused, nil
 	}
-	stop := s.keepalive(w)
+	stop := s.keepalive(w, req.flags&pullWantsProgress != 0)
 	defer stop()
 	heldOnly := req.flags&pullHeldOnly != 0
 	pi, d, err := s.pkg(req.manifest)
@@ -534,6 +564,11 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, req pull
 		}
 		return pullRefused, nil
 	}
+	if req.flags&(pullForwarded|pullFirstRank) == pullFirstRank && d != nil {
+		if data := d.forward(ctx, p, i); data != nil {
+			return pullOK, data
+		}
+	}
 	return pullAnswer(s.pullData(ctx, pi.refs[i], d, i))
 }
 
@@ -557,8 +592,10 @@ func pullAnswer(data []byte, err error) (byte, []byte) {
 }
 
 // keepalive says pullWorking through w every pullKeepalive until the
-// function it returns is called (which waits for the last write).
-func (s *Swarm) keepalive(w *pullWriter) func() {
+// function it returns is called (which waits for the last write); with
+// progress, pullProgress instead when the origin sent this host a chunk
+// since the last keepalive.
+func (s *Swarm) keepalive(w *pullWriter, progress bool) func() {
 	done := make(chan struct{})
 	var kw sync.WaitGroup
 	kw.Add(1)
@@ -566,12 +603,17 @@ func (s *Swarm) keepalive(w *pullWriter) func() {
 		defer kw.Done()
 		t := time.NewTicker(pullKeepalive)
 		defer t.Stop()
+		last := s.originAt.Load()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				if w.status(pullWorking) != nil {
+				b := pullWorking
+				if at := s.originAt.Load(); progress && at != last {
+					b, last = pullProgress, at
+				}
+				if w.status(b) != nil {
 					return
 				}
 			}
@@ -822,6 +864,9 @@ func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.C
 	}
 	if errors.Is(err, metadata.ErrHashMismatch) {
 		s.chunks[fromOrigin][failed].Add(1)
+	}
+	if err == nil {
+		s.originAt.Store(time.Now().UnixNano())
 	}
 	s.pullMu.Lock()
 	c.data, c.err = data, err

@@ -158,9 +158,13 @@ type Swarm struct {
 	pulls       map[PeerID]int
 	pullsAll    int
 	originCalls map[cid.Cid]*originCall
-	cache       []cachedChunk
-	cacheIdx    map[cid.Cid]int
-	cacheBytes  int
+	// originAt: when the origin last sent this host a chunk (unix ns;
+	// 0 never), the sign that its origin requests make progress
+	// (renewClaims).
+	originAt   atomic.Int64
+	cache      []cachedChunk
+	cacheIdx   map[cid.Cid]int
+	cacheBytes int
 	// asking holds, per fetcher, a slot for each pull-through request
 	// this host has open to it (at most maxAskPerFetcher, across its
 	// downloads).
