@@ -92,8 +92,10 @@ func TestSwarmCappedOriginOneCopy(t *testing.T) {
 		t.Run(fmt.Sprintf("sites=%v", sites), func(t *testing.T) {
 			copies, twice := cappedOriginCopies(t, sites)
 			t.Logf("sites %v: origin sent %.3f copies; %d chunks more than once", sites, copies, twice)
-			if copies > 1.1 {
-				t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.1", copies, twice)
+			// 1.40-1.53 with sites before claims were renewed, 1.00-1.04
+			// since; the bound leaves room for a loaded CI machine.
+			if copies > 1.2 {
+				t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.2", copies, twice)
 			}
 		})
 	}
@@ -134,8 +136,11 @@ func TestSwarmCappedOriginPartialOverlay(t *testing.T) {
 	}
 	copies := flashCrowd(t, c, p, origin.swarmOrigin)
 	t.Logf("partial members: origin sent %.3f copies; %d chunks whole more than once", copies, origin.twice())
-	if copies > 1.1 {
-		t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.1", copies, origin.twice())
+	// 1.55-1.59 before forwarding and progress keepalives, 1.02-1.09
+	// since (1.1 was passed once with the race detector on a loaded
+	// machine); the bound leaves room for that.
+	if copies > 1.25 {
+		t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.25", copies, origin.twice())
 	}
 }
 
