@@ -18,6 +18,8 @@ func FuzzReadPullRequest(f *testing.F) {
 		{manifest: testManifestCID, index: 3, flags: pullHeldOnly},
 		{manifest: testManifestCID, index: 0, flags: pullWithRef, ref: chunk},
 		{manifest: testManifestCID, index: 1<<32 - 1, flags: pullWithRef | pullHeldOnly, ref: chunk},
+		{manifest: testManifestCID, index: 7, flags: pullWithRef | pullFirstRank | pullWantsProgress, ref: chunk},
+		{manifest: testManifestCID, index: 7, flags: pullWithRef | pullForwarded | pullWantsProgress, ref: chunk},
 	} {
 		f.Add(appendPullRequest(nil, r))
 	}
