@@ -638,9 +638,7 @@ var defaultMeetAfter = []time.Duration{2 * time.Second, 8 * time.Second, 30 * ti
 // first half minute, which connects it to the hosts closest to it (in a
 // small overlay, all of them). Hosts that join at the same moment through
 // one bootstrap host miss one another: each asked it before it knew the
-// others, and kad-dht's own refresh comes ten minutes later. On the
-// testbed (12 daemons started together, 20 ms between sites) a daemon saw
-// 9 or 10 of the 11 others a minute after they started, and hosts whose
+// others, and kad-dht's own refresh comes ten minutes later; hosts whose
 // members differ rank different fetchers for a chunk.
 func (p *P2P) meetLoop() {
 	start := time.Now()

@@ -96,12 +96,20 @@ func serve(t *testing.T, dir string) string {
 // server's process.
 func serveProc(t *testing.T, dir string, extra ...string) (string, *os.Process) {
 	t.Helper()
-	cmd := exec.Command(storkBin, append([]string{"repo", "serve", "--dir", dir, "--listen", "127.0.0.1:0"}, extra...)...)
+	return runServe(t, append([]string{"repo", "serve", "--dir", dir, "--listen", "127.0.0.1:0"}, extra...), io.Discard)
+}
+
+// runServe runs stork with args (a `repo serve` command line), its
+// standard error to stderr, until the test ends; it returns the URL the
+// server prints and its process.
+func runServe(t *testing.T, args []string, stderr io.Writer) (string, *os.Process) {
+	t.Helper()
+	cmd := exec.Command(storkBin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = io.Discard
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -24,47 +23,7 @@ func serveProcLogged(t *testing.T, dir, logPath string, extra ...string) (string
 	}
 	t.Cleanup(func() { logf.Close() })
 	args := append([]string{"--log-level", "debug", "--log-format", "json", "repo", "serve", "--dir", dir, "--listen", "127.0.0.1:0"}, extra...)
-	cmd := exec.Command(storkBin, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case line <- sc.Text():
-			default:
-			}
-		}
-	}()
-	select {
-	case l := <-line:
-		i := strings.Index(l, "http://")
-		if i < 0 {
-			t.Fatalf("repo serve printed %q, want a URL", l)
-		}
-		return l[i:], cmd.Process
-	case <-time.After(20 * time.Second):
-		t.Fatal("repo serve did not start within 20s")
-	}
-	return "", nil
+	return runServe(t, args, logf)
 }
 
 // originRequest is one line of the server's request log.

@@ -199,9 +199,10 @@ func (p *Picker) fallbackDelay() int64 {
 // to reach its own, one origin window after another, and a second copy
 // fetched meanwhile would only slow every other request down.
 //
-// Only with sites on: without them (and without pull-through) the longer
-// wait made 8 daemons behind a 12 MiB/s origin take 8.2-12.3 s where they
-// had taken 7.7-8.6 s, for the same 1.00 copies (TestValidateSimulator).
+// Only with sites on: without them (and without pull-through) every host
+// sees the owner's claims and Haves directly, the RequestTimeout wait
+// already holds the origin to about one copy, and a longer one only
+// delays the chunks whose owner is slow.
 func (p *Picker) queueLimit() float64 {
 	if !p.site.on {
 		return float64(p.cfg.RequestTimeout)

@@ -92,8 +92,9 @@ func TestSwarmCappedOriginOneCopy(t *testing.T) {
 		t.Run(fmt.Sprintf("sites=%v", sites), func(t *testing.T) {
 			copies, twice := cappedOriginCopies(t, sites)
 			t.Logf("sites %v: origin sent %.3f copies; %d chunks more than once", sites, copies, twice)
-			// 1.40-1.53 with sites before claims were renewed, 1.00-1.04
-			// since; the bound leaves room for a loaded CI machine.
+			// Without renewed claims a slow origin's queue makes hosts of
+			// other sites fetch second copies of many chunks; the bound
+			// leaves room for a few on a loaded machine.
 			if copies > 1.2 {
 				t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.2", copies, twice)
 			}
@@ -136,9 +137,9 @@ func TestSwarmCappedOriginPartialOverlay(t *testing.T) {
 	}
 	copies := flashCrowd(t, c, p, origin.swarmOrigin)
 	t.Logf("partial members: origin sent %.3f copies; %d chunks whole more than once", copies, origin.twice())
-	// 1.55-1.59 before forwarding and progress keepalives, 1.02-1.09
-	// since (1.1 was passed once with the race detector on a loaded
-	// machine); the bound leaves room for that.
+	// Without forwarding and progress keepalives the hosts that do not
+	// see a chunk's first-ranked member fetch it again; the bound leaves
+	// room for a few second copies on a loaded machine.
 	if copies > 1.25 {
 		t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.25", copies, origin.twice())
 	}
@@ -159,17 +160,7 @@ func TestSwarmPullThroughStallingFirstNotForwardedTo(t *testing.T) {
 	for k := range hosts {
 		c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.RequestTimeout = time.Second })
 	}
-	ms := []policy.Member{{ID: "stall"}}
-	for _, n := range c.nodes[1:] {
-		ms = append(ms, policy.Member{ID: n.id})
-	}
-	f := policy.NewFetchers(policy.Member{ID: c.nodes[0].id}, ms)
-	stalled := 0
-	for _, ref := range p.m.UniqueChunks() {
-		if f.First(policy.ChunkKey(ref.CID.Bytes())) == "stall" {
-			stalled++
-		}
-	}
+	stalled := rankedFirst(c, p, "stall")
 	if stalled < 3 {
 		t.Fatalf("the stalling member ranks first for %d chunks; the test needs a few", stalled)
 	}

@@ -113,17 +113,7 @@ func TestSwarmPullThroughDeadFetcher(t *testing.T) {
 		c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.RequestTimeout = 4 * time.Second })
 	}
 	// The dead member ranks first for some chunks.
-	ms := []policy.Member{{ID: "dead"}}
-	for _, n := range c.nodes[1:] {
-		ms = append(ms, policy.Member{ID: n.id})
-	}
-	f := policy.NewFetchers(policy.Member{ID: c.nodes[0].id}, ms)
-	deadFirst := 0
-	for _, ref := range p.m.UniqueChunks() {
-		if f.First(policy.ChunkKey(ref.CID.Bytes())) == "dead" {
-			deadFirst++
-		}
-	}
+	deadFirst := rankedFirst(c, p, "dead")
 	if deadFirst < 3 {
 		t.Fatalf("the dead member ranks first for %d chunks; the test needs a few", deadFirst)
 	}
@@ -561,4 +551,21 @@ func TestSwarmPullThroughPeerOvertakes(t *testing.T) {
 	if copies, most := float64(origin.bytes.Load())/float64(p.size), float64(own)/float64(len(p.chunks)); copies > most {
 		t.Errorf("origin sent %.2f copies, want at most the late host's own share %.2f (the holder has the package)", copies, most)
 	}
+}
+
+// rankedFirst counts the chunks of p that member, beside the cluster's
+// nodes, ranks first for.
+func rankedFirst(c *cluster, p *testPackage, member swarm.PeerID) int {
+	ms := []policy.Member{{ID: member}}
+	for _, n := range c.nodes[1:] {
+		ms = append(ms, policy.Member{ID: n.id})
+	}
+	f := policy.NewFetchers(policy.Member{ID: c.nodes[0].id}, ms)
+	n := 0
+	for _, ref := range p.m.UniqueChunks() {
+		if f.First(policy.ChunkKey(ref.CID.Bytes())) == member {
+			n++
+		}
+	}
+	return n
 }
