@@ -51,6 +51,34 @@ type Status struct {
 	Site       string           `json:"site"`
 	SiteSource string           `json:"site_source"`
 	SitePeers  []swarm.PeerSite `json:"site_peers,omitempty"`
+	// Pulls is what became of this host's cooperative origin fetching
+	// since it started: where its duplicate origin fetches come from.
+	Pulls PullStatus `json:"pulls"`
+}
+
+// PullStatus counts a host's pull-through requests (as the asker) and
+// origin chunk requests since the daemon started (swarm.Counters).
+type PullStatus struct {
+	// Streams: pull-through streams opened to fetchers.
+	Streams int64 `json:"streams"`
+	// Silent, Claimed, Refused: requests given up because the fetcher
+	// said nothing, kept working without sending the chunk, or refused.
+	Silent  int64 `json:"silent"`
+	Claimed int64 `json:"claimed"`
+	Refused int64 `json:"refused"`
+	// OriginFetches: chunk requests sent to the origin; OriginFallbacks:
+	// those of them for chunks another member ranked before this host
+	// for (every fetcher before it refused, failed or stayed silent).
+	OriginFetches   int64 `json:"origin_fetches"`
+	OriginFallbacks int64 `json:"origin_fallbacks"`
+}
+
+// pullStatus is c as Status shows it.
+func pullStatus(c swarm.Counters) PullStatus {
+	return PullStatus{
+		Streams: c.PullStreams, Silent: c.PullsSilent, Claimed: c.PullsClaimed, Refused: c.PullsRefused,
+		OriginFetches: c.OriginFetches, OriginFallbacks: c.OriginFallbacks,
+	}
 }
 
 // DownloadStatus is one running package download.
@@ -197,6 +225,7 @@ func (d *Daemon) counters() (*Status, error) {
 	if d.swarm != nil { // nil in an Offline daemon
 		ss := d.swarm.Stats()
 		st.BytesFromPeers, st.BytesFromOrigin, st.BytesUploaded = ss.BytesFromPeers, ss.BytesFromOrigin, ss.BytesUploaded
+		st.Pulls = pullStatus(d.swarm.Counters())
 	}
 	if d.p2p != nil {
 		st.Peers = len(d.p2p.Peers())

@@ -97,6 +97,7 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 	}
 	cs = append(cs, d.downloadGauges()...)
 	cs = append(cs, d.chunkCounters()...)
+	cs = append(cs, d.pullCounters()...)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			unregister()
@@ -154,6 +155,40 @@ func (d *Daemon) chunkCounters() []prometheus.Collector {
 			ConstLabels: prometheus.Labels{"source": c.source, "result": c.result},
 		}, func() float64 { return float64(c.get(d.swarm.Stats())) }))
 	}
+	return cs
+}
+
+// pullCounters are the swarm's Counters of cooperative fetching: the
+// pull-through requests given up (by why), the streams opened, the chunk
+// requests sent to the origin and, of the chunks asked of it, those
+// another member ranked first for (fallbacks).
+func (d *Daemon) pullCounters() []prometheus.Collector {
+	var cs []prometheus.Collector
+	for _, c := range []struct {
+		outcome string
+		get     func(p PullStatus) int64
+	}{
+		{"silent", func(p PullStatus) int64 { return p.Silent }},
+		{"claimed", func(p PullStatus) int64 { return p.Claimed }},
+		{"refused", func(p PullStatus) int64 { return p.Refused }},
+	} {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "stork_node_pulls_given_up_total",
+			Help:        "Pull-through requests this host gave up on a fetcher, by why: it said nothing, kept working without sending the chunk, or refused.",
+			ConstLabels: prometheus.Labels{"outcome": c.outcome},
+		}, func() float64 { return float64(c.get(pullStatus(d.swarm.Counters()))) }))
+	}
+	cs = append(cs,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "stork_node_pull_streams_total", Help: "Pull-through streams this host opened to fetchers.",
+		}, func() float64 { return float64(d.swarm.Counters().PullStreams) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "stork_node_origin_chunk_requests_total", Help: "Chunk requests this host sent to the origin (for its downloads and for peers' pull-through requests).",
+		}, func() float64 { return float64(d.swarm.Counters().OriginFetches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "stork_node_origin_fallbacks_total", Help: "Chunks this host asked the origin for although another member ranked first for them (its fetchers refused, failed or stayed silent): the duplicates cooperative fetching exists to avoid.",
+		}, func() float64 { return float64(d.swarm.Counters().OriginFallbacks) }),
+	)
 	return cs
 }
 

@@ -85,6 +85,8 @@ func TestMetricsMove(t *testing.T) {
 		`stork_node_chunks_total{result="verified",source="origin"}`, `stork_node_chunks_total{result="failed",source="origin"}`,
 		`stork_node_downloads_total{result="complete"}`, `stork_node_downloads_active`, `stork_node_install_seconds_count`,
 		`stork_store_objects`, `stork_store_object_bytes`, `stork_node_metadata_version`,
+		`stork_node_origin_chunk_requests_total`, `stork_node_origin_fallbacks_total`, `stork_node_pull_streams_total`,
+		`stork_node_pulls_given_up_total{outcome="silent"}`,
 	} {
 		if v, ok := m0[k]; !ok || v != 0 {
 			t.Errorf("before any fetch: %s = %v (present %v), want 0", k, v, ok)
@@ -109,6 +111,10 @@ func TestMetricsMove(t *testing.T) {
 		{`stork_store_object_bytes`, 6 << 20, 7 << 20},
 		{`stork_node_metadata_version`, 1, 1e9},
 		{`stork_node_metadata_refresh_timestamp_seconds`, before - 1, before + 60},
+		// A lone host: every chunk asked of the origin (the corrupted
+		// one twice), none of them a fallback.
+		{`stork_node_origin_chunk_requests_total`, 25, 1e9},
+		{`stork_node_origin_fallbacks_total`, 0, 0},
 	}
 	for _, m := range moved {
 		if v, ok := m1[m.key]; !ok || v < m.min || v > m.max {
@@ -119,6 +125,9 @@ func TestMetricsMove(t *testing.T) {
 	st, err := node.NewClient(dataA).Status(context.Background())
 	if err != nil || len(st.Addrs) == 0 {
 		t.Fatalf("status of the first daemon: %+v, %v", st, err)
+	}
+	if got, want := float64(st.Pulls.OriginFetches), m1[`stork_node_origin_chunk_requests_total`]; got < want {
+		t.Errorf("status pulls.origin_fetches = %v, want the metric's %v or more", got, want)
 	}
 	b := startDaemonProc(t, dataB, url, r.root, "--metrics", addrB, "--bootstrap", st.Addrs[0])
 	stork(t, "fetch", "--data", dataB, "p")

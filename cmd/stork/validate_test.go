@@ -188,6 +188,8 @@ type realRun struct {
 	// cpu: CPU seconds (user and system) the daemons used from t0 until
 	// the last fetch ended.
 	cpu float64
+	// pulls: the daemons' pull-through and origin counters, summed.
+	pulls node.PullStatus
 }
 
 // validateRealRunAt is validateRealRun returning a realRun.
@@ -248,6 +250,7 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 	wg.Wait()
 	cpu := procsCPU(procs) - cpu0
 	var origin float64
+	var pulls node.PullStatus
 	for i, d := range datas {
 		if errs[i] != nil {
 			t.Fatalf("host %d: fetch: %v", i, errs[i])
@@ -257,8 +260,15 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 			t.Fatal(err)
 		}
 		origin += float64(st.BytesFromOrigin)
+		p := &pulls
+		p.Streams += st.Pulls.Streams
+		p.Silent += st.Pulls.Silent
+		p.Claimed += st.Pulls.Claimed
+		p.Refused += st.Pulls.Refused
+		p.OriginFetches += st.Pulls.OriginFetches
+		p.OriginFallbacks += st.Pulls.OriginFallbacks
 	}
-	return realRun{done: done, kept: origin, t0: t0, cpu: cpu}
+	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls}
 }
 
 // procsCPU returns the CPU seconds (utime + stime in /proc/PID/stat) the
