@@ -203,8 +203,8 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, provider_delay %s, find_interval %s, packages.overhead %s (%d cores)",
 			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Policy.ProviderDelay), time.Duration(sc.Policy.FindInterval), time.Duration(sc.Packages.Overhead), c.cores)
 		pl := real.pulls
-		head += fmt.Sprintf("\ndaemons' pull-through: %d streams; given up %d silent, %d claimed, %d refused; origin chunk requests %d, of them fallbacks %d",
-			pl.Streams, pl.Silent, pl.Claimed, pl.Refused, pl.OriginFetches, pl.OriginFallbacks)
+		head += fmt.Sprintf("\ndaemons' pull-through: %d streams; given up %d silent, %d claimed, %d refused; origin chunk requests %d, of them fallbacks %d; %d of %d daemons inferred a site",
+			pl.Streams, pl.Silent, pl.Claimed, pl.Refused, pl.OriginFetches, pl.OriginFallbacks, real.inferred, c.hosts)
 		if c.measured {
 			free := c.scenario(t)
 			free.PackageSize, free.Packages = sc.PackageSize, sc.Packages

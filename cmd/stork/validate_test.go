@@ -190,6 +190,9 @@ type realRun struct {
 	cpu float64
 	// pulls: the daemons' pull-through and origin counters, summed.
 	pulls node.PullStatus
+	// inferred: the daemons that inferred a site from round trips (on
+	// one loaded machine, from noise), and so ran the site policy.
+	inferred int
 }
 
 // validateRealRunAt is validateRealRun returning a realRun.
@@ -251,6 +254,7 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 	cpu := procsCPU(procs) - cpu0
 	var origin float64
 	var pulls node.PullStatus
+	inferred := 0
 	for i, d := range datas {
 		if errs[i] != nil {
 			t.Fatalf("host %d: fetch: %v", i, errs[i])
@@ -267,8 +271,11 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 		p.Refused += st.Pulls.Refused
 		p.OriginFetches += st.Pulls.OriginFetches
 		p.OriginFallbacks += st.Pulls.OriginFallbacks
+		if st.SiteSource == "inferred" {
+			inferred++
+		}
 	}
-	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls}
+	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls, inferred: inferred}
 }
 
 // procsCPU returns the CPU seconds (utime + stime in /proc/PID/stat) the
