@@ -199,6 +199,8 @@ type P2P struct {
 	// pinging holds the peers a background ping is under way to: libp2p
 	// lets a peer have only two inbound ping streams from us at once.
 	pinging map[peer.ID]bool
+	// rtts: each peer's smallest round trip, for site inference (RTT).
+	rtts rttMins
 	// provided holds what this host announces, by multihash (the DHT's
 	// key): re-announced every ProvideInterval and when peers join, and
 	// answered on /stork/have.
@@ -504,6 +506,9 @@ func (p *P2P) Ping(ctx context.Context, to swarm.PeerID) (time.Duration, error) 
 	}
 	for attempt := 0; ; attempt++ {
 		rtt, err := pingRTT(ctx, p.host, id)
+		if err == nil {
+			p.rtts.add(id, rtt)
+		}
 		var se *network.StreamError
 		if err == nil || attempt == 2 || !errors.As(err, &se) || ctx.Err() != nil {
 			return rtt, err

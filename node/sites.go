@@ -1,6 +1,7 @@
 package node
 
 import (
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -11,22 +12,73 @@ import (
 // Sites: the daemon's site (Config.Site, or inferred by the swarm from the
 // round trips the libp2p host measures), in the status.
 
-// RTT returns the peerstore's moving average of ping round trips to peer,
-// 0 until a ping answers; a peer not measured yet is pinged in the
-// background (the swarm infers the site from these).
+// RTT returns the smallest of the round trips measured to peer once
+// rttSamples pings have answered, 0 before (not measured yet: the swarm
+// leaves the peer out of its site inference); a peer with fewer samples
+// is pinged again in the background. The smallest, not an average: a
+// queue (a loaded host, a busy link) only ever adds to a round trip, so
+// one slow answer, such as the first ping of 24 daemons starting on one
+// machine, must not set a peer apart from the others (the moving
+// average kept it there for minutes, and the swarm inferred a site from
+// it, which turned cooperative fetching off).
 func (p *P2P) RTT(to swarm.PeerID) time.Duration {
 	id, err := peer.Decode(string(to))
 	if err != nil {
 		return 0
 	}
-	d := p.host.Peerstore().LatencyEWMA(id)
-	if d == 0 && p.track() {
+	d, n := p.rtts.get(id)
+	if n < rttSamples && p.track() {
 		go func() {
 			defer p.wg.Done()
 			p.pingOnce(id)
 		}()
 	}
+	if n < rttSamples {
+		return 0
+	}
 	return d
+}
+
+// rttSamples is how many pings answered before a peer's round trip
+// counts for site inference.
+const rttSamples = 3
+
+// rttMins keeps each peer's smallest round trip and how many were
+// measured. Safe for concurrent use.
+type rttMins struct {
+	mu sync.Mutex
+	m  map[peer.ID]rttMin
+}
+
+type rttMin struct {
+	min time.Duration
+	n   int
+}
+
+// add records one round trip to id.
+func (r *rttMins) add(id peer.ID, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[peer.ID]rttMin)
+	}
+	e := r.m[id]
+	if e.n == 0 || d < e.min {
+		e.min = d
+	}
+	e.n++
+	r.m[id] = e
+}
+
+// get returns id's smallest round trip and the count measured.
+func (r *rttMins) get(id peer.ID) (time.Duration, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.m[id]
+	return e.min, e.n
 }
 
 // siteStatus fills the status's site fields from the swarm.

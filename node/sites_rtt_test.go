@@ -1,0 +1,58 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/storkpm/stork/transfer/swarm"
+)
+
+// A peer's round trip for site inference is the smallest of several
+// pings: one slow answer (the first ping while 24 daemons start on one
+// machine) does not set the peer apart from the others, as the moving
+// average did for minutes.
+func TestP2PRTTSmallestOfSamples(t *testing.T) {
+	a := testP2P(t, nil)
+	b := testP2P(t, nil, a)
+	id := swarm.PeerID(b.host.ID().String())
+	deadline := time.Now().Add(10 * time.Second)
+	for !sees(a, b) {
+		if time.Now().After(deadline) {
+			t.Fatal("the hosts never connected")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A slow first answer, as a loaded machine gives.
+	a.host.Peerstore().RecordLatency(b.host.ID(), 300*time.Millisecond)
+	a.rtts.add(b.host.ID(), 300*time.Millisecond)
+	var d time.Duration
+	for d = a.RTT(id); d == 0 || d >= 300*time.Millisecond; d = a.RTT(id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("round trip to a loopback peer after a slow first answer: %v after 10 s (peerstore average %v), want the loopback's",
+				d, a.host.Peerstore().LatencyEWMA(b.host.ID()))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, n := a.rtts.get(b.host.ID()); n < rttSamples {
+		t.Errorf("RTT answered %v after %d samples, want %d at least", d, n, rttSamples)
+	}
+	if d > 50*time.Millisecond {
+		t.Errorf("round trip on loopback %v, want the smallest sample", d)
+	}
+}
+
+func TestRTTMins(t *testing.T) {
+	var r rttMins
+	a := peer.ID("peer-a")
+	if d, n := r.get(a); d != 0 || n != 0 {
+		t.Fatalf("nothing measured: %v, %d", d, n)
+	}
+	for _, d := range []time.Duration{30 * time.Millisecond, 0, -1, 2 * time.Millisecond, 5 * time.Millisecond} {
+		r.add(a, d)
+	}
+	if d, n := r.get(a); d != 2*time.Millisecond || n != 3 {
+		t.Errorf("after 30, 2, 5 ms (and two unmeasured): %v, %d samples; want 2ms, 3", d, n)
+	}
+}
