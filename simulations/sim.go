@@ -403,7 +403,7 @@ func (s *sim) initHosts() {
 		s.links[2*k+1].capacity = float64(sc.SiteDownlink)
 	}
 	for k := range s.links {
-		s.links[k].reshare()
+		s.relevel(int32(k))
 	}
 }
 
