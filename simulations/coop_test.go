@@ -225,9 +225,10 @@ func TestCoopCancelStopsPull(t *testing.T) {
 	}
 }
 
-// testbedSites is the testbed's scenario (docs/testbed.md) with a
-// smaller package: 12 hosts in 3 sites of 4, 1 Gbit/s hosts, 100 Mbit/s
-// site links and origin, 20 ms between sites and to the origin.
+// testbedSites is the testbed's scenario (docs/testbed.md, its
+// scenario.json) with a package of size: 12 hosts in 3 sites of 4,
+// 1 Gbit/s hosts, 100 Mbit/s site links and origin, 20 ms between sites
+// and to the origin, chunks of the real package's mean size.
 func testbedSites(size Size) Scenario {
 	sc := DefaultScenario()
 	sc.Name = "testbed"
@@ -262,16 +263,17 @@ func intoSites(r *Result, sites int) []float64 {
 // fetcher ranks before it (its originFetch joins the fetch under way); the
 // hosts that have not asked the fetcher yet then wait for its Have and
 // take the chunk from a peer, often one of their own site. On the
-// testbed's sites each site took 2.6-2.8 copies over its downlink (about
-// 3.1 when such a fetcher said nothing, every host pulling nearly every
-// chunk from its fetcher: 1/3 + 2/3 × 4 hosts).
+// testbed's scenario each site took 2.35-2.46 copies over its downlink
+// (seeds 1-5; the testbed's daemons 2.25), and 2.58-2.67 when such a
+// fetcher said nothing (nearly every host pulling nearly every chunk from
+// its fetcher, in another site two times in three).
 func TestCoopFetcherAnnouncesOwnRequest(t *testing.T) {
 	t.Parallel()
-	r := run(t, testbedSites(64<<20), SwarmCoop)
+	r := run(t, testbedSites(256<<20), SwarmCoop)
 	checkComplete(t, r)
 	in := intoSites(r, 3)
 	mean := (in[0] + in[1] + in[2]) / 3
-	if mean > 2.9 {
-		t.Errorf("copies into each site %.2f %.2f %.2f (mean %.2f), want a mean of at most 2.9", in[0], in[1], in[2], mean)
+	if mean > 2.52 {
+		t.Errorf("copies into each site %.2f %.2f %.2f (mean %.2f), want a mean of at most 2.52", in[0], in[1], in[2], mean)
 	}
 }
