@@ -213,13 +213,13 @@ func (h *fheap) min() (int32, float64) { return h.id[0], h.key[0] }
 // other site link it crosses, its sender's fair level): the link's share
 // is its water level, the cap it sets on each of its flows, so that a flow
 // held below the level elsewhere leaves the rest of the link to the
-// others, as TCP flows through one bottleneck queue do. (An equal split
-// instead left a third of a thin uplink idle whenever the flows into a
-// site came through other sites' uplinks shared by more flows.) The level
-// is computed again (relevel), and every flow of the link re-capped, only
-// when the flow count drifts by more than linkDrift from the count of the
-// last computation; in between, a new flow gets at most an equal share of
-// the link and old ones keep their caps.
+// others, as TCP flows through one bottleneck queue do (an equal split
+// leaves part of a thin downlink idle whenever the flows into a site are
+// held lower by other sites' uplinks). The level is computed again
+// (relevel), and every flow of the link re-capped, only when the flow
+// count drifts by more than linkDrift from the count of the last
+// computation; in between, a new flow gets at most an equal share of the
+// link and old ones keep their caps.
 type link struct {
 	capacity float64
 	share    float64 // the water level (+Inf: unlimited)
