@@ -237,8 +237,10 @@ func (l *link) equal() float64 {
 
 // relevel sets link lid's share to its water level: the level L at which
 // its flows, each taking the smaller of L and its bound elsewhere, fill
-// the link. Where they cannot fill it, the largest bound plus what is left
-// over (one flow may grow into the rest).
+// the link. Where they cannot fill it, the largest bound plus an equal
+// part of what is left over: the flows held elsewhere may grow (another
+// link's level rises before this one is levelled again), and each takes
+// only its part.
 func (e *engine) relevel(lid int32) {
 	l := &e.links[lid]
 	if l.capacity <= 0 {
@@ -276,7 +278,7 @@ func (e *engine) relevel(lid int32) {
 		l.share = l.capacity
 		return
 	}
-	l.share = o[len(o)-1] + left
+	l.share = o[len(o)-1] + left/float64(len(o))
 }
 
 const linkDrift = 0.1
