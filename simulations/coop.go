@@ -22,9 +22,12 @@ import (
 // origin request's answer (Picker.Received from policy.OriginPeer), its
 // bytes counted as peer bytes. As on the daemon, only a host that asks
 // the origin itself sends Fetching: an asker does not (the chunk is its
-// fetcher's to announce) and a fetcher does not for the chunks it fetches
-// for askers, so every host's Picker keeps the chunk eligible and asks
-// the fetcher for it. The answers leave by the host's upload link, or by
+// fetcher's to announce), and a fetcher does not when an asker's request
+// makes it fetch the chunk, so the hosts' Pickers keep the chunk eligible
+// and ask the fetcher for it; once the fetcher's own download asks for
+// the chunk (its origin window reached it) it announces it, as for any
+// chunk it asks the origin for, and the hosts that have not asked yet
+// wait for its Have. The answers leave by the host's upload link, or by
 // a server of their own at Scenario.PullUpload: the daemon paces its
 // swarm sessions at --upload-rate but not its pull-through answers.
 // Not modelled: the held-only question to the next in rank

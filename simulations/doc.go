@@ -117,26 +117,33 @@
 // upload link, or the origin) to a receiver, at a rate set as follows.
 //
 //   - A receiver splits its download capacity equally among its incoming
-//     flows; a flow crossing sites is also limited to an equal share of
-//     the sender site's uplink and the receiver site's downlink (origin
-//     flows cross the receiver site's downlink). The smallest of these is
-//     the flow's cap.
+//     flows. A flow crossing sites is also limited by the sender site's
+//     uplink and the receiver site's downlink (origin flows cross the
+//     receiver site's downlink): each site link's share is its water
+//     level, the level at which its flows, each also held by what limits
+//     it elsewhere (its receiver's share, the other site link, its
+//     sender's fair level), fill the link, so that what a flow held
+//     elsewhere leaves goes to the link's other flows, as TCP flows
+//     through one bottleneck queue share it. The smallest of these is the
+//     flow's cap.
 //   - A sender shares its upload capacity max-min fairly among its flows
 //     given their caps (exact water-filling): flows capped below the fair
 //     level get their cap, the others share the rest equally.
 //
-// This is max-min fairness at every sender and an equal split at
-// receivers and site links: a receiver does not hand a share that one
+// This is max-min fairness at every sender, nearly so on site links (each
+// link levelled given the other links' levels, not all at once), and an
+// equal split at receivers: a receiver does not hand a share that one
 // slow sender leaves unused to its other flows. Rates change only when a
 // flow starts or ends, and only for the flows of the hosts involved: the
 // sender's flows are re-levelled in O(log n) (its shared flows progress by
 // one virtual clock, its capped flows each at their cap, each set in a
-// heap by finishing point). A receiver's and a site link's shares are
-// recomputed for every flow through it only when its flow count drifts by
-// more than 10% since the last recomputation (a receiver: by more than
-// one flow in ten, so below ten flows every change); in between, a new
-// flow gets the current share and old ones keep theirs, so a downlink or
-// a site link may be over- or under-committed by about 10%. Latency is
+// heap by finishing point). A receiver's share and a site link's level
+// are recomputed, for every flow through it, only when its flow count
+// drifts by more than 10% since the last recomputation (a receiver: by
+// more than one flow in ten, so below ten flows every change; a site link
+// levels in O(n log n)); in between, a new flow gets at most an equal
+// share and old ones keep theirs, so a downlink or a site link may be
+// over- or under-committed by about 10%. Latency is
 // added once per message and once per chunk (the chunk's last byte
 // reaches the receiver one one-way latency after the sender sent it);
 // there is no TCP slow start and no loss.

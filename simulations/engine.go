@@ -2,6 +2,7 @@ package simulations
 
 import (
 	"math"
+	"slices"
 
 	"github.com/storkpm/stork/transfer/policy"
 )
@@ -207,23 +208,77 @@ func (h *fheap) update(e *engine, id int32, key float64) {
 
 func (h *fheap) min() (int32, float64) { return h.id[0], h.key[0] }
 
-// link is a site's uplink or downlink: flows crossing it share it equally.
-// Its share is refreshed on every flow of the link only when the flow
-// count drifts by more than linkDrift from the count of the last refresh;
-// in between, new flows get the current share and old ones keep theirs.
+// link is a site's uplink or downlink. Its flows share it max-min fairly
+// given what holds each of them elsewhere (its receiver's share, the
+// other site link it crosses, its sender's fair level): the link's share
+// is its water level, the cap it sets on each of its flows, so that a flow
+// held below the level elsewhere leaves the rest of the link to the
+// others, as TCP flows through one bottleneck queue do (an equal split
+// leaves part of a thin downlink idle whenever the flows into a site are
+// held lower by other sites' uplinks). The level is computed again
+// (relevel), and every flow of the link re-capped, only when the flow
+// count drifts by more than linkDrift from the count of the last
+// computation; in between, a new flow gets at most an equal share of the
+// link and old ones keep their caps.
 type link struct {
 	capacity float64
-	share    float64 // capacity / flows (+Inf: unlimited)
+	share    float64 // the water level (+Inf: unlimited)
 	flows    []int32
 	nRef     int
 }
 
-func (l *link) reshare() {
+// equal is an equal share of the link among its flows (+Inf: unlimited).
+func (l *link) equal() float64 {
+	if l.capacity <= 0 {
+		return math.Inf(1)
+	}
+	return l.capacity / float64(max(len(l.flows), 1))
+}
+
+// relevel sets link lid's share to its water level: the level L at which
+// its flows, each taking the smaller of L and its bound elsewhere, fill
+// the link. Where they cannot fill it, the largest bound plus an equal
+// part of what is left over: the flows held elsewhere may grow (another
+// link's level rises before this one is levelled again), and each takes
+// only its part.
+func (e *engine) relevel(lid int32) {
+	l := &e.links[lid]
 	if l.capacity <= 0 {
 		l.share = math.Inf(1)
 		return
 	}
-	l.share = l.capacity / float64(max(len(l.flows), 1))
+	o := e.bounds[:0]
+	for _, id := range l.flows {
+		f := &e.flows[id]
+		c := e.recvShare(f.dst)
+		if f.su >= 0 && f.su != lid {
+			c = min(c, e.links[f.su].share)
+		}
+		if f.sd >= 0 && f.sd != lid {
+			c = min(c, e.links[f.sd].share)
+		}
+		if f.inA {
+			// At its sender's fair level (a flow capped below it is held
+			// by its receiver or a link, counted above).
+			c = min(c, e.srvs[f.srv].lambda)
+		}
+		o = append(o, c)
+	}
+	slices.Sort(o)
+	e.bounds = o
+	left := l.capacity
+	for k, c := range o {
+		if fair := left / float64(len(o)-k); c >= fair {
+			l.share = fair
+			return
+		}
+		left -= c
+	}
+	if len(o) == 0 {
+		l.share = l.capacity
+		return
+	}
+	l.share = o[len(o)-1] + left/float64(len(o))
 }
 
 const linkDrift = 0.1
@@ -241,7 +296,9 @@ type engine struct {
 	hpos  []int32
 	free  []int32
 	links []link
-	nEv   int64
+	// bounds: relevel's scratch
+	bounds []float64
+	nEv    int64
 	// recvShare returns a receiving host's per-flow download share.
 	recvShare func(dst int32) float64
 	// rin: each receiving host's incoming flows, of every package.
@@ -471,13 +528,13 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 		f.sdPos = int32(len(l.flows))
 		l.flows = append(l.flows, id)
 	}
+	f.cap = e.flowCap(id)
 	if su >= 0 {
-		e.links[su].reshare()
+		f.cap = min(f.cap, e.links[su].equal())
 	}
 	if sd >= 0 {
-		e.links[sd].reshare()
+		f.cap = min(f.cap, e.links[sd].equal())
 	}
-	f.cap = e.flowCap(id)
 	s := &e.srvs[sid]
 	e.advance(s)
 	e.insertA(s, id, size)
@@ -529,13 +586,13 @@ func (e *engine) linkRemove(lid, id, pos int32) {
 	l.flows = l.flows[:len(l.flows)-1]
 }
 
-// linkChanged refreshes every flow of a link whose count drifted.
+// linkChanged levels a link whose count drifted again and refreshes the
+// caps of its flows.
 func (e *engine) linkChanged(lid int32) {
 	if lid < 0 {
 		return
 	}
 	l := &e.links[lid]
-	l.reshare()
 	if l.capacity <= 0 {
 		return
 	}
@@ -544,6 +601,7 @@ func (e *engine) linkChanged(lid int32) {
 		return
 	}
 	l.nRef = n
+	e.relevel(lid)
 	for k := 0; k < len(e.links[lid].flows); k++ {
 		e.setCap(e.links[lid].flows[k], -1)
 	}

@@ -56,3 +56,49 @@ func TestEngineMaxMin(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineSiteLinkMaxMin: a site's downlink (10 MB/s) carries ten
+// flows from another site, held to 0.1 MB/s each by that site's uplink
+// (1 MB/s), and ten flows from the origin: the origin's flows take what
+// the others leave, 0.9 MB/s each, and their 9 MB end at 10 s, as TCP
+// flows through one bottleneck queue share it. An equal split of the
+// downlink (0.5 MB/s each) left 4 MB/s of it idle: 18 s.
+func TestEngineSiteLinkMaxMin(t *testing.T) {
+	t.Parallel()
+	const mb = 1e6
+	e := &engine{}
+	e.recvShare = func(int32) float64 { return math.Inf(1) }
+	e.links = []link{{capacity: 1 * mb}, {capacity: 10 * mb}}
+	for k := range e.links {
+		e.relevel(int32(k))
+	}
+	remote, origin := e.addServer(100*mb), e.addServer(100*mb)
+	isOrigin := map[int32]bool{}
+	for k := range 10 {
+		e.startFlow(remote, int32(k), int32(k), 0, 100*mb, 0, 1)
+		isOrigin[e.startFlow(origin, int32(10+k), int32(k), 0, 9*mb, -1, 1)] = true
+	}
+	// Every link levelled for the flows it has (flows that start one by
+	// one in between keep the caps they started with).
+	for k := range e.links {
+		e.links[k].nRef = 0
+		e.linkChanged(int32(k))
+	}
+	var last float64
+	for len(isOrigin) > 0 {
+		s, at := e.nextServer()
+		if math.IsInf(at, 1) {
+			t.Fatal("no flow ends")
+		}
+		e.now = at
+		id := e.finishing(s)
+		if isOrigin[id] {
+			delete(isOrigin, id)
+			last = at
+		}
+		e.endFlow(id)
+	}
+	if math.Abs(last-10) > 0.01 {
+		t.Errorf("the origin's flows ended by %.3fs, want 10s", last)
+	}
+}

@@ -403,7 +403,7 @@ func (s *sim) initHosts() {
 		s.links[2*k+1].capacity = float64(sc.SiteDownlink)
 	}
 	for k := range s.links {
-		s.links[k].reshare()
+		s.relevel(int32(k))
 	}
 }
 
@@ -1059,7 +1059,17 @@ func (s *sim) fillOrigin(h int32) {
 		}
 		p.Requested(i, policy.OriginPeer, now)
 		if hs.oreq.Has(i) {
-			continue // a stalled chunk already on its way from the origin
+			// A stalled chunk already on its way from the origin, or, with
+			// cooperative fetching, one this host is fetching for askers
+			// (pull): its own download asks for it now, and the daemon
+			// announces every chunk its download asks the origin for
+			// itself (download.schedule: no fetcher ranks before it), even
+			// one whose fetch for askers is under way (originFetch joins
+			// it), so the hosts that have not asked yet wait for its Have.
+			if s.coop.on && s.fetcher(h, i) == h {
+				s.broadcast(h, evFetching, int32(i))
+			}
+			continue
 		}
 		hs.oreq.Set(i)
 		if f := s.fetcher(h, i); f != h {
