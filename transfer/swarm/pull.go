@@ -193,8 +193,13 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
 	var once sync.Once
-	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, func() { watch.Alive() }, func() { claim.Reset(s.pullClaim()) }, func(sending bool) {
+	progressed := func() {
+		claim.Reset(s.pullClaim())
+		s.upstreamAt.Store(time.Now().UnixNano())
+	}
+	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, func() { watch.Alive() }, progressed, func(sending bool) {
 		if sending {
+			s.upstreamAt.Store(time.Now().UnixNano())
 			claim.Stop()
 			heard(true)
 			return
@@ -564,7 +569,7 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, req pull
 		}
 		return pullRefused, nil
 	}
-	if req.flags&(pullForwarded|pullFirstRank) == pullFirstRank && d != nil {
+	if d != nil && (req.flags&(pullForwarded|pullFirstRank) == pullFirstRank || d.upstreamFirst(i)) {
 		if data := d.forward(ctx, p, i); data != nil {
 			return pullOK, data
 		}
@@ -594,7 +599,9 @@ func pullAnswer(data []byte, err error) (byte, []byte) {
 // keepalive says pullWorking through w every pullKeepalive until the
 // function it returns is called (which waits for the last write); with
 // progress, pullProgress instead when the origin sent this host a chunk
-// since the last keepalive.
+// since the last keepalive, or a fetcher it asked did or said its own
+// requests progressed (a site's fetcher waiting on the chunk's global
+// fetcher, behind a slow origin).
 func (s *Swarm) keepalive(w *pullWriter, progress bool) func() {
 	done := make(chan struct{})
 	var kw sync.WaitGroup
@@ -603,15 +610,16 @@ func (s *Swarm) keepalive(w *pullWriter, progress bool) func() {
 		defer kw.Done()
 		t := time.NewTicker(pullKeepalive)
 		defer t.Stop()
-		last := s.originAt.Load()
+		last, lastUp := s.originAt.Load(), s.upstreamAt.Load()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 				b := pullWorking
-				if at := s.originAt.Load(); progress && at != last {
-					b, last = pullProgress, at
+				at, up := s.originAt.Load(), s.upstreamAt.Load()
+				if progress && (at != last || up != lastUp) {
+					b, last, lastUp = pullProgress, at, up
 				}
 				if w.status(b) != nil {
 					return

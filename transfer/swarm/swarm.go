@@ -161,7 +161,12 @@ type Swarm struct {
 	// originAt: when the origin last sent this host a chunk (unix ns;
 	// 0 never), the sign that its origin requests make progress
 	// (renewClaims).
-	originAt   atomic.Int64
+	originAt atomic.Int64
+	// upstreamAt: when a fetcher we asked last said its origin requests
+	// progressed, or sent us a chunk (unix ns): a site's fetcher waiting
+	// on the chunk's global fetcher passes the sign on to its askers
+	// (keepalive).
+	upstreamAt atomic.Int64
 	cache      []cachedChunk
 	cacheIdx   map[cid.Cid]int
 	cacheBytes int
