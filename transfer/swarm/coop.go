@@ -398,6 +398,11 @@ type sharedPull struct {
 // with a request to f for it under way. The request runs until it ends
 // or every caller waiting for it has gone.
 func (d *download) pullShared(ctx context.Context, f PeerID, i int, flags byte) ([]byte, error) {
+	// A request our site's hosts made of us before this download began
+	// may be under way to the chunk's global fetcher (pullData).
+	if data, err := d.s.upstreamFetch(ctx, "", d.c, i, d.pkg.refs[i]); !errors.Is(err, errNoUpstreamCall) {
+		return data, err
+	}
 	d.mu.Lock()
 	c := d.shared[i]
 	if c == nil || c.f != f {

@@ -158,6 +158,7 @@ type Swarm struct {
 	pulls       map[PeerID]int
 	pullsAll    int
 	originCalls map[cid.Cid]*originCall
+	upCalls     map[cid.Cid]*originCall // upstreamFetch's, by chunk
 	// originAt: when the origin last sent this host a chunk (unix ns;
 	// 0 never), the sign that its origin requests make progress
 	// (renewClaims).
@@ -303,6 +304,7 @@ func New(cfg Config) (*Swarm, error) {
 
 		pulls:       make(map[PeerID]int),
 		originCalls: make(map[cid.Cid]*originCall),
+		upCalls:     make(map[cid.Cid]*originCall),
 		cacheIdx:    make(map[cid.Cid]int),
 		asking:      make(map[PeerID]chan struct{}),
 	}

@@ -108,13 +108,26 @@ func (o siteOrigin) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]by
 func TestSwarmSitesTwoLevelOneCopy(t *testing.T) {
 	r := cappedSiteCrowd(t, "")
 	t.Logf("origin sent %.3f copies (%d chunks more than once); copies into each site: %v", r.origin, r.twice, r.into)
+	if testing.Short() {
+		// The race detector's run, on a loaded machine: fetchers are late
+		// and requests time out, and the figures say little.
+		return
+	}
+	// Before two-level pull-through: 1.06-1.10 from the origin, 1.27-1.59
+	// into a site, 1.35-1.40 on average. The bounds leave room for a
+	// loaded machine.
 	if r.origin > 1.1 {
 		t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.1", r.origin, r.twice)
 	}
+	var sum float64
 	for s, cp := range r.into {
-		if cp > 1.3 {
-			t.Errorf("site %s: %.3f copies in from other sites, want <= 1.3", s, cp)
+		sum += cp
+		if cp > 1.35 {
+			t.Errorf("site %s: %.3f copies in, want <= 1.35", s, cp)
 		}
+	}
+	if mean := sum / float64(len(r.into)); mean > 1.25 {
+		t.Errorf("%.3f copies into a site on average, want <= 1.25", mean)
 	}
 }
 
