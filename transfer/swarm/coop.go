@@ -394,10 +394,18 @@ type sharedPull struct {
 	cancel  context.CancelFunc
 }
 
-// pullShared asks fetcher f for chunk i (pullOne, with flags), joined
-// with a request to f for it under way. The request runs until it ends
+// pullShared asks fetcher f for chunk i (pullOne, with flags), joined,
+// with two-level pull-through, with a request to f for it under way. The request runs until it ends
 // or every caller waiting for it has gone.
 func (d *download) pullShared(ctx context.Context, f PeerID, i int, flags byte) ([]byte, error) {
+	d.mu.Lock()
+	two := d.twoLevel
+	d.mu.Unlock()
+	if !two {
+		// Without sites a host's own requests and those it forwards go
+		// to one fetcher only while members views differ: each its own.
+		return d.pullOne(ctx, f, i, d.pkg.refs[i], flags)
+	}
 	// A request our site's hosts made of us before this download began
 	// may be under way to the chunk's global fetcher (pullData).
 	if data, err := d.s.upstreamFetch(ctx, "", d.c, i, d.pkg.refs[i]); !errors.Is(err, errNoUpstreamCall) {

@@ -195,11 +195,11 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	var once sync.Once
 	progressed := func() {
 		claim.Reset(s.pullClaim())
-		s.upstreamAt.Store(time.Now().UnixNano())
+		s.noteUpstream()
 	}
 	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, func() { watch.Alive() }, progressed, func(sending bool) {
 		if sending {
-			s.upstreamAt.Store(time.Now().UnixNano())
+			s.noteUpstream()
 			claim.Stop()
 			heard(true)
 			return
@@ -219,6 +219,15 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	}
 	st.Close()
 	return data, nil
+}
+
+// noteUpstream records that a fetcher we asked progressed (upstreamAt),
+// with a configured site only: only a site's fetcher passes it on
+// (two-level pull-through), and without sites nothing changes.
+func (s *Swarm) noteUpstream() {
+	if s.cfg.Site != "" {
+		s.upstreamAt.Store(time.Now().UnixNano())
+	}
 }
 
 // askSlot waits for one of the maxAskPerFetcher slots of requests to
