@@ -269,6 +269,7 @@ func (d *Daemon) startSwarm(ctx context.Context) error {
 	if d.cfg.P2P != nil {
 		pc := *d.cfg.P2P
 		pc.DataDir = d.cfg.DataDir
+		pc.Site = d.cfg.Site
 		pc.Logger = d.log.With("component", "p2p")
 		pc.lookupObserver = d.metrics.observeLookup
 		p2p, err := openP2P(pc)

@@ -94,6 +94,11 @@ type P2PConfig struct {
 	// BanDuration is how long ClosePeer refuses the closed peer's
 	// connections (default 10m; negative: never refuse).
 	BanDuration time.Duration
+	// Site is this host's site (Config.Site), told to every peer at
+	// connection in identify's agent version (agentVersion), so that a
+	// download's members have their sites when it starts; "" none. A
+	// peer takes it as a preference only (it is not proven).
+	Site string
 	// Logger receives the host's logs (default: discard).
 	Logger *slog.Logger
 	// lookupObserver, if set, is told of every DHT provider lookup
@@ -371,7 +376,7 @@ func newHost(cfg P2PConfig, sk crypto.PrivKey, announce []ma.Multiaddr) (host.Ho
 		libp2p.ConnectionManager(cm),
 		libp2p.ConnectionGater(gater),
 		libp2p.Ping(true),
-		libp2p.UserAgent("stork"),
+		libp2p.UserAgent(agentVersion(cfg.Site)),
 		// Metrics belong on the registry cmd passes in, not the global one.
 		libp2p.DisableMetrics(),
 	}

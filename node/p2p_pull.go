@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -22,8 +23,31 @@ import (
 
 var _ swarm.PullNetwork = (*P2P)(nil)
 
+// agentPrefix starts the agent version of a host that tells its site.
+const agentPrefix = "stork site="
+
+// agentVersion is the agent version identify tells peers: "stork", or
+// "stork site=NAME" for a host of site NAME.
+func agentVersion(site string) string {
+	if site == "" {
+		return "stork"
+	}
+	return agentPrefix + site
+}
+
+// agentSite returns the site an agent version tells ("" none, or not a
+// valid site name).
+func agentSite(agent string) string {
+	site, ok := strings.CutPrefix(agent, agentPrefix)
+	if !ok || policy.CheckSiteName(site) != nil {
+		return ""
+	}
+	return site
+}
+
 // Members implements swarm.PullNetwork: the connected peers that serve
-// pull-through requests, less the blocked ones. Sites are unknown here.
+// pull-through requests, less the blocked ones, each with the site its
+// identify told (agentVersion; "" none).
 func (p *P2P) Members() []policy.Member {
 	ps := p.host.Peerstore()
 	var out []policy.Member
@@ -34,7 +58,13 @@ func (p *P2P) Members() []policy.Member {
 		if ok, err := ps.SupportsProtocols(id, swarm.PullProtocol); err != nil || len(ok) == 0 {
 			continue
 		}
-		out = append(out, policy.Member{ID: swarm.PeerID(id.String())})
+		m := policy.Member{ID: swarm.PeerID(id.String())}
+		if v, err := ps.Get(id, "AgentVersion"); err == nil {
+			if agent, ok := v.(string); ok {
+				m.Site = agentSite(agent)
+			}
+		}
+		out = append(out, m)
 	}
 	return out
 }

@@ -88,3 +88,39 @@ func TestSwarmSitesLoopback(t *testing.T) {
 		t.Errorf("copies across sites: %.2f with sites, %.2f without; want at most 3/4 as many with sites", w, wo)
 	}
 }
+
+// TestMembersSites: a host tells its site at connection (identify's agent
+// version), so a download's members carry their sites from its start:
+// Members names each peer's configured site, and none for a host that has
+// none.
+func TestMembersSites(t *testing.T) {
+	o := newOrigin(t)
+	sites := []string{"site-a", "site-b", ""}
+	k := 0
+	nodes := startMesh(t, o, len(sites), func(c *Config) {
+		c.Site = sites[k]
+		k++
+	})
+	want := map[string]string{}
+	for i, nd := range nodes {
+		want[nd.d.p2p.host.ID().String()] = sites[i]
+	}
+	for i, nd := range nodes {
+		ms := nd.d.p2p.Members()
+		if len(ms) != len(nodes)-1 {
+			t.Fatalf("node %d: %d members, want %d", i, len(ms), len(nodes)-1)
+		}
+		for _, m := range ms {
+			if got := m.Site; got != want[string(m.ID)] {
+				t.Errorf("node %d: member %s has site %q, want %q", i, m.ID, got, want[string(m.ID)])
+			}
+		}
+	}
+	for _, tc := range []struct{ agent, site string }{
+		{"stork", ""}, {"stork site=x-1", "x-1"}, {"stork site=", ""}, {"stork site=a b", ""}, {"other site=a", ""},
+	} {
+		if got := agentSite(tc.agent); got != tc.site {
+			t.Errorf("agentSite(%q) = %q, want %q", tc.agent, got, tc.site)
+		}
+	}
+}

@@ -112,7 +112,9 @@
 // every fetcher with no message exchanged; a member joining or leaving
 // moves only the chunks it ranks first. Each Member carries a site ("":
 // unknown): with the host's own site known, the members of that site
-// rank before all others, so each site fetches its own copy. The swarm
+// rank before all others (Before), and the first of a site asks the
+// chunk's global fetcher, the first by weight alone (Upstream), so that
+// only that one asks the origin and each site takes one copy in. The swarm
 // sends each origin request to the chunk's first-ranked fetcher (a
 // pull-through request) and asks the origin itself only when it ranks
 // first or its fetchers fail; SetPullThrough(true) then makes every

@@ -118,6 +118,53 @@ func (f *Fetchers) Before(key uint64, max int, dst []PeerID) []PeerID {
 	return dst
 }
 
+// Upstream returns, by weight alone (sites aside, the larger weight
+// first), the members of other sites (or of unknown site) whose weight
+// for key is larger than self's, at most max of them (max <= 0: all),
+// appended to dst: the chunk's global fetcher first. A host ranked
+// first in its site (Before is empty), or whose site's fetchers before
+// it failed, asks them for the chunk instead of the origin (two-level
+// pull-through): the global fetcher alone asks the origin, and each site
+// takes one copy in from it. The global fetcher of a chunk is the first
+// of its own site too (the same weights rank both), so it asks nobody.
+// Empty when self's site is unknown (every member is near, and Before
+// ranks them all).
+func (f *Fetchers) Upstream(key uint64, max int, dst []PeerID) []PeerID {
+	selfW := weight(f.selfH, key)
+	type ranked struct {
+		w  uint64
+		id PeerID
+	}
+	var up []ranked
+	for _, m := range f.m {
+		if m.near || m.id == f.self {
+			continue
+		}
+		w := weight(m.h, key)
+		if w < selfW || (w == selfW && m.id > f.self) {
+			continue
+		}
+		up = append(up, ranked{w, m.id})
+	}
+	// The larger weight first; equal weights: the smaller ID first.
+	slices.SortFunc(up, func(a, b ranked) int {
+		switch {
+		case a.w > b.w || (a.w == b.w && a.id < b.id):
+			return -1
+		case a.w == b.w && a.id == b.id:
+			return 0
+		}
+		return 1
+	})
+	if max > 0 && len(up) > max {
+		up = up[:max]
+	}
+	for _, r := range up {
+		dst = append(dst, r.id)
+	}
+	return dst
+}
+
 // First returns the member ranked first for key (self, when it is).
 func (f *Fetchers) First(key uint64) PeerID {
 	if b := f.Before(key, 1, nil); len(b) > 0 {

@@ -233,3 +233,51 @@ func TestFetchersAfter(t *testing.T) {
 		}
 	}
 }
+
+// Two-level pull-through: for every chunk, the first of each site asks
+// the chunk's global fetcher (the first by weight alone, sites aside),
+// which is the first of its own site and asks nobody; a host whose site
+// is unknown has no upstream (it ranks every member in Before).
+func TestFetchersUpstream(t *testing.T) {
+	t.Parallel()
+	ids := memberIDs(12)
+	site := func(j int) string { return []string{"a", "b", "c"}[j%3] }
+	all := membersOf(ids, site)
+	global := NewFetchers(Member{ID: ids[0]}, membersOf(ids, nil))
+	for k := range 1000 {
+		key := keyOf(k)
+		g := global.First(key)
+		firsts := 0
+		for _, self := range all {
+			f := NewFetchers(self, all)
+			if len(f.Before(key, 0, nil)) > 0 {
+				continue
+			}
+			firsts++
+			up := f.Upstream(key, 0, nil)
+			if self.ID == g {
+				if len(up) != 0 {
+					t.Fatalf("key %d: the global fetcher %s has upstream %v, want none", k, g, up)
+				}
+				continue
+			}
+			if len(up) == 0 || up[0] != g {
+				t.Fatalf("key %d: the first of site %s (%s) has upstream %v, want %s first", k, self.Site, self.ID, up, g)
+			}
+			for _, id := range up {
+				if site(slices.Index(ids, id)) == self.Site {
+					t.Fatalf("key %d: upstream %v of %s names a member of its own site", k, up, self.ID)
+				}
+			}
+			if got := f.Upstream(key, 1, nil); len(got) != 1 || got[0] != g {
+				t.Fatalf("key %d: Upstream(max 1) = %v, want [%s]", k, got, g)
+			}
+		}
+		if firsts != 3 {
+			t.Fatalf("key %d: %d hosts rank first in their site, want 3", k, firsts)
+		}
+		if up := global.Upstream(key, 0, nil); len(up) != 0 {
+			t.Fatalf("key %d: a host of unknown site has upstream %v, want none", k, up)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/storkpm/stork/metadata"
@@ -72,16 +73,25 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 			ids = append(ids, p)
 		}
 	}
-	if d.memberSet != nil && len(set) == len(d.memberSet) && !slices.ContainsFunc(ids, func(p PeerID) bool { return !d.memberSet[p] }) {
-		return false
-	}
-	d.memberSet = set
+	var me policy.Member
+	var sited []policy.Member
+	var near string
+	twoLevel := false
 	if d.coop {
-		d.fetchers = nil
 		// The members' round trips may tell the site at once (inferSite
 		// does nothing without Config.RTT, or with a configured site).
 		d.s.inferSite(ids, d.membersAt)
-		if !d.s.siteKnown() {
+		me, sited, near, twoLevel = d.s.memberSites(ms)
+	}
+	if d.memberSet != nil && len(set) == len(d.memberSet) && !slices.ContainsFunc(ids, func(p PeerID) bool { return !d.memberSet[p] }) && near == d.near && twoLevel == d.twoLevel {
+		return false
+	}
+	d.memberSet, d.near, d.twoLevel = set, near, twoLevel
+	if d.coop {
+		d.fetchers = nil
+		if twoLevel {
+			d.fetchers = policy.NewFetchers(me, sited)
+		} else if !d.s.siteKnown() {
 			d.fetchers = policy.NewFetchers(policy.Member{ID: self}, ms)
 		}
 		if d.keys == nil {
@@ -101,21 +111,53 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 }
 
 // siteKnown reports whether this host's site is known (configured or
-// inferred). Cooperative fetching then steps aside for the site policy
-// (sites.go): the members' sites are learnt from their Have, after a
-// flash crowd's first origin requests, and ranking fetchers before that
-// would pull chunks across sites. policy.Fetchers can rank a site's
-// members first once their sites are known when a download starts.
+// inferred). Cooperative fetching then runs in two levels when the
+// members' sites are known (memberSites), and else steps aside for the
+// site policy (sites.go).
 func (s *Swarm) siteKnown() bool { return s.Site().Name != "" }
 
+// memberSites returns this host and its members as the two-level fetcher
+// ranking sees them, and the members in our site (their IDs, sorted and
+// joined): those whose site, as the network told it when they connected
+// (PullNetwork.Members), is our configured one. ok is false, and
+// pull-through steps aside for the site policy's claims, unless our site
+// is configured and the network told some member's site: every host of
+// an overlay that tells sites then ranks in two levels from a download's
+// start. Sites learnt later (a Have's, or inferred from round trips) would
+// have hosts switch policy at different times, each fetching the chunks
+// its own policy gives it: second copies from the origin.
+func (s *Swarm) memberSites(ms []policy.Member) (me policy.Member, sited []policy.Member, near string, ok bool) {
+	site := s.cfg.Site
+	if site == "" || !slices.ContainsFunc(ms, func(m policy.Member) bool { return m.Site != "" }) {
+		return policy.Member{}, nil, "", false
+	}
+	sited = make([]policy.Member, len(ms))
+	var local []string
+	for k, m := range ms {
+		sited[k] = policy.Member{ID: m.ID}
+		if m.Site == site {
+			sited[k].Site = site
+			local = append(local, string(m.ID))
+		}
+	}
+	slices.Sort(local)
+	return policy.Member{ID: s.cfg.Self, Site: site}, sited, strings.Join(local, " "), true
+}
+
 // fetchersBefore returns the fetchers to ask for chunk i before the
-// origin, in rank order (none when we rank first, or fetch alone). d.mu
+// origin, in rank order (none when we rank first, or fetch alone): with
+// sites, our site's fetchers ranked before us, then the chunk's global
+// fetcher (policy.Fetchers.Upstream), which alone asks the origin. d.mu
 // is held.
 func (d *download) fetchersBefore(i int) []PeerID {
 	if d.fetchers == nil || d.fetchers.Alone() {
 		return nil
 	}
-	return d.fetchers.Before(d.keys[i], maxPullRanks, nil)
+	b := d.fetchers.Before(d.keys[i], maxPullRanks, nil)
+	if len(b) < maxPullRanks {
+		b = d.fetchers.Upstream(d.keys[i], maxPullRanks-len(b), b)
+	}
+	return b
 }
 
 // pullFetchers asks chunk i's fetchers for it, in rank order, unless
@@ -148,7 +190,7 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 		} else if k == 0 {
 			fl |= pullFirstRank
 		}
-		data, err := d.pullOne(ctx, f, i, ref, fl)
+		data, err := d.pullShared(ctx, f, i, fl)
 		var other *askOtherError
 		if errors.As(err, &other) && named == "" && other.peer != d.s.cfg.Self && !slices.Contains(before, other.peer) {
 			// The fetcher does not know the package, and names the peer
@@ -224,7 +266,7 @@ func (d *download) pullHeard(f PeerID, i int, sending bool) {
 	}
 	d.heard[i] = f
 	for p := range d.peers {
-		if d.picker.PeerHas(p, i) {
+		if d.picker.PeerHas(p, i) && d.overtakes(p) {
 			d.overtake(i)
 			return
 		}
@@ -240,11 +282,23 @@ func (d *download) pullHeard(f PeerID, i int, sending bool) {
 // the requests waiting for it are not sent to a dead fetcher meanwhile.
 // d.mu is held.
 func (d *download) pullsOvertaken(peer PeerID, i int) {
+	if !d.overtakes(peer) {
+		return
+	}
 	for j := range d.heard {
 		if j == i || i < 0 && d.picker.PeerHas(peer, j) {
 			d.overtake(j)
 		}
 	}
+}
+
+// overtakes reports whether a chunk peer holds is taken from it rather
+// than through the pull-through request open for it: not when peer is
+// in another site while the site rule is on (two-level pull-through:
+// our site's fetcher takes the chunk's one copy into the site; a copy
+// from peer would be a second one). d.mu is held.
+func (d *download) overtakes(peer PeerID) bool {
+	return !d.picker.SitesOn() || d.picker.PeerLocal(peer)
 }
 
 // overtake cancels the pull-through request for chunk j, unless its
@@ -309,6 +363,99 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	return data, err
 }
 
+// upstreamFirst reports whether we rank first in our site for chunk i
+// and another site's member is its global fetcher (two-level
+// pull-through): every request for the chunk goes there, a forwarded
+// one too (each hop goes to a member of larger weight for the chunk, so
+// requests never go round), and one whose asker gave up on another of
+// our site's members (who ranks before us in the asker's view, not in
+// ours).
+func (d *download) upstreamFirst(i int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fetchers == nil || d.fetchers.Alone() || d.keys == nil {
+		return false
+	}
+	k := d.keys[i]
+	return len(d.fetchers.Before(k, 1, nil)) == 0 && len(d.fetchers.Upstream(k, 1, nil)) > 0
+}
+
+// sharedPull is one pull-through request for a chunk, shared by every
+// caller that asks the same fetcher for it meanwhile: our download's own
+// origin request and the requests of our site's hosts we forward
+// (forward). A site's fetcher takes one copy of the chunk in from the
+// global fetcher, however many of its site's hosts ask it at once.
+type sharedPull struct {
+	f       PeerID
+	done    chan struct{}
+	data    []byte
+	err     error
+	waiters int
+	cancel  context.CancelFunc
+}
+
+// pullShared asks fetcher f for chunk i (pullOne, with flags), joined,
+// with two-level pull-through, with a request to f for it under way. The request runs until it ends
+// or every caller waiting for it has gone.
+func (d *download) pullShared(ctx context.Context, f PeerID, i int, flags byte) ([]byte, error) {
+	d.mu.Lock()
+	two := d.twoLevel
+	d.mu.Unlock()
+	if !two {
+		// Without sites a host's own requests and those it forwards go
+		// to one fetcher only while members views differ: each its own.
+		return d.pullOne(ctx, f, i, d.pkg.refs[i], flags)
+	}
+	// A request our site's hosts made of us before this download began
+	// may be under way to the chunk's global fetcher (pullData).
+	if data, err := d.s.upstreamFetch(ctx, "", d.c, i, d.pkg.refs[i]); !errors.Is(err, errNoUpstreamCall) {
+		return data, err
+	}
+	d.mu.Lock()
+	c := d.shared[i]
+	if c == nil || c.f != f {
+		cctx, cancel := context.WithCancel(d.ctx)
+		c = &sharedPull{f: f, done: make(chan struct{}), cancel: cancel}
+		ref := d.pkg.refs[i]
+		if !d.s.goroutine(func() {
+			data, err := d.pullOne(cctx, f, i, ref, flags)
+			d.mu.Lock()
+			c.data, c.err = data, err
+			if d.shared[i] == c {
+				delete(d.shared, i)
+			}
+			d.mu.Unlock()
+			cancel()
+			close(c.done)
+		}) {
+			d.mu.Unlock()
+			cancel()
+			return nil, ErrClosed
+		}
+		if d.shared == nil {
+			d.shared = make(map[int]*sharedPull)
+		}
+		d.shared[i] = c
+	}
+	c.waiters++
+	d.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.data, c.err
+	case <-ctx.Done():
+		d.mu.Lock()
+		if c.waiters--; c.waiters == 0 {
+			// Nobody wants it any more: a later caller asks afresh.
+			c.cancel()
+			if d.shared[i] == c {
+				delete(d.shared, i)
+			}
+		}
+		d.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
 // banFetcher bans a fetcher whose chunk failed its hash, as a peer whose
 // chunk does.
 func (d *download) banFetcher(f PeerID, err error) {
@@ -370,9 +517,11 @@ func (d *download) wakeWaiters(i int) {
 
 // forward serves asker's pull-through request for chunk i through the
 // member we rank first for it, when that is neither us nor the asker:
-// the asker ranked us first because it does not see that member yet
-// (members views differ while the overlay is made), and the member's
-// other askers would make it fetch a second copy from the origin. The
+// the chunk's global fetcher, when we are our site's (two-level
+// pull-through); else one the asker does not see yet (members views
+// differ while the overlay is made), whose other askers would make it
+// fetch a second copy from the origin. The request joins our own to
+// that member for the chunk, if one is open (pullShared). The
 // chunk goes into our download too. nil when there is no such member or
 // it did not serve the chunk: then we fetch it as the asker's fetcher.
 func (d *download) forward(ctx context.Context, asker PeerID, i int) []byte {
@@ -383,7 +532,7 @@ func (d *download) forward(ctx context.Context, asker PeerID, i int) []byte {
 		return nil
 	}
 	f, ref, sent := before[0], d.pkg.refs[i], time.Now()
-	data, err := d.pullOne(ctx, f, i, ref, pullForwarded)
+	data, err := d.pullShared(ctx, f, i, pullForwarded)
 	if err != nil {
 		d.s.log.Debug("forwarded pull-through request not served; fetching it", "fetcher", f, "chunk", ref.CID, "err", err)
 		return nil

@@ -116,9 +116,9 @@
 // starting a download in a flash crowd sends its first origin requests
 // to the right member at once), asked again every FindInterval/4, plus
 // the providers Discovery finds. policy.Fetchers ranks them, this host
-// included, for each chunk by rendezvous hashing of the chunk's CID (by
-// hash alone for now: the members' sites are not known when a flash
-// crowd starts; policy.Fetchers can put a site's members first).
+// included, for each chunk by rendezvous hashing of the chunk's CID: by
+// hash alone while this host knows no site; with its site known, in two
+// levels (see Sites below).
 // An origin request the Picker makes (download.fetchOrigin) goes to the
 // chunk's first-ranked fetcher as a pull-through request; a fetcher that
 // refuses or fails goes to the next (at most maxPullRanks), and only
@@ -195,6 +195,28 @@
 // shows it in another site joins only below the cap, and those over it
 // that joined before the site was known are detached, the Picker's best
 // kept. A detached session stays open, so the peer may still fetch from
-// us. Pull-through fetchers (coop.go) are chosen among all members, sites
-// aside.
+// us.
+//
+// Pull-through with a configured site runs in two levels (coop.go) when
+// the network tells the members' sites as they connect
+// (PullNetwork.Members; node tells them in identify's agent version), so
+// that every host ranks in two levels from a download's start: a member
+// is in our site if its told site is ours. Each chunk has a fetcher
+// in each site (the first of that site's members by rendezvous) and a
+// global one (the first of all members by the same weights, so also the
+// first of its own site). A host asks its site's fetcher; the site's
+// fetcher asks the global fetcher (policy.Fetchers.Upstream) instead of
+// the origin, forwarding its site's requests there joined with its own
+// (pullShared: one request per chunk), and passes on the global fetcher's
+// progress keepalives; the global fetcher alone asks the origin. So the
+// origin sends about one copy and each site's uplink carries about one
+// in, whatever the cap on cross-site sessions, which stays (pull-through
+// is a stream of its own). A chunk a peer of another site comes to have
+// does not overtake the pull-through request open for it (the site's
+// fetcher brings the site's copy). A silent or failing fetcher is passed
+// over as without sites: the next in the site, then the next global one,
+// then the origin itself. Without told sites (an inferred site, a network
+// that does not tell them) the site policy's claims run instead of
+// pull-through: hosts learning sites later, each at its own time, would
+// each fetch what its policy of the moment gives it.
 package swarm

@@ -96,6 +96,9 @@ type download struct {
 	keys      []uint64
 	membersAt time.Time
 	memberSet map[PeerID]bool
+	near      string              // the members in our site, as memberSites last said
+	twoLevel  bool                // fetchers rank in two levels (memberSites)
+	shared    map[int]*sharedPull // pull-through requests under way, by chunk
 	providers []PeerID
 	silent    map[PeerID]bool // fetchers that did not answer in time
 	claimedAt time.Time       // when renewClaims last ran

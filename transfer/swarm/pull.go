@@ -193,8 +193,13 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
 	var once sync.Once
-	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, func() { watch.Alive() }, func() { claim.Reset(s.pullClaim()) }, func(sending bool) {
+	progressed := func() {
+		claim.Reset(s.pullClaim())
+		s.noteUpstream()
+	}
+	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, func() { watch.Alive() }, progressed, func(sending bool) {
 		if sending {
+			s.noteUpstream()
 			claim.Stop()
 			heard(true)
 			return
@@ -214,6 +219,15 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	}
 	st.Close()
 	return data, nil
+}
+
+// noteUpstream records that a fetcher we asked progressed (upstreamAt),
+// with a configured site only: only a site's fetcher passes it on
+// (two-level pull-through), and without sites nothing changes.
+func (s *Swarm) noteUpstream() {
+	if s.cfg.Site != "" {
+		s.upstreamAt.Store(time.Now().UnixNano())
+	}
 }
 
 // askSlot waits for one of the maxAskPerFetcher slots of requests to
@@ -538,7 +552,7 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, req pull
 		}
 		if !heldOnly {
 			if s.admitUnconfirmed(p, req) {
-				return pullAnswer(s.pullData(ctx, req.ref, nil, req.index))
+				return pullAnswer(s.pullData(ctx, p, req.manifest, req.ref, nil, req.index))
 			}
 		}
 	}
@@ -564,12 +578,12 @@ func (s *Swarm) servePull(ctx context.Context, p PeerID, w *pullWriter, req pull
 		}
 		return pullRefused, nil
 	}
-	if req.flags&(pullForwarded|pullFirstRank) == pullFirstRank && d != nil {
+	if d != nil && (req.flags&(pullForwarded|pullFirstRank) == pullFirstRank || d.upstreamFirst(i)) {
 		if data := d.forward(ctx, p, i); data != nil {
 			return pullOK, data
 		}
 	}
-	return pullAnswer(s.pullData(ctx, pi.refs[i], d, i))
+	return pullAnswer(s.pullData(ctx, p, req.manifest, pi.refs[i], d, i))
 }
 
 // sameChunk reports whether a and b name the same chunk.
@@ -594,7 +608,9 @@ func pullAnswer(data []byte, err error) (byte, []byte) {
 // keepalive says pullWorking through w every pullKeepalive until the
 // function it returns is called (which waits for the last write); with
 // progress, pullProgress instead when the origin sent this host a chunk
-// since the last keepalive.
+// since the last keepalive, or a fetcher it asked did or said its own
+// requests progressed (a site's fetcher waiting on the chunk's global
+// fetcher, behind a slow origin).
 func (s *Swarm) keepalive(w *pullWriter, progress bool) func() {
 	done := make(chan struct{})
 	var kw sync.WaitGroup
@@ -603,15 +619,16 @@ func (s *Swarm) keepalive(w *pullWriter, progress bool) func() {
 		defer kw.Done()
 		t := time.NewTicker(pullKeepalive)
 		defer t.Stop()
-		last := s.originAt.Load()
+		last, lastUp := s.originAt.Load(), s.upstreamAt.Load()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 				b := pullWorking
-				if at := s.originAt.Load(); progress && at != last {
-					b, last = pullProgress, at
+				at, up := s.originAt.Load(), s.upstreamAt.Load()
+				if progress && (at != last || up != lastUp) {
+					b, last, lastUp = pullProgress, at, up
 				}
 				if w.status(b) != nil {
 					return
@@ -762,14 +779,23 @@ func (s *Swarm) pulledChunk(ref metadata.ChunkRef) []byte {
 	return nil
 }
 
-// pullData returns chunk i (ref) for a pull-through request: from the
-// store; from our download d of the package once it has the chunk, if a
-// peer is sending it to d (a bounded wait); or from the origin, joined
-// with any fetch of the same chunk under way (originFetch). A chunk
-// fetched here goes into d too.
-func (s *Swarm) pullData(ctx context.Context, ref metadata.ChunkRef, d *download, i int) ([]byte, error) {
+// pullData returns chunk i (ref) of manifest for asker's pull-through
+// request: from the store; from our download d of the package once it
+// has the chunk, if a peer is sending it to d (a bounded wait); without
+// d, from the chunk's global fetcher if we are our site's (two-level
+// pull-through: the asker's request came before our own download began);
+// or from the origin, joined with any fetch of the same chunk under way
+// (originFetch). A chunk fetched here goes into d too.
+func (s *Swarm) pullData(ctx context.Context, asker PeerID, manifest cid.Cid, ref metadata.ChunkRef, d *download, i int) ([]byte, error) {
 	if data := s.heldChunk(ref); data != nil {
 		return data, nil
+	}
+	if up := s.upstreamOf(ref); d == nil && up != "" && up != asker {
+		data, err := s.upstreamFetch(ctx, up, manifest, i, ref)
+		if err == nil || ctx.Err() != nil {
+			return data, err
+		}
+		s.log.Debug("global fetcher did not serve the chunk; fetching it", "fetcher", up, "chunk", ref.CID, "err", err)
 	}
 	if d != nil {
 		if ch := d.awaitChunk(i); ch != nil {
@@ -797,6 +823,102 @@ func (s *Swarm) pullData(ctx context.Context, ref metadata.ChunkRef, d *download
 		s.goroutine(func() { d.deliver(i, policy.OriginPeer, data, sent) })
 	}
 	return data, nil
+}
+
+// upstreamOf returns chunk ref's global fetcher when this host ranks
+// first for it in its site, among the network's members now (two-level
+// pull-through, memberSites); "" otherwise.
+func (s *Swarm) upstreamOf(ref metadata.ChunkRef) PeerID {
+	pn, ok := s.cfg.Network.(PullNetwork)
+	if !ok || s.cfg.Site == "" {
+		return ""
+	}
+	me, sited, _, ok := s.memberSites(pn.Members())
+	if !ok {
+		return ""
+	}
+	f := policy.NewFetchers(me, sited)
+	key := policy.ChunkKey(ref.CID.Bytes())
+	if len(f.Before(key, 1, nil)) > 0 {
+		return ""
+	}
+	if up := f.Upstream(key, 1, nil); len(up) > 0 {
+		return up[0]
+	}
+	return ""
+}
+
+// upstreamFetch returns chunk i (ref) of manifest from up, its global
+// fetcher, verified: one request however many hosts of our site ask
+// meanwhile, and the chunk kept a while (as one from the origin) for
+// those that come later and for our own download. With up "" it only
+// joins a request under way (errNoUpstreamCall: none).
+func (s *Swarm) upstreamFetch(ctx context.Context, up PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef) ([]byte, error) {
+	s.pullMu.Lock()
+	if data := s.cachedLocked(ref.CID); data != nil {
+		s.pullMu.Unlock()
+		return data, nil
+	}
+	c := s.upCalls[ref.CID]
+	if c == nil && up == "" {
+		s.pullMu.Unlock()
+		return nil, errNoUpstreamCall
+	}
+	if c == nil {
+		fctx, cancel := context.WithCancel(s.ctx)
+		c = &originCall{done: make(chan struct{}), cancel: cancel}
+		if !s.goroutine(func() { s.runUpstreamCall(fctx, c, up, manifest, i, ref) }) {
+			s.pullMu.Unlock()
+			cancel()
+			return nil, ErrClosed
+		}
+		s.upCalls[ref.CID] = c
+	}
+	c.waiters++
+	s.pullMu.Unlock()
+	select {
+	case <-c.done:
+		return c.data, c.err
+	case <-ctx.Done():
+		s.pullMu.Lock()
+		if c.waiters--; c.waiters == 0 {
+			c.cancel()
+			if s.upCalls[ref.CID] == c {
+				delete(s.upCalls, ref.CID)
+			}
+		}
+		s.pullMu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// errNoUpstreamCall: upstreamFetch without a fetcher found no request
+// under way to join.
+var errNoUpstreamCall = errors.New("no request to a global fetcher under way")
+
+// runUpstreamCall asks up for c's chunk (forwarded: up serves it and
+// forwards it nowhere) and verifies it.
+func (s *Swarm) runUpstreamCall(ctx context.Context, c *originCall, up PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef) {
+	var data []byte
+	release, err := s.askSlot(ctx, up)
+	if err == nil {
+		data, err = s.pull(ctx, up, manifest, i, ref, pullForwarded, func(bool) {})
+		release()
+	}
+	if err == nil {
+		err = ref.Verify(data)
+	}
+	s.pullMu.Lock()
+	c.data, c.err = data, err
+	if err == nil {
+		s.rememberLocked(ref.CID, data)
+	}
+	if s.upCalls[ref.CID] == c {
+		delete(s.upCalls, ref.CID)
+	}
+	s.pullMu.Unlock()
+	c.cancel()
+	close(c.done)
 }
 
 // originCall is one fetch of a chunk from the origin, shared by every

@@ -158,10 +158,16 @@ type Swarm struct {
 	pulls       map[PeerID]int
 	pullsAll    int
 	originCalls map[cid.Cid]*originCall
+	upCalls     map[cid.Cid]*originCall // upstreamFetch's, by chunk
 	// originAt: when the origin last sent this host a chunk (unix ns;
 	// 0 never), the sign that its origin requests make progress
 	// (renewClaims).
-	originAt   atomic.Int64
+	originAt atomic.Int64
+	// upstreamAt: when a fetcher we asked last said its origin requests
+	// progressed, or sent us a chunk (unix ns): a site's fetcher waiting
+	// on the chunk's global fetcher passes the sign on to its askers
+	// (keepalive).
+	upstreamAt atomic.Int64
 	cache      []cachedChunk
 	cacheIdx   map[cid.Cid]int
 	cacheBytes int
@@ -298,6 +304,7 @@ func New(cfg Config) (*Swarm, error) {
 
 		pulls:       make(map[PeerID]int),
 		originCalls: make(map[cid.Cid]*originCall),
+		upCalls:     make(map[cid.Cid]*originCall),
 		cacheIdx:    make(map[cid.Cid]int),
 		asking:      make(map[PeerID]chan struct{}),
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -41,11 +42,12 @@ type MemNet struct {
 	shapes   map[[2]swarm.PeerID]LinkShape
 	handlers sync.WaitGroup
 	opened   int
+	bytes    map[[2]swarm.PeerID]*atomic.Int64 // written, by direction
 }
 
 // NewMemNet returns an empty network whose links have the default shape.
 func NewMemNet(def LinkShape) *MemNet {
-	return &MemNet{nodes: make(map[swarm.PeerID]*MemNode), shape: def, shapes: make(map[[2]swarm.PeerID]LinkShape)}
+	return &MemNet{nodes: make(map[swarm.PeerID]*MemNode), shape: def, shapes: make(map[[2]swarm.PeerID]LinkShape), bytes: make(map[[2]swarm.PeerID]*atomic.Int64)}
 }
 
 // SetLink shapes the direction from -> to.
@@ -95,6 +97,29 @@ func (n *MemNet) StreamsOpened() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.opened
+}
+
+// Bytes returns the bytes written in all from -> to, on every stream
+// (swarm sessions and pull-through requests alike), as a link's counter
+// would count them.
+func (n *MemNet) Bytes(from, to swarm.PeerID) int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c := n.bytes[[2]swarm.PeerID{from, to}]; c != nil {
+		return c.Load()
+	}
+	return 0
+}
+
+// counter returns the byte counter of from -> to (n.mu held).
+func (n *MemNet) counter(from, to swarm.PeerID) *atomic.Int64 {
+	k := [2]swarm.PeerID{from, to}
+	c := n.bytes[k]
+	if c == nil {
+		c = new(atomic.Int64)
+		n.bytes[k] = c
+	}
+	return c
 }
 
 // MemNode is one node's swarm.Network.
@@ -184,6 +209,7 @@ func (nd *MemNode) open(ctx context.Context, p swarm.PeerID, which func(*MemNode
 	remote := nd.net.nodes[p]
 	self := nd.net.nodes[nd.id]
 	out, in := nd.net.linkShape(nd.id, p), nd.net.linkShape(p, nd.id)
+	outN, inN := nd.net.counter(nd.id, p), nd.net.counter(p, nd.id)
 	if remote != nil && self == nd {
 		nd.net.opened++
 	}
@@ -200,7 +226,7 @@ func (nd *MemNode) open(ctx context.Context, p swarm.PeerID, which func(*MemNode
 	if h == nil {
 		return nil, fmt.Errorf("memnet: %s has no handler", p)
 	}
-	ab, ba := newPipe(out), newPipe(in)
+	ab, ba := newPipe(out, outN), newPipe(in, inN)
 	a := &memStream{r: ba, w: ab}
 	b := &memStream{r: ab, w: ba}
 	if !nd.track(a, p) || !remote.track(b, nd.id) {
@@ -294,6 +320,7 @@ func (s *memStream) end() {
 // pipeWindow bytes are queued, and is paced to the link's rate.
 type pipe struct {
 	shape LinkShape
+	count *atomic.Int64 // bytes written
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -312,8 +339,8 @@ type segment struct {
 
 const pipeWindow = 4 << 20
 
-func newPipe(shape LinkShape) *pipe {
-	p := &pipe{shape: shape}
+func newPipe(shape LinkShape, count *atomic.Int64) *pipe {
+	p := &pipe{shape: shape, count: count}
 	p.cond = sync.NewCond(&p.mu)
 	return p
 }
@@ -356,6 +383,7 @@ func (p *pipe) write(b []byte) (int, error) {
 			// The sender's link is busy for wait: pace it.
 			time.Sleep(wait)
 		}
+		p.count.Add(int64(len(piece)))
 		written += len(piece)
 		b = b[len(piece):]
 	}
