@@ -65,6 +65,11 @@ type Config struct {
 	// re-hashes (see repair.go): 0 takes DefaultScrubRate, a negative
 	// value turns the scrub off.
 	ScrubRate int64
+	// ScrubFresh: the scrub does not re-hash an object verified less
+	// than this long ago (as it was fetched, or by the scrub's previous
+	// pass) whose file is unchanged since (share.Config.ScrubFresh): 0
+	// takes DefaultScrubFresh, a negative value re-hashes every object.
+	ScrubFresh time.Duration
 	// RepairInterval is how often packages whose objects were damaged are
 	// fetched again while that fails (default 1m).
 	RepairInterval time.Duration
@@ -103,6 +108,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ScrubRate == 0 {
 		c.ScrubRate = DefaultScrubRate
+	}
+	if c.ScrubFresh == 0 {
+		c.ScrubFresh = DefaultScrubFresh
 	}
 	if c.RepairInterval <= 0 {
 		c.RepairInterval = time.Minute

@@ -144,7 +144,9 @@ func (d *Daemon) openDataDir() error {
 		return err
 	}
 	d.unlock = unlock
-	d.store, err = share.Open(storeConfig(d.cfg.DataDir, d.log.With("component", "share")))
+	scfg := storeConfig(d.cfg.DataDir, d.log.With("component", "share"))
+	scfg.ScrubFresh = max(d.cfg.ScrubFresh, 0)
+	d.store, err = share.Open(scfg)
 	return err
 }
 

@@ -15,10 +15,19 @@ import (
 // re-hashes when Config.ScrubRate is 0.
 const DefaultScrubRate = 4 << 20
 
+// DefaultScrubFresh is how long after its content was verified an object
+// is left to the cheap check by the scrub when Config.ScrubFresh is 0. A
+// host that fetched an upgrade a minute ago gains nothing from hashing it
+// again while it serves it (uploads and receivers verify what moves);
+// the scrub is for damage that creeps in over days, or that nothing else
+// would see.
+const DefaultScrubFresh = 24 * time.Hour
+
 // The daemon keeps its store sound (see share/damage.go): before a
 // package's tree is exposed to a VM, ensurePackage checks its objects
 // cheaply (intact); a scrubber re-hashes every object in turn at
-// Config.ScrubRate; and a repairer fetches again, through the normal
+// Config.ScrubRate (those verified within Config.ScrubFresh only
+// checked cheaply); and a repairer fetches again, through the normal
 // download path (swarm, then origin), every package whose objects were
 // found damaged, at start (damage found by `stork verify --repair` while
 // the daemon was stopped), whenever new damage is found, and every

@@ -117,7 +117,8 @@ func TestInstallRepairsDamagedObject(t *testing.T) {
 
 // TestScrubRepairsBitRot: a byte changes with the modification time put
 // back (the cheap check cannot see it); the background scrub finds it and
-// the daemon fetches the file again without any request.
+// the daemon fetches the file again without any request. (The object is
+// fresh: the scrub is told to re-hash it all the same.)
 func TestScrubRepairsBitRot(t *testing.T) {
 	o := newOrigin(t)
 	src := o.publish(t, "p", "1.0.0", map[string]int{"victim": 300_000})
@@ -126,7 +127,7 @@ func TestScrubRepairsBitRot(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dataDir) })
-	c := startDaemonWith(t, o, dataDir, func(cfg *Config) { cfg.ScrubRate = 64 << 20 })
+	c := startDaemonWith(t, o, dataDir, func(cfg *Config) { cfg.ScrubRate, cfg.ScrubFresh = 64<<20, -1 })
 	pkgs, err := c.Fetch(context.Background(), "p", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,11 @@ import (
 //     Mtime); a mismatch, or no record of them, costs a full re-hash.
 //   - Scrub, in the background at a bounded rate: every object is
 //     re-hashed in turn, which also finds changes that kept the
-//     modification time (bit rot, a time set back).
+//     modification time (bit rot, a time set back). An object whose
+//     content was verified less than Config.ScrubFresh ago (as it was
+//     stored, or by the previous pass) gets the cheap check instead: a
+//     host that just fetched an upgrade does not hash it a second time
+//     while it serves it, and bit rot is a matter of months.
 //   - Verify with repair, with no daemon running.
 //
 // A mode changed on a file whose content still verifies is put back. An
@@ -224,8 +228,9 @@ func (s *Store) checkObject(name string, rec *objRecord, force bool, res *CheckR
 		return err.Error(), st
 	}
 	now := lstamp(p)
-	if !rec.stampMatches(now) {
+	if !rec.stampMatches(now) || s.scrubFresh > 0 {
 		rec.setStamp(now)
+		rec.Verified = s.now().UnixNano()
 		if err := s.update(func(txn *badger.Txn) error { return setJSON(txn, []byte(prefixObject+name), rec) }); err != nil {
 			s.log.Warn("record object stamp", "object", name, "err", err)
 		}
@@ -468,17 +473,25 @@ func (s *Store) DamageCounts() DamageCounts {
 // Scrub re-hashes object files in index order, starting after the object
 // called after ("" : the first), until it has re-hashed budget bytes (at
 // least one object) or reached the last object, and quarantines those
-// that fail. It returns where the next call continues ("" once a pass is
+// that fail. Objects verified within Config.ScrubFresh are only
+// compared with their stamps (and re-hashed if that differs). It returns where the next call continues ("" once a pass is
 // complete). Each call holds the store shared only while it hashes, so a
 // rate-limited caller (node's scrubber) keeps it from delaying others.
 func (s *Store) Scrub(ctx context.Context, after string, budget int64) (next string, res *CheckResult, err error) {
+	return s.scrub(ctx, after, budget, s.scrubFresh)
+}
+
+// scrub is Scrub with objects verified within fresh left to the cheap
+// check (0: none).
+func (s *Store) scrub(ctx context.Context, after string, budget int64, fresh time.Duration) (next string, res *CheckResult, err error) {
 	res = &CheckResult{}
 	s.life.RLock()
 	if s.isClosed() {
 		s.life.RUnlock()
 		return "", nil, ErrClosed
 	}
-	names, recs, more, err := s.objectsAfter(after, budget)
+	now := s.now()
+	names, recs, more, err := s.objectsAfter(after, budget, now, fresh)
 	if err != nil {
 		s.life.RUnlock()
 		return "", nil, err
@@ -489,7 +502,7 @@ func (s *Store) Scrub(ctx context.Context, after string, budget int64) (next str
 			s.life.RUnlock()
 			return after, res, err
 		}
-		if reason, _ := s.checkObject(name, recs[i], true, res); reason != "" {
+		if reason, _ := s.checkObject(name, recs[i], !isFresh(recs[i], now, fresh), res); reason != "" {
 			bad = append(bad, badObject{name, reason})
 		}
 		after = name
@@ -502,10 +515,21 @@ func (s *Store) Scrub(ctx context.Context, after string, budget int64) (next str
 	return after, res, s.quarantineAll(bad, res)
 }
 
+// isFresh reports whether the object rec describes had its content
+// verified less than fresh before now.
+func isFresh(rec *objRecord, now time.Time, fresh time.Duration) bool {
+	if fresh <= 0 || rec == nil || rec.Verified == 0 {
+		return false
+	}
+	age := now.Sub(time.Unix(0, rec.Verified))
+	return age >= 0 && age < fresh
+}
+
 // objectsAfter lists the object names (and records) after `after` in
 // index order whose sizes reach budget (at least one), and whether more
-// follow.
-func (s *Store) objectsAfter(after string, budget int64) ([]string, []*objRecord, bool, error) {
+// follow. Fresh objects (which Scrub does not re-hash) count towards
+// maxScrubBatch only.
+func (s *Store) objectsAfter(after string, budget int64, now time.Time, fresh time.Duration) ([]string, []*objRecord, bool, error) {
 	var names []string
 	var recs []*objRecord
 	more := false
@@ -530,7 +554,9 @@ func (s *Store) objectsAfter(after string, budget int64) ([]string, []*objRecord
 			}
 			names = append(names, name)
 			recs = append(recs, r)
-			sum += max(r.Size, 1)
+			if !isFresh(r, now, fresh) {
+				sum += max(r.Size, 1)
+			}
 		}
 		return nil
 	})
@@ -550,7 +576,7 @@ const maxScrubBatch = 4096
 func (s *Store) Repair(ctx context.Context) ([]string, *CheckResult, error) {
 	res := &CheckResult{}
 	for next := ""; ; {
-		n, r, err := s.Scrub(ctx, next, 1<<62)
+		n, r, err := s.scrub(ctx, next, 1<<62, 0)
 		if r != nil {
 			res.Objects += r.Objects
 			res.Rehashed += r.Rehashed

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
@@ -222,6 +223,71 @@ func TestScrubFindsBitRot(t *testing.T) {
 	}
 	refetch(t, s, p, victim)
 	verifyClean(t, s)
+}
+
+// TestScrubLeavesFreshObjects: with Config.ScrubFresh, a scrub pass right
+// after a package was stored re-hashes nothing (its objects were verified
+// as they were stored), so bit rot that keeps the file's stamp goes
+// unseen until the objects are ScrubFresh old; then a pass re-hashes them
+// and finds it. An object whose file changed visibly is re-hashed however
+// fresh it is.
+func TestScrubLeavesFreshObjects(t *testing.T) {
+	t.Parallel()
+	p, victim := damagePkg(t)
+	s, err := Open(Config{Dir: t.TempDir(), SyncWrites: true, ScrubFresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Now()
+	s.now = func() time.Time { return now }
+	install(t, s, p, "pkg", "1")
+	e := p.m.Entries[victim]
+	obj := s.ObjectPath(e.Hash, EntryVariant(&e))
+	st, err := os.Stat(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, obj, 3*testChunk+1)
+	if err := os.Chtimes(obj, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	pass := func() *CheckResult {
+		t.Helper()
+		all := &CheckResult{}
+		for next, i := "", 0; i < 100; i++ {
+			n, res, err := s.Scrub(t.Context(), next, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all.Objects += res.Objects
+			all.Rehashed += res.Rehashed
+			all.Damaged = append(all.Damaged, res.Damaged...)
+			if next = n; next == "" {
+				return all
+			}
+		}
+		t.Fatal("a scrub pass did not end")
+		return nil
+	}
+	if res := pass(); res.Objects != 2 || res.Rehashed != 0 || len(res.Damaged) != 0 {
+		t.Fatalf("pass just after storing = %d objects, %d re-hashed, damaged %+v; want 2, 0, none", res.Objects, res.Rehashed, res.Damaged)
+	}
+	now = now.Add(time.Hour + time.Second)
+	res := pass()
+	if res.Rehashed != 2 || len(res.Damaged) != 1 || res.Damaged[0].Object != objectName(e.Hash, EntryVariant(&e)) {
+		t.Fatalf("pass an hour later = %d re-hashed, damaged %+v; want 2, the victim", res.Rehashed, res.Damaged)
+	}
+	refetch(t, s, p, victim)
+	// The good object just stored again, and the other just re-hashed,
+	// are fresh; a write that moves the time is seen at once.
+	flipByte(t, obj, 1)
+	if err := os.Chtimes(obj, st.ModTime(), st.ModTime().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if res := pass(); res.Rehashed != 1 || len(res.Damaged) != 1 {
+		t.Fatalf("pass after a visible write = %d re-hashed, damaged %+v; want 1, the victim", res.Rehashed, res.Damaged)
+	}
 }
 
 // TestRepairedFileReachesBindView: a VM's bind view of a tree whose

@@ -584,6 +584,7 @@ func (s *Store) prepareObject(pf *partialFile) (objRecord, [][]byte, error) {
 		}
 	}
 	checked := fstamp(f) // the inode whose content was verified, with its final mode
+	rec.Verified = s.now().UnixNano()
 	s.fds.put(pf)
 	if err != nil {
 		return rec, nil, fmt.Errorf("partial file %s: %w", pf.id, err)

@@ -102,6 +102,11 @@ type objRecord struct {
 	// damage.go). Zero: not known (a record from before they were kept).
 	Ino   uint64 `json:"ino,omitempty"`
 	Mtime int64  `json:"mtime,omitempty"`
+	// Verified is when (Unix nanoseconds) the content was last hashed
+	// and found good: as the object was stored, or by Scrub. Zero: not
+	// known. Scrub leaves an object verified within Config.ScrubFresh
+	// whose stamp still matches.
+	Verified int64 `json:"verified,omitempty"`
 }
 
 type installRecord struct {

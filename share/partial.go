@@ -717,6 +717,9 @@ func (s *Store) recordObject(rec *objRecord, id string) error {
 	if rec.Ino == 0 {
 		rec.setStamp(lstamp(s.ObjectPath(rec.Hash, rec.variant())))
 	}
+	if rec.Verified == 0 {
+		rec.Verified = s.now().UnixNano()
+	}
 	err := s.update(func(txn *badger.Txn) error {
 		return setJSON(txn, []byte(prefixObject+name), rec)
 	})

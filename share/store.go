@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
@@ -48,6 +49,12 @@ type Config struct {
 	// RebuildCommand is the command that rebuilds a lost index, named in
 	// ErrIndexLost errors (default "stork index rebuild").
 	RebuildCommand string
+	// ScrubFresh: Scrub does not re-hash an object whose content was
+	// verified less than this long ago (as it was stored, or by an
+	// earlier Scrub) while its file keeps the stamp it had then; it only
+	// compares the stamp. Zero: Scrub re-hashes every object. See
+	// damage.go.
+	ScrubFresh time.Duration
 }
 
 // Store is the per-host store. All methods are safe for concurrent use.
@@ -58,7 +65,9 @@ type Store struct {
 	sync bool
 	db   *badger.DB
 
-	rebuildCmd string // see Config.RebuildCommand
+	rebuildCmd string           // see Config.RebuildCommand
+	scrubFresh time.Duration    // see Config.ScrubFresh
+	now        func() time.Time // the clock objects' verification times come from
 
 	mcMu   sync.Mutex                 // guards mcache
 	mcache map[cid.Cid]cachedManifest // decoded manifests by CID
@@ -185,6 +194,8 @@ func newStore(cfg Config) (*Store, error) {
 		lim:        cfg.Limits,
 		sync:       !cfg.UnsafeNoSync,
 		rebuildCmd: cfg.RebuildCommand,
+		scrubFresh: cfg.ScrubFresh,
+		now:        time.Now,
 		filling:    make(map[string]*Partial),
 		partials:   make(map[string]*partialFile),
 		newLayout:  currentLayout,

@@ -17,6 +17,7 @@ const OriginPeer PeerID = "origin"
 const (
 	DefaultEndgameThreshold    = 4
 	DefaultEndgameDuplicates   = 2
+	DefaultEndgameDelay        = 100 * time.Millisecond
 	DefaultMaxInflightPerPeer  = 512
 	DefaultMaxInflightBytes    = 4 << 20
 	DefaultDownloadInflight    = 32 << 20
@@ -47,10 +48,16 @@ type PickerConfig struct {
 	// EndgameDuplicates caps the outstanding requests of one chunk in the
 	// end game (origin included). Default 2.
 	EndgameDuplicates int
+	// EndgameDelay: the end game asks another peer for a chunk only once
+	// every open request of it is older than this: a request answered in
+	// time is not duplicated. A package of a few chunks is in the end game
+	// from its first request, and duplicating every request on the spot
+	// moved many of its chunks twice. Default 100ms; negative: at once.
+	EndgameDelay time.Duration
 	// MaxInflightPerPeer caps PipelineDepth. Default 512: the byte caps
 	// below bind first for chunks of 64 KiB and more; tiny chunks need
-	// the count, since a request stays in flight until its chunk is
-	// stored, and the store commits them in groups.
+	// the count, since a request stays in flight for a round trip and the
+	// peer's queue.
 	MaxInflightPerPeer int
 	// MaxInflightBytes and DownloadInflight cap PipelineDepth too, at the
 	// larger of MaxInflightBytes and DownloadInflight/peers bytes of mean
@@ -61,8 +68,9 @@ type PickerConfig struct {
 	// a chunk that became easier to get elsewhere (the end of a flash
 	// crowd: everyone waits for the last chunks the origin sent) waits
 	// behind them. With few peers each may take more: a request stays in
-	// flight until the chunk is stored, so a lone peer needs the depth to
-	// cover the store's commits too. Defaults 4 MiB and 32 MiB (4 MiB keeps
+	// flight until the chunk has arrived (the daemon's swarm counts it
+	// received before it is stored), so a lone peer needs the depth to
+	// cover the round trip and its own queue. Defaults 4 MiB and 32 MiB (4 MiB keeps
 	// a peer's 1 Gbit/s full over a 32 ms round trip).
 	MaxInflightBytes int64
 	DownloadInflight int64
@@ -201,6 +209,9 @@ func (cfg PickerConfig) withDefaults() PickerConfig {
 	}
 	if cfg.EndgameDuplicates <= 0 {
 		cfg.EndgameDuplicates = DefaultEndgameDuplicates
+	}
+	if cfg.EndgameDelay == 0 {
+		cfg.EndgameDelay = DefaultEndgameDelay
 	}
 	if cfg.MaxInflightPerPeer <= 0 {
 		cfg.MaxInflightPerPeer = DefaultMaxInflightPerPeer

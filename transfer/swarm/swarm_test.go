@@ -414,6 +414,160 @@ func rawPeer(p *testPackage, corrupt bool) transfertest.StreamHandler {
 	}
 }
 
+// rawDoubler is a peer speaking the wire protocol by hand that holds p
+// and answers every requested chunk twice.
+func rawDoubler(p *testPackage) transfertest.StreamHandler {
+	refs := p.m.UniqueChunks()
+	return func(from swarm.PeerID, st swarm.Stream) {
+		defer st.Close()
+		br := bufio.NewReader(st)
+		if m, err := swarm.ReadMessage(br, swarm.WireLimits{}); err != nil || m.Type != swarm.MsgHello {
+			st.Reset()
+			return
+		}
+		all := policy.NewBitfield(len(refs))
+		for i := range refs {
+			all.Set(i)
+		}
+		bw := bufio.NewWriter(st)
+		swarm.WriteMessage(bw, &swarm.Message{Type: swarm.MsgHave, Manifest: p.c, Count: len(refs), Have: all})
+		if bw.Flush() != nil {
+			return
+		}
+		for {
+			m, err := swarm.ReadMessage(br, swarm.WireLimits{MaxChunk: 1 << 20})
+			if err != nil {
+				return
+			}
+			if m.Type != swarm.MsgRequest {
+				continue
+			}
+			for _, i := range m.Indices {
+				for range 2 {
+					swarm.WriteMessage(bw, &swarm.Message{Type: swarm.MsgChunk, Index: i, Data: p.chunks[refs[i].CID]})
+				}
+			}
+			if bw.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// TestSwarmWastedBytesCounted: a chunk that arrives again once the
+// download has it is thrown away and counted in Counters.WastedBytes (a
+// benchmark reads it to find duplicate transfers).
+func TestSwarmWastedBytesCounted(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 5, 64<<10, 1<<20)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	mn := c.net.Node("doubler", rawDoubler(p))
+	c.disc.For(mn.ID()).Provide(context.Background(), p.c)
+	origin := newSwarmOrigin(p, 1<<20, time.Hour) // never in time: the peer serves it all
+	n := c.add("leecher", origin, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := n.download(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	checkCopy(t, n, p)
+	chunk := int64(64 << 10)
+	// The duplicates still being read or handed over when the download
+	// ended are counted soon after (the last one may never be read).
+	var got int64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got = n.swarm.Counters().WastedBytes; got >= p.size-chunk {
+			break
+		}
+	}
+	if got < p.size-chunk || got > p.size {
+		t.Errorf("WastedBytes = %d, want the package's %d less at most one chunk (each chunk sent twice)", got, p.size)
+	}
+}
+
+// slowSink stores into MemStore after a delay (a disk's commit).
+type slowSink struct {
+	*transfertest.MemStore
+	delay time.Duration
+}
+
+func (s slowSink) PutChunk(c cid.Cid, data []byte) error {
+	time.Sleep(s.delay)
+	return s.MemStore.PutChunk(c, data)
+}
+
+// countingSink is slowSink counting the stores under way, and the most at
+// once.
+type countingSink struct {
+	slowSink
+	now, peak atomic.Int64
+}
+
+func (s *countingSink) PutChunk(c cid.Cid, data []byte) error {
+	k := s.now.Add(1)
+	defer s.now.Add(-1)
+	for {
+		if p := s.peak.Load(); k <= p || s.peak.CompareAndSwap(p, k) {
+			break
+		}
+	}
+	return s.slowSink.PutChunk(c, data)
+}
+
+// TestSwarmOriginStoresBounded: an origin request closes as its chunk
+// arrives, before it is stored; with a slow store, the chunks from the
+// origin being stored at once stay at most the origin window (its
+// requests wait for a store slot).
+func TestSwarmOriginStoresBounded(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 7, 256<<10, 4<<20)
+	c := newCluster(t, transfertest.LinkShape{})
+	origin := newSwarmOrigin(p, 0, 0)
+	n := c.add("alone", origin, func(cfg *swarm.Config) { cfg.OriginParallel = 2 })
+	n.store.AddManifest(p.c, p.m)
+	sink := &countingSink{slowSink: slowSink{n.store, 20 * time.Millisecond}}
+	if _, err := n.swarm.Download(context.Background(), swarm.DownloadRequest{Manifest: p.c, M: p.m, Sink: sink}); err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	checkCopy(t, n, p)
+	if peak := sink.peak.Load(); peak > 2 {
+		t.Errorf("%d chunks stored at once with OriginParallel 2, want at most 2", peak)
+	}
+	if peak := origin.peak.Load(); peak > 2 {
+		t.Errorf("%d origin requests at once, want at most OriginParallel (2)", peak)
+	}
+}
+
+// TestSwarmNoDuplicateWhileStoring: a package of one chunk is all end
+// game; while the chunk that arrived is being stored (longer than
+// EndgameDelay), the second seed is not asked for it too.
+func TestSwarmNoDuplicateWhileStoring(t *testing.T) {
+	t.Parallel()
+	p := newTestPackage(t, 6, 64<<10, 64<<10)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	for _, id := range []string{"seed1", "seed2"} {
+		c.add(id, nil, nil).seed(p)
+	}
+	origin := newSwarmOrigin(p, 1<<20, time.Hour) // never in time: the seeds serve it
+	n := c.add("leecher", origin, nil)
+	n.repo.Publish(p.c, p.m)
+	n.store.AddManifest(p.c, p.m)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sink := slowSink{n.store, 5 * policy.DefaultEndgameDelay}
+	if _, err := n.swarm.Download(ctx, swarm.DownloadRequest{Manifest: p.c, M: p.m, Sink: sink, Have: n.store.Has}); err != nil {
+		t.Fatal(err)
+	}
+	checkCopy(t, n, p)
+	var up int64
+	for _, s := range c.nodes[:2] {
+		up += s.swarm.Stats().BytesUploaded
+	}
+	if up != p.size {
+		t.Errorf("the seeds uploaded %d bytes, want the one chunk's %d", up, p.size)
+	}
+}
+
 func TestSwarmMaliciousPeers(t *testing.T) {
 	t.Parallel()
 	p := newTestPackage(t, 4, 256<<10, 8<<20)
