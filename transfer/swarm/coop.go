@@ -343,13 +343,6 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	if t, ok := d.unheard[f]; ok && time.Since(t) >= d.s.pullIdle()*9/10 && d.s.alive.silentFor(f, d.s.pullIdle()*9/10) {
 		skip = true
 	}
-	// The same across requests: f asked something nearly pullIdle ago,
-	// by any download, and silent since (the requests that set the mark
-	// above may have been cancelled, a peer sending their chunks first,
-	// and taken it with them).
-	if d.s.alive.unansweredFor(f, d.s.pullIdle()*9/10) {
-		skip = true
-	}
 	var sent time.Time // the unheard mark this request set
 	if !skip {
 		if d.unheard == nil {
@@ -364,7 +357,6 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	if skip {
 		return nil, errPullSkipped
 	}
-	d.s.alive.ask(f)
 	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func(sending bool) { d.pullHeard(f, i, sending) })
 	d.mu.Lock()
 	delete(d.heard, i)

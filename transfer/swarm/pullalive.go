@@ -24,9 +24,6 @@ import (
 type fetcherAlive struct {
 	mu sync.Mutex
 	at map[PeerID]time.Time
-	// asked: when p was first asked something since it last sent
-	// anything (absent: it answered since, or was never asked).
-	asked map[PeerID]time.Time
 }
 
 // note records that p sent something now.
@@ -37,31 +34,7 @@ func (a *fetcherAlive) note(p PeerID) {
 		a.at = make(map[PeerID]time.Time)
 	}
 	a.at[p] = now
-	delete(a.asked, p)
 	a.mu.Unlock()
-}
-
-// ask records that a request goes to p now.
-func (a *fetcherAlive) ask(p PeerID) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.asked == nil {
-		a.asked = make(map[PeerID]time.Time)
-	}
-	if _, ok := a.asked[p]; !ok {
-		a.asked[p] = time.Now()
-	}
-}
-
-// unansweredFor reports whether p was asked something d ago or more and
-// has sent nothing since: whatever became of those requests (answered
-// elsewhere and cancelled, or still open), a new one would wait for a
-// fetcher that is likely dead.
-func (a *fetcherAlive) unansweredFor(p PeerID, d time.Duration) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	t, ok := a.asked[p]
-	return ok && time.Since(t) >= d
 }
 
 // last is when p last sent something (zero: never).
