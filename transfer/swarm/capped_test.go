@@ -93,10 +93,15 @@ func TestSwarmCappedOriginOneCopy(t *testing.T) {
 			copies, twice := cappedOriginCopies(t, sites)
 			t.Logf("sites %v: origin sent %.3f copies; %d chunks more than once", sites, copies, twice)
 			// Without renewed claims a slow origin's queue makes hosts of
-			// other sites fetch second copies of many chunks; the bound
-			// leaves room for a few on a loaded machine.
-			if copies > 1.2 {
-				t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.2", copies, twice)
+			// other sites fetch second copies of many chunks (1.40-1.59);
+			// the bound leaves room for a few on a loaded machine, and a
+			// few more under the race detector (1.24 once in CI).
+			bound := 1.2
+			if raceOn {
+				bound = 1.35
+			}
+			if copies > bound {
+				t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= %.2f", copies, twice, bound)
 			}
 		})
 	}

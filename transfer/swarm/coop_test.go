@@ -127,7 +127,12 @@ func TestSwarmPullThroughDeadFetcher(t *testing.T) {
 			continue // it knew the chunks from its peers first
 		}
 		for _, at := range ts[1:] {
-			if at.Sub(ts[0]) >= idle {
+			// A request waiting for the dead member's slot may be sent as
+			// the first ones are found silent (the race detector widens
+			// that moment to tens of milliseconds); one request per chunk,
+			// each waiting its own timeout, would ask again at 2, 3, 4
+			// idle timeouts.
+			if at.Sub(ts[0]) >= idle*5/4 {
 				t.Errorf("node %s asked the dead member again %v after its first request, past the idle timeout", n.id, at.Sub(ts[0]))
 			}
 		}
