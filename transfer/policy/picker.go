@@ -56,8 +56,8 @@ type PickerConfig struct {
 	EndgameDelay time.Duration
 	// MaxInflightPerPeer caps PipelineDepth. Default 512: the byte caps
 	// below bind first for chunks of 64 KiB and more; tiny chunks need
-	// the count, since a request stays in flight for a round trip and the
-	// peer's queue.
+	// the count, since a request stays in flight until its chunk is
+	// stored, and the store commits them in groups.
 	MaxInflightPerPeer int
 	// MaxInflightBytes and DownloadInflight cap PipelineDepth too, at the
 	// larger of MaxInflightBytes and DownloadInflight/peers bytes of mean
@@ -68,9 +68,8 @@ type PickerConfig struct {
 	// a chunk that became easier to get elsewhere (the end of a flash
 	// crowd: everyone waits for the last chunks the origin sent) waits
 	// behind them. With few peers each may take more: a request stays in
-	// flight until the chunk has arrived (the daemon's swarm counts it
-	// received before it is stored), so a lone peer needs the depth to
-	// cover the round trip and its own queue. Defaults 4 MiB and 32 MiB (4 MiB keeps
+	// flight until the chunk is stored, so a lone peer needs the depth to
+	// cover the store's commits too. Defaults 4 MiB and 32 MiB (4 MiB keeps
 	// a peer's 1 Gbit/s full over a 32 ms round trip).
 	MaxInflightBytes int64
 	DownloadInflight int64

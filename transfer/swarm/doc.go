@@ -57,13 +57,10 @@
 // function per message kind). A whole chunk goes to the session's
 // deliverLoop workers, so that hashing and storing never hold up the
 // control messages behind it: download.peerChunk verifies it (or bans
-// the peer), and download.deliver tells the Picker (Received, which names
-// the other requests for it to cancel: none stays open, and no end-game
-// duplicate is asked, while the store makes it durable), stores it in the
-// download's sink once (DownloadRequest.Sink), then tells the peers
-// (HaveUpdate) and asks the Picker for more. A chunk from the origin
-// takes the same last steps. A chunk that arrives when the download has
-// it already is dropped unhashed (Counters.WastedBytes).
+// the peer), and download.deliver stores it in the download's sink once
+// (DownloadRequest.Sink), tells the Picker (Received, which names the
+// other requests for it to cancel) and the peers (HaveUpdate), and asks
+// the Picker for more. A chunk from the origin takes the same last step.
 //
 // # Serving peers
 //

@@ -118,10 +118,6 @@ type download struct {
 	// sem bounds the chunks being verified and stored at once, across the
 	// download's sessions (twice deliverWorkers).
 	sem chan struct{}
-	// originStores bounds the chunks asked of the origin (directly or
-	// through a fetcher) being stored at once: their requests close as
-	// they arrive, and the origin window refills meanwhile.
-	originStores chan struct{}
 	// sinkKeepsNothing: req.Sink is a VerifiedChunkSink, so a received
 	// chunk's buffer may be reused once delivered.
 	sinkKeepsNothing bool
@@ -149,10 +145,10 @@ func deliverWorkers(maxChunk int) int {
 	return min(max(deliverBytes/max(maxChunk, 1), deliverMinWorkers), deliverMaxWorkers)
 }
 
-// A request to the origin stays open until its chunk has arrived and a
-// store slot is free (download.originStores, as many), so with small
-// chunks OriginParallel requests carry few bytes, and at most twice that
-// many chunks from the origin are in memory at once. Packages of chunks smaller than originScaleBytes on average get
+// A request to the origin stays open until its chunk is stored, so with
+// small chunks OriginParallel requests carry few bytes and the store's
+// commit groups stay small (at most OriginParallel chunks per file-system
+// sync). Packages of chunks smaller than originScaleBytes on average get
 // proportionally more requests, up to originScaleMax times
 // OriginParallel: about as many bytes in flight, in more, smaller
 // requests.
@@ -257,7 +253,6 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 	}
 	_, d.sinkKeepsNothing = req.Sink.(VerifiedChunkSink)
 	parallel := originParallel(s.cfg.OriginParallel, pkg.meanChunk())
-	d.originStores = make(chan struct{}, parallel)
 	initial := 0 // the Picker's slow start
 	if s.cfg.Network == nil {
 		initial = parallel // no other host shares the origin with us
@@ -724,11 +719,6 @@ func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
 func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time.Time) {
 	ref := d.pkg.refs[i]
 	n := int64(len(data))
-	if asked == policy.OriginPeer {
-		// Its request stays open (the window full) until a store slot is free.
-		d.originStores <- struct{}{}
-		defer func() { <-d.originStores }()
-	}
 	d.mu.Lock()
 	if d.finished || d.picker.Have(i) || d.storing.Has(i) {
 		d.mu.Unlock()

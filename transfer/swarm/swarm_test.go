@@ -496,48 +496,6 @@ func (s slowSink) PutChunk(c cid.Cid, data []byte) error {
 	return s.MemStore.PutChunk(c, data)
 }
 
-// countingSink is slowSink counting the stores under way, and the most at
-// once.
-type countingSink struct {
-	slowSink
-	now, peak atomic.Int64
-}
-
-func (s *countingSink) PutChunk(c cid.Cid, data []byte) error {
-	k := s.now.Add(1)
-	defer s.now.Add(-1)
-	for {
-		if p := s.peak.Load(); k <= p || s.peak.CompareAndSwap(p, k) {
-			break
-		}
-	}
-	return s.slowSink.PutChunk(c, data)
-}
-
-// TestSwarmOriginStoresBounded: an origin request closes as its chunk
-// arrives, before it is stored; with a slow store, the chunks from the
-// origin being stored at once stay at most the origin window (its
-// requests wait for a store slot).
-func TestSwarmOriginStoresBounded(t *testing.T) {
-	t.Parallel()
-	p := newTestPackage(t, 7, 256<<10, 4<<20)
-	c := newCluster(t, transfertest.LinkShape{})
-	origin := newSwarmOrigin(p, 0, 0)
-	n := c.add("alone", origin, func(cfg *swarm.Config) { cfg.OriginParallel = 2 })
-	n.store.AddManifest(p.c, p.m)
-	sink := &countingSink{slowSink: slowSink{n.store, 20 * time.Millisecond}}
-	if _, err := n.swarm.Download(context.Background(), swarm.DownloadRequest{Manifest: p.c, M: p.m, Sink: sink}); err != nil {
-		t.Fatalf("Download: %v", err)
-	}
-	checkCopy(t, n, p)
-	if peak := sink.peak.Load(); peak > 2 {
-		t.Errorf("%d chunks stored at once with OriginParallel 2, want at most 2", peak)
-	}
-	if peak := origin.peak.Load(); peak > 2 {
-		t.Errorf("%d origin requests at once, want at most OriginParallel (2)", peak)
-	}
-}
-
 // TestSwarmNoDuplicateWhileStoring: a package of one chunk is all end
 // game; while the chunk that arrived is being stored (longer than
 // EndgameDelay), the second seed is not asked for it too.
