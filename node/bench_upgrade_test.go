@@ -131,14 +131,9 @@ func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool, suffix st
 	took, cpu := time.Since(start), cpuTime()-cpu0
 	stop()
 	var ctr swarm.Counters
-	var st swarm.Stats
 	sited := 0
 	for _, n := range nodes {
 		ctr = ctr.Add(n.d.swarm.Counters())
-		ss := n.d.swarm.Stats()
-		st.BytesFromPeers += ss.BytesFromPeers
-		st.BytesFromOrigin += ss.BytesFromOrigin
-		st.BytesUploaded += ss.BytesUploaded
 		if n.d.swarm.Site().Name != "" {
 			sited++
 		}
@@ -146,9 +141,6 @@ func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool, suffix st
 	if sited > 0 {
 		tb.Logf("%d of %d hosts inferred a site from round-trip times", sited, hosts)
 	}
-	// Bytes moved between daemons against what they took in: more than
-	// one crossing per byte received is CPU spent for nothing.
-	fmt.Fprintf(os.Stderr, "upgrade %s: bytes from peers %.1f MB, from the origin %.1f MB, uploaded %.1f MB\n", suffix, float64(st.BytesFromPeers)/1e6, float64(st.BytesFromOrigin)/1e6, float64(st.BytesUploaded)/1e6)
 	return took, cpu, ctr
 }
 

@@ -207,14 +207,6 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 			return false, ctx.Err()
 		}
 		if err == nil {
-			d.mu.Lock()
-			had := d.finished || d.picker.Have(i) || d.storing.Has(i)
-			d.mu.Unlock()
-			if had {
-				// A peer's copy came first: not hashed for nothing.
-				d.s.ctr.wastedBytes.Add(int64(len(data)))
-				return true, nil
-			}
 			if verr := ref.Verify(data); verr != nil {
 				d.s.chunks[fromPeers][failed].Add(1)
 				d.banFetcher(f, verr)
@@ -504,9 +496,7 @@ func (d *download) skipFetcher(f PeerID) {
 func (d *download) awaitChunk(i int) <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	// A chunk being stored counts as had for the Picker already: wait
-	// for the store.
-	if d.finished || !d.storing.Has(i) && (d.picker.Have(i) || !d.picker.PeerAsked(i)) {
+	if d.finished || d.picker.Have(i) || !d.storing.Has(i) && !d.picker.PeerAsked(i) {
 		return nil
 	}
 	ch := make(chan struct{})

@@ -28,11 +28,6 @@ type Counters struct {
 	OriginFallbacks int64
 	// OriginFetches: chunk requests this host sent the origin.
 	OriginFetches int64
-	// WastedBytes: chunk bytes this host received from peers or
-	// fetchers whole and threw away, its download having the chunk
-	// already (or no longer asking for it): moved and (for some) hashed
-	// for nothing.
-	WastedBytes int64
 	// EndWait, EndWaitMax: the time downloads took, in all and at most,
 	// from their last chunk (or failure) until Download returned (their
 	// origin fetches and provider search ended).
@@ -47,7 +42,6 @@ type counters struct {
 	pullsRefused                     atomic.Int64
 	originFallbacks                  atomic.Int64
 	originFetches                    atomic.Int64
-	wastedBytes                      atomic.Int64
 	endWait, endWaitMax              atomic.Int64
 }
 
@@ -74,7 +68,6 @@ func (s *Swarm) Counters() Counters {
 		PullsRefused:           c.pullsRefused.Load(),
 		OriginFallbacks:        c.originFallbacks.Load(),
 		OriginFetches:          c.originFetches.Load(),
-		WastedBytes:            c.wastedBytes.Load(),
 		EndWait:                time.Duration(c.endWait.Load()),
 		EndWaitMax:             time.Duration(c.endWaitMax.Load()),
 	}
@@ -91,7 +84,6 @@ func (c Counters) Add(o Counters) Counters {
 		PullsRefused:           c.PullsRefused + o.PullsRefused,
 		OriginFallbacks:        c.OriginFallbacks + o.OriginFallbacks,
 		OriginFetches:          c.OriginFetches + o.OriginFetches,
-		WastedBytes:            c.WastedBytes + o.WastedBytes,
 		EndWait:                c.EndWait + o.EndWait,
 		EndWaitMax:             max(c.EndWaitMax, o.EndWaitMax),
 	}

@@ -648,16 +648,9 @@ func (d *download) progress(ss *session, i int, now time.Time) {
 func (d *download) peerChunk(ss *session, i int, data []byte) bool {
 	d.mu.Lock()
 	asked := !d.finished && d.peers[ss.peer] == ss && d.picker.Asked(i, ss.peer)
-	had := d.picker.Have(i) || d.storing.Has(i)
 	d.mu.Unlock()
 	if !asked {
-		d.s.ctr.wastedBytes.Add(int64(len(data)))
 		return false
-	}
-	if had {
-		// Asked, and it came from elsewhere first: not hashed for nothing.
-		d.s.ctr.wastedBytes.Add(int64(len(data)))
-		return true
 	}
 	if err := d.pkg.refs[i].Verify(data); err != nil {
 		d.s.chunks[fromPeers][failed].Add(1)
@@ -708,25 +701,14 @@ func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
 // deliverFrom is deliver of a chunk the Picker asked of asked (a peer, or
 // OriginPeer) and whose bytes came from `from` (a chunk asked of the
 // origin may come through a fetcher).
-//
-// The Picker counts the chunk received as soon as it is here, before it
-// is stored: the requests for it open elsewhere are cancelled then, and
-// the end game asks no other peer for it while the store makes it
-// durable (its commit groups take tens of milliseconds, and a package of
-// a few chunks is all end game). Peers hear of it (HaveUpdate), and
-// waiters are woken, once it is stored; a chunk the store refuses ends
-// the download.
 func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time.Time) {
 	ref := d.pkg.refs[i]
-	n := int64(len(data))
 	d.mu.Lock()
 	if d.finished || d.picker.Have(i) || d.storing.Has(i) {
 		d.mu.Unlock()
-		d.s.ctr.wastedBytes.Add(n)
 		return
 	}
 	d.storing.Set(i)
-	d.received(i, asked, from, n, sent, time.Now())
 	d.mu.Unlock()
 	var err error
 	if vs, ok := d.req.Sink.(VerifiedChunkSink); ok {
@@ -747,29 +729,7 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 		return
 	}
 	now := time.Now()
-	if from == policy.OriginPeer {
-		d.fromOrigin += n
-		d.s.bytesFromOrigin.Add(n)
-	} else {
-		d.fromPeers += n
-		d.s.bytesFromPeers.Add(n)
-		d.s.countPeer(from, n, 0)
-	}
-	d.doneBytes += n
-	d.lastProgress = now
-	d.broadcast(&Message{Type: MsgHaveUpdate, Index: uint32(i)}, from)
-	if d.picker.Done() && d.storing.Count() == 0 {
-		d.finish(nil)
-	} else {
-		d.schedule(now)
-	}
-	d.mu.Unlock()
-	d.report()
-}
-
-// received tells the Picker that chunk i (n bytes, asked of asked, from
-// `from`) is here, and cancels the other requests for it (d.mu held).
-func (d *download) received(i int, asked, from PeerID, n int64, sent, now time.Time) {
+	n := int64(len(data))
 	// Only an answer to a request sent after the outage began ends it: a
 	// response already under way when the origin went down proves nothing.
 	if from == policy.OriginPeer && !d.originDownSince.IsZero() && sent.After(d.originDownSince) {
@@ -796,8 +756,24 @@ func (d *download) received(i int, asked, from PeerID, n int64, sent, now time.T
 		d.originFails = 0
 	}
 	if from == policy.OriginPeer {
+		d.fromOrigin += n
+		d.s.bytesFromOrigin.Add(n)
 		d.s.noteOrigin(nil, sent, now)
+	} else {
+		d.fromPeers += n
+		d.s.bytesFromPeers.Add(n)
+		d.s.countPeer(from, n, 0)
 	}
+	d.doneBytes += n
+	d.lastProgress = now
+	d.broadcast(&Message{Type: MsgHaveUpdate, Index: uint32(i)}, from)
+	if d.picker.Done() {
+		d.finish(nil)
+	} else {
+		d.schedule(now)
+	}
+	d.mu.Unlock()
+	d.report()
 }
 
 func (d *download) report() {
