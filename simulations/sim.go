@@ -539,7 +539,21 @@ func (s *sim) run() error {
 			return fmt.Errorf("%w: %s, %d hosts: %d unfinished at t=%.0fs", ErrUnfinished, s.strat, s.n, s.pending, s.now)
 		}
 	}
+	s.countInFlight()
 	return nil
+}
+
+// countInFlight counts the chunks still on their way when the last host
+// finished (sent whole, their arrival not yet handled: a duplicate, or a
+// chunk a finished host no longer wants) as received over the links they
+// crossed and as duplicates, as the testbed's link counters would.
+func (s *sim) countInFlight() {
+	for _, ev := range s.events {
+		if ev.pkg != s.tag || (ev.kind != evChunk && ev.kind != evPulled) || ev.b < 0 {
+			continue
+		}
+		s.discarded(flow{dst: ev.a, srv: ev.b, size: float64(s.chunkLen[ev.c])})
+	}
 }
 
 func (s *sim) handle(ev event) {

@@ -42,8 +42,9 @@
 //
 // End game: with at most EndgameThreshold chunks left, a peer with nothing
 // new to offer may be asked for a chunk already requested elsewhere (the
-// least requested first, at most EndgameDuplicates outstanding); Received
-// returns the other requests to cancel.
+// least requested first, at most EndgameDuplicates outstanding) once its
+// requests are EndgameDelay old; Received returns the other requests to
+// cancel.
 //
 // # Peer scoring (scoring.go)
 //

@@ -56,5 +56,5 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 	if !p.Endgame() || top < len(p.levels) {
 		return 0, false
 	}
-	return p.nextEndgame(sl, s)
+	return p.nextEndgame(sl, s, t)
 }

@@ -17,6 +17,7 @@ const OriginPeer PeerID = "origin"
 const (
 	DefaultEndgameThreshold    = 4
 	DefaultEndgameDuplicates   = 2
+	DefaultEndgameDelay        = 100 * time.Millisecond
 	DefaultMaxInflightPerPeer  = 512
 	DefaultMaxInflightBytes    = 4 << 20
 	DefaultDownloadInflight    = 32 << 20
@@ -47,6 +48,12 @@ type PickerConfig struct {
 	// EndgameDuplicates caps the outstanding requests of one chunk in the
 	// end game (origin included). Default 2.
 	EndgameDuplicates int
+	// EndgameDelay: the end game asks another peer for a chunk only once
+	// every open request of it is older than this: a request answered in
+	// time is not duplicated. A package of a few chunks is in the end game
+	// from its first request, and duplicating every request on the spot
+	// moved many of its chunks twice. Default 100ms; negative: at once.
+	EndgameDelay time.Duration
 	// MaxInflightPerPeer caps PipelineDepth. Default 512: the byte caps
 	// below bind first for chunks of 64 KiB and more; tiny chunks need
 	// the count, since a request stays in flight until its chunk is
@@ -201,6 +208,9 @@ func (cfg PickerConfig) withDefaults() PickerConfig {
 	}
 	if cfg.EndgameDuplicates <= 0 {
 		cfg.EndgameDuplicates = DefaultEndgameDuplicates
+	}
+	if cfg.EndgameDelay == 0 {
+		cfg.EndgameDelay = DefaultEndgameDelay
 	}
 	if cfg.MaxInflightPerPeer <= 0 {
 		cfg.MaxInflightPerPeer = DefaultMaxInflightPerPeer

@@ -368,9 +368,14 @@ func TestPickerEndgame(t *testing.T) {
 	if !p.Endgame() {
 		t.Fatal("Endgame() = false with 3 missing, threshold 4")
 	}
+	// Requests on time are not duplicated; late ones are.
+	if i, ok := p.NextForPeer("b", t0.Add(DefaultEndgameDelay-time.Millisecond)); ok {
+		t.Fatalf("NextForPeer(b) %v after the requests = %d, want none (EndgameDelay %v)", DefaultEndgameDelay-time.Millisecond, i, DefaultEndgameDelay)
+	}
+	late := t0.Add(DefaultEndgameDelay)
 	dup := map[int]bool{}
 	for {
-		i, ok := p.NextForPeer("b", t0)
+		i, ok := p.NextForPeer("b", late)
 		if !ok {
 			break
 		}
@@ -378,15 +383,15 @@ func TestPickerEndgame(t *testing.T) {
 			t.Fatalf("chunk %d requested twice from b", i)
 		}
 		dup[i] = true
-		p.Requested(i, "b", t0)
+		p.Requested(i, "b", late)
 	}
 	if len(dup) != n {
 		t.Fatalf("end game duplicated %d chunks to b, want %d", len(dup), n)
 	}
-	if i, ok := p.NextForPeer("a", t0); ok {
+	if i, ok := p.NextForPeer("a", late.Add(time.Second)); ok {
 		t.Fatalf("NextForPeer(a) = %d, want none (cap of %d requests per chunk)", i, DefaultEndgameDuplicates)
 	}
-	cancel := p.Received(0, "b", t0.Add(time.Millisecond), 10)
+	cancel := p.Received(0, "b", late.Add(time.Millisecond), 10)
 	if len(cancel) != 1 || cancel[0] != "a" {
 		t.Fatalf("Received(0, b) cancel = %v, want [a]", cancel)
 	}
