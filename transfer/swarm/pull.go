@@ -874,22 +874,7 @@ func (s *Swarm) upstreamFetch(ctx context.Context, up PeerID, manifest cid.Cid, 
 		}
 		s.upCalls[ref.CID] = c
 	}
-	c.waiters++
-	s.pullMu.Unlock()
-	select {
-	case <-c.done:
-		return c.data, c.err
-	case <-ctx.Done():
-		s.pullMu.Lock()
-		if c.waiters--; c.waiters == 0 {
-			c.cancel()
-			if s.upCalls[ref.CID] == c {
-				delete(s.upCalls, ref.CID)
-			}
-		}
-		s.pullMu.Unlock()
-		return nil, ctx.Err()
-	}
+	return s.awaitCall(ctx, s.upCalls, ref.CID, c)
 }
 
 // errNoUpstreamCall: upstreamFetch without a fetcher found no request
@@ -956,6 +941,14 @@ func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte,
 		}
 		s.originCalls[ref.CID] = c
 	}
+	return s.awaitCall(ctx, s.originCalls, ref.CID, c)
+}
+
+// awaitCall waits for c, the call for chunk key in calls, as one more of
+// its waiters (pullMu held; awaitCall releases it). The last waiter to
+// give up cancels the call: nobody wants it any more, and a later caller
+// starts afresh.
+func (s *Swarm) awaitCall(ctx context.Context, calls map[cid.Cid]*originCall, key cid.Cid, c *originCall) ([]byte, error) {
 	c.waiters++
 	s.pullMu.Unlock()
 	select {
@@ -964,10 +957,9 @@ func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte,
 	case <-ctx.Done():
 		s.pullMu.Lock()
 		if c.waiters--; c.waiters == 0 {
-			// Nobody wants it any more: a later caller starts afresh.
 			c.cancel()
-			if s.originCalls[ref.CID] == c {
-				delete(s.originCalls, ref.CID)
+			if calls[key] == c {
+				delete(calls, key)
 			}
 		}
 		s.pullMu.Unlock()
