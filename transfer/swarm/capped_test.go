@@ -93,13 +93,12 @@ func TestSwarmCappedOriginOneCopy(t *testing.T) {
 			copies, twice := cappedOriginCopies(t, sites)
 			t.Logf("sites %v: origin sent %.3f copies; %d chunks more than once", sites, copies, twice)
 			// Without renewed claims a slow origin's queue makes hosts of
-			// other sites fetch second copies of many chunks (1.40-1.59);
-			// the bound leaves room for a few on a loaded machine. Under
-			// the race detector (CI's -race -short pass) the swarms run
-			// several times slower against the same timeouts (1.04-1.39
-			// copies with sites in CI and here): that pass checks the
-			// race detector's findings and bounds the copies loosely; the
-			// run without it checks 1.2.
+			// other sites fetch second copies of many chunks; the bound
+			// leaves room for a few on a loaded machine. Under the race
+			// detector (CI's -race -short pass) the swarms run several
+			// times slower against the same timeouts: that pass checks
+			// the race detector's findings and bounds the copies loosely;
+			// the run without it checks 1.2.
 			bound := 1.2
 			if raceOn {
 				bound = 2
