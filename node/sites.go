@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/storkpm/stork/transfer/swarm"
 )
@@ -21,11 +22,34 @@ import (
 // machine, must not set a peer apart from the others (the moving
 // average kept it there for minutes, and the swarm inferred a site from
 // it, which turned cooperative fetching off).
+//
+// A peer reached only over loopback is on this machine: its round trip
+// says nothing about sites (on a loaded machine it is queueing noise from
+// microseconds to tens of milliseconds, and a site inferred from it split
+// daemons on one machine apart and slowed their swarm), so RTT reports it
+// unmeasured.
 func (p *P2P) RTT(to swarm.PeerID) time.Duration {
 	id, err := peer.Decode(string(to))
-	if err != nil {
+	if err != nil || p.loopbackOnly(id) {
 		return 0
 	}
+	return p.measuredRTT(id)
+}
+
+// loopbackOnly reports whether every connection to id is over a loopback
+// address (and there is one).
+func (p *P2P) loopbackOnly(id peer.ID) bool {
+	conns := p.host.Network().ConnsToPeer(id)
+	for _, c := range conns {
+		if !manet.IsIPLoopback(c.RemoteMultiaddr()) {
+			return false
+		}
+	}
+	return len(conns) > 0
+}
+
+// measuredRTT is RTT without the loopback rule.
+func (p *P2P) measuredRTT(id peer.ID) time.Duration {
 	d, n := p.rtts.get(id)
 	if n < rttSamples && p.track() {
 		go func() {

@@ -16,7 +16,6 @@ import (
 func TestP2PRTTSmallestOfSamples(t *testing.T) {
 	a := testP2P(t, nil)
 	b := testP2P(t, nil, a)
-	id := swarm.PeerID(b.host.ID().String())
 	deadline := time.Now().Add(10 * time.Second)
 	for !sees(a, b) {
 		if time.Now().After(deadline) {
@@ -28,7 +27,7 @@ func TestP2PRTTSmallestOfSamples(t *testing.T) {
 	a.host.Peerstore().RecordLatency(b.host.ID(), 300*time.Millisecond)
 	a.rtts.add(b.host.ID(), 300*time.Millisecond)
 	var d time.Duration
-	for d = a.RTT(id); d == 0 || d >= 300*time.Millisecond; d = a.RTT(id) {
+	for d = a.measuredRTT(b.host.ID()); d == 0 || d >= 300*time.Millisecond; d = a.measuredRTT(b.host.ID()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("round trip to a loopback peer after a slow first answer: %v after 10 s (peerstore average %v), want the loopback's",
 				d, a.host.Peerstore().LatencyEWMA(b.host.ID()))
@@ -40,6 +39,31 @@ func TestP2PRTTSmallestOfSamples(t *testing.T) {
 	}
 	if d > 50*time.Millisecond {
 		t.Errorf("round trip on loopback %v, want the smallest sample", d)
+	}
+}
+
+// TestP2PRTTLoopbackUnmeasured: a peer reached over loopback runs on this
+// machine, so its round trip (queueing noise on a loaded machine) is not
+// one site inference may use: RTT reports it unmeasured even once pings
+// have answered.
+func TestP2PRTTLoopbackUnmeasured(t *testing.T) {
+	a := testP2P(t, nil)
+	b := testP2P(t, nil, a)
+	deadline := time.Now().Add(10 * time.Second)
+	for !sees(a, b) {
+		if time.Now().After(deadline) {
+			t.Fatal("the hosts never connected")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, d := range []time.Duration{40, 35, 30} {
+		a.rtts.add(b.host.ID(), d*time.Millisecond)
+	}
+	if d := a.measuredRTT(b.host.ID()); d != 30*time.Millisecond {
+		t.Fatalf("measured round trip %v, want the smallest sample, 30ms", d)
+	}
+	if d := a.RTT(swarm.PeerID(b.host.ID().String())); d != 0 {
+		t.Errorf("RTT to a peer on loopback %v, want 0 (unmeasured: it is on this machine)", d)
 	}
 }
 

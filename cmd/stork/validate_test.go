@@ -98,7 +98,8 @@ func validateSimulator(t *testing.T, st simulations.Strategy, extra ...string) {
 	var missed []string
 	for attempt := 1; attempt <= attempts; attempt++ {
 		w0 := writtenBytes(t, origin.Pid)
-		done, kept := validateRealRun(t, hosts, url, r.root, "blob", rate)
+		rr := validateRealRunAt(t, hosts, url, r.root, "blob", rate)
+		done, kept := rr.done, rr.kept
 		realOrigin := float64(writtenBytes(t, origin.Pid) - w0)
 		rows := []validateRow{
 			{"origin copies", realOrigin / size, sim.origin / size},
@@ -111,7 +112,8 @@ func validateSimulator(t *testing.T, st simulations.Strategy, extra ...string) {
 		var table string
 		table, missed = validateTable(head, rows)
 		load, _ := os.ReadFile("/proc/loadavg")
-		t.Logf("attempt %d (load average %s): real daemons vs simulator:\n%s", attempt, strings.Fields(string(load) + " ?")[0], table)
+		sorted := slices.Sorted(slices.Values(done))
+		t.Logf("attempt %d (load average %s): real daemons vs simulator:\n%s(hosts done at %.2f s; %d inferred a site; pulls %+v)", attempt, strings.Fields(string(load) + " ?")[0], table, sorted, rr.inferred, rr.pulls)
 		if len(missed) == 0 {
 			return
 		}
