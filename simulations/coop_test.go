@@ -286,9 +286,10 @@ func TestCoopFetcherAnnouncesOwnRequest(t *testing.T) {
 // copy, and the origin's bytes go to the chunks' global fetchers alone:
 // each host receives from the origin exactly the chunks it ranks first
 // for by policy.Fetchers with sites (none before it in its site, none
-// upstream). One level (swarm-coop) takes about 2.4 copies into each site
-// here, its askers pulling two chunks in three from another site; the
-// claim policy of swarm-locality has other hosts fetch from the origin.
+// upstream). In one level (swarm-coop) a host asks a fetcher of another
+// site for two chunks in three, so about two copies or more cross into
+// each site; under swarm-locality's claim policy the origin's chunks go
+// to other hosts than the global fetchers.
 func TestSitesTwoLevel(t *testing.T) {
 	t.Parallel()
 	sc := testbedSites(256 << 20).withDefaults()
@@ -333,9 +334,9 @@ func TestSitesTwoLevel(t *testing.T) {
 // chunk: it asks the chunk's global fetcher for them (and keeps the
 // chunk for its own download), every host completes, and the origin
 // still sends each package about once, deterministically. A fetcher's
-// own download, started while such a request is under way, joins it:
-// asking the global fetcher again took a second copy into the site
-// (2.3% of a copy of the packages received twice).
+// own download, started while such a request is under way, joins it, as
+// the daemon's joins the call under way: asking the global fetcher again
+// would take a second copy into the site, received twice.
 func TestSitesWorkload(t *testing.T) {
 	t.Parallel()
 	sc := workload(SwarmSites)
