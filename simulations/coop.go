@@ -30,12 +30,40 @@ import (
 // wait for its Have. The answers leave by the host's upload link, or by
 // a server of their own at Scenario.PullUpload: the daemon paces its
 // swarm sessions at --upload-rate but not its pull-through answers.
+//
+// Two levels (strategy swarm-sites, as the daemon with --site runs it:
+// transfer/swarm coop.go fetchersBefore, forward, upstreamFirst; pull.go
+// pullData, upstreamFetch): the members carry their sites, so
+// policy.Fetchers ranks a host's site first, and a host's origin request
+// for chunk i goes to the first-ranked member of its own site (its
+// site's fetcher, Fetchers.Before); a site's fetcher asks the chunk's
+// global fetcher (Fetchers.Upstream), and only the global fetcher, the
+// first of its own site too, asks the origin. A site's fetcher takes one
+// copy in for its site: its own download's request and the requests of
+// its site's hosts are joined into one to the global fetcher (the
+// daemon's pullShared), even while a peer is sending it the chunk (the
+// daemon forwards before it waits on its download); one that has not
+// started the package asks the global fetcher for the askers only, and
+// keeps the chunk for its own download (upstreamFetch's cache). Every
+// answer is a flow from the fetcher's upload across the site links it
+// crosses: the global fetcher's into each other site, its site's
+// fetcher's inside the site. A fetcher that holds the chunk answers at
+// once, at every level; a site's fetcher that gets the chunk from a
+// peer first answers its askers then (the daemon's forward waits for the
+// global fetcher's answer instead). Neither the site's fetcher nor its
+// askers send Fetching; the global fetcher does once its own download
+// asks the origin for the chunk, as in one level. The Pickers run the
+// site rule and the hosts choose peers as swarm-locality's.
+//
 // Not modelled: the held-only question to the next in rank
 // (Fetchers.After), the daemon's pull slots (a fetcher refusing beyond
-// maxPulls, its askers turning to the next in rank) and timeouts, churn
-// (Run refuses swarm-coop with churn).
+// maxPulls, its askers turning to the next in rank) and timeouts, the
+// cancelling of a pull-through request whose chunk a same-site peer
+// came to hold before the fetcher answered (pullsOvertaken: a flash
+// crowd's askers are answered as their fetcher gets the chunk), churn
+// (Run refuses swarm-coop and swarm-sites with churn).
 
-// ErrCoopChurn: swarm-coop does not model churn.
+// ErrCoopChurn: swarm-coop and swarm-sites do not model churn.
 var ErrCoopChurn = errors.New("cooperative fetching is not simulated with churn")
 
 // Events of cooperative fetching, after headofline.go's.
@@ -50,6 +78,8 @@ const pullFlow = -1
 
 type coopState struct {
 	on bool
+	// two: two levels, the members ranked with their sites (swarm-sites).
+	two bool
 	// all: the members are every host, not only those present (a
 	// workload's later packages: every host is in the overlay, fetching
 	// some package).
@@ -59,12 +89,19 @@ type coopState struct {
 	// cache: chunks a host fetched for askers only before it started
 	// the package; its own download takes them from there (the daemon's
 	// cache of chunks fetched for peers, which originFetch reads first).
-	cache map[int64]bool
-	pkg   int     // the package's index in a workload: part of its chunks' keys
-	ver   uint64  // presVer of first
-	first []int32 // each chunk's first-ranked fetcher among present
-	keys  []uint64
-	wait  map[int64][]int32 // fetcher*nChunks+chunk: hosts waiting for it
+	cache  map[int64]bool
+	pkg    int     // the package's index in a workload: part of its chunks' keys
+	ver    uint64  // presVer of the ranking
+	ranked bool    // first (siteFirst, up) set
+	first  []int32 // each chunk's first-ranked fetcher among present
+	// Two levels: per site, each chunk's fetcher in the site (siteFirst)
+	// and whom that fetcher asks (up: the chunk's global fetcher, or the
+	// site's fetcher itself when it is the global one: the origin); nil
+	// for a site with no member.
+	siteFirst [][]int32
+	up        [][]int32
+	keys      []uint64
+	wait      map[int64][]int32 // fetcher*nChunks+chunk: hosts waiting for it
 	// pullBase: the server of host h's pull-through answers is
 	// pullBase+h (Scenario.PullUpload); 0: they leave by the host's
 	// own server, h.
@@ -127,34 +164,97 @@ func (s *sim) coopMembers() []int32 {
 }
 
 // fetcher returns the host h asks for chunk i: itself (the origin)
-// without cooperative fetching, else chunk i's first-ranked member.
+// without cooperative fetching, else chunk i's first-ranked member; with
+// two levels, the first-ranked member of h's site, or, for that member
+// itself, the chunk's global fetcher (itself when it is the global one).
 func (s *sim) fetcher(h int32, i int) int32 {
 	members := s.coopMembers()
 	if !s.coop.on || len(members) <= 1 {
 		return h
 	}
 	c := &s.coop
-	if c.first == nil || (!c.all && c.ver != s.presVer) {
+	if !c.ranked || (!c.all && c.ver != s.presVer) {
 		if c.keys == nil {
 			c.keys = make([]uint64, s.nChunks)
 			for k := range c.keys {
-				c.keys[k] = policy.ChunkKey([]byte("pkg/" + strconv.Itoa(c.pkg) + "/chunk/" + strconv.Itoa(k)))
+				c.keys[k] = chunkKey(c.pkg, k)
 			}
 		}
-		// Without sites every member ranks by its hash alone, so the
-		// first-ranked is the same whichever member ranks.
-		ms := make([]policy.Member, len(members))
-		for k, q := range members {
-			ms[k] = policy.Member{ID: s.ids[q]}
+		if c.two {
+			s.rankSites(members)
+		} else {
+			// Without sites every member ranks by its hash alone, so the
+			// first-ranked is the same whichever member ranks.
+			ms := make([]policy.Member, len(members))
+			for k, q := range members {
+				ms[k] = policy.Member{ID: s.ids[q]}
+			}
+			f := policy.NewFetchers(ms[0], ms)
+			c.first = make([]int32, s.nChunks)
+			for k := range c.first {
+				c.first[k] = s.peerOf(f.First(c.keys[k]))
+			}
 		}
-		f := policy.NewFetchers(ms[0], ms)
-		c.first = make([]int32, s.nChunks)
-		for k := range c.first {
-			c.first[k] = s.peerOf(f.First(c.keys[k]))
-		}
-		c.ver = s.presVer
+		c.ver, c.ranked = s.presVer, true
 	}
-	return c.first[i]
+	if !c.two {
+		return c.first[i]
+	}
+	site := s.hosts[h].site
+	if f := c.siteFirst[site][i]; f != h {
+		return f
+	}
+	return c.up[site][i]
+}
+
+// chunkKey is the ranking key of chunk k of a workload's package pkg
+// (0: the one package): a name of its own, as a chunk's CID is.
+func chunkKey(pkg, k int) uint64 {
+	return policy.ChunkKey([]byte("pkg/" + strconv.Itoa(pkg) + "/chunk/" + strconv.Itoa(k)))
+}
+
+// siteName is the site host h announces.
+func (s *sim) siteName(h int32) string { return "s" + strconv.Itoa(int(s.hosts[h].site)) }
+
+// rankSites sets the two-level fetchers of every chunk among members, as
+// each member's policy.Fetchers ranks them: per site, the first-ranked of
+// the site as any of its members sees it (Fetchers.First: the site's
+// members rank before all others, in the same order for each of them),
+// and whom that one asks (Fetchers.Upstream from its own view).
+func (s *sim) rankSites(members []int32) {
+	c := &s.coop
+	ms := make([]policy.Member, len(members))
+	for k, q := range members {
+		ms[k] = policy.Member{ID: s.ids[q], Site: s.siteName(q)}
+	}
+	views := map[int32]*policy.Fetchers{}
+	view := func(h int32) *policy.Fetchers {
+		if f := views[h]; f != nil {
+			return f
+		}
+		f := policy.NewFetchers(policy.Member{ID: s.ids[h], Site: s.siteName(h)}, ms)
+		views[h] = f
+		return f
+	}
+	c.siteFirst = make([][]int32, s.sc.Sites)
+	c.up = make([][]int32, s.sc.Sites)
+	var up []policy.PeerID
+	for _, q := range members {
+		site := s.hosts[q].site
+		if c.siteFirst[site] != nil {
+			continue
+		}
+		rep := view(q)
+		first, to := make([]int32, s.nChunks), make([]int32, s.nChunks)
+		for i, key := range c.keys {
+			f := s.peerOf(rep.First(key))
+			first[i], to[i] = f, f
+			if up = view(f).Upstream(key, 1, up[:0]); len(up) > 0 {
+				to[i] = s.peerOf(up[0])
+			}
+		}
+		c.siteFirst[site], c.up[site] = first, to
+	}
 }
 
 func (c *coopState) key(f, i int32, n int) int64 { return int64(f)*int64(n) + int64(i) }
@@ -185,20 +285,36 @@ func (s *sim) pull(f, asker, i int32) {
 	}
 	k := c.key(f, i, s.nChunks)
 	c.wait[k] = append(c.wait[k], asker)
+	// Two levels: a site's fetcher forwards to the chunk's global
+	// fetcher (the daemon's forward, or pullData's upstreamFetch).
+	up := int32(-1)
+	if c.two {
+		if g := s.fetcher(f, int(i)); g != f && g != asker {
+			up = g
+		}
+	}
 	if fs.state != stActive {
 		// Not fetching this package itself (a later package's host that
 		// has not started it): it fetches the chunk for the askers only.
 		if !c.fetch[k] {
 			c.fetch[k] = true
-			s.schedule(s.now+s.latOrig, evPullFetch, f, 0, i)
+			if up >= 0 {
+				s.schedule(s.now+s.lat(f, up), evPull, up, f, i)
+			} else {
+				s.schedule(s.now+s.latOrig, evPullFetch, f, 0, i)
+			}
 		}
 		return
 	}
 	s.waitFree(f) // a fan-out job may be asking f's Picker (pipe.go)
-	if fs.oreq.Has(int(i)) || fs.picker.PeerAsked(int(i)) {
+	if fs.oreq.Has(int(i)) || up < 0 && fs.picker.PeerAsked(int(i)) {
 		return // on its way to f
 	}
 	fs.oreq.Set(int(i))
+	if up >= 0 {
+		s.schedule(s.now+s.lat(f, up), evPull, up, f, i)
+		return
+	}
 	s.schedule(s.now+s.latOrig, evOriginReq, f, 0, i)
 }
 
@@ -237,11 +353,26 @@ func (s *sim) pulled(h, f, i int32) {
 	} else {
 		hs.fromWAN += size
 	}
+	if hs.state == stIdle {
+		// A site's fetcher that has not started the package: the global
+		// fetcher's answer is for its askers, and kept for its download.
+		s.servePulls(h, i)
+		s.coopKeep(h, i)
+		return
+	}
 	if hs.picker == nil || hs.have.Has(int(i)) || !hs.oreq.Has(int(i)) {
 		hs.dup += size // had it, or cancelled the request meanwhile
 		return
 	}
 	s.chunk(h, -1, i)
+}
+
+// coopFetching reports whether h is fetching chunk i for askers only
+// (before it started the package): its own download's request joins
+// that fetch, as the daemon's joins the call under way (originFetch,
+// upstreamFetch).
+func (s *sim) coopFetching(h, i int32) bool {
+	return s.coop.on && s.coop.fetch[s.coop.key(h, i, s.nChunks)]
 }
 
 // coopCached reports whether h fetched chunk i for askers before it

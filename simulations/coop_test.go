@@ -1,8 +1,11 @@
 package simulations
 
 import (
+	"math"
 	"testing"
 	"time"
+
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // flashCrowd is the daemons' loopback measurement as a scenario: hosts
@@ -275,5 +278,81 @@ func TestCoopFetcherAnnouncesOwnRequest(t *testing.T) {
 	mean := (in[0] + in[1] + in[2]) / 3
 	if mean > 2.52 {
 		t.Errorf("copies into each site %.2f %.2f %.2f (mean %.2f), want a mean of at most 2.52", in[0], in[1], in[2], mean)
+	}
+}
+
+// TestSitesTwoLevel: with sites known and capped uplinks, swarm-sites
+// takes each chunk into each site about once and the origin sends one
+// copy, and the origin's bytes go to the chunks' global fetchers alone:
+// each host receives from the origin exactly the chunks it ranks first
+// for by policy.Fetchers with sites (none before it in its site, none
+// upstream). In one level (swarm-coop) a host asks a fetcher of another
+// site for two chunks in three, so about two copies or more cross into
+// each site; under swarm-locality's claim policy the origin's chunks go
+// to other hosts than the global fetchers.
+func TestSitesTwoLevel(t *testing.T) {
+	t.Parallel()
+	sc := testbedSites(256 << 20).withDefaults()
+	s := newSim(sc, SwarmSites)
+	var ids []string
+	ms := make([]policy.Member, sc.Hosts)
+	for h := range ms {
+		ms[h] = policy.Member{ID: s.ids[h], Site: s.siteName(int32(h))}
+		ids = append(ids, string(s.ids[h]))
+	}
+	if err := s.run(); err != nil {
+		t.Fatal(err)
+	}
+	r := s.result()
+	checkComplete(t, r)
+	if c := copies(r); c > 1.01 {
+		t.Errorf("origin copies %.3f, want 1", c)
+	}
+	for k, c := range intoSites(r, sc.Sites) {
+		if c > 1.25 {
+			t.Errorf("copies into site %d: %.2f, want at most 1.25", k, c)
+		}
+	}
+	for _, h := range r.PerHost {
+		f := policy.NewFetchers(ms[h.Host], ms)
+		var want float64
+		for i := range sc.NumChunks() {
+			key := chunkKey(0, i)
+			if len(f.Before(key, 1, nil)) == 0 && len(f.Upstream(key, 1, nil)) == 0 {
+				want += float64(min(int64(sc.ChunkSize), int64(sc.PackageSize)-int64(i)*int64(sc.ChunkSize)))
+			}
+		}
+		if math.Abs(h.FromOrigin-want) > 1 {
+			t.Errorf("host %s (site %d) received %.0f bytes from the origin, want %.0f: the chunks it is the global fetcher of", ids[h.Host], h.Site, h.FromOrigin, want)
+		}
+	}
+}
+
+// TestSitesWorkload: swarm-sites over many packages fetched one after
+// another by hosts arriving over 2 s, in 3 sites, where a site's fetcher
+// often has not started a package when its site's hosts ask it for a
+// chunk: it asks the chunk's global fetcher for them (and keeps the
+// chunk for its own download), every host completes, and the origin
+// still sends each package about once, deterministically. A fetcher's
+// own download, started while such a request is under way, joins it, as
+// the daemon's joins the call under way: asking the global fetcher again
+// would take a second copy into the site, received twice.
+func TestSitesWorkload(t *testing.T) {
+	t.Parallel()
+	sc := workload(SwarmSites)
+	sc.Sites = 3
+	sc.Packages.Count = 20
+	sc.Arrival = Arrival{Pattern: ArrivalStaggered, Over: Duration(2 * time.Second)}
+	r := run(t, sc, SwarmSites)
+	checkComplete(t, r)
+	c := copies(r)
+	if c > 1.1 {
+		t.Errorf("origin copies %.2f, want at most 1.1", c)
+	}
+	if d := r.DuplicateBytes / r.PackageBytes; d > 0.005 {
+		t.Errorf("%.4f copies of the packages received twice, want under 0.005", d)
+	}
+	if again := copies(run(t, sc, SwarmSites)); again != c {
+		t.Errorf("again: %v origin copies, first %v: not deterministic", again, c)
 	}
 }

@@ -38,7 +38,15 @@
 // the origin once for every host asking; the asker announces no Fetching,
 // and the answers leave by Scenario.PullUpload when it is set (the
 // daemon does not pace them at its upload cap); not part of the default
-// sweep).
+// sweep), and swarm-sites (the swarm as daemons given --site run it:
+// swarm-locality's site rule and peer choice, and cooperative fetching in
+// two levels, coop.go: the members ranked with their sites by
+// policy.Fetchers, a host's origin request goes to the chunk's
+// first-ranked member of its own site, which asks the chunk's global
+// fetcher, Fetchers.Upstream, once for its whole site, and only the
+// global fetcher asks the origin; each answer crosses the site links
+// between fetcher and asker, so each site takes one copy in; not part of
+// the default sweep either).
 //
 // Discovery: Policy.DiscoveryDelay is the time from arrival to the first
 // lookup; Policy.ProviderDelay the time from arrival until other hosts'

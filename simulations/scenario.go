@@ -45,7 +45,7 @@ type Scenario struct {
 	SiteDownlink Rate `json:"site_downlink,omitempty"`
 	// OriginUpload is the repository's upload capacity.
 	OriginUpload Rate `json:"origin_upload,omitempty"`
-	// PullUpload (swarm-coop): a host's capacity for the chunks it sends
+	// PullUpload (swarm-coop, swarm-sites): a host's capacity for the chunks it sends
 	// as a fetcher's answers to pull-through requests, apart from
 	// HostUpload. The daemon's --upload-rate paces its swarm sessions
 	// only (transfer/swarm waitUpload); its pull-through answers go out
@@ -187,11 +187,12 @@ type Policy struct {
 	// MaxPeers peers) sees as members and candidate peers only the
 	// present hosts whose record is out; a host seeing none fetches from
 	// the origin alone. Default 0: every present host is seen at once.
-	// With swarm-coop the fetcher ranking still uses every present host:
-	// they are the hosts of the overlay a daemon is connected to.
+	// With swarm-coop and swarm-sites the fetcher ranking still uses
+	// every present host: they are the hosts of the overlay a daemon is
+	// connected to.
 	ProviderDelay Duration `json:"provider_delay,omitempty"`
-	// CrossSitePeers: in swarm-locality, at most this many peers are in
-	// other sites. Default MaxPeers/8, at least 2.
+	// CrossSitePeers: in swarm-locality and swarm-sites, at most this
+	// many peers are in other sites. Default MaxPeers/8, at least 2.
 	CrossSitePeers int `json:"cross_site_peers,omitempty"`
 }
 

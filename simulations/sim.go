@@ -36,14 +36,22 @@ const (
 	// (policy.Fetchers), which fetches the chunk from the origin once and
 	// serves every host asking.
 	SwarmCoop Strategy = "swarm-coop"
+	// SwarmSites: the swarm as a daemon given --site runs it, every host
+	// knowing its site: swarm-locality's site rule and peer choice, and
+	// cooperative origin fetching in two levels (coop.go): each origin
+	// request goes to the chunk's first-ranked member in the host's site,
+	// which asks the chunk's global fetcher (policy.Fetchers.Upstream)
+	// once for its whole site; only the global fetcher asks the origin.
+	SwarmSites Strategy = "swarm-sites"
 )
 
 // Strategies returns the strategies a sweep runs by default, baselines
 // first.
 func Strategies() []Strategy { return []Strategy{OriginPerVM, OriginPerHost, Swarm, SwarmLocality} }
 
-// AllStrategies returns every strategy: Strategies, then SwarmCoop.
-func AllStrategies() []Strategy { return append(Strategies(), SwarmCoop) }
+// AllStrategies returns every strategy: Strategies, then SwarmCoop and
+// SwarmSites.
+func AllStrategies() []Strategy { return append(Strategies(), SwarmCoop, SwarmSites) }
 
 // ParseStrategy checks a strategy name.
 func ParseStrategy(s string) (Strategy, error) {
@@ -52,7 +60,7 @@ func ParseStrategy(s string) (Strategy, error) {
 			return x, nil
 		}
 	}
-	return "", fmt.Errorf("unknown strategy %q (origin-per-vm, origin-per-host, swarm, swarm-locality, swarm-coop)", s)
+	return "", fmt.Errorf("unknown strategy %q (origin-per-vm, origin-per-host, swarm, swarm-locality, swarm-coop, swarm-sites)", s)
 }
 
 // ErrUnfinished: the simulation hit its time or event limit before every
@@ -273,7 +281,7 @@ func runSampled(sc Scenario, st Strategy, onMany func()) (*Result, error) {
 	if sc.Packages.Count > 0 {
 		return runWorkload(sc, st, onMany)
 	}
-	if st == SwarmCoop && sc.Churn.Fraction > 0 {
+	if (st == SwarmCoop || st == SwarmSites) && sc.Churn.Fraction > 0 {
 		return nil, fmt.Errorf("scenario %s: %s: %w", sc.Name, st, ErrCoopChurn)
 	}
 	s := newSim(sc, st)
@@ -305,12 +313,13 @@ func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 		latSite:  sc.Latency.Site.Seconds(),
 		latWAN:   sc.Latency.WAN.Seconds(),
 		latOrig:  sc.Latency.Origin.Seconds(),
-		locality: st == SwarmLocality,
+		locality: st == SwarmLocality || st == SwarmSites,
 		fanPar:   n >= fanParallelHosts,
-		swarm:    st == Swarm || st == SwarmLocality || st == SwarmCoop,
+		swarm:    st == Swarm || st == SwarmLocality || st == SwarmCoop || st == SwarmSites,
 		starts:   starts,
 	}
-	s.coop.on, s.coop.all = st == SwarmCoop, starts != nil
+	s.coop.on, s.coop.all = st == SwarmCoop || st == SwarmSites, starts != nil
+	s.coop.two = st == SwarmSites
 	if s.recvShare == nil {
 		// A workload's first package's hosts: every package draws the
 		// same links from the same seed, and the first one is never
@@ -1086,6 +1095,15 @@ func (s *sim) fillOrigin(h int32) {
 			continue
 		}
 		hs.oreq.Set(i)
+		if s.coopFetching(h, int32(i)) {
+			// Fetched for askers, from the origin or upstream, since
+			// before this host started the package: its request joins
+			// that fetch, and is announced only if it is the origin's.
+			if s.fetcher(h, i) == h {
+				s.broadcast(h, evFetching, int32(i))
+			}
+			continue
+		}
 		if f := s.fetcher(h, i); f != h {
 			// A chunk asked of its fetcher is the fetcher's to announce,
 			// and the daemon's fetcher does not announce the chunks it
@@ -1148,10 +1166,10 @@ func (s *sim) cancelOrigin(h, i int32) {
 	if hs.oreq != nil {
 		hs.oreq.Clear(int(i))
 	}
-	s.cancelPull(h, i)
 	if s.coopWaiting(h, i) {
-		return // hosts wait for this fetch: it runs on
+		return // hosts wait for this fetch (from the origin, or upstream): it runs on
 	}
+	s.cancelPull(h, i)
 	for _, id := range s.rin[h].in {
 		if f := &s.flows[id]; f.srv == s.origin && f.chunk == i && f.pkg == s.tag {
 			s.close(id)

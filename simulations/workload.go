@@ -248,6 +248,6 @@ func (s *sim) release() {
 	s.res = s.resultWith(0) // the workload's origin figures are the first package's
 	s.hosts, s.ids, s.present, s.presPos, s.siteHost, s.sitePos = nil, nil, nil, nil, nil, nil
 	s.haveM, s.chunkLen, s.old, s.memb, s.ring = nil, nil, nil, nil, nil
-	s.coop = coopState{on: s.coop.on, pkg: s.coop.pkg}
+	s.coop = coopState{on: s.coop.on, two: s.coop.two, pkg: s.coop.pkg}
 	s.tmo, s.wdr, s.ask, s.samples = nil, nil, nil, nil
 }

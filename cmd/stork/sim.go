@@ -29,7 +29,7 @@ func simCommand() *cli.Command {
 // scenario when there is none).
 func simScenarioFlags() []cli.Flag {
 	return simFlags(
-		stringSliceFlag("strategy", "run only `STRATEGY` (repeat; origin-per-vm, origin-per-host, swarm, swarm-locality, swarm-coop; default all but swarm-coop)", catSim),
+		stringSliceFlag("strategy", "run only `STRATEGY` (repeat; origin-per-vm, origin-per-host, swarm, swarm-locality, swarm-coop, swarm-sites; default all but swarm-coop and swarm-sites; swarm-sites: sites known and two-level cooperative fetching, as daemons given --site)", catSim),
 		intFlag("seed", "random seed (0: the scenario's)", catSim, 0),
 		intFlag("vms", "VMs per host", catSim, 0),
 		intFlag("sites", "sites", catSim, 0),

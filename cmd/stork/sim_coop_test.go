@@ -36,3 +36,25 @@ func TestSimRunCoop(t *testing.T) {
 		t.Fatalf("no outputs in %s: %v", dir, err)
 	}
 }
+
+// TestSimRunSites: `stork sim run --strategy swarm-sites` runs the swarm
+// with sites and two-level cooperative fetching: over 3 sites behind
+// 100 Mbit/s links the origin sends the package about once.
+func TestSimRunSites(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	app := newApp(&out, io.Discard)
+	err := app.Run([]string{"stork", "sim", "run", "--out", dir, "--hosts", "12", "--vms", "1", "--sites", "3",
+		"--package-size", "8MiB", "--chunk-size", "256KiB", "--host-upload", "1Gbps", "--host-download", "1Gbps",
+		"--origin-upload", "100Mbps", "--strategy", "swarm-sites"})
+	if err != nil {
+		t.Fatalf("sim run: %v\n%s", err, out.String())
+	}
+	m := regexp.MustCompile(`(?m)^swarm-sites\s+12 hosts: .*\(([0-9.]+) copies\)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no swarm-sites line in\n%s", out.String())
+	}
+	if c, _ := strconv.ParseFloat(m[1], 64); c == 0 || c > 1.1 {
+		t.Errorf("origin copies %v, want at most 1.1\n%s", c, out.String())
+	}
+}

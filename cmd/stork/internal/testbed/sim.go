@@ -30,16 +30,18 @@ type SimFigures struct {
 }
 
 // simStrategies: which strategy models which testbed run. The daemons
-// fetch from the origin cooperatively (pull-through, on by default), which
-// swarm-coop models; the simulator has no strategy with both sites and
-// cooperative fetching, so swarm-sites is modelled by swarm-locality.
+// fetch from the origin cooperatively (pull-through, on by default),
+// which swarm-coop models; given --site they do it in two levels (a
+// site's fetcher asks the chunk's global fetcher, which alone asks the
+// origin) and run the site rule, which the simulator's swarm-sites
+// models.
 var simStrategies = []struct {
 	strategy simulations.Strategy
 	run      string
 }{
 	{simulations.OriginPerHost, RunHTTP},
 	{simulations.SwarmCoop, RunSwarm},
-	{simulations.SwarmLocality, RunSwarmSites},
+	{simulations.SwarmSites, RunSwarmSites},
 }
 
 // payloadFraction is the share of a link's rate left for TCP payload at

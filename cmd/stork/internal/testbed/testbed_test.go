@@ -371,14 +371,15 @@ func TestDebPackage(t *testing.T) {
 // TestScenarioModelsDaemons: the testbed's daemons run without an upload
 // cap, so the scenario has the simulator send a cancelled chunk whole, as
 // they do; they fetch from the origin cooperatively (pull-through), so
-// the swarm run is modelled by swarm-coop.
+// the swarm run is modelled by swarm-coop, and given --site in two levels
+// with the site rule, so the swarm-sites run is modelled by swarm-sites.
 func TestScenarioModelsDaemons(t *testing.T) {
 	t.Parallel()
 	b := &bed{cfg: DefaultConfig(), pkg: PackageInfo{Bytes: 8 << 20, Chunks: 8}}
 	if sc := b.scenario(); !sc.WriteAhead {
 		t.Errorf("scenario().WriteAhead = false, want true (daemons without an upload cap)")
 	}
-	want := map[string]simulations.Strategy{RunHTTP: simulations.OriginPerHost, RunSwarm: simulations.SwarmCoop, RunSwarmSites: simulations.SwarmLocality}
+	want := map[string]simulations.Strategy{RunHTTP: simulations.OriginPerHost, RunSwarm: simulations.SwarmCoop, RunSwarmSites: simulations.SwarmSites}
 	for _, m := range simStrategies {
 		if want[m.run] != m.strategy {
 			t.Errorf("run %s modelled by %s, want %s", m.run, m.strategy, want[m.run])
