@@ -3,6 +3,7 @@ package swarm_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +23,14 @@ type siteCrowd struct {
 	origin float64
 	twice  int
 	into   map[string]float64
+	// done: per site, when its last host completed (from the start);
+	// ctr: per site, its hosts' counters summed.
+	done map[string]time.Duration
+	ctr  map[string]swarm.Counters
+	// late: the pull-through requests a cut host answered pullOriginDown
+	// only after waiting on its origin, although it had answered so
+	// before (downWatch).
+	late int
 }
 
 // cappedSiteCrowd has 3 sites of 4 hosts (20 ms apart, 0.5 ms within a
@@ -32,10 +41,13 @@ type siteCrowd struct {
 // Each download trades with at most 2 peers of other sites
 // (policy.DefaultCrossSitePeers(16)), so a chunk's claim reaches few of
 // the other sites' hosts. cut, if not "", is a site whose hosts cannot
-// reach the origin.
+// reach the origin: their requests hang, and fail after 1.5 x
+// RequestTimeout (as the origin client's stall timeout ends them: 15 s
+// against 10 s by default).
 func cappedSiteCrowd(t *testing.T, cut string) siteCrowd {
 	t.Helper()
 	const reqTimeout = 2 * time.Second
+	const stall = reqTimeout * 3 / 2
 	p := newTestPackage(t, 41, 256<<10, 12<<20)
 	c := newCluster(t, transfertest.LinkShape{Latency: 500 * time.Microsecond, Rate: 64 << 20})
 	origin := &countingOrigin{swarmOrigin: newSwarmOrigin(p, 2<<20, 20*time.Millisecond), served: map[cid.Cid]int{}}
@@ -51,7 +63,7 @@ func cappedSiteCrowd(t *testing.T, cut string) siteCrowd {
 			siteOf[swarm.PeerID(id)] = s
 			var src swarm.ChunkSource = siteOrigin{origin, fromOrigin[s]}
 			if s == cut {
-				src = cutOrigin{origin.swarmOrigin, blackhole{stall: 3 * time.Second}, cutAlways}
+				src = cutOrigin{origin.swarmOrigin, blackhole{stall: stall}, cutAlways}
 			}
 			n := c.add(id, src, func(cfg *swarm.Config) {
 				cfg.RequestTimeout = reqTimeout
@@ -68,8 +80,40 @@ func cappedSiteCrowd(t *testing.T, cut string) siteCrowd {
 			}
 		}
 	}
-	r := siteCrowd{into: map[string]float64{}}
-	r.origin = flashCrowd(t, c, p, origin.swarmOrigin)
+	r := siteCrowd{into: map[string]float64{}, done: map[string]time.Duration{}, ctr: map[string]swarm.Counters{}}
+	watch := &downWatch{wait: stall / 3}
+	for _, n := range c.nodes {
+		if siteOf[n.id] == cut {
+			n.mn.SetPullHandler(watch.handler(n.id, n.swarm.HandlePull))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	errs := make([]error, len(c.nodes))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for k, n := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[k] = n.download(ctx, p)
+			el := time.Since(start)
+			mu.Lock()
+			r.done[siteOf[n.id]] = max(r.done[siteOf[n.id]], el)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for k, n := range c.nodes {
+		if errs[k] != nil {
+			t.Fatalf("node %s: Download: %v", n.id, errs[k])
+		}
+		checkCopy(t, n, p)
+		r.ctr[siteOf[n.id]] = r.ctr[siteOf[n.id]].Add(n.swarm.Counters())
+	}
+	r.origin = float64(origin.bytes.Load()) / float64(p.size)
+	r.late = watch.lateCount()
 	r.twice = origin.twice()
 	for _, a := range c.nodes {
 		for _, b := range c.nodes {
@@ -138,8 +182,85 @@ var cutAlways = func() *atomic.Bool { var b atomic.Bool; b.Store(true); return &
 // requests hang, then fail): every host completes, the cut site's through
 // the other sites (its hosts' site fetchers ask the chunks' global
 // fetchers; a chunk whose global fetcher is cut off is fetched by the next
-// in rank); cappedSiteCrowd fails the test otherwise.
+// in rank); cappedSiteCrowd fails the test otherwise. A cut host that
+// has found its origin unreachable says so at once to every asker after
+// (a third of the chunks have their global fetcher in the cut site: each
+// asker waiting out one more hanging origin request for each of them
+// would make every site late).
 func TestSwarmSitesTwoLevelSiteCut(t *testing.T) {
+	var base siteCrowd
+	if !testing.Short() {
+		base = cappedSiteCrowd(t, "") // the same run without the cut, for the ratio
+	}
 	r := cappedSiteCrowd(t, "C")
 	t.Logf("site C cut off: origin sent %.3f copies (%d chunks more than once); copies into each site: %v", r.origin, r.twice, r.into)
+	for _, s := range []string{"A", "B", "C"} {
+		ratio := ""
+		if base.done != nil {
+			ratio = fmt.Sprintf(" (%.2f x the run without the cut)", float64(r.done[s])/float64(base.done[s]))
+		}
+		t.Logf("site %s all done in %v%s; pulls given up: silent %d, claimed %d; its hosts answered pull-through requests origin down %d times at once, %d after waiting on their origin",
+			s, r.done[s].Round(time.Millisecond), ratio, r.ctr[s].PullsSilent, r.ctr[s].PullsClaimed, r.ctr[s].OriginDownAtOnce, r.ctr[s].OriginDownWaited)
+	}
+	// Requests that come while a cut host's origin requests hang (before
+	// it knows) wait for them; none after.
+	if r.late > 0 {
+		t.Errorf("the cut hosts answered %d pull-through requests \"origin down\" only after waiting on their origin, although they had found it unreachable before; want 0", r.late)
+	}
+}
+
+// downWatch watches the pull-through answers of cut hosts: it counts the
+// requests a host answered pullOriginDown after waiting at least wait,
+// although it had answered pullOriginDown before they came.
+type downWatch struct {
+	wait time.Duration
+	mu   sync.Mutex
+	told map[swarm.PeerID]bool
+	late int
+}
+
+// handler wraps h, host's pull-through handler.
+func (w *downWatch) handler(host swarm.PeerID, h transfertest.StreamHandler) transfertest.StreamHandler {
+	return func(from swarm.PeerID, st swarm.Stream) {
+		w.mu.Lock()
+		told := w.told[host]
+		w.mu.Unlock()
+		start := time.Now()
+		rs := &statusStream{Stream: st}
+		h(from, rs)
+		const pullOriginDown = 4 // the wire's status byte (pull.go)
+		if rs.last.Load() != pullOriginDown {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if told && time.Since(start) >= w.wait {
+			w.late++
+		}
+		if w.told == nil {
+			w.told = map[swarm.PeerID]bool{}
+		}
+		w.told[host] = true
+	}
+}
+
+func (w *downWatch) lateCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.late
+}
+
+// statusStream records the last one-byte write on a pull-through stream:
+// a fetcher's status bytes (keepalives, then its answer) are written one
+// by one.
+type statusStream struct {
+	swarm.Stream
+	last atomic.Int32
+}
+
+func (s *statusStream) Write(p []byte) (int, error) {
+	if len(p) == 1 {
+		s.last.Store(int32(p[0]))
+	}
+	return s.Stream.Write(p)
 }
