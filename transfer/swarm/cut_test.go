@@ -195,10 +195,14 @@ func TestSwarmOutageProbesNotAnnounced(t *testing.T) {
 
 // scriptedOrigin fails the request for chunk fail at once, as an origin
 // that cannot be reached (errOriginDown), and leaves every other request
-// hanging until its context ends (silent drops).
+// hanging until its context ends (silent drops), or, for chunk late,
+// until release is closed: then it sends the chunk.
 type scriptedOrigin struct {
-	fail cid.Cid
-	open atomic.Int64 // requests hanging now
+	fail, late cid.Cid
+	release    chan struct{}
+	chunks     map[cid.Cid][]byte
+	open       atomic.Int64 // requests hanging now
+	sent       atomic.Int64 // chunks sent
 }
 
 func (o *scriptedOrigin) FetchChunk(ctx context.Context, c cid.Cid, _ int64) ([]byte, error) {
@@ -207,8 +211,17 @@ func (o *scriptedOrigin) FetchChunk(ctx context.Context, c cid.Cid, _ int64) ([]
 	}
 	o.open.Add(1)
 	defer o.open.Add(-1)
-	<-ctx.Done()
-	return nil, ctx.Err()
+	var release chan struct{}
+	if c.Equals(o.late) {
+		release = o.release
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-release:
+		o.sent.Add(1)
+		return o.chunks[c], nil
+	}
 }
 
 // pullStatus asks f for chunk i (ref) of manifest on a stream from mn
@@ -251,14 +264,16 @@ func pullStatus(ctx context.Context, mn *transfertest.MemNode, f swarm.PeerID, m
 // on the origin. Today's fetcher left both waiting until its origin
 // requests end (the origin client's stall timeout; here never before
 // OriginRequestTimeout, 5 min): every asker of a host in a site cut off
-// from the origin waited that long, once per chunk.
+// from the origin waited that long, once per chunk. The origin request
+// the first asker stopped waiting for goes on: the chunk, if it comes
+// after all, is served to the next asker.
 func TestSwarmPullOriginKnownDown(t *testing.T) {
 	t.Parallel()
 	const pullOriginDown = 4 // the wire's status byte (pull.go)
 	p := newTestPackage(t, 35, 64<<10, 3*64<<10)
 	refs := p.m.UniqueChunks()
 	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
-	origin := &scriptedOrigin{fail: refs[0].CID}
+	origin := &scriptedOrigin{fail: refs[0].CID, late: refs[1].CID, release: make(chan struct{}), chunks: p.chunks}
 	f := c.add("fetcher", origin, nil)
 	c.repo.Publish(p.c, p.m)
 	asker := c.net.Node("asker", nil)
@@ -286,5 +301,17 @@ func TestSwarmPullOriginKnownDown(t *testing.T) {
 	}
 	if b, err := pullStatus(ctx, asker, f.id, p.c, 2, refs[2]); err != nil || b != pullOriginDown {
 		t.Errorf("chunk 2, asked after the outage was found: status %d, err %v; want %d (origin down) at once", b, err, pullOriginDown)
+	}
+	// Asked again until it comes (answered "origin down" at once until
+	// then: chunk 2's probe hangs, and no other is sent meanwhile).
+	close(origin.release)
+	var b byte
+	var err error
+	for b != 1 && err == nil {
+		b, err = pullStatus(ctx, asker, f.id, p.c, 1, refs[1])
+		time.Sleep(time.Millisecond)
+	}
+	if err != nil || origin.sent.Load() != 1 {
+		t.Errorf("chunk 1 asked again after its origin request was let go: err %v, the origin sent it %d times; want the chunk, from the request the first asker stopped waiting for", err, origin.sent.Load())
 	}
 }

@@ -948,30 +948,33 @@ func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef, stop <-c
 
 // awaitCall waits for c, the call for chunk key in calls, as one more of
 // its waiters (pullMu held; awaitCall releases it), until ctx ends or
-// stop is closed (errOriginUnreachable). The last waiter to give up
+// stop is closed (errOriginUnreachable). The last waiter whose ctx ends
 // cancels the call: nobody wants it any more, and a later caller starts
-// afresh.
+// afresh. One that stops leaves the call running, as a probe of the
+// origin whose chunk is kept if it comes (a request of a healthy origin
+// that was sending it when another failed).
 func (s *Swarm) awaitCall(ctx context.Context, calls map[cid.Cid]*originCall, key cid.Cid, c *originCall, stop <-chan struct{}) ([]byte, error) {
 	c.waiters++
 	s.pullMu.Unlock()
-	var err error
 	select {
 	case <-c.done:
 		return c.data, c.err
-	case <-ctx.Done():
-		err = ctx.Err()
 	case <-stop:
-		err = fmt.Errorf("chunk %s: %w: another origin request failed while this one waited", key, errOriginUnreachable)
-	}
-	s.pullMu.Lock()
-	if c.waiters--; c.waiters == 0 {
-		c.cancel()
-		if calls[key] == c {
-			delete(calls, key)
+		s.pullMu.Lock()
+		c.waiters--
+		s.pullMu.Unlock()
+		return nil, fmt.Errorf("chunk %s: %w: another origin request failed while this one waited", key, errOriginUnreachable)
+	case <-ctx.Done():
+		s.pullMu.Lock()
+		if c.waiters--; c.waiters == 0 {
+			c.cancel()
+			if calls[key] == c {
+				delete(calls, key)
+			}
 		}
+		s.pullMu.Unlock()
+		return nil, ctx.Err()
 	}
-	s.pullMu.Unlock()
-	return nil, err
 }
 
 // errOriginUnreachable: this host's origin is known unreachable (an
