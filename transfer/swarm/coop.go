@@ -522,19 +522,39 @@ func (d *download) wakeWaiters(i int) {
 // differ while the overlay is made), whose other askers would make it
 // fetch a second copy from the origin. The request joins our own to
 // that member for the chunk, if one is open (pullShared). The
-// chunk goes into our download too. nil when there is no such member or
-// it did not serve the chunk: then we fetch it as the asker's fetcher.
+// chunk goes into our download too. A member that cannot reach the
+// origin (pullOriginDown) is ranked no more for this download, and the
+// request goes to the member ranked first then (up to maxPullRanks). nil
+// when there is no such member or it did not serve the chunk: then we
+// fetch it as the asker's fetcher.
 func (d *download) forward(ctx context.Context, asker PeerID, i int) []byte {
-	d.mu.Lock()
-	before := d.fetchersBefore(i)
-	d.mu.Unlock()
-	if len(before) == 0 || before[0] == asker {
-		return nil
+	ref, sent := d.pkg.refs[i], time.Now()
+	var f PeerID
+	var data []byte
+	for range maxPullRanks {
+		d.mu.Lock()
+		before := d.fetchersBefore(i)
+		d.mu.Unlock()
+		if len(before) == 0 || before[0] == asker || before[0] == f {
+			return nil
+		}
+		f = before[0]
+		var err error
+		data, err = d.pullShared(ctx, f, i, pullForwarded)
+		if err == nil {
+			break
+		}
+		d.s.log.Debug("forwarded pull-through request not served", "fetcher", f, "chunk", ref.CID, "err", err)
+		if !errors.Is(err, errPullOriginDown) || ctx.Err() != nil {
+			return nil
+		}
+		// f cannot reach the origin: passed over for this download's
+		// chunks (as pullFetchers does), and the request goes to the
+		// member ranked next, as our own would: one copy from the origin
+		// for every site, not one per site whose fetcher f let down.
+		d.skipFetcher(f)
 	}
-	f, ref, sent := before[0], d.pkg.refs[i], time.Now()
-	data, err := d.pullShared(ctx, f, i, pullForwarded)
-	if err != nil {
-		d.s.log.Debug("forwarded pull-through request not served; fetching it", "fetcher", f, "chunk", ref.CID, "err", err)
+	if data == nil {
 		return nil
 	}
 	if err := ref.Verify(data); err != nil {

@@ -28,6 +28,12 @@ type Counters struct {
 	OriginFallbacks int64
 	// OriginFetches: chunk requests this host sent the origin.
 	OriginFetches int64
+	// OriginDownWaited: pull-through requests this host served that
+	// waited on an origin request that failed (or on one still hanging
+	// when another failed) before it answered that the origin cannot be
+	// reached; OriginDownAtOnce: those it answered so at once, its origin
+	// known unreachable then (originFetchFor).
+	OriginDownWaited, OriginDownAtOnce int64
 	// EndWait, EndWaitMax: the time downloads took, in all and at most,
 	// from their last chunk (or failure) until Download returned (their
 	// origin fetches and provider search ended).
@@ -42,6 +48,8 @@ type counters struct {
 	pullsRefused                     atomic.Int64
 	originFallbacks                  atomic.Int64
 	originFetches                    atomic.Int64
+	originDownWaited                 atomic.Int64
+	originDownAtOnce                 atomic.Int64
 	endWait, endWaitMax              atomic.Int64
 }
 
@@ -68,6 +76,8 @@ func (s *Swarm) Counters() Counters {
 		PullsRefused:           c.pullsRefused.Load(),
 		OriginFallbacks:        c.originFallbacks.Load(),
 		OriginFetches:          c.originFetches.Load(),
+		OriginDownWaited:       c.originDownWaited.Load(),
+		OriginDownAtOnce:       c.originDownAtOnce.Load(),
 		EndWait:                time.Duration(c.endWait.Load()),
 		EndWaitMax:             time.Duration(c.endWaitMax.Load()),
 	}
@@ -84,6 +94,8 @@ func (c Counters) Add(o Counters) Counters {
 		PullsRefused:           c.PullsRefused + o.PullsRefused,
 		OriginFallbacks:        c.OriginFallbacks + o.OriginFallbacks,
 		OriginFetches:          c.OriginFetches + o.OriginFetches,
+		OriginDownWaited:       c.OriginDownWaited + o.OriginDownWaited,
+		OriginDownAtOnce:       c.OriginDownAtOnce + o.OriginDownAtOnce,
 		EndWait:                c.EndWait + o.EndWait,
 		EndWaitMax:             max(c.EndWaitMax, o.EndWaitMax),
 	}

@@ -3,6 +3,7 @@ package swarm_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 	"github.com/storkpm/stork/transfer/transfertest"
@@ -188,5 +190,128 @@ func TestSwarmOutageProbesNotAnnounced(t *testing.T) {
 	}
 	if len(at) != 0 {
 		t.Errorf("%d Fetching messages sent while the origin was known unreachable, want 0", len(at))
+	}
+}
+
+// scriptedOrigin fails the request for chunk fail at once, as an origin
+// that cannot be reached (errOriginDown), and leaves every other request
+// hanging until its context ends (silent drops), or, for chunk late,
+// until release is closed: then it sends the chunk.
+type scriptedOrigin struct {
+	fail, late cid.Cid
+	release    chan struct{}
+	chunks     map[cid.Cid][]byte
+	open       atomic.Int64 // requests hanging now
+	sent       atomic.Int64 // chunks sent
+}
+
+func (o *scriptedOrigin) FetchChunk(ctx context.Context, c cid.Cid, _ int64) ([]byte, error) {
+	if c.Equals(o.fail) {
+		return nil, errOriginDown
+	}
+	o.open.Add(1)
+	defer o.open.Add(-1)
+	var release chan struct{}
+	if c.Equals(o.late) {
+		release = o.release
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-release:
+		o.sent.Add(1)
+		return o.chunks[c], nil
+	}
+}
+
+// pullStatus asks f for chunk i (ref) of manifest on a stream from mn
+// and returns the final status byte (pullWorking keepalives skipped);
+// an error if none came before ctx ended.
+func pullStatus(ctx context.Context, mn *transfertest.MemNode, f swarm.PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef) (byte, error) {
+	st, err := mn.OpenPull(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	defer context.AfterFunc(ctx, func() { st.Reset() })()
+	mb, cb := manifest.Bytes(), ref.CID.Bytes()
+	req := binary.AppendUvarint(nil, uint64(len(mb)))
+	req = append(req, mb...)
+	req = binary.AppendUvarint(req, uint64(i))
+	req = append(req, 2) // pullWithRef
+	req = binary.AppendUvarint(req, uint64(len(cb)))
+	req = append(req, cb...)
+	req = binary.AppendUvarint(req, uint64(ref.Length))
+	if _, err := st.Write(req); err != nil {
+		return 0, err
+	}
+	br := bufio.NewReader(st)
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		if b != 0 { // pullWorking
+			return b, nil
+		}
+	}
+}
+
+// A fetcher that has found its origin unreachable (a request failed as
+// an outage) says so to its askers at once: the request already waiting
+// on its hanging origin is answered "origin down" as the outage is
+// found, and a request that comes after is answered so without waiting
+// on the origin. Today's fetcher left both waiting until its origin
+// requests end (the origin client's stall timeout; here never before
+// OriginRequestTimeout, 5 min): every asker of a host in a site cut off
+// from the origin waited that long, once per chunk. The origin request
+// the first asker stopped waiting for goes on: the chunk, if it comes
+// after all, is served to the next asker.
+func TestSwarmPullOriginKnownDown(t *testing.T) {
+	t.Parallel()
+	const pullOriginDown = 4 // the wire's status byte (pull.go)
+	p := newTestPackage(t, 35, 64<<10, 3*64<<10)
+	refs := p.m.UniqueChunks()
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := &scriptedOrigin{fail: refs[0].CID, late: refs[1].CID, release: make(chan struct{}), chunks: p.chunks}
+	f := c.add("fetcher", origin, nil)
+	c.repo.Publish(p.c, p.m)
+	asker := c.net.Node("asker", nil)
+	// A hang guard, not a speed target: without the outage known, the
+	// requests below wait for OriginRequestTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type answer struct {
+		b   byte
+		err error
+	}
+	waiting := make(chan answer, 1)
+	go func() {
+		b, err := pullStatus(ctx, asker, f.id, p.c, 1, refs[1])
+		waiting <- answer{b, err}
+	}()
+	for origin.open.Load() == 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if b, err := pullStatus(ctx, asker, f.id, p.c, 0, refs[0]); err != nil || b != pullOriginDown {
+		t.Fatalf("chunk 0, whose origin request fails: status %d, err %v; want %d (origin down)", b, err, pullOriginDown)
+	}
+	if a := <-waiting; a.err != nil || a.b != pullOriginDown {
+		t.Errorf("chunk 1, whose origin request hangs, asked before the outage was found: status %d, err %v; want %d (origin down) once it is", a.b, a.err, pullOriginDown)
+	}
+	if b, err := pullStatus(ctx, asker, f.id, p.c, 2, refs[2]); err != nil || b != pullOriginDown {
+		t.Errorf("chunk 2, asked after the outage was found: status %d, err %v; want %d (origin down) at once", b, err, pullOriginDown)
+	}
+	// Asked again until it comes (answered "origin down" at once until
+	// then: chunk 2's probe hangs, and no other is sent meanwhile).
+	close(origin.release)
+	var b byte
+	var err error
+	for b != 1 && err == nil {
+		b, err = pullStatus(ctx, asker, f.id, p.c, 1, refs[1])
+		time.Sleep(time.Millisecond)
+	}
+	if err != nil || origin.sent.Load() != 1 {
+		t.Errorf("chunk 1 asked again after its origin request was let go: err %v, the origin sent it %d times; want the chunk, from the request the first asker stopped waiting for", err, origin.sent.Load())
 	}
 }

@@ -585,7 +585,7 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 			d.s.ctr.originFallbacks.Add(1)
 		}
 		var data []byte
-		if data, err = d.s.originFetch(ctx, ref); err == nil {
+		if data, err = d.s.originFetch(ctx, ref, nil); err == nil {
 			d.deliver(i, policy.OriginPeer, data, sent)
 			return
 		}

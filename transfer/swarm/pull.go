@@ -785,7 +785,8 @@ func (s *Swarm) pulledChunk(ref metadata.ChunkRef) []byte {
 // d, from the chunk's global fetcher if we are our site's (two-level
 // pull-through: the asker's request came before our own download began);
 // or from the origin, joined with any fetch of the same chunk under way
-// (originFetch). A chunk fetched here goes into d too.
+// (originFetchFor: not while this host's origin is known unreachable).
+// A chunk fetched here goes into d too.
 func (s *Swarm) pullData(ctx context.Context, asker PeerID, manifest cid.Cid, ref metadata.ChunkRef, d *download, i int) ([]byte, error) {
 	if data := s.heldChunk(ref); data != nil {
 		return data, nil
@@ -815,7 +816,7 @@ func (s *Swarm) pullData(ctx context.Context, asker PeerID, manifest cid.Cid, re
 		}
 	}
 	sent := time.Now()
-	data, err := s.originFetch(ctx, ref)
+	data, err := s.originFetchFor(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -874,7 +875,7 @@ func (s *Swarm) upstreamFetch(ctx context.Context, up PeerID, manifest cid.Cid, 
 		}
 		s.upCalls[ref.CID] = c
 	}
-	return s.awaitCall(ctx, s.upCalls, ref.CID, c)
+	return s.awaitCall(ctx, s.upCalls, ref.CID, c, nil)
 }
 
 // errNoUpstreamCall: upstreamFetch without a fetcher found no request
@@ -919,8 +920,9 @@ type originCall struct {
 // originFetch returns chunk ref from the origin, verified: from the cache
 // of chunks recently fetched, or joined with a fetch of it under way, or
 // fetched now. The fetch runs until it ends, every caller waiting for it
-// has gone, or Config.OriginRequestTimeout has passed.
-func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte, error) {
+// has gone, or Config.OriginRequestTimeout has passed. A caller stops
+// waiting, with errOriginUnreachable, once stop is closed (nil: never).
+func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef, stop <-chan struct{}) ([]byte, error) {
 	if s.cfg.Origin == nil {
 		return nil, fmt.Errorf("chunk %s: %w: no origin", ref.CID, errPullRefused)
 	}
@@ -941,19 +943,27 @@ func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef) ([]byte,
 		}
 		s.originCalls[ref.CID] = c
 	}
-	return s.awaitCall(ctx, s.originCalls, ref.CID, c)
+	return s.awaitCall(ctx, s.originCalls, ref.CID, c, stop)
 }
 
 // awaitCall waits for c, the call for chunk key in calls, as one more of
-// its waiters (pullMu held; awaitCall releases it). The last waiter to
-// give up cancels the call: nobody wants it any more, and a later caller
-// starts afresh.
-func (s *Swarm) awaitCall(ctx context.Context, calls map[cid.Cid]*originCall, key cid.Cid, c *originCall) ([]byte, error) {
+// its waiters (pullMu held; awaitCall releases it), until ctx ends or
+// stop is closed (errOriginUnreachable). The last waiter whose ctx ends
+// cancels the call: nobody wants it any more, and a later caller starts
+// afresh. One that stops leaves the call running, as a probe of the
+// origin whose chunk is kept if it comes (a request of a healthy origin
+// that was sending it when another failed).
+func (s *Swarm) awaitCall(ctx context.Context, calls map[cid.Cid]*originCall, key cid.Cid, c *originCall, stop <-chan struct{}) ([]byte, error) {
 	c.waiters++
 	s.pullMu.Unlock()
 	select {
 	case <-c.done:
 		return c.data, c.err
+	case <-stop:
+		s.pullMu.Lock()
+		c.waiters--
+		s.pullMu.Unlock()
+		return nil, fmt.Errorf("chunk %s: %w: another origin request failed while this one waited", key, errOriginUnreachable)
 	case <-ctx.Done():
 		s.pullMu.Lock()
 		if c.waiters--; c.waiters == 0 {
@@ -967,8 +977,61 @@ func (s *Swarm) awaitCall(ctx context.Context, calls map[cid.Cid]*originCall, ke
 	}
 }
 
-// runOriginCall fetches c's chunk and verifies it.
+// errOriginUnreachable: this host's origin is known unreachable (an
+// origin request failed as an outage, and none sent since was answered).
+var errOriginUnreachable = errors.New("origin unreachable from this host")
+
+// originFetchFor is originFetch for a peer's pull-through request, which
+// must not wait on an origin this host cannot reach (a site cut off from
+// the origin by silent drops, whose requests hang until the origin
+// client's stall timeout): the asker would wait that long for each chunk
+// it asks, and each of the other sites' fetchers for each chunk this host
+// ranks first for. With the outage known it fails at once (the asker
+// passes this host over, pullOriginDown) and probes the origin in the
+// background (probeOrigin); and it stops waiting as soon as an outage is
+// noted (another origin request of this host failed as one: this one
+// waits on the same dead link). Only a failure notes an outage: a slow
+// origin (a capped link the swarm shares, whose queue holds a request
+// long) keeps its requests waiting.
+func (s *Swarm) originFetchFor(ctx context.Context, ref metadata.ChunkRef) ([]byte, error) {
+	down, outage := s.originState()
+	if !down {
+		data, err := s.originFetch(ctx, ref, outage)
+		if err != nil && ctx.Err() == nil && originOutage(err) {
+			s.ctr.originDownWaited.Add(1)
+		}
+		return data, err
+	}
+	if data := s.pulledChunk(ref); data != nil {
+		return data, nil
+	}
+	s.ctr.originDownAtOnce.Add(1)
+	s.probeOrigin(ref)
+	return nil, fmt.Errorf("chunk %s: %w", ref.CID, errOriginUnreachable)
+}
+
+// probeOrigin asks the origin for chunk ref in the background, unless a
+// probe is under way already: a host whose origin is known unreachable
+// and that has no download of its own probing it (it serves pull-through
+// requests only) learns so when it answers again (runOriginCall), and
+// the chunk is kept for the askers that come next.
+func (s *Swarm) probeOrigin(ref metadata.ChunkRef) {
+	if s.cfg.Origin == nil || !s.probing.CompareAndSwap(false, true) {
+		return
+	}
+	if !s.goroutine(func() {
+		defer s.probing.Store(false)
+		_, _ = s.originFetch(s.ctx, ref, nil)
+	}) {
+		s.probing.Store(false)
+	}
+}
+
+// runOriginCall fetches c's chunk and verifies it, and notes whether the
+// origin answered (noteOrigin: a request for peers counts as one for a
+// download).
 func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.ChunkRef) {
+	sent := time.Now()
 	data, err := s.cfg.Origin.FetchChunk(ctx, ref.CID, ref.Length)
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("origin request for chunk %s: no answer in %v: %w", ref.CID, s.cfg.OriginRequestTimeout, ctx.Err())
@@ -981,6 +1044,9 @@ func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.C
 	}
 	if err == nil {
 		s.originAt.Store(time.Now().UnixNano())
+	}
+	if err == nil || originOutage(err) && !errors.Is(ctx.Err(), context.Canceled) {
+		s.noteOrigin(err, sent, time.Now())
 	}
 	s.pullMu.Lock()
 	c.data, c.err = data, err

@@ -137,11 +137,18 @@ type Swarm struct {
 	bytesFromOrigin atomic.Int64
 	bytesUploaded   atomic.Int64
 
-	// originDown is the start of the origin outage downloads see (zero
+	// originDown is the start of the origin outage this host sees (zero
 	// while it answers): its start is logged once at WARN, its end once
-	// at INFO, however many chunks and downloads meet it.
+	// at INFO, however many chunks and downloads meet it. outage is
+	// closed when one begins (a fresh one is made when it ends): a
+	// pull-through request waiting on an origin request stops waiting
+	// (originFetchFor).
 	originMu   sync.Mutex
 	originDown time.Time
+	outage     chan struct{}
+	// probing: a probe of an origin known unreachable is under way
+	// (probeOrigin).
+	probing atomic.Bool
 
 	// chunks counts the chunks received, by source (fromPeers,
 	// fromOrigin) and by verification result (verified, failed).
@@ -445,11 +452,30 @@ func (s *Swarm) noteOrigin(err error, sent, now time.Time) {
 	switch {
 	case err != nil && s.originDown.IsZero():
 		s.originDown = now
+		close(s.outageLocked())
 		s.log.Warn("origin unreachable: downloads take what peers have and wait for the rest", "origin", s.originName(), "err", err, "deadline", s.cfg.OriginDeadline)
 	case err == nil && !s.originDown.IsZero() && sent.After(s.originDown):
 		s.log.Info("origin reachable again: downloads resume", "origin", s.originName(), "down_for", now.Sub(s.originDown).Round(time.Millisecond))
 		s.originDown = time.Time{}
+		s.outage = make(chan struct{})
 	}
+}
+
+// outageLocked returns s.outage, made if it was not yet (originMu held).
+func (s *Swarm) outageLocked() chan struct{} {
+	if s.outage == nil {
+		s.outage = make(chan struct{})
+	}
+	return s.outage
+}
+
+// originState reports whether this host's origin is known unreachable
+// (an origin request failed as an outage, and none sent since was
+// answered), and returns the channel closed once it is.
+func (s *Swarm) originState() (down bool, outage <-chan struct{}) {
+	s.originMu.Lock()
+	defer s.originMu.Unlock()
+	return !s.originDown.IsZero(), s.outageLocked()
 }
 
 // ActiveDownload is a running Download as Active reports it.
