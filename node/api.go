@@ -71,6 +71,12 @@ type PullStatus struct {
 	// for (every fetcher before it refused, failed or stayed silent).
 	OriginFetches   int64 `json:"origin_fetches"`
 	OriginFallbacks int64 `json:"origin_fallbacks"`
+	// OriginDownWaited, OriginDownAtOnce: pull-through requests this host
+	// answered that it cannot reach the origin, after waiting on an
+	// origin request that failed, or at once (its origin known
+	// unreachable then: a site cut off from the repository).
+	OriginDownWaited int64 `json:"origin_down_waited"`
+	OriginDownAtOnce int64 `json:"origin_down_at_once"`
 }
 
 // pullStatus is c as Status shows it.
@@ -78,6 +84,7 @@ func pullStatus(c swarm.Counters) PullStatus {
 	return PullStatus{
 		Streams: c.PullStreams, Silent: c.PullsSilent, Claimed: c.PullsClaimed, Refused: c.PullsRefused,
 		OriginFetches: c.OriginFetches, OriginFallbacks: c.OriginFallbacks,
+		OriginDownWaited: c.OriginDownWaited, OriginDownAtOnce: c.OriginDownAtOnce,
 	}
 }
 

@@ -189,6 +189,19 @@ func (d *Daemon) pullCounters() []prometheus.Collector {
 			Name: "stork_node_origin_fallbacks_total", Help: "Chunks this host asked the origin for although another member ranked first for them (its fetchers refused, failed or stayed silent): the duplicates cooperative fetching exists to avoid.",
 		}, func() float64 { return float64(d.swarm.Counters().OriginFallbacks) }),
 	)
+	for _, c := range []struct {
+		when string
+		get  func(swarm.Counters) int64
+	}{
+		{"waited", func(c swarm.Counters) int64 { return c.OriginDownWaited }},
+		{"at_once", func(c swarm.Counters) int64 { return c.OriginDownAtOnce }},
+	} {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "stork_node_pulls_origin_down_total",
+			Help:        "Pull-through requests this host answered that it cannot reach the origin: after an origin request failed (waited), or at once, the origin known unreachable (at_once). Rising: this host is cut off from the repository.",
+			ConstLabels: prometheus.Labels{"when": c.when},
+		}, func() float64 { return float64(c.get(d.swarm.Counters())) }))
+	}
 	return cs
 }
 

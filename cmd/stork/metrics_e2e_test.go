@@ -87,6 +87,7 @@ func TestMetricsMove(t *testing.T) {
 		`stork_store_objects`, `stork_store_object_bytes`, `stork_node_metadata_version`,
 		`stork_node_origin_chunk_requests_total`, `stork_node_origin_fallbacks_total`, `stork_node_pull_streams_total`,
 		`stork_node_pulls_given_up_total{outcome="silent"}`,
+		`stork_node_pulls_origin_down_total{when="waited"}`, `stork_node_pulls_origin_down_total{when="at_once"}`,
 	} {
 		if v, ok := m0[k]; !ok || v != 0 {
 			t.Errorf("before any fetch: %s = %v (present %v), want 0", k, v, ok)
