@@ -101,17 +101,22 @@ clean:
 # Simulations: the checked-in report, and the simulator's tests.
 # sim-report writes the whole of simulations/REPORT.md: the first sweep
 # writes the report (targets, figures, plots in simulations/report/, the
-# scenario) and the second appends the section of the upgrade workload
+# scenario) and the next two append the sections of the upgrade workload
 # (simulations/testdata/upgrade.json: 300 packages of Debian's sizes) at
-# 100, 1,000 and 10,000 hosts. Nothing in it is written by hand. The
-# upgrade at 10,000 hosts takes most of the time (tens of minutes) and
-# about 10 GiB, held there by SIM_UPGRADE_GOENV (the collector works
-# harder instead); SIM_UPGRADE_HOSTS=100,1000 for a quicker report.
-SIM_UPGRADE_HOSTS ?= 100,1000,10000
+# 100 and 1,000 hosts, and of its first 30 packages (upgrade-30.json) at
+# 10,000 hosts. Nothing in it is written by hand. The 300 packages at
+# 10,000 hosts do not fit a 24 GiB machine (a sim per package: past
+# 20 GiB resident and unfinished after 76 CPU-minutes, 2026-12-05);
+# SIM_UPGRADE_GOENV holds the rest near 10 GiB (the collector works
+# harder instead).
+SIM_UPGRADE_HOSTS ?= 100,1000
+SIM_UPGRADE_WIDE_HOSTS ?= 10000
 SIM_UPGRADE_GOENV ?= GOMEMLIMIT=10GiB GOGC=50
 sim-report: build
 	$(BIN) sim sweep --hosts 10,100,1000,10000 --report simulations/REPORT.md
 	$(SIM_UPGRADE_GOENV) $(BIN) sim sweep simulations/testdata/upgrade.json --hosts $(SIM_UPGRADE_HOSTS) \
+		--strategy origin-per-host --strategy swarm-coop --append-report simulations/REPORT.md
+	$(SIM_UPGRADE_GOENV) $(BIN) sim sweep simulations/testdata/upgrade-30.json --hosts $(SIM_UPGRADE_WIDE_HOSTS) \
 		--strategy origin-per-host --strategy swarm-coop --append-report simulations/REPORT.md
 
 sim:
