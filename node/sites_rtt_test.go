@@ -14,15 +14,8 @@ import (
 // machine) does not set the peer apart from the others, as the moving
 // average did for minutes.
 func TestP2PRTTSmallestOfSamples(t *testing.T) {
-	a := testP2P(t, nil)
-	b := testP2P(t, nil, a)
+	a, b := connectedPair(t)
 	deadline := time.Now().Add(10 * time.Second)
-	for !sees(a, b) {
-		if time.Now().After(deadline) {
-			t.Fatal("the hosts never connected")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	// A slow first answer, as a loaded machine gives.
 	a.host.Peerstore().RecordLatency(b.host.ID(), 300*time.Millisecond)
 	a.rtts.add(b.host.ID(), 300*time.Millisecond)
@@ -47,15 +40,7 @@ func TestP2PRTTSmallestOfSamples(t *testing.T) {
 // one site inference may use: RTT reports it unmeasured even once pings
 // have answered.
 func TestP2PRTTLoopbackUnmeasured(t *testing.T) {
-	a := testP2P(t, nil)
-	b := testP2P(t, nil, a)
-	deadline := time.Now().Add(10 * time.Second)
-	for !sees(a, b) {
-		if time.Now().After(deadline) {
-			t.Fatal("the hosts never connected")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	a, b := connectedPair(t)
 	for _, d := range []time.Duration{40, 35, 30} {
 		a.rtts.add(b.host.ID(), d*time.Millisecond)
 	}
@@ -79,4 +64,20 @@ func TestRTTMins(t *testing.T) {
 	if d, n := r.get(a); d != 2*time.Millisecond || n != 3 {
 		t.Errorf("after 30, 2, 5 ms (and two unmeasured): %v, %d samples; want 2ms, 3", d, n)
 	}
+}
+
+// connectedPair starts two P2P hosts on loopback, b bootstrapping from a,
+// and waits until a sees b.
+func connectedPair(t *testing.T) (*P2P, *P2P) {
+	t.Helper()
+	a := testP2P(t, nil)
+	b := testP2P(t, nil, a)
+	deadline := time.Now().Add(10 * time.Second)
+	for !sees(a, b) {
+		if time.Now().After(deadline) {
+			t.Fatal("the hosts never connected")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return a, b
 }

@@ -3,7 +3,6 @@ package swarm_test
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -234,15 +233,7 @@ func pullStatus(ctx context.Context, mn *transfertest.MemNode, f swarm.PeerID, m
 	}
 	defer st.Close()
 	defer context.AfterFunc(ctx, func() { st.Reset() })()
-	mb, cb := manifest.Bytes(), ref.CID.Bytes()
-	req := binary.AppendUvarint(nil, uint64(len(mb)))
-	req = append(req, mb...)
-	req = binary.AppendUvarint(req, uint64(i))
-	req = append(req, 2) // pullWithRef
-	req = binary.AppendUvarint(req, uint64(len(cb)))
-	req = append(req, cb...)
-	req = binary.AppendUvarint(req, uint64(ref.Length))
-	if _, err := st.Write(req); err != nil {
+	if _, err := st.Write(pullRequestWithRef(manifest, i, ref)); err != nil {
 		return 0, err
 	}
 	br := bufio.NewReader(st)

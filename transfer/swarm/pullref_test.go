@@ -139,15 +139,7 @@ func pullRaw(t *testing.T, mn *transfertest.MemNode, f swarm.PeerID, manifest ci
 	defer st.Close()
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
-	mb, cb := manifest.Bytes(), ref.CID.Bytes()
-	req := binary.AppendUvarint(nil, uint64(len(mb)))
-	req = append(req, mb...)
-	req = binary.AppendUvarint(req, uint64(i))
-	req = append(req, 2) // pullWithRef
-	req = binary.AppendUvarint(req, uint64(len(cb)))
-	req = append(req, cb...)
-	req = binary.AppendUvarint(req, uint64(ref.Length))
-	if _, err := st.Write(req); err != nil {
+	if _, err := st.Write(pullRequestWithRef(manifest, i, ref)); err != nil {
 		t.Fatalf("write request: %v", err)
 	}
 	br := bufio.NewReader(st)
@@ -387,4 +379,18 @@ func TestSwarmPullThroughSendingNotOvertaken(t *testing.T) {
 	if got := a.swarm.Stats().Peers[swarm.PeerID(names[0])].Downloaded; got != p.size {
 		t.Errorf("the asker took %d bytes from the fetcher, want the chunk's %d", got, p.size)
 	}
+}
+
+// pullRequestWithRef encodes a pull-through request for chunk i of
+// manifest that names its chunk (flag pullWithRef: the CID and length),
+// as the swarm's pull writes it.
+func pullRequestWithRef(manifest cid.Cid, i int, ref metadata.ChunkRef) []byte {
+	mb, cb := manifest.Bytes(), ref.CID.Bytes()
+	req := binary.AppendUvarint(nil, uint64(len(mb)))
+	req = append(req, mb...)
+	req = binary.AppendUvarint(req, uint64(i))
+	req = append(req, 2) // pullWithRef
+	req = binary.AppendUvarint(req, uint64(len(cb)))
+	req = append(req, cb...)
+	return binary.AppendUvarint(req, uint64(ref.Length))
 }
