@@ -33,11 +33,11 @@ type flight struct {
 type flights struct {
 	mu sync.Mutex
 	m  map[cid.Cid]*flight
-	// slots admits maxDownloads downloads at once (made on first use).
+	// slots admits MaxDownloads downloads at once (made on first use).
 	slots chan struct{}
 }
 
-// maxDownloads bounds the packages a daemon downloads at once; the others
+// MaxDownloads bounds the packages a daemon downloads at once; the others
 // wait their turn, in the order they were asked for. A download opens a
 // session with every peer that has the package and asks fetchers and the
 // origin for its chunks: an upgrade of hundreds of packages started all at
@@ -45,13 +45,13 @@ type flights struct {
 // unanswered and to the origin), while hosts that take a closure in the
 // same order, a few packages at a time, share each package as they fetch
 // it.
-const maxDownloads = 16
+const MaxDownloads = 16
 
 // slot waits for a download slot and returns the function that frees it.
 func (fl *flights) slot(ctx context.Context) (func(), error) {
 	fl.mu.Lock()
 	if fl.slots == nil {
-		fl.slots = make(chan struct{}, maxDownloads)
+		fl.slots = make(chan struct{}, MaxDownloads)
 	}
 	slots := fl.slots
 	fl.mu.Unlock()

@@ -89,11 +89,11 @@ func dhtLookups(t *testing.T, reg *prometheus.Registry) uint64 {
 }
 
 // TestFetchManyPackagesFewDownloadsAtOnce: a closure of more packages than
-// maxDownloads runs at most maxDownloads downloads at once, the rest
+// MaxDownloads runs at most MaxDownloads downloads at once, the rest
 // waiting their turn, and completes.
 func TestFetchManyPackagesFewDownloadsAtOnce(t *testing.T) {
 	t.Parallel()
-	const npkg = maxDownloads + 8
+	const npkg = MaxDownloads + 8
 	o := newBswOrigin(t)
 	set := publishUpgrade(t, o, npkg, 64<<10)
 	n := startBswNode(t, o, nil)
@@ -124,7 +124,7 @@ func TestFetchManyPackagesFewDownloadsAtOnce(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Fetch(upgrade) = %v", err)
 	}
-	if most == 0 || most > maxDownloads {
-		t.Fatalf("%d downloads ran at once for a closure of %d packages, want 1 to %d", most, npkg+1, maxDownloads)
+	if most == 0 || most > MaxDownloads {
+		t.Fatalf("%d downloads ran at once for a closure of %d packages, want 1 to %d", most, npkg+1, MaxDownloads)
 	}
 }

@@ -58,15 +58,15 @@
 //
 // Scenario.Packages replaces the one package by many whose sizes are
 // drawn from a size table (testdata/debian12-main-sizes.tsv, SizeDist),
-// fetched by every host Packages.Parallel at a time (0: all at once, as
-// the daemon fetches a closure) in one run: each package is a sim of its
-// own (its Pickers, members and sessions) on one shared engine, so the
-// packages fetched at the same time share the hosts' links, the site
-// links and the origin (workload.go). A package every host has, with
-// none of its events or flows left, keeps only its result (release): per
-// host and package, a workload holds state only while the package runs,
-// and with packages.overhead starting each host's packages apart, only
-// some run at once.
+// fetched by every host Packages.Parallel at a time (0: all at once; the
+// daemon downloads 16 packages of a closure at once, node.maxDownloads)
+// in one run: each package is a sim of its own (its Pickers, members and
+// sessions) on one shared engine, so the packages fetched at the same
+// time share the hosts' links, the site links and the origin
+// (workload.go). A package's sim is made when its first host starts it,
+// and a package every host has, with none of its events or flows left,
+// keeps only its result (release): a workload holds state only for the
+// packages some host is fetching, a few times Parallel of them.
 //
 // # The swarm, as simulated
 //

@@ -212,9 +212,9 @@ func AppendReportSection(path string, results []*Result, info ReportInfo) error 
 	fmt.Fprintf(&b, "\n## The %s workload\n\n", sc.Name)
 	fmt.Fprintf(&b, "Appended by `%s` — do not edit by hand.\n\n", info.Command)
 	if p := sc.Packages; p.Count > 0 {
-		par := "all at once, as the daemon fetches a closure"
+		par := "all at once"
 		if p.Parallel > 0 {
-			par = fmt.Sprintf("%d at a time", p.Parallel)
+			par = fmt.Sprintf("%d at a time per host", p.Parallel)
 		}
 		maxSize := "none"
 		if p.MaxSize > 0 {

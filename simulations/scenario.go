@@ -119,8 +119,9 @@ type NewVersion struct {
 // Packages is a workload of Count packages whose sizes are drawn from
 // the size table Sizes (a SizeDist file; a relative path is relative to
 // the working directory). Every host fetches every package in the same
-// order, Parallel at a time (0: all at once, as the daemon fetches a
-// closure), in one run sharing the links: its first package at its
+// order, Parallel at a time (0: all at once; the daemon downloads 16
+// packages of a closure at once, node.maxDownloads), in one run sharing
+// the links: its first package at its
 // arrival, package k Overhead after it started package k-1 (or after a
 // download ended, when Parallel were running), Overhead standing for the
 // daemon's start-up of each package's download. Count 0: one package of

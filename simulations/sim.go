@@ -259,6 +259,7 @@ type sim struct {
 	ring         *policy.MemberRing // of present at ringVer
 	ringVer      uint64
 	ringN        int // visible members in ring
+	ringsMade    int // rings made (tests)
 	coop         coopState
 	starts       []float64     // each host's arrival, nil: sc.Arrival (workload.go)
 	onDone       func(h int32) // called when host h has the package (workload.go)
@@ -925,18 +926,26 @@ func (s *sim) discover(h int32) {
 	if s.coop.on {
 		members = s.coopMembers()
 	}
-	if hs.membVer != s.presVer || !hs.membSet || hs.membN != len(members) {
-		hs.membVer, hs.membSet, hs.membN = s.presVer, true, len(members)
-		// Present unchanged, the visible hosts only grow: presVer and
-		// their count name the set.
-		if s.ring == nil || s.ringVer != s.presVer || s.ringN != len(members) {
+	// Present unchanged, the visible hosts only grow: presVer and their
+	// count name the set. A workload's cooperative members are every host
+	// of the run, whoever has started the package: one set, one version,
+	// so that hosts starting a package one by one do not remake its ring
+	// each time (its cost grew with the square of the hosts).
+	ver := s.presVer
+	if s.coop.on && s.coop.all {
+		ver = 0
+	}
+	if hs.membVer != ver || !hs.membSet || hs.membN != len(members) {
+		hs.membVer, hs.membSet, hs.membN = ver, true, len(members)
+		if s.ring == nil || s.ringVer != ver || s.ringN != len(members) {
 			// One ring for every host that looks while the members are
 			// unchanged (SetMemberRing decides what SetMembers would).
 			s.memb = s.memb[:0]
 			for _, q := range members {
 				s.memb = append(s.memb, s.ids[q])
 			}
-			s.ring, s.ringVer, s.ringN = policy.NewMemberRing(s.memb), s.presVer, len(members)
+			s.ring, s.ringVer, s.ringN = policy.NewMemberRing(s.memb), ver, len(members)
+			s.ringsMade++
 		}
 		hs.picker.SetMemberRing(s.ids[h], s.ring)
 		if s.coop.on {

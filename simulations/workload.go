@@ -8,8 +8,8 @@ import (
 
 // A workload of many packages (Scenario.Packages), as the daemon fetches
 // a closure: every host downloads the packages in one order, Parallel of
-// them at a time (0: all at once, as the daemon's fetch starts every
-// package of the closure), each package its own swarm (its own Pickers,
+// them at a time (0: all at once; the daemon runs 16 downloads at once,
+// node.maxDownloads), each package its own swarm (its own Pickers,
 // members, sessions and provider records, Policy.ProviderDelay applying
 // to each) and all of them one run: one clock, and the same host upload
 // links, receivers, site links and origin, so that packages fetched at
@@ -55,13 +55,16 @@ const maxWorkloadPackages = math.MaxUint16 + 1
 type workloadRun struct {
 	sc       Scenario
 	e        *engine
-	sims     []*sim
+	sims     []*sim // nil: a package no host has started yet (newPackage)
+	sizes    []int64
 	overhead float64
 	next     []int     // each host's next package to start
 	last     []float64 // when each host started its latest package
 	done     int       // packages every host has
 	keep     bool      // tests: release no package
-	maxT     float64
+	// live: packages made and not released; peakLive the most at once.
+	live, peakLive int
+	maxT           float64
 }
 
 // runWorkload runs sc.Packages with strategy st (sc has its defaults),
@@ -83,12 +86,19 @@ func runWorkload(sc Scenario, st Strategy, onMany func()) (*Result, error) {
 	return w.result(sizes), nil
 }
 
-// newWorkload builds the packages' sims on one engine and schedules the
-// starts known at once.
+// newWorkload builds the sims of the packages hosts start at once on one
+// engine and schedules those starts; the others are made as hosts start
+// them (hostDone).
 func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
+	return newWorkloadMade(sc, st, sizes, false)
+}
+
+// newWorkloadMade is newWorkload; eager (tests) makes every package's sim
+// at the start, as before packages were made when started.
+func newWorkloadMade(sc Scenario, st Strategy, sizes []int64, eager bool) *workloadRun {
 	n := sc.Hosts
 	w := &workloadRun{sc: sc, e: &engine{pend: make([]int32, len(sizes))}, overhead: sc.Packages.Overhead.Seconds(),
-		next: make([]int, n), last: make([]float64, n)}
+		next: make([]int, n), last: make([]float64, n), sims: make([]*sim, len(sizes)), sizes: sizes}
 	par := sc.Packages.Parallel
 	if par <= 0 || par > len(sizes) {
 		par = len(sizes)
@@ -102,6 +112,9 @@ func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
 	var total float64
 	for k, size := range sizes {
 		total += float64(size)
+		if k >= par && !eager {
+			continue // made when a host starts it (hostDone)
+		}
 		starts := make([]float64, n)
 		for h := range starts {
 			starts[h] = math.Inf(1)
@@ -110,16 +123,7 @@ func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
 				w.next[h] = k + 1
 			}
 		}
-		pk := sc
-		pk.Packages = Packages{}
-		pk.PackageSize = Size(size)
-		w.e.tag = uint16(k)
-		s := newSimAt(pk, st, starts, w.e)
-		w.e.ids = s.ids // one table of peer IDs for every package
-		s.coop.pkg = k
-		s.fanPar = false // one event loop for every package (no pipe, no helper)
-		s.onDone = w.hostDone
-		w.sims = append(w.sims, s)
+		w.newPackage(st, k, starts)
 	}
 	for h := range n {
 		w.last[h] += float64(w.next[h]-1) * w.overhead
@@ -134,11 +138,44 @@ func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
 	return w
 }
 
+// newPackage makes package k's sim on the workload's engine, its hosts
+// starting at starts (+Inf: not yet). Packages past the first Parallel
+// are made when their first host starts them, so that a workload holds
+// state only for the packages some host has started and not every host
+// finished (release): with Parallel downloads per host, a few times
+// Parallel packages, not all of them.
+func (w *workloadRun) newPackage(st Strategy, k int, starts []float64) *sim {
+	pk := w.sc
+	pk.Packages = Packages{}
+	pk.PackageSize = Size(w.sizes[k])
+	tag := w.e.tag
+	w.e.tag = uint16(k)
+	s := newSimAt(pk, st, starts, w.e)
+	w.e.tag = tag
+	w.e.ids = s.ids // one table of peer IDs for every package
+	s.coop.pkg = k
+	s.fanPar = false // one event loop for every package (no pipe, no helper)
+	s.onDone = w.hostDone
+	w.sims[k] = s
+	w.live++
+	w.peakLive = max(w.peakLive, w.live)
+	return s
+}
+
 // hostDone: host h has the package of the sim now running (e.tag); it
 // starts its next package if it waits for a free download.
 func (w *workloadRun) hostDone(h int32) {
 	k := w.next[h]
-	if k >= len(w.sims) || !math.IsInf(w.sims[k].hosts[h].arrival, 1) {
+	if k >= len(w.sims) {
+		return
+	}
+	if w.sims[k] == nil {
+		starts := make([]float64, w.sc.Hosts)
+		for i := range starts {
+			starts[i] = math.Inf(1)
+		}
+		w.newPackage(w.sims[0].strat, k, starts)
+	} else if !math.IsInf(w.sims[k].hosts[h].arrival, 1) {
 		return
 	}
 	w.next[h]++
@@ -183,6 +220,7 @@ func (w *workloadRun) run(onMany func()) error {
 		}
 		if finished[e.tag] && e.pend[e.tag] == 0 && s.res == nil && !w.keep {
 			s.release()
+			w.live--
 		}
 		e.nEv++
 		if onMany != nil && e.nEv%memSampleEveryEvts == 0 {

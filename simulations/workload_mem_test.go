@@ -191,3 +191,59 @@ func TestAppendReportSection(t *testing.T) {
 		t.Errorf("appending to a missing report: nil error")
 	}
 }
+
+// TestWorkloadMakesPackagesWhenStarted: with Parallel downloads per host,
+// a package's sim is made when its first host starts it, not at the
+// start of the run: the run's result is the same as when every package
+// is made at the start, and far fewer packages are held at once than the
+// workload has (every package was, before: 10,000 hosts × 300 packages
+// did not fit 24 GiB).
+func TestWorkloadMakesPackagesWhenStarted(t *testing.T) {
+	t.Parallel()
+	sc := workload(SwarmCoop)
+	sc.Hosts = 60
+	sc.Packages.Count = 40
+	sc.Packages.Parallel = 2
+	sc = sc.withDefaults()
+	for _, st := range []Strategy{SwarmCoop, OriginPerHost} {
+		t.Run(string(st), func(t *testing.T) {
+			sizes, err := WorkloadSizes(sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lazy := newWorkload(sc, st, sizes)
+			if made := lazy.live; made != sc.Packages.Parallel {
+				t.Errorf("%d packages made at the start, want Parallel (%d)", made, sc.Packages.Parallel)
+			}
+			if err := lazy.run(nil); err != nil {
+				t.Fatal(err)
+			}
+			all := newWorkloadMade(sc, st, sizes, true)
+			if err := all.run(nil); err != nil {
+				t.Fatal(err)
+			}
+			if d := resultDiff(lazy.result(sizes), all.result(sizes)); d != "" {
+				t.Errorf("results differ with packages made when started and all at the start: %s", d)
+			}
+			t.Logf("%s: at most %d of %d packages held at once (%d when all are made at the start)", st, lazy.peakLive, len(sizes), all.peakLive)
+			if lazy.peakLive > len(sizes)/2 {
+				t.Errorf("%d of %d packages held at once, want far fewer", lazy.peakLive, len(sizes))
+			}
+			if st == SwarmCoop {
+				// The overlay's members are every host of the run: one
+				// ring per package, however its hosts start it.
+				w := newWorkload(sc, st, sizes)
+				w.keep = true
+				if err := w.run(nil); err != nil {
+					t.Fatal(err)
+				}
+				for k, s := range w.sims {
+					if s.ringsMade != 1 {
+						t.Errorf("package %d: %d member rings made, want 1", k, s.ringsMade)
+						break
+					}
+				}
+			}
+		})
+	}
+}

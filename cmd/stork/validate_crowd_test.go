@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storkpm/stork/node"
 	"github.com/storkpm/stork/simulations"
 )
 
@@ -271,7 +272,9 @@ func TestValidateUpgrade(t *testing.T) {
 	c := simvalSettings(t, "upgrade")
 	sc := c.scenario(t)
 	sc.Packages = simulations.Packages{Count: c.packages, Sizes: filepath.Join("..", "..", "simulations", "testdata", "debian12-main-sizes.tsv"),
-		MaxSize: simulations.Size(c.maxSize), Overhead: simulations.Duration(c.overhead), Seed: 23}
+		MaxSize: simulations.Size(c.maxSize), Overhead: simulations.Duration(c.overhead), Seed: 23,
+		// The daemons download MaxDownloads packages of the closure at once.
+		Parallel: node.MaxDownloads}
 	sizes, err := simulations.WorkloadSizes(sc)
 	if err != nil {
 		t.Fatal(err)
