@@ -131,9 +131,12 @@ func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool, suffix st
 	took, cpu := time.Since(start), cpuTime()-cpu0
 	stop()
 	var ctr swarm.Counters
+	var up, fromPeers, fromOrigin int64
 	sited := 0
 	for _, n := range nodes {
 		ctr = ctr.Add(n.d.swarm.Counters())
+		st := n.d.swarm.Stats()
+		up, fromPeers, fromOrigin = up+st.BytesUploaded, fromPeers+st.BytesFromPeers, fromOrigin+st.BytesFromOrigin
 		if n.d.swarm.Site().Name != "" {
 			sited++
 		}
@@ -141,6 +144,9 @@ func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool, suffix st
 	if sited > 0 {
 		tb.Logf("%d of %d hosts inferred a site from round-trip times", sited, hosts)
 	}
+	// Bytes sent to peers against those kept from peers: what crossed
+	// the swarm's streams for nothing (duplicates, cancelled pulls).
+	fmt.Fprintf(os.Stderr, "upgrade %s: uploaded %.1f MB, kept from peers %.1f MB (%.3fx), from origin %.1f MB\n", suffix, float64(up)/1e6, float64(fromPeers)/1e6, float64(up)/float64(max(fromPeers, 1)), float64(fromOrigin)/1e6)
 	return took, cpu, ctr
 }
 
