@@ -97,6 +97,13 @@ type flow struct {
 	finT  float64
 	suPos int32
 	sdPos int32
+	// The shared CPU (cpu.go): cl is the CPU link the flow crosses (-1
+	// none), clPos its place there, cw its CPU-seconds per byte (per
+	// unit of work for a job); job: a host's start-up work, not bytes.
+	cl    int32
+	clPos int32
+	cw    float64
+	job   bool
 }
 
 // server is a sender's upload link. Its flows share capacity max-min
@@ -250,17 +257,26 @@ func (e *engine) relevel(lid int32) {
 	o := e.bounds[:0]
 	for _, id := range l.flows {
 		f := &e.flows[id]
-		c := e.recvShare(f.dst)
+		c := math.Inf(1)
+		if !f.job {
+			c = e.recvShare(f.dst)
+		}
 		if f.su >= 0 && f.su != lid {
 			c = min(c, e.links[f.su].share)
 		}
 		if f.sd >= 0 && f.sd != lid {
 			c = min(c, e.links[f.sd].share)
 		}
+		if f.cl >= 0 && f.cl != lid {
+			c = min(c, e.links[f.cl].share/f.cw)
+		}
 		if f.inA {
 			// At its sender's fair level (a flow capped below it is held
 			// by its receiver or a link, counted above).
 			c = min(c, e.srvs[f.srv].lambda)
+		}
+		if f.cl == lid {
+			c *= f.cw // the CPU link levels CPU-seconds per second
 		}
 		o = append(o, c)
 	}
@@ -314,6 +330,9 @@ type engine struct {
 	pend []int32
 	// ids: the hosts' peer IDs, shared by a workload's packages.
 	ids []policy.PeerID
+	// cpu: the cores the hosts share (cpu.go); off, every host has CPU
+	// enough.
+	cpu cpuState
 }
 
 // recvList is a receiving host's incoming flows.
@@ -504,6 +523,12 @@ func (e *engine) reschedule(sid int32) {
 // crossing site links su and sd (-1: none). The caller has counted it in
 // the receiver's flows; its cap is set by recap.
 func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32) int32 {
+	return e.startFlowCPU(sid, dst, chunk, vm, size, su, sd, false)
+}
+
+// startFlowCPU is startFlow; job: the flow is start-up work on the
+// shared CPU (cpu.go), in no receiver's flows and on no site link.
+func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd int32, job bool) int32 {
 	var id int32
 	if k := len(e.free); k > 0 {
 		id = e.free[k-1]
@@ -513,11 +538,17 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 		e.hpos = append(e.hpos, 0, 0)
 		id = int32(len(e.flows) - 1)
 	}
-	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, pkg: e.tag, su: su, sd: sd}
+	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, pkg: e.tag, su: su, sd: sd, cl: -1, job: job}
 	if e.pend != nil {
 		e.pend[e.tag]++
 	}
 	f := &e.flows[id]
+	if w := e.cpu.weight(sid, su, sd, job); e.cpu.on && w > 0 {
+		f.cl, f.cw = e.cpu.link, w
+		l := &e.links[f.cl]
+		f.clPos = int32(len(l.flows))
+		l.flows = append(l.flows, id)
+	}
 	if su >= 0 {
 		l := &e.links[su]
 		f.suPos = int32(len(l.flows))
@@ -535,6 +566,9 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 	if sd >= 0 {
 		f.cap = min(f.cap, e.links[sd].equal())
 	}
+	if f.cl >= 0 {
+		f.cap = min(f.cap, e.links[f.cl].equal()/f.cw)
+	}
 	s := &e.srvs[sid]
 	e.advance(s)
 	e.insertA(s, id, size)
@@ -542,6 +576,7 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 	e.reschedule(sid)
 	e.linkChanged(su)
 	e.linkChanged(sd)
+	e.linkChanged(e.flows[id].cl)
 	return id
 }
 
@@ -565,10 +600,15 @@ func (e *engine) endFlow(id int32) float64 {
 	if sd >= 0 {
 		e.linkRemove(sd, id, e.flows[id].sdPos)
 	}
+	cl := e.flows[id].cl
+	if cl >= 0 {
+		e.linkRemove(cl, id, e.flows[id].clPos)
+	}
 	e.flows[id].live = false
 	e.free = append(e.free, id)
 	e.linkChanged(su)
 	e.linkChanged(sd)
+	e.linkChanged(cl)
 	return rem
 }
 
@@ -577,10 +617,13 @@ func (e *engine) linkRemove(lid, id, pos int32) {
 	last := l.flows[len(l.flows)-1]
 	l.flows[pos] = last
 	if last != id {
-		if lf := &e.flows[last]; lf.su == lid {
+		switch lf := &e.flows[last]; lid {
+		case lf.su:
 			lf.suPos = pos
-		} else {
+		case lf.sd:
 			lf.sdPos = pos
+		default:
+			lf.clPos = pos
 		}
 	}
 	l.flows = l.flows[:len(l.flows)-1]
@@ -597,7 +640,9 @@ func (e *engine) linkChanged(lid int32) {
 		return
 	}
 	n := len(l.flows)
-	if float64(n) <= float64(l.nRef)*(1+linkDrift)+1 && float64(n) >= float64(l.nRef)/(1+linkDrift)-1 {
+	// The CPU link is levelled at every change: the time of a run it
+	// binds is its capacity over the work, with no drift to spare.
+	if float64(n) <= float64(l.nRef)*(1+linkDrift)+1 && float64(n) >= float64(l.nRef)/(1+linkDrift)-1 && !(e.cpu.on && lid == e.cpu.link) {
 		return
 	}
 	l.nRef = n
@@ -610,6 +655,9 @@ func (e *engine) linkChanged(lid int32) {
 // flowCap is a flow's cap: its receiver's share and the current shares
 // of the site links it crosses.
 func (e *engine) flowCap(id int32) float64 {
+	if e.flows[id].job {
+		return e.capWith(id, math.Inf(1))
+	}
 	return e.capWith(id, e.recvShare(e.flows[id].dst))
 }
 
@@ -622,6 +670,9 @@ func (e *engine) capWith(id int32, rs float64) float64 {
 	}
 	if f.sd >= 0 {
 		c = min(c, e.links[f.sd].share)
+	}
+	if f.cl >= 0 {
+		c = min(c, e.links[f.cl].share/f.cw)
 	}
 	return max(c, 1) // never zero: a stuck flow would never end
 }

@@ -67,6 +67,10 @@ type Scenario struct {
 	// Policy tunes the swarm (policy.PickerConfig and the daemon's
 	// session rules).
 	Policy Policy `json:"policy,omitzero"`
+	// CPU: the cores of one machine that runs every host, and what moving
+	// bytes and starting packages costs on them (cpu.go). Absent: each
+	// host has CPU enough.
+	CPU CPU `json:"cpu,omitzero"`
 	// HeadOfLine: a host's control messages to a peer (requests, cancels,
 	// HaveUpdates, Fetching) wait for the end of the chunk it is sending
 	// that peer, as on the daemon's one stream per session (see
@@ -315,6 +319,9 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: packages: churn is not simulated with many packages", s.Name)
 	case s.Policy.MaxPeers < 1:
 		return fmt.Errorf("scenario %s: policy.max_peers %d: want at least 1", s.Name, s.Policy.MaxPeers)
+	}
+	if err := s.CPU.validate(); err != nil {
+		return fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
 	for _, d := range []struct {
 		name string

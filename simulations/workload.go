@@ -62,6 +62,13 @@ type workloadRun struct {
 	done     int       // packages every host has
 	keep     bool      // tests: release no package
 	maxT     float64
+	// job: each package starts after its start-up work on the shared CPU
+	// (CPU.PerPackage), one at a time per host; slots: each host's
+	// downloads it may still start (Parallel), busy: its start-up work
+	// is running or due.
+	job   bool
+	slots []int
+	busy  []bool
 }
 
 // runWorkload runs sc.Packages with strategy st (sc has its defaults),
@@ -99,13 +106,14 @@ func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
 			w.last[h] = arrive.Float64() * sc.Arrival.Over.Seconds()
 		}
 	}
+	w.job = sc.CPU.Cores > 0 && sc.CPU.PerPackage > 0
 	var total float64
 	for k, size := range sizes {
 		total += float64(size)
 		starts := make([]float64, n)
 		for h := range starts {
 			starts[h] = math.Inf(1)
-			if k < par {
+			if k < par && !w.job {
 				starts[h] = w.last[h] + float64(k)*w.overhead
 				w.next[h] = k + 1
 			}
@@ -119,7 +127,15 @@ func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
 		s.coop.pkg = k
 		s.fanPar = false // one event loop for every package (no pipe, no helper)
 		s.onDone = w.hostDone
+		s.onJob = w.jobDone
 		w.sims = append(w.sims, s)
+	}
+	if w.job {
+		w.slots, w.busy = make([]int, n), make([]bool, n)
+		for h := range n {
+			w.slots[h] = par
+			w.chain(int32(h), w.last[h])
+		}
 	}
 	for h := range n {
 		w.last[h] += float64(w.next[h]-1) * w.overhead
@@ -130,13 +146,18 @@ func newWorkload(sc Scenario, st Strategy, sizes []int64) *workloadRun {
 	// A generous limit, as sim.setLimits: a hundred times the slowest
 	// plausible run (every VM's copy from the origin).
 	perVM := float64(sc.Hosts*sc.VMsPerHost) * total / float64(sc.OriginUpload)
-	w.maxT = 100*max(FluidBound(all), perVM) + float64(len(sizes))*w.overhead + sc.Arrival.Over.Seconds() + 600
+	w.maxT = 100*max(FluidBound(all), perVM, cpuBound(sc, total, len(sizes))) + float64(len(sizes))*w.overhead + sc.Arrival.Over.Seconds() + 600
 	return w
 }
 
 // hostDone: host h has the package of the sim now running (e.tag); it
 // starts its next package if it waits for a free download.
 func (w *workloadRun) hostDone(h int32) {
+	if w.job {
+		w.slots[h]++
+		w.chain(h, w.e.now+w.overhead)
+		return
+	}
 	k := w.next[h]
 	if k >= len(w.sims) || !math.IsInf(w.sims[k].hosts[h].arrival, 1) {
 		return
@@ -149,6 +170,31 @@ func (w *workloadRun) hostDone(h int32) {
 	w.sims[k].hosts[h].arrival = t
 	w.sims[k].schedule(t, evArrive, h, 0, 0)
 	w.e.tag = tag
+}
+
+// chain schedules, at t, the start-up work of host h's next package if
+// none is running or due and the host may start another download.
+func (w *workloadRun) chain(h int32, t float64) {
+	k := w.next[h]
+	if w.busy[h] || w.slots[h] == 0 || k >= len(w.sims) {
+		return
+	}
+	w.next[h]++
+	w.busy[h] = true
+	tag := w.e.tag
+	w.e.tag = uint16(k)
+	w.sims[k].schedule(t, evJob, h, 0, 0)
+	w.e.tag = tag
+}
+
+// jobDone: host h's start-up work for the package of the sim now running
+// (e.tag) is done: the package starts, and the next one's start-up work
+// with it, Overhead later.
+func (w *workloadRun) jobDone(h int32) {
+	w.sims[w.e.tag].arrive(h, false)
+	w.slots[h]--
+	w.busy[h] = false
+	w.chain(h, w.e.now+w.overhead)
 }
 
 // run is sim.run for every package at once: each event and finished flow
