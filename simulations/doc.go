@@ -65,8 +65,8 @@
 // links and the origin (workload.go). A package every host has, with
 // none of its events or flows left, keeps only its result (release): per
 // host and package, a workload holds state only while the package runs,
-// and with packages.overhead starting each host's packages apart, only
-// some run at once.
+// and with packages.overhead (or cpu.per_package, below) starting each
+// host's packages apart, only some run at once.
 //
 // # The swarm, as simulated
 //
@@ -155,6 +155,40 @@
 // added once per message and once per chunk (the chunk's last byte
 // reaches the receiver one one-way latency after the sender sent it);
 // there is no TCP slow start and no loss.
+//
+// # The shared CPU
+//
+// Scenario.CPU (cpu.go) puts every host on one machine of CPU.Cores
+// cores, as the testbed and validate-crowd run their daemons; without it
+// (or with Cores 0) each host has CPU enough and a run is the same, to
+// the byte, as without the model. The CPU is one more link of the
+// network model that every flow with a cost crosses, with capacity Cores
+// CPU-seconds per second: a flow's weight is its CPU-seconds per byte,
+// CPU.PerByte host to host (sender and receiver together),
+// PerOriginByte from the origin, plus PerWANByte when it crosses a site
+// link or comes from the origin (a forwarder on the same machine, as the
+// testbed's router). The link is levelled like a site link, but in
+// CPU-seconds per second: each flow gets the same share of the cores
+// unless it is held lower elsewhere (its receiver, its sender, a site
+// link), the rest going to the others, as a scheduler shares cores
+// between runnable threads; a flow's rate cap is its share over its
+// weight. It is levelled again at every start and end of a flow, not
+// only when its count drifts. When the CPU binds, the makespan is the
+// run's CPU-seconds over the cores.
+//
+// CPU.PerPackage is work, not bytes: before each of its packages starts
+// (its arrival, or in a workload each package's start), a host runs
+// PerPackage CPU-seconds of start-up on the same cores, as a flow of
+// CPU work from a server of one core per host, not counted as bytes at
+// any receiver. A host's start-ups run one at a time, in package order
+// (in a workload, the next begins Packages.Overhead after the last
+// ended, while a download slot of Packages.Parallel is free), so they
+// compete with the bytes of the packages already started instead of
+// starting packages a fixed interval apart: the interval grows when
+// bytes are moving and shrinks when they are not. The costs are inputs
+// measured on the real runs (CPU-seconds divided by bytes received or
+// by downloads), never fitted to a makespan; docs/validation.md says
+// which run measured which.
 //
 // # Figures
 //

@@ -127,8 +127,9 @@ type NewVersion struct {
 // closure), in one run sharing the links: its first package at its
 // arrival, package k Overhead after it started package k-1 (or after a
 // download ended, when Parallel were running), Overhead standing for the
-// daemon's start-up of each package's download. Count 0: one package of
-// PackageSize. See workload.go.
+// daemon's start-up of each package's download (with CPU.PerPackage,
+// the start-up is CPU work instead, Overhead a pause before it). Count 0:
+// one package of PackageSize. See workload.go.
 type Packages struct {
 	Count    int      `json:"count,omitempty"`
 	Sizes    string   `json:"sizes,omitempty"`

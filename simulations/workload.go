@@ -20,7 +20,10 @@ import (
 // one of the host's Parallel downloads ended if that is later: the
 // daemon starts the downloads of a closure one after the other, each
 // after its own start-up (its record in the store, its provider record
-// and lookup), a cost per package given as a duration.
+// and lookup), a cost per package given as a duration. With a shared CPU
+// and CPU.PerPackage (cpu.go), package k starts when its start-up work
+// on the cores is done instead; that work begins Overhead after package
+// k-1 started (or after a download ended, as above).
 //
 // Each package is a sim on the shared engine; the engine tags every
 // event and flow with the package whose sim made it (engine.tag) and the
