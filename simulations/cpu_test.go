@@ -132,11 +132,25 @@ func TestCPUPerPackage(t *testing.T) {
 		}
 	}
 	// Two cores: each host's start-up is one core at most, so three hosts
-	// share two: the same work in half the time.
+	// share two: the same work in half the time; two downloads at a time
+	// (Parallel) change nothing when the packages take no time.
 	sc.CPU.Cores = 2
+	for _, par := range []int{0, 2} {
+		sc.Packages.Parallel = par
+		r := run(t, sc, SwarmCoop)
+		if want := sc.CPU.Work(0, 0, 0, sc.Hosts*sc.Packages.Count) / 2; math.Abs(r.Makespan-want) > 0.05*want {
+			t.Errorf("2 cores, parallel %d: makespan %.3fs, want %.3fs (±5%%)", par, r.Makespan, want)
+		}
+	}
+	// One core and a pause of Overhead before each start-up: the hosts'
+	// pauses overlap the others' work, so the time is the larger of the
+	// work over the core and one host's pauses and its own work.
+	sc.CPU.Cores = 1
+	sc.Packages.Parallel = 0
+	sc.Packages.Overhead = Duration(200 * time.Millisecond)
 	r := run(t, sc, SwarmCoop)
-	if want := sc.CPU.Work(0, 0, 0, sc.Hosts*sc.Packages.Count) / 2; math.Abs(r.Makespan-want) > 0.05*want {
-		t.Errorf("2 cores: makespan %.3fs, want %.3fs (±5%%)", r.Makespan, want)
+	if lo := float64(sc.Packages.Count) * (0.2 + 0.05); r.Makespan < lo*0.95 {
+		t.Errorf("overhead 200ms: makespan %.3fs, want at least one host's pauses and work, %.3fs", r.Makespan, lo)
 	}
 	// One package, one host: its start-up takes PerPackage on a core of
 	// its own, then the bytes.

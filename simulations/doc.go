@@ -173,8 +173,9 @@
 // link), the rest going to the others, as a scheduler shares cores
 // between runnable threads; a flow's rate cap is its share over its
 // weight. It is levelled again at every start and end of a flow, not
-// only when its count drifts. When the CPU binds, the makespan is the
-// run's CPU-seconds over the cores.
+// only when its count drifts, at a cost of every live flow each time: the
+// model is for the tens of hosts one machine runs. When the CPU binds,
+// the makespan is the run's CPU-seconds over the cores.
 //
 // CPU.PerPackage is work, not bytes: before each of its packages starts
 // (its arrival, or in a workload each package's start), a host runs

@@ -122,9 +122,9 @@ func runCPU(r *RunResult, cores int) (c simulations.CPU, ok bool) {
 }
 
 // splitCPU is two runs' CPU split between every byte the hosts received
-// and the bytes that crossed into a site (the daemons spend more on
-// those: they come through the router at the MTU, not in large
-// segments): the costs p per byte and q per crossing byte with
+// and the bytes that crossed into a site (on the testbed a byte that
+// came through the router costs the daemons more than one from the
+// same bridge): the costs p per byte and q per crossing byte with
 // CPU = p × received + q × into for both runs, q added to the
 // forwarder's per crossing byte over both. ok is false when the two runs
 // do not tell the two apart (their crossing shares alike) or give a
