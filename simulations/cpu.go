@@ -71,6 +71,46 @@ type cpuState struct {
 	jobBase    int32
 }
 
+// cpuFlow is a flow's part in the shared CPU: w its CPU-seconds per
+// byte (per unit of work for a job; 0: not on the CPU link), pos its
+// place in the CPU link's flows; job: a host's start-up work, not bytes.
+type cpuFlow struct {
+	w   float64
+	pos int32
+	job bool
+}
+
+// joinCPU records flow id's part in the shared CPU and puts it on the
+// CPU link if it has a cost; it returns that part, nil if none.
+func (e *engine) joinCPU(id, sid, su, sd int32, job bool) *cpuFlow {
+	if !e.cpu.on {
+		return nil
+	}
+	for len(e.cpuF) < len(e.flows) {
+		e.cpuF = append(e.cpuF, cpuFlow{})
+	}
+	cf := &e.cpuF[id]
+	*cf = cpuFlow{w: e.cpu.weight(sid, su, sd, job), job: job}
+	if cf.w <= 0 {
+		return nil
+	}
+	l := &e.links[e.cpu.link]
+	cf.pos = int32(len(l.flows))
+	l.flows = append(l.flows, id)
+	return cf
+}
+
+// onCPU returns flow id's part in the shared CPU, nil if it has none.
+func (e *engine) onCPU(id int32) *cpuFlow {
+	if !e.cpu.on || e.cpuF[id].w <= 0 {
+		return nil
+	}
+	return &e.cpuF[id]
+}
+
+// isJob reports whether flow id is a host's start-up work.
+func (e *engine) isJob(id int32) bool { return e.cpu.on && e.cpuF[id].job }
+
 // weight is a flow's CPU-seconds per byte (per job unit for a job); 0:
 // the flow costs no CPU and stays off the CPU link.
 func (c *cpuState) weight(sid, su, sd int32, job bool) float64 {

@@ -97,13 +97,8 @@ type flow struct {
 	finT  float64
 	suPos int32
 	sdPos int32
-	// The shared CPU (cpu.go): cl is the CPU link the flow crosses (-1
-	// none), clPos its place there, cw its CPU-seconds per byte (per
-	// unit of work for a job); job: a host's start-up work, not bytes.
-	cl    int32
-	clPos int32
-	cw    float64
-	job   bool
+	// Its part in the shared CPU, if any, is in engine.cpuF (cpu.go),
+	// apart: a flow stays small without it.
 }
 
 // server is a sender's upload link. Its flows share capacity max-min
@@ -257,8 +252,9 @@ func (e *engine) relevel(lid int32) {
 	o := e.bounds[:0]
 	for _, id := range l.flows {
 		f := &e.flows[id]
+		cf := e.onCPU(id)
 		c := math.Inf(1)
-		if !f.job {
+		if cf == nil || !cf.job {
 			c = e.recvShare(f.dst)
 		}
 		if f.su >= 0 && f.su != lid {
@@ -267,16 +263,16 @@ func (e *engine) relevel(lid int32) {
 		if f.sd >= 0 && f.sd != lid {
 			c = min(c, e.links[f.sd].share)
 		}
-		if f.cl >= 0 && f.cl != lid {
-			c = min(c, e.links[f.cl].share/f.cw)
+		if cf != nil && e.cpu.link != lid {
+			c = min(c, e.links[e.cpu.link].share/cf.w)
 		}
 		if f.inA {
 			// At its sender's fair level (a flow capped below it is held
 			// by its receiver or a link, counted above).
 			c = min(c, e.srvs[f.srv].lambda)
 		}
-		if f.cl == lid {
-			c *= f.cw // the CPU link levels CPU-seconds per second
+		if cf != nil && e.cpu.link == lid {
+			c *= cf.w // the CPU link levels CPU-seconds per second
 		}
 		o = append(o, c)
 	}
@@ -331,8 +327,9 @@ type engine struct {
 	// ids: the hosts' peer IDs, shared by a workload's packages.
 	ids []policy.PeerID
 	// cpu: the cores the hosts share (cpu.go); off, every host has CPU
-	// enough.
-	cpu cpuState
+	// enough. cpuF: each flow's part in it, by flow id (cpu on only).
+	cpu  cpuState
+	cpuF []cpuFlow
 }
 
 // recvList is a receiving host's incoming flows.
@@ -538,17 +535,12 @@ func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd in
 		e.hpos = append(e.hpos, 0, 0)
 		id = int32(len(e.flows) - 1)
 	}
-	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, pkg: e.tag, su: su, sd: sd, cl: -1, job: job}
+	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, pkg: e.tag, su: su, sd: sd}
 	if e.pend != nil {
 		e.pend[e.tag]++
 	}
+	cf := e.joinCPU(id, sid, su, sd, job)
 	f := &e.flows[id]
-	if w := e.cpu.weight(sid, su, sd, job); e.cpu.on && w > 0 {
-		f.cl, f.cw = e.cpu.link, w
-		l := &e.links[f.cl]
-		f.clPos = int32(len(l.flows))
-		l.flows = append(l.flows, id)
-	}
 	if su >= 0 {
 		l := &e.links[su]
 		f.suPos = int32(len(l.flows))
@@ -566,8 +558,8 @@ func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd in
 	if sd >= 0 {
 		f.cap = min(f.cap, e.links[sd].equal())
 	}
-	if f.cl >= 0 {
-		f.cap = min(f.cap, e.links[f.cl].equal()/f.cw)
+	if cf != nil {
+		f.cap = min(f.cap, e.links[e.cpu.link].equal()/cf.w)
 	}
 	s := &e.srvs[sid]
 	e.advance(s)
@@ -576,7 +568,9 @@ func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd in
 	e.reschedule(sid)
 	e.linkChanged(su)
 	e.linkChanged(sd)
-	e.linkChanged(e.flows[id].cl)
+	if cf != nil {
+		e.linkChanged(e.cpu.link)
+	}
 	return id
 }
 
@@ -600,9 +594,10 @@ func (e *engine) endFlow(id int32) float64 {
 	if sd >= 0 {
 		e.linkRemove(sd, id, e.flows[id].sdPos)
 	}
-	cl := e.flows[id].cl
-	if cl >= 0 {
-		e.linkRemove(cl, id, e.flows[id].clPos)
+	cl := int32(-1)
+	if cf := e.onCPU(id); cf != nil {
+		cl = e.cpu.link
+		e.linkRemove(cl, id, cf.pos)
 	}
 	e.flows[id].live = false
 	e.free = append(e.free, id)
@@ -623,7 +618,7 @@ func (e *engine) linkRemove(lid, id, pos int32) {
 		case lf.sd:
 			lf.sdPos = pos
 		default:
-			lf.clPos = pos
+			e.cpuF[last].pos = pos
 		}
 	}
 	l.flows = l.flows[:len(l.flows)-1]
@@ -655,7 +650,7 @@ func (e *engine) linkChanged(lid int32) {
 // flowCap is a flow's cap: its receiver's share and the current shares
 // of the site links it crosses.
 func (e *engine) flowCap(id int32) float64 {
-	if e.flows[id].job {
+	if e.isJob(id) {
 		return e.capWith(id, math.Inf(1))
 	}
 	return e.capWith(id, e.recvShare(e.flows[id].dst))
@@ -671,8 +666,8 @@ func (e *engine) capWith(id int32, rs float64) float64 {
 	if f.sd >= 0 {
 		c = min(c, e.links[f.sd].share)
 	}
-	if f.cl >= 0 {
-		c = min(c, e.links[f.cl].share/f.cw)
+	if cf := e.onCPU(id); cf != nil {
+		c = min(c, e.links[e.cpu.link].share/cf.w)
 	}
 	return max(c, 1) // never zero: a stuck flow would never end
 }

@@ -832,7 +832,7 @@ const recvDrift = 0.1
 
 func (s *sim) flowDone(id int32) {
 	f := s.flows[id]
-	if f.job {
+	if s.isJob(id) {
 		s.jobDone(id)
 		return
 	}
