@@ -134,8 +134,9 @@ validate: build
 # (cmd/stork/validate_crowd_test.go, docs/validation.md): 24 rate-capped
 # daemon processes fetch one package per size (64K..64M) and an upgrade of
 # 300 packages of Debian's sizes, with and without cooperative fetching,
-# and the simulator runs the same scenarios, its start-up and per-package
-# terms measured in the same run (SIMVAL_MEASURED=1; empty: the
+# and the simulator runs the same scenarios, its start-up and (for the
+# upgrade, on the machine's shared cores) CPU terms measured in the same
+# run and a calibration fetch before it (SIMVAL_MEASURED=1; empty: the
 # STORK_SIMVAL_* settings alone). SIMVAL=crowd or upgrade for one;
 # settings: STORK_SIMVAL_* env. Tables and the origin's request logs:
 # $(SIMVAL_DIR).

@@ -59,14 +59,16 @@
 // Scenario.Packages replaces the one package by many whose sizes are
 // drawn from a size table (testdata/debian12-main-sizes.tsv, SizeDist),
 // fetched by every host Packages.Parallel at a time (0: all at once; the
-// daemon downloads 16 packages of a closure at once, node.maxDownloads)
+// daemon downloads 16 packages of a closure at once, node.MaxDownloads)
 // in one run: each package is a sim of its own (its Pickers, members and
 // sessions) on one shared engine, so the packages fetched at the same
 // time share the hosts' links, the site links and the origin
 // (workload.go). A package's sim is made when its first host starts it,
 // and a package every host has, with none of its events or flows left,
 // keeps only its result (release): a workload holds state only for the
-// packages some host is fetching, a few times Parallel of them.
+// packages some host is fetching, a few times Parallel of them
+// (packages.overhead, or cpu.per_package below, starts each host's
+// packages apart).
 //
 // # The swarm, as simulated
 //
@@ -155,6 +157,41 @@
 // added once per message and once per chunk (the chunk's last byte
 // reaches the receiver one one-way latency after the sender sent it);
 // there is no TCP slow start and no loss.
+//
+// # The shared CPU
+//
+// Scenario.CPU (cpu.go) puts every host on one machine of CPU.Cores
+// cores, as the testbed and validate-crowd run their daemons; without it
+// (or with Cores 0) each host has CPU enough and a run is the same, to
+// the byte, as without the model. The CPU is one more link of the
+// network model that every flow with a cost crosses, with capacity Cores
+// CPU-seconds per second: a flow's weight is its CPU-seconds per byte,
+// CPU.PerByte host to host (sender and receiver together),
+// PerOriginByte from the origin, plus PerWANByte when it crosses a site
+// link or comes from the origin (a forwarder on the same machine, as the
+// testbed's router). The link is levelled like a site link, but in
+// CPU-seconds per second: each flow gets the same share of the cores
+// unless it is held lower elsewhere (its receiver, its sender, a site
+// link), the rest going to the others, as a scheduler shares cores
+// between runnable threads; a flow's rate cap is its share over its
+// weight. It is levelled again at every start and end of a flow, not
+// only when its count drifts, at a cost of every live flow each time: the
+// model is for the tens of hosts one machine runs. When the CPU binds,
+// the makespan is the run's CPU-seconds over the cores.
+//
+// CPU.PerPackage is work, not bytes: before each of its packages starts
+// (its arrival, or in a workload each package's start), a host runs
+// PerPackage CPU-seconds of start-up on the same cores, as a flow of
+// CPU work from a server of one core per host, not counted as bytes at
+// any receiver. A host's start-ups run one at a time, in package order
+// (in a workload, the next begins Packages.Overhead after the last
+// ended, while a download slot of Packages.Parallel is free), so they
+// compete with the bytes of the packages already started instead of
+// starting packages a fixed interval apart: the interval grows when
+// bytes are moving and shrinks when they are not. The costs are inputs
+// measured on the real runs (CPU-seconds divided by bytes received or
+// by downloads), never fitted to a makespan; docs/validation.md says
+// which run measured which.
 //
 // # Figures
 //

@@ -97,6 +97,8 @@ type flow struct {
 	finT  float64
 	suPos int32
 	sdPos int32
+	// Its part in the shared CPU, if any, is in engine.cpuF (cpu.go),
+	// apart: a flow stays small without it.
 }
 
 // server is a sender's upload link. Its flows share capacity max-min
@@ -250,17 +252,27 @@ func (e *engine) relevel(lid int32) {
 	o := e.bounds[:0]
 	for _, id := range l.flows {
 		f := &e.flows[id]
-		c := e.recvShare(f.dst)
+		cf := e.onCPU(id)
+		c := math.Inf(1)
+		if cf == nil || !cf.job {
+			c = e.recvShare(f.dst)
+		}
 		if f.su >= 0 && f.su != lid {
 			c = min(c, e.links[f.su].share)
 		}
 		if f.sd >= 0 && f.sd != lid {
 			c = min(c, e.links[f.sd].share)
 		}
+		if cf != nil && e.cpu.link != lid {
+			c = min(c, e.links[e.cpu.link].share/cf.w)
+		}
 		if f.inA {
 			// At its sender's fair level (a flow capped below it is held
 			// by its receiver or a link, counted above).
 			c = min(c, e.srvs[f.srv].lambda)
+		}
+		if cf != nil && e.cpu.link == lid {
+			c *= cf.w // the CPU link levels CPU-seconds per second
 		}
 		o = append(o, c)
 	}
@@ -314,6 +326,10 @@ type engine struct {
 	pend []int32
 	// ids: the hosts' peer IDs, shared by a workload's packages.
 	ids []policy.PeerID
+	// cpu: the cores the hosts share (cpu.go); off, every host has CPU
+	// enough. cpuF: each flow's part in it, by flow id (cpu on only).
+	cpu  cpuState
+	cpuF []cpuFlow
 }
 
 // recvList is a receiving host's incoming flows.
@@ -504,6 +520,12 @@ func (e *engine) reschedule(sid int32) {
 // crossing site links su and sd (-1: none). The caller has counted it in
 // the receiver's flows; its cap is set by recap.
 func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32) int32 {
+	return e.startFlowCPU(sid, dst, chunk, vm, size, su, sd, false)
+}
+
+// startFlowCPU is startFlow; job: the flow is start-up work on the
+// shared CPU (cpu.go), in no receiver's flows and on no site link.
+func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd int32, job bool) int32 {
 	var id int32
 	if k := len(e.free); k > 0 {
 		id = e.free[k-1]
@@ -517,6 +539,7 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 	if e.pend != nil {
 		e.pend[e.tag]++
 	}
+	cf := e.joinCPU(id, sid, su, sd, job)
 	f := &e.flows[id]
 	if su >= 0 {
 		l := &e.links[su]
@@ -535,6 +558,9 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 	if sd >= 0 {
 		f.cap = min(f.cap, e.links[sd].equal())
 	}
+	if cf != nil {
+		f.cap = min(f.cap, e.links[e.cpu.link].equal()/cf.w)
+	}
 	s := &e.srvs[sid]
 	e.advance(s)
 	e.insertA(s, id, size)
@@ -542,6 +568,9 @@ func (e *engine) startFlow(sid, dst, chunk, vm int32, size float64, su, sd int32
 	e.reschedule(sid)
 	e.linkChanged(su)
 	e.linkChanged(sd)
+	if cf != nil {
+		e.linkChanged(e.cpu.link)
+	}
 	return id
 }
 
@@ -565,10 +594,16 @@ func (e *engine) endFlow(id int32) float64 {
 	if sd >= 0 {
 		e.linkRemove(sd, id, e.flows[id].sdPos)
 	}
+	cl := int32(-1)
+	if cf := e.onCPU(id); cf != nil {
+		cl = e.cpu.link
+		e.linkRemove(cl, id, cf.pos)
+	}
 	e.flows[id].live = false
 	e.free = append(e.free, id)
 	e.linkChanged(su)
 	e.linkChanged(sd)
+	e.linkChanged(cl)
 	return rem
 }
 
@@ -577,10 +612,13 @@ func (e *engine) linkRemove(lid, id, pos int32) {
 	last := l.flows[len(l.flows)-1]
 	l.flows[pos] = last
 	if last != id {
-		if lf := &e.flows[last]; lf.su == lid {
+		switch lf := &e.flows[last]; lid {
+		case lf.su:
 			lf.suPos = pos
-		} else {
+		case lf.sd:
 			lf.sdPos = pos
+		default:
+			e.cpuF[last].pos = pos
 		}
 	}
 	l.flows = l.flows[:len(l.flows)-1]
@@ -597,7 +635,9 @@ func (e *engine) linkChanged(lid int32) {
 		return
 	}
 	n := len(l.flows)
-	if float64(n) <= float64(l.nRef)*(1+linkDrift)+1 && float64(n) >= float64(l.nRef)/(1+linkDrift)-1 {
+	// The CPU link is levelled at every change: the time of a run it
+	// binds is its capacity over the work, with no drift to spare.
+	if float64(n) <= float64(l.nRef)*(1+linkDrift)+1 && float64(n) >= float64(l.nRef)/(1+linkDrift)-1 && !(e.cpu.on && lid == e.cpu.link) {
 		return
 	}
 	l.nRef = n
@@ -610,6 +650,9 @@ func (e *engine) linkChanged(lid int32) {
 // flowCap is a flow's cap: its receiver's share and the current shares
 // of the site links it crosses.
 func (e *engine) flowCap(id int32) float64 {
+	if e.isJob(id) {
+		return e.capWith(id, math.Inf(1))
+	}
 	return e.capWith(id, e.recvShare(e.flows[id].dst))
 }
 
@@ -622,6 +665,9 @@ func (e *engine) capWith(id int32, rs float64) float64 {
 	}
 	if f.sd >= 0 {
 		c = min(c, e.links[f.sd].share)
+	}
+	if cf := e.onCPU(id); cf != nil {
+		c = min(c, e.links[e.cpu.link].share/cf.w)
 	}
 	return max(c, 1) // never zero: a stuck flow would never end
 }

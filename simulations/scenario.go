@@ -67,6 +67,10 @@ type Scenario struct {
 	// Policy tunes the swarm (policy.PickerConfig and the daemon's
 	// session rules).
 	Policy Policy `json:"policy,omitzero"`
+	// CPU: the cores of one machine that runs every host, and what moving
+	// bytes and starting packages costs on them (cpu.go). Absent: each
+	// host has CPU enough.
+	CPU CPU `json:"cpu,omitzero"`
 	// HeadOfLine: a host's control messages to a peer (requests, cancels,
 	// HaveUpdates, Fetching) wait for the end of the chunk it is sending
 	// that peer, as on the daemon's one stream per session (see
@@ -120,12 +124,13 @@ type NewVersion struct {
 // the size table Sizes (a SizeDist file; a relative path is relative to
 // the working directory). Every host fetches every package in the same
 // order, Parallel at a time (0: all at once; the daemon downloads 16
-// packages of a closure at once, node.maxDownloads), in one run sharing
+// packages of a closure at once, node.MaxDownloads), in one run sharing
 // the links: its first package at its
 // arrival, package k Overhead after it started package k-1 (or after a
 // download ended, when Parallel were running), Overhead standing for the
-// daemon's start-up of each package's download. Count 0: one package of
-// PackageSize. See workload.go.
+// daemon's start-up of each package's download (with CPU.PerPackage,
+// the start-up is CPU work instead, Overhead a pause before it). Count 0:
+// one package of PackageSize. See workload.go.
 type Packages struct {
 	Count    int      `json:"count,omitempty"`
 	Sizes    string   `json:"sizes,omitempty"`
@@ -316,6 +321,9 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: packages: churn is not simulated with many packages", s.Name)
 	case s.Policy.MaxPeers < 1:
 		return fmt.Errorf("scenario %s: policy.max_peers %d: want at least 1", s.Name, s.Policy.MaxPeers)
+	}
+	if err := s.CPU.validate(); err != nil {
+		return fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
 	for _, d := range []struct {
 		name string

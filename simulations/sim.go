@@ -263,6 +263,7 @@ type sim struct {
 	coop         coopState
 	starts       []float64     // each host's arrival, nil: sc.Arrival (workload.go)
 	onDone       func(h int32) // called when host h has the package (workload.go)
+	onJob        func(h int32) // called when host h's start-up work is done (workload.go); nil: it arrives
 	res          *Result       // the result, once released (workloadRun.release)
 }
 
@@ -415,6 +416,7 @@ func (s *sim) initHosts() {
 	for k := range s.links {
 		s.relevel(int32(k))
 	}
+	s.initCPU()
 }
 
 // scheduleStart schedules the arrivals, the departures (churn) and the
@@ -431,7 +433,11 @@ func (s *sim) scheduleStart() {
 			t = s.rng.Float64() * sc.Arrival.Over.Seconds()
 		}
 		s.hosts[h].arrival = t
-		if !math.IsInf(t, 1) {
+		switch {
+		case math.IsInf(t, 1):
+		case s.jobs():
+			s.schedule(t, evJob, h, 0, 0)
+		default:
 			s.schedule(t, evArrive, h, 0, 0)
 		}
 	}
@@ -480,7 +486,7 @@ func (s *sim) setLimits() {
 	for _, t := range s.starts {
 		last = max(last, t)
 	}
-	s.maxT = last + 100*max(b, perVM) + sc.Arrival.Over.Seconds() + sc.Churn.To.Seconds() + sc.Churn.RejoinAfter.Seconds() + 600
+	s.maxT = last + 100*max(b, perVM, cpuBound(sc, s.pkgBytes, 1)) + sc.Arrival.Over.Seconds() + sc.Churn.To.Seconds() + sc.Churn.RejoinAfter.Seconds() + 600
 }
 
 func (s *sim) at(t float64) time.Time { return s.epoch.Add(time.Duration(t * 1e9)) }
@@ -604,6 +610,8 @@ func (s *sim) handle(ev event) {
 		s.pulled(ev.a, ev.b, ev.c)
 	case evPullFetch:
 		s.pullFetch(ev.a, ev.c)
+	case evJob:
+		s.startJob(ev.a)
 	case evSample:
 		s.samples = append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)})
 		s.schedule(s.now+s.sampleDt, evSample, 0, 0, 0)
@@ -825,6 +833,10 @@ const recvDrift = 0.1
 
 func (s *sim) flowDone(id int32) {
 	f := s.flows[id]
+	if s.isJob(id) {
+		s.jobDone(id)
+		return
+	}
 	s.close(id)
 	switch {
 	case f.chunk < 0: // baseline download

@@ -9,7 +9,7 @@ import (
 // A workload of many packages (Scenario.Packages), as the daemon fetches
 // a closure: every host downloads the packages in one order, Parallel of
 // them at a time (0: all at once; the daemon runs 16 downloads at once,
-// node.maxDownloads), each package its own swarm (its own Pickers,
+// node.MaxDownloads), each package its own swarm (its own Pickers,
 // members, sessions and provider records, Policy.ProviderDelay applying
 // to each) and all of them one run: one clock, and the same host upload
 // links, receivers, site links and origin, so that packages fetched at
@@ -20,7 +20,10 @@ import (
 // one of the host's Parallel downloads ended if that is later: the
 // daemon starts the downloads of a closure one after the other, each
 // after its own start-up (its record in the store, its provider record
-// and lookup), a cost per package given as a duration.
+// and lookup), a cost per package given as a duration. With a shared CPU
+// and CPU.PerPackage (cpu.go), package k starts when its start-up work
+// on the cores is done instead; that work begins Overhead after package
+// k-1 started (or after a download ended, as above).
 //
 // Each package is a sim on the shared engine; the engine tags every
 // event and flow with the package whose sim made it (engine.tag) and the
@@ -65,6 +68,13 @@ type workloadRun struct {
 	// live: packages made and not released; peakLive the most at once.
 	live, peakLive int
 	maxT           float64
+	// job: each package starts after its start-up work on the shared CPU
+	// (CPU.PerPackage), one at a time per host; slots: each host's
+	// downloads it may still start (Parallel), busy: its start-up work
+	// is running or due.
+	job   bool
+	slots []int
+	busy  []bool
 }
 
 // runWorkload runs sc.Packages with strategy st (sc has its defaults),
@@ -109,6 +119,7 @@ func newWorkloadMade(sc Scenario, st Strategy, sizes []int64, eager bool) *workl
 			w.last[h] = arrive.Float64() * sc.Arrival.Over.Seconds()
 		}
 	}
+	w.job = sc.CPU.Cores > 0 && sc.CPU.PerPackage > 0
 	var total float64
 	for k, size := range sizes {
 		total += float64(size)
@@ -118,12 +129,19 @@ func newWorkloadMade(sc Scenario, st Strategy, sizes []int64, eager bool) *workl
 		starts := make([]float64, n)
 		for h := range starts {
 			starts[h] = math.Inf(1)
-			if k < par {
+			if k < par && !w.job {
 				starts[h] = w.last[h] + float64(k)*w.overhead
 				w.next[h] = k + 1
 			}
 		}
 		w.newPackage(st, k, starts)
+	}
+	if w.job {
+		w.slots, w.busy = make([]int, n), make([]bool, n)
+		for h := range n {
+			w.slots[h] = par
+			w.chain(int32(h), w.last[h])
+		}
 	}
 	for h := range n {
 		w.last[h] += float64(w.next[h]-1) * w.overhead
@@ -134,7 +152,7 @@ func newWorkloadMade(sc Scenario, st Strategy, sizes []int64, eager bool) *workl
 	// A generous limit, as sim.setLimits: a hundred times the slowest
 	// plausible run (every VM's copy from the origin).
 	perVM := float64(sc.Hosts*sc.VMsPerHost) * total / float64(sc.OriginUpload)
-	w.maxT = 100*max(FluidBound(all), perVM) + float64(len(sizes))*w.overhead + sc.Arrival.Over.Seconds() + 600
+	w.maxT = 100*max(FluidBound(all), perVM, cpuBound(sc, total, len(sizes))) + float64(len(sizes))*w.overhead + sc.Arrival.Over.Seconds() + 600
 	return w
 }
 
@@ -156,25 +174,36 @@ func (w *workloadRun) newPackage(st Strategy, k int, starts []float64) *sim {
 	s.coop.pkg = k
 	s.fanPar = false // one event loop for every package (no pipe, no helper)
 	s.onDone = w.hostDone
+	s.onJob = w.jobDone
 	w.sims[k] = s
 	w.live++
 	w.peakLive = max(w.peakLive, w.live)
 	return s
 }
 
+// newLater makes package k, which no host has started yet.
+func (w *workloadRun) newLater(k int) {
+	starts := make([]float64, w.sc.Hosts)
+	for i := range starts {
+		starts[i] = math.Inf(1)
+	}
+	w.newPackage(w.sims[0].strat, k, starts)
+}
+
 // hostDone: host h has the package of the sim now running (e.tag); it
 // starts its next package if it waits for a free download.
 func (w *workloadRun) hostDone(h int32) {
+	if w.job {
+		w.slots[h]++
+		w.chain(h, w.e.now+w.overhead)
+		return
+	}
 	k := w.next[h]
 	if k >= len(w.sims) {
 		return
 	}
 	if w.sims[k] == nil {
-		starts := make([]float64, w.sc.Hosts)
-		for i := range starts {
-			starts[i] = math.Inf(1)
-		}
-		w.newPackage(w.sims[0].strat, k, starts)
+		w.newLater(k)
 	} else if !math.IsInf(w.sims[k].hosts[h].arrival, 1) {
 		return
 	}
@@ -186,6 +215,34 @@ func (w *workloadRun) hostDone(h int32) {
 	w.sims[k].hosts[h].arrival = t
 	w.sims[k].schedule(t, evArrive, h, 0, 0)
 	w.e.tag = tag
+}
+
+// chain schedules, at t, the start-up work of host h's next package if
+// none is running or due and the host may start another download.
+func (w *workloadRun) chain(h int32, t float64) {
+	k := w.next[h]
+	if w.busy[h] || w.slots[h] == 0 || k >= len(w.sims) {
+		return
+	}
+	if w.sims[k] == nil {
+		w.newLater(k)
+	}
+	w.next[h]++
+	w.busy[h] = true
+	tag := w.e.tag
+	w.e.tag = uint16(k)
+	w.sims[k].schedule(t, evJob, h, 0, 0)
+	w.e.tag = tag
+}
+
+// jobDone: host h's start-up work for the package of the sim now running
+// (e.tag) is done: the package starts, and the next one's start-up work
+// with it, Overhead later.
+func (w *workloadRun) jobDone(h int32) {
+	w.sims[w.e.tag].arrive(h, false)
+	w.slots[h]--
+	w.busy[h] = false
+	w.chain(h, w.e.now+w.overhead)
 }
 
 // run is sim.run for every package at once: each event and finished flow

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -33,6 +34,7 @@ import (
 // (24), STORK_SIMVAL_SIZES (64K,1M,4M,64M), STORK_SIMVAL_PACKAGES (300),
 // STORK_SIMVAL_MAX (1M), STORK_SIMVAL_ORIGIN_RATE (12M),
 // STORK_SIMVAL_UPLOAD_RATE (4M), STORK_SIMVAL_MODES (coop,swarm),
+// STORK_SIMVAL_CALIBRATE (32M; 0: no calibration, no cpu section),
 // STORK_SIMVAL_SEEDS (3), STORK_SIMVAL_PROVIDER_DELAY and
 // STORK_SIMVAL_OVERHEAD (the simulator's policy.provider_delay and
 // packages.overhead, default 0), STORK_SIMVAL_DISCOVERY_DELAY (the
@@ -42,11 +44,14 @@ import (
 // the origin's manifest responses, read from its request log,
 // readOriginLog; provider_delay just after it and find_interval one
 // tick (a download's have-list push reaches its neighbours after their
-// own first lookup, and they take it in on their next tick);
-// packages.overhead, with many packages, the daemons' CPU
-// seconds per host and package times the hosts over STORK_SIMVAL_CORES,
-// default the machine's: the interval at which the shared cores start
-// each host's downloads). Beside each table: what the origin's log says
+// own first lookup, and they take it in on their next tick); with many
+// packages, the simulator's cpu section: STORK_SIMVAL_CORES (default the
+// machine's) shared by every daemon, the CPU per byte and per host and
+// package solved from a calibration fetch of one package of
+// STORK_SIMVAL_CALIBRATE bytes (32M) on fresh daemons just before and
+// the run's own CPU, solveCPU; beside it, the serial packages.overhead
+// it replaces: the daemons' CPU seconds per host and package times the
+// hosts over the cores). Beside each table: what the origin's log says
 // and the daemons' CPU. Each table is logged, and written to
 // STORK_SIMVAL_OUT (a directory) if set; a gap over validateMaxGap is
 // reported, not failed: the daemons' batching and large-package paths
@@ -61,9 +66,18 @@ type simvalConfig struct {
 	modes                   []string
 	providerDelay, overhead time.Duration
 	discoveryDelay          time.Duration
-	measured                bool // discovery_delay and overhead from the run
-	cores                   int  // the machine's cores the daemons share
+	measured                bool  // discovery_delay and overhead from the run
+	cores                   int   // the machine's cores the daemons share
+	calibrate               int64 // the calibration package's size (upgrade, measured)
 	out                     string
+}
+
+// calibration is a package every host fetches before a workload, on the
+// same daemons' settings, to measure their CPU per byte apart from the
+// run it predicts.
+type calibration struct {
+	pkg   string
+	bytes float64 // one host's
 }
 
 func simvalSettings(t *testing.T, what string) simvalConfig {
@@ -71,7 +85,7 @@ func simvalSettings(t *testing.T, what string) simvalConfig {
 	if !slices.Contains(strings.Split(os.Getenv("STORK_SIMVAL"), ","), what) {
 		t.Skipf("set STORK_SIMVAL=%s (make validate-crowd) to run", what)
 	}
-	c := simvalConfig{hosts: 24, packages: 300, seeds: 3, maxSize: 1 << 20, originRate: 12 << 20, uploadRate: 4 << 20,
+	c := simvalConfig{hosts: 24, packages: 300, seeds: 3, maxSize: 1 << 20, originRate: 12 << 20, uploadRate: 4 << 20, calibrate: 32 << 20,
 		modes: []string{"coop", "swarm"}, out: os.Getenv("STORK_SIMVAL_OUT")}
 	num := func(name string, dst *int) {
 		if v := os.Getenv(name); v != "" {
@@ -108,7 +122,7 @@ func simvalSettings(t *testing.T, what string) simvalConfig {
 	for _, s := range strings.Split(sizes, ",") {
 		c.sizes = append(c.sizes, size("STORK_SIMVAL_SIZES", s))
 	}
-	for name, dst := range map[string]*int64{"STORK_SIMVAL_MAX": &c.maxSize, "STORK_SIMVAL_ORIGIN_RATE": &c.originRate, "STORK_SIMVAL_UPLOAD_RATE": &c.uploadRate} {
+	for name, dst := range map[string]*int64{"STORK_SIMVAL_MAX": &c.maxSize, "STORK_SIMVAL_ORIGIN_RATE": &c.originRate, "STORK_SIMVAL_UPLOAD_RATE": &c.uploadRate, "STORK_SIMVAL_CALIBRATE": &c.calibrate} {
 		if v := os.Getenv(name); v != "" {
 			*dst = size(name, v)
 		}
@@ -156,7 +170,7 @@ func (c simvalConfig) mode(m string) ([]string, simulations.Strategy) {
 
 // compare runs pkg on fresh daemons and sc in the simulator for every
 // mode, and logs (and writes) the table; bytes is what one host fetches.
-func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, bytes float64) {
+func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, bytes float64, cal calibration) {
 	t.Helper()
 	packages := max(sc.Packages.Count, 1)
 	logDir := c.out
@@ -170,6 +184,10 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 	var all strings.Builder
 	for _, m := range c.modes {
 		flags, st := c.mode(m)
+		var calCPU float64
+		if cal.pkg != "" && c.measured && packages > 1 {
+			calCPU = validateRealRunAt(t, c.hosts, url, r.root, cal.pkg, flags).cpu
+		}
 		w0 := writtenBytes(t, origin.Pid)
 		real := validateRealRunAt(t, c.hosts, url, r.root, pkg, flags)
 		done, kept := real.done, real.kept
@@ -187,9 +205,21 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			// in on their next tick, not at a later lookup.
 			sc.Policy.ProviderDelay = sc.Policy.DiscoveryDelay + simulations.Duration(time.Millisecond)
 			sc.Policy.FindInterval = sc.Policy.Tick
-			if packages > 1 {
-				sc.Packages.Overhead = simulations.Duration(time.Duration(perDownload * float64(c.hosts) / float64(c.cores) * 1e9))
+			if packages > 1 && calCPU > 0 {
+				// The cores every daemon shares (simulations.CPU): CPU
+				// per byte mostly from the calibration, per package from
+				// this run (solveCPU).
+				sc.CPU = solveCPU(calCPU, cal.bytes, real.cpu, bytes, c.hosts, packages)
+				sc.CPU.Cores = float64(c.cores)
 			}
+		}
+		withStart := sc
+		if sc.CPU.Cores > 0 {
+			// The start-up the manifests' median measures is CPU on the
+			// shared cores, which per_package carries: the simulator's
+			// fixed start-up would count it twice. Kept beside it.
+			sc.Policy.DiscoveryDelay = 0
+			sc.Policy.ProviderDelay = simulations.Duration(time.Millisecond)
 		}
 		sim := validateSimRuns(t, sc, st, c.seeds)
 		rows := []validateRow{
@@ -198,11 +228,34 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			{"makespan s", slices.Max(done), sim.makespan},
 			{"median completion s", median(done), sim.median},
 		}
+		serial := ""
+		if sc.CPU.Cores > 0 {
+			ws := validateSimRuns(t, withStart, st, c.seeds)
+			rows = append(rows, validateRow{"makespan s, cpu and start-up", slices.Max(done), ws.makespan},
+				validateRow{"median completion s, cpu and start-up", median(done), ws.median})
+		}
+		if c.measured && packages > 1 {
+			// Before the CPU model: each host's packages started one
+			// after the other, the run's CPU per download times the
+			// hosts over the cores apart (it counts the CPU the daemons
+			// overlap with moving bytes twice), after the start-up.
+			old := withStart
+			old.CPU = simulations.CPU{}
+			old.Packages.Overhead = simulations.Duration(time.Duration(perDownload * float64(c.hosts) / float64(c.cores) * 1e9))
+			o := validateSimRuns(t, old, st, c.seeds)
+			rows = append(rows, validateRow{"makespan s, serial overhead", slices.Max(done), o.makespan},
+				validateRow{"median completion s, serial overhead", median(done), o.median})
+			serial = fmt.Sprintf("; serial overhead %s", time.Duration(old.Packages.Overhead))
+		}
 		load, _ := os.ReadFile("/proc/loadavg")
 		head := fmt.Sprintf("%s, %s (daemons %v, simulator %s, %d seeds): %d hosts, origin %d B/s, uploads %d B/s; the daemons kept %.3f copies; load %s; real run %.0fs",
 			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(real.t0).Seconds())
 		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, provider_delay %s, find_interval %s, packages.overhead %s (%d cores)",
 			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Policy.ProviderDelay), time.Duration(sc.Policy.FindInterval), time.Duration(sc.Packages.Overhead), c.cores)
+		if sc.CPU.Cores > 0 {
+			head += fmt.Sprintf("\ncalibration: %s (%.0f B per host) took %.1f CPU-s; simulator cpu: %g cores, per_byte %.2f ns (mostly the calibration's), per_package %.1f ms (this run's CPU less its bytes'), no start-up (\"cpu and start-up\": discovery_delay %s)%s",
+				cal.pkg, cal.bytes, calCPU, sc.CPU.Cores, 1e9*sc.CPU.PerByte, 1e3*sc.CPU.PerPackage, time.Duration(withStart.Policy.DiscoveryDelay), serial)
+		}
 		pl := real.pulls
 		head += fmt.Sprintf("\ndaemons' pull-through: %d streams; given up %d silent, %d claimed, %d refused; origin chunk requests %d, of them fallbacks %d; %d of %d daemons inferred a site",
 			pl.Streams, pl.Silent, pl.Claimed, pl.Refused, pl.OriginFetches, pl.OriginFallbacks, real.inferred, c.hosts)
@@ -226,6 +279,25 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			t.Fatal(err)
 		}
 	}
+}
+
+// solveCPU splits the daemons' CPU into a cost per byte received and a
+// cost per host and package from two runs on the same daemons: a
+// calibration (calCPU seconds, every host fetching one package of
+// calBytes) and the workload (cpu seconds, every host fetching packages
+// packages of bytes in all): cpu = perByte × hosts × bytes + perPackage ×
+// hosts × packages for both. The per-byte cost comes mostly from the
+// calibration, the per-package cost from the workload's own CPU. A
+// negative solution (the calibration's bytes cost more than the whole
+// workload) leaves the per-package cost 0.
+func solveCPU(calCPU, calBytes, cpu, bytes float64, hosts, packages int) simulations.CPU {
+	h, p := float64(hosts), float64(packages)
+	perByte := (calCPU - cpu/p) / (h * (calBytes - bytes/p))
+	perPackage := (cpu - perByte*h*bytes) / (h * p)
+	if perByte <= 0 || perPackage < 0 {
+		perByte, perPackage = calCPU/(h*calBytes), max(0, (cpu-calCPU/calBytes*bytes)/(h*p))
+	}
+	return simulations.CPU{PerByte: perByte, PerOriginByte: perByte, PerPackage: perPackage}
 }
 
 // originTimes reads the origin's log at logPath for the responses since
@@ -263,7 +335,7 @@ func TestValidateCrowd(t *testing.T) {
 		stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "blob", "--version", "1.0.0", "--chunk-size", "1M", blob)
 		sc := c.scenario(t)
 		sc.PackageSize = simulations.Size(size)
-		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", float64(size))
+		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", float64(size), calibration{})
 	}
 }
 
@@ -297,6 +369,27 @@ func TestValidateUpgrade(t *testing.T) {
 	readme := filepath.Join(src, "README")
 	writeFile(t, readme, []byte("the upgrade\n"), 0o644)
 	stork(t, append(deps, readme)...)
+	var cal calibration
+	if c.measured && c.calibrate > 0 {
+		blob := filepath.Join(src, "calibrate.bin")
+		writeFile(t, blob, randomBytes(t, int(c.calibrate)), 0o644)
+		stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "calibrate", "--version", "1.0.0", "--chunk-size", "1M", blob)
+		cal = calibration{pkg: "calibrate", bytes: float64(c.calibrate)}
+	}
 	t.Logf("upgrade: %d packages, %.1f MB", len(sizes), total/1e6)
-	c.compare(t, fmt.Sprintf("upgrade %d packages %d bytes", len(sizes), int64(total)), r, sc, "upgrade", total)
+	c.compare(t, fmt.Sprintf("upgrade %d packages %d bytes", len(sizes), int64(total)), r, sc, "upgrade", total, cal)
+}
+
+// TestSolveCPU: two runs whose CPU is a cost per byte plus a cost per
+// package give both back.
+func TestSolveCPU(t *testing.T) {
+	t.Parallel()
+	const perByte, perPackage, hosts, packages = 2e-8, 0.04, 24, 300
+	calBytes, bytes := float64(32<<20), 69.4e6
+	calCPU := hosts * (perByte*calBytes + perPackage)
+	cpu := hosts * (perByte*bytes + perPackage*packages)
+	c := solveCPU(calCPU, calBytes, cpu, bytes, hosts, packages)
+	if math.Abs(c.PerByte-perByte) > 1e-6*perByte || math.Abs(c.PerPackage-perPackage) > 1e-6*perPackage || c.PerOriginByte != c.PerByte {
+		t.Errorf("solveCPU = %+v, want per_byte %g, per_package %g", c, perByte, perPackage)
+	}
 }

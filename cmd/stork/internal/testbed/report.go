@@ -226,6 +226,38 @@ func (b *bed) reportSim(w *bytes.Buffer) {
 		fmt.Fprintf(w, " The simulator spreads hosts over sites round-robin, which does not give these sites' sizes (%s): compare totals, not sites.", joinInts(b.cfg.Sites))
 	}
 	fmt.Fprintf(w, "\n\n")
+	b.reportSimCPU(w)
+}
+
+// reportSimCPU: the simulator's makespan with the machine's cores shared
+// by every process of the testbed, beside the one without.
+func (b *bed) reportSimCPU(w *bytes.Buffer) {
+	var any bool
+	for _, s := range b.result.Sim {
+		any = any || len(s.CPU) > 0
+	}
+	if !any {
+		return
+	}
+	fmt.Fprintf(w, "### The makespan with the machine's CPU\n\n")
+	fmt.Fprintf(w, "Every daemon, the origin and the router's delay forwarder run on this machine's %d cores. The simulator's `cpu` section (simulations/cpu.go) shares them: "+
+		"CPU per byte a host receives (the run's daemons' and origin's CPU-seconds ÷ the bytes the hosts received from peers and the origin) and, on top, per byte into a site (the delay forwarder's CPU-seconds ÷ the payload into the sites). "+
+		"\"this run\" takes the costs from the run it predicts (not an independent check); \"the other run\" from the other swarm run; \"both, split\" solves the two runs for a cost per byte and an extra cost per byte crossing into a site. "+
+		"%s has the split (or the one run's costs). CPU floor: the simulated run's CPU-seconds over the cores.\n\n", runtime.NumCPU(), ScenarioFile)
+	fmt.Fprintf(w, "| testbed run | simulator strategy | testbed makespan s | simulator without CPU | CPU costs from | per byte ns | per byte into a site ns | CPU floor s | simulator with CPU | gap | check |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range b.result.Sim {
+		r := b.done(s.Run)
+		if r == nil || len(s.CPU) == 0 {
+			continue
+		}
+		g0 := 100 * (s.Makespan - r.Makespan) / r.Makespan
+		for _, c := range s.CPU {
+			g := 100 * (c.Makespan - r.Makespan) / r.Makespan
+			fmt.Fprintf(w, "| %s | %s | %.1f | %.1f (%+.1f%%) | %s | %.1f | %.1f | %.1f | %.1f | %+.1f%% | %s |\n",
+				s.Run, s.Strategy, r.Makespan, s.Makespan, g0, c.Calibration, 1e9*c.CPU.PerByte, 1e9*c.CPU.PerWANByte, c.Floor, c.Makespan, g, verdict(math.Abs(g) <= targetSimGap))
+		}
+	}
+	fmt.Fprintf(w, "\n")
 }
 
 func (b *bed) reportNotes(w *bytes.Buffer) {

@@ -119,6 +119,24 @@ func (r *RunResult) makespan() float64 {
 	return r.Makespan
 }
 
+// received is the bytes the hosts received, from peers and the origin.
+func (r *RunResult) received() float64 {
+	var n int64
+	for _, h := range r.Hosts {
+		n += h.FromOrigin + h.FromPeers
+	}
+	return float64(n)
+}
+
+// intoSites is the payload the site uplinks carried into the sites.
+func (r *RunResult) intoSites() float64 {
+	var n int64
+	for _, c := range r.Links.SiteIn {
+		n += c.Payload()
+	}
+	return float64(n)
+}
+
 // copies is b in package copies.
 func (r *RunResult) copies(b int64) float64 { return float64(b) / float64(r.Size) }
 

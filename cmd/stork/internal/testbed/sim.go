@@ -3,8 +3,10 @@ package testbed
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/storkpm/stork/simulations"
@@ -27,6 +29,23 @@ type SimFigures struct {
 	SiteCopies   []float64
 	Makespan     float64
 	Bound        float64 // the fluid lower bound on the makespan
+	// CPUFloor: with Scenario.CPU, the CPU-seconds of the bytes the run
+	// moved over the cores.
+	CPUFloor float64
+	// CPU: the same strategy on the machine's cores, the costs measured
+	// by the runs each calibration names (cpuCalibrations).
+	CPU []SimCPU
+}
+
+// SimCPU is the simulator's makespan with a CPU model (Scenario.CPU).
+type SimCPU struct {
+	// Calibration: which testbed runs measured the costs.
+	Calibration string
+	CPU         simulations.CPU
+	Makespan    float64
+	// Floor: the CPU-seconds of the simulated run's bytes at these costs
+	// over the cores, a floor on its makespan.
+	Floor float64
 }
 
 // simStrategies: which strategy models which testbed run. The daemons
@@ -84,10 +103,97 @@ func (b *bed) scenario() simulations.Scenario {
 	}
 }
 
-// simulate writes the scenario file and runs the simulator on it for every
-// strategy that models a run that was done.
+// runCPU is a run's CPU costs as the simulator takes them (Scenario.CPU):
+// the daemons' and the origin's CPU-seconds (RunResult.CPU) per byte the
+// hosts received, from peers or the origin, and the delay forwarder's
+// per byte into the sites (the payload their uplinks carried in, the
+// origin's included). ok is false when the run moved nothing or was not
+// measured.
+func runCPU(r *RunResult, cores int) (c simulations.CPU, ok bool) {
+	recv, into := r.received(), r.intoSites()
+	if recv <= 0 || r.CPU <= 0 {
+		return c, false
+	}
+	c = simulations.CPU{Cores: float64(cores), PerByte: r.CPU / recv, PerOriginByte: r.CPU / recv}
+	if into > 0 {
+		c.PerWANByte = r.DelayCPU / into
+	}
+	return c, true
+}
+
+// splitCPU is two runs' CPU split between every byte the hosts received
+// and the bytes that crossed into a site (on the testbed a byte that
+// came through the router costs the daemons more than one from the
+// same bridge): the costs p per byte and q per crossing byte with
+// CPU = p × received + q × into for both runs, q added to the
+// forwarder's per crossing byte over both. ok is false when the two runs
+// do not tell the two apart (their crossing shares alike) or give a
+// negative cost.
+func splitCPU(a, b *RunResult, cores int) (c simulations.CPU, ok bool) {
+	ra, ia, rb, ib := a.received(), a.intoSites(), b.received(), b.intoSites()
+	det := ra*ib - rb*ia
+	if math.Abs(det) < 0.05*ra*ib || ia+ib <= 0 {
+		return c, false
+	}
+	p := (a.CPU*ib - b.CPU*ia) / det
+	q := (ra*b.CPU - rb*a.CPU) / det
+	if p < 0 || q < 0 {
+		return c, false
+	}
+	return simulations.CPU{Cores: float64(cores), PerByte: p, PerOriginByte: p, PerWANByte: q + (a.DelayCPU+b.DelayCPU)/(ia+ib)}, true
+}
+
+// cpuCalibrations returns the CPU costs to simulate run r with: those
+// the run measured itself, those the other swarm run measured (a
+// prediction from another run), and the split of the two.
+func (b *bed) cpuCalibrations(r *RunResult) []SimCPU {
+	cores := runtime.NumCPU()
+	var out []SimCPU
+	if c, ok := runCPU(r, cores); ok {
+		out = append(out, SimCPU{Calibration: "this run", CPU: c})
+	}
+	other := b.done(RunSwarmSites)
+	if r.Name == RunSwarmSites {
+		other = b.done(RunSwarm)
+	}
+	if other == nil {
+		return out
+	}
+	if c, ok := runCPU(other, cores); ok {
+		out = append(out, SimCPU{Calibration: "the " + other.Name + " run", CPU: c})
+	}
+	if c, ok := splitCPU(r, other, cores); ok {
+		out = append(out, SimCPU{Calibration: "both, split", CPU: c})
+	}
+	return out
+}
+
+// scenarioCPU is the CPU section of the scenario file: the split of the
+// two swarm runs when both were done and tell it, else the one done.
+func (b *bed) scenarioCPU() simulations.CPU {
+	cores := runtime.NumCPU()
+	a, c := b.done(RunSwarm), b.done(RunSwarmSites)
+	if a != nil && c != nil {
+		if cpu, ok := splitCPU(a, c, cores); ok {
+			return cpu
+		}
+	}
+	for _, r := range []*RunResult{c, a} {
+		if r != nil {
+			if cpu, ok := runCPU(r, cores); ok {
+				return cpu
+			}
+		}
+	}
+	return simulations.CPU{}
+}
+
+// simulate writes the scenario file (with the CPU the runs measured) and
+// runs the simulator on it for every strategy that models a run that was
+// done, without a CPU and with each calibration of cpuCalibrations.
 func (b *bed) simulate() ([]SimFigures, error) {
 	sc := b.scenario()
+	sc.CPU = b.scenarioCPU()
 	js, err := json.MarshalIndent(sc, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("testbed: scenario: %w", err)
@@ -96,15 +202,30 @@ func (b *bed) simulate() ([]SimFigures, error) {
 		return nil, fmt.Errorf("testbed: %w", err)
 	}
 	var out []SimFigures
+	free := sc
+	free.CPU = simulations.CPU{}
 	for _, m := range simStrategies {
-		if b.done(m.run) == nil {
+		r := b.done(m.run)
+		if r == nil {
 			continue
 		}
-		fig, err := simFigures(sc, m.strategy, max(1, b.cfg.Seeds), b.cfg.Sites)
+		fig, err := simFigures(free, m.strategy, max(1, b.cfg.Seeds), b.cfg.Sites)
 		if err != nil {
 			return out, err
 		}
 		fig.Run = m.run
+		if m.run != RunHTTP {
+			for _, c := range b.cpuCalibrations(r) {
+				with := free
+				with.CPU = c.CPU
+				f, err := simFigures(with, m.strategy, max(1, b.cfg.Seeds), b.cfg.Sites)
+				if err != nil {
+					return out, err
+				}
+				c.Makespan, c.Floor = f.Makespan, f.CPUFloor
+				fig.CPU = append(fig.CPU, c)
+			}
+		}
 		out = append(out, fig)
 	}
 	return out, nil
@@ -149,6 +270,10 @@ func simFigures(sc simulations.Scenario, st simulations.Strategy, seeds int, sit
 		}
 		fig.OriginCopies += res.OriginBytes / size / float64(seeds)
 		fig.Makespan += res.Makespan / float64(seeds)
+		if sc.CPU.Cores > 0 {
+			peers := res.SiteBytes + res.WANBytes // duplicates included
+			fig.CPUFloor += sc.CPU.Work(peers, res.OriginBytes, res.WANBytes+res.OriginBytes, 0) / sc.CPU.Cores / float64(seeds)
+		}
 		fig.Bound = res.Bound
 		for _, h := range res.PerHost {
 			if h.Site < len(fig.SiteCopies) {

@@ -3,6 +3,7 @@ package testbed
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"os"
@@ -384,5 +385,85 @@ func TestScenarioModelsDaemons(t *testing.T) {
 		if want[m.run] != m.strategy {
 			t.Errorf("run %s modelled by %s, want %s", m.run, m.strategy, want[m.run])
 		}
+	}
+}
+
+// cpuRun is a run of 4 hosts that each received 8 MiB, 6 of the 32 MiB
+// crossing into a site in copies of into, with CPU p per byte and q per
+// byte into a site, and the forwarder's d per byte into a site.
+func cpuRun(name string, into, p, q, d float64) *RunResult {
+	const size = 8 << 20
+	r := &RunResult{Name: name, Size: size, OriginSent: size, Makespan: 10}
+	for k := range 4 {
+		r.Hosts = append(r.Hosts, HostResult{Host: Host{Name: fmt.Sprintf("h%d", k)}, Done: 10, FromOrigin: size / 4, FromPeers: size - size/4})
+	}
+	in := int64(into * size)
+	r.Links.SiteIn = []Counter{{Bytes: in/2 + wireOverhead, Packets: 1}, {Bytes: in - in/2 + wireOverhead, Packets: 1}}
+	recv := float64(4 * size)
+	r.CPU = p*recv + q*float64(in)
+	r.DelayCPU = d * float64(in)
+	return r
+}
+
+// TestSimulateWritesCPU: the scenario file carries the machine's cores
+// and the CPU the swarm runs measured, split between every byte and the
+// bytes into a site; each swarm run is simulated with the CPU of each
+// calibration, and the report shows them beside the makespan without.
+func TestSimulateWritesCPU(t *testing.T) {
+	t.Parallel()
+	const p, q, d = 100e-9, 150e-9, 40e-9
+	b := &bed{cfg: DefaultConfig(), pkg: PackageInfo{Bytes: 8 << 20, Chunks: 8}, result: &Result{}}
+	b.cfg.Sites = []int{2, 2}
+	b.cfg.Dir = t.TempDir()
+	b.cfg.Seeds = 1
+	b.result.Runs = []*RunResult{cpuRun(RunSwarm, 2.5, p, q, d), cpuRun(RunSwarmSites, 1.2, p, q, d)}
+	figs, err := b.simulate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := simulations.LoadScenario(filepath.Join(b.cfg.Dir, ScenarioFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-6*b }
+	if c := sc.CPU; c.Cores != float64(runtime.NumCPU()) || !near(c.PerByte, p) || !near(c.PerOriginByte, p) || !near(c.PerWANByte, q+d) {
+		t.Errorf("%s cpu %+v, want cores %d, per_byte and per_origin_byte %g, per_wan_byte %g", ScenarioFile, c, runtime.NumCPU(), p, q+d)
+	}
+	if len(figs) != 2 {
+		t.Fatalf("%d strategies simulated, want 2 (the two swarm runs)", len(figs))
+	}
+	for _, f := range figs {
+		if len(f.CPU) != 3 {
+			t.Fatalf("%s: %d CPU calibrations, want 3 (this run, the other, both split)", f.Run, len(f.CPU))
+		}
+		for _, c := range f.CPU {
+			if !(c.Makespan > f.Makespan) || !(c.Makespan >= c.Floor*0.95) || c.Floor <= 0 {
+				t.Errorf("%s, CPU from %s: makespan %.3fs (floor %.3fs), without CPU %.3fs: want slower, above the floor", f.Run, c.Calibration, c.Makespan, c.Floor, f.Makespan)
+			}
+		}
+	}
+	b.result.Sim = figs
+	var w bytes.Buffer
+	b.reportSim(&w)
+	if !strings.Contains(w.String(), "### The makespan with the machine's CPU") || !strings.Contains(w.String(), "| swarm-sites | swarm-sites | 10.0 |") {
+		t.Errorf("report without the CPU table:\n%s", w.String())
+	}
+}
+
+// TestRunCPU: a run's own costs are its CPU per byte received and its
+// forwarder's per byte into a site; two runs whose crossing shares are
+// alike do not split.
+func TestRunCPU(t *testing.T) {
+	t.Parallel()
+	r := cpuRun(RunSwarm, 2, 20e-9, 0, 8e-9)
+	c, ok := runCPU(r, 2)
+	if !ok || c.Cores != 2 || math.Abs(c.PerByte-20e-9) > 1e-15 || math.Abs(c.PerWANByte-8e-9) > 1e-15 {
+		t.Errorf("runCPU = %+v, %v; want cores 2, per_byte 20e-9, per_wan_byte 8e-9", c, ok)
+	}
+	if _, ok := splitCPU(r, cpuRun(RunSwarmSites, 2.02, 20e-9, 0, 8e-9), 2); ok {
+		t.Errorf("splitCPU of two runs with the same crossing share: ok, want not")
+	}
+	if _, ok := runCPU(&RunResult{Name: RunSwarm, Size: 1}, 2); ok {
+		t.Errorf("runCPU of a run that moved nothing: ok, want not")
 	}
 }

@@ -1,0 +1,183 @@
+package simulations
+
+import "fmt"
+
+// This file is the shared CPU (Scenario.CPU): the cores of the one
+// machine that runs every host, as on the testbed and in validate-crowd.
+// See doc.go, "The shared CPU".
+
+// CPU is the machine the hosts share. Cores 0 (or the section absent):
+// each host has CPU enough, and nothing below applies. The costs are
+// measured, not fitted: CPU-seconds a real run used, divided by what it
+// moved or started (docs/validation.md says where each scenario's come
+// from).
+type CPU struct {
+	// Cores: the machine's cores, shared by every host (and the origin).
+	Cores float64 `json:"cores,omitempty"`
+	// PerByte: CPU-seconds per byte moved from host to host, sender and
+	// receiver together.
+	PerByte float64 `json:"per_byte,omitempty"`
+	// PerOriginByte: CPU-seconds per byte from the origin to a host, the
+	// origin and the receiver together.
+	PerOriginByte float64 `json:"per_origin_byte,omitempty"`
+	// PerWANByte: CPU-seconds per byte that crosses a site link (between
+	// sites, or from the origin), added to the above: a forwarder on the
+	// same machine, as the testbed's router.
+	PerWANByte float64 `json:"per_wan_byte,omitempty"`
+	// PerPackage: CPU-seconds a host spends starting each package (its
+	// metadata, manifest and records): a host's package starts once this
+	// work is done, one package at a time per host, on its share of the
+	// cores.
+	PerPackage float64 `json:"per_package,omitempty"`
+}
+
+// validate reports the first negative field.
+func (c CPU) validate() error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"cores", c.Cores}, {"per_byte", c.PerByte}, {"per_origin_byte", c.PerOriginByte}, {"per_wan_byte", c.PerWANByte}, {"per_package", c.PerPackage}} {
+		if !(f.v >= 0) {
+			return fmt.Errorf("cpu.%s %v: must not be negative", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+// Work is the CPU-seconds of moving bytes host to host, originBytes from
+// the origin, wanBytes across site links and starting packages (per
+// host and package): a lower bound on a run's makespan is Work ÷ Cores.
+func (c CPU) Work(bytes, originBytes, wanBytes float64, packages int) float64 {
+	return c.PerByte*bytes + c.PerOriginByte*originBytes + c.PerWANByte*wanBytes + c.PerPackage*float64(packages)
+}
+
+// jobUnit: a start-up job's work is counted in CPU-microseconds, so that
+// the engine's floor of one unit per second on a flow's rate is far below
+// any share of a core.
+const jobUnit = 1e6
+
+// cpuState is the engine's shared CPU: a link (engine.links[link]) of
+// capacity Cores that every flow with a cost crosses, each flow weighted
+// by its CPU-seconds per byte, levelled in CPU-seconds per second.
+type cpuState struct {
+	on   bool
+	link int32
+	// perByte, perOrigin, perWAN: CPU.PerByte, PerOriginByte, PerWANByte.
+	perByte, perOrigin, perWAN float64
+	origin                     int32 // the origin's server
+	// perPackage: CPU.PerPackage; jobBase: host h's start-up work runs
+	// on server jobBase+h, one core (0: no start-up work).
+	perPackage float64
+	jobBase    int32
+}
+
+// cpuFlow is a flow's part in the shared CPU: w its CPU-seconds per
+// byte (per unit of work for a job; 0: not on the CPU link), pos its
+// place in the CPU link's flows; job: a host's start-up work, not bytes.
+type cpuFlow struct {
+	w   float64
+	pos int32
+	job bool
+}
+
+// joinCPU records flow id's part in the shared CPU and puts it on the
+// CPU link if it has a cost; it returns that part, nil if none.
+func (e *engine) joinCPU(id, sid, su, sd int32, job bool) *cpuFlow {
+	if !e.cpu.on {
+		return nil
+	}
+	for len(e.cpuF) < len(e.flows) {
+		e.cpuF = append(e.cpuF, cpuFlow{})
+	}
+	cf := &e.cpuF[id]
+	*cf = cpuFlow{w: e.cpu.weight(sid, su, sd, job), job: job}
+	if cf.w <= 0 {
+		return nil
+	}
+	l := &e.links[e.cpu.link]
+	cf.pos = int32(len(l.flows))
+	l.flows = append(l.flows, id)
+	return cf
+}
+
+// onCPU returns flow id's part in the shared CPU, nil if it has none.
+func (e *engine) onCPU(id int32) *cpuFlow {
+	if !e.cpu.on || e.cpuF[id].w <= 0 {
+		return nil
+	}
+	return &e.cpuF[id]
+}
+
+// isJob reports whether flow id is a host's start-up work.
+func (e *engine) isJob(id int32) bool { return e.cpu.on && e.cpuF[id].job }
+
+// weight is a flow's CPU-seconds per byte (per job unit for a job); 0:
+// the flow costs no CPU and stays off the CPU link.
+func (c *cpuState) weight(sid, su, sd int32, job bool) float64 {
+	if job {
+		return 1 / jobUnit
+	}
+	w := c.perByte
+	if sid == c.origin {
+		w = c.perOrigin
+	}
+	if su >= 0 || sd >= 0 {
+		w += c.perWAN
+	}
+	return w
+}
+
+// evJob: a host's start-up work for a package begins: a=host.
+const evJob = evPullFetch + 1
+
+// initCPU adds the CPU link and the hosts' start-up servers (a run's or
+// a workload's first package; the others share them).
+func (s *sim) initCPU() {
+	c := s.sc.CPU
+	if c.Cores <= 0 {
+		return
+	}
+	s.cpu = cpuState{on: true, link: int32(len(s.links)), perByte: c.PerByte, perOrigin: c.PerOriginByte,
+		perWAN: c.PerWANByte, origin: s.origin, perPackage: c.PerPackage}
+	s.links = append(s.links, link{capacity: c.Cores})
+	s.relevel(s.cpu.link)
+	if c.PerPackage > 0 {
+		s.cpu.jobBase = int32(len(s.srvs))
+		for range s.n {
+			s.addServer(jobUnit) // one core
+		}
+	}
+}
+
+// jobs reports whether a host's packages start after their start-up work.
+func (s *sim) jobs() bool { return s.cpu.jobBase > 0 }
+
+// startJob starts host h's start-up work for this sim's package.
+func (s *sim) startJob(h int32) {
+	s.hosts[h].arrival = s.now // the host wants the package from here
+	s.startFlowCPU(s.cpu.jobBase+h, h, -1, 0, s.cpu.perPackage*jobUnit, -1, -1, true)
+}
+
+// jobDone: host h's start-up work (flow id) is done; its package starts.
+func (s *sim) jobDone(id int32) {
+	h := s.flows[id].dst
+	s.endFlow(id)
+	if s.onJob != nil {
+		s.onJob(h)
+		return
+	}
+	s.arrive(h, false)
+}
+
+// cpuBound is the CPU-seconds of the scenario's work over its cores
+// (every host receiving pkgBytes, each package started once per host):
+// added to the run's time limit. 0 without a CPU.
+func cpuBound(sc Scenario, pkgBytes float64, packages int) float64 {
+	c := sc.CPU
+	if c.Cores <= 0 {
+		return 0
+	}
+	hosts := float64(sc.Hosts)
+	w := max(c.PerByte, c.PerOriginByte) + c.PerWANByte
+	return (w*hosts*pkgBytes*float64(sc.VMsPerHost) + c.PerPackage*hosts*float64(packages)) / c.Cores
+}

@@ -1,0 +1,181 @@
+package simulations
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fastHosts: n hosts in one site on links far faster than the CPU given
+// below, so that the CPU alone sets the time.
+func fastHosts(n int) Scenario {
+	sc := DefaultScenario()
+	sc.Name = "fast"
+	sc.Hosts = n
+	sc.Sites = 1
+	sc.VMsPerHost = 1
+	sc.PackageSize = 64 << 20
+	sc.HostUpload = Dist{{Rate: 10e9, Weight: 1}}
+	sc.HostDownload = Dist{{Rate: 10e9, Weight: 1}}
+	sc.OriginUpload = 10e9
+	sc.SiteUplink, sc.SiteDownlink = 0, 0
+	sc.Latency = Latency{Site: Duration(time.Microsecond), WAN: Duration(time.Microsecond), Origin: Duration(time.Microsecond)}
+	return sc
+}
+
+// TestCPUBinds: with links a hundred times faster than one core moves
+// bytes, the makespan is the bytes' CPU over the cores, for the origin's
+// flows and the swarm's alike, with one core and with two.
+func TestCPUBinds(t *testing.T) {
+	t.Parallel()
+	const perByte = 1e-8 // 100 MB/s per core
+	for _, tc := range []struct {
+		name  string
+		st    Strategy
+		cores float64
+	}{
+		{"origin-per-host 1 core", OriginPerHost, 1},
+		{"origin-per-host 2 cores", OriginPerHost, 2},
+		{"swarm 1 core", Swarm, 1},
+		{"swarm-coop 2 cores", SwarmCoop, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sc := fastHosts(2)
+			sc.CPU = CPU{Cores: tc.cores, PerByte: perByte, PerOriginByte: perByte}
+			r := run(t, sc, tc.st)
+			// Every host receives the package once, from the origin or
+			// from the other host: the same CPU per byte either way.
+			want := sc.CPU.Work(2*float64(sc.PackageSize), 0, 0, 0) / tc.cores
+			if math.Abs(r.Makespan-want) > 0.05*want {
+				t.Errorf("makespan %.3fs, want the CPU's %.3fs (±5%%)", r.Makespan, want)
+			}
+			free := sc
+			free.CPU = CPU{}
+			if f := run(t, free, tc.st); f.Makespan > want/20 {
+				t.Errorf("without the CPU: makespan %.3fs, want far below the CPU's %.3fs", f.Makespan, want)
+			}
+		})
+	}
+}
+
+// TestCPUShared: the origin's bytes and the hosts' share the same cores:
+// with the origin's costing three times a peer's, the makespan is their
+// CPU together over the cores.
+func TestCPUShared(t *testing.T) {
+	t.Parallel()
+	sc := fastHosts(4)
+	sc.CPU = CPU{Cores: 1, PerByte: 1e-8, PerOriginByte: 3e-8}
+	r := run(t, sc, SwarmCoop)
+	want := sc.CPU.Work(r.SiteBytes+r.WANBytes, r.OriginBytes, 0, 0)
+	if math.Abs(r.Makespan-want) > 0.05*want {
+		t.Errorf("makespan %.3fs, want the CPU's %.3fs for %.0f B from peers and %.0f B from the origin (±5%%)",
+			r.Makespan, want, r.SiteBytes+r.WANBytes, r.OriginBytes)
+	}
+}
+
+// TestCPUWANBytes: bytes crossing sites cost PerWANByte more: with it
+// alone, the time is the crossing bytes' CPU over the cores.
+func TestCPUWANBytes(t *testing.T) {
+	t.Parallel()
+	sc := fastHosts(2)
+	sc.Sites = 2
+	sc.CPU = CPU{Cores: 1, PerWANByte: 1e-8}
+	r := run(t, sc, OriginPerHost)
+	want := sc.CPU.Work(0, 0, r.OriginBytes, 0)
+	if math.Abs(r.Makespan-want) > 0.05*want {
+		t.Errorf("makespan %.3fs, want the CPU's %.3fs (±5%%)", r.Makespan, want)
+	}
+}
+
+// TestCPUUnlimited: without cores (the section absent, or cores 0) a run
+// is the same as before the CPU model, to the byte; with cores but no
+// cost, or with more CPU than the links can use, the same times.
+func TestCPUUnlimited(t *testing.T) {
+	t.Parallel()
+	for _, st := range []Strategy{OriginPerHost, Swarm, SwarmLocality, SwarmCoop} {
+		base := run(t, small(), st)
+		for _, c := range []CPU{{}, {Cores: 0, PerByte: 1}, {Cores: 2}, {Cores: 1e6, PerByte: 1e-9, PerOriginByte: 1e-9}} {
+			sc := small()
+			sc.CPU = c
+			r := run(t, sc, st)
+			exact := c.Cores == 0
+			tol := 1e-9
+			if !exact {
+				tol = 0.02
+			}
+			if math.Abs(r.Makespan-base.Makespan) > tol*base.Makespan || math.Abs(r.OriginBytes-base.OriginBytes) > tol*base.OriginBytes {
+				t.Errorf("%s, cpu %+v: makespan %.6fs, origin %.0f B; without: %.6fs, %.0f B", st, c, r.Makespan, r.OriginBytes, base.Makespan, base.OriginBytes)
+			}
+			if exact && r.Events != base.Events {
+				t.Errorf("%s, cpu %+v: %d events, without: %d", st, c, r.Events, base.Events)
+			}
+		}
+	}
+}
+
+// TestCPUPerPackage: each package starts after its start-up work on the
+// host's share of the cores, one at a time per host: tiny packages on a
+// scarce core take the hosts × packages × PerPackage ÷ cores.
+func TestCPUPerPackage(t *testing.T) {
+	t.Parallel()
+	sc := fastHosts(3)
+	sc.Packages = Packages{Count: 20, Sizes: "testdata/debian12-main-sizes.tsv", MaxSize: 4 << 10}
+	sc.CPU = CPU{Cores: 1, PerPackage: 0.05}
+	for _, st := range []Strategy{Swarm, SwarmCoop} {
+		r := run(t, sc, st)
+		checkComplete(t, r)
+		want := sc.CPU.Work(0, 0, 0, sc.Hosts*sc.Packages.Count) / sc.CPU.Cores
+		if math.Abs(r.Makespan-want) > 0.05*want {
+			t.Errorf("%s: makespan %.3fs, want the start-up work's %.3fs (±5%%)", st, r.Makespan, want)
+		}
+	}
+	// Two cores: each host's start-up is one core at most, so three hosts
+	// share two: the same work in half the time; two downloads at a time
+	// (Parallel) change nothing when the packages take no time.
+	sc.CPU.Cores = 2
+	for _, par := range []int{0, 2} {
+		sc.Packages.Parallel = par
+		r := run(t, sc, SwarmCoop)
+		if want := sc.CPU.Work(0, 0, 0, sc.Hosts*sc.Packages.Count) / 2; math.Abs(r.Makespan-want) > 0.05*want {
+			t.Errorf("2 cores, parallel %d: makespan %.3fs, want %.3fs (±5%%)", par, r.Makespan, want)
+		}
+	}
+	// One core and a pause of Overhead before each start-up: the hosts'
+	// pauses overlap the others' work, so the time is the larger of the
+	// work over the core and one host's pauses and its own work.
+	sc.CPU.Cores = 1
+	sc.Packages.Parallel = 0
+	sc.Packages.Overhead = Duration(200 * time.Millisecond)
+	r := run(t, sc, SwarmCoop)
+	if lo := float64(sc.Packages.Count) * (0.2 + 0.05); r.Makespan < lo*0.95 {
+		t.Errorf("overhead 200ms: makespan %.3fs, want at least one host's pauses and work, %.3fs", r.Makespan, lo)
+	}
+	// One package, one host: its start-up takes PerPackage on a core of
+	// its own, then the bytes.
+	one := fastHosts(1)
+	one.CPU = CPU{Cores: 4, PerPackage: 0.5}
+	r = run(t, one, OriginPerHost)
+	if want := 0.5 + float64(one.PackageSize)/float64(one.OriginUpload); math.Abs(r.Makespan-want) > 0.01*want {
+		t.Errorf("one host: makespan %.3fs, want %.3fs", r.Makespan, want)
+	}
+}
+
+// TestCPUValidate: a negative cost is refused in one line naming it.
+func TestCPUValidate(t *testing.T) {
+	t.Parallel()
+	for _, field := range []string{"cores", "per_byte", "per_origin_byte", "per_wan_byte", "per_package"} {
+		_, err := ParseScenario([]byte(`{"cpu": {"` + field + `": -1}}`))
+		if err == nil || !strings.Contains(err.Error(), "cpu."+field) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("cpu.%s -1: error %v, want one line naming cpu.%s", field, err, field)
+		}
+	}
+	sc, err := ParseScenario([]byte(`{"cpu": {"cores": 2, "per_byte": 2.5e-8, "per_origin_byte": 1e-8, "per_wan_byte": 8e-9, "per_package": 0.04}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (CPU{Cores: 2, PerByte: 2.5e-8, PerOriginByte: 1e-8, PerWANByte: 8e-9, PerPackage: 0.04}); sc.CPU != want {
+		t.Errorf("cpu %+v, want %+v", sc.CPU, want)
+	}
+}
