@@ -30,9 +30,12 @@ const maxOriginOwed = 1 << 14
 // origin fetches: the chunks it fetched from the origin that none of its
 // downloads has counted yet.
 type originLedger struct {
-	mu    sync.Mutex
-	owed  map[cid.Cid]struct{}
-	order []cid.Cid // owed in the order fetched; with chunks counted since
+	mu   sync.Mutex
+	owed map[cid.Cid]struct{}
+	// order: owed in the order fetched, from head on, with chunks
+	// counted since among them; at most 3 x maxOriginOwed long.
+	order []cid.Cid
+	head  int
 }
 
 // fetched records that chunk c came from the origin.
@@ -47,20 +50,22 @@ func (l *originLedger) fetched(c cid.Cid) {
 	}
 	l.owed[c] = struct{}{}
 	l.order = append(l.order, c)
-	k := 0
-	for ; len(l.owed) > maxOriginOwed; k++ {
-		delete(l.owed, l.order[k])
+	for len(l.owed) > maxOriginOwed {
+		delete(l.owed, l.order[l.head])
+		l.order[l.head] = cid.Undef
+		l.head++
 	}
-	if k > 0 || len(l.order) > 2*maxOriginOwed {
-		// Keep only what is still owed, so that order stays bounded too.
+	if l.head > maxOriginOwed || len(l.order)-l.head > 2*maxOriginOwed {
+		// Only what is still owed is kept, in order: once every
+		// maxOriginOwed chunks fetched at most.
 		kept := l.order[:0]
-		for _, x := range l.order[k:] {
+		for _, x := range l.order[l.head:] {
 			if _, ok := l.owed[x]; ok {
 				kept = append(kept, x)
 			}
 		}
 		clear(l.order[len(kept):])
-		l.order = kept
+		l.order, l.head = kept, 0
 	}
 }
 

@@ -49,19 +49,27 @@ func checkOriginAccounting(t *testing.T, c *cluster, p *testPackage, origin *cou
 // peer's pull-through request before its own download began counts the
 // chunk in its bytes from the origin, whoever its download then takes it
 // from (the chunks it fetched lately, or the asker that holds it by
-// now): summed over the hosts, the bytes from the origin are what the
-// origin sent. Before, such a host's download took the chunk from the
-// asker and counted it from peers, and nobody counted it from the
-// origin.
+// now); with sites (two-level pull-through), a site's fetcher that took a
+// chunk from the chunk's global fetcher for a host of its site counts it
+// from peers when its own download takes it from memory. Summed over the
+// hosts, the bytes from the origin are what the origin sent. Before, such
+// a host's download took the chunk from the asker and counted it from
+// peers, and nobody counted it from the origin; and a site's fetcher
+// counted a chunk from the global fetcher as one from the origin, as the
+// global fetcher did.
 func TestSwarmPullThroughOriginBytesAccounted(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// gap between one host's download start and the next's; 0: each
 		// starts once the one before has finished.
 		gap time.Duration
+		// sites: the hosts are in two sites (configured and told to their
+		// peers), two hosts each.
+		sites bool
 	}{
-		{"one after another", 0},
-		{"staggered", 100 * time.Millisecond},
+		{"one after another", 0, false},
+		{"staggered", 100 * time.Millisecond, false},
+		{"two sites one after another", 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const hosts = 4
@@ -69,7 +77,15 @@ func TestSwarmPullThroughOriginBytesAccounted(t *testing.T) {
 			c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
 			origin := &countingOrigin{swarmOrigin: newSwarmOrigin(p, 0, 5*time.Millisecond), served: map[cid.Cid]int{}}
 			for k := range hosts {
-				c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) { cfg.OriginParallel = 1 })
+				site := ""
+				if tc.sites {
+					site = fmt.Sprintf("site-%d", k%2)
+				}
+				n := c.add(fmt.Sprintf("node%02d", k), origin, func(cfg *swarm.Config) {
+					cfg.OriginParallel = 1
+					cfg.Site = site
+				})
+				n.mn.SetSite(site)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
