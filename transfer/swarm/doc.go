@@ -34,7 +34,7 @@
 // with each message; upload.go: how it serves its peer; fair.go: fair
 // turns at the upload limit. wire.go: the messages and their encoding.
 // iface.go: what the swarm needs from the daemon. sites.go: this host's
-// site and its peers'.
+// site and its peers'. acct.go: which source a stored chunk counts for.
 //
 // # A chunk from the wire to the store
 //
@@ -165,6 +165,14 @@
 //
 // A host with no other member (alone, or every member skipped) asks the
 // origin itself, with the same window as without cooperative fetching.
+//
+// Accounting (acct.go, Stats): a chunk a download stores counts as from
+// the origin at the host that fetched it from the origin, whether for its
+// own download or for a peer's pull-through request, and whoever the
+// download then took it from; at every other host it counts as from
+// peers. So the hosts' origin bytes add up to what the origin sent them
+// when no chunk was fetched twice and every fetcher downloads the
+// package too.
 //
 // # The origin's outages
 //

@@ -36,9 +36,11 @@ type DownloadRequest struct {
 
 // DownloadStats describes a finished download.
 type DownloadStats struct {
-	FromPeers  int64 // chunk bytes received from peers
-	FromOrigin int64 // chunk bytes received from the origin
-	Peers      int   // distinct peers traded with
+	// The chunk bytes the download stored, by source as Stats counts
+	// them: from the origin if this host fetched them from it.
+	FromPeers  int64
+	FromOrigin int64
+	Peers      int // distinct peers traded with
 	Banned     []PeerID
 	Dropped    []PeerID // peers dropped after MaxStrikes timeouts or failures
 	Elapsed    time.Duration
@@ -737,7 +739,8 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 		d.s.log.Info("origin answers again: download resumes", "manifest", d.c, "waited", now.Sub(d.originDownSince).Round(time.Millisecond))
 		d.originDownSince = time.Time{}
 	}
-	d.s.chunks[chunkSource(from)][verified].Add(1)
+	src := d.s.countSource(ref.CID, from)
+	d.s.chunks[chunkSource(src)][verified].Add(1)
 	for _, p := range d.picker.Received(i, asked, now, n) {
 		if p == policy.OriginPeer {
 			if c := d.originCancel[i]; c != nil {
@@ -756,13 +759,23 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 		d.originFails = 0
 	}
 	if from == policy.OriginPeer {
+		d.s.noteOrigin(nil, sent, now)
+	}
+	if src == policy.OriginPeer {
 		d.fromOrigin += n
 		d.s.bytesFromOrigin.Add(n)
-		d.s.noteOrigin(nil, sent, now)
 	} else {
 		d.fromPeers += n
 		d.s.bytesFromPeers.Add(n)
-		d.s.countPeer(from, n, 0)
+	}
+	// Per peer, what it sent us, even of a chunk counted from the origin
+	// (acct.go); a chunk kept in memory counts for the peer it came from.
+	peer := from
+	if peer == policy.OriginPeer {
+		peer = src
+	}
+	if peer != policy.OriginPeer {
+		d.s.countPeer(peer, n, 0)
 	}
 	d.doneBytes += n
 	d.lastProgress = now

@@ -897,7 +897,7 @@ func (s *Swarm) runUpstreamCall(ctx context.Context, c *originCall, up PeerID, m
 	s.pullMu.Lock()
 	c.data, c.err = data, err
 	if err == nil {
-		s.rememberLocked(ref.CID, data)
+		s.rememberLocked(ref.CID, data, up)
 	}
 	if s.upCalls[ref.CID] == c {
 		delete(s.upCalls, ref.CID)
@@ -1044,6 +1044,7 @@ func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.C
 	}
 	if err == nil {
 		s.originAt.Store(time.Now().UnixNano())
+		s.ledger.fetched(ref.CID) // before any caller has the chunk
 	}
 	if err == nil || originOutage(err) && !errors.Is(ctx.Err(), context.Canceled) {
 		s.noteOrigin(err, sent, time.Now())
@@ -1054,7 +1055,7 @@ func (s *Swarm) runOriginCall(ctx context.Context, c *originCall, ref metadata.C
 		// Cached as the call ends, under the same lock, so that no caller
 		// finds neither and fetches it again. A host that serves no
 		// pull-through requests has nobody to keep it for.
-		s.rememberLocked(ref.CID, data)
+		s.rememberLocked(ref.CID, data, policy.OriginPeer)
 	}
 	if s.originCalls[ref.CID] == c {
 		delete(s.originCalls, ref.CID)
@@ -1071,23 +1072,26 @@ func (s *Swarm) servesPulls() bool {
 	return ok && !s.cfg.NoPullThrough
 }
 
-// cachedChunk is a chunk fetched from the origin, kept a while.
+// cachedChunk is a chunk fetched from the origin (or, by a site's
+// fetcher, from the chunk's global fetcher), kept a while.
 type cachedChunk struct {
 	c    cid.Cid
 	data []byte
 	at   time.Time
+	from PeerID // policy.OriginPeer, or the global fetcher
 }
 
-// rememberLocked keeps data (chunk c, fresh from the origin) for later
-// callers, within pullCacheBytes and pullCacheTTL (pullMu held).
-func (s *Swarm) rememberLocked(c cid.Cid, data []byte) {
+// rememberLocked keeps data (chunk c, fresh from `from`: the origin or
+// the chunk's global fetcher) for later callers, within pullCacheBytes
+// and pullCacheTTL (pullMu held).
+func (s *Swarm) rememberLocked(c cid.Cid, data []byte, from PeerID) {
 	if len(data) > pullCacheBytes/4 {
 		return
 	}
 	if _, ok := s.cacheIdx[c]; ok {
 		return
 	}
-	s.cache = append(s.cache, cachedChunk{c: c, data: data, at: time.Now()})
+	s.cache = append(s.cache, cachedChunk{c: c, data: data, at: time.Now(), from: from})
 	s.cacheIdx[c] = len(data)
 	s.cacheBytes += len(data)
 	s.expireLocked(time.Now())
@@ -1105,6 +1109,20 @@ func (s *Swarm) cachedLocked(c cid.Cid) []byte {
 		}
 	}
 	return nil
+}
+
+// cachedFromLocked returns where the cached chunk c came from:
+// policy.OriginPeer, or the global fetcher it came from; OriginPeer too
+// if the cache does not have it (pullMu held).
+func (s *Swarm) cachedFromLocked(c cid.Cid) PeerID {
+	if _, ok := s.cacheIdx[c]; ok {
+		for k := len(s.cache) - 1; k >= 0; k-- {
+			if s.cache[k].c.Equals(c) {
+				return s.cache[k].from
+			}
+		}
+	}
+	return policy.OriginPeer
 }
 
 // expireLocked drops the oldest chunks while the cache is over its bytes

@@ -188,6 +188,9 @@ type Swarm struct {
 	// unconf: the chunks fetched for askers before their packages are
 	// confirmed (pullref.go).
 	unconf unconfirmedPulls
+	// ledger: the chunks fetched from the origin that no download has
+	// counted yet (acct.go).
+	ledger originLedger
 }
 
 // Indexes of Swarm.chunks.
@@ -210,12 +213,27 @@ type PeerStats struct {
 }
 
 // Stats is a snapshot of a Swarm's counters.
+//
+// BytesFromOrigin and BytesFromPeers split the chunk bytes this host's
+// downloads stored, each chunk counted once, when stored: as from the
+// origin if this host fetched it from the origin (for its own download,
+// or for a peer's pull-through request, before or while its download
+// ran), whatever the copy stored came through (a host that fetched a
+// chunk for a peer may take it back from that peer); as from peers
+// otherwise (sessions, a fetcher's pull-through answer, a chunk a site's
+// fetcher took from its global fetcher). So every host's two add up to
+// the bytes its downloads stored, and summed over the hosts that fetched
+// and stored them, the bytes from the origin are those the origin sent,
+// as long as no chunk was fetched from it twice. Not counted anywhere:
+// chunks a host fetched for peers only (no download of its own stored
+// them; they are in its BytesUploaded), and response bytes the origin
+// sent that the host dropped (a cancelled request).
 type Stats struct {
 	BytesFromPeers  int64
 	BytesFromOrigin int64
 	BytesUploaded   int64
 	// Chunks received that passed and that failed verification, by
-	// source.
+	// source (the verified ones counted as the bytes are).
 	ChunksVerifiedPeers, ChunksVerifiedOrigin int64
 	ChunksFailedPeers, ChunksFailedOrigin     int64
 	// Sessions is the number of open swarm streams.
@@ -483,7 +501,7 @@ type ActiveDownload struct {
 	Manifest   cid.Cid
 	Done       int64 // bytes delivered (this run)
 	Total      int64 // bytes the download had to fetch
-	FromPeers  int64
+	FromPeers  int64 // by source, as Stats counts them
 	FromOrigin int64
 	Peers      int // peers traded with now
 	// WaitingOriginSince is when the origin became unreachable for this
