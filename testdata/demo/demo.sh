@@ -74,10 +74,10 @@ echo "first host: $BOOT"
 for h in h2 h3 h4 h5; do start_daemon "$h" "$BOOT"; done
 sleep 1
 # What the origin process handed to the network (Linux: wchar in
-# /proc/PID/io; metadata and HTTP headers included): what it sent, where
-# the daemons' bytes_from_origin count only what their own downloads took
-# from it (a chunk fetched for a peer's pull-through request before the
-# host's own download asked for it is not among them).
+# /proc/PID/io; metadata and HTTP headers included): what it sent. The
+# daemons' bytes_from_origin, summed, are the chunk bytes they took from
+# it (each chunk counted at the host that fetched it from the origin):
+# printed beside it.
 wchar() { sed -n 's/^wchar: //p' "/proc/$SERVE_PID/io" 2>/dev/null; }
 W0=$(wchar)
 FETCHES=()
@@ -95,6 +95,7 @@ for h in h1 h2 h3 h4 h5; do
 	ORIGIN=$((ORIGIN + o)); PEERS=$((PEERS + p))
 done
 W1=$(wchar)
+awk -v o="$ORIGIN" -v s="$SIZE" 'BEGIN { printf "the daemons took %.2f copies of the package from the origin (bytes_from_origin, summed)\n", o/s }'
 if [ -n "$W0" ] && [ -n "$W1" ]; then ORIGIN=$((W1 - W0)); fi
 awk -v o="$ORIGIN" -v s="$SIZE" -v n=5 'BEGIN { printf "repository offload: %.1f%% (origin sent %.2f copies for %d hosts; HTTP-only would send %d)\n", 100*(1-o/(s*n)), o/s, n, n }'
 "$STORK" peers --data "$WORK/hosts/h3"
