@@ -106,7 +106,9 @@ clean:
 # 100 and 1,000 hosts, and of its first 30 packages (upgrade-30.json) at
 # 10,000 hosts. Nothing in it is written by hand. The 300 packages at
 # 10,000 hosts do not fit a 24 GiB machine (a sim per package: past
-# 20 GiB resident and unfinished after 76 CPU-minutes, 2026-12-05);
+# 20 GiB resident and unfinished after 76 CPU-minutes, 2026-12-05; with
+# 16 packages at a time and sims made as they start, still 12 GiB and
+# unfinished after 21 CPU-minutes, stopped);
 # SIM_UPGRADE_GOENV holds the rest near 10 GiB (the collector works
 # harder instead).
 SIM_UPGRADE_HOSTS ?= 100,1000
