@@ -196,8 +196,8 @@ func TestAppendReportSection(t *testing.T) {
 // a package's sim is made when its first host starts it, not at the
 // start of the run: the run's result is the same as when every package
 // is made at the start, and far fewer packages are held at once than the
-// workload has (every package was, before: 10,000 hosts × 300 packages
-// did not fit 24 GiB).
+// workload has: the memory of a run of many hosts follows the packages
+// held at once.
 func TestWorkloadMakesPackagesWhenStarted(t *testing.T) {
 	t.Parallel()
 	base := workload(SwarmCoop)

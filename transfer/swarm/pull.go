@@ -1103,10 +1103,8 @@ func (s *Swarm) cachedLocked(c cid.Cid) []byte {
 		return nil
 	}
 	s.expireLocked(time.Now())
-	for k := len(s.cache) - 1; k >= 0; k-- {
-		if s.cache[k].c.Equals(c) {
-			return s.cache[k].data
-		}
+	if e := s.cacheEntryLocked(c); e != nil {
+		return e.data
 	}
 	return nil
 }
@@ -1115,14 +1113,24 @@ func (s *Swarm) cachedLocked(c cid.Cid) []byte {
 // policy.OriginPeer, or the global fetcher it came from; OriginPeer too
 // if the cache does not have it (pullMu held).
 func (s *Swarm) cachedFromLocked(c cid.Cid) PeerID {
-	if _, ok := s.cacheIdx[c]; ok {
-		for k := len(s.cache) - 1; k >= 0; k-- {
-			if s.cache[k].c.Equals(c) {
-				return s.cache[k].from
-			}
-		}
+	if e := s.cacheEntryLocked(c); e != nil {
+		return e.from
 	}
 	return policy.OriginPeer
+}
+
+// cacheEntryLocked returns the cache's entry for chunk c, nil if none
+// (pullMu held).
+func (s *Swarm) cacheEntryLocked(c cid.Cid) *cachedChunk {
+	if _, ok := s.cacheIdx[c]; !ok {
+		return nil
+	}
+	for k := len(s.cache) - 1; k >= 0; k-- {
+		if s.cache[k].c.Equals(c) {
+			return &s.cache[k]
+		}
+	}
+	return nil
 }
 
 // expireLocked drops the oldest chunks while the cache is over its bytes

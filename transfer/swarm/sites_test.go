@@ -220,9 +220,9 @@ func capCrossSitePeers(t *testing.T, mode siteMode) {
 	// the round trips are in, and a loaded machine (or the race
 	// detector) makes designated nodes late more often. Under -short
 	// (the race detector's run) the copies are not bound: its timeouts
-	// drop peers, and each replacement across sites brings more (3.62
-	// copies into one site once in CI, 2026-12-05, where the run without
-	// the race detector keeps under 1.5); the peer cap above still holds.
+	// drop peers, and each peer replaced across sites brings a share of
+	// the package more, by how late the timeouts come; the peer cap above
+	// still holds there.
 	if testing.Short() {
 		return
 	}
