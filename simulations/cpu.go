@@ -26,8 +26,10 @@ type CPU struct {
 	PerWANByte float64 `json:"per_wan_byte,omitempty"`
 	// PerPackage: CPU-seconds a host spends starting each package (its
 	// metadata, manifest and records): a host's package starts once this
-	// work is done, one package at a time per host, on its share of the
-	// cores.
+	// work is done, on its share of the cores; in a workload, each of
+	// the host's download slots (Packages.Parallel) does its own
+	// package's start-up, side by side, as the daemon's download
+	// goroutines do.
 	PerPackage float64 `json:"per_package,omitempty"`
 }
 
@@ -51,6 +53,10 @@ func (c CPU) Work(bytes, originBytes, wanBytes float64, packages int) float64 {
 	return c.PerByte*bytes + c.PerOriginByte*originBytes + c.PerWANByte*wanBytes + c.PerPackage*float64(packages)
 }
 
+// jobCap: a start-up job's rate cap, one core: its work is one
+// goroutine's.
+const jobCap = jobUnit
+
 // jobUnit: a start-up job's work is counted in CPU-microseconds, so that
 // the engine's floor of one unit per second on a flow's rate is far below
 // any share of a core.
@@ -66,7 +72,8 @@ type cpuState struct {
 	perByte, perOrigin, perWAN float64
 	origin                     int32 // the origin's server
 	// perPackage: CPU.PerPackage; jobBase: host h's start-up work runs
-	// on server jobBase+h, one core (0: no start-up work).
+	// on server jobBase+h, of the machine's cores, each start-up on one
+	// core at most (jobCap; 0: no start-up work).
 	perPackage float64
 	jobBase    int32
 }
@@ -144,7 +151,9 @@ func (s *sim) initCPU() {
 	if c.PerPackage > 0 {
 		s.cpu.jobBase = int32(len(s.srvs))
 		for range s.n {
-			s.addServer(jobUnit) // one core
+			// A host's start-ups together may use every core; each
+			// alone one (jobCap): a download goroutine is one thread.
+			s.addServer(max(c.Cores, 1) * jobUnit)
 		}
 	}
 }

@@ -142,15 +142,16 @@ func TestCPUPerPackage(t *testing.T) {
 			t.Errorf("2 cores, parallel %d: makespan %.3fs, want %.3fs (±5%%)", par, r.Makespan, want)
 		}
 	}
-	// One core and a pause of Overhead before each start-up: the hosts'
-	// pauses overlap the others' work, so the time is the larger of the
-	// work over the core and one host's pauses and its own work.
+	// One core and Overhead between a host's start-ups beginning, as
+	// between its packages' starts without a CPU: the work keeps up, so
+	// the time is the last start-up's beginning, then the three hosts'
+	// last start-ups together on the core.
 	sc.CPU.Cores = 1
 	sc.Packages.Parallel = 0
 	sc.Packages.Overhead = Duration(200 * time.Millisecond)
 	r := run(t, sc, SwarmCoop)
-	if lo := float64(sc.Packages.Count) * (0.2 + 0.05); r.Makespan < lo*0.95 {
-		t.Errorf("overhead 200ms: makespan %.3fs, want at least one host's pauses and work, %.3fs", r.Makespan, lo)
+	if want := float64(sc.Packages.Count-1)*0.2 + float64(sc.Hosts)*0.05; math.Abs(r.Makespan-want) > 0.05*want {
+		t.Errorf("overhead 200ms: makespan %.3fs, want the last start-up's beginning and the hosts' last work, %.3fs (±5%%)", r.Makespan, want)
 	}
 	// One package, one host: its start-up takes PerPackage on a core of
 	// its own, then the bytes.
@@ -159,6 +160,42 @@ func TestCPUPerPackage(t *testing.T) {
 	r = run(t, one, OriginPerHost)
 	if want := 0.5 + float64(one.PackageSize)/float64(one.OriginUpload); math.Abs(r.Makespan-want) > 0.01*want {
 		t.Errorf("one host: makespan %.3fs, want %.3fs", r.Makespan, want)
+	}
+}
+
+// TestCPUStartUpsInSlots: each of a host's Parallel download slots runs
+// its package's start-up work, side by side, as the daemon's download
+// goroutines do: one host with four cores and four slots does its
+// start-ups in a quarter of the time one core would take, and with bytes
+// moving as well the cores stay busy, the makespan the work over the
+// cores.
+func TestCPUStartUpsInSlots(t *testing.T) {
+	t.Parallel()
+	one := fastHosts(1)
+	one.Packages = Packages{Count: 40, Sizes: "testdata/debian12-main-sizes.tsv", MaxSize: 4 << 10, Parallel: 4}
+	one.CPU = CPU{Cores: 4, PerPackage: 0.05}
+	r := run(t, one, OriginPerHost)
+	checkComplete(t, r)
+	if want := one.CPU.Work(0, 0, 0, one.Packages.Count) / one.CPU.Cores; math.Abs(r.Makespan-want) > 0.05*want {
+		t.Errorf("one host, 4 cores, 4 slots: makespan %.3fs, want the start-ups over the cores, %.3fs (±5%%), not one at a time (%.3fs)",
+			r.Makespan, want, one.CPU.Work(0, 0, 0, one.Packages.Count))
+	}
+	// Four hosts, two cores, eight slots each: the start-ups and the
+	// bytes of the packages started share the cores, which stay busy.
+	sc := fastHosts(4)
+	sc.Packages = Packages{Count: 64, Sizes: "testdata/debian12-main-sizes.tsv", MaxSize: 1 << 20, Parallel: 8}
+	sc.CPU = CPU{Cores: 2, PerByte: 1e-8, PerOriginByte: 1e-8, PerPackage: 0.02}
+	for _, st := range []Strategy{Swarm, SwarmCoop} {
+		r := run(t, sc, st)
+		checkComplete(t, r)
+		moved := 0.0
+		for _, h := range r.PerHost {
+			moved += h.Uploaded
+		}
+		want := sc.CPU.Work(moved, r.OriginBytes, 0, sc.Hosts*sc.Packages.Count) / sc.CPU.Cores
+		if r.Makespan > 1.05*want || r.Makespan < 0.99*want {
+			t.Errorf("%s, 4 hosts, 2 cores, 8 slots: makespan %.3fs, want the work over the cores, %.3fs (+5%%)", st, r.Makespan, want)
+		}
 	}
 }
 

@@ -182,16 +182,22 @@
 // CPU.PerPackage is work, not bytes: before each of its packages starts
 // (its arrival, or in a workload each package's start), a host runs
 // PerPackage CPU-seconds of start-up on the same cores, as a flow of
-// CPU work from a server of one core per host, not counted as bytes at
-// any receiver. A host's start-ups run one at a time, in package order
-// (in a workload, the next begins Packages.Overhead after the last
-// ended, while a download slot of Packages.Parallel is free), so they
-// compete with the bytes of the packages already started instead of
-// starting packages a fixed interval apart: the interval grows when
-// bytes are moving and shrinks when they are not. The costs are inputs
-// measured on the real runs (CPU-seconds divided by bytes received or
-// by downloads), never fitted to a makespan; docs/validation.md says
-// which run measured which.
+// CPU work from the host's start-up server, not counted as bytes at any
+// receiver. In a workload each start-up holds one of the host's
+// Packages.Parallel download slots, as the daemon's download goroutine
+// takes its slot and then starts its package (the store's record, the
+// swarm's lookups and sessions): a host runs up to Parallel start-ups
+// side by side, each on one core at most and each one flow on the CPU
+// link, beginning when hostDone would start the package without a CPU
+// (Packages.Overhead after the last began, while a slot is free). So
+// start-ups compete with the bytes of the packages already started
+// instead of starting packages a fixed interval apart: they take longer
+// when bytes are moving and less when they are not. The costs are
+// inputs measured on the real runs (CPU-seconds divided by bytes
+// received or by downloads), never fitted to a makespan;
+// docs/validation.md says which run measured which. A byte costs its
+// PerByte whether or not the receiver keeps it (an end-game duplicate,
+// a chunk cancelled under way), as the daemons' CPU does.
 //
 // # Figures
 //

@@ -253,7 +253,7 @@ func (e *engine) relevel(lid int32) {
 	for _, id := range l.flows {
 		f := &e.flows[id]
 		cf := e.onCPU(id)
-		c := math.Inf(1)
+		c := float64(jobCap) // a start-up job: one core
 		if cf == nil || !cf.job {
 			c = e.recvShare(f.dst)
 		}
@@ -651,7 +651,7 @@ func (e *engine) linkChanged(lid int32) {
 // of the site links it crosses.
 func (e *engine) flowCap(id int32) float64 {
 	if e.isJob(id) {
-		return e.capWith(id, math.Inf(1))
+		return e.capWith(id, jobCap) // one core
 	}
 	return e.capWith(id, e.recvShare(e.flows[id].dst))
 }

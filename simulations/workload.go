@@ -21,9 +21,11 @@ import (
 // daemon starts the downloads of a closure one after the other, each
 // after its own start-up (its record in the store, its provider record
 // and lookup), a cost per package given as a duration. With a shared CPU
-// and CPU.PerPackage (cpu.go), package k starts when its start-up work
-// on the cores is done instead; that work begins Overhead after package
-// k-1 started (or after a download ended, as above).
+// and CPU.PerPackage (cpu.go), that instant is when package k's start-up
+// work begins instead, in a download slot of its own (the daemon takes
+// the slot first, then starts the package in its download goroutine),
+// and the package starts when the work is done: up to Parallel start-ups
+// of a host run side by side, each its own share of the cores.
 //
 // Each package is a sim on the shared engine; the engine tags every
 // event and flow with the package whose sim made it (engine.tag) and the
@@ -69,12 +71,11 @@ type workloadRun struct {
 	live, peakLive int
 	maxT           float64
 	// job: each package starts after its start-up work on the shared CPU
-	// (CPU.PerPackage), one at a time per host; slots: each host's
-	// downloads it may still start (Parallel), busy: its start-up work
-	// is running or due.
+	// (CPU.PerPackage), which holds one of the host's download slots;
+	// slots: each host's slots free (Parallel), a start-up's taken when
+	// it is scheduled and given back when the package is done.
 	job   bool
 	slots []int
-	busy  []bool
 }
 
 // runWorkload runs sc.Packages with strategy st (sc has its defaults),
@@ -137,14 +138,15 @@ func newWorkloadMade(sc Scenario, st Strategy, sizes []int64, eager bool) *workl
 		w.newPackage(st, k, starts)
 	}
 	if w.job {
-		w.slots, w.busy = make([]int, n), make([]bool, n)
+		w.slots = make([]int, n)
 		for h := range n {
 			w.slots[h] = par
-			w.chain(int32(h), w.last[h])
+			w.chain(int32(h))
 		}
-	}
-	for h := range n {
-		w.last[h] += float64(w.next[h]-1) * w.overhead
+	} else {
+		for h := range n {
+			w.last[h] += float64(w.next[h]-1) * w.overhead
+		}
 	}
 	all := sc
 	all.Packages = Packages{}
@@ -195,7 +197,7 @@ func (w *workloadRun) newLater(k int) {
 func (w *workloadRun) hostDone(h int32) {
 	if w.job {
 		w.slots[h]++
-		w.chain(h, w.e.now+w.overhead)
+		w.chain(h)
 		return
 	}
 	k := w.next[h]
@@ -217,32 +219,34 @@ func (w *workloadRun) hostDone(h int32) {
 	w.e.tag = tag
 }
 
-// chain schedules, at t, the start-up work of host h's next package if
-// none is running or due and the host may start another download.
-func (w *workloadRun) chain(h int32, t float64) {
-	k := w.next[h]
-	if w.busy[h] || w.slots[h] == 0 || k >= len(w.sims) {
-		return
+// chain schedules the start-up work of host h's next packages, one in
+// each free download slot, as hostDone would start them without a CPU:
+// the first at the host's arrival, each later one Overhead after the one
+// before it began, and not before now.
+func (w *workloadRun) chain(h int32) {
+	for w.slots[h] > 0 && w.next[h] < len(w.sims) {
+		k := w.next[h]
+		if w.sims[k] == nil {
+			w.newLater(k)
+		}
+		t := w.last[h]
+		if k > 0 {
+			t = max(w.e.now, w.last[h]) + w.overhead
+		}
+		w.last[h] = t
+		w.next[h]++
+		w.slots[h]--
+		tag := w.e.tag
+		w.e.tag = uint16(k)
+		w.sims[k].schedule(t, evJob, h, 0, 0)
+		w.e.tag = tag
 	}
-	if w.sims[k] == nil {
-		w.newLater(k)
-	}
-	w.next[h]++
-	w.busy[h] = true
-	tag := w.e.tag
-	w.e.tag = uint16(k)
-	w.sims[k].schedule(t, evJob, h, 0, 0)
-	w.e.tag = tag
 }
 
 // jobDone: host h's start-up work for the package of the sim now running
-// (e.tag) is done: the package starts, and the next one's start-up work
-// with it, Overhead later.
+// (e.tag) is done: the package starts in the slot its start-up held.
 func (w *workloadRun) jobDone(h int32) {
 	w.sims[w.e.tag].arrive(h, false)
-	w.slots[h]--
-	w.busy[h] = false
-	w.chain(h, w.e.now+w.overhead)
 }
 
 // run is sim.run for every package at once: each event and finished flow

@@ -46,10 +46,13 @@ import (
 // tick (a download's have-list push reaches its neighbours after their
 // own first lookup, and they take it in on their next tick); with many
 // packages, the simulator's cpu section: STORK_SIMVAL_CORES (default the
-// machine's) shared by every daemon, the CPU per byte and per host and
-// package solved from a calibration fetch of one package of
+// machine's) shared by every daemon, the CPU per byte moved (sent to a
+// peer, cancelled parts included, or taken from the origin: the daemons'
+// counters, as the simulator charges every byte a flow moves) and per
+// host and package solved from a calibration fetch of one package of
 // STORK_SIMVAL_CALIBRATE bytes (32M) on fresh daemons just before and
-// the run's own CPU, solveCPU; beside it, the serial packages.overhead
+// the run's own CPU, solveCPU; beside it, the same solved per byte the
+// hosts needed, and the serial packages.overhead
 // it replaces: the daemons' CPU seconds per host and package times the
 // hosts over the cores). Beside each table: what the origin's log says
 // and the daemons' CPU. Each table is logged, and written to
@@ -184,16 +187,19 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 	var all strings.Builder
 	for _, m := range c.modes {
 		flags, st := c.mode(m)
-		var calCPU float64
+		var calRun realRun
 		if cal.pkg != "" && c.measured && packages > 1 {
-			calCPU = validateRealRunAt(t, c.hosts, url, r.root, cal.pkg, flags).cpu
+			calRun = validateRealRunAt(t, c.hosts, url, r.root, cal.pkg, flags)
 		}
+		calCPU := calRun.cpu
 		w0 := writtenBytes(t, origin.Pid)
 		real := validateRealRunAt(t, c.hosts, url, r.root, pkg, flags)
 		done, kept := real.done, real.kept
 		realOrigin := float64(writtenBytes(t, origin.Pid) - w0)
 		ot := c.originTimes(t, logPath, real.t0, r.dir)
 		perDownload := real.cpu / float64(c.hosts*packages)
+		need := float64(c.hosts) * bytes // what the hosts must receive
+		var received simulations.CPU     // the cpu section per byte received, beside
 		if c.measured {
 			// The run's own measures (docs/validation.md): a fetch's
 			// start-up until its manifest, and with many packages each
@@ -207,10 +213,15 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			sc.Policy.FindInterval = sc.Policy.Tick
 			if packages > 1 && calCPU > 0 {
 				// The cores every daemon shares (simulations.CPU): CPU
-				// per byte mostly from the calibration, per package from
-				// this run (solveCPU).
-				sc.CPU = solveCPU(calCPU, cal.bytes, real.cpu, bytes, c.hosts, packages)
+				// per byte moved (the simulator charges every byte a
+				// flow moves, kept or not) mostly from the calibration,
+				// per package from this run (solveCPU). Beside it, the
+				// same per byte the hosts needed.
+				calNeed := float64(c.hosts) * cal.bytes
+				sc.CPU = solveCPU(calCPU, movedOr(calRun.moved, calNeed), real.cpu, movedOr(real.moved, need), c.hosts, packages)
 				sc.CPU.Cores = float64(c.cores)
+				received = solveCPU(calCPU, calNeed, real.cpu, need, c.hosts, packages)
+				received.Cores = sc.CPU.Cores
 			}
 		}
 		withStart := sc
@@ -227,6 +238,16 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			{"origin copies (sent)", realOrigin / bytes, sim.origin / bytes},
 			{"makespan s", slices.Max(done), sim.makespan},
 			{"median completion s", median(done), sim.median},
+		}
+		if real.moved > 0 {
+			rows = append(rows, validateRow{"bytes moved / needed", real.moved / need, sim.moved / need})
+		}
+		if received.Cores > 0 {
+			rs := sc
+			rs.CPU = received
+			rr := validateSimRuns(t, rs, st, c.seeds)
+			rows = append(rows, validateRow{"makespan s, cpu per byte needed", slices.Max(done), rr.makespan},
+				validateRow{"median completion s, cpu per byte needed", median(done), rr.median})
 		}
 		serial := ""
 		if sc.CPU.Cores > 0 {
@@ -253,12 +274,15 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, provider_delay %s, find_interval %s, packages.overhead %s (%d cores)",
 			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Policy.ProviderDelay), time.Duration(sc.Policy.FindInterval), time.Duration(sc.Packages.Overhead), c.cores)
 		if sc.CPU.Cores > 0 {
-			head += fmt.Sprintf("\ncalibration: %s (%.0f B per host) took %.1f CPU-s; simulator cpu: %g cores, per_byte %.2f ns (mostly the calibration's), per_package %.1f ms (this run's CPU less its bytes'), no start-up (\"cpu and start-up\": discovery_delay %s)%s",
-				cal.pkg, cal.bytes, calCPU, sc.CPU.Cores, 1e9*sc.CPU.PerByte, 1e3*sc.CPU.PerPackage, time.Duration(withStart.Policy.DiscoveryDelay), serial)
+			head += fmt.Sprintf("\ncalibration: %s (%.0f B per host) took %.1f CPU-s, the daemons moved %.3f times what the hosts needed; simulator cpu: %g cores, per_byte %.2f ns per byte moved (mostly the calibration's), per_package %.1f ms (this run's CPU less its bytes'), no start-up (\"cpu and start-up\": discovery_delay %s)%s; per byte needed instead: %.2f ns, %.1f ms",
+				cal.pkg, cal.bytes, calCPU, calRun.moved/(float64(c.hosts)*cal.bytes), sc.CPU.Cores, 1e9*sc.CPU.PerByte, 1e3*sc.CPU.PerPackage, time.Duration(withStart.Policy.DiscoveryDelay), serial,
+				1e9*received.PerByte, 1e3*received.PerPackage)
 		}
 		pl := real.pulls
 		head += fmt.Sprintf("\ndaemons' pull-through: %d streams; given up %d silent, %d claimed, %d refused; origin chunk requests %d, of them fallbacks %d; %d of %d daemons inferred a site",
 			pl.Streams, pl.Silent, pl.Claimed, pl.Refused, pl.OriginFetches, pl.OriginFallbacks, real.inferred, c.hosts)
+		head += fmt.Sprintf("\nbytes: the daemons sent %.0f B to peers and took %.0f B from the origin (%.3f times the %.0f B the hosts needed; %.0f B verified from peers); the simulator moved %.0f B (%.3f times)",
+			real.moved-real.kept, real.kept, real.moved/need, need, real.fromPeers, sim.moved, sim.moved/need)
 		if c.measured {
 			free := c.scenario(t)
 			free.PackageSize, free.Packages = sc.PackageSize, sc.Packages
@@ -281,23 +305,32 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 	}
 }
 
-// solveCPU splits the daemons' CPU into a cost per byte received and a
-// cost per host and package from two runs on the same daemons: a
-// calibration (calCPU seconds, every host fetching one package of
-// calBytes) and the workload (cpu seconds, every host fetching packages
-// packages of bytes in all): cpu = perByte × hosts × bytes + perPackage ×
-// hosts × packages for both. The per-byte cost comes mostly from the
-// calibration, the per-package cost from the workload's own CPU. A
-// negative solution (the calibration's bytes cost more than the whole
-// workload) leaves the per-package cost 0.
+// solveCPU splits the daemons' CPU into a cost per byte and a cost per
+// host and package from two runs on the same daemons: a calibration
+// (calCPU seconds, every host fetching one package, calBytes bytes in
+// all) and the workload (cpu seconds, every host fetching packages
+// packages, bytes in all): cpu = perByte × bytes + perPackage × hosts ×
+// packages for both. The bytes are those moved (realRun.moved, what the
+// simulator charges), or those the hosts needed. The per-byte cost comes
+// mostly from the calibration, the per-package cost from the workload's
+// own CPU. A negative solution (the calibration's bytes cost more than
+// the whole workload) leaves the per-package cost 0.
 func solveCPU(calCPU, calBytes, cpu, bytes float64, hosts, packages int) simulations.CPU {
 	h, p := float64(hosts), float64(packages)
-	perByte := (calCPU - cpu/p) / (h * (calBytes - bytes/p))
-	perPackage := (cpu - perByte*h*bytes) / (h * p)
+	perByte := (calCPU - cpu/p) / (calBytes - bytes/p)
+	perPackage := (cpu - perByte*bytes) / (h * p)
 	if perByte <= 0 || perPackage < 0 {
-		perByte, perPackage = calCPU/(h*calBytes), max(0, (cpu-calCPU/calBytes*bytes)/(h*p))
+		perByte, perPackage = calCPU/calBytes, max(0, (cpu-calCPU/calBytes*bytes)/(h*p))
 	}
 	return simulations.CPU{PerByte: perByte, PerOriginByte: perByte, PerPackage: perPackage}
+}
+
+// movedOr is moved, or need if the daemons reported no bytes moved.
+func movedOr(moved, need float64) float64 {
+	if moved > 0 {
+		return moved
+	}
+	return need
 }
 
 // originTimes reads the origin's log at logPath for the responses since
@@ -388,7 +421,7 @@ func TestSolveCPU(t *testing.T) {
 	calBytes, bytes := float64(32<<20), 69.4e6
 	calCPU := hosts * (perByte*calBytes + perPackage)
 	cpu := hosts * (perByte*bytes + perPackage*packages)
-	c := solveCPU(calCPU, calBytes, cpu, bytes, hosts, packages)
+	c := solveCPU(calCPU, hosts*calBytes, cpu, hosts*bytes, hosts, packages)
 	if math.Abs(c.PerByte-perByte) > 1e-6*perByte || math.Abs(c.PerPackage-perPackage) > 1e-6*perPackage || c.PerOriginByte != c.PerByte {
 		t.Errorf("solveCPU = %+v, want per_byte %g, per_package %g", c, perByte, perPackage)
 	}

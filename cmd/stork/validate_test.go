@@ -148,6 +148,9 @@ func validateTable(head string, rows []validateRow) (string, []string) {
 // simFigures are the simulator's means over seeds.
 type simFigures struct {
 	origin, makespan, median float64
+	// moved: bytes sent host to host (cancelled and duplicate chunks
+	// included) and from the origin.
+	moved float64
 }
 
 // validateSimRuns runs st on sc with seeds 1..seeds and returns the means.
@@ -168,6 +171,10 @@ func validateSimRuns(t *testing.T, sc simulations.Scenario, st simulations.Strat
 			simDone = append(simDone, h.Done-h.Arrival)
 		}
 		f.origin += res.OriginBytes / n
+		f.moved += res.OriginBytes / n
+		for _, h := range res.PerHost {
+			f.moved += h.Uploaded / n
+		}
 		f.makespan += res.Makespan / n
 		f.median += median(simDone) / n
 	}
@@ -195,6 +202,11 @@ type realRun struct {
 	cpu float64
 	// pulls: the daemons' pull-through and origin counters, summed.
 	pulls node.PullStatus
+	// moved: the bytes the daemons sent to peers (pull-through answers,
+	// and parts of chunks cancelled under way, included) and received
+	// from the origin, summed (Status); fromPeers the verified chunk
+	// bytes they received from peers.
+	moved, fromPeers float64
 	// inferred: the daemons that inferred a site from round trips (on
 	// one loaded machine, from noise), and so ran the site policy.
 	inferred int
@@ -257,7 +269,7 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 	}
 	wg.Wait()
 	cpu := procsCPU(procs) - cpu0
-	var origin float64
+	var origin, moved, fromPeers float64
 	var pulls node.PullStatus
 	inferred := 0
 	for i, d := range datas {
@@ -269,6 +281,8 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 			t.Fatal(err)
 		}
 		origin += float64(st.BytesFromOrigin)
+		moved += float64(st.BytesUploaded + st.BytesFromOrigin)
+		fromPeers += float64(st.BytesFromPeers)
 		p := &pulls
 		p.Streams += st.Pulls.Streams
 		p.Silent += st.Pulls.Silent
@@ -280,7 +294,7 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 			inferred++
 		}
 	}
-	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls, inferred: inferred}
+	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls, inferred: inferred, moved: moved, fromPeers: fromPeers}
 }
 
 // procsCPU returns the CPU seconds (utime + stime in /proc/PID/stat) the
