@@ -104,7 +104,7 @@ func readManifest(tb testing.TB, o *bswOrigin, c cid.Cid) *metadata.Manifest {
 // upgradeDaemons has hosts fresh daemons fetch "upgrade" at once, the
 // phase profiled as startPhaseTrace says (suffix names it). It returns
 // the time taken, the CPU time used, and the swarms' counters summed.
-func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool, suffix string) (time.Duration, time.Duration, swarm.Counters) {
+func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts, npkgs int, coop bool, suffix string) (time.Duration, time.Duration, swarm.Counters) {
 	tb.Helper()
 	// One site, as in BenchmarkFlashCrowd: every daemon is on one
 	// loopback, and a loaded machine's round trips can make a host infer
@@ -147,6 +147,15 @@ func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts int, coop bool, suffix st
 	// Bytes sent to peers against those kept from peers: what crossed
 	// the swarm's streams for nothing (duplicates, cancelled pulls).
 	fmt.Fprintf(os.Stderr, "upgrade %s: uploaded %.1f MB, kept from peers %.1f MB (%.3fx), from origin %.1f MB\n", suffix, float64(up)/1e6, float64(fromPeers)/1e6, float64(up)/float64(max(fromPeers, 1)), float64(fromOrigin)/1e6)
+	// Discovery per package and host: DHT provider walks, /stork/have
+	// questions, provider records PUT, and finds the have-lists answered.
+	var walks, asks, puts, lists int64
+	for _, n := range nodes {
+		c := &n.d.p2p.counts
+		walks, asks, puts, lists = walks+c.dhtLookups.Load(), asks+c.haveQueries.Load(), puts+c.dhtProvides.Load(), lists+c.fromHaveLists.Load()
+	}
+	per := float64(hosts) * float64(npkgs)
+	fmt.Fprintf(os.Stderr, "upgrade %s: per package and host: %.2f DHT walks, %.2f /stork/have questions, %.2f DHT provides, %.2f finds answered by have-lists alone\n", suffix, float64(walks)/per, float64(asks)/per, float64(puts)/per, float64(lists)/per)
 	return took, cpu, ctr
 }
 
@@ -252,7 +261,7 @@ func BenchmarkUpgrade(b *testing.B) {
 		if r.mode == "get" {
 			d, cpu = upgradeGet(b, o, hosts, set, suffix)
 		} else {
-			d, cpu, ctr = upgradeDaemons(b, o, hosts, r.mode == "coop", suffix)
+			d, cpu, ctr = upgradeDaemons(b, o, hosts, len(set.manifests), r.mode == "coop", suffix)
 		}
 		mu.Lock()
 		took[r], copies[r], cpus[r] = d, float64(o.chunkBytes.Load()-before)/float64(set.bytes), cpu

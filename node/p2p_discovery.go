@@ -48,7 +48,8 @@ import (
 // peers (the only case in which a newcomer may be among the k closest for
 // every key), whenever a DHT peer joins, with retries while no peer is
 // there yet; and /stork/have covers whatever the DHT misses among
-// neighbours. kad-dht v0.38's newer "provider" package (the sweeping
+// neighbours (past enoughNeighbours have-lists, only the neighbours that
+// send none: askNeighbours). kad-dht v0.38's newer "provider" package (the sweeping
 // reprovider) is not used: it schedules by keyspace region and needs a
 // network-size estimate that a 3-host overlay cannot give.
 //
@@ -361,14 +362,27 @@ func (p *P2P) awaitRoutingTable(ctx context.Context) {
 }
 
 // askNeighbours asks every connected peer that speaks HaveProtocol, 16 at
-// a time, and sends what they answer on found.
+// a time, and sends what they answer on found. With enoughNeighbours
+// have-lists or more (an overlay past the few hosts where the DHT is
+// fragile), a neighbour whose have-list this host receives is not asked:
+// its list names it as soon as it announces the package, and the records
+// the DHT stored on it are the DHT walk's to find (searchWide runs it
+// beside this). In an upgrade's flash crowd that is a question to every
+// neighbour per package and host saved, most of the streams the hosts
+// would otherwise open.
 func (p *P2P) askNeighbours(ctx context.Context, c cid.Cid, found chan<- peer.AddrInfo) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
+	p.mu.Lock()
+	listing := len(p.nbHave) >= enoughNeighbours
+	p.mu.Unlock()
 	for _, id := range p.host.Network().Peers() {
 		// Skip a peer identify showed not to speak the protocol; one not
 		// yet identified is asked anyway (NewStream negotiates).
 		if protos, err := p.host.Peerstore().GetProtocols(id); err != nil || (len(protos) > 0 && !slices.Contains(protos, HaveProtocol)) {
+			continue
+		}
+		if listing && p.hasHaveList(id) {
 			continue
 		}
 		select {

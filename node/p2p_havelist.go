@@ -284,6 +284,14 @@ func (p *P2P) listedBy(key string) (ids []peer.ID, lists int, changed <-chan str
 	return ids, lists, p.nbSig
 }
 
+// hasHaveList reports whether this host receives id's have-list.
+func (p *P2P) hasHaveList(id peer.ID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.nbHave[id]
+	return ok
+}
+
 // neighboursListing returns the neighbours whose have-lists name key,
 // waiting up to haveListWait for enoughNeighbours of them (or every
 // neighbour with a have-list, when fewer).

@@ -273,3 +273,55 @@ func FuzzHaveList(f *testing.F) {
 		}
 	})
 }
+
+// TestP2PHaveQuestionsSkipListingNeighbours: a package no neighbour
+// lists makes FindProviders walk the DHT and ask the neighbours on
+// /stork/have; with enoughNeighbours have-lists or more, a neighbour
+// whose have-list this host receives is not asked (its list would name
+// it), and in an overlay of fewer, where the DHT is fragile, every
+// neighbour still is.
+func TestP2PHaveQuestionsSkipListingNeighbours(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		hosts int
+		asked bool
+	}{{enoughNeighbours + 2, false}, {3, true}} {
+		t.Run(fmt.Sprint(tc.hosts, " hosts"), func(t *testing.T) {
+			t.Parallel()
+			var questions atomic.Int64
+			var ps []*P2P
+			for range tc.hosts {
+				p := testP2P(t, nil, ps...)
+				p.host.SetStreamHandler(HaveProtocol, func(s network.Stream) {
+					questions.Add(1)
+					p.handleHave(s)
+				})
+				ps = append(ps, p)
+			}
+			// The asker receives every neighbour's have-list.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				ps[0].mu.Lock()
+				n := len(ps[0].nbHave)
+				ps[0].mu.Unlock()
+				if n == tc.hosts-1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the asker receives %d have-lists, want %d", n, tc.hosts-1)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for range ps[0].FindProviders(ctx, testCID(t, "nobody's package")) {
+				t.Error("a provider of a package nobody announced")
+			}
+			if got := questions.Load(); tc.asked && got != int64(tc.hosts-1) {
+				t.Errorf("%d hosts: %d /stork/have questions, want one to each of the %d neighbours", tc.hosts, got, tc.hosts-1)
+			} else if !tc.asked && got != 0 {
+				t.Errorf("%d hosts, every neighbour's have-list received: %d /stork/have questions, want none", tc.hosts, got)
+			}
+		})
+	}
+}
