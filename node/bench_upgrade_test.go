@@ -149,13 +149,14 @@ func upgradeDaemons(tb testing.TB, o *bswOrigin, hosts, npkgs int, coop bool, su
 	fmt.Fprintf(os.Stderr, "upgrade %s: uploaded %.1f MB, kept from peers %.1f MB (%.3fx), from origin %.1f MB\n", suffix, float64(up)/1e6, float64(fromPeers)/1e6, float64(up)/float64(max(fromPeers, 1)), float64(fromOrigin)/1e6)
 	// Discovery per package and host: DHT provider walks, /stork/have
 	// questions, provider records PUT, and finds the have-lists answered.
-	var walks, asks, puts, lists int64
+	var walks, asks, puts, lists, skips int64
 	for _, n := range nodes {
 		c := &n.d.p2p.counts
 		walks, asks, puts, lists = walks+c.dhtLookups.Load(), asks+c.haveQueries.Load(), puts+c.dhtProvides.Load(), lists+c.fromHaveLists.Load()
+		skips += c.meshSkips.Load()
 	}
 	per := float64(hosts) * float64(npkgs)
-	fmt.Fprintf(os.Stderr, "upgrade %s: per package and host: %.2f DHT walks, %.2f /stork/have questions, %.2f DHT provides, %.2f finds answered by have-lists alone\n", suffix, float64(walks)/per, float64(asks)/per, float64(puts)/per, float64(lists)/per)
+	fmt.Fprintf(os.Stderr, "upgrade %s: per package and host: %.2f DHT walks, %.2f /stork/have questions, %.2f DHT provides, %.2f finds answered by have-lists alone, %.2f DHT provides and walks left out (one neighbourhood)\n", suffix, float64(walks)/per, float64(asks)/per, float64(puts)/per, float64(lists)/per, float64(skips)/per)
 	return took, cpu, ctr
 }
 

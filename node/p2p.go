@@ -104,6 +104,9 @@ type P2PConfig struct {
 	// lookupObserver, if set, is told of every DHT provider lookup
 	// (metrics): the time to its first provider, or to its end.
 	lookupObserver func(d time.Duration, found bool)
+	// noHaveLists (tests): the host neither sends nor accepts have-lists,
+	// as a peer that does not speak HaveListProtocol.
+	noHaveLists bool
 	// meetAfter replaces defaultMeetAfter (tests); empty: none.
 	meetAfter []time.Duration
 }
@@ -319,7 +322,9 @@ func openP2P(cfg P2PConfig) (*P2P, error) {
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	h.SetStreamHandler(HaveProtocol, p.handleHave)
-	h.SetStreamHandler(HaveListProtocol, p.handleHaveList)
+	if !cfg.noHaveLists {
+		h.SetStreamHandler(HaveListProtocol, p.handleHaveList)
+	}
 	p.goRun(p.eventLoop)
 	p.goRun(p.pingLoop)
 	p.goRun(p.reprovideLoop)

@@ -194,6 +194,13 @@ func (p *P2P) provideEach(cids []cid.Cid) (noPeers bool) {
 	if len(cids) == 0 {
 		return false
 	}
+	if p.meshed() {
+		// Every DHT peer hears of these from our have-list: a record PUT
+		// on them would be a lookup and k PUTs per package for nothing.
+		// Re-provides ask again each ProvideInterval.
+		p.counts.meshSkips.Add(int64(len(cids)))
+		return false
+	}
 	var (
 		mu  sync.Mutex
 		wg  sync.WaitGroup
@@ -228,6 +235,34 @@ func (p *P2P) provideEach(cids []cid.Cid) (noPeers bool) {
 	wg.Wait()
 	p.log.Debug("provided", "announced", ok, "of", len(cids))
 	return noPeers && p.ctx.Err() == nil
+}
+
+// meshed reports whether the overlay, as this host sees it, is one
+// neighbourhood of have-lists: at least enoughNeighbours peers in the DHT's
+// routing table, and every one of them a connected neighbour whose
+// have-list this host receives (and so that receives this host's). Then
+// the DHT holds nothing the have-lists do not say sooner: provides PUT
+// no record and FindProviders walks no DHT, which in an upgrade's flash
+// crowd is a lookup and k PUTs per package and host saved. A routing
+// table with a peer that is not such a neighbour (an overlay larger than
+// one neighbourhood, a host still connecting, a peer without
+// have-lists) turns both back on; so do tests of the DHT path (dhtOnly).
+func (p *P2P) meshed() bool {
+	if p.dhtOnly {
+		return false
+	}
+	rt := p.dht.RoutingTable().ListPeers()
+	if len(rt) < enoughNeighbours {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range rt {
+		if _, ok := p.nbHave[id]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // enoughNeighbours: when this many neighbours' have-lists name a package,
@@ -308,6 +343,12 @@ func (p *P2P) searchWide(ctx context.Context, manifest cid.Cid, found chan<- pee
 	go func() {
 		defer wg.Done()
 		p.awaitRoutingTable(ctx)
+		if p.meshed() {
+			// No DHT peer but our have-list neighbours: their lists
+			// name whoever of them provides it, and none PUT a record.
+			p.counts.meshSkips.Add(1)
+			return
+		}
 		p.counts.dhtLookups.Add(1)
 		start, any := time.Now(), false
 		for ai := range p.dht.FindProvidersAsync(ctx, manifest, 0) {

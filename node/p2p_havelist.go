@@ -130,7 +130,7 @@ func (p *P2P) announced(manifest cid.Cid) bool {
 func (p *P2P) startHaveList(id peer.ID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.cfg.noHaveLists {
 		return
 	}
 	if _, running := p.haveOut[id]; running {
@@ -323,4 +323,7 @@ type discoveryCounts struct {
 	haveQueries atomic.Int64
 	// fromHaveLists: FindProviders answered from have-lists alone.
 	fromHaveLists atomic.Int64
+	// meshSkips: provider records not PUT and DHT walks not made, the
+	// overlay being one neighbourhood of have-lists (meshed).
+	meshSkips atomic.Int64
 }

@@ -325,3 +325,77 @@ func TestP2PHaveQuestionsSkipListingNeighbours(t *testing.T) {
 		})
 	}
 }
+
+// TestP2PMeshedNoDHT: in an overlay that is one neighbourhood of
+// have-lists (every DHT peer a neighbour whose list this host receives,
+// enoughNeighbours or more), announcing a package PUTs no DHT record and
+// finding one walks no DHT; the others still find the provider, from its
+// have-list. A host with a DHT peer that sends no have-list (here one
+// that serves only the DHT) provides and walks as before.
+func TestP2PMeshedNoDHT(t *testing.T) {
+	t.Parallel()
+	const hosts = enoughNeighbours + 2
+	var lookups atomic.Int64
+	count := func(cfg *P2PConfig) {
+		cfg.lookupObserver = func(time.Duration, bool) { lookups.Add(1) }
+	}
+	var ps []*P2P
+	for range hosts {
+		ps = append(ps, testP2P(t, count, ps...))
+	}
+	meshedAll := func() bool {
+		for _, p := range ps {
+			if !p.meshed() {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !meshedAll() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d hosts connected to one another never all saw one neighbourhood of have-lists", hosts)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	provides := func(p *P2P) int64 { return p.counts.dhtProvides.Load() }
+	before := provides(ps[0])
+	lookups.Store(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pkg := testCID(t, "package of a meshed overlay")
+	if err := ps[0].Provide(ctx, pkg); err != nil {
+		t.Fatalf("Provide: %v", err)
+	}
+	for _, p := range ps[1:] {
+		waitProvider(t, p, pkg, ps[0].ID())
+	}
+	time.Sleep(2 * provideBatchDelay) // the provide loop's batch is done
+	if got := provides(ps[0]) - before; got != 0 {
+		t.Errorf("meshed: %d provider records PUT to the DHT, want 0", got)
+	}
+	if got := lookups.Load(); got != 0 {
+		t.Errorf("meshed: %d DHT walks to find the provider, want 0", got)
+	}
+	// A DHT peer that sends no have-list: the overlay is not one
+	// neighbourhood of have-lists any more, and the DHT is used again.
+	testP2P(t, func(cfg *P2PConfig) { cfg.noHaveLists = true }, ps...)
+	deadline = time.Now().Add(20 * time.Second)
+	for ps[0].meshed() {
+		if time.Now().After(deadline) {
+			t.Fatal("a DHT peer without a have-list left the overlay meshed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before = provides(ps[0])
+	pkg2 := testCID(t, "package of an overlay not meshed")
+	if err := ps[0].Provide(ctx, pkg2); err != nil {
+		t.Fatalf("Provide: %v", err)
+	}
+	for provides(ps[0]) == before {
+		if ctx.Err() != nil {
+			t.Fatal("not meshed: no provider record PUT to the DHT")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
