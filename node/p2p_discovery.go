@@ -49,9 +49,17 @@ import (
 // every key), whenever a DHT peer joins, with retries while no peer is
 // there yet; and /stork/have covers whatever the DHT misses among
 // neighbours (past enoughNeighbours have-lists, only the neighbours that
-// send none: askNeighbours). kad-dht v0.38's newer "provider" package (the sweeping
-// reprovider) is not used: it schedules by keyspace region and needs a
-// network-size estimate that a 3-host overlay cannot give.
+// send none: askNeighbours). kad-dht v0.38's newer "provider" package
+// (the sweeping reprovider) is not used: it schedules by keyspace region
+// and needs a network-size estimate that a 3-host overlay cannot give.
+//
+// And neither is used where the have-lists say it all: in an overlay
+// that is one neighbourhood (meshed: every routing-table peer a
+// neighbour that sends its have-list, at least enoughNeighbours), a
+// provide PUTs no record and FindProviders walks no DHT. A testbed, a
+// cluster of a few dozen hosts, an upgrade's flash crowd among them pays
+// no lookup per package; an overlay larger than one neighbourhood uses
+// the DHT as above.
 //
 // Nothing learnt here is trusted: a provider is only a peer to ask, and
 // every chunk it sends is checked against the manifest.
