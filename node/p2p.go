@@ -193,6 +193,8 @@ type P2P struct {
 	dht   *dht.IpfsDHT
 	gater *blockGater
 	sub   event.Subscription
+	// members caches Members (p2p_pull.go).
+	members membersCache
 	// bootstrap are the peers join connects to.
 	bootstrap []peer.AddrInfo
 
@@ -321,6 +323,8 @@ func openP2P(cfg P2PConfig) (*P2P, error) {
 		provideWake: make(chan struct{}, 1),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	changed := func(network.Network, network.Conn) { p.members.changed() }
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: changed, DisconnectedF: changed})
 	h.SetStreamHandler(HaveProtocol, p.handleHave)
 	if !cfg.noHaveLists {
 		h.SetStreamHandler(HaveListProtocol, p.handleHaveList)
@@ -593,6 +597,7 @@ func (p *P2P) ClosePeer(to swarm.PeerID) error {
 	}
 	if p.cfg.BanDuration > 0 {
 		p.gater.block(id, p.cfg.BanDuration)
+		p.members.changed()
 	}
 	if err := p.host.Network().ClosePeer(id); err != nil {
 		return fmt.Errorf("close peer %s: %w", id, err)
@@ -699,6 +704,7 @@ func (p *P2P) eventLoop() {
 			if !ok {
 				continue
 			}
+			p.members.changed() // its protocols and agent are known now
 			// Identify completes once per connection (TCP and QUIC
 			// may both connect): ping only a peer with no latency yet.
 			if p.host.Peerstore().LatencyEWMA(ev.Peer) == 0 && p.track() {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -45,10 +48,52 @@ func agentSite(agent string) string {
 	return site
 }
 
+// membersTTL bounds how long Members answers from its cache when nothing
+// it watches changed: a block that expires, or a peer's protocols changed
+// after identify, shows within it.
+const membersTTL = 500 * time.Millisecond
+
+// membersCache is Members' last answer, valid while no connection came or
+// went, no identify completed and no peer was banned since (gen), and for
+// membersTTL at most. Every download asks for the members as it starts
+// and every quarter FindInterval after: an upgrade's 16 downloads at a
+// time asked about 60 times a second per host, each a peer ID's base58
+// form and a peerstore lookup per connected peer.
+type membersCache struct {
+	gen   atomic.Uint64 // bumped by changed
+	mu    sync.Mutex
+	built uint64 // gen when ms was built
+	at    time.Time
+	ms    []policy.Member
+	ok    bool
+	ttl   time.Duration // 0: membersTTL (tests set it)
+}
+
+// changed invalidates the cache.
+func (c *membersCache) changed() { c.gen.Add(1) }
+
 // Members implements swarm.PullNetwork: the connected peers that serve
 // pull-through requests, less the blocked ones, each with the site its
-// identify told (agentVersion; "" none).
+// identify told (agentVersion; "" none). The caller owns the slice.
 func (p *P2P) Members() []policy.Member {
+	c := &p.members
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gen := c.gen.Load()
+	ttl := c.ttl
+	if ttl == 0 {
+		ttl = membersTTL
+	}
+	if c.ok && c.built == gen && time.Since(c.at) < ttl {
+		return slices.Clone(c.ms)
+	}
+	ms := p.members0()
+	c.ms, c.built, c.at, c.ok = ms, gen, time.Now(), true
+	return slices.Clone(ms)
+}
+
+// members0 is Members without the cache.
+func (p *P2P) members0() []policy.Member {
 	ps := p.host.Peerstore()
 	var out []policy.Member
 	for _, id := range p.host.Network().Peers() {

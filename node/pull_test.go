@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/storkpm/stork/transfer/swarm"
 )
 
 // startMesh starts n daemons on loopback, each bootstrapped with every
@@ -122,6 +124,49 @@ func TestPullMemberFromFirstIdentify(t *testing.T) {
 		if time.Now().After(deadline) {
 			protos, _ := a.d.p2p.host.Peerstore().GetProtocols(b.p2p.host.ID())
 			t.Fatalf("the joining host is not a pull-through member of its bootstrap peer after 10s; it lists %v", protos)
+		}
+	}
+}
+
+// TestMembersCacheFollowsChanges: Members answers from a cache, and a
+// connection that comes or goes, an identify, or a ban refreshes it at
+// once: with the cache's time limit at an hour, only those can.
+func TestMembersCacheFollowsChanges(t *testing.T) {
+	o := newOrigin(t)
+	a := startSwarmNode(t, o, nil)
+	a.d.p2p.members.mu.Lock()
+	a.d.p2p.members.ttl = time.Hour
+	a.d.p2p.members.mu.Unlock()
+	b := startSwarmNode(t, o, a.addrs(t))
+	c := startSwarmNode(t, o, a.addrs(t))
+	has := func(n *swarmNode) bool {
+		for _, m := range a.d.p2p.Members() {
+			if string(m.ID) == n.d.p2p.host.ID().String() {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(10 * time.Second); !has(b) || !has(c); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("members after 10s: b %v, c %v; want both", has(b), has(c))
+		}
+	}
+	ms := a.d.p2p.Members()
+	ms[0].ID = "changed by the caller"
+	if got := a.d.p2p.Members(); got[0].ID == ms[0].ID {
+		t.Error("a caller's change to Members' slice shows in the next answer")
+	}
+	if err := a.d.p2p.ClosePeer(swarm.PeerID(c.d.p2p.host.ID().String())); err != nil {
+		t.Fatal(err)
+	}
+	if has(c) {
+		t.Error("a banned peer is still a member right after the ban")
+	}
+	b.stop(t)
+	for deadline := time.Now().Add(10 * time.Second); has(b); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a peer that left is still a member 10s later")
 		}
 	}
 }
