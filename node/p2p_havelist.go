@@ -52,6 +52,11 @@ const (
 	// neighbour (hosts that start an upgrade together announce its
 	// packages within moments of one another).
 	haveListWait = 500 * time.Millisecond
+	// haveListRetry, haveListRetryMax: the pause before a have-list
+	// stream to a peer still connected is opened again, doubling up to
+	// the most.
+	haveListRetry    = time.Second
+	haveListRetryMax = 30 * time.Second
 )
 
 // errHaveList marks a malformed or oversized have-list.
@@ -141,22 +146,41 @@ func (p *P2P) startHaveList(id peer.ID) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
+		backoff := haveListRetry
 		for {
+			start := time.Now()
 			err := p.sendHaveList(id)
 			if err != nil && p.ctx.Err() == nil {
 				p.log.Debug("have-list stream ended", "peer", id.String(), "err", err)
 			}
+			// Still connected: the stream failed to open in time on a
+			// loaded host, or was reset. Without another the pair would
+			// go without a have-list until the next identify, and each
+			// would walk the DHT and ask the other for every package.
+			connected := p.host.Network().Connectedness(id) == network.Connected
 			p.mu.Lock()
 			again := p.haveOut[id] && !p.closed
-			if !again {
+			retry := !again && !p.closed && p.ctx.Err() == nil && connected
+			if !again && !retry {
 				delete(p.haveOut, id)
-			} else {
-				p.haveOut[id] = false
-			}
-			p.mu.Unlock()
-			if !again {
+				p.mu.Unlock()
 				return
 			}
+			p.haveOut[id] = false
+			p.mu.Unlock()
+			if !retry {
+				continue
+			}
+			if time.Since(start) > haveListRetryMax {
+				backoff = haveListRetry // it had lasted: start afresh
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-p.ctx.Done():
+				t.Stop()
+			}
+			backoff = min(2*backoff, haveListRetryMax)
 		}
 	}()
 }

@@ -399,3 +399,30 @@ func TestP2PMeshedNoDHT(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestP2PHaveListAgainAfterFailure: a have-list stream that ends while
+// the peer is still connected (here the receiver resets the first one, as
+// an open that times out on a loaded host fails) is opened again, so the
+// pair does not go without a have-list for the rest of the connection.
+func TestP2PHaveListAgainAfterFailure(t *testing.T) {
+	t.Parallel()
+	b := testP2P(t, nil)
+	var refused atomic.Int64
+	b.host.SetStreamHandler(HaveListProtocol, func(s network.Stream) {
+		if refused.Add(1) == 1 {
+			_ = s.Reset()
+			return
+		}
+		b.handleHaveList(s)
+	})
+	a := testP2P(t, nil, b)
+	aid, _ := peer.Decode(string(a.ID()))
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b.hasHaveList(aid) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b has no have-list from a 15s after refusing its first stream (%d streams came)", refused.Load())
+		}
+	}
+}
