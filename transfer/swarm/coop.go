@@ -212,7 +212,9 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 				d.banFetcher(f, verr)
 				continue
 			}
-			d.deliverFrom(i, policy.OriginPeer, f, data, sent)
+			if !d.deliverFrom(i, policy.OriginPeer, f, data, sent) {
+				d.s.ctr.dupPull.Add(int64(len(data)))
+			}
 			return true, nil
 		}
 		if errors.Is(err, metadata.ErrNotFound) {

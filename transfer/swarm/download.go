@@ -58,15 +58,21 @@ type download struct {
 	done   chan struct{}
 	progMu sync.Mutex
 
-	mu           sync.Mutex
-	picker       *policy.Picker
-	peers        map[PeerID]*session
-	peersSeen    map[PeerID]bool
-	seed         uint64 // the download's random choices (downloadSeed)
-	banned       map[PeerID]bool
-	dropped      map[PeerID]bool
-	connecting   map[PeerID]bool
-	storing      policy.Bitfield
+	mu         sync.Mutex
+	picker     *policy.Picker
+	peers      map[PeerID]*session
+	peersSeen  map[PeerID]bool
+	seed       uint64 // the download's random choices (downloadSeed)
+	banned     map[PeerID]bool
+	dropped    map[PeerID]bool
+	connecting map[PeerID]bool
+	storing    policy.Bitfield
+	// endgameAsked: chunks asked of a session peer while another request
+	// of them was open; viaOrigin: chunks kept (or being stored) from an
+	// origin request (a pull-through answer or the origin). Both only
+	// say what a duplicate was (Counters).
+	endgameAsked policy.Bitfield
+	viaOrigin    policy.Bitfield
 	originCancel map[int]context.CancelFunc
 	originNext   time.Time // origin backoff
 	originFails  int
@@ -247,6 +253,8 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 		silent:       make(map[PeerID]bool),
 		connecting:   make(map[PeerID]bool),
 		storing:      policy.NewBitfield(n),
+		endgameAsked: policy.NewBitfield(n),
+		viaOrigin:    policy.NewBitfield(n),
 		originCancel: make(map[int]context.CancelFunc),
 		lastProgress: start,
 		started:      start,
@@ -516,6 +524,9 @@ func (d *download) schedule(now time.Time) {
 			if !ok {
 				break
 			}
+			if d.picker.Outstanding(i) > 0 {
+				d.endgameAsked.Set(i)
+			}
 			d.picker.Requested(i, p, now)
 			idx = append(idx, uint32(i))
 		}
@@ -588,7 +599,9 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 		}
 		var data []byte
 		if data, err = d.s.originFetch(ctx, ref, nil); err == nil {
-			d.deliver(i, policy.OriginPeer, data, sent)
+			if !d.deliver(i, policy.OriginPeer, data, sent) {
+				d.s.ctr.dupOrigin.Add(int64(len(data)))
+			}
 			return
 		}
 	}
@@ -652,6 +665,7 @@ func (d *download) peerChunk(ss *session, i int, data []byte) bool {
 	asked := !d.finished && d.peers[ss.peer] == ss && d.picker.Asked(i, ss.peer)
 	d.mu.Unlock()
 	if !asked {
+		d.countSessionDup(i, len(data), true)
 		return false
 	}
 	if err := d.pkg.refs[i].Verify(data); err != nil {
@@ -659,8 +673,29 @@ func (d *download) peerChunk(ss *session, i int, data []byte) bool {
 		d.ban(ss, i, err)
 		return true
 	}
-	d.deliver(i, ss.peer, data, time.Time{})
+	if !d.deliver(i, ss.peer, data, time.Time{}) {
+		d.countSessionDup(i, len(data), false)
+	}
 	return true
+}
+
+// countSessionDup counts a chunk i of n bytes from a session peer that
+// was not kept (late: its request was closed before it arrived).
+func (d *download) countSessionDup(i, n int, late bool) {
+	c := &d.s.ctr
+	c.dupSession.Add(int64(n))
+	if late {
+		c.dupSessionLate.Add(int64(n))
+	}
+	d.mu.Lock()
+	eg, via := d.endgameAsked.Has(i), d.viaOrigin.Has(i)
+	d.mu.Unlock()
+	if eg {
+		c.dupSessionEndgame.Add(int64(n))
+	}
+	if via {
+		c.dupSessionBehind.Add(int64(n))
+	}
 }
 
 // ban excludes a peer that sent a corrupt chunk from this download and
@@ -695,22 +730,27 @@ func (d *download) drop(p PeerID) {
 }
 
 // deliver stores a verified chunk, once, and tells the peers. from is
-// where it came from: a peer, or OriginPeer for the origin.
-func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
-	d.deliverFrom(i, from, from, data, sent)
+// where it came from: a peer, or OriginPeer for the origin. It reports
+// whether the chunk was kept (false: held or being stored already, or
+// the download ended).
+func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) bool {
+	return d.deliverFrom(i, from, from, data, sent)
 }
 
 // deliverFrom is deliver of a chunk the Picker asked of asked (a peer, or
 // OriginPeer) and whose bytes came from `from` (a chunk asked of the
 // origin may come through a fetcher).
-func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time.Time) {
+func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time.Time) bool {
 	ref := d.pkg.refs[i]
 	d.mu.Lock()
 	if d.finished || d.picker.Have(i) || d.storing.Has(i) {
 		d.mu.Unlock()
-		return
+		return false
 	}
 	d.storing.Set(i)
+	if asked == policy.OriginPeer {
+		d.viaOrigin.Set(i)
+	}
 	d.mu.Unlock()
 	var err error
 	if vs, ok := d.req.Sink.(VerifiedChunkSink); ok {
@@ -722,13 +762,13 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	d.storing.Clear(i)
 	if d.finished {
 		d.mu.Unlock()
-		return
+		return true
 	}
 	d.wakeWaiters(i)
 	if err != nil {
 		d.finish(fmt.Errorf("store chunk %s: %w", ref.CID, err))
 		d.mu.Unlock()
-		return
+		return true
 	}
 	now := time.Now()
 	n := int64(len(data))
@@ -787,6 +827,7 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	}
 	d.mu.Unlock()
 	d.report()
+	return true
 }
 
 func (d *download) report() {

@@ -87,6 +87,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			return fmt.Errorf("%w: chunk %d while chunk %d has %d of %d bytes", ErrProtocol, m.Index, part.Index, filled, len(part.Data))
 		case m.Type == MsgReject && m.Reason == RejectCancelled && part != nil && slices.Contains(m.Indices, part.Index):
 			// The sender stopped the chunk we cancelled.
+			ss.s.ctr.cutSession.Add(int64(filled))
 			part.release()
 			part, filled = nil, 0
 		}
