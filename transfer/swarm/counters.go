@@ -52,8 +52,16 @@ type Counters struct {
 	// not kept (no peer sent them, but they were read and hashed).
 	// CutSession, CutPull: bytes of chunks cancelled part way.
 	DupSession, DupSessionEndgame, DupSessionLate, DupSessionBehindOrigin int64
-	DupPull, DupOrigin                                                    int64
-	CutSession, CutPull                                                   int64
+	// DupSessionNoDownload: whole chunks from session peers that arrived
+	// once our download of their package had ended.
+	DupSessionNoDownload int64
+	// UpSession, UpPull: bytes this host sent peers in sessions and in
+	// answers to pull-through requests; KeptSession, KeptPull: bytes it
+	// kept from them (what the two routes moved for nothing is the
+	// difference, summed over the hosts).
+	UpSession, UpPull, KeptSession, KeptPull int64
+	DupPull, DupOrigin                       int64
+	CutSession, CutPull                      int64
 }
 
 // counters are a Swarm's Counters, updated as things happen.
@@ -71,6 +79,9 @@ type counters struct {
 	dupSessionLate, dupSessionBehind atomic.Int64
 	dupPull, dupOrigin               atomic.Int64
 	cutSession, cutPull              atomic.Int64
+	dupNoDownload                    atomic.Int64
+	upSession, upPull                atomic.Int64
+	keptSession, keptPull            atomic.Int64
 }
 
 // noteEnd counts a download's wait from its end to Download's return.
@@ -108,6 +119,11 @@ func (s *Swarm) Counters() Counters {
 		DupOrigin:              c.dupOrigin.Load(),
 		CutSession:             c.cutSession.Load(),
 		CutPull:                c.cutPull.Load(),
+		DupSessionNoDownload:   c.dupNoDownload.Load(),
+		UpSession:              c.upSession.Load(),
+		UpPull:                 c.upPull.Load(),
+		KeptSession:            c.keptSession.Load(),
+		KeptPull:               c.keptPull.Load(),
 	}
 }
 
@@ -134,6 +150,11 @@ func (c Counters) Add(o Counters) Counters {
 		DupOrigin:              c.DupOrigin + o.DupOrigin,
 		CutSession:             c.CutSession + o.CutSession,
 		CutPull:                c.CutPull + o.CutPull,
+		DupSessionNoDownload:   c.DupSessionNoDownload + o.DupSessionNoDownload,
+		UpSession:              c.UpSession + o.UpSession,
+		UpPull:                 c.UpPull + o.UpPull,
+		KeptSession:            c.KeptSession + o.KeptSession,
+		KeptPull:               c.KeptPull + o.KeptPull,
 	}
 }
 

@@ -801,6 +801,12 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	if from == policy.OriginPeer {
 		d.s.noteOrigin(nil, sent, now)
 	}
+	switch {
+	case asked != policy.OriginPeer:
+		d.s.ctr.keptSession.Add(n)
+	case from != policy.OriginPeer:
+		d.s.ctr.keptPull.Add(n)
+	}
 	if src == policy.OriginPeer {
 		d.fromOrigin += n
 		d.s.bytesFromOrigin.Add(n)

@@ -518,6 +518,7 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 		err = s.sendPulled(ctx, p, w, data)
 		if err == nil {
 			s.bytesUploaded.Add(int64(len(data)))
+			s.ctr.upPull.Add(int64(len(data)))
 			s.countPeer(p, 0, int64(len(data)))
 		}
 	case pullAskOther:

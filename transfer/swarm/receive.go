@@ -24,6 +24,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 	var progressAt time.Time // when a part last counted as progress
 	defer func() {
 		if part != nil {
+			ss.s.ctr.cutSession.Add(int64(filled)) // the session ended part way
 			part.release()
 		}
 	}()
@@ -243,6 +244,9 @@ func (ss *session) deliverLoop() {
 				}
 			}
 			ok := d != nil && d.peerChunk(ss, int(m.Index), m.Data)
+			if d == nil {
+				ss.s.ctr.dupNoDownload.Add(int64(len(m.Data)))
+			}
 			if d != nil {
 				<-d.sem
 			}
