@@ -276,6 +276,7 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 		OriginParallel:      parallel,
 		OriginInitialWindow: initial,
 		RequestTimeout:      s.cfg.RequestTimeout,
+		EndgameDelay:        s.endgameDelay(),
 	})
 	for i, r := range pkg.refs {
 		d.totalBytes += r.Length
@@ -286,6 +287,30 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 	}
 	d.applySites(start)
 	return d
+}
+
+// The end game's delay adapts to the time this host's requests take
+// (policy.ResponseTimes.EndgameDelay): never less than an idle host's
+// policy.DefaultEndgameDelay, never more than endgameMaxDelay of
+// RequestTimeout (a peer that stopped answering is still passed by well
+// before its request times out). Every download's Picker takes it when it
+// starts and on every tick: a package of one chunk is in the end game
+// from its first request, before its own requests measured anything.
+const endgameMaxDelay = 4 // RequestTimeout/endgameMaxDelay
+
+// endgameDelay is the end game's delay for this host now.
+func (s *Swarm) endgameDelay() time.Duration {
+	s.respMu.Lock()
+	defer s.respMu.Unlock()
+	return s.resp.EndgameDelay(policy.DefaultEndgameDelay, s.cfg.RequestTimeout/endgameMaxDelay)
+}
+
+// noteResponse records that a request of this host took d to bring its
+// chunk.
+func (s *Swarm) noteResponse(d time.Duration) {
+	s.respMu.Lock()
+	s.resp.Note(d)
+	s.respMu.Unlock()
 }
 
 // downloadSeed seeds a download's random choices: at random, or, with
@@ -781,6 +806,11 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	}
 	src := d.s.countSource(ref.CID, from)
 	d.s.chunks[chunkSource(src)][verified].Add(1)
+	if asked == policy.OriginPeer && !sent.IsZero() {
+		d.s.noteResponse(now.Sub(sent))
+	} else if age, ok := d.picker.RequestAge(i, asked, now); ok && asked != policy.OriginPeer {
+		d.s.noteResponse(age)
+	}
 	for _, p := range d.picker.Received(i, asked, now, n) {
 		if p == policy.OriginPeer {
 			if c := d.originCancel[i]; c != nil {
@@ -872,6 +902,7 @@ func (d *download) tick(now time.Time) {
 	}
 	d.applySites(now)
 	d.renewClaims(now)
+	d.picker.SetEndgameDelay(d.s.endgameDelay())
 	d.timeouts = d.picker.Timeouts(now, d.timeouts[:0])
 	for _, r := range d.timeouts {
 		ss := d.peers[r.Peer]
