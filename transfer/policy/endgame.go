@@ -29,18 +29,31 @@ func (p *Picker) nextEndgame(sl *peerSlot, s int32, t int64) (int, bool) {
 }
 
 // endgameLate reports whether every open request of chunk i is older at t
-// than EndgameDelay.
+// than EndgameDelay and none is streaming its chunk (Streaming).
 func (p *Picker) endgameLate(i int, t int64) bool {
-	if p.cfg.EndgameDelay < 0 {
-		return true
-	}
 	wait := float64(p.cfg.EndgameDelay)
 	for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
-		if float64(t-p.recs[id].at) < wait {
+		if p.recs[id].streaming || p.cfg.EndgameDelay >= 0 && float64(t-p.recs[id].at) < wait {
 			return false
 		}
 	}
 	return true
+}
+
+// Streaming records that the chunk i asked of from (OriginPeer: the
+// origin request, answered through a pull-through fetcher or the origin)
+// is on its way: its first bytes arrived. The end game asks nobody else
+// for it while it streams: a second copy would arrive behind the first
+// for nothing. A stream that stops ends its request (Failed, Cancelled,
+// or a timeout), and the chunk is asked again.
+func (p *Picker) Streaming(i int, from PeerID) {
+	s, ok := p.slotOf(from)
+	if !ok || !p.valid(i) {
+		return
+	}
+	if id := p.findReq(i, s); id >= 0 {
+		p.recs[id].streaming = true
+	}
 }
 
 // SetEndgameDelay sets EndgameDelay from now on (negative: at once): the

@@ -261,6 +261,8 @@ func (d *download) pullHeard(f PeerID, i int, sending bool) {
 	delete(d.unheard, f)
 	if sending {
 		delete(d.heard, i) // overtaken no more
+		// Not asked of a session peer in the end game meanwhile.
+		d.picker.Streaming(i, policy.OriginPeer)
 		return
 	}
 	if d.heard == nil {

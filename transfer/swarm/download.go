@@ -680,6 +680,7 @@ func (d *download) progress(ss *session, i int, now time.Time) {
 	defer d.mu.Unlock()
 	if !d.finished && d.peers[ss.peer] == ss && d.picker.Asked(i, ss.peer) {
 		d.picker.Progress(ss.peer, now)
+		d.picker.Streaming(i, ss.peer)
 	}
 }
 
