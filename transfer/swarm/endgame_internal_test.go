@@ -34,3 +34,33 @@ func TestSwarmEndgameDelayFollowsResponses(t *testing.T) {
 		t.Fatalf("endgameDelay() answered in 1m = %v, want the cap %v", got, want)
 	}
 }
+
+// A chunk whose pull-through answer started, or whose session parts
+// flow, is not asked of another peer in the end game, however late.
+func TestEndgameSkipsChunkOnItsWay(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	all := policy.NewBitfield(1)
+	all.Set(0)
+	for _, tc := range []struct {
+		name  string
+		asked policy.PeerID
+		flow  func(d *download, ss *session)
+	}{
+		{"pull-through answer", policy.OriginPeer, func(d *download, _ *session) { d.pullHeard("f", 0, true) }},
+		{"session parts", "a", func(d *download, ss *session) { d.progress(ss, 0, t0.Add(time.Millisecond)) }},
+	} {
+		d := &download{
+			picker: policy.NewPicker(policy.PickerConfig{NumChunks: 1}),
+			peers:  map[PeerID]*session{},
+		}
+		ss := &session{peer: "a"}
+		d.peers["a"] = ss
+		d.picker.PeerJoined("a", all)
+		d.picker.PeerJoined("b", all)
+		d.picker.Requested(0, tc.asked, t0)
+		tc.flow(d, ss)
+		if i, ok := d.picker.NextForPeer("b", t0.Add(time.Minute)); ok {
+			t.Errorf("%s: NextForPeer(b) with chunk 0 on its way = %d, want none", tc.name, i)
+		}
+	}
+}
