@@ -29,23 +29,38 @@ func (p *Picker) nextEndgame(sl *peerSlot, s int32, t int64) (int, bool) {
 }
 
 // endgameLate reports whether every open request of chunk i is older at t
-// than EndgameDelay and none is streaming its chunk (Streaming).
+// than EndgameDelay, or streamingPatience times that for a request whose
+// chunk is on its way (Streaming).
 func (p *Picker) endgameLate(i int, t int64) bool {
+	if p.cfg.EndgameDelay < 0 {
+		return true
+	}
 	wait := float64(p.cfg.EndgameDelay)
 	for id := p.ck[i].reqHead; id >= 0; id = p.recs[id].next {
-		if p.recs[id].streaming || p.cfg.EndgameDelay >= 0 && float64(t-p.recs[id].at) < wait {
+		w := wait
+		if p.recs[id].streaming {
+			w *= streamingPatience
+		}
+		if float64(t-p.recs[id].at) < w {
 			return false
 		}
 	}
 	return true
 }
 
+// streamingPatience: a request whose chunk is on its way is duplicated
+// in the end game only once it is this many times EndgameDelay old. Its
+// chunk is most often about to arrive, and a second copy would follow it
+// for nothing; a peer that sends it at a trickle is still passed by.
+const streamingPatience = 4
+
 // Streaming records that the chunk i asked of from (OriginPeer: the
 // origin request, answered through a pull-through fetcher or the origin)
 // is on its way: its first bytes arrived. The end game asks nobody else
-// for it while it streams: a second copy would arrive behind the first
-// for nothing. A stream that stops ends its request (Failed, Cancelled,
-// or a timeout), and the chunk is asked again.
+// for it until the request is streamingPatience times EndgameDelay old:
+// a second copy would most often arrive behind the first for nothing. A
+// stream that stops ends its request (Failed, Cancelled, or a timeout),
+// and the chunk is asked again at once.
 func (p *Picker) Streaming(i int, from PeerID) {
 	s, ok := p.slotOf(from)
 	if !ok || !p.valid(i) {

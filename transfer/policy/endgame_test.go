@@ -83,9 +83,10 @@ func TestPickerSetEndgameDelay(t *testing.T) {
 	checkPicker(t, p)
 }
 
-// A chunk whose bytes are on their way is not asked of another peer in
-// the end game, however late its request; once that request ends without
-// it, the chunk is asked again.
+// A chunk whose bytes are on their way is asked of another peer in the
+// end game only once its request is streamingPatience times EndgameDelay
+// old; once that request ends without it, the chunk is asked again at
+// once.
 func TestPickerEndgameSkipsStreaming(t *testing.T) {
 	t.Parallel()
 	for _, from := range []PeerID{"a", OriginPeer} {
@@ -94,12 +95,20 @@ func TestPickerEndgameSkipsStreaming(t *testing.T) {
 		p.PeerJoined("b", allBits(1))
 		p.Requested(0, from, t0)
 		p.Streaming(0, from)
-		late := t0.Add(10 * DefaultEndgameDelay)
+		late := t0.Add(streamingPatience*DefaultEndgameDelay - time.Millisecond)
 		if j, ok := p.NextForPeer("b", late); ok {
 			t.Fatalf("NextForPeer(b) with chunk 0 streaming from %s = %d, want none", from, j)
 		}
+		if j, ok := p.NextForPeer("b", late.Add(time.Millisecond)); !ok || j != 0 {
+			t.Fatalf("NextForPeer(b) with chunk 0 streaming from %s for %v = %d, %v; want 0", from, streamingPatience*DefaultEndgameDelay, j, ok)
+		}
+		p = newTestPicker(1, 11, deepPipes)
+		p.PeerJoined("a", allBits(1))
+		p.PeerJoined("b", allBits(1))
+		p.Requested(0, from, t0)
+		p.Streaming(0, from)
 		p.Failed(0, from)
-		if j, ok := p.NextForPeer("b", late); !ok || j != 0 {
+		if j, ok := p.NextForPeer("b", t0.Add(time.Millisecond)); !ok || j != 0 {
 			t.Fatalf("NextForPeer(b) once the stream from %s failed = %d, %v; want 0", from, j, ok)
 		}
 		checkPicker(t, p)

@@ -77,8 +77,9 @@
 // package of one chunk is in the end game from its first request, before
 // its own requests have measured anything. And a request whose chunk is
 // on its way (a session's first parts, a pull-through answer that
-// started) is not duplicated (policy.Picker.Streaming); one that stops
-// fails or times out, and the chunk is asked again. Counters counts what
+// started) is duplicated only once it is four times that delay old
+// (policy.Picker.Streaming); one that stops fails or times out, and the
+// chunk is asked again. Counters counts what
 // is thrown away: duplicates by how they came and why they were asked,
 // and chunks cancelled part way.
 //

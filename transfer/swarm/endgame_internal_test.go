@@ -36,7 +36,8 @@ func TestSwarmEndgameDelayFollowsResponses(t *testing.T) {
 }
 
 // A chunk whose pull-through answer started, or whose session parts
-// flow, is not asked of another peer in the end game, however late.
+// flow, is not asked of another peer in the end game once its request
+// is EndgameDelay old (the Picker waits longer for it).
 func TestEndgameSkipsChunkOnItsWay(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	all := policy.NewBitfield(1)
@@ -59,7 +60,7 @@ func TestEndgameSkipsChunkOnItsWay(t *testing.T) {
 		d.picker.PeerJoined("b", all)
 		d.picker.Requested(0, tc.asked, t0)
 		tc.flow(d, ss)
-		if i, ok := d.picker.NextForPeer("b", t0.Add(time.Minute)); ok {
+		if i, ok := d.picker.NextForPeer("b", t0.Add(2*policy.DefaultEndgameDelay)); ok {
 			t.Errorf("%s: NextForPeer(b) with chunk 0 on its way = %d, want none", tc.name, i)
 		}
 	}
