@@ -44,7 +44,13 @@
 // new to offer may be asked for a chunk already requested elsewhere (the
 // least requested first, at most EndgameDuplicates outstanding) once its
 // requests are EndgameDelay old; Received returns the other requests to
-// cancel.
+// cancel. A request whose chunk is on its way (Streaming: its first bytes
+// arrived) is duplicated only once it is four times the delay old: the
+// second copy would most often arrive behind the first for nothing. The delay is a floor: the caller adapts it
+// (SetEndgameDelay) to how long its host's requests take
+// (ResponseTimes.EndgameDelay, twice their mean, capped), so that a
+// saturated host, whose every answer takes many times an idle one's, does
+// not duplicate requests that are merely queued behind its own load.
 //
 // # Peer scoring (scoring.go)
 //

@@ -24,7 +24,9 @@ type reqRec struct {
 	live    bool
 	stalled bool
 	alone   bool // nothing else was in flight to the peer when asked
-	at      int64
+	// streaming: the chunk's bytes are on their way (Streaming).
+	streaming bool
+	at        int64
 }
 
 type fifoEntry struct {

@@ -212,7 +212,9 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 				d.banFetcher(f, verr)
 				continue
 			}
-			d.deliverFrom(i, policy.OriginPeer, f, data, sent)
+			if !d.deliverFrom(i, policy.OriginPeer, f, data, sent) {
+				d.s.ctr.dupPull.Add(int64(len(data)))
+			}
 			return true, nil
 		}
 		if errors.Is(err, metadata.ErrNotFound) {
@@ -259,6 +261,8 @@ func (d *download) pullHeard(f PeerID, i int, sending bool) {
 	delete(d.unheard, f)
 	if sending {
 		delete(d.heard, i) // overtaken no more
+		// Not asked of a session peer in the end game meanwhile.
+		d.picker.Streaming(i, policy.OriginPeer)
 		return
 	}
 	if d.heard == nil {

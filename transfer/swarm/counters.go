@@ -38,6 +38,30 @@ type Counters struct {
 	// from their last chunk (or failure) until Download returned (their
 	// origin fetches and provider search ended).
 	EndWait, EndWaitMax time.Duration
+
+	// What this host received and threw away, in bytes, by how the copy
+	// came. DupSession: whole chunks from session peers not kept (held
+	// or being stored already, or no longer asked of that peer: their
+	// request was closed before they arrived); of those,
+	// DupSessionEndgame: chunks asked of a session peer while another
+	// request of them was open (the end game); DupSessionLate: chunks
+	// that arrived after their request was closed; DupSessionBehindOrigin:
+	// chunks whose kept copy came through an origin request (a
+	// pull-through answer or the origin): the pull and session race.
+	// DupPull: pull-through answers not kept; DupOrigin: origin answers
+	// not kept (no peer sent them, but they were read and hashed).
+	// CutSession, CutPull: bytes of chunks cancelled part way.
+	DupSession, DupSessionEndgame, DupSessionLate, DupSessionBehindOrigin int64
+	// DupSessionNoDownload: whole chunks from session peers that arrived
+	// once our download of their package had ended.
+	DupSessionNoDownload int64
+	// UpSession, UpPull: bytes this host sent peers in sessions and in
+	// answers to pull-through requests; KeptSession, KeptPull: bytes it
+	// kept from them (what the two routes moved for nothing is the
+	// difference, summed over the hosts).
+	UpSession, UpPull, KeptSession, KeptPull int64
+	DupPull, DupOrigin                       int64
+	CutSession, CutPull                      int64
 }
 
 // counters are a Swarm's Counters, updated as things happen.
@@ -51,6 +75,13 @@ type counters struct {
 	originDownWaited                 atomic.Int64
 	originDownAtOnce                 atomic.Int64
 	endWait, endWaitMax              atomic.Int64
+	dupSession, dupSessionEndgame    atomic.Int64
+	dupSessionLate, dupSessionBehind atomic.Int64
+	dupPull, dupOrigin               atomic.Int64
+	cutSession, cutPull              atomic.Int64
+	dupNoDownload                    atomic.Int64
+	upSession, upPull                atomic.Int64
+	keptSession, keptPull            atomic.Int64
 }
 
 // noteEnd counts a download's wait from its end to Download's return.
@@ -80,6 +111,19 @@ func (s *Swarm) Counters() Counters {
 		OriginDownAtOnce:       c.originDownAtOnce.Load(),
 		EndWait:                time.Duration(c.endWait.Load()),
 		EndWaitMax:             time.Duration(c.endWaitMax.Load()),
+		DupSession:             c.dupSession.Load(),
+		DupSessionEndgame:      c.dupSessionEndgame.Load(),
+		DupSessionLate:         c.dupSessionLate.Load(),
+		DupSessionBehindOrigin: c.dupSessionBehind.Load(),
+		DupPull:                c.dupPull.Load(),
+		DupOrigin:              c.dupOrigin.Load(),
+		CutSession:             c.cutSession.Load(),
+		CutPull:                c.cutPull.Load(),
+		DupSessionNoDownload:   c.dupNoDownload.Load(),
+		UpSession:              c.upSession.Load(),
+		UpPull:                 c.upPull.Load(),
+		KeptSession:            c.keptSession.Load(),
+		KeptPull:               c.keptPull.Load(),
 	}
 }
 
@@ -98,6 +142,19 @@ func (c Counters) Add(o Counters) Counters {
 		OriginDownAtOnce:       c.OriginDownAtOnce + o.OriginDownAtOnce,
 		EndWait:                c.EndWait + o.EndWait,
 		EndWaitMax:             max(c.EndWaitMax, o.EndWaitMax),
+		DupSession:             c.DupSession + o.DupSession,
+		DupSessionEndgame:      c.DupSessionEndgame + o.DupSessionEndgame,
+		DupSessionLate:         c.DupSessionLate + o.DupSessionLate,
+		DupSessionBehindOrigin: c.DupSessionBehindOrigin + o.DupSessionBehindOrigin,
+		DupPull:                c.DupPull + o.DupPull,
+		DupOrigin:              c.DupOrigin + o.DupOrigin,
+		CutSession:             c.CutSession + o.CutSession,
+		CutPull:                c.CutPull + o.CutPull,
+		DupSessionNoDownload:   c.DupSessionNoDownload + o.DupSessionNoDownload,
+		UpSession:              c.UpSession + o.UpSession,
+		UpPull:                 c.UpPull + o.UpPull,
+		KeptSession:            c.KeptSession + o.KeptSession,
+		KeptPull:               c.KeptPull + o.KeptPull,
 	}
 }
 

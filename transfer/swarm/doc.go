@@ -62,6 +62,27 @@
 // other requests for it to cancel) and the peers (HaveUpdate), and asks
 // the Picker for more. A chunk from the origin takes the same last step.
 //
+// # Copies asked twice
+//
+// A chunk may be asked twice: of two peers in the end game, or of a peer
+// and of the origin (through a fetcher) when one stalls or a peer gets
+// it first. The second copy costs the sender and this host TLS, the
+// transport, system calls and a hash for nothing, and on a host
+// saturated by many downloads every answer is slow, so a rule that
+// waits a fixed time duplicates nearly every request. Two rules keep it
+// down. The end game's delay follows the time this host's requests take
+// (Swarm.endgameDelay: twice the mean of every download's answers, from
+// the idle policy.DefaultEndgameDelay up to a quarter of RequestTimeout),
+// handed to every download's Picker as it starts and on every tick: a
+// package of one chunk is in the end game from its first request, before
+// its own requests have measured anything. And a request whose chunk is
+// on its way (a session's first parts, a pull-through answer that
+// started) is duplicated only once it is four times that delay old
+// (policy.Picker.Streaming); one that stops fails or times out, and the
+// chunk is asked again. Counters counts what
+// is thrown away: duplicates by how they came and why they were asked,
+// and chunks cancelled part way.
+//
 // # Serving peers
 //
 // A peer's Request queues chunks (session.queueUploads); a few readers

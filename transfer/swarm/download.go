@@ -58,15 +58,21 @@ type download struct {
 	done   chan struct{}
 	progMu sync.Mutex
 
-	mu           sync.Mutex
-	picker       *policy.Picker
-	peers        map[PeerID]*session
-	peersSeen    map[PeerID]bool
-	seed         uint64 // the download's random choices (downloadSeed)
-	banned       map[PeerID]bool
-	dropped      map[PeerID]bool
-	connecting   map[PeerID]bool
-	storing      policy.Bitfield
+	mu         sync.Mutex
+	picker     *policy.Picker
+	peers      map[PeerID]*session
+	peersSeen  map[PeerID]bool
+	seed       uint64 // the download's random choices (downloadSeed)
+	banned     map[PeerID]bool
+	dropped    map[PeerID]bool
+	connecting map[PeerID]bool
+	storing    policy.Bitfield
+	// endgameAsked: chunks asked of a session peer while another request
+	// of them was open; viaOrigin: chunks kept (or being stored) from an
+	// origin request (a pull-through answer or the origin). Both only
+	// say what a duplicate was (Counters).
+	endgameAsked policy.Bitfield
+	viaOrigin    policy.Bitfield
 	originCancel map[int]context.CancelFunc
 	originNext   time.Time // origin backoff
 	originFails  int
@@ -247,6 +253,8 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 		silent:       make(map[PeerID]bool),
 		connecting:   make(map[PeerID]bool),
 		storing:      policy.NewBitfield(n),
+		endgameAsked: policy.NewBitfield(n),
+		viaOrigin:    policy.NewBitfield(n),
 		originCancel: make(map[int]context.CancelFunc),
 		lastProgress: start,
 		started:      start,
@@ -268,6 +276,7 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 		OriginParallel:      parallel,
 		OriginInitialWindow: initial,
 		RequestTimeout:      s.cfg.RequestTimeout,
+		EndgameDelay:        s.endgameDelay(),
 	})
 	for i, r := range pkg.refs {
 		d.totalBytes += r.Length
@@ -278,6 +287,30 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 	}
 	d.applySites(start)
 	return d
+}
+
+// The end game's delay adapts to the time this host's requests take
+// (policy.ResponseTimes.EndgameDelay): never less than an idle host's
+// policy.DefaultEndgameDelay, never more than endgameMaxDelay of
+// RequestTimeout (a peer that stopped answering is still passed by well
+// before its request times out). Every download's Picker takes it when it
+// starts and on every tick: a package of one chunk is in the end game
+// from its first request, before its own requests measured anything.
+const endgameMaxDelay = 4 // RequestTimeout/endgameMaxDelay
+
+// endgameDelay is the end game's delay for this host now.
+func (s *Swarm) endgameDelay() time.Duration {
+	s.respMu.Lock()
+	defer s.respMu.Unlock()
+	return s.resp.EndgameDelay(policy.DefaultEndgameDelay, s.cfg.RequestTimeout/endgameMaxDelay)
+}
+
+// noteResponse records that a request of this host took d to bring its
+// chunk.
+func (s *Swarm) noteResponse(d time.Duration) {
+	s.respMu.Lock()
+	s.resp.Note(d)
+	s.respMu.Unlock()
 }
 
 // downloadSeed seeds a download's random choices: at random, or, with
@@ -516,6 +549,9 @@ func (d *download) schedule(now time.Time) {
 			if !ok {
 				break
 			}
+			if d.picker.Outstanding(i) > 0 {
+				d.endgameAsked.Set(i)
+			}
 			d.picker.Requested(i, p, now)
 			idx = append(idx, uint32(i))
 		}
@@ -588,7 +624,9 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 		}
 		var data []byte
 		if data, err = d.s.originFetch(ctx, ref, nil); err == nil {
-			d.deliver(i, policy.OriginPeer, data, sent)
+			if !d.deliver(i, policy.OriginPeer, data, sent) {
+				d.s.ctr.dupOrigin.Add(int64(len(data)))
+			}
 			return
 		}
 	}
@@ -642,6 +680,7 @@ func (d *download) progress(ss *session, i int, now time.Time) {
 	defer d.mu.Unlock()
 	if !d.finished && d.peers[ss.peer] == ss && d.picker.Asked(i, ss.peer) {
 		d.picker.Progress(ss.peer, now)
+		d.picker.Streaming(i, ss.peer)
 	}
 }
 
@@ -652,6 +691,7 @@ func (d *download) peerChunk(ss *session, i int, data []byte) bool {
 	asked := !d.finished && d.peers[ss.peer] == ss && d.picker.Asked(i, ss.peer)
 	d.mu.Unlock()
 	if !asked {
+		d.countSessionDup(i, len(data), true)
 		return false
 	}
 	if err := d.pkg.refs[i].Verify(data); err != nil {
@@ -659,8 +699,29 @@ func (d *download) peerChunk(ss *session, i int, data []byte) bool {
 		d.ban(ss, i, err)
 		return true
 	}
-	d.deliver(i, ss.peer, data, time.Time{})
+	if !d.deliver(i, ss.peer, data, time.Time{}) {
+		d.countSessionDup(i, len(data), false)
+	}
 	return true
+}
+
+// countSessionDup counts a chunk i of n bytes from a session peer that
+// was not kept (late: its request was closed before it arrived).
+func (d *download) countSessionDup(i, n int, late bool) {
+	c := &d.s.ctr
+	c.dupSession.Add(int64(n))
+	if late {
+		c.dupSessionLate.Add(int64(n))
+	}
+	d.mu.Lock()
+	eg, via := d.endgameAsked.Has(i), d.viaOrigin.Has(i)
+	d.mu.Unlock()
+	if eg {
+		c.dupSessionEndgame.Add(int64(n))
+	}
+	if via {
+		c.dupSessionBehind.Add(int64(n))
+	}
 }
 
 // ban excludes a peer that sent a corrupt chunk from this download and
@@ -695,22 +756,27 @@ func (d *download) drop(p PeerID) {
 }
 
 // deliver stores a verified chunk, once, and tells the peers. from is
-// where it came from: a peer, or OriginPeer for the origin.
-func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) {
-	d.deliverFrom(i, from, from, data, sent)
+// where it came from: a peer, or OriginPeer for the origin. It reports
+// whether the chunk was kept (false: held or being stored already, or
+// the download ended).
+func (d *download) deliver(i int, from PeerID, data []byte, sent time.Time) bool {
+	return d.deliverFrom(i, from, from, data, sent)
 }
 
 // deliverFrom is deliver of a chunk the Picker asked of asked (a peer, or
 // OriginPeer) and whose bytes came from `from` (a chunk asked of the
 // origin may come through a fetcher).
-func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time.Time) {
+func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time.Time) bool {
 	ref := d.pkg.refs[i]
 	d.mu.Lock()
 	if d.finished || d.picker.Have(i) || d.storing.Has(i) {
 		d.mu.Unlock()
-		return
+		return false
 	}
 	d.storing.Set(i)
+	if asked == policy.OriginPeer {
+		d.viaOrigin.Set(i)
+	}
 	d.mu.Unlock()
 	var err error
 	if vs, ok := d.req.Sink.(VerifiedChunkSink); ok {
@@ -722,13 +788,13 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	d.storing.Clear(i)
 	if d.finished {
 		d.mu.Unlock()
-		return
+		return true
 	}
 	d.wakeWaiters(i)
 	if err != nil {
 		d.finish(fmt.Errorf("store chunk %s: %w", ref.CID, err))
 		d.mu.Unlock()
-		return
+		return true
 	}
 	now := time.Now()
 	n := int64(len(data))
@@ -741,6 +807,11 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	}
 	src := d.s.countSource(ref.CID, from)
 	d.s.chunks[chunkSource(src)][verified].Add(1)
+	if asked == policy.OriginPeer && !sent.IsZero() {
+		d.s.noteResponse(now.Sub(sent))
+	} else if age, ok := d.picker.RequestAge(i, asked, now); ok && asked != policy.OriginPeer {
+		d.s.noteResponse(age)
+	}
 	for _, p := range d.picker.Received(i, asked, now, n) {
 		if p == policy.OriginPeer {
 			if c := d.originCancel[i]; c != nil {
@@ -760,6 +831,12 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	}
 	if from == policy.OriginPeer {
 		d.s.noteOrigin(nil, sent, now)
+	}
+	switch {
+	case asked != policy.OriginPeer:
+		d.s.ctr.keptSession.Add(n)
+	case from != policy.OriginPeer:
+		d.s.ctr.keptPull.Add(n)
 	}
 	if src == policy.OriginPeer {
 		d.fromOrigin += n
@@ -787,6 +864,7 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	}
 	d.mu.Unlock()
 	d.report()
+	return true
 }
 
 func (d *download) report() {
@@ -825,6 +903,7 @@ func (d *download) tick(now time.Time) {
 	}
 	d.applySites(now)
 	d.renewClaims(now)
+	d.picker.SetEndgameDelay(d.s.endgameDelay())
 	d.timeouts = d.picker.Timeouts(now, d.timeouts[:0])
 	for _, r := range d.timeouts {
 		ss := d.peers[r.Peer]

@@ -193,12 +193,15 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	stop := context.AfterFunc(ctx, func() { st.Reset() })
 	defer stop()
 	var once sync.Once
+	var sending bool // the chunk's bytes are on their way
+	var got int64    // bytes read of the answer
 	progressed := func() {
 		claim.Reset(s.pullClaim())
 		s.noteUpstream()
 	}
-	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, func() { watch.Alive() }, progressed, func(sending bool) {
-		if sending {
+	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, func(n int) { got += int64(n); watch.Alive() }, progressed, func(ok bool) {
+		if ok {
+			sending = true
 			s.noteUpstream()
 			claim.Stop()
 			heard(true)
@@ -208,6 +211,9 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	})
 	if err != nil {
 		st.Reset()
+		if sending {
+			s.ctr.cutPull.Add(got)
+		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -254,7 +260,7 @@ func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
 // chunk starts) but a pullWorking followed at once by more (a fetcher
 // that had the chunk, or its answer, at hand: its working and its answer
 // are one); the chunk must be ref.Length bytes long.
-func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, alive, progressed func(), status func(sending bool)) ([]byte, error) {
+func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, alive func(n int), progressed func(), status func(sending bool)) ([]byte, error) {
 	length := ref.Length
 	req := appendPullRequest(nil, pullRequest{manifest: manifest, index: i, flags: flags | pullWithRef, ref: ref})
 	if _, err := st.Write(req); err != nil {
@@ -313,16 +319,17 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.Chunk
 	}
 }
 
-// aliveReader calls alive after every read that returned bytes.
+// aliveReader calls alive after every read that returned bytes, with
+// their count.
 type aliveReader struct {
 	r     io.Reader
-	alive func()
+	alive func(n int)
 }
 
 func (a *aliveReader) Read(p []byte) (int, error) {
 	n, err := a.r.Read(p)
 	if n > 0 {
-		a.alive()
+		a.alive(n)
 	}
 	return n, err
 }
@@ -511,6 +518,7 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 		err = s.sendPulled(ctx, p, w, data)
 		if err == nil {
 			s.bytesUploaded.Add(int64(len(data)))
+			s.ctr.upPull.Add(int64(len(data)))
 			s.countPeer(p, 0, int64(len(data)))
 		}
 	case pullAskOther:

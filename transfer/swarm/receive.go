@@ -24,6 +24,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 	var progressAt time.Time // when a part last counted as progress
 	defer func() {
 		if part != nil {
+			ss.s.ctr.cutSession.Add(int64(filled)) // the session ended part way
 			part.release()
 		}
 	}()
@@ -87,6 +88,7 @@ func (ss *session) readLoop(br *bufio.Reader) error {
 			return fmt.Errorf("%w: chunk %d while chunk %d has %d of %d bytes", ErrProtocol, m.Index, part.Index, filled, len(part.Data))
 		case m.Type == MsgReject && m.Reason == RejectCancelled && part != nil && slices.Contains(m.Indices, part.Index):
 			// The sender stopped the chunk we cancelled.
+			ss.s.ctr.cutSession.Add(int64(filled))
 			part.release()
 			part, filled = nil, 0
 		}
@@ -242,6 +244,9 @@ func (ss *session) deliverLoop() {
 				}
 			}
 			ok := d != nil && d.peerChunk(ss, int(m.Index), m.Data)
+			if d == nil {
+				ss.s.ctr.dupNoDownload.Add(int64(len(m.Data)))
+			}
 			if d != nil {
 				<-d.sem
 			}

@@ -155,6 +155,10 @@ type Swarm struct {
 	chunks [2][2]atomic.Int64
 	// ctr: streams opened and pull-through outcomes (counters.go).
 	ctr counters
+	// resp: how long this host's requests take, over all its downloads;
+	// the end game's delay follows it (endgameDelay).
+	respMu sync.Mutex
+	resp   policy.ResponseTimes
 	// alive: when each peer last sent us anything (pullalive.go).
 	alive fetcherAlive
 

@@ -230,6 +230,7 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 	}
 	if sent > 0 {
 		ss.s.bytesUploaded.Add(int64(sent))
+		ss.s.ctr.upSession.Add(int64(sent))
 		ss.s.countPeer(ss.peer, 0, int64(sent))
 	}
 	return err
