@@ -195,6 +195,9 @@ type P2P struct {
 	sub   event.Subscription
 	// members caches Members (p2p_pull.go).
 	members membersCache
+	// lookedUp: when this host last made a DHT lookup (a provide or a
+	// walk), Unix nanoseconds; 0 never (meshed).
+	lookedUp atomic.Int64
 	// bootstrap are the peers join connects to.
 	bootstrap []peer.AddrInfo
 

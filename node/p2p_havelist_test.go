@@ -328,9 +328,10 @@ func TestP2PHaveQuestionsSkipListingNeighbours(t *testing.T) {
 
 // TestP2PMeshedNoDHT: in an overlay that is one neighbourhood of
 // have-lists (every DHT peer a neighbour whose list this host receives,
-// enoughNeighbours or more), announcing a package PUTs no DHT record and
-// finding one walks no DHT; the others still find the provider, from its
-// have-list. A host with a DHT peer that sends no have-list (here one
+// enoughNeighbours or more) and a DHT lookup made lately, announcing a
+// package PUTs no DHT record and finding one walks no DHT; the others
+// still find the provider, from its have-list. Past meshedLookupEvery
+// the next provide looks the DHT up again. A host with a DHT peer that sends no have-list (here one
 // that serves only the DHT) provides and walks as before.
 func TestP2PMeshedNoDHT(t *testing.T) {
 	t.Parallel()
@@ -342,6 +343,15 @@ func TestP2PMeshedNoDHT(t *testing.T) {
 	var ps []*P2P
 	for range hosts {
 		ps = append(ps, testP2P(t, count, ps...))
+	}
+	// Each host's first provide looks the DHT up (meeting the hosts it
+	// had not met); within meshedLookupEvery of it the DHT is left out.
+	warm, cancelWarm := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancelWarm()
+	for k, p := range ps {
+		if err := p.Provide(warm, testCID(t, fmt.Sprint("first package of host ", k))); err != nil {
+			t.Fatalf("Provide: %v", err)
+		}
 	}
 	meshedAll := func() bool {
 		for _, p := range ps {
@@ -376,6 +386,19 @@ func TestP2PMeshedNoDHT(t *testing.T) {
 	}
 	if got := lookups.Load(); got != 0 {
 		t.Errorf("meshed: %d DHT walks to find the provider, want 0", got)
+	}
+	// Past meshedLookupEvery since its last lookup, a host looks the DHT
+	// up again with its next provide.
+	ps[0].lookedUp.Store(time.Now().Add(-meshedLookupEvery - time.Second).UnixNano())
+	before = provides(ps[0])
+	if err := ps[0].Provide(ctx, testCID(t, "package after a while")); err != nil {
+		t.Fatalf("Provide: %v", err)
+	}
+	for provides(ps[0]) == before {
+		if ctx.Err() != nil {
+			t.Fatalf("meshed, but no DHT lookup for %v: no provider record PUT", meshedLookupEvery)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// A DHT peer that sends no have-list: the overlay is not one
 	// neighbourhood of have-lists any more, and the DHT is used again.
