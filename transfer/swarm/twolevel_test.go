@@ -196,8 +196,13 @@ func TestSwarmSitesTwoLevelSiteCut(t *testing.T) {
 	}
 	// Each chunk whose global fetcher is cut off is fetched once, by the
 	// member ranked next: the other sites' fetchers pass the cut host
-	// over for it, not each site fetching its own copy.
-	if r.origin > 1.1 {
-		t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.1", r.origin, r.twice)
+	// over for it, not each site fetching its own copy. That failure is
+	// about 1.33 copies (a third of the chunks, fetched again by both
+	// other sites); the bound sits between it and 1.0, because on a
+	// machine running every package's tests at once a few answers come
+	// after their askers' timeouts and those chunks are fetched twice
+	// (1.125 once in CI: 6 of 48 chunks; 1.0 alone).
+	if r.origin > 1.2 {
+		t.Errorf("origin sent %.3f copies (%d chunks more than once), want <= 1.2", r.origin, r.twice)
 	}
 }
