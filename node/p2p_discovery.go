@@ -263,9 +263,8 @@ func (p *P2P) provideEach(cids []cid.Cid) (noPeers bool) {
 // meets them (its queries connect to the closest peers of a key), so the
 // DHT is left out only within meshedLookupEvery of the host's last
 // lookup: one provide or walk in that time does its lookup, the rest of
-// an upgrade's packages do not. (Without this a testbed's hosts, which
-// met the others through their first provides, started fetching with 8
-// of 11 peers and took 1.15 copies from the origin.)
+// an upgrade's packages do not. Hosts that meet the others only through
+// such lookups (the first hosts of an overlay) keep meeting them.
 func (p *P2P) meshed() bool {
 	if p.dhtOnly {
 		return false

@@ -56,9 +56,9 @@ const membersTTL = 500 * time.Millisecond
 // membersCache is Members' last answer, valid while no connection came or
 // went, no identify completed and no peer was banned since (gen), and for
 // membersTTL at most. Every download asks for the members as it starts
-// and every quarter FindInterval after: an upgrade's 16 downloads at a
-// time asked about 60 times a second per host, each a peer ID's base58
-// form and a peerstore lookup per connected peer.
+// and every quarter FindInterval after, so a host with many downloads
+// asks many times a second, and an answer built afresh costs a peer ID's
+// base58 form and a peerstore lookup per connected peer.
 type membersCache struct {
 	gen   atomic.Uint64 // bumped by changed
 	mu    sync.Mutex

@@ -807,9 +807,11 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	}
 	src := d.s.countSource(ref.CID, from)
 	d.s.chunks[chunkSource(src)][verified].Add(1)
-	if asked == policy.OriginPeer && !sent.IsZero() {
-		d.s.noteResponse(now.Sub(sent))
-	} else if age, ok := d.picker.RequestAge(i, asked, now); ok && asked != policy.OriginPeer {
+	if asked == policy.OriginPeer {
+		if !sent.IsZero() {
+			d.s.noteResponse(now.Sub(sent))
+		}
+	} else if age, ok := d.picker.RequestAge(i, asked, now); ok {
 		d.s.noteResponse(age)
 	}
 	for _, p := range d.picker.Received(i, asked, now, n) {
