@@ -705,6 +705,18 @@ func (d *download) peerChunk(ss *session, i int, data []byte) bool {
 	return true
 }
 
+// noteResponse records how long the request for chunk i asked of asked
+// took (an origin request: since sent, if known). d.mu is held.
+func (d *download) noteResponse(i int, asked PeerID, sent, now time.Time) {
+	if asked == policy.OriginPeer {
+		if !sent.IsZero() {
+			d.s.noteResponse(now.Sub(sent))
+		}
+	} else if age, ok := d.picker.RequestAge(i, asked, now); ok {
+		d.s.noteResponse(age)
+	}
+}
+
 // countSessionDup counts a chunk i of n bytes from a session peer that
 // was not kept (late: its request was closed before it arrived).
 func (d *download) countSessionDup(i, n int, late bool) {
@@ -807,13 +819,7 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	}
 	src := d.s.countSource(ref.CID, from)
 	d.s.chunks[chunkSource(src)][verified].Add(1)
-	if asked == policy.OriginPeer {
-		if !sent.IsZero() {
-			d.s.noteResponse(now.Sub(sent))
-		}
-	} else if age, ok := d.picker.RequestAge(i, asked, now); ok {
-		d.s.noteResponse(age)
-	}
+	d.noteResponse(i, asked, sent, now)
 	for _, p := range d.picker.Received(i, asked, now, n) {
 		if p == policy.OriginPeer {
 			if c := d.originCancel[i]; c != nil {
