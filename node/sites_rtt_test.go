@@ -44,8 +44,10 @@ func TestP2PRTTLoopbackUnmeasured(t *testing.T) {
 	for _, d := range []time.Duration{40, 35, 30} {
 		a.rtts.add(b.host.ID(), d*time.Millisecond)
 	}
-	if d := a.measuredRTT(b.host.ID()); d != 30*time.Millisecond {
-		t.Fatalf("measured round trip %v, want the smallest sample, 30ms", d)
+	// The pinger may have added a real loopback sample (under a millisecond)
+	// beside the three above, so the smallest is 30 ms or less.
+	if d := a.measuredRTT(b.host.ID()); d <= 0 || d > 30*time.Millisecond {
+		t.Fatalf("measured round trip %v, want the smallest sample, 30ms or a real ping's", d)
 	}
 	if d := a.RTT(swarm.PeerID(b.host.ID().String())); d != 0 {
 		t.Errorf("RTT to a peer on loopback %v, want 0 (unmeasured: it is on this machine)", d)
