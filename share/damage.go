@@ -474,8 +474,9 @@ func (s *Store) DamageCounts() DamageCounts {
 // called after ("" : the first), until it has re-hashed budget bytes (at
 // least one object) or reached the last object, and quarantines those
 // that fail. Objects verified within Config.ScrubFresh are only
-// compared with their stamps (and re-hashed if that differs). It returns where the next call continues ("" once a pass is
-// complete). Each call holds the store shared only while it hashes, so a
+// compared with their stamps (and re-hashed if that differs), each
+// counting scrubCheckCost bytes of the budget. It returns where the next
+// call continues ("" once a pass is complete). Each call holds the store shared only while it hashes, so a
 // rate-limited caller (node's scrubber) keeps it from delaying others.
 func (s *Store) Scrub(ctx context.Context, after string, budget int64) (next string, res *CheckResult, err error) {
 	return s.scrub(ctx, after, budget, s.scrubFresh)
@@ -527,8 +528,8 @@ func isFresh(rec *objRecord, now time.Time, fresh time.Duration) bool {
 
 // objectsAfter lists the object names (and records) after `after` in
 // index order whose sizes reach budget (at least one), and whether more
-// follow. Fresh objects (which Scrub does not re-hash) count towards
-// maxScrubBatch only.
+// follow. Fresh objects (which Scrub does not re-hash) count for
+// scrubCheckCost bytes each.
 func (s *Store) objectsAfter(after string, budget int64, now time.Time, fresh time.Duration) ([]string, []*objRecord, bool, error) {
 	var names []string
 	var recs []*objRecord
@@ -554,7 +555,9 @@ func (s *Store) objectsAfter(after string, budget int64, now time.Time, fresh ti
 			}
 			names = append(names, name)
 			recs = append(recs, r)
-			if !isFresh(r, now, fresh) {
+			if isFresh(r, now, fresh) {
+				sum += scrubCheckCost
+			} else {
 				sum += max(r.Size, 1)
 			}
 		}
@@ -566,6 +569,15 @@ func (s *Store) objectsAfter(after string, budget int64, now time.Time, fresh ti
 // maxScrubBatch bounds the objects one Scrub call checks (many empty or
 // tiny files must not make one call unbounded).
 const maxScrubBatch = 4096
+
+// scrubCheckCost is what the cheap check of a fresh object (its index
+// record decoded, its file's stamp read) counts for in a Scrub's budget:
+// about the CPU of hashing 16 KiB. Counted as nothing, a store of fresh
+// objects (every object after an upgrade) was checked maxScrubBatch
+// objects a second by the daemon's scrubber, pass after pass, whatever
+// its rate: on a host fetching hundreds of packages, CPU taken from the
+// downloads for checks that cannot find what the stamps did not show.
+const scrubCheckCost = 16 << 10
 
 // Repair re-hashes every object and checks every complete package's tree,
 // with no daemon running: objects that fail are quarantined and packages

@@ -402,3 +402,26 @@ func BenchmarkCheckPackage(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*nfiles), "ns/file")
 	})
 }
+
+// TestScrubBudgetCountsFreshChecks: the cheap check of a fresh object
+// counts against a Scrub's budget, so that a budget of one check's cost
+// checks one fresh object per call, not every one up to maxScrubBatch
+// (the daemon's scrubber, one call a second, went through a store of
+// fresh objects at thousands a second).
+func TestScrubBudgetCountsFreshChecks(t *testing.T) {
+	t.Parallel()
+	p, _ := damagePkg(t)
+	s, err := Open(Config{Dir: t.TempDir(), ScrubFresh: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	install(t, s, p, "pkg", "1")
+	n, res, err := s.Scrub(t.Context(), "", scrubCheckCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Objects != 1 || res.Rehashed != 0 || n == "" {
+		t.Fatalf("Scrub of two fresh objects with one check's budget: %d objects, %d re-hashed, next %q; want 1, 0, the second to come", res.Objects, res.Rehashed, n)
+	}
+}
