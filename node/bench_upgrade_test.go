@@ -9,9 +9,11 @@ package node
 // one metadata refresh, the packages' downloads at once). Modes, each on
 // fresh daemons: coop (cooperative origin fetching), today
 // (Config.NoPullThrough), and get: every host fetches every package over
-// HTTP alone as `stork get` does (transfer/origin.Get, 8 packages at a
-// time, 8 chunk requests each). Then coop and get again with the origin's
-// chunk bytes capped at STORK_UPGRADE_CAP bytes/s (default 200M) in all.
+// HTTP alone as `stork get --with-deps` does (the metadata refreshed and
+// the closure resolved, then transfer/origin.Get, 8 packages at a time
+// where stork get takes one, 8 chunk requests each). Then coop and get
+// again with the origin's chunk bytes capped at STORK_UPGRADE_CAP bytes/s
+// (default 200M) in all.
 
 import (
 	"context"
@@ -174,8 +176,10 @@ func bswFetchAll(ctx context.Context, nodes []*bswNode, pkg string) error {
 	return g.Wait()
 }
 
-// upgradeGet has hosts fetch every package of set over HTTP alone
-// (transfer/origin.Get), 8 packages at a time per host.
+// upgradeGet has hosts fetch every package of set over HTTP alone, as
+// `stork get --with-deps upgrade` does (metadata refreshed, the closure
+// resolved, each package by transfer/origin.Get), 8 packages at a time
+// per host.
 func upgradeGet(tb testing.TB, o *bswOrigin, hosts int, set *upgradeSet, suffix string) (time.Duration, time.Duration) {
 	tb.Helper()
 	src, err := httporigin.NewClient(httporigin.Config{URL: o.url})
@@ -190,11 +194,30 @@ func upgradeGet(tb testing.TB, o *bswOrigin, hosts int, set *upgradeSet, suffix 
 	g, gctx := errgroup.WithContext(ctx)
 	for h := range hosts {
 		g.Go(func() error {
+			// What `stork get --with-deps upgrade` does before its
+			// downloads, as the daemons do: the repository's metadata
+			// refreshed and the closure resolved (every manifest fetched
+			// and checked). The downloads then run 8 at a time, where
+			// stork get runs them one after another.
+			mc, err := metadata.NewClient(metadata.ClientConfig{Dir: filepath.Join(dir, fmt.Sprintf("h%02d-meta", h)), Root: o.root, Fetcher: src})
+			if err != nil {
+				return err
+			}
+			if err := mc.Refresh(gctx); err != nil {
+				return err
+			}
+			closure, err := mc.ResolveClosure(gctx, "upgrade")
+			if err != nil {
+				return err
+			}
+			if len(closure) != len(set.manifests)+1 {
+				return fmt.Errorf("host %d: the closure of upgrade has %d packages, want %d and itself", h, len(closure), len(set.manifests))
+			}
 			hg, hctx := errgroup.WithContext(gctx)
 			hg.SetLimit(8)
-			for k, m := range set.manifests {
+			for k, r := range closure {
 				hg.Go(func() error {
-					_, err := httporigin.Get(hctx, httporigin.GetOptions{Manifest: m, Source: src, OutDir: filepath.Join(dir, fmt.Sprintf("h%02d-p%03d", h, k)), NoOwners: true})
+					_, err := httporigin.Get(hctx, httporigin.GetOptions{Manifest: r.Manifest, Source: src, OutDir: filepath.Join(dir, fmt.Sprintf("h%02d-p%03d", h, k)), NoOwners: true})
 					return err
 				})
 			}
