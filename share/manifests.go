@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
@@ -107,22 +108,23 @@ func (s *Store) manifestPath(key string) string { return s.path(manifestsDir, ke
 func (s *Store) namesPath(key string) string { return s.path(manifestsDir, key+namesSuffix) }
 
 // saveManifest writes the manifest bytes of c (unless present) and adds
-// name@version to its names sidecar (unless there), each durably.
-func (s *Store) saveManifest(c cid.Cid, b []byte, name, version string) error {
+// name@version to its names sidecar (unless there), each synced to disk
+// if durable. BeginPackage writes them without a sync (partialFiles).
+func (s *Store) saveManifest(c cid.Cid, b []byte, name, version string, durable bool) error {
 	key := c.String()
 	if _, err := os.Lstat(s.manifestPath(key)); errors.Is(err, fs.ErrNotExist) {
-		if err := s.writeFileAtomic(s.manifestPath(key), b); err != nil {
+		if err := s.writeFile(s.manifestPath(key), b, durable); err != nil {
 			return fmt.Errorf("manifest %s: %w", key, err)
 		}
 	} else if err != nil {
 		return fmt.Errorf("manifest %s: %w", key, err)
 	}
-	return s.saveName(key, name, version)
+	return s.saveName(key, name, version, durable)
 }
 
-// saveName adds name@version to the names sidecar of manifest key, durably,
-// unless it is there.
-func (s *Store) saveName(key, name, version string) error {
+// saveName adds name@version to the names sidecar of manifest key, synced
+// if durable, unless it is there.
+func (s *Store) saveName(key, name, version string, durable bool) error {
 	nf, err := s.readNames(key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Warn("names file unreadable; writing it again", "manifest", key, "err", err)
@@ -145,7 +147,7 @@ func (s *Store) saveName(key, name, version string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.writeFileAtomic(s.namesPath(key), out); err != nil {
+	if err := s.writeFile(s.namesPath(key), out, durable); err != nil {
 		return fmt.Errorf("manifest %s: names: %w", key, err)
 	}
 	return nil
@@ -192,16 +194,18 @@ func (s *Store) removeManifest(key string) {
 
 // backfillManifests writes the manifest file and names of every package
 // the index records whose files are missing (a store made before the
-// index had them on disk too).
+// index had them on disk too), and of every partial package whose files
+// are not what the index says (partialFiles).
 func (s *Store) backfillManifests() error {
 	type rec struct {
-		key   string
-		names []pkgName
+		key     string
+		names   []pkgName
+		partial bool
 	}
 	var recs []rec
 	err := s.db.View(func(txn *badger.Txn) error {
 		return scanPackages(txn, func(key string, r *pkgRecord) error {
-			recs = append(recs, rec{key, r.names()})
+			recs = append(recs, rec{key, r.names(), r.State != StateComplete})
 			return nil
 		})
 	})
@@ -209,14 +213,22 @@ func (s *Store) backfillManifests() error {
 		return err
 	}
 	for _, r := range recs {
-		_, errM := os.Lstat(s.manifestPath(r.key))
-		_, errN := os.Lstat(s.namesPath(r.key))
-		if errM == nil && errN == nil {
-			continue
-		}
 		c, err := cid.Decode(r.key)
 		if err != nil {
 			return fmt.Errorf("package key %q: %w", r.key, err)
+		}
+		if r.partial {
+			if s.manifestFilesHold(c, r.names) {
+				continue
+			}
+			// Written again below, synced.
+			s.removeManifest(r.key)
+		} else {
+			_, errM := os.Lstat(s.manifestPath(r.key))
+			_, errN := os.Lstat(s.namesPath(r.key))
+			if errM == nil && errN == nil {
+				continue
+			}
 		}
 		var b []byte
 		if err := s.db.View(func(txn *badger.Txn) (err error) {
@@ -226,7 +238,7 @@ func (s *Store) backfillManifests() error {
 			return err
 		}
 		for _, n := range r.names {
-			if err := s.saveManifest(c, b, n.Name, n.Version); err != nil {
+			if err := s.saveManifest(c, b, n.Name, n.Version, true); err != nil {
 				return err
 			}
 		}
@@ -234,16 +246,56 @@ func (s *Store) backfillManifests() error {
 	return nil
 }
 
+// partialFiles: BeginPackage writes a package's manifest file and names
+// without syncing them (two files and their directory, four syncs on the
+// path of every download's start, as much as the rest of a small
+// package's download). They reach the disk with the first sync of the
+// file system that follows: the group commit of the package's chunks
+// (syncfs) at the latest, and always before the package is complete
+// (commitTree syncs the file system before the tree is renamed into
+// place). What a power cut can leave is a partial package whose files
+// are missing, empty or torn: Open checks the files of every partial
+// package (manifestFilesHold) and writes them again from the index;
+// without the index, Rebuild recovers every complete package, and a
+// partial one whose files did not reach the disk is fetched again when
+// asked for.
+
+// manifestFilesHold reports whether the manifest file of c holds the
+// manifest (its bytes hash to c) and its names sidecar names every one of
+// names.
+func (s *Store) manifestFilesHold(c cid.Cid, names []pkgName) bool {
+	if _, _, err := s.readManifestFile(c); err != nil {
+		return false
+	}
+	nf, err := s.readNames(c.String())
+	if err != nil {
+		return false
+	}
+	for _, n := range names {
+		if !slices.Contains(nf.Names, n) {
+			return false
+		}
+	}
+	return true
+}
+
 // writeFileAtomic writes b to p through a temporary file in p's directory,
 // synced, then renamed into place.
 func (s *Store) writeFileAtomic(p string, b []byte) error {
+	return s.writeFile(p, b, true)
+}
+
+// writeFile is writeFileAtomic, without its syncs unless durable: the
+// file is still renamed into place whole, for readers, but may not
+// survive a power cut.
+func (s *Store) writeFile(p string, b []byte, durable bool) error {
 	dir := filepath.Dir(p)
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(b)
-	if err == nil && s.sync {
+	if err == nil && s.sync && durable {
 		err = f.Sync()
 	}
 	if err == nil {
@@ -258,6 +310,9 @@ func (s *Store) writeFileAtomic(p string, b []byte) error {
 	if err != nil {
 		os.Remove(f.Name())
 		return err
+	}
+	if !durable {
+		return nil
 	}
 	return s.syncDir(dir)
 }

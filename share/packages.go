@@ -186,7 +186,7 @@ func (s *Store) AddName(name, version string, manifestCID cid.Cid) error {
 	}
 	key := manifestCID.String()
 	// On disk first, as BeginPackage does (see Rebuild).
-	if err := s.saveName(key, name, version); err != nil {
+	if err := s.saveName(key, name, version, true); err != nil {
 		return fmt.Errorf("package %s@%s (%s): %w", name, version, manifestCID, err)
 	}
 	return s.update(func(txn *badger.Txn) error {

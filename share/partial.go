@@ -45,9 +45,11 @@ func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifest
 	if s.isClosed() {
 		return nil, ErrClosed
 	}
-	// The manifest and its name are on disk before the index names them,
-	// so that Rebuild can recover every package the index knew.
-	if err := s.saveManifest(manifestCID, manifestBytes, name, version); err != nil {
+	// The manifest and its name are in files before the index names
+	// them, not yet synced (partialFiles): Open writes them again from
+	// the index if a power cut lost them, and they are on disk before
+	// the package is complete, for Rebuild.
+	if err := s.saveManifest(manifestCID, manifestBytes, name, version, false); err != nil {
 		return nil, fmt.Errorf("package %s@%s: %w", name, version, err)
 	}
 	err = s.update(func(txn *badger.Txn) error {

@@ -269,7 +269,7 @@ func (rb *rebuild) manifestAndNames(c cid.Cid) (*metadata.Manifest, []byte, []Na
 	names, b, err = rb.lookup(rb.ctx, c)
 	if err == nil && len(names) > 0 {
 		for _, n := range names {
-			if err = s.saveManifest(c, b, n.Name, n.Version); err != nil {
+			if err = s.saveManifest(c, b, n.Name, n.Version, true); err != nil {
 				break
 			}
 		}
