@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // TestBeginPackageOthersGoOn: while one package's BeginPackage is held
@@ -113,5 +115,46 @@ func TestOpenRewritesPartialManifestFiles(t *testing.T) {
 	}
 	if !s.manifestFilesHold(p.cid, []pkgName{{Name: "a", Version: "1"}}) {
 		t.Errorf("names file after Open does not name a@1")
+	}
+}
+
+// TestSetKeepUnchangedWritesNothing: SetKeep with the keep a package has
+// writes no index record (nor syncs one): the daemon calls it after every
+// download, whose BeginPackage kept the package already.
+func TestSetKeepUnchangedWritesNothing(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, t.TempDir())
+	p := makePkg(t, testChunk, file("a", 0o644, []byte("package a")))
+	d, err := s.BeginPackage("a", "1", p.cid, p.bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	version := func() uint64 {
+		t.Helper()
+		var v uint64
+		if err := s.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get([]byte(prefixPackage + p.cid.String()))
+			if err == nil {
+				v = item.Version()
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := version()
+	if err := s.SetKeep(p.cid, true); err != nil {
+		t.Fatal(err)
+	}
+	if after := version(); after != before {
+		t.Errorf("SetKeep(true) on a kept package wrote its record (version %d to %d)", before, after)
+	}
+	if err := s.SetKeep(p.cid, false); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Package(p.cid); err != nil || info.Keep {
+		t.Errorf("after SetKeep(false): %+v, %v; want not kept", info, err)
 	}
 }

@@ -359,6 +359,11 @@ func (s *Store) SetKeep(manifestCID cid.Cid, keep bool) error {
 		if !found {
 			return fmt.Errorf("package %s: %w", manifestCID, ErrNotFound)
 		}
+		if rec.Keep == keep {
+			// Nothing to write, nor to sync: the daemon marks every
+			// package it fetched, which BeginPackage kept already.
+			return nil
+		}
 		rec.Keep = keep
 		return setJSON(txn, key, &rec)
 	})
