@@ -27,9 +27,10 @@ import (
 // and ask the fetcher for it; once the fetcher's own download asks for
 // the chunk (its origin window reached it) it announces it, as for any
 // chunk it asks the origin for, and the hosts that have not asked yet
-// wait for its Have. The answers leave by the host's upload link, or by
-// a server of their own at Scenario.PullUpload: the daemon paces its
-// swarm sessions at --upload-rate but not its pull-through answers.
+// wait for its Have. The answers leave by the host's upload link, shared
+// with its sessions as the daemon's --upload-rate paces both
+// (transfer/swarm sendPulled), or by a server of their own at
+// Scenario.PullUpload.
 //
 // Two levels (strategy swarm-sites, as the daemon with --site runs it:
 // transfer/swarm coop.go fetchersBefore, forward, upstreamFirst; pull.go

@@ -36,8 +36,9 @@
 // fetching, coop.go: each origin request goes to the chunk's first-ranked
 // member, policy.Fetchers over the hosts present, which fetches it from
 // the origin once for every host asking; the asker announces no Fetching,
-// and the answers leave by Scenario.PullUpload when it is set (the
-// daemon does not pace them at its upload cap); not part of the default
+// and the answers share the host's upload with its sessions, as the
+// daemon paces both at its upload cap, unless Scenario.PullUpload gives
+// them a capacity of their own; not part of the default
 // sweep), and swarm-sites (the swarm as daemons given --site run it:
 // swarm-locality's site rule and peer choice, and cooperative fetching in
 // two levels, coop.go: the members ranked with their sites by
