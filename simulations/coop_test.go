@@ -356,3 +356,59 @@ func TestSitesWorkload(t *testing.T) {
 		t.Errorf("again: %v origin copies, first %v: not deterministic", again, c)
 	}
 }
+
+// lateCrowd is a one-chunk package of 1 MiB that hosts start 20 s apart
+// in all (staggered), uploads fast enough that each has it long before
+// the next starts: every later host has holders to find.
+func lateCrowd(hosts int) Scenario {
+	sc := flashCrowd(hosts, 1<<20, 0)
+	sc.ChunkSize = 1 << 20
+	sc.Arrival = Arrival{Pattern: ArrivalStaggered, Over: Duration(20 * time.Second)}
+	return sc
+}
+
+// TestCoopFirstRequestToFetcher: a download's first origin request goes
+// to its fetcher before its sessions tell it who holds the chunk, as the
+// daemon's first schedule runs before its first session is open; the
+// fetcher, holding the chunk, answers it. In a workload (every host a
+// member from the start) every host takes the package from its fetcher,
+// so the fetcher is the only host that uploads, where hosts asking the
+// holders their sessions find spread the uploads over them.
+func TestCoopFirstRequestToFetcher(t *testing.T) {
+	t.Parallel()
+	sc := lateCrowd(8)
+	sc.PackageSize = 0
+	sc.Packages = Packages{Count: 1, Sizes: "testdata/debian12-main-sizes.tsv", MaxSize: 1 << 20, Seed: 23}
+	for seed := uint64(1); seed <= 3; seed++ {
+		sc.Seed = seed
+		r := run(t, sc, SwarmCoop)
+		checkComplete(t, r)
+		var uploaders []int
+		for _, h := range r.PerHost {
+			if h.Uploaded > 0 {
+				uploaders = append(uploaders, h.Host)
+			}
+		}
+		if len(uploaders) != 1 || copies(r) > 1.001 {
+			t.Errorf("seed %d: hosts %v uploaded, origin copies %.2f; want the fetcher alone, 1 copy", seed, uploaders, copies(r))
+		}
+	}
+}
+
+// TestCoopFirstRankedAsksNext: one package, hosts present as they
+// start, so a late host often ranks first for the chunk: it asks the
+// next in rank, the first-ranked before it arrived, which holds the
+// chunk, and the origin sends it once, not once per host that came to
+// rank first.
+func TestCoopFirstRankedAsksNext(t *testing.T) {
+	t.Parallel()
+	for seed := uint64(1); seed <= 3; seed++ {
+		sc := lateCrowd(24)
+		sc.Seed = seed
+		r := run(t, sc, SwarmCoop)
+		checkComplete(t, r)
+		if c := copies(r); c > 1.001 {
+			t.Errorf("seed %d: %.3f origin copies, want 1", seed, c)
+		}
+	}
+}

@@ -964,6 +964,15 @@ func (s *sim) discover(h int32) {
 			hs.picker.SetPullThrough(len(members) > 1)
 		}
 	}
+	if s.coop.on && hs.picker.Peers() == 0 {
+		// The daemon's download schedules once before its first session
+		// is open (transfer/swarm download.run: findPeers runs beside
+		// it): its first origin requests go to their fetchers before it
+		// knows who holds what, and a pull-through request whose fetcher
+		// holds the chunk is not overtaken by a peer's have-map
+		// (download.overtake).
+		s.fillOrigin(h)
+	}
 	want := s.sc.Policy.MaxPeers - hs.picker.Peers()
 	if want > 0 {
 		var cand []int32
@@ -1134,6 +1143,10 @@ func (s *sim) fillOrigin(h int32) {
 			continue
 		} else if s.coopCached(h, int32(i)) {
 			s.schedule(s.now, evChunk, h, -1, int32(i)) // fetched for askers before
+		} else if q := s.coopHeldAsk(h, int32(i)); q >= 0 {
+			// Ranked first, h asks the next in rank whether it holds the
+			// chunk before the origin (coop.go).
+			s.schedule(s.now+s.lat(h, q), evPull, q, h, int32(i))
 		} else {
 			s.schedule(s.now+s.latOrig, evOriginReq, h, 0, int32(i))
 		}
