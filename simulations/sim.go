@@ -973,7 +973,7 @@ func (s *sim) discover(h int32) {
 		// (download.overtake).
 		s.fillOrigin(h)
 	}
-	want := s.sc.Policy.MaxPeers - hs.picker.Peers()
+	want := s.peerLimit() - hs.picker.Peers()
 	if want > 0 {
 		var cand []int32
 		if s.locality {
@@ -990,6 +990,20 @@ func (s *sim) discover(h int32) {
 	hs.lastFull = s.now
 	s.fillAll(h)
 	s.schedule(s.now+s.sc.Policy.Tick.Seconds(), evTick, h, 0, 0)
+}
+
+// minSessionPeers is the fewest peers a download opens sessions to
+// however few chunks its package has (transfer/swarm minSessionPeers).
+const minSessionPeers = 2
+
+// peerLimit is how many peers a host's download opens sessions to, as
+// the daemon's download.peerLimit: Policy.MaxPeers, but no more than the
+// package has chunks (at least minSessionPeers), since a package of k
+// chunks keeps at most k peers busy at once. Sessions other hosts open
+// are accepted up to MaxPeers (hello), as the daemon does not refuse
+// them.
+func (s *sim) peerLimit() int {
+	return min(s.sc.Policy.MaxPeers, max(minSessionPeers, s.nChunks))
 }
 
 // sample appends up to k random hosts of list to dst (policy.SamplePeers),
