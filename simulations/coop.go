@@ -298,7 +298,7 @@ func (s *sim) pull(f, asker, i int32) {
 		return
 	}
 	if fs.have != nil && fs.have.Has(int(i)) || s.coopCached(f, i) {
-		s.open(f, asker, i, pullFlow, float64(s.chunkLen[i]))
+		s.openPull(f, asker, i)
 		return
 	}
 	c := &s.coop
@@ -355,7 +355,7 @@ func (s *sim) servePulls(f, i int32) {
 	k := s.coop.key(f, i, s.nChunks)
 	for _, a := range s.coop.wait[k] {
 		if s.hosts[a].state != stGone {
-			s.open(f, a, i, pullFlow, float64(s.chunkLen[i]))
+			s.openPull(f, a, i)
 		}
 	}
 	delete(s.coop.wait, k)
@@ -482,4 +482,16 @@ func (s *sim) coopHeldAsk(h, i int32) int32 {
 		return q
 	}
 	return -1
+}
+
+// openPull starts fetcher f's answer to asker's pull-through request for
+// chunk i. Its first bytes are on their way: the asker's end game waits
+// longer before it asks a peer for the chunk (Picker.Streaming on its
+// origin request, as the daemon's pullHeard once the fetcher sends).
+func (s *sim) openPull(f, asker, i int32) {
+	s.open(f, asker, i, pullFlow, float64(s.chunkLen[i]))
+	if p := s.hosts[asker].picker; p != nil && s.hosts[asker].oreq.Has(int(i)) {
+		s.waitFree(asker)
+		p.Streaming(int(i), policy.OriginPeer)
+	}
 }
