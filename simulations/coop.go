@@ -27,9 +27,10 @@ import (
 // and ask the fetcher for it; once the fetcher's own download asks for
 // the chunk (its origin window reached it) it announces it, as for any
 // chunk it asks the origin for, and the hosts that have not asked yet
-// wait for its Have. The answers leave by the host's upload link, or by
-// a server of their own at Scenario.PullUpload: the daemon paces its
-// swarm sessions at --upload-rate but not its pull-through answers.
+// wait for its Have. The answers leave by the host's upload link, shared
+// with its sessions as the daemon's --upload-rate paces both
+// (transfer/swarm sendPulled), or by a server of their own at
+// Scenario.PullUpload.
 //
 // Two levels (strategy swarm-sites, as the daemon with --site runs it:
 // transfer/swarm coop.go fetchersBefore, forward, upstreamFirst; pull.go
@@ -55,8 +56,24 @@ import (
 // asks the origin for the chunk, as in one level. The Pickers run the
 // site rule and the hosts choose peers as swarm-locality's.
 //
-// Not modelled: the held-only question to the next in rank
-// (Fetchers.After), the daemon's pull slots (a fetcher refusing beyond
+// A download's first origin requests go out before its sessions: the
+// daemon schedules once as the download starts, while its search for
+// peers runs beside it (transfer/swarm download.run), so the first
+// request for a chunk goes to the chunk's fetcher even when a peer holds
+// it already, and that request is not cancelled for the peer once the
+// fetcher holds the chunk (download.overtake). In a workload of small
+// packages this is how most chunks move: a host starting a package late
+// takes it from the package's fetcher, not from the first host that got
+// it, which every host's sessions would find at once. A host that ranks
+// first for a chunk asks the next in rank for it before the origin,
+// unless that host is one of its session peers already (the daemon's
+// firstRankedAsk, a held-only question, in one level only): it takes the
+// chunk from it if it holds it, and otherwise asks the origin at once
+// (the daemon loses the question's round trip first).
+//
+// Not modelled: the held-only question to the host that asked for the
+// chunk before this one knew the package (refusedAsker) and in two
+// levels, the daemon's pull slots (a fetcher refusing beyond
 // maxPulls, its askers turning to the next in rank) and timeouts, the
 // cancelling of a pull-through request whose chunk a same-site peer
 // came to hold before the fetcher answered (pullsOvertaken: a flash
@@ -101,6 +118,11 @@ type coopState struct {
 	siteFirst [][]int32
 	up        [][]int32
 	keys      []uint64
+	// second: each chunk's member ranked right after the first (the one
+	// the first asks whether it holds the chunk), -2 not yet computed;
+	// for the ranking of version secondVer.
+	second    []int32
+	secondVer uint64
 	wait      map[int64][]int32 // fetcher*nChunks+chunk: hosts waiting for it
 	// pullBase: the server of host h's pull-through answers is
 	// pullBase+h (Scenario.PullUpload); 0: they leave by the host's
@@ -276,7 +298,7 @@ func (s *sim) pull(f, asker, i int32) {
 		return
 	}
 	if fs.have != nil && fs.have.Has(int(i)) || s.coopCached(f, i) {
-		s.open(f, asker, i, pullFlow, float64(s.chunkLen[i]))
+		s.openPull(f, asker, i)
 		return
 	}
 	c := &s.coop
@@ -333,7 +355,7 @@ func (s *sim) servePulls(f, i int32) {
 	k := s.coop.key(f, i, s.nChunks)
 	for _, a := range s.coop.wait[k] {
 		if s.hosts[a].state != stGone {
-			s.open(f, a, i, pullFlow, float64(s.chunkLen[i]))
+			s.openPull(f, a, i)
 		}
 	}
 	delete(s.coop.wait, k)
@@ -413,5 +435,63 @@ func (s *sim) cancelPull(h, i int32) {
 	k := s.coop.key(f, i, s.nChunks)
 	if w := s.coop.wait[k]; len(w) > 0 {
 		s.coop.wait[k] = slices.DeleteFunc(w, func(a int32) bool { return a == h })
+	}
+}
+
+// coopHeldAsk returns the host h asks whether it holds chunk i before it
+// fetches it from the origin, having ranked first for it (one level
+// only): the next in rank, if it holds the chunk (its store, or fetched
+// for askers) and is not one of h's session peers; -1 otherwise. The
+// daemon asks it a held-only question (firstRankedAsk), and asks the
+// origin when the answer is no.
+func (s *sim) coopHeldAsk(h, i int32) int32 {
+	c := &s.coop
+	if !c.on || c.two || s.fetcher(h, int(i)) != h {
+		return -1
+	}
+	members := s.coopMembers()
+	if len(members) < 2 {
+		return -1
+	}
+	if c.second == nil || c.secondVer != c.ver {
+		c.second = make([]int32, s.nChunks)
+		for k := range c.second {
+			c.second[k] = -2
+		}
+		c.secondVer = c.ver
+	}
+	if c.second[i] == -2 {
+		ms := make([]policy.Member, len(members))
+		for k, q := range members {
+			ms[k] = policy.Member{ID: s.ids[q]}
+		}
+		c.second[i] = -1
+		if next := policy.NewFetchers(policy.Member{ID: s.ids[h]}, ms).After(c.keys[i]); next != "" {
+			c.second[i] = s.peerOf(next)
+		}
+	}
+	q := c.second[i]
+	if q < 0 || q == h {
+		return -1
+	}
+	if k := s.sessionOf(h, q); k >= 0 && s.hosts[h].sess[k].known {
+		return -1 // its have-map says: the Picker asks it as a peer
+	}
+	qs := &s.hosts[q]
+	if qs.state != stGone && (qs.have != nil && qs.have.Has(int(i)) || s.coopCached(q, i)) {
+		return q
+	}
+	return -1
+}
+
+// openPull starts fetcher f's answer to asker's pull-through request for
+// chunk i. Its first bytes are on their way: the asker's end game waits
+// longer before it asks a peer for the chunk (Picker.Streaming on its
+// origin request, as the daemon's pullHeard once the fetcher sends).
+func (s *sim) openPull(f, asker, i int32) {
+	s.open(f, asker, i, pullFlow, float64(s.chunkLen[i]))
+	if p := s.hosts[asker].picker; p != nil && s.hosts[asker].oreq.Has(int(i)) {
+		s.waitFree(asker)
+		p.Streaming(int(i), policy.OriginPeer)
 	}
 }

@@ -156,10 +156,12 @@ func capped(pullUpload Rate) Scenario {
 // (the fetcher does not either), so every host asks the fetcher for each
 // chunk of the origin window, and with pull-through answers not paced by
 // the upload cap (pull_upload) the chunks spread at the link's rate: the
-// run ends within a tenth of the origin's own time for the package, below
-// the fluid bound of capped uploads. Askers announcing a Fetching kept
-// the others off the chunk until it reached them through the capped swarm
-// (7.2 s, 1.8 times the origin's 4 s).
+// run ends soon after the origin has sent the package once (5.39 s
+// against its 4 s: the last chunks wait for the end game, whose delay
+// follows the host's response times, seconds here while the whole window
+// is asked at once). Askers announcing a Fetching kept the others off the
+// chunk until it reached them through the capped swarm (7.2 s, 1.8 times
+// the origin's 4 s).
 func TestCoopAskersPullEveryWindowChunk(t *testing.T) {
 	t.Parallel()
 	sc := capped(1.25e9)
@@ -169,8 +171,8 @@ func TestCoopAskersPullEveryWindowChunk(t *testing.T) {
 	if c := copies(r); c > 1.01 {
 		t.Errorf("origin copies %.3f, want 1", c)
 	}
-	if r.Makespan > 1.25*origin {
-		t.Errorf("makespan %.2fs, want within 25%% of the origin's %.2fs", r.Makespan, origin)
+	if r.Makespan > 1.5*origin {
+		t.Errorf("makespan %.2fs, want within 50%% of the origin's %.2fs", r.Makespan, origin)
 	}
 }
 
@@ -354,5 +356,93 @@ func TestSitesWorkload(t *testing.T) {
 	}
 	if again := copies(run(t, sc, SwarmSites)); again != c {
 		t.Errorf("again: %v origin copies, first %v: not deterministic", again, c)
+	}
+}
+
+// lateCrowd is a one-chunk package of 1 MiB that hosts start 20 s apart
+// in all (staggered), uploads fast enough that each has it long before
+// the next starts: every later host has holders to find.
+func lateCrowd(hosts int) Scenario {
+	sc := flashCrowd(hosts, 1<<20, 0)
+	sc.ChunkSize = 1 << 20
+	sc.Arrival = Arrival{Pattern: ArrivalStaggered, Over: Duration(20 * time.Second)}
+	return sc
+}
+
+// TestCoopFirstRequestToFetcher: a download's first origin request goes
+// to its fetcher before its sessions tell it who holds the chunk, as the
+// daemon's first schedule runs before its first session is open; the
+// fetcher, holding the chunk, answers it. In a workload (every host a
+// member from the start) every host takes the package from its fetcher,
+// so the fetcher is the only host that uploads, where hosts asking the
+// holders their sessions find spread the uploads over them.
+func TestCoopFirstRequestToFetcher(t *testing.T) {
+	t.Parallel()
+	sc := lateCrowd(8)
+	sc.PackageSize = 0
+	sc.Packages = Packages{Count: 1, Sizes: "testdata/debian12-main-sizes.tsv", MaxSize: 1 << 20, Seed: 23}
+	for seed := uint64(1); seed <= 3; seed++ {
+		sc.Seed = seed
+		r := run(t, sc, SwarmCoop)
+		checkComplete(t, r)
+		var uploaders []int
+		for _, h := range r.PerHost {
+			if h.Uploaded > 0 {
+				uploaders = append(uploaders, h.Host)
+			}
+		}
+		if len(uploaders) != 1 || copies(r) > 1.001 {
+			t.Errorf("seed %d: hosts %v uploaded, origin copies %.2f; want the fetcher alone, 1 copy", seed, uploaders, copies(r))
+		}
+	}
+}
+
+// TestCoopFirstRankedAsksNext: one package, hosts present as they
+// start, so a late host often ranks first for the chunk: it asks the
+// next in rank, the first-ranked before it arrived, which holds the
+// chunk, and the origin sends it once, not once per host that came to
+// rank first.
+func TestCoopFirstRankedAsksNext(t *testing.T) {
+	t.Parallel()
+	for seed := uint64(1); seed <= 3; seed++ {
+		sc := lateCrowd(24)
+		sc.Seed = seed
+		r := run(t, sc, SwarmCoop)
+		checkComplete(t, r)
+		if c := copies(r); c > 1.001 {
+			t.Errorf("seed %d: %.3f origin copies, want 1", seed, c)
+		}
+	}
+}
+
+// TestEndgameFollowsResponses: the end game waits for a chunk on its way
+// and follows the host's response times, as the daemon's (h30-dups): a
+// pull-through answer or a session's chunk that has started is asked of
+// nobody else until it is four times the end game's delay old, and the
+// delay is twice the mean time the host's requests take (at least 100
+// ms, at most a quarter of the request timeout), over all its packages.
+// In a workload of one-chunk packages fetched 16 at a time by 8 hosts
+// with 4 MiB/s uploads, every package is in the end game from its first
+// request and answers take seconds: with a fixed 100 ms delay the hosts
+// asked a second peer for most of them, and moved 1.24-1.28 times the
+// bytes they needed; now 1.09-1.11.
+func TestEndgameFollowsResponses(t *testing.T) {
+	t.Parallel()
+	sc := capped(0)
+	sc.HostUpload = Dist{{Rate: 4 << 20, Weight: 1}}
+	sc.PackageSize = 0
+	sc.Packages = Packages{Count: 60, Sizes: "testdata/debian12-main-sizes.tsv", MaxSize: 1 << 20, Seed: 23, Parallel: 16}
+	sc.Policy.ProviderDelay = Duration(time.Millisecond)
+	for seed := uint64(1); seed <= 3; seed++ {
+		sc.Seed = seed
+		r := run(t, sc, SwarmCoop)
+		checkComplete(t, r)
+		moved := r.OriginBytes
+		for _, h := range r.PerHost {
+			moved += h.Uploaded
+		}
+		if m := moved / (r.PackageBytes * float64(sc.Hosts)); m > 1.15 {
+			t.Errorf("seed %d: moved %.3f times the bytes the hosts needed, want at most 1.15", seed, m)
+		}
 	}
 }

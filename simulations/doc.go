@@ -36,8 +36,9 @@
 // fetching, coop.go: each origin request goes to the chunk's first-ranked
 // member, policy.Fetchers over the hosts present, which fetches it from
 // the origin once for every host asking; the asker announces no Fetching,
-// and the answers leave by Scenario.PullUpload when it is set (the
-// daemon does not pace them at its upload cap); not part of the default
+// and the answers share the host's upload with its sessions, as the
+// daemon paces both at its upload cap, unless Scenario.PullUpload gives
+// them a capacity of their own; not part of the default
 // sweep), and swarm-sites (the swarm as daemons given --site run it:
 // swarm-locality's site rule and peer choice, and cooperative fetching in
 // two levels, coop.go: the members ranked with their sites by
@@ -76,16 +77,27 @@
 // present, downloading or holding the package: the DHT's providers, given
 // to its Picker with SetMembers at each discovery, so that in a flash
 // crowd every host sees the same members and the origin partition is
-// exact), discovers up to Policy.MaxPeers random hosts among them, opens a session with each (both sides serve each other; a
-// side whose Picker already knows MaxPeers peers does not add the other,
-// as the daemon does), and learns their have-maps. From then on it acts as
+// exact), discovers random hosts among them up to its download's peer
+// limit (Policy.MaxPeers, but no more than the package has chunks, at
+// least two: the daemon's peerLimit), opens a session with each (both
+// sides serve each other; a side whose Picker already knows MaxPeers
+// peers does not add the other, as the daemon does), and learns their
+// have-maps. With cooperative fetching its first origin requests go to
+// their fetchers before that, as the daemon's first schedule runs before
+// its first session is open (coop.go). From then on it acts as
 // the daemon's download loop: after every chunk, HaveUpdate, new peer and
 // on a tick (Policy.Tick) it asks its Picker for chunks to request from
 // peers (pipelines bounded by PipelineDepth) and from the origin, sends
 // Fetching for origin chunks, HaveUpdates for chunks received, cancels
 // what Received says to cancel, reports the peers whose chunks (larger
 // than policy.PartSize, the daemon's ChunkParts) are flowing in with
-// Progress, expires requests with Timeouts and drops
+// Progress (and marks their chunks Streaming, as a pull-through answer
+// once it starts: the end game waits four times longer before asking
+// another peer for a chunk on its way), sets its Picker's end-game
+// delay on every tick from the host's response times over all its
+// downloads (policy.ResponseTimes: twice their mean, from 100 ms to a
+// quarter of the request timeout, as the daemon's Swarm.endgameDelay),
+// expires requests with Timeouts and drops
 // peers with MaxStrikes strikes, and looks for more peers every
 // FindInterval while it has fewer than MaxPeers. A sender serves each
 // session's requests in order, one chunk at a time per session, all

@@ -326,6 +326,10 @@ type engine struct {
 	pend []int32
 	// ids: the hosts' peer IDs, shared by a workload's packages.
 	ids []policy.PeerID
+	// resp: each host's response times, over all its downloads (a
+	// workload's packages), as the daemon's Swarm measures them for the
+	// end game's delay (sim.endgameDelay).
+	resp []policy.ResponseTimes
 	// cpu: the cores the hosts share (cpu.go); off, every host has CPU
 	// enough. cpuF: each flow's part in it, by flow id (cpu on only).
 	cpu  cpuState

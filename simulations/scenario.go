@@ -47,12 +47,12 @@ type Scenario struct {
 	OriginUpload Rate `json:"origin_upload,omitempty"`
 	// PullUpload (swarm-coop, swarm-sites): a host's capacity for the chunks it sends
 	// as a fetcher's answers to pull-through requests, apart from
-	// HostUpload. The daemon's --upload-rate paces its swarm sessions
-	// only (transfer/swarm waitUpload); its pull-through answers go out
-	// unpaced, at what the host's link gives, so a scenario of capped
-	// daemons sets the link's rate here. 0: they share HostUpload with
-	// the swarm's uploads (a daemon without an upload cap, whose swarm
-	// and pull-through traffic leave by the same link).
+	// HostUpload. 0: they share HostUpload with the swarm's uploads, as
+	// the daemon's do: its --upload-rate paces a pull-through answer's
+	// pieces like a session's, with fair turns between the peers
+	// (transfer/swarm sendPulled, waitUpload), so a scenario of capped
+	// daemons leaves this unset. Set, it models a host whose pull-through
+	// answers leave by a link of their own.
 	PullUpload Rate `json:"pull_upload,omitempty"`
 	// Latency: one-way delays.
 	Latency Latency `json:"latency,omitzero"`

@@ -380,6 +380,9 @@ func (s *sim) initHosts() {
 	if len(s.ids) != int(n) {
 		s.ids = make([]policy.PeerID, n)
 	}
+	if len(s.engine.resp) != int(n) {
+		s.engine.resp = make([]policy.ResponseTimes, n)
+	}
 	s.presPos = make([]int32, n)
 	s.sitePos = make([]int32, n)
 	s.siteHost = make([][]int32, sc.Sites)
@@ -677,6 +680,7 @@ func (s *sim) arrive(h int32, rejoin bool) {
 	}
 	cfg := s.pcfg
 	cfg.Rand = rand.New(rand.NewPCG(s.sc.Seed^0x9e3779b97f4a7c15, uint64(h)<<1|b2u(rejoin)))
+	cfg.EndgameDelay = s.endgameDelay(h)
 	p := policy.NewPicker(cfg)
 	if s.locality {
 		p.SetSites(s.ids[h])
@@ -964,7 +968,16 @@ func (s *sim) discover(h int32) {
 			hs.picker.SetPullThrough(len(members) > 1)
 		}
 	}
-	want := s.sc.Policy.MaxPeers - hs.picker.Peers()
+	if s.coop.on && hs.picker.Peers() == 0 {
+		// The daemon's download schedules once before its first session
+		// is open (transfer/swarm download.run: findPeers runs beside
+		// it): its first origin requests go to their fetchers before it
+		// knows who holds what, and a pull-through request whose fetcher
+		// holds the chunk is not overtaken by a peer's have-map
+		// (download.overtake).
+		s.fillOrigin(h)
+	}
+	want := s.peerLimit() - hs.picker.Peers()
 	if want > 0 {
 		var cand []int32
 		if s.locality {
@@ -981,6 +994,20 @@ func (s *sim) discover(h int32) {
 	hs.lastFull = s.now
 	s.fillAll(h)
 	s.schedule(s.now+s.sc.Policy.Tick.Seconds(), evTick, h, 0, 0)
+}
+
+// minSessionPeers is the fewest peers a download opens sessions to
+// however few chunks its package has (transfer/swarm minSessionPeers).
+const minSessionPeers = 2
+
+// peerLimit is how many peers a host's download opens sessions to, as
+// the daemon's download.peerLimit: Policy.MaxPeers, but no more than the
+// package has chunks (at least minSessionPeers), since a package of k
+// chunks keeps at most k peers busy at once. Sessions other hosts open
+// are accepted up to MaxPeers (hello), as the daemon does not refuse
+// them.
+func (s *sim) peerLimit() int {
+	return min(s.sc.Policy.MaxPeers, max(minSessionPeers, s.nChunks))
 }
 
 // sample appends up to k random hosts of list to dst (policy.SamplePeers),
@@ -1134,6 +1161,10 @@ func (s *sim) fillOrigin(h int32) {
 			continue
 		} else if s.coopCached(h, int32(i)) {
 			s.schedule(s.now, evChunk, h, -1, int32(i)) // fetched for askers before
+		} else if q := s.coopHeldAsk(h, int32(i)); q >= 0 {
+			// Ranked first, h asks the next in rank whether it holds the
+			// chunk before the origin (coop.go).
+			s.schedule(s.now+s.lat(h, q), evPull, q, h, int32(i))
 		} else {
 			s.schedule(s.now+s.latOrig, evOriginReq, h, 0, int32(i))
 		}
@@ -1323,6 +1354,13 @@ func (s *sim) chunk(h, src, i int32) {
 	// lookup by peer ID.
 	k := -1
 	var cancels []policy.PeerID
+	asked := policy.OriginPeer // a pull-through answer's too
+	if src >= 0 {
+		asked = s.ids[src]
+	}
+	if age, ok := p.RequestAge(int(i), asked, s.at(s.now)); ok {
+		s.engine.resp[h].Note(age)
+	}
 	if src >= 0 {
 		if k = s.sessionOf(h, src); k >= 0 && hs.sess[k].known {
 			cancels = p.ReceivedRef(int(i), hs.sess[k].ref, s.at(s.now), int64(size))
@@ -1442,6 +1480,7 @@ func (s *sim) tick(h int32) {
 		return
 	}
 	p := hs.picker
+	p.SetEndgameDelay(s.endgameDelay(h))
 	s.progress(h)
 	s.tmo = p.Timeouts(s.at(s.now), s.tmo[:0])
 	full := len(s.tmo) > 0 || s.now >= hs.lastFull+1 || p.Thawed(s.at(s.now))
@@ -1465,9 +1504,27 @@ func (s *sim) tick(h int32) {
 	s.schedule(s.now+s.sc.Policy.Tick.Seconds(), evTick, h, 0, 0)
 }
 
+// endgameDelay is the end game's delay for host h now, as the daemon's
+// Swarm.endgameDelay: twice the mean time its requests took to bring
+// their chunks (peers, pull-through and the origin alike, over all its
+// downloads), at least policy.DefaultEndgameDelay and at most a quarter
+// of the request timeout. Every Picker of h takes it when it starts and
+// on every tick: a host whose answers come slowly, its uploaders shared
+// by many, does not send a second request for a chunk after a fixed
+// 100 ms.
+func (s *sim) endgameDelay(h int32) time.Duration {
+	rt := time.Duration(s.sc.Policy.RequestTimeout)
+	if rt <= 0 {
+		rt = policy.DefaultRequestTimeout
+	}
+	return s.engine.resp[h].EndgameDelay(policy.DefaultEndgameDelay, rt/4)
+}
+
 // progress tells h's Picker of the peers sending it chunks in parts (the
 // daemon's ChunkParts, policy.PartSize): their bytes flow, so their
-// requests neither stall nor time out.
+// requests neither stall nor time out, and the chunks are on their way
+// (Picker.Streaming: the end game waits longer before it asks another
+// peer for them, as the daemon's download.progress).
 func (s *sim) progress(h int32) {
 	s.waitFree(h)
 	hs := &s.hosts[h]
@@ -1477,7 +1534,11 @@ func (s *sim) progress(h int32) {
 			continue
 		}
 		if f := &s.flows[id]; f.live && f.pkg == s.tag && f.srv != s.origin && f.chunk >= 0 && f.size > policy.PartSize {
-			hs.picker.Progress(s.ids[s.srvHost(f.srv)], now)
+			from := s.ids[s.srvHost(f.srv)]
+			hs.picker.Progress(from, now)
+			if f.vm != pullFlow {
+				hs.picker.Streaming(int(f.chunk), from)
+			}
 		}
 	}
 }

@@ -303,3 +303,29 @@ func TestPlotsDegenerate(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerLimitSmallPackage: a download opens sessions to no more peers
+// than its package has chunks (at least 2), as the daemon's peerLimit:
+// in a flash crowd of a one-chunk package the hosts open at most two
+// sessions each, not one to every other host.
+func TestPeerLimitSmallPackage(t *testing.T) {
+	t.Parallel()
+	sc := small()
+	sc.Sites = 1
+	sc.PackageSize = 1 << 20
+	s := newSim(sc.withDefaults(), Swarm)
+	if err := s.run(); err != nil {
+		t.Fatal(err)
+	}
+	var sessions int
+	for h := range s.hosts {
+		sessions += len(s.hosts[h].sess)
+	}
+	sessions /= 2 // each is in both hosts' lists
+	if sessions > minSessionPeers*sc.Hosts {
+		t.Errorf("%d sessions among %d hosts, want at most %d", sessions, sc.Hosts, minSessionPeers*sc.Hosts)
+	}
+	if r := s.result(); r.Finished != sc.Hosts {
+		t.Errorf("%d of %d hosts finished", r.Finished, sc.Hosts)
+	}
+}
