@@ -919,7 +919,15 @@ func (s *sim) unknow(h int32, k int) {
 	last := ps.watch[len(ps.watch)-1]
 	ps.watch[w] = last
 	s.hosts[last.q].sess[last.k].wpos = int32(w)
-	ps.watch = ps.watch[:len(ps.watch)-1]
+	ps.watch = dropLastWatcher(ps.watch)
+}
+
+// dropLastWatcher shortens ws by one, clearing the entry it drops: the
+// array keeps its capacity, and a watcher left past the end would keep
+// the watcher's Picker (every host's, once done) from being collected.
+func dropLastWatcher(ws []watcher) []watcher {
+	ws[len(ws)-1] = watcher{}
+	return ws[:len(ws)-1]
 }
 
 func (s *sim) discover(h int32) {
@@ -1555,7 +1563,7 @@ func (s *sim) peerGone(q, h int32) {
 			last := qs.watch[len(qs.watch)-1]
 			qs.watch[j] = last
 			s.hosts[last.q].sess[last.k].wpos = int32(j)
-			qs.watch = qs.watch[:len(qs.watch)-1]
+			qs.watch = dropLastWatcher(qs.watch)
 			break
 		}
 	}

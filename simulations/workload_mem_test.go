@@ -48,7 +48,7 @@ func runWorkloadKeep(t testing.TB, sc Scenario, st Strategy, keep bool) (*worklo
 // sessions and have-maps to the end).
 func TestWorkloadReleasesFinishedPackages(t *testing.T) {
 	sc := workload(SwarmCoop)
-	sc.Hosts = 100
+	sc.Hosts = 300
 	sc.Packages.Count = 60
 	sc = sc.withDefaults()
 	for _, st := range []Strategy{SwarmCoop, Swarm, OriginPerHost} {
@@ -254,5 +254,47 @@ func TestWorkloadMakesPackagesWhenStarted(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWorkloadDonePickersUnreachable: once every host has a package, no
+// Picker of it is reachable from the run's state, not even from the
+// unused capacity of a watcher list (a watcher dropped by moving the
+// last one into its place but left in the array past the end kept its
+// Picker, every done host's, until the package was released).
+func TestWorkloadDonePickersUnreachable(t *testing.T) {
+	t.Parallel()
+	sc := workload(SwarmCoop)
+	sc.Hosts = 60
+	sc.Packages.Count = 8
+	sc.Packages.Parallel = 4
+	sc.ChunkSize = 16 << 10 // packages of many chunks, traded between peers
+	sc.Policy.ProviderDelay = 0
+	sc = sc.withDefaults()
+	sizes, err := WorkloadSizes(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkload(sc, SwarmCoop, sizes)
+	w.keep = true
+	if err := w.run(nil); err != nil {
+		t.Fatal(err)
+	}
+	for k, s := range w.sims {
+		held := 0
+		for h := range s.hosts {
+			if s.hosts[h].picker != nil {
+				t.Fatalf("package %d: host %d done but holds its Picker", k, h)
+			}
+			ws := s.hosts[h].watch
+			for _, x := range ws[:cap(ws)] {
+				if x.p != nil {
+					held++
+				}
+			}
+		}
+		if held > 0 {
+			t.Errorf("package %d: %d Pickers reachable from watcher lists, want 0", k, held)
+		}
 	}
 }
