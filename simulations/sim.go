@@ -264,7 +264,13 @@ type sim struct {
 	starts       []float64     // each host's arrival, nil: sc.Arrival (workload.go)
 	onDone       func(h int32) // called when host h has the package (workload.go)
 	onJob        func(h int32) // called when host h's start-up work is done (workload.go); nil: it arrives
-	res          *Result       // the result, once released (workloadRun.release)
+	res          *Result       // the result, once released (workloadRun.release), without PerHost
+	resBytes     []hostBytes   // the hosts' bytes in res
+	// pruneQ: done hosts whose sessions with other done hosts are not
+	// dropped yet, from pruneHead on (prune.go); pruneOn: s drops them.
+	pruneQ    []int32
+	pruneHead int
+	pruneOn   bool
 }
 
 // Run simulates strategy st on scenario sc.
@@ -322,6 +328,7 @@ func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 	}
 	s.coop.on, s.coop.all = st == SwarmCoop || st == SwarmSites, starts != nil
 	s.coop.two = st == SwarmSites
+	s.pruneOn = s.prunable()
 	if s.recvShare == nil {
 		// A workload's first package's hosts: every package draws the
 		// same links from the same seed, and the first one is never
@@ -1389,6 +1396,9 @@ func (s *sim) hostDone(h int32) {
 	s.pending--
 	if s.pending == 0 {
 		s.finished = true
+	}
+	if s.pruneOn {
+		s.pruneQ = append(s.pruneQ, h)
 	}
 	if s.onDone != nil {
 		s.onDone(h)

@@ -13,7 +13,8 @@ import (
 
 // runWorkloadKeep runs sc's workload (sc has its defaults) and returns
 // the run, its result and the heap bytes the run still holds at its end;
-// keep: no package is released (as before release existed).
+// keep: no package is released and no session dropped (as before release
+// and prune.go existed).
 func runWorkloadKeep(t testing.TB, sc Scenario, st Strategy, keep bool) (*workloadRun, *Result, uint64) {
 	t.Helper()
 	sizes, err := WorkloadSizes(sc)
@@ -24,7 +25,7 @@ func runWorkloadKeep(t testing.TB, sc Scenario, st Strategy, keep bool) (*worklo
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	w := newWorkload(sc, st, sizes)
-	w.keep = keep
+	w.keep, w.noPrune = keep, keep
 	if err := w.run(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -296,5 +297,53 @@ func TestWorkloadDonePickersUnreachable(t *testing.T) {
 		if held > 0 {
 			t.Errorf("package %d: %d Pickers reachable from watcher lists, want 0", k, held)
 		}
+	}
+}
+
+// TestWorkloadDropsDoneSessions: the sessions between hosts done with a
+// package are dropped (prune.go) and the run's result is the same as
+// when they are kept; once the last hosts have been done for a latency,
+// what is left of them is a small part of what was kept.
+func TestWorkloadDropsDoneSessions(t *testing.T) {
+	t.Parallel()
+	sc := workload(SwarmCoop)
+	sc.Hosts = 60
+	sc.Packages.Count = 8
+	sc.Packages.Parallel = 4
+	sc.ChunkSize = 16 << 10 // packages of many chunks, traded between peers
+	sc.Policy.ProviderDelay = 0
+	sc = sc.withDefaults()
+	sizes, err := WorkloadSizes(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []Strategy{SwarmCoop, Swarm, SwarmSites} {
+		t.Run(string(st), func(t *testing.T) {
+			held := func(noPrune bool) (*Result, int) {
+				w := newWorkload(sc, st, sizes)
+				w.keep, w.noPrune = true, noPrune
+				if err := w.run(nil); err != nil {
+					t.Fatal(err)
+				}
+				w.e.now += 1 // the last hosts' messages have arrived
+				n := 0
+				for _, s := range w.sims {
+					if s.pruneDue() {
+						s.prune()
+					}
+					n += s.sessionsHeld()
+				}
+				return w.result(sizes), n
+			}
+			r, n := held(false)
+			rk, nk := held(true)
+			if d := resultDiff(r, rk); d != "" {
+				t.Errorf("results differ with and without dropping done sessions: %s", d)
+			}
+			t.Logf("sessions held at the end: %d, %d kept", n, nk)
+			if nk == 0 || n > nk/20 {
+				t.Errorf("%d sessions held at the end, want under 5%% of the %d kept", n, nk)
+			}
+		})
 	}
 }
