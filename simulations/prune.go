@@ -64,7 +64,7 @@ func (s *sim) prune() {
 
 // idleSession: nothing waits to be sent on se, nothing is being sent.
 func idleSession(se *session) bool {
-	return se.flow < 0 && len(se.queue) == 0 && len(se.held) == 0 && !se.discard && !se.known
+	return se.flow < 0 && len(se.queue) == 0 && se.held == 0 && !se.discard && !se.known
 }
 
 // dropSession removes host h's session k, moving h's last session into

@@ -95,18 +95,21 @@ const (
 	stGone
 )
 
+// session is one end of a connection between two hosts in one package;
+// a run holds one per host and peer (and a workload per package), so it
+// is kept small: what HeadOfLine holds back is in a side table.
 type session struct {
 	peer    int32
 	rev     int32 // index of the reverse session in the peer's list
 	flow    int32 // our upload flow to the peer, -1 none
+	wpos    int32 // known: our place in the peer's watchers
+	held    int32 // HeadOfLine: our messages waiting for flow to end, at sim.heldQ[held-1]; 0 none
 	known   bool  // the peer is in this host's Picker
 	dropped bool  // dropped for strikes: never known again
 	local   bool  // same site
 	discard bool  // WriteAhead: flow was cancelled, the receiver discards it
-	wpos    int32 // known: our place in the peer's watchers
 	ref     policy.PeerRef
 	queue   []int32
-	held    []event // HeadOfLine: our messages waiting for flow to end
 }
 
 // watcher is a peer whose Picker knows this host: it hears our
@@ -271,6 +274,10 @@ type sim struct {
 	pruneQ    []int32
 	pruneHead int
 	pruneOn   bool
+	// heldQ: the messages sessions hold back (HeadOfLine, session.held);
+	// heldFree: its free entries.
+	heldQ    [][]event
+	heldFree []int32
 }
 
 // Run simulates strategy st on scenario sc.

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // runWorkloadKeep runs sc's workload (sc has its defaults) and returns
@@ -345,5 +346,15 @@ func TestWorkloadDropsDoneSessions(t *testing.T) {
 				t.Errorf("%d sessions held at the end, want under 5%% of the %d kept", n, nk)
 			}
 		})
+	}
+}
+
+// TestSessionSize: a run holds a session per host and peer, per package
+// in a workload (tens of millions at 10,000 hosts); HeadOfLine's held
+// messages live in a side table (sim.heldQ), not in every session.
+func TestSessionSize(t *testing.T) {
+	t.Parallel()
+	if n := unsafe.Sizeof(session{}); n > 56 {
+		t.Errorf("a session takes %d bytes, want at most 56", n)
 	}
 }
