@@ -222,6 +222,7 @@ type sim struct {
 	n        int32
 	nChunks  int
 	chunkLen []int32
+	inParts  bool // some chunk is sent in parts (longer than policy.PartSize)
 	pkgBytes float64
 	origin   int32 // origin server id
 	hosts    []host
@@ -358,6 +359,7 @@ func (s *sim) initChunks() {
 	s.chunkLen = make([]int32, s.nChunks)
 	for i := range s.nChunks {
 		s.chunkLen[i] = int32(min(int64(sc.ChunkSize), int64(sc.PackageSize)-int64(i)*int64(sc.ChunkSize)))
+		s.inParts = s.inParts || s.chunkLen[i] > policy.PartSize
 	}
 	// Which chunks version 1 already has: the same on every host.
 	s.old = policy.NewBitfield(s.nChunks)
@@ -1492,9 +1494,14 @@ func (s *sim) tick(h int32) {
 
 // progress tells h's Picker of the peers sending it chunks in parts (the
 // daemon's ChunkParts, policy.PartSize): their bytes flow, so their
-// requests neither stall nor time out.
+// requests neither stall nor time out. A package whose chunks all fit in
+// one part has no such flow: the host's incoming flows, of every package
+// of a workload, are not walked.
 func (s *sim) progress(h int32) {
 	s.waitFree(h)
+	if !s.inParts {
+		return
+	}
 	hs := &s.hosts[h]
 	now := s.at(s.now)
 	for _, id := range s.rin[h].in {
