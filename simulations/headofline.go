@@ -39,7 +39,7 @@ func (s *sim) handleHeadOfLine(ev event) {
 func (s *sim) sendOn(h int32, k int, q int32, kind uint8, a, b, c int32) {
 	if s.sc.HeadOfLine && k >= 0 {
 		if se := &s.hosts[h].sess[k]; se.flow >= 0 {
-			se.held = append(se.held, event{kind: kind, a: a, b: b, c: c})
+			s.hold(se, event{kind: kind, a: a, b: b, c: c})
 			return
 		}
 	}
@@ -58,15 +58,32 @@ func (s *sim) sendTo(h, q int32, kind uint8, a, b, c int32) {
 // flushHeld sends what h held on session k: its upload flow just ended.
 func (s *sim) flushHeld(h int32, k int) {
 	se := &s.hosts[h].sess[k]
-	if len(se.held) == 0 {
+	if se.held == 0 {
 		return
 	}
 	q := se.peer
-	held := se.held
-	se.held = nil
+	x := se.held - 1
+	held := s.heldQ[x]
+	s.heldQ[x] = nil
+	s.heldFree = append(s.heldFree, x)
+	se.held = 0
 	for _, m := range held {
 		s.schedule(s.now+s.lat(h, q), m.kind, m.a, m.b, m.c)
 	}
+}
+
+// hold appends m to the messages session se holds back.
+func (s *sim) hold(se *session, m event) {
+	if se.held == 0 {
+		if n := len(s.heldFree); n > 0 {
+			se.held = s.heldFree[n-1] + 1
+			s.heldFree = s.heldFree[:n-1]
+		} else {
+			s.heldQ = append(s.heldQ, nil)
+			se.held = int32(len(s.heldQ))
+		}
+	}
+	s.heldQ[se.held-1] = append(s.heldQ[se.held-1], m)
 }
 
 // broadcastHeadOfLine sends a HaveUpdate or Fetching about chunk i to each

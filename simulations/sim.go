@@ -95,18 +95,21 @@ const (
 	stGone
 )
 
+// session is one end of a connection between two hosts in one package;
+// a run holds one per host and peer (and a workload per package), so it
+// is kept small: what HeadOfLine holds back is in a side table.
 type session struct {
 	peer    int32
 	rev     int32 // index of the reverse session in the peer's list
 	flow    int32 // our upload flow to the peer, -1 none
+	wpos    int32 // known: our place in the peer's watchers
+	held    int32 // HeadOfLine: our messages waiting for flow to end, at sim.heldQ[held-1]; 0 none
 	known   bool  // the peer is in this host's Picker
 	dropped bool  // dropped for strikes: never known again
 	local   bool  // same site
 	discard bool  // WriteAhead: flow was cancelled, the receiver discards it
-	wpos    int32 // known: our place in the peer's watchers
 	ref     policy.PeerRef
 	queue   []int32
-	held    []event // HeadOfLine: our messages waiting for flow to end
 }
 
 // watcher is a peer whose Picker knows this host: it hears our
@@ -219,6 +222,7 @@ type sim struct {
 	n        int32
 	nChunks  int
 	chunkLen []int32
+	inParts  bool // some chunk is sent in parts (longer than policy.PartSize)
 	pkgBytes float64
 	origin   int32 // origin server id
 	hosts    []host
@@ -264,7 +268,17 @@ type sim struct {
 	starts       []float64     // each host's arrival, nil: sc.Arrival (workload.go)
 	onDone       func(h int32) // called when host h has the package (workload.go)
 	onJob        func(h int32) // called when host h's start-up work is done (workload.go); nil: it arrives
-	res          *Result       // the result, once released (workloadRun.release)
+	res          *Result       // the result, once released (workloadRun.release), without PerHost
+	resBytes     []hostBytes   // the hosts' bytes in res
+	// pruneQ: done hosts whose sessions with other done hosts are not
+	// dropped yet, from pruneHead on (prune.go); pruneOn: s drops them.
+	pruneQ    []int32
+	pruneHead int
+	pruneOn   bool
+	// heldQ: the messages sessions hold back (HeadOfLine, session.held);
+	// heldFree: its free entries.
+	heldQ    [][]event
+	heldFree []int32
 }
 
 // Run simulates strategy st on scenario sc.
@@ -322,6 +336,7 @@ func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 	}
 	s.coop.on, s.coop.all = st == SwarmCoop || st == SwarmSites, starts != nil
 	s.coop.two = st == SwarmSites
+	s.pruneOn = s.prunable()
 	if s.recvShare == nil {
 		// A workload's first package's hosts: every package draws the
 		// same links from the same seed, and the first one is never
@@ -344,6 +359,7 @@ func (s *sim) initChunks() {
 	s.chunkLen = make([]int32, s.nChunks)
 	for i := range s.nChunks {
 		s.chunkLen[i] = int32(min(int64(sc.ChunkSize), int64(sc.PackageSize)-int64(i)*int64(sc.ChunkSize)))
+		s.inParts = s.inParts || s.chunkLen[i] > policy.PartSize
 	}
 	// Which chunks version 1 already has: the same on every host.
 	s.old = policy.NewBitfield(s.nChunks)
@@ -923,7 +939,15 @@ func (s *sim) unknow(h int32, k int) {
 	last := ps.watch[len(ps.watch)-1]
 	ps.watch[w] = last
 	s.hosts[last.q].sess[last.k].wpos = int32(w)
-	ps.watch = ps.watch[:len(ps.watch)-1]
+	ps.watch = dropLastWatcher(ps.watch)
+}
+
+// dropLastWatcher shortens ws by one, clearing the entry it drops: the
+// array keeps its capacity, and a watcher left past the end would keep
+// the watcher's Picker (every host's, once done) from being collected.
+func dropLastWatcher(ws []watcher) []watcher {
+	ws[len(ws)-1] = watcher{}
+	return ws[:len(ws)-1]
 }
 
 func (s *sim) discover(h int32) {
@@ -1420,6 +1444,9 @@ func (s *sim) hostDone(h int32) {
 	if s.pending == 0 {
 		s.finished = true
 	}
+	if s.pruneOn {
+		s.pruneQ = append(s.pruneQ, h)
+	}
 	if s.onDone != nil {
 		s.onDone(h)
 	}
@@ -1524,9 +1551,14 @@ func (s *sim) endgameDelay(h int32) time.Duration {
 // daemon's ChunkParts, policy.PartSize): their bytes flow, so their
 // requests neither stall nor time out, and the chunks are on their way
 // (Picker.Streaming: the end game waits longer before it asks another
-// peer for them, as the daemon's download.progress).
+// peer for them, as the daemon's download.progress). A package whose
+// chunks all fit in one part has no such flow: the host's incoming
+// flows, of every package of a workload, are not walked.
 func (s *sim) progress(h int32) {
 	s.waitFree(h)
+	if !s.inParts {
+		return
+	}
 	hs := &s.hosts[h]
 	now := s.at(s.now)
 	for _, id := range s.rin[h].in {
@@ -1616,7 +1648,7 @@ func (s *sim) peerGone(q, h int32) {
 			last := qs.watch[len(qs.watch)-1]
 			qs.watch[j] = last
 			s.hosts[last.q].sess[last.k].wpos = int32(j)
-			qs.watch = qs.watch[:len(qs.watch)-1]
+			qs.watch = dropLastWatcher(qs.watch)
 			break
 		}
 	}

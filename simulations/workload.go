@@ -67,6 +67,10 @@ type workloadRun struct {
 	last     []float64 // when each host started its latest package
 	done     int       // packages every host has
 	keep     bool      // tests: release no package
+	// relArrival, relDone: each host's earliest arrival and latest end
+	// in the packages released (release).
+	relArrival, relDone []float64
+	noPrune             bool // tests: keep the sessions between done hosts (prune.go)
 	// live: packages made and not released; peakLive the most at once.
 	live, peakLive int
 	maxT           float64
@@ -177,6 +181,7 @@ func (w *workloadRun) newPackage(st Strategy, k int, starts []float64) *sim {
 	s.fanPar = false // one event loop for every package (no pipe, no helper)
 	s.onDone = w.hostDone
 	s.onJob = w.jobDone
+	s.pruneOn = s.pruneOn && !w.noPrune
 	w.sims[k] = s
 	w.live++
 	w.peakLive = max(w.peakLive, w.live)
@@ -275,12 +280,15 @@ func (w *workloadRun) run(onMany func()) error {
 			s = w.sims[e.tag]
 			s.flowDone(id)
 		}
+		if s.pruneDue() {
+			s.prune()
+		}
 		if s.finished && !finished[e.tag] {
 			finished[e.tag] = true
 			w.done++
 		}
 		if finished[e.tag] && e.pend[e.tag] == 0 && s.res == nil && !w.keep {
-			s.release()
+			w.release(s)
 			w.live--
 		}
 		e.nEv++
@@ -312,6 +320,14 @@ func (w *workloadRun) result(sizes []int64) *Result {
 		sum.SiteBytes += r.SiteBytes
 		sum.WANBytes += r.WANBytes
 		sum.DuplicateBytes += r.DuplicateBytes
+		for h, b := range s.resBytes {
+			p := &sum.PerHost[h]
+			p.FromOrigin += b.fromOrigin
+			p.FromSite += b.fromSite
+			p.FromWAN += b.fromWAN
+			p.Duplicate += b.dup
+			p.Uploaded += b.uploaded
+		}
 		for h, hr := range r.PerHost {
 			p := &sum.PerHost[h]
 			p.Arrival = min(p.Arrival, hr.Arrival)
@@ -322,6 +338,13 @@ func (w *workloadRun) result(sizes []int64) *Result {
 			p.Duplicate += hr.Duplicate
 			p.Uploaded += hr.Uploaded
 		}
+	}
+	// Released packages' arrivals and ends, folded as they were released
+	// (min and max give the same whatever the order).
+	for h := range w.relArrival {
+		p := &sum.PerHost[h]
+		p.Arrival = min(p.Arrival, w.relArrival[h])
+		p.Done = max(p.Done, w.relDone[h])
 	}
 	// The origin, the clock and the event count are the shared engine's:
 	// the first package's result has them whole.
@@ -342,11 +365,38 @@ func (w *workloadRun) result(sizes []int64) *Result {
 // The result is the one the package would give at the end of the run:
 // its own figures no longer change, and the workload's origin bytes,
 // clock and events are read from the first package, which its origin
-// samples keep running to the end.
+// samples keep running to the end. Of its hosts' results it keeps the
+// bytes (hostBytes), which result adds up in the packages' order, and
+// folds their arrivals and ends into the workload's earliest and latest.
+func (w *workloadRun) release(s *sim) {
+	r := s.resultWith(0) // the workload's origin figures are the first package's
+	if w.relArrival == nil {
+		w.relArrival, w.relDone = make([]float64, len(r.PerHost)), make([]float64, len(r.PerHost))
+		for h := range w.relArrival {
+			w.relArrival[h], w.relDone[h] = math.Inf(1), math.Inf(-1)
+		}
+	}
+	s.resBytes = make([]hostBytes, len(r.PerHost))
+	for h, hr := range r.PerHost {
+		w.relArrival[h] = min(w.relArrival[h], hr.Arrival)
+		w.relDone[h] = max(w.relDone[h], hr.Done)
+		s.resBytes[h] = hostBytes{hr.FromOrigin, hr.FromSite, hr.FromWAN, hr.Duplicate, hr.Uploaded}
+	}
+	r.PerHost = nil
+	s.res = r
+	s.release()
+}
+
+// hostBytes is a host's bytes in a released package's result.
+type hostBytes struct {
+	fromOrigin, fromSite, fromWAN, dup, uploaded float64
+}
+
+// release drops s's state but its result (workloadRun.release).
 func (s *sim) release() {
-	s.res = s.resultWith(0) // the workload's origin figures are the first package's
 	s.hosts, s.ids, s.present, s.presPos, s.siteHost, s.sitePos = nil, nil, nil, nil, nil, nil
 	s.haveM, s.chunkLen, s.old, s.memb, s.ring = nil, nil, nil, nil, nil
 	s.coop = coopState{on: s.coop.on, two: s.coop.two, pkg: s.coop.pkg}
 	s.tmo, s.wdr, s.ask, s.samples = nil, nil, nil, nil
+	s.pruneQ, s.pruneHead = nil, 0
 }

@@ -9,11 +9,13 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // runWorkloadKeep runs sc's workload (sc has its defaults) and returns
 // the run, its result and the heap bytes the run still holds at its end;
-// keep: no package is released (as before release existed).
+// keep: no package is released and no session dropped (as before release
+// and prune.go existed).
 func runWorkloadKeep(t testing.TB, sc Scenario, st Strategy, keep bool) (*workloadRun, *Result, uint64) {
 	t.Helper()
 	sizes, err := WorkloadSizes(sc)
@@ -24,7 +26,7 @@ func runWorkloadKeep(t testing.TB, sc Scenario, st Strategy, keep bool) (*worklo
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	w := newWorkload(sc, st, sizes)
-	w.keep = keep
+	w.keep, w.noPrune = keep, keep
 	if err := w.run(nil); err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func runWorkloadKeep(t testing.TB, sc Scenario, st Strategy, keep bool) (*worklo
 // sessions and have-maps to the end).
 func TestWorkloadReleasesFinishedPackages(t *testing.T) {
 	sc := workload(SwarmCoop)
-	sc.Hosts = 100
+	sc.Hosts = 300
 	sc.Packages.Count = 60
 	sc = sc.withDefaults()
 	for _, st := range []Strategy{SwarmCoop, Swarm, OriginPerHost} {
@@ -254,5 +256,105 @@ func TestWorkloadMakesPackagesWhenStarted(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWorkloadDonePickersUnreachable: once every host has a package, no
+// Picker of it is reachable from the run's state, not even from the
+// unused capacity of a watcher list (a watcher dropped by moving the
+// last one into its place but left in the array past the end kept its
+// Picker, every done host's, until the package was released).
+func TestWorkloadDonePickersUnreachable(t *testing.T) {
+	t.Parallel()
+	sc := workload(SwarmCoop)
+	sc.Hosts = 60
+	sc.Packages.Count = 8
+	sc.Packages.Parallel = 4
+	sc.ChunkSize = 16 << 10 // packages of many chunks, traded between peers
+	sc.Policy.ProviderDelay = 0
+	sc = sc.withDefaults()
+	sizes, err := WorkloadSizes(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorkload(sc, SwarmCoop, sizes)
+	w.keep = true
+	if err := w.run(nil); err != nil {
+		t.Fatal(err)
+	}
+	for k, s := range w.sims {
+		held := 0
+		for h := range s.hosts {
+			if s.hosts[h].picker != nil {
+				t.Fatalf("package %d: host %d done but holds its Picker", k, h)
+			}
+			ws := s.hosts[h].watch
+			for _, x := range ws[:cap(ws)] {
+				if x.p != nil {
+					held++
+				}
+			}
+		}
+		if held > 0 {
+			t.Errorf("package %d: %d Pickers reachable from watcher lists, want 0", k, held)
+		}
+	}
+}
+
+// TestWorkloadDropsDoneSessions: the sessions between hosts done with a
+// package are dropped (prune.go) and the run's result is the same as
+// when they are kept; once the last hosts have been done for a latency,
+// what is left of them is a small part of what was kept.
+func TestWorkloadDropsDoneSessions(t *testing.T) {
+	t.Parallel()
+	sc := workload(SwarmCoop)
+	sc.Hosts = 60
+	sc.Packages.Count = 8
+	sc.Packages.Parallel = 4
+	sc.ChunkSize = 16 << 10 // packages of many chunks, traded between peers
+	sc.Policy.ProviderDelay = 0
+	sc = sc.withDefaults()
+	sizes, err := WorkloadSizes(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []Strategy{SwarmCoop, Swarm, SwarmSites} {
+		t.Run(string(st), func(t *testing.T) {
+			held := func(noPrune bool) (*Result, int) {
+				w := newWorkload(sc, st, sizes)
+				w.keep, w.noPrune = true, noPrune
+				if err := w.run(nil); err != nil {
+					t.Fatal(err)
+				}
+				w.e.now += 1 // the last hosts' messages have arrived
+				n := 0
+				for _, s := range w.sims {
+					if s.pruneDue() {
+						s.prune()
+					}
+					n += s.sessionsHeld()
+				}
+				return w.result(sizes), n
+			}
+			r, n := held(false)
+			rk, nk := held(true)
+			if d := resultDiff(r, rk); d != "" {
+				t.Errorf("results differ with and without dropping done sessions: %s", d)
+			}
+			t.Logf("sessions held at the end: %d, %d kept", n, nk)
+			if nk == 0 || n > nk/20 {
+				t.Errorf("%d sessions held at the end, want under 5%% of the %d kept", n, nk)
+			}
+		})
+	}
+}
+
+// TestSessionSize: a run holds a session per host and peer, per package
+// in a workload (tens of millions at 10,000 hosts); HeadOfLine's held
+// messages live in a side table (sim.heldQ), not in every session.
+func TestSessionSize(t *testing.T) {
+	t.Parallel()
+	if n := unsafe.Sizeof(session{}); n > 56 {
+		t.Errorf("a session takes %d bytes, want at most 56", n)
 	}
 }
