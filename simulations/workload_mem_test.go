@@ -259,6 +259,25 @@ func TestWorkloadMakesPackagesWhenStarted(t *testing.T) {
 	}
 }
 
+// tradedWorkload is a swarm-coop workload of 60 hosts and 8 packages, 4
+// at a time, whose packages have many chunks traded between peers, and
+// its sizes.
+func tradedWorkload(t *testing.T) (Scenario, []int64) {
+	t.Helper()
+	sc := workload(SwarmCoop)
+	sc.Hosts = 60
+	sc.Packages.Count = 8
+	sc.Packages.Parallel = 4
+	sc.ChunkSize = 16 << 10
+	sc.Policy.ProviderDelay = 0
+	sc = sc.withDefaults()
+	sizes, err := WorkloadSizes(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc, sizes
+}
+
 // TestWorkloadDonePickersUnreachable: once every host has a package, no
 // Picker of it is reachable from the run's state, not even from the
 // unused capacity of a watcher list (a watcher dropped by moving the
@@ -266,17 +285,7 @@ func TestWorkloadMakesPackagesWhenStarted(t *testing.T) {
 // Picker, every done host's, until the package was released).
 func TestWorkloadDonePickersUnreachable(t *testing.T) {
 	t.Parallel()
-	sc := workload(SwarmCoop)
-	sc.Hosts = 60
-	sc.Packages.Count = 8
-	sc.Packages.Parallel = 4
-	sc.ChunkSize = 16 << 10 // packages of many chunks, traded between peers
-	sc.Policy.ProviderDelay = 0
-	sc = sc.withDefaults()
-	sizes, err := WorkloadSizes(sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, sizes := tradedWorkload(t)
 	w := newWorkload(sc, SwarmCoop, sizes)
 	w.keep = true
 	if err := w.run(nil); err != nil {
@@ -307,17 +316,7 @@ func TestWorkloadDonePickersUnreachable(t *testing.T) {
 // what is left of them is a small part of what was kept.
 func TestWorkloadDropsDoneSessions(t *testing.T) {
 	t.Parallel()
-	sc := workload(SwarmCoop)
-	sc.Hosts = 60
-	sc.Packages.Count = 8
-	sc.Packages.Parallel = 4
-	sc.ChunkSize = 16 << 10 // packages of many chunks, traded between peers
-	sc.Policy.ProviderDelay = 0
-	sc = sc.withDefaults()
-	sizes, err := WorkloadSizes(sc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc, sizes := tradedWorkload(t)
 	for _, st := range []Strategy{SwarmCoop, Swarm, SwarmSites} {
 		t.Run(string(st), func(t *testing.T) {
 			held := func(noPrune bool) (*Result, int) {
