@@ -122,8 +122,10 @@ func (s *Store) saveManifest(c cid.Cid, b []byte, name, version string, durable 
 	return s.saveName(key, name, version, durable)
 }
 
-// saveName adds name@version to the names sidecar of manifest key, synced
-// if durable, unless it is there.
+// saveName adds name@version to the names sidecar of manifest key, unless
+// it is there. The file is synced if durable, and always when it held
+// names already: a name added to another package's file is one Open does
+// not check (partialFiles).
 func (s *Store) saveName(key, name, version string, durable bool) error {
 	nf, err := s.readNames(key)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -131,6 +133,8 @@ func (s *Store) saveName(key, name, version string, durable bool) error {
 	}
 	if nf == nil {
 		nf = &namesFile{Format: namesFormat}
+	} else {
+		durable = true
 	}
 	n := pkgName{Name: name, Version: version}
 	for _, have := range nf.Names {
@@ -246,11 +250,10 @@ func (s *Store) backfillManifests() error {
 	return nil
 }
 
-// partialFiles: BeginPackage writes a package's manifest file and names
-// without syncing them (two files and their directory, four syncs on the
-// path of every download's start, as much as the rest of a small
-// package's download). They reach the disk with the first sync of the
-// file system that follows: the group commit of the package's chunks
+// partialFiles: BeginPackage writes a new package's manifest file and
+// names without syncing them (two files and their directory: four syncs
+// on the path of every download's start). They reach the disk with the
+// first sync of the file system that follows: the group commit of the package's chunks
 // (syncfs) at the latest, and always before the package is complete
 // (commitTree syncs the file system before the tree is renamed into
 // place). What a power cut can leave is a partial package whose files
