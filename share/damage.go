@@ -476,8 +476,9 @@ func (s *Store) DamageCounts() DamageCounts {
 // that fail. Objects verified within Config.ScrubFresh are only
 // compared with their stamps (and re-hashed if that differs), each
 // counting scrubCheckCost bytes of the budget. It returns where the next
-// call continues ("" once a pass is complete). Each call holds the store shared only while it hashes, so a
-// rate-limited caller (node's scrubber) keeps it from delaying others.
+// call continues ("" once a pass is complete). Each call holds the store
+// shared only while it hashes, so a rate-limited caller (node's
+// scrubber) keeps it from delaying others.
 func (s *Store) Scrub(ctx context.Context, after string, budget int64) (next string, res *CheckResult, err error) {
 	return s.scrub(ctx, after, budget, s.scrubFresh)
 }
@@ -572,11 +573,9 @@ const maxScrubBatch = 4096
 
 // scrubCheckCost is what the cheap check of a fresh object (its index
 // record decoded, its file's stamp read) counts for in a Scrub's budget:
-// about the CPU of hashing 16 KiB. Counted as nothing, a store of fresh
-// objects (every object after an upgrade) was checked maxScrubBatch
-// objects a second by the daemon's scrubber, pass after pass, whatever
-// its rate: on a host fetching hundreds of packages, CPU taken from the
-// downloads for checks that cannot find what the stamps did not show.
+// about the CPU of hashing 16 KiB. So a rate-limited scrubber goes
+// through a store of fresh objects (every object just after an upgrade)
+// at its rate too, not maxScrubBatch objects a call, pass after pass.
 const scrubCheckCost = 16 << 10
 
 // Repair re-hashes every object and checks every complete package's tree,
