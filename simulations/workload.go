@@ -321,22 +321,13 @@ func (w *workloadRun) result(sizes []int64) *Result {
 		sum.WANBytes += r.WANBytes
 		sum.DuplicateBytes += r.DuplicateBytes
 		for h, b := range s.resBytes {
-			p := &sum.PerHost[h]
-			p.FromOrigin += b.fromOrigin
-			p.FromSite += b.fromSite
-			p.FromWAN += b.fromWAN
-			p.Duplicate += b.dup
-			p.Uploaded += b.uploaded
+			b.addTo(&sum.PerHost[h])
 		}
 		for h, hr := range r.PerHost {
 			p := &sum.PerHost[h]
 			p.Arrival = min(p.Arrival, hr.Arrival)
 			p.Done = max(p.Done, hr.Done) // NaN (never done) stays NaN
-			p.FromOrigin += hr.FromOrigin
-			p.FromSite += hr.FromSite
-			p.FromWAN += hr.FromWAN
-			p.Duplicate += hr.Duplicate
-			p.Uploaded += hr.Uploaded
+			bytesOf(&hr).addTo(p)
 		}
 	}
 	// Released packages' arrivals and ends, folded as they were released
@@ -380,7 +371,7 @@ func (w *workloadRun) release(s *sim) {
 	for h, hr := range r.PerHost {
 		w.relArrival[h] = min(w.relArrival[h], hr.Arrival)
 		w.relDone[h] = max(w.relDone[h], hr.Done)
-		s.resBytes[h] = hostBytes{hr.FromOrigin, hr.FromSite, hr.FromWAN, hr.Duplicate, hr.Uploaded}
+		s.resBytes[h] = bytesOf(&hr)
 	}
 	r.PerHost = nil
 	s.res = r
@@ -390,6 +381,19 @@ func (w *workloadRun) release(s *sim) {
 // hostBytes is a host's bytes in a released package's result.
 type hostBytes struct {
 	fromOrigin, fromSite, fromWAN, dup, uploaded float64
+}
+
+func bytesOf(hr *HostResult) hostBytes {
+	return hostBytes{hr.FromOrigin, hr.FromSite, hr.FromWAN, hr.Duplicate, hr.Uploaded}
+}
+
+// addTo adds b to p's bytes, in the order result has always added them.
+func (b hostBytes) addTo(p *HostResult) {
+	p.FromOrigin += b.fromOrigin
+	p.FromSite += b.fromSite
+	p.FromWAN += b.fromWAN
+	p.Duplicate += b.dup
+	p.Uploaded += b.uploaded
 }
 
 // release drops s's state but its result (workloadRun.release).
