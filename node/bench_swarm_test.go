@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -61,6 +62,8 @@ type bswOrigin struct {
 	failChunks atomic.Bool
 	// limit, if set, caps the chunk bytes sent, in all (setCap).
 	limit atomic.Pointer[rate.Limiter]
+	// gate, if set, runs before each request is served (it may block).
+	gate atomic.Pointer[func(*http.Request)]
 }
 
 func newBswOrigin(tb testing.TB) *bswOrigin {
@@ -83,6 +86,9 @@ func newBswOrigin(tb testing.TB) *bswOrigin {
 	}
 	h := srv.Handler()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gate := o.gate.Load(); gate != nil {
+			(*gate)(r)
+		}
 		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
 			h.ServeHTTP(w, r)
 			return
@@ -183,6 +189,9 @@ func startBswNodeWith(tb testing.TB, o *bswOrigin, bootstrap []string, mod func(
 	pc.Bootstrap = bootstrap
 	pc.EnableAutoNAT, pc.EnableHolePunching, pc.EnableRelay = false, false, false
 	cfg := Config{DataDir: data, RepoURL: o.url, Root: o.root, P2P: &pc, RefreshInterval: time.Hour}
+	if h := benchLogHandler(tb); h != nil {
+		cfg.Logger = slog.New(h).With("host", filepath.Base(data))
+	}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -689,4 +698,27 @@ func BenchmarkManySmallFiles(b *testing.B) {
 	b.Logf("%d files x %d B vs one %d B file, 4 daemons (1 seeds from the origin, then 3 fetch at once): small %.2fs (seed %.2fs + swarm %.2fs, origin sent %d B during swarm), one %.2fs (seed %.2fs + swarm %.2fs, origin sent %d B during swarm): ratio_small_vs_one %.2f (target <= 3); up to %d more open fds with small files, %d with one",
 		nfiles, fsize, total, tSmall.Seconds(), rs.seed.Seconds(), rs.swarm.Seconds(), rs.originInSwarm,
 		tOne.Seconds(), r1.seed.Seconds(), r1.swarm.Seconds(), r1.originInSwarm, ratio, rs.maxFDs, r1.maxFDs)
+}
+
+var benchLog struct {
+	once sync.Once
+	h    slog.Handler
+}
+
+// benchLogHandler is a handler writing the daemons' logs at info as JSON
+// lines to the file STORK_BENCH_LOG names (nil without it), one file for
+// every daemon of the process.
+func benchLogHandler(tb testing.TB) slog.Handler {
+	path := os.Getenv("STORK_BENCH_LOG")
+	if path == "" {
+		return nil
+	}
+	benchLog.once.Do(func() {
+		f, err := os.Create(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		benchLog.h = slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})
+	})
+	return benchLog.h
 }
