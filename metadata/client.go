@@ -411,17 +411,31 @@ const manifestParallel = 16
 
 // fetchManifests resolves the manifests of order, fetching those not
 // cached up to manifestParallel at once (c.mu held). The first error, in
-// order, wins.
-func (c *Client) fetchManifests(ctx context.Context, order []*pkgEntry) ([]*Resolved, error) {
+// order, wins. If each is set, it is handed every member in order as soon
+// as the member's manifest and those of every member before it are in
+// (see ResolveClosureEach); its calls do not overlap.
+func (c *Client) fetchManifests(ctx context.Context, order []*pkgEntry, each func(*Resolved)) ([]*Resolved, error) {
 	out := make([]*Resolved, len(order))
 	errs := make([]error, len(order))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var (
+		mu   sync.Mutex // out's entries once set, and next
+		next int        // the first member not yet handed to each
+	)
+	set := func(i int, r *Resolved) {
+		mu.Lock()
+		defer mu.Unlock()
+		out[i] = r
+		for ; each != nil && next < len(out) && out[next] != nil; next++ {
+			each(out[next])
+		}
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, manifestParallel)
 	for i, e := range order {
 		if r, ok := c.cachedManifest(e); ok {
-			out[i] = r
+			set(i, r)
 			continue
 		}
 		select {
@@ -436,9 +450,13 @@ func (c *Client) fetchManifests(ctx context.Context, order []*pkgEntry) ([]*Reso
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if out[i], errs[i] = c.downloadManifest(ctx, e); errs[i] != nil {
+			r, err := c.downloadManifest(ctx, e)
+			if err != nil {
+				errs[i] = err
 				cancel()
+				return
 			}
+			set(i, r)
 		}()
 	}
 	wg.Wait()

@@ -107,6 +107,18 @@ func (c *Client) pick(ctx context.Context, name string, cons []Relation) (*pkgEn
 // and conflicting constraints on one name wrap ErrDependency, naming who
 // needs what (a missing package also wraps ErrNotFound).
 func (c *Client) ResolveClosure(ctx context.Context, ref string) ([]*Resolved, error) {
+	return c.ResolveClosureEach(ctx, ref, nil)
+}
+
+// ResolveClosureEach is ResolveClosure that also hands each member of the
+// closure to each, in the closure's order, as soon as its manifest and
+// those of every member before it are fetched and checked: a caller can
+// start on the first packages while later manifests are on their way
+// (a closure of hundreds of packages takes many round trips). A member
+// handed to each is resolved and verified as ResolveClosure's result
+// would have it, even if the closure then fails on a later manifest.
+// each runs with the client locked: it must not call the client.
+func (c *Client) ResolveClosureEach(ctx context.Context, ref string, each func(*Resolved)) ([]*Resolved, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ensure(ctx); err != nil {
@@ -127,7 +139,7 @@ func (c *Client) ResolveClosure(ctx context.Context, ref string) ([]*Resolved, e
 	}); err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}
-	out, err := c.fetchManifests(ctx, order)
+	out, err := c.fetchManifests(ctx, order, each)
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", ref, err)
 	}

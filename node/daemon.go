@@ -491,20 +491,22 @@ func (m *metaClient) resolve(ctx context.Context, ref string) (*metadata.Resolve
 	return m.c.Resolve(ctx, ref)
 }
 
-// closure resolves ref and its dependencies from fresh signed metadata. A
+// closure resolves ref and its dependencies from fresh signed metadata,
+// handing each member to each (if set) as soon as it is resolved (see
+// metadata.Client.ResolveClosureEach; a member may be handed twice). A
 // package not found is looked for again in metadata refreshed at once; if
 // it is still missing, the error says how old the metadata is.
-func (m *metaClient) closure(ctx context.Context, ref string) ([]*metadata.Resolved, error) {
+func (m *metaClient) closure(ctx context.Context, ref string, each func(*metadata.Resolved)) ([]*metadata.Resolved, error) {
 	fresh, err := m.refresh(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	pkgs, err := m.c.ResolveClosure(ctx, ref)
+	pkgs, err := m.c.ResolveClosureEach(ctx, ref, each)
 	if errors.Is(err, metadata.ErrNotFound) && !fresh {
 		if ok, rerr := m.refresh(ctx, true); rerr != nil {
 			return nil, fmt.Errorf("%w; looking again: %w", err, rerr)
 		} else if ok {
-			pkgs, err = m.c.ResolveClosure(ctx, ref)
+			pkgs, err = m.c.ResolveClosureEach(ctx, ref, each)
 		}
 	}
 	if errors.Is(err, metadata.ErrNotFound) {

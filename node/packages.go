@@ -161,22 +161,35 @@ func (d *Daemon) Fetch(ctx context.Context, ref string, progress Progress) ([]*s
 func (d *Daemon) fetch(ctx context.Context, ref string, noDeps bool, progress Progress) ([]*share.PackageInfo, error) {
 	var pkgs []*metadata.Resolved
 	var err error
+	// A closure's downloads start as its manifests come in, in the
+	// closure's order, rather than once all of them are in: hundreds of
+	// manifests take many round trips.
+	started := map[cid.Cid]*flight{}
+	var startErr error
+	start := func(r *metadata.Resolved) {
+		if _, ok := started[r.ManifestCID]; ok || startErr != nil {
+			return
+		}
+		started[r.ManifestCID], startErr = d.ensurePackage(ctx, r)
+	}
 	if noDeps {
 		var r *metadata.Resolved
 		if r, err = d.meta.resolve(ctx, ref); err == nil {
 			pkgs = []*metadata.Resolved{r}
 		}
 	} else {
-		pkgs, err = d.meta.closure(ctx, ref)
+		pkgs, err = d.meta.closure(ctx, ref, start)
 	}
 	if err != nil {
 		return nil, err
 	}
 	fls := make([]*flight, len(pkgs))
 	for i, p := range pkgs {
-		if fls[i], err = d.ensurePackage(ctx, p); err != nil {
-			return nil, err
+		start(p)
+		if startErr != nil {
+			return nil, startErr
 		}
+		fls[i] = started[p.ManifestCID]
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()

@@ -25,7 +25,7 @@ func (d *Daemon) reserveQuota(ctx context.Context, v VM, ref string) (release fu
 	if v.Quota <= 0 {
 		return func() {}, nil
 	}
-	pkgs, err := d.meta.closure(ctx, ref)
+	pkgs, err := d.meta.closure(ctx, ref, nil)
 	if err != nil {
 		return nil, err
 	}
