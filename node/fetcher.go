@@ -19,6 +19,9 @@ import (
 type filePeers interface {
 	// FilePeers lists the connected peers to ask, in random order.
 	FilePeers() []swarm.PeerID
+	// ManifestHolders lists the connected peers whose have-lists name
+	// the package of manifest, in random order.
+	ManifestHolders(manifest cid.Cid) []swarm.PeerID
 	// FindProviders streams the peers that announced a package.
 	FindProviders(ctx context.Context, manifest cid.Cid) <-chan swarm.PeerID
 	// FetchFile asks one peer for one repository file (unverified).
@@ -42,6 +45,13 @@ const (
 	// what is newest, but an origin that does not answer must not hold
 	// up a host its peers can serve.
 	defaultNewestWait = 2 * time.Second
+	// defaultUnlistedWait is how long a manifest's fetch waits for the
+	// origin before it also asks the connected peers whose have-lists do
+	// not name the package (they hold it only if they got it moments
+	// ago): a host resolving an upgrade at the same time as its
+	// neighbours would otherwise ask several of them for every manifest,
+	// and be refused by all.
+	defaultUnlistedWait = time.Second
 )
 
 // sourcesFetcher is the daemon's repository fetcher: it asks the origin
@@ -62,6 +72,7 @@ type sourcesFetcher struct {
 
 	wave, maxPeers int
 	newestWait     time.Duration
+	unlistedWait   time.Duration
 
 	// down records an origin outage seen by metadata fetches, so that it
 	// is logged once (WARN) and its end once (INFO).
@@ -72,7 +83,7 @@ type sourcesFetcher struct {
 func newSourcesFetcher(origin metadata.Fetcher, url string, peers filePeers, local FileLookup, log *slog.Logger) *sourcesFetcher {
 	return &sourcesFetcher{
 		origin: origin, peers: peers, local: local, log: log, url: url,
-		wave: defaultPeerWave, maxPeers: defaultMaxPeers, newestWait: defaultNewestWait,
+		wave: defaultPeerWave, maxPeers: defaultMaxPeers, newestWait: defaultNewestWait, unlistedWait: defaultUnlistedWait,
 	}
 }
 
@@ -118,7 +129,7 @@ type copyResult struct {
 
 // race asks the origin and up to wave peers at once; a peer that fails is
 // replaced by the next candidate (none once the origin said the file does
-// not exist). Without newest, the first accepted copy wins. With newest,
+// not exist; see candidates for the order). Without newest, the first accepted copy wins. With newest,
 // the best accepted copy wins once the origin's is accepted, or newestWait
 // after the first accepted peer copy, or when every source has answered.
 // Each peer request is bounded by filesTimeout, the search for candidates
@@ -135,7 +146,8 @@ func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check
 		b, err := f.origin.Fetch(ctx, p, maxLen)
 		results <- copyResult{data: b, err: err, origin: true}
 	}()
-	next := f.candidates(ctx, p, &wg)
+	originFailed := make(chan struct{})
+	next := f.candidates(ctx, p, &wg, originFailed)
 	var (
 		asked, running int
 		best           []byte
@@ -189,6 +201,7 @@ func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check
 		switch {
 		case err != nil && r.origin:
 			originErr = err
+			close(originFailed)
 		case err != nil:
 			f.log.Debug("peer copy refused", "path", p, "peer", r.from, "err", err)
 		case !newest || r.origin:
@@ -223,10 +236,13 @@ func originUnreachable(err error) bool {
 		metadata.ErrExpired, metadata.ErrRollback, metadata.ErrMalformed)
 }
 
-// candidates streams the peers to ask for p: the connected ones, then for
-// a manifest the providers of its package. The channel closes when they
-// are exhausted or ctx ends; its goroutine is counted in wg.
-func (f *sourcesFetcher) candidates(ctx context.Context, p string, wg *sync.WaitGroup) <-chan swarm.PeerID {
+// candidates streams the peers to ask for p: for a repository file, the
+// connected peers. For a manifest, first the connected peers whose
+// have-lists name its package; then, once the origin failed or took
+// unlistedWait, the other connected peers, and the package's providers.
+// The channel closes when they are exhausted or ctx ends; its goroutine
+// is counted in wg.
+func (f *sourcesFetcher) candidates(ctx context.Context, p string, wg *sync.WaitGroup, originFailed <-chan struct{}) <-chan swarm.PeerID {
 	out := make(chan swarm.PeerID)
 	if f.peers == nil {
 		close(out)
@@ -237,29 +253,43 @@ func (f *sourcesFetcher) candidates(ctx context.Context, p string, wg *sync.Wait
 		defer wg.Done()
 		defer close(out)
 		seen := map[swarm.PeerID]bool{}
-		send := func(id swarm.PeerID) bool {
-			if seen[id] {
-				return true
+		send := func(ids ...swarm.PeerID) bool {
+			for _, id := range ids {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				select {
+				case out <- id:
+				case <-ctx.Done():
+					return false
+				}
 			}
-			seen[id] = true
-			select {
-			case out <- id:
-				return true
-			case <-ctx.Done():
-				return false
-			}
+			return true
 		}
-		for _, id := range f.peers.FilePeers() {
-			if !send(id) {
-				return
-			}
+		var c cid.Cid
+		name, isManifest := strings.CutPrefix(p, metadata.ManifestsDir+"/")
+		if isManifest {
+			var err error
+			c, err = cid.Decode(name)
+			isManifest = err == nil
 		}
-		name, ok := strings.CutPrefix(p, metadata.ManifestsDir+"/")
-		if !ok {
+		if !isManifest {
+			send(f.peers.FilePeers()...)
 			return
 		}
-		c, err := cid.Decode(name)
-		if err != nil {
+		if !send(f.peers.ManifestHolders(c)...) {
+			return
+		}
+		t := time.NewTimer(f.unlistedWait)
+		defer t.Stop()
+		select {
+		case <-originFailed:
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		if !send(f.peers.FilePeers()...) {
 			return
 		}
 		fctx, cancel := context.WithTimeout(ctx, filesTimeout)

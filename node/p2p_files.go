@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/time/rate"
@@ -260,6 +261,18 @@ func (p *P2P) FilePeers() []swarm.PeerID {
 		if protos, err := p.host.Peerstore().GetProtocols(id); err != nil || (len(protos) > 0 && !slices.Contains(protos, FilesProtocol)) {
 			continue
 		}
+		out = append(out, swarm.PeerID(id.String()))
+	}
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// ManifestHolders returns the connected peers whose have-lists name the
+// package of manifest, in random order.
+func (p *P2P) ManifestHolders(manifest cid.Cid) []swarm.PeerID {
+	ids, _, _ := p.listedBy(string(manifest.Hash()))
+	out := make([]swarm.PeerID, 0, len(ids))
+	for _, id := range ids {
 		out = append(out, swarm.PeerID(id.String()))
 	}
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
