@@ -226,7 +226,7 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout in
 		return err
 	}
 	if s.sync {
-		if err := syncFS(tmp); err != nil {
+		if err := s.fsync.syncFS(); err != nil {
 			return err
 		}
 	}

@@ -95,6 +95,7 @@ type Store struct {
 
 	fds    *fdCache   // open partial files
 	cm     *committer // commit groups (groupcommit.go)
+	fsync  *fsSyncer  // the file system's syncs, shared (fssync.go)
 	places placeCache // where ReadChunk found chunks in objects
 	// noDirect is set once the file system refused O_DIRECT
 	// (direct_linux.go).
@@ -199,6 +200,7 @@ func newStore(cfg Config) (*Store, error) {
 		filling:    make(map[string]*Partial),
 		partials:   make(map[string]*partialFile),
 		newLayout:  currentLayout,
+		fsync:      newFSSyncer(cfg.Dir),
 	}
 	if s.rebuildCmd == "" {
 		s.rebuildCmd = defaultRebuildCommand
