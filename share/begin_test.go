@@ -158,3 +158,60 @@ func TestSetKeepUnchangedWritesNothing(t *testing.T) {
 		t.Errorf("after SetKeep(false): %+v, %v; want not kept", info, err)
 	}
 }
+
+// TestAddNameKnownWritesNothing: adding a name a package has already
+// (the daemon does it for every package a fetch brings) writes nothing;
+// a new name is recorded, and an old name moved to another package too.
+func TestAddNameKnownWritesNothing(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, t.TempDir())
+	p := makePkg(t, testChunk, file("a", 0o644, []byte("package a")))
+	q := makePkg(t, testChunk, file("b", 0o644, []byte("package b")))
+	install(t, s, p, "a", "1")
+	install(t, s, q, "b", "1")
+	versions := func() (pkg, name uint64) {
+		t.Helper()
+		if err := s.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get([]byte(prefixPackage + p.cid.String()))
+			if err != nil {
+				return err
+			}
+			pkg = item.Version()
+			if item, err = txn.Get(nameKey("a", "1")); err != nil {
+				return err
+			}
+			name = item.Version()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return pkg, name
+	}
+	pkg0, name0 := versions()
+	if err := s.AddName("a", "1", p.cid); err != nil {
+		t.Fatal(err)
+	}
+	if pkg1, name1 := versions(); pkg1 != pkg0 || name1 != name0 {
+		t.Errorf("AddName(a@1) on the package named a@1 wrote (record version %d to %d, name %d to %d)", pkg0, pkg1, name0, name1)
+	}
+	if err := s.AddName("alias", "1", p.cid); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Lookup("alias", "1"); err != nil || !info.ManifestCID.Equals(p.cid) {
+		t.Errorf("Lookup(alias@1) = %+v, %v; want %s", info, err, p.cid)
+	}
+	// b's record has the name b@1; pointing b@1 at p and back keeps
+	// the name's key right.
+	if err := s.AddName("b", "1", p.cid); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Lookup("b", "1"); err != nil || !info.ManifestCID.Equals(p.cid) {
+		t.Errorf("after AddName(b@1, a's package): Lookup(b@1) = %+v, %v; want %s", info, err, p.cid)
+	}
+	if err := s.AddName("b", "1", q.cid); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Lookup("b", "1"); err != nil || !info.ManifestCID.Equals(q.cid) {
+		t.Errorf("after AddName(b@1, b's package): Lookup(b@1) = %+v, %v; want %s", info, err, q.cid)
+	}
+}

@@ -202,9 +202,26 @@ func (s *Store) AddName(name, version string, manifestCID cid.Cid) error {
 			if err := setJSON(txn, []byte(prefixPackage+key), &rec); err != nil {
 				return err
 			}
+		} else if known, err := namedAs(txn, name, version, key); err != nil || known {
+			// A name the package has already (the daemon adds every
+			// fetched package's): no write, and so no sync.
+			return err
 		}
 		return txn.Set(nameKey(name, version), []byte(key))
 	})
+}
+
+// namedAs reports whether name@version names the package key.
+func namedAs(txn *badger.Txn, name, version, key string) (bool, error) {
+	item, err := txn.Get(nameKey(name, version))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	v, err := item.ValueCopy(nil)
+	return string(v) == key, err
 }
 
 func (s *Store) packageInfo(txn *badger.Txn, c cid.Cid) (*PackageInfo, error) {
