@@ -226,7 +226,7 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout in
 		return err
 	}
 	if s.sync {
-		if err := s.fsync.syncFS(); err != nil {
+		if err := s.fsync.flush(); err != nil {
 			return err
 		}
 	}
@@ -237,7 +237,13 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout in
 		return err
 	}
 	ok = true
-	return s.syncDir(filepath.Dir(dst))
+	if !s.sync {
+		return nil
+	}
+	if parent := filepath.Dir(dst); parent != s.treesSync.dir {
+		return s.syncDir(parent)
+	}
+	return s.treesSync.flush()
 }
 
 // makeEntry creates e below the tree directory root, whose directories

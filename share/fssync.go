@@ -1,17 +1,22 @@
 package share
 
-import "sync"
+import (
+	"fmt"
+	"os"
+	"sync"
+)
 
-// fsSyncer shares syncfs calls on the store's file system among the
-// callers that need one at the same time. A caller waits for a round
-// that starts after its call (so the round flushes everything the caller
-// wrote before it), and every caller that arrives while a round runs
-// shares the next one: however many packages commit at once, the file
-// system is flushed at most twice for them, not once each. Chunk groups,
-// finished files and new trees all need one.
+// fsSyncer shares the syncs of one thing (the store's file system, or
+// one directory) among the callers that need one at the same time. A
+// caller waits for a round that starts after its call (so the round
+// flushes everything the caller wrote before it), and every caller that
+// arrives while a round runs shares the next one: however many packages
+// commit at once, the file system (or trees/) is flushed at most twice
+// for them, not once each. Chunk groups, finished files and new trees
+// all need a syncfs; a new tree also a sync of trees/.
 type fsSyncer struct {
-	dir  string
-	sync func(path string) error // syncFS; tests replace it
+	dir string
+	do  func(path string) error // syncFS or syncDirPath; tests replace it
 
 	mu      sync.Mutex
 	next    *syncRound // the round that has not started, nil if none
@@ -25,13 +30,13 @@ type syncRound struct {
 	n    int // callers waiting (for tests)
 }
 
-func newFSSyncer(dir string) *fsSyncer {
-	return &fsSyncer{dir: dir, sync: syncFS}
+func newFSSyncer(dir string, do func(path string) error) *fsSyncer {
+	return &fsSyncer{dir: dir, do: do}
 }
 
-// syncFS returns once a syncfs of the file system started after the call
-// has ended, with its error.
-func (y *fsSyncer) syncFS() error {
+// flush returns once a sync started after the call has ended, with its
+// error.
+func (y *fsSyncer) flush() error {
 	y.mu.Lock()
 	r := y.next
 	if r == nil {
@@ -60,7 +65,7 @@ func (y *fsSyncer) run() {
 		}
 		y.next = nil
 		y.mu.Unlock()
-		r.err = y.sync(y.dir)
+		r.err = y.do(y.dir)
 		close(r.done)
 	}
 }
@@ -73,4 +78,17 @@ func (y *fsSyncer) waiting() int {
 		return 0
 	}
 	return y.next.n
+}
+
+// syncDirPath syncs the directory dir.
+func syncDirPath(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }

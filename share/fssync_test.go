@@ -16,13 +16,13 @@ func TestFSSyncerSharesRounds(t *testing.T) {
 	var calls atomic.Int32
 	entered := make(chan int32, 4)
 	release := make(chan error)
-	y := newFSSyncer(t.TempDir())
-	y.sync = func(string) error {
+	y := newFSSyncer(t.TempDir(), nil)
+	y.do = func(string) error {
 		entered <- calls.Add(1)
 		return <-release
 	}
 	first := make(chan error, 1)
-	go func() { first <- y.syncFS() }()
+	go func() { first <- y.flush() }()
 	if n := <-entered; n != 1 {
 		t.Fatalf("first round is call %d", n)
 	}
@@ -34,7 +34,7 @@ func TestFSSyncerSharesRounds(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- y.syncFS()
+			errs <- y.flush()
 			returned.Add(1)
 		}()
 	}
@@ -70,16 +70,22 @@ func TestFSSyncerSharesRounds(t *testing.T) {
 }
 
 // TestConcurrentCommitsShareSyncs: packages committed at once share the
-// store's file-system syncs (their chunk groups' and their trees'): on a
-// disk whose syncfs takes 100 ms, 16 one-chunk packages committed
-// together cost far fewer than the 16 their trees alone took each.
+// store's file-system syncs (their chunk groups' and their trees') and
+// the syncs of trees/: on a disk whose syncs take 100 ms, 16 one-chunk
+// packages committed together cost far fewer than the 16 their trees
+// alone took each.
 func TestConcurrentCommitsShareSyncs(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	var calls atomic.Int32
-	s.fsync.sync = func(path string) error {
+	var calls, dirCalls atomic.Int32
+	s.fsync.do = func(path string) error {
 		calls.Add(1)
 		time.Sleep(100 * time.Millisecond)
 		return syncFS(path)
+	}
+	s.treesSync.do = func(path string) error {
+		dirCalls.Add(1)
+		time.Sleep(100 * time.Millisecond)
+		return syncDirPath(path)
 	}
 	const n = 16
 	var pkgs []*testPkg
@@ -118,5 +124,8 @@ func TestConcurrentCommitsShareSyncs(t *testing.T) {
 	if c := calls.Load(); c >= n {
 		t.Errorf("%d syncfs calls for %d packages committed at once, want fewer than one each", c, n)
 	}
-	t.Logf("%d syncfs calls for %d packages", calls.Load(), n)
+	if c := dirCalls.Load(); c < 1 || c >= n {
+		t.Errorf("%d syncs of trees/ for %d packages committed at once, want fewer than one each (and one)", c, n)
+	}
+	t.Logf("%d syncfs calls and %d syncs of trees/ for %d packages", calls.Load(), dirCalls.Load(), n)
 }

@@ -245,7 +245,7 @@ func (g *groupCommit) sync() {
 	useFS := len(g.dirty) > 1 || g.created || len(g.placed) > 0
 	created := g.created
 	if s.sync && useFS {
-		if err := s.fsync.syncFS(); err != nil {
+		if err := s.fsync.flush(); err != nil {
 			for _, pf := range g.dirty {
 				g.errOf[pf] = fmt.Errorf("partial file %s: sync: %w", pf.id, err)
 			}
@@ -482,7 +482,7 @@ func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
 		// The files' data is synced (each group). One syncfs makes every
 		// file's mode and both directories durable, for less than an
 		// fsync per file and directory, even for one file.
-		err := s.fsync.syncFS()
+		err := s.fsync.flush()
 		if err != nil {
 			for _, p := range ok {
 				errs[p.pf] = fmt.Errorf("partial file %s: sync: %w", p.pf.id, err)

@@ -114,7 +114,7 @@ func (s *Store) relinkTree(tree string, m *metadata.Manifest, layout int, setuid
 	if fixed > 0 {
 		s.log.Info("tree relinked", "tree", tree, "entries", fixed)
 		if s.sync {
-			return s.fsync.syncFS()
+			return s.fsync.flush()
 		}
 	}
 	return nil

@@ -93,10 +93,12 @@ type Store struct {
 	filling  map[string]*Partial     // the packages being filled, by manifest CID string
 	partials map[string]*partialFile // by partial id
 
-	fds    *fdCache   // open partial files
-	cm     *committer // commit groups (groupcommit.go)
-	fsync  *fsSyncer  // the file system's syncs, shared (fssync.go)
-	places placeCache // where ReadChunk found chunks in objects
+	fds   *fdCache   // open partial files
+	cm    *committer // commit groups (groupcommit.go)
+	fsync *fsSyncer  // the file system's syncs, shared (fssync.go)
+	// treesSync shares the syncs of trees/ (new trees' names).
+	treesSync *fsSyncer
+	places    placeCache // where ReadChunk found chunks in objects
 	// noDirect is set once the file system refused O_DIRECT
 	// (direct_linux.go).
 	noDirect atomic.Bool
@@ -200,7 +202,8 @@ func newStore(cfg Config) (*Store, error) {
 		filling:    make(map[string]*Partial),
 		partials:   make(map[string]*partialFile),
 		newLayout:  currentLayout,
-		fsync:      newFSSyncer(cfg.Dir),
+		fsync:      newFSSyncer(cfg.Dir, syncFS),
+		treesSync:  newFSSyncer(filepath.Join(cfg.Dir, treesDir), syncDirPath),
 	}
 	if s.rebuildCmd == "" {
 		s.rebuildCmd = defaultRebuildCommand
