@@ -43,8 +43,10 @@
 // A request names NAME[@VERSION]. The metadata client (metaClient) refreshes
 // the signed repository metadata when it is older than RefreshInterval and
 // resolves the name, with its dependencies, to manifests that the signed
-// targets pin (metadata.Client.ResolveClosure). ensurePackage starts or
-// joins the package's flight; fillPackage opens the package's share.Partial
+// targets pin (metadata.Client.ResolveClosureEach), handing each package
+// over as soon as its manifest and those before it are in, so that the
+// first downloads start while later manifests are on their way.
+// ensurePackage starts or joins the package's flight; fillPackage opens the package's share.Partial
 // (share.Store.BeginPackage) and hands it, as the sink, to
 // swarm.Swarm.Download. The swarm asks peers (the swarm wire protocol on
 // /stork/swarm/1.0.0, streams of the libp2p host in p2p.go) and the
