@@ -390,15 +390,7 @@ func (s *Store) syncDir(dir string) error {
 	if !s.sync {
 		return nil
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return syncDirPath(dir)
 }
 
 // removeAll removes path even where the store made directories read-only.
