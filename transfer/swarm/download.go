@@ -114,8 +114,12 @@ type download struct {
 	started   time.Time
 
 	// waiters are closed once their chunk is stored or the download ends
-	// (awaitChunk).
+	// (awaitChunk), or a pull-through request for it that its fetcher
+	// answered ends without it (pullOne).
 	waiters map[int][]chan struct{}
+	// pulling: per chunk, the fetchers of the pull-through requests in
+	// flight that have answered (pullOne): the chunk is on its way.
+	pulling map[int][]PeerID
 	// heard: the chunks whose pull-through request in flight has heard
 	// from its fetcher, and the fetcher (coop.go, pullsOvertaken).
 	heard map[int]PeerID
@@ -606,7 +610,10 @@ func (d *download) broadcast(m *Message, except PeerID) {
 }
 
 // fetchOrigin gets chunk i for an origin request: from its fetchers, in
-// rank order (pullFetchers), then from the origin itself.
+// rank order (pullFetchers), then from the origin itself, unless a
+// session peer holds the chunk or is sending it by then (sessionBrings):
+// the request is then given back for the Picker to take it from the
+// peers, and the fetchers that failed cost no copy from the origin.
 func (d *download) fetchOrigin(ctx context.Context, i int) {
 	defer d.wg.Done()
 	ref := d.pkg.refs[i]
@@ -617,6 +624,9 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	done, err := d.pullFetchers(ctx, i, sent)
 	if done {
 		return
+	}
+	if err == nil && ranked && d.sessionBrings(i) {
+		err = errSessionBrings
 	}
 	if err == nil {
 		if ranked {
@@ -642,6 +652,13 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	if cancelled || d.finished {
 		// We cancelled it (a peer delivered first) or the download ended.
 		d.picker.Cancelled(i, policy.OriginPeer)
+		return
+	}
+	if errors.Is(err, errSessionBrings) {
+		// Not the origin's failure: the request is given back, and the
+		// Picker takes the chunk from the session peers.
+		d.picker.Cancelled(i, policy.OriginPeer)
+		d.schedule(time.Now())
 		return
 	}
 	d.picker.Failed(i, policy.OriginPeer)

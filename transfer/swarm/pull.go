@@ -807,20 +807,8 @@ func (s *Swarm) pullData(ctx context.Context, asker PeerID, manifest cid.Cid, re
 		s.log.Debug("global fetcher did not serve the chunk; fetching it", "fetcher", up, "chunk", ref.CID, "err", err)
 	}
 	if d != nil {
-		if ch := d.awaitChunk(i); ch != nil {
-			t := time.NewTimer(s.cfg.RequestTimeout)
-			select {
-			case <-ch:
-			case <-t.C:
-			case <-ctx.Done():
-			}
-			t.Stop()
-			if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
-				return data, nil
-			}
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
+		if data, err := s.awaitDownload(ctx, d, asker, ref, i); data != nil || err != nil {
+			return data, err
 		}
 	}
 	sent := time.Now()
@@ -832,6 +820,43 @@ func (s *Swarm) pullData(ctx context.Context, asker PeerID, manifest cid.Cid, re
 		s.goroutine(func() { d.deliver(i, policy.OriginPeer, data, sent) })
 	}
 	return data, nil
+}
+
+// awaitDownload returns chunk i (ref), for asker, once our download d has
+// stored it, while it is on its way to d (awaitChunk: from a session
+// peer, or through a pull-through request its fetcher answered), for at most
+// RequestTimeout in all; nil, nil if it did not come. A host that ranks
+// next for a chunk is asked for it by hosts that gave up on its first
+// fetcher, slow to send it on a loaded host: fetching the chunk from the
+// origin while that fetcher's copy reaches us too would make it a second
+// copy.
+func (s *Swarm) awaitDownload(ctx context.Context, d *download, asker PeerID, ref metadata.ChunkRef, i int) ([]byte, error) {
+	ch := d.awaitChunk(i, asker)
+	if ch == nil {
+		return nil, nil
+	}
+	t := time.NewTimer(s.cfg.RequestTimeout)
+	defer t.Stop()
+	for ch != nil {
+		timedOut := false
+		select {
+		case <-ch:
+		case <-t.C:
+			timedOut = true
+		case <-ctx.Done():
+		}
+		if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
+			return data, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if timedOut {
+			return nil, nil
+		}
+		ch = d.awaitChunk(i, asker) // a pull-through request ended without it
+	}
+	return nil, nil
 }
 
 // upstreamOf returns chunk ref's global fetcher when this host ranks
