@@ -564,23 +564,23 @@ func (d *download) pullOnWay(i int, f PeerID, on bool) {
 // awaitChunk returns a channel closed once chunk i is stored or the
 // download ends, if a peer is sending chunk i to us, a fetcher other
 // than asker that answered our pull-through request is fetching or
-// sending it, or we are storing it; nil otherwise (the chunk is not on
-// its way). The channel is closed too when the last pull-through request
-// for it ends without it. A request to asker does not count: asker, whose
-// members view differs from ours, waits on us (pullData).
-func (d *download) awaitChunk(i int, asker PeerID) <-chan struct{} {
+// sending it (pulled), or we are storing it; nil otherwise (the chunk is
+// not on its way). The channel is closed too when the last pull-through
+// request for it ends without it. A request to asker does not count:
+// asker, whose members view differs from ours, waits on us (pullData).
+func (d *download) awaitChunk(i int, asker PeerID) (ch <-chan struct{}, pulled bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	pulled := slices.ContainsFunc(d.pulling[i], func(f PeerID) bool { return f != asker })
+	pulled = slices.ContainsFunc(d.pulling[i], func(f PeerID) bool { return f != asker })
 	if d.finished || d.picker.Have(i) || !d.storing.Has(i) && !d.picker.PeerAsked(i) && !pulled {
-		return nil
+		return nil, false
 	}
-	ch := make(chan struct{})
+	c := make(chan struct{})
 	if d.waiters == nil {
 		d.waiters = make(map[int][]chan struct{})
 	}
-	d.waiters[i] = append(d.waiters[i], ch)
-	return ch
+	d.waiters[i] = append(d.waiters[i], c)
+	return c, pulled
 }
 
 // wakeWaiters closes chunk i's waiters (d.mu held).

@@ -383,6 +383,7 @@ func (d *download) run() {
 		case <-d.ctx.Done():
 			return
 		case now := <-t.C:
+			d.s.lag.note(time.Since(now), d.s.pullClaim())
 			if d.coop && d.membersDue(now) {
 				d.updateMembers(nil)
 			}

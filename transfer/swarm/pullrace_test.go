@@ -133,10 +133,12 @@ func TestSwarmPullCutSessionBrings(t *testing.T) {
 
 // The host ranked next for a chunk, asked for it by a host that gave up
 // on the first-ranked fetcher, waits for the copy that fetcher is sending
-// to its own download instead of fetching a second one from the origin.
+// to its own download instead of fetching a second one from the origin,
+// for as long as that copy keeps coming (past RequestTimeout).
 func TestSwarmPullNextRankAwaitsOwnPull(t *testing.T) {
 	p := newTestPackage(t, 42, 256<<10, 256<<10)
 	data := p.chunks[p.m.UniqueChunks()[0].CID]
+	const timeout = 4 * time.Second // RequestTimeout
 	ids := rankedIDs(t, p, "fetcher", "next", "asker")
 	f, b, a := ids[0], ids[1], ids[2]
 	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
@@ -152,13 +154,14 @@ func TestSwarmPullNextRankAwaitsOwnPull(t *testing.T) {
 			return
 		}
 		// To the next in rank: the chunk, slowly, until the asker has
-		// given up on us and a while after (or the origin was asked).
+		// given up on us and a RequestTimeout after (or the origin was
+		// asked).
 		if _, err := st.Write(append(pullHead(len(data)), data[:1<<10]...)); err != nil {
 			return
 		}
 		off := 1 << 10
 		var since time.Time
-		for ctx.Err() == nil && origin.reqs.Load() == 0 && (since.IsZero() || time.Since(since) < time.Second) {
+		for ctx.Err() == nil && origin.reqs.Load() == 0 && (since.IsZero() || time.Since(since) < timeout+500*time.Millisecond) {
 			time.Sleep(100 * time.Millisecond)
 			if _, err := st.Write(data[off : off+1<<10]); err != nil {
 				return
@@ -171,9 +174,9 @@ func TestSwarmPullNextRankAwaitsOwnPull(t *testing.T) {
 		_, _ = st.Write(data[off:])
 		_, _ = io.Copy(io.Discard, st) // until the asker closes
 	})
-	// RequestTimeout 4s: pullIdle 2s (the asker gives up on the fetcher
-	// after it), and the next in rank waits at most 4s for its own copy.
-	cfg := func(cfg *swarm.Config) { cfg.RequestTimeout = 4 * time.Second }
+	// pullIdle 2s: the asker gives up on the fetcher after it; pullClaim
+	// 8s: it waits that long for the next in rank, which says it works.
+	cfg := func(cfg *swarm.Config) { cfg.RequestTimeout = timeout }
 	next := c.add(string(b), origin, cfg)
 	asker := c.add(string(a), origin, cfg)
 	errs := c.startDownloads(ctx, p)()
