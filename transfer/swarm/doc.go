@@ -195,6 +195,12 @@
 // A host with no other member (alone, or every member skipped) asks the
 // origin itself, with the same window as without cooperative fetching.
 //
+// A package of one chunk (most Debian packages) comes through its fetcher
+// nearly always: its download opens no session until it is
+// sessionDeferral end-game delays old without its chunk, and then opens
+// those it deferred (Counters.SessionsDeferred counts the others). A
+// fetcher that is slow to answer still leaves the download its peers.
+//
 // Accounting (acct.go, Stats): a chunk a download stores counts as from
 // the origin at the host that fetched it from the origin, whether for its
 // own download or for a peer's pull-through request, and whoever the
