@@ -225,9 +225,38 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 			// be cut off from it): the next in rank, or we, ask it.
 			d.skipFetcher(f)
 		}
+		if d.sessionBrings(i) {
+			// A session peer came to hold the chunk while the fetcher
+			// failed (cut off, or slow to send it on a loaded host): it
+			// comes from there, not from the next in rank's origin
+			// request.
+			return false, errSessionBrings
+		}
 		d.s.log.Debug("fetcher did not serve the chunk; next in rank", "fetcher", f, "chunk", ref.CID, "err", err)
 	}
 	return false, nil
+}
+
+// errSessionBrings: an origin request's fetchers did not serve its chunk,
+// and a session peer holds it, or is sending it: the request is given
+// back, not sent to the next fetcher or the origin.
+var errSessionBrings = errors.New("chunk held by a session peer")
+
+// sessionBrings reports whether a session peer of the download holds
+// chunk i (and the chunk may be taken from it: overtakes), or a session
+// request for it is open.
+func (d *download) sessionBrings(i int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.finished || d.picker.PeerAsked(i) {
+		return !d.finished
+	}
+	for p := range d.peers {
+		if d.picker.PeerHas(p, i) && d.overtakes(p) {
+			return true
+		}
+	}
+	return false
 }
 
 // firstRankedAsk returns whom to ask for chunk i, which we rank first
@@ -353,11 +382,28 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	if skip {
 		return nil, errPullSkipped
 	}
-	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func(sending bool) { d.pullHeard(f, i, sending) })
+	answered := false // d.mu
+	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func(sending bool) {
+		d.pullHeard(f, i, sending)
+		d.mu.Lock()
+		if !answered {
+			answered = true
+			d.pullOnWay(i, f, true)
+		}
+		d.mu.Unlock()
+	})
 	d.mu.Lock()
 	delete(d.heard, i)
 	if t, ok := d.unheard[f]; ok && !sent.IsZero() && t.Equal(sent) {
 		delete(d.unheard, f) // this request is over, answered or not
+	}
+	if answered {
+		d.pullOnWay(i, f, false)
+		if err != nil && len(d.pulling[i]) == 0 {
+			// Those waiting for the chunk (pullData) look again at how it
+			// may still come.
+			d.wakeWaiters(i)
+		}
 	}
 	d.mu.Unlock()
 	if errors.Is(err, errPullSilent) {
@@ -494,21 +540,47 @@ func (d *download) skipFetcher(f PeerID) {
 	d.updateMembers(nil)
 }
 
+// pullOnWay records a pull-through request to f for chunk i whose
+// fetcher answered (on), or its end (!on). d.mu is held.
+func (d *download) pullOnWay(i int, f PeerID, on bool) {
+	if on {
+		if d.pulling == nil {
+			d.pulling = make(map[int][]PeerID)
+		}
+		d.pulling[i] = append(d.pulling[i], f)
+		return
+	}
+	fs := d.pulling[i]
+	if k := slices.Index(fs, f); k >= 0 {
+		fs = slices.Delete(fs, k, k+1)
+	}
+	if len(fs) == 0 {
+		delete(d.pulling, i)
+	} else {
+		d.pulling[i] = fs
+	}
+}
+
 // awaitChunk returns a channel closed once chunk i is stored or the
-// download ends, if a peer is sending chunk i to us or we are storing
-// it; nil otherwise (the chunk is not on its way from a peer).
-func (d *download) awaitChunk(i int) <-chan struct{} {
+// download ends, if a peer is sending chunk i to us, a fetcher other
+// than asker that answered our pull-through request is fetching or
+// sending it (pulled), or we are storing it; nil otherwise (the chunk is
+// not on its way). The channel is closed too when the last pull-through
+// request for it ends without it. A request to asker does not count:
+// asker, whose members view differs from ours, waits on us (pullData).
+func (d *download) awaitChunk(i int, asker PeerID) (ch <-chan struct{}, pulled bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.finished || d.picker.Have(i) || !d.storing.Has(i) && !d.picker.PeerAsked(i) {
-		return nil
+	pulled = slices.ContainsFunc(d.pulling[i], func(f PeerID) bool { return f != asker })
+	if d.finished || d.picker.Have(i) || !d.storing.Has(i) && !d.picker.PeerAsked(i) && !pulled {
+		return nil, false
 	}
-	ch := make(chan struct{})
+	c := make(chan struct{})
 	if d.waiters == nil {
 		d.waiters = make(map[int][]chan struct{})
 	}
-	d.waiters[i] = append(d.waiters[i], ch)
-	return ch
+	d.waiters[i] = append(d.waiters[i], c)
+	return c, pulled
 }
 
 // wakeWaiters closes chunk i's waiters (d.mu held).

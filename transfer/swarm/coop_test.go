@@ -574,3 +574,75 @@ func rankedFirst(c *cluster, p *testPackage, member swarm.PeerID) int {
 	}
 	return n
 }
+
+// A package of one chunk comes through its fetcher: the hosts of a flash
+// crowd open no session for it (each would cost a stream, a Hello and two
+// have-maps on both sides for a chunk already on its way), and say so in
+// SessionsDeferred. Without the deferral each host opens sessions to the
+// holders it finds (two at least).
+func TestSwarmPullThroughOneChunkDefersSessions(t *testing.T) {
+	const hosts = 8
+	p := newTestPackage(t, 16, 256<<10, 256<<10)
+	c := newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+	origin := newSwarmOrigin(p, 0, 20*time.Millisecond)
+	for k := range hosts {
+		c.add(fmt.Sprintf("node%02d", k), origin, nil)
+	}
+	if copies := flashCrowd(t, c, p, origin); copies > 1 {
+		t.Errorf("origin sent %.2f copies, want 1", copies)
+	}
+	var ctr swarm.Counters
+	for _, n := range c.nodes {
+		ctr = ctr.Add(n.swarm.Counters())
+	}
+	t.Logf("%d hosts, one chunk: %d sessions opened, %d deferred and not opened, %d pull streams", hosts, ctr.SessionStreamsOpened, ctr.SessionsDeferred, ctr.PullStreams)
+	// A host whose pull answer is slow past the deferral (a loaded
+	// machine, the race detector) opens its sessions: a few may.
+	if ctr.SessionStreamsOpened >= hosts || ctr.SessionsDeferred == 0 {
+		t.Errorf("%d sessions opened and %d deferred by %d hosts of a one-chunk package, want fewer than one per host opened", ctr.SessionStreamsOpened, ctr.SessionsDeferred, hosts)
+	}
+}
+
+// A package of one chunk whose fetcher says nothing still gets its
+// sessions once the deferral is over: a host that joins when another
+// holds the chunk, and whose pull-through request hangs on a dead member
+// ranked first, opens a session to the holder after the deferral and
+// takes the chunk from it, without waiting for the pull's idle timeout.
+func TestSwarmPullThroughOneChunkSessionsAfterDeferral(t *testing.T) {
+	var p *testPackage
+	var c *cluster
+	var origin *swarmOrigin
+	for seed := uint64(17); ; seed++ {
+		p = newTestPackage(t, seed, 64<<10, 64<<10)
+		c = newCluster(t, transfertest.LinkShape{Latency: time.Millisecond})
+		origin = newSwarmOrigin(p, 0, 5*time.Millisecond)
+		c.add("holder", origin, nil)
+		if rankedFirst(c, p, "dead") == 1 {
+			break
+		}
+		if seed > 200 {
+			t.Fatal("no package whose chunk the dead member ranks first for")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.nodes[0].download(ctx, p); err != nil {
+		t.Fatalf("holder: Download: %v", err)
+	}
+	deadMember(c, "dead")
+	// A long idle timeout: the chunk must come from the holder's session.
+	late := c.add("late", origin, func(cfg *swarm.Config) { cfg.RequestTimeout = 20 * time.Second })
+	st, err := late.download(ctx, p)
+	if err != nil {
+		t.Fatalf("late host: Download: %v", err)
+	}
+	checkCopy(t, late, p)
+	ctr := late.swarm.Counters()
+	t.Logf("late host: %v, %d from peers, %d from origin; %d sessions opened, %d pull streams", st.Elapsed, st.FromPeers, st.FromOrigin, ctr.SessionStreamsOpened, ctr.PullStreams)
+	if ctr.SessionStreamsOpened == 0 {
+		t.Errorf("the late host opened no session while its fetcher said nothing")
+	}
+	if origin.reqs.Load() != 1 {
+		t.Errorf("origin asked %d times, want once (the holder's)", origin.reqs.Load())
+	}
+}

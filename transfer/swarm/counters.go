@@ -16,6 +16,9 @@ type Counters struct {
 	SessionStreamsOpened, SessionStreamsAccepted int64
 	// PullStreams: pull-through streams this host opened as an asker.
 	PullStreams int64
+	// SessionsDeferred: sessions a download of one chunk did not open,
+	// its chunk brought by pull-through first (sessionDeferral).
+	SessionsDeferred int64
 	// PullsSilent: pull-through requests given up because the fetcher
 	// was unreachable or said nothing for pullIdle; PullsClaimed: because
 	// it kept working past pullClaim without sending the chunk;
@@ -68,6 +71,7 @@ type Counters struct {
 type counters struct {
 	sessionsOpened, sessionsAccepted atomic.Int64
 	pullStreams                      atomic.Int64
+	sessionsDeferred                 atomic.Int64
 	pullsSilent, pullsClaimed        atomic.Int64
 	pullsRefused                     atomic.Int64
 	originFallbacks                  atomic.Int64
@@ -102,6 +106,7 @@ func (s *Swarm) Counters() Counters {
 		SessionStreamsOpened:   c.sessionsOpened.Load(),
 		SessionStreamsAccepted: c.sessionsAccepted.Load(),
 		PullStreams:            c.pullStreams.Load(),
+		SessionsDeferred:       c.sessionsDeferred.Load(),
 		PullsSilent:            c.pullsSilent.Load(),
 		PullsClaimed:           c.pullsClaimed.Load(),
 		PullsRefused:           c.pullsRefused.Load(),
@@ -133,6 +138,7 @@ func (c Counters) Add(o Counters) Counters {
 		SessionStreamsOpened:   c.SessionStreamsOpened + o.SessionStreamsOpened,
 		SessionStreamsAccepted: c.SessionStreamsAccepted + o.SessionStreamsAccepted,
 		PullStreams:            c.PullStreams + o.PullStreams,
+		SessionsDeferred:       c.SessionsDeferred + o.SessionsDeferred,
 		PullsSilent:            c.PullsSilent + o.PullsSilent,
 		PullsClaimed:           c.PullsClaimed + o.PullsClaimed,
 		PullsRefused:           c.PullsRefused + o.PullsRefused,

@@ -160,8 +160,16 @@
 // works), or keeps working without sending the chunk for pullClaim, or
 // answers that it cannot reach the origin (its site may be cut off from
 // it), is ranked no more for the download: a dead or cut-off fetcher
-// costs one timeout. A chunk from a fetcher is verified like any other; a corrupt
-// one bans the fetcher.
+// costs one timeout. Silence is counted in time this host could listen:
+// on a host whose own goroutines run late (its download ticks), the idle
+// timeout grows by that lateness, up to twice pullIdle (pullalive.go). A
+// chunk whose fetchers failed, and that a session peer holds or is
+// sending by then, is taken from the peer: neither the next in rank nor
+// the origin is asked for it (sessionBrings). A host asked for a chunk
+// that its own download is receiving (from a session peer, or from a
+// fetcher that answered it) serves that copy when it comes rather than
+// fetch another from the origin (awaitDownload). A chunk from a fetcher
+// is verified like any other; a corrupt one bans the fetcher.
 //
 // The fetcher (Swarm.HandlePull) serves the chunk from the chunks it
 // fetched for peers lately (in memory), from its store, from
@@ -186,6 +194,12 @@
 //
 // A host with no other member (alone, or every member skipped) asks the
 // origin itself, with the same window as without cooperative fetching.
+//
+// A package of one chunk (most Debian packages) comes through its fetcher
+// nearly always: its download opens no session until it is
+// sessionDeferral end-game delays old without its chunk, and then opens
+// those it deferred (Counters.SessionsDeferred counts the others). A
+// fetcher that is slow to answer still leaves the download its peers.
 //
 // Accounting (acct.go, Stats): a chunk a download stores counts as from
 // the origin at the host that fetched it from the origin, whether for its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -112,10 +113,19 @@ type download struct {
 	claimedAt time.Time       // when renewClaims last ran
 	queued    []int           // renewClaims' OwnedQueued
 	started   time.Time
+	// sessionsFrom: a download that opens no session before this time
+	// (zero: none deferred), and deferred the peers it would have opened
+	// sessions to meanwhile (sessionDeferral).
+	sessionsFrom time.Time
+	deferred     []PeerID
 
 	// waiters are closed once their chunk is stored or the download ends
-	// (awaitChunk).
+	// (awaitChunk), or a pull-through request for it that its fetcher
+	// answered ends without it (pullOne).
 	waiters map[int][]chan struct{}
+	// pulling: per chunk, the fetchers of the pull-through requests in
+	// flight that have answered (pullOne): the chunk is on its way.
+	pulling map[int][]PeerID
 	// heard: the chunks whose pull-through request in flight has heard
 	// from its fetcher, and the fetcher (coop.go, pullsOvertaken).
 	heard map[int]PeerID
@@ -285,8 +295,33 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 			d.doneBytes += r.Length
 		}
 	}
+	if d.coop && n == 1 {
+		d.sessionsFrom = start.Add(sessionDeferral * s.endgameDelay())
+	}
 	d.applySites(start)
 	return d
+}
+
+// sessionDeferral: a download of a package of one chunk, with cooperative
+// fetching on, opens its sessions only once it is this many end-game
+// delays old (Swarm.endgameDelay: twice this host's mean response time)
+// and still without its chunk. Its chunk comes through its fetcher
+// (pull-through, which also asks a holder before the origin) nearly
+// always first: in an upgrade of one-chunk packages sessions carried 9% of
+// the bytes kept, for two sessions per package and host, each a stream, a
+// Hello, two have-maps and goroutines on both sides. A fetcher that is
+// slow to answer still leaves the download its sessions, later.
+const sessionDeferral = 4
+
+// takeDeferred returns the peers whose sessions the download deferred,
+// once they are due (d.mu held): from then on it connects at once.
+func (d *download) takeDeferred(now time.Time) []PeerID {
+	if d.sessionsFrom.IsZero() || now.Before(d.sessionsFrom) || d.finished {
+		return nil
+	}
+	ps := d.deferred
+	d.sessionsFrom, d.deferred = time.Time{}, nil
+	return ps
 }
 
 // The end game's delay adapts to the time this host's requests take
@@ -379,12 +414,17 @@ func (d *download) run() {
 		case <-d.ctx.Done():
 			return
 		case now := <-t.C:
+			d.s.lag.note(time.Since(now), d.s.pullClaim())
 			if d.coop && d.membersDue(now) {
 				d.updateMembers(nil)
 			}
 			d.mu.Lock()
 			d.tick(now)
+			late := d.takeDeferred(now)
 			d.mu.Unlock()
+			for _, p := range late {
+				d.connect(p)
+			}
 		}
 	}
 }
@@ -484,6 +524,13 @@ func (d *download) connect(p PeerID) {
 	_, exists := s.sessions[d.c][p]
 	s.mu.Unlock()
 	if exists {
+		d.mu.Unlock()
+		return
+	}
+	if !d.sessionsFrom.IsZero() {
+		if !slices.Contains(d.deferred, p) {
+			d.deferred = append(d.deferred, p)
+		}
 		d.mu.Unlock()
 		return
 	}
@@ -606,7 +653,10 @@ func (d *download) broadcast(m *Message, except PeerID) {
 }
 
 // fetchOrigin gets chunk i for an origin request: from its fetchers, in
-// rank order (pullFetchers), then from the origin itself.
+// rank order (pullFetchers), then from the origin itself, unless a
+// session peer holds the chunk or is sending it by then (sessionBrings):
+// the request is then given back for the Picker to take it from the
+// peers, and the fetchers that failed cost no copy from the origin.
 func (d *download) fetchOrigin(ctx context.Context, i int) {
 	defer d.wg.Done()
 	ref := d.pkg.refs[i]
@@ -617,6 +667,9 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	done, err := d.pullFetchers(ctx, i, sent)
 	if done {
 		return
+	}
+	if err == nil && ranked && d.sessionBrings(i) {
+		err = errSessionBrings
 	}
 	if err == nil {
 		if ranked {
@@ -642,6 +695,13 @@ func (d *download) fetchOrigin(ctx context.Context, i int) {
 	if cancelled || d.finished {
 		// We cancelled it (a peer delivered first) or the download ended.
 		d.picker.Cancelled(i, policy.OriginPeer)
+		return
+	}
+	if errors.Is(err, errSessionBrings) {
+		// Not the origin's failure: the request is given back, and the
+		// Picker takes the chunk from the session peers.
+		d.picker.Cancelled(i, policy.OriginPeer)
+		d.schedule(time.Now())
 		return
 	}
 	d.picker.Failed(i, policy.OriginPeer)
@@ -895,6 +955,7 @@ func (d *download) finish(err error) {
 	d.finished = true
 	d.finishedAt = time.Now()
 	d.err = err
+	d.s.ctr.sessionsDeferred.Add(int64(len(d.deferred)))
 	for _, c := range d.originCancel {
 		c()
 	}

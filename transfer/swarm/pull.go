@@ -789,7 +789,8 @@ func (s *Swarm) pulledChunk(ref metadata.ChunkRef) []byte {
 
 // pullData returns chunk i (ref) of manifest for asker's pull-through
 // request: from the store; from our download d of the package once it
-// has the chunk, if a peer is sending it to d (a bounded wait); without
+// has the chunk, if a peer, or a fetcher we asked, is sending it to d
+// (awaitDownload); without
 // d, from the chunk's global fetcher if we are our site's (two-level
 // pull-through: the asker's request came before our own download began);
 // or from the origin, joined with any fetch of the same chunk under way
@@ -807,20 +808,8 @@ func (s *Swarm) pullData(ctx context.Context, asker PeerID, manifest cid.Cid, re
 		s.log.Debug("global fetcher did not serve the chunk; fetching it", "fetcher", up, "chunk", ref.CID, "err", err)
 	}
 	if d != nil {
-		if ch := d.awaitChunk(i); ch != nil {
-			t := time.NewTimer(s.cfg.RequestTimeout)
-			select {
-			case <-ch:
-			case <-t.C:
-			case <-ctx.Done():
-			}
-			t.Stop()
-			if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
-				return data, nil
-			}
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
+		if data, err := s.awaitDownload(ctx, d, asker, ref, i); data != nil || err != nil {
+			return data, err
 		}
 	}
 	sent := time.Now()
@@ -832,6 +821,44 @@ func (s *Swarm) pullData(ctx context.Context, asker PeerID, manifest cid.Cid, re
 		s.goroutine(func() { d.deliver(i, policy.OriginPeer, data, sent) })
 	}
 	return data, nil
+}
+
+// awaitDownload returns chunk i (ref), for asker, once our download d has
+// stored it, while it is on its way to d (awaitChunk): from a session
+// peer, for at most RequestTimeout in all; through a pull-through request
+// whose fetcher answered, for as long as that request lasts (its own
+// timeouts bound it). nil, nil if it did not come. A host that ranks next
+// for a chunk is asked for it by hosts that gave up on its first fetcher,
+// slow to send it on a loaded host: fetching the chunk from the origin
+// while that fetcher's copy reaches us too would make it a second copy.
+func (s *Swarm) awaitDownload(ctx context.Context, d *download, asker PeerID, ref metadata.ChunkRef, i int) ([]byte, error) {
+	ch, _ := d.awaitChunk(i, asker)
+	if ch == nil {
+		return nil, nil
+	}
+	t := time.NewTimer(s.cfg.RequestTimeout)
+	defer t.Stop()
+	timeout := t.C
+	for ch != nil {
+		select {
+		case <-ch:
+		case <-timeout:
+			timeout = nil
+		case <-ctx.Done():
+		}
+		if data, err := s.cfg.Store.ReadChunk(ref.CID); err == nil && int64(len(data)) == ref.Length {
+			return data, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var pulled bool
+		ch, pulled = d.awaitChunk(i, asker)
+		if timeout == nil && !pulled {
+			return nil, nil
+		}
+	}
+	return nil, nil
 }
 
 // upstreamOf returns chunk ref's global fetcher when this host ranks

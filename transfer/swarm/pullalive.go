@@ -20,6 +20,45 @@ import (
 // a fetcher that is gone or hangs is silent everywhere and found so
 // after one pullIdle.
 
+// A host too loaded to run its own goroutines on time (a saturated CPU,
+// hundreds of downloads at once) reads what its fetchers send late, and
+// would take its own lateness for their silence: every asker of a
+// starved flash crowd gives up on the chunk's fetcher and asks the next
+// in rank, which fetches a second copy from the origin. So silence is
+// counted in time this host could listen: the idle timeout is lengthened
+// by how late this host's download ticks have run lately (schedLag,
+// within pullClaim: a loaded host's lateness comes in bursts), up to one
+// more idle timeout. A host that runs on time is not affected.
+
+// schedLag is the longest lateness of this host's download ticks (a tick
+// read that long after it was due) within the last window.
+type schedLag struct {
+	mu  sync.Mutex
+	max time.Duration
+	at  time.Time // when max was seen
+}
+
+// note records a tick read late by lag, now; a lateness older than
+// window is forgotten.
+func (l *schedLag) note(lag, window time.Duration) {
+	now := time.Now()
+	l.mu.Lock()
+	if lag >= l.max || now.Sub(l.at) > window {
+		l.max, l.at = lag, now
+	}
+	l.mu.Unlock()
+}
+
+// recent returns the longest lateness seen within window (0 if none).
+func (l *schedLag) recent(window time.Duration) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.at.IsZero() || time.Since(l.at) > window {
+		return 0
+	}
+	return l.max
+}
+
 // fetcherAlive records when each peer last sent this host anything.
 type fetcherAlive struct {
 	mu sync.Mutex
@@ -73,10 +112,11 @@ func (s *Swarm) watchPull(f PeerID, idle time.Duration, st Stream) *pullWatch {
 }
 
 // fire resets the stream, unless the fetcher was heard from within idle
-// (on this stream or another) and this stream within pullClaim: then it
-// waits for the rest of either from then. A stream that carries nothing
-// for pullClaim ends however lively its fetcher is elsewhere (a chunk
-// whose bytes stopped midway, a request the fetcher never took).
+// (on this stream or another; lengthened by this host's own lateness
+// lately, schedLag) and this stream within pullClaim: then it waits for
+// the rest of either from then. A stream that carries nothing for
+// pullClaim ends however lively its fetcher is elsewhere (a chunk whose
+// bytes stopped midway, a request the fetcher never took).
 func (w *pullWatch) fire() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -84,7 +124,8 @@ func (w *pullWatch) fire() {
 	if t := w.s.alive.last(w.f); t.After(last) {
 		last = t
 	}
-	wait := min(w.idle-time.Since(last), w.s.pullClaim()-time.Since(w.since))
+	idle := w.idle + min(w.s.lag.recent(w.s.pullClaim()), w.idle)
+	wait := min(idle-time.Since(last), w.s.pullClaim()-time.Since(w.since))
 	if wait > 0 {
 		w.t.Reset(wait)
 		return

@@ -161,6 +161,8 @@ type Swarm struct {
 	resp   policy.ResponseTimes
 	// alive: when each peer last sent us anything (pullalive.go).
 	alive fetcherAlive
+	// lag: how late this host's own goroutines run lately (pullalive.go).
+	lag schedLag
 
 	// Pull-through serving (pull.go): the requests served now, per peer
 	// and in all; the origin fetches under way, by chunk; the chunks
