@@ -260,6 +260,7 @@ type sim struct {
 	onMany       func() // called every memSampleEveryEvts events
 	memb         []policy.PeerID
 	presVer      uint64             // changes whenever present does
+	presMoved    bool               // a host left from the middle of present (visible)
 	ring         *policy.MemberRing // of present at ringVer
 	ringVer      uint64
 	ringN        int // visible members in ring
@@ -658,6 +659,9 @@ func (s *sim) setPresent(h int32, on bool) {
 		return
 	}
 	s.presVer++
+	if s.present[len(s.present)-1] != h {
+		s.presMoved = true // present is no longer in the order of arrival (visible)
+	}
 	rm := func(list []int32, pos []int32, h int32) []int32 {
 		k := pos[h]
 		last := list[len(list)-1]
@@ -681,6 +685,9 @@ func (s *sim) arrive(h int32, rejoin bool) {
 	done := hs.state == stDone || (rejoin && !math.IsNaN(hs.done))
 	s.setPresent(h, true)
 	hs.pub = s.now + s.sc.Policy.ProviderDelay.Seconds()
+	if k := s.presPos[h]; int(k) != len(s.present)-1 || (k > 0 && s.hosts[s.present[k-1]].pub > hs.pub) {
+		s.presMoved = true // not the latest record last (visible)
+	}
 	if done {
 		hs.state = stDone
 		return
