@@ -439,9 +439,10 @@ func (s *sim) cancelPull(h, i int32) {
 	if !s.coop.on {
 		return
 	}
-	for _, id := range s.rin[h].in {
-		if f := &s.flows[id]; f.vm == pullFlow && f.chunk == i && f.pkg == s.tag && f.srv != s.origin {
-			s.close(id)
+	r := &s.rin[h]
+	for k, c := range r.cls {
+		if c&^clsParts == uint32(s.tag)<<clsShift|clsPull && s.flows[r.in[k]].chunk == i {
+			s.close(r.in[k])
 			return
 		}
 	}

@@ -334,13 +334,28 @@ type engine struct {
 	// enough. cpuF: each flow's part in it, by flow id (cpu on only).
 	cpu  cpuState
 	cpuF []cpuFlow
+	// afterEvent (tests): called after every event of the run.
+	afterEvent func()
 }
 
 // recvList is a receiving host's incoming flows.
 type recvList struct {
-	in  []int32
+	in []int32
+	// cls: what each flow of in is, beside it, so that the walks for one
+	// package's flows of some kind (sim.progress at every tick, a
+	// cancelled request's flow) read this list, not every flow: the
+	// flow's package << clsShift | clsParts, clsOrigin, clsPull.
+	cls []uint32
 	ref int // len(in) when their caps were last refreshed (sim.recap)
 }
+
+// A receiving host's flow classes (recvList.cls).
+const (
+	clsParts  = 1 << iota // a chunk from a peer sent in parts (longer than policy.PartSize)
+	clsOrigin             // from the origin
+	clsPull               // a pull-through answer from a fetcher
+	clsShift  = iota
+)
 
 func (e *engine) schedule(t float64, kind uint8, a, b, c int32) {
 	e.seq++

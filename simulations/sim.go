@@ -565,6 +565,9 @@ func (s *sim) run() error {
 			s.flowDone(s.finishing(sid))
 		}
 		s.nEv++
+		if s.afterEvent != nil {
+			s.afterEvent()
+		}
 		if s.nEv%hugeAdviceEvery == 0 && s.n >= hugeAdviceHosts {
 			adviseHugePages(s.nEv%hugeCollapseEvery == 0)
 		}
@@ -807,8 +810,19 @@ func (s *sim) open(src, dst, chunk, vm int32, size float64) int32 {
 			sid = s.coop.pullBase + src
 		}
 	}
+	cls := uint32(s.tag) << clsShift
+	switch {
+	case src < 0:
+		cls |= clsOrigin
+	case vm == pullFlow:
+		cls |= clsPull
+	}
+	if src >= 0 && chunk >= 0 && size > policy.PartSize {
+		cls |= clsParts
+	}
 	r := &s.rin[dst]
 	r.in = append(r.in, -1) // counted before the cap is computed
+	r.cls = append(r.cls, cls)
 	id := s.startFlow(sid, dst, chunk, vm, size, su, sd)
 	r.in[len(r.in)-1] = id
 	s.flows[id].inPos = int32(len(r.in) - 1)
@@ -823,8 +837,10 @@ func (s *sim) close(id int32) float64 {
 	r := &s.rin[f.dst]
 	last := r.in[len(r.in)-1]
 	r.in[f.inPos] = last
+	r.cls[f.inPos] = r.cls[len(r.cls)-1]
 	s.flows[last].inPos = f.inPos
 	r.in = r.in[:len(r.in)-1]
+	r.cls = r.cls[:len(r.cls)-1]
 	s.recap(f.dst)
 	moved := f.size - rem
 	if f.srv == s.origin {
@@ -1253,9 +1269,10 @@ func (s *sim) cancelOrigin(h, i int32) {
 		return // hosts wait for this fetch (from the origin, or upstream): it runs on
 	}
 	s.cancelPull(h, i)
-	for _, id := range s.rin[h].in {
-		if f := &s.flows[id]; f.srv == s.origin && f.chunk == i && f.pkg == s.tag {
-			s.close(id)
+	r := &s.rin[h]
+	for k, c := range r.cls {
+		if c == uint32(s.tag)<<clsShift|clsOrigin && s.flows[r.in[k]].chunk == i {
+			s.close(r.in[k])
 			return
 		}
 	}
@@ -1560,7 +1577,9 @@ func (s *sim) endgameDelay(h int32) time.Duration {
 // (Picker.Streaming: the end game waits longer before it asks another
 // peer for them, as the daemon's download.progress). A package whose
 // chunks all fit in one part has no such flow: the host's incoming
-// flows, of every package of a workload, are not walked.
+// flows, of every package of a workload, are not walked; otherwise their
+// classes are (recvList.cls), and only this package's flows in parts
+// are read.
 func (s *sim) progress(h int32) {
 	s.waitFree(h)
 	if !s.inParts {
@@ -1568,11 +1587,14 @@ func (s *sim) progress(h int32) {
 	}
 	hs := &s.hosts[h]
 	now := s.at(s.now)
-	for _, id := range s.rin[h].in {
-		if id < 0 {
+	r := &s.rin[h]
+	for k, c := range r.cls {
+		if c>>clsShift != uint32(s.tag) || c&clsParts == 0 {
 			continue
 		}
-		if f := &s.flows[id]; f.live && f.pkg == s.tag && f.srv != s.origin && f.chunk >= 0 && f.size > policy.PartSize {
+		if id := r.in[k]; id < 0 {
+			continue // being opened
+		} else if f := &s.flows[id]; f.live {
 			from := s.ids[s.srvHost(f.srv)]
 			hs.picker.Progress(from, now)
 			if f.vm != pullFlow {

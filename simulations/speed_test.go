@@ -56,3 +56,75 @@ func TestVisiblePrefix(t *testing.T) {
 		check("after a leave")
 	}
 }
+
+// recvClass is what recvList.cls holds for flow id of package pkg.
+func recvClass(s *sim, id int32) uint32 {
+	f := &s.flows[id]
+	c := uint32(f.pkg) << clsShift
+	switch {
+	case f.srv == s.origin:
+		c |= clsOrigin
+	case f.vm == pullFlow:
+		c |= clsPull
+	}
+	if f.srv != s.origin && f.chunk >= 0 && f.size > 256<<10 {
+		c |= clsParts
+	}
+	return c
+}
+
+// TestRecvClasses: each receiving host's flow classes say what its flows
+// are (their package, from the origin, pull-through, in parts) throughout
+// a workload with every kind of flow, and a run with churn, whose aborted
+// flows leave the lists out of the order they were opened in.
+func TestRecvClasses(t *testing.T) {
+	t.Parallel()
+	seen := map[uint32]int{}
+	check := func(t *testing.T, s *sim) {
+		t.Helper()
+		for h := range s.rin {
+			r := &s.rin[h]
+			if len(r.cls) != len(r.in) {
+				t.Fatalf("host %d: %d classes for %d flows", h, len(r.cls), len(r.in))
+			}
+			for k, id := range r.in {
+				if want := recvClass(s, id); r.cls[k] != want {
+					t.Fatalf("host %d flow %d: class %b, want %b", h, id, r.cls[k], want)
+				}
+				seen[r.cls[k]&(1<<clsShift-1)]++
+			}
+		}
+	}
+	for _, st := range []Strategy{SwarmCoop, Swarm} {
+		t.Run("workload-"+string(st), func(t *testing.T) {
+			sc := workload(st)
+			sc.Hosts = 40
+			sc.ChunkSize = 1 << 20
+			sc = sc.withDefaults()
+			sizes, err := WorkloadSizes(sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := newWorkload(sc, st, sizes)
+			w.e.afterEvent = func() { check(t, w.sims[0]) }
+			if err := w.run(nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	for _, c := range []uint32{clsParts, clsOrigin, clsPull, clsPull | clsParts} {
+		if seen[c] == 0 {
+			t.Errorf("no flow of class %b seen: %v", c, seen)
+		}
+	}
+	t.Run("churn", func(t *testing.T) {
+		sc := small()
+		sc.Churn = Churn{Fraction: 0.3, From: Duration(time.Second), To: Duration(3 * time.Second)}
+		s := newSim(sc.withDefaults(), Swarm)
+		s.afterEvent = func() { check(t, s) }
+		if err := s.run(); err != nil {
+			t.Fatal(err)
+		}
+		check(t, s)
+	})
+}

@@ -292,6 +292,9 @@ func (w *workloadRun) run(onMany func()) error {
 			w.live--
 		}
 		e.nEv++
+		if e.afterEvent != nil {
+			e.afterEvent()
+		}
 		if onMany != nil && e.nEv%memSampleEveryEvts == 0 {
 			onMany()
 		}
