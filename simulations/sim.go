@@ -346,6 +346,10 @@ func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 			return s.hosts[dst].down / float64(max(len(s.rin[dst].in), 1))
 		}
 	}
+	// The delays of most messages: a tick's, the latencies' (eventQueue).
+	for _, d := range []float64{sc.Policy.Tick.Seconds(), s.latSite, s.latWAN, s.latOrig} {
+		e.events.addLane(d)
+	}
 	s.initChunks()
 	s.initHosts()
 	s.scheduleStart()
@@ -544,19 +548,16 @@ func (s *sim) run() error {
 	for !s.finished {
 		sid, ts := s.nextServer()
 		if s.pipe != nil {
-			next := ts
-			if len(s.events) > 0 {
-				next = min(next, s.events[0].t)
-			}
+			next := min(ts, s.events.nextT())
 			if s.pipeDue(next) {
 				s.emitOldest() // its messages may come first
 				continue
 			}
 		}
-		if len(s.events) == 0 && math.IsInf(ts, 1) {
+		if s.events.empty() && math.IsInf(ts, 1) {
 			return fmt.Errorf("%w: %s, %d hosts: nothing left to happen with %d hosts unfinished", ErrUnfinished, s.strat, s.n, s.pending)
 		}
-		if len(s.events) > 0 && s.events[0].t <= ts {
+		if !s.events.empty() && s.events.nextT() <= ts {
 			ev := s.events.pop()
 			s.now = max(s.now, ev.t)
 			s.handle(ev)
@@ -587,12 +588,14 @@ func (s *sim) run() error {
 // chunk a finished host no longer wants) as received over the links they
 // crossed and as duplicates, as the testbed's link counters would.
 func (s *sim) countInFlight() {
-	for _, ev := range s.events {
+	// The hosts' byte counts are whole numbers (chunk lengths), so the
+	// order the queue holds the messages in does not change their sums.
+	s.events.each(func(ev event) {
 		if ev.pkg != s.tag || (ev.kind != evChunk && ev.kind != evPulled) || ev.b < 0 {
-			continue
+			return
 		}
 		s.discarded(flow{dst: ev.a, srv: ev.b, size: float64(s.chunkLen[ev.c])})
-	}
+	})
 }
 
 func (s *sim) handle(ev event) {

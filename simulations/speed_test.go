@@ -1,6 +1,7 @@
 package simulations
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -127,4 +128,59 @@ func TestRecvClasses(t *testing.T) {
 		}
 		check(t, s)
 	})
+}
+
+// TestEventQueueOrder: the queue pops messages in (t, seq) order, as the
+// heap alone did, whatever lane or heap holds them: messages with the
+// lanes' delays and others, sent as the clock advances, and some sent at
+// an earlier time than their lane's last (a pipeline's); each lists every
+// message held.
+func TestEventQueueOrder(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var q eventQueue
+	for _, d := range []float64{0.25, 1e-4, 0.01, 0.02} {
+		q.addLane(d)
+	}
+	var ref eventHeap
+	var seq uint64
+	now, inHeap := 0.0, 0
+	for step := range 200000 {
+		if rng.IntN(3) > 0 || q.empty() {
+			seq++
+			d := []float64{0.25, 1e-4, 0.01, 0.02, 0, rng.Float64()}[rng.IntN(6)]
+			at := now
+			if rng.IntN(20) == 0 {
+				at = max(0, now-rng.Float64()*0.05) // sent at an earlier time
+			}
+			e := event{t: at + d, seq: seq, a: int32(step)}
+			q.push(e, now)
+			ref.push(e)
+		} else {
+			got, want := q.pop(), ref.pop()
+			if got != want {
+				t.Fatalf("step %d: popped t=%v seq %d, want t=%v seq %d", step, got.t, got.seq, want.t, want.seq)
+			}
+			now = max(now, got.t)
+		}
+		if q.n != len(ref) {
+			t.Fatalf("step %d: %d held, want %d", step, q.n, len(ref))
+		}
+		inHeap = max(inHeap, len(q.heap))
+		if step%10000 == 0 {
+			var seqs []uint64
+			q.each(func(e event) { seqs = append(seqs, e.seq) })
+			if len(seqs) != len(ref) {
+				t.Fatalf("step %d: each lists %d, want %d", step, len(seqs), len(ref))
+			}
+		}
+	}
+	for !q.empty() {
+		if got, want := q.pop(), ref.pop(); got != want {
+			t.Fatalf("draining: popped seq %d, want %d", got.seq, want.seq)
+		}
+	}
+	if inHeap == 0 || inHeap > 200000/3 {
+		t.Errorf("at most %d messages in the heap, want some, most in lanes", inHeap)
+	}
 }

@@ -261,12 +261,12 @@ func (w *workloadRun) run(onMany func()) error {
 	finished := make([]bool, len(w.sims))
 	for w.done < len(w.sims) {
 		sid, ts := e.nextServer()
-		if len(e.events) == 0 && math.IsInf(ts, 1) {
+		if e.events.empty() && math.IsInf(ts, 1) {
 			return fmt.Errorf("%w: %s workload, %d hosts: nothing left to happen with %d of %d packages unfinished",
 				ErrUnfinished, w.sims[0].strat, w.sc.Hosts, len(w.sims)-w.done, len(w.sims))
 		}
 		var s *sim
-		if len(e.events) > 0 && e.events[0].t <= ts {
+		if !e.events.empty() && e.events.nextT() <= ts {
 			ev := e.events.pop()
 			e.pend[ev.pkg]--
 			e.now = max(e.now, ev.t)
