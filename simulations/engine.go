@@ -471,7 +471,13 @@ type recvList struct {
 	// cancelled request's flow) read this list, not every flow: the
 	// flow's package << clsShift | clsParts, clsOrigin, clsPull.
 	cls []uint32
-	ref int // len(in) when their caps were last refreshed (sim.recap)
+	// from: for a flow in parts (clsParts), the receiver's Picker's
+	// handle on its sender, set when the sender is a peer the Picker
+	// knows (at the flow's start, or when the receiver comes to know it:
+	// sim.knowPeer), zero otherwise: progress tells the Picker by handle,
+	// not by peer ID (a map lookup at every tick of every download).
+	from []policy.PeerRef
+	ref  int // len(in) when their caps were last refreshed (sim.recap)
 }
 
 // A receiving host's flow classes (recvList.cls).

@@ -823,9 +823,14 @@ func (s *sim) open(src, dst, chunk, vm int32, size float64) int32 {
 	if src >= 0 && chunk >= 0 && size > policy.PartSize {
 		cls |= clsParts
 	}
+	var from policy.PeerRef
+	if p := s.hosts[dst].picker; cls&clsParts != 0 && p != nil {
+		from, _ = p.Ref(s.ids[src])
+	}
 	r := &s.rin[dst]
 	r.in = append(r.in, -1) // counted before the cap is computed
 	r.cls = append(r.cls, cls)
+	r.from = append(r.from, from)
 	id := s.startFlow(sid, dst, chunk, vm, size, su, sd)
 	r.in[len(r.in)-1] = id
 	s.flows[id].inPos = int32(len(r.in) - 1)
@@ -841,9 +846,11 @@ func (s *sim) close(id int32) float64 {
 	last := r.in[len(r.in)-1]
 	r.in[f.inPos] = last
 	r.cls[f.inPos] = r.cls[len(r.cls)-1]
+	r.from[f.inPos] = r.from[len(r.from)-1]
 	s.flows[last].inPos = f.inPos
 	r.in = r.in[:len(r.in)-1]
 	r.cls = r.cls[:len(r.cls)-1]
+	r.from = r.from[:len(r.from)-1]
 	s.recap(f.dst)
 	moved := f.size - rem
 	if f.srv == s.origin {
@@ -948,6 +955,13 @@ func (s *sim) knowPeer(h int32, k int) {
 	}
 	se.ref, _ = hs.picker.Ref(s.ids[se.peer])
 	ps.watch = append(ps.watch, watcher{q: h, k: int32(k), local: se.local, ref: se.ref, p: hs.picker})
+	// Its flows in parts into h, if any, get h's handle on it (progress).
+	r := &s.rin[h]
+	for j, c := range r.cls {
+		if c>>clsShift == uint32(s.tag) && c&clsParts != 0 && r.in[j] >= 0 && s.srvHost(s.flows[r.in[j]].srv) == se.peer {
+			r.from[j] = se.ref
+		}
+	}
 }
 
 // unknow takes h's session k out of its peer's watchers.
@@ -1582,7 +1596,7 @@ func (s *sim) endgameDelay(h int32) time.Duration {
 // chunks all fit in one part has no such flow: the host's incoming
 // flows, of every package of a workload, are not walked; otherwise their
 // classes are (recvList.cls), and only this package's flows in parts
-// are read.
+// from a peer the Picker knows are told of, by handle (recvList.from).
 func (s *sim) progress(h int32) {
 	s.waitFree(h)
 	if !s.inParts {
@@ -1592,17 +1606,14 @@ func (s *sim) progress(h int32) {
 	now := s.at(s.now)
 	r := &s.rin[h]
 	for k, c := range r.cls {
-		if c>>clsShift != uint32(s.tag) || c&clsParts == 0 {
+		// A zero handle (a sender the Picker does not know) changes
+		// nothing, as Progress and Streaming by its peer ID would not.
+		if c>>clsShift != uint32(s.tag) || c&clsParts == 0 || r.in[k] < 0 || r.from[k] == (policy.PeerRef{}) {
 			continue
 		}
-		if id := r.in[k]; id < 0 {
-			continue // being opened
-		} else if f := &s.flows[id]; f.live {
-			from := s.ids[s.srvHost(f.srv)]
-			hs.picker.Progress(from, now)
-			if f.vm != pullFlow {
-				hs.picker.Streaming(int(f.chunk), from)
-			}
+		hs.picker.ProgressRef(r.from[k], now)
+		if c&clsPull == 0 {
+			hs.picker.StreamingRef(int(s.flows[r.in[k]].chunk), r.from[k])
 		}
 	}
 }

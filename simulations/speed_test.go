@@ -75,12 +75,15 @@ func recvClass(s *sim, id int32) uint32 {
 }
 
 // TestRecvClasses: each receiving host's flow classes say what its flows
-// are (their package, from the origin, pull-through, in parts) throughout
+// are (their package, from the origin, pull-through, in parts), and a
+// flow in parts from a peer its receiver knows carries the receiver's
+// handle on it, throughout
 // a workload with every kind of flow, and a run with churn, whose aborted
 // flows leave the lists out of the order they were opened in.
 func TestRecvClasses(t *testing.T) {
 	t.Parallel()
 	seen := map[uint32]int{}
+	var sims []*sim // a workload's packages, nil a run of one
 	check := func(t *testing.T, s *sim) {
 		t.Helper()
 		for h := range s.rin {
@@ -93,6 +96,21 @@ func TestRecvClasses(t *testing.T) {
 					t.Fatalf("host %d flow %d: class %b, want %b", h, id, r.cls[k], want)
 				}
 				seen[r.cls[k]&(1<<clsShift-1)]++
+				// A flow in parts from a peer its receiver's Picker knows
+				// carries the Picker's handle on it (progress).
+				ps := s
+				if sims != nil {
+					ps = sims[s.flows[id].pkg]
+				}
+				if r.cls[k]&clsParts == 0 || ps == nil || ps.hosts == nil || ps.hosts[h].picker == nil {
+					continue
+				}
+				if want, ok := ps.hosts[h].picker.Ref(s.ids[s.srvHost(s.flows[id].srv)]); ok {
+					if r.from[k] != want {
+						t.Fatalf("host %d flow %d: handle %v on its sender, want %v", h, id, r.from[k], want)
+					}
+					seen[1<<clsShift]++
+				}
 			}
 		}
 	}
@@ -107,13 +125,14 @@ func TestRecvClasses(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := newWorkload(sc, st, sizes)
+			sims = w.sims
 			w.e.afterEvent = func() { check(t, w.sims[0]) }
 			if err := w.run(nil); err != nil {
 				t.Fatal(err)
 			}
 		})
 	}
-	for _, c := range []uint32{clsParts, clsOrigin, clsPull, clsPull | clsParts} {
+	for _, c := range []uint32{clsParts, clsOrigin, clsPull, clsPull | clsParts, 1 << clsShift} {
 		if seen[c] == 0 {
 			t.Errorf("no flow of class %b seen: %v", c, seen)
 		}
@@ -121,6 +140,7 @@ func TestRecvClasses(t *testing.T) {
 	t.Run("churn", func(t *testing.T) {
 		sc := small()
 		sc.Churn = Churn{Fraction: 0.3, From: Duration(time.Second), To: Duration(3 * time.Second)}
+		sims = nil
 		s := newSim(sc.withDefaults(), Swarm)
 		s.afterEvent = func() { check(t, s) }
 		if err := s.run(); err != nil {
