@@ -257,7 +257,7 @@ type sim struct {
 	finished     bool
 	maxT         float64
 	sampleDt     float64
-	onMany       func() // called every memSampleEveryEvts events
+	onMany       func(now float64, events int64) // called every memSampleEveryEvts events
 	memb         []policy.PeerID
 	presVer      uint64             // changes whenever present does
 	presMoved    bool               // a host left from the middle of present (visible)
@@ -287,7 +287,7 @@ func Run(sc Scenario, st Strategy) (*Result, error) { return runSampled(sc, st, 
 
 // runSampled is Run calling onMany (if not nil) every memSampleEveryEvts
 // events of each run of the event loop.
-func runSampled(sc Scenario, st Strategy, onMany func()) (*Result, error) {
+func runSampled(sc Scenario, st Strategy, onMany func(now float64, events int64)) (*Result, error) {
 	if err := sc.Validate(); err != nil {
 		return nil, err
 	}
@@ -573,7 +573,7 @@ func (s *sim) run() error {
 			adviseHugePages(s.nEv%hugeCollapseEvery == 0)
 		}
 		if s.onMany != nil && s.nEv%memSampleEveryEvts == 0 {
-			s.onMany()
+			s.onMany(s.now, s.nEv)
 		}
 		if s.now > s.maxT {
 			return fmt.Errorf("%w: %s, %d hosts: %d unfinished at t=%.0fs", ErrUnfinished, s.strat, s.n, s.pending, s.now)

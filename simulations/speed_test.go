@@ -1,8 +1,10 @@
 package simulations
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -203,4 +205,26 @@ func TestEventQueueOrder(t *testing.T) {
 	if inHeap == 0 || inHeap > 200000/3 {
 		t.Errorf("at most %d messages in the heap, want some, most in lanes", inHeap)
 	}
+}
+
+// TestMeasureTrace: a traced run's sampler writes its label, simulated
+// time and events every traceEveryEvts events and at no other sample;
+// untraced, nothing; both keep the peak heap.
+func TestMeasureTrace(t *testing.T) {
+	var b strings.Builder
+	sample, peak := measure(time.Now(), &b, "upgrade, 10000 hosts, swarm-coop")
+	sample(3.25, memSampleEveryEvts)
+	if b.Len() != 0 {
+		t.Fatalf("a line at %d events: %q", memSampleEveryEvts, b.String())
+	}
+	sample(61.5, 3*traceEveryEvts)
+	want := fmt.Sprintf("sim: upgrade, 10000 hosts, swarm-coop: t=61.5s, %d events, ", 3*traceEveryEvts)
+	if !strings.HasPrefix(b.String(), want) || !strings.HasSuffix(b.String(), " MiB\n") {
+		t.Errorf("trace %q, want %q...", b.String(), want)
+	}
+	if *peak == 0 {
+		t.Errorf("no peak heap")
+	}
+	quiet, _ := measure(time.Now(), nil, "x")
+	quiet(1, traceEveryEvts) // no writer: nothing to write to
 }

@@ -86,7 +86,7 @@ type workloadRun struct {
 // calling onMany every memSampleEveryEvts events. The Result adds up the
 // packages' sims: PackageBytes is the workload's bytes, a host's Arrival
 // its first package's start and Done its last package's end.
-func runWorkload(sc Scenario, st Strategy, onMany func()) (*Result, error) {
+func runWorkload(sc Scenario, st Strategy, onMany func(now float64, events int64)) (*Result, error) {
 	sizes, err := WorkloadSizes(sc)
 	if err != nil {
 		return nil, err
@@ -256,7 +256,7 @@ func (w *workloadRun) jobDone(h int32) {
 
 // run is sim.run for every package at once: each event and finished flow
 // goes to the sim of its package.
-func (w *workloadRun) run(onMany func()) error {
+func (w *workloadRun) run(onMany func(now float64, events int64)) error {
 	e := w.e
 	finished := make([]bool, len(w.sims))
 	for w.done < len(w.sims) {
@@ -296,7 +296,7 @@ func (w *workloadRun) run(onMany func()) error {
 			e.afterEvent()
 		}
 		if onMany != nil && e.nEv%memSampleEveryEvts == 0 {
-			onMany()
+			onMany(e.now, e.nEv)
 		}
 		if e.now > w.maxT {
 			return fmt.Errorf("%w: %s workload, %d hosts: %d of %d packages unfinished at t=%.0fs",
