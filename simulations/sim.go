@@ -124,20 +124,23 @@ type watcher struct {
 	p     *policy.Picker
 }
 
+// host is one host's state in one package. What a tick reads comes
+// first, in its first two cache lines: a tick of a download that waits
+// reads little else, and most events are ticks.
 type host struct {
 	site     int32
 	vms      int32
 	state    uint8
-	up, down float64
-	arrival  float64
-	done     float64
+	lastFind float64
+	lastFull float64
 	picker   *policy.Picker
 	have     policy.Bitfield
 	oreq     policy.Bitfield // open origin requests
 	sess     []session
 	watch    []watcher
-	lastFind float64
-	lastFull float64
+	up, down float64
+	arrival  float64
+	done     float64
 	membVer  uint64 // presVer when the Picker last got SetMembers
 	membSet  bool
 	membN    int     // visible members when the Picker last got SetMembers
