@@ -155,10 +155,27 @@ func (s *sim) srvHost(id int32) int32 {
 }
 
 // visible returns the present hosts other hosts' lookups find: those
-// whose provider record is out (Policy.ProviderDelay).
+// whose provider record is out (Policy.ProviderDelay), in their order in
+// present. Until a host leaves from the middle of present (churn), present
+// is in the order of arrival and every record goes out ProviderDelay after
+// its host arrived, so the visible hosts are a prefix of present, found by
+// a binary search: a scan of every present host at each lookup cost
+// hosts² per package at 10,000 hosts. The result is read-only.
 func (s *sim) visible() []int32 {
 	if s.sc.Policy.ProviderDelay == 0 {
 		return s.present
+	}
+	if !s.presMoved {
+		k, _ := slices.BinarySearchFunc(s.present, s.now, func(q int32, now float64) int {
+			if s.hosts[q].pub <= now {
+				return -1
+			}
+			return 1
+		})
+		if k == 0 {
+			return nil
+		}
+		return s.present[:k:k]
 	}
 	var v []int32
 	for _, q := range s.present {
@@ -422,9 +439,10 @@ func (s *sim) cancelPull(h, i int32) {
 	if !s.coop.on {
 		return
 	}
-	for _, id := range s.rin[h].in {
-		if f := &s.flows[id]; f.vm == pullFlow && f.chunk == i && f.pkg == s.tag && f.srv != s.origin {
-			s.close(id)
+	r := &s.rin[h]
+	for k, c := range r.cls {
+		if c&^clsParts == uint32(s.tag)<<clsShift|clsPull && s.flows[r.in[k]].chunk == i {
+			s.close(r.in[k])
 			return
 		}
 	}

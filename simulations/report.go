@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -24,22 +25,40 @@ const (
 // RunMeasured is Run that also measures the simulator itself: wall time
 // and peak heap in use (runtime.MemStats.HeapInuse, sampled every 2^20
 // events and at the end).
-func RunMeasured(sc Scenario, st Strategy) (*Result, error) {
+func RunMeasured(sc Scenario, st Strategy) (*Result, error) { return runMeasured(sc, st, nil) }
+
+// traceEveryEvts: a traced run's line every so many events.
+const traceEveryEvts = 1 << 24
+
+// runMeasured is RunMeasured writing to trace (if not nil) a line every
+// traceEveryEvts events: the run's simulated time, events, wall time and
+// heap so far, for runs that take long (10,000 hosts × 300 packages).
+func runMeasured(sc Scenario, st Strategy, trace io.Writer) (*Result, error) {
 	start := time.Now()
-	var peak uint64
-	sample := func() {
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		peak = max(peak, ms.HeapInuse)
-	}
+	sample, peak := measure(start, trace, fmt.Sprintf("%s, %d hosts, %s", sc.Name, sc.Hosts, st))
 	r, err := runSampled(sc, st, sample)
 	if err != nil {
 		return nil, err
 	}
-	sample()
+	sample(0, 0)
 	r.Wall = time.Since(start)
-	r.PeakHeap = peak
+	r.PeakHeap = *peak
 	return r, nil
+}
+
+// measure returns the sampler of a run started at start (called every
+// memSampleEveryEvts events with the clock and the events so far) and
+// the peak heap it saw.
+func measure(start time.Time, trace io.Writer, label string) (func(now float64, events int64), *uint64) {
+	var peak uint64
+	return func(now float64, events int64) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, ms.HeapInuse)
+		if trace != nil && events > 0 && events%traceEveryEvts == 0 {
+			fmt.Fprintf(trace, "sim: %s: t=%.1fs, %d events, %v, heap %d MiB\n", label, now, events, time.Since(start).Round(time.Second), ms.HeapInuse>>20)
+		}
+	}, &peak
 }
 
 // SweepConfig is a range of host counts and strategies on one scenario.
@@ -49,6 +68,9 @@ type SweepConfig struct {
 	Strategies []Strategy
 	// Progress, if set, is called after each run.
 	Progress func(*Result)
+	// Trace, if set, gets a line every 2^24 events of each run (its
+	// simulated time and events so far).
+	Trace io.Writer
 }
 
 // Sweep runs every strategy at every host count, in order.
@@ -61,7 +83,7 @@ func Sweep(cfg SweepConfig) ([]*Result, error) {
 		sc := cfg.Scenario
 		sc.Hosts = n
 		for _, st := range cfg.Strategies {
-			r, err := RunMeasured(sc, st)
+			r, err := runMeasured(sc, st, cfg.Trace)
 			if err != nil {
 				return out, err
 			}

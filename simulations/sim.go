@@ -124,20 +124,23 @@ type watcher struct {
 	p     *policy.Picker
 }
 
+// host is one host's state in one package. What a tick reads comes
+// first, in its first two cache lines: a tick of a download that waits
+// reads little else, and most events are ticks.
 type host struct {
 	site     int32
 	vms      int32
 	state    uint8
-	up, down float64
-	arrival  float64
-	done     float64
+	lastFind float64
+	lastFull float64
 	picker   *policy.Picker
 	have     policy.Bitfield
 	oreq     policy.Bitfield // open origin requests
 	sess     []session
 	watch    []watcher
-	lastFind float64
-	lastFull float64
+	up, down float64
+	arrival  float64
+	done     float64
 	membVer  uint64 // presVer when the Picker last got SetMembers
 	membSet  bool
 	membN    int     // visible members when the Picker last got SetMembers
@@ -257,9 +260,10 @@ type sim struct {
 	finished     bool
 	maxT         float64
 	sampleDt     float64
-	onMany       func() // called every memSampleEveryEvts events
+	onMany       func(now float64, events int64) // called every memSampleEveryEvts events
 	memb         []policy.PeerID
 	presVer      uint64             // changes whenever present does
+	presMoved    bool               // a host left from the middle of present (visible)
 	ring         *policy.MemberRing // of present at ringVer
 	ringVer      uint64
 	ringN        int // visible members in ring
@@ -286,7 +290,7 @@ func Run(sc Scenario, st Strategy) (*Result, error) { return runSampled(sc, st, 
 
 // runSampled is Run calling onMany (if not nil) every memSampleEveryEvts
 // events of each run of the event loop.
-func runSampled(sc Scenario, st Strategy, onMany func()) (*Result, error) {
+func runSampled(sc Scenario, st Strategy, onMany func(now float64, events int64)) (*Result, error) {
 	if err := sc.Validate(); err != nil {
 		return nil, err
 	}
@@ -344,6 +348,10 @@ func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 		s.recvShare = func(dst int32) float64 {
 			return s.hosts[dst].down / float64(max(len(s.rin[dst].in), 1))
 		}
+	}
+	// The delays of most messages: a tick's, the latencies' (eventQueue).
+	for _, d := range []float64{sc.Policy.Tick.Seconds(), s.latSite, s.latWAN, s.latOrig} {
+		e.events.addLane(d)
 	}
 	s.initChunks()
 	s.initHosts()
@@ -543,19 +551,16 @@ func (s *sim) run() error {
 	for !s.finished {
 		sid, ts := s.nextServer()
 		if s.pipe != nil {
-			next := ts
-			if len(s.events) > 0 {
-				next = min(next, s.events[0].t)
-			}
+			next := min(ts, s.events.nextT())
 			if s.pipeDue(next) {
 				s.emitOldest() // its messages may come first
 				continue
 			}
 		}
-		if len(s.events) == 0 && math.IsInf(ts, 1) {
+		if s.events.empty() && math.IsInf(ts, 1) {
 			return fmt.Errorf("%w: %s, %d hosts: nothing left to happen with %d hosts unfinished", ErrUnfinished, s.strat, s.n, s.pending)
 		}
-		if len(s.events) > 0 && s.events[0].t <= ts {
+		if !s.events.empty() && s.events.nextT() <= ts {
 			ev := s.events.pop()
 			s.now = max(s.now, ev.t)
 			s.handle(ev)
@@ -564,11 +569,14 @@ func (s *sim) run() error {
 			s.flowDone(s.finishing(sid))
 		}
 		s.nEv++
+		if s.afterEvent != nil {
+			s.afterEvent()
+		}
 		if s.nEv%hugeAdviceEvery == 0 && s.n >= hugeAdviceHosts {
 			adviseHugePages(s.nEv%hugeCollapseEvery == 0)
 		}
 		if s.onMany != nil && s.nEv%memSampleEveryEvts == 0 {
-			s.onMany()
+			s.onMany(s.now, s.nEv)
 		}
 		if s.now > s.maxT {
 			return fmt.Errorf("%w: %s, %d hosts: %d unfinished at t=%.0fs", ErrUnfinished, s.strat, s.n, s.pending, s.now)
@@ -583,12 +591,14 @@ func (s *sim) run() error {
 // chunk a finished host no longer wants) as received over the links they
 // crossed and as duplicates, as the testbed's link counters would.
 func (s *sim) countInFlight() {
-	for _, ev := range s.events {
+	// The hosts' byte counts are whole numbers (chunk lengths), so the
+	// order the queue holds the messages in does not change their sums.
+	s.events.each(func(ev event) {
 		if ev.pkg != s.tag || (ev.kind != evChunk && ev.kind != evPulled) || ev.b < 0 {
-			continue
+			return
 		}
 		s.discarded(flow{dst: ev.a, srv: ev.b, size: float64(s.chunkLen[ev.c])})
-	}
+	})
 }
 
 func (s *sim) handle(ev event) {
@@ -658,6 +668,9 @@ func (s *sim) setPresent(h int32, on bool) {
 		return
 	}
 	s.presVer++
+	if s.present[len(s.present)-1] != h {
+		s.presMoved = true // present is no longer in the order of arrival (visible)
+	}
 	rm := func(list []int32, pos []int32, h int32) []int32 {
 		k := pos[h]
 		last := list[len(list)-1]
@@ -681,6 +694,9 @@ func (s *sim) arrive(h int32, rejoin bool) {
 	done := hs.state == stDone || (rejoin && !math.IsNaN(hs.done))
 	s.setPresent(h, true)
 	hs.pub = s.now + s.sc.Policy.ProviderDelay.Seconds()
+	if k := s.presPos[h]; int(k) != len(s.present)-1 || (k > 0 && s.hosts[s.present[k-1]].pub > hs.pub) {
+		s.presMoved = true // not the latest record last (visible)
+	}
 	if done {
 		hs.state = stDone
 		return
@@ -800,8 +816,24 @@ func (s *sim) open(src, dst, chunk, vm int32, size float64) int32 {
 			sid = s.coop.pullBase + src
 		}
 	}
+	cls := uint32(s.tag) << clsShift
+	switch {
+	case src < 0:
+		cls |= clsOrigin
+	case vm == pullFlow:
+		cls |= clsPull
+	}
+	if src >= 0 && chunk >= 0 && size > policy.PartSize {
+		cls |= clsParts
+	}
+	var from policy.PeerRef
+	if p := s.hosts[dst].picker; cls&clsParts != 0 && p != nil {
+		from, _ = p.Ref(s.ids[src])
+	}
 	r := &s.rin[dst]
 	r.in = append(r.in, -1) // counted before the cap is computed
+	r.cls = append(r.cls, cls)
+	r.from = append(r.from, from)
 	id := s.startFlow(sid, dst, chunk, vm, size, su, sd)
 	r.in[len(r.in)-1] = id
 	s.flows[id].inPos = int32(len(r.in) - 1)
@@ -816,8 +848,12 @@ func (s *sim) close(id int32) float64 {
 	r := &s.rin[f.dst]
 	last := r.in[len(r.in)-1]
 	r.in[f.inPos] = last
+	r.cls[f.inPos] = r.cls[len(r.cls)-1]
+	r.from[f.inPos] = r.from[len(r.from)-1]
 	s.flows[last].inPos = f.inPos
 	r.in = r.in[:len(r.in)-1]
+	r.cls = r.cls[:len(r.cls)-1]
+	r.from = r.from[:len(r.from)-1]
 	s.recap(f.dst)
 	moved := f.size - rem
 	if f.srv == s.origin {
@@ -922,6 +958,13 @@ func (s *sim) knowPeer(h int32, k int) {
 	}
 	se.ref, _ = hs.picker.Ref(s.ids[se.peer])
 	ps.watch = append(ps.watch, watcher{q: h, k: int32(k), local: se.local, ref: se.ref, p: hs.picker})
+	// Its flows in parts into h, if any, get h's handle on it (progress).
+	r := &s.rin[h]
+	for j, c := range r.cls {
+		if c>>clsShift == uint32(s.tag) && c&clsParts != 0 && r.in[j] >= 0 && s.srvHost(s.flows[r.in[j]].srv) == se.peer {
+			r.from[j] = se.ref
+		}
+	}
 }
 
 // unknow takes h's session k out of its peer's watchers.
@@ -1246,9 +1289,10 @@ func (s *sim) cancelOrigin(h, i int32) {
 		return // hosts wait for this fetch (from the origin, or upstream): it runs on
 	}
 	s.cancelPull(h, i)
-	for _, id := range s.rin[h].in {
-		if f := &s.flows[id]; f.srv == s.origin && f.chunk == i && f.pkg == s.tag {
-			s.close(id)
+	r := &s.rin[h]
+	for k, c := range r.cls {
+		if c == uint32(s.tag)<<clsShift|clsOrigin && s.flows[r.in[k]].chunk == i {
+			s.close(r.in[k])
 			return
 		}
 	}
@@ -1553,7 +1597,9 @@ func (s *sim) endgameDelay(h int32) time.Duration {
 // (Picker.Streaming: the end game waits longer before it asks another
 // peer for them, as the daemon's download.progress). A package whose
 // chunks all fit in one part has no such flow: the host's incoming
-// flows, of every package of a workload, are not walked.
+// flows, of every package of a workload, are not walked; otherwise their
+// classes are (recvList.cls), and only this package's flows in parts
+// from a peer the Picker knows are told of, by handle (recvList.from).
 func (s *sim) progress(h int32) {
 	s.waitFree(h)
 	if !s.inParts {
@@ -1561,16 +1607,16 @@ func (s *sim) progress(h int32) {
 	}
 	hs := &s.hosts[h]
 	now := s.at(s.now)
-	for _, id := range s.rin[h].in {
-		if id < 0 {
+	r := &s.rin[h]
+	for k, c := range r.cls {
+		// A zero handle (a sender the Picker does not know) changes
+		// nothing, as Progress and Streaming by its peer ID would not.
+		if c>>clsShift != uint32(s.tag) || c&clsParts == 0 || r.in[k] < 0 || r.from[k] == (policy.PeerRef{}) {
 			continue
 		}
-		if f := &s.flows[id]; f.live && f.pkg == s.tag && f.srv != s.origin && f.chunk >= 0 && f.size > policy.PartSize {
-			from := s.ids[s.srvHost(f.srv)]
-			hs.picker.Progress(from, now)
-			if f.vm != pullFlow {
-				hs.picker.Streaming(int(f.chunk), from)
-			}
+		hs.picker.ProgressRef(r.from[k], now)
+		if c&clsPull == 0 {
+			hs.picker.StreamingRef(int(s.flows[r.in[k]].chunk), r.from[k])
 		}
 	}
 }

@@ -86,7 +86,7 @@ type workloadRun struct {
 // calling onMany every memSampleEveryEvts events. The Result adds up the
 // packages' sims: PackageBytes is the workload's bytes, a host's Arrival
 // its first package's start and Done its last package's end.
-func runWorkload(sc Scenario, st Strategy, onMany func()) (*Result, error) {
+func runWorkload(sc Scenario, st Strategy, onMany func(now float64, events int64)) (*Result, error) {
 	sizes, err := WorkloadSizes(sc)
 	if err != nil {
 		return nil, err
@@ -256,17 +256,17 @@ func (w *workloadRun) jobDone(h int32) {
 
 // run is sim.run for every package at once: each event and finished flow
 // goes to the sim of its package.
-func (w *workloadRun) run(onMany func()) error {
+func (w *workloadRun) run(onMany func(now float64, events int64)) error {
 	e := w.e
 	finished := make([]bool, len(w.sims))
 	for w.done < len(w.sims) {
 		sid, ts := e.nextServer()
-		if len(e.events) == 0 && math.IsInf(ts, 1) {
+		if e.events.empty() && math.IsInf(ts, 1) {
 			return fmt.Errorf("%w: %s workload, %d hosts: nothing left to happen with %d of %d packages unfinished",
 				ErrUnfinished, w.sims[0].strat, w.sc.Hosts, len(w.sims)-w.done, len(w.sims))
 		}
 		var s *sim
-		if len(e.events) > 0 && e.events[0].t <= ts {
+		if !e.events.empty() && e.events.nextT() <= ts {
 			ev := e.events.pop()
 			e.pend[ev.pkg]--
 			e.now = max(e.now, ev.t)
@@ -292,8 +292,11 @@ func (w *workloadRun) run(onMany func()) error {
 			w.live--
 		}
 		e.nEv++
+		if e.afterEvent != nil {
+			e.afterEvent()
+		}
 		if onMany != nil && e.nEv%memSampleEveryEvts == 0 {
-			onMany()
+			onMany(e.now, e.nEv)
 		}
 		if e.now > w.maxT {
 			return fmt.Errorf("%w: %s workload, %d hosts: %d of %d packages unfinished at t=%.0fs",

@@ -123,7 +123,9 @@ func (s *sim) sessionsHeld() int {
 // simulations/testdata/upgrade.json) at 100 and 1,000 hosts with
 // swarm-coop; reports the peak heap (runtime HeapInuse, sampled every
 // 2^20 events and at the end) per host and package, the figure that
-// decides whether 10,000 hosts × 300 packages fit:
+// decides whether 10,000 hosts × 300 packages fit, and the simulator's
+// speed (events per second and wall time per host and package, which
+// decide whether they finish in time):
 //
 //	go test -run '^$' -bench WorkloadMemory -benchtime 1x ./simulations/
 func BenchmarkWorkloadMemory(b *testing.B) {
@@ -139,15 +141,23 @@ func BenchmarkWorkloadMemory(b *testing.B) {
 			sc.Packages.Sizes = "testdata/debian12-main-sizes.tsv"
 			sc.Hosts = n
 			var peak uint64
+			var events int64
+			var secs float64
+			runs := 0
 			for b.Loop() {
 				r, err := RunMeasured(sc, SwarmCoop)
 				if err != nil {
 					b.Fatal(err)
 				}
 				peak = max(peak, r.PeakHeap)
+				events += r.Events
+				secs += r.Wall.Seconds()
+				runs++
 			}
 			b.ReportMetric(float64(peak)/float64(n*sc.Packages.Count), "peak-B/host-package")
 			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+			b.ReportMetric(float64(events)/secs, "events/s")
+			b.ReportMetric(secs*1e6/float64(runs*n*sc.Packages.Count), "µs/host-package")
 		})
 	}
 }

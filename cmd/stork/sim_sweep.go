@@ -23,6 +23,7 @@ func simSweepCommand() *cli.Command {
 			stringFlag("out", "write CSV files and plots into `DIR`", catOutput, false),
 			stringFlag("report", "write a Markdown report to `FILE`, plots in report/ beside it", catOutput, false),
 			stringFlag("append-report", "append a section for a workload of many packages to the report `FILE` (written by a sweep with --report)", catOutput, false),
+			boolFlag("trace", "print each run's simulated time and events to stderr every 2^24 events", catOutput),
 		), simScenarioFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if c.String("out") == "" && c.String("report") == "" && c.String("append-report") == "" {
@@ -43,10 +44,14 @@ func simSweepCommand() *cli.Command {
 					return err
 				}
 			}
-			results, err := simulations.Sweep(simulations.SweepConfig{
+			cfg := simulations.SweepConfig{
 				Scenario: sc, Hosts: hosts, Strategies: strategies,
 				Progress: func(r *simulations.Result) { printSimResult(c, r) },
-			})
+			}
+			if c.Bool("trace") {
+				cfg.Trace = os.Stderr
+			}
+			results, err := simulations.Sweep(cfg)
 			if err != nil {
 				return err
 			}

@@ -325,6 +325,56 @@ func TestPickerMemberRingSameAsSetMembers(t *testing.T) {
 	}
 }
 
+// TestPickerMemberRingRanks: a Picker's rank for each chunk is the number
+// of distinct members met walking the ring from the chunk's point before
+// self, at most maxFallbackRank, with few members (many points each, met
+// again and again) and many.
+func TestPickerMemberRingRanks(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	for _, m := range []int{2, 3, 9, 50, 10000} {
+		ids := memberIDs(m)
+		r := NewMemberRing(ids)
+		for _, self := range []PeerID{ids[0], ids[m-1]} {
+			p := newTestPicker(n, 1, nil)
+			p.SetMemberRing(self, r)
+			me, _ := slices.BinarySearch(r.ids, peerHash(self))
+			for i := range n {
+				c := chunkHash(i)
+				k := 0
+				for k < len(r.ring) && r.ring[k].h < c {
+					k++
+				}
+				counted := map[int32]bool{}
+				for step := 0; step < len(r.ring) && len(counted) < maxFallbackRank; step++ {
+					q := r.ring[(k+step)%len(r.ring)].m
+					if int(q) == me {
+						break
+					}
+					counted[q] = true
+				}
+				if got := p.mem.orank[i]; int(got) != len(counted) {
+					t.Fatalf("m=%d self %s chunk %d: rank %d, want %d", m, self, i, got, len(counted))
+				}
+			}
+		}
+	}
+}
+
+// TestPickerMemberRingAllocatesNothing: SetMemberRing with self on the
+// ring allocates nothing, however many members. A simulation of 10,000
+// hosts gives the ring to every host of every package; a table of every
+// member made at each call cost hosts² per package.
+func TestPickerMemberRingAllocatesNothing(t *testing.T) {
+	ids := memberIDs(10000)
+	r := NewMemberRing(ids)
+	p := newTestPicker(4, 1, nil)
+	p.SetMemberRing(ids[7], r)
+	if a := testing.AllocsPerRun(20, func() { p.SetMemberRing(ids[7], r) }); a != 0 {
+		t.Errorf("SetMemberRing with 10,000 members: %v allocations, want 0", a)
+	}
+}
+
 // A chunk's owner and the members ranked before us keep us off the origin
 // for at most RequestTimeout each, however slowly chunks were seen so far:
 // an owner cut off from the origin (silent drops) brings no bytes, and

@@ -33,10 +33,15 @@ func (p *Picker) nextForPeer(s int32, t int64) (int, bool) {
 	}
 	// With no level holding a chunk the peer has, each pick below would
 	// only draw its random start and fail: draw the same, skip the scans.
-	none := !p.anyPickable(sl.have)
+	// Asked once a level holds a chunk: a download waiting for chunks no
+	// peer holds has none, and its peers' have-maps stay untouched.
+	none, asked := false, false
 	for a := 1; a < top; a++ {
 		if p.levels[a].count == 0 {
 			continue
+		}
+		if !asked {
+			none, asked = !p.anyPickable(sl.have), true
 		}
 		if none {
 			if nw := len(p.levels[a].words); nw != 0 {

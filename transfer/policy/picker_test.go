@@ -765,3 +765,67 @@ func TestPickerReceivedRefSameAsReceived(t *testing.T) {
 	}
 	checkPicker(t, byRef)
 }
+
+// TestPickerProgressRefSameAsProgress: Progress and Streaming by handle
+// leave a Picker as they do by peer ID, for known peers, a handle on a
+// peer that left (its slot taken by another) and the zero handle.
+func TestPickerProgressRefSameAsProgress(t *testing.T) {
+	t.Parallel()
+	const n = 32
+	rng := rand.New(rand.NewPCG(9, 9))
+	byID := newTestPicker(n, 3, deepPipes)
+	byRef := newTestPicker(n, 3, deepPipes)
+	refs := map[PeerID]PeerRef{}
+	join := func(pr PeerID) {
+		byID.PeerJoined(pr, allBits(n))
+		byRef.PeerJoined(pr, allBits(n))
+		refs[pr], _ = byRef.Ref(pr)
+	}
+	for _, pr := range []PeerID{"a", "b", "x"} {
+		join(pr)
+	}
+	stale := refs["x"]
+	byID.PeerLeft("x")
+	byRef.PeerLeft("x")
+	join("y") // likely in x's old slot
+	refs["x"] = stale
+	now := t0
+	for _, pr := range []PeerID{"a", "b", "y"} {
+		for range 3 {
+			i, ok := byID.NextForPeer(pr, now)
+			if !ok {
+				break
+			}
+			byID.Requested(i, pr, now)
+			byRef.Requested(i, pr, now)
+		}
+	}
+	senders := []PeerID{"a", "b", "y", "x", ""}
+	for op := range 300 {
+		now = now.Add(time.Duration(1+rng.IntN(20)) * time.Millisecond)
+		pr := senders[rng.IntN(len(senders))]
+		ref := refs[pr] // the zero handle for ""
+		if rng.IntN(2) == 0 {
+			byID.Progress(pr, now)
+			byRef.ProgressRef(ref, now)
+		} else {
+			i := rng.IntN(n)
+			byID.Streaming(i, pr)
+			byRef.StreamingRef(i, ref)
+		}
+		for s := range byID.slots {
+			if byID.slots[s].lastByte != byRef.slots[s].lastByte {
+				t.Fatalf("op %d: slot %d last byte %d by ID, %d by handle", op, s, byID.slots[s].lastByte, byRef.slots[s].lastByte)
+			}
+		}
+		for id := range byID.recs {
+			if byID.recs[id].streaming != byRef.recs[id].streaming {
+				t.Fatalf("op %d: request %d streaming %v by ID, %v by handle", op, id, byID.recs[id].streaming, byRef.recs[id].streaming)
+			}
+		}
+	}
+	later := now.Add(time.Minute)
+	if a, b := fmt.Sprint(byID.Timeouts(later, nil)), fmt.Sprint(byRef.Timeouts(later, nil)); a != b {
+		t.Errorf("Timeouts %s by ID, %s by handle", a, b)
+	}
+}

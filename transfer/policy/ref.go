@@ -62,3 +62,21 @@ func (p *Picker) ReceivedRef(i int, r PeerRef, now time.Time, bytes int64) []Pee
 	s, ok := p.refSlot(r)
 	return p.received(i, s, ok, now, bytes)
 }
+
+// ProgressRef is Progress for a handle.
+func (p *Picker) ProgressRef(r PeerRef, now time.Time) {
+	if s, ok := p.refSlot(r); ok {
+		p.slots[s].lastByte = p.t(now)
+	}
+}
+
+// StreamingRef is Streaming for a handle (a peer, never the origin).
+func (p *Picker) StreamingRef(i int, r PeerRef) {
+	s, ok := p.refSlot(r)
+	if !ok || !p.valid(i) {
+		return
+	}
+	if id := p.findReq(i, s); id >= 0 {
+		p.recs[id].streaming = true
+	}
+}

@@ -107,7 +107,10 @@ func (p *Picker) setRing(me uint64, r *MemberRing) {
 		p.initOrder()
 	}
 	self32, _ := slices.BinarySearch(ids, me)
-	seen := make([]int32, m) // member -> last chunk+1 that counted it
+	// The members counted for a chunk, at most maxFallbackRank: a list
+	// this short is cheaper to scan than a table of every member is to
+	// make (a simulation gives thousands of members to every Picker).
+	var seen [maxFallbackRank]int32
 	for i := range p.n {
 		// The owner is the member of the first point at or after the
 		// chunk's hash on the ring; our rank is how many distinct members
@@ -120,8 +123,8 @@ func (p *Picker) setRing(me uint64, r *MemberRing) {
 			if int(q) == self32 {
 				break
 			}
-			if seen[q] != int32(i+1) {
-				seen[q] = int32(i + 1)
+			if !slices.Contains(seen[:r], q) {
+				seen[r] = q
 				r++
 			}
 		}
