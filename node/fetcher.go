@@ -129,9 +129,10 @@ type copyResult struct {
 
 // race asks the origin and up to wave peers at once; a peer that fails is
 // replaced by the next candidate (none once the origin said the file does
-// not exist; see candidates for the order). Without newest, the first accepted copy wins. With newest,
-// the best accepted copy wins once the origin's is accepted, or newestWait
-// after the first accepted peer copy, or when every source has answered.
+// not exist; see candidates for the order). Without newest, the first
+// accepted copy wins. With newest, the best accepted copy wins once the
+// origin's is accepted, or newestWait after the first accepted peer copy,
+// or when every source has answered.
 // Each peer request is bounded by filesTimeout, the search for candidates
 // too, and the origin's request by its own stall and rate limits.
 func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check func([]byte) (int64, error), newest bool) ([]byte, error) {
