@@ -63,6 +63,11 @@ const streamingPatience = 4
 // and the chunk is asked again at once.
 func (p *Picker) Streaming(i int, from PeerID) {
 	s, ok := p.slotOf(from)
+	p.streaming(i, s, ok)
+}
+
+// streaming marks the request for chunk i to slot s (if ok) as streaming.
+func (p *Picker) streaming(i int, s int32, ok bool) {
 	if !ok || !p.valid(i) {
 		return
 	}

@@ -73,10 +73,5 @@ func (p *Picker) ProgressRef(r PeerRef, now time.Time) {
 // StreamingRef is Streaming for a handle (a peer, never the origin).
 func (p *Picker) StreamingRef(i int, r PeerRef) {
 	s, ok := p.refSlot(r)
-	if !ok || !p.valid(i) {
-		return
-	}
-	if id := p.findReq(i, s); id >= 0 {
-		p.recs[id].streaming = true
-	}
+	p.streaming(i, s, ok)
 }
