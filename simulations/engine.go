@@ -74,15 +74,14 @@ func (h *eventHeap) pop() event {
 
 // eventQueue is the engine's messages in (t, seq) order: a heap, and
 // beside it a few lanes, each a FIFO of messages sent with one delay
-// (a tick's, a latency's). Most messages are sent with one of a few
-// delays, at a clock that never goes back, so each lane's messages come
-// in the order of their times as well as of their seq, and a lane is
-// popped at its head in O(1): at 3,000 hosts ticks are half the events,
-// and the heap was a sixth of the time. A message whose delay matches no
-// lane, or whose time is before the last of its lane's (a pipeline's
-// messages sent at an earlier job time), goes to the heap. seq orders
-// messages of one time, as before: pop returns the same messages in the
-// same order whatever the lane or heap that held them.
+// (a tick's, a latency's). Most messages (ticks above all) are sent with
+// one of a few delays, at a clock that never goes back, so each lane's
+// messages come in the order of their times as well as of their seq, and
+// a lane is popped at its head in O(1) where the heap takes O(log n). A
+// message whose delay matches no lane, or whose time is before the last
+// of its lane's (a pipeline's messages sent at an earlier job time), goes
+// to the heap. seq orders messages of one time: pop returns the same
+// messages in the same order whatever the lane or heap that held them.
 type eventQueue struct {
 	heap  eventHeap
 	lanes []eventLane

@@ -307,10 +307,10 @@ func (s *Swarm) newDownload(req DownloadRequest, start time.Time) *download {
 // delays old (Swarm.endgameDelay: twice this host's mean response time)
 // and still without its chunk. Its chunk comes through its fetcher
 // (pull-through, which also asks a holder before the origin) nearly
-// always first: in an upgrade of one-chunk packages sessions carried 9% of
-// the bytes kept, for two sessions per package and host, each a stream, a
-// Hello, two have-maps and goroutines on both sides. A fetcher that is
-// slow to answer still leaves the download its sessions, later.
+// always first, while each session costs a stream, a Hello, two
+// have-maps and goroutines on both sides for a chunk it rarely brings.
+// A fetcher that is slow to answer still leaves the download its
+// sessions, later.
 const sessionDeferral = 4
 
 // takeDeferred returns the peers whose sessions the download deferred,

@@ -790,10 +790,9 @@ func (s *Swarm) pulledChunk(ref metadata.ChunkRef) []byte {
 // pullData returns chunk i (ref) of manifest for asker's pull-through
 // request: from the store; from our download d of the package once it
 // has the chunk, if a peer, or a fetcher we asked, is sending it to d
-// (awaitDownload); without
-// d, from the chunk's global fetcher if we are our site's (two-level
-// pull-through: the asker's request came before our own download began);
-// or from the origin, joined with any fetch of the same chunk under way
+// (awaitDownload); without d, from the chunk's global fetcher if we are
+// our site's (two-level pull-through: the asker's request came before
+// our own download began); or from the origin, joined with any fetch of the same chunk under way
 // (originFetchFor: not while this host's origin is known unreachable).
 // A chunk fetched here goes into d too.
 func (s *Swarm) pullData(ctx context.Context, asker PeerID, manifest cid.Cid, ref metadata.ChunkRef, d *download, i int) ([]byte, error) {
