@@ -816,7 +816,12 @@ func newResourceManager(maxMemory int64) (network.ResourceManager, error) {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 0 && rl.Cur < 1<<20 {
 		fds = int(rl.Cur / 2)
 	}
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(maxMemory, fds)))
+	// Without WithMetricsDisabled the manager feeds every stream's and
+	// connection's events to a Prometheus reporter on the global registry,
+	// which `stork daemon` does not serve (its /metrics is the daemon's own
+	// registry): a formatted timestamp and labelled counters per event,
+	// for nothing.
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(maxMemory, fds)), rcmgr.WithMetricsDisabled())
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}

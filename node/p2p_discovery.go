@@ -215,19 +215,26 @@ func (p *P2P) provideEach(cids []cid.Cid) (noPeers bool) {
 		sem = make(chan struct{}, 8)
 		ok  int
 	)
-	for _, c := range cids {
+	for k, c := range cids {
+		if k > 0 && p.meshed() {
+			// All the overlay lacked was a recent lookup, and the first
+			// provide does it: the rest of the batch would be a lookup
+			// and k PUTs each for nothing (meshed).
+			p.counts.meshSkips.Add(int64(len(cids) - k))
+			break
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-p.ctx.Done():
 			wg.Wait()
 			return false
 		}
+		p.counts.dhtProvides.Add(1)
+		p.lookedUp.Store(time.Now().UnixNano())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			p.counts.dhtProvides.Add(1)
-			p.lookedUp.Store(time.Now().UnixNano())
 			err := p.provideDHT(p.ctx, c)
 			mu.Lock()
 			defer mu.Unlock()

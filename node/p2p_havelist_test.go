@@ -388,17 +388,23 @@ func TestP2PMeshedNoDHT(t *testing.T) {
 		t.Errorf("meshed: %d DHT walks to find the provider, want 0", got)
 	}
 	// Past meshedLookupEvery since its last lookup, a host looks the DHT
-	// up again with its next provide.
+	// up again with its next provide: once for a batch of them.
 	ps[0].lookedUp.Store(time.Now().Add(-meshedLookupEvery - time.Second).UnixNano())
 	before = provides(ps[0])
-	if err := ps[0].Provide(ctx, testCID(t, "package after a while")); err != nil {
-		t.Fatalf("Provide: %v", err)
+	for k := range 5 {
+		if err := ps[0].Provide(ctx, testCID(t, fmt.Sprint("package after a while ", k))); err != nil {
+			t.Fatalf("Provide: %v", err)
+		}
 	}
 	for provides(ps[0]) == before {
 		if ctx.Err() != nil {
 			t.Fatalf("meshed, but no DHT lookup for %v: no provider record PUT", meshedLookupEvery)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2 * provideBatchDelay) // the provide loop's batch is done
+	if got := provides(ps[0]) - before; got != 1 {
+		t.Errorf("meshed, last lookup %v ago: %d provider records PUT for a batch of 5, want 1", meshedLookupEvery, got)
 	}
 	// A DHT peer that sends no have-list: the overlay is not one
 	// neighbourhood of have-lists any more, and the DHT is used again.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/storkpm/stork/metadata"
@@ -106,8 +107,36 @@ func (d *download) setMembers(ms []policy.Member, providers []PeerID) bool {
 	if len(ids) == 0 {
 		return false
 	}
-	d.picker.SetMembers(self, ids)
+	d.picker.SetMemberRing(self, d.s.ring.of(self, ids))
 	return true
+}
+
+// memberRingCache keeps the ring of the last member set a download was
+// given. A host's downloads share their members (those it is connected
+// to), so an upgrade of hundreds of packages makes the ring, 32 points
+// per member hashed and sorted, once rather than once per package.
+type memberRingCache struct {
+	mu   sync.Mutex
+	key  string
+	ring *policy.MemberRing
+}
+
+// of returns the ring of self and ids, made only if the set differs from
+// the last one asked for.
+func (c *memberRingCache) of(self PeerID, ids []PeerID) *policy.MemberRing {
+	sorted := make([]string, 0, len(ids)+1)
+	for _, id := range ids {
+		sorted = append(sorted, string(id))
+	}
+	sorted = append(sorted, string(self))
+	slices.Sort(sorted)
+	key := strings.Join(slices.Compact(sorted), "\x00")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ring == nil || c.key != key {
+		c.key, c.ring = key, policy.NewMemberRing(append(slices.Clip(ids), self))
+	}
+	return c.ring
 }
 
 // siteKnown reports whether this host's site is known (configured or

@@ -197,6 +197,8 @@ type Swarm struct {
 	// ledger: the chunks fetched from the origin that no download has
 	// counted yet (acct.go).
 	ledger originLedger
+	// ring: the members' consistent-hash ring last made (memberRing).
+	ring memberRingCache
 }
 
 // Indexes of Swarm.chunks.
