@@ -355,6 +355,14 @@ func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 	}
 	s.initChunks()
 	s.initHosts()
+	if s.coop.on && s.jobs() {
+		// A host is in the overlay while its start-up work runs (the
+		// daemons meet before they fetch): the members are every host of
+		// the run from the start, not those whose start-up ended first,
+		// which would rank themselves fetchers among a few and each ask
+		// the origin (coop.go).
+		s.coop.all = true
+	}
 	s.scheduleStart()
 	s.setLimits()
 	return s
