@@ -148,9 +148,15 @@
 //     elsewhere leaves goes to the link's other flows, as TCP flows
 //     through one bottleneck queue share it. The smallest of these is the
 //     flow's cap.
-//   - A sender shares its upload capacity max-min fairly among its flows
-//     given their caps (exact water-filling): flows capped below the fair
-//     level get their cap, the others share the rest equally.
+//   - A sender shares its upload capacity max-min fairly given the flows'
+//     caps (exact water-filling): flows capped below the fair level get
+//     their cap, the others share the rest. A host shares it between
+//     its receivers, not its flows, as the daemon's fairShare hands out
+//     its upload turns fairly between peers by bytes however many streams
+//     each has (a pull-through answer and a session's chunk to the same
+//     peer, or sessions of several packages): each flow weighs 1 ÷ the
+//     host's flows to the same receiver. The origin shares its upload
+//     equally between its flows (the HTTP responses).
 //
 // This is max-min fairness at every sender, nearly so on site links (each
 // link levelled given the other links' levels, not all at once), and an

@@ -438,7 +438,8 @@ func (s *sim) initHosts() {
 		return
 	}
 	for h := range n {
-		s.addServer(s.hosts[h].up)
+		// Shared per peer: the daemon's fairShare (engine.go server).
+		s.srvs[s.addServer(s.hosts[h].up)].perPeer = true
 	}
 	s.rin = make([]recvList, n)
 	s.origin = s.addServer(float64(sc.OriginUpload))
