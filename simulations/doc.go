@@ -210,7 +210,11 @@
 // (Packages.Overhead after the last began, while a slot is free). So
 // start-ups compete with the bytes of the packages already started
 // instead of starting packages a fixed interval apart: they take longer
-// when bytes are moving and less when they are not. The costs are
+// when bytes are moving and less when they are not. With cooperative
+// fetching every host is a member from the start of its start-up, as
+// the daemons are in the overlay before they fetch (in a flash crowd
+// the start-ups end a rounding error apart, and the first to end would
+// otherwise rank themselves fetchers among a few). The costs are
 // inputs measured on the real runs (CPU-seconds divided by bytes
 // received or by downloads), never fitted to a makespan;
 // docs/validation.md says which run measured which. A byte costs its
