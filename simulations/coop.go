@@ -141,7 +141,7 @@ func (s *sim) addPullServers() {
 		return // a workload's later package: the first one's
 	}
 	for range s.n {
-		s.addServer(float64(s.sc.PullUpload))
+		s.srvs[s.addServer(float64(s.sc.PullUpload))].perPeer = true
 	}
 }
 

@@ -425,7 +425,10 @@ func TestCoopFirstRankedAsksNext(t *testing.T) {
 // with 4 MiB/s uploads, every package is in the end game from its first
 // request and answers take seconds: with a fixed 100 ms delay the hosts
 // asked a second peer for most of them, and moved 1.24-1.28 times the
-// bytes they needed; now 1.09-1.11.
+// bytes they needed; then 1.09-1.11, and 1.13-1.17 since a host's
+// upload is shared per peer (engine.go server: a receiver's answers
+// and session chunks from one host share one share, so each takes
+// longer).
 func TestEndgameFollowsResponses(t *testing.T) {
 	t.Parallel()
 	sc := capped(0)
@@ -441,8 +444,8 @@ func TestEndgameFollowsResponses(t *testing.T) {
 		for _, h := range r.PerHost {
 			moved += h.Uploaded
 		}
-		if m := moved / (r.PackageBytes * float64(sc.Hosts)); m > 1.15 {
-			t.Errorf("seed %d: moved %.3f times the bytes the hosts needed, want at most 1.15", seed, m)
+		if m := moved / (r.PackageBytes * float64(sc.Hosts)); m > 1.2 {
+			t.Errorf("seed %d: moved %.3f times the bytes the hosts needed, want at most 1.2", seed, m)
 		}
 	}
 }

@@ -163,6 +163,32 @@ func TestCPUPerPackage(t *testing.T) {
 	}
 }
 
+// TestCPUCoopCrowdMembers: a flash crowd with cooperative fetching whose
+// hosts start their one package after start-up work on shared cores (the
+// validate-crowd harness's cpu section) takes each chunk from the origin
+// once: every host is a member from the start, as the daemons are in the
+// overlay before they fetch, not only those whose start-up ended first
+// (they ended a rounding error apart, and the first ranked themselves
+// fetchers among a few: 3 copies). The makespan is the start-ups over the
+// cores, then the fetcher's answers.
+func TestCPUCoopCrowdMembers(t *testing.T) {
+	t.Parallel()
+	for _, size := range []Size{64 << 10, 4 << 20} {
+		sc := fastHosts(24)
+		sc.PackageSize = size
+		sc.ChunkSize = 1 << 20
+		sc.CPU = CPU{Cores: 2, PerPackage: 0.1}
+		r := run(t, sc, SwarmCoop)
+		checkComplete(t, r)
+		if copies := r.OriginBytes / float64(size); math.Abs(copies-1) > 1e-9 {
+			t.Errorf("%v: %.3f origin copies, want 1", size, copies)
+		}
+		if want := sc.CPU.Work(0, 0, 0, sc.Hosts) / sc.CPU.Cores; r.Makespan < want || r.Makespan > 1.05*want {
+			t.Errorf("%v: makespan %.3fs, want the start-ups' %.3fs (+5%%)", size, r.Makespan, want)
+		}
+	}
+}
+
 // TestCPUStartUpsInSlots: each of a host's Parallel download slots runs
 // its package's start-up work, side by side, as the daemon's download
 // goroutines do: one host with four cores and four slots does its

@@ -148,9 +148,15 @@
 //     elsewhere leaves goes to the link's other flows, as TCP flows
 //     through one bottleneck queue share it. The smallest of these is the
 //     flow's cap.
-//   - A sender shares its upload capacity max-min fairly among its flows
-//     given their caps (exact water-filling): flows capped below the fair
-//     level get their cap, the others share the rest equally.
+//   - A sender shares its upload capacity max-min fairly given the flows'
+//     caps (exact water-filling): flows capped below the fair level get
+//     their cap, the others share the rest. A host shares it between
+//     its receivers, not its flows, as the daemon's fairShare hands out
+//     its upload turns fairly between peers by bytes however many streams
+//     each has (a pull-through answer and a session's chunk to the same
+//     peer, or sessions of several packages): each flow weighs 1 ÷ the
+//     host's flows to the same receiver. The origin shares its upload
+//     equally between its flows (the HTTP responses).
 //
 // This is max-min fairness at every sender, nearly so on site links (each
 // link levelled given the other links' levels, not all at once), and an
@@ -204,7 +210,11 @@
 // (Packages.Overhead after the last began, while a slot is free). So
 // start-ups compete with the bytes of the packages already started
 // instead of starting packages a fixed interval apart: they take longer
-// when bytes are moving and less when they are not. The costs are
+// when bytes are moving and less when they are not. With cooperative
+// fetching every host is a member from the start of its start-up, as
+// the daemons are in the overlay before they fetch (in a flash crowd
+// the start-ups end a rounding error apart, and the first to end would
+// otherwise rank themselves fetchers among a few). The costs are
 // inputs measured on the real runs (CPU-seconds divided by bytes
 // received or by downloads), never fitted to a makespan;
 // docs/validation.md says which run measured which. A byte costs its

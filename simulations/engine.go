@@ -214,11 +214,13 @@ type flow struct {
 	size  float64
 	// In the server's shared set (inA): finishes when the server's
 	// virtual clock reaches finV. In its capped set: rem bytes left at
-	// lastT, finishing at finT.
+	// lastT (finishing at lastT + rem/cap, its key in the server's bFin).
 	finV  float64
 	rem   float64
 	lastT float64
-	finT  float64
+	// w: its weight at its server, 1 ÷ the server's live flows to the
+	// same receiver at a server shared per peer (server.perPeer), else 1.
+	w     float64
 	suPos int32
 	sdPos int32
 	// Its part in the shared CPU, if any, is in engine.cpuF (cpu.go),
@@ -227,21 +229,29 @@ type flow struct {
 
 // server is a sender's upload link. Its flows share capacity max-min
 // fairly given their caps: flows capped below the fair level (set B) get
-// their cap; the rest (set A) share what is left equally, at rate lambda.
-// Set A progresses by one virtual clock V (bytes each A flow has received
-// since the clock began), so a change of lambda costs O(1) for the whole
-// set, and any add, remove or cap change O(log n).
+// their cap; the rest (set A) share what is left in proportion to their
+// weights, at rate lambda per unit of weight. Set A progresses by one
+// virtual clock V (bytes a flow of weight 1 in A has received since the
+// clock began), so a change of lambda costs O(1) for the whole set, and
+// any add, remove or cap change O(log n). A host's server is shared per
+// peer (perPeer), as the daemon's fairShare hands out its upload turns
+// fairly between peers by bytes however many streams each has: each of
+// its flows weighs 1 ÷ its flows to the same receiver, so a receiver's
+// flows together take one share. The origin's and the start-up servers'
+// flows weigh 1 each.
 type server struct {
 	capacity float64
 	lambda   float64
 	v        float64 // virtual clock
 	vT       float64 // time of v
+	perPeer  bool    // shared per receiver, not per flow
+	sumWA    float64 // sum of weights in A
 	sumB     float64 // sum of caps in B
 	sent     float64 // bytes sent in all (integral of the total rate)
 	nA, nB   int32
 	aFin     fheap // A by finV
 	aCap     fheap // A by cap (min)
-	bFin     fheap // B by finT
+	bFin     fheap // B by finishing time
 	bCap     fheap // B by -cap (max cap first)
 	hpos     int32 // position in the engine's server heap
 	next     float64
@@ -393,7 +403,7 @@ func (e *engine) relevel(lid int32) {
 		if f.inA {
 			// At its sender's fair level (a flow capped below it is held
 			// by its receiver or a link, counted above).
-			c = min(c, e.srvs[f.srv].lambda)
+			c = min(c, e.srvs[f.srv].lambda*f.w)
 		}
 		if cf != nil && e.cpu.link == lid {
 			c *= cf.w // the CPU link levels CPU-seconds per second
@@ -557,7 +567,7 @@ func (e *engine) advance(s *server) {
 	rate := s.sumB
 	if s.nA > 0 {
 		s.v += s.lambda * dt
-		rate += s.lambda * float64(s.nA)
+		rate += s.lambda * s.sumWA
 	}
 	s.sent += rate * dt
 	s.vT = e.now
@@ -567,7 +577,7 @@ func (e *engine) advance(s *server) {
 func (e *engine) remaining(f *flow) float64 {
 	s := &e.srvs[f.srv]
 	if f.inA {
-		return max(f.finV-s.v, 0)
+		return max(f.finV-s.v, 0) * f.w
 	}
 	return max(f.rem-f.cap*(e.now-f.lastT), 0)
 }
@@ -575,21 +585,21 @@ func (e *engine) remaining(f *flow) float64 {
 func (e *engine) insertA(s *server, id int32, rem float64) {
 	f := &e.flows[id]
 	f.inA = true
-	f.finV = s.v + rem
+	f.finV = s.v + rem/f.w
 	s.nA++
+	s.sumWA += f.w
 	s.aFin.push(e, id, f.finV)
-	s.aCap.push(e, id, f.cap)
+	s.aCap.push(e, id, f.cap/f.w)
 }
 
 func (e *engine) insertB(s *server, id int32, rem float64) {
 	f := &e.flows[id]
 	f.inA = false
 	f.rem, f.lastT = rem, e.now
-	f.finT = e.now + rem/f.cap
 	s.nB++
 	s.sumB += f.cap
-	s.bFin.push(e, id, f.finT)
-	s.bCap.push(e, id, -f.cap)
+	s.bFin.push(e, id, e.now+rem/f.cap)
+	s.bCap.push(e, id, -f.cap/f.w)
 }
 
 // detach takes flow id out of its server's sets and returns its bytes
@@ -601,6 +611,10 @@ func (e *engine) detach(s *server, id int32) float64 {
 		s.aFin.remove(e, id)
 		s.aCap.remove(e, id)
 		s.nA--
+		s.sumWA -= f.w
+		if s.nA == 0 {
+			s.sumWA = 0
+		}
 	} else {
 		s.bFin.remove(e, id)
 		s.bCap.remove(e, id)
@@ -614,18 +628,19 @@ func (e *engine) detach(s *server, id int32) float64 {
 }
 
 // rebalance restores the water-filling invariant of s: every B cap below
-// lambda, every A cap at or above it, lambda = (capacity-sumB)/nA.
+// its weight times lambda, every A cap at or above it, lambda =
+// (capacity-sumB)/sumWA.
 func (e *engine) rebalance(s *server) {
 	eps := 1e-9 * s.capacity
 	for range 1 << 20 {
 		free := s.capacity - s.sumB
 		if s.nA > 0 {
 			id, c := s.aCap.min()
-			if c*float64(s.nA) < free-eps && e.flows[id].cap != c {
-				s.aCap.update(e, id, e.flows[id].cap) // stale key
+			if f := &e.flows[id]; c*s.sumWA < free-eps && f.cap/f.w != c {
+				s.aCap.update(e, id, f.cap/f.w) // stale key
 				continue
 			}
-			if c*float64(s.nA) < free-eps {
+			if c*s.sumWA < free-eps {
 				rem := e.detach(s, id)
 				e.insertB(s, id, rem)
 				continue
@@ -633,7 +648,7 @@ func (e *engine) rebalance(s *server) {
 		}
 		if s.nB > 0 {
 			id, nc := s.bCap.min()
-			if c := -nc; c*float64(s.nA) >= free+eps {
+			if c := -nc; c*s.sumWA >= free+eps {
 				rem := e.detach(s, id)
 				e.insertA(s, id, rem)
 				continue
@@ -642,7 +657,7 @@ func (e *engine) rebalance(s *server) {
 		break
 	}
 	if s.nA > 0 {
-		s.lambda = max(s.capacity-s.sumB, 0) / float64(s.nA)
+		s.lambda = max(s.capacity-s.sumB, 0) / s.sumWA
 	} else {
 		s.lambda = 0
 	}
@@ -684,7 +699,7 @@ func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd in
 		e.hpos = append(e.hpos, 0, 0)
 		id = int32(len(e.flows) - 1)
 	}
-	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, pkg: e.tag, su: su, sd: sd}
+	e.flows[id] = flow{srv: sid, dst: dst, chunk: chunk, vm: vm, size: size, live: true, pkg: e.tag, su: su, sd: sd, w: 1}
 	if e.pend != nil {
 		e.pend[e.tag]++
 	}
@@ -712,6 +727,9 @@ func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd in
 	}
 	s := &e.srvs[sid]
 	e.advance(s)
+	if s.perPeer && !job {
+		e.flows[id].w = e.reweigh(sid, dst, id, true)
+	}
 	e.insertA(s, id, size)
 	e.rebalance(s)
 	e.reschedule(sid)
@@ -721,6 +739,54 @@ func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd in
 		e.linkChanged(e.cpu.link)
 	}
 	return id
+}
+
+// reweigh gives server sid's live flows to host dst (a per-peer server,
+// advanced to now), other than skip, the weight 1 ÷ their count, plus
+// one if add (a flow about to start), and returns it. The flows are
+// found in the receiver's list (a few dozen at most), not counted apart:
+// a count per pair of hosts grew with the square of the hosts and kept
+// its memory. The caller rebalances the server.
+func (e *engine) reweigh(sid, dst, skip int32, add bool) float64 {
+	in := e.rin[dst].in
+	n := 0
+	if add {
+		n = 1
+	}
+	for _, o := range in {
+		if o >= 0 && o != skip && e.flows[o].live && e.flows[o].srv == sid {
+			n++
+		}
+	}
+	if n <= 1 {
+		if n == 1 && !add {
+			for _, o := range in {
+				if o >= 0 && o != skip && e.flows[o].live && e.flows[o].srv == sid && e.flows[o].w != 1 {
+					e.setWeight(sid, o, 1)
+				}
+			}
+		}
+		return 1
+	}
+	w := 1 / float64(n)
+	for _, o := range in {
+		if o >= 0 && o != skip && e.flows[o].live && e.flows[o].srv == sid && e.flows[o].w != w {
+			e.setWeight(sid, o, w)
+		}
+	}
+	return w
+}
+
+// setWeight gives flow id of server sid (advanced to now) weight w.
+func (e *engine) setWeight(sid, id int32, w float64) {
+	s := &e.srvs[sid]
+	rem := e.detach(s, id)
+	e.flows[id].w = w
+	if e.flows[id].inA {
+		e.insertA(s, id, rem)
+	} else {
+		e.insertB(s, id, rem)
+	}
 }
 
 // endFlow removes flow id (finished or aborted) and returns the bytes it
@@ -734,6 +800,9 @@ func (e *engine) endFlow(id int32) float64 {
 	s := &e.srvs[sid]
 	e.advance(s)
 	rem := e.detach(s, id)
+	if s.perPeer && !e.isJob(id) {
+		e.reweigh(sid, f.dst, id, false)
+	}
 	e.rebalance(s)
 	e.reschedule(sid)
 	su, sd := f.su, f.sd
@@ -832,12 +901,12 @@ func (e *engine) setCap(id int32, c float64) {
 	}
 	sid := f.srv
 	s := &e.srvs[sid]
-	if f.inA && c >= s.lambda && f.cap >= s.lambda {
+	if f.inA && c >= s.lambda*f.w && f.cap >= s.lambda*f.w {
 		// still sharing at the fair level: only its cap key changes,
 		// and a key lower than the cap (a lower bound) is fixed lazily
 		// by rebalance
-		if c < s.aCap.key[e.hpos[2*int(id)+1]] {
-			s.aCap.update(e, id, c)
+		if c/f.w < s.aCap.key[e.hpos[2*int(id)+1]] {
+			s.aCap.update(e, id, c/f.w)
 		}
 		f.cap = c
 		return

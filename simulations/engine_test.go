@@ -2,6 +2,7 @@ package simulations
 
 import (
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -100,5 +101,55 @@ func TestEngineSiteLinkMaxMin(t *testing.T) {
 	}
 	if math.Abs(last-10) > 0.01 {
 		t.Errorf("the origin's flows ended by %.3fs, want 10s", last)
+	}
+}
+
+// TestEnginePerPeer: a host's upload is shared between its receivers, not
+// its flows, as the daemon's fairShare hands out upload turns fairly
+// between peers by bytes however many streams each has. On 12 B/s, a
+// receiver with two flows (3 and 6 bytes) and one with one (9 bytes)
+// take 6 B/s each: the 3-byte flow ends at 1s (3 B/s), then its
+// receiver's other flow and the third share the 12 B/s, both ending at
+// 1.5s. Shared per flow (4 B/s each) they ended at 0.75, 1.25 and 1.5s.
+// The origin's server stays shared per flow.
+func TestEnginePerPeer(t *testing.T) {
+	t.Parallel()
+	for _, perPeer := range []bool{true, false} {
+		e := &engine{}
+		e.recvShare = func(int32) float64 { return math.Inf(1) }
+		e.rin = make([]recvList, 2)
+		sid := e.addServer(12)
+		e.srvs[sid].perPeer = perPeer
+		ids := map[int32]int{}
+		for k, f := range []struct {
+			dst  int32
+			size float64
+		}{{0, 3}, {0, 6}, {1, 9}} {
+			r := &e.rin[f.dst]
+			r.in = append(r.in, -1) // as sim.open: counted before it starts
+			id := e.startFlow(sid, f.dst, int32(k), 0, f.size, -1, -1)
+			r.in[len(r.in)-1] = id
+			ids[id] = k
+		}
+		done := make([]float64, 3)
+		for range 3 {
+			s, at := e.nextServer()
+			e.now = at
+			id := e.finishing(s)
+			done[ids[id]] = at
+			e.endFlow(id)
+			r := &e.rin[e.flows[id].dst]
+			r.in = slices.DeleteFunc(r.in, func(x int32) bool { return x == id })
+		}
+		want := []float64{1, 1.5, 1.5}
+		if !perPeer {
+			want = []float64{0.75, 1.25, 1.5}
+		}
+		for k := range want {
+			if math.Abs(done[k]-want[k]) > 1e-9 {
+				t.Errorf("per peer %v: flows end at %v, want %v", perPeer, done, want)
+				break
+			}
+		}
 	}
 }

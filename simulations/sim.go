@@ -355,6 +355,14 @@ func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 	}
 	s.initChunks()
 	s.initHosts()
+	if s.coop.on && s.jobs() {
+		// A host is in the overlay while its start-up work runs (the
+		// daemons meet before they fetch): the members are every host of
+		// the run from the start, not those whose start-up ended first,
+		// which would rank themselves fetchers among a few and each ask
+		// the origin (coop.go).
+		s.coop.all = true
+	}
 	s.scheduleStart()
 	s.setLimits()
 	return s
@@ -430,7 +438,8 @@ func (s *sim) initHosts() {
 		return
 	}
 	for h := range n {
-		s.addServer(s.hosts[h].up)
+		// Shared per peer: the daemon's fairShare (engine.go server).
+		s.srvs[s.addServer(s.hosts[h].up)].perPeer = true
 	}
 	s.rin = make([]recvList, n)
 	s.origin = s.addServer(float64(sc.OriginUpload))

@@ -44,8 +44,10 @@ import (
 // the origin's manifest responses, read from its request log,
 // readOriginLog; provider_delay just after it and find_interval one
 // tick (a download's have-list push reaches its neighbours after their
-// own first lookup, and they take it in on their next tick); with many
-// packages, the simulator's cpu section: STORK_SIMVAL_CORES (default the
+// own first lookup, and they take it in on their next tick); the
+// simulator's cpu section (the upgrade, and each flash crowd, whose
+// per_package is a host's start-up and fixed costs for its one package):
+// STORK_SIMVAL_CORES (default the
 // machine's) shared by every daemon, the CPU per byte moved (sent to a
 // peer, cancelled parts included, or taken from the origin: the daemons'
 // counters, as the simulator charges every byte a flow moves) and per
@@ -71,7 +73,7 @@ type simvalConfig struct {
 	discoveryDelay          time.Duration
 	measured                bool  // discovery_delay and overhead from the run
 	cores                   int   // the machine's cores the daemons share
-	calibrate               int64 // the calibration package's size (upgrade, measured)
+	calibrate               int64 // the calibration package's size (measured)
 	out                     string
 }
 
@@ -188,7 +190,7 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 	for _, m := range c.modes {
 		flags, st := c.mode(m)
 		var calRun realRun
-		if cal.pkg != "" && c.measured && packages > 1 {
+		if cal.pkg != "" && c.measured {
 			calRun = validateRealRunAt(t, c.hosts, url, r.root, cal.pkg, flags)
 		}
 		calCPU := calRun.cpu
@@ -211,21 +213,15 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			// in on their next tick, not at a later lookup.
 			sc.Policy.ProviderDelay = sc.Policy.DiscoveryDelay + simulations.Duration(time.Millisecond)
 			sc.Policy.FindInterval = sc.Policy.Tick
-			if packages > 1 && calCPU > 0 {
-				// The cores every daemon shares (simulations.CPU): CPU
-				// per byte moved (the simulator charges every byte a
-				// flow moves, kept or not) mostly from the calibration,
-				// per package from this run (solveCPU). Beside it, the
-				// same per byte the hosts needed.
-				calNeed := float64(c.hosts) * cal.bytes
-				sc.CPU = solveCPU(calCPU, movedOr(calRun.moved, calNeed), real.cpu, movedOr(real.moved, need), c.hosts, packages)
-				sc.CPU.Cores = float64(c.cores)
-				received = solveCPU(calCPU, calNeed, real.cpu, need, c.hosts, packages)
-				received.Cores = sc.CPU.Cores
-			}
+			sc.CPU, received = c.measuredCPU(calRun, float64(c.hosts)*cal.bytes, real, need, packages)
 		}
 		withStart := sc
-		if sc.CPU.Cores > 0 {
+		crowd := packages == 1
+		var startWork simulations.Scenario
+		switch {
+		case sc.CPU.Cores > 0 && crowd:
+			sc, startWork = crowdCPU(sc)
+		case sc.CPU.Cores > 0:
 			// The start-up the manifests' median measures is CPU on the
 			// shared cores, which per_package carries: the simulator's
 			// fixed start-up would count it twice. Kept beside it.
@@ -242,7 +238,17 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		if real.moved > 0 {
 			rows = append(rows, validateRow{"bytes moved / needed", real.moved / need, sim.moved / need})
 		}
-		if received.Cores > 0 {
+		if startWork.CPU.Cores > 0 {
+			sw := validateSimRuns(t, startWork, st, c.seeds)
+			noCPU := sc
+			noCPU.CPU = simulations.CPU{}
+			nc := validateSimRuns(t, noCPU, st, c.seeds)
+			rows = append(rows, validateRow{"makespan s, cpu with start-up work", slices.Max(done), sw.makespan},
+				validateRow{"median completion s, cpu with start-up work", median(done), sw.median},
+				validateRow{"makespan s, no cpu", slices.Max(done), nc.makespan},
+				validateRow{"median completion s, no cpu", median(done), nc.median})
+		}
+		if received.Cores > 0 && !crowd {
 			rs := sc
 			rs.CPU = received
 			rr := validateSimRuns(t, rs, st, c.seeds)
@@ -250,7 +256,7 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 				validateRow{"median completion s, cpu per byte needed", median(done), rr.median})
 		}
 		serial := ""
-		if sc.CPU.Cores > 0 {
+		if sc.CPU.Cores > 0 && !crowd {
 			ws := validateSimRuns(t, withStart, st, c.seeds)
 			rows = append(rows, validateRow{"makespan s, cpu and start-up", slices.Max(done), ws.makespan},
 				validateRow{"median completion s, cpu and start-up", median(done), ws.median})
@@ -273,7 +279,10 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(real.t0).Seconds())
 		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, provider_delay %s, find_interval %s, packages.overhead %s (%d cores)",
 			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Policy.ProviderDelay), time.Duration(sc.Policy.FindInterval), time.Duration(sc.Packages.Overhead), c.cores)
-		if sc.CPU.Cores > 0 {
+		if startWork.CPU.Cores > 0 {
+			head += fmt.Sprintf("\ncalibration: %s (%.0f B per host) took %.1f CPU-s, the daemons moved %.3f times what the hosts needed; simulator cpu: %g cores, per_byte %.2f ns per byte moved (mostly the calibration's), the measured start-up (discovery_delay above); beside it \"cpu with start-up work\": per_package %.1f ms (this run's CPU less its bytes') as each host's start-up work, no discovery_delay; \"no cpu\": the measured start-up alone",
+				cal.pkg, cal.bytes, calCPU, calRun.moved/(float64(c.hosts)*cal.bytes), sc.CPU.Cores, 1e9*sc.CPU.PerByte, 1e3*startWork.CPU.PerPackage)
+		} else if sc.CPU.Cores > 0 {
 			head += fmt.Sprintf("\ncalibration: %s (%.0f B per host) took %.1f CPU-s, the daemons moved %.3f times what the hosts needed; simulator cpu: %g cores, per_byte %.2f ns per byte moved (mostly the calibration's), per_package %.1f ms (this run's CPU less its bytes'), no start-up (\"cpu and start-up\": discovery_delay %s)%s; per byte needed instead: %.2f ns, %.1f ms",
 				cal.pkg, cal.bytes, calCPU, calRun.moved/(float64(c.hosts)*cal.bytes), sc.CPU.Cores, 1e9*sc.CPU.PerByte, 1e3*sc.CPU.PerPackage, time.Duration(withStart.Policy.DiscoveryDelay), serial,
 				1e9*received.PerByte, 1e3*received.PerPackage)
@@ -305,6 +314,46 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 	}
 }
 
+// crowdCPU splits a flash crowd's scenario sc, with its measured
+// start-up (policy.discovery_delay) and cpu section, in two: head, the
+// table's figures, keeps the measured start-up and the CPU per byte,
+// without per_package; startWork, beside it, is the upgrade's model,
+// per_package as each host's start-up work on the shared cores and no
+// fixed start-up. In a crowd the two disagree on what is measured: the
+// origin's log has every manifest out within about half a second, while
+// per_package (100-370 ms per host in the runs of 2026-12-05 23:05 UTC,
+// 24 hosts on 2 cores) would keep the start-ups running 1.2-4.4 s; that
+// CPU is the daemons' during and after their transfers (it grew with
+// the run's length), which the simulator does not model.
+func crowdCPU(sc simulations.Scenario) (head, startWork simulations.Scenario) {
+	head, startWork = sc, sc
+	head.CPU.PerPackage = 0
+	startWork.Policy.DiscoveryDelay = 0
+	startWork.Policy.ProviderDelay = simulations.Duration(time.Millisecond)
+	return head, startWork
+}
+
+// measuredCPU is the simulator's cpu section from a calibration run
+// (calNeed: the bytes its hosts needed) and the run it predicts (need),
+// both on the same daemons: the cores every daemon shares
+// (simulations.CPU), CPU per byte moved (the simulator charges every byte
+// a flow moves, kept or not) mostly from the calibration, per host and
+// package from this run (solveCPU); and beside it, the same per byte the
+// hosts needed. A flash crowd (packages 1) gets one too: its per_package
+// is each host's start-up and fixed costs for its one package, which on
+// a small package are most of its CPU. Without a calibration (calCPU 0),
+// no cpu section (Cores 0).
+func (c simvalConfig) measuredCPU(cal realRun, calNeed float64, real realRun, need float64, packages int) (moved, received simulations.CPU) {
+	if !(cal.cpu > 0) || !(real.cpu > 0) {
+		return simulations.CPU{}, simulations.CPU{}
+	}
+	moved = solveCPU(cal.cpu, movedOr(cal.moved, calNeed), real.cpu, movedOr(real.moved, need), c.hosts, packages)
+	moved.Cores = float64(c.cores)
+	received = solveCPU(cal.cpu, calNeed, real.cpu, need, c.hosts, packages)
+	received.Cores = moved.Cores
+	return moved, received
+}
+
 // solveCPU splits the daemons' CPU into a cost per byte and a cost per
 // host and package from two runs on the same daemons: a calibration
 // (calCPU seconds, every host fetching one package, calBytes bytes in
@@ -319,7 +368,7 @@ func solveCPU(calCPU, calBytes, cpu, bytes float64, hosts, packages int) simulat
 	h, p := float64(hosts), float64(packages)
 	perByte := (calCPU - cpu/p) / (calBytes - bytes/p)
 	perPackage := (cpu - perByte*bytes) / (h * p)
-	if perByte <= 0 || perPackage < 0 {
+	if !(perByte > 0) || !(perPackage >= 0) || math.IsInf(perByte, 0) { // NaN, Inf: runs of one size
 		perByte, perPackage = calCPU/calBytes, max(0, (cpu-calCPU/calBytes*bytes)/(h*p))
 	}
 	return simulations.CPU{PerByte: perByte, PerOriginByte: perByte, PerPackage: perPackage}
@@ -366,9 +415,18 @@ func TestValidateCrowd(t *testing.T) {
 		blob := filepath.Join(t.TempDir(), "blob.bin")
 		writeFile(t, blob, randomBytes(t, int(size)), 0o644)
 		stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "blob", "--version", "1.0.0", "--chunk-size", "1M", blob)
+		var cal calibration
+		if c.measured && c.calibrate > 0 {
+			// The daemons' CPU per byte, from a crowd of another size
+			// on the same daemons' flags just before (measuredCPU).
+			cb := filepath.Join(t.TempDir(), "calibrate.bin")
+			writeFile(t, cb, randomBytes(t, int(c.calibrate)), 0o644)
+			stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "calibrate", "--version", "1.0.0", "--chunk-size", "1M", cb)
+			cal = calibration{pkg: "calibrate", bytes: float64(c.calibrate)}
+		}
 		sc := c.scenario(t)
 		sc.PackageSize = simulations.Size(size)
-		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", float64(size), calibration{})
+		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", float64(size), cal)
 	}
 }
 
@@ -411,6 +469,54 @@ func TestValidateUpgrade(t *testing.T) {
 	}
 	t.Logf("upgrade: %d packages, %.1f MB", len(sizes), total/1e6)
 	c.compare(t, fmt.Sprintf("upgrade %d packages %d bytes", len(sizes), int64(total)), r, sc, "upgrade", total, cal)
+}
+
+// TestMeasuredCPUFlashCrowd: a flash crowd (one package) with a
+// calibration crowd of another size gets the cpu section too, its per
+// host and package cost (start-up and fixed costs) and its per byte given
+// back from the two runs; calibrating on the crowd's own size (no second
+// point) gives per byte the calibration's and no per package cost, not
+// NaN.
+func TestMeasuredCPUFlashCrowd(t *testing.T) {
+	t.Parallel()
+	const perByte, perPackage, hosts = 3e-8, 0.12, 24
+	c := simvalConfig{hosts: hosts, cores: 2}
+	run := func(size float64) realRun {
+		return realRun{cpu: hosts * (perByte*1.1*size + perPackage), moved: hosts * 1.1 * size}
+	}
+	calB, b := float64(32<<20), float64(64<<10)
+	got, received := c.measuredCPU(run(calB), hosts*calB, run(b), hosts*b, 1)
+	if got.Cores != 2 || math.Abs(got.PerByte-perByte) > 1e-6*perByte || math.Abs(got.PerPackage-perPackage) > 1e-6*perPackage {
+		t.Errorf("measuredCPU = %+v, want 2 cores, per_byte %g, per_package %g", got, perByte, perPackage)
+	}
+	if received.Cores != 2 || math.Abs(received.PerByte-1.1*perByte) > 1e-6*perByte {
+		t.Errorf("per byte needed: %+v, want per_byte %g", received, 1.1*perByte)
+	}
+	same, _ := c.measuredCPU(run(b), hosts*b, run(b), hosts*b, 1)
+	if !(same.PerByte > 0) || math.IsInf(same.PerByte, 0) || same.PerPackage < 0 || math.IsNaN(same.PerPackage) {
+		t.Errorf("one size twice: %+v, want a finite per_byte", same)
+	}
+	if none, _ := c.measuredCPU(realRun{}, hosts*calB, run(b), hosts*b, 1); none.Cores != 0 {
+		t.Errorf("no calibration: %+v, want no cpu section", none)
+	}
+}
+
+// TestCrowdCPU: a flash crowd's figures keep its measured start-up and
+// the CPU per byte, and leave per_package to the model beside them,
+// which has no fixed start-up.
+func TestCrowdCPU(t *testing.T) {
+	t.Parallel()
+	var sc simulations.Scenario
+	sc.Policy.DiscoveryDelay = simulations.Duration(450 * time.Millisecond)
+	sc.Policy.ProviderDelay = sc.Policy.DiscoveryDelay + simulations.Duration(time.Millisecond)
+	sc.CPU = simulations.CPU{Cores: 2, PerByte: 4e-8, PerOriginByte: 4e-8, PerPackage: 0.1}
+	head, work := crowdCPU(sc)
+	if head.Policy != sc.Policy || head.CPU.PerPackage != 0 || head.CPU.PerByte != sc.CPU.PerByte || head.CPU.Cores != 2 {
+		t.Errorf("head: policy %+v, cpu %+v; want the measured start-up and per byte, no per_package", head.Policy, head.CPU)
+	}
+	if work.CPU != sc.CPU || work.Policy.DiscoveryDelay != 0 || work.Policy.ProviderDelay != simulations.Duration(time.Millisecond) {
+		t.Errorf("start-up work: policy %+v, cpu %+v; want per_package and no fixed start-up", work.Policy, work.CPU)
+	}
 }
 
 // TestSolveCPU: two runs whose CPU is a cost per byte plus a cost per
