@@ -821,7 +821,8 @@ func newResourceManager(maxMemory int64) (network.ResourceManager, error) {
 	// which `stork daemon` does not serve (its /metrics is the daemon's own
 	// registry): a formatted timestamp and labelled counters per event,
 	// for nothing.
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.Scale(maxMemory, fds)), rcmgr.WithMetricsDisabled())
+	limiter := rcmgr.NewFixedLimiter(limits.Scale(maxMemory, fds))
+	rm, err := rcmgr.NewResourceManager(limiter, rcmgr.WithMetricsDisabled())
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}

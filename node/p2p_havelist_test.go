@@ -404,7 +404,8 @@ func TestP2PMeshedNoDHT(t *testing.T) {
 	}
 	time.Sleep(2 * provideBatchDelay) // the provide loop's batch is done
 	if got := provides(ps[0]) - before; got != 1 {
-		t.Errorf("meshed, last lookup %v ago: %d provider records PUT for a batch of 5, want 1", meshedLookupEvery, got)
+		t.Errorf("meshed, last lookup %v ago: %d provider records PUT for a batch of 5, want 1",
+			meshedLookupEvery, got)
 	}
 	// A DHT peer that sends no have-list: the overlay is not one
 	// neighbourhood of have-lists any more, and the DHT is used again.

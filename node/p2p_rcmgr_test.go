@@ -34,7 +34,8 @@ func TestResourceManagerReportsNoMetrics(t *testing.T) {
 	}
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
-			if m.GetGauge().GetValue() != 0 || m.GetCounter().GetValue() != 0 || m.GetHistogram().GetSampleCount() != 0 {
+			g, c, h := m.GetGauge().GetValue(), m.GetCounter().GetValue(), m.GetHistogram().GetSampleCount()
+			if g != 0 || c != 0 || h != 0 {
 				t.Errorf("the resource manager reported %s: %v", f.GetName(), m)
 			}
 		}
