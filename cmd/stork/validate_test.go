@@ -319,15 +319,23 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 			originFetches: st.Pulls.OriginFetches, upSession: st.Pulls.UpSession, upPull: st.Pulls.UpPull}
 	}
 	if logDir != "" {
-		writeDaemonLogs(t, logDir, t0, procs)
+		writeDaemonLogs(t, logDir, t0, procs, figs)
 	}
 	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls, inferred: inferred, moved: moved, fromPeers: fromPeers, hosts: figs}
 }
 
 // writeDaemonLogs stops the daemons of procs and writes each one's log
-// (its stderr) to dir as hNN.log, and t0 (RFC 3339) to t0.txt.
-func writeDaemonLogs(t *testing.T, dir string, t0 time.Time, procs []*daemonProc) {
+// (its stderr) to dir as hNN.log, t0 (RFC 3339) to t0.txt and each
+// host's peer ID (hNN ID, a line each) to peers.txt.
+func writeDaemonLogs(t *testing.T, dir string, t0 time.Time, procs []*daemonProc, hosts []hostFigures) {
 	t.Helper()
+	var peers strings.Builder
+	for i, h := range hosts {
+		fmt.Fprintf(&peers, "h%02d %s\n", i, h.peer)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "peers.txt"), []byte(peers.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "t0.txt"), []byte(t0.Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
