@@ -77,6 +77,11 @@ type PullStatus struct {
 	// unreachable then: a site cut off from the repository).
 	OriginDownWaited int64 `json:"origin_down_waited"`
 	OriginDownAtOnce int64 `json:"origin_down_at_once"`
+	// UpSession, UpPull: chunk bytes this host sent peers in swarm
+	// sessions (parts of chunks cancelled under way included) and in
+	// answers to their pull-through requests; together BytesUploaded.
+	UpSession int64 `json:"up_session"`
+	UpPull    int64 `json:"up_pull"`
 }
 
 // pullStatus is c as Status shows it.
@@ -85,6 +90,7 @@ func pullStatus(c swarm.Counters) PullStatus {
 		Streams: c.PullStreams, Silent: c.PullsSilent, Claimed: c.PullsClaimed, Refused: c.PullsRefused,
 		OriginFetches: c.OriginFetches, OriginFallbacks: c.OriginFallbacks,
 		OriginDownWaited: c.OriginDownWaited, OriginDownAtOnce: c.OriginDownAtOnce,
+		UpSession: c.UpSession, UpPull: c.UpPull,
 	}
 }
 

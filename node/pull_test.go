@@ -71,7 +71,8 @@ func fetchAll(t *testing.T, nodes []*swarmNode, ref string) {
 // at once. With cooperative origin fetching the origin sends about one
 // copy (each chunk's first-ranked host fetches it, the others ask that
 // host); with it off (today's policy) every host asks the origin before
-// it learns that the others fetch the same bytes.
+// it learns that the others fetch the same bytes. Each host's Status
+// splits what it uploaded by route (sessions, pull-through answers).
 func TestPullThroughFlashCrowd(t *testing.T) {
 	const hosts = 6
 	for _, size := range []int{64 << 10, 1 << 20} {
@@ -88,6 +89,21 @@ func TestPullThroughFlashCrowd(t *testing.T) {
 				}
 				if !pull && copies < 2 {
 					t.Logf("without pull-through the origin sent only %.2f copies: the hosts learnt of each other in time", copies)
+				}
+				// Status splits each host's upload by route.
+				var upPull int64
+				for i, n := range nodes {
+					st, err := n.c.Status(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := st.Pulls.UpSession + st.Pulls.UpPull; got != st.BytesUploaded {
+						t.Errorf("node %d: up_session %d + up_pull %d = %d, want bytes_uploaded %d", i, st.Pulls.UpSession, st.Pulls.UpPull, got, st.BytesUploaded)
+					}
+					upPull += st.Pulls.UpPull
+				}
+				if pull && upPull == 0 {
+					t.Errorf("no pull-through answers counted in Status (up_pull 0 on every host)")
 				}
 			})
 		}

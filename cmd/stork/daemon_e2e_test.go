@@ -75,8 +75,18 @@ var loopback = []string{"--listen", "/ip4/127.0.0.1/tcp/0", "--listen", "/ip4/12
 
 func startDaemonProc(t *testing.T, data, repoURL, root string, extra ...string) *daemonProc {
 	t.Helper()
+	return startDaemonProcEnv(t, nil, data, repoURL, root, extra...)
+}
+
+// startDaemonProcEnv is startDaemonProc with env (NAME=value) added to
+// the daemon's environment (STORK_DEBUG=1: its log at debug level).
+func startDaemonProcEnv(t *testing.T, env []string, data, repoURL, root string, extra ...string) *daemonProc {
+	t.Helper()
 	args := append([]string{"daemon", "--data", data, "--repo", repoURL, "--root", root, "--refresh-interval", "1h"}, loopback...)
 	cmd := exec.Command(storkBin, append(args, extra...)...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = nil, stderr
 	if err := cmd.Start(); err != nil {

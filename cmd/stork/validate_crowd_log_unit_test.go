@@ -38,3 +38,21 @@ func abs(x float64) float64 {
 	}
 	return x
 }
+
+// TestHostTable: the per-host table lists the hosts that sent most first,
+// under their start-order names, with each route's bytes.
+func TestHostTable(t *testing.T) {
+	const mib = 1 << 20
+	r := realRun{hosts: []hostFigures{
+		{peer: "12D3KooWAAAAAAAAAA000001", done: 9.5, fromPeers: 4 * mib, upSession: mib},
+		{peer: "12D3KooWAAAAAAAAAA000002", done: 13.25, fromOrigin: 2 * mib, fromPeers: 2 * mib, originFetches: 2, upSession: 3 * mib, upPull: 40 * mib},
+	}}
+	got := strings.Split(strings.TrimSpace(hostTable(r, 4*mib)), "\n")
+	want := []string{
+		"| h01 | …000002 | 13.250 | 2.00 | 2 | 2.00 | 3.00 | 40.00 | 10.75 |",
+		"| h00 | …000001 | 9.500 | 0.00 | 0 | 4.00 | 1.00 | 0.00 | 0.25 |",
+	}
+	if len(got) != 4 || got[2] != want[0] || got[3] != want[1] {
+		t.Fatalf("hostTable:\n%s\nwant rows\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

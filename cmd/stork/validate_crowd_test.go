@@ -35,6 +35,9 @@ import (
 // STORK_SIMVAL_MAX (1M), STORK_SIMVAL_ORIGIN_RATE (12M),
 // STORK_SIMVAL_UPLOAD_RATE (4M), STORK_SIMVAL_MODES (coop,swarm),
 // STORK_SIMVAL_CALIBRATE (32M; 0: no calibration, no cpu section),
+// STORK_SIMVAL_DAEMON_LOGS (set, with STORK_SIMVAL_OUT: the daemons of
+// each measured run log at debug level, kept in the output directory;
+// one line per chunk kept and sent, by route),
 // STORK_SIMVAL_SEEDS (3), STORK_SIMVAL_PROVIDER_DELAY and
 // STORK_SIMVAL_OVERHEAD (the simulator's policy.provider_delay and
 // packages.overhead, default 0), STORK_SIMVAL_DISCOVERY_DELAY (the
@@ -75,6 +78,7 @@ type simvalConfig struct {
 	cores                   int   // the machine's cores the daemons share
 	calibrate               int64 // the calibration package's size (measured)
 	out                     string
+	daemonLogs              bool // the daemons' debug logs kept in out
 }
 
 // calibration is a package every host fetches before a workload, on the
@@ -146,6 +150,7 @@ func simvalSettings(t *testing.T, what string) simvalConfig {
 	c.measured = os.Getenv("STORK_SIMVAL_MEASURED") != ""
 	c.cores = runtime.NumCPU()
 	num("STORK_SIMVAL_CORES", &c.cores)
+	c.daemonLogs = os.Getenv("STORK_SIMVAL_DAEMON_LOGS") != "" && c.out != ""
 	return c
 }
 
@@ -189,13 +194,17 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 	var all strings.Builder
 	for _, m := range c.modes {
 		flags, st := c.mode(m)
+		daemonLogs := ""
+		if c.daemonLogs {
+			daemonLogs = filepath.Join(c.out, strings.NewReplacer(" ", "-", ",", "").Replace(title)+"-"+m+"-daemons")
+		}
 		var calRun realRun
 		if cal.pkg != "" && c.measured {
-			calRun = validateRealRunAt(t, c.hosts, url, r.root, cal.pkg, flags)
+			calRun = validateRealRunAt(t, c.hosts, url, r.root, cal.pkg, flags, "")
 		}
 		calCPU := calRun.cpu
 		w0 := writtenBytes(t, origin.Pid)
-		real := validateRealRunAt(t, c.hosts, url, r.root, pkg, flags)
+		real := validateRealRunAt(t, c.hosts, url, r.root, pkg, flags, daemonLogs)
 		done, kept := real.done, real.kept
 		realOrigin := float64(writtenBytes(t, origin.Pid) - w0)
 		ot := c.originTimes(t, logPath, real.t0, r.dir)
@@ -300,6 +309,10 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			head += fmt.Sprintf("\nsimulator without the measured terms: origin copies %.3f, makespan %.3fs, median completion %.3fs", f.origin/bytes, f.makespan, f.median)
 		}
 		table, missed := validateTable(head, rows)
+		table += "\nthe daemons host by host (hNN: start order; h00 the bootstrap):\n" + hostTable(real, bytes)
+		if daemonLogs != "" {
+			table += "their debug logs: " + daemonLogs + "\n"
+		}
 		t.Logf("\n%s", table)
 		for _, s := range missed {
 			t.Logf("over the limit: %s", s)

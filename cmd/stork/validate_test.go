@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -98,7 +99,7 @@ func validateSimulator(t *testing.T, st simulations.Strategy, extra ...string) {
 	var missed []string
 	for attempt := 1; attempt <= attempts; attempt++ {
 		w0 := writtenBytes(t, origin.Pid)
-		rr := validateRealRunAt(t, hosts, url, r.root, "blob", rate)
+		rr := validateRealRunAt(t, hosts, url, r.root, "blob", rate, "")
 		done, kept := rr.done, rr.kept
 		realOrigin := float64(writtenBytes(t, origin.Pid) - w0)
 		rows := []validateRow{
@@ -188,7 +189,7 @@ func validateSimRuns(t *testing.T, sc simulations.Scenario, st simulations.Strat
 // daemons are stopped before it returns.
 func validateRealRun(t *testing.T, hosts int, url, root, pkg string, extra []string) ([]float64, float64) {
 	t.Helper()
-	r := validateRealRunAt(t, hosts, url, root, pkg, extra)
+	r := validateRealRunAt(t, hosts, url, root, pkg, extra, "")
 	return r.done, r.kept
 }
 
@@ -210,11 +211,31 @@ type realRun struct {
 	// inferred: the daemons that inferred a site from round trips (on
 	// one loaded machine, from noise), and so ran the site policy.
 	inferred int
+	// hosts: each daemon's own figures, in start order.
+	hosts []hostFigures
 }
 
-// validateRealRunAt is validateRealRun returning a realRun.
-func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []string) realRun {
+// hostFigures is one daemon's part of a realRun, from its Status.
+type hostFigures struct {
+	peer                  string
+	done                  float64 // its fetch's end, seconds from t0
+	fromOrigin, fromPeers int64   // chunk bytes kept, by where they came from
+	originFetches         int64   // chunk requests it sent the origin
+	upSession, upPull     int64   // bytes it sent peers, by route
+}
+
+// validateRealRunAt is validateRealRun returning a realRun. With logDir
+// set, the daemons log at debug level and each one's log is written
+// there (hNN.log, in start order, with t0.txt: the fetches' start).
+func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []string, logDir string) realRun {
 	t.Helper()
+	var env []string
+	if logDir != "" {
+		env = []string{"STORK_DEBUG=1", "STORK_LOG_FORMAT=json"}
+		if err := os.MkdirAll(logDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	datas := make([]string, hosts)
 	procs := make([]*daemonProc, hosts)
 	for i := range datas {
@@ -232,7 +253,7 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 			}
 		}
 	}()
-	procs[0] = startDaemonProc(t, datas[0], url, root, extra...)
+	procs[0] = startDaemonProcEnv(t, env, datas[0], url, root, extra...)
 	st, err := node.NewClient(datas[0]).Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +268,7 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 		t.Fatalf("bootstrap daemon has no TCP address: %v", st.Addrs)
 	}
 	for i, d := range datas[1:] {
-		procs[i+1] = startDaemonProc(t, d, url, root, append(slices.Clone(extra), "--bootstrap", boot)...)
+		procs[i+1] = startDaemonProcEnv(t, env, d, url, root, append(slices.Clone(extra), "--bootstrap", boot)...)
 	}
 	waitOverlay(t, datas, time.Duration(10+hosts)*time.Second)
 
@@ -272,6 +293,7 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 	var origin, moved, fromPeers float64
 	var pulls node.PullStatus
 	inferred := 0
+	figs := make([]hostFigures, hosts)
 	for i, d := range datas {
 		if errs[i] != nil {
 			t.Fatalf("host %d: fetch: %v", i, errs[i])
@@ -293,8 +315,64 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 		if st.SiteSource == "inferred" {
 			inferred++
 		}
+		figs[i] = hostFigures{peer: st.PeerID, done: done[i], fromOrigin: st.BytesFromOrigin, fromPeers: st.BytesFromPeers,
+			originFetches: st.Pulls.OriginFetches, upSession: st.Pulls.UpSession, upPull: st.Pulls.UpPull}
 	}
-	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls, inferred: inferred, moved: moved, fromPeers: fromPeers}
+	if logDir != "" {
+		writeDaemonLogs(t, logDir, t0, procs, figs)
+	}
+	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls, inferred: inferred, moved: moved, fromPeers: fromPeers, hosts: figs}
+}
+
+// writeDaemonLogs stops the daemons of procs and writes each one's log
+// (its stderr) to dir as hNN.log, t0 (RFC 3339) to t0.txt and each
+// host's peer ID (hNN ID, a line each) to peers.txt.
+func writeDaemonLogs(t *testing.T, dir string, t0 time.Time, procs []*daemonProc, hosts []hostFigures) {
+	t.Helper()
+	var peers strings.Builder
+	for i, h := range hosts {
+		fmt.Fprintf(&peers, "h%02d %s\n", i, h.peer)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "peers.txt"), []byte(peers.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "t0.txt"), []byte(t0.Format(time.RFC3339Nano)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range procs {
+		p.kill() // its stderr is complete once it has exited
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("h%02d.log", i)), p.stderr.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// hostTable is a run's figures host by host (r.hosts), one package of
+// size bytes: when each ended, what it kept from the origin and from
+// peers, and what it sent peers by route, in MiB and in copies of the
+// package; the hosts that sent most first.
+func hostTable(r realRun, size float64) string {
+	hs := slices.Clone(r.hosts)
+	idx := make(map[string]int, len(hs))
+	for i, h := range r.hosts {
+		idx[h.peer] = i
+	}
+	slices.SortStableFunc(hs, func(a, b hostFigures) int {
+		return cmp.Compare(b.upSession+b.upPull, a.upSession+a.upPull)
+	})
+	const mib = 1 << 20
+	var b strings.Builder
+	b.WriteString("| host | peer | done s | from origin MiB | origin requests | from peers MiB | sent in sessions MiB | sent as pull answers MiB | sent, copies |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, h := range hs {
+		peer := h.peer
+		if len(peer) > 8 {
+			peer = "…" + peer[len(peer)-6:]
+		}
+		fmt.Fprintf(&b, "| h%02d | %s | %.3f | %.2f | %d | %.2f | %.2f | %.2f | %.2f |\n", idx[h.peer], peer, h.done,
+			float64(h.fromOrigin)/mib, h.originFetches, float64(h.fromPeers)/mib, float64(h.upSession)/mib, float64(h.upPull)/mib,
+			float64(h.upSession+h.upPull)/size)
+	}
+	return b.String()
 }
 
 // procsCPU returns the CPU seconds (utime + stime in /proc/PID/stat) the

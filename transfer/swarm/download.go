@@ -900,12 +900,18 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	if from == policy.OriginPeer {
 		d.s.noteOrigin(nil, sent, now)
 	}
+	route := "origin"
 	switch {
 	case asked != policy.OriginPeer:
 		d.s.ctr.keptSession.Add(n)
+		route = "session"
 	case from != policy.OriginPeer:
 		d.s.ctr.keptPull.Add(n)
+		route = "pull"
 	}
+	// One line per chunk kept, for tracing where a crowd's chunks went
+	// (make validate-crowd keeps the daemons' debug logs).
+	d.s.log.Debug("chunk kept", "manifest", d.c, "index", i, "route", route, "from", from, "src", src, "bytes", n)
 	if src == policy.OriginPeer {
 		d.fromOrigin += n
 		d.s.bytesFromOrigin.Add(n)

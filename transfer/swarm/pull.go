@@ -520,6 +520,7 @@ func (s *Swarm) HandlePull(p PeerID, st Stream) {
 			s.bytesUploaded.Add(int64(len(data)))
 			s.ctr.upPull.Add(int64(len(data)))
 			s.countPeer(p, 0, int64(len(data)))
+			s.log.Debug("chunk sent", "route", "pull", "peer", p, "manifest", req.manifest, "index", req.index, "bytes", len(data), "whole", true)
 		}
 	case pullAskOther:
 		err = w.askOther(PeerID(data))
@@ -968,6 +969,7 @@ func (s *Swarm) originFetch(ctx context.Context, ref metadata.ChunkRef, stop <-c
 	c := s.originCalls[ref.CID]
 	if c == nil {
 		s.ctr.originFetches.Add(1)
+		s.log.Debug("origin chunk request", "chunk", ref.CID)
 		fctx, cancel := context.WithTimeout(s.ctx, s.cfg.OriginRequestTimeout)
 		c = &originCall{done: make(chan struct{}), cancel: cancel}
 		if !s.goroutine(func() { s.runOriginCall(fctx, c, ref) }) {

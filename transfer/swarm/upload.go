@@ -232,6 +232,7 @@ func (ss *session) upload(bw *bufio.Writer, u *upload) error {
 		ss.s.bytesUploaded.Add(int64(sent))
 		ss.s.ctr.upSession.Add(int64(sent))
 		ss.s.countPeer(ss.peer, 0, int64(sent))
+		ss.s.log.Debug("chunk sent", "route", "session", "peer", ss.peer, "manifest", ss.manifest, "index", i, "bytes", sent, "whole", err == nil && !stopped)
 	}
 	return err
 }
