@@ -596,6 +596,14 @@ func (d *download) schedule(now time.Time) {
 			if !ok {
 				break
 			}
+			if d.picker.Outstanding(i) > 0 && slices.Contains(d.pulling[i], p) {
+				// The end game would ask p for a chunk p is fetching
+				// for us through our pull-through request: a second
+				// copy of the same bytes from the same upload, which
+				// slows every answer p owes. Nothing more of p this
+				// round; once the pull ends the chunk is p's to ask.
+				break
+			}
 			if d.picker.Outstanding(i) > 0 {
 				d.endgameAsked.Set(i)
 			}

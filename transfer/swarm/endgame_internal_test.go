@@ -65,3 +65,44 @@ func TestEndgameSkipsChunkOnItsWay(t *testing.T) {
 		}
 	}
 }
+
+// In the end game a chunk is not asked over a session of the fetcher
+// its pull-through request is open to: the fetcher would send the same
+// bytes twice from one upload (in a 4 MiB crowd of 24 daemons, 83–87% of
+// the session bytes were such copies, and the fetchers that sent most
+// of them finished last).
+func TestEndgameNotAskedOfItsOwnFetcher(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	all := policy.NewBitfield(1)
+	all.Set(0)
+	for _, tc := range []struct {
+		name    string
+		pulling []PeerID
+		want    int
+	}{
+		{"pull open to f", []PeerID{"f"}, 0},
+		{"pull open to another fetcher", []PeerID{"g"}, 1},
+	} {
+		d := &download{
+			s:            &Swarm{},
+			picker:       policy.NewPicker(policy.PickerConfig{NumChunks: 1}),
+			peers:        map[PeerID]*session{},
+			pulling:      map[int][]PeerID{0: tc.pulling},
+			endgameAsked: policy.NewBitfield(1),
+		}
+		ss := &session{peer: "f"}
+		d.peers["f"] = ss
+		d.picker.PeerJoined("f", all)
+		d.picker.Requested(0, policy.OriginPeer, t0)
+		d.schedule(t0.Add(2 * policy.DefaultEndgameDelay))
+		asked := 0
+		for _, m := range ss.ctrl {
+			if m.Type == MsgRequest {
+				asked += len(m.Indices)
+			}
+		}
+		if asked != tc.want {
+			t.Errorf("%s: %d chunks asked of f over its session in the end game, want %d", tc.name, asked, tc.want)
+		}
+	}
+}
