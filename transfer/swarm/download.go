@@ -888,23 +888,7 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	src := d.s.countSource(ref.CID, from)
 	d.s.chunks[chunkSource(src)][verified].Add(1)
 	d.noteResponse(i, asked, sent, now)
-	for _, p := range d.picker.Received(i, asked, now, n) {
-		if p == policy.OriginPeer {
-			if c := d.originCancel[i]; c != nil {
-				c()
-				delete(d.originCancel, i)
-			}
-		} else if ss := d.peers[p]; ss != nil {
-			ss.cancelChunk(i)
-		}
-	}
-	if asked == policy.OriginPeer {
-		if c := d.originCancel[i]; c != nil {
-			c()
-			delete(d.originCancel, i)
-		}
-		d.originFails = 0
-	}
+	d.cancelOtherRequests(i, asked, now, n)
 	if from == policy.OriginPeer {
 		d.s.noteOrigin(nil, sent, now)
 	}
@@ -947,6 +931,30 @@ func (d *download) deliverFrom(i int, asked, from PeerID, data []byte, sent time
 	d.mu.Unlock()
 	d.report()
 	return true
+}
+
+// cancelOtherRequests tells the Picker that chunk i (n bytes) arrived
+// for its request of asked, and cancels the chunk's other requests: the
+// sessions' and the origin request, through a fetcher or not. d.mu is
+// held.
+func (d *download) cancelOtherRequests(i int, asked PeerID, now time.Time, n int64) {
+	for _, p := range d.picker.Received(i, asked, now, n) {
+		if p == policy.OriginPeer {
+			if c := d.originCancel[i]; c != nil {
+				c()
+				delete(d.originCancel, i)
+			}
+		} else if ss := d.peers[p]; ss != nil {
+			ss.cancelChunk(i)
+		}
+	}
+	if asked == policy.OriginPeer {
+		if c := d.originCancel[i]; c != nil {
+			c()
+			delete(d.originCancel, i)
+		}
+		d.originFails = 0
+	}
 }
 
 func (d *download) report() {
