@@ -197,7 +197,7 @@ type Swarm struct {
 	// ledger: the chunks fetched from the origin that no download has
 	// counted yet (acct.go).
 	ledger originLedger
-	// ring: the members' consistent-hash ring last made (memberRing).
+	// ring: the members' consistent-hash ring last made (memberRingCache).
 	ring memberRingCache
 }
 
