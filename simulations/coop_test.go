@@ -449,3 +449,60 @@ func TestEndgameFollowsResponses(t *testing.T) {
 		}
 	}
 }
+
+// TestEndgameNotAskedOfItsFetcher: as the daemon's download.schedule
+// (TestEndgameNotAskedOfItsOwnFetcher in transfer/swarm), the end game
+// does not ask a peer over a session for a chunk that peer is sending
+// the host as its pull-through answer. The scenario is `make
+// validate-crowd`'s 4 MiB flash crowd (24 hosts, four 1 MiB chunks, in
+// the end game from the first request; uploads 4 MiB/s, the origin 12
+// MiB/s): while a chunk is new its fetcher is its only holder, and the
+// askers' end games asked it for the chunk a second time, one more flow
+// from the same upload beside its answer (up to 26 at once at seed 1),
+// and the hosts moved 1.13-1.25 times the bytes they needed. No host may
+// receive a chunk from a peer over a session and as that peer's answer
+// at the same time.
+func TestEndgameNotAskedOfItsFetcher(t *testing.T) {
+	t.Parallel()
+	sc := capped(0)
+	sc.Hosts = 24
+	sc.PackageSize = 4 << 20
+	sc.HostUpload = Dist{{Rate: 4 << 20, Weight: 1}}
+	for seed := uint64(1); seed <= 3; seed++ {
+		sc.Seed = seed
+		s := newSim(sc.withDefaults(), SwarmCoop)
+		both := 0
+		type from struct{ q, i int32 }
+		pulls := map[from]bool{}
+		s.afterEvent = func() {
+			for h := range s.rin {
+				r := &s.rin[h]
+				clear(pulls)
+				for k, c := range r.cls {
+					if id := r.in[k]; id >= 0 && c&clsPull != 0 {
+						pulls[from{s.srvHost(s.flows[id].srv), s.flows[id].chunk}] = true
+					}
+				}
+				for k, c := range r.cls {
+					if id := r.in[k]; id >= 0 && c&(clsPull|clsOrigin) == 0 && pulls[from{s.srvHost(s.flows[id].srv), s.flows[id].chunk}] {
+						both++
+					}
+				}
+			}
+		}
+		if err := s.run(); err != nil {
+			t.Fatal(err)
+		}
+		r := s.result()
+		checkComplete(t, r)
+		moved := r.OriginBytes
+		for _, h := range r.PerHost {
+			moved += h.Uploaded
+		}
+		m := moved / (r.PackageBytes * float64(sc.Hosts))
+		t.Logf("seed %d: makespan %.3fs, moved %.3f times the bytes needed", seed, r.Makespan, m)
+		if both > 0 {
+			t.Errorf("seed %d: %d times (events × hosts) a host was receiving a chunk from a peer over a session while that peer's pull-through answer for it was under way; moved %.3f times the bytes needed", seed, both, m)
+		}
+	}
+}
