@@ -228,6 +228,12 @@ func (s *sim) fetcher(h int32, i int) int32 {
 		}
 		if c.two {
 			s.rankSites(members)
+		} else if fs := s.sc.Fetchers; len(fs) == s.nChunks {
+			// The scenario's draw (the daemons' own, validate-crowd).
+			c.first = make([]int32, s.nChunks)
+			for k, f := range fs {
+				c.first[k] = int32(f)
+			}
 		} else {
 			// Without sites every member ranks by its hash alone, so the
 			// first-ranked is the same whichever member ranks.

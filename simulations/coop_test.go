@@ -506,3 +506,38 @@ func TestEndgameNotAskedOfItsFetcher(t *testing.T) {
 		}
 	}
 }
+
+// TestCoopScenarioFetchers: a scenario's fetchers (the daemons' draw,
+// given by validate-crowd) replace the ranking of the simulated hosts'
+// names: each chunk leaves the origin once, for the host given, and two
+// chunks on one host take that host's upload twice as long as one
+// chunk each on two hosts.
+func TestCoopScenarioFetchers(t *testing.T) {
+	t.Parallel()
+	sc := capped(0)
+	sc.Hosts = 24
+	sc.PackageSize = 4 << 20
+	sc.HostUpload = Dist{{Rate: 4 << 20, Weight: 1}}
+	spread := run(t, sc, SwarmCoop)
+	sc.Fetchers = []int{5, 17, 5, 17}
+	r := run(t, sc, SwarmCoop)
+	checkComplete(t, r)
+	for _, h := range r.PerHost {
+		want := 0.0
+		if h.Host == 5 || h.Host == 17 {
+			want = 2 << 20
+		}
+		if math.Abs(h.FromOrigin-want) > 1 {
+			t.Errorf("host %d took %.0f bytes from the origin, want %.0f", h.Host, h.FromOrigin, want)
+		}
+	}
+	t.Logf("makespan %.2fs, four fetchers %.2fs", r.Makespan, spread.Makespan)
+	// 2 × 23 MiB of answers at 4 MiB/s, against 23 MiB.
+	if r.Makespan < 1.7*spread.Makespan {
+		t.Errorf("two chunks on each of two fetchers: makespan %.2fs, want at least 1.7 times the %.2fs of four fetchers", r.Makespan, spread.Makespan)
+	}
+	sc.Fetchers = []int{5, 17, 5}
+	if _, err := Run(sc, SwarmCoop); err == nil {
+		t.Error("fetchers for 3 of 4 chunks: no error")
+	}
+}
