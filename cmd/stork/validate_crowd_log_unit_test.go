@@ -105,3 +105,17 @@ func TestDaemonFetchers(t *testing.T) {
 		t.Errorf("chunkKeys of 2 MiB + 5 bytes: %d keys", len(keys))
 	}
 }
+
+// TestCPUProfile: the daemons' CPU read over a run, between samples and
+// per window.
+func TestCPUProfile(t *testing.T) {
+	r := realRun{profile: []cpuSample{{0.5, 1}, {1, 1.5}, {2, 3.5}}}
+	for _, c := range []struct{ at, want float64 }{{0.25, 0.5}, {0.5, 1}, {0.75, 1.25}, {1.5, 2.5}, {3, 3.5}} {
+		if got := r.cpuUntil(c.at); got != c.want {
+			t.Errorf("cpuUntil(%v) = %v, want %v", c.at, got, c.want)
+		}
+	}
+	if got, want := r.cpuProfile(0.5), "2.00 1.00 2.00 2.00"; got != want {
+		t.Errorf("cpuProfile(0.5) = %q, want %q", got, want)
+	}
+}

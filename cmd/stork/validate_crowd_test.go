@@ -311,6 +311,15 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 				cal.pkg, cal.bytes, calCPU, calRun.moved/(float64(c.hosts)*cal.bytes), sc.CPU.Cores, 1e9*sc.CPU.PerByte, 1e3*sc.CPU.PerPackage, time.Duration(withStart.Policy.DiscoveryDelay), serial,
 				1e9*received.PerByte, 1e3*received.PerPackage)
 		}
+		if end := real.profile[len(real.profile)-1].at; ot.medianManifest > 0 && end > ot.medianManifest {
+			// Where the daemons' CPU goes in time: a crowd's small
+			// packages are CPU-bound (docs/validation.md).
+			before := real.cpuUntil(ot.medianManifest)
+			w := max(0.25, math.Round(end/40*4)/4)
+			head += fmt.Sprintf("\ndaemons' CPU until the median manifest (the start-up, %.3fs): %.2f CPU-s (%.1f ms per host, %.2f cores); after it: %.2f CPU-s (%.1f ms per host, %.2f cores); cores used per %gs from the start: %s",
+				ot.medianManifest, before, 1e3*before/float64(c.hosts), before/ot.medianManifest,
+				real.cpu-before, 1e3*(real.cpu-before)/float64(c.hosts), (real.cpu-before)/(end-ot.medianManifest), w, real.cpuProfile(w))
+		}
 		if len(sc.Fetchers) > 0 {
 			var draw, asked []string
 			for _, f := range sc.Fetchers {
