@@ -428,7 +428,8 @@ func TestCoopFirstRankedAsksNext(t *testing.T) {
 // bytes they needed; then 1.09-1.11, and 1.13-1.17 since a host's
 // upload is shared per peer (engine.go server: a receiver's answers
 // and session chunks from one host share one share, so each takes
-// longer).
+// longer); 1.02 since the end game does not ask a chunk of the peer
+// sending it as its pull-through answer (TestEndgameNotAskedOfItsFetcher).
 func TestEndgameFollowsResponses(t *testing.T) {
 	t.Parallel()
 	sc := capped(0)
