@@ -128,6 +128,13 @@ type coopState struct {
 	// pullBase+h (Scenario.PullUpload); 0: they leave by the host's
 	// own server, h.
 	pullBase int32
+	// pullSrc[h*nChunks+i]: 1 + the fetcher whose pull-through answer
+	// for chunk i host h's origin request is receiving (openPull), 0
+	// none; the end game asks that fetcher nothing more over a session
+	// (pullingFrom). Made with the run (newSimAt); only h's own events
+	// write h's entries, after waitFree(h), so a fan-out job may read
+	// them (pipe.go).
+	pullSrc []int32
 }
 
 // addPullServers adds each host's server for pull-through answers when
@@ -221,6 +228,12 @@ func (s *sim) fetcher(h int32, i int) int32 {
 		}
 		if c.two {
 			s.rankSites(members)
+		} else if fs := s.sc.Fetchers; len(fs) == s.nChunks {
+			// The scenario's draw (the daemons' own, validate-crowd).
+			c.first = make([]int32, s.nChunks)
+			for k, f := range fs {
+				c.first[k] = int32(f)
+			}
 		} else {
 			// Without sites every member ranks by its hash alone, so the
 			// first-ranked is the same whichever member ranks.
@@ -511,5 +524,18 @@ func (s *sim) openPull(f, asker, i int32) {
 	if p := s.hosts[asker].picker; p != nil && s.hosts[asker].oreq.Has(int(i)) {
 		s.waitFree(asker)
 		p.Streaming(int(i), policy.OriginPeer)
+		s.coop.pullSrc[int(asker)*s.nChunks+int(i)] = f + 1
 	}
+}
+
+// pullingFrom reports whether q is sending h chunk i as the answer to
+// h's pull-through request (openPull): the daemon's download.schedule
+// asks q nothing more that round in the end game rather than ask q for
+// i over a session (its d.pulling), a second copy of the same bytes
+// from one upload, shared per peer with the first (engine.go server),
+// which slowed every answer q owed. The mark stays until h has the
+// chunk: an answer ends only with the chunk (pulled) or with h having
+// it from a peer (cancelPull).
+func (s *sim) pullingFrom(h, q, i int32) bool {
+	return s.coop.pullSrc != nil && s.coop.pullSrc[int(h)*s.nChunks+int(i)] == q+1
 }

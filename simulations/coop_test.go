@@ -428,7 +428,8 @@ func TestCoopFirstRankedAsksNext(t *testing.T) {
 // bytes they needed; then 1.09-1.11, and 1.13-1.17 since a host's
 // upload is shared per peer (engine.go server: a receiver's answers
 // and session chunks from one host share one share, so each takes
-// longer).
+// longer); 1.02 since the end game does not ask a chunk of the peer
+// sending it as its pull-through answer (TestEndgameNotAskedOfItsFetcher).
 func TestEndgameFollowsResponses(t *testing.T) {
 	t.Parallel()
 	sc := capped(0)
@@ -447,5 +448,97 @@ func TestEndgameFollowsResponses(t *testing.T) {
 		if m := moved / (r.PackageBytes * float64(sc.Hosts)); m > 1.2 {
 			t.Errorf("seed %d: moved %.3f times the bytes the hosts needed, want at most 1.2", seed, m)
 		}
+	}
+}
+
+// TestEndgameNotAskedOfItsFetcher: as the daemon's download.schedule
+// (TestEndgameNotAskedOfItsOwnFetcher in transfer/swarm), the end game
+// does not ask a peer over a session for a chunk that peer is sending
+// the host as its pull-through answer. The scenario is `make
+// validate-crowd`'s 4 MiB flash crowd (24 hosts, four 1 MiB chunks, in
+// the end game from the first request; uploads 4 MiB/s, the origin 12
+// MiB/s): while a chunk is new its fetcher is its only holder, and the
+// askers' end games asked it for the chunk a second time, one more flow
+// from the same upload beside its answer (up to 26 at once at seed 1),
+// and the hosts moved 1.13-1.25 times the bytes they needed. No host may
+// receive a chunk from a peer over a session and as that peer's answer
+// at the same time.
+func TestEndgameNotAskedOfItsFetcher(t *testing.T) {
+	t.Parallel()
+	sc := capped(0)
+	sc.Hosts = 24
+	sc.PackageSize = 4 << 20
+	sc.HostUpload = Dist{{Rate: 4 << 20, Weight: 1}}
+	for seed := uint64(1); seed <= 3; seed++ {
+		sc.Seed = seed
+		s := newSim(sc.withDefaults(), SwarmCoop)
+		both := 0
+		type from struct{ q, i int32 }
+		pulls := map[from]bool{}
+		s.afterEvent = func() {
+			for h := range s.rin {
+				r := &s.rin[h]
+				clear(pulls)
+				for k, c := range r.cls {
+					if id := r.in[k]; id >= 0 && c&clsPull != 0 {
+						pulls[from{s.srvHost(s.flows[id].srv), s.flows[id].chunk}] = true
+					}
+				}
+				for k, c := range r.cls {
+					if id := r.in[k]; id >= 0 && c&(clsPull|clsOrigin) == 0 && pulls[from{s.srvHost(s.flows[id].srv), s.flows[id].chunk}] {
+						both++
+					}
+				}
+			}
+		}
+		if err := s.run(); err != nil {
+			t.Fatal(err)
+		}
+		r := s.result()
+		checkComplete(t, r)
+		moved := r.OriginBytes
+		for _, h := range r.PerHost {
+			moved += h.Uploaded
+		}
+		m := moved / (r.PackageBytes * float64(sc.Hosts))
+		t.Logf("seed %d: makespan %.3fs, moved %.3f times the bytes needed", seed, r.Makespan, m)
+		if both > 0 {
+			t.Errorf("seed %d: %d times (events × hosts) a host was receiving a chunk from a peer over a session while that peer's pull-through answer for it was under way; moved %.3f times the bytes needed", seed, both, m)
+		}
+	}
+}
+
+// TestCoopScenarioFetchers: a scenario's fetchers (the daemons' draw,
+// given by validate-crowd) replace the ranking of the simulated hosts'
+// names: each chunk leaves the origin once, for the host given, and two
+// chunks on one host take that host's upload twice as long as one
+// chunk each on two hosts.
+func TestCoopScenarioFetchers(t *testing.T) {
+	t.Parallel()
+	sc := capped(0)
+	sc.Hosts = 24
+	sc.PackageSize = 4 << 20
+	sc.HostUpload = Dist{{Rate: 4 << 20, Weight: 1}}
+	spread := run(t, sc, SwarmCoop)
+	sc.Fetchers = []int{5, 17, 5, 17}
+	r := run(t, sc, SwarmCoop)
+	checkComplete(t, r)
+	for _, h := range r.PerHost {
+		want := 0.0
+		if h.Host == 5 || h.Host == 17 {
+			want = 2 << 20
+		}
+		if math.Abs(h.FromOrigin-want) > 1 {
+			t.Errorf("host %d took %.0f bytes from the origin, want %.0f", h.Host, h.FromOrigin, want)
+		}
+	}
+	t.Logf("makespan %.2fs, four fetchers %.2fs", r.Makespan, spread.Makespan)
+	// 2 × 23 MiB of answers at 4 MiB/s, against 23 MiB.
+	if r.Makespan < 1.7*spread.Makespan {
+		t.Errorf("two chunks on each of two fetchers: makespan %.2fs, want at least 1.7 times the %.2fs of four fetchers", r.Makespan, spread.Makespan)
+	}
+	sc.Fetchers = []int{5, 17, 5}
+	if _, err := Run(sc, SwarmCoop); err == nil {
+		t.Error("fetchers for 3 of 4 chunks: no error")
 	}
 }

@@ -34,9 +34,11 @@
 // and accepted in the host's site first, policy.ChooseSitePeers and
 // AcceptSitePeer), and swarm-coop (the swarm with cooperative origin
 // fetching, coop.go: each origin request goes to the chunk's first-ranked
-// member, policy.Fetchers over the hosts present, which fetches it from
-// the origin once for every host asking; the asker announces no Fetching,
-// and the answers share the host's upload with its sessions, as the
+// member, policy.Fetchers over the hosts present (or the host
+// Scenario.Fetchers names: validate-crowd gives the daemons' own draw),
+// which fetches it from the origin once for every host asking; the asker
+// announces no Fetching, and the answers share the host's upload with
+// its sessions, as the
 // daemon paces both at its upload cap, unless Scenario.PullUpload gives
 // them a capacity of their own; not part of the default
 // sweep), and swarm-sites (the swarm as daemons given --site run it:
@@ -93,7 +95,10 @@
 // than policy.PartSize, the daemon's ChunkParts) are flowing in with
 // Progress (and marks their chunks Streaming, as a pull-through answer
 // once it starts: the end game waits four times longer before asking
-// another peer for a chunk on its way), sets its Picker's end-game
+// another peer for a chunk on its way, and never asks a peer for a chunk
+// that peer is sending it as its pull-through answer, as the daemon's
+// download.schedule: it asks that peer nothing more that round), sets
+// its Picker's end-game
 // delay on every tick from the host's response times over all its
 // downloads (policy.ResponseTimes: twice their mean, from 100 ms to a
 // quarter of the request timeout, as the daemon's Swarm.endgameDelay),

@@ -57,19 +57,19 @@ func (s *sim) fanRange(h, class, i int32, lo, hi int, now time.Time, o *fanOut) 
 		if w.local != (class == 0) || s.haveM[int(w.q)*s.nw+off]&bit != 0 {
 			continue
 		}
-		s.fanOne(w, k, i, now, o)
+		s.fanOne(h, w, k, i, now, o)
 	}
 }
 
-// fanOne updates and asks watcher w (number k, for o's records) about
-// chunk i. It writes only w's Picker and o.
-func (s *sim) fanOne(w *watcher, k int, i int32, now time.Time, o *fanOut) {
+// fanOne updates and asks watcher w (number k, for o's records) of h
+// about chunk i. It writes only w's Picker and o.
+func (s *sim) fanOne(h int32, w *watcher, k int, i int32, now time.Time, o *fanOut) {
 	w.p.PeerHaveRef(w.ref, int(i))
 	nw0, nr0 := len(o.wdr), len(o.req)
 	if w.p.HasWithdrawn() {
 		o.wdr = w.p.Withdrawn(o.wdr)
 	}
-	o.req = s.askRef(w.p, w.ref, now, o.req)
+	o.req = s.askRef(w.q, h, w.p, w.ref, now, o.req)
 	o.recs = append(o.recs, fanRec{w: int32(k), nWdr: int32(len(o.wdr) - nw0), nReq: int32(len(o.req) - nr0)})
 }
 

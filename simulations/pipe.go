@@ -107,7 +107,7 @@ func (p *pipe) loop(s *sim) {
 func (s *sim) runJob(j *pipeJob) {
 	j.out.reset()
 	for k := range j.ws {
-		s.fanOne(&j.ws[k], k, j.i, j.now, &j.out)
+		s.fanOne(j.h, &j.ws[k], k, j.i, j.now, &j.out)
 	}
 }
 

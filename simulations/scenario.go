@@ -54,6 +54,14 @@ type Scenario struct {
 	// daemons leaves this unset. Set, it models a host whose pull-through
 	// answers leave by a link of their own.
 	PullUpload Rate `json:"pull_upload,omitempty"`
+	// Fetchers (swarm-coop, one package, flash arrival): the host that
+	// ranks first for each chunk, in chunk order, in place of the
+	// ranking of the simulated hosts' names (h0, h1, ...), which is the
+	// same whatever the seed: `make validate-crowd` gives the daemons'
+	// own draw (policy.Fetchers over their peer IDs and the chunks'
+	// CIDs), so that one real run compares with the simulator on the
+	// same fetchers. Empty: the simulator ranks.
+	Fetchers []int `json:"fetchers,omitempty"`
 	// Latency: one-way delays.
 	Latency Latency `json:"latency,omitzero"`
 	// Arrival: when hosts want the package.
@@ -321,6 +329,13 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: packages: churn is not simulated with many packages", s.Name)
 	case s.Policy.MaxPeers < 1:
 		return fmt.Errorf("scenario %s: policy.max_peers %d: want at least 1", s.Name, s.Policy.MaxPeers)
+	case len(s.Fetchers) > 0 && (len(s.Fetchers) != s.NumChunks() || s.Packages.Count > 0 || s.Arrival.Pattern != ArrivalFlash):
+		return fmt.Errorf("scenario %s: fetchers: want one host per chunk (%d), one package, flash arrival", s.Name, s.NumChunks())
+	}
+	for _, f := range s.Fetchers {
+		if f < 0 || f >= s.Hosts {
+			return fmt.Errorf("scenario %s: fetchers: host %d of %d", s.Name, f, s.Hosts)
+		}
 	}
 	if err := s.CPU.validate(); err != nil {
 		return fmt.Errorf("scenario %s: %w", s.Name, err)

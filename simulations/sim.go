@@ -340,6 +340,9 @@ func newSimAt(sc Scenario, st Strategy, starts []float64, e *engine) *sim {
 	}
 	s.coop.on, s.coop.all = st == SwarmCoop || st == SwarmSites, starts != nil
 	s.coop.two = st == SwarmSites
+	if s.coop.on {
+		s.coop.pullSrc = make([]int32, int(n)*sc.NumChunks())
+	}
 	s.pruneOn = s.prunable()
 	if s.recvShare == nil {
 		// A workload's first package's hosts: every package draws the
@@ -1170,19 +1173,25 @@ func (s *sim) fillPeer(h int32, k int) {
 // ref on q.
 func (s *sim) fillRef(h int32, k int, p *policy.Picker, ref policy.PeerRef, q int32) {
 	s.waitFree(h)
-	s.ask = s.askRef(p, ref, s.at(s.now), s.ask[:0])
+	s.ask = s.askRef(h, q, p, ref, s.at(s.now), s.ask[:0])
 	for _, i := range s.ask {
 		s.sendOn(h, k, q, evRequest, q, h, i)
 	}
 }
 
-// askRef asks Picker p for the chunks to request of the peer p's ref is
-// a handle on, records them as requested, and appends them to dst. It
-// changes only p (see fanRange); with locality p applies the site rule.
-func (s *sim) askRef(p *policy.Picker, ref policy.PeerRef, now time.Time, dst []int32) []int32 {
+// askRef asks host h's Picker p for the chunks to request of peer q (p's
+// handle on q is ref), records them as requested, and appends them to
+// dst. It changes only p (see fanRange); with locality p applies the
+// site rule. As the daemon's download.schedule, the end game asks q
+// nothing more this round once it would ask q for a chunk q is sending
+// h as the answer to h's pull-through request (pullingFrom).
+func (s *sim) askRef(h, q int32, p *policy.Picker, ref policy.PeerRef, now time.Time, dst []int32) []int32 {
 	for range s.nChunks + 1 {
 		i, ok := p.NextForPeerRef(ref, now)
 		if !ok {
+			break
+		}
+		if s.coop.on && p.Outstanding(i) > 0 && s.pullingFrom(h, q, int32(i)) {
 			break
 		}
 		p.RequestedRef(i, ref, now)

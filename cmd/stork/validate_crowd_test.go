@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/node"
 	"github.com/storkpm/stork/simulations"
+	"github.com/storkpm/stork/transfer/policy"
 )
 
 // The issue 23 scenarios side by side (`make validate-crowd`,
@@ -59,7 +61,10 @@ import (
 // the run's own CPU, solveCPU; beside it, the same solved per byte the
 // hosts needed, and the serial packages.overhead
 // it replaces: the daemons' CPU seconds per host and package times the
-// hosts over the cores). Beside each table: what the origin's log says
+// hosts over the cores). In a flash crowd the cooperative simulator
+// takes the daemons' own fetchers, which daemon ranks first for which
+// chunk (daemonFetchers: their peer IDs, the chunks' CIDs), not the
+// ranking of its own host names, the same at every seed. Beside each table: what the origin's log says
 // and the daemons' CPU. Each table is logged, and written to
 // STORK_SIMVAL_OUT (a directory) if set; a gap over validateMaxGap is
 // reported, not failed: the daemons' batching and large-package paths
@@ -180,7 +185,10 @@ func (c simvalConfig) mode(m string) ([]string, simulations.Strategy) {
 
 // compare runs pkg on fresh daemons and sc in the simulator for every
 // mode, and logs (and writes) the table; bytes is what one host fetches.
-func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, bytes float64, cal calibration) {
+// keys (a flash crowd: its package's chunk keys, chunkKeys) give the
+// simulator of the cooperative mode the daemons' own fetchers
+// (daemonFetchers, Scenario.Fetchers); nil: the simulator ranks.
+func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, bytes float64, cal calibration, keys []uint64) {
 	t.Helper()
 	packages := max(sc.Packages.Count, 1)
 	logDir := c.out
@@ -210,7 +218,14 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		ot := c.originTimes(t, logPath, real.t0, r.dir)
 		perDownload := real.cpu / float64(c.hosts*packages)
 		need := float64(c.hosts) * bytes // what the hosts must receive
-		var received simulations.CPU     // the cpu section per byte received, beside
+		sc.Fetchers = nil
+		if st == simulations.SwarmCoop && len(keys) > 0 {
+			// The daemons' draw, one run against one run: which host
+			// fetches which chunk sets a small crowd's time (two chunks
+			// on one host take its upload twice as long).
+			sc.Fetchers = daemonFetchers(real.hosts, keys)
+		}
+		var received simulations.CPU // the cpu section per byte received, beside
 		if c.measured {
 			// The run's own measures (docs/validation.md): a fetch's
 			// start-up until its manifest, and with many packages each
@@ -296,6 +311,28 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 				cal.pkg, cal.bytes, calCPU, calRun.moved/(float64(c.hosts)*cal.bytes), sc.CPU.Cores, 1e9*sc.CPU.PerByte, 1e3*sc.CPU.PerPackage, time.Duration(withStart.Policy.DiscoveryDelay), serial,
 				1e9*received.PerByte, 1e3*received.PerPackage)
 		}
+		if end := real.profile[len(real.profile)-1].at; ot.medianManifest > 0 && end > ot.medianManifest {
+			// Where the daemons' CPU goes in time: a crowd's small
+			// packages are CPU-bound (docs/validation.md).
+			before := real.cpuUntil(ot.medianManifest)
+			w := max(0.25, math.Round(end/40*4)/4)
+			head += fmt.Sprintf("\ndaemons' CPU until the median manifest (the start-up, %.3fs): %.2f CPU-s (%.1f ms per host, %.2f cores); after it: %.2f CPU-s (%.1f ms per host, %.2f cores); cores used per %gs from the start: %s",
+				ot.medianManifest, before, 1e3*before/float64(c.hosts), before/ot.medianManifest,
+				real.cpu-before, 1e3*(real.cpu-before)/float64(c.hosts), (real.cpu-before)/(end-ot.medianManifest), w, real.cpuProfile(w))
+		}
+		if len(sc.Fetchers) > 0 {
+			var draw, asked []string
+			for _, f := range sc.Fetchers {
+				draw = append(draw, fmt.Sprintf("h%02d", f))
+			}
+			for i, h := range real.hosts {
+				if h.originFetches > 0 {
+					asked = append(asked, fmt.Sprintf("h%02d (%d)", i, h.originFetches))
+				}
+			}
+			head += fmt.Sprintf("\nsimulator fetchers: the daemons' draw (policy.Fetchers over their peer IDs, the chunks' CIDs), chunk by chunk: %s; the daemons that asked the origin (chunk requests): %s",
+				strings.Join(draw, " "), strings.Join(asked, " "))
+		}
 		pl := real.pulls
 		head += fmt.Sprintf("\ndaemons' pull-through: %d streams; given up %d silent, %d claimed, %d refused; origin chunk requests %d, of them fallbacks %d; %d of %d daemons inferred a site",
 			pl.Streams, pl.Silent, pl.Claimed, pl.Refused, pl.OriginFetches, pl.OriginFallbacks, real.inferred, c.hosts)
@@ -303,7 +340,7 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			real.moved-real.kept, real.kept, real.moved/need, need, real.fromPeers, sim.moved, sim.moved/need)
 		if c.measured {
 			free := c.scenario(t)
-			free.PackageSize, free.Packages = sc.PackageSize, sc.Packages
+			free.PackageSize, free.Packages, free.Fetchers = sc.PackageSize, sc.Packages, sc.Fetchers
 			free.Packages.Overhead = simulations.Duration(c.overhead)
 			f := validateSimRuns(t, free, st, c.seeds)
 			head += fmt.Sprintf("\nsimulator without the measured terms: origin copies %.3f, makespan %.3fs, median completion %.3fs", f.origin/bytes, f.makespan, f.median)
@@ -426,7 +463,8 @@ func TestValidateCrowd(t *testing.T) {
 	for _, size := range c.sizes {
 		r := newRepo(t)
 		blob := filepath.Join(t.TempDir(), "blob.bin")
-		writeFile(t, blob, randomBytes(t, int(size)), 0o644)
+		data := randomBytes(t, int(size))
+		writeFile(t, blob, data, 0o644)
 		stork(t, "repo", "add", "--dir", r.dir, "--key", r.key, "--name", "blob", "--version", "1.0.0", "--chunk-size", "1M", blob)
 		var cal calibration
 		if c.measured && c.calibrate > 0 {
@@ -439,8 +477,39 @@ func TestValidateCrowd(t *testing.T) {
 		}
 		sc := c.scenario(t)
 		sc.PackageSize = simulations.Size(size)
-		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", float64(size), cal)
+		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", float64(size), cal, chunkKeys(data, 1<<20))
 	}
+}
+
+// chunkKeys returns the ranking keys of data's chunks of size bytes, as
+// `stork repo add --chunk-size` cuts it and the daemons rank them
+// (policy.ChunkKey of each chunk's CID, transfer/swarm coop.go).
+func chunkKeys(data []byte, size int) []uint64 {
+	var keys []uint64
+	for off := 0; off < len(data); off += size {
+		keys = append(keys, policy.ChunkKey(metadata.SumCID(data[off:min(off+size, len(data))]).Bytes()))
+	}
+	return keys
+}
+
+// daemonFetchers returns, for each chunk key, the daemon (by start order
+// in hosts) that ranks first for it among every daemon's peer ID: the
+// chunk's origin fetcher in the daemons' cooperative fetching, whose
+// members are the overlay (every daemon, once waitOverlay has seen them
+// meet).
+func daemonFetchers(hosts []hostFigures, keys []uint64) []int {
+	ms := make([]policy.Member, len(hosts))
+	idx := make(map[policy.PeerID]int, len(hosts))
+	for i, h := range hosts {
+		ms[i] = policy.Member{ID: policy.PeerID(h.peer)}
+		idx[ms[i].ID] = i
+	}
+	f := policy.NewFetchers(ms[0], ms)
+	out := make([]int, len(keys))
+	for k, key := range keys {
+		out[k] = idx[f.First(key)]
+	}
+	return out
 }
 
 // TestValidateUpgrade: the upgrade of issue 23, daemons and simulator.
@@ -481,7 +550,7 @@ func TestValidateUpgrade(t *testing.T) {
 		cal = calibration{pkg: "calibrate", bytes: float64(c.calibrate)}
 	}
 	t.Logf("upgrade: %d packages, %.1f MB", len(sizes), total/1e6)
-	c.compare(t, fmt.Sprintf("upgrade %d packages %d bytes", len(sizes), int64(total)), r, sc, "upgrade", total, cal)
+	c.compare(t, fmt.Sprintf("upgrade %d packages %d bytes", len(sizes), int64(total)), r, sc, "upgrade", total, cal, nil)
 }
 
 // TestMeasuredCPUFlashCrowd: a flash crowd (one package) with a

@@ -213,6 +213,49 @@ type realRun struct {
 	inferred int
 	// hosts: each daemon's own figures, in start order.
 	hosts []hostFigures
+	// profile: the daemons' CPU seconds since t0, read about every
+	// cpuSampleEvery, and at the last fetch's end (cpu).
+	profile []cpuSample
+}
+
+// cpuSample is the daemons' CPU seconds since t0 (cpu) at seconds after
+// it.
+type cpuSample struct{ at, cpu float64 }
+
+// cpuSampleEvery: how often validateRealRunAt reads the daemons' CPU.
+const cpuSampleEvery = 50 * time.Millisecond
+
+// cpuUntil returns the daemons' CPU seconds from t0 to at seconds after
+// it, from the profile (linear between samples; the whole run's beyond).
+func (r realRun) cpuUntil(at float64) float64 {
+	prev := cpuSample{}
+	for _, p := range r.profile {
+		if p.at >= at {
+			if p.at == prev.at {
+				return p.cpu
+			}
+			return prev.cpu + (p.cpu-prev.cpu)*(at-prev.at)/(p.at-prev.at)
+		}
+		prev = p
+	}
+	if len(r.profile) == 0 {
+		return math.NaN()
+	}
+	return prev.cpu
+}
+
+// cpuProfile is the cores the daemons used in each window of w seconds
+// from t0, as one line.
+func (r realRun) cpuProfile(w float64) string {
+	var b strings.Builder
+	end := 0.0
+	if len(r.profile) > 0 {
+		end = r.profile[len(r.profile)-1].at
+	}
+	for t := 0.0; t < end; t += w {
+		fmt.Fprintf(&b, " %.2f", (r.cpuUntil(min(t+w, end))-r.cpuUntil(t))/(min(t+w, end)-t))
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // hostFigures is one daemon's part of a realRun, from its Status.
@@ -280,6 +323,23 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 	var wg sync.WaitGroup
 	cpu0 := procsCPU(procs)
 	t0 := time.Now()
+	// The daemons' CPU over the run, every cpuSampleEvery (cpuProfile).
+	var profile []cpuSample
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(cpuSampleEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+				profile = append(profile, cpuSample{time.Since(t0).Seconds(), procsCPU(procs) - cpu0})
+			}
+		}
+	}()
 	for i, d := range datas {
 		wg.Add(1)
 		go func() {
@@ -289,6 +349,9 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 		}()
 	}
 	wg.Wait()
+	close(stopSampling)
+	<-sampled
+	cpuEnd := time.Since(t0).Seconds()
 	cpu := procsCPU(procs) - cpu0
 	var origin, moved, fromPeers float64
 	var pulls node.PullStatus
@@ -321,7 +384,8 @@ func validateRealRunAt(t *testing.T, hosts int, url, root, pkg string, extra []s
 	if logDir != "" {
 		writeDaemonLogs(t, logDir, t0, procs, figs)
 	}
-	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls, inferred: inferred, moved: moved, fromPeers: fromPeers, hosts: figs}
+	return realRun{done: done, kept: origin, t0: t0, cpu: cpu, pulls: pulls, inferred: inferred, moved: moved, fromPeers: fromPeers, hosts: figs,
+		profile: append(profile, cpuSample{cpuEnd, cpu})}
 }
 
 // writeDaemonLogs stops the daemons of procs and writes each one's log
