@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -105,5 +106,24 @@ func TestPipeHelperSameRun(t *testing.T) {
 	}
 	if d := math.Abs(a.OriginBytes-b.OriginBytes) / a.OriginBytes; d > 0.2 {
 		t.Errorf("origin bytes %.0f without a pipeline, %.0f with: %.0f%% apart", a.OriginBytes, b.OriginBytes, 100*d)
+	}
+}
+
+// TestParkerAwait: the event loop's await returns once the helper made
+// its condition true and signalled, whether the helper was quick (await
+// still polling) or slow (await asleep), and no signal is lost between
+// await's last poll and its sleep (the test would hang).
+func TestParkerAwait(t *testing.T) {
+	k := newParker()
+	var done atomic.Uint64
+	for n := range uint64(200) {
+		go func() {
+			if n%2 == 1 {
+				time.Sleep(time.Duration(n%7) * 20 * time.Microsecond)
+			}
+			done.Store(n + 1)
+			k.signal()
+		}()
+		k.await(func() bool { return done.Load() == n+1 })
 	}
 }

@@ -98,6 +98,7 @@ func (p *pipe) loop(s *sim) {
 				p.ran.Store(j.hseq)
 			}
 			p.cursor.Store(pos + 1)
+			p.parker.signal()
 		}
 	}
 }
@@ -118,11 +119,7 @@ func (s *sim) waitFree(h int32) {
 	if p == nil || p.last[h] <= p.ran.Load() {
 		return
 	}
-	for spins := 0; p.last[h] > p.ran.Load(); spins++ {
-		if spins&1023 == 1023 {
-			runtime.Gosched()
-		}
-	}
+	p.parker.await(func() bool { return p.last[h] <= p.ran.Load() })
 }
 
 // postFan posts h's HaveUpdate fan-out for chunk i to its watchers of
@@ -132,8 +129,8 @@ func (s *sim) postFan(h, class, i int32) {
 	for p.tail-p.head >= pipeRing {
 		s.emitOldest()
 	}
-	for p.tail-p.cursor.Load() >= pipeRing && p.helper {
-		runtime.Gosched() // the helper has yet to pass the slot
+	if p.helper { // the helper may have yet to pass the slot
+		p.parker.await(func() bool { return p.tail-p.cursor.Load() < pipeRing })
 	}
 	j := &p.ring[p.tail%pipeRing]
 	j.h, j.i, j.t, j.now = h, i, s.now, s.at(s.now)
@@ -176,11 +173,7 @@ func (s *sim) postFan(h, class, i int32) {
 func (s *sim) emitOldest() {
 	p := s.pipe
 	j := &p.ring[p.head%pipeRing]
-	for spins := 0; j.hseq > p.ran.Load(); spins++ {
-		if spins&1023 == 1023 {
-			runtime.Gosched()
-		}
-	}
+	p.parker.await(func() bool { return j.hseq <= p.ran.Load() })
 	wi, ri := 0, 0
 	for _, r := range j.out.recs {
 		w := &j.ws[r.w]
