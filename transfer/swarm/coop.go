@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	pool "github.com/libp2p/go-buffer-pool"
+
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer/policy"
 )
@@ -219,7 +221,7 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 		} else if k == 0 {
 			fl |= pullFirstRank
 		}
-		data, err := d.pullShared(ctx, f, i, fl)
+		data, raw, err := d.pullShared(ctx, f, i, fl, d.sinkKeepsNothing)
 		var other *askOtherError
 		if errors.As(err, &other) && named == "" && other.peer != d.s.cfg.Self && !slices.Contains(before, other.peer) {
 			// The fetcher does not know the package, and names the peer
@@ -236,13 +238,17 @@ func (d *download) pullFetchers(ctx context.Context, i int, sent time.Time) (boo
 			return false, ctx.Err()
 		}
 		if err == nil {
-			if verr := ref.Verify(data); verr != nil {
+			verr := ref.Verify(data)
+			if verr == nil && !d.deliverFrom(i, policy.OriginPeer, f, data, sent) {
+				d.s.ctr.dupPull.Add(int64(len(data)))
+			}
+			if raw != nil {
+				pullBufs.Put(raw) // stored, or not wanted: nothing refers to it
+			}
+			if verr != nil {
 				d.s.chunks[fromPeers][failed].Add(1)
 				d.banFetcher(f, verr)
 				continue
-			}
-			if !d.deliverFrom(i, policy.OriginPeer, f, data, sent) {
-				d.s.ctr.dupPull.Add(int64(len(data)))
 			}
 			return true, nil
 		}
@@ -381,11 +387,12 @@ var errPullSkipped = errors.New("fetcher skipped")
 
 // pullOne sends one pull-through request to f once it is f's turn
 // (Swarm.askSlot), unless f was found silent meanwhile; a silent f is
-// ranked no more (skipFetcher) before its slot is given back.
-func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.ChunkRef, flags byte) ([]byte, error) {
+// ranked no more (skipFetcher) before its slot is given back. The chunk
+// is in a buffer of bufs (nil: a new one), returned with it.
+func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.ChunkRef, flags byte, bufs *pool.BufferPool) ([]byte, []byte, error) {
 	release, err := d.s.askSlot(ctx, f)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer release()
 	d.mu.Lock()
@@ -409,10 +416,10 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 	}
 	d.mu.Unlock()
 	if skip {
-		return nil, errPullSkipped
+		return nil, nil, errPullSkipped
 	}
 	answered := false // d.mu
-	data, err := d.s.pull(ctx, f, d.c, i, ref, flags, func(sending bool) {
+	data, raw, err := d.s.pull(ctx, f, d.c, i, ref, flags, bufs, func(sending bool) {
 		d.pullHeard(f, i, sending)
 		d.mu.Lock()
 		if !answered {
@@ -439,7 +446,7 @@ func (d *download) pullOne(ctx context.Context, f PeerID, i int, ref metadata.Ch
 		// Before the slot goes to a request waiting for it.
 		d.skipFetcher(f)
 	}
-	return data, err
+	return data, raw, err
 }
 
 // upstreamFirst reports whether we rank first in our site for chunk i
@@ -459,6 +466,10 @@ func (d *download) upstreamFirst(i int) bool {
 	return len(d.fetchers.Before(k, 1, nil)) == 0 && len(d.fetchers.Upstream(k, 1, nil)) > 0
 }
 
+// pullBufs recycles the buffers of chunks pulled for our own download
+// (pullShared with own), as chunkBufs does a session's.
+var pullBufs pool.BufferPool
+
 // sharedPull is one pull-through request for a chunk, shared by every
 // caller that asks the same fetcher for it meanwhile: our download's own
 // origin request and the requests of our site's hosts we forward
@@ -476,19 +487,29 @@ type sharedPull struct {
 // pullShared asks fetcher f for chunk i (pullOne, with flags), joined,
 // with two-level pull-through, with a request to f for it under way. The request runs until it ends
 // or every caller waiting for it has gone.
-func (d *download) pullShared(ctx context.Context, f PeerID, i int, flags byte) ([]byte, error) {
+//
+// With own (the caller alone will read the chunk, and without two-level
+// pull-through no other caller shares the request) the chunk is in a
+// buffer of pullBufs, returned with it: the caller puts it back once it
+// has stored the chunk (a VerifiedChunkSink keeps no reference to it).
+// Otherwise the buffer is nil and the chunk stays the callers'.
+func (d *download) pullShared(ctx context.Context, f PeerID, i int, flags byte, own bool) ([]byte, []byte, error) {
 	d.mu.Lock()
 	two := d.twoLevel
 	d.mu.Unlock()
 	if !two {
 		// Without sites a host's own requests and those it forwards go
 		// to one fetcher only while members views differ: each its own.
-		return d.pullOne(ctx, f, i, d.pkg.refs[i], flags)
+		var bufs *pool.BufferPool
+		if own {
+			bufs = &pullBufs
+		}
+		return d.pullOne(ctx, f, i, d.pkg.refs[i], flags, bufs)
 	}
 	// A request our site's hosts made of us before this download began
 	// may be under way to the chunk's global fetcher (pullData).
 	if data, err := d.s.upstreamFetch(ctx, "", d.c, i, d.pkg.refs[i]); !errors.Is(err, errNoUpstreamCall) {
-		return data, err
+		return data, nil, err
 	}
 	d.mu.Lock()
 	c := d.shared[i]
@@ -497,7 +518,7 @@ func (d *download) pullShared(ctx context.Context, f PeerID, i int, flags byte) 
 		c = &sharedPull{f: f, done: make(chan struct{}), cancel: cancel}
 		ref := d.pkg.refs[i]
 		if !d.s.goroutine(func() {
-			data, err := d.pullOne(cctx, f, i, ref, flags)
+			data, _, err := d.pullOne(cctx, f, i, ref, flags, nil)
 			d.mu.Lock()
 			c.data, c.err = data, err
 			if d.shared[i] == c {
@@ -509,7 +530,7 @@ func (d *download) pullShared(ctx context.Context, f PeerID, i int, flags byte) 
 		}) {
 			d.mu.Unlock()
 			cancel()
-			return nil, ErrClosed
+			return nil, nil, ErrClosed
 		}
 		if d.shared == nil {
 			d.shared = make(map[int]*sharedPull)
@@ -520,7 +541,7 @@ func (d *download) pullShared(ctx context.Context, f PeerID, i int, flags byte) 
 	d.mu.Unlock()
 	select {
 	case <-c.done:
-		return c.data, c.err
+		return c.data, nil, c.err
 	case <-ctx.Done():
 		d.mu.Lock()
 		if c.waiters--; c.waiters == 0 {
@@ -531,7 +552,7 @@ func (d *download) pullShared(ctx context.Context, f PeerID, i int, flags byte) 
 			}
 		}
 		d.mu.Unlock()
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 }
 
@@ -645,7 +666,7 @@ func (d *download) forward(ctx context.Context, asker PeerID, i int) []byte {
 		}
 		f = before[0]
 		var err error
-		data, err = d.pullShared(ctx, f, i, pullForwarded)
+		data, _, err = d.pullShared(ctx, f, i, pullForwarded, false)
 		if err == nil {
 			break
 		}

@@ -10,8 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/ipfs/go-cid"
+	pool "github.com/libp2p/go-buffer-pool"
 
 	"github.com/storkpm/stork/metadata"
 	"github.com/storkpm/stork/transfer/policy"
@@ -167,11 +169,12 @@ func (s *Swarm) pullClaim() time.Duration {
 // pull asks fetcher `from` for chunk i (ref) of manifest, calling
 // heard(false) once `from` first answers, and heard(true) when it starts
 // sending the chunk. The chunk it returns is not verified yet. The
-// caller holds one of from's askSlots.
-func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte, heard func(sending bool)) ([]byte, error) {
+// caller holds one of from's askSlots. The chunk is in a buffer of bufs
+// (readPull), returned with it.
+func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, ref metadata.ChunkRef, flags byte, bufs *pool.BufferPool, heard func(sending bool)) ([]byte, []byte, error) {
 	pn, _ := s.cfg.Network.(PullNetwork)
 	if pn == nil {
-		return nil, errPullRefused
+		return nil, nil, errPullRefused
 	}
 	idle := s.pullIdle()
 	octx, cancel := context.WithTimeout(ctx, idle)
@@ -179,7 +182,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 	cancel()
 	if err != nil {
 		s.ctr.pullsSilent.Add(1)
-		return nil, fmt.Errorf("pull chunk %s from %s: %w: %w", ref.CID, from, errPullSilent, err)
+		return nil, nil, fmt.Errorf("pull chunk %s from %s: %w: %w", ref.CID, from, errPullSilent, err)
 	}
 	s.ctr.pullStreams.Add(1)
 	watch := s.watchPull(from, idle, st) // pullalive.go
@@ -199,7 +202,7 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 		claim.Reset(s.pullClaim())
 		s.noteUpstream()
 	}
-	data, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, func(n int) { got += int64(n); watch.Alive() }, progressed, func(ok bool) {
+	data, raw, err := readPull(st, manifest, i, flags|pullWantsProgress, ref, bufs, func(n int) { got += int64(n); watch.Alive() }, progressed, func(ok bool) {
 		if ok {
 			sending = true
 			s.noteUpstream()
@@ -215,16 +218,16 @@ func (s *Swarm) pull(ctx context.Context, from PeerID, manifest cid.Cid, i int, 
 			s.ctr.cutPull.Add(got)
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		countPullErr(&s.ctr, err, claimed.Load())
 		if claimed.Load() {
-			return nil, fmt.Errorf("pull chunk %s from %s: %w: working for %v without sending it", ref.CID, from, errPullSilent, s.pullClaim())
+			return nil, nil, fmt.Errorf("pull chunk %s from %s: %w: working for %v without sending it", ref.CID, from, errPullSilent, s.pullClaim())
 		}
-		return nil, fmt.Errorf("pull chunk %s from %s: %w", ref.CID, from, err)
+		return nil, nil, fmt.Errorf("pull chunk %s from %s: %w", ref.CID, from, err)
 	}
 	st.Close()
-	return data, nil
+	return data, raw, nil
 }
 
 // noteUpstream records that a fetcher we asked progressed (upstreamAt),
@@ -259,18 +262,20 @@ func (s *Swarm) askSlot(ctx context.Context, f PeerID) (func(), error) {
 // pullProgress, and status on every status byte (sending: pullOK, the
 // chunk starts) but a pullWorking followed at once by more (a fetcher
 // that had the chunk, or its answer, at hand: its working and its answer
-// are one); the chunk must be ref.Length bytes long.
-func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, alive func(n int), progressed func(), status func(sending bool)) ([]byte, error) {
+// are one); the chunk must be ref.Length bytes long. The chunk is read
+// into a buffer of bufs (nil: a new one), returned with it (nil without
+// bufs): the caller puts it back once nothing refers to the chunk.
+func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.ChunkRef, bufs *pool.BufferPool, alive func(n int), progressed func(), status func(sending bool)) ([]byte, []byte, error) {
 	length := ref.Length
 	req := appendPullRequest(nil, pullRequest{manifest: manifest, index: i, flags: flags | pullWithRef, ref: ref})
 	if _, err := st.Write(req); err != nil {
-		return nil, fmt.Errorf("%w: %w", errPullSilent, err)
+		return nil, nil, fmt.Errorf("%w: %w", errPullSilent, err)
 	}
 	br := bufio.NewReader(&aliveReader{r: st, alive: alive})
 	for {
 		b, err := br.ReadByte()
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errPullSilent, err)
+			return nil, nil, fmt.Errorf("%w: %w", errPullSilent, err)
 		}
 		if b != pullWorking || br.Buffered() == 0 {
 			status(b == pullOK)
@@ -282,41 +287,59 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.Chunk
 			progressed()
 			continue
 		case pullRefused:
-			return nil, errPullRefused
+			return nil, nil, errPullRefused
 		case pullMissing:
-			return nil, fmt.Errorf("fetcher's origin: %w", metadata.ErrNotFound)
+			return nil, nil, fmt.Errorf("fetcher's origin: %w", metadata.ErrNotFound)
 		case pullOriginDown:
-			return nil, errPullOriginDown
+			return nil, nil, errPullOriginDown
 		case pullAskOther:
 			n, err := readUvarint(br)
 			if err != nil {
-				return nil, unexpectedEOF(err)
+				return nil, nil, unexpectedEOF(err)
 			}
 			if n == 0 || n > maxPeerIDLen {
-				return nil, protoErr("pull answer: peer ID of %d bytes", n)
+				return nil, nil, protoErr("pull answer: peer ID of %d bytes", n)
 			}
 			id := make([]byte, n)
 			if _, err := io.ReadFull(br, id); err != nil {
-				return nil, unexpectedEOF(err)
+				return nil, nil, unexpectedEOF(err)
 			}
-			return nil, &askOtherError{peer: PeerID(id)}
+			return nil, nil, &askOtherError{peer: PeerID(id)}
 		case pullOK:
 		default:
-			return nil, protoErr("pull status %d", b)
+			return nil, nil, protoErr("pull status %d", b)
 		}
 		n, err := readUvarint(br)
 		if err != nil {
-			return nil, unexpectedEOF(err)
+			return nil, nil, unexpectedEOF(err)
 		}
 		if n != uint64(length) {
-			return nil, protoErr("pulled chunk of %d bytes, want %d", n, length)
+			return nil, nil, protoErr("pulled chunk of %d bytes, want %d", n, length)
 		}
-		data := make([]byte, n)
+		// A pooled buffer: a new one costs several times the copy into
+		// it, most of the asker's CPU per byte (docs/figures.md).
+		data, raw := pooledChunk(int(n), bufs)
 		if _, err := io.ReadFull(br, data); err != nil {
-			return nil, unexpectedEOF(err)
+			if raw != nil {
+				bufs.Put(raw)
+			}
+			return nil, nil, unexpectedEOF(err)
 		}
+		return data, raw, nil
+	}
+}
+
+// pooledChunk returns n bytes aligned as alignedBuf's, in a buffer of
+// bufs (raw, to be put back whole), or a new one (raw nil) without bufs.
+// bufs keeps a pool per power of two: chunks of every size are reused.
+func pooledChunk(n int, bufs *pool.BufferPool) (data, raw []byte) {
+	if bufs == nil {
+		data, _ = alignedBuf(n, 0, nil)
 		return data, nil
 	}
+	raw = bufs.Get(n + alignedChunk)
+	o := (alignedChunk - int(uintptr(unsafe.Pointer(&raw[0]))&(alignedChunk-1))) & (alignedChunk - 1)
+	return raw[o : o+n : o+n], raw
 }
 
 // aliveReader calls alive after every read that returned bytes, with
@@ -923,7 +946,8 @@ func (s *Swarm) runUpstreamCall(ctx context.Context, c *originCall, up PeerID, m
 	var data []byte
 	release, err := s.askSlot(ctx, up)
 	if err == nil {
-		data, err = s.pull(ctx, up, manifest, i, ref, pullForwarded, func(bool) {})
+		// Not pooled: the chunk is kept (rememberLocked) for our site.
+		data, _, err = s.pull(ctx, up, manifest, i, ref, pullForwarded, nil, func(bool) {})
 		release()
 	}
 	if err == nil {
