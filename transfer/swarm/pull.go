@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/ipfs/go-cid"
 	pool "github.com/libp2p/go-buffer-pool"
@@ -316,8 +315,8 @@ func readPull(st Stream, manifest cid.Cid, i int, flags byte, ref metadata.Chunk
 		if n != uint64(length) {
 			return nil, nil, protoErr("pulled chunk of %d bytes, want %d", n, length)
 		}
-		// A pooled buffer: a new one costs several times the copy into
-		// it, most of the asker's CPU per byte (docs/figures.md).
+		// A pooled buffer: a new one is zeroed and faulted in, which
+		// costs several times the copy into it.
 		data, raw := pooledChunk(int(n), bufs)
 		if _, err := io.ReadFull(br, data); err != nil {
 			if raw != nil {
@@ -338,8 +337,7 @@ func pooledChunk(n int, bufs *pool.BufferPool) (data, raw []byte) {
 		return data, nil
 	}
 	raw = bufs.Get(n + alignedChunk)
-	o := (alignedChunk - int(uintptr(unsafe.Pointer(&raw[0]))&(alignedChunk-1))) & (alignedChunk - 1)
-	return raw[o : o+n : o+n], raw
+	return alignIn(raw, 0, n), raw
 }
 
 // aliveReader calls alive after every read that returned bytes, with

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/storkpm/stork/transfer/policy"
 )
@@ -149,9 +148,7 @@ func getUploadBuf(n int) *[]byte {
 	if p, _ := uploadBufs.Get().(*[]byte); p != nil && cap(*p) >= n {
 		return p
 	}
-	raw := make([]byte, n+alignedChunk)
-	o := (alignedChunk - int(uintptr(unsafe.Pointer(&raw[0]))&(alignedChunk-1))) & (alignedChunk - 1)
-	b := raw[o : o+n : o+n]
+	b := alignIn(make([]byte, n+alignedChunk), 0, n)
 	return &b
 }
 

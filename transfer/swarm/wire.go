@@ -291,12 +291,18 @@ func alignedBuf(n, skew int, pool *sync.Pool) ([]byte, *[]byte) {
 		raw := make([]byte, n+alignedChunk)
 		bp = &raw
 	}
-	raw := (*bp)[:cap(*bp)]
-	o := (alignedChunk - int((uintptr(unsafe.Pointer(&raw[0]))+uintptr(skew))&(alignedChunk-1))) & (alignedChunk - 1)
 	if pool == nil {
-		bp = nil
+		return alignIn(*bp, skew, n), nil
 	}
-	return raw[o : o+n : o+n], bp
+	return alignIn(*bp, skew, n), bp
+}
+
+// alignIn returns the n bytes of raw (at least n+alignedChunk long, in
+// capacity) whose byte skew sits at an alignedChunk boundary, capped at n.
+func alignIn(raw []byte, skew, n int) []byte {
+	raw = raw[:cap(raw)]
+	o := (alignedChunk - int((uintptr(unsafe.Pointer(&raw[0]))+uintptr(skew))&(alignedChunk-1))) & (alignedChunk - 1)
+	return raw[o : o+n : o+n]
 }
 
 func unexpectedEOF(err error) error {
