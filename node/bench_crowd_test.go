@@ -29,8 +29,11 @@ import (
 // crowdResult is one scenario's figures.
 type crowdResult struct {
 	copies float64
-	all    time.Duration // first start to last done
-	mean   time.Duration // mean fetch time of one host
+	// allCopies: every origin byte, metadata and manifests too, over the
+	// package's size.
+	allCopies float64
+	all       time.Duration // first start to last done
+	mean      time.Duration // mean fetch time of one host
 	// first: first start to the origin having sent one copy's bytes (0:
 	// it never did).
 	first time.Duration
@@ -88,7 +91,9 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 	// A host refreshes its metadata for an unknown package at most once
 	// per minForcedRefresh: let the last scenario's refresh age.
 	time.Sleep(minForcedRefresh + 100*time.Millisecond)
-	before := o.chunkBytes.Load()
+	before, beforeAll := o.chunkBytes.Load(), o.allBytes()
+	stop := startPhaseTrace(tb, "."+name)
+	defer stop()
 	fromOrigin := make([]int64, len(nodes))
 	for k, n := range nodes {
 		fromOrigin[k] = n.status(tb).BytesFromOrigin
@@ -163,6 +168,7 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 		lateOrigin: lateOrigin,
 		lateCopies: float64(o.chunkBytes.Load()-atFirstDone) / float64(size),
 		copies:     float64(o.chunkBytes.Load()-before) / float64(size),
+		allCopies:  float64(o.allBytes()-beforeAll) / float64(size),
 		all:        all,
 		mean:       sum / time.Duration(len(nodes)),
 		first:      first,
@@ -299,8 +305,8 @@ func BenchmarkFlashCrowd(b *testing.B) {
 				for _, coop := range order {
 					name := fmt.Sprintf("crowd-%s-%d-%d", sizeName(size), g, k)
 					r := runCrowd(b, origins[coop], meshes[coop], name, size, gap)
-					b.Logf("coop=%v %d hosts %s gap %v: origin copies %.2f, all done %.2fs, mean host %.2fs, origin's first copy sent %.2fs, %d of %d hosts starting after one had the package took bytes from the origin (origin copies sent after: %.2f), %d hosts with an inferred site, %d fetches retried",
-						coop, hosts, sizeName(size), gap, r.copies, r.all.Seconds(), r.mean.Seconds(), r.first.Seconds(), r.lateOrigin, r.late, r.lateCopies, r.inferred, r.retried)
+					b.Logf("coop=%v %d hosts %s gap %v: origin copies %.2f (all origin bytes, metadata and manifests too: %.2f), all done %.2fs, mean host %.2fs, origin's first copy sent %.2fs, %d of %d hosts starting after one had the package took bytes from the origin (origin copies sent after: %.2f), %d hosts with an inferred site, %d fetches retried",
+						coop, hosts, sizeName(size), gap, r.copies, r.allCopies, r.all.Seconds(), r.mean.Seconds(), r.first.Seconds(), r.lateOrigin, r.late, r.lateCopies, r.inferred, r.retried)
 					alls[coop][key{size, gap}] = append(alls[coop][key{size, gap}], r.all.Seconds())
 					sum := res[coop][key{size, gap}]
 					sum.copies = max(sum.copies, r.copies)

@@ -58,6 +58,11 @@ type bswOrigin struct {
 	url        string
 	repo       *metadata.Repo
 	chunkBytes atomic.Int64
+	// fileBytes counts the other responses' body bytes: metadata and
+	// manifests (metaBytes of them metadata).
+	fileBytes, metaBytes atomic.Int64
+	// reqs counts the requests for each path (a string to *atomic.Int64).
+	reqs       sync.Map
 	chunkReqs  atomic.Int64
 	failChunks atomic.Bool
 	// limit, if set, caps the chunk bytes sent, in all (setCap).
@@ -89,8 +94,15 @@ func newBswOrigin(tb testing.TB) *bswOrigin {
 		if gate := o.gate.Load(); gate != nil {
 			(*gate)(r)
 		}
+		n, _ := o.reqs.LoadOrStore(r.URL.Path, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
 		if !strings.HasPrefix(r.URL.Path, "/chunks/") {
-			h.ServeHTTP(w, r)
+			cw := &countingWriter{ResponseWriter: w}
+			h.ServeHTTP(cw, r)
+			o.fileBytes.Add(cw.n)
+			if strings.HasPrefix(r.URL.Path, "/metadata/") {
+				o.metaBytes.Add(cw.n)
+			}
 			return
 		}
 		o.chunkReqs.Add(1)
@@ -121,6 +133,22 @@ func newBswOrigin(tb testing.TB) *bswOrigin {
 	o.url = ts.URL
 	return o
 }
+
+// countingWriter counts the body bytes written through it.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+// allBytes is every body byte the origin sent: chunks, metadata and
+// manifests.
+func (o *bswOrigin) allBytes() int64 { return o.chunkBytes.Load() + o.fileBytes.Load() }
 
 // publishTree adds NAME@VERSION from a source tree that write fills in,
 // with the default chunk size, and returns its size in bytes.

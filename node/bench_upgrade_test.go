@@ -258,6 +258,9 @@ func BenchmarkUpgrade(b *testing.B) {
 	var mu sync.Mutex
 	took := map[row]time.Duration{}
 	copies := map[row]float64{}
+	// allCopies: every origin byte (metadata and manifests too) over the
+	// upgrade's bytes.
+	allCopies := map[row]float64{}
 	cpus := map[row]time.Duration{}
 	rows := []row{{"coop", false}, {"today", false}, {"get", false}, {"coop", true}, {"get", true}}
 	if m := os.Getenv("STORK_UPGRADE_MODES"); m != "" {
@@ -275,7 +278,7 @@ func BenchmarkUpgrade(b *testing.B) {
 		if r.capped {
 			o.setCap(capRate)
 		}
-		before := o.chunkBytes.Load()
+		before, beforeAll, beforeMeta := o.chunkBytes.Load(), o.allBytes(), o.metaBytes.Load()
 		var d, cpu time.Duration
 		var ctr swarm.Counters
 		suffix := "." + r.mode
@@ -289,10 +292,13 @@ func BenchmarkUpgrade(b *testing.B) {
 		}
 		mu.Lock()
 		took[r], copies[r], cpus[r] = d, float64(o.chunkBytes.Load()-before)/float64(set.bytes), cpu
+		allCopies[r] = float64(o.allBytes()-beforeAll) / float64(set.bytes)
+		meta := float64(o.metaBytes.Load()-beforeMeta) / float64(set.bytes)
 		mu.Unlock()
 		// CPU-seconds per GiB delivered (hosts copies of the upgrade).
 		perGiB := cpu.Seconds() / (float64(hosts) * float64(set.bytes) / (1 << 30))
-		line := fmt.Sprintf("%s capped=%v: %.2fs, origin bytes %.2fx the upgrade, %.1f CPU-s (%.2f per GiB delivered)", r.mode, r.capped, d.Seconds(), copies[r], cpu.Seconds(), perGiB)
+		line := fmt.Sprintf("%s capped=%v: %.2fs, origin chunk bytes %.2fx the upgrade, all origin bytes %.2fx (metadata %.2fx, manifests %.2fx), %.1f CPU-s (%.2f per GiB delivered)",
+			r.mode, r.capped, d.Seconds(), copies[r], allCopies[r], meta, allCopies[r]-copies[r]-meta, cpu.Seconds(), perGiB)
 		if r.mode != "get" {
 			line += fmt.Sprintf("; %+v", ctr)
 		}
@@ -325,12 +331,14 @@ func BenchmarkUpgrade(b *testing.B) {
 	c, g := took[row{"coop", false}], took[row{"get", false}]
 	cc, gc := took[row{"coop", true}], took[row{"get", true}]
 	b.Logf("| %d hosts, %d packages | coop | today | get |", hosts, npk)
-	b.Logf("| origin bytes / upgrade | %.2f | %.2f | %.2f |", copies[row{"coop", false}], copies[row{"today", false}], copies[row{"get", false}])
+	b.Logf("| origin chunk bytes / upgrade | %.2f | %.2f | %.2f |", copies[row{"coop", false}], copies[row{"today", false}], copies[row{"get", false}])
+	b.Logf("| all origin bytes (metadata, manifests) / upgrade | %.2f | %.2f | %.2f |", allCopies[row{"coop", false}], allCopies[row{"today", false}], allCopies[row{"get", false}])
 	b.Logf("| time, uncapped origin | %.1fs | %.1fs | %.1fs |", c.Seconds(), took[row{"today", false}].Seconds(), g.Seconds())
 	b.Logf("| time, origin capped at %d MB/s | %.1fs | | %.1fs |", capRate/1e6, cc.Seconds(), gc.Seconds())
 	b.Logf("| CPU-seconds, uncapped | %.1f | %.1f | %.1f |", cpus[row{"coop", false}].Seconds(), cpus[row{"today", false}].Seconds(), cpus[row{"get", false}].Seconds())
 	b.Logf("| CPU-seconds per GiB delivered, uncapped (floor: get + one stream, %.2f) | %.2f | %.2f | %.2f |", floor, perGiB(row{"coop", false}), perGiB(row{"today", false}), perGiB(row{"get", false}))
 	b.ReportMetric(copies[row{"coop", false}], "origin_ratio")
+	b.ReportMetric(allCopies[row{"coop", false}], "origin_all_ratio")
 	b.ReportMetric(c.Seconds()/g.Seconds(), "time_vs_get")
 	b.ReportMetric(cc.Seconds()/gc.Seconds(), "time_vs_get_capped")
 }
