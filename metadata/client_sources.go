@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	tufmeta "github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 )
@@ -115,6 +116,26 @@ func (a *tufFetcher) keepRoot(p string, data []byte) {
 
 // parseVersionedName splits "N.ROLE.json" (ROLE path-escaped, as go-tuf
 // names files) into N and ROLE.
+// CooperativePath reports whether p names a repository file whose bytes
+// never change and that a host may take from a peer it asked to fetch
+// it: a manifest (manifests/CID) or metadata of a fixed version other
+// than root (metadata/N.ROLE.json). Not timestamp.json, whose newest
+// copy only the origin tells, nor N.root.json, whose absence (no newer
+// root) only the origin tells. Every copy is still checked by its
+// caller.
+func CooperativePath(p string) bool {
+	if name, ok := strings.CutPrefix(p, ManifestsDir+"/"); ok {
+		c, err := cid.Decode(name)
+		return err == nil && c.String() == name
+	}
+	name, ok := strings.CutPrefix(p, MetadataDir+"/")
+	if !ok {
+		return false
+	}
+	_, role, ok := parseVersionedName(name)
+	return ok && role != tufmeta.ROOT && role != tufmeta.TIMESTAMP
+}
+
 func parseVersionedName(name string) (int64, string, bool) {
 	base, ok := strings.CutSuffix(name, ".json")
 	if !ok {

@@ -38,6 +38,8 @@ type Daemon struct {
 	// ann announces newer timestamps to peers (pubsub.go); nil until Run
 	// starts it, and without a libp2p host.
 	ann atomic.Pointer[announcer]
+	// pullMan tells which manifests this host may fetch for its peers.
+	pullMan *pullManifests
 	// metaFetcher is where the metadata client's files come from.
 	metaFetcher *sourcesFetcher
 	p2p         *P2P // nil without peers (Config.P2P nil)
@@ -121,6 +123,11 @@ func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.meta.onRefresh = d.metrics.observeRefresh
+	if d.p2p != nil && d.swarm != nil && !d.cfg.NoPullThrough {
+		// Cooperative fetching of the files a download starts with.
+		d.metaFetcher.coop = d.swarm.FileFetchers
+		d.p2p.SetFilePuller(d.pullFile)
+	}
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
 		return nil, err
 	}
@@ -328,6 +335,7 @@ const localPeer swarm.PeerID = "local"
 // newSwarm makes the swarm: on the libp2p host if there is one, else
 // without peers.
 func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
+	d.pullMan = &pullManifests{d: d}
 	sc := swarm.Config{
 		Self:                localPeer,
 		Store:               swarmStore{d.store},
@@ -339,7 +347,7 @@ func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
 		OriginParallel:      d.cfg.Parallel,
 		OriginDeadline:      d.cfg.OriginDeadline,
 		NoPullThrough:       d.cfg.NoPullThrough,
-		Manifests:           &pullManifests{d: d},
+		Manifests:           d.pullMan,
 		Site:                d.cfg.Site,
 	}
 	if d.p2p != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 )
 
@@ -26,6 +27,9 @@ type filePeers interface {
 	FindProviders(ctx context.Context, manifest cid.Cid) <-chan swarm.PeerID
 	// FetchFile asks one peer for one repository file (unverified).
 	FetchFile(ctx context.Context, to swarm.PeerID, path string, maxLen int64) ([]byte, error)
+	// PullFile asks one peer for one repository file that it fetches
+	// for us if it does not hold it (unverified).
+	PullFile(ctx context.Context, to swarm.PeerID, path string, maxLen int64) ([]byte, error)
 }
 
 var (
@@ -52,6 +56,14 @@ const (
 	// neighbours would otherwise ask several of them for every manifest,
 	// and be refused by all.
 	defaultUnlistedWait = time.Second
+	// defaultPullWait bounds the wait for one member asked to fetch a
+	// repository file for this host (cooperative fetching): a dead or
+	// slow member costs this much, then the next is asked, then the
+	// origin.
+	defaultPullWait = 2 * time.Second
+	// filePullRanks is how many members a file is asked of before the
+	// origin.
+	filePullRanks = 2
 )
 
 // sourcesFetcher is the daemon's repository fetcher: it asks the origin
@@ -74,6 +86,16 @@ type sourcesFetcher struct {
 	newestWait     time.Duration
 	unlistedWait   time.Duration
 
+	// coop returns, in rank order, at most max members to ask for a file
+	// whose bytes never change (metadata.CooperativePath) before the
+	// origin: those ranked before this host for key
+	// (Swarm.FileFetchers). nil: none (no cooperative fetching).
+	coop     func(key uint64, max int) []swarm.PeerID
+	pullWait time.Duration
+	// flights shares one origin fetch of such a file among this host's
+	// own fetches and the pulls its peers ask of it.
+	flights fileFlights
+
 	// down records an origin outage seen by metadata fetches, so that it
 	// is logged once (WARN) and its end once (INFO).
 	mu        sync.Mutex
@@ -84,6 +106,7 @@ func newSourcesFetcher(origin metadata.Fetcher, url string, peers filePeers, loc
 	return &sourcesFetcher{
 		origin: origin, peers: peers, local: local, log: log, url: url,
 		wave: defaultPeerWave, maxPeers: defaultMaxPeers, newestWait: defaultNewestWait, unlistedWait: defaultUnlistedWait,
+		pullWait: defaultPullWait,
 	}
 }
 
@@ -109,8 +132,13 @@ func (f *sourcesFetcher) Fetch(ctx context.Context, p string, maxLen int64) ([]b
 	return f.FetchChecked(ctx, p, maxLen, check)
 }
 
-// FetchChecked implements metadata.CheckingFetcher.
+// FetchChecked implements metadata.CheckingFetcher. A file whose bytes
+// never change is first asked of the members ranked before this host
+// (pullFirst).
 func (f *sourcesFetcher) FetchChecked(ctx context.Context, p string, maxLen int64, check func([]byte) error) ([]byte, error) {
+	if b, ok := f.pullFirst(ctx, p, maxLen, check); ok {
+		return b, nil
+	}
 	return f.race(ctx, p, maxLen, func(b []byte) (int64, error) { return 0, check(b) }, false)
 }
 
@@ -144,7 +172,7 @@ func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		b, err := f.origin.Fetch(ctx, p, maxLen)
+		b, err := f.fromOrigin(ctx, p, maxLen)
 		results <- copyResult{data: b, err: err, origin: true}
 	}()
 	originFailed := make(chan struct{})
@@ -215,6 +243,60 @@ func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check
 		return best, nil
 	}
 	return nil, f.noCopy(p, originErr)
+}
+
+// pullFirst asks the members ranked before this host for p, a file
+// whose bytes never change, one after the other, each for at most
+// pullWait (cooperative fetching: the first-ranked fetches it from the
+// origin once for all the hosts that ask it). It returns the first copy
+// that passes check; false if none did, p is another file, or this host
+// ranks first: the caller then races the origin and its peers.
+func (f *sourcesFetcher) pullFirst(ctx context.Context, p string, maxLen int64, check func([]byte) error) ([]byte, bool) {
+	if f.coop == nil || f.peers == nil || !metadata.CooperativePath(p) {
+		return nil, false
+	}
+	for _, id := range f.coop(policy.ChunkKey([]byte(p)), filePullRanks) {
+		pctx, cancel := context.WithTimeout(ctx, f.pullWait)
+		b, err := f.peers.PullFile(pctx, id, p, maxLen)
+		cancel()
+		if err == nil {
+			err = check(b)
+		}
+		if err == nil {
+			return b, true
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		f.log.Debug("file pull failed", "path", p, "peer", id, "err", err)
+	}
+	return nil, false
+}
+
+// fromOrigin fetches p from the origin: a file whose bytes never change
+// through flights, so that this host's own fetch and its peers' pulls
+// share one request (a manifest's copy is checked against its CID
+// first, so that a bad one is not shared).
+func (f *sourcesFetcher) fromOrigin(ctx context.Context, p string, maxLen int64) ([]byte, error) {
+	if !metadata.CooperativePath(p) {
+		return f.origin.Fetch(ctx, p, maxLen)
+	}
+	b, err := f.flights.do(ctx, p, func(ctx context.Context) ([]byte, error) {
+		b, err := f.origin.Fetch(ctx, p, maxLen)
+		if err != nil {
+			return nil, err
+		}
+		if name, ok := strings.CutPrefix(p, metadata.ManifestsDir+"/"); ok {
+			if err := metadata.VerifyCID(cid.MustParse(name), b); err != nil {
+				return nil, fmt.Errorf("fetch %s: %w", p, err)
+			}
+		}
+		return b, nil
+	})
+	if err == nil && int64(len(b)) > maxLen {
+		return nil, fmt.Errorf("fetch %s: %w: %d bytes, limit %d", p, metadata.ErrTooLarge, len(b), maxLen)
+	}
+	return b, err
 }
 
 // noCopy is race's error when no source gave a copy that verifies (see

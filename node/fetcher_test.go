@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
+	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 )
 
@@ -22,6 +24,10 @@ type fakeFilePeers struct {
 	mu           sync.Mutex
 	asked        []swarm.PeerID
 	onAsk        func(swarm.PeerID)
+	// pulls: what each peer answers to PullFile (a peer not in it never
+	// answers); pulled: the peers pulled from, in order.
+	pulls  map[swarm.PeerID][]byte
+	pulled []swarm.PeerID
 }
 
 func (f *fakeFilePeers) FilePeers() []swarm.PeerID              { return slices.Clone(f.all) }
@@ -43,6 +49,20 @@ func (f *fakeFilePeers) FetchFile(ctx context.Context, to swarm.PeerID, path str
 		return b, nil
 	}
 	return nil, errors.New("not found")
+}
+
+// PullFile records the pull and answers as FetchFile does, from the
+// peer's pulls map first.
+func (f *fakeFilePeers) PullFile(ctx context.Context, to swarm.PeerID, path string, maxLen int64) ([]byte, error) {
+	f.mu.Lock()
+	f.pulled = append(f.pulled, to)
+	b, ok := f.pulls[to]
+	f.mu.Unlock()
+	if ok {
+		return b, nil
+	}
+	<-ctx.Done() // a silent member
+	return nil, ctx.Err()
 }
 
 func (f *fakeFilePeers) askedPeers() []swarm.PeerID {
@@ -106,5 +126,67 @@ func TestManifestAsksListedPeersFirst(t *testing.T) {
 	b, err = f.Fetch(ctx, p, 1<<20)
 	if err != nil || string(b) != string(data) {
 		t.Fatalf("Fetch(%s) with the origin down = %q, %v, want peer b's copy", p, b, err)
+	}
+}
+
+// TestFilePulledFromRankedMember: a file whose bytes never change is
+// asked of the members ranked before this host, one after the other,
+// each for at most pullWait, and of the origin only when none answered
+// with a copy that checks; the timestamp is never pulled.
+func TestFilePulledFromRankedMember(t *testing.T) {
+	data := []byte("a manifest's bytes")
+	c := metadata.SumCID(data)
+	p := metadata.ManifestsDir + "/" + c.String()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var originAsks atomic.Int64
+	origin := originFunc(func(context.Context, string, int64) ([]byte, error) {
+		originAsks.Add(1)
+		return data, nil
+	})
+	newF := func(peers *fakeFilePeers, ranked ...swarm.PeerID) *sourcesFetcher {
+		f := newSourcesFetcher(origin, "http://origin", peers, nil, slog.New(slog.DiscardHandler))
+		f.pullWait = 50 * time.Millisecond
+		f.coop = func(key uint64, max int) []swarm.PeerID {
+			if key != policy.ChunkKey([]byte(p)) && key != policy.ChunkKey([]byte("metadata/timestamp.json")) {
+				t.Errorf("ranked for key %d, want the path's", key)
+			}
+			return ranked[:min(max, len(ranked))]
+		}
+		return f
+	}
+
+	// The first-ranked is silent, the second answers: no origin request.
+	peers := &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"b": data}}
+	b, err := newF(peers, "a", "b", "c").Fetch(ctx, p, 1<<20)
+	if err != nil || string(b) != string(data) {
+		t.Fatalf("Fetch(%s) = %q, %v", p, b, err)
+	}
+	if !slices.Equal(peers.pulled, []swarm.PeerID{"a", "b"}) || originAsks.Load() != 0 {
+		t.Errorf("pulled from %v, origin asked %d times; want a then b, and no origin request", peers.pulled, originAsks.Load())
+	}
+
+	// A copy that does not check is refused, and after filePullRanks
+	// members the origin is asked.
+	peers = &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": []byte("forged")}}
+	b, err = newF(peers, "a", "b", "c").Fetch(ctx, p, 1<<20)
+	if err != nil || string(b) != string(data) {
+		t.Fatalf("Fetch(%s) with a forged pull = %q, %v", p, b, err)
+	}
+	if !slices.Equal(peers.pulled, []swarm.PeerID{"a", "b"}) || originAsks.Load() != 1 {
+		t.Errorf("pulled from %v, origin asked %d times; want a, b, then the origin once", peers.pulled, originAsks.Load())
+	}
+
+	// Ranked first (nobody before this host): the origin at once.
+	peers = &fakeFilePeers{}
+	if _, err := newF(peers).Fetch(ctx, p, 1<<20); err != nil || len(peers.pulled) != 0 || originAsks.Load() != 2 {
+		t.Errorf("ranked first: err %v, pulled from %v, origin asked %d times; want the origin alone", err, peers.pulled, originAsks.Load())
+	}
+
+	// The timestamp is the origin's to tell: never pulled.
+	peers = &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": data}}
+	f := newF(peers, "a")
+	if _, err := f.FetchNewest(ctx, "metadata/timestamp.json", 1<<20, func([]byte) (int64, error) { return 1, nil }); err != nil || len(peers.pulled) != 0 {
+		t.Errorf("timestamp: err %v, pulled from %v; want no pull", err, peers.pulled)
 	}
 }

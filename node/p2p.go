@@ -621,6 +621,7 @@ func (p *P2P) Close() error {
 		p.host.RemoveStreamHandler(HaveProtocol)
 		p.host.RemoveStreamHandler(HaveListProtocol)
 		p.host.RemoveStreamHandler(FilesProtocol)
+		p.host.RemoveStreamHandler(FilesPullProtocol)
 		p.host.RemoveStreamHandler(swarm.Protocol)
 		p.host.RemoveStreamHandler(swarm.PullProtocol)
 		errs := []error{p.sub.Close(), p.dht.Close(), p.host.Close()}
@@ -810,6 +811,11 @@ func newResourceManager(maxMemory int64) (network.ResourceManager, error) {
 	// each side also rate-limits and bounds its serving (p2p_files.go).
 	limits.AddProtocolPeerLimit(FilesProtocol,
 		rcmgr.BaseLimit{StreamsInbound: 8, StreamsOutbound: 16, Streams: 24, Memory: 16 << 20},
+		rcmgr.BaseLimitIncrease{})
+	// /stork/files-pull: a host resolving many packages at once asks each
+	// member for the files it ranks first, a few at a time.
+	limits.AddProtocolPeerLimit(FilesPullProtocol,
+		rcmgr.BaseLimit{StreamsInbound: 16, StreamsOutbound: 16, Streams: 32, Memory: 16 << 20},
 		rcmgr.BaseLimitIncrease{})
 	fds := 4096
 	var rl unix.Rlimit

@@ -15,6 +15,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"golang.org/x/time/rate"
 
 	"github.com/storkpm/stork/metadata"
@@ -35,7 +36,16 @@ import (
 // bytes, then closes the stream.
 const FilesProtocol = "/stork/files/1.0.0"
 
-// Answers on FilesProtocol.
+// FilesPullProtocol is FilesProtocol's exchange for a file the asker
+// ranks this host first to fetch (cooperative fetching of repository
+// files, Swarm.FileFetchers): an answerer that does not hold the file
+// fetches it (SetFilePuller's function: from the origin, once for all
+// the hosts that ask meanwhile) and answers with that copy. Only files
+// whose bytes never change are asked so (metadata.CooperativePath), and
+// the asker checks every copy as it checks the origin's.
+const FilesPullProtocol = "/stork/files-pull/1.0.0"
+
+// Answers on FilesProtocol and FilesPullProtocol.
 const (
 	filesOK       byte = 0
 	filesNotFound byte = 1
@@ -59,6 +69,9 @@ const (
 	filesBurst = 64
 	// maxFilesLimiters bounds the per-peer rate limiters kept.
 	maxFilesLimiters = 4096
+	// filesPulling bounds the pulls served at once (FilesPullProtocol):
+	// most wait for one origin fetch that many askers share.
+	filesPulling = 128
 )
 
 // Errors of FetchFile that callers act on.
@@ -67,6 +80,12 @@ var (
 	// serving slots).
 	ErrFilesBusy = errors.New("peer busy")
 )
+
+// FilePuller fetches a file a peer asked this host to fetch for it
+// (FilesPullProtocol): an error wrapping metadata.ErrInvalidPath for a
+// file not fetched so, metadata.ErrNotFound for one the origin does not
+// have or this host may not fetch.
+type FilePuller func(ctx context.Context, path string, maxLen int64) ([]byte, error)
 
 // FileLookup returns the repository file path (clean, relative) this host
 // holds and may serve, at most maxLen bytes: an error wrapping
@@ -79,12 +98,17 @@ type filesServer struct {
 	lookup   FileLookup
 	limiters map[peer.ID]*rate.Limiter
 	slots    chan struct{}
+	// pull serves FilesPullProtocol past lookup (nil: lookup alone);
+	// pullSlots bounds it.
+	pull      FilePuller
+	pullSlots chan struct{}
 }
 
 // SetFileServer serves FilesProtocol with lookup; nil stops serving it.
 func (p *P2P) SetFileServer(lookup FileLookup) {
 	if lookup == nil {
 		p.host.RemoveStreamHandler(FilesProtocol)
+		p.host.RemoveStreamHandler(FilesPullProtocol)
 		return
 	}
 	p.files.mu.Lock()
@@ -92,9 +116,19 @@ func (p *P2P) SetFileServer(lookup FileLookup) {
 	if p.files.limiters == nil {
 		p.files.limiters = map[peer.ID]*rate.Limiter{}
 		p.files.slots = make(chan struct{}, filesServing)
+		p.files.pullSlots = make(chan struct{}, filesPulling)
 	}
 	p.files.mu.Unlock()
-	p.host.SetStreamHandler(FilesProtocol, p.handleFiles)
+	p.host.SetStreamHandler(FilesProtocol, func(s network.Stream) { p.handleFiles(s, false) })
+	p.host.SetStreamHandler(FilesPullProtocol, func(s network.Stream) { p.handleFiles(s, true) })
+}
+
+// SetFilePuller has FilesPullProtocol fetch what this host does not hold
+// with pull (nil: it answers from the file server's lookup alone).
+func (p *P2P) SetFilePuller(pull FilePuller) {
+	p.files.mu.Lock()
+	p.files.pull = pull
+	p.files.mu.Unlock()
 }
 
 // allow takes one request from id's rate budget.
@@ -112,8 +146,9 @@ func (f *filesServer) allow(id peer.ID) bool {
 	return l.Allow()
 }
 
-// handleFiles answers one FilesProtocol request.
-func (p *P2P) handleFiles(s network.Stream) {
+// handleFiles answers one FilesProtocol request (FilesPullProtocol with
+// pull).
+func (p *P2P) handleFiles(s network.Stream, pull bool) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(filesTimeout))
 	r := bufio.NewReader(s)
@@ -127,7 +162,7 @@ func (p *P2P) handleFiles(s network.Stream) {
 		s.Reset()
 		return
 	}
-	status, data := p.lookupFile(s.Conn().RemotePeer(), string(b), int64(min(maxLen, maxFilesSize)))
+	status, data := p.lookupFile(s.Conn().RemotePeer(), string(b), int64(min(maxLen, maxFilesSize)), pull)
 	if _, err := s.Write([]byte{status}); err != nil {
 		s.Reset()
 		return
@@ -139,15 +174,20 @@ func (p *P2P) handleFiles(s network.Stream) {
 	}
 }
 
-// lookupFile decides the answer to from's request for path.
-func (p *P2P) lookupFile(from peer.ID, path string, maxLen int64) (byte, []byte) {
+// lookupFile decides the answer to from's request for path; with pull,
+// a file this host does not hold is fetched (FilesPullProtocol).
+func (p *P2P) lookupFile(from peer.ID, path string, maxLen int64, pull bool) (byte, []byte) {
 	f := &p.files
 	if !f.allow(from) {
 		return filesBusy, nil
 	}
+	slots := f.slots
+	if pull {
+		slots = f.pullSlots
+	}
 	select {
-	case f.slots <- struct{}{}:
-		defer func() { <-f.slots }()
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
 	default:
 		return filesBusy, nil
 	}
@@ -155,9 +195,14 @@ func (p *P2P) lookupFile(from peer.ID, path string, maxLen int64) (byte, []byte)
 		return filesBad, nil
 	}
 	f.mu.Lock()
-	lookup := f.lookup
+	lookup, puller := f.lookup, f.pull
 	f.mu.Unlock()
 	data, err := lookup(path, maxLen)
+	if pull && puller != nil && errors.Is(err, metadata.ErrNotFound) {
+		ctx, cancel := context.WithTimeout(context.Background(), filesTimeout)
+		data, err = puller(ctx, path, maxLen)
+		cancel()
+	}
 	switch {
 	case err == nil:
 		return filesOK, data
@@ -175,6 +220,18 @@ func (p *P2P) lookupFile(from peer.ID, path string, maxLen int64) (byte, []byte)
 // bytes, within filesTimeout. The answer is unverified. A peer that does
 // not hold the file answers with an error wrapping metadata.ErrNotFound.
 func (p *P2P) FetchFile(ctx context.Context, to swarm.PeerID, path string, maxLen int64) ([]byte, error) {
+	return p.fetchFile(ctx, FilesProtocol, to, path, maxLen)
+}
+
+// PullFile asks peer to for the repository file path as FetchFile does,
+// through FilesPullProtocol: a peer that does not hold it fetches it for
+// us.
+func (p *P2P) PullFile(ctx context.Context, to swarm.PeerID, path string, maxLen int64) ([]byte, error) {
+	return p.fetchFile(ctx, FilesPullProtocol, to, path, maxLen)
+}
+
+// fetchFile is FetchFile over protocol proto.
+func (p *P2P) fetchFile(ctx context.Context, proto protocol.ID, to swarm.PeerID, path string, maxLen int64) ([]byte, error) {
 	id, err := peer.Decode(string(to))
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s from %q: %w", path, to, err)
@@ -187,7 +244,7 @@ func (p *P2P) FetchFile(ctx context.Context, to swarm.PeerID, path string, maxLe
 	}
 	ctx, cancel := context.WithTimeout(ctx, filesTimeout)
 	defer cancel()
-	s, err := p.host.NewStream(network.WithNoDial(ctx, "files"), id, FilesProtocol)
+	s, err := p.host.NewStream(network.WithNoDial(ctx, "files"), id, proto)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s from %s: %w", path, id, err)
 	}

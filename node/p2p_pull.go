@@ -166,12 +166,7 @@ var _ swarm.ManifestResolver = (*pullManifests)(nil)
 // (a forced refresh would make this host skip the one a newer
 // announcement asks for within minForcedRefresh).
 func (r *pullManifests) ResolveManifest(ctx context.Context, c cid.Cid) (*metadata.Manifest, error) {
-	ref, err := r.lookup(ctx, c)
-	if errors.Is(err, metadata.ErrNotFound) {
-		if _, rerr := r.d.meta.refresh(ctx, false); rerr == nil {
-			ref, err = r.lookup(ctx, c)
-		}
-	}
+	ref, err := r.published(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +178,37 @@ func (r *pullManifests) ResolveManifest(ctx context.Context, c cid.Cid) (*metada
 		return nil, fmt.Errorf("resolve manifest %s: %s names manifest %s: %w", c, ref, res.ManifestCID, metadata.ErrNotFound)
 	}
 	return res.Manifest, nil
+}
+
+// published returns the NAME@VERSION that publishes manifest c, looked
+// for again after a refresh as ResolveManifest says.
+func (r *pullManifests) published(ctx context.Context, c cid.Cid) (string, error) {
+	ref, err := r.lookup(ctx, c)
+	if errors.Is(err, metadata.ErrNotFound) {
+		if _, rerr := r.d.meta.refresh(ctx, false); rerr == nil {
+			ref, err = r.lookup(ctx, c)
+		}
+	}
+	return ref, err
+}
+
+// pullFile is the daemon's FilePuller: it fetches, for a peer that ranks
+// this host first, a repository file this host does not hold, from the
+// origin: one request however many peers ask meanwhile, shared with this
+// host's own fetch (sourcesFetcher.fromOrigin). A manifest only of a
+// package the metadata this host trusts publishes (as ResolveManifest),
+// checked against its CID; metadata of a fixed version as the origin
+// sent it (the asker alone knows what it expects, and checks it).
+func (d *Daemon) pullFile(ctx context.Context, p string, maxLen int64) ([]byte, error) {
+	if !metadata.CooperativePath(p) {
+		return nil, fmt.Errorf("pull %s: %w: not a file hosts fetch for each other", p, metadata.ErrInvalidPath)
+	}
+	if name, ok := strings.CutPrefix(p, metadata.ManifestsDir+"/"); ok {
+		if _, err := d.pullMan.published(ctx, cid.MustParse(name)); err != nil {
+			return nil, err
+		}
+	}
+	return d.metaFetcher.fromOrigin(ctx, p, maxLen)
 }
 
 // lookup returns the NAME@VERSION that publishes manifest c.

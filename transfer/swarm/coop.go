@@ -147,6 +147,32 @@ func (c *memberRingCache) of(self PeerID, ids []PeerID) *policy.MemberRing {
 // site policy (sites.go).
 func (s *Swarm) siteKnown() bool { return s.Site().Name != "" }
 
+// FileFetchers returns, in rank order, at most max members this host
+// asks for a repository file (a manifest, or metadata of a fixed version)
+// before the origin: cooperative fetching of the files a package's
+// download starts with, ranked as chunks are (key: policy.ChunkKey of
+// the file's path), so that a crowd resolving one package makes the
+// origin send each file once, not once per host. Empty when this host
+// ranks first, has no members, or cooperative fetching is off; with
+// sites, the members of our site ranked before us (each site fetches its
+// own copy).
+func (s *Swarm) FileFetchers(key uint64, max int) []PeerID {
+	pn, ok := s.cfg.Network.(PullNetwork)
+	if !ok || s.cfg.NoPullThrough || s.cfg.Origin == nil {
+		return nil
+	}
+	ms := pn.Members()
+	var f *policy.Fetchers
+	if me, sited, _, twoLevel := s.memberSites(ms); twoLevel {
+		f = policy.NewFetchers(me, sited)
+	} else if !s.siteKnown() {
+		f = policy.NewFetchers(policy.Member{ID: s.cfg.Self}, ms)
+	} else {
+		return nil
+	}
+	return f.Before(key, max, nil)
+}
+
 // memberSites returns this host and its members as the two-level fetcher
 // ranking sees them, and the members in our site (their IDs, sorted and
 // joined): those whose site, as the network told it when they connected

@@ -1,0 +1,56 @@
+package node
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/storkpm/stork/metadata"
+)
+
+// TestCrowdFetchesFilesOnce: six daemons that see each other fetch one
+// small package at once. With cooperative fetching the origin sends each
+// chunk, manifest and fixed-version metadata file about once (a slow
+// member may cost one more request), not once per host; without it,
+// once per host. The timestamp comes from the origin to every host.
+func TestCrowdFetchesFilesOnce(t *testing.T) {
+	const hosts = 6
+	for _, coop := range []bool{true, false} {
+		o := newBswOrigin(t)
+		nodes := startCrowd(t, o, hosts, func(c *Config) {
+			c.NoPullThrough = !coop
+			c.NoSiteInference = true
+		})
+		r := runCrowd(t, o, nodes, "files-once", 64<<10, 0)
+		for _, n := range nodes {
+			n.stop()
+		}
+		manifests, timestamps := 0, int64(0)
+		o.reqs.Range(func(k, v any) bool {
+			p, n := strings.TrimPrefix(k.(string), "/"), v.(*atomic.Int64).Load()
+			if p == "metadata/timestamp.json" {
+				timestamps = n
+			}
+			if !metadata.CooperativePath(p) {
+				return true
+			}
+			if strings.HasPrefix(p, metadata.ManifestsDir+"/") {
+				manifests++
+			}
+			switch {
+			case coop && n > 2:
+				t.Errorf("cooperative fetching: the origin was asked %d times for %s by %d hosts, want at most 2", n, p, hosts)
+			case !coop && strings.HasPrefix(p, metadata.ManifestsDir+"/") && n < hosts:
+				t.Errorf("without cooperative fetching: the origin was asked %d times for %s, want once per host (%d)", n, p, hosts)
+			}
+			return true
+		})
+		if manifests != 1 || timestamps < hosts {
+			t.Errorf("coop=%v: the origin served %d manifests and %d timestamps, want 1 and at least one per host (%d)", coop, manifests, timestamps, hosts)
+		}
+		if coop && r.copies > 1.1 {
+			t.Errorf("cooperative fetching: origin chunk copies %.2f, want at most 1.1", r.copies)
+		}
+		t.Logf("coop=%v: origin copies %.2f, all origin bytes %.2f copies of the package", coop, r.copies, r.allCopies)
+	}
+}
