@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -95,6 +96,9 @@ type sourcesFetcher struct {
 	// flights shares one origin fetch of such a file among this host's
 	// own fetches and the pulls its peers ask of it.
 	flights fileFlights
+	// pullsTaken, pullsFailed count the files asked of members
+	// (pullFirst) by result (stork_node_file_pulls_total).
+	pullsTaken, pullsFailed atomic.Int64
 
 	// down records an origin outage seen by metadata fetches, so that it
 	// is logged once (WARN) and its end once (INFO).
@@ -263,11 +267,13 @@ func (f *sourcesFetcher) pullFirst(ctx context.Context, p string, maxLen int64, 
 			err = check(b)
 		}
 		if err == nil {
+			f.pullsTaken.Add(1)
 			return b, true
 		}
 		if ctx.Err() != nil {
 			return nil, false
 		}
+		f.pullsFailed.Add(1)
 		f.log.Debug("file pull failed", "path", p, "peer", id, "err", err)
 	}
 	return nil, false

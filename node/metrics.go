@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +99,16 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 	cs = append(cs, d.downloadGauges()...)
 	cs = append(cs, d.chunkCounters()...)
 	cs = append(cs, d.pullCounters()...)
+	for _, c := range []struct {
+		result string
+		n      *atomic.Int64
+	}{{"taken", &d.metaFetcher.pullsTaken}, {"failed", &d.metaFetcher.pullsFailed}} {
+		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "stork_node_file_pulls_total",
+			Help:        "Repository files (manifests, metadata of a fixed version) this host asked of a member ranked before it, by result: taken (a copy that verified) or failed (refused, silent, or a copy that did not verify; the next member is asked, then the origin).",
+			ConstLabels: prometheus.Labels{"result": c.result},
+		}, func() float64 { return float64(c.n.Load()) }))
+	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			unregister()

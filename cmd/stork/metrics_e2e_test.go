@@ -88,6 +88,7 @@ func TestMetricsMove(t *testing.T) {
 		`stork_node_origin_chunk_requests_total`, `stork_node_origin_fallbacks_total`, `stork_node_pull_streams_total`,
 		`stork_node_pulls_given_up_total{outcome="silent"}`,
 		`stork_node_pulls_origin_down_total{when="waited"}`, `stork_node_pulls_origin_down_total{when="at_once"}`,
+		`stork_node_file_pulls_total{result="taken"}`, `stork_node_file_pulls_total{result="failed"}`,
 	} {
 		if v, ok := m0[k]; !ok || v != 0 {
 			t.Errorf("before any fetch: %s = %v (present %v), want 0", k, v, ok)
@@ -116,6 +117,9 @@ func TestMetricsMove(t *testing.T) {
 		// one twice), none of them a fallback.
 		{`stork_node_origin_chunk_requests_total`, 25, 1e9},
 		{`stork_node_origin_fallbacks_total`, 0, 0},
+		// Nobody to ask for a file.
+		{`stork_node_file_pulls_total{result="taken"}`, 0, 0},
+		{`stork_node_file_pulls_total{result="failed"}`, 0, 0},
 	}
 	for _, m := range moved {
 		if v, ok := m1[m.key]; !ok || v < m.min || v > m.max {
