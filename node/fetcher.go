@@ -65,6 +65,10 @@ const (
 	// filePullRanks is how many members a file is asked of before the
 	// origin.
 	filePullRanks = 2
+	// quietFor: how long a member that left a file pull unanswered is
+	// not asked for files; maxQuiet bounds the members so marked.
+	quietFor = 30 * time.Second
+	maxQuiet = 1024
 )
 
 // sourcesFetcher is the daemon's repository fetcher: it asks the origin
@@ -104,6 +108,9 @@ type sourcesFetcher struct {
 	// is logged once (WARN) and its end once (INFO).
 	mu        sync.Mutex
 	downSince time.Time
+	// quiet: the members that left a file pull unanswered, until when
+	// they are not asked (isQuiet).
+	quiet map[swarm.PeerID]time.Time
 }
 
 func newSourcesFetcher(origin metadata.Fetcher, url string, peers filePeers, local FileLookup, log *slog.Logger) *sourcesFetcher {
@@ -260,9 +267,16 @@ func (f *sourcesFetcher) pullFirst(ctx context.Context, p string, maxLen int64, 
 		return nil, false
 	}
 	for _, id := range f.coop(policy.ChunkKey([]byte(p)), filePullRanks) {
+		if f.isQuiet(id) {
+			continue
+		}
 		pctx, cancel := context.WithTimeout(ctx, f.pullWait)
 		b, err := f.peers.PullFile(pctx, id, p, maxLen)
+		silent := errors.Is(pctx.Err(), context.DeadlineExceeded)
 		cancel()
+		if silent && ctx.Err() == nil {
+			f.setQuiet(id)
+		}
 		if err == nil {
 			err = check(b)
 		}
@@ -277,6 +291,31 @@ func (f *sourcesFetcher) pullFirst(ctx context.Context, p string, maxLen int64, 
 		f.log.Debug("file pull failed", "path", p, "peer", id, "err", err)
 	}
 	return nil, false
+}
+
+// isQuiet reports whether member id left a file pull unanswered in the
+// last quietFor: it is not asked again meanwhile, so that a member
+// connected but stuck costs one pullWait, not one per file it ranks
+// first for.
+func (f *sourcesFetcher) isQuiet(id swarm.PeerID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	until, ok := f.quiet[id]
+	if ok && time.Now().After(until) {
+		delete(f.quiet, id)
+		return false
+	}
+	return ok
+}
+
+// setQuiet marks id quiet for quietFor.
+func (f *sourcesFetcher) setQuiet(id swarm.PeerID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.quiet == nil || len(f.quiet) >= maxQuiet {
+		f.quiet = map[swarm.PeerID]time.Time{}
+	}
+	f.quiet[id] = time.Now().Add(quietFor)
 }
 
 // fromOrigin fetches p from the origin: a file whose bytes never change

@@ -166,6 +166,21 @@ func TestFilePulledFromRankedMember(t *testing.T) {
 		t.Errorf("pulled from %v, origin asked %d times; want a then b, and no origin request", peers.pulled, originAsks.Load())
 	}
 
+	// The silent member is not asked again for a while: the next file
+	// it ranks first for goes to the second at once.
+	f := newF(peers, "a", "b")
+	f.quiet = map[swarm.PeerID]time.Time{"a": time.Now().Add(time.Hour)}
+	peers.pulled = nil
+	if _, err := f.Fetch(ctx, p, 1<<20); err != nil || !slices.Equal(peers.pulled, []swarm.PeerID{"b"}) {
+		t.Errorf("a member quiet: err %v, pulled from %v, want b alone", err, peers.pulled)
+	}
+	g := newF(peers, "a", "b")
+	peers.pulled = nil
+	g.Fetch(ctx, p, 1<<20)
+	if _, err := g.Fetch(ctx, p, 1<<20); err != nil || !slices.Equal(peers.pulled, []swarm.PeerID{"a", "b", "b"}) {
+		t.Errorf("after a silent pull: err %v, pulled from %v, want a, b, then b alone", err, peers.pulled)
+	}
+
 	// A copy that does not check is refused, and after filePullRanks
 	// members the origin is asked.
 	peers = &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": []byte("forged")}}
@@ -185,7 +200,7 @@ func TestFilePulledFromRankedMember(t *testing.T) {
 
 	// The timestamp is the origin's to tell: never pulled.
 	peers = &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": data}}
-	f := newF(peers, "a")
+	f = newF(peers, "a")
 	if _, err := f.FetchNewest(ctx, "metadata/timestamp.json", 1<<20, func([]byte) (int64, error) { return 1, nil }); err != nil || len(peers.pulled) != 0 {
 		t.Errorf("timestamp: err %v, pulled from %v; want no pull", err, peers.pulled)
 	}
