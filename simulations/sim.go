@@ -442,7 +442,11 @@ func (s *sim) initHosts() {
 	}
 	for h := range n {
 		// Shared per peer: the daemon's fairShare (engine.go server).
-		s.srvs[s.addServer(s.hosts[h].up)].perPeer = true
+		id := s.addServer(s.hosts[h].up)
+		s.srvs[id].perPeer = true
+		if sc.UploadPiece > 0 {
+			s.setPiece(id, float64(sc.UploadPiece))
+		}
 	}
 	s.rin = make([]recvList, n)
 	s.origin = s.addServer(float64(sc.OriginUpload))
@@ -578,7 +582,9 @@ func (s *sim) run() error {
 			s.handle(ev)
 		} else {
 			s.now = max(s.now, ts)
-			s.flowDone(s.finishing(sid))
+			if id := s.finishing(sid); !s.pieceNext(id) {
+				s.flowDone(id) // not a piece of a flow with more to send
+			}
 		}
 		s.nEv++
 		if s.afterEvent != nil {
