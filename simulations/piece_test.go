@@ -2,6 +2,7 @@ package simulations
 
 import (
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -107,4 +108,49 @@ func TestPieceParkedTakesNoCPU(t *testing.T) {
 	if math.Abs(end-1) > 1e-6 {
 		t.Errorf("ten one-piece flows on one core end at %.3fs, want 1s", end)
 	}
+}
+
+// TestPieceCrowdAnswersEndApart: the harness's 64 KiB flash crowd (24
+// hosts, one chunk, uploads 4 MiB/s, swarm-coop): the fetcher's 23
+// answers are one piece each. Sent in 64 KiB pieces, as the daemon's
+// limiter does, the askers end one turn (15.6 ms) apart, the last about
+// when fluid sharing ends them all: the median comes about half the
+// answers' time earlier.
+func TestPieceCrowdAnswersEndApart(t *testing.T) {
+	t.Parallel()
+	sc := capped(0)
+	sc.Hosts = 24
+	sc.PackageSize = 64 << 10
+	sc.HostUpload = Dist{{Rate: 4 << 20, Weight: 1}}
+	fluid := run(t, sc, SwarmCoop)
+	sc.UploadPiece = 64 << 10
+	r := run(t, sc, SwarmCoop)
+	checkComplete(t, r)
+	turn := float64(sc.UploadPiece) / float64(4<<20)
+	done := func(r *Result) []float64 {
+		var d []float64
+		for _, h := range r.PerHost {
+			if h.FromOrigin == 0 {
+				d = append(d, h.Done)
+			}
+		}
+		slices.Sort(d)
+		return d
+	}
+	f, p := done(fluid), done(r)
+	if len(p) != sc.Hosts-1 || len(f) != sc.Hosts-1 {
+		t.Fatalf("askers: %d in pieces, %d fluid, want %d", len(p), len(f), sc.Hosts-1)
+	}
+	if spread := f[len(f)-1] - f[0]; spread > turn/10 {
+		t.Errorf("fluid: the askers end %.4fs apart, want together", spread)
+	}
+	for k := 1; k < len(p); k++ {
+		if gap := p[k] - p[k-1]; math.Abs(gap-turn) > 1e-6 {
+			t.Errorf("in pieces: asker %d ends %.5fs after the one before, want one turn, %.5fs", k, gap, turn)
+		}
+	}
+	if d := p[len(p)-1] - f[len(f)-1]; math.Abs(d) > turn/2 {
+		t.Errorf("the last asker ends at %.4fs in pieces, %.4fs fluid: want the same", p[len(p)-1], f[len(f)-1])
+	}
+	t.Logf("askers end %.3f..%.3fs in pieces (median %.3fs), all at %.3fs fluid (median %.3fs)", p[0], p[len(p)-1], r.P50, f[0], fluid.P50)
 }

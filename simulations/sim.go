@@ -128,25 +128,27 @@ type watcher struct {
 // first, in its first two cache lines: a tick of a download that waits
 // reads little else, and most events are ticks.
 type host struct {
-	site     int32
-	vms      int32
-	state    uint8
-	lastFind float64
-	lastFull float64
-	picker   *policy.Picker
-	have     policy.Bitfield
-	oreq     policy.Bitfield // open origin requests
-	sess     []session
-	watch    []watcher
-	up, down float64
-	arrival  float64
-	done     float64
-	membVer  uint64 // presVer when the Picker last got SetMembers
-	membSet  bool
-	membN    int     // visible members when the Picker last got SetMembers
-	pub      float64 // when other hosts' lookups find this host (ProviderDelay)
-	rejoin   bool
-	left     bool // left for good
+	site  int32
+	vms   int32
+	state uint8
+	// committing: its commit work runs (CPU.PerCommit, cpu.go finish)
+	committing bool
+	lastFind   float64
+	lastFull   float64
+	picker     *policy.Picker
+	have       policy.Bitfield
+	oreq       policy.Bitfield // open origin requests
+	sess       []session
+	watch      []watcher
+	up, down   float64
+	arrival    float64
+	done       float64
+	membVer    uint64 // presVer when the Picker last got SetMembers
+	membSet    bool
+	membN      int     // visible members when the Picker last got SetMembers
+	pub        float64 // when other hosts' lookups find this host (ProviderDelay)
+	rejoin     bool
+	left       bool // left for good
 
 	// baselines: bytes left per download (per VM or one)
 	baseLeft []float64
@@ -720,6 +722,7 @@ func (s *sim) arrive(h int32, rejoin bool) {
 		return
 	}
 	hs.state = stActive
+	hs.committing = false
 	if !s.swarm {
 		s.baseStart(h)
 		return
@@ -798,7 +801,7 @@ func (s *sim) checkBaseDone(h int32) {
 			return
 		}
 	}
-	s.hostDone(h)
+	s.finish(h)
 }
 
 func (s *sim) baseDone(h, vm int32) {
@@ -1474,7 +1477,7 @@ func (s *sim) chunk(h, src, i int32) {
 	hs.have.Set(int(i))
 	s.broadcast(h, evHave, i)
 	if p.Done() {
-		s.hostDone(h)
+		s.finish(h)
 		return
 	}
 	if p.Endgame() {
