@@ -171,8 +171,15 @@ func (c simvalConfig) scenario(t *testing.T) simulations.Scenario {
 	sc.HostUpload = simulations.Dist{{Rate: simulations.Rate(c.uploadRate), Weight: 1}}
 	sc.Policy.ProviderDelay = simulations.Duration(c.providerDelay)
 	sc.Policy.DiscoveryDelay = simulations.Duration(c.discoveryDelay)
+	// The daemons' upload limiter hands out turns of one piece
+	// (transfer/swarm ratePiece, waitUpload) to the peers in fair order.
+	sc.UploadPiece = daemonUploadPiece
 	return sc
 }
+
+// daemonUploadPiece: transfer/swarm's ratePiece, the bytes of one turn
+// at a daemon's upload limiter.
+const daemonUploadPiece = 64 << 10
 
 // mode returns the daemons' extra flags and the simulator's strategy.
 func (c simvalConfig) mode(m string) ([]string, simulations.Strategy) {
@@ -245,6 +252,7 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		switch {
 		case sc.CPU.Cores > 0 && crowd:
 			sc, startWork = crowdCPU(sc)
+			sc.CPU.PerCommit = commitWork(real, ot.medianManifest, sc.CPU.PerByte, c.hosts)
 		case sc.CPU.Cores > 0:
 			// The start-up the manifests' median measures is CPU on the
 			// shared cores, which per_package carries: the simulator's
@@ -271,6 +279,9 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 				validateRow{"median completion s, cpu with start-up work", median(done), sw.median},
 				validateRow{"makespan s, no cpu", slices.Max(done), nc.makespan},
 				validateRow{"median completion s, no cpu", median(done), nc.median})
+		}
+		if crowd {
+			rows = append(rows, pieceRows(t, sc, st, c.seeds, done)...)
 		}
 		if received.Cores > 0 && !crowd {
 			rs := sc
@@ -303,6 +314,10 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(real.t0).Seconds())
 		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, provider_delay %s, find_interval %s, packages.overhead %s (%d cores)",
 			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Policy.ProviderDelay), time.Duration(sc.Policy.FindInterval), time.Duration(sc.Packages.Overhead), c.cores)
+		if crowd {
+			head += fmt.Sprintf("\nsimulator uploads in pieces of %d B (upload_piece; \"fluid uploads\": 0); commit work per_commit %.1f ms per host (the daemons' CPU after the median manifest less per_byte times the bytes moved, over the hosts)",
+				int64(sc.UploadPiece), 1e3*sc.CPU.PerCommit)
+		}
 		if startWork.CPU.Cores > 0 {
 			head += fmt.Sprintf("\ncalibration: %s (%.0f B per host) took %.1f CPU-s, the daemons moved %.3f times what the hosts needed; simulator cpu: %g cores, per_byte %.2f ns per byte moved (mostly the calibration's), the measured start-up (discovery_delay above); beside it \"cpu with start-up work\": per_package %.1f ms (this run's CPU less its bytes') as each host's start-up work, no discovery_delay; \"no cpu\": the measured start-up alone",
 				cal.pkg, cal.bytes, calCPU, calRun.moved/(float64(c.hosts)*cal.bytes), sc.CPU.Cores, 1e9*sc.CPU.PerByte, 1e3*startWork.CPU.PerPackage)
@@ -374,13 +389,53 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 // per_package (100-370 ms per host in the runs of 2026-12-05 23:05 UTC,
 // 24 hosts on 2 cores) would keep the start-ups running 1.2-4.4 s; that
 // CPU is the daemons' during and after their transfers (it grew with
-// the run's length), which the simulator does not model.
+// the run's length): what of it comes after the start-up, less the
+// bytes', the head's per_commit carries (commitWork), set by the caller.
 func crowdCPU(sc simulations.Scenario) (head, startWork simulations.Scenario) {
 	head, startWork = sc, sc
 	head.CPU.PerPackage = 0
 	startWork.Policy.DiscoveryDelay = 0
 	startWork.Policy.ProviderDelay = simulations.Duration(time.Millisecond)
 	return head, startWork
+}
+
+// commitWork is a flash crowd's CPU per host after its start-up (the
+// median manifest, at seconds from the fetches' start) that its bytes do
+// not account for at perByte: the simulator's per_commit, each host's
+// work between its last chunk and its package (the daemons' logs put a
+// fetch's return 0.02-0.22 s after its last chunk; docs/validation.md).
+// 0 without a CPU profile or when the bytes account for it all.
+func commitWork(real realRun, startUp, perByte float64, hosts int) float64 {
+	after := real.cpu - real.cpuUntil(startUp)
+	w := (after - perByte*real.moved) / float64(hosts)
+	if !(w > 0) || !(startUp > 0) {
+		return 0
+	}
+	return w
+}
+
+// pieceRows are a crowd's figures in the simulator with one or both of
+// its uploads in pieces and its commit work taken out (sc has them), the
+// daemons' done times beside them.
+func pieceRows(t *testing.T, sc simulations.Scenario, st simulations.Strategy, seeds int, done []float64) []validateRow {
+	t.Helper()
+	var rows []validateRow
+	for _, v := range []struct {
+		name           string
+		pieces, commit bool
+	}{{"fluid uploads, no commit work", false, false}, {"fluid uploads", false, true}, {"no commit work", true, false}} {
+		x := sc
+		if !v.pieces {
+			x.UploadPiece = 0
+		}
+		if !v.commit {
+			x.CPU.PerCommit = 0
+		}
+		f := validateSimRuns(t, x, st, seeds)
+		rows = append(rows, validateRow{"makespan s, " + v.name, slices.Max(done), f.makespan},
+			validateRow{"median completion s, " + v.name, median(done), f.median})
+	}
+	return rows
 }
 
 // measuredCPU is the simulator's cpu section from a calibration run
@@ -612,5 +667,25 @@ func TestSolveCPU(t *testing.T) {
 	c := solveCPU(calCPU, hosts*calBytes, cpu, hosts*bytes, hosts, packages)
 	if math.Abs(c.PerByte-perByte) > 1e-6*perByte || math.Abs(c.PerPackage-perPackage) > 1e-6*perPackage || c.PerOriginByte != c.PerByte {
 		t.Errorf("solveCPU = %+v, want per_byte %g, per_package %g", c, perByte, perPackage)
+	}
+}
+
+// TestCommitWork: a crowd's per-host work after its start-up is the
+// daemons' CPU after the median manifest less its bytes' at per_byte,
+// over the hosts; none when the bytes account for it all, or without a
+// start-up.
+func TestCommitWork(t *testing.T) {
+	t.Parallel()
+	// 1 CPU-s by 0.5 s, 3 CPU-s in all; 1e7 bytes moved at 1e-8 s each:
+	// (3 - 1 - 0.1) / 19 hosts = 0.1 s.
+	r := realRun{cpu: 3, moved: 1e7, profile: []cpuSample{{0.25, 0.5}, {0.75, 1.5}, {2, 3}}}
+	if got := commitWork(r, 0.5, 1e-8, 19); math.Abs(got-0.1) > 1e-9 {
+		t.Errorf("commitWork = %v, want 0.1", got)
+	}
+	if got := commitWork(r, 0.5, 1e-6, 19); got != 0 {
+		t.Errorf("bytes costing more than the CPU after the start-up: commitWork = %v, want 0", got)
+	}
+	if got := commitWork(r, 0, 1e-8, 19); got != 0 {
+		t.Errorf("no start-up: commitWork = %v, want 0", got)
 	}
 }
