@@ -2,6 +2,7 @@ package simulations
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -153,4 +154,34 @@ func TestPieceCrowdAnswersEndApart(t *testing.T) {
 		t.Errorf("the last asker ends at %.4fs in pieces, %.4fs fluid: want the same", p[len(p)-1], f[len(f)-1])
 	}
 	t.Logf("askers end %.3f..%.3fs in pieces (median %.3fs), all at %.3fs fluid (median %.3fs)", p[0], p[len(p)-1], r.P50, f[0], fluid.P50)
+}
+
+// TestPieceWorkConserving: flows of random sizes (parts of pieces
+// included) to random receivers, started at 0 on a server sent in
+// pieces: the server never idles while a flow is live (the last ends at
+// the bytes over the capacity) and moves every byte.
+func TestPieceWorkConserving(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 7))
+	for trial := range 20 {
+		n := 2 + rng.IntN(30)
+		sizes := make([]float64, n)
+		dsts := make([]int32, n)
+		total := 0.0
+		for k := range n {
+			sizes[k] = float64(1 + rng.IntN(50*10))
+			dsts[k] = int32(rng.IntN(8))
+			total += sizes[k]
+		}
+		e := &engine{}
+		e.recvShare = func(int32) float64 { return math.Inf(1) }
+		sid := e.addServer(10)
+		got, sent := runPieces(e, sid, 10, sizes, dsts)
+		if last := slices.Max(got); math.Abs(last-total/10) > 1e-6 {
+			t.Errorf("trial %d: the last flow ends at %.4fs, want the bytes over the capacity, %.4fs", trial, last, total/10)
+		}
+		if math.Abs(sent-total) > 1e-6 {
+			t.Errorf("trial %d: sent %v B, want %v", trial, sent, total)
+		}
+	}
 }

@@ -280,9 +280,7 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 				validateRow{"makespan s, no cpu", slices.Max(done), nc.makespan},
 				validateRow{"median completion s, no cpu", median(done), nc.median})
 		}
-		if crowd {
-			rows = append(rows, pieceRows(t, sc, st, c.seeds, done)...)
-		}
+		rows = append(rows, pieceRows(t, sc, st, c.seeds, done)...)
 		if received.Cores > 0 && !crowd {
 			rs := sc
 			rs.CPU = received
@@ -414,16 +412,21 @@ func commitWork(real realRun, startUp, perByte float64, hosts int) float64 {
 	return w
 }
 
-// pieceRows are a crowd's figures in the simulator with one or both of
-// its uploads in pieces and its commit work taken out (sc has them), the
+// pieceRows are the figures in the simulator with its uploads in pieces
+// or its commit work (a crowd's), or both, taken out (sc has them), the
 // daemons' done times beside them.
 func pieceRows(t *testing.T, sc simulations.Scenario, st simulations.Strategy, seeds int, done []float64) []validateRow {
 	t.Helper()
-	var rows []validateRow
-	for _, v := range []struct {
+	type variant struct {
 		name           string
 		pieces, commit bool
-	}{{"fluid uploads, no commit work", false, false}, {"fluid uploads", false, true}, {"no commit work", true, false}} {
+	}
+	vs := []variant{{"fluid uploads", false, true}}
+	if sc.CPU.PerCommit > 0 {
+		vs = []variant{{"fluid uploads, no commit work", false, false}, {"fluid uploads", false, true}, {"no commit work", true, false}}
+	}
+	var rows []validateRow
+	for _, v := range vs {
 		x := sc
 		if !v.pieces {
 			x.UploadPiece = 0
