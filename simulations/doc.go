@@ -240,12 +240,17 @@
 // PerByte whether or not the receiver keeps it (an end-game duplicate,
 // a chunk cancelled under way), as the daemons' CPU does.
 //
-// CPU.PerCommit is work at the other end: when a host's last chunk has
-// arrived it runs PerCommit CPU-seconds (the daemon verifying and
-// committing the package to its store) as a flow of CPU work from its
-// start-up server, one core at most, and has the package when that work
-// ends; its download runs meanwhile (a late duplicate starts nothing).
-// Baselines too: a host whose origin download ends commits the same way.
+// CPU.PerDownload and PerCommit are work during and after a download,
+// flows of CPU work from the host's start-up server, one core at most.
+// PerDownload begins when the host's start-up ends (DiscoveryDelay after
+// it arrives) and runs beside its bytes (the daemon's lookups, sessions,
+// bookkeeping): it takes its share of the cores while the host waits for
+// bytes, and delays the host only when it is not done by its last
+// chunk. PerCommit begins when the last chunk is in and the PerDownload
+// work done (the daemon verifying and committing the package to its
+// store); the host has the package when it ends. Its download runs
+// meanwhile (a late duplicate starts nothing). Baselines too: a host
+// whose origin download ends commits the same way.
 //
 // # Figures
 //

@@ -131,24 +131,26 @@ type host struct {
 	site  int32
 	vms   int32
 	state uint8
-	// committing: its commit work runs (CPU.PerCommit, cpu.go finish)
-	committing bool
-	lastFind   float64
-	lastFull   float64
-	picker     *policy.Picker
-	have       policy.Bitfield
-	oreq       policy.Bitfield // open origin requests
-	sess       []session
-	watch      []watcher
-	up, down   float64
-	arrival    float64
-	done       float64
-	membVer    uint64 // presVer when the Picker last got SetMembers
-	membSet    bool
-	membN      int     // visible members when the Picker last got SetMembers
-	pub        float64 // when other hosts' lookups find this host (ProviderDelay)
-	rejoin     bool
-	left       bool // left for good
+	// committing: its commit work runs (CPU.PerCommit, cpu.go finish);
+	// working: its work beside its download runs (CPU.PerDownload), and
+	// waitWork: its chunks are in, it waits for that work.
+	committing, working, waitWork bool
+	lastFind                      float64
+	lastFull                      float64
+	picker                        *policy.Picker
+	have                          policy.Bitfield
+	oreq                          policy.Bitfield // open origin requests
+	sess                          []session
+	watch                         []watcher
+	up, down                      float64
+	arrival                       float64
+	done                          float64
+	membVer                       uint64 // presVer when the Picker last got SetMembers
+	membSet                       bool
+	membN                         int     // visible members when the Picker last got SetMembers
+	pub                           float64 // when other hosts' lookups find this host (ProviderDelay)
+	rejoin                        bool
+	left                          bool // left for good
 
 	// baselines: bytes left per download (per VM or one)
 	baseLeft []float64
@@ -661,6 +663,8 @@ func (s *sim) handle(ev event) {
 		s.pullFetch(ev.a, ev.c)
 	case evJob:
 		s.startJob(ev.a)
+	case evWork:
+		s.startWork(ev.a)
 	case evSample:
 		s.samples = append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)})
 		s.schedule(s.now+s.sampleDt, evSample, 0, 0, 0)
@@ -723,6 +727,10 @@ func (s *sim) arrive(h int32, rejoin bool) {
 	}
 	hs.state = stActive
 	hs.committing = false
+	if !rejoin && s.cpu.perDownload > 0 && s.cpu.jobBase > 0 {
+		// Once per package: after the start-up, beside the download.
+		s.schedule(s.now+s.sc.Policy.DiscoveryDelay.Seconds(), evWork, h, 0, 0)
+	}
 	if !s.swarm {
 		s.baseStart(h)
 		return
