@@ -31,6 +31,20 @@ type CPU struct {
 	// package's start-up, side by side, as the daemon's download
 	// goroutines do.
 	PerPackage float64 `json:"per_package,omitempty"`
+	// PerCommit: CPU-seconds a host spends on each package after its
+	// last chunk has arrived (the daemon's verifying and committing it
+	// to the store, and what else its download does at the end), on its
+	// share of the cores, one core at most: the host has the package
+	// once this work is done.
+	PerCommit float64 `json:"per_commit,omitempty"`
+	// PerDownload: CPU-seconds a host spends on each package beside its
+	// bytes while it downloads (the daemon's lookups, sessions and
+	// bookkeeping): a job on its share of the cores, one core at most,
+	// from the end of its start-up (Policy.DiscoveryDelay after it
+	// arrives) on; the host has its chunks once they are in and this
+	// work is done, then commits (PerCommit). Once per package: a host
+	// that leaves and comes back does not start it again.
+	PerDownload float64 `json:"per_download,omitempty"`
 }
 
 // validate reports the first negative field.
@@ -38,7 +52,7 @@ func (c CPU) validate() error {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"cores", c.Cores}, {"per_byte", c.PerByte}, {"per_origin_byte", c.PerOriginByte}, {"per_wan_byte", c.PerWANByte}, {"per_package", c.PerPackage}} {
+	}{{"cores", c.Cores}, {"per_byte", c.PerByte}, {"per_origin_byte", c.PerOriginByte}, {"per_wan_byte", c.PerWANByte}, {"per_package", c.PerPackage}, {"per_commit", c.PerCommit}, {"per_download", c.PerDownload}} {
 		if !(f.v >= 0) {
 			return fmt.Errorf("cpu.%s %v: must not be negative", f.name, f.v)
 		}
@@ -47,10 +61,11 @@ func (c CPU) validate() error {
 }
 
 // Work is the CPU-seconds of moving bytes host to host, originBytes from
-// the origin, wanBytes across site links and starting packages (per
-// host and package): a lower bound on a run's makespan is Work ÷ Cores.
+// the origin, wanBytes across site links and starting and committing
+// packages (per host and package): a lower bound on a run's makespan is
+// Work ÷ Cores.
 func (c CPU) Work(bytes, originBytes, wanBytes float64, packages int) float64 {
-	return c.PerByte*bytes + c.PerOriginByte*originBytes + c.PerWANByte*wanBytes + c.PerPackage*float64(packages)
+	return c.PerByte*bytes + c.PerOriginByte*originBytes + c.PerWANByte*wanBytes + (c.PerPackage+c.PerCommit+c.PerDownload)*float64(packages)
 }
 
 // jobCap: a start-up job's rate cap, one core: its work is one
@@ -71,11 +86,12 @@ type cpuState struct {
 	// perByte, perOrigin, perWAN: CPU.PerByte, PerOriginByte, PerWANByte.
 	perByte, perOrigin, perWAN float64
 	origin                     int32 // the origin's server
-	// perPackage: CPU.PerPackage; jobBase: host h's start-up work runs
-	// on server jobBase+h, of the machine's cores, each start-up on one
-	// core at most (jobCap; 0: no start-up work).
-	perPackage float64
-	jobBase    int32
+	// perPackage, perCommit: CPU.PerPackage, PerCommit; jobBase: host
+	// h's start-up and commit work runs on server jobBase+h, of the
+	// machine's cores, each job on one core at most (jobCap; 0: no such
+	// work).
+	perPackage, perCommit, perDownload float64
+	jobBase                            int32
 }
 
 // cpuFlow is a flow's part in the shared CPU: w its CPU-seconds per
@@ -145,10 +161,10 @@ func (s *sim) initCPU() {
 		return
 	}
 	s.cpu = cpuState{on: true, link: int32(len(s.links)), perByte: c.PerByte, perOrigin: c.PerOriginByte,
-		perWAN: c.PerWANByte, origin: s.origin, perPackage: c.PerPackage}
+		perWAN: c.PerWANByte, origin: s.origin, perPackage: c.PerPackage, perCommit: c.PerCommit, perDownload: c.PerDownload}
 	s.links = append(s.links, link{capacity: c.Cores})
 	s.relevel(s.cpu.link)
-	if c.PerPackage > 0 {
+	if c.PerPackage > 0 || c.PerCommit > 0 || c.PerDownload > 0 {
 		s.cpu.jobBase = int32(len(s.srvs))
 		for range s.n {
 			// A host's start-ups together may use every core; each
@@ -159,7 +175,17 @@ func (s *sim) initCPU() {
 }
 
 // jobs reports whether a host's packages start after their start-up work.
-func (s *sim) jobs() bool { return s.cpu.jobBase > 0 }
+func (s *sim) jobs() bool { return s.cpu.jobBase > 0 && s.cpu.perPackage > 0 }
+
+// A job flow's vm: the host's commit work, its work beside its download
+// (else its start-up).
+const (
+	commitJob = 1
+	workJob   = 2
+)
+
+// evWork: a host's work beside its download begins: a=host.
+const evWork = evJob + 1
 
 // startJob starts host h's start-up work for this sim's package.
 func (s *sim) startJob(h int32) {
@@ -168,14 +194,76 @@ func (s *sim) startJob(h int32) {
 }
 
 // jobDone: host h's start-up work (flow id) is done; its package starts.
+// Or its commit work: it has the package.
 func (s *sim) jobDone(id int32) {
-	h := s.flows[id].dst
+	h, vm := s.flows[id].dst, s.flows[id].vm
 	s.endFlow(id)
+	switch vm {
+	case commitJob:
+		s.commitDone(h)
+		return
+	case workJob:
+		s.workDone(h)
+		return
+	}
 	if s.onJob != nil {
 		s.onJob(h)
 		return
 	}
 	s.arrive(h, false)
+}
+
+// finish: host h has every chunk of the package. It has the package
+// once its commit work (CPU.PerCommit) is done, on the shared cores; at
+// once without it. Its download is running meanwhile: a chunk arriving
+// late (a duplicate) finds it done with chunks and starts nothing more.
+func (s *sim) finish(h int32) {
+	hs := &s.hosts[h]
+	if hs.working {
+		hs.waitWork = true // its chunks are in; it finishes with its work
+		return
+	}
+	if s.cpu.perCommit <= 0 || s.cpu.jobBase == 0 {
+		s.hostDone(h)
+		return
+	}
+	if hs.committing {
+		return
+	}
+	hs.committing = true
+	s.startFlowCPU(s.cpu.jobBase+h, h, -1, commitJob, s.cpu.perCommit*jobUnit, -1, -1, true)
+}
+
+// startWork starts host h's work beside its download (CPU.PerDownload),
+// if it has any and is still downloading.
+func (s *sim) startWork(h int32) {
+	hs := &s.hosts[h]
+	if hs.state != stActive {
+		return
+	}
+	hs.working = true
+	s.startFlowCPU(s.cpu.jobBase+h, h, -1, workJob, s.cpu.perDownload*jobUnit, -1, -1, true)
+}
+
+// workDone: host h's work beside its download is done; if its chunks are
+// in, it finishes.
+func (s *sim) workDone(h int32) {
+	hs := &s.hosts[h]
+	hs.working = false
+	if hs.waitWork {
+		hs.waitWork = false
+		s.finish(h)
+	}
+}
+
+// commitDone: host h's commit work is done, unless it left meanwhile.
+func (s *sim) commitDone(h int32) {
+	hs := &s.hosts[h]
+	if !hs.committing || hs.state != stActive {
+		return
+	}
+	hs.committing = false
+	s.hostDone(h)
 }
 
 // cpuBound is the CPU-seconds of the scenario's work over its cores
@@ -188,5 +276,5 @@ func cpuBound(sc Scenario, pkgBytes float64, packages int) float64 {
 	}
 	hosts := float64(sc.Hosts)
 	w := max(c.PerByte, c.PerOriginByte) + c.PerWANByte
-	return (w*hosts*pkgBytes*float64(sc.VMsPerHost) + c.PerPackage*hosts*float64(packages)) / c.Cores
+	return (w*hosts*pkgBytes*float64(sc.VMsPerHost) + (c.PerPackage+c.PerCommit)*hosts*float64(packages)) / c.Cores
 }

@@ -242,3 +242,81 @@ func TestCPUValidate(t *testing.T) {
 		t.Errorf("cpu %+v, want %+v", sc.CPU, want)
 	}
 }
+
+// TestCPUPerCommit: a host has its package once its commit work after
+// the last chunk is done, on the shared cores, one core at most each:
+// with links far faster than the work, three hosts' commits of 0.1 s take
+// 0.3 s on one core and 0.15 s on two; one host on four cores takes its
+// own 0.1 s after its bytes; in a workload each package's commit counts.
+func TestCPUPerCommit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		st    Strategy
+		hosts int
+		cores float64
+		want  float64
+	}{
+		{"origin-per-host, 1 core", OriginPerHost, 3, 1, 0.3},
+		{"swarm-coop, 1 core", SwarmCoop, 3, 1, 0.3},
+		{"swarm, 2 cores", Swarm, 3, 2, 0.15},
+		{"one host, 4 cores", OriginPerHost, 1, 4, 0.1},
+	} {
+		sc := fastHosts(tc.hosts)
+		sc.PackageSize = 64 << 10
+		sc.CPU = CPU{Cores: tc.cores, PerCommit: 0.1}
+		r := run(t, sc, tc.st)
+		checkComplete(t, r)
+		free := sc
+		free.CPU = CPU{}
+		f := run(t, free, tc.st)
+		if got := r.Makespan - f.Makespan; math.Abs(got-tc.want) > 0.05*tc.want {
+			t.Errorf("%s: makespan %.4fs, %.4fs more than without the commit work, want %.3fs more", tc.name, r.Makespan, got, tc.want)
+		}
+	}
+	sc := fastHosts(3)
+	sc.Packages = Packages{Count: 20, Sizes: "testdata/debian12-main-sizes.tsv", MaxSize: 4 << 10}
+	sc.CPU = CPU{Cores: 1, PerCommit: 0.05}
+	r := run(t, sc, Swarm)
+	checkComplete(t, r)
+	if want := sc.CPU.Work(0, 0, 0, sc.Hosts*sc.Packages.Count) / sc.CPU.Cores; math.Abs(r.Makespan-want) > 0.05*want {
+		t.Errorf("workload: makespan %.3fs, want the commit work's %.3fs (±5%%)", r.Makespan, want)
+	}
+}
+
+// TestCPUPerDownload: a host's work beside its download runs from its
+// start-up's end alongside its bytes, and the host has its package once
+// both are done: on links far faster than the work, three hosts' 0.1 s
+// take 0.3 s on one core (and a commit after it adds its own); behind a
+// slow origin (a 1 MiB package at 1 MiB/s) the work is over long before
+// the bytes and adds nothing.
+func TestCPUPerDownload(t *testing.T) {
+	t.Parallel()
+	sc := fastHosts(3)
+	sc.PackageSize = 64 << 10
+	sc.Policy.DiscoveryDelay = Duration(50 * time.Millisecond)
+	free := run(t, sc, SwarmCoop)
+	for _, tc := range []struct {
+		name string
+		cpu  CPU
+		want float64
+	}{
+		{"work", CPU{Cores: 1, PerDownload: 0.1}, 0.05 + 0.3},
+		{"work and commit", CPU{Cores: 1, PerDownload: 0.1, PerCommit: 0.05}, 0.05 + 0.3 + 0.15},
+	} {
+		sc.CPU = tc.cpu
+		r := run(t, sc, SwarmCoop)
+		checkComplete(t, r)
+		if math.Abs(r.Makespan-tc.want) > 0.05*tc.want {
+			t.Errorf("%s: makespan %.4fs (%.4fs without), want %.3fs", tc.name, r.Makespan, free.Makespan, tc.want)
+		}
+	}
+	slow := fastHosts(1)
+	slow.PackageSize = 1 << 20
+	slow.OriginUpload = 1 << 20
+	base := run(t, slow, OriginPerHost)
+	slow.CPU = CPU{Cores: 4, PerDownload: 0.1}
+	if r := run(t, slow, OriginPerHost); math.Abs(r.Makespan-base.Makespan) > 1e-9 {
+		t.Errorf("slow origin: makespan %.4fs with the work, %.4fs without: want the same", r.Makespan, base.Makespan)
+	}
+}

@@ -162,6 +162,20 @@
 //     peer, or sessions of several packages): each flow weighs 1 ÷ the
 //     host's flows to the same receiver. The origin shares its upload
 //     equally between its flows (the HTTP responses).
+//   - Uploads in pieces (Scenario.UploadPiece, piece.go; 0: the fluid
+//     sharing above): the daemon's upload limiter hands out one turn at
+//     a time, of one 64 KiB piece, to the peers waiting for it in
+//     start-time fair order by bytes, so a fetcher's one-piece answers
+//     end one after another, a turn apart, where fluid sharing ends them
+//     all together at the last one's end. A host's server sent in pieces
+//     moves one flow at a time, the one holding the turn, for one piece
+//     at the server's rate (or its cap); the others are parked, with cap
+//     0 and no share of the links or the CPU they cross; when the piece
+//     is sent the flow asks for its next one (tagged start = max(V,
+//     F[receiver]), F[receiver] += piece, as fairShare) and the turn goes
+//     to the smallest tag. For chunks of many pieces the two models end
+//     within a round of turns of each other; parked flows still count in
+//     their receiver's equal split.
 //
 // This is max-min fairness at every sender, nearly so on site links (each
 // link levelled given the other links' levels, not all at once), and an
@@ -225,6 +239,18 @@
 // docs/validation.md says which run measured which. A byte costs its
 // PerByte whether or not the receiver keeps it (an end-game duplicate,
 // a chunk cancelled under way), as the daemons' CPU does.
+//
+// CPU.PerDownload and PerCommit are work during and after a download,
+// flows of CPU work from the host's start-up server, one core at most.
+// PerDownload begins when the host's start-up ends (DiscoveryDelay after
+// it arrives) and runs beside its bytes (the daemon's lookups, sessions,
+// bookkeeping): it takes its share of the cores while the host waits for
+// bytes, and delays the host only when it is not done by its last
+// chunk. PerCommit begins when the last chunk is in and the PerDownload
+// work done (the daemon verifying and committing the package to its
+// store); the host has the package when it ends. Its download runs
+// meanwhile (a late duplicate starts nothing). Baselines too: a host
+// whose origin download ends commits the same way.
 //
 // # Figures
 //

@@ -255,6 +255,8 @@ type server struct {
 	bCap     fheap // B by -cap (max cap first)
 	hpos     int32 // position in the engine's server heap
 	next     float64
+	// pq: the turns of a server sent in pieces (piece.go); nil: fluid.
+	pq *pieceState
 }
 
 // fheap is a min-heap of flow ids by key, with positions kept in the
@@ -400,6 +402,9 @@ func (e *engine) relevel(lid int32) {
 		if cf != nil && e.cpu.link != lid {
 			c = min(c, e.links[e.cpu.link].share/cf.w)
 		}
+		if e.parked(id) {
+			c = 0 // waiting for its sender's turn (piece.go)
+		}
 		if f.inA {
 			// At its sender's fair level (a flow capped below it is held
 			// by its receiver or a link, counted above).
@@ -468,6 +473,10 @@ type engine struct {
 	// enough. cpuF: each flow's part in it, by flow id (cpu on only).
 	cpu  cpuState
 	cpuF []cpuFlow
+	// pieceOn: some server sends in pieces (piece.go); pc: each flow's
+	// part in its server's turns, by flow id (pieceOn only).
+	pieceOn bool
+	pc      []pieceFlow
 	// afterEvent (tests): called after every event of the run.
 	afterEvent func()
 }
@@ -598,7 +607,11 @@ func (e *engine) insertB(s *server, id int32, rem float64) {
 	f.rem, f.lastT = rem, e.now
 	s.nB++
 	s.sumB += f.cap
-	s.bFin.push(e, id, e.now+rem/f.cap)
+	fin := e.now + rem/f.cap
+	if f.cap == 0 {
+		fin = math.Inf(1) // parked (piece.go): never, whatever rem
+	}
+	s.bFin.push(e, id, fin)
 	s.bCap.push(e, id, -f.cap/f.w)
 }
 
@@ -715,6 +728,8 @@ func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd in
 		f.sdPos = int32(len(l.flows))
 		l.flows = append(l.flows, id)
 	}
+	s := &e.srvs[sid]
+	rem, parked := e.pieceJoin(s, id, size)
 	f.cap = e.flowCap(id)
 	if su >= 0 {
 		f.cap = min(f.cap, e.links[su].equal())
@@ -725,12 +740,15 @@ func (e *engine) startFlowCPU(sid, dst, chunk, vm int32, size float64, su, sd in
 	if cf != nil {
 		f.cap = min(f.cap, e.links[e.cpu.link].equal()/cf.w)
 	}
-	s := &e.srvs[sid]
 	e.advance(s)
-	if s.perPeer && !job {
+	if s.perPeer && !job && s.pq == nil {
 		e.flows[id].w = e.reweigh(sid, dst, id, true)
 	}
-	e.insertA(s, id, size)
+	if parked {
+		e.insertB(s, id, rem)
+	} else {
+		e.insertA(s, id, rem)
+	}
 	e.rebalance(s)
 	e.reschedule(sid)
 	e.linkChanged(su)
@@ -800,7 +818,9 @@ func (e *engine) endFlow(id int32) float64 {
 	s := &e.srvs[sid]
 	e.advance(s)
 	rem := e.detach(s, id)
-	if s.perPeer && !e.isJob(id) {
+	left, next := e.pieceLeave(s, id)
+	rem += left
+	if s.perPeer && !e.isJob(id) && s.pq == nil {
 		e.reweigh(sid, f.dst, id, false)
 	}
 	e.rebalance(s)
@@ -822,6 +842,9 @@ func (e *engine) endFlow(id int32) float64 {
 	e.linkChanged(su)
 	e.linkChanged(sd)
 	e.linkChanged(cl)
+	if next >= 0 {
+		e.touchLinks(next) // given the turn (piece.go)
+	}
 	return rem
 }
 
@@ -876,6 +899,9 @@ func (e *engine) flowCap(id int32) float64 {
 
 // capWith is flow id's cap given its receiver's share rs.
 func (e *engine) capWith(id int32, rs float64) float64 {
+	if e.parked(id) {
+		return 0 // waiting for its sender's turn (piece.go)
+	}
 	f := &e.flows[id]
 	c := rs
 	if f.su >= 0 {

@@ -54,6 +54,13 @@ type Scenario struct {
 	// daemons leaves this unset. Set, it models a host whose pull-through
 	// answers leave by a link of their own.
 	PullUpload Rate `json:"pull_upload,omitempty"`
+	// UploadPiece: a host's upload (and its pull-through server) sends
+	// one piece of this size at a time, the turns going to the peers
+	// waiting in start-time fair order by bytes, as the daemon's upload
+	// limiter does (transfer/swarm waitUpload, fairShare: 64 KiB
+	// pieces): a host's one-piece answers end a turn apart (piece.go).
+	// 0: fluid sharing, every flow at once, shared per peer.
+	UploadPiece Size `json:"upload_piece,omitempty"`
 	// Fetchers (swarm-coop, one package, flash arrival): the host that
 	// ranks first for each chunk, in chunk order, in place of the
 	// ranking of the simulated hosts' names (h0, h1, ...), which is the
@@ -309,6 +316,8 @@ func (s Scenario) Validate() error {
 		return fmt.Errorf("scenario %s: origin_upload must be positive", s.Name)
 	case s.PullUpload < 0:
 		return fmt.Errorf("scenario %s: pull_upload must not be negative", s.Name)
+	case s.UploadPiece < 0:
+		return fmt.Errorf("scenario %s: upload_piece must not be negative", s.Name)
 	case s.SiteUplink < 0 || s.SiteDownlink < 0:
 		return fmt.Errorf("scenario %s: site links must not be negative", s.Name)
 	case s.Arrival.Pattern != ArrivalFlash && s.Arrival.Pattern != ArrivalStaggered:

@@ -128,25 +128,29 @@ type watcher struct {
 // first, in its first two cache lines: a tick of a download that waits
 // reads little else, and most events are ticks.
 type host struct {
-	site     int32
-	vms      int32
-	state    uint8
-	lastFind float64
-	lastFull float64
-	picker   *policy.Picker
-	have     policy.Bitfield
-	oreq     policy.Bitfield // open origin requests
-	sess     []session
-	watch    []watcher
-	up, down float64
-	arrival  float64
-	done     float64
-	membVer  uint64 // presVer when the Picker last got SetMembers
-	membSet  bool
-	membN    int     // visible members when the Picker last got SetMembers
-	pub      float64 // when other hosts' lookups find this host (ProviderDelay)
-	rejoin   bool
-	left     bool // left for good
+	site  int32
+	vms   int32
+	state uint8
+	// committing: its commit work runs (CPU.PerCommit, cpu.go finish);
+	// working: its work beside its download runs (CPU.PerDownload), and
+	// waitWork: its chunks are in, it waits for that work.
+	committing, working, waitWork bool
+	lastFind                      float64
+	lastFull                      float64
+	picker                        *policy.Picker
+	have                          policy.Bitfield
+	oreq                          policy.Bitfield // open origin requests
+	sess                          []session
+	watch                         []watcher
+	up, down                      float64
+	arrival                       float64
+	done                          float64
+	membVer                       uint64 // presVer when the Picker last got SetMembers
+	membSet                       bool
+	membN                         int     // visible members when the Picker last got SetMembers
+	pub                           float64 // when other hosts' lookups find this host (ProviderDelay)
+	rejoin                        bool
+	left                          bool // left for good
 
 	// baselines: bytes left per download (per VM or one)
 	baseLeft []float64
@@ -442,7 +446,11 @@ func (s *sim) initHosts() {
 	}
 	for h := range n {
 		// Shared per peer: the daemon's fairShare (engine.go server).
-		s.srvs[s.addServer(s.hosts[h].up)].perPeer = true
+		id := s.addServer(s.hosts[h].up)
+		s.srvs[id].perPeer = true
+		if sc.UploadPiece > 0 {
+			s.setPiece(id, float64(sc.UploadPiece))
+		}
 	}
 	s.rin = make([]recvList, n)
 	s.origin = s.addServer(float64(sc.OriginUpload))
@@ -578,7 +586,9 @@ func (s *sim) run() error {
 			s.handle(ev)
 		} else {
 			s.now = max(s.now, ts)
-			s.flowDone(s.finishing(sid))
+			if id := s.finishing(sid); !s.pieceNext(id) {
+				s.flowDone(id) // not a piece of a flow with more to send
+			}
 		}
 		s.nEv++
 		if s.afterEvent != nil {
@@ -653,6 +663,8 @@ func (s *sim) handle(ev event) {
 		s.pullFetch(ev.a, ev.c)
 	case evJob:
 		s.startJob(ev.a)
+	case evWork:
+		s.startWork(ev.a)
 	case evSample:
 		s.samples = append(s.samples, Sample{T: s.now, Bytes: s.sentNow(s.origin)})
 		s.schedule(s.now+s.sampleDt, evSample, 0, 0, 0)
@@ -714,6 +726,11 @@ func (s *sim) arrive(h int32, rejoin bool) {
 		return
 	}
 	hs.state = stActive
+	hs.committing = false
+	if !rejoin && s.cpu.perDownload > 0 && s.cpu.jobBase > 0 {
+		// Once per package: after the start-up, beside the download.
+		s.schedule(s.now+s.sc.Policy.DiscoveryDelay.Seconds(), evWork, h, 0, 0)
+	}
 	if !s.swarm {
 		s.baseStart(h)
 		return
@@ -792,7 +809,7 @@ func (s *sim) checkBaseDone(h int32) {
 			return
 		}
 	}
-	s.hostDone(h)
+	s.finish(h)
 }
 
 func (s *sim) baseDone(h, vm int32) {
@@ -1468,7 +1485,7 @@ func (s *sim) chunk(h, src, i int32) {
 	hs.have.Set(int(i))
 	s.broadcast(h, evHave, i)
 	if p.Done() {
-		s.hostDone(h)
+		s.finish(h)
 		return
 	}
 	if p.Endgame() {

@@ -278,7 +278,9 @@ func (w *workloadRun) run(onMany func(now float64, events int64)) error {
 			id := e.finishing(sid)
 			e.tag = e.flows[id].pkg
 			s = w.sims[e.tag]
-			s.flowDone(id)
+			if !e.pieceNext(id) {
+				s.flowDone(id) // not a piece of a flow with more to send
+			}
 		}
 		if s.pruneDue() {
 			s.prune()

@@ -84,6 +84,11 @@ type simvalConfig struct {
 	calibrate               int64 // the calibration package's size (measured)
 	out                     string
 	daemonLogs              bool // the daemons' debug logs kept in out
+	// commit: by mode, the per-host commit work (simulator per_commit)
+	// of the smallest crowd, where the bytes cost least beside it
+	// (workAfterStartUp), charged to the larger crowds after it; nil:
+	// none (the upgrade).
+	commit map[string]float64
 }
 
 // calibration is a package every host fetches before a workload, on the
@@ -171,8 +176,15 @@ func (c simvalConfig) scenario(t *testing.T) simulations.Scenario {
 	sc.HostUpload = simulations.Dist{{Rate: simulations.Rate(c.uploadRate), Weight: 1}}
 	sc.Policy.ProviderDelay = simulations.Duration(c.providerDelay)
 	sc.Policy.DiscoveryDelay = simulations.Duration(c.discoveryDelay)
+	// The daemons' upload limiter hands out turns of one piece
+	// (transfer/swarm ratePiece, waitUpload) to the peers in fair order.
+	sc.UploadPiece = daemonUploadPiece
 	return sc
 }
+
+// daemonUploadPiece: transfer/swarm's ratePiece, the bytes of one turn
+// at a daemon's upload limiter.
+const daemonUploadPiece = 64 << 10
 
 // mode returns the daemons' extra flags and the simulator's strategy.
 func (c simvalConfig) mode(m string) ([]string, simulations.Strategy) {
@@ -241,10 +253,22 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		}
 		withStart := sc
 		crowd := packages == 1
+		own := 0.0 // this crowd's CPU after its start-up less its bytes', per host
 		var startWork simulations.Scenario
 		switch {
 		case sc.CPU.Cores > 0 && crowd:
 			sc, startWork = crowdCPU(sc)
+			// A host's work at the end of its download, on the shared
+			// cores: measured on the smallest crowd, whose CPU after the
+			// start-up is hardly its bytes' (as per_byte is measured on
+			// the calibration, whose hosts' own work is small beside its
+			// bytes'); in a larger crowd what the bytes at per_byte do
+			// not account for is not all per host (docs/validation.md).
+			own = workAfterStartUp(real, ot.medianManifest, sc.CPU.PerByte, c.hosts)
+			if _, ok := c.commit[m]; !ok && c.commit != nil {
+				c.commit[m] = own
+			}
+			sc.CPU.PerCommit = c.commit[m]
 		case sc.CPU.Cores > 0:
 			// The start-up the manifests' median measures is CPU on the
 			// shared cores, which per_package carries: the simulator's
@@ -272,6 +296,7 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 				validateRow{"makespan s, no cpu", slices.Max(done), nc.makespan},
 				validateRow{"median completion s, no cpu", median(done), nc.median})
 		}
+		rows = append(rows, pieceRows(t, sc, st, c.seeds, done, own)...)
 		if received.Cores > 0 && !crowd {
 			rs := sc
 			rs.CPU = received
@@ -303,6 +328,10 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			title, m, flags, st, c.seeds, c.hosts, c.originRate, c.uploadRate, kept/bytes, strings.Fields(string(load) + " ?")[0], time.Since(real.t0).Seconds())
 		head += fmt.Sprintf("\n%s\ndaemons' CPU from the fetches' start to the last one's end: %.1fs, %.1f ms per host and package; simulator discovery_delay %s, provider_delay %s, find_interval %s, packages.overhead %s (%d cores)",
 			ot, real.cpu, 1e3*perDownload, time.Duration(sc.Policy.DiscoveryDelay), time.Duration(sc.Policy.ProviderDelay), time.Duration(sc.Policy.FindInterval), time.Duration(sc.Packages.Overhead), c.cores)
+		if crowd {
+			head += fmt.Sprintf("\nsimulator uploads in pieces of %d B (upload_piece; \"fluid uploads\": 0); commit work per_commit %.1f ms per host, the smallest crowd's (\"no commit work\": 0); this crowd's CPU after the median manifest less per_byte times the bytes moved: %.1f ms per host (rows \"... as commit work\": per_commit, \"... beside the download\": per_download)",
+				int64(sc.UploadPiece), 1e3*sc.CPU.PerCommit, 1e3*own)
+		}
 		if startWork.CPU.Cores > 0 {
 			head += fmt.Sprintf("\ncalibration: %s (%.0f B per host) took %.1f CPU-s, the daemons moved %.3f times what the hosts needed; simulator cpu: %g cores, per_byte %.2f ns per byte moved (mostly the calibration's), the measured start-up (discovery_delay above); beside it \"cpu with start-up work\": per_package %.1f ms (this run's CPU less its bytes') as each host's start-up work, no discovery_delay; \"no cpu\": the measured start-up alone",
 				cal.pkg, cal.bytes, calCPU, calRun.moved/(float64(c.hosts)*cal.bytes), sc.CPU.Cores, 1e9*sc.CPU.PerByte, 1e3*startWork.CPU.PerPackage)
@@ -374,13 +403,61 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 // per_package (100-370 ms per host in the runs of 2026-12-05 23:05 UTC,
 // 24 hosts on 2 cores) would keep the start-ups running 1.2-4.4 s; that
 // CPU is the daemons' during and after their transfers (it grew with
-// the run's length), which the simulator does not model.
+// the run's length): what of it comes after the start-up, less the
+// bytes', is in part each host's commit work (per_commit, set by the
+// caller: workAfterStartUp).
 func crowdCPU(sc simulations.Scenario) (head, startWork simulations.Scenario) {
 	head, startWork = sc, sc
 	head.CPU.PerPackage = 0
 	startWork.Policy.DiscoveryDelay = 0
 	startWork.Policy.ProviderDelay = simulations.Duration(time.Millisecond)
 	return head, startWork
+}
+
+// workAfterStartUp is a flash crowd's CPU per host after its start-up
+// (the median manifest, at seconds from the fetches' start) that its
+// bytes do not account for at perByte: on the smallest crowd, the
+// simulator's per_commit. 0 without a CPU profile or when the bytes
+// account for it all.
+func workAfterStartUp(real realRun, startUp, perByte float64, hosts int) float64 {
+	after := real.cpu - real.cpuUntil(startUp)
+	w := (after - perByte*real.moved) / float64(hosts)
+	if !(w > 0) || !(startUp > 0) {
+		return 0
+	}
+	return w
+}
+
+// pieceRows are the figures in the simulator with its uploads in pieces
+// or its commit work (a crowd's), or both, taken out (sc has them), and
+// with a crowd's own CPU after its start-up less its bytes' (own, per
+// host) as its commit work or as work beside its download; the daemons'
+// done times beside them.
+func pieceRows(t *testing.T, sc simulations.Scenario, st simulations.Strategy, seeds int, done []float64, own float64) []validateRow {
+	t.Helper()
+	type variant struct {
+		name         string
+		pieces       bool
+		commit, work float64
+	}
+	pc := sc.CPU.PerCommit
+	vs := []variant{{"fluid uploads", false, pc, 0}}
+	if own > 0 {
+		vs = []variant{{"fluid uploads, no commit work", false, 0, 0}, {"fluid uploads", false, pc, 0}, {"no commit work", true, 0, 0},
+			{"this crowd's own as commit work", true, own, 0}, {"this crowd's own beside the download", true, 0, own}}
+	}
+	var rows []validateRow
+	for _, v := range vs {
+		x := sc
+		if !v.pieces {
+			x.UploadPiece = 0
+		}
+		x.CPU.PerCommit, x.CPU.PerDownload = v.commit, v.work
+		f := validateSimRuns(t, x, st, seeds)
+		rows = append(rows, validateRow{"makespan s, " + v.name, slices.Max(done), f.makespan},
+			validateRow{"median completion s, " + v.name, median(done), f.median})
+	}
+	return rows
 }
 
 // measuredCPU is the simulator's cpu section from a calibration run
@@ -460,6 +537,9 @@ func (c simvalConfig) originTimes(t *testing.T, logPath string, t0 time.Time, re
 // TestValidateCrowd: the flash crowd of issue 23, daemons and simulator.
 func TestValidateCrowd(t *testing.T) {
 	c := simvalSettings(t, "crowd")
+	// Smallest first: its commit work is every crowd's (simvalConfig.commit).
+	slices.Sort(c.sizes)
+	c.commit = map[string]float64{}
 	for _, size := range c.sizes {
 		r := newRepo(t)
 		blob := filepath.Join(t.TempDir(), "blob.bin")
@@ -612,5 +692,25 @@ func TestSolveCPU(t *testing.T) {
 	c := solveCPU(calCPU, hosts*calBytes, cpu, hosts*bytes, hosts, packages)
 	if math.Abs(c.PerByte-perByte) > 1e-6*perByte || math.Abs(c.PerPackage-perPackage) > 1e-6*perPackage || c.PerOriginByte != c.PerByte {
 		t.Errorf("solveCPU = %+v, want per_byte %g, per_package %g", c, perByte, perPackage)
+	}
+}
+
+// TestWorkAfterStartUp: a crowd's per-host work after its start-up is the
+// daemons' CPU after the median manifest less its bytes' at per_byte,
+// over the hosts; none when the bytes account for it all, or without a
+// start-up.
+func TestWorkAfterStartUp(t *testing.T) {
+	t.Parallel()
+	// 1 CPU-s by 0.5 s, 3 CPU-s in all; 1e7 bytes moved at 1e-8 s each:
+	// (3 - 1 - 0.1) / 19 hosts = 0.1 s.
+	r := realRun{cpu: 3, moved: 1e7, profile: []cpuSample{{0.25, 0.5}, {0.75, 1.5}, {2, 3}}}
+	if got := workAfterStartUp(r, 0.5, 1e-8, 19); math.Abs(got-0.1) > 1e-9 {
+		t.Errorf("workAfterStartUp = %v, want 0.1", got)
+	}
+	if got := workAfterStartUp(r, 0.5, 1e-6, 19); got != 0 {
+		t.Errorf("bytes costing more than the CPU after the start-up: workAfterStartUp = %v, want 0", got)
+	}
+	if got := workAfterStartUp(r, 0, 1e-8, 19); got != 0 {
+		t.Errorf("no start-up: workAfterStartUp = %v, want 0", got)
 	}
 }
