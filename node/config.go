@@ -51,7 +51,8 @@ type Config struct {
 	UploadRate, DownloadRate int64
 	// NoPullThrough turns cooperative origin fetching off (see
 	// swarm.Config.NoPullThrough): each download asks the origin itself
-	// for what its peers lack, and the host serves no pull-through
+	// for what its peers lack (chunks, and the manifests and metadata a
+	// download starts with), and the host serves no pull-through
 	// requests.
 	NoPullThrough bool
 	// MaxPeersPerDownload caps the peers one download trades with (default 32).

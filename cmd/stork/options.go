@@ -100,7 +100,7 @@ var options = []option{
 	{Key: "swarm.no-site-inference", Flag: "no-site-inference", Kind: kindBool, Category: catNetwork,
 		Usage: "without --site, run with no site instead of inferring one from round-trip times"},
 	{Key: "swarm.no-pull-through", Flag: "no-pull-through", Kind: kindBool, Category: catNetwork,
-		Usage: "turn cooperative origin fetching off: each download asks the origin itself for what its peers lack, and this host fetches nothing from the origin for its peers"},
+		Usage: "turn cooperative origin fetching off: each download asks the origin itself for what its peers lack (chunks, manifests, metadata), and this host fetches nothing from the origin for its peers"},
 	{Key: "swarm.max-memory", Flag: "max-memory", Kind: kindSize, Category: catLimits,
 		Usage: "libp2p resource manager memory `LIMIT` (e.g. 1G)"},
 
