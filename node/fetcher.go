@@ -237,6 +237,10 @@ func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check
 			if v, err = check(r.data); err == nil && v > bestV {
 				best, bestV = r.data, v
 			}
+			if err != nil && r.origin {
+				// Not kept for the next fetch or a peer's pull.
+				f.flights.forget(p)
+			}
 		}
 		switch {
 		case err != nil && r.origin:

@@ -205,3 +205,35 @@ func TestFilePulledFromRankedMember(t *testing.T) {
 		t.Errorf("timestamp: err %v, pulled from %v; want no pull", err, peers.pulled)
 	}
 }
+
+// TestRefusedOriginCopyNotKept: an origin copy of a fixed-version file
+// that its caller refused is not kept for the next fetch (nor for a
+// peer's pull): the next fetch asks the origin again.
+func TestRefusedOriginCopyNotKept(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var asks atomic.Int64
+	origin := originFunc(func(context.Context, string, int64) ([]byte, error) {
+		if asks.Add(1) == 1 {
+			return []byte("torn"), nil
+		}
+		return []byte("good"), nil
+	})
+	f := newSourcesFetcher(origin, "http://origin", nil, nil, slog.New(slog.DiscardHandler))
+	check := func(b []byte) error {
+		if string(b) != "good" {
+			return metadata.ErrHashMismatch
+		}
+		return nil
+	}
+	const p = "metadata/3.snapshot.json"
+	if _, err := f.FetchChecked(ctx, p, 1<<20, check); err == nil {
+		t.Fatal("the torn copy was accepted")
+	}
+	if b, err := f.FetchChecked(ctx, p, 1<<20, check); err != nil || string(b) != "good" || asks.Load() != 2 {
+		t.Errorf("second fetch = %q, %v after %d origin requests, want the origin's good copy from a second request", b, err, asks.Load())
+	}
+	if b, err := f.fromOrigin(ctx, p, 1<<20); err != nil || string(b) != "good" || asks.Load() != 2 {
+		t.Errorf("a peer's pull = %q, %v after %d origin requests, want the kept good copy", b, err, asks.Load())
+	}
+}

@@ -109,6 +109,16 @@ func (ff *fileFlights) leave(key string, fl *fileFlight) {
 	}
 }
 
+// forget drops key's kept copy (one its caller refused), so that the
+// next caller fetches again.
+func (ff *fileFlights) forget(key string) {
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	if fl := ff.m[key]; fl != nil && !fl.at.IsZero() {
+		ff.drop(key)
+	}
+}
+
 // drop forgets key's flight, and its copy if kept. ff.mu is held.
 func (ff *fileFlights) drop(key string) {
 	fl := ff.m[key]

@@ -48,6 +48,12 @@ func TestFileFlightsShareOneFetch(t *testing.T) {
 		t.Errorf("%d fetches for 9 callers, want 1", n)
 	}
 
+	// A copy forgotten (its caller refused it) is fetched again.
+	ff.forget("f")
+	if b, err := ff.do(ctx, "f", func(context.Context) ([]byte, error) { return []byte("again"), nil }); err != nil || string(b) != "again" {
+		t.Errorf("do after forget = %q, %v, want a new fetch", b, err)
+	}
+
 	// A failure is not kept.
 	boom := errors.New("origin said no")
 	if _, err := ff.do(ctx, "g", func(context.Context) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
