@@ -425,3 +425,41 @@ func FuzzTrustedFile(f *testing.F) {
 		}
 	})
 }
+
+// TestCooperativePath: manifests and fixed-version metadata other than
+// root and timestamp; nothing else, and nothing that leaves its directory.
+func TestCooperativePath(t *testing.T) {
+	c := SumCID([]byte("m")).String()
+	for p, want := range map[string]bool{
+		"manifests/" + c: true, "metadata/7.snapshot.json": true, "metadata/5.targets.json": true,
+		"metadata/3.bin-2a.json": true, "metadata/2.a%2Fb.json": true,
+		"metadata/timestamp.json": false, "metadata/2.root.json": false, "metadata/1.timestamp.json": false,
+		"metadata/snapshot.json": false, "metadata/07.snapshot.json": false, "metadata/1.%2E%2E.json": false,
+		"metadata/../1.x.json": false, "manifests/x": false, "manifests/" + c + "/x": false, "chunks/" + c: false,
+		"/manifests/" + c: false, "": false,
+	} {
+		if got := CooperativePath(p); got != want {
+			t.Errorf("CooperativePath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// FuzzCooperativePath: a peer's path never panics CooperativePath, and
+// one it accepts is a clean path under metadata/ or manifests/.
+func FuzzCooperativePath(f *testing.F) {
+	for _, s := range []string{"manifests/" + SumCID([]byte("m")).String(), "metadata/7.snapshot.json", "metadata/2.root.json",
+		"metadata/1.%2E%2E.json", "metadata/../1.x.json", "manifests/x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if !CooperativePath(p) {
+			return
+		}
+		if _, err := cleanRepoPath(p); err != nil {
+			t.Fatalf("CooperativePath(%q) accepted a path cleanRepoPath refuses: %v", p, err)
+		}
+		if !strings.HasPrefix(p, MetadataDir+"/") && !strings.HasPrefix(p, ManifestsDir+"/") {
+			t.Fatalf("CooperativePath(%q) accepted a path outside metadata/ and manifests/", p)
+		}
+	})
+}
