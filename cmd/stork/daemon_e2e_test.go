@@ -28,6 +28,8 @@ import (
 type slowOrigin struct {
 	url        string
 	chunkBytes atomic.Int64
+	// reqs counts the requests for each path (string to *atomic.Int64).
+	reqs sync.Map
 	// serial, set before the first request: chunk requests are served
 	// one at a time, each after the delay, so a download's time has a
 	// floor however many requests it sends at once.
@@ -40,6 +42,8 @@ func newSlowOrigin(t *testing.T, dir string, delay time.Duration) *slowOrigin {
 	o := &slowOrigin{}
 	fs := http.FileServer(http.Dir(dir))
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := o.reqs.LoadOrStore(r.URL.Path, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
 		if strings.HasPrefix(r.URL.Path, "/chunks/") {
 			if o.serial {
 				o.mu.Lock()
@@ -348,6 +352,9 @@ func TestSwarmProcesses(t *testing.T) {
 	for _, d := range datas[1:] {
 		procs = append(procs, startDaemonProc(t, d, origin.url, r.root, "--bootstrap", st.Addrs[0]))
 	}
+	// Each sees the other three before the fetches, so that all rank the
+	// same members as the manifest's fetchers.
+	waitProcPeers(t, datas, len(datas)-1)
 	errs := make(chan error, len(datas))
 	for _, d := range datas {
 		go func() {
@@ -384,11 +391,45 @@ func TestSwarmProcesses(t *testing.T) {
 	if fromPeers == 0 {
 		t.Error("no bytes moved between peers")
 	}
+	// The manifest is fetched cooperatively: its first-ranked daemon asks
+	// the origin for all (a slow member may cost one request more).
+	manifests := 0
+	origin.reqs.Range(func(k, v any) bool {
+		if p := k.(string); strings.HasPrefix(p, "/manifests/") {
+			manifests++
+			if n := v.(*atomic.Int64).Load(); n > 2 {
+				t.Errorf("the origin was asked %d times for %s by %d daemons, want at most 2", n, p, len(datas))
+			}
+		}
+		return true
+	})
+	if manifests != 1 {
+		t.Errorf("the origin served %d manifests, want 1", manifests)
+	}
 	if out := stork(t, "peers", "--data", datas[1]); !strings.Contains(out, "/ip4/127.0.0.1/") {
 		t.Errorf("stork peers = %q, want peers on loopback", out)
 	}
 	for _, p := range procs {
 		p.stop(t)
+	}
+}
+
+// waitProcPeers waits until each daemon (by data directory) reports at
+// least n peers.
+func waitProcPeers(t *testing.T, datas []string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, d := range datas {
+		for {
+			st, err := node.NewClient(d).Status(context.Background())
+			if err == nil && st.Peers >= n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("daemon %s: %d peers after 30s (%v), want %d", d, st.Peers, err, n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
 
