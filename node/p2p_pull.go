@@ -195,18 +195,22 @@ func (r *pullManifests) published(ctx context.Context, c cid.Cid) (string, error
 // pullFile is the daemon's FilePuller: it fetches, for a peer that ranks
 // this host first, a repository file this host does not hold, from the
 // origin: one request however many peers ask meanwhile, shared with this
-// host's own fetch (sourcesFetcher.fromOrigin). A manifest only of a
-// package the metadata this host trusts publishes (as ResolveManifest),
-// checked against its CID; metadata of a fixed version as the origin
-// sent it (the asker alone knows what it expects, and checks it).
+// host's own fetch (sourcesFetcher.fromOrigin). A manifest is checked
+// against its CID; metadata of a fixed version goes as the origin sent
+// it (the asker alone knows what it expects, and checks it).
+//
+// Unlike a chunk's pull-through request (ResolveManifest), a manifest's
+// is not looked up among the packages this host's metadata publishes:
+// that takes the metadata client, which this host's own resolution of
+// an upgrade holds while it fetches hundreds of manifests, so the askers
+// would wait out their pullWait and go to the origin (seen in the
+// upgrade: every manifest pull failed so). Nothing is lost by it: a
+// peer can make this host ask the origin only for what it could ask the
+// origin for itself, one request per request, at the files rate limit,
+// and what comes back is kept 30 s in memory at most.
 func (d *Daemon) pullFile(ctx context.Context, p string, maxLen int64) ([]byte, error) {
 	if !metadata.CooperativePath(p) {
 		return nil, fmt.Errorf("pull %s: %w: not a file hosts fetch for each other", p, metadata.ErrInvalidPath)
-	}
-	if name, ok := strings.CutPrefix(p, metadata.ManifestsDir+"/"); ok {
-		if _, err := d.pullMan.published(ctx, cid.MustParse(name)); err != nil {
-			return nil, err
-		}
 	}
 	return d.metaFetcher.fromOrigin(ctx, p, maxLen)
 }
