@@ -1,9 +1,11 @@
 package node
 
 import (
+	"context"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/storkpm/stork/metadata"
 )
@@ -55,4 +57,37 @@ func TestCrowdFetchesFilesOnce(t *testing.T) {
 		}
 		t.Logf("coop=%v: origin copies %.2f, all origin bytes %.2f copies of the package", coop, r.copies, r.allCopies)
 	}
+}
+
+// TestUpgradeFetchesManifestsOnce: four daemons that see each other fetch
+// an upgrade of 20 small packages at once. Each manifest leaves the
+// origin about once: a member resolving the upgrade itself (its metadata
+// client busy with its own closure) still answers its peers' pulls.
+func TestUpgradeFetchesManifestsOnce(t *testing.T) {
+	const hosts = 4
+	o := newBswOrigin(t)
+	set := publishUpgrade(t, o, 20, 64<<10)
+	nodes := startCrowd(t, o, hosts, func(c *Config) { c.NoSiteInference = true })
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := bswFetchAll(ctx, nodes, "upgrade"); err != nil {
+		t.Fatal(err)
+	}
+	var manifests, requests int64
+	o.reqs.Range(func(k, v any) bool {
+		if strings.HasPrefix(k.(string), "/"+metadata.ManifestsDir+"/") {
+			manifests++
+			requests += v.(*atomic.Int64).Load()
+		}
+		return true
+	})
+	if manifests < int64(len(set.manifests)) || requests > manifests+manifests/4 {
+		t.Errorf("the origin served %d manifests %d times to %d hosts, want each about once (at most %d requests)", manifests, requests, hosts, manifests+manifests/4)
+	}
+	t.Logf("%d manifests, %d origin requests for them", manifests, requests)
 }
