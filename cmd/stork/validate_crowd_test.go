@@ -68,7 +68,9 @@ import (
 // metadata section is measured on the repository's files on disk
 // (repoMetadata): its row "origin copies (sent)" is its chunks and that
 // section's bytes, beside all the origin process wrote (headers and its
-// log lines too); "origin chunk copies" its chunks alone. Beside each table: what the origin's log says
+// log lines too); "origin copies (bodies, its log)" beside the chunks'
+// and files' bodies the origin's log lists; "origin chunk copies" its
+// chunks alone. Beside each table: what the origin's log says
 // and the daemons' CPU. Each table is logged, and written to
 // STORK_SIMVAL_OUT (a directory) if set; a gap over validateMaxGap is
 // reported, not failed: the daemons' batching and large-package paths
@@ -284,6 +286,10 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		rows := []validateRow{
 			{"origin chunk copies", ot.chunkBytes / bytes, sim.origin / bytes},
 			{"origin copies (sent)", realOrigin / bytes, sim.total / bytes},
+			// What the simulator counts, read from the origin's log: the
+			// chunks' and files' bodies, without the responses' headers
+			// and the log's own lines, which the row above has.
+			{"origin copies (bodies, its log)", (ot.chunkBytes + ot.fileBytes) / bytes, sim.total / bytes},
 			{"makespan s", slices.Max(done), sim.makespan},
 			{"median completion s", median(done), sim.median},
 		}
