@@ -51,7 +51,8 @@ type originTimes struct {
 	medianFirstChunk float64
 	// responses: every response, whatever its status (a root probe's
 	// 404 too); fileBytes: the metadata/ and manifests/ files' sizes,
-	// summed over their responses with status 200.
+	// summed over their responses with status 200, and a metadata/ 404's
+	// body (probeBytes).
 	responses int
 	fileBytes float64
 }
@@ -74,6 +75,9 @@ func readOriginLog(r io.Reader, t0, t1 time.Time, size func(path string) int64) 
 			continue
 		}
 		if o.responses++; q.Status != 200 {
+			if q.Status == 404 && strings.HasPrefix(q.Path, "/metadata/") {
+				o.fileBytes += probeBytes // a probe for a newer root
+			}
 			continue
 		}
 		at := q.Time.Sub(t0).Seconds()

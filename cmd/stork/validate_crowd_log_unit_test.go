@@ -30,7 +30,7 @@ func TestReadOriginLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := originTimes{manifests: 1, chunks: 3, chunkBytes: 3 * 9, firstManifest: 0.5, medianManifest: 0.5, firstChunk: 0.8, medianChunk: 1.0, medianFirstChunk: 1.4,
-		responses: 7, fileBytes: float64(len("/metadata/timestamp.json") + len("/manifests/m1"))}
+		responses: 7, fileBytes: float64(len("/metadata/timestamp.json") + probeBytes + len("/manifests/m1"))}
 	const eps = 1e-6
 	if o.manifests != want.manifests || o.responses != want.responses || o.fileBytes != want.fileBytes || o.chunks != want.chunks || o.chunkBytes != want.chunkBytes || o.medianManifest != want.medianManifest ||
 		abs(o.firstManifest-want.firstManifest) > eps || abs(o.firstChunk-want.firstChunk) > eps ||

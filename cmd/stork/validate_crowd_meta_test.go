@@ -23,9 +23,13 @@ const probeBytes = 19
 // timestamp (metadata/timestamp.json) and the root probe's 404 body;
 // the files that never change (metadata.CooperativePath), the newest
 // version of every other role (snapshot, targets, the bins role), of
-// the hash bins (bin-*) only those that list a package of pkgs, and
-// those packages' manifests (manifests/CID).
-func repoMetadata(t *testing.T, dir string, pkgs []string) simulations.Metadata {
+// the hash bins (bin-*) those that list a package of pkgs, or every bin
+// with everyBin, and those packages' manifests (manifests/CID).
+// everyBin: daemons with pull-through, whose member answering a manifest
+// pull first checks that it is published by listing every package (node
+// pullManifests.lookup, metadata.Client.Packages: every bin the snapshot
+// names).
+func repoMetadata(t *testing.T, dir string, pkgs []string, everyBin bool) simulations.Metadata {
 	t.Helper()
 	md := filepath.Join(dir, "metadata")
 	ents, err := os.ReadDir(md)
@@ -53,7 +57,7 @@ func repoMetadata(t *testing.T, dir string, pkgs []string) simulations.Metadata 
 	for role, v := range newest {
 		p := filepath.Join(md, strconv.Itoa(v)+"."+role+".json")
 		manifests := roleManifests(t, p, pkgs)
-		if strings.HasPrefix(role, "bin-") && len(manifests) == 0 {
+		if strings.HasPrefix(role, "bin-") && len(manifests) == 0 && !everyBin {
 			continue // a hash bin no package of pkgs is in: not fetched
 		}
 		m.Files += simulations.Size(size(p))
@@ -94,11 +98,11 @@ func roleManifests(t *testing.T, p string, pkgs []string) []string {
 	return out
 }
 
-// TestRepoMetadata: a repository of two packages (one added twice, so
-// that the snapshot has versions) gives, for one package, the timestamp
-// and the probe per host, and the newest snapshot, targets, bins role,
-// the package's bin and its manifest as files; not the other package's
-// bin or manifest, nor older snapshots or the roots.
+// TestRepoMetadata: a repository of two packages (the snapshot has
+// versions) gives, for one package, the timestamp and the probe per
+// host, and the newest snapshot, targets, bins role, the package's bin
+// and its manifest as files; not the other package's bin (but with
+// everyBin) or manifest, nor older snapshots or the roots.
 func TestRepoMetadata(t *testing.T) {
 	r := newRepo(t)
 	src := t.TempDir()
@@ -136,7 +140,15 @@ func TestRepoMetadata(t *testing.T) {
 	for _, role := range []string{"snapshot", "targets", "bins"} {
 		want.Files += size("metadata/" + strconv.Itoa(newest[role]) + "." + role + ".json")
 	}
-	if got := repoMetadata(t, r.dir, []string{"blob"}); got != want {
+	if got := repoMetadata(t, r.dir, []string{"blob"}, false); got != want {
 		t.Errorf("repoMetadata = %+v, want %+v", got, want)
+	}
+	for role, v := range newest {
+		if p := strconv.Itoa(v) + "." + role + ".json"; strings.HasPrefix(role, "bin-") && p != bin {
+			want.Files += size("metadata/" + p)
+		}
+	}
+	if got := repoMetadata(t, r.dir, []string{"blob"}, true); got != want {
+		t.Errorf("every bin: repoMetadata = %+v, want %+v", got, want)
 	}
 }

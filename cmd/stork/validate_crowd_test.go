@@ -206,7 +206,7 @@ func (c simvalConfig) mode(m string) ([]string, simulations.Strategy) {
 // keys (a flash crowd: its package's chunk keys, chunkKeys) give the
 // simulator of the cooperative mode the daemons' own fetchers
 // (daemonFetchers, Scenario.Fetchers); nil: the simulator ranks.
-func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, bytes float64, cal calibration, keys []uint64) {
+func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, closure []string, bytes float64, cal calibration, keys []uint64) {
 	t.Helper()
 	packages := max(sc.Packages.Count, 1)
 	logDir := c.out
@@ -220,6 +220,9 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 	var all strings.Builder
 	for _, m := range c.modes {
 		flags, st := c.mode(m)
+		// The repository's files the hosts fetch (closure: the packages'
+		// names), measured on disk; with pull-through every bin.
+		sc.Metadata = repoMetadata(t, r.dir, closure, m == "coop")
 		daemonLogs := ""
 		if c.daemonLogs {
 			daemonLogs = filepath.Join(c.out, strings.NewReplacer(" ", "-", ",", "").Replace(title)+"-"+m+"-daemons")
@@ -570,8 +573,7 @@ func TestValidateCrowd(t *testing.T) {
 		}
 		sc := c.scenario(t)
 		sc.PackageSize = simulations.Size(size)
-		sc.Metadata = repoMetadata(t, r.dir, []string{"blob"})
-		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", float64(size), cal, chunkKeys(data, 1<<20))
+		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", []string{"blob"}, float64(size), cal, chunkKeys(data, 1<<20))
 	}
 }
 
@@ -648,9 +650,7 @@ func TestValidateUpgrade(t *testing.T) {
 	for k := range sizes {
 		closure = append(closure, fmt.Sprintf("u%03d", k))
 	}
-	// One refresh per host, then every package's manifest.
-	sc.Metadata = repoMetadata(t, r.dir, closure)
-	c.compare(t, fmt.Sprintf("upgrade %d packages %d bytes", len(sizes), int64(total)), r, sc, "upgrade", total, cal, nil)
+	c.compare(t, fmt.Sprintf("upgrade %d packages %d bytes", len(sizes), int64(total)), r, sc, "upgrade", closure, total, cal, nil)
 }
 
 // TestMeasuredCPUFlashCrowd: a flash crowd (one package) with a
