@@ -163,8 +163,8 @@ func printSimResult(c *cli.Context, r *simulations.Result) {
 		r.P50, r.Makespan, r.Ratio, r.Bound, r.Events, r.Wall.Round(time.Millisecond), r.PeakHeap>>20)
 	if r.MetadataBytes > 0 {
 		// The scenario's metadata section: counted beside the chunks.
-		fmt.Fprintf(c.App.Writer, "%-15s %6d hosts: origin bytes, metadata included: %.0f B (%.3f copies; metadata and manifests %.0f B)\n",
-			r.Strategy, r.Hosts, r.OriginTotal(), r.OriginTotal()/r.PackageBytes, r.MetadataBytes)
+		fmt.Fprintf(c.App.Writer, "  %s: origin bytes, metadata included: %.0f B (%.3f copies; metadata and manifests %.0f B, counted)\n",
+			r.Strategy, r.OriginTotal(), r.OriginTotal()/r.PackageBytes, r.MetadataBytes)
 	}
 }
 
