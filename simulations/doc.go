@@ -252,6 +252,20 @@
 // meanwhile (a late duplicate starts nothing). Baselines too: a host
 // whose origin download ends commits the same way.
 //
+// # Metadata and manifests
+//
+// Scenario.Metadata (metadata.go) counts the repository's other files a
+// host fetches, as the daemon does: on its refresh, per_host bytes from
+// the origin itself (timestamp.json, the probe for a newer root), and
+// files, the bytes that never change (fixed-version metadata and every
+// package's manifest): from the origin once for all with swarm-coop
+// (the first-ranked member fetches each), once per site with
+// swarm-sites, once per host otherwise (per VM with origin-per-vm). They
+// are counted in Result.MetadataBytes, not moved as flows: a few KB per
+// host, fetched during the start-up that DiscoveryDelay or
+// CPU.PerPackage already stands for. Result.OriginBytes and every figure
+// from it stay the chunks'; OriginTotal adds both.
+//
 // # Figures
 //
 // Delivered = package size × VMs of the hosts that finished (what the

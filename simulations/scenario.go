@@ -86,6 +86,10 @@ type Scenario struct {
 	// bytes and starting packages costs on them (cpu.go). Absent: each
 	// host has CPU enough.
 	CPU CPU `json:"cpu,omitzero"`
+	// Metadata: the repository's metadata and manifest bytes each host
+	// fetches besides chunks, counted in Result.MetadataBytes
+	// (metadata.go). Absent: none.
+	Metadata Metadata `json:"metadata,omitzero"`
 	// HeadOfLine: a host's control messages to a peer (requests, cancels,
 	// HaveUpdates, Fetching) wait for the end of the chunk it is sending
 	// that peer, as on the daemon's one stream per session (see
@@ -347,6 +351,9 @@ func (s Scenario) Validate() error {
 		}
 	}
 	if err := s.CPU.validate(); err != nil {
+		return fmt.Errorf("scenario %s: %w", s.Name, err)
+	}
+	if err := s.Metadata.validate(); err != nil {
 		return fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
 	for _, d := range []struct {

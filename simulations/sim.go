@@ -193,6 +193,10 @@ type Result struct {
 	// OriginBytes: bytes the origin sent (aborted transfers count what
 	// was sent).
 	OriginBytes float64
+	// MetadataBytes: the origin's bytes of the repository's other files
+	// (Scenario.Metadata), counted, not simulated: in no other figure
+	// (Offload, Origin samples); OriginTotal adds them up.
+	MetadataBytes float64 `json:",omitempty"`
 	// Delivered = S × the VMs of the hosts that finished: what the VMs
 	// received, and what origin-per-vm pulls from the origin.
 	Delivered float64
@@ -1772,9 +1776,12 @@ func (s *sim) resultWith(origin float64) *Result {
 		VMs:          int(s.n) * s.sc.VMsPerHost,
 		PackageBytes: s.pkgBytes,
 		OriginBytes:  origin,
-		Bound:        FluidBound(s.sc),
-		Events:       s.nEv,
-		Origin:       append(s.samples, Sample{T: s.now, Bytes: origin}),
+		// A workload's result has the first package's (workload.go),
+		// every package's files together.
+		MetadataBytes: s.sc.Metadata.originBytes(s.strat, int(s.n), s.sc.VMsPerHost, s.sc.Sites),
+		Bound:         FluidBound(s.sc),
+		Events:        s.nEv,
+		Origin:        append(s.samples, Sample{T: s.now, Bytes: origin}),
 	}
 	for h := range s.hosts {
 		hs := &s.hosts[h]

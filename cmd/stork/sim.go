@@ -161,6 +161,11 @@ func printSimResult(c *cli.Context, r *simulations.Result) {
 	fmt.Fprintf(c.App.Writer, "%-15s %6d hosts: origin %.2f GiB (%.2f copies), offload %.3f%%, host offload %.3f%%, p50 %.2fs, makespan %.2fs (%.2f x bound %.2fs), %d events in %v, peak heap %d MiB\n",
 		r.Strategy, r.Hosts, r.OriginBytes/(1<<30), r.OriginBytes/r.PackageBytes, 100*r.Offload, 100*r.HostOffload,
 		r.P50, r.Makespan, r.Ratio, r.Bound, r.Events, r.Wall.Round(time.Millisecond), r.PeakHeap>>20)
+	if r.MetadataBytes > 0 {
+		// The scenario's metadata section: counted beside the chunks.
+		fmt.Fprintf(c.App.Writer, "  %s: origin bytes, metadata included: %.0f B (%.3f copies; metadata and manifests %.0f B, counted)\n",
+			r.Strategy, r.OriginTotal(), r.OriginTotal()/r.PackageBytes, r.MetadataBytes)
+	}
 }
 
 func writeSimOutputs(dir string, results []*simulations.Result) error {

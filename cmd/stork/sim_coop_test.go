@@ -58,3 +58,29 @@ func TestSimRunSites(t *testing.T) {
 		t.Errorf("origin copies %v, want at most 1.1\n%s", c, out.String())
 	}
 }
+
+// TestSimRunMetadata: a scenario's metadata section adds a line with the
+// origin's bytes, metadata included: swarm-coop fetches the files once,
+// the swarm once per host (12 hosts: 12 × 100 + 1,000 and 12 × 1,100
+// bytes beside the chunks).
+func TestSimRunMetadata(t *testing.T) {
+	dir := t.TempDir()
+	scenario := dir + "/meta.json"
+	if err := os.WriteFile(scenario, []byte(`{"hosts": 12, "package_size": "1MiB", "chunk_size": "256KiB", "metadata": {"per_host": 100, "files": 1000}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	app := newApp(&out, io.Discard)
+	err := app.Run([]string{"stork", "sim", "run", "--out", dir, "--strategy", "swarm", "--strategy", "swarm-coop", scenario})
+	if err != nil {
+		t.Fatalf("sim run: %v\n%s", err, out.String())
+	}
+	re := regexp.MustCompile(`(?m)^  (swarm|swarm-coop): origin bytes, metadata included: [0-9]+ B \([0-9.]+ copies; metadata and manifests ([0-9]+) B`)
+	got := map[string]string{}
+	for _, m := range re.FindAllStringSubmatch(out.String(), -1) {
+		got[m[1]] = m[2]
+	}
+	if got["swarm"] != "13200" || got["swarm-coop"] != "2200" {
+		t.Errorf("metadata bytes %v, want swarm 13200, swarm-coop 2200\n%s", got, out.String())
+	}
+}

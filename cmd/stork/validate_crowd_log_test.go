@@ -49,6 +49,12 @@ type originTimes struct {
 	// medianFirstChunk: over the chunks, the median of each chunk's
 	// first response (with many packages: when packages start flowing).
 	medianFirstChunk float64
+	// responses: every response, whatever its status (a root probe's
+	// 404 too); fileBytes: the metadata/ and manifests/ files' sizes,
+	// summed over their responses with status 200, and a metadata/ 404's
+	// body (probeBytes).
+	responses int
+	fileBytes float64
 }
 
 // readOriginLog reads the responses of log r that ended in [t0, t1];
@@ -62,15 +68,24 @@ func readOriginLog(r io.Reader, t0, t1 time.Time, size func(path string) int64) 
 	o.firstManifest, o.firstChunk = -1, -1
 	for sc.Scan() {
 		var q originRequest
-		if json.Unmarshal(sc.Bytes(), &q) != nil || q.Msg != "request" || q.Status != 200 {
+		if json.Unmarshal(sc.Bytes(), &q) != nil || q.Msg != "request" {
 			continue
 		}
 		if q.Time.Before(t0) || q.Time.After(t1) {
 			continue
 		}
+		if o.responses++; q.Status != 200 {
+			if q.Status == 404 && strings.HasPrefix(q.Path, "/metadata/") {
+				o.fileBytes += probeBytes // a probe for a newer root
+			}
+			continue
+		}
 		at := q.Time.Sub(t0).Seconds()
 		switch {
+		case strings.HasPrefix(q.Path, "/metadata/"):
+			o.fileBytes += float64(size(q.Path))
 		case strings.HasPrefix(q.Path, "/manifests/"):
+			o.fileBytes += float64(size(q.Path))
 			o.manifests++
 			manifests = append(manifests, at)
 			if o.firstManifest < 0 {
@@ -105,6 +120,6 @@ func readOriginLog(r io.Reader, t0, t1 time.Time, size func(path string) int64) 
 
 // String is the times as one line of the table's notes.
 func (o originTimes) String() string {
-	return fmt.Sprintf("origin log: %d manifest and %d chunk responses (%.0f chunk bytes); first manifest %.3fs, median manifest %.3fs, first chunk %.3fs, median chunk %.3fs, median of each chunk's first %.3fs after the fetches started",
-		o.manifests, o.chunks, o.chunkBytes, o.firstManifest, o.medianManifest, o.firstChunk, o.medianChunk, o.medianFirstChunk)
+	return fmt.Sprintf("origin log: %d responses, %.0f B of metadata and manifests (their files' sizes); %d manifest and %d chunk responses (%.0f chunk bytes); first manifest %.3fs, median manifest %.3fs, first chunk %.3fs, median chunk %.3fs, median of each chunk's first %.3fs after the fetches started",
+		o.responses, o.fileBytes, o.manifests, o.chunks, o.chunkBytes, o.firstManifest, o.medianManifest, o.firstChunk, o.medianChunk, o.medianFirstChunk)
 }

@@ -15,6 +15,8 @@ func TestReadOriginLog(t *testing.T) {
 	at := func(s float64) string { return t0.Add(time.Duration(s * 1e9)).Format(time.RFC3339Nano) }
 	log := strings.Join([]string{
 		`{"time":"` + at(-1) + `","level":"DEBUG","msg":"request","path":"/chunks/old","status":200}`,
+		`{"time":"` + at(0.2) + `","level":"DEBUG","msg":"request","path":"/metadata/timestamp.json","status":200}`,
+		`{"time":"` + at(0.3) + `","level":"DEBUG","msg":"request","path":"/metadata/2.root.json","status":404}`,
 		`{"time":"` + at(0.5) + `","level":"DEBUG","msg":"request","path":"/manifests/m1","status":200}`,
 		`{"time":"` + at(0.8) + `","level":"DEBUG","msg":"request","path":"/chunks/a","status":200}`,
 		`{"time":"` + at(1.0) + `","level":"DEBUG","msg":"request","path":"/chunks/a","status":200}`,
@@ -27,9 +29,10 @@ func TestReadOriginLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := originTimes{manifests: 1, chunks: 3, chunkBytes: 3 * 9, firstManifest: 0.5, medianManifest: 0.5, firstChunk: 0.8, medianChunk: 1.0, medianFirstChunk: 1.4}
+	want := originTimes{manifests: 1, chunks: 3, chunkBytes: 3 * 9, firstManifest: 0.5, medianManifest: 0.5, firstChunk: 0.8, medianChunk: 1.0, medianFirstChunk: 1.4,
+		responses: 7, fileBytes: float64(len("/metadata/timestamp.json") + probeBytes + len("/manifests/m1"))}
 	const eps = 1e-6
-	if o.manifests != want.manifests || o.chunks != want.chunks || o.chunkBytes != want.chunkBytes || o.medianManifest != want.medianManifest ||
+	if o.manifests != want.manifests || o.responses != want.responses || o.fileBytes != want.fileBytes || o.chunks != want.chunks || o.chunkBytes != want.chunkBytes || o.medianManifest != want.medianManifest ||
 		abs(o.firstManifest-want.firstManifest) > eps || abs(o.firstChunk-want.firstChunk) > eps ||
 		abs(o.medianChunk-want.medianChunk) > eps || abs(o.medianFirstChunk-want.medianFirstChunk) > eps {
 		t.Fatalf("readOriginLog = %+v, want %+v", o, want)

@@ -64,7 +64,13 @@ import (
 // hosts over the cores). In a flash crowd the cooperative simulator
 // takes the daemons' own fetchers, which daemon ranks first for which
 // chunk (daemonFetchers: their peer IDs, the chunks' CIDs), not the
-// ranking of its own host names, the same at every seed. Beside each table: what the origin's log says
+// ranking of its own host names, the same at every seed. The simulator's
+// metadata section is measured on the repository's files on disk
+// (repoMetadata): its row "origin copies (sent)" is its chunks and that
+// section's bytes, beside all the origin process wrote (headers and its
+// log lines too); "origin copies (bodies, its log)" beside the chunks'
+// and files' bodies the origin's log lists; "origin chunk copies" its
+// chunks alone. Beside each table: what the origin's log says
 // and the daemons' CPU. Each table is logged, and written to
 // STORK_SIMVAL_OUT (a directory) if set; a gap over validateMaxGap is
 // reported, not failed: the daemons' batching and large-package paths
@@ -200,7 +206,7 @@ func (c simvalConfig) mode(m string) ([]string, simulations.Strategy) {
 // keys (a flash crowd: its package's chunk keys, chunkKeys) give the
 // simulator of the cooperative mode the daemons' own fetchers
 // (daemonFetchers, Scenario.Fetchers); nil: the simulator ranks.
-func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, bytes float64, cal calibration, keys []uint64) {
+func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simulations.Scenario, pkg string, closure []string, bytes float64, cal calibration, keys []uint64) {
 	t.Helper()
 	packages := max(sc.Packages.Count, 1)
 	logDir := c.out
@@ -214,6 +220,9 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 	var all strings.Builder
 	for _, m := range c.modes {
 		flags, st := c.mode(m)
+		// The repository's files the hosts fetch (closure: the packages'
+		// names), measured on disk; with pull-through every bin.
+		sc.Metadata = repoMetadata(t, r.dir, closure, m == "coop")
 		daemonLogs := ""
 		if c.daemonLogs {
 			daemonLogs = filepath.Join(c.out, strings.NewReplacer(" ", "-", ",", "").Replace(title)+"-"+m+"-daemons")
@@ -279,7 +288,11 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 		sim := validateSimRuns(t, sc, st, c.seeds)
 		rows := []validateRow{
 			{"origin chunk copies", ot.chunkBytes / bytes, sim.origin / bytes},
-			{"origin copies (sent)", realOrigin / bytes, sim.origin / bytes},
+			{"origin copies (sent)", realOrigin / bytes, sim.total / bytes},
+			// What the simulator counts, read from the origin's log: the
+			// chunks' and files' bodies, without the responses' headers
+			// and the log's own lines, which the row above has.
+			{"origin copies (bodies, its log)", (ot.chunkBytes + ot.fileBytes) / bytes, sim.total / bytes},
 			{"makespan s", slices.Max(done), sim.makespan},
 			{"median completion s", median(done), sim.median},
 		}
@@ -362,6 +375,9 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 			head += fmt.Sprintf("\nsimulator fetchers: the daemons' draw (policy.Fetchers over their peer IDs, the chunks' CIDs), chunk by chunk: %s; the daemons that asked the origin (chunk requests): %s",
 				strings.Join(draw, " "), strings.Join(asked, " "))
 		}
+		sm := sc.Metadata
+		head += fmt.Sprintf("\nsimulator metadata section (the repository's files on disk, repoMetadata): per_host %d B (timestamp, root probe), files %d B (fixed-version metadata and manifests), %.0f B from the origin in all, %.3f copies (counted, not simulated); the origin's log: %.0f B of these files' bodies in %d responses; the origin wrote %.0f B beyond its chunk and file bodies (headers, its log), %.0f B per response",
+			sm.PerHost, sm.Files, sim.total-sim.origin, (sim.total-sim.origin)/bytes, ot.fileBytes, ot.responses, realOrigin-ot.chunkBytes-ot.fileBytes, (realOrigin-ot.chunkBytes-ot.fileBytes)/float64(max(ot.responses, 1)))
 		pl := real.pulls
 		head += fmt.Sprintf("\ndaemons' pull-through: %d streams; given up %d silent, %d claimed, %d refused; origin chunk requests %d, of them fallbacks %d; %d of %d daemons inferred a site",
 			pl.Streams, pl.Silent, pl.Claimed, pl.Refused, pl.OriginFetches, pl.OriginFallbacks, real.inferred, c.hosts)
@@ -557,7 +573,7 @@ func TestValidateCrowd(t *testing.T) {
 		}
 		sc := c.scenario(t)
 		sc.PackageSize = simulations.Size(size)
-		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", float64(size), cal, chunkKeys(data, 1<<20))
+		c.compare(t, fmt.Sprintf("flash crowd %d bytes", size), r, sc, "blob", []string{"blob"}, float64(size), cal, chunkKeys(data, 1<<20))
 	}
 }
 
@@ -630,7 +646,11 @@ func TestValidateUpgrade(t *testing.T) {
 		cal = calibration{pkg: "calibrate", bytes: float64(c.calibrate)}
 	}
 	t.Logf("upgrade: %d packages, %.1f MB", len(sizes), total/1e6)
-	c.compare(t, fmt.Sprintf("upgrade %d packages %d bytes", len(sizes), int64(total)), r, sc, "upgrade", total, cal, nil)
+	closure := []string{"upgrade"}
+	for k := range sizes {
+		closure = append(closure, fmt.Sprintf("u%03d", k))
+	}
+	c.compare(t, fmt.Sprintf("upgrade %d packages %d bytes", len(sizes), int64(total)), r, sc, "upgrade", closure, total, cal, nil)
 }
 
 // TestMeasuredCPUFlashCrowd: a flash crowd (one package) with a

@@ -149,6 +149,9 @@ func validateTable(head string, rows []validateRow) (string, []string) {
 // simFigures are the simulator's means over seeds.
 type simFigures struct {
 	origin, makespan, median float64
+	// total: the origin's bytes with the scenario's metadata section
+	// (simulations.Result.OriginTotal).
+	total float64
 	// moved: bytes sent host to host (cancelled and duplicate chunks
 	// included) and from the origin.
 	moved float64
@@ -172,6 +175,7 @@ func validateSimRuns(t *testing.T, sc simulations.Scenario, st simulations.Strat
 			simDone = append(simDone, h.Done-h.Arrival)
 		}
 		f.origin += res.OriginBytes / n
+		f.total += res.OriginTotal() / n
 		f.moved += res.OriginBytes / n
 		for _, h := range res.PerHost {
 			f.moved += h.Uploaded / n
