@@ -25,10 +25,11 @@ const probeBytes = 19
 // version of every other role (snapshot, targets, the bins role), of
 // the hash bins (bin-*) those that list a package of pkgs, or every bin
 // with everyBin, and those packages' manifests (manifests/CID).
-// everyBin: daemons with pull-through, whose member answering a manifest
-// pull first checks that it is published by listing every package (node
-// pullManifests.lookup, metadata.Client.Packages: every bin the snapshot
-// names).
+// everyBin: daemons with pull-through, whose member answering a chunk's
+// pull-through request first checks that its package is published by
+// listing every package (node pullManifests.lookup,
+// metadata.Client.Packages: every bin the snapshot names). A manifest's
+// pull is not checked so (node Daemon.pullFile).
 func repoMetadata(t *testing.T, dir string, pkgs []string, everyBin bool) simulations.Metadata {
 	t.Helper()
 	md := filepath.Join(dir, "metadata")
