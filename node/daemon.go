@@ -38,8 +38,6 @@ type Daemon struct {
 	// ann announces newer timestamps to peers (pubsub.go); nil until Run
 	// starts it, and without a libp2p host.
 	ann atomic.Pointer[announcer]
-	// pullMan tells which manifests this host may fetch for its peers.
-	pullMan *pullManifests
 	// metaFetcher is where the metadata client's files come from.
 	metaFetcher *sourcesFetcher
 	p2p         *P2P // nil without peers (Config.P2P nil)
@@ -335,7 +333,6 @@ const localPeer swarm.PeerID = "local"
 // newSwarm makes the swarm: on the libp2p host if there is one, else
 // without peers.
 func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
-	d.pullMan = &pullManifests{d: d}
 	sc := swarm.Config{
 		Self:                localPeer,
 		Store:               swarmStore{d.store},
@@ -347,7 +344,7 @@ func (d *Daemon) newSwarm() (*swarm.Swarm, error) {
 		OriginParallel:      d.cfg.Parallel,
 		OriginDeadline:      d.cfg.OriginDeadline,
 		NoPullThrough:       d.cfg.NoPullThrough,
-		Manifests:           d.pullMan,
+		Manifests:           &pullManifests{d: d},
 		Site:                d.cfg.Site,
 	}
 	if d.p2p != nil {

@@ -166,7 +166,12 @@ var _ swarm.ManifestResolver = (*pullManifests)(nil)
 // (a forced refresh would make this host skip the one a newer
 // announcement asks for within minForcedRefresh).
 func (r *pullManifests) ResolveManifest(ctx context.Context, c cid.Cid) (*metadata.Manifest, error) {
-	ref, err := r.published(ctx, c)
+	ref, err := r.lookup(ctx, c)
+	if errors.Is(err, metadata.ErrNotFound) {
+		if _, rerr := r.d.meta.refresh(ctx, false); rerr == nil {
+			ref, err = r.lookup(ctx, c)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -180,18 +185,6 @@ func (r *pullManifests) ResolveManifest(ctx context.Context, c cid.Cid) (*metada
 	return res.Manifest, nil
 }
 
-// published returns the NAME@VERSION that publishes manifest c, looked
-// for again after a refresh as ResolveManifest says.
-func (r *pullManifests) published(ctx context.Context, c cid.Cid) (string, error) {
-	ref, err := r.lookup(ctx, c)
-	if errors.Is(err, metadata.ErrNotFound) {
-		if _, rerr := r.d.meta.refresh(ctx, false); rerr == nil {
-			ref, err = r.lookup(ctx, c)
-		}
-	}
-	return ref, err
-}
-
 // pullFile is the daemon's FilePuller: it fetches, for a peer that ranks
 // this host first, a repository file this host does not hold, from the
 // origin: one request however many peers ask meanwhile, shared with this
@@ -202,12 +195,11 @@ func (r *pullManifests) published(ctx context.Context, c cid.Cid) (string, error
 // Unlike a chunk's pull-through request (ResolveManifest), a manifest's
 // is not looked up among the packages this host's metadata publishes:
 // that takes the metadata client, which this host's own resolution of
-// an upgrade holds while it fetches hundreds of manifests, so the askers
-// would wait out their pullWait and go to the origin (seen in the
-// upgrade: every manifest pull failed so). Nothing is lost by it: a
-// peer can make this host ask the origin only for what it could ask the
-// origin for itself, one request per request, at the files rate limit,
-// and what comes back is kept 30 s in memory at most.
+// an upgrade holds while it fetches the closure's manifests, longer than
+// an asker's pullWait. Nothing is lost by it: a peer can make this host
+// ask the origin only for what it could ask the origin for itself, one
+// request per request, at the files rate limit, and what comes back is
+// kept in memory for flightKeep at most.
 func (d *Daemon) pullFile(ctx context.Context, p string, maxLen int64) ([]byte, error) {
 	if !metadata.CooperativePath(p) {
 		return nil, fmt.Errorf("pull %s: %w: not a file hosts fetch for each other", p, metadata.ErrInvalidPath)

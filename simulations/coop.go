@@ -148,11 +148,7 @@ func (s *sim) addPullServers() {
 		return // a workload's later package: the first one's
 	}
 	for range s.n {
-		id := s.addServer(float64(s.sc.PullUpload))
-		s.srvs[id].perPeer = true
-		if s.sc.UploadPiece > 0 {
-			s.setPiece(id, float64(s.sc.UploadPiece))
-		}
+		s.addUploadServer(float64(s.sc.PullUpload))
 	}
 }
 

@@ -86,10 +86,10 @@ type cpuState struct {
 	// perByte, perOrigin, perWAN: CPU.PerByte, PerOriginByte, PerWANByte.
 	perByte, perOrigin, perWAN float64
 	origin                     int32 // the origin's server
-	// perPackage, perCommit: CPU.PerPackage, PerCommit; jobBase: host
-	// h's start-up and commit work runs on server jobBase+h, of the
-	// machine's cores, each job on one core at most (jobCap; 0: no such
-	// work).
+	// perPackage, perCommit, perDownload: CPU.PerPackage, PerCommit,
+	// PerDownload; jobBase: host h's start-up, commit and download work
+	// runs on server jobBase+h, of the machine's cores, each job on one
+	// core at most (jobCap; 0: no such work).
 	perPackage, perCommit, perDownload float64
 	jobBase                            int32
 }
@@ -276,5 +276,5 @@ func cpuBound(sc Scenario, pkgBytes float64, packages int) float64 {
 	}
 	hosts := float64(sc.Hosts)
 	w := max(c.PerByte, c.PerOriginByte) + c.PerWANByte
-	return (w*hosts*pkgBytes*float64(sc.VMsPerHost) + (c.PerPackage+c.PerCommit)*hosts*float64(packages)) / c.Cores
+	return (w*hosts*pkgBytes*float64(sc.VMsPerHost) + (c.PerPackage+c.PerCommit+c.PerDownload)*hosts*float64(packages)) / c.Cores
 }

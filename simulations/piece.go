@@ -39,6 +39,18 @@ type pieceFlow struct {
 	parked bool
 }
 
+// addUploadServer adds a host's upload of capacity bytes/s: shared per
+// peer, as the daemon's fairShare (engine.go server), and sent in
+// Scenario.UploadPiece pieces when set.
+func (s *sim) addUploadServer(capacity float64) int32 {
+	id := s.addServer(capacity)
+	s.srvs[id].perPeer = true
+	if s.sc.UploadPiece > 0 {
+		s.setPiece(id, float64(s.sc.UploadPiece))
+	}
+	return id
+}
+
 // setPiece makes server sid send in pieces of piece bytes.
 func (e *engine) setPiece(sid int32, piece float64) {
 	e.srvs[sid].pq = &pieceState{piece: piece, turn: -1, fin: map[int32]float64{}, pruneAt: 64}

@@ -449,12 +449,7 @@ func (s *sim) initHosts() {
 		return
 	}
 	for h := range n {
-		// Shared per peer: the daemon's fairShare (engine.go server).
-		id := s.addServer(s.hosts[h].up)
-		s.srvs[id].perPeer = true
-		if sc.UploadPiece > 0 {
-			s.setPiece(id, float64(sc.UploadPiece))
-		}
+		s.addUploadServer(s.hosts[h].up)
 	}
 	s.rin = make([]recvList, n)
 	s.origin = s.addServer(float64(sc.OriginUpload))
