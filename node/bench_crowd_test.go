@@ -91,7 +91,7 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 	// A host refreshes its metadata for an unknown package at most once
 	// per minForcedRefresh: let the last scenario's refresh age.
 	time.Sleep(minForcedRefresh + 100*time.Millisecond)
-	before, beforeAll := o.chunkBytes.Load(), o.allBytes()
+	before, beforeAll, beforeFiles := o.chunkBytes.Load(), o.allBytes(), o.fileCounts()
 	stop := startPhaseTrace(tb, "."+name)
 	defer stop()
 	fromOrigin := make([]int64, len(nodes))
@@ -163,6 +163,7 @@ func runCrowd(tb testing.TB, o *bswOrigin, nodes []*bswNode, name string, size i
 		sum += took[k]
 	}
 	late, lateOrigin := lateHosts(tb, nodes, began, ended, fromOrigin)
+	tb.Logf("%s: the origin's files: %s", name, o.fileCountsSince(beforeFiles))
 	return crowdResult{
 		late:       late,
 		lateOrigin: lateOrigin,

@@ -26,13 +26,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime/pprof"
 	"runtime/trace"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,6 +66,9 @@ type bswOrigin struct {
 	fileBytes, metaBytes atomic.Int64
 	// reqs counts the requests for each path (a string to *atomic.Int64).
 	reqs       sync.Map
+	// pathBytes counts the body bytes of each path but chunks' (a
+	// string to *atomic.Int64).
+	pathBytes  sync.Map
 	chunkReqs  atomic.Int64
 	failChunks atomic.Bool
 	// limit, if set, caps the chunk bytes sent, in all (setCap).
@@ -100,6 +106,8 @@ func newBswOrigin(tb testing.TB) *bswOrigin {
 			cw := &countingWriter{ResponseWriter: w}
 			h.ServeHTTP(cw, r)
 			o.fileBytes.Add(cw.n)
+			nb, _ := o.pathBytes.LoadOrStore(r.URL.Path, new(atomic.Int64))
+			nb.(*atomic.Int64).Add(cw.n)
 			if strings.HasPrefix(r.URL.Path, "/metadata/") {
 				o.metaBytes.Add(cw.n)
 			}
@@ -149,6 +157,57 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 // allBytes is every body byte the origin sent: chunks, metadata and
 // manifests.
 func (o *bswOrigin) allBytes() int64 { return o.chunkBytes.Load() + o.fileBytes.Load() }
+
+// fileCounts is the requests and body bytes the origin has served so far
+// for each kind of file but chunks (timestamp, root, snapshot, targets,
+// bins, manifests).
+func (o *bswOrigin) fileCounts() map[string][2]int64 {
+	out := map[string][2]int64{}
+	o.reqs.Range(func(k, v any) bool {
+		p := k.(string)
+		if strings.HasPrefix(p, "/chunks/") {
+			return true
+		}
+		kind := "manifests"
+		if base := path.Base(p); strings.HasPrefix(p, "/metadata/") {
+			switch {
+			case base == "timestamp.json":
+				kind = "timestamp"
+			case strings.HasSuffix(base, ".root.json"):
+				kind = "root"
+			case strings.HasSuffix(base, ".snapshot.json"):
+				kind = "snapshot"
+			case strings.HasSuffix(base, ".targets.json"):
+				kind = "targets"
+			default:
+				kind = "bins"
+			}
+		}
+		c := out[kind]
+		c[0] += v.(*atomic.Int64).Load()
+		if nb, ok := o.pathBytes.Load(p); ok {
+			c[1] += nb.(*atomic.Int64).Load()
+		}
+		out[kind] = c
+		return true
+	})
+	return out
+}
+
+// fileCountsSince formats what the origin served for each kind of file
+// since before (a fileCounts).
+func (o *bswOrigin) fileCountsSince(before map[string][2]int64) string {
+	now := o.fileCounts()
+	kinds := slices.Sorted(maps.Keys(now))
+	var b strings.Builder
+	for _, k := range kinds {
+		n, by := now[k][0]-before[k][0], now[k][1]-before[k][1]
+		if n > 0 {
+			fmt.Fprintf(&b, " %s %d requests %d B;", k, n, by)
+		}
+	}
+	return strings.TrimSuffix(strings.TrimSpace(b.String()), ";")
+}
 
 // publishTree adds NAME@VERSION from a source tree that write fills in,
 // with the default chunk size, and returns its size in bytes.
