@@ -65,7 +65,7 @@ type bswOrigin struct {
 	// manifests (metaBytes of them metadata).
 	fileBytes, metaBytes atomic.Int64
 	// reqs counts the requests for each path (a string to *atomic.Int64).
-	reqs       sync.Map
+	reqs sync.Map
 	// pathBytes counts the body bytes of each path but chunks' (a
 	// string to *atomic.Int64).
 	pathBytes  sync.Map
