@@ -152,7 +152,23 @@ func (o *Client) Fetch(ctx context.Context, p string, maxLen int64) ([]byte, err
 	if maxLen <= 0 {
 		maxLen = o.cfg.MaxMetadata
 	}
-	return o.get(ctx, p, maxLen, false)
+	return o.get(ctx, p, maxLen, false, nil)
+}
+
+// FetchUnlessSame is Fetch for a file that may change (timestamp.json)
+// by a caller that holds a copy from elsewhere (a peer): it asks with
+// If-None-Match the copy's ETag, and returns have itself when the origin
+// answers 304, that is, when have is byte for byte the file it serves
+// (Server's strong ETags). An origin without such ETags (nginx tags
+// modification times) answers with the body, as Fetch. have nil: Fetch.
+func (o *Client) FetchUnlessSame(ctx context.Context, p string, maxLen int64, have []byte) ([]byte, error) {
+	if err := checkRelPath(p); err != nil {
+		return nil, fmt.Errorf("origin fetch %q: %w", p, err)
+	}
+	if maxLen <= 0 {
+		maxLen = o.cfg.MaxMetadata
+	}
+	return o.get(ctx, p, maxLen, false, have)
 }
 
 // FetchChunk returns chunk c from URL/chunks/<cid>, reading at most size
@@ -165,7 +181,7 @@ func (o *Client) FetchChunk(ctx context.Context, c cid.Cid, size int64) ([]byte,
 	if size < 0 || size > metadata.MaxChunkSize {
 		return nil, fmt.Errorf("origin fetch chunk %s: size %d: %w (max %d)", c, size, metadata.ErrTooLarge, metadata.MaxChunkSize)
 	}
-	data, err := o.get(ctx, "chunks/"+c.String(), size, true)
+	data, err := o.get(ctx, "chunks/"+c.String(), size, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +207,8 @@ func checkRelPath(p string) error {
 
 // get GETs base/rel. With exact, the body must be exactly limit bytes;
 // otherwise at most limit bytes. It never buffers more than limit+1 bytes.
-func (o *Client) get(ctx context.Context, rel string, limit int64, exact bool) ([]byte, error) {
+// With have, it asks If-None-Match have's ETag and returns have on 304.
+func (o *Client) get(ctx context.Context, rel string, limit int64, exact bool, have []byte) ([]byte, error) {
 	u := *o.base
 	u.Path = o.base.Path + "/" + rel
 	target := u.String()
@@ -206,6 +223,9 @@ func (o *Client) get(ctx context.Context, rel string, limit int64, exact bool) (
 		return nil, fmt.Errorf("GET %s: %w", target, err)
 	}
 	req.Header.Set("User-Agent", o.cfg.UserAgent)
+	if have != nil {
+		req.Header.Set("If-None-Match", ETag(have))
+	}
 	resp, err := o.client.Do(req)
 	if err != nil {
 		return nil, o.wrapErr(ctx, target, err)
@@ -213,6 +233,11 @@ func (o *Client) get(ctx context.Context, rel string, limit int64, exact bool) (
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
+	case http.StatusNotModified:
+		if have != nil && int64(len(have)) <= limit {
+			return have, nil
+		}
+		return nil, &StatusError{URL: target, Status: resp.StatusCode}
 	case http.StatusNotFound:
 		return nil, fmt.Errorf("GET %s: %w", target, metadata.ErrNotFound)
 	default:

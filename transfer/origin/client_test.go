@@ -6,8 +6,11 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -306,4 +309,81 @@ func TestFetchCanceled(t *testing.T) {
 	if _, err := o.Fetch(ctx, "metadata/timestamp.json", 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Fetch(ctx timeout) error = %v, want context.DeadlineExceeded", err)
 	}
+}
+
+// TestFetchUnlessSame: a copy of timestamp.json the origin still serves
+// comes back from a 304 without a body; another copy, or none, gets the
+// body; versioned files get no ETag.
+func TestFetchUnlessSame(t *testing.T) {
+	t.Parallel()
+	dir := testRepoDir(t)
+	var mu sync.Mutex
+	var statuses []int
+	srv := serveRepo(t, dir, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+			h.ServeHTTP(rec, r)
+			mu.Lock()
+			statuses = append(statuses, rec.status)
+			mu.Unlock()
+		})
+	})
+	o := newTestOrigin(t, srv.URL, origin.Config{})
+	ctx := context.Background()
+	last := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return statuses[len(statuses)-1]
+	}
+	cur := []byte(`{"ts":1}`)
+	for _, tc := range []struct {
+		name   string
+		have   []byte
+		status int
+	}{
+		{"the copy served", cur, http.StatusNotModified},
+		{"another copy", []byte(`{"ts":0}`), http.StatusOK},
+		{"no copy", nil, http.StatusOK},
+	} {
+		got, err := o.FetchUnlessSame(ctx, "metadata/timestamp.json", 0, tc.have)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !bytes.Equal(got, cur) || last() != tc.status {
+			t.Errorf("%s: got %q with status %d, want %q with %d", tc.name, got, last(), cur, tc.status)
+		}
+	}
+	// The file changes: the old copy is not confirmed.
+	next := []byte(`{"ts":2}`)
+	if err := os.WriteFile(filepath.Join(dir, "metadata", "timestamp.json"), next, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := o.FetchUnlessSame(ctx, "metadata/timestamp.json", 0, cur); err != nil || !bytes.Equal(got, next) || last() != http.StatusOK {
+		t.Errorf("after a change: got %q, %v with status %d, want %q with 200", got, err, last(), next)
+	}
+	// A copy larger than the caller's limit is not returned from a 304.
+	if _, err := o.FetchUnlessSame(ctx, "metadata/timestamp.json", 4, next); err == nil {
+		t.Error("a 304 for a copy over maxLen was accepted")
+	}
+	for _, p := range []string{"/metadata/3.root.json", "/manifests/bafkreidef"} {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if tag := resp.Header.Get("ETag"); tag != "" {
+			t.Errorf("GET %s: ETag %q on a file that never changes", p, tag)
+		}
+	}
+}
+
+// statusRecorder records the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
 }

@@ -1,9 +1,13 @@
 package origin
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -150,13 +154,16 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) int {
 		return http.StatusNotFound
 	}
 	h := w.Header()
+	mutable := false
 	switch base := path.Base(name); {
 	case base == "timestamp.json":
 		h.Set("Cache-Control", "no-cache")
+		mutable = true
 	case strings.HasPrefix(name, "chunks/"), strings.HasPrefix(name, "manifests/"), versioned.MatchString(base):
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	case strings.HasSuffix(base, ".json"):
 		h.Set("Cache-Control", "no-cache")
+		mutable = true
 	}
 	switch {
 	case strings.HasSuffix(name, ".json"):
@@ -165,8 +172,36 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) int {
 		h.Set("Content-Type", "application/octet-stream")
 	}
 	h.Set("X-Content-Type-Options", "nosniff")
+	if mutable && fi.Size() <= maxTaggedFile {
+		// A file that may change gets the strong ETag of its bytes, so
+		// that a host holding a copy from anywhere (a peer) learns with
+		// a 304 and no body that it is the one served (ServeContent
+		// answers If-None-Match from it).
+		b, err := io.ReadAll(io.LimitReader(f, maxTaggedFile+1))
+		if err != nil || int64(len(b)) > maxTaggedFile {
+			http.Error(w, "read failed", http.StatusInternalServerError)
+			return http.StatusInternalServerError
+		}
+		h.Set("ETag", ETag(b))
+		http.ServeContent(w, r, "", fi.ModTime(), bytes.NewReader(b))
+		return http.StatusOK
+	}
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 	return http.StatusOK
+}
+
+// maxTaggedFile bounds the files that get an ETag (read whole to hash
+// them): top-level metadata is a few KB.
+const maxTaggedFile = 1 << 20
+
+// ETag is the strong entity tag Server gives a file that may change
+// (timestamp.json and other unversioned metadata): the SHA-256 of its
+// bytes. A client sends it in If-None-Match to learn, without the body,
+// that a copy it holds is byte for byte the one served
+// (Client.FetchUnlessSame).
+func ETag(b []byte) string {
+	sum := sha256.Sum256(b)
+	return `"sha256-` + hex.EncodeToString(sum[:]) + `"`
 }
 
 // Run serves on ln until ctx ends, then shuts down gracefully (in-flight
