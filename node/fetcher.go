@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/storkpm/stork/metadata"
+	httporigin "github.com/storkpm/stork/transfer/origin"
 	"github.com/storkpm/stork/transfer/policy"
 	"github.com/storkpm/stork/transfer/swarm"
 )
@@ -33,10 +34,22 @@ type filePeers interface {
 	PullFile(ctx context.Context, to swarm.PeerID, path string, maxLen int64) ([]byte, error)
 }
 
+// unlessSameFetcher is an origin that confirms a copy of a file that
+// may change, taken from elsewhere, without sending it again
+// (httporigin.Client: If-None-Match, a 304).
+type unlessSameFetcher interface {
+	FetchUnlessSame(ctx context.Context, p string, maxLen int64, have []byte) ([]byte, error)
+}
+
 var (
 	_ filePeers                = (*P2P)(nil)
 	_ metadata.CheckingFetcher = (*sourcesFetcher)(nil)
+	_ unlessSameFetcher        = (*httporigin.Client)(nil)
 )
+
+// timestampPath is the one repository file whose newest copy only the
+// origin tells.
+const timestampPath = metadata.MetadataDir + "/timestamp.json"
 
 // Defaults of sourcesFetcher.
 const (
@@ -69,6 +82,11 @@ const (
 	// not asked for files; maxQuiet bounds the members so marked.
 	quietFor = 30 * time.Second
 	maxQuiet = 1024
+	// tsKeep: how long a copy of timestamp.json the origin sent or
+	// confirmed answers members' pulls without asking it again. A crowd
+	// asks within it; a copy older than the origin's costs its askers
+	// the bytes, never the newest (they ask the origin themselves).
+	tsKeep = time.Second
 )
 
 // sourcesFetcher is the daemon's repository fetcher: it asks the origin
@@ -100,6 +118,13 @@ type sourcesFetcher struct {
 	// flights shares one origin fetch of such a file among this host's
 	// own fetches and the pulls its peers ask of it.
 	flights fileFlights
+	// tsFlights shares one origin request for timestamp.json among this
+	// host's refresh and its peers' pulls for tsKeep. tsLast is the last
+	// copy taken (from the origin, or from a member and then confirmed):
+	// the next request asks the origin whether it is still the one
+	// served.
+	tsFlights fileFlights
+	tsLast    []byte
 	// pullsTaken, pullsFailed count the files asked of members
 	// (pullFirst) by result (stork_node_file_pulls_total).
 	pullsTaken, pullsFailed atomic.Int64
@@ -117,7 +142,7 @@ func newSourcesFetcher(origin metadata.Fetcher, url string, peers filePeers, loc
 	return &sourcesFetcher{
 		origin: origin, peers: peers, local: local, log: log, url: url,
 		wave: defaultPeerWave, maxPeers: defaultMaxPeers, newestWait: defaultNewestWait, unlistedWait: defaultUnlistedWait,
-		pullWait: defaultPullWait,
+		pullWait: defaultPullWait, tsFlights: fileFlights{keep: tsKeep},
 	}
 }
 
@@ -153,9 +178,40 @@ func (f *sourcesFetcher) FetchChecked(ctx context.Context, p string, maxLen int6
 	return f.race(ctx, p, maxLen, func(b []byte) (int64, error) { return 0, check(b) }, false)
 }
 
-// FetchNewest implements metadata.CheckingFetcher.
+// FetchNewest implements metadata.CheckingFetcher. With an origin that
+// confirms copies (unlessSameFetcher), timestamp.json is first asked of
+// the members ranked before this host, and the origin is then asked
+// whether that copy is the one it serves: a 304 without a body, or the
+// newer copy. Every host still asks the origin, so that what is newest
+// stays the origin's to tell, and a crowd's hosts take its bytes once.
 func (f *sourcesFetcher) FetchNewest(ctx context.Context, p string, maxLen int64, check func([]byte) (int64, error)) ([]byte, error) {
+	if _, ok := f.origin.(unlessSameFetcher); ok && p == timestampPath {
+		var v int64
+		if b, ok := f.pullFirst(ctx, p, maxLen, func(b []byte) (err error) { v, err = check(b); return err }); ok {
+			// The member's copy replaces the last one taken if newer (or
+			// if that one no longer checks).
+			f.mu.Lock()
+			last := f.tsLast
+			f.mu.Unlock()
+			if lastV, err := check(last); err != nil || v > lastV {
+				f.mu.Lock()
+				f.tsLast = b
+				f.mu.Unlock()
+			}
+		}
+	}
 	return f.race(ctx, p, maxLen, check, true)
+}
+
+// pullable reports whether p is a file members fetch for each other:
+// one whose bytes never change, or timestamp.json when the origin
+// confirms copies (its asker still asks the origin).
+func (f *sourcesFetcher) pullable(p string) bool {
+	if p == timestampPath {
+		_, ok := f.origin.(unlessSameFetcher)
+		return ok
+	}
+	return metadata.CooperativePath(p)
 }
 
 // copyResult is one source's answer.
@@ -267,7 +323,7 @@ func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check
 // that passes check; false if none did, p is another file, or this host
 // ranks first: the caller then races the origin and its peers.
 func (f *sourcesFetcher) pullFirst(ctx context.Context, p string, maxLen int64, check func([]byte) error) ([]byte, bool) {
-	if f.coop == nil || f.peers == nil || !metadata.CooperativePath(p) {
+	if f.coop == nil || f.peers == nil || !f.pullable(p) {
 		return nil, false
 	}
 	for _, id := range f.coop(policy.ChunkKey([]byte(p)), filePullRanks) {
@@ -327,6 +383,9 @@ func (f *sourcesFetcher) setQuiet(id swarm.PeerID) {
 // share one request (a manifest's copy is checked against its CID
 // first, so that a bad one is not shared).
 func (f *sourcesFetcher) fromOrigin(ctx context.Context, p string, maxLen int64) ([]byte, error) {
+	if us, ok := f.origin.(unlessSameFetcher); ok && p == timestampPath {
+		return f.timestampFromOrigin(ctx, us, maxLen, false)
+	}
 	if !metadata.CooperativePath(p) {
 		return f.origin.Fetch(ctx, p, maxLen)
 	}
@@ -344,6 +403,33 @@ func (f *sourcesFetcher) fromOrigin(ctx context.Context, p string, maxLen int64)
 	})
 	if err == nil && int64(len(b)) > maxLen {
 		return nil, fmt.Errorf("fetch %s: %w: %d bytes, limit %d", p, metadata.ErrTooLarge, len(b), maxLen)
+	}
+	return b, err
+}
+
+// timestampFromOrigin asks the origin for timestamp.json, with the last
+// copy taken to be confirmed, in one request shared by the callers of
+// that moment (tsFlights). With kept (a member's pull), the copy the
+// origin sent or confirmed within tsKeep answers without a request.
+func (f *sourcesFetcher) timestampFromOrigin(ctx context.Context, us unlessSameFetcher, maxLen int64, kept bool) ([]byte, error) {
+	flight := f.tsFlights.join
+	if kept {
+		flight = f.tsFlights.do
+	}
+	b, err := flight(ctx, timestampPath, func(ctx context.Context) ([]byte, error) {
+		f.mu.Lock()
+		have := f.tsLast
+		f.mu.Unlock()
+		b, err := us.FetchUnlessSame(ctx, timestampPath, max(maxLen, int64(len(have))), have)
+		if err == nil {
+			f.mu.Lock()
+			f.tsLast = b
+			f.mu.Unlock()
+		}
+		return b, err
+	})
+	if err == nil && int64(len(b)) > maxLen {
+		return nil, fmt.Errorf("fetch %s: %w: %d bytes, limit %d", timestampPath, metadata.ErrTooLarge, len(b), maxLen)
 	}
 	return b, err
 }

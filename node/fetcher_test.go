@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -203,6 +204,107 @@ func TestFilePulledFromRankedMember(t *testing.T) {
 	f = newF(peers, "a")
 	if _, err := f.FetchNewest(ctx, "metadata/timestamp.json", 1<<20, func([]byte) (int64, error) { return 1, nil }); err != nil || len(peers.pulled) != 0 {
 		t.Errorf("timestamp: err %v, pulled from %v; want no pull", err, peers.pulled)
+	}
+}
+
+// confirmingOrigin serves timestamp.json as httporigin.Client with
+// Server's ETags does: the copy a caller holds comes back without a body
+// when it is the one served. It records the copies it was asked to
+// confirm and the body bytes it sent.
+type confirmingOrigin struct {
+	mu      sync.Mutex
+	current []byte
+	haves   [][]byte
+	sent    int
+}
+
+func (o *confirmingOrigin) Fetch(ctx context.Context, p string, maxLen int64) ([]byte, error) {
+	return o.FetchUnlessSame(ctx, p, maxLen, nil)
+}
+
+func (o *confirmingOrigin) FetchUnlessSame(_ context.Context, p string, _ int64, have []byte) ([]byte, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.haves = append(o.haves, have)
+	if bytes.Equal(have, o.current) {
+		return have, nil
+	}
+	o.sent += len(o.current)
+	return o.current, nil
+}
+
+// TestTimestampPulledThenConfirmed: with an origin that confirms copies,
+// timestamp.json is pulled from the member ranked first and the origin
+// confirms that copy (no body sent); a member's stale copy is replaced
+// by the origin's, a forged one is refused; the origin is asked every
+// time. A member answers pulls with the copy the origin sent or
+// confirmed within tsKeep, and then asks it again.
+func TestTimestampPulledThenConfirmed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	v2, v3 := []byte(`{"v":2}`), []byte(`{"v":3}`)
+	check := func(b []byte) (int64, error) {
+		switch {
+		case bytes.Equal(b, v2):
+			return 2, nil
+		case bytes.Equal(b, v3):
+			return 3, nil
+		}
+		return 0, errors.New("bad signature")
+	}
+	o := &confirmingOrigin{current: v3}
+	newF := func(peers *fakeFilePeers) *sourcesFetcher {
+		f := newSourcesFetcher(o, "http://origin", peers, nil, slog.New(slog.DiscardHandler))
+		f.pullWait = 50 * time.Millisecond
+		f.coop = func(key uint64, max int) []swarm.PeerID {
+			if key != policy.ChunkKey([]byte(timestampPath)) {
+				t.Errorf("ranked for key %d, want timestamp.json's", key)
+			}
+			return []swarm.PeerID{"a"}
+		}
+		return f
+	}
+	for _, tc := range []struct {
+		name   string
+		pulled []byte // the member's copy
+		sent   int    // body bytes the origin sends
+	}{
+		{"the member's copy is current", v3, 0},
+		{"the member's copy is stale", v2, len(v3)},
+		{"the member's copy is forged", []byte(`{"v":9}`), len(v3)},
+	} {
+		o.sent, o.haves = 0, nil
+		peers := &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": tc.pulled}}
+		f := newF(peers)
+		b, err := f.FetchNewest(ctx, timestampPath, 1<<20, check)
+		if err != nil || !bytes.Equal(b, v3) {
+			t.Fatalf("%s: FetchNewest = %q, %v, want the origin's %q", tc.name, b, err, v3)
+		}
+		if !slices.Equal(peers.pulled, []swarm.PeerID{"a"}) || len(o.haves) != 1 || o.sent != tc.sent {
+			t.Errorf("%s: pulled from %v, origin asked %d times, sent %d body bytes; want a, once, %d", tc.name, peers.pulled, len(o.haves), o.sent, tc.sent)
+		}
+		// The next refresh has the origin confirm the copy taken.
+		o.sent = 0
+		if _, err := f.FetchNewest(ctx, timestampPath, 1<<20, check); err != nil || o.sent != 0 || !bytes.Equal(o.haves[len(o.haves)-1], v3) {
+			t.Errorf("%s: next refresh: err %v, %d body bytes sent, asked to confirm %q; want none sent for %q", tc.name, err, o.sent, o.haves[len(o.haves)-1], v3)
+		}
+	}
+
+	// Answering members' pulls: the origin's copy answers those of the
+	// next tsKeep; after it the origin is asked again, to confirm it.
+	o.sent, o.haves = 0, nil
+	f := newF(&fakeFilePeers{})
+	f.tsFlights.keep = 100 * time.Millisecond
+	for k := range 3 {
+		if k == 2 {
+			time.Sleep(150 * time.Millisecond)
+		}
+		if b, err := f.timestampFromOrigin(ctx, o, 1<<20, true); err != nil || !bytes.Equal(b, v3) {
+			t.Fatalf("fromOrigin(timestamp) = %q, %v", b, err)
+		}
+	}
+	if len(o.haves) != 2 || o.haves[0] != nil || !bytes.Equal(o.haves[1], v3) || o.sent != len(v3) {
+		t.Errorf("three pulls answered, the last after the keep: origin asked to confirm %q, sent %d bytes; want nothing then %q, %d bytes", o.haves, o.sent, v3, len(v3))
 	}
 }
 

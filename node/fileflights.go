@@ -22,6 +22,8 @@ const (
 // have all left is cancelled. A failure is not kept. The zero value is
 // ready.
 type fileFlights struct {
+	// keep is how long a copy answers later callers; 0: flightKeep.
+	keep  time.Duration
 	mu    sync.Mutex
 	m     map[string]*fileFlight
 	kept  []string // keys of the copies kept, oldest first
@@ -43,12 +45,26 @@ type fileFlight struct {
 // caller waiting for it has left). The copy is shared: callers must not
 // modify it.
 func (ff *fileFlights) do(ctx context.Context, key string, fetch func(context.Context) ([]byte, error)) ([]byte, error) {
+	return ff.doKept(ctx, key, fetch, true)
+}
+
+// join is do without the copy kept: the caller waits for a fetch under
+// way or starts one.
+func (ff *fileFlights) join(ctx context.Context, key string, fetch func(context.Context) ([]byte, error)) ([]byte, error) {
+	return ff.doKept(ctx, key, fetch, false)
+}
+
+func (ff *fileFlights) doKept(ctx context.Context, key string, fetch func(context.Context) ([]byte, error), kept bool) ([]byte, error) {
 	ff.mu.Lock()
 	if ff.m == nil {
 		ff.m = map[string]*fileFlight{}
 	}
 	fl := ff.m[key]
-	if fl != nil && !fl.at.IsZero() && time.Since(fl.at) > flightKeep {
+	keep := ff.keep
+	if keep == 0 {
+		keep = flightKeep
+	}
+	if fl != nil && !fl.at.IsZero() && (!kept || time.Since(fl.at) > keep) {
 		ff.drop(key)
 		fl = nil
 	}

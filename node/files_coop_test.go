@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,7 +16,8 @@ import (
 // small package at once. With cooperative fetching the origin sends each
 // chunk, manifest and fixed-version metadata file about once (a slow
 // member may cost one more request), not once per host; without it,
-// most hosts ask the origin. The timestamp comes from the origin to every host.
+// most hosts ask the origin. Every host asks the origin for the
+// timestamp, and with cooperative fetching it sends the bytes about once.
 func TestCrowdFetchesFilesOnce(t *testing.T) {
 	const hosts = 6
 	for _, coop := range []bool{true, false} {
@@ -51,6 +54,20 @@ func TestCrowdFetchesFilesOnce(t *testing.T) {
 		})
 		if manifests != 1 || timestamps < hosts {
 			t.Errorf("coop=%v: the origin served %d manifests and %d timestamps, want 1 and at least one per host (%d)", coop, manifests, timestamps, hosts)
+		}
+		// Every host asks the origin for the timestamp, but with
+		// cooperative fetching most have it confirm a member's copy (a
+		// 304, no body).
+		ts, err := os.ReadFile(filepath.Join(o.dir, "metadata", "timestamp.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tsBytes int64
+		if v, ok := o.pathBytes.Load("/metadata/timestamp.json"); ok {
+			tsBytes = v.(*atomic.Int64).Load()
+		}
+		if copies := float64(tsBytes) / float64(len(ts)); coop && copies > 2 || !coop && copies <= 2 {
+			t.Errorf("coop=%v: the origin sent %.1f copies of timestamp.json to %d hosts, want at most 2 with cooperative fetching, more without", coop, copies, hosts)
 		}
 		if coop && r.copies > 1.1 {
 			t.Errorf("cooperative fetching: origin chunk copies %.2f, want at most 1.1", r.copies)
