@@ -197,7 +197,12 @@ func (p *P2P) lookupFile(from peer.ID, path string, maxLen int64, pull bool) (by
 	f.mu.Lock()
 	lookup, puller := f.lookup, f.pull
 	f.mu.Unlock()
-	data, err := lookup(path, maxLen)
+	data, err := []byte(nil), error(metadata.ErrNotFound)
+	if !pull || path != timestampPath {
+		// A pull of timestamp.json is the puller's: the origin's copy of
+		// the moment, not the trusted one this host holds, maybe older.
+		data, err = lookup(path, maxLen)
+	}
 	if pull && puller != nil && errors.Is(err, metadata.ErrNotFound) {
 		ctx, cancel := context.WithTimeout(context.Background(), filesTimeout)
 		data, err = puller(ctx, path, maxLen)

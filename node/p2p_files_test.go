@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,5 +65,48 @@ func TestFilesProtocol(t *testing.T) {
 	server.SetFileServer(nil)
 	if _, err := client.FetchFile(ctx, server.ID(), "metadata/timestamp.json", 100); err == nil {
 		t.Error("FetchFile after the server stopped serving succeeded")
+	}
+}
+
+// TestFilesPullProtocol: a pull is answered from what the host holds, or
+// else by its puller (the origin's copy, fetched for the asker), but a
+// pull of timestamp.json always by its puller: the trusted copy the host
+// holds may be older than the origin's, which the asker wants.
+func TestFilesPullProtocol(t *testing.T) {
+	server := testP2P(t, nil)
+	held := map[string][]byte{timestampPath: []byte(`{"ts":1}`), "manifests/x": []byte("held")}
+	server.SetFileServer(func(p string, maxLen int64) ([]byte, error) {
+		if b, ok := held[p]; ok {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%s: %w", p, metadata.ErrNotFound)
+	})
+	var mu sync.Mutex
+	var pulled []string
+	server.SetFilePuller(func(_ context.Context, p string, _ int64) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		pulled = append(pulled, p)
+		return []byte("origin's " + p), nil
+	})
+	client := testP2P(t, nil, server)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ path, want string }{
+		{"manifests/x", "held"},
+		{"manifests/y", "origin's manifests/y"},
+		{timestampPath, "origin's " + timestampPath},
+	} {
+		if b, err := client.PullFile(ctx, server.ID(), tc.path, 100); err != nil || string(b) != tc.want {
+			t.Errorf("PullFile(%s) = %q, %v, want %q", tc.path, b, err, tc.want)
+		}
+	}
+	if b, err := client.FetchFile(ctx, server.ID(), timestampPath, 100); err != nil || string(b) != `{"ts":1}` {
+		t.Errorf("FetchFile(timestamp) = %q, %v, want the held copy", b, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"manifests/y", timestampPath}; fmt.Sprint(pulled) != fmt.Sprint(want) {
+		t.Errorf("the puller was asked for %v, want %v", pulled, want)
 	}
 }
