@@ -256,9 +256,11 @@
 //
 // Scenario.Metadata (metadata.go) counts the repository's other files a
 // host fetches, as the daemon does: on its refresh, per_host bytes from
-// the origin itself (timestamp.json, the probe for a newer root), and
-// files, the bytes that never change (fixed-version metadata and every
-// package's manifest): from the origin once for all with swarm-coop
+// the origin itself (the probe for a newer root), and files:
+// timestamp.json (which with cooperative fetching a member passes on and
+// the origin confirms with a 304, no body) and the bytes that never
+// change (fixed-version metadata and every package's manifest): from
+// the origin once for all with swarm-coop
 // (the first-ranked member fetches each), once per site with
 // swarm-sites, once per host otherwise (per VM with origin-per-vm). They
 // are counted in Result.MetadataBytes, not moved as flows: a few KB per

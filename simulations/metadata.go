@@ -17,15 +17,17 @@ import "fmt"
 // for, so that moving them as flows would count that time twice.
 type Metadata struct {
 	// PerHost: the bytes each host takes from the origin itself on a
-	// refresh, whatever the strategy (timestamp.json and the probe for
-	// a newer root, which only the origin can answer): one refresh per
-	// host, of its one package or of a workload's whole closure; per VM
-	// with origin-per-vm, every VM fetching alone.
+	// refresh, whatever the strategy (the probe for a newer root, whose
+	// absence only the origin can tell): one refresh per host, of its
+	// one package or of a workload's whole closure; per VM with
+	// origin-per-vm, every VM fetching alone.
 	PerHost Size `json:"per_host,omitempty"`
-	// Files: the bytes of the files whose bytes never change that a host
-	// needs (metadata.CooperativePath: the fixed-version snapshot,
-	// targets and delegated roles, and the manifest of every package it
-	// fetches, a workload's every package's together). With cooperative
+	// Files: the bytes of the other files a host needs: timestamp.json
+	// (with cooperative fetching a host takes it from a member, and the
+	// origin confirms that copy with a 304 and no body), and those whose
+	// bytes never change (metadata.CooperativePath: the fixed-version
+	// snapshot, targets and delegated roles, and the manifest of every
+	// package it fetches, a workload's every package's together). With cooperative
 	// fetching (swarm-coop) the member ranked first fetches each from
 	// the origin once for all; with swarm-sites once per site (a site's
 	// first-ranked member); without it (every other strategy, the

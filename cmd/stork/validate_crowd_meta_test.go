@@ -19,12 +19,14 @@ const probeBytes = 19
 
 // repoMetadata is the simulator's metadata section for hosts fetching
 // pkgs (package names) from the repository published in dir, from its
-// files on disk as a daemon's refresh fetches them: per host, the
-// timestamp (metadata/timestamp.json) and the root probe's 404 body;
-// the files that never change (metadata.CooperativePath), the newest
-// version of every other role (snapshot, targets, the bins role), of
-// the hash bins (bin-*) those that list a package of pkgs, or every bin
-// with everyBin, and those packages' manifests (manifests/CID).
+// files on disk as a daemon's refresh fetches them: per host, the root
+// probe's 404 body; as files, the timestamp (metadata/timestamp.json:
+// with cooperative fetching a host takes it from a member and the
+// origin confirms it with a 304, no body), the files that never change
+// (metadata.CooperativePath), the newest version of every other role
+// (snapshot, targets, the bins role), of the hash bins (bin-*) those
+// that list a package of pkgs, or every bin with everyBin, and those
+// packages' manifests (manifests/CID).
 // everyBin: daemons with pull-through, whose member answering a chunk's
 // pull-through request first checks that its package is published by
 // listing every package (node pullManifests.lookup,
@@ -54,7 +56,7 @@ func repoMetadata(t *testing.T, dir string, pkgs []string, everyBin bool) simula
 		}
 		return fi.Size()
 	}
-	m := simulations.Metadata{PerHost: simulations.Size(size(filepath.Join(md, "timestamp.json")) + probeBytes)}
+	m := simulations.Metadata{PerHost: probeBytes, Files: simulations.Size(size(filepath.Join(md, "timestamp.json")))}
 	for role, v := range newest {
 		p := filepath.Join(md, strconv.Itoa(v)+"."+role+".json")
 		manifests := roleManifests(t, p, pkgs)
@@ -100,8 +102,8 @@ func roleManifests(t *testing.T, p string, pkgs []string) []string {
 }
 
 // TestRepoMetadata: a repository of two packages (the snapshot has
-// versions) gives, for one package, the timestamp and the probe per
-// host, and the newest snapshot, targets, bins role, the package's bin
+// versions) gives, for one package, the probe per host, and the
+// timestamp, the newest snapshot, targets, bins role, the package's bin
 // and its manifest as files; not the other package's bin (but with
 // everyBin) or manifest, nor older snapshots or the roots.
 func TestRepoMetadata(t *testing.T) {
@@ -136,8 +138,8 @@ func TestRepoMetadata(t *testing.T) {
 	if bin == "" || len(newest) < 5 {
 		t.Fatalf("the repository's roles %v: want snapshot, targets, bins and two bins, one listing blob", newest)
 	}
-	want := simulations.Metadata{PerHost: size("metadata/timestamp.json") + probeBytes,
-		Files: size("metadata/"+bin) + size("manifests/"+manifest)}
+	want := simulations.Metadata{PerHost: probeBytes,
+		Files: size("metadata/timestamp.json") + size("metadata/"+bin) + size("manifests/"+manifest)}
 	for _, role := range []string{"snapshot", "targets", "bins"} {
 		want.Files += size("metadata/" + strconv.Itoa(newest[role]) + "." + role + ".json")
 	}

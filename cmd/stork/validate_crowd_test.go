@@ -376,7 +376,7 @@ func (c simvalConfig) compare(t *testing.T, title string, r repoFixture, sc simu
 				strings.Join(draw, " "), strings.Join(asked, " "))
 		}
 		sm := sc.Metadata
-		head += fmt.Sprintf("\nsimulator metadata section (the repository's files on disk, repoMetadata): per_host %d B (timestamp, root probe), files %d B (fixed-version metadata and manifests), %.0f B from the origin in all, %.3f copies (counted, not simulated); the origin's log: %.0f B of these files' bodies in %d responses; the origin wrote %.0f B beyond its chunk and file bodies (headers, its log), %.0f B per response",
+		head += fmt.Sprintf("\nsimulator metadata section (the repository's files on disk, repoMetadata): per_host %d B (root probe), files %d B (timestamp, fixed-version metadata and manifests), %.0f B from the origin in all, %.3f copies (counted, not simulated); the origin's log: %.0f B of these files' bodies in %d responses; the origin wrote %.0f B beyond its chunk and file bodies (headers, its log), %.0f B per response",
 			sm.PerHost, sm.Files, sim.total-sim.origin, (sim.total-sim.origin)/bytes, ot.fileBytes, ot.responses, realOrigin-ot.chunkBytes-ot.fileBytes, (realOrigin-ot.chunkBytes-ot.fileBytes)/float64(max(ot.responses, 1)))
 		pl := real.pulls
 		head += fmt.Sprintf("\ndaemons' pull-through: %d streams; given up %d silent, %d claimed, %d refused; origin chunk requests %d, of them fallbacks %d; %d of %d daemons inferred a site",
