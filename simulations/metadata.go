@@ -27,12 +27,12 @@ type Metadata struct {
 	// origin confirms that copy with a 304 and no body), and those whose
 	// bytes never change (metadata.CooperativePath: the fixed-version
 	// snapshot, targets and delegated roles, and the manifest of every
-	// package it fetches, a workload's every package's together). With cooperative
-	// fetching (swarm-coop) the member ranked first fetches each from
-	// the origin once for all; with swarm-sites once per site (a site's
-	// first-ranked member); without it (every other strategy, the
-	// daemon's --no-pull-through) each host asks the origin for each
-	// (per VM with origin-per-vm).
+	// package it fetches, a workload's every package's together). With
+	// cooperative fetching (swarm-coop) the member ranked first fetches
+	// each from the origin once for all; with swarm-sites once per site
+	// (a site's first-ranked member); without it (every other strategy,
+	// the daemon's --no-pull-through) each host asks the origin for
+	// each (per VM with origin-per-vm).
 	Files Size `json:"files,omitempty"`
 }
 
