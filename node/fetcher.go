@@ -39,6 +39,10 @@ type filePeers interface {
 // (httporigin.Client: If-None-Match, a 304).
 type unlessSameFetcher interface {
 	FetchUnlessSame(ctx context.Context, p string, maxLen int64, have []byte) ([]byte, error)
+	// ConfirmsCopies is false once the origin sent a body without the
+	// ETag of its bytes: it would send the body anyway, and a member's
+	// copy saves nothing.
+	ConfirmsCopies() bool
 }
 
 var (
@@ -179,13 +183,14 @@ func (f *sourcesFetcher) FetchChecked(ctx context.Context, p string, maxLen int6
 }
 
 // FetchNewest implements metadata.CheckingFetcher. With an origin that
-// confirms copies (unlessSameFetcher), timestamp.json is first asked of
-// the members ranked before this host, and the origin is then asked
-// whether that copy is the one it serves: a 304 without a body, or the
-// newer copy. Every host still asks the origin, so that what is newest
-// stays the origin's to tell, and a crowd's hosts take its bytes once.
+// confirms copies (unlessSameFetcher, ConfirmsCopies), timestamp.json is
+// first asked of the members ranked before this host, and the origin is
+// then asked whether that copy is the one it serves: a 304 without a
+// body, or the newer copy. Every host still asks the origin, so that
+// what is newest stays the origin's to tell, and a crowd's hosts take
+// its bytes once.
 func (f *sourcesFetcher) FetchNewest(ctx context.Context, p string, maxLen int64, check func([]byte) (int64, error)) ([]byte, error) {
-	if _, ok := f.origin.(unlessSameFetcher); ok && p == timestampPath {
+	if p == timestampPath && f.pullable(p) {
 		var v int64
 		if b, ok := f.pullFirst(ctx, p, maxLen, func(b []byte) (err error) { v, err = check(b); return err }); ok {
 			// The member's copy replaces the last one taken if newer (or
@@ -208,8 +213,8 @@ func (f *sourcesFetcher) FetchNewest(ctx context.Context, p string, maxLen int64
 // confirms copies (its asker still asks the origin).
 func (f *sourcesFetcher) pullable(p string) bool {
 	if p == timestampPath {
-		_, ok := f.origin.(unlessSameFetcher)
-		return ok
+		us, ok := f.origin.(unlessSameFetcher)
+		return ok && us.ConfirmsCopies()
 	}
 	return metadata.CooperativePath(p)
 }

@@ -218,6 +218,8 @@ type confirmingOrigin struct {
 	sent    int
 }
 
+func (o *confirmingOrigin) ConfirmsCopies() bool { return true }
+
 func (o *confirmingOrigin) Fetch(ctx context.Context, p string, maxLen int64) ([]byte, error) {
 	return o.FetchUnlessSame(ctx, p, maxLen, nil)
 }

@@ -64,6 +64,9 @@ type Client struct {
 	base   *url.URL
 	client *http.Client
 	cfg    Config
+	// untagged: the last body sent for a FetchUnlessSame came without
+	// Server's ETag of its bytes (ConfirmsCopies).
+	untagged atomic.Bool
 }
 
 var (
@@ -171,6 +174,12 @@ func (o *Client) FetchUnlessSame(ctx context.Context, p string, maxLen int64, ha
 	return o.get(ctx, p, maxLen, false, have)
 }
 
+// ConfirmsCopies reports whether the origin answers FetchUnlessSame with
+// a 304 for a copy that is the one it serves: true until a body came
+// without the ETag of its bytes (an origin other than Server), and again
+// once one came with it.
+func (o *Client) ConfirmsCopies() bool { return !o.untagged.Load() }
+
 // FetchChunk returns chunk c from URL/chunks/<cid>, reading at most size
 // bytes, and verifies it against c (an error wrapping
 // metadata.ErrHashMismatch if it does not match).
@@ -235,6 +244,7 @@ func (o *Client) get(ctx context.Context, rel string, limit int64, exact bool, h
 	case http.StatusOK:
 	case http.StatusNotModified:
 		if have != nil && int64(len(have)) <= limit {
+			o.untagged.Store(false)
 			return have, nil
 		}
 		return nil, &StatusError{URL: target, Status: resp.StatusCode}
@@ -283,6 +293,9 @@ func (o *Client) get(ctx context.Context, rel string, limit int64, exact bool, h
 	}
 	if int64(len(buf)) > limit {
 		return nil, fmt.Errorf("GET %s: %w: body longer than %d bytes", target, metadata.ErrTooLarge, limit)
+	}
+	if have != nil {
+		o.untagged.Store(resp.Header.Get("ETag") != ETag(buf))
 	}
 	return buf, nil
 }

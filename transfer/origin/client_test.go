@@ -365,6 +365,20 @@ func TestFetchUnlessSame(t *testing.T) {
 	if _, err := o.FetchUnlessSame(ctx, "metadata/timestamp.json", 4, next); err == nil {
 		t.Error("a 304 for a copy over maxLen was accepted")
 	}
+	if !o.ConfirmsCopies() {
+		t.Error("ConfirmsCopies = false against Server")
+	}
+	// An origin without content ETags (nginx tags modification times)
+	// sends the body each time, and the client learns it.
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"5f3a-8"`)
+		w.Write(next)
+	}))
+	defer plain.Close()
+	po := newTestOrigin(t, plain.URL, origin.Config{})
+	if got, err := po.FetchUnlessSame(ctx, "metadata/timestamp.json", 0, next); err != nil || !bytes.Equal(got, next) || po.ConfirmsCopies() {
+		t.Errorf("untagged origin: got %q, %v, ConfirmsCopies %v; want the body and false", got, err, po.ConfirmsCopies())
+	}
 	for _, p := range []string{"/metadata/3.root.json", "/manifests/bafkreidef"} {
 		resp, err := http.Get(srv.URL + p)
 		if err != nil {
