@@ -114,24 +114,45 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if s.rate != nil {
 		w = limitedWriter{ResponseWriter: w, ctx: r.Context(), lim: s.rate}
 	}
-	status := s.serveFile(w, r)
-	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status, "remote", r.RemoteAddr)
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	s.serveFile(sw, r)
+	s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "remote", r.RemoteAddr)
 }
 
-func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) int {
+// statusWriter records the status a response was sent with (a 304 or a
+// 206 from ServeContent as well as the errors), keeping the underlying
+// writer's ReadFrom (sendfile).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+}
+
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return http.StatusMethodNotAllowed
+		return
 	}
 	name, ok := strings.CutPrefix(r.URL.Path, "/")
 	if !ok || name == "" || strings.HasSuffix(name, "/") {
 		http.NotFound(w, r)
-		return http.StatusNotFound
+		return
 	}
 	if err := checkRelPath(name); err != nil {
 		http.Error(w, "bad path", http.StatusBadRequest)
-		return http.StatusBadRequest
+		return
 	}
 	// os.Root resolves every component below Dir and refuses any symlink
 	// that leads out of it.
@@ -139,19 +160,19 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		s.log.Error("open repository directory", "dir", s.dir, "err", err)
 		http.Error(w, "repository unavailable", http.StatusInternalServerError)
-		return http.StatusInternalServerError
+		return
 	}
 	defer root.Close()
 	f, err := root.Open(filepath.FromSlash(name))
 	if err != nil {
 		http.NotFound(w, r)
-		return http.StatusNotFound
+		return
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		http.NotFound(w, r)
-		return http.StatusNotFound
+		return
 	}
 	h := w.Header()
 	mutable := false
@@ -180,14 +201,13 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) int {
 		b, err := io.ReadAll(io.LimitReader(f, maxTaggedFile+1))
 		if err != nil || int64(len(b)) > maxTaggedFile {
 			http.Error(w, "read failed", http.StatusInternalServerError)
-			return http.StatusInternalServerError
+			return
 		}
 		h.Set("ETag", ETag(b))
 		http.ServeContent(w, r, "", fi.ModTime(), bytes.NewReader(b))
-		return http.StatusOK
+		return
 	}
 	http.ServeContent(w, r, "", fi.ModTime(), f)
-	return http.StatusOK
 }
 
 // maxTaggedFile bounds the files that get an ETag (read whole to hash

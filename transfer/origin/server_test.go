@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -259,4 +261,61 @@ func TestServerRate(t *testing.T) {
 	if el := time.Since(start); el < 800*time.Millisecond {
 		t.Errorf("4 x 256 KiB at 1 MiB/s took %v, want at least 0.8s", el)
 	}
+}
+
+// TestServerLogsStatusSent: the request log names the status sent, a 304
+// for a copy confirmed and a 206 for a range as well as a 200.
+func TestServerLogsStatusSent(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var logBuf bytes.Buffer
+	s, err := origin.NewServer(origin.ServerConfig{Dir: testRepoDir(t), Logger: slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logBuf}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	get := func(p string, hdr ...string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+p, nil)
+		for k := 0; k+1 < len(hdr); k += 2 {
+			req.Header.Set(hdr[k], hdr[k+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	get("/metadata/timestamp.json")
+	get("/metadata/timestamp.json", "If-None-Match", origin.ETag([]byte(`{"ts":1}`)))
+	get("/chunks/bafkreiabc", "Range", "bytes=0-3")
+	get("/chunks/none")
+	mu.Lock()
+	defer mu.Unlock()
+	var got []int
+	for _, line := range strings.Split(strings.TrimSpace(logBuf.String()), "\n") {
+		var rec struct {
+			Msg    string `json:"msg"`
+			Status int    `json:"status"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "request" {
+			got = append(got, rec.Status)
+		}
+	}
+	if want := []int{200, 304, 206, 404}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("logged statuses %v, want %v", got, want)
+	}
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
