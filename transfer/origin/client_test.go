@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -317,23 +316,12 @@ func TestFetchCanceled(t *testing.T) {
 func TestFetchUnlessSame(t *testing.T) {
 	t.Parallel()
 	dir := testRepoDir(t)
-	var mu sync.Mutex
-	var statuses []int
-	srv := serveRepo(t, dir, func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-			h.ServeHTTP(rec, r)
-			mu.Lock()
-			statuses = append(statuses, rec.status)
-			mu.Unlock()
-		})
-	})
+	srv, statuses := serveRepoLogged(t, dir)
 	o := newTestOrigin(t, srv.URL, origin.Config{})
 	ctx := context.Background()
 	last := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return statuses[len(statuses)-1]
+		s := statuses()
+		return s[len(s)-1]
 	}
 	cur := []byte(`{"ts":1}`)
 	for _, tc := range []struct {
@@ -389,15 +377,4 @@ func TestFetchUnlessSame(t *testing.T) {
 			t.Errorf("GET %s: ETag %q on a file that never changes", p, tag)
 		}
 	}
-}
-
-// statusRecorder records the status a handler wrote.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
 }

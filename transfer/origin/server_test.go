@@ -267,14 +267,7 @@ func TestServerRate(t *testing.T) {
 // for a copy confirmed and a 206 for a range as well as a 200.
 func TestServerLogsStatusSent(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	var logBuf bytes.Buffer
-	s, err := origin.NewServer(origin.ServerConfig{Dir: testRepoDir(t), Logger: slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logBuf}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	defer srv.Close()
+	srv, statuses := serveRepoLogged(t, testRepoDir(t))
 	get := func(p string, hdr ...string) {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+p, nil)
 		for k := 0; k+1 < len(hdr); k += 2 {
@@ -291,20 +284,37 @@ func TestServerLogsStatusSent(t *testing.T) {
 	get("/metadata/timestamp.json", "If-None-Match", origin.ETag([]byte(`{"ts":1}`)))
 	get("/chunks/bafkreiabc", "Range", "bytes=0-3")
 	get("/chunks/none")
-	mu.Lock()
-	defer mu.Unlock()
-	var got []int
-	for _, line := range strings.Split(strings.TrimSpace(logBuf.String()), "\n") {
-		var rec struct {
-			Msg    string `json:"msg"`
-			Status int    `json:"status"`
-		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "request" {
-			got = append(got, rec.Status)
-		}
-	}
-	if want := []int{200, 304, 206, 404}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if got, want := statuses(), []int{200, 304, 206, 404}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("logged statuses %v, want %v", got, want)
+	}
+}
+
+// serveRepoLogged serves dir with a Server on an httptest server, and
+// returns the statuses its request log names so far, in order.
+func serveRepoLogged(t *testing.T, dir string) (*httptest.Server, func() []int) {
+	t.Helper()
+	var mu sync.Mutex
+	var logBuf bytes.Buffer
+	s, err := origin.NewServer(origin.ServerConfig{Dir: dir, Logger: slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logBuf}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv, func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		var got []int
+		for _, line := range strings.Split(strings.TrimSpace(logBuf.String()), "\n") {
+			var rec struct {
+				Msg    string `json:"msg"`
+				Status int    `json:"status"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "request" {
+				got = append(got, rec.Status)
+			}
+		}
+		return got
 	}
 }
 
