@@ -16,9 +16,10 @@ const (
 )
 
 // fileFlights shares fetches of repository files whose bytes never
-// change: a caller asking for a file while its fetch is under way waits
-// for that fetch, and a copy fetched answers the callers of the next
-// flightKeep (at most flightKeptBytes of copies). A fetch whose callers
+// change (and, kept a moment only, of timestamp.json): a caller asking
+// for a file while its fetch is under way waits for that fetch, and a
+// copy fetched answers the callers of the next keep (flightKeep unless
+// set; at most flightKeptBytes of copies). A fetch whose callers
 // have all left is cancelled. A failure is not kept. The zero value is
 // ready.
 type fileFlights struct {
