@@ -193,19 +193,37 @@ func (f *sourcesFetcher) FetchNewest(ctx context.Context, p string, maxLen int64
 	if p == timestampPath && f.pullable(p) {
 		var v int64
 		if b, ok := f.pullFirst(ctx, p, maxLen, func(b []byte) (err error) { v, err = check(b); return err }); ok {
-			// The member's copy replaces the last one taken if newer (or
-			// if that one no longer checks).
-			f.mu.Lock()
-			last := f.tsLast
-			f.mu.Unlock()
-			if lastV, err := check(last); err != nil || v > lastV {
-				f.mu.Lock()
-				f.tsLast = b
-				f.mu.Unlock()
-			}
+			return f.confirmTimestamp(ctx, b, v, maxLen, check), nil
 		}
 	}
 	return f.race(ctx, p, maxLen, check, true)
+}
+
+// confirmTimestamp has the origin confirm b, a member's copy of
+// timestamp.json of version v that passed check, and returns the
+// origin's copy, or b if the origin cannot be reached or sent a copy
+// that does not check. No other peer is asked: the member had its copy
+// from the origin within tsKeep, so theirs would be no newer. b becomes
+// the copy the next request asks the origin to confirm if it is newer
+// than the last one taken (or that one no longer checks).
+func (f *sourcesFetcher) confirmTimestamp(ctx context.Context, b []byte, v, maxLen int64, check func([]byte) (int64, error)) []byte {
+	f.mu.Lock()
+	last := f.tsLast
+	f.mu.Unlock()
+	if lastV, err := check(last); err != nil || v > lastV {
+		f.mu.Lock()
+		f.tsLast = b
+		f.mu.Unlock()
+	}
+	got, err := f.fromOrigin(ctx, timestampPath, maxLen)
+	f.noteOrigin(err)
+	if err == nil {
+		if _, err = check(got); err == nil {
+			return got
+		}
+	}
+	f.log.Debug("timestamp: the origin did not confirm the member's copy; taking it", "err", err)
+	return b
 }
 
 // pullable reports whether p is a file members fetch for each other:

@@ -216,6 +216,7 @@ type confirmingOrigin struct {
 	current []byte
 	haves   [][]byte
 	sent    int
+	down    bool // refuses every request
 }
 
 func (o *confirmingOrigin) ConfirmsCopies() bool { return true }
@@ -227,6 +228,9 @@ func (o *confirmingOrigin) Fetch(ctx context.Context, p string, maxLen int64) ([
 func (o *confirmingOrigin) FetchUnlessSame(_ context.Context, p string, _ int64, have []byte) ([]byte, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.down {
+		return nil, errors.New("dial tcp: connection refused")
+	}
 	o.haves = append(o.haves, have)
 	if bytes.Equal(have, o.current) {
 		return have, nil
@@ -276,7 +280,10 @@ func TestTimestampPulledThenConfirmed(t *testing.T) {
 		{"the member's copy is forged", []byte(`{"v":9}`), len(v3)},
 	} {
 		o.sent, o.haves = 0, nil
-		peers := &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": tc.pulled}}
+		// Other peers hold copies too; with the member's copy taken,
+		// none is asked.
+		peers := &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": tc.pulled},
+			all: []swarm.PeerID{"x", "y"}, has: map[swarm.PeerID][]byte{"x": v2, "y": v3}}
 		f := newF(peers)
 		b, err := f.FetchNewest(ctx, timestampPath, 1<<20, check)
 		if err != nil || !bytes.Equal(b, v3) {
@@ -285,12 +292,23 @@ func TestTimestampPulledThenConfirmed(t *testing.T) {
 		if !slices.Equal(peers.pulled, []swarm.PeerID{"a"}) || len(o.haves) != 1 || o.sent != tc.sent {
 			t.Errorf("%s: pulled from %v, origin asked %d times, sent %d body bytes; want a, once, %d", tc.name, peers.pulled, len(o.haves), o.sent, tc.sent)
 		}
+		if tc.name == "the member's copy is current" && len(peers.asked) != 0 {
+			t.Errorf("%s: peers %v asked beside the member and the origin", tc.name, peers.asked)
+		}
 		// The next refresh has the origin confirm the copy taken.
 		o.sent = 0
 		if _, err := f.FetchNewest(ctx, timestampPath, 1<<20, check); err != nil || o.sent != 0 || !bytes.Equal(o.haves[len(o.haves)-1], v3) {
 			t.Errorf("%s: next refresh: err %v, %d body bytes sent, asked to confirm %q; want none sent for %q", tc.name, err, o.sent, o.haves[len(o.haves)-1], v3)
 		}
 	}
+
+	// The origin down: the member's copy (checked) is taken.
+	o.down = true
+	peers := &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": v3}}
+	if b, err := newF(peers).FetchNewest(ctx, timestampPath, 1<<20, check); err != nil || !bytes.Equal(b, v3) {
+		t.Errorf("origin down: FetchNewest = %q, %v, want the member's %q", b, err, v3)
+	}
+	o.down = false
 
 	// Answering members' pulls: the origin's copy answers those of the
 	// next tsKeep; after it the origin is asked again, to confirm it.
