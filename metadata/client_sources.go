@@ -114,8 +114,6 @@ func (a *tufFetcher) keepRoot(p string, data []byte) {
 	}
 }
 
-// parseVersionedName splits "N.ROLE.json" (ROLE path-escaped, as go-tuf
-// names files) into N and ROLE.
 // CooperativePath reports whether p names a repository file whose bytes
 // never change and that a host may take from a peer it asked to fetch
 // it: a manifest (manifests/CID) or metadata of a fixed version other
@@ -136,6 +134,8 @@ func CooperativePath(p string) bool {
 	return ok && role != tufmeta.ROOT && role != tufmeta.TIMESTAMP
 }
 
+// parseVersionedName splits "N.ROLE.json" (ROLE path-escaped, as go-tuf
+// names files) into N and ROLE.
 func parseVersionedName(name string) (int64, string, bool) {
 	base, ok := strings.CutSuffix(name, ".json")
 	if !ok {

@@ -124,7 +124,7 @@ func NewDaemon(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if d.p2p != nil && d.swarm != nil && !d.cfg.NoPullThrough {
 		// Cooperative fetching of the files a download starts with.
 		d.metaFetcher.coop = d.swarm.FileFetchers
-		d.p2p.SetFilePuller(d.pullFile)
+		d.p2p.SetFilePuller(d.metaFetcher.forPeer)
 	}
 	if d.vms, err = loadVMRegistry(filepath.Join(d.cfg.DataDir, "vms.json")); err != nil {
 		return nil, err

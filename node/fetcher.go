@@ -114,9 +114,9 @@ type sourcesFetcher struct {
 	unlistedWait   time.Duration
 
 	// coop returns, in rank order, at most max members to ask for a file
-	// whose bytes never change (metadata.CooperativePath) before the
-	// origin: those ranked before this host for key
-	// (Swarm.FileFetchers). nil: none (no cooperative fetching).
+	// members fetch for each other (pullable) before the origin: those
+	// ranked before this host for key (Swarm.FileFetchers). nil: none
+	// (no cooperative fetching).
 	coop     func(key uint64, max int) []swarm.PeerID
 	pullWait time.Duration
 	// flights shares one origin fetch of such a file among this host's
@@ -207,13 +207,8 @@ func (f *sourcesFetcher) FetchNewest(ctx context.Context, p string, maxLen int64
 // the copy the next request asks the origin to confirm if it is newer
 // than the last one taken (or that one no longer checks).
 func (f *sourcesFetcher) confirmTimestamp(ctx context.Context, b []byte, v, maxLen int64, check func([]byte) (int64, error)) []byte {
-	f.mu.Lock()
-	last := f.tsLast
-	f.mu.Unlock()
-	if lastV, err := check(last); err != nil || v > lastV {
-		f.mu.Lock()
-		f.tsLast = b
-		f.mu.Unlock()
+	if lastV, err := check(f.lastTimestamp()); err != nil || v > lastV {
+		f.takeTimestamp(b)
 	}
 	got, err := f.fromOrigin(ctx, timestampPath, maxLen)
 	f.noteOrigin(err)
@@ -340,9 +335,9 @@ func (f *sourcesFetcher) race(ctx context.Context, p string, maxLen int64, check
 }
 
 // pullFirst asks the members ranked before this host for p, a file
-// whose bytes never change, one after the other, each for at most
-// pullWait (cooperative fetching: the first-ranked fetches it from the
-// origin once for all the hosts that ask it). It returns the first copy
+// members fetch for each other (pullable), one after the other, each for
+// at most pullWait (cooperative fetching: the first-ranked fetches it
+// from the origin once for all the hosts that ask it). It returns the first copy
 // that passes check; false if none did, p is another file, or this host
 // ranks first: the caller then races the origin and its peers.
 func (f *sourcesFetcher) pullFirst(ctx context.Context, p string, maxLen int64, check func([]byte) error) ([]byte, bool) {
@@ -401,10 +396,11 @@ func (f *sourcesFetcher) setQuiet(id swarm.PeerID) {
 	f.quiet[id] = time.Now().Add(quietFor)
 }
 
-// fromOrigin fetches p from the origin: a file whose bytes never change
-// through flights, so that this host's own fetch and its peers' pulls
-// share one request (a manifest's copy is checked against its CID
-// first, so that a bad one is not shared).
+// fromOrigin fetches p from the origin for this host: a file whose
+// bytes never change through flights, so that this host's own fetch and
+// its peers' pulls share one request (a manifest's copy is checked
+// against its CID first, so that a bad one is not shared), and
+// timestamp.json through timestampFromOrigin.
 func (f *sourcesFetcher) fromOrigin(ctx context.Context, p string, maxLen int64) ([]byte, error) {
 	if us, ok := f.origin.(unlessSameFetcher); ok && p == timestampPath {
 		return f.timestampFromOrigin(ctx, us, maxLen, false)
@@ -440,14 +436,10 @@ func (f *sourcesFetcher) timestampFromOrigin(ctx context.Context, us unlessSameF
 		flight = f.tsFlights.do
 	}
 	b, err := flight(ctx, timestampPath, func(ctx context.Context) ([]byte, error) {
-		f.mu.Lock()
-		have := f.tsLast
-		f.mu.Unlock()
+		have := f.lastTimestamp()
 		b, err := us.FetchUnlessSame(ctx, timestampPath, max(maxLen, int64(len(have))), have)
 		if err == nil {
-			f.mu.Lock()
-			f.tsLast = b
-			f.mu.Unlock()
+			f.takeTimestamp(b)
 		}
 		return b, err
 	})
@@ -455,6 +447,50 @@ func (f *sourcesFetcher) timestampFromOrigin(ctx context.Context, us unlessSameF
 		return nil, fmt.Errorf("fetch %s: %w: %d bytes, limit %d", timestampPath, metadata.ErrTooLarge, len(b), maxLen)
 	}
 	return b, err
+}
+
+// lastTimestamp is the copy of timestamp.json the next origin request
+// asks to confirm (tsLast); takeTimestamp makes b that copy.
+func (f *sourcesFetcher) lastTimestamp() []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tsLast
+}
+
+func (f *sourcesFetcher) takeTimestamp(b []byte) {
+	f.mu.Lock()
+	f.tsLast = b
+	f.mu.Unlock()
+}
+
+// forPeer is the daemon's FilePuller: it fetches, for a peer that ranks
+// this host first, a repository file this host does not hold, from the
+// origin: one request however many peers ask meanwhile, shared with this
+// host's own fetch (fromOrigin). A manifest is checked against its CID;
+// metadata of a fixed version goes as the origin sent it (the asker
+// alone knows what it expects, and checks it). timestamp.json (with an
+// origin that confirms copies) is the copy the origin sent or confirmed
+// within tsKeep, else asked of it again; its asker then has the origin
+// confirm it, so that a member can cost a host the bytes, never make a
+// stale copy pass for the newest.
+//
+// Unlike a chunk's pull-through request (pullManifests.ResolveManifest),
+// a manifest's is not looked up among the packages this host's metadata
+// publishes: that takes the metadata client, which this host's own
+// resolution of an upgrade holds while it fetches the closure's
+// manifests, longer than an asker's pullWait. Nothing is lost by it: a
+// peer can make this host ask the origin only for what it could ask the
+// origin for itself, one request per request, at the files rate limit,
+// and what comes back is kept in memory for flightKeep at most.
+func (f *sourcesFetcher) forPeer(ctx context.Context, p string, maxLen int64) ([]byte, error) {
+	if !f.pullable(p) {
+		return nil, fmt.Errorf("pull %s: %w: not a file hosts fetch for each other", p, metadata.ErrInvalidPath)
+	}
+	if p == timestampPath {
+		// pullable: the origin confirms copies.
+		return f.timestampFromOrigin(ctx, f.origin.(unlessSameFetcher), maxLen, true)
+	}
+	return f.fromOrigin(ctx, p, maxLen)
 }
 
 // noCopy is race's error when no source gave a copy that verifies (see

@@ -105,7 +105,7 @@ func (d *Daemon) registerMetrics(reg prometheus.Registerer) (func(), error) {
 	}{{"taken", &d.metaFetcher.pullsTaken}, {"failed", &d.metaFetcher.pullsFailed}} {
 		cs = append(cs, prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "stork_node_file_pulls_total",
-			Help:        "Repository files (manifests, metadata of a fixed version) this host asked of a member ranked before it, by result: taken (a copy that verified) or failed (refused, silent, or a copy that did not verify; the next member is asked, then the origin).",
+			Help:        "Repository files (manifests, metadata of a fixed version, timestamp.json) this host asked of a member ranked before it, by result: taken (a copy that verified) or failed (refused, silent, or a copy that did not verify; the next member is asked, then the origin).",
 			ConstLabels: prometheus.Labels{"result": c.result},
 		}, func() float64 { return float64(c.n.Load()) }))
 	}

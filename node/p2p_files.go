@@ -42,7 +42,9 @@ const FilesProtocol = "/stork/files/1.0.0"
 // fetches it (SetFilePuller's function: from the origin, once for all
 // the hosts that ask meanwhile) and answers with that copy. Only files
 // whose bytes never change are asked so (metadata.CooperativePath), and
-// the asker checks every copy as it checks the origin's.
+// timestamp.json, always answered by the puller (the origin's copy of
+// the moment) and then confirmed by the asker's origin; the asker checks
+// every copy as it checks the origin's.
 const FilesPullProtocol = "/stork/files-pull/1.0.0"
 
 // Answers on FilesProtocol and FilesPullProtocol.

@@ -185,36 +185,6 @@ func (r *pullManifests) ResolveManifest(ctx context.Context, c cid.Cid) (*metada
 	return res.Manifest, nil
 }
 
-// pullFile is the daemon's FilePuller: it fetches, for a peer that ranks
-// this host first, a repository file this host does not hold, from the
-// origin: one request however many peers ask meanwhile, shared with this
-// host's own fetch (sourcesFetcher.fromOrigin). A manifest is checked
-// against its CID; metadata of a fixed version goes as the origin sent
-// it (the asker alone knows what it expects, and checks it).
-// timestamp.json (with an origin that confirms copies) is the copy the
-// origin sent or confirmed within tsKeep, else asked of it again; its
-// asker then has the origin confirm it, so that a member can cost a host
-// the bytes, never make a stale copy pass for the newest.
-//
-// Unlike a chunk's pull-through request (ResolveManifest), a manifest's
-// is not looked up among the packages this host's metadata publishes:
-// that takes the metadata client, which this host's own resolution of
-// an upgrade holds while it fetches the closure's manifests, longer than
-// an asker's pullWait. Nothing is lost by it: a peer can make this host
-// ask the origin only for what it could ask the origin for itself, one
-// request per request, at the files rate limit, and what comes back is
-// kept in memory for flightKeep at most.
-func (d *Daemon) pullFile(ctx context.Context, p string, maxLen int64) ([]byte, error) {
-	if !d.metaFetcher.pullable(p) {
-		return nil, fmt.Errorf("pull %s: %w: not a file hosts fetch for each other", p, metadata.ErrInvalidPath)
-	}
-	f := d.metaFetcher
-	if us, ok := f.origin.(unlessSameFetcher); ok && p == timestampPath {
-		return f.timestampFromOrigin(ctx, us, maxLen, true)
-	}
-	return f.fromOrigin(ctx, p, maxLen)
-}
-
 // lookup returns the NAME@VERSION that publishes manifest c.
 func (r *pullManifests) lookup(ctx context.Context, c cid.Cid) (string, error) {
 	_, version := r.d.meta.state()

@@ -31,7 +31,7 @@ const probeBytes = 19
 // pull-through request first checks that its package is published by
 // listing every package (node pullManifests.lookup,
 // metadata.Client.Packages: every bin the snapshot names). A manifest's
-// pull is not checked so (node Daemon.pullFile).
+// pull is not checked so (node sourcesFetcher.forPeer).
 func repoMetadata(t *testing.T, dir string, pkgs []string, everyBin bool) simulations.Metadata {
 	t.Helper()
 	md := filepath.Join(dir, "metadata")

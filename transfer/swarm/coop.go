@@ -148,11 +148,11 @@ func (c *memberRingCache) of(self PeerID, ids []PeerID) *policy.MemberRing {
 func (s *Swarm) siteKnown() bool { return s.Site().Name != "" }
 
 // FileFetchers returns, in rank order, at most max members this host
-// asks for a repository file (a manifest, or metadata of a fixed version)
-// before the origin: cooperative fetching of the files a package's
-// download starts with, ranked as chunks are (key: policy.ChunkKey of
-// the file's path), so that a crowd resolving one package makes the
-// origin send each file once, not once per host. Empty when this host
+// asks for a repository file (a manifest, metadata of a fixed version,
+// the timestamp) before the origin: cooperative fetching of the files a
+// package's download starts with, ranked as chunks are (key:
+// policy.ChunkKey of the file's path), so that a crowd resolving one
+// package makes the origin send each file once, not once per host. Empty when this host
 // ranks first, has no members, or cooperative fetching is off; with
 // sites, the members of our site ranked before us (each site fetches its
 // own copy).
