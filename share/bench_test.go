@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
@@ -126,4 +127,118 @@ func BenchmarkPutLargeFile(b *testing.B) {
 			b.ReportMetric(float64(size)*float64(b.N)/1e6/b.Elapsed().Seconds(), "MB/s")
 		})
 	}
+}
+
+// BenchmarkSmallPackages: 300 packages of one 59 KB file (Debian's median
+// .deb), each begun, filled and committed by one of 16 workers at once,
+// as a daemon's download slots do in an upgrade; against the floor
+// measured in the same run: the same files written the way `stork get`
+// writes them (a directory per package, create, write, fsync, rename),
+// by 16 workers into one directory. x_floor is the store's time over the
+// floor's; cpu_x_floor the same for CPU.
+func BenchmarkSmallPackages(b *testing.B) {
+	const npkg, workers, size = 300, 16, 59 << 10
+	r := rand.New(rand.NewSource(1))
+	pkgs := make([]*testPkg, npkg)
+	for i := range pkgs {
+		pkgs[i] = makePkg(b, 64<<10, file("pkg.deb", 0o644, randBytes(r, size)))
+	}
+	var store, floor, storeCPU, floorCPU time.Duration
+	for i := 0; i < b.N; i++ {
+		s, err := Open(Config{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t, c := elapsed(func() error {
+			return eachPackage(npkg, workers, func(j int) error {
+				p := pkgs[j]
+				d, err := s.BeginPackage("p", fmt.Sprint(j), p.cid, p.bytes)
+				if err == nil {
+					err = putAllErr(d, p, 1, int64(j))
+				}
+				if err == nil {
+					err = d.Commit()
+				}
+				return err
+			})
+		})
+		s.Close()
+		store, storeCPU = store+t, storeCPU+c
+		dir := b.TempDir()
+		t, c = elapsed(func() error {
+			return eachPackage(npkg, workers, func(j int) error { return writeLikeGet(dir, j, pkgs[j].files[0].data) })
+		})
+		floor, floorCPU = floor+t, floorCPU+c
+	}
+	b.ReportMetric(store.Seconds()/floor.Seconds(), "x_floor")
+	b.ReportMetric(storeCPU.Seconds()/floorCPU.Seconds(), "cpu_x_floor")
+	b.ReportMetric(float64(storeCPU.Microseconds())/float64(npkg*b.N), "cpu_us/pkg")
+}
+
+// elapsed runs fn and returns its wall time and the process's CPU time
+// in it; a failing fn panics (benchmarks call it from their goroutine).
+func elapsed(fn func() error) (time.Duration, time.Duration) {
+	var r0, r1 unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &r0)
+	t0 := time.Now()
+	if err := fn(); err != nil {
+		panic(err)
+	}
+	t := time.Since(t0)
+	unix.Getrusage(unix.RUSAGE_SELF, &r1)
+	cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+	return t, cpu
+}
+
+// eachPackage calls fn(0..n-1) from workers goroutines and returns the
+// first error.
+func eachPackage(n, workers int, fn func(int) error) error {
+	next := make(chan int)
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			var first error
+			for j := range next {
+				if err := fn(j); err != nil && first == nil {
+					first = err
+				}
+			}
+			errs <- first
+		}()
+	}
+	for j := 0; j < n; j++ {
+		next <- j
+	}
+	close(next)
+	var err error
+	for w := 0; w < workers; w++ {
+		if e := <-errs; e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// writeLikeGet writes data as package j's one file the way `stork get`
+// does: into a directory of its own, through a temporary file, fsynced.
+func writeLikeGet(dir string, j int, data []byte) error {
+	d := filepath.Join(dir, fmt.Sprint(j))
+	if err := os.Mkdir(d, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(d, ".part-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(d, "pkg.deb"))
+	}
+	return err
 }

@@ -207,7 +207,11 @@ func randomSuffix() string {
 // whose mode has setuid or setgid is a private copy carrying its full mode
 // instead of a link to its object (see SetuidTree).
 func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout int, setuid bool) error {
-	tmp := s.path(tmpDir, "tree-"+c.String()+"-"+randomSuffix())
+	scratch, err := s.scratchDir(c.String())
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(scratch, "tree-"+c.String()+"-"+randomSuffix())
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return err
 	}

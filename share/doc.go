@@ -33,7 +33,11 @@
 //	                              in partial files, chunk locations, VM
 //	                              installs and their reverse references
 //	tmp/                          trees and object copies being built,
-//	                              trees being removed; emptied by Open
+//	                              trees being removed; emptied by Open.
+//	                              Trees and manifest files are written
+//	                              in tmp/<xx>/ (<xx> the fanout of their
+//	                              name), spread over the file system, and
+//	                              renamed into place
 //	manifests/<manifest CID>      every package's manifest bytes, and
 //	manifests/<CID>.names         the NAME@VERSIONs it was registered
 //	                              under (strict JSON): written before the

@@ -1,9 +1,14 @@
 package share
 
 import (
+	"bytes"
+	"fmt"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -71,4 +76,70 @@ func topDirFlag(dir string) bool {
 		return err
 	})
 	return err == nil && flags&fsTopDirFlag != 0
+}
+
+// watchCreates watches dir for names created or moved in, and returns
+// the function that reads them.
+func watchCreates(t *testing.T, dir string) func() []string {
+	t.Helper()
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Skipf("inotify: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
+		t.Fatal(err)
+	}
+	return func() []string {
+		var names []string
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := unix.Read(fd, buf)
+			if n <= 0 || err != nil {
+				return names
+			}
+			for off := 0; off+unix.SizeofInotifyEvent <= n; {
+				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				name := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+				names = append(names, string(bytes.TrimRight(name, "\x00")))
+				off += unix.SizeofInotifyEvent + int(ev.Len)
+			}
+		}
+	}
+}
+
+// Downloads write their manifest files and build their trees in tmp/'s
+// fanout directories (scratchDir), not side by side in manifests/ and
+// tmp/: concurrent downloads of small packages then do not all create in
+// one directory. manifests/ sees only the final names arrive.
+func TestScratchSpreadsCreates(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, t.TempDir())
+	inManifests := watchCreates(t, s.path(manifestsDir))
+	inTmp := watchCreates(t, s.path(tmpDir))
+	r := rand.New(rand.NewSource(7))
+	var want []string
+	for i := 0; i < 4; i++ {
+		p := makePkg(t, 1<<16, file("f", 0o644, randBytes(r, 1000+i)))
+		d, err := s.BeginPackage("p", fmt.Sprint(i), p.cid, p.bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		putAll(t, d, p, 2, int64(i))
+		if err := d.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, p.cid.String(), p.cid.String()+namesSuffix)
+	}
+	got := inManifests()
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("names created in manifests/ = %q, want only the final names %q", got, want)
+	}
+	for _, name := range inTmp() {
+		if len(name) != 2 {
+			t.Errorf("tmp/%s created: want only fanout directories of two characters", name)
+		}
+	}
 }

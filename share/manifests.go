@@ -282,8 +282,8 @@ func (s *Store) manifestFilesHold(c cid.Cid, names []pkgName) bool {
 	return true
 }
 
-// writeFileAtomic writes b to p through a temporary file in p's directory,
-// synced, then renamed into place.
+// writeFileAtomic writes b to p through a temporary file under tmp/
+// (scratchDir), synced, then renamed into place.
 func (s *Store) writeFileAtomic(p string, b []byte) error {
 	return s.writeFile(p, b, true)
 }
@@ -293,7 +293,11 @@ func (s *Store) writeFileAtomic(p string, b []byte) error {
 // survive a power cut.
 func (s *Store) writeFile(p string, b []byte, durable bool) error {
 	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	scratch, err := s.scratchDir(filepath.Base(p))
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(scratch, ".tmp-*")
 	if err != nil {
 		return err
 	}
