@@ -207,12 +207,12 @@ func randomSuffix() string {
 // whose mode has setuid or setgid is a private copy carrying its full mode
 // instead of a link to its object (see SetuidTree).
 func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout int, setuid bool) error {
-	scratch, err := s.scratchDir(c.String())
+	var tmp string
+	err := s.inScratch(c.String(), func(scratch string) error {
+		tmp = filepath.Join(scratch, "tree-"+c.String()+"-"+randomSuffix())
+		return os.Mkdir(tmp, 0o700)
+	})
 	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(scratch, "tree-"+c.String()+"-"+randomSuffix())
-	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return err
 	}
 	ok := false

@@ -109,7 +109,7 @@ func watchCreates(t *testing.T, dir string) func() []string {
 }
 
 // Downloads write their manifest files and build their trees in tmp/'s
-// fanout directories (scratchDir), not side by side in manifests/ and
+// fanout directories (inScratch), not side by side in manifests/ and
 // tmp/: concurrent downloads of small packages then do not all create in
 // one directory. manifests/ sees only the final names arrive.
 func TestScratchSpreadsCreates(t *testing.T) {
@@ -140,6 +140,35 @@ func TestScratchSpreadsCreates(t *testing.T) {
 	for _, name := range inTmp() {
 		if len(name) != 2 {
 			t.Errorf("tmp/%s created: want only fanout directories of two characters", name)
+		}
+	}
+}
+
+// A fanout directory of tmp/ removed while the store is open is made
+// again: the next write there does not fail.
+func TestScratchRemadeIfRemoved(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, t.TempDir())
+	r := rand.New(rand.NewSource(8))
+	for i := 0; i < 3; i++ {
+		p := makePkg(t, 1<<16, file("f", 0o644, randBytes(r, 500)))
+		d, err := s.BeginPackage("p", fmt.Sprint(i), p.cid, p.bytes)
+		if err != nil {
+			t.Fatalf("package %d: %v", i, err)
+		}
+		putAll(t, d, p, 1, int64(i))
+		if err := d.Commit(); err != nil {
+			t.Fatalf("package %d: %v", i, err)
+		}
+		checkTree(t, s.TreePath(p.cid), p)
+		des, err := os.ReadDir(s.path(tmpDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, de := range des {
+			if err := os.RemoveAll(s.path(tmpDir, de.Name())); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

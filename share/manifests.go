@@ -283,7 +283,7 @@ func (s *Store) manifestFilesHold(c cid.Cid, names []pkgName) bool {
 }
 
 // writeFileAtomic writes b to p through a temporary file under tmp/
-// (scratchDir), synced, then renamed into place.
+// (inScratch), synced, then renamed into place.
 func (s *Store) writeFileAtomic(p string, b []byte) error {
 	return s.writeFile(p, b, true)
 }
@@ -293,11 +293,11 @@ func (s *Store) writeFileAtomic(p string, b []byte) error {
 // survive a power cut.
 func (s *Store) writeFile(p string, b []byte, durable bool) error {
 	dir := filepath.Dir(p)
-	scratch, err := s.scratchDir(filepath.Base(p))
-	if err != nil {
+	var f *os.File
+	err := s.inScratch(filepath.Base(p), func(scratch string) (err error) {
+		f, err = os.CreateTemp(scratch, ".tmp-*")
 		return err
-	}
-	f, err := os.CreateTemp(scratch, ".tmp-*")
+	})
 	if err != nil {
 		return err
 	}

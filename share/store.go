@@ -91,7 +91,7 @@ type Store struct {
 	mu       sync.Mutex // guards the fields below
 	closed   bool
 	filling  map[string]*Partial     // the packages being filled, by manifest CID string
-	scratch  sync.Map                // the fanouts of tmp/ made since Open (scratchDir)
+	scratch  sync.Map                // the fanouts of tmp/ made since Open (inScratch)
 	partials map[string]*partialFile // by partial id
 
 	fds   *fdCache   // open partial files
@@ -317,24 +317,31 @@ func (s *Store) partialPath(id string) string {
 	return s.path(partialDir, fanout(hashOfPartialID(id)), id)
 }
 
-// scratchDir returns tmp/<fanout of key>, made if need be: where a file
-// or tree to be renamed to a name ending in key is written first. tmp/
-// spreads its sub-directories over the file system (markTopDir), so the
-// concurrent downloads of small packages create their manifest files and
-// trees in different directories and block groups: in one directory, 24
-// concurrent creators paid 3 to 4 times the CPU per create (a
-// directory's lock and a block group's inode bitmap, docs/figures.md).
-func (s *Store) scratchDir(key string) (string, error) {
+// inScratch calls create with tmp/<fanout of key>, made if need be: the
+// directory where a file or tree to be renamed to a name ending in key
+// is written first. tmp/ spreads its sub-directories over the file
+// system (markTopDir), so the concurrent downloads of small packages
+// create their manifest files and trees in different directories and
+// block groups: in one directory, 24 concurrent creators paid 3 to 4
+// times the CPU per create (a directory's lock and a block group's inode
+// bitmap, docs/figures.md). A directory removed behind the store's back
+// is made again, once.
+func (s *Store) inScratch(key string, create func(dir string) error) error {
 	shard := fanout(key)
 	d := s.path(tmpDir, shard)
-	if _, ok := s.scratch.Load(shard); ok {
-		return d, nil
+	for try := 0; ; try++ {
+		if _, ok := s.scratch.Load(shard); !ok {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return err
+			}
+			s.scratch.Store(shard, true)
+		}
+		err := create(d)
+		if try > 0 || !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		s.scratch.Delete(shard)
 	}
-	if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return "", err
-	}
-	s.scratch.Store(shard, true)
-	return d, nil
 }
 
 // fanout is the sub-directory of objects/ for a hash: its last two
