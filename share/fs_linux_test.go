@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -137,9 +138,13 @@ func TestScratchSpreadsCreates(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("names created in manifests/ = %q, want only the final names %q", got, want)
 	}
+	fanouts := make(map[string]bool)
+	for _, name := range want {
+		fanouts[fanout(strings.TrimSuffix(name, namesSuffix))] = true
+	}
 	for _, name := range inTmp() {
-		if len(name) != 2 {
-			t.Errorf("tmp/%s created: want only fanout directories of two characters", name)
+		if !fanouts[name] {
+			t.Errorf("tmp/%s created: want only the fanout directories of the packages' CIDs, %v", name, fanouts)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
@@ -294,7 +295,8 @@ func (s *Store) writeFileAtomic(p string, b []byte) error {
 func (s *Store) writeFile(p string, b []byte, durable bool) error {
 	dir := filepath.Dir(p)
 	var f *os.File
-	err := s.inScratch(filepath.Base(p), func(scratch string) (err error) {
+	// A names sidecar goes with its manifest: its name ends in its suffix.
+	err := s.inScratch(strings.TrimSuffix(filepath.Base(p), namesSuffix), func(scratch string) (err error) {
 		f, err = os.CreateTemp(scratch, ".tmp-*")
 		return err
 	})

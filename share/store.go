@@ -91,8 +91,9 @@ type Store struct {
 	mu       sync.Mutex // guards the fields below
 	closed   bool
 	filling  map[string]*Partial     // the packages being filled, by manifest CID string
-	scratch  sync.Map                // the fanouts of tmp/ made since Open (inScratch)
 	partials map[string]*partialFile // by partial id
+
+	scratch sync.Map // the fanouts of tmp/ made since Open (inScratch)
 
 	fds   *fdCache   // open partial files
 	cm    *committer // commit groups (groupcommit.go)
