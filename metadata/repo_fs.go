@@ -15,6 +15,9 @@ const (
 	MetadataDir  = "metadata"
 	ManifestsDir = "manifests"
 	ChunksDir    = "chunks"
+	// TimestampPath is the one metadata file whose newest copy only the
+	// origin can tell (its name carries no version).
+	TimestampPath = MetadataDir + "/timestamp.json"
 	// repoConfigFile keeps the expiry periods the repository re-signs with.
 	// It is not signed and carries nothing a client uses.
 	repoConfigFile = "stork-repo.json"

@@ -467,7 +467,7 @@ func (r *Repo) CurrentFiles() ([]string, error) {
 	}
 	out := []string{
 		fmt.Sprintf("%s/%d.%s.json", MetadataDir, r.root.Signed.Version, tufmeta.ROOT),
-		MetadataDir + "/timestamp.json",
+		TimestampPath,
 		fmt.Sprintf("%s/%d.%s.json", MetadataDir, r.snapshot.Signed.Version, tufmeta.SNAPSHOT),
 	}
 	for _, name := range sortedKeys(r.snapshot.Signed.Meta) {

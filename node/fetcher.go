@@ -51,10 +51,6 @@ var (
 	_ unlessSameFetcher        = (*httporigin.Client)(nil)
 )
 
-// timestampPath is the one repository file whose newest copy only the
-// origin tells.
-const timestampPath = metadata.MetadataDir + "/timestamp.json"
-
 // Defaults of sourcesFetcher.
 const (
 	// defaultPeerWave is how many peers are asked at once for one file;
@@ -190,7 +186,7 @@ func (f *sourcesFetcher) FetchChecked(ctx context.Context, p string, maxLen int6
 // what is newest stays the origin's to tell, and a crowd's hosts take
 // its bytes once.
 func (f *sourcesFetcher) FetchNewest(ctx context.Context, p string, maxLen int64, check func([]byte) (int64, error)) ([]byte, error) {
-	if p == timestampPath && f.pullable(p) {
+	if p == metadata.TimestampPath && f.pullable(p) {
 		var v int64
 		if b, ok := f.pullFirst(ctx, p, maxLen, func(b []byte) (err error) { v, err = check(b); return err }); ok {
 			return f.confirmTimestamp(ctx, b, v, maxLen, check), nil
@@ -210,7 +206,7 @@ func (f *sourcesFetcher) confirmTimestamp(ctx context.Context, b []byte, v, maxL
 	if lastV, err := check(f.lastTimestamp()); err != nil || v > lastV {
 		f.takeTimestamp(b)
 	}
-	got, err := f.fromOrigin(ctx, timestampPath, maxLen)
+	got, err := f.fromOrigin(ctx, metadata.TimestampPath, maxLen)
 	f.noteOrigin(err)
 	if err == nil {
 		if _, err = check(got); err == nil {
@@ -225,7 +221,7 @@ func (f *sourcesFetcher) confirmTimestamp(ctx context.Context, b []byte, v, maxL
 // one whose bytes never change, or timestamp.json when the origin
 // confirms copies (its asker still asks the origin).
 func (f *sourcesFetcher) pullable(p string) bool {
-	if p == timestampPath {
+	if p == metadata.TimestampPath {
 		us, ok := f.origin.(unlessSameFetcher)
 		return ok && us.ConfirmsCopies()
 	}
@@ -402,7 +398,7 @@ func (f *sourcesFetcher) setQuiet(id swarm.PeerID) {
 // against its CID first, so that a bad one is not shared), and
 // timestamp.json through timestampFromOrigin.
 func (f *sourcesFetcher) fromOrigin(ctx context.Context, p string, maxLen int64) ([]byte, error) {
-	if us, ok := f.origin.(unlessSameFetcher); ok && p == timestampPath {
+	if us, ok := f.origin.(unlessSameFetcher); ok && p == metadata.TimestampPath {
 		return f.timestampFromOrigin(ctx, us, maxLen, false)
 	}
 	if !metadata.CooperativePath(p) {
@@ -435,16 +431,16 @@ func (f *sourcesFetcher) timestampFromOrigin(ctx context.Context, us unlessSameF
 	if kept {
 		flight = f.tsFlights.do
 	}
-	b, err := flight(ctx, timestampPath, func(ctx context.Context) ([]byte, error) {
+	b, err := flight(ctx, metadata.TimestampPath, func(ctx context.Context) ([]byte, error) {
 		have := f.lastTimestamp()
-		b, err := us.FetchUnlessSame(ctx, timestampPath, max(maxLen, int64(len(have))), have)
+		b, err := us.FetchUnlessSame(ctx, metadata.TimestampPath, max(maxLen, int64(len(have))), have)
 		if err == nil {
 			f.takeTimestamp(b)
 		}
 		return b, err
 	})
 	if err == nil && int64(len(b)) > maxLen {
-		return nil, fmt.Errorf("fetch %s: %w: %d bytes, limit %d", timestampPath, metadata.ErrTooLarge, len(b), maxLen)
+		return nil, fmt.Errorf("fetch %s: %w: %d bytes, limit %d", metadata.TimestampPath, metadata.ErrTooLarge, len(b), maxLen)
 	}
 	return b, err
 }
@@ -486,7 +482,7 @@ func (f *sourcesFetcher) forPeer(ctx context.Context, p string, maxLen int64) ([
 	if !f.pullable(p) {
 		return nil, fmt.Errorf("pull %s: %w: not a file hosts fetch for each other", p, metadata.ErrInvalidPath)
 	}
-	if p == timestampPath {
+	if p == metadata.TimestampPath {
 		// pullable: the origin confirms copies.
 		return f.timestampFromOrigin(ctx, f.origin.(unlessSameFetcher), maxLen, true)
 	}

@@ -263,7 +263,7 @@ func TestTimestampPulledThenConfirmed(t *testing.T) {
 		f := newSourcesFetcher(o, "http://origin", peers, nil, slog.New(slog.DiscardHandler))
 		f.pullWait = 50 * time.Millisecond
 		f.coop = func(key uint64, max int) []swarm.PeerID {
-			if key != policy.ChunkKey([]byte(timestampPath)) {
+			if key != policy.ChunkKey([]byte(metadata.TimestampPath)) {
 				t.Errorf("ranked for key %d, want timestamp.json's", key)
 			}
 			return []swarm.PeerID{"a"}
@@ -285,7 +285,7 @@ func TestTimestampPulledThenConfirmed(t *testing.T) {
 		peers := &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": tc.pulled},
 			all: []swarm.PeerID{"x", "y"}, has: map[swarm.PeerID][]byte{"x": v2, "y": v3}}
 		f := newF(peers)
-		b, err := f.FetchNewest(ctx, timestampPath, 1<<20, check)
+		b, err := f.FetchNewest(ctx, metadata.TimestampPath, 1<<20, check)
 		if err != nil || !bytes.Equal(b, v3) {
 			t.Fatalf("%s: FetchNewest = %q, %v, want the origin's %q", tc.name, b, err, v3)
 		}
@@ -297,7 +297,7 @@ func TestTimestampPulledThenConfirmed(t *testing.T) {
 		}
 		// The next refresh has the origin confirm the copy taken.
 		o.sent = 0
-		if _, err := f.FetchNewest(ctx, timestampPath, 1<<20, check); err != nil || o.sent != 0 || !bytes.Equal(o.haves[len(o.haves)-1], v3) {
+		if _, err := f.FetchNewest(ctx, metadata.TimestampPath, 1<<20, check); err != nil || o.sent != 0 || !bytes.Equal(o.haves[len(o.haves)-1], v3) {
 			t.Errorf("%s: next refresh: err %v, %d body bytes sent, asked to confirm %q; want none sent for %q", tc.name, err, o.sent, o.haves[len(o.haves)-1], v3)
 		}
 	}
@@ -305,7 +305,7 @@ func TestTimestampPulledThenConfirmed(t *testing.T) {
 	// The origin down: the member's copy (checked) is taken.
 	o.down = true
 	peers := &fakeFilePeers{pulls: map[swarm.PeerID][]byte{"a": v3}}
-	if b, err := newF(peers).FetchNewest(ctx, timestampPath, 1<<20, check); err != nil || !bytes.Equal(b, v3) {
+	if b, err := newF(peers).FetchNewest(ctx, metadata.TimestampPath, 1<<20, check); err != nil || !bytes.Equal(b, v3) {
 		t.Errorf("origin down: FetchNewest = %q, %v, want the member's %q", b, err, v3)
 	}
 	o.down = false

@@ -200,7 +200,7 @@ func (p *P2P) lookupFile(from peer.ID, path string, maxLen int64, pull bool) (by
 	lookup, puller := f.lookup, f.pull
 	f.mu.Unlock()
 	data, err := []byte(nil), error(metadata.ErrNotFound)
-	if !pull || path != timestampPath {
+	if !pull || path != metadata.TimestampPath {
 		// A pull of timestamp.json is the puller's: the origin's copy of
 		// the moment, not the trusted one this host holds, maybe older.
 		data, err = lookup(path, maxLen)

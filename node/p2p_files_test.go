@@ -74,7 +74,7 @@ func TestFilesProtocol(t *testing.T) {
 // holds may be older than the origin's, which the asker wants.
 func TestFilesPullProtocol(t *testing.T) {
 	server := testP2P(t, nil)
-	held := map[string][]byte{timestampPath: []byte(`{"ts":1}`), "manifests/x": []byte("held")}
+	held := map[string][]byte{metadata.TimestampPath: []byte(`{"ts":1}`), "manifests/x": []byte("held")}
 	server.SetFileServer(func(p string, maxLen int64) ([]byte, error) {
 		if b, ok := held[p]; ok {
 			return b, nil
@@ -95,18 +95,18 @@ func TestFilesPullProtocol(t *testing.T) {
 	for _, tc := range []struct{ path, want string }{
 		{"manifests/x", "held"},
 		{"manifests/y", "origin's manifests/y"},
-		{timestampPath, "origin's " + timestampPath},
+		{metadata.TimestampPath, "origin's " + metadata.TimestampPath},
 	} {
 		if b, err := client.PullFile(ctx, server.ID(), tc.path, 100); err != nil || string(b) != tc.want {
 			t.Errorf("PullFile(%s) = %q, %v, want %q", tc.path, b, err, tc.want)
 		}
 	}
-	if b, err := client.FetchFile(ctx, server.ID(), timestampPath, 100); err != nil || string(b) != `{"ts":1}` {
+	if b, err := client.FetchFile(ctx, server.ID(), metadata.TimestampPath, 100); err != nil || string(b) != `{"ts":1}` {
 		t.Errorf("FetchFile(timestamp) = %q, %v, want the held copy", b, err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []string{"manifests/y", timestampPath}; fmt.Sprint(pulled) != fmt.Sprint(want) {
+	if want := []string{"manifests/y", metadata.TimestampPath}; fmt.Sprint(pulled) != fmt.Sprint(want) {
 		t.Errorf("the puller was asked for %v, want %v", pulled, want)
 	}
 }

@@ -191,7 +191,7 @@ func (a *announcer) publish(ctx context.Context) {
 	if v <= a.published.Load() {
 		return
 	}
-	ts, err := metadata.TrustedFile(a.d.tufDir(), metadata.MetadataDir+"/timestamp.json", maxAnnounceSize)
+	ts, err := metadata.TrustedFile(a.d.tufDir(), metadata.TimestampPath, maxAnnounceSize)
 	if err != nil {
 		a.d.log.Warn("no timestamp to announce", "err", err)
 		return

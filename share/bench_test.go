@@ -118,7 +118,7 @@ func BenchmarkPutLargeFile(b *testing.B) {
 					b.Fatal(err)
 				}
 				put := func(c cid.Cid) error { return d.PutVerifiedChunk(c, p.chunks[c]) }
-				if err := putConcurrently(cids, workers, put); err != nil {
+				if err := concurrently(cids, workers, put); err != nil {
 					b.Fatal(err)
 				}
 				b.ReportMetric(float64(s.cm.chunks.Load())/float64(max(1, s.cm.groups.Load())), "chunks/group")
@@ -140,7 +140,9 @@ func BenchmarkSmallPackages(b *testing.B) {
 	const npkg, workers, size = 300, 16, 59 << 10
 	r := rand.New(rand.NewSource(1))
 	pkgs := make([]*testPkg, npkg)
+	order := make([]int, npkg)
 	for i := range pkgs {
+		order[i] = i
 		pkgs[i] = makePkg(b, 64<<10, file("pkg.deb", 0o644, randBytes(r, size)))
 	}
 	var store, floor, storeCPU, floorCPU time.Duration
@@ -150,7 +152,7 @@ func BenchmarkSmallPackages(b *testing.B) {
 			b.Fatal(err)
 		}
 		t, c := elapsed(func() error {
-			return eachPackage(npkg, workers, func(j int) error {
+			return concurrently(order, workers, func(j int) error {
 				p := pkgs[j]
 				d, err := s.BeginPackage("p", fmt.Sprint(j), p.cid, p.bytes)
 				if err == nil {
@@ -166,7 +168,7 @@ func BenchmarkSmallPackages(b *testing.B) {
 		store, storeCPU = store+t, storeCPU+c
 		dir := b.TempDir()
 		t, c = elapsed(func() error {
-			return eachPackage(npkg, workers, func(j int) error { return writeLikeGet(dir, j, pkgs[j].files[0].data) })
+			return concurrently(order, workers, func(j int) error { return writeLikeGet(dir, j, pkgs[j].files[0].data) })
 		})
 		floor, floorCPU = floor+t, floorCPU+c
 	}
@@ -188,35 +190,6 @@ func elapsed(fn func() error) (time.Duration, time.Duration) {
 	unix.Getrusage(unix.RUSAGE_SELF, &r1)
 	cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
 	return t, cpu
-}
-
-// eachPackage calls fn(0..n-1) from workers goroutines and returns the
-// first error.
-func eachPackage(n, workers int, fn func(int) error) error {
-	next := make(chan int)
-	errs := make(chan error, workers)
-	for w := 0; w < workers; w++ {
-		go func() {
-			var first error
-			for j := range next {
-				if err := fn(j); err != nil && first == nil {
-					first = err
-				}
-			}
-			errs <- first
-		}()
-	}
-	for j := 0; j < n; j++ {
-		next <- j
-	}
-	close(next)
-	var err error
-	for w := 0; w < workers; w++ {
-		if e := <-errs; e != nil && err == nil {
-			err = e
-		}
-	}
-	return err
 }
 
 // writeLikeGet writes data as package j's one file the way `stork get`

@@ -117,26 +117,26 @@ func putAllErr(d *Partial, p *testPkg, workers int, seed int64) error {
 	}
 	r := rand.New(rand.NewSource(seed))
 	r.Shuffle(len(cids), func(i, j int) { cids[i], cids[j] = cids[j], cids[i] })
-	return putConcurrently(cids, workers, func(c cid.Cid) error { return d.PutChunk(c, p.chunks[c]) })
+	return concurrently(cids, workers, func(c cid.Cid) error { return d.PutChunk(c, p.chunks[c]) })
 }
 
-// putConcurrently calls put for each of cids from `workers` goroutines and
+// concurrently calls fn for each of items from `workers` goroutines and
 // returns the first error.
-func putConcurrently(cids []cid.Cid, workers int, put func(cid.Cid) error) error {
-	work := make(chan cid.Cid)
-	errs := make(chan error, len(cids))
+func concurrently[T any](items []T, workers int, fn func(T) error) error {
+	work := make(chan T)
+	errs := make(chan error, len(items))
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for c := range work {
-				errs <- put(c)
+			for it := range work {
+				errs <- fn(it)
 			}
 		}()
 	}
-	for _, c := range cids {
-		work <- c
+	for _, it := range items {
+		work <- it
 	}
 	close(work)
 	wg.Wait()

@@ -323,10 +323,9 @@ func (s *Store) partialPath(id string) string {
 // is written first. tmp/ spreads its sub-directories over the file
 // system (markTopDir), so the concurrent downloads of small packages
 // create their manifest files and trees in different directories and
-// block groups: in one directory, 24 concurrent creators paid 3 to 4
-// times the CPU per create (a directory's lock and a block group's inode
-// bitmap, docs/figures.md). A directory removed behind the store's back
-// is made again, once.
+// block groups: creators in one directory queue on its lock, and files
+// created under one directory share its block group's inode bitmap. A
+// directory removed behind the store's back is made again, once.
 func (s *Store) inScratch(key string, create func(dir string) error) error {
 	shard := fanout(key)
 	d := s.path(tmpDir, shard)
