@@ -71,6 +71,10 @@ type Config struct {
 	// pass) whose file is unchanged since (share.Config.ScrubFresh): 0
 	// takes DefaultScrubFresh, a negative value re-hashes every object.
 	ScrubFresh time.Duration
+	// StoreCheckpoint is how often the store makes the files it wrote
+	// durable (share.Config.Checkpoint): 0 takes DefaultStoreCheckpoint, a
+	// negative value syncs at each step of each download.
+	StoreCheckpoint time.Duration
 	// RepairInterval is how often packages whose objects were damaged are
 	// fetched again while that fails (default 1m).
 	RepairInterval time.Duration
@@ -112,6 +116,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ScrubFresh == 0 {
 		c.ScrubFresh = DefaultScrubFresh
+	}
+	if c.StoreCheckpoint == 0 {
+		c.StoreCheckpoint = DefaultStoreCheckpoint
 	}
 	if c.RepairInterval <= 0 {
 		c.RepairInterval = time.Minute

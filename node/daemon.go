@@ -151,6 +151,7 @@ func (d *Daemon) openDataDir() error {
 	d.unlock = unlock
 	scfg := storeConfig(d.cfg.DataDir, d.log.With("component", "share"))
 	scfg.ScrubFresh = max(d.cfg.ScrubFresh, 0)
+	scfg.Checkpoint = max(d.cfg.StoreCheckpoint, 0)
 	d.store, err = share.Open(scfg)
 	return err
 }

@@ -23,6 +23,14 @@ const DefaultScrubRate = 4 << 20
 // would see.
 const DefaultScrubFresh = 24 * time.Hour
 
+// DefaultStoreCheckpoint is how often the store makes the files it wrote
+// durable when Config.StoreCheckpoint is 0. An upgrade of hundreds of
+// small packages then waits for about one sync of the file system per
+// second, not several per package; a power cut costs at most about a
+// second of downloads, checked (and fetched again if damaged) when the
+// daemon starts.
+const DefaultStoreCheckpoint = time.Second
+
 // The daemon keeps its store sound (see share/damage.go): before a
 // package's tree is exposed to a VM, ensurePackage checks its objects
 // cheaply (intact); a scrubber re-hashes every object in turn at

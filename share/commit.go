@@ -97,10 +97,13 @@ func (s *Store) commitTree(c cid.Cid, m *metadata.Manifest) error {
 		// quarantined): views bound to it see the repaired files.
 		return fmt.Errorf("package %s: relink tree: %w", c, err)
 	}
-	err := s.update(func(txn *badger.Txn) error {
+	err := s.updateLazy(func(txn *badger.Txn) error {
 		found, err := updatePackageTxn(txn, key, func(r *pkgRecord) { r.State, r.Layout = StateComplete, layout })
 		if err == nil && !found {
 			err = fmt.Errorf("package %s: %w", c, ErrNotFound)
+		}
+		if err == nil {
+			err = s.markUnsynced(txn, prefixUnsyncedPackage, key)
 		}
 		return err
 	})
@@ -229,7 +232,7 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout in
 	if err := finishDirs(tmp, m, layout); err != nil {
 		return err
 	}
-	if s.sync {
+	if s.waitsForFiles() {
 		if err := s.fsync.flush(); err != nil {
 			return err
 		}
@@ -241,7 +244,7 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout in
 		return err
 	}
 	ok = true
-	if !s.sync {
+	if !s.waitsForFiles() {
 		return nil
 	}
 	if parent := filepath.Dir(dst); parent != s.treesSync.dir {

@@ -231,7 +231,7 @@ func (s *Store) checkObject(name string, rec *objRecord, force bool, res *CheckR
 	if !rec.stampMatches(now) || s.scrubFresh > 0 {
 		rec.setStamp(now)
 		rec.Verified = s.now().UnixNano()
-		if err := s.update(func(txn *badger.Txn) error { return setJSON(txn, []byte(prefixObject+name), rec) }); err != nil {
+		if err := s.updateLazy(func(txn *badger.Txn) error { return setJSON(txn, []byte(prefixObject+name), rec) }); err != nil {
 			s.log.Warn("record object stamp", "object", name, "err", err)
 		}
 	}
@@ -403,11 +403,12 @@ func containsString(list []string, s string) bool {
 func (s *Store) repaired(key string) {
 	var rr repairRecord
 	var found bool
-	err := s.update(func(txn *badger.Txn) (err error) {
+	err := s.updateIfWrites(func(txn *badger.Txn) (bool, error) {
+		var err error
 		if found, err = getJSON(txn, []byte(prefixRepair+key), &rr); err != nil || !found {
-			return err
+			return false, err
 		}
-		return txn.Delete([]byte(prefixRepair + key))
+		return true, txn.Delete([]byte(prefixRepair + key))
 	})
 	if err != nil {
 		s.log.Warn("drop repair record", "manifest", key, "err", err)

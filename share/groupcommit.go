@@ -242,6 +242,9 @@ func (g *groupCommit) placeEarly() {
 // file was created in it.
 func (g *groupCommit) sync() {
 	s := g.s
+	if !s.waitsForFiles() {
+		return // checkpoints (checkpoint.go), or no syncs
+	}
 	useFS := len(g.dirty) > 1 || g.created || len(g.placed) > 0
 	created := g.created
 	if s.sync && useFS {
@@ -299,9 +302,9 @@ func (g *groupCommit) record() {
 	if len(g.recorded) == 0 && len(objs) == 0 {
 		return
 	}
-	err := s.update(func(txn *badger.Txn) error { return g.recordIn(txn, objs, g.recorded) })
+	err := s.updateLazy(func(txn *badger.Txn) error { return g.recordIn(txn, objs, g.recorded) })
 	if errors.Is(err, badger.ErrTxnTooBig) {
-		if err = s.update(func(txn *badger.Txn) error { return g.recordIn(txn, nil, g.recorded) }); err == nil {
+		if err = s.updateLazy(func(txn *badger.Txn) error { return g.recordIn(txn, nil, g.recorded) }); err == nil {
 			for _, pf := range objs {
 				g.recordAlone(pf)
 			}
@@ -337,7 +340,7 @@ func (g *groupCommit) recordIn(txn *badger.Txn, objs []*partialFile, recs []*com
 		}
 	}
 	for _, pf := range objs {
-		if err := setObjectRecord(txn, pf, g.placed[pf]); err != nil {
+		if err := g.s.setObjectRecord(txn, pf, g.placed[pf]); err != nil {
 			return err
 		}
 	}
@@ -348,7 +351,7 @@ func (g *groupCommit) recordIn(txn *badger.Txn, objs []*partialFile, recs []*com
 // for an object with too many chunks for one, in several (recordObject).
 func (g *groupCommit) recordAlone(pf *partialFile) {
 	s := g.s
-	e := s.update(func(txn *badger.Txn) error { return g.recordIn(txn, []*partialFile{pf}, nil) })
+	e := s.updateLazy(func(txn *badger.Txn) error { return g.recordIn(txn, []*partialFile{pf}, nil) })
 	if errors.Is(e, badger.ErrTxnTooBig) {
 		if e = s.recordObject(g.placed[pf], pf.id); e == nil {
 			if e := s.deletePrefix([]byte(prefixPresence + pf.id + "/")); e != nil {
@@ -364,7 +367,7 @@ func (g *groupCommit) recordAlone(pf *partialFile) {
 // dropStale deletes the presence keys of chunks that no longer verify in
 // the completed files that were not placed.
 func (g *groupCommit) dropStale() {
-	if err := g.s.deleteKeys(g.dropKeys); err != nil {
+	if err := g.s.deleteKeysLazy(g.dropKeys); err != nil {
 		for _, pf := range g.unplaced {
 			if g.errOf[pf] == nil {
 				g.errOf[pf] = err
@@ -425,9 +428,12 @@ func (g *groupCommit) finalizeCompleted() {
 
 // setObjectRecord indexes a placed object and where its chunks are, and
 // drops the presence records of its partial file.
-func setObjectRecord(txn *badger.Txn, pf *partialFile, rec *objRecord) error {
+func (s *Store) setObjectRecord(txn *badger.Txn, pf *partialFile, rec *objRecord) error {
 	name := objectName(rec.Hash, rec.variant())
 	if err := setJSON(txn, []byte(prefixObject+name), rec); err != nil {
+		return err
+	}
+	if err := s.markUnsynced(txn, prefixUnsyncedObject, name); err != nil {
 		return err
 	}
 	seen := make(map[cid.Cid]bool)
@@ -478,7 +484,7 @@ func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
 		}
 		ok = append(ok, placed{pf, rec})
 	}
-	if len(ok) > 0 && s.sync {
+	if len(ok) > 0 && s.waitsForFiles() {
 		// The files' data is synced (each group). One syncfs makes every
 		// file's mode and both directories durable, for less than an
 		// fsync per file and directory, even for one file.
@@ -491,9 +497,9 @@ func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
 		}
 	}
 	if len(ok) > 0 {
-		err := s.update(func(txn *badger.Txn) error {
+		err := s.updateLazy(func(txn *badger.Txn) error {
 			for _, p := range ok {
-				if err := setObjectRecord(txn, p.pf, &p.rec); err != nil {
+				if err := s.setObjectRecord(txn, p.pf, &p.rec); err != nil {
 					return err
 				}
 			}
@@ -517,7 +523,7 @@ func (s *Store) finalizeBatch(pfs []*partialFile) map[*partialFile]error {
 			}
 		}
 	}
-	if err := s.deleteKeys(dropKeys); err != nil {
+	if err := s.deleteKeysLazy(dropKeys); err != nil {
 		for _, pf := range pfs {
 			if errs[pf] == nil {
 				errs[pf] = err

@@ -253,8 +253,21 @@ func scanPackages(txn *badger.Txn, fn func(key string, r *pkgRecord) error) erro
 	})
 }
 
-// update runs fn in a read-write transaction, retrying on conflicts.
+// update runs fn in a read-write transaction, retrying on conflicts. Its
+// writes are durable when it returns: badger syncs each transaction, or,
+// with checkpoints, one shared sync of the file system also syncs the
+// index's logs (syncIndex).
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	if err := s.updateLazy(fn); err != nil {
+		return err
+	}
+	return s.syncIndex()
+}
+
+// updateLazy is update whose writes, with checkpoints, become durable at
+// the next checkpoint (checkpoint.go): for the records of a download,
+// which a power cut may lose as long as it loses them whole.
+func (s *Store) updateLazy(fn func(txn *badger.Txn) error) error {
 	for i := 0; ; i++ {
 		err := s.db.Update(fn)
 		if errors.Is(err, badger.ErrConflict) && i < 100 {
@@ -264,9 +277,46 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	}
 }
 
+// updateIfWrites is update for an fn that may have nothing to write (it
+// says whether it wrote): only a write is synced.
+func (s *Store) updateIfWrites(fn func(txn *badger.Txn) (bool, error)) error {
+	wrote := false
+	err := s.updateLazy(func(txn *badger.Txn) (err error) {
+		wrote, err = fn(txn)
+		return err
+	})
+	if err != nil || !wrote {
+		return err
+	}
+	return s.syncIndex()
+}
+
+// syncIndex makes the index's writes so far durable where badger does not
+// sync them itself (checkpoint mode). A syncfs, not badger's own Sync:
+// that syncs only the active memtable's log, and a memtable being flushed
+// keeps an unsynced one.
+func (s *Store) syncIndex() error {
+	if !s.sync || s.ckpt <= 0 {
+		return nil
+	}
+	if err := s.fsync.flush(); err != nil {
+		return fmt.Errorf("sync index: %w", err)
+	}
+	return nil
+}
+
 // deleteKeys removes keys in batches (not atomically: every caller deletes
-// records whose absence is safe at any point).
+// records whose absence is safe at any point), durably.
 func (s *Store) deleteKeys(keys [][]byte) error {
+	if err := s.deleteKeysLazy(keys); err != nil || len(keys) == 0 {
+		return err
+	}
+	return s.syncIndex()
+}
+
+// deleteKeysLazy is deleteKeys for records whose coming back after a
+// power cut is safe too.
+func (s *Store) deleteKeysLazy(keys [][]byte) error {
 	if len(keys) == 0 {
 		return nil
 	}

@@ -66,6 +66,9 @@ func (s *Store) checkIndex() error {
 			return fmt.Errorf("store %s: the index is empty but %s: %w; %s", s.dir, what, ErrIndexLost, s.hintRebuild())
 		}
 	}
+	if err := s.dropTornTrees(); err != nil {
+		return fmt.Errorf("store %s: trees: %w", s.dir, err)
+	}
 	if err := s.checkTrees(npkg); err != nil {
 		return err
 	}

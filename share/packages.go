@@ -189,25 +189,25 @@ func (s *Store) AddName(name, version string, manifestCID cid.Cid) error {
 	if err := s.saveName(key, name, version, true); err != nil {
 		return fmt.Errorf("package %s@%s (%s): %w", name, version, manifestCID, err)
 	}
-	return s.update(func(txn *badger.Txn) error {
+	return s.updateIfWrites(func(txn *badger.Txn) (bool, error) {
 		var rec pkgRecord
 		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !found {
-			return fmt.Errorf("package %s@%s (%s): %w", name, version, manifestCID, ErrNotFound)
+			return false, fmt.Errorf("package %s@%s (%s): %w", name, version, manifestCID, ErrNotFound)
 		}
 		if rec.addName(name, version) {
 			if err := setJSON(txn, []byte(prefixPackage+key), &rec); err != nil {
-				return err
+				return false, err
 			}
 		} else if known, err := namedAs(txn, name, version, key); err != nil || known {
 			// A name the package has already (the daemon adds every
 			// fetched package's): no write, and so no sync.
-			return err
+			return false, err
 		}
-		return txn.Set(nameKey(name, version), []byte(key))
+		return true, txn.Set(nameKey(name, version), []byte(key))
 	})
 }
 
@@ -367,22 +367,22 @@ func (s *Store) SetKeep(manifestCID cid.Cid, keep bool) error {
 		return ErrClosed
 	}
 	key := []byte(prefixPackage + manifestCID.String())
-	return s.update(func(txn *badger.Txn) error {
+	return s.updateIfWrites(func(txn *badger.Txn) (bool, error) {
 		var rec pkgRecord
 		found, err := getJSON(txn, key, &rec)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if !found {
-			return fmt.Errorf("package %s: %w", manifestCID, ErrNotFound)
+			return false, fmt.Errorf("package %s: %w", manifestCID, ErrNotFound)
 		}
 		if rec.Keep == keep {
 			// Nothing to write, nor to sync: the daemon marks every
 			// package it fetched, which BeginPackage kept already.
-			return nil
+			return false, nil
 		}
 		rec.Keep = keep
-		return setJSON(txn, key, &rec)
+		return true, setJSON(txn, key, &rec)
 	})
 }
 

@@ -52,7 +52,7 @@ func (s *Store) BeginPackage(name, version string, manifestCID cid.Cid, manifest
 	if err := s.saveManifest(manifestCID, manifestBytes, name, version, false); err != nil {
 		return nil, fmt.Errorf("package %s@%s: %w", name, version, err)
 	}
-	err = s.update(func(txn *badger.Txn) error {
+	err = s.updateLazy(func(txn *badger.Txn) error {
 		var rec pkgRecord
 		found, err := getJSON(txn, []byte(prefixPackage+key), &rec)
 		if err != nil {
@@ -723,7 +723,10 @@ func (s *Store) recordObject(rec *objRecord, id string) error {
 		rec.Verified = s.now().UnixNano()
 	}
 	err := s.update(func(txn *badger.Txn) error {
-		return setJSON(txn, []byte(prefixObject+name), rec)
+		if err := setJSON(txn, []byte(prefixObject+name), rec); err != nil {
+			return err
+		}
+		return s.markUnsynced(txn, prefixUnsyncedObject, name)
 	})
 	if err != nil {
 		return fmt.Errorf("object %s: record: %w", name, err)

@@ -55,6 +55,12 @@ type Config struct {
 	// compares the stamp. Zero: Scrub re-hashes every object. See
 	// damage.go.
 	ScrubFresh time.Duration
+	// Checkpoint, when positive, is how often the store makes the files
+	// it wrote durable, instead of waiting for them at each step of a
+	// download; what was recorded after the last checkpoint is checked by
+	// Open after a reboot (checkpoint.go). The index stays synced. Zero
+	// syncs at each step.
+	Checkpoint time.Duration
 }
 
 // Store is the per-host store. All methods are safe for concurrent use.
@@ -65,9 +71,16 @@ type Store struct {
 	sync bool
 	db   *badger.DB
 
-	rebuildCmd string           // see Config.RebuildCommand
-	scrubFresh time.Duration    // see Config.ScrubFresh
-	now        func() time.Time // the clock objects' verification times come from
+	rebuildCmd string        // see Config.RebuildCommand
+	scrubFresh time.Duration // see Config.ScrubFresh
+	ckpt       time.Duration // see Config.Checkpoint
+	ckptStop   chan struct{} // stops checkpointLoop
+	ckptDone   chan struct{} // closed when it has
+	// lastRun is how the last run that opened the store ended
+	// (readLastRun); owner is set once this run has recorded itself.
+	lastRun struct{ cut, checkpoints bool }
+	owner   bool
+	now     func() time.Time // the clock objects' verification times come from
 
 	mcMu   sync.Mutex                 // guards mcache
 	mcache map[cid.Cid]cachedManifest // decoded manifests by CID
@@ -143,7 +156,7 @@ func open(cfg Config, checks bool) (*Store, error) {
 			}
 		}
 	}
-	opts := s.indexOptions().WithSyncWrites(s.sync).WithNumCompactors(2)
+	opts := s.indexOptions().WithSyncWrites(s.sync && s.ckpt <= 0).WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: index: %w: %w; %s", cfg.Dir, ErrIndexLost, err, s.hintRebuild())
@@ -163,6 +176,10 @@ func open(cfg Config, checks bool) (*Store, error) {
 		}
 	}
 	if checks {
+		if err := s.readLastRun(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: index: %w: %w; %s", cfg.Dir, ErrIndexLost, err, s.hintRebuild())
+		}
 		if err := s.checkIndex(); err != nil {
 			db.Close()
 			return nil, err
@@ -171,6 +188,12 @@ func open(cfg Config, checks bool) (*Store, error) {
 	if err := s.recover(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: recover: %w", cfg.Dir, err)
+	}
+	if checks {
+		if err := s.recoverUnsynced(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open store %s: check what the last run wrote after its last checkpoint: %w", cfg.Dir, err)
+		}
 	}
 	if checks {
 		if err := s.backfillManifests(); err != nil {
@@ -200,6 +223,7 @@ func newStore(cfg Config) (*Store, error) {
 		sync:       !cfg.UnsafeNoSync,
 		rebuildCmd: cfg.RebuildCommand,
 		scrubFresh: cfg.ScrubFresh,
+		ckpt:       cfg.Checkpoint,
 		now:        time.Now,
 		filling:    make(map[string]*Partial),
 		partials:   make(map[string]*partialFile),
@@ -230,6 +254,13 @@ func (s *Store) indexOptions() badger.Options {
 func (s *Store) start() {
 	s.fds = newFDCache(s, maxOpenPartials)
 	s.cm = newCommitter(s)
+	if s.ckpt > 0 {
+		s.ckptStop, s.ckptDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(s.ckptDone)
+			s.checkpointLoop(s.ckptStop)
+		}()
+	}
 }
 
 // recover drops presence records whose partial file is gone.
@@ -277,6 +308,11 @@ func (s *Store) Close() error {
 	// group: none is pending now.
 	s.cm.close()
 	var errs []error
+	if s.ckptStop != nil {
+		close(s.ckptStop)
+		<-s.ckptDone
+	}
+	errs = append(errs, s.closeRun())
 	errs = append(errs, s.fds.closeAll())
 	errs = append(errs, s.db.Close())
 	if err := errors.Join(errs...); err != nil {

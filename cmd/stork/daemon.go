@@ -27,7 +27,7 @@ func daemonCommand() *cli.Command {
 		Flags: optFlags("store.data", "repo.url", "repo.root", "transfer.parallel", "repo.refresh-interval", "repo.poll", "repo.origin-deadline",
 			"swarm.listen", "swarm.bootstrap", "swarm.announce", "swarm.dht-mode", "swarm.disabled", "swarm.no-nat",
 			"transfer.upload-rate", "transfer.download-rate", "transfer.max-peers", "swarm.conn-low", "swarm.conn-high",
-			"swarm.max-memory", "swarm.site", "swarm.no-site-inference", "swarm.no-pull-through", "store.scrub-rate", "metrics.listen"),
+			"swarm.max-memory", "swarm.site", "swarm.no-site-inference", "swarm.no-pull-through", "store.scrub-rate", "store.checkpoint", "metrics.listen"),
 		Action: func(c *cli.Context) error {
 			if err := requireOptions(c, "repo.url"); err != nil {
 				return err
@@ -71,6 +71,12 @@ func daemonCommand() *cli.Command {
 			}
 			if cfg.ScrubRate == 0 {
 				cfg.ScrubRate = -1 // off
+			}
+			if cfg.StoreCheckpoint, err = parseDuration(c.String("checkpoint")); err != nil {
+				return fmt.Errorf("--checkpoint: %w", err)
+			}
+			if cfg.StoreCheckpoint == 0 {
+				cfg.StoreCheckpoint = -1 // sync at each step
 			}
 			if cfg.UploadRate, err = sizeValue(c, "upload-rate"); err != nil {
 				return err

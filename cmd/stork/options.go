@@ -58,6 +58,8 @@ var options = []option{
 		Usage: "daemon data `DIR` (store, trusted metadata, sockets)"},
 	{Key: "store.scrub-rate", Flag: "scrub-rate", Kind: kindSize, Default: "4M", Category: catStore,
 		Usage: "re-hash the store's objects in the background at `RATE` bytes/s (e.g. 4M) to find damage on disk; 0 turns it off"},
+	{Key: "store.checkpoint", Flag: "checkpoint", Kind: kindDuration, Default: "1s", Category: catStore,
+		Usage: "make the files the store wrote durable every `INTERVAL` (one sync of the file system), rather than at each step of each download; after a power cut the daemon checks what came after the last one; 0 syncs at each step"},
 
 	{Key: "repo.url", Flag: "repo", Kind: kindString, Category: catRepo,
 		Usage: "repository (origin) base `URL`"},
