@@ -74,6 +74,30 @@ func TestCheckpointDefersFileSyncs(t *testing.T) {
 	}
 	checkTree(t, s.TreePath(p.cid), p)
 
+	// A record that must be durable when its call returns (a new name)
+	// syncs the index's logs, not the file system.
+	var idx atomic.Int64
+	s.indexSync.do = func(dir string) error {
+		idx.Add(1)
+		return syncIndexFiles(dir)
+	}
+	before = n.Load()
+	if err := s.AddName("ck-alias", "2", p.cid); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load() - before; got != 0 {
+		t.Errorf("AddName with checkpoints: %d syncfs calls, want 0", got)
+	}
+	if got := idx.Load(); got != 1 {
+		t.Errorf("AddName with checkpoints: %d syncs of the index's logs, want 1", got)
+	}
+	if err := s.AddName("ck-alias", "2", p.cid); err != nil {
+		t.Fatal(err)
+	}
+	if got := idx.Load(); got != 1 {
+		t.Errorf("AddName of a name already there: %d syncs of the index's logs in all, want still 1", got)
+	}
+
 	var m atomic.Int64
 	plain := openStore(t, t.TempDir())
 	plain.fsync.do = func(p string) error {

@@ -116,6 +116,13 @@
 // partial file whose recorded chunks no longer verify loses those records
 // and fetches them again.
 //
+// With Config.Checkpoint (the daemon's default, every second) the steps of
+// a download do not wait for syncs: the files and the index's records are
+// made durable together by a checkpoint, and what was recorded after the
+// last one carries a w/ key that Open checks after a power cut
+// (checkpoint.go). The order above still holds for a process that is
+// killed: its writes are all in the page cache.
+//
 // # Garbage collection and installs
 //
 // An install (RecordInstall) pins a package; so does a mount that uses its

@@ -35,7 +35,10 @@ import (
 // directory entry of its file) are durable, and PutChunk returns only once
 // the record is durable. Concurrent PutChunks share the syncs; a lone
 // caller pays one sync and one transaction for its chunk (and the
-// finalizing of the file its chunk completes).
+// finalizing of the file its chunk completes). With checkpoints
+// (checkpoint.go) the group makes no sync and its transaction is not
+// synced: the next checkpoint makes both durable, and a placed object
+// carries a w/ key until then.
 
 // maxGroup bounds the chunks of one group (and so one transaction).
 const maxGroup = 512

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -292,15 +295,45 @@ func (s *Store) updateIfWrites(fn func(txn *badger.Txn) (bool, error)) error {
 }
 
 // syncIndex makes the index's writes so far durable where badger does not
-// sync them itself (checkpoint mode). A syncfs, not badger's own Sync:
-// that syncs only the active memtable's log, and a memtable being flushed
-// keeps an unsynced one.
+// sync them itself (checkpoint mode), in a round shared with concurrent
+// callers (fsSyncer).
 func (s *Store) syncIndex() error {
 	if !s.sync || s.ckpt <= 0 {
 		return nil
 	}
-	if err := s.fsync.flush(); err != nil {
+	if err := s.indexSync.flush(); err != nil {
 		return fmt.Errorf("sync index: %w", err)
+	}
+	return nil
+}
+
+// syncIndexFiles fdatasyncs badger's logs in dir: the log of every
+// memtable and the value logs. Not badger's own DB.Sync: that syncs only
+// the active memtable's log, and a memtable being flushed to a table
+// keeps an unsynced one, whose loss at a power cut would take earlier
+// writes and keep later ones. A log removed meanwhile was flushed to a
+// table, which badger syncs.
+func syncIndexFiles(dir string) error {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, de := range des {
+		if ext := filepath.Ext(de.Name()); ext != ".mem" && ext != ".vlog" {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, de.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = fdatasync(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", de.Name(), err)
+		}
 	}
 	return nil
 }

@@ -113,6 +113,7 @@ type Store struct {
 	fsync *fsSyncer  // the file system's syncs, shared (fssync.go)
 	// treesSync shares the syncs of trees/ (new trees' names).
 	treesSync *fsSyncer
+	indexSync *fsSyncer  // the index's logs, in checkpoint mode (syncIndex)
 	places    placeCache // where ReadChunk found chunks in objects
 	// noDirect is set once the file system refused O_DIRECT
 	// (direct_linux.go).
@@ -230,6 +231,7 @@ func newStore(cfg Config) (*Store, error) {
 		newLayout:  currentLayout,
 		fsync:      newFSSyncer(cfg.Dir, syncFS),
 		treesSync:  newFSSyncer(filepath.Join(cfg.Dir, treesDir), syncDirPath),
+		indexSync:  newFSSyncer(filepath.Join(cfg.Dir, indexDir), syncIndexFiles),
 	}
 	if s.rebuildCmd == "" {
 		s.rebuildCmd = defaultRebuildCommand
