@@ -256,7 +256,7 @@ func (s *Store) indexOptions() badger.Options {
 func (s *Store) start() {
 	s.fds = newFDCache(s, maxOpenPartials)
 	s.cm = newCommitter(s)
-	if s.ckpt > 0 {
+	if s.ckpt > 0 && s.owner {
 		s.ckptStop, s.ckptDone = make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(s.ckptDone)
