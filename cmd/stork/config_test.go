@@ -49,6 +49,8 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 		{"list of numbers", "[swarm]\nlisten = [\n  \"/ip4/0.0.0.0/tcp/1\",\n]\nannounce = [1]\n", "f.toml:5: swarm.announce: want an array of strings"},
 		{"invalid duration", "[repo]\nurl = \"http://x\"\nrefresh-interval = \"soon\"\n", "f.toml:3: repo.refresh-interval: duration \"soon\""},
 		{"invalid size", "[store]\nscrub-rate = \"fast\"\n", "f.toml:2: store.scrub-rate: size \"fast\""},
+		{"zero duration", "[repo]\nurl = \"http://x\"\nrefresh-interval = \"0\"\n", "f.toml:3: repo.refresh-interval: duration \"0\": must be positive"},
+		{"invalid checkpoint", "[store]\ncheckpoint = \"-1s\"\n", "f.toml:2: store.checkpoint: duration \"-1s\": must be positive"},
 		{"invalid choice", "[swarm]\ndht-mode = \"peer\"\n", "f.toml:2: swarm.dht-mode: want auto, server, client, got \"peer\""},
 		{"negative", "[swarm]\nconn-low = -1\n", "f.toml:2: swarm.conn-low: want a non-negative integer"},
 		{"key as table", "[store.data]\nx = 1\n", "f.toml:1: store.data: want a string, got a table"},

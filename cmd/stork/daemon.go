@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -72,11 +73,10 @@ func daemonCommand() *cli.Command {
 			if cfg.ScrubRate == 0 {
 				cfg.ScrubRate = -1 // off
 			}
-			if cfg.StoreCheckpoint, err = parseDuration(c.String("checkpoint")); err != nil {
-				return fmt.Errorf("--checkpoint: %w", err)
-			}
-			if cfg.StoreCheckpoint == 0 {
+			if s := strings.TrimSpace(c.String("checkpoint")); s == "0" {
 				cfg.StoreCheckpoint = -1 // sync at each step
+			} else if cfg.StoreCheckpoint, err = parseDuration(s); err != nil {
+				return fmt.Errorf("--checkpoint: %w", err)
 			}
 			if cfg.UploadRate, err = sizeValue(c, "upload-rate"); err != nil {
 				return err

@@ -107,7 +107,7 @@ func startDaemonProcEnv(t *testing.T, env []string, data, repoURL, root string, 
 		}
 		select {
 		case err := <-p.done:
-			t.Fatalf("daemon exited at start: %v", err)
+			t.Fatalf("daemon exited at start: %v\n%s", err, stderr)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -156,7 +156,8 @@ func (p *daemonProc) stop(t *testing.T) {
 }
 
 // TestKillNineDuringDownload kills the daemon with SIGKILL at random points
-// of a download, over and over: every time the store must open, every
+// of a download, over and over, with and without checkpoints (the store's
+// files made durable every second, or at each step): every time the store must open, every
 // object must verify, and the download must resume without re-fetching what
 // was verified; in the end the package is complete and bit-exact.
 func TestKillNineDuringDownload(t *testing.T) {
@@ -177,7 +178,14 @@ func TestKillNineDuringDownload(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	completed, killed := false, 0
 	for i := 0; i < trials && !completed; i++ {
-		d := startDaemonProc(t, data, origin.url, r.root)
+		// Every other run syncs at each step; the others make their
+		// files durable by checkpoints (the default), which the kills
+		// come between.
+		var opts []string
+		if i%2 == 1 {
+			opts = append(opts, "--checkpoint", "0")
+		}
+		d := startDaemonProc(t, data, origin.url, r.root, opts...)
 		fetchDone := make(chan error, 1)
 		go func() {
 			_, err := node.NewClient(data).Fetch(context.Background(), "p", nil)

@@ -34,6 +34,7 @@ type option struct {
 	Kind     optKind
 	Default  string   // written as on the command line; "" none
 	Choices  []string // kindChoice
+	ZeroOff  bool     // kindDuration: "0" is allowed, and turns the feature off
 	Category string
 	Usage    string
 }
@@ -58,7 +59,7 @@ var options = []option{
 		Usage: "daemon data `DIR` (store, trusted metadata, sockets)"},
 	{Key: "store.scrub-rate", Flag: "scrub-rate", Kind: kindSize, Default: "4M", Category: catStore,
 		Usage: "re-hash the store's objects in the background at `RATE` bytes/s (e.g. 4M) to find damage on disk; 0 turns it off"},
-	{Key: "store.checkpoint", Flag: "checkpoint", Kind: kindDuration, Default: "1s", Category: catStore,
+	{Key: "store.checkpoint", Flag: "checkpoint", Kind: kindDuration, Default: "1s", ZeroOff: true, Category: catStore,
 		Usage: "make the files the store wrote durable every `INTERVAL` (one sync of the file system), rather than at each step of each download; after a power cut the daemon checks what came after the last one; 0 syncs at each step"},
 
 	{Key: "repo.url", Flag: "repo", Kind: kindString, Category: catRepo,
@@ -175,7 +176,9 @@ func (o *option) check(v string) error {
 			err = fmt.Errorf("want true or false, got %q", v)
 		}
 	case kindDuration:
-		_, err = parseDuration(v)
+		if !o.ZeroOff || strings.TrimSpace(v) != "0" {
+			_, err = parseDuration(v)
+		}
 	case kindSize:
 		if v != "" {
 			_, err = parseSize(v)
