@@ -21,21 +21,27 @@ import (
 // package, each a handful of small writes and a cache flush of the disk,
 // and an upgrade of hundreds of small packages waits on them.
 //
-// With a checkpoint interval the store keeps its index synced (every
-// record is durable when its transaction returns) but no longer waits for
-// the files: a placed object and a completed package are recorded at
-// once, with a w/ key beside their record ("written, not yet synced", in
-// the same transaction). Every interval a checkpoint syncs the file
-// system once and drops the w/ keys that were there before it; Close
-// makes a last one. So after a power cut or a kernel crash, the only
-// records that may describe files that did not reach the disk are those
-// whose w/ keys are still there, and Open checks them before anything is
-// served:
+// With a checkpoint interval no step of a download waits for a sync: a
+// placed object and a completed package are recorded at once, with a w/
+// key beside their record ("written, not yet synced", in the same
+// transaction), and those transactions are not synced either (updateLazy;
+// badger's SyncWrites is off). Every interval a checkpoint syncs the file
+// system once, which writes back the index's memory-mapped logs too, and
+// then drops the w/ keys that were there before it; Close makes a last
+// one. A record that must be durable when its call returns (an install, a
+// name, a removal) syncs the index's logs (update, syncIndex). A power
+// cut may then lose the index's last writes, whole transactions at a
+// time, and the files written since the last checkpoint. The records
+// that may describe files that did not reach the disk are those whose w/
+// keys survived, and Open checks them before anything is served:
 //
 //   - an object is re-hashed; one that fails is quarantined (its packages
 //     become partial and are fetched again, damage.go);
 //   - a package's tree is built again from its objects, and its manifest
-//     file and names written again from the index.
+//     file and names written again from the index;
+//   - a tree whose package is not recorded complete (its complete record
+//     was lost with its w/ key) is removed, to be built again by the
+//     package's next commit (dropTornTrees).
 //
 // A process that was only killed (the kernel, and its page cache, lived
 // on) leaves its w/ keys for the next checkpoint: nothing was lost. Open

@@ -56,10 +56,10 @@ type Config struct {
 	// damage.go.
 	ScrubFresh time.Duration
 	// Checkpoint, when positive, is how often the store makes the files
-	// it wrote durable, instead of waiting for them at each step of a
-	// download; what was recorded after the last checkpoint is checked by
-	// Open after a reboot (checkpoint.go). The index stays synced. Zero
-	// syncs at each step.
+	// and the download records it wrote durable, instead of waiting for
+	// them at each step of a download; what was recorded after the last
+	// checkpoint is checked by Open after a power cut (checkpoint.go).
+	// Zero syncs at each step.
 	Checkpoint time.Duration
 }
 
