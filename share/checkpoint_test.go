@@ -29,6 +29,17 @@ func openCheckpointed(t *testing.T, dir string, n *atomic.Int64) *Store {
 	return s
 }
 
+// installCheckpointed installs p as ck@1 in a new store with
+// checkpoints and returns its directory and the store.
+func installCheckpointed(t *testing.T, p *testPkg) (string, *Store) {
+	t.Helper()
+	dir := t.TempDir()
+	var n atomic.Int64
+	s := openCheckpointed(t, dir, &n)
+	install(t, s, p, "ck", "1")
+	return dir, s
+}
+
 func countKeys(t *testing.T, s *Store, prefix string) int {
 	t.Helper()
 	keys, err := s.unsyncedKeys(prefix)
@@ -180,10 +191,7 @@ func TestPowerCutChecksUnsynced(t *testing.T) {
 	setBoot(t, "boot-1")
 
 	t.Run("tree and manifest torn", func(t *testing.T) {
-		dir := t.TempDir()
-		var n atomic.Int64
-		s := openCheckpointed(t, dir, &n)
-		install(t, s, p, "ck", "1")
+		dir, s := installCheckpointed(t, p)
 		tree, manifest := s.TreePath(p.cid), s.manifestPath(p.cid.String())
 		cutPower(t, s)
 		lost := filepath.Join(tree, "d", "one")
@@ -214,10 +222,7 @@ func TestPowerCutChecksUnsynced(t *testing.T) {
 	})
 
 	t.Run("object torn", func(t *testing.T) {
-		dir := t.TempDir()
-		var n atomic.Int64
-		s := openCheckpointed(t, dir, &n)
-		install(t, s, p, "ck", "1")
+		dir, s := installCheckpointed(t, p)
 		obj := s.ObjectPath(four.Hash, variantOf(currentLayout, &four))
 		cutPower(t, s)
 		if err := os.Chmod(obj, 0o644); err != nil {
@@ -251,10 +256,7 @@ func TestPowerCutChecksUnsynced(t *testing.T) {
 	})
 
 	t.Run("killed, same boot", func(t *testing.T) {
-		dir := t.TempDir()
-		var n atomic.Int64
-		s := openCheckpointed(t, dir, &n)
-		install(t, s, p, "ck", "1")
+		dir, s := installCheckpointed(t, p)
 		cutPower(t, s)
 		s = openStore(t, dir)
 		if s.lastRun.cut {
@@ -271,10 +273,7 @@ func TestPowerCutChecksUnsynced(t *testing.T) {
 	// record lost too: Open does not take the tree for a lost index.
 	for _, lose := range []string{"complete record", "package record"} {
 		t.Run(lose+" lost", func(t *testing.T) {
-			dir := t.TempDir()
-			var n atomic.Int64
-			s := openCheckpointed(t, dir, &n)
-			install(t, s, p, "ck", "1")
+			dir, s := installCheckpointed(t, p)
 			key := p.cid.String()
 			err := s.db.Update(func(txn *badger.Txn) error {
 				if err := txn.Delete([]byte(prefixUnsyncedPackage + key)); err != nil {
