@@ -91,12 +91,15 @@ func (s *Store) checkpointLoop(stop <-chan struct{}) {
 	}
 }
 
-// checkpoint makes every file written before it durable (one syncfs,
-// shared with any other caller) and then drops the w/ keys that were
-// there before the sync.
+// checkpoint makes every file and index record written before it durable
+// (one syncfs, shared with any other caller) and then drops the w/ keys
+// that were there before the sync. With no w/ key and no record written
+// lazily since the last checkpoint (a download's presence records, say),
+// it does nothing.
 func (s *Store) checkpoint() error {
+	written := s.lazyWrites.Load()
 	keys, err := s.unsyncedKeys(prefixUnsynced)
-	if err != nil || len(keys) == 0 {
+	if err != nil || (len(keys) == 0 && written == s.lazySynced.Load()) {
 		return err
 	}
 	if s.sync {
@@ -104,7 +107,9 @@ func (s *Store) checkpoint() error {
 			return fmt.Errorf("checkpoint: sync: %w", err)
 		}
 	}
-	if err := s.deleteKeysLazy(keys); err != nil {
+	s.lazySynced.Store(written)
+	// Not counted as a lazy write: dropping a w/ key is safe to lose.
+	if err := s.deleteBatch(keys); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return nil

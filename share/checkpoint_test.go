@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/ipfs/go-cid"
 )
 
 // openCheckpointed opens a store in checkpoint mode whose interval never
@@ -121,6 +122,63 @@ func TestCheckpointDefersFileSyncs(t *testing.T) {
 	}
 	if got := countKeys(t, plain, prefixUnsynced); got != 0 {
 		t.Errorf("w/ keys without checkpoints: %d, want 0", got)
+	}
+}
+
+// TestCheckpointSyncsPartialDownloads: a download that has placed no
+// object yet still gets its records (chunks present) made durable by the
+// next checkpoint; a checkpoint with nothing new makes no sync.
+func TestCheckpointSyncsPartialDownloads(t *testing.T) {
+	p := crashPkg(t)
+	var n atomic.Int64
+	s := openCheckpointed(t, t.TempDir(), &n)
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	before := n.Load()
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load() - before; got != 0 {
+		t.Errorf("checkpoint with nothing written: %d syncfs calls, want 0", got)
+	}
+	d, err := s.BeginPackage("ck", "1", p.cid, p.bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := p.m.Entries[entryIndex(p, "four")]
+	c, _ := cid.Decode(e.Chunks[0])
+	if err := d.PutChunk(c, p.chunks[c]); err != nil {
+		t.Fatal(err)
+	}
+	if got := countKeys(t, s, prefixUnsynced); got != 0 {
+		t.Fatalf("w/ keys with no object placed: %d", got)
+	}
+	before = n.Load()
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load() - before; got != 1 {
+		t.Errorf("checkpoint after a chunk was recorded: %d syncfs calls, want 1", got)
+	}
+	before = n.Load()
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load() - before; got != 0 {
+		t.Errorf("second checkpoint with nothing new: %d syncfs calls, want 0", got)
+	}
+	// A record made durable at once (a name) leaves the checkpoint
+	// nothing to do.
+	if err := s.AddName("ck-alias", "2", p.cid); err != nil {
+		t.Fatal(err)
+	}
+	before = n.Load()
+	if err := s.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load() - before; got != 0 {
+		t.Errorf("checkpoint after a durable record only: %d syncfs calls, want 0", got)
 	}
 }
 

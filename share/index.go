@@ -261,7 +261,7 @@ func scanPackages(txn *badger.Txn, fn func(key string, r *pkgRecord) error) erro
 // with checkpoints, one shared sync of the file system also syncs the
 // index's logs (syncIndex).
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
-	if err := s.updateLazy(fn); err != nil {
+	if err := s.updateTxn(fn); err != nil {
 		return err
 	}
 	return s.syncIndex()
@@ -271,6 +271,15 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 // the next checkpoint (checkpoint.go): for the records of a download,
 // which a power cut may lose as long as it loses them whole.
 func (s *Store) updateLazy(fn func(txn *badger.Txn) error) error {
+	err := s.updateTxn(fn)
+	if err == nil {
+		s.lazyWrites.Add(1)
+	}
+	return err
+}
+
+// updateTxn runs fn in a read-write transaction, retrying on conflicts.
+func (s *Store) updateTxn(fn func(txn *badger.Txn) error) error {
 	for i := 0; ; i++ {
 		err := s.db.Update(fn)
 		if errors.Is(err, badger.ErrConflict) && i < 100 {
@@ -284,7 +293,7 @@ func (s *Store) updateLazy(fn func(txn *badger.Txn) error) error {
 // says whether it wrote): only a write is synced.
 func (s *Store) updateIfWrites(fn func(txn *badger.Txn) (bool, error)) error {
 	wrote := false
-	err := s.updateLazy(func(txn *badger.Txn) (err error) {
+	err := s.updateTxn(func(txn *badger.Txn) (err error) {
 		wrote, err = fn(txn)
 		return err
 	})
@@ -341,7 +350,7 @@ func syncIndexFiles(dir string) error {
 // deleteKeys removes keys in batches (not atomically: every caller deletes
 // records whose absence is safe at any point), durably.
 func (s *Store) deleteKeys(keys [][]byte) error {
-	if err := s.deleteKeysLazy(keys); err != nil || len(keys) == 0 {
+	if err := s.deleteBatch(keys); err != nil || len(keys) == 0 {
 		return err
 	}
 	return s.syncIndex()
@@ -350,6 +359,15 @@ func (s *Store) deleteKeys(keys [][]byte) error {
 // deleteKeysLazy is deleteKeys for records whose coming back after a
 // power cut is safe too.
 func (s *Store) deleteKeysLazy(keys [][]byte) error {
+	err := s.deleteBatch(keys)
+	if err == nil && len(keys) > 0 {
+		s.lazyWrites.Add(1)
+	}
+	return err
+}
+
+// deleteBatch deletes keys in write batches.
+func (s *Store) deleteBatch(keys [][]byte) error {
 	if len(keys) == 0 {
 		return nil
 	}

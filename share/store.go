@@ -80,7 +80,10 @@ type Store struct {
 	// (readLastRun); owner is set once this run has recorded itself.
 	lastRun struct{ cut, checkpoints bool }
 	owner   bool
-	now     func() time.Time // the clock objects' verification times come from
+	// lazyWrites counts the index's unsynced writes (updateLazy);
+	// lazySynced is its value at the last checkpoint's sync.
+	lazyWrites, lazySynced atomic.Int64
+	now                    func() time.Time // the clock objects' verification times come from
 
 	mcMu   sync.Mutex                 // guards mcache
 	mcache map[cid.Cid]cachedManifest // decoded manifests by CID
