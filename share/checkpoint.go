@@ -182,13 +182,18 @@ func getValue(txn *badger.Txn, key []byte) ([]byte, error) {
 // every tree whose package the index does not record as complete: its
 // complete record (written after the tree was renamed into trees/, and
 // not synced) was lost, and so may be some of the tree. The package's
-// next commit builds it again. No view is bound to a tree after a
-// reboot.
+// next commit builds it again. A tree a mount uses is left to that
+// commit's relink (no mount outlives a reboot; this is for a kernel that
+// gives no boot id).
 func (s *Store) dropTornTrees() error {
 	if !s.lastRun.cut || !s.lastRun.checkpoints {
 		return nil
 	}
 	des, err := os.ReadDir(s.path(treesDir))
+	if err != nil {
+		return err
+	}
+	mounted, err := s.mountedTrees()
 	if err != nil {
 		return err
 	}
@@ -200,7 +205,7 @@ func (s *Store) dropTornTrees() error {
 			if err != nil {
 				return err
 			}
-			if !found || rec.State != StateComplete {
+			if (!found || rec.State != StateComplete) && mounted[de.Name()] == nil {
 				torn = append(torn, de.Name())
 			}
 		}
@@ -300,8 +305,12 @@ func (s *Store) checkUnsynced(keys [][]byte) error {
 	if err := s.quarantineAll(bad, res); err != nil {
 		return err
 	}
+	mounted, err := s.mountedTrees()
+	if err != nil {
+		return err
+	}
 	for _, c := range pkgs {
-		if err := s.rebuildUnsyncedTree(c); err != nil {
+		if err := s.rebuildUnsyncedTree(c, mounted[c.String()] != nil); err != nil {
 			return err
 		}
 	}
@@ -310,10 +319,12 @@ func (s *Store) checkUnsynced(keys [][]byte) error {
 
 // rebuildUnsyncedTree builds the tree of the complete package c again and
 // writes its manifest file and names again from the index: after a power
-// cut, any of them may be missing or torn. No view is bound to the tree
-// after a reboot. A package made partial by a quarantine is left to its
+// cut, any of them may be missing or torn. A tree a mount uses (no
+// mount outlives a reboot; this is for a kernel that gives no boot id)
+// is left in place for the views bound to it: CheckPackage checks it
+// before each use. A package made partial by a quarantine is left to its
 // next download.
-func (s *Store) rebuildUnsyncedTree(c cid.Cid) error {
+func (s *Store) rebuildUnsyncedTree(c cid.Cid, mounted bool) error {
 	var rec pkgRecord
 	var found bool
 	if err := s.db.View(func(txn *badger.Txn) (err error) {
@@ -333,6 +344,10 @@ func (s *Store) rebuildUnsyncedTree(c cid.Cid) error {
 				return err
 			}
 		}
+	}
+	if mounted {
+		s.log.Warn("tree written after the last checkpoint is in use by a mount: left in place", "manifest", c)
+		return nil
 	}
 	if err := removeAll(s.TreePath(c)); err != nil {
 		return fmt.Errorf("package %s: tree: %w", c, err)

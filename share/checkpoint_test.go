@@ -11,6 +11,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
+	"golang.org/x/sys/unix"
 )
 
 // openCheckpointed opens a store in checkpoint mode whose interval never
@@ -179,6 +180,26 @@ func TestCheckpointSyncsPartialDownloads(t *testing.T) {
 	}
 	if got := n.Load() - before; got != 0 {
 		t.Errorf("checkpoint after a durable record only: %d syncfs calls, want 0", got)
+	}
+}
+
+// TestCheckpointSyncsSetuidTrees: with checkpoints, a setuid variant
+// (built at an install, covered by no w/ key) is still synced before it
+// is renamed into place.
+func TestCheckpointSyncsSetuidTrees(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("owners need root")
+	}
+	p := archivePkg(t)
+	var n atomic.Int64
+	s := openCheckpointed(t, t.TempDir(), &n)
+	install(t, s, p, "pkg", "1")
+	before := n.Load()
+	if _, err := s.SetuidTree(p.cid); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Load() - before; got == 0 {
+		t.Error("setuid tree built with checkpoints: no syncfs before it was renamed into place")
 	}
 }
 
@@ -360,6 +381,36 @@ func TestPowerCutChecksUnsynced(t *testing.T) {
 			verifyClean(t, s)
 		})
 	}
+
+	// A kernel without a boot id: every unclosed run reads as cut, and a
+	// tree a mount uses (a view's) is left in place, not rebuilt or
+	// removed under the view.
+	t.Run("mounted tree, no boot id", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("bind mounts need root")
+		}
+		dir, s := installCheckpointed(t, p)
+		tree := s.TreePath(p.cid)
+		at := t.TempDir()
+		if err := unix.Mount(tree, at, "", unix.MS_BIND, ""); err != nil {
+			t.Skipf("bind mount: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(at, unix.MNT_DETACH) })
+		before, err := os.Stat(filepath.Join(at, "d", "one"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cutPower(t, s)
+		setBoot(t, "")
+		s = openStore(t, dir)
+		if !s.lastRun.cut {
+			t.Fatal("without a boot id an unclosed run does not read as cut")
+		}
+		after, err := os.Stat(filepath.Join(at, "d", "one"))
+		if err != nil || !os.SameFile(before, after) {
+			t.Errorf("the view's file after Open: %v, same file %v; want the tree left in place", err, err == nil && os.SameFile(before, after))
+		}
+	})
 
 	// A run that synced at each step leaves no torn tree: a tree unknown
 	// to the index still means the index was lost.

@@ -232,7 +232,12 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout in
 	if err := finishDirs(tmp, m, layout); err != nil {
 		return err
 	}
-	if s.waitsForFiles() {
+	// A package's tree waits for no sync with checkpoints: its complete
+	// record carries a w/ key (commitTree), which Open checks after a
+	// power cut. A setuid variant, built at an install and checked by
+	// nothing, is synced as without them.
+	wait := s.waitsForFiles() || (s.sync && setuid)
+	if wait {
 		if err := s.fsync.flush(); err != nil {
 			return err
 		}
@@ -244,7 +249,7 @@ func (s *Store) buildTree(c cid.Cid, m *metadata.Manifest, dst string, layout in
 		return err
 	}
 	ok = true
-	if !s.waitsForFiles() {
+	if !wait {
 		return nil
 	}
 	if parent := filepath.Dir(dst); parent != s.treesSync.dir {

@@ -258,8 +258,7 @@ func scanPackages(txn *badger.Txn, fn func(key string, r *pkgRecord) error) erro
 
 // update runs fn in a read-write transaction, retrying on conflicts. Its
 // writes are durable when it returns: badger syncs each transaction, or,
-// with checkpoints, one shared sync of the file system also syncs the
-// index's logs (syncIndex).
+// with checkpoints, syncIndex syncs the index's logs.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	if err := s.updateTxn(fn); err != nil {
 		return err

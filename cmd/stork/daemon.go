@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -73,10 +72,11 @@ func daemonCommand() *cli.Command {
 			if cfg.ScrubRate == 0 {
 				cfg.ScrubRate = -1 // off
 			}
-			if s := strings.TrimSpace(c.String("checkpoint")); s == "0" {
-				cfg.StoreCheckpoint = -1 // sync at each step
-			} else if cfg.StoreCheckpoint, err = parseDuration(s); err != nil {
+			if cfg.StoreCheckpoint, err = parseDurationOrOff(c.String("checkpoint")); err != nil {
 				return fmt.Errorf("--checkpoint: %w", err)
+			}
+			if cfg.StoreCheckpoint == 0 {
+				cfg.StoreCheckpoint = -1 // sync at each step
 			}
 			if cfg.UploadRate, err = sizeValue(c, "upload-rate"); err != nil {
 				return err

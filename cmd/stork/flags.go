@@ -64,6 +64,15 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// parseDurationOrOff is parseDuration that also takes "0": 0, the
+// feature off (option.ZeroOff).
+func parseDurationOrOff(s string) (time.Duration, error) {
+	if strings.TrimSpace(s) == "0" {
+		return 0, nil
+	}
+	return parseDuration(s)
+}
+
 // parseSize accepts a byte count with an optional K, M, G (binary) suffix.
 func parseSize(s string) (int64, error) {
 	t := strings.ToUpper(strings.TrimSpace(s))

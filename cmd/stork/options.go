@@ -176,7 +176,9 @@ func (o *option) check(v string) error {
 			err = fmt.Errorf("want true or false, got %q", v)
 		}
 	case kindDuration:
-		if !o.ZeroOff || strings.TrimSpace(v) != "0" {
+		if o.ZeroOff {
+			_, err = parseDurationOrOff(v)
+		} else {
 			_, err = parseDuration(v)
 		}
 	case kindSize:
